@@ -1,0 +1,59 @@
+# Two commands on a fresh machine with Python >= 3.11 and make:  `make run`  and  `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+export DATABASE_URL ?= sqlite:///./var/voucher.db
+
+.PHONY: install run serve migrate demo test lint openapi openapi-check clean lock
+
+install: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+## migrate the embedded database, load the demo, print demo keys, serve on 127.0.0.1:8000
+run: install
+	$(BIN)/voucher db upgrade
+	$(BIN)/voucher demo
+	$(BIN)/voucher serve --host 127.0.0.1 --port 8000
+
+serve: install
+	$(BIN)/voucher serve
+
+migrate: install
+	$(BIN)/voucher db upgrade
+
+demo: install
+	$(BIN)/voucher demo
+
+## the whole suite (SQLite; PostgreSQL too when VOUCHER_TEST_POSTGRES_URL is set)
+test: install
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/ruff check services tests migrations
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check services tests migrations
+	$(BIN)/lint-imports --no-cache
+
+## regenerate the committed OpenAPI document from the app
+openapi: install
+	$(BIN)/python -m services.voucher.openapi_doc write
+
+## fail if the committed OpenAPI document differs from the app's
+openapi-check: install
+	$(BIN)/python -m services.voucher.openapi_doc check
+
+## re-pin every dependency (needs the package index)
+lock:
+	$(BIN)/python -m pip install --quiet uv
+	$(BIN)/uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 -o requirements.lock
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache

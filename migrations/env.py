@@ -1,0 +1,62 @@
+"""Alembic environment: the only way the schema is made, on SQLite and PostgreSQL alike.
+
+The URL is, in order: `config.attributes["database_url"]` (set by the CLI and tests), then the
+service's settings (DATABASE_URL). Migrations run through the synchronous drivers.
+"""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import create_engine, pool
+
+from services.voucher import tables  # noqa: F401  (registers every table on the metadata)
+from services.voucher.db import metadata
+from services.voucher.settings import Settings, sync_database_url
+
+config = context.config
+
+
+def _url() -> str:
+    url = config.attributes.get("database_url") or Settings().database_url
+    return sync_database_url(url)
+
+
+def run_migrations_offline() -> None:
+    url = _url()
+    context.configure(
+        url=url,
+        target_metadata=metadata,
+        literal_binds=True,
+        render_as_batch=url.startswith("sqlite"),
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        _run(connection)
+        return
+    engine = create_engine(_url(), poolclass=pool.NullPool)
+    with engine.connect() as conn:
+        _run(conn)
+    engine.dispose()
+
+
+def _run(connection: object) -> None:
+    context.configure(
+        connection=connection,  # type: ignore[arg-type]
+        target_metadata=metadata,
+        render_as_batch=connection.dialect.name == "sqlite",  # type: ignore[attr-defined]
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

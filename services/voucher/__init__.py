@@ -1,0 +1,3 @@
+"""Compute and model voucher subsidy service."""
+
+__version__ = "0.1.0"

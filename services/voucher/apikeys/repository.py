@@ -1,0 +1,84 @@
+"""Every query on principals and API keys."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import Select, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.voucher.actor import Actor
+from services.voucher.db import PageRequest, paginate
+from services.voucher.tables import ApiKey, Principal
+
+
+async def key_with_principal(
+    session: AsyncSession, secret_hash: str
+) -> tuple[ApiKey, Principal] | None:
+    stmt = (
+        select(ApiKey, Principal)
+        .join(Principal, Principal.id == ApiKey.principal_id)
+        .where(ApiKey.secret_hash == secret_hash)
+    )
+    row = (await session.execute(stmt)).first()
+    return None if row is None else (row[0], row[1])
+
+
+def _visible_keys(actor: Actor) -> Select[Any]:
+    stmt = select(ApiKey)
+    if not actor.sees_everything:
+        stmt = stmt.where(ApiKey.principal_id == actor.principal_id)
+    return stmt
+
+
+async def get_key(
+    session: AsyncSession, actor: Actor, key_id: uuid.UUID, *, own_only: bool, for_update: bool = False
+) -> ApiKey | None:
+    stmt = _visible_keys(actor).where(ApiKey.id == key_id)
+    if own_only:
+        stmt = stmt.where(ApiKey.principal_id == actor.principal_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def list_keys(
+    session: AsyncSession, actor: Actor, page: PageRequest, principal_id: uuid.UUID | None
+) -> tuple[Any, str | None]:
+    stmt = _visible_keys(actor)
+    if principal_id is not None:
+        stmt = stmt.where(ApiKey.principal_id == principal_id)
+    return await paginate(session, stmt, ApiKey.id, page)
+
+
+async def get_principal(session: AsyncSession, principal_id: uuid.UUID) -> Principal | None:
+    return await session.get(Principal, principal_id)
+
+
+async def principal_for_tenant(
+    session: AsyncSession, *, enterprise_id: uuid.UUID | None, provider_id: uuid.UUID | None
+) -> Principal | None:
+    stmt = select(Principal)
+    if enterprise_id is not None:
+        stmt = stmt.where(Principal.enterprise_id == enterprise_id)
+    else:
+        stmt = stmt.where(Principal.provider_id == provider_id)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def principals_by_ids(session: AsyncSession, ids: set[uuid.UUID]) -> dict[uuid.UUID, Principal]:
+    if not ids:
+        return {}
+    rows = (await session.execute(select(Principal).where(Principal.id.in_(ids)))).scalars()
+    return {p.id: p for p in rows}
+
+
+async def add(session: AsyncSession, *rows: Any) -> None:
+    session.add_all(rows)
+    await session.flush()
+
+
+async def active_demo_keys(session: AsyncSession, name: str) -> list[ApiKey]:
+    stmt = select(ApiKey).where(ApiKey.name == name, ApiKey.revoked_at.is_(None))
+    return list((await session.execute(stmt)).scalars())

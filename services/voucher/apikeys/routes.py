@@ -1,0 +1,191 @@
+"""API keys over HTTP. Creation and rotation take no Idempotency-Key: their answer holds a
+secret, and secrets are never stored, so there is nothing safe to replay."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.voucher import errors
+from services.voucher.actor import Actor
+from services.voucher.apikeys import service
+from services.voucher.apikeys.rules import Role, Scope
+from services.voucher.apikeys.schemas import (
+    ApiKeyCreate,
+    ApiKeyCreated,
+    ApiKeyPublic,
+    ApiKeyRevoke,
+    ApiKeyRotate,
+    Me,
+)
+from services.voucher.http.auth import current_actor, require
+from services.voucher.http.deps import get_now, get_session
+from services.voucher.http.idempotency import idempotent
+from services.voucher.http.pagination import Page, Paging
+from services.voucher.http.problems import responses
+from services.voucher.tables import ApiKey, Principal
+
+router = APIRouter(prefix="/v1", tags=["api keys"])
+AUTH_ERRORS = (errors.Unauthenticated, errors.InsufficientScope)
+Session = Annotated[AsyncSession, Depends(get_session)]
+Now = Annotated[datetime, Depends(get_now)]
+
+
+def _public(key: ApiKey, principal: Principal, now: datetime) -> ApiKeyPublic:
+    return ApiKeyPublic(
+        id=key.id,
+        name=key.name,
+        prefix=key.prefix,
+        role=Role(principal.role),
+        principal_id=principal.id,
+        principal_name=principal.name,
+        enterprise_id=principal.enterprise_id,
+        provider_id=principal.provider_id,
+        scopes=list(key.scopes),
+        status=service.key_status(key, now),  # type: ignore[arg-type]
+        created_at=key.created_at,
+        expires_at=key.expires_at,
+        revoked_at=key.revoked_at,
+        revoked_reason=key.revoked_reason,
+        rotated_from_id=key.rotated_from_id,
+    )
+
+
+def _created(issued: service.IssuedKey, now: datetime) -> ApiKeyCreated:
+    return ApiKeyCreated(**_public(issued.key, issued.principal, now).model_dump(), key=issued.secret)
+
+
+@router.get(
+    "/me",
+    operation_id="get_me",
+    summary="Who am I: the principal, role and scopes of the calling key",
+    response_model=Me,
+    responses=responses(errors.Unauthenticated),
+)
+async def get_me(actor: Annotated[Actor, Depends(current_actor)]) -> Me:
+    return Me(
+        principal_id=actor.principal_id,
+        role=actor.role,
+        key_id=actor.key_id,
+        scopes=sorted(s.value for s in actor.scopes),
+        enterprise_id=actor.enterprise_id,
+        provider_id=actor.provider_id,
+    )
+
+
+@router.post(
+    "/api-keys",
+    operation_id="create_api_key",
+    summary="Create an API key for an enterprise, provider, auditor or operator",
+    status_code=201,
+    response_model=ApiKeyCreated,
+    responses=responses(*AUTH_ERRORS, errors.NotFound, errors.ValidationFailed),
+)
+async def create_api_key(
+    body: ApiKeyCreate,
+    session: Session,
+    now: Now,
+    actor: Annotated[Actor, Depends(require(Scope.KEYS_WRITE))],
+) -> ApiKeyCreated:
+    issued = await service.issue_key(
+        session,
+        role=body.role,
+        name=body.name,
+        now=now,
+        scopes=[s.value for s in body.scopes] if body.scopes is not None else None,
+        expires_at=body.expires_at,
+        principal_id=body.principal_id,
+        principal_name=body.principal_name,
+        enterprise_id=body.enterprise_id,
+        provider_id=body.provider_id,
+        created_by=actor,
+    )
+    return _created(issued, now)
+
+
+@router.get(
+    "/api-keys",
+    operation_id="list_api_keys",
+    summary="List API keys (operators and auditors: all; others: their own)",
+    response_model=Page[ApiKeyPublic],
+    responses=responses(*AUTH_ERRORS, errors.InvalidCursor),
+)
+async def list_api_keys(
+    session: Session,
+    now: Now,
+    page: Paging,
+    actor: Annotated[Actor, Depends(current_actor)],
+    principal_id: Annotated[uuid.UUID | None, Query(description="Only this principal's keys.")] = None,
+) -> Page[ApiKeyPublic]:
+    if Scope.KEYS_READ not in actor.scopes and Scope.KEYS_SELF not in actor.scopes:
+        raise errors.InsufficientScope("listing keys needs keys:read or keys:self")
+    rows, cursor = await service.list_keys(session, actor, page, principal_id)
+    return Page(items=[_public(k, p, now) for k, p in rows], next_cursor=cursor)
+
+
+@router.get(
+    "/api-keys/{key_id}",
+    operation_id="get_api_key",
+    summary="Read one API key (never its secret)",
+    response_model=ApiKeyPublic,
+    responses=responses(*AUTH_ERRORS, errors.NotFound),
+)
+async def get_api_key(
+    key_id: uuid.UUID,
+    session: Session,
+    now: Now,
+    actor: Annotated[Actor, Depends(current_actor)],
+) -> ApiKeyPublic:
+    key, principal = await service.get_key(session, actor, key_id)
+    return _public(key, principal, now)
+
+
+@router.post(
+    "/api-keys/{key_id}/revoke",
+    operation_id="revoke_api_key",
+    summary="Revoke an API key at once (operators: any key; others: their own)",
+    response_model=ApiKeyPublic,
+    responses=responses(*AUTH_ERRORS, errors.NotFound),
+    dependencies=[Depends(idempotent)],
+)
+async def revoke_api_key(
+    key_id: uuid.UUID,
+    body: ApiKeyRevoke,
+    session: Session,
+    now: Now,
+    actor: Annotated[Actor, Depends(current_actor)],
+) -> ApiKeyPublic:
+    _need_key_management(actor)
+    key, principal = await service.revoke_key(session, actor, key_id, body.reason, now)
+    return _public(key, principal, now)
+
+
+@router.post(
+    "/api-keys/{key_id}/rotate",
+    operation_id="rotate_api_key",
+    summary="Replace an API key with a new one; the old one stops after a grace period",
+    status_code=201,
+    response_model=ApiKeyCreated,
+    responses=responses(*AUTH_ERRORS, errors.NotFound, errors.Conflict),
+)
+async def rotate_api_key(
+    key_id: uuid.UUID,
+    body: ApiKeyRotate,
+    session: Session,
+    now: Now,
+    actor: Annotated[Actor, Depends(current_actor)],
+    response: Response,
+) -> ApiKeyCreated:
+    _need_key_management(actor)
+    issued = await service.rotate_key(session, actor, key_id, body.grace_seconds, now)
+    response.headers["Location"] = f"/v1/api-keys/{issued.key.id}"
+    return _created(issued, now)
+
+
+def _need_key_management(actor: Actor) -> None:
+    if Scope.KEYS_WRITE not in actor.scopes and Scope.KEYS_SELF not in actor.scopes:
+        raise errors.InsufficientScope("managing keys needs keys:write or keys:self")

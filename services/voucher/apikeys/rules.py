@@ -1,0 +1,70 @@
+"""Roles, scopes and key format. Pure.
+
+Each role has a fixed set of scopes it may hold; a key carries a subset of them. Tenant
+isolation (which rows a key sees) is applied in queries from the principal, not from scopes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    OPERATOR = "operator"
+    AUDITOR = "auditor"
+    ENTERPRISE = "enterprise"
+    PROVIDER = "provider"
+
+
+class Scope(StrEnum):
+    PROGRAMMES_READ = "programmes:read"
+    PROGRAMMES_WRITE = "programmes:write"
+    ENTERPRISES_READ = "enterprises:read"
+    ENTERPRISES_WRITE = "enterprises:write"
+    PROVIDERS_READ = "providers:read"
+    PROVIDERS_WRITE = "providers:write"
+    KEYS_READ = "keys:read"
+    KEYS_WRITE = "keys:write"
+    #: Manage (list, rotate, revoke) only the keys of one's own principal.
+    KEYS_SELF = "keys:self"
+
+
+_READ_ALL = {Scope.PROGRAMMES_READ, Scope.ENTERPRISES_READ, Scope.PROVIDERS_READ, Scope.KEYS_READ}
+
+ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
+    Role.OPERATOR: frozenset(Scope),
+    # Auditors read everything and write nothing (verifications and exports come later).
+    Role.AUDITOR: frozenset(_READ_ALL),
+    Role.ENTERPRISE: frozenset({Scope.PROGRAMMES_READ, Scope.ENTERPRISES_READ, Scope.KEYS_SELF}),
+    Role.PROVIDER: frozenset({Scope.PROGRAMMES_READ, Scope.PROVIDERS_READ, Scope.KEYS_SELF}),
+}
+
+KEY_PREFIX = "vk_"
+
+
+def new_key() -> tuple[str, str]:
+    """(full secret key, public prefix). 256 bits of randomness; only the hash is stored."""
+    public = secrets.token_hex(5)
+    secret = secrets.token_urlsafe(32)
+    return f"{KEY_PREFIX}{public}_{secret}", f"{KEY_PREFIX}{public}"
+
+
+def hash_key(key: str) -> str:
+    """SHA-256 is enough for 256-bit random keys: there is nothing to brute-force or salt."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def scopes_for(role: Role, requested: list[str] | None) -> frozenset[Scope]:
+    """The scopes a new key gets: all its role allows, or the requested subset of them."""
+    allowed = ROLE_SCOPES[role]
+    if requested is None:
+        return allowed
+    wanted = {Scope(s) for s in requested}
+    extra = wanted - allowed
+    if extra:
+        raise ValueError(
+            f"role {role.value} cannot hold scope(s): {', '.join(sorted(s.value for s in extra))}"
+        )
+    return frozenset(wanted)

@@ -1,0 +1,240 @@
+"""API keys: create, authenticate, rotate, revoke. Keys are shown once and stored as hashes."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.voucher.actor import Actor
+from services.voucher.apikeys import repository
+from services.voucher.apikeys.rules import Role, Scope, hash_key, new_key, scopes_for
+from services.voucher.db import PageRequest
+from services.voucher.errors import (
+    ApiKeyExpired,
+    ApiKeyRevoked,
+    Conflict,
+    InvalidApiKey,
+    NotFound,
+    ValidationFailed,
+    field_error,
+)
+from services.voucher.tables import ApiKey, Enterprise, Principal, Provider
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    key: ApiKey
+    principal: Principal
+    secret: str
+
+
+def key_status(key: ApiKey, now: datetime) -> str:
+    if key.revoked_at is not None:
+        return "revoked"
+    if key.expires_at is not None and key.expires_at <= now:
+        return "expired"
+    return "active"
+
+
+async def authenticate(session: AsyncSession, presented: str, now: datetime) -> Actor:
+    """The actor behind a presented key; 401 for unknown, revoked or expired keys."""
+    found = await repository.key_with_principal(session, hash_key(presented))
+    if found is None:
+        raise InvalidApiKey("no such API key; check it was copied whole")
+    key, principal = found
+    if key.revoked_at is not None:
+        raise ApiKeyRevoked(f"key {key.prefix} was revoked at {key.revoked_at.isoformat()}")
+    if key.expires_at is not None and key.expires_at <= now:
+        raise ApiKeyExpired(f"key {key.prefix} expired at {key.expires_at.isoformat()}")
+    return Actor(
+        principal_id=principal.id,
+        role=Role(principal.role),
+        key_id=key.id,
+        scopes=frozenset(Scope(s) for s in key.scopes),
+        enterprise_id=principal.enterprise_id,
+        provider_id=principal.provider_id,
+    )
+
+
+async def _principal_for(
+    session: AsyncSession,
+    *,
+    role: Role,
+    principal_id: uuid.UUID | None,
+    principal_name: str | None,
+    enterprise_id: uuid.UUID | None,
+    provider_id: uuid.UUID | None,
+    now: datetime,
+) -> Principal:
+    errors: list[dict[str, Any]] = []
+    if role is Role.ENTERPRISE and enterprise_id is None:
+        errors.append(field_error("enterprise_id", "an enterprise key needs enterprise_id"))
+    if role is Role.PROVIDER and provider_id is None:
+        errors.append(field_error("provider_id", "a provider key needs provider_id"))
+    if role is not Role.ENTERPRISE and enterprise_id is not None:
+        errors.append(field_error("enterprise_id", "only enterprise keys are bound to an enterprise"))
+    if role is not Role.PROVIDER and provider_id is not None:
+        errors.append(field_error("provider_id", "only provider keys are bound to a provider"))
+    if errors:
+        raise ValidationFailed(errors)
+
+    if role in (Role.ENTERPRISE, Role.PROVIDER):
+        tenant: Enterprise | Provider | None
+        if role is Role.ENTERPRISE:
+            tenant = await session.get(Enterprise, enterprise_id)
+        else:
+            tenant = await session.get(Provider, provider_id)
+        if tenant is None:
+            raise NotFound(f"no {role.value} with id {enterprise_id or provider_id}")
+        principal = await repository.principal_for_tenant(
+            session, enterprise_id=enterprise_id, provider_id=provider_id
+        )
+        if principal is None:
+            principal = Principal(
+                role=role.value,
+                name=tenant.name,
+                enterprise_id=enterprise_id,
+                provider_id=provider_id,
+                created_at=now,
+            )
+            await repository.add(session, principal)
+        return principal
+
+    if principal_id is not None:
+        principal = await repository.get_principal(session, principal_id)
+        if principal is None or principal.role != role.value:
+            raise NotFound(f"no {role.value} principal with id {principal_id}")
+        return principal
+    if not principal_name:
+        raise ValidationFailed(
+            [field_error("principal_name", f"name the {role.value} (a person or office) this key is for")]
+        )
+    principal = Principal(role=role.value, name=principal_name, created_at=now)
+    await repository.add(session, principal)
+    return principal
+
+
+async def issue_key(
+    session: AsyncSession,
+    *,
+    role: Role,
+    name: str,
+    now: datetime,
+    scopes: list[str] | None = None,
+    expires_at: datetime | None = None,
+    principal_id: uuid.UUID | None = None,
+    principal_name: str | None = None,
+    enterprise_id: uuid.UUID | None = None,
+    provider_id: uuid.UUID | None = None,
+    created_by: Actor | None = None,
+) -> IssuedKey:
+    """A new key for a principal (found or created). Its scopes never exceed its role's."""
+    if expires_at is not None and expires_at <= now:
+        raise ValidationFailed([field_error("expires_at", "must be in the future")])
+    try:
+        granted = scopes_for(role, scopes)
+    except ValueError as exc:
+        raise ValidationFailed([field_error("scopes", str(exc))]) from exc
+    principal = await _principal_for(
+        session,
+        role=role,
+        principal_id=principal_id,
+        principal_name=principal_name,
+        enterprise_id=enterprise_id,
+        provider_id=provider_id,
+        now=now,
+    )
+    secret, prefix = new_key()
+    key = ApiKey(
+        principal_id=principal.id,
+        name=name,
+        prefix=prefix,
+        secret_hash=hash_key(secret),
+        scopes=sorted(s.value for s in granted),
+        created_at=now,
+        expires_at=expires_at,
+        created_by_key_id=created_by.key_id if created_by else None,
+    )
+    await repository.add(session, key)
+    return IssuedKey(key, principal, secret)
+
+
+async def list_keys(
+    session: AsyncSession, actor: Actor, page: PageRequest, principal_id: uuid.UUID | None = None
+) -> tuple[list[tuple[ApiKey, Principal]], str | None]:
+    """Operators and auditors see every key; others only their own principal's."""
+    keys, cursor = await repository.list_keys(session, actor, page, principal_id)
+    principals = await repository.principals_by_ids(session, {k.principal_id for k in keys})
+    return [(k, principals[k.principal_id]) for k in keys], cursor
+
+
+async def get_key(
+    session: AsyncSession, actor: Actor, key_id: uuid.UUID
+) -> tuple[ApiKey, Principal]:
+    key = await repository.get_key(session, actor, key_id, own_only=False)
+    if key is None:
+        raise NotFound(f"no API key with id {key_id}")
+    principal = await repository.get_principal(session, key.principal_id)
+    assert principal is not None
+    return key, principal
+
+
+async def _key_to_change(
+    session: AsyncSession, actor: Actor, key_id: uuid.UUID
+) -> ApiKey:
+    own_only = Scope.KEYS_WRITE not in actor.scopes
+    key = await repository.get_key(session, actor, key_id, own_only=own_only, for_update=True)
+    if key is None:
+        raise NotFound(f"no API key with id {key_id}")
+    return key
+
+
+async def revoke_key(
+    session: AsyncSession, actor: Actor, key_id: uuid.UUID, reason: str, now: datetime
+) -> tuple[ApiKey, Principal]:
+    """Revocation is immediate and final. Revoking a revoked key is a no-op."""
+    key = await _key_to_change(session, actor, key_id)
+    if key.revoked_at is None:
+        key.revoked_at = now
+        key.revoked_reason = reason
+        await session.flush()
+    principal = await repository.get_principal(session, key.principal_id)
+    assert principal is not None
+    return key, principal
+
+
+async def rotate_key(
+    session: AsyncSession, actor: Actor, key_id: uuid.UUID, grace_seconds: int, now: datetime
+) -> IssuedKey:
+    """A new key with the same principal and scopes; the old one stops working after the grace
+    period (at once when 0), so integrations can switch without downtime."""
+    old = await _key_to_change(session, actor, key_id)
+    if key_status(old, now) != "active":
+        raise Conflict(f"key {old.prefix} is {key_status(old, now)} and cannot be rotated")
+    principal = await repository.get_principal(session, old.principal_id)
+    assert principal is not None
+    secret, prefix = new_key()
+    new = ApiKey(
+        principal_id=old.principal_id,
+        name=old.name,
+        prefix=prefix,
+        secret_hash=hash_key(secret),
+        scopes=list(old.scopes),
+        created_at=now,
+        expires_at=old.expires_at,
+        rotated_from_id=old.id,
+        created_by_key_id=actor.key_id,
+    )
+    if grace_seconds == 0:
+        old.revoked_at = now
+        old.revoked_reason = "rotated"
+    else:
+        ends = now + timedelta(seconds=grace_seconds)
+        old.expires_at = ends if old.expires_at is None else min(old.expires_at, ends)
+    await repository.add(session, new)
+    return IssuedKey(new, principal, secret)
+

@@ -1,0 +1,193 @@
+"""The `voucher` command: serve, db, keys, demo."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from services.voucher.apikeys.rules import Role
+from services.voucher.clock import system_clock
+from services.voucher.settings import Settings, get_settings
+
+app = typer.Typer(
+    no_args_is_help=True, help="Voucher subsidy service.", add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(no_args_is_help=True, help="Database schema (Alembic migrations).")
+keys_app = typer.Typer(no_args_is_help=True, help="API keys.")
+app.add_typer(db_app, name="db")
+app.add_typer(keys_app, name="keys")
+
+T = TypeVar("T")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(work: Callable[[Any], Awaitable[T]], settings: Settings | None = None) -> T:
+    """Run `work(session)` in one unit of work against the configured database."""
+    from services.voucher.db import Database
+
+    async def main() -> T:
+        database = Database(settings or get_settings())
+        try:
+            async with database.unit_of_work(write=True) as session:
+                return await work(session)
+        finally:
+            await database.dispose()
+
+    return asyncio.run(main())
+
+
+def alembic_config(database_url: str | None = None) -> Any:
+    from alembic.config import Config
+
+    config = Config(str(ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(ROOT / "migrations"))
+    config.attributes["database_url"] = database_url or get_settings().database_url
+    return config
+
+
+def _ensure_sqlite_dir(url: str) -> None:
+    if url.startswith("sqlite") and ":///" in url:
+        path = url.split(":///", 1)[1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+    """Apply migrations up to REVISION (default: head)."""
+    from alembic import command
+
+    _ensure_sqlite_dir(get_settings().database_url)
+    command.upgrade(alembic_config(), revision)
+    typer.echo(f"database at {revision}")
+
+
+@db_app.command("downgrade")
+def db_downgrade(revision: Annotated[str, typer.Argument()]) -> None:
+    """Revert migrations down to REVISION (e.g. -1 or base)."""
+    from alembic import command
+
+    command.downgrade(alembic_config(), revision)
+    typer.echo(f"database at {revision}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the database's migration revision."""
+    from alembic import command
+
+    command.current(alembic_config())
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[Role, typer.Option(help="operator, auditor, enterprise or provider")],
+    name: Annotated[str, typer.Option(help="What the key is for.")] = "cli",
+    principal_name: Annotated[str, typer.Option(help="Operator/auditor name.")] = "Programme office",
+    enterprise_id: Annotated[str | None, typer.Option()] = None,
+    provider_id: Annotated[str | None, typer.Option()] = None,
+    expires_in_days: Annotated[int | None, typer.Option(min=1)] = None,
+) -> None:
+    """Create an API key and print it once (bootstraps the first operator key)."""
+    import uuid
+
+    from services.voucher.apikeys import service
+    from services.voucher.errors import DomainError
+
+    now = system_clock()
+
+    async def work(session: Any) -> str:
+        issued = await service.issue_key(
+            session,
+            role=role,
+            name=name,
+            now=now,
+            principal_name=principal_name if role in (Role.OPERATOR, Role.AUDITOR) else None,
+            enterprise_id=uuid.UUID(enterprise_id) if enterprise_id else None,
+            provider_id=uuid.UUID(provider_id) if provider_id else None,
+            expires_at=now + timedelta(days=expires_in_days) if expires_in_days else None,
+        )
+        return f"{issued.key.prefix}\t{issued.key.id}\n{issued.secret}"
+
+    try:
+        typer.echo(_run(work))
+    except DomainError as exc:
+        typer.echo(f"error: {exc.code}: {exc.detail}", err=True)
+        raise typer.Exit(2) from exc
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument()],
+    reason: Annotated[str, typer.Option()] = "revoked with the CLI",
+) -> None:
+    """Revoke a key by id."""
+    import uuid
+
+    from services.voucher.actor import SYSTEM
+    from services.voucher.apikeys import service
+    from services.voucher.errors import DomainError
+
+    async def work(session: Any) -> None:
+        await service.revoke_key(session, SYSTEM, uuid.UUID(key_id), reason, system_clock())
+
+    try:
+        _run(work)
+    except DomainError as exc:
+        typer.echo(f"error: {exc.code}: {exc.detail}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"revoked {key_id}")
+
+
+@app.command("demo")
+def demo() -> None:
+    """Load the demo programme office and print fresh demo API keys (one per role)."""
+    from services.voucher import demo as demo_data
+
+    result = _run(lambda session: demo_data.load(session, system_clock()))
+    typer.echo("Demo loaded:")
+    typer.echo(f"  compute programme  {result.compute_programme.id}  ({result.compute_programme.code})")
+    typer.echo(f"  model programme    {result.model_programme.id}  ({result.model_programme.code})")
+    typer.echo(f"  enterprise         {result.enterprise.id}  USCC {result.enterprise.uscc}")
+    typer.echo(f"  provider           {result.provider.id}  USCC {result.provider.uscc}")
+    typer.echo("Demo API keys (shown once; running the demo again replaces them):")
+    for role, key in result.keys.items():
+        typer.echo(f"  {role:<11} {key}")
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+    workers: Annotated[int, typer.Option(min=1)] = 1,
+) -> None:
+    """Serve the API (uvloop + httptools) and its offline docs at /docs and /redoc."""
+    import uvicorn
+
+    _ensure_sqlite_dir(get_settings().database_url)
+    loop = "uvloop" if sys.platform != "win32" else "asyncio"
+    typer.echo(f"API on http://{host}:{port}/v1  docs on http://{host}:{port}/docs")
+    uvicorn.run(
+        "services.voucher.asgi:app",
+        host=host,
+        port=port,
+        workers=workers,
+        loop=loop,
+        http="httptools",
+        log_level="warning",
+    )
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

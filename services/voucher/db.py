@@ -1,0 +1,187 @@
+"""Engine, column types, naming convention and units of work.
+
+Transactions: a request's session commits when the response is a success and rolls back
+otherwise (see http/unit_of_work.py); services never commit. On SQLite every writing
+transaction starts with BEGIN IMMEDIATE so two writers serialise at BEGIN instead of failing
+at COMMIT; on PostgreSQL value moves under row locks or conditional updates.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import JSON, DateTime, Select, event
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import SQLModel
+
+from services.voucher.errors import InvalidCursor
+from services.voucher.settings import Settings
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = SQLModel.metadata
+metadata.naming_convention = NAMING_CONVENTION
+
+#: JSON everywhere, JSONB on PostgreSQL.
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on both engines.
+
+    SQLite has no time zone type, so UTC is stored naive there; a naive value handed to the
+    database is a bug and is refused rather than guessed.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use aware UTC datetimes")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# SQLSTATEs that mean "you lost a race, retrying may work" on PostgreSQL.
+_TRANSIENT_SQLSTATES = {"40001", "40P01", "55P03", "57014"}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Serialization failure, deadlock, lock or statement timeout, or SQLite's busy lock."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    orig = getattr(exc, "orig", None)
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if sqlstate in _TRANSIENT_SQLSTATES:
+        return True
+    return "database is locked" in str(orig) or "database table is locked" in str(orig)
+
+
+def is_integrity_error(exc: BaseException) -> bool:
+    return isinstance(exc, IntegrityError)
+
+
+class Database:
+    """One engine per process; sessions for reads and for writes."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.is_sqlite = settings.is_sqlite
+        kwargs: dict[str, Any] = {"echo": settings.database_echo}
+        if self.is_sqlite:
+            kwargs["connect_args"] = {"timeout": 30}
+        else:
+            kwargs.update(
+                pool_size=settings.database_pool_size,
+                max_overflow=settings.database_pool_size,
+                pool_pre_ping=True,
+                # A lock wait longer than this is a lost race (409), not a hung request.
+                connect_args={"options": "-c lock_timeout=10000 -c statement_timeout=60000"},
+            )
+        self.engine: AsyncEngine = create_async_engine(settings.database_url, **kwargs)
+        if self.is_sqlite:
+            _configure_sqlite(self.engine)
+        self.write_engine = self.engine.execution_options(voucher_write=True)
+        self._read_sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._write_sessions = async_sessionmaker(self.write_engine, expire_on_commit=False)
+
+    def session(self, *, write: bool) -> AsyncSession:
+        return (self._write_sessions if write else self._read_sessions)()
+
+    @asynccontextmanager
+    async def unit_of_work(self, *, write: bool = True) -> AsyncIterator[AsyncSession]:
+        """A transaction of its own: commits if the block succeeds, rolls back if it raises."""
+        async with self.session(write=write) as session, session.begin():
+            yield session
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in (
+            "PRAGMA journal_mode=WAL",
+            "PRAGMA synchronous=NORMAL",
+            "PRAGMA foreign_keys=ON",
+            "PRAGMA busy_timeout=30000",
+        ):
+            cursor.execute(pragma)
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        immediate = conn.get_execution_options().get("voucher_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+# -- cursor pagination ----------------------------------------------------------------------
+#
+# Every list is ordered by its time-ordered UUID primary key, so "after this id" is a stable
+# cursor: rows inserted later appear on later pages, none is skipped or repeated.
+
+_CURSOR_VERSION = "c1:"
+Row = TypeVar("Row")
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    limit: int
+    after: uuid.UUID | None = None
+
+
+def encode_cursor(last_id: uuid.UUID) -> str:
+    raw = (_CURSOR_VERSION + last_id.hex).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> uuid.UUID:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if not raw.startswith(_CURSOR_VERSION):
+            raise ValueError(raw)
+        return uuid.UUID(hex=raw[len(_CURSOR_VERSION) :])
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise InvalidCursor(
+            "the cursor is not one this service issued; start again without `cursor`"
+        ) from exc
+
+
+async def paginate(
+    session: AsyncSession, stmt: Select[Any], id_column: Any, page: PageRequest
+) -> tuple[Sequence[Any], str | None]:
+    """Run `stmt` (already filtered) one page at a time, ordered by `id_column`."""
+    if page.after is not None:
+        stmt = stmt.where(id_column > page.after)
+    rows = (await session.execute(stmt.order_by(id_column).limit(page.limit + 1))).scalars().all()
+    if len(rows) > page.limit:
+        rows = rows[: page.limit]
+        return rows, encode_cursor(rows[-1].id)
+    return rows, None

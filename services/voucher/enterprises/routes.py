@@ -1,0 +1,123 @@
+"""Enterprises over HTTP: operators register and edit; an enterprise reads only itself."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.voucher import errors
+from services.voucher.actor import Actor
+from services.voucher.apikeys.rules import Scope
+from services.voucher.enterprises import service
+from services.voucher.enterprises.schemas import EnterpriseCreate, EnterprisePublic, EnterpriseUpdate
+from services.voucher.http.auth import require
+from services.voucher.http.conditional import check_if_match, etag
+from services.voucher.http.deps import get_now, get_session
+from services.voucher.http.idempotency import idempotent
+from services.voucher.http.pagination import Page, Paging
+from services.voucher.http.problems import responses
+from services.voucher.tables import Enterprise
+
+router = APIRouter(prefix="/v1/enterprises", tags=["enterprises"])
+Session = Annotated[AsyncSession, Depends(get_session)]
+Now = Annotated[datetime, Depends(get_now)]
+Reader = Annotated[Actor, Depends(require(Scope.ENTERPRISES_READ))]
+Writer = Annotated[Actor, Depends(require(Scope.ENTERPRISES_WRITE))]
+AUTH = (errors.Unauthenticated, errors.InsufficientScope)
+
+
+def _public(enterprise: Enterprise, response: Response | None = None) -> EnterprisePublic:
+    if response is not None:
+        response.headers["ETag"] = etag(enterprise.version)
+    return EnterprisePublic.model_validate(enterprise, from_attributes=True)
+
+
+def _columns(body: EnterpriseCreate | EnterpriseUpdate, *, exclude_unset: bool = False) -> dict[str, Any]:
+    """JSON-ready values for the JSON columns, but a real date for the one DATE column."""
+    data = body.model_dump(mode="json", exclude_unset=exclude_unset)
+    if "founded_on" in data:
+        data["founded_on"] = body.founded_on
+    return data
+
+
+@router.post(
+    "",
+    operation_id="register_enterprise",
+    summary="Register an enterprise (USCC check character verified)",
+    status_code=201,
+    response_model=EnterprisePublic,
+    responses=responses(*AUTH, errors.AlreadyExists, errors.ValidationFailed,
+                        errors.IdempotencyKeyReused, errors.IdempotencyRequestInProgress),
+    dependencies=[Depends(idempotent)],
+)
+async def register_enterprise(
+    body: EnterpriseCreate, session: Session, now: Now, actor: Writer, response: Response
+) -> EnterprisePublic:
+    enterprise = await service.register(session, _columns(body), now)
+    response.headers["Location"] = f"/v1/enterprises/{enterprise.id}"
+    return _public(enterprise, response)
+
+
+@router.get(
+    "",
+    operation_id="list_enterprises",
+    summary="List enterprises (an enterprise key sees only itself)",
+    response_model=Page[EnterprisePublic],
+    responses=responses(*AUTH, errors.InvalidCursor),
+)
+async def list_enterprises(
+    session: Session,
+    actor: Reader,
+    page: Paging,
+    region_code: Annotated[str | None, Query(pattern=r"^[0-9]{6}$")] = None,
+    uscc: Annotated[str | None, Query(max_length=18)] = None,
+) -> Page[EnterprisePublic]:
+    rows, cursor = await service.list_enterprises(
+        session, actor, page, region_code=region_code, uscc=uscc.upper() if uscc else None
+    )
+    return Page(items=[_public(e) for e in rows], next_cursor=cursor)
+
+
+@router.get(
+    "/{enterprise_id}",
+    operation_id="get_enterprise",
+    summary="Read an enterprise",
+    response_model=EnterprisePublic,
+    responses=responses(*AUTH, errors.NotFound),
+)
+async def get_enterprise(
+    enterprise_id: uuid.UUID, session: Session, actor: Reader, response: Response
+) -> EnterprisePublic:
+    return _public(await service.get_enterprise(session, actor, enterprise_id), response)
+
+
+@router.patch(
+    "/{enterprise_id}",
+    operation_id="update_enterprise",
+    summary="Change an enterprise's facts (If-Match required)",
+    response_model=EnterprisePublic,
+    responses=responses(*AUTH, errors.NotFound, errors.PreconditionFailed,
+                        errors.PreconditionRequired),
+)
+async def update_enterprise(
+    enterprise_id: uuid.UUID,
+    body: EnterpriseUpdate,
+    session: Session,
+    now: Now,
+    actor: Writer,
+    response: Response,
+    if_match: Annotated[str | None, Header(description="The ETag you read.")] = None,
+) -> EnterprisePublic:
+    enterprise = await service.update(
+        session,
+        actor,
+        enterprise_id,
+        _columns(body, exclude_unset=True),
+        check_version=lambda version: check_if_match(if_match, version),
+        now=now,
+    )
+    return _public(enterprise, response)

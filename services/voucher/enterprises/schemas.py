@@ -1,0 +1,96 @@
+"""Enterprise request and response models."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.voucher.money import MAX_AMOUNT
+from services.voucher.registry_schemas import PatchModel, RelatedParty, Uscc
+
+RegionCode = Field(pattern=r"^[1-9][0-9]{5}$", description="6-digit administrative division.")
+
+EXAMPLE: dict[str, Any] = {
+    "uscc": "91330110MA2H0W1P48",
+    "name": "杭州未来算法科技有限公司",
+    "region_code": "330110",
+    "headcount": 42,
+    "annual_revenue": 1_250_000_000,
+    "founded_on": "2021-03-15",
+    "industry_code": "I6513",
+    "certifications": ["high_tech", "sme"],
+    "blacklist_records": [],
+    "related_parties": [{"role": "legal_representative", "party_id": "sha256:9f2c1a7b3e5d8c40"}],
+}
+
+
+class BlacklistRecord(BaseModel):
+    """A 失信 (dishonesty) record: when it was recorded, by whom, and whether it was lifted."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    recorded_on: date
+    authority: str = Field(min_length=1, max_length=200)
+    reason: str = Field(default="", max_length=1000)
+    lifted_on: date | None = None
+
+
+class EnterpriseFields(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    region_code: str = RegionCode
+    headcount: int | None = Field(default=None, ge=0, le=10_000_000)
+    annual_revenue: int | None = Field(default=None, ge=0, le=MAX_AMOUNT, description="In fen.")
+    founded_on: date | None = None
+    industry_code: str | None = Field(default=None, max_length=16)
+    certifications: list[str] = Field(default_factory=list, max_length=50)
+    blacklist_records: list[BlacklistRecord] = Field(default_factory=list, max_length=100)
+    related_parties: list[RelatedParty] = Field(default_factory=list, max_length=200)
+
+
+class EnterpriseCreate(EnterpriseFields):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE]})
+
+    uscc: Uscc
+
+
+class EnterpriseUpdate(PatchModel):
+    nullable = frozenset({"headcount", "annual_revenue", "founded_on", "industry_code"})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"headcount": 55, "certifications": ["high_tech", "sme"]}]},
+    )
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    region_code: str | None = RegionCode
+    headcount: int | None = Field(default=None, ge=0, le=10_000_000)
+    annual_revenue: int | None = Field(default=None, ge=0, le=MAX_AMOUNT)
+    founded_on: date | None = None
+    industry_code: str | None = Field(default=None, max_length=16)
+    certifications: list[str] | None = Field(default=None, max_length=50)
+    blacklist_records: list[BlacklistRecord] | None = Field(default=None, max_length=100)
+    related_parties: list[RelatedParty] | None = Field(default=None, max_length=200)
+
+
+class EnterprisePublic(EnterpriseFields):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    **EXAMPLE,
+                    "id": "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e14",
+                    "version": 1,
+                    "created_at": "2026-11-26T06:00:00Z",
+                    "updated_at": "2026-11-26T06:00:00Z",
+                }
+            ]
+        }
+    )
+
+    id: uuid.UUID
+    uscc: str
+    version: int
+    created_at: datetime
+    updated_at: datetime

@@ -1,0 +1,69 @@
+"""Enterprise registry use cases."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.voucher.actor import Actor
+from services.voucher.db import PageRequest
+from services.voucher.enterprises import repository
+from services.voucher.errors import AlreadyExists, NotFound
+from services.voucher.tables import Enterprise
+
+
+async def register(session: AsyncSession, data: dict[str, Any], now: datetime) -> Enterprise:
+    """One record per USCC: registering the same code twice is refused."""
+    if await repository.uscc_taken(session, data["uscc"]):
+        raise AlreadyExists(f"an enterprise with USCC {data['uscc']} is already registered")
+    enterprise = Enterprise(**data, created_at=now, updated_at=now)
+    await repository.add(session, enterprise)
+    return enterprise
+
+
+async def get_enterprise(
+    session: AsyncSession, actor: Actor, enterprise_id: uuid.UUID, *, for_update: bool = False
+) -> Enterprise:
+    """404 both when it does not exist and when it is someone else's: existence never leaks."""
+    enterprise = await repository.get(session, actor, enterprise_id, for_update=for_update)
+    if enterprise is None:
+        raise NotFound(f"no enterprise with id {enterprise_id}")
+    return enterprise
+
+
+async def list_enterprises(
+    session: AsyncSession,
+    actor: Actor,
+    page: PageRequest,
+    *,
+    region_code: str | None = None,
+    uscc: str | None = None,
+) -> tuple[list[Enterprise], str | None]:
+    rows, cursor = await repository.list_page(session, actor, page, region_code=region_code, uscc=uscc)
+    return list(rows), cursor
+
+
+async def update(
+    session: AsyncSession,
+    actor: Actor,
+    enterprise_id: uuid.UUID,
+    changes: dict[str, Any],
+    *,
+    check_version: Callable[[int], None],
+    now: datetime,
+) -> Enterprise:
+    """Partial update under a row lock after the caller's ETag check."""
+    enterprise = await get_enterprise(session, actor, enterprise_id, for_update=True)
+    check_version(enterprise.version)
+    changed = {k: v for k, v in changes.items() if getattr(enterprise, k) != v}
+    if changed:
+        for field, value in changed.items():
+            setattr(enterprise, field, value)
+        enterprise.version += 1
+        enterprise.updated_at = now
+        await session.flush()
+    return enterprise

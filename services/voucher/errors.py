@@ -1,0 +1,171 @@
+"""Domain errors: each failure the service can explain has a class with a stable `code`.
+
+Pure module (no framework). `http/problems.py` renders any DomainError as RFC 9457
+problem+json; routes list the classes they can raise so they appear in the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class DomainError(Exception):
+    code: ClassVar[str] = "domain_error"
+    title: ClassVar[str] = "The request was refused"
+    status: ClassVar[int] = 409
+    #: A transient refusal (lost race, lock timeout) is not stored as the idempotent answer:
+    #: the same request may succeed when retried.
+    transient: ClassVar[bool] = False
+
+    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+        self.detail = detail or self.title
+        self.extra = extra
+        super().__init__(self.detail)
+
+
+# -- 4xx: the request itself -------------------------------------------------------------
+
+
+class ValidationFailed(DomainError):
+    """Business-level field validation (the shape was fine, a value is not acceptable)."""
+
+    code = "validation_failed"
+    title = "The request has invalid fields"
+    status = 422
+
+    def __init__(self, errors: list[dict[str, Any]], detail: str | None = None) -> None:
+        super().__init__(detail or f"{len(errors)} field(s) are invalid", errors=errors)
+
+
+class InvalidCursor(DomainError):
+    code = "invalid_cursor"
+    title = "The pagination cursor is not valid"
+    status = 422
+
+
+class NotFound(DomainError):
+    code = "not_found"
+    title = "Resource not found"
+    status = 404
+
+
+class Conflict(DomainError):
+    code = "conflict"
+    title = "The request conflicts with the current state"
+    status = 409
+
+
+class AlreadyExists(Conflict):
+    code = "already_exists"
+    title = "A resource with the same identity already exists"
+
+
+class InvalidTransition(Conflict):
+    code = "invalid_transition"
+    title = "That state change is not allowed from the current state"
+
+
+class TermsFrozen(Conflict):
+    code = "terms_frozen"
+    title = "These fields can no longer be changed"
+
+
+class ConcurrentUpdate(Conflict):
+    code = "concurrent_update"
+    title = "Another request changed or locked the same data; retry"
+    transient = True
+
+
+class PreconditionFailed(DomainError):
+    code = "precondition_failed"
+    title = "The resource changed since you read it"
+    status = 412
+
+
+class PreconditionRequired(DomainError):
+    code = "precondition_required"
+    title = "This update needs an If-Match header"
+    status = 428
+
+
+# -- authentication and authorisation -------------------------------------------------------
+
+
+class Unauthenticated(DomainError):
+    code = "unauthenticated"
+    title = "Authentication required"
+    status = 401
+
+
+class InvalidApiKey(Unauthenticated):
+    code = "invalid_api_key"
+    title = "The API key is not valid"
+
+
+class ApiKeyExpired(Unauthenticated):
+    code = "api_key_expired"
+    title = "The API key has expired"
+
+
+class ApiKeyRevoked(Unauthenticated):
+    code = "api_key_revoked"
+    title = "The API key has been revoked"
+
+
+class Forbidden(DomainError):
+    code = "forbidden"
+    title = "This key may not do that"
+    status = 403
+
+
+class InsufficientScope(Forbidden):
+    code = "insufficient_scope"
+    title = "The API key lacks the scope this operation needs"
+
+
+# -- idempotency -----------------------------------------------------------------------------
+
+
+class IdempotencyKeyReused(DomainError):
+    code = "idempotency_key_reused"
+    title = "This Idempotency-Key was used with a different request"
+    status = 422
+
+
+class IdempotencyRequestInProgress(DomainError):
+    code = "idempotency_request_in_progress"
+    title = "A request with this Idempotency-Key is still being processed"
+    status = 409
+    transient = True
+
+
+class InvalidIdempotencyKey(DomainError):
+    code = "invalid_idempotency_key"
+    title = "The Idempotency-Key header is not acceptable"
+    status = 422
+
+
+class IdempotencyKeyRequired(DomainError):
+    code = "idempotency_key_required"
+    title = "This operation moves value and needs an Idempotency-Key header"
+    status = 428
+
+
+class ProviderKindMismatch(Conflict):
+    code = "provider_kind_mismatch"
+    title = "The provider does not offer this programme's kind of service"
+
+
+class EnrolmentClosed(Conflict):
+    code = "enrolment_closed"
+    title = "The programme no longer accepts provider enrolments"
+
+
+def field_error(pointer: str, message: str, type_: str = "invalid", location: str = "body") -> dict[str, Any]:
+    """One entry of a 422 problem's `errors` list, in the same shape as schema validation's."""
+    return {
+        "location": location,
+        "pointer": "/" + pointer.lstrip("/"),
+        "message": message,
+        "type": type_,
+    }

@@ -1,0 +1,60 @@
+"""Bearer API keys -> Actor, and scope checks.
+
+The key is looked up by its SHA-256 in a short read transaction of its own (not the request's
+unit of work), so authentication never holds a write lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from services.voucher.actor import Actor
+from services.voucher.apikeys import service as apikeys
+from services.voucher.apikeys.rules import Scope
+from services.voucher.db import Database
+from services.voucher.errors import InsufficientScope, Unauthenticated
+from services.voucher.http.deps import get_database, get_now
+
+bearer = HTTPBearer(
+    auto_error=False,
+    description="An API key: `Authorization: Bearer vk_…`. Operators create keys; the first "
+    "operator key comes from `voucher keys create --role operator`.",
+)
+
+
+async def current_actor(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    db: Annotated[Database, Depends(get_database)],
+    now: Annotated[datetime, Depends(get_now)],
+) -> Actor:
+    if credentials is None or not credentials.credentials:
+        raise Unauthenticated(
+            "send an API key as `Authorization: Bearer <key>`"
+        )
+    async with db.unit_of_work(write=False) as session:
+        actor = await apikeys.authenticate(session, credentials.credentials, now)
+    request.scope["state"]["actor"] = actor
+    return actor
+
+
+def require(*scopes: Scope) -> Callable[..., Awaitable[Actor]]:
+    """A dependency that authenticates and checks the key holds every one of `scopes`."""
+
+    async def dependency(actor: Annotated[Actor, Depends(current_actor)]) -> Actor:
+        missing = [s.value for s in scopes if s not in actor.scopes]
+        if missing:
+            raise InsufficientScope(
+                f"this operation needs scope {', '.join(missing)}; the key's role is "
+                f"{actor.role.value}",
+                required_scopes=[s.value for s in scopes],
+            )
+        return actor
+
+    dependency.__name__ = "require_" + "_".join(s.value.replace(":", "_") for s in scopes)
+    return dependency

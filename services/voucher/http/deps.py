@@ -1,0 +1,37 @@
+"""Request-scoped dependencies: the session, the clock, the settings."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.voucher.db import Database
+from services.voucher.http.unit_of_work import RequestUnit
+from services.voucher.settings import Settings
+
+
+def get_unit(request: Request) -> RequestUnit:
+    unit: RequestUnit = request.scope["state"]["unit"]
+    return unit
+
+
+def get_session(request: Request) -> AsyncSession:
+    """The request's session; the unit of work commits or rolls it back."""
+    return get_unit(request).session
+
+
+def get_database(request: Request) -> Database:
+    db: Database = request.app.state.database
+    return db
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_now(request: Request) -> datetime:
+    """The request's 'now', from the app's clock (tests move it by hand)."""
+    return request.app.state.clock()  # type: ignore[no-any-return]

@@ -1,0 +1,37 @@
+"""Cursor pagination for every list: `limit` and `cursor` in, `items` and `next_cursor` out."""
+
+from __future__ import annotations
+
+from typing import Annotated, Generic, TypeVar
+
+from fastapi import Depends, Query, Request
+from pydantic import BaseModel, Field
+
+from services.voucher.db import PageRequest, decode_cursor
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` to get the next page; null on the last page."
+    )
+
+
+def page_request(
+    request: Request,
+    limit: Annotated[
+        int | None,
+        Query(ge=1, le=1000, description="Items per page (default 50, at most 200)."),
+    ] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=512, description="`next_cursor` of the previous page.")
+    ] = None,
+) -> PageRequest:
+    settings = request.app.state.settings
+    size = min(limit or settings.page_limit_default, settings.page_limit_max)
+    return PageRequest(limit=size, after=decode_cursor(cursor) if cursor else None)
+
+
+Paging = Annotated[PageRequest, Depends(page_request)]

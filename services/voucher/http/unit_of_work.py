@@ -1,0 +1,238 @@
+"""One unit of work per request, and the request id.
+
+A pure ASGI middleware. For writing methods it buffers the response, and commits the
+request's session only if the response is a success — after storing the idempotent answer in
+the same transaction — so a client never sees a success for a change that did not commit.
+Errors roll back and answer with problem+json; unexpected exceptions are logged with their
+traceback and answered with a 500 that says nothing about the internals.
+Reads stream through (exports must not be buffered) and their session is closed at the end.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from services.voucher import errors
+from services.voucher.clock import Clock
+from services.voucher.db import Database, is_integrity_error, is_transient
+from services.voucher.http.problems import PROBLEM_MEDIA_TYPE, internal_error_body, problem_body
+from services.voucher.idempotency import service as idempotency
+from services.voucher.observability import REQUEST_ID, new_request_id
+
+log = logging.getLogger("voucher.http")
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class RequestUnit:
+    """The request's lazily opened session plus its idempotency claim, if any."""
+
+    def __init__(self, database: Database, *, write: bool) -> None:
+        self.database = database
+        self.write = write
+        self._session: AsyncSession | None = None
+        self.claim: idempotency.Claim | None = None
+
+    @property
+    def session(self) -> AsyncSession:
+        if self._session is None:
+            self._session = self.database.session(write=self.write)
+        return self._session
+
+    async def commit(self) -> None:
+        if self._session is not None:
+            await self._session.commit()
+
+    async def close(self) -> None:
+        """Roll back whatever was not committed and return the connection."""
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
+
+
+def _with_headers(start: Message, extra: list[tuple[bytes, bytes]], drop: set[bytes]) -> Message:
+    headers = [(k, v) for k, v in start.get("headers", []) if k.lower() not in drop]
+    return {**start, "headers": headers + extra}
+
+
+class UnitOfWorkMiddleware:
+    def __init__(self, app: ASGIApp, database: Database, clock: Clock) -> None:
+        self.app = app
+        self.database = database
+        self.clock = clock
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = new_request_id(_header(scope, b"x-request-id"))
+        token = REQUEST_ID.set(request_id)
+        unit = RequestUnit(self.database, write=scope["method"] not in SAFE_METHODS)
+        scope.setdefault("state", {})["unit"] = unit
+        rid = (b"x-request-id", request_id.encode())
+        try:
+            if unit.write:
+                await self._buffered(scope, receive, send, unit, rid)
+            else:
+                await self._streamed(scope, receive, send, unit, rid)
+        finally:
+            await unit.close()
+            REQUEST_ID.reset(token)
+
+    async def _streamed(
+        self, scope: Scope, receive: Receive, send: Send, unit: RequestUnit, rid: Any
+    ) -> None:
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message = _with_headers(message, [rid], set())
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            if started:
+                raise
+            status, body = self._failure(exc, scope)
+            await self._send(send, status, body, PROBLEM_MEDIA_TYPE, rid)
+
+    async def _buffered(
+        self, scope: Scope, receive: Receive, send: Send, unit: RequestUnit, rid: Any
+    ) -> None:
+        start: Message | None = None
+        chunks: list[bytes] = []
+
+        async def capture(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                start = message
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        try:
+            await self.app(scope, receive, capture)
+        except Exception as exc:
+            await unit.close()
+            await self._release(unit)
+            status, body = self._failure(exc, scope)
+            await self._send(send, status, body, PROBLEM_MEDIA_TYPE, rid)
+            return
+
+        assert start is not None
+        status = int(start["status"])
+        body = b"".join(chunks)
+        content_type = _content_type(start)
+        if status < 400:
+            try:
+                if unit.claim is not None:
+                    owned = await idempotency.complete(
+                        unit.session,
+                        unit.claim,
+                        status=status,
+                        body=body,
+                        content_type=content_type,
+                        now=self.clock(),
+                    )
+                    if not owned:
+                        raise errors.ConcurrentUpdate(
+                            "this request outlived its Idempotency-Key lock and another attempt "
+                            "took over; nothing was changed by this one"
+                        )
+                await unit.commit()
+            except Exception as exc:
+                await unit.close()
+                if not isinstance(exc, errors.ConcurrentUpdate):
+                    await self._release(unit)
+                status, body = self._failure(exc, scope)
+                await self._send(send, status, body, PROBLEM_MEDIA_TYPE, rid)
+                return
+        else:
+            await unit.close()
+            if unit.claim is not None:
+                if scope["state"].get("store_error_response") and status < 500:
+                    await idempotency.store_refusal(
+                        self.database,
+                        unit.claim,
+                        status=status,
+                        body=body,
+                        content_type=content_type,
+                        now=self.clock(),
+                    )
+                else:
+                    await self._release(unit)
+        start = _with_headers(
+            start,
+            [rid, (b"content-length", str(len(body)).encode())],
+            {b"content-length", b"x-request-id"},
+        )
+        await send(start)
+        await send({"type": "http.response.body", "body": body})
+
+    async def _release(self, unit: RequestUnit) -> None:
+        if unit.claim is None:
+            return
+        try:
+            await idempotency.release(self.database, unit.claim)
+        except Exception:  # the claim then ages out after the lock timeout
+            log.exception("could not release idempotency claim %s", unit.claim.record_id)
+
+    def _failure(self, exc: Exception, scope: Scope) -> tuple[int, bytes]:
+        """An exception that escaped the handlers, as a problem (never a traceback)."""
+        path = scope.get("path", "")
+        if isinstance(exc, errors.DomainError):
+            err = exc
+        elif is_transient(exc):
+            err = errors.ConcurrentUpdate()
+        elif is_integrity_error(exc):
+            err = errors.Conflict(
+                "the change conflicts with data written at the same time "
+                "(a duplicate or a reference that no longer exists); nothing was changed"
+            )
+        else:
+            log.error("unhandled error on %s %s", scope["method"], path, exc_info=exc)
+            return 500, internal_error_body(path)
+        log.info("refused %s %s: %s", scope["method"], path, err.code)
+        return err.status, problem_body(
+            status=err.status,
+            code=err.code,
+            title=err.title,
+            detail=err.detail,
+            instance=path,
+            extra=err.extra,
+        )
+
+    async def _send(
+        self, send: Send, status: int, body: bytes, content_type: str, rid: Any
+    ) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", content_type.encode()),
+                    (b"content-length", str(len(body)).encode()),
+                    rid,
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def _content_type(start: Message) -> str | None:
+    for key, value in start.get("headers", []):
+        if key.lower() == b"content-type":
+            return str(value.decode("latin-1"))
+    return None

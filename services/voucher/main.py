@@ -1,0 +1,91 @@
+"""create_app(): settings, database, routers, error handlers, middleware — nothing else."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from services.voucher import __version__
+from services.voucher.apikeys import routes as apikeys
+from services.voucher.clock import Clock, system_clock
+from services.voucher.db import Database
+from services.voucher.enterprises import routes as enterprises
+from services.voucher.http import docs, idempotency, meta, problems
+from services.voucher.http.unit_of_work import UnitOfWorkMiddleware
+from services.voucher.observability import configure_logging
+from services.voucher.programmes import routes as programmes
+from services.voucher.providers import routes as providers
+from services.voucher.settings import Settings, get_settings
+
+DESCRIPTION = """\
+Issue, redeem, settle and audit compute vouchers (算力券) and model vouchers (模型券).
+
+* Amounts are integers in the unit's minor unit (CNY: fen) with an explicit `unit`.
+* Errors are RFC 9457 `application/problem+json` with a stable `code`; `GET /v1/problems`
+  lists them all.
+* Authenticate with `Authorization: Bearer <api key>`.
+* Send an `Idempotency-Key` with POSTs so retries are safe.
+* Lists page with `limit` and `cursor` → `next_cursor`.
+"""
+
+
+def create_app(settings: Settings | None = None, *, clock: Clock = system_clock) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level)
+    database = Database(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await database.dispose()
+
+    app = FastAPI(
+        title="Voucher service",
+        version=__version__,
+        description=DESCRIPTION,
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.database = database
+    app.state.clock = clock
+
+    problems.install(app)
+    idempotency.install(app)
+    app.add_middleware(UnitOfWorkMiddleware, database=database, clock=clock)
+
+    for module in (meta, apikeys, programmes, enterprises, providers):
+        app.include_router(module.router)
+    if settings.docs_enabled:
+        docs.install(app)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+        )
+        schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = (
+            problems.Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+        )
+        _lift_defs(schema)
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+def _lift_defs(schema: dict[str, Any]) -> None:
+    """Move nested `$defs` of the Problem schema into components (OpenAPI has no `$defs` there)."""
+    components = schema["components"]["schemas"]
+    problem = components["Problem"]
+    for name, definition in problem.pop("$defs", {}).items():
+        components.setdefault(name, definition)

@@ -1,0 +1,59 @@
+"""Amounts, units and THE rounding rule. Pure: integers only, no float, no Decimal.
+
+Every amount is an integer count of its unit's minor unit: CNY in fen (1/100 yuan),
+GPU_HOUR in thousandths of an hour, TOKEN in whole tokens. Rates are integer basis points
+(10000 = 100 %). The one rounding rule is floor: a subsidy never exceeds its exact value.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+BPS_DENOMINATOR = 10_000
+#: Amounts live in BIGINT columns; keep every value and every intermediate product below this.
+MAX_AMOUNT = 10**15  # 10 trillion yuan in fen: far beyond any programme, far below 2**63
+
+
+class Unit(StrEnum):
+    CNY = "CNY"
+    GPU_HOUR = "GPU_HOUR"
+    TOKEN = "TOKEN"
+
+
+#: Decimal places between the unit and its minor unit.
+MINOR_EXPONENT: dict[Unit, int] = {Unit.CNY: 2, Unit.GPU_HOUR: 3, Unit.TOKEN: 0}
+MINOR_NAME: dict[Unit, str] = {Unit.CNY: "fen", Unit.GPU_HOUR: "milli-GPU-hour", Unit.TOKEN: "token"}
+
+
+def check_amount(value: int, *, allow_zero: bool = True) -> int:
+    """An amount is a non-negative int (bool is refused) no larger than MAX_AMOUNT."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError("amounts are integers in the unit's minor unit")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ValueError("amount must be positive" if not allow_zero else "amount must not be negative")
+    if value > MAX_AMOUNT:
+        raise ValueError(f"amount exceeds the maximum of {MAX_AMOUNT}")
+    return value
+
+
+def check_bps(value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError("rates are integer basis points")
+    if not 0 <= value <= BPS_DENOMINATOR:
+        raise ValueError("a rate is between 0 and 10000 basis points")
+    return value
+
+
+def apply_rate(amount: int, rate_bps: int) -> int:
+    """floor(amount × rate / 10000): the rounding rule for every subsidy computation."""
+    check_amount(amount)
+    check_bps(rate_bps)
+    return amount * rate_bps // BPS_DENOMINATOR
+
+
+def format_major(amount: int, unit: Unit) -> str:
+    """The amount in whole units as text with every minor digit, e.g. 123456 fen -> '1234.56'."""
+    exponent = MINOR_EXPONENT[unit]
+    sign = "-" if amount < 0 else ""
+    whole, minor = divmod(abs(amount), 10**exponent)
+    return f"{sign}{whole}.{minor:0{exponent}d}" if exponent else f"{sign}{whole}"

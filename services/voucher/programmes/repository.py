@@ -1,0 +1,85 @@
+"""Every query on programmes and enrolments."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import Select, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.voucher.actor import Actor
+from services.voucher.db import PageRequest, paginate
+from services.voucher.programmes.rules import ProgrammeStatus
+from services.voucher.tables import Programme, ProgrammeEnrolment, Provider
+
+
+def _visible(actor: Actor) -> Select[Any]:
+    """Drafts are the programme office's work in progress: only operators and auditors see them."""
+    stmt = select(Programme)
+    if not actor.sees_everything:
+        stmt = stmt.where(Programme.status != ProgrammeStatus.DRAFT.value)
+    return stmt
+
+
+async def get(
+    session: AsyncSession, actor: Actor, programme_id: uuid.UUID, *, for_update: bool = False
+) -> Programme | None:
+    stmt = _visible(actor).where(Programme.id == programme_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def code_taken(session: AsyncSession, code: str) -> bool:
+    return (await session.execute(select(Programme.id).where(Programme.code == code))).first() is not None
+
+
+async def list_page(
+    session: AsyncSession,
+    actor: Actor,
+    page: PageRequest,
+    *,
+    status: str | None,
+    kind: str | None,
+) -> tuple[Any, str | None]:
+    stmt = _visible(actor)
+    if status is not None:
+        stmt = stmt.where(Programme.status == status)
+    if kind is not None:
+        stmt = stmt.where(Programme.kind == kind)
+    return await paginate(session, stmt, Programme.id, page)
+
+
+async def add(session: AsyncSession, row: Any) -> None:
+    session.add(row)
+    await session.flush()
+
+
+async def enrolment(
+    session: AsyncSession, programme_id: uuid.UUID, provider_id: uuid.UUID, *, for_update: bool = False
+) -> ProgrammeEnrolment | None:
+    stmt = select(ProgrammeEnrolment).where(
+        ProgrammeEnrolment.programme_id == programme_id,
+        ProgrammeEnrolment.provider_id == provider_id,
+    )
+    if for_update:
+        stmt = stmt.with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def enrolments_page(
+    session: AsyncSession, programme_id: uuid.UUID, page: PageRequest, *, active_only: bool
+) -> tuple[list[tuple[ProgrammeEnrolment, str]], str | None]:
+    stmt = select(ProgrammeEnrolment).where(ProgrammeEnrolment.programme_id == programme_id)
+    if active_only:
+        stmt = stmt.where(ProgrammeEnrolment.withdrawn_at.is_(None))
+    rows, cursor = await paginate(session, stmt, ProgrammeEnrolment.id, page)
+    names = dict(
+        (
+            await session.execute(
+                select(Provider.id, Provider.name).where(Provider.id.in_({r.provider_id for r in rows}))
+            )
+        ).all()
+    )
+    return [(r, names[r.provider_id]) for r in rows], cursor

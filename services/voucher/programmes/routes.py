@@ -1,0 +1,220 @@
+"""Programmes over HTTP: operators configure, everyone authenticated reads (drafts: staff only)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.voucher import errors
+from services.voucher.actor import Actor
+from services.voucher.apikeys.rules import Scope
+from services.voucher.http.auth import require
+from services.voucher.http.conditional import check_if_match, etag
+from services.voucher.http.deps import get_now, get_session
+from services.voucher.http.idempotency import idempotent
+from services.voucher.http.pagination import Page, Paging
+from services.voucher.http.problems import responses
+from services.voucher.programmes import service
+from services.voucher.programmes.rules import ProgrammeKind, ProgrammeStatus
+from services.voucher.providers import service as providers
+from services.voucher.programmes.schemas import (
+    EnrolmentPublic,
+    ProgrammeCreate,
+    ProgrammePublic,
+    ProgrammeUpdate,
+    Transition,
+)
+from services.voucher.tables import Programme, ProgrammeEnrolment
+
+router = APIRouter(prefix="/v1/programmes", tags=["programmes"])
+Session = Annotated[AsyncSession, Depends(get_session)]
+Now = Annotated[datetime, Depends(get_now)]
+Reader = Annotated[Actor, Depends(require(Scope.PROGRAMMES_READ))]
+Writer = Annotated[Actor, Depends(require(Scope.PROGRAMMES_WRITE))]
+AUTH = (errors.Unauthenticated, errors.InsufficientScope)
+
+
+def _public(programme: Programme, response: Response | None = None) -> ProgrammePublic:
+    if response is not None:
+        response.headers["ETag"] = etag(programme.version)
+    return ProgrammePublic.model_validate(programme, from_attributes=True)
+
+
+def _enrolment(row: ProgrammeEnrolment, provider_name: str) -> EnrolmentPublic:
+    return EnrolmentPublic(
+        programme_id=row.programme_id,
+        provider_id=row.provider_id,
+        provider_name=provider_name,
+        enrolled_at=row.enrolled_at,
+        withdrawn_at=row.withdrawn_at,
+        is_active=row.withdrawn_at is None,
+    )
+
+
+@router.post(
+    "",
+    operation_id="create_programme",
+    summary="Create a programme (in draft)",
+    status_code=201,
+    response_model=ProgrammePublic,
+    responses=responses(*AUTH, errors.AlreadyExists, errors.ValidationFailed,
+                        errors.IdempotencyKeyReused, errors.IdempotencyRequestInProgress),
+    dependencies=[Depends(idempotent)],
+)
+async def create_programme(
+    body: ProgrammeCreate, session: Session, now: Now, actor: Writer, response: Response
+) -> ProgrammePublic:
+    programme = await service.create_programme(session, body.model_dump(mode="python"), now)
+    response.headers["Location"] = f"/v1/programmes/{programme.id}"
+    return _public(programme, response)
+
+
+@router.get(
+    "",
+    operation_id="list_programmes",
+    summary="List programmes, newest last",
+    response_model=Page[ProgrammePublic],
+    responses=responses(*AUTH, errors.InvalidCursor),
+)
+async def list_programmes(
+    session: Session,
+    actor: Reader,
+    page: Paging,
+    status: Annotated[ProgrammeStatus | None, Query()] = None,
+    kind: Annotated[ProgrammeKind | None, Query()] = None,
+) -> Page[ProgrammePublic]:
+    rows, cursor = await service.list_programmes(
+        session, actor, page, status=status.value if status else None, kind=kind.value if kind else None
+    )
+    return Page(items=[_public(p) for p in rows], next_cursor=cursor)
+
+
+@router.get(
+    "/{programme_id}",
+    operation_id="get_programme",
+    summary="Read a programme; its ETag is the version to send as If-Match",
+    response_model=ProgrammePublic,
+    responses=responses(*AUTH, errors.NotFound),
+)
+async def get_programme(
+    programme_id: uuid.UUID, session: Session, actor: Reader, response: Response
+) -> ProgrammePublic:
+    return _public(await service.get_programme(session, actor, programme_id), response)
+
+
+@router.patch(
+    "/{programme_id}",
+    operation_id="update_programme",
+    summary="Change a programme's fields (If-Match required; money terms frozen once open)",
+    response_model=ProgrammePublic,
+    responses=responses(*AUTH, errors.NotFound, errors.TermsFrozen, errors.ValidationFailed,
+                        errors.PreconditionFailed, errors.PreconditionRequired),
+)
+async def update_programme(
+    programme_id: uuid.UUID,
+    body: ProgrammeUpdate,
+    session: Session,
+    now: Now,
+    actor: Writer,
+    response: Response,
+    if_match: Annotated[str | None, Header(description="The ETag you read.")] = None,
+) -> ProgrammePublic:
+    programme = await service.update_programme(
+        session,
+        actor,
+        programme_id,
+        body.model_dump(mode="python", exclude_unset=True),
+        check_version=lambda version: check_if_match(if_match, version),
+        now=now,
+    )
+    return _public(programme, response)
+
+
+def _transition_route(target: ProgrammeStatus, verb: str, summary: str) -> None:
+    async def handler(
+        programme_id: uuid.UUID,
+        session: Session,
+        now: Now,
+        actor: Writer,
+        response: Response,
+        body: Transition | None = None,
+    ) -> ProgrammePublic:
+        programme = await service.transition(session, actor, programme_id, target, now)
+        return _public(programme, response)
+
+    router.add_api_route(
+        f"/{{programme_id}}/{verb}",
+        handler,
+        methods=["POST"],
+        operation_id=f"{verb}_programme",
+        summary=summary,
+        response_model=ProgrammePublic,
+        responses=responses(*AUTH, errors.NotFound, errors.InvalidTransition),
+        dependencies=[Depends(idempotent)],
+    )
+
+
+_transition_route(ProgrammeStatus.OPEN, "open", "Open a draft programme (its money terms freeze)")
+_transition_route(ProgrammeStatus.CLOSED, "close", "Close an open programme")
+_transition_route(ProgrammeStatus.ARCHIVED, "archive", "Archive a closed programme")
+
+
+@router.get(
+    "/{programme_id}/enrolments",
+    operation_id="list_enrolments",
+    summary="List the providers enrolled in a programme",
+    response_model=Page[EnrolmentPublic],
+    responses=responses(*AUTH, errors.NotFound, errors.InvalidCursor),
+)
+async def list_enrolments(
+    programme_id: uuid.UUID,
+    session: Session,
+    actor: Reader,
+    page: Paging,
+    active_only: Annotated[bool, Query(description="Hide withdrawn enrolments.")] = True,
+) -> Page[EnrolmentPublic]:
+    rows, cursor = await service.list_enrolments(session, actor, programme_id, page, active_only=active_only)
+    return Page(items=[_enrolment(r, name) for r, name in rows], next_cursor=cursor)
+
+
+@router.put(
+    "/{programme_id}/enrolments/{provider_id}",
+    operation_id="enrol_provider",
+    summary="Enrol a provider in a programme (idempotent: enrolling twice changes nothing)",
+    response_model=EnrolmentPublic,
+    responses={
+        201: {"description": "Newly enrolled", "model": EnrolmentPublic},
+        **responses(*AUTH, errors.NotFound, errors.EnrolmentClosed, errors.ProviderKindMismatch),
+    },
+)
+async def enrol_provider(
+    programme_id: uuid.UUID,
+    provider_id: uuid.UUID,
+    session: Session,
+    now: Now,
+    actor: Writer,
+    response: Response,
+) -> EnrolmentPublic:
+    enrolment, created = await service.enrol_provider(session, actor, programme_id, provider_id, now)
+    response.status_code = 201 if created else 200
+    provider = await providers.get_provider(session, actor, provider_id)
+    return _enrolment(enrolment, provider.name)
+
+
+@router.delete(
+    "/{programme_id}/enrolments/{provider_id}",
+    operation_id="withdraw_provider",
+    summary="Withdraw a provider from a programme (the enrolment stays as history)",
+    response_model=EnrolmentPublic,
+    responses=responses(*AUTH, errors.NotFound),
+)
+async def withdraw_provider(
+    programme_id: uuid.UUID, provider_id: uuid.UUID, session: Session, now: Now, actor: Writer
+) -> EnrolmentPublic:
+    enrolment = await service.withdraw_provider(session, actor, programme_id, provider_id, now)
+    provider = await providers.get_provider(session, actor, provider_id)
+    return _enrolment(enrolment, provider.name)

@@ -1,0 +1,178 @@
+"""Programme use cases: create, read, update (money terms freeze on opening), transitions,
+provider enrolment."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.voucher.actor import Actor
+from services.voucher.db import PageRequest
+from services.voucher.errors import (
+    AlreadyExists,
+    EnrolmentClosed,
+    NotFound,
+    ProviderKindMismatch,
+    ValidationFailed,
+    field_error,
+)
+from services.voucher.programmes import repository
+from services.voucher.programmes.rules import (
+    ProgrammeStatus,
+    check_editable,
+    check_transition,
+    term_problems,
+)
+from services.voucher.providers import service as providers
+from services.voucher.tables import Programme, ProgrammeEnrolment
+
+_TERM_FIELDS = (
+    "name description kind unit mode budget_total rate_table tiers stacking_ceiling_bps "
+    "enterprise_cap cap_period cap_timezone max_per_voucher application_opens_at "
+    "application_closes_at voucher_validity_days publicity_days hold_ttl_seconds "
+    "expiry_disposition eligibility_rules"
+).split()
+
+
+def _validate(terms: dict[str, Any]) -> None:
+    problems = term_problems(terms)
+    if problems:
+        raise ValidationFailed([field_error(f, m, "programme_terms") for f, m in problems])
+
+
+def _terms(programme: Programme) -> dict[str, Any]:
+    return {f: getattr(programme, f) for f in _TERM_FIELDS}
+
+
+async def create_programme(session: AsyncSession, data: dict[str, Any], now: datetime) -> Programme:
+    """A new programme, in draft; its terms must be complete and consistent."""
+    _validate(data)
+    if await repository.code_taken(session, data["code"]):
+        raise AlreadyExists(f"a programme with code {data['code']!r} already exists")
+    programme = Programme(**data, status=ProgrammeStatus.DRAFT.value, created_at=now, updated_at=now)
+    await repository.add(session, programme)
+    return programme
+
+
+async def get_programme(
+    session: AsyncSession, actor: Actor, programme_id: uuid.UUID, *, for_update: bool = False
+) -> Programme:
+    programme = await repository.get(session, actor, programme_id, for_update=for_update)
+    if programme is None:
+        raise NotFound(f"no programme with id {programme_id}")
+    return programme
+
+
+async def list_programmes(
+    session: AsyncSession,
+    actor: Actor,
+    page: PageRequest,
+    *,
+    status: str | None = None,
+    kind: str | None = None,
+) -> tuple[list[Programme], str | None]:
+    rows, cursor = await repository.list_page(session, actor, page, status=status, kind=kind)
+    return list(rows), cursor
+
+
+async def update_programme(
+    session: AsyncSession,
+    actor: Actor,
+    programme_id: uuid.UUID,
+    changes: dict[str, Any],
+    *,
+    check_version: Any,
+    now: datetime,
+) -> Programme:
+    """Apply a partial update under a row lock, after the caller's ETag check.
+
+    Fields sent with their current value count as unchanged, so re-sending a whole document
+    does not trip the freeze on money terms.
+    """
+    programme = await get_programme(session, actor, programme_id, for_update=True)
+    check_version(programme.version)
+    changed = {k: v for k, v in changes.items() if getattr(programme, k) != v}
+    check_editable(ProgrammeStatus(programme.status), set(changed))
+    if not changed:
+        return programme
+    _validate({**_terms(programme), **changed})
+    for field, value in changed.items():
+        setattr(programme, field, value)
+    if "eligibility_rules" in changed:
+        programme.eligibility_version += 1
+    programme.version += 1
+    programme.updated_at = now
+    await session.flush()
+    return programme
+
+
+async def transition(
+    session: AsyncSession,
+    actor: Actor,
+    programme_id: uuid.UUID,
+    target: ProgrammeStatus,
+    now: datetime,
+) -> Programme:
+    """draft → open → closed → archived, nothing else."""
+    programme = await get_programme(session, actor, programme_id, for_update=True)
+    check_transition(ProgrammeStatus(programme.status), target)
+    programme.status = target.value
+    stamp = {ProgrammeStatus.OPEN: "opened_at", ProgrammeStatus.CLOSED: "closed_at",
+             ProgrammeStatus.ARCHIVED: "archived_at"}[target]
+    setattr(programme, stamp, now)
+    programme.version += 1
+    programme.updated_at = now
+    await session.flush()
+    return programme
+
+
+async def enrol_provider(
+    session: AsyncSession, actor: Actor, programme_id: uuid.UUID, provider_id: uuid.UUID, now: datetime
+) -> tuple[ProgrammeEnrolment, bool]:
+    """Enrol a provider (again) in a draft or open programme; (enrolment, newly enrolled)."""
+    programme = await get_programme(session, actor, programme_id, for_update=True)
+    if programme.status not in (ProgrammeStatus.DRAFT.value, ProgrammeStatus.OPEN.value):
+        raise EnrolmentClosed(
+            f"programme is {programme.status}: providers can no longer be enrolled",
+            current_status=programme.status,
+        )
+    provider = await providers.get_provider(session, actor, provider_id)
+    if programme.kind not in provider.kinds:
+        raise ProviderKindMismatch(
+            f"provider offers {', '.join(provider.kinds) or 'nothing'}, "
+            f"not {programme.kind}; it cannot serve this programme"
+        )
+    enrolment = await repository.enrolment(session, programme_id, provider_id, for_update=True)
+    if enrolment is None:
+        enrolment = ProgrammeEnrolment(programme_id=programme_id, provider_id=provider_id, enrolled_at=now)
+        await repository.add(session, enrolment)
+        return enrolment, True
+    if enrolment.withdrawn_at is not None:
+        enrolment.enrolled_at = now
+        enrolment.withdrawn_at = None
+        await session.flush()
+        return enrolment, True
+    return enrolment, False
+
+
+async def withdraw_provider(
+    session: AsyncSession, actor: Actor, programme_id: uuid.UUID, provider_id: uuid.UUID, now: datetime
+) -> ProgrammeEnrolment:
+    """End an enrolment; the row stays as history."""
+    await get_programme(session, actor, programme_id)
+    enrolment = await repository.enrolment(session, programme_id, provider_id, for_update=True)
+    if enrolment is None or enrolment.withdrawn_at is not None:
+        raise NotFound(f"provider {provider_id} is not enrolled in programme {programme_id}")
+    enrolment.withdrawn_at = now
+    await session.flush()
+    return enrolment
+
+
+async def list_enrolments(
+    session: AsyncSession, actor: Actor, programme_id: uuid.UUID, page: PageRequest, *, active_only: bool
+) -> tuple[list[tuple[ProgrammeEnrolment, str]], str | None]:
+    await get_programme(session, actor, programme_id)
+    return await repository.enrolments_page(session, programme_id, page, active_only=active_only)

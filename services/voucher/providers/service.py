@@ -1,0 +1,82 @@
+"""Provider registry use cases: register, read, update, approve and suspend."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.voucher.actor import Actor
+from services.voucher.db import PageRequest
+from services.voucher.errors import AlreadyExists, NotFound
+from services.voucher.providers import repository
+from services.voucher.providers.rules import ProviderStatus, check_transition
+from services.voucher.tables import Provider
+
+
+async def register(session: AsyncSession, data: dict[str, Any], now: datetime) -> Provider:
+    """New providers start `pending` until an operator approves them."""
+    if await repository.uscc_taken(session, data["uscc"]):
+        raise AlreadyExists(f"a provider with USCC {data['uscc']} is already registered")
+    provider = Provider(**data, status=ProviderStatus.PENDING.value, created_at=now, updated_at=now)
+    await repository.add(session, provider)
+    return provider
+
+
+async def get_provider(
+    session: AsyncSession, actor: Actor, provider_id: uuid.UUID, *, for_update: bool = False
+) -> Provider:
+    """404 both when it does not exist and when it is another tenant's."""
+    provider = await repository.get(session, actor, provider_id, for_update=for_update)
+    if provider is None:
+        raise NotFound(f"no provider with id {provider_id}")
+    return provider
+
+
+async def list_providers(
+    session: AsyncSession, actor: Actor, page: PageRequest, *, status: str | None = None
+) -> tuple[list[Provider], str | None]:
+    return await repository.list_page(session, actor, page, status=status)
+
+
+async def update(
+    session: AsyncSession,
+    actor: Actor,
+    provider_id: uuid.UUID,
+    changes: dict[str, Any],
+    *,
+    check_version: Callable[[int], None],
+    now: datetime,
+) -> Provider:
+    provider = await get_provider(session, actor, provider_id, for_update=True)
+    check_version(provider.version)
+    changed = {k: v for k, v in changes.items() if getattr(provider, k) != v}
+    if changed:
+        for field, value in changed.items():
+            setattr(provider, field, value)
+        provider.version += 1
+        provider.updated_at = now
+        await session.flush()
+    return provider
+
+
+async def change_status(
+    session: AsyncSession,
+    actor: Actor,
+    provider_id: uuid.UUID,
+    target: ProviderStatus,
+    reason: str,
+    now: datetime,
+) -> Provider:
+    """pending → approved ⇄ suspended; the reason is kept so a refusal can be explained."""
+    provider = await get_provider(session, actor, provider_id, for_update=True)
+    check_transition(ProviderStatus(provider.status), target)
+    provider.status = target.value
+    provider.status_reason = reason
+    provider.version += 1
+    provider.updated_at = now
+    await session.flush()
+    return provider

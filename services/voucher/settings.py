@@ -1,0 +1,96 @@
+"""One Settings class for the whole service; every value comes from the environment.
+
+`DATABASE_URL` is read without the `VOUCHER_` prefix because that is what every platform and
+docker image sets; everything else is `VOUCHER_*`.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///./var/voucher.db"
+
+
+def normalise_database_url(url: str) -> str:
+    """Map the URLs people actually write to the async drivers the service uses."""
+    url = url.strip()
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        return "postgresql+psycopg://" + url[len("postgresql://") :]
+    if url.startswith("sqlite://") and not url.startswith("sqlite+"):
+        return "sqlite+aiosqlite://" + url[len("sqlite://") :]
+    return url
+
+
+def sync_database_url(url: str) -> str:
+    """The same database through a synchronous driver (Alembic, CLI checks)."""
+    url = normalise_database_url(url)
+    if url.startswith("sqlite+aiosqlite://"):
+        return "sqlite://" + url[len("sqlite+aiosqlite://") :]
+    return url
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VOUCHER_", extra="ignore", frozen=True)
+
+    environment: Literal["development", "test", "production"] = "development"
+    database_url: str = Field(
+        default=DEFAULT_SQLITE_URL,
+        validation_alias=AliasChoices("DATABASE_URL", "VOUCHER_DATABASE_URL"),
+    )
+    database_pool_size: int = Field(default=10, ge=1, le=200)
+    database_echo: bool = False
+    #: Idempotency records are kept at least this long (the settlement window).
+    idempotency_retention_days: int = Field(default=90, ge=1, le=3650)
+    #: A request still "in progress" after this many seconds is treated as crashed
+    #: (its transaction cannot have committed) and a retry may take the key over.
+    idempotency_lock_seconds: int = Field(default=60, ge=1, le=3600)
+    page_limit_default: int = Field(default=50, ge=1, le=1000)
+    page_limit_max: int = Field(default=200, ge=1, le=1000)
+    log_level: str = "INFO"
+    docs_enabled: bool = True
+    #: Timezone in which programme periods (caps, settlement periods) are counted.
+    default_timezone: str = "Asia/Shanghai"
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_driver(cls, value: str) -> str:
+        url = normalise_database_url(value)
+        if not (url.startswith("sqlite+aiosqlite://") or url.startswith("postgresql+psycopg://")):
+            raise ValueError(
+                "DATABASE_URL must be a sqlite:// or postgresql:// URL "
+                f"(got a URL starting with {value.split(':', 1)[0]!r})"
+            )
+        return url
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo
+
+        ZoneInfo(value)  # raises for an unknown zone: fail at start-up, not at the first request
+        return value
+
+    @model_validator(mode="after")
+    def _production_guards(self) -> Settings:
+        if self.page_limit_default > self.page_limit_max:
+            raise ValueError("VOUCHER_PAGE_LIMIT_DEFAULT must not exceed VOUCHER_PAGE_LIMIT_MAX")
+        if self.environment == "production" and self.is_sqlite:
+            raise ValueError(
+                "production mode needs PostgreSQL: set DATABASE_URL=postgresql://…"
+            )
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,212 @@
+"""Every table of the service. Alembic imports this one module to compare against migrations.
+
+Conventions: singular snake_case names, time columns end in `_at` (aware UTC), amounts are
+BIGINT in the unit's minor unit, rates are integer basis points, ids are time-ordered UUIDs.
+Status columns carry CHECK constraints so the database refuses values the code never writes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, CheckConstraint, Index, LargeBinary, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from services.voucher.apikeys.rules import Role
+from services.voucher.db import JSONType, UTCDateTime
+from services.voucher.ids import uuid7
+from services.voucher.money import Unit
+from services.voucher.programmes.rules import (
+    CapPeriod,
+    ExpiryDisposition,
+    PayoutMode,
+    ProgrammeKind,
+    ProgrammeStatus,
+)
+from services.voucher.providers.rules import ProviderStatus
+
+
+def _one_of(column: str, values: Any) -> str:
+    return f"{column} IN ({', '.join(repr(v.value) for v in values)})"
+
+
+class Enterprise(SQLModel, table=True):
+    __tablename__ = "enterprise"
+    __table_args__ = (
+        CheckConstraint("headcount IS NULL OR headcount >= 0", name="headcount_non_negative"),
+        CheckConstraint(
+            "annual_revenue IS NULL OR annual_revenue >= 0", name="revenue_non_negative"
+        ),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid7, primary_key=True)
+    uscc: str = Field(max_length=18, unique=True)
+    name: str = Field(max_length=200)
+    region_code: str = Field(max_length=6, index=True)
+    headcount: int | None = Field(default=None)
+    #: Annual revenue in fen.
+    annual_revenue: int | None = Field(default=None, sa_type=BigInteger)
+    founded_on: date | None = None
+    industry_code: str | None = Field(default=None, max_length=16)
+    certifications: list[str] = Field(default_factory=list, sa_type=JSONType)
+    blacklist_records: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSONType)
+    related_parties: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSONType)
+    version: int = Field(default=1)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class Provider(SQLModel, table=True):
+    __tablename__ = "provider"
+    __table_args__ = (CheckConstraint(_one_of("status", ProviderStatus), name="status_known"),)
+
+    id: uuid.UUID = Field(default_factory=uuid7, primary_key=True)
+    uscc: str = Field(max_length=18, unique=True)
+    name: str = Field(max_length=200)
+    kinds: list[str] = Field(default_factory=list, sa_type=JSONType)
+    status: str = Field(default=ProviderStatus.PENDING.value, max_length=16, index=True)
+    settlement_account: dict[str, Any] | None = Field(default=None, sa_type=JSONType)
+    webhook_url: str | None = Field(default=None, max_length=2000)
+    related_parties: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSONType)
+    status_reason: str | None = Field(default=None, max_length=500)
+    version: int = Field(default=1)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class Programme(SQLModel, table=True):
+    __tablename__ = "programme"
+    __table_args__ = (
+        CheckConstraint(_one_of("kind", ProgrammeKind), name="kind_known"),
+        CheckConstraint(_one_of("unit", Unit), name="unit_known"),
+        CheckConstraint(_one_of("mode", PayoutMode), name="mode_known"),
+        CheckConstraint(_one_of("status", ProgrammeStatus), name="status_known"),
+        CheckConstraint(_one_of("cap_period", CapPeriod), name="cap_period_known"),
+        CheckConstraint(_one_of("expiry_disposition", ExpiryDisposition), name="expiry_known"),
+        CheckConstraint("budget_total > 0", name="budget_positive"),
+        CheckConstraint("enterprise_cap > 0", name="cap_positive"),
+        CheckConstraint("max_per_voucher > 0", name="max_per_voucher_positive"),
+        CheckConstraint(
+            "stacking_ceiling_bps BETWEEN 0 AND 10000", name="stacking_ceiling_range"
+        ),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid7, primary_key=True)
+    code: str = Field(max_length=64, unique=True)
+    name: str = Field(max_length=200)
+    description: str = Field(default="", max_length=4000)
+    kind: str = Field(max_length=16)
+    unit: str = Field(max_length=16)
+    mode: str = Field(max_length=32)
+    status: str = Field(default=ProgrammeStatus.DRAFT.value, max_length=16, index=True)
+    budget_total: int = Field(sa_type=BigInteger)
+    #: {category: rate in basis points}
+    rate_table: dict[str, int] = Field(sa_type=JSONType)
+    #: [{"spend_up_to": amount, "rate_bps": int, "categories": [..] | null}]
+    tiers: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSONType)
+    stacking_ceiling_bps: int
+    enterprise_cap: int = Field(sa_type=BigInteger)
+    cap_period: str = Field(max_length=32)
+    cap_timezone: str = Field(max_length=64)
+    max_per_voucher: int = Field(sa_type=BigInteger)
+    application_opens_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    application_closes_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    voucher_validity_days: int
+    publicity_days: int
+    hold_ttl_seconds: int
+    expiry_disposition: str = Field(max_length=16)
+    eligibility_rules: dict[str, Any] | None = Field(default=None, sa_type=JSONType)
+    eligibility_version: int = Field(default=1)
+    version: int = Field(default=1)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+    opened_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    archived_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class ProgrammeEnrolment(SQLModel, table=True):
+    """A provider taking part in a programme. Withdrawal keeps the row (history)."""
+
+    __tablename__ = "programme_enrolment"
+    __table_args__ = (UniqueConstraint("programme_id", "provider_id"),)
+
+    id: uuid.UUID = Field(default_factory=uuid7, primary_key=True)
+    programme_id: uuid.UUID = Field(foreign_key="programme.id")
+    provider_id: uuid.UUID = Field(foreign_key="provider.id", index=True)
+    enrolled_at: datetime = Field(sa_type=UTCDateTime)
+    withdrawn_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class Principal(SQLModel, table=True):
+    """Who a key acts for: an operator or auditor (a person or office), or one enterprise or
+    provider. Idempotency keys and tenancy are scoped to the principal, not to the key, so a
+    rotated key keeps its principal's history."""
+
+    __tablename__ = "principal"
+    __table_args__ = (
+        CheckConstraint(_one_of("role", Role), name="role_known"),
+        CheckConstraint(
+            "(role = 'enterprise') = (enterprise_id IS NOT NULL)", name="enterprise_binding"
+        ),
+        CheckConstraint("(role = 'provider') = (provider_id IS NOT NULL)", name="provider_binding"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid7, primary_key=True)
+    role: str = Field(max_length=16)
+    name: str = Field(max_length=200)
+    enterprise_id: uuid.UUID | None = Field(default=None, foreign_key="enterprise.id", unique=True)
+    provider_id: uuid.UUID | None = Field(default=None, foreign_key="provider.id", unique=True)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class ApiKey(SQLModel, table=True):
+    __tablename__ = "api_key"
+
+    id: uuid.UUID = Field(default_factory=uuid7, primary_key=True)
+    principal_id: uuid.UUID = Field(foreign_key="principal.id", index=True)
+    name: str = Field(max_length=200)
+    #: Public, non-secret part of the key, shown in lists so people can tell keys apart.
+    prefix: str = Field(max_length=32, unique=True)
+    #: SHA-256 of the whole key; the key itself is never stored.
+    secret_hash: str = Field(max_length=64, unique=True)
+    scopes: list[str] = Field(sa_type=JSONType)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    revoked_reason: str | None = Field(default=None, max_length=500)
+    rotated_from_id: uuid.UUID | None = Field(default=None, foreign_key="api_key.id")
+    created_by_key_id: uuid.UUID | None = Field(default=None)
+
+
+class IdempotencyRecord(SQLModel, table=True):
+    """The first answer to a request made with an Idempotency-Key.
+
+    Inserted as `in_progress` in its own committed transaction before the handler runs, then
+    completed in the SAME transaction as the handler's changes, so "value moved" and "answer
+    stored" commit together or not at all.
+    """
+
+    __tablename__ = "idempotency_record"
+    __table_args__ = (
+        UniqueConstraint("principal_id", "key"),
+        CheckConstraint("state IN ('in_progress', 'completed')", name="state_known"),
+        Index("ix_idempotency_record_expires_at", "expires_at"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid7, primary_key=True)
+    principal_id: uuid.UUID = Field(foreign_key="principal.id")
+    key: str = Field(max_length=255)
+    method: str = Field(max_length=8)
+    path: str = Field(max_length=1000)
+    request_hash: str = Field(max_length=64)
+    state: str = Field(max_length=16)
+    response_status: int | None = None
+    response_body: bytes | None = Field(default=None, sa_type=LargeBinary)
+    response_content_type: str | None = Field(default=None, max_length=100)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    locked_at: datetime = Field(sa_type=UTCDateTime)
+    completed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime)

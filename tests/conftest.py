@@ -1,0 +1,118 @@
+"""Test fixtures: every test gets its own database, built by the Alembic migrations.
+
+The engine is SQLite unless VOUCHER_TEST_POSTGRES_URL is set; then every test runs on a fresh
+PostgreSQL database cloned from a migrated template (CREATE DATABASE … TEMPLATE), which is as
+isolated as a rollback but lets the code under test commit for real.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from alembic import command
+from sqlalchemy import create_engine, make_url, text
+
+from services.voucher.cli import alembic_config
+from services.voucher.clock import FrozenClock
+from services.voucher.main import create_app
+from services.voucher.settings import Settings, normalise_database_url, sync_database_url
+
+POSTGRES_URL = os.environ.get("VOUCHER_TEST_POSTGRES_URL")
+ENGINE = "postgresql" if POSTGRES_URL else "sqlite"
+T0 = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)  # 09:00 in Asia/Shanghai
+
+
+def pytest_report_header() -> str:
+    return f"voucher database engine: {ENGINE}"
+
+
+def _pg_url(name: str) -> str:
+    assert POSTGRES_URL
+    url = make_url(normalise_database_url(POSTGRES_URL)).set(database=name)
+    return url.render_as_string(hide_password=False)
+
+
+def _pg_admin():  # type: ignore[no-untyped-def]
+    return create_engine(sync_database_url(POSTGRES_URL or ""), isolation_level="AUTOCOMMIT")
+
+
+@pytest.fixture(scope="session")
+def template_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A database migrated to head once per test session; tests get copies of it."""
+    if POSTGRES_URL:
+        name = f"voucher_tpl_{os.getpid()}"
+        admin = _pg_admin()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        command.upgrade(alembic_config(_pg_url(name)), "head")
+        yield name
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+    else:
+        path = tmp_path_factory.mktemp("template") / "template.db"
+        command.upgrade(alembic_config(f"sqlite:///{path}"), "head")
+        yield str(path)
+
+
+@pytest.fixture
+def database_url(template_database: str, tmp_path: Path) -> Iterator[str]:
+    if POSTGRES_URL:
+        name = f"voucher_t_{uuid.uuid4().hex[:16]}"
+        admin = _pg_admin()
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"'))
+        yield _pg_url(name)
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+    else:
+        target = tmp_path / "voucher.db"
+        shutil.copyfile(template_database, target)
+        yield f"sqlite+aiosqlite:///{target}"
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock(T0)
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(database_url=database_url, environment="test", log_level="WARNING")
+
+
+@pytest.fixture
+async def app(settings: Settings, clock: FrozenClock) -> AsyncIterator[object]:
+    application = create_app(settings, clock=clock)
+    yield application
+    await application.state.database.dispose()
+
+
+@pytest.fixture
+async def client(app: object) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        yield c
+
+
+@pytest.fixture
+async def operator_key(app: object) -> str:
+    from tests.support import make_key
+
+    return await make_key(app, "operator")
+
+
+@pytest.fixture
+async def auditor_key(app: object) -> str:
+    from tests.support import make_key
+
+    return await make_key(app, "auditor")

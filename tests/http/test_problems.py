@@ -1,0 +1,98 @@
+"""Every class of failure answers with problem+json, a stable code and the request id."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.support import assert_problem, auth, enterprise_payload
+
+
+async def test_unknown_route_is_a_404_problem(client: httpx.AsyncClient) -> None:
+    assert_problem(await client.get("/v1/nothing-here"), 404, "not_found")
+
+
+async def test_wrong_method_is_a_405_problem_with_allow(client: httpx.AsyncClient) -> None:
+    response = await client.delete("/v1/programmes")
+    assert_problem(response, 405, "method_not_allowed")
+    assert response.headers["allow"]  # Starlette names the methods of the first matching route
+
+
+async def test_malformed_json_is_a_400_problem(client: httpx.AsyncClient, operator_key: str) -> None:
+    response = await client.post(
+        "/v1/enterprises",
+        content=b'{"uscc": "91330110',
+        headers=auth(operator_key, **{"content-type": "application/json"}),
+    )
+    assert_problem(response, 400, "malformed_json")
+
+
+async def test_validation_failure_lists_each_bad_field(
+    client: httpx.AsyncClient, operator_key: str
+) -> None:
+    body = enterprise_payload(uscc="91330110MA2H0W1P4K", region_code="33011", headcount=-1)
+    response = await client.post("/v1/enterprises", json=body, headers=auth(operator_key))
+    problem = assert_problem(response, 422, "validation_failed")
+    pointers = {e["pointer"]: e for e in problem["errors"]}
+    assert set(pointers) == {"/uscc", "/region_code", "/headcount"}
+    assert pointers["/uscc"]["type"] == "uscc_check_character"
+    assert pointers["/uscc"]["context"]["expected_check_character"] == "8"
+    assert "91330110MA2H0W1P4K" not in response.text  # input is never echoed
+
+
+async def test_missing_key_is_401_with_challenge(client: httpx.AsyncClient) -> None:
+    response = await client.get("/v1/programmes")
+    assert_problem(response, 401, "unauthenticated")
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+async def test_unknown_key_is_401(client: httpx.AsyncClient) -> None:
+    assert_problem(
+        await client.get("/v1/programmes", headers=auth("vk_0000000000_nope")), 401, "invalid_api_key"
+    )
+
+
+async def test_missing_scope_is_403(client: httpx.AsyncClient, auditor_key: str) -> None:
+    response = await client.post("/v1/enterprises", json=enterprise_payload(), headers=auth(auditor_key))
+    problem = assert_problem(response, 403, "insufficient_scope")
+    assert problem["required_scopes"] == ["enterprises:write"]
+
+
+async def test_domain_refusal_is_a_409_problem(client: httpx.AsyncClient, operator_key: str) -> None:
+    body = enterprise_payload()
+    first = await client.post("/v1/enterprises", json=body, headers=auth(operator_key))
+    assert first.status_code == 201
+    again = await client.post("/v1/enterprises", json=body, headers=auth(operator_key))
+    assert_problem(again, 409, "already_exists")
+
+
+async def test_unexpected_exception_is_a_500_problem_without_internals(
+    app, client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def explode() -> None:
+        raise RuntimeError("secret internal detail")
+
+    app.add_api_route("/v1/test-explode", explode, methods=["GET", "POST"])
+    for method in ("GET", "POST"):
+        response = await client.request(method, "/v1/test-explode")
+        problem = assert_problem(response, 500, "internal_error")
+        assert "secret internal detail" not in response.text
+        assert "RuntimeError" not in response.text
+        assert problem["request_id"]
+
+
+async def test_request_id_is_echoed_when_sane_and_minted_otherwise(client: httpx.AsyncClient) -> None:
+    given = await client.get("/healthz", headers={"X-Request-ID": "lb-1234567890abcdef"})
+    assert given.headers["x-request-id"] == "lb-1234567890abcdef"
+    odd = await client.get("/healthz", headers={"X-Request-ID": "bad id with spaces"})
+    assert odd.headers["x-request-id"] != "bad id with spaces"
+    assert len(odd.headers["x-request-id"]) == 32
+
+
+async def test_every_problem_type_resolves(client: httpx.AsyncClient) -> None:
+    catalogue = (await client.get("/v1/problems")).json()
+    codes = {p["code"] for p in catalogue}
+    assert {"not_found", "validation_failed", "idempotency_key_reused", "insufficient_scope"} <= codes
+    one = await client.get("/v1/problems/idempotency_key_reused")
+    assert one.json()["status"] == 422
+    assert_problem(await client.get("/v1/problems/no_such_code"), 404, "not_found")

@@ -1,0 +1,104 @@
+"""Helpers shared by the tests: keys, valid USCCs, payload builders, problem assertions."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import uuid
+from typing import Any
+
+import httpx
+
+from services.voucher.apikeys import service as apikeys
+from services.voucher.apikeys.rules import Role
+from services.voucher.uscc import ALPHABET, check_character
+
+_counter = itertools.count(1)
+
+
+def new_uscc(region: str = "330110") -> str:
+    """A fresh, valid unified social credit code in `region`."""
+    rng = random.Random(uuid.uuid4().int)
+    body = "91" + region + "".join(rng.choice(ALPHABET) for _ in range(9))
+    return body + check_character(body)
+
+
+def auth(key: str, **extra: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}", **extra}
+
+
+async def make_key(app: Any, role: str, **kwargs: Any) -> str:
+    """Issue a key directly through the service (as the CLI does) and return the secret."""
+    database = app.state.database
+    async with database.unit_of_work(write=True) as session:
+        role_ = Role(role)
+        if role_ in (Role.OPERATOR, Role.AUDITOR) and "principal_id" not in kwargs:
+            kwargs.setdefault("principal_name", f"test {role}")
+        issued = await apikeys.issue_key(
+            session, role=role_, name=kwargs.pop("name", "test"), now=app.state.clock(), **kwargs
+        )
+        return issued.secret
+
+
+def programme_payload(**overrides: Any) -> dict[str, Any]:
+    n = next(_counter)
+    body: dict[str, Any] = {
+        "code": f"test-programme-{n}-{uuid.uuid4().hex[:6]}",
+        "name": f"Test compute programme {n}",
+        "kind": "compute",
+        "unit": "CNY",
+        "mode": "provider_redemption",
+        "budget_total": 25_000_000_000,
+        "rate_table": {"accelerator:domestic": 3000, "accelerator:other": 2000},
+        "tiers": [{"spend_up_to": 50_000_000, "rate_bps": 5000, "categories": None}],
+        "stacking_ceiling_bps": 6000,
+        "enterprise_cap": 800_000_000,
+        "max_per_voucher": 800_000_000,
+        "publicity_days": 5,
+    }
+    body.update(overrides)
+    return body
+
+
+def enterprise_payload(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "uscc": new_uscc(),
+        "name": "杭州测试科技有限公司",
+        "region_code": "330110",
+        "headcount": 20,
+        "annual_revenue": 500_000_000,
+        "founded_on": "2020-05-01",
+        "certifications": ["sme"],
+    }
+    body.update(overrides)
+    return body
+
+
+def provider_payload(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "uscc": new_uscc("330100"),
+        "name": "杭州测试算力有限公司",
+        "kinds": ["compute", "model"],
+    }
+    body.update(overrides)
+    return body
+
+
+def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """The response is an RFC 9457 problem with this status and code, and carries a request id."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json"), response.headers
+    body = response.json()
+    assert body["status"] == status
+    assert body["code"] == code, body
+    assert body["type"] == f"/v1/problems/{code}"
+    assert body["title"] and body["detail"]
+    assert body["request_id"] == response.headers["x-request-id"]
+    assert "Traceback" not in response.text
+    return body  # type: ignore[no-any-return]
+
+
+async def create(client: httpx.AsyncClient, key: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    response = await client.post(path, json=body, headers=auth(key))
+    assert response.status_code == 201, response.text
+    return response.json()  # type: ignore[no-any-return]
