@@ -18,7 +18,7 @@ from services.voucher.programmes import service as programmes
 from services.voucher.programmes.rules import ProgrammeStatus
 from services.voucher.providers import service as providers
 from services.voucher.providers.rules import ProviderStatus
-from services.voucher.tables import Enterprise, Programme, Provider
+from services.voucher.tables import Enterprise, Principal, Programme, Provider
 
 DEMO_KEY_NAME = "demo"
 ENTERPRISE_USCC = "91330110MA2J7C3X1M"
@@ -131,12 +131,18 @@ async def load(session: AsyncSession, now: datetime) -> DemoResult:
     for old in await keys_repository.active_demo_keys(session, DEMO_KEY_NAME):
         old.revoked_at = now
         old.revoked_reason = "replaced by a newer demo run"
+    staff = {}
+    for role, name in ((Role.OPERATOR, "Demo programme office"), (Role.AUDITOR, "Demo audit bureau")):
+        existing = await _one(
+            session, select(Principal).where(Principal.role == role.value, Principal.name == name)
+        )
+        staff[role] = {"principal_id": existing.id} if existing else {"principal_name": name}  # type: ignore[attr-defined]
     issued = {
         "operator": await apikeys.issue_key(
-            session, role=Role.OPERATOR, name=DEMO_KEY_NAME, principal_name="Demo programme office", now=now
+            session, role=Role.OPERATOR, name=DEMO_KEY_NAME, now=now, **staff[Role.OPERATOR]
         ),
         "auditor": await apikeys.issue_key(
-            session, role=Role.AUDITOR, name=DEMO_KEY_NAME, principal_name="Demo audit bureau", now=now
+            session, role=Role.AUDITOR, name=DEMO_KEY_NAME, now=now, **staff[Role.AUDITOR]
         ),
         "enterprise": await apikeys.issue_key(
             session, role=Role.ENTERPRISE, name=DEMO_KEY_NAME, enterprise_id=enterprise.id, now=now

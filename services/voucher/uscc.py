@@ -56,4 +56,6 @@ def is_valid(code: str) -> bool:
 
 def mask(code: str) -> str:
     """The masked form used in public notices: first 6 and last 4 characters kept."""
+    if len(code) <= 10:  # keeping 6 + 4 would reveal (or repeat) the whole code
+        return "*" * len(code)
     return code[:6] + "*" * (len(code) - 10) + code[-4:]

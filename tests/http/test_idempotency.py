@@ -1,0 +1,196 @@
+"""Idempotency-Key: a repeated request returns the first answer and changes nothing again
+(DESIGN invariant 5), through the real HTTP stack."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+
+import httpx
+from fastapi import Depends
+
+from services.voucher.http.idempotency import idempotent
+from tests.support import assert_problem, auth, enterprise_payload, make_key, provider_payload
+
+
+async def _count_enterprises(client: httpx.AsyncClient, key: str) -> int:
+    return len((await client.get("/v1/enterprises", headers=auth(key))).json()["items"])
+
+
+async def test_replay_returns_first_answer_and_creates_once(
+    client: httpx.AsyncClient, operator_key: str
+) -> None:
+    headers = auth(operator_key, **{"Idempotency-Key": "register-1"})
+    body = enterprise_payload()
+    first = await client.post("/v1/enterprises", json=body, headers=headers)
+    assert first.status_code == 201
+    assert "idempotent-replayed" not in first.headers
+    again = await client.post("/v1/enterprises", json=body, headers=headers)
+    assert again.status_code == 201
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json() == first.json()
+    assert await _count_enterprises(client, operator_key) == 1
+
+
+async def test_same_json_with_other_spacing_and_order_is_the_same_request(
+    client: httpx.AsyncClient, operator_key: str
+) -> None:
+    body = enterprise_payload()
+    headers = auth(operator_key, **{"Idempotency-Key": "k-canonical", "content-type": "application/json"})
+    first = await client.post("/v1/enterprises", content=json.dumps(body), headers=headers)
+    reordered = json.dumps(dict(reversed(list(body.items()))), indent=4)
+    again = await client.post("/v1/enterprises", content=reordered, headers=headers)
+    assert again.headers.get("idempotent-replayed") == "true"
+    assert again.json()["id"] == first.json()["id"]
+
+
+async def test_same_key_with_another_body_is_refused_and_changes_nothing(
+    client: httpx.AsyncClient, operator_key: str
+) -> None:
+    headers = auth(operator_key, **{"Idempotency-Key": "register-2"})
+    assert (await client.post("/v1/enterprises", json=enterprise_payload(), headers=headers)).status_code == 201
+    other = await client.post("/v1/enterprises", json=enterprise_payload(), headers=headers)
+    assert_problem(other, 422, "idempotency_key_reused")
+    assert await _count_enterprises(client, operator_key) == 1
+
+
+async def test_same_key_on_another_path_is_refused(client: httpx.AsyncClient, operator_key: str) -> None:
+    headers = auth(operator_key, **{"Idempotency-Key": "shared"})
+    assert (await client.post("/v1/enterprises", json=enterprise_payload(), headers=headers)).status_code == 201
+    response = await client.post("/v1/providers", json=provider_payload(), headers=headers)
+    assert_problem(response, 422, "idempotency_key_reused")
+    assert (await client.get("/v1/providers", headers=auth(operator_key))).json()["items"] == []
+
+
+async def test_keys_are_scoped_to_the_principal(app, client: httpx.AsyncClient, operator_key: str) -> None:
+    other_operator = await make_key(app, "operator", principal_name="another office")
+    a = await client.post(
+        "/v1/enterprises", json=enterprise_payload(), headers=auth(operator_key, **{"Idempotency-Key": "same"})
+    )
+    b = await client.post(
+        "/v1/enterprises", json=enterprise_payload(), headers=auth(other_operator, **{"Idempotency-Key": "same"})
+    )
+    assert a.status_code == b.status_code == 201
+    assert a.json()["id"] != b.json()["id"]
+    assert "idempotent-replayed" not in b.headers
+
+
+async def test_business_refusal_is_the_stored_answer(client: httpx.AsyncClient, operator_key: str) -> None:
+    body = enterprise_payload()
+    assert (await client.post("/v1/enterprises", json=body, headers=auth(operator_key))).status_code == 201
+    headers = auth(operator_key, **{"Idempotency-Key": "dup"})
+    refused = await client.post("/v1/enterprises", json=body, headers=headers)
+    assert_problem(refused, 409, "already_exists")
+    replay = await client.post("/v1/enterprises", json=body, headers=headers)
+    assert replay.status_code == 409
+    assert replay.headers["idempotent-replayed"] == "true"
+    assert replay.json()["code"] == "already_exists"
+
+
+async def test_validation_failure_is_not_stored(client: httpx.AsyncClient, operator_key: str) -> None:
+    headers = auth(operator_key, **{"Idempotency-Key": "fix-and-retry"})
+    bad = await client.post("/v1/enterprises", json=enterprise_payload(region_code="1"), headers=headers)
+    assert_problem(bad, 422, "validation_failed")
+    # The key was released: the same key may carry the corrected request.
+    good = await client.post("/v1/enterprises", json=enterprise_payload(), headers=headers)
+    assert good.status_code == 201
+
+
+async def test_unexpected_failure_is_not_stored(app, client: httpx.AsyncClient, operator_key: str) -> None:
+    calls = itertools.count(1)
+
+    async def flaky() -> dict[str, int]:
+        n = next(calls)
+        if n == 1:
+            raise RuntimeError("transient crash")
+        return {"call": n}
+
+    app.add_api_route("/v1/test-flaky", flaky, methods=["POST"], dependencies=[Depends(idempotent)])
+    headers = auth(operator_key, **{"Idempotency-Key": "retry-me"})
+    assert_problem(await client.post("/v1/test-flaky", json={}, headers=headers), 500, "internal_error")
+    second = await client.post("/v1/test-flaky", json={}, headers=headers)
+    assert second.status_code == 200 and second.json() == {"call": 2}
+    third = await client.post("/v1/test-flaky", json={}, headers=headers)
+    assert third.json() == {"call": 2} and third.headers["idempotent-replayed"] == "true"
+
+
+async def test_replay_while_first_is_running_is_409_then_first_answer(
+    app, client: httpx.AsyncClient, operator_key: str
+) -> None:
+    entered, gate = asyncio.Event(), asyncio.Event()
+    calls = itertools.count(1)
+
+    async def slow() -> dict[str, int]:
+        n = next(calls)
+        entered.set()
+        await gate.wait()
+        return {"call": n}
+
+    app.add_api_route(
+        "/v1/test-slow", slow, methods=["POST"], status_code=201, dependencies=[Depends(idempotent)]
+    )
+    headers = auth(operator_key, **{"Idempotency-Key": "slow-1"})
+    first = asyncio.create_task(client.post("/v1/test-slow", json={"a": 1}, headers=headers))
+    await asyncio.wait_for(entered.wait(), 10)
+    concurrent = await client.post("/v1/test-slow", json={"a": 1}, headers=headers)
+    assert_problem(concurrent, 409, "idempotency_request_in_progress")
+    gate.set()
+    done = await first
+    assert done.status_code == 201 and done.json() == {"call": 1}
+    replay = await client.post("/v1/test-slow", json={"a": 1}, headers=headers)
+    assert replay.json() == {"call": 1} and replay.headers["idempotent-replayed"] == "true"
+    assert next(calls) == 2  # the handler ran exactly once
+
+
+async def test_a_claim_older_than_the_lock_timeout_is_taken_over_once(
+    app, client: httpx.AsyncClient, clock, operator_key: str
+) -> None:
+    """A first attempt that outlives its lock loses it: the takeover's answer is the one kept,
+    and the late first attempt is told nothing it did was kept."""
+    entered, gate = asyncio.Event(), asyncio.Event()
+    calls = itertools.count(1)
+
+    async def slow() -> dict[str, int]:
+        n = next(calls)
+        entered.set()
+        await gate.wait()
+        return {"call": n}
+
+    app.add_api_route(
+        "/v1/test-stuck", slow, methods=["POST"], status_code=201, dependencies=[Depends(idempotent)]
+    )
+    headers = auth(operator_key, **{"Idempotency-Key": "stuck-1"})
+    first = asyncio.create_task(client.post("/v1/test-stuck", json={}, headers=headers))
+    await asyncio.wait_for(entered.wait(), 10)
+    clock.advance(seconds=app.state.settings.idempotency_lock_seconds + 1)
+    entered.clear()
+    second = asyncio.create_task(client.post("/v1/test-stuck", json={}, headers=headers))
+    await asyncio.wait_for(entered.wait(), 10)
+    gate.set()
+    late, takeover = await first, await second
+    assert takeover.status_code == 201 and takeover.json() == {"call": 2}
+    assert_problem(late, 409, "concurrent_update")
+    replay = await client.post("/v1/test-stuck", json={}, headers=headers)
+    assert replay.json() == {"call": 2}
+
+
+async def test_key_is_free_again_after_retention(
+    app, client: httpx.AsyncClient, clock, operator_key: str
+) -> None:
+    headers = auth(operator_key, **{"Idempotency-Key": "old"})
+    assert (await client.post("/v1/enterprises", json=enterprise_payload(), headers=headers)).status_code == 201
+    clock.advance(days=app.state.settings.idempotency_retention_days + 1)
+    fresh = await client.post("/v1/enterprises", json=enterprise_payload(), headers=headers)
+    assert fresh.status_code == 201 and "idempotent-replayed" not in fresh.headers
+
+
+async def test_unacceptable_keys_are_refused(client: httpx.AsyncClient, operator_key: str) -> None:
+    for bad in (b"x" * 256, "caf\u00e9".encode()):
+        response = await client.post(
+            "/v1/enterprises",
+            json=enterprise_payload(),
+            headers=[(b"Authorization", f"Bearer {operator_key}".encode()), (b"Idempotency-Key", bad)],
+        )
+        assert_problem(response, 422, "invalid_idempotency_key")
+    assert await _count_enterprises(client, operator_key) == 0
