@@ -30,6 +30,9 @@ def auth(key: str, **extra: str) -> dict[str, str]:
 async def make_key(app: Any, role: str, **kwargs: Any) -> str:
     """Issue a key directly through the service (as the CLI does) and return the secret."""
     database = app.state.database
+    for name in ("enterprise_id", "provider_id", "principal_id"):
+        if isinstance(kwargs.get(name), str):
+            kwargs[name] = uuid.UUID(kwargs[name])
     async with database.unit_of_work(write=True) as session:
         role_ = Role(role)
         if role_ in (Role.OPERATOR, Role.AUDITOR) and "principal_id" not in kwargs:

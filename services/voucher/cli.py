@@ -21,8 +21,12 @@ app = typer.Typer(
 )
 db_app = typer.Typer(no_args_is_help=True, help="Database schema (Alembic migrations).")
 keys_app = typer.Typer(no_args_is_help=True, help="API keys.")
+ledger_app = typer.Typer(no_args_is_help=True, help="The double-entry ledger.")
+jobs_app = typer.Typer(no_args_is_help=True, help="Background jobs (also run by the worker).")
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
+app.add_typer(ledger_app, name="ledger")
+app.add_typer(jobs_app, name="jobs")
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,10 +47,17 @@ def _run(work: Callable[[Any], Awaitable[T]], settings: Settings | None = None) 
     return asyncio.run(main())
 
 
+def _print_error(exc: Any) -> None:
+    """A refusal as a script can read it: the code, the reason, and each bad field."""
+    typer.echo(f"error: {exc.code}: {exc.detail}", err=True)
+    for error in exc.extra.get("errors", []):
+        typer.echo(f"  {error['pointer'].lstrip('/')}: {error['message']}", err=True)
+
+
 def alembic_config(database_url: str | None = None) -> Any:
     from alembic.config import Config
 
-    config = Config(str(ROOT / "alembic.ini"))
+    config = Config(str(ROOT / "alembic.ini"), stdout=sys.stdout)
     config.set_main_option("script_location", str(ROOT / "migrations"))
     config.attributes["database_url"] = database_url or get_settings().database_url
     return config
@@ -119,7 +130,7 @@ def keys_create(
     try:
         typer.echo(_run(work))
     except DomainError as exc:
-        typer.echo(f"error: {exc.code}: {exc.detail}", err=True)
+        _print_error(exc)
         raise typer.Exit(2) from exc
 
 
@@ -141,9 +152,57 @@ def keys_revoke(
     try:
         _run(work)
     except DomainError as exc:
-        typer.echo(f"error: {exc.code}: {exc.detail}", err=True)
+        _print_error(exc)
         raise typer.Exit(2) from exc
     typer.echo(f"revoked {key_id}")
+
+
+@ledger_app.command("reconcile")
+def ledger_reconcile() -> None:
+    """Recompute every balance from the postings; exit 1 if anything differs."""
+    import json
+
+    from services.voucher.ledger import service as ledger
+
+    result = _run(ledger.reconcile)
+    typer.echo(
+        f"accounts {result.accounts}  postings {result.postings}  transactions {result.transactions}"
+    )
+    for label, rows in (
+        ("balance differs from postings", result.account_differences),
+        ("non-negative account below zero", result.negative_balances),
+        ("unbalanced journal transaction", result.unbalanced_transactions),
+    ):
+        for row in rows:
+            typer.echo(f"{label}: {json.dumps(row, default=str)}", err=True)
+    if not result.is_clean:
+        raise typer.Exit(1)
+    typer.echo("ledger reconciles: 0 differences")
+
+
+JOBS = ("expire-holds", "expire-vouchers", "purge-idempotency")
+
+
+@jobs_app.command("run-once")
+def jobs_run_once(
+    job: Annotated[str, typer.Argument(help=f"one of: {', '.join(JOBS)}")],
+) -> None:
+    """Run one job once (for cron). Each job is idempotent; exit 2 for an unknown job."""
+    from services.voucher.idempotency import service as idempotency
+    from services.voucher.redemption import service as redemption
+    from services.voucher.vouchers import service as vouchers
+
+    now = system_clock()
+    work = {
+        "expire-holds": lambda s: redemption.expire_holds(s, now),
+        "expire-vouchers": lambda s: vouchers.expire_due(s, now),
+        "purge-idempotency": lambda s: idempotency.purge_expired(s, now),
+    }
+    if job not in work:
+        typer.echo(f"unknown job {job!r}; jobs: {', '.join(JOBS)}", err=True)
+        raise typer.Exit(2)
+    done = _run(work[job])
+    typer.echo(f"{job}: {done} processed")
 
 
 @app.command("demo")

@@ -169,3 +169,130 @@ def field_error(pointer: str, message: str, type_: str = "invalid", location: st
         "message": message,
         "type": type_,
     }
+
+
+# -- vouchers ----------------------------------------------------------------------------------
+
+
+class ProgrammeNotOpen(Conflict):
+    code = "programme_not_open"
+    title = "The programme is not open"
+
+
+class ExceedsMaxPerVoucher(Conflict):
+    code = "exceeds_max_per_voucher"
+    title = "The amount exceeds the programme's maximum per voucher"
+
+
+class EnterpriseCapExceeded(Conflict):
+    code = "enterprise_cap_exceeded"
+    title = "The enterprise would exceed its cap for the period"
+
+
+class BudgetExhausted(Conflict):
+    code = "budget_exhausted"
+    title = "The programme's remaining budget is too small"
+
+
+class InvalidVoucherCode(DomainError):
+    code = "invalid_voucher_code"
+    title = "That is not a valid voucher code (check character mismatch)"
+    status = 422
+
+
+class VoucherNotYetValid(Conflict):
+    code = "voucher_not_yet_valid"
+    title = "The voucher is not valid yet"
+
+
+class VoucherExpired(Conflict):
+    code = "voucher_expired"
+    title = "The voucher has expired"
+
+
+class VoucherSuspended(Conflict):
+    code = "voucher_suspended"
+    title = "The voucher is suspended"
+
+
+class VoucherRevoked(Conflict):
+    code = "voucher_revoked"
+    title = "The voucher has been revoked"
+
+
+class VoucherExhausted(Conflict):
+    code = "voucher_exhausted"
+    title = "The voucher has no available balance"
+
+
+# -- redemption --------------------------------------------------------------------------------
+
+
+class ProviderNotApproved(Forbidden):
+    code = "provider_not_approved"
+    title = "The provider is not approved"
+
+
+class ProviderNotEnrolled(Forbidden):
+    code = "provider_not_enrolled"
+    title = "The provider is not enrolled in the voucher's programme"
+
+
+class RelatedParty(Conflict):
+    code = "related_party"
+    title = "The provider is a related party of the enterprise"
+
+
+class VoucherKindMismatch(Conflict):
+    code = "voucher_kind_mismatch"
+    title = "The voucher's kind does not cover these line items"
+
+
+class CategoryOutOfScope(Conflict):
+    code = "category_out_of_scope"
+    title = "A line item's category is outside the programme's scope"
+
+
+class OrderAlreadySubsidised(Conflict):
+    code = "order_already_subsidised"
+    title = "The order is already subsidised up to the stacking ceiling"
+
+
+class OrderReferenceConflict(Conflict):
+    code = "order_reference_conflict"
+    title = "The order reference is already used for another enterprise or amount"
+
+
+class EnterpriseCapReached(Conflict):
+    code = "enterprise_cap_reached"
+    title = "The enterprise has reached its subsidy cap for the period"
+
+
+class NothingToSubsidise(Conflict):
+    code = "nothing_to_subsidise"
+    title = "The line items earn no subsidy"
+
+
+class HoldNotActive(Conflict):
+    code = "hold_not_active"
+    title = "The hold is no longer active"
+
+
+class HoldExpired(Conflict):
+    code = "hold_expired"
+    title = "The hold's time to live has passed; it is void"
+
+
+class CaptureExceedsHold(Conflict):
+    code = "capture_exceeds_hold"
+    title = "A capture cannot exceed the held amount"
+
+
+class RefundExceedsCaptured(Conflict):
+    code = "refund_exceeds_captured"
+    title = "A refund cannot exceed what was captured and not yet refunded"
+
+
+class RedemptionNotCaptured(Conflict):
+    code = "redemption_not_captured"
+    title = "Only a captured redemption can be refunded"

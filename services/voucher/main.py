@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -79,6 +80,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             problems.Problem.model_json_schema(ref_template="#/components/schemas/{model}")
         )
         _lift_defs(schema)
+        _problem_validation_errors(schema)
         app.openapi_schema = schema
     return app.openapi_schema
 
@@ -89,3 +91,26 @@ def _lift_defs(schema: dict[str, Any]) -> None:
     problem = components["Problem"]
     for name, definition in problem.pop("$defs", {}).items():
         components.setdefault(name, definition)
+
+
+def _problem_validation_errors(schema: dict[str, Any]) -> None:
+    """FastAPI documents its 422 as a plain JSON `HTTPValidationError`; ours is a problem with
+    an `errors` list. Say so, and drop the schemas nothing else uses."""
+    problem = {"$ref": "#/components/schemas/Problem"}
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            response = operation.get("responses", {}).get("422")
+            if response is None:
+                continue
+            described = response.get("description", "")
+            if described in ("", "Validation Error"):
+                response["description"] = "`validation_failed`: the request has invalid fields"
+            media = response.setdefault("content", {})
+            media.pop("application/json", None)
+            media.setdefault(problems.PROBLEM_MEDIA_TYPE, {"schema": problem})
+            media[problems.PROBLEM_MEDIA_TYPE].setdefault("schema", problem)
+    components = schema["components"]["schemas"]
+    text = json.dumps(schema["paths"])
+    for name in ("HTTPValidationError", "ValidationError"):
+        if f"#/components/schemas/{name}" not in text:
+            components.pop(name, None)

@@ -17,7 +17,7 @@ MAX_AMOUNT = 10**15  # 10 trillion yuan in fen: far beyond any programme, far be
 class Unit(StrEnum):
     CNY = "CNY"
     GPU_HOUR = "GPU_HOUR"
-    TOKEN = "TOKEN"
+    TOKEN = "TOKEN"  # noqa: S105 - a unit of account, not a secret
 
 
 #: Decimal places between the unit and its minor unit.

@@ -36,7 +36,10 @@ def sync_database_url(url: str) -> str:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="VOUCHER_", extra="ignore", frozen=True)
+    #: hide_input_in_errors: a refused DATABASE_URL must not print its password into start-up logs.
+    model_config = SettingsConfigDict(
+        env_prefix="VOUCHER_", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     environment: Literal["development", "test", "production"] = "development"
     database_url: str = Field(
@@ -71,9 +74,12 @@ class Settings(BaseSettings):
     @field_validator("default_timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-        ZoneInfo(value)  # raises for an unknown zone: fail at start-up, not at the first request
+        try:  # fail at start-up, not at the first request
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:  # NotFound is a KeyError, not ValueError
+            raise ValueError(f"unknown time zone {value!r}") from exc
         return value
 
     @model_validator(mode="after")

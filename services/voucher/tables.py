@@ -17,6 +17,7 @@ from sqlmodel import Field, SQLModel
 from services.voucher.apikeys.rules import Role
 from services.voucher.db import JSONType, UTCDateTime
 from services.voucher.ids import uuid7
+from services.voucher.ledger.rules import AccountKind
 from services.voucher.money import Unit
 from services.voucher.programmes.rules import (
     CapPeriod,
@@ -26,6 +27,8 @@ from services.voucher.programmes.rules import (
     ProgrammeStatus,
 )
 from services.voucher.providers.rules import ProviderStatus
+from services.voucher.redemption.rules import RedemptionStatus
+from services.voucher.vouchers.rules import VoucherStatus
 
 
 def _one_of(column: str, values: Any) -> str:
@@ -206,7 +209,199 @@ class IdempotencyRecord(SQLModel, table=True):
     response_status: int | None = None
     response_body: bytes | None = Field(default=None, sa_type=LargeBinary)
     response_content_type: str | None = Field(default=None, max_length=100)
+    #: Headers that belong to the answer (Location, ETag), replayed with it.
+    response_headers: dict[str, str] | None = Field(default=None, sa_type=JSONType)
     created_at: datetime = Field(sa_type=UTCDateTime)
     locked_at: datetime = Field(sa_type=UTCDateTime)
     completed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     expires_at: datetime = Field(sa_type=UTCDateTime)
+
+
+# -- ledger ------------------------------------------------------------------------------------
+
+
+class LedgerAccount(SQLModel, table=True):
+    """One account of the double-entry ledger, with its materialised balance.
+
+    `balance` equals the sum of the account's postings (reconciliation proves it) and is
+    updated in the same transaction as every posting, so a balance read costs one row however
+    long the history. Accounts that would be hot rows keep `is_materialised` false and have
+    their balance computed from postings when asked.
+    """
+
+    __tablename__ = "ledger_account"
+    __table_args__ = (
+        CheckConstraint(_one_of("kind", AccountKind), name="kind_known"),
+        CheckConstraint("NOT is_non_negative OR balance >= 0", name="balance_non_negative"),
+        CheckConstraint("is_materialised OR balance = 0", name="unmaterialised_balance_zero"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid7, primary_key=True)
+    code: str = Field(max_length=200, unique=True)
+    kind: str = Field(max_length=32)
+    unit: str = Field(max_length=16)
+    programme_id: uuid.UUID | None = Field(default=None, foreign_key="programme.id", index=True)
+    voucher_id: uuid.UUID | None = Field(default=None, index=True)
+    provider_id: uuid.UUID | None = Field(default=None, foreign_key="provider.id", index=True)
+    enterprise_id: uuid.UUID | None = Field(default=None, foreign_key="enterprise.id", index=True)
+    is_non_negative: bool
+    is_materialised: bool
+    balance: int = Field(default=0, sa_type=BigInteger)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class LedgerTransaction(SQLModel, table=True):
+    """A journal transaction: one movement of value, as a set of postings summing to zero per
+    unit. Append-only: the database refuses UPDATE and DELETE (migration 0002's triggers)."""
+
+    __tablename__ = "ledger_transaction"
+
+    id: uuid.UUID = Field(default_factory=uuid7, primary_key=True)
+    kind: str = Field(max_length=40, index=True)
+    programme_id: uuid.UUID | None = Field(default=None, index=True)
+    voucher_id: uuid.UUID | None = Field(default=None, index=True)
+    redemption_id: uuid.UUID | None = Field(default=None, index=True)
+    memo: str = Field(default="", max_length=500)
+    request_id: str | None = Field(default=None, max_length=128)
+    created_at: datetime = Field(sa_type=UTCDateTime, index=True)
+
+
+class LedgerPosting(SQLModel, table=True):
+    __tablename__ = "ledger_posting"
+    __table_args__ = (
+        CheckConstraint("amount <> 0", name="amount_non_zero"),
+        Index("ix_ledger_posting_account_id_id", "account_id", "id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigInteger)
+    transaction_id: uuid.UUID = Field(foreign_key="ledger_transaction.id", index=True)
+    account_id: uuid.UUID = Field(foreign_key="ledger_account.id")
+    amount: int = Field(sa_type=BigInteger)
+    unit: str = Field(max_length=16)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+
+
+# -- vouchers and redemption -------------------------------------------------------------------
+
+
+class Voucher(SQLModel, table=True):
+    __tablename__ = "voucher"
+    __table_args__ = (
+        CheckConstraint(_one_of("status", VoucherStatus), name="status_known"),
+        CheckConstraint("face_value > 0", name="face_value_positive"),
+        CheckConstraint("expires_at > valid_from", name="validity_window"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid7, primary_key=True)
+    code: str = Field(max_length=32, unique=True)
+    programme_id: uuid.UUID = Field(foreign_key="programme.id", index=True)
+    enterprise_id: uuid.UUID = Field(foreign_key="enterprise.id", index=True)
+    kind: str = Field(max_length=16)
+    unit: str = Field(max_length=16)
+    face_value: int = Field(sa_type=BigInteger)
+    status: str = Field(max_length=16)
+    valid_from: datetime = Field(sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    period_key: str = Field(max_length=16)
+    available_account_id: uuid.UUID = Field(foreign_key="ledger_account.id")
+    held_account_id: uuid.UUID = Field(foreign_key="ledger_account.id")
+    used_account_id: uuid.UUID = Field(foreign_key="ledger_account.id")
+    application_id: uuid.UUID | None = Field(default=None)
+    issue_reference: str | None = Field(default=None, max_length=128)
+    status_reason: str | None = Field(default=None, max_length=500)
+    issued_at: datetime = Field(sa_type=UTCDateTime)
+    status_changed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    #: When the expiry was posted to the ledger (the status may read expired before that).
+    expiry_posted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    version: int = Field(default=1)
+
+
+class EnterprisePeriodUsage(SQLModel, table=True):
+    """What one enterprise has received from one programme in one cap period: face value
+    granted, subsidy held or captured (net of voids and refunds), and the order spend that
+    subsidy was on (for tiers). Locked whenever any of them moves, so the cap holds under
+    concurrency."""
+
+    __tablename__ = "enterprise_period_usage"
+    __table_args__ = (
+        UniqueConstraint("programme_id", "enterprise_id", "period_key"),
+        CheckConstraint("granted >= 0 AND subsidised >= 0 AND subsidised_spend >= 0", name="non_negative"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid7, primary_key=True)
+    programme_id: uuid.UUID = Field(foreign_key="programme.id")
+    enterprise_id: uuid.UUID = Field(foreign_key="enterprise.id", index=True)
+    period_key: str = Field(max_length=16)
+    granted: int = Field(default=0, sa_type=BigInteger)
+    subsidised: int = Field(default=0, sa_type=BigInteger)
+    subsidised_spend: int = Field(default=0, sa_type=BigInteger)
+
+
+class OrderSubsidy(SQLModel, table=True):
+    """One provider order and the subsidy on it across all vouchers, for the one-subsidy-per-
+    order rule and the stacking ceiling."""
+
+    __tablename__ = "order_subsidy"
+    __table_args__ = (
+        UniqueConstraint("provider_id", "order_reference"),
+        CheckConstraint("order_amount > 0 AND subsidised >= 0", name="amounts"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid7, primary_key=True)
+    provider_id: uuid.UUID = Field(foreign_key="provider.id")
+    order_reference: str = Field(max_length=128)
+    enterprise_id: uuid.UUID = Field(foreign_key="enterprise.id", index=True)
+    unit: str = Field(max_length=16)
+    order_amount: int = Field(sa_type=BigInteger)
+    subsidised: int = Field(default=0, sa_type=BigInteger)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class Redemption(SQLModel, table=True):
+    __tablename__ = "redemption"
+    __table_args__ = (
+        CheckConstraint(_one_of("status", RedemptionStatus), name="status_known"),
+        CheckConstraint(
+            "held_amount > 0 AND captured_amount >= 0 AND refunded_amount >= 0 "
+            "AND captured_amount <= held_amount AND refunded_amount <= captured_amount",
+            name="amounts",
+        ),
+        UniqueConstraint("voucher_id", "provider_id", "order_reference"),
+        Index("ix_redemption_provider_id_id", "provider_id", "id"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid7, primary_key=True)
+    voucher_id: uuid.UUID = Field(foreign_key="voucher.id", index=True)
+    programme_id: uuid.UUID = Field(foreign_key="programme.id", index=True)
+    enterprise_id: uuid.UUID = Field(foreign_key="enterprise.id", index=True)
+    provider_id: uuid.UUID = Field(foreign_key="provider.id")
+    order_reference: str = Field(max_length=128)
+    order_amount: int = Field(sa_type=BigInteger)
+    unit: str = Field(max_length=16)
+    line_items: list[dict[str, Any]] = Field(sa_type=JSONType)
+    computation: dict[str, Any] = Field(sa_type=JSONType)
+    status: str = Field(max_length=16)
+    held_amount: int = Field(sa_type=BigInteger)
+    captured_amount: int = Field(default=0, sa_type=BigInteger)
+    refunded_amount: int = Field(default=0, sa_type=BigInteger)
+    period_key: str = Field(max_length=16)
+    hold_expires_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    captured_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    voided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    void_reason: str | None = Field(default=None, max_length=32)
+
+
+class RedemptionRefund(SQLModel, table=True):
+    __tablename__ = "redemption_refund"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("destination IN ('voucher', 'pool')", name="destination_known"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid7, primary_key=True)
+    redemption_id: uuid.UUID = Field(foreign_key="redemption.id", index=True)
+    amount: int = Field(sa_type=BigInteger)
+    reason: str = Field(max_length=500)
+    destination: str = Field(max_length=16)
+    created_at: datetime = Field(sa_type=UTCDateTime)

@@ -216,7 +216,7 @@ async def test_two_keys_of_one_enterprise_share_its_principal(
     assert a["id"] != b["id"] and a["key"] != b["key"] and a["prefix"] != b["prefix"]
 
 
-async def test_expiry_in_the_past_is_422(client: httpx.AsyncClient, operator_key: str) -> None:
+async def test_expiry_in_the_past_or_without_a_time_zone_is_422(client: httpx.AsyncClient, operator_key: str) -> None:
     response = await client.post(
         KEYS,
         json={"role": "auditor", "name": "x", "principal_name": "a",
@@ -224,6 +224,13 @@ async def test_expiry_in_the_past_is_422(client: httpx.AsyncClient, operator_key
         headers=auth(operator_key),
     )
     problem = assert_problem(response, 422, "validation_failed")
+    assert [e["pointer"] for e in problem["errors"]] == ["/expires_at"]
+    naive = await client.post(
+        KEYS,
+        json={"role": "auditor", "name": "x", "principal_name": "a", "expires_at": "2027-01-01T00:00:00"},
+        headers=auth(operator_key),
+    )
+    problem = assert_problem(naive, 422, "validation_failed")
     assert [e["pointer"] for e in problem["errors"]] == ["/expires_at"]
 
 
@@ -519,3 +526,43 @@ async def test_me_describes_the_calling_key(client: httpx.AsyncClient, operator_
 async def test_me_needs_a_valid_key(client: httpx.AsyncClient) -> None:
     assert_problem(await client.get("/v1/me"), 401, "unauthenticated")
     assert_problem(await client.get("/v1/me", headers=auth("vk_0123456789_nope")), 401, "invalid_api_key")
+
+
+async def test_a_staff_key_narrowed_to_keys_self_manages_only_its_own_principals_keys(
+    client: httpx.AsyncClient, operator_key: str
+) -> None:
+    """keys:self means "my principal's keys" for an operator too: a narrowed operator key must not
+    revoke, rotate or even list other principals' keys."""
+    narrow = await issue(client, operator_key, role="operator", principal_name="desk 3", scopes=["keys:self"])
+    sibling = await issue(client, operator_key, role="operator", principal_id=narrow["principal_id"])
+    other = await enterprise_key(client, operator_key)
+    me = auth(narrow["key"])
+    assert_problem(await client.post(f"{KEYS}/{other['id']}/revoke", json={"reason": "x"}, headers=me),
+                   404, "not_found")
+    assert_problem(await client.post(f"{KEYS}/{other['id']}/rotate", json={}, headers=me), 404, "not_found")
+    assert await status_of(client, other["key"]) == 200
+    assert_problem(await client.get(f"{KEYS}/{other['id']}", headers=me), 404, "not_found")
+    listed = await client.get(KEYS, headers=me, params={"limit": 200})
+    assert {k["id"] for k in listed.json()["items"]} == {narrow["id"], sibling["id"]}
+    revoked = await client.post(f"{KEYS}/{sibling['id']}/revoke", json={"reason": "spare"}, headers=me)
+    assert revoked.status_code == 200, revoked.text
+    assert await status_of(client, sibling["key"]) == 401
+
+
+async def test_a_staff_key_with_keys_read_and_keys_self_reads_all_but_manages_only_its_own(
+    client: httpx.AsyncClient, operator_key: str
+) -> None:
+    reader = await issue(
+        client, operator_key, role="operator", principal_name="desk 4", scopes=["keys:read", "keys:self"]
+    )
+    other = await enterprise_key(client, operator_key)
+    me = auth(reader["key"])
+    assert (await client.get(f"{KEYS}/{other['id']}", headers=me)).status_code == 200
+    listed = await client.get(KEYS, headers=me, params={"limit": 200})
+    assert {reader["id"], other["id"]} <= {k["id"] for k in listed.json()["items"]}
+    assert_problem(await client.post(f"{KEYS}/{other['id']}/revoke", json={"reason": "x"}, headers=me),
+                   404, "not_found")
+    assert_problem(await client.post(f"{KEYS}/{other['id']}/rotate", json={}, headers=me), 404, "not_found")
+    assert await status_of(client, other["key"]) == 200
+    rotated = await client.post(f"{KEYS}/{reader['id']}/rotate", json={}, headers=me)
+    assert rotated.status_code == 201, rotated.text

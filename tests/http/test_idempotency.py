@@ -30,6 +30,9 @@ async def test_replay_returns_first_answer_and_creates_once(
     assert again.status_code == 201
     assert again.headers["idempotent-replayed"] == "true"
     assert again.json() == first.json()
+    assert again.headers["location"] == first.headers["location"]  # the answer's own headers too
+    assert again.headers["etag"] == first.headers["etag"]
+    assert again.headers["x-request-id"] != first.headers["x-request-id"]  # the request's are new
     assert await _count_enterprises(client, operator_key) == 1
 
 

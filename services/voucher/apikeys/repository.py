@@ -9,6 +9,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.voucher.actor import Actor
+from services.voucher.apikeys.rules import Scope
 from services.voucher.db import PageRequest, paginate
 from services.voucher.tables import ApiKey, Principal
 
@@ -26,8 +27,11 @@ async def key_with_principal(
 
 
 def _visible_keys(actor: Actor) -> Select[Any]:
+    """Staff keys that may read or manage all keys see them all; every other key, including a
+    staff key narrowed to keys:self, sees only its own principal's."""
     stmt = select(ApiKey)
-    if not actor.sees_everything:
+    sees_all_keys = actor.sees_everything and bool({Scope.KEYS_READ, Scope.KEYS_WRITE} & actor.scopes)
+    if not sees_all_keys:
         stmt = stmt.where(ApiKey.principal_id == actor.principal_id)
     return stmt
 

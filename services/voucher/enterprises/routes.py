@@ -13,7 +13,11 @@ from services.voucher import errors
 from services.voucher.actor import Actor
 from services.voucher.apikeys.rules import Scope
 from services.voucher.enterprises import service
-from services.voucher.enterprises.schemas import EnterpriseCreate, EnterprisePublic, EnterpriseUpdate
+from services.voucher.enterprises.schemas import (
+    EnterpriseCreate,
+    EnterprisePublic,
+    EnterpriseUpdate,
+)
 from services.voucher.http.auth import require
 from services.voucher.http.conditional import check_if_match, etag
 from services.voucher.http.deps import get_now, get_session

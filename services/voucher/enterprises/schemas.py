@@ -11,7 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.voucher.money import MAX_AMOUNT
 from services.voucher.registry_schemas import PatchModel, RelatedParty, Uscc
 
-RegionCode = Field(pattern=r"^[1-9][0-9]{5}$", description="6-digit administrative division.")
+REGION_CODE_PATTERN = r"^[1-9][0-9]{5}$"
+RegionCode = Field(pattern=REGION_CODE_PATTERN, description="6-digit administrative division.")
 
 EXAMPLE: dict[str, Any] = {
     "uscc": "91330110MA2H0W1P48",
@@ -64,7 +65,10 @@ class EnterpriseUpdate(PatchModel):
     )
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
-    region_code: str | None = RegionCode
+    # Not the shared RegionCode FieldInfo: it has no default, which made this optional field required.
+    region_code: str | None = Field(
+        default=None, pattern=REGION_CODE_PATTERN, description="6-digit administrative division."
+    )
     headcount: int | None = Field(default=None, ge=0, le=10_000_000)
     annual_revenue: int | None = Field(default=None, ge=0, le=MAX_AMOUNT)
     founded_on: date | None = None

@@ -69,7 +69,7 @@ async def _replay(request: Request, exc: Exception) -> Response:
         stored.body,
         status_code=stored.status,
         media_type=stored.content_type,
-        headers={"Idempotent-Replayed": "true"},
+        headers={**(stored.headers or {}), "Idempotent-Replayed": "true"},
     )
 
 

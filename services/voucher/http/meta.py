@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict
 
 from services.voucher import errors
-from services.voucher.http.problems import Problem, problem_type
+from services.voucher.http.problems import problem_type, responses
 
 router = APIRouter(tags=["service"])
 
@@ -83,8 +83,7 @@ async def list_problem_types() -> list[ProblemType]:
     operation_id="get_problem_type",
     summary="Explain one problem type (the `type` of an error body)",
     response_model=ProblemType,
-    responses={404: {"description": "Unknown problem code", "model": Problem,
-                     "content": {"application/problem+json": {}}}},
+    responses=responses(errors.NotFound),
 )
 async def get_problem_type(code: str) -> ProblemType:
     found = catalogue().get(code)

@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar, get_args
 
 from fastapi import Depends, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.voucher.db import PageRequest, decode_cursor
 
 T = TypeVar("T")
 
 
+def _page_example(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    """A page's example is one item's example and a cursor."""
+    item_type = get_args(model.model_fields["items"].annotation)[0]
+    extra = getattr(item_type, "model_config", {}).get("json_schema_extra") or {}
+    examples = extra.get("examples") if isinstance(extra, dict) else None
+    if examples:
+        schema["examples"] = [{"items": [examples[0]], "next_cursor": "YzE6MDE5MGQ1ZDI"}]
+
+
 class Page(BaseModel, Generic[T]):
+    model_config = ConfigDict(json_schema_extra=_page_example)
+
     items: list[T]
     next_cursor: str | None = Field(
         description="Pass as `cursor` to get the next page; null on the last page."

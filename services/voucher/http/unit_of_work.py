@@ -134,18 +134,11 @@ class UnitOfWorkMiddleware:
         assert start is not None
         status = int(start["status"])
         body = b"".join(chunks)
-        content_type = _content_type(start)
+        answer = _answer(start, status, body)
         if status < 400:
             try:
                 if unit.claim is not None:
-                    owned = await idempotency.complete(
-                        unit.session,
-                        unit.claim,
-                        status=status,
-                        body=body,
-                        content_type=content_type,
-                        now=self.clock(),
-                    )
+                    owned = await idempotency.complete(unit.session, unit.claim, answer, self.clock())
                     if not owned:
                         raise errors.ConcurrentUpdate(
                             "this request outlived its Idempotency-Key lock and another attempt "
@@ -163,14 +156,7 @@ class UnitOfWorkMiddleware:
             await unit.close()
             if unit.claim is not None:
                 if scope["state"].get("store_error_response") and status < 500:
-                    await idempotency.store_refusal(
-                        self.database,
-                        unit.claim,
-                        status=status,
-                        body=body,
-                        content_type=content_type,
-                        now=self.clock(),
-                    )
+                    await idempotency.store_refusal(self.database, unit.claim, answer, self.clock())
                 else:
                     await self._release(unit)
         start = _with_headers(
@@ -231,8 +217,13 @@ class UnitOfWorkMiddleware:
         await send({"type": "http.response.body", "body": body})
 
 
-def _content_type(start: Message) -> str | None:
+def _answer(start: Message, status: int, body: bytes) -> idempotency.StoredResponse:
+    """The response as the idempotency record keeps it: status, body and its own headers."""
+    content_type, kept = None, {}
     for key, value in start.get("headers", []):
-        if key.lower() == b"content-type":
-            return str(value.decode("latin-1"))
-    return None
+        name = key.decode("latin-1").lower()
+        if name == "content-type":
+            content_type = value.decode("latin-1")
+        elif name in idempotency.REPLAYED_HEADERS:
+            kept[name] = value.decode("latin-1")
+    return idempotency.StoredResponse(status, body, content_type, kept)

@@ -59,22 +59,14 @@ async def complete(
     record_id: uuid.UUID,
     *,
     locked_at: datetime,
-    status: int,
-    body: bytes,
-    content_type: str | None,
+    values: dict[str, object],
     now: datetime,
 ) -> bool:
     """Store the answer, but only while this request still owns the claim."""
     stmt = (
         update(T)
         .where(T.c.id == record_id, T.c.state == "in_progress", T.c.locked_at == locked_at)
-        .values(
-            state="completed",
-            response_status=status,
-            response_body=body,
-            response_content_type=content_type,
-            completed_at=now,
-        )
+        .values(state="completed", completed_at=now, **values)
     )
     return (await session.execute(stmt)).rowcount == 1
 

@@ -40,11 +40,16 @@ class Claim:
     locked_at: datetime
 
 
+#: Response headers that are part of the answer and are replayed with it.
+REPLAYED_HEADERS = ("location", "etag")
+
+
 @dataclass(frozen=True)
 class StoredResponse:
     status: int
     body: bytes
     content_type: str | None
+    headers: dict[str, str] | None = None
 
 
 class Replay(Exception):  # noqa: N818 - control flow, not an error
@@ -100,6 +105,7 @@ async def claim(
         "response_status": None,
         "response_body": None,
         "response_content_type": None,
+        "response_headers": None,
         "locked_at": now,
         "completed_at": None,
         "expires_at": now + timedelta(days=retention_days),
@@ -131,7 +137,10 @@ async def claim(
             assert record.response_status is not None
             raise Replay(
                 StoredResponse(
-                    record.response_status, record.response_body or b"", record.response_content_type
+                    record.response_status,
+                    record.response_body or b"",
+                    record.response_content_type,
+                    record.response_headers,
                 )
             )
         if record.locked_at > now - timedelta(seconds=lock_seconds):
@@ -146,33 +155,26 @@ async def claim(
         raise IdempotencyRequestInProgress()
 
 
-async def complete(
-    session: AsyncSession,
-    claim_: Claim,
-    *,
-    status: int,
-    body: bytes,
-    content_type: str | None,
-    now: datetime,
-) -> bool:
+async def complete(session: AsyncSession, claim_: Claim, answer: StoredResponse, now: datetime) -> bool:
     """Step 2: store the answer in the caller's transaction; False if the claim was lost."""
     return await repository.complete(
         session,
         claim_.record_id,
         locked_at=claim_.locked_at,
-        status=status,
-        body=body,
-        content_type=content_type,
+        values={
+            "response_status": answer.status,
+            "response_body": answer.body,
+            "response_content_type": answer.content_type,
+            "response_headers": answer.headers or None,
+        },
         now=now,
     )
 
 
-async def store_refusal(
-    db: Database, claim_: Claim, *, status: int, body: bytes, content_type: str | None, now: datetime
-) -> None:
+async def store_refusal(db: Database, claim_: Claim, answer: StoredResponse, now: datetime) -> None:
     """A final business refusal is the request's answer too; the refused change rolled back."""
     async with db.unit_of_work(write=True) as session:
-        await complete(session, claim_, status=status, body=body, content_type=content_type, now=now)
+        await complete(session, claim_, answer, now)
 
 
 async def release(db: Database, claim_: Claim) -> None:

@@ -20,7 +20,6 @@ from services.voucher.http.pagination import Page, Paging
 from services.voucher.http.problems import responses
 from services.voucher.programmes import service
 from services.voucher.programmes.rules import ProgrammeKind, ProgrammeStatus
-from services.voucher.providers import service as providers
 from services.voucher.programmes.schemas import (
     EnrolmentPublic,
     ProgrammeCreate,
@@ -28,6 +27,7 @@ from services.voucher.programmes.schemas import (
     ProgrammeUpdate,
     Transition,
 )
+from services.voucher.providers import service as providers
 from services.voucher.tables import Programme, ProgrammeEnrolment
 
 router = APIRouter(prefix="/v1/programmes", tags=["programmes"])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
+from zoneinfo import ZoneInfo
 
 from services.voucher.errors import InvalidTransition, TermsFrozen
 from services.voucher.money import Unit
@@ -157,3 +159,18 @@ def term_problems(terms: dict[str, object]) -> list[tuple[str, str]]:
     if opens is not None and closes is not None and closes <= opens:  # type: ignore[operator]
         problems.append(("application_closes_at", "the window must close after it opens"))
     return problems
+
+
+def period_key(cap_period: CapPeriod | str, timezone: str, at: datetime) -> str:
+    """The cap period `at` falls in, counted in the programme's time zone (Asia/Shanghai by
+    default: a redemption at 23:30 UTC on 31 December belongs to the next year there)."""
+    local = at.astimezone(ZoneInfo(timezone))
+    match CapPeriod(cap_period):
+        case CapPeriod.CALENDAR_YEAR:
+            return f"{local.year:04d}"
+        case CapPeriod.CALENDAR_QUARTER:
+            return f"{local.year:04d}-Q{(local.month - 1) // 3 + 1}"
+        case CapPeriod.CALENDAR_MONTH:
+            return f"{local.year:04d}-{local.month:02d}"
+        case CapPeriod.PROGRAMME:
+            return "all"

@@ -7,10 +7,9 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 from services.voucher.money import MAX_AMOUNT, Unit
-from services.voucher.registry_schemas import PatchModel
 from services.voucher.programmes.rules import (
     CapPeriod,
     ExpiryDisposition,
@@ -18,10 +17,12 @@ from services.voucher.programmes.rules import (
     ProgrammeKind,
     ProgrammeStatus,
 )
+from services.voucher.registry_schemas import PatchModel
 
 CATEGORY_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,31}:[a-z0-9_]{1,32}$")
-Amount = Field(ge=1, le=MAX_AMOUNT)
-Bps = Field(ge=0, le=10_000)
+#: Amounts and rates are JSON integers, strictly: `true` is not 1 fen and 3000.0 is not 3000 bps.
+Amount = Field(ge=1, le=MAX_AMOUNT, strict=True)
+Bps = Field(ge=0, le=10_000, strict=True)
 
 HANGZHOU_EXAMPLE: dict[str, Any] = {
     "code": "yuhang-2026-compute",
@@ -59,7 +60,7 @@ class Tier(BaseModel):
     categories: list[str] | None = None
 
 
-def _check_rate_table(value: dict[str, int]) -> dict[str, int]:
+def _check_rate_table(value: dict[str, StrictInt]) -> dict[str, StrictInt]:
     if not value:
         raise ValueError("at least one line-item category must be subsidised")
     for category, rate in value.items():
@@ -80,19 +81,23 @@ class ProgrammeTerms(BaseModel):
     kind: ProgrammeKind
     unit: Unit = Unit.CNY
     mode: PayoutMode = PayoutMode.PROVIDER_REDEMPTION
-    budget_total: int = Field(ge=1, le=MAX_AMOUNT, description="In the unit's minor unit (fen).")
-    rate_table: dict[str, int] = Field(
+    budget_total: int = Field(
+        ge=1, le=MAX_AMOUNT, strict=True, description="In the unit's minor unit (fen)."
+    )
+    rate_table: dict[str, StrictInt] = Field(
         description="Subsidy rate per line-item category, in basis points (3000 = 30 %)."
     )
     tiers: list[Tier] = Field(default_factory=list, max_length=10)
     stacking_ceiling_bps: int = Field(
-        default=10_000, ge=0, le=10_000,
+        default=10_000, ge=0, le=10_000, strict=True,
         description="All vouchers' subsidies on one order never exceed this share of it.",
     )
-    enterprise_cap: int = Field(ge=1, le=MAX_AMOUNT, description="Per enterprise per cap period.")
+    enterprise_cap: int = Field(
+        ge=1, le=MAX_AMOUNT, strict=True, description="Per enterprise per cap period."
+    )
     cap_period: CapPeriod = CapPeriod.CALENDAR_YEAR
     cap_timezone: str = Field(default="Asia/Shanghai", max_length=64)
-    max_per_voucher: int = Field(ge=1, le=MAX_AMOUNT)
+    max_per_voucher: int = Field(ge=1, le=MAX_AMOUNT, strict=True)
     application_opens_at: AwareDatetime | None = None
     application_closes_at: AwareDatetime | None = None
     voucher_validity_days: int = Field(default=365, ge=1, le=3650)
@@ -145,14 +150,14 @@ class ProgrammeUpdate(PatchModel):
     kind: ProgrammeKind | None = None
     unit: Unit | None = None
     mode: PayoutMode | None = None
-    budget_total: int | None = Field(default=None, ge=1, le=MAX_AMOUNT)
-    rate_table: dict[str, int] | None = None
+    budget_total: int | None = Field(default=None, ge=1, le=MAX_AMOUNT, strict=True)
+    rate_table: dict[str, StrictInt] | None = None
     tiers: list[Tier] | None = Field(default=None, max_length=10)
-    stacking_ceiling_bps: int | None = Field(default=None, ge=0, le=10_000)
-    enterprise_cap: int | None = Field(default=None, ge=1, le=MAX_AMOUNT)
+    stacking_ceiling_bps: int | None = Field(default=None, ge=0, le=10_000, strict=True)
+    enterprise_cap: int | None = Field(default=None, ge=1, le=MAX_AMOUNT, strict=True)
     cap_period: CapPeriod | None = None
     cap_timezone: str | None = Field(default=None, max_length=64)
-    max_per_voucher: int | None = Field(default=None, ge=1, le=MAX_AMOUNT)
+    max_per_voucher: int | None = Field(default=None, ge=1, le=MAX_AMOUNT, strict=True)
     application_opens_at: AwareDatetime | None = None
     application_closes_at: AwareDatetime | None = None
     voucher_validity_days: int | None = Field(default=None, ge=1, le=3650)
@@ -163,7 +168,7 @@ class ProgrammeUpdate(PatchModel):
 
     @field_validator("rate_table")
     @classmethod
-    def _rates(cls, value: dict[str, int] | None) -> dict[str, int] | None:
+    def _rates(cls, value: dict[str, StrictInt] | None) -> dict[str, StrictInt] | None:
         return None if value is None else _check_rate_table(value)
 
     @field_validator("cap_timezone")

@@ -1,0 +1,144 @@
+"""Every query on the ledger. Postings and transactions are only ever inserted."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import and_, bindparam, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.voucher.tables import LedgerAccount, LedgerPosting, LedgerTransaction
+
+A = LedgerAccount.__table__
+P = LedgerPosting.__table__
+T = LedgerTransaction.__table__
+
+
+def _insert_for(session: AsyncSession) -> Any:
+    return pg_insert if session.bind is not None and session.bind.dialect.name == "postgresql" else sqlite_insert
+
+
+async def create_accounts(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    await session.execute(insert(A), list(rows))
+
+
+async def ensure_accounts(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> dict[str, uuid.UUID]:
+    """Create the accounts that do not exist yet (by code, race-free); return code -> id."""
+    stmt = _insert_for(session)(A).on_conflict_do_nothing(index_elements=["code"])
+    await session.execute(stmt, list(rows))
+    codes = [r["code"] for r in rows]
+    found = await session.execute(select(A.c.code, A.c.id).where(A.c.code.in_(codes)))
+    return {code: id_ for code, id_ in found.all()}
+
+
+async def account_ids(session: AsyncSession, codes: Iterable[str]) -> dict[str, uuid.UUID]:
+    found = await session.execute(select(A.c.code, A.c.id).where(A.c.code.in_(list(codes))))
+    return {code: id_ for code, id_ in found.all()}
+
+
+async def insert_transaction(session: AsyncSession, values: dict[str, Any]) -> None:
+    await session.execute(insert(T).values(**values))
+
+
+async def insert_postings(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    await session.execute(insert(P), list(rows))
+
+
+_APPLY = (
+    update(A)
+    .where(and_(A.c.id == bindparam("account_id"), A.c.is_materialised))
+    .values(balance=A.c.balance + bindparam("delta"))
+)
+
+
+async def apply_deltas(session: AsyncSession, deltas: dict[uuid.UUID, int]) -> None:
+    """Move materialised balances; the CHECK constraint refuses any that would go negative."""
+    rows = [{"account_id": k, "delta": v} for k, v in sorted(deltas.items()) if v]
+    if rows:
+        await session.execute(_APPLY, rows)
+
+
+async def balances(session: AsyncSession, ids: Iterable[uuid.UUID], *, lock: bool = False) -> dict[uuid.UUID, int]:
+    """Materialised balances of these accounts (optionally locked, in id order)."""
+    ordered = sorted(set(ids))
+    stmt = select(A.c.id, A.c.balance).where(A.c.id.in_(ordered)).order_by(A.c.id)
+    if lock:
+        stmt = stmt.with_for_update()
+    return {id_: bal for id_, bal in (await session.execute(stmt)).all()}
+
+
+async def computed_balance(session: AsyncSession, account_id: uuid.UUID) -> int:
+    total = await session.execute(
+        select(func.coalesce(func.sum(P.c.amount), 0)).where(P.c.account_id == account_id)
+    )
+    return int(total.scalar_one())
+
+
+async def account_differences(session: AsyncSession) -> list[dict[str, Any]]:
+    """Materialised balances that differ from the sum of their postings."""
+    sums = (
+        select(P.c.account_id, func.sum(P.c.amount).label("total"))
+        .group_by(P.c.account_id)
+        .subquery()
+    )
+    total = func.coalesce(sums.c.total, 0)
+    stmt = (
+        select(A.c.id, A.c.code, A.c.unit, A.c.balance, total.label("postings"))
+        .select_from(A.outerjoin(sums, sums.c.account_id == A.c.id))
+        .where(A.c.is_materialised, A.c.balance != total)
+        .order_by(A.c.code)
+    )
+    return [dict(r._mapping) for r in (await session.execute(stmt)).all()]
+
+
+async def negative_constrained_accounts(session: AsyncSession) -> list[dict[str, Any]]:
+    """Non-negative accounts whose postings sum below zero (covers unmaterialised ones too)."""
+    sums = (
+        select(P.c.account_id, func.sum(P.c.amount).label("total"))
+        .group_by(P.c.account_id)
+        .subquery()
+    )
+    stmt = (
+        select(A.c.id, A.c.code, sums.c.total)
+        .select_from(A.join(sums, sums.c.account_id == A.c.id))
+        .where(A.c.is_non_negative, sums.c.total < 0)
+    )
+    return [dict(r._mapping) for r in (await session.execute(stmt)).all()]
+
+
+async def unbalanced_transactions(session: AsyncSession) -> list[dict[str, Any]]:
+    stmt = (
+        select(P.c.transaction_id, P.c.unit, func.sum(P.c.amount).label("total"))
+        .group_by(P.c.transaction_id, P.c.unit)
+        .having(func.sum(P.c.amount) != 0)
+    )
+    return [dict(r._mapping) for r in (await session.execute(stmt)).all()]
+
+
+async def counts(session: AsyncSession) -> dict[str, int]:
+    accounts = (await session.execute(select(func.count()).select_from(A))).scalar_one()
+    postings = (await session.execute(select(func.count()).select_from(P))).scalar_one()
+    transactions = (await session.execute(select(func.count()).select_from(T))).scalar_one()
+    return {"accounts": accounts, "postings": postings, "transactions": transactions}
+
+
+async def postings_for_accounts(
+    session: AsyncSession, account_ids: Sequence[uuid.UUID], *, after: int | None, limit: int
+) -> list[dict[str, Any]]:
+    stmt = (
+        select(
+            P.c.id, P.c.transaction_id, P.c.account_id, P.c.amount, P.c.unit, P.c.created_at,
+            T.c.kind, T.c.memo, T.c.redemption_id,
+        )
+        .select_from(P.join(T, T.c.id == P.c.transaction_id))
+        .where(P.c.account_id.in_(list(account_ids)))
+        .order_by(P.c.id)
+        .limit(limit)
+    )
+    if after is not None:
+        stmt = stmt.where(P.c.id > after)
+    return [dict(r._mapping) for r in (await session.execute(stmt)).all()]

@@ -1,0 +1,93 @@
+"""The ledger's rules: account kinds, which may never go negative, which keep a materialised
+balance, and the zero-sum check. Pure.
+
+Sign convention: an account's balance is the sum of its postings. Accounts that hold value
+(a voucher's available balance, a programme's uncommitted budget) are positive; source and
+contra accounts (a programme's funding, the counterpart of captured value) are negative.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class AccountKind(StrEnum):
+    # per programme
+    PROGRAMME_FUNDING = "programme_funding"  # source of the budget (negative)
+    PROGRAMME_AVAILABLE = "programme_available"  # budget not yet committed
+    PROGRAMME_COMMITTED = "programme_committed"  # approved, voucher not yet issued
+    PROGRAMME_SPENT = "programme_spent"  # contra of captured value (negative)
+    PROGRAMME_BREAKAGE = "programme_breakage"  # expired value not returned to the pool
+    PROGRAMME_CLAWBACK = "programme_clawback"  # contra of receivables (negative)
+    # per voucher
+    VOUCHER_AVAILABLE = "voucher_available"
+    VOUCHER_HELD = "voucher_held"
+    VOUCHER_USED = "voucher_used"
+    # per provider and programme
+    PROVIDER_PAYABLE = "provider_payable"  # may go negative: refund after payment
+    PROVIDER_PAID = "provider_paid"
+    # per enterprise and programme
+    ENTERPRISE_RECEIVABLE = "enterprise_receivable"  # clawback of used value
+    ENTERPRISE_PAYABLE = "enterprise_payable"  # approved claims (enterprise_claim mode)
+    ENTERPRISE_PAID = "enterprise_paid"
+
+
+NON_NEGATIVE: frozenset[AccountKind] = frozenset(
+    {
+        AccountKind.PROGRAMME_AVAILABLE,
+        AccountKind.PROGRAMME_COMMITTED,
+        AccountKind.PROGRAMME_BREAKAGE,
+        AccountKind.VOUCHER_AVAILABLE,
+        AccountKind.VOUCHER_HELD,
+        AccountKind.VOUCHER_USED,
+        AccountKind.PROVIDER_PAID,
+        AccountKind.ENTERPRISE_RECEIVABLE,
+        AccountKind.ENTERPRISE_PAID,
+    }
+)
+
+#: Contra and payable accounts that every capture of a programme or provider touches would
+#: become one hot row serialising all redemptions; their balance is the sum of their postings,
+#: computed when needed, instead of a row updated on every movement.
+NOT_MATERIALISED: frozenset[AccountKind] = frozenset(
+    {AccountKind.PROGRAMME_SPENT, AccountKind.PROVIDER_PAYABLE, AccountKind.ENTERPRISE_PAYABLE}
+)
+
+
+class UnbalancedTransaction(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    """One posting to be written: `amount` (signed, non-zero) to `account_id` in `unit`."""
+
+    account_id: object
+    amount: int
+    unit: str
+
+
+def check_balanced(legs: Iterable[Leg]) -> None:
+    """Every journal transaction's postings sum to zero per unit, and none is zero."""
+    totals: dict[str, int] = defaultdict(int)
+    count = 0
+    for leg in legs:
+        if isinstance(leg.amount, bool) or not isinstance(leg.amount, int):
+            raise UnbalancedTransaction("posting amounts are integers")
+        if leg.amount == 0:
+            raise UnbalancedTransaction("a posting of zero moves nothing")
+        totals[leg.unit] += leg.amount
+        count += 1
+    if count < 2:
+        raise UnbalancedTransaction("a journal transaction has at least two postings")
+    off = {unit: total for unit, total in totals.items() if total != 0}
+    if off:
+        raise UnbalancedTransaction(f"postings do not sum to zero: {off}")
+
+
+def transfer(source: object, target: object, amount: int, unit: str) -> list[Leg]:
+    """Move `amount` from `source` to `target`: the two legs of a simple movement."""
+    return [Leg(source, -amount, unit), Leg(target, amount, unit)]

@@ -1,0 +1,241 @@
+"""The ledger: open accounts, post balanced journal transactions, reconcile.
+
+Every movement of value in the service goes through `post`: it checks the legs sum to zero per
+unit, inserts the journal transaction and its postings, and moves the materialised balances in
+the same database transaction. Callers lock what they must (see DESIGN.md: value moves under a
+lock or a conditional update) before deciding amounts; the CHECK constraints and, on
+PostgreSQL, the deferred balance trigger are the backstop.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.voucher.ids import uuid7
+from services.voucher.ledger import repository
+from services.voucher.ledger.rules import (
+    NON_NEGATIVE,
+    NOT_MATERIALISED,
+    AccountKind,
+    Leg,
+    check_balanced,
+)
+from services.voucher.observability import REQUEST_ID
+
+
+def account_row(
+    code: str,
+    kind: AccountKind,
+    unit: str,
+    now: datetime,
+    *,
+    programme_id: uuid.UUID | None = None,
+    voucher_id: uuid.UUID | None = None,
+    provider_id: uuid.UUID | None = None,
+    enterprise_id: uuid.UUID | None = None,
+) -> dict[str, Any]:
+    return {
+        "id": uuid7(),
+        "code": code,
+        "kind": kind.value,
+        "unit": unit,
+        "programme_id": programme_id,
+        "voucher_id": voucher_id,
+        "provider_id": provider_id,
+        "enterprise_id": enterprise_id,
+        "is_non_negative": kind in NON_NEGATIVE,
+        "is_materialised": kind not in NOT_MATERIALISED,
+        "balance": 0,
+        "created_at": now,
+    }
+
+
+# -- account codes: one place decides how accounts are named ------------------------------------
+
+
+def programme_code(programme_id: uuid.UUID, kind: AccountKind) -> str:
+    return f"programme:{programme_id}:{kind.value.removeprefix('programme_')}"
+
+
+def voucher_code(voucher_id: uuid.UUID, kind: AccountKind) -> str:
+    return f"voucher:{voucher_id}:{kind.value.removeprefix('voucher_')}"
+
+
+def provider_code(provider_id: uuid.UUID, programme_id: uuid.UUID, kind: AccountKind) -> str:
+    return f"provider:{provider_id}:programme:{programme_id}:{kind.value.removeprefix('provider_')}"
+
+
+def enterprise_code(enterprise_id: uuid.UUID, programme_id: uuid.UUID, kind: AccountKind) -> str:
+    return f"enterprise:{enterprise_id}:programme:{programme_id}:{kind.value.removeprefix('enterprise_')}"
+
+
+PROGRAMME_KINDS = (
+    AccountKind.PROGRAMME_FUNDING,
+    AccountKind.PROGRAMME_AVAILABLE,
+    AccountKind.PROGRAMME_COMMITTED,
+    AccountKind.PROGRAMME_SPENT,
+    AccountKind.PROGRAMME_BREAKAGE,
+    AccountKind.PROGRAMME_CLAWBACK,
+)
+VOUCHER_KINDS = (AccountKind.VOUCHER_AVAILABLE, AccountKind.VOUCHER_HELD, AccountKind.VOUCHER_USED)
+PROVIDER_KINDS = (AccountKind.PROVIDER_PAYABLE, AccountKind.PROVIDER_PAID)
+
+
+async def open_programme_accounts(
+    session: AsyncSession, programme_id: uuid.UUID, unit: str, budget_total: int, now: datetime
+) -> None:
+    """The programme's accounts, with its whole budget moved from funding to available."""
+    rows = [
+        account_row(programme_code(programme_id, k), k, unit, now, programme_id=programme_id)
+        for k in PROGRAMME_KINDS
+    ]
+    await repository.create_accounts(session, rows)
+    ids = {r["kind"]: r["id"] for r in rows}
+    await post(
+        session,
+        kind="programme_funded",
+        legs=[
+            Leg(ids[AccountKind.PROGRAMME_FUNDING.value], -budget_total, unit),
+            Leg(ids[AccountKind.PROGRAMME_AVAILABLE.value], budget_total, unit),
+        ],
+        now=now,
+        programme_id=programme_id,
+        memo="programme opened: budget made available",
+    )
+
+
+async def programme_accounts(session: AsyncSession, programme_id: uuid.UUID) -> dict[AccountKind, uuid.UUID]:
+    codes = {programme_code(programme_id, k): k for k in PROGRAMME_KINDS}
+    found = await repository.account_ids(session, codes)
+    return {codes[c]: i for c, i in found.items()}
+
+
+async def open_voucher_accounts(
+    session: AsyncSession, voucher_id: uuid.UUID, programme_id: uuid.UUID, unit: str, now: datetime
+) -> dict[AccountKind, uuid.UUID]:
+    rows = [
+        account_row(voucher_code(voucher_id, k), k, unit, now, programme_id=programme_id, voucher_id=voucher_id)
+        for k in VOUCHER_KINDS
+    ]
+    await repository.create_accounts(session, rows)
+    return {AccountKind(r["kind"]): r["id"] for r in rows}
+
+
+async def ensure_provider_accounts(
+    session: AsyncSession, provider_id: uuid.UUID, programme_id: uuid.UUID, unit: str, now: datetime
+) -> dict[AccountKind, uuid.UUID]:
+    rows = [
+        account_row(provider_code(provider_id, programme_id, k), k, unit, now,
+                    programme_id=programme_id, provider_id=provider_id)
+        for k in PROVIDER_KINDS
+    ]
+    found = await repository.ensure_accounts(session, rows)
+    return {AccountKind(r["kind"]): found[r["code"]] for r in rows}
+
+
+async def ensure_enterprise_accounts(
+    session: AsyncSession,
+    enterprise_id: uuid.UUID,
+    programme_id: uuid.UUID,
+    unit: str,
+    now: datetime,
+    kinds: Sequence[AccountKind],
+) -> dict[AccountKind, uuid.UUID]:
+    rows = [
+        account_row(enterprise_code(enterprise_id, programme_id, k), k, unit, now,
+                    programme_id=programme_id, enterprise_id=enterprise_id)
+        for k in kinds
+    ]
+    found = await repository.ensure_accounts(session, rows)
+    return {AccountKind(r["kind"]): found[r["code"]] for r in rows}
+
+
+async def post(
+    session: AsyncSession,
+    *,
+    kind: str,
+    legs: Iterable[Leg],
+    now: datetime,
+    programme_id: uuid.UUID | None = None,
+    voucher_id: uuid.UUID | None = None,
+    redemption_id: uuid.UUID | None = None,
+    memo: str = "",
+) -> uuid.UUID:
+    """Write one balanced journal transaction and move the materialised balances."""
+    legs = [leg for leg in legs]
+    check_balanced(legs)
+    transaction_id = uuid7()
+    request_id = REQUEST_ID.get()
+    await repository.insert_transaction(
+        session,
+        {
+            "id": transaction_id,
+            "kind": kind,
+            "programme_id": programme_id,
+            "voucher_id": voucher_id,
+            "redemption_id": redemption_id,
+            "memo": memo[:500],
+            "request_id": None if request_id == "-" else request_id,
+            "created_at": now,
+        },
+    )
+    await repository.insert_postings(
+        session,
+        [
+            {"transaction_id": transaction_id, "account_id": leg.account_id, "amount": leg.amount,
+             "unit": leg.unit, "created_at": now}
+            for leg in legs
+        ],
+    )
+    deltas: dict[uuid.UUID, int] = defaultdict(int)
+    for leg in legs:
+        deltas[leg.account_id] += leg.amount  # type: ignore[index]
+    await repository.apply_deltas(session, deltas)
+    return transaction_id
+
+
+async def balances(session: AsyncSession, ids: Iterable[uuid.UUID], *, lock: bool = False) -> dict[uuid.UUID, int]:
+    return await repository.balances(session, ids, lock=lock)
+
+
+async def computed_balance(session: AsyncSession, account_id: uuid.UUID) -> int:
+    return await repository.computed_balance(session, account_id)
+
+
+@dataclass
+class Reconciliation:
+    """Recomputing every balance from postings: zero differences means the books agree."""
+
+    accounts: int
+    postings: int
+    transactions: int
+    account_differences: list[dict[str, Any]] = field(default_factory=list)
+    negative_balances: list[dict[str, Any]] = field(default_factory=list)
+    unbalanced_transactions: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def is_clean(self) -> bool:
+        return not (self.account_differences or self.negative_balances or self.unbalanced_transactions)
+
+
+async def reconcile(session: AsyncSession) -> Reconciliation:
+    counts = await repository.counts(session)
+    return Reconciliation(
+        **counts,
+        account_differences=await repository.account_differences(session),
+        negative_balances=await repository.negative_constrained_accounts(session),
+        unbalanced_transactions=await repository.unbalanced_transactions(session),
+    )
+
+
+async def postings_for_accounts(
+    session: AsyncSession, account_ids: Sequence[uuid.UUID], *, after: int | None, limit: int
+) -> list[dict[str, Any]]:
+    return await repository.postings_for_accounts(session, account_ids, after=after, limit=limit)

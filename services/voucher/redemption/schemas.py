@@ -1,0 +1,153 @@
+"""Redemption request and response models."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from services.voucher.money import MAX_AMOUNT
+from services.voucher.programmes.schemas import CATEGORY_PATTERN
+
+_ITEM = {
+    "category": "accelerator:domestic",
+    "description": "Ascend 910B training, 64 cards x 20 h",
+    "amount": 40_000_000,
+    "accelerator": "Ascend 910B",
+    "hours_milli": 1_280_000,
+}
+
+
+class LineItem(BaseModel):
+    """One line of the SME's order. Compute items name the accelerator and hours (in
+    thousandths); model items name the model and the tokens."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_ITEM]})
+
+    category: str = Field(pattern=CATEGORY_PATTERN.pattern, description="e.g. accelerator:domestic")
+    description: str = Field(default="", max_length=500)
+    amount: int = Field(ge=1, le=MAX_AMOUNT, description="Order amount of this line, minor units.")
+    accelerator: str | None = Field(default=None, max_length=100)
+    hours_milli: int | None = Field(default=None, ge=1, le=10**12)
+    model: str | None = Field(default=None, max_length=100)
+    tokens: int | None = Field(default=None, ge=1, le=10**15)
+
+    @model_validator(mode="after")
+    def _usage(self) -> LineItem:
+        group = self.category.split(":", 1)[0]
+        if group == "accelerator" and (self.accelerator is None or self.hours_milli is None):
+            raise ValueError("an accelerator line names the accelerator and its hours_milli")
+        if group == "model" and (self.model is None or self.tokens is None):
+            raise ValueError("a model line names the model and its tokens")
+        return self
+
+
+class HoldCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"voucher_code": "CV-7K3M-Q9PD-X2HA-R", "enterprise_uscc": "91330110MA2J7C3X1M",
+                 "order_reference": "PO-2026-000123", "line_items": [_ITEM]}
+            ]
+        },
+    )
+
+    voucher_code: str = Field(min_length=1, max_length=40)
+    enterprise_uscc: str = Field(min_length=18, max_length=18)
+    order_reference: str = Field(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")
+    line_items: list[LineItem] = Field(min_length=1, max_length=100)
+
+
+class CaptureRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"amount": 9_000_000}, {}]})
+
+    amount: int | None = Field(default=None, ge=1, le=MAX_AMOUNT, description="Default: all that is held.")
+
+
+class VoidRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"reason": "order cancelled"}]})
+
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class RefundCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"amount": 2_000_000, "reason": "8 GPU-hours not delivered"}]}
+    )
+
+    amount: int = Field(ge=1, le=MAX_AMOUNT)
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class RefundPublic(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"id": "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e60", "redemption_id": "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e50",
+                 "amount": 2_000_000, "reason": "8 GPU-hours not delivered", "destination": "voucher",
+                 "created_at": "2026-03-03T01:00:00Z"}
+            ]
+        }
+    )
+
+    id: uuid.UUID
+    redemption_id: uuid.UUID
+    amount: int
+    reason: str
+    destination: str = Field(description="voucher (still valid) or pool (expired or revoked)")
+    created_at: datetime
+
+
+class RedemptionPublic(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e50",
+                    "voucher_id": "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e30",
+                    "programme_id": "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e20",
+                    "enterprise_id": "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e14",
+                    "provider_id": "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e13",
+                    "order_reference": "PO-2026-000123",
+                    "order_amount": 40_000_000,
+                    "unit": "CNY",
+                    "line_items": [_ITEM],
+                    "computation": {"order_amount": 40_000_000, "gross_subsidy": 20_000_000,
+                                    "subsidy": 20_000_000, "limited_by": "rates",
+                                    "enterprise_pays": 20_000_000, "items": [], "steps": []},
+                    "status": "held",
+                    "held_amount": 20_000_000,
+                    "captured_amount": 0,
+                    "refunded_amount": 0,
+                    "hold_expires_at": "2026-03-02T01:30:00Z",
+                    "created_at": "2026-03-02T01:00:00Z",
+                    "captured_at": None,
+                    "voided_at": None,
+                    "void_reason": None,
+                }
+            ]
+        }
+    )
+
+    id: uuid.UUID
+    voucher_id: uuid.UUID
+    programme_id: uuid.UUID
+    enterprise_id: uuid.UUID
+    provider_id: uuid.UUID
+    order_reference: str
+    order_amount: int
+    unit: str
+    line_items: list[dict[str, Any]]
+    computation: dict[str, Any] = Field(description="Each step of the subsidy computation.")
+    status: str = Field(description="held, captured, voided or refunded; a hold past its TTL reads voided")
+    held_amount: int
+    captured_amount: int
+    refunded_amount: int
+    hold_expires_at: datetime
+    created_at: datetime
+    captured_at: datetime | None
+    voided_at: datetime | None
+    void_reason: str | None

@@ -1,0 +1,411 @@
+"""Redemption use cases (provider-facing): hold, capture, void, one-step redeem, refund, and
+the hold-expiry job.
+
+Value moves under row locks taken in one fixed order on every path —
+voucher → redemption → order subsidy → enterprise period usage → programme accounts —
+so concurrent requests serialise instead of deadlocking; on SQLite every writer already holds
+the database's write lock from BEGIN IMMEDIATE. Amounts are decided only after the locks are
+held, so two holds can never both spend the same balance.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.voucher.actor import Actor
+from services.voucher.db import PageRequest
+from services.voucher.errors import (
+    CaptureExceedsHold,
+    CategoryOutOfScope,
+    EnterpriseCapReached,
+    Forbidden,
+    HoldExpired,
+    HoldNotActive,
+    NotFound,
+    NothingToSubsidise,
+    OrderAlreadySubsidised,
+    OrderReferenceConflict,
+    ProviderNotApproved,
+    ProviderNotEnrolled,
+    RedemptionNotCaptured,
+    RefundExceedsCaptured,
+    RelatedParty,
+    VoucherExhausted,
+    VoucherExpired,
+    VoucherKindMismatch,
+    VoucherNotYetValid,
+    VoucherRevoked,
+    VoucherSuspended,
+)
+from services.voucher.ledger import service as ledger
+from services.voucher.ledger.rules import AccountKind, Leg, transfer
+from services.voucher.programmes import repository as programmes_repository
+from services.voucher.programmes.rules import (
+    CATEGORY_GROUPS_BY_KIND,
+    ProgrammeKind,
+    category_group,
+    period_key,
+)
+from services.voucher.providers.rules import ProviderStatus
+from services.voucher.redemption import repository
+from services.voucher.redemption.holds import release_counters, release_hold
+from services.voucher.redemption.rules import RedemptionStatus, VoidReason
+from services.voucher.redemption.subsidy import Item, compute, parse_tiers
+from services.voucher.tables import (
+    Enterprise,
+    Programme,
+    Provider,
+    Redemption,
+    RedemptionRefund,
+    Voucher,
+)
+from services.voucher.vouchers import repository as vouchers_repository
+from services.voucher.vouchers import service as vouchers
+from services.voucher.vouchers.rules import VoucherStatus, effective_status, settled_status
+
+
+@dataclass(frozen=True)
+class HoldRequest:
+    voucher_code: str
+    enterprise_uscc: str
+    order_reference: str
+    line_items: list[dict[str, Any]]
+
+
+_REFUSAL_BY_LIMIT = {
+    "rates": (NothingToSubsidise, "the line items earn no subsidy at the programme's rates"),
+    "stacking_ceiling": (OrderAlreadySubsidised, "the order is already subsidised up to the stacking ceiling"),
+    "enterprise_cap": (EnterpriseCapReached, "the enterprise has reached its cap for this period"),
+    "voucher_balance": (VoucherExhausted, "the voucher has no available balance"),
+}
+
+
+def _party_ids(parties: list[dict[str, Any]]) -> set[str]:
+    return {p["party_id"] for p in parties or []}
+
+
+async def _provider_for(session: AsyncSession, actor: Actor) -> Provider:
+    if actor.provider_id is None:
+        raise Forbidden("only a provider key can redeem vouchers")
+    provider = await session.get(Provider, actor.provider_id)
+    assert provider is not None
+    return provider
+
+
+def _check_usable(voucher: Voucher, now: datetime) -> None:
+    if now < voucher.valid_from:
+        raise VoucherNotYetValid(f"valid from {voucher.valid_from.isoformat()}", valid_from=voucher.valid_from.isoformat())
+    status = effective_status(VoucherStatus(voucher.status), voucher.expires_at, now)
+    if status is VoucherStatus.EXPIRED:
+        raise VoucherExpired(f"expired at {voucher.expires_at.isoformat()}", expires_at=voucher.expires_at.isoformat())
+    if status is VoucherStatus.SUSPENDED:
+        raise VoucherSuspended(voucher.status_reason or "suspended by the programme office")
+    if status is VoucherStatus.REVOKED:
+        raise VoucherRevoked(voucher.status_reason or "revoked by the programme office")
+
+
+def _check_items(programme: Programme, items: list[dict[str, Any]]) -> None:
+    kind = ProgrammeKind(programme.kind)
+    for index, item in enumerate(items):
+        category = item["category"]
+        if category_group(category) not in CATEGORY_GROUPS_BY_KIND[kind]:
+            raise VoucherKindMismatch(
+                f"line item {index} ({category}) is not covered by a {kind.value} voucher",
+                line_item=index,
+            )
+        if category not in programme.rate_table:
+            raise CategoryOutOfScope(
+                f"line item {index}: {category} is not subsidised by this programme "
+                f"(it covers {', '.join(sorted(programme.rate_table))})",
+                line_item=index,
+            )
+
+
+async def _settle_voucher_status(session: AsyncSession, voucher: Voucher, now: datetime) -> None:
+    if voucher.status in (VoucherStatus.ACTIVE.value, VoucherStatus.EXHAUSTED.value):
+        b = (await vouchers.view(session, voucher, now)).balances
+        settled = settled_status(VoucherStatus(voucher.status), b.available, b.held)
+        if settled.value != voucher.status:
+            voucher.status = settled.value
+            voucher.status_changed_at = now
+            voucher.version += 1
+
+
+async def _void_expired_holds(session: AsyncSession, voucher: Voucher, now: datetime) -> None:
+    """Expired holds are void when read; before a new hold they are posted as such, so their
+    amounts are available again."""
+    for held in await repository.active_holds_of_voucher(session, voucher.id):
+        if held.hold_expires_at <= now:
+            await release_hold(session, held, voucher, VoidReason.EXPIRED, now)
+
+
+async def hold(session: AsyncSession, actor: Actor, request: HoldRequest, now: datetime) -> Redemption:
+    """Reserve the subsidy for one order: computed from the programme's rates and tiers, capped
+    by the stacking ceiling, the enterprise's remaining cap and the voucher's balance; the held
+    amount leaves `available` at once. Every refusal moves nothing."""
+    provider = await _provider_for(session, actor)
+    if provider.status != ProviderStatus.APPROVED.value:
+        raise ProviderNotApproved(f"provider is {provider.status}", current_status=provider.status)
+    voucher = await vouchers.find_by_code_for_enterprise(
+        session, request.voucher_code, request.enterprise_uscc, for_update=True
+    )
+    programme = await session.get(Programme, voucher.programme_id)
+    enterprise = await session.get(Enterprise, voucher.enterprise_id)
+    assert programme is not None and enterprise is not None
+    enrolment = await programmes_repository.enrolment(session, programme.id, provider.id)
+    if enrolment is None or enrolment.withdrawn_at is not None:
+        raise ProviderNotEnrolled(f"provider is not enrolled in programme {programme.code}")
+    shared = _party_ids(provider.related_parties) & _party_ids(enterprise.related_parties)
+    if shared:
+        raise RelatedParty(
+            "the provider and the enterprise share a legal representative or shareholder; "
+            "related-party purchases are not subsidised",
+            shared_parties=sorted(shared),
+        )
+    _check_usable(voucher, now)
+    _check_items(programme, request.line_items)
+    await _void_expired_holds(session, voucher, now)
+
+    order_amount = sum(int(i["amount"]) for i in request.line_items)
+    order = await repository.lock_order(
+        session, provider_id=provider.id, order_reference=request.order_reference,
+        enterprise_id=voucher.enterprise_id, unit=voucher.unit, order_amount=order_amount, now=now,
+    )
+    if order.enterprise_id != voucher.enterprise_id or order.order_amount != order_amount or order.unit != voucher.unit:
+        raise OrderReferenceConflict(
+            f"order {request.order_reference} was first presented for another enterprise or amount "
+            f"({order.order_amount} {order.unit}); one order reference is one order",
+        )
+    if await repository.live_on_order(session, voucher.id, provider.id, request.order_reference):
+        raise OrderAlreadySubsidised("this voucher already subsidises this order")
+    period = period_key(programme.cap_period, programme.cap_timezone, now)
+    usage = await vouchers_repository.lock_usage(session, programme.id, voucher.enterprise_id, period)
+    available = (await ledger.balances(session, [voucher.available_account_id]))[voucher.available_account_id]
+
+    computation = compute(
+        items=[Item(i["category"], int(i["amount"])) for i in request.line_items],
+        rate_table=programme.rate_table,
+        tiers=parse_tiers(programme.tiers),
+        spend_so_far=usage.subsidised_spend,
+        stacking_ceiling_bps=programme.stacking_ceiling_bps,
+        already_subsidised_on_order=order.subsidised,
+        enterprise_cap_remaining=programme.enterprise_cap - usage.subsidised,
+        voucher_available=available,
+    )
+    if computation.subsidy == 0:
+        error, detail = _REFUSAL_BY_LIMIT[computation.limited_by]
+        raise error(detail, computation=computation.as_dict())
+
+    redemption = Redemption(
+        voucher_id=voucher.id,
+        programme_id=programme.id,
+        enterprise_id=voucher.enterprise_id,
+        provider_id=provider.id,
+        order_reference=request.order_reference,
+        order_amount=order_amount,
+        unit=voucher.unit,
+        line_items=request.line_items,
+        computation={**computation.as_dict(), "period": period,
+                     "enterprise_cap": programme.enterprise_cap,
+                     "subsidised_this_period_before": usage.subsidised},
+        status=RedemptionStatus.HELD.value,
+        held_amount=computation.subsidy,
+        period_key=period,
+        hold_expires_at=now + timedelta(seconds=programme.hold_ttl_seconds),
+        created_at=now,
+    )
+    await repository.add(session, redemption)
+    await ledger.post(
+        session,
+        kind="hold_placed",
+        legs=transfer(voucher.available_account_id, voucher.held_account_id, computation.subsidy, voucher.unit),
+        now=now, programme_id=programme.id, voucher_id=voucher.id, redemption_id=redemption.id,
+        memo=f"hold for order {request.order_reference}",
+    )
+    order.subsidised += computation.subsidy
+    usage.subsidised += computation.subsidy
+    usage.subsidised_spend += order_amount
+    await session.flush()
+    return redemption
+
+
+async def _locked(session: AsyncSession, actor: Actor, redemption_id: uuid.UUID) -> tuple[Voucher, Redemption]:
+    """Voucher, then redemption, locked in the fixed order (the id is read first, unlocked)."""
+    found = await repository.get(session, actor, redemption_id)
+    if found is None:
+        raise NotFound(f"no redemption with id {redemption_id}")
+    voucher = await vouchers_repository.get_by_id(session, found.voucher_id, for_update=True)
+    redemption = await repository.get(session, actor, redemption_id, for_update=True)
+    assert voucher is not None and redemption is not None
+    return voucher, redemption
+
+
+def _check_held(redemption: Redemption, now: datetime) -> None:
+    if redemption.status != RedemptionStatus.HELD.value:
+        raise HoldNotActive(f"the hold is {redemption.status}", current_status=redemption.status)
+    if now >= redemption.hold_expires_at:
+        raise HoldExpired(
+            f"the hold expired at {redemption.hold_expires_at.isoformat()} and is void",
+            hold_expires_at=redemption.hold_expires_at.isoformat(),
+        )
+
+
+async def capture(
+    session: AsyncSession, actor: Actor, redemption_id: uuid.UUID, amount: int | None, now: datetime
+) -> Redemption:
+    """Capture up to the held amount; the rest is released to the voucher. A hold resolves once."""
+    voucher, redemption = await _locked(session, actor, redemption_id)
+    _check_held(redemption, now)
+    if effective_status(VoucherStatus(voucher.status), voucher.expires_at, now) is VoucherStatus.EXPIRED:
+        raise VoucherExpired("the voucher expired; its holds are void")
+    amount = redemption.held_amount if amount is None else amount
+    if amount > redemption.held_amount:
+        raise CaptureExceedsHold(
+            f"capture {amount} exceeds the held {redemption.held_amount}", held_amount=redemption.held_amount
+        )
+    await _capture(session, voucher, redemption, amount, now)
+    return redemption
+
+
+async def _capture(session: AsyncSession, voucher: Voucher, redemption: Redemption, amount: int, now: datetime) -> None:
+    programme_accounts = await ledger.programme_accounts(session, voucher.programme_id)
+    provider_accounts = await ledger.ensure_provider_accounts(
+        session, redemption.provider_id, voucher.programme_id, voucher.unit, now
+    )
+    unit, rest = voucher.unit, redemption.held_amount - amount
+    legs: list[Leg] = [
+        *transfer(voucher.held_account_id, voucher.used_account_id, amount, unit),
+        *transfer(programme_accounts[AccountKind.PROGRAMME_SPENT], provider_accounts[AccountKind.PROVIDER_PAYABLE],
+                  amount, unit),
+    ]
+    if rest:
+        legs += transfer(voucher.held_account_id, voucher.available_account_id, rest, unit)
+    await ledger.post(
+        session, kind="hold_captured", legs=legs, now=now, programme_id=voucher.programme_id,
+        voucher_id=voucher.id, redemption_id=redemption.id,
+        memo=f"captured {amount} of {redemption.held_amount} for order {redemption.order_reference}",
+    )
+    if rest:
+        await release_counters(session, redemption, rest, spend=0)
+    redemption.status = RedemptionStatus.CAPTURED.value
+    redemption.captured_amount = amount
+    redemption.captured_at = now
+    await _settle_voucher_status(session, voucher, now)
+    await session.flush()
+
+
+async def void(session: AsyncSession, actor: Actor, redemption_id: uuid.UUID, now: datetime) -> Redemption:
+    """Release the whole hold. Voiding a hold whose TTL has passed records it as expired."""
+    voucher, redemption = await _locked(session, actor, redemption_id)
+    if redemption.status != RedemptionStatus.HELD.value:
+        raise HoldNotActive(f"the hold is {redemption.status}", current_status=redemption.status)
+    reason = VoidReason.EXPIRED if now >= redemption.hold_expires_at else VoidReason.PROVIDER
+    await release_hold(session, redemption, voucher, reason, now)
+    await _settle_voucher_status(session, voucher, now)
+    await session.flush()
+    return redemption
+
+
+async def redeem(session: AsyncSession, actor: Actor, request: HoldRequest, now: datetime) -> Redemption:
+    """One step: hold and capture the whole subsidy at once (providers that bill after use)."""
+    redemption = await hold(session, actor, request, now)
+    voucher = await vouchers_repository.get_by_id(session, redemption.voucher_id)
+    assert voucher is not None
+    await _capture(session, voucher, redemption, redemption.held_amount, now)
+    return redemption
+
+
+async def refund(
+    session: AsyncSession, actor: Actor, redemption_id: uuid.UUID, amount: int, reason: str, now: datetime
+) -> RedemptionRefund:
+    """Give back part or all of a captured subsidy: to the voucher while it is valid, else to
+    the programme's pool. The provider's payable drops by the same amount."""
+    voucher, redemption = await _locked(session, actor, redemption_id)
+    if redemption.status not in (RedemptionStatus.CAPTURED.value, RedemptionStatus.REFUNDED.value):
+        raise RedemptionNotCaptured(f"the redemption is {redemption.status}", current_status=redemption.status)
+    remaining = redemption.captured_amount - redemption.refunded_amount
+    if amount > remaining:
+        raise RefundExceedsCaptured(f"at most {remaining} can still be refunded", refundable=remaining)
+    status = effective_status(VoucherStatus(voucher.status), voucher.expires_at, now)
+    to_voucher = status in (VoucherStatus.ACTIVE, VoucherStatus.EXHAUSTED, VoucherStatus.SUSPENDED)
+    programme_accounts = await ledger.programme_accounts(session, voucher.programme_id)
+    provider_accounts = await ledger.ensure_provider_accounts(
+        session, redemption.provider_id, voucher.programme_id, voucher.unit, now
+    )
+    target = voucher.available_account_id if to_voucher else programme_accounts[AccountKind.PROGRAMME_AVAILABLE]
+    unit = voucher.unit
+    await ledger.post(
+        session,
+        kind="refund",
+        legs=[
+            *transfer(voucher.used_account_id, target, amount, unit),
+            *transfer(provider_accounts[AccountKind.PROVIDER_PAYABLE], programme_accounts[AccountKind.PROGRAMME_SPENT],
+                      amount, unit),
+        ],
+        now=now, programme_id=voucher.programme_id, voucher_id=voucher.id, redemption_id=redemption.id,
+        memo=f"refund to {'voucher' if to_voucher else 'programme pool'}: {reason}",
+    )
+    await release_counters(session, redemption, amount, spend=0)
+    row = RedemptionRefund(
+        redemption_id=redemption.id, amount=amount, reason=reason,
+        destination="voucher" if to_voucher else "pool", created_at=now,
+    )
+    await repository.add(session, row)
+    redemption.refunded_amount += amount
+    if redemption.refunded_amount == redemption.captured_amount:
+        redemption.status = RedemptionStatus.REFUNDED.value
+    await _settle_voucher_status(session, voucher, now)
+    await session.flush()
+    return row
+
+
+async def get_redemption(session: AsyncSession, actor: Actor, redemption_id: uuid.UUID) -> Redemption:
+    found = await repository.get(session, actor, redemption_id)
+    if found is None:
+        raise NotFound(f"no redemption with id {redemption_id}")
+    return found
+
+
+async def list_redemptions(
+    session: AsyncSession,
+    actor: Actor,
+    page: PageRequest,
+    *,
+    voucher_id: uuid.UUID | None = None,
+    status: str | None = None,
+    order_reference: str | None = None,
+) -> tuple[list[Redemption], str | None]:
+    rows, cursor = await repository.list_page(
+        session, actor, page, voucher_id=voucher_id, status=status, order_reference=order_reference
+    )
+    return list(rows), cursor
+
+
+async def refunds_of(session: AsyncSession, redemption_id: uuid.UUID) -> list[RedemptionRefund]:
+    return await repository.refunds_of(session, redemption_id)
+
+
+def effective_redemption_status(redemption: Redemption, now: datetime) -> tuple[str, str | None]:
+    """A hold past its TTL reads as voided (reason `expired`) even before the job posts it."""
+    if redemption.status == RedemptionStatus.HELD.value and now >= redemption.hold_expires_at:
+        return RedemptionStatus.VOIDED.value, VoidReason.EXPIRED.value
+    return redemption.status, redemption.void_reason
+
+
+async def expire_holds(session: AsyncSession, now: datetime, limit: int = 500) -> int:
+    """The hold-expiry job's batch: post the release of holds past their TTL. Idempotent."""
+    from services.voucher.actor import SYSTEM
+
+    done = 0
+    for redemption_id in await repository.expired_hold_ids(session, now, limit):
+        voucher, redemption = await _locked(session, SYSTEM, redemption_id)
+        if redemption.status == RedemptionStatus.HELD.value and redemption.hold_expires_at <= now:
+            await release_hold(session, redemption, voucher, VoidReason.EXPIRED, now)
+            await _settle_voucher_status(session, voucher, now)
+            done += 1
+    return done

@@ -1,0 +1,138 @@
+"""The subsidy computation, step by step. Pure: integers only, one rounding rule (floor).
+
+    subsidy = Σ over line items of floor(amount × rate / 10000)
+
+where an item's rate is its category's rate from the programme's rate table, or a tier's rate
+for the part of the item that falls within that tier's band of the enterprise's subsidised
+spend this period (an item that crosses a band boundary is split there, each part floored).
+The gross subsidy is then capped, in this order, by
+
+1. the stacking ceiling: all subsidies on one order ≤ floor(order amount × ceiling / 10000),
+2. the enterprise's remaining cap for the period,
+3. the voucher's available balance,
+
+and the SME pays the rest. Every step is returned so the answer can be explained.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.voucher.money import apply_rate
+
+
+@dataclass(frozen=True)
+class Item:
+    category: str
+    amount: int
+
+
+@dataclass(frozen=True)
+class Tier:
+    spend_up_to: int
+    rate_bps: int
+    categories: frozenset[str] | None  # None: every category
+
+    def applies_to(self, category: str) -> bool:
+        return self.categories is None or category in self.categories
+
+
+@dataclass
+class Computation:
+    items: list[dict[str, Any]] = field(default_factory=list)
+    order_amount: int = 0
+    gross_subsidy: int = 0
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    subsidy: int = 0
+    #: Which limit decided the result: "rates", "stacking_ceiling", "enterprise_cap", "voucher_balance".
+    limited_by: str = "rates"
+    enterprise_pays: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "order_amount": self.order_amount,
+            "items": self.items,
+            "gross_subsidy": self.gross_subsidy,
+            "steps": self.steps,
+            "subsidy": self.subsidy,
+            "limited_by": self.limited_by,
+            "enterprise_pays": self.enterprise_pays,
+        }
+
+
+def parse_tiers(raw: Sequence[Mapping[str, Any]]) -> list[Tier]:
+    tiers = [
+        Tier(
+            spend_up_to=int(t["spend_up_to"]),
+            rate_bps=int(t["rate_bps"]),
+            categories=frozenset(t["categories"]) if t.get("categories") else None,
+        )
+        for t in raw
+    ]
+    return sorted(tiers, key=lambda t: t.spend_up_to)
+
+
+def item_subsidy(
+    item: Item, table_rate: int, tiers: Sequence[Tier], spend_before: int
+) -> tuple[int, list[dict[str, Any]]]:
+    """The subsidy on one item whose spend starts at `spend_before`, with its parts."""
+    parts: list[dict[str, Any]] = []
+    position, remaining = spend_before, item.amount
+    for tier in (t for t in tiers if t.applies_to(item.category)):
+        if remaining == 0:
+            break
+        if position >= tier.spend_up_to:
+            continue
+        portion = min(remaining, tier.spend_up_to - position)
+        parts.append({"amount": portion, "rate_bps": tier.rate_bps, "rate_source": "tier",
+                      "tier_spend_up_to": tier.spend_up_to,
+                      "subsidy": apply_rate(portion, tier.rate_bps)})
+        position += portion
+        remaining -= portion
+    if remaining:
+        parts.append({"amount": remaining, "rate_bps": table_rate, "rate_source": "rate_table",
+                      "subsidy": apply_rate(remaining, table_rate)})
+    return sum(p["subsidy"] for p in parts), parts
+
+
+def compute(
+    *,
+    items: Sequence[Item],
+    rate_table: Mapping[str, int],
+    tiers: Sequence[Tier],
+    spend_so_far: int,
+    stacking_ceiling_bps: int,
+    already_subsidised_on_order: int,
+    enterprise_cap_remaining: int,
+    voucher_available: int,
+) -> Computation:
+    """Every category must be in `rate_table` (the caller refuses out-of-scope items first)."""
+    result = Computation(order_amount=sum(i.amount for i in items))
+    position = spend_so_far
+    for item in items:
+        subsidy, parts = item_subsidy(item, rate_table[item.category], tiers, position)
+        position += item.amount
+        result.items.append({"category": item.category, "amount": item.amount,
+                             "parts": parts, "subsidy": subsidy})
+        result.gross_subsidy += subsidy
+
+    ceiling_total = apply_rate(result.order_amount, stacking_ceiling_bps)
+    limits = [
+        ("stacking_ceiling", max(0, ceiling_total - already_subsidised_on_order),
+         {"ceiling_bps": stacking_ceiling_bps, "ceiling_amount": ceiling_total,
+          "already_subsidised_on_order": already_subsidised_on_order}),
+        ("enterprise_cap", max(0, enterprise_cap_remaining), {}),
+        ("voucher_balance", max(0, voucher_available), {}),
+    ]
+    current = result.gross_subsidy
+    for name, limit, detail in limits:
+        after = min(current, limit)
+        result.steps.append({"limit": name, "room": limit, **detail, "before": current, "after": after})
+        if after < current:
+            result.limited_by = name
+        current = after
+    result.subsidy = current
+    result.enterprise_pays = result.order_amount - current
+    return result

@@ -1,0 +1,121 @@
+"""Every query on vouchers and on enterprises' period usage. Tenant isolation lives here."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, false, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.voucher.actor import Actor
+from services.voucher.apikeys.rules import Role
+from services.voucher.db import PageRequest, paginate
+from services.voucher.ids import uuid7
+from services.voucher.tables import EnterprisePeriodUsage, LedgerAccount, Voucher
+
+U = EnterprisePeriodUsage.__table__
+
+
+def visible(actor: Actor) -> Select[Any]:
+    """Operators and auditors see every voucher, an enterprise its own, a provider none
+    (providers look vouchers up by code and USCC instead)."""
+    stmt = select(Voucher)
+    if actor.sees_everything:
+        return stmt
+    if actor.role is Role.ENTERPRISE and actor.enterprise_id is not None:
+        return stmt.where(Voucher.enterprise_id == actor.enterprise_id)
+    return stmt.where(false())
+
+
+async def get(
+    session: AsyncSession, actor: Actor, voucher_id: uuid.UUID, *, for_update: bool = False
+) -> Voucher | None:
+    stmt = visible(actor).where(Voucher.id == voucher_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def get_by_id(session: AsyncSession, voucher_id: uuid.UUID, *, for_update: bool = False) -> Voucher | None:
+    stmt = select(Voucher).where(Voucher.id == voucher_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def get_by_code(session: AsyncSession, code: str, *, for_update: bool = False) -> Voucher | None:
+    stmt = select(Voucher).where(Voucher.code == code)
+    if for_update:
+        stmt = stmt.with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def list_page(
+    session: AsyncSession,
+    actor: Actor,
+    page: PageRequest,
+    *,
+    programme_id: uuid.UUID | None,
+    enterprise_id: uuid.UUID | None,
+    status: str | None,
+) -> tuple[Any, str | None]:
+    stmt = visible(actor)
+    if programme_id is not None:
+        stmt = stmt.where(Voucher.programme_id == programme_id)
+    if enterprise_id is not None:
+        stmt = stmt.where(Voucher.enterprise_id == enterprise_id)
+    if status is not None:
+        stmt = stmt.where(Voucher.status == status)
+    return await paginate(session, stmt, Voucher.id, page)
+
+
+async def add(session: AsyncSession, row: Voucher) -> None:
+    session.add(row)
+    await session.flush()
+
+
+async def balances_of(session: AsyncSession, vouchers: list[Voucher]) -> dict[uuid.UUID, int]:
+    ids = [i for v in vouchers for i in (v.available_account_id, v.held_account_id, v.used_account_id)]
+    if not ids:
+        return {}
+    rows = await session.execute(select(LedgerAccount.id, LedgerAccount.balance).where(LedgerAccount.id.in_(ids)))
+    return dict(rows.all())  # type: ignore[arg-type]
+
+
+async def lock_usage(
+    session: AsyncSession, programme_id: uuid.UUID, enterprise_id: uuid.UUID, period_key: str
+) -> EnterprisePeriodUsage:
+    """The usage row for this enterprise, programme and period, created if missing, locked."""
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    await session.execute(
+        insert(U)
+        .values(id=uuid7(), programme_id=programme_id, enterprise_id=enterprise_id, period_key=period_key,
+                granted=0, subsidised=0, subsidised_spend=0)
+        .on_conflict_do_nothing(index_elements=["programme_id", "enterprise_id", "period_key"])
+    )
+    stmt = (
+        select(EnterprisePeriodUsage)
+        .where(
+            EnterprisePeriodUsage.programme_id == programme_id,
+            EnterprisePeriodUsage.enterprise_id == enterprise_id,
+            EnterprisePeriodUsage.period_key == period_key,
+        )
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return (await session.execute(stmt)).scalar_one()
+
+
+async def due_for_expiry(session: AsyncSession, now: datetime, limit: int) -> list[uuid.UUID]:
+    stmt = (
+        select(Voucher.id)
+        .where(Voucher.expires_at <= now, Voucher.expiry_posted_at.is_(None))
+        .order_by(Voucher.expires_at)
+        .limit(limit)
+    )
+    return list((await session.execute(stmt)).scalars())

@@ -1,0 +1,113 @@
+"""Voucher rules: status machine, effective status on read, and human-readable codes. Pure.
+
+Codes look like `CV-7K3M-Q9PD-X2HA-R`: a kind prefix (CV compute, MV model), twelve random
+symbols and a check symbol, all from a 31-symbol alphabet (Crockford's base 32 without Z: no
+I, L, O, U, so nothing reads as something else). The check makes Σ wᵢ·vᵢ ≡ 0 (mod 31) with
+distinct non-zero weights; 31 being prime, every single-symbol error and every transposition
+of adjacent symbols changes the sum, so a mistyped code is refused before any lookup.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from enum import StrEnum
+
+from services.voucher.errors import InvalidTransition
+
+ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXY"  # 31 symbols: no I, L, O, U (and no Z)
+MODULUS = len(ALPHABET)  # prime
+_VALUE = {ch: i for i, ch in enumerate(ALPHABET)}
+_ALIASES = str.maketrans({"O": "0", "I": "1", "L": "1"})
+PREFIX = {"compute": "CV", "model": "MV"}
+BODY_LENGTH = 12
+
+
+class VoucherStatus(StrEnum):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    EXHAUSTED = "exhausted"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+
+
+TRANSITIONS: dict[VoucherStatus, frozenset[VoucherStatus]] = {
+    VoucherStatus.ACTIVE: frozenset(
+        {VoucherStatus.SUSPENDED, VoucherStatus.EXHAUSTED, VoucherStatus.EXPIRED, VoucherStatus.REVOKED}
+    ),
+    VoucherStatus.SUSPENDED: frozenset(
+        {VoucherStatus.ACTIVE, VoucherStatus.REVOKED, VoucherStatus.EXPIRED}
+    ),
+    # A refund into a still-valid exhausted voucher makes it usable again; an exhausted
+    # voucher is still revocable (e.g. to record a clawback).
+    VoucherStatus.EXHAUSTED: frozenset(
+        {VoucherStatus.ACTIVE, VoucherStatus.EXPIRED, VoucherStatus.REVOKED}
+    ),
+    VoucherStatus.EXPIRED: frozenset(),
+    VoucherStatus.REVOKED: frozenset(),
+}
+
+
+def check_transition(current: VoucherStatus, target: VoucherStatus) -> None:
+    if target not in TRANSITIONS[current]:
+        raise InvalidTransition(
+            f"a voucher cannot go from {current.value!r} to {target.value!r}",
+            current_status=current.value,
+            allowed=sorted(s.value for s in TRANSITIONS[current]),
+        )
+
+
+def effective_status(status: VoucherStatus, expires_at: datetime, now: datetime) -> VoucherStatus:
+    """Expiry applies when read: a voucher past its expiry is expired whether or not the job
+    has posted the expiry to the ledger yet."""
+    if status in (VoucherStatus.ACTIVE, VoucherStatus.SUSPENDED, VoucherStatus.EXHAUSTED) and (
+        now >= expires_at
+    ):
+        return VoucherStatus.EXPIRED
+    return status
+
+
+def settled_status(status: VoucherStatus, available: int, held: int) -> VoucherStatus:
+    """Active and exhausted follow the balances: exhausted when nothing is left or held."""
+    if status is VoucherStatus.ACTIVE and available == 0 and held == 0:
+        return VoucherStatus.EXHAUSTED
+    if status is VoucherStatus.EXHAUSTED and (available > 0 or held > 0):
+        return VoucherStatus.ACTIVE
+    return status
+
+
+# -- codes -----------------------------------------------------------------------------------
+
+
+def check_symbol(symbols: str) -> str:
+    """The symbol that makes the weighted sum of prefix, body and check ≡ 0 (mod 31).
+
+    Weights are 2, 3, 4, … for the symbols and 1 for the check: all distinct and non-zero
+    modulo 31, which is what makes every substitution and adjacent swap detectable.
+    """
+    total = sum(_VALUE[ch] * (i + 2) for i, ch in enumerate(symbols))
+    return ALPHABET[(-total) % MODULUS]
+
+
+def new_code(kind: str) -> str:
+    body = "".join(secrets.choice(ALPHABET) for _ in range(BODY_LENGTH))
+    prefix = PREFIX[kind]
+    check = check_symbol(prefix + body)
+    return f"{prefix}-{body[0:4]}-{body[4:8]}-{body[8:12]}-{check}"
+
+
+def normalise_code(text: str) -> str | None:
+    """The canonical form of a typed code, or None when it cannot be a valid code.
+
+    Case, spaces and dashes do not matter; O, I and L are read as 0, 1 and 1 in the body.
+    """
+    compact = "".join(ch for ch in text.upper() if ch not in " -_\t")
+    if len(compact) != 2 + BODY_LENGTH + 1:
+        return None
+    prefix, body, check = compact[:2], compact[2:-1].translate(_ALIASES), compact[-1]
+    if prefix not in PREFIX.values() or any(ch not in _VALUE for ch in body):
+        return None
+    check = check.translate(_ALIASES)
+    if check not in _VALUE or check_symbol(prefix + body) != check:
+        return None
+    return f"{prefix}-{body[0:4]}-{body[4:8]}-{body[8:12]}-{check}"

@@ -1,0 +1,184 @@
+"""Voucher request and response models."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from services.voucher.money import MAX_AMOUNT
+from services.voucher.vouchers.rules import VoucherStatus
+
+_IDS = {
+    "id": "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e30",
+    "programme_id": "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e20",
+    "enterprise_id": "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e14",
+}
+
+
+class VoucherIssue(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"programme_id": _IDS["programme_id"], "enterprise_id": _IDS["enterprise_id"],
+                 "face_value": 50_000_000, "reference": "offline selection 2026-03 #17"}
+            ]
+        },
+    )
+
+    programme_id: uuid.UUID
+    enterprise_id: uuid.UUID
+    face_value: int = Field(ge=1, le=MAX_AMOUNT, description="In the programme unit's minor unit.")
+    valid_from: AwareDatetime | None = Field(default=None, description="Default: now.")
+    reference: str | None = Field(default=None, max_length=128, description="e.g. the selection it came from.")
+
+
+class Grant(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enterprise_id: uuid.UUID
+    face_value: int = Field(ge=1, le=MAX_AMOUNT)
+    valid_from: AwareDatetime | None = None
+    reference: str | None = Field(default=None, max_length=128)
+
+
+class VoucherBulkIssue(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"programme_id": _IDS["programme_id"],
+                 "grants": [{"enterprise_id": _IDS["enterprise_id"], "face_value": 50_000_000,
+                             "reference": "row 1"}]}
+            ]
+        },
+    )
+
+    programme_id: uuid.UUID
+    grants: list[Grant] = Field(min_length=1, max_length=1000)
+
+
+class Balances(BaseModel):
+    available: int
+    held: int
+    used: int
+
+
+class VoucherPublic(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    **_IDS,
+                    "code": "CV-7K3M-Q9PD-X2HA-R",
+                    "kind": "compute",
+                    "unit": "CNY",
+                    "face_value": 50_000_000,
+                    "status": "active",
+                    "balances": {"available": 40_000_000, "held": 0, "used": 10_000_000},
+                    "valid_from": "2026-03-02T01:00:00Z",
+                    "expires_at": "2027-03-02T01:00:00Z",
+                    "period_key": "2026",
+                    "issued_at": "2026-03-02T01:00:00Z",
+                    "status_reason": None,
+                    "reference": None,
+                }
+            ]
+        }
+    )
+
+    id: uuid.UUID
+    code: str
+    programme_id: uuid.UUID
+    enterprise_id: uuid.UUID
+    kind: str
+    unit: str
+    face_value: int
+    status: VoucherStatus = Field(description="As of now: a voucher past its expiry reads expired.")
+    balances: Balances
+    valid_from: datetime
+    expires_at: datetime
+    period_key: str = Field(description="The cap period the grant counted against.")
+    issued_at: datetime
+    status_reason: str | None
+    reference: str | None
+
+
+class VoucherLookup(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"code": "CV-7K3M-Q9PD-X2HA-R", "enterprise_uscc": "91330110MA2J7C3X1M"}]},
+    )
+
+    code: str = Field(min_length=1, max_length=40)
+    enterprise_uscc: str = Field(min_length=18, max_length=18)
+
+
+class VoucherQuote(BaseModel):
+    """What a provider needs to quote a subsidy, and nothing more."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"code": "CV-7K3M-Q9PD-X2HA-R", "kind": "compute", "unit": "CNY", "status": "active",
+                 "available": 40_000_000, "valid_from": "2026-03-02T01:00:00Z",
+                 "expires_at": "2027-03-02T01:00:00Z"}
+            ]
+        }
+    )
+
+    code: str
+    kind: str
+    unit: str
+    status: VoucherStatus
+    available: int
+    valid_from: datetime
+    expires_at: datetime
+
+
+class StatusChange(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"reason": "under investigation"}]})
+
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class Revocation(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"reason": "eligibility obtained by false statement", "clawback": 1_000_000}]},
+    )
+
+    reason: str = Field(min_length=1, max_length=500)
+    clawback: int = Field(
+        default=0, ge=0, le=MAX_AMOUNT,
+        description="Used value to recover from the enterprise, recorded as a receivable.",
+    )
+
+
+class Posting(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"id": 42, "transaction_id": "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e40", "account": "available",
+                 "amount": -1_000_000, "unit": "CNY", "kind": "hold_placed", "memo": "hold for order PO-1",
+                 "redemption_id": "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e50", "created_at": "2026-03-02T01:00:00Z"}
+            ]
+        }
+    )
+
+    id: int
+    transaction_id: uuid.UUID
+    account: str = Field(description="available, held or used")
+    amount: int
+    unit: str
+    kind: str
+    memo: str
+    redemption_id: uuid.UUID | None
+    created_at: datetime
+
+
+class PostingPage(BaseModel):
+    items: list[Posting]
+    next_cursor: str | None

@@ -1,0 +1,366 @@
+"""Voucher use cases: issue (one or in bulk), read, look up by code, suspend, resume, revoke,
+expire. Budget and the enterprise's cap are committed atomically with issuance."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.voucher.actor import Actor
+from services.voucher.db import PageRequest
+from services.voucher.errors import (
+    BudgetExhausted,
+    EnterpriseCapExceeded,
+    ExceedsMaxPerVoucher,
+    InvalidVoucherCode,
+    NotFound,
+    ProgrammeNotOpen,
+    ValidationFailed,
+    field_error,
+)
+from services.voucher.ids import uuid7
+from services.voucher.ledger import service as ledger
+from services.voucher.ledger.rules import AccountKind, Leg, transfer
+from services.voucher.programmes.rules import ExpiryDisposition, ProgrammeStatus, period_key
+from services.voucher.redemption import repository as redemptions_repository
+from services.voucher.redemption.holds import release_hold
+from services.voucher.redemption.rules import VoidReason
+from services.voucher.tables import Enterprise, Programme, Voucher
+from services.voucher.vouchers import repository
+from services.voucher.vouchers.rules import (
+    VoucherStatus,
+    check_transition,
+    effective_status,
+    new_code,
+    normalise_code,
+    settled_status,
+)
+
+
+@dataclass(frozen=True)
+class Balances:
+    available: int
+    held: int
+    used: int
+
+
+@dataclass(frozen=True)
+class VoucherView:
+    voucher: Voucher
+    status: VoucherStatus  # effective: expiry applies on read
+    balances: Balances
+
+
+async def _programme(session: AsyncSession, programme_id: uuid.UUID) -> Programme:
+    programme = await session.get(Programme, programme_id)
+    if programme is None:
+        raise NotFound(f"no programme with id {programme_id}")
+    return programme
+
+
+async def issue_voucher(
+    session: AsyncSession,
+    *,
+    programme_id: uuid.UUID,
+    enterprise_id: uuid.UUID,
+    face_value: int,
+    now: datetime,
+    valid_from: datetime | None = None,
+    application_id: uuid.UUID | None = None,
+    reference: str | None = None,
+    from_committed: bool = False,
+) -> Voucher:
+    """Grant a voucher: the face value leaves the programme's budget and counts against the
+    enterprise's cap for the period, in one transaction under the usage-row and budget locks.
+
+    `from_committed`: the budget was already committed by an approved application (the
+    application flow), so it moves from `committed` rather than `available`.
+    """
+    programme = await _programme(session, programme_id)
+    if programme.status != ProgrammeStatus.OPEN.value:
+        raise ProgrammeNotOpen(f"programme {programme.code} is {programme.status}", current_status=programme.status)
+    if await session.get(Enterprise, enterprise_id) is None:
+        raise NotFound(f"no enterprise with id {enterprise_id}")
+    if face_value > programme.max_per_voucher:
+        raise ExceedsMaxPerVoucher(
+            f"{face_value} exceeds the programme's maximum per voucher of {programme.max_per_voucher}",
+            max_per_voucher=programme.max_per_voucher,
+        )
+    period = period_key(programme.cap_period, programme.cap_timezone, now)
+    usage = await repository.lock_usage(session, programme.id, enterprise_id, period)
+    if usage.granted + face_value > programme.enterprise_cap:
+        raise EnterpriseCapExceeded(
+            f"the enterprise has been granted {usage.granted} of its {programme.enterprise_cap} cap "
+            f"for {period}; {face_value} more would exceed it",
+            granted=usage.granted,
+            cap=programme.enterprise_cap,
+            remaining=programme.enterprise_cap - usage.granted,
+            period=period,
+        )
+    accounts = await ledger.programme_accounts(session, programme.id)
+    source_kind = AccountKind.PROGRAMME_COMMITTED if from_committed else AccountKind.PROGRAMME_AVAILABLE
+    source = accounts[source_kind]
+    budget = (await ledger.balances(session, [source], lock=True))[source]
+    if budget < face_value:
+        raise BudgetExhausted(
+            f"the programme has {budget} left {'committed' if from_committed else 'uncommitted'}; "
+            f"cannot grant {face_value}",
+            remaining=budget,
+        )
+    start = valid_from or now
+    voucher_id = uuid7()
+    voucher_accounts = await ledger.open_voucher_accounts(session, voucher_id, programme.id, programme.unit, now)
+    voucher = Voucher(
+        id=voucher_id,
+        code=new_code(programme.kind),
+        programme_id=programme.id,
+        enterprise_id=enterprise_id,
+        kind=programme.kind,
+        unit=programme.unit,
+        face_value=face_value,
+        status=VoucherStatus.ACTIVE.value,
+        valid_from=start,
+        expires_at=start + timedelta(days=programme.voucher_validity_days),
+        period_key=period,
+        available_account_id=voucher_accounts[AccountKind.VOUCHER_AVAILABLE],
+        held_account_id=voucher_accounts[AccountKind.VOUCHER_HELD],
+        used_account_id=voucher_accounts[AccountKind.VOUCHER_USED],
+        application_id=application_id,
+        issue_reference=reference,
+        issued_at=now,
+    )
+    await repository.add(session, voucher)
+    await ledger.post(
+        session,
+        kind="voucher_issued",
+        legs=transfer(source, voucher.available_account_id, face_value, programme.unit),
+        now=now,
+        programme_id=programme.id,
+        voucher_id=voucher.id,
+        memo=f"voucher {voucher.code} issued",
+    )
+    usage.granted += face_value
+    await session.flush()
+    return voucher
+
+
+async def issue_bulk(
+    session: AsyncSession,
+    *,
+    programme_id: uuid.UUID,
+    grants: list[dict[str, Any]],
+    now: datetime,
+) -> list[Voucher]:
+    """Issue many vouchers (e.g. an offline selection) all or nothing: one refusal refuses all,
+    naming the entry, and nothing is issued."""
+    issued = []
+    for index, grant in enumerate(grants):
+        try:
+            issued.append(
+                await issue_voucher(
+                    session,
+                    programme_id=programme_id,
+                    enterprise_id=grant["enterprise_id"],
+                    face_value=grant["face_value"],
+                    reference=grant.get("reference"),
+                    valid_from=grant.get("valid_from"),
+                    now=now,
+                )
+            )
+        except (NotFound, EnterpriseCapExceeded, BudgetExhausted, ExceedsMaxPerVoucher) as exc:
+            exc.detail = f"grant {index}: {exc.detail}; no voucher of this batch was issued"
+            exc.extra["grant_index"] = index
+            raise
+    return issued
+
+
+async def view(session: AsyncSession, voucher: Voucher, now: datetime) -> VoucherView:
+    return (await views(session, [voucher], now))[0]
+
+
+async def views(session: AsyncSession, vouchers: list[Voucher], now: datetime) -> list[VoucherView]:
+    """Vouchers with their ledger balances and their status as of `now`."""
+    balances = await repository.balances_of(session, vouchers)
+    out = []
+    for v in vouchers:
+        b = Balances(balances[v.available_account_id], balances[v.held_account_id], balances[v.used_account_id])
+        out.append(VoucherView(v, effective_status(VoucherStatus(v.status), v.expires_at, now), b))
+    return out
+
+
+async def get_voucher(
+    session: AsyncSession, actor: Actor, voucher_id: uuid.UUID, *, for_update: bool = False
+) -> Voucher:
+    """404 when missing and when it is another enterprise's."""
+    voucher = await repository.get(session, actor, voucher_id, for_update=for_update)
+    if voucher is None:
+        raise NotFound(f"no voucher with id {voucher_id}")
+    return voucher
+
+
+async def list_vouchers(
+    session: AsyncSession,
+    actor: Actor,
+    page: PageRequest,
+    now: datetime,
+    *,
+    programme_id: uuid.UUID | None = None,
+    enterprise_id: uuid.UUID | None = None,
+    status: str | None = None,
+) -> tuple[list[VoucherView], str | None]:
+    rows, cursor = await repository.list_page(
+        session, actor, page, programme_id=programme_id, enterprise_id=enterprise_id, status=status
+    )
+    return await views(session, list(rows), now), cursor
+
+
+def parse_code(text: str) -> str:
+    code = normalise_code(text)
+    if code is None:
+        raise InvalidVoucherCode(
+            "the code's check character does not match: it was probably mistyped"
+        )
+    return code
+
+
+async def find_by_code_for_enterprise(
+    session: AsyncSession, code_text: str, enterprise_uscc: str, *, for_update: bool = False
+) -> Voucher:
+    """A voucher by code, only if it belongs to the enterprise with this USCC; otherwise 404
+    (a provider must know both, and learns nothing from a wrong guess)."""
+    code = parse_code(code_text)
+    voucher = await repository.get_by_code(session, code, for_update=for_update)
+    if voucher is not None:
+        enterprise = await session.get(Enterprise, voucher.enterprise_id)
+        if enterprise is not None and enterprise.uscc == enterprise_uscc.strip().upper():
+            return voucher
+    raise NotFound("no voucher with this code for this enterprise")
+
+
+async def _set_status(voucher: Voucher, target: VoucherStatus, reason: str | None, now: datetime) -> None:
+    check_transition(VoucherStatus(voucher.status), target)
+    voucher.status = target.value
+    voucher.status_reason = reason
+    voucher.status_changed_at = now
+    voucher.version += 1
+
+
+async def _lock_for_change(session: AsyncSession, actor: Actor, voucher_id: uuid.UUID, now: datetime) -> Voucher:
+    voucher = await get_voucher(session, actor, voucher_id, for_update=True)
+    if effective_status(VoucherStatus(voucher.status), voucher.expires_at, now) is VoucherStatus.EXPIRED:
+        await expire_voucher(session, voucher, now)
+    return voucher
+
+
+async def suspend(session: AsyncSession, actor: Actor, voucher_id: uuid.UUID, reason: str, now: datetime) -> Voucher:
+    """No new holds while suspended; holds already placed may still be captured or voided."""
+    voucher = await _lock_for_change(session, actor, voucher_id, now)
+    await _set_status(voucher, VoucherStatus.SUSPENDED, reason, now)
+    await session.flush()
+    return voucher
+
+
+async def resume(session: AsyncSession, actor: Actor, voucher_id: uuid.UUID, reason: str, now: datetime) -> Voucher:
+    voucher = await _lock_for_change(session, actor, voucher_id, now)
+    await _set_status(voucher, VoucherStatus.ACTIVE, reason, now)
+    bal = (await view(session, voucher, now)).balances
+    voucher.status = settled_status(VoucherStatus.ACTIVE, bal.available, bal.held).value
+    await session.flush()
+    return voucher
+
+
+async def revoke(
+    session: AsyncSession,
+    actor: Actor,
+    voucher_id: uuid.UUID,
+    reason: str,
+    now: datetime,
+    *,
+    clawback: int = 0,
+) -> Voucher:
+    """Revoke: active holds are voided, the unused balance returns to the programme's pool,
+    and any clawback of value already used is recorded as a receivable from the enterprise —
+    history is never rewritten."""
+    voucher = await _lock_for_change(session, actor, voucher_id, now)
+    await _set_status(voucher, VoucherStatus.REVOKED, reason, now)
+    for hold in await redemptions_repository.active_holds_of_voucher(session, voucher.id):
+        await release_hold(session, hold, voucher, VoidReason.VOUCHER_REVOKED, now)
+    accounts = await ledger.programme_accounts(session, voucher.programme_id)
+    bal = (await view(session, voucher, now)).balances
+    if clawback > bal.used:
+        raise ValidationFailed([field_error("clawback", f"at most the used value, {bal.used}")])
+    legs: list[Leg] = []
+    if bal.available:
+        legs += transfer(voucher.available_account_id, accounts[AccountKind.PROGRAMME_AVAILABLE], bal.available, voucher.unit)
+    if legs:
+        await ledger.post(session, kind="voucher_revoked", legs=legs, now=now, programme_id=voucher.programme_id,
+                          voucher_id=voucher.id, memo=f"revoked: {reason}")
+    if clawback:
+        receivable = await ledger.ensure_enterprise_accounts(
+            session, voucher.enterprise_id, voucher.programme_id, voucher.unit, now,
+            [AccountKind.ENTERPRISE_RECEIVABLE],
+        )
+        await ledger.post(
+            session,
+            kind="clawback_recorded",
+            legs=transfer(accounts[AccountKind.PROGRAMME_CLAWBACK], receivable[AccountKind.ENTERPRISE_RECEIVABLE],
+                          clawback, voucher.unit),
+            now=now, programme_id=voucher.programme_id, voucher_id=voucher.id,
+            memo=f"clawback of used value: {reason}",
+        )
+    await session.flush()
+    return voucher
+
+
+async def expire_voucher(session: AsyncSession, voucher: Voucher, now: datetime) -> None:
+    """Post a (locked) voucher's expiry: holds voided first, then the remaining value goes back
+    to the pool or to breakage, as the programme says. Idempotent."""
+    if voucher.expiry_posted_at is not None or now < voucher.expires_at:
+        return
+    for hold in await redemptions_repository.active_holds_of_voucher(session, voucher.id):
+        await release_hold(session, hold, voucher, VoidReason.VOUCHER_EXPIRED, now)
+    if voucher.status in (VoucherStatus.ACTIVE.value, VoucherStatus.SUSPENDED.value, VoucherStatus.EXHAUSTED.value):
+        voucher.status = VoucherStatus.EXPIRED.value
+        voucher.status_changed_at = now
+        voucher.status_reason = "validity ended"
+        voucher.version += 1
+        available = (await view(session, voucher, now)).balances.available
+        if available:
+            programme = await _programme(session, voucher.programme_id)
+            accounts = await ledger.programme_accounts(session, voucher.programme_id)
+            to_pool = programme.expiry_disposition == ExpiryDisposition.POOL.value
+            target = accounts[AccountKind.PROGRAMME_AVAILABLE if to_pool else AccountKind.PROGRAMME_BREAKAGE]
+            await ledger.post(
+                session,
+                kind="voucher_expired",
+                legs=transfer(voucher.available_account_id, target, available, voucher.unit),
+                now=now, programme_id=voucher.programme_id, voucher_id=voucher.id,
+                memo="voucher expired: unused value to " + ("the pool" if to_pool else "breakage"),
+            )
+    voucher.expiry_posted_at = now
+    await session.flush()
+
+
+async def expire_due(session: AsyncSession, now: datetime, limit: int = 500) -> int:
+    """The expiry job's batch: post the expiry of vouchers past their validity."""
+    done = 0
+    for voucher_id in await repository.due_for_expiry(session, now, limit):
+        voucher = await repository.get_by_id(session, voucher_id, for_update=True)
+        if voucher is not None and voucher.expiry_posted_at is None:
+            await expire_voucher(session, voucher, now)
+            done += 1
+    return done
+
+
+async def history(
+    session: AsyncSession, voucher: Voucher, *, after: int | None, limit: int
+) -> list[dict[str, Any]]:
+    """The voucher's ledger postings, oldest first."""
+    return await ledger.postings_for_accounts(
+        session, [voucher.available_account_id, voucher.held_account_id, voucher.used_account_id],
+        after=after, limit=limit,
+    )

@@ -1,0 +1,183 @@
+"""The `voucher` command as an operator uses it: migrate, bootstrap the first operator key, load
+the demo (twice), and refuse a key it cannot bind to a principal.
+
+Each test points DATABASE_URL at an empty database of its own: a fresh SQLite file, or a fresh,
+empty PostgreSQL database when VOUCHER_TEST_POSTGRES_URL is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, make_url, pool, text
+from typer.testing import CliRunner, Result
+
+from services.voucher import demo as demo_data
+from services.voucher.cli import alembic_config, app
+from services.voucher.main import create_app
+from services.voucher.settings import (
+    Settings,
+    get_settings,
+    normalise_database_url,
+    sync_database_url,
+)
+from tests.support import assert_problem, auth
+
+POSTGRES_URL = os.environ.get("VOUCHER_TEST_POSTGRES_URL")
+ROLES = ("operator", "auditor", "enterprise", "provider")
+KEY = re.compile(r"^vk_\S+$")
+
+
+@pytest.fixture
+def cli_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """An empty database, named by DATABASE_URL as in production; settings re-read around it."""
+    if POSTGRES_URL:
+        name = f"voucher_cli_{uuid.uuid4().hex[:16]}"
+        admin = create_engine(sync_database_url(POSTGRES_URL), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    else:
+        # A directory that does not exist yet: the CLI creates it, as `make run` relies on.
+        url = f"sqlite:///{tmp_path / 'var' / 'voucher.db'}"
+    for name_ in ("VOUCHER_DATABASE_URL", "VOUCHER_ENVIRONMENT"):
+        monkeypatch.delenv(name_, raising=False)
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("VOUCHER_LOG_LEVEL", "WARNING")
+    get_settings.cache_clear()
+    yield url
+    get_settings.cache_clear()
+    if POSTGRES_URL:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def voucher(*args: str) -> Result:
+    return CliRunner().invoke(app, list(args))
+
+
+def ok(*args: str) -> str:
+    result = voucher(*args)
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result.stdout
+
+
+def _get_me(database_url: str, key: str) -> httpx.Response:
+    """GET /v1/me with `key` against a fresh app on the same database, as a client would."""
+
+    async def call() -> httpx.Response:
+        application = create_app(Settings(database_url=database_url, log_level="WARNING"))
+        try:
+            transport = httpx.ASGITransport(app=application)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                response = await client.get("/v1/me", headers=auth(key))
+                await response.aread()
+                return response
+        finally:
+            await application.state.database.dispose()
+
+    return asyncio.run(call())
+
+
+def _demo_keys(output: str) -> dict[str, str]:
+    keys = dict(re.findall(r"^\s+(operator|auditor|enterprise|provider)\s+(vk_\S+)\s*$", output, re.M))
+    assert sorted(keys) == sorted(ROLES), output
+    return keys
+
+
+def _demo_ids(output: str) -> list[str]:
+    uuid_ = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+    return re.findall(
+        rf"^\s+(?:compute programme|model programme|enterprise|provider)\s+({uuid_})\s", output, re.M
+    )
+
+
+def _count(database_url: str, sql: str, **params: object) -> int:
+    engine = create_engine(sync_database_url(normalise_database_url(database_url)), poolclass=pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(text(sql), params).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def test_db_upgrade_then_current_shows_the_head(cli_database: str) -> None:
+    head = ScriptDirectory.from_config(alembic_config(cli_database)).get_current_head()
+    assert head
+
+    assert "database at head" in ok("db", "upgrade")
+    assert head in ok("db", "current")
+    assert "database at head" in ok("db", "upgrade")  # again: nothing to do, still fine
+
+
+def test_first_operator_key_from_the_cli_authenticates(cli_database: str) -> None:
+    ok("db", "upgrade")
+    lines = ok("keys", "create", "--role", "operator", "--name", "bootstrap").strip().splitlines()
+    prefix_and_id, secret = lines[-2], lines[-1]
+    assert KEY.match(secret), lines
+    prefix, key_id = prefix_and_id.split("\t")
+    assert secret.startswith(prefix)
+
+    response = _get_me(cli_database, secret)
+    assert response.status_code == 200, response.text
+    me = response.json()
+    assert me["role"] == "operator"
+    assert me["key_id"] == key_id
+
+    tampered = _get_me(cli_database, secret[:-1] + ("A" if secret[-1] != "A" else "B"))
+    assert tampered.status_code == 401, tampered.text
+    assert tampered.headers["content-type"].startswith("application/problem+json")
+
+
+def test_demo_twice_rotates_the_keys_and_keeps_the_records(cli_database: str) -> None:
+    ok("db", "upgrade")
+    first = ok("demo")
+    second = ok("demo")
+
+    first_keys, second_keys = _demo_keys(first), _demo_keys(second)
+    assert set(first_keys.values()).isdisjoint(second_keys.values())
+    assert _demo_ids(first) == _demo_ids(second) and len(_demo_ids(first)) == 4
+
+    for role in ROLES:
+        response = _get_me(cli_database, second_keys[role])
+        assert response.status_code == 200, (role, response.text)
+        assert response.json()["role"] == role
+        assert_problem(_get_me(cli_database, first_keys[role]), 401, "api_key_revoked")
+
+    assert _count(
+        cli_database,
+        "SELECT count(*) FROM programme WHERE code IN (:a, :b)",
+        a=demo_data.COMPUTE_CODE,
+        b=demo_data.MODEL_CODE,
+    ) == 2
+    assert _count(cli_database, "SELECT count(*) FROM programme") == 2
+    assert _count(
+        cli_database, "SELECT count(*) FROM enterprise WHERE uscc = :u", u=demo_data.ENTERPRISE_USCC
+    ) == 1
+    assert _count(
+        cli_database, "SELECT count(*) FROM provider WHERE uscc = :u", u=demo_data.PROVIDER_USCC
+    ) == 1
+    assert _count(cli_database, "SELECT count(*) FROM programme_enrolment") == 2
+
+
+def test_enterprise_key_without_enterprise_id_is_refused_with_a_reason(cli_database: str) -> None:
+    ok("db", "upgrade")
+    result = voucher("keys", "create", "--role", "enterprise")
+
+    assert result.exit_code != 0
+    assert isinstance(result.exception, SystemExit), result.exception  # a message, not a crash
+    assert "Traceback" not in result.output
+    assert "error" in result.stderr.lower()
+    # The user is told what to add, not only that something was wrong.
+    assert re.search(r"enterprise[_-]id", result.stderr), result.stderr
+    assert not KEY.search(result.stdout)
+    assert _count(cli_database, "SELECT count(*) FROM api_key") == 0

@@ -1,0 +1,125 @@
+"""Migrations are the only way the schema is made (DESIGN §6, CONVENTIONS habit 8).
+
+Each test runs on the engine under test (SQLite, or PostgreSQL when VOUCHER_TEST_POSTGRES_URL is
+set): the models and the migrations describe the same schema, every revision can be reverted and
+re-applied, and the revision history is one straight line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import Script, ScriptDirectory
+from sqlalchemy import Engine, create_engine, inspect, pool, text
+
+from services.voucher import tables  # noqa: F401  (registers every table on the metadata)
+from services.voucher.cli import alembic_config
+from services.voucher.db import metadata
+from services.voucher.settings import sync_database_url
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    sync_engine = create_engine(sync_database_url(database_url), poolclass=pool.NullPool)
+    yield sync_engine
+    sync_engine.dispose()
+
+
+def _drift(engine: Engine) -> list[object]:
+    with engine.connect() as conn:
+        context = MigrationContext.configure(
+            conn,
+            opts={
+                "compare_type": True,
+                "compare_server_default": True,
+                "render_as_batch": conn.dialect.name == "sqlite",
+            },
+        )
+        return list(compare_metadata(context, metadata))
+
+
+def _revisions_base_to_head() -> list[Script]:
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    return list(reversed(list(script.walk_revisions("base", "heads"))))
+
+
+def _current(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def _leftovers(engine: Engine) -> dict[str, list[str]]:
+    """Schema objects still present after a downgrade to base (alembic_version aside)."""
+    found: dict[str, list[str]] = {
+        "tables": sorted(set(inspect(engine).get_table_names()) - {"alembic_version"}),
+    }
+    with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            queries = {
+                "types": "SELECT t.typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace"
+                " WHERE n.nspname = 'public' AND t.typtype IN ('e', 'd', 'c')"
+                " AND NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.reltype = t.oid)",
+                "functions": "SELECT p.proname FROM pg_proc p JOIN pg_namespace n"
+                " ON n.oid = p.pronamespace WHERE n.nspname = 'public'",
+                "sequences": "SELECT sequence_name FROM information_schema.sequences"
+                " WHERE sequence_schema = 'public'",
+                "views": "SELECT table_name FROM information_schema.views WHERE table_schema = 'public'",
+            }
+        else:
+            queries = {
+                "indexes/triggers/views": "SELECT type || ' ' || name FROM sqlite_master"
+                " WHERE type IN ('index', 'trigger', 'view') AND name NOT LIKE 'sqlite_%'"
+                " AND tbl_name != 'alembic_version'",
+            }
+        for kind, sql in queries.items():
+            found[kind] = sorted(str(row[0]) for row in conn.execute(text(sql)))
+    return {kind: names for kind, names in found.items() if names}
+
+
+def test_models_and_migrations_describe_the_same_schema(engine: Engine) -> None:
+    """`alembic revision --autogenerate` on a migrated database would produce nothing."""
+    assert _drift(engine) == []
+
+
+def test_every_revision_downgrades_and_upgrades_again(database_url: str, engine: Engine) -> None:
+    """Down to base leaves nothing behind; each revision then goes up, down and up again."""
+    config = alembic_config(database_url)
+    revisions = _revisions_base_to_head()
+    assert _current(engine) == revisions[-1].revision
+
+    command.downgrade(config, "base")
+    assert _current(engine) is None
+    assert _leftovers(engine) == {}
+
+    for revision in revisions:
+        command.upgrade(config, revision.revision)
+        assert _current(engine) == revision.revision
+        command.downgrade(config, revision.down_revision or "base")  # type: ignore[arg-type]
+        assert _current(engine) == revision.down_revision
+        command.upgrade(config, revision.revision)
+        assert _current(engine) == revision.revision
+
+    assert _drift(engine) == []
+
+
+def test_revision_history_is_one_straight_line() -> None:
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    assert len(script.get_heads()) == 1, f"several heads: {script.get_heads()}"
+    assert len(script.get_bases()) == 1, f"several bases: {script.get_bases()}"
+
+    revisions = _revisions_base_to_head()
+    previous: str | None = None
+    for revision in revisions:
+        assert not revision.is_merge_point, f"{revision.revision} merges branches"
+        assert not revision.is_branch_point, f"{revision.revision} starts a branch"
+        assert revision.down_revision == previous, (
+            f"{revision.revision} follows {revision.down_revision!r}, expected {previous!r}"
+        )
+        assert callable(getattr(revision.module, "downgrade", None)), revision.revision
+        previous = revision.revision
+    assert previous == script.get_current_head()
+    assert len({r.revision for r in revisions}) == len(list(script.walk_revisions()))

@@ -1,0 +1,170 @@
+"""Settings come from the environment and refuse bad configuration at start-up."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from pydantic import ValidationError
+
+from services.voucher.settings import (
+    DEFAULT_SQLITE_URL,
+    Settings,
+    normalise_database_url,
+    sync_database_url,
+)
+
+PG = "voucher:secret@db.internal:5432/voucher"
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No DATABASE_URL or VOUCHER_* from the machine running the tests leaks in."""
+    for name in list(os.environ):
+        if name.upper().startswith("VOUCHER_") or name.upper() == "DATABASE_URL":
+            monkeypatch.delenv(name)
+    return monkeypatch
+
+
+def _error_fields(exc: pytest.ExceptionInfo[ValidationError]) -> list[str]:
+    return [".".join(str(p) for p in e["loc"]) for e in exc.value.errors()]
+
+
+def test_defaults_are_an_embedded_sqlite_development_setup() -> None:
+    settings = Settings()
+    assert settings.environment == "development"
+    assert settings.database_url == DEFAULT_SQLITE_URL
+    assert settings.is_sqlite
+    assert settings.default_timezone == "Asia/Shanghai"
+    assert settings.page_limit_default <= settings.page_limit_max
+
+
+def test_unprefixed_database_url_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"postgresql+psycopg://{PG}")
+    settings = Settings()
+    assert settings.database_url == f"postgresql+psycopg://{PG}"
+    assert not settings.is_sqlite
+
+
+def test_prefixed_database_url_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VOUCHER_DATABASE_URL", f"postgresql://{PG}")
+    assert Settings().database_url == f"postgresql+psycopg://{PG}"
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        (f"postgres://{PG}", f"postgresql+psycopg://{PG}"),  # Heroku-style
+        (f"postgresql://{PG}", f"postgresql+psycopg://{PG}"),
+        (f"postgresql+psycopg://{PG}", f"postgresql+psycopg://{PG}"),
+        (f"  postgres://{PG}\n", f"postgresql+psycopg://{PG}"),
+        ("sqlite:///./var/voucher.db", "sqlite+aiosqlite:///./var/voucher.db"),
+        ("sqlite:////srv/voucher/voucher.db", "sqlite+aiosqlite:////srv/voucher/voucher.db"),
+        ("sqlite+aiosqlite:///x.db", "sqlite+aiosqlite:///x.db"),
+    ],
+)
+def test_database_urls_are_normalised_to_the_async_drivers(
+    monkeypatch: pytest.MonkeyPatch, given: str, expected: str
+) -> None:
+    assert normalise_database_url(given) == expected
+    monkeypatch.setenv("DATABASE_URL", given)
+    assert Settings().database_url == expected
+
+
+def test_sync_url_for_alembic() -> None:
+    assert sync_database_url("sqlite:///./var/voucher.db") == "sqlite:///./var/voucher.db"
+    assert sync_database_url("sqlite+aiosqlite:///x.db") == "sqlite:///x.db"
+    assert sync_database_url(f"postgres://{PG}") == f"postgresql+psycopg://{PG}"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "mysql://root:hunter2@localhost/voucher",
+        "mysql+aiomysql://root:hunter2@localhost/voucher",
+        "postgresql+asyncpg://u:hunter2@h/db",
+        "oracle://u:hunter2@h/db",
+        "voucher.db",
+    ],
+)
+def test_unknown_database_scheme_is_refused(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    monkeypatch.setenv("DATABASE_URL", url)
+    with pytest.raises(ValidationError) as exc:
+        Settings()
+    assert _error_fields(exc) == ["DATABASE_URL"]
+    assert "sqlite:// or postgresql://" in str(exc.value)
+    # The start-up error ends up in logs: it must not print the URL's password.
+    assert "hunter2" not in str(exc.value)
+
+
+def test_production_refuses_sqlite(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VOUCHER_ENVIRONMENT", "production")
+    with pytest.raises(ValidationError, match="production mode needs PostgreSQL"):
+        Settings()  # the default database is SQLite
+    monkeypatch.setenv("DATABASE_URL", "sqlite:///./prod.db")
+    with pytest.raises(ValidationError, match="production mode needs PostgreSQL"):
+        Settings()
+
+
+def test_production_with_postgresql_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VOUCHER_ENVIRONMENT", "production")
+    monkeypatch.setenv("DATABASE_URL", f"postgres://{PG}")
+    settings = Settings()
+    assert settings.environment == "production"
+    assert settings.database_url.startswith("postgresql+psycopg://")
+
+
+def test_unknown_environment_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VOUCHER_ENVIRONMENT", "prod")
+    with pytest.raises(ValidationError) as exc:
+        Settings()
+    assert _error_fields(exc) == ["environment"]
+
+
+@pytest.mark.parametrize("zone", ["Mars/Olympus_Mons", "Asia/Beijing", "UTC ", "", "../etc/passwd"])
+def test_unknown_default_timezone_is_refused(monkeypatch: pytest.MonkeyPatch, zone: str) -> None:
+    monkeypatch.setenv("VOUCHER_DEFAULT_TIMEZONE", zone)
+    with pytest.raises(ValidationError) as exc:
+        Settings()
+    assert _error_fields(exc) == ["default_timezone"]
+
+
+@pytest.mark.parametrize("zone", ["Asia/Shanghai", "Europe/London", "UTC"])
+def test_known_timezones_are_accepted(monkeypatch: pytest.MonkeyPatch, zone: str) -> None:
+    monkeypatch.setenv("VOUCHER_DEFAULT_TIMEZONE", zone)
+    assert Settings().default_timezone == zone
+
+
+def test_page_limit_default_above_max_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VOUCHER_PAGE_LIMIT_DEFAULT", "300")
+    monkeypatch.setenv("VOUCHER_PAGE_LIMIT_MAX", "200")
+    with pytest.raises(ValidationError, match="PAGE_LIMIT_DEFAULT must not exceed"):
+        Settings()
+    monkeypatch.setenv("VOUCHER_PAGE_LIMIT_DEFAULT", "200")  # equal is fine
+    settings = Settings()
+    assert (settings.page_limit_default, settings.page_limit_max) == (200, 200)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("VOUCHER_PAGE_LIMIT_MAX", "0"),
+        ("VOUCHER_PAGE_LIMIT_MAX", "1001"),
+        ("VOUCHER_DATABASE_POOL_SIZE", "0"),
+        ("VOUCHER_IDEMPOTENCY_RETENTION_DAYS", "0"),
+        ("VOUCHER_IDEMPOTENCY_LOCK_SECONDS", "many"),
+    ],
+)
+def test_out_of_range_numbers_are_refused(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError) as exc:
+        Settings()
+    assert _error_fields(exc) == [name.removeprefix("VOUCHER_").lower()]
+
+
+def test_settings_are_frozen() -> None:
+    settings = Settings()
+    with pytest.raises(ValidationError):
+        settings.page_limit_max = 5  # type: ignore[misc]
