@@ -92,9 +92,19 @@ def settings(database_url: str) -> Settings:
 
 @pytest.fixture
 async def app(settings: Settings, clock: FrozenClock) -> AsyncIterator[object]:
+    """The app under test. After every test, the whole ledger must reconcile (DESIGN
+    invariant 6): whatever the test did, no balance may differ from its postings."""
+    from services.voucher.ledger import service as ledger
+
     application = create_app(settings, clock=clock)
     yield application
-    await application.state.database.dispose()
+    database = application.state.database
+    try:
+        async with database.unit_of_work(write=False) as session:
+            result = await ledger.reconcile(session)
+        assert result.is_clean, f"ledger does not reconcile after the test: {result}"
+    finally:
+        await database.dispose()
 
 
 @pytest.fixture

@@ -176,7 +176,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_order_subsidy_enterprise_id'), ['enterprise_id'], unique=False)
 
     op.create_table('ledger_posting',
-    sa.Column('id', sa.BigInteger(), nullable=False),
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('transaction_id', sa.Uuid(), nullable=False),
     sa.Column('account_id', sa.Uuid(), nullable=False),
     sa.Column('amount', sa.BigInteger(), nullable=False),

@@ -216,6 +216,7 @@ def demo() -> None:
     typer.echo(f"  model programme    {result.model_programme.id}  ({result.model_programme.code})")
     typer.echo(f"  enterprise         {result.enterprise.id}  USCC {result.enterprise.uscc}")
     typer.echo(f"  provider           {result.provider.id}  USCC {result.provider.uscc}")
+    typer.echo(f"  voucher            {result.voucher.code}  (¥1,000,000.00 compute voucher of the SME)")
     typer.echo("Demo API keys (shown once; running the demo again replaces them):")
     for role, key in result.keys.items():
         typer.echo(f"  {role:<11} {key}")

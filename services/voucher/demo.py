@@ -18,7 +18,8 @@ from services.voucher.programmes import service as programmes
 from services.voucher.programmes.rules import ProgrammeStatus
 from services.voucher.providers import service as providers
 from services.voucher.providers.rules import ProviderStatus
-from services.voucher.tables import Enterprise, Principal, Programme, Provider
+from services.voucher.tables import Enterprise, Principal, Programme, Provider, Voucher
+from services.voucher.vouchers import service as vouchers
 
 DEMO_KEY_NAME = "demo"
 ENTERPRISE_USCC = "91330110MA2J7C3X1M"
@@ -27,12 +28,16 @@ COMPUTE_CODE = "demo-yuhang-compute"
 MODEL_CODE = "demo-yuhang-model"
 
 
+DEMO_VOUCHER_VALUE = 100_000_000  # ¥1,000,000.00
+
+
 @dataclass
 class DemoResult:
     compute_programme: Programme
     model_programme: Programme
     enterprise: Enterprise
     provider: Provider
+    voucher: Voucher
     keys: dict[str, str]
 
 
@@ -127,6 +132,18 @@ async def load(session: AsyncSession, now: datetime) -> DemoResult:
         )
     for programme in found.values():
         await programmes.enrol_provider(session, SYSTEM, programme.id, provider.id, now)
+    voucher = await _one(
+        session,
+        select(Voucher).where(
+            Voucher.enterprise_id == enterprise.id,  # type: ignore[attr-defined]
+            Voucher.programme_id == found[COMPUTE_CODE].id,  # type: ignore[attr-defined]
+        ),
+    )
+    if voucher is None:
+        voucher = await vouchers.issue_voucher(
+            session, programme_id=found[COMPUTE_CODE].id, enterprise_id=enterprise.id,  # type: ignore[attr-defined]
+            face_value=DEMO_VOUCHER_VALUE, now=now, reference="demo",
+        )
 
     for old in await keys_repository.active_demo_keys(session, DEMO_KEY_NAME):
         old.revoked_at = now
@@ -156,5 +173,6 @@ async def load(session: AsyncSession, now: datetime) -> DemoResult:
         model_programme=found[MODEL_CODE],  # type: ignore[arg-type]
         enterprise=enterprise,  # type: ignore[arg-type]
         provider=provider,  # type: ignore[arg-type]
+        voucher=voucher,  # type: ignore[arg-type]
         keys={role: k.secret for role, k in issued.items()},
     )

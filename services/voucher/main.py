@@ -17,10 +17,13 @@ from services.voucher.db import Database
 from services.voucher.enterprises import routes as enterprises
 from services.voucher.http import docs, idempotency, meta, problems
 from services.voucher.http.unit_of_work import UnitOfWorkMiddleware
+from services.voucher.ledger import routes as ledger
 from services.voucher.observability import configure_logging
 from services.voucher.programmes import routes as programmes
 from services.voucher.providers import routes as providers
+from services.voucher.redemption import routes as redemption
 from services.voucher.settings import Settings, get_settings
+from services.voucher.vouchers import routes as vouchers
 
 DESCRIPTION = """\
 Issue, redeem, settle and audit compute vouchers (算力券) and model vouchers (模型券).
@@ -60,7 +63,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     idempotency.install(app)
     app.add_middleware(UnitOfWorkMiddleware, database=database, clock=clock)
 
-    for module in (meta, apikeys, programmes, enterprises, providers):
+    for module in (meta, apikeys, programmes, enterprises, providers, vouchers, redemption, ledger):
         app.include_router(module.router)
     if settings.docs_enabled:
         docs.install(app)

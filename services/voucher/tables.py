@@ -11,7 +11,7 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, Index, LargeBinary, UniqueConstraint
+from sqlalchemy import BigInteger, CheckConstraint, Index, Integer, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from services.voucher.apikeys.rules import Role
@@ -273,7 +273,10 @@ class LedgerPosting(SQLModel, table=True):
         Index("ix_ledger_posting_account_id_id", "account_id", "id"),
     )
 
-    id: int | None = Field(default=None, primary_key=True, sa_type=BigInteger)
+    #: BIGINT on PostgreSQL; INTEGER on SQLite, where only that is an auto-numbered rowid.
+    id: int | None = Field(
+        default=None, primary_key=True, sa_type=BigInteger().with_variant(Integer(), "sqlite")
+    )
     transaction_id: uuid.UUID = Field(foreign_key="ledger_transaction.id", index=True)
     account_id: uuid.UUID = Field(foreign_key="ledger_account.id")
     amount: int = Field(sa_type=BigInteger)

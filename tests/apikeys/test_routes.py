@@ -507,7 +507,7 @@ async def test_me_describes_the_calling_key(client: httpx.AsyncClient, operator_
         "principal_id": ent["principal_id"],
         "role": "enterprise",
         "key_id": ent["id"],
-        "scopes": ["enterprises:read", "keys:self", "programmes:read"],
+        "scopes": ["enterprises:read", "keys:self", "programmes:read", "redemptions:read", "vouchers:read"],
         "enterprise_id": enterprise["id"],
         "provider_id": None,
     }
@@ -515,7 +515,10 @@ async def test_me_describes_the_calling_key(client: httpx.AsyncClient, operator_
     assert me["role"] == "provider"
     assert me["provider_id"] == provider["id"]
     assert me["enterprise_id"] is None
-    assert me["scopes"] == ["keys:self", "programmes:read", "providers:read"]
+    assert me["scopes"] == [
+        "keys:self", "programmes:read", "providers:read", "redemptions:read", "redemptions:write",
+        "vouchers:lookup",
+    ]
 
     me = (await client.get("/v1/me", headers=auth(operator_key))).json()
     assert me["role"] == "operator"

@@ -61,15 +61,20 @@ def test_an_unknown_scope_is_refused() -> None:
 
 def test_role_scope_table() -> None:
     """The role table is the authorisation policy: a change here must be deliberate."""
-    assert ROLE_SCOPES[Role.OPERATOR] == frozenset(Scope)
+    # Operators hold everything but redeeming: only a provider redeems a voucher.
+    assert ROLE_SCOPES[Role.OPERATOR] == frozenset(Scope) - {Scope.REDEMPTIONS_WRITE, Scope.VOUCHERS_LOOKUP}
     writes = {s for s in Scope if s.value.endswith(":write")}
     # Auditors read everything and write nothing, and cannot manage even their own keys.
     assert ROLE_SCOPES[Role.AUDITOR] == {s for s in Scope if s.value.endswith(":read")}
     assert not ROLE_SCOPES[Role.AUDITOR] & (writes | {Scope.KEYS_SELF})
     assert ROLE_SCOPES[Role.ENTERPRISE] == {
-        Scope.PROGRAMMES_READ, Scope.ENTERPRISES_READ, Scope.KEYS_SELF,
+        Scope.PROGRAMMES_READ, Scope.ENTERPRISES_READ, Scope.KEYS_SELF, Scope.VOUCHERS_READ,
+        Scope.REDEMPTIONS_READ,
     }
-    assert ROLE_SCOPES[Role.PROVIDER] == {Scope.PROGRAMMES_READ, Scope.PROVIDERS_READ, Scope.KEYS_SELF}
+    assert ROLE_SCOPES[Role.PROVIDER] == {
+        Scope.PROGRAMMES_READ, Scope.PROVIDERS_READ, Scope.KEYS_SELF, Scope.REDEMPTIONS_READ,
+        Scope.REDEMPTIONS_WRITE, Scope.VOUCHERS_LOOKUP,
+    }
 
 
 def test_new_key_format_and_public_prefix() -> None:

@@ -29,16 +29,39 @@ class Scope(StrEnum):
     KEYS_WRITE = "keys:write"
     #: Manage (list, rotate, revoke) only the keys of one's own principal.
     KEYS_SELF = "keys:self"
+    VOUCHERS_READ = "vouchers:read"
+    VOUCHERS_WRITE = "vouchers:write"
+    #: Look a voucher up by code and the enterprise's USCC (providers, to quote a subsidy).
+    VOUCHERS_LOOKUP = "vouchers:lookup"
+    REDEMPTIONS_READ = "redemptions:read"
+    REDEMPTIONS_WRITE = "redemptions:write"
+    LEDGER_READ = "ledger:read"
 
 
-_READ_ALL = {Scope.PROGRAMMES_READ, Scope.ENTERPRISES_READ, Scope.PROVIDERS_READ, Scope.KEYS_READ}
+_READ_ALL = {
+    Scope.PROGRAMMES_READ,
+    Scope.ENTERPRISES_READ,
+    Scope.PROVIDERS_READ,
+    Scope.KEYS_READ,
+    Scope.VOUCHERS_READ,
+    Scope.REDEMPTIONS_READ,
+    Scope.LEDGER_READ,
+}
+#: Only providers redeem: a redemption is always a provider's claim on a voucher.
+_PROVIDER_ONLY = {Scope.REDEMPTIONS_WRITE, Scope.VOUCHERS_LOOKUP}
 
 ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
-    Role.OPERATOR: frozenset(Scope),
+    Role.OPERATOR: frozenset(set(Scope) - _PROVIDER_ONLY),
     # Auditors read everything and write nothing (verifications and exports come later).
     Role.AUDITOR: frozenset(_READ_ALL),
-    Role.ENTERPRISE: frozenset({Scope.PROGRAMMES_READ, Scope.ENTERPRISES_READ, Scope.KEYS_SELF}),
-    Role.PROVIDER: frozenset({Scope.PROGRAMMES_READ, Scope.PROVIDERS_READ, Scope.KEYS_SELF}),
+    Role.ENTERPRISE: frozenset(
+        {Scope.PROGRAMMES_READ, Scope.ENTERPRISES_READ, Scope.KEYS_SELF, Scope.VOUCHERS_READ,
+         Scope.REDEMPTIONS_READ}
+    ),
+    Role.PROVIDER: frozenset(
+        {Scope.PROGRAMMES_READ, Scope.PROVIDERS_READ, Scope.KEYS_SELF, Scope.REDEMPTIONS_READ,
+         Scope.REDEMPTIONS_WRITE, Scope.VOUCHERS_LOOKUP}
+    ),
 }
 
 KEY_PREFIX = "vk_"

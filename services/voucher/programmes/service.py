@@ -19,6 +19,7 @@ from services.voucher.errors import (
     ValidationFailed,
     field_error,
 )
+from services.voucher.ledger import service as ledger
 from services.voucher.programmes import repository
 from services.voucher.programmes.rules import (
     ProgrammeStatus,
@@ -120,6 +121,11 @@ async def transition(
     programme = await get_programme(session, actor, programme_id, for_update=True)
     check_transition(ProgrammeStatus(programme.status), target)
     programme.status = target.value
+    if target is ProgrammeStatus.OPEN:
+        # The budget becomes spendable only now, as one funding movement in the ledger.
+        await ledger.open_programme_accounts(
+            session, programme.id, programme.unit, programme.budget_total, now
+        )
     stamp = {ProgrammeStatus.OPEN: "opened_at", ProgrammeStatus.CLOSED: "closed_at",
              ProgrammeStatus.ARCHIVED: "archived_at"}[target]
     setattr(programme, stamp, now)

@@ -180,5 +180,12 @@ class Posting(BaseModel):
 
 
 class PostingPage(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"items": [Posting.model_config["json_schema_extra"]["examples"][0]],  # type: ignore[index]
+                          "next_cursor": "42"}]
+        }
+    )
+
     items: list[Posting]
     next_cursor: str | None

@@ -1,0 +1,281 @@
+"""Two-phase redemption over HTTP: holds, captures, voids, refunds, one-step redeem, every
+refusal with its own code and no value moved (DESIGN §2–§4)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import httpx
+import pytest
+
+from tests.support import (
+    assert_problem,
+    auth,
+    create,
+    enterprise_payload,
+    make_key,
+    provider_payload,
+)
+from tests.world import World, build_world, hold_body
+
+
+@pytest.fixture
+async def world(app, client: httpx.AsyncClient) -> World:
+    return await build_world(app, client, budget_total=1_000_000_000, enterprise_cap=200_000_000,
+                             max_per_voucher=100_000_000,
+                             rate_table={"accelerator:domestic": 3000, "accelerator:other": 2000,
+                                         "storage:block": 0})
+
+
+async def balances(world: World, voucher: dict) -> dict:
+    return (await world.voucher(voucher["id"]))["balances"]
+
+
+async def test_hold_capture_partial_releases_the_rest(world: World) -> None:
+    voucher = await world.issue(10_000_000)
+    hold = await world.hold(voucher, 10_000_000, order="PO-1")
+    assert hold.status_code == 201, hold.text
+    body = hold.json()
+    assert body["status"] == "held" and body["held_amount"] == 3_000_000
+    assert body["computation"]["items"][0]["parts"][0]["rate_bps"] == 3000
+    assert body["computation"]["enterprise_pays"] == 7_000_000
+    assert await balances(world, voucher) == {"available": 7_000_000, "held": 3_000_000, "used": 0}
+    captured = await world.post(f"/v1/redemptions/{body['id']}/capture", {"amount": 2_000_000}, idem="c1")
+    assert captured.status_code == 200 and captured.json()["status"] == "captured"
+    assert await balances(world, voucher) == {"available": 8_000_000, "held": 0, "used": 2_000_000}
+    again = await world.post(f"/v1/redemptions/{body['id']}/capture", {}, idem="c2")
+    assert_problem(again, 409, "hold_not_active")
+    assert (await world.reconciliation())["is_clean"]
+
+
+async def test_capture_cannot_exceed_the_hold(world: World) -> None:
+    voucher = await world.issue(10_000_000)
+    hold = (await world.hold(voucher, 1_000_000, order="PO-1")).json()
+    refused = await world.post(f"/v1/redemptions/{hold['id']}/capture", {"amount": 300_001}, idem="c")
+    assert_problem(refused, 409, "capture_exceeds_hold")
+    assert await balances(world, voucher) == {"available": 9_700_000, "held": 300_000, "used": 0}
+
+
+async def test_void_returns_everything_and_resolves_once(world: World) -> None:
+    voucher = await world.issue(10_000_000)
+    hold = (await world.hold(voucher, 1_000_000, order="PO-1")).json()
+    voided = await world.post(f"/v1/redemptions/{hold['id']}/void", idem="v1")
+    assert voided.json()["status"] == "voided" and voided.json()["void_reason"] == "provider"
+    assert await balances(world, voucher) == {"available": 10_000_000, "held": 0, "used": 0}
+    assert_problem(await world.post(f"/v1/redemptions/{hold['id']}/capture", idem="c1"), 409, "hold_not_active")
+    assert_problem(await world.post(f"/v1/redemptions/{hold['id']}/void", idem="v2"), 409, "hold_not_active")
+
+
+async def test_expired_hold_is_void_on_read_and_refuses_capture(app, world: World, clock) -> None:
+    from services.voucher.redemption import service as redemption
+
+    voucher = await world.issue(10_000_000)
+    hold = (await world.hold(voucher, 1_000_000, order="PO-1")).json()
+    clock.advance(seconds=1800)
+    read = (await world.client.get(f"/v1/redemptions/{hold['id']}", headers=auth(world.provider_key))).json()
+    assert read["status"] == "voided" and read["void_reason"] == "expired"
+    assert_problem(await world.post(f"/v1/redemptions/{hold['id']}/capture", idem="late"), 409, "hold_expired")
+    async with app.state.database.unit_of_work() as session:
+        assert await redemption.expire_holds(session, clock()) == 1
+    async with app.state.database.unit_of_work() as session:
+        assert await redemption.expire_holds(session, clock()) == 0
+    assert await balances(world, voucher) == {"available": 10_000_000, "held": 0, "used": 0}
+
+
+async def test_new_hold_treats_expired_holds_as_void(world: World, clock) -> None:
+    voucher = await world.issue(3_000_000)
+    first = await world.hold(voucher, 10_000_000, order="PO-1")  # holds all 3,000,000
+    assert first.json()["held_amount"] == 3_000_000
+    assert_problem(await world.hold(voucher, 1_000_000, order="PO-2"), 409, "voucher_exhausted")
+    clock.advance(seconds=1801)
+    second = await world.hold(voucher, 1_000_000, order="PO-3")
+    assert second.status_code == 201 and second.json()["held_amount"] == 300_000
+    assert await balances(world, voucher) == {"available": 2_700_000, "held": 300_000, "used": 0}
+
+
+async def test_one_step_redeem_and_exhaustion(world: World) -> None:
+    voucher = await world.issue(3_000_000)
+    redeemed = await world.hold(voucher, 10_000_000, order="PO-1", path="/v1/redemptions")
+    assert redeemed.status_code == 201 and redeemed.json()["status"] == "captured"
+    assert redeemed.json()["captured_amount"] == 3_000_000
+    after = await world.voucher(voucher["id"])
+    assert after["status"] == "exhausted" and after["balances"] == {"available": 0, "held": 0, "used": 3_000_000}
+    assert_problem(await world.hold(voucher, 1_000, order="PO-2"), 409, "voucher_exhausted")
+
+
+async def test_refunds_partial_then_full_back_to_the_voucher(world: World) -> None:
+    voucher = await world.issue(3_000_000)
+    redeemed = (await world.hold(voucher, 10_000_000, order="PO-1", path="/v1/redemptions")).json()
+    path = f"/v1/redemptions/{redeemed['id']}/refunds"
+    first = await world.post(path, {"amount": 1_000_000, "reason": "partial"}, idem="r1")
+    assert first.status_code == 201 and first.json()["destination"] == "voucher"
+    after = await world.voucher(voucher["id"])
+    assert after["status"] == "active" and after["balances"] == {"available": 1_000_000, "held": 0, "used": 2_000_000}
+    assert_problem(await world.post(path, {"amount": 2_000_001, "reason": "x"}, idem="r2"), 409,
+                   "refund_exceeds_captured")
+    assert (await world.post(path, {"amount": 2_000_000, "reason": "rest"}, idem="r3")).status_code == 201
+    red = (await world.client.get(f"/v1/redemptions/{redeemed['id']}", headers=auth(world.provider_key))).json()
+    assert red["status"] == "refunded" and red["refunded_amount"] == 3_000_000
+    refunds = (await world.client.get(path, headers=auth(world.provider_key))).json()
+    assert [r["amount"] for r in refunds] == [1_000_000, 2_000_000]
+    assert (await world.reconciliation())["is_clean"]
+
+
+async def test_refund_after_expiry_goes_to_the_pool(world: World, clock) -> None:
+    voucher = await world.issue(3_000_000)
+    redeemed = (await world.hold(voucher, 1_000_000, order="PO-1", path="/v1/redemptions")).json()
+    clock.advance(days=400)
+    refund = await world.post(f"/v1/redemptions/{redeemed['id']}/refunds", {"amount": 300_000, "reason": "late"},
+                              idem="r")
+    assert refund.json()["destination"] == "pool"
+    assert (await balances(world, voucher))["used"] == 0
+    assert (await world.reconciliation())["is_clean"]
+
+
+async def test_refund_of_a_hold_is_refused(world: World) -> None:
+    voucher = await world.issue(3_000_000)
+    hold = (await world.hold(voucher, 1_000_000, order="PO-1")).json()
+    assert_problem(await world.post(f"/v1/redemptions/{hold['id']}/refunds", {"amount": 1, "reason": "x"}, idem="r"),
+                   409, "redemption_not_captured")
+
+
+async def test_value_moving_posts_require_an_idempotency_key(world: World) -> None:
+    voucher = await world.issue(3_000_000)
+    body = hold_body(voucher["code"], world.enterprise["uscc"], "PO-1", [("accelerator:domestic", 1_000)])
+    missing = await world.client.post("/v1/redemptions/holds", json=body, headers=auth(world.provider_key))
+    assert_problem(missing, 428, "idempotency_key_required")
+    assert await balances(world, voucher) == {"available": 3_000_000, "held": 0, "used": 0}
+
+
+async def test_replayed_hold_and_capture_move_value_once(world: World) -> None:
+    voucher = await world.issue(10_000_000)
+    first = await world.hold(voucher, 1_000_000, order="PO-1", key="same")
+    again = await world.hold(voucher, 1_000_000, order="PO-1", key="same")
+    assert again.headers["idempotent-replayed"] == "true" and again.json()["id"] == first.json()["id"]
+    hid = first.json()["id"]
+    c1 = await world.post(f"/v1/redemptions/{hid}/capture", {}, idem="cap")
+    c2 = await world.post(f"/v1/redemptions/{hid}/capture", {}, idem="cap")
+    assert c1.status_code == c2.status_code == 200 and c2.headers["idempotent-replayed"] == "true"
+    r1 = await world.post(f"/v1/redemptions/{hid}/refunds", {"amount": 100_000, "reason": "x"}, idem="ref")
+    r2 = await world.post(f"/v1/redemptions/{hid}/refunds", {"amount": 100_000, "reason": "x"}, idem="ref")
+    assert r1.json()["id"] == r2.json()["id"]
+    assert await balances(world, voucher) == {"available": 9_800_000, "held": 0, "used": 200_000}
+
+
+async def _refused_without_moving(world: World, voucher: dict, response: httpx.Response, status: int, code: str) -> None:
+    before = await balances(world, voucher)
+    assert_problem(response, status, code)
+    assert await balances(world, voucher) == before
+
+
+async def test_refusals_each_have_their_code_and_move_nothing(app, world: World, clock) -> None:
+    voucher = await world.issue(10_000_000)
+    start = await balances(world, voucher)
+
+    async def refused(response: httpx.Response, status: int, code: str) -> None:
+        assert_problem(response, status, code)
+        assert await balances(world, voucher) == start
+
+    # wrong kind: a model line on a compute voucher; out of scope: a category the table lacks
+    await refused(await world.hold(voucher, 1_000, order="K", category="model:registered"), 409, "voucher_kind_mismatch")
+    await refused(await world.hold(voucher, 1_000, order="S", category="network:egress"), 409, "category_out_of_scope")
+    # a covered category at 0 %
+    await refused(await world.hold(voucher, 1_000, order="Z", category="storage:block"), 409, "nothing_to_subsidise")
+    # unknown code for this enterprise; mistyped code
+    await refused(await world.hold(voucher, 1_000, order="U", uscc=enterprise_payload()["uscc"]), 404, "not_found")
+    # provider not enrolled, then not approved
+    other = await create(world.client, world.operator, "/v1/providers", provider_payload())
+    await world.client.post(f"/v1/providers/{other['id']}/approve", json={"reason": "ok"}, headers=auth(world.operator))
+    other_key = await make_key(app, "provider", provider_id=other["id"])
+    await refused(await world.hold(voucher, 1_000, order="E", provider_key=other_key), 403, "provider_not_enrolled")
+    await world.client.post(f"/v1/providers/{world.provider['id']}/suspend", json={"reason": "audit"},
+                            headers=auth(world.operator))
+    await refused(await world.hold(voucher, 1_000, order="A"), 403, "provider_not_approved")
+    await world.client.post(f"/v1/providers/{world.provider['id']}/approve", json={"reason": "ok"},
+                            headers=auth(world.operator))
+    # suspended voucher
+    await world.post(f"/v1/vouchers/{voucher['id']}/suspend", {"reason": "check"}, key=world.operator)
+    await refused(await world.hold(voucher, 1_000, order="P"), 409, "voucher_suspended")
+    await world.post(f"/v1/vouchers/{voucher['id']}/resume", {"reason": "ok"}, key=world.operator)
+    # not yet valid
+    later = await world.issue(1_000_000, valid_from=(clock() + timedelta(days=3)).isoformat())
+    assert_problem(await world.hold(later, 1_000, order="L"), 409, "voucher_not_yet_valid")
+    # same order twice on the same voucher; same reference with another amount
+    assert (await world.hold(voucher, 1_000_000, order="DUP")).status_code == 201
+    start = await balances(world, voucher)
+    await refused(await world.hold(voucher, 1_000_000, order="DUP", key="dup-2"), 409, "order_already_subsidised")
+    await refused(await world.hold(voucher, 2_000_000, order="DUP", key="dup-3"), 409, "order_reference_conflict")
+    # revoked
+    await world.post(f"/v1/vouchers/{voucher['id']}/revoke", {"reason": "x"}, key=world.operator)
+    assert_problem(await world.hold(voucher, 1_000, order="R"), 409, "voucher_revoked")
+    assert (await world.reconciliation())["is_clean"]
+
+
+async def test_related_party_is_refused(app, world: World) -> None:
+    party = {"role": "shareholder", "party_id": "sha256:0123456789abcdef"}
+    etag = (await world.client.get(f"/v1/enterprises/{world.enterprise['id']}", headers=auth(world.operator))).headers["etag"]
+    await world.client.patch(f"/v1/enterprises/{world.enterprise['id']}", json={"related_parties": [party]},
+                             headers=auth(world.operator, **{"If-Match": etag}))
+    etag = (await world.client.get(f"/v1/providers/{world.provider['id']}", headers=auth(world.operator))).headers["etag"]
+    await world.client.patch(f"/v1/providers/{world.provider['id']}", json={"related_parties": [party]},
+                             headers=auth(world.operator, **{"If-Match": etag}))
+    voucher = await world.issue(1_000_000)
+    problem = assert_problem(await world.hold(voucher, 1_000, order="RP"), 409, "related_party")
+    assert problem["shared_parties"] == ["sha256:0123456789abcdef"]
+
+
+async def test_enterprise_cap_limits_redemption_in_the_period(app, client: httpx.AsyncClient) -> None:
+    world = await build_world(app, client, budget_total=1_000_000_000, enterprise_cap=1_000_000,
+                              max_per_voucher=1_000_000)
+    voucher = await world.issue(1_000_000)
+    first = await world.hold(voucher, 3_000_000, order="PO-1", path="/v1/redemptions")
+    assert first.json()["captured_amount"] == 900_000
+    second = await world.hold(voucher, 3_000_000, order="PO-2")
+    assert second.json()["held_amount"] == 100_000
+    assert second.json()["computation"]["limited_by"] in {"enterprise_cap", "voucher_balance"}
+    await world.post(f"/v1/redemptions/{second.json()['id']}/capture", {}, idem="c")
+    # cap and voucher are both used up; the cap is checked first, so it is the reason given
+    problem = assert_problem(await world.hold(voucher, 3_000_000, order="PO-3"), 409, "enterprise_cap_reached")
+    assert problem["computation"]["limited_by"] == "enterprise_cap"
+
+
+async def test_stacking_ceiling_across_two_vouchers(app, client: httpx.AsyncClient) -> None:
+    world = await build_world(app, client, stacking_ceiling_bps=4000,
+                              rate_table={"accelerator:domestic": 3000})
+    a, b = await world.issue(10_000_000), await world.issue(10_000_000)
+    first = await world.hold(a, 1_000_000, order="SHARED")
+    assert first.json()["held_amount"] == 300_000
+    second = await world.hold(b, 1_000_000, order="SHARED", key="shared-2")
+    assert second.json()["held_amount"] == 100_000  # 40 % of ¥10,000.00 minus ¥3,000.00
+    assert second.json()["computation"]["limited_by"] == "stacking_ceiling"
+    assert_problem(await world.hold(await world.issue(1_000_000), 1_000_000, order="SHARED", key="shared-3"), 409,
+                   "order_already_subsidised")
+
+
+async def test_tier_switch_over_http(app, client: httpx.AsyncClient) -> None:
+    world = await build_world(app, client, rate_table={"accelerator:other": 2000},
+                              tiers=[{"spend_up_to": 50_000_000, "rate_bps": 5000, "categories": None}])
+    voucher = await world.issue(100_000_000)
+    first = await world.hold(voucher, 40_000_000, order="T1", category="accelerator:other")
+    assert first.json()["held_amount"] == 20_000_000
+    second = await world.hold(voucher, 30_000_000, order="T2", category="accelerator:other")
+    assert second.json()["held_amount"] == 5_000_000 + 4_000_000
+
+
+async def test_providers_touch_only_their_own_redemptions(app, world: World) -> None:
+    voucher = await world.issue(10_000_000)
+    hold = (await world.hold(voucher, 1_000_000, order="PO-1")).json()
+    other = await create(world.client, world.operator, "/v1/providers", provider_payload())
+    other_key = await make_key(app, "provider", provider_id=other["id"])
+    assert_problem(await world.post(f"/v1/redemptions/{hold['id']}/capture", key=other_key, idem="x"), 404, "not_found")
+    assert_problem(await world.client.get(f"/v1/redemptions/{hold['id']}", headers=auth(other_key)), 404, "not_found")
+    assert (await world.client.get("/v1/redemptions", headers=auth(other_key))).json()["items"] == []
+    mine = (await world.client.get(f"/v1/redemptions/{hold['id']}", headers=auth(world.enterprise_key)))
+    assert mine.status_code == 200
+    stranger = await create(world.client, world.operator, "/v1/enterprises", enterprise_payload())
+    stranger_key = await make_key(app, "enterprise", enterprise_id=stranger["id"])
+    assert_problem(await world.client.get(f"/v1/redemptions/{hold['id']}", headers=auth(stranger_key)), 404, "not_found")
+    # enterprises and auditors cannot redeem
+    assert_problem(await world.hold(voucher, 1_000, order="E", provider_key=world.enterprise_key), 403,
+                   "insufficient_scope")
+    assert_problem(await world.hold(voucher, 1_000, order="A", provider_key=world.auditor), 403, "insufficient_scope")

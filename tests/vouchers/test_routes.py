@@ -1,0 +1,170 @@
+"""Issuing vouchers commits budget and cap atomically; lifecycle; tenancy; expiry on read."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.support import assert_problem, auth, create, enterprise_payload, programme_payload
+from tests.world import World, build_world
+
+
+@pytest.fixture
+async def world(app, client: httpx.AsyncClient) -> World:
+    return await build_world(app, client, budget_total=100_000_000, enterprise_cap=30_000_000,
+                             max_per_voucher=20_000_000)
+
+
+async def test_issue_moves_budget_into_the_voucher(world: World) -> None:
+    voucher = await world.issue(15_000_000)
+    assert voucher["status"] == "active"
+    assert voucher["balances"] == {"available": 15_000_000, "held": 0, "used": 0}
+    assert voucher["code"].startswith("CV-")
+    assert voucher["period_key"] == "2026"
+    recon = await world.reconciliation()
+    assert recon["is_clean"] and recon["postings"] >= 4
+
+
+async def test_issue_refusals_change_nothing(world: World) -> None:
+    assert_problem(await world.client.post("/v1/vouchers", json={
+        "programme_id": world.programme["id"], "enterprise_id": world.enterprise["id"], "face_value": 20_000_001},
+        headers=auth(world.operator)), 409, "exceeds_max_per_voucher")
+    await world.issue(20_000_000)
+    over_cap = await world.client.post("/v1/vouchers", json={
+        "programme_id": world.programme["id"], "enterprise_id": world.enterprise["id"], "face_value": 10_000_001},
+        headers=auth(world.operator))
+    problem = assert_problem(over_cap, 409, "enterprise_cap_exceeded")
+    assert problem["remaining"] == 10_000_000
+    vouchers = (await world.client.get("/v1/vouchers", headers=auth(world.operator))).json()["items"]
+    assert len(vouchers) == 1
+
+
+async def test_budget_is_never_overcommitted(app, client: httpx.AsyncClient) -> None:
+    world = await build_world(app, client, budget_total=25_000_000, enterprise_cap=20_000_000,
+                              max_per_voucher=20_000_000)
+    other = await create(client, world.operator, "/v1/enterprises", enterprise_payload())
+    await world.issue(20_000_000)
+    refused = await client.post("/v1/vouchers", json={
+        "programme_id": world.programme["id"], "enterprise_id": other["id"], "face_value": 5_000_001},
+        headers=auth(world.operator))
+    assert_problem(refused, 409, "budget_exhausted")
+    ok = await client.post("/v1/vouchers", json={
+        "programme_id": world.programme["id"], "enterprise_id": other["id"], "face_value": 5_000_000},
+        headers=auth(world.operator))
+    assert ok.status_code == 201
+
+
+async def test_bulk_issue_is_all_or_nothing(world: World) -> None:
+    body = {"programme_id": world.programme["id"], "grants": [
+        {"enterprise_id": world.enterprise["id"], "face_value": 10_000_000},
+        {"enterprise_id": world.enterprise["id"], "face_value": 10_000_000},
+        {"enterprise_id": world.enterprise["id"], "face_value": 10_000_001},  # over the cap
+    ]}
+    refused = await world.client.post("/v1/vouchers/bulk", json=body, headers=auth(world.operator))
+    assert assert_problem(refused, 409, "enterprise_cap_exceeded")["grant_index"] == 2
+    assert (await world.client.get("/v1/vouchers", headers=auth(world.operator))).json()["items"] == []
+    body["grants"][2]["face_value"] = 10_000_000
+    issued = await world.client.post("/v1/vouchers/bulk", json=body, headers=auth(world.operator))
+    assert issued.status_code == 201 and len(issued.json()) == 3
+
+
+async def test_draft_programme_cannot_issue(app, client: httpx.AsyncClient) -> None:
+    world = await build_world(app, client)
+    draft = await create(client, world.operator, "/v1/programmes", programme_payload())
+    refused = await client.post("/v1/vouchers", json={
+        "programme_id": draft["id"], "enterprise_id": world.enterprise["id"], "face_value": 1},
+        headers=auth(world.operator))
+    assert_problem(refused, 409, "programme_not_open")
+
+
+async def test_enterprise_reads_only_its_own_vouchers(app, world: World) -> None:
+    mine = await world.issue(1_000_000)
+    other = await create(world.client, world.operator, "/v1/enterprises", enterprise_payload())
+    theirs = await create(world.client, world.operator, "/v1/vouchers", {
+        "programme_id": world.programme["id"], "enterprise_id": other["id"], "face_value": 1_000_000})
+    listed = (await world.client.get("/v1/vouchers", headers=auth(world.enterprise_key))).json()["items"]
+    assert [v["id"] for v in listed] == [mine["id"]]
+    assert_problem(await world.client.get(f"/v1/vouchers/{theirs['id']}", headers=auth(world.enterprise_key)),
+                   404, "not_found")
+    # providers never list vouchers; they look one up by code and USCC
+    assert (await world.client.get("/v1/vouchers", headers=auth(world.provider_key))).status_code == 403
+
+
+async def test_provider_lookup_needs_code_and_uscc(world: World) -> None:
+    voucher = await world.issue(1_000_000)
+    ok = await world.client.post("/v1/vouchers/lookup", json={
+        "code": voucher["code"].lower().replace("-", ""), "enterprise_uscc": world.enterprise["uscc"]},
+        headers=auth(world.provider_key))
+    assert ok.status_code == 200
+    assert set(ok.json()) == {"code", "kind", "unit", "status", "available", "valid_from", "expires_at"}
+    assert ok.json()["available"] == 1_000_000
+    wrong_uscc = await world.client.post("/v1/vouchers/lookup", json={
+        "code": voucher["code"], "enterprise_uscc": enterprise_payload()["uscc"]}, headers=auth(world.provider_key))
+    assert_problem(wrong_uscc, 404, "not_found")
+    code = voucher["code"]
+    typo = code[:-1] + ("0" if code[-1] != "0" else "1")
+    mistyped = await world.client.post("/v1/vouchers/lookup", json={
+        "code": typo, "enterprise_uscc": world.enterprise["uscc"]}, headers=auth(world.provider_key))
+    assert_problem(mistyped, 422, "invalid_voucher_code")
+
+
+async def test_suspend_resume_and_illegal_transitions(world: World) -> None:
+    voucher = await world.issue(1_000_000)
+    path = f"/v1/vouchers/{voucher['id']}"
+    suspended = await world.post(f"{path}/suspend", {"reason": "check"}, key=world.operator)
+    assert suspended.json()["status"] == "suspended"
+    assert_problem(await world.post(f"{path}/suspend", {"reason": "again"}, key=world.operator), 409,
+                   "invalid_transition")
+    assert (await world.post(f"{path}/resume", {"reason": "ok"}, key=world.operator)).json()["status"] == "active"
+
+
+async def test_revoke_returns_unused_value_to_the_pool_and_records_clawback(world: World) -> None:
+    voucher = await world.issue(10_000_000)
+    captured = await world.hold(voucher, 10_000_000, order="PO-1", path="/v1/redemptions")
+    assert captured.status_code == 201, captured.text  # 30 % of ¥100,000.00 = ¥30,000.00 used
+    held = await world.hold(voucher, 1_000_000, order="PO-2")
+    assert held.status_code == 201
+    too_much = await world.post(f"/v1/vouchers/{voucher['id']}/revoke",
+                                {"reason": "fraud", "clawback": 3_000_001}, key=world.operator)
+    assert_problem(too_much, 422, "validation_failed")
+    revoked = await world.post(f"/v1/vouchers/{voucher['id']}/revoke",
+                               {"reason": "fraud", "clawback": 3_000_000}, key=world.operator)
+    assert revoked.status_code == 200, revoked.text
+    assert revoked.json()["status"] == "revoked"
+    assert revoked.json()["balances"] == {"available": 0, "held": 0, "used": 3_000_000}
+    hold = (await world.client.get(f"/v1/redemptions/{held.json()['id']}", headers=auth(world.provider_key))).json()
+    assert hold["status"] == "voided" and hold["void_reason"] == "voucher_revoked"
+    assert (await world.reconciliation())["is_clean"]
+    assert_problem(await world.post(f"/v1/vouchers/{voucher['id']}/resume", {"reason": "x"}, key=world.operator),
+                   409, "invalid_transition")
+
+
+async def test_expiry_applies_on_read_and_the_job_posts_it(app, world: World, clock) -> None:
+    from services.voucher.vouchers import service as vouchers
+
+    voucher = await world.issue(5_000_000)
+    clock.advance(days=366)
+    read = await world.voucher(voucher["id"])
+    assert read["status"] == "expired"
+    assert read["balances"]["available"] == 5_000_000  # not posted yet: the ledger is the truth
+    refused = await world.hold(voucher, 1_000_000, order="PO-late")
+    assert_problem(refused, 409, "voucher_expired")
+    async with app.state.database.unit_of_work() as session:
+        assert await vouchers.expire_due(session, clock()) == 1
+    async with app.state.database.unit_of_work() as session:
+        assert await vouchers.expire_due(session, clock()) == 0  # idempotent
+    after = await world.voucher(voucher["id"])
+    assert after["status"] == "expired" and after["balances"]["available"] == 0
+    assert (await world.reconciliation())["is_clean"]
+
+
+async def test_history_lists_the_vouchers_postings(world: World) -> None:
+    voucher = await world.issue(5_000_000)
+    await world.hold(voucher, 1_000_000, order="PO-h")
+    first = (await world.client.get(f"/v1/vouchers/{voucher['id']}/history?limit=1",
+                                    headers=auth(world.enterprise_key))).json()
+    assert first["items"][0]["kind"] == "voucher_issued" and first["items"][0]["amount"] == 5_000_000
+    rest = (await world.client.get(f"/v1/vouchers/{voucher['id']}/history?cursor={first['next_cursor']}",
+                                   headers=auth(world.enterprise_key))).json()
+    assert [(p["kind"], p["account"], p["amount"]) for p in rest["items"]] == [
+        ("hold_placed", "available", -300_000), ("hold_placed", "held", 300_000)]
