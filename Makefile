@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 export DATABASE_URL ?= sqlite:///./var/voucher.db
 
-.PHONY: install run serve migrate demo test lint openapi openapi-check clean lock
+.PHONY: install run serve migrate demo test lint openapi openapi-check clean lock bench
 
 install: $(STAMP)
 
@@ -57,3 +57,7 @@ lock:
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
+
+## redemption throughput through real server processes on PostgreSQL (prints a table; judges nothing)
+bench: install
+	$(BIN)/python bench/redeem.py
