@@ -82,10 +82,19 @@ async def test_reconciliation_reports_a_tampered_balance(world: World, raw, data
     with raw.connect() as conn:
         conn.execute(text("UPDATE ledger_account SET balance = balance + 7 WHERE kind = 'voucher_used'"))
         conn.commit()
+    try:
+        await _tampered_is_reported(world, database_url, monkeypatch)
+    finally:
+        with raw.connect() as conn:  # put it back so the fixture's own reconciliation passes
+            conn.execute(text("UPDATE ledger_account SET balance = balance - 7 WHERE kind = 'voucher_used'"))
+            conn.commit()
+
+
+async def _tampered_is_reported(world: World, database_url: str, monkeypatch) -> None:
     report = await world.reconciliation()
     assert not report["is_clean"]
     [difference] = report["account_differences"]
-    assert difference["balance"] - difference["postings"] == 7
+    assert (difference["balance"], difference["postings"]) == (300_007, 300_000)
     # the CLI says the same, with an exit code scripts can use
     monkeypatch.setenv("DATABASE_URL", database_url)
     get_settings.cache_clear()
@@ -98,9 +107,6 @@ async def test_reconciliation_reports_a_tampered_balance(world: World, raw, data
         get_settings.cache_clear()
     assert result.exit_code == 1, result.output
     assert "balance differs from postings" in result.output
-    with raw.connect() as conn:  # put it back so the fixture's own reconciliation passes
-        conn.execute(text("UPDATE ledger_account SET balance = balance - 7 WHERE kind = 'voucher_used'"))
-        conn.commit()
 
 
 async def test_reconciliation_cli_is_clean_on_a_clean_ledger(world: World, database_url, monkeypatch) -> None:

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, insert, select, update
+from sqlalchemy import BigInteger, and_, bindparam, cast, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,6 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.voucher.tables import LedgerAccount, LedgerPosting, LedgerTransaction
 
 A = LedgerAccount.__table__
+
+
+def _sum(column: Any) -> Any:
+    """SUM of a BIGINT column as a BIGINT (PostgreSQL widens it to NUMERIC)."""
+    return cast(func.sum(column), BigInteger)
+
 P = LedgerPosting.__table__
 T = LedgerTransaction.__table__
 
@@ -73,7 +79,7 @@ async def balances(session: AsyncSession, ids: Iterable[uuid.UUID], *, lock: boo
 
 async def computed_balance(session: AsyncSession, account_id: uuid.UUID) -> int:
     total = await session.execute(
-        select(func.coalesce(func.sum(P.c.amount), 0)).where(P.c.account_id == account_id)
+        select(func.coalesce(_sum(P.c.amount), 0)).where(P.c.account_id == account_id)
     )
     return int(total.scalar_one())
 
@@ -81,7 +87,7 @@ async def computed_balance(session: AsyncSession, account_id: uuid.UUID) -> int:
 async def account_differences(session: AsyncSession) -> list[dict[str, Any]]:
     """Materialised balances that differ from the sum of their postings."""
     sums = (
-        select(P.c.account_id, func.sum(P.c.amount).label("total"))
+        select(P.c.account_id, _sum(P.c.amount).label("total"))
         .group_by(P.c.account_id)
         .subquery()
     )
@@ -98,7 +104,7 @@ async def account_differences(session: AsyncSession) -> list[dict[str, Any]]:
 async def negative_constrained_accounts(session: AsyncSession) -> list[dict[str, Any]]:
     """Non-negative accounts whose postings sum below zero (covers unmaterialised ones too)."""
     sums = (
-        select(P.c.account_id, func.sum(P.c.amount).label("total"))
+        select(P.c.account_id, _sum(P.c.amount).label("total"))
         .group_by(P.c.account_id)
         .subquery()
     )
@@ -112,7 +118,7 @@ async def negative_constrained_accounts(session: AsyncSession) -> list[dict[str,
 
 async def unbalanced_transactions(session: AsyncSession) -> list[dict[str, Any]]:
     stmt = (
-        select(P.c.transaction_id, P.c.unit, func.sum(P.c.amount).label("total"))
+        select(P.c.transaction_id, P.c.unit, _sum(P.c.amount).label("total"))
         .group_by(P.c.transaction_id, P.c.unit)
         .having(func.sum(P.c.amount) != 0)
     )
