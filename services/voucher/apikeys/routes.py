@@ -8,7 +8,6 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.voucher import errors
 from services.voucher.actor import Actor
@@ -23,16 +22,13 @@ from services.voucher.apikeys.schemas import (
     Me,
 )
 from services.voucher.http.auth import current_actor, require
-from services.voucher.http.deps import get_now, get_session
+from services.voucher.http.deps import Now, Session
 from services.voucher.http.idempotency import idempotent
 from services.voucher.http.pagination import Page, Paging
-from services.voucher.http.problems import responses
+from services.voucher.http.problems import AUTH_ERRORS, responses
 from services.voucher.tables import ApiKey, Principal
 
 router = APIRouter(prefix="/v1", tags=["api keys"])
-AUTH_ERRORS = (errors.Unauthenticated, errors.InsufficientScope)
-Session = Annotated[AsyncSession, Depends(get_session)]
-Now = Annotated[datetime, Depends(get_now)]
 
 
 def _public(key: ApiKey, principal: Principal, now: datetime) -> ApiKeyPublic:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Response
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.voucher import errors
 from services.voucher.actor import Actor
@@ -20,18 +18,15 @@ from services.voucher.enterprises.schemas import (
 )
 from services.voucher.http.auth import require
 from services.voucher.http.conditional import check_if_match, etag
-from services.voucher.http.deps import get_now, get_session
+from services.voucher.http.deps import Now, Session
 from services.voucher.http.idempotency import idempotent
 from services.voucher.http.pagination import Page, Paging
-from services.voucher.http.problems import responses
+from services.voucher.http.problems import AUTH_ERRORS, responses
 from services.voucher.tables import Enterprise
 
 router = APIRouter(prefix="/v1/enterprises", tags=["enterprises"])
-Session = Annotated[AsyncSession, Depends(get_session)]
-Now = Annotated[datetime, Depends(get_now)]
 Reader = Annotated[Actor, Depends(require(Scope.ENTERPRISES_READ))]
 Writer = Annotated[Actor, Depends(require(Scope.ENTERPRISES_WRITE))]
-AUTH = (errors.Unauthenticated, errors.InsufficientScope)
 
 
 def _public(enterprise: Enterprise, response: Response | None = None) -> EnterprisePublic:
@@ -54,7 +49,7 @@ def _columns(body: EnterpriseCreate | EnterpriseUpdate, *, exclude_unset: bool =
     summary="Register an enterprise (USCC check character verified)",
     status_code=201,
     response_model=EnterprisePublic,
-    responses=responses(*AUTH, errors.AlreadyExists, errors.ValidationFailed,
+    responses=responses(*AUTH_ERRORS, errors.AlreadyExists, errors.ValidationFailed,
                         errors.IdempotencyKeyReused, errors.IdempotencyRequestInProgress),
     dependencies=[Depends(idempotent)],
 )
@@ -71,7 +66,7 @@ async def register_enterprise(
     operation_id="list_enterprises",
     summary="List enterprises (an enterprise key sees only itself)",
     response_model=Page[EnterprisePublic],
-    responses=responses(*AUTH, errors.InvalidCursor),
+    responses=responses(*AUTH_ERRORS, errors.InvalidCursor),
 )
 async def list_enterprises(
     session: Session,
@@ -91,7 +86,7 @@ async def list_enterprises(
     operation_id="get_enterprise",
     summary="Read an enterprise",
     response_model=EnterprisePublic,
-    responses=responses(*AUTH, errors.NotFound),
+    responses=responses(*AUTH_ERRORS, errors.NotFound),
 )
 async def get_enterprise(
     enterprise_id: uuid.UUID, session: Session, actor: Reader, response: Response
@@ -104,7 +99,7 @@ async def get_enterprise(
     operation_id="update_enterprise",
     summary="Change an enterprise's facts (If-Match required)",
     response_model=EnterprisePublic,
-    responses=responses(*AUTH, errors.NotFound, errors.PreconditionFailed,
+    responses=responses(*AUTH_ERRORS, errors.NotFound, errors.PreconditionFailed,
                         errors.PreconditionRequired),
 )
 async def update_enterprise(

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.voucher.db import Database
@@ -35,3 +36,8 @@ def get_settings(request: Request) -> Settings:
 def get_now(request: Request) -> datetime:
     """The request's 'now', from the app's clock (tests move it by hand)."""
     return request.app.state.clock()  # type: ignore[no-any-return]
+
+
+#: The request's session and clock, as route parameters.
+Session = Annotated[AsyncSession, Depends(get_session)]
+Now = Annotated[datetime, Depends(get_now)]

@@ -257,3 +257,7 @@ def responses(*error_classes: type[errors.DomainError]) -> dict[int | str, dict[
             },
         }
     return out
+
+
+#: Every authenticated operation can answer these.
+AUTH_ERRORS: tuple[type[errors.DomainError], ...] = (errors.Unauthenticated, errors.InsufficientScope)

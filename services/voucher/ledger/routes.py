@@ -6,14 +6,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.voucher import errors
 from services.voucher.actor import Actor
 from services.voucher.apikeys.rules import Scope
 from services.voucher.http.auth import require
-from services.voucher.http.deps import get_session
-from services.voucher.http.problems import responses
+from services.voucher.http.deps import Session
+from services.voucher.http.problems import AUTH_ERRORS, responses
 from services.voucher.ledger import service
 
 router = APIRouter(prefix="/v1/ledger", tags=["ledger"])
@@ -43,10 +41,10 @@ class ReconciliationPublic(BaseModel):
     operation_id="reconcile_ledger",
     summary="Recompute every balance from the postings and report any difference",
     response_model=ReconciliationPublic,
-    responses=responses(errors.Unauthenticated, errors.InsufficientScope),
+    responses=responses(*AUTH_ERRORS),
 )
 async def reconcile_ledger(
-    session: Annotated[AsyncSession, Depends(get_session)],
+    session: Session,
     actor: Annotated[Actor, Depends(require(Scope.LEDGER_READ))],
 ) -> ReconciliationPublic:
     result = await service.reconcile(session)

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Response
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.voucher import errors
 from services.voucher.actor import Actor
 from services.voucher.apikeys.rules import Scope
 from services.voucher.http.auth import require
 from services.voucher.http.conditional import check_if_match, etag
-from services.voucher.http.deps import get_now, get_session
+from services.voucher.http.deps import Now, Session
 from services.voucher.http.idempotency import idempotent
 from services.voucher.http.pagination import Page, Paging
-from services.voucher.http.problems import responses
+from services.voucher.http.problems import AUTH_ERRORS, responses
 from services.voucher.programmes import service
 from services.voucher.programmes.rules import ProgrammeKind, ProgrammeStatus
 from services.voucher.programmes.schemas import (
@@ -31,11 +29,8 @@ from services.voucher.providers import service as providers
 from services.voucher.tables import Programme, ProgrammeEnrolment
 
 router = APIRouter(prefix="/v1/programmes", tags=["programmes"])
-Session = Annotated[AsyncSession, Depends(get_session)]
-Now = Annotated[datetime, Depends(get_now)]
 Reader = Annotated[Actor, Depends(require(Scope.PROGRAMMES_READ))]
 Writer = Annotated[Actor, Depends(require(Scope.PROGRAMMES_WRITE))]
-AUTH = (errors.Unauthenticated, errors.InsufficientScope)
 
 
 def _public(programme: Programme, response: Response | None = None) -> ProgrammePublic:
@@ -61,7 +56,7 @@ def _enrolment(row: ProgrammeEnrolment, provider_name: str) -> EnrolmentPublic:
     summary="Create a programme (in draft)",
     status_code=201,
     response_model=ProgrammePublic,
-    responses=responses(*AUTH, errors.AlreadyExists, errors.ValidationFailed,
+    responses=responses(*AUTH_ERRORS, errors.AlreadyExists, errors.ValidationFailed,
                         errors.IdempotencyKeyReused, errors.IdempotencyRequestInProgress),
     dependencies=[Depends(idempotent)],
 )
@@ -78,7 +73,7 @@ async def create_programme(
     operation_id="list_programmes",
     summary="List programmes, newest last",
     response_model=Page[ProgrammePublic],
-    responses=responses(*AUTH, errors.InvalidCursor),
+    responses=responses(*AUTH_ERRORS, errors.InvalidCursor),
 )
 async def list_programmes(
     session: Session,
@@ -98,7 +93,7 @@ async def list_programmes(
     operation_id="get_programme",
     summary="Read a programme; its ETag is the version to send as If-Match",
     response_model=ProgrammePublic,
-    responses=responses(*AUTH, errors.NotFound),
+    responses=responses(*AUTH_ERRORS, errors.NotFound),
 )
 async def get_programme(
     programme_id: uuid.UUID, session: Session, actor: Reader, response: Response
@@ -111,7 +106,7 @@ async def get_programme(
     operation_id="update_programme",
     summary="Change a programme's fields (If-Match required; money terms frozen once open)",
     response_model=ProgrammePublic,
-    responses=responses(*AUTH, errors.NotFound, errors.TermsFrozen, errors.ValidationFailed,
+    responses=responses(*AUTH_ERRORS, errors.NotFound, errors.TermsFrozen, errors.ValidationFailed,
                         errors.PreconditionFailed, errors.PreconditionRequired),
 )
 async def update_programme(
@@ -153,7 +148,7 @@ def _transition_route(target: ProgrammeStatus, verb: str, summary: str) -> None:
         operation_id=f"{verb}_programme",
         summary=summary,
         response_model=ProgrammePublic,
-        responses=responses(*AUTH, errors.NotFound, errors.InvalidTransition),
+        responses=responses(*AUTH_ERRORS, errors.NotFound, errors.InvalidTransition),
         dependencies=[Depends(idempotent)],
     )
 
@@ -168,7 +163,7 @@ _transition_route(ProgrammeStatus.ARCHIVED, "archive", "Archive a closed program
     operation_id="list_enrolments",
     summary="List the providers enrolled in a programme",
     response_model=Page[EnrolmentPublic],
-    responses=responses(*AUTH, errors.NotFound, errors.InvalidCursor),
+    responses=responses(*AUTH_ERRORS, errors.NotFound, errors.InvalidCursor),
 )
 async def list_enrolments(
     programme_id: uuid.UUID,
@@ -188,7 +183,7 @@ async def list_enrolments(
     response_model=EnrolmentPublic,
     responses={
         201: {"description": "Newly enrolled", "model": EnrolmentPublic},
-        **responses(*AUTH, errors.NotFound, errors.EnrolmentClosed, errors.ProviderKindMismatch),
+        **responses(*AUTH_ERRORS, errors.NotFound, errors.EnrolmentClosed, errors.ProviderKindMismatch),
     },
 )
 async def enrol_provider(
@@ -210,7 +205,7 @@ async def enrol_provider(
     operation_id="withdraw_provider",
     summary="Withdraw a provider from a programme (the enrolment stays as history)",
     response_model=EnrolmentPublic,
-    responses=responses(*AUTH, errors.NotFound),
+    responses=responses(*AUTH_ERRORS, errors.NotFound),
 )
 async def withdraw_provider(
     programme_id: uuid.UUID, provider_id: uuid.UUID, session: Session, now: Now, actor: Writer

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Response
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.voucher import errors
 from services.voucher.actor import Actor
 from services.voucher.apikeys.rules import Scope
 from services.voucher.http.auth import require
 from services.voucher.http.conditional import check_if_match, etag
-from services.voucher.http.deps import get_now, get_session
+from services.voucher.http.deps import Now, Session
 from services.voucher.http.idempotency import idempotent
 from services.voucher.http.pagination import Page, Paging
-from services.voucher.http.problems import responses
+from services.voucher.http.problems import AUTH_ERRORS, responses
 from services.voucher.providers import service
 from services.voucher.providers.rules import ProviderStatus
 from services.voucher.providers.schemas import (
@@ -29,11 +27,8 @@ from services.voucher.providers.schemas import (
 from services.voucher.tables import Provider
 
 router = APIRouter(prefix="/v1/providers", tags=["providers"])
-Session = Annotated[AsyncSession, Depends(get_session)]
-Now = Annotated[datetime, Depends(get_now)]
 Reader = Annotated[Actor, Depends(require(Scope.PROVIDERS_READ))]
 Writer = Annotated[Actor, Depends(require(Scope.PROVIDERS_WRITE))]
-AUTH = (errors.Unauthenticated, errors.InsufficientScope)
 
 
 def _public(provider: Provider, response: Response | None = None) -> ProviderPublic:
@@ -48,7 +43,7 @@ def _public(provider: Provider, response: Response | None = None) -> ProviderPub
     summary="Register a compute or model provider (starts pending)",
     status_code=201,
     response_model=ProviderPublic,
-    responses=responses(*AUTH, errors.AlreadyExists, errors.ValidationFailed,
+    responses=responses(*AUTH_ERRORS, errors.AlreadyExists, errors.ValidationFailed,
                         errors.IdempotencyKeyReused, errors.IdempotencyRequestInProgress),
     dependencies=[Depends(idempotent)],
 )
@@ -65,7 +60,7 @@ async def register_provider(
     operation_id="list_providers",
     summary="List providers (a provider key sees only itself)",
     response_model=Page[ProviderPublic],
-    responses=responses(*AUTH, errors.InvalidCursor),
+    responses=responses(*AUTH_ERRORS, errors.InvalidCursor),
 )
 async def list_providers(
     session: Session,
@@ -84,7 +79,7 @@ async def list_providers(
     operation_id="get_provider",
     summary="Read a provider",
     response_model=ProviderPublic,
-    responses=responses(*AUTH, errors.NotFound),
+    responses=responses(*AUTH_ERRORS, errors.NotFound),
 )
 async def get_provider(
     provider_id: uuid.UUID, session: Session, actor: Reader, response: Response
@@ -97,7 +92,7 @@ async def get_provider(
     operation_id="update_provider",
     summary="Change a provider's details (If-Match required)",
     response_model=ProviderPublic,
-    responses=responses(*AUTH, errors.NotFound, errors.PreconditionFailed,
+    responses=responses(*AUTH_ERRORS, errors.NotFound, errors.PreconditionFailed,
                         errors.PreconditionRequired),
 )
 async def update_provider(
@@ -139,7 +134,7 @@ def _status_route(target: ProviderStatus, verb: str, summary: str) -> None:
         operation_id=f"{verb}_provider",
         summary=summary,
         response_model=ProviderPublic,
-        responses=responses(*AUTH, errors.NotFound, errors.InvalidTransition),
+        responses=responses(*AUTH_ERRORS, errors.NotFound, errors.InvalidTransition),
         dependencies=[Depends(idempotent)],
     )
 

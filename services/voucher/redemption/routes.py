@@ -8,16 +8,15 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.voucher import errors
 from services.voucher.actor import Actor
 from services.voucher.apikeys.rules import Scope
 from services.voucher.http.auth import require
-from services.voucher.http.deps import get_now, get_session
+from services.voucher.http.deps import Now, Session
 from services.voucher.http.idempotency import idempotent_required
 from services.voucher.http.pagination import Page, Paging
-from services.voucher.http.problems import responses
+from services.voucher.http.problems import AUTH_ERRORS, responses
 from services.voucher.redemption import service
 from services.voucher.redemption.rules import RedemptionStatus
 from services.voucher.redemption.schemas import (
@@ -31,11 +30,8 @@ from services.voucher.redemption.schemas import (
 from services.voucher.tables import Redemption
 
 router = APIRouter(prefix="/v1/redemptions", tags=["redemption"])
-Session = Annotated[AsyncSession, Depends(get_session)]
-Now = Annotated[datetime, Depends(get_now)]
 Reader = Annotated[Actor, Depends(require(Scope.REDEMPTIONS_READ))]
 Writer = Annotated[Actor, Depends(require(Scope.REDEMPTIONS_WRITE))]
-AUTH = (errors.Unauthenticated, errors.InsufficientScope)
 IDEM = (errors.IdempotencyKeyRequired, errors.IdempotencyKeyReused, errors.IdempotencyRequestInProgress,
         errors.ConcurrentUpdate)
 HOLD_ERRORS = (
@@ -68,7 +64,7 @@ def _request(body: HoldCreate) -> service.HoldRequest:
     summary="Hold the subsidy for an order (phase one of two; capture or void it later)",
     status_code=201,
     response_model=RedemptionPublic,
-    responses=responses(*AUTH, *IDEM, *HOLD_ERRORS),
+    responses=responses(*AUTH_ERRORS, *IDEM, *HOLD_ERRORS),
     dependencies=[Depends(idempotent_required)],
 )
 async def create_hold(body: HoldCreate, session: Session, now: Now, actor: Writer, response: Response) -> RedemptionPublic:
@@ -83,7 +79,7 @@ async def create_hold(body: HoldCreate, session: Session, now: Now, actor: Write
     summary="Redeem in one step: hold and capture the whole subsidy at once",
     status_code=201,
     response_model=RedemptionPublic,
-    responses=responses(*AUTH, *IDEM, *HOLD_ERRORS),
+    responses=responses(*AUTH_ERRORS, *IDEM, *HOLD_ERRORS),
     dependencies=[Depends(idempotent_required)],
 )
 async def redeem(body: HoldCreate, session: Session, now: Now, actor: Writer, response: Response) -> RedemptionPublic:
@@ -97,7 +93,7 @@ async def redeem(body: HoldCreate, session: Session, now: Now, actor: Writer, re
     operation_id="capture_hold",
     summary="Capture a hold (at most what is held; the rest is released)",
     response_model=RedemptionPublic,
-    responses=responses(*AUTH, *IDEM, errors.NotFound, errors.HoldNotActive, errors.HoldExpired,
+    responses=responses(*AUTH_ERRORS, *IDEM, errors.NotFound, errors.HoldNotActive, errors.HoldExpired,
                         errors.CaptureExceedsHold, errors.VoucherExpired),
     dependencies=[Depends(idempotent_required)],
 )
@@ -112,7 +108,7 @@ async def capture_hold(
     operation_id="void_hold",
     summary="Void a hold: the whole held amount returns to the voucher",
     response_model=RedemptionPublic,
-    responses=responses(*AUTH, *IDEM, errors.NotFound, errors.HoldNotActive),
+    responses=responses(*AUTH_ERRORS, *IDEM, errors.NotFound, errors.HoldNotActive),
     dependencies=[Depends(idempotent_required)],
 )
 async def void_hold(
@@ -127,7 +123,7 @@ async def void_hold(
     summary="Refund part or all of a captured subsidy (to the voucher while valid, else the pool)",
     status_code=201,
     response_model=RefundPublic,
-    responses=responses(*AUTH, *IDEM, errors.NotFound, errors.RedemptionNotCaptured, errors.RefundExceedsCaptured),
+    responses=responses(*AUTH_ERRORS, *IDEM, errors.NotFound, errors.RedemptionNotCaptured, errors.RefundExceedsCaptured),
     dependencies=[Depends(idempotent_required)],
 )
 async def refund_redemption(
@@ -142,7 +138,7 @@ async def refund_redemption(
     operation_id="list_redemptions",
     summary="List redemptions (a provider sees its own, an enterprise those of its vouchers)",
     response_model=Page[RedemptionPublic],
-    responses=responses(*AUTH, errors.InvalidCursor),
+    responses=responses(*AUTH_ERRORS, errors.InvalidCursor),
 )
 async def list_redemptions(
     session: Session,
@@ -165,7 +161,7 @@ async def list_redemptions(
     operation_id="get_redemption",
     summary="Read a redemption with its subsidy computation",
     response_model=RedemptionPublic,
-    responses=responses(*AUTH, errors.NotFound),
+    responses=responses(*AUTH_ERRORS, errors.NotFound),
 )
 async def get_redemption(redemption_id: uuid.UUID, session: Session, now: Now, actor: Reader) -> RedemptionPublic:
     return _public(await service.get_redemption(session, actor, redemption_id), now)
@@ -176,7 +172,7 @@ async def get_redemption(redemption_id: uuid.UUID, session: Session, now: Now, a
     operation_id="list_refunds",
     summary="The refunds of a redemption",
     response_model=list[RefundPublic],
-    responses=responses(*AUTH, errors.NotFound),
+    responses=responses(*AUTH_ERRORS, errors.NotFound),
 )
 async def list_refunds(redemption_id: uuid.UUID, session: Session, actor: Reader) -> list[RefundPublic]:
     await service.get_redemption(session, actor, redemption_id)

@@ -4,20 +4,18 @@ one up by code and USCC to quote a subsidy."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.voucher import errors
 from services.voucher.actor import Actor
 from services.voucher.apikeys.rules import Scope
 from services.voucher.http.auth import require
-from services.voucher.http.deps import get_now, get_session
+from services.voucher.http.deps import Now, Session
 from services.voucher.http.idempotency import idempotent
 from services.voucher.http.pagination import Page, Paging
-from services.voucher.http.problems import responses
+from services.voucher.http.problems import AUTH_ERRORS, responses
 from services.voucher.programmes import repository as programmes_repository
 from services.voucher.vouchers import service
 from services.voucher.vouchers.rules import VoucherStatus
@@ -34,11 +32,8 @@ from services.voucher.vouchers.schemas import (
 )
 
 router = APIRouter(prefix="/v1/vouchers", tags=["vouchers"])
-Session = Annotated[AsyncSession, Depends(get_session)]
-Now = Annotated[datetime, Depends(get_now)]
 Reader = Annotated[Actor, Depends(require(Scope.VOUCHERS_READ))]
 Writer = Annotated[Actor, Depends(require(Scope.VOUCHERS_WRITE))]
-AUTH = (errors.Unauthenticated, errors.InsufficientScope)
 ISSUE_ERRORS = (errors.NotFound, errors.ProgrammeNotOpen, errors.ExceedsMaxPerVoucher,
                 errors.EnterpriseCapExceeded, errors.BudgetExhausted, errors.ValidationFailed,
                 errors.IdempotencyKeyReused, errors.IdempotencyRequestInProgress)
@@ -61,7 +56,7 @@ def _public(view: service.VoucherView) -> VoucherPublic:
     summary="Issue a voucher to an enterprise (commits budget and counts against its cap)",
     status_code=201,
     response_model=VoucherPublic,
-    responses=responses(*AUTH, *ISSUE_ERRORS),
+    responses=responses(*AUTH_ERRORS, *ISSUE_ERRORS),
     dependencies=[Depends(idempotent)],
 )
 async def issue_voucher(body: VoucherIssue, session: Session, now: Now, actor: Writer, response: Response) -> VoucherPublic:
@@ -79,7 +74,7 @@ async def issue_voucher(body: VoucherIssue, session: Session, now: Now, actor: W
     summary="Issue many vouchers at once, all or nothing",
     status_code=201,
     response_model=list[VoucherPublic],
-    responses=responses(*AUTH, *ISSUE_ERRORS),
+    responses=responses(*AUTH_ERRORS, *ISSUE_ERRORS),
     dependencies=[Depends(idempotent)],
 )
 async def issue_vouchers_bulk(body: VoucherBulkIssue, session: Session, now: Now, actor: Writer) -> list[VoucherPublic]:
@@ -94,7 +89,7 @@ async def issue_vouchers_bulk(body: VoucherBulkIssue, session: Session, now: Now
     operation_id="list_vouchers",
     summary="List vouchers (an enterprise sees its own) with their balances",
     response_model=Page[VoucherPublic],
-    responses=responses(*AUTH, errors.InvalidCursor),
+    responses=responses(*AUTH_ERRORS, errors.InvalidCursor),
 )
 async def list_vouchers(
     session: Session,
@@ -117,7 +112,7 @@ async def list_vouchers(
     operation_id="get_voucher",
     summary="Read a voucher with its available, held and used balances",
     response_model=VoucherPublic,
-    responses=responses(*AUTH, errors.NotFound),
+    responses=responses(*AUTH_ERRORS, errors.NotFound),
 )
 async def get_voucher(voucher_id: uuid.UUID, session: Session, now: Now, actor: Reader) -> VoucherPublic:
     return _public(await service.view(session, await service.get_voucher(session, actor, voucher_id), now))
@@ -128,7 +123,7 @@ async def get_voucher(voucher_id: uuid.UUID, session: Session, now: Now, actor: 
     operation_id="get_voucher_history",
     summary="The voucher's ledger postings, oldest first",
     response_model=PostingPage,
-    responses=responses(*AUTH, errors.NotFound, errors.InvalidCursor),
+    responses=responses(*AUTH_ERRORS, errors.NotFound, errors.InvalidCursor),
 )
 async def get_voucher_history(
     voucher_id: uuid.UUID,
@@ -159,7 +154,7 @@ def _status_route(verb: str, summary: str, call: object) -> None:
 
     router.add_api_route(
         f"/{{voucher_id}}/{verb}", handler, methods=["POST"], operation_id=f"{verb}_voucher", summary=summary,
-        response_model=VoucherPublic, responses=responses(*AUTH, errors.NotFound, errors.InvalidTransition),
+        response_model=VoucherPublic, responses=responses(*AUTH_ERRORS, errors.NotFound, errors.InvalidTransition),
         dependencies=[Depends(idempotent)],
     )
 
@@ -173,7 +168,7 @@ _status_route("resume", "Resume a suspended voucher", service.resume)
     operation_id="revoke_voucher",
     summary="Revoke a voucher: holds voided, unused value back to the pool, clawback recorded",
     response_model=VoucherPublic,
-    responses=responses(*AUTH, errors.NotFound, errors.InvalidTransition, errors.ValidationFailed),
+    responses=responses(*AUTH_ERRORS, errors.NotFound, errors.InvalidTransition, errors.ValidationFailed),
     dependencies=[Depends(idempotent)],
 )
 async def revoke_voucher(voucher_id: uuid.UUID, body: Revocation, session: Session, now: Now, actor: Writer) -> VoucherPublic:
@@ -186,7 +181,7 @@ async def revoke_voucher(voucher_id: uuid.UUID, body: Revocation, session: Sessi
     operation_id="lookup_voucher",
     summary="Provider: look a voucher up by code and the enterprise's USCC to quote a subsidy",
     response_model=VoucherQuote,
-    responses=responses(*AUTH, errors.NotFound, errors.InvalidVoucherCode),
+    responses=responses(*AUTH_ERRORS, errors.NotFound, errors.InvalidVoucherCode),
 )
 async def lookup_voucher(
     body: VoucherLookup,
