@@ -101,7 +101,12 @@ def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str
     return body  # type: ignore[no-any-return]
 
 
+def fresh_key() -> dict[str, str]:
+    """A new Idempotency-Key header."""
+    return {"Idempotency-Key": str(uuid.uuid4())}
+
+
 async def create(client: httpx.AsyncClient, key: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    response = await client.post(path, json=body, headers=auth(key))
+    response = await client.post(path, json=body, headers=auth(key, **fresh_key()))
     assert response.status_code == 201, response.text
     return response.json()  # type: ignore[no-any-return]

@@ -53,9 +53,7 @@ class World:
 
     async def post(self, path: str, body: dict[str, Any] | None = None, *, key: str | None = None,
                    idem: str | None = None) -> httpx.Response:
-        headers = auth(key or self.provider_key)
-        if idem is not None:
-            headers["Idempotency-Key"] = idem
+        headers = auth(key or self.provider_key, **{"Idempotency-Key": idem or str(uuid.uuid4())})
         return await self.client.post(path, json=body or {}, headers=headers)
 
     async def reconciliation(self) -> dict[str, Any]:

@@ -256,10 +256,10 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['programme_id'], ['programme.id'], name=op.f('fk_redemption_programme_id_programme')),
     sa.ForeignKeyConstraint(['provider_id'], ['provider.id'], name=op.f('fk_redemption_provider_id_provider')),
     sa.ForeignKeyConstraint(['voucher_id'], ['voucher.id'], name=op.f('fk_redemption_voucher_id_voucher')),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_redemption')),
-    sa.UniqueConstraint('voucher_id', 'provider_id', 'order_reference', name=op.f('uq_redemption_voucher_id_provider_id_order_reference'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_redemption'))
     )
     with op.batch_alter_table('redemption', schema=None) as batch_op:
+        batch_op.create_index('ix_redemption_provider_id_order_reference', ['provider_id', 'order_reference'], unique=False)
         batch_op.create_index(batch_op.f('ix_redemption_enterprise_id'), ['enterprise_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_redemption_hold_expires_at'), ['hold_expires_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_redemption_programme_id'), ['programme_id'], unique=False)
@@ -294,6 +294,7 @@ def downgrade() -> None:
     with op.batch_alter_table('redemption', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_redemption_voucher_id'))
         batch_op.drop_index('ix_redemption_provider_id_id')
+        batch_op.drop_index('ix_redemption_provider_id_order_reference')
         batch_op.drop_index(batch_op.f('ix_redemption_programme_id'))
         batch_op.drop_index(batch_op.f('ix_redemption_hold_expires_at'))
         batch_op.drop_index(batch_op.f('ix_redemption_enterprise_id'))

@@ -180,29 +180,26 @@ def ledger_reconcile() -> None:
     typer.echo("ledger reconciles: 0 differences")
 
 
-JOBS = ("expire-holds", "expire-vouchers", "purge-idempotency")
-
-
 @jobs_app.command("run-once")
 def jobs_run_once(
-    job: Annotated[str, typer.Argument(help=f"one of: {', '.join(JOBS)}")],
+    job: Annotated[str, typer.Argument(help="expire-holds, expire-vouchers or purge-idempotency")],
 ) -> None:
     """Run one job once (for cron). Each job is idempotent; exit 2 for an unknown job."""
-    from services.voucher.idempotency import service as idempotency
-    from services.voucher.redemption import service as redemption
-    from services.voucher.vouchers import service as vouchers
+    from services.voucher import jobs
+    from services.voucher.db import Database
 
-    now = system_clock()
-    work = {
-        "expire-holds": lambda s: redemption.expire_holds(s, now),
-        "expire-vouchers": lambda s: vouchers.expire_due(s, now),
-        "purge-idempotency": lambda s: idempotency.purge_expired(s, now),
-    }
-    if job not in work:
-        typer.echo(f"unknown job {job!r}; jobs: {', '.join(JOBS)}", err=True)
+    if job not in jobs.JOBS:
+        typer.echo(f"unknown job {job!r}; jobs: {', '.join(jobs.JOBS)}", err=True)
         raise typer.Exit(2)
-    done = _run(work[job])
-    typer.echo(f"{job}: {done} processed")
+
+    async def main() -> int:
+        database = Database(get_settings())
+        try:
+            return await jobs.run_once(database, job, system_clock())
+        finally:
+            await database.dispose()
+
+    typer.echo(f"{job}: {asyncio.run(main())} processed")
 
 
 @app.command("demo")

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import JSON, DateTime, Select, event
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -83,6 +83,22 @@ def is_transient(exc: BaseException) -> bool:
     if sqlstate in _TRANSIENT_SQLSTATES:
         return True
     return "database is locked" in str(orig) or "database table is locked" in str(orig)
+
+
+def is_data_error(exc: BaseException) -> bool:
+    """The database refused a value itself (SQLSTATE class 22: NUL in text, out of range…),
+    or the driver did before sending it."""
+    if isinstance(exc, DataError):
+        return True
+    if isinstance(exc, DBAPIError):
+        orig = getattr(exc, "orig", None)
+        sqlstate = getattr(orig, "sqlstate", None) or ""
+        if sqlstate.startswith("22") or isinstance(orig, OverflowError):
+            return True
+    cause = getattr(exc, "orig", None) or exc.__cause__
+    return isinstance(cause, ValueError | OverflowError) and (
+        "NUL" in str(cause) or "out of range" in str(cause) or "too large" in str(cause)
+    )
 
 
 def is_integrity_error(exc: BaseException) -> bool:

@@ -37,6 +37,14 @@ class ValidationFailed(DomainError):
         super().__init__(detail or f"{len(errors)} field(s) are invalid", errors=errors)
 
 
+class UnstorableValue(DomainError):
+    """The database cannot hold a value (a NUL character, a number beyond its range)."""
+
+    code = "unstorable_value"
+    title = "A value cannot be stored (e.g. it contains a NUL character or is out of range)"
+    status = 422
+
+
 class InvalidCursor(DomainError):
     code = "invalid_cursor"
     title = "The pagination cursor is not valid"

@@ -369,7 +369,9 @@ class Redemption(SQLModel, table=True):
             "AND captured_amount <= held_amount AND refunded_amount <= captured_amount",
             name="amounts",
         ),
-        UniqueConstraint("voucher_id", "provider_id", "order_reference"),
+        # One live redemption per voucher and order is enforced under the order's row lock, not
+        # by a unique constraint: a voided hold must not block the order forever.
+        Index("ix_redemption_provider_id_order_reference", "provider_id", "order_reference"),
         Index("ix_redemption_provider_id_id", "provider_id", "id"),
     )
 

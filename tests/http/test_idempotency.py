@@ -109,7 +109,7 @@ async def test_unexpected_failure_is_not_stored(app, client: httpx.AsyncClient, 
             raise RuntimeError("transient crash")
         return {"call": n}
 
-    app.add_api_route("/v1/test-flaky", flaky, methods=["POST"], dependencies=[Depends(idempotent)])
+    app.add_api_route("/v1/test-flaky", flaky, methods=["POST"], dependencies=[Depends(idempotent())])
     headers = auth(operator_key, **{"Idempotency-Key": "retry-me"})
     assert_problem(await client.post("/v1/test-flaky", json={}, headers=headers), 500, "internal_error")
     second = await client.post("/v1/test-flaky", json={}, headers=headers)
@@ -131,7 +131,7 @@ async def test_replay_while_first_is_running_is_409_then_first_answer(
         return {"call": n}
 
     app.add_api_route(
-        "/v1/test-slow", slow, methods=["POST"], status_code=201, dependencies=[Depends(idempotent)]
+        "/v1/test-slow", slow, methods=["POST"], status_code=201, dependencies=[Depends(idempotent())]
     )
     headers = auth(operator_key, **{"Idempotency-Key": "slow-1"})
     first = asyncio.create_task(client.post("/v1/test-slow", json={"a": 1}, headers=headers))
@@ -161,7 +161,7 @@ async def test_a_claim_older_than_the_lock_timeout_is_taken_over_once(
         return {"call": n}
 
     app.add_api_route(
-        "/v1/test-stuck", slow, methods=["POST"], status_code=201, dependencies=[Depends(idempotent)]
+        "/v1/test-stuck", slow, methods=["POST"], status_code=201, dependencies=[Depends(idempotent())]
     )
     headers = auth(operator_key, **{"Idempotency-Key": "stuck-1"})
     first = asyncio.create_task(client.post("/v1/test-stuck", json={}, headers=headers))

@@ -3,6 +3,7 @@ refusal with its own code and no value moved (DESIGN §2–§4)."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 import httpx
@@ -279,3 +280,56 @@ async def test_providers_touch_only_their_own_redemptions(app, world: World) -> 
     assert_problem(await world.hold(voucher, 1_000, order="E", provider_key=world.enterprise_key), 403,
                    "insufficient_scope")
     assert_problem(await world.hold(voucher, 1_000, order="A", provider_key=world.auditor), 403, "insufficient_scope")
+
+
+async def test_a_voided_hold_does_not_block_its_order(world: World) -> None:
+    voucher = await world.issue(10_000_000)
+    first = (await world.hold(voucher, 1_000_000, order="PO-again", key="h1")).json()
+    await world.post(f"/v1/redemptions/{first['id']}/void", idem="v1")
+    again = await world.hold(voucher, 1_000_000, order="PO-again", key="h2")
+    assert again.status_code == 201, again.text
+    assert again.json()["held_amount"] == 300_000
+
+
+async def test_an_expired_hold_on_another_voucher_does_not_use_up_the_order(app, client: httpx.AsyncClient, clock) -> None:
+    world = await build_world(app, client, stacking_ceiling_bps=3000, rate_table={"accelerator:domestic": 3000})
+    a, b = await world.issue(10_000_000), await world.issue(10_000_000)
+    assert (await world.hold(a, 1_000_000, order="SHARED", key="a")).json()["held_amount"] == 300_000
+    assert_problem(await world.hold(b, 1_000_000, order="SHARED", key="b1"), 409, "order_already_subsidised")
+    clock.advance(seconds=1801)  # A's hold is void from now on, though no job has posted it
+    second = await world.hold(b, 1_000_000, order="SHARED", key="b2")
+    assert second.status_code == 201, second.text
+    assert second.json()["held_amount"] == 300_000
+
+
+async def test_an_expired_hold_on_another_voucher_does_not_use_up_the_cap(app, client: httpx.AsyncClient, clock) -> None:
+    world = await build_world(app, client, enterprise_cap=300_000, max_per_voucher=300_000,
+                              voucher_validity_days=900, rate_table={"accelerator:domestic": 3000})
+    a = await world.issue(300_000)
+    clock.advance(days=366)  # next period: a second grant of the full cap, and A still valid
+    b = await world.issue(300_000)
+    assert (await world.hold(a, 1_000_000, order="O1")).json()["held_amount"] == 300_000
+    assert_problem(await world.hold(b, 1_000_000, order="O2"), 409, "enterprise_cap_reached")
+    clock.advance(seconds=1801)
+    assert (await world.hold(b, 1_000_000, order="O3")).json()["held_amount"] == 300_000
+
+
+async def test_a_refund_after_a_clawback_is_not_recovered_twice(app, world: World) -> None:
+    from sqlalchemy import select
+
+    from services.voucher.tables import LedgerAccount
+
+    voucher = await world.issue(1_000_000)
+    redeemed = (await world.hold(voucher, 1_000_000, order="PO-c", path="/v1/redemptions")).json()
+    revoked = await world.post(f"/v1/vouchers/{voucher['id']}/revoke", {"reason": "fraud", "clawback": 300_000},
+                               key=world.operator, idem="revoke")
+    assert revoked.status_code == 200, revoked.text
+    refund = await world.post(f"/v1/redemptions/{redeemed['id']}/refunds", {"amount": 200_000, "reason": "x"},
+                              idem="r1")
+    assert refund.json()["destination"] == "pool"
+    async with app.state.database.unit_of_work(write=False) as session:
+        owed = (await session.execute(select(LedgerAccount.balance).where(
+            LedgerAccount.kind == "enterprise_receivable",
+            LedgerAccount.enterprise_id == uuid.UUID(world.enterprise["id"])))).scalar_one()
+    assert owed == 100_000  # 300,000 clawed back, 200,000 of it came back through the refund
+    assert (await world.reconciliation())["is_clean"]

@@ -5,7 +5,14 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.support import assert_problem, auth, create, enterprise_payload, programme_payload
+from tests.support import (
+    assert_problem,
+    auth,
+    create,
+    enterprise_payload,
+    fresh_key,
+    programme_payload,
+)
 from tests.world import World, build_world
 
 
@@ -28,14 +35,14 @@ async def test_issue_moves_budget_into_the_voucher(world: World) -> None:
 async def test_issue_refusals_change_nothing(world: World) -> None:
     assert_problem(await world.client.post("/v1/vouchers", json={
         "programme_id": world.programme["id"], "enterprise_id": world.enterprise["id"], "face_value": 20_000_001},
-        headers=auth(world.operator)), 409, "exceeds_max_per_voucher")
+        headers=auth(world.operator, **fresh_key())), 409, "exceeds_max_per_voucher")
     await world.issue(20_000_000)
     over_cap = await world.client.post("/v1/vouchers", json={
         "programme_id": world.programme["id"], "enterprise_id": world.enterprise["id"], "face_value": 10_000_001},
-        headers=auth(world.operator))
+        headers=auth(world.operator, **fresh_key()))
     problem = assert_problem(over_cap, 409, "enterprise_cap_exceeded")
     assert problem["remaining"] == 10_000_000
-    vouchers = (await world.client.get("/v1/vouchers", headers=auth(world.operator))).json()["items"]
+    vouchers = (await world.client.get("/v1/vouchers", headers=auth(world.operator, **fresh_key()))).json()["items"]
     assert len(vouchers) == 1
 
 
@@ -46,11 +53,11 @@ async def test_budget_is_never_overcommitted(app, client: httpx.AsyncClient) -> 
     await world.issue(20_000_000)
     refused = await client.post("/v1/vouchers", json={
         "programme_id": world.programme["id"], "enterprise_id": other["id"], "face_value": 5_000_001},
-        headers=auth(world.operator))
+        headers=auth(world.operator, **fresh_key()))
     assert_problem(refused, 409, "budget_exhausted")
     ok = await client.post("/v1/vouchers", json={
         "programme_id": world.programme["id"], "enterprise_id": other["id"], "face_value": 5_000_000},
-        headers=auth(world.operator))
+        headers=auth(world.operator, **fresh_key()))
     assert ok.status_code == 201
 
 
@@ -60,11 +67,11 @@ async def test_bulk_issue_is_all_or_nothing(world: World) -> None:
         {"enterprise_id": world.enterprise["id"], "face_value": 10_000_000},
         {"enterprise_id": world.enterprise["id"], "face_value": 10_000_001},  # over the cap
     ]}
-    refused = await world.client.post("/v1/vouchers/bulk", json=body, headers=auth(world.operator))
+    refused = await world.client.post("/v1/vouchers/bulk", json=body, headers=auth(world.operator, **fresh_key()))
     assert assert_problem(refused, 409, "enterprise_cap_exceeded")["grant_index"] == 2
-    assert (await world.client.get("/v1/vouchers", headers=auth(world.operator))).json()["items"] == []
+    assert (await world.client.get("/v1/vouchers", headers=auth(world.operator, **fresh_key()))).json()["items"] == []
     body["grants"][2]["face_value"] = 10_000_000
-    issued = await world.client.post("/v1/vouchers/bulk", json=body, headers=auth(world.operator))
+    issued = await world.client.post("/v1/vouchers/bulk", json=body, headers=auth(world.operator, **fresh_key()))
     assert issued.status_code == 201 and len(issued.json()) == 3
 
 
@@ -73,7 +80,7 @@ async def test_draft_programme_cannot_issue(app, client: httpx.AsyncClient) -> N
     draft = await create(client, world.operator, "/v1/programmes", programme_payload())
     refused = await client.post("/v1/vouchers", json={
         "programme_id": draft["id"], "enterprise_id": world.enterprise["id"], "face_value": 1},
-        headers=auth(world.operator))
+        headers=auth(world.operator, **fresh_key()))
     assert_problem(refused, 409, "programme_not_open")
 
 

@@ -23,7 +23,6 @@ from services.voucher.apikeys.schemas import (
 )
 from services.voucher.http.auth import current_actor, require
 from services.voucher.http.deps import Now, Session
-from services.voucher.http.idempotency import idempotent
 from services.voucher.http.pagination import Page, Paging
 from services.voucher.http.problems import AUTH_ERRORS, responses
 from services.voucher.tables import ApiKey, Principal
@@ -146,7 +145,6 @@ async def get_api_key(
     summary="Revoke an API key at once (operators: any key; others: their own)",
     response_model=ApiKeyPublic,
     responses=responses(*AUTH_ERRORS, errors.NotFound),
-    dependencies=[Depends(idempotent)],
 )
 async def revoke_api_key(
     key_id: uuid.UUID,

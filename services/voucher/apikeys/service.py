@@ -17,6 +17,7 @@ from services.voucher.errors import (
     ApiKeyExpired,
     ApiKeyRevoked,
     Conflict,
+    InsufficientScope,
     InvalidApiKey,
     NotFound,
     ValidationFailed,
@@ -213,6 +214,11 @@ async def rotate_key(
     """A new key with the same principal and scopes; the old one stops working after the grace
     period (at once when 0), so integrations can switch without downtime."""
     old = await _key_to_change(session, actor, key_id)
+    if Scope.KEYS_WRITE not in actor.scopes and not {Scope(x) for x in old.scopes} <= actor.scopes:
+        raise InsufficientScope(
+            "a key may only rotate keys whose scopes it holds itself: rotating would hand it a "
+            "secret with more reach than its own"
+        )
     if key_status(old, now) != "active":
         raise Conflict(f"key {old.prefix} is {key_status(old, now)} and cannot be rotated")
     principal = await repository.get_principal(session, old.principal_id)

@@ -51,7 +51,7 @@ def _columns(body: EnterpriseCreate | EnterpriseUpdate, *, exclude_unset: bool =
     response_model=EnterprisePublic,
     responses=responses(*AUTH_ERRORS, errors.AlreadyExists, errors.ValidationFailed,
                         errors.IdempotencyKeyReused, errors.IdempotencyRequestInProgress),
-    dependencies=[Depends(idempotent)],
+    dependencies=[Depends(idempotent(Scope.ENTERPRISES_WRITE))],
 )
 async def register_enterprise(
     body: EnterpriseCreate, session: Session, now: Now, actor: Writer, response: Response

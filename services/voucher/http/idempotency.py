@@ -1,15 +1,22 @@
-"""The Idempotency-Key dependency (protocol in idempotency/service.py)."""
+"""The Idempotency-Key dependency (protocol in idempotency/service.py). No `from __future__
+import annotations` here: FastAPI must resolve the closure's annotations at definition time.
 
-from __future__ import annotations
+`idempotent(*scopes)` checks the key's scopes BEFORE claiming: a caller that may not make the
+request never leaves a record behind (FastAPI resolves route-level dependencies before the
+handler's own parameters, so the check has to live here).
+"""
 
+
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Header, Request
 from starlette.responses import Response
 
 from services.voucher.actor import Actor
+from services.voucher.apikeys.rules import Scope
 from services.voucher.errors import IdempotencyKeyRequired
-from services.voucher.http.auth import current_actor
+from services.voucher.http.auth import require
 from services.voucher.idempotency import service as idempotency
 
 KEY_HEADER_DOC = (
@@ -19,9 +26,7 @@ KEY_HEADER_DOC = (
 )
 
 
-async def _claim(request: Request, actor: Actor, key: str | None) -> None:
-    if key is None:
-        return
+async def _claim(request: Request, actor: Actor, key: str) -> None:
     idempotency.check_key(key)
     settings = request.app.state.settings
     path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -39,27 +44,26 @@ async def _claim(request: Request, actor: Actor, key: str | None) -> None:
     request.scope["state"]["unit"].claim = claim
 
 
-async def idempotent(
-    request: Request,
-    actor: Annotated[Actor, Depends(current_actor)],
-    idempotency_key: Annotated[
-        str | None, Header(alias="Idempotency-Key", description=KEY_HEADER_DOC)
-    ] = None,
-) -> None:
-    """Optional key: without one the request simply runs once."""
-    await _claim(request, actor, idempotency_key)
+def idempotent(*scopes: Scope, required: bool = False) -> Callable[..., Awaitable[None]]:
+    """A dependency: authenticate, check `scopes`, then claim the Idempotency-Key.
 
+    `required`: for operations that move value, where a retry without a key could move it twice.
+    """
+    checker = require(*scopes)
+    doc = ("Required. " if required else "Optional. ") + KEY_HEADER_DOC
 
-async def idempotent_required(
-    request: Request,
-    actor: Annotated[Actor, Depends(current_actor)],
-    idempotency_key: Annotated[str, Header(alias="Idempotency-Key", description=KEY_HEADER_DOC)]
-    = "",
-) -> None:
-    """For operations that move value: a retry without a key could move it twice."""
-    if not idempotency_key:
-        raise IdempotencyKeyRequired()
-    await _claim(request, actor, idempotency_key)
+    async def dependency(
+        request: Request,
+        actor: Annotated[Actor, Depends(checker)],
+        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", description=doc)] = None,
+    ) -> None:
+        if idempotency_key is None:
+            if required:
+                raise IdempotencyKeyRequired()
+            return
+        await _claim(request, actor, idempotency_key)
+
+    return dependency
 
 
 async def _replay(request: Request, exc: Exception) -> Response:

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.voucher import errors
 from services.voucher.clock import Clock
-from services.voucher.db import Database, is_integrity_error, is_transient
+from services.voucher.db import Database, is_data_error, is_integrity_error, is_transient
 from services.voucher.http.problems import PROBLEM_MEDIA_TYPE, internal_error_body, problem_body
 from services.voucher.idempotency import service as idempotency
 from services.voucher.observability import REQUEST_ID, new_request_id
@@ -182,6 +182,11 @@ class UnitOfWorkMiddleware:
             err = exc
         elif is_transient(exc):
             err = errors.ConcurrentUpdate()
+        elif is_data_error(exc):
+            err = errors.UnstorableValue(
+                "a value in the request cannot be stored: text may not contain NUL characters "
+                "and numbers must fit in 64 bits; nothing was changed"
+            )
         elif is_integrity_error(exc):
             err = errors.Conflict(
                 "the change conflicts with data written at the same time "

@@ -58,7 +58,7 @@ def _enrolment(row: ProgrammeEnrolment, provider_name: str) -> EnrolmentPublic:
     response_model=ProgrammePublic,
     responses=responses(*AUTH_ERRORS, errors.AlreadyExists, errors.ValidationFailed,
                         errors.IdempotencyKeyReused, errors.IdempotencyRequestInProgress),
-    dependencies=[Depends(idempotent)],
+    dependencies=[Depends(idempotent(Scope.PROGRAMMES_WRITE))],
 )
 async def create_programme(
     body: ProgrammeCreate, session: Session, now: Now, actor: Writer, response: Response
@@ -149,7 +149,7 @@ def _transition_route(target: ProgrammeStatus, verb: str, summary: str) -> None:
         summary=summary,
         response_model=ProgrammePublic,
         responses=responses(*AUTH_ERRORS, errors.NotFound, errors.InvalidTransition),
-        dependencies=[Depends(idempotent)],
+        dependencies=[Depends(idempotent(Scope.PROGRAMMES_WRITE))],
     )
 
 

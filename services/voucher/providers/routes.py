@@ -45,7 +45,7 @@ def _public(provider: Provider, response: Response | None = None) -> ProviderPub
     response_model=ProviderPublic,
     responses=responses(*AUTH_ERRORS, errors.AlreadyExists, errors.ValidationFailed,
                         errors.IdempotencyKeyReused, errors.IdempotencyRequestInProgress),
-    dependencies=[Depends(idempotent)],
+    dependencies=[Depends(idempotent(Scope.PROVIDERS_WRITE))],
 )
 async def register_provider(
     body: ProviderCreate, session: Session, now: Now, actor: Writer, response: Response
@@ -135,7 +135,7 @@ def _status_route(target: ProviderStatus, verb: str, summary: str) -> None:
         summary=summary,
         response_model=ProviderPublic,
         responses=responses(*AUTH_ERRORS, errors.NotFound, errors.InvalidTransition),
-        dependencies=[Depends(idempotent)],
+        dependencies=[Depends(idempotent(Scope.PROVIDERS_WRITE))],
     )
 
 

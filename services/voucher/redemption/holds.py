@@ -60,3 +60,20 @@ async def release_counters(session: AsyncSession, redemption: Redemption, amount
     usage.subsidised -= amount
     usage.subsidised_spend -= spend
     await session.flush()
+
+
+async def release_holds(
+    session: AsyncSession, holds: list[Redemption], voucher: Voucher, reason: VoidReason, now: datetime
+) -> None:
+    """Release several locked holds of one locked voucher. Their orders and usage rows are locked
+    first, each kind in sorted order, so two releases never wait on each other in a cycle."""
+    await lock_counter_rows(session, voucher, holds)
+    for hold in holds:
+        await release_hold(session, hold, voucher, reason, now)
+
+
+async def lock_counter_rows(session: AsyncSession, voucher: Voucher, holds: list[Redemption]) -> None:
+    for provider_id, order_reference in sorted({(h.provider_id, h.order_reference) for h in holds}):
+        await repository.order_for(session, provider_id, order_reference)
+    for period in sorted({h.period_key for h in holds}):
+        await vouchers_repository.lock_usage(session, voucher.programme_id, voucher.enterprise_id, period)

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, false, select
+from sqlalchemy import BigInteger, Select, cast, false, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -141,3 +141,35 @@ async def refunds_of(session: AsyncSession, redemption_id: uuid.UUID) -> list[Re
 async def add(session: AsyncSession, *rows: Any) -> None:
     session.add_all(rows)
     await session.flush()
+
+
+async def stale_holds_on_order(
+    session: AsyncSession, provider_id: uuid.UUID, order_reference: str, now: datetime
+) -> int:
+    """Subsidy still counted on an order by holds whose TTL has passed but whose release has
+    not been posted yet (they are void when read)."""
+    stmt = select(func.coalesce(cast(func.sum(Redemption.held_amount), BigInteger), 0)).where(
+        Redemption.provider_id == provider_id,
+        Redemption.order_reference == order_reference,
+        Redemption.status == RedemptionStatus.HELD.value,
+        Redemption.hold_expires_at <= now,
+    )
+    return int((await session.execute(stmt)).scalar_one())
+
+
+async def stale_holds_in_period(
+    session: AsyncSession, programme_id: uuid.UUID, enterprise_id: uuid.UUID, period_key: str, now: datetime
+) -> tuple[int, int]:
+    """(subsidy, order spend) still counted in a period by expired, unposted holds."""
+    stmt = select(
+        func.coalesce(cast(func.sum(Redemption.held_amount), BigInteger), 0),
+        func.coalesce(cast(func.sum(Redemption.order_amount), BigInteger), 0),
+    ).where(
+        Redemption.programme_id == programme_id,
+        Redemption.enterprise_id == enterprise_id,
+        Redemption.period_key == period_key,
+        Redemption.status == RedemptionStatus.HELD.value,
+        Redemption.hold_expires_at <= now,
+    )
+    amount, spend = (await session.execute(stmt)).one()
+    return int(amount), int(spend)

@@ -28,7 +28,7 @@ class LineItem(BaseModel):
 
     category: str = Field(pattern=CATEGORY_PATTERN.pattern, description="e.g. accelerator:domestic")
     description: str = Field(default="", max_length=500)
-    amount: int = Field(ge=1, le=MAX_AMOUNT, description="Order amount of this line, minor units.")
+    amount: int = Field(ge=1, le=MAX_AMOUNT, strict=True, description="Order amount of this line, minor units.")
     accelerator: str | None = Field(default=None, max_length=100)
     hours_milli: int | None = Field(default=None, ge=1, le=10**12)
     model: str | None = Field(default=None, max_length=100)
@@ -60,11 +60,17 @@ class HoldCreate(BaseModel):
     order_reference: str = Field(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")
     line_items: list[LineItem] = Field(min_length=1, max_length=100)
 
+    @model_validator(mode="after")
+    def _order_total(self) -> HoldCreate:
+        if sum(i.amount for i in self.line_items) > MAX_AMOUNT:
+            raise ValueError(f"the order's total exceeds the maximum amount of {MAX_AMOUNT}")
+        return self
+
 
 class CaptureRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"amount": 9_000_000}, {}]})
 
-    amount: int | None = Field(default=None, ge=1, le=MAX_AMOUNT, description="Default: all that is held.")
+    amount: int | None = Field(default=None, ge=1, le=MAX_AMOUNT, strict=True, description="Default: all that is held.")
 
 
 class VoidRequest(BaseModel):
@@ -78,7 +84,7 @@ class RefundCreate(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{"amount": 2_000_000, "reason": "8 GPU-hours not delivered"}]}
     )
 
-    amount: int = Field(ge=1, le=MAX_AMOUNT)
+    amount: int = Field(ge=1, le=MAX_AMOUNT, strict=True)
     reason: str = Field(min_length=1, max_length=500)
 
 

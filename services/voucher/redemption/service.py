@@ -136,14 +136,6 @@ async def _settle_voucher_status(session: AsyncSession, voucher: Voucher, now: d
             voucher.version += 1
 
 
-async def _void_expired_holds(session: AsyncSession, voucher: Voucher, now: datetime) -> None:
-    """Expired holds are void when read; before a new hold they are posted as such, so their
-    amounts are available again."""
-    for held in await repository.active_holds_of_voucher(session, voucher.id):
-        if held.hold_expires_at <= now:
-            await release_hold(session, held, voucher, VoidReason.EXPIRED, now)
-
-
 async def hold(session: AsyncSession, actor: Actor, request: HoldRequest, now: datetime) -> Redemption:
     """Reserve the subsidy for one order: computed from the programme's rates and tiers, capped
     by the stacking ceiling, the enterprise's remaining cap and the voucher's balance; the held
@@ -169,13 +161,31 @@ async def hold(session: AsyncSession, actor: Actor, request: HoldRequest, now: d
         )
     _check_usable(voucher, now)
     _check_items(programme, request.line_items)
-    await _void_expired_holds(session, voucher, now)
 
     order_amount = sum(int(i["amount"]) for i in request.line_items)
-    order = await repository.lock_order(
-        session, provider_id=provider.id, order_reference=request.order_reference,
-        enterprise_id=voucher.enterprise_id, unit=voucher.unit, order_amount=order_amount, now=now,
-    )
+    period = period_key(programme.cap_period, programme.cap_timezone, now)
+    # Holds of this voucher whose TTL has passed are void when read; their release is posted
+    # now so their value is available again. Every order and usage row that release and this
+    # hold touch is locked first, each kind in sorted order (the fixed lock order).
+    expired = [h for h in await repository.active_holds_of_voucher(session, voucher.id) if h.hold_expires_at <= now]
+    new_order = (provider.id, request.order_reference)
+    order = None
+    for key in sorted({(h.provider_id, h.order_reference) for h in expired} | {new_order}):
+        if key == new_order:
+            order = await repository.lock_order(
+                session, provider_id=provider.id, order_reference=request.order_reference,
+                enterprise_id=voucher.enterprise_id, unit=voucher.unit, order_amount=order_amount, now=now,
+            )
+        else:
+            await repository.order_for(session, *key)
+    usage = None
+    for key in sorted({h.period_key for h in expired} | {period}):
+        locked = await vouchers_repository.lock_usage(session, programme.id, voucher.enterprise_id, key)
+        usage = locked if key == period else usage
+    assert order is not None and usage is not None
+    for held in expired:
+        await release_hold(session, held, voucher, VoidReason.EXPIRED, now)
+
     if order.enterprise_id != voucher.enterprise_id or order.order_amount != order_amount or order.unit != voucher.unit:
         raise OrderReferenceConflict(
             f"order {request.order_reference} was first presented for another enterprise or amount "
@@ -183,18 +193,21 @@ async def hold(session: AsyncSession, actor: Actor, request: HoldRequest, now: d
         )
     if await repository.live_on_order(session, voucher.id, provider.id, request.order_reference):
         raise OrderAlreadySubsidised("this voucher already subsidises this order")
-    period = period_key(programme.cap_period, programme.cap_timezone, now)
-    usage = await vouchers_repository.lock_usage(session, programme.id, voucher.enterprise_id, period)
+    # Other vouchers' expired holds are void too, even if the job has not posted them yet.
+    stale_on_order = await repository.stale_holds_on_order(session, provider.id, request.order_reference, now)
+    stale_amount, stale_spend = await repository.stale_holds_in_period(
+        session, programme.id, voucher.enterprise_id, period, now
+    )
     available = (await ledger.balances(session, [voucher.available_account_id]))[voucher.available_account_id]
 
     computation = compute(
         items=[Item(i["category"], int(i["amount"])) for i in request.line_items],
         rate_table=programme.rate_table,
         tiers=parse_tiers(programme.tiers),
-        spend_so_far=usage.subsidised_spend,
+        spend_so_far=usage.subsidised_spend - stale_spend,
         stacking_ceiling_bps=programme.stacking_ceiling_bps,
-        already_subsidised_on_order=order.subsidised,
-        enterprise_cap_remaining=programme.enterprise_cap - usage.subsidised,
+        already_subsidised_on_order=order.subsidised - stale_on_order,
+        enterprise_cap_remaining=programme.enterprise_cap - (usage.subsidised - stale_amount),
         voucher_available=available,
     )
     if computation.subsidy == 0:
@@ -333,24 +346,32 @@ async def refund(
         raise RefundExceedsCaptured(f"at most {remaining} can still be refunded", refundable=remaining)
     status = effective_status(VoucherStatus(voucher.status), voucher.expires_at, now)
     to_voucher = status in (VoucherStatus.ACTIVE, VoucherStatus.EXHAUSTED, VoucherStatus.SUSPENDED)
+    # Order and usage rows before any programme account: the fixed lock order.
+    await release_counters(session, redemption, amount, spend=0)
     programme_accounts = await ledger.programme_accounts(session, voucher.programme_id)
     provider_accounts = await ledger.ensure_provider_accounts(
         session, redemption.provider_id, voucher.programme_id, voucher.unit, now
     )
     target = voucher.available_account_id if to_voucher else programme_accounts[AccountKind.PROGRAMME_AVAILABLE]
     unit = voucher.unit
+    legs = [
+        *transfer(voucher.used_account_id, target, amount, unit),
+        *transfer(provider_accounts[AccountKind.PROVIDER_PAYABLE], programme_accounts[AccountKind.PROGRAMME_SPENT],
+                  amount, unit),
+    ]
+    if status is VoucherStatus.REVOKED:
+        # Used value the enterprise was asked to pay back (a clawback) and that the provider now
+        # refunds is recovered once, not twice: the receivable shrinks by what comes back.
+        receivable = (await ledger.ensure_enterprise_accounts(
+            session, voucher.enterprise_id, voucher.programme_id, unit, now, [AccountKind.ENTERPRISE_RECEIVABLE],
+        ))[AccountKind.ENTERPRISE_RECEIVABLE]
+        owed = (await ledger.balances(session, [receivable], lock=True))[receivable]
+        if owed:
+            legs += transfer(receivable, programme_accounts[AccountKind.PROGRAMME_CLAWBACK], min(owed, amount), unit)
     await ledger.post(
-        session,
-        kind="refund",
-        legs=[
-            *transfer(voucher.used_account_id, target, amount, unit),
-            *transfer(provider_accounts[AccountKind.PROVIDER_PAYABLE], programme_accounts[AccountKind.PROGRAMME_SPENT],
-                      amount, unit),
-        ],
-        now=now, programme_id=voucher.programme_id, voucher_id=voucher.id, redemption_id=redemption.id,
-        memo=f"refund to {'voucher' if to_voucher else 'programme pool'}: {reason}",
+        session, kind="refund", legs=legs, now=now, programme_id=voucher.programme_id, voucher_id=voucher.id,
+        redemption_id=redemption.id, memo=f"refund to {'voucher' if to_voucher else 'programme pool'}: {reason}",
     )
-    await release_counters(session, redemption, amount, spend=0)
     row = RedemptionRefund(
         redemption_id=redemption.id, amount=amount, reason=reason,
         destination="voucher" if to_voucher else "pool", created_at=now,
@@ -397,15 +418,24 @@ def effective_redemption_status(redemption: Redemption, now: datetime) -> tuple[
     return redemption.status, redemption.void_reason
 
 
-async def expire_holds(session: AsyncSession, now: datetime, limit: int = 500) -> int:
-    """The hold-expiry job's batch: post the release of holds past their TTL. Idempotent."""
+async def due_holds(session: AsyncSession, now: datetime, limit: int = 500) -> list[uuid.UUID]:
+    """Holds past their TTL whose release has not been posted yet."""
+    return await repository.expired_hold_ids(session, now, limit)
+
+
+async def expire_hold(session: AsyncSession, redemption_id: uuid.UUID, now: datetime) -> int:
+    """Post the release of one expired hold (1), or nothing if it was resolved meanwhile (0)."""
     from services.voucher.actor import SYSTEM
 
-    done = 0
-    for redemption_id in await repository.expired_hold_ids(session, now, limit):
-        voucher, redemption = await _locked(session, SYSTEM, redemption_id)
-        if redemption.status == RedemptionStatus.HELD.value and redemption.hold_expires_at <= now:
-            await release_hold(session, redemption, voucher, VoidReason.EXPIRED, now)
-            await _settle_voucher_status(session, voucher, now)
-            done += 1
-    return done
+    voucher, redemption = await _locked(session, SYSTEM, redemption_id)
+    if redemption.status != RedemptionStatus.HELD.value or redemption.hold_expires_at > now:
+        return 0
+    await release_hold(session, redemption, voucher, VoidReason.EXPIRED, now)
+    await _settle_voucher_status(session, voucher, now)
+    return 1
+
+
+async def expire_holds(session: AsyncSession, now: datetime, limit: int = 500) -> int:
+    """Release expired holds in one transaction (tests, small batches); the job runner gives
+    each hold its own transaction instead (services/voucher/jobs.py)."""
+    return sum([await expire_hold(session, i, now) for i in await due_holds(session, now, limit)])

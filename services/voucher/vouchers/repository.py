@@ -15,7 +15,7 @@ from services.voucher.actor import Actor
 from services.voucher.apikeys.rules import Role
 from services.voucher.db import PageRequest, paginate
 from services.voucher.ids import uuid7
-from services.voucher.tables import EnterprisePeriodUsage, LedgerAccount, Voucher
+from services.voucher.tables import EnterprisePeriodUsage, LedgerAccount, Programme, Voucher
 
 U = EnterprisePeriodUsage.__table__
 
@@ -119,3 +119,14 @@ async def due_for_expiry(session: AsyncSession, now: datetime, limit: int) -> li
         .limit(limit)
     )
     return list((await session.execute(stmt)).scalars())
+
+
+async def programme_for_issue(session: AsyncSession, programme_id: uuid.UUID) -> Programme | None:
+    """The programme, share-locked: closing it (an exclusive lock) waits for issuance to end."""
+    stmt = (
+        select(Programme)
+        .where(Programme.id == programme_id)
+        .with_for_update(read=True)
+        .execution_options(populate_existing=True)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()

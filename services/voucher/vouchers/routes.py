@@ -3,6 +3,7 @@ one up by code and USCC to quote a subsidy."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Annotated
 
@@ -57,7 +58,7 @@ def _public(view: service.VoucherView) -> VoucherPublic:
     status_code=201,
     response_model=VoucherPublic,
     responses=responses(*AUTH_ERRORS, *ISSUE_ERRORS),
-    dependencies=[Depends(idempotent)],
+    dependencies=[Depends(idempotent(Scope.VOUCHERS_WRITE, required=True))],
 )
 async def issue_voucher(body: VoucherIssue, session: Session, now: Now, actor: Writer, response: Response) -> VoucherPublic:
     voucher = await service.issue_voucher(
@@ -75,7 +76,7 @@ async def issue_voucher(body: VoucherIssue, session: Session, now: Now, actor: W
     status_code=201,
     response_model=list[VoucherPublic],
     responses=responses(*AUTH_ERRORS, *ISSUE_ERRORS),
-    dependencies=[Depends(idempotent)],
+    dependencies=[Depends(idempotent(Scope.VOUCHERS_WRITE, required=True))],
 )
 async def issue_vouchers_bulk(body: VoucherBulkIssue, session: Session, now: Now, actor: Writer) -> list[VoucherPublic]:
     vouchers = await service.issue_bulk(
@@ -135,7 +136,7 @@ async def get_voucher_history(
     voucher = await service.get_voucher(session, actor, voucher_id)
     after = None
     if cursor is not None:
-        if not cursor.isdigit():
+        if not re.fullmatch(r"[0-9]{1,18}", cursor):
             raise errors.InvalidCursor("the cursor is not one this service issued")
         after = int(cursor)
     rows = await service.history(session, voucher, after=after, limit=limit + 1)
@@ -155,7 +156,7 @@ def _status_route(verb: str, summary: str, call: object) -> None:
     router.add_api_route(
         f"/{{voucher_id}}/{verb}", handler, methods=["POST"], operation_id=f"{verb}_voucher", summary=summary,
         response_model=VoucherPublic, responses=responses(*AUTH_ERRORS, errors.NotFound, errors.InvalidTransition),
-        dependencies=[Depends(idempotent)],
+        dependencies=[Depends(idempotent(Scope.VOUCHERS_WRITE, required=True))],
     )
 
 
@@ -169,7 +170,7 @@ _status_route("resume", "Resume a suspended voucher", service.resume)
     summary="Revoke a voucher: holds voided, unused value back to the pool, clawback recorded",
     response_model=VoucherPublic,
     responses=responses(*AUTH_ERRORS, errors.NotFound, errors.InvalidTransition, errors.ValidationFailed),
-    dependencies=[Depends(idempotent)],
+    dependencies=[Depends(idempotent(Scope.VOUCHERS_WRITE, required=True))],
 )
 async def revoke_voucher(voucher_id: uuid.UUID, body: Revocation, session: Session, now: Now, actor: Writer) -> VoucherPublic:
     voucher = await service.revoke(session, actor, voucher_id, body.reason, now, clawback=body.clawback)

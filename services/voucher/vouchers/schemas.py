@@ -30,7 +30,7 @@ class VoucherIssue(BaseModel):
 
     programme_id: uuid.UUID
     enterprise_id: uuid.UUID
-    face_value: int = Field(ge=1, le=MAX_AMOUNT, description="In the programme unit's minor unit.")
+    face_value: int = Field(ge=1, le=MAX_AMOUNT, strict=True, description="In the programme unit's minor unit.")
     valid_from: AwareDatetime | None = Field(default=None, description="Default: now.")
     reference: str | None = Field(default=None, max_length=128, description="e.g. the selection it came from.")
 
@@ -39,7 +39,7 @@ class Grant(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enterprise_id: uuid.UUID
-    face_value: int = Field(ge=1, le=MAX_AMOUNT)
+    face_value: int = Field(ge=1, le=MAX_AMOUNT, strict=True)
     valid_from: AwareDatetime | None = None
     reference: str | None = Field(default=None, max_length=128)
 
@@ -152,7 +152,7 @@ class Revocation(BaseModel):
 
     reason: str = Field(min_length=1, max_length=500)
     clawback: int = Field(
-        default=0, ge=0, le=MAX_AMOUNT,
+        default=0, ge=0, le=MAX_AMOUNT, strict=True,
         description="Used value to recover from the enterprise, recorded as a receivable.",
     )
 

@@ -27,7 +27,7 @@ from services.voucher.ledger import service as ledger
 from services.voucher.ledger.rules import AccountKind, Leg, transfer
 from services.voucher.programmes.rules import ExpiryDisposition, ProgrammeStatus, period_key
 from services.voucher.redemption import repository as redemptions_repository
-from services.voucher.redemption.holds import release_hold
+from services.voucher.redemption.holds import release_holds
 from services.voucher.redemption.rules import VoidReason
 from services.voucher.tables import Enterprise, Programme, Voucher
 from services.voucher.vouchers import repository
@@ -39,6 +39,16 @@ from services.voucher.vouchers.rules import (
     normalise_code,
     settled_status,
 )
+
+#: How far ahead a voucher's validity may be made to start.
+MAX_START_DAYS = 366
+
+
+async def _programme_for_issue(session: AsyncSession, programme_id: uuid.UUID) -> Programme:
+    programme = await repository.programme_for_issue(session, programme_id)
+    if programme is None:
+        raise NotFound(f"no programme with id {programme_id}")
+    return programme
 
 
 @dataclass(frozen=True)
@@ -80,7 +90,8 @@ async def issue_voucher(
     `from_committed`: the budget was already committed by an approved application (the
     application flow), so it moves from `committed` rather than `available`.
     """
-    programme = await _programme(session, programme_id)
+    # A shared lock: a programme cannot close while a voucher is being issued under it.
+    programme = await _programme_for_issue(session, programme_id)
     if programme.status != ProgrammeStatus.OPEN.value:
         raise ProgrammeNotOpen(f"programme {programme.code} is {programme.status}", current_status=programme.status)
     if await session.get(Enterprise, enterprise_id) is None:
@@ -112,6 +123,9 @@ async def issue_voucher(
             remaining=budget,
         )
     start = valid_from or now
+    if not now - timedelta(days=1) <= start <= now + timedelta(days=MAX_START_DAYS):
+        raise ValidationFailed([field_error(
+            "valid_from", f"must be between yesterday and {MAX_START_DAYS} days from now")])
     voucher_id = uuid7()
     voucher_accounts = await ledger.open_voucher_accounts(session, voucher_id, programme.id, programme.unit, now)
     voucher = Voucher(
@@ -287,8 +301,8 @@ async def revoke(
     history is never rewritten."""
     voucher = await _lock_for_change(session, actor, voucher_id, now)
     await _set_status(voucher, VoucherStatus.REVOKED, reason, now)
-    for hold in await redemptions_repository.active_holds_of_voucher(session, voucher.id):
-        await release_hold(session, hold, voucher, VoidReason.VOUCHER_REVOKED, now)
+    holds = await redemptions_repository.active_holds_of_voucher(session, voucher.id)
+    await release_holds(session, holds, voucher, VoidReason.VOUCHER_REVOKED, now)
     accounts = await ledger.programme_accounts(session, voucher.programme_id)
     bal = (await view(session, voucher, now)).balances
     if clawback > bal.used:
@@ -321,8 +335,8 @@ async def expire_voucher(session: AsyncSession, voucher: Voucher, now: datetime)
     to the pool or to breakage, as the programme says. Idempotent."""
     if voucher.expiry_posted_at is not None or now < voucher.expires_at:
         return
-    for hold in await redemptions_repository.active_holds_of_voucher(session, voucher.id):
-        await release_hold(session, hold, voucher, VoidReason.VOUCHER_EXPIRED, now)
+    holds = await redemptions_repository.active_holds_of_voucher(session, voucher.id)
+    await release_holds(session, holds, voucher, VoidReason.VOUCHER_EXPIRED, now)
     if voucher.status in (VoucherStatus.ACTIVE.value, VoucherStatus.SUSPENDED.value, VoucherStatus.EXHAUSTED.value):
         voucher.status = VoucherStatus.EXPIRED.value
         voucher.status_changed_at = now
@@ -345,15 +359,24 @@ async def expire_voucher(session: AsyncSession, voucher: Voucher, now: datetime)
     await session.flush()
 
 
+async def due_for_expiry(session: AsyncSession, now: datetime, limit: int = 500) -> list[uuid.UUID]:
+    """Vouchers past their validity whose expiry has not been posted yet."""
+    return await repository.due_for_expiry(session, now, limit)
+
+
+async def expire_by_id(session: AsyncSession, voucher_id: uuid.UUID, now: datetime) -> int:
+    """Post one voucher's expiry (1), or nothing if already posted (0)."""
+    voucher = await repository.get_by_id(session, voucher_id, for_update=True)
+    if voucher is None or voucher.expiry_posted_at is not None:
+        return 0
+    await expire_voucher(session, voucher, now)
+    return 1
+
+
 async def expire_due(session: AsyncSession, now: datetime, limit: int = 500) -> int:
-    """The expiry job's batch: post the expiry of vouchers past their validity."""
-    done = 0
-    for voucher_id in await repository.due_for_expiry(session, now, limit):
-        voucher = await repository.get_by_id(session, voucher_id, for_update=True)
-        if voucher is not None and voucher.expiry_posted_at is None:
-            await expire_voucher(session, voucher, now)
-            done += 1
-    return done
+    """Post due expiries in one transaction (tests, small batches); the job runner gives each
+    voucher its own transaction instead (services/voucher/jobs.py)."""
+    return sum([await expire_by_id(session, i, now) for i in await due_for_expiry(session, now, limit)])
 
 
 async def history(
