@@ -1,0 +1,304 @@
+"""Eligibility rules: a small declarative language, parsed and checked when a programme is
+saved, evaluated with no `eval` of any kind. Pure: stdlib only.
+
+A rule set is JSON. Combinators: `{"all": [...]}`, `{"any": [...]}`, `{"not": rule}`.
+Comparisons over facts: `{"fact": "enterprise.headcount", "op": "<=", "value": 300}` with
+ops `== != < <= > >= in not_in`; a date value may be relative to the application date:
+`{"years_before_application": 1}`. Built-in checks real programmes use:
+
+    {"check": "region_in", "regions": ["330110"]}
+    {"check": "headcount_at_most", "value": 300}
+    {"check": "revenue_at_most", "value": 200000000000}
+    {"check": "founded_at_least_years", "years": 1}
+    {"check": "no_blacklist_within_years", "years": 3}
+    {"check": "has_certifications", "certifications": ["high_tech"]}
+    {"check": "requested_within_remaining_cap"}
+
+Any rule may carry an `id` (stable name for reports). Every evaluation returns, for every
+rule, pass or fail with a reason in zh-CN and in English.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+OPS = ("==", "!=", "<", "<=", ">", ">=", "in", "not_in")
+FACTS = {
+    "enterprise.uscc": str,
+    "enterprise.region_code": str,
+    "enterprise.headcount": int,
+    "enterprise.annual_revenue": int,
+    "enterprise.founded_on": date,
+    "enterprise.industry_code": str,
+    "enterprise.certifications": list,
+    "request.requested_amount": int,
+    "request.remaining_cap": int,
+}
+CHECKS = {
+    "region_in": {"regions": list},
+    "headcount_at_most": {"value": int},
+    "revenue_at_most": {"value": int},
+    "founded_at_least_years": {"years": int},
+    "no_blacklist_within_years": {"years": int},
+    "has_certifications": {"certifications": list},
+    "requested_within_remaining_cap": {},
+}
+MAX_DEPTH = 16
+
+
+class RuleError(ValueError):
+    """A rule set that cannot be used; `errors` point into the rule (JSON pointers)."""
+
+    def __init__(self, errors: list[tuple[str, str]]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{p}: {m}" for p, m in errors))
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What a rule can see: the enterprise's attributes, the request, the application date."""
+
+    application_date: date
+    enterprise: dict[str, Any]
+    requested_amount: int = 0
+    remaining_cap: int = 0
+    blacklist_dates: tuple[date, ...] = ()
+
+    def get(self, name: str) -> Any:
+        scope, _, key = name.partition(".")
+        if scope == "enterprise":
+            return self.enterprise.get(key)
+        return {"requested_amount": self.requested_amount, "remaining_cap": self.remaining_cap}[key]
+
+
+@dataclass
+class Outcome:
+    rule_id: str
+    passed: bool
+    reason_en: str
+    reason_zh: str
+    children: list[Outcome] = field(default_factory=list)
+
+    def failed_leaves(self) -> list[Outcome]:
+        """The innermost rules that explain a failure (a failing `not` explains itself)."""
+        if self.passed:
+            return []
+        failing = [leaf for child in self.children for leaf in child.failed_leaves()]
+        return failing or [self]
+
+    def as_dict(self, language: str = "en") -> dict[str, Any]:
+        return {
+            "rule": self.rule_id,
+            "passed": self.passed,
+            "reason": self.reason_zh if language.lower().startswith("zh") else self.reason_en,
+            **({"rules": [c.as_dict(language) for c in self.children]} if self.children else {}),
+        }
+
+
+# -- parsing -----------------------------------------------------------------------------------
+
+
+def validate(rule: Any) -> None:
+    """Raise RuleError listing every problem, each with a JSON pointer into the rule."""
+    errors: list[tuple[str, str]] = []
+    _check(rule, "", 0, errors)
+    if errors:
+        raise RuleError(errors)
+
+
+def _check(rule: Any, at: str, depth: int, errors: list[tuple[str, str]]) -> None:
+    if depth > MAX_DEPTH:
+        errors.append((at or "/", f"rules nest at most {MAX_DEPTH} deep"))
+        return
+    if not isinstance(rule, dict):
+        errors.append((at or "/", "a rule is a JSON object"))
+        return
+    if "id" in rule and not (isinstance(rule["id"], str) and 0 < len(rule["id"]) <= 64):
+        errors.append((f"{at}/id", "an id is a string of 1 to 64 characters"))
+    kinds = [k for k in ("all", "any", "not", "fact", "check") if k in rule]
+    if len(kinds) != 1:
+        errors.append((at or "/", "a rule has exactly one of all, any, not, fact, check"))
+        return
+    kind = kinds[0]
+    if kind in ("all", "any"):
+        items = rule[kind]
+        if not isinstance(items, list) or not items:
+            errors.append((f"{at}/{kind}", "a non-empty list of rules"))
+            return
+        for i, item in enumerate(items):
+            _check(item, f"{at}/{kind}/{i}", depth + 1, errors)
+    elif kind == "not":
+        _check(rule["not"], f"{at}/not", depth + 1, errors)
+    elif kind == "fact":
+        _check_comparison(rule, at, errors)
+    else:
+        _check_builtin(rule, at, errors)
+
+
+def _check_comparison(rule: dict[str, Any], at: str, errors: list[tuple[str, str]]) -> None:
+    fact, op = rule.get("fact"), rule.get("op")
+    if not isinstance(fact, str) or fact not in FACTS:
+        errors.append((f"{at}/fact", f"unknown fact; known: {', '.join(sorted(FACTS))}"))
+        return
+    if not isinstance(op, str) or op not in OPS:
+        errors.append((f"{at}/op", f"unknown operator; one of {' '.join(OPS)}"))
+        return
+    if "value" not in rule:
+        errors.append((f"{at}/value", "a comparison needs a value"))
+        return
+    value, expected = rule["value"], FACTS[fact]
+    if op in ("in", "not_in"):
+        if not isinstance(value, list) or not value:
+            errors.append((f"{at}/value", f"{op} compares with a non-empty list"))
+        return
+    if expected is date:
+        if not (_is_relative(value) or _parse_date(value) is not None):
+            errors.append((f"{at}/value", 'a date "YYYY-MM-DD" or {"years_before_application": N}'))
+    elif expected is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            errors.append((f"{at}/value", "an integer"))
+    elif expected is str:
+        if not isinstance(value, str):
+            errors.append((f"{at}/value", "a string"))
+    elif op not in ("==", "!="):
+        errors.append((f"{at}/op", f"{fact} is a list: use in, not_in, == or !="))
+
+
+def _check_builtin(rule: dict[str, Any], at: str, errors: list[tuple[str, str]]) -> None:
+    name = rule.get("check")
+    if not isinstance(name, str) or name not in CHECKS:
+        errors.append((f"{at}/check", f"unknown check; known: {', '.join(sorted(CHECKS))}"))
+        return
+    for param, kind in CHECKS[name].items():
+        value = rule.get(param)
+        if kind is int and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            errors.append((f"{at}/{param}", "a non-negative integer"))
+        if kind is list and (not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value)):
+            errors.append((f"{at}/{param}", "a non-empty list of strings"))
+
+
+def _is_relative(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and set(value) == {"years_before_application"}
+        and isinstance(value["years_before_application"], int)
+        and not isinstance(value["years_before_application"], bool)
+        and 0 <= value["years_before_application"] <= 200
+    )
+
+
+def _parse_date(value: Any) -> date | None:
+    try:
+        return date.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def years_before(day: date, years: int) -> date:
+    """The same calendar day `years` earlier (29 February becomes 28 February)."""
+    try:
+        return day.replace(year=day.year - years)
+    except ValueError:
+        return day.replace(year=day.year - years, day=28)
+
+
+# -- evaluation --------------------------------------------------------------------------------
+
+
+def evaluate(rule: dict[str, Any], facts: Facts, at: str = "") -> Outcome:
+    """Evaluate a validated rule. A missing fact fails its comparison (and says so)."""
+    rule_id = rule.get("id") or at or "/"
+    if "all" in rule or "any" in rule:
+        kind = "all" if "all" in rule else "any"
+        children = [evaluate(r, facts, f"{at}/{kind}/{i}") for i, r in enumerate(rule[kind])]
+        passed = all(c.passed for c in children) if kind == "all" else any(c.passed for c in children)
+        failed = sum(not c.passed for c in children)
+        en = ("all conditions met" if passed else f"{failed} of {len(children)} conditions not met") if kind == "all" \
+            else ("at least one condition met" if passed else "no condition met")
+        zh = ("全部条件满足" if passed else f"{len(children)} 项条件中有 {failed} 项不满足") if kind == "all" \
+            else ("至少一项条件满足" if passed else "没有任何条件满足")
+        return Outcome(rule_id, passed, en, zh, children)
+    if "not" in rule:
+        inner = evaluate(rule["not"], facts, f"{at}/not")
+        return Outcome(rule_id, not inner.passed, f"not ({inner.reason_en})", f"非（{inner.reason_zh}）", [inner])
+    if "fact" in rule:
+        return _comparison(rule, facts, rule_id)
+    return _builtin(rule, facts, rule_id)
+
+
+_OP_TEXT = {"==": ("equals", "等于"), "!=": ("differs from", "不等于"), "<": ("is below", "小于"),
+            "<=": ("is at most", "不超过"), ">": ("is above", "大于"), ">=": ("is at least", "不少于"),
+            "in": ("is one of", "属于"), "not_in": ("is none of", "不属于")}
+
+
+def _comparison(rule: dict[str, Any], facts: Facts, rule_id: str) -> Outcome:
+    fact, op, value = rule["fact"], rule["op"], rule["value"]
+    actual = facts.get(fact)
+    if FACTS[fact] is date and op not in ("in", "not_in"):
+        value = years_before(facts.application_date, value["years_before_application"]) if _is_relative(value) \
+            else _parse_date(value)
+        actual = _parse_date(actual) if isinstance(actual, str) else actual
+    if actual is None:
+        return Outcome(rule_id, False, f"{fact} is not known", f"缺少信息：{fact}")
+    try:
+        passed = {
+            "==": lambda: actual == value, "!=": lambda: actual != value,
+            "<": lambda: actual < value, "<=": lambda: actual <= value,
+            ">": lambda: actual > value, ">=": lambda: actual >= value,
+            "in": lambda: actual in value, "not_in": lambda: actual not in value,
+        }[op]()
+    except TypeError:
+        passed = False
+    en_op, zh_op = _OP_TEXT[op]
+    shown = value.isoformat() if isinstance(value, date) else value
+    verdict_en, verdict_zh = ("", "") if passed else ("not ", "不")
+    return Outcome(rule_id, passed, f"{fact} ({actual}) {verdict_en}{en_op} {shown}",
+                   f"{fact}（{actual}）{verdict_zh}满足：{zh_op} {shown}")
+
+
+def _builtin(rule: dict[str, Any], facts: Facts, rule_id: str) -> Outcome:
+    e, name = facts.enterprise, rule["check"]
+    if name == "region_in":
+        region = e.get("region_code")
+        ok = region in rule["regions"]
+        return Outcome(rule_id, ok, f"region {region} {'is' if ok else 'is not'} in {', '.join(rule['regions'])}",
+                       f"注册地 {region}{'属于' if ok else '不属于'}{'、'.join(rule['regions'])}")
+    if name in ("headcount_at_most", "revenue_at_most"):
+        key, en, zh = ("headcount", "headcount", "员工人数") if name == "headcount_at_most" \
+            else ("annual_revenue", "annual revenue", "年营业收入")
+        actual = e.get(key)
+        if actual is None:
+            return Outcome(rule_id, False, f"{en} is not known", f"缺少信息：{zh}")
+        ok = actual <= rule["value"]
+        return Outcome(rule_id, ok, f"{en} {actual} {'≤' if ok else '>'} {rule['value']}",
+                       f"{zh} {actual} {'不超过' if ok else '超过'} {rule['value']}")
+    if name == "founded_at_least_years":
+        founded = e.get("founded_on")
+        founded = _parse_date(founded) if isinstance(founded, str) else founded
+        if founded is None:
+            return Outcome(rule_id, False, "founding date is not known", "缺少信息：成立日期")
+        latest = years_before(facts.application_date, rule["years"])
+        ok = founded <= latest
+        return Outcome(rule_id, ok, f"founded {founded.isoformat()}, {'at least' if ok else 'less than'} "
+                       f"{rule['years']} year(s) before the application",
+                       f"成立于 {founded.isoformat()}，{'已满' if ok else '不满'} {rule['years']} 年")
+    if name == "no_blacklist_within_years":
+        since = years_before(facts.application_date, rule["years"])
+        recent = sorted(d for d in facts.blacklist_dates if d >= since)
+        ok = not recent
+        return Outcome(rule_id, ok, "no dishonesty (失信) record in the last "
+                       f"{rule['years']} year(s)" if ok else f"dishonesty (失信) record on {recent[-1].isoformat()}",
+                       f"近 {rule['years']} 年无失信记录" if ok else f"{recent[-1].isoformat()} 有失信记录")
+    if name == "has_certifications":
+        held = set(e.get("certifications") or [])
+        missing = [c for c in rule["certifications"] if c not in held]
+        ok = not missing
+        return Outcome(rule_id, ok, "holds " + ", ".join(rule["certifications"]) if ok
+                       else "lacks " + ", ".join(missing),
+                       "具备资质：" + "、".join(rule["certifications"]) if ok else "缺少资质：" + "、".join(missing))
+    ok = facts.requested_amount <= facts.remaining_cap  # requested_within_remaining_cap
+    return Outcome(rule_id, ok, f"requested {facts.requested_amount} {'within' if ok else 'exceeds'} the remaining "
+                   f"cap {facts.remaining_cap}",
+                   f"申请金额 {facts.requested_amount}{'未超过' if ok else '超过'}剩余额度 {facts.remaining_cap}")

@@ -1,0 +1,168 @@
+"""The eligibility rule language: every operator and built-in, validation errors that point
+into the rule, bilingual reasons, and no input that makes the interpreter crash."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.voucher.eligibility.rules import Facts, RuleError, evaluate, validate, years_before
+
+DAY = date(2026, 3, 2)
+SME = {"region_code": "330110", "headcount": 120, "annual_revenue": 50_000_000_00, "founded_on": "2021-06-01",
+       "industry_code": "I6513", "certifications": ["sme", "high_tech"], "uscc": "91330110MA2J7C3X1M"}
+
+
+def facts(**overrides) -> Facts:
+    enterprise = {**SME, **overrides.pop("enterprise", {})}
+    return Facts(application_date=DAY, enterprise=enterprise, **overrides)
+
+
+def run(rule, **f) -> bool:
+    validate(rule)
+    return evaluate(rule, facts(**f)).passed
+
+
+@pytest.mark.parametrize(
+    ("op", "value", "expected"),
+    [("==", 120, True), ("==", 121, False), ("!=", 121, True), ("!=", 120, False),
+     ("<", 121, True), ("<", 120, False), ("<=", 120, True), ("<=", 119, False),
+     (">", 119, True), (">", 120, False), (">=", 120, True), (">=", 121, False),
+     ("in", [1, 120], True), ("in", [1, 2], False), ("not_in", [1, 2], True), ("not_in", [120], False)],
+)
+def test_each_operator(op: str, value, expected: bool) -> None:
+    assert run({"fact": "enterprise.headcount", "op": op, "value": value}) is expected
+
+
+def test_dates_relative_to_the_application() -> None:
+    founded_a_year_ago = {"fact": "enterprise.founded_on", "op": "<=", "value": {"years_before_application": 1}}
+    assert run(founded_a_year_ago)
+    assert not run(founded_a_year_ago, enterprise={"founded_on": "2025-06-01"})
+    assert run({"fact": "enterprise.founded_on", "op": ">=", "value": "2021-01-01"})
+    assert years_before(date(2024, 2, 29), 1) == date(2023, 2, 28)
+
+
+@pytest.mark.parametrize(
+    ("rule", "ok_facts", "bad_facts"),
+    [
+        ({"check": "region_in", "regions": ["330110", "330106"]}, {}, {"enterprise": {"region_code": "310000"}}),
+        ({"check": "headcount_at_most", "value": 300}, {}, {"enterprise": {"headcount": 301}}),
+        ({"check": "revenue_at_most", "value": 50_000_000_00}, {}, {"enterprise": {"annual_revenue": 50_000_000_01}}),
+        ({"check": "founded_at_least_years", "years": 1}, {}, {"enterprise": {"founded_on": "2025-03-03"}}),
+        ({"check": "no_blacklist_within_years", "years": 3}, {"blacklist_dates": (date(2022, 3, 1),)},
+         {"blacklist_dates": (date(2024, 3, 2),)}),
+        ({"check": "has_certifications", "certifications": ["high_tech"]}, {}, {"enterprise": {"certifications": []}}),
+        ({"check": "requested_within_remaining_cap"}, {"requested_amount": 5, "remaining_cap": 5},
+         {"requested_amount": 6, "remaining_cap": 5}),
+    ],
+)
+def test_each_builtin_passes_and_fails(rule, ok_facts, bad_facts) -> None:
+    assert run(rule, **ok_facts)
+    assert not run(rule, **bad_facts)
+
+
+def test_combinators_and_failed_leaves() -> None:
+    rule = {"all": [
+        {"id": "region", "check": "region_in", "regions": ["330110"]},
+        {"any": [{"check": "has_certifications", "certifications": ["high_tech"]},
+                 {"check": "headcount_at_most", "value": 10}]},
+        {"not": {"check": "has_certifications", "certifications": ["state_owned"]}},
+    ]}
+    validate(rule)
+    assert evaluate(rule, facts()).passed
+    outcome = evaluate(rule, facts(enterprise={"region_code": "110000", "certifications": []}))
+    assert not outcome.passed
+    assert [leaf.rule_id for leaf in outcome.failed_leaves()] == ["region", "/all/1/any/0", "/all/1/any/1"]
+
+
+def test_a_missing_fact_fails_and_says_so() -> None:
+    outcome = evaluate({"check": "headcount_at_most", "value": 5}, facts(enterprise={"headcount": None}))
+    assert not outcome.passed and "not known" in outcome.reason_en and "缺少" in outcome.reason_zh
+
+
+def test_reasons_are_bilingual() -> None:
+    outcome = evaluate({"check": "region_in", "regions": ["330110"]}, facts(enterprise={"region_code": "310000"}))
+    assert outcome.as_dict("zh-CN")["reason"] == "注册地 310000不属于330110"
+    assert outcome.as_dict("en")["reason"] == "region 310000 is not in 330110"
+
+
+def test_a_real_programme_written_in_the_language() -> None:
+    """Yuhang-style: registered in Yuhang, no 失信 record in 3 years, founded a year ago, an SME."""
+    yuhang = {"all": [
+        {"id": "registered_in_yuhang", "check": "region_in", "regions": ["330110"]},
+        {"id": "no_dishonesty_3y", "check": "no_blacklist_within_years", "years": 3},
+        {"id": "founded_1y", "check": "founded_at_least_years", "years": 1},
+        {"id": "sme", "check": "headcount_at_most", "value": 1000},
+        {"id": "within_cap", "check": "requested_within_remaining_cap"},
+    ]}
+    validate(yuhang)
+    eligible = facts(requested_amount=10, remaining_cap=800_000_000)
+    assert evaluate(yuhang, eligible).passed
+    ineligible = facts(enterprise={"region_code": "310115"}, blacklist_dates=(date(2024, 5, 1),),
+                       requested_amount=10, remaining_cap=800_000_000)
+    failed = [leaf.rule_id for leaf in evaluate(yuhang, ineligible).failed_leaves()]
+    assert failed == ["registered_in_yuhang", "no_dishonesty_3y"]
+
+
+@pytest.mark.parametrize(
+    ("rule", "pointer"),
+    [
+        ([], "/"),
+        ({}, "/"),
+        ({"all": [], "any": []}, "/"),
+        ({"all": []}, "/all"),
+        ({"all": [{"fact": "enterprise.shoe_size", "op": "==", "value": 1}]}, "/all/0/fact"),
+        ({"fact": "enterprise.headcount", "op": "≈", "value": 1}, "/op"),
+        ({"fact": "enterprise.headcount", "op": "<=", "value": "300"}, "/value"),
+        ({"fact": "enterprise.headcount", "op": "<=", "value": True}, "/value"),
+        ({"fact": "enterprise.headcount", "op": "<="}, "/value"),
+        ({"fact": "enterprise.region_code", "op": "in", "value": []}, "/value"),
+        ({"fact": "enterprise.founded_on", "op": "<", "value": "last year"}, "/value"),
+        ({"not": {"check": "teleport"}}, "/not/check"),
+        ({"check": "headcount_at_most", "value": -1}, "/value"),
+        ({"check": "region_in", "regions": "330110"}, "/regions"),
+        ({"id": "", "check": "requested_within_remaining_cap"}, "/id"),
+    ],
+)
+def test_bad_rules_are_refused_with_a_pointer(rule, pointer: str) -> None:
+    with pytest.raises(RuleError) as caught:
+        validate(rule)
+    assert pointer in [p for p, _ in caught.value.errors], caught.value.errors
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    with pytest.raises(RuleError) as caught:
+        validate({"all": [{"check": "nope"}, {"fact": "x", "op": "==", "value": 1}]})
+    assert [p for p, _ in caught.value.errors] == ["/all/0/check", "/all/1/fact"]
+
+
+def test_nesting_is_bounded() -> None:
+    rule: dict = {"check": "requested_within_remaining_cap"}
+    for _ in range(20):
+        rule = {"not": rule}
+    with pytest.raises(RuleError):
+        validate(rule)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.text(max_size=8)
+    | st.sampled_from(["enterprise.headcount", "enterprise.founded_on", "region_in", "<=", "in", "330110"]),
+    lambda children: st.lists(children, max_size=3)
+    | st.dictionaries(st.sampled_from(["all", "any", "not", "fact", "op", "value", "check", "regions", "years",
+                                       "id", "years_before_application"]), children, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300)
+@given(json_values)
+def test_no_rule_crashes_the_interpreter(rule) -> None:
+    try:
+        validate(rule)
+    except RuleError:
+        return
+    outcome = evaluate(rule, facts())
+    assert isinstance(outcome.passed, bool)
