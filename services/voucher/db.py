@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import JSON, DateTime, Select, event
 from sqlalchemy.dialects.postgresql import JSONB
@@ -169,7 +169,6 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 # cursor: rows inserted later appear on later pages, none is skipped or repeated.
 
 _CURSOR_VERSION = "c1:"
-Row = TypeVar("Row")
 
 
 @dataclass(frozen=True)

@@ -77,12 +77,6 @@ async def balances(session: AsyncSession, ids: Iterable[uuid.UUID], *, lock: boo
     return {id_: bal for id_, bal in (await session.execute(stmt)).all()}
 
 
-async def computed_balance(session: AsyncSession, account_id: uuid.UUID) -> int:
-    total = await session.execute(
-        select(func.coalesce(_sum(P.c.amount), 0)).where(P.c.account_id == account_id)
-    )
-    return int(total.scalar_one())
-
 
 async def account_differences(session: AsyncSession) -> list[dict[str, Any]]:
     """Materialised balances that differ from the sum of their postings."""

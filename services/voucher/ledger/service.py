@@ -205,9 +205,6 @@ async def balances(session: AsyncSession, ids: Iterable[uuid.UUID], *, lock: boo
     return await repository.balances(session, ids, lock=lock)
 
 
-async def computed_balance(session: AsyncSession, account_id: uuid.UUID) -> int:
-    return await repository.computed_balance(session, account_id)
-
 
 @dataclass
 class Reconciliation:

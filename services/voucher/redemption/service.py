@@ -327,7 +327,7 @@ async def void(session: AsyncSession, actor: Actor, redemption_id: uuid.UUID, no
 async def redeem(session: AsyncSession, actor: Actor, request: HoldRequest, now: datetime) -> Redemption:
     """One step: hold and capture the whole subsidy at once (providers that bill after use)."""
     redemption = await hold(session, actor, request, now)
-    voucher = await vouchers_repository.get_by_id(session, redemption.voucher_id)
+    voucher = await session.get(Voucher, redemption.voucher_id)  # locked by hold(), in the session
     assert voucher is not None
     await _capture(session, voucher, redemption, redemption.held_amount, now)
     return redemption

@@ -255,7 +255,7 @@ async def find_by_code_for_enterprise(
     raise NotFound("no voucher with this code for this enterprise")
 
 
-async def _set_status(voucher: Voucher, target: VoucherStatus, reason: str | None, now: datetime) -> None:
+def _set_status(voucher: Voucher, target: VoucherStatus, reason: str | None, now: datetime) -> None:
     check_transition(VoucherStatus(voucher.status), target)
     voucher.status = target.value
     voucher.status_reason = reason
@@ -273,14 +273,14 @@ async def _lock_for_change(session: AsyncSession, actor: Actor, voucher_id: uuid
 async def suspend(session: AsyncSession, actor: Actor, voucher_id: uuid.UUID, reason: str, now: datetime) -> Voucher:
     """No new holds while suspended; holds already placed may still be captured or voided."""
     voucher = await _lock_for_change(session, actor, voucher_id, now)
-    await _set_status(voucher, VoucherStatus.SUSPENDED, reason, now)
+    _set_status(voucher, VoucherStatus.SUSPENDED, reason, now)
     await session.flush()
     return voucher
 
 
 async def resume(session: AsyncSession, actor: Actor, voucher_id: uuid.UUID, reason: str, now: datetime) -> Voucher:
     voucher = await _lock_for_change(session, actor, voucher_id, now)
-    await _set_status(voucher, VoucherStatus.ACTIVE, reason, now)
+    _set_status(voucher, VoucherStatus.ACTIVE, reason, now)
     bal = (await view(session, voucher, now)).balances
     voucher.status = settled_status(VoucherStatus.ACTIVE, bal.available, bal.held).value
     await session.flush()
@@ -300,7 +300,7 @@ async def revoke(
     and any clawback of value already used is recorded as a receivable from the enterprise —
     history is never rewritten."""
     voucher = await _lock_for_change(session, actor, voucher_id, now)
-    await _set_status(voucher, VoucherStatus.REVOKED, reason, now)
+    _set_status(voucher, VoucherStatus.REVOKED, reason, now)
     holds = await redemptions_repository.active_holds_of_voucher(session, voucher.id)
     await release_holds(session, holds, voucher, VoidReason.VOUCHER_REVOKED, now)
     accounts = await ledger.programme_accounts(session, voucher.programme_id)
