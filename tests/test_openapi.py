@@ -59,8 +59,12 @@ def _has_examples(media: dict[str, Any], schema: dict[str, Any]) -> bool:
     return bool(schema.get("examples") or media.get("examples") or media.get("example"))
 
 
+#: Public by design: the problem catalogue and the 公示 notice (real notices are public).
+PUBLIC_PATHS = ("/v1/problems", "/v1/programmes/{programme_id}/publicity")
+
+
 def _requires_auth(path: str) -> bool:
-    return path.startswith("/v1/") and not path.startswith("/v1/problems")
+    return path.startswith("/v1/") and not path.startswith(PUBLIC_PATHS)
 
 
 def test_committed_document_matches_the_app() -> None:

@@ -172,6 +172,7 @@ def ledger_reconcile() -> None:
         ("balance differs from postings", result.account_differences),
         ("non-negative account below zero", result.negative_balances),
         ("unbalanced journal transaction", result.unbalanced_transactions),
+        ("commitment not matched by approved applications", result.commitment_differences),
     ):
         for row in rows:
             typer.echo(f"{label}: {json.dumps(row, default=str)}", err=True)

@@ -304,3 +304,21 @@ class RefundExceedsCaptured(Conflict):
 class RedemptionNotCaptured(Conflict):
     code = "redemption_not_captured"
     title = "Only a captured redemption can be refunded"
+
+
+# -- applications ------------------------------------------------------------------------------
+
+
+class ApplicationWindowClosed(Conflict):
+    code = "application_window_closed"
+    title = "The programme is not taking applications now"
+
+
+class ApplicationAlreadyOpen(Conflict):
+    code = "application_already_open"
+    title = "The enterprise already has an open application to this programme"
+
+
+class ContractAlreadyUsed(Conflict):
+    code = "contract_already_used"
+    title = "This contract is already part of another application or claim"

@@ -14,6 +14,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.voucher.applications import service as applications
 from services.voucher.db import Database, is_transient
 from services.voucher.idempotency import service as idempotency
 from services.voucher.redemption import service as redemption
@@ -27,6 +28,7 @@ Worker = Callable[[AsyncSession, uuid.UUID, datetime], Awaitable[int]]
 PER_ITEM: dict[str, tuple[Finder, Worker]] = {
     "expire-holds": (redemption.due_holds, redemption.expire_hold),
     "expire-vouchers": (vouchers.due_for_expiry, vouchers.expire_by_id),
+    "end-publicity": (applications.due_publicity, applications.complete_publicity),
 }
 JOBS = (*PER_ITEM, "purge-idempotency")
 

@@ -12,8 +12,10 @@ from fastapi.openapi.utils import get_openapi
 
 from services.voucher import __version__
 from services.voucher.apikeys import routes as apikeys
+from services.voucher.applications import routes as applications
 from services.voucher.clock import Clock, system_clock
 from services.voucher.db import Database
+from services.voucher.eligibility import routes as eligibility
 from services.voucher.enterprises import routes as enterprises
 from services.voucher.http import docs, idempotency, meta, problems
 from services.voucher.http.unit_of_work import UnitOfWorkMiddleware
@@ -63,8 +65,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     idempotency.install(app)
     app.add_middleware(UnitOfWorkMiddleware, database=database, clock=clock)
 
-    for module in (meta, apikeys, programmes, enterprises, providers, vouchers, redemption, ledger):
+    for module in (meta, apikeys, programmes, eligibility, enterprises, providers, applications, vouchers,
+                   redemption, ledger):
         app.include_router(module.router)
+    app.include_router(applications.public_router)
     if settings.docs_enabled:
         docs.install(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -11,10 +11,20 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, Index, Integer, LargeBinary, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Index,
+    Integer,
+    LargeBinary,
+    UniqueConstraint,
+    text,
+)
 from sqlmodel import Field, SQLModel
 
 from services.voucher.apikeys.rules import Role
+from services.voucher.applications.rules import OPEN as OPEN_APPLICATION
+from services.voucher.applications.rules import ApplicationStatus
 from services.voucher.db import JSONType, UTCDateTime
 from services.voucher.ids import uuid7
 from services.voucher.ledger.rules import AccountKind
@@ -122,6 +132,8 @@ class Programme(SQLModel, table=True):
     expiry_disposition: str = Field(max_length=16)
     eligibility_rules: dict[str, Any] | None = Field(default=None, sa_type=JSONType)
     eligibility_version: int = Field(default=1)
+    #: Applications must name at least one contract (number, provider, amount, dates).
+    application_requires_contract: bool = Field(default=False)
     version: int = Field(default=1)
     created_at: datetime = Field(sa_type=UTCDateTime)
     updated_at: datetime = Field(sa_type=UTCDateTime)
@@ -293,6 +305,8 @@ class Voucher(SQLModel, table=True):
         CheckConstraint(_one_of("status", VoucherStatus), name="status_known"),
         CheckConstraint("face_value > 0", name="face_value_positive"),
         CheckConstraint("expires_at > valid_from", name="validity_window"),
+        # An approved application yields exactly one voucher, however often its issuance runs.
+        Index("uq_voucher_application_id", "application_id", unique=True),
     )
 
     id: uuid.UUID = Field(default_factory=uuid7, primary_key=True)
@@ -328,7 +342,9 @@ class EnterprisePeriodUsage(SQLModel, table=True):
     __tablename__ = "enterprise_period_usage"
     __table_args__ = (
         UniqueConstraint("programme_id", "enterprise_id", "period_key"),
-        CheckConstraint("granted >= 0 AND subsidised >= 0 AND subsidised_spend >= 0", name="non_negative"),
+        CheckConstraint(
+            "granted >= 0 AND committed >= 0 AND subsidised >= 0 AND subsidised_spend >= 0", name="non_negative"
+        ),
     )
 
     id: uuid.UUID = Field(default_factory=uuid7, primary_key=True)
@@ -336,6 +352,8 @@ class EnterprisePeriodUsage(SQLModel, table=True):
     enterprise_id: uuid.UUID = Field(foreign_key="enterprise.id", index=True)
     period_key: str = Field(max_length=16)
     granted: int = Field(default=0, sa_type=BigInteger)
+    #: Approved by an application and not yet issued (publicity running): counts against the cap.
+    committed: int = Field(default=0, sa_type=BigInteger)
     subsidised: int = Field(default=0, sa_type=BigInteger)
     subsidised_spend: int = Field(default=0, sa_type=BigInteger)
 
@@ -410,3 +428,113 @@ class RedemptionRefund(SQLModel, table=True):
     reason: str = Field(max_length=500)
     destination: str = Field(max_length=16)
     created_at: datetime = Field(sa_type=UTCDateTime)
+
+
+# -- eligibility and applications ----------------------------------------------------------------
+
+
+class EligibilityRuleVersion(SQLModel, table=True):
+    """Every rule set a programme has published, kept so a verdict can always be explained by
+    the exact rules it was judged by."""
+
+    __tablename__ = "eligibility_rule_version"
+    __table_args__ = (UniqueConstraint("programme_id", "version"),)
+
+    id: uuid.UUID = Field(default_factory=uuid7, primary_key=True)
+    programme_id: uuid.UUID = Field(foreign_key="programme.id")
+    version: int
+    rules: dict[str, Any] | None = Field(default=None, sa_type=JSONType)
+    published_at: datetime = Field(sa_type=UTCDateTime)
+
+
+_OPEN_STATUSES = ", ".join(repr(s.value) for s in sorted(OPEN_APPLICATION))
+
+
+class Application(SQLModel, table=True):
+    __tablename__ = "application"
+    __table_args__ = (
+        CheckConstraint(_one_of("status", ApplicationStatus), name="status_known"),
+        CheckConstraint("requested_amount > 0", name="requested_positive"),
+        CheckConstraint(
+            "approved_amount IS NULL OR (approved_amount > 0 AND approved_amount <= requested_amount)",
+            name="approved_within_request",
+        ),
+        # One open application per enterprise and programme, enforced by the database too.
+        Index(
+            "uq_application_one_open",
+            "programme_id",
+            "enterprise_id",
+            unique=True,
+            sqlite_where=text(f"status IN ({_OPEN_STATUSES})"),
+            postgresql_where=text(f"status IN ({_OPEN_STATUSES})"),
+        ),
+        Index("ix_application_programme_id_status", "programme_id", "status"),
+        Index("ix_application_status_publicity_ends_at", "status", "publicity_ends_at"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid7, primary_key=True)
+    programme_id: uuid.UUID = Field(foreign_key="programme.id")
+    enterprise_id: uuid.UUID = Field(foreign_key="enterprise.id", index=True)
+    status: str = Field(max_length=16)
+    unit: str = Field(max_length=16)
+    requested_amount: int = Field(sa_type=BigInteger)
+    purpose: str = Field(max_length=2000)
+    #: [{"number", "provider_id", "amount", "signed_on", "starts_on", "ends_on"}]
+    contracts: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSONType)
+    eligibility_version: int
+    is_eligible: bool
+    #: The whole evaluation, every rule with its verdict and its reasons in zh-CN and English.
+    eligibility_result: dict[str, Any] = Field(sa_type=JSONType)
+    approved_amount: int | None = Field(default=None, sa_type=BigInteger)
+    #: The cap period the approval's commitment counts in.
+    period_key: str | None = Field(default=None, max_length=16)
+    status_reason: str | None = Field(default=None, max_length=2000)
+    submitted_at: datetime = Field(sa_type=UTCDateTime)
+    approved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    publicity_ends_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    issued_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    voucher_id: uuid.UUID | None = Field(default=None, foreign_key="voucher.id")
+    decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+    version: int = Field(default=1)
+
+
+class ApplicationTransition(SQLModel, table=True):
+    """Each step an application took, who took it and why (objections keep their statement)."""
+
+    __tablename__ = "application_transition"
+
+    id: uuid.UUID = Field(default_factory=uuid7, primary_key=True)
+    application_id: uuid.UUID = Field(foreign_key="application.id", index=True)
+    from_status: str | None = Field(default=None, max_length=16)
+    to_status: str = Field(max_length=16)
+    reason: str | None = Field(default=None, max_length=2000)
+    details: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
+    principal_id: uuid.UUID
+    created_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class ContractReference(SQLModel, table=True):
+    """One subsidy per contract: a live reference blocks the number for every other
+    application or claim; it is released when its application ends without a subsidy."""
+
+    __tablename__ = "contract_reference"
+    __table_args__ = (
+        Index(
+            "uq_contract_reference_live",
+            "provider_id",
+            "number",
+            unique=True,
+            sqlite_where=text("released_at IS NULL"),
+            postgresql_where=text("released_at IS NULL"),
+        ),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid7, primary_key=True)
+    provider_id: uuid.UUID = Field(foreign_key="provider.id")
+    #: Normalised: no white space, upper case.
+    number: str = Field(max_length=64)
+    enterprise_id: uuid.UUID = Field(foreign_key="enterprise.id")
+    application_id: uuid.UUID | None = Field(default=None, foreign_key="application.id", index=True)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    released_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -507,7 +507,8 @@ async def test_me_describes_the_calling_key(client: httpx.AsyncClient, operator_
         "principal_id": ent["principal_id"],
         "role": "enterprise",
         "key_id": ent["id"],
-        "scopes": ["enterprises:read", "keys:self", "programmes:read", "redemptions:read", "vouchers:read"],
+        "scopes": ["applications:read", "applications:write", "enterprises:read", "keys:self", "programmes:read",
+                   "redemptions:read", "vouchers:read"],
         "enterprise_id": enterprise["id"],
         "provider_id": None,
     }

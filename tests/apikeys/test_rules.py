@@ -61,15 +61,17 @@ def test_an_unknown_scope_is_refused() -> None:
 
 def test_role_scope_table() -> None:
     """The role table is the authorisation policy: a change here must be deliberate."""
-    # Operators hold everything but redeeming: only a provider redeems a voucher.
-    assert ROLE_SCOPES[Role.OPERATOR] == frozenset(Scope) - {Scope.REDEMPTIONS_WRITE, Scope.VOUCHERS_LOOKUP}
+    # Operators hold everything but redeeming (only a provider redeems a voucher) and applying
+    # (only an enterprise applies, for itself).
+    assert ROLE_SCOPES[Role.OPERATOR] == frozenset(Scope) - {
+        Scope.REDEMPTIONS_WRITE, Scope.VOUCHERS_LOOKUP, Scope.APPLICATIONS_WRITE}
     writes = {s for s in Scope if s.value.endswith(":write")}
     # Auditors read everything and write nothing, and cannot manage even their own keys.
     assert ROLE_SCOPES[Role.AUDITOR] == {s for s in Scope if s.value.endswith(":read")}
-    assert not ROLE_SCOPES[Role.AUDITOR] & (writes | {Scope.KEYS_SELF})
+    assert not ROLE_SCOPES[Role.AUDITOR] & (writes | {Scope.KEYS_SELF, Scope.APPLICATIONS_REVIEW})
     assert ROLE_SCOPES[Role.ENTERPRISE] == {
         Scope.PROGRAMMES_READ, Scope.ENTERPRISES_READ, Scope.KEYS_SELF, Scope.VOUCHERS_READ,
-        Scope.REDEMPTIONS_READ,
+        Scope.REDEMPTIONS_READ, Scope.APPLICATIONS_READ, Scope.APPLICATIONS_WRITE,
     }
     assert ROLE_SCOPES[Role.PROVIDER] == {
         Scope.PROGRAMMES_READ, Scope.PROVIDERS_READ, Scope.KEYS_SELF, Scope.REDEMPTIONS_READ,

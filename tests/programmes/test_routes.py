@@ -388,7 +388,7 @@ async def test_in_draft_every_term_can_change(client: httpx.AsyncClient, operato
         "publicity_days": 7,
         "hold_ttl_seconds": 600,
         "expiry_disposition": "breakage",
-        "eligibility_rules": {"all": [{"region_in": ["330110"]}]},
+        "eligibility_rules": {"all": [{"check": "region_in", "regions": ["330110"]}]},
     }
     response = await patch(client, operator_key, created["id"], changes)
     assert response.status_code == 200, response.text
@@ -506,7 +506,7 @@ async def test_resending_the_same_money_terms_is_allowed_once_open(
 ) -> None:
     payload = programme_payload(
         application_opens_at="2026-01-01T00:00:00Z", application_closes_at="2026-12-31T15:59:59Z",
-        eligibility_rules={"all": [{"headcount_at_most": 300}]},
+        eligibility_rules={"all": [{"check": "headcount_at_most", "value": 300}]},
     )
     created = await client.post(BASE, json=payload, headers=auth(operator_key))
     assert created.status_code == 201, created.text
@@ -532,7 +532,7 @@ async def test_resending_the_same_money_terms_is_allowed_once_open(
         ("application_closes_at", "2027-01-31T15:59:59Z"),
         ("publicity_days", 7),
         ("hold_ttl_seconds", 900),
-        ("eligibility_rules", {"all": [{"region_in": ["330110"]}]}),
+        ("eligibility_rules", {"all": [{"check": "region_in", "regions": ["330110"]}]}),
     ],
 )
 async def test_open_programme_still_takes_operational_changes(
@@ -564,7 +564,7 @@ async def test_changing_eligibility_rules_bumps_eligibility_version(
     client: httpx.AsyncClient, operator_key: str
 ) -> None:
     created = await new_programme(client, operator_key)
-    rules_v2 = {"all": [{"region_in": ["330110"]}]}
+    rules_v2 = {"all": [{"check": "region_in", "regions": ["330110"]}]}
     body = (await patch(client, operator_key, created["id"], {"eligibility_rules": rules_v2})).json()
     assert (body["eligibility_version"], body["version"]) == (2, 2)
     body = (await patch(client, operator_key, created["id"], {"name": "Other"})).json()
@@ -572,7 +572,7 @@ async def test_changing_eligibility_rules_bumps_eligibility_version(
     body = (await patch(client, operator_key, created["id"], {"eligibility_rules": rules_v2})).json()
     assert (body["eligibility_version"], body["version"]) == (2, 3)  # same rules: no change
     await move(client, operator_key, created["id"], "open")
-    rules_v3 = {"all": [{"region_in": ["330110", "330106"]}]}
+    rules_v3 = {"all": [{"check": "region_in", "regions": ["330110", "330106"]}]}
     body = (await patch(client, operator_key, created["id"], {"eligibility_rules": rules_v3})).json()
     assert body["eligibility_rules"] == rules_v3
     assert (body["eligibility_version"], body["version"]) == (3, 5)

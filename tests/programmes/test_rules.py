@@ -27,11 +27,11 @@ ALL_FIELDS = frozenset(
     "name description kind unit mode budget_total rate_table tiers stacking_ceiling_bps "
     "enterprise_cap cap_period cap_timezone max_per_voucher application_opens_at "
     "application_closes_at voucher_validity_days publicity_days hold_ttl_seconds "
-    "expiry_disposition eligibility_rules".split()
+    "expiry_disposition eligibility_rules application_requires_contract".split()
 )
 EDITABLE_OPEN = {
     "name", "description", "application_closes_at", "publicity_days", "hold_ttl_seconds",
-    "eligibility_rules",
+    "eligibility_rules", "application_requires_contract",
 }
 EDITABLE_CLOSED = {"name", "description"}
 

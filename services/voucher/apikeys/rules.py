@@ -36,6 +36,11 @@ class Scope(StrEnum):
     REDEMPTIONS_READ = "redemptions:read"
     REDEMPTIONS_WRITE = "redemptions:write"
     LEDGER_READ = "ledger:read"
+    APPLICATIONS_READ = "applications:read"
+    #: Submit and withdraw one's own applications (enterprises only).
+    APPLICATIONS_WRITE = "applications:write"
+    #: Approve, reject, lodge objections; dry-run eligibility rules (the programme office).
+    APPLICATIONS_REVIEW = "applications:review"
 
 
 _READ_ALL = {
@@ -46,17 +51,20 @@ _READ_ALL = {
     Scope.VOUCHERS_READ,
     Scope.REDEMPTIONS_READ,
     Scope.LEDGER_READ,
+    Scope.APPLICATIONS_READ,
 }
 #: Only providers redeem: a redemption is always a provider's claim on a voucher.
 _PROVIDER_ONLY = {Scope.REDEMPTIONS_WRITE, Scope.VOUCHERS_LOOKUP}
+#: Only an enterprise applies, for itself.
+_ENTERPRISE_ONLY = {Scope.APPLICATIONS_WRITE}
 
 ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
-    Role.OPERATOR: frozenset(set(Scope) - _PROVIDER_ONLY),
+    Role.OPERATOR: frozenset(set(Scope) - _PROVIDER_ONLY - _ENTERPRISE_ONLY),
     # Auditors read everything and write nothing (verifications and exports come later).
     Role.AUDITOR: frozenset(_READ_ALL),
     Role.ENTERPRISE: frozenset(
         {Scope.PROGRAMMES_READ, Scope.ENTERPRISES_READ, Scope.KEYS_SELF, Scope.VOUCHERS_READ,
-         Scope.REDEMPTIONS_READ}
+         Scope.REDEMPTIONS_READ, Scope.APPLICATIONS_READ, Scope.APPLICATIONS_WRITE}
     ),
     Role.PROVIDER: frozenset(
         {Scope.PROGRAMMES_READ, Scope.PROVIDERS_READ, Scope.KEYS_SELF, Scope.REDEMPTIONS_READ,

@@ -11,7 +11,15 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.voucher.tables import LedgerAccount, LedgerPosting, LedgerTransaction
+from services.voucher.applications.rules import COMMITTED
+from services.voucher.ledger.rules import AccountKind
+from services.voucher.tables import (
+    Application,
+    EnterprisePeriodUsage,
+    LedgerAccount,
+    LedgerPosting,
+    LedgerTransaction,
+)
 
 A = LedgerAccount.__table__
 
@@ -142,3 +150,50 @@ async def postings_for_accounts(
     if after is not None:
         stmt = stmt.where(P.c.id > after)
     return [dict(r._mapping) for r in (await session.execute(stmt)).all()]
+
+
+async def commitment_differences(session: AsyncSession) -> list[dict[str, Any]]:
+    """Budget and cap committed by approvals must equal, exactly, what the applications now in
+    `approved` or `publicity` were granted: per programme (the committed account's postings)
+    and per enterprise and cap period (the usage row)."""
+    apps = Application.__table__
+    usage = EnterprisePeriodUsage.__table__
+    live = apps.c.status.in_([s.value for s in COMMITTED])
+    approved = (
+        select(apps.c.programme_id, _sum(apps.c.approved_amount).label("approved"))
+        .where(live)
+        .group_by(apps.c.programme_id)
+        .subquery()
+    )
+    posted = (
+        select(A.c.programme_id, _sum(P.c.amount).label("committed"))
+        .select_from(A.join(P, P.c.account_id == A.c.id))
+        .where(A.c.kind == AccountKind.PROGRAMME_COMMITTED.value)
+        .group_by(A.c.programme_id)
+        .subquery()
+    )
+    budget_stmt = (
+        select(posted.c.programme_id, posted.c.committed, func.coalesce(approved.c.approved, 0).label("approved"))
+        .select_from(posted.outerjoin(approved, approved.c.programme_id == posted.c.programme_id))
+        .where(posted.c.committed != func.coalesce(approved.c.approved, 0))
+    )
+    differences = [{"what": "programme budget", **dict(r._mapping)} for r in (await session.execute(budget_stmt)).all()]
+    per_usage = (
+        select(apps.c.programme_id, apps.c.enterprise_id, apps.c.period_key,
+               _sum(apps.c.approved_amount).label("approved"))
+        .where(live)
+        .group_by(apps.c.programme_id, apps.c.enterprise_id, apps.c.period_key)
+        .subquery()
+    )
+    cap_stmt = (
+        select(usage.c.programme_id, usage.c.enterprise_id, usage.c.period_key, usage.c.committed,
+               func.coalesce(per_usage.c.approved, 0).label("approved"))
+        .select_from(usage.outerjoin(per_usage, and_(
+            per_usage.c.programme_id == usage.c.programme_id,
+            per_usage.c.enterprise_id == usage.c.enterprise_id,
+            per_usage.c.period_key == usage.c.period_key,
+        )))
+        .where(usage.c.committed != func.coalesce(per_usage.c.approved, 0))
+    )
+    differences += [{"what": "enterprise cap", **dict(r._mapping)} for r in (await session.execute(cap_stmt)).all()]
+    return differences

@@ -22,7 +22,8 @@ class ReconciliationPublic(BaseModel):
         json_schema_extra={
             "examples": [
                 {"is_clean": True, "accounts": 120, "postings": 5400, "transactions": 2300,
-                 "account_differences": [], "negative_balances": [], "unbalanced_transactions": []}
+                 "account_differences": [], "negative_balances": [], "unbalanced_transactions": [],
+                 "commitment_differences": []}
             ]
         }
     )
@@ -34,6 +35,7 @@ class ReconciliationPublic(BaseModel):
     account_differences: list[dict[str, Any]]
     negative_balances: list[dict[str, Any]]
     unbalanced_transactions: list[dict[str, Any]]
+    commitment_differences: list[dict[str, Any]]
 
 
 @router.get(
@@ -52,4 +54,5 @@ async def reconcile_ledger(
         is_clean=result.is_clean, accounts=result.accounts, postings=result.postings,
         transactions=result.transactions, account_differences=result.account_differences,
         negative_balances=result.negative_balances, unbalanced_transactions=result.unbalanced_transactions,
+        commitment_differences=result.commitment_differences,
     )

@@ -216,10 +216,13 @@ class Reconciliation:
     account_differences: list[dict[str, Any]] = field(default_factory=list)
     negative_balances: list[dict[str, Any]] = field(default_factory=list)
     unbalanced_transactions: list[dict[str, Any]] = field(default_factory=list)
+    #: Budget or cap committed that no approved application accounts for (or the reverse).
+    commitment_differences: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def is_clean(self) -> bool:
-        return not (self.account_differences or self.negative_balances or self.unbalanced_transactions)
+        return not (self.account_differences or self.negative_balances or self.unbalanced_transactions
+                    or self.commitment_differences)
 
 
 async def reconcile(session: AsyncSession) -> Reconciliation:
@@ -229,6 +232,7 @@ async def reconcile(session: AsyncSession) -> Reconciliation:
         account_differences=await repository.account_differences(session),
         negative_balances=await repository.negative_constrained_accounts(session),
         unbalanced_transactions=await repository.unbalanced_transactions(session),
+        commitment_differences=await repository.commitment_differences(session),
     )
 
 

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.voucher.actor import Actor
 from services.voucher.db import PageRequest, paginate
 from services.voucher.programmes.rules import ProgrammeStatus
-from services.voucher.tables import Programme, ProgrammeEnrolment, Provider
+from services.voucher.tables import EligibilityRuleVersion, Programme, ProgrammeEnrolment, Provider
 
 
 def _visible(actor: Actor) -> Select[Any]:
@@ -83,3 +83,20 @@ async def enrolments_page(
         ).all()
     )
     return [(r, names[r.provider_id]) for r in rows], cursor
+
+
+async def rule_versions_page(
+    session: AsyncSession, programme_id: uuid.UUID, page: PageRequest
+) -> tuple[list[EligibilityRuleVersion], str | None]:
+    stmt = select(EligibilityRuleVersion).where(EligibilityRuleVersion.programme_id == programme_id)
+    rows, cursor = await paginate(session, stmt, EligibilityRuleVersion.id, page)
+    return list(rows), cursor
+
+
+async def rule_version(
+    session: AsyncSession, programme_id: uuid.UUID, version: int
+) -> EligibilityRuleVersion | None:
+    stmt = select(EligibilityRuleVersion).where(
+        EligibilityRuleVersion.programme_id == programme_id, EligibilityRuleVersion.version == version
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()

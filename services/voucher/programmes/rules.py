@@ -6,6 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
+from services.voucher.eligibility import rules as eligibility
 from services.voucher.errors import InvalidTransition, TermsFrozen
 from services.voucher.money import Unit
 
@@ -85,7 +86,7 @@ EDITABLE_WHEN: dict[ProgrammeStatus, frozenset[str] | None] = {
     ProgrammeStatus.DRAFT: None,  # everything
     ProgrammeStatus.OPEN: frozenset(
         {"name", "description", "application_closes_at", "publicity_days", "hold_ttl_seconds",
-         "eligibility_rules"}
+         "eligibility_rules", "application_requires_contract"}
     ),
     ProgrammeStatus.CLOSED: frozenset({"name", "description"}),
     ProgrammeStatus.ARCHIVED: frozenset(),
@@ -158,6 +159,12 @@ def term_problems(terms: dict[str, object]) -> list[tuple[str, str]]:
     opens, closes = terms.get("application_opens_at"), terms.get("application_closes_at")
     if opens is not None and closes is not None and closes <= opens:  # type: ignore[operator]
         problems.append(("application_closes_at", "the window must close after it opens"))
+    rule_set = terms.get("eligibility_rules")
+    if rule_set is not None:
+        try:
+            eligibility.validate(rule_set)
+        except eligibility.RuleError as exc:
+            problems.extend((f"eligibility_rules{pointer}", message) for pointer, message in exc.errors)
     return problems
 
 

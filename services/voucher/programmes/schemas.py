@@ -45,7 +45,13 @@ HANGZHOU_EXAMPLE: dict[str, Any] = {
     "publicity_days": 5,
     "hold_ttl_seconds": 1800,
     "expiry_disposition": "pool",
-    "eligibility_rules": None,
+    "eligibility_rules": {"all": [
+        {"id": "region", "check": "region_in", "regions": ["330110"]},
+        {"id": "founded", "check": "founded_at_least_years", "years": 1},
+        {"id": "no-blacklist", "check": "no_blacklist_within_years", "years": 3},
+        {"id": "within-cap", "check": "requested_within_remaining_cap"},
+    ]},
+    "application_requires_contract": False,
 }
 
 
@@ -105,7 +111,14 @@ class ProgrammeTerms(BaseModel):
     hold_ttl_seconds: int = Field(default=1800, ge=60, le=7 * 24 * 3600)
     expiry_disposition: ExpiryDisposition = ExpiryDisposition.POOL
     eligibility_rules: dict[str, Any] | None = Field(
-        default=None, description="Stored as given; evaluated by the eligibility engine."
+        default=None,
+        description="The eligibility rule set (see the eligibility rule language in the docs); "
+        "validated on save, each change publishes a new version. Null: every enterprise is eligible.",
+        json_schema_extra={"examples": [{"all": [{"check": "region_in", "regions": ["330110"]},
+                                                 {"check": "no_blacklist_within_years", "years": 3}]}]},
+    )
+    application_requires_contract: bool = Field(
+        default=False, description="Applications must name at least one contract with a provider."
     )
 
     _rate_table = field_validator("rate_table")(_check_rate_table)
@@ -165,6 +178,7 @@ class ProgrammeUpdate(PatchModel):
     hold_ttl_seconds: int | None = Field(default=None, ge=60, le=7 * 24 * 3600)
     expiry_disposition: ExpiryDisposition | None = None
     eligibility_rules: dict[str, Any] | None = None
+    application_requires_contract: bool | None = None
 
     @field_validator("rate_table")
     @classmethod

@@ -28,13 +28,13 @@ from services.voucher.programmes.rules import (
     term_problems,
 )
 from services.voucher.providers import service as providers
-from services.voucher.tables import Programme, ProgrammeEnrolment
+from services.voucher.tables import EligibilityRuleVersion, Programme, ProgrammeEnrolment
 
 _TERM_FIELDS = (
     "name description kind unit mode budget_total rate_table tiers stacking_ceiling_bps "
     "enterprise_cap cap_period cap_timezone max_per_voucher application_opens_at "
     "application_closes_at voucher_validity_days publicity_days hold_ttl_seconds "
-    "expiry_disposition eligibility_rules"
+    "expiry_disposition eligibility_rules application_requires_contract"
 ).split()
 
 
@@ -55,7 +55,15 @@ async def create_programme(session: AsyncSession, data: dict[str, Any], now: dat
         raise AlreadyExists(f"a programme with code {data['code']!r} already exists")
     programme = Programme(**data, status=ProgrammeStatus.DRAFT.value, created_at=now, updated_at=now)
     await repository.add(session, programme)
+    await repository.add(session, _rule_version(programme, now))
     return programme
+
+
+def _rule_version(programme: Programme, now: datetime) -> EligibilityRuleVersion:
+    return EligibilityRuleVersion(
+        programme_id=programme.id, version=programme.eligibility_version,
+        rules=programme.eligibility_rules, published_at=now,
+    )
 
 
 async def get_programme(
@@ -103,11 +111,31 @@ async def update_programme(
     for field, value in changed.items():
         setattr(programme, field, value)
     if "eligibility_rules" in changed:
+        # A new version; applications keep the version (and the verdict) they were judged by.
         programme.eligibility_version += 1
+        await repository.add(session, _rule_version(programme, now))
     programme.version += 1
     programme.updated_at = now
     await session.flush()
     return programme
+
+
+async def rule_versions(
+    session: AsyncSession, actor: Actor, programme_id: uuid.UUID, page: PageRequest
+) -> tuple[list[EligibilityRuleVersion], str | None]:
+    """Every rule set the programme has published, oldest first."""
+    await get_programme(session, actor, programme_id)
+    return await repository.rule_versions_page(session, programme_id, page)
+
+
+async def rule_version(
+    session: AsyncSession, actor: Actor, programme_id: uuid.UUID, version: int
+) -> EligibilityRuleVersion:
+    await get_programme(session, actor, programme_id)
+    found = await repository.rule_version(session, programme_id, version)
+    if found is None:
+        raise NotFound(f"programme {programme_id} has no eligibility rule version {version}")
+    return found
 
 
 async def transition(

@@ -86,6 +86,17 @@ async def balances_of(session: AsyncSession, vouchers: list[Voucher]) -> dict[uu
     return dict(rows.all())  # type: ignore[arg-type]
 
 
+async def usage(
+    session: AsyncSession, programme_id: uuid.UUID, enterprise_id: uuid.UUID, period_key: str
+) -> EnterprisePeriodUsage | None:
+    stmt = select(EnterprisePeriodUsage).where(
+        EnterprisePeriodUsage.programme_id == programme_id,
+        EnterprisePeriodUsage.enterprise_id == enterprise_id,
+        EnterprisePeriodUsage.period_key == period_key,
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
 async def lock_usage(
     session: AsyncSession, programme_id: uuid.UUID, enterprise_id: uuid.UUID, period_key: str
 ) -> EnterprisePeriodUsage:
@@ -95,7 +106,7 @@ async def lock_usage(
     await session.execute(
         insert(U)
         .values(id=uuid7(), programme_id=programme_id, enterprise_id=enterprise_id, period_key=period_key,
-                granted=0, subsidised=0, subsidised_spend=0)
+                granted=0, committed=0, subsidised=0, subsidised_spend=0)
         .on_conflict_do_nothing(index_elements=["programme_id", "enterprise_id", "period_key"])
     )
     stmt = (

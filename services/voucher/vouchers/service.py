@@ -29,7 +29,7 @@ from services.voucher.programmes.rules import ExpiryDisposition, ProgrammeStatus
 from services.voucher.redemption import repository as redemptions_repository
 from services.voucher.redemption.holds import release_holds
 from services.voucher.redemption.rules import VoidReason
-from services.voucher.tables import Enterprise, Programme, Voucher
+from services.voucher.tables import Enterprise, EnterprisePeriodUsage, Programme, Voucher
 from services.voucher.vouchers import repository
 from services.voucher.vouchers.rules import (
     VoucherStatus,
@@ -44,7 +44,8 @@ from services.voucher.vouchers.rules import (
 MAX_START_DAYS = 366
 
 
-async def _programme_for_issue(session: AsyncSession, programme_id: uuid.UUID) -> Programme:
+async def programme_for_change(session: AsyncSession, programme_id: uuid.UUID) -> Programme:
+    """The programme, share-locked: it cannot close while value is committed or issued under it."""
     programme = await repository.programme_for_issue(session, programme_id)
     if programme is None:
         raise NotFound(f"no programme with id {programme_id}")
@@ -72,6 +73,38 @@ async def _programme(session: AsyncSession, programme_id: uuid.UUID) -> Programm
     return programme
 
 
+async def remaining_cap(
+    session: AsyncSession, programme: Programme, enterprise_id: uuid.UUID, now: datetime
+) -> tuple[str, int]:
+    """(period, cap left for this enterprise in it), without locking: for judging and reports."""
+    period = period_key(programme.cap_period, programme.cap_timezone, now)
+    usage = await repository.usage(session, programme.id, enterprise_id, period)
+    taken = (usage.granted + usage.committed) if usage is not None else 0
+    return period, max(programme.enterprise_cap - taken, 0)
+
+
+async def lock_cap(
+    session: AsyncSession, programme: Programme, enterprise_id: uuid.UUID, period: str
+) -> EnterprisePeriodUsage:
+    """The enterprise's usage row for the period, locked: everything that changes its cap
+    (issuance, approval, release) serialises on it."""
+    return await repository.lock_usage(session, programme.id, enterprise_id, period)
+
+
+def check_cap(cap: int, granted: int, committed: int, amount: int, period: str) -> None:
+    """Granted plus committed plus `amount` stays within the enterprise's cap for the period."""
+    if granted + committed + amount > cap:
+        raise EnterpriseCapExceeded(
+            f"the enterprise has been granted {granted} and has {committed} approved awaiting "
+            f"issue, of its {cap} cap for {period}; {amount} more would exceed it",
+            granted=granted,
+            committed=committed,
+            cap=cap,
+            remaining=max(cap - granted - committed, 0),
+            period=period,
+        )
+
+
 async def issue_voucher(
     session: AsyncSession,
     *,
@@ -82,17 +115,22 @@ async def issue_voucher(
     valid_from: datetime | None = None,
     application_id: uuid.UUID | None = None,
     reference: str | None = None,
-    from_committed: bool = False,
+    commitment_period: str | None = None,
 ) -> Voucher:
     """Grant a voucher: the face value leaves the programme's budget and counts against the
     enterprise's cap for the period, in one transaction under the usage-row and budget locks.
 
-    `from_committed`: the budget was already committed by an approved application (the
-    application flow), so it moves from `committed` rather than `available`.
+    `commitment_period`: an approved application already committed this face value, in that
+    cap period (the application flow). The budget then moves from `committed` rather than
+    `available`, the cap's commitment turns into a grant, and a programme closed since the
+    approval still honours it.
     """
+    from_committed = commitment_period is not None
     # A shared lock: a programme cannot close while a voucher is being issued under it.
-    programme = await _programme_for_issue(session, programme_id)
-    if programme.status != ProgrammeStatus.OPEN.value:
+    programme = await programme_for_change(session, programme_id)
+    honoured = (ProgrammeStatus.OPEN.value, ProgrammeStatus.CLOSED.value) if from_committed \
+        else (ProgrammeStatus.OPEN.value,)
+    if programme.status not in honoured:
         raise ProgrammeNotOpen(f"programme {programme.code} is {programme.status}", current_status=programme.status)
     if await session.get(Enterprise, enterprise_id) is None:
         raise NotFound(f"no enterprise with id {enterprise_id}")
@@ -101,17 +139,14 @@ async def issue_voucher(
             f"{face_value} exceeds the programme's maximum per voucher of {programme.max_per_voucher}",
             max_per_voucher=programme.max_per_voucher,
         )
-    period = period_key(programme.cap_period, programme.cap_timezone, now)
+    period = commitment_period or period_key(programme.cap_period, programme.cap_timezone, now)
     usage = await repository.lock_usage(session, programme.id, enterprise_id, period)
-    if usage.granted + face_value > programme.enterprise_cap:
-        raise EnterpriseCapExceeded(
-            f"the enterprise has been granted {usage.granted} of its {programme.enterprise_cap} cap "
-            f"for {period}; {face_value} more would exceed it",
-            granted=usage.granted,
-            cap=programme.enterprise_cap,
-            remaining=programme.enterprise_cap - usage.granted,
-            period=period,
-        )
+    if from_committed:
+        if usage.committed < face_value:  # a bug, never a user error: refuse to invent cap room
+            raise RuntimeError(f"commitment of {usage.committed} in {period} cannot cover {face_value}")
+        usage.committed -= face_value
+    else:
+        check_cap(programme.enterprise_cap, usage.granted, usage.committed, face_value, period)
     accounts = await ledger.programme_accounts(session, programme.id)
     source_kind = AccountKind.PROGRAMME_COMMITTED if from_committed else AccountKind.PROGRAMME_AVAILABLE
     source = accounts[source_kind]
@@ -123,7 +158,9 @@ async def issue_voucher(
             remaining=budget,
         )
     start = valid_from or now
-    if not now - timedelta(days=1) <= start <= now + timedelta(days=MAX_START_DAYS):
+    # An approved application's validity starts when its publicity ended, however late the
+    # issuance runs; an operator's own grant may start at most a day back.
+    if not from_committed and not now - timedelta(days=1) <= start <= now + timedelta(days=MAX_START_DAYS):
         raise ValidationFailed([field_error(
             "valid_from", f"must be between yesterday and {MAX_START_DAYS} days from now")])
     voucher_id = uuid7()

@@ -1,0 +1,138 @@
+"""Every query on applications, their history and contract references. Tenant isolation
+lives here: an enterprise sees its own applications, operators and auditors all, providers none."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, false, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.voucher.actor import Actor
+from services.voucher.apikeys.rules import Role
+from services.voucher.applications.rules import OPEN, ApplicationStatus
+from services.voucher.db import PageRequest, encode_cursor, paginate
+from services.voucher.tables import (
+    Application,
+    ApplicationTransition,
+    ContractReference,
+    Enterprise,
+)
+
+
+def visible(actor: Actor) -> Select[Any]:
+    stmt = select(Application)
+    if actor.sees_everything:
+        return stmt
+    if actor.role is Role.ENTERPRISE and actor.enterprise_id is not None:
+        return stmt.where(Application.enterprise_id == actor.enterprise_id)
+    return stmt.where(false())
+
+
+async def get(
+    session: AsyncSession, actor: Actor, application_id: uuid.UUID, *, for_update: bool = False
+) -> Application | None:
+    stmt = visible(actor).where(Application.id == application_id).execution_options(populate_existing=True)
+    if for_update:
+        stmt = stmt.with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def list_page(
+    session: AsyncSession,
+    actor: Actor,
+    page: PageRequest,
+    *,
+    programme_id: uuid.UUID | None,
+    enterprise_id: uuid.UUID | None,
+    status: str | None,
+) -> tuple[list[Application], str | None]:
+    stmt = visible(actor)
+    if programme_id is not None:
+        stmt = stmt.where(Application.programme_id == programme_id)
+    if enterprise_id is not None:
+        stmt = stmt.where(Application.enterprise_id == enterprise_id)
+    if status is not None:
+        stmt = stmt.where(Application.status == status)
+    rows, cursor = await paginate(session, stmt.execution_options(populate_existing=True), Application.id, page)
+    return list(rows), cursor
+
+
+async def open_application(
+    session: AsyncSession, programme_id: uuid.UUID, enterprise_id: uuid.UUID
+) -> Application | None:
+    stmt = select(Application).where(
+        Application.programme_id == programme_id,
+        Application.enterprise_id == enterprise_id,
+        Application.status.in_([s.value for s in OPEN]),  # type: ignore[attr-defined]
+    )
+    return (await session.execute(stmt)).scalars().first()
+
+
+async def live_contract(session: AsyncSession, provider_id: uuid.UUID, number: str) -> ContractReference | None:
+    stmt = select(ContractReference).where(
+        ContractReference.provider_id == provider_id,
+        ContractReference.number == number,
+        ContractReference.released_at.is_(None),  # type: ignore[union-attr]
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def contracts_of(session: AsyncSession, application_id: uuid.UUID) -> list[ContractReference]:
+    stmt = select(ContractReference).where(
+        ContractReference.application_id == application_id,
+        ContractReference.released_at.is_(None),  # type: ignore[union-attr]
+    )
+    return list((await session.execute(stmt)).scalars().all())
+
+
+async def add(session: AsyncSession, row: Any) -> None:
+    session.add(row)
+    await session.flush()
+
+
+async def history(session: AsyncSession, application_id: uuid.UUID) -> list[ApplicationTransition]:
+    stmt = (
+        select(ApplicationTransition)
+        .where(ApplicationTransition.application_id == application_id)
+        .order_by(ApplicationTransition.id)  # type: ignore[arg-type]
+    )
+    return list((await session.execute(stmt)).scalars().all())
+
+
+async def due_publicity(session: AsyncSession, now: datetime, limit: int) -> list[uuid.UUID]:
+    stmt = (
+        select(Application.id)
+        .where(
+            Application.status == ApplicationStatus.PUBLICITY.value,
+            Application.publicity_ends_at <= now,  # type: ignore[operator]
+        )
+        .order_by(Application.publicity_ends_at)  # type: ignore[arg-type]
+        .limit(limit)
+    )
+    return list((await session.execute(stmt)).scalars().all())
+
+
+async def publicity_page(
+    session: AsyncSession, programme_id: uuid.UUID, now: datetime, page: PageRequest
+) -> tuple[list[tuple[Application, Enterprise]], str | None]:
+    """Applications whose 公示 is running now, with their enterprise."""
+    stmt = (
+        select(Application, Enterprise)
+        .join(Enterprise, Enterprise.id == Application.enterprise_id)  # type: ignore[arg-type]
+        .where(
+            Application.programme_id == programme_id,
+            Application.status == ApplicationStatus.PUBLICITY.value,
+            Application.publicity_ends_at > now,  # type: ignore[operator]
+        )
+    )
+    if page.after is not None:
+        stmt = stmt.where(Application.id > page.after)  # type: ignore[operator]
+    rows = (await session.execute(stmt.order_by(Application.id).limit(page.limit + 1))).all()  # type: ignore[arg-type]
+    pairs = [(a, e) for a, e in rows]
+    if len(pairs) > page.limit:
+        pairs = pairs[: page.limit]
+        return pairs, encode_cursor(pairs[-1][0].id)
+    return pairs, None

@@ -1,0 +1,242 @@
+"""Applications over HTTP: enterprises apply and withdraw, operators review and lodge
+objections, everyone reads the public publicity notice."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.voucher import errors
+from services.voucher.actor import Actor
+from services.voucher.apikeys.rules import Scope
+from services.voucher.applications import service
+from services.voucher.applications.rules import ApplicationStatus, mask_uscc
+from services.voucher.applications.schemas import (
+    ApplicationCreate,
+    ApplicationPublic,
+    Approval,
+    Objection,
+    PublicityEntry,
+    PublicityNotice,
+    Rejection,
+    TransitionPublic,
+    Withdrawal,
+)
+from services.voucher.db import Database
+from services.voucher.eligibility.schemas import Eligibility
+from services.voucher.http.auth import require
+from services.voucher.http.deps import Now, Session, get_database
+from services.voucher.http.idempotency import idempotent
+from services.voucher.http.language import Language
+from services.voucher.http.pagination import Page, Paging
+from services.voucher.http.problems import AUTH_ERRORS, responses
+from services.voucher.tables import Application
+
+router = APIRouter(prefix="/v1/applications", tags=["applications"])
+public_router = APIRouter(prefix="/v1/programmes", tags=["applications"])
+Reader = Annotated[Actor, Depends(require(Scope.APPLICATIONS_READ))]
+Applicant = Annotated[Actor, Depends(require(Scope.APPLICATIONS_WRITE))]
+Reviewer = Annotated[Actor, Depends(require(Scope.APPLICATIONS_REVIEW))]
+Db = Annotated[Database, Depends(get_database)]
+IDEMPOTENCY_ERRORS = (errors.IdempotencyKeyReused, errors.IdempotencyRequestInProgress)
+COMMIT_ERRORS = (errors.BudgetExhausted, errors.EnterpriseCapExceeded, errors.ExceedsMaxPerVoucher,
+                 errors.ProgrammeNotOpen)
+
+
+def _public(application: Application, language: str, response: Response | None = None) -> ApplicationPublic:
+    if response is not None:
+        response.headers["Content-Language"] = "zh-CN" if language == "zh" else "en"
+    a = application
+    return ApplicationPublic(
+        id=a.id, programme_id=a.programme_id, enterprise_id=a.enterprise_id, status=ApplicationStatus(a.status),
+        unit=a.unit, requested_amount=a.requested_amount, approved_amount=a.approved_amount, purpose=a.purpose,
+        contracts=a.contracts, eligibility=Eligibility.from_record(a.eligibility_result, language),
+        status_reason=a.status_reason, submitted_at=a.submitted_at, approved_at=a.approved_at,
+        publicity_ends_at=a.publicity_ends_at, issued_at=a.issued_at, voucher_id=a.voucher_id,
+        decided_at=a.decided_at, updated_at=a.updated_at,
+    )
+
+
+async def _settle_due(session: AsyncSession, database: Database, found: list[Application], now: Any) -> bool:
+    """Publicity that has ended issues its voucher on read, each in a transaction of its own
+    (the job does the same; the application's row lock makes them agree on one voucher)."""
+    due = [a.id for a in found if service.is_due(a, now)]
+    if not due:
+        return False
+    await session.rollback()  # end the read snapshot, so the re-read sees the issuance
+    for application_id in due:
+        async with database.unit_of_work() as writer:
+            await service.complete_publicity(writer, application_id, now)
+    return True
+
+
+@router.post(
+    "",
+    operation_id="submit_application",
+    summary="Apply to an open programme (eligibility is judged at once)",
+    status_code=201,
+    response_model=ApplicationPublic,
+    responses=responses(*AUTH_ERRORS, errors.NotFound, errors.ApplicationWindowClosed, errors.ApplicationAlreadyOpen,
+                        errors.ContractAlreadyUsed, errors.ValidationFailed, *IDEMPOTENCY_ERRORS),
+    dependencies=[Depends(idempotent(Scope.APPLICATIONS_WRITE, required=True))],
+)
+async def submit_application(
+    body: ApplicationCreate, session: Session, now: Now, actor: Applicant, language: Language, response: Response
+) -> ApplicationPublic:
+    data = body.model_dump(mode="python")
+    data["contracts"] = [{**c, **{k: c[k].isoformat() for k in ("signed_on", "starts_on", "ends_on")}}
+                         for c in data["contracts"]]
+    application = await service.submit(session, actor, body.programme_id, data, now)
+    response.headers["Location"] = f"/v1/applications/{application.id}"
+    return _public(application, language, response)
+
+
+@router.get(
+    "",
+    operation_id="list_applications",
+    summary="List applications (the review queue is status=under_review); an enterprise sees its own",
+    response_model=Page[ApplicationPublic],
+    responses=responses(*AUTH_ERRORS, errors.InvalidCursor),
+)
+async def list_applications(
+    session: Session,
+    database: Db,
+    now: Now,
+    actor: Reader,
+    language: Language,
+    page: Paging,
+    response: Response,
+    programme_id: Annotated[uuid.UUID | None, Query()] = None,
+    enterprise_id: Annotated[uuid.UUID | None, Query()] = None,
+    status: Annotated[ApplicationStatus | None, Query()] = None,
+) -> Page[ApplicationPublic]:
+    async def read() -> tuple[list[Application], str | None]:
+        return await service.list_applications(
+            session, actor, page, programme_id=programme_id, enterprise_id=enterprise_id,
+            status=status.value if status else None,
+        )
+
+    rows, cursor = await read()
+    if await _settle_due(session, database, rows, now):
+        rows, cursor = await read()
+    return Page(items=[_public(a, language, response) for a in rows], next_cursor=cursor)
+
+
+@router.get(
+    "/{application_id}",
+    operation_id="get_application",
+    summary="Read an application with its eligibility verdict (reasons in the Accept-Language)",
+    response_model=ApplicationPublic,
+    responses=responses(*AUTH_ERRORS, errors.NotFound),
+)
+async def get_application(
+    application_id: uuid.UUID, session: Session, database: Db, now: Now, actor: Reader, language: Language,
+    response: Response,
+) -> ApplicationPublic:
+    application = await service.get_application(session, actor, application_id)
+    if await _settle_due(session, database, [application], now):
+        application = await service.get_application(session, actor, application_id)
+    return _public(application, language, response)
+
+
+@router.get(
+    "/{application_id}/history",
+    operation_id="application_history",
+    summary="Every step the application took, who took it and why",
+    response_model=list[TransitionPublic],
+    responses=responses(*AUTH_ERRORS, errors.NotFound),
+)
+async def application_history(application_id: uuid.UUID, session: Session, actor: Reader) -> list[TransitionPublic]:
+    return [
+        TransitionPublic(from_status=t.from_status, to_status=t.to_status, reason=t.reason, details=t.details,
+                         principal_id=t.principal_id, at=t.created_at)
+        for t in await service.history(session, actor, application_id)
+    ]
+
+
+@router.post(
+    "/{application_id}/approve",
+    operation_id="approve_application",
+    summary="Approve an amount: commits budget and cap, starts publicity (or issues at once without one)",
+    response_model=ApplicationPublic,
+    responses=responses(*AUTH_ERRORS, errors.NotFound, errors.InvalidTransition, errors.ValidationFailed,
+                        *COMMIT_ERRORS, *IDEMPOTENCY_ERRORS),
+    dependencies=[Depends(idempotent(Scope.APPLICATIONS_REVIEW, required=True))],
+)
+async def approve_application(
+    application_id: uuid.UUID, body: Approval, session: Session, now: Now, actor: Reviewer, language: Language,
+    response: Response,
+) -> ApplicationPublic:
+    application = await service.approve(session, actor, application_id, body.amount, body.note, now)
+    return _public(application, language, response)
+
+
+@router.post(
+    "/{application_id}/reject",
+    operation_id="reject_application",
+    summary="Reject an application under review, with a reason",
+    response_model=ApplicationPublic,
+    responses=responses(*AUTH_ERRORS, errors.NotFound, errors.InvalidTransition, *IDEMPOTENCY_ERRORS),
+    dependencies=[Depends(idempotent(Scope.APPLICATIONS_REVIEW))],
+)
+async def reject_application(
+    application_id: uuid.UUID, body: Rejection, session: Session, now: Now, actor: Reviewer, language: Language,
+    response: Response,
+) -> ApplicationPublic:
+    return _public(await service.reject(session, actor, application_id, body.reason, now), language, response)
+
+
+@router.post(
+    "/{application_id}/objections",
+    operation_id="lodge_objection",
+    summary="Lodge an objection during publicity: back to review, commitment released",
+    response_model=ApplicationPublic,
+    responses=responses(*AUTH_ERRORS, errors.NotFound, errors.InvalidTransition, *IDEMPOTENCY_ERRORS),
+    dependencies=[Depends(idempotent(Scope.APPLICATIONS_REVIEW, required=True))],
+)
+async def lodge_objection(
+    application_id: uuid.UUID, body: Objection, session: Session, now: Now, actor: Reviewer, language: Language,
+    response: Response,
+) -> ApplicationPublic:
+    application = await service.lodge_objection(session, actor, application_id, body.statement, body.objector, now)
+    return _public(application, language, response)
+
+
+@router.post(
+    "/{application_id}/withdraw",
+    operation_id="withdraw_application",
+    summary="Withdraw one's own application while it is submitted or under review",
+    response_model=ApplicationPublic,
+    responses=responses(*AUTH_ERRORS, errors.NotFound, errors.InvalidTransition, *IDEMPOTENCY_ERRORS),
+    dependencies=[Depends(idempotent(Scope.APPLICATIONS_WRITE))],
+)
+async def withdraw_application(
+    application_id: uuid.UUID, session: Session, now: Now, actor: Applicant, language: Language,
+    response: Response, body: Withdrawal | None = None,
+) -> ApplicationPublic:
+    reason = body.reason if body else None
+    return _public(await service.withdraw(session, actor, application_id, reason, now), language, response)
+
+
+@public_router.get(
+    "/{programme_id}/publicity",
+    operation_id="publicity_notice",
+    summary="The public 公示 notice: approvals whose publicity runs now (no authentication)",
+    response_model=PublicityNotice,
+    responses=responses(errors.NotFound, errors.InvalidCursor),
+)
+async def publicity_notice(programme_id: uuid.UUID, session: Session, now: Now, page: Paging) -> PublicityNotice:
+    programme, rows, cursor = await service.publicity_notice(session, programme_id, now, page)
+    return PublicityNotice(
+        programme_code=programme.code, programme_name=programme.name, unit=programme.unit,
+        items=[
+            PublicityEntry(enterprise_name=e.name, uscc_masked=mask_uscc(e.uscc),
+                           approved_amount=a.approved_amount or 0,
+                           publicity_ends_at=a.publicity_ends_at or a.updated_at)
+            for a, e in rows
+        ],
+        next_cursor=cursor,
+    )

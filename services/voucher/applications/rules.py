@@ -1,0 +1,85 @@
+"""The application lifecycle and the publicity notice's rules. Pure: stdlib only.
+
+    submitted → ineligible (final) | under_review | withdrawn
+    under_review → approved | rejected | withdrawn
+    approved → publicity | issued (a programme with no publicity period issues at once)
+    publicity → issued | under_review (an objection was lodged)
+
+Approval commits budget and cap; leaving `approved`/`publicity` for anything but `issued`
+releases exactly that commitment.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from services.voucher.errors import InvalidTransition
+
+
+class ApplicationStatus(StrEnum):
+    SUBMITTED = "submitted"
+    INELIGIBLE = "ineligible"
+    UNDER_REVIEW = "under_review"
+    APPROVED = "approved"
+    PUBLICITY = "publicity"
+    ISSUED = "issued"
+    REJECTED = "rejected"
+    WITHDRAWN = "withdrawn"
+
+
+S = ApplicationStatus
+TRANSITIONS: dict[ApplicationStatus, frozenset[ApplicationStatus]] = {
+    S.SUBMITTED: frozenset({S.INELIGIBLE, S.UNDER_REVIEW, S.WITHDRAWN}),
+    S.UNDER_REVIEW: frozenset({S.APPROVED, S.REJECTED, S.WITHDRAWN}),
+    S.APPROVED: frozenset({S.PUBLICITY, S.ISSUED}),
+    S.PUBLICITY: frozenset({S.ISSUED, S.UNDER_REVIEW}),
+    S.INELIGIBLE: frozenset(),
+    S.ISSUED: frozenset(),
+    S.REJECTED: frozenset(),
+    S.WITHDRAWN: frozenset(),
+}
+
+#: An enterprise has at most one application in these states per programme.
+OPEN: frozenset[ApplicationStatus] = frozenset({S.SUBMITTED, S.UNDER_REVIEW, S.APPROVED, S.PUBLICITY})
+#: Budget and cap are committed exactly while an application is in these states.
+COMMITTED: frozenset[ApplicationStatus] = frozenset({S.APPROVED, S.PUBLICITY})
+#: Final states whose contracts never led to a subsidy, so the contract numbers are free again.
+RELEASES_CONTRACTS: frozenset[ApplicationStatus] = frozenset({S.INELIGIBLE, S.REJECTED, S.WITHDRAWN})
+
+
+def check_transition(current: ApplicationStatus, target: ApplicationStatus) -> None:
+    """Refuse any move the lifecycle does not have, naming the current state."""
+    if target not in TRANSITIONS[current]:
+        raise InvalidTransition(
+            f"an application that is {current.value} cannot become {target.value}",
+            current_status=current.value,
+            allowed=sorted(s.value for s in TRANSITIONS[current]),
+        )
+
+
+def publicity_end(approved_at: datetime, publicity_days: int) -> datetime | None:
+    """When the 公示 period ends; None when the programme has none (issue at approval)."""
+    return approved_at + timedelta(days=publicity_days) if publicity_days > 0 else None
+
+
+def publicity_over(status: ApplicationStatus, ends_at: datetime | None, now: datetime) -> bool:
+    """Whether the voucher is due: the period ended with no objection standing."""
+    return status is S.PUBLICITY and ends_at is not None and ends_at <= now
+
+
+def in_window(opens_at: datetime | None, closes_at: datetime | None, now: datetime) -> bool:
+    """Applications are taken from `opens_at` (inclusive) until `closes_at` (exclusive)."""
+    return (opens_at is None or opens_at <= now) and (closes_at is None or now < closes_at)
+
+
+def mask_uscc(uscc: str) -> str:
+    """What 公示 notices print: the first 6 and last 4 characters of the code."""
+    if len(uscc) <= 10:
+        return "*" * len(uscc)
+    return uscc[:6] + "*" * (len(uscc) - 10) + uscc[-4:]
+
+
+def normalise_contract_number(number: str) -> str:
+    """Contract numbers compare without case or surrounding and inner white space."""
+    return "".join(number.split()).upper()

@@ -1,0 +1,425 @@
+"""Application use cases: submit (judged at once), review (approve, reject), object during
+publicity, withdraw, and the end of publicity that issues the voucher.
+
+Money moves only at three points, each in the transaction of its transition:
+approval commits budget (programme_available → programme_committed) and cap (usage.committed);
+rejection is impossible once committed, objection and withdrawal release exactly the
+commitment; the end of publicity turns the commitment into a voucher.
+Locks are taken in one order everywhere: application → programme (shared) → usage → programme
+accounts, the same suborder as direct issuance.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.voucher.actor import SYSTEM, Actor
+from services.voucher.apikeys.rules import Role
+from services.voucher.applications import repository
+from services.voucher.applications.rules import (
+    ApplicationStatus,
+    check_transition,
+    in_window,
+    normalise_contract_number,
+    publicity_end,
+    publicity_over,
+)
+from services.voucher.db import PageRequest, is_integrity_error
+from services.voucher.eligibility import service as eligibility
+from services.voucher.enterprises import service as enterprises
+from services.voucher.errors import (
+    ApplicationAlreadyOpen,
+    ApplicationWindowClosed,
+    BudgetExhausted,
+    ContractAlreadyUsed,
+    ExceedsMaxPerVoucher,
+    Forbidden,
+    NotFound,
+    ProgrammeNotOpen,
+    ValidationFailed,
+    field_error,
+)
+from services.voucher.ledger import service as ledger
+from services.voucher.ledger.rules import AccountKind, transfer
+from services.voucher.programmes import service as programmes
+from services.voucher.programmes.rules import ProgrammeStatus, period_key
+from services.voucher.providers import service as providers
+from services.voucher.tables import Application, ApplicationTransition, ContractReference, Programme
+from services.voucher.vouchers import service as vouchers
+
+S = ApplicationStatus
+#: The public sees what an enterprise sees of programmes: no drafts.
+_PUBLIC = Actor(principal_id=uuid.UUID(int=0), role=Role.ENTERPRISE, key_id=None, scopes=frozenset())
+
+
+async def _record(
+    session: AsyncSession,
+    application: Application,
+    source: S | None,
+    target: S,
+    actor: Actor,
+    now: datetime,
+    reason: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Move the application to `target` (a legal move only) and keep the step in its history."""
+    if source is not None:
+        check_transition(source, target)
+    application.status = target.value
+    application.updated_at = now
+    application.version += 1
+    session.add(ApplicationTransition(
+        application_id=application.id, from_status=source.value if source else None, to_status=target.value,
+        reason=reason, details=details or {}, principal_id=actor.principal_id, created_at=now,
+    ))
+
+
+# -- submission --------------------------------------------------------------------------------
+
+
+async def _check_contracts(
+    session: AsyncSession, programme: Programme, contracts: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Contracts as stored (numbers normalised); 422 for a malformed list, 409 for a contract
+    already part of another application or claim."""
+    if programme.application_requires_contract and not contracts:
+        raise ValidationFailed([field_error("contracts", "this programme asks for at least one contract",
+                                            "contract_required")])
+    problems, seen, stored = [], set(), []
+    for i, contract in enumerate(contracts):
+        number = normalise_contract_number(contract["number"])
+        if not number:
+            problems.append(field_error(f"contracts/{i}/number", "a contract number is required"))
+            continue
+        key = (contract["provider_id"], number)
+        if key in seen:
+            problems.append(field_error(f"contracts/{i}/number", f"contract {number} is listed twice"))
+        seen.add(key)
+        try:
+            await providers.get_provider(session, SYSTEM, contract["provider_id"])
+        except NotFound:
+            problems.append(field_error(f"contracts/{i}/provider_id", "no provider with this id"))
+        stored.append({**contract, "number": number, "provider_id": str(contract["provider_id"])})
+    if problems:
+        raise ValidationFailed(problems)
+    for contract in stored:
+        provider_id = uuid.UUID(contract["provider_id"])
+        if await repository.live_contract(session, provider_id, contract["number"]) is not None:
+            raise ContractAlreadyUsed(
+                f"contract {contract['number']} with provider {provider_id} is already part of another "
+                "application or claim: one subsidy per contract",
+                contract_number=contract["number"], provider_id=str(provider_id),
+            )
+    return stored
+
+
+async def _register_contracts(session: AsyncSession, application: Application, now: datetime) -> None:
+    for contract in application.contracts:
+        reference = ContractReference(
+            provider_id=uuid.UUID(contract["provider_id"]), number=contract["number"],
+            enterprise_id=application.enterprise_id, application_id=application.id, created_at=now,
+        )
+        try:
+            async with session.begin_nested():
+                await repository.add(session, reference)
+        except Exception as exc:  # the partial unique index: a concurrent submission won
+            if not is_integrity_error(exc):
+                raise
+            raise ContractAlreadyUsed(
+                f"contract {contract['number']} was just claimed by another application",
+                contract_number=contract["number"], provider_id=contract["provider_id"],
+            ) from exc
+
+
+async def _release_contracts(session: AsyncSession, application: Application, now: datetime) -> None:
+    for reference in await repository.contracts_of(session, application.id):
+        reference.released_at = now
+
+
+async def submit(
+    session: AsyncSession, actor: Actor, programme_id: uuid.UUID, data: dict[str, Any], now: datetime
+) -> Application:
+    """An enterprise applies: judged at once by the programme's current rule version, ending
+    `ineligible` (with every failed rule) or `under_review`. One open application per
+    enterprise and programme; one subsidy per contract."""
+    if actor.enterprise_id is None:
+        raise Forbidden("only an enterprise applies, with its own key")
+    programme = await programmes.get_programme(session, actor, programme_id)
+    if programme.status != ProgrammeStatus.OPEN.value or not in_window(
+        programme.application_opens_at, programme.application_closes_at, now
+    ):
+        raise ApplicationWindowClosed(
+            f"programme {programme.code} takes applications only while open"
+            + (f", from {programme.application_opens_at.isoformat()}" if programme.application_opens_at else "")
+            + (f" until {programme.application_closes_at.isoformat()}" if programme.application_closes_at else ""),
+            current_status=programme.status,
+            opens_at=programme.application_opens_at.isoformat() if programme.application_opens_at else None,
+            closes_at=programme.application_closes_at.isoformat() if programme.application_closes_at else None,
+        )
+    requested = data["requested_amount"]
+    if requested > programme.max_per_voucher:
+        raise ValidationFailed([field_error(
+            "requested_amount", f"at most the programme's maximum per voucher, {programme.max_per_voucher}")])
+    enterprise = await enterprises.get_enterprise(session, actor, actor.enterprise_id)
+    contracts = await _check_contracts(session, programme, data.get("contracts") or [])
+    # The usage row's lock serialises this enterprise's submissions, approvals and issuance.
+    period = period_key(programme.cap_period, programme.cap_timezone, now)
+    usage = await vouchers.lock_cap(session, programme, enterprise.id, period)
+    existing = await repository.open_application(session, programme.id, enterprise.id)
+    if existing is not None:
+        raise ApplicationAlreadyOpen(
+            f"application {existing.id} to this programme is still {existing.status}; withdraw it or wait "
+            "for its decision",
+            application_id=str(existing.id), current_status=existing.status,
+        )
+    remaining = max(programme.enterprise_cap - usage.granted - usage.committed, 0)
+    verdict = eligibility.judge_request(programme, enterprise, requested, remaining, now)
+    application = Application(
+        programme_id=programme.id, enterprise_id=enterprise.id, status=S.SUBMITTED.value, unit=programme.unit,
+        requested_amount=requested, purpose=data["purpose"], contracts=contracts,
+        eligibility_version=programme.eligibility_version, is_eligible=verdict.passed,
+        eligibility_result=verdict.stored(), submitted_at=now, updated_at=now,
+    )
+    await repository.add(session, application)
+    await _record(session, application, None, S.SUBMITTED, actor, now)
+    if verdict.passed:
+        await _record(session, application, S.SUBMITTED, S.UNDER_REVIEW, actor, now)
+        await _register_contracts(session, application, now)
+    else:
+        failed = [leaf.rule_id for leaf in verdict.outcome.failed_leaves()]
+        await _record(session, application, S.SUBMITTED, S.INELIGIBLE, actor, now,
+                      reason="eligibility rules not met", details={"failed_rules": failed})
+        application.decided_at = now
+    await session.flush()
+    return application
+
+
+# -- reads ---------------------------------------------------------------------------------------
+
+
+async def get_application(
+    session: AsyncSession, actor: Actor, application_id: uuid.UUID, *, for_update: bool = False
+) -> Application:
+    application = await repository.get(session, actor, application_id, for_update=for_update)
+    if application is None:
+        raise NotFound(f"no application with id {application_id}")
+    return application
+
+
+async def list_applications(
+    session: AsyncSession,
+    actor: Actor,
+    page: PageRequest,
+    *,
+    programme_id: uuid.UUID | None = None,
+    enterprise_id: uuid.UUID | None = None,
+    status: str | None = None,
+) -> tuple[list[Application], str | None]:
+    return await repository.list_page(
+        session, actor, page, programme_id=programme_id, enterprise_id=enterprise_id, status=status
+    )
+
+
+async def history(session: AsyncSession, actor: Actor, application_id: uuid.UUID) -> list[ApplicationTransition]:
+    await get_application(session, actor, application_id)
+    return await repository.history(session, application_id)
+
+
+def is_due(application: Application, now: datetime) -> bool:
+    return publicity_over(S(application.status), application.publicity_ends_at, now)
+
+
+# -- review --------------------------------------------------------------------------------------
+
+
+async def _programme(session: AsyncSession, programme_id: uuid.UUID) -> Programme:
+    return await vouchers.programme_for_change(session, programme_id)
+
+
+async def _commit(
+    session: AsyncSession, programme: Programme, application: Application, amount: int, now: datetime
+) -> str:
+    """Reserve `amount` of the enterprise's cap and of the programme's budget; the cap period."""
+    period = period_key(programme.cap_period, programme.cap_timezone, now)
+    usage = await vouchers.lock_cap(session, programme, application.enterprise_id, period)
+    vouchers.check_cap(programme.enterprise_cap, usage.granted, usage.committed, amount, period)
+    accounts = await ledger.programme_accounts(session, programme.id)
+    available = accounts[AccountKind.PROGRAMME_AVAILABLE]
+    budget = (await ledger.balances(session, [available], lock=True))[available]
+    if budget < amount:
+        raise BudgetExhausted(f"the programme has {budget} uncommitted; cannot commit {amount}", remaining=budget)
+    await ledger.post(
+        session, kind="budget_committed",
+        legs=transfer(available, accounts[AccountKind.PROGRAMME_COMMITTED], amount, programme.unit),
+        now=now, programme_id=programme.id, memo=f"application {application.id} approved",
+    )
+    usage.committed += amount
+    return period
+
+
+async def _release(session: AsyncSession, application: Application, now: datetime, why: str) -> None:
+    """Return exactly what the approval committed, budget and cap."""
+    amount, period = application.approved_amount, application.period_key
+    assert amount is not None and period is not None
+    programme = await _programme(session, application.programme_id)
+    usage = await vouchers.lock_cap(session, programme, application.enterprise_id, period)
+    accounts = await ledger.programme_accounts(session, programme.id)
+    await ledger.post(
+        session, kind="commitment_released",
+        legs=transfer(accounts[AccountKind.PROGRAMME_COMMITTED], accounts[AccountKind.PROGRAMME_AVAILABLE],
+                      amount, programme.unit),
+        now=now, programme_id=programme.id, memo=f"application {application.id}: {why}",
+    )
+    usage.committed -= amount
+    application.approved_amount = None
+    application.period_key = None
+    application.approved_at = None
+    application.publicity_ends_at = None
+
+
+async def approve(
+    session: AsyncSession, actor: Actor, application_id: uuid.UUID, amount: int, note: str | None, now: datetime
+) -> Application:
+    """Approve `amount` (≤ requested, ≤ the cap and budget left): the commitment is made in
+    this transaction, and publicity starts (or, with none, the voucher is issued at once)."""
+    application = await get_application(session, actor, application_id, for_update=True)
+    check_transition(S(application.status), S.APPROVED)
+    if amount > application.requested_amount:
+        raise ValidationFailed([field_error(
+            "amount", f"at most the {application.requested_amount} requested", "exceeds_request")])
+    programme = await _programme(session, application.programme_id)
+    if programme.status != ProgrammeStatus.OPEN.value:
+        raise ProgrammeNotOpen(f"programme {programme.code} is {programme.status}", current_status=programme.status)
+    if amount > programme.max_per_voucher:
+        raise ExceedsMaxPerVoucher(
+            f"{amount} exceeds the programme's maximum per voucher of {programme.max_per_voucher}",
+            max_per_voucher=programme.max_per_voucher,
+        )
+    application.period_key = await _commit(session, programme, application, amount, now)
+    application.approved_amount = amount
+    application.approved_at = now
+    application.decided_at = now
+    application.status_reason = note
+    await _record(session, application, S.UNDER_REVIEW, S.APPROVED, actor, now, reason=note,
+                  details={"approved_amount": amount})
+    ends = publicity_end(now, programme.publicity_days)
+    if ends is None:
+        await _issue(session, application, actor, programme, now, valid_from=now)
+    else:
+        application.publicity_ends_at = ends
+        await _record(session, application, S.APPROVED, S.PUBLICITY, actor, now,
+                      details={"publicity_ends_at": ends.isoformat()})
+    await session.flush()
+    return application
+
+
+async def reject(
+    session: AsyncSession, actor: Actor, application_id: uuid.UUID, reason: str, now: datetime
+) -> Application:
+    """Refuse an application under review, with the reason the enterprise will read."""
+    application = await get_application(session, actor, application_id, for_update=True)
+    await _record(session, application, S(application.status), S.REJECTED, actor, now, reason=reason)
+    application.status_reason = reason
+    application.decided_at = now
+    await _release_contracts(session, application, now)
+    await session.flush()
+    return application
+
+
+async def lodge_objection(
+    session: AsyncSession,
+    actor: Actor,
+    application_id: uuid.UUID,
+    statement: str,
+    objector: str | None,
+    now: datetime,
+) -> Application:
+    """An objection during publicity returns the application to review and releases the
+    commitment until it is approved again. After the period it is too late: the voucher is due."""
+    application = await get_application(session, actor, application_id, for_update=True)
+    if is_due(application, now):
+        await _complete(session, application, now)
+    check_transition(S(application.status), S.UNDER_REVIEW)
+    released = application.approved_amount
+    await _release(session, application, now, "objection lodged during publicity")
+    await _record(session, application, S.PUBLICITY, S.UNDER_REVIEW, actor, now, reason=statement,
+                  details={"objector": objector, "released_amount": released})
+    application.status_reason = f"objection: {statement}"
+    application.decided_at = None
+    await session.flush()
+    return application
+
+
+async def withdraw(
+    session: AsyncSession, actor: Actor, application_id: uuid.UUID, reason: str | None, now: datetime
+) -> Application:
+    """The enterprise takes its application back while it is submitted or under review,
+    freeing its contracts. Nothing is committed in those states (an objection releases the
+    commitment when it returns an application to review), so there is no budget to return."""
+    if actor.enterprise_id is None:
+        raise Forbidden("only the enterprise that applied can withdraw")
+    application = await get_application(session, actor, application_id, for_update=True)
+    source = S(application.status)
+    check_transition(source, S.WITHDRAWN)
+    await _record(session, application, source, S.WITHDRAWN, actor, now, reason=reason)
+    application.status_reason = reason
+    application.decided_at = now
+    await _release_contracts(session, application, now)
+    await session.flush()
+    return application
+
+
+# -- issuance --------------------------------------------------------------------------------------
+
+
+async def _issue(
+    session: AsyncSession, application: Application, actor: Actor, programme: Programme, now: datetime,
+    *, valid_from: datetime,
+) -> None:
+    amount, period = application.approved_amount, application.period_key
+    assert amount is not None and period is not None
+    voucher = await vouchers.issue_voucher(
+        session, programme_id=programme.id, enterprise_id=application.enterprise_id, face_value=amount,
+        now=now, valid_from=valid_from, application_id=application.id,
+        reference=f"application {application.id}", commitment_period=period,
+    )
+    application.voucher_id = voucher.id
+    application.issued_at = now
+    await _record(session, application, S(application.status), S.ISSUED, actor, now,
+                  details={"voucher_id": str(voucher.id), "voucher_code": voucher.code})
+
+
+async def _complete(session: AsyncSession, application: Application, now: datetime) -> None:
+    programme = await _programme(session, application.programme_id)
+    assert application.publicity_ends_at is not None
+    # Validity runs from the end of publicity, however late this runs.
+    await _issue(session, application, SYSTEM, programme, now, valid_from=application.publicity_ends_at)
+
+
+async def complete_publicity(session: AsyncSession, application_id: uuid.UUID, now: datetime) -> int:
+    """Issue the voucher of an application whose publicity ended without objection; 1 if this
+    call issued it, 0 if it was not due or already issued. Idempotent under its row lock."""
+    application = await repository.get(session, SYSTEM, application_id, for_update=True)
+    if application is None or not is_due(application, now):
+        return 0
+    await _complete(session, application, now)
+    await session.flush()
+    return 1
+
+
+async def due_publicity(session: AsyncSession, now: datetime, limit: int = 500) -> list[uuid.UUID]:
+    return await repository.due_publicity(session, now, limit)
+
+
+async def publicity_notice(
+    session: AsyncSession, programme_id: uuid.UUID, now: datetime, page: PageRequest
+) -> tuple[Programme, list[tuple[Application, Any]], str | None]:
+    """The public 公示 list: applications of a published programme whose publicity runs now."""
+    programme = await programmes.get_programme(session, _PUBLIC, programme_id)
+    rows, cursor = await repository.publicity_page(session, programme.id, now, page)
+    return programme, rows, cursor
+

@@ -1,0 +1,75 @@
+"""Eligibility over HTTP: operators dry-run rule sets; everyone who reads a programme reads
+every rule version it published."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Response
+
+from services.voucher import errors
+from services.voucher.actor import Actor
+from services.voucher.apikeys.rules import Scope
+from services.voucher.eligibility import service
+from services.voucher.eligibility.schemas import DryRun, Eligibility, RuleVersionPublic
+from services.voucher.http.auth import require
+from services.voucher.http.deps import Now, Session
+from services.voucher.http.language import Language
+from services.voucher.http.pagination import Page, Paging
+from services.voucher.http.problems import AUTH_ERRORS, responses
+from services.voucher.programmes import service as programmes
+from services.voucher.tables import EligibilityRuleVersion
+
+router = APIRouter(tags=["eligibility"])
+Reviewer = Annotated[Actor, Depends(require(Scope.APPLICATIONS_REVIEW))]
+Reader = Annotated[Actor, Depends(require(Scope.PROGRAMMES_READ))]
+
+
+def _version(row: EligibilityRuleVersion) -> RuleVersionPublic:
+    return RuleVersionPublic(programme_id=row.programme_id, version=row.version, rules=row.rules,
+                             published_at=row.published_at)
+
+
+@router.post(
+    "/v1/eligibility/dry-run",
+    operation_id="dry_run_eligibility",
+    summary="Evaluate a rule set against an enterprise, or against facts given inline; nothing is stored",
+    response_model=Eligibility,
+    responses=responses(*AUTH_ERRORS, errors.NotFound, errors.ValidationFailed),
+)
+async def dry_run(body: DryRun, session: Session, now: Now, actor: Reviewer, language: Language,
+                  response: Response) -> Eligibility:
+    facts = body.facts.model_dump(mode="python") if body.facts else None
+    verdict = await service.dry_run(
+        session, actor, now=now, rules=body.rules, programme_id=body.programme_id,
+        enterprise_id=body.enterprise_id, facts=facts, requested_amount=body.requested_amount,
+        on=body.application_date,
+    )
+    response.headers["Content-Language"] = "zh-CN" if language == "zh" else "en"
+    return Eligibility.from_record(verdict.stored(), language)
+
+
+@router.get(
+    "/v1/programmes/{programme_id}/eligibility-rules",
+    operation_id="list_eligibility_rule_versions",
+    summary="Every eligibility rule version a programme has published, oldest first",
+    response_model=Page[RuleVersionPublic],
+    responses=responses(*AUTH_ERRORS, errors.NotFound, errors.InvalidCursor),
+)
+async def list_rule_versions(programme_id: uuid.UUID, session: Session, actor: Reader,
+                             page: Paging) -> Page[RuleVersionPublic]:
+    rows, cursor = await programmes.rule_versions(session, actor, programme_id, page)
+    return Page(items=[_version(r) for r in rows], next_cursor=cursor)
+
+
+@router.get(
+    "/v1/programmes/{programme_id}/eligibility-rules/{version}",
+    operation_id="get_eligibility_rule_version",
+    summary="One published eligibility rule version (what an application was judged by)",
+    response_model=RuleVersionPublic,
+    responses=responses(*AUTH_ERRORS, errors.NotFound),
+)
+async def get_rule_version(programme_id: uuid.UUID, version: int, session: Session,
+                           actor: Reader) -> RuleVersionPublic:
+    return _version(await programmes.rule_version(session, actor, programme_id, version))

@@ -1,0 +1,36 @@
+"""The response language, from Accept-Language: zh-CN or English (the default)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header
+
+
+def preferred(accept_language: str | None) -> str:
+    """'zh' when a Chinese tag is preferred (highest q) over English, else 'en'. Malformed
+    parts are ignored: a bad header falls back to English, never to an error."""
+    best: tuple[float, int, str] = (0.0, 0, "en")
+    for position, part in enumerate((accept_language or "").split(",")[:32]):
+        tag, _, params = part.strip().partition(";")
+        tag = tag.strip().lower()
+        q = 1.0
+        if params.strip().startswith("q="):
+            try:
+                q = float(params.strip()[2:])
+            except ValueError:
+                continue
+        language = "zh" if tag.startswith("zh") else "en" if tag.startswith("en") or tag == "*" else None
+        if language is None or not 0 < q <= 1:
+            continue
+        if q > best[0] or (q == best[0] and position < best[1]):
+            best = (q, position, language)
+    return best[2]
+
+
+def _language(accept_language: Annotated[str | None, Header(include_in_schema=False)] = None) -> str:
+    return preferred(accept_language)
+
+
+#: The request's language as a route parameter: "zh" or "en".
+Language = Annotated[str, Depends(_language)]
