@@ -183,7 +183,7 @@ def ledger_reconcile() -> None:
 
 @jobs_app.command("run-once")
 def jobs_run_once(
-    job: Annotated[str, typer.Argument(help="expire-holds, expire-vouchers or purge-idempotency")],
+    job: Annotated[str, typer.Argument(help="expire-holds, expire-vouchers, end-publicity or purge-idempotency")],
 ) -> None:
     """Run one job once (for cron). Each job is idempotent; exit 2 for an unknown job."""
     from services.voucher import jobs

@@ -30,6 +30,21 @@ MODEL_CODE = "demo-yuhang-model"
 
 DEMO_VOUCHER_VALUE = 100_000_000  # ¥1,000,000.00
 
+#: Yuhang-style eligibility, in the rule language: registered in Yuhang (330110), an SME
+#: (at most 1,000 staff and ¥400m revenue, or certified as one), founded at least a year
+#: before applying, no 失信 record in the last three years, and within the yearly cap.
+DEMO_RULES: dict[str, object] = {"all": [
+    {"id": "registered-in-yuhang", "check": "region_in", "regions": ["330110"]},
+    {"id": "is-sme", "any": [
+        {"all": [{"check": "headcount_at_most", "value": 1000},
+                 {"check": "revenue_at_most", "value": 40_000_000_000}]},
+        {"check": "has_certifications", "certifications": ["sme"]},
+    ]},
+    {"id": "founded-a-year-ago", "check": "founded_at_least_years", "years": 1},
+    {"id": "no-dishonesty-record-3y", "check": "no_blacklist_within_years", "years": 3},
+    {"id": "within-yearly-cap", "check": "requested_within_remaining_cap"},
+]}
+
 
 @dataclass
 class DemoResult:
@@ -59,7 +74,7 @@ def _programme_terms(now: datetime, *, model: bool) -> dict[str, object]:
         "publicity_days": 5,
         "hold_ttl_seconds": 1800,
         "expiry_disposition": "pool",
-        "eligibility_rules": None,
+        "eligibility_rules": DEMO_RULES,
     }
     if model:
         return {**common, "code": MODEL_CODE, "name": "Demo Yuhang model voucher",
