@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.voucher.applications import service as applications
 from services.voucher.db import Database, is_transient
+from services.voucher.errors import DomainError
 from services.voucher.idempotency import service as idempotency
 from services.voucher.redemption import service as redemption
 from services.voucher.vouchers import service as vouchers
@@ -46,6 +47,8 @@ async def run_once(database: Database, job: str, now: datetime) -> int:
         try:
             async with database.unit_of_work() as session:
                 done += await work(session, item, now)
+        except DomainError as exc:  # a refusal of one item must not stop the others
+            log.error("%s: %s refused (%s: %s); it stays due", job, item, exc.code, exc.detail)
         except Exception as exc:
             if not is_transient(exc):
                 raise

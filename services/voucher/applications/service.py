@@ -233,6 +233,12 @@ def is_due(application: Application, now: datetime) -> bool:
     return publicity_over(S(application.status), application.publicity_ends_at, now)
 
 
+def _status(application: Application, now: datetime) -> S:
+    """The status a reader sees: a publicity that has ended is an issued voucher, whether or
+    not the issuance has been written yet. Every transition is judged from this status."""
+    return S.ISSUED if is_due(application, now) else S(application.status)
+
+
 # -- review --------------------------------------------------------------------------------------
 
 
@@ -287,7 +293,7 @@ async def approve(
     """Approve `amount` (≤ requested, ≤ the cap and budget left): the commitment is made in
     this transaction, and publicity starts (or, with none, the voucher is issued at once)."""
     application = await get_application(session, actor, application_id, for_update=True)
-    check_transition(S(application.status), S.APPROVED)
+    check_transition(_status(application, now), S.APPROVED)
     if amount > application.requested_amount:
         raise ValidationFailed([field_error(
             "amount", f"at most the {application.requested_amount} requested", "exceeds_request")])
@@ -322,6 +328,7 @@ async def reject(
 ) -> Application:
     """Refuse an application under review, with the reason the enterprise will read."""
     application = await get_application(session, actor, application_id, for_update=True)
+    check_transition(_status(application, now), S.REJECTED)
     await _record(session, application, S(application.status), S.REJECTED, actor, now, reason=reason)
     application.status_reason = reason
     application.decided_at = now
@@ -339,11 +346,10 @@ async def lodge_objection(
     now: datetime,
 ) -> Application:
     """An objection during publicity returns the application to review and releases the
-    commitment until it is approved again. After the period it is too late: the voucher is due."""
+    commitment until it is approved again. After the period it is too late: the voucher is
+    issued (409 naming `issued`; revocation is the remedy then)."""
     application = await get_application(session, actor, application_id, for_update=True)
-    if is_due(application, now):
-        await _complete(session, application, now)
-    check_transition(S(application.status), S.UNDER_REVIEW)
+    check_transition(_status(application, now), S.UNDER_REVIEW)
     released = application.approved_amount
     await _release(session, application, now, "objection lodged during publicity")
     await _record(session, application, S.PUBLICITY, S.UNDER_REVIEW, actor, now, reason=statement,
@@ -363,7 +369,7 @@ async def withdraw(
     if actor.enterprise_id is None:
         raise Forbidden("only the enterprise that applied can withdraw")
     application = await get_application(session, actor, application_id, for_update=True)
-    source = S(application.status)
+    source = _status(application, now)
     check_transition(source, S.WITHDRAWN)
     await _record(session, application, source, S.WITHDRAWN, actor, now, reason=reason)
     application.status_reason = reason

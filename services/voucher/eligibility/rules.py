@@ -46,6 +46,7 @@ CHECKS = {
     "requested_within_remaining_cap": {},
 }
 MAX_DEPTH = 16
+MAX_YEARS = 200
 
 
 class RuleError(ValueError):
@@ -63,7 +64,7 @@ class Facts:
     application_date: date
     enterprise: dict[str, Any]
     requested_amount: int = 0
-    remaining_cap: int = 0
+    remaining_cap: int | None = 0
     blacklist_dates: tuple[date, ...] = ()
 
     def get(self, name: str) -> Any:
@@ -175,6 +176,8 @@ def _check_builtin(rule: dict[str, Any], at: str, errors: list[tuple[str, str]])
         value = rule.get(param)
         if kind is int and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
             errors.append((f"{at}/{param}", "a non-negative integer"))
+        elif param == "years" and value > MAX_YEARS:
+            errors.append((f"{at}/{param}", f"at most {MAX_YEARS} years"))
         if kind is list and (not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value)):
             errors.append((f"{at}/{param}", "a non-empty list of strings"))
 
@@ -185,7 +188,7 @@ def _is_relative(value: Any) -> bool:
         and set(value) == {"years_before_application"}
         and isinstance(value["years_before_application"], int)
         and not isinstance(value["years_before_application"], bool)
-        and 0 <= value["years_before_application"] <= 200
+        and 0 <= value["years_before_application"] <= MAX_YEARS
     )
 
 
@@ -197,7 +200,10 @@ def _parse_date(value: Any) -> date | None:
 
 
 def years_before(day: date, years: int) -> date:
-    """The same calendar day `years` earlier (29 February becomes 28 February)."""
+    """The same calendar day `years` earlier (29 February becomes 28 February); the first
+    representable day if that is before year 1."""
+    if day.year - years < 1:
+        return date.min
     try:
         return day.replace(year=day.year - years)
     except ValueError:
@@ -298,6 +304,8 @@ def _builtin(rule: dict[str, Any], facts: Facts, rule_id: str) -> Outcome:
         return Outcome(rule_id, ok, "holds " + ", ".join(rule["certifications"]) if ok
                        else "lacks " + ", ".join(missing),
                        "具备资质：" + "、".join(rule["certifications"]) if ok else "缺少资质：" + "、".join(missing))
+    if facts.remaining_cap is None:  # requested_within_remaining_cap, judged with no programme
+        return Outcome(rule_id, False, "the remaining cap is not known (no programme)", "缺少信息：剩余额度")
     ok = facts.requested_amount <= facts.remaining_cap  # requested_within_remaining_cap
     return Outcome(rule_id, ok, f"requested {facts.requested_amount} {'within' if ok else 'exceeds'} the remaining "
                    f"cap {facts.remaining_cap}",

@@ -62,15 +62,27 @@ def _failed_leaves(record: dict[str, Any]) -> list[dict[str, Any]]:
     return found or [record]
 
 
+class EnterpriseFacts(BaseModel):
+    """An enterprise's attributes as rules see them; any may be left out (a rule on a missing
+    fact fails and says so)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    uscc: str | None = Field(default=None, max_length=18)
+    region_code: str | None = Field(default=None, max_length=6)
+    headcount: int | None = Field(default=None, ge=0, strict=True)
+    annual_revenue: int | None = Field(default=None, ge=0, le=MAX_AMOUNT, strict=True)
+    founded_on: date | None = None
+    industry_code: str | None = Field(default=None, max_length=16)
+    certifications: list[str] = Field(default_factory=list, max_length=50)
+
+
 class InlineFacts(BaseModel):
     """Facts to judge instead of an enterprise on file."""
 
     model_config = ConfigDict(extra="forbid")
 
-    enterprise: dict[str, Any] = Field(
-        default_factory=dict,
-        description="Any of uscc, region_code, headcount, annual_revenue, founded_on, industry_code, certifications.",
-    )
+    enterprise: EnterpriseFacts = Field(default_factory=lambda: EnterpriseFacts())
     blacklist_dates: list[date] = Field(default_factory=list, max_length=100)
     remaining_cap: int | None = Field(default=None, ge=0, le=MAX_AMOUNT, strict=True)
 

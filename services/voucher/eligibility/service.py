@@ -22,6 +22,7 @@ from services.voucher.programmes import service as programmes
 from services.voucher.tables import Enterprise, Programme
 from services.voucher.vouchers import service as vouchers
 
+DEFAULT_ZONE = "Asia/Shanghai"
 #: What a programme without rules is judged by: nothing to fail.
 NO_RULES_EN = "the programme sets no eligibility rules"
 NO_RULES_ZH = "本计划未设资格条件"
@@ -111,12 +112,13 @@ async def dry_run(
             validate(rules)
         except RuleError as exc:
             raise ValidationFailed(
-                [field_error(f"rules{pointer}", message, "eligibility_rule") for pointer, message in exc.errors]
+                [field_error(f"rules{pointer.rstrip('/')}", message, "eligibility_rule") for pointer, message in exc.errors]
             ) from exc
     elif programme is not None:
         rules, version = programme.eligibility_rules, programme.eligibility_version
-    day = on or (application_date(programme, now) if programme else now.date())
-    remaining_cap = 0
+    # Without a programme, the day is counted in Asia/Shanghai, every programme's default zone.
+    day = on or (application_date(programme, now) if programme else now.astimezone(ZoneInfo(DEFAULT_ZONE)).date())
+    remaining_cap: int | None = None
     if enterprise_id is not None:
         enterprise = await enterprises.get_enterprise(session, actor, enterprise_id)
         attributes, blacklist = enterprise_facts(enterprise)

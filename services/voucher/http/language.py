@@ -12,14 +12,18 @@ def preferred(accept_language: str | None) -> str:
     parts are ignored: a bad header falls back to English, never to an error."""
     best: tuple[float, int, str] = (0.0, 0, "en")
     for position, part in enumerate((accept_language or "").split(",")[:32]):
-        tag, _, params = part.strip().partition(";")
+        tag, *params = part.split(";")
         tag = tag.strip().lower()
         q = 1.0
-        if params.strip().startswith("q="):
-            try:
-                q = float(params.strip()[2:])
-            except ValueError:
-                continue
+        for param in params:  # the weight's name is case-insensitive (RFC 9110 §12.4.2)
+            name, _, value = param.strip().partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(value.strip())
+                except ValueError:
+                    q = -1.0  # malformed: ignore this part
+        if q != q:  # NaN
+            continue
         language = "zh" if tag.startswith("zh") else "en" if tag.startswith("en") or tag == "*" else None
         if language is None or not 0 < q <= 1:
             continue

@@ -164,7 +164,7 @@ def term_problems(terms: dict[str, object]) -> list[tuple[str, str]]:
         try:
             eligibility.validate(rule_set)
         except eligibility.RuleError as exc:
-            problems.extend((f"eligibility_rules{pointer}", message) for pointer, message in exc.errors)
+            problems.extend((f"eligibility_rules{pointer.rstrip('/')}", message) for pointer, message in exc.errors)
     return problems
 
 

@@ -14,12 +14,14 @@ from services.voucher.db import PageRequest
 from services.voucher.errors import (
     AlreadyExists,
     EnrolmentClosed,
+    InvalidTransition,
     NotFound,
     ProviderKindMismatch,
     ValidationFailed,
     field_error,
 )
 from services.voucher.ledger import service as ledger
+from services.voucher.ledger.rules import AccountKind
 from services.voucher.programmes import repository
 from services.voucher.programmes.rules import (
     ProgrammeStatus,
@@ -148,6 +150,17 @@ async def transition(
     """draft → open → closed → archived, nothing else."""
     programme = await get_programme(session, actor, programme_id, for_update=True)
     check_transition(ProgrammeStatus(programme.status), target)
+    if target is ProgrammeStatus.ARCHIVED:
+        # Approvals still in publicity are honoured after closing; archiving waits for them.
+        accounts = await ledger.programme_accounts(session, programme.id)
+        committed_id = accounts[AccountKind.PROGRAMME_COMMITTED]
+        committed = (await ledger.balances(session, [committed_id]))[committed_id]
+        if committed:
+            raise InvalidTransition(
+                f"{committed} is committed to approved applications still in publicity; archive the "
+                "programme once their vouchers are issued or their commitments released",
+                current_status=programme.status, committed=committed,
+            )
     programme.status = target.value
     if target is ProgrammeStatus.OPEN:
         # The budget becomes spendable only now, as one funding movement in the ledger.

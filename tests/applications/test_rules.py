@@ -1,0 +1,154 @@
+"""The application lifecycle's pure rules: the whole transition table, the open and committed
+sets, the publicity period, the application window, 公示 masking and contract numbers."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from services.voucher.applications.rules import (
+    COMMITTED,
+    OPEN,
+    RELEASES_CONTRACTS,
+    TRANSITIONS,
+    ApplicationStatus,
+    check_transition,
+    in_window,
+    mask_uscc,
+    normalise_contract_number,
+    publicity_end,
+    publicity_over,
+)
+from services.voucher.errors import InvalidTransition
+
+S = ApplicationStatus
+NOW = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
+SECOND = timedelta(seconds=1)
+
+#: The lifecycle as the issue describes it, written out independently of the module.
+LEGAL = {
+    (S.SUBMITTED, S.INELIGIBLE), (S.SUBMITTED, S.UNDER_REVIEW), (S.SUBMITTED, S.WITHDRAWN),
+    (S.UNDER_REVIEW, S.APPROVED), (S.UNDER_REVIEW, S.REJECTED), (S.UNDER_REVIEW, S.WITHDRAWN),
+    (S.APPROVED, S.PUBLICITY), (S.APPROVED, S.ISSUED),
+    (S.PUBLICITY, S.ISSUED), (S.PUBLICITY, S.UNDER_REVIEW),
+}
+FINAL = {S.INELIGIBLE, S.ISSUED, S.REJECTED, S.WITHDRAWN}
+
+
+def test_the_table_covers_every_status_and_matches_the_lifecycle() -> None:
+    assert set(TRANSITIONS) == set(S)
+    assert {(a, b) for a, targets in TRANSITIONS.items() for b in targets} == LEGAL
+    assert {s for s, targets in TRANSITIONS.items() if not targets} == FINAL
+
+
+@pytest.mark.parametrize(("current", "target"), list(itertools.product(S, S)),
+                         ids=lambda s: s.value)
+def test_every_pair_is_legal_iff_in_the_table(current: ApplicationStatus, target: ApplicationStatus) -> None:
+    if (current, target) in LEGAL:
+        check_transition(current, target)
+        return
+    with pytest.raises(InvalidTransition) as caught:
+        check_transition(current, target)
+    error = caught.value
+    assert error.code == "invalid_transition" and error.status == 409
+    assert error.extra == {"current_status": current.value,
+                           "allowed": sorted(t.value for t in TRANSITIONS[current])}
+    assert current.value in error.detail and target.value in error.detail
+
+
+def test_no_status_moves_to_itself_or_back_to_submitted() -> None:
+    for status in S:
+        with pytest.raises(InvalidTransition):
+            check_transition(status, status)
+        with pytest.raises(InvalidTransition):
+            check_transition(status, S.SUBMITTED)
+
+
+def test_open_and_committed_sets() -> None:
+    assert OPEN == {S.SUBMITTED, S.UNDER_REVIEW, S.APPROVED, S.PUBLICITY}
+    assert COMMITTED == {S.APPROVED, S.PUBLICITY}
+    assert RELEASES_CONTRACTS == {S.INELIGIBLE, S.REJECTED, S.WITHDRAWN}
+    assert COMMITTED < OPEN
+    # Every final status is outside OPEN, every non-final one inside it.
+    assert OPEN == set(S) - FINAL
+    # Leaving a committed status goes either to issuance or back to review (releasing).
+    assert {t for s in COMMITTED for t in TRANSITIONS[s]} - COMMITTED == {S.ISSUED, S.UNDER_REVIEW}
+
+
+@pytest.mark.parametrize(("days", "expected"), [(0, None), (-1, None), (1, NOW + timedelta(days=1)),
+                                                (5, NOW + timedelta(days=5)), (30, NOW + timedelta(days=30))])
+def test_publicity_end(days: int, expected: datetime | None) -> None:
+    assert publicity_end(NOW, days) == expected
+
+
+def test_publicity_over_only_for_an_ended_publicity() -> None:
+    ends = NOW + timedelta(days=5)
+    assert not publicity_over(S.PUBLICITY, ends, ends - SECOND)
+    assert publicity_over(S.PUBLICITY, ends, ends)
+    assert publicity_over(S.PUBLICITY, ends, ends + timedelta(days=100))
+    assert not publicity_over(S.PUBLICITY, None, ends)
+    for status in set(S) - {S.PUBLICITY}:
+        assert not publicity_over(status, ends, ends + SECOND), status
+
+
+def test_in_window_opens_inclusive_and_closes_exclusive() -> None:
+    opens, closes = NOW, NOW + timedelta(days=10)
+    assert not in_window(opens, closes, opens - SECOND)
+    assert in_window(opens, closes, opens)
+    assert in_window(opens, closes, closes - SECOND)
+    assert not in_window(opens, closes, closes)
+    assert not in_window(opens, closes, closes + SECOND)
+
+
+def test_in_window_none_is_unbounded() -> None:
+    far_past, far_future = NOW - timedelta(days=36500), NOW + timedelta(days=36500)
+    assert in_window(None, None, far_past) and in_window(None, None, far_future)
+    assert in_window(None, NOW, far_past) and not in_window(None, NOW, NOW)
+    assert in_window(NOW, None, far_future) and not in_window(NOW, None, NOW - SECOND)
+
+
+@pytest.mark.parametrize(
+    ("uscc", "masked"),
+    [
+        ("91330110MA2H0W1P48", "913301********1P48"),
+        ("91330110MA2J7C3X1M", "913301********3X1M"),
+        ("12345678901", "123456*8901"),
+        ("1234567890", "**********"),
+        ("ABC", "***"),
+        ("", ""),
+    ],
+)
+def test_mask_uscc(uscc: str, masked: str) -> None:
+    assert mask_uscc(uscc) == masked
+    assert len(mask_uscc(uscc)) == len(uscc)
+
+
+def test_mask_uscc_of_a_real_code_shows_six_and_four() -> None:
+    masked = mask_uscc("91330110MA2H0W1P48")
+    assert masked[:6] == "913301" and masked[-4:] == "1P48" and masked[6:-4] == "*" * 8
+    assert "MA2H0W" not in masked
+
+
+@pytest.mark.parametrize(
+    ("number", "expected"),
+    [
+        ("HT-2026-001", "HT-2026-001"),
+        ("ht-2026-001", "HT-2026-001"),
+        ("  ht-2026-001  ", "HT-2026-001"),
+        ("HT 2026 001", "HT2026001"),
+        ("ht\t2026\n001", "HT2026001"),
+        ("杭算 字 第1号", "杭算字第1号"),
+        ("ht\u30002026", "HT2026"),  # ideographic space counts as white space
+    ],
+)
+def test_normalise_contract_number(number: str, expected: str) -> None:
+    assert normalise_contract_number(number) == expected
+
+
+def test_normalised_numbers_compare_equal_across_spelling() -> None:
+    variants = ["HT-2026-001", "ht-2026-001", " Ht-2026-001", "HT -2026- 001"]
+    assert len({normalise_contract_number(v) for v in variants}) == 1
+    assert normalise_contract_number("HT-2026-001") != normalise_contract_number("HT-2026-002")
+    assert normalise_contract_number("HT-2026-001") != normalise_contract_number("HT_2026_001")
