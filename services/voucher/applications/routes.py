@@ -122,7 +122,8 @@ async def list_applications(
     rows, cursor = await read()
     if await _settle_due(session, database, rows, now):
         rows, cursor = await read()
-    return Page(items=[_public(a, language, response) for a in rows], next_cursor=cursor)
+    response.headers["Content-Language"] = "zh-CN" if language == "zh" else "en"
+    return Page(items=[_public(a, language) for a in rows], next_cursor=cursor)
 
 
 @router.get(
@@ -149,7 +150,10 @@ async def get_application(
     response_model=list[TransitionPublic],
     responses=responses(*AUTH_ERRORS, errors.NotFound),
 )
-async def application_history(application_id: uuid.UUID, session: Session, actor: Reader) -> list[TransitionPublic]:
+async def application_history(
+    application_id: uuid.UUID, session: Session, database: Db, now: Now, actor: Reader
+) -> list[TransitionPublic]:
+    await _settle_due(session, database, [await service.get_application(session, actor, application_id)], now)
     return [
         TransitionPublic(from_status=t.from_status, to_status=t.to_status, reason=t.reason, details=t.details,
                          principal_id=t.principal_id, at=t.created_at)

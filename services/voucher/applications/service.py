@@ -166,6 +166,11 @@ async def submit(
             "requested_amount", f"at most the programme's maximum per voucher, {programme.max_per_voucher}")])
     enterprise = await enterprises.get_enterprise(session, actor, actor.enterprise_id)
     contracts = await _check_contracts(session, programme, data.get("contracts") or [])
+    # An earlier application whose publicity has ended is issued, not open: write that first
+    # (its own lock order, application before usage), so it neither blocks nor miscounts.
+    earlier = await repository.open_application(session, programme.id, enterprise.id)
+    if earlier is not None and is_due(earlier, now):
+        await complete_publicity(session, earlier.id, now)
     # The usage row's lock serialises this enterprise's submissions, approvals and issuance.
     period = period_key(programme.cap_period, programme.cap_timezone, now)
     usage = await vouchers.lock_cap(session, programme, enterprise.id, period)
