@@ -47,8 +47,18 @@ def _dockerfile_instructions() -> list[tuple[str, str]]:
     ]
 
 
-def test_the_three_services_exist() -> None:
-    assert {"db", "migrate", "api"} <= set(SERVICES)
+def test_the_four_services_exist() -> None:
+    assert {"db", "migrate", "api", "jobs"} <= set(SERVICES)
+
+
+def test_jobs_run_every_job_periodically_after_the_migration() -> None:
+    from services.voucher.jobs import JOBS
+
+    jobs = SERVICES["jobs"]
+    script = " ".join(jobs["command"])
+    assert all(job in script for job in JOBS), script
+    assert "voucher jobs run-once" in script and "sleep" in script
+    assert jobs["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
 
 
 def test_db_is_postgresql_15_with_a_healthcheck_and_a_named_volume() -> None:
@@ -60,7 +70,7 @@ def test_db_is_postgresql_15_with_a_healthcheck_and_a_named_volume() -> None:
     assert named and all(name in (COMPOSE.get("volumes") or {}) for name in named), volumes
 
 
-@pytest.mark.parametrize("name", ["migrate", "api"])
+@pytest.mark.parametrize("name", ["migrate", "api", "jobs"])
 def test_app_services_wait_for_a_healthy_database(name: str) -> None:
     depends_on = SERVICES[name]["depends_on"]
     assert depends_on["db"]["condition"] == "service_healthy"

@@ -132,6 +132,16 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # Committed budget lives in the append-only ledger; without the applications that explain
+    # it, it could never be released. Refuse rather than strand it.
+    pending = op.get_bind().execute(sa.text(
+        "SELECT count(*) FROM application WHERE status IN ('approved', 'publicity')"
+    )).scalar()
+    if pending:
+        raise RuntimeError(
+            f"{pending} approved application(s) hold committed budget; issue or release them before "
+            "downgrading below 0003"
+        )
     with op.batch_alter_table('voucher', schema=None) as batch_op:
         batch_op.drop_index('uq_voucher_application_id')
 

@@ -322,3 +322,8 @@ class ApplicationAlreadyOpen(Conflict):
 class ContractAlreadyUsed(Conflict):
     code = "contract_already_used"
     title = "This contract is already part of another application or claim"
+
+
+class EligibilityRulesInvalid(Conflict):
+    code = "eligibility_rules_invalid"
+    title = "The programme's stored eligibility rules cannot be evaluated; an operator must fix them"

@@ -506,6 +506,14 @@ async def test_objection_during_publicity_returns_the_budget(app: Any, client: h
     assert (last["from_status"], last["to_status"]) == ("publicity", "under_review")
     assert last["reason"] == "the applicant and the provider share a shareholder"
     assert last["details"] == {"objector": "a letter", "released_amount": 18_000_000}
+    # The applicant learns what was objected, not who objected or which official acted.
+    own = await desk.client.get(f"/v1/applications/{application['id']}/history",
+                                headers=auth(desk.world.enterprise_key))
+    assert own.status_code == 200, own.text
+    steps = own.json()
+    assert steps[-1]["details"] == {"released_amount": 18_000_000}
+    assert steps[-1]["reason"] == "the applicant and the provider share a shareholder"
+    assert steps[-1]["principal_id"] is None and steps[0]["principal_id"] is not None  # its own submission
     notice = (await desk.notice()).json()
     assert notice["items"] == []
     await desk.assert_clean()

@@ -1,10 +1,10 @@
-"""Smoke: apply, approve, publicity, issue on read, redeem."""
+"""Publicity ends in an issued voucher; a closed programme honours it; archiving waits for it."""
 
 from __future__ import annotations
 
 import httpx
 
-from tests.support import auth, create, fresh_key
+from tests.support import assert_problem, auth, create, fresh_key
 from tests.world import build_world
 
 
@@ -37,3 +37,62 @@ async def test_apply_approve_publicity_issue(app, client: httpx.AsyncClient, clo
     zh = await client.get(f"/v1/applications/{application['id']}",
                           headers=auth(world.enterprise_key, **{"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.8"}))
     assert "注册地" in zh.json()["eligibility"]["result"]["rules"][0]["reason"]
+
+
+async def test_archiving_waits_for_commitments_in_publicity(app, client: httpx.AsyncClient, clock) -> None:
+    world = await build_world(app, client, publicity_days=3, budget_total=100_000_000,
+                              enterprise_cap=30_000_000, max_per_voucher=20_000_000)
+    application = await create(client, world.enterprise_key, "/v1/applications", {
+        "programme_id": world.programme["id"], "requested_amount": 10_000_000, "purpose": "inference"})
+    approved = await client.post(f"/v1/applications/{application['id']}/approve", json={"amount": 10_000_000},
+                                 headers=auth(world.operator, **fresh_key()))
+    assert approved.status_code == 200, approved.text
+    programme = f"/v1/programmes/{world.programme['id']}"
+    closed = await client.post(f"{programme}/close", headers=auth(world.operator))
+    assert closed.status_code == 200, closed.text
+    refused = await client.post(f"{programme}/archive", headers=auth(world.operator))
+    problem = assert_problem(refused, 409, "invalid_transition")
+    assert (problem["committed"], problem["open_applications"], problem["current_status"]) == (
+        10_000_000, 1, "closed")
+    # A closed programme still honours the approval when publicity ends; then it can be archived.
+    clock.advance(days=3)
+    issued = (await client.get(f"/v1/applications/{application['id']}", headers=auth(world.operator))).json()
+    assert issued["status"] == "issued"
+    voucher = await world.voucher(issued["voucher_id"])
+    assert voucher["face_value"] == 10_000_000
+    archived = await client.post(f"{programme}/archive", headers=auth(world.operator))
+    assert archived.status_code == 200, archived.text
+
+
+async def test_archiving_waits_for_applications_under_review(app, client: httpx.AsyncClient) -> None:
+    world = await build_world(app, client)
+    application = await create(client, world.enterprise_key, "/v1/applications", {
+        "programme_id": world.programme["id"], "requested_amount": 1_000_000, "purpose": "inference"})
+    programme = f"/v1/programmes/{world.programme['id']}"
+    assert (await client.post(f"{programme}/close", headers=auth(world.operator))).status_code == 200
+    problem = assert_problem(await client.post(f"{programme}/archive", headers=auth(world.operator)),
+                             409, "invalid_transition")
+    assert (problem["committed"], problem["open_applications"]) == (0, 1)
+    rejected = await client.post(f"/v1/applications/{application['id']}/reject", json={"reason": "window closed"},
+                                 headers=auth(world.operator))
+    assert rejected.status_code == 200, rejected.text
+    assert (await client.post(f"{programme}/archive", headers=auth(world.operator))).status_code == 200
+
+
+async def test_ended_publicity_shows_in_every_read_without_the_job(app, client: httpx.AsyncClient, clock) -> None:
+    """The enterprise's voucher list and a status=issued filter see vouchers whose publicity
+    ended, before anyone has read the application and without the job."""
+    world = await build_world(app, client, publicity_days=2, budget_total=100_000_000,
+                              enterprise_cap=30_000_000, max_per_voucher=20_000_000)
+    application = await create(client, world.enterprise_key, "/v1/applications", {
+        "programme_id": world.programme["id"], "requested_amount": 7_000_000, "purpose": "inference"})
+    approved = await client.post(f"/v1/applications/{application['id']}/approve", json={"amount": 7_000_000},
+                                 headers=auth(world.operator, **fresh_key()))
+    assert approved.status_code == 200, approved.text
+    mine = await client.get("/v1/vouchers", headers=auth(world.enterprise_key))
+    assert mine.json()["items"] == []
+    clock.advance(days=2)
+    mine = (await client.get("/v1/vouchers", headers=auth(world.enterprise_key))).json()["items"]
+    assert [(v["face_value"], v["valid_from"]) for v in mine] == [(7_000_000, approved.json()["publicity_ends_at"])]
+    issued = await client.get("/v1/applications", params={"status": "issued"}, headers=auth(world.operator))
+    assert [a["id"] for a in issued.json()["items"]] == [application["id"]]

@@ -152,3 +152,18 @@ def test_normalised_numbers_compare_equal_across_spelling() -> None:
     assert len({normalise_contract_number(v) for v in variants}) == 1
     assert normalise_contract_number("HT-2026-001") != normalise_contract_number("HT-2026-002")
     assert normalise_contract_number("HT-2026-001") != normalise_contract_number("HT_2026_001")
+
+
+@pytest.mark.parametrize("typed", [
+    "ＨＺＣ－２０２６－００４２",  # full width, as Chinese input methods type it
+    "hzc\u20102026\u20100042",  # Unicode hyphens
+    "HZC-2026-\u200b0042",  # a zero-width space
+    " hzc - 2026 - 0042 ",
+    "HZC—2026–0042",  # em and en dashes
+])
+def test_one_contract_typed_differently_is_one_contract(typed: str) -> None:
+    assert normalise_contract_number(typed) == "HZC-2026-0042"
+
+
+def test_case_folding_can_lengthen_a_number() -> None:
+    assert normalise_contract_number("ß" * 3) == "SSSSSS"

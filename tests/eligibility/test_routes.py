@@ -190,7 +190,7 @@ BUILTINS = [
      inline({"industry_code": "C3011"}), None),
     ({"fact": "enterprise.founded_on", "op": "<=", "value": {"years_before_application": 3}},
      inline({"founded_on": "2023-03-02"}), "enterprise.founded_on (2023-03-02) is at most 2023-03-02",
-     inline({"founded_on": "2023-03-03"}), "enterprise.founded_on (2023-03-03) not is at most 2023-03-02"),
+     inline({"founded_on": "2023-03-03"}), "enterprise.founded_on (2023-03-03) fails: is at most 2023-03-02"),
     ({"fact": "request.requested_amount", "op": ">=", "value": 500},
      inline(), "request.requested_amount (500) is at least 500",
      None, None),
@@ -350,7 +350,7 @@ async def test_without_a_programme_the_remaining_cap_is_unknown(
     clock.advance(hours=15, minutes=30)  # 2026-03-02T16:30Z = 2026-03-03 00:30 in Shanghai
     body = await verdict(client, operator_key, {"rules": rules, "enterprise_id": firm["id"], "requested_amount": 1})
     assert [(r["rule"], r["passed"], r["reason"]) for r in body["result"]["rules"]] == [
-        ("cap", False, "the remaining cap is not known (no programme)"),
+        ("cap", False, "the remaining cap (no programme) is not known"),
         ("founded", True, "founded 2025-03-03, at least 1 year(s) before the application"),
     ]
 
@@ -628,7 +628,7 @@ async def test_patching_bad_rules_is_422_and_changes_nothing(
     one_bad = copy.deepcopy(YUHANG)
     one_bad["all"][1]["op"] = "≈"
     one_bad["all"][1].update({"fact": "enterprise.headcount", "value": 1})
-    del one_bad["all"][1]["check"]
+    del one_bad["all"][1]["check"], one_bad["all"][1]["years"]
     response = await patch(client, operator_key, prog["id"], {"eligibility_rules": one_bad})
     assert pointers(assert_problem(response, 422, "validation_failed")) == ["/eligibility_rules/all/1/op"]
 

@@ -166,3 +166,81 @@ def test_no_rule_crashes_the_interpreter(rule) -> None:
         return
     outcome = evaluate(rule, facts())
     assert isinstance(outcome.passed, bool)
+
+
+# -- list facts, dates in lists, missing facts under `not` (review findings) --------------------
+
+
+def _firm(**attributes) -> Facts:
+    return facts(enterprise=attributes)
+
+
+def _passes(rule: dict, **attributes) -> bool:
+    validate(rule)
+    return evaluate(rule, _firm(**attributes)).passed
+
+
+def test_in_on_a_list_fact_means_they_share_one() -> None:
+    rule = {"fact": "enterprise.certifications", "op": "in", "value": ["sme", "high_tech"]}
+    assert _passes(rule, certifications=["sme"])
+    assert not _passes(rule, certifications=["iso9001"])
+    assert not _passes(rule, certifications=[])
+
+
+def test_not_in_on_a_list_fact_means_they_share_none() -> None:
+    rule = {"fact": "enterprise.certifications", "op": "not_in", "value": ["dishonest_listed"]}
+    assert not _passes(rule, certifications=["sme", "dishonest_listed"])
+    outcome = evaluate(rule, _firm(certifications=["sme", "dishonest_listed"]))
+    assert outcome.reason_en == "enterprise.certifications (dishonest_listed, sme) fails: include none of " \
+        "dishonest_listed"
+    assert _passes(rule, certifications=["sme"])
+
+
+def test_list_equality_ignores_order() -> None:
+    rule = {"fact": "enterprise.certifications", "op": "==", "value": ["a", "b"]}
+    assert _passes(rule, certifications=["b", "a"])
+    assert not _passes(rule, certifications=["a"])
+
+
+def test_in_on_a_date_fact_compares_dates() -> None:
+    rule = {"fact": "enterprise.founded_on", "op": "in", "value": ["2020-05-01", "2021-01-01"]}
+    assert _passes(rule, founded_on=date(2020, 5, 1))
+    assert _passes(rule, founded_on="2021-01-01")
+    assert not _passes(rule, founded_on=date(2020, 5, 2))
+
+
+def test_a_missing_fact_stays_failed_under_not() -> None:
+    rule = {"not": {"fact": "enterprise.industry_code", "op": "in", "value": ["J6611"]}}
+    outcome = evaluate(rule, _firm(industry_code=None))
+    assert (outcome.passed, outcome.unknown) == (False, True)
+    assert outcome.reason_en.startswith("cannot tell")
+    assert _passes(rule, industry_code="C3911")
+    assert not _passes(rule, industry_code="J6611")
+    # Unknown inside all/any under not: still unknown, never a pass.
+    nested = {"not": {"all": [{"check": "headcount_at_most", "value": 10}, {"check": "region_in", "regions": ["330110"]}]}}
+    assert not evaluate(nested, _firm(headcount=None)).passed
+    # But a known failure decides an `all`, and a known pass decides an `any`, whatever is unknown.
+    assert _passes({"not": {"all": [{"check": "headcount_at_most", "value": 10},
+                                    {"check": "region_in", "regions": ["330106"]}]}}, headcount=None)
+    assert _passes({"any": [{"check": "headcount_at_most", "value": 10},
+                            {"check": "region_in", "regions": ["330110"]}]}, headcount=None)
+
+
+@pytest.mark.parametrize(("rule", "pointer"), [
+    ({"check": "region_in", "regions": ["330110"], "bogus": 1}, "/bogus"),
+    ({"check": "founded_at_least_years", "years": 1, "op": "<="}, "/op"),
+    ({"fact": "enterprise.headcount", "op": "<=", "value": 3, "years": 1}, "/years"),
+    ({"all": [{"check": "requested_within_remaining_cap"}], "value": 1}, "/value"),
+    ({"check": "region_in", "regions": ["3301"]}, "/regions"),
+    ({"check": "region_in", "regions": ["33011０"]}, "/regions"),
+    ({"fact": "enterprise.headcount", "op": "in", "value": [1, "2"]}, "/value/1"),
+    ({"fact": "enterprise.headcount", "op": "in", "value": [1, float("nan")]}, "/value/1"),
+    ({"fact": "enterprise.founded_on", "op": "in", "value": ["2020-13-01"]}, "/value/0"),
+    ({"fact": "enterprise.certifications", "op": "in", "value": [1]}, "/value/0"),
+    ({"fact": "enterprise.certifications", "op": "<", "value": ["a"]}, "/op"),
+    ({"check": "no_blacklist_within_years", "years": 201}, "/years"),
+])
+def test_validation_refuses_what_evaluation_would_not_understand(rule: dict, pointer: str) -> None:
+    with pytest.raises(RuleError) as refused:
+        validate(rule)
+    assert pointer in [p for p, _ in refused.value.errors]

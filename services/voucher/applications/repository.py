@@ -102,9 +102,13 @@ async def history(session: AsyncSession, application_id: uuid.UUID) -> list[Appl
     return list((await session.execute(stmt)).scalars().all())
 
 
-async def due_publicity(session: AsyncSession, now: datetime, limit: int) -> list[uuid.UUID]:
+async def due_publicity(
+    session: AsyncSession, now: datetime, limit: int, actor: Actor | None = None
+) -> list[uuid.UUID]:
+    """Applications whose publicity has ended but whose voucher is not written yet (of those
+    `actor` may see, when given)."""
     stmt = (
-        select(Application.id)
+        (visible(actor).with_only_columns(Application.id) if actor is not None else select(Application.id))
         .where(
             Application.status == ApplicationStatus.PUBLICITY.value,
             Application.publicity_ends_at <= now,  # type: ignore[operator]

@@ -41,6 +41,7 @@ Reader = Annotated[Actor, Depends(require(Scope.APPLICATIONS_READ))]
 Applicant = Annotated[Actor, Depends(require(Scope.APPLICATIONS_WRITE))]
 Reviewer = Annotated[Actor, Depends(require(Scope.APPLICATIONS_REVIEW))]
 Db = Annotated[Database, Depends(get_database)]
+STAFF_ONLY_DETAILS = frozenset({"objector"})
 IDEMPOTENCY_ERRORS = (errors.IdempotencyKeyReused, errors.IdempotencyRequestInProgress)
 COMMIT_ERRORS = (errors.BudgetExhausted, errors.EnterpriseCapExceeded, errors.ExceedsMaxPerVoucher,
                  errors.ProgrammeNotOpen)
@@ -60,17 +61,15 @@ def _public(application: Application, language: str, response: Response | None =
     )
 
 
-async def _settle_due(session: AsyncSession, database: Database, found: list[Application], now: Any) -> bool:
-    """Publicity that has ended issues its voucher on read, each in a transaction of its own
-    (the job does the same; the application's row lock makes them agree on one voucher)."""
-    due = [a.id for a in found if service.is_due(a, now)]
-    if not due:
-        return False
-    await session.rollback()  # end the read snapshot, so the re-read sees the issuance
-    for application_id in due:
-        async with database.unit_of_work() as writer:
-            await service.complete_publicity(writer, application_id, now)
-    return True
+async def _settle(session: AsyncSession, database: Database, actor: Actor, now: Any,
+                  found: list[Application] | None = None) -> None:
+    """Issue due vouchers before answering: those among `found`, or all the reader can see.
+    The read snapshot is ended first so the answer sees what was written."""
+    ids = None if found is None else [a.id for a in found if service.is_due(a, now)]
+    if ids == []:
+        return
+    await session.rollback()
+    await service.settle_due(database, actor, now, ids)
 
 
 @router.post(
@@ -80,7 +79,8 @@ async def _settle_due(session: AsyncSession, database: Database, found: list[App
     status_code=201,
     response_model=ApplicationPublic,
     responses=responses(*AUTH_ERRORS, errors.NotFound, errors.ApplicationWindowClosed, errors.ApplicationAlreadyOpen,
-                        errors.ContractAlreadyUsed, errors.ValidationFailed, *IDEMPOTENCY_ERRORS),
+                        errors.ContractAlreadyUsed, errors.EligibilityRulesInvalid, errors.ValidationFailed,
+                        *IDEMPOTENCY_ERRORS),
     dependencies=[Depends(idempotent(Scope.APPLICATIONS_WRITE, required=True))],
 )
 async def submit_application(
@@ -119,9 +119,8 @@ async def list_applications(
             status=status.value if status else None,
         )
 
+    await _settle(session, database, actor, now)  # before filtering: `status=issued` must find them
     rows, cursor = await read()
-    if await _settle_due(session, database, rows, now):
-        rows, cursor = await read()
     response.headers["Content-Language"] = "zh-CN" if language == "zh" else "en"
     return Page(items=[_public(a, language) for a in rows], next_cursor=cursor)
 
@@ -138,7 +137,8 @@ async def get_application(
     response: Response,
 ) -> ApplicationPublic:
     application = await service.get_application(session, actor, application_id)
-    if await _settle_due(session, database, [application], now):
+    if service.is_due(application, now):
+        await _settle(session, database, actor, now, [application])
         application = await service.get_application(session, actor, application_id)
     return _public(application, language, response)
 
@@ -153,10 +153,17 @@ async def get_application(
 async def application_history(
     application_id: uuid.UUID, session: Session, database: Db, now: Now, actor: Reader
 ) -> list[TransitionPublic]:
-    await _settle_due(session, database, [await service.get_application(session, actor, application_id)], now)
+    await _settle(session, database, actor, now, [await service.get_application(session, actor, application_id)])
+    staff = actor.sees_everything
     return [
-        TransitionPublic(from_status=t.from_status, to_status=t.to_status, reason=t.reason, details=t.details,
-                         principal_id=t.principal_id, at=t.created_at)
+        TransitionPublic(
+            from_status=t.from_status, to_status=t.to_status, reason=t.reason,
+            # An objector's identity and the reviewing officials are the programme office's to
+            # know, not the applicant's; the applicant sees what happened and why.
+            details=t.details if staff else {k: v for k, v in t.details.items() if k not in STAFF_ONLY_DETAILS},
+            principal_id=t.principal_id if staff or t.principal_id == actor.principal_id else None,
+            at=t.created_at,
+        )
         for t in await service.history(session, actor, application_id)
     ]
 

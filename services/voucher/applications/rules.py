@@ -11,6 +11,7 @@ releases exactly that commitment.
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -80,6 +81,15 @@ def mask_uscc(uscc: str) -> str:
     return uscc[:6] + "*" * (len(uscc) - 10) + uscc[-4:]
 
 
+#: Dash-like characters Chinese and office input methods type for "-".
+_DASHES = dict.fromkeys(map(ord, "‐‑‒–—―−－﹣﹘⁃"), "-")
+
+
 def normalise_contract_number(number: str) -> str:
-    """Contract numbers compare without case or surrounding and inner white space."""
-    return "".join(number.split()).upper()
+    """The form two contract numbers are compared in: Unicode compatibility forms folded
+    (full-width ＨＺＣ－０１ is HZC-01), dashes unified, case folded, white space and invisible
+    format characters (zero-width spaces) removed. One subsidy per contract must not be
+    escaped by typing the same number differently."""
+    folded = unicodedata.normalize("NFKC", number).translate(_DASHES)
+    kept = "".join(c for c in folded if not c.isspace() and unicodedata.category(c) != "Cf")
+    return unicodedata.normalize("NFKC", kept.casefold()).upper()

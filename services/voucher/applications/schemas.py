@@ -120,7 +120,7 @@ class TransitionPublic(BaseModel):
     to_status: ApplicationStatus
     reason: str | None
     details: dict[str, Any]
-    principal_id: uuid.UUID
+    principal_id: uuid.UUID | None = Field(description="Who took the step; hidden from the enterprise unless it was itself.")
     at: datetime
 
 

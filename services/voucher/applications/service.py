@@ -11,6 +11,7 @@ accounts, the same suborder as direct issuance.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import datetime
 from typing import Any
@@ -28,7 +29,7 @@ from services.voucher.applications.rules import (
     publicity_end,
     publicity_over,
 )
-from services.voucher.db import PageRequest, is_integrity_error
+from services.voucher.db import Database, PageRequest, is_integrity_error, is_transient
 from services.voucher.eligibility import service as eligibility
 from services.voucher.enterprises import service as enterprises
 from services.voucher.errors import (
@@ -36,6 +37,7 @@ from services.voucher.errors import (
     ApplicationWindowClosed,
     BudgetExhausted,
     ContractAlreadyUsed,
+    DomainError,
     ExceedsMaxPerVoucher,
     Forbidden,
     NotFound,
@@ -52,6 +54,7 @@ from services.voucher.tables import Application, ApplicationTransition, Contract
 from services.voucher.vouchers import service as vouchers
 
 S = ApplicationStatus
+log = logging.getLogger("voucher.applications")
 #: The public sees what an enterprise sees of programmes: no drafts.
 _PUBLIC = Actor(principal_id=uuid.UUID(int=0), role=Role.ENTERPRISE, key_id=None, scopes=frozenset())
 
@@ -92,8 +95,8 @@ async def _check_contracts(
     problems, seen, stored = [], set(), []
     for i, contract in enumerate(contracts):
         number = normalise_contract_number(contract["number"])
-        if not number:
-            problems.append(field_error(f"contracts/{i}/number", "a contract number is required"))
+        if not number or len(number) > 64:
+            problems.append(field_error(f"contracts/{i}/number", "1 to 64 characters once normalised"))
             continue
         key = (contract["provider_id"], number)
         if key in seen:
@@ -424,6 +427,32 @@ async def complete_publicity(session: AsyncSession, application_id: uuid.UUID, n
 
 async def due_publicity(session: AsyncSession, now: datetime, limit: int = 500) -> list[uuid.UUID]:
     return await repository.due_publicity(session, now, limit)
+
+
+#: How many due vouchers one read writes before answering (the job takes the rest).
+SETTLE_ON_READ = 50
+
+
+async def settle_due(database: Database, actor: Actor, now: datetime, ids: list[uuid.UUID] | None = None) -> int:
+    """Issue the vouchers of ended publicity periods the reader can see (or of `ids`), each in
+    a transaction of its own, before a read answers: what a reader sees never depends on the
+    job having run. A refused or lost item is left to the job and the reader sees it as
+    issued-pending through `_status`; the read itself never fails for it."""
+    if ids is None:
+        async with database.unit_of_work(write=False) as session:
+            ids = await repository.due_publicity(session, now, SETTLE_ON_READ, actor)
+    done = 0
+    for application_id in ids:
+        try:
+            async with database.unit_of_work() as session:
+                done += await complete_publicity(session, application_id, now)
+        except DomainError as exc:
+            log.error("issuing application %s on read refused (%s); the job retries it", application_id, exc.code)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            log.warning("issuing application %s on read lost a race; the winner issues it", application_id)
+    return done
 
 
 async def publicity_notice(

@@ -36,7 +36,7 @@ def _version(row: EligibilityRuleVersion) -> RuleVersionPublic:
     operation_id="dry_run_eligibility",
     summary="Evaluate a rule set against an enterprise, or against facts given inline; nothing is stored",
     response_model=Eligibility,
-    responses=responses(*AUTH_ERRORS, errors.NotFound, errors.ValidationFailed),
+    responses=responses(*AUTH_ERRORS, errors.NotFound, errors.EligibilityRulesInvalid, errors.ValidationFailed),
 )
 async def dry_run(body: DryRun, session: Session, now: Now, actor: Reviewer, language: Language,
                   response: Response) -> Eligibility:

@@ -47,6 +47,7 @@ CHECKS = {
 }
 MAX_DEPTH = 16
 MAX_YEARS = 200
+MAX_LIST = 500
 
 
 class RuleError(ValueError):
@@ -81,6 +82,8 @@ class Outcome:
     reason_en: str
     reason_zh: str
     children: list[Outcome] = field(default_factory=list)
+    #: Failed because a fact it needs is missing (not because the fact is wrong).
+    unknown: bool = False
 
     def failed_leaves(self) -> list[Outcome]:
         """The innermost rules that explain a failure (a failing `not` explains itself)."""
@@ -123,6 +126,11 @@ def _check(rule: Any, at: str, depth: int, errors: list[tuple[str, str]]) -> Non
         errors.append((at or "/", "a rule has exactly one of all, any, not, fact, check"))
         return
     kind = kinds[0]
+    check = rule.get("check")
+    params = set(CHECKS.get(check, {})) if isinstance(check, str) else set()
+    allowed = {"id", kind} | ({"op", "value"} if kind == "fact" else params)
+    for key in sorted(set(rule) - allowed, key=str):
+        errors.append((f"{at}/{key}", "unknown key"))
     if kind in ("all", "any"):
         items = rule[kind]
         if not isinstance(items, list) or not items:
@@ -150,21 +158,28 @@ def _check_comparison(rule: dict[str, Any], at: str, errors: list[tuple[str, str
         errors.append((f"{at}/value", "a comparison needs a value"))
         return
     value, expected = rule["value"], FACTS[fact]
-    if op in ("in", "not_in"):
-        if not isinstance(value, list) or not value:
-            errors.append((f"{at}/value", f"{op} compares with a non-empty list"))
+    if op in ("in", "not_in") or expected is list:
+        if not isinstance(value, list) or not value or len(value) > MAX_LIST:
+            errors.append((f"{at}/value", f"a non-empty list of at most {MAX_LIST} values"))
+            return
+        element = str if expected is list else expected
+        for i, item in enumerate(value):
+            _check_scalar(item, element, f"{at}/value/{i}", errors, relative=False)
+        if expected is list and op not in ("in", "not_in", "==", "!="):
+            errors.append((f"{at}/op", f"{fact} is a list: use in (shares one), not_in (shares none), == or !="))
         return
+    _check_scalar(value, expected, f"{at}/value", errors, relative=True)
+
+
+def _check_scalar(value: Any, expected: type, at: str, errors: list[tuple[str, str]], *, relative: bool) -> None:
     if expected is date:
-        if not (_is_relative(value) or _parse_date(value) is not None):
-            errors.append((f"{at}/value", 'a date "YYYY-MM-DD" or {"years_before_application": N}'))
+        if not ((relative and _is_relative(value)) or _parse_date(value) is not None):
+            errors.append((at, 'a date "YYYY-MM-DD"' + (' or {"years_before_application": N}' if relative else "")))
     elif expected is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            errors.append((f"{at}/value", "an integer"))
-    elif expected is str:
-        if not isinstance(value, str):
-            errors.append((f"{at}/value", "a string"))
-    elif op not in ("==", "!="):
-        errors.append((f"{at}/op", f"{fact} is a list: use in, not_in, == or !="))
+            errors.append((at, "an integer"))
+    elif not isinstance(value, str):
+        errors.append((at, "a string"))
 
 
 def _check_builtin(rule: dict[str, Any], at: str, errors: list[tuple[str, str]]) -> None:
@@ -178,8 +193,11 @@ def _check_builtin(rule: dict[str, Any], at: str, errors: list[tuple[str, str]])
             errors.append((f"{at}/{param}", "a non-negative integer"))
         elif param == "years" and value > MAX_YEARS:
             errors.append((f"{at}/{param}", f"at most {MAX_YEARS} years"))
-        if kind is list and (not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value)):
-            errors.append((f"{at}/{param}", "a non-empty list of strings"))
+        if kind is list and (not isinstance(value, list) or not value or len(value) > MAX_LIST
+                             or not all(isinstance(v, str) and 0 < len(v) <= 64 for v in value)):
+            errors.append((f"{at}/{param}", f"a non-empty list of at most {MAX_LIST} strings"))
+        elif param == "regions" and not all(len(v) == 6 and v.isascii() and v.isdigit() for v in value):
+            errors.append((f"{at}/{param}", "6-digit administrative division codes, e.g. 330110"))
 
 
 def _is_relative(value: Any) -> bool:
@@ -214,60 +232,94 @@ def years_before(day: date, years: int) -> date:
 
 
 def evaluate(rule: dict[str, Any], facts: Facts, at: str = "") -> Outcome:
-    """Evaluate a validated rule. A missing fact fails its comparison (and says so)."""
+    """Evaluate a validated rule. A missing fact makes its rule *unknown*: it fails, and stays
+    failed under `not` (a firm with no industry code on file does not pass "not in finance")."""
     rule_id = rule.get("id") or at or "/"
     if "all" in rule or "any" in rule:
         kind = "all" if "all" in rule else "any"
         children = [evaluate(r, facts, f"{at}/{kind}/{i}") for i, r in enumerate(rule[kind])]
-        passed = all(c.passed for c in children) if kind == "all" else any(c.passed for c in children)
+        known_fail = any(not c.passed and not c.unknown for c in children)
+        some_unknown = any(c.unknown for c in children)
+        if kind == "all":
+            passed, unknown = all(c.passed for c in children), not known_fail and some_unknown
+        else:
+            passed = any(c.passed for c in children)
+            unknown = not passed and some_unknown
         failed = sum(not c.passed for c in children)
         en = ("all conditions met" if passed else f"{failed} of {len(children)} conditions not met") if kind == "all" \
             else ("at least one condition met" if passed else "no condition met")
         zh = ("全部条件满足" if passed else f"{len(children)} 项条件中有 {failed} 项不满足") if kind == "all" \
             else ("至少一项条件满足" if passed else "没有任何条件满足")
-        return Outcome(rule_id, passed, en, zh, children)
+        return Outcome(rule_id, passed, en, zh, children, unknown=unknown)
     if "not" in rule:
         inner = evaluate(rule["not"], facts, f"{at}/not")
+        if inner.unknown:
+            return Outcome(rule_id, False, f"cannot tell: {inner.reason_en}", f"无法判断：{inner.reason_zh}",
+                           [inner], unknown=True)
         return Outcome(rule_id, not inner.passed, f"not ({inner.reason_en})", f"非（{inner.reason_zh}）", [inner])
     if "fact" in rule:
         return _comparison(rule, facts, rule_id)
     return _builtin(rule, facts, rule_id)
 
 
+def _unknown(rule_id: str, en: str, zh: str) -> Outcome:
+    return Outcome(rule_id, False, f"{en} is not known", f"缺少信息：{zh}", unknown=True)
+
+
 _OP_TEXT = {"==": ("equals", "等于"), "!=": ("differs from", "不等于"), "<": ("is below", "小于"),
             "<=": ("is at most", "不超过"), ">": ("is above", "大于"), ">=": ("is at least", "不少于"),
             "in": ("is one of", "属于"), "not_in": ("is none of", "不属于")}
+_LIST_OP_TEXT = {"==": ("are exactly", "恰为"), "!=": ("are not exactly", "不恰为"),
+                 "in": ("include one of", "包含其一"), "not_in": ("include none of", "均不包含")}
+
+
+def _as_date(value: Any, facts: Facts) -> date | None:
+    if _is_relative(value):
+        return years_before(facts.application_date, value["years_before_application"])
+    return value if isinstance(value, date) else _parse_date(value)
 
 
 def _comparison(rule: dict[str, Any], facts: Facts, rule_id: str) -> Outcome:
     fact, op, value = rule["fact"], rule["op"], rule["value"]
-    actual = facts.get(fact)
-    if FACTS[fact] is date and op not in ("in", "not_in"):
-        value = years_before(facts.application_date, value["years_before_application"]) if _is_relative(value) \
-            else _parse_date(value)
-        actual = _parse_date(actual) if isinstance(actual, str) else actual
+    kind, actual = FACTS[fact], facts.get(fact)
+    if kind is date:
+        actual = _as_date(actual, facts) if actual is not None else None
+        value = [_as_date(v, facts) for v in value] if isinstance(value, list) else _as_date(value, facts)
     if actual is None:
-        return Outcome(rule_id, False, f"{fact} is not known", f"缺少信息：{fact}")
-    try:
-        passed = {
-            "==": lambda: actual == value, "!=": lambda: actual != value,
-            "<": lambda: actual < value, "<=": lambda: actual <= value,
-            ">": lambda: actual > value, ">=": lambda: actual >= value,
-            "in": lambda: actual in value, "not_in": lambda: actual not in value,
-        }[op]()
-    except TypeError:
-        passed = False
-    en_op, zh_op = _OP_TEXT[op]
-    shown = value.isoformat() if isinstance(value, date) else value
-    verdict_en, verdict_zh = ("", "") if passed else ("not ", "不")
-    return Outcome(rule_id, passed, f"{fact} ({actual}) {verdict_en}{en_op} {shown}",
-                   f"{fact}（{actual}）{verdict_zh}满足：{zh_op} {shown}")
+        return _unknown(rule_id, fact, fact)
+    if kind is list:
+        held, listed = set(actual), set(value)
+        passed = {"in": bool(held & listed), "not_in": not held & listed,
+                  "==": held == listed, "!=": held != listed}[op]
+        en_op, zh_op = _LIST_OP_TEXT[op]
+        shown_actual = ", ".join(sorted(held)) or "none"
+    else:
+        try:
+            passed = {
+                "==": lambda: actual == value, "!=": lambda: actual != value,
+                "<": lambda: actual < value, "<=": lambda: actual <= value,
+                ">": lambda: actual > value, ">=": lambda: actual >= value,
+                "in": lambda: actual in value, "not_in": lambda: actual not in value,
+            }[op]()
+        except TypeError:  # a fact of the wrong type (inline facts): it cannot be judged
+            return _unknown(rule_id, fact, fact)
+        en_op, zh_op = _OP_TEXT[op]
+        shown_actual = actual.isoformat() if isinstance(actual, date) else actual
+    shown = ", ".join(v.isoformat() if isinstance(v, date) else str(v) for v in value) if isinstance(value, list) \
+        else value.isoformat() if isinstance(value, date) else value
+    if passed:
+        return Outcome(rule_id, True, f"{fact} ({shown_actual}) {en_op} {shown}",
+                       f"{fact}（{shown_actual}）满足：{zh_op} {shown}")
+    return Outcome(rule_id, False, f"{fact} ({shown_actual}) fails: {en_op} {shown}",
+                   f"{fact}（{shown_actual}）不满足：{zh_op} {shown}")
 
 
 def _builtin(rule: dict[str, Any], facts: Facts, rule_id: str) -> Outcome:
     e, name = facts.enterprise, rule["check"]
     if name == "region_in":
         region = e.get("region_code")
+        if region is None:
+            return _unknown(rule_id, "region", "注册地")
         ok = region in rule["regions"]
         return Outcome(rule_id, ok, f"region {region} {'is' if ok else 'is not'} in {', '.join(rule['regions'])}",
                        f"注册地 {region}{'属于' if ok else '不属于'}{'、'.join(rule['regions'])}")
@@ -276,7 +328,7 @@ def _builtin(rule: dict[str, Any], facts: Facts, rule_id: str) -> Outcome:
             else ("annual_revenue", "annual revenue", "年营业收入")
         actual = e.get(key)
         if actual is None:
-            return Outcome(rule_id, False, f"{en} is not known", f"缺少信息：{zh}")
+            return _unknown(rule_id, en, zh)
         ok = actual <= rule["value"]
         return Outcome(rule_id, ok, f"{en} {actual} {'≤' if ok else '>'} {rule['value']}",
                        f"{zh} {actual} {'不超过' if ok else '超过'} {rule['value']}")
@@ -284,7 +336,7 @@ def _builtin(rule: dict[str, Any], facts: Facts, rule_id: str) -> Outcome:
         founded = e.get("founded_on")
         founded = _parse_date(founded) if isinstance(founded, str) else founded
         if founded is None:
-            return Outcome(rule_id, False, "founding date is not known", "缺少信息：成立日期")
+            return _unknown(rule_id, "founding date", "成立日期")
         latest = years_before(facts.application_date, rule["years"])
         ok = founded <= latest
         return Outcome(rule_id, ok, f"founded {founded.isoformat()}, {'at least' if ok else 'less than'} "
@@ -305,7 +357,7 @@ def _builtin(rule: dict[str, Any], facts: Facts, rule_id: str) -> Outcome:
                        else "lacks " + ", ".join(missing),
                        "具备资质：" + "、".join(rule["certifications"]) if ok else "缺少资质：" + "、".join(missing))
     if facts.remaining_cap is None:  # requested_within_remaining_cap, judged with no programme
-        return Outcome(rule_id, False, "the remaining cap is not known (no programme)", "缺少信息：剩余额度")
+        return _unknown(rule_id, "the remaining cap (no programme)", "剩余额度")
     ok = facts.requested_amount <= facts.remaining_cap  # requested_within_remaining_cap
     return Outcome(rule_id, ok, f"requested {facts.requested_amount} {'within' if ok else 'exceeds'} the remaining "
                    f"cap {facts.remaining_cap}",

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.voucher.actor import Actor
 from services.voucher.eligibility.rules import Facts, Outcome, RuleError, evaluate, validate
 from services.voucher.enterprises import service as enterprises
-from services.voucher.errors import ValidationFailed, field_error
+from services.voucher.errors import EligibilityRulesInvalid, ValidationFailed, field_error
 from services.voucher.programmes import service as programmes
 from services.voucher.tables import Enterprise, Programme
 from services.voucher.vouchers import service as vouchers
@@ -73,8 +73,18 @@ def enterprise_facts(enterprise: Enterprise) -> tuple[dict[str, Any], tuple[date
 
 
 def judge(rule_set: dict[str, Any] | None, version: int | None, facts: Facts) -> Verdict:
+    """Rules are validated when saved; rules stored before that check existed are validated
+    here too, so a bad one is a clear refusal, never a crash."""
     if rule_set is None:
         return Verdict(version, Outcome("/", True, NO_RULES_EN, NO_RULES_ZH))
+    try:
+        validate(rule_set)
+    except RuleError as exc:
+        raise EligibilityRulesInvalid(
+            f"eligibility rule version {version} cannot be evaluated ({exc}); nobody can be judged until an "
+            "operator publishes a corrected version",
+            version=version,
+        ) from exc
     return Verdict(version, evaluate(rule_set, facts))
 
 

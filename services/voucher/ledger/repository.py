@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import BigInteger, and_, bindparam, cast, func, insert, select, update
+from sqlalchemy import BigInteger, and_, bindparam, cast, func, insert, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,6 +19,7 @@ from services.voucher.tables import (
     LedgerAccount,
     LedgerPosting,
     LedgerTransaction,
+    Voucher,
 )
 
 A = LedgerAccount.__table__
@@ -155,45 +156,51 @@ async def postings_for_accounts(
 async def commitment_differences(session: AsyncSession) -> list[dict[str, Any]]:
     """Budget and cap committed by approvals must equal, exactly, what the applications now in
     `approved` or `publicity` were granted: per programme (the committed account's postings)
-    and per enterprise and cap period (the usage row)."""
-    apps = Application.__table__
-    usage = EnterprisePeriodUsage.__table__
+    and per enterprise and cap period (the usage row's `committed`). And every usage row's
+    `granted` must equal the face values of the vouchers issued in that period. Each side is
+    matched against the other in both directions, so a row missing on either side shows."""
+    apps, usage, vouchers = Application.__table__, EnterprisePeriodUsage.__table__, Voucher.__table__
     live = apps.c.status.in_([s.value for s in COMMITTED])
     approved = (
         select(apps.c.programme_id, _sum(apps.c.approved_amount).label("approved"))
-        .where(live)
-        .group_by(apps.c.programme_id)
-        .subquery()
+        .where(live).group_by(apps.c.programme_id).subquery()
     )
     posted = (
-        select(A.c.programme_id, _sum(P.c.amount).label("committed"))
-        .select_from(A.join(P, P.c.account_id == A.c.id))
-        .where(A.c.kind == AccountKind.PROGRAMME_COMMITTED.value)
-        .group_by(A.c.programme_id)
-        .subquery()
+        select(P.c.account_id, _sum(P.c.amount).label("posted")).group_by(P.c.account_id).subquery()
     )
-    budget_stmt = (
-        select(posted.c.programme_id, posted.c.committed, func.coalesce(approved.c.approved, 0).label("approved"))
-        .select_from(posted.outerjoin(approved, approved.c.programme_id == posted.c.programme_id))
-        .where(posted.c.committed != func.coalesce(approved.c.approved, 0))
+    committed_accounts = A.c.kind == AccountKind.PROGRAMME_COMMITTED.value
+    budget = (
+        select(A.c.programme_id, func.coalesce(posted.c.posted, 0).label("committed"),
+               func.coalesce(approved.c.approved, 0).label("approved"))
+        .select_from(A.outerjoin(posted, posted.c.account_id == A.c.id)
+                     .outerjoin(approved, approved.c.programme_id == A.c.programme_id))
+        .where(committed_accounts, func.coalesce(posted.c.posted, 0) != func.coalesce(approved.c.approved, 0))
     )
-    differences = [{"what": "programme budget", **dict(r._mapping)} for r in (await session.execute(budget_stmt)).all()]
-    per_usage = (
-        select(apps.c.programme_id, apps.c.enterprise_id, apps.c.period_key,
-               _sum(apps.c.approved_amount).label("approved"))
-        .where(live)
-        .group_by(apps.c.programme_id, apps.c.enterprise_id, apps.c.period_key)
-        .subquery()
+    orphans = (  # approvals in a programme with no committed account at all
+        select(approved.c.programme_id, literal(0).label("committed"), approved.c.approved)
+        .where(~select(A.c.id).where(committed_accounts, A.c.programme_id == approved.c.programme_id).exists())
     )
-    cap_stmt = (
-        select(usage.c.programme_id, usage.c.enterprise_id, usage.c.period_key, usage.c.committed,
-               func.coalesce(per_usage.c.approved, 0).label("approved"))
-        .select_from(usage.outerjoin(per_usage, and_(
-            per_usage.c.programme_id == usage.c.programme_id,
-            per_usage.c.enterprise_id == usage.c.enterprise_id,
-            per_usage.c.period_key == usage.c.period_key,
-        )))
-        .where(usage.c.committed != func.coalesce(per_usage.c.approved, 0))
-    )
-    differences += [{"what": "enterprise cap", **dict(r._mapping)} for r in (await session.execute(cap_stmt)).all()]
+    differences = [{"what": "programme budget committed", **dict(r._mapping)}
+                   for r in (await session.execute(budget.union_all(orphans))).all()]
+    keys = (apps.c.programme_id, apps.c.enterprise_id, apps.c.period_key)
+    per_period = select(*keys, _sum(apps.c.approved_amount).label("expected")).where(live).group_by(*keys).subquery()
+    differences += await _usage_mismatches(session, usage.c.committed, per_period, "enterprise cap committed")
+    issued_keys = (vouchers.c.programme_id, vouchers.c.enterprise_id, vouchers.c.period_key)
+    issued = select(*issued_keys, _sum(vouchers.c.face_value).label("expected")).group_by(*issued_keys).subquery()
+    differences += await _usage_mismatches(session, usage.c.granted, issued, "enterprise cap granted")
     return differences
+
+
+async def _usage_mismatches(session: AsyncSession, column: Any, expected: Any, what: str) -> list[dict[str, Any]]:
+    """Usage rows whose `column` differs from `expected` (per programme, enterprise, period),
+    and expected amounts with no usage row."""
+    usage = EnterprisePeriodUsage.__table__
+    match = and_(expected.c.programme_id == usage.c.programme_id, expected.c.enterprise_id == usage.c.enterprise_id,
+                 expected.c.period_key == usage.c.period_key)
+    have = func.coalesce(expected.c.expected, 0)
+    rows = select(usage.c.programme_id, usage.c.enterprise_id, usage.c.period_key, column.label("recorded"),
+                  have.label("expected")).select_from(usage.outerjoin(expected, match)).where(column != have)
+    missing = select(expected.c.programme_id, expected.c.enterprise_id, expected.c.period_key,
+                     literal(0).label("recorded"), expected.c.expected).where(
+        expected.c.expected != 0, ~select(usage.c.id).where(match).exists())
+    return [{"what": what, **dict(r._mapping)} for r in (await session.execute(rows.union_all(missing))).all()]

@@ -5,13 +5,20 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.voucher.actor import Actor
+from services.voucher.applications.rules import OPEN as OPEN_APPLICATION
 from services.voucher.db import PageRequest, paginate
 from services.voucher.programmes.rules import ProgrammeStatus
-from services.voucher.tables import EligibilityRuleVersion, Programme, ProgrammeEnrolment, Provider
+from services.voucher.tables import (
+    Application,
+    EligibilityRuleVersion,
+    Programme,
+    ProgrammeEnrolment,
+    Provider,
+)
 
 
 def _visible(actor: Actor) -> Select[Any]:
@@ -100,3 +107,11 @@ async def rule_version(
         EligibilityRuleVersion.programme_id == programme_id, EligibilityRuleVersion.version == version
     )
     return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def open_applications(session: AsyncSession, programme_id: uuid.UUID) -> int:
+    stmt = select(func.count()).select_from(Application).where(
+        Application.programme_id == programme_id,
+        Application.status.in_([s.value for s in OPEN_APPLICATION]),  # type: ignore[attr-defined]
+    )
+    return int((await session.execute(stmt)).scalar_one())

@@ -155,11 +155,12 @@ async def transition(
         accounts = await ledger.programme_accounts(session, programme.id)
         committed_id = accounts[AccountKind.PROGRAMME_COMMITTED]
         committed = (await ledger.balances(session, [committed_id]))[committed_id]
-        if committed:
+        pending = await repository.open_applications(session, programme.id)
+        if committed or pending:
             raise InvalidTransition(
-                f"{committed} is committed to approved applications still in publicity; archive the "
-                "programme once their vouchers are issued or their commitments released",
-                current_status=programme.status, committed=committed,
+                f"{pending} application(s) are still open ({committed} committed to those in publicity); "
+                "archive the programme once every application is decided and every voucher issued",
+                current_status=programme.status, committed=committed, open_applications=pending,
             )
     programme.status = target.value
     if target is ProgrammeStatus.OPEN:

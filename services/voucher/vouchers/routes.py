@@ -12,8 +12,10 @@ from fastapi import APIRouter, Depends, Query, Response
 from services.voucher import errors
 from services.voucher.actor import Actor
 from services.voucher.apikeys.rules import Scope
+from services.voucher.applications import service as applications
+from services.voucher.db import Database
 from services.voucher.http.auth import require
-from services.voucher.http.deps import Now, Session
+from services.voucher.http.deps import Now, Session, get_database
 from services.voucher.http.idempotency import idempotent
 from services.voucher.http.pagination import Page, Paging
 from services.voucher.http.problems import AUTH_ERRORS, responses
@@ -94,6 +96,7 @@ async def issue_vouchers_bulk(body: VoucherBulkIssue, session: Session, now: Now
 )
 async def list_vouchers(
     session: Session,
+    database: Annotated[Database, Depends(get_database)],
     now: Now,
     actor: Reader,
     page: Paging,
@@ -101,6 +104,10 @@ async def list_vouchers(
     enterprise_id: Annotated[uuid.UUID | None, Query()] = None,
     status: Annotated[VoucherStatus | None, Query(description="Stored status (expiry not yet posted reads active here).")] = None,
 ) -> Page[VoucherPublic]:
+    # Vouchers whose application's publicity has ended are issued first: an SME sees its
+    # voucher the moment the period ends, whether or not the job has run.
+    if await applications.settle_due(database, actor, now):
+        await session.rollback()
     views, cursor = await service.list_vouchers(
         session, actor, page, now, programme_id=programme_id, enterprise_id=enterprise_id,
         status=status.value if status else None,
