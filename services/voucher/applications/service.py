@@ -192,7 +192,16 @@ async def submit(
         eligibility_version=programme.eligibility_version, is_eligible=verdict.passed,
         eligibility_result=verdict.stored(), submitted_at=now, updated_at=now,
     )
-    await repository.add(session, application)
+    try:
+        async with session.begin_nested():
+            await repository.add(session, application)
+    except Exception as exc:  # the partial unique index: a submission in another cap period won
+        if not is_integrity_error(exc):
+            raise
+        raise ApplicationAlreadyOpen(
+            "another application of this enterprise to this programme was just submitted",
+            current_status=S.SUBMITTED.value,
+        ) from exc
     await _record(session, application, None, S.SUBMITTED, actor, now)
     if verdict.passed:
         await _record(session, application, S.SUBMITTED, S.UNDER_REVIEW, actor, now)
