@@ -173,6 +173,7 @@ def ledger_reconcile() -> None:
         ("non-negative account below zero", result.negative_balances),
         ("unbalanced journal transaction", result.unbalanced_transactions),
         ("commitment not matched by approved applications", result.commitment_differences),
+        ("provider payment not matched by paid settlements", result.settlement_differences),
     ):
         for row in rows:
             typer.echo(f"{label}: {json.dumps(row, default=str)}", err=True)

@@ -327,3 +327,21 @@ class ContractAlreadyUsed(Conflict):
 class EligibilityRulesInvalid(Conflict):
     code = "eligibility_rules_invalid"
     title = "The programme's stored eligibility rules cannot be evaluated; an operator must fix them"
+
+
+# -- settlement --------------------------------------------------------------------------------
+
+
+class SettlementExists(Conflict):
+    code = "settlement_exists"
+    title = "A settlement of this provider, programme and period already exists"
+
+
+class NothingToSettle(Conflict):
+    code = "nothing_to_settle"
+    title = "The period has no unsettled captures or refunds"
+
+
+class NegativeSettlement(Conflict):
+    code = "negative_settlement"
+    title = "Refunds exceed captures in the period; they carry over to a later settlement"

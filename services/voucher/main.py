@@ -25,6 +25,7 @@ from services.voucher.programmes import routes as programmes
 from services.voucher.providers import routes as providers
 from services.voucher.redemption import routes as redemption
 from services.voucher.settings import Settings, get_settings
+from services.voucher.settlement import routes as settlement
 from services.voucher.vouchers import routes as vouchers
 
 DESCRIPTION = """\
@@ -66,7 +67,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     app.add_middleware(UnitOfWorkMiddleware, database=database, clock=clock)
 
     for module in (meta, apikeys, programmes, eligibility, enterprises, providers, applications, vouchers,
-                   redemption, ledger):
+                   redemption, settlement, ledger):
         app.include_router(module.router)
     app.include_router(applications.public_router)
     if settings.docs_enabled:

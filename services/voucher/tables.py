@@ -38,6 +38,7 @@ from services.voucher.programmes.rules import (
 )
 from services.voucher.providers.rules import ProviderStatus
 from services.voucher.redemption.rules import RedemptionStatus
+from services.voucher.settlement.rules import ItemKind, SettlementStatus
 from services.voucher.vouchers.rules import VoucherStatus
 
 
@@ -537,4 +538,83 @@ class ContractReference(SQLModel, table=True):
     enterprise_id: uuid.UUID = Field(foreign_key="enterprise.id")
     application_id: uuid.UUID | None = Field(default=None, foreign_key="application.id", index=True)
     created_at: datetime = Field(sa_type=UTCDateTime)
+    released_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+# -- settlement ----------------------------------------------------------------------------------
+
+
+class Settlement(SQLModel, table=True):
+    """What the programme owes one provider for one period: the sum of its lines."""
+
+    __tablename__ = "settlement"
+    __table_args__ = (
+        CheckConstraint(_one_of("status", SettlementStatus), name="status_known"),
+        CheckConstraint("period_end >= period_start", name="period_order"),
+        CheckConstraint("total >= 0 AND line_count > 0", name="totals"),
+        # One live settlement per provider, programme and period.
+        Index(
+            "uq_settlement_live_period",
+            "provider_id", "programme_id", "period_start", "period_end",
+            unique=True,
+            sqlite_where=text("status <> 'cancelled'"),
+            postgresql_where=text("status <> 'cancelled'"),
+        ),
+        Index("ix_settlement_provider_id_id", "provider_id", "id"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid7, primary_key=True)
+    provider_id: uuid.UUID = Field(foreign_key="provider.id")
+    programme_id: uuid.UUID = Field(foreign_key="programme.id", index=True)
+    unit: str = Field(max_length=16)
+    period_start: date
+    period_end: date
+    starts_at: datetime = Field(sa_type=UTCDateTime)
+    ends_at: datetime = Field(sa_type=UTCDateTime)
+    status: str = Field(max_length=16)
+    captured_total: int = Field(sa_type=BigInteger)
+    refunded_total: int = Field(sa_type=BigInteger)
+    total: int = Field(sa_type=BigInteger)
+    line_count: int
+    status_reason: str | None = Field(default=None, max_length=2000)
+    payment_reference: str | None = Field(default=None, max_length=128)
+    paid_on: date | None = None
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+    submitted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    approved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    paid_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    cancelled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    version: int = Field(default=1)
+
+
+class SettlementItem(SQLModel, table=True):
+    """One capture (+) or refund (−) in a settlement. A capture or refund is in at most one
+    settlement that is not cancelled: partial unique indexes hold that, not only the code."""
+
+    __tablename__ = "settlement_item"
+    __table_args__ = (
+        CheckConstraint(_one_of("kind", ItemKind), name="kind_known"),
+        CheckConstraint(
+            "(kind = 'capture' AND refund_id IS NULL AND amount > 0) "
+            "OR (kind = 'refund' AND refund_id IS NOT NULL AND amount < 0)",
+            name="kind_shape",
+        ),
+        Index("uq_settlement_item_live_capture", "redemption_id", unique=True,
+              sqlite_where=text("kind = 'capture' AND released_at IS NULL"),
+              postgresql_where=text("kind = 'capture' AND released_at IS NULL")),
+        Index("uq_settlement_item_live_refund", "refund_id", unique=True,
+              sqlite_where=text("released_at IS NULL"),
+              postgresql_where=text("released_at IS NULL")),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid7, primary_key=True)
+    settlement_id: uuid.UUID = Field(foreign_key="settlement.id", index=True)
+    kind: str = Field(max_length=16)
+    redemption_id: uuid.UUID = Field(foreign_key="redemption.id")
+    refund_id: uuid.UUID | None = Field(default=None, foreign_key="redemption_refund.id")
+    order_reference: str = Field(max_length=128)
+    amount: int = Field(sa_type=BigInteger)
+    occurred_at: datetime = Field(sa_type=UTCDateTime)
+    #: Set when the settlement is cancelled: the capture or refund can be settled again.
     released_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

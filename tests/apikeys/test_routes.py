@@ -518,7 +518,7 @@ async def test_me_describes_the_calling_key(client: httpx.AsyncClient, operator_
     assert me["enterprise_id"] is None
     assert me["scopes"] == [
         "keys:self", "programmes:read", "providers:read", "redemptions:read", "redemptions:write",
-        "vouchers:lookup",
+        "settlements:confirm", "settlements:read", "vouchers:lookup",
     ]
 
     me = (await client.get("/v1/me", headers=auth(operator_key))).json()

@@ -64,7 +64,7 @@ def test_role_scope_table() -> None:
     # Operators hold everything but redeeming (only a provider redeems a voucher) and applying
     # (only an enterprise applies, for itself).
     assert ROLE_SCOPES[Role.OPERATOR] == frozenset(Scope) - {
-        Scope.REDEMPTIONS_WRITE, Scope.VOUCHERS_LOOKUP, Scope.APPLICATIONS_WRITE}
+        Scope.REDEMPTIONS_WRITE, Scope.VOUCHERS_LOOKUP, Scope.APPLICATIONS_WRITE, Scope.SETTLEMENTS_CONFIRM}
     writes = {s for s in Scope if s.value.endswith(":write")}
     # Auditors read everything and write nothing, and cannot manage even their own keys.
     assert ROLE_SCOPES[Role.AUDITOR] == {s for s in Scope if s.value.endswith(":read")}
@@ -75,7 +75,7 @@ def test_role_scope_table() -> None:
     }
     assert ROLE_SCOPES[Role.PROVIDER] == {
         Scope.PROGRAMMES_READ, Scope.PROVIDERS_READ, Scope.KEYS_SELF, Scope.REDEMPTIONS_READ,
-        Scope.REDEMPTIONS_WRITE, Scope.VOUCHERS_LOOKUP,
+        Scope.REDEMPTIONS_WRITE, Scope.VOUCHERS_LOOKUP, Scope.SETTLEMENTS_READ, Scope.SETTLEMENTS_CONFIRM,
     }
 
 

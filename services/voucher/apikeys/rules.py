@@ -41,6 +41,11 @@ class Scope(StrEnum):
     APPLICATIONS_WRITE = "applications:write"
     #: Approve, reject, lodge objections; dry-run eligibility rules (the programme office).
     APPLICATIONS_REVIEW = "applications:review"
+    SETTLEMENTS_READ = "settlements:read"
+    #: Create, resolve disputes, approve, pay, cancel (the programme office).
+    SETTLEMENTS_WRITE = "settlements:write"
+    #: Confirm or dispute one's own settlement (providers only).
+    SETTLEMENTS_CONFIRM = "settlements:confirm"
 
 
 _READ_ALL = {
@@ -52,9 +57,10 @@ _READ_ALL = {
     Scope.REDEMPTIONS_READ,
     Scope.LEDGER_READ,
     Scope.APPLICATIONS_READ,
+    Scope.SETTLEMENTS_READ,
 }
 #: Only providers redeem: a redemption is always a provider's claim on a voucher.
-_PROVIDER_ONLY = {Scope.REDEMPTIONS_WRITE, Scope.VOUCHERS_LOOKUP}
+_PROVIDER_ONLY = {Scope.REDEMPTIONS_WRITE, Scope.VOUCHERS_LOOKUP, Scope.SETTLEMENTS_CONFIRM}
 #: Only an enterprise applies, for itself.
 _ENTERPRISE_ONLY = {Scope.APPLICATIONS_WRITE}
 
@@ -68,7 +74,7 @@ ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
     ),
     Role.PROVIDER: frozenset(
         {Scope.PROGRAMMES_READ, Scope.PROVIDERS_READ, Scope.KEYS_SELF, Scope.REDEMPTIONS_READ,
-         Scope.REDEMPTIONS_WRITE, Scope.VOUCHERS_LOOKUP}
+         Scope.REDEMPTIONS_WRITE, Scope.VOUCHERS_LOOKUP, Scope.SETTLEMENTS_READ, Scope.SETTLEMENTS_CONFIRM}
     ),
 }
 

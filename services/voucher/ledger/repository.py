@@ -19,6 +19,7 @@ from services.voucher.tables import (
     LedgerAccount,
     LedgerPosting,
     LedgerTransaction,
+    Settlement,
     Voucher,
 )
 
@@ -204,3 +205,25 @@ async def _usage_mismatches(session: AsyncSession, column: Any, expected: Any, w
                      literal(0).label("recorded"), expected.c.expected).where(
         expected.c.expected != 0, ~select(usage.c.id).where(match).exists())
     return [{"what": what, **dict(r._mapping)} for r in (await session.execute(rows.union_all(missing))).all()]
+
+
+async def settlement_differences(session: AsyncSession) -> list[dict[str, Any]]:
+    """What the ledger says was paid to each provider under each programme must equal the
+    totals of its paid settlements, in both directions."""
+    st = Settlement.__table__
+    paid = (
+        select(st.c.provider_id, st.c.programme_id, _sum(st.c.total).label("settled"))
+        .where(st.c.status == "paid").group_by(st.c.provider_id, st.c.programme_id).subquery()
+    )
+    posted = select(P.c.account_id, _sum(P.c.amount).label("posted")).group_by(P.c.account_id).subquery()
+    match = and_(paid.c.provider_id == A.c.provider_id, paid.c.programme_id == A.c.programme_id)
+    is_paid = A.c.kind == AccountKind.PROVIDER_PAID.value
+    accounts = (
+        select(A.c.provider_id, A.c.programme_id, func.coalesce(posted.c.posted, 0).label("ledger_paid"),
+               func.coalesce(paid.c.settled, 0).label("settled"))
+        .select_from(A.outerjoin(posted, posted.c.account_id == A.c.id).outerjoin(paid, match))
+        .where(is_paid, func.coalesce(posted.c.posted, 0) != func.coalesce(paid.c.settled, 0))
+    )
+    orphans = select(paid.c.provider_id, paid.c.programme_id, literal(0).label("ledger_paid"), paid.c.settled).where(
+        paid.c.settled != 0, ~select(A.c.id).where(is_paid, match).exists())
+    return [{"what": "provider paid", **dict(r._mapping)} for r in (await session.execute(accounts.union_all(orphans))).all()]

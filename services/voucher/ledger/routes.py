@@ -23,7 +23,7 @@ class ReconciliationPublic(BaseModel):
             "examples": [
                 {"is_clean": True, "accounts": 120, "postings": 5400, "transactions": 2300,
                  "account_differences": [], "negative_balances": [], "unbalanced_transactions": [],
-                 "commitment_differences": []}
+                 "commitment_differences": [], "settlement_differences": []}
             ]
         }
     )
@@ -36,6 +36,7 @@ class ReconciliationPublic(BaseModel):
     negative_balances: list[dict[str, Any]]
     unbalanced_transactions: list[dict[str, Any]]
     commitment_differences: list[dict[str, Any]]
+    settlement_differences: list[dict[str, Any]]
 
 
 @router.get(
@@ -55,4 +56,5 @@ async def reconcile_ledger(
         transactions=result.transactions, account_differences=result.account_differences,
         negative_balances=result.negative_balances, unbalanced_transactions=result.unbalanced_transactions,
         commitment_differences=result.commitment_differences,
+        settlement_differences=result.settlement_differences,
     )

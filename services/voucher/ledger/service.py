@@ -218,11 +218,13 @@ class Reconciliation:
     unbalanced_transactions: list[dict[str, Any]] = field(default_factory=list)
     #: Budget or cap committed that no approved application accounts for (or the reverse).
     commitment_differences: list[dict[str, Any]] = field(default_factory=list)
+    #: Paid to providers in the ledger but not by a paid settlement (or the reverse).
+    settlement_differences: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def is_clean(self) -> bool:
         return not (self.account_differences or self.negative_balances or self.unbalanced_transactions
-                    or self.commitment_differences)
+                    or self.commitment_differences or self.settlement_differences)
 
 
 async def reconcile(session: AsyncSession) -> Reconciliation:
@@ -233,6 +235,7 @@ async def reconcile(session: AsyncSession) -> Reconciliation:
         negative_balances=await repository.negative_constrained_accounts(session),
         unbalanced_transactions=await repository.unbalanced_transactions(session),
         commitment_differences=await repository.commitment_differences(session),
+        settlement_differences=await repository.settlement_differences(session),
     )
 
 

@@ -1,0 +1,78 @@
+"""The settlement lifecycle and its period. Pure: stdlib only.
+
+    draft → submitted (the provider confirms) | cancelled
+    submitted → approved (operator) | disputed (provider, with a reason) | cancelled
+    disputed → submitted (operator resolves, with a note)
+    approved → paid (operator, with the payment reference): immutable from then on
+
+Lines are events: each capture (+captured amount) and each refund (−amount) of the provider's
+redemptions. A refund follows its capture: it is settled with it, or — when the capture was
+settled already — as an adjustment in a later settlement.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from enum import StrEnum
+from zoneinfo import ZoneInfo
+
+from services.voucher.errors import InvalidTransition
+
+
+class SettlementStatus(StrEnum):
+    DRAFT = "draft"
+    SUBMITTED = "submitted"
+    DISPUTED = "disputed"
+    APPROVED = "approved"
+    PAID = "paid"
+    CANCELLED = "cancelled"
+
+
+class ItemKind(StrEnum):
+    CAPTURE = "capture"
+    REFUND = "refund"
+
+
+S = SettlementStatus
+TRANSITIONS: dict[SettlementStatus, frozenset[SettlementStatus]] = {
+    S.DRAFT: frozenset({S.SUBMITTED, S.CANCELLED}),
+    S.SUBMITTED: frozenset({S.APPROVED, S.DISPUTED, S.CANCELLED}),
+    S.DISPUTED: frozenset({S.SUBMITTED}),
+    S.APPROVED: frozenset({S.PAID}),
+    S.PAID: frozenset(),
+    S.CANCELLED: frozenset(),
+}
+
+#: The zone settlement periods are counted in, as programmes publish them.
+PERIOD_ZONE = "Asia/Shanghai"
+#: A settlement covers at most this many days (a quarter and then some).
+MAX_PERIOD_DAYS = 366
+
+
+def check_transition(current: SettlementStatus, target: SettlementStatus) -> None:
+    if target not in TRANSITIONS[current]:
+        raise InvalidTransition(
+            f"a settlement that is {current.value} cannot become {target.value}",
+            current_status=current.value,
+            allowed=sorted(s.value for s in TRANSITIONS[current]),
+        )
+
+
+def period_bounds(first_day: date, last_day: date, zone: str = PERIOD_ZONE) -> tuple[datetime, datetime]:
+    """[start, end) in UTC of the days `first_day`..`last_day` inclusive, in `zone`."""
+    tz = ZoneInfo(zone)
+    start = datetime.combine(first_day, time(), tz).astimezone(UTC)
+    end = datetime.combine(last_day + timedelta(days=1), time(), tz).astimezone(UTC)
+    return start, end
+
+
+def period_problems(first_day: date, last_day: date, today: date) -> list[tuple[str, str]]:
+    """(field, message) for a period that cannot be settled."""
+    problems = []
+    if last_day < first_day:
+        problems.append(("period_end", "the period ends before it starts"))
+    elif (last_day - first_day).days >= MAX_PERIOD_DAYS:
+        problems.append(("period_end", f"a settlement covers at most {MAX_PERIOD_DAYS} days"))
+    if last_day >= today:
+        problems.append(("period_end", "only days that are over can be settled (the period must end before today)"))
+    return problems

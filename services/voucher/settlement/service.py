@@ -1,0 +1,225 @@
+"""Settlement use cases: create for a provider, programme and period; the provider confirms
+or disputes; the operator resolves, approves, pays or cancels; statements as JSON and CSV.
+
+Creation takes the provider's payable account row lock (per programme) first, so two
+creations for one provider and programme run one after the other: the second sees the
+first's lines taken. Partial unique indexes keep any capture or refund in one live settlement
+even if that lock were bypassed. Paying moves the total from payable to paid in the ledger.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.voucher.actor import Actor
+from services.voucher.db import PageRequest
+from services.voucher.errors import (
+    Forbidden,
+    NegativeSettlement,
+    NotFound,
+    NothingToSettle,
+    SettlementExists,
+    ValidationFailed,
+    field_error,
+)
+from services.voucher.ledger import service as ledger
+from services.voucher.ledger.rules import AccountKind, transfer
+from services.voucher.money import Unit
+from services.voucher.programmes import service as programmes
+from services.voucher.providers import service as providers
+from services.voucher.settlement import repository
+from services.voucher.settlement.rules import (
+    PERIOD_ZONE,
+    ItemKind,
+    SettlementStatus,
+    check_transition,
+    period_bounds,
+    period_problems,
+)
+from services.voucher.settlement.statement import Line, digest, render_csv
+from services.voucher.tables import Settlement, SettlementItem
+
+S = SettlementStatus
+
+
+async def create(
+    session: AsyncSession, actor: Actor, *, provider_id: uuid.UUID, programme_id: uuid.UUID,
+    period_start: date, period_end: date, now: datetime,
+) -> Settlement:
+    """A draft settlement of every unsettled capture in the period and every unsettled refund
+    whose capture is settled (here or earlier): what the programme owes for the period."""
+    today = now.astimezone(ZoneInfo(PERIOD_ZONE)).date()
+    problems = period_problems(period_start, period_end, today)
+    if problems:
+        raise ValidationFailed([field_error(f, m) for f, m in problems])
+    programme = await programmes.get_programme(session, actor, programme_id)
+    await providers.get_provider(session, actor, provider_id)
+    accounts = await ledger.ensure_provider_accounts(session, provider_id, programme.id, programme.unit, now)
+    payable = accounts[AccountKind.PROVIDER_PAYABLE]
+    await ledger.balances(session, [payable], lock=True)  # serialises creations for this provider
+    existing = await repository.live_for_period(session, provider_id, programme.id, period_start, period_end)
+    if existing is not None:
+        raise SettlementExists(
+            f"settlement {existing.id} already covers {period_start}..{period_end} for this provider "
+            f"and programme ({existing.status}); cancel it to settle the period again",
+            settlement_id=str(existing.id), current_status=existing.status,
+        )
+    starts_at, ends_at = period_bounds(period_start, period_end)
+    captures = await repository.unsettled_captures(session, provider_id, programme.id, starts_at, ends_at)
+    if not captures:
+        raise NothingToSettle(f"no unsettled capture between {period_start} and {period_end} ({PERIOD_ZONE})")
+    captured = sum(r.captured_amount for r in captures)
+    settlement = Settlement(
+        provider_id=provider_id, programme_id=programme.id, unit=programme.unit,
+        period_start=period_start, period_end=period_end, starts_at=starts_at, ends_at=ends_at,
+        status=S.DRAFT.value, captured_total=captured, refunded_total=0, total=captured,
+        line_count=len(captures), created_at=now, updated_at=now,
+    )
+    await repository.add_all(session, [settlement])
+    await repository.add_all(session, [
+        SettlementItem(settlement_id=settlement.id, kind=ItemKind.CAPTURE.value, redemption_id=r.id,
+                       order_reference=r.order_reference, amount=r.captured_amount,
+                       occurred_at=r.captured_at)  # type: ignore[arg-type]
+        for r in captures
+    ])
+    refunds = await repository.unsettled_refunds(session, provider_id, programme.id, ends_at)
+    refunded = sum(refund.amount for refund, _ in refunds)
+    if refunded > captured:
+        raise NegativeSettlement(
+            f"refunds of {refunded} exceed the {captured} captured; they carry over until captures cover them",
+            captured=captured, refunded=refunded,
+        )
+    await repository.add_all(session, [
+        SettlementItem(settlement_id=settlement.id, kind=ItemKind.REFUND.value, redemption_id=redemption.id,
+                       refund_id=refund.id, order_reference=redemption.order_reference, amount=-refund.amount,
+                       occurred_at=refund.created_at)
+        for refund, redemption in refunds
+    ])
+    settlement.refunded_total = refunded
+    settlement.total = captured - refunded
+    settlement.line_count = len(captures) + len(refunds)
+    await session.flush()
+    return settlement
+
+
+async def get(session: AsyncSession, actor: Actor, settlement_id: uuid.UUID, *, for_update: bool = False) -> Settlement:
+    settlement = await repository.get(session, actor, settlement_id, for_update=for_update)
+    if settlement is None:
+        raise NotFound(f"no settlement with id {settlement_id}")
+    return settlement
+
+
+async def list_settlements(
+    session: AsyncSession, actor: Actor, page: PageRequest, *,
+    provider_id: uuid.UUID | None = None, programme_id: uuid.UUID | None = None, status: str | None = None,
+) -> tuple[list[Settlement], str | None]:
+    return await repository.list_page(session, actor, page, provider_id=provider_id, programme_id=programme_id,
+                                      status=status)
+
+
+def _move(settlement: Settlement, target: S, now: datetime, reason: str | None = None) -> None:
+    check_transition(S(settlement.status), target)
+    settlement.status = target.value
+    settlement.status_reason = reason
+    settlement.updated_at = now
+    settlement.version += 1
+
+
+def _own(actor: Actor, settlement: Settlement) -> None:
+    if actor.provider_id != settlement.provider_id:
+        raise Forbidden("only the provider being settled confirms or disputes its settlement")
+
+
+async def submit(session: AsyncSession, actor: Actor, settlement_id: uuid.UUID, note: str | None,
+                 now: datetime) -> Settlement:
+    """The provider confirms the statement (draft → submitted)."""
+    settlement = await get(session, actor, settlement_id, for_update=True)
+    _own(actor, settlement)
+    _move(settlement, S.SUBMITTED, now, note)
+    settlement.submitted_at = now
+    await session.flush()
+    return settlement
+
+
+async def dispute(session: AsyncSession, actor: Actor, settlement_id: uuid.UUID, reason: str,
+                  now: datetime) -> Settlement:
+    settlement = await get(session, actor, settlement_id, for_update=True)
+    _own(actor, settlement)
+    _move(settlement, S.DISPUTED, now, reason)
+    await session.flush()
+    return settlement
+
+
+async def resolve(session: AsyncSession, actor: Actor, settlement_id: uuid.UUID, note: str,
+                  now: datetime) -> Settlement:
+    """The programme office answers a dispute; the statement stands as submitted."""
+    settlement = await get(session, actor, settlement_id, for_update=True)
+    _move(settlement, S.SUBMITTED, now, note)
+    await session.flush()
+    return settlement
+
+
+async def approve(session: AsyncSession, actor: Actor, settlement_id: uuid.UUID, note: str | None,
+                  now: datetime) -> Settlement:
+    settlement = await get(session, actor, settlement_id, for_update=True)
+    _move(settlement, S.APPROVED, now, note)
+    settlement.approved_at = now
+    await session.flush()
+    return settlement
+
+
+async def pay(session: AsyncSession, actor: Actor, settlement_id: uuid.UUID, *, reference: str, paid_on: date,
+              now: datetime) -> Settlement:
+    """Record the bank payment and move the total from the provider's payable to paid."""
+    settlement = await get(session, actor, settlement_id, for_update=True)
+    check_transition(S(settlement.status), S.PAID)
+    accounts = await ledger.ensure_provider_accounts(session, settlement.provider_id, settlement.programme_id,
+                                                     settlement.unit, now)
+    if settlement.total:
+        await ledger.post(
+            session, kind="settlement_paid",
+            legs=transfer(accounts[AccountKind.PROVIDER_PAYABLE], accounts[AccountKind.PROVIDER_PAID],
+                          settlement.total, settlement.unit),
+            now=now, programme_id=settlement.programme_id,
+            memo=f"settlement {settlement.id} paid, reference {reference}",
+        )
+    # One UPDATE writes every field: once the row says `paid`, the database refuses any other.
+    _move(settlement, S.PAID, now)
+    settlement.payment_reference = reference
+    settlement.paid_on = paid_on
+    settlement.paid_at = now
+    await session.flush()
+    return settlement
+
+
+async def cancel(session: AsyncSession, actor: Actor, settlement_id: uuid.UUID, reason: str,
+                 now: datetime) -> Settlement:
+    """Cancel a draft or submitted settlement; its captures and refunds can be settled again."""
+    settlement = await get(session, actor, settlement_id, for_update=True)
+    _move(settlement, S.CANCELLED, now, reason)
+    settlement.cancelled_at = now
+    for item in await repository.items(session, settlement.id):
+        item.released_at = now
+    await session.flush()
+    return settlement
+
+
+async def statement(session: AsyncSession, actor: Actor, settlement_id: uuid.UUID) -> dict[str, Any]:
+    """The statement: the settlement, its lines, totals equal to their sum, and the SHA-256
+    of the CSV rendering of the same lines."""
+    settlement = await get(session, actor, settlement_id)
+    items = await repository.items(session, settlement.id)
+    lines = [Line(i.kind, i.order_reference, str(i.redemption_id), str(i.refund_id) if i.refund_id else None,
+                  i.occurred_at, i.amount) for i in items]
+    document = render_csv(_title(settlement), Unit(settlement.unit), lines)
+    return {"settlement": settlement, "items": items, "csv": document, "csv_sha256": digest(document)}
+
+
+def _title(settlement: Settlement) -> str:
+    return (f"结算单 Settlement {settlement.id} · {settlement.period_start.isoformat()}..."
+            f"{settlement.period_end.isoformat()} ({PERIOD_ZONE})")
