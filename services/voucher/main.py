@@ -26,6 +26,7 @@ from services.voucher.providers import routes as providers
 from services.voucher.redemption import routes as redemption
 from services.voucher.settings import Settings, get_settings
 from services.voucher.settlement import routes as settlement
+from services.voucher.usage import routes as usage
 from services.voucher.vouchers import routes as vouchers
 
 DESCRIPTION = """\
@@ -67,7 +68,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     app.add_middleware(UnitOfWorkMiddleware, database=database, clock=clock)
 
     for module in (meta, apikeys, programmes, eligibility, enterprises, providers, applications, vouchers,
-                   redemption, settlement, ledger):
+                   redemption, settlement, usage, ledger):
         app.include_router(module.router)
     app.include_router(applications.public_router)
     if settings.docs_enabled:

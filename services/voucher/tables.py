@@ -618,3 +618,24 @@ class SettlementItem(SQLModel, table=True):
     occurred_at: datetime = Field(sa_type=UTCDateTime)
     #: Set when the settlement is cancelled: the capture or refund can be settled again.
     released_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class UsageReconciliation(SQLModel, table=True):
+    """A provider's own usage records for a period compared with our books; kept for auditors."""
+
+    __tablename__ = "usage_reconciliation"
+    __table_args__ = (Index("ix_usage_reconciliation_provider_id_id", "provider_id", "id"),)
+
+    id: uuid.UUID = Field(default_factory=uuid7, primary_key=True)
+    provider_id: uuid.UUID = Field(foreign_key="provider.id")
+    programme_id: uuid.UUID = Field(foreign_key="programme.id", index=True)
+    period_start: date
+    period_end: date
+    source_format: str = Field(max_length=8)
+    #: SHA-256 of the records as uploaded (the CSV text, or the canonical JSON of the list).
+    source_sha256: str = Field(max_length=64)
+    record_count: int
+    summary: dict[str, Any] = Field(sa_type=JSONType)
+    report: dict[str, Any] = Field(sa_type=JSONType)
+    principal_id: uuid.UUID
+    created_at: datetime = Field(sa_type=UTCDateTime)

@@ -1,0 +1,98 @@
+"""Comparing a provider's own usage records with ours: pure (stdlib only).
+
+A record is (order reference, order amount, subsidy applied). Ours are the provider's
+captured redemptions of the period, one per order (several vouchers on one order add up),
+the subsidy net of refunds. Every order falls in exactly one of: matched, mismatched (both
+sides have it, amounts or subsidy differ), missing_ours (only in their file), missing_theirs
+(only in our books).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from typing import Any
+
+MAX_RECORDS = 20_000
+CSV_COLUMNS = ("order_reference", "amount", "subsidy")
+
+
+@dataclass(frozen=True)
+class Record:
+    order_reference: str
+    amount: int
+    subsidy: int
+
+
+class RecordsInvalid(ValueError):
+    def __init__(self, errors: list[tuple[str, str]]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{p}: {m}" for p, m in errors[:5]))
+
+
+def parse_csv(text: str) -> list[Record]:
+    """Rows of `order_reference,amount,subsidy` (integers in the minor unit) after a header
+    row naming those columns; a BOM and blank lines are tolerated."""
+    rows = list(csv.reader(io.StringIO(text.lstrip("\ufeff"))))
+    rows = [r for r in rows if any(cell.strip() for cell in r)]
+    if not rows or tuple(c.strip().lower() for c in rows[0]) != CSV_COLUMNS:
+        raise RecordsInvalid([("/csv", f"the first row must be the header {','.join(CSV_COLUMNS)}")])
+    errors: list[tuple[str, str]] = []
+    records = []
+    for number, row in enumerate(rows[1:], start=2):
+        if len(row) != 3:
+            errors.append((f"/csv/{number}", "three columns: order_reference, amount, subsidy"))
+            continue
+        reference, amount, subsidy = (c.strip() for c in row)
+        try:
+            records.append(Record(reference, int(amount), int(subsidy)))
+        except ValueError:
+            errors.append((f"/csv/{number}", "amount and subsidy are integers in the minor unit (fen)"))
+    if errors:
+        raise RecordsInvalid(errors)
+    return records
+
+
+def check_records(records: list[Record], where: str) -> None:
+    """Refuse empty references, negative or out-of-order amounts, duplicates, too many rows."""
+    errors: list[tuple[str, str]] = []
+    if len(records) > MAX_RECORDS:
+        errors.append((where, f"at most {MAX_RECORDS} records per upload"))
+    seen: dict[str, int] = {}
+    for i, r in enumerate(records):
+        if not r.order_reference or len(r.order_reference) > 128:
+            errors.append((f"{where}/{i}/order_reference", "1 to 128 characters"))
+        if not 0 < r.amount <= 10**15 or not 0 <= r.subsidy <= r.amount:
+            errors.append((f"{where}/{i}", "0 < amount ≤ 10^15 and 0 ≤ subsidy ≤ amount"))
+        if r.order_reference in seen:
+            errors.append((f"{where}/{i}/order_reference", f"duplicate of record {seen[r.order_reference]}"))
+        seen.setdefault(r.order_reference, i)
+    if errors:
+        raise RecordsInvalid(errors)
+
+
+def compare(theirs: list[Record], ours: list[Record]) -> dict[str, Any]:
+    """The report: each category's orders, sorted by reference, and the counts and totals."""
+    mine = {r.order_reference: r for r in ours}
+    report: dict[str, list[dict[str, Any]]] = {"matched": [], "mismatched": [], "missing_ours": [],
+                                               "missing_theirs": []}
+    for record in sorted(theirs, key=lambda r: r.order_reference):
+        ours_ = mine.pop(record.order_reference, None)
+        if ours_ is None:
+            report["missing_ours"].append({"order_reference": record.order_reference, "theirs": _amounts(record)})
+        elif (ours_.amount, ours_.subsidy) == (record.amount, record.subsidy):
+            report["matched"].append({"order_reference": record.order_reference, **_amounts(record)})
+        else:
+            report["mismatched"].append({"order_reference": record.order_reference, "theirs": _amounts(record),
+                                         "ours": _amounts(ours_),
+                                         "subsidy_difference": record.subsidy - ours_.subsidy})
+    for reference in sorted(mine):
+        report["missing_theirs"].append({"order_reference": reference, "ours": _amounts(mine[reference])})
+    summary = {name: len(items) for name, items in report.items()}
+    summary.update(their_subsidy=sum(r.subsidy for r in theirs), our_subsidy=sum(r.subsidy for r in ours))
+    return {"summary": summary, **report}
+
+
+def _amounts(record: Record) -> dict[str, int]:
+    return {"amount": record.amount, "subsidy": record.subsidy}

@@ -1,0 +1,90 @@
+"""A provider's crafted usage file against our books over HTTP: each kind of difference, the
+report kept for auditors, tenancy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from tests.support import assert_problem, auth, fresh_key
+from tests.world import World, build_world
+
+
+async def _redeem(world: World, voucher: dict[str, Any], order: str, amount: int) -> dict[str, Any]:
+    response = await world.post("/v1/redemptions", {
+        "voucher_code": voucher["code"], "enterprise_uscc": world.enterprise["uscc"], "order_reference": order,
+        "line_items": [{"category": "accelerator:domestic", "amount": amount, "accelerator": "Ascend 910B",
+                        "hours_milli": 1000}]})
+    assert response.status_code == 201, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+async def test_a_crafted_file_shows_each_kind_of_difference(app, client: httpx.AsyncClient, clock) -> None:
+    world = await build_world(app, client, rate_table={"accelerator:domestic": 3000}, tiers=[])
+    voucher = await world.issue(10_000_000)
+    await _redeem(world, voucher, "PO-MATCH", 1_000_000)        # subsidy 300_000
+    await _redeem(world, voucher, "PO-DIFF", 2_000_000)         # subsidy 600_000
+    refunded = await _redeem(world, voucher, "PO-REFUND", 1_000_000)
+    refund = await world.post(f"/v1/redemptions/{refunded['id']}/refunds", {"amount": 100_000, "reason": "partial"})
+    assert refund.status_code == 201, refund.text
+    await _redeem(world, voucher, "PO-OURS-ONLY", 500_000)     # subsidy 150_000
+    clock.advance(days=1)
+    await _redeem(world, voucher, "PO-NEXT-DAY", 500_000)      # outside the period
+    clock.advance(days=1)
+    csv_text = ("\ufefforder_reference,amount,subsidy\r\n"
+                "PO-MATCH,1000000,300000\r\n"
+                "PO-DIFF,2000000,700000\r\n"
+                "PO-REFUND,1000000,200000\r\n"
+                "PO-THEIRS-ONLY,800000,240000\r\n")
+    body = {"programme_id": world.programme["id"], "period_start": "2026-03-02", "period_end": "2026-03-02",
+            "csv": csv_text}
+    response = await client.post("/v1/usage-reconciliations", json=body,
+                                 headers=auth(world.provider_key, **fresh_key()))
+    assert response.status_code == 201, response.text
+    report = response.json()
+    assert report["summary"] == {"matched": 2, "mismatched": 1, "missing_ours": 1, "missing_theirs": 1,
+                                 "their_subsidy": 1_440_000, "our_subsidy": 1_250_000}
+    assert [m["order_reference"] for m in report["matched"]] == ["PO-MATCH", "PO-REFUND"]
+    assert report["mismatched"] == [{"order_reference": "PO-DIFF", "theirs": {"amount": 2_000_000, "subsidy": 700_000},
+                                     "ours": {"amount": 2_000_000, "subsidy": 600_000}, "subsidy_difference": 100_000}]
+    assert report["missing_ours"] == [{"order_reference": "PO-THEIRS-ONLY",
+                                       "theirs": {"amount": 800_000, "subsidy": 240_000}}]
+    assert report["missing_theirs"] == [{"order_reference": "PO-OURS-ONLY", "ours": {"amount": 500_000, "subsidy": 150_000}}]
+    assert report["source_format"] == "csv" and report["record_count"] == 4
+
+    # Kept for auditors, whole; listed in summary.
+    kept = await client.get(f"/v1/usage-reconciliations/{report['id']}", headers=auth(world.auditor))
+    assert kept.status_code == 200 and kept.json() == report
+    listed = (await client.get("/v1/usage-reconciliations", headers=auth(world.auditor))).json()["items"]
+    assert [(r["id"], r["summary"], r["matched"]) for r in listed] == [(report["id"], report["summary"], None)]
+
+    # The same records as JSON give the same comparison.
+    records = [{"order_reference": r, "amount": a, "subsidy": s} for r, a, s in (
+        ("PO-MATCH", 1_000_000, 300_000), ("PO-DIFF", 2_000_000, 700_000), ("PO-REFUND", 1_000_000, 200_000),
+        ("PO-THEIRS-ONLY", 800_000, 240_000))]
+    as_json = await client.post("/v1/usage-reconciliations", json={**body, "csv": None, "records": records},
+                                headers=auth(world.provider_key, **fresh_key()))
+    assert as_json.status_code == 201, as_json.text
+    assert as_json.json()["summary"] == report["summary"]
+
+
+async def test_refusals_and_tenancy(app, client: httpx.AsyncClient, clock) -> None:
+    world = await build_world(app, client)
+    clock.advance(days=1)
+    base = {"programme_id": world.programme["id"], "period_start": "2026-03-02", "period_end": "2026-03-02"}
+    post = (lambda body, key=world.provider_key:  # noqa: E731
+            client.post("/v1/usage-reconciliations", json=body, headers=auth(key, **fresh_key())))
+    problem = assert_problem(await post({**base, "csv": "order_reference,amount,subsidy\nA,1,0\nA,2,0\n"}),
+                             422, "validation_failed")
+    assert [e["pointer"] for e in problem["errors"]] == ["/csv/1/order_reference"]
+    assert_problem(await post({**base, "csv": "x", "records": []}), 422, "validation_failed")
+    assert_problem(await post({**base, "period_end": "2026-03-03", "records": []}), 422, "validation_failed")
+    assert_problem(await post({**base, "records": []}, world.operator), 403, "insufficient_scope")
+    assert_problem(await post({**base, "records": []}, world.enterprise_key), 403, "insufficient_scope")
+    mine = await post({**base, "records": []})
+    assert mine.status_code == 201, mine.text
+    other = await build_world(app, client)
+    assert_problem(await client.get(f"/v1/usage-reconciliations/{mine.json()['id']}",
+                                    headers=auth(other.provider_key)), 404, "not_found")
+    assert (await client.get("/v1/usage-reconciliations", headers=auth(other.provider_key))).json()["items"] == []

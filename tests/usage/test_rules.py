@@ -1,0 +1,70 @@
+"""Comparing a provider's usage records with ours: every order lands in exactly one category."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from services.voucher.usage.rules import Record, RecordsInvalid, check_records, compare, parse_csv
+
+
+def test_each_kind_of_difference() -> None:
+    theirs = [Record("A", 100, 30), Record("B", 200, 60), Record("C", 50, 10), Record("E", 80, 20)]
+    ours = [Record("A", 100, 30), Record("B", 200, 50), Record("D", 70, 21), Record("E", 90, 20)]
+    report = compare(theirs, ours)
+    assert report["summary"] == {"matched": 1, "mismatched": 2, "missing_ours": 1, "missing_theirs": 1,
+                                 "their_subsidy": 120, "our_subsidy": 121}
+    assert report["matched"] == [{"order_reference": "A", "amount": 100, "subsidy": 30}]
+    assert report["mismatched"] == [
+        {"order_reference": "B", "theirs": {"amount": 200, "subsidy": 60}, "ours": {"amount": 200, "subsidy": 50},
+         "subsidy_difference": 10},
+        {"order_reference": "E", "theirs": {"amount": 80, "subsidy": 20}, "ours": {"amount": 90, "subsidy": 20},
+         "subsidy_difference": 0},
+    ]
+    assert report["missing_ours"] == [{"order_reference": "C", "theirs": {"amount": 50, "subsidy": 10}}]
+    assert report["missing_theirs"] == [{"order_reference": "D", "ours": {"amount": 70, "subsidy": 21}}]
+
+
+records = st.lists(st.builds(Record, st.sampled_from("ABCDEFGH"), st.integers(1, 9), st.integers(0, 1)),
+                   unique_by=lambda r: r.order_reference)
+
+
+@given(records, records)
+def test_every_order_is_in_exactly_one_category(theirs: list[Record], ours: list[Record]) -> None:
+    report = compare(theirs, ours)
+    seen = [item["order_reference"] for name in ("matched", "mismatched", "missing_ours", "missing_theirs")
+            for item in report[name]]
+    assert sorted(seen) == sorted({r.order_reference for r in theirs} | {r.order_reference for r in ours})
+    assert len(seen) == len(set(seen))
+
+
+def test_csv_with_bom_header_and_blank_lines() -> None:
+    text = "\ufefforder_reference,amount,subsidy\r\nPO-1,100,30\r\n\r\n订单-2, 200 , 60\r\n"
+    assert parse_csv(text) == [Record("PO-1", 100, 30), Record("订单-2", 200, 60)]
+
+
+@pytest.mark.parametrize(("text", "pointer"), [
+    ("ref,amount,subsidy\nA,1,0\n", "/csv"),
+    ("", "/csv"),
+    ("order_reference,amount,subsidy\nA,1\n", "/csv/2"),
+    ("order_reference,amount,subsidy\nA,1.50,0\n", "/csv/2"),
+    ("order_reference,amount,subsidy\nA,1,0\nB,x,0\n", "/csv/3"),
+])
+def test_malformed_csv_names_the_row(text: str, pointer: str) -> None:
+    with pytest.raises(RecordsInvalid) as refused:
+        parse_csv(text)
+    assert refused.value.errors[0][0] == pointer
+
+
+@pytest.mark.parametrize(("rows", "pointer"), [
+    ([Record("A", 1, 0), Record("A", 2, 0)], "/records/1/order_reference"),
+    ([Record("", 1, 0)], "/records/0/order_reference"),
+    ([Record("A", 0, 0)], "/records/0"),
+    ([Record("A", 10, 11)], "/records/0"),
+    ([Record("A", 10, -1)], "/records/0"),
+])
+def test_records_that_cannot_be_compared_are_refused(rows: list[Record], pointer: str) -> None:
+    with pytest.raises(RecordsInvalid) as refused:
+        check_records(rows, "/records")
+    assert refused.value.errors[0][0] == pointer
