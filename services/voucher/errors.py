@@ -345,3 +345,21 @@ class NothingToSettle(Conflict):
 class NegativeSettlement(Conflict):
     code = "negative_settlement"
     title = "Refunds exceed captures in the period; they carry over to a later settlement"
+
+
+# -- claims ------------------------------------------------------------------------------------
+
+
+class WrongPayoutMode(Conflict):
+    code = "wrong_payout_mode"
+    title = "The programme does not pay out this way"
+
+
+class InvoiceAlreadyClaimed(Conflict):
+    code = "invoice_already_claimed"
+    title = "This provider's invoice is already part of a claim"
+
+
+class DocumentAlreadyClaimed(Conflict):
+    code = "document_already_claimed"
+    title = "A document with this SHA-256 digest is already part of a claim"

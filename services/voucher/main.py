@@ -13,6 +13,7 @@ from fastapi.openapi.utils import get_openapi
 from services.voucher import __version__
 from services.voucher.apikeys import routes as apikeys
 from services.voucher.applications import routes as applications
+from services.voucher.claims import routes as claims
 from services.voucher.clock import Clock, system_clock
 from services.voucher.db import Database
 from services.voucher.eligibility import routes as eligibility
@@ -68,7 +69,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     app.add_middleware(UnitOfWorkMiddleware, database=database, clock=clock)
 
     for module in (meta, apikeys, programmes, eligibility, enterprises, providers, applications, vouchers,
-                   redemption, settlement, usage, ledger):
+                   redemption, claims, settlement, usage, ledger):
         app.include_router(module.router)
     app.include_router(applications.public_router)
     if settings.docs_enabled:

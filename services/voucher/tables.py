@@ -25,6 +25,7 @@ from sqlmodel import Field, SQLModel
 from services.voucher.apikeys.rules import Role
 from services.voucher.applications.rules import OPEN as OPEN_APPLICATION
 from services.voucher.applications.rules import ApplicationStatus
+from services.voucher.claims.rules import ClaimStatus
 from services.voucher.db import JSONType, UTCDateTime
 from services.voucher.ids import uuid7
 from services.voucher.ledger.rules import AccountKind
@@ -37,7 +38,7 @@ from services.voucher.programmes.rules import (
     ProgrammeStatus,
 )
 from services.voucher.providers.rules import ProviderStatus
-from services.voucher.redemption.rules import RedemptionStatus
+from services.voucher.redemption.rules import Payee, RedemptionStatus
 from services.voucher.settlement.rules import ItemKind, SettlementStatus
 from services.voucher.vouchers.rules import VoucherStatus
 
@@ -383,6 +384,7 @@ class Redemption(SQLModel, table=True):
     __tablename__ = "redemption"
     __table_args__ = (
         CheckConstraint(_one_of("status", RedemptionStatus), name="status_known"),
+        CheckConstraint(_one_of("payee", Payee), name="payee_known"),
         CheckConstraint(
             "held_amount > 0 AND captured_amount >= 0 AND refunded_amount >= 0 "
             "AND captured_amount <= held_amount AND refunded_amount <= captured_amount",
@@ -414,6 +416,8 @@ class Redemption(SQLModel, table=True):
     captured_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     voided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     void_reason: str | None = Field(default=None, max_length=32)
+    #: Provider redemptions are settled with the provider; claims are paid to the enterprise.
+    payee: str = Field(default=Payee.PROVIDER.value, max_length=16)
 
 
 class RedemptionRefund(SQLModel, table=True):
@@ -537,6 +541,7 @@ class ContractReference(SQLModel, table=True):
     number: str = Field(max_length=64)
     enterprise_id: uuid.UUID = Field(foreign_key="enterprise.id")
     application_id: uuid.UUID | None = Field(default=None, foreign_key="application.id", index=True)
+    claim_id: uuid.UUID | None = Field(default=None, foreign_key="claim.id", index=True)
     created_at: datetime = Field(sa_type=UTCDateTime)
     released_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
@@ -639,3 +644,61 @@ class UsageReconciliation(SQLModel, table=True):
     report: dict[str, Any] = Field(sa_type=JSONType)
     principal_id: uuid.UUID
     created_at: datetime = Field(sa_type=UTCDateTime)
+
+
+# -- enterprise claims -----------------------------------------------------------------------------
+
+
+class Claim(SQLModel, table=True):
+    """An SME's claim against its voucher after paying a provider in full."""
+
+    __tablename__ = "claim"
+    __table_args__ = (
+        CheckConstraint(_one_of("status", ClaimStatus), name="status_known"),
+        CheckConstraint("amount_paid > 0 AND subsidy > 0", name="amounts"),
+        # The same invoice of a provider is never claimed twice while a claim on it stands.
+        Index("uq_claim_live_invoice", "provider_id", "invoice_number", unique=True,
+              sqlite_where=text("status <> 'rejected'"), postgresql_where=text("status <> 'rejected'")),
+        Index("ix_claim_enterprise_id_id", "enterprise_id", "id"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid7, primary_key=True)
+    voucher_id: uuid.UUID = Field(foreign_key="voucher.id", index=True)
+    programme_id: uuid.UUID = Field(foreign_key="programme.id", index=True)
+    enterprise_id: uuid.UUID = Field(foreign_key="enterprise.id")
+    provider_id: uuid.UUID = Field(foreign_key="provider.id")
+    redemption_id: uuid.UUID = Field(foreign_key="redemption.id", unique=True)
+    contract_number: str = Field(max_length=64)
+    invoice_number: str = Field(max_length=64)
+    invoice_date: date
+    amount_paid: int = Field(sa_type=BigInteger)
+    unit: str = Field(max_length=16)
+    line_items: list[dict[str, Any]] = Field(sa_type=JSONType)
+    documents: list[dict[str, Any]] = Field(sa_type=JSONType)
+    subsidy: int = Field(sa_type=BigInteger)
+    approved_amount: int | None = Field(default=None, sa_type=BigInteger)
+    status: str = Field(max_length=16)
+    status_reason: str | None = Field(default=None, max_length=2000)
+    payment_reference: str | None = Field(default=None, max_length=128)
+    paid_on: date | None = None
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+    version: int = Field(default=1)
+
+
+class ClaimDocument(SQLModel, table=True):
+    """A document's digest, unique across every standing claim: one proof, one claim."""
+
+    __tablename__ = "claim_document"
+    __table_args__ = (
+        Index("uq_claim_document_live_sha256", "sha256", unique=True,
+              sqlite_where=text("released_at IS NULL"), postgresql_where=text("released_at IS NULL")),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid7, primary_key=True)
+    claim_id: uuid.UUID = Field(foreign_key="claim.id", index=True)
+    sha256: str = Field(max_length=64)
+    file_name: str = Field(max_length=255)
+    media_type: str = Field(max_length=100)
+    size: int = Field(sa_type=BigInteger)
+    released_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

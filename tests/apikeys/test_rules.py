@@ -64,14 +64,17 @@ def test_role_scope_table() -> None:
     # Operators hold everything but redeeming (only a provider redeems a voucher) and applying
     # (only an enterprise applies, for itself).
     assert ROLE_SCOPES[Role.OPERATOR] == frozenset(Scope) - {
-        Scope.REDEMPTIONS_WRITE, Scope.VOUCHERS_LOOKUP, Scope.APPLICATIONS_WRITE, Scope.SETTLEMENTS_CONFIRM}
+        Scope.REDEMPTIONS_WRITE, Scope.VOUCHERS_LOOKUP, Scope.APPLICATIONS_WRITE, Scope.SETTLEMENTS_CONFIRM,
+        Scope.CLAIMS_WRITE}
     writes = {s for s in Scope if s.value.endswith(":write")}
     # Auditors read everything and write nothing, and cannot manage even their own keys.
     assert ROLE_SCOPES[Role.AUDITOR] == {s for s in Scope if s.value.endswith(":read")}
-    assert not ROLE_SCOPES[Role.AUDITOR] & (writes | {Scope.KEYS_SELF, Scope.APPLICATIONS_REVIEW})
+    assert not ROLE_SCOPES[Role.AUDITOR] & (writes | {Scope.KEYS_SELF, Scope.APPLICATIONS_REVIEW,
+                                                      Scope.CLAIMS_REVIEW, Scope.SETTLEMENTS_CONFIRM})
     assert ROLE_SCOPES[Role.ENTERPRISE] == {
         Scope.PROGRAMMES_READ, Scope.ENTERPRISES_READ, Scope.KEYS_SELF, Scope.VOUCHERS_READ,
-        Scope.REDEMPTIONS_READ, Scope.APPLICATIONS_READ, Scope.APPLICATIONS_WRITE,
+        Scope.REDEMPTIONS_READ, Scope.APPLICATIONS_READ, Scope.APPLICATIONS_WRITE, Scope.CLAIMS_READ,
+        Scope.CLAIMS_WRITE,
     }
     assert ROLE_SCOPES[Role.PROVIDER] == {
         Scope.PROGRAMMES_READ, Scope.PROVIDERS_READ, Scope.KEYS_SELF, Scope.REDEMPTIONS_READ,

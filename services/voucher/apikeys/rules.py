@@ -46,6 +46,11 @@ class Scope(StrEnum):
     SETTLEMENTS_WRITE = "settlements:write"
     #: Confirm or dispute one's own settlement (providers only).
     SETTLEMENTS_CONFIRM = "settlements:confirm"
+    CLAIMS_READ = "claims:read"
+    #: File one's own claims (enterprises only).
+    CLAIMS_WRITE = "claims:write"
+    #: Review, approve, reject and pay claims (the programme office).
+    CLAIMS_REVIEW = "claims:review"
 
 
 _READ_ALL = {
@@ -58,11 +63,12 @@ _READ_ALL = {
     Scope.LEDGER_READ,
     Scope.APPLICATIONS_READ,
     Scope.SETTLEMENTS_READ,
+    Scope.CLAIMS_READ,
 }
 #: Only providers redeem: a redemption is always a provider's claim on a voucher.
 _PROVIDER_ONLY = {Scope.REDEMPTIONS_WRITE, Scope.VOUCHERS_LOOKUP, Scope.SETTLEMENTS_CONFIRM}
 #: Only an enterprise applies, for itself.
-_ENTERPRISE_ONLY = {Scope.APPLICATIONS_WRITE}
+_ENTERPRISE_ONLY = {Scope.APPLICATIONS_WRITE, Scope.CLAIMS_WRITE}
 
 ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
     Role.OPERATOR: frozenset(set(Scope) - _PROVIDER_ONLY - _ENTERPRISE_ONLY),
@@ -70,7 +76,8 @@ ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
     Role.AUDITOR: frozenset(_READ_ALL),
     Role.ENTERPRISE: frozenset(
         {Scope.PROGRAMMES_READ, Scope.ENTERPRISES_READ, Scope.KEYS_SELF, Scope.VOUCHERS_READ,
-         Scope.REDEMPTIONS_READ, Scope.APPLICATIONS_READ, Scope.APPLICATIONS_WRITE}
+         Scope.REDEMPTIONS_READ, Scope.APPLICATIONS_READ, Scope.APPLICATIONS_WRITE, Scope.CLAIMS_READ,
+         Scope.CLAIMS_WRITE}
     ),
     Role.PROVIDER: frozenset(
         {Scope.PROGRAMMES_READ, Scope.PROVIDERS_READ, Scope.KEYS_SELF, Scope.REDEMPTIONS_READ,

@@ -140,3 +140,11 @@ async def publicity_page(
         pairs = pairs[: page.limit]
         return pairs, encode_cursor(pairs[-1][0].id)
     return pairs, None
+
+
+async def contracts_of_claim(session: AsyncSession, claim_id: uuid.UUID) -> list[ContractReference]:
+    stmt = select(ContractReference).where(
+        ContractReference.claim_id == claim_id,
+        ContractReference.released_at.is_(None),  # type: ignore[union-attr]
+    )
+    return list((await session.execute(stmt)).scalars().all())

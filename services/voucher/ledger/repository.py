@@ -15,6 +15,7 @@ from services.voucher.applications.rules import COMMITTED
 from services.voucher.ledger.rules import AccountKind
 from services.voucher.tables import (
     Application,
+    Claim,
     EnterprisePeriodUsage,
     LedgerAccount,
     LedgerPosting,
@@ -226,4 +227,27 @@ async def settlement_differences(session: AsyncSession) -> list[dict[str, Any]]:
     )
     orphans = select(paid.c.provider_id, paid.c.programme_id, literal(0).label("ledger_paid"), paid.c.settled).where(
         paid.c.settled != 0, ~select(A.c.id).where(is_paid, match).exists())
-    return [{"what": "provider paid", **dict(r._mapping)} for r in (await session.execute(accounts.union_all(orphans))).all()]
+    found = [{"what": "provider paid", **dict(r._mapping)}
+             for r in (await session.execute(accounts.union_all(orphans))).all()]
+    return found + await _claim_differences(session, posted)
+
+
+async def _claim_differences(session: AsyncSession, posted: Any) -> list[dict[str, Any]]:
+    """The same for enterprises: paid in the ledger equals the approved amounts of paid claims."""
+    cl = Claim.__table__
+    paid = (
+        select(cl.c.enterprise_id, cl.c.programme_id, _sum(cl.c.approved_amount).label("settled"))
+        .where(cl.c.status == "paid").group_by(cl.c.enterprise_id, cl.c.programme_id).subquery()
+    )
+    match = and_(paid.c.enterprise_id == A.c.enterprise_id, paid.c.programme_id == A.c.programme_id)
+    is_paid = A.c.kind == AccountKind.ENTERPRISE_PAID.value
+    accounts = (
+        select(A.c.enterprise_id, A.c.programme_id, func.coalesce(posted.c.posted, 0).label("ledger_paid"),
+               func.coalesce(paid.c.settled, 0).label("settled"))
+        .select_from(A.outerjoin(posted, posted.c.account_id == A.c.id).outerjoin(paid, match))
+        .where(is_paid, func.coalesce(posted.c.posted, 0) != func.coalesce(paid.c.settled, 0))
+    )
+    orphans = select(paid.c.enterprise_id, paid.c.programme_id, literal(0).label("ledger_paid"), paid.c.settled).where(
+        paid.c.settled != 0, ~select(A.c.id).where(is_paid, match).exists())
+    return [{"what": "enterprise paid (claims)", **dict(r._mapping)}
+            for r in (await session.execute(accounts.union_all(orphans))).all()]

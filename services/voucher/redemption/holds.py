@@ -24,6 +24,7 @@ LEDGER_KIND = {
     VoidReason.EXPIRED: "hold_expired",
     VoidReason.VOUCHER_REVOKED: "hold_voided_voucher_revoked",
     VoidReason.VOUCHER_EXPIRED: "hold_voided_voucher_expired",
+    VoidReason.CLAIM_REJECTED: "claim_rejected",
 }
 
 

@@ -15,7 +15,7 @@ from services.voucher.actor import Actor
 from services.voucher.apikeys.rules import Role
 from services.voucher.db import PageRequest, paginate
 from services.voucher.ids import uuid7
-from services.voucher.redemption.rules import RedemptionStatus
+from services.voucher.redemption.rules import Payee, RedemptionStatus
 from services.voucher.tables import OrderSubsidy, Redemption, RedemptionRefund
 
 ORDERS = OrderSubsidy.__table__
@@ -27,7 +27,8 @@ def visible(actor: Actor) -> Select[Any]:
     if actor.sees_everything:
         return stmt
     if actor.role is Role.PROVIDER and actor.provider_id is not None:
-        return stmt.where(Redemption.provider_id == actor.provider_id)
+        # A claim names the provider but is the enterprise's: the provider neither sees nor moves it.
+        return stmt.where(Redemption.provider_id == actor.provider_id, Redemption.payee == Payee.PROVIDER.value)
     if actor.role is Role.ENTERPRISE and actor.enterprise_id is not None:
         return stmt.where(Redemption.enterprise_id == actor.enterprise_id)
     return stmt.where(false())

@@ -17,3 +17,12 @@ class VoidReason(StrEnum):
     EXPIRED = "expired"  # the hold's TTL passed
     VOUCHER_REVOKED = "voucher_revoked"
     VOUCHER_EXPIRED = "voucher_expired"
+    CLAIM_REJECTED = "claim_rejected"
+
+
+class Payee(StrEnum):
+    """Who the programme pays for a capture: the provider (it deducted the subsidy from the
+    SME's bill) or the enterprise (it paid in full and claimed; `enterprise_claim` mode)."""
+
+    PROVIDER = "provider"
+    ENTERPRISE = "enterprise"

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.voucher.actor import Actor
+from services.voucher.actor import SYSTEM, Actor
 from services.voucher.db import PageRequest
 from services.voucher.errors import (
     CaptureExceedsHold,
@@ -54,7 +54,7 @@ from services.voucher.programmes.rules import (
 from services.voucher.providers.rules import ProviderStatus
 from services.voucher.redemption import repository
 from services.voucher.redemption.holds import release_counters, release_hold
-from services.voucher.redemption.rules import RedemptionStatus, VoidReason
+from services.voucher.redemption.rules import Payee, RedemptionStatus, VoidReason
 from services.voucher.redemption.subsidy import Item, compute, parse_tiers
 from services.voucher.tables import (
     Enterprise,
@@ -136,11 +136,17 @@ async def _settle_voucher_status(session: AsyncSession, voucher: Voucher, now: d
             voucher.version += 1
 
 
-async def hold(session: AsyncSession, actor: Actor, request: HoldRequest, now: datetime) -> Redemption:
+async def hold(
+    session: AsyncSession, actor: Actor, request: HoldRequest, now: datetime, *,
+    provider: Provider | None = None, payee: Payee = Payee.PROVIDER, ttl: timedelta | None = None,
+) -> Redemption:
     """Reserve the subsidy for one order: computed from the programme's rates and tiers, capped
     by the stacking ceiling, the enterprise's remaining cap and the voucher's balance; the held
-    amount leaves `available` at once. Every refusal moves nothing."""
-    provider = await _provider_for(session, actor)
+    amount leaves `available` at once. Every refusal moves nothing.
+
+    Claims use the same path with the claim's `provider`, `payee` enterprise and a `ttl` that
+    lasts the review."""
+    provider = provider or await _provider_for(session, actor)
     if provider.status != ProviderStatus.APPROVED.value:
         raise ProviderNotApproved(f"provider is {provider.status}", current_status=provider.status)
     voucher = await vouchers.find_by_code_for_enterprise(
@@ -229,8 +235,9 @@ async def hold(session: AsyncSession, actor: Actor, request: HoldRequest, now: d
         status=RedemptionStatus.HELD.value,
         held_amount=computation.subsidy,
         period_key=period,
-        hold_expires_at=now + timedelta(seconds=programme.hold_ttl_seconds),
+        hold_expires_at=now + (ttl or timedelta(seconds=programme.hold_ttl_seconds)),
         created_at=now,
+        payee=payee.value,
     )
     await repository.add(session, redemption)
     await ledger.post(
@@ -287,14 +294,19 @@ async def capture(
 
 async def _capture(session: AsyncSession, voucher: Voucher, redemption: Redemption, amount: int, now: datetime) -> None:
     programme_accounts = await ledger.programme_accounts(session, voucher.programme_id)
-    provider_accounts = await ledger.ensure_provider_accounts(
-        session, redemption.provider_id, voucher.programme_id, voucher.unit, now
-    )
+    if redemption.payee == Payee.ENTERPRISE.value:
+        payable = (await ledger.ensure_enterprise_accounts(
+            session, redemption.enterprise_id, voucher.programme_id, voucher.unit, now,
+            [AccountKind.ENTERPRISE_PAYABLE, AccountKind.ENTERPRISE_PAID],
+        ))[AccountKind.ENTERPRISE_PAYABLE]
+    else:
+        payable = (await ledger.ensure_provider_accounts(
+            session, redemption.provider_id, voucher.programme_id, voucher.unit, now
+        ))[AccountKind.PROVIDER_PAYABLE]
     unit, rest = voucher.unit, redemption.held_amount - amount
     legs: list[Leg] = [
         *transfer(voucher.held_account_id, voucher.used_account_id, amount, unit),
-        *transfer(programme_accounts[AccountKind.PROGRAMME_SPENT], provider_accounts[AccountKind.PROVIDER_PAYABLE],
-                  amount, unit),
+        *transfer(programme_accounts[AccountKind.PROGRAMME_SPENT], payable, amount, unit),
     ]
     if rest:
         legs += transfer(voucher.held_account_id, voucher.available_account_id, rest, unit)
@@ -439,3 +451,26 @@ async def expire_holds(session: AsyncSession, now: datetime, limit: int = 500) -
     """Release expired holds in one transaction (tests, small batches); the job runner gives
     each hold its own transaction instead (services/voucher/jobs.py)."""
     return sum([await expire_hold(session, i, now) for i in await due_holds(session, now, limit)])
+
+
+async def capture_claim(session: AsyncSession, redemption_id: uuid.UUID, amount: int, now: datetime) -> Redemption:
+    """Capture a claim's hold (the programme office approved it): like a provider's capture,
+    payable to the enterprise. A hold the voucher's expiry or revocation voided cannot be."""
+    voucher, redemption = await _locked(session, SYSTEM, redemption_id)
+    _check_held(redemption, now)
+    if amount > redemption.held_amount:
+        raise CaptureExceedsHold(
+            f"approval {amount} exceeds the held {redemption.held_amount}", held_amount=redemption.held_amount
+        )
+    await _capture(session, voucher, redemption, amount, now)
+    return redemption
+
+
+async def void_claim(session: AsyncSession, redemption_id: uuid.UUID, now: datetime) -> Redemption:
+    """Release a rejected claim's hold, exactly what it held."""
+    voucher, redemption = await _locked(session, SYSTEM, redemption_id)
+    if redemption.status == RedemptionStatus.HELD.value:
+        await release_hold(session, redemption, voucher, VoidReason.CLAIM_REJECTED, now)
+        await _settle_voucher_status(session, voucher, now)
+        await session.flush()
+    return redemption

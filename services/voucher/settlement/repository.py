@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.voucher.actor import Actor
 from services.voucher.apikeys.rules import Role
 from services.voucher.db import PageRequest, paginate
+from services.voucher.redemption.rules import Payee
 from services.voucher.settlement.rules import ItemKind, SettlementStatus
 from services.voucher.tables import Redemption, RedemptionRefund, Settlement, SettlementItem
 
@@ -75,6 +76,7 @@ async def unsettled_captures(
             Redemption.provider_id == provider_id, Redemption.programme_id == programme_id,
             Redemption.captured_at >= starts_at, Redemption.captured_at < ends_at,  # type: ignore[operator]
             Redemption.captured_amount > 0,
+            Redemption.payee == Payee.PROVIDER.value,  # claims are paid to enterprises, not settled
             ~_live_item(SettlementItem.redemption_id == Redemption.id, SettlementItem.kind == ItemKind.CAPTURE.value),
         )
         .order_by(Redemption.captured_at, Redemption.id)  # type: ignore[arg-type]

@@ -20,6 +20,7 @@ from services.voucher.actor import Actor
 from services.voucher.db import PageRequest
 from services.voucher.errors import (
     Forbidden,
+    InvalidTransition,
     NegativeSettlement,
     NotFound,
     NothingToSettle,
@@ -140,6 +141,11 @@ async def submit(session: AsyncSession, actor: Actor, settlement_id: uuid.UUID, 
     """The provider confirms the statement (draft → submitted)."""
     settlement = await get(session, actor, settlement_id, for_update=True)
     _own(actor, settlement)
+    if settlement.status != S.DRAFT.value:  # disputed → submitted is the office's answer (resolve)
+        raise InvalidTransition(
+            f"the provider confirms a draft; this settlement is {settlement.status}",
+            current_status=settlement.status, allowed=[],
+        )
     _move(settlement, S.SUBMITTED, now, note)
     settlement.submitted_at = now
     await session.flush()
@@ -159,6 +165,9 @@ async def resolve(session: AsyncSession, actor: Actor, settlement_id: uuid.UUID,
                   now: datetime) -> Settlement:
     """The programme office answers a dispute; the statement stands as submitted."""
     settlement = await get(session, actor, settlement_id, for_update=True)
+    if settlement.status != S.DISPUTED.value:
+        raise InvalidTransition(f"only a disputed settlement is resolved; this one is {settlement.status}",
+                                current_status=settlement.status, allowed=[])
     _move(settlement, S.SUBMITTED, now, note)
     await session.flush()
     return settlement

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.voucher.actor import Actor
 from services.voucher.apikeys.rules import Role
 from services.voucher.db import PageRequest, paginate
+from services.voucher.redemption.rules import Payee
 from services.voucher.tables import Redemption, UsageReconciliation
 
 
@@ -36,6 +37,7 @@ async def our_orders(
             Redemption.provider_id == provider_id, Redemption.programme_id == programme_id,
             Redemption.captured_at >= starts_at, Redemption.captured_at < ends_at,  # type: ignore[operator]
             Redemption.captured_amount > 0,
+            Redemption.payee == Payee.PROVIDER.value,
         )
         .group_by(Redemption.order_reference)
     )

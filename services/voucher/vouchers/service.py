@@ -83,6 +83,13 @@ async def remaining_cap(
     return period, max(programme.enterprise_cap - taken, 0)
 
 
+async def lock_voucher(session: AsyncSession, voucher_id: uuid.UUID) -> Voucher:
+    voucher = await repository.get_by_id(session, voucher_id, for_update=True)
+    if voucher is None:
+        raise NotFound(f"no voucher with id {voucher_id}")
+    return voucher
+
+
 async def lock_cap(
     session: AsyncSession, programme: Programme, enterprise_id: uuid.UUID, period: str
 ) -> EnterprisePeriodUsage:

@@ -1,0 +1,65 @@
+"""Every query on claims. An enterprise sees its own claims; operators and auditors all;
+providers none (a claim is between the enterprise and the programme)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import Select, false, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.voucher.actor import Actor
+from services.voucher.apikeys.rules import Role
+from services.voucher.claims.rules import ClaimStatus
+from services.voucher.db import PageRequest, paginate
+from services.voucher.tables import Claim, ClaimDocument
+
+
+def visible(actor: Actor) -> Select[Any]:
+    stmt = select(Claim)
+    if actor.sees_everything:
+        return stmt
+    if actor.role is Role.ENTERPRISE and actor.enterprise_id is not None:
+        return stmt.where(Claim.enterprise_id == actor.enterprise_id)
+    return stmt.where(false())
+
+
+async def get(session: AsyncSession, actor: Actor, claim_id: uuid.UUID, *, for_update: bool = False) -> Claim | None:
+    stmt = visible(actor).where(Claim.id == claim_id).execution_options(populate_existing=True)
+    if for_update:
+        stmt = stmt.with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def list_page(session: AsyncSession, actor: Actor, page: PageRequest, *, status: str | None,
+                    programme_id: uuid.UUID | None) -> tuple[list[Claim], str | None]:
+    stmt = visible(actor)
+    if status is not None:
+        stmt = stmt.where(Claim.status == status)
+    if programme_id is not None:
+        stmt = stmt.where(Claim.programme_id == programme_id)
+    rows, cursor = await paginate(session, stmt, Claim.id, page)
+    return list(rows), cursor
+
+
+async def live_invoice(session: AsyncSession, provider_id: uuid.UUID, invoice_number: str) -> Claim | None:
+    stmt = select(Claim).where(Claim.provider_id == provider_id, Claim.invoice_number == invoice_number,
+                               Claim.status != ClaimStatus.REJECTED.value)
+    return (await session.execute(stmt)).scalars().first()
+
+
+async def live_documents(session: AsyncSession, digests: list[str]) -> list[str]:
+    stmt = select(ClaimDocument.sha256).where(ClaimDocument.sha256.in_(digests),  # type: ignore[attr-defined]
+                                              ClaimDocument.released_at.is_(None))  # type: ignore[union-attr]
+    return list((await session.execute(stmt)).scalars().all())
+
+
+async def documents_of(session: AsyncSession, claim_id: uuid.UUID) -> list[ClaimDocument]:
+    stmt = select(ClaimDocument).where(ClaimDocument.claim_id == claim_id)
+    return list((await session.execute(stmt)).scalars().all())
+
+
+async def add_all(session: AsyncSession, rows: list[Any]) -> None:
+    session.add_all(rows)
+    await session.flush()

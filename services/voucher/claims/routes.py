@@ -1,0 +1,106 @@
+"""Claims over HTTP: an enterprise files and reads its own; the programme office reviews,
+approves, rejects and pays."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response
+
+from services.voucher import errors
+from services.voucher.actor import Actor
+from services.voucher.apikeys.rules import Scope
+from services.voucher.claims import service
+from services.voucher.claims.rules import ClaimStatus
+from services.voucher.claims.schemas import (
+    ClaimApproval,
+    ClaimCreate,
+    ClaimPayment,
+    ClaimPublic,
+    ClaimRejection,
+)
+from services.voucher.http.auth import require
+from services.voucher.http.deps import Now, Session
+from services.voucher.http.idempotency import idempotent
+from services.voucher.http.pagination import Page, Paging
+from services.voucher.http.problems import AUTH_ERRORS, responses
+from services.voucher.redemption.routes import HOLD_ERRORS
+
+router = APIRouter(prefix="/v1/claims", tags=["claims"])
+Reader = Annotated[Actor, Depends(require(Scope.CLAIMS_READ))]
+Claimant = Annotated[Actor, Depends(require(Scope.CLAIMS_WRITE))]
+Reviewer = Annotated[Actor, Depends(require(Scope.CLAIMS_REVIEW))]
+IDEM = (errors.IdempotencyKeyReused, errors.IdempotencyRequestInProgress)
+MOVE = (errors.NotFound, errors.InvalidTransition, *IDEM)
+
+
+def _public(claim: object) -> ClaimPublic:
+    return ClaimPublic.model_validate(claim)
+
+
+@router.post(
+    "",
+    operation_id="file_claim",
+    summary="File a claim after paying a provider in full; the subsidy is computed and held",
+    status_code=201,
+    response_model=ClaimPublic,
+    responses=responses(*AUTH_ERRORS, *HOLD_ERRORS, errors.WrongPayoutMode, errors.InvoiceAlreadyClaimed,
+                        errors.DocumentAlreadyClaimed, errors.ContractAlreadyUsed, errors.ValidationFailed, *IDEM),
+    dependencies=[Depends(idempotent(Scope.CLAIMS_WRITE, required=True))],
+)
+async def file_claim(body: ClaimCreate, session: Session, now: Now, actor: Claimant, response: Response) -> ClaimPublic:
+    claim = await service.file(session, actor, body.model_dump(mode="python"), now)
+    response.headers["Location"] = f"/v1/claims/{claim.id}"
+    return _public(claim)
+
+
+@router.get("", operation_id="list_claims", summary="List claims (an enterprise sees its own)",
+            response_model=Page[ClaimPublic], responses=responses(*AUTH_ERRORS, errors.InvalidCursor))
+async def list_claims(session: Session, actor: Reader, page: Paging,
+                      status: Annotated[ClaimStatus | None, Query()] = None,
+                      programme_id: Annotated[uuid.UUID | None, Query()] = None) -> Page[ClaimPublic]:
+    rows, cursor = await service.list_claims(session, actor, page, status=status.value if status else None,
+                                             programme_id=programme_id)
+    return Page(items=[_public(c) for c in rows], next_cursor=cursor)
+
+
+@router.get("/{claim_id}", operation_id="get_claim", summary="Read a claim", response_model=ClaimPublic,
+            responses=responses(*AUTH_ERRORS, errors.NotFound))
+async def get_claim(claim_id: uuid.UUID, session: Session, actor: Reader) -> ClaimPublic:
+    return _public(await service.get(session, actor, claim_id))
+
+
+@router.post("/{claim_id}/review", operation_id="start_claim_review", summary="Start reviewing a submitted claim",
+             response_model=ClaimPublic, responses=responses(*AUTH_ERRORS, *MOVE),
+             dependencies=[Depends(idempotent(Scope.CLAIMS_REVIEW))])
+async def start_review(claim_id: uuid.UUID, session: Session, now: Now, actor: Reviewer) -> ClaimPublic:
+    return _public(await service.start_review(session, actor, claim_id, now))
+
+
+@router.post("/{claim_id}/approve", operation_id="approve_claim",
+             summary="Approve: the held subsidy (or less) is captured, payable to the enterprise",
+             response_model=ClaimPublic,
+             responses=responses(*AUTH_ERRORS, *MOVE, errors.ValidationFailed, errors.HoldNotActive),
+             dependencies=[Depends(idempotent(Scope.CLAIMS_REVIEW, required=True))])
+async def approve_claim(claim_id: uuid.UUID, session: Session, now: Now, actor: Reviewer,
+                        body: ClaimApproval | None = None) -> ClaimPublic:
+    body = body or ClaimApproval()
+    return _public(await service.approve(session, actor, claim_id, body.amount, body.note, now))
+
+
+@router.post("/{claim_id}/reject", operation_id="reject_claim",
+             summary="Reject: exactly the held subsidy returns to the voucher", response_model=ClaimPublic,
+             responses=responses(*AUTH_ERRORS, *MOVE), dependencies=[Depends(idempotent(Scope.CLAIMS_REVIEW))])
+async def reject_claim(claim_id: uuid.UUID, body: ClaimRejection, session: Session, now: Now,
+                       actor: Reviewer) -> ClaimPublic:
+    return _public(await service.reject(session, actor, claim_id, body.reason, now))
+
+
+@router.post("/{claim_id}/pay", operation_id="pay_claim",
+             summary="Record the payment to the enterprise (payable to paid)", response_model=ClaimPublic,
+             responses=responses(*AUTH_ERRORS, *MOVE),
+             dependencies=[Depends(idempotent(Scope.CLAIMS_REVIEW, required=True))])
+async def pay_claim(claim_id: uuid.UUID, body: ClaimPayment, session: Session, now: Now,
+                    actor: Reviewer) -> ClaimPublic:
+    return _public(await service.pay(session, actor, claim_id, body.reference, body.paid_on, now))

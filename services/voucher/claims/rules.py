@@ -1,0 +1,60 @@
+"""The enterprise claim lifecycle (`enterprise_claim` programmes). Pure: stdlib only.
+
+    submitted → under_review → approved → paid
+                             ↘ rejected
+
+The subsidy is computed and held from the voucher when the claim is filed, exactly as a
+provider's hold; approval captures it payable to the enterprise, rejection releases it.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from enum import StrEnum
+
+from services.voucher.errors import InvalidTransition
+
+
+class ClaimStatus(StrEnum):
+    SUBMITTED = "submitted"
+    UNDER_REVIEW = "under_review"
+    APPROVED = "approved"
+    PAID = "paid"
+    REJECTED = "rejected"
+
+
+C = ClaimStatus
+TRANSITIONS: dict[ClaimStatus, frozenset[ClaimStatus]] = {
+    C.SUBMITTED: frozenset({C.UNDER_REVIEW}),
+    C.UNDER_REVIEW: frozenset({C.APPROVED, C.REJECTED}),
+    C.APPROVED: frozenset({C.PAID}),
+    C.PAID: frozenset(),
+    C.REJECTED: frozenset(),
+}
+#: How long a claim's hold lasts: the review, not a checkout.
+HOLD_DAYS = 3650
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def check_transition(current: ClaimStatus, target: ClaimStatus) -> None:
+    if target not in TRANSITIONS[current]:
+        raise InvalidTransition(
+            f"a claim that is {current.value} cannot become {target.value}",
+            current_status=current.value,
+            allowed=sorted(s.value for s in TRANSITIONS[current]),
+        )
+
+
+def normalise_invoice_number(number: str) -> str:
+    """Invoice numbers compare as contract numbers do: compatibility forms folded, case
+    folded, white space and invisible characters removed."""
+    folded = unicodedata.normalize("NFKC", number)
+    kept = "".join(c for c in folded if not c.isspace() and unicodedata.category(c) != "Cf")
+    return unicodedata.normalize("NFKC", kept.casefold()).upper()
+
+
+def order_reference(invoice_number: str) -> str:
+    """The order a claim subsidises, for the one-subsidy-per-order rule and the stacking
+    ceiling: the invoice, with the provider."""
+    return f"invoice:{invoice_number}"

@@ -1,0 +1,212 @@
+"""Claim use cases (`enterprise_claim` programmes): the SME files a claim with its contract,
+invoice, payment and documents; the subsidy is computed and held exactly as a provider's hold;
+the programme office reviews, approves (captured, payable to the enterprise), rejects (the hold
+released) and pays (payable to paid, with the payment reference)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.voucher.actor import SYSTEM as _SYSTEM
+from services.voucher.actor import Actor
+from services.voucher.applications import repository as applications_repository
+from services.voucher.applications.rules import normalise_contract_number
+from services.voucher.claims import repository
+from services.voucher.claims.rules import (
+    HOLD_DAYS,
+    ClaimStatus,
+    check_transition,
+    normalise_invoice_number,
+    order_reference,
+)
+from services.voucher.db import PageRequest, is_integrity_error
+from services.voucher.errors import (
+    ContractAlreadyUsed,
+    DocumentAlreadyClaimed,
+    Forbidden,
+    InvoiceAlreadyClaimed,
+    NotFound,
+    ValidationFailed,
+    WrongPayoutMode,
+    field_error,
+)
+from services.voucher.ledger import service as ledger
+from services.voucher.ledger.rules import AccountKind, transfer
+from services.voucher.programmes.rules import PayoutMode
+from services.voucher.providers import service as providers
+from services.voucher.redemption import service as redemption
+from services.voucher.redemption.rules import Payee
+from services.voucher.tables import Claim, ClaimDocument, ContractReference, Enterprise, Programme
+from services.voucher.vouchers import service as vouchers
+
+C = ClaimStatus
+
+
+async def _claimable(session: AsyncSession, claim: Claim, data: dict[str, Any]) -> None:
+    """The one-claim-per-invoice, per-document and per-contract rules; partial unique indexes
+    back each of them against a concurrent claim."""
+    if await repository.live_invoice(session, claim.provider_id, claim.invoice_number) is not None:
+        raise InvoiceAlreadyClaimed(f"invoice {claim.invoice_number} of this provider is already claimed",
+                                    invoice_number=claim.invoice_number)
+    taken = await repository.live_documents(session, [d["sha256"] for d in data["documents"]])
+    if taken:
+        raise DocumentAlreadyClaimed(f"document(s) {', '.join(sorted(taken))} are already part of a claim",
+                                     sha256=sorted(taken))
+    if await applications_repository.live_contract(session, claim.provider_id, claim.contract_number) is not None:
+        raise ContractAlreadyUsed(
+            f"contract {claim.contract_number} is already part of an application or claim: one subsidy per contract",
+            contract_number=claim.contract_number,
+        )
+
+
+async def file(session: AsyncSession, actor: Actor, data: dict[str, Any], now: datetime) -> Claim:
+    """File a claim: the subsidy on the paid invoice is computed and held from the voucher."""
+    if actor.enterprise_id is None:
+        raise Forbidden("an enterprise files its own claims, with its own key")
+    voucher = await vouchers.get_voucher(session, actor, data["voucher_id"])
+    programme = await session.get(Programme, voucher.programme_id)
+    assert programme is not None
+    if programme.mode != PayoutMode.ENTERPRISE_CLAIM.value:
+        raise WrongPayoutMode(f"programme {programme.code} pays providers through redemptions, not claims",
+                              mode=programme.mode)
+    provider = await providers.get_provider(session, _SYSTEM, data["provider_id"])
+    invoice = normalise_invoice_number(data["invoice_number"])
+    contract = normalise_contract_number(data["contract_number"])
+    problems = []
+    if not invoice or len(invoice) > 64:
+        problems.append(field_error("invoice_number", "1 to 64 characters once normalised"))
+    if not contract or len(contract) > 64:
+        problems.append(field_error("contract_number", "1 to 64 characters once normalised"))
+    items_total = sum(i["amount"] for i in data["line_items"])
+    if items_total != data["amount_paid"]:
+        problems.append(field_error("line_items", f"the line items add up to {items_total}, not the "
+                                                   f"{data['amount_paid']} paid"))
+    if problems:
+        raise ValidationFailed(problems)
+    claim = Claim(
+        voucher_id=voucher.id, programme_id=programme.id, enterprise_id=voucher.enterprise_id,
+        provider_id=provider.id, redemption_id=uuid.UUID(int=0), contract_number=contract, invoice_number=invoice,
+        invoice_date=data["invoice_date"], amount_paid=data["amount_paid"], unit=voucher.unit,
+        line_items=data["line_items"], documents=data["documents"], subsidy=0, status=C.SUBMITTED.value,
+        created_at=now, updated_at=now,
+    )
+    await _claimable(session, claim, data)  # before the hold, to name the rule that refuses
+    enterprise = await session.get(Enterprise, voucher.enterprise_id)
+    assert enterprise is not None
+    held = await redemption.hold(
+        session, actor,
+        redemption.HoldRequest(voucher_code=voucher.code, enterprise_uscc=enterprise.uscc,
+                               order_reference=order_reference(invoice), line_items=data["line_items"]),
+        now, provider=provider, payee=Payee.ENTERPRISE, ttl=timedelta(days=HOLD_DAYS),
+    )
+    claim.redemption_id = held.id
+    claim.subsidy = held.held_amount
+    try:
+        async with session.begin_nested():
+            await repository.add_all(session, [claim])
+            await repository.add_all(session, [
+                ClaimDocument(claim_id=claim.id, sha256=d["sha256"], file_name=d["file_name"],
+                              media_type=d["media_type"], size=d["size"]) for d in data["documents"]
+            ] + [ContractReference(provider_id=provider.id, number=contract, enterprise_id=voucher.enterprise_id,
+                                   claim_id=claim.id, created_at=now)])
+    except Exception as exc:
+        if not is_integrity_error(exc):
+            raise
+        raise InvoiceAlreadyClaimed("this invoice, a document or the contract was just claimed by another claim") \
+            from exc
+    return claim
+
+
+async def get(session: AsyncSession, actor: Actor, claim_id: uuid.UUID, *, for_update: bool = False) -> Claim:
+    found = await repository.get(session, actor, claim_id, for_update=for_update)
+    if found is None:
+        raise NotFound(f"no claim with id {claim_id}")
+    return found
+
+
+async def list_claims(session: AsyncSession, actor: Actor, page: PageRequest, *, status: str | None = None,
+                      programme_id: uuid.UUID | None = None) -> tuple[list[Claim], str | None]:
+    return await repository.list_page(session, actor, page, status=status, programme_id=programme_id)
+
+
+def _move(claim: Claim, target: C, now: datetime, reason: str | None = None) -> None:
+    check_transition(C(claim.status), target)
+    claim.status = target.value
+    claim.status_reason = reason
+    claim.updated_at = now
+    claim.version += 1
+
+
+async def start_review(session: AsyncSession, actor: Actor, claim_id: uuid.UUID, now: datetime) -> Claim:
+    claim = await _lock(session, await get(session, actor, claim_id))
+    _move(claim, C.UNDER_REVIEW, now)
+    await session.flush()
+    return claim
+
+
+async def _lock(session: AsyncSession, claim: Claim) -> Claim:
+    """Voucher, then the claim (then, in capture or void, its redemption): the voucher first,
+    as on every value-moving path. Providers never lock a claim's redemption (they cannot see it)."""
+    await vouchers.lock_voucher(session, claim.voucher_id)
+    found = await repository.get(session, _SYSTEM, claim.id, for_update=True)
+    assert found is not None
+    return found
+
+
+async def approve(session: AsyncSession, actor: Actor, claim_id: uuid.UUID, amount: int | None, note: str | None,
+                  now: datetime) -> Claim:
+    """Approve up to the held subsidy: captured as a provider's capture is, payable to the
+    enterprise; any rest goes back to the voucher."""
+    claim = await _lock(session, await get(session, actor, claim_id))
+    check_transition(C(claim.status), C.APPROVED)
+    granted = claim.subsidy if amount is None else amount
+    if granted > claim.subsidy:
+        raise ValidationFailed([field_error("amount", f"at most the {claim.subsidy} held", "exceeds_hold")])
+    await redemption.capture_claim(session, claim.redemption_id, granted, now)
+    _move(claim, C.APPROVED, now, note)
+    claim.approved_amount = granted
+    await session.flush()
+    return claim
+
+
+async def reject(session: AsyncSession, actor: Actor, claim_id: uuid.UUID, reason: str, now: datetime) -> Claim:
+    """Refuse the claim: exactly the held subsidy returns to the voucher; the invoice, documents
+    and contract may be claimed again (correctly)."""
+    claim = await _lock(session, await get(session, actor, claim_id))
+    check_transition(C(claim.status), C.REJECTED)
+    await redemption.void_claim(session, claim.redemption_id, now)
+    _move(claim, C.REJECTED, now, reason)
+    for document in await repository.documents_of(session, claim.id):
+        document.released_at = now
+    for reference in await applications_repository.contracts_of_claim(session, claim.id):
+        reference.released_at = now
+    await session.flush()
+    return claim
+
+
+async def pay(session: AsyncSession, actor: Actor, claim_id: uuid.UUID, reference: str, paid_on: date,
+              now: datetime) -> Claim:
+    """Record the payment to the enterprise: payable to paid in the ledger."""
+    claim = await get(session, actor, claim_id, for_update=True)
+    check_transition(C(claim.status), C.PAID)
+    assert claim.approved_amount is not None
+    accounts = await ledger.ensure_enterprise_accounts(
+        session, claim.enterprise_id, claim.programme_id, claim.unit, now,
+        [AccountKind.ENTERPRISE_PAYABLE, AccountKind.ENTERPRISE_PAID],
+    )
+    await ledger.post(
+        session, kind="claim_paid", now=now, programme_id=claim.programme_id, voucher_id=claim.voucher_id,
+        redemption_id=claim.redemption_id, memo=f"claim {claim.id} paid, reference {reference}",
+        legs=transfer(accounts[AccountKind.ENTERPRISE_PAYABLE], accounts[AccountKind.ENTERPRISE_PAID],
+                      claim.approved_amount, claim.unit),
+    )
+    _move(claim, C.PAID, now)
+    claim.payment_reference = reference
+    claim.paid_on = paid_on
+    await session.flush()
+    return claim
+

@@ -1,0 +1,130 @@
+"""Enterprise claims (`enterprise_claim` programmes) over HTTP: the whole lifecycle, the
+one-claim-per-invoice/document/contract rules, rejection releasing exactly the hold, and the
+claim's value kept apart from provider settlement."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support import assert_problem, auth, fresh_key
+from tests.world import World, build_world
+
+
+@pytest.fixture
+async def world(app, client: httpx.AsyncClient) -> World:
+    return await build_world(app, client, mode="enterprise_claim", rate_table={"accelerator:domestic": 3000},
+                             tiers=[])
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def claim_body(world: World, voucher: dict[str, Any], *, invoice: str = "44031234", contract: str = "SZ-2026-118",
+               amount: int = 2_000_000, document: str = "invoice-1") -> dict[str, Any]:
+    return {
+        "voucher_id": voucher["id"], "provider_id": world.provider["id"], "contract_number": contract,
+        "invoice_number": invoice, "invoice_date": "2026-03-01", "amount_paid": amount,
+        "line_items": [{"category": "accelerator:domestic", "amount": amount, "accelerator": "Ascend 910B",
+                        "hours_milli": 150_000}],
+        "documents": [{"file_name": f"{document}.pdf", "media_type": "application/pdf", "size": 1024,
+                       "sha256": _digest(document)}],
+    }
+
+
+async def _file(world: World, body: dict[str, Any]) -> httpx.Response:
+    return await world.client.post("/v1/claims", json=body, headers=auth(world.enterprise_key, **fresh_key()))
+
+
+async def _step(world: World, claim: dict[str, Any], action: str, body: dict[str, Any] | None = None) -> httpx.Response:
+    return await world.client.post(f"/v1/claims/{claim['id']}/{action}", json=body,
+                                   headers=auth(world.operator, **fresh_key()))
+
+
+async def test_full_lifecycle_pays_the_enterprise(world: World) -> None:
+    voucher = await world.issue(10_000_000)
+    filed = await _file(world, claim_body(world, voucher))
+    assert filed.status_code == 201, filed.text
+    claim = filed.json()
+    assert (claim["status"], claim["subsidy"]) == ("submitted", 600_000)
+    assert (await world.voucher(voucher["id"]))["balances"] == {"available": 9_400_000, "held": 600_000, "used": 0}
+    assert (await _step(world, claim, "review")).json()["status"] == "under_review"
+    approved = await _step(world, claim, "approve", {"amount": 500_000, "note": "one line not eligible"})
+    assert approved.status_code == 200, approved.text
+    assert (approved.json()["status"], approved.json()["approved_amount"]) == ("approved", 500_000)
+    assert (await world.voucher(voucher["id"]))["balances"] == {"available": 9_500_000, "held": 0, "used": 500_000}
+    paid = await _step(world, claim, "pay", {"reference": "ICBC-1", "paid_on": "2026-03-05"})
+    assert paid.status_code == 200, paid.text
+    assert (paid.json()["status"], paid.json()["payment_reference"]) == ("paid", "ICBC-1")
+    for action, body in (("approve", None), ("reject", {"reason": "x"}), ("review", None),
+                         ("pay", {"reference": "again", "paid_on": "2026-03-06"})):
+        problem = assert_problem(await _step(world, claim, action, body), 409, "invalid_transition")
+        assert problem["current_status"] == "paid"
+    assert (await world.reconciliation())["is_clean"]
+
+
+async def test_rejection_releases_exactly_the_hold_and_frees_the_invoice(world: World) -> None:
+    voucher = await world.issue(10_000_000)
+    claim = (await _file(world, claim_body(world, voucher))).json()
+    assert_problem(await _step(world, claim, "approve"), 409, "invalid_transition")  # review first
+    await _step(world, claim, "review")
+    rejected = await _step(world, claim, "reject", {"reason": "invoice does not match the contract"})
+    assert rejected.json()["status"] == "rejected"
+    assert (await world.voucher(voucher["id"]))["balances"] == {"available": 10_000_000, "held": 0, "used": 0}
+    again = await _file(world, claim_body(world, voucher))
+    assert again.status_code == 201, again.text
+    assert (await world.reconciliation())["is_clean"]
+
+
+async def test_an_invoice_a_document_or_a_contract_is_claimed_once(app, world: World) -> None:
+    voucher = await world.issue(10_000_000)
+    assert (await _file(world, claim_body(world, voucher))).status_code == 201
+    before = await world.voucher(voucher["id"])
+    # The same invoice (typed differently), from another enterprise of the programme too.
+    assert_problem(await _file(world, claim_body(world, voucher, invoice=" 4403 1234", contract="C-2",
+                                                 document="d-2")), 409, "invoice_already_claimed")
+    assert_problem(await _file(world, claim_body(world, voucher, invoice="2", contract="C-3", document="invoice-1")),
+                   409, "document_already_claimed")
+    assert_problem(await _file(world, claim_body(world, voucher, invoice="3", contract="sz-2026-118",
+                                                 document="d-3")), 409, "contract_already_used")
+    assert await world.voucher(voucher["id"]) == before  # refusals hold nothing
+
+
+async def test_refusals(world: World, app, client: httpx.AsyncClient) -> None:
+    voucher = await world.issue(10_000_000)
+    body = claim_body(world, voucher)
+    body["amount_paid"] = 1
+    assert_problem(await _file(world, body), 422, "validation_failed")
+    response = await client.post("/v1/claims", json=claim_body(world, voucher), headers=auth(world.operator,
+                                                                                               **fresh_key()))
+    assert_problem(response, 403, "insufficient_scope")
+    provider_mode = await build_world(app, client)
+    other = await provider_mode.issue(1_000_000)
+    refused = await client.post("/v1/claims", json=claim_body(provider_mode, other),
+                                headers=auth(provider_mode.enterprise_key, **fresh_key()))
+    assert_problem(refused, 409, "wrong_payout_mode")
+
+
+async def test_a_claim_is_not_the_providers_to_see_move_or_settle(world: World, clock) -> None:
+    voucher = await world.issue(10_000_000)
+    claim = (await _file(world, claim_body(world, voucher))).json()
+    await _step(world, claim, "review")
+    await _step(world, claim, "approve")
+    provider = auth(world.provider_key)
+    assert_problem(await world.client.get(f"/v1/redemptions/{claim['redemption_id']}", headers=provider),
+                   404, "not_found")
+    refund = await world.client.post(f"/v1/redemptions/{claim['redemption_id']}/refunds",
+                                     json={"amount": 1, "reason": "x"}, headers=auth(world.provider_key, **fresh_key()))
+    assert_problem(refund, 404, "not_found")
+    assert (await world.client.get("/v1/claims", headers=provider)).status_code == 403
+    clock.advance(days=1)
+    settle = await world.client.post("/v1/settlements", json={
+        "provider_id": world.provider["id"], "programme_id": world.programme["id"],
+        "period_start": "2026-03-02", "period_end": "2026-03-02"}, headers=auth(world.operator, **fresh_key()))
+    assert_problem(settle, 409, "nothing_to_settle")
+    mine = (await world.client.get("/v1/claims", headers=auth(world.enterprise_key))).json()["items"]
+    assert [c["id"] for c in mine] == [claim["id"]]
