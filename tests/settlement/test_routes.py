@@ -1,0 +1,763 @@
+"""Settlement over HTTP (issue 5, "Done when"): totals are what was captured minus what was
+refunded in the period (Asia/Shanghai days); a capture or refund is settled once; cancelling
+frees the lines; refunds after payment become adjustments of the next settlement; the lifecycle
+and its refusals; paid settlements are immutable, in the API and in the database; tenancy; the
+JSON and CSV statements agree with each other and with their lines."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError
+
+from services.voucher.tables import LedgerAccount, LedgerPosting
+from tests.support import (
+    assert_problem,
+    auth,
+    create,
+    make_key,
+    programme_payload,
+    provider_payload,
+)
+from tests.world import World, build_world
+
+START = datetime(2026, 2, 20, 2, 0, tzinfo=UTC)
+
+
+def utc(text_: str) -> datetime:
+    return datetime.fromisoformat(text_).astimezone(UTC)
+
+
+@pytest.fixture
+async def world(app, client: httpx.AsyncClient, clock) -> World:
+    clock.current = START  # the programme and its vouchers exist before any period we settle
+    return await build_world(app, client, rate_table={"accelerator:domestic": 3000})
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+
+async def redeem(world: World, clock, when: str, voucher: dict, spend: int, order: str) -> dict[str, Any]:
+    """A one-step redemption at `when` (UTC): 30 % of `spend` is captured."""
+    clock.current = utc(when)
+    response = await world.hold(voucher, spend, order=order, path="/v1/redemptions")
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["status"] == "captured" and body["captured_amount"] == spend * 3 // 10
+    return body  # type: ignore[no-any-return]
+
+
+async def refund(world: World, clock, when: str, redemption: dict, amount: int) -> dict[str, Any]:
+    clock.current = utc(when)
+    response = await world.post(f"/v1/redemptions/{redemption['id']}/refunds", {"amount": amount, "reason": "test"})
+    assert response.status_code == 201, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def body(world: World, start: str, end: str, *, provider: dict | None = None) -> dict[str, Any]:
+    return {"provider_id": (provider or world.provider)["id"], "programme_id": world.programme["id"],
+            "period_start": start, "period_end": end}
+
+
+async def settle(world: World, start: str, end: str, *, key: str | None = None, idem: str | None = None,
+                 provider: dict | None = None) -> httpx.Response:
+    return await world.post("/v1/settlements", body(world, start, end, provider=provider),
+                            key=key or world.operator, idem=idem)
+
+
+async def settled(world: World, start: str, end: str) -> dict[str, Any]:
+    response = await settle(world, start, end)
+    assert response.status_code == 201, response.text
+    assert response.headers["location"] == f"/v1/settlements/{response.json()['id']}"
+    return response.json()  # type: ignore[no-any-return]
+
+
+async def get(world: World, sid: str, key: str | None = None) -> dict[str, Any]:
+    response = await world.client.get(f"/v1/settlements/{sid}", headers=auth(key or world.operator))
+    assert response.status_code == 200, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+async def statement(world: World, sid: str, key: str | None = None) -> dict[str, Any]:
+    response = await world.client.get(f"/v1/settlements/{sid}/statement", headers=auth(key or world.operator))
+    assert response.status_code == 200, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+async def listed(world: World, key: str | None = None, **params: str) -> list[dict[str, Any]]:
+    response = await world.client.get("/v1/settlements", params=params, headers=auth(key or world.operator))
+    assert response.status_code == 200, response.text
+    return response.json()["items"]  # type: ignore[no-any-return]
+
+
+def lines(document: dict[str, Any]) -> list[tuple[str, str, int]]:
+    return [(li["kind"], li["order_reference"], li["amount"]) for li in document["lines"]]
+
+
+def events(document: dict[str, Any]) -> set[tuple[str, str]]:
+    """What a statement settles: ("capture", redemption id) and ("refund", refund id)."""
+    return {(li["kind"], li["refund_id"] or li["redemption_id"]) for li in document["lines"]}
+
+
+ACTIONS: dict[str, tuple[str, dict[str, Any]]] = {
+    "submit": ("provider", {"note": "matches our books"}),
+    "dispute": ("provider", {"reason": "order PO-x is missing"}),
+    "resolve": ("operator", {"reason": "PO-x was in February"}),
+    "approve": ("operator", {"note": "ok"}),
+    "pay": ("operator", {"reference": "ICBC-20260310-000001", "paid_on": "2026-03-10"}),
+    "cancel": ("operator", {"reason": "recompute"}),
+}
+
+
+async def act(world: World, sid: str, action: str, *, key: str | None = None, idem: str | None = None,
+              **override: Any) -> httpx.Response:
+    role, payload = ACTIONS[action]
+    default = world.provider_key if role == "provider" else world.operator
+    return await world.post(f"/v1/settlements/{sid}/{action}", {**payload, **override}, key=key or default,
+                            idem=idem)
+
+
+async def moved(world: World, sid: str, action: str, status: str) -> dict[str, Any]:
+    response = await act(world, sid, action)
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == status
+    return response.json()  # type: ignore[no-any-return]
+
+
+async def provider_accounts(app, world: World) -> dict[str, int]:
+    """The provider's payable and paid balances in the programme: sums of their postings."""
+    async with app.state.database.unit_of_work(write=False) as session:
+        stmt = (
+            select(LedgerAccount.kind, func.coalesce(func.sum(LedgerPosting.amount), 0))
+            .select_from(LedgerAccount)
+            .outerjoin(LedgerPosting, LedgerPosting.account_id == LedgerAccount.id)  # type: ignore[arg-type]
+            .where(LedgerAccount.provider_id == uuid.UUID(world.provider["id"]),
+                   LedgerAccount.programme_id == uuid.UUID(world.programme["id"]))
+            .group_by(LedgerAccount.kind)
+        )
+        return {kind: int(total) for kind, total in (await session.execute(stmt)).all()}
+
+
+async def paid_balance(app, world: World) -> int:
+    """The materialised balance of the provider's paid account (what the API would show)."""
+    async with app.state.database.unit_of_work(write=False) as session:
+        return int((await session.execute(select(LedgerAccount.balance).where(
+            LedgerAccount.provider_id == uuid.UUID(world.provider["id"]),
+            LedgerAccount.kind == "provider_paid"))).scalar_one())
+
+
+# -- the March scenario ---------------------------------------------------------------------------
+#
+# Period 2026-03-02 in Shanghai is [2026-03-01T16:00Z, 2026-03-02T16:00Z).
+
+
+async def march(world: World, clock) -> dict[str, dict[str, Any]]:
+    v = await world.issue(100_000_000)
+    r: dict[str, dict[str, Any]] = {}
+    r["A"] = await redeem(world, clock, "2026-03-01T15:59:59+00:00", v, 1_000_000, "PO-A")  # 03-01 23:59:59 CST
+    r["B"] = await redeem(world, clock, "2026-03-01T16:00:00+00:00", v, 2_000_000, "PO-B")  # 03-02 00:00 CST
+    r["C"] = await redeem(world, clock, "2026-03-02T01:00:00+00:00", v, 5_000_000, "PO-C")
+    r["rC"] = await refund(world, clock, "2026-03-02T02:00:00+00:00", r["C"], 250_000)
+    clock.current = utc("2026-03-02T03:00:00+00:00")
+    hold = await world.hold(v, 4_000_000, order="PO-D")
+    assert hold.status_code == 201 and hold.json()["held_amount"] == 1_200_000
+    r["D"] = (await world.post(f"/v1/redemptions/{hold.json()['id']}/void")).json()
+    assert r["D"]["status"] == "voided"
+    r["rA"] = await refund(world, clock, "2026-03-02T05:00:00+00:00", r["A"], 50_000)  # capture not settled yet
+    r["E"] = await redeem(world, clock, "2026-03-02T12:00:00+00:00", v, 333_333, "PO-E")  # 99,999
+    r["rE1"] = await refund(world, clock, "2026-03-02T13:00:00+00:00", r["E"], 33_333)
+    r["rE2"] = await refund(world, clock, "2026-03-02T14:00:00+00:00", r["E"], 66_666)  # fully refunded
+    r["F"] = await redeem(world, clock, "2026-03-02T15:59:59+00:00", v, 100_000, "PO-F")  # 23:59:59 CST
+    r["G"] = await redeem(world, clock, "2026-03-02T16:00:00+00:00", v, 700_000, "PO-G")  # 03-03 00:00 CST
+    r["H"] = await redeem(world, clock, "2026-03-02T16:30:00+00:00", v, 900_000, "PO-H")  # 03-03 00:30 CST
+    r["rB"] = await refund(world, clock, "2026-03-02T17:00:00+00:00", r["B"], 100_000)  # after the period
+    clock.current = utc("2026-03-03T01:00:00+00:00")  # 03-03 09:00 CST: 03-02 is over, 03-03 is not
+    return r
+
+
+FIRST_LINES = [
+    ("capture", "PO-B", 600_000),
+    ("capture", "PO-C", 1_500_000),
+    ("refund", "PO-C", -250_000),
+    ("capture", "PO-E", 99_999),
+    ("refund", "PO-E", -33_333),
+    ("refund", "PO-E", -66_666),
+    ("capture", "PO-F", 30_000),
+]
+
+
+async def test_totals_are_captured_minus_refunded_in_the_shanghai_period(app, world: World, clock) -> None:
+    r = await march(world, clock)
+    first = await settled(world, "2026-03-02", "2026-03-02")
+    assert first["status"] == "draft"
+    assert (first["captured_total"], first["refunded_total"], first["total"], first["line_count"]) == (
+        2_229_999, 349_999, 1_880_000, 7)
+    assert (first["provider_id"], first["programme_id"], first["unit"]) == (
+        world.provider["id"], world.programme["id"], "CNY")
+    assert (first["period_start"], first["period_end"]) == ("2026-03-02", "2026-03-02")
+    doc = await statement(world, first["id"])
+    assert lines(doc) == FIRST_LINES
+    assert events(doc) == {("capture", r[k]["id"]) for k in "BCEF"} | {
+        ("refund", r[k]["id"]) for k in ("rC", "rE1", "rE2")}
+    settled_ids = {li["redemption_id"] for li in doc["lines"]}
+    # before the start, on the end, after the end (16:30Z is 03-03 in Shanghai), and the void: absent
+    assert not settled_ids & {r[k]["id"] for k in "ADGH"}
+    assert [li["occurred_at"] for li in doc["lines"]][0] == "2026-03-01T16:00:00Z"
+    assert (await world.reconciliation())["is_clean"]
+
+
+async def test_overlapping_periods_never_settle_a_line_twice(world: World, clock) -> None:
+    r = await march(world, clock)
+    first = await settled(world, "2026-03-02", "2026-03-02")
+    clock.current = utc("2026-03-04T01:00:00+00:00")
+    second = await settled(world, "2026-03-02", "2026-03-03")
+    doc2 = await statement(world, second["id"])
+    # G and H (03-03 in Shanghai), and B's refund as an adjustment: B is in the first settlement
+    assert lines(doc2) == [("capture", "PO-G", 210_000), ("capture", "PO-H", 270_000), ("refund", "PO-B", -100_000)]
+    assert (second["captured_total"], second["refunded_total"], second["total"]) == (480_000, 100_000, 380_000)
+    third = await settled(world, "2026-03-01", "2026-03-03")
+    doc3 = await statement(world, third["id"])
+    # only A is left, netted with its refund (which waited for its capture)
+    assert lines(doc3) == [("capture", "PO-A", 300_000), ("refund", "PO-A", -50_000)]
+    assert events(doc3) == {("capture", r["A"]["id"]), ("refund", r["rA"]["id"])}
+    doc1 = await statement(world, first["id"])
+    assert not events(doc1) & events(doc2) and not events(doc1) & events(doc3) and not events(doc2) & events(doc3)
+    assert lines(doc1) == FIRST_LINES  # untouched by the later ones
+    # nothing is left anywhere in March
+    assert_problem(await settle(world, "2026-02-01", "2026-03-03"), 409, "nothing_to_settle")
+    assert len(await listed(world)) == 3
+    assert (await world.reconciliation())["is_clean"]
+
+
+async def test_the_same_period_twice_is_refused_and_create_replays(world: World, clock) -> None:
+    v = await world.issue(100_000_000)
+    await redeem(world, clock, "2026-03-02T01:00:00+00:00", v, 1_000_000, "PO-1")
+    await redeem(world, clock, "2026-03-02T02:00:00+00:00", v, 2_000_000, "PO-2")
+    clock.current = utc("2026-03-03T01:00:00+00:00")
+    one = await settle(world, "2026-03-02", "2026-03-02", idem="settle-march")
+    two = await settle(world, "2026-03-02", "2026-03-02", idem="settle-march")
+    assert one.status_code == two.status_code == 201, one.text
+    assert two.headers["idempotent-replayed"] == "true" and two.json() == one.json()
+    first = one.json()
+    assert_problem(await settle(world, "2026-03-01", "2026-03-02", idem="settle-march"), 422,
+                   "idempotency_key_reused")
+    missing = await world.client.post("/v1/settlements", json=body(world, "2026-03-02", "2026-03-02"),
+                                      headers=auth(world.operator))
+    assert_problem(missing, 428, "idempotency_key_required")
+    problem = assert_problem(await settle(world, "2026-03-02", "2026-03-02"), 409, "settlement_exists")
+    assert problem["settlement_id"] == first["id"]
+    await moved(world, first["id"], "submit", "submitted")
+    problem = assert_problem(await settle(world, "2026-03-02", "2026-03-02"), 409, "settlement_exists")
+    assert problem["settlement_id"] == first["id"] and problem["current_status"] == "submitted"
+    assert [s["id"] for s in await listed(world)] == [first["id"]]
+    assert (await get(world, first["id"]))["line_count"] == 2
+
+
+async def test_cancelling_frees_the_lines(world: World, clock) -> None:
+    await march(world, clock)
+    first = await settled(world, "2026-03-02", "2026-03-02")
+    before = await statement(world, first["id"])
+    cancelled = await moved(world, first["id"], "cancel", "cancelled")
+    assert cancelled["status_reason"] == "recompute" and cancelled["cancelled_at"] == "2026-03-03T01:00:00Z"
+    again = await settled(world, "2026-03-02", "2026-03-02")
+    assert again["id"] != first["id"]
+    assert (again["captured_total"], again["refunded_total"], again["total"], again["line_count"]) == (
+        2_229_999, 349_999, 1_880_000, 7)
+    doc = await statement(world, again["id"])
+    assert events(doc) == events(before) and lines(doc) == FIRST_LINES
+    # a submitted settlement can be cancelled too, and its lines freed for an overlapping period
+    await moved(world, again["id"], "submit", "submitted")
+    await moved(world, again["id"], "cancel", "cancelled")
+    clock.current = utc("2026-03-04T01:00:00+00:00")
+    wide = await settled(world, "2026-03-01", "2026-03-03")
+    assert wide["line_count"] == 7 + 5  # A, G, H, and the refunds of A and B
+    assert wide["total"] == 1_880_000 + 250_000 + 480_000 - 100_000
+    assert {s["status"] for s in await listed(world)} == {"cancelled", "draft"}
+    assert [s["id"] for s in await listed(world, status="draft")] == [wide["id"]]
+    assert (await world.reconciliation())["is_clean"]
+
+
+async def test_refund_after_payment_is_an_adjustment_next_period(app, world: World, clock) -> None:
+    v = await world.issue(100_000_000)
+    x = await redeem(world, clock, "2026-03-02T02:00:00+00:00", v, 10_000_000, "PO-X")
+    clock.current = utc("2026-03-03T01:00:00+00:00")
+    first = await settled(world, "2026-03-02", "2026-03-02")
+    for action, status in (("submit", "submitted"), ("approve", "approved"), ("pay", "paid")):
+        await moved(world, first["id"], action, status)
+    assert await provider_accounts(app, world) == {"provider_payable": 0, "provider_paid": 3_000_000}
+    rx = await refund(world, clock, "2026-03-03T02:00:00+00:00", x, 400_000)  # after payment
+    y = await redeem(world, clock, "2026-03-03T03:00:00+00:00", v, 2_000_000, "PO-Y")
+    z = await redeem(world, clock, "2026-03-03T04:00:00+00:00", v, 1_000_000, "PO-Z")
+    rz = await refund(world, clock, "2026-03-03T05:00:00+00:00", z, 100_000)  # before Z is settled
+    # the payable now stands at what the next settlement must pay
+    assert await provider_accounts(app, world) == {"provider_payable": 400_000, "provider_paid": 3_000_000}
+    clock.current = utc("2026-03-04T01:00:00+00:00")
+    second = await settled(world, "2026-03-03", "2026-03-03")
+    doc = await statement(world, second["id"])
+    assert lines(doc) == [("refund", "PO-X", -400_000), ("capture", "PO-Y", 600_000),
+                          ("capture", "PO-Z", 300_000), ("refund", "PO-Z", -100_000)]
+    assert events(doc) == {("refund", rx["id"]), ("capture", y["id"]), ("capture", z["id"]), ("refund", rz["id"])}
+    assert (second["captured_total"], second["refunded_total"], second["total"]) == (900_000, 500_000, 400_000)
+    # the paid settlement did not change
+    paid = await statement(world, first["id"])
+    assert lines(paid) == [("capture", "PO-X", 3_000_000)] and paid["total"] == 3_000_000
+    for action, status in (("submit", "submitted"), ("approve", "approved"), ("pay", "paid")):
+        await moved(world, second["id"], action, status)
+    assert await provider_accounts(app, world) == {"provider_payable": 0, "provider_paid": 3_400_000}
+    assert await paid_balance(app, world) == 3_400_000
+    assert (await world.reconciliation())["is_clean"]
+
+
+async def test_an_adjustment_made_after_the_period_end_waits_for_the_next(app, world: World, clock) -> None:
+    v = await world.issue(100_000_000)
+    x = await redeem(world, clock, "2026-03-02T02:00:00+00:00", v, 10_000_000, "PO-X")
+    clock.current = utc("2026-03-03T01:00:00+00:00")
+    first = await settled(world, "2026-03-02", "2026-03-02")
+    await redeem(world, clock, "2026-03-03T03:00:00+00:00", v, 2_000_000, "PO-Y")
+    # 03-04 00:30 in Shanghai: after the end of the period settled next, though before it is settled
+    late = await refund(world, clock, "2026-03-03T16:30:00+00:00", x, 200_000)
+    clock.current = utc("2026-03-04T01:00:00+00:00")
+    second = await settled(world, "2026-03-03", "2026-03-03")
+    assert lines(await statement(world, second["id"])) == [("capture", "PO-Y", 600_000)]
+    for sid in (first["id"], second["id"]):
+        for action, status in (("submit", "submitted"), ("approve", "approved"), ("pay", "paid")):
+            await moved(world, sid, action, status)
+    # refunded after payment and not yet settled: the payable is negative, the books still agree
+    assert await provider_accounts(app, world) == {"provider_payable": -200_000, "provider_paid": 3_600_000}
+    assert (await world.reconciliation())["is_clean"]
+    await redeem(world, clock, "2026-03-04T02:00:00+00:00", v, 1_000_000, "PO-Q")
+    clock.current = utc("2026-03-05T01:00:00+00:00")
+    third = await settled(world, "2026-03-04", "2026-03-04")
+    doc = await statement(world, third["id"])
+    assert lines(doc) == [("refund", "PO-X", -200_000), ("capture", "PO-Q", 300_000)]
+    assert [li["refund_id"] for li in doc["lines"]] == [late["id"], None]
+    assert third["total"] == 100_000
+
+
+async def test_refunds_exceeding_captures_are_refused_and_carry_over(world: World, clock) -> None:
+    v = await world.issue(100_000_000)
+    x = await redeem(world, clock, "2026-03-02T02:00:00+00:00", v, 10_000_000, "PO-X")
+    clock.current = utc("2026-03-03T01:00:00+00:00")
+    first = await settled(world, "2026-03-02", "2026-03-02")
+    await refund(world, clock, "2026-03-03T02:00:00+00:00", x, 3_000_000)
+    await redeem(world, clock, "2026-03-03T03:00:00+00:00", v, 1_000_000, "PO-Y")
+    clock.current = utc("2026-03-04T01:00:00+00:00")
+    problem = assert_problem(await settle(world, "2026-03-03", "2026-03-03"), 409, "negative_settlement")
+    assert (problem["captured"], problem["refunded"]) == (300_000, 3_000_000)
+    assert [s["id"] for s in await listed(world)] == [first["id"]]  # nothing half-written
+    await redeem(world, clock, "2026-03-04T02:00:00+00:00", v, 10_000_000, "PO-W")
+    clock.current = utc("2026-03-05T01:00:00+00:00")
+    later = await settled(world, "2026-03-03", "2026-03-04")
+    assert (later["captured_total"], later["refunded_total"], later["total"], later["line_count"]) == (
+        3_300_000, 3_000_000, 300_000, 3)
+    assert (await world.reconciliation())["is_clean"]
+
+
+async def test_nothing_to_settle(world: World, clock) -> None:
+    clock.current = utc("2026-03-03T01:00:00+00:00")
+    assert_problem(await settle(world, "2026-03-01", "2026-03-02"), 409, "nothing_to_settle")
+    v = await world.issue(100_000_000)
+    clock.current = utc("2026-03-03T02:00:00+00:00")
+    hold = await world.hold(v, 1_000_000, order="PO-V")
+    await world.post(f"/v1/redemptions/{hold.json()['id']}/void")
+    x = await redeem(world, clock, "2026-03-03T03:00:00+00:00", v, 1_000_000, "PO-X")
+    clock.current = utc("2026-03-04T01:00:00+00:00")
+    assert_problem(await settle(world, "2026-03-01", "2026-03-02"), 409, "nothing_to_settle")
+    await settled(world, "2026-03-03", "2026-03-03")
+    await refund(world, clock, "2026-03-04T02:00:00+00:00", x, 1_000)
+    clock.current = utc("2026-03-05T01:00:00+00:00")
+    # only an adjustment waits in 03-04, no capture: nothing to settle yet
+    assert_problem(await settle(world, "2026-03-04", "2026-03-04"), 409, "nothing_to_settle")
+    assert_problem(await settle(world, "2026-03-01", "2026-03-04"), 409, "nothing_to_settle")
+    assert len(await listed(world)) == 1
+
+
+async def test_bad_periods_and_unknown_parties(world: World, clock) -> None:
+    v = await world.issue(100_000_000)
+    await redeem(world, clock, "2026-03-02T01:00:00+00:00", v, 1_000_000, "PO-1")
+    clock.current = utc("2026-03-02T15:59:59+00:00")  # 23:59:59 in Shanghai: 03-02 is not over
+    problem = assert_problem(await settle(world, "2026-03-02", "2026-03-02"), 422, "validation_failed")
+    assert [e["pointer"] for e in problem["errors"]] == ["/period_end"]
+    assert_problem(await settle(world, "2026-03-01", "2026-03-05"), 422, "validation_failed")  # the future
+    clock.current = utc("2026-03-03T01:00:00+00:00")
+    assert_problem(await settle(world, "2026-03-02", "2026-03-01"), 422, "validation_failed")  # ends before
+    assert_problem(await settle(world, "2025-02-28", "2026-03-01"), 422, "validation_failed")  # 367 days
+    unknown = str(uuid.uuid4())
+    assert_problem(await world.post("/v1/settlements", {**body(world, "2026-03-02", "2026-03-02"),
+                                                        "provider_id": unknown}, key=world.operator), 404, "not_found")
+    assert_problem(await world.post("/v1/settlements", {**body(world, "2026-03-02", "2026-03-02"),
+                                                        "programme_id": unknown}, key=world.operator), 404, "not_found")
+    assert_problem(await world.post("/v1/settlements", {**body(world, "2026-03-02", "2026-03-02"), "extra": 1},
+                                    key=world.operator), 422, "validation_failed")
+    assert await listed(world) == []
+    # at 16:00:00Z it is 03-03 in Shanghai and 03-02 can be settled, though it is still 03-02 in UTC
+    clock.current = utc("2026-03-02T16:00:00+00:00")
+    assert (await settled(world, "2026-03-02", "2026-03-02"))["total"] == 300_000
+
+
+async def test_full_lifecycle_with_a_dispute_and_the_ledger(app, world: World, clock) -> None:
+    v = await world.issue(100_000_000)
+    a = await redeem(world, clock, "2026-03-02T01:00:00+00:00", v, 10_000_000, "PO-1")
+    await redeem(world, clock, "2026-03-02T02:00:00+00:00", v, 2_000_000, "PO-2")
+    await refund(world, clock, "2026-03-02T03:00:00+00:00", a, 500_000)
+    clock.current = utc("2026-03-03T01:00:00+00:00")
+    s = await settled(world, "2026-03-02", "2026-03-02")
+    assert s["total"] == 3_100_000
+    assert await provider_accounts(app, world) == {"provider_payable": 3_100_000, "provider_paid": 0}
+
+    clock.current = utc("2026-03-03T02:00:00+00:00")
+    sub = await moved(world, s["id"], "submit", "submitted")
+    assert sub["submitted_at"] == "2026-03-03T02:00:00Z" and sub["status_reason"] == "matches our books"
+    clock.current = utc("2026-03-03T03:00:00+00:00")
+    dis = await moved(world, s["id"], "dispute", "disputed")
+    assert dis["status_reason"] == "order PO-x is missing"
+    res = await moved(world, s["id"], "resolve", "submitted")
+    assert res["status_reason"] == "PO-x was in February"
+    clock.current = utc("2026-03-04T01:00:00+00:00")
+    app_ = await moved(world, s["id"], "approve", "approved")
+    assert app_["approved_at"] == "2026-03-04T01:00:00Z"
+    assert await provider_accounts(app, world) == {"provider_payable": 3_100_000, "provider_paid": 0}
+
+    missing = await world.client.post(f"/v1/settlements/{s['id']}/pay", json=ACTIONS["pay"][1],
+                                      headers=auth(world.operator))
+    assert_problem(missing, 428, "idempotency_key_required")
+    assert (await get(world, s["id"]))["status"] == "approved"
+    clock.current = utc("2026-03-10T02:00:00+00:00")
+    paid = await act(world, s["id"], "pay", idem="pay-march")
+    assert paid.status_code == 200, paid.text
+    p = paid.json()
+    assert (p["status"], p["payment_reference"], p["paid_on"], p["paid_at"]) == (
+        "paid", "ICBC-20260310-000001", "2026-03-10", "2026-03-10T02:00:00Z")
+    assert (p["total"], p["captured_total"], p["refunded_total"]) == (3_100_000, 3_600_000, 500_000)
+    assert await provider_accounts(app, world) == {"provider_payable": 0, "provider_paid": 3_100_000}
+    assert await paid_balance(app, world) == 3_100_000
+    reconciliation = await world.reconciliation()
+    assert reconciliation["is_clean"], reconciliation
+    # the same request again is the same answer; a new one is refused; the money moved once
+    replay = await act(world, s["id"], "pay", idem="pay-march")
+    assert replay.status_code == 200 and replay.headers["idempotent-replayed"] == "true"
+    again = assert_problem(await act(world, s["id"], "pay"), 409, "invalid_transition")
+    assert again["current_status"] == "paid"
+    assert await provider_accounts(app, world) == {"provider_payable": 0, "provider_paid": 3_100_000}
+    assert (await world.reconciliation())["transactions"] == reconciliation["transactions"]
+    assert [x["status"] for x in await listed(world, status="paid")] == ["paid"]
+
+
+# -- every illegal transition ---------------------------------------------------------------------
+
+ALLOWED = {
+    "draft": {"submit", "cancel"},
+    "submitted": {"dispute", "approve", "cancel"},
+    "disputed": {"resolve"},
+    "approved": {"pay"},
+    "paid": set(),
+    "cancelled": set(),
+}
+
+
+async def refuses_all_but_allowed(world: World, sid: str, status: str) -> None:
+    before = await get(world, sid)
+    assert before["status"] == status
+    for action in ACTIONS:
+        if action in ALLOWED[status]:
+            continue
+        problem = assert_problem(await act(world, sid, action), 409, "invalid_transition")
+        assert problem["current_status"] == status, (status, action)
+    assert await get(world, sid) == before
+
+
+async def test_every_illegal_transition_is_refused(world: World, clock) -> None:
+    v = await world.issue(100_000_000)
+    await redeem(world, clock, "2026-03-02T01:00:00+00:00", v, 1_000_000, "PO-1")
+    await redeem(world, clock, "2026-03-02T02:00:00+00:00", v, 1_000_000, "PO-2")
+    clock.current = utc("2026-03-03T01:00:00+00:00")
+    s = (await settled(world, "2026-03-02", "2026-03-02"))["id"]
+    await refuses_all_but_allowed(world, s, "draft")
+    await moved(world, s, "submit", "submitted")
+    await refuses_all_but_allowed(world, s, "submitted")
+    await moved(world, s, "dispute", "disputed")
+    await refuses_all_but_allowed(world, s, "disputed")
+    await moved(world, s, "resolve", "submitted")
+    await moved(world, s, "approve", "approved")
+    await refuses_all_but_allowed(world, s, "approved")
+    await moved(world, s, "pay", "paid")
+    await refuses_all_but_allowed(world, s, "paid")
+    # cancelled: a second settlement of another day
+    clock.current = utc("2026-03-03T02:00:00+00:00")
+    await redeem(world, clock, "2026-03-03T02:00:00+00:00", v, 1_000_000, "PO-3")
+    clock.current = utc("2026-03-04T01:00:00+00:00")
+    c = (await settled(world, "2026-03-03", "2026-03-03"))["id"]
+    await moved(world, c, "cancel", "cancelled")
+    await refuses_all_but_allowed(world, c, "cancelled")
+
+
+async def test_the_operator_cannot_submit_a_draft_through_resolve(world: World, clock) -> None:
+    """resolve is disputed → submitted only: the operator must not confirm for the provider."""
+    v = await world.issue(100_000_000)
+    await redeem(world, clock, "2026-03-02T01:00:00+00:00", v, 1_000_000, "PO-1")
+    clock.current = utc("2026-03-03T01:00:00+00:00")
+    s = (await settled(world, "2026-03-02", "2026-03-02"))["id"]
+    problem = assert_problem(await act(world, s, "resolve"), 409, "invalid_transition")
+    assert problem["current_status"] == "draft"
+    assert (await get(world, s))["status"] == "draft"
+
+
+async def test_the_provider_cannot_resubmit_a_disputed_settlement(world: World, clock) -> None:
+    """submit is draft → submitted only: a dispute is answered by the office (resolve)."""
+    v = await world.issue(100_000_000)
+    await redeem(world, clock, "2026-03-02T01:00:00+00:00", v, 1_000_000, "PO-1")
+    clock.current = utc("2026-03-03T01:00:00+00:00")
+    s = (await settled(world, "2026-03-02", "2026-03-02"))["id"]
+    await moved(world, s, "submit", "submitted")
+    await moved(world, s, "dispute", "disputed")
+    problem = assert_problem(await act(world, s, "submit"), 409, "invalid_transition")
+    assert problem["current_status"] == "disputed"
+    assert (await get(world, s))["status"] == "disputed"
+
+
+# -- a paid settlement is immutable, in the database too --------------------------------------------
+
+
+async def _paid(world: World, clock) -> str:
+    v = await world.issue(100_000_000)
+    a = await redeem(world, clock, "2026-03-02T01:00:00+00:00", v, 1_000_000, "PO-1")
+    await refund(world, clock, "2026-03-02T02:00:00+00:00", a, 1_000)
+    clock.current = utc("2026-03-03T01:00:00+00:00")
+    s = (await settled(world, "2026-03-02", "2026-03-02"))["id"]
+    for action, status in (("submit", "submitted"), ("approve", "approved"), ("pay", "paid")):
+        await moved(world, s, action, status)
+    return s
+
+
+async def _rows(app, sid: str) -> tuple[Any, list[Any]]:
+    async with app.state.database.unit_of_work(write=False) as session:
+        settlement = (await session.execute(text("SELECT * FROM settlement WHERE id = :id"),
+                                            {"id": _db_id(app, sid)})).mappings().one()
+        items = (await session.execute(text("SELECT * FROM settlement_item WHERE settlement_id = :id ORDER BY id"),
+                                       {"id": _db_id(app, sid)})).mappings().all()
+        return dict(settlement), [dict(i) for i in items]
+
+
+def _db_id(app, sid: str) -> Any:
+    # SQLite stores UUIDs as 32 hex characters; PostgreSQL has a uuid type
+    return uuid.UUID(sid) if app.state.database.engine.dialect.name == "postgresql" else uuid.UUID(sid).hex
+
+
+async def _refused(app, statement_: str, sid: str) -> None:
+    with pytest.raises(IntegrityError) as raised:
+        async with app.state.database.unit_of_work() as session:
+            await session.execute(text(statement_), {"id": _db_id(app, sid)})
+    assert "never" in str(raised.value.orig), raised.value  # the trigger refused it, not a key
+
+
+async def test_a_paid_settlement_refuses_every_change(app, world: World, clock) -> None:
+    s = await _paid(world, clock)
+    await refuses_all_but_allowed(world, s, "paid")
+    assert_problem(await settle(world, "2026-03-02", "2026-03-02"), 409, "settlement_exists")
+    before = await _rows(app, s)
+    assert before[0]["status"] == "paid" and len(before[1]) == 2
+    for sql in (
+        "UPDATE settlement SET total = total + 1 WHERE id = :id",
+        "UPDATE settlement SET status = 'cancelled' WHERE id = :id",
+        "UPDATE settlement SET payment_reference = 'forged' WHERE id = :id",
+        "DELETE FROM settlement WHERE id = :id",
+        "UPDATE settlement_item SET amount = amount + 1 WHERE settlement_id = :id",
+        "UPDATE settlement_item SET order_reference = 'forged' WHERE settlement_id = :id",
+        "UPDATE settlement_item SET released_at = occurred_at WHERE settlement_id = :id",
+        "DELETE FROM settlement_item WHERE settlement_id = :id",
+    ):
+        await _refused(app, sql, s)
+        assert await _rows(app, s) == before, sql
+    assert (await world.reconciliation())["is_clean"]
+
+
+async def test_no_settlement_or_item_is_ever_deleted(app, world: World, clock) -> None:
+    v = await world.issue(100_000_000)
+    await redeem(world, clock, "2026-03-02T01:00:00+00:00", v, 1_000_000, "PO-1")
+    clock.current = utc("2026-03-03T01:00:00+00:00")
+    s = (await settled(world, "2026-03-02", "2026-03-02"))["id"]
+    await moved(world, s, "cancel", "cancelled")
+    before = await _rows(app, s)
+    await _refused(app, "DELETE FROM settlement_item WHERE settlement_id = :id", s)
+    await _refused(app, "DELETE FROM settlement WHERE id = :id", s)
+    assert await _rows(app, s) == before
+
+
+async def test_the_database_keeps_a_line_in_one_live_settlement(app, world: World, clock) -> None:
+    v = await world.issue(100_000_000)
+    x = await redeem(world, clock, "2026-03-02T02:00:00+00:00", v, 1_000_000, "PO-X")
+    await refund(world, clock, "2026-03-02T03:00:00+00:00", x, 1_000)
+    y = await redeem(world, clock, "2026-03-03T02:00:00+00:00", v, 1_000_000, "PO-Y")
+    await refund(world, clock, "2026-03-03T03:00:00+00:00", y, 2_000)
+    clock.current = utc("2026-03-04T01:00:00+00:00")
+    first = (await settled(world, "2026-03-02", "2026-03-02"))["id"]
+    second = (await settled(world, "2026-03-03", "2026-03-03"))["id"]
+    before = (await _rows(app, first), await _rows(app, second))
+    sid = _db_id(app, second)
+    x_id, rx_id = _db_id(app, x["id"]), _db_id(app, (await statement(world, first))["lines"][1]["refund_id"])
+    for sql, params in (
+        # Y's capture item made to point at X, whose capture is live in the first settlement
+        ("UPDATE settlement_item SET redemption_id = :x WHERE settlement_id = :id AND kind = 'capture'",
+         {"id": sid, "x": x_id}),
+        # Y's refund item made to point at X's refund
+        ("UPDATE settlement_item SET refund_id = :r WHERE settlement_id = :id AND kind = 'refund'",
+         {"id": sid, "r": rx_id}),
+        # a second live settlement of the first one's period
+        ("UPDATE settlement SET period_start = '2026-03-02', period_end = '2026-03-02' WHERE id = :id",
+         {"id": sid}),
+    ):
+        with pytest.raises(IntegrityError) as raised:
+            async with app.state.database.unit_of_work() as session:
+                await session.execute(text(sql), params)
+        assert "unique" in str(raised.value.orig).lower(), raised.value  # the partial index, nothing else
+    assert (await _rows(app, first), await _rows(app, second)) == before
+
+
+async def test_only_this_providers_captures_in_this_programme(app, world: World, clock) -> None:
+    operator = world.operator
+    prog = await create(world.client, operator, "/v1/programmes",
+                        {**programme_payload(), "tiers": [], "stacking_ceiling_bps": 10_000,
+                         "rate_table": {"accelerator:domestic": 3000}})
+    assert (await world.client.post(f"/v1/programmes/{prog['id']}/open", headers=auth(operator))).status_code == 200
+    assert (await world.client.put(f"/v1/programmes/{prog['id']}/enrolments/{world.provider['id']}",
+                                   headers=auth(operator))).status_code == 201
+    other = await create(world.client, operator, "/v1/providers", provider_payload())
+    await world.client.post(f"/v1/providers/{other['id']}/approve", json={"reason": "ok"}, headers=auth(operator))
+    assert (await world.client.put(f"/v1/programmes/{world.programme['id']}/enrolments/{other['id']}",
+                                   headers=auth(operator))).status_code == 201
+    other_key = await make_key(app, "provider", provider_id=other["id"])
+    mine = await world.issue(100_000_000)
+    elsewhere = await create(world.client, operator, "/v1/vouchers", {
+        "programme_id": prog["id"], "enterprise_id": world.enterprise["id"], "face_value": 100_000_000})
+    clock.current = utc("2026-03-02T02:00:00+00:00")
+    for voucher, spend, order, key in ((mine, 1_000_000, "PO-1", None), (elsewhere, 2_000_000, "PO-2", None),
+                                       (mine, 4_000_000, "PO-3", other_key)):
+        response = await world.hold(voucher, spend, order=order, path="/v1/redemptions", provider_key=key)
+        assert response.status_code == 201, response.text
+    clock.current = utc("2026-03-03T01:00:00+00:00")
+    a1 = await settled(world, "2026-03-02", "2026-03-02")
+    assert lines(await statement(world, a1["id"])) == [("capture", "PO-1", 300_000)]
+    a2 = await world.post("/v1/settlements", {**body(world, "2026-03-02", "2026-03-02"), "programme_id": prog["id"]},
+                          key=operator)
+    assert a2.status_code == 201, a2.text  # another programme: not the same settlement
+    assert lines(await statement(world, a2.json()["id"])) == [("capture", "PO-2", 600_000)]
+    b1 = await settle(world, "2026-03-02", "2026-03-02", provider=other)
+    assert b1.status_code == 201, b1.text
+    assert lines(await statement(world, b1.json()["id"])) == [("capture", "PO-3", 1_200_000)]
+    assert {x["id"] for x in await listed(world, world.provider_key)} == {a1["id"], a2.json()["id"]}
+    assert [x["id"] for x in await listed(world, other_key)] == [b1.json()["id"]]
+    assert [x["id"] for x in await listed(world, programme_id=prog["id"])] == [a2.json()["id"]]
+    assert (await world.reconciliation())["is_clean"]
+
+
+# -- tenancy and roles --------------------------------------------------------------------------------
+
+
+async def test_tenancy_and_roles(app, world: World, clock) -> None:
+    v = await world.issue(100_000_000)
+    await redeem(world, clock, "2026-03-02T01:00:00+00:00", v, 1_000_000, "PO-1")
+    clock.current = utc("2026-03-03T01:00:00+00:00")
+    s = (await settled(world, "2026-03-02", "2026-03-02"))["id"]
+    other = await create(world.client, world.operator, "/v1/providers", provider_payload())
+    await world.client.post(f"/v1/providers/{other['id']}/approve", json={"reason": "ok"}, headers=auth(world.operator))
+    other_key = await make_key(app, "provider", provider_id=other["id"])
+    before = await get(world, s)
+
+    # another provider cannot see it or act on it
+    for path in (f"/v1/settlements/{s}", f"/v1/settlements/{s}/statement", f"/v1/settlements/{s}/statement.csv"):
+        assert_problem(await world.client.get(path, headers=auth(other_key)), 404, "not_found")
+    for action in ("submit", "dispute"):
+        assert_problem(await act(world, s, action, key=other_key), 404, "not_found")
+    assert await listed(world, other_key) == []
+    assert await listed(world, other_key, provider_id=world.provider["id"]) == []
+    # its own provider sees it
+    assert (await get(world, s, world.provider_key))["id"] == s
+    assert [x["id"] for x in await listed(world, world.provider_key)] == [s]
+    await statement(world, s, world.provider_key)
+    # enterprises see no settlement at all
+    for path in ("/v1/settlements", f"/v1/settlements/{s}", f"/v1/settlements/{s}/statement"):
+        assert_problem(await world.client.get(path, headers=auth(world.enterprise_key)), 403, "insufficient_scope")
+    assert_problem(await settle(world, "2026-03-02", "2026-03-02", key=world.enterprise_key), 403,
+                   "insufficient_scope")
+    # auditors read everything and write nothing
+    assert (await get(world, s, world.auditor))["id"] == s
+    assert [x["id"] for x in await listed(world, world.auditor)] == [s]
+    assert (await statement(world, s, world.auditor))["total"] == 300_000
+    csv_ = await world.client.get(f"/v1/settlements/{s}/statement.csv", headers=auth(world.auditor))
+    assert csv_.status_code == 200
+    assert_problem(await settle(world, "2026-03-01", "2026-03-02", key=world.auditor), 403, "insufficient_scope")
+    for action in ACTIONS:
+        assert_problem(await act(world, s, action, key=world.auditor), 403, "insufficient_scope")
+    # a provider cannot create, resolve, approve, pay or cancel — not even its own
+    assert_problem(await settle(world, "2026-03-01", "2026-03-02", key=world.provider_key), 403,
+                   "insufficient_scope")
+    for action in ("resolve", "approve", "pay", "cancel"):
+        assert_problem(await act(world, s, action, key=world.provider_key), 403, "insufficient_scope")
+    # the operator cannot confirm or dispute for the provider
+    for action in ("submit", "dispute"):
+        assert_problem(await act(world, s, action, key=world.operator), 403, "insufficient_scope")
+    assert await get(world, s) == before
+    assert len(await listed(world)) == 1
+    # the operator filters by provider
+    assert await listed(world, provider_id=other["id"]) == []
+    assert [x["id"] for x in await listed(world, provider_id=world.provider["id"],
+                                          programme_id=world.programme["id"], status="draft")] == [s]
+
+
+# -- the statement, as JSON and as CSV ------------------------------------------------------------------
+
+
+def yuan(fen: int) -> str:
+    sign = "-" if fen < 0 else ""
+    return f"{sign}{abs(fen) // 100}.{abs(fen) % 100:02d}"
+
+
+async def test_statement_json_and_csv_agree(world: World, clock) -> None:
+    await march(world, clock)
+    s = await settled(world, "2026-03-02", "2026-03-02")
+    doc = await statement(world, s["id"])
+    amounts = [li["amount"] for li in doc["lines"]]
+    assert all(isinstance(a, int) for a in amounts)
+    assert doc["total"] == sum(amounts) == s["total"] == 1_880_000
+    assert doc["captured_total"] == sum(a for a in amounts if a > 0) == s["captured_total"]
+    assert doc["refunded_total"] == -sum(a for a in amounts if a < 0) == s["refunded_total"]
+    assert doc["settlement"] == await get(world, s["id"])
+    assert doc["csv_url"] == f"/v1/settlements/{s['id']}/statement.csv"
+
+    response = await world.client.get(doc["csv_url"], headers=auth(world.operator))
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/csv")
+    raw = response.content
+    assert hashlib.sha256(raw).hexdigest() == doc["csv_sha256"]
+    assert response.headers["digest"] == f"sha-256={doc['csv_sha256']}"
+    assert raw[:3] == b"\xef\xbb\xbf"
+    rows = list(csv.reader(io.StringIO(raw[3:].decode("utf-8"), newline="")))
+    assert s["id"] in rows[0][0] and "结算单" in rows[0][0] and "2026-03-02" in rows[0][0]
+    assert rows[1] == ["单位 unit: CNY"]
+    header = rows[2]
+    assert "订单号 order_reference" in header and header[-1] == "金额 amount"
+    body_rows, total_row = rows[3:-1], rows[-1]
+    order = header.index("订单号 order_reference")
+    assert [(r[order], r[-1]) for r in body_rows] == [(li["order_reference"], yuan(li["amount"]))
+                                                      for li in doc["lines"]]
+    assert [r[header.index("发生时间 occurred_at (UTC)")] for r in body_rows][:3] == [
+        "2026-03-01T16:00:00+00:00", "2026-03-02T01:00:00+00:00", "2026-03-02T02:00:00+00:00"]
+    assert [r[1] for r in body_rows] == ["核销 capture", "核销 capture", "退款 refund", "核销 capture", "退款 refund",
+                                         "退款 refund", "核销 capture"]
+    assert [r[-1] for r in body_rows] == ["6000.00", "15000.00", "-2500.00", "999.99", "-333.33", "-666.66",
+                                          "300.00"]
+    assert total_row[0] == "合计 total" and total_row[-1] == yuan(doc["total"]) == "18800.00"
+    # the same bytes for every reader, and the JSON digest stays put
+    for key in (world.provider_key, world.auditor):
+        again = await world.client.get(doc["csv_url"], headers=auth(key))
+        assert again.content == raw
+    assert (await statement(world, s["id"], world.provider_key))["csv_sha256"] == doc["csv_sha256"]
+

@@ -1,0 +1,219 @@
+"""The settlement's pure rules: the whole transition table, periods counted in Asia/Shanghai,
+the period refusals, and the CSV statement (BOM, Chinese header, totals, every minor digit)."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import itertools
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from services.voucher.errors import InvalidTransition
+from services.voucher.money import Unit
+from services.voucher.settlement.rules import (
+    MAX_PERIOD_DAYS,
+    PERIOD_ZONE,
+    TRANSITIONS,
+    SettlementStatus,
+    check_transition,
+    period_bounds,
+    period_problems,
+)
+from services.voucher.settlement.statement import HEADER, Line, digest, render_csv
+
+S = SettlementStatus
+
+#: The lifecycle as the issue and DESIGN §2 describe it, written out independently of the module.
+LEGAL = {
+    (S.DRAFT, S.SUBMITTED), (S.DRAFT, S.CANCELLED),
+    (S.SUBMITTED, S.APPROVED), (S.SUBMITTED, S.DISPUTED), (S.SUBMITTED, S.CANCELLED),
+    (S.DISPUTED, S.SUBMITTED),
+    (S.APPROVED, S.PAID),
+}
+FINAL = {S.PAID, S.CANCELLED}
+
+
+# -- transitions ------------------------------------------------------------------------------
+
+
+def test_the_table_covers_every_status() -> None:
+    assert set(TRANSITIONS) == set(S)
+    assert {s.value for s in S} == {"draft", "submitted", "disputed", "approved", "paid", "cancelled"}
+    assert {(a, b) for a, targets in TRANSITIONS.items() for b in targets} == LEGAL
+    assert {s for s in S if not TRANSITIONS[s]} == FINAL
+
+
+@pytest.mark.parametrize(("current", "target"), list(itertools.product(S, S)),
+                         ids=lambda s: s.value)
+def test_every_pair_of_statuses(current: S, target: S) -> None:
+    if (current, target) in LEGAL:
+        check_transition(current, target)  # no exception
+        return
+    with pytest.raises(InvalidTransition) as raised:
+        check_transition(current, target)
+    assert raised.value.code == "invalid_transition"
+    assert raised.value.extra["current_status"] == current.value
+    assert raised.value.extra["allowed"] == sorted(b.value for a, b in LEGAL if a is current)
+    assert current.value in raised.value.detail and target.value in raised.value.detail
+
+
+def test_nothing_leaves_a_paid_or_cancelled_settlement() -> None:
+    for final, target in itertools.product(FINAL, S):
+        with pytest.raises(InvalidTransition):
+            check_transition(final, target)
+
+
+# -- periods in Asia/Shanghai -------------------------------------------------------------------
+
+
+def test_period_zone_is_shanghai() -> None:
+    assert PERIOD_ZONE == "Asia/Shanghai"
+    assert MAX_PERIOD_DAYS == 366
+
+
+def test_one_day_is_utc_16_00_to_16_00_the_day_before() -> None:
+    start, end = period_bounds(date(2026, 3, 2), date(2026, 3, 2))
+    assert start == datetime(2026, 3, 1, 16, 0, tzinfo=UTC)
+    assert end == datetime(2026, 3, 2, 16, 0, tzinfo=UTC)
+    # returned in UTC, not merely an equal instant in +08:00
+    assert start.utcoffset() == timedelta(0) and end.utcoffset() == timedelta(0)
+    assert start.tzinfo is UTC and end.tzinfo is UTC
+
+
+def test_a_month_and_a_year_boundary() -> None:
+    assert period_bounds(date(2026, 3, 1), date(2026, 3, 31)) == (
+        datetime(2026, 2, 28, 16, 0, tzinfo=UTC), datetime(2026, 3, 31, 16, 0, tzinfo=UTC))
+    assert period_bounds(date(2026, 1, 1), date(2026, 12, 31)) == (
+        datetime(2025, 12, 31, 16, 0, tzinfo=UTC), datetime(2026, 12, 31, 16, 0, tzinfo=UTC))
+    # a leap day, and no daylight-saving time: every day is 24 hours
+    start, end = period_bounds(date(2028, 2, 28), date(2028, 3, 1))
+    assert (start, end) == (datetime(2028, 2, 27, 16, 0, tzinfo=UTC), datetime(2028, 3, 1, 16, 0, tzinfo=UTC))
+    assert end - start == timedelta(days=3)
+
+
+def test_a_capture_at_16_30_utc_belongs_to_the_next_shanghai_day() -> None:
+    at = datetime(2026, 3, 2, 16, 30, tzinfo=UTC)  # 2026-03-03 00:30 in Shanghai
+    start, end = period_bounds(date(2026, 3, 2), date(2026, 3, 2))
+    assert not start <= at < end
+    start, end = period_bounds(date(2026, 3, 3), date(2026, 3, 3))
+    assert start <= at < end
+    # the edges: 16:00:00 UTC is the next day's first instant, a microsecond before is not
+    first = datetime(2026, 3, 3, 16, 0, tzinfo=UTC)
+    assert first == end and not start <= first < end
+    assert start <= first - timedelta(microseconds=1) < end
+
+
+def test_another_zone_can_be_asked_for() -> None:
+    assert period_bounds(date(2026, 3, 2), date(2026, 3, 2), zone="UTC") == (
+        datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 3, tzinfo=UTC))
+
+
+TODAY = date(2026, 3, 10)
+
+
+@pytest.mark.parametrize(("first", "last"), [
+    (date(2026, 3, 9), date(2026, 3, 9)),       # yesterday alone
+    (date(2026, 3, 1), date(2026, 3, 9)),
+    (date(2025, 3, 9), date(2026, 3, 9)),       # 366 days inclusive: the most allowed
+])
+def test_periods_that_can_be_settled(first: date, last: date) -> None:
+    assert period_problems(first, last, TODAY) == []
+
+
+@pytest.mark.parametrize(("first", "last", "fragment"), [
+    (date(2026, 3, 10), date(2026, 3, 10), "over"),        # today is not over
+    (date(2026, 3, 1), date(2026, 3, 10), "over"),
+    (date(2026, 3, 1), date(2026, 4, 1), "over"),          # the future
+    (date(2026, 3, 5), date(2026, 3, 4), "before"),        # ends before it starts
+    (date(2025, 3, 8), date(2026, 3, 9), "366"),           # 367 days
+])
+def test_periods_that_cannot(first: date, last: date, fragment: str) -> None:
+    problems = period_problems(first, last, TODAY)
+    assert len(problems) == 1
+    field, message = problems[0]
+    assert field == "period_end" and fragment in message
+
+
+def test_every_problem_is_reported() -> None:
+    problems = period_problems(date(2026, 3, 12), date(2026, 3, 11), TODAY)
+    assert [f for f, _ in problems] == ["period_end", "period_end"]
+    assert "before" in problems[0][1] and "over" in problems[1][1]
+
+
+# -- the CSV statement ----------------------------------------------------------------------------
+
+AT = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
+TITLE = "结算单 Settlement 0190 · 2026-03-02...2026-03-02 (Asia/Shanghai)"
+
+
+def _lines() -> list[Line]:
+    return [
+        Line("capture", "PO-1", "r-1", None, AT, 300_000),
+        Line("capture", "订单,\"甲\"\n第二行", "r-2", None, AT + timedelta(hours=1), 123_456),
+        Line("refund", "PO-1", "r-1", "f-1", AT + timedelta(hours=2), -500),
+        Line("refund", "PO-9", "r-9", "f-9", AT + timedelta(hours=3), -5),
+    ]
+
+
+def _read(document: bytes) -> list[list[str]]:
+    assert document[:3] == b"\xef\xbb\xbf"
+    text = document[3:].decode("utf-8")  # strict: the Chinese text is real UTF-8
+    assert not text.startswith("\ufeff")  # one BOM, not two
+    return list(csv.reader(io.StringIO(text, newline="")))
+
+
+def test_bom_first_and_the_csv_module_reads_it_back() -> None:
+    document = render_csv(TITLE, Unit.CNY, _lines())
+    rows = _read(document)
+    assert rows[0] == [TITLE]
+    assert rows[1] == ["单位 unit: CNY"]
+    assert rows[2] == list(HEADER)
+    assert rows[2] == ["序号 line", "类型 kind", "订单号 order_reference", "核销编号 redemption_id",
+                       "退款编号 refund_id", "发生时间 occurred_at (UTC)", "金额 amount"]
+    assert rows[3] == ["1", "核销 capture", "PO-1", "r-1", "", "2026-03-02T01:00:00+00:00", "3000.00"]
+    assert rows[4] == ["2", "核销 capture", "订单,\"甲\"\n第二行", "r-2", "", "2026-03-02T02:00:00+00:00", "1234.56"]
+    assert rows[5] == ["3", "退款 refund", "PO-1", "r-1", "f-1", "2026-03-02T03:00:00+00:00", "-5.00"]
+    assert rows[6] == ["4", "退款 refund", "PO-9", "r-9", "f-9", "2026-03-02T04:00:00+00:00", "-0.05"]
+    assert rows[7] == ["合计 total", "", "", "", "", "", "4229.51"]
+    assert len(rows) == 8
+    assert "合计".encode() in document and "订单号".encode() in document
+    assert document.endswith(b"\r\n")
+
+
+def test_the_total_row_equals_the_sum_of_the_lines() -> None:
+    rows = _read(render_csv(TITLE, Unit.CNY, _lines()))
+    body, total = rows[3:-1], rows[-1]
+    assert total[0] == "合计 total"
+    assert sum(Decimal(r[-1]) for r in body) == Decimal(total[-1]) == Decimal("4229.51")
+    assert sum(line.amount for line in _lines()) == 422_951
+
+
+def test_a_negative_total_and_an_empty_statement() -> None:
+    negative = _read(render_csv(TITLE, Unit.CNY, [Line("refund", "PO-1", "r", "f", AT, -500)]))
+    assert negative[-1][-1] == "-5.00" and negative[-2][-1] == "-5.00"
+    empty = _read(render_csv(TITLE, Unit.CNY, []))
+    assert empty[2] == list(HEADER) and empty[3] == ["合计 total", "", "", "", "", "", "0.00"]
+    assert len(empty) == 4
+
+
+def test_gpu_hours_have_three_decimals_and_tokens_none() -> None:
+    lines = [Line("capture", "PO-1", "r", None, AT, 1_500), Line("refund", "PO-1", "r", "f", AT, -250)]
+    rows = _read(render_csv(TITLE, Unit.GPU_HOUR, lines))
+    assert rows[1] == ["单位 unit: GPU_HOUR"]
+    assert [r[-1] for r in rows[3:]] == ["1.500", "-0.250", "1.250"]
+    rows = _read(render_csv(TITLE, Unit.TOKEN, [Line("capture", "PO-1", "r", None, AT, 1_000_000)]))
+    assert [r[-1] for r in rows[3:]] == ["1000000", "1000000"]
+
+
+def test_the_digest_is_the_sha256_of_the_bytes_bom_included() -> None:
+    document = render_csv(TITLE, Unit.CNY, _lines())
+    assert digest(document) == hashlib.sha256(document).hexdigest()
+    assert digest(document) != hashlib.sha256(document[3:]).hexdigest()
+    # the same lines render the same bytes; another amount changes the digest
+    assert render_csv(TITLE, Unit.CNY, _lines()) == document
+    changed = _lines()[:-1] + [Line("refund", "PO-9", "r-9", "f-9", AT + timedelta(hours=3), -6)]
+    assert digest(render_csv(TITLE, Unit.CNY, changed)) != digest(document)
