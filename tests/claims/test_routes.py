@@ -5,12 +5,13 @@ claim's value kept apart from provider settlement."""
 from __future__ import annotations
 
 import hashlib
+import uuid
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.support import assert_problem, auth, fresh_key
+from tests.support import assert_problem, auth, create, enterprise_payload, fresh_key, make_key
 from tests.world import World, build_world
 
 
@@ -128,3 +129,22 @@ async def test_a_claim_is_not_the_providers_to_see_move_or_settle(world: World, 
     assert_problem(settle, 409, "nothing_to_settle")
     mine = (await world.client.get("/v1/claims", headers=auth(world.enterprise_key))).json()["items"]
     assert [c["id"] for c in mine] == [claim["id"]]
+
+
+async def test_another_enterprise_cannot_claim_the_same_invoice_or_document(
+    app, world: World, client: httpx.AsyncClient
+) -> None:
+    voucher = await world.issue(10_000_000)
+    assert (await _file(world, claim_body(world, voucher))).status_code == 201
+    other = await create(client, world.operator, "/v1/enterprises", enterprise_payload())
+    other_voucher = await create(client, world.operator, "/v1/vouchers", {
+        "programme_id": world.programme["id"], "enterprise_id": other["id"], "face_value": 5_000_000})
+    other_key = await make_key(app, "enterprise", enterprise_id=uuid.UUID(other["id"]))
+    for body, code in ((claim_body(world, other_voucher, contract="C-9", document="d-9"), "invoice_already_claimed"),
+                       (claim_body(world, other_voucher, invoice="9", contract="C-9"), "document_already_claimed")):
+        refused = await client.post("/v1/claims", json=body, headers=auth(other_key, **fresh_key()))
+        assert_problem(refused, 409, code)
+    # Nor can it file against a voucher that is not its own.
+    theirs = await client.post("/v1/claims", json=claim_body(world, voucher, invoice="10", contract="C-10",
+                                                             document="d-10"), headers=auth(other_key, **fresh_key()))
+    assert_problem(theirs, 404, "not_found")
