@@ -9,10 +9,9 @@ provider's hold; approval captures it payable to the enterprise, rejection relea
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from enum import StrEnum
 
+from services.voucher.applications.rules import normalise_contract_number
 from services.voucher.errors import InvalidTransition
 
 
@@ -34,7 +33,6 @@ TRANSITIONS: dict[ClaimStatus, frozenset[ClaimStatus]] = {
 }
 #: How long a claim's hold lasts: the review, not a checkout.
 HOLD_DAYS = 3650
-SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def check_transition(current: ClaimStatus, target: ClaimStatus) -> None:
@@ -47,11 +45,8 @@ def check_transition(current: ClaimStatus, target: ClaimStatus) -> None:
 
 
 def normalise_invoice_number(number: str) -> str:
-    """Invoice numbers compare as contract numbers do: compatibility forms folded, case
-    folded, white space and invisible characters removed."""
-    folded = unicodedata.normalize("NFKC", number)
-    kept = "".join(c for c in folded if not c.isspace() and unicodedata.category(c) != "Cf")
-    return unicodedata.normalize("NFKC", kept.casefold()).upper()
+    """Invoice numbers compare as contract numbers do (full-width, dashes, case, spaces)."""
+    return normalise_contract_number(number)
 
 
 def order_reference(invoice_number: str) -> str:
