@@ -91,6 +91,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # Without `payee`, captured claims would read as provider captures and be settled again.
+    claims = op.get_bind().execute(sa.text("SELECT count(*) FROM claim")).scalar()
+    if claims:
+        raise RuntimeError(f"{claims} claim(s) exist; their value would be settled to providers below 0006")
     with op.batch_alter_table('redemption', schema=None) as batch_op:
         batch_op.drop_constraint(op.f('ck_redemption_payee_known'), type_='check')
         batch_op.drop_column('payee')

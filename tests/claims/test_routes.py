@@ -148,3 +148,24 @@ async def test_another_enterprise_cannot_claim_the_same_invoice_or_document(
     theirs = await client.post("/v1/claims", json=claim_body(world, voucher, invoice="10", contract="C-10",
                                                              document="d-10"), headers=auth(other_key, **fresh_key()))
     assert_problem(theirs, 404, "not_found")
+
+
+async def test_a_provider_cannot_redeem_in_a_claim_programme(world: World) -> None:
+    """Never both a provider's redemption and the SME's claim on one purchase."""
+    voucher = await world.issue(10_000_000)
+    refused = await world.post("/v1/redemptions", {
+        "voucher_code": voucher["code"], "enterprise_uscc": world.enterprise["uscc"], "order_reference": "PO-1",
+        "line_items": [{"category": "accelerator:domestic", "amount": 1_000_000, "accelerator": "Ascend 910B",
+                        "hours_milli": 1000}]})
+    assert assert_problem(refused, 409, "wrong_payout_mode")["mode"] == "enterprise_claim"
+    assert (await world.voucher(voucher["id"]))["balances"]["available"] == 10_000_000
+
+
+async def test_a_claim_on_an_expired_voucher_cannot_be_approved(world: World, clock) -> None:
+    voucher = await world.issue(10_000_000)
+    claim = (await _file(world, claim_body(world, voucher))).json()
+    await _step(world, claim, "review")
+    clock.advance(days=366)
+    assert_problem(await _step(world, claim, "approve"), 409, "voucher_expired")
+    rejected = await _step(world, claim, "reject", {"reason": "the voucher expired during review"})
+    assert rejected.json()["status"] == "rejected"

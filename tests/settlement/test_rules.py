@@ -217,3 +217,12 @@ def test_the_digest_is_the_sha256_of_the_bytes_bom_included() -> None:
     assert render_csv(TITLE, Unit.CNY, _lines()) == document
     changed = _lines()[:-1] + [Line("refund", "PO-9", "r-9", "f-9", AT + timedelta(hours=3), -6)]
     assert digest(render_csv(TITLE, Unit.CNY, changed)) != digest(document)
+
+
+def test_a_period_before_2000_is_refused_before_any_date_arithmetic() -> None:
+    from datetime import date as _date
+
+    from services.voucher.settlement.rules import period_problems as _problems
+
+    assert _problems(_date(1, 1, 1), _date(1, 1, 2), _date(2026, 3, 3)) == [
+        ("period_start", "periods start on 2000-01-01 or later")]

@@ -68,3 +68,9 @@ def test_records_that_cannot_be_compared_are_refused(rows: list[Record], pointer
     with pytest.raises(RecordsInvalid) as refused:
         check_records(rows, "/records")
     assert refused.value.errors[0][0] == pointer
+
+
+def test_a_field_beyond_the_csv_limit_is_refused_not_a_crash() -> None:
+    with pytest.raises(RecordsInvalid) as refused:
+        parse_csv("order_reference,amount,subsidy\n" + "x" * 200_000 + ",1,1\n")
+    assert refused.value.errors[0][0] == "/csv"

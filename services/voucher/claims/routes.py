@@ -45,7 +45,7 @@ def _public(claim: object) -> ClaimPublic:
     summary="File a claim after paying a provider in full; the subsidy is computed and held",
     status_code=201,
     response_model=ClaimPublic,
-    responses=responses(*AUTH_ERRORS, *HOLD_ERRORS, errors.WrongPayoutMode, errors.InvoiceAlreadyClaimed,
+    responses=responses(*AUTH_ERRORS, *HOLD_ERRORS, errors.InvoiceAlreadyClaimed,
                         errors.DocumentAlreadyClaimed, errors.ContractAlreadyUsed, errors.ValidationFailed, *IDEM),
     dependencies=[Depends(idempotent(Scope.CLAIMS_WRITE, required=True))],
 )
@@ -81,7 +81,8 @@ async def start_review(claim_id: uuid.UUID, session: Session, now: Now, actor: R
 @router.post("/{claim_id}/approve", operation_id="approve_claim",
              summary="Approve: the held subsidy (or less) is captured, payable to the enterprise",
              response_model=ClaimPublic,
-             responses=responses(*AUTH_ERRORS, *MOVE, errors.ValidationFailed, errors.HoldNotActive),
+             responses=responses(*AUTH_ERRORS, *MOVE, errors.ValidationFailed, errors.HoldNotActive,
+                                 errors.VoucherExpired),
              dependencies=[Depends(idempotent(Scope.CLAIMS_REVIEW, required=True))])
 async def approve_claim(claim_id: uuid.UUID, session: Session, now: Now, actor: Reviewer,
                         body: ClaimApproval | None = None) -> ClaimPublic:

@@ -88,6 +88,11 @@ async def balances(session: AsyncSession, ids: Iterable[uuid.UUID], *, lock: boo
     return {id_: bal for id_, bal in (await session.execute(stmt)).all()}
 
 
+async def serialise_on(session: AsyncSession, account_id: uuid.UUID) -> None:
+    """Take the account row's lock without blocking postings to it: FOR NO KEY UPDATE does not
+    conflict with the KEY SHARE lock a posting's foreign key takes on PostgreSQL."""
+    await session.execute(select(A.c.id).where(A.c.id == account_id).with_for_update(key_share=True))
+
 
 async def account_differences(session: AsyncSession) -> list[dict[str, Any]]:
     """Materialised balances that differ from the sum of their postings."""
@@ -209,45 +214,35 @@ async def _usage_mismatches(session: AsyncSession, column: Any, expected: Any, w
 
 
 async def settlement_differences(session: AsyncSession) -> list[dict[str, Any]]:
-    """What the ledger says was paid to each provider under each programme must equal the
-    totals of its paid settlements, in both directions."""
-    st = Settlement.__table__
+    """What the ledger says was paid must equal what was paid through the books of record,
+    both ways: each provider's paid account against its paid settlements' totals, each
+    enterprise's against its paid claims' approved amounts (per programme)."""
+    st, cl = Settlement.__table__, Claim.__table__
+    return (
+        await _paid_differences(session, "provider paid", AccountKind.PROVIDER_PAID, st.c.provider_id,
+                                A.c.provider_id, st.c.total, st.c.status == "paid", st.c.programme_id)
+        + await _paid_differences(session, "enterprise paid (claims)", AccountKind.ENTERPRISE_PAID, cl.c.enterprise_id,
+                                  A.c.enterprise_id, cl.c.approved_amount, cl.c.status == "paid", cl.c.programme_id)
+    )
+
+
+async def _paid_differences(
+    session: AsyncSession, what: str, kind: AccountKind, payee: Any, account_payee: Any, amount: Any,
+    is_paid_record: Any, programme: Any,
+) -> list[dict[str, Any]]:
     paid = (
-        select(st.c.provider_id, st.c.programme_id, _sum(st.c.total).label("settled"))
-        .where(st.c.status == "paid").group_by(st.c.provider_id, st.c.programme_id).subquery()
+        select(payee.label("payee_id"), programme.label("programme_id"), _sum(amount).label("settled"))
+        .where(is_paid_record).group_by(payee, programme).subquery()
     )
     posted = select(P.c.account_id, _sum(P.c.amount).label("posted")).group_by(P.c.account_id).subquery()
-    match = and_(paid.c.provider_id == A.c.provider_id, paid.c.programme_id == A.c.programme_id)
-    is_paid = A.c.kind == AccountKind.PROVIDER_PAID.value
+    match = and_(paid.c.payee_id == account_payee, paid.c.programme_id == A.c.programme_id)
+    is_account = A.c.kind == kind.value
     accounts = (
-        select(A.c.provider_id, A.c.programme_id, func.coalesce(posted.c.posted, 0).label("ledger_paid"),
-               func.coalesce(paid.c.settled, 0).label("settled"))
+        select(account_payee.label("payee_id"), A.c.programme_id,
+               func.coalesce(posted.c.posted, 0).label("ledger_paid"), func.coalesce(paid.c.settled, 0).label("settled"))
         .select_from(A.outerjoin(posted, posted.c.account_id == A.c.id).outerjoin(paid, match))
-        .where(is_paid, func.coalesce(posted.c.posted, 0) != func.coalesce(paid.c.settled, 0))
+        .where(is_account, func.coalesce(posted.c.posted, 0) != func.coalesce(paid.c.settled, 0))
     )
-    orphans = select(paid.c.provider_id, paid.c.programme_id, literal(0).label("ledger_paid"), paid.c.settled).where(
-        paid.c.settled != 0, ~select(A.c.id).where(is_paid, match).exists())
-    found = [{"what": "provider paid", **dict(r._mapping)}
-             for r in (await session.execute(accounts.union_all(orphans))).all()]
-    return found + await _claim_differences(session, posted)
-
-
-async def _claim_differences(session: AsyncSession, posted: Any) -> list[dict[str, Any]]:
-    """The same for enterprises: paid in the ledger equals the approved amounts of paid claims."""
-    cl = Claim.__table__
-    paid = (
-        select(cl.c.enterprise_id, cl.c.programme_id, _sum(cl.c.approved_amount).label("settled"))
-        .where(cl.c.status == "paid").group_by(cl.c.enterprise_id, cl.c.programme_id).subquery()
-    )
-    match = and_(paid.c.enterprise_id == A.c.enterprise_id, paid.c.programme_id == A.c.programme_id)
-    is_paid = A.c.kind == AccountKind.ENTERPRISE_PAID.value
-    accounts = (
-        select(A.c.enterprise_id, A.c.programme_id, func.coalesce(posted.c.posted, 0).label("ledger_paid"),
-               func.coalesce(paid.c.settled, 0).label("settled"))
-        .select_from(A.outerjoin(posted, posted.c.account_id == A.c.id).outerjoin(paid, match))
-        .where(is_paid, func.coalesce(posted.c.posted, 0) != func.coalesce(paid.c.settled, 0))
-    )
-    orphans = select(paid.c.enterprise_id, paid.c.programme_id, literal(0).label("ledger_paid"), paid.c.settled).where(
-        paid.c.settled != 0, ~select(A.c.id).where(is_paid, match).exists())
-    return [{"what": "enterprise paid (claims)", **dict(r._mapping)}
-            for r in (await session.execute(accounts.union_all(orphans))).all()]
+    orphans = select(paid.c.payee_id, paid.c.programme_id, literal(0).label("ledger_paid"), paid.c.settled).where(
+        paid.c.settled != 0, ~select(A.c.id).where(is_account, match).exists())
+    return [{"what": what, **dict(r._mapping)} for r in (await session.execute(accounts.union_all(orphans))).all()]

@@ -205,6 +205,11 @@ async def balances(session: AsyncSession, ids: Iterable[uuid.UUID], *, lock: boo
     return await repository.balances(session, ids, lock=lock)
 
 
+async def serialise_on(session: AsyncSession, account_id: uuid.UUID) -> None:
+    """Serialise a use case on an account row while postings to it go on."""
+    await repository.serialise_on(session, account_id)
+
+
 
 @dataclass
 class Reconciliation:

@@ -39,7 +39,7 @@ HOLD_ERRORS = (
     errors.RelatedParty, errors.VoucherNotYetValid, errors.VoucherExpired, errors.VoucherSuspended,
     errors.VoucherRevoked, errors.VoucherExhausted, errors.VoucherKindMismatch, errors.CategoryOutOfScope,
     errors.OrderAlreadySubsidised, errors.OrderReferenceConflict, errors.EnterpriseCapReached,
-    errors.NothingToSubsidise,
+    errors.NothingToSubsidise, errors.WrongPayoutMode,
 )
 
 

@@ -41,12 +41,14 @@ from services.voucher.errors import (
     VoucherNotYetValid,
     VoucherRevoked,
     VoucherSuspended,
+    WrongPayoutMode,
 )
 from services.voucher.ledger import service as ledger
 from services.voucher.ledger.rules import AccountKind, Leg, transfer
 from services.voucher.programmes import repository as programmes_repository
 from services.voucher.programmes.rules import (
     CATEGORY_GROUPS_BY_KIND,
+    PayoutMode,
     ProgrammeKind,
     category_group,
     period_key,
@@ -155,6 +157,14 @@ async def hold(
     programme = await session.get(Programme, voucher.programme_id)
     enterprise = await session.get(Enterprise, voucher.enterprise_id)
     assert programme is not None and enterprise is not None
+    mode = PayoutMode.PROVIDER_REDEMPTION if payee is Payee.PROVIDER else PayoutMode.ENTERPRISE_CLAIM
+    if programme.mode != mode.value:
+        # Never both: a purchase subsidised by the provider's redemption and the SME's claim.
+        raise WrongPayoutMode(
+            f"programme {programme.code} pays out by {programme.mode}; "
+            + ("the enterprise files a claim instead" if payee is Payee.PROVIDER else "providers redeem instead"),
+            mode=programme.mode,
+        )
     enrolment = await programmes_repository.enrolment(session, programme.id, provider.id)
     if enrolment is None or enrolment.withdrawn_at is not None:
         raise ProviderNotEnrolled(f"provider is not enrolled in programme {programme.code}")
@@ -458,6 +468,8 @@ async def capture_claim(session: AsyncSession, redemption_id: uuid.UUID, amount:
     payable to the enterprise. A hold the voucher's expiry or revocation voided cannot be."""
     voucher, redemption = await _locked(session, SYSTEM, redemption_id)
     _check_held(redemption, now)
+    if effective_status(VoucherStatus(voucher.status), voucher.expires_at, now) is VoucherStatus.EXPIRED:
+        raise VoucherExpired("the voucher expired; its holds are void, and the claim can no longer be approved")
     if amount > redemption.held_amount:
         raise CaptureExceedsHold(
             f"approval {amount} exceeds the held {redemption.held_amount}", held_amount=redemption.held_amount

@@ -47,6 +47,8 @@ TRANSITIONS: dict[SettlementStatus, frozenset[SettlementStatus]] = {
 PERIOD_ZONE = "Asia/Shanghai"
 #: A settlement covers at most this many days (a quarter and then some).
 MAX_PERIOD_DAYS = 366
+#: No programme of this kind predates it; it also keeps every period convertible to UTC.
+EARLIEST_DAY = date(2000, 1, 1)
 
 
 def check_transition(current: SettlementStatus, target: SettlementStatus) -> None:
@@ -69,6 +71,9 @@ def period_bounds(first_day: date, last_day: date, zone: str = PERIOD_ZONE) -> t
 def period_problems(first_day: date, last_day: date, today: date) -> list[tuple[str, str]]:
     """(field, message) for a period that cannot be settled."""
     problems = []
+    if first_day < EARLIEST_DAY:
+        problems.append(("period_start", f"periods start on {EARLIEST_DAY.isoformat()} or later"))
+        return problems
     if last_day < first_day:
         problems.append(("period_end", "the period ends before it starts"))
     elif (last_day - first_day).days >= MAX_PERIOD_DAYS:

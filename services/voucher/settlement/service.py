@@ -62,7 +62,9 @@ async def create(
     await providers.get_provider(session, actor, provider_id)
     accounts = await ledger.ensure_provider_accounts(session, provider_id, programme.id, programme.unit, now)
     payable = accounts[AccountKind.PROVIDER_PAYABLE]
-    await ledger.balances(session, [payable], lock=True)  # serialises creations for this provider
+    # Creations for this provider and programme run one after the other; captures and refunds
+    # posting to the payable account meanwhile are not blocked (and cannot deadlock with us).
+    await ledger.serialise_on(session, payable)
     existing = await repository.live_for_period(session, provider_id, programme.id, period_start, period_end)
     if existing is not None:
         raise SettlementExists(

@@ -34,7 +34,10 @@ class RecordsInvalid(ValueError):
 def parse_csv(text: str) -> list[Record]:
     """Rows of `order_reference,amount,subsidy` (integers in the minor unit) after a header
     row naming those columns; a BOM and blank lines are tolerated."""
-    rows = list(csv.reader(io.StringIO(text.lstrip("\ufeff"))))
+    try:
+        rows = list(csv.reader(io.StringIO(text.lstrip("\ufeff"))))
+    except csv.Error as exc:  # e.g. a field longer than the csv module's limit
+        raise RecordsInvalid([("/csv", f"not readable as CSV: {exc}")]) from exc
     rows = [r for r in rows if any(cell.strip() for cell in r)]
     if not rows or tuple(c.strip().lower() for c in rows[0]) != CSV_COLUMNS:
         raise RecordsInvalid([("/csv", f"the first row must be the header {','.join(CSV_COLUMNS)}")])
