@@ -169,3 +169,14 @@ async def test_a_claim_on_an_expired_voucher_cannot_be_approved(world: World, cl
     assert_problem(await _step(world, claim, "approve"), 409, "voucher_expired")
     rejected = await _step(world, claim, "reject", {"reason": "the voucher expired during review"})
     assert rejected.json()["status"] == "rejected"
+
+
+async def test_a_claim_rejected_for_a_wrong_amount_can_be_filed_again_corrected(world: World) -> None:
+    voucher = await world.issue(10_000_000)
+    wrong = (await _file(world, claim_body(world, voucher, amount=2_000_000))).json()
+    await _step(world, wrong, "review")
+    await _step(world, wrong, "reject", {"reason": "the invoice says 1,500,000.00"})
+    corrected = await _file(world, claim_body(world, voucher, amount=1_500_000))
+    assert corrected.status_code == 201, corrected.text
+    assert corrected.json()["subsidy"] == 450_000
+    assert (await world.voucher(voucher["id"]))["balances"] == {"available": 9_550_000, "held": 450_000, "used": 0}

@@ -49,7 +49,9 @@ def normalise_invoice_number(number: str) -> str:
     return normalise_contract_number(number)
 
 
-def order_reference(invoice_number: str) -> str:
+def order_reference(invoice_number: str, amount_paid: int) -> str:
     """The order a claim subsidises, for the one-subsidy-per-order rule and the stacking
-    ceiling: the invoice, with the provider."""
-    return f"invoice:{invoice_number}"
+    ceiling: the provider's invoice. The amount is part of it so that a claim rejected for a
+    wrong amount can be filed again, corrected; two live claims of one invoice are refused by
+    the invoice rule whatever their amounts."""
+    return f"invoice:{invoice_number}:{amount_paid}"

@@ -30,6 +30,7 @@ from services.voucher.errors import (
     Forbidden,
     InvoiceAlreadyClaimed,
     NotFound,
+    OrderReferenceConflict,
     ValidationFailed,
     WrongPayoutMode,
     field_error,
@@ -97,12 +98,17 @@ async def file(session: AsyncSession, actor: Actor, data: dict[str, Any], now: d
     await _claimable(session, claim, data)  # before the hold, to name the rule that refuses
     enterprise = await session.get(Enterprise, voucher.enterprise_id)
     assert enterprise is not None
-    held = await redemption.hold(
-        session, actor,
-        redemption.HoldRequest(voucher_code=voucher.code, enterprise_uscc=enterprise.uscc,
-                               order_reference=order_reference(invoice), line_items=data["line_items"]),
-        now, provider=provider, payee=Payee.ENTERPRISE, ttl=timedelta(days=HOLD_DAYS),
-    )
+    try:
+        held = await redemption.hold(
+            session, actor,
+            redemption.HoldRequest(voucher_code=voucher.code, enterprise_uscc=enterprise.uscc,
+                                   order_reference=order_reference(invoice, data["amount_paid"]),
+                                   line_items=data["line_items"]),
+            now, provider=provider, payee=Payee.ENTERPRISE, ttl=timedelta(days=HOLD_DAYS),
+        )
+    except OrderReferenceConflict as exc:  # another enterprise's claim of this invoice won a race
+        raise InvoiceAlreadyClaimed(f"invoice {invoice} of this provider is already claimed",
+                                    invoice_number=invoice) from exc
     claim.redemption_id = held.id
     claim.subsidy = held.held_amount
     try:
