@@ -22,6 +22,7 @@ from services.voucher.actor import SYSTEM, Actor
 from services.voucher.apikeys.rules import Role
 from services.voucher.applications import repository
 from services.voucher.applications.rules import (
+    RELEASES_CONTRACTS,
     ApplicationStatus,
     check_transition,
     in_window,
@@ -75,6 +76,8 @@ async def _record(
     application.status = target.value
     application.updated_at = now
     application.version += 1
+    if target in RELEASES_CONTRACTS:  # ended without a subsidy: its contracts are free again
+        await _release_contracts(session, application, now)
     session.add(ApplicationTransition(
         application_id=application.id, from_status=source.value if source else None, to_status=target.value,
         reason=reason, details=details or {}, principal_id=actor.principal_id, created_at=now,
@@ -349,7 +352,6 @@ async def reject(
     await _record(session, application, S(application.status), S.REJECTED, actor, now, reason=reason)
     application.status_reason = reason
     application.decided_at = now
-    await _release_contracts(session, application, now)
     await session.flush()
     return application
 
@@ -391,7 +393,6 @@ async def withdraw(
     await _record(session, application, source, S.WITHDRAWN, actor, now, reason=reason)
     application.status_reason = reason
     application.decided_at = now
-    await _release_contracts(session, application, now)
     await session.flush()
     return application
 

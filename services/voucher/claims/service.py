@@ -47,20 +47,21 @@ from services.voucher.vouchers import service as vouchers
 C = ClaimStatus
 
 
-async def _claimable(session: AsyncSession, claim: Claim, data: dict[str, Any]) -> None:
+async def _claimable(
+    session: AsyncSession, provider_id: uuid.UUID, invoice: str, contract: str, digests: list[str]
+) -> None:
     """The one-claim-per-invoice, per-document and per-contract rules; partial unique indexes
     back each of them against a concurrent claim."""
-    if await repository.live_invoice(session, claim.provider_id, claim.invoice_number) is not None:
-        raise InvoiceAlreadyClaimed(f"invoice {claim.invoice_number} of this provider is already claimed",
-                                    invoice_number=claim.invoice_number)
-    taken = await repository.live_documents(session, [d["sha256"] for d in data["documents"]])
+    if await repository.live_invoice(session, provider_id, invoice) is not None:
+        raise InvoiceAlreadyClaimed(f"invoice {invoice} of this provider is already claimed", invoice_number=invoice)
+    taken = await repository.live_documents(session, digests)
     if taken:
         raise DocumentAlreadyClaimed(f"document(s) {', '.join(sorted(taken))} are already part of a claim",
                                      sha256=sorted(taken))
-    if await applications_repository.live_contract(session, claim.provider_id, claim.contract_number) is not None:
+    if await applications_repository.live_contract(session, provider_id, contract) is not None:
         raise ContractAlreadyUsed(
-            f"contract {claim.contract_number} is already part of an application or claim: one subsidy per contract",
-            contract_number=claim.contract_number,
+            f"contract {contract} is already part of an application or claim: one subsidy per contract",
+            contract_number=contract,
         )
 
 
@@ -88,14 +89,8 @@ async def file(session: AsyncSession, actor: Actor, data: dict[str, Any], now: d
                                                    f"{data['amount_paid']} paid"))
     if problems:
         raise ValidationFailed(problems)
-    claim = Claim(
-        voucher_id=voucher.id, programme_id=programme.id, enterprise_id=voucher.enterprise_id,
-        provider_id=provider.id, redemption_id=uuid.UUID(int=0), contract_number=contract, invoice_number=invoice,
-        invoice_date=data["invoice_date"], amount_paid=data["amount_paid"], unit=voucher.unit,
-        line_items=data["line_items"], documents=data["documents"], subsidy=0, status=C.SUBMITTED.value,
-        created_at=now, updated_at=now,
-    )
-    await _claimable(session, claim, data)  # before the hold, to name the rule that refuses
+    # Before the hold, to name the rule that refuses.
+    await _claimable(session, provider.id, invoice, contract, [d["sha256"] for d in data["documents"]])
     enterprise = await session.get(Enterprise, voucher.enterprise_id)
     assert enterprise is not None
     try:
@@ -109,8 +104,13 @@ async def file(session: AsyncSession, actor: Actor, data: dict[str, Any], now: d
     except OrderReferenceConflict as exc:  # another enterprise's claim of this invoice won a race
         raise InvoiceAlreadyClaimed(f"invoice {invoice} of this provider is already claimed",
                                     invoice_number=invoice) from exc
-    claim.redemption_id = held.id
-    claim.subsidy = held.held_amount
+    claim = Claim(
+        voucher_id=voucher.id, programme_id=programme.id, enterprise_id=voucher.enterprise_id,
+        provider_id=provider.id, redemption_id=held.id, contract_number=contract, invoice_number=invoice,
+        invoice_date=data["invoice_date"], amount_paid=data["amount_paid"], unit=voucher.unit,
+        line_items=data["line_items"], documents=data["documents"], subsidy=held.held_amount, status=C.SUBMITTED.value,
+        created_at=now, updated_at=now,
+    )
     try:
         async with session.begin_nested():
             await repository.add_all(session, [claim])
