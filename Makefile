@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 export DATABASE_URL ?= sqlite:///./var/voucher.db
 
-.PHONY: install run serve migrate demo test lint openapi openapi-check clean lock bench
+.PHONY: install run serve migrate demo test lint openapi openapi-check clean lock bench bench-export
 
 install: $(STAMP)
 
@@ -61,3 +61,8 @@ clean:
 ## redemption throughput through real server processes on PostgreSQL (prints a table; judges nothing)
 bench: install
 	$(BIN)/python bench/redeem.py
+
+## streaming export of 1,000,000 ledger postings through a real server on PostgreSQL: rows/s,
+## the server's peak RSS, and each file checked against its manifest (BENCH_DATABASE_URL)
+bench-export: install
+	$(BIN)/python bench/export.py

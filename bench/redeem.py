@@ -157,15 +157,25 @@ def main() -> int:
     database_url = fresh_database(args.database_url, "bench")
     world = asyncio.run(load_world(database_url, args.vouchers))
     rows = []
-    with LiveServer(database_url, workers=args.workers) as server:
-        asyncio.run(drive(server.url, world, 4, 2))  # warm up every worker's pool and caches
-        for clients in args.clients:
-            rows.append(asyncio.run(drive(server.url, world, clients, args.seconds)))
+    # Audit on (production) and off (VOUCHER_AUDIT_EVENTS_ENABLED=false, benchmarks only), same
+    # database, same run, alternating per client count so drift hits both alike.
+    for clients in args.clients:
+        for audit in (True, False):
+            env = {"VOUCHER_AUDIT_EVENTS_ENABLED": "true" if audit else "false"}
+            with LiveServer(database_url, workers=args.workers, env=env) as server:
+                asyncio.run(drive(server.url, world, 4, 2))  # warm up every worker's pool and caches
+                rows.append({**asyncio.run(drive(server.url, world, clients, args.seconds)), "audit": audit})
     print(f"one-step redeem, PostgreSQL, {args.workers} uvicorn workers (uvloop, httptools), "
           f"{args.vouchers} vouchers, {args.seconds:g} s per row, load generator in-process on 127.0.0.1")
-    print(f"{'clients':>8} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'ok':>7}  errors")
+    print(f"{'clients':>8} {'audit':>6} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'ok':>7}  errors")
     for r in rows:
-        print(f"{r['clients']:>8} {r['requests_per_s']:>9} {r['p50_ms']:>8} {r['p99_ms']:>8} {r['ok']:>7}  {r['errors'] or '-'}")
+        print(f"{r['clients']:>8} {'on' if r['audit'] else 'off':>6} {r['requests_per_s']:>9} {r['p50_ms']:>8} "
+              f"{r['p99_ms']:>8} {r['ok']:>7}  {r['errors'] or '-'}")
+    for clients in args.clients:
+        on, off = (next(r for r in rows if r["clients"] == clients and r["audit"] is a) for a in (True, False))
+        if off["requests_per_s"]:
+            print(f"audit cost at {clients} clients: throughput with audit / without = "
+                  f"{on['requests_per_s'] / off['requests_per_s']:.2f}")
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "latest.json").write_text(json.dumps({

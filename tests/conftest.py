@@ -91,9 +91,12 @@ def settings(database_url: str) -> Settings:
 
 
 @pytest.fixture
-async def app(settings: Settings, clock: FrozenClock) -> AsyncIterator[object]:
+async def app(settings: Settings, clock: FrozenClock, request: pytest.FixtureRequest) -> AsyncIterator[object]:
     """The app under test. After every test, the whole ledger must reconcile (DESIGN
-    invariant 6): whatever the test did, no balance may differ from its postings."""
+    invariant 6): whatever the test did, no balance may differ from its postings. And the audit
+    trail must verify (invariant 7): every journal the test posted has its event, and the chain
+    holds — unless the test tampered with it on purpose."""
+    from services.voucher.audit import service as audit
     from services.voucher.ledger import service as ledger
 
     application = create_app(settings, clock=clock)
@@ -103,6 +106,11 @@ async def app(settings: Settings, clock: FrozenClock) -> AsyncIterator[object]:
         async with database.unit_of_work(write=False) as session:
             result = await ledger.reconcile(session)
         assert result.is_clean, f"ledger does not reconcile after the test: {result}"
+        if request.node.get_closest_marker("audit_tampered") is None:
+            await audit.seal_pending(database)
+            async with database.snapshot() as session:
+                verified = await audit.verify(session, application.state.signer)
+            assert verified.is_intact, f"audit trail does not verify after the test: {verified.problems}"
     finally:
         await database.dispose()
 

@@ -181,3 +181,35 @@ def test_enterprise_key_without_enterprise_id_is_refused_with_a_reason(cli_datab
     assert re.search(r"enterprise[_-]id", result.stderr), result.stderr
     assert not KEY.search(result.stdout)
     assert _count(cli_database, "SELECT count(*) FROM api_key") == 0
+
+
+def test_audit_verify_checkpoint_and_keygen(cli_database: str) -> None:
+    """After the demo, the chain verifies (exit 0); a checkpoint prints what to keep; once an
+    event is altered behind the service, verify lists it and exits 1 for scripts."""
+    import base64
+    import json
+
+    ok("db", "upgrade")
+    ok("demo")
+    assert "audit chain intact: 0 problems" in ok("audit", "verify")
+    kept = json.loads(ok("audit", "checkpoint"))
+    assert kept["seq"] > 0 and len(kept["chain_hash"]) == 64 and kept["signature"]
+    assert "processed" in ok("jobs", "run-once", "seal-audit")
+    assert "audit chain intact" in ok("audit", "verify", "--from-seq", str(kept["seq"]),
+                                      "--chain-hash", kept["chain_hash"])
+    assert len(base64.b64decode(ok("audit", "keygen").strip())) == 32
+
+    engine = create_engine(sync_database_url(normalise_database_url(cli_database)), poolclass=pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            if POSTGRES_URL:
+                conn.execute(text("ALTER TABLE audit_event DISABLE TRIGGER USER"))
+            else:
+                conn.execute(text("DROP TRIGGER audit_event_seal_once"))
+            conn.execute(text("UPDATE audit_event SET action = 'programme.archived' WHERE seq = 2"))
+    finally:
+        engine.dispose()
+    result = voucher("audit", "verify")
+    assert result.exit_code == 1, result.output
+    assert "event_altered: seq=2" in result.output
+    assert voucher("audit", "verify", "--from-seq", "3").exit_code == 2  # a position needs its hash

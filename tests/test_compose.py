@@ -110,6 +110,8 @@ def test_app_services_are_configured_by_environment_for_production(name: str) ->
     assert env["DATABASE_URL"].startswith("postgresql://"), env
     assert "@db:5432/" in env["DATABASE_URL"]
     assert env["VOUCHER_ENVIRONMENT"] == "production"
+    # Production refuses to start without a checkpoint signing key; compose must not invent one.
+    assert env["VOUCHER_AUDIT_SIGNING_KEY"].startswith("${VOUCHER_AUDIT_SIGNING_KEY:?"), env
 
 
 def test_image_installs_the_locked_dependencies_then_the_package_without_deps() -> None:

@@ -60,7 +60,8 @@ def _has_examples(media: dict[str, Any], schema: dict[str, Any]) -> bool:
 
 
 #: Public by design: the problem catalogue and the 公示 notice (real notices are public).
-PUBLIC_PATHS = ("/v1/problems", "/v1/programmes/{programme_id}/publicity")
+PUBLIC_PATHS = ("/v1/problems", "/v1/programmes/{programme_id}/publicity",
+                "/v1/audit/public-key")  # a public key is public: anyone may check a checkpoint
 
 
 def _requires_auth(path: str) -> bool:

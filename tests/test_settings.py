@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 
 import pytest
@@ -106,12 +107,36 @@ def test_production_refuses_sqlite(monkeypatch: pytest.MonkeyPatch) -> None:
         Settings()
 
 
+SEED = base64.b64encode(bytes(range(32))).decode()
+
+
 def test_production_with_postgresql_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VOUCHER_ENVIRONMENT", "production")
     monkeypatch.setenv("DATABASE_URL", f"postgres://{PG}")
+    monkeypatch.setenv("VOUCHER_AUDIT_SIGNING_KEY", SEED)
     settings = Settings()
     assert settings.environment == "production"
     assert settings.database_url.startswith("postgresql+psycopg://")
+
+
+def test_production_needs_its_own_checkpoint_signing_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VOUCHER_ENVIRONMENT", "production")
+    monkeypatch.setenv("DATABASE_URL", f"postgres://{PG}")
+    with pytest.raises(ValidationError, match="VOUCHER_AUDIT_SIGNING_KEY"):
+        Settings()
+    monkeypatch.setenv("VOUCHER_AUDIT_SIGNING_KEY", SEED)
+    monkeypatch.setenv("VOUCHER_AUDIT_EVENTS_ENABLED", "false")
+    with pytest.raises(ValidationError, match="never production"):
+        Settings()
+
+
+@pytest.mark.parametrize("seed", ["not base64!", base64.b64encode(b"short").decode(), ""])
+def test_signing_key_must_be_a_32_byte_seed(monkeypatch: pytest.MonkeyPatch, seed: str) -> None:
+    monkeypatch.setenv("VOUCHER_AUDIT_SIGNING_KEY", seed)
+    with pytest.raises(ValidationError) as exc:
+        Settings()
+    assert _error_fields(exc) == ["audit_signing_key"]
+    assert seed not in str(exc.value) or not seed  # a secret is never echoed back
 
 
 def test_unknown_environment_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:

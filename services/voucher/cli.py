@@ -1,4 +1,4 @@
-"""The `voucher` command: serve, db, keys, demo."""
+"""The `voucher` command: serve, db, keys, ledger, jobs, audit, demo."""
 
 from __future__ import annotations
 
@@ -23,10 +23,12 @@ db_app = typer.Typer(no_args_is_help=True, help="Database schema (Alembic migrat
 keys_app = typer.Typer(no_args_is_help=True, help="API keys.")
 ledger_app = typer.Typer(no_args_is_help=True, help="The double-entry ledger.")
 jobs_app = typer.Typer(no_args_is_help=True, help="Background jobs (also run by the worker).")
+audit_app = typer.Typer(no_args_is_help=True, help="The tamper-evident audit trail.")
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(audit_app, name="audit")
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
@@ -184,7 +186,8 @@ def ledger_reconcile() -> None:
 
 @jobs_app.command("run-once")
 def jobs_run_once(
-    job: Annotated[str, typer.Argument(help="expire-holds, expire-vouchers, end-publicity or purge-idempotency")],
+    job: Annotated[str, typer.Argument(help="expire-holds, expire-vouchers, end-publicity, purge-idempotency, "
+                                           "seal-audit or audit-checkpoint")],
 ) -> None:
     """Run one job once (for cron). Each job is idempotent; exit 2 for an unknown job."""
     from services.voucher import jobs
@@ -202,6 +205,79 @@ def jobs_run_once(
             await database.dispose()
 
     typer.echo(f"{job}: {asyncio.run(main())} processed")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    from_seq: Annotated[int, typer.Option(help="Start from a kept checkpoint at this position…")] = 0,
+    chain_hash: Annotated[str, typer.Option(help="…whose chain hash is this (hex).")] = "",
+    skip_ledger: Annotated[bool, typer.Option(help="Do not match ledger journals against their events.")] = False,
+) -> None:
+    """Seal what is committed, recheck the chain, its checkpoints and the ledger against it.
+    Prints every problem; exit 0 when intact, 1 when anything is broken."""
+    from services.voucher.audit import service as audit
+    from services.voucher.audit.rules import GENESIS
+    from services.voucher.audit.signing import Signer
+    from services.voucher.db import Database
+
+    settings = get_settings()
+    if from_seq and len(chain_hash) != 64:
+        typer.echo("--from-seq needs --chain-hash (64 hex digits) from the kept checkpoint", err=True)
+        raise typer.Exit(2)
+
+    async def main() -> audit.Verification:
+        database = Database(settings)
+        try:
+            await audit.seal_pending(database)
+            async with database.snapshot() as session:
+                anchor = audit.Anchor(from_seq, chain_hash or GENESIS)
+                return await audit.verify(session, Signer.from_settings(settings), anchor,
+                                          check_ledger=not skip_ledger)
+        finally:
+            await database.dispose()
+
+    result = asyncio.run(main())
+    typer.echo(f"events {result.from_seq + 1}..{result.to_seq} checked: {result.events_checked}  "
+               f"journals checked: {result.journals_checked}  head {result.head}")
+    for problem in result.problems:
+        where = " ".join(f"{k}={problem[k]}" for k in ("seq", "journal_id") if problem.get(k) is not None)
+        typer.echo(f"{problem['kind']}: {where} {problem['detail']}", err=True)
+    if not result.is_intact:
+        raise typer.Exit(1)
+    typer.echo("audit chain intact: 0 problems")
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint() -> None:
+    """Seal what is committed and sign the chain head; prints the checkpoint to keep."""
+    import json
+
+    from services.voucher import jobs
+    from services.voucher.audit import repository
+    from services.voucher.audit.rules import checkpoint_message
+    from services.voucher.db import Database
+
+    async def main() -> dict[str, Any]:
+        database = Database(get_settings())
+        try:
+            await jobs.run_once(database, "audit-checkpoint", system_clock())
+            async with database.unit_of_work(write=False) as session:
+                row = (await repository.all_checkpoints(session))[-1]
+            return {"seq": row.seq, "chain_hash": row.chain_hash, "signed_at": row.signed_at.isoformat(),
+                    "key_id": row.key_id, "signature": row.signature,
+                    "message": checkpoint_message(row.seq, row.chain_hash, row.signed_at).decode()}
+        finally:
+            await database.dispose()
+
+    typer.echo(json.dumps(asyncio.run(main()), ensure_ascii=False))
+
+
+@audit_app.command("keygen")
+def audit_keygen() -> None:
+    """Print a new checkpoint signing key for VOUCHER_AUDIT_SIGNING_KEY (keep it secret, back it up)."""
+    from services.voucher.audit.signing import new_seed
+
+    typer.echo(new_seed())
 
 
 @app.command("demo")

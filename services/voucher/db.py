@@ -126,8 +126,9 @@ class Database:
         if self.is_sqlite:
             _configure_sqlite(self.engine)
         self.write_engine = self.engine.execution_options(voucher_write=True)
-        self._read_sessions = async_sessionmaker(self.engine, expire_on_commit=False)
-        self._write_sessions = async_sessionmaker(self.write_engine, expire_on_commit=False)
+        info = {"audit_disabled": not settings.audit_events_enabled}
+        self._read_sessions = async_sessionmaker(self.engine, expire_on_commit=False, info=info)
+        self._write_sessions = async_sessionmaker(self.write_engine, expire_on_commit=False, info=info)
 
     def session(self, *, write: bool) -> AsyncSession:
         return (self._write_sessions if write else self._read_sessions)()
@@ -136,6 +137,18 @@ class Database:
     async def unit_of_work(self, *, write: bool = True) -> AsyncIterator[AsyncSession]:
         """A transaction of its own: commits if the block succeeds, rolls back if it raises."""
         async with self.session(write=write) as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[AsyncSession]:
+        """A read-only transaction that sees one instant throughout (REPEATABLE READ on
+        PostgreSQL; a SQLite read transaction already does): for verifications and exports
+        that read many tables while writes go on."""
+        async with self.session(write=False) as session, session.begin():
+            if not self.is_sqlite:
+                await session.connection(
+                    execution_options={"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
+                )
             yield session
 
     async def dispose(self) -> None:
@@ -188,6 +201,38 @@ def decode_cursor(cursor: str) -> uuid.UUID:
         if not raw.startswith(_CURSOR_VERSION):
             raise ValueError(raw)
         return uuid.UUID(hex=raw[len(_CURSOR_VERSION) :])
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise InvalidCursor(
+            "the cursor is not one this service issued; start again without `cursor`"
+        ) from exc
+
+
+# Lists keyed by an auto-numbered integer (ledger postings) page "after this number" the same
+# way, with a cursor of their own version, so one list's cursor is refused by the other.
+
+_INT_CURSOR_VERSION = "n1:"
+
+
+@dataclass(frozen=True)
+class IntPageRequest:
+    limit: int
+    after: int | None = None
+
+
+def encode_int_cursor(last_id: int) -> str:
+    raw = f"{_INT_CURSOR_VERSION}{last_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_int_cursor(cursor: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if not raw.startswith(_INT_CURSOR_VERSION):
+            raise ValueError(raw)
+        digits = raw[len(_INT_CURSOR_VERSION) :]
+        if not digits.isdigit() or len(digits) > 19:
+            raise ValueError(raw)
+        return int(digits)
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
         raise InvalidCursor(
             "the cursor is not one this service issued; start again without `cursor`"

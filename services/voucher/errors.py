@@ -363,3 +363,11 @@ class InvoiceAlreadyClaimed(Conflict):
 class DocumentAlreadyClaimed(Conflict):
     code = "document_already_claimed"
     title = "A document with this SHA-256 digest is already part of a claim"
+
+
+class CheckpointSignatureInvalid(DomainError):
+    """A checkpoint handed in for verification was not signed by this service's key."""
+
+    code = "checkpoint_signature_invalid"
+    title = "The checkpoint's signature does not verify with this service's public key"
+    status = 422

@@ -15,6 +15,8 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.voucher.applications import service as applications
+from services.voucher.audit import service as audit
+from services.voucher.audit.signing import Signer
 from services.voucher.db import Database, is_transient
 from services.voucher.errors import DomainError
 from services.voucher.idempotency import service as idempotency
@@ -31,7 +33,7 @@ PER_ITEM: dict[str, tuple[Finder, Worker]] = {
     "expire-vouchers": (vouchers.due_for_expiry, vouchers.expire_by_id),
     "end-publicity": (applications.due_publicity, applications.complete_publicity),
 }
-JOBS = (*PER_ITEM, "purge-idempotency")
+JOBS = (*PER_ITEM, "purge-idempotency", "seal-audit", "audit-checkpoint")
 
 
 async def run_once(database: Database, job: str, now: datetime) -> int:
@@ -39,6 +41,13 @@ async def run_once(database: Database, job: str, now: datetime) -> int:
     if job == "purge-idempotency":
         async with database.unit_of_work() as session:
             return await idempotency.purge_expired(session, now)
+    if job == "seal-audit":
+        return await audit.seal_pending(database)
+    if job == "audit-checkpoint":  # seal, then sign the head: one checkpoint per run
+        await audit.seal_pending(database)
+        async with database.unit_of_work() as session:
+            await audit.sign_checkpoint(session, Signer.from_settings(database.settings), now)
+        return 1
     find, work = PER_ITEM[job]
     async with database.unit_of_work(write=False) as session:
         due = await find(session, now)

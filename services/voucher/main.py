@@ -11,13 +11,17 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from services.voucher import __version__
+from services.voucher.anomalies import routes as anomalies
 from services.voucher.apikeys import routes as apikeys
 from services.voucher.applications import routes as applications
+from services.voucher.audit import routes as audit
+from services.voucher.audit.signing import Signer
 from services.voucher.claims import routes as claims
 from services.voucher.clock import Clock, system_clock
 from services.voucher.db import Database
 from services.voucher.eligibility import routes as eligibility
 from services.voucher.enterprises import routes as enterprises
+from services.voucher.exports import routes as exports
 from services.voucher.http import docs, idempotency, meta, problems
 from services.voucher.http.unit_of_work import UnitOfWorkMiddleware
 from services.voucher.ledger import routes as ledger
@@ -63,6 +67,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     app.state.settings = settings
     app.state.database = database
     app.state.clock = clock
+    app.state.signer = Signer.from_settings(settings)
 
     problems.install(app)
     idempotency.install(app)
@@ -72,6 +77,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
                    redemption, claims, settlement, usage, ledger):
         app.include_router(module.router)
     app.include_router(applications.public_router)
+    app.include_router(audit.router)
+    app.include_router(exports.router)
+    app.include_router(ledger.programme_router)
+    app.include_router(anomalies.router)
     if settings.docs_enabled:
         docs.install(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -6,10 +6,12 @@ docker image sets; everything else is `VOUCHER_*`.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///./var/voucher.db"
@@ -59,6 +61,12 @@ class Settings(BaseSettings):
     docs_enabled: bool = True
     #: Timezone in which programme periods (caps, settlement periods) are counted.
     default_timezone: str = "Asia/Shanghai"
+    #: Ed25519 private key (32-byte seed, base64) that signs audit checkpoints. Development
+    #: and tests fall back to a published, insecure seed; production refuses to start without one.
+    audit_signing_key: SecretStr | None = None
+    #: Writing audit events can be switched off only to measure what they cost (`make bench`);
+    #: production refuses it.
+    audit_events_enabled: bool = True
 
     @field_validator("database_url")
     @classmethod
@@ -82,6 +90,19 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
 
+    @field_validator("audit_signing_key")
+    @classmethod
+    def _ed25519_seed(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        try:
+            seed = base64.b64decode(value.get_secret_value(), validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ValueError("VOUCHER_AUDIT_SIGNING_KEY must be base64") from exc
+        if len(seed) != 32:
+            raise ValueError("VOUCHER_AUDIT_SIGNING_KEY must be a 32-byte Ed25519 seed, base64-encoded")
+        return value
+
     @model_validator(mode="after")
     def _production_guards(self) -> Settings:
         if self.page_limit_default > self.page_limit_max:
@@ -90,6 +111,13 @@ class Settings(BaseSettings):
             raise ValueError(
                 "production mode needs PostgreSQL: set DATABASE_URL=postgresql://…"
             )
+        if self.environment == "production" and self.audit_signing_key is None:
+            raise ValueError(
+                "production mode needs VOUCHER_AUDIT_SIGNING_KEY (a base64 Ed25519 seed) to sign "
+                "audit checkpoints; generate one with `voucher audit keygen`"
+            )
+        if self.environment == "production" and not self.audit_events_enabled:
+            raise ValueError("VOUCHER_AUDIT_EVENTS_ENABLED=false is for benchmarks, never production")
         return self
 
     @property

@@ -702,3 +702,97 @@ class ClaimDocument(SQLModel, table=True):
     media_type: str = Field(max_length=100)
     size: int = Field(sa_type=BigInteger)
     released_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+# -- audit -------------------------------------------------------------------------------------
+
+
+class AuditEvent(SQLModel, table=True):
+    """One state change, written in the same transaction as the change itself.
+
+    Insert-only, then sealed once: a sealing step after commit gives each event its place in
+    the hash chain (`seq`, `chain_hash`); the database refuses any other UPDATE and every
+    DELETE (migration 0007's triggers). See docs/decisions.md, "Audit chain".
+    """
+
+    __tablename__ = "audit_event"
+    __table_args__ = (
+        Index("ix_audit_event_resource", "resource_type", "resource_id"),
+        Index("ix_audit_event_unsealed", "id", postgresql_where=text("seq IS NULL"),
+              sqlite_where=text("seq IS NULL")),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid7, primary_key=True)
+    occurred_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    actor_principal_id: uuid.UUID | None = Field(default=None)
+    actor_role: str = Field(max_length=16)
+    actor_key_id: uuid.UUID | None = Field(default=None)
+    action: str = Field(max_length=64, index=True)
+    resource_type: str = Field(max_length=32)
+    resource_id: uuid.UUID
+    programme_id: uuid.UUID | None = Field(default=None, index=True)
+    enterprise_id: uuid.UUID | None = Field(default=None, index=True)
+    provider_id: uuid.UUID | None = Field(default=None, index=True)
+    voucher_id: uuid.UUID | None = Field(default=None, index=True)
+    before: dict[str, Any] | None = Field(default=None, sa_type=JSONType)
+    after: dict[str, Any] | None = Field(default=None, sa_type=JSONType)
+    request_id: str | None = Field(default=None, max_length=128)
+    idempotency_key: str | None = Field(default=None, max_length=255)
+    rule_version: int | None = Field(default=None)
+    #: The ledger journal transaction this event accounts for (`ledger.posted` events only).
+    journal_id: uuid.UUID | None = Field(default=None, unique=True)
+    seq: int | None = Field(default=None, sa_type=BigInteger, unique=True)
+    chain_hash: str | None = Field(default=None, max_length=64)
+
+
+class AuditCheckpoint(SQLModel, table=True):
+    """A signed statement of the chain head: "the first `seq` events hash to `chain_hash`".
+
+    Auditors keep these outside the system; a verification from one proves nothing before it
+    was rewritten, whoever holds the database."""
+
+    __tablename__ = "audit_checkpoint"
+
+    id: uuid.UUID = Field(default_factory=uuid7, primary_key=True)
+    seq: int = Field(sa_type=BigInteger, index=True)
+    chain_hash: str = Field(max_length=64)
+    signed_at: datetime = Field(sa_type=UTCDateTime)
+    key_id: str = Field(max_length=64)
+    signature: str = Field(max_length=128)
+
+
+class AuditVerification(SQLModel, table=True):
+    """One recheck of the chain and of the ledger against it, kept with its result."""
+
+    __tablename__ = "audit_verification"
+
+    id: uuid.UUID = Field(default_factory=uuid7, primary_key=True)
+    requested_by: uuid.UUID | None = Field(default=None)
+    from_seq: int = Field(default=0, sa_type=BigInteger)
+    to_seq: int = Field(default=0, sa_type=BigInteger)
+    is_intact: bool
+    events_checked: int = Field(default=0, sa_type=BigInteger)
+    journals_checked: int = Field(default=0, sa_type=BigInteger)
+    problems: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSONType)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class ExportManifest(SQLModel, table=True):
+    """What one streamed export contained: written when its last byte was produced.
+
+    The export's response names this row (`Export-Id`); an auditor fetches it to check the
+    file's SHA-256 and row count, and the audit chain head the export is consistent with."""
+
+    __tablename__ = "export_manifest"
+
+    id: uuid.UUID = Field(default_factory=uuid7, primary_key=True)
+    dataset: str = Field(max_length=32)
+    format: str = Field(max_length=8)
+    filters: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
+    requested_by: uuid.UUID | None = Field(default=None)
+    chain_seq: int = Field(default=0, sa_type=BigInteger)
+    chain_hash: str = Field(max_length=64)
+    row_count: int | None = Field(default=None, sa_type=BigInteger)
+    sha256: str | None = Field(default=None, max_length=64)
+    started_at: datetime = Field(sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -790,3 +790,24 @@ async def test_reasons_follow_accept_language(app: Any, client: httpx.AsyncClien
     again = await desk.read(zh.json(), **{"Accept-Language": "zh-CN"})
     assert again.headers["content-language"] == "zh-CN"
     assert again.json()["eligibility"]["failed"] == zh.json()["eligibility"]["failed"]
+
+
+async def test_application_history_is_append_only_in_the_database(desk: Desk, clock: Any, database_url: str) -> None:
+    """The history an applicant and auditors read cannot be rewritten behind the service."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import DBAPIError
+
+    from services.voucher.settings import sync_database_url
+
+    await reach(desk, "under_review", clock)
+    engine = create_engine(sync_database_url(database_url))
+    try:
+        for statement in ("UPDATE application_transition SET reason = 'rewritten'",
+                          "DELETE FROM application_transition"):
+            with engine.connect() as conn, pytest.raises(DBAPIError, match="never changed or removed"):
+                conn.execute(text(statement))
+                conn.commit()
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM application_transition")).scalar() == 2
+    finally:
+        engine.dispose()

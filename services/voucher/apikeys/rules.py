@@ -51,6 +51,10 @@ class Scope(StrEnum):
     CLAIMS_WRITE = "claims:write"
     #: Review, approve, reject and pay claims (the programme office).
     CLAIMS_REVIEW = "claims:review"
+    #: Read audit events, ledger entries, point-in-time balances, anomaly reports; export.
+    AUDIT_READ = "audit:read"
+    #: Verify the audit chain and take signed checkpoints of it (writes only those records).
+    AUDIT_VERIFY = "audit:verify"
 
 
 _READ_ALL = {
@@ -64,6 +68,7 @@ _READ_ALL = {
     Scope.APPLICATIONS_READ,
     Scope.SETTLEMENTS_READ,
     Scope.CLAIMS_READ,
+    Scope.AUDIT_READ,
 }
 #: Only providers redeem: a redemption is always a provider's claim on a voucher.
 _PROVIDER_ONLY = {Scope.REDEMPTIONS_WRITE, Scope.VOUCHERS_LOOKUP, Scope.SETTLEMENTS_CONFIRM}
@@ -72,8 +77,9 @@ _ENTERPRISE_ONLY = {Scope.APPLICATIONS_WRITE, Scope.CLAIMS_WRITE}
 
 ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
     Role.OPERATOR: frozenset(set(Scope) - _PROVIDER_ONLY - _ENTERPRISE_ONLY),
-    # Auditors read everything and write nothing (verifications and exports come later).
-    Role.AUDITOR: frozenset(_READ_ALL),
+    # Auditors read everything and write nothing but verifications and checkpoints of the
+    # audit chain (exports are reads).
+    Role.AUDITOR: frozenset(_READ_ALL | {Scope.AUDIT_VERIFY}),
     Role.ENTERPRISE: frozenset(
         {Scope.PROGRAMMES_READ, Scope.ENTERPRISES_READ, Scope.KEYS_SELF, Scope.VOUCHERS_READ,
          Scope.REDEMPTIONS_READ, Scope.APPLICATIONS_READ, Scope.APPLICATIONS_WRITE, Scope.CLAIMS_READ,

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.voucher.actor import Actor
 from services.voucher.apikeys import repository
 from services.voucher.apikeys.rules import Role, Scope, hash_key, new_key, scopes_for
+from services.voucher.audit import service as audit
 from services.voucher.db import PageRequest
 from services.voucher.errors import (
     ApiKeyExpired,
@@ -161,7 +162,22 @@ async def issue_key(
         created_by_key_id=created_by.key_id if created_by else None,
     )
     await repository.add(session, key)
+    await _key_event(session, "api_key.created", key, principal, None, now)
     return IssuedKey(key, principal, secret)
+
+
+async def _key_event(
+    session: AsyncSession, action: str, key: ApiKey, principal: Principal, before: dict[str, Any] | None,
+    now: datetime,
+) -> None:
+    """The key's public facts only: its secret's hash never goes into the audit trail."""
+    await audit.record(
+        session, action, "api_key", key.id, now=now, before=before,
+        after={"principal_id": key.principal_id, "role": principal.role, "name": key.name, "prefix": key.prefix,
+               "scopes": list(key.scopes), "expires_at": key.expires_at, "revoked_at": key.revoked_at,
+               "revoked_reason": key.revoked_reason, "rotated_from_id": key.rotated_from_id},
+        enterprise_id=principal.enterprise_id, provider_id=principal.provider_id,
+    )
 
 
 async def list_keys(
@@ -199,12 +215,13 @@ async def revoke_key(
 ) -> tuple[ApiKey, Principal]:
     """Revocation is immediate and final. Revoking a revoked key is a no-op."""
     key = await _key_to_change(session, actor, key_id)
+    principal = await repository.get_principal(session, key.principal_id)
+    assert principal is not None
     if key.revoked_at is None:
         key.revoked_at = now
         key.revoked_reason = reason
         await session.flush()
-    principal = await repository.get_principal(session, key.principal_id)
-    assert principal is not None
+        await _key_event(session, "api_key.revoked", key, principal, {"revoked_at": None}, now)
     return key, principal
 
 
@@ -235,6 +252,7 @@ async def rotate_key(
         rotated_from_id=old.id,
         created_by_key_id=actor.key_id,
     )
+    before = {"expires_at": old.expires_at, "revoked_at": old.revoked_at}
     if grace_seconds == 0:
         old.revoked_at = now
         old.revoked_reason = "rotated"
@@ -242,5 +260,7 @@ async def rotate_key(
         ends = now + timedelta(seconds=grace_seconds)
         old.expires_at = ends if old.expires_at is None else min(old.expires_at, ends)
     await repository.add(session, new)
+    await _key_event(session, "api_key.rotated", old, principal, before, now)
+    await _key_event(session, "api_key.created", new, principal, None, now)
     return IssuedKey(new, principal, secret)
 

@@ -30,6 +30,7 @@ from services.voucher.applications.rules import (
     publicity_end,
     publicity_over,
 )
+from services.voucher.audit import service as audit
 from services.voucher.db import Database, PageRequest, is_integrity_error, is_transient
 from services.voucher.eligibility import service as eligibility
 from services.voucher.enterprises import service as enterprises
@@ -82,6 +83,18 @@ async def _record(
         application_id=application.id, from_status=source.value if source else None, to_status=target.value,
         reason=reason, details=details or {}, principal_id=actor.principal_id, created_at=now,
     ))
+    after: dict[str, Any] = {"status": target.value, "reason": reason, "details": details or {},
+                             "approved_amount": application.approved_amount}
+    if source is None:
+        after.update(audit.fields(application, "requested_amount purpose contracts is_eligible"))
+    judged = target in (S.SUBMITTED, S.UNDER_REVIEW, S.INELIGIBLE)
+    await audit.record(
+        session, f"application.{target.value}", "application", application.id, now=now,
+        before=None if source is None else {"status": source.value}, after=after,
+        programme_id=application.programme_id, enterprise_id=application.enterprise_id,
+        voucher_id=application.voucher_id,
+        rule_version=application.eligibility_version if judged else None,
+    )
 
 
 # -- submission --------------------------------------------------------------------------------
@@ -430,7 +443,8 @@ async def complete_publicity(session: AsyncSession, application_id: uuid.UUID, n
     application = await repository.get(session, SYSTEM, application_id, for_update=True)
     if application is None or not is_due(application, now):
         return 0
-    await _complete(session, application, now)
+    with audit.as_system():  # the period's end issues the voucher, whoever's read noticed it
+        await _complete(session, application, now)
     await session.flush()
     return 1
 

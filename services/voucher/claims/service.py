@@ -15,6 +15,7 @@ from services.voucher.actor import SYSTEM as _SYSTEM
 from services.voucher.actor import Actor
 from services.voucher.applications import repository as applications_repository
 from services.voucher.applications.rules import normalise_contract_number
+from services.voucher.audit import service as audit
 from services.voucher.claims import repository
 from services.voucher.claims.rules import (
     HOLD_DAYS,
@@ -124,6 +125,13 @@ async def file(session: AsyncSession, actor: Actor, data: dict[str, Any], now: d
             raise
         raise InvoiceAlreadyClaimed("this invoice, a document or the contract was just claimed by another claim") \
             from exc
+    await audit.record(
+        session, "claim.submitted", "claim", claim.id, now=now,
+        after=audit.fields(claim, "status contract_number invoice_number invoice_date amount_paid subsidy "
+                                  "redemption_id documents"),
+        programme_id=claim.programme_id, enterprise_id=claim.enterprise_id, provider_id=claim.provider_id,
+        voucher_id=claim.voucher_id,
+    )
     return claim
 
 
@@ -139,8 +147,15 @@ async def list_claims(session: AsyncSession, actor: Actor, page: PageRequest, *,
     return await repository.list_page(session, actor, page, status=status, programme_id=programme_id)
 
 
-def _move(claim: Claim, target: C, now: datetime, reason: str | None = None) -> None:
+async def _move(session: AsyncSession, claim: Claim, target: C, now: datetime, reason: str | None = None,
+                **extra: Any) -> None:
     check_transition(C(claim.status), target)
+    await audit.record(
+        session, f"claim.{target.value}", "claim", claim.id, now=now,
+        before={"status": claim.status}, after={"status": target.value, "status_reason": reason, **extra},
+        programme_id=claim.programme_id, enterprise_id=claim.enterprise_id, provider_id=claim.provider_id,
+        voucher_id=claim.voucher_id,
+    )
     claim.status = target.value
     claim.status_reason = reason
     claim.updated_at = now
@@ -149,7 +164,7 @@ def _move(claim: Claim, target: C, now: datetime, reason: str | None = None) -> 
 
 async def start_review(session: AsyncSession, actor: Actor, claim_id: uuid.UUID, now: datetime) -> Claim:
     claim = await _lock(session, await get(session, actor, claim_id))
-    _move(claim, C.UNDER_REVIEW, now)
+    await _move(session, claim, C.UNDER_REVIEW, now)
     await session.flush()
     return claim
 
@@ -173,7 +188,7 @@ async def approve(session: AsyncSession, actor: Actor, claim_id: uuid.UUID, amou
     if granted > claim.subsidy:
         raise ValidationFailed([field_error("amount", f"at most the {claim.subsidy} held", "exceeds_hold")])
     await redemption.capture_claim(session, claim.redemption_id, granted, now)
-    _move(claim, C.APPROVED, now, note)
+    await _move(session, claim, C.APPROVED, now, note, approved_amount=granted)
     claim.approved_amount = granted
     await session.flush()
     return claim
@@ -185,7 +200,7 @@ async def reject(session: AsyncSession, actor: Actor, claim_id: uuid.UUID, reaso
     claim = await _lock(session, await get(session, actor, claim_id))
     check_transition(C(claim.status), C.REJECTED)
     await redemption.void_claim(session, claim.redemption_id, now)
-    _move(claim, C.REJECTED, now, reason)
+    await _move(session, claim, C.REJECTED, now, reason)
     for document in await repository.documents_of(session, claim.id):
         document.released_at = now
     for reference in await applications_repository.contracts_of_claim(session, claim.id):
@@ -210,7 +225,7 @@ async def pay(session: AsyncSession, actor: Actor, claim_id: uuid.UUID, referenc
         legs=transfer(accounts[AccountKind.ENTERPRISE_PAYABLE], accounts[AccountKind.ENTERPRISE_PAID],
                       claim.approved_amount, claim.unit),
     )
-    _move(claim, C.PAID, now)
+    await _move(session, claim, C.PAID, now, payment_reference=reference, paid_on=paid_on)
     claim.payment_reference = reference
     claim.paid_on = paid_on
     await session.flush()

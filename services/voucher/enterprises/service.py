@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.voucher.actor import Actor
+from services.voucher.audit import service as audit
 from services.voucher.db import PageRequest
 from services.voucher.enterprises import repository
 from services.voucher.errors import AlreadyExists, NotFound
@@ -22,7 +23,13 @@ async def register(session: AsyncSession, data: dict[str, Any], now: datetime) -
         raise AlreadyExists(f"an enterprise with USCC {data['uscc']} is already registered")
     enterprise = Enterprise(**data, created_at=now, updated_at=now)
     await repository.add(session, enterprise)
+    await audit.record(session, "enterprise.registered", "enterprise", enterprise.id, now=now, after=_public(enterprise),
+                       enterprise_id=enterprise.id)
     return enterprise
+
+
+def _public(enterprise: Enterprise) -> dict[str, Any]:
+    return {k: v for k, v in enterprise.model_dump().items() if k not in ("id", "created_at", "updated_at", "version")}
 
 
 async def get_enterprise(
@@ -60,10 +67,13 @@ async def update(
     enterprise = await get_enterprise(session, actor, enterprise_id, for_update=True)
     check_version(enterprise.version)
     changed = {k: v for k, v in changes.items() if getattr(enterprise, k) != v}
+    before = {k: getattr(enterprise, k) for k in changed}
     if changed:
         for field, value in changed.items():
             setattr(enterprise, field, value)
         enterprise.version += 1
         enterprise.updated_at = now
         await session.flush()
+        await audit.record(session, "enterprise.updated", "enterprise", enterprise.id, now=now, before=before, after=changed,
+                           enterprise_id=enterprise.id)
     return enterprise

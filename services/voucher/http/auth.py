@@ -16,6 +16,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from services.voucher.actor import Actor
 from services.voucher.apikeys import service as apikeys
 from services.voucher.apikeys.rules import Scope
+from services.voucher.audit import service as audit
 from services.voucher.db import Database
 from services.voucher.errors import InsufficientScope, Unauthenticated
 from services.voucher.http.deps import get_database, get_now
@@ -40,6 +41,7 @@ async def current_actor(
     async with db.unit_of_work(write=False) as session:
         actor = await apikeys.authenticate(session, credentials.credentials, now)
     request.scope["state"]["actor"] = actor
+    audit.ACTOR.set(actor)  # the unit-of-work middleware resets it when the request ends
     return actor
 
 

@@ -15,6 +15,7 @@ from starlette.responses import Response
 
 from services.voucher.actor import Actor
 from services.voucher.apikeys.rules import Scope
+from services.voucher.audit import service as audit
 from services.voucher.errors import IdempotencyKeyRequired
 from services.voucher.http.auth import require
 from services.voucher.idempotency import service as idempotency
@@ -42,6 +43,7 @@ async def _claim(request: Request, actor: Actor, key: str) -> None:
         retention_days=settings.idempotency_retention_days,
     )
     request.scope["state"]["unit"].claim = claim
+    audit.IDEMPOTENCY_KEY.set(key)
 
 
 def idempotent(*scopes: Scope, required: bool = False) -> Callable[..., Awaitable[None]]:

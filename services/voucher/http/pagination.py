@@ -7,7 +7,7 @@ from typing import Annotated, Any, Generic, TypeVar, get_args
 from fastapi import Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.voucher.db import PageRequest, decode_cursor
+from services.voucher.db import IntPageRequest, PageRequest, decode_cursor, decode_int_cursor
 
 T = TypeVar("T")
 
@@ -46,3 +46,22 @@ def page_request(
 
 
 Paging = Annotated[PageRequest, Depends(page_request)]
+
+
+def int_page_request(
+    request: Request,
+    limit: Annotated[
+        int | None,
+        Query(ge=1, le=1000, description="Items per page (default 50, at most 200)."),
+    ] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=512, description="`next_cursor` of the previous page.")
+    ] = None,
+) -> IntPageRequest:
+    """Paging for lists keyed by an auto-numbered integer (ledger postings)."""
+    settings = request.app.state.settings
+    size = min(limit or settings.page_limit_default, settings.page_limit_max)
+    return IntPageRequest(limit=size, after=decode_int_cursor(cursor) if cursor else None)
+
+
+IntPaging = Annotated[IntPageRequest, Depends(int_page_request)]

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.voucher import errors
+from services.voucher.audit import service as audit
 from services.voucher.clock import Clock
 from services.voucher.db import Database, is_data_error, is_integrity_error, is_transient
 from services.voucher.http.problems import PROBLEM_MEDIA_TYPE, internal_error_body, problem_body
@@ -77,6 +78,9 @@ class UnitOfWorkMiddleware:
             return
         request_id = new_request_id(_header(scope, b"x-request-id"))
         token = REQUEST_ID.set(request_id)
+        # Authentication and the idempotency claim set these for the request's audit events;
+        # resetting here keeps one request's actor out of the next (tests run many in a task).
+        actor_token, key_token = audit.ACTOR.set(None), audit.IDEMPOTENCY_KEY.set(None)
         unit = RequestUnit(self.database, write=scope["method"] not in SAFE_METHODS)
         scope.setdefault("state", {})["unit"] = unit
         rid = (b"x-request-id", request_id.encode())
@@ -88,6 +92,8 @@ class UnitOfWorkMiddleware:
         finally:
             await unit.close()
             REQUEST_ID.reset(token)
+            audit.ACTOR.reset(actor_token)
+            audit.IDEMPOTENCY_KEY.reset(key_token)
 
     async def _streamed(
         self, scope: Scope, receive: Receive, send: Send, unit: RequestUnit, rid: Any

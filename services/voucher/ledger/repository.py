@@ -4,14 +4,28 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, and_, bindparam, cast, func, insert, literal, select, update
+from sqlalchemy import (
+    BigInteger,
+    Select,
+    and_,
+    bindparam,
+    cast,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.voucher.applications.rules import COMMITTED
+from services.voucher.db import IntPageRequest, encode_int_cursor
 from services.voucher.ledger.rules import AccountKind
 from services.voucher.tables import (
     Application,
@@ -20,6 +34,7 @@ from services.voucher.tables import (
     LedgerAccount,
     LedgerPosting,
     LedgerTransaction,
+    Programme,
     Settlement,
     Voucher,
 )
@@ -246,3 +261,95 @@ async def _paid_differences(
     orphans = select(paid.c.payee_id, paid.c.programme_id, literal(0).label("ledger_paid"), paid.c.settled).where(
         paid.c.settled != 0, ~select(A.c.id).where(is_account, match).exists())
     return [{"what": what, **dict(r._mapping)} for r in (await session.execute(accounts.union_all(orphans))).all()]
+
+
+# -- entries and point-in-time balances (auditors) --------------------------------------------
+
+
+def entries_select(
+    *,
+    programme_id: uuid.UUID | None = None,
+    enterprise_id: uuid.UUID | None = None,
+    provider_id: uuid.UUID | None = None,
+    voucher_id: uuid.UUID | None = None,
+    account_id: uuid.UUID | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> Select[Any]:
+    """Postings joined to their journal and account, in posting order. The tenant filters match
+    the posting's account (every account names its programme, and its voucher, provider or
+    enterprise where it has one); the time range is half-open, [since, until)."""
+    stmt = (
+        select(
+            P.c.id.label("posting_id"), P.c.transaction_id.label("journal_id"), T.c.kind,
+            P.c.account_id, A.c.code.label("account_code"), A.c.kind.label("account_kind"),
+            P.c.amount, P.c.unit, A.c.programme_id, A.c.voucher_id, A.c.provider_id, A.c.enterprise_id,
+            T.c.redemption_id, P.c.created_at,
+        )
+        .select_from(P.join(T, T.c.id == P.c.transaction_id).join(A, A.c.id == P.c.account_id))
+        .order_by(P.c.id)
+    )
+    for column, value in ((A.c.programme_id, programme_id), (A.c.enterprise_id, enterprise_id),
+                          (A.c.provider_id, provider_id), (A.c.voucher_id, voucher_id), (P.c.account_id, account_id)):
+        if value is not None:
+            stmt = stmt.where(column == value)
+    if since is not None:
+        stmt = stmt.where(P.c.created_at >= since)
+    if until is not None:
+        stmt = stmt.where(P.c.created_at < until)
+    return stmt
+
+
+async def entries_page(
+    session: AsyncSession, page: IntPageRequest, **filters: Any
+) -> tuple[list[dict[str, Any]], str | None]:
+    stmt = entries_select(**filters)
+    if page.after is not None:
+        stmt = stmt.where(P.c.id > page.after)
+    rows = [dict(r._mapping) for r in (await session.execute(stmt.limit(page.limit + 1))).all()]
+    if len(rows) > page.limit:
+        rows = rows[: page.limit]
+        return rows, encode_int_cursor(rows[-1]["posting_id"])
+    return rows, None
+
+
+async def account(session: AsyncSession, account_id: uuid.UUID) -> dict[str, Any] | None:
+    row = (await session.execute(select(A).where(A.c.id == account_id))).first()
+    return None if row is None else dict(row._mapping)
+
+
+async def balance_as_of(session: AsyncSession, account_id: uuid.UUID, as_of: datetime) -> tuple[int, int]:
+    """(sum, count) of the account's postings made at or before `as_of`."""
+    row = (await session.execute(
+        select(func.coalesce(_sum(P.c.amount), 0), func.count(P.c.id))
+        .where(P.c.account_id == account_id, P.c.created_at <= as_of)
+    )).one()
+    return int(row[0]), int(row[1])
+
+
+async def programme_exists(session: AsyncSession, programme_id: uuid.UUID) -> bool:
+    found = await session.execute(select(Programme.__table__.c.id).where(Programme.__table__.c.id == programme_id))
+    return found.first() is not None
+
+
+async def programme_balances_as_of(
+    session: AsyncSession, programme_id: uuid.UUID, as_of: datetime
+) -> list[dict[str, Any]]:
+    """Every account of the programme that existed at `as_of` (or had postings by then), with
+    the sum of its postings made at or before `as_of`, ordered by code."""
+    sums = (
+        select(P.c.account_id, _sum(P.c.amount).label("total"), func.count(P.c.id).label("postings"))
+        .select_from(P.join(A, A.c.id == P.c.account_id))
+        .where(A.c.programme_id == programme_id, P.c.created_at <= as_of)
+        .group_by(P.c.account_id)
+        .subquery()
+    )
+    stmt = (
+        select(A.c.id.label("account_id"), A.c.code, A.c.kind, A.c.unit, A.c.voucher_id, A.c.provider_id,
+               A.c.enterprise_id, func.coalesce(sums.c.total, 0).label("balance"),
+               func.coalesce(sums.c.postings, 0).label("postings"))
+        .select_from(A.outerjoin(sums, sums.c.account_id == A.c.id))
+        .where(A.c.programme_id == programme_id, or_(A.c.created_at <= as_of, sums.c.total.is_not(None)))
+        .order_by(A.c.code)
+    )
+    return [dict(r._mapping) for r in (await session.execute(stmt)).all()]

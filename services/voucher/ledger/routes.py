@@ -1,18 +1,29 @@
-"""Ledger over HTTP: the reconciliation proof (operators and auditors)."""
+"""Ledger over HTTP: the reconciliation proof (operators and auditors); entries and
+point-in-time balances (auditors)."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
-from pydantic import BaseModel, ConfigDict
+from fastapi import APIRouter, Depends, Query
+from pydantic import AwareDatetime, BaseModel, ConfigDict
 
+from services.voucher import errors
 from services.voucher.actor import Actor
 from services.voucher.apikeys.rules import Scope
 from services.voucher.http.auth import require
-from services.voucher.http.deps import Session
+from services.voucher.http.deps import Now, Session
+from services.voucher.http.pagination import IntPaging, Page
 from services.voucher.http.problems import AUTH_ERRORS, responses
 from services.voucher.ledger import service
+from services.voucher.ledger.schemas import (
+    AccountBalancePublic,
+    LedgerEntryPublic,
+    TrialBalanceLine,
+    TrialBalancePublic,
+    UnitTotal,
+)
 
 router = APIRouter(prefix="/v1/ledger", tags=["ledger"])
 
@@ -57,4 +68,89 @@ async def reconcile_ledger(
         negative_balances=result.negative_balances, unbalanced_transactions=result.unbalanced_transactions,
         commitment_differences=result.commitment_differences,
         settlement_differences=result.settlement_differences,
+    )
+
+
+# -- entries and point-in-time balances (auditors) --------------------------------------------
+
+Auditor = Annotated[Actor, Depends(require(Scope.AUDIT_READ))]
+AsOf = Annotated[
+    AwareDatetime | None,
+    Query(description="The instant (RFC 3339 with an offset); postings made at or before it count. "
+                      "Default: now."),
+]
+
+
+@router.get(
+    "/entries",
+    operation_id="list_ledger_entries",
+    summary="List postings with their journal transaction and account, in posting order",
+    description="Filters match the posting's account (every account names its programme, and its "
+                "voucher, provider or enterprise where it has one). `since`/`until` select postings "
+                "made in [since, until). For the whole ledger in one file, use `GET /v1/exports/ledger-entries`.",
+    response_model=Page[LedgerEntryPublic],
+    responses=responses(*AUTH_ERRORS, errors.InvalidCursor, errors.ValidationFailed),
+)
+async def list_ledger_entries(
+    session: Session, actor: Auditor, page: IntPaging,
+    programme_id: Annotated[uuid.UUID | None, Query()] = None,
+    enterprise_id: Annotated[uuid.UUID | None, Query()] = None,
+    provider_id: Annotated[uuid.UUID | None, Query()] = None,
+    voucher_id: Annotated[uuid.UUID | None, Query()] = None,
+    account_id: Annotated[uuid.UUID | None, Query()] = None,
+    since: Annotated[AwareDatetime | None, Query(description="Postings made at or after (RFC 3339).")] = None,
+    until: Annotated[AwareDatetime | None, Query(description="Postings made before (RFC 3339).")] = None,
+) -> Page[LedgerEntryPublic]:
+    if since is not None and until is not None and since >= until:
+        raise errors.ValidationFailed([errors.field_error("until", "`until` must be after `since`", location="query")])
+    rows, cursor = await service.entries(
+        session, page, programme_id=programme_id, enterprise_id=enterprise_id, provider_id=provider_id,
+        voucher_id=voucher_id, account_id=account_id, since=since, until=until,
+    )
+    return Page(items=[LedgerEntryPublic.model_validate(r) for r in rows], next_cursor=cursor)
+
+
+@router.get(
+    "/accounts/{account_id}/balance",
+    operation_id="ledger_account_balance",
+    summary="An account's balance at an instant: the sum of its postings made at or before `as_of`",
+    description="Computed from the postings, so it works for accounts whose balance is not "
+                "materialised (programme spent, provider payable) and for any past instant.",
+    response_model=AccountBalancePublic,
+    responses=responses(*AUTH_ERRORS, errors.NotFound),
+)
+async def ledger_account_balance(
+    account_id: uuid.UUID, session: Session, now: Now, actor: Auditor, as_of: AsOf = None,
+) -> AccountBalancePublic:
+    found = await service.balance_as_of(session, account_id, as_of or now)
+    a = found.account
+    return AccountBalancePublic(
+        account_id=a["id"], code=a["code"], kind=a["kind"], unit=a["unit"], programme_id=a["programme_id"],
+        voucher_id=a["voucher_id"], provider_id=a["provider_id"], enterprise_id=a["enterprise_id"],
+        is_materialised=a["is_materialised"], as_of=found.as_of, balance=found.balance, postings=found.postings,
+    )
+
+
+#: Routes about a programme's books that live under /v1/programmes.
+programme_router = APIRouter(prefix="/v1/programmes", tags=["ledger"])
+
+
+@programme_router.get(
+    "/{programme_id}/trial-balance",
+    operation_id="programme_trial_balance",
+    summary="Every account of a programme with its balance at an instant, and the totals per unit",
+    description="Balances are sums of the postings made at or before `as_of`; accounts opened later "
+                "are left out. Every journal balances, so each unit's total is zero and `is_balanced` "
+                "is true; anything else means postings crossed into another programme's accounts.",
+    response_model=TrialBalancePublic,
+    responses=responses(*AUTH_ERRORS, errors.NotFound),
+)
+async def programme_trial_balance(
+    programme_id: uuid.UUID, session: Session, now: Now, actor: Auditor, as_of: AsOf = None,
+) -> TrialBalancePublic:
+    found = await service.trial_balance(session, programme_id, as_of or now)
+    return TrialBalancePublic(
+        programme_id=found.programme_id, as_of=found.as_of, is_balanced=found.is_balanced,
+        accounts=[TrialBalanceLine.model_validate(a) for a in found.accounts],
+        totals=[UnitTotal(unit=u, total=t) for u, t in found.totals.items()],
     )

@@ -91,3 +91,12 @@ def check_balanced(legs: Iterable[Leg]) -> None:
 def transfer(source: object, target: object, amount: int, unit: str) -> list[Leg]:
     """Move `amount` from `source` to `target`: the two legs of a simple movement."""
     return [Leg(source, -amount, unit), Leg(target, amount, unit)]
+
+
+def unit_totals(balances: Iterable[tuple[str, int]]) -> dict[str, int]:
+    """The sum of (unit, balance) pairs per unit: a trial balance is zero in every unit, because
+    every journal transaction is."""
+    totals: dict[str, int] = defaultdict(int)
+    for unit, balance in balances:
+        totals[unit] += balance
+    return dict(sorted(totals.items()))

@@ -18,6 +18,10 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.voucher.audit import service as audit
+from services.voucher.audit.rules import legs_of
+from services.voucher.db import IntPageRequest
+from services.voucher.errors import NotFound
 from services.voucher.ids import uuid7
 from services.voucher.ledger import repository
 from services.voucher.ledger.rules import (
@@ -26,6 +30,7 @@ from services.voucher.ledger.rules import (
     AccountKind,
     Leg,
     check_balanced,
+    unit_totals,
 )
 from services.voucher.observability import REQUEST_ID
 
@@ -198,6 +203,13 @@ async def post(
     for leg in legs:
         deltas[leg.account_id] += leg.amount  # type: ignore[index]
     await repository.apply_deltas(session, deltas)
+    # The journal's own audit event, naming its postings: verification matches every journal
+    # in the ledger against one, so postings written behind the service's back are found.
+    await audit.record(
+        session, "ledger.posted", "ledger_transaction", transaction_id, now=now,
+        after={"kind": kind, "legs": legs_of([(leg.account_id, leg.amount, leg.unit) for leg in legs])},
+        programme_id=programme_id, voucher_id=voucher_id, journal_id=transaction_id,
+    )
     return transaction_id
 
 
@@ -248,3 +260,53 @@ async def postings_for_accounts(
     session: AsyncSession, account_ids: Sequence[uuid.UUID], *, after: int | None, limit: int
 ) -> list[dict[str, Any]]:
     return await repository.postings_for_accounts(session, account_ids, after=after, limit=limit)
+
+
+# -- entries and point-in-time balances (auditors) --------------------------------------------
+
+
+async def entries(
+    session: AsyncSession, page: IntPageRequest, **filters: Any
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Postings with their journal and account, in posting order, one page at a time."""
+    return await repository.entries_page(session, page, **filters)
+
+
+@dataclass(frozen=True)
+class PointInTimeBalance:
+    account: dict[str, Any]
+    as_of: datetime
+    balance: int
+    postings: int
+
+
+async def balance_as_of(session: AsyncSession, account_id: uuid.UUID, as_of: datetime) -> PointInTimeBalance:
+    """An account's balance at an instant: the sum of its postings made at or before it. Works
+    the same for materialised and unmaterialised accounts (it never reads `balance`)."""
+    account = await repository.account(session, account_id)
+    if account is None:
+        raise NotFound(f"no ledger account {account_id}")
+    balance, postings = await repository.balance_as_of(session, account_id, as_of)
+    return PointInTimeBalance(account, as_of, balance, postings)
+
+
+@dataclass(frozen=True)
+class TrialBalance:
+    programme_id: uuid.UUID
+    as_of: datetime
+    accounts: list[dict[str, Any]]
+    totals: dict[str, int]
+
+    @property
+    def is_balanced(self) -> bool:
+        return all(total == 0 for total in self.totals.values())
+
+
+async def trial_balance(session: AsyncSession, programme_id: uuid.UUID, as_of: datetime) -> TrialBalance:
+    """Every account of the programme with its balance at `as_of`, and the totals per unit,
+    which are zero when the programme's journals are all within the programme."""
+    if not await repository.programme_exists(session, programme_id):
+        raise NotFound(f"no programme {programme_id}")
+    accounts = await repository.programme_balances_as_of(session, programme_id, as_of)
+    totals = unit_totals((a["unit"], a["balance"]) for a in accounts)
+    return TrialBalance(programme_id, as_of, accounts, totals)

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.voucher.actor import Actor
+from services.voucher.audit import service as audit
 from services.voucher.db import PageRequest
 from services.voucher.errors import (
     AlreadyExists,
@@ -58,6 +59,9 @@ async def create_programme(session: AsyncSession, data: dict[str, Any], now: dat
     programme = Programme(**data, status=ProgrammeStatus.DRAFT.value, created_at=now, updated_at=now)
     await repository.add(session, programme)
     await repository.add(session, _rule_version(programme, now))
+    await audit.record(session, "programme.created", "programme", programme.id, now=now,
+                       after={**_terms(programme), "code": programme.code, "status": programme.status},
+                       programme_id=programme.id, rule_version=programme.eligibility_version)
     return programme
 
 
@@ -110,6 +114,7 @@ async def update_programme(
     if not changed:
         return programme
     _validate({**_terms(programme), **changed})
+    before = {k: getattr(programme, k) for k in changed}
     for field, value in changed.items():
         setattr(programme, field, value)
     if "eligibility_rules" in changed:
@@ -119,6 +124,9 @@ async def update_programme(
     programme.version += 1
     programme.updated_at = now
     await session.flush()
+    await audit.record(session, "programme.updated", "programme", programme.id, now=now, before=before,
+                       after=changed, programme_id=programme.id,
+                       rule_version=programme.eligibility_version if "eligibility_rules" in changed else None)
     return programme
 
 
@@ -162,6 +170,7 @@ async def transition(
                 "archive the programme once every application is decided and every voucher issued",
                 current_status=programme.status, committed=committed, open_applications=pending,
             )
+    before = programme.status
     programme.status = target.value
     if target is ProgrammeStatus.OPEN:
         # The budget becomes spendable only now, as one funding movement in the ledger.
@@ -174,6 +183,9 @@ async def transition(
     programme.version += 1
     programme.updated_at = now
     await session.flush()
+    await audit.record(session, f"programme.{target.value}", "programme", programme.id, now=now,
+                       before={"status": before}, after={"status": programme.status},
+                       programme_id=programme.id)
     return programme
 
 
@@ -197,13 +209,25 @@ async def enrol_provider(
     if enrolment is None:
         enrolment = ProgrammeEnrolment(programme_id=programme_id, provider_id=provider_id, enrolled_at=now)
         await repository.add(session, enrolment)
+        await _enrolment_event(session, "programme.provider_enrolled", enrolment, None, now)
         return enrolment, True
     if enrolment.withdrawn_at is not None:
+        before = {"enrolled_at": enrolment.enrolled_at, "withdrawn_at": enrolment.withdrawn_at}
         enrolment.enrolled_at = now
         enrolment.withdrawn_at = None
         await session.flush()
+        await _enrolment_event(session, "programme.provider_enrolled", enrolment, before, now)
         return enrolment, True
     return enrolment, False
+
+
+async def _enrolment_event(
+    session: AsyncSession, action: str, enrolment: ProgrammeEnrolment, before: dict[str, Any] | None,
+    now: datetime,
+) -> None:
+    await audit.record(session, action, "enrolment", enrolment.id, now=now, before=before,
+                       after={"enrolled_at": enrolment.enrolled_at, "withdrawn_at": enrolment.withdrawn_at},
+                       programme_id=enrolment.programme_id, provider_id=enrolment.provider_id)
 
 
 async def withdraw_provider(
@@ -214,8 +238,10 @@ async def withdraw_provider(
     enrolment = await repository.enrolment(session, programme_id, provider_id, for_update=True)
     if enrolment is None or enrolment.withdrawn_at is not None:
         raise NotFound(f"provider {provider_id} is not enrolled in programme {programme_id}")
+    before = {"enrolled_at": enrolment.enrolled_at, "withdrawn_at": None}
     enrolment.withdrawn_at = now
     await session.flush()
+    await _enrolment_event(session, "programme.provider_withdrawn", enrolment, before, now)
     return enrolment
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.voucher.actor import Actor
+from services.voucher.audit import service as audit
 from services.voucher.db import PageRequest
 from services.voucher.errors import AlreadyExists, NotFound
 from services.voucher.providers import repository
@@ -23,7 +24,13 @@ async def register(session: AsyncSession, data: dict[str, Any], now: datetime) -
         raise AlreadyExists(f"a provider with USCC {data['uscc']} is already registered")
     provider = Provider(**data, status=ProviderStatus.PENDING.value, created_at=now, updated_at=now)
     await repository.add(session, provider)
+    await audit.record(session, "provider.registered", "provider", provider.id, now=now, after=_public(provider),
+                       provider_id=provider.id)
     return provider
+
+
+def _public(provider: Provider) -> dict[str, Any]:
+    return {k: v for k, v in provider.model_dump().items() if k not in ("id", "created_at", "updated_at", "version")}
 
 
 async def get_provider(
@@ -54,12 +61,15 @@ async def update(
     provider = await get_provider(session, actor, provider_id, for_update=True)
     check_version(provider.version)
     changed = {k: v for k, v in changes.items() if getattr(provider, k) != v}
+    before = {k: getattr(provider, k) for k in changed}
     if changed:
         for field, value in changed.items():
             setattr(provider, field, value)
         provider.version += 1
         provider.updated_at = now
         await session.flush()
+        await audit.record(session, "provider.updated", "provider", provider.id, now=now, before=before, after=changed,
+                           provider_id=provider.id)
     return provider
 
 
@@ -74,9 +84,12 @@ async def change_status(
     """pending → approved ⇄ suspended; the reason is kept so a refusal can be explained."""
     provider = await get_provider(session, actor, provider_id, for_update=True)
     check_transition(ProviderStatus(provider.status), target)
+    before = {"status": provider.status, "status_reason": provider.status_reason}
     provider.status = target.value
     provider.status_reason = reason
     provider.version += 1
     provider.updated_at = now
     await session.flush()
+    await audit.record(session, f"provider.{target.value}", "provider", provider.id, now=now, before=before,
+                       after={"status": provider.status, "status_reason": reason}, provider_id=provider.id)
     return provider

@@ -12,6 +12,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.voucher.audit import service as audit
 from services.voucher.ledger import service as ledger
 from services.voucher.ledger.rules import transfer
 from services.voucher.redemption import repository
@@ -49,6 +50,13 @@ async def release_hold(
     redemption.voided_at = now
     redemption.void_reason = reason.value
     await session.flush()
+    await audit.record(
+        session, "hold.expired" if reason is VoidReason.EXPIRED else "hold.voided", "redemption", redemption.id,
+        now=now, before={"status": RedemptionStatus.HELD.value},
+        after={"status": redemption.status, "void_reason": reason.value, "released": amount},
+        programme_id=voucher.programme_id, enterprise_id=redemption.enterprise_id,
+        provider_id=redemption.provider_id, voucher_id=voucher.id,
+    )
 
 
 async def release_counters(session: AsyncSession, redemption: Redemption, amount: int, *, spend: int) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.voucher.actor import SYSTEM, Actor
+from services.voucher.audit import service as audit
 from services.voucher.db import PageRequest
 from services.voucher.errors import (
     CaptureExceedsHold,
@@ -133,9 +134,13 @@ async def _settle_voucher_status(session: AsyncSession, voucher: Voucher, now: d
         b = (await vouchers.view(session, voucher, now)).balances
         settled = settled_status(VoucherStatus(voucher.status), b.available, b.held)
         if settled.value != voucher.status:
-            voucher.status = settled.value
+            before, voucher.status = voucher.status, settled.value
             voucher.status_changed_at = now
             voucher.version += 1
+            await audit.record(session, f"voucher.{settled.value}", "voucher", voucher.id, now=now,
+                               before={"status": before}, after={"status": voucher.status},
+                               programme_id=voucher.programme_id, enterprise_id=voucher.enterprise_id,
+                               voucher_id=voucher.id)
 
 
 async def hold(
@@ -261,6 +266,14 @@ async def hold(
     usage.subsidised += computation.subsidy
     usage.subsidised_spend += order_amount
     await session.flush()
+    await audit.record(
+        session, "hold.placed", "redemption", redemption.id, now=now,
+        after={**audit.fields(redemption, "status order_reference order_amount held_amount hold_expires_at payee "
+                                          "period_key"),
+               "subsidy": computation.subsidy, "limited_by": computation.limited_by},
+        programme_id=programme.id, enterprise_id=voucher.enterprise_id, provider_id=provider.id,
+        voucher_id=voucher.id,
+    )
     return redemption
 
 
@@ -330,6 +343,13 @@ async def _capture(session: AsyncSession, voucher: Voucher, redemption: Redempti
     redemption.status = RedemptionStatus.CAPTURED.value
     redemption.captured_amount = amount
     redemption.captured_at = now
+    await audit.record(
+        session, "redemption.captured", "redemption", redemption.id, now=now,
+        before={"status": RedemptionStatus.HELD.value, "held_amount": redemption.held_amount},
+        after={"status": redemption.status, "captured_amount": amount, "released": rest},
+        programme_id=voucher.programme_id, enterprise_id=redemption.enterprise_id,
+        provider_id=redemption.provider_id, voucher_id=voucher.id,
+    )
     await _settle_voucher_status(session, voucher, now)
     await session.flush()
 
@@ -399,9 +419,17 @@ async def refund(
         destination="voucher" if to_voucher else "pool", created_at=now,
     )
     await repository.add(session, row)
+    before = {"status": redemption.status, "refunded_amount": redemption.refunded_amount}
     redemption.refunded_amount += amount
     if redemption.refunded_amount == redemption.captured_amount:
         redemption.status = RedemptionStatus.REFUNDED.value
+    await audit.record(
+        session, "refund.created", "redemption", redemption.id, now=now, before=before,
+        after={"status": redemption.status, "refunded_amount": redemption.refunded_amount, "refund_id": row.id,
+               "amount": amount, "destination": row.destination, "reason": reason},
+        programme_id=voucher.programme_id, enterprise_id=redemption.enterprise_id,
+        provider_id=redemption.provider_id, voucher_id=voucher.id,
+    )
     await _settle_voucher_status(session, voucher, now)
     await session.flush()
     return row

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.voucher.actor import Actor
+from services.voucher.audit import service as audit
 from services.voucher.db import PageRequest
 from services.voucher.errors import (
     Forbidden,
@@ -107,6 +108,11 @@ async def create(
     settlement.total = captured - refunded
     settlement.line_count = len(captures) + len(refunds)
     await session.flush()
+    await audit.record(
+        session, "settlement.created", "settlement", settlement.id, now=now,
+        after=audit.fields(settlement, "status period_start period_end captured_total refunded_total total line_count"),
+        programme_id=settlement.programme_id, provider_id=settlement.provider_id,
+    )
     return settlement
 
 
@@ -125,8 +131,14 @@ async def list_settlements(
                                       status=status)
 
 
-def _move(settlement: Settlement, target: S, now: datetime, reason: str | None = None) -> None:
+async def _move(session: AsyncSession, settlement: Settlement, target: S, now: datetime, reason: str | None = None,
+                **extra: Any) -> None:
     check_transition(S(settlement.status), target)
+    await audit.record(
+        session, f"settlement.{target.value}", "settlement", settlement.id, now=now,
+        before={"status": settlement.status}, after={"status": target.value, "status_reason": reason, **extra},
+        programme_id=settlement.programme_id, provider_id=settlement.provider_id,
+    )
     settlement.status = target.value
     settlement.status_reason = reason
     settlement.updated_at = now
@@ -148,7 +160,7 @@ async def submit(session: AsyncSession, actor: Actor, settlement_id: uuid.UUID, 
             f"the provider confirms a draft; this settlement is {settlement.status}",
             current_status=settlement.status, allowed=[],
         )
-    _move(settlement, S.SUBMITTED, now, note)
+    await _move(session, settlement, S.SUBMITTED, now, note)
     settlement.submitted_at = now
     await session.flush()
     return settlement
@@ -158,7 +170,7 @@ async def dispute(session: AsyncSession, actor: Actor, settlement_id: uuid.UUID,
                   now: datetime) -> Settlement:
     settlement = await get(session, actor, settlement_id, for_update=True)
     _own(actor, settlement)
-    _move(settlement, S.DISPUTED, now, reason)
+    await _move(session, settlement, S.DISPUTED, now, reason)
     await session.flush()
     return settlement
 
@@ -170,7 +182,7 @@ async def resolve(session: AsyncSession, actor: Actor, settlement_id: uuid.UUID,
     if settlement.status != S.DISPUTED.value:
         raise InvalidTransition(f"only a disputed settlement is resolved; this one is {settlement.status}",
                                 current_status=settlement.status, allowed=[])
-    _move(settlement, S.SUBMITTED, now, note)
+    await _move(session, settlement, S.SUBMITTED, now, note)
     await session.flush()
     return settlement
 
@@ -178,7 +190,7 @@ async def resolve(session: AsyncSession, actor: Actor, settlement_id: uuid.UUID,
 async def approve(session: AsyncSession, actor: Actor, settlement_id: uuid.UUID, note: str | None,
                   now: datetime) -> Settlement:
     settlement = await get(session, actor, settlement_id, for_update=True)
-    _move(settlement, S.APPROVED, now, note)
+    await _move(session, settlement, S.APPROVED, now, note)
     settlement.approved_at = now
     await session.flush()
     return settlement
@@ -200,7 +212,8 @@ async def pay(session: AsyncSession, actor: Actor, settlement_id: uuid.UUID, *, 
             memo=f"settlement {settlement.id} paid, reference {reference}",
         )
     # One UPDATE writes every field: once the row says `paid`, the database refuses any other.
-    _move(settlement, S.PAID, now)
+    await _move(session, settlement, S.PAID, now, total=settlement.total, payment_reference=reference,
+                paid_on=paid_on)
     settlement.payment_reference = reference
     settlement.paid_on = paid_on
     settlement.paid_at = now
@@ -212,7 +225,7 @@ async def cancel(session: AsyncSession, actor: Actor, settlement_id: uuid.UUID, 
                  now: datetime) -> Settlement:
     """Cancel a draft or submitted settlement; its captures and refunds can be settled again."""
     settlement = await get(session, actor, settlement_id, for_update=True)
-    _move(settlement, S.CANCELLED, now, reason)
+    await _move(session, settlement, S.CANCELLED, now, reason)
     settlement.cancelled_at = now
     for item in await repository.items(session, settlement.id):
         item.released_at = now

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.voucher.actor import Actor
+from services.voucher.audit import service as audit
 from services.voucher.db import PageRequest
 from services.voucher.errors import Forbidden, NotFound, ValidationFailed, field_error
 from services.voucher.programmes import service as programmes
@@ -55,6 +56,12 @@ async def reconcile(
         report={k: v for k, v in result.items() if k != "summary"}, principal_id=actor.principal_id, created_at=now,
     )
     await repository.add(session, report)
+    await audit.record(
+        session, "usage_reconciliation.created", "usage_reconciliation", report.id, now=now,
+        after={**audit.fields(report, "period_start period_end source_format source_sha256 record_count"),
+               "summary": report.summary},
+        programme_id=programme.id, provider_id=actor.provider_id,
+    )
     return report
 
 

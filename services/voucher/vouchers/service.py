@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.voucher.actor import Actor
+from services.voucher.audit import service as audit
 from services.voucher.db import PageRequest
 from services.voucher.errors import (
     BudgetExhausted,
@@ -203,7 +204,22 @@ async def issue_voucher(
     )
     usage.granted += face_value
     await session.flush()
+    await audit.record(
+        session, "voucher.issued", "voucher", voucher.id, now=now,
+        after=audit.fields(voucher, "code kind unit face_value status valid_from expires_at period_key "
+                                    "application_id issue_reference"),
+        programme_id=voucher.programme_id, enterprise_id=voucher.enterprise_id, voucher_id=voucher.id,
+    )
     return voucher
+
+
+async def _status_event(session: AsyncSession, action: str, voucher: Voucher, before: str, now: datetime,
+                        **extra: Any) -> None:
+    await audit.record(
+        session, action, "voucher", voucher.id, now=now, before={"status": before},
+        after={"status": voucher.status, "status_reason": voucher.status_reason, **extra},
+        programme_id=voucher.programme_id, enterprise_id=voucher.enterprise_id, voucher_id=voucher.id,
+    )
 
 
 async def issue_bulk(
@@ -317,17 +333,21 @@ async def _lock_for_change(session: AsyncSession, actor: Actor, voucher_id: uuid
 async def suspend(session: AsyncSession, actor: Actor, voucher_id: uuid.UUID, reason: str, now: datetime) -> Voucher:
     """No new holds while suspended; holds already placed may still be captured or voided."""
     voucher = await _lock_for_change(session, actor, voucher_id, now)
+    before = voucher.status
     _set_status(voucher, VoucherStatus.SUSPENDED, reason, now)
     await session.flush()
+    await _status_event(session, "voucher.suspended", voucher, before, now)
     return voucher
 
 
 async def resume(session: AsyncSession, actor: Actor, voucher_id: uuid.UUID, reason: str, now: datetime) -> Voucher:
     voucher = await _lock_for_change(session, actor, voucher_id, now)
+    before = voucher.status
     _set_status(voucher, VoucherStatus.ACTIVE, reason, now)
     bal = (await view(session, voucher, now)).balances
     voucher.status = settled_status(VoucherStatus.ACTIVE, bal.available, bal.held).value
     await session.flush()
+    await _status_event(session, "voucher.resumed", voucher, before, now)
     return voucher
 
 
@@ -344,6 +364,7 @@ async def revoke(
     and any clawback of value already used is recorded as a receivable from the enterprise —
     history is never rewritten."""
     voucher = await _lock_for_change(session, actor, voucher_id, now)
+    before = voucher.status
     _set_status(voucher, VoucherStatus.REVOKED, reason, now)
     holds = await redemptions_repository.active_holds_of_voucher(session, voucher.id)
     await release_holds(session, holds, voucher, VoidReason.VOUCHER_REVOKED, now)
@@ -371,6 +392,8 @@ async def revoke(
             memo=f"clawback of used value: {reason}",
         )
     await session.flush()
+    await _status_event(session, "voucher.revoked", voucher, before, now, returned_to_pool=bal.available,
+                        clawback=clawback)
     return voucher
 
 
@@ -381,6 +404,7 @@ async def expire_voucher(session: AsyncSession, voucher: Voucher, now: datetime)
         return
     holds = await redemptions_repository.active_holds_of_voucher(session, voucher.id)
     await release_holds(session, holds, voucher, VoidReason.VOUCHER_EXPIRED, now)
+    before, available = voucher.status, 0
     if voucher.status in (VoucherStatus.ACTIVE.value, VoucherStatus.SUSPENDED.value, VoucherStatus.EXHAUSTED.value):
         voucher.status = VoucherStatus.EXPIRED.value
         voucher.status_changed_at = now
@@ -401,6 +425,7 @@ async def expire_voucher(session: AsyncSession, voucher: Voucher, now: datetime)
             )
     voucher.expiry_posted_at = now
     await session.flush()
+    await _status_event(session, "voucher.expired", voucher, before, now, unused_value=available)
 
 
 async def due_for_expiry(session: AsyncSession, now: datetime, limit: int = 500) -> list[uuid.UUID]:

@@ -1,0 +1,161 @@
+"""Every query on the audit trail. Events are inserted, sealed once, and never changed."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, func, insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.voucher.audit.rules import GENESIS
+from services.voucher.db import PageRequest, paginate
+from services.voucher.tables import (
+    AuditCheckpoint,
+    AuditEvent,
+    AuditVerification,
+    LedgerPosting,
+    LedgerTransaction,
+)
+
+E = AuditEvent.__table__
+C = AuditCheckpoint.__table__
+P = LedgerPosting.__table__
+T = LedgerTransaction.__table__
+
+#: pg_advisory_xact_lock key of the sealer ("audit" in ASCII): one sealer at a time.
+SEALER_LOCK = 0x6175646974
+
+
+async def insert_event(session: AsyncSession, values: dict[str, Any]) -> None:
+    await session.execute(insert(E).values(**values))
+
+
+async def lock_sealer(session: AsyncSession) -> None:
+    """One sealer at a time. SQLite's BEGIN IMMEDIATE already serialises writers."""
+    if session.bind.dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SEALER_LOCK})
+
+
+async def sealed_head(session: AsyncSession) -> tuple[int, str]:
+    row = (await session.execute(
+        select(E.c.seq, E.c.chain_hash).where(E.c.seq.is_not(None)).order_by(E.c.seq.desc()).limit(1)
+    )).first()
+    return (0, GENESIS) if row is None else (int(row.seq), row.chain_hash)
+
+
+async def unsealed(session: AsyncSession, limit: int) -> list[dict[str, Any]]:
+    rows = await session.execute(select(E).where(E.c.seq.is_(None)).order_by(E.c.id).limit(limit))
+    return [dict(r._mapping) for r in rows.all()]
+
+
+async def count_unsealed(session: AsyncSession) -> int:
+    return (await session.execute(select(func.count()).select_from(E).where(E.c.seq.is_(None)))).scalar_one()
+
+
+_SEAL = (
+    update(E)
+    .where(E.c.id == bindparam("event_id"), E.c.seq.is_(None))
+    .values(seq=bindparam("new_seq"), chain_hash=bindparam("new_hash"))
+)
+
+
+async def seal(session: AsyncSession, links: Sequence[dict[str, Any]]) -> None:
+    if links:
+        await session.execute(_SEAL, list(links))
+
+
+async def stream_sealed(session: AsyncSession, after_seq: int) -> AsyncIterator[dict[str, Any]]:
+    """Sealed events in chain order, streamed (constant memory however long the chain)."""
+    stmt = select(E).where(E.c.seq > after_seq).order_by(E.c.seq).execution_options(yield_per=2000)
+    result = await session.stream(stmt)
+    async for row in result:
+        yield dict(row._mapping)
+
+
+async def chain_hash_at(session: AsyncSession, seq: int) -> str | None:
+    return (await session.execute(select(E.c.chain_hash).where(E.c.seq == seq))).scalar_one_or_none()
+
+
+async def stream_journal_legs(session: AsyncSession) -> AsyncIterator[tuple[uuid.UUID, Any, int, str]]:
+    """Every journal transaction's postings, ordered by journal; a journal with no postings
+    still appears (with a null account) so a deleted set of postings is seen."""
+    stmt = (
+        select(T.c.id, P.c.account_id, P.c.amount, P.c.unit)
+        .select_from(T.outerjoin(P, P.c.transaction_id == T.c.id))
+        .order_by(T.c.id, P.c.id)
+        .execution_options(yield_per=5000)
+    )
+    result = await session.stream(stmt)
+    async for row in result:
+        yield row.id, row.account_id, row.amount, row.unit
+
+
+async def stream_posting_events(session: AsyncSession) -> AsyncIterator[tuple[uuid.UUID, int | None, Any]]:
+    """(journal id, seq, recorded legs) of every `ledger.posted` event, ordered by journal."""
+    stmt = (
+        select(E.c.journal_id, E.c.seq, E.c.after)
+        .where(E.c.journal_id.is_not(None))
+        .order_by(E.c.journal_id)
+        .execution_options(yield_per=5000)
+    )
+    result = await session.stream(stmt)
+    async for row in result:
+        yield row.journal_id, row.seq, (row.after or {}).get("legs")
+
+
+async def add_checkpoint(session: AsyncSession, values: dict[str, Any]) -> None:
+    await session.execute(insert(C).values(**values))
+
+
+async def checkpoints_page(session: AsyncSession, page: PageRequest) -> tuple[Sequence[Any], str | None]:
+    return await paginate(session, select(AuditCheckpoint), AuditCheckpoint.id, page)
+
+
+async def checkpoint(session: AsyncSession, checkpoint_id: uuid.UUID) -> AuditCheckpoint | None:
+    return await session.get(AuditCheckpoint, checkpoint_id)
+
+
+async def all_checkpoints(session: AsyncSession) -> list[AuditCheckpoint]:
+    return list((await session.execute(select(AuditCheckpoint).order_by(AuditCheckpoint.seq, AuditCheckpoint.id))).scalars())
+
+
+async def add_verification(session: AsyncSession, verification: AuditVerification) -> None:
+    session.add(verification)
+    await session.flush()
+
+
+async def verification(session: AsyncSession, verification_id: uuid.UUID) -> AuditVerification | None:
+    return await session.get(AuditVerification, verification_id)
+
+
+async def events_page(
+    session: AsyncSession,
+    page: PageRequest,
+    *,
+    programme_id: uuid.UUID | None = None,
+    enterprise_id: uuid.UUID | None = None,
+    provider_id: uuid.UUID | None = None,
+    voucher_id: uuid.UUID | None = None,
+    resource_type: str | None = None,
+    resource_id: uuid.UUID | None = None,
+    action: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> tuple[Sequence[AuditEvent], str | None]:
+    stmt = select(AuditEvent)
+    for column, value in (
+        (AuditEvent.programme_id, programme_id), (AuditEvent.enterprise_id, enterprise_id),
+        (AuditEvent.provider_id, provider_id), (AuditEvent.voucher_id, voucher_id),
+        (AuditEvent.resource_type, resource_type), (AuditEvent.resource_id, resource_id),
+        (AuditEvent.action, action),
+    ):
+        if value is not None:
+            stmt = stmt.where(column == value)
+    if since is not None:
+        stmt = stmt.where(AuditEvent.occurred_at >= since)
+    if until is not None:
+        stmt = stmt.where(AuditEvent.occurred_at < until)
+    return await paginate(session, stmt, AuditEvent.id, page)

@@ -1,0 +1,194 @@
+"""The audit trail over HTTP: events, the chain head, signed checkpoints, verifications.
+
+Operators and auditors read (`audit:read`); verifying and taking checkpoints (`audit:verify`)
+are the only writes an auditor makes. The public key is public: anyone may check a checkpoint.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import AwareDatetime
+
+from services.voucher import errors
+from services.voucher.actor import Actor
+from services.voucher.apikeys.rules import Scope
+from services.voucher.audit import service
+from services.voucher.audit.rules import checkpoint_message
+from services.voucher.audit.schemas import (
+    AuditEventPublic,
+    ChainHead,
+    CheckpointPublic,
+    PublicKey,
+    VerificationCreate,
+    VerificationPublic,
+)
+from services.voucher.audit.signing import Signer, verify
+from services.voucher.db import Database
+from services.voucher.http.auth import require
+from services.voucher.http.deps import Now, Session, get_database
+from services.voucher.http.idempotency import idempotent
+from services.voucher.http.pagination import Page, Paging
+from services.voucher.http.problems import AUTH_ERRORS, responses
+from services.voucher.tables import AuditCheckpoint
+
+router = APIRouter(prefix="/v1/audit", tags=["audit"])
+Reader = Annotated[Actor, Depends(require(Scope.AUDIT_READ))]
+Verifier = Annotated[Actor, Depends(require(Scope.AUDIT_VERIFY))]
+DB = Annotated[Database, Depends(get_database)]
+IDEM = (errors.IdempotencyKeyReused, errors.IdempotencyRequestInProgress)
+
+
+def _signer(request: Request) -> Signer:
+    signer: Signer = request.app.state.signer
+    return signer
+
+
+def _checkpoint(row: AuditCheckpoint) -> CheckpointPublic:
+    return CheckpointPublic(
+        id=row.id, seq=row.seq, chain_hash=row.chain_hash, signed_at=row.signed_at, key_id=row.key_id,
+        signature=row.signature, message=checkpoint_message(row.seq, row.chain_hash, row.signed_at).decode(),
+    )
+
+
+@router.get(
+    "/events",
+    operation_id="list_audit_events",
+    summary="List audit events, filtered, oldest first",
+    response_model=Page[AuditEventPublic],
+    responses=responses(*AUTH_ERRORS, errors.InvalidCursor),
+)
+async def list_audit_events(
+    session: Session, actor: Reader, page: Paging,
+    programme_id: Annotated[uuid.UUID | None, Query()] = None,
+    enterprise_id: Annotated[uuid.UUID | None, Query()] = None,
+    provider_id: Annotated[uuid.UUID | None, Query()] = None,
+    voucher_id: Annotated[uuid.UUID | None, Query()] = None,
+    resource_type: Annotated[str | None, Query(max_length=32)] = None,
+    resource_id: Annotated[uuid.UUID | None, Query()] = None,
+    action: Annotated[str | None, Query(max_length=64, description="e.g. `voucher.issued`")] = None,
+    since: Annotated[AwareDatetime | None, Query(description="Events at or after this instant.")] = None,
+    until: Annotated[AwareDatetime | None, Query(description="Events before this instant.")] = None,
+) -> Page[AuditEventPublic]:
+    rows, cursor = await service.events(
+        session, page, programme_id=programme_id, enterprise_id=enterprise_id, provider_id=provider_id,
+        voucher_id=voucher_id, resource_type=resource_type, resource_id=resource_id, action=action,
+        since=since, until=until,
+    )
+    return Page(items=[AuditEventPublic.model_validate(r) for r in rows], next_cursor=cursor)
+
+
+@router.get(
+    "/head",
+    operation_id="audit_chain_head",
+    summary="The sealed chain's head, and how many events wait for the sealer",
+    response_model=ChainHead,
+    responses=responses(*AUTH_ERRORS),
+)
+async def audit_chain_head(session: Session, actor: Reader) -> ChainHead:
+    head = await service.head(session)
+    return ChainHead(seq=head.seq, chain_hash=head.chain_hash, unsealed=head.unsealed)
+
+
+@router.get(
+    "/public-key",
+    operation_id="audit_public_key",
+    summary="The Ed25519 public key that checkpoints are signed with (no key needed)",
+    response_model=PublicKey,
+)
+async def audit_public_key(request: Request) -> PublicKey:
+    signer = _signer(request)
+    return PublicKey(algorithm="Ed25519", key_id=signer.key_id,
+                     public_key=base64.b64encode(signer.public_bytes).decode(),
+                     is_development_key=signer.is_development)
+
+
+@router.post(
+    "/checkpoints",
+    operation_id="create_audit_checkpoint",
+    summary="Seal every committed event and sign the chain head now",
+    status_code=201,
+    response_model=CheckpointPublic,
+    responses=responses(*AUTH_ERRORS, *IDEM),
+    dependencies=[Depends(idempotent(Scope.AUDIT_VERIFY))],
+)
+async def create_audit_checkpoint(
+    request: Request, session: Session, database: DB, now: Now, actor: Verifier, response: Response
+) -> CheckpointPublic:
+    await service.seal_pending(database)
+    row = await service.sign_checkpoint(session, _signer(request), now)
+    response.headers["Location"] = f"/v1/audit/checkpoints/{row.id}"
+    return _checkpoint(row)
+
+
+@router.get(
+    "/checkpoints",
+    operation_id="list_audit_checkpoints",
+    summary="List signed checkpoints, oldest first",
+    response_model=Page[CheckpointPublic],
+    responses=responses(*AUTH_ERRORS, errors.InvalidCursor),
+)
+async def list_audit_checkpoints(session: Session, actor: Reader, page: Paging) -> Page[CheckpointPublic]:
+    rows, cursor = await service.checkpoints(session, page)
+    return Page(items=[_checkpoint(r) for r in rows], next_cursor=cursor)
+
+
+@router.get(
+    "/checkpoints/{checkpoint_id}",
+    operation_id="get_audit_checkpoint",
+    summary="One signed checkpoint, with the exact message its signature covers",
+    response_model=CheckpointPublic,
+    responses=responses(*AUTH_ERRORS, errors.NotFound),
+)
+async def get_audit_checkpoint(checkpoint_id: uuid.UUID, session: Session, actor: Reader) -> CheckpointPublic:
+    row = await service.checkpoint(session, checkpoint_id)
+    return _checkpoint(row)
+
+
+@router.post(
+    "/verifications",
+    operation_id="verify_audit_chain",
+    summary="Recheck the whole chain (or from a kept checkpoint) and the ledger against it",
+    description="Seals what is committed, then rechecks in one snapshot: every link of the chain, "
+    "every stored checkpoint (signature and hash), and every ledger journal against its "
+    "`ledger.posted` event. The result is kept; `problems` lists the first broken link first. "
+    "A broken chain is a finding (201 with `is_intact: false`), not an error.",
+    status_code=201,
+    response_model=VerificationPublic,
+    responses=responses(*AUTH_ERRORS, errors.CheckpointSignatureInvalid, errors.ValidationFailed, *IDEM),
+    dependencies=[Depends(idempotent(Scope.AUDIT_VERIFY))],
+)
+async def verify_audit_chain(
+    body: VerificationCreate, request: Request, session: Session, database: DB, now: Now, actor: Verifier,
+    response: Response,
+) -> VerificationPublic:
+    signer = _signer(request)
+    anchor = service.Anchor()
+    if body.checkpoint is not None:
+        kept = body.checkpoint
+        if not verify(signer.public_bytes, checkpoint_message(kept.seq, kept.chain_hash, kept.signed_at),
+                      kept.signature):
+            raise errors.CheckpointSignatureInvalid(
+                "this checkpoint was not signed by this service's current key (or was altered); "
+                "nothing can be proved from it", seq=kept.seq)
+        anchor = service.Anchor(kept.seq, kept.chain_hash)
+    await service.seal_pending(database)
+    async with database.snapshot() as snapshot:
+        result = await service.verify(snapshot, signer, anchor, check_ledger=body.check_ledger)
+    row = await service.keep_verification(session, result, actor.principal_id, now)
+    response.headers["Location"] = f"/v1/audit/verifications/{row.id}"
+    return VerificationPublic.model_validate(row)
+
+
+@router.get(
+    "/verifications/{verification_id}",
+    operation_id="get_audit_verification",
+    summary="A kept verification and what it found",
+    response_model=VerificationPublic,
+    responses=responses(*AUTH_ERRORS, errors.NotFound),
+)
+async def get_audit_verification(verification_id: uuid.UUID, session: Session, actor: Reader) -> VerificationPublic:
+    return VerificationPublic.model_validate(await service.verification(session, verification_id))

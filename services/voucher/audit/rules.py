@@ -1,0 +1,120 @@
+"""The audit chain's arithmetic: canonical encoding, links, and how a break is classified. Pure.
+
+An event's digest is SHA-256 over its canonical encoding (JSON, keys sorted, no whitespace,
+UTF-8, times as RFC 3339 UTC with microseconds). Link n is SHA-256(link n-1 ‖ digest n), link 0
+being 32 zero bytes. The position (`seq`) is not part of the digest: the chain itself fixes it,
+so moving an event breaks the links around it rather than hiding in a renumbering.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from enum import Enum, StrEnum
+from typing import Any
+
+GENESIS = "0" * 64
+#: The fields an event's digest covers, in the order the table declares them.
+CONTENT_FIELDS = (
+    "id", "occurred_at", "actor_principal_id", "actor_role", "actor_key_id", "action",
+    "resource_type", "resource_id", "programme_id", "enterprise_id", "provider_id", "voucher_id",
+    "before", "after", "request_id", "idempotency_key", "rule_version", "journal_id",
+)
+SYSTEM_ROLE = "system"
+
+
+class ProblemKind(StrEnum):
+    EVENT_DELETED = "event_deleted"
+    EVENT_INSERTED = "event_inserted"
+    EVENTS_REORDERED = "events_reordered"
+    #: The event does not hash to its link: its content changed (or an event before it was
+    #: removed and the rest renumbered, which looks the same from here).
+    EVENT_ALTERED = "event_altered"
+    #: The chain is shorter than, or different from, what a signed checkpoint pinned.
+    CHECKPOINT_MISMATCH = "checkpoint_mismatch"
+    CHECKPOINT_SIGNATURE_INVALID = "checkpoint_signature_invalid"
+    #: A journal transaction in the ledger with no `ledger.posted` event.
+    POSTING_WITHOUT_EVENT = "posting_without_event"
+    #: The ledger's postings for a journal differ from what its event recorded.
+    POSTINGS_DIFFER = "postings_differ"
+    #: A `ledger.posted` event whose journal transaction is gone from the ledger.
+    EVENT_WITHOUT_POSTING = "event_without_posting"
+
+
+def plain(value: Any) -> Any:
+    """A value as the canonical JSON keeps it: uuids, dates and enums become strings, floats
+    are refused (a money field is an integer; a float would not round-trip exactly)."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, Enum):
+        return plain(value.value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return timestamp(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [plain(v) for v in value]
+        return sorted(items, key=canonical) if isinstance(value, set | frozenset) else items
+    raise TypeError(f"{type(value).__name__} cannot go into an audit event")
+
+
+def timestamp(value: datetime) -> str:
+    if value.tzinfo is None:
+        raise ValueError("audit times are aware UTC datetimes")
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def canonical(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def content(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: plain(row[name]) for name in CONTENT_FIELDS}
+
+
+def digest(row: Mapping[str, Any]) -> bytes:
+    return hashlib.sha256(canonical(content(row))).digest()
+
+
+def link(previous: str, event_digest: bytes) -> str:
+    return hashlib.sha256(bytes.fromhex(previous) + event_digest).hexdigest()
+
+
+def checkpoint_message(seq: int, chain_hash: str, signed_at: datetime) -> bytes:
+    """What a checkpoint's signature covers; an auditor can rebuild it from the checkpoint."""
+    return canonical({"chain_hash": chain_hash, "seq": seq, "signed_at": timestamp(signed_at),
+                      "statement": "voucher-audit-checkpoint/1"})
+
+
+def legs_of(postings: list[tuple[Any, int, str]]) -> list[list[Any]]:
+    """A journal's postings as its event records them: [account, amount, unit], sorted."""
+    return sorted([[str(a), int(n), str(u)] for a, n, u in postings])
+
+
+@dataclass(frozen=True)
+class Link:
+    seq: int
+    chain_hash: str
+    digest: bytes
+
+
+def classify(previous: str, current: Link, following: Link | None) -> ProblemKind:
+    """Why `current` does not extend `previous`, judged from its neighbour.
+
+    A swapped pair shows as the current event linking from the next one's hash; an inserted
+    event as the next one linking straight from `previous`; anything else as an alteration.
+    """
+    if following is not None:
+        if link(previous, following.digest) == following.chain_hash:
+            if link(following.chain_hash, current.digest) == current.chain_hash:
+                return ProblemKind.EVENTS_REORDERED
+            return ProblemKind.EVENT_INSERTED
+    return ProblemKind.EVENT_ALTERED

@@ -1,0 +1,375 @@
+"""Audit use cases: record an event with the change it describes, seal the chain after commit,
+sign checkpoints of its head, verify the chain and the ledger against it.
+
+Design (docs/decisions.md, "Audit chain"): a request inserts its events unsealed, in its own
+transaction, touching no shared row, so independent redemptions never wait on each other for
+the audit. A sealer (one at a time) then takes committed, unsealed events in id order and gives
+each its `seq` and chain link. Once sealed, an event cannot be altered, removed, inserted or
+moved without a link breaking; a signed checkpoint held outside the system makes even a
+wholesale rewrite of the chain detectable. Every ledger journal has its own `ledger.posted`
+event naming its postings, so a posting written behind the service's back is found too.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.voucher.actor import Actor
+from services.voucher.audit import repository
+from services.voucher.audit.rules import (
+    GENESIS,
+    SYSTEM_ROLE,
+    Link,
+    ProblemKind,
+    checkpoint_message,
+    classify,
+    digest,
+    legs_of,
+    link,
+    plain,
+)
+from services.voucher.audit.signing import Signer
+from services.voucher.audit.signing import verify as verify_signature
+from services.voucher.db import Database, PageRequest
+from services.voucher.errors import NotFound
+from services.voucher.ids import uuid7
+from services.voucher.observability import REQUEST_ID
+from services.voucher.tables import AuditCheckpoint, AuditEvent, AuditVerification
+
+#: Who the current request acts for (set by authentication) and its Idempotency-Key; work
+#: outside a request (jobs, the CLI) is recorded as the system.
+ACTOR: ContextVar[Actor | None] = ContextVar("audit_actor", default=None)
+IDEMPOTENCY_KEY: ContextVar[str | None] = ContextVar("audit_idempotency_key", default=None)
+
+SEAL_BATCH = 5000
+MAX_PROBLEMS = 100
+
+
+async def record(
+    session: AsyncSession,
+    action: str,
+    resource_type: str,
+    resource_id: uuid.UUID,
+    *,
+    now: datetime,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    programme_id: uuid.UUID | None = None,
+    enterprise_id: uuid.UUID | None = None,
+    provider_id: uuid.UUID | None = None,
+    voucher_id: uuid.UUID | None = None,
+    rule_version: int | None = None,
+    journal_id: uuid.UUID | None = None,
+) -> None:
+    """Write the event for a change, in the transaction making the change (so both commit or
+    neither does)."""
+    if session.info.get("audit_disabled"):
+        return
+    actor = ACTOR.get()
+    is_system = actor is None or actor.key_id is None
+    request_id = REQUEST_ID.get()
+    await repository.insert_event(session, {
+        "id": uuid7(),
+        "occurred_at": now,
+        "actor_principal_id": None if is_system else actor.principal_id,  # type: ignore[union-attr]
+        "actor_role": SYSTEM_ROLE if is_system else actor.role.value,  # type: ignore[union-attr]
+        "actor_key_id": None if is_system else actor.key_id,  # type: ignore[union-attr]
+        "action": action,
+        "resource_type": resource_type,
+        "resource_id": resource_id,
+        "programme_id": programme_id,
+        "enterprise_id": enterprise_id,
+        "provider_id": provider_id,
+        "voucher_id": voucher_id,
+        "before": None if before is None else plain(before),
+        "after": None if after is None else plain(after),
+        "request_id": None if request_id == "-" else request_id,
+        "idempotency_key": IDEMPOTENCY_KEY.get(),
+        "rule_version": rule_version,
+        "journal_id": journal_id,
+    })
+
+
+@contextmanager
+def as_system() -> Iterator[None]:
+    """Record what happens inside as the system's doing, whichever request triggered it (the
+    end of a publicity period written by a read, say). The request id stays, to trace it; the
+    request's Idempotency-Key does not, since retrying that request would not redo this."""
+    token, key_token = ACTOR.set(None), IDEMPOTENCY_KEY.set(None)
+    try:
+        yield
+    finally:
+        ACTOR.reset(token)
+        IDEMPOTENCY_KEY.reset(key_token)
+
+
+def changes(before: dict[str, Any], after: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Only the fields that changed, before and after."""
+    keys = [k for k in after if before.get(k) != after[k]]
+    return {k: before.get(k) for k in keys}, {k: after[k] for k in keys}
+
+
+def fields(row: Any, names: str) -> dict[str, Any]:
+    """The named attributes of a row (space-separated), for an event's before or after."""
+    return {name: getattr(row, name) for name in names.split()}
+
+
+# -- sealing and checkpoints ----------------------------------------------------------------
+
+
+async def seal_batch(session: AsyncSession, limit: int = SEAL_BATCH) -> int:
+    """Give the oldest committed unsealed events their places in the chain; how many."""
+    await repository.lock_sealer(session)
+    seq, head = await repository.sealed_head(session)
+    rows = await repository.unsealed(session, limit)
+    links = []
+    for row in rows:
+        seq += 1
+        head = link(head, digest(row))
+        links.append({"event_id": row["id"], "new_seq": seq, "new_hash": head})
+    await repository.seal(session, links)
+    return len(links)
+
+
+async def seal_pending(database: Database) -> int:
+    """Seal everything committed so far, a batch per transaction."""
+    total = 0
+    while True:
+        async with database.unit_of_work() as session:
+            sealed = await seal_batch(session)
+        total += sealed
+        if sealed < SEAL_BATCH:
+            return total
+
+
+@dataclass(frozen=True)
+class Head:
+    seq: int
+    chain_hash: str
+    unsealed: int
+
+
+async def head(session: AsyncSession) -> Head:
+    seq, chain_hash = await repository.sealed_head(session)
+    return Head(seq, chain_hash, await repository.count_unsealed(session))
+
+
+async def sign_checkpoint(session: AsyncSession, signer: Signer, now: datetime) -> AuditCheckpoint:
+    """Sign the current sealed head (call `seal_pending` first for a fresh one)."""
+    seq, chain_hash = await repository.sealed_head(session)
+    checkpoint = AuditCheckpoint(
+        id=uuid7(), seq=seq, chain_hash=chain_hash, signed_at=now, key_id=signer.key_id,
+        signature=signer.sign(checkpoint_message(seq, chain_hash, now)),
+    )
+    session.add(checkpoint)
+    await session.flush()
+    return checkpoint
+
+
+async def checkpoint(session: AsyncSession, checkpoint_id: uuid.UUID) -> AuditCheckpoint:
+    found = await repository.checkpoint(session, checkpoint_id)
+    if found is None:
+        raise NotFound(f"no audit checkpoint with id {checkpoint_id}")
+    return found
+
+
+async def verification(session: AsyncSession, verification_id: uuid.UUID) -> AuditVerification:
+    found = await repository.verification(session, verification_id)
+    if found is None:
+        raise NotFound(f"no audit verification with id {verification_id}")
+    return found
+
+
+async def checkpoints(session: AsyncSession, page: PageRequest) -> tuple[list[AuditCheckpoint], str | None]:
+    rows, cursor = await repository.checkpoints_page(session, page)
+    return list(rows), cursor
+
+
+# -- verification ---------------------------------------------------------------------------
+
+
+@dataclass
+class Verification:
+    from_seq: int
+    to_seq: int = 0
+    head: str = GENESIS
+    events_checked: int = 0
+    journals_checked: int = 0
+    problems: list[dict[str, Any]] = field(default_factory=list)
+
+    def problem(self, kind: ProblemKind, detail: str, **where: Any) -> None:
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append({"kind": kind.value, "detail": detail, **plain(where)})
+
+    @property
+    def is_intact(self) -> bool:
+        return not self.problems
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """Where a verification starts: the chain's beginning or a trusted checkpoint."""
+
+    seq: int = 0
+    chain_hash: str = GENESIS
+
+
+async def verify(
+    session: AsyncSession, signer: Signer, anchor: Anchor = Anchor(), *, check_ledger: bool = True
+) -> Verification:
+    """Recheck the sealed chain from `anchor`, every stored checkpoint after it, and (by default)
+    every ledger journal against its event. Reads one snapshot; changes nothing."""
+    result = Verification(from_seq=anchor.seq)
+    if anchor.seq:
+        stored = await repository.chain_hash_at(session, anchor.seq)
+        if stored != anchor.chain_hash:
+            result.problem(ProblemKind.CHECKPOINT_MISMATCH,
+                           "the chain at the checkpoint's position does not have the checkpoint's hash: "
+                           "history before it was rewritten or removed", seq=anchor.seq)
+    pinned = {c.seq: c for c in await repository.all_checkpoints(session) if c.seq > anchor.seq}
+    for checkpoint in pinned.values():
+        if checkpoint.key_id == signer.key_id and not verify_signature(
+            signer.public_bytes, checkpoint_message(checkpoint.seq, checkpoint.chain_hash, checkpoint.signed_at),
+            checkpoint.signature,
+        ):
+            result.problem(ProblemKind.CHECKPOINT_SIGNATURE_INVALID,
+                           "a stored checkpoint's signature does not verify", checkpoint_id=checkpoint.id,
+                           seq=checkpoint.seq)
+    links_at = await _walk_chain(session, anchor, result, set(pinned))
+    for seq, checkpoint in sorted(pinned.items()):
+        if seq > result.to_seq:
+            result.problem(ProblemKind.CHECKPOINT_MISMATCH,
+                           f"a checkpoint pinned {seq} events but the chain now ends at {result.to_seq}: "
+                           "events at its end were removed", seq=seq, checkpoint_id=checkpoint.id)
+        elif links_at.get(seq) != checkpoint.chain_hash:
+            result.problem(ProblemKind.CHECKPOINT_MISMATCH,
+                           "the chain does not hash to what a signed checkpoint pinned: it was rewritten",
+                           seq=seq, checkpoint_id=checkpoint.id)
+    if check_ledger:
+        await _check_ledger(session, result)
+    return result
+
+
+async def _walk_chain(session: AsyncSession, anchor: Anchor, result: Verification, wanted: set[int]) -> dict[int, str]:
+    previous, expected = anchor.chain_hash, anchor.seq + 1
+    links_at: dict[int, str] = {}
+    events = _links(session, anchor.seq)
+    current = await anext(events, None)
+    while current is not None:
+        following = await anext(events, None)
+        result.events_checked += 1
+        skip_following = False
+        if current.seq != expected:
+            result.problem(ProblemKind.EVENT_DELETED,
+                           f"events {expected}..{current.seq - 1} are missing from the chain",
+                           seq=expected, missing=current.seq - expected)
+            previous = current.chain_hash  # resynchronise on the stored link
+        elif link(previous, current.digest) == current.chain_hash:
+            previous = current.chain_hash
+        else:
+            kind = classify(previous, current, following)
+            result.problem(kind, _EXPLAIN[kind], seq=current.seq)
+            if kind is ProblemKind.EVENTS_REORDERED:
+                previous, skip_following = current.chain_hash, True
+            elif kind is ProblemKind.EVENT_ALTERED:
+                previous = current.chain_hash
+            # an inserted event is skipped: the chain goes on from `previous`
+        if current.seq in wanted:
+            links_at[current.seq] = previous
+        expected = current.seq + 1
+        result.to_seq, result.head = current.seq, previous
+        if skip_following and following is not None:
+            result.events_checked += 1
+            expected = following.seq + 1
+            if following.seq in wanted:
+                links_at[following.seq] = previous
+            result.to_seq = max(result.to_seq, following.seq)
+            following = await anext(events, None)
+        current = following
+    if result.to_seq == 0:
+        result.to_seq, result.head = anchor.seq, anchor.chain_hash
+    return links_at
+
+
+_EXPLAIN = {
+    ProblemKind.EVENT_ALTERED: "the event does not hash to its link: its content was changed "
+    "(or an earlier event was removed and the rest renumbered)",
+    ProblemKind.EVENT_INSERTED: "the event is not part of the chain: the next event links straight "
+    "from the one before it, so it was inserted",
+    ProblemKind.EVENTS_REORDERED: "this event and the next are in each other's places: their links "
+    "only verify in the opposite order",
+}
+
+
+async def _links(session: AsyncSession, after_seq: int) -> AsyncIterator[Link]:
+    async for row in repository.stream_sealed(session, after_seq):
+        yield Link(int(row["seq"]), row["chain_hash"], digest(row))
+
+
+async def _check_ledger(session: AsyncSession, result: Verification) -> None:
+    """Merge the ledger's journals with the `ledger.posted` events, both ordered by journal id."""
+    journals = _journals(session)
+    events = repository.stream_posting_events(session)
+    journal = await anext(journals, None)
+    event = await anext(events, None)
+    while journal is not None or event is not None:
+        if event is None or (journal is not None and journal[0] < event[0]):
+            assert journal is not None
+            result.journals_checked += 1
+            result.problem(ProblemKind.POSTING_WITHOUT_EVENT,
+                           "a journal transaction in the ledger has no audit event: it was written "
+                           "behind the service's back", journal_id=journal[0])
+            journal = await anext(journals, None)
+        elif journal is None or event[0] < journal[0]:
+            result.problem(ProblemKind.EVENT_WITHOUT_POSTING,
+                           "an audit event records a journal transaction the ledger no longer has",
+                           journal_id=event[0], seq=event[1])
+            event = await anext(events, None)
+        else:
+            result.journals_checked += 1
+            if journal[1] != event[2]:
+                result.problem(ProblemKind.POSTINGS_DIFFER,
+                               "the ledger's postings for a journal differ from what its audit event "
+                               "recorded", journal_id=journal[0], seq=event[1], recorded=event[2],
+                               ledger=journal[1])
+            journal = await anext(journals, None)
+            event = await anext(events, None)
+
+
+async def _journals(session: AsyncSession) -> AsyncIterator[tuple[uuid.UUID, list[list[Any]]]]:
+    current: uuid.UUID | None = None
+    legs: list[tuple[Any, int, str]] = []
+    async for journal_id, account_id, amount, unit in repository.stream_journal_legs(session):
+        if journal_id != current:
+            if current is not None:
+                yield current, legs_of(legs)
+            current, legs = journal_id, []
+        if account_id is not None:
+            legs.append((account_id, amount, unit))
+    if current is not None:
+        yield current, legs_of(legs)
+
+
+async def keep_verification(
+    session: AsyncSession, result: Verification, requested_by: uuid.UUID | None, now: datetime
+) -> AuditVerification:
+    row = AuditVerification(
+        id=uuid7(), requested_by=requested_by, from_seq=result.from_seq, to_seq=result.to_seq,
+        is_intact=result.is_intact, events_checked=result.events_checked,
+        journals_checked=result.journals_checked, problems=result.problems, created_at=now,
+    )
+    await repository.add_verification(session, row)
+    return row
+
+
+async def events(session: AsyncSession, page: PageRequest, **filters: Any) -> tuple[list[AuditEvent], str | None]:
+    rows, cursor = await repository.events_page(session, page, **filters)
+    return list(rows), cursor

@@ -1,0 +1,58 @@
+"""Ed25519 keys for checkpoints, from settings. Development and tests sign with a published
+seed (anyone can forge those checkpoints); production must configure its own."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from services.voucher.settings import Settings
+
+#: Published on purpose: checkpoints signed with it prove nothing. Production refuses to start
+#: without VOUCHER_AUDIT_SIGNING_KEY.
+DEVELOPMENT_SEED = hashlib.sha256(b"voucher-service development checkpoint key (insecure)").digest()
+
+
+@dataclass(frozen=True)
+class Signer:
+    private: Ed25519PrivateKey
+    is_development: bool
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Signer:
+        if settings.audit_signing_key is None:
+            return cls(Ed25519PrivateKey.from_private_bytes(DEVELOPMENT_SEED), True)
+        seed = base64.b64decode(settings.audit_signing_key.get_secret_value())
+        return cls(Ed25519PrivateKey.from_private_bytes(seed), False)
+
+    @property
+    def public_bytes(self) -> bytes:
+        return self.private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+    @property
+    def key_id(self) -> str:
+        """The first 16 bytes of the public key's SHA-256, hex: names the key in checkpoints."""
+        return hashlib.sha256(self.public_bytes).hexdigest()[:32]
+
+    def sign(self, message: bytes) -> str:
+        return base64.b64encode(self.private.sign(message)).decode()
+
+
+def verify(public_key: bytes, message: bytes, signature_b64: str) -> bool:
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(base64.b64decode(signature_b64), message)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def new_seed() -> str:
+    """A fresh signing key for VOUCHER_AUDIT_SIGNING_KEY (base64 of a 32-byte seed)."""
+    import os
+
+    return base64.b64encode(os.urandom(32)).decode()

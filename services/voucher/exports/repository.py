@@ -1,0 +1,101 @@
+"""Every query of the exports: the datasets' statements, the read snapshot, the manifests.
+
+Rows are streamed (a server-side cursor on PostgreSQL, the open statement on SQLite) in
+batches of `FETCH_ROWS`, never loaded all at once."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, Text, Uuid, cast, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.voucher.exports.rules import TIME_COLUMN, Dataset, Filters
+from services.voucher.ledger import repository as ledger
+from services.voucher.tables import AuditEvent, ExportManifest, Redemption, Settlement
+
+E = AuditEvent.__table__
+R = Redemption.__table__
+S = Settlement.__table__
+M = ExportManifest.__table__
+
+_TABLES = {Dataset.REDEMPTIONS: R, Dataset.SETTLEMENTS: S, Dataset.AUDIT_EVENTS: E}
+
+
+async def begin_snapshot(session: AsyncSession) -> None:
+    """Start the session's transaction so that every later read sees one snapshot.
+
+    PostgreSQL: REPEATABLE READ (and READ ONLY), set before the first query. SQLite (WAL): a
+    read transaction keeps the snapshot of its first read until it ends."""
+    if session.in_transaction():
+        await session.rollback()  # a fresh snapshot, taken now
+    options: dict[str, Any] = {}
+    if session.bind.dialect.name == "postgresql":
+        options = {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
+    await session.connection(execution_options=options)
+
+
+def statement(dataset: Dataset, filters: Filters) -> Select[Any]:
+    """The dataset's rows matching `filters`, in a stable order."""
+    given = filters.given()
+    if dataset is Dataset.LEDGER_ENTRIES:
+        return ledger.entries_select(**given)
+    table = _TABLES[dataset]
+    stmt = select(table)
+    for name in ("programme_id", "enterprise_id", "provider_id", "voucher_id"):
+        if name in given:
+            stmt = stmt.where(table.c[name] == given[name])
+    time = table.c[TIME_COLUMN[dataset]]
+    if filters.since is not None:
+        stmt = stmt.where(time >= filters.since)
+    if filters.until is not None:
+        stmt = stmt.where(time < filters.until)
+    if dataset is Dataset.AUDIT_EVENTS:
+        # Chain order, so the file can be rechecked link by link; events committed after the
+        # last seal (no `seq` yet) come last, by id.
+        return stmt.order_by(E.c.seq.asc().nulls_last(), E.c.id)
+    return stmt.order_by(table.c.id)
+
+
+def columns(stmt: Select[Any]) -> list[str]:
+    return list(stmt.selected_columns.keys())
+
+
+async def stream(session: AsyncSession, stmt: Select[Any], batch: int) -> AsyncIterator[Sequence[Any]]:
+    """The statement's rows (values in `columns(stmt)` order), `batch` at a time."""
+    if session.bind.dialect.name == "postgresql":
+        stmt = _ids_as_text(stmt)
+    result = await session.stream(stmt.execution_options(yield_per=batch))
+    async for rows in result.partitions(batch):
+        yield rows
+
+
+def _ids_as_text(stmt: Select[Any]) -> Select[Any]:
+    """Ids rendered as text by PostgreSQL (the same canonical form as Python's): an export
+    writes them as text anyway, and parsing a million UUIDs only to print them again is most
+    of its cost. (SQLite stores them as hex without dashes, so it keeps the type's conversion.)"""
+    return stmt.with_only_columns(
+        *[cast(c, Text).label(c.key) if isinstance(c.type, Uuid) else c for c in stmt.selected_columns],
+        maintain_column_froms=True,
+    )
+
+
+async def add_manifest(session: AsyncSession, manifest: ExportManifest) -> None:
+    session.add(manifest)
+    await session.flush()
+
+
+async def finish_manifest(
+    session: AsyncSession, export_id: uuid.UUID, *, row_count: int, sha256: str, finished_at: datetime
+) -> None:
+    await session.execute(
+        update(M).where(M.c.id == export_id, M.c.finished_at.is_(None))
+        .values(row_count=row_count, sha256=sha256, finished_at=finished_at)
+    )
+
+
+async def manifest(session: AsyncSession, export_id: uuid.UUID) -> ExportManifest | None:
+    return await session.get(ExportManifest, export_id)

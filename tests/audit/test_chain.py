@@ -1,0 +1,307 @@
+"""The audit chain over a real history: intact, then each kind of tampering made directly in
+the database (as someone holding it would), each detected by verification (DESIGN invariant 7).
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import DBAPIError
+
+from services.voucher.settings import sync_database_url
+from tests.conftest import ENGINE
+from tests.support import assert_problem, auth
+from tests.world import World, build_world
+
+pytestmark = pytest.mark.audit_tampered
+
+SQLITE_GUARDS = ("audit_event_no_delete", "audit_event_seal_once", "ledger_transaction_no_update",
+                 "ledger_transaction_no_delete", "ledger_posting_no_update", "ledger_posting_no_delete",
+                 "audit_checkpoint_no_update", "audit_checkpoint_no_delete")
+
+
+@pytest.fixture
+def raw(database_url: str):
+    engine = create_engine(sync_database_url(database_url))
+    yield engine
+    engine.dispose()
+
+
+def tamper(raw: Any, *statements: str, params: dict[str, Any] | None = None) -> None:
+    """Run statements with the guarding triggers out of the way."""
+    with raw.begin() as conn:
+        if ENGINE == "postgresql":
+            for table in ("audit_event", "ledger_posting", "ledger_transaction", "audit_checkpoint"):
+                conn.execute(text(f"ALTER TABLE {table} DISABLE TRIGGER USER"))
+        else:
+            for name in SQLITE_GUARDS:
+                conn.execute(text(f"DROP TRIGGER IF EXISTS {name}"))
+        for statement in statements:
+            conn.execute(text(statement), params or {})
+        if ENGINE == "postgresql":
+            for table in ("audit_event", "ledger_posting", "ledger_transaction", "audit_checkpoint"):
+                conn.execute(text(f"ALTER TABLE {table} ENABLE TRIGGER USER"))
+
+
+@pytest.fixture
+async def world(app, client: httpx.AsyncClient) -> World:
+    world = await build_world(app, client)
+    voucher = await world.issue(1_000_000)
+    for order in ("PO-1", "PO-2", "PO-3"):
+        response = await world.hold(voucher, 100_000, order=order, path="/v1/redemptions")
+        assert response.status_code == 201, response.text
+    return world
+
+
+async def verify(world: World, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    response = await world.post("/v1/audit/verifications", body or {}, key=world.auditor)
+    assert response.status_code == 201, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+async def checkpoint(world: World) -> dict[str, Any]:
+    response = await world.post("/v1/audit/checkpoints", key=world.auditor)
+    assert response.status_code == 201, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def kinds(result: dict[str, Any]) -> list[tuple[str, int | None]]:
+    return [(p["kind"], p.get("seq")) for p in result["problems"]]
+
+
+async def test_an_untouched_history_verifies(world: World) -> None:
+    result = await verify(world)
+    assert result["is_intact"], result["problems"]
+    assert result["events_checked"] == result["to_seq"] > 10
+    assert result["journals_checked"] >= 7  # funding, issue, three redeems (hold + capture)
+    head = (await world.client.get("/v1/audit/head", headers=auth(world.auditor))).json()
+    assert head["seq"] == result["to_seq"] and head["unsealed"] == 0
+
+
+async def test_an_altered_event_is_found_at_its_place(world: World, raw) -> None:
+    await verify(world)
+    tamper(raw, "UPDATE audit_event SET action = 'programme.archived' WHERE seq = 5")
+    assert kinds(await verify(world)) == [("event_altered", 5)]
+
+
+async def test_an_altered_amount_in_an_event_is_found(world: World, raw) -> None:
+    await verify(world)
+    with raw.connect() as conn:
+        seq = conn.execute(text("SELECT max(seq) FROM audit_event WHERE action = 'redemption.captured'")).scalar()
+    tamper(raw, "UPDATE audit_event SET after = :after WHERE seq = :seq",
+           params={"after": '{"status": "captured", "captured_amount": 1, "released": 0}', "seq": seq})
+    assert ("event_altered", seq) in kinds(await verify(world))
+
+
+async def test_a_deleted_event_is_found(world: World, raw) -> None:
+    await verify(world)
+    tamper(raw, "DELETE FROM audit_event WHERE seq = 7")
+    assert kinds(await verify(world)) == [("event_deleted", 7)]
+
+
+async def test_an_inserted_event_is_found(world: World, raw) -> None:
+    await verify(world)
+    with raw.connect() as conn:
+        top = conn.execute(text("SELECT max(seq) FROM audit_event")).scalar()
+    # make room at 6 (highest first, so the unique index never sees two equal positions)
+    statements = [f"UPDATE audit_event SET seq = {s + 1} WHERE seq = {s}" for s in range(top, 5, -1)]
+    statements.append(
+        "INSERT INTO audit_event (id, occurred_at, actor_role, action, resource_type, resource_id, seq, chain_hash) "
+        f"VALUES (:id, :at, 'operator', 'voucher.revoked', 'voucher', :rid, 6, '{'ab' * 32}')")
+    at = "2026-03-02 01:00:00" if ENGINE == "sqlite" else "2026-03-02T01:00:00Z"
+    uid = uuid.uuid4()
+    tamper(raw, *statements, params={"id": uid.hex if ENGINE == "sqlite" else uid,
+                                     "rid": uid.hex if ENGINE == "sqlite" else uid, "at": at})
+    assert kinds(await verify(world)) == [("event_inserted", 6)]
+
+
+async def test_reordered_events_are_found(world: World, raw) -> None:
+    await verify(world)
+    tamper(raw, "UPDATE audit_event SET seq = -1 WHERE seq = 8",
+           "UPDATE audit_event SET seq = 8 WHERE seq = 9",
+           "UPDATE audit_event SET seq = 9 WHERE seq = -1")
+    assert kinds(await verify(world)) == [("events_reordered", 8)]
+
+
+async def test_a_posting_written_behind_the_service_is_found(world: World, raw) -> None:
+    """A balanced journal inserted straight into the ledger: reconciliation cannot see it if the
+    materialised balances are moved too, but it has no audit event."""
+    await verify(world)
+    with raw.connect() as conn:
+        a, b = conn.execute(text("SELECT id FROM ledger_account ORDER BY id LIMIT 2")).scalars().all()
+    journal = uuid.uuid4()
+    j = journal.hex if ENGINE == "sqlite" else journal
+    at = "2026-03-02 01:00:00" if ENGINE == "sqlite" else "2026-03-02T01:00:00Z"
+    tamper(raw,
+           "INSERT INTO ledger_transaction (id, kind, memo, created_at) VALUES (:j, 'hold_placed', '', :at)",
+           "INSERT INTO ledger_posting (transaction_id, account_id, amount, unit, created_at) VALUES (:j, :a, 0 + 1, 'CNY', :at)",
+           "INSERT INTO ledger_posting (transaction_id, account_id, amount, unit, created_at) VALUES (:j, :b, 0 - 1, 'CNY', :at)",
+           "UPDATE ledger_account SET balance = balance + 1 WHERE id = :a AND is_materialised",
+           "UPDATE ledger_account SET balance = balance - 1 WHERE id = :b AND is_materialised",
+           params={"j": j, "a": a, "b": b, "at": at})
+    problems = (await verify(world))["problems"]
+    assert [(p["kind"], p["journal_id"]) for p in problems] == [("posting_without_event", str(journal))]
+    # put the books back so the after-test reconciliation passes
+    tamper(raw, "DELETE FROM ledger_posting WHERE transaction_id = :j", "DELETE FROM ledger_transaction WHERE id = :j",
+           "UPDATE ledger_account SET balance = balance - 1 WHERE id = :a AND is_materialised",
+           "UPDATE ledger_account SET balance = balance + 1 WHERE id = :b AND is_materialised",
+           params={"j": j, "a": a, "b": b})
+
+
+async def test_a_rewritten_posting_is_found(world: World, raw) -> None:
+    await verify(world)
+    with raw.connect() as conn:
+        journal, first, second = conn.execute(text(
+            "SELECT t.id, min(p.id), max(p.id) FROM ledger_transaction t JOIN ledger_posting p "
+            "ON p.transaction_id = t.id WHERE t.kind = 'hold_placed' GROUP BY t.id ORDER BY t.id LIMIT 1")).one()
+    # both legs shifted by one fen: still balanced, so only the audit event can tell
+    tamper(raw, f"UPDATE ledger_posting SET amount = amount - 1 WHERE id = {first}",
+           f"UPDATE ledger_posting SET amount = amount + 1 WHERE id = {second}")
+    problems = (await verify(world))["problems"]
+    assert [p["kind"] for p in problems] == ["postings_differ"]
+    assert problems[0]["journal_id"] == str(uuid.UUID(str(journal)))
+    tamper(raw, f"UPDATE ledger_posting SET amount = amount + 1 WHERE id = {first}",
+           f"UPDATE ledger_posting SET amount = amount - 1 WHERE id = {second}")
+
+
+async def test_a_journal_removed_from_the_ledger_is_found(world: World, raw) -> None:
+    await verify(world)
+    journal = uuid.uuid4()
+    await_event = ("INSERT INTO audit_event (id, occurred_at, actor_role, action, resource_type, resource_id, journal_id, "
+                   "after) VALUES (:id, :at, 'system', 'ledger.posted', 'ledger_transaction', :j, :j, :after)")
+    j = journal.hex if ENGINE == "sqlite" else journal
+    at = "2026-03-02 01:00:00" if ENGINE == "sqlite" else "2026-03-02T01:00:00Z"
+    eid = uuid.uuid4()
+    tamper(raw, await_event, params={"id": eid.hex if ENGINE == "sqlite" else eid, "j": j, "at": at,
+                                     "after": '{"kind": "hold_placed", "legs": []}'})
+    problems = (await verify(world))["problems"]
+    assert [p["kind"] for p in problems] == ["event_without_posting"]
+
+
+async def test_a_consistent_rewrite_is_caught_by_the_signed_checkpoint(world: World, raw, app) -> None:
+    """Someone who alters an event and recomputes every later link passes the chain check, but
+    not a checkpoint signed before the rewrite."""
+    from services.voucher.audit.rules import digest, link
+
+    await checkpoint(world)
+    with raw.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(text("SELECT * FROM audit_event ORDER BY seq")).all()]
+    # rebuild the chain with event 3 altered, through the service's own arithmetic
+    statements, previous = [], "0" * 64
+    for row in rows:
+        if row["seq"] == 3:
+            row["action"] = "programme.archived"
+        row = _as_python(row)
+        previous = link(previous, digest(row))
+        statements.append(f"UPDATE audit_event SET chain_hash = '{previous}' WHERE seq = {row['seq']}")
+    tamper(raw, "UPDATE audit_event SET action = 'programme.archived' WHERE seq = 3", *statements)
+    result = await verify(world, {"check_ledger": False})
+    assert [p["kind"] for p in result["problems"]] == ["checkpoint_mismatch"]
+
+
+def _as_python(row: dict[str, Any]) -> dict[str, Any]:
+    """A raw row as the ORM would hand it back (SQLite keeps uuids as hex and times as text)."""
+    import json
+    from datetime import UTC, datetime
+
+    out = dict(row)
+    for key in ("id", "actor_principal_id", "actor_key_id", "resource_id", "programme_id", "enterprise_id",
+                "provider_id", "voucher_id", "journal_id"):
+        if out[key] is not None and not isinstance(out[key], uuid.UUID):
+            out[key] = uuid.UUID(str(out[key]))
+    if isinstance(out["occurred_at"], str):
+        out["occurred_at"] = datetime.fromisoformat(out["occurred_at"]).replace(tzinfo=UTC)
+    for key in ("before", "after"):
+        if isinstance(out[key], str):
+            out[key] = json.loads(out[key])
+    return out
+
+
+async def test_events_removed_from_the_end_are_caught_by_the_checkpoint(world: World, raw) -> None:
+    taken = await checkpoint(world)
+    tamper(raw, f"DELETE FROM audit_event WHERE seq = {taken['seq']}")
+    result = await verify(world, {"check_ledger": False})
+    assert [p["kind"] for p in result["problems"]] == ["checkpoint_mismatch"]
+
+
+async def test_a_forged_stored_checkpoint_is_found(world: World, raw) -> None:
+    taken = await checkpoint(world)
+    forged = base64.b64encode(bytes(64)).decode()
+    tamper(raw, "UPDATE audit_checkpoint SET signature = :s", params={"s": forged})
+    result = await verify(world, {"check_ledger": False})
+    assert ("checkpoint_signature_invalid", taken["seq"]) in kinds(result)
+
+
+async def test_verifying_from_a_kept_checkpoint(world: World) -> None:
+    taken = await checkpoint(world)
+    voucher = await world.issue(500_000)
+    assert (await world.hold(voucher, 100_000, order="PO-9", path="/v1/redemptions")).status_code == 201
+    kept = {k: taken[k] for k in ("seq", "chain_hash", "signed_at", "signature")}
+    result = await verify(world, {"checkpoint": kept})
+    assert result["is_intact"], result["problems"]
+    assert result["from_seq"] == taken["seq"] and result["to_seq"] > taken["seq"]
+    assert result["events_checked"] == result["to_seq"] - taken["seq"]
+
+
+async def test_a_kept_checkpoint_that_was_not_signed_by_the_service_is_refused(world: World) -> None:
+    taken = await checkpoint(world)
+    kept = {k: taken[k] for k in ("seq", "chain_hash", "signed_at", "signature")}
+    kept["chain_hash"] = "00" * 32
+    response = await world.post("/v1/audit/verifications", {"checkpoint": kept}, key=world.auditor)
+    assert_problem(response, 422, "checkpoint_signature_invalid")
+
+
+async def test_a_kept_checkpoint_the_chain_no_longer_matches(world: World, raw) -> None:
+    taken = await checkpoint(world)
+    tamper(raw, f"UPDATE audit_event SET chain_hash = '{'cd' * 32}' WHERE seq = {taken['seq']}")
+    kept = {k: taken[k] for k in ("seq", "chain_hash", "signed_at", "signature")}
+    result = await verify(world, {"checkpoint": kept, "check_ledger": False})
+    assert ("checkpoint_mismatch", taken["seq"]) in kinds(result)
+
+
+async def test_checkpoint_signatures_verify_with_the_served_public_key(world: World) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    taken = await checkpoint(world)
+    key = (await world.client.get("/v1/audit/public-key")).json()
+    assert key["algorithm"] == "Ed25519" and key["is_development_key"] is True
+    Ed25519PublicKey.from_public_bytes(base64.b64decode(key["public_key"])).verify(
+        base64.b64decode(taken["signature"]), taken["message"].encode())
+    assert f'"seq":{taken["seq"]}' in taken["message"] and taken["chain_hash"] in taken["message"]
+
+
+@pytest.mark.parametrize("statement", [
+    "UPDATE audit_event SET action = 'programme.archived'",
+    "UPDATE audit_event SET seq = seq + 1000",
+    "UPDATE audit_event SET chain_hash = NULL",
+    "DELETE FROM audit_event",
+    "UPDATE audit_checkpoint SET seq = 0",
+    "DELETE FROM audit_checkpoint",
+])
+async def test_the_database_refuses_to_change_the_trail(world: World, raw, statement: str) -> None:
+    await checkpoint(world)
+    with raw.connect() as conn, pytest.raises(DBAPIError, match="never"):
+        conn.execute(text(statement))
+        conn.commit()
+    assert (await verify(world))["is_intact"]
+
+
+async def test_the_database_refuses_to_change_an_unsealed_event(world: World, raw) -> None:
+    with raw.connect() as conn, pytest.raises(DBAPIError, match="never"):
+        conn.execute(text("UPDATE audit_event SET action = 'x' WHERE seq IS NULL"))
+        conn.commit()
+    with raw.connect() as conn, pytest.raises(DBAPIError, match="never"):
+        conn.execute(text("UPDATE audit_event SET seq = 1, chain_hash = 'x', action = 'y' WHERE seq IS NULL"))
+        conn.commit()
+
+
+@pytest.mark.skipif(ENGINE != "postgresql", reason="TRUNCATE is PostgreSQL's")
+async def test_truncating_the_trail_is_refused(world: World, raw) -> None:
+    with raw.connect() as conn, pytest.raises(DBAPIError, match="never"):
+        conn.execute(text("TRUNCATE audit_event"))
+        conn.commit()

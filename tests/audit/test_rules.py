@@ -1,0 +1,98 @@
+"""The chain's arithmetic, without a database."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from services.voucher.audit.rules import (
+    CONTENT_FIELDS,
+    GENESIS,
+    Link,
+    ProblemKind,
+    canonical,
+    checkpoint_message,
+    classify,
+    digest,
+    legs_of,
+    link,
+    plain,
+)
+
+
+def _event(**overrides: object) -> dict[str, object]:
+    row: dict[str, object] = {name: None for name in CONTENT_FIELDS}
+    row.update(id=uuid.UUID(int=1), occurred_at=datetime(2026, 3, 2, 1, 0, tzinfo=UTC), actor_role="system",
+               action="voucher.issued", resource_type="voucher", resource_id=uuid.UUID(int=2),
+               after={"face_value": 100, "名称": "算力券"})
+    row.update(overrides)
+    return row
+
+
+def test_canonical_encoding_is_sorted_compact_utf8() -> None:
+    assert canonical({"b": 1, "a": "券"}) == '{"a":"券","b":1}'.encode()
+
+
+def test_digest_covers_every_content_field() -> None:
+    base = digest(_event())
+    for name in CONTENT_FIELDS:
+        changed = _event(**{name: "x" if name not in ("after", "before") else {"x": 1}})
+        assert digest(changed) != base, name
+
+
+def test_seal_fields_are_not_part_of_the_digest() -> None:
+    """The position is fixed by the links, not by the content: sealing does not change a digest."""
+    assert digest({**_event(), "seq": 5, "chain_hash": "ab" * 32}) == digest(_event())
+
+
+def test_times_are_normalised_to_utc() -> None:
+    shanghai = timezone(timedelta(hours=8))
+    assert digest(_event(occurred_at=datetime(2026, 3, 2, 9, 0, tzinfo=shanghai))) == digest(_event())
+    with pytest.raises(ValueError):
+        plain(datetime(2026, 3, 2, 1, 0))
+
+
+def test_floats_never_enter_an_event() -> None:
+    with pytest.raises(TypeError):
+        plain({"amount": 1.5})
+
+
+def test_link_is_sha256_of_previous_and_digest() -> None:
+    d = digest(_event())
+    assert link(GENESIS, d) == hashlib.sha256(bytes(32) + d).hexdigest()
+
+
+def _chain(n: int) -> list[Link]:
+    links, previous = [], GENESIS
+    for i in range(n):
+        d = digest(_event(id=uuid.UUID(int=100 + i)))
+        previous = link(previous, d)
+        links.append(Link(i + 1, previous, d))
+    return links
+
+
+def test_classify_alteration_insertion_and_swap() -> None:
+    a, b, c = _chain(3)
+    altered = Link(b.seq, b.chain_hash, digest(_event(id=uuid.UUID(int=999))))
+    assert classify(a.chain_hash, altered, c) is ProblemKind.EVENT_ALTERED
+    inserted = Link(b.seq, "ee" * 32, digest(_event(id=uuid.UUID(int=998))))
+    assert classify(a.chain_hash, inserted, b) is ProblemKind.EVENT_INSERTED
+    # b and c swapped places, each keeping its own link
+    assert classify(a.chain_hash, c, b) is ProblemKind.EVENTS_REORDERED
+    assert classify(a.chain_hash, altered, None) is ProblemKind.EVENT_ALTERED
+
+
+def test_checkpoint_message_pins_position_hash_and_time() -> None:
+    at = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
+    message = checkpoint_message(7, "ab" * 32, at)
+    assert message != checkpoint_message(8, "ab" * 32, at)
+    assert message != checkpoint_message(7, "ac" * 32, at)
+    assert message != checkpoint_message(7, "ab" * 32, at + timedelta(microseconds=1))
+
+
+def test_legs_are_recorded_in_one_order() -> None:
+    a, b = uuid.UUID(int=1), uuid.UUID(int=2)
+    assert legs_of([(b, 5, "CNY"), (a, -5, "CNY")]) == legs_of([(a, -5, "CNY"), (b, 5, "CNY")])

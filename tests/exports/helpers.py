@@ -1,0 +1,175 @@
+"""Export test helpers: fetch an export and its manifest, compare exported cells with database
+values, drive the ASGI app by hand to watch the body arrive chunk by chunk, and load many
+postings directly."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import insert, select
+
+from services.voucher.audit.rules import SYSTEM_ROLE, legs_of
+from services.voucher.ids import uuid7
+from services.voucher.ledger import service as ledger
+from services.voucher.ledger.rules import AccountKind
+from services.voucher.tables import AuditEvent, LedgerAccount, LedgerPosting, LedgerTransaction
+from tests.exports.history import read_csv, read_jsonl
+from tests.support import auth
+
+A, P, T = LedgerAccount.__table__, LedgerPosting.__table__, LedgerTransaction.__table__
+E = AuditEvent.__table__
+
+
+async def export(client: httpx.AsyncClient, key: str, dataset: str, fmt: str | None = None,
+                 **params: Any) -> httpx.Response:
+    query = {k: str(v) for k, v in params.items()}
+    if fmt is not None:
+        query["format"] = fmt
+    return await client.get(f"/v1/exports/{dataset}", params=query, headers=auth(key))
+
+
+def rows_of(fmt: str, body: bytes) -> list[dict[str, Any]]:
+    return read_csv(body) if fmt == "csv" else read_jsonl(body)
+
+
+async def manifest_of(client: httpx.AsyncClient, key: str, response: httpx.Response) -> dict[str, Any]:
+    export_id = response.headers["export-id"]
+    assert response.headers["link"] == f'</v1/exports/manifests/{export_id}>; rel="describedby"'
+    found = await client.get(f"/v1/exports/manifests/{export_id}", headers=auth(key))
+    assert found.status_code == 200, found.text
+    return found.json()  # type: ignore[no-any-return]
+
+
+def same_cell(exported: Any, expected: Any, fmt: str) -> bool:
+    """Whether an exported cell (CSV text or JSON value) carries the database value."""
+    if expected is None:
+        return exported == ("" if fmt == "csv" else None)
+    if isinstance(expected, bool):
+        return exported == ("true" if expected else "false") if fmt == "csv" else exported is expected
+    if isinstance(expected, uuid.UUID):
+        return isinstance(exported, str) and uuid.UUID(exported) == expected
+    if isinstance(expected, datetime):
+        return (isinstance(exported, str) and exported.endswith("Z")
+                and datetime.fromisoformat(exported) == expected.astimezone(UTC))
+    if isinstance(expected, date):
+        return exported == expected.isoformat()
+    if isinstance(expected, int):
+        return exported == str(expected) if fmt == "csv" else (type(exported) is int and exported == expected)
+    if isinstance(expected, dict | list):
+        return (json.loads(exported) if fmt == "csv" else exported) == expected
+    return exported == expected
+
+
+def assert_same_rows(exported: list[dict[str, Any]], expected: list[dict[str, Any]], fmt: str) -> None:
+    assert len(exported) == len(expected)
+    for got, want in zip(exported, expected, strict=True):
+        assert list(got) == list(want), (list(got), list(want))
+        bad = {k: (got[k], want[k]) for k in want if not same_cell(got[k], want[k], fmt)}
+        assert not bad, bad
+
+
+async def database_rows(app: Any, stmt: Any) -> list[dict[str, Any]]:
+    async with app.state.database.unit_of_work(write=False) as session:
+        return [dict(r._mapping) for r in (await session.execute(stmt)).all()]
+
+
+def ledger_rows_statement() -> Any:
+    """The ledger-entries dataset, written independently of the code under test."""
+    return (
+        select(P.c.id.label("posting_id"), P.c.transaction_id.label("journal_id"), T.c.kind, P.c.account_id,
+               A.c.code.label("account_code"), A.c.kind.label("account_kind"), P.c.amount, P.c.unit,
+               A.c.programme_id, A.c.voucher_id, A.c.provider_id, A.c.enterprise_id, T.c.redemption_id,
+               P.c.created_at)
+        .join_from(P, T, T.c.id == P.c.transaction_id).join(A, A.c.id == P.c.account_id)
+        .order_by(P.c.id)
+    )
+
+
+# -- driving the ASGI app by hand ---------------------------------------------------------------
+
+
+async def stream_by_hand(
+    app: Any, path: str, query: str, key: str,
+    on_chunk: Callable[[int, bytes], Awaitable[None]] | None = None, *, keep: bool = True,
+) -> tuple[int, dict[str, str], list[bytes]]:
+    """GET through the whole middleware stack, keeping each body message apart (httpx joins
+    them; `keep=False` keeps none); `on_chunk` runs as each one is sent, while the export is
+    still running."""
+    scope = {
+        "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
+        "method": "GET", "scheme": "http", "path": path, "raw_path": path.encode(),
+        "query_string": query.encode(), "root_path": "", "client": ("127.0.0.1", 5000),
+        "server": ("test", 80),
+        "headers": [(b"host", b"test"), (b"authorization", f"Bearer {key}".encode())],
+    }
+    requested = False
+    never = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        nonlocal requested
+        if not requested:
+            requested = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await never.wait()  # the client stays connected
+        return {"type": "http.disconnect"}
+
+    status, headers, chunks, count = 0, {}, [], 0
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status, headers, count
+        if message["type"] == "http.response.start":
+            status = message["status"]
+            headers = {k.decode().lower(): v.decode() for k, v in message["headers"]}
+        elif message["type"] == "http.response.body":
+            body = message.get("body", b"")
+            if body:
+                count += 1
+                if keep:
+                    chunks.append(body)
+                if on_chunk is not None:
+                    await on_chunk(count, body)
+
+    await app(scope, receive, send)
+    return status, headers, chunks
+
+
+# -- many postings, written directly --------------------------------------------------------------
+
+
+async def load_postings(app: Any, programme_id: str, provider_id: str, journals: int, *,
+                        at: datetime, unit: str = "CNY") -> None:
+    """`journals` balanced journals of two postings each (programme spent → provider payable,
+    both unmaterialised, so reconciliation still holds), one second apart from `at`."""
+    database = app.state.database
+    pid, prov = uuid.UUID(programme_id), uuid.UUID(provider_id)
+    async with database.unit_of_work() as session:
+        spent = (await ledger.programme_accounts(session, pid))[AccountKind.PROGRAMME_SPENT]
+        payable = (await ledger.ensure_provider_accounts(session, prov, pid, unit, at))[AccountKind.PROVIDER_PAYABLE]
+        for start in range(0, journals, 5000):
+            batch = range(start, min(start + 5000, journals))
+            txs = [{"id": uuid.uuid4(), "kind": "bulk_test", "programme_id": pid, "voucher_id": None,
+                    "redemption_id": None, "memo": "loaded by the test", "request_id": None,
+                    "created_at": at + timedelta(seconds=i)} for i in batch]
+            await session.execute(insert(T), txs)
+            postings = []
+            for i, tx in zip(batch, txs, strict=True):
+                amount = 100 + i
+                postings.append({"transaction_id": tx["id"], "account_id": spent, "amount": -amount,
+                                 "unit": unit, "created_at": tx["created_at"]})
+                postings.append({"transaction_id": tx["id"], "account_id": payable, "amount": amount,
+                                 "unit": unit, "created_at": tx["created_at"]})
+            await session.execute(insert(P), postings)
+            # Each journal's `ledger.posted` event, as the ledger service writes it, so the audit
+            # trail still verifies after the test.
+            await session.execute(insert(E), [{
+                "id": uuid7(), "occurred_at": tx["created_at"], "actor_role": SYSTEM_ROLE,
+                "action": "ledger.posted", "resource_type": "ledger_transaction", "resource_id": tx["id"],
+                "programme_id": pid, "journal_id": tx["id"],
+                "after": {"kind": "bulk_test", "legs": legs_of([(spent, -(100 + i), unit), (payable, 100 + i, unit)])},
+            } for i, tx in zip(batch, txs, strict=True)])

@@ -1,0 +1,275 @@
+"""Exports (auditor toolkit): every dataset in both formats, read back and compared with the
+database; the manifest describes exactly the bytes received; filters select what they say and
+inapplicable or malformed ones are refused; only operators and auditors may export."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from services.voucher.audit import service as audit
+from services.voucher.tables import AuditEvent, ExportManifest, Redemption, Settlement
+from tests.exports.helpers import (
+    A,
+    assert_same_rows,
+    database_rows,
+    export,
+    ledger_rows_statement,
+    manifest_of,
+    rows_of,
+)
+from tests.exports.history import History, build_history
+from tests.support import assert_problem, auth
+
+FORMATS = ("csv", "jsonl")
+E = AuditEvent.__table__
+
+
+@pytest.fixture
+async def history(app, client: httpx.AsyncClient, clock) -> History:
+    return await build_history(app, client, clock)
+
+
+def expected_statement(dataset: str) -> Any:
+    if dataset == "ledger-entries":
+        return ledger_rows_statement()
+    if dataset == "redemptions":
+        return select(Redemption.__table__).order_by(Redemption.__table__.c.id)
+    if dataset == "settlements":
+        return select(Settlement.__table__).order_by(Settlement.__table__.c.id)
+    return select(E).order_by(E.c.seq.asc().nulls_last(), E.c.id)
+
+
+async def principal_of(client: httpx.AsyncClient, key: str) -> str:
+    me = await client.get("/v1/me", headers=auth(key))
+    assert me.status_code == 200, me.text
+    return me.json()["principal_id"]  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("dataset", ["ledger-entries", "redemptions", "settlements", "audit-events"])
+async def test_every_dataset_in_both_formats_matches_the_database(
+    app, client: httpx.AsyncClient, history: History, dataset: str
+) -> None:
+    auditor = history.world.auditor
+    for fmt in FORMATS:
+        response = await export(client, auditor, dataset, fmt)
+        assert response.status_code == 200, response.text
+        media = "text/csv" if fmt == "csv" else "application/x-ndjson"
+        assert response.headers["content-type"].startswith(media)
+        export_id = response.headers["export-id"]
+        assert f"{dataset}-{export_id}.{fmt}" in response.headers["content-disposition"]
+        rows = rows_of(fmt, response.content)
+        expected = await database_rows(app, expected_statement(dataset))
+        assert expected, "the scripted history has rows in every dataset"
+        assert_same_rows(rows, expected, fmt)
+
+        manifest = await manifest_of(client, auditor, response)
+        assert manifest["id"] == export_id
+        assert manifest["dataset"] == dataset and manifest["format"] == fmt and manifest["filters"] == {}
+        assert manifest["sha256"] == hashlib.sha256(response.content).hexdigest()
+        assert manifest["row_count"] == len(rows)
+        assert manifest["is_complete"] is True and manifest["finished_at"] is not None
+        assert manifest["requested_by"] == await principal_of(client, auditor)
+        async with app.state.database.unit_of_work(write=False) as session:
+            head = await audit.head(session)
+        # The export sealed everything first, so its chain head is the whole chain.
+        assert head.unsealed == 0
+        assert (manifest["chain_seq"], manifest["chain_hash"]) == (head.seq, head.chain_hash)
+        assert head.seq > 0
+
+
+async def test_the_exports_agree_with_what_the_api_reported(client: httpx.AsyncClient, history: History) -> None:
+    auditor = history.world.auditor
+    entries = rows_of("jsonl", (await export(client, auditor, "ledger-entries")).content)
+    journals: dict[tuple[str, str], int] = {}
+    for row in entries:
+        journals[(row["journal_id"], row["unit"])] = journals.get((row["journal_id"], row["unit"]), 0) + row["amount"]
+    assert set(journals.values()) == {0}, "every journal in the export sums to zero"
+    redemptions = {r["id"]: r for r in rows_of("csv", (await export(client, auditor, "redemptions", "csv")).content)}
+    for reported in history.redemptions:
+        row = redemptions[reported["id"]]
+        assert int(row["captured_amount"]) == reported["captured_amount"] > 0
+        assert int(row["refunded_amount"]) == reported["refunded_amount"]
+        assert row["voucher_id"] == reported["voucher_id"]
+    settlements = rows_of("jsonl", (await export(client, auditor, "settlements")).content)
+    assert [(s["id"], s["total"]) for s in settlements] == [(history.settlement["id"], history.settlement["total"])]
+    used = {r["account_id"]: r for r in entries if r["account_kind"] == "voucher_used"}
+    assert sum(r["amount"] for r in entries if r["account_id"] in used) == sum(
+        r["captured_amount"] - r["refunded_amount"] for r in history.redemptions)
+
+
+async def test_jsonl_is_the_default_and_the_csv_starts_with_a_bom_and_a_header(
+    client: httpx.AsyncClient, history: History
+) -> None:
+    default = await export(client, history.world.auditor, "settlements")
+    assert default.headers["content-type"].startswith("application/x-ndjson")
+    csv_ = await export(client, history.world.auditor, "settlements", "csv")
+    first_line = csv_.content.split(b"\r\n", 1)[0]
+    assert first_line.startswith(b"\xef\xbb\xbfid,provider_id,programme_id,unit,")
+
+
+async def test_audit_event_changes_are_json_text_in_csv(client: httpx.AsyncClient, history: History) -> None:
+    rows = rows_of("csv", (await export(client, history.world.auditor, "audit-events", "csv")).content)
+    posted = [r for r in rows if r["action"] == "ledger.posted"]
+    assert posted and all(r["after"].startswith("{") for r in posted)
+    assert [int(r["seq"]) for r in rows] == list(range(1, len(rows) + 1))
+
+
+# -- filters ---------------------------------------------------------------------------------------
+
+
+async def _filtered(app, client, key, dataset: str, stmt_filter, **params: Any) -> list[dict[str, Any]]:
+    """Export with `params` in both formats; both equal the database rows `stmt_filter` keeps."""
+    expected = [r for r in await database_rows(app, expected_statement(dataset)) if stmt_filter(r)]
+    for fmt in FORMATS:
+        response = await export(client, key, dataset, fmt, **params)
+        assert response.status_code == 200, response.text
+        rows = rows_of(fmt, response.content)
+        assert_same_rows(rows, expected, fmt)
+        manifest = await manifest_of(client, key, response)
+        assert manifest["row_count"] == len(rows)
+        assert manifest["sha256"] == hashlib.sha256(response.content).hexdigest()
+    return expected
+
+
+async def test_ledger_filters(app, client: httpx.AsyncClient, history: History) -> None:
+    key, world = history.world.auditor, history.world
+    programme, other = world.programme["id"], history.other_programme["id"]
+    mine = await _filtered(app, client, key, "ledger-entries", lambda r: str(r["programme_id"]) == programme,
+                           programme_id=programme)
+    theirs = await _filtered(app, client, key, "ledger-entries", lambda r: str(r["programme_id"]) == other,
+                             programme_id=other)
+    assert mine and theirs and not {r["posting_id"] for r in mine} & {r["posting_id"] for r in theirs}
+    voucher = history.vouchers[0]["id"]
+    by_voucher = await _filtered(app, client, key, "ledger-entries", lambda r: str(r["voucher_id"]) == voucher,
+                                 voucher_id=voucher)
+    assert {r["account_kind"] for r in by_voucher} >= {"voucher_available", "voucher_held", "voucher_used"}
+    by_provider = await _filtered(app, client, key, "ledger-entries",
+                                  lambda r: str(r["provider_id"]) == world.provider["id"],
+                                  provider_id=world.provider["id"])
+    assert by_provider
+    account = by_voucher[0]["account_id"]
+    by_account = await _filtered(app, client, key, "ledger-entries", lambda r: r["account_id"] == account,
+                                 account_id=str(account))
+    assert 0 < len(by_account) < len(by_voucher)
+
+
+async def test_the_time_range_is_half_open(app, client: httpx.AsyncClient, history: History) -> None:
+    since, until = "2026-02-22T02:00:00Z", "2026-02-24T02:00:00Z"
+    from tests.exports.history import utc
+
+    lo, hi = utc("2026-02-22T02:00:00+00:00"), utc("2026-02-24T02:00:00+00:00")
+    kept = await _filtered(app, client, history.world.auditor, "ledger-entries",
+                           lambda r: lo <= r["created_at"] < hi, since=since, until=until)
+    # The hold (at `since` exactly) and its capture; not the one-step redemption at `until`.
+    assert {r["created_at"].isoformat() for r in kept} == {"2026-02-22T02:00:00+00:00", "2026-02-22T02:10:00+00:00"}
+    assert {r["kind"] for r in kept} == {"hold_placed", "hold_captured"}
+    response = await export(client, history.world.auditor, "ledger-entries", since=since, until=until)
+    manifest = await manifest_of(client, history.world.auditor, response)
+    assert manifest["filters"] == {"since": since, "until": until}
+
+
+async def test_filters_of_the_other_datasets(app, client: httpx.AsyncClient, history: History) -> None:
+    key, world = history.world.auditor, history.world
+    voucher = history.vouchers[1]["id"]
+    one = await _filtered(app, client, key, "redemptions", lambda r: str(r["voucher_id"]) == voucher,
+                          voucher_id=voucher)
+    assert [str(r["id"]) for r in one] == [history.redemptions[1]["id"]]
+    assert await _filtered(app, client, key, "redemptions", lambda r: False,
+                           programme_id=history.other_programme["id"]) == []
+    assert len(await _filtered(app, client, key, "settlements",
+                               lambda r: str(r["provider_id"]) == world.provider["id"],
+                               provider_id=world.provider["id"])) == 1
+    events = await _filtered(app, client, key, "audit-events", lambda r: str(r["voucher_id"]) == voucher,
+                             voucher_id=voucher)
+    assert {e["action"] for e in events} >= {"ledger.posted"}
+    by_enterprise = await _filtered(app, client, key, "audit-events",
+                                    lambda r: str(r["enterprise_id"]) == world.enterprise["id"],
+                                    enterprise_id=world.enterprise["id"])
+    assert by_enterprise
+
+
+@pytest.mark.parametrize(("dataset", "params", "field"), [
+    ("redemptions", {"account_id": "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e31"}, "account_id"),
+    ("settlements", {"voucher_id": "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e31"}, "voucher_id"),
+    ("settlements", {"enterprise_id": "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e31"}, "enterprise_id"),
+    ("audit-events", {"account_id": "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e31"}, "account_id"),
+    ("ledger-entries", {"since": "2026-03-01T00:00:00Z", "until": "2026-03-01T00:00:00Z"}, "until"),
+    ("ledger-entries", {"since": "2026-03-02T00:00:00Z", "until": "2026-03-01T00:00:00Z"}, "until"),
+])
+async def test_inapplicable_filters_are_refused(
+    app, client: httpx.AsyncClient, auditor_key: str, dataset: str, params: dict, field: str
+) -> None:
+    body = assert_problem(await export(client, auditor_key, dataset, **params), 422, "validation_failed")
+    assert [e["pointer"] for e in body["errors"]] == [f"/{field}"]
+    assert await _manifests(app) == 0, "a refused export leaves no manifest"
+
+
+@pytest.mark.parametrize("params", [
+    {"since": "2026-03-01T00:00:00"},  # no offset: which instant?
+    {"until": "yesterday"},
+    {"programme_id": "not-a-uuid"},
+    {"format": "xml"},
+    {"voucher_id": "1' OR '1'='1"},
+])
+async def test_malformed_filters_are_422_problems(app, client: httpx.AsyncClient, auditor_key: str, params) -> None:
+    assert_problem(await export(client, auditor_key, "ledger-entries", **params), 422, "validation_failed")
+    assert await _manifests(app) == 0
+
+
+async def test_an_unknown_dataset_is_refused(client: httpx.AsyncClient, auditor_key: str) -> None:
+    assert_problem(await export(client, auditor_key, "passwords"), 422, "validation_failed")
+
+
+async def _manifests(app) -> int:
+    async with app.state.database.unit_of_work(write=False) as session:
+        return (await session.execute(select(func.count()).select_from(ExportManifest))).scalar_one()
+
+
+# -- who may export ----------------------------------------------------------------------------
+
+
+async def test_only_operators_and_auditors_export(app, client: httpx.AsyncClient, history: History) -> None:
+    world = history.world
+    allowed = await export(client, world.operator, "redemptions", "csv")
+    assert allowed.status_code == 200
+    manifest_path = f"/v1/exports/manifests/{allowed.headers['export-id']}"
+    for key in (world.enterprise_key, world.provider_key):
+        for dataset in ("ledger-entries", "redemptions", "settlements", "audit-events"):
+            assert_problem(await export(client, key, dataset), 403, "insufficient_scope")
+        assert_problem(await client.get(manifest_path, headers=auth(key)), 403, "insufficient_scope")
+    assert_problem(await client.get("/v1/exports/redemptions"), 401, "unauthenticated")
+    assert_problem(await client.get(manifest_path), 401, "unauthenticated")
+    assert await _manifests(app) == 1
+
+
+async def test_an_unknown_manifest_is_404(client: httpx.AsyncClient, auditor_key: str) -> None:
+    missing = await client.get("/v1/exports/manifests/0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e99",
+                               headers=auth(auditor_key))
+    assert_problem(missing, 404, "not_found")
+    assert_problem(await client.get("/v1/exports/manifests/nope", headers=auth(auditor_key)), 422, "validation_failed")
+
+
+async def test_an_empty_export_has_a_manifest_too(client: httpx.AsyncClient, auditor_key: str) -> None:
+    for fmt, header_only in (("jsonl", b""), ("csv", None)):
+        response = await export(client, auditor_key, "settlements", fmt)
+        assert response.status_code == 200
+        if header_only is not None:
+            assert response.content == header_only
+        assert rows_of(fmt, response.content) == []
+        manifest = await manifest_of(client, auditor_key, response)
+        assert manifest["row_count"] == 0
+        assert manifest["sha256"] == hashlib.sha256(response.content).hexdigest()
+
+
+async def test_account_filter_matches_ledger_accounts(app, client: httpx.AsyncClient, history: History) -> None:
+    """An account id that is no account selects nothing (not everything)."""
+    rows = await database_rows(app, select(A.c.id))
+    assert rows
+    response = await export(client, history.world.auditor, "ledger-entries",
+                            account_id="0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e99")
+    assert response.status_code == 200 and response.content == b""
