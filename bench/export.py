@@ -32,9 +32,8 @@ from sqlalchemy import create_engine, make_url, text
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from alembic import command  # noqa: E402
+from common import programme_with_provider, recreate_database  # noqa: E402  (bench/ is on sys.path)
 
-from services.voucher.cli import alembic_config  # noqa: E402
 from services.voucher.settings import normalise_database_url, sync_database_url  # noqa: E402
 from tests.live_server import LiveServer  # noqa: E402
 
@@ -43,46 +42,21 @@ DEFAULT_URL = "postgresql://voucher:voucher@127.0.0.1/voucher_bench"
 
 def fresh_database(url_text: str) -> str:
     url = make_url(normalise_database_url(url_text))
-    admin_url = url.set(database="postgres").render_as_string(hide_password=False)
-    admin = create_engine(sync_database_url(admin_url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{url.database}"'))
-    admin.dispose()
-    target = url.render_as_string(hide_password=False)
-    command.upgrade(alembic_config(target), "head")
-    return target
+    return recreate_database(url.set(database="postgres").render_as_string(hide_password=False), url)
 
 
 async def load_world(database_url: str, now: datetime) -> dict[str, Any]:
     """A programme, an approved provider and an auditor key; the two accounts bench journals use."""
-    from services.voucher.actor import SYSTEM
     from services.voucher.apikeys import service as apikeys
     from services.voucher.apikeys.rules import Role
     from services.voucher.db import Database
     from services.voucher.ledger import service as ledger
     from services.voucher.ledger.rules import AccountKind
-    from services.voucher.programmes import service as programmes
-    from services.voucher.programmes.rules import ProgrammeStatus
-    from services.voucher.programmes.schemas import ProgrammeCreate
-    from services.voucher.providers import service as providers
-    from services.voucher.providers.rules import ProviderStatus
     from services.voucher.settings import Settings
-    from tests.support import new_uscc
 
     db = Database(Settings(database_url=database_url))
     async with db.unit_of_work() as s:
-        terms = ProgrammeCreate(
-            code="bench-export", name="bench export", kind="compute", budget_total=10**14,
-            rate_table={"accelerator:domestic": 3000}, enterprise_cap=10**12, max_per_voucher=10**12,
-            stacking_ceiling_bps=10_000,
-        ).model_dump()
-        programme = await programmes.create_programme(s, terms, now)
-        await programmes.transition(s, SYSTEM, programme.id, ProgrammeStatus.OPEN, now)
-        provider = await providers.register(
-            s, {"uscc": new_uscc("330100"), "name": "bench provider", "kinds": ["compute"],
-                "settlement_account": None, "webhook_url": None, "related_parties": []}, now)
-        await providers.change_status(s, SYSTEM, provider.id, ProviderStatus.APPROVED, "bench", now)
+        programme, provider = await programme_with_provider(s, "bench-export", now)
         spent = (await ledger.programme_accounts(s, programme.id))[AccountKind.PROGRAMME_SPENT]
         payable = (await ledger.ensure_provider_accounts(s, provider.id, programme.id, "CNY", now))[
             AccountKind.PROVIDER_PAYABLE]
@@ -106,18 +80,19 @@ SELECT journal.id, leg.account_id,
 
 
 def load_postings(database_url: str, world: dict[str, Any], postings: int, t0: datetime) -> float:
-    """Balanced two-posting journals, written set-wise. The per-row balance trigger is skipped
-    for the load (session_replication_role; the rows balance by construction) and the balance
-    is then checked once for the whole table instead."""
+    """Balanced two-posting journals, written set-wise. The per-row balance trigger is disabled
+    for the load (as the tables' owner: no superuser needed; the rows balance by construction)
+    and the balance is then checked once for the whole table instead."""
     engine = create_engine(sync_database_url(database_url))
     started = time.perf_counter()
     journals, batch = postings // 2, 250_000
     with engine.begin() as conn:
-        conn.execute(text("SET LOCAL session_replication_role = replica"))
+        conn.execute(text("ALTER TABLE ledger_posting DISABLE TRIGGER ledger_posting_balanced"))
         for first in range(1, journals + 1, batch):
             conn.execute(text(LOAD), {
                 "programme_id": world["programme_id"], "t0": t0, "first": first,
                 "last": min(first + batch - 1, journals), "spent": world["spent"], "payable": world["payable"]})
+        conn.execute(text("ALTER TABLE ledger_posting ENABLE TRIGGER ledger_posting_balanced"))
     with engine.begin() as conn:
         unbalanced = conn.execute(text(
             "SELECT count(*) FROM (SELECT transaction_id FROM ledger_posting GROUP BY transaction_id, unit "

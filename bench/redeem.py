@@ -26,15 +26,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from alembic import command  # noqa: E402
 
-from services.voucher.cli import alembic_config  # noqa: E402
-from services.voucher.settings import normalise_database_url, sync_database_url  # noqa: E402
+from common import programme_with_provider, recreate_database  # noqa: E402  (bench/ is on sys.path)
+
+from services.voucher.settings import normalise_database_url  # noqa: E402
 from tests.live_server import LiveServer  # noqa: E402
 
 DEFAULT_URL = "postgresql://voucher:voucher@127.0.0.1:5432/voucher"
@@ -42,15 +42,7 @@ DEFAULT_URL = "postgresql://voucher:voucher@127.0.0.1:5432/voucher"
 
 def fresh_database(base_url: str, suffix: str) -> str:
     url = make_url(normalise_database_url(base_url))
-    name = f"{url.database}_{suffix}"
-    admin = create_engine(sync_database_url(base_url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    target = url.set(database=name).render_as_string(hide_password=False)
-    command.upgrade(alembic_config(target), "head")
-    return target
+    return recreate_database(base_url, url.set(database=f"{url.database}_{suffix}"))
 
 
 async def load_world(database_url: str, vouchers: int) -> dict[str, Any]:
@@ -61,10 +53,6 @@ async def load_world(database_url: str, vouchers: int) -> dict[str, Any]:
     from services.voucher.db import Database
     from services.voucher.enterprises import service as enterprises
     from services.voucher.programmes import service as programmes
-    from services.voucher.programmes.rules import ProgrammeStatus
-    from services.voucher.programmes.schemas import ProgrammeCreate
-    from services.voucher.providers import service as providers
-    from services.voucher.providers.rules import ProviderStatus
     from services.voucher.settings import Settings
     from services.voucher.vouchers import service as vouchers_service
     from tests.support import new_uscc
@@ -72,17 +60,7 @@ async def load_world(database_url: str, vouchers: int) -> dict[str, Any]:
     now = datetime.now(UTC)
     db = Database(Settings(database_url=database_url))
     async with db.unit_of_work() as s:
-        terms = ProgrammeCreate(
-            code="bench", name="bench", kind="compute", budget_total=10**14,
-            rate_table={"accelerator:domestic": 3000}, enterprise_cap=10**12, max_per_voucher=10**12,
-            stacking_ceiling_bps=10_000,
-        ).model_dump()
-        programme = await programmes.create_programme(s, terms, now)
-        await programmes.transition(s, SYSTEM, programme.id, ProgrammeStatus.OPEN, now)
-        provider = await providers.register(
-            s, {"uscc": new_uscc("330100"), "name": "bench provider", "kinds": ["compute"],
-                "settlement_account": None, "webhook_url": None, "related_parties": []}, now)
-        await providers.change_status(s, SYSTEM, provider.id, ProviderStatus.APPROVED, "bench", now)
+        programme, provider = await programme_with_provider(s, "bench", now)
         await programmes.enrol_provider(s, SYSTEM, programme.id, provider.id, now)
         key = await apikeys.issue_key(s, role=Role.PROVIDER, name="bench", provider_id=provider.id, now=now)
         targets = []

@@ -1,0 +1,56 @@
+"""What the benchmarks share: a fresh migrated database, and an open programme with an approved
+provider, made through the services as production would."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import URL
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def recreate_database(admin_url: str, target: URL) -> str:
+    """Drop and create `target`'s database (connecting through `admin_url`), migrate it to head."""
+    from alembic import command
+
+    from services.voucher.cli import alembic_config
+    from services.voucher.settings import sync_database_url
+
+    admin = create_engine(sync_database_url(admin_url), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{target.database}"'))
+    admin.dispose()
+    rendered = target.render_as_string(hide_password=False)
+    command.upgrade(alembic_config(rendered), "head")
+    return rendered
+
+
+async def programme_with_provider(session: Any, code: str, now: datetime) -> tuple[Any, Any]:
+    """An open compute programme (30 % subsidy, limits out of the way) and an approved provider."""
+    from services.voucher.actor import SYSTEM
+    from services.voucher.programmes import service as programmes
+    from services.voucher.programmes.rules import ProgrammeStatus
+    from services.voucher.programmes.schemas import ProgrammeCreate
+    from services.voucher.providers import service as providers
+    from services.voucher.providers.rules import ProviderStatus
+    from tests.support import new_uscc
+
+    terms = ProgrammeCreate(
+        code=code, name=code, kind="compute", budget_total=10**14,
+        rate_table={"accelerator:domestic": 3000}, enterprise_cap=10**12, max_per_voucher=10**12,
+        stacking_ceiling_bps=10_000,
+    ).model_dump()
+    programme = await programmes.create_programme(session, terms, now)
+    await programmes.transition(session, SYSTEM, programme.id, ProgrammeStatus.OPEN, now)
+    provider = await providers.register(
+        session, {"uscc": new_uscc("330100"), "name": "bench provider", "kinds": ["compute"],
+                  "settlement_account": None, "webhook_url": None, "related_parties": []}, now)
+    await providers.change_status(session, SYSTEM, provider.id, ProviderStatus.APPROVED, "bench", now)
+    return programme, provider
