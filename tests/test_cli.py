@@ -195,8 +195,8 @@ def test_audit_verify_checkpoint_and_keygen(cli_database: str) -> None:
     kept = json.loads(ok("audit", "checkpoint"))
     assert kept["seq"] > 0 and len(kept["chain_hash"]) == 64 and kept["signature"]
     assert "processed" in ok("jobs", "run-once", "seal-audit")
-    assert "audit chain intact" in ok("audit", "verify", "--from-seq", str(kept["seq"]),
-                                      "--chain-hash", kept["chain_hash"])
+    assert "audit chain intact" in ok("audit", "verify", "--checkpoint-seq", str(kept["seq"]),
+                                      "--checkpoint-hash", kept["chain_hash"])
     assert len(base64.b64decode(ok("audit", "keygen").strip())) == 32
 
     engine = create_engine(sync_database_url(normalise_database_url(cli_database)), poolclass=pool.NullPool)
@@ -212,4 +212,4 @@ def test_audit_verify_checkpoint_and_keygen(cli_database: str) -> None:
     result = voucher("audit", "verify")
     assert result.exit_code == 1, result.output
     assert "event_altered: seq=2" in result.output
-    assert voucher("audit", "verify", "--from-seq", "3").exit_code == 2  # a position needs its hash
+    assert voucher("audit", "verify", "--checkpoint-seq", "3").exit_code == 2  # a position needs its hash

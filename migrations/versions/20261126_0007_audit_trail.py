@@ -13,11 +13,12 @@ Create Date: 2026-11-26 11:40:49.587530
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from alembic import op
@@ -35,10 +36,22 @@ CONTENT_COLUMNS = (
     "idempotency_key, rule_version, journal_id"
 )
 IMMUTABLE = ("audit_checkpoint", "audit_verification", "application_transition")
+#: What a ledger account is: everything but its balance, which postings move.
+ACCOUNT_IDENTITY = (
+    "id, code, kind, unit, programme_id, voucher_id, provider_id, enterprise_id, is_non_negative, "
+    "is_materialised, created_at"
+)
 
 PG_TRIGGERS = f"""
 CREATE FUNCTION audit_event_guard() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    IF TG_OP = 'INSERT' THEN
+        IF NEW.seq IS NOT NULL OR NEW.chain_hash IS NOT NULL THEN
+            RAISE EXCEPTION 'audit events are written unsealed; only the sealer places them in the chain'
+                USING ERRCODE = 'integrity_constraint_violation';
+        END IF;
+        RETURN NEW;
+    END IF;
     IF TG_OP <> 'UPDATE' THEN
         RAISE EXCEPTION 'audit events are never removed: % refused', TG_OP
             USING ERRCODE = 'integrity_constraint_violation';
@@ -52,7 +65,7 @@ BEGIN
     RETURN NEW;
 END
 $$;
-CREATE TRIGGER audit_event_guard BEFORE UPDATE OR DELETE ON audit_event
+CREATE TRIGGER audit_event_guard BEFORE INSERT OR UPDATE OR DELETE ON audit_event
     FOR EACH ROW EXECUTE FUNCTION audit_event_guard();
 CREATE TRIGGER audit_event_no_truncate BEFORE TRUNCATE ON audit_event
     FOR EACH STATEMENT EXECUTE FUNCTION audit_event_guard();
@@ -62,6 +75,18 @@ BEGIN
         USING ERRCODE = 'integrity_constraint_violation';
 END
 $$;
+CREATE FUNCTION ledger_account_guard() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP <> 'UPDATE' OR ROW({', '.join('NEW.' + c for c in ACCOUNT_IDENTITY.split(', '))})
+          IS DISTINCT FROM ROW({', '.join('OLD.' + c for c in ACCOUNT_IDENTITY.split(', '))}) THEN
+        RAISE EXCEPTION 'a ledger account only ever changes its balance: % refused', TG_OP
+            USING ERRCODE = 'integrity_constraint_violation';
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER ledger_account_identity BEFORE UPDATE OR DELETE ON ledger_account
+    FOR EACH ROW EXECUTE FUNCTION ledger_account_guard();
 """ + "".join(
     f"CREATE TRIGGER {t}_immutable BEFORE UPDATE OR DELETE ON {t} "
     f"FOR EACH ROW EXECUTE FUNCTION audit_refuse_change();\n"
@@ -71,6 +96,14 @@ $$;
 )
 
 SQLITE_TRIGGERS = [
+    "CREATE TRIGGER audit_event_written_unsealed BEFORE INSERT ON audit_event "
+    "WHEN NEW.seq IS NOT NULL OR NEW.chain_hash IS NOT NULL "
+    "BEGIN SELECT RAISE(ABORT, 'audit events are written unsealed; only the sealer places them'); END",
+    "CREATE TRIGGER ledger_account_no_delete BEFORE DELETE ON ledger_account "
+    "BEGIN SELECT RAISE(ABORT, 'a ledger account only ever changes its balance'); END",
+    "CREATE TRIGGER ledger_account_identity BEFORE UPDATE ON ledger_account WHEN "
+    + " OR ".join(f"NEW.{c} IS NOT OLD.{c}" for c in ACCOUNT_IDENTITY.split(", "))
+    + " BEGIN SELECT RAISE(ABORT, 'a ledger account only ever changes its balance'); END",
     "CREATE TRIGGER audit_event_no_delete BEFORE DELETE ON audit_event "
     "BEGIN SELECT RAISE(ABORT, 'audit events are never removed'); END",
     "CREATE TRIGGER audit_event_seal_once BEFORE UPDATE ON audit_event WHEN "
@@ -85,11 +118,13 @@ SQLITE_TRIGGERS = [
 
 
 def _backfill_ledger_events() -> None:
-    """One `ledger.posted` event per journal already in the ledger (legs as the service records
-    them: [account, amount, unit] sorted), so the first verification finds no orphan."""
+    """One `ledger.posted` event per journal already in the ledger, recording it as the service
+    does (audit.rules.journal_record: kind, time, and [account, amount, unit, time] per
+    posting, sorted), so the first verification finds no orphan."""
     bind = op.get_bind()
     journals = bind.execute(sa.text(
-        "SELECT t.id, t.kind, t.programme_id, t.voucher_id, t.created_at, p.account_id, p.amount, p.unit "
+        "SELECT t.id, t.kind, t.programme_id, t.voucher_id, t.created_at, p.account_id, p.amount, p.unit, "
+        "p.created_at AS posted_at "
         "FROM ledger_transaction t JOIN ledger_posting p ON p.transaction_id = t.id ORDER BY t.id, p.id"
     )).all()
     events: dict[object, dict[str, object]] = {}
@@ -97,7 +132,8 @@ def _backfill_ledger_events() -> None:
         event = events.setdefault(row.id, {
             "journal": row, "legs": [],
         })
-        event["legs"].append([str(uuid.UUID(str(row.account_id))), int(row.amount), row.unit])  # type: ignore[union-attr]
+        event["legs"].append([str(uuid.UUID(str(row.account_id))), int(row.amount), row.unit,  # type: ignore[union-attr]
+                              _stamp(row.posted_at)])
     table = sa.table(
         "audit_event", sa.column("id", sa.Uuid()), sa.column("occurred_at", sa.DateTime(timezone=True)),
         sa.column("actor_role", sa.String()), sa.column("action", sa.String()),
@@ -114,11 +150,37 @@ def _backfill_ledger_events() -> None:
             "action": "ledger.posted", "resource_type": "ledger_transaction",
             "resource_id": _as_uuid(journal_id), "programme_id": _as_uuid(row.programme_id),  # type: ignore[attr-defined]
             "voucher_id": _as_uuid(row.voucher_id),  # type: ignore[attr-defined]
-            "after": {"kind": row.kind, "legs": sorted(event["legs"]), "backfilled": True},  # type: ignore[attr-defined,arg-type]
+            "after": {"kind": row.kind, "at": _stamp(row.created_at), "legs": sorted(event["legs"]),  # type: ignore[attr-defined,arg-type]
+                      "backfilled": True},
             "journal_id": _as_uuid(journal_id),
         })
     if rows:
         op.bulk_insert(table, rows)
+
+
+NEW_SCOPES = ("audit:read", "audit:verify")
+
+
+def _grant_audit_scopes() -> None:
+    """Keys that held everything their role allowed (operators' and auditors' full keys) get
+    the two audit scopes their role now has; keys deliberately narrowed stay as they were."""
+    from services.voucher.apikeys.rules import ROLE_SCOPES, Role
+
+    bind = op.get_bind()
+    keys = sa.table(
+        "api_key", sa.column("id", sa.Uuid()),
+        sa.column("scopes", sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")),
+    )
+    rows = bind.execute(sa.text(
+        "SELECT k.id, k.scopes, p.role FROM api_key k JOIN principal p ON p.id = k.principal_id "
+        "WHERE p.role IN ('operator', 'auditor')"
+    )).all()
+    for key_id, scopes, role in rows:
+        held = set(json.loads(scopes) if isinstance(scopes, str) else scopes)
+        added = {s.value for s in ROLE_SCOPES[Role(role)]} & set(NEW_SCOPES)
+        before = {s.value for s in ROLE_SCOPES[Role(role)]} - set(NEW_SCOPES)
+        if before <= held and not added <= held:
+            bind.execute(keys.update().where(keys.c.id == _as_uuid(key_id)).values(scopes=sorted(held | added)))
 
 
 def _as_uuid(value: object) -> uuid.UUID | None:
@@ -128,6 +190,13 @@ def _as_uuid(value: object) -> uuid.UUID | None:
 def _as_time(value: object) -> datetime:
     """SQLite hands back its stored (naive UTC) text; PostgreSQL an aware datetime."""
     return datetime.fromisoformat(value) if isinstance(value, str) else value  # type: ignore[return-value]
+
+
+def _stamp(value: object) -> str:
+    """A time as audit events write it: RFC 3339 UTC with microseconds."""
+    moment = _as_time(value)
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _uuid7() -> uuid.UUID:
@@ -172,6 +241,7 @@ def upgrade() -> None:
     sa.Column('chain_hash', sa.String(length=64), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_audit_event')),
     sa.UniqueConstraint('journal_id', name=op.f('uq_audit_event_journal_id')),
+    sa.CheckConstraint('seq IS NULL OR seq > 0', name=op.f('ck_audit_event_seq_positive')),
     sa.UniqueConstraint('seq', name=op.f('uq_audit_event_seq'))
     )
     with op.batch_alter_table('audit_event', schema=None) as batch_op:
@@ -216,6 +286,7 @@ def upgrade() -> None:
         for statement in SQLITE_TRIGGERS:
             op.execute(statement)
     _backfill_ledger_events()
+    _grant_audit_scopes()
 
 
 def downgrade() -> None:
@@ -226,9 +297,12 @@ def downgrade() -> None:
             op.execute(f"DROP TRIGGER IF EXISTS {table}_immutable ON {table}")
             op.execute(f"DROP TRIGGER IF EXISTS {table}_no_truncate ON {table}")
         op.execute("DROP FUNCTION IF EXISTS audit_event_guard()")
+        op.execute("DROP TRIGGER IF EXISTS ledger_account_identity ON ledger_account")
+        op.execute("DROP FUNCTION IF EXISTS ledger_account_guard()")
         op.execute("DROP FUNCTION IF EXISTS audit_refuse_change()")
     else:
-        for name in ("audit_event_no_delete", "audit_event_seal_once"):
+        for name in ("audit_event_no_delete", "audit_event_seal_once", "audit_event_written_unsealed",
+                     "ledger_account_no_delete", "ledger_account_identity"):
             op.execute(f"DROP TRIGGER IF EXISTS {name}")
         for table in IMMUTABLE:
             op.execute(f"DROP TRIGGER IF EXISTS {table}_no_update")

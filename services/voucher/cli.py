@@ -209,35 +209,33 @@ def jobs_run_once(
 
 @audit_app.command("verify")
 def audit_verify(
-    from_seq: Annotated[int, typer.Option(help="Start from a kept checkpoint at this position…")] = 0,
-    chain_hash: Annotated[str, typer.Option(help="…whose chain hash is this (hex).")] = "",
+    checkpoint_seq: Annotated[int, typer.Option(help="Also check against a kept checkpoint at this position…")] = -1,
+    checkpoint_hash: Annotated[str, typer.Option(help="…whose chain hash is this (hex).")] = "",
     skip_ledger: Annotated[bool, typer.Option(help="Do not match ledger journals against their events.")] = False,
 ) -> None:
-    """Seal what is committed, recheck the chain, its checkpoints and the ledger against it.
-    Prints every problem; exit 0 when intact, 1 when anything is broken."""
+    """Seal what is committed, recheck the whole chain, its checkpoints (and a kept one) and the
+    ledger against it. Prints every problem; exit 0 when intact, 1 when anything is broken."""
     from services.voucher.audit import service as audit
-    from services.voucher.audit.rules import GENESIS
     from services.voucher.audit.signing import Signer
     from services.voucher.db import Database
 
     settings = get_settings()
-    if from_seq and len(chain_hash) != 64:
-        typer.echo("--from-seq needs --chain-hash (64 hex digits) from the kept checkpoint", err=True)
+    if (checkpoint_seq >= 0) != (len(checkpoint_hash) == 64):
+        typer.echo("--checkpoint-seq and --checkpoint-hash (64 hex digits) go together", err=True)
         raise typer.Exit(2)
+    kept = audit.Pin(checkpoint_seq, checkpoint_hash) if checkpoint_seq >= 0 else None
 
     async def main() -> audit.Verification:
         database = Database(settings)
         try:
             await audit.seal_pending(database)
             async with database.snapshot() as session:
-                anchor = audit.Anchor(from_seq, chain_hash or GENESIS)
-                return await audit.verify(session, Signer.from_settings(settings), anchor,
-                                          check_ledger=not skip_ledger)
+                return await audit.verify(session, Signer.from_settings(settings), kept, check_ledger=not skip_ledger)
         finally:
             await database.dispose()
 
     result = asyncio.run(main())
-    typer.echo(f"events {result.from_seq + 1}..{result.to_seq} checked: {result.events_checked}  "
+    typer.echo(f"events 1..{result.to_seq} checked: {result.events_checked}  "
                f"journals checked: {result.journals_checked}  head {result.head}")
     for problem in result.problems:
         where = " ".join(f"{k}={problem[k]}" for k in ("seq", "journal_id") if problem.get(k) is not None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -230,7 +231,7 @@ def decode_int_cursor(cursor: str) -> int:
         if not raw.startswith(_INT_CURSOR_VERSION):
             raise ValueError(raw)
         digits = raw[len(_INT_CURSOR_VERSION) :]
-        if not digits.isdigit() or len(digits) > 19:
+        if not re.fullmatch(r"[0-9]{1,19}", digits) or int(digits) > 2**63 - 1:
             raise ValueError(raw)
         return int(digits)
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:

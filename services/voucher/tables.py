@@ -717,6 +717,7 @@ class AuditEvent(SQLModel, table=True):
 
     __tablename__ = "audit_event"
     __table_args__ = (
+        CheckConstraint("seq IS NULL OR seq > 0", name="seq_positive"),
         Index("ix_audit_event_resource", "resource_type", "resource_id"),
         Index("ix_audit_event_unsealed", "id", postgresql_where=text("seq IS NULL"),
               sqlite_where=text("seq IS NULL")),

@@ -20,9 +20,13 @@ from tests.world import World, build_world
 
 pytestmark = pytest.mark.audit_tampered
 
-SQLITE_GUARDS = ("audit_event_no_delete", "audit_event_seal_once", "ledger_transaction_no_update",
+SQLITE_GUARDS = ("audit_event_no_delete", "audit_event_seal_once", "audit_event_written_unsealed",
+                 "ledger_account_identity", "ledger_account_no_delete", "ledger_transaction_no_update",
                  "ledger_transaction_no_delete", "ledger_posting_no_update", "ledger_posting_no_delete",
                  "audit_checkpoint_no_update", "audit_checkpoint_no_delete")
+
+
+TABLES = ("audit_event", "ledger_posting", "ledger_transaction", "ledger_account", "audit_checkpoint")
 
 
 @pytest.fixture
@@ -36,7 +40,7 @@ def tamper(raw: Any, *statements: str, params: dict[str, Any] | None = None) -> 
     """Run statements with the guarding triggers out of the way."""
     with raw.begin() as conn:
         if ENGINE == "postgresql":
-            for table in ("audit_event", "ledger_posting", "ledger_transaction", "audit_checkpoint"):
+            for table in TABLES:
                 conn.execute(text(f"ALTER TABLE {table} DISABLE TRIGGER USER"))
         else:
             for name in SQLITE_GUARDS:
@@ -44,7 +48,7 @@ def tamper(raw: Any, *statements: str, params: dict[str, Any] | None = None) -> 
         for statement in statements:
             conn.execute(text(statement), params or {})
         if ENGINE == "postgresql":
-            for table in ("audit_event", "ledger_posting", "ledger_transaction", "audit_checkpoint"):
+            for table in TABLES:
                 conn.execute(text(f"ALTER TABLE {table} ENABLE TRIGGER USER"))
 
 
@@ -122,9 +126,9 @@ async def test_an_inserted_event_is_found(world: World, raw) -> None:
 
 async def test_reordered_events_are_found(world: World, raw) -> None:
     await verify(world)
-    tamper(raw, "UPDATE audit_event SET seq = -1 WHERE seq = 8",
+    tamper(raw, "UPDATE audit_event SET seq = 1000000 WHERE seq = 8",
            "UPDATE audit_event SET seq = 8 WHERE seq = 9",
-           "UPDATE audit_event SET seq = 9 WHERE seq = -1")
+           "UPDATE audit_event SET seq = 9 WHERE seq = 1000000")
     assert kinds(await verify(world)) == [("events_reordered", 8)]
 
 
@@ -165,8 +169,81 @@ async def test_a_rewritten_posting_is_found(world: World, raw) -> None:
     problems = (await verify(world))["problems"]
     assert [p["kind"] for p in problems] == ["postings_differ"]
     assert problems[0]["journal_id"] == str(uuid.UUID(str(journal)))
+    backdate = "2026-01-15 01:00:00" if ENGINE == "sqlite" else "2026-01-15T01:00:00Z"
     tamper(raw, f"UPDATE ledger_posting SET amount = amount + 1 WHERE id = {first}",
            f"UPDATE ledger_posting SET amount = amount - 1 WHERE id = {second}")
+    assert (await verify(world))["is_intact"]
+    # backdating a journal moves every point-in-time balance: the event recorded its times
+    tamper(raw, f"UPDATE ledger_posting SET created_at = :at WHERE id IN ({first}, {second})", params={"at": backdate})
+    assert [p["kind"] for p in (await verify(world))["problems"]] == ["postings_differ"]
+
+
+
+async def test_a_forged_journal_with_a_planted_sealed_event_is_found(world: World, raw) -> None:
+    """The attack a review found: a balanced journal between two unmaterialised accounts (no
+    balance to adjust) plus an event whose seal is filled in. The database refuses an event
+    written sealed, and a position of 0 or less even with the triggers bypassed; planted at the
+    chain's end with a made-up link, the event breaks the chain."""
+    head = await checkpoint(world)
+    with raw.connect() as conn:
+        spent, payable = (conn.execute(text(f"SELECT id FROM ledger_account WHERE kind = '{k}' LIMIT 1")).scalar()
+                          for k in ("programme_spent", "provider_payable"))
+        with pytest.raises(DBAPIError, match="unsealed"):
+            conn.execute(text("INSERT INTO audit_event (id, occurred_at, actor_role, action, resource_type, "
+                              "resource_id, seq, chain_hash) VALUES (:id, :at, 'system', 'x', 'x', :id, 0, 'x')"),
+                         {"id": uuid.uuid4().hex if ENGINE == "sqlite" else uuid.uuid4(),
+                          "at": "2026-03-02 01:00:00" if ENGINE == "sqlite" else "2026-03-02T01:00:00Z"})
+        conn.rollback()
+    with pytest.raises(DBAPIError, match="seq_positive"):
+        tamper(raw, "INSERT INTO audit_event (id, occurred_at, actor_role, action, resource_type, resource_id, seq, "
+               "chain_hash) VALUES (:id, :at, 'system', 'x', 'x', :id, 0, 'x')",
+               params={"id": uuid.uuid4().hex if ENGINE == "sqlite" else uuid.uuid4(),
+                       "at": "2026-03-02 01:00:00" if ENGINE == "sqlite" else "2026-03-02T01:00:00Z"})
+    from datetime import UTC, datetime
+
+    from services.voucher.audit.rules import journal_record
+
+    journal, at = uuid.uuid4(), datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
+    sql_at = "2026-03-02 01:00:00" if ENGINE == "sqlite" else "2026-03-02T01:00:00Z"
+    legs = [(uuid.UUID(str(spent)), -5_000_000, "CNY", at), (uuid.UUID(str(payable)), 5_000_000, "CNY", at)]
+    import json
+
+    j = journal.hex if ENGINE == "sqlite" else journal
+    eid = uuid.uuid4()
+    tamper(raw,
+           "INSERT INTO ledger_transaction (id, kind, memo, created_at) VALUES (:j, 'hold_captured', '', :at)",
+           "INSERT INTO ledger_posting (transaction_id, account_id, amount, unit, created_at) VALUES (:j, :s, -5000000, 'CNY', :at)",
+           "INSERT INTO ledger_posting (transaction_id, account_id, amount, unit, created_at) VALUES (:j, :p, 5000000, 'CNY', :at)",
+           "INSERT INTO audit_event (id, occurred_at, actor_role, action, resource_type, resource_id, journal_id, "
+           "after, seq, chain_hash) VALUES (:e, :at, 'system', 'ledger.posted', 'ledger_transaction', :j, :j, :after, "
+           ":seq, :h)",
+           params={"j": j, "s": spent, "p": payable, "at": sql_at, "e": eid.hex if ENGINE == "sqlite" else eid,
+                   "h": "ab" * 32, "after": json.dumps(journal_record("hold_captured", at, legs)),
+                   "seq": head["seq"] + 1})
+    problems = (await verify(world))["problems"]
+    assert [(p["kind"], p.get("seq")) for p in problems] == [("event_altered", head["seq"] + 1)], problems
+    tamper(raw, "DELETE FROM ledger_posting WHERE transaction_id = :j", "DELETE FROM ledger_transaction WHERE id = :j",
+           "DELETE FROM audit_event WHERE journal_id = :j", params={"j": j})
+
+
+async def test_a_ledger_account_only_ever_changes_its_balance(world: World, raw) -> None:
+    """Who an account belongs to decides what exports and balances show: the database refuses
+    to change it, or to remove an account."""
+    for statement in ("UPDATE ledger_account SET enterprise_id = NULL, code = code || '-x'",
+                      "UPDATE ledger_account SET kind = 'programme_spent'",
+                      "DELETE FROM ledger_account"):
+        with raw.connect() as conn, pytest.raises(DBAPIError, match="only ever changes its balance"):
+            conn.execute(text(statement))
+            conn.commit()
+
+
+async def test_verifying_against_a_kept_checkpoint_rechecks_history_before_it(world: World, raw) -> None:
+    """An alteration before the kept checkpoint is found too: the chain is always walked from
+    its first event, the kept checkpoint pinning it at its position."""
+    taken = await checkpoint(world)
+    tamper(raw, "UPDATE audit_event SET action = 'programme.archived' WHERE seq = 5")
+    kept = {k: taken[k] for k in ("seq", "chain_hash", "signed_at", "signature")}
+    assert ("event_altered", 5) in kinds(await verify(world, {"checkpoint": kept, "check_ledger": False}))
 
 
 async def test_a_journal_removed_from_the_ledger_is_found(world: World, raw) -> None:
@@ -178,7 +255,7 @@ async def test_a_journal_removed_from_the_ledger_is_found(world: World, raw) -> 
     at = "2026-03-02 01:00:00" if ENGINE == "sqlite" else "2026-03-02T01:00:00Z"
     eid = uuid.uuid4()
     tamper(raw, await_event, params={"id": eid.hex if ENGINE == "sqlite" else eid, "j": j, "at": at,
-                                     "after": '{"kind": "hold_placed", "legs": []}'})
+                                     "after": '{"kind": "hold_placed", "at": "2026-03-02T01:00:00.000000Z", "legs": []}'})
     problems = (await verify(world))["problems"]
     assert [p["kind"] for p in problems] == ["event_without_posting"]
 
@@ -244,8 +321,8 @@ async def test_verifying_from_a_kept_checkpoint(world: World) -> None:
     kept = {k: taken[k] for k in ("seq", "chain_hash", "signed_at", "signature")}
     result = await verify(world, {"checkpoint": kept})
     assert result["is_intact"], result["problems"]
-    assert result["from_seq"] == taken["seq"] and result["to_seq"] > taken["seq"]
-    assert result["events_checked"] == result["to_seq"] - taken["seq"]
+    assert result["from_seq"] == 0 and result["to_seq"] > taken["seq"]
+    assert result["events_checked"] == result["to_seq"]
 
 
 async def test_a_kept_checkpoint_that_was_not_signed_by_the_service_is_refused(world: World) -> None:

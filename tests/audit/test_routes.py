@@ -115,3 +115,25 @@ async def test_a_refused_request_writes_no_event(world: World) -> None:
                                 category="storage:object")
     assert response.status_code in (409, 422), response.text
     assert len((await events(world, limit=200)).json()["items"]) == after_issue
+
+
+@pytest.mark.parametrize("path", [
+    "/v1/audit/events?since=0001-01-01T00:00:00%2B14:00",
+    "/v1/audit/anomalies?until=9999-12-31T23:00:00Z",
+    "/v1/exports/ledger-entries?since=0001-01-01T00:00:00%2B14:00",
+    "/v1/ledger/entries?until=9999-12-31T23:00:00Z",
+    "/v1/ledger/entries?cursor=" + __import__("base64").urlsafe_b64encode(b"n1:9999999999999999999").decode(),
+    "/v1/ledger/entries?cursor=" + __import__("base64").urlsafe_b64encode("n1:٣".encode()).decode(),
+])
+async def test_times_and_cursors_out_of_range_are_422s(world: World, path: str) -> None:
+    response = await world.client.get(path, headers=auth(world.auditor))
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+
+
+@pytest.mark.parametrize("signed_at", ["2026-03-02T02:00:00", "0001-01-01T00:00:00+14:00"])
+async def test_a_kept_checkpoint_with_an_impossible_time_is_a_422(world: World, signed_at: str) -> None:
+    body = {"checkpoint": {"seq": 1, "chain_hash": "ab" * 32, "signed_at": signed_at, "signature": "AA=="}}
+    response = await world.post("/v1/audit/verifications", body, key=world.auditor)
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")

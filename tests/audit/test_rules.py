@@ -17,7 +17,7 @@ from services.voucher.audit.rules import (
     checkpoint_message,
     classify,
     digest,
-    legs_of,
+    journal_record,
     link,
     plain,
 )
@@ -93,6 +93,17 @@ def test_checkpoint_message_pins_position_hash_and_time() -> None:
     assert message != checkpoint_message(7, "ab" * 32, at + timedelta(microseconds=1))
 
 
-def test_legs_are_recorded_in_one_order() -> None:
+def test_a_journal_is_recorded_in_one_order_with_its_kind_and_times() -> None:
     a, b = uuid.UUID(int=1), uuid.UUID(int=2)
-    assert legs_of([(b, 5, "CNY"), (a, -5, "CNY")]) == legs_of([(a, -5, "CNY"), (b, 5, "CNY")])
+    at = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
+    one = journal_record("hold_placed", at, [(b, 5, "CNY", at), (a, -5, "CNY", at)])
+    assert one == journal_record("hold_placed", at, [(a, -5, "CNY", at), (b, 5, "CNY", at)])
+    assert one != journal_record("refund", at, [(a, -5, "CNY", at), (b, 5, "CNY", at)])
+    earlier = at - timedelta(days=30)
+    assert one != journal_record("hold_placed", at, [(a, -5, "CNY", earlier), (b, 5, "CNY", earlier)])
+    assert one["at"] == "2026-03-02T01:00:00.000000Z"
+
+
+def test_hashing_a_stored_row_never_fails_on_what_recording_refuses() -> None:
+    """A float planted behind the service must not stop the sealer for good."""
+    assert digest(_event(after={"amount": 1.5})) != digest(_event(after={"amount": 1}))

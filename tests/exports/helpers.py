@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 from sqlalchemy import insert, select
 
-from services.voucher.audit.rules import SYSTEM_ROLE, legs_of
+from services.voucher.audit.rules import SYSTEM_ROLE, journal_record
 from services.voucher.ids import uuid7
 from services.voucher.ledger import service as ledger
 from services.voucher.ledger.rules import AccountKind
@@ -171,5 +171,6 @@ async def load_postings(app: Any, programme_id: str, provider_id: str, journals:
                 "id": uuid7(), "occurred_at": tx["created_at"], "actor_role": SYSTEM_ROLE,
                 "action": "ledger.posted", "resource_type": "ledger_transaction", "resource_id": tx["id"],
                 "programme_id": pid, "journal_id": tx["id"],
-                "after": {"kind": "bulk_test", "legs": legs_of([(spent, -(100 + i), unit), (payable, 100 + i, unit)])},
+                "after": journal_record("bulk_test", tx["created_at"], [
+                    (spent, -(100 + i), unit, tx["created_at"]), (payable, 100 + i, unit, tx["created_at"])]),
             } for i, tx in zip(batch, txs, strict=True)])

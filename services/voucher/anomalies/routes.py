@@ -7,7 +7,6 @@ from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
-from pydantic import AwareDatetime
 
 from services.voucher import errors
 from services.voucher.actor import Actor
@@ -26,6 +25,7 @@ from services.voucher.http.auth import require
 from services.voucher.http.deps import Now, Session
 from services.voucher.http.language import Language
 from services.voucher.http.problems import AUTH_ERRORS, responses
+from services.voucher.instants import Instant
 
 router = APIRouter(prefix="/v1/audit/anomalies", tags=["audit"])
 Auditor = Annotated[Actor, Depends(require(Scope.AUDIT_READ))]
@@ -59,8 +59,8 @@ def _bounded(name: str, description: str) -> Any:
 async def anomaly_report(
     session: Session, now: Now, actor: Auditor, language: Language, response: Response,
     programme_id: Annotated[uuid.UUID | None, Query(description="Only this programme.")] = None,
-    since: Annotated[AwareDatetime | None, Query(description="Redemptions made at or after this time.")] = None,
-    until: Annotated[AwareDatetime | None, Query(
+    since: Annotated[Instant | None, Query(description="Redemptions made at or after this time.")] = None,
+    until: Annotated[Instant | None, Query(
         description="Redemptions made before this time; the velocity window ends here (default: now).")] = None,
     rule: Annotated[list[AnomalyRule] | None, Query(description="Detectors to run (repeatable); default all.")] = None,
     split_min_orders: Annotated[int, _bounded("split_min_orders", "Orders that make a split")] = _D.split_min_orders,

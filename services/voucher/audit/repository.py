@@ -75,25 +75,35 @@ async def stream_sealed(session: AsyncSession, after_seq: int) -> AsyncIterator[
         yield dict(row._mapping)
 
 
+async def events_outside_chain(session: AsyncSession) -> list[dict[str, Any]]:
+    """Events whose seal names a position the chain cannot have (the database refuses these;
+    only someone bypassing it plants them)."""
+    rows = await session.execute(select(E.c.id, E.c.seq).where(E.c.seq <= 0).order_by(E.c.seq).limit(100))
+    return [dict(r._mapping) for r in rows.all()]
+
+
 async def chain_hash_at(session: AsyncSession, seq: int) -> str | None:
     return (await session.execute(select(E.c.chain_hash).where(E.c.seq == seq))).scalar_one_or_none()
 
 
-async def stream_journal_legs(session: AsyncSession) -> AsyncIterator[tuple[uuid.UUID, Any, int, str]]:
-    """Every journal transaction's postings, ordered by journal; a journal with no postings
-    still appears (with a null account) so a deleted set of postings is seen."""
+async def stream_journal_legs(session: AsyncSession) -> AsyncIterator[Any]:
+    """Every journal transaction with its postings, ordered by journal; a journal with no
+    postings still appears (with a null account) so a deleted set of postings is seen."""
     stmt = (
-        select(T.c.id, P.c.account_id, P.c.amount, P.c.unit)
+        select(T.c.id, T.c.kind, T.c.created_at, P.c.account_id, P.c.amount, P.c.unit,
+               P.c.created_at.label("posted_at"))
         .select_from(T.outerjoin(P, P.c.transaction_id == T.c.id))
         .order_by(T.c.id, P.c.id)
         .execution_options(yield_per=5000)
     )
     result = await session.stream(stmt)
     async for row in result:
-        yield row.id, row.account_id, row.amount, row.unit
+        yield row
 
 
-async def stream_posting_events(session: AsyncSession) -> AsyncIterator[tuple[uuid.UUID, int | None, Any]]:
+async def stream_posting_events(
+    session: AsyncSession,
+) -> AsyncIterator[tuple[uuid.UUID, int | None, dict[str, Any] | None]]:
     """(journal id, seq, recorded legs) of every `ledger.posted` event, ordered by journal."""
     stmt = (
         select(E.c.journal_id, E.c.seq, E.c.after)
@@ -103,7 +113,7 @@ async def stream_posting_events(session: AsyncSession) -> AsyncIterator[tuple[uu
     )
     result = await session.stream(stmt)
     async for row in result:
-        yield row.journal_id, row.seq, (row.after or {}).get("legs")
+        yield row.journal_id, row.seq, row.after
 
 
 async def add_checkpoint(session: AsyncSession, values: dict[str, Any]) -> None:

@@ -11,7 +11,6 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import AwareDatetime
 
 from services.voucher import errors
 from services.voucher.actor import Actor
@@ -33,6 +32,7 @@ from services.voucher.http.deps import Now, Session, get_database
 from services.voucher.http.idempotency import idempotent
 from services.voucher.http.pagination import Page, Paging
 from services.voucher.http.problems import AUTH_ERRORS, responses
+from services.voucher.instants import Instant
 from services.voucher.tables import AuditCheckpoint
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
@@ -70,8 +70,8 @@ async def list_audit_events(
     resource_type: Annotated[str | None, Query(max_length=32)] = None,
     resource_id: Annotated[uuid.UUID | None, Query()] = None,
     action: Annotated[str | None, Query(max_length=64, description="e.g. `voucher.issued`")] = None,
-    since: Annotated[AwareDatetime | None, Query(description="Events at or after this instant.")] = None,
-    until: Annotated[AwareDatetime | None, Query(description="Events before this instant.")] = None,
+    since: Annotated[Instant | None, Query(description="Events at or after this instant.")] = None,
+    until: Annotated[Instant | None, Query(description="Events before this instant.")] = None,
 ) -> Page[AuditEventPublic]:
     rows, cursor = await service.events(
         session, page, programme_id=programme_id, enterprise_id=enterprise_id, provider_id=provider_id,
@@ -151,7 +151,7 @@ async def get_audit_checkpoint(checkpoint_id: uuid.UUID, session: Session, actor
 @router.post(
     "/verifications",
     operation_id="verify_audit_chain",
-    summary="Recheck the whole chain (or from a kept checkpoint) and the ledger against it",
+    summary="Recheck the whole chain (and against a kept checkpoint) and the ledger against it",
     description="Seals what is committed, then rechecks in one snapshot: every link of the chain, "
     "every stored checkpoint (signature and hash), and every ledger journal against its "
     "`ledger.posted` event. The result is kept; `problems` lists the first broken link first. "
@@ -166,7 +166,7 @@ async def verify_audit_chain(
     response: Response,
 ) -> VerificationPublic:
     signer = _signer(request)
-    anchor = service.Anchor()
+    kept_pin = None
     if body.checkpoint is not None:
         kept = body.checkpoint
         if not verify(signer.public_bytes, checkpoint_message(kept.seq, kept.chain_hash, kept.signed_at),
@@ -174,10 +174,10 @@ async def verify_audit_chain(
             raise errors.CheckpointSignatureInvalid(
                 "this checkpoint was not signed by this service's current key (or was altered); "
                 "nothing can be proved from it", seq=kept.seq)
-        anchor = service.Anchor(kept.seq, kept.chain_hash)
+        kept_pin = service.Pin(kept.seq, kept.chain_hash)
     await service.seal_pending(database)
     async with database.snapshot() as snapshot:
-        result = await service.verify(snapshot, signer, anchor, check_ledger=body.check_ledger)
+        result = await service.verify(snapshot, signer, kept_pin, check_ledger=body.check_ledger)
     row = await service.keep_verification(session, result, actor.principal_id, now)
     response.headers["Location"] = f"/v1/audit/verifications/{row.id}"
     return VerificationPublic.model_validate(row)

@@ -43,15 +43,19 @@ class ProblemKind(StrEnum):
     POSTINGS_DIFFER = "postings_differ"
     #: A `ledger.posted` event whose journal transaction is gone from the ledger.
     EVENT_WITHOUT_POSTING = "event_without_posting"
+    #: An event carrying a position the chain does not have (planted with its seal filled in).
+    EVENT_OUTSIDE_CHAIN = "event_outside_chain"
 
 
-def plain(value: Any) -> Any:
-    """A value as the canonical JSON keeps it: uuids, dates and enums become strings, floats
-    are refused (a money field is an integer; a float would not round-trip exactly)."""
-    if value is None or isinstance(value, bool | int | str):
+def plain(value: Any, *, strict: bool = True) -> Any:
+    """A value as the canonical JSON keeps it: uuids, dates and enums become strings. Floats
+    are refused when recording (a money field is an integer; a float would not round-trip
+    exactly); when hashing a stored row (`strict=False`) whatever is there is hashed, so a
+    row planted behind the service can never stop the sealer."""
+    if value is None or isinstance(value, bool | int | str) or (not strict and isinstance(value, float)):
         return value
     if isinstance(value, Enum):
-        return plain(value.value)
+        return plain(value.value, strict=strict)
     if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, datetime):
@@ -59,10 +63,12 @@ def plain(value: Any) -> Any:
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, Mapping):
-        return {str(k): plain(v) for k, v in value.items()}
+        return {str(k): plain(v, strict=strict) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
-        items = [plain(v) for v in value]
+        items = [plain(v, strict=strict) for v in value]
         return sorted(items, key=canonical) if isinstance(value, set | frozenset) else items
+    if not strict:
+        return repr(value)
     raise TypeError(f"{type(value).__name__} cannot go into an audit event")
 
 
@@ -77,7 +83,7 @@ def canonical(value: Any) -> bytes:
 
 
 def content(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {name: plain(row[name]) for name in CONTENT_FIELDS}
+    return {name: plain(row[name], strict=False) for name in CONTENT_FIELDS}
 
 
 def digest(row: Mapping[str, Any]) -> bytes:
@@ -94,9 +100,12 @@ def checkpoint_message(seq: int, chain_hash: str, signed_at: datetime) -> bytes:
                       "statement": "voucher-audit-checkpoint/1"})
 
 
-def legs_of(postings: list[tuple[Any, int, str]]) -> list[list[Any]]:
-    """A journal's postings as its event records them: [account, amount, unit], sorted."""
-    return sorted([[str(a), int(n), str(u)] for a, n, u in postings])
+def journal_record(kind: str, at: datetime, postings: list[tuple[Any, int, str, datetime]]) -> dict[str, Any]:
+    """A journal as its `ledger.posted` event records it, and as verification rebuilds it from
+    the ledger: its kind and time, and each posting as [account, amount, unit, time], sorted.
+    Whatever a point-in-time balance or an export depends on is in here."""
+    return {"kind": kind, "at": timestamp(at),
+            "legs": sorted([[str(a), int(n), str(u), timestamp(t)] for a, n, u, t in postings])}
 
 
 @dataclass(frozen=True)

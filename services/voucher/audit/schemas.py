@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.voucher.instants import Instant
+
 _EVENT = {
     "id": "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e90", "occurred_at": "2026-03-02T01:00:00Z",
     "actor_principal_id": "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e01", "actor_role": "provider",
@@ -90,7 +92,7 @@ class KeptCheckpoint(BaseModel):
 
     seq: int = Field(ge=0, le=2**62)
     chain_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
-    signed_at: datetime
+    signed_at: Instant
     signature: str = Field(min_length=1, max_length=200)
 
 
@@ -101,8 +103,8 @@ class VerificationCreate(BaseModel):
 
     checkpoint: KeptCheckpoint | None = Field(
         default=None,
-        description="Verify from this checkpoint (kept outside the system) instead of from the first event; "
-        "its signature must verify with this service's public key.")
+        description="A checkpoint kept outside the system: the chain, rechecked from its first event, must "
+        "hash to it at its position; its signature must verify with this service's public key.")
     check_ledger: bool = Field(default=True, description="Also match every ledger journal against its event.")
 
 

@@ -32,7 +32,7 @@ from services.voucher.audit.rules import (
     checkpoint_message,
     classify,
     digest,
-    legs_of,
+    journal_record,
     link,
     plain,
 )
@@ -215,53 +215,58 @@ class Verification:
 
 
 @dataclass(frozen=True)
-class Anchor:
-    """Where a verification starts: the chain's beginning or a trusted checkpoint."""
+class Pin:
+    """A checkpoint an auditor kept outside the system (its signature already checked): the
+    chain, walked from its first event, must hash to `chain_hash` at `seq`."""
 
-    seq: int = 0
-    chain_hash: str = GENESIS
+    seq: int
+    chain_hash: str
 
 
 async def verify(
-    session: AsyncSession, signer: Signer, anchor: Anchor = Anchor(), *, check_ledger: bool = True
+    session: AsyncSession, signer: Signer, kept: Pin | None = None, *, check_ledger: bool = True
 ) -> Verification:
-    """Recheck the sealed chain from `anchor`, every stored checkpoint after it, and (by default)
-    every ledger journal against its event. Reads one snapshot; changes nothing."""
-    result = Verification(from_seq=anchor.seq)
-    if anchor.seq:
-        stored = await repository.chain_hash_at(session, anchor.seq)
-        if stored != anchor.chain_hash:
-            result.problem(ProblemKind.CHECKPOINT_MISMATCH,
-                           "the chain at the checkpoint's position does not have the checkpoint's hash: "
-                           "history before it was rewritten or removed", seq=anchor.seq)
-    pinned = {c.seq: c for c in await repository.all_checkpoints(session) if c.seq > anchor.seq}
-    for checkpoint in pinned.values():
-        if checkpoint.key_id == signer.key_id and not verify_signature(
-            signer.public_bytes, checkpoint_message(checkpoint.seq, checkpoint.chain_hash, checkpoint.signed_at),
-            checkpoint.signature,
-        ):
+    """Recheck the whole sealed chain from its first event against every stored checkpoint and
+    `kept`, and (by default) every ledger journal against its event. Reads one snapshot;
+    changes nothing."""
+    result = Verification(from_seq=0)
+    pins: list[tuple[int, str, dict[str, Any]]] = []
+    for checkpoint in await repository.all_checkpoints(session):
+        where = {"checkpoint_id": checkpoint.id, "seq": checkpoint.seq}
+        message = checkpoint_message(checkpoint.seq, checkpoint.chain_hash, checkpoint.signed_at)
+        if checkpoint.key_id != signer.key_id:
             result.problem(ProblemKind.CHECKPOINT_SIGNATURE_INVALID,
-                           "a stored checkpoint's signature does not verify", checkpoint_id=checkpoint.id,
-                           seq=checkpoint.seq)
-    links_at = await _walk_chain(session, anchor, result, set(pinned))
-    for seq, checkpoint in sorted(pinned.items()):
+                           f"a stored checkpoint names key {checkpoint.key_id}, which this service does not "
+                           "hold: check it with that key's public half", **where)
+        elif not verify_signature(signer.public_bytes, message, checkpoint.signature):
+            result.problem(ProblemKind.CHECKPOINT_SIGNATURE_INVALID,
+                           "a stored checkpoint's signature does not verify", **where)
+        pins.append((checkpoint.seq, checkpoint.chain_hash, where))
+    if kept is not None:
+        pins.append((kept.seq, kept.chain_hash, {"seq": kept.seq, "checkpoint": "kept by the auditor"}))
+    for planted in await repository.events_outside_chain(session):
+        result.problem(ProblemKind.EVENT_OUTSIDE_CHAIN,
+                       "an event carries a position the chain does not have: it was planted with its seal "
+                       "filled in", event_id=planted["id"], seq=planted["seq"])
+    links_at = await _walk_chain(session, result, {seq for seq, _, _ in pins})
+    for seq, chain_hash, where in sorted(pins, key=lambda p: p[0]):
         if seq > result.to_seq:
             result.problem(ProblemKind.CHECKPOINT_MISMATCH,
                            f"a checkpoint pinned {seq} events but the chain now ends at {result.to_seq}: "
-                           "events at its end were removed", seq=seq, checkpoint_id=checkpoint.id)
-        elif links_at.get(seq) != checkpoint.chain_hash:
+                           "events at its end were removed", **where)
+        elif links_at.get(seq) != chain_hash:
             result.problem(ProblemKind.CHECKPOINT_MISMATCH,
                            "the chain does not hash to what a signed checkpoint pinned: it was rewritten",
-                           seq=seq, checkpoint_id=checkpoint.id)
+                           **where)
     if check_ledger:
         await _check_ledger(session, result)
     return result
 
 
-async def _walk_chain(session: AsyncSession, anchor: Anchor, result: Verification, wanted: set[int]) -> dict[int, str]:
-    previous, expected = anchor.chain_hash, anchor.seq + 1
-    links_at: dict[int, str] = {}
-    events = _links(session, anchor.seq)
+async def _walk_chain(session: AsyncSession, result: Verification, wanted: set[int]) -> dict[int, str]:
+    previous, expected = GENESIS, 1
+    links_at: dict[int, str] = {0: GENESIS}
+    events = _links(session, 0)
     current = await anext(events, None)
     while current is not None:
         following = await anext(events, None)
@@ -294,8 +299,6 @@ async def _walk_chain(session: AsyncSession, anchor: Anchor, result: Verificatio
             result.to_seq = max(result.to_seq, following.seq)
             following = await anext(events, None)
         current = following
-    if result.to_seq == 0:
-        result.to_seq, result.head = anchor.seq, anchor.chain_hash
     return links_at
 
 
@@ -315,9 +318,10 @@ async def _links(session: AsyncSession, after_seq: int) -> AsyncIterator[Link]:
 
 
 async def _check_ledger(session: AsyncSession, result: Verification) -> None:
-    """Merge the ledger's journals with the `ledger.posted` events, both ordered by journal id."""
+    """Merge the ledger's journals with the `ledger.posted` events, both ordered by journal id.
+    An event planted outside the chain does not account for a journal."""
     journals = _journals(session)
-    events = repository.stream_posting_events(session)
+    events = _posting_events(session)
     journal = await anext(journals, None)
     event = await anext(events, None)
     while journal is not None or event is not None:
@@ -335,27 +339,35 @@ async def _check_ledger(session: AsyncSession, result: Verification) -> None:
             event = await anext(events, None)
         else:
             result.journals_checked += 1
-            if journal[1] != event[2]:
+            recorded = {k: event[2].get(k) for k in journal[1]}
+            if recorded != journal[1]:
                 result.problem(ProblemKind.POSTINGS_DIFFER,
-                               "the ledger's postings for a journal differ from what its audit event "
-                               "recorded", journal_id=journal[0], seq=event[1], recorded=event[2],
+                               "the ledger's journal (its kind, time or postings) differs from what its "
+                               "audit event recorded", journal_id=journal[0], seq=event[1], recorded=recorded,
                                ledger=journal[1])
             journal = await anext(journals, None)
             event = await anext(events, None)
 
 
-async def _journals(session: AsyncSession) -> AsyncIterator[tuple[uuid.UUID, list[list[Any]]]]:
-    current: uuid.UUID | None = None
-    legs: list[tuple[Any, int, str]] = []
-    async for journal_id, account_id, amount, unit in repository.stream_journal_legs(session):
-        if journal_id != current:
+async def _posting_events(session: AsyncSession) -> AsyncIterator[tuple[uuid.UUID, int | None, dict[str, Any]]]:
+    async for journal_id, seq, after in repository.stream_posting_events(session):
+        if seq is None or seq > 0:
+            yield journal_id, seq, after or {}
+
+
+async def _journals(session: AsyncSession) -> AsyncIterator[tuple[uuid.UUID, dict[str, Any]]]:
+    """Each journal as its event should have recorded it (`journal_record`)."""
+    current: Any = None
+    legs: list[tuple[Any, int, str, datetime]] = []
+    async for row in repository.stream_journal_legs(session):
+        if current is None or row.id != current.id:
             if current is not None:
-                yield current, legs_of(legs)
-            current, legs = journal_id, []
-        if account_id is not None:
-            legs.append((account_id, amount, unit))
+                yield current.id, journal_record(current.kind, current.created_at, legs)
+            current, legs = row, []
+        if row.account_id is not None:
+            legs.append((row.account_id, row.amount, row.unit, row.posted_at))
     if current is not None:
-        yield current, legs_of(legs)
+        yield current.id, journal_record(current.kind, current.created_at, legs)
 
 
 async def keep_verification(

@@ -8,7 +8,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import AwareDatetime
 
 from services.voucher import errors
 from services.voucher.actor import Actor
@@ -20,6 +19,7 @@ from services.voucher.exports.schemas import ExportManifestPublic
 from services.voucher.http.auth import require
 from services.voucher.http.deps import Session, get_database
 from services.voucher.http.problems import AUTH_ERRORS, responses
+from services.voucher.instants import Instant
 
 router = APIRouter(prefix="/v1/exports", tags=["exports"])
 Auditor = Annotated[Actor, Depends(require(Scope.AUDIT_READ))]
@@ -86,8 +86,8 @@ async def export_dataset(
     provider_id: Annotated[uuid.UUID | None, Query()] = None,
     voucher_id: Annotated[uuid.UUID | None, Query()] = None,
     account_id: Annotated[uuid.UUID | None, Query(description="Ledger entries only.")] = None,
-    since: Annotated[AwareDatetime | None, Query(description="Rows at or after (RFC 3339).")] = None,
-    until: Annotated[AwareDatetime | None, Query(description="Rows before (RFC 3339).")] = None,
+    since: Annotated[Instant | None, Query(description="Rows at or after (RFC 3339).")] = None,
+    until: Annotated[Instant | None, Query(description="Rows before (RFC 3339).")] = None,
 ) -> StreamingResponse:
     filters = Filters(programme_id=programme_id, enterprise_id=enterprise_id, provider_id=provider_id,
                       voucher_id=voucher_id, account_id=account_id, since=since, until=until)

@@ -7,7 +7,7 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict
 
 from services.voucher import errors
 from services.voucher.actor import Actor
@@ -16,6 +16,7 @@ from services.voucher.http.auth import require
 from services.voucher.http.deps import Now, Session
 from services.voucher.http.pagination import IntPaging, Page
 from services.voucher.http.problems import AUTH_ERRORS, responses
+from services.voucher.instants import Instant
 from services.voucher.ledger import service
 from services.voucher.ledger.schemas import (
     AccountBalancePublic,
@@ -75,7 +76,7 @@ async def reconcile_ledger(
 
 Auditor = Annotated[Actor, Depends(require(Scope.AUDIT_READ))]
 AsOf = Annotated[
-    AwareDatetime | None,
+    Instant | None,
     Query(description="The instant (RFC 3339 with an offset); postings made at or before it count. "
                       "Default: now."),
 ]
@@ -98,8 +99,8 @@ async def list_ledger_entries(
     provider_id: Annotated[uuid.UUID | None, Query()] = None,
     voucher_id: Annotated[uuid.UUID | None, Query()] = None,
     account_id: Annotated[uuid.UUID | None, Query()] = None,
-    since: Annotated[AwareDatetime | None, Query(description="Postings made at or after (RFC 3339).")] = None,
-    until: Annotated[AwareDatetime | None, Query(description="Postings made before (RFC 3339).")] = None,
+    since: Annotated[Instant | None, Query(description="Postings made at or after (RFC 3339).")] = None,
+    until: Annotated[Instant | None, Query(description="Postings made before (RFC 3339).")] = None,
 ) -> Page[LedgerEntryPublic]:
     if since is not None and until is not None and since >= until:
         raise errors.ValidationFailed([errors.field_error("until", "`until` must be after `since`", location="query")])

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.voucher.audit import service as audit
-from services.voucher.audit.rules import legs_of
+from services.voucher.audit.rules import journal_record
 from services.voucher.db import IntPageRequest
 from services.voucher.errors import NotFound
 from services.voucher.ids import uuid7
@@ -207,7 +207,7 @@ async def post(
     # in the ledger against one, so postings written behind the service's back are found.
     await audit.record(
         session, "ledger.posted", "ledger_transaction", transaction_id, now=now,
-        after={"kind": kind, "legs": legs_of([(leg.account_id, leg.amount, leg.unit) for leg in legs])},
+        after=journal_record(kind, now, [(leg.account_id, leg.amount, leg.unit, now) for leg in legs]),
         programme_id=programme_id, voucher_id=voucher_id, journal_id=transaction_id,
     )
     return transaction_id
