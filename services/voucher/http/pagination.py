@@ -30,38 +30,25 @@ class Page(BaseModel, Generic[T]):
     )
 
 
-def page_request(
-    request: Request,
-    limit: Annotated[
-        int | None,
-        Query(ge=1, le=1000, description="Items per page (default 50, at most 200)."),
-    ] = None,
-    cursor: Annotated[
-        str | None, Query(max_length=512, description="`next_cursor` of the previous page.")
-    ] = None,
-) -> PageRequest:
+Limit = Annotated[int | None, Query(ge=1, le=1000, description="Items per page (default 50, at most 200).")]
+Cursor = Annotated[str | None, Query(max_length=512, description="`next_cursor` of the previous page.")]
+
+
+def _page_size(request: Request, limit: int | None) -> int:
     settings = request.app.state.settings
-    size = min(limit or settings.page_limit_default, settings.page_limit_max)
-    return PageRequest(limit=size, after=decode_cursor(cursor) if cursor else None)
+    return min(limit or settings.page_limit_default, settings.page_limit_max)
+
+
+def page_request(request: Request, limit: Limit = None, cursor: Cursor = None) -> PageRequest:
+    return PageRequest(limit=_page_size(request, limit), after=decode_cursor(cursor) if cursor else None)
 
 
 Paging = Annotated[PageRequest, Depends(page_request)]
 
 
-def int_page_request(
-    request: Request,
-    limit: Annotated[
-        int | None,
-        Query(ge=1, le=1000, description="Items per page (default 50, at most 200)."),
-    ] = None,
-    cursor: Annotated[
-        str | None, Query(max_length=512, description="`next_cursor` of the previous page.")
-    ] = None,
-) -> IntPageRequest:
+def int_page_request(request: Request, limit: Limit = None, cursor: Cursor = None) -> IntPageRequest:
     """Paging for lists keyed by an auto-numbered integer (ledger postings)."""
-    settings = request.app.state.settings
-    size = min(limit or settings.page_limit_default, settings.page_limit_max)
-    return IntPageRequest(limit=size, after=decode_int_cursor(cursor) if cursor else None)
+    return IntPageRequest(limit=_page_size(request, limit), after=decode_int_cursor(cursor) if cursor else None)
 
 
 IntPaging = Annotated[IntPageRequest, Depends(int_page_request)]
