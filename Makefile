@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 export DATABASE_URL ?= sqlite:///./var/voucher.db
 
-.PHONY: install run serve migrate demo test lint openapi openapi-check clean lock bench bench-export
+.PHONY: install run serve migrate demo test lint openapi openapi-check client clean lock bench bench-export
 
 install: $(STAMP)
 
@@ -17,11 +17,13 @@ $(STAMP): requirements.lock pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-## migrate the embedded database, load the demo, print demo keys, serve on 127.0.0.1:8000
+## migrate the embedded database, load the demo, print demo keys, serve on 127.0.0.1:8000 (errors in
+## zh-CN unless a request asks for English or VOUCHER_DEFAULT_LANGUAGE says otherwise)
 run: install
 	$(BIN)/voucher db upgrade
 	$(BIN)/voucher demo
-	$(BIN)/voucher serve --host 127.0.0.1 --port 8000
+	VOUCHER_DEFAULT_LANGUAGE=$${VOUCHER_DEFAULT_LANGUAGE:-zh-CN} VOUCHER_WORKER_IN_PROCESS=$${VOUCHER_WORKER_IN_PROCESS:-true} \
+	  $(BIN)/voucher serve --host 127.0.0.1 --port 8000
 
 serve: install
 	$(BIN)/voucher serve
@@ -42,13 +44,18 @@ lint: install
 	$(BIN)/ruff check services tests migrations
 	$(BIN)/lint-imports --no-cache
 
-## regenerate the committed OpenAPI document from the app
+## regenerate the committed OpenAPI document from the app, and the typed client from it
 openapi: install
 	$(BIN)/python -m services.voucher.openapi_doc write
+	$(BIN)/python -m services.voucher.client.generate
 
 ## fail if the committed OpenAPI document differs from the app's
 openapi-check: install
 	$(BIN)/python -m services.voucher.openapi_doc check
+
+## regenerate the typed API client (services/voucher/client/_generated.py) from openapi/openapi.json
+client: install
+	$(BIN)/python -m services.voucher.client.generate
 
 ## re-pin every dependency (needs the package index)
 lock:

@@ -155,7 +155,8 @@ def clock() -> FrozenClock:
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url, environment="test", log_level="WARNING")
+    return Settings(database_url=database_url, environment="test", log_level="WARNING",
+                    webhook_allowed_networks=["127.0.0.0/8", "::1/128"])
 
 
 @pytest.fixture

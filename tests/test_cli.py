@@ -213,3 +213,53 @@ def test_audit_verify_checkpoint_and_keygen(cli_database: str) -> None:
     assert result.exit_code == 1, result.output
     assert "event_altered: seq=2" in result.output
     assert voucher("audit", "verify", "--checkpoint-seq", "3").exit_code == 2  # a position needs its hash
+
+
+def test_worker_keys_list_and_export(cli_database: str, tmp_path: Path) -> None:
+    """The operator's everyday commands: one worker round, the key inventory (never a secret),
+    and an export whose file matches the manifest printed with it; bad arguments exit 2."""
+    import hashlib
+    import json
+
+    ok("db", "upgrade")
+    keys = _demo_keys(ok("demo"))
+    rounds = voucher("worker", "--once")
+    assert rounds.exit_code == 0, rounds.output
+    done = dict(part.split("=") for part in rounds.stdout.split())
+    assert set(done) == {line.split("\t")[0] for line in ok("jobs", "list").splitlines()}
+    assert int(done["publish-events"]) >= 1  # the demo's voucher.issued
+    assert int(done["seal-audit"]) > 0 and done["audit-checkpoint"] == "1"
+    assert voucher("worker", "--once", "--job", "no-such-job").exit_code == 2
+    assert voucher("jobs", "run-once", "no-such-job").exit_code == 2
+
+    listed = ok("keys", "list")
+    assert listed.splitlines()[0].split("\t")[:3] == ["id", "prefix", "role"]
+    for key in keys.values():
+        assert key not in listed and key[:len("vk_") + 10] in listed  # the prefix, never the secret
+    assert {line.split("\t")[2] for line in ok("keys", "list", "--role", "provider").splitlines()[1:]} == {"provider"}
+
+    target = tmp_path / "entries.csv"
+    result = voucher("export", "ledger-entries", "--format", "csv", "-o", str(target))
+    assert result.exit_code == 0, result.output
+    manifest = json.loads(result.stderr.strip().splitlines()[-1])
+    data = target.read_bytes()
+    assert hashlib.sha256(data).hexdigest() == manifest["sha256"]
+    assert manifest["row_count"] == len(data.decode("utf-8-sig").strip().splitlines()) - 1 > 0
+    assert voucher("export", "nope").exit_code == 2
+    assert voucher("export", "redemptions", "--since", "2026-01-01").exit_code == 2  # no time zone
+    assert voucher("export", "redemptions", "--account-id", "x").exit_code == 2  # no such option
+
+
+def test_every_command_has_help() -> None:
+    """`--help` on each command the issue names, and on every group: exit 0 with a description."""
+    commands = [
+        ("serve",), ("worker",), ("demo",), ("export",), ("db", "upgrade"), ("db", "downgrade"),
+        ("db", "current"), ("keys", "create"), ("keys", "list"), ("keys", "revoke"), ("jobs", "run-once"),
+        ("jobs", "list"), ("ledger", "reconcile"), ("audit", "verify"), ("audit", "checkpoint"),
+        ("audit", "keygen"), ("db",), ("keys",), ("jobs",), ("ledger",), ("audit",), (),
+    ]
+    for command in commands:
+        result = voucher(*command, "--help")
+        assert result.exit_code == 0, (command, result.output)
+        assert "Usage:" in result.output and len(result.output.splitlines()) > 3, (command, result.output)
+    assert voucher("no-such-command").exit_code == 2

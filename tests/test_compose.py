@@ -48,17 +48,14 @@ def _dockerfile_instructions() -> list[tuple[str, str]]:
 
 
 def test_the_four_services_exist() -> None:
-    assert {"db", "migrate", "api", "jobs"} <= set(SERVICES)
+    assert {"db", "migrate", "api", "worker"} <= set(SERVICES)
 
 
-def test_jobs_run_every_job_periodically_after_the_migration() -> None:
-    from services.voucher.jobs import JOBS
-
-    jobs = SERVICES["jobs"]
-    script = " ".join(jobs["command"])
-    assert all(job in script for job in JOBS), script
-    assert "voucher jobs run-once" in script and "sleep" in script
-    assert jobs["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+def test_the_worker_runs_every_job_after_the_migration() -> None:
+    worker = SERVICES["worker"]
+    assert worker["command"] == ["voucher", "worker"]  # `voucher worker` runs every job (JOBS) on its schedule
+    assert worker["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert worker["restart"] == "unless-stopped" and worker["stop_signal"] == "SIGTERM"
 
 
 def test_db_is_postgresql_15_with_a_healthcheck_and_a_named_volume() -> None:
@@ -70,7 +67,7 @@ def test_db_is_postgresql_15_with_a_healthcheck_and_a_named_volume() -> None:
     assert named and all(name in (COMPOSE.get("volumes") or {}) for name in named), volumes
 
 
-@pytest.mark.parametrize("name", ["migrate", "api", "jobs"])
+@pytest.mark.parametrize("name", ["migrate", "api", "worker"])
 def test_app_services_wait_for_a_healthy_database(name: str) -> None:
     depends_on = SERVICES[name]["depends_on"]
     assert depends_on["db"]["condition"] == "service_healthy"
@@ -104,12 +101,13 @@ def test_api_healthcheck_probes_healthz_without_curl() -> None:
     assert "curl" not in test and "wget" not in test
 
 
-@pytest.mark.parametrize("name", ["migrate", "api"])
+@pytest.mark.parametrize("name", ["migrate", "api", "worker"])
 def test_app_services_are_configured_by_environment_for_production(name: str) -> None:
     env = _environment(SERVICES[name])
     assert env["DATABASE_URL"].startswith("postgresql://"), env
     assert "@db:5432/" in env["DATABASE_URL"]
     assert env["VOUCHER_ENVIRONMENT"] == "production"
+    assert env["VOUCHER_DEFAULT_LANGUAGE"] == "${VOUCHER_DEFAULT_LANGUAGE:-zh-CN}"  # the office's language
     # Production refuses to start without a checkpoint signing key; compose must not invent one.
     assert env["VOUCHER_AUDIT_SIGNING_KEY"].startswith("${VOUCHER_AUDIT_SIGNING_KEY:?"), env
 

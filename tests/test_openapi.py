@@ -165,3 +165,26 @@ def test_every_success_response_component_has_examples() -> None:
 def test_problem_schema_is_a_component() -> None:
     problem = DOCUMENT["components"]["schemas"]["Problem"]
     assert {"type", "title", "status", "detail", "code"} <= set(problem["properties"])
+
+
+def test_every_error_example_is_one_consistent_problem() -> None:
+    """An example's code, type and title belong to the same problem (they once mixed two)."""
+    from services.voucher.http.meta import catalogue
+
+    known = catalogue()
+    for _path, _method, operation in _operations():
+        for status, response in operation.get("responses", {}).items():
+            example = response.get("content", {}).get("application/problem+json", {}).get("example")
+            if example is None:
+                continue
+            code = example["code"]
+            assert code in known, (operation["operationId"], status, code)
+            assert example["type"] == f"/v1/problems/{code}"
+            assert example["title"] == known[code].title, (operation["operationId"], status, example)
+            assert str(example["status"]) == str(status) == str(known[code].status)
+
+
+def test_the_problem_component_is_the_http_problem() -> None:
+    """Two models named Problem would make one silently stand for the other."""
+    problem = DOCUMENT["components"]["schemas"]["Problem"]
+    assert {"type", "title", "status", "code"} <= set(problem["properties"])

@@ -1,4 +1,4 @@
-"""The `voucher` command: serve, db, keys, ledger, jobs, audit, demo."""
+"""The `voucher` command: serve, worker, db, keys, ledger, jobs, audit, export, demo."""
 
 from __future__ import annotations
 
@@ -159,6 +159,37 @@ def keys_revoke(
     typer.echo(f"revoked {key_id}")
 
 
+@keys_app.command("list")
+def keys_list(
+    role: Annotated[Role | None, typer.Option(help="Only keys of this role.")] = None,
+    show_revoked: Annotated[bool, typer.Option(help="Include revoked and expired keys.")] = False,
+) -> None:
+    """Every API key (never a secret): id, prefix, role, holder, name, status, expiry. Tab-separated."""
+    from services.voucher.actor import SYSTEM
+    from services.voucher.apikeys import service
+    from services.voucher.db import PageRequest, decode_cursor
+
+    now = system_clock()
+
+    async def work(session: Any) -> list[str]:
+        lines, after = [], None
+        while True:
+            found, cursor = await service.list_keys(session, SYSTEM, PageRequest(limit=500, after=after))
+            for key, principal in found:
+                status = service.key_status(key, now)
+                if (role is None or principal.role == role.value) and (show_revoked or status == "active"):
+                    expires = key.expires_at.isoformat() if key.expires_at else "-"
+                    lines.append("\t".join([str(key.id), key.prefix, principal.role, principal.name, key.name,
+                                            status, expires]))
+            if cursor is None:
+                return lines
+            after = decode_cursor(cursor)
+
+    typer.echo("id\tprefix\trole\tholder\tname\tstatus\texpires_at")
+    for line in _run(work):
+        typer.echo(line)
+
+
 @ledger_app.command("reconcile")
 def ledger_reconcile() -> None:
     """Recompute every balance from the postings; exit 1 if anything differs."""
@@ -184,17 +215,24 @@ def ledger_reconcile() -> None:
     typer.echo("ledger reconciles: 0 differences")
 
 
+def _job_names() -> str:
+    from services.voucher import jobs
+
+    return ", ".join(jobs.JOBS)
+
+
 @jobs_app.command("run-once")
 def jobs_run_once(
-    job: Annotated[str, typer.Argument(help="expire-holds, expire-vouchers, end-publicity, purge-idempotency, "
-                                           "seal-audit or audit-checkpoint")],
+    job: Annotated[str, typer.Argument(help="One of: expire-holds, expire-vouchers, end-publicity, "
+                                           "create-settlements, announce-expiring, publish-events, "
+                                           "deliver-webhooks, seal-audit, audit-checkpoint, purge-idempotency")],
 ) -> None:
-    """Run one job once (for cron). Each job is idempotent; exit 2 for an unknown job."""
+    """Run one job once (for cron). Each job is idempotent; exit 2 for an unknown job, 1 if it failed."""
     from services.voucher import jobs
     from services.voucher.db import Database
 
     if job not in jobs.JOBS:
-        typer.echo(f"unknown job {job!r}; jobs: {', '.join(jobs.JOBS)}", err=True)
+        typer.echo(f"unknown job {job!r}; jobs: {_job_names()}", err=True)
         raise typer.Exit(2)
 
     async def main() -> int:
@@ -205,6 +243,57 @@ def jobs_run_once(
             await database.dispose()
 
     typer.echo(f"{job}: {asyncio.run(main())} processed")
+
+
+@jobs_app.command("list")
+def jobs_list() -> None:
+    """Every job and how often the worker runs it."""
+    from services.voucher import jobs
+
+    for job, every in jobs.SCHEDULE.items():
+        typer.echo(f"{job}\t{'every round' if every is None else f'every {every:g} s'}")
+
+
+@app.command("worker")
+def worker(
+    interval: Annotated[float | None, typer.Option(help="Seconds between rounds (default "
+                                                        "VOUCHER_WORKER_INTERVAL_SECONDS, 5).")] = None,
+    job: Annotated[list[str] | None, typer.Option(help="Run only this job (repeatable).")] = None,
+    once: Annotated[bool, typer.Option(help="Run one round and exit.")] = False,
+) -> None:
+    """Run the periodic jobs until SIGTERM/SIGINT. Several workers may run against PostgreSQL;
+    run one on SQLite."""
+    import signal
+
+    from services.voucher import jobs
+    from services.voucher.db import Database
+    from services.voucher.observability import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    chosen = tuple(job or jobs.JOBS)
+    unknown = [j for j in chosen if j not in jobs.JOBS]
+    if unknown:
+        typer.echo(f"unknown job(s) {', '.join(unknown)}; jobs: {_job_names()}", err=True)
+        raise typer.Exit(2)
+
+    async def main() -> None:
+        database = Database(settings)
+        runner = jobs.JobWorker(database, system_clock, interval or settings.worker_interval_seconds, chosen)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        try:
+            if once:
+                done = await runner.round()
+                typer.echo(" ".join(f"{name}={count}" for name, count in done.items()))
+            else:
+                await runner.run(stop)
+        finally:
+            await database.dispose()
+
+    asyncio.run(main())
 
 
 @audit_app.command("verify")
@@ -276,6 +365,73 @@ def audit_keygen() -> None:
     from services.voucher.audit.signing import new_seed
 
     typer.echo(new_seed())
+
+
+@app.command("export")
+def export(
+    dataset: Annotated[str, typer.Argument(help="ledger-entries, redemptions, settlements or audit-events")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="File to write ('-' for stdout).")] = Path("-"),
+    format: Annotated[str, typer.Option("--format", help="jsonl or csv")] = "jsonl",  # noqa: A002
+    programme_id: Annotated[str | None, typer.Option()] = None,
+    enterprise_id: Annotated[str | None, typer.Option()] = None,
+    provider_id: Annotated[str | None, typer.Option()] = None,
+    voucher_id: Annotated[str | None, typer.Option()] = None,
+    since: Annotated[str | None, typer.Option(help="RFC 3339; rows at or after.")] = None,
+    until: Annotated[str | None, typer.Option(help="RFC 3339; rows before.")] = None,
+) -> None:
+    """Stream an export from one snapshot, as the API does, and print its manifest (row count,
+    SHA-256, audit chain head) on stderr. Exit 2 for bad arguments."""
+    import json
+    import uuid
+    from datetime import datetime
+
+    from services.voucher.actor import SYSTEM
+    from services.voucher.db import Database
+    from services.voucher.errors import DomainError
+    from services.voucher.exports import service as exports
+    from services.voucher.exports.rules import Dataset, Filters, Format
+
+    try:
+        chosen, fmt = Dataset(dataset), Format(format)
+        filters = Filters(
+            programme_id=uuid.UUID(programme_id) if programme_id else None,
+            enterprise_id=uuid.UUID(enterprise_id) if enterprise_id else None,
+            provider_id=uuid.UUID(provider_id) if provider_id else None,
+            voucher_id=uuid.UUID(voucher_id) if voucher_id else None,
+            since=datetime.fromisoformat(since) if since else None,
+            until=datetime.fromisoformat(until) if until else None,
+        )
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    for moment in (filters.since, filters.until):
+        if moment is not None and moment.tzinfo is None:
+            typer.echo("error: --since/--until need a time zone (e.g. 2026-03-01T00:00:00+08:00)", err=True)
+            raise typer.Exit(2)
+
+    async def main() -> dict[str, Any]:
+        database = Database(get_settings())
+        sink = sys.stdout.buffer if str(output) == "-" else output.open("wb")
+        try:
+            async with database.session(write=False) as session:  # the export takes its own snapshot
+                opened = await exports.open_export(session, database, SYSTEM, chosen, fmt, filters, system_clock)
+                async for chunk in opened.body:
+                    sink.write(chunk)
+            async with database.unit_of_work(write=False) as session:
+                manifest = await exports.get_manifest(session, opened.manifest.id)
+            return {"export_id": str(manifest.id), "dataset": manifest.dataset, "format": manifest.format,
+                    "row_count": manifest.row_count, "sha256": manifest.sha256,
+                    "chain_seq": manifest.chain_seq, "chain_hash": manifest.chain_hash}
+        finally:
+            if sink is not sys.stdout.buffer:
+                sink.close()
+            await database.dispose()
+
+    try:
+        typer.echo(json.dumps(asyncio.run(main())), err=True)
+    except DomainError as exc:
+        _print_error(exc)
+        raise typer.Exit(2) from exc
 
 
 @app.command("demo")

@@ -1,39 +1,69 @@
-"""Background jobs, each idempotent, each item in a transaction of its own.
+"""Background jobs, each idempotent and safe with several workers at once; and the worker loop.
 
 Correctness never depends on them (expired holds and vouchers are void when read); they post
-to the ledger what reads already assume. One transaction per item keeps locks short (issuance
-is not blocked for a whole batch) and a lost race costs one item, retried on the next run.
+to the ledger what reads already assume, publish and deliver events, and seal the audit chain.
+Per-item jobs give each item a transaction of its own: locks stay short and a lost race costs
+one item, retried on the next run. Several workers are safe: items are re-checked under their
+row lock; the publisher and the sealer take an advisory lock (PostgreSQL) or the write lock
+(SQLite); webhook senders claim deliveries with SKIP LOCKED and a lease; announcements that
+must happen once carry a unique dedupe key. On SQLite run one worker.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.voucher import metrics
 from services.voucher.applications import service as applications
 from services.voucher.audit import service as audit
 from services.voucher.audit.signing import Signer
+from services.voucher.clock import Clock
 from services.voucher.db import Database, is_transient
-from services.voucher.errors import DomainError
+from services.voucher.errors import DomainError, SettlementExists
+from services.voucher.events import service as events
 from services.voucher.idempotency import service as idempotency
 from services.voucher.redemption import service as redemption
+from services.voucher.settlement import service as settlement
 from services.voucher.vouchers import service as vouchers
+from services.voucher.webhooks import service as webhooks
 
 log = logging.getLogger("voucher.jobs")
 
-Finder = Callable[[AsyncSession, datetime], Awaitable[list[uuid.UUID]]]
-Worker = Callable[[AsyncSession, uuid.UUID, datetime], Awaitable[int]]
+Finder = Callable[[AsyncSession, datetime], Awaitable[list[Any]]]
+ItemWork = Callable[..., Awaitable[int]]
 
-PER_ITEM: dict[str, tuple[Finder, Worker]] = {
+PER_ITEM: dict[str, tuple[Finder, ItemWork]] = {
     "expire-holds": (redemption.due_holds, redemption.expire_hold),
     "expire-vouchers": (vouchers.due_for_expiry, vouchers.expire_by_id),
     "end-publicity": (applications.due_publicity, applications.complete_publicity),
+    "create-settlements": (settlement.due_monthly, settlement.create_monthly),
 }
-JOBS = (*PER_ITEM, "purge-idempotency", "seal-audit", "audit-checkpoint")
+
+#: Every job, in the order a worker round runs them, with its default interval in seconds
+#: (None: every round). Value first, then what announces it, then the audit.
+SCHEDULE: dict[str, float | None] = {
+    "expire-holds": None,
+    "expire-vouchers": None,
+    "end-publicity": None,
+    "create-settlements": 3600,
+    "announce-expiring": 3600,
+    "publish-events": None,
+    "deliver-webhooks": None,
+    "seal-audit": None,
+    "audit-checkpoint": 3600,
+    "purge-idempotency": 3600,
+}
+JOBS = tuple(SCHEDULE)
 
 
 async def run_once(database: Database, job: str, now: datetime) -> int:
@@ -48,18 +78,95 @@ async def run_once(database: Database, job: str, now: datetime) -> int:
         async with database.unit_of_work() as session:
             await audit.sign_checkpoint(session, Signer.from_settings(database.settings), now)
         return 1
+    if job == "announce-expiring":
+        return await events.announce_expiring(database, now, database.settings.voucher_expiring_days)
+    if job == "publish-events":
+        return await events.publish_pending(database, now)
+    if job == "deliver-webhooks":
+        return await webhooks.deliver_due(database, now)
     find, work = PER_ITEM[job]
     async with database.unit_of_work(write=False) as session:
         due = await find(session, now)
     done = 0
     for item in due:
+        args = item if isinstance(item, tuple) else (item,)
         try:
             async with database.unit_of_work() as session:
-                done += await work(session, item, now)
+                done += await work(session, *args, now)
+        except SettlementExists:  # another worker made it first: nothing left to do
+            continue
         except DomainError as exc:  # a refusal of one item must not stop the others
-            log.error("%s: %s refused (%s: %s); it stays due", job, item, exc.code, exc.detail)
+            log.error("%s: %s refused (%s: %s); it stays due", job, _name(item), exc.code, exc.detail)
         except Exception as exc:
             if not is_transient(exc):
                 raise
-            log.warning("%s: %s lost a race; it is retried on the next run", job, item)
+            log.warning("%s: %s lost a race; it is retried on the next run", job, _name(item))
     return done
+
+
+def _name(item: uuid.UUID | tuple[uuid.UUID, ...]) -> str:
+    return "/".join(map(str, item)) if isinstance(item, tuple) else str(item)
+
+
+@dataclass
+class JobWorker:
+    """`voucher worker`: every job on its interval until stopped; a failing job is logged and
+    counted, and the others go on."""
+
+    database: Database
+    clock: Clock
+    interval: float
+    only: tuple[str, ...] = JOBS
+    last_ok: dict[str, float] = field(default_factory=dict)
+    last_run: dict[str, float] = field(default_factory=dict)
+
+    def due(self, job: str, at: float) -> bool:
+        every = SCHEDULE[job]
+        return job not in self.last_run or every is None or at - self.last_run[job] >= every
+
+    async def round(self) -> dict[str, int]:
+        done: dict[str, int] = {}
+        for job in self.only:
+            at = time.monotonic()
+            if not self.due(job, at):
+                continue
+            self.last_run[job] = at
+            started = time.perf_counter()
+            try:
+                done[job] = await run_once(self.database, job, self.clock())
+            except Exception:
+                log.exception("job %s failed; it runs again next round", job)
+                metrics.job_ran(job, "error", time.perf_counter() - started)
+                continue
+            lag = at - self.last_ok[job] if job in self.last_ok else None
+            self.last_ok[job] = at
+            metrics.job_ran(job, "ok", time.perf_counter() - started, done[job], lag)
+        return done
+
+    async def run(self, stop: asyncio.Event) -> None:
+        log.info("worker started: jobs %s every %.1f s", ", ".join(self.only), self.interval)
+        while not stop.is_set():
+            await self.round()
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=self.interval)
+            except TimeoutError:
+                pass
+        log.info("worker stopped")
+
+
+
+@contextlib.asynccontextmanager
+async def in_process(database: Database, clock: Clock) -> AsyncIterator[JobWorker | None]:
+    """The worker inside the API process, when VOUCHER_WORKER_IN_PROCESS is set (`make run`: one
+    process, nothing else to start). Stopped, after its current job, when the server stops."""
+    if not database.settings.worker_in_process:
+        yield None
+        return
+    runner = JobWorker(database, clock, database.settings.worker_interval_seconds)
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop), name="voucher-worker")
+    try:
+        yield runner
+    finally:
+        stop.set()
+        await task

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from services.voucher import __version__
+from services.voucher import __version__, jobs
 from services.voucher.anomalies import routes as anomalies
 from services.voucher.apikeys import routes as apikeys
 from services.voucher.applications import routes as applications
@@ -21,11 +21,14 @@ from services.voucher.clock import Clock, system_clock
 from services.voucher.db import Database
 from services.voucher.eligibility import routes as eligibility
 from services.voucher.enterprises import routes as enterprises
+from services.voucher.events import routes as events
 from services.voucher.exports import routes as exports
 from services.voucher.http import docs, idempotency, meta, problems
+from services.voucher.http import metrics as http_metrics
+from services.voucher.http.ratelimit import RateLimiter, RateLimitHeaders
 from services.voucher.http.unit_of_work import UnitOfWorkMiddleware
 from services.voucher.ledger import routes as ledger
-from services.voucher.observability import configure_logging
+from services.voucher.observability import configure_logging, migration_heads
 from services.voucher.programmes import routes as programmes
 from services.voucher.providers import routes as providers
 from services.voucher.redemption import routes as redemption
@@ -33,6 +36,7 @@ from services.voucher.settings import Settings, get_settings
 from services.voucher.settlement import routes as settlement
 from services.voucher.usage import routes as usage
 from services.voucher.vouchers import routes as vouchers
+from services.voucher.webhooks import routes as webhooks
 
 DESCRIPTION = """\
 Issue, redeem, settle and audit compute vouchers (算力券) and model vouchers (模型券).
@@ -48,12 +52,14 @@ Issue, redeem, settle and audit compute vouchers (算力券) and model vouchers 
 
 def create_app(settings: Settings | None = None, *, clock: Clock = system_clock) -> FastAPI:
     settings = settings or get_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
+    migration_heads()  # read once at start-up; /readyz compares the database with it
     database = Database(settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        yield
+        async with jobs.in_process(database, clock):
+            yield
         await database.dispose()
 
     app = FastAPI(
@@ -68,12 +74,15 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     app.state.database = database
     app.state.clock = clock
     app.state.signer = Signer.from_settings(settings)
+    app.state.rate_limiter = RateLimiter.from_settings(settings)
 
     problems.install(app)
     idempotency.install(app)
     app.add_middleware(UnitOfWorkMiddleware, database=database, clock=clock)
+    app.add_middleware(RateLimitHeaders)
+    app.add_middleware(http_metrics.RequestObserver)  # outermost: sees every answer
 
-    for module in (meta, apikeys, programmes, eligibility, enterprises, providers, applications, vouchers,
+    for module in (meta, http_metrics, apikeys, programmes, eligibility, enterprises, providers, applications, vouchers,
                    redemption, claims, settlement, usage, ledger):
         app.include_router(module.router)
     app.include_router(applications.public_router)
@@ -81,6 +90,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     app.include_router(exports.router)
     app.include_router(ledger.programme_router)
     app.include_router(anomalies.router)
+    app.include_router(events.router)
+    app.include_router(webhooks.router)
     if settings.docs_enabled:
         docs.install(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

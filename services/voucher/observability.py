@@ -1,14 +1,33 @@
-"""Request ids and logging: every log line written while serving a request carries its id."""
+"""Request ids, logging and readiness.
+
+Every log line written while serving a request carries its id. Lines are JSON (one object a
+line, for log shippers) or text for humans (`VOUCHER_LOG_FORMAT=text`). Whatever a caller or a
+bug puts into a message, key material never reaches the output: a redacting filter rewrites the
+message and the traceback, and the formatter redacts the finished line once more
+(docs/observability.md lists what is redacted).
+
+Kept free of web and database frameworks: domain services import REQUEST_ID from here.
+"""
 
 from __future__ import annotations
 
 import logging
 import re
+import sys
 import uuid
 from contextvars import ContextVar
+from functools import lru_cache
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from pythonjsonlogger.json import JsonFormatter
+
+if TYPE_CHECKING:
+    from services.voucher.db import Database
 
 REQUEST_ID: ContextVar[str] = ContextVar("request_id", default="-")
 _ACCEPTABLE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
+MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
 
 def new_request_id(incoming: str | None) -> str:
@@ -18,19 +37,130 @@ def new_request_id(incoming: str | None) -> str:
     return uuid.uuid4().hex
 
 
-class _RequestIdFilter(logging.Filter):
+# -- redaction ----------------------------------------------------------------------------------
+
+REDACTED = "[REDACTED]"
+# Each pattern stops at quotes and backslashes, so redacting a finished JSON line keeps it JSON.
+_SECRETS: tuple[tuple[re.Pattern[str], str], ...] = (
+    # API keys and webhook signing secrets, wherever they appear.
+    (re.compile(r"\b(vk|whsec)_[^\s\"'\\,;]+"), rf"\1_{REDACTED}"),
+    # Credentials of an Authorization header or a bearer token quoted in a message.
+    (re.compile(r"(?i)\b(bearer|basic)\s+[^\s\"'\\,;]+"), rf"\1 {REDACTED}"),
+    (re.compile(r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?)(?!bearer\b|basic\b)[^\s\"'\\,;]+"),
+     rf"\1{REDACTED}"),
+    # The password of a URL (DATABASE_URL): scheme://user:password@host.
+    (re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^\s:/@\"'\\]*:)[^\s@\"'\\]*@"), rf"\1{REDACTED}@"),
+)
+
+
+def redact(text: str) -> str:
+    """`text` with API keys, webhook secrets, bearer credentials and URL passwords replaced."""
+    for pattern, replacement in _SECRETS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class RedactingFilter(logging.Filter):
+    """Renders the message, then redacts it and the exception text before any formatter runs."""
+
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = REQUEST_ID.get()
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string: keep the template, never lose the line
+            message = str(record.msg)
+        record.msg, record.args = redact(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+            record.exc_info = None  # formatters would render the raw traceback again
         return True
 
 
-def configure_logging(level: str = "INFO") -> None:
-    handler = logging.StreamHandler()
+class _RequestIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not getattr(record, "request_id", None):  # the access line passes its own
+            record.request_id = REQUEST_ID.get()
+        return True
+
+
+class JsonLogFormatter(JsonFormatter):
+    """One JSON object a line: time, level, logger, message, request_id and any `extra=` fields."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            ["levelname", "name", "message", "request_id"],
+            rename_fields={"levelname": "level", "name": "logger", "exc_info": "exception"},
+            timestamp="time",
+            json_ensure_ascii=False,
+        )
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+class TextLogFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+def configure_logging(level: str = "INFO", fmt: str = "json", stream: IO[str] | None = None) -> None:
+    """Send every `voucher.*` logger to one handler on stderr (or `stream`)."""
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(_RequestIdFilter())
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s")
-    )
+    handler.addFilter(RedactingFilter())
+    handler.setFormatter(TextLogFormatter() if fmt == "text" else JsonLogFormatter())
     root = logging.getLogger("voucher")
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     root.propagate = False
+
+
+# -- the access line ------------------------------------------------------------------------------
+
+access_log = logging.getLogger("voucher.access")
+
+
+def log_access(
+    *, request_id: str, method: str, route: str, path: str, status: int, duration_ms: float,
+    principal: dict[str, str] | None,
+) -> None:
+    """One line per request. `principal` is the key's id and role, never the key."""
+    if not access_log.isEnabledFor(logging.INFO):
+        return
+    level = logging.WARNING if status >= 500 else logging.INFO
+    access_log.log(
+        level,
+        "%s %s %s %.1fms",
+        method, route, status, duration_ms,
+        extra={
+            "request_id": request_id, "method": method, "route": route, "path": path,
+            "status": status, "duration_ms": round(duration_ms, 3), "principal": principal,
+        },
+    )
+
+
+# -- readiness --------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=4)
+def migration_heads(directory: Path = MIGRATIONS) -> frozenset[str]:
+    """The head revision(s) of `migrations/`, read once per process (at start-up)."""
+    from alembic.script import ScriptDirectory
+
+    return frozenset(ScriptDirectory(str(directory)).get_heads())
+
+
+async def database_heads(database: Database) -> frozenset[str]:
+    """The revision(s) the database's `alembic_version` table records (empty: never migrated).
+    Raises whatever the driver raises when the database does not answer."""
+    from alembic.runtime.migration import MigrationContext
+
+    def read(connection: Any) -> frozenset[str]:
+        return frozenset(MigrationContext.configure(connection).get_current_heads())
+
+    async with database.engine.connect() as connection:
+        return await connection.run_sync(read)

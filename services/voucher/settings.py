@@ -15,6 +15,14 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator, model_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///./var/voucher.db"
+#: Generous on purpose: a brake on runaway clients, not a quota. Providers' billing systems
+#: redeem in bulk, so theirs is above what one process can serve (docs/observability.md).
+DEFAULT_RATE_LIMITS = {
+    "operator": "6000/minute",
+    "auditor": "3000/minute",
+    "enterprise": "3000/minute",
+    "provider": "120000/minute",
+}
 
 
 def normalise_database_url(url: str) -> str:
@@ -58,6 +66,17 @@ class Settings(BaseSettings):
     page_limit_default: int = Field(default=50, ge=1, le=1000)
     page_limit_max: int = Field(default=200, ge=1, le=1000)
     log_level: str = "INFO"
+    #: Language of error titles/details (and other bilingual text) when a request's
+    #: Accept-Language states no usable preference: "en" or "zh-CN" (the demo and compose use zh-CN).
+    default_language: Literal["en", "zh-CN"] = "en"
+
+    @field_validator("default_language", mode="before")
+    @classmethod
+    def _language_tag(cls, value: object) -> object:
+        """Tags are case-insensitive: accept zh-cn, zh_CN, zh, EN."""
+        text = str(value).strip().replace("_", "-").lower()
+        return {"zh": "zh-CN", "zh-cn": "zh-CN", "zh-hans": "zh-CN", "en": "en"}.get(text, value)
+
     docs_enabled: bool = True
     #: Timezone in which programme periods (caps, settlement periods) are counted.
     default_timezone: str = "Asia/Shanghai"
@@ -67,6 +86,59 @@ class Settings(BaseSettings):
     #: Writing audit events can be switched off only to measure what they cost (`make bench`);
     #: production refuses it.
     audit_events_enabled: bool = True
+    #: Observability and protection (docs/observability.md). Logs are JSON lines unless "text".
+    log_format: Literal["json", "text"] = "json"
+    #: Requests per API key per fixed window, by role, in the `limits` notation ("600/minute").
+    #: Counted in each process: with N workers a key may get up to N times the limit.
+    rate_limit_enabled: bool = True
+    rate_limits: dict[Literal["operator", "auditor", "enterprise", "provider"], str] = Field(
+        default_factory=lambda: dict(DEFAULT_RATE_LIMITS)
+    )
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _rate_limits(cls, value: dict[str, str]) -> dict[str, str]:
+        """Roles left out keep their default; a limit that does not parse fails at start-up."""
+        from limits import parse
+
+        for role, limit in value.items():
+            try:
+                parse(limit)
+            except ValueError as exc:
+                raise ValueError(f"rate limit for {role} is not like '600/minute': {limit!r}") from exc
+        return {**DEFAULT_RATE_LIMITS, **value}
+
+    #: Events and webhooks (docs/decisions.md, "Events and webhooks"). Deliveries go only to
+    #: public addresses, unless the destination lies in one of these networks (CIDR), e.g.
+    #: ["127.0.0.0/8"] for a receiver on the same machine; plain http is allowed only there.
+    webhook_allowed_networks: list[str] = Field(default_factory=list)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    #: Attempts before a delivery is given up (a manual redelivery starts a new round).
+    webhook_max_attempts: int = Field(default=8, ge=1, le=30)
+    #: Retry delays grow from this, doubling per attempt, up to the cap, with ±20 % jitter.
+    webhook_retry_base_seconds: int = Field(default=30, ge=1, le=86400)
+    webhook_retry_cap_seconds: int = Field(default=6 * 3600, ge=1, le=7 * 86400)
+    webhook_batch_size: int = Field(default=100, ge=1, le=10000)
+    webhook_concurrency: int = Field(default=8, ge=1, le=256)
+    #: `voucher.expiring` is announced this many days before a voucher expires.
+    voucher_expiring_days: int = Field(default=7, ge=1, le=365)
+    #: Seconds between the worker's rounds of jobs.
+    worker_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
+    #: Run the worker inside each API process (`make run` does: one process to start). With
+    #: several API processes on PostgreSQL that is safe too; a separate `voucher worker` scales better.
+    worker_in_process: bool = False
+
+    @field_validator("webhook_allowed_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"not a network in CIDR notation: {network!r}") from exc
+        return value
 
     @field_validator("database_url")
     @classmethod

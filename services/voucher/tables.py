@@ -797,3 +797,110 @@ class ExportManifest(SQLModel, table=True):
     sha256: str | None = Field(default=None, max_length=64)
     started_at: datetime = Field(sa_type=UTCDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+# -- events and webhooks -----------------------------------------------------------------------
+
+
+class OutboxEvent(SQLModel, table=True):
+    """Something a subscriber is told about, written in the transaction of the change it
+    announces (a rolled-back change leaves no event).
+
+    Published after commit, one publisher at a time: `seq` is given in commit order and is
+    gap-free, so `GET /v1/events` can page on it without missing a late commit, and each
+    matching webhook endpoint gets one delivery row. `dedupe_key` makes announcements that
+    must happen once (a voucher's 80 % mark, its expiry warning) once, whatever races."""
+
+    __tablename__ = "outbox_event"
+    __table_args__ = (
+        CheckConstraint("seq IS NULL OR seq > 0", name="seq_positive"),
+        Index("ix_outbox_event_unpublished", "id", postgresql_where=text("seq IS NULL"),
+              sqlite_where=text("seq IS NULL")),
+        Index("ix_outbox_event_enterprise_seq", "enterprise_id", "seq"),
+        Index("ix_outbox_event_provider_seq", "provider_id", "seq"),
+        Index("ix_outbox_event_resource", "resource_id", "type"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid7, primary_key=True)
+    type: str = Field(max_length=64)
+    occurred_at: datetime = Field(sa_type=UTCDateTime)
+    programme_id: uuid.UUID | None = Field(default=None)
+    enterprise_id: uuid.UUID | None = Field(default=None)
+    provider_id: uuid.UUID | None = Field(default=None)
+    resource_type: str = Field(max_length=32)
+    resource_id: uuid.UUID
+    data: dict[str, Any] = Field(sa_type=JSONType)
+    dedupe_key: str | None = Field(default=None, max_length=160, unique=True)
+    seq: int | None = Field(default=None, sa_type=BigInteger, unique=True)
+    published_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class WebhookEndpoint(SQLModel, table=True):
+    """A URL an enterprise or a provider registered for itself, with the event types it wants.
+
+    The signing secret is kept in the clear because signing needs it (an HMAC key cannot be
+    hashed); it is shown only when created or rotated. After a rotation the previous secret
+    also signs until `previous_secret_expires_at`, so receivers can switch without a gap."""
+
+    __tablename__ = "webhook_endpoint"
+    __table_args__ = (
+        CheckConstraint("(enterprise_id IS NULL) <> (provider_id IS NULL)", name="one_owner"),
+        CheckConstraint("status IN ('enabled', 'disabled', 'deleted')", name="status_known"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid7, primary_key=True)
+    enterprise_id: uuid.UUID | None = Field(default=None, foreign_key="enterprise.id", index=True)
+    provider_id: uuid.UUID | None = Field(default=None, foreign_key="provider.id", index=True)
+    url: str = Field(max_length=2048)
+    event_types: list[str] = Field(sa_type=JSONType)
+    description: str | None = Field(default=None, max_length=500)
+    status: str = Field(max_length=16)
+    secret: str = Field(max_length=128)
+    previous_secret: str | None = Field(default=None, max_length=128)
+    previous_secret_expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+    version: int = Field(default=1)
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """One event owed to one endpoint, retried with backoff until it succeeds or gives up."""
+
+    __tablename__ = "webhook_delivery"
+    __table_args__ = (
+        UniqueConstraint("endpoint_id", "event_id", name="uq_webhook_delivery_endpoint_event"),
+        CheckConstraint("status IN ('pending', 'succeeded', 'failed', 'cancelled')", name="status_known"),
+        CheckConstraint("attempts >= 0", name="attempts_non_negative"),
+        Index("ix_webhook_delivery_due", "next_attempt_at", postgresql_where=text("status = 'pending'"),
+              sqlite_where=text("status = 'pending'")),
+        Index("ix_webhook_delivery_endpoint_id_id", "endpoint_id", "id"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid7, primary_key=True)
+    endpoint_id: uuid.UUID = Field(foreign_key="webhook_endpoint.id")
+    event_id: uuid.UUID = Field(foreign_key="outbox_event.id", index=True)
+    status: str = Field(max_length=16)
+    attempts: int = Field(default=0)
+    next_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_status_code: int | None = Field(default=None)
+    last_error: str | None = Field(default=None, max_length=500)
+    delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    #: Which claim holds the delivery while it is being sent: only that claim may settle it.
+    lease_id: uuid.UUID | None = Field(default=None)
+
+
+class WebhookAttempt(SQLModel, table=True):
+    """One HTTP attempt of a delivery: the endpoint's delivery log."""
+
+    __tablename__ = "webhook_attempt"
+    __table_args__ = (Index("ix_webhook_attempt_delivery_id_number", "delivery_id", "number", unique=True),)
+
+    id: uuid.UUID = Field(default_factory=uuid7, primary_key=True)
+    delivery_id: uuid.UUID = Field(foreign_key="webhook_delivery.id")
+    number: int
+    attempted_at: datetime = Field(sa_type=UTCDateTime)
+    status_code: int | None = Field(default=None)
+    duration_ms: int
+    error: str | None = Field(default=None, max_length=500)

@@ -508,8 +508,8 @@ async def test_me_describes_the_calling_key(client: httpx.AsyncClient, operator_
         "role": "enterprise",
         "key_id": ent["id"],
         "scopes": ["applications:read", "applications:write", "claims:read", "claims:write", "enterprises:read",
-                   "keys:self", "programmes:read",
-                   "redemptions:read", "vouchers:read"],
+                   "events:read", "keys:self", "programmes:read",
+                   "redemptions:read", "vouchers:read", "webhooks:manage"],
         "enterprise_id": enterprise["id"],
         "provider_id": None,
     }
@@ -518,8 +518,8 @@ async def test_me_describes_the_calling_key(client: httpx.AsyncClient, operator_
     assert me["provider_id"] == provider["id"]
     assert me["enterprise_id"] is None
     assert me["scopes"] == [
-        "keys:self", "programmes:read", "providers:read", "redemptions:read", "redemptions:write",
-        "settlements:confirm", "settlements:read", "vouchers:lookup",
+        "events:read", "keys:self", "programmes:read", "providers:read", "redemptions:read", "redemptions:write",
+        "settlements:confirm", "settlements:read", "vouchers:lookup", "webhooks:manage",
     ]
 
     me = (await client.get("/v1/me", headers=auth(operator_key))).json()

@@ -62,10 +62,11 @@ def test_an_unknown_scope_is_refused() -> None:
 def test_role_scope_table() -> None:
     """The role table is the authorisation policy: a change here must be deliberate."""
     # Operators hold everything but redeeming (only a provider redeems a voucher) and applying
-    # (only an enterprise applies, for itself).
+    # (only an enterprise applies, for itself), nor keep webhook endpoints (they belong to the
+    # enterprise or provider being told).
     assert ROLE_SCOPES[Role.OPERATOR] == frozenset(Scope) - {
         Scope.REDEMPTIONS_WRITE, Scope.VOUCHERS_LOOKUP, Scope.APPLICATIONS_WRITE, Scope.SETTLEMENTS_CONFIRM,
-        Scope.CLAIMS_WRITE}
+        Scope.CLAIMS_WRITE, Scope.WEBHOOKS_MANAGE}
     writes = {s for s in Scope if s.value.endswith(":write")}
     # Auditors read everything and write nothing, and cannot manage even their own keys.
     assert ROLE_SCOPES[Role.AUDITOR] == {s for s in Scope if s.value.endswith(":read")} | {Scope.AUDIT_VERIFY}
@@ -74,11 +75,12 @@ def test_role_scope_table() -> None:
     assert ROLE_SCOPES[Role.ENTERPRISE] == {
         Scope.PROGRAMMES_READ, Scope.ENTERPRISES_READ, Scope.KEYS_SELF, Scope.VOUCHERS_READ,
         Scope.REDEMPTIONS_READ, Scope.APPLICATIONS_READ, Scope.APPLICATIONS_WRITE, Scope.CLAIMS_READ,
-        Scope.CLAIMS_WRITE,
+        Scope.CLAIMS_WRITE, Scope.EVENTS_READ, Scope.WEBHOOKS_MANAGE,
     }
     assert ROLE_SCOPES[Role.PROVIDER] == {
         Scope.PROGRAMMES_READ, Scope.PROVIDERS_READ, Scope.KEYS_SELF, Scope.REDEMPTIONS_READ,
         Scope.REDEMPTIONS_WRITE, Scope.VOUCHERS_LOOKUP, Scope.SETTLEMENTS_READ, Scope.SETTLEMENTS_CONFIRM,
+        Scope.EVENTS_READ, Scope.WEBHOOKS_MANAGE,
     }
 
 

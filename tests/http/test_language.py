@@ -46,8 +46,9 @@ def test_the_highest_q_wins(header: str, expected: str) -> None:
         ("zh;q=0.7,en;q=0.7", "zh"),
         ("fr,zh;q=0.5,en;q=0.5", "zh"),
         ("fr,en;q=0.5,zh;q=0.5", "en"),
-        ("*,zh", "en"),
+        ("*,zh", "zh"),  # a language named outright beats `*` at the same weight
         ("zh,*", "zh"),
+        ("*,en", "en"),
     ],
 )
 def test_ties_go_to_the_first(header: str, expected: str) -> None:
@@ -131,3 +132,40 @@ def test_any_text_gives_en_or_zh_and_never_raises(header: str | None) -> None:
 
 def test_an_upper_case_q_is_a_weight() -> None:
     assert preferred("en;q=0.9,zh;Q=0.1") == "en"
+
+
+# -- the configured default -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("header", [None, "", " ", ",;,", "fr-FR,de", "zh;q=abc", "en;q=2", "*", "*;q=0.3"])
+def test_no_usable_preference_gives_the_default(header: str | None) -> None:
+    assert preferred(header, default="zh") == "zh"
+    assert preferred(header, default="en") == "en"
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("en", "en"),
+        ("en-US,zh;q=0.5", "en"),
+        ("zh;q=0", "en"),  # Chinese refused, nothing else named: the other language
+        ("zh-CN;q=0,fr", "en"),
+        ("zh;q=0,en;q=0", "zh"),  # both refused: the default after all
+        ("*;q=0.5,zh;q=0.1", "en"),  # `*` stands for English here, which it outweighs
+        ("*,zh", "zh"),
+        ("*,en", "en"),  # named outright beats `*`, whatever the default
+        ("en,*", "en"),
+    ],
+)
+def test_a_stated_preference_beats_a_chinese_default(header: str, expected: str) -> None:
+    assert preferred(header, default="zh") == expected
+
+
+def test_an_english_refusal_gives_chinese_with_an_english_default() -> None:
+    assert preferred("en;q=0", default="en") == "zh"
+    assert preferred("en-GB;q=0,*;q=0", default="en") == "en"
+
+
+@given(st.one_of(st.none(), st.text()), st.sampled_from(["zh", "en"]))
+def test_any_text_with_any_default_gives_en_or_zh(header: str | None, default: str) -> None:
+    assert preferred(header, default) in ("en", "zh")

@@ -9,7 +9,9 @@ from tests.support import assert_problem, auth, enterprise_payload
 
 
 async def test_unknown_route_is_a_404_problem(client: httpx.AsyncClient) -> None:
-    assert_problem(await client.get("/v1/nothing-here"), 404, "not_found")
+    response = await client.get("/v1/nothing-here")
+    assert_problem(response, 404, "not_found")
+    assert response.headers["content-language"] == "en"  # the library default (docs/errors.md)
 
 
 async def test_wrong_method_is_a_405_problem_with_allow(client: httpx.AsyncClient) -> None:
@@ -93,6 +95,8 @@ async def test_every_problem_type_resolves(client: httpx.AsyncClient) -> None:
     catalogue = (await client.get("/v1/problems")).json()
     codes = {p["code"] for p in catalogue}
     assert {"not_found", "validation_failed", "idempotency_key_reused", "insufficient_scope"} <= codes
+    assert {"malformed_json", "method_not_allowed", "internal_error"} <= codes
+    assert all(p["title_en"] and p["title_zh"] and p["title"] == p["title_en"] for p in catalogue)
     one = await client.get("/v1/problems/idempotency_key_reused")
     assert one.json()["status"] == 422
     assert_problem(await client.get("/v1/problems/no_such_code"), 404, "not_found")

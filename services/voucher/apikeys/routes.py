@@ -117,7 +117,8 @@ async def list_api_keys(
     principal_id: Annotated[uuid.UUID | None, Query(description="Only this principal's keys.")] = None,
 ) -> Page[ApiKeyPublic]:
     if Scope.KEYS_READ not in actor.scopes and Scope.KEYS_SELF not in actor.scopes:
-        raise errors.InsufficientScope("listing keys needs keys:read or keys:self")
+        raise errors.InsufficientScope("listing keys needs keys:read or keys:self",
+                                       detail_zh="查看密钥列表需要 keys:read 或 keys:self 权限范围")
     rows, cursor = await service.list_keys(session, actor, page, principal_id)
     return Page(items=[_public(k, p, now) for k, p in rows], next_cursor=cursor)
 
@@ -182,4 +183,5 @@ async def rotate_api_key(
 
 def _need_key_management(actor: Actor) -> None:
     if Scope.KEYS_WRITE not in actor.scopes and Scope.KEYS_SELF not in actor.scopes:
-        raise errors.InsufficientScope("managing keys needs keys:write or keys:self")
+        raise errors.InsufficientScope("managing keys needs keys:write or keys:self",
+                                       detail_zh="管理密钥需要 keys:write 或 keys:self 权限范围")

@@ -55,6 +55,10 @@ class Scope(StrEnum):
     AUDIT_READ = "audit:read"
     #: Verify the audit chain and take signed checkpoints of it (writes only those records).
     AUDIT_VERIFY = "audit:verify"
+    #: Page through events (one's own, for enterprises and providers; all, for the office).
+    EVENTS_READ = "events:read"
+    #: Register, change, rotate and delete one's own webhook endpoints; read their delivery log.
+    WEBHOOKS_MANAGE = "webhooks:manage"
 
 
 _READ_ALL = {
@@ -69,25 +73,29 @@ _READ_ALL = {
     Scope.SETTLEMENTS_READ,
     Scope.CLAIMS_READ,
     Scope.AUDIT_READ,
+    Scope.EVENTS_READ,
 }
 #: Only providers redeem: a redemption is always a provider's claim on a voucher.
 _PROVIDER_ONLY = {Scope.REDEMPTIONS_WRITE, Scope.VOUCHERS_LOOKUP, Scope.SETTLEMENTS_CONFIRM}
 #: Only an enterprise applies, for itself.
 _ENTERPRISE_ONLY = {Scope.APPLICATIONS_WRITE, Scope.CLAIMS_WRITE}
+#: Webhook endpoints belong to the enterprise or provider that is told; the office has none.
+_SUBSCRIBER_ONLY = {Scope.WEBHOOKS_MANAGE}
 
 ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
-    Role.OPERATOR: frozenset(set(Scope) - _PROVIDER_ONLY - _ENTERPRISE_ONLY),
+    Role.OPERATOR: frozenset(set(Scope) - _PROVIDER_ONLY - _ENTERPRISE_ONLY - _SUBSCRIBER_ONLY),
     # Auditors read everything and write nothing but verifications and checkpoints of the
     # audit chain (exports are reads).
     Role.AUDITOR: frozenset(_READ_ALL | {Scope.AUDIT_VERIFY}),
     Role.ENTERPRISE: frozenset(
         {Scope.PROGRAMMES_READ, Scope.ENTERPRISES_READ, Scope.KEYS_SELF, Scope.VOUCHERS_READ,
          Scope.REDEMPTIONS_READ, Scope.APPLICATIONS_READ, Scope.APPLICATIONS_WRITE, Scope.CLAIMS_READ,
-         Scope.CLAIMS_WRITE}
+         Scope.CLAIMS_WRITE, Scope.EVENTS_READ, Scope.WEBHOOKS_MANAGE}
     ),
     Role.PROVIDER: frozenset(
         {Scope.PROGRAMMES_READ, Scope.PROVIDERS_READ, Scope.KEYS_SELF, Scope.REDEMPTIONS_READ,
-         Scope.REDEMPTIONS_WRITE, Scope.VOUCHERS_LOOKUP, Scope.SETTLEMENTS_READ, Scope.SETTLEMENTS_CONFIRM}
+         Scope.REDEMPTIONS_WRITE, Scope.VOUCHERS_LOOKUP, Scope.SETTLEMENTS_READ, Scope.SETTLEMENTS_CONFIRM,
+         Scope.EVENTS_READ, Scope.WEBHOOKS_MANAGE}
     ),
 }
 

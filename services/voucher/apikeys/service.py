@@ -46,12 +46,14 @@ async def authenticate(session: AsyncSession, presented: str, now: datetime) -> 
     """The actor behind a presented key; 401 for unknown, revoked or expired keys."""
     found = await repository.key_with_principal(session, hash_key(presented))
     if found is None:
-        raise InvalidApiKey("no such API key; check it was copied whole")
+        raise InvalidApiKey("no such API key; check it was copied whole", detail_zh="该 API 密钥不存在，请检查是否完整复制")
     key, principal = found
     if key.revoked_at is not None:
-        raise ApiKeyRevoked(f"key {key.prefix} was revoked at {key.revoked_at.isoformat()}")
+        raise ApiKeyRevoked(f"key {key.prefix} was revoked at {key.revoked_at.isoformat()}",
+                            detail_zh=f"密钥 {key.prefix} 已于 {key.revoked_at.isoformat()} 被吊销")
     if key.expires_at is not None and key.expires_at <= now:
-        raise ApiKeyExpired(f"key {key.prefix} expired at {key.expires_at.isoformat()}")
+        raise ApiKeyExpired(f"key {key.prefix} expired at {key.expires_at.isoformat()}",
+                            detail_zh=f"密钥 {key.prefix} 已于 {key.expires_at.isoformat()} 过期")
     return Actor(
         principal_id=principal.id,
         role=Role(principal.role),
@@ -194,7 +196,7 @@ async def get_key(
 ) -> tuple[ApiKey, Principal]:
     key = await repository.get_key(session, actor, key_id, own_only=False)
     if key is None:
-        raise NotFound(f"no API key with id {key_id}")
+        raise NotFound(f"no API key with id {key_id}", detail_zh=f"没有 ID 为 {key_id} 的 API 密钥")
     principal = await repository.get_principal(session, key.principal_id)
     assert principal is not None
     return key, principal
@@ -206,7 +208,7 @@ async def _key_to_change(
     own_only = Scope.KEYS_WRITE not in actor.scopes
     key = await repository.get_key(session, actor, key_id, own_only=own_only, for_update=True)
     if key is None:
-        raise NotFound(f"no API key with id {key_id}")
+        raise NotFound(f"no API key with id {key_id}", detail_zh=f"没有 ID 为 {key_id} 的 API 密钥")
     return key
 
 
@@ -234,10 +236,12 @@ async def rotate_key(
     if Scope.KEYS_WRITE not in actor.scopes and not {Scope(x) for x in old.scopes} <= actor.scopes:
         raise InsufficientScope(
             "a key may only rotate keys whose scopes it holds itself: rotating would hand it a "
-            "secret with more reach than its own"
+            "secret with more reach than its own",
+            detail_zh="密钥只能轮换其自身所持权限范围内的密钥，否则轮换将得到一个权限更大的新密钥",
         )
     if key_status(old, now) != "active":
-        raise Conflict(f"key {old.prefix} is {key_status(old, now)} and cannot be rotated")
+        raise Conflict(f"key {old.prefix} is {key_status(old, now)} and cannot be rotated",
+                       detail_zh=f"密钥 {old.prefix} 当前状态为 {key_status(old, now)}，不能轮换")
     principal = await repository.get_principal(session, old.principal_id)
     assert principal is not None
     secret, prefix = new_key()

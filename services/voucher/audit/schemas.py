@@ -108,7 +108,7 @@ class VerificationCreate(BaseModel):
     check_ledger: bool = Field(default=True, description="Also match every ledger journal against its event.")
 
 
-class Problem(BaseModel):
+class ChainProblem(BaseModel):
     kind: str = Field(description="event_altered, event_deleted, event_inserted, events_reordered, "
                       "checkpoint_mismatch, checkpoint_signature_invalid, posting_without_event, "
                       "postings_differ or event_without_posting.")
@@ -132,5 +132,5 @@ class VerificationPublic(BaseModel):
     to_seq: int
     events_checked: int
     journals_checked: int
-    problems: list[Problem] = Field(description="The first broken link first; at most 100.")
+    problems: list[ChainProblem] = Field(description="The first broken link first; at most 100.")
     created_at: datetime

@@ -40,6 +40,7 @@ from services.voucher.audit.signing import Signer
 from services.voucher.audit.signing import verify as verify_signature
 from services.voucher.db import Database, PageRequest
 from services.voucher.errors import NotFound
+from services.voucher.events import service as outbox
 from services.voucher.ids import uuid7
 from services.voucher.observability import REQUEST_ID
 from services.voucher.tables import AuditCheckpoint, AuditEvent, AuditVerification
@@ -70,7 +71,10 @@ async def record(
     journal_id: uuid.UUID | None = None,
 ) -> None:
     """Write the event for a change, in the transaction making the change (so both commit or
-    neither does)."""
+    neither does). The changes subscribers are told about go into the outbox here too."""
+    await outbox.announce(session, action, resource_type, resource_id, now=now, after=after,
+                          programme_id=programme_id, enterprise_id=enterprise_id, provider_id=provider_id,
+                          voucher_id=voucher_id)
     if session.info.get("audit_disabled"):
         return
     actor = ACTOR.get()

@@ -19,6 +19,7 @@ from services.voucher.apikeys.rules import Scope
 from services.voucher.audit import service as audit
 from services.voucher.db import Database
 from services.voucher.errors import InsufficientScope, Unauthenticated
+from services.voucher.http import ratelimit
 from services.voucher.http.deps import get_database, get_now
 
 bearer = HTTPBearer(
@@ -36,12 +37,14 @@ async def current_actor(
 ) -> Actor:
     if credentials is None or not credentials.credentials:
         raise Unauthenticated(
-            "send an API key as `Authorization: Bearer <key>`"
+            "send an API key as `Authorization: Bearer <key>`",
+            detail_zh="请以 `Authorization: Bearer <密钥>` 请求头提供 API 密钥",
         )
     async with db.unit_of_work(write=False) as session:
         actor = await apikeys.authenticate(session, credentials.credentials, now)
     request.scope["state"]["actor"] = actor
     audit.ACTOR.set(actor)  # the unit-of-work middleware resets it when the request ends
+    await ratelimit.check(request, actor)  # before anything else: a refusal changes nothing
     return actor
 
 
@@ -54,6 +57,7 @@ def require(*scopes: Scope) -> Callable[..., Awaitable[Actor]]:
             raise InsufficientScope(
                 f"this operation needs scope {', '.join(missing)}; the key's role is "
                 f"{actor.role.value}",
+                detail_zh=f"此操作需要权限范围 {'、'.join(missing)}；该密钥的角色为 {actor.role.value}",
                 required_scopes=[s.value for s in scopes],
             )
         return actor

@@ -1,15 +1,21 @@
-"""Service-level routes: liveness, and the catalogue of problem types so every `type` URI in an
+"""Service-level routes: liveness, readiness, and the catalogue of problem types so every `type` URI in an
 error body resolves to an explanation."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict
+import asyncio
+import logging
 
-from services.voucher import errors
-from services.voucher.http.problems import problem_type, responses
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.voucher import errors, observability
+from services.voucher.http.language import Language, content_language
+from services.voucher.http.problems import HTTP_PROBLEMS, problem_type, responses
 
 router = APIRouter(tags=["service"])
+log = logging.getLogger("voucher.http")
+READINESS_TIMEOUT_SECONDS = 5.0
 
 
 class Health(BaseModel):
@@ -21,41 +27,36 @@ class ProblemType(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
-                {"type": "/v1/problems/not_found", "code": "not_found", "title": "Resource not found",
-                 "status": 404}
+                {"type": "/v1/problems/not_found", "code": "not_found", "title": "资源不存在",
+                 "title_en": "Resource not found", "title_zh": "资源不存在", "status": 404}
             ]
         }
     )
 
     type: str
     code: str
-    title: str
+    title: str = Field(description="In the language chosen by Accept-Language (zh-CN or English).")
+    title_en: str
+    title_zh: str
     status: int
 
 
-#: Problems raised by the HTTP layer itself rather than by a DomainError class.
-_HTTP_PROBLEMS = [
-    ("validation_failed", "The request has invalid fields", 422),
-    ("malformed_json", "The request body is not valid JSON", 400),
-    ("method_not_allowed", "Method not allowed", 405),
-    ("internal_error", "Internal error", 500),
-]
-
-
-def catalogue() -> dict[str, ProblemType]:
-    found: dict[str, ProblemType] = {}
+def catalogue(language: str = "en") -> dict[str, ProblemType]:
+    """Every DomainError class (recursively) and every problem the HTTP layer answers itself."""
+    titles: dict[str, tuple[int, str, str]] = {}
     pending: list[type[errors.DomainError]] = [errors.DomainError]
     while pending:
         cls = pending.pop()
         pending.extend(cls.__subclasses__())
         if cls is not errors.DomainError:
-            found.setdefault(
-                cls.code, ProblemType(type=problem_type(cls.code), code=cls.code, title=cls.title,
-                                      status=cls.status)
-            )
-    for code, title, status in _HTTP_PROBLEMS:
-        found.setdefault(code, ProblemType(type=problem_type(code), code=code, title=title, status=status))
-    return dict(sorted(found.items()))
+            titles.setdefault(cls.code, (cls.status, cls.title, cls.title_zh))
+    for code, entry in HTTP_PROBLEMS.items():
+        titles.setdefault(code, entry)
+    return {
+        code: ProblemType(type=problem_type(code), code=code, title=title_zh if language == "zh" else title,
+                          title_en=title, title_zh=title_zh, status=status)
+        for code, (status, title, title_zh) in sorted(titles.items())
+    }
 
 
 @router.get(
@@ -68,14 +69,63 @@ async def healthz() -> Health:
     return Health(status="ok")
 
 
+class Readiness(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"status": "ready", "checks": {"database": "ok", "migrations": "ok"},
+                          "revision": ["0008"], "head": ["0008"]}]
+        }
+    )
+    status: str
+    checks: dict[str, str] = Field(description="Each check: `ok`, or why it failed.")
+    revision: list[str] = Field(description="The database's Alembic revision(s).")
+    head: list[str] = Field(description="The head revision(s) of this build's migrations.")
+
+
+@router.get(
+    "/readyz",
+    operation_id="readyz",
+    summary="Readiness: the database answers and is migrated to this build's head",
+    response_model=Readiness,
+    responses=responses(errors.NotReady),
+)
+async def readyz(request: Request) -> Readiness:
+    """A load balancer sends traffic only once this answers 200; 503 says which check failed."""
+    head = observability.migration_heads()
+    checks = {"database": "ok", "migrations": "ok"}
+    current: frozenset[str] = frozenset()
+    try:
+        current = await asyncio.wait_for(
+            observability.database_heads(request.app.state.database), READINESS_TIMEOUT_SECONDS
+        )
+    except Exception as exc:  # whatever the driver raises: the database does not answer
+        log.warning("not ready: the database does not answer (%s)", type(exc).__name__)
+        checks["database"] = f"the database does not answer ({type(exc).__name__})"
+        checks["migrations"] = "unknown: the database does not answer"
+    else:
+        if current != head:
+            checks["migrations"] = (
+                f"the database is at {sorted(current) or 'no revision'}, this build needs "
+                f"{sorted(head)}: run `voucher db upgrade`"
+            )
+    failed = {name: result for name, result in checks.items() if result != "ok"}
+    if failed:
+        raise errors.NotReady(
+            "; ".join(f"{name}: {result}" for name, result in failed.items()),
+            checks=checks, revision=sorted(current), head=sorted(head),
+        )
+    return Readiness(status="ready", checks=checks, revision=sorted(current), head=sorted(head))
+
+
 @router.get(
     "/v1/problems",
     operation_id="list_problem_types",
     summary="Every problem type the API can answer with",
     response_model=list[ProblemType],
 )
-async def list_problem_types() -> list[ProblemType]:
-    return list(catalogue().values())
+async def list_problem_types(language: Language, response: Response) -> list[ProblemType]:
+    response.headers["Content-Language"] = content_language(language)
+    return list(catalogue(language).values())
 
 
 @router.get(
@@ -85,8 +135,9 @@ async def list_problem_types() -> list[ProblemType]:
     response_model=ProblemType,
     responses=responses(errors.NotFound),
 )
-async def get_problem_type(code: str) -> ProblemType:
-    found = catalogue().get(code)
+async def get_problem_type(code: str, language: Language, response: Response) -> ProblemType:
+    found = catalogue(language).get(code)
     if found is None:
-        raise errors.NotFound(f"no problem type {code!r}")
+        raise errors.NotFound(f"no problem type {code!r}", detail_zh=f"没有代码为 {code!r} 的问题类型")
+    response.headers["Content-Language"] = content_language(language)
     return found

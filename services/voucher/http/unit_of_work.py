@@ -20,7 +20,13 @@ from services.voucher import errors
 from services.voucher.audit import service as audit
 from services.voucher.clock import Clock
 from services.voucher.db import Database, is_data_error, is_integrity_error, is_transient
-from services.voucher.http.problems import PROBLEM_MEDIA_TYPE, internal_error_body, problem_body
+from services.voucher.http.language import content_language
+from services.voucher.http.problems import (
+    PROBLEM_MEDIA_TYPE,
+    error_body,
+    internal_error_body,
+    scope_language,
+)
 from services.voucher.idempotency import service as idempotency
 from services.voucher.observability import REQUEST_ID, new_request_id
 
@@ -113,7 +119,7 @@ class UnitOfWorkMiddleware:
             if started:
                 raise
             status, body = self._failure(exc, scope)
-            await self._send(send, status, body, PROBLEM_MEDIA_TYPE, rid)
+            await self._send(send, status, body, scope, rid)
 
     async def _buffered(
         self, scope: Scope, receive: Receive, send: Send, unit: RequestUnit, rid: Any
@@ -134,7 +140,7 @@ class UnitOfWorkMiddleware:
             await unit.close()
             await self._release(unit)
             status, body = self._failure(exc, scope)
-            await self._send(send, status, body, PROBLEM_MEDIA_TYPE, rid)
+            await self._send(send, status, body, scope, rid)
             return
 
         assert start is not None
@@ -156,7 +162,7 @@ class UnitOfWorkMiddleware:
                 if not isinstance(exc, errors.ConcurrentUpdate):
                     await self._release(unit)
                 status, body = self._failure(exc, scope)
-                await self._send(send, status, body, PROBLEM_MEDIA_TYPE, rid)
+                await self._send(send, status, body, scope, rid)
                 return
         else:
             await unit.close()
@@ -191,35 +197,30 @@ class UnitOfWorkMiddleware:
         elif is_data_error(exc):
             err = errors.UnstorableValue(
                 "a value in the request cannot be stored: text may not contain NUL characters "
-                "and numbers must fit in 64 bits; nothing was changed"
+                "and numbers must fit in 64 bits; nothing was changed",
+                detail_zh="请求中的某个值无法保存：文本不能含有空字符（NUL），数值须在 64 位整数范围内；未做任何更改",
             )
         elif is_integrity_error(exc):
             err = errors.Conflict(
                 "the change conflicts with data written at the same time "
-                "(a duplicate or a reference that no longer exists); nothing was changed"
+                "(a duplicate or a reference that no longer exists); nothing was changed",
+                detail_zh="此更改与同时写入的数据冲突（重复，或引用的数据已不存在）；未做任何更改",
             )
         else:
             log.error("unhandled error on %s %s", scope["method"], path, exc_info=exc)
-            return 500, internal_error_body(path)
+            return 500, internal_error_body(path, scope_language(scope))
         log.info("refused %s %s: %s", scope["method"], path, err.code)
-        return err.status, problem_body(
-            status=err.status,
-            code=err.code,
-            title=err.title,
-            detail=err.detail,
-            instance=path,
-            extra=err.extra,
-        )
+        return err.status, error_body(err, language=scope_language(scope), instance=path)
 
-    async def _send(
-        self, send: Send, status: int, body: bytes, content_type: str, rid: Any
-    ) -> None:
+    async def _send(self, send: Send, status: int, body: bytes, scope: Scope, rid: Any) -> None:
+        """A problem response, in the request's language."""
         await send(
             {
                 "type": "http.response.start",
                 "status": status,
                 "headers": [
-                    (b"content-type", content_type.encode()),
+                    (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
+                    (b"content-language", content_language(scope_language(scope)).encode()),
                     (b"content-length", str(len(body)).encode()),
                     rid,
                 ],

@@ -40,8 +40,9 @@ class Claim:
     locked_at: datetime
 
 
-#: Response headers that are part of the answer and are replayed with it.
-REPLAYED_HEADERS = ("location", "etag")
+#: Response headers that are part of the answer and are replayed with it (a replay answers in
+#: the first request's language, whatever the retry's Accept-Language).
+REPLAYED_HEADERS = ("location", "etag", "content-language")
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,8 @@ def check_key(key: str) -> str:
     if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isascii() or not key.isprintable():
         raise InvalidIdempotencyKey(
             f"an Idempotency-Key is 1 to {MAX_KEY_LENGTH} printable ASCII characters "
-            "(a UUID is a good choice)"
+            "(a UUID is a good choice)",
+            detail_zh=f"幂等键须为 1 至 {MAX_KEY_LENGTH} 个可打印 ASCII 字符（建议使用 UUID）",
         )
     return key
 
@@ -120,7 +122,7 @@ async def claim(
             return Claim(record_id, now)
         record = await repository.get_for_update(session, principal_id, key)
         if record is None:  # pragma: no cover - purged between the two statements
-            raise IdempotencyRequestInProgress("the key is being recycled; retry")
+            raise IdempotencyRequestInProgress("the key is being recycled; retry", detail_zh="该幂等键正在回收，请重试")
         if record.expires_at <= now:
             # Past its retention: the key is free again, as a brand-new request.
             if await repository.relock(
@@ -132,6 +134,8 @@ async def claim(
             raise IdempotencyKeyReused(
                 f"Idempotency-Key {key!r} was first used for {record.method} {record.path} "
                 "with a different body; use a new key for a new request",
+                detail_zh=f"幂等键 {key!r} 首次用于 {record.method} {record.path} 时的请求体与本次不同；"
+                "新的请求请使用新的幂等键",
             )
         if record.state == "completed":
             assert record.response_status is not None
@@ -146,7 +150,8 @@ async def claim(
         if record.locked_at > now - timedelta(seconds=lock_seconds):
             raise IdempotencyRequestInProgress(
                 f"the first request with Idempotency-Key {key!r} is still running; "
-                "retry after it finishes to get its answer"
+                "retry after it finishes to get its answer",
+                detail_zh=f"使用幂等键 {key!r} 的首个请求仍在处理中，请待其完成后重试以获取其结果",
             )
         if await repository.relock(
             session, record.id, old_locked_at=record.locked_at, values={"locked_at": now}

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.voucher import metrics
 from services.voucher.actor import SYSTEM, Actor
 from services.voucher.audit import service as audit
 from services.voucher.db import PageRequest
@@ -44,6 +45,7 @@ from services.voucher.errors import (
     VoucherSuspended,
     WrongPayoutMode,
 )
+from services.voucher.events import service as outbox
 from services.voucher.ledger import service as ledger
 from services.voucher.ledger.rules import AccountKind, Leg, transfer
 from services.voucher.programmes import repository as programmes_repository
@@ -71,6 +73,8 @@ from services.voucher.vouchers import repository as vouchers_repository
 from services.voucher.vouchers import service as vouchers
 from services.voucher.vouchers.rules import VoucherStatus, effective_status, settled_status
 
+_KIND_ZH = {"compute": "算力券", "model": "模型券"}
+
 
 @dataclass(frozen=True)
 class HoldRequest:
@@ -81,10 +85,13 @@ class HoldRequest:
 
 
 _REFUSAL_BY_LIMIT = {
-    "rates": (NothingToSubsidise, "the line items earn no subsidy at the programme's rates"),
-    "stacking_ceiling": (OrderAlreadySubsidised, "the order is already subsidised up to the stacking ceiling"),
-    "enterprise_cap": (EnterpriseCapReached, "the enterprise has reached its cap for this period"),
-    "voucher_balance": (VoucherExhausted, "the voucher has no available balance"),
+    "rates": (NothingToSubsidise, "the line items earn no subsidy at the programme's rates",
+              "按本项目的补贴比例，这些订单明细无可补贴金额"),
+    "stacking_ceiling": (OrderAlreadySubsidised, "the order is already subsidised up to the stacking ceiling",
+                         "该订单的补贴已达叠加上限"),
+    "enterprise_cap": (EnterpriseCapReached, "the enterprise has reached its cap for this period",
+                       "该企业本期补贴已达上限"),
+    "voucher_balance": (VoucherExhausted, "the voucher has no available balance", "券余额不足，已无可用金额"),
 }
 
 
@@ -94,7 +101,7 @@ def _party_ids(parties: list[dict[str, Any]]) -> set[str]:
 
 async def _provider_for(session: AsyncSession, actor: Actor) -> Provider:
     if actor.provider_id is None:
-        raise Forbidden("only a provider key can redeem vouchers")
+        raise Forbidden("only a provider key can redeem vouchers", detail_zh="只有服务商的密钥才能核销券")
     provider = await session.get(Provider, actor.provider_id)
     assert provider is not None
     return provider
@@ -102,14 +109,20 @@ async def _provider_for(session: AsyncSession, actor: Actor) -> Provider:
 
 def _check_usable(voucher: Voucher, now: datetime) -> None:
     if now < voucher.valid_from:
-        raise VoucherNotYetValid(f"valid from {voucher.valid_from.isoformat()}", valid_from=voucher.valid_from.isoformat())
+        raise VoucherNotYetValid(f"valid from {voucher.valid_from.isoformat()}", valid_from=voucher.valid_from.isoformat(),
+                                 detail_zh=f"券自 {voucher.valid_from.isoformat()} 起生效")
     status = effective_status(VoucherStatus(voucher.status), voucher.expires_at, now)
     if status is VoucherStatus.EXPIRED:
-        raise VoucherExpired(f"expired at {voucher.expires_at.isoformat()}", expires_at=voucher.expires_at.isoformat())
+        raise VoucherExpired(f"expired at {voucher.expires_at.isoformat()}", expires_at=voucher.expires_at.isoformat(),
+                             detail_zh=f"券已于 {voucher.expires_at.isoformat()} 过期")
     if status is VoucherStatus.SUSPENDED:
-        raise VoucherSuspended(voucher.status_reason or "suspended by the programme office")
+        raise VoucherSuspended(voucher.status_reason or "suspended by the programme office",
+                               detail_zh="券已被项目管理方暂停使用"
+                               + (f"，原因：{voucher.status_reason}" if voucher.status_reason else ""))
     if status is VoucherStatus.REVOKED:
-        raise VoucherRevoked(voucher.status_reason or "revoked by the programme office")
+        raise VoucherRevoked(voucher.status_reason or "revoked by the programme office",
+                             detail_zh="券已被项目管理方撤销"
+                             + (f"，原因：{voucher.status_reason}" if voucher.status_reason else ""))
 
 
 def _check_items(programme: Programme, items: list[dict[str, Any]]) -> None:
@@ -119,19 +132,31 @@ def _check_items(programme: Programme, items: list[dict[str, Any]]) -> None:
         if category_group(category) not in CATEGORY_GROUPS_BY_KIND[kind]:
             raise VoucherKindMismatch(
                 f"line item {index} ({category}) is not covered by a {kind.value} voucher",
+                detail_zh=f"第 {index} 项订单明细（{category}）不在{_KIND_ZH.get(kind.value, kind.value)}的适用范围内",
                 line_item=index,
             )
         if category not in programme.rate_table:
             raise CategoryOutOfScope(
                 f"line item {index}: {category} is not subsidised by this programme "
                 f"(it covers {', '.join(sorted(programme.rate_table))})",
+                detail_zh=f"第 {index} 项订单明细：{category} 不在本项目补贴范围内"
+                f"（本项目补贴：{'、'.join(sorted(programme.rate_table))}）",
                 line_item=index,
             )
 
 
-async def _settle_voucher_status(session: AsyncSession, voucher: Voucher, now: datetime) -> None:
-    if voucher.status in (VoucherStatus.ACTIVE.value, VoucherStatus.EXHAUSTED.value):
-        b = (await vouchers.view(session, voucher, now)).balances
+async def _settle_voucher_status(session: AsyncSession, voucher: Voucher, now: datetime, *,
+                                 after_capture: bool = False) -> None:
+    settles = voucher.status in (VoucherStatus.ACTIVE.value, VoucherStatus.EXHAUSTED.value)
+    if not (settles or after_capture):
+        return
+    b = (await vouchers.view(session, voucher, now)).balances
+    if after_capture:  # use only grows on capture (whatever the voucher's status since the hold):
+        # the moment to announce its 80 % / 100 % marks
+        await outbox.note_use(session, voucher_id=voucher.id, programme_id=voucher.programme_id,
+                              enterprise_id=voucher.enterprise_id, face_value=voucher.face_value,
+                              used=b.used, unit=voucher.unit, now=now)
+    if settles:
         settled = settled_status(VoucherStatus(voucher.status), b.available, b.held)
         if settled.value != voucher.status:
             before, voucher.status = voucher.status, settled.value
@@ -155,7 +180,8 @@ async def hold(
     lasts the review."""
     provider = provider or await _provider_for(session, actor)
     if provider.status != ProviderStatus.APPROVED.value:
-        raise ProviderNotApproved(f"provider is {provider.status}", current_status=provider.status)
+        raise ProviderNotApproved(f"provider is {provider.status}", current_status=provider.status,
+                                  detail_zh=f"服务商当前状态为 {provider.status}，尚未通过审核或已被暂停")
     voucher = await vouchers.find_by_code_for_enterprise(
         session, request.voucher_code, request.enterprise_uscc, for_update=True
     )
@@ -168,16 +194,20 @@ async def hold(
         raise WrongPayoutMode(
             f"programme {programme.code} pays out by {programme.mode}; "
             + ("the enterprise files a claim instead" if payee is Payee.PROVIDER else "providers redeem instead"),
+            detail_zh=f"项目 {programme.code} 的兑付方式为 {programme.mode}；"
+            + ("应由企业提交补贴申领" if payee is Payee.PROVIDER else "应由服务商核销"),
             mode=programme.mode,
         )
     enrolment = await programmes_repository.enrolment(session, programme.id, provider.id)
     if enrolment is None or enrolment.withdrawn_at is not None:
-        raise ProviderNotEnrolled(f"provider is not enrolled in programme {programme.code}")
+        raise ProviderNotEnrolled(f"provider is not enrolled in programme {programme.code}",
+                                  detail_zh=f"服务商未入驻项目 {programme.code}")
     shared = _party_ids(provider.related_parties) & _party_ids(enterprise.related_parties)
     if shared:
         raise RelatedParty(
             "the provider and the enterprise share a legal representative or shareholder; "
             "related-party purchases are not subsidised",
+            detail_zh="服务商与企业存在相同的法定代表人或股东；关联方之间的采购不予补贴",
             shared_parties=sorted(shared),
         )
     _check_usable(voucher, now)
@@ -206,14 +236,17 @@ async def hold(
     assert order is not None and usage is not None
     for held in expired:
         await release_hold(session, held, voucher, VoidReason.EXPIRED, now)
+        metrics.hold_expired(session, programme_id=held.programme_id)
 
     if order.enterprise_id != voucher.enterprise_id or order.order_amount != order_amount or order.unit != voucher.unit:
         raise OrderReferenceConflict(
             f"order {request.order_reference} was first presented for another enterprise or amount "
             f"({order.order_amount} {order.unit}); one order reference is one order",
+            detail_zh=f"订单 {request.order_reference} 已以其他企业或其他金额提交过"
+            f"（{order.order_amount} {order.unit}）；一个订单号只对应一笔订单",
         )
     if await repository.live_on_order(session, voucher.id, provider.id, request.order_reference):
-        raise OrderAlreadySubsidised("this voucher already subsidises this order")
+        raise OrderAlreadySubsidised("this voucher already subsidises this order", detail_zh="本券已补贴过该订单")
     # Other vouchers' expired holds are void too, even if the job has not posted them yet.
     stale_on_order = await repository.stale_holds_on_order(session, provider.id, request.order_reference, now)
     stale_amount, stale_spend = await repository.stale_holds_in_period(
@@ -232,8 +265,8 @@ async def hold(
         voucher_available=available,
     )
     if computation.subsidy == 0:
-        error, detail = _REFUSAL_BY_LIMIT[computation.limited_by]
-        raise error(detail, computation=computation.as_dict())
+        error, detail, detail_zh = _REFUSAL_BY_LIMIT[computation.limited_by]
+        raise error(detail, detail_zh=detail_zh, computation=computation.as_dict())
 
     redemption = Redemption(
         voucher_id=voucher.id,
@@ -281,7 +314,7 @@ async def _locked(session: AsyncSession, actor: Actor, redemption_id: uuid.UUID)
     """Voucher, then redemption, locked in the fixed order (the id is read first, unlocked)."""
     found = await repository.get(session, actor, redemption_id)
     if found is None:
-        raise NotFound(f"no redemption with id {redemption_id}")
+        raise NotFound(f"no redemption with id {redemption_id}", detail_zh=f"没有 ID 为 {redemption_id} 的用券记录")
     voucher = await vouchers_repository.get_by_id(session, found.voucher_id, for_update=True)
     redemption = await repository.get(session, actor, redemption_id, for_update=True)
     assert voucher is not None and redemption is not None
@@ -290,10 +323,12 @@ async def _locked(session: AsyncSession, actor: Actor, redemption_id: uuid.UUID)
 
 def _check_held(redemption: Redemption, now: datetime) -> None:
     if redemption.status != RedemptionStatus.HELD.value:
-        raise HoldNotActive(f"the hold is {redemption.status}", current_status=redemption.status)
+        raise HoldNotActive(f"the hold is {redemption.status}", current_status=redemption.status,
+                            detail_zh=f"该笔冻结当前状态为 {redemption.status}")
     if now >= redemption.hold_expires_at:
         raise HoldExpired(
             f"the hold expired at {redemption.hold_expires_at.isoformat()} and is void",
+            detail_zh=f"该笔冻结已于 {redemption.hold_expires_at.isoformat()} 到期，已作废",
             hold_expires_at=redemption.hold_expires_at.isoformat(),
         )
 
@@ -305,11 +340,12 @@ async def capture(
     voucher, redemption = await _locked(session, actor, redemption_id)
     _check_held(redemption, now)
     if effective_status(VoucherStatus(voucher.status), voucher.expires_at, now) is VoucherStatus.EXPIRED:
-        raise VoucherExpired("the voucher expired; its holds are void")
+        raise VoucherExpired("the voucher expired; its holds are void", detail_zh="券已过期，其冻结金额均已作废")
     amount = redemption.held_amount if amount is None else amount
     if amount > redemption.held_amount:
         raise CaptureExceedsHold(
-            f"capture {amount} exceeds the held {redemption.held_amount}", held_amount=redemption.held_amount
+            f"capture {amount} exceeds the held {redemption.held_amount}", held_amount=redemption.held_amount,
+            detail_zh=f"核销金额 {amount} 超过冻结金额 {redemption.held_amount}",
         )
     await _capture(session, voucher, redemption, amount, now)
     return redemption
@@ -343,6 +379,7 @@ async def _capture(session: AsyncSession, voucher: Voucher, redemption: Redempti
     redemption.status = RedemptionStatus.CAPTURED.value
     redemption.captured_amount = amount
     redemption.captured_at = now
+    metrics.redemption_captured(session, programme_id=voucher.programme_id, kind=voucher.kind, unit=unit, amount=amount)
     await audit.record(
         session, "redemption.captured", "redemption", redemption.id, now=now,
         before={"status": RedemptionStatus.HELD.value, "held_amount": redemption.held_amount},
@@ -350,7 +387,7 @@ async def _capture(session: AsyncSession, voucher: Voucher, redemption: Redempti
         programme_id=voucher.programme_id, enterprise_id=redemption.enterprise_id,
         provider_id=redemption.provider_id, voucher_id=voucher.id,
     )
-    await _settle_voucher_status(session, voucher, now)
+    await _settle_voucher_status(session, voucher, now, after_capture=True)
     await session.flush()
 
 
@@ -358,9 +395,12 @@ async def void(session: AsyncSession, actor: Actor, redemption_id: uuid.UUID, no
     """Release the whole hold. Voiding a hold whose TTL has passed records it as expired."""
     voucher, redemption = await _locked(session, actor, redemption_id)
     if redemption.status != RedemptionStatus.HELD.value:
-        raise HoldNotActive(f"the hold is {redemption.status}", current_status=redemption.status)
+        raise HoldNotActive(f"the hold is {redemption.status}", current_status=redemption.status,
+                            detail_zh=f"该笔冻结当前状态为 {redemption.status}")
     reason = VoidReason.EXPIRED if now >= redemption.hold_expires_at else VoidReason.PROVIDER
     await release_hold(session, redemption, voucher, reason, now)
+    if reason is VoidReason.EXPIRED:
+        metrics.hold_expired(session, programme_id=redemption.programme_id)
     await _settle_voucher_status(session, voucher, now)
     await session.flush()
     return redemption
@@ -382,10 +422,12 @@ async def refund(
     the programme's pool. The provider's payable drops by the same amount."""
     voucher, redemption = await _locked(session, actor, redemption_id)
     if redemption.status not in (RedemptionStatus.CAPTURED.value, RedemptionStatus.REFUNDED.value):
-        raise RedemptionNotCaptured(f"the redemption is {redemption.status}", current_status=redemption.status)
+        raise RedemptionNotCaptured(f"the redemption is {redemption.status}", current_status=redemption.status,
+                                    detail_zh=f"该用券记录当前状态为 {redemption.status}，尚未核销")
     remaining = redemption.captured_amount - redemption.refunded_amount
     if amount > remaining:
-        raise RefundExceedsCaptured(f"at most {remaining} can still be refunded", refundable=remaining)
+        raise RefundExceedsCaptured(f"at most {remaining} can still be refunded", refundable=remaining,
+                                    detail_zh=f"最多还可退款 {remaining}")
     status = effective_status(VoucherStatus(voucher.status), voucher.expires_at, now)
     to_voucher = status in (VoucherStatus.ACTIVE, VoucherStatus.EXHAUSTED, VoucherStatus.SUSPENDED)
     # Order and usage rows before any programme account: the fixed lock order.
@@ -438,7 +480,7 @@ async def refund(
 async def get_redemption(session: AsyncSession, actor: Actor, redemption_id: uuid.UUID) -> Redemption:
     found = await repository.get(session, actor, redemption_id)
     if found is None:
-        raise NotFound(f"no redemption with id {redemption_id}")
+        raise NotFound(f"no redemption with id {redemption_id}", detail_zh=f"没有 ID 为 {redemption_id} 的用券记录")
     return found
 
 
@@ -481,6 +523,7 @@ async def expire_hold(session: AsyncSession, redemption_id: uuid.UUID, now: date
     if redemption.status != RedemptionStatus.HELD.value or redemption.hold_expires_at > now:
         return 0
     await release_hold(session, redemption, voucher, VoidReason.EXPIRED, now)
+    metrics.hold_expired(session, programme_id=redemption.programme_id)
     await _settle_voucher_status(session, voucher, now)
     return 1
 
@@ -497,10 +540,12 @@ async def capture_claim(session: AsyncSession, redemption_id: uuid.UUID, amount:
     voucher, redemption = await _locked(session, SYSTEM, redemption_id)
     _check_held(redemption, now)
     if effective_status(VoucherStatus(voucher.status), voucher.expires_at, now) is VoucherStatus.EXPIRED:
-        raise VoucherExpired("the voucher expired; its holds are void, and the claim can no longer be approved")
+        raise VoucherExpired("the voucher expired; its holds are void, and the claim can no longer be approved",
+                             detail_zh="券已过期，其冻结金额均已作废，该补贴申领不能再获批准")
     if amount > redemption.held_amount:
         raise CaptureExceedsHold(
-            f"approval {amount} exceeds the held {redemption.held_amount}", held_amount=redemption.held_amount
+            f"approval {amount} exceeds the held {redemption.held_amount}", held_amount=redemption.held_amount,
+            detail_zh=f"批准金额 {amount} 超过冻结金额 {redemption.held_amount}",
         )
     await _capture(session, voucher, redemption, amount, now)
     return redemption

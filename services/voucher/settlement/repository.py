@@ -116,3 +116,22 @@ async def items(session: AsyncSession, settlement_id: uuid.UUID) -> list[Settlem
 async def add_all(session: AsyncSession, rows: list[Any]) -> None:
     session.add_all(rows)
     await session.flush()
+
+
+async def monthly_due(session: AsyncSession, first: date, last: date, start: datetime, end: datetime,
+                      limit: int) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """(provider, programme) pairs with a capture in [start, end) that no live settlement holds
+    and no settlement at all for exactly this period: the scheduled run's work. One the office
+    cancelled is not made again by the schedule (the office creates it by hand if it wants)."""
+    live_period = select(Settlement.id).where(
+        Settlement.provider_id == Redemption.provider_id, Settlement.programme_id == Redemption.programme_id,
+        Settlement.period_start == first, Settlement.period_end == last,
+    ).exists()
+    held = _live_item(SettlementItem.kind == ItemKind.CAPTURE.value, SettlementItem.redemption_id == Redemption.id)
+    rows = await session.execute(
+        select(Redemption.provider_id, Redemption.programme_id).distinct()
+        .where(Redemption.captured_at >= start, Redemption.captured_at < end,  # type: ignore[operator]
+               Redemption.payee == Payee.PROVIDER.value, ~held, ~live_period)
+        .order_by(Redemption.provider_id, Redemption.programme_id).limit(limit)
+    )
+    return [(p, g) for p, g in rows.all()]

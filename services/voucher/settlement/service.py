@@ -10,13 +10,13 @@ even if that lock were bypassed. Paying moves the total from payable to paid in 
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.voucher.actor import Actor
+from services.voucher.actor import SYSTEM, Actor
 from services.voucher.audit import service as audit
 from services.voucher.db import PageRequest
 from services.voucher.errors import (
@@ -247,3 +247,26 @@ async def statement(session: AsyncSession, actor: Actor, settlement_id: uuid.UUI
 def _title(settlement: Settlement) -> str:
     return (f"结算单 Settlement {settlement.id} · {settlement.period_start.isoformat()}..."
             f"{settlement.period_end.isoformat()} ({PERIOD_ZONE})")
+
+
+def previous_month(now: datetime) -> tuple[date, date]:
+    """The calendar month before `now`'s, in the settlement time zone: the scheduled period."""
+    today = now.astimezone(ZoneInfo(PERIOD_ZONE)).date()
+    last = today.replace(day=1) - timedelta(days=1)
+    return last.replace(day=1), last
+
+
+async def due_monthly(session: AsyncSession, now: datetime, limit: int = 500) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    first, last = previous_month(now)
+    start, end = period_bounds(first, last)
+    return await repository.monthly_due(session, first, last, start, end, limit)
+
+
+async def create_monthly(session: AsyncSession, provider_id: uuid.UUID, programme_id: uuid.UUID, now: datetime) -> int:
+    """The `create-settlements` job's item: last month's draft settlement for one provider and
+    programme, as the system. Run twice, it refuses the second time (settlement_exists)."""
+    first, last = previous_month(now)
+    with audit.as_system():
+        await create(session, SYSTEM, provider_id=provider_id, programme_id=programme_id,
+                     period_start=first, period_end=last, now=now)
+    return 1

@@ -144,7 +144,8 @@ async def get_voucher_history(
     after = None
     if cursor is not None:
         if not re.fullmatch(r"[0-9]{1,18}", cursor):
-            raise errors.InvalidCursor("the cursor is not one this service issued")
+            raise errors.InvalidCursor("the cursor is not one this service issued",
+                                      detail_zh="该游标不是本服务签发的")
         after = int(cursor)
     rows = await service.history(session, voucher, after=after, limit=limit + 1)
     names = {voucher.available_account_id: "available", voucher.held_account_id: "held",
@@ -201,7 +202,8 @@ async def lookup_voucher(
     if actor.provider_id is not None:
         enrolment = await programmes_repository.enrolment(session, voucher.programme_id, actor.provider_id)
         if enrolment is None or enrolment.withdrawn_at is not None:
-            raise errors.NotFound("no voucher with this code for this enterprise")
+            raise errors.NotFound("no voucher with this code for this enterprise",
+                                  detail_zh="该企业名下没有此券码对应的券")
     view = await service.view(session, voucher, now)
     return VoucherQuote(
         code=voucher.code, kind=voucher.kind, unit=voucher.unit, status=view.status,

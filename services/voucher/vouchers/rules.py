@@ -52,6 +52,7 @@ def check_transition(current: VoucherStatus, target: VoucherStatus) -> None:
     if target not in TRANSITIONS[current]:
         raise InvalidTransition(
             f"a voucher cannot go from {current.value!r} to {target.value!r}",
+            detail_zh=f"券不能从 {current.value!r} 状态变更为 {target.value!r}",
             current_status=current.value,
             allowed=sorted(s.value for s in TRANSITIONS[current]),
         )

@@ -49,7 +49,7 @@ async def programme_for_change(session: AsyncSession, programme_id: uuid.UUID) -
     """The programme, share-locked: it cannot close while value is committed or issued under it."""
     programme = await repository.programme_for_issue(session, programme_id)
     if programme is None:
-        raise NotFound(f"no programme with id {programme_id}")
+        raise NotFound(f"no programme with id {programme_id}", detail_zh=f"没有 ID 为 {programme_id} 的项目")
     return programme
 
 
@@ -70,7 +70,7 @@ class VoucherView:
 async def _programme(session: AsyncSession, programme_id: uuid.UUID) -> Programme:
     programme = await session.get(Programme, programme_id)
     if programme is None:
-        raise NotFound(f"no programme with id {programme_id}")
+        raise NotFound(f"no programme with id {programme_id}", detail_zh=f"没有 ID 为 {programme_id} 的项目")
     return programme
 
 
@@ -87,7 +87,7 @@ async def remaining_cap(
 async def lock_voucher(session: AsyncSession, voucher_id: uuid.UUID) -> Voucher:
     voucher = await repository.get_by_id(session, voucher_id, for_update=True)
     if voucher is None:
-        raise NotFound(f"no voucher with id {voucher_id}")
+        raise NotFound(f"no voucher with id {voucher_id}", detail_zh=f"没有 ID 为 {voucher_id} 的券")
     return voucher
 
 
@@ -105,6 +105,8 @@ def check_cap(cap: int, granted: int, committed: int, amount: int, period: str) 
         raise EnterpriseCapExceeded(
             f"the enterprise has been granted {granted} and has {committed} approved awaiting "
             f"issue, of its {cap} cap for {period}; {amount} more would exceed it",
+            detail_zh=f"该企业在 {period} 期间已获发放 {granted}、已批准待发放 {committed}，上限为 {cap}；"
+            f"再增加 {amount} 将超过上限",
             granted=granted,
             committed=committed,
             cap=cap,
@@ -139,12 +141,14 @@ async def issue_voucher(
     honoured = (ProgrammeStatus.OPEN.value, ProgrammeStatus.CLOSED.value) if from_committed \
         else (ProgrammeStatus.OPEN.value,)
     if programme.status not in honoured:
-        raise ProgrammeNotOpen(f"programme {programme.code} is {programme.status}", current_status=programme.status)
+        raise ProgrammeNotOpen(f"programme {programme.code} is {programme.status}", current_status=programme.status,
+                               detail_zh=f"项目 {programme.code} 当前状态为 {programme.status}，未开放")
     if await session.get(Enterprise, enterprise_id) is None:
-        raise NotFound(f"no enterprise with id {enterprise_id}")
+        raise NotFound(f"no enterprise with id {enterprise_id}", detail_zh=f"没有 ID 为 {enterprise_id} 的企业")
     if face_value > programme.max_per_voucher:
         raise ExceedsMaxPerVoucher(
             f"{face_value} exceeds the programme's maximum per voucher of {programme.max_per_voucher}",
+            detail_zh=f"金额 {face_value} 超过本项目单券上限 {programme.max_per_voucher}",
             max_per_voucher=programme.max_per_voucher,
         )
     period = commitment_period or period_key(programme.cap_period, programme.cap_timezone, now)
@@ -163,6 +167,7 @@ async def issue_voucher(
         raise BudgetExhausted(
             f"the programme has {budget} left {'committed' if from_committed else 'uncommitted'}; "
             f"cannot grant {face_value}",
+            detail_zh=f"项目{'已占用的' if from_committed else '可用'}预算仅剩 {budget}，无法发放 {face_value}",
             remaining=budget,
         )
     start = valid_from or now
@@ -272,7 +277,7 @@ async def get_voucher(
     """404 when missing and when it is another enterprise's."""
     voucher = await repository.get(session, actor, voucher_id, for_update=for_update)
     if voucher is None:
-        raise NotFound(f"no voucher with id {voucher_id}")
+        raise NotFound(f"no voucher with id {voucher_id}", detail_zh=f"没有 ID 为 {voucher_id} 的券")
     return voucher
 
 
@@ -296,7 +301,8 @@ def parse_code(text: str) -> str:
     code = normalise_code(text)
     if code is None:
         raise InvalidVoucherCode(
-            "the code's check character does not match: it was probably mistyped"
+            "the code's check character does not match: it was probably mistyped",
+            detail_zh="券码校验位不符，可能输入有误，请核对",
         )
     return code
 
@@ -312,7 +318,7 @@ async def find_by_code_for_enterprise(
         enterprise = await session.get(Enterprise, voucher.enterprise_id)
         if enterprise is not None and enterprise.uscc == enterprise_uscc.strip().upper():
             return voucher
-    raise NotFound("no voucher with this code for this enterprise")
+    raise NotFound("no voucher with this code for this enterprise", detail_zh="该企业名下没有此券码对应的券")
 
 
 def _set_status(voucher: Voucher, target: VoucherStatus, reason: str | None, now: datetime) -> None:

@@ -1,0 +1,85 @@
+"""A typed Python client for the voucher service API (httpx; sync and async).
+
+    from services.voucher.client import VoucherClient, NotFoundError
+
+    with VoucherClient("https://vouchers.example.gov.cn", api_key="vk_…") as api:
+        voucher = api.get_voucher(voucher_id)
+
+Every operation of the OpenAPI document is a method named by its operationId, generated into
+`_generated.py` by `python -m services.voucher.client.generate` (`make client`). Writes that
+document an Idempotency-Key get one automatically; what is safe to retry is retried; every
+error answer raises an `ApiError` subclass carrying the problem body. See docs/client.md.
+
+This package imports nothing else from `services.voucher`: it ships in the package but only
+needs httpx and the standard library.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from services.voucher.client._retry import NO_RETRIES, RetryPolicy
+from services.voucher.client._transport import Operation
+from services.voucher.client.errors import (
+    ApiConnectionError,
+    ApiError,
+    AuthenticationError,
+    BadRequestError,
+    ConcurrentUpdateError,
+    ConflictError,
+    IdempotencyInProgressError,
+    IdempotencyKeyReusedError,
+    NotFoundError,
+    PermissionDeniedError,
+    PreconditionFailedError,
+    PreconditionRequiredError,
+    RateLimitedError,
+    ServerError,
+    ServiceUnavailableError,
+    ValidationError,
+    VoucherClientError,
+)
+
+if TYPE_CHECKING:
+    from services.voucher.client._clients import AsyncVoucherClient, VoucherClient
+    from services.voucher.client._generated import OPERATIONS
+
+_GENERATED = {"AsyncVoucherClient": "_clients", "VoucherClient": "_clients", "OPERATIONS": "_generated"}
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use, so that a stale or broken _generated.py never stops
+    # `python -m services.voucher.client.generate` (which imports this package) from fixing it.
+    if name in _GENERATED:
+        from importlib import import_module
+
+        value = getattr(import_module(f"services.voucher.client.{_GENERATED[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+__all__ = [
+    "NO_RETRIES",
+    "OPERATIONS",
+    "ApiConnectionError",
+    "ApiError",
+    "AsyncVoucherClient",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConcurrentUpdateError",
+    "ConflictError",
+    "IdempotencyInProgressError",
+    "IdempotencyKeyReusedError",
+    "NotFoundError",
+    "Operation",
+    "PermissionDeniedError",
+    "PreconditionFailedError",
+    "PreconditionRequiredError",
+    "RateLimitedError",
+    "RetryPolicy",
+    "ServerError",
+    "ServiceUnavailableError",
+    "ValidationError",
+    "VoucherClient",
+    "VoucherClientError",
+]

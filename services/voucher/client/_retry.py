@@ -1,0 +1,115 @@
+"""When a request may be sent again, and how long to wait first.
+
+A tiny loop in `_transport.py` uses this instead of tenacity: the rules depend on the HTTP
+answer (status, Retry-After) and on whether the operation carries an Idempotency-Key, the same
+loop is needed sync and async, and tests must be able to replace the sleep. Written out, the
+whole policy fits on one screen and the client needs nothing beyond httpx and the stdlib.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+import httpx
+
+#: Statuses that say "not now", never "no": the request was not applied.
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+
+#: Problem codes that are worth another attempt with the same Idempotency-Key: the service is
+#: still running the first attempt (typically after our side timed out), and will answer the
+#: repeat with the first answer once that finishes.
+RETRY_CODES = frozenset({"idempotency_request_in_progress"})
+
+#: Failures where the request certainly never reached the server: safe for any method.
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+#: Failures after which the request may or may not have been applied.
+MAYBE_SENT = (httpx.NetworkError, httpx.TimeoutException, httpx.RemoteProtocolError)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How the client retries. `RetryPolicy(max_attempts=1)` (or `retries=None`) disables it.
+
+    Waits grow exponentially (`backoff_base` × 2^n, at most `backoff_max`) with full jitter;
+    a Retry-After from the service is honoured exactly, and when it asks for longer than
+    `max_retry_after` the client gives up at once instead of hanging. `sleep` replaces the real
+    sleep (tests pass a function that records the delay); it may return an awaitable.
+    """
+
+    max_attempts: int = 3
+    backoff_base: float = 0.2
+    backoff_max: float = 5.0
+    max_retry_after: float = 30.0
+    jitter: bool = True
+    sleep: Callable[[float], None | Awaitable[None]] | None = None
+
+    def backoff(self, retry_number: int) -> float:
+        ceiling = min(self.backoff_max, self.backoff_base * (2 ** (retry_number - 1)))
+        if not self.jitter or ceiling <= 0:
+            return max(ceiling, 0.0)
+        return random.uniform(0, ceiling)  # noqa: S311 - jitter, not a secret
+
+
+NO_RETRIES = RetryPolicy(max_attempts=1)
+
+
+def retry_after_seconds(response: httpx.Response) -> float | None:
+    """Retry-After as seconds: either delta-seconds or an HTTP date."""
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def problem_code(response: httpx.Response) -> str | None:
+    if "json" not in response.headers.get("content-type", ""):
+        return None
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    code = body.get("code") if isinstance(body, dict) else None
+    return code if isinstance(code, str) else None
+
+
+def delay_for_response(
+    policy: RetryPolicy, response: httpx.Response, retry_number: int, *, retry_safe: bool
+) -> float | None:
+    """Seconds to wait before sending again, or None when this answer is final."""
+    if retry_number >= policy.max_attempts or not retry_safe:
+        return None
+    if response.status_code in RETRY_STATUSES:
+        after = retry_after_seconds(response)
+        if after is not None:
+            return after if after <= policy.max_retry_after else None
+        return policy.backoff(retry_number)
+    if response.status_code == 409 and problem_code(response) in RETRY_CODES:
+        return policy.backoff(retry_number)
+    return None
+
+
+def delay_for_failure(
+    policy: RetryPolicy, error: Exception, retry_number: int, *, retry_safe: bool
+) -> float | None:
+    """Seconds to wait before sending again after a transport failure, or None to give up."""
+    if retry_number >= policy.max_attempts:
+        return None
+    if isinstance(error, NOT_SENT) or (retry_safe and isinstance(error, MAYBE_SENT)):
+        return policy.backoff(retry_number)
+    return None

@@ -1,0 +1,208 @@
+"""Typed exceptions for the voucher API client.
+
+Every error response of the service is an RFC 9457 problem (`application/problem+json`) with a
+stable machine `code`; `ApiError` carries that whole body. The class raised is chosen by `code`
+first (for the few codes a caller typically branches on), then by HTTP status, so
+`except ConflictError` catches every 409 and `except ApiError` catches every refusal.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from services.voucher.client._retry import retry_after_seconds
+
+__all__ = [
+    "ApiConnectionError",
+    "ApiError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConcurrentUpdateError",
+    "ConflictError",
+    "IdempotencyInProgressError",
+    "IdempotencyKeyReusedError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "PreconditionFailedError",
+    "PreconditionRequiredError",
+    "RateLimitedError",
+    "ServerError",
+    "ServiceUnavailableError",
+    "ValidationError",
+    "VoucherClientError",
+    "error_from_response",
+]
+
+
+class VoucherClientError(Exception):
+    """Root of everything this client raises."""
+
+
+class ApiConnectionError(VoucherClientError):
+    """No HTTP answer was received (connection refused or reset, timeout), after any retries.
+
+    For a write, the request may or may not have been applied: retry it with the same
+    `idempotency_key` to find out safely (the service answers a repeat with the first answer).
+    """
+
+    def __init__(self, message: str, *, method: str, url: str, idempotency_key: str | None) -> None:
+        super().__init__(message)
+        self.method = method
+        self.url = url
+        self.idempotency_key = idempotency_key
+
+
+class ApiError(VoucherClientError):
+    """The service answered with an error status. `problem` is the whole problem body."""
+
+    def __init__(
+        self,
+        response: httpx.Response,
+        problem: Mapping[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> None:
+        self.response = response
+        self.status: int = response.status_code
+        self.problem: dict[str, Any] = dict(problem or {})
+        self.code: str | None = _str_or_none(self.problem.get("code"))
+        self.title: str | None = _str_or_none(self.problem.get("title"))
+        self.detail: str | None = _str_or_none(self.problem.get("detail"))
+        self.type: str | None = _str_or_none(self.problem.get("type"))
+        self.request_id: str | None = (
+            _str_or_none(self.problem.get("request_id")) or response.headers.get("x-request-id")
+        )
+        self.idempotency_key = idempotency_key
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        what = self.detail or self.title or self.response.reason_phrase or "error"
+        code = f" {self.code}" if self.code else ""
+        request = f" (request {self.request_id})" if self.request_id else ""
+        return f"{self.status}{code}: {what}{request}"
+
+
+class BadRequestError(ApiError):
+    """400."""
+
+
+class AuthenticationError(ApiError):
+    """401: no key, an unknown, expired or revoked key."""
+
+
+class PermissionDeniedError(ApiError):
+    """403: the key may not do this (scope, tenant, role) or the business rule forbids it."""
+
+
+class NotFoundError(ApiError):
+    """404."""
+
+
+class ConflictError(ApiError):
+    """409: a business refusal (state, balance, limits) or a lost race."""
+
+
+class ConcurrentUpdateError(ConflictError):
+    """409 `concurrent_update`: another request changed or locked the same data; re-read and retry."""
+
+
+class IdempotencyInProgressError(ConflictError):
+    """409 `idempotency_request_in_progress`: the first request with this key is still running."""
+
+
+class PreconditionFailedError(ApiError):
+    """412: the If-Match ETag is stale; read the resource again."""
+
+
+class ValidationError(ApiError):
+    """422: malformed input. `errors` lists each bad field (location, pointer, message, type)."""
+
+    @property
+    def errors(self) -> list[dict[str, Any]]:
+        found = self.problem.get("errors")
+        return list(found) if isinstance(found, list) else []
+
+
+class IdempotencyKeyReusedError(ValidationError):
+    """422 `idempotency_key_reused`: the key was used before with a different request."""
+
+
+class PreconditionRequiredError(ApiError):
+    """428: the operation needs an If-Match or Idempotency-Key header."""
+
+
+class RateLimitedError(ApiError):
+    """429. `retry_after` is the number of seconds the service asked to wait, if it said."""
+
+    @property
+    def retry_after(self) -> float | None:
+        return retry_after_seconds(self.response)
+
+
+class ServerError(ApiError):
+    """5xx."""
+
+
+class ServiceUnavailableError(ServerError):
+    """503 (and 502/504 from a gateway)."""
+
+
+_BY_CODE: dict[str, type[ApiError]] = {
+    "concurrent_update": ConcurrentUpdateError,
+    "idempotency_request_in_progress": IdempotencyInProgressError,
+    "idempotency_key_reused": IdempotencyKeyReusedError,
+}
+
+_BY_STATUS: dict[int, type[ApiError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    412: PreconditionFailedError,
+    422: ValidationError,
+    428: PreconditionRequiredError,
+    429: RateLimitedError,
+    502: ServiceUnavailableError,
+    503: ServiceUnavailableError,
+    504: ServiceUnavailableError,
+}
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _problem_of(response: httpx.Response) -> dict[str, Any] | None:
+    """The problem body, when the response has a JSON object body (a proxy's HTML page has none)."""
+    content_type = response.headers.get("content-type", "")
+    if "json" not in content_type:
+        return None
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def error_from_response(response: httpx.Response, *, idempotency_key: str | None = None) -> ApiError:
+    """The typed exception for an error response: by problem `code`, else by status."""
+    problem = _problem_of(response)
+    code = problem.get("code") if problem else None
+    cls = _BY_CODE.get(code) if isinstance(code, str) else None
+    if cls is None or response.status_code != _status_of(cls):
+        cls = _BY_STATUS.get(response.status_code)
+    if cls is None:
+        cls = ServerError if response.status_code >= 500 else ApiError
+    return cls(response, problem, idempotency_key=idempotency_key)
+
+
+def _status_of(cls: type[ApiError]) -> int:
+    for status, base in _BY_STATUS.items():
+        if issubclass(cls, base):
+            return status
+    return 0

@@ -1,0 +1,1 @@
+"""Events: the transactional outbox subscribers read (`GET /v1/events`) or are sent (webhooks)."""

@@ -1,0 +1,111 @@
+"""Every query of the outbox."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import Select, and_, bindparam, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.voucher.tables import LedgerAccount, OutboxEvent, Voucher
+
+E = OutboxEvent.__table__  # type: ignore[attr-defined]
+#: pg_advisory_xact_lock key of the publisher ("outbox" in ASCII): one publisher at a time.
+PUBLISHER_LOCK = 0x6F7574626F78
+
+
+async def insert_event(session: AsyncSession, values: dict[str, Any]) -> bool:
+    """Insert; an event whose `dedupe_key` exists already is skipped (False), race-free."""
+    if values.get("dedupe_key") is None:
+        await session.execute(E.insert().values(**values))
+        return True
+    dialect = session.bind.dialect.name
+    statement = (pg_insert(E) if dialect == "postgresql" else sqlite_insert(E)).values(**values)
+    result = await session.execute(statement.on_conflict_do_nothing(index_elements=["dedupe_key"]))
+    return bool(result.rowcount)
+
+
+async def lock_publisher(session: AsyncSession) -> None:
+    """One publisher at a time. SQLite's BEGIN IMMEDIATE already serialises writers."""
+    if session.bind.dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PUBLISHER_LOCK})
+
+
+async def last_seq(session: AsyncSession) -> int:
+    row = (await session.execute(select(E.c.seq).where(E.c.seq.is_not(None)).order_by(E.c.seq.desc()).limit(1))).first()
+    return 0 if row is None else int(row.seq)
+
+
+async def unpublished(session: AsyncSession, limit: int) -> list[dict[str, Any]]:
+    rows = await session.execute(select(E).where(E.c.seq.is_(None)).order_by(E.c.id).limit(limit))
+    return [dict(r._mapping) for r in rows.all()]
+
+
+_PUBLISH = (
+    update(E)
+    .where(E.c.id == bindparam("event_id"), E.c.seq.is_(None))
+    .values(seq=bindparam("new_seq"), published_at=bindparam("at"))
+)
+
+
+async def publish(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    await session.execute(_PUBLISH, rows)
+
+
+def visible_to(statement: Select[Any], enterprise_id: uuid.UUID | None, provider_id: uuid.UUID | None,
+               sees_everything: bool) -> Select[Any]:
+    if sees_everything:
+        return statement
+    if enterprise_id is not None:
+        return statement.where(E.c.enterprise_id == enterprise_id)
+    if provider_id is not None:
+        return statement.where(E.c.provider_id == provider_id)
+    return statement.where(and_(E.c.id.is_(None)))  # nobody else sees anything
+
+
+async def page(session: AsyncSession, statement: Select[Any], after_seq: int, limit: int) -> list[dict[str, Any]]:
+    rows = await session.execute(
+        statement.where(E.c.seq.is_not(None), E.c.seq > after_seq).order_by(E.c.seq).limit(limit)
+    )
+    return [dict(r._mapping) for r in rows.all()]
+
+
+def listing(types: list[str] | None, programme_id: uuid.UUID | None, resource_id: uuid.UUID | None) -> Select[Any]:
+    statement = select(E)
+    if types:
+        statement = statement.where(or_(*(E.c.type == t for t in types)))
+    if programme_id is not None:
+        statement = statement.where(E.c.programme_id == programme_id)
+    if resource_id is not None:
+        statement = statement.where(E.c.resource_id == resource_id)
+    return statement
+
+
+async def get(session: AsyncSession, event_id: uuid.UUID) -> dict[str, Any] | None:
+    row = (await session.execute(select(E).where(E.c.id == event_id))).first()
+    return None if row is None else dict(row._mapping)
+
+
+async def by_ids(session: AsyncSession, ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
+    if not ids:
+        return {}
+    rows = await session.execute(select(E).where(E.c.id.in_(ids)))
+    return {r.id: dict(r._mapping) for r in rows.all()}
+
+
+async def expiring(session: AsyncSession, start: Any, end: Any, limit: int) -> list[dict[str, Any]]:
+    """Active vouchers expiring in (start, end] not yet warned, with their available balance."""
+    V, A = Voucher.__table__, LedgerAccount.__table__  # type: ignore[attr-defined]
+    warned = select(E.c.id).where(E.c.type == "voucher.expiring", E.c.resource_id == V.c.id).exists()
+    rows = await session.execute(
+        select(V.c.id, V.c.programme_id, V.c.enterprise_id, V.c.expires_at, V.c.face_value, V.c.unit,
+               A.c.balance.label("available"))
+        .join(A, A.c.id == V.c.available_account_id)
+        .where(V.c.status == "active", V.c.expires_at > start, V.c.expires_at <= end, ~warned)
+        .order_by(V.c.expires_at, V.c.id)
+        .limit(limit)
+    )
+    return [dict(r._mapping) for r in rows.all()]

@@ -1,0 +1,103 @@
+"""`/metrics` for Prometheus, and the middleware that measures and logs every request.
+
+`RequestObserver` is the outermost middleware: it sees every answer, including those the unit
+of work writes itself (a refused commit) and 404s no route matched. It labels requests with the
+route TEMPLATE (`/v1/vouchers/{voucher_id}`), never the raw path, so the number of series stays
+bounded; requests no route matched share the label `unmatched`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter
+from starlette.responses import Response
+from starlette.routing import Mount
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from services.voucher import metrics
+from services.voucher.observability import log_access
+
+router = APIRouter(tags=["service"])
+
+
+@router.get(
+    "/metrics",
+    operation_id="metrics",
+    summary="Prometheus metrics (text exposition format)",
+    description="Request counts and latencies by route template, redemptions and subsidy by "
+    "programme, expired holds, webhook deliveries and background jobs. No key needed: expose "
+    "it only to the monitoring network. With several workers and `PROMETHEUS_MULTIPROC_DIR` "
+    "set, every worker answers with the sum over all workers.",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+                     "description": "Metrics in the Prometheus text format"}},
+)
+async def prometheus_metrics() -> Response:
+    return Response(metrics.exposition(), media_type=metrics.CONTENT_TYPE)
+
+
+def route_label(scope: Scope) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    if not isinstance(path, str):
+        # FastAPI hands a mounted app (the docs' static assets) the request without naming the
+        # route; the mount shows as the part of root_path it added.
+        mounted = str(scope.get("root_path", ""))[len(str(scope.get("app_root_path", ""))):]
+        if "endpoint" in scope and mounted:
+            return mounted.rstrip("/") + "/{path}"
+        return metrics.UNMATCHED
+    if isinstance(route, Mount):
+        return path.rstrip("/") + "/{path}"
+    return path
+
+
+def _principal(scope: Scope) -> dict[str, str] | None:
+    actor = scope.get("state", {}).get("actor")
+    if actor is None:
+        return None
+    return {
+        "key_id": str(actor.key_id) if actor.key_id else "",
+        "role": actor.role.value,
+        "principal_id": str(actor.principal_id),
+    }
+
+
+def _request_id(message: Message) -> str:
+    for key, value in message.get("headers", ()):
+        if key.lower() == b"x-request-id":
+            return str(value.decode("latin-1"))
+    return "-"
+
+
+class RequestObserver:
+    """Counts, times and logs each HTTP request once it has been answered."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        seen: dict[str, Any] = {"status": 500, "request_id": "-"}
+
+        async def observe(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                seen["status"] = int(message["status"])
+                seen["request_id"] = _request_id(message)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observe)
+        finally:
+            seconds = time.perf_counter() - started
+            route = route_label(scope)
+            metrics.http_request(scope["method"], route, seen["status"], seconds)
+            log_access(
+                request_id=seen["request_id"], method=scope["method"], route=route,
+                path=scope.get("path", ""), status=seen["status"], duration_ms=seconds * 1000,
+                principal=_principal(scope),
+            )

@@ -1,0 +1,118 @@
+"""Rate limiting per API key, with a limit per role (VOUCHER_RATE_LIMITS).
+
+Fixed windows counted in this process's memory by the `limits` library: a window starts at a
+key's first request and lasts the limit's period (a minute for "600/minute"). With N workers or
+N replicas each counts on its own, so a key may get up to N times the limit; the limit is a brake
+on runaway clients, not an exact quota (docs/observability.md).
+
+The check runs in the authentication dependency, once the key is known and before anything
+else happens, so a refused request changes nothing — not even an Idempotency-Key claim.
+Headers follow draft-ietf-httpapi-ratelimit-headers-07: every authenticated response carries
+`RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` (seconds until the window resets)
+and `RateLimit-Policy` (`600;w=60`); a refusal is 429 `rate_limited` with `Retry-After`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+from limits import RateLimitItem, parse
+from limits.aio.storage import MemoryStorage
+from limits.aio.strategies import FixedWindowRateLimiter
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from services.voucher.actor import Actor
+from services.voucher.apikeys.rules import Role
+from services.voucher.errors import RateLimited
+from services.voucher.settings import Settings
+
+_STATE_KEY = "rate_limit"
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """Where one key stands in its current window, as the response headers tell it."""
+
+    limit: int
+    window_seconds: int
+    remaining: int
+    reset_seconds: int
+    allowed: bool
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        out = [
+            (b"ratelimit-limit", str(self.limit).encode()),
+            (b"ratelimit-remaining", str(self.remaining).encode()),
+            (b"ratelimit-reset", str(self.reset_seconds).encode()),
+            (b"ratelimit-policy", f"{self.limit};w={self.window_seconds}".encode()),
+        ]
+        if not self.allowed:
+            out.append((b"retry-after", str(max(self.reset_seconds, 1)).encode()))
+        return out
+
+
+class RateLimiter:
+    def __init__(self, limits_by_role: dict[Role, RateLimitItem]) -> None:
+        self.limits = limits_by_role
+        self._strategy = FixedWindowRateLimiter(MemoryStorage())
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RateLimiter | None:
+        if not settings.rate_limit_enabled:
+            return None
+        return cls({Role(role): parse(limit) for role, limit in settings.rate_limits.items()})
+
+    async def hit(self, actor: Actor) -> Quota:
+        """Count one request of `actor`'s key against its role's limit."""
+        item = self.limits[actor.role]
+        key = str(actor.key_id or actor.principal_id)
+        allowed = await self._strategy.hit(item, key)
+        reset_at, remaining = await self._strategy.get_window_stats(item, key)
+        return Quota(
+            limit=item.amount,
+            window_seconds=item.get_expiry(),
+            remaining=remaining,
+            reset_seconds=max(0, math.ceil(reset_at - time.time())),
+            allowed=allowed,
+        )
+
+
+async def check(request: Request, actor: Actor) -> None:
+    """Count the request against its key's limit; refuse it (429) once the window is spent."""
+    limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
+    if limiter is None:
+        return
+    quota = await limiter.hit(actor)
+    request.scope.setdefault("state", {})[_STATE_KEY] = quota
+    if not quota.allowed:
+        raise RateLimited(
+            f"this key may make {quota.limit} requests per {quota.window_seconds} s "
+            f"({actor.role.value} keys); retry in {max(quota.reset_seconds, 1)} s",
+            retry_after=max(quota.reset_seconds, 1),
+            detail_zh=f"该密钥每 {quota.window_seconds} 秒最多可发起 {quota.limit} 次请求，"
+                      f"请在 {max(quota.reset_seconds, 1)} 秒后重试",
+        )
+
+
+class RateLimitHeaders:
+    """Adds the key's quota to the response's headers (including refusals written elsewhere)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_quota(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                quota: Quota | None = scope.get("state", {}).get(_STATE_KEY)
+                if quota is not None:
+                    message = {**message, "headers": [*message.get("headers", []), *quota.headers()]}
+            await send(message)
+
+        await self.app(scope, receive, with_quota)

@@ -1,0 +1,181 @@
+"""Prometheus metrics: what the service counts, and the one rule for counting business events —
+only when the transaction that made them commits.
+
+Every metric lives in prometheus_client's default registry, one per process. With several
+uvicorn workers, set `PROMETHEUS_MULTIPROC_DIR` to an empty directory writable by all of them
+(before they start; wipe it between runs): prometheus_client then keeps the values in files
+there and a scrape of any worker sums every worker's values (docs/observability.md).
+
+Business counters (redemptions, subsidy, expired holds) are not incremented where the code
+decides: a later statement in the same request may still fail and roll everything back. The
+service registers the increment on the session with `on_commit()`; it happens only if that
+transaction commits, and is dropped if it (or the savepoint it was registered in) rolls back.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client import multiprocess as _multiprocess
+from sqlalchemy import event
+from sqlalchemy.orm import Session, SessionTransaction
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+#: The label of every request no route matched (a scanner's random paths must not create series).
+UNMATCHED = "unmatched"
+
+# Requests are mostly a few milliseconds; exports and settlement runs take seconds.
+_HTTP_BUCKETS = (0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_JOB_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0)
+
+HTTP_REQUESTS = Counter(
+    "voucher_http_requests", "HTTP requests answered, by route template and status",
+    ["method", "route", "status"],
+)
+HTTP_DURATION = Histogram(
+    "voucher_http_request_duration_seconds", "Time to answer an HTTP request, by route template",
+    ["method", "route"], buckets=_HTTP_BUCKETS,
+)
+REDEMPTIONS = Counter(
+    "voucher_redemptions", "Captured redemptions (provider captures, one-step redeems and approved "
+    "claims), counted when their transaction commits", ["programme_id", "kind"],
+)
+SUBSIDY = Counter(
+    "voucher_subsidy_amount", "Subsidy captured, in the unit's minor unit (CNY: fen), counted when "
+    "its transaction commits", ["programme_id", "kind", "unit"],
+)
+HOLDS_EXPIRED = Counter(
+    "voucher_holds_expired", "Holds released because their TTL passed (by the job, or when a later "
+    "request found them), counted when the release commits", ["programme_id"],
+)
+WEBHOOK_DELIVERIES = Counter(
+    "voucher_webhook_deliveries", "Webhook delivery attempts, by outcome", ["outcome"],
+)
+JOB_RUNS = Counter("voucher_job_runs", "Background job runs, by outcome", ["job", "outcome"])
+JOB_ITEMS = Counter("voucher_job_items", "Items (holds, vouchers, deliveries…) a job processed", ["job"])
+JOB_DURATION = Histogram(
+    "voucher_job_duration_seconds", "Time one run of a job took", ["job"], buckets=_JOB_BUCKETS,
+)
+JOB_LAG = Gauge(
+    "voucher_job_lag_seconds", "Seconds between the job's last two successful runs in this worker (alert when it grows)",
+    ["job"], multiprocess_mode="mostrecent",
+)
+
+
+def is_multiprocess() -> bool:
+    return bool(os.environ.get(MULTIPROC_ENV))
+
+
+def exposition() -> bytes:
+    """The text exposition of this process's metrics, or of all workers' in multiprocess mode."""
+    if is_multiprocess():
+        registry = CollectorRegistry()
+        _multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+    return generate_latest(REGISTRY)
+
+
+# -- HTTP -------------------------------------------------------------------------------------
+
+
+def http_request(method: str, route: str, status: int, seconds: float) -> None:
+    HTTP_REQUESTS.labels(method, route, str(status)).inc()
+    HTTP_DURATION.labels(method, route).observe(seconds)
+
+
+# -- background work (called by jobs.py and the webhook sender) ---------------------------------
+
+
+def webhook_delivery(outcome: str) -> None:
+    """One delivery attempt: e.g. `delivered`, `failed` (will retry), `gave_up`."""
+    WEBHOOK_DELIVERIES.labels(outcome).inc()
+
+
+def job_ran(job: str, outcome: str, seconds: float, items: int = 0, lag_seconds: float | None = None) -> None:
+    """One run of a job: `outcome` e.g. `ok` or `error`; `items` it processed; `lag_seconds` the
+    time since the job's previous successful run (None on its first run: not measured)."""
+    JOB_RUNS.labels(job, outcome).inc()
+    JOB_DURATION.labels(job).observe(max(seconds, 0.0))
+    if items:
+        JOB_ITEMS.labels(job).inc(items)
+    if lag_seconds is not None:
+        JOB_LAG.labels(job).set(max(lag_seconds, 0.0))
+
+
+# -- business events, counted when their transaction commits -----------------------------------
+
+
+def redemption_captured(session: Any, *, programme_id: object, kind: str, unit: str, amount: int) -> None:
+    """A capture (or approved claim) of `amount`: counted if and when `session` commits."""
+    labels = (str(programme_id), kind)
+
+    def count() -> None:
+        REDEMPTIONS.labels(*labels).inc()
+        SUBSIDY.labels(*labels, unit).inc(amount)
+
+    on_commit(session, count)
+
+
+def hold_expired(session: Any, *, programme_id: object) -> None:
+    """A hold released because its TTL passed: counted if and when `session` commits."""
+    label = str(programme_id)
+    on_commit(session, lambda: HOLDS_EXPIRED.labels(label).inc())
+
+
+_PENDING = "voucher_metrics_on_commit"
+
+
+def on_commit(session: Any, action: Callable[[], None]) -> None:
+    """Run `action` after `session`'s current transaction commits; never if it rolls back.
+
+    `session` is an AsyncSession or a Session. The action is tied to the innermost transaction
+    open now, so one registered inside a savepoint that rolls back is dropped too.
+    """
+    sync: Session = getattr(session, "sync_session", session)
+    transaction = sync.get_nested_transaction() or sync.get_transaction()
+    if transaction is None:  # nothing to wait for (autobegin has not begun yet)
+        action()
+        return
+    sync.info.setdefault(_PENDING, []).append((transaction, action))
+
+
+def _inside(transaction: SessionTransaction | None, ancestor: SessionTransaction) -> bool:
+    while transaction is not None:
+        if transaction is ancestor:
+            return True
+        transaction = transaction.parent
+    return False
+
+
+@event.listens_for(Session, "after_commit")
+def _after_commit(session: Session) -> None:
+    if session.get_nested_transaction() is not None:  # a savepoint released: not committed yet
+        return
+    for _, action in session.info.pop(_PENDING, ()):
+        action()
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _after_soft_rollback(session: Session, previous_transaction: SessionTransaction) -> None:
+    pending = session.info.get(_PENDING)
+    if pending:
+        pending[:] = [(t, a) for t, a in pending if not _inside(t, previous_transaction)]
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
+    # Closing a session without commit or rollback ends its transaction too: drop what is left.
+    if transaction.parent is None:
+        session.info.pop(_PENDING, None)

@@ -1,0 +1,1 @@
+"""Webhooks: endpoints subscribers register, and signed deliveries of their events."""

@@ -1,0 +1,166 @@
+"""Every query of webhook endpoints, deliveries and attempts."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.voucher.db import PageRequest
+from services.voucher.tables import OutboxEvent, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+
+EP = WebhookEndpoint.__table__  # type: ignore[attr-defined]
+D = WebhookDelivery.__table__  # type: ignore[attr-defined]
+A = WebhookAttempt.__table__  # type: ignore[attr-defined]
+EV = OutboxEvent.__table__  # type: ignore[attr-defined]
+
+
+async def enabled_endpoints(session: AsyncSession) -> list[dict[str, Any]]:
+    rows = await session.execute(
+        select(EP.c.id, EP.c.enterprise_id, EP.c.provider_id, EP.c.event_types).where(EP.c.status == "enabled")
+    )
+    return [dict(r._mapping) for r in rows.all()]
+
+
+async def insert_deliveries(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        await session.execute(D.insert(), rows)
+
+
+async def add(session: AsyncSession, endpoint: WebhookEndpoint) -> None:
+    session.add(endpoint)
+    await session.flush()
+
+
+async def get(session: AsyncSession, endpoint_id: uuid.UUID, *, for_update: bool = False) -> WebhookEndpoint | None:
+    statement = select(WebhookEndpoint).where(WebhookEndpoint.id == endpoint_id, WebhookEndpoint.status != "deleted")
+    if for_update:
+        statement = statement.with_for_update()
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def list_owned(session: AsyncSession, enterprise_id: uuid.UUID | None, provider_id: uuid.UUID | None,
+                     page: PageRequest) -> list[WebhookEndpoint]:
+    statement = select(WebhookEndpoint).where(WebhookEndpoint.status != "deleted")
+    if enterprise_id is not None:
+        statement = statement.where(WebhookEndpoint.enterprise_id == enterprise_id)
+    elif provider_id is not None:
+        statement = statement.where(WebhookEndpoint.provider_id == provider_id)
+    if page.after is not None:
+        statement = statement.where(WebhookEndpoint.id > page.after)
+    rows = await session.execute(statement.order_by(WebhookEndpoint.id).limit(page.limit + 1))
+    return list(rows.scalars().all())
+
+
+async def cancel_pending(session: AsyncSession, endpoint_id: uuid.UUID) -> int:
+    result = await session.execute(
+        update(D).where(D.c.endpoint_id == endpoint_id, D.c.status == "pending")
+        .values(status="cancelled", next_attempt_at=None)
+    )
+    return int(result.rowcount or 0)
+
+
+async def deliveries(session: AsyncSession, endpoint_id: uuid.UUID, page: PageRequest,
+                     status: str | None) -> list[dict[str, Any]]:
+    statement = (select(D, EV.c.type.label("event_type")).join(EV, EV.c.id == D.c.event_id)
+                 .where(D.c.endpoint_id == endpoint_id))
+    if status is not None:
+        statement = statement.where(D.c.status == status)
+    if page.after is not None:
+        statement = statement.where(D.c.id < page.after)  # newest first
+    rows = await session.execute(statement.order_by(D.c.id.desc()).limit(page.limit + 1))
+    return [dict(r._mapping) for r in rows.all()]
+
+
+async def attempts_of(session: AsyncSession, delivery_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[dict[str, Any]]]:
+    found: dict[uuid.UUID, list[dict[str, Any]]] = {d: [] for d in delivery_ids}
+    if delivery_ids:
+        rows = await session.execute(select(A).where(A.c.delivery_id.in_(delivery_ids)).order_by(A.c.number))
+        for r in rows.all():
+            found[r.delivery_id].append(dict(r._mapping))
+    return found
+
+
+async def delivery(session: AsyncSession, endpoint_id: uuid.UUID, delivery_id: uuid.UUID, *,
+                   for_update: bool = False) -> dict[str, Any] | None:
+    statement = (select(D, EV.c.type.label("event_type")).join(EV, EV.c.id == D.c.event_id)
+                 .where(D.c.id == delivery_id, D.c.endpoint_id == endpoint_id))
+    if for_update:
+        statement = statement.with_for_update(of=D)
+    row = (await session.execute(statement)).first()
+    return None if row is None else dict(row._mapping)
+
+
+async def redeliver(session: AsyncSession, delivery_id: uuid.UUID, now: datetime) -> None:
+    """A new round: whichever worker may still be sending the old one loses its lease."""
+    await session.execute(
+        update(D).where(D.c.id == delivery_id)
+        .values(status="pending", attempts=0, next_attempt_at=now, delivered_at=None, lease_id=None)
+    )
+
+
+# -- the sender's side ---------------------------------------------------------------------------
+
+
+async def claim_due(session: AsyncSession, now: datetime, lease_until: datetime, limit: int,
+                    lease_id: uuid.UUID) -> list[dict[str, Any]]:
+    """Take due deliveries for this worker under `lease_id`: on PostgreSQL rows other workers
+    hold are skipped (SKIP LOCKED); the lease (a later `next_attempt_at`) keeps them from being
+    taken again while this worker sends, and hands them to another worker if this one dies."""
+    statement = (
+        select(D.c.id).join(EP, EP.c.id == D.c.endpoint_id)
+        .where(D.c.status == "pending", D.c.next_attempt_at <= now, EP.c.status == "enabled")
+        .order_by(D.c.next_attempt_at, D.c.id).limit(limit)
+    )  # a disabled endpoint's deliveries wait, pending, until it is enabled again
+    if session.bind.dialect.name == "postgresql":
+        statement = statement.with_for_update(of=D, skip_locked=True)
+    ids = list((await session.execute(statement)).scalars().all())
+    if not ids:
+        return []
+    await session.execute(
+        update(D).where(D.c.id.in_(ids))
+        .values(attempts=D.c.attempts + 1, next_attempt_at=lease_until, last_attempt_at=now, lease_id=lease_id)
+    )
+    rows = await session.execute(
+        select(D.c.id, D.c.attempts, D.c.endpoint_id, D.c.event_id, EP.c.url, EP.c.secret, EP.c.previous_secret,
+               EP.c.previous_secret_expires_at, EV.c.type, EV.c.occurred_at, EV.c.data)
+        .join(EP, EP.c.id == D.c.endpoint_id).join(EV, EV.c.id == D.c.event_id)
+        .where(D.c.id.in_(ids)).order_by(D.c.next_attempt_at, D.c.id)
+    )
+    return [dict(r._mapping) for r in rows.all()]
+
+
+async def lock_delivery(session: AsyncSession, delivery_id: uuid.UUID) -> None:
+    """Serialise the settling of one delivery (attempt numbers are max + 1)."""
+    if session.bind.dialect.name == "postgresql":
+        await session.execute(select(D.c.id).where(D.c.id == delivery_id).with_for_update())
+
+
+async def record_attempt(session: AsyncSession, values: dict[str, Any]) -> None:
+    number = (await session.execute(
+        select(func.coalesce(func.max(A.c.number), 0)).where(A.c.delivery_id == values["delivery_id"])
+    )).scalar_one()
+    await session.execute(A.insert().values(number=int(number) + 1, **values))
+
+
+async def finish(session: AsyncSession, delivery_id: uuid.UUID, lease_id: uuid.UUID, values: dict[str, Any]) -> bool:
+    """Settle the attempt made under `lease_id`; False when that lease was lost meanwhile
+    (another worker re-claimed the delivery, or it was cancelled or redelivered): the newer
+    state stands."""
+    result = await session.execute(
+        update(D).where(D.c.id == delivery_id, D.c.status == "pending", D.c.lease_id == lease_id)
+        .values(lease_id=None, **values)
+    )
+    return bool(result.rowcount)
+
+
+async def outcome_counts(session: AsyncSession, endpoint_id: uuid.UUID) -> dict[str, int]:
+    rows = await session.execute(
+        select(D.c.status, func.count()).where(D.c.endpoint_id == endpoint_id).group_by(D.c.status)
+    )
+    return {status: int(n) for status, n in rows.all()}
+
+

@@ -1,0 +1,174 @@
+"""Webhook endpoints over HTTP: an enterprise or a provider manages its own; nobody else sees them."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, Query, Response
+
+from services.voucher import errors
+from services.voucher.actor import Actor
+from services.voucher.apikeys.rules import Scope
+from services.voucher.db import encode_cursor
+from services.voucher.http.auth import require
+from services.voucher.http.conditional import check_if_match, etag
+from services.voucher.http.deps import Now, Session, get_settings
+from services.voucher.http.idempotency import idempotent
+from services.voucher.http.pagination import Page, Paging
+from services.voucher.http.problems import AUTH_ERRORS, responses
+from services.voucher.settings import Settings
+from services.voucher.tables import WebhookEndpoint
+from services.voucher.webhooks import service
+from services.voucher.webhooks.schemas import (
+    DeliveryPublic,
+    WebhookEndpointCreate,
+    WebhookEndpointPublic,
+    WebhookEndpointUpdate,
+    WebhookEndpointWithSecret,
+)
+
+router = APIRouter(prefix="/v1/webhook-endpoints", tags=["webhooks"])
+Owner = Annotated[Actor, Depends(require(Scope.WEBHOOKS_MANAGE))]
+Config = Annotated[Settings, Depends(get_settings)]
+_IDEMPOTENT = (errors.IdempotencyKeyReused, errors.IdempotencyRequestInProgress)
+
+
+def _public(endpoint: WebhookEndpoint, response: Response | None = None) -> WebhookEndpointPublic:
+    if response is not None:
+        response.headers["ETag"] = etag(endpoint.version)
+    return WebhookEndpointPublic.model_validate(endpoint, from_attributes=True)
+
+
+def _with_secret(endpoint: WebhookEndpoint, response: Response) -> WebhookEndpointWithSecret:
+    response.headers["ETag"] = etag(endpoint.version)
+    response.headers["Cache-Control"] = "no-store"
+    return WebhookEndpointWithSecret.model_validate(endpoint, from_attributes=True)
+
+
+def _delivery(row: dict[str, Any]) -> DeliveryPublic:
+    return DeliveryPublic.model_validate(row)
+
+
+@router.post(
+    "",
+    operation_id="create_webhook_endpoint",
+    summary="Register a webhook endpoint for yourself (its signing secret is shown only now)",
+    status_code=201,
+    response_model=WebhookEndpointWithSecret,
+    responses=responses(*AUTH_ERRORS, errors.WebhookUrlRefused, errors.ValidationFailed, *_IDEMPOTENT),
+    dependencies=[Depends(idempotent(Scope.WEBHOOKS_MANAGE))],
+)
+async def create_webhook_endpoint(
+    body: WebhookEndpointCreate, session: Session, now: Now, actor: Owner, settings: Config, response: Response
+) -> WebhookEndpointWithSecret:
+    endpoint = await service.create(session, actor, body.model_dump(mode="json"), settings, now)
+    response.headers["Location"] = f"/v1/webhook-endpoints/{endpoint.id}"
+    return _with_secret(endpoint, response)
+
+
+@router.get(
+    "",
+    operation_id="list_webhook_endpoints",
+    summary="List your webhook endpoints",
+    response_model=Page[WebhookEndpointPublic],
+    responses=responses(*AUTH_ERRORS, errors.InvalidCursor),
+)
+async def list_webhook_endpoints(session: Session, actor: Owner, page: Paging) -> Page[WebhookEndpointPublic]:
+    rows, last = await service.list_endpoints(session, actor, page)
+    return Page(items=[_public(e) for e in rows], next_cursor=encode_cursor(last) if last else None)
+
+
+@router.get(
+    "/{endpoint_id}",
+    operation_id="get_webhook_endpoint",
+    summary="Read one of your webhook endpoints (never its secret)",
+    response_model=WebhookEndpointPublic,
+    responses=responses(*AUTH_ERRORS, errors.NotFound),
+)
+async def get_webhook_endpoint(
+    endpoint_id: uuid.UUID, session: Session, actor: Owner, response: Response
+) -> WebhookEndpointPublic:
+    return _public(await service.get(session, actor, endpoint_id), response)
+
+
+@router.patch(
+    "/{endpoint_id}",
+    operation_id="update_webhook_endpoint",
+    summary="Change an endpoint's URL, event types, description, or enable/disable it (If-Match required)",
+    response_model=WebhookEndpointPublic,
+    responses=responses(*AUTH_ERRORS, errors.NotFound, errors.WebhookUrlRefused, errors.PreconditionFailed,
+                        errors.PreconditionRequired),
+)
+async def update_webhook_endpoint(
+    endpoint_id: uuid.UUID,
+    body: WebhookEndpointUpdate,
+    session: Session,
+    now: Now,
+    actor: Owner,
+    settings: Config,
+    response: Response,
+    if_match: Annotated[str | None, Header(description="The ETag you read.")] = None,
+) -> WebhookEndpointPublic:
+    endpoint = await service.update(
+        session, actor, endpoint_id, body.model_dump(mode="json", exclude_unset=True),
+        check_version=lambda version: check_if_match(if_match, version), settings=settings, now=now,
+    )
+    return _public(endpoint, response)
+
+
+@router.delete(
+    "/{endpoint_id}",
+    operation_id="delete_webhook_endpoint",
+    summary="Delete an endpoint: nothing more is sent to it and its pending deliveries are cancelled",
+    status_code=204,
+    response_class=Response,
+    responses=responses(*AUTH_ERRORS, errors.NotFound),
+)
+async def delete_webhook_endpoint(endpoint_id: uuid.UUID, session: Session, now: Now, actor: Owner) -> Response:
+    await service.delete(session, actor, endpoint_id, now)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/{endpoint_id}/secret-rotations",
+    operation_id="rotate_webhook_secret",
+    summary="Rotate the signing secret (the old one keeps signing for 24 hours alongside the new)",
+    response_model=WebhookEndpointWithSecret,
+    responses=responses(*AUTH_ERRORS, errors.NotFound, *_IDEMPOTENT),
+    dependencies=[Depends(idempotent(Scope.WEBHOOKS_MANAGE))],
+)
+async def rotate_webhook_secret(
+    endpoint_id: uuid.UUID, session: Session, now: Now, actor: Owner, response: Response
+) -> WebhookEndpointWithSecret:
+    return _with_secret(await service.rotate_secret(session, actor, endpoint_id, now), response)
+
+
+@router.get(
+    "/{endpoint_id}/deliveries",
+    operation_id="list_webhook_deliveries",
+    summary="The endpoint's delivery log, newest first, each delivery with its attempts",
+    response_model=Page[DeliveryPublic],
+    responses=responses(*AUTH_ERRORS, errors.NotFound, errors.InvalidCursor),
+)
+async def list_webhook_deliveries(
+    endpoint_id: uuid.UUID, session: Session, actor: Owner, page: Paging,
+    status: Annotated[Literal["pending", "succeeded", "failed", "cancelled"] | None, Query()] = None,
+) -> Page[DeliveryPublic]:
+    rows, last = await service.deliveries(session, actor, endpoint_id, page, status)
+    return Page(items=[_delivery(r) for r in rows], next_cursor=encode_cursor(last) if last else None)
+
+
+@router.post(
+    "/{endpoint_id}/deliveries/{delivery_id}/redeliveries",
+    operation_id="redeliver_webhook",
+    summary="Send a delivery again now, with a fresh round of retries (same webhook-id)",
+    status_code=202,
+    response_model=DeliveryPublic,
+    responses=responses(*AUTH_ERRORS, errors.NotFound, errors.WebhookEndpointDisabled, *_IDEMPOTENT),
+    dependencies=[Depends(idempotent(Scope.WEBHOOKS_MANAGE))],
+)
+async def redeliver_webhook(
+    endpoint_id: uuid.UUID, delivery_id: uuid.UUID, session: Session, now: Now, actor: Owner
+) -> DeliveryPublic:
+    return _delivery(await service.redeliver(session, actor, endpoint_id, delivery_id, now))

@@ -1,0 +1,106 @@
+"""Standard Webhooks signing, retry schedule and destination rules. Pure (stdlib only).
+
+Signature (https://www.standardwebhooks.com): `webhook-signature: v1,<base64 HMAC-SHA256>`
+over `"{webhook-id}.{webhook-timestamp}.{body}"`, keyed with the secret's bytes (the part
+after `whsec_`, base64-decoded). Several signatures are space-separated, which is how a
+rotation overlaps: the receiver accepts any one it can verify.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import ipaddress
+import secrets
+from collections.abc import Iterable
+from datetime import timedelta
+from enum import StrEnum
+from urllib.parse import urlsplit
+
+SECRET_PREFIX = "whsec_"  # noqa: S105 - the format's prefix, not a secret
+#: After a rotation the previous secret still signs for this long.
+ROTATION_OVERLAP = timedelta(hours=24)
+
+
+class EndpointStatus(StrEnum):
+    ENABLED = "enabled"
+    DISABLED = "disabled"
+    DELETED = "deleted"
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # gave up after the last attempt; a manual redelivery revives it
+    CANCELLED = "cancelled"  # its endpoint was deleted
+
+
+def new_secret() -> str:
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
+
+
+def _key(secret: str) -> bytes:
+    return base64.b64decode(secret.removeprefix(SECRET_PREFIX))
+
+
+def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
+    signed = f"{message_id}.{timestamp}.".encode() + body
+    digest = hmac.new(_key(secret), signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode("ascii")
+
+
+def signature_header(secrets_: Iterable[str], message_id: str, timestamp: int, body: bytes) -> str:
+    return " ".join(sign(s, message_id, timestamp, body) for s in secrets_)
+
+
+def retry_delay(attempt: int, base_seconds: int, cap_seconds: int, jitter: float) -> timedelta:
+    """Delay before attempt `attempt + 1` after `attempt` failed: base·2^(attempt-1), capped,
+    times `jitter` (a number in [0.8, 1.2] from the caller, so the rule stays deterministic)."""
+    seconds = min(cap_seconds, base_seconds * 2 ** max(0, attempt - 1))
+    return timedelta(seconds=seconds * jitter)
+
+
+class UnsafeUrl(ValueError):
+    """The URL may not be a webhook destination; the message says why."""
+
+
+def check_url_shape(url: str, *, allow_http: bool) -> tuple[str, str, int]:
+    """(scheme, host, port) of an acceptable URL, else UnsafeUrl. No credentials in the URL (they
+    would leak into logs), no fragment, https unless plain http is allowed for the destination."""
+    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in url):
+        raise UnsafeUrl("the URL must not contain spaces or control characters")  # parsers disagree on them
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise UnsafeUrl(f"not a valid URL: {exc}") from exc
+    if parts.scheme not in ("https", "http"):
+        raise UnsafeUrl("the URL must be https:// (or http:// to an allowed network)")
+    if parts.scheme == "http" and not allow_http:
+        raise UnsafeUrl("the URL must be https://")
+    if not parts.hostname:
+        raise UnsafeUrl("the URL has no host")
+    if parts.username or parts.password:
+        raise UnsafeUrl("the URL must not carry credentials")
+    if parts.fragment:
+        raise UnsafeUrl("the URL must not have a #fragment")
+    return parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80)
+
+
+def address_allowed(address: str, allowed_networks: Iterable[str]) -> bool:
+    """Public unicast addresses are allowed; loopback, private, link-local (cloud metadata),
+    multicast, reserved and unspecified ones only inside an operator-allowed network."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if any(ip in ipaddress.ip_network(n, strict=False) for n in allowed_networks):
+        return True
+    return ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_unspecified)
+
+
+def in_allowed_networks(address: str, allowed_networks: Iterable[str]) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in ipaddress.ip_network(n, strict=False) for n in allowed_networks)

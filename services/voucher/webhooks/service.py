@@ -1,0 +1,358 @@
+"""Webhook endpoints (a subscriber's own) and the sender that delivers their events.
+
+Deliveries are at-least-once: the same event keeps its `webhook-id` across retries and manual
+redeliveries, so a receiver drops repeats by that id. Only the registered URL is ever called:
+no redirects are followed, and every send re-resolves the host and refuses non-public
+addresses the operator has not allowed, then connects to the very address it checked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.voucher import metrics
+from services.voucher.actor import Actor
+from services.voucher.audit import service as audit
+from services.voucher.db import Database, PageRequest
+from services.voucher.errors import NotFound, WebhookEndpointDisabled, WebhookUrlRefused
+from services.voucher.ids import uuid7
+from services.voucher.settings import Settings
+from services.voucher.tables import WebhookEndpoint
+from services.voucher.webhooks import repository
+from services.voucher.webhooks.rules import (
+    ROTATION_OVERLAP,
+    DeliveryStatus,
+    EndpointStatus,
+    UnsafeUrl,
+    address_allowed,
+    check_url_shape,
+    in_allowed_networks,
+    new_secret,
+    retry_delay,
+    signature_header,
+)
+
+log = logging.getLogger("voucher.webhooks")
+USER_AGENT = "voucher-service-webhooks/1"
+
+
+async def resolve(host: str, port: int) -> list[str]:
+    """Every address the host resolves to (an IP literal resolves to itself)."""
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise UnsafeUrl(f"the host {host!r} does not resolve") from exc
+    return sorted({str(info[4][0]) for info in infos})
+
+
+async def vet(url: str, settings: Settings) -> tuple[str, str, int, list[str]]:
+    """(scheme, host, port, addresses) of a URL that may be called now, else UnsafeUrl.
+    The host is the one httpx will connect to (IDNA-encoded), so what is checked is what is
+    called. Plain http only when every address lies in an operator-allowed network."""
+    allowed = settings.webhook_allowed_networks
+    scheme, _, port = check_url_shape(url, allow_http=True)
+    try:
+        host = httpx.URL(url).host
+    except (httpx.InvalidURL, ValueError, UnicodeError) as exc:
+        raise UnsafeUrl(f"the URL cannot be parsed: {exc}"[:300]) from exc
+    if not host:
+        raise UnsafeUrl("the URL has no host")
+    addresses = await resolve(host, port)
+    if not addresses:
+        raise UnsafeUrl(f"the host {host!r} does not resolve")
+    refused = [a for a in addresses if not address_allowed(a, allowed)]
+    if refused:
+        raise UnsafeUrl(f"{host} resolves to {', '.join(refused)}, which is not a public address "
+                        "(loopback, private and link-local ranges are refused unless the operator allows them)")
+    if scheme == "http" and not all(in_allowed_networks(a, allowed) for a in addresses):
+        raise UnsafeUrl("the URL must be https:// (plain http only to an operator-allowed network)")
+    return scheme, host, port, addresses
+
+
+async def _checked(url: str, settings: Settings) -> str:
+    try:
+        await vet(url, settings)
+    except UnsafeUrl as exc:
+        raise WebhookUrlRefused(str(exc)) from exc
+    return url
+
+
+def _owner(actor: Actor) -> dict[str, uuid.UUID | None]:
+    return {"enterprise_id": actor.enterprise_id, "provider_id": actor.provider_id}
+
+
+def _public(endpoint: WebhookEndpoint) -> dict[str, Any]:
+    return audit.fields(endpoint, "url event_types description status enterprise_id provider_id")
+
+
+async def create(session: AsyncSession, actor: Actor, data: dict[str, Any], settings: Settings,
+                 now: datetime) -> WebhookEndpoint:
+    """Register an endpoint for the caller itself; its secret is returned once, here."""
+    endpoint = WebhookEndpoint(
+        **_owner(actor), url=await _checked(data["url"], settings), event_types=sorted(set(data["event_types"])),
+        description=data.get("description"), status=EndpointStatus.ENABLED.value, secret=new_secret(),
+        created_at=now, updated_at=now,
+    )
+    await repository.add(session, endpoint)
+    await audit.record(session, "webhook_endpoint.created", "webhook_endpoint", endpoint.id, now=now,
+                       after=_public(endpoint), enterprise_id=endpoint.enterprise_id,
+                       provider_id=endpoint.provider_id)
+    return endpoint
+
+
+async def get(session: AsyncSession, actor: Actor, endpoint_id: uuid.UUID, *, for_update: bool = False) -> WebhookEndpoint:
+    """An endpoint of the caller's own; anyone else's is a 404, never a 403 (no probing)."""
+    endpoint = await repository.get(session, endpoint_id, for_update=for_update)
+    if endpoint is None or (endpoint.enterprise_id, endpoint.provider_id) != (actor.enterprise_id, actor.provider_id):
+        raise NotFound(f"no webhook endpoint with id {endpoint_id}")
+    return endpoint
+
+
+async def list_endpoints(session: AsyncSession, actor: Actor, page: PageRequest) -> tuple[list[WebhookEndpoint], uuid.UUID | None]:
+    rows = await repository.list_owned(session, actor.enterprise_id, actor.provider_id, page)
+    more = len(rows) > page.limit
+    rows = rows[: page.limit]
+    return rows, rows[-1].id if more else None
+
+
+async def update(session: AsyncSession, actor: Actor, endpoint_id: uuid.UUID, data: dict[str, Any],
+                 check_version: Callable[[int], None], settings: Settings, now: datetime) -> WebhookEndpoint:
+    endpoint = await get(session, actor, endpoint_id, for_update=True)
+    check_version(endpoint.version)
+    before = _public(endpoint)
+    if "url" in data:
+        endpoint.url = await _checked(data["url"], settings)
+    if "event_types" in data:
+        endpoint.event_types = sorted(set(data["event_types"]))
+    if "description" in data:
+        endpoint.description = data["description"]
+    if "status" in data:
+        endpoint.status = data["status"]
+    before, after = audit.changes(before, _public(endpoint))
+    if after:
+        endpoint.updated_at = now
+        endpoint.version += 1
+        await audit.record(session, "webhook_endpoint.updated", "webhook_endpoint", endpoint.id, now=now,
+                           before=before, after=after, enterprise_id=endpoint.enterprise_id,
+                           provider_id=endpoint.provider_id)
+    await session.flush()
+    return endpoint
+
+
+async def delete(session: AsyncSession, actor: Actor, endpoint_id: uuid.UUID, now: datetime) -> None:
+    """Stop calling it: the endpoint is kept (its log stays readable to auditors through the
+    audit trail) but hidden, and its pending deliveries are cancelled."""
+    endpoint = await get(session, actor, endpoint_id, for_update=True)
+    before = endpoint.status
+    endpoint.status = EndpointStatus.DELETED.value
+    endpoint.updated_at = now
+    endpoint.version += 1
+    cancelled = await repository.cancel_pending(session, endpoint.id)
+    await audit.record(session, "webhook_endpoint.deleted", "webhook_endpoint", endpoint.id, now=now,
+                       before={"status": before}, after={"status": endpoint.status, "cancelled_deliveries": cancelled},
+                       enterprise_id=endpoint.enterprise_id, provider_id=endpoint.provider_id)
+    await session.flush()
+
+
+async def rotate_secret(session: AsyncSession, actor: Actor, endpoint_id: uuid.UUID, now: datetime) -> WebhookEndpoint:
+    """A new secret signs from now on; the old one also signs for ROTATION_OVERLAP, so the
+    receiver can switch without dropping a delivery."""
+    endpoint = await get(session, actor, endpoint_id, for_update=True)
+    endpoint.previous_secret = endpoint.secret
+    endpoint.previous_secret_expires_at = now + ROTATION_OVERLAP
+    endpoint.secret = new_secret()
+    endpoint.updated_at = now
+    endpoint.version += 1
+    await audit.record(session, "webhook_endpoint.secret_rotated", "webhook_endpoint", endpoint.id, now=now,
+                       after={"previous_secret_expires_at": endpoint.previous_secret_expires_at},
+                       enterprise_id=endpoint.enterprise_id, provider_id=endpoint.provider_id)
+    await session.flush()
+    return endpoint
+
+
+async def deliveries(session: AsyncSession, actor: Actor, endpoint_id: uuid.UUID, page: PageRequest,
+                     status: str | None) -> tuple[list[dict[str, Any]], uuid.UUID | None]:
+    """The endpoint's delivery log, newest first, each with its attempts."""
+    await get(session, actor, endpoint_id)
+    rows = await repository.deliveries(session, endpoint_id, page, status)
+    more = len(rows) > page.limit
+    rows = rows[: page.limit]
+    attempts = await repository.attempts_of(session, [r["id"] for r in rows])
+    for row in rows:
+        row["attempt_log"] = attempts[row["id"]]
+    return rows, rows[-1]["id"] if more else None
+
+
+async def redeliver(session: AsyncSession, actor: Actor, endpoint_id: uuid.UUID, delivery_id: uuid.UUID,
+                    now: datetime) -> dict[str, Any]:
+    """Send an event again, with a fresh round of retries; same `webhook-id`, so a receiver that
+    has it already can tell."""
+    endpoint = await get(session, actor, endpoint_id)
+    if endpoint.status != EndpointStatus.ENABLED.value:
+        raise WebhookEndpointDisabled(f"endpoint {endpoint_id} is {endpoint.status}", current_status=endpoint.status)
+    found = await repository.delivery(session, endpoint_id, delivery_id, for_update=True)
+    if found is None:
+        raise NotFound(f"no delivery with id {delivery_id} for this endpoint")
+    await repository.redeliver(session, delivery_id, now)
+    await audit.record(session, "webhook_delivery.redelivered", "webhook_delivery", delivery_id, now=now,
+                       before={"status": found["status"], "attempts": found["attempts"]},
+                       after={"status": DeliveryStatus.PENDING.value, "attempts": 0},
+                       enterprise_id=endpoint.enterprise_id, provider_id=endpoint.provider_id)
+    refreshed = await repository.delivery(session, endpoint_id, delivery_id)
+    assert refreshed is not None
+    refreshed["attempt_log"] = (await repository.attempts_of(session, [delivery_id]))[delivery_id]
+    return refreshed
+
+
+# -- sending ---------------------------------------------------------------------------------------
+
+
+def payload(row: dict[str, Any]) -> bytes:
+    """The body Standard Webhooks describes: type, timestamp, data."""
+    occurred = row["occurred_at"]
+    return json.dumps(
+        {"type": row["type"], "timestamp": occurred.isoformat().replace("+00:00", "Z"), "data": row["data"]},
+        separators=(",", ":"), ensure_ascii=False, sort_keys=True,
+    ).encode("utf-8")
+
+
+def _signing_secrets(row: dict[str, Any], now: datetime) -> list[str]:
+    found = [row["secret"]]
+    expires = row["previous_secret_expires_at"]
+    if row["previous_secret"] and expires is not None and expires > now:
+        found.append(row["previous_secret"])
+    return found
+
+
+def _host_header(host: str, port: int, scheme: str) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return shown if port == (443 if scheme == "https" else 80) else f"{shown}:{port}"
+
+
+async def _send(client: httpx.AsyncClient, row: dict[str, Any], settings: Settings, now: datetime) -> tuple[int | None, str | None]:
+    """One POST to the registered URL, pinned to the address that was checked."""
+    try:
+        scheme, host, port, addresses = await vet(row["url"], settings)
+    except UnsafeUrl as exc:
+        return None, f"refused: {exc}"
+    body = payload(row)
+    message_id = str(row["event_id"])
+    stamp = int(time.time())  # receivers check it against their own clock, not the service's
+    address = addresses[0]
+    target = httpx.URL(row["url"]).copy_with(host=address)
+    headers = {
+        "content-type": "application/json",
+        "user-agent": USER_AGENT,
+        "host": _host_header(host, port, scheme),
+        "webhook-id": message_id,
+        "webhook-timestamp": str(stamp),
+        "webhook-signature": signature_header(_signing_secrets(row, now), message_id, stamp, body),
+    }
+    extensions = {"sni_hostname": host} if scheme == "https" else {}
+    try:
+        response = await client.post(target, content=body, headers=headers, extensions=extensions)
+    except httpx.TimeoutException:
+        return None, "timed out"
+    except httpx.HTTPError as exc:
+        return None, f"{type(exc).__name__}: {exc}"[:500]
+    if 200 <= response.status_code < 300:
+        return response.status_code, None
+    return response.status_code, f"HTTP {response.status_code}"
+
+
+async def deliver_due(database: Database, now: datetime, *, client: httpx.AsyncClient | None = None,
+                      clock: Callable[[], datetime] | None = None) -> int:
+    """The `deliver-webhooks` job: send what is due, record each attempt, schedule retries.
+    Returns the number of attempts made.
+
+    Deliveries are claimed a wave at a time, as many as are sent at once, each wave under its
+    own lease, and every send is cut off at the timeout: a claimed delivery is therefore always
+    settled (or its worker dead) before its lease ends, and no other worker sends it twice.
+    `clock` gives each wave's time (tests); by default it is `now` plus the time spent so far."""
+    settings = database.settings
+    timeout = settings.webhook_timeout_seconds
+    lease = timedelta(seconds=timeout * 2 + 30)
+    started = time.monotonic()
+
+    def current() -> datetime:
+        return clock() if clock is not None else now + timedelta(seconds=time.monotonic() - started)
+
+    owned = client is None
+    client = client or httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False)
+    total = 0
+    try:
+        while total < settings.webhook_batch_size:
+            size = min(settings.webhook_concurrency, settings.webhook_batch_size - total)
+            at, lease_id = current(), uuid7()
+            async with database.unit_of_work() as session:
+                due = await repository.claim_due(session, at, at + lease, size, lease_id)
+            await asyncio.gather(*(_attempt(database, client, row, lease_id, current) for row in due))
+            total += len(due)
+            if len(due) < size:
+                break
+    finally:
+        if owned:
+            await client.aclose()
+    return total
+
+
+async def _attempt(database: Database, client: httpx.AsyncClient, row: dict[str, Any], lease_id: uuid.UUID,
+                   current: Callable[[], datetime]) -> None:
+    """Send one delivery and settle it; nothing one subscriber's URL does can stop the others."""
+    settings = database.settings
+    started = time.perf_counter()
+    try:
+        status_code, error = await asyncio.wait_for(_send(client, row, settings, current()),
+                                                    timeout=settings.webhook_timeout_seconds)
+    except TimeoutError:
+        status_code, error = None, "timed out"
+    except Exception as exc:  # an unexpected failure is this delivery's failed attempt, logged
+        log.exception("webhook delivery %s failed unexpectedly", row["id"])
+        status_code, error = None, f"failed: {type(exc).__name__}"
+    elapsed = int((time.perf_counter() - started) * 1000)
+    try:
+        await _finish(database, row, lease_id, status_code, error, elapsed, current())
+    except Exception:  # the lease runs out and another run retries it
+        log.exception("webhook delivery %s: its attempt could not be recorded", row["id"])
+
+
+async def _finish(database: Database, row: dict[str, Any], lease_id: uuid.UUID, status_code: int | None,
+                  error: str | None, elapsed_ms: int, now: datetime) -> None:
+    settings = database.settings
+    succeeded = error is None
+    if succeeded:
+        values: dict[str, Any] = {"status": DeliveryStatus.SUCCEEDED.value, "delivered_at": now, "next_attempt_at": None}
+        outcome = "succeeded"
+    elif row["attempts"] >= settings.webhook_max_attempts:
+        values = {"status": DeliveryStatus.FAILED.value, "next_attempt_at": None}
+        outcome = "failed"
+    else:
+        delay = retry_delay(row["attempts"], settings.webhook_retry_base_seconds,
+                            settings.webhook_retry_cap_seconds, random.uniform(0.8, 1.2))  # noqa: S311 - jitter, not a secret
+        values = {"next_attempt_at": now + delay}
+        outcome = "retrying"
+    values.update(last_status_code=status_code, last_error=error)
+    async with database.unit_of_work() as session:
+        await repository.lock_delivery(session, row["id"])
+        settled = await repository.finish(session, row["id"], lease_id, values)
+        await repository.record_attempt(session, {  # the attempt happened, whoever settles the delivery
+            "id": uuid7(), "delivery_id": row["id"], "attempted_at": now, "status_code": status_code,
+            "duration_ms": elapsed_ms, "error": error,
+        })
+    metrics.webhook_delivery(outcome if settled else "superseded")
+    if not succeeded:
+        log.warning("webhook delivery %s to endpoint %s: %s (%s)", row["id"], row["endpoint_id"], error,
+                    outcome if settled else "superseded by a newer attempt")

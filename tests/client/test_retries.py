@@ -1,0 +1,238 @@
+"""Retries, Idempotency-Key handling and typed errors against scripted answers (httpx
+MockTransport): what is retried, how often, after how long, and with which key."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import httpx
+import pytest
+
+from services.voucher.client import (
+    NO_RETRIES,
+    ApiConnectionError,
+    AsyncVoucherClient,
+    AuthenticationError,
+    ConflictError,
+    IdempotencyInProgressError,
+    IdempotencyKeyReusedError,
+    NotFoundError,
+    RateLimitedError,
+    RetryPolicy,
+    ServerError,
+    ServiceUnavailableError,
+    ValidationError,
+    VoucherClient,
+)
+
+VOUCHER_ID = "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e11"
+HOLD = {"voucher_code": "X", "enterprise_uscc": "Y", "order_reference": "PO-1", "line_items": []}
+
+
+def problem(status: int, code: str, **headers: str) -> httpx.Response:
+    body = {"type": f"/v1/problems/{code}", "title": code, "status": status, "detail": f"{code} detail",
+            "code": code, "request_id": "req-1"}
+    return httpx.Response(status, json=body, headers={"content-type": "application/problem+json",
+                                                      "x-request-id": "req-1", **headers})
+
+
+class Script:
+    """Answers requests from a list (the last answer repeats) and remembers what was sent."""
+
+    def __init__(self, *answers: httpx.Response | Exception) -> None:
+        self.answers = list(answers)
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        answer = self.answers[min(len(self.requests), len(self.answers)) - 1]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    @property
+    def keys(self) -> list[str | None]:
+        return [r.headers.get("idempotency-key") for r in self.requests]
+
+
+def sync_client(script: Script, sleeps: list[float], **kwargs) -> VoucherClient:
+    kwargs.setdefault("retries", RetryPolicy(max_attempts=3, sleep=sleeps.append))
+    return VoucherClient("http://api.test", api_key="vk_test", transport=httpx.MockTransport(script), **kwargs)
+
+
+def async_client(script: Script, sleeps: list[float], **kwargs) -> AsyncVoucherClient:
+    kwargs.setdefault("retries", RetryPolicy(max_attempts=3, sleep=sleeps.append))
+    return AsyncVoucherClient("http://api.test", api_key="vk_test", transport=httpx.MockTransport(script), **kwargs)
+
+
+def ok(status: int = 201, body: dict | None = None) -> httpx.Response:
+    return httpx.Response(status, json=body or {"id": "r-1", "status": "captured"})
+
+
+def test_a_write_gets_a_fresh_key_reused_on_its_retries_and_a_new_one_per_call() -> None:
+    script, sleeps = Script(problem(503, "unavailable"), ok()), []
+    with sync_client(script, sleeps) as api:
+        assert api.redeem(HOLD) == {"id": "r-1", "status": "captured"}
+        first, second = script.keys
+        assert first and first == second and uuid.UUID(first)
+        assert len(sleeps) == 1
+        api.redeem(HOLD)
+        assert script.keys[2] not in (None, first)
+        assert api.last_response is not None and api.last_response.status_code == 201
+    sent = script.requests[0]
+    assert sent.headers["authorization"] == "Bearer vk_test"
+    assert json.loads(sent.content) == HOLD and sent.url.path == "/v1/redemptions"
+    assert script.requests[1].content == sent.content  # byte-identical on the retry
+
+
+def test_an_explicit_idempotency_key_is_used_as_given() -> None:
+    script = Script(ok())
+    with sync_client(script, []) as api:
+        api.redeem(HOLD, idempotency_key="my-key-1")
+    assert script.keys == ["my-key-1"]
+
+
+def test_429_waits_for_retry_after_then_succeeds() -> None:
+    script, sleeps = Script(problem(429, "rate_limited", **{"Retry-After": "7"}), ok(200, {"id": VOUCHER_ID})), []
+    with sync_client(script, sleeps) as api:
+        assert api.get_voucher(VOUCHER_ID) == {"id": VOUCHER_ID}
+    assert sleeps == [7.0] and len(script.requests) == 2
+
+
+def test_a_retry_after_longer_than_the_policy_allows_is_not_waited_for() -> None:
+    script, sleeps = Script(problem(429, "rate_limited", **{"Retry-After": "3600"}), ok(200)), []
+    with sync_client(script, sleeps) as api, pytest.raises(RateLimitedError) as raised:
+        api.get_voucher(VOUCHER_ID)
+    assert raised.value.retry_after == 3600 and sleeps == [] and len(script.requests) == 1
+
+
+@pytest.mark.parametrize("status", [502, 503, 504])
+def test_gateway_errors_are_retried_with_growing_jittered_backoff_then_raise(status: int) -> None:
+    script, sleeps = Script(problem(status, "unavailable")), []
+    policy = RetryPolicy(max_attempts=4, backoff_base=0.5, backoff_max=1.5, sleep=sleeps.append)
+    with sync_client(script, sleeps, retries=policy) as api, pytest.raises(ServiceUnavailableError) as raised:
+        api.redeem(HOLD)
+    assert len(script.requests) == 4 and len(set(script.keys)) == 1
+    assert len(sleeps) == 3 and all(0 <= s <= cap for s, cap in zip(sleeps, [0.5, 1.0, 1.5], strict=True))
+    assert raised.value.status == status and raised.value.idempotency_key == script.keys[0]
+
+
+def test_business_refusals_and_500_are_never_retried() -> None:
+    for answer, error in ((problem(409, "voucher_exhausted"), ConflictError),
+                          (problem(404, "not_found"), NotFoundError),
+                          (problem(401, "unauthenticated"), AuthenticationError),
+                          (problem(500, "internal_error"), ServerError)):
+        script, sleeps = Script(answer, ok()), []
+        with sync_client(script, sleeps) as api, pytest.raises(error) as raised:
+            api.redeem(HOLD)
+        assert len(script.requests) == 1 and sleeps == []
+        assert raised.value.code == answer.json()["code"] and raised.value.request_id == "req-1"
+        assert raised.value.problem == answer.json()
+
+
+def test_a_write_without_an_idempotency_key_is_not_retried_once_it_may_have_been_sent() -> None:
+    # enrol_provider (PUT) and lookup_voucher (POST) document no Idempotency-Key
+    script, sleeps = Script(problem(503, "unavailable"), ok()), []
+    with sync_client(script, sleeps) as api, pytest.raises(ServiceUnavailableError):
+        api.enrol_provider(VOUCHER_ID, VOUCHER_ID)
+    assert len(script.requests) == 1 and script.keys == [None]
+    script = Script(httpx.ReadError("reset"), ok())
+    with sync_client(script, sleeps) as api, pytest.raises(ApiConnectionError) as raised:
+        api.lookup_voucher({"voucher_code": "X", "enterprise_uscc": "Y"})
+    assert len(script.requests) == 1 and raised.value.idempotency_key is None
+
+
+def test_a_connection_that_never_opened_is_retried_for_any_method() -> None:
+    script, sleeps = Script(httpx.ConnectError("refused"), ok(200)), []
+    with sync_client(script, sleeps) as api:
+        api.enrol_provider(VOUCHER_ID, VOUCHER_ID)
+    assert len(script.requests) == 2
+
+
+def test_reads_and_keyed_writes_are_retried_after_a_lost_answer() -> None:
+    script, sleeps = Script(httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("closed"), ok()), []
+    with sync_client(script, sleeps) as api:
+        api.redeem(HOLD)
+    assert len(script.requests) == 3 and len(set(script.keys)) == 1
+
+
+def test_giving_up_on_a_write_hands_back_its_key_for_a_safe_manual_retry() -> None:
+    script = Script(httpx.ReadError("reset"))
+    with sync_client(script, [], retries=NO_RETRIES) as api, pytest.raises(ApiConnectionError) as raised:
+        api.redeem(HOLD)
+    assert raised.value.idempotency_key == script.keys[0] and len(script.requests) == 1
+
+
+def test_a_replay_still_in_progress_is_retried_but_other_409s_are_not() -> None:
+    script, sleeps = Script(problem(409, "idempotency_request_in_progress"), ok()), []
+    with sync_client(script, sleeps) as api:
+        api.redeem(HOLD)
+    assert len(script.requests) == 2
+    script = Script(problem(409, "idempotency_request_in_progress"))
+    with sync_client(script, [], retries=NO_RETRIES) as api, pytest.raises(IdempotencyInProgressError):
+        api.redeem(HOLD)
+
+
+def test_validation_errors_list_the_bad_fields() -> None:
+    answer = problem(422, "validation_failed")
+    body = {**answer.json(), "errors": [{"location": "body", "pointer": "/face_value", "message": "too small",
+                                         "type": "greater_than_equal"}]}
+    script = Script(httpx.Response(422, json=body, headers={"content-type": "application/problem+json"}))
+    with sync_client(script, []) as api, pytest.raises(ValidationError) as raised:
+        api.issue_voucher({"programme_id": VOUCHER_ID, "enterprise_id": VOUCHER_ID, "face_value": 0})
+    assert [e["pointer"] for e in raised.value.errors] == ["/face_value"]
+    script = Script(problem(422, "idempotency_key_reused"))
+    with sync_client(script, []) as api, pytest.raises(IdempotencyKeyReusedError):
+        api.redeem(HOLD)
+
+
+def test_an_error_without_a_problem_body_still_raises_by_status() -> None:
+    script = Script(httpx.Response(502, text="<html>bad gateway</html>", headers={"content-type": "text/html"}))
+    with sync_client(script, [], retries=NO_RETRIES) as api, pytest.raises(ServiceUnavailableError) as raised:
+        api.get_voucher(VOUCHER_ID)
+    assert raised.value.code is None and raised.value.problem == {} and "502" in str(raised.value)
+
+
+def test_parameters_are_encoded_into_path_query_and_headers() -> None:
+    from datetime import UTC, datetime
+
+    script = Script(ok(200, {"items": [], "next_cursor": None}), httpx.Response(200, content=b"a,b\n1,2\n",
+                                                                                 headers={"content-type": "text/csv"}))
+    with sync_client(script, [], accept_language="zh-CN") as api:
+        api.list_vouchers(programme_id=uuid.UUID(VOUCHER_ID), status="active", limit=5)
+        assert api.export_dataset("redemptions", format="csv", since=datetime(2026, 3, 1, tzinfo=UTC)) == b"a,b\n1,2\n"
+    listed, exported = script.requests
+    assert listed.url.path == "/v1/vouchers"
+    assert dict(listed.url.params) == {"programme_id": VOUCHER_ID, "status": "active", "limit": "5"}
+    assert listed.headers["accept-language"] == "zh-CN" and "idempotency-key" not in listed.headers
+    assert exported.url.path == "/v1/exports/redemptions"
+    assert dict(exported.url.params) == {"format": "csv", "since": "2026-03-01T00:00:00+00:00"}
+
+
+async def test_the_async_client_retries_the_same_way() -> None:
+    script, sleeps = Script(httpx.ReadError("reset"), problem(429, "rate_limited", **{"Retry-After": "2"}), ok()), []
+    async with async_client(script, sleeps) as api:
+        assert (await api.redeem(HOLD))["id"] == "r-1"
+        assert api.last_response is not None and api.last_response.status_code == 201
+    assert len(script.requests) == 3 and len(set(script.keys)) == 1 and sleeps[1] == 2.0
+    script = Script(problem(409, "voucher_exhausted"))
+    async with async_client(script, sleeps) as api:
+        with pytest.raises(ConflictError):
+            await api.redeem(HOLD)
+    assert len(script.requests) == 1
+
+
+async def test_an_async_sleep_hook_is_awaited() -> None:
+    awaited: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        awaited.append(seconds)
+
+    script = Script(problem(503, "unavailable", **{"Retry-After": "1"}), ok())
+    async with AsyncVoucherClient("http://api.test", transport=httpx.MockTransport(script),
+                                  retries=RetryPolicy(sleep=sleep)) as api:
+        await api.redeem(HOLD)
+    assert awaited == [1.0]
+
+

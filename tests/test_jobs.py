@@ -1,0 +1,136 @@
+"""The worker's jobs (issue 7): each idempotent, and two workers at once move value once.
+
+"Two workers" are two Database objects (two connection pools), as two worker processes
+would have; on PostgreSQL they really race through row locks, SKIP LOCKED and advisory locks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+from sqlalchemy import func, select
+
+from services.voucher import jobs
+from services.voucher.db import Database
+from services.voucher.tables import LedgerTransaction, OutboxEvent, Settlement
+from tests.support import auth
+from tests.world import World, build_world
+
+
+async def _twice_at_once(app: Any, job: str) -> list[int]:
+    """Run `job` in two workers at the same moment, then once more (nothing may be left)."""
+    other = Database(app.state.database.settings)
+    try:
+        first = await asyncio.gather(jobs.run_once(app.state.database, job, app.state.clock()),
+                                     jobs.run_once(other, job, app.state.clock()))
+        return [*first, await jobs.run_once(other, job, app.state.clock())]
+    finally:
+        await other.dispose()
+
+
+async def _count(app: Any, model: Any, *where: Any) -> int:
+    async with app.state.database.unit_of_work(write=False) as session:
+        return int((await session.execute(select(func.count()).select_from(model).where(*where))).scalar_one())
+
+
+async def _holds(world: World, voucher: dict[str, Any], n: int) -> None:
+    for i in range(n):
+        response = await world.hold(voucher, 100_000, order=f"J-{i}")
+        assert response.status_code == 201, response.text
+
+
+async def test_every_scheduled_job_is_known_to_run_once() -> None:
+    assert set(jobs.JOBS) == set(jobs.SCHEDULE)
+    assert {"expire-holds", "expire-vouchers", "end-publicity", "create-settlements", "announce-expiring",
+            "publish-events", "deliver-webhooks", "seal-audit", "audit-checkpoint"} <= set(jobs.JOBS)
+
+
+async def test_expiring_holds_in_two_workers_posts_each_once(app: Any, client: httpx.AsyncClient, clock: Any) -> None:
+    world = await build_world(app, client)
+    voucher = await world.issue(10_000_000)
+    await _holds(world, voucher, 8)
+    clock.advance(seconds=1801)
+    journals = await _count(app, LedgerTransaction)
+    done = await _twice_at_once(app, "expire-holds")
+    assert sum(done) == 8 and done[-1] == 0, done
+    assert await _count(app, LedgerTransaction) == journals + 8  # one release per hold, never two
+    assert await _count(app, OutboxEvent, OutboxEvent.type == "hold.expired") == 8
+    view = await world.voucher(voucher["id"])
+    assert view["balances"] == {"available": 10_000_000, "held": 0, "used": 0}
+
+
+async def test_expiring_vouchers_in_two_workers_posts_each_once(app: Any, client: httpx.AsyncClient, clock: Any) -> None:
+    world = await build_world(app, client)
+    for _ in range(4):
+        await world.issue(1_000_000)
+    clock.advance(days=366)
+    journals = await _count(app, LedgerTransaction)
+    done = await _twice_at_once(app, "expire-vouchers")
+    assert sum(done) == 4 and done[-1] == 0, done
+    assert await _count(app, LedgerTransaction) == journals + 4
+
+
+async def test_scheduled_settlements_are_made_once_for_last_month(
+    app: Any, client: httpx.AsyncClient, clock: Any
+) -> None:
+    world = await build_world(app, client)
+    other = await build_world(app, client)
+    voucher, theirs = await world.issue(10_000_000), await other.issue(10_000_000)
+    for w, v in ((world, voucher), (other, theirs)):
+        response = await w.hold(v, 1_000_000, order="M-1", path="/v1/redemptions")
+        assert response.status_code == 201, response.text
+    assert await jobs.run_once(app.state.database, "create-settlements", clock()) == 0  # the month is not over
+    clock.advance(days=32)
+    done = await _twice_at_once(app, "create-settlements")
+    assert sum(done) == 2 and done[-1] == 0, done
+    assert await _count(app, Settlement) == 2
+    listed = await client.get("/v1/settlements", headers=auth(world.provider_key))
+    [mine] = listed.json()["items"]
+    assert mine["status"] == "draft" and mine["total"] == 300_000
+    assert mine["period_start"].endswith("-01")
+    # The office cancels it: the schedule does not make it again.
+    cancelled = await client.post(f"/v1/settlements/{mine['id']}/cancel", json={"reason": "figures disputed offline"},
+                                  headers=auth(world.operator, **{"Idempotency-Key": "cancel-1"}))
+    assert cancelled.status_code == 200, cancelled.text
+    assert await jobs.run_once(app.state.database, "create-settlements", clock()) == 0
+
+
+async def test_announcing_and_publishing_in_two_workers_is_once(app: Any, client: httpx.AsyncClient, clock: Any) -> None:
+    world = await build_world(app, client, voucher_validity_days=10)
+    for _ in range(3):
+        await world.issue(1_000_000)
+    clock.advance(days=5)
+    done = await _twice_at_once(app, "announce-expiring")
+    assert sum(done) == 3, done
+    assert await _count(app, OutboxEvent, OutboxEvent.type == "voucher.expiring") == 3
+    published = await _twice_at_once(app, "publish-events")
+    assert sum(published) == await _count(app, OutboxEvent) and published[-1] == 0
+
+
+async def test_a_worker_round_runs_every_job_and_survives_a_failing_one(
+    app: Any, client: httpx.AsyncClient, clock: Any, monkeypatch: Any
+) -> None:
+    world = await build_world(app, client)
+    voucher = await world.issue(1_000_000)
+    await _holds(world, voucher, 2)
+    clock.advance(seconds=1801)
+    original = jobs.run_once
+
+    async def flaky(database: Database, job: str, now: Any) -> int:
+        if job == "expire-vouchers":
+            raise RuntimeError("the database went away")
+        return await original(database, job, now)
+
+    monkeypatch.setattr(jobs, "run_once", flaky)
+    worker = jobs.JobWorker(app.state.database, clock, interval=0.01)
+    done = await worker.round()
+    assert done["expire-holds"] == 2
+    assert "expire-vouchers" not in done  # failed, logged, and the rest went on
+    assert done["publish-events"] >= 2 and done["audit-checkpoint"] == 1
+    again = await worker.round()  # hourly jobs wait for their interval
+    assert "audit-checkpoint" not in again and "expire-holds" in again
+    stop = asyncio.Event()
+    stop.set()
+    await worker.run(stop)  # a stopped worker returns after at most one round

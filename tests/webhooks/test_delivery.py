@@ -1,0 +1,349 @@
+"""Webhook endpoints and deliveries (issue 7): signed per Standard Webhooks (checked with the
+independent `standardwebhooks` verifier) to a receiver on 127.0.0.1, retried with backoff,
+logged per endpoint, redelivered by hand, only ever to the registered URL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from services.voucher.db import Database
+from services.voucher.events import service as events
+from services.voucher.settings import Settings
+from services.voucher.webhooks import service as webhooks
+from tests.support import assert_problem, auth, fresh_key
+from tests.webhooks.receiver import receiver
+from tests.world import World, build_world
+
+
+async def _endpoint(client: httpx.AsyncClient, key: str, url: str, types: list[str] | None = None) -> dict[str, Any]:
+    response = await client.post("/v1/webhook-endpoints", headers=auth(key, **fresh_key()),
+                                 json={"url": url, "event_types": types or ["redemption.captured", "refund.created"]})
+    assert response.status_code == 201, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+async def _run(app: Any) -> int:
+    """The worker's two event jobs, once: publish, then deliver what is due."""
+    database: Database = app.state.database
+    await events.publish_pending(database, app.state.clock())
+    return await webhooks.deliver_due(database, app.state.clock())
+
+
+async def _deliveries(client: httpx.AsyncClient, key: str, endpoint: dict[str, Any]) -> list[dict[str, Any]]:
+    response = await client.get(f"/v1/webhook-endpoints/{endpoint['id']}/deliveries", headers=auth(key))
+    assert response.status_code == 200, response.text
+    return response.json()["items"]  # type: ignore[no-any-return]
+
+
+async def _redeem(world: World, voucher: dict[str, Any], order: str) -> dict[str, Any]:
+    response = await world.hold(voucher, 1_000_000, order=order, path="/v1/redemptions")
+    assert response.status_code == 201, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+async def test_a_capture_is_delivered_signed_to_the_provider(app: Any, client: httpx.AsyncClient) -> None:
+    world = await build_world(app, client)
+    voucher = await world.issue(10_000_000)
+    with receiver() as hooks:
+        endpoint = await _endpoint(client, world.provider_key, hooks.url)
+        assert endpoint["secret"].startswith("whsec_")
+        redeemed = await _redeem(world, voucher, "PO-1")
+        assert hooks.received == []  # the API never calls a receiver itself
+        assert await _run(app) == 1
+    [got] = hooks.received
+    payload = Webhook(endpoint["secret"]).verify(got.body, got.headers)
+    assert payload["type"] == "redemption.captured"
+    assert payload["data"]["resource_id"] == redeemed["id"]
+    assert payload["data"]["captured_amount"] == redeemed["captured_amount"]
+    assert got.path == "/hooks" and got.headers["content-type"] == "application/json"
+    [delivery] = await _deliveries(client, world.provider_key, endpoint)
+    assert got.headers["webhook-id"] == delivery["event_id"]
+    assert delivery["status"] == "succeeded" and delivery["attempts"] == 1
+    assert [a["status_code"] for a in delivery["attempt_log"]] == [200]
+    # Nothing is due any more: a second run sends nothing.
+    assert await _run(app) == 0
+
+
+async def test_failures_are_retried_with_growing_delays_then_given_up(
+    app: Any, client: httpx.AsyncClient, clock: Any
+) -> None:
+    world = await build_world(app, client)
+    voucher = await world.issue(10_000_000)
+    settings: Settings = app.state.settings
+    with receiver(statuses=[500, 503, 200]) as hooks:
+        endpoint = await _endpoint(client, world.provider_key, hooks.url)
+        await _redeem(world, voucher, "PO-1")
+        assert await _run(app) == 1
+        [delivery] = await _deliveries(client, world.provider_key, endpoint)
+        assert delivery["status"] == "pending" and delivery["last_status_code"] == 500
+        first_wait = _wait(delivery, clock)
+        base = settings.webhook_retry_base_seconds
+        assert base * 0.8 <= first_wait <= base * 1.2
+        assert await _run(app) == 0  # not yet due
+        clock.advance(seconds=first_wait)
+        assert await _run(app) == 1
+        [delivery] = await _deliveries(client, world.provider_key, endpoint)
+        assert delivery["last_status_code"] == 503
+        assert 2 * base * 0.8 <= _wait(delivery, clock) <= 2 * base * 1.2  # doubled
+        clock.advance(seconds=_wait(delivery, clock))
+        assert await _run(app) == 1
+    [delivery] = await _deliveries(client, world.provider_key, endpoint)
+    assert delivery["status"] == "succeeded" and delivery["attempts"] == 3
+    assert [a["status_code"] for a in delivery["attempt_log"]] == [500, 503, 200]
+    assert len(set(hooks.ids())) == 1  # the same webhook-id on every attempt
+
+
+def _wait(delivery: dict[str, Any], clock: Any) -> float:
+    from datetime import datetime
+
+    due = datetime.fromisoformat(delivery["next_attempt_at"].replace("Z", "+00:00"))
+    return (due - clock()).total_seconds()
+
+
+async def test_after_the_last_attempt_it_fails_and_a_manual_redelivery_revives_it(
+    app: Any, client: httpx.AsyncClient, clock: Any
+) -> None:
+    world = await build_world(app, client)
+    voucher = await world.issue(10_000_000)
+    attempts = app.state.settings.webhook_max_attempts
+    with receiver(statuses=[500] * attempts + [200]) as hooks:
+        endpoint = await _endpoint(client, world.provider_key, hooks.url)
+        await _redeem(world, voucher, "PO-1")
+        for _ in range(attempts):
+            assert await _run(app) == 1
+            clock.advance(days=1)
+        [delivery] = await _deliveries(client, world.provider_key, endpoint)
+        assert delivery["status"] == "failed" and delivery["next_attempt_at"] is None
+        assert await _run(app) == 0
+        path = f"/v1/webhook-endpoints/{endpoint['id']}/deliveries/{delivery['id']}/redeliveries"
+        again = await client.post(path, headers=auth(world.provider_key, **fresh_key()))
+        assert again.status_code == 202, again.text
+        assert again.json()["status"] == "pending" and again.json()["attempts"] == 0
+        assert await _run(app) == 1
+    [delivery] = await _deliveries(client, world.provider_key, endpoint)
+    assert delivery["status"] == "succeeded"
+    assert len(delivery["attempt_log"]) == attempts + 1
+    assert [a["number"] for a in delivery["attempt_log"]] == list(range(1, attempts + 2))
+
+
+async def test_redirects_are_not_followed_and_count_as_failures(app: Any, client: httpx.AsyncClient) -> None:
+    world = await build_world(app, client)
+    voucher = await world.issue(10_000_000)
+    with receiver(statuses=[302]) as hooks, receiver() as elsewhere:
+        hooks.location = elsewhere.url
+        endpoint = await _endpoint(client, world.provider_key, hooks.url)
+        await _redeem(world, voucher, "PO-1")
+        await _run(app)
+    assert len(hooks.received) == 1 and elsewhere.received == []
+    [delivery] = await _deliveries(client, world.provider_key, endpoint)
+    assert delivery["status"] == "pending" and delivery["last_status_code"] == 302
+
+
+async def test_a_slow_receiver_times_out_without_holding_up_the_api(app: Any, client: httpx.AsyncClient) -> None:
+    world = await build_world(app, client)
+    voucher = await world.issue(10_000_000)
+    settings = app.state.settings.model_copy(update={"webhook_timeout_seconds": 0.3})
+    database = Database(settings)
+    try:
+        with receiver(delay=2.0) as hooks:
+            endpoint = await _endpoint(client, world.provider_key, hooks.url)
+            await _redeem(world, voucher, "PO-1")
+            await events.publish_pending(database, app.state.clock())
+            sending = asyncio.create_task(webhooks.deliver_due(database, app.state.clock()))
+            # While the receiver hangs, the API serves the provider's next redemption.
+            await _redeem(world, voucher, "PO-2")
+            assert await sending == 1
+    finally:
+        await database.dispose()
+    [delivery] = [d for d in await _deliveries(client, world.provider_key, endpoint) if d["attempts"]]
+    assert delivery["last_error"] == "timed out" and delivery["status"] == "pending"
+
+
+async def test_rotation_signs_with_both_secrets_for_a_while(app: Any, client: httpx.AsyncClient, clock: Any) -> None:
+    world = await build_world(app, client)
+    voucher = await world.issue(10_000_000)
+    with receiver() as hooks:
+        endpoint = await _endpoint(client, world.provider_key, hooks.url)
+        rotated = await client.post(f"/v1/webhook-endpoints/{endpoint['id']}/secret-rotations",
+                                    headers=auth(world.provider_key, **fresh_key()))
+        assert rotated.status_code == 200, rotated.text
+        new_secret = rotated.json()["secret"]
+        assert new_secret != endpoint["secret"] and rotated.json()["previous_secret_expires_at"]
+        await _redeem(world, voucher, "PO-1")
+        await _run(app)
+        clock.advance(hours=25)
+        await _redeem(world, voucher, "PO-2")
+        await _run(app)
+    first, second = hooks.received
+    Webhook(endpoint["secret"]).verify(first.body, first.headers)
+    Webhook(new_secret).verify(first.body, first.headers)
+    Webhook(new_secret).verify(second.body, second.headers)
+    assert len(second.headers["webhook-signature"].split()) == 1  # the old secret has stopped signing
+    listed = await client.get(f"/v1/webhook-endpoints/{endpoint['id']}", headers=auth(world.provider_key))
+    assert "secret" not in listed.json()
+
+
+async def test_only_the_event_types_asked_for_and_only_ones_own(app: Any, client: httpx.AsyncClient) -> None:
+    world = await build_world(app, client)
+    other = await build_world(app, client)
+    voucher = await world.issue(10_000_000)
+    theirs = await other.issue(10_000_000)
+    with receiver() as mine, receiver() as refunds_only, receiver() as competitor:
+        await _endpoint(client, world.provider_key, mine.url, ["redemption.captured"])
+        await _endpoint(client, world.provider_key, refunds_only.url, ["refund.created"])
+        await _endpoint(client, other.provider_key, competitor.url, ["redemption.captured", "refund.created"])
+        await _redeem(world, voucher, "PO-1")
+        await _redeem(other, theirs, "PO-X")
+        await _run(app)
+    assert [json.loads(r.body)["type"] for r in mine.received] == ["redemption.captured"]
+    assert refunds_only.received == []
+    assert len(competitor.received) == 1
+    assert json.loads(competitor.received[0].body)["data"]["provider_id"] == other.provider["id"]
+
+
+async def test_endpoints_belong_to_their_owner(app: Any, client: httpx.AsyncClient, operator_key: str,
+                                               auditor_key: str) -> None:
+    world = await build_world(app, client)
+    other = await build_world(app, client)
+    endpoint = await _endpoint(client, world.provider_key, "http://127.0.0.1:9/hooks")
+    path = f"/v1/webhook-endpoints/{endpoint['id']}"
+    for key in (other.provider_key, world.enterprise_key):
+        assert_problem(await client.get(path, headers=auth(key)), 404, "not_found")
+        assert_problem(await client.get(f"{path}/deliveries", headers=auth(key)), 404, "not_found")
+        assert_problem(await client.delete(path, headers=auth(key)), 404, "not_found")
+        listed = await client.get("/v1/webhook-endpoints", headers=auth(key))
+        assert listed.status_code == 200 and listed.json()["items"] == []
+    for key in (operator_key, auditor_key):
+        assert_problem(await client.get(path, headers=auth(key)), 403, "insufficient_scope")
+        refused = await client.post("/v1/webhook-endpoints", headers=auth(key, **fresh_key()),
+                                    json={"url": "https://example.com/x", "event_types": ["voucher.issued"]})
+        assert_problem(refused, 403, "insufficient_scope")
+    enterprise_hook = await _endpoint(client, world.enterprise_key, "http://127.0.0.1:9/e", ["voucher.issued"])
+    assert enterprise_hook["enterprise_id"] == world.enterprise["id"] and enterprise_hook["provider_id"] is None
+
+
+@pytest.mark.parametrize("url", [
+    "http://10.0.0.1/hooks", "https://169.254.169.254/latest/meta-data", "https://192.168.1.10/x",
+    "http://[fd00::1]/x", "https://user:secret@example.com/x", "ftp://example.com/x",
+    "https://no-such-host.invalid/x",
+])
+async def test_unsafe_urls_are_refused(app: Any, client: httpx.AsyncClient, url: str) -> None:
+    world = await build_world(app, client)
+    refused = await client.post("/v1/webhook-endpoints", headers=auth(world.provider_key, **fresh_key()),
+                                json={"url": url, "event_types": ["redemption.captured"]})
+    body = assert_problem(refused, 422, "webhook_url_refused")
+    assert "secret" not in refused.text.lower() or "secret@" not in body["detail"]
+
+
+async def test_loopback_is_refused_unless_the_operator_allows_it(
+    app: Any, client: httpx.AsyncClient, clock: Any
+) -> None:
+    world = await build_world(app, client)
+    voucher = await world.issue(10_000_000)
+    with receiver() as hooks:
+        endpoint = await _endpoint(client, world.provider_key, hooks.url)  # allowed in the tests' settings
+        await _redeem(world, voucher, "PO-1")
+        strict = Database(app.state.settings.model_copy(update={"webhook_allowed_networks": []}))
+        try:  # the operator withdraws the allowance: the next send is refused, nothing is sent
+            await events.publish_pending(strict, clock())
+            assert await webhooks.deliver_due(strict, clock()) == 1
+        finally:
+            await strict.dispose()
+    assert hooks.received == []
+    [delivery] = await _deliveries(client, world.provider_key, endpoint)
+    assert delivery["last_error"].startswith("refused:") and delivery["status"] == "pending"
+
+
+async def test_deleting_an_endpoint_cancels_what_it_was_owed(app: Any, client: httpx.AsyncClient) -> None:
+    world = await build_world(app, client)
+    voucher = await world.issue(10_000_000)
+    with receiver() as hooks:
+        endpoint = await _endpoint(client, world.provider_key, hooks.url)
+        await _redeem(world, voucher, "PO-1")
+        await events.publish_pending(app.state.database, app.state.clock())
+        deleted = await client.delete(f"/v1/webhook-endpoints/{endpoint['id']}", headers=auth(world.provider_key))
+        assert deleted.status_code == 204, deleted.text
+        assert await webhooks.deliver_due(app.state.database, app.state.clock()) == 0
+        await _redeem(world, voucher, "PO-2")
+        assert await _run(app) == 0
+    assert hooks.received == []
+    gone = await client.get(f"/v1/webhook-endpoints/{endpoint['id']}", headers=auth(world.provider_key))
+    assert_problem(gone, 404, "not_found")
+
+
+async def test_updates_need_if_match_and_recheck_the_url(app: Any, client: httpx.AsyncClient) -> None:
+    world = await build_world(app, client)
+    endpoint = await _endpoint(client, world.provider_key, "http://127.0.0.1:9/hooks")
+    path = f"/v1/webhook-endpoints/{endpoint['id']}"
+    assert_problem(await client.patch(path, json={"status": "disabled"}, headers=auth(world.provider_key)),
+                   428, "precondition_required")
+    etag = (await client.get(path, headers=auth(world.provider_key))).headers["etag"]
+    refused = await client.patch(path, json={"url": "http://10.0.0.1/x"},
+                                 headers=auth(world.provider_key, **{"If-Match": etag}))
+    assert_problem(refused, 422, "webhook_url_refused")
+    changed = await client.patch(path, json={"status": "disabled", "event_types": ["settlement.paid"]},
+                                 headers=auth(world.provider_key, **{"If-Match": etag}))
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["status"] == "disabled" and changed.json()["event_types"] == ["settlement.paid"]
+    stale = await client.patch(path, json={"status": "enabled"}, headers=auth(world.provider_key, **{"If-Match": etag}))
+    assert_problem(stale, 412, "precondition_failed")
+    for bad in ({"event_types": []}, {"event_types": ["voucher.stolen"]}, {"status": "deleted"}, {"url": None}):
+        response = await client.patch(path, json=bad, headers=auth(world.provider_key, **{"If-Match": '"v2"'}))
+        assert response.status_code == 422, (bad, response.text)
+
+
+@pytest.mark.postgres_only
+async def test_two_senders_at_once_deliver_each_event_once(app: Any, client: httpx.AsyncClient) -> None:
+    world = await build_world(app, client)
+    voucher = await world.issue(50_000_000)
+    with receiver(delay=0.05) as hooks:
+        await _endpoint(client, world.provider_key, hooks.url)
+        for n in range(20):
+            await _redeem(world, voucher, f"PO-{n}")
+        await events.publish_pending(app.state.database, app.state.clock())
+        settings = app.state.settings.model_copy(update={"webhook_batch_size": 5})
+        senders = [Database(settings) for _ in range(2)]
+        try:
+            sent = 0
+            while True:
+                rounds = await asyncio.gather(*(webhooks.deliver_due(db, app.state.clock()) for db in senders))
+                sent += sum(rounds)
+                if not any(rounds):
+                    break
+        finally:
+            for db in senders:
+                await db.dispose()
+    assert sent == 20
+    assert len(hooks.ids()) == 20 and len(set(hooks.ids())) == 20
+
+
+
+
+async def test_a_disabled_endpoint_is_not_called_until_enabled_again(app: Any, client: httpx.AsyncClient) -> None:
+    world = await build_world(app, client)
+    voucher = await world.issue(10_000_000)
+    with receiver() as hooks:
+        endpoint = await _endpoint(client, world.provider_key, hooks.url)
+        path = f"/v1/webhook-endpoints/{endpoint['id']}"
+        await _redeem(world, voucher, "PO-1")
+        await events.publish_pending(app.state.database, app.state.clock())
+        etag = (await client.get(path, headers=auth(world.provider_key))).headers["etag"]
+        paused = await client.patch(path, json={"status": "disabled"}, headers=auth(world.provider_key, **{"If-Match": etag}))
+        assert paused.status_code == 200, paused.text
+        assert await _run(app) == 0 and hooks.received == []
+        [delivery] = await _deliveries(client, world.provider_key, endpoint)
+        assert delivery["status"] == "pending"
+        refused = await client.post(f"{path}/deliveries/{delivery['id']}/redeliveries",
+                                    headers=auth(world.provider_key, **fresh_key()))
+        assert_problem(refused, 409, "webhook_endpoint_disabled")
+        resumed = await client.patch(path, json={"status": "enabled"},
+                                     headers=auth(world.provider_key, **{"If-Match": paused.headers["etag"]}))
+        assert resumed.status_code == 200, resumed.text
+        assert await _run(app) == 1
+    assert len(hooks.received) == 1
