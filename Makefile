@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 export DATABASE_URL ?= sqlite:///./var/voucher.db
 
-.PHONY: install run serve migrate demo test lint openapi openapi-check client clean lock bench bench-export
+.PHONY: install run serve migrate demo test lint openapi openapi-check client clean lock bench bench-export fuzz soak
 
 install: $(STAMP)
 
@@ -73,3 +73,14 @@ bench: install
 ## the server's peak RSS, and each file checked against its manifest (BENCH_DATABASE_URL)
 bench-export: install
 	$(BIN)/python bench/export.py
+
+## API fuzzing, long: schemathesis against the committed OpenAPI document, every operation as
+## every role, random (FUZZ_EXAMPLES per operation and role, default 50)
+fuzz: install
+	VOUCHER_FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-50} VOUCHER_FUZZ_RANDOM=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/fuzz
+
+## faults, then proof: two service processes on PostgreSQL under retrying redeem/capture/refund
+## load, >= 10 SIGKILLs and a PostgreSQL restart; then every success is in the ledger once, no
+## order charged twice, reconciliation and the audit chain clean (SOAK_MINUTES, default 8)
+soak: install
+	$(BIN)/python bench/soak.py

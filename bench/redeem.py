@@ -1,13 +1,16 @@
-"""One-step redeem throughput through real server processes (the way production runs them:
-uvicorn workers with uvloop and httptools) against PostgreSQL, at several client counts.
+"""`make bench`: the redemption path through real server processes (the way production runs
+them: uvicorn workers with uvloop and httptools) against PostgreSQL, beside the raw-SQL ceiling.
 
     python bench/redeem.py --clients 8 32 --seconds 10
 
-It creates a fresh database (`<db>_bench` next to the one in VOUCHER_BENCH_POSTGRES_URL),
-migrates it, loads a programme with many vouchers (one per enterprise, so requests do not
-all queue on one voucher's row lock), starts the server, drives it from this process on
-127.0.0.1, and prints requests/s, p50, p99 and errors per client count. It judges nothing and
-exits 0; the figures go to bench/results/latest.json as well.
+In one run, each at 8 and 32 concurrent clients on 127.0.0.1:
+  * the reference app (bench/reference_app.py: FastAPI + async psycopg, no auth, one balance
+    update and one ledger insert per request) on a database of its own: the ceiling;
+  * the service: one-step redeem, hold + capture, voucher balance reads (GET /v1/vouchers/{id}),
+    and one-step redeem again with audit events off, to price the audit;
+  * the embedded default: one-step redeem on SQLite with one worker.
+It prints requests/s, p50, p99 and errors per row, the service / reference ratio and the audit
+ratio. It judges nothing and exits 0; the figures go to bench/results/latest.json as well.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 import uuid
@@ -35,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 from common import programme_with_provider, recreate_database  # noqa: E402  (bench/ is on sys.path)
 
 from services.voucher.settings import normalise_database_url  # noqa: E402
-from tests.live_server import LiveServer  # noqa: E402
+from tests.live_server import LiveServer, free_port  # noqa: E402
 
 DEFAULT_URL = "postgresql://voucher:voucher@127.0.0.1:5432/voucher"
 
@@ -63,7 +67,8 @@ async def load_world(database_url: str, vouchers: int) -> dict[str, Any]:
         programme, provider = await programme_with_provider(s, "bench", now)
         await programmes.enrol_provider(s, SYSTEM, programme.id, provider.id, now)
         key = await apikeys.issue_key(s, role=Role.PROVIDER, name="bench", provider_id=provider.id, now=now)
-        targets = []
+        office = await apikeys.issue_key(s, role=Role.OPERATOR, name="bench", principal_name="bench office", now=now)
+        targets, voucher_ids = [], []
         for _ in range(vouchers):
             enterprise = await enterprises.register(
                 s, {"uscc": new_uscc(), "name": "bench SME", "region_code": "330110", "headcount": 10,
@@ -72,38 +77,62 @@ async def load_world(database_url: str, vouchers: int) -> dict[str, Any]:
             voucher = await vouchers_service.issue_voucher(
                 s, programme_id=programme.id, enterprise_id=enterprise.id, face_value=10**11, now=now)
             targets.append((voucher.code, enterprise.uscc))
+            voucher_ids.append(str(voucher.id))
     await db.dispose()
-    return {"key": key.secret, "targets": targets}
+    return {"key": key.secret, "operator": office.secret, "targets": targets, "voucher_ids": voucher_ids}
 
 
-async def drive(url: str, world: dict[str, Any], clients: int, seconds: float) -> dict[str, Any]:
+def _order(code: str, uscc: str, order: str) -> str:
+    return json.dumps({
+        "voucher_code": code, "enterprise_uscc": uscc, "order_reference": order,
+        "line_items": [{"category": "accelerator:domestic", "amount": 100_000,
+                        "accelerator": "Ascend 910B", "hours_milli": 1000}],
+    })
+
+
+async def _one(http: httpx.AsyncClient, scenario: str, world: dict[str, Any], n: int, i: int, clients: int) -> str:
+    """One operation of `scenario`; its final status (201/200 is success)."""
+    if scenario == "reference":
+        body = json.dumps({"voucher_id": 1 + (n + i * clients) % world["vouchers"], "amount": 30_000,
+                           "order_reference": f"{n}-{i}"})
+        return str((await http.post("/redeem", content=body, headers={"content-type": "application/json"})).status_code)
+    if scenario == "balance":
+        voucher_id = world["voucher_ids"][(n + i * clients) % len(world["voucher_ids"])]
+        response = await http.get(f"/v1/vouchers/{voucher_id}", headers={"Authorization": f"Bearer {world['operator']}"})
+        return str(response.status_code)
+    code, uscc = world["targets"][(n + i * clients) % len(world["targets"])]
+    order = f"{n}-{i}-{uuid.uuid4().hex[:8]}"
+    headers = {"Authorization": f"Bearer {world['key']}", "content-type": "application/json"}
+    if scenario == "redeem":
+        response = await http.post("/v1/redemptions", content=_order(code, uscc, order),
+                                   headers={**headers, "Idempotency-Key": order})
+        return str(response.status_code)
+    held = await http.post("/v1/redemptions/holds", content=_order(code, uscc, order),
+                           headers={**headers, "Idempotency-Key": order})
+    if held.status_code != 201:
+        return f"hold {held.status_code}"
+    captured = await http.post(f"/v1/redemptions/{held.json()['id']}/capture", content="{}",
+                               headers={**headers, "Idempotency-Key": f"c-{order}"})
+    return "201" if captured.status_code == 200 else f"capture {captured.status_code}"
+
+
+async def drive(url: str, world: dict[str, Any], clients: int, seconds: float, scenario: str = "redeem") -> dict[str, Any]:
     latencies: list[float] = []
     errors: dict[str, int] = {}
-    targets = world["targets"]
-    headers = {"Authorization": f"Bearer {world['key']}", "content-type": "application/json"}
     deadline = time.perf_counter() + seconds
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
 
     async def client_loop(n: int, http: httpx.AsyncClient) -> None:
         i = 0
         while time.perf_counter() < deadline:
-            code, uscc = targets[(n + i * clients) % len(targets)]
             i += 1
-            order = f"{n}-{i}-{uuid.uuid4().hex[:8]}"
-            body = json.dumps({
-                "voucher_code": code, "enterprise_uscc": uscc, "order_reference": order,
-                "line_items": [{"category": "accelerator:domestic", "amount": 100_000,
-                                "accelerator": "Ascend 910B", "hours_milli": 1000}],
-            })
             started = time.perf_counter()
             try:
-                response = await http.post("/v1/redemptions", content=body,
-                                           headers={**headers, "Idempotency-Key": order})
-                status = str(response.status_code)
+                status = await _one(http, scenario, world, n, i, clients)
             except httpx.HTTPError as exc:
                 status = type(exc).__name__
             elapsed = time.perf_counter() - started
-            if status == "201":
+            if status in ("200", "201"):
                 latencies.append(elapsed)
             else:
                 errors[status] = errors.get(status, 0) + 1
@@ -114,13 +143,40 @@ async def drive(url: str, world: dict[str, Any], clients: int, seconds: float) -
         wall = time.perf_counter() - started
     latencies.sort()
     return {
+        "scenario": scenario,
         "clients": clients,
         "requests_per_s": round(len(latencies) / wall, 1),
         "ok": len(latencies),
         "p50_ms": round(statistics.median(latencies) * 1000, 2) if latencies else None,
-        "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 2) if latencies else None,
+        "p99_ms": round(latencies[max(int(len(latencies) * 0.99) - 1, 0)] * 1000, 2) if latencies else None,
         "errors": errors,
     }
+
+
+def reference_server(database_url: str, vouchers: int, workers: int) -> subprocess.Popen[bytes]:
+    """The raw-SQL ceiling (bench/reference_app.py) on a database of its own, started like ours."""
+    url = make_url(normalise_database_url(database_url))
+    target = url.set(database=f"{url.database}_reference")
+    recreate_database(database_url, target)
+    plain = target.set(drivername="postgresql").render_as_string(hide_password=False)
+    env = {**os.environ, "REFERENCE_DATABASE_URL": plain}
+    subprocess.run([sys.executable, "bench/reference_app.py", "setup", str(vouchers)], cwd=ROOT, env=env, check=True)  # noqa: S603
+    port = free_port()
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "uvicorn", "bench.reference_app:app", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", str(workers), "--loop", "uvloop", "--http", "httptools", "--log-level", "warning"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process.url = f"http://127.0.0.1:{port}"  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            httpx.post(f"{process.url}/redeem", json={"voucher_id": 1, "amount": 1, "order_reference": "warm"},  # type: ignore[attr-defined]
+                       timeout=1)
+            return process
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("the reference app did not start")
 
 
 def main() -> int:
@@ -132,35 +188,84 @@ def main() -> int:
     parser.add_argument("--vouchers", type=int, default=200)
     args = parser.parse_args()
 
+    rows: list[dict[str, Any]] = []
+    conditions = (f"PostgreSQL 15 on 127.0.0.1, {args.workers} uvicorn workers (uvloop, httptools), "
+                  f"{args.vouchers} vouchers, {args.seconds:g} s per row, load generator in-process, "
+                  f"{os.cpu_count()} CPUs shared by all")
+
+    # The ceiling first, on a database of its own.
+    reference = reference_server(args.database_url, args.vouchers, args.workers)
+    try:
+        world = {"vouchers": args.vouchers}
+        asyncio.run(drive(reference.url, world, 4, 2, "reference"))  # type: ignore[attr-defined]
+        for clients in args.clients:
+            rows.append({**asyncio.run(drive(reference.url, world, clients, args.seconds, "reference")),  # type: ignore[attr-defined]
+                         "service": "reference", "audit": None})
+    finally:
+        reference.terminate()
+        reference.wait(10)
+
     database_url = fresh_database(args.database_url, "bench")
     world = asyncio.run(load_world(database_url, args.vouchers))
-    rows = []
     # Audit on (production) and off (VOUCHER_AUDIT_EVENTS_ENABLED=false, benchmarks only), same
     # database, same run, alternating per client count so drift hits both alike.
-    for clients in args.clients:
-        for audit in (True, False):
-            env = {"VOUCHER_AUDIT_EVENTS_ENABLED": "true" if audit else "false"}
-            with LiveServer(database_url, workers=args.workers, env=env) as server:
-                asyncio.run(drive(server.url, world, 4, 2))  # warm up every worker's pool and caches
-                rows.append({**asyncio.run(drive(server.url, world, clients, args.seconds)), "audit": audit})
-    print(f"one-step redeem, PostgreSQL, {args.workers} uvicorn workers (uvloop, httptools), "
-          f"{args.vouchers} vouchers, {args.seconds:g} s per row, load generator in-process on 127.0.0.1")
-    print(f"{'clients':>8} {'audit':>6} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'ok':>7}  errors")
+    for audit in (True, False):
+        env = {"VOUCHER_AUDIT_EVENTS_ENABLED": "true" if audit else "false"}
+        with LiveServer(database_url, workers=args.workers, env=env) as server:
+            asyncio.run(drive(server.url, world, 4, 2))  # warm up every worker's pool and caches
+            scenarios = ("redeem", "hold_capture", "balance") if audit else ("redeem",)
+            for scenario in scenarios:
+                for clients in args.clients:
+                    rows.append({**asyncio.run(drive(server.url, world, clients, args.seconds, scenario)),
+                                 "service": "voucher", "audit": audit})
+    sqlite = sqlite_redeem(args.seconds)
+    rows.append(sqlite)
+
+    print(conditions)
+    print(f"{'what':28} {'clients':>7} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'ok':>7}  errors")
     for r in rows:
-        print(f"{r['clients']:>8} {'on' if r['audit'] else 'off':>6} {r['requests_per_s']:>9} {r['p50_ms']:>8} "
-              f"{r['p99_ms']:>8} {r['ok']:>7}  {r['errors'] or '-'}")
+        label = r.get("label") or f"{r['service']} {r['scenario']}" + ("" if r["audit"] is None else
+                                                                    f" (audit {'on' if r['audit'] else 'off'})")
+        print(f"{label:28} {r['clients']:>7} {r['requests_per_s']:>9} {r['p50_ms']!s:>8} {r['p99_ms']!s:>8} "
+              f"{r['ok']:>7}  {r['errors'] or '-'}")
+    ratios = {}
     for clients in args.clients:
-        on, off = (next(r for r in rows if r["clients"] == clients and r["audit"] is a) for a in (True, False))
-        if off["requests_per_s"]:
-            print(f"audit cost at {clients} clients: throughput with audit / without = "
-                  f"{on['requests_per_s'] / off['requests_per_s']:.2f}")
+        ref = next(r for r in rows if r["service"] == "reference" and r["clients"] == clients)
+        on = next(r for r in rows if r["scenario"] == "redeem" and r["audit"] is True and r["clients"] == clients)
+        off = next(r for r in rows if r["scenario"] == "redeem" and r["audit"] is False and r["clients"] == clients)
+        ratios[clients] = {"service_over_reference": round(on["requests_per_s"] / ref["requests_per_s"], 3)
+                           if ref["requests_per_s"] else None,
+                           "audit_on_over_off": round(on["requests_per_s"] / off["requests_per_s"], 3)
+                           if off["requests_per_s"] else None}
+        print(f"one-step redeem at {clients} clients: service / reference = "
+              f"{ratios[clients]['service_over_reference']}  (goal >= 0.5); audit on / off = "
+              f"{ratios[clients]['audit_on_over_off']}")
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "latest.json").write_text(json.dumps({
-        "benchmark": "one_step_redeem", "at": datetime.now(UTC).isoformat(), "machine": platform.node(),
-        "cpus": os.cpu_count(), "workers": args.workers, "vouchers": args.vouchers, "rows": rows,
+        "benchmark": "redeem", "at": datetime.now(UTC).isoformat(), "machine": platform.node(),
+        "cpus": os.cpu_count(), "conditions": conditions, "rows": rows, "ratios": ratios,
     }, indent=2))
     return 0
+
+
+def sqlite_redeem(seconds: float) -> dict[str, Any]:
+    """The embedded default: one-step redeem on SQLite with one worker (as `make run` serves)."""
+    import tempfile
+
+    from alembic import command
+
+    from services.voucher.cli import alembic_config
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "voucher.db"
+        command.upgrade(alembic_config(f"sqlite:///{path}"), "head")
+        url = f"sqlite+aiosqlite:///{path}"
+        world = asyncio.run(load_world(url, 50))
+        with LiveServer(url, workers=1) as server:
+            asyncio.run(drive(server.url, world, 4, 2))
+            row = asyncio.run(drive(server.url, world, 8, seconds))
+    return {**row, "service": "voucher", "audit": True, "label": "voucher redeem, SQLite, 1 worker"}
 
 
 if __name__ == "__main__":
