@@ -34,11 +34,12 @@ migrate: install
 demo: install
 	$(BIN)/voucher demo
 
-## the whole suite (SQLite; PostgreSQL too when VOUCHER_TEST_POSTGRES_URL is set)
+## the whole suite (SQLite; PostgreSQL too when VOUCHER_TEST_POSTGRES_URL is set), in TEST_WORKERS
+## processes (default 2; a test file stays in one process)
 test: install
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/ruff check services tests migrations
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $${TEST_WORKERS:-2} --dist loadfile
 
 lint: install
 	$(BIN)/ruff check services tests migrations

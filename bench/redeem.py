@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 
 from common import programme_with_provider, recreate_database  # noqa: E402  (bench/ is on sys.path)
+from loadgen import Connection  # noqa: E402
 
 from services.voucher.settings import normalise_database_url  # noqa: E402
 from tests.live_server import LiveServer, free_port  # noqa: E402
@@ -90,29 +91,31 @@ def _order(code: str, uscc: str, order: str) -> str:
     })
 
 
-async def _one(http: httpx.AsyncClient, scenario: str, world: dict[str, Any], n: int, i: int, clients: int) -> str:
+async def _one(http: Connection, scenario: str, world: dict[str, Any], n: int, i: int, clients: int) -> str:
     """One operation of `scenario`; its final status (201/200 is success)."""
+    json_type = {"content-type": "application/json"}
     if scenario == "reference":
         body = json.dumps({"voucher_id": 1 + (n + i * clients) % world["vouchers"], "amount": 30_000,
-                           "order_reference": f"{n}-{i}"})
-        return str((await http.post("/redeem", content=body, headers={"content-type": "application/json"})).status_code)
+                           "order_reference": f"{n}-{i}"}).encode()
+        return str((await http.request("POST", "/redeem", body, json_type)).status_code)
     if scenario == "balance":
         voucher_id = world["voucher_ids"][(n + i * clients) % len(world["voucher_ids"])]
-        response = await http.get(f"/v1/vouchers/{voucher_id}", headers={"Authorization": f"Bearer {world['operator']}"})
+        response = await http.request("GET", f"/v1/vouchers/{voucher_id}",
+                                      headers={"Authorization": f"Bearer {world['operator']}"})
         return str(response.status_code)
     code, uscc = world["targets"][(n + i * clients) % len(world["targets"])]
     order = f"{n}-{i}-{uuid.uuid4().hex[:8]}"
-    headers = {"Authorization": f"Bearer {world['key']}", "content-type": "application/json"}
+    headers = {"Authorization": f"Bearer {world['key']}", **json_type}
     if scenario == "redeem":
-        response = await http.post("/v1/redemptions", content=_order(code, uscc, order),
-                                   headers={**headers, "Idempotency-Key": order})
+        response = await http.request("POST", "/v1/redemptions", _order(code, uscc, order).encode(),
+                                      {**headers, "Idempotency-Key": order})
         return str(response.status_code)
-    held = await http.post("/v1/redemptions/holds", content=_order(code, uscc, order),
-                           headers={**headers, "Idempotency-Key": order})
+    held = await http.request("POST", "/v1/redemptions/holds", _order(code, uscc, order).encode(),
+                              {**headers, "Idempotency-Key": order})
     if held.status_code != 201:
         return f"hold {held.status_code}"
-    captured = await http.post(f"/v1/redemptions/{held.json()['id']}/capture", content="{}",
-                               headers={**headers, "Idempotency-Key": f"c-{order}"})
+    captured = await http.request("POST", f"/v1/redemptions/{held.json()['id']}/capture", b"{}",
+                                  {**headers, "Idempotency-Key": f"c-{order}"})
     return "201" if captured.status_code == 200 else f"capture {captured.status_code}"
 
 
@@ -120,27 +123,27 @@ async def drive(url: str, world: dict[str, Any], clients: int, seconds: float, s
     latencies: list[float] = []
     errors: dict[str, int] = {}
     deadline = time.perf_counter() + seconds
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
 
-    async def client_loop(n: int, http: httpx.AsyncClient) -> None:
+    async def client_loop(n: int) -> None:
+        http = Connection(url)
         i = 0
         while time.perf_counter() < deadline:
             i += 1
             started = time.perf_counter()
             try:
                 status = await _one(http, scenario, world, n, i, clients)
-            except httpx.HTTPError as exc:
+            except (OSError, ValueError, IndexError, asyncio.IncompleteReadError) as exc:
                 status = type(exc).__name__
             elapsed = time.perf_counter() - started
             if status in ("200", "201"):
                 latencies.append(elapsed)
             else:
                 errors[status] = errors.get(status, 0) + 1
+        await http.close()
 
-    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as http:
-        started = time.perf_counter()
-        await asyncio.gather(*(client_loop(n, http) for n in range(clients)))
-        wall = time.perf_counter() - started
+    started = time.perf_counter()
+    await asyncio.gather(*(client_loop(n) for n in range(clients)))
+    wall = time.perf_counter() - started
     latencies.sort()
     return {
         "scenario": scenario,
@@ -190,7 +193,7 @@ def main() -> int:
 
     rows: list[dict[str, Any]] = []
     conditions = (f"PostgreSQL 15 on 127.0.0.1, {args.workers} uvicorn workers (uvloop, httptools), "
-                  f"{args.vouchers} vouchers, {args.seconds:g} s per row, load generator in-process, "
+                  f"{args.vouchers} vouchers, {args.seconds:g} s per row, lean asyncio load generator in-process, "
                   f"{os.cpu_count()} CPUs shared by all")
 
     # The ceiling first, on a database of its own.
