@@ -4,7 +4,7 @@ provider, made through the services as production would."""
 from __future__ import annotations
 
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,3 +54,37 @@ async def programme_with_provider(session: Any, code: str, now: datetime) -> tup
                   "settlement_account": None, "webhook_url": None, "related_parties": []}, now)
     await providers.change_status(session, SYSTEM, provider.id, ProviderStatus.APPROVED, "bench", now)
     return programme, provider
+
+
+async def load_world(database_url: str, vouchers: int, *, face_value: int = 10**11, code: str = "bench") -> dict[str, Any]:
+    """Programme, provider, `vouchers` enterprises each with a voucher of `face_value`; returns
+    what clients need: the provider's and an operator's key, (code, USCC) targets, voucher ids."""
+    from services.voucher.actor import SYSTEM
+    from services.voucher.apikeys import service as apikeys
+    from services.voucher.apikeys.rules import Role
+    from services.voucher.db import Database
+    from services.voucher.enterprises import service as enterprises
+    from services.voucher.programmes import service as programmes
+    from services.voucher.settings import Settings
+    from services.voucher.vouchers import service as vouchers_service
+    from tests.support import new_uscc
+
+    now = datetime.now(UTC)
+    db = Database(Settings(database_url=database_url))
+    async with db.unit_of_work() as s:
+        programme, provider = await programme_with_provider(s, code, now)
+        await programmes.enrol_provider(s, SYSTEM, programme.id, provider.id, now)
+        key = await apikeys.issue_key(s, role=Role.PROVIDER, name=code, provider_id=provider.id, now=now)
+        office = await apikeys.issue_key(s, role=Role.OPERATOR, name=code, principal_name=f"{code} office", now=now)
+        targets, voucher_ids = [], []
+        for _ in range(vouchers):
+            enterprise = await enterprises.register(
+                s, {"uscc": new_uscc(), "name": f"{code} SME", "region_code": "330110", "headcount": 10,
+                    "annual_revenue": None, "founded_on": None, "industry_code": None, "certifications": [],
+                    "blacklist_records": [], "related_parties": []}, now)
+            voucher = await vouchers_service.issue_voucher(
+                s, programme_id=programme.id, enterprise_id=enterprise.id, face_value=face_value, now=now)
+            targets.append((voucher.code, enterprise.uscc))
+            voucher_ids.append(str(voucher.id))
+    await db.dispose()
+    return {"key": key.secret, "operator": office.secret, "targets": targets, "voucher_ids": voucher_ids}

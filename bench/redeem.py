@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-from common import programme_with_provider, recreate_database  # noqa: E402  (bench/ is on sys.path)
+from common import load_world, recreate_database  # noqa: E402  (bench/ is on sys.path)
 from loadgen import Connection  # noqa: E402
 
 from services.voucher.settings import normalise_database_url  # noqa: E402
@@ -48,39 +48,6 @@ DEFAULT_URL = "postgresql://voucher:voucher@127.0.0.1:5432/voucher"
 def fresh_database(base_url: str, suffix: str) -> str:
     url = make_url(normalise_database_url(base_url))
     return recreate_database(base_url, url.set(database=f"{url.database}_{suffix}"))
-
-
-async def load_world(database_url: str, vouchers: int) -> dict[str, Any]:
-    """Programme, provider, `vouchers` enterprises each with a voucher; returns what clients need."""
-    from services.voucher.actor import SYSTEM
-    from services.voucher.apikeys import service as apikeys
-    from services.voucher.apikeys.rules import Role
-    from services.voucher.db import Database
-    from services.voucher.enterprises import service as enterprises
-    from services.voucher.programmes import service as programmes
-    from services.voucher.settings import Settings
-    from services.voucher.vouchers import service as vouchers_service
-    from tests.support import new_uscc
-
-    now = datetime.now(UTC)
-    db = Database(Settings(database_url=database_url))
-    async with db.unit_of_work() as s:
-        programme, provider = await programme_with_provider(s, "bench", now)
-        await programmes.enrol_provider(s, SYSTEM, programme.id, provider.id, now)
-        key = await apikeys.issue_key(s, role=Role.PROVIDER, name="bench", provider_id=provider.id, now=now)
-        office = await apikeys.issue_key(s, role=Role.OPERATOR, name="bench", principal_name="bench office", now=now)
-        targets, voucher_ids = [], []
-        for _ in range(vouchers):
-            enterprise = await enterprises.register(
-                s, {"uscc": new_uscc(), "name": "bench SME", "region_code": "330110", "headcount": 10,
-                    "annual_revenue": None, "founded_on": None, "industry_code": None, "certifications": [],
-                    "blacklist_records": [], "related_parties": []}, now)
-            voucher = await vouchers_service.issue_voucher(
-                s, programme_id=programme.id, enterprise_id=enterprise.id, face_value=10**11, now=now)
-            targets.append((voucher.code, enterprise.uscc))
-            voucher_ids.append(str(voucher.id))
-    await db.dispose()
-    return {"key": key.secret, "operator": office.secret, "targets": targets, "voucher_ids": voucher_ids}
 
 
 def _order(code: str, uscc: str, order: str) -> str:

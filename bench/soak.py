@@ -27,7 +27,6 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,7 @@ from sqlalchemy import make_url
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from common import programme_with_provider, recreate_database  # noqa: E402  (bench/ is on sys.path)
+from common import load_world, recreate_database  # noqa: E402  (bench/ is on sys.path)
 
 from services.voucher.settings import normalise_database_url  # noqa: E402
 from tests.live_server import LiveServer  # noqa: E402
@@ -87,36 +86,6 @@ class Servers:
     def stop(self) -> None:
         for server in self.servers:
             server.stop()
-
-
-async def load(database_url: str, vouchers: int) -> dict[str, Any]:
-    from services.voucher.actor import SYSTEM
-    from services.voucher.apikeys import service as apikeys
-    from services.voucher.apikeys.rules import Role
-    from services.voucher.db import Database
-    from services.voucher.enterprises import service as enterprises
-    from services.voucher.programmes import service as programmes
-    from services.voucher.settings import Settings
-    from services.voucher.vouchers import service as vouchers_service
-    from tests.support import new_uscc
-
-    now = datetime.now(UTC)
-    db = Database(Settings(database_url=database_url))
-    async with db.unit_of_work() as s:
-        programme, provider = await programme_with_provider(s, "soak", now)
-        await programmes.enrol_provider(s, SYSTEM, programme.id, provider.id, now)
-        key = await apikeys.issue_key(s, role=Role.PROVIDER, name="soak", provider_id=provider.id, now=now)
-        targets = []
-        for _ in range(vouchers):
-            enterprise = await enterprises.register(
-                s, {"uscc": new_uscc(), "name": "soak SME", "region_code": "330110", "headcount": 10,
-                    "annual_revenue": None, "founded_on": None, "industry_code": None, "certifications": [],
-                    "blacklist_records": [], "related_parties": []}, now)
-            voucher = await vouchers_service.issue_voucher(
-                s, programme_id=programme.id, enterprise_id=enterprise.id, face_value=FACE_VALUE, now=now)
-            targets.append((voucher.code, enterprise.uscc))
-    await db.dispose()
-    return {"key": key.secret, "targets": targets}
 
 
 async def definitive(http: httpx.AsyncClient, urls: list[str], method: str, path: str, key: str, body: Any,
@@ -296,7 +265,7 @@ async def run(args: argparse.Namespace) -> int:
         print("the soak only ever targets 127.0.0.1", file=sys.stderr)
         return 2
     database_url = recreate_database(args.database_url, base.set(database=f"{base.database}_soak"))
-    world = await load(database_url, args.vouchers)
+    world = await load_world(database_url, args.vouchers, face_value=FACE_VALUE, code="soak")
     servers = Servers(database_url)
     await asyncio.to_thread(servers.start)
     tally = Tally()

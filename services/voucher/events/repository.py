@@ -89,13 +89,6 @@ async def get(session: AsyncSession, event_id: uuid.UUID) -> dict[str, Any] | No
     return None if row is None else dict(row._mapping)
 
 
-async def by_ids(session: AsyncSession, ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
-    if not ids:
-        return {}
-    rows = await session.execute(select(E).where(E.c.id.in_(ids)))
-    return {r.id: dict(r._mapping) for r in rows.all()}
-
-
 async def expiring(session: AsyncSession, start: Any, end: Any, limit: int) -> list[dict[str, Any]]:
     """Active vouchers expiring in (start, end] not yet warned, with their available balance."""
     V, A = Voucher.__table__, LedgerAccount.__table__  # type: ignore[attr-defined]

@@ -155,12 +155,3 @@ async def finish(session: AsyncSession, delivery_id: uuid.UUID, lease_id: uuid.U
         .values(lease_id=None, **values)
     )
     return bool(result.rowcount)
-
-
-async def outcome_counts(session: AsyncSession, endpoint_id: uuid.UUID) -> dict[str, int]:
-    rows = await session.execute(
-        select(D.c.status, func.count()).where(D.c.endpoint_id == endpoint_id).group_by(D.c.status)
-    )
-    return {status: int(n) for status, n in rows.all()}
-
-
