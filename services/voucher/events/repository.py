@@ -24,8 +24,8 @@ async def insert_event(session: AsyncSession, values: dict[str, Any]) -> bool:
         return True
     dialect = session.bind.dialect.name
     statement = (pg_insert(E) if dialect == "postgresql" else sqlite_insert(E)).values(**values)
-    result = await session.execute(statement.on_conflict_do_nothing(index_elements=["dedupe_key"]))
-    return bool(result.rowcount)
+    statement = statement.on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(E.c.id)
+    return (await session.execute(statement)).first() is not None
 
 
 async def lock_publisher(session: AsyncSession) -> None:
@@ -90,10 +90,14 @@ async def get(session: AsyncSession, event_id: uuid.UUID) -> dict[str, Any] | No
 
 
 async def expiring(session: AsyncSession, start: Any, end: Any, limit: int) -> list[dict[str, Any]]:
-    """Active vouchers expiring in (start, end] not yet warned, with their available balance."""
+    """Active vouchers expiring in (start, end] not yet warned, with their available balance.
+
+    On PostgreSQL the vouchers are locked and a voucher another worker holds is skipped, so two
+    workers at once take disjoint sets (the dedupe key still makes a second warning a no-op);
+    a voucher skipped because a redemption held it is warned on the next run."""
     V, A = Voucher.__table__, LedgerAccount.__table__  # type: ignore[attr-defined]
     warned = select(E.c.id).where(E.c.type == "voucher.expiring", E.c.resource_id == V.c.id).exists()
-    rows = await session.execute(
+    statement = (
         select(V.c.id, V.c.programme_id, V.c.enterprise_id, V.c.expires_at, V.c.face_value, V.c.unit,
                A.c.balance.label("available"))
         .join(A, A.c.id == V.c.available_account_id)
@@ -101,4 +105,7 @@ async def expiring(session: AsyncSession, start: Any, end: Any, limit: int) -> l
         .order_by(V.c.expires_at, V.c.id)
         .limit(limit)
     )
+    if session.bind.dialect.name == "postgresql":
+        statement = statement.with_for_update(of=V, skip_locked=True)
+    rows = await session.execute(statement)
     return [dict(r._mapping) for r in rows.all()]
