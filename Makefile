@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 export DATABASE_URL ?= sqlite:///./var/voucher.db
 
-.PHONY: install run serve migrate demo test lint openapi openapi-check client clean lock bench bench-export fuzz soak
+.PHONY: install run serve migrate demo test lint openapi openapi-check client clean lock bench bench-redeem bench-scale bench-export fuzz soak
 
 install: $(STAMP)
 
@@ -66,9 +66,21 @@ lock:
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
 
-## redemption throughput through real server processes on PostgreSQL (prints a table; judges nothing)
+## every benchmark, one after the other (prints tables; judges nothing): redemption against the
+## raw-SQL ceiling, then scale (balance reads at 10k vs 2M postings, settling 100k captures),
+## then the 1,000,000-row streaming export
 bench: install
 	$(BIN)/python bench/redeem.py
+	$(BIN)/python bench/scale.py
+	$(BIN)/python bench/export.py
+
+## redemption throughput through real server processes on PostgreSQL, beside the reference app
+bench-redeem: install
+	$(BIN)/python bench/redeem.py
+
+## voucher balance reads with 10,000 vs 2,000,000 postings; settlement of 100,000 captures
+bench-scale: install
+	$(BIN)/python bench/scale.py
 
 ## streaming export of 1,000,000 ledger postings through a real server on PostgreSQL: rows/s,
 ## the server's peak RSS, and each file checked against its manifest (BENCH_DATABASE_URL)

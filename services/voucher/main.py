@@ -12,6 +12,7 @@ from fastapi.openapi.utils import get_openapi
 
 from services.voucher import __version__, jobs
 from services.voucher.anomalies import routes as anomalies
+from services.voucher.apikeys import cache as key_cache
 from services.voucher.apikeys import routes as apikeys
 from services.voucher.applications import routes as applications
 from services.voucher.audit import routes as audit
@@ -58,7 +59,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        async with jobs.in_process(database, clock):
+        async with key_cache.listening(app.state.key_cache, settings.database_url), jobs.in_process(database, clock):
             yield
         await database.dispose()
 
@@ -75,6 +76,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     app.state.clock = clock
     app.state.signer = Signer.from_settings(settings)
     app.state.rate_limiter = RateLimiter.from_settings(settings)
+    app.state.key_cache = database.info["key_cache"] = key_cache.KeyCache(
+        settings.api_key_cache_seconds, needs_listener=not database.is_sqlite)
 
     problems.install(app)
     idempotency.install(app)

@@ -122,6 +122,10 @@ class Settings(BaseSettings):
     webhook_concurrency: int = Field(default=8, ge=1, le=256)
     #: `voucher.expiring` is announced this many days before a voucher expires.
     voucher_expiring_days: int = Field(default=7, ge=1, le=365)
+    #: Seconds an API-key lookup is reused by a process (0: read the key on every request).
+    #: Revocation and rotation evict at once in every process on PostgreSQL (NOTIFY); on SQLite,
+    #: at once in the process that made them and within this many seconds in any other.
+    api_key_cache_seconds: float = Field(default=5.0, ge=0, le=300)
     #: Seconds between the worker's rounds of jobs.
     worker_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
     #: Run the worker inside each API process (`make run` does: one process to start). With

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.voucher.actor import Actor
 from services.voucher.apikeys import repository
+from services.voucher.apikeys.cache import CachedKey, announce_change
 from services.voucher.apikeys.rules import Role, Scope, hash_key, new_key, scopes_for
 from services.voucher.audit import service as audit
 from services.voucher.db import PageRequest
@@ -42,12 +43,23 @@ def key_status(key: ApiKey, now: datetime) -> str:
     return "active"
 
 
-async def authenticate(session: AsyncSession, presented: str, now: datetime) -> Actor:
-    """The actor behind a presented key; 401 for unknown, revoked or expired keys."""
-    found = await repository.key_with_principal(session, hash_key(presented))
+async def lookup(session: AsyncSession, secret_hash: str) -> CachedKey | None:
+    """What authentication needs to know about the key with this hash (None: no such key)."""
+    found = await repository.key_with_principal(session, secret_hash)
     if found is None:
-        raise InvalidApiKey("no such API key; check it was copied whole", detail_zh="该 API 密钥不存在，请检查是否完整复制")
+        return None
     key, principal = found
+    return CachedKey(
+        key_id=key.id, prefix=key.prefix, scopes=tuple(key.scopes), expires_at=key.expires_at,
+        revoked_at=key.revoked_at, principal_id=principal.id, role=principal.role,
+        enterprise_id=principal.enterprise_id, provider_id=principal.provider_id,
+    )
+
+
+def actor_for(key: CachedKey | None, now: datetime) -> Actor:
+    """The actor behind a looked-up key; 401 for unknown, revoked or expired keys."""
+    if key is None:
+        raise InvalidApiKey("no such API key; check it was copied whole", detail_zh="该 API 密钥不存在，请检查是否完整复制")
     if key.revoked_at is not None:
         raise ApiKeyRevoked(f"key {key.prefix} was revoked at {key.revoked_at.isoformat()}",
                             detail_zh=f"密钥 {key.prefix} 已于 {key.revoked_at.isoformat()} 被吊销")
@@ -55,13 +67,18 @@ async def authenticate(session: AsyncSession, presented: str, now: datetime) -> 
         raise ApiKeyExpired(f"key {key.prefix} expired at {key.expires_at.isoformat()}",
                             detail_zh=f"密钥 {key.prefix} 已于 {key.expires_at.isoformat()} 过期")
     return Actor(
-        principal_id=principal.id,
-        role=Role(principal.role),
-        key_id=key.id,
+        principal_id=key.principal_id,
+        role=Role(key.role),
+        key_id=key.key_id,
         scopes=frozenset(Scope(s) for s in key.scopes),
-        enterprise_id=principal.enterprise_id,
-        provider_id=principal.provider_id,
+        enterprise_id=key.enterprise_id,
+        provider_id=key.provider_id,
     )
+
+
+async def authenticate(session: AsyncSession, presented: str, now: datetime) -> Actor:
+    """The actor behind a presented key, read from the database (no cache)."""
+    return actor_for(await lookup(session, hash_key(presented)), now)
 
 
 async def _principal_for(
@@ -223,6 +240,7 @@ async def revoke_key(
         key.revoked_at = now
         key.revoked_reason = reason
         await session.flush()
+        await announce_change(session, key.secret_hash)
         await _key_event(session, "api_key.revoked", key, principal, {"revoked_at": None}, now)
     return key, principal
 
@@ -264,6 +282,7 @@ async def rotate_key(
         ends = now + timedelta(seconds=grace_seconds)
         old.expires_at = ends if old.expires_at is None else min(old.expires_at, ends)
     await repository.add(session, new)
+    await announce_change(session, old.secret_hash)
     await _key_event(session, "api_key.rotated", old, principal, before, now)
     await _key_event(session, "api_key.created", new, principal, None, now)
     return IssuedKey(new, principal, secret)

@@ -1,7 +1,8 @@
 """Bearer API keys -> Actor, and scope checks.
 
 The key is looked up by its SHA-256 in a short read transaction of its own (not the request's
-unit of work), so authentication never holds a write lock.
+unit of work), so authentication never holds a write lock; the lookup is cached for a few
+seconds per process (services/voucher/apikeys/cache.py), revocations evicting it at once.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from services.voucher.actor import Actor
 from services.voucher.apikeys import service as apikeys
-from services.voucher.apikeys.rules import Scope
+from services.voucher.apikeys.cache import KeyCache
+from services.voucher.apikeys.rules import Scope, hash_key
 from services.voucher.audit import service as audit
 from services.voucher.db import Database
 from services.voucher.errors import InsufficientScope, Unauthenticated
@@ -40,8 +42,16 @@ async def current_actor(
             "send an API key as `Authorization: Bearer <key>`",
             detail_zh="请以 `Authorization: Bearer <密钥>` 请求头提供 API 密钥",
         )
-    async with db.unit_of_work(write=False) as session:
-        actor = await apikeys.authenticate(session, credentials.credentials, now)
+    secret_hash = hash_key(credentials.credentials)
+    cache: KeyCache | None = getattr(request.app.state, "key_cache", None)
+    key = cache.get(secret_hash) if cache is not None else None
+    if key is None:
+        generation = cache.generation if cache is not None else 0
+        async with db.unit_of_work(write=False) as session:
+            key = await apikeys.lookup(session, secret_hash)
+        if key is not None and cache is not None:
+            cache.put(secret_hash, key, generation)
+    actor = apikeys.actor_for(key, now)
     request.scope["state"]["actor"] = actor
     audit.ACTOR.set(actor)  # the unit-of-work middleware resets it when the request ends
     await ratelimit.check(request, actor)  # before anything else: a refusal changes nothing

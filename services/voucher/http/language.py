@@ -84,7 +84,7 @@ def default_language(app: Any) -> str:
     return language_of_setting(getattr(settings, "default_language", "en"))
 
 
-def _language(
+async def _language(
     request: Request, accept_language: Annotated[str | None, Header(include_in_schema=False)] = None
 ) -> str:
     return preferred(accept_language, default_language(request.app))

@@ -39,14 +39,14 @@ def _page_size(request: Request, limit: int | None) -> int:
     return min(limit or settings.page_limit_default, settings.page_limit_max)
 
 
-def page_request(request: Request, limit: Limit = None, cursor: Cursor = None) -> PageRequest:
+async def page_request(request: Request, limit: Limit = None, cursor: Cursor = None) -> PageRequest:
     return PageRequest(limit=_page_size(request, limit), after=decode_cursor(cursor) if cursor else None)
 
 
 Paging = Annotated[PageRequest, Depends(page_request)]
 
 
-def int_page_request(request: Request, limit: Limit = None, cursor: Cursor = None) -> IntPageRequest:
+async def int_page_request(request: Request, limit: Limit = None, cursor: Cursor = None) -> IntPageRequest:
     """Paging for lists keyed by an auto-numbered integer (ledger postings)."""
     return IntPageRequest(limit=_page_size(request, limit), after=decode_int_cursor(cursor) if cursor else None)
 

@@ -59,12 +59,16 @@ async def create_accounts(session: AsyncSession, rows: Sequence[dict[str, Any]])
 
 
 async def ensure_accounts(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> dict[str, uuid.UUID]:
-    """Create the accounts that do not exist yet (by code, race-free); return code -> id."""
-    stmt = _insert_for(session)(A).on_conflict_do_nothing(index_elements=["code"])
-    await session.execute(stmt, list(rows))
+    """Create the accounts that do not exist yet (by code, race-free); return code -> id.
+    They exist almost always (every capture asks): one read then, the insert only when not."""
     codes = [r["code"] for r in rows]
-    found = await session.execute(select(A.c.code, A.c.id).where(A.c.code.in_(codes)))
-    return {code: id_ for code, id_ in found.all()}
+    found = dict((await session.execute(select(A.c.code, A.c.id).where(A.c.code.in_(codes)))).all())
+    missing = [r for r in rows if r["code"] not in found]
+    if missing:
+        stmt = _insert_for(session)(A).on_conflict_do_nothing(index_elements=["code"])
+        await session.execute(stmt, missing)
+        found = dict((await session.execute(select(A.c.code, A.c.id).where(A.c.code.in_(codes)))).all())
+    return found
 
 
 async def account_ids(session: AsyncSession, codes: Iterable[str]) -> dict[str, uuid.UUID]:

@@ -7,7 +7,7 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, false, select
+from sqlalchemy import Select, and_, false, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.voucher.actor import Actor
@@ -68,10 +68,13 @@ def _live_item(*conditions: Any) -> Any:
 
 async def unsettled_captures(
     session: AsyncSession, provider_id: uuid.UUID, programme_id: uuid.UUID, starts_at: datetime, ends_at: datetime
-) -> list[Redemption]:
-    """Captures in [starts_at, ends_at) in no live settlement, oldest first."""
+) -> list[Any]:
+    """Captures in [starts_at, ends_at) in no live settlement, oldest first: rows of (id,
+    order_reference, captured_amount, captured_at) — plain rows, not entities, since a month
+    may hold a hundred thousand."""
     stmt = (
-        select(Redemption)
+        select(Redemption.id, Redemption.order_reference, Redemption.captured_amount,  # type: ignore[call-overload]
+               Redemption.captured_at)
         .where(
             Redemption.provider_id == provider_id, Redemption.programme_id == programme_id,
             Redemption.captured_at >= starts_at, Redemption.captured_at < ends_at,  # type: ignore[operator]
@@ -81,16 +84,18 @@ async def unsettled_captures(
         )
         .order_by(Redemption.captured_at, Redemption.id)  # type: ignore[arg-type]
     )
-    return list((await session.execute(stmt)).scalars().all())
+    return list((await session.execute(stmt)).all())
 
 
 async def unsettled_refunds(
     session: AsyncSession, provider_id: uuid.UUID, programme_id: uuid.UUID, ends_at: datetime
-) -> list[tuple[RedemptionRefund, Redemption]]:
+) -> list[Any]:
     """Refunds made before `ends_at`, in no live settlement, whose capture is settled (in a
-    live settlement, this one included): a refund follows its capture."""
+    live settlement, this one included): a refund follows its capture. Rows of (id, amount,
+    created_at, redemption_id, order_reference)."""
     stmt = (
-        select(RedemptionRefund, Redemption)
+        select(RedemptionRefund.id, RedemptionRefund.amount, RedemptionRefund.created_at,  # type: ignore[call-overload]
+               Redemption.id.label("redemption_id"), Redemption.order_reference)
         .join(Redemption, Redemption.id == RedemptionRefund.redemption_id)  # type: ignore[arg-type]
         .where(
             Redemption.provider_id == provider_id, Redemption.programme_id == programme_id,
@@ -101,7 +106,7 @@ async def unsettled_refunds(
         )
         .order_by(RedemptionRefund.created_at, RedemptionRefund.id)  # type: ignore[arg-type]
     )
-    return [(r, d) for r, d in (await session.execute(stmt)).all()]
+    return list((await session.execute(stmt)).all())
 
 
 async def items(session: AsyncSession, settlement_id: uuid.UUID) -> list[SettlementItem]:
@@ -111,6 +116,12 @@ async def items(session: AsyncSession, settlement_id: uuid.UUID) -> list[Settlem
         .order_by(SettlementItem.occurred_at, SettlementItem.id)  # type: ignore[arg-type]
     )
     return list((await session.execute(stmt)).scalars().all())
+
+
+async def insert_items(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Settlement items in bulk (one multi-row statement per thousand, no ORM objects)."""
+    if rows:
+        await session.execute(insert(SettlementItem.__table__), rows)  # type: ignore[attr-defined]
 
 
 async def add_all(session: AsyncSession, rows: list[Any]) -> None:

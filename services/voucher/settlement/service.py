@@ -29,6 +29,7 @@ from services.voucher.errors import (
     ValidationFailed,
     field_error,
 )
+from services.voucher.ids import uuid7
 from services.voucher.ledger import service as ledger
 from services.voucher.ledger.rules import AccountKind, transfer
 from services.voucher.money import Unit
@@ -44,7 +45,7 @@ from services.voucher.settlement.rules import (
     period_problems,
 )
 from services.voucher.settlement.statement import Line, digest, render_csv
-from services.voucher.tables import Settlement, SettlementItem
+from services.voucher.tables import Settlement
 
 S = SettlementStatus
 
@@ -85,24 +86,24 @@ async def create(
         line_count=len(captures), created_at=now, updated_at=now,
     )
     await repository.add_all(session, [settlement])
-    await repository.add_all(session, [
-        SettlementItem(settlement_id=settlement.id, kind=ItemKind.CAPTURE.value, redemption_id=r.id,
-                       order_reference=r.order_reference, amount=r.captured_amount,
-                       occurred_at=r.captured_at)  # type: ignore[arg-type]
+    await repository.insert_items(session, [
+        {"id": uuid7(), "settlement_id": settlement.id, "kind": ItemKind.CAPTURE.value, "redemption_id": r.id,
+         "refund_id": None, "order_reference": r.order_reference, "amount": r.captured_amount,
+         "occurred_at": r.captured_at}
         for r in captures
     ])
     refunds = await repository.unsettled_refunds(session, provider_id, programme.id, ends_at)
-    refunded = sum(refund.amount for refund, _ in refunds)
+    refunded = sum(refund.amount for refund in refunds)
     if refunded > captured:
         raise NegativeSettlement(
             f"refunds of {refunded} exceed the {captured} captured; they carry over until captures cover them",
             captured=captured, refunded=refunded,
         )
-    await repository.add_all(session, [
-        SettlementItem(settlement_id=settlement.id, kind=ItemKind.REFUND.value, redemption_id=redemption.id,
-                       refund_id=refund.id, order_reference=redemption.order_reference, amount=-refund.amount,
-                       occurred_at=refund.created_at)
-        for refund, redemption in refunds
+    await repository.insert_items(session, [
+        {"id": uuid7(), "settlement_id": settlement.id, "kind": ItemKind.REFUND.value,
+         "redemption_id": refund.redemption_id, "refund_id": refund.id, "order_reference": refund.order_reference,
+         "amount": -refund.amount, "occurred_at": refund.created_at}
+        for refund in refunds
     ])
     settlement.refunded_total = refunded
     settlement.total = captured - refunded

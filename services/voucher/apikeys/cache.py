@@ -1,0 +1,149 @@
+"""A per-process cache of API-key lookups, so most requests authenticate without a database
+round trip (docs/decisions.md, "API-key cache").
+
+What is cached is what authentication reads — the key's scopes, expiry and revocation, and its
+principal — for at most `api_key_cache_seconds`. Expiry is still checked against the request's
+clock on every hit. Unknown keys are never cached, so a new key works at once.
+
+Revocation and rotation evict the key in the process that made them, and on PostgreSQL
+announce it with NOTIFY in the same transaction: every process listens and evicts as the change
+commits. While a process's listener is not connected, its cache is off (every request reads
+the database), so a revocation cannot be missed; the TTL bounds anything else. A lookup that
+started before an eviction is not cached (the generation check), so a read racing a revocation
+cannot put the old key back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+log = logging.getLogger(__name__)
+
+#: The NOTIFY channel revocations and rotations are announced on (payload: the key's hash).
+CHANNEL = "voucher_api_keys"
+MAX_ENTRIES = 10_000
+
+
+@dataclass(frozen=True)
+class CachedKey:
+    key_id: uuid.UUID
+    prefix: str
+    scopes: tuple[str, ...]
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    principal_id: uuid.UUID
+    role: str
+    enterprise_id: uuid.UUID | None
+    provider_id: uuid.UUID | None
+
+
+class KeyCache:
+    def __init__(self, seconds: float, *, needs_listener: bool) -> None:
+        self.seconds = seconds
+        self.needs_listener = needs_listener
+        self.listening = False
+        self.generation = 0
+        self._entries: dict[str, tuple[float, CachedKey]] = {}
+
+    @property
+    def enabled(self) -> bool:
+        return self.seconds > 0 and (self.listening or not self.needs_listener)
+
+    def get(self, secret_hash: str) -> CachedKey | None:
+        if not self.enabled:
+            return None
+        found = self._entries.get(secret_hash)
+        if found is None:
+            return None
+        if found[0] <= time.monotonic():
+            self._entries.pop(secret_hash, None)
+            return None
+        return found[1]
+
+    def put(self, secret_hash: str, entry: CachedKey, generation: int) -> None:
+        """Cache a lookup that started at `generation`, unless an eviction happened since."""
+        if not self.enabled or generation != self.generation:
+            return
+        if len(self._entries) >= MAX_ENTRIES:
+            self._entries.clear()
+        self._entries[secret_hash] = (time.monotonic() + self.seconds, entry)
+
+    def forget(self, secret_hash: str | None = None) -> None:
+        """Evict one key (or all): the next request reads the database."""
+        self.generation += 1
+        if secret_hash is None:
+            self._entries.clear()
+        else:
+            self._entries.pop(secret_hash, None)
+
+    async def listen(self, connect: Any, retry_seconds: float = 1.0) -> None:
+        """Evict on every announced change; reconnect when the connection drops. Runs until
+        cancelled. `connect` opens an autocommit psycopg AsyncConnection."""
+        while True:
+            try:
+                connection = await connect()
+                async with connection:
+                    await connection.execute(f"LISTEN {CHANNEL}")
+                    self.forget()  # whatever changed while nobody listened
+                    self.listening = True
+                    async for note in connection.notifies():
+                        self.forget(note.payload)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database went away: cache off until back
+                log.warning("api-key cache listener lost its connection: %s", type(exc).__name__)
+            finally:
+                self.listening = False
+                self.forget()
+            await asyncio.sleep(retry_seconds)
+
+
+def cache_of(session: AsyncSession) -> KeyCache | None:
+    cache = session.info.get("key_cache")
+    return cache if isinstance(cache, KeyCache) else None
+
+
+async def announce_change(session: AsyncSession, secret_hash: str) -> None:
+    """A key was revoked or rotated: evict it here, and on PostgreSQL tell every process when
+    the transaction commits (NOTIFY is transactional: a rolled-back change says nothing)."""
+    cache = cache_of(session)
+    if cache is not None:
+        cache.forget(secret_hash)
+    if session.bind.dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_notify(:channel, :payload)"),
+                              {"channel": CHANNEL, "payload": secret_hash})
+
+
+@contextlib.asynccontextmanager
+async def listening(cache: KeyCache, database_url: str) -> AsyncIterator[None]:
+    """Run the cache's listener for the app's lifetime (PostgreSQL with the cache on only)."""
+    if not (cache.needs_listener and cache.seconds > 0):
+        yield
+        return
+    import psycopg
+
+    from services.voucher.settings import sync_database_url
+
+    plain = sync_database_url(database_url).replace("postgresql+psycopg://", "postgresql://", 1)
+
+    async def connect() -> Any:
+        return await psycopg.AsyncConnection.connect(plain, autocommit=True)
+
+    task = asyncio.create_task(cache.listen(connect), name="api-key-cache-listener")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task

@@ -1,0 +1,154 @@
+"""The per-process API-key cache: it serves repeat requests without a lookup, yet a revocation
+or rotation is refused at once — in the process that made it, and on PostgreSQL in every other
+process too (NOTIFY) — and expiry is still checked on every request."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import update
+
+from services.voucher.apikeys.cache import CachedKey, KeyCache
+from services.voucher.db import Database
+from services.voucher.main import create_app
+from services.voucher.tables import ApiKey
+from tests.conftest import ENGINE
+from tests.support import auth, make_key
+
+KEYS = "/v1/api-keys"
+
+
+def _entry() -> CachedKey:
+    return CachedKey(key_id=uuid.uuid4(), prefix="vk_x", scopes=(), expires_at=None, revoked_at=None,
+                     principal_id=uuid.uuid4(), role="operator", enterprise_id=None, provider_id=None)
+
+
+def test_a_lookup_that_raced_an_eviction_is_not_cached() -> None:
+    cache = KeyCache(5, needs_listener=False)
+    generation = cache.generation
+    cache.forget("h")  # a revocation lands while the lookup is in flight
+    cache.put("h", _entry(), generation)
+    assert cache.get("h") is None
+    cache.put("h", entry := _entry(), cache.generation)
+    assert cache.get("h") is entry
+
+
+def test_without_its_listener_the_cache_is_off() -> None:
+    cache = KeyCache(5, needs_listener=True)
+    cache.put("h", _entry(), cache.generation)
+    assert cache.get("h") is None and not cache.enabled
+    cache.listening = True
+    cache.put("h", _entry(), cache.generation)
+    assert cache.get("h") is not None
+    assert KeyCache(0, needs_listener=False).enabled is False
+
+
+async def _revoke_behind_its_back(app: Any, key_id: str) -> None:
+    """Revoke in the database directly, as another process would, with no announcement."""
+    other = Database(app.state.database.settings)
+    try:
+        async with other.unit_of_work() as session:
+            await session.execute(update(ApiKey).where(ApiKey.id == uuid.UUID(key_id))
+                                  .values(revoked_at=app.state.clock(), revoked_reason="elsewhere"))
+    finally:
+        await other.dispose()
+
+
+async def _new_key(client: httpx.AsyncClient, operator_key: str) -> dict[str, Any]:
+    created = await client.post(KEYS, json={"role": "auditor", "name": "cached", "principal_name": "cache test"},
+                                headers=auth(operator_key))
+    assert created.status_code == 201, created.text
+    return created.json()  # type: ignore[no-any-return]
+
+
+@pytest.mark.skipif(ENGINE != "sqlite", reason="on PostgreSQL the in-process test app runs without its listener")
+async def test_a_cached_key_is_refused_at_once_when_revoked_here(
+    app: Any, client: httpx.AsyncClient, operator_key: str
+) -> None:
+    key = await _new_key(client, operator_key)
+    assert (await client.get("/v1/me", headers=auth(key["key"]))).status_code == 200
+    # Cached: a change behind the cache's back is not seen until the entry ages out ...
+    await _revoke_behind_its_back(app, key["id"])
+    assert (await client.get("/v1/me", headers=auth(key["key"]))).status_code == 200
+    # ... but a revocation through this process evicts it at once.
+    other = await _new_key(client, operator_key)
+    assert (await client.get("/v1/me", headers=auth(other["key"]))).status_code == 200
+    revoked = await client.post(f"{KEYS}/{other['id']}/revoke", json={"reason": "lost"}, headers=auth(operator_key))
+    assert revoked.status_code == 200, revoked.text
+    refused = await client.get("/v1/me", headers=auth(other["key"]))
+    assert refused.status_code == 401 and refused.json()["code"] == "api_key_revoked"
+
+
+async def test_rotation_without_grace_stops_the_cached_old_key_at_once(
+    client: httpx.AsyncClient, operator_key: str
+) -> None:
+    key = await _new_key(client, operator_key)
+    assert (await client.get("/v1/me", headers=auth(key["key"]))).status_code == 200
+    rotated = await client.post(f"{KEYS}/{key['id']}/rotate", json={"grace_seconds": 0}, headers=auth(operator_key))
+    assert rotated.status_code == 201, rotated.text
+    assert (await client.get("/v1/me", headers=auth(key["key"]))).status_code == 401
+    assert (await client.get("/v1/me", headers=auth(rotated.json()["key"]))).status_code == 200
+
+
+async def test_expiry_is_checked_on_every_request_even_when_cached(app: Any, client: httpx.AsyncClient,
+                                                                   clock: Any) -> None:
+    secret = await make_key(app, "auditor", expires_at=clock() + timedelta(seconds=30))
+    assert (await client.get("/v1/me", headers=auth(secret))).status_code == 200
+    clock.advance(seconds=31)
+    refused = await client.get("/v1/me", headers=auth(secret))
+    assert refused.status_code == 401 and refused.json()["code"] == "api_key_expired"
+
+
+async def test_with_the_cache_off_another_process_revocation_is_seen_at_once(
+    settings: Any, clock: Any
+) -> None:
+    app = create_app(settings.model_copy(update={"api_key_cache_seconds": 0}), clock=clock)
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+            operator = await make_key(app, "operator")
+            key = await _new_key(client, operator)
+            assert (await client.get("/v1/me", headers=auth(key["key"]))).status_code == 200
+            await _revoke_behind_its_back(app, key["id"])
+            assert (await client.get("/v1/me", headers=auth(key["key"]))).status_code == 401
+    finally:
+        await app.state.database.dispose()
+
+
+@pytest.mark.skipif(ENGINE != "postgresql", reason="the cross-process broadcast is PostgreSQL's NOTIFY")
+async def test_a_revocation_in_one_process_evicts_the_key_in_every_other(settings: Any, clock: Any) -> None:
+    """Two app instances, each with its listener running (their lifespans): a key cached by B
+    is refused by B as soon as A's revocation commits."""
+    first, second = create_app(settings, clock=clock), create_app(settings, clock=clock)
+    async with first.router.lifespan_context(first), second.router.lifespan_context(second):
+        for app in (first, second):
+            for _ in range(100):
+                if app.state.key_cache.listening:
+                    break
+                await asyncio.sleep(0.05)
+            assert app.state.key_cache.listening
+        a = httpx.AsyncClient(transport=httpx.ASGITransport(app=first), base_url="http://a")
+        b = httpx.AsyncClient(transport=httpx.ASGITransport(app=second), base_url="http://b")
+        async with a, b:
+            operator = await make_key(first, "operator")
+            key = await _new_key(a, operator)
+            assert (await b.get("/v1/me", headers=auth(key["key"]))).status_code == 200
+            # B serves it from its cache now: a silent change is not seen ...
+            await _revoke_behind_its_back(second, key["id"])
+            assert (await b.get("/v1/me", headers=auth(key["key"]))).status_code == 200
+            # ... an announced one is, as soon as it commits.
+            other = await _new_key(a, operator)
+            assert (await b.get("/v1/me", headers=auth(other["key"]))).status_code == 200
+            revoked = await a.post(f"{KEYS}/{other['id']}/revoke", json={"reason": "lost"}, headers=auth(operator))
+            assert revoked.status_code == 200, revoked.text
+            statuses = []
+            for _ in range(40):
+                statuses.append((await b.get("/v1/me", headers=auth(other["key"]))).status_code)
+                if statuses[-1] == 401:
+                    break
+                await asyncio.sleep(0.05)
+            assert statuses[-1] == 401, statuses
