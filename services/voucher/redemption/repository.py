@@ -105,16 +105,20 @@ async def lock_order(
     order_amount: int,
     now: datetime,
 ) -> OrderSubsidy:
-    """The order's subsidy row, created on first use, locked."""
+    """The order's subsidy row, created on first use, locked. An order is usually new: the
+    insert returns the row then (ours alone until we commit); otherwise it is read locked."""
     dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    await session.execute(
-        insert(ORDERS)
+    created = (await session.scalars(
+        insert(OrderSubsidy)
         .values(id=uuid7(), provider_id=provider_id, order_reference=order_reference,
                 enterprise_id=enterprise_id, unit=unit, order_amount=order_amount, subsidised=0,
                 created_at=now)
         .on_conflict_do_nothing(index_elements=["provider_id", "order_reference"])
-    )
+        .returning(OrderSubsidy)
+    )).first()
+    if created is not None:
+        return created
     stmt = (
         select(OrderSubsidy)
         .where(OrderSubsidy.provider_id == provider_id, OrderSubsidy.order_reference == order_reference)

@@ -62,7 +62,6 @@ from services.voucher.redemption.holds import release_counters, release_hold
 from services.voucher.redemption.rules import Payee, RedemptionStatus, VoidReason
 from services.voucher.redemption.subsidy import Item, compute, parse_tiers
 from services.voucher.tables import (
-    Enterprise,
     Programme,
     Provider,
     Redemption,
@@ -172,6 +171,13 @@ async def hold(
     session: AsyncSession, actor: Actor, request: HoldRequest, now: datetime, *,
     provider: Provider | None = None, payee: Payee = Payee.PROVIDER, ttl: timedelta | None = None,
 ) -> Redemption:
+    return (await _hold(session, actor, request, now, provider=provider, payee=payee, ttl=ttl))[0]
+
+
+async def _hold(
+    session: AsyncSession, actor: Actor, request: HoldRequest, now: datetime, *,
+    provider: Provider | None = None, payee: Payee = Payee.PROVIDER, ttl: timedelta | None = None,
+) -> tuple[Redemption, Voucher]:
     """Reserve the subsidy for one order: computed from the programme's rates and tiers, capped
     by the stacking ceiling, the enterprise's remaining cap and the voucher's balance; the held
     amount leaves `available` at once. Every refusal moves nothing.
@@ -182,12 +188,11 @@ async def hold(
     if provider.status != ProviderStatus.APPROVED.value:
         raise ProviderNotApproved(f"provider is {provider.status}", current_status=provider.status,
                                   detail_zh=f"服务商当前状态为 {provider.status}，尚未通过审核或已被暂停")
-    voucher = await vouchers.find_by_code_for_enterprise(
+    voucher, enterprise = await vouchers.voucher_and_owner(
         session, request.voucher_code, request.enterprise_uscc, for_update=True
     )
     programme = await session.get(Programme, voucher.programme_id)
-    enterprise = await session.get(Enterprise, voucher.enterprise_id)
-    assert programme is not None and enterprise is not None
+    assert programme is not None
     mode = PayoutMode.PROVIDER_REDEMPTION if payee is Payee.PROVIDER else PayoutMode.ENTERPRISE_CLAIM
     if programme.mode != mode.value:
         # Never both: a purchase subsidised by the provider's redemption and the SME's claim.
@@ -307,7 +312,7 @@ async def hold(
         programme_id=programme.id, enterprise_id=voucher.enterprise_id, provider_id=provider.id,
         voucher_id=voucher.id,
     )
-    return redemption
+    return redemption, voucher
 
 
 async def _locked(session: AsyncSession, actor: Actor, redemption_id: uuid.UUID) -> tuple[Voucher, Redemption]:
@@ -408,9 +413,7 @@ async def void(session: AsyncSession, actor: Actor, redemption_id: uuid.UUID, no
 
 async def redeem(session: AsyncSession, actor: Actor, request: HoldRequest, now: datetime) -> Redemption:
     """One step: hold and capture the whole subsidy at once (providers that bill after use)."""
-    redemption = await hold(session, actor, request, now)
-    voucher = await session.get(Voucher, redemption.voucher_id)  # locked by hold(), in the session
-    assert voucher is not None
+    redemption, voucher = await _hold(session, actor, request, now)  # the voucher stays locked
     await _capture(session, voucher, redemption, redemption.held_amount, now)
     return redemption
 

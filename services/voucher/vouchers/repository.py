@@ -100,15 +100,8 @@ async def usage(
 async def lock_usage(
     session: AsyncSession, programme_id: uuid.UUID, enterprise_id: uuid.UUID, period_key: str
 ) -> EnterprisePeriodUsage:
-    """The usage row for this enterprise, programme and period, created if missing, locked."""
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    await session.execute(
-        insert(U)
-        .values(id=uuid7(), programme_id=programme_id, enterprise_id=enterprise_id, period_key=period_key,
-                granted=0, committed=0, subsidised=0, subsidised_spend=0)
-        .on_conflict_do_nothing(index_elements=["programme_id", "enterprise_id", "period_key"])
-    )
+    """The usage row for this enterprise, programme and period, created if missing, locked.
+    It usually exists (issuing a voucher makes it): read it locked first, insert only if not."""
     stmt = (
         select(EnterprisePeriodUsage)
         .where(
@@ -118,6 +111,17 @@ async def lock_usage(
         )
         .with_for_update()
         .execution_options(populate_existing=True)
+    )
+    found = (await session.execute(stmt)).scalar_one_or_none()
+    if found is not None:
+        return found
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    await session.execute(
+        insert(U)
+        .values(id=uuid7(), programme_id=programme_id, enterprise_id=enterprise_id, period_key=period_key,
+                granted=0, committed=0, subsidised=0, subsidised_spend=0)
+        .on_conflict_do_nothing(index_elements=["programme_id", "enterprise_id", "period_key"])
     )
     return (await session.execute(stmt)).scalar_one()
 

@@ -312,12 +312,20 @@ async def find_by_code_for_enterprise(
 ) -> Voucher:
     """A voucher by code, only if it belongs to the enterprise with this USCC; otherwise 404
     (a provider must know both, and learns nothing from a wrong guess)."""
+    return (await voucher_and_owner(session, code_text, enterprise_uscc, for_update=for_update))[0]
+
+
+async def voucher_and_owner(
+    session: AsyncSession, code_text: str, enterprise_uscc: str, *, for_update: bool = False
+) -> tuple[Voucher, Enterprise]:
+    """`find_by_code_for_enterprise`, with the enterprise it read (callers that need it keep
+    the object: the session's identity map holds only weak references)."""
     code = parse_code(code_text)
     voucher = await repository.get_by_code(session, code, for_update=for_update)
     if voucher is not None:
         enterprise = await session.get(Enterprise, voucher.enterprise_id)
         if enterprise is not None and enterprise.uscc == enterprise_uscc.strip().upper():
-            return voucher
+            return voucher, enterprise
     raise NotFound("no voucher with this code for this enterprise", detail_zh="该企业名下没有此券码对应的券")
 
 
