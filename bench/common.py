@@ -32,6 +32,20 @@ def recreate_database(admin_url: str, target: URL) -> str:
     return rendered
 
 
+def check_balanced_and_analyse(engine: Any) -> None:
+    """After a set-wise load with the balance trigger off: every journal must still balance
+    (checked once for the whole table), then fresh planner statistics."""
+    with engine.begin() as conn:
+        off = conn.execute(text(
+            "SELECT count(*) FROM (SELECT transaction_id FROM ledger_posting GROUP BY transaction_id, unit "
+            "HAVING sum(amount) <> 0) AS off")).scalar_one()
+        if off:
+            raise SystemExit(f"{off} loaded journals do not balance")
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM ANALYZE ledger_posting"))
+        conn.execute(text("VACUUM ANALYZE ledger_transaction"))
+
+
 async def programme_with_provider(session: Any, code: str, now: datetime) -> tuple[Any, Any]:
     """An open compute programme (30 % subsidy, limits out of the way) and an approved provider."""
     from services.voucher.actor import SYSTEM

@@ -32,7 +32,7 @@ from sqlalchemy import create_engine, make_url, text
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from common import programme_with_provider, recreate_database  # noqa: E402  (bench/ is on sys.path)
+from common import check_balanced_and_analyse, programme_with_provider, recreate_database  # noqa: E402
 
 from services.voucher.settings import normalise_database_url, sync_database_url  # noqa: E402
 from tests.live_server import LiveServer  # noqa: E402
@@ -69,7 +69,7 @@ LOAD = """
 WITH journal AS (
     INSERT INTO ledger_transaction (id, kind, programme_id, memo, created_at)
     SELECT gen_random_uuid(), 'bench', :programme_id, '', :t0 + g * interval '1 millisecond'
-      FROM generate_series(:first, :last) AS g
+      FROM generate_series(CAST(:first AS bigint), CAST(:last AS bigint)) AS g
     RETURNING id, created_at
 )
 INSERT INTO ledger_posting (transaction_id, account_id, amount, unit, created_at)
@@ -93,15 +93,7 @@ def load_postings(database_url: str, world: dict[str, Any], postings: int, t0: d
                 "programme_id": world["programme_id"], "t0": t0, "first": first,
                 "last": min(first + batch - 1, journals), "spent": world["spent"], "payable": world["payable"]})
         conn.execute(text("ALTER TABLE ledger_posting ENABLE TRIGGER ledger_posting_balanced"))
-    with engine.begin() as conn:
-        unbalanced = conn.execute(text(
-            "SELECT count(*) FROM (SELECT transaction_id FROM ledger_posting GROUP BY transaction_id, unit "
-            "HAVING sum(amount) <> 0) AS off")).scalar_one()
-        if unbalanced:
-            raise SystemExit(f"{unbalanced} loaded journals do not balance")
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text("VACUUM ANALYZE ledger_posting"))
-        conn.execute(text("VACUUM ANALYZE ledger_transaction"))
+    check_balanced_and_analyse(engine)
     engine.dispose()
     return time.perf_counter() - started
 

@@ -39,7 +39,7 @@ from sqlalchemy import create_engine, text
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from common import load_world  # noqa: E402  (bench/ is on sys.path)
+from common import check_balanced_and_analyse, load_world  # noqa: E402  (bench/ is on sys.path)
 from redeem import DEFAULT_URL, _order, drive, fresh_database  # noqa: E402
 
 from services.voucher.settings import sync_database_url  # noqa: E402
@@ -54,7 +54,7 @@ WITH pairs AS (
 ), journal AS (
     INSERT INTO ledger_transaction (id, kind, programme_id, memo, created_at)
     SELECT gen_random_uuid(), 'bench', :programme_id, g::text, :t0 + g * interval '1 millisecond'
-      FROM generate_series(:first, :last) AS g
+      FROM generate_series(CAST(:first AS bigint), CAST(:last AS bigint)) AS g
     RETURNING id, memo, created_at
 )
 INSERT INTO ledger_posting (transaction_id, account_id, amount, unit, created_at)
@@ -75,7 +75,7 @@ SELECT gen_random_uuid(), r.voucher_id, r.programme_id, r.enterprise_id, r.provi
        r.order_amount, r.unit, r.line_items, r.computation, r.status, r.held_amount, r.captured_amount, 0,
        r.period_key, :starts_at + g * interval '10 milliseconds', :starts_at + g * interval '10 milliseconds',
        :starts_at + g * interval '10 milliseconds', NULL, NULL, r.payee
-  FROM redemption AS r CROSS JOIN generate_series(1, :n) AS g
+  FROM redemption AS r CROSS JOIN generate_series(1, CAST(:n AS integer)) AS g
  WHERE r.id = :template
 """
 
@@ -102,15 +102,7 @@ def load_postings(engine: Any, target: int, accounts: dict[str, Any]) -> float:
                 **accounts, "first": first + start, "last": first + min(start + batch, journals) - 1,
                 "t0": datetime(2026, 1, 1, tzinfo=UTC)})
         conn.execute(text("ALTER TABLE ledger_posting ENABLE TRIGGER ledger_posting_balanced"))
-    with engine.begin() as conn:
-        off = conn.execute(text(
-            "SELECT count(*) FROM (SELECT transaction_id FROM ledger_posting GROUP BY transaction_id, unit "
-            "HAVING sum(amount) <> 0) AS off")).scalar_one()
-        if off:
-            raise SystemExit(f"{off} loaded journals do not balance")
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text("VACUUM ANALYZE ledger_posting"))
-        conn.execute(text("VACUUM ANALYZE ledger_transaction"))
+    check_balanced_and_analyse(engine)
     return time.perf_counter() - started
 
 

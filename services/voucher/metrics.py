@@ -29,7 +29,9 @@ from prometheus_client import (
 )
 from prometheus_client import multiprocess as _multiprocess
 from sqlalchemy import event
-from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.orm import Session
+
+from services.voucher.pending import TransactionQueue
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -134,7 +136,7 @@ def hold_expired(session: Any, *, programme_id: object) -> None:
     on_commit(session, lambda: HOLDS_EXPIRED.labels(label).inc())
 
 
-_PENDING = "voucher_metrics_on_commit"
+_ON_COMMIT = TransactionQueue("metrics")
 
 
 def on_commit(session: Any, action: Callable[[], None]) -> None:
@@ -143,39 +145,11 @@ def on_commit(session: Any, action: Callable[[], None]) -> None:
     `session` is an AsyncSession or a Session. The action is tied to the innermost transaction
     open now, so one registered inside a savepoint that rolls back is dropped too.
     """
-    sync: Session = getattr(session, "sync_session", session)
-    transaction = sync.get_nested_transaction() or sync.get_transaction()
-    if transaction is None:  # nothing to wait for (autobegin has not begun yet)
+    if not _ON_COMMIT.add(session, action):  # nothing to wait for (autobegin has not begun yet)
         action()
-        return
-    sync.info.setdefault(_PENDING, []).append((transaction, action))
-
-
-def _inside(transaction: SessionTransaction | None, ancestor: SessionTransaction) -> bool:
-    while transaction is not None:
-        if transaction is ancestor:
-            return True
-        transaction = transaction.parent
-    return False
 
 
 @event.listens_for(Session, "after_commit")
 def _after_commit(session: Session) -> None:
-    if session.get_nested_transaction() is not None:  # a savepoint released: not committed yet
-        return
-    for _, action in session.info.pop(_PENDING, ()):
+    for action in _ON_COMMIT.take(session):
         action()
-
-
-@event.listens_for(Session, "after_soft_rollback")
-def _after_soft_rollback(session: Session, previous_transaction: SessionTransaction) -> None:
-    pending = session.info.get(_PENDING)
-    if pending:
-        pending[:] = [(t, a) for t, a in pending if not _inside(t, previous_transaction)]
-
-
-@event.listens_for(Session, "after_transaction_end")
-def _after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
-    # Closing a session without commit or rollback ends its transaction too: drop what is left.
-    if transaction.parent is None:
-        session.info.pop(_PENDING, None)

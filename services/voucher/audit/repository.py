@@ -9,10 +9,11 @@ from typing import Any
 
 from sqlalchemy import bindparam, event, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.orm import Session
 
 from services.voucher.audit.rules import GENESIS
 from services.voucher.db import PageRequest, paginate
+from services.voucher.pending import TransactionQueue
 from services.voucher.tables import (
     AuditCheckpoint,
     AuditEvent,
@@ -30,7 +31,7 @@ T = LedgerTransaction.__table__
 SEALER_LOCK = 0x6175646974
 
 
-_PENDING = "voucher_audit_pending"
+_QUEUED = TransactionQueue("audit_events")
 
 
 async def insert_event(session: AsyncSession, values: dict[str, Any]) -> None:
@@ -38,42 +39,15 @@ async def insert_event(session: AsyncSession, values: dict[str, Any]) -> None:
     multi-row INSERT just before the transaction commits (a redemption records four, which
     were four round trips). One queued inside a savepoint that rolls back is dropped with it,
     and nothing is written if the transaction rolls back."""
-    sync = session.sync_session
-    transaction = sync.get_nested_transaction() or sync.get_transaction()
-    if transaction is None:  # nothing begun yet: write it now, in the transaction this begins
+    if not _QUEUED.add(session, values):  # nothing begun yet: write it in the transaction this begins
         await session.execute(insert(E).values(**values))
-        return
-    sync.info.setdefault(_PENDING, []).append((transaction, values))
-
-
-def _inside(transaction: SessionTransaction | None, ancestor: SessionTransaction) -> bool:
-    while transaction is not None:
-        if transaction is ancestor:
-            return True
-        transaction = transaction.parent
-    return False
 
 
 @event.listens_for(Session, "before_commit")
-def _write_pending(session: Session) -> None:
-    if session.get_nested_transaction() is not None:  # a savepoint released: not committing yet
-        return
-    pending = session.info.pop(_PENDING, None)
-    if pending:
-        session.execute(insert(E), [values for _, values in pending])
-
-
-@event.listens_for(Session, "after_soft_rollback")
-def _drop_rolled_back(session: Session, previous_transaction: SessionTransaction) -> None:
-    pending = session.info.get(_PENDING)
-    if pending:
-        pending[:] = [(t, v) for t, v in pending if not _inside(t, previous_transaction)]
-
-
-@event.listens_for(Session, "after_transaction_end")
-def _forget(session: Session, transaction: SessionTransaction) -> None:
-    if transaction.parent is None:
-        session.info.pop(_PENDING, None)
+def _write_queued(session: Session) -> None:
+    queued = _QUEUED.take(session)
+    if queued:
+        session.execute(insert(E), queued)
 
 
 async def lock_sealer(session: AsyncSession) -> None:
