@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -460,7 +461,11 @@ def serve(
     """Serve the API (uvloop + httptools) and its offline docs at /docs and /redoc."""
     import uvicorn
 
-    _ensure_sqlite_dir(get_settings().database_url)
+    settings = get_settings()
+    _ensure_sqlite_dir(settings.database_url)
+    if settings.is_sqlite and workers > 1:
+        # SQLite has no NOTIFY: a key revoked through one worker could stay cached in another.
+        os.environ["VOUCHER_API_KEY_CACHE_SECONDS"] = "0"
     loop = "uvloop" if sys.platform != "win32" else "asyncio"
     typer.echo(f"API on http://{host}:{port}/v1  docs on http://{host}:{port}/docs")
     uvicorn.run(

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.voucher.actor import SYSTEM
 from services.voucher.apikeys import repository as keys_repository
 from services.voucher.apikeys import service as apikeys
+from services.voucher.apikeys.cache import announce_change
 from services.voucher.apikeys.rules import Role
 from services.voucher.enterprises import service as enterprises
 from services.voucher.programmes import service as programmes
@@ -163,6 +164,7 @@ async def load(session: AsyncSession, now: datetime) -> DemoResult:
     for old in await keys_repository.active_demo_keys(session, DEMO_KEY_NAME):
         old.revoked_at = now
         old.revoked_reason = "replaced by a newer demo run"
+        await announce_change(session, old.secret_hash)  # running servers drop it from their caches
     staff = {}
     for role, name in ((Role.OPERATOR, "Demo programme office"), (Role.AUDITOR, "Demo audit bureau")):
         existing = await _one(

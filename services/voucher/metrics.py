@@ -15,7 +15,6 @@ transaction commits, and is dropped if it (or the savepoint it was registered in
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import (
@@ -28,10 +27,8 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client import multiprocess as _multiprocess
-from sqlalchemy import event
-from sqlalchemy.orm import Session
 
-from services.voucher.pending import TransactionQueue
+from services.voucher.pending import on_commit
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -136,20 +133,4 @@ def hold_expired(session: Any, *, programme_id: object) -> None:
     on_commit(session, lambda: HOLDS_EXPIRED.labels(label).inc())
 
 
-_ON_COMMIT = TransactionQueue("metrics")
 
-
-def on_commit(session: Any, action: Callable[[], None]) -> None:
-    """Run `action` after `session`'s current transaction commits; never if it rolls back.
-
-    `session` is an AsyncSession or a Session. The action is tied to the innermost transaction
-    open now, so one registered inside a savepoint that rolls back is dropped too.
-    """
-    if not _ON_COMMIT.add(session, action):  # nothing to wait for (autobegin has not begun yet)
-        action()
-
-
-@event.listens_for(Session, "after_commit")
-def _after_commit(session: Session) -> None:
-    for action in _ON_COMMIT.take(session):
-        action()

@@ -1,12 +1,14 @@
 """Work tied to a database transaction: queued while it is open, dropped if it (or a savepoint
 it was queued in) rolls back, taken when the outermost transaction commits.
 
-The audit trail queues its events here and writes them in one INSERT just before the commit;
-the metrics queue counters and bump them just after it.
+The audit trail queues its events here and writes them before the transaction (or the savepoint
+they were queued in) commits; `on_commit` runs actions just after the outermost commit (the
+metrics, the API-key cache's evictions).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import event
@@ -32,10 +34,10 @@ class TransactionQueue:
         sync.info.setdefault(self.key, []).append((transaction, item))
         return True
 
-    def take(self, session: Session) -> list[Any]:
-        """Everything queued and not rolled back — at the outermost commit only: releasing a
-        savepoint commits nothing yet, so it takes nothing."""
-        if session.get_nested_transaction() is not None:
+    def take(self, session: Session, *, outermost_only: bool = True) -> list[Any]:
+        """Everything queued and not rolled back. With `outermost_only`, nothing while a
+        savepoint is open (releasing one commits nothing yet)."""
+        if outermost_only and session.get_nested_transaction() is not None:
             return []
         return [item for _, item in session.info.pop(self.key, ())]
 
@@ -56,3 +58,22 @@ def _inside(transaction: SessionTransaction | None, ancestor: SessionTransaction
             return True
         transaction = transaction.parent
     return False
+
+
+_AFTER_COMMIT = TransactionQueue("after_commit")
+
+
+def on_commit(session: Any, action: Callable[[], None]) -> None:
+    """Run `action` after `session`'s current transaction commits; never if it rolls back.
+
+    `session` is an AsyncSession or a Session. The action is tied to the innermost transaction
+    open now, so one registered inside a savepoint that rolls back is dropped too.
+    """
+    if not _AFTER_COMMIT.add(session, action):  # nothing to wait for (autobegin has not begun yet)
+        action()
+
+
+@event.listens_for(Session, "after_commit")
+def _after_commit(session: Session) -> None:
+    for action in _AFTER_COMMIT.take(session):
+        action()

@@ -5,6 +5,7 @@ process too (NOTIFY) — and expiry is still checked on every request."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -152,3 +153,80 @@ async def test_a_revocation_in_one_process_evicts_the_key_in_every_other(setting
                     break
                 await asyncio.sleep(0.05)
             assert statuses[-1] == 401, statuses
+
+
+async def test_a_lookup_between_the_revocation_and_its_commit_is_evicted_at_commit(app: Any) -> None:
+    """A request that read the key after the revocation's first eviction but before its commit
+    saw the old row; the eviction at commit throws that entry away."""
+    from services.voucher.apikeys.cache import announce_change
+
+    cache: KeyCache = app.state.key_cache
+    cache.listening = True  # as its listener would be on PostgreSQL
+    async with app.state.database.unit_of_work() as session:
+        await announce_change(session, "the-hash")
+        cache.put("the-hash", _entry(), cache.generation)  # the racing lookup, after the first eviction
+        assert cache.get("the-hash") is not None
+    assert cache.get("the-hash") is None
+
+
+async def test_a_rolled_back_revocation_evicts_nothing_more(app: Any) -> None:
+    from services.voucher.apikeys.cache import announce_change
+
+    cache: KeyCache = app.state.key_cache
+    cache.listening = True
+    with pytest.raises(RuntimeError):
+        async with app.state.database.unit_of_work() as session:
+            await announce_change(session, "the-hash")
+            raise RuntimeError
+    cache.put("the-hash", entry := _entry(), cache.generation)
+    assert cache.get("the-hash") is entry
+
+
+def test_the_listener_url_keeps_awkward_passwords_whole() -> None:
+    import psycopg
+
+    from services.voucher.apikeys.cache import listener_conninfo
+
+    url = "postgresql+psycopg://voucher:p%2Fss%40x@db.internal:6432/vouchers?sslmode=require"
+    parsed = psycopg.conninfo.conninfo_to_dict(listener_conninfo(url))
+    assert parsed["password"] == "p/ss@x" and parsed["host"] == "db.internal"
+    assert parsed["port"] == "6432" and parsed["dbname"] == "vouchers" and parsed["sslmode"] == "require"
+
+
+class _DeadConnection:
+    """Answers LISTEN, delivers nothing, then fails its heartbeat: a connection that died quietly."""
+
+    async def __aenter__(self) -> _DeadConnection:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    async def execute(self, query: str) -> None:
+        if query.startswith("SELECT"):
+            raise OSError("connection timed out")
+
+    async def notifies(self, timeout: float | None = None) -> Any:  # noqa: ASYNC109 - psycopg's signature
+        await asyncio.sleep(timeout or 0)
+        return
+        yield  # an async generator that yields nothing
+
+
+async def test_a_listener_whose_connection_dies_quietly_turns_the_cache_off() -> None:
+    cache = KeyCache(5, needs_listener=True)
+    seen: list[bool] = []
+
+    async def connect() -> _DeadConnection:
+        seen.append(cache.listening)
+        return _DeadConnection()
+
+    task = asyncio.create_task(cache.listen(connect, retry_seconds=0.05, heartbeat_seconds=0.05))
+    for _ in range(100):
+        if len(seen) >= 2:
+            break
+        await asyncio.sleep(0.02)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert len(seen) >= 2 and seen[1] is False  # the heartbeat failed: off, then a reconnect
+    assert not cache.listening

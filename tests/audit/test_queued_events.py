@@ -65,3 +65,11 @@ async def test_many_events_in_one_transaction_are_all_written(app: Any, clock: A
         count = (await session.execute(select(func.count()).select_from(AuditEvent)
                                        .where(AuditEvent.resource_type == "probe"))).scalar_one()
     assert count == 250
+
+
+async def test_a_commit_with_a_savepoint_still_open_writes_every_event(app: Any, clock: Any) -> None:
+    async with app.state.database.unit_of_work() as session:
+        await _record(session, "probe.outer", clock())
+        await session.begin_nested()  # never closed: the outer commit commits it too
+        await _record(session, "probe.in_open_savepoint", clock())
+    assert await _actions(app) == ["probe.outer", "probe.in_open_savepoint"]

@@ -28,6 +28,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.voucher.pending import on_commit
+
 log = logging.getLogger(__name__)
 
 #: The NOTIFY channel revocations and rotations are announced on (payload: the key's hash).
@@ -87,9 +89,12 @@ class KeyCache:
         else:
             self._entries.pop(secret_hash, None)
 
-    async def listen(self, connect: Any, retry_seconds: float = 1.0) -> None:
+    async def listen(self, connect: Any, retry_seconds: float = 1.0, heartbeat_seconds: float = 10.0) -> None:
         """Evict on every announced change; reconnect when the connection drops. Runs until
-        cancelled. `connect` opens an autocommit psycopg AsyncConnection."""
+        cancelled. `connect` opens an autocommit psycopg AsyncConnection. Between notifications
+        the connection is checked every `heartbeat_seconds` (a round trip that must answer
+        within a few seconds), so a silently dead connection turns the cache off instead of
+        leaving it deaf."""
         while True:
             try:
                 connection = await connect()
@@ -97,12 +102,15 @@ class KeyCache:
                     await connection.execute(f"LISTEN {CHANNEL}")
                     self.forget()  # whatever changed while nobody listened
                     self.listening = True
-                    async for note in connection.notifies():
-                        self.forget(note.payload)
+                    while True:
+                        async for note in connection.notifies(timeout=heartbeat_seconds):
+                            self.forget(note.payload)
+                        await asyncio.wait_for(connection.execute("SELECT 1"), timeout=5)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the database went away: cache off until back
-                log.warning("api-key cache listener lost its connection: %s", type(exc).__name__)
+                log.warning("api-key cache listener lost its connection (cache off until it is back): %s: %s",
+                            type(exc).__name__, exc)
             finally:
                 self.listening = False
                 self.forget()
@@ -115,14 +123,27 @@ def cache_of(session: AsyncSession) -> KeyCache | None:
 
 
 async def announce_change(session: AsyncSession, secret_hash: str) -> None:
-    """A key was revoked or rotated: evict it here, and on PostgreSQL tell every process when
-    the transaction commits (NOTIFY is transactional: a rolled-back change says nothing)."""
+    """A key was revoked or rotated: evict it here now and again once the change commits (a
+    lookup made in between read the old row), and on PostgreSQL tell every process when the
+    transaction commits (NOTIFY is transactional: a rolled-back change says nothing)."""
     cache = cache_of(session)
     if cache is not None:
         cache.forget(secret_hash)
+        on_commit(session, lambda: cache.forget(secret_hash))
     if session.bind.dialect.name == "postgresql":
         await session.execute(text("SELECT pg_notify(:channel, :payload)"),
                               {"channel": CHANNEL, "payload": secret_hash})
+
+
+def listener_conninfo(database_url: str) -> str:
+    """The libpq URL of the app's database, rendered by SQLAlchemy, so a password with '/' or
+    '@' reaches libpq encoded as it must."""
+    from sqlalchemy import make_url
+
+    from services.voucher.settings import normalise_database_url
+
+    return make_url(normalise_database_url(database_url)).set(drivername="postgresql").render_as_string(
+        hide_password=False)
 
 
 @contextlib.asynccontextmanager
@@ -133,12 +154,11 @@ async def listening(cache: KeyCache, database_url: str) -> AsyncIterator[None]:
         return
     import psycopg
 
-    from services.voucher.settings import sync_database_url
-
-    plain = sync_database_url(database_url).replace("postgresql+psycopg://", "postgresql://", 1)
+    conninfo = listener_conninfo(database_url)
 
     async def connect() -> Any:
-        return await psycopg.AsyncConnection.connect(plain, autocommit=True)
+        return await psycopg.AsyncConnection.connect(
+            conninfo, autocommit=True, keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3)
 
     task = asyncio.create_task(cache.listen(connect), name="api-key-cache-listener")
     try:

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, event, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from services.voucher.audit.rules import GENESIS
 from services.voucher.db import PageRequest, paginate
@@ -36,18 +36,37 @@ _QUEUED = TransactionQueue("audit_events")
 
 async def insert_event(session: AsyncSession, values: dict[str, Any]) -> None:
     """Queue the event on the transaction open now; every queued event is written in one
-    multi-row INSERT just before the transaction commits (a redemption records four, which
+    executemany just before the transaction commits (a redemption records four, which
     were four round trips). One queued inside a savepoint that rolls back is dropped with it,
     and nothing is written if the transaction rolls back."""
     if not _QUEUED.add(session, values):  # nothing begun yet: write it in the transaction this begins
         await session.execute(insert(E).values(**values))
 
 
+_SEEN = "voucher_audit_savepoint_seen"
+
+
 @event.listens_for(Session, "before_commit")
 def _write_queued(session: Session) -> None:
-    queued = _QUEUED.take(session)
+    """Write the queue when the outermost transaction commits. Releasing a savepoint writes
+    nothing (an enclosing savepoint may still roll back). One subtlety: committing the root
+    while a savepoint is still open fires the root's hook first (the savepoint still current)
+    and then the savepoint's own — the same savepoint seen twice means the root is committing
+    it, so everything is written then, inside that savepoint, just before it is released."""
+    nested = session.get_nested_transaction()
+    if nested is not None and session.info.get(_SEEN) is not nested:
+        session.info[_SEEN] = nested
+        return
+    session.info.pop(_SEEN, None)
+    queued = _QUEUED.take(session, outermost_only=False)
     if queued:
         session.execute(insert(E), queued)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_seen(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:
+        session.info.pop(_SEEN, None)
 
 
 async def lock_sealer(session: AsyncSession) -> None:

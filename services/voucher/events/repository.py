@@ -106,6 +106,6 @@ async def expiring(session: AsyncSession, start: Any, end: Any, limit: int) -> l
         .limit(limit)
     )
     if session.bind.dialect.name == "postgresql":
-        statement = statement.with_for_update(of=V, skip_locked=True)
+        statement = statement.with_for_update(of=V, skip_locked=True, key_share=True)
     rows = await session.execute(statement)
     return [dict(r._mapping) for r in rows.all()]

@@ -119,7 +119,7 @@ async def items(session: AsyncSession, settlement_id: uuid.UUID) -> list[Settlem
 
 
 async def insert_items(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    """Settlement items in bulk (one multi-row statement per thousand, no ORM objects)."""
+    """Settlement items in bulk (one executemany, no ORM objects)."""
     if rows:
         await session.execute(insert(SettlementItem.__table__), rows)  # type: ignore[attr-defined]
 

@@ -42,15 +42,15 @@ async def get(
 
 async def get_by_id(session: AsyncSession, voucher_id: uuid.UUID, *, for_update: bool = False) -> Voucher | None:
     stmt = select(Voucher).where(Voucher.id == voucher_id)
-    if for_update:
-        stmt = stmt.with_for_update()
+    if for_update:  # refresh an object the session read before the lock: decide on the locked row
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
 async def get_by_code(session: AsyncSession, code: str, *, for_update: bool = False) -> Voucher | None:
     stmt = select(Voucher).where(Voucher.code == code)
-    if for_update:
-        stmt = stmt.with_for_update()
+    if for_update:  # refresh an object the session read before the lock: decide on the locked row
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
