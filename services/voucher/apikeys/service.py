@@ -76,11 +76,6 @@ def actor_for(key: CachedKey | None, now: datetime) -> Actor:
     )
 
 
-async def authenticate(session: AsyncSession, presented: str, now: datetime) -> Actor:
-    """The actor behind a presented key, read from the database (no cache)."""
-    return actor_for(await lookup(session, hash_key(presented)), now)
-
-
 async def _principal_for(
     session: AsyncSession,
     *,
