@@ -7,7 +7,8 @@ In one run, each at 8 and 32 concurrent clients on 127.0.0.1:
   * the reference app (bench/reference_app.py: FastAPI + async psycopg, no auth, one balance
     update and one ledger insert per request) on a database of its own: the ceiling;
   * the service: one-step redeem, hold + capture, voucher balance reads (GET /v1/vouchers/{id}),
-    and one-step redeem again with audit events off, to price the audit;
+    one-step redeem again with audit events off, to price the audit, and once more with the
+    redeem fast path off (VOUCHER_REDEEM_FAST_PATH=false), to price the general path;
   * the embedded default: one-step redeem on SQLite with one worker.
 It prints requests/s, p50, p99 and errors per row, the service / reference ratio and the audit
 ratio. It judges nothing and exits 0; the figures go to bench/results/latest.json as well.
@@ -177,39 +178,46 @@ def main() -> int:
 
     database_url = fresh_database(args.database_url, "bench")
     world = asyncio.run(load_world(database_url, args.vouchers))
-    # Audit on (production) and off (VOUCHER_AUDIT_EVENTS_ENABLED=false, benchmarks only), same
-    # database, same run, alternating per client count so drift hits both alike.
-    for audit in (True, False):
-        env = {"VOUCHER_AUDIT_EVENTS_ENABLED": "true" if audit else "false"}
+    # Production settings, then audit off (VOUCHER_AUDIT_EVENTS_ENABLED=false, benchmarks only),
+    # then the redeem fast path off: same database, same run.
+    for audit, fast, scenarios in ((True, True, ("redeem", "hold_capture", "balance")),
+                                   (False, True, ("redeem",)), (True, False, ("redeem",))):
+        env = {"VOUCHER_AUDIT_EVENTS_ENABLED": "true" if audit else "false",
+               "VOUCHER_REDEEM_FAST_PATH": "true" if fast else "false"}
         with LiveServer(database_url, workers=args.workers, env=env) as server:
             asyncio.run(drive(server.url, world, 4, 2))  # warm up every worker's pool and caches
-            scenarios = ("redeem", "hold_capture", "balance") if audit else ("redeem",)
             for scenario in scenarios:
                 for clients in args.clients:
                     rows.append({**asyncio.run(drive(server.url, world, clients, args.seconds, scenario)),
-                                 "service": "voucher", "audit": audit})
+                                 "service": "voucher", "audit": audit, "fast_path": fast})
     sqlite = sqlite_redeem(args.seconds)
     rows.append(sqlite)
 
     print(conditions)
-    print(f"{'what':28} {'clients':>7} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'ok':>7}  errors")
+    print(f"{'what':34} {'clients':>7} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'ok':>7}  errors")
     for r in rows:
-        label = r.get("label") or f"{r['service']} {r['scenario']}" + ("" if r["audit"] is None else
-                                                                    f" (audit {'on' if r['audit'] else 'off'})")
-        print(f"{label:28} {r['clients']:>7} {r['requests_per_s']:>9} {r['p50_ms']!s:>8} {r['p99_ms']!s:>8} "
+        label = r.get("label") or f"{r['service']} {r['scenario']}" + (
+            "" if r["audit"] is None else " (general path)" if r.get("fast_path") is False
+            else f" (audit {'on' if r['audit'] else 'off'})")
+        print(f"{label:34} {r['clients']:>7} {r['requests_per_s']:>9} {r['p50_ms']!s:>8} {r['p99_ms']!s:>8} "
               f"{r['ok']:>7}  {r['errors'] or '-'}")
     ratios = {}
     for clients in args.clients:
         ref = next(r for r in rows if r["service"] == "reference" and r["clients"] == clients)
-        on = next(r for r in rows if r["scenario"] == "redeem" and r["audit"] is True and r["clients"] == clients)
-        off = next(r for r in rows if r["scenario"] == "redeem" and r["audit"] is False and r["clients"] == clients)
+        redeems = [r for r in rows if r["scenario"] == "redeem" and r["clients"] == clients and "fast_path" in r]
+        on = next(r for r in redeems if r["audit"] is True and r["fast_path"] is True)
+        off = next(r for r in redeems if r["audit"] is False)
+        general = next(r for r in redeems if r["fast_path"] is False)
         ratios[clients] = {"service_over_reference": round(on["requests_per_s"] / ref["requests_per_s"], 3)
                            if ref["requests_per_s"] else None,
                            "audit_on_over_off": round(on["requests_per_s"] / off["requests_per_s"], 3)
-                           if off["requests_per_s"] else None}
+                           if off["requests_per_s"] else None,
+                           "fast_over_general_path": round(on["requests_per_s"] / general["requests_per_s"], 3)
+                           if general["requests_per_s"] else None}
         print(f"one-step redeem at {clients} clients: service / reference = "
               f"{ratios[clients]['service_over_reference']}  (goal >= 0.5); audit on / off = "
-              f"{ratios[clients]['audit_on_over_off']}")
+              f"{ratios[clients]['audit_on_over_off']}; fast / general path = "
+              f"{ratios[clients]['fast_over_general_path']}")
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "latest.json").write_text(json.dumps({

@@ -70,6 +70,28 @@ async def test_parallel_holds_never_exceed_the_balance(world: World, server: Liv
     assert (await world.reconciliation())["is_clean"]
 
 
+async def test_parallel_one_step_redeems_never_exceed_the_balance(world: World, server: LiveServer) -> None:
+    """The same storm through one-step redeem: on PostgreSQL the first redeem opens the
+    provider's accounts through the general path and the rest race through the fast path."""
+    voucher = await world.issue(1_000_000)
+    requests = [
+        ("/v1/redemptions",
+         hold_body(voucher["code"], world.enterprise["uscc"], f"PO-{i}", [("accelerator:domestic", 100_000)]),
+         auth(world.provider_key, **{"Idempotency-Key": str(uuid.uuid4())}))
+        for i in range(PARALLEL)
+    ]
+    responses = await _storm(server, requests)
+    ok = [r.json() for r in responses if r.status_code == 201]
+    assert all(r.status_code in (201, 409) for r in responses), _codes(responses)
+    assert {r.json()["code"] for r in responses if r.status_code != 201} <= {"voucher_exhausted", "concurrent_update"}
+    used = sum(r["captured_amount"] for r in ok)
+    assert used == 1_000_000 and len(ok) == 34, _codes(responses)  # every fen, never one more
+    after = await world.voucher(voucher["id"])
+    assert after["balances"] == {"available": 0, "held": 0, "used": 1_000_000}
+    assert after["status"] == "exhausted"
+    assert (await world.reconciliation())["is_clean"]
+
+
 async def test_concurrent_captures_and_voids_of_one_hold_resolve_it_once(world: World, server: LiveServer) -> None:
     voucher = await world.issue(1_000_000)
     hold = (await world.hold(voucher, 100_000, order="PO-race")).json()
@@ -90,7 +112,10 @@ async def test_concurrent_captures_and_voids_of_one_hold_resolve_it_once(world: 
     assert (await world.reconciliation())["is_clean"]
 
 
-async def test_two_vouchers_racing_for_the_enterprise_cap(app, client: httpx.AsyncClient, database_url: str) -> None:
+@pytest.mark.parametrize("path", ["/v1/redemptions/holds", "/v1/redemptions"])
+async def test_two_vouchers_racing_for_the_enterprise_cap(
+    app, client: httpx.AsyncClient, database_url: str, path: str
+) -> None:
     """Voucher A was granted last year, B this year: together they hold twice this year's cap,
     so holds on both race for the cap's last fen."""
     world = await build_world(app, client, budget_total=10_000_000_000, enterprise_cap=50_000_000,
@@ -103,7 +128,7 @@ async def test_two_vouchers_racing_for_the_enterprise_cap(app, client: httpx.Asy
     b = await world.issue(50_000_000)
     assert a["period_key"] != b["period_key"]
     requests = [
-        ("/v1/redemptions/holds",
+        (path,
          hold_body(v["code"], world.enterprise["uscc"], f"CAP-{i}", [("accelerator:domestic", 4_000_000)]),
          auth(world.provider_key, **{"Idempotency-Key": str(uuid.uuid4())}))
         for i, v in enumerate([a, b] * (PARALLEL // 2))
@@ -113,6 +138,6 @@ async def test_two_vouchers_racing_for_the_enterprise_cap(app, client: httpx.Asy
     held = [r.json() for r in responses if r.status_code == 201]
     refused = {r.json()["code"] for r in responses if r.status_code != 201}
     assert refused <= {"enterprise_cap_reached", "concurrent_update"}, _codes(responses)
-    assert sum(h["held_amount"] for h in held) <= 50_000_000
+    assert sum(h["held_amount"] for h in held) == 50_000_000  # every fen of the cap, never one more
     assert {h["voucher_id"] for h in held} == {a["id"], b["id"]}
     assert (await world.reconciliation())["is_clean"]

@@ -32,6 +32,7 @@ SEALER_LOCK = 0x6175646974
 
 
 _QUEUED = TransactionQueue("audit_events")
+_INSERT = insert(E)  # built once: the queued events are its parameters
 
 
 async def insert_event(session: AsyncSession, values: dict[str, Any]) -> None:
@@ -60,7 +61,7 @@ def _write_queued(session: Session) -> None:
     session.info.pop(_SEEN, None)
     queued = _QUEUED.take(session, outermost_only=False)
     if queued:
-        session.execute(insert(E), queued)
+        session.execute(_INSERT, queued)
 
 
 @event.listens_for(Session, "after_transaction_end")

@@ -69,12 +69,15 @@ async def record(
     voucher_id: uuid.UUID | None = None,
     rule_version: int | None = None,
     journal_id: uuid.UUID | None = None,
+    announce: bool = True,
 ) -> None:
     """Write the event for a change, in the transaction making the change (so both commit or
-    neither does). The changes subscribers are told about go into the outbox here too."""
-    await outbox.announce(session, action, resource_type, resource_id, now=now, after=after,
-                          programme_id=programme_id, enterprise_id=enterprise_id, provider_id=provider_id,
-                          voucher_id=voucher_id)
+    neither does). The changes subscribers are told about go into the outbox here too, unless
+    `announce` is false: the caller writes `outbox.announcement(...)` itself."""
+    if announce:
+        await outbox.announce(session, action, resource_type, resource_id, now=now, after=after,
+                              programme_id=programme_id, enterprise_id=enterprise_id, provider_id=provider_id,
+                              voucher_id=voucher_id)
     if session.info.get("audit_disabled"):
         return
     actor = ACTOR.get()

@@ -34,6 +34,29 @@ from services.voucher.webhooks import repository as webhooks
 PUBLISH_BATCH = 1000
 
 
+def event_row(
+    type: EventType,
+    resource_type: str,
+    resource_id: uuid.UUID,
+    *,
+    now: datetime,
+    data: dict[str, Any],
+    programme_id: uuid.UUID | None = None,
+    enterprise_id: uuid.UUID | None = None,
+    provider_id: uuid.UUID | None = None,
+    dedupe_key: str | None = None,
+) -> dict[str, Any]:
+    """The outbox row of an event (what `emit` inserts)."""
+    ids = {"programme_id": programme_id, "enterprise_id": enterprise_id, "provider_id": provider_id}
+    return {
+        "id": uuid7(), "type": type.value, "occurred_at": now, **ids,
+        "resource_type": resource_type, "resource_id": resource_id,
+        "data": {"resource_type": resource_type, "resource_id": str(resource_id),
+                 **{k: str(v) for k, v in ids.items() if v is not None}, **plain(data, strict=False)},
+        "dedupe_key": dedupe_key,
+    }
+
+
 async def emit(
     session: AsyncSession,
     type: EventType,
@@ -49,14 +72,27 @@ async def emit(
 ) -> bool:
     """Write the event in the caller's transaction. With a `dedupe_key` it is written at most
     once ever; False when it already was."""
-    ids = {"programme_id": programme_id, "enterprise_id": enterprise_id, "provider_id": provider_id}
-    return await repository.insert_event(session, {
-        "id": uuid7(), "type": type.value, "occurred_at": now, **ids,
-        "resource_type": resource_type, "resource_id": resource_id,
-        "data": {"resource_type": resource_type, "resource_id": str(resource_id),
-                 **{k: str(v) for k, v in ids.items() if v is not None}, **plain(data, strict=False)},
-        "dedupe_key": dedupe_key,
-    })
+    return await repository.insert_event(session, event_row(
+        type, resource_type, resource_id, now=now, data=data, programme_id=programme_id,
+        enterprise_id=enterprise_id, provider_id=provider_id, dedupe_key=dedupe_key,
+    ))
+
+
+def announcement(
+    action: str, resource_type: str, resource_id: uuid.UUID, *, now: datetime,
+    after: dict[str, Any] | None, programme_id: uuid.UUID | None, enterprise_id: uuid.UUID | None,
+    provider_id: uuid.UUID | None, voucher_id: uuid.UUID | None,
+) -> dict[str, Any] | None:
+    """The outbox row announcing an audited change, or None if the action is not announced:
+    its data is what changed (the audit's `after`) plus the ids; subscribers read the resource
+    for the rest."""
+    if action not in ANNOUNCED_ACTIONS:
+        return None
+    data = dict(after or {})
+    if voucher_id is not None:
+        data["voucher_id"] = str(voucher_id)
+    return event_row(EventType(action), resource_type, resource_id, now=now, data=data,
+                     programme_id=programme_id, enterprise_id=enterprise_id, provider_id=provider_id)
 
 
 async def announce(
@@ -64,15 +100,28 @@ async def announce(
     after: dict[str, Any] | None, programme_id: uuid.UUID | None, enterprise_id: uuid.UUID | None,
     provider_id: uuid.UUID | None, voucher_id: uuid.UUID | None,
 ) -> None:
-    """Called for every audited change: the announced ones become events whose data is what
-    changed (the audit's `after`) plus the ids; subscribers read the resource for the rest."""
-    if action not in ANNOUNCED_ACTIONS:
-        return
-    data = dict(after or {})
-    if voucher_id is not None:
-        data["voucher_id"] = str(voucher_id)
-    await emit(session, EventType(action), resource_type, resource_id, now=now, data=data,
-               programme_id=programme_id, enterprise_id=enterprise_id, provider_id=provider_id)
+    """Called for every audited change: the announced ones become events."""
+    row = announcement(action, resource_type, resource_id, now=now, after=after, programme_id=programme_id,
+                       enterprise_id=enterprise_id, provider_id=provider_id, voucher_id=voucher_id)
+    if row is not None:
+        await repository.insert_event(session, row)
+
+
+def balance_marks(
+    *, voucher_id: uuid.UUID, programme_id: uuid.UUID, enterprise_id: uuid.UUID,
+    face_value: int, used: int, unit: str, now: datetime,
+) -> list[dict[str, Any]]:
+    """The outbox rows of the 80 % / 100 % marks a voucher's use has reached (each inserted
+    at most once ever: they carry a dedupe key)."""
+    return [
+        event_row(
+            EventType.VOUCHER_BALANCE_LOW, "voucher", voucher_id, now=now,
+            data={"mark_percent": mark // 100, "face_value": face_value, "used": used, "unit": unit},
+            programme_id=programme_id, enterprise_id=enterprise_id,
+            dedupe_key=balance_low_key(voucher_id, mark),
+        )
+        for mark in marks_reached(face_value, used)
+    ]
 
 
 async def note_use(
@@ -80,13 +129,9 @@ async def note_use(
     face_value: int, used: int, unit: str, now: datetime,
 ) -> None:
     """After a capture: announce each 80 % / 100 % mark the voucher's use has reached, once."""
-    for mark in marks_reached(face_value, used):
-        await emit(
-            session, EventType.VOUCHER_BALANCE_LOW, "voucher", voucher_id, now=now,
-            data={"mark_percent": mark // 100, "face_value": face_value, "used": used, "unit": unit},
-            programme_id=programme_id, enterprise_id=enterprise_id,
-            dedupe_key=balance_low_key(voucher_id, mark),
-        )
+    for row in balance_marks(voucher_id=voucher_id, programme_id=programme_id, enterprise_id=enterprise_id,
+                             face_value=face_value, used=used, unit=unit, now=now):
+        await repository.insert_event(session, row)
 
 
 async def announce_expiring(database: Database, now: datetime, days: int, limit: int = 500) -> int:

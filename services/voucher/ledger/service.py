@@ -162,6 +162,61 @@ async def ensure_enterprise_accounts(
     return {AccountKind(r["kind"]): found[r["code"]] for r in rows}
 
 
+@dataclass(frozen=True)
+class Journal:
+    """One balanced journal transaction, ready to write: its row, its postings' rows, the
+    moves of materialised balances (account -> delta) and its audit event's `after`."""
+
+    transaction: dict[str, Any]
+    postings: list[dict[str, Any]]
+    deltas: dict[uuid.UUID, int]
+    record: dict[str, Any]
+
+    @property
+    def id(self) -> uuid.UUID:
+        return self.transaction["id"]  # type: ignore[no-any-return]
+
+
+def journal(
+    *,
+    kind: str,
+    legs: Iterable[Leg],
+    now: datetime,
+    programme_id: uuid.UUID | None = None,
+    voucher_id: uuid.UUID | None = None,
+    redemption_id: uuid.UUID | None = None,
+    memo: str = "",
+) -> Journal:
+    """Check the legs balance and build what `post` writes (the redeem fast path writes the
+    same rows in its own statement: services/voucher/redemption/fast.py)."""
+    legs = [leg for leg in legs]
+    check_balanced(legs)
+    request_id = REQUEST_ID.get()
+    transaction_id = uuid7()
+    deltas: dict[uuid.UUID, int] = defaultdict(int)
+    for leg in legs:
+        deltas[leg.account_id] += leg.amount  # type: ignore[index]
+    return Journal(
+        transaction={
+            "id": transaction_id,
+            "kind": kind,
+            "programme_id": programme_id,
+            "voucher_id": voucher_id,
+            "redemption_id": redemption_id,
+            "memo": memo[:500],
+            "request_id": None if request_id == "-" else request_id,
+            "created_at": now,
+        },
+        postings=[
+            {"transaction_id": transaction_id, "account_id": leg.account_id, "amount": leg.amount,
+             "unit": leg.unit, "created_at": now}
+            for leg in legs
+        ],
+        deltas=dict(deltas),
+        record=journal_record(kind, now, [(leg.account_id, leg.amount, leg.unit, now) for leg in legs]),
+    )
+
+
 async def post(
     session: AsyncSession,
     *,
@@ -174,43 +229,23 @@ async def post(
     memo: str = "",
 ) -> uuid.UUID:
     """Write one balanced journal transaction and move the materialised balances."""
-    legs = [leg for leg in legs]
-    check_balanced(legs)
-    transaction_id = uuid7()
-    request_id = REQUEST_ID.get()
-    await repository.insert_transaction(
-        session,
-        {
-            "id": transaction_id,
-            "kind": kind,
-            "programme_id": programme_id,
-            "voucher_id": voucher_id,
-            "redemption_id": redemption_id,
-            "memo": memo[:500],
-            "request_id": None if request_id == "-" else request_id,
-            "created_at": now,
-        },
-    )
-    await repository.insert_postings(
-        session,
-        [
-            {"transaction_id": transaction_id, "account_id": leg.account_id, "amount": leg.amount,
-             "unit": leg.unit, "created_at": now}
-            for leg in legs
-        ],
-    )
-    deltas: dict[uuid.UUID, int] = defaultdict(int)
-    for leg in legs:
-        deltas[leg.account_id] += leg.amount  # type: ignore[index]
-    await repository.apply_deltas(session, deltas)
-    # The journal's own audit event, naming its postings: verification matches every journal
-    # in the ledger against one, so postings written behind the service's back are found.
+    entry = journal(kind=kind, legs=legs, now=now, programme_id=programme_id, voucher_id=voucher_id,
+                    redemption_id=redemption_id, memo=memo)
+    await repository.insert_transaction(session, entry.transaction)
+    await repository.insert_postings(session, entry.postings)
+    await repository.apply_deltas(session, entry.deltas)
+    await record_journal(session, entry)
+    return entry.id
+
+
+async def record_journal(session: AsyncSession, entry: Journal) -> None:
+    """The journal's own audit event, naming its postings: verification matches every journal
+    in the ledger against one, so postings written behind the service's back are found."""
+    row = entry.transaction
     await audit.record(
-        session, "ledger.posted", "ledger_transaction", transaction_id, now=now,
-        after=journal_record(kind, now, [(leg.account_id, leg.amount, leg.unit, now) for leg in legs]),
-        programme_id=programme_id, voucher_id=voucher_id, journal_id=transaction_id,
+        session, "ledger.posted", "ledger_transaction", entry.id, now=row["created_at"], after=entry.record,
+        programme_id=row["programme_id"], voucher_id=row["voucher_id"], journal_id=entry.id,
     )
-    return transaction_id
 
 
 async def balances(session: AsyncSession, ids: Iterable[uuid.UUID], *, lock: bool = False) -> dict[uuid.UUID, int]:

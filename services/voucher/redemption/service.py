@@ -57,7 +57,7 @@ from services.voucher.programmes.rules import (
     period_key,
 )
 from services.voucher.providers.rules import ProviderStatus
-from services.voucher.redemption import repository
+from services.voucher.redemption import fast, repository
 from services.voucher.redemption.holds import release_counters, release_hold
 from services.voucher.redemption.rules import Payee, RedemptionStatus, VoidReason
 from services.voucher.redemption.subsidy import Item, compute, parse_tiers
@@ -412,7 +412,13 @@ async def void(session: AsyncSession, actor: Actor, redemption_id: uuid.UUID, no
 
 
 async def redeem(session: AsyncSession, actor: Actor, request: HoldRequest, now: datetime) -> Redemption:
-    """One step: hold and capture the whole subsidy at once (providers that bill after use)."""
+    """One step: hold and capture the whole subsidy at once (providers that bill after use).
+    On PostgreSQL the common case takes the few-statement path (fast.py), which hands every
+    other case back to this one."""
+    if fast.enabled(session):
+        done = await fast.redeem(session, actor, request, now)
+        if done is not None:
+            return done
     redemption, voucher = await _hold(session, actor, request, now)  # the voucher stays locked
     await _capture(session, voucher, redemption, redemption.held_amount, now)
     return redemption
