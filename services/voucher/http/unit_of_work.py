@@ -54,10 +54,17 @@ class RequestUnit:
             await self._session.commit()
 
     async def close(self) -> None:
-        """Roll back whatever was not committed and return the connection."""
+        """Roll back whatever was not committed and return the connection. A rollback that
+        fails (the connection was lost) leaves nothing to undo: the database ended the
+        transaction with the connection; the connection is dropped, and the request is still
+        answered as a problem."""
         if self._session is not None:
             session, self._session = self._session, None
-            await session.close()
+            try:
+                await session.close()
+            except Exception:
+                log.warning("rollback failed; dropping the request's connection", exc_info=True)
+                await session.invalidate()
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

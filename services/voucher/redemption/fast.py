@@ -6,11 +6,13 @@ enrolled provider, a new order reference, a period already open, no expired hold
 first. This module does exactly that case in five statements on the request's own connection
 and transaction, under the same locks in the same order (voucher → order → period usage):
 
-1. the voucher, locked, with its enterprise, programme, the provider and its enrolment;
+1. the voucher, locked, with its enterprise's USCC, its programme's terms and the provider's
+   status;
 2. the order's subsidy row, created (so locked) — a known order reference is not the case;
 3. the enterprise's period usage, locked;
-4. the voucher's balances, the two accounts the capture pays through, and the expired holds
-   still counted in the period (read after the locks, so current);
+4. read after every lock, so current: the voucher's balances, the two accounts the capture pays
+   through, the expired holds still counted in the period, the provider's enrolment, both
+   parties' related parties, and whether the voucher has an expired hold to release;
 5. everything written at once: order and usage counters, the redemption, both journals with
    their postings and balance moves, the outbox events, and the voucher's status if it settles.
 
@@ -32,7 +34,7 @@ import psycopg
 from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from services.voucher import metrics
 from services.voucher.actor import Actor
@@ -62,14 +64,8 @@ HELD = RedemptionStatus.HELD.value
 _CONTEXT = """
 SELECT v.id, v.programme_id, v.enterprise_id, v.kind, v.unit, v.face_value, v.status, v.valid_from,
        v.expires_at, v.available_account_id, v.held_account_id, v.used_account_id,
-       e.uscc, e.related_parties,
-       p.kind, p.mode, p.rate_table, p.tiers, p.stacking_ceiling_bps, p.enterprise_cap, p.cap_period,
-       p.cap_timezone, p.hold_ttl_seconds,
-       pr.status, pr.related_parties,
-       EXISTS (SELECT 1 FROM programme_enrolment pe
-               WHERE pe.programme_id = v.programme_id AND pe.provider_id = pr.id AND pe.withdrawn_at IS NULL),
-       EXISTS (SELECT 1 FROM redemption r
-               WHERE r.voucher_id = v.id AND r.status = %(held)s AND r.hold_expires_at <= %(now)s)
+       e.uscc, p.kind, p.mode, p.rate_table, p.tiers, p.stacking_ceiling_bps, p.enterprise_cap, p.cap_period,
+       p.cap_timezone, p.hold_ttl_seconds, pr.status
 FROM voucher v
 JOIN enterprise e ON e.id = v.enterprise_id
 JOIN programme p ON p.id = v.programme_id
@@ -98,7 +94,13 @@ SELECT (SELECT balance FROM ledger_account WHERE id = %(available)s),
        (SELECT id FROM ledger_account WHERE code = %(spent)s),
        (SELECT id FROM ledger_account WHERE code = %(payable)s),
        coalesce(sum(r.held_amount), 0)::bigint,
-       coalesce(sum(r.order_amount), 0)::bigint
+       coalesce(sum(r.order_amount), 0)::bigint,
+       EXISTS (SELECT 1 FROM programme_enrolment pe
+               WHERE pe.programme_id = %(programme)s AND pe.provider_id = %(provider)s AND pe.withdrawn_at IS NULL),
+       (SELECT related_parties FROM enterprise WHERE id = %(enterprise)s),
+       (SELECT related_parties FROM provider WHERE id = %(provider)s),
+       EXISTS (SELECT 1 FROM redemption h
+               WHERE h.voucher_id = %(voucher)s AND h.status = %(held_status)s AND h.hold_expires_at <= %(now)s)
 FROM redemption r
 WHERE r.programme_id = %(programme)s AND r.enterprise_id = %(enterprise)s AND r.period_key = %(period)s
   AND r.status = %(held_status)s AND r.hold_expires_at <= %(now)s
@@ -124,24 +126,24 @@ async def redeem(session: AsyncSession, actor: Actor, request: HoldRequest, now:
         return None
     connection = await session.connection()
     raw = (await connection.get_raw_connection()).driver_connection
-    run = _Runner(raw)
+    run = _Runner(connection, raw)
 
-    found = await run.one(_CONTEXT, {"held": HELD, "now": now, "provider": actor.provider_id, "code": code})
+    # After a wait for the voucher's lock, only the voucher's own columns are re-read: the rest
+    # of this row is what stays fixed while a programme is open (terms, USCC) or is read before
+    # the lock on the general path too (the provider's status). What can change meanwhile is
+    # read by statement 4, after every lock.
+    found = await run.one(_CONTEXT, {"provider": actor.provider_id, "code": code})
     if found is None:
         return None
     (voucher_id, programme_id, enterprise_id, voucher_kind, unit, face_value, voucher_status, valid_from,
-     expires_at, available_id, held_id, used_id, uscc, enterprise_parties,
-     programme_kind, mode, rate_table, tiers, stacking_ceiling_bps, enterprise_cap, cap_period,
-     cap_timezone, hold_ttl_seconds, provider_status, provider_parties, enrolled, expired_holds) = found
+     expires_at, available_id, held_id, used_id, uscc, programme_kind, mode, rate_table, tiers,
+     stacking_ceiling_bps, enterprise_cap, cap_period, cap_timezone, hold_ttl_seconds, provider_status) = found
     if (
         uscc != request.enterprise_uscc.strip().upper()
         or provider_status != ProviderStatus.APPROVED.value
         or mode != PayoutMode.PROVIDER_REDEMPTION.value
-        or not enrolled
-        or _party_ids(provider_parties) & _party_ids(enterprise_parties)
         or voucher_status != VoucherStatus.ACTIVE.value
         or not valid_from <= now < expires_at
-        or expired_holds
         or not _items_covered(programme_kind, rate_table, request.line_items)
     ):
         return None
@@ -157,13 +159,20 @@ async def redeem(session: AsyncSession, actor: Actor, request: HoldRequest, now:
     if usage is None:  # the period is not open yet: the general path creates it
         return None
     usage_id, subsidised, subsidised_spend = usage
-    (available, held, used, spent_id, payable_id, stale_amount, stale_spend) = await run.one(_AMOUNTS, {
+    (available, held, used, spent_id, payable_id, stale_amount, stale_spend, enrolled, enterprise_parties,
+     provider_parties, expired_holds) = await run.one(_AMOUNTS, {
         "available": available_id, "held": held_id, "used": used_id,
         "spent": ledger.programme_code(programme_id, AccountKind.PROGRAMME_SPENT),
         "payable": ledger.provider_code(provider_id, programme_id, AccountKind.PROVIDER_PAYABLE),
-        "programme": programme_id, "enterprise": enterprise_id, "period": period, "held_status": HELD, "now": now,
+        "programme": programme_id, "enterprise": enterprise_id, "provider": provider_id, "voucher": voucher_id,
+        "period": period, "held_status": HELD, "now": now,
     })
-    if spent_id is None or payable_id is None:  # the provider's first capture here opens its accounts
+    if (
+        spent_id is None or payable_id is None  # the provider's first capture here opens its accounts
+        or not enrolled
+        or _party_ids(provider_parties) & _party_ids(enterprise_parties)
+        or expired_holds  # the general path releases them first
+    ):
         return None
     computation = compute(
         items=[Item(i["category"], int(i["amount"])) for i in request.line_items],
@@ -311,7 +320,8 @@ class _Runner:
     """Statements on the driver connection (inside SQLAlchemy's transaction); a database
     error is raised as SQLAlchemy's, so it maps to the same problem as anywhere else."""
 
-    def __init__(self, raw: psycopg.AsyncConnection[Any]) -> None:
+    def __init__(self, connection: AsyncConnection, raw: psycopg.AsyncConnection[Any]) -> None:
+        self.connection = connection
         self.raw = raw
 
     async def one(self, sql: str, params: Any) -> tuple[Any, ...] | None:
@@ -327,4 +337,9 @@ class _Runner:
         try:
             await cursor.execute(sql, params)
         except psycopg.Error as exc:
-            raise DBAPIError.instance(sql, params, exc, psycopg.Error) from exc
+            # A lost connection is invalidated as SQLAlchemy does for its own statements, so the
+            # rollback that follows does not fail on it and the pool never hands it out again.
+            lost = self.raw.broken or self.raw.closed
+            if lost:
+                await self.connection.invalidate(exc)
+            raise DBAPIError.instance(sql, params, exc, psycopg.Error, connection_invalidated=lost) from exc
