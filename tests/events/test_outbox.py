@@ -94,8 +94,8 @@ async def test_a_refused_or_rolled_back_change_announces_nothing(app: Any, clien
     database: Database = app.state.database
     with pytest.raises(RuntimeError):
         async with database.unit_of_work() as session:
-            await events.emit(session, EventType.VOUCHER_ISSUED, "voucher", uuid.uuid4(),
-                              now=app.state.clock(), data={})
+            await events.emit(session, events.event_row(EventType.VOUCHER_ISSUED, "voucher", uuid.uuid4(),
+                                                        now=app.state.clock(), data={}))
             raise RuntimeError("the change fails after announcing")
     assert len(await _outbox(app)) == before
 

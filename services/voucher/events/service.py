@@ -46,7 +46,7 @@ def event_row(
     provider_id: uuid.UUID | None = None,
     dedupe_key: str | None = None,
 ) -> dict[str, Any]:
-    """The outbox row of an event (what `emit` inserts)."""
+    """The outbox row of an event, for `emit` (or a caller writing it in its own statement)."""
     ids = {"programme_id": programme_id, "enterprise_id": enterprise_id, "provider_id": provider_id}
     return {
         "id": uuid7(), "type": type.value, "occurred_at": now, **ids,
@@ -57,25 +57,10 @@ def event_row(
     }
 
 
-async def emit(
-    session: AsyncSession,
-    type: EventType,
-    resource_type: str,
-    resource_id: uuid.UUID,
-    *,
-    now: datetime,
-    data: dict[str, Any],
-    programme_id: uuid.UUID | None = None,
-    enterprise_id: uuid.UUID | None = None,
-    provider_id: uuid.UUID | None = None,
-    dedupe_key: str | None = None,
-) -> bool:
-    """Write the event in the caller's transaction. With a `dedupe_key` it is written at most
-    once ever; False when it already was."""
-    return await repository.insert_event(session, event_row(
-        type, resource_type, resource_id, now=now, data=data, programme_id=programme_id,
-        enterprise_id=enterprise_id, provider_id=provider_id, dedupe_key=dedupe_key,
-    ))
+async def emit(session: AsyncSession, row: dict[str, Any]) -> bool:
+    """Write an event (`event_row`) in the caller's transaction. With a `dedupe_key` it is
+    written at most once ever; False when it already was."""
+    return await repository.insert_event(session, row)
 
 
 def announcement(
@@ -104,7 +89,7 @@ async def announce(
     row = announcement(action, resource_type, resource_id, now=now, after=after, programme_id=programme_id,
                        enterprise_id=enterprise_id, provider_id=provider_id, voucher_id=voucher_id)
     if row is not None:
-        await repository.insert_event(session, row)
+        await emit(session, row)
 
 
 def balance_marks(
@@ -131,7 +116,7 @@ async def note_use(
     """After a capture: announce each 80 % / 100 % mark the voucher's use has reached, once."""
     for row in balance_marks(voucher_id=voucher_id, programme_id=programme_id, enterprise_id=enterprise_id,
                              face_value=face_value, used=used, unit=unit, now=now):
-        await repository.insert_event(session, row)
+        await emit(session, row)
 
 
 async def announce_expiring(database: Database, now: datetime, days: int, limit: int = 500) -> int:
@@ -141,14 +126,14 @@ async def announce_expiring(database: Database, now: datetime, days: int, limit:
         due = await repository.expiring(session, now, now + timedelta(days=days), limit)
         done = 0
         for row in due:
-            done += await emit(
-                session, EventType.VOUCHER_EXPIRING, "voucher", row["id"], now=now,
+            done += await emit(session, event_row(
+                EventType.VOUCHER_EXPIRING, "voucher", row["id"], now=now,
                 data={"expires_at": row["expires_at"].isoformat().replace("+00:00", "Z"),
                       "available": row["available"], "face_value": row["face_value"], "unit": row["unit"],
                       "days_before": days},
                 programme_id=row["programme_id"], enterprise_id=row["enterprise_id"],
                 dedupe_key=expiring_key(row["id"]),
-            )
+            ))
     return done
 
 

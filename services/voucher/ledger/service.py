@@ -217,20 +217,10 @@ def journal(
     )
 
 
-async def post(
-    session: AsyncSession,
-    *,
-    kind: str,
-    legs: Iterable[Leg],
-    now: datetime,
-    programme_id: uuid.UUID | None = None,
-    voucher_id: uuid.UUID | None = None,
-    redemption_id: uuid.UUID | None = None,
-    memo: str = "",
-) -> uuid.UUID:
-    """Write one balanced journal transaction and move the materialised balances."""
-    entry = journal(kind=kind, legs=legs, now=now, programme_id=programme_id, voucher_id=voucher_id,
-                    redemption_id=redemption_id, memo=memo)
+async def post(session: AsyncSession, **fields: Any) -> uuid.UUID:
+    """Write one balanced journal transaction (`fields` as for `journal`) and move the
+    materialised balances."""
+    entry = journal(**fields)
     await repository.insert_transaction(session, entry.transaction)
     await repository.insert_postings(session, entry.postings)
     await repository.apply_deltas(session, entry.deltas)
