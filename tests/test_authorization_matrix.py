@@ -270,3 +270,65 @@ async def test_every_operation_for_every_caller(app: Any, client: httpx.AsyncCli
             if problem:
                 problems.append(problem)
     assert not problems, f"{len(problems)} cells differ from the matrix:\n" + "\n".join(problems)
+
+
+# -- key creation and rotation by narrowed keys (issue 19, finding 1; DESIGN §8) -----------------
+
+#: Callers of the key-grant matrix: the full operator key, three narrowed operator keys, an
+#: enterprise's full key and the auditor.
+GRANT_CALLERS = ("operator", "keys_write_only", "keys_write_and_reads", "keys_self_only", "enterprise", "auditor")
+#: y 201; e 403 scope_escalation; n 403 insufficient_scope; h 404 (another principal's key).
+GRANTS: dict[str, str] = {
+    "create an operator key": "yeennn",
+    "create a provider key": "yeennn",
+    "create an auditor key with programmes:read": "yeynnn",
+    "rotate the provider's key": "yeehhn",
+    "rotate a full operator key": "yeehhn",
+    "rotate a narrow keys:write key": "yyyhhn",
+    "rotate its own key": "yyyyyn",
+}
+
+
+async def test_key_grants_by_narrowed_keys(app: Any, client: httpx.AsyncClient) -> None:
+    world: World = await build_world(app, client)
+    keys = {
+        "operator": world.operator,
+        "keys_write_only": await make_key(app, "operator", scopes=["keys:write"]),
+        "keys_write_and_reads": await make_key(app, "operator", scopes=["keys:write", "keys:read", "programmes:read"]),
+        "keys_self_only": await make_key(app, "operator", scopes=["keys:self"]),
+        "enterprise": world.enterprise_key,
+        "auditor": world.auditor,
+    }
+
+    async def key_id(secret: str) -> str:
+        return str((await client.get("/v1/me", headers=auth(secret))).json()["key_id"])
+
+    async def attempt(action: str, caller: str) -> httpx.Response:
+        headers = auth(keys[caller])
+        if action.startswith("create"):
+            body = {
+                "create an operator key": {"role": "operator", "principal_name": "minted"},
+                "create a provider key": {"role": "provider", "provider_id": world.provider["id"]},
+                "create an auditor key with programmes:read": {"role": "auditor", "principal_name": "minted",
+                                                               "scopes": ["programmes:read"]},
+            }[action]
+            return await client.post("/v1/api-keys", json={"name": "grant", **body}, headers=headers)
+        target = {
+            "rotate the provider's key": lambda: make_key(app, "provider", provider_id=world.provider["id"]),
+            "rotate a full operator key": lambda: make_key(app, "operator"),
+            "rotate a narrow keys:write key": lambda: make_key(app, "operator", scopes=["keys:write"]),
+        }.get(action)
+        victim = await key_id(await target() if target else keys[caller])
+        return await client.post(f"/v1/api-keys/{victim}/rotate", json={"grace_seconds": 60}, headers=headers)
+
+    wanted = {"y": (201, None), "e": (403, "scope_escalation"), "n": (403, "insufficient_scope"),
+              "h": (404, "not_found")}
+    problems = []
+    for action, row in GRANTS.items():
+        for caller, expected in zip(GRANT_CALLERS, row, strict=True):
+            response = await attempt(action, caller)
+            status, code = wanted[expected]
+            if response.status_code != status or (code and response.json().get("code") != code):
+                problems.append(f"{action} by {caller}: expected {expected!r}, got {response.status_code} "
+                                f"{response.text[:160]}")
+    assert not problems, "\n".join(problems)

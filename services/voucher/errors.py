@@ -164,6 +164,14 @@ class InsufficientScope(Forbidden):
     title_zh = "API 密钥缺少此操作所需的权限范围"
 
 
+class ScopeEscalation(Forbidden):
+    """A key asked to create or rotate a key with scopes it does not hold itself."""
+
+    code = "scope_escalation"
+    title = "A key may only create or rotate keys within its own scopes"
+    title_zh = "密钥只能创建或轮换不超出其自身权限范围的密钥"
+
+
 # -- idempotency -----------------------------------------------------------------------------
 
 

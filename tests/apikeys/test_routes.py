@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
-from services.voucher.apikeys.rules import ROLE_SCOPES, Role
+from services.voucher.apikeys.rules import ROLE_SCOPES, Role, Scope
 from services.voucher.tables import ApiKey
 from tests.conftest import T0
 from tests.support import assert_problem, auth, create, enterprise_payload, provider_payload
@@ -571,3 +571,95 @@ async def test_a_staff_key_with_keys_read_and_keys_self_reads_all_but_manages_on
     assert await status_of(client, other["key"]) == 200
     rotated = await client.post(f"{KEYS}/{reader['id']}/rotate", json={}, headers=me)
     assert rotated.status_code == 201, rotated.text
+
+
+# -- no escalation through key management (issue 19, finding 1; DESIGN §8) -----------------------
+
+
+async def key_count(app: Any) -> int:
+    async with app.state.database.unit_of_work(write=False) as session:
+        return len((await session.execute(select(ApiKey.id))).all())
+
+
+async def test_a_keys_write_only_key_cannot_mint_an_operator_or_tenant_key(
+    app: Any, client: httpx.AsyncClient, operator_key: str
+) -> None:
+    narrow = await issue(client, operator_key, role="operator", principal_name="desk 5", scopes=["keys:write"])
+    me = auth(narrow["key"])
+    assert_problem(await client.get("/v1/programmes", headers=me), 403, "insufficient_scope")
+    provider = await new_provider(client, operator_key)
+    before = await key_count(app)
+    for body in ({"role": "operator", "name": "e", "principal_name": "e"},
+                 {"role": "operator", "name": "e", "principal_id": narrow["principal_id"]},
+                 {"role": "provider", "name": "e", "provider_id": provider["id"]},
+                 {"role": "auditor", "name": "e", "principal_name": "a", "scopes": ["audit:read"]}):
+        problem = assert_problem(await client.post(KEYS, json=body, headers=me), 403, "scope_escalation")
+        assert "keys:write" not in problem["scopes_not_held"] and problem["scopes_not_held"]
+    assert await key_count(app) == before
+    # Within its own scopes it still works: another key-management-only key.
+    same = await issue(client, narrow["key"], role="operator", principal_name="desk 6", scopes=["keys:write"])
+    assert same["scopes"] == ["keys:write"]
+
+
+async def test_a_keys_write_only_key_cannot_rotate_a_key_with_more_reach(
+    app: Any, client: httpx.AsyncClient, operator_key: str
+) -> None:
+    narrow = await issue(client, operator_key, role="operator", principal_name="desk 7", scopes=["keys:write"])
+    provider = await new_provider(client, operator_key)
+    target = await issue(client, operator_key, role="provider", provider_id=provider["id"])
+    full_operator = await issue(client, operator_key, role="operator", principal_name="desk 8")
+    before = await key_count(app)
+    for victim in (target, full_operator):
+        rotated = await client.post(f"{KEYS}/{victim['id']}/rotate", json={"grace_seconds": 0},
+                                    headers=auth(narrow["key"]))
+        assert_problem(rotated, 403, "scope_escalation")
+        assert "key" not in rotated.json()
+        assert await status_of(client, victim["key"]) == 200
+    assert await key_count(app) == before
+    row = await api_key_row(app, target["id"])
+    assert row["revoked_at"] is None and row["expires_at"] is None
+
+
+async def test_a_narrowed_staff_key_grants_only_subsets_of_its_own_scopes(
+    client: httpx.AsyncClient, operator_key: str
+) -> None:
+    narrow = await issue(client, operator_key, role="operator", principal_name="desk 9",
+                         scopes=["keys:write", "programmes:read", "audit:read"])
+    me = auth(narrow["key"])
+    reader = await issue(client, narrow["key"], role="auditor", principal_name="reader",
+                         scopes=["programmes:read", "audit:read"])
+    assert (await client.get("/v1/programmes", headers=auth(reader["key"]))).status_code == 200
+    problem = assert_problem(
+        await client.post(KEYS, json={"role": "auditor", "name": "x", "principal_name": "x",
+                                      "scopes": ["audit:read", "audit:verify"]}, headers=me),
+        403, "scope_escalation")
+    assert problem["scopes_not_held"] == ["audit:verify"]
+    # Rotating the key it made is within its authority.
+    rotated = await client.post(f"{KEYS}/{reader['id']}/rotate", json={}, headers=me)
+    assert rotated.status_code == 201, rotated.text
+    assert rotated.json()["scopes"] == ["audit:read", "programmes:read"]
+
+
+async def test_an_operator_key_short_of_one_scope_cannot_provision_tenants(
+    client: httpx.AsyncClient, operator_key: str
+) -> None:
+    almost = sorted(s.value for s in ROLE_SCOPES[Role.OPERATOR] - {Scope.SETTLEMENTS_WRITE})
+    nearly = await issue(client, operator_key, role="operator", principal_name="desk 10", scopes=almost)
+    provider = await new_provider(client, operator_key)
+    problem = assert_problem(
+        await client.post(KEYS, json={"role": "provider", "name": "x", "provider_id": provider["id"]},
+                          headers=auth(nearly["key"])), 403, "scope_escalation")
+    assert "redemptions:write" in problem["scopes_not_held"]
+    # The full operator key provisions it.
+    await issue(client, operator_key, role="provider", provider_id=provider["id"])
+
+
+async def test_a_narrowed_tenant_key_cannot_rotate_its_full_sibling(
+    client: httpx.AsyncClient, operator_key: str
+) -> None:
+    full = await enterprise_key(client, operator_key)
+    narrow = await issue(client, operator_key, role="enterprise", enterprise_id=full["enterprise_id"],
+                         scopes=["keys:self"])
+    rotated = await client.post(f"{KEYS}/{full['id']}/rotate", json={}, headers=auth(narrow["key"]))
+    assert_problem(rotated, 403, "scope_escalation")
+    assert await status_of(client, full["key"]) == 200

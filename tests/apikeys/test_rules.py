@@ -10,8 +10,10 @@ import pytest
 from services.voucher.apikeys.rules import (
     KEY_PREFIX,
     ROLE_SCOPES,
+    TENANT_ONLY,
     Role,
     Scope,
+    grantable,
     hash_key,
     new_key,
     scopes_for,
@@ -112,3 +114,31 @@ def test_hash_key_differs_for_keys_one_character_apart() -> None:
     key, _ = new_key()
     other = key[:-1] + ("A" if key[-1] != "A" else "B")
     assert hash_key(key) != hash_key(other)
+
+
+# -- what a key may hand out (DESIGN §8: never more than it holds) -------------------------------
+
+
+def test_a_narrowed_key_may_grant_only_its_own_scopes() -> None:
+    narrow = frozenset({Scope.KEYS_WRITE})
+    assert grantable(Role.OPERATOR, narrow) == narrow
+    assert not ROLE_SCOPES[Role.OPERATOR] <= grantable(Role.OPERATOR, narrow)
+    assert not ROLE_SCOPES[Role.PROVIDER] <= grantable(Role.OPERATOR, narrow)
+
+
+def test_an_operator_key_missing_any_one_scope_cannot_hand_out_tenant_scopes() -> None:
+    for missing in ROLE_SCOPES[Role.OPERATOR]:
+        held = ROLE_SCOPES[Role.OPERATOR] - {missing}
+        assert grantable(Role.OPERATOR, held) == held, missing
+
+
+def test_a_full_operator_key_provisions_every_role() -> None:
+    full = grantable(Role.OPERATOR, ROLE_SCOPES[Role.OPERATOR])
+    for role in Role:
+        assert ROLE_SCOPES[role] <= full, role
+    assert TENANT_ONLY and not TENANT_ONLY & ROLE_SCOPES[Role.OPERATOR]
+
+
+@pytest.mark.parametrize("role", [Role.AUDITOR, Role.ENTERPRISE, Role.PROVIDER])
+def test_other_roles_never_grant_beyond_their_own_scopes(role: Role) -> None:
+    assert grantable(role, ROLE_SCOPES[role]) == ROLE_SCOPES[role]

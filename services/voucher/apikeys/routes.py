@@ -78,7 +78,7 @@ async def get_me(actor: Annotated[Actor, Depends(current_actor)]) -> Me:
     summary="Create an API key for an enterprise, provider, auditor or operator",
     status_code=201,
     response_model=ApiKeyCreated,
-    responses=responses(*AUTH_ERRORS, errors.NotFound, errors.ValidationFailed),
+    responses=responses(*AUTH_ERRORS, errors.ScopeEscalation, errors.NotFound, errors.ValidationFailed),
 )
 async def create_api_key(
     body: ApiKeyCreate,
@@ -165,7 +165,7 @@ async def revoke_api_key(
     summary="Replace an API key with a new one; the old one stops after a grace period",
     status_code=201,
     response_model=ApiKeyCreated,
-    responses=responses(*AUTH_ERRORS, errors.NotFound, errors.Conflict),
+    responses=responses(*AUTH_ERRORS, errors.ScopeEscalation, errors.NotFound, errors.Conflict),
 )
 async def rotate_api_key(
     key_id: uuid.UUID,

@@ -99,6 +99,20 @@ ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
     ),
 }
 
+#: Scopes that act as an enterprise or a provider. The office never holds them, yet provisioning
+#: tenants' keys is its job, so only a full operator key may hand them out (see `grantable`).
+TENANT_ONLY: frozenset[Scope] = frozenset(set(Scope) - ROLE_SCOPES[Role.OPERATOR])
+
+
+def grantable(role: Role, scopes: frozenset[Scope]) -> frozenset[Scope]:
+    """The scopes a key may put on a key it creates or rotates: those it holds itself; a full
+    operator key (every operator scope) also the tenant-only scopes. A narrowed key can never
+    mint or obtain a key with more reach than its own."""
+    if role is Role.OPERATOR and ROLE_SCOPES[Role.OPERATOR] <= scopes:
+        return scopes | TENANT_ONLY
+    return scopes
+
+
 KEY_PREFIX = "vk_"
 
 

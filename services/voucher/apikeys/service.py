@@ -12,16 +12,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.voucher.actor import Actor
 from services.voucher.apikeys import repository
 from services.voucher.apikeys.cache import CachedKey, announce_change
-from services.voucher.apikeys.rules import Role, Scope, hash_key, new_key, scopes_for
+from services.voucher.apikeys.rules import Role, Scope, grantable, hash_key, new_key, scopes_for
 from services.voucher.audit import service as audit
 from services.voucher.db import PageRequest
 from services.voucher.errors import (
     ApiKeyExpired,
     ApiKeyRevoked,
     Conflict,
-    InsufficientScope,
     InvalidApiKey,
     NotFound,
+    ScopeEscalation,
     ValidationFailed,
     field_error,
 )
@@ -134,6 +134,21 @@ async def _principal_for(
     return principal
 
 
+def _check_grant(actor: Actor | None, scopes: frozenset[Scope] | list[str]) -> None:
+    """A key hands out (by creation or rotation) only scopes it could use itself; the CLI and
+    jobs (no actor) are the office's root of trust."""
+    if actor is None:
+        return
+    excess = {Scope(s) for s in scopes} - grantable(actor.role, actor.scopes)
+    if excess:
+        names = ", ".join(sorted(s.value for s in excess))
+        raise ScopeEscalation(
+            f"this key does not hold {names}, so it cannot give them to another key",
+            detail_zh=f"该密钥自身不具备 {names} 权限范围，不能将其授予其他密钥",
+            scopes_not_held=sorted(s.value for s in excess),
+        )
+
+
 async def issue_key(
     session: AsyncSession,
     *,
@@ -155,6 +170,7 @@ async def issue_key(
         granted = scopes_for(role, scopes)
     except ValueError as exc:
         raise ValidationFailed([field_error("scopes", str(exc))]) from exc
+    _check_grant(created_by, granted)
     principal = await _principal_for(
         session,
         role=role,
@@ -246,12 +262,9 @@ async def rotate_key(
     """A new key with the same principal and scopes; the old one stops working after the grace
     period (at once when 0), so integrations can switch without downtime."""
     old = await _key_to_change(session, actor, key_id)
-    if Scope.KEYS_WRITE not in actor.scopes and not {Scope(x) for x in old.scopes} <= actor.scopes:
-        raise InsufficientScope(
-            "a key may only rotate keys whose scopes it holds itself: rotating would hand it a "
-            "secret with more reach than its own",
-            detail_zh="密钥只能轮换其自身所持权限范围内的密钥，否则轮换将得到一个权限更大的新密钥",
-        )
+    # Rotation hands the caller a working secret with the old key's scopes: the same authority
+    # as creating that key (another principal's key only with keys:write, by _key_to_change).
+    _check_grant(actor, old.scopes)
     if key_status(old, now) != "active":
         raise Conflict(f"key {old.prefix} is {key_status(old, now)} and cannot be rotated",
                        detail_zh=f"密钥 {old.prefix} 当前状态为 {key_status(old, now)}，不能轮换")

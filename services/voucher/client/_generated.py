@@ -12,7 +12,7 @@ from uuid import UUID
 
 from services.voucher.client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "3adc37f37d3d5eee4b6e20a58ab78024020202b1c089ddb0f4a8e6e1cc53dd1f"
+DOCUMENT_SHA256 = "1dc57ae3de63e3ad47c22e1197d1a72d5747faa4db91e5685e3a6d45ffc8fdc3"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]
