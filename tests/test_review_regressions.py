@@ -92,7 +92,7 @@ async def test_a_narrow_key_cannot_rotate_a_wider_sibling(world: World) -> None:
     me = (await world.client.get("/v1/me", headers=auth(world.enterprise_key))).json()
     refused = await world.client.post(f"/v1/api-keys/{me['key_id']}/rotate", json={},
                                       headers=auth(narrow.json()["key"]))
-    assert_problem(refused, 403, "insufficient_scope")
+    assert_problem(refused, 403, "scope_escalation")
     own = await world.client.post(f"/v1/api-keys/{narrow.json()['id']}/rotate", json={},
                                   headers=auth(narrow.json()["key"]))
     assert own.status_code == 201

@@ -653,13 +653,3 @@ async def test_an_operator_key_short_of_one_scope_cannot_provision_tenants(
     # The full operator key provisions it.
     await issue(client, operator_key, role="provider", provider_id=provider["id"])
 
-
-async def test_a_narrowed_tenant_key_cannot_rotate_its_full_sibling(
-    client: httpx.AsyncClient, operator_key: str
-) -> None:
-    full = await enterprise_key(client, operator_key)
-    narrow = await issue(client, operator_key, role="enterprise", enterprise_id=full["enterprise_id"],
-                         scopes=["keys:self"])
-    rotated = await client.post(f"{KEYS}/{full['id']}/rotate", json={}, headers=auth(narrow["key"]))
-    assert_problem(rotated, 403, "scope_escalation")
-    assert await status_of(client, full["key"]) == 200
