@@ -21,10 +21,11 @@ def recreate_database(admin_url: str, target: URL) -> str:
 
     from services.voucher.cli import alembic_config
     from services.voucher.settings import sync_database_url
+    from tests.support import drop_database
 
     admin = create_engine(sync_database_url(admin_url), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)'))
+        drop_database(conn, target.database)
         conn.execute(text(f'CREATE DATABASE "{target.database}"'))
     admin.dispose()
     rendered = target.render_as_string(hide_password=False)

@@ -27,6 +27,7 @@ from services.voucher.cli import alembic_config
 from services.voucher.clock import FrozenClock
 from services.voucher.main import create_app
 from services.voucher.settings import Settings, normalise_database_url, sync_database_url
+from tests.support import drop_database
 
 POSTGRES_URL = os.environ.get("VOUCHER_TEST_POSTGRES_URL")
 ENGINE = "postgresql" if POSTGRES_URL else "sqlite"
@@ -54,12 +55,12 @@ def template_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
         name = f"voucher_tpl_{os.getpid()}"
         admin = _pg_admin()
         with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            drop_database(conn, name)
             conn.execute(text(f'CREATE DATABASE "{name}"'))
         command.upgrade(alembic_config(_pg_url(name)), "head")
         yield name
         with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            drop_database(conn, name)
         admin.dispose()
     else:
         path = tmp_path_factory.mktemp("template") / "template.db"
@@ -94,7 +95,7 @@ class _DatabaseFactory:
             try:
                 with self.admin.connect() as conn:
                     if name:
-                        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                        drop_database(conn, name)
                     elif self.wanted.acquire(blocking=False):
                         fresh = f"voucher_t_{uuid.uuid4().hex[:16]}"
                         try:
@@ -120,7 +121,7 @@ class _DatabaseFactory:
         self.worker.join(timeout=120)
         with self.admin.connect() as conn:
             while not self.ready.empty():
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{self.ready.get()}" WITH (FORCE)'))
+                drop_database(conn, self.ready.get())
         self.admin.dispose()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import time
 import uuid
 from typing import Any
 
@@ -14,6 +15,23 @@ from services.voucher.apikeys.rules import Role
 from services.voucher.uscc import ALPHABET, check_character
 
 _counter = itertools.count(1)
+
+
+def drop_database(conn: Any, name: str) -> None:
+    """DROP DATABASE … WITH (FORCE) as the (non-superuser) test role. PostgreSQL 15 refuses it
+    while an autovacuum worker is in that database ("must be a member of the role whose process
+    is being terminated"); the worker ends within moments, so try again a few times."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import ProgrammingError
+
+    for attempt in range(20):
+        try:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            return
+        except ProgrammingError as exc:
+            if "must be a member of the role" not in str(exc) or attempt == 19:
+                raise
+            time.sleep(0.25)
 
 
 def new_uscc(region: str = "330110") -> str:

@@ -29,7 +29,7 @@ from services.voucher.settings import (
     normalise_database_url,
     sync_database_url,
 )
-from tests.support import assert_problem, auth
+from tests.support import assert_problem, auth, drop_database
 
 POSTGRES_URL = os.environ.get("VOUCHER_TEST_POSTGRES_URL")
 ROLES = ("operator", "auditor", "enterprise", "provider")
@@ -57,7 +57,7 @@ def cli_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[st
     get_settings.cache_clear()
     if POSTGRES_URL:
         with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            drop_database(conn, name)
         admin.dispose()
 
 
