@@ -177,7 +177,7 @@ def test_page_limit_default_above_max_is_refused(monkeypatch: pytest.MonkeyPatch
         ("VOUCHER_PAGE_LIMIT_MAX", "1001"),
         ("VOUCHER_DATABASE_POOL_SIZE", "0"),
         ("VOUCHER_IDEMPOTENCY_RETENTION_DAYS", "0"),
-        ("VOUCHER_IDEMPOTENCY_LOCK_SECONDS", "many"),
+        ("VOUCHER_IDEMPOTENCY_RETENTION_DAYS", "many"),
     ],
 )
 def test_out_of_range_numbers_are_refused(

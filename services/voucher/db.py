@@ -30,7 +30,10 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import SQLModel
 
+from services.voucher import driver
+from services.voucher.driver import Batch
 from services.voucher.errors import InvalidCursor
+from services.voucher.pending import take_deferred
 from services.voucher.settings import Settings
 
 NAMING_CONVENTION = {
@@ -119,9 +122,13 @@ class Database:
             kwargs.update(
                 pool_size=settings.database_pool_size,
                 max_overflow=settings.database_pool_size,
-                pool_pre_ping=True,
-                # A lock wait longer than this is a lost race (409), not a hung request.
-                connect_args={"options": "-c lock_timeout=10000 -c statement_timeout=60000"},
+                # No ping per checkout (a round trip per request): a connection that died in the
+                # pool fails its first statement, is invalidated there, and the request is told
+                # to retry (503) with nothing changed.
+                pool_pre_ping=False,
+                # A lock wait longer than this is a lost race (409), not a hung request. Times
+                # come back in UTC whatever the server's default time zone.
+                connect_args={"options": "-c lock_timeout=10000 -c statement_timeout=60000 -c TimeZone=UTC"},
             )
         self.engine: AsyncEngine = create_async_engine(settings.database_url, **kwargs)
         if self.is_sqlite:
@@ -140,8 +147,20 @@ class Database:
     @asynccontextmanager
     async def unit_of_work(self, *, write: bool = True) -> AsyncIterator[AsyncSession]:
         """A transaction of its own: commits if the block succeeds, rolls back if it raises."""
-        async with self.session(write=write) as session, session.begin():
+        async with self.session(write=write) as session:
+            await session.begin()  # now, so work tied to the transaction (on_commit) waits for it
             yield session
+            await self.commit(session)
+
+    async def commit(self, session: AsyncSession, batch: Batch | None = None) -> None:
+        """Commit `session`'s transaction: its ORM changes, the writes deferred on it (audit
+        events, the value engine's rows) and `batch` (the Idempotency-Key's answer) go with the
+        COMMIT — one round trip on PostgreSQL for all of them."""
+        await session.flush()
+        writes = take_deferred(session)
+        if batch is not None:
+            writes.extend(batch)
+        await driver.run(session, writes, commit=True)
 
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[AsyncSession]:

@@ -1,9 +1,11 @@
 """Work tied to a database transaction: queued while it is open, dropped if it (or a savepoint
 it was queued in) rolls back, taken when the outermost transaction commits.
 
-The audit trail queues its events here and writes them before the transaction (or the savepoint
-they were queued in) commits; `on_commit` runs actions just after the outermost commit (the
-metrics, the API-key cache's evictions).
+`defer` queues writes that nothing in the transaction reads back (audit events, the value
+engine's rows): `Database.commit` sends them with the COMMIT, in one round trip on
+PostgreSQL; a commit made any other way writes them just before it (the hook below).
+`on_commit` runs actions just after the outermost commit (the metrics, the API-key cache's
+evictions).
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.sql import Executable
+
+from services.voucher.driver import Batch, Params
 
 
 class TransactionQueue:
@@ -58,6 +63,57 @@ def _inside(transaction: SessionTransaction | None, ancestor: SessionTransaction
             return True
         transaction = transaction.parent
     return False
+
+
+_DEFERRED = TransactionQueue("deferred_writes")
+_SEEN = "voucher_deferred_savepoint_seen"
+
+
+def defer(session: Any, statement: Executable, params: Params) -> bool:
+    """Queue one write on the transaction open now; False when none has begun (the caller
+    writes at once then, in the transaction that begins). Queued inside a savepoint that rolls
+    back, it goes with it; nothing is written if the transaction rolls back."""
+    return _DEFERRED.add(session, (statement, params))
+
+
+def take_deferred(session: Any) -> Batch:
+    """The queued writes, as a batch (runs of one statement become one executemany)."""
+    sync: Session = getattr(session, "sync_session", session)
+    batch = Batch()
+    run: list[Params] = []
+    current: Executable | None = None
+    for statement, params in _DEFERRED.take(sync, outermost_only=False):
+        if statement is not current and run:
+            batch.add(current, run)  # type: ignore[arg-type]
+            run = []
+        current = statement
+        run.append(params)
+    if run:
+        batch.add(current, run)  # type: ignore[arg-type]
+    return batch
+
+
+@event.listens_for(Session, "before_commit")
+def _write_deferred(session: Session) -> None:
+    """A commit not made by `Database.commit` writes the queue first. Releasing a savepoint
+    writes nothing (an enclosing savepoint may still roll back). One subtlety: committing the
+    root while a savepoint is still open fires the root's hook first (the savepoint still
+    current) and then the savepoint's own — the same savepoint seen twice means the root is
+    committing it, so everything is written then, inside that savepoint, just before it is
+    released."""
+    nested = session.get_nested_transaction()
+    if nested is not None and session.info.get(_SEEN) is not nested:
+        session.info[_SEEN] = nested
+        return
+    session.info.pop(_SEEN, None)
+    for step in take_deferred(session).steps:
+        session.execute(step.statement, step.params)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_seen(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:
+        session.info.pop(_SEEN, None)
 
 
 _AFTER_COMMIT = TransactionQueue("after_commit")

@@ -60,9 +60,6 @@ class Settings(BaseSettings):
     database_echo: bool = False
     #: Idempotency records are kept at least this long (the settlement window).
     idempotency_retention_days: int = Field(default=90, ge=1, le=3650)
-    #: A request still "in progress" after this many seconds is treated as crashed
-    #: (its transaction cannot have committed) and a retry may take the key over.
-    idempotency_lock_seconds: int = Field(default=60, ge=1, le=3600)
     page_limit_default: int = Field(default=50, ge=1, le=1000)
     page_limit_max: int = Field(default=200, ge=1, le=1000)
     log_level: str = "INFO"

@@ -201,9 +201,8 @@ class ApiKey(SQLModel, table=True):
 class IdempotencyRecord(SQLModel, table=True):
     """The first answer to a request made with an Idempotency-Key.
 
-    Inserted as `in_progress` in its own committed transaction before the handler runs, then
-    completed in the SAME transaction as the handler's changes, so "value moved" and "answer
-    stored" commit together or not at all.
+    Inserted with the answer in the SAME transaction as the handler's changes, so "value moved"
+    and "answer stored" commit together or not at all (protocol: idempotency/service.py).
     """
 
     __tablename__ = "idempotency_record"

@@ -118,9 +118,12 @@ async def test_unexpected_failure_is_not_stored(app, client: httpx.AsyncClient, 
     assert third.json() == {"call": 2} and third.headers["idempotent-replayed"] == "true"
 
 
-async def test_replay_while_first_is_running_is_409_then_first_answer(
+async def test_a_replay_while_the_first_is_running_waits_for_it_and_returns_its_answer(
     app, client: httpx.AsyncClient, operator_key: str
 ) -> None:
+    """DESIGN §3 invariant 5: the second request with the key waits on the key's lock (taken in
+    the first request's own transaction) and then replays the first's answer; the handler runs
+    once."""
     entered, gate = asyncio.Event(), asyncio.Event()
     calls = itertools.count(1)
 
@@ -136,46 +139,45 @@ async def test_replay_while_first_is_running_is_409_then_first_answer(
     headers = auth(operator_key, **{"Idempotency-Key": "slow-1"})
     first = asyncio.create_task(client.post("/v1/test-slow", json={"a": 1}, headers=headers))
     await asyncio.wait_for(entered.wait(), 10)
-    concurrent = await client.post("/v1/test-slow", json={"a": 1}, headers=headers)
-    assert_problem(concurrent, 409, "idempotency_request_in_progress")
+    second = asyncio.create_task(client.post("/v1/test-slow", json={"a": 1}, headers=headers))
+    await asyncio.sleep(0.3)
+    assert not second.done()  # waiting on the first, not refused
     gate.set()
-    done = await first
+    done, replayed = await first, await second
     assert done.status_code == 201 and done.json() == {"call": 1}
-    replay = await client.post("/v1/test-slow", json={"a": 1}, headers=headers)
-    assert replay.json() == {"call": 1} and replay.headers["idempotent-replayed"] == "true"
+    assert "idempotent-replayed" not in done.headers
+    assert replayed.status_code == 201 and replayed.json() == {"call": 1}
+    assert replayed.headers["idempotent-replayed"] == "true"
     assert next(calls) == 2  # the handler ran exactly once
 
 
-async def test_a_claim_older_than_the_lock_timeout_is_taken_over_once(
-    app, client: httpx.AsyncClient, clock, operator_key: str
+async def test_a_waiting_replay_runs_afresh_when_the_first_attempt_fails(
+    app, client: httpx.AsyncClient, operator_key: str
 ) -> None:
-    """A first attempt that outlives its lock loses it: the takeover's answer is the one kept,
-    and the late first attempt is told nothing it did was kept."""
+    """The first attempt's failure left nothing under the key: the one that waited runs."""
     entered, gate = asyncio.Event(), asyncio.Event()
     calls = itertools.count(1)
 
-    async def slow() -> dict[str, int]:
+    async def first_fails() -> dict[str, int]:
         n = next(calls)
-        entered.set()
-        await gate.wait()
+        if n == 1:
+            entered.set()
+            await gate.wait()
+            raise RuntimeError("crash after waiting")
         return {"call": n}
 
-    app.add_api_route(
-        "/v1/test-stuck", slow, methods=["POST"], status_code=201, dependencies=[Depends(idempotent())]
-    )
-    headers = auth(operator_key, **{"Idempotency-Key": "stuck-1"})
-    first = asyncio.create_task(client.post("/v1/test-stuck", json={}, headers=headers))
+    app.add_api_route("/v1/test-fails", first_fails, methods=["POST"], status_code=201,
+                      dependencies=[Depends(idempotent())])
+    headers = auth(operator_key, **{"Idempotency-Key": "fails-1"})
+    first = asyncio.create_task(client.post("/v1/test-fails", json={}, headers=headers))
     await asyncio.wait_for(entered.wait(), 10)
-    clock.advance(seconds=app.state.settings.idempotency_lock_seconds + 1)
-    entered.clear()
-    second = asyncio.create_task(client.post("/v1/test-stuck", json={}, headers=headers))
-    await asyncio.wait_for(entered.wait(), 10)
+    second = asyncio.create_task(client.post("/v1/test-fails", json={}, headers=headers))
+    await asyncio.sleep(0.3)
     gate.set()
-    late, takeover = await first, await second
-    assert takeover.status_code == 201 and takeover.json() == {"call": 2}
-    assert_problem(late, 409, "concurrent_update")
-    replay = await client.post("/v1/test-stuck", json={}, headers=headers)
-    assert replay.json() == {"call": 2}
+    assert_problem(await first, 500, "internal_error")
+    ran = await second
+    assert ran.status_code == 201 and ran.json() == {"call": 2}
+    assert "idempotent-replayed" not in ran.headers
 
 
 async def test_key_is_free_again_after_retention(

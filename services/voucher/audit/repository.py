@@ -7,13 +7,12 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, event, func, insert, select, text, update
+from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session, SessionTransaction
 
+from services.voucher import pending
 from services.voucher.audit.rules import GENESIS
 from services.voucher.db import PageRequest, paginate
-from services.voucher.pending import TransactionQueue
 from services.voucher.tables import (
     AuditCheckpoint,
     AuditEvent,
@@ -31,43 +30,16 @@ T = LedgerTransaction.__table__
 SEALER_LOCK = 0x6175646974
 
 
-_QUEUED = TransactionQueue("audit_events")
 _INSERT = insert(E)  # built once: the queued events are its parameters
 
 
 async def insert_event(session: AsyncSession, values: dict[str, Any]) -> None:
-    """Queue the event on the transaction open now; every queued event is written in one
-    executemany just before the transaction commits (a redemption records four, which
-    were four round trips). One queued inside a savepoint that rolls back is dropped with it,
-    and nothing is written if the transaction rolls back."""
-    if not _QUEUED.add(session, values):  # nothing begun yet: write it in the transaction this begins
-        await session.execute(insert(E).values(**values))
-
-
-_SEEN = "voucher_audit_savepoint_seen"
-
-
-@event.listens_for(Session, "before_commit")
-def _write_queued(session: Session) -> None:
-    """Write the queue when the outermost transaction commits. Releasing a savepoint writes
-    nothing (an enclosing savepoint may still roll back). One subtlety: committing the root
-    while a savepoint is still open fires the root's hook first (the savepoint still current)
-    and then the savepoint's own — the same savepoint seen twice means the root is committing
-    it, so everything is written then, inside that savepoint, just before it is released."""
-    nested = session.get_nested_transaction()
-    if nested is not None and session.info.get(_SEEN) is not nested:
-        session.info[_SEEN] = nested
-        return
-    session.info.pop(_SEEN, None)
-    queued = _QUEUED.take(session, outermost_only=False)
-    if queued:
-        session.execute(_INSERT, queued)
-
-
-@event.listens_for(Session, "after_transaction_end")
-def _forget_seen(session: Session, transaction: SessionTransaction) -> None:
-    if transaction.parent is None:
-        session.info.pop(_SEEN, None)
+    """Queue the event on the transaction open now: it is written with the commit (one
+    executemany with the transaction's other events, in the COMMIT's round trip). One queued
+    inside a savepoint that rolls back is dropped with it, and nothing is written if the
+    transaction rolls back."""
+    if not pending.defer(session, _INSERT, values):  # nothing begun yet: write it in the one this begins
+        await session.execute(_INSERT, values)
 
 
 async def lock_sealer(session: AsyncSession) -> None:

@@ -39,6 +39,13 @@ router = APIRouter(prefix="/v1/audit", tags=["audit"])
 Reader = Annotated[Actor, Depends(require(Scope.AUDIT_READ))]
 Verifier = Annotated[Actor, Depends(require(Scope.AUDIT_VERIFY))]
 DB = Annotated[Database, Depends(get_database)]
+
+
+async def _sealed(actor: Verifier, database: DB) -> None:
+    """Seal what is committed, in transactions of its own, BEFORE the Idempotency-Key is
+    claimed: the claim opens the request's transaction (on SQLite, the database's one write
+    lock), which the sealer must not wait for."""
+    await service.seal_pending(database)
 IDEM = (errors.IdempotencyKeyReused, errors.IdempotencyRequestInProgress)
 
 
@@ -113,12 +120,11 @@ async def audit_public_key(request: Request) -> PublicKey:
     status_code=201,
     response_model=CheckpointPublic,
     responses=responses(*AUTH_ERRORS, *IDEM),
-    dependencies=[Depends(idempotent(Scope.AUDIT_VERIFY))],
+    dependencies=[Depends(_sealed), Depends(idempotent(Scope.AUDIT_VERIFY))],
 )
 async def create_audit_checkpoint(
-    request: Request, session: Session, database: DB, now: Now, actor: Verifier, response: Response
+    request: Request, session: Session, now: Now, actor: Verifier, response: Response
 ) -> CheckpointPublic:
-    await service.seal_pending(database)
     row = await service.sign_checkpoint(session, _signer(request), now)
     response.headers["Location"] = f"/v1/audit/checkpoints/{row.id}"
     return _checkpoint(row)
@@ -159,7 +165,7 @@ async def get_audit_checkpoint(checkpoint_id: uuid.UUID, session: Session, actor
     status_code=201,
     response_model=VerificationPublic,
     responses=responses(*AUTH_ERRORS, errors.CheckpointSignatureInvalid, errors.ValidationFailed, *IDEM),
-    dependencies=[Depends(idempotent(Scope.AUDIT_VERIFY))],
+    dependencies=[Depends(_sealed), Depends(idempotent(Scope.AUDIT_VERIFY))],
 )
 async def verify_audit_chain(
     body: VerificationCreate, request: Request, session: Session, database: DB, now: Now, actor: Verifier,
@@ -175,7 +181,6 @@ async def verify_audit_chain(
                 "this checkpoint was not signed by this service's current key (or was altered); "
                 "nothing can be proved from it", seq=kept.seq)
         kept_pin = service.Pin(kept.seq, kept.chain_hash)
-    await service.seal_pending(database)
     async with database.snapshot() as snapshot:
         result = await service.verify(snapshot, signer, kept_pin, check_ledger=body.check_ledger)
     row = await service.keep_verification(session, result, actor.principal_id, now)

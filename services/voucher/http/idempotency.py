@@ -28,21 +28,23 @@ KEY_HEADER_DOC = (
 
 
 async def _claim(request: Request, actor: Actor, key: str) -> None:
+    """The key is claimed first thing in the request's own transaction (protocol in
+    idempotency/service.py): a replay or a refusal here has changed nothing."""
     idempotency.check_key(key)
     settings = request.app.state.settings
     path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    unit = request.scope["state"]["unit"]
     claim = await idempotency.claim(
-        request.app.state.database,
+        unit.session,
         principal_id=actor.principal_id,
         key=key,
         method=request.method,
         path=path,
         fingerprint=idempotency.request_fingerprint(request.method, path, await request.body()),
         now=request.app.state.clock(),
-        lock_seconds=settings.idempotency_lock_seconds,
         retention_days=settings.idempotency_retention_days,
     )
-    request.scope["state"]["unit"].claim = claim
+    unit.claim = claim
     audit.IDEMPOTENCY_KEY.set(key)
 
 
@@ -70,6 +72,7 @@ def idempotent(*scopes: Scope, required: bool = False) -> Callable[..., Awaitabl
 
 async def _replay(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, idempotency.Replay)
+    request.scope["state"]["replayed"] = True  # nothing to commit: the unit of work rolls back
     stored = exc.response
     return Response(
         stored.body,

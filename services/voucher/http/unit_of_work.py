@@ -1,8 +1,9 @@
 """One unit of work per request, and the request id.
 
 A pure ASGI middleware. For writing methods it buffers the response, and commits the
-request's session only if the response is a success — after storing the idempotent answer in
-the same transaction — so a client never sees a success for a change that did not commit.
+request's session only if the response is a success — storing the idempotent answer in the
+same transaction, sent with the COMMIT — so a client never sees a success for a change that
+did not commit.
 Errors roll back and answer with problem+json; unexpected exceptions are logged with their
 traceback and answered with a 500 that says nothing about the internals.
 Reads stream through (exports must not be buffered) and their session is closed at the end.
@@ -20,6 +21,7 @@ from services.voucher import errors
 from services.voucher.audit import service as audit
 from services.voucher.clock import Clock
 from services.voucher.db import Database, is_data_error, is_integrity_error, is_transient
+from services.voucher.driver import Batch
 from services.voucher.http.language import content_language
 from services.voucher.http.problems import (
     PROBLEM_MEDIA_TYPE,
@@ -49,9 +51,9 @@ class RequestUnit:
             self._session = self.database.session(write=self.write)
         return self._session
 
-    async def commit(self) -> None:
+    async def commit(self, batch: Batch | None = None) -> None:
         if self._session is not None:
-            await self._session.commit()
+            await self.database.commit(self._session, batch)
 
     async def close(self) -> None:
         """Roll back whatever was not committed and return the connection. A rollback that
@@ -145,7 +147,6 @@ class UnitOfWorkMiddleware:
             await self.app(scope, receive, capture)
         except Exception as exc:
             await unit.close()
-            await self._release(unit)
             status, body = self._failure(exc, scope)
             await self._send(send, status, body, scope, rid)
             return
@@ -154,30 +155,25 @@ class UnitOfWorkMiddleware:
         status = int(start["status"])
         body = b"".join(chunks)
         answer = _answer(start, status, body)
-        if status < 400:
+        if status < 400 and not scope["state"].get("replayed"):
             try:
-                if unit.claim is not None:
-                    owned = await idempotency.complete(unit.session, unit.claim, answer, self.clock())
-                    if not owned:
-                        raise errors.ConcurrentUpdate(
-                            "this request outlived its Idempotency-Key lock and another attempt "
-                            "took over; nothing was changed by this one"
-                        )
-                await unit.commit()
+                await unit.commit(idempotency.completion(unit.claim, answer) if unit.claim else None)
             except Exception as exc:
                 await unit.close()
-                if not isinstance(exc, errors.ConcurrentUpdate):
-                    await self._release(unit)
                 status, body = self._failure(exc, scope)
                 await self._send(send, status, body, scope, rid)
                 return
         else:
             await unit.close()
-            if unit.claim is not None:
-                if scope["state"].get("store_error_response") and status < 500:
-                    await idempotency.store_refusal(self.database, unit.claim, answer, self.clock())
-                else:
-                    await self._release(unit)
+            if unit.claim is not None and scope["state"].get("store_error_response") and status < 500:
+                try:
+                    stored = await idempotency.store_refusal(self.database, unit.claim, answer)
+                except Exception as exc:
+                    status, body = self._failure(exc, scope)
+                    await self._send(send, status, body, scope, rid)
+                    return
+                if stored is not answer:  # another attempt answered first: that is the answer
+                    start, status, body = _replayed(stored)
         start = _with_headers(
             start,
             [rid, (b"content-length", str(len(body)).encode())],
@@ -185,14 +181,6 @@ class UnitOfWorkMiddleware:
         )
         await send(start)
         await send({"type": "http.response.body", "body": body})
-
-    async def _release(self, unit: RequestUnit) -> None:
-        if unit.claim is None:
-            return
-        try:
-            await idempotency.release(self.database, unit.claim)
-        except Exception:  # the claim then ages out after the lock timeout
-            log.exception("could not release idempotency claim %s", unit.claim.record_id)
 
     def _failure(self, exc: Exception, scope: Scope) -> tuple[int, bytes]:
         """An exception that escaped the handlers, as a problem (never a traceback)."""
@@ -234,6 +222,14 @@ class UnitOfWorkMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+def _replayed(stored: idempotency.StoredResponse) -> tuple[Message, int, bytes]:
+    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in (stored.headers or {}).items()]
+    if stored.content_type:
+        headers.append((b"content-type", stored.content_type.encode("latin-1")))
+    headers.append((b"idempotent-replayed", b"true"))
+    return {"type": "http.response.start", "status": stored.status, "headers": headers}, stored.status, stored.body
 
 
 def _answer(start: Message, status: int, body: bytes) -> idempotency.StoredResponse:

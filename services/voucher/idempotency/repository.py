@@ -1,88 +1,82 @@
-"""Every query on idempotency records."""
+"""Every query on idempotency records (protocol: idempotency/service.py)."""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import bindparam, delete, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import BigInteger, bindparam, delete, func, insert, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.voucher import driver
+from services.voucher.db import is_transient
+from services.voucher.driver import Batch
+from services.voucher.errors import IdempotencyRequestInProgress
 from services.voucher.tables import IdempotencyRecord
 
 T = IdempotencyRecord.__table__
 
-#: Built once: every write request runs these, and a statement built per call costs more
-#: Python than its round trip (the values come as parameters).
-_INSERT = {
-    name: insert(T).on_conflict_do_nothing(index_elements=["principal_id", "key"]).returning(T.c.id)
-    for name, insert in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
-}
-_COMPLETE = (
-    update(T)
-    .where(T.c.id == bindparam("record_id"), T.c.state == "in_progress", T.c.locked_at == bindparam("claimed_at"))
-    .values(state="completed", completed_at=bindparam("now", type_=T.c.completed_at.type),
-            response_status=bindparam("status", type_=T.c.response_status.type),
-            response_body=bindparam("body", type_=T.c.response_body.type),
-            response_content_type=bindparam("content_type", type_=T.c.response_content_type.type),
-            response_headers=bindparam("headers", type_=T.c.response_headers.type))
-)
+# Built once: every write request runs these (the values come as parameters).
+_LOCK = select(func.pg_advisory_xact_lock(bindparam("lock", type_=BigInteger)))
+_READ = select(
+    T.c.id, T.c.method, T.c.path, T.c.request_hash, T.c.state, T.c.response_status, T.c.response_body,
+    T.c.response_content_type, T.c.response_headers, T.c.expires_at,
+).where(T.c.principal_id == bindparam("principal_id"), T.c.key == bindparam("key"))
+_INSERT = insert(T)
+_DELETE = delete(T).where(T.c.id == bindparam("record_id"))
 
 
-async def insert_if_absent(session: AsyncSession, values: dict[str, object]) -> bool:
-    """INSERT … ON CONFLICT DO NOTHING; True if this call created the row."""
-    dialect = session.bind.dialect.name if session.bind else "sqlite"
-    return (await session.execute(_INSERT[dialect], values)).first() is not None
+@dataclass(frozen=True)
+class Record:
+    id: uuid.UUID
+    method: str
+    path: str
+    request_hash: str
+    state: str
+    response_status: int | None
+    response_body: bytes | None
+    response_content_type: str | None
+    response_headers: dict[str, str] | None
+    expires_at: datetime
 
 
-async def get_for_update(
-    session: AsyncSession, principal_id: uuid.UUID, key: str
-) -> IdempotencyRecord | None:
-    stmt = (
-        select(IdempotencyRecord)
-        .where(IdempotencyRecord.principal_id == principal_id, IdempotencyRecord.key == key)
-        .with_for_update()
-    )
-    return (await session.execute(stmt)).scalar_one_or_none()
+async def lock_and_read(session: AsyncSession, lock: int, principal_id: uuid.UUID, key: str) -> Record | None:
+    """Take the key's lock for the rest of the transaction, then read its record: one round
+    trip on PostgreSQL (the BEGIN goes with it). On SQLite the transaction's write lock is
+    the key's lock."""
+    batch = Batch()
+    if session.bind.dialect.name == "postgresql":
+        batch.add(_LOCK, {"lock": lock})
+    found = batch.add(_READ, {"principal_id": principal_id, "key": key})
+    try:
+        await driver.run(session, batch)
+    except DBAPIError as exc:
+        if is_transient(exc):  # waited longer than the lock timeout for the first attempt
+            raise IdempotencyRequestInProgress(
+                "the first request with this Idempotency-Key is still running; retry after it "
+                "finishes to get its answer",
+                detail_zh="使用该幂等键的首个请求仍在处理中，请待其完成后重试以获取其结果",
+            ) from exc
+        raise
+    row = found.first()
+    if row is None:
+        return None
+    values: list[Any] = list(row)
+    if isinstance(values[6], memoryview):
+        values[6] = bytes(values[6])
+    return Record(*values)
 
 
-async def relock(
-    session: AsyncSession,
-    record_id: uuid.UUID,
-    *,
-    old_locked_at: datetime,
-    values: dict[str, object],
-) -> bool:
-    stmt = (
-        update(T)
-        .where(T.c.id == record_id, T.c.locked_at == old_locked_at)
-        .values(**values)
-    )
-    return (await session.execute(stmt)).rowcount == 1
-
-
-async def complete(
-    session: AsyncSession,
-    record_id: uuid.UUID,
-    *,
-    locked_at: datetime,
-    values: dict[str, object],
-    now: datetime,
-) -> bool:
-    """Store the answer, but only while this request still owns the claim."""
-    params = {"record_id": record_id, "claimed_at": locked_at, "now": now, "status": values["response_status"],
-              "body": values["response_body"], "content_type": values["response_content_type"],
-              "headers": values["response_headers"]}
-    return (await session.execute(_COMPLETE, params)).rowcount == 1
-
-
-async def release(session: AsyncSession, record_id: uuid.UUID, *, locked_at: datetime) -> None:
-    stmt = delete(T).where(
-        T.c.id == record_id, T.c.state == "in_progress", T.c.locked_at == locked_at
-    )
-    await session.execute(stmt)
+def store(values: dict[str, Any], *, replaces: uuid.UUID | None) -> Batch:
+    """The statements that store an answer: a record past its retention is replaced."""
+    batch = Batch()
+    if replaces is not None:
+        batch.add(_DELETE, {"record_id": replaces})
+    batch.add(_INSERT, values)
+    return batch
 
 
 async def purge_expired(session: AsyncSession, now: datetime) -> int:

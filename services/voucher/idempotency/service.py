@@ -1,15 +1,18 @@
 """Idempotency-Key: a repeated request returns the first answer and moves value once.
 
-Protocol (per principal and key):
-1. claim — in its own committed transaction: insert the key as `in_progress`, or find the
-   earlier record. Same key, different request: refused (422). Completed: the stored answer is
-   replayed. In progress and recent: 409 (the first request is still running). In progress
-   and older than the lock timeout: the first attempt died before committing (its changes
-   and its completion commit together, so none of them exist) and this request takes over.
-2. complete — in the request's own transaction, together with the changes it made, and only
-   while the claim is still ours (a conditional update on `locked_at`).
-3. release — on a failure that should not be replayed (5xx, lost race, malformed input) the
-   claim is deleted so a retry runs afresh; nothing had committed.
+Protocol (per principal and key), all of it inside the request's own transaction:
+1. claim — first thing in the transaction: take the key's lock (a transaction-scoped advisory
+   lock on PostgreSQL; SQLite's one writer already serialises), then read the key's record.
+   None (or one past its retention): the request runs. Completed: the stored answer is
+   replayed; the same key with another path or body is refused (422). A second request with
+   the key while the first still runs waits on the lock, then finds the first's answer and
+   replays it; if the first failed, nothing of it was kept and the second runs afresh.
+2. complete — the answer is inserted in the same transaction as the changes it answers for,
+   sent with the COMMIT: both are kept or neither is.
+3. A business refusal is an answer too: its transaction rolls back whatever was begun, and the
+   refusal is stored by a transaction of its own that claims the key again — if another
+   attempt answered in between, that answer is the key's and is replayed instead.
+Failures that should not be replayed (5xx, a lost race, malformed input) store nothing.
 """
 
 from __future__ import annotations
@@ -23,21 +26,28 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.voucher.db import Database
-from services.voucher.errors import (
-    IdempotencyKeyReused,
-    IdempotencyRequestInProgress,
-    InvalidIdempotencyKey,
-)
+from services.voucher.driver import Batch
+from services.voucher.errors import IdempotencyKeyReused, InvalidIdempotencyKey
 from services.voucher.idempotency import repository
 from services.voucher.ids import uuid7
 
 MAX_KEY_LENGTH = 255
+MAX_PATH_LENGTH = 1000
 
 
 @dataclass(frozen=True)
 class Claim:
-    record_id: uuid.UUID
-    locked_at: datetime
+    """A key this transaction holds: what to store with its answer."""
+
+    principal_id: uuid.UUID
+    key: str
+    method: str
+    path: str
+    fingerprint: str
+    now: datetime
+    retention_days: int
+    #: A record past its retention, replaced by this request's answer.
+    replaces: uuid.UUID | None = None
 
 
 #: Response headers that are part of the answer and are replayed with it (a replay answers in
@@ -86,8 +96,15 @@ def request_fingerprint(method: str, path: str, body: bytes) -> str:
     return digest.hexdigest()
 
 
+def lock_key(principal_id: uuid.UUID, key: str) -> int:
+    """The key's advisory lock: 64 bits of SHA-256 (a collision only makes two unrelated
+    requests wait for each other)."""
+    digest = hashlib.sha256(principal_id.bytes + key.encode("ascii")).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
 async def claim(
-    db: Database,
+    session: AsyncSession,
     *,
     principal_id: uuid.UUID,
     key: str,
@@ -95,97 +112,65 @@ async def claim(
     path: str,
     fingerprint: str,
     now: datetime,
-    lock_seconds: int,
     retention_days: int,
 ) -> Claim:
-    """Step 1 of the protocol (module docstring). Raises Replay, 409 or 422 as it says."""
-    fresh = {
-        "method": method,
-        "path": path[:1000],
-        "request_hash": fingerprint,
-        "state": "in_progress",
-        "response_status": None,
-        "response_body": None,
-        "response_content_type": None,
-        "response_headers": None,
-        "locked_at": now,
-        "completed_at": None,
-        "expires_at": now + timedelta(days=retention_days),
-    }
-    async with db.unit_of_work(write=True) as session:
-        record_id = uuid7()
-        created = await repository.insert_if_absent(
-            session,
-            {"id": record_id, "principal_id": principal_id, "key": key, "created_at": now, **fresh},
-        )
-        if created:
-            return Claim(record_id, now)
-        record = await repository.get_for_update(session, principal_id, key)
-        if record is None:  # pragma: no cover - purged between the two statements
-            raise IdempotencyRequestInProgress("the key is being recycled; retry", detail_zh="该幂等键正在回收，请重试")
-        if record.expires_at <= now:
-            # Past its retention: the key is free again, as a brand-new request.
-            if await repository.relock(
-                session, record.id, old_locked_at=record.locked_at, values={**fresh, "created_at": now}
-            ):
-                return Claim(record.id, now)
-            raise IdempotencyRequestInProgress()
-        if record.request_hash != fingerprint:
+    """Step 1 of the protocol (module docstring), in `session`'s transaction. Raises Replay or
+    422 as it says."""
+    path = path[:MAX_PATH_LENGTH]
+    record = await repository.lock_and_read(session, lock_key(principal_id, key), principal_id, key)
+    replaces = None
+    if record is not None:
+        if record.expires_at <= now or record.state != "completed":
+            # Past its retention (or a claim left by the protocol before 0009): free again.
+            replaces = record.id
+        elif (record.method, record.path) != (method, path):
+            raise IdempotencyKeyReused(
+                f"Idempotency-Key {key!r} was first used for {record.method} {record.path}; "
+                "use a new key for a new request",
+                detail_zh=f"幂等键 {key!r} 已用于 {record.method} {record.path}；新的请求请使用新的幂等键",
+                first_used_for=f"{record.method} {record.path}",
+            )
+        elif record.request_hash != fingerprint:
             raise IdempotencyKeyReused(
                 f"Idempotency-Key {key!r} was first used for {record.method} {record.path} "
                 "with a different body; use a new key for a new request",
                 detail_zh=f"幂等键 {key!r} 首次用于 {record.method} {record.path} 时的请求体与本次不同；"
                 "新的请求请使用新的幂等键",
+                first_used_for=f"{record.method} {record.path}",
             )
-        if record.state == "completed":
+        else:
             assert record.response_status is not None
-            raise Replay(
-                StoredResponse(
-                    record.response_status,
-                    record.response_body or b"",
-                    record.response_content_type,
-                    record.response_headers,
-                )
-            )
-        if record.locked_at > now - timedelta(seconds=lock_seconds):
-            raise IdempotencyRequestInProgress(
-                f"the first request with Idempotency-Key {key!r} is still running; "
-                "retry after it finishes to get its answer",
-                detail_zh=f"使用幂等键 {key!r} 的首个请求仍在处理中，请待其完成后重试以获取其结果",
-            )
-        if await repository.relock(
-            session, record.id, old_locked_at=record.locked_at, values={"locked_at": now}
-        ):
-            return Claim(record.id, now)
-        raise IdempotencyRequestInProgress()
+            raise Replay(StoredResponse(record.response_status, record.response_body or b"",
+                                        record.response_content_type, record.response_headers))
+    return Claim(principal_id, key, method, path, fingerprint, now, retention_days, replaces)
 
 
-async def complete(session: AsyncSession, claim_: Claim, answer: StoredResponse, now: datetime) -> bool:
-    """Step 2: store the answer in the caller's transaction; False if the claim was lost."""
-    return await repository.complete(
-        session,
-        claim_.record_id,
-        locked_at=claim_.locked_at,
-        values={
-            "response_status": answer.status,
-            "response_body": answer.body,
-            "response_content_type": answer.content_type,
-            "response_headers": answer.headers or None,
-        },
-        now=now,
-    )
+def completion(claim_: Claim, answer: StoredResponse) -> Batch:
+    """Step 2: the statements that store the answer, to send with the COMMIT."""
+    now = claim_.now
+    return repository.store({
+        "id": uuid7(), "principal_id": claim_.principal_id, "key": claim_.key, "method": claim_.method,
+        "path": claim_.path, "request_hash": claim_.fingerprint, "state": "completed",
+        "response_status": answer.status, "response_body": answer.body,
+        "response_content_type": answer.content_type, "response_headers": answer.headers or None,
+        "created_at": now, "locked_at": now, "completed_at": now,
+        "expires_at": now + timedelta(days=claim_.retention_days),
+    }, replaces=claim_.replaces)
 
 
-async def store_refusal(db: Database, claim_: Claim, answer: StoredResponse, now: datetime) -> None:
-    """A final business refusal is the request's answer too; the refused change rolled back."""
-    async with db.unit_of_work(write=True) as session:
-        await complete(session, claim_, answer, now)
-
-
-async def release(db: Database, claim_: Claim) -> None:
-    """Step 3: forget the claim so a retry runs afresh."""
-    async with db.unit_of_work(write=True) as session:
-        await repository.release(session, claim_.record_id, locked_at=claim_.locked_at)
+async def store_refusal(db: Database, claim_: Claim, answer: StoredResponse) -> StoredResponse:
+    """Step 3: store a refusal in a transaction of its own (the refused one rolled back). If
+    another attempt with the key answered meanwhile, its answer is the key's: returned, and
+    nothing is stored."""
+    async with db.session(write=True) as session:
+        try:
+            again = await claim(session, principal_id=claim_.principal_id, key=claim_.key, method=claim_.method,
+                                path=claim_.path, fingerprint=claim_.fingerprint, now=claim_.now,
+                                retention_days=claim_.retention_days)
+        except Replay as replay:
+            return replay.response
+        await db.commit(session, completion(again, answer))
+        return answer
 
 
 async def purge_expired(session: AsyncSession, now: datetime) -> int:
