@@ -135,8 +135,7 @@ class Database:
             _configure_sqlite(self.engine)
         self.write_engine = self.engine.execution_options(voucher_write=True)
         #: Copied into every session's `info` (sessions read it; main.py adds the key cache).
-        self.info: dict[str, Any] = {"audit_disabled": not settings.audit_events_enabled,
-                                     "redeem_fast_path": settings.redeem_fast_path and not self.is_sqlite}
+        self.info: dict[str, Any] = {"audit_disabled": not settings.audit_events_enabled}
         info = self.info
         self._read_sessions = async_sessionmaker(self.engine, expire_on_commit=False, info=info)
         self._write_sessions = async_sessionmaker(self.write_engine, expire_on_commit=False, info=info)

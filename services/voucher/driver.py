@@ -16,20 +16,34 @@ and a connection lost on the way is invalidated as SQLAlchemy would (docs/decisi
 from __future__ import annotations
 
 import json
+import re
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import psycopg
+from psycopg import _queries as psycopg_queries
 from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb
-from sqlalchemy import JSON
+from sqlalchemy import JSON, Table, insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql import Executable, Insert
 
 Params = dict[str, Any]
+
+# psycopg caches the parsing of a query's placeholders only for queries of at most 4 KiB and 50
+# parameters (so that ORM-generated one-off statements do not fill its cache). Ours are built
+# once per shape and run on every request — a batch of writes merged into one statement is
+# longer than that — so the limits are raised (the cache stays an LRU of 128 entries).
+if hasattr(psycopg_queries, "MAX_CACHED_STATEMENT_LENGTH"):
+    psycopg_queries.MAX_CACHED_STATEMENT_LENGTH = max(psycopg_queries.MAX_CACHED_STATEMENT_LENGTH, 65536)
+if hasattr(psycopg_queries, "MAX_CACHED_STATEMENT_PARAMS"):
+    psycopg_queries.MAX_CACHED_STATEMENT_PARAMS = max(psycopg_queries.MAX_CACHED_STATEMENT_PARAMS, 1000)
 
 
 @dataclass
@@ -77,6 +91,20 @@ class _Compiled:
     returns_rows: bool
     #: Values written into the statement itself (`.values(status="held")`), sent as parameters.
     fixed: Params
+    #: For `insert_rows`: the same insert for any number of rows as ONE statement on PostgreSQL,
+    #: the rows sent as one JSON parameter (one execution and one prepared plan however many).
+    bulk_sql: str | None = None
+
+
+_BULK: dict[int, Table] = {}
+
+
+def insert_rows(table: Table) -> Insert:
+    """`insert(table)` for rows given whole as dicts; several rows in one step become one
+    statement on PostgreSQL (jsonb_populate_recordset), not one per row."""
+    statement = insert(table)
+    _BULK[id(statement)] = table
+    return statement
 
 
 _COMPILED: dict[tuple[int, str, tuple[str, ...] | None], tuple[Executable, _Compiled]] = {}
@@ -97,9 +125,18 @@ def _compile(statement: Executable, dialect: Dialect, params: Params | list[Para
     json_params = frozenset(
         name for name, bind in compiled.binds.items() if isinstance(bind.type.dialect_impl(dialect), JSON)
     )
-    returns = bool(getattr(compiled, "returning", None)) or bool(getattr(statement, "is_select", False))
+    # Only what the statement asks for: SQLAlchemy adds an implicit RETURNING of generated keys
+    # to some inserts, which nothing here reads.
+    returns = bool(getattr(statement, "returning_column_descriptions", None)) or bool(
+        getattr(statement, "is_select", False))
     fixed = {name: bind.effective_value for name, bind in compiled.binds.items() if not bind.required}
-    result = _Compiled(str(compiled), json_params, returns, fixed)
+    bulk = None
+    table = _BULK.get(id(statement))
+    if table is not None and columns:
+        names = ", ".join(f'"{c}"' for c in columns)
+        bulk = (f'INSERT INTO "{table.name}" ({names}) SELECT {names} '  # noqa: S608 - the table's own names
+                f'FROM jsonb_populate_recordset(NULL::"{table.name}", %(rows)s)')
+    result = _Compiled(str(compiled), json_params, returns, fixed, bulk)
     _COMPILED[key] = (statement, result)  # keeps the statement alive, so its id stays its own
     return result
 
@@ -114,7 +151,16 @@ def _pg_params(params: Params, compiled: _Compiled) -> Params:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, default=str, separators=(",", ":"))
+    return json.dumps(value, default=_text, separators=(",", ":"))
+
+
+def _text(value: Any) -> str:
+    """Ids as text, instants in ISO 8601 with their offset: PostgreSQL reads both back."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID | Decimal):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} cannot go into a JSON parameter")
 
 
 async def run(session: AsyncSession, batch: Batch, *, commit: bool = False) -> Batch:
@@ -125,6 +171,7 @@ async def run(session: AsyncSession, batch: Batch, *, commit: bool = False) -> B
     if not batch and commit:
         await session.commit()  # nothing to send first (and no connection taken just for it)
         return batch
+    await session.flush()  # the ORM's pending changes first, as its own statements would
     connection = await session.connection()
     if connection.dialect.name == "postgresql":
         # A savepoint still open is SQLAlchemy's to release: it commits after the batch then.
@@ -142,33 +189,51 @@ async def run(session: AsyncSession, batch: Batch, *, commit: bool = False) -> B
 async def _run_pg(connection: AsyncConnection, batch: Batch, commit: bool) -> None:
     raw: psycopg.AsyncConnection[Any] = (await connection.get_raw_connection()).driver_connection  # type: ignore[assignment]
     dialect = connection.dialect
-    cursors: list[psycopg.AsyncCursor[Any]] = []
+    # Statements whose results are read get a cursor each; the writes share one, and a run of
+    # writes goes as ONE statement (each write a data-modifying CTE of it): every statement
+    # sent costs its own turn of the event loop in psycopg's pipeline and its own executor
+    # start in PostgreSQL.
+    writer = raw.cursor()
+    cursors: list[psycopg.AsyncCursor[Any]] = [writer]
+    reading: list[tuple[Step, psycopg.AsyncCursor[Any]]] = []
+    writes: list[tuple[str, Params]] = []
     current: Step | None = None
+
+    async def send_writes() -> None:
+        if len(writes) == 1:
+            await writer.execute(writes[0][0], writes[0][1], prepare=True)
+        elif writes:
+            sql, params = _merged(writes)
+            await writer.execute(sql, params, prepare=True)
+        writes.clear()
+
     try:
         async with raw.pipeline() as pipeline:
             for step in batch.steps:
                 current = step
                 compiled = _compile(step.statement, dialect, step.params)
+                if not compiled.returns_rows:
+                    writes.extend(_write_parts(compiled, step.params))
+                    continue
+                await send_writes()
                 cursor = raw.cursor(row_factory=tuple_row)
                 cursors.append(cursor)
+                reading.append((step, cursor))
                 if isinstance(step.params, list):
-                    await cursor.executemany(
-                        compiled.sql, [_pg_params(p, compiled) for p in step.params],
-                        returning=compiled.returns_rows)
+                    await cursor.executemany(compiled.sql, [_pg_params(p, compiled) for p in step.params],
+                                             returning=True)
                 else:
-                    await cursor.execute(compiled.sql, _pg_params(step.params or {}, compiled),
-                                         prepare=True)
+                    await cursor.execute(compiled.sql, _pg_params(step.params or {}, compiled), prepare=True)
             current = None
+            await send_writes()
             if commit:
                 # As a statement, not raw.commit(): that looks at the transaction status, which
                 # the queued BEGIN has not changed yet.
-                cursor = raw.cursor()
-                cursors.append(cursor)
-                await cursor.execute(b"COMMIT")
+                await writer.execute(b"COMMIT")
             await pipeline.sync()
-            for step, cursor in zip(batch.steps, cursors, strict=False):
+            for step, cursor in reading:
                 step.rowcount = cursor.rowcount
-                step.rows = await _all_rows(cursor) if _compile(step.statement, dialect, step.params).returns_rows else []
+                step.rows = await _all_rows(cursor)
     except psycopg.Error as exc:
         lost = raw.broken or raw.closed
         if lost:
@@ -180,6 +245,36 @@ async def _run_pg(connection: AsyncConnection, batch: Batch, commit: bool) -> No
     finally:
         for cursor in cursors:
             await cursor.close()
+
+
+def _write_parts(compiled: _Compiled, params: Params | list[Params] | None) -> list[tuple[str, Params]]:
+    """A write as (SQL, parameters) statements: many rows of an `insert_rows` as one."""
+    if not isinstance(params, list):
+        return [(compiled.sql, _pg_params(params or {}, compiled))]
+    if compiled.bulk_sql and len(params) > 1 and _same_keys(params):
+        return [(compiled.bulk_sql, {"rows": Jsonb(params, dumps=_dumps)})]
+    return [(compiled.sql, _pg_params(p, compiled)) for p in params]
+
+
+_PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+
+
+def _merged(writes: list[tuple[str, Params]]) -> tuple[str, Params]:
+    """Several writes as one statement of data-modifying CTEs, their parameters renamed apart.
+
+    Each CTE runs exactly once, on the statement's snapshot; none sees another's rows, and no
+    two may change the same row (callers net their moves per row first). Foreign keys between
+    them are checked at the end of the statement, so one may insert rows another refers to."""
+    parts, merged = [], {}
+    for index, (sql, params) in enumerate(writes):
+        parts.append(f"w{index} AS ({_PLACEHOLDER.sub(lambda m, i=index: f'%(w{i}_{m.group(1)})s', sql)})")
+        merged.update({f"w{index}_{k}": v for k, v in params.items()})
+    return "WITH " + ",\n".join(parts) + "\nSELECT 1", merged
+
+
+def _same_keys(rows: list[Params]) -> bool:
+    first = rows[0].keys()
+    return all(r.keys() == first for r in rows)
 
 
 async def _all_rows(cursor: psycopg.AsyncCursor[Any]) -> list[tuple[Any, ...]]:

@@ -83,9 +83,6 @@ class Settings(BaseSettings):
     #: Writing audit events can be switched off only to measure what they cost (`make bench`);
     #: production refuses it.
     audit_events_enabled: bool = True
-    #: One-step redeem on PostgreSQL takes the few-statement path (redemption/fast.py) when the
-    #: case is the common one; false sends every redeem through the general path (to compare).
-    redeem_fast_path: bool = True
     #: Observability and protection (docs/observability.md). Logs are JSON lines unless "text".
     log_format: Literal["json", "text"] = "json"
     #: Requests per API key per fixed window, by role, in the `limits` notation ("600/minute").

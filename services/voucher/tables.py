@@ -270,13 +270,14 @@ class LedgerTransaction(SQLModel, table=True):
     __tablename__ = "ledger_transaction"
 
     id: uuid.UUID = Field(default_factory=uuid7, primary_key=True)
-    kind: str = Field(max_length=40, index=True)
-    programme_id: uuid.UUID | None = Field(default=None, index=True)
-    voucher_id: uuid.UUID | None = Field(default=None, index=True)
-    redemption_id: uuid.UUID | None = Field(default=None, index=True)
+    #: No index but the key: journals are reached through their postings (migration 0009).
+    kind: str = Field(max_length=40)
+    programme_id: uuid.UUID | None = Field(default=None)
+    voucher_id: uuid.UUID | None = Field(default=None)
+    redemption_id: uuid.UUID | None = Field(default=None)
     memo: str = Field(default="", max_length=500)
     request_id: str | None = Field(default=None, max_length=128)
-    created_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    created_at: datetime = Field(sa_type=UTCDateTime)
 
 
 class LedgerPosting(SQLModel, table=True):
@@ -379,6 +380,12 @@ class OrderSubsidy(SQLModel, table=True):
     created_at: datetime = Field(sa_type=UTCDateTime)
 
 
+_HELD = text("status = 'held'")
+_SEALED = text("seq IS NOT NULL")
+#: The predicate of the outbox's dedupe index, which `ON CONFLICT (dedupe_key)` must name too.
+DEDUPED = text("dedupe_key IS NOT NULL")
+
+
 class Redemption(SQLModel, table=True):
     __tablename__ = "redemption"
     __table_args__ = (
@@ -393,11 +400,20 @@ class Redemption(SQLModel, table=True):
         # by a unique constraint: a voided hold must not block the order forever.
         Index("ix_redemption_provider_id_order_reference", "provider_id", "order_reference"),
         Index("ix_redemption_provider_id_id", "provider_id", "id"),
+        # Live holds only (status 'held'): the checks for holds past their TTL read these,
+        # never the history (migration 0009; docs/decisions.md, "Indexes on the value path").
+        Index("ix_redemption_live_hold_expires_at", "hold_expires_at", postgresql_where=_HELD, sqlite_where=_HELD),
+        Index("ix_redemption_live_voucher_id", "voucher_id", postgresql_where=_HELD, sqlite_where=_HELD),
+        Index("ix_redemption_live_enterprise_id_period_key", "enterprise_id", "period_key",
+              postgresql_where=_HELD, sqlite_where=_HELD),
+        # A settlement's captures: one provider, one programme, a period of capture times.
+        Index("ix_redemption_provider_id_programme_id_captured_at", "provider_id", "programme_id", "captured_at",
+              postgresql_where=text("captured_at IS NOT NULL"), sqlite_where=text("captured_at IS NOT NULL")),
     )
 
     id: uuid.UUID = Field(default_factory=uuid7, primary_key=True)
     voucher_id: uuid.UUID = Field(foreign_key="voucher.id", index=True)
-    programme_id: uuid.UUID = Field(foreign_key="programme.id", index=True)
+    programme_id: uuid.UUID = Field(foreign_key="programme.id")
     enterprise_id: uuid.UUID = Field(foreign_key="enterprise.id", index=True)
     provider_id: uuid.UUID = Field(foreign_key="provider.id")
     order_reference: str = Field(max_length=128)
@@ -410,7 +426,7 @@ class Redemption(SQLModel, table=True):
     captured_amount: int = Field(default=0, sa_type=BigInteger)
     refunded_amount: int = Field(default=0, sa_type=BigInteger)
     period_key: str = Field(max_length=16)
-    hold_expires_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    hold_expires_at: datetime = Field(sa_type=UTCDateTime)
     created_at: datetime = Field(sa_type=UTCDateTime)
     captured_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     voided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -720,28 +736,34 @@ class AuditEvent(SQLModel, table=True):
         Index("ix_audit_event_resource", "resource_type", "resource_id"),
         Index("ix_audit_event_unsealed", "id", postgresql_where=text("seq IS NULL"),
               sqlite_where=text("seq IS NULL")),
+        # Entries only where set: an event gets its seq when sealed; only ledger.posted names a journal.
+        Index("uq_audit_event_seq", "seq", unique=True, postgresql_where=_SEALED, sqlite_where=_SEALED),
+        Index("uq_audit_event_journal_id", "journal_id", unique=True,
+              postgresql_where=text("journal_id IS NOT NULL"), sqlite_where=text("journal_id IS NOT NULL")),
+        Index("ix_audit_event_voucher_id", "voucher_id",
+              postgresql_where=text("voucher_id IS NOT NULL"), sqlite_where=text("voucher_id IS NOT NULL")),
     )
 
     id: uuid.UUID = Field(default_factory=uuid7, primary_key=True)
-    occurred_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    occurred_at: datetime = Field(sa_type=UTCDateTime)
     actor_principal_id: uuid.UUID | None = Field(default=None)
     actor_role: str = Field(max_length=16)
     actor_key_id: uuid.UUID | None = Field(default=None)
-    action: str = Field(max_length=64, index=True)
+    action: str = Field(max_length=64)
     resource_type: str = Field(max_length=32)
     resource_id: uuid.UUID
-    programme_id: uuid.UUID | None = Field(default=None, index=True)
-    enterprise_id: uuid.UUID | None = Field(default=None, index=True)
-    provider_id: uuid.UUID | None = Field(default=None, index=True)
-    voucher_id: uuid.UUID | None = Field(default=None, index=True)
+    programme_id: uuid.UUID | None = Field(default=None)
+    enterprise_id: uuid.UUID | None = Field(default=None)
+    provider_id: uuid.UUID | None = Field(default=None)
+    voucher_id: uuid.UUID | None = Field(default=None)
     before: dict[str, Any] | None = Field(default=None, sa_type=JSONType)
     after: dict[str, Any] | None = Field(default=None, sa_type=JSONType)
     request_id: str | None = Field(default=None, max_length=128)
     idempotency_key: str | None = Field(default=None, max_length=255)
     rule_version: int | None = Field(default=None)
     #: The ledger journal transaction this event accounts for (`ledger.posted` events only).
-    journal_id: uuid.UUID | None = Field(default=None, unique=True)
-    seq: int | None = Field(default=None, sa_type=BigInteger, unique=True)
+    journal_id: uuid.UUID | None = Field(default=None)
+    seq: int | None = Field(default=None, sa_type=BigInteger)
     chain_hash: str | None = Field(default=None, max_length=64)
 
 
@@ -815,9 +837,17 @@ class OutboxEvent(SQLModel, table=True):
         CheckConstraint("seq IS NULL OR seq > 0", name="seq_positive"),
         Index("ix_outbox_event_unpublished", "id", postgresql_where=text("seq IS NULL"),
               sqlite_where=text("seq IS NULL")),
-        Index("ix_outbox_event_enterprise_seq", "enterprise_id", "seq"),
-        Index("ix_outbox_event_provider_seq", "provider_id", "seq"),
+        # Subscribers page on seq: entries once published (migration 0009).
+        Index("ix_outbox_event_enterprise_seq", "enterprise_id", "seq",
+              postgresql_where=text("seq IS NOT NULL AND enterprise_id IS NOT NULL"),
+              sqlite_where=text("seq IS NOT NULL AND enterprise_id IS NOT NULL")),
+        Index("ix_outbox_event_provider_seq", "provider_id", "seq",
+              postgresql_where=text("seq IS NOT NULL AND provider_id IS NOT NULL"),
+              sqlite_where=text("seq IS NOT NULL AND provider_id IS NOT NULL")),
         Index("ix_outbox_event_resource", "resource_id", "type"),
+        Index("uq_outbox_event_seq", "seq", unique=True, postgresql_where=_SEALED, sqlite_where=_SEALED),
+        Index("uq_outbox_event_dedupe_key", "dedupe_key", unique=True,
+              postgresql_where=DEDUPED, sqlite_where=DEDUPED),
     )
 
     id: uuid.UUID = Field(default_factory=uuid7, primary_key=True)
@@ -829,8 +859,8 @@ class OutboxEvent(SQLModel, table=True):
     resource_type: str = Field(max_length=32)
     resource_id: uuid.UUID
     data: dict[str, Any] = Field(sa_type=JSONType)
-    dedupe_key: str | None = Field(default=None, max_length=160, unique=True)
-    seq: int | None = Field(default=None, sa_type=BigInteger, unique=True)
+    dedupe_key: str | None = Field(default=None, max_length=160)
+    seq: int | None = Field(default=None, sa_type=BigInteger)
     published_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 

@@ -59,17 +59,35 @@ async def test_truncate_is_refused(world: World, raw) -> None:
 
 
 @pytest.mark.skipif(ENGINE != "postgresql", reason="the balance trigger is PostgreSQL's")
-async def test_an_unbalanced_transaction_is_refused_at_commit(world: World, raw) -> None:
+async def test_an_unbalanced_transaction_is_refused_by_the_database(world: World, raw) -> None:
+    """One check per INSERT statement (migration 0009): a journal's postings are written in one
+    statement, and a statement that leaves any journal it touched unbalanced is refused."""
     now = datetime.now(UTC)
     tx = uuid.uuid4()
     with raw.connect() as conn:
-        account = conn.execute(text("SELECT id FROM ledger_account LIMIT 1")).scalar_one()
+        account, other = conn.execute(text("SELECT id FROM ledger_account ORDER BY id LIMIT 2")).scalars().all()
+        conn.execute(text("INSERT INTO ledger_transaction (id, kind, memo, created_at) "
+                          "VALUES (:id, 'forged', '', :now)"), {"id": tx, "now": now})
+        with pytest.raises(DBAPIError, match="does not balance"):
+            conn.execute(text("INSERT INTO ledger_posting (transaction_id, account_id, amount, unit, created_at) "
+                              "VALUES (:tx, :acc, 500, 'CNY', :now)"), {"tx": tx, "acc": account, "now": now})
+        conn.rollback()
+        # Balanced, but only by a second statement: the first is refused on its own.
+        conn.execute(text("INSERT INTO ledger_transaction (id, kind, memo, created_at) "
+                          "VALUES (:id, 'forged', '', :now)"), {"id": tx, "now": now})
+        with pytest.raises(DBAPIError, match="does not balance"):
+            for acc, amount in ((account, 500), (other, -500)):
+                conn.execute(text("INSERT INTO ledger_posting (transaction_id, account_id, amount, unit, created_at) "
+                                  "VALUES (:tx, :acc, :amount, 'CNY', :now)"),
+                             {"tx": tx, "acc": acc, "amount": amount, "now": now})
+        conn.rollback()
+        # Both legs in one statement: accepted (then rolled back, this is a test).
         conn.execute(text("INSERT INTO ledger_transaction (id, kind, memo, created_at) "
                           "VALUES (:id, 'forged', '', :now)"), {"id": tx, "now": now})
         conn.execute(text("INSERT INTO ledger_posting (transaction_id, account_id, amount, unit, created_at) "
-                          "VALUES (:tx, :acc, 500, 'CNY', :now)"), {"tx": tx, "acc": account, "now": now})
-        with pytest.raises(DBAPIError, match="does not balance"):
-            conn.commit()
+                          "VALUES (:tx, :a, 500, 'CNY', :now), (:tx, :b, -500, 'CNY', :now)"),
+                     {"tx": tx, "a": account, "b": other, "now": now})
+        conn.rollback()
 
 
 async def test_a_negative_balance_is_refused_by_the_database(world: World, raw) -> None:

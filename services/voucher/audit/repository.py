@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.voucher import pending
 from services.voucher.audit.rules import GENESIS
 from services.voucher.db import PageRequest, paginate
+from services.voucher.driver import insert_rows
 from services.voucher.tables import (
     AuditCheckpoint,
     AuditEvent,
@@ -30,7 +31,7 @@ T = LedgerTransaction.__table__
 SEALER_LOCK = 0x6175646974
 
 
-_INSERT = insert(E)  # built once: the queued events are its parameters
+_INSERT = insert_rows(E)  # built once: the queued events are its parameters
 
 
 async def insert_event(session: AsyncSession, values: dict[str, Any]) -> None:

@@ -100,7 +100,7 @@ async def file(session: AsyncSession, actor: Actor, data: dict[str, Any], now: d
             redemption.HoldRequest(voucher_code=voucher.code, enterprise_uscc=enterprise.uscc,
                                    order_reference=order_reference(invoice, data["amount_paid"]),
                                    line_items=data["line_items"]),
-            now, provider=provider, payee=Payee.ENTERPRISE, ttl=timedelta(days=HOLD_DAYS),
+            now, provider_id=provider.id, payee=Payee.ENTERPRISE, ttl=timedelta(days=HOLD_DAYS),
         )
     except OrderReferenceConflict as exc:  # another enterprise's claim of this invoice won a race
         raise InvoiceAlreadyClaimed(f"invoice {invoice} of this provider is already claimed",

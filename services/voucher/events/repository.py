@@ -10,22 +10,40 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.voucher.tables import LedgerAccount, OutboxEvent, Voucher
+from services.voucher import pending
+from services.voucher.driver import insert_rows
+from services.voucher.tables import DEDUPED, LedgerAccount, OutboxEvent, Voucher
 
 E = OutboxEvent.__table__  # type: ignore[attr-defined]
 #: pg_advisory_xact_lock key of the publisher ("outbox" in ASCII): one publisher at a time.
 PUBLISHER_LOCK = 0x6F7574626F78
 
 
+_INSERT = insert_rows(E)
+_INSERT_ONCE = {
+    name: make(E).on_conflict_do_nothing(index_elements=["dedupe_key"], index_where=DEDUPED)
+    for name, make in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
+}
+
+
 async def insert_event(session: AsyncSession, values: dict[str, Any]) -> bool:
-    """Insert; an event whose `dedupe_key` exists already is skipped (False), race-free."""
+    """Insert; an event whose `dedupe_key` exists already is skipped (False), race-free. One
+    without a dedupe key is written with the commit (nothing reads it back before)."""
     if values.get("dedupe_key") is None:
-        await session.execute(E.insert().values(**values))
+        if not pending.defer(session, _INSERT, values):
+            await session.execute(_INSERT, values)
         return True
     dialect = session.bind.dialect.name
-    statement = (pg_insert(E) if dialect == "postgresql" else sqlite_insert(E)).values(**values)
-    statement = statement.on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(E.c.id)
+    statement = _INSERT_ONCE[dialect].values(**values).returning(E.c.id)
     return (await session.execute(statement)).first() is not None
+
+
+def defer_once(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Events with a dedupe key, each written at most once ever, with the commit (for callers
+    that need not know whether it was the first time)."""
+    for row in rows:
+        if not pending.defer(session, _INSERT_ONCE[session.bind.dialect.name], row):
+            raise RuntimeError("deferred events need a transaction")
 
 
 async def lock_publisher(session: AsyncSession) -> None:

@@ -109,6 +109,11 @@ def balance_marks(
     ]
 
 
+def defer_marks(session: AsyncSession, **fields: Any) -> None:
+    """`note_use`, written with the commit (the value engine's captures)."""
+    repository.defer_once(session, balance_marks(**fields))
+
+
 async def note_use(
     session: AsyncSession, *, voucher_id: uuid.UUID, programme_id: uuid.UUID, enterprise_id: uuid.UUID,
     face_value: int, used: int, unit: str, now: datetime,

@@ -8,6 +8,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, bindparam, delete, func, insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,7 +28,15 @@ _READ = select(
     T.c.response_content_type, T.c.response_headers, T.c.expires_at,
 ).where(T.c.principal_id == bindparam("principal_id"), T.c.key == bindparam("key"))
 _INSERT = insert(T)
-_DELETE = delete(T).where(T.c.id == bindparam("record_id"))
+#: A record past its retention is replaced in place (one statement: a DELETE and an INSERT of
+#: the same key in one batch would collide on the key's unique index).
+_REPLACE = {
+    name: make(T).on_conflict_do_update(
+        index_elements=["principal_id", "key"],
+        set_={c.key: getattr(make(T).excluded, c.key) for c in T.c if c.key not in ("principal_id", "key")},
+    )
+    for name, make in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
+}
 
 
 @dataclass(frozen=True)
@@ -70,12 +80,10 @@ async def lock_and_read(session: AsyncSession, lock: int, principal_id: uuid.UUI
     return Record(*values)
 
 
-def store(values: dict[str, Any], *, replaces: uuid.UUID | None) -> Batch:
-    """The statements that store an answer: a record past its retention is replaced."""
+def store(values: dict[str, Any], *, replaces: bool, dialect: str) -> Batch:
+    """The statement that stores an answer: a record past its retention is replaced."""
     batch = Batch()
-    if replaces is not None:
-        batch.add(_DELETE, {"record_id": replaces})
-    batch.add(_INSERT, values)
+    batch.add(_REPLACE[dialect] if replaces else _INSERT, values)
     return batch
 
 

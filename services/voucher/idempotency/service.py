@@ -46,8 +46,9 @@ class Claim:
     fingerprint: str
     now: datetime
     retention_days: int
-    #: A record past its retention, replaced by this request's answer.
-    replaces: uuid.UUID | None = None
+    dialect: str
+    #: A record past its retention is replaced by this request's answer.
+    replaces: bool = False
 
 
 #: Response headers that are part of the answer and are replayed with it (a replay answers in
@@ -118,11 +119,11 @@ async def claim(
     422 as it says."""
     path = path[:MAX_PATH_LENGTH]
     record = await repository.lock_and_read(session, lock_key(principal_id, key), principal_id, key)
-    replaces = None
+    replaces = False
     if record is not None:
         if record.expires_at <= now or record.state != "completed":
             # Past its retention (or a claim left by the protocol before 0009): free again.
-            replaces = record.id
+            replaces = True
         elif (record.method, record.path) != (method, path):
             raise IdempotencyKeyReused(
                 f"Idempotency-Key {key!r} was first used for {record.method} {record.path}; "
@@ -142,7 +143,8 @@ async def claim(
             assert record.response_status is not None
             raise Replay(StoredResponse(record.response_status, record.response_body or b"",
                                         record.response_content_type, record.response_headers))
-    return Claim(principal_id, key, method, path, fingerprint, now, retention_days, replaces)
+    return Claim(principal_id, key, method, path, fingerprint, now, retention_days, session.bind.dialect.name,
+                 replaces)
 
 
 def completion(claim_: Claim, answer: StoredResponse) -> Batch:
@@ -155,7 +157,7 @@ def completion(claim_: Claim, answer: StoredResponse) -> Batch:
         "response_content_type": answer.content_type, "response_headers": answer.headers or None,
         "created_at": now, "locked_at": now, "completed_at": now,
         "expires_at": now + timedelta(days=claim_.retention_days),
-    }, replaces=claim_.replaces)
+    }, replaces=claim_.replaces, dialect=claim_.dialect)
 
 
 async def store_refusal(db: Database, claim_: Claim, answer: StoredResponse) -> StoredResponse:

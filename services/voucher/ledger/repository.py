@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.voucher.applications.rules import COMMITTED
 from services.voucher.db import IntPageRequest, encode_int_cursor
+from services.voucher.driver import Batch, insert_rows
 from services.voucher.ledger.rules import AccountKind
 from services.voucher.tables import (
     Application,
@@ -76,14 +77,8 @@ async def account_ids(session: AsyncSession, codes: Iterable[str]) -> dict[str, 
     return {code: id_ for code, id_ in found.all()}
 
 
-async def insert_transaction(session: AsyncSession, values: dict[str, Any]) -> None:
-    await session.execute(insert(T).values(**values))
-
-
-async def insert_postings(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    await session.execute(insert(P), list(rows))
-
-
+_INSERT_TRANSACTION = insert_rows(T)
+_INSERT_POSTINGS = insert_rows(P)
 _APPLY = (
     update(A)
     .where(and_(A.c.id == bindparam("account_id"), A.c.is_materialised))
@@ -91,11 +86,16 @@ _APPLY = (
 )
 
 
-async def apply_deltas(session: AsyncSession, deltas: dict[uuid.UUID, int]) -> None:
-    """Move materialised balances; the CHECK constraint refuses any that would go negative."""
-    rows = [{"account_id": k, "delta": v} for k, v in sorted(deltas.items()) if v]
-    if rows:
-        await session.execute(_APPLY, rows)
+def journal_writes(
+    batch: Batch, transactions: Sequence[dict[str, Any]], postings: Sequence[dict[str, Any]],
+    deltas: dict[uuid.UUID, int],
+) -> None:
+    """Add journal transactions, their postings and the moves of materialised balances (one
+    update per account, in id order: the fixed lock order) to `batch`. The CHECK constraint
+    refuses a balance that would go negative; unmaterialised accounts match no row."""
+    batch.add(_INSERT_TRANSACTION, list(transactions))
+    batch.add(_INSERT_POSTINGS, list(postings))
+    batch.add(_APPLY, [{"account_id": k, "delta": v} for k, v in sorted(deltas.items()) if v])
 
 
 async def balances(session: AsyncSession, ids: Iterable[uuid.UUID], *, lock: bool = False) -> dict[uuid.UUID, int]:

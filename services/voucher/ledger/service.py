@@ -18,9 +18,11 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.voucher import driver
 from services.voucher.audit import service as audit
 from services.voucher.audit.rules import journal_record
 from services.voucher.db import IntPageRequest
+from services.voucher.driver import Batch
 from services.voucher.errors import NotFound
 from services.voucher.ids import uuid7
 from services.voucher.ledger import repository
@@ -219,13 +221,27 @@ def journal(
 
 async def post(session: AsyncSession, **fields: Any) -> uuid.UUID:
     """Write one balanced journal transaction (`fields` as for `journal`) and move the
-    materialised balances."""
+    materialised balances, now (one round trip)."""
     entry = journal(**fields)
-    await repository.insert_transaction(session, entry.transaction)
-    await repository.insert_postings(session, entry.postings)
-    await repository.apply_deltas(session, entry.deltas)
-    await record_journal(session, entry)
+    batch = Batch()
+    await write(session, batch, [entry])
+    await driver.run(session, batch)
     return entry.id
+
+
+async def write(session: AsyncSession, batch: Batch, entries: Sequence[Journal], *, record: bool = True) -> None:
+    """Add the journals to `batch` (their rows, postings and balance moves, netted per account)
+    and, with `record`, record each one's audit event (the engine records them itself, in the
+    order of the changes they belong to)."""
+    deltas: dict[uuid.UUID, int] = defaultdict(int)
+    for entry in entries:
+        for account, delta in entry.deltas.items():
+            deltas[account] += delta
+    repository.journal_writes(batch, [e.transaction for e in entries],
+                              [p for e in entries for p in e.postings], dict(deltas))
+    if record:
+        for entry in entries:
+            await record_journal(session, entry)
 
 
 async def record_journal(session: AsyncSession, entry: Journal) -> None:

@@ -1,45 +1,94 @@
-"""Every query on redemptions, refunds and order subsidies. Tenant isolation lives here."""
+"""Every query on redemptions, refunds and order subsidies. Tenant isolation lives here.
+
+The value engine's statements (service.py) are built once, typed by the tables, and sent
+through services/voucher/driver.py: several per round trip on PostgreSQL. Locks are taken in
+one fixed order on every path — voucher → redemption → order subsidy → enterprise period usage
+→ accounts — each kind in sorted order, so concurrent requests queue instead of deadlocking.
+"""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Select, cast, false, func, select
+from sqlalchemy import (
+    BigInteger,
+    Select,
+    bindparam,
+    cast,
+    exists,
+    false,
+    func,
+    literal_column,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+from sqlalchemy.sql import ColumnElement
 
+from services.voucher import driver
 from services.voucher.actor import Actor
 from services.voucher.apikeys.rules import Role
 from services.voucher.db import PageRequest, paginate
+from services.voucher.driver import Batch, Step, insert_rows
 from services.voucher.ids import uuid7
-from services.voucher.redemption.rules import Payee, RedemptionStatus
-from services.voucher.tables import OrderSubsidy, Redemption, RedemptionRefund
+from services.voucher.redemption.rules import (
+    Hold,
+    Order,
+    Parties,
+    Payee,
+    RedemptionStatus,
+    Stale,
+    Terms,
+    Usage,
+    VoucherState,
+)
+from services.voucher.tables import (
+    Enterprise,
+    EnterprisePeriodUsage,
+    LedgerAccount,
+    OrderSubsidy,
+    Programme,
+    ProgrammeEnrolment,
+    Provider,
+    Redemption,
+    RedemptionRefund,
+    Voucher,
+)
 
-ORDERS = OrderSubsidy.__table__
+V, E, P, PR = Voucher.__table__, Enterprise.__table__, Programme.__table__, Provider.__table__
+EN, R, ORD, U = ProgrammeEnrolment.__table__, Redemption.__table__, OrderSubsidy.__table__, EnterprisePeriodUsage.__table__
+A, RF = LedgerAccount.__table__, RedemptionRefund.__table__
+HELD = RedemptionStatus.HELD.value
+#: `status = 'held'` written into the SQL, not bound: a prepared statement's generic plan can then
+#: use the partial indexes on live holds (migration 0009), which a parameter would not prove.
+IS_HELD = R.c.status == literal_column("'held'")
 
 
 def visible(actor: Actor) -> Select[Any]:
     """A provider sees its redemptions, an enterprise the redemptions of its vouchers."""
-    stmt = select(Redemption)
+    return select(Redemption).where(_visible_to(actor))
+
+
+def _visible_to(actor: Actor) -> ColumnElement[bool]:
     if actor.sees_everything:
-        return stmt
+        return true()
     if actor.role is Role.PROVIDER and actor.provider_id is not None:
         # A claim names the provider but is the enterprise's: the provider neither sees nor moves it.
-        return stmt.where(Redemption.provider_id == actor.provider_id, Redemption.payee == Payee.PROVIDER.value)
+        return (Redemption.provider_id == actor.provider_id) & (Redemption.payee == Payee.PROVIDER.value)
     if actor.role is Role.ENTERPRISE and actor.enterprise_id is not None:
-        return stmt.where(Redemption.enterprise_id == actor.enterprise_id)
-    return stmt.where(false())
+        return Redemption.enterprise_id == actor.enterprise_id
+    return false()
 
 
-async def get(
-    session: AsyncSession, actor: Actor, redemption_id: uuid.UUID, *, for_update: bool = False
-) -> Redemption | None:
+async def get(session: AsyncSession, actor: Actor, redemption_id: uuid.UUID) -> Redemption | None:
     stmt = visible(actor).where(Redemption.id == redemption_id)
-    if for_update:
-        stmt = stmt.with_for_update().execution_options(populate_existing=True)
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
@@ -62,119 +111,375 @@ async def list_page(
     return await paginate(session, stmt, Redemption.id, page)
 
 
-async def live_on_order(
-    session: AsyncSession, voucher_id: uuid.UUID, provider_id: uuid.UUID, order_reference: str
-) -> Redemption | None:
-    stmt = select(Redemption).where(
-        Redemption.voucher_id == voucher_id,
-        Redemption.provider_id == provider_id,
-        Redemption.order_reference == order_reference,
-        Redemption.status != RedemptionStatus.VOIDED.value,
-    )
-    return (await session.execute(stmt)).scalars().first()
-
-
-async def active_holds_of_voucher(session: AsyncSession, voucher_id: uuid.UUID) -> list[Redemption]:
-    stmt = (
-        select(Redemption)
-        .where(Redemption.voucher_id == voucher_id, Redemption.status == RedemptionStatus.HELD.value)
-        .order_by(Redemption.id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
+async def refunds_of(session: AsyncSession, redemption_id: uuid.UUID) -> list[RedemptionRefund]:
+    stmt = select(RedemptionRefund).where(RedemptionRefund.redemption_id == redemption_id).order_by(RedemptionRefund.id)
     return list((await session.execute(stmt)).scalars())
 
 
 async def expired_hold_ids(session: AsyncSession, now: datetime, limit: int) -> list[uuid.UUID]:
     stmt = (
         select(Redemption.id)
-        .where(Redemption.status == RedemptionStatus.HELD.value, Redemption.hold_expires_at <= now)
+        .where(IS_HELD, Redemption.hold_expires_at <= now)
         .order_by(Redemption.hold_expires_at)
         .limit(limit)
     )
     return list((await session.execute(stmt)).scalars())
 
 
-async def lock_order(
-    session: AsyncSession,
-    *,
-    provider_id: uuid.UUID,
-    order_reference: str,
-    enterprise_id: uuid.UUID,
-    unit: str,
-    order_amount: int,
-    now: datetime,
-) -> OrderSubsidy:
-    """The order's subsidy row, created on first use, locked. An order is usually new: the
-    insert returns the row then (ours alone until we commit); otherwise it is read locked."""
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    created = (await session.scalars(
-        insert(OrderSubsidy)
-        .values(id=uuid7(), provider_id=provider_id, order_reference=order_reference,
-                enterprise_id=enterprise_id, unit=unit, order_amount=order_amount, subsidised=0,
-                created_at=now)
-        .on_conflict_do_nothing(index_elements=["provider_id", "order_reference"])
-        .returning(OrderSubsidy)
-    )).first()
-    if created is not None:
-        return created
-    stmt = (
-        select(OrderSubsidy)
-        .where(OrderSubsidy.provider_id == provider_id, OrderSubsidy.order_reference == order_reference)
-        .with_for_update()
-        .execution_options(populate_existing=True)
+# -- the value engine: what it locks and reads -----------------------------------------------
+
+_VOUCHER_COLUMNS = (V.c.id, V.c.code, V.c.programme_id, V.c.enterprise_id, V.c.kind, V.c.unit, V.c.face_value,
+                    V.c.status, V.c.status_reason, V.c.valid_from, V.c.expires_at, V.c.available_account_id,
+                    V.c.held_account_id, V.c.used_account_id)
+_HOLD_COLUMNS = (R.c.id, R.c.voucher_id, R.c.programme_id, R.c.enterprise_id, R.c.provider_id, R.c.order_reference,
+                 R.c.order_amount, R.c.unit, R.c.status, R.c.held_amount, R.c.captured_amount, R.c.refunded_amount,
+                 R.c.period_key, R.c.hold_expires_at, R.c.payee)
+_AV, _HE, _US = aliased(A), aliased(A), aliased(A)
+
+_BY_CODE = V.c.code == bindparam("code")
+_VOUCHER_ID_BY_CODE = select(V.c.id).where(_BY_CODE).scalar_subquery()
+# Locking by code: PostgreSQL re-reads the locked row after a wait, so its columns are current.
+_LOCK_VOUCHER_BY_CODE = select(*_VOUCHER_COLUMNS).where(_BY_CODE).with_for_update()
+# Sent after the lock, so a fresh snapshot: balances (they move only under the voucher's lock),
+# the programme's terms, and what can change while the lock was awaited (the provider's status
+# and enrolment, both parties' related parties).
+_HOLD_CONTEXT = (
+    select(
+        _AV.c.balance, _HE.c.balance, _US.c.balance,
+        E.c.uscc, E.c.related_parties, PR.c.status, PR.c.related_parties,
+        exists().where(EN.c.programme_id == V.c.programme_id, EN.c.provider_id == bindparam("provider_id"),
+                       EN.c.withdrawn_at.is_(None)),
+        P.c.id, P.c.code, P.c.kind, P.c.mode, P.c.rate_table, P.c.tiers, P.c.stacking_ceiling_bps,
+        P.c.enterprise_cap, P.c.cap_period, P.c.cap_timezone, P.c.hold_ttl_seconds,
     )
-    return (await session.execute(stmt)).scalar_one()
-
-
-async def order_for(session: AsyncSession, provider_id: uuid.UUID, order_reference: str) -> OrderSubsidy:
-    stmt = (
-        select(OrderSubsidy)
-        .where(OrderSubsidy.provider_id == provider_id, OrderSubsidy.order_reference == order_reference)
-        .with_for_update()
-        .execution_options(populate_existing=True)
+    .select_from(
+        V.join(E, E.c.id == V.c.enterprise_id).join(P, P.c.id == V.c.programme_id)
+        .join(_AV, _AV.c.id == V.c.available_account_id).join(_HE, _HE.c.id == V.c.held_account_id)
+        .join(_US, _US.c.id == V.c.used_account_id)
+        .outerjoin(PR, PR.c.id == bindparam("provider_id"))
     )
-    return (await session.execute(stmt)).scalar_one()
+    .where(_BY_CODE)
+)
+_EXPIRED_HOLDS_BY_CODE = (
+    select(*_HOLD_COLUMNS)
+    .where(R.c.voucher_id == _VOUCHER_ID_BY_CODE, IS_HELD, R.c.hold_expires_at <= bindparam("now"))
+    .order_by(R.c.id)
+    .with_for_update()
+)
+_BALANCES = (
+    select(_AV.c.balance, _HE.c.balance, _US.c.balance)
+    .select_from(V.join(_AV, _AV.c.id == V.c.available_account_id).join(_HE, _HE.c.id == V.c.held_account_id)
+                 .join(_US, _US.c.id == V.c.used_account_id))
+    .where(V.c.id == bindparam("voucher_id"))
+)
 
 
-async def refunds_of(session: AsyncSession, redemption_id: uuid.UUID) -> list[RedemptionRefund]:
-    stmt = select(RedemptionRefund).where(RedemptionRefund.redemption_id == redemption_id).order_by(RedemptionRefund.id)
-    return list((await session.execute(stmt)).scalars())
+def _of_redemption(visible_only: bool) -> ColumnElement[bool]:
+    """The redemption named by `:redemption_id`, if the caller may move it (a provider: its own
+    redemptions, never a claim's)."""
+    where = R.c.id == bindparam("redemption_id")
+    if visible_only:
+        where = where & (R.c.provider_id == bindparam("provider_id")) & (R.c.payee == Payee.PROVIDER.value)
+    return where
 
 
-async def add(session: AsyncSession, *rows: Any) -> None:
-    session.add_all(rows)
-    await session.flush()
+_LOCK_VOUCHER_OF = {
+    flag: select(*_VOUCHER_COLUMNS).where(V.c.id == select(R.c.voucher_id).where(_of_redemption(flag))
+                                          .scalar_subquery()).with_for_update()
+    for flag in (True, False)
+}
+_LOCK_REDEMPTION = {flag: select(R).where(_of_redemption(flag)).with_for_update() for flag in (True, False)}
+_R_NAMES = [c.key for c in R.c]
+_HOLD_NAMES = [c.key for c in _HOLD_COLUMNS]
+_BALANCES_OF = {
+    flag: select(_AV.c.balance, _HE.c.balance, _US.c.balance)
+    .select_from(V.join(_AV, _AV.c.id == V.c.available_account_id).join(_HE, _HE.c.id == V.c.held_account_id)
+                 .join(_US, _US.c.id == V.c.used_account_id))
+    .where(V.c.id == select(R.c.voucher_id).where(_of_redemption(flag)).scalar_subquery())
+    for flag in (True, False)
+}
+
+_ORDER_KEY = (ORD.c.provider_id == bindparam("provider_id")) & (ORD.c.order_reference == bindparam("order_reference"))
+_ORDER_COLUMNS = (ORD.c.id, ORD.c.enterprise_id, ORD.c.unit, ORD.c.order_amount, ORD.c.subsidised)
+# A hold's order: created, or (known) locked — one statement either way. On a known order the
+# no-op update takes the row's lock and returns it as it stands.
+_NEW_OR_KNOWN_ORDER = {
+    name: make(ORD).values(id=bindparam("id"), provider_id=bindparam("provider_id"),
+                           order_reference=bindparam("order_reference"), enterprise_id=bindparam("enterprise_id"),
+                           unit=bindparam("unit"), order_amount=bindparam("order_amount"), subsidised=0,
+                           created_at=bindparam("now"))
+    .on_conflict_do_update(index_elements=["provider_id", "order_reference"],
+                           set_={"order_reference": make(ORD).excluded.order_reference})
+    .returning(*_ORDER_COLUMNS)
+    for name, make in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
+}
+_LOCK_ORDER = select(*_ORDER_COLUMNS).where(_ORDER_KEY).with_for_update()
+_USAGE_KEY = ((U.c.programme_id == bindparam("programme_id")) & (U.c.enterprise_id == bindparam("enterprise_id"))
+              & (U.c.period_key == bindparam("period_key")))
+_NEW_USAGE = {
+    name: make(U).values(id=bindparam("id"), programme_id=bindparam("programme_id"),
+                         enterprise_id=bindparam("enterprise_id"), period_key=bindparam("period_key"),
+                         granted=0, committed=0, subsidised=0, subsidised_spend=0).on_conflict_do_nothing(
+                             index_elements=["programme_id", "enterprise_id", "period_key"])
+    for name, make in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
+}
+_LOCK_USAGE = select(U.c.id, U.c.period_key, U.c.subsidised, U.c.subsidised_spend).where(_USAGE_KEY).with_for_update()
 
 
-async def stale_holds_on_order(
-    session: AsyncSession, provider_id: uuid.UUID, order_reference: str, now: datetime
-) -> int:
-    """Subsidy still counted on an order by holds whose TTL has passed but whose release has
-    not been posted yet (they are void when read)."""
-    stmt = select(func.coalesce(cast(func.sum(Redemption.held_amount), BigInteger), 0)).where(
-        Redemption.provider_id == provider_id,
-        Redemption.order_reference == order_reference,
-        Redemption.status == RedemptionStatus.HELD.value,
-        Redemption.hold_expires_at <= now,
-    )
-    return int((await session.execute(stmt)).scalar_one())
+def _sum(column: Any) -> Any:
+    return func.coalesce(cast(func.sum(column), BigInteger), 0)
 
 
-async def stale_holds_in_period(
-    session: AsyncSession, programme_id: uuid.UUID, enterprise_id: uuid.UUID, period_key: str, now: datetime
-) -> tuple[int, int]:
-    """(subsidy, order spend) still counted in a period by expired, unposted holds."""
-    stmt = select(
-        func.coalesce(cast(func.sum(Redemption.held_amount), BigInteger), 0),
-        func.coalesce(cast(func.sum(Redemption.order_amount), BigInteger), 0),
-    ).where(
-        Redemption.programme_id == programme_id,
-        Redemption.enterprise_id == enterprise_id,
-        Redemption.period_key == period_key,
-        Redemption.status == RedemptionStatus.HELD.value,
-        Redemption.hold_expires_at <= now,
-    )
-    amount, spend = (await session.execute(stmt)).one()
-    return int(amount), int(spend)
+def _account(n: int) -> Any:
+    return select(A.c.id).where(A.c.code == bindparam(f"code_{n}")).scalar_subquery()
+
+
+_VOID_WHEN_READ = IS_HELD & (R.c.hold_expires_at <= bindparam("now"))
+# Read after every lock, in one statement: whether the voucher already subsidises the order (its
+# holds past their TTL are void when read, and released by this very operation); what holds past
+# their TTL still count on the order and in the period (only live holds are read); the accounts
+# a capture pays through.
+_AFTER_LOCKS = select(
+    exists().where(R.c.voucher_id == bindparam("voucher_id"), R.c.provider_id == bindparam("provider_id"),
+                   R.c.order_reference == bindparam("order_reference"),
+                   R.c.status != RedemptionStatus.VOIDED.value, ~_VOID_WHEN_READ),
+    select(_sum(R.c.held_amount)).where(R.c.provider_id == bindparam("provider_id"),
+                                        R.c.order_reference == bindparam("order_reference"),
+                                        _VOID_WHEN_READ).scalar_subquery(),
+    select(_sum(R.c.held_amount)).where(R.c.programme_id == bindparam("programme_id"),
+                                        R.c.enterprise_id == bindparam("enterprise_id"),
+                                        R.c.period_key == bindparam("period_key"), _VOID_WHEN_READ).scalar_subquery(),
+    select(_sum(R.c.order_amount)).where(R.c.programme_id == bindparam("programme_id"),
+                                         R.c.enterprise_id == bindparam("enterprise_id"),
+                                         R.c.period_key == bindparam("period_key"), _VOID_WHEN_READ).scalar_subquery(),
+    _account(1), _account(2), _account(3),
+)
+_ACCOUNTS = select(_account(1), _account(2), _account(3))
+_LOCK_ACCOUNT = select(A.c.balance).where(A.c.id == bindparam("account_id")).with_for_update()
+
+
+def _dialect(session: AsyncSession) -> str:
+    return session.bind.dialect.name
+
+
+def _voucher(row: tuple[Any, ...], balances: tuple[Any, ...]) -> VoucherState:
+    return VoucherState(*row, *(int(b) for b in balances))
+
+
+async def provider_status(session: AsyncSession, provider_id: uuid.UUID) -> str | None:
+    step = (await driver.run(session, driver.one_statement(select(PR.c.status).where(PR.c.id == bindparam("id")),
+                                                          {"id": provider_id}))).steps[0]
+    return step.scalar()  # type: ignore[no-any-return]
+
+
+class HoldContext:
+    """What a new hold is decided on, read in two round trips (service.py explains when)."""
+
+    voucher: VoucherState | None
+    terms: Terms
+    parties: Parties
+    expired: list[Hold]
+
+
+async def lock_voucher_for_hold(
+    session: AsyncSession, code: str, provider_id: uuid.UUID, now: datetime
+) -> HoldContext:
+    """Round trip 1 of a hold: the voucher locked by code, then (a fresh snapshot, after the
+    lock) its balances, terms and parties, and its holds past their TTL, locked."""
+    batch = Batch()
+    locked = batch.add(_LOCK_VOUCHER_BY_CODE, {"code": code})
+    context = batch.add(_HOLD_CONTEXT, {"code": code, "provider_id": provider_id})
+    expired = batch.add(_EXPIRED_HOLDS_BY_CODE, {"code": code, "now": now})
+    await driver.run(session, batch)
+    found = HoldContext()
+    row, extra = locked.first(), context.first()
+    if row is None or extra is None:
+        found.voucher = None
+        return found
+    found.voucher = _voucher(row, extra[:3])
+    found.parties = Parties(extra[3], extra[4] or [], extra[5], extra[6] or [], bool(extra[7]))
+    found.terms = Terms(*extra[8:])
+    found.expired = [Hold(*r) for r in expired.rows]
+    return found
+
+
+class Locked:
+    """Round trip 2: orders and usage rows locked, and what the decision reads after them."""
+
+    def __init__(self) -> None:
+        self.orders: dict[tuple[uuid.UUID, str], Step] = {}
+        self.usages: dict[str, Step] = {}
+        self.after: Step | None = None
+        self.codes: tuple[str, ...] = ()
+
+    def order(self, provider_id: uuid.UUID, order_reference: str) -> Order:
+        return Order(*self.orders[(provider_id, order_reference)].rows[0])
+
+    def usage(self, period_key: str) -> Usage:
+        return Usage(*self.usages[period_key].rows[0])
+
+    def missing_usages(self) -> list[str]:
+        return [period for period, step in self.usages.items() if not step.rows]
+
+    def has_live_redemption(self) -> bool:
+        assert self.after is not None
+        return bool(self.after.rows[0][0])
+
+    def stale(self) -> Stale:
+        assert self.after is not None
+        _, on_order, in_period, spend, *_ = self.after.rows[0]
+        return Stale(int(on_order), int(in_period), int(spend))
+
+    def account_ids(self) -> dict[str, uuid.UUID]:
+        """The accounts read by code (a code with no account yet is absent)."""
+        if self.after is None:
+            return {}
+        found = self.after.rows[0][-3:]
+        return {code: id_ for code, id_ in zip(self.codes, found, strict=False) if id_ is not None}
+
+
+def _codes(codes: Sequence[str]) -> dict[str, str]:
+    padded = [*codes, *codes[-1:] * (3 - len(codes))]
+    return {"code_1": padded[0], "code_2": padded[1], "code_3": padded[2]}
+
+
+def lock_counters(
+    session: AsyncSession, batch: Batch, locked: Locked, *, orders: Sequence[tuple[uuid.UUID, str]],
+    new_order: dict[str, Any] | None, programme_id: uuid.UUID, enterprise_id: uuid.UUID, periods: Sequence[str],
+) -> None:
+    """Lock the order rows (creating the new order's) and the enterprise's usage rows, each kind
+    in sorted order. A usage row missing (a period's first use) is `open_usages`' to create."""
+    dialect = _dialect(session)
+    for provider_id, order_reference in sorted(set(orders)):
+        key = {"provider_id": provider_id, "order_reference": order_reference}
+        is_new = new_order is not None and (new_order["provider_id"], new_order["order_reference"]) == (
+            provider_id, order_reference)
+        locked.orders[(provider_id, order_reference)] = (
+            batch.add(_NEW_OR_KNOWN_ORDER[dialect], new_order) if is_new else batch.add(_LOCK_ORDER, key))
+    for period in sorted(set(periods)):
+        locked.usages[period] = batch.add(
+            _LOCK_USAGE, {"programme_id": programme_id, "enterprise_id": enterprise_id, "period_key": period})
+
+
+async def open_usages(session: AsyncSession, locked: Locked, programme_id: uuid.UUID, enterprise_id: uuid.UUID) -> None:
+    """Create and lock the usage rows `lock_counters` found missing (rare: a period's first use)."""
+    missing = locked.missing_usages()
+    if not missing:
+        return
+    batch = Batch()
+    for period in sorted(missing):
+        key = {"programme_id": programme_id, "enterprise_id": enterprise_id, "period_key": period}
+        batch.add(_NEW_USAGE[_dialect(session)], {**key, "id": uuid7()})
+        locked.usages[period] = batch.add(_LOCK_USAGE, key)
+    await driver.run(session, batch)
+
+
+def read_for_hold(
+    batch: Batch, locked: Locked, *, voucher_id: uuid.UUID, provider_id: uuid.UUID, order_reference: str,
+    programme_id: uuid.UUID, enterprise_id: uuid.UUID, period_key: str, now: datetime,
+    account_codes: Sequence[str],
+) -> None:
+    """After the locks, in one statement: `_AFTER_LOCKS`."""
+    locked.codes = tuple(account_codes)
+    locked.after = batch.add(_AFTER_LOCKS, {
+        "voucher_id": voucher_id, "provider_id": provider_id, "order_reference": order_reference,
+        "programme_id": programme_id, "enterprise_id": enterprise_id, "period_key": period_key, "now": now,
+        **_codes(account_codes)})
+
+
+def read_accounts(batch: Batch, locked: Locked, codes: Sequence[str]) -> None:
+    """Up to three accounts' ids by code (the unique index)."""
+    locked.codes = tuple(codes)
+    locked.after = batch.add(_ACCOUNTS, _codes(codes))
+
+
+class HoldLocks:
+    voucher: VoucherState | None
+    hold: Hold | None
+    #: The redemption's whole row (column -> value), for the answer.
+    row: dict[str, Any]
+
+
+async def lock_hold(session: AsyncSession, redemption_id: uuid.UUID, provider_id: uuid.UUID | None) -> HoldLocks:
+    """A redemption's voucher, then the redemption, locked; then (after the locks) the voucher's
+    balances. `provider_id`: only that provider's own redemptions (None: any, for the office's
+    and the jobs' use)."""
+    flag = provider_id is not None
+    params = {"redemption_id": redemption_id, **({"provider_id": provider_id} if flag else {})}
+    batch = Batch()
+    voucher = batch.add(_LOCK_VOUCHER_OF[flag], params)
+    hold = batch.add(_LOCK_REDEMPTION[flag], params)
+    balances = batch.add(_BALANCES_OF[flag], params)
+    await driver.run(session, batch)
+    found = HoldLocks()
+    row, balance_row, hold_row = voucher.first(), balances.first(), hold.first()
+    found.voucher = _voucher(row, balance_row) if row is not None and balance_row is not None else None
+    found.hold, found.row = None, {}
+    if hold_row is not None and found.voucher is not None:
+        found.row = dict(zip(_R_NAMES, hold_row, strict=True))
+        found.hold = Hold(**{name: found.row[name] for name in _HOLD_NAMES})
+    return found
+
+
+def lock_account(batch: Batch, account_id: uuid.UUID) -> Step:
+    return batch.add(_LOCK_ACCOUNT, {"account_id": account_id})
+
+
+async def voucher_holds(session: AsyncSession, voucher_id: uuid.UUID) -> list[Hold]:
+    """Every live hold of a (locked) voucher, locked, in id order."""
+    stmt = select(*_HOLD_COLUMNS).where(R.c.voucher_id == voucher_id, IS_HELD).order_by(
+        R.c.id).with_for_update()
+    return [Hold(*r) for r in (await driver.run(session, driver.one_statement(stmt))).steps[0].rows]
+
+
+async def balances(session: AsyncSession, voucher_id: uuid.UUID) -> tuple[int, int, int]:
+    step = (await driver.run(session, driver.one_statement(_BALANCES, {"voucher_id": voucher_id}))).steps[0]
+    available, held, used = step.rows[0]
+    return int(available), int(held), int(used)
+
+
+# -- the value engine: what it writes ------------------------------------------------------
+
+_INSERT_REDEMPTION = insert_rows(R)
+_INSERT_REFUND = insert_rows(RF)
+_SET_CAPTURED = update(R).where(R.c.id == bindparam("redemption_id")).values(
+    status=bindparam("status"), captured_amount=bindparam("captured_amount"), captured_at=bindparam("at"))
+_SET_VOIDED = update(R).where(R.c.id == bindparam("redemption_id")).values(
+    status=RedemptionStatus.VOIDED.value, voided_at=bindparam("at"), void_reason=bindparam("void_reason"))
+_SET_REFUNDED = update(R).where(R.c.id == bindparam("redemption_id")).values(
+    status=bindparam("status"), refunded_amount=bindparam("refunded_amount"))
+_ORDER_ADD = update(ORD).where(ORD.c.id == bindparam("order_id")).values(subsidised=ORD.c.subsidised + bindparam("delta"))
+_USAGE_ADD = update(U).where(U.c.id == bindparam("usage_id")).values(
+    subsidised=U.c.subsidised + bindparam("delta"), subsidised_spend=U.c.subsidised_spend + bindparam("spend"))
+_VOUCHER_STATUS = update(V).where(V.c.id == bindparam("voucher_id")).values(
+    status=bindparam("status"), status_changed_at=bindparam("at"), version=V.c.version + 1)
+
+
+def insert_redemption(batch: Batch, row: dict[str, Any]) -> None:
+    batch.add(_INSERT_REDEMPTION, row)
+
+
+def insert_refund(batch: Batch, row: dict[str, Any]) -> None:
+    batch.add(_INSERT_REFUND, row)
+
+
+def set_captured(batch: Batch, redemption_id: uuid.UUID, amount: int, at: datetime, status: str) -> None:
+    batch.add(_SET_CAPTURED, {"redemption_id": redemption_id, "captured_amount": amount, "at": at, "status": status})
+
+
+def set_voided(batch: Batch, redemption_id: uuid.UUID, reason: str, at: datetime) -> None:
+    batch.add(_SET_VOIDED, {"redemption_id": redemption_id, "void_reason": reason, "at": at})
+
+
+def set_refunded(batch: Batch, redemption_id: uuid.UUID, refunded: int, status: str) -> None:
+    batch.add(_SET_REFUNDED, {"redemption_id": redemption_id, "refunded_amount": refunded, "status": status})
+
+
+def move_counters(batch: Batch, orders: dict[uuid.UUID, int], usages: dict[uuid.UUID, tuple[int, int]]) -> None:
+    """Add to orders' subsidised totals and usage rows' (subsidised, spend), netted per row."""
+    batch.add(_ORDER_ADD, [{"order_id": k, "delta": v} for k, v in sorted(orders.items()) if v])
+    batch.add(_USAGE_ADD, [{"usage_id": k, "delta": d, "spend": s} for k, (d, s) in sorted(usages.items()) if d or s])
+
+
+def set_voucher_status(batch: Batch, voucher_id: uuid.UUID, status: str, at: datetime) -> None:
+    batch.add(_VOUCHER_STATUS, {"voucher_id": voucher_id, "status": status, "at": at})

@@ -68,7 +68,7 @@ def _request(body: HoldCreate) -> service.HoldRequest:
     dependencies=[Depends(idempotent(Scope.REDEMPTIONS_WRITE, required=True))],
 )
 async def create_hold(body: HoldCreate, session: Session, now: Now, actor: Writer, response: Response) -> RedemptionPublic:
-    redemption = await service.hold(session, actor, _request(body), now)
+    redemption = await service.hold(session, actor, _request(body), now, deferred=True)
     response.headers["Location"] = f"/v1/redemptions/{redemption.id}"
     return _public(redemption, now)
 
@@ -83,7 +83,7 @@ async def create_hold(body: HoldCreate, session: Session, now: Now, actor: Write
     dependencies=[Depends(idempotent(Scope.REDEMPTIONS_WRITE, required=True))],
 )
 async def redeem(body: HoldCreate, session: Session, now: Now, actor: Writer, response: Response) -> RedemptionPublic:
-    redemption = await service.redeem(session, actor, _request(body), now)
+    redemption = await service.redeem(session, actor, _request(body), now, deferred=True)
     response.headers["Location"] = f"/v1/redemptions/{redemption.id}"
     return _public(redemption, now)
 
@@ -100,7 +100,7 @@ async def redeem(body: HoldCreate, session: Session, now: Now, actor: Writer, re
 async def capture_hold(
     redemption_id: uuid.UUID, body: CaptureRequest, session: Session, now: Now, actor: Writer
 ) -> RedemptionPublic:
-    return _public(await service.capture(session, actor, redemption_id, body.amount, now), now)
+    return _public(await service.capture(session, actor, redemption_id, body.amount, now, deferred=True), now)
 
 
 @router.post(
@@ -114,7 +114,7 @@ async def capture_hold(
 async def void_hold(
     redemption_id: uuid.UUID, session: Session, now: Now, actor: Writer, body: VoidRequest | None = None
 ) -> RedemptionPublic:
-    return _public(await service.void(session, actor, redemption_id, now), now)
+    return _public(await service.void(session, actor, redemption_id, now, deferred=True), now)
 
 
 @router.post(
@@ -129,7 +129,7 @@ async def void_hold(
 async def refund_redemption(
     redemption_id: uuid.UUID, body: RefundCreate, session: Session, now: Now, actor: Writer
 ) -> RefundPublic:
-    row = await service.refund(session, actor, redemption_id, body.amount, body.reason, now)
+    row = await service.refund(session, actor, redemption_id, body.amount, body.reason, now, deferred=True)
     return RefundPublic.model_validate(row, from_attributes=True)
 
 

@@ -1,78 +1,52 @@
-"""Redemption use cases (provider-facing): hold, capture, void, one-step redeem, refund, and
-the hold-expiry job.
+"""The value engine: hold, capture, void, one-step redeem, refund, the hold-expiry job, and the
+holds a claim, a revocation or an expiry releases — one implementation of each.
 
-Value moves under row locks taken in one fixed order on every path —
-voucher → redemption → order subsidy → enterprise period usage → programme accounts —
-so concurrent requests serialise instead of deadlocking; on SQLite every writer already holds
-the database's write lock from BEGIN IMMEDIATE. Amounts are decided only after the locks are
-held, so two holds can never both spend the same balance.
+Every operation reads, decides, then writes:
+1. read under its locks, in as few round trips as the statements' dependencies allow
+   (services/voucher/driver.py pipelines each batch): the voucher first, then its redemption,
+   then order subsidies and usage rows, each kind in sorted order — the fixed lock order every
+   path follows, so concurrent requests queue instead of deadlocking;
+2. decide in pure code (rules.py, subsidy.py): every refusal is raised there, before anything
+   is written;
+3. write everything at once — redemption rows, journals with their postings and balance moves,
+   counters, refunds, the voucher's status, audit and outbox events — as one batch: sent with
+   the COMMIT when the caller says nothing else in the transaction reads it back (`deferred`,
+   the HTTP routes), else at once (claims, revocation, jobs).
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections import defaultdict
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.voucher import metrics
+from services.voucher import driver, metrics, pending
 from services.voucher.actor import SYSTEM, Actor
+from services.voucher.apikeys.rules import Role
 from services.voucher.audit import service as audit
 from services.voucher.db import PageRequest
-from services.voucher.errors import (
-    CaptureExceedsHold,
-    CategoryOutOfScope,
-    EnterpriseCapReached,
-    Forbidden,
-    HoldExpired,
-    HoldNotActive,
-    NotFound,
-    NothingToSubsidise,
-    OrderAlreadySubsidised,
-    OrderReferenceConflict,
-    ProviderNotApproved,
-    ProviderNotEnrolled,
-    RedemptionNotCaptured,
-    RefundExceedsCaptured,
-    RelatedParty,
-    VoucherExhausted,
-    VoucherExpired,
-    VoucherKindMismatch,
-    VoucherNotYetValid,
-    VoucherRevoked,
-    VoucherSuspended,
-    WrongPayoutMode,
-)
+from services.voucher.driver import Batch
+from services.voucher.errors import Forbidden, NotFound
 from services.voucher.events import service as outbox
 from services.voucher.ledger import service as ledger
 from services.voucher.ledger.rules import AccountKind, Leg, transfer
-from services.voucher.programmes import repository as programmes_repository
-from services.voucher.programmes.rules import (
-    CATEGORY_GROUPS_BY_KIND,
-    PayoutMode,
-    ProgrammeKind,
-    category_group,
-    period_key,
+from services.voucher.programmes.rules import period_key
+from services.voucher.redemption import repository
+from services.voucher.redemption import rules as decide
+from services.voucher.redemption.rules import (
+    RELEASE_JOURNAL,
+    Hold,
+    Payee,
+    RedemptionStatus,
+    VoidReason,
+    VoucherState,
 )
-from services.voucher.providers.rules import ProviderStatus
-from services.voucher.redemption import fast, repository
-from services.voucher.redemption.holds import release_counters, release_hold
-from services.voucher.redemption.rules import Payee, RedemptionStatus, VoidReason
-from services.voucher.redemption.subsidy import Item, compute, parse_tiers
-from services.voucher.tables import (
-    Programme,
-    Provider,
-    Redemption,
-    RedemptionRefund,
-    Voucher,
-)
-from services.voucher.vouchers import repository as vouchers_repository
-from services.voucher.vouchers import service as vouchers
-from services.voucher.vouchers.rules import VoucherStatus, effective_status, settled_status
-
-_KIND_ZH = {"compute": "算力券", "model": "模型券"}
+from services.voucher.tables import Redemption, RedemptionRefund
+from services.voucher.vouchers.rules import VoucherStatus, parse_code, settled_status
 
 
 @dataclass(frozen=True)
@@ -83,407 +57,452 @@ class HoldRequest:
     line_items: list[dict[str, Any]]
 
 
-_REFUSAL_BY_LIMIT = {
-    "rates": (NothingToSubsidise, "the line items earn no subsidy at the programme's rates",
-              "按本项目的补贴比例，这些订单明细无可补贴金额"),
-    "stacking_ceiling": (OrderAlreadySubsidised, "the order is already subsidised up to the stacking ceiling",
-                         "该订单的补贴已达叠加上限"),
-    "enterprise_cap": (EnterpriseCapReached, "the enterprise has reached its cap for this period",
-                       "该企业本期补贴已达上限"),
-    "voucher_balance": (VoucherExhausted, "the voucher has no available balance", "券余额不足，已无可用金额"),
-}
+class _Writes:
+    """What one operation writes, gathered while it is decided and sent as one batch."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self.batch = Batch()
+        self.journals: list[ledger.Journal] = []
+        self.orders: dict[uuid.UUID, int] = defaultdict(int)
+        self.usages: dict[uuid.UUID, list[int]] = defaultdict(lambda: [0, 0])
+
+    async def journal(self, voucher: VoucherState, kind: str, legs: list[Leg], now: datetime, *,
+                      redemption_id: uuid.UUID | None, memo: str) -> None:
+        entry = ledger.journal(kind=kind, legs=legs, now=now, programme_id=voucher.programme_id, voucher_id=voucher.id,
+                               redemption_id=redemption_id, memo=memo)
+        self.journals.append(entry)
+        await ledger.record_journal(self.session, entry)
+
+    def counters(self, order_id: uuid.UUID, usage_id: uuid.UUID, amount: int, spend: int) -> None:
+        self.orders[order_id] += amount
+        self.usages[usage_id][0] += amount
+        self.usages[usage_id][1] += spend
+
+    async def send(self, *, deferred: bool) -> None:
+        repository.move_counters(self.batch, dict(self.orders), {k: (d, s) for k, (d, s) in self.usages.items()})
+        await ledger.write(self.session, self.batch, self.journals, record=False)
+        if deferred:
+            for step in self.batch.steps:
+                for params in step.params if isinstance(step.params, list) else [step.params or {}]:
+                    if not pending.defer(self.session, step.statement, params):
+                        raise RuntimeError("a deferred write needs the transaction it belongs to")
+        else:
+            await driver.run(self.session, self.batch)
 
 
-def _party_ids(parties: list[dict[str, Any]]) -> set[str]:
-    return {p["party_id"] for p in parties or []}
-
-
-async def _provider_for(session: AsyncSession, actor: Actor) -> Provider:
-    if actor.provider_id is None:
-        raise Forbidden("only a provider key can redeem vouchers", detail_zh="只有服务商的密钥才能核销券")
-    provider = await session.get(Provider, actor.provider_id)
-    assert provider is not None
-    return provider
-
-
-def _check_usable(voucher: Voucher, now: datetime) -> None:
-    if now < voucher.valid_from:
-        raise VoucherNotYetValid(f"valid from {voucher.valid_from.isoformat()}", valid_from=voucher.valid_from.isoformat(),
-                                 detail_zh=f"券自 {voucher.valid_from.isoformat()} 起生效")
-    status = effective_status(VoucherStatus(voucher.status), voucher.expires_at, now)
-    if status is VoucherStatus.EXPIRED:
-        raise VoucherExpired(f"expired at {voucher.expires_at.isoformat()}", expires_at=voucher.expires_at.isoformat(),
-                             detail_zh=f"券已于 {voucher.expires_at.isoformat()} 过期")
-    if status is VoucherStatus.SUSPENDED:
-        raise VoucherSuspended(voucher.status_reason or "suspended by the programme office",
-                               detail_zh="券已被项目管理方暂停使用"
-                               + (f"，原因：{voucher.status_reason}" if voucher.status_reason else ""))
-    if status is VoucherStatus.REVOKED:
-        raise VoucherRevoked(voucher.status_reason or "revoked by the programme office",
-                             detail_zh="券已被项目管理方撤销"
-                             + (f"，原因：{voucher.status_reason}" if voucher.status_reason else ""))
-
-
-def _check_items(programme: Programme, items: list[dict[str, Any]]) -> None:
-    kind = ProgrammeKind(programme.kind)
-    for index, item in enumerate(items):
-        category = item["category"]
-        if category_group(category) not in CATEGORY_GROUPS_BY_KIND[kind]:
-            raise VoucherKindMismatch(
-                f"line item {index} ({category}) is not covered by a {kind.value} voucher",
-                detail_zh=f"第 {index} 项订单明细（{category}）不在{_KIND_ZH.get(kind.value, kind.value)}的适用范围内",
-                line_item=index,
-            )
-        if category not in programme.rate_table:
-            raise CategoryOutOfScope(
-                f"line item {index}: {category} is not subsidised by this programme "
-                f"(it covers {', '.join(sorted(programme.rate_table))})",
-                detail_zh=f"第 {index} 项订单明细：{category} 不在本项目补贴范围内"
-                f"（本项目补贴：{'、'.join(sorted(programme.rate_table))}）",
-                line_item=index,
-            )
-
-
-async def _settle_voucher_status(session: AsyncSession, voucher: Voucher, now: datetime, *,
-                                 after_capture: bool = False) -> None:
-    settles = voucher.status in (VoucherStatus.ACTIVE.value, VoucherStatus.EXHAUSTED.value)
-    if not (settles or after_capture):
-        return
-    b = (await vouchers.view(session, voucher, now)).balances
-    if after_capture:  # use only grows on capture (whatever the voucher's status since the hold):
-        # the moment to announce its 80 % / 100 % marks
-        await outbox.note_use(session, voucher_id=voucher.id, programme_id=voucher.programme_id,
-                              enterprise_id=voucher.enterprise_id, face_value=voucher.face_value,
-                              used=b.used, unit=voucher.unit, now=now)
-    if settles:
-        settled = settled_status(VoucherStatus(voucher.status), b.available, b.held)
-        if settled.value != voucher.status:
-            before, voucher.status = voucher.status, settled.value
-            voucher.status_changed_at = now
-            voucher.version += 1
-            await audit.record(session, f"voucher.{settled.value}", "voucher", voucher.id, now=now,
-                               before={"status": before}, after={"status": voucher.status},
-                               programme_id=voucher.programme_id, enterprise_id=voucher.enterprise_id,
-                               voucher_id=voucher.id)
+# -- hold and one-step redeem -----------------------------------------------------------------
 
 
 async def hold(
     session: AsyncSession, actor: Actor, request: HoldRequest, now: datetime, *,
-    provider: Provider | None = None, payee: Payee = Payee.PROVIDER, ttl: timedelta | None = None,
+    provider_id: uuid.UUID | None = None, payee: Payee = Payee.PROVIDER, ttl: timedelta | None = None,
+    deferred: bool = False,
 ) -> Redemption:
-    return (await _hold(session, actor, request, now, provider=provider, payee=payee, ttl=ttl))[0]
-
-
-async def _hold(
-    session: AsyncSession, actor: Actor, request: HoldRequest, now: datetime, *,
-    provider: Provider | None = None, payee: Payee = Payee.PROVIDER, ttl: timedelta | None = None,
-) -> tuple[Redemption, Voucher]:
     """Reserve the subsidy for one order: computed from the programme's rates and tiers, capped
     by the stacking ceiling, the enterprise's remaining cap and the voucher's balance; the held
-    amount leaves `available` at once. Every refusal moves nothing.
+    amount leaves `available` at once. Every refusal moves nothing. The voucher's own holds
+    past their TTL are released first (they are void when read).
 
-    Claims use the same path with the claim's `provider`, `payee` enterprise and a `ttl` that
-    lasts the review."""
-    provider = provider or await _provider_for(session, actor)
-    if provider.status != ProviderStatus.APPROVED.value:
-        raise ProviderNotApproved(f"provider is {provider.status}", current_status=provider.status,
-                                  detail_zh=f"服务商当前状态为 {provider.status}，尚未通过审核或已被暂停")
-    voucher, enterprise = await vouchers.voucher_and_owner(
-        session, request.voucher_code, request.enterprise_uscc, for_update=True
-    )
-    programme = await session.get(Programme, voucher.programme_id)
-    assert programme is not None
-    mode = PayoutMode.PROVIDER_REDEMPTION if payee is Payee.PROVIDER else PayoutMode.ENTERPRISE_CLAIM
-    if programme.mode != mode.value:
-        # Never both: a purchase subsidised by the provider's redemption and the SME's claim.
-        raise WrongPayoutMode(
-            f"programme {programme.code} pays out by {programme.mode}; "
-            + ("the enterprise files a claim instead" if payee is Payee.PROVIDER else "providers redeem instead"),
-            detail_zh=f"项目 {programme.code} 的兑付方式为 {programme.mode}；"
-            + ("应由企业提交补贴申领" if payee is Payee.PROVIDER else "应由服务商核销"),
-            mode=programme.mode,
-        )
-    enrolment = await programmes_repository.enrolment(session, programme.id, provider.id)
-    if enrolment is None or enrolment.withdrawn_at is not None:
-        raise ProviderNotEnrolled(f"provider is not enrolled in programme {programme.code}",
-                                  detail_zh=f"服务商未入驻项目 {programme.code}")
-    shared = _party_ids(provider.related_parties) & _party_ids(enterprise.related_parties)
-    if shared:
-        raise RelatedParty(
-            "the provider and the enterprise share a legal representative or shareholder; "
-            "related-party purchases are not subsidised",
-            detail_zh="服务商与企业存在相同的法定代表人或股东；关联方之间的采购不予补贴",
-            shared_parties=sorted(shared),
-        )
-    _check_usable(voucher, now)
-    _check_items(programme, request.line_items)
+    Claims use the same path with the claim's provider, the enterprise as payee and a `ttl`
+    that lasts the review."""
+    return await _place(session, actor, request, now, provider_id=provider_id, payee=payee, ttl=ttl,
+                        capture=False, deferred=deferred)
+
+
+async def redeem(session: AsyncSession, actor: Actor, request: HoldRequest, now: datetime, *,
+                 deferred: bool = False) -> Redemption:
+    """One step: hold and capture the whole subsidy at once (providers that bill after use)."""
+    return await _place(session, actor, request, now, provider_id=None, payee=Payee.PROVIDER, ttl=None,
+                        capture=True, deferred=deferred)
+
+
+async def _place(
+    session: AsyncSession, actor: Actor, request: HoldRequest, now: datetime, *, provider_id: uuid.UUID | None,
+    payee: Payee, ttl: timedelta | None, capture: bool, deferred: bool,
+) -> Redemption:
+    provider_id = provider_id or actor.provider_id
+    if provider_id is None:
+        raise Forbidden("only a provider key can redeem vouchers", detail_zh="只有服务商的密钥才能核销券")
+    code = parse_code(request.voucher_code)
+    # Round trip 1: the voucher, locked; then its balances, terms and parties; its expired holds.
+    found = await repository.lock_voucher_for_hold(session, code, provider_id, now)
+    voucher = found.voucher
+    if voucher is None or found.parties.enterprise_uscc != request.enterprise_uscc.strip().upper():
+        decide.check_provider(await repository.provider_status(session, provider_id))
+        raise NotFound("no voucher with this code for this enterprise", detail_zh="该企业名下没有此券码对应的券")
+    terms, parties, expired = found.terms, found.parties, found.expired
+    decide.check_provider(parties.provider_status)
+    decide.check_mode(terms, payee)
+    decide.check_parties(terms, parties)
+    decide.check_usable(voucher, now)
+    decide.check_items(terms, request.line_items)
 
     order_amount = sum(int(i["amount"]) for i in request.line_items)
-    period = period_key(programme.cap_period, programme.cap_timezone, now)
-    # Holds of this voucher whose TTL has passed are void when read; their release is posted
-    # now so their value is available again. Every order and usage row that release and this
-    # hold touch is locked first, each kind in sorted order (the fixed lock order).
-    expired = [h for h in await repository.active_holds_of_voucher(session, voucher.id) if h.hold_expires_at <= now]
-    new_order = (provider.id, request.order_reference)
-    order = None
-    for key in sorted({(h.provider_id, h.order_reference) for h in expired} | {new_order}):
-        if key == new_order:
-            order = await repository.lock_order(
-                session, provider_id=provider.id, order_reference=request.order_reference,
-                enterprise_id=voucher.enterprise_id, unit=voucher.unit, order_amount=order_amount, now=now,
-            )
-        else:
-            await repository.order_for(session, *key)
-    usage = None
-    for key in sorted({h.period_key for h in expired} | {period}):
-        locked = await vouchers_repository.lock_usage(session, programme.id, voucher.enterprise_id, key)
-        usage = locked if key == period else usage
-    assert order is not None and usage is not None
+    period = period_key(terms.cap_period, terms.cap_timezone, now)
+    order_key = (provider_id, request.order_reference)
+    # Round trip 2: the orders and usage rows this hold and the releases touch, locked; then
+    # what the decision reads after them.
+    batch, locked = Batch(), repository.Locked()
+    repository.lock_counters(
+        session, batch, locked, orders=[order_key, *((h.provider_id, h.order_reference) for h in expired)],
+        new_order={"id": uuid.uuid4(), "provider_id": provider_id, "order_reference": request.order_reference,
+                   "enterprise_id": voucher.enterprise_id, "unit": voucher.unit, "order_amount": order_amount,
+                   "now": now},
+        programme_id=voucher.programme_id, enterprise_id=voucher.enterprise_id,
+        periods=[period, *(h.period_key for h in expired)],
+    )
+    repository.read_for_hold(batch, locked, voucher_id=voucher.id, provider_id=provider_id,
+                             order_reference=request.order_reference, programme_id=voucher.programme_id,
+                             enterprise_id=voucher.enterprise_id, period_key=period, now=now,
+                             account_codes=_payable_codes(voucher, provider_id, payee))
+    await driver.run(session, batch)
+    await repository.open_usages(session, locked, voucher.programme_id, voucher.enterprise_id)
+
+    order, usage = locked.order(*order_key), locked.usage(period)
+    decide.check_order(order, order_reference=request.order_reference, enterprise_id=voucher.enterprise_id,
+                       order_amount=order_amount, unit=voucher.unit,
+                       has_live_redemption=locked.has_live_redemption())
+    released = sum(h.held_amount for h in expired)
+    computation = decide.hold_subsidy(terms, request.line_items, order=order, usage=usage, stale=locked.stale(),
+                                      available=voucher.available + released)
+    subsidy = computation.subsidy
+
+    writes = _Writes(session)
     for held in expired:
-        await release_hold(session, held, voucher, VoidReason.EXPIRED, now)
-        metrics.hold_expired(session, programme_id=held.programme_id)
-
-    if order.enterprise_id != voucher.enterprise_id or order.order_amount != order_amount or order.unit != voucher.unit:
-        raise OrderReferenceConflict(
-            f"order {request.order_reference} was first presented for another enterprise or amount "
-            f"({order.order_amount} {order.unit}); one order reference is one order",
-            detail_zh=f"订单 {request.order_reference} 已以其他企业或其他金额提交过"
-            f"（{order.order_amount} {order.unit}）；一个订单号只对应一笔订单",
-        )
-    if await repository.live_on_order(session, voucher.id, provider.id, request.order_reference):
-        raise OrderAlreadySubsidised("this voucher already subsidises this order", detail_zh="本券已补贴过该订单")
-    # Other vouchers' expired holds are void too, even if the job has not posted them yet.
-    stale_on_order = await repository.stale_holds_on_order(session, provider.id, request.order_reference, now)
-    stale_amount, stale_spend = await repository.stale_holds_in_period(
-        session, programme.id, voucher.enterprise_id, period, now
-    )
-    available = (await ledger.balances(session, [voucher.available_account_id]))[voucher.available_account_id]
-
-    computation = compute(
-        items=[Item(i["category"], int(i["amount"])) for i in request.line_items],
-        rate_table=programme.rate_table,
-        tiers=parse_tiers(programme.tiers),
-        spend_so_far=usage.subsidised_spend - stale_spend,
-        stacking_ceiling_bps=programme.stacking_ceiling_bps,
-        already_subsidised_on_order=order.subsidised - stale_on_order,
-        enterprise_cap_remaining=programme.enterprise_cap - (usage.subsidised - stale_amount),
-        voucher_available=available,
-    )
-    if computation.subsidy == 0:
-        error, detail, detail_zh = _REFUSAL_BY_LIMIT[computation.limited_by]
-        raise error(detail, detail_zh=detail_zh, computation=computation.as_dict())
-
+        await _release(writes, voucher, held, VoidReason.EXPIRED, now, locked)
     redemption = Redemption(
-        voucher_id=voucher.id,
-        programme_id=programme.id,
-        enterprise_id=voucher.enterprise_id,
-        provider_id=provider.id,
-        order_reference=request.order_reference,
-        order_amount=order_amount,
-        unit=voucher.unit,
-        line_items=request.line_items,
-        computation={**computation.as_dict(), "period": period,
-                     "enterprise_cap": programme.enterprise_cap,
+        voucher_id=voucher.id, programme_id=voucher.programme_id, enterprise_id=voucher.enterprise_id,
+        provider_id=provider_id, order_reference=request.order_reference, order_amount=order_amount,
+        unit=voucher.unit, line_items=request.line_items,
+        computation={**computation.as_dict(), "period": period, "enterprise_cap": terms.enterprise_cap,
                      "subsidised_this_period_before": usage.subsidised},
-        status=RedemptionStatus.HELD.value,
-        held_amount=computation.subsidy,
-        period_key=period,
-        hold_expires_at=now + (ttl or timedelta(seconds=programme.hold_ttl_seconds)),
-        created_at=now,
-        payee=payee.value,
+        status=RedemptionStatus.HELD.value, held_amount=subsidy, captured_amount=0, refunded_amount=0,
+        period_key=period, hold_expires_at=now + (ttl or timedelta(seconds=terms.hold_ttl_seconds)),
+        created_at=now, captured_at=None, voided_at=None, void_reason=None, payee=payee.value,
     )
-    await repository.add(session, redemption)
-    await ledger.post(
-        session,
-        kind="hold_placed",
-        legs=transfer(voucher.available_account_id, voucher.held_account_id, computation.subsidy, voucher.unit),
-        now=now, programme_id=programme.id, voucher_id=voucher.id, redemption_id=redemption.id,
-        memo=f"hold for order {request.order_reference}",
-    )
-    order.subsidised += computation.subsidy
-    usage.subsidised += computation.subsidy
-    usage.subsidised_spend += order_amount
-    await session.flush()
+    await writes.journal(voucher, "hold_placed", transfer(voucher.available_account_id, voucher.held_account_id,
+                                                          subsidy, voucher.unit), now,
+                         redemption_id=redemption.id, memo=f"hold for order {request.order_reference}")
+    writes.counters(order.id, usage.id, subsidy, order_amount)
     await audit.record(
         session, "hold.placed", "redemption", redemption.id, now=now,
         after={**audit.fields(redemption, "status order_reference order_amount held_amount hold_expires_at payee "
                                           "period_key"),
-               "subsidy": computation.subsidy, "limited_by": computation.limited_by},
-        programme_id=programme.id, enterprise_id=voucher.enterprise_id, provider_id=provider.id,
+               "subsidy": subsidy, "limited_by": computation.limited_by},
+        programme_id=voucher.programme_id, enterprise_id=voucher.enterprise_id, provider_id=provider_id,
         voucher_id=voucher.id,
     )
-    return redemption, voucher
+    if capture:
+        balances = _after(voucher, available=-subsidy + released, held=subsidy - released)
+        payable = await _account_ids(session, locked, voucher, provider_id, payee, now)
+        await _capture(writes, balances, _hold_of(redemption), subsidy, now, payable, locked=None)
+        redemption.status = RedemptionStatus.CAPTURED.value
+        redemption.captured_amount, redemption.captured_at = subsidy, now
+    repository.insert_redemption(writes.batch, {c.key: getattr(redemption, c.key) for c in Redemption.__table__.c})
+    await writes.send(deferred=deferred)
+    return redemption
 
 
-async def _locked(session: AsyncSession, actor: Actor, redemption_id: uuid.UUID) -> tuple[Voucher, Redemption]:
-    """Voucher, then redemption, locked in the fixed order (the id is read first, unlocked)."""
-    found = await repository.get(session, actor, redemption_id)
-    if found is None:
+def _payable_codes(voucher: VoucherState, provider_id: uuid.UUID, payee: Payee) -> tuple[str, str]:
+    """The two accounts a capture pays through: the programme's spent, the payee's payable."""
+    spent = ledger.programme_code(voucher.programme_id, AccountKind.PROGRAMME_SPENT)
+    if payee is Payee.ENTERPRISE:
+        return spent, ledger.enterprise_code(voucher.enterprise_id, voucher.programme_id,
+                                             AccountKind.ENTERPRISE_PAYABLE)
+    return spent, ledger.provider_code(provider_id, voucher.programme_id, AccountKind.PROVIDER_PAYABLE)
+
+
+async def _account_ids(session: AsyncSession, locked: repository.Locked, voucher: VoucherState,
+                       provider_id: uuid.UUID, payee: Payee, now: datetime) -> tuple[uuid.UUID, uuid.UUID]:
+    """(spent, payable) account ids; the payee's accounts are opened on its first capture in the
+    programme (race-free: by code)."""
+    spent_code, payable_code = _payable_codes(voucher, provider_id, payee)
+    ids = locked.account_ids()
+    if payable_code not in ids:
+        if payee is Payee.ENTERPRISE:
+            opened = await ledger.ensure_enterprise_accounts(
+                session, voucher.enterprise_id, voucher.programme_id, voucher.unit, now,
+                [AccountKind.ENTERPRISE_PAYABLE, AccountKind.ENTERPRISE_PAID])
+            ids[payable_code] = opened[AccountKind.ENTERPRISE_PAYABLE]
+        else:
+            opened = await ledger.ensure_provider_accounts(session, provider_id, voucher.programme_id, voucher.unit, now)
+            ids[payable_code] = opened[AccountKind.PROVIDER_PAYABLE]
+    return ids[spent_code], ids[payable_code]
+
+
+def _after(voucher: VoucherState, *, available: int = 0, held: int = 0, used: int = 0) -> VoucherState:
+    """The voucher's balances once this operation's moves so far are applied."""
+    return replace(voucher, available=voucher.available + available, held=voucher.held + held,
+                   used=voucher.used + used)
+
+
+def _hold_of(redemption: Redemption) -> Hold:
+    return Hold(**{name: getattr(redemption, name) for name in Hold.__dataclass_fields__})
+
+
+# -- capture, void, refund -------------------------------------------------------------------
+
+
+async def _locked(session: AsyncSession, actor: Actor, redemption_id: uuid.UUID) -> repository.HoldLocks:
+    """The redemption's voucher, then the redemption, locked (a provider: only its own)."""
+    if actor.role is Role.PROVIDER:
+        locks = await repository.lock_hold(session, redemption_id, actor.provider_id)
+    elif actor.sees_everything:
+        locks = await repository.lock_hold(session, redemption_id, None)
+    else:
+        locks = repository.HoldLocks()
+        locks.hold = locks.voucher = None
+    if locks.hold is None or locks.voucher is None:
         raise NotFound(f"no redemption with id {redemption_id}", detail_zh=f"没有 ID 为 {redemption_id} 的用券记录")
-    voucher = await vouchers_repository.get_by_id(session, found.voucher_id, for_update=True)
-    redemption = await repository.get(session, actor, redemption_id, for_update=True)
-    assert voucher is not None and redemption is not None
-    return voucher, redemption
+    return locks
 
 
-def _check_held(redemption: Redemption, now: datetime) -> None:
-    if redemption.status != RedemptionStatus.HELD.value:
-        raise HoldNotActive(f"the hold is {redemption.status}", current_status=redemption.status,
-                            detail_zh=f"该笔冻结当前状态为 {redemption.status}")
-    if now >= redemption.hold_expires_at:
-        raise HoldExpired(
-            f"the hold expired at {redemption.hold_expires_at.isoformat()} and is void",
-            detail_zh=f"该笔冻结已于 {redemption.hold_expires_at.isoformat()} 到期，已作废",
-            hold_expires_at=redemption.hold_expires_at.isoformat(),
-        )
+async def _counters_of(session: AsyncSession, hold: Hold, *, codes: tuple[str, ...] | None = None) -> repository.Locked:
+    """Round trip 2 for an existing redemption: its order and usage rows locked (and accounts)."""
+    batch, locked = Batch(), repository.Locked()
+    repository.lock_counters(session, batch, locked, orders=[(hold.provider_id, hold.order_reference)],
+                             new_order=None, programme_id=hold.programme_id, enterprise_id=hold.enterprise_id,
+                             periods=[hold.period_key])
+    if codes is not None:
+        repository.read_accounts(batch, locked, codes)
+    await driver.run(session, batch)
+    await repository.open_usages(session, locked, hold.programme_id, hold.enterprise_id)
+    return locked
 
 
 async def capture(
-    session: AsyncSession, actor: Actor, redemption_id: uuid.UUID, amount: int | None, now: datetime
+    session: AsyncSession, actor: Actor, redemption_id: uuid.UUID, amount: int | None, now: datetime, *,
+    deferred: bool = False,
 ) -> Redemption:
     """Capture up to the held amount; the rest is released to the voucher. A hold resolves once."""
-    voucher, redemption = await _locked(session, actor, redemption_id)
-    _check_held(redemption, now)
-    if effective_status(VoucherStatus(voucher.status), voucher.expires_at, now) is VoucherStatus.EXPIRED:
-        raise VoucherExpired("the voucher expired; its holds are void", detail_zh="券已过期，其冻结金额均已作废")
-    amount = redemption.held_amount if amount is None else amount
-    if amount > redemption.held_amount:
-        raise CaptureExceedsHold(
-            f"capture {amount} exceeds the held {redemption.held_amount}", held_amount=redemption.held_amount,
-            detail_zh=f"核销金额 {amount} 超过冻结金额 {redemption.held_amount}",
-        )
-    await _capture(session, voucher, redemption, amount, now)
-    return redemption
+    return await _capture_by_id(session, actor, redemption_id, amount, now, approval=False, deferred=deferred)
 
 
-async def _capture(session: AsyncSession, voucher: Voucher, redemption: Redemption, amount: int, now: datetime) -> None:
-    programme_accounts = await ledger.programme_accounts(session, voucher.programme_id)
-    if redemption.payee == Payee.ENTERPRISE.value:
-        payable = (await ledger.ensure_enterprise_accounts(
-            session, redemption.enterprise_id, voucher.programme_id, voucher.unit, now,
-            [AccountKind.ENTERPRISE_PAYABLE, AccountKind.ENTERPRISE_PAID],
-        ))[AccountKind.ENTERPRISE_PAYABLE]
-    else:
-        payable = (await ledger.ensure_provider_accounts(
-            session, redemption.provider_id, voucher.programme_id, voucher.unit, now
-        ))[AccountKind.PROVIDER_PAYABLE]
-    unit, rest = voucher.unit, redemption.held_amount - amount
-    legs: list[Leg] = [
-        *transfer(voucher.held_account_id, voucher.used_account_id, amount, unit),
-        *transfer(programme_accounts[AccountKind.PROGRAMME_SPENT], payable, amount, unit),
-    ]
+async def capture_claim(session: AsyncSession, redemption_id: uuid.UUID, amount: int, now: datetime) -> Redemption:
+    """Capture a claim's hold (the programme office approved it): like a provider's capture,
+    payable to the enterprise. A hold the voucher's expiry or revocation voided cannot be."""
+    return await _capture_by_id(session, SYSTEM, redemption_id, amount, now, approval=True, deferred=False)
+
+
+async def _capture_by_id(session: AsyncSession, actor: Actor, redemption_id: uuid.UUID, amount: int | None,
+                         now: datetime, *, approval: bool, deferred: bool) -> Redemption:
+    locks = await _locked(session, actor, redemption_id)
+    voucher, held = locks.voucher, locks.hold
+    assert voucher is not None and held is not None
+    taken = decide.capture_amount(held, voucher, amount, now, approval=approval)
+    locked = await _counters_of(session, held, codes=_payable_codes(voucher, held.provider_id, Payee(held.payee)))
+    payable = await _account_ids(session, locked, voucher, held.provider_id, Payee(held.payee), now)
+    writes = _Writes(session)
+    await _capture(writes, voucher, held, taken, now, payable, locked=locked)
+    repository.set_captured(writes.batch, held.id, taken, now, RedemptionStatus.CAPTURED.value)
+    await writes.send(deferred=deferred)
+    return Redemption(**{**locks.row, "status": RedemptionStatus.CAPTURED.value, "captured_amount": taken,
+                         "captured_at": now})
+
+
+async def _capture(writes: _Writes, voucher: VoucherState, held: Hold, amount: int, now: datetime,
+                   accounts: tuple[uuid.UUID, uuid.UUID], *, locked: repository.Locked | None) -> None:
+    """The capture's moves: `amount` from held to used and from the programme's spent to the
+    payee's payable; the rest of the hold back to available (and off the order and period)."""
+    spent, payable = accounts
+    unit, rest = voucher.unit, held.held_amount - amount
+    legs: list[Leg] = [*transfer(voucher.held_account_id, voucher.used_account_id, amount, unit),
+                       *transfer(spent, payable, amount, unit)]
     if rest:
         legs += transfer(voucher.held_account_id, voucher.available_account_id, rest, unit)
-    await ledger.post(
-        session, kind="hold_captured", legs=legs, now=now, programme_id=voucher.programme_id,
-        voucher_id=voucher.id, redemption_id=redemption.id,
-        memo=f"captured {amount} of {redemption.held_amount} for order {redemption.order_reference}",
-    )
-    if rest:
-        await release_counters(session, redemption, rest, spend=0)
-    redemption.status = RedemptionStatus.CAPTURED.value
-    redemption.captured_amount = amount
-    redemption.captured_at = now
-    metrics.redemption_captured(session, programme_id=voucher.programme_id, kind=voucher.kind, unit=unit, amount=amount)
+        assert locked is not None
+        writes.counters(locked.order(held.provider_id, held.order_reference).id, locked.usage(held.period_key).id,
+                        -rest, 0)
+    await writes.journal(voucher, "hold_captured", legs, now, redemption_id=held.id,
+                         memo=f"captured {amount} of {held.held_amount} for order {held.order_reference}")
+    metrics.redemption_captured(writes.session, programme_id=voucher.programme_id, kind=voucher.kind, unit=unit,
+                                amount=amount)
     await audit.record(
-        session, "redemption.captured", "redemption", redemption.id, now=now,
-        before={"status": RedemptionStatus.HELD.value, "held_amount": redemption.held_amount},
-        after={"status": redemption.status, "captured_amount": amount, "released": rest},
-        programme_id=voucher.programme_id, enterprise_id=redemption.enterprise_id,
-        provider_id=redemption.provider_id, voucher_id=voucher.id,
+        writes.session, "redemption.captured", "redemption", held.id, now=now,
+        before={"status": RedemptionStatus.HELD.value, "held_amount": held.held_amount},
+        after={"status": RedemptionStatus.CAPTURED.value, "captured_amount": amount, "released": rest},
+        programme_id=voucher.programme_id, enterprise_id=held.enterprise_id, provider_id=held.provider_id,
+        voucher_id=voucher.id,
     )
-    await _settle_voucher_status(session, voucher, now, after_capture=True)
-    await session.flush()
+    after = _after(voucher, available=rest, held=-held.held_amount, used=amount)
+    # Use only grows on capture: the moment to announce the voucher's 80 % / 100 % marks.
+    outbox.defer_marks(writes.session, voucher_id=voucher.id, programme_id=voucher.programme_id,
+                       enterprise_id=voucher.enterprise_id, face_value=voucher.face_value, used=after.used,
+                       unit=unit, now=now)
+    await _settle(writes, after, now)
 
 
-async def void(session: AsyncSession, actor: Actor, redemption_id: uuid.UUID, now: datetime) -> Redemption:
+async def _settle(writes: _Writes, voucher: VoucherState, now: datetime) -> None:
+    """Active and exhausted follow the balances (after this operation's moves)."""
+    if voucher.status not in (VoucherStatus.ACTIVE.value, VoucherStatus.EXHAUSTED.value):
+        return
+    settled = settled_status(VoucherStatus(voucher.status), voucher.available, voucher.held)
+    if settled.value == voucher.status:
+        return
+    repository.set_voucher_status(writes.batch, voucher.id, settled.value, now)
+    await audit.record(writes.session, f"voucher.{settled.value}", "voucher", voucher.id, now=now,
+                       before={"status": voucher.status}, after={"status": settled.value},
+                       programme_id=voucher.programme_id, enterprise_id=voucher.enterprise_id, voucher_id=voucher.id)
+
+
+async def void(session: AsyncSession, actor: Actor, redemption_id: uuid.UUID, now: datetime, *,
+               deferred: bool = False) -> Redemption:
     """Release the whole hold. Voiding a hold whose TTL has passed records it as expired."""
-    voucher, redemption = await _locked(session, actor, redemption_id)
-    if redemption.status != RedemptionStatus.HELD.value:
-        raise HoldNotActive(f"the hold is {redemption.status}", current_status=redemption.status,
-                            detail_zh=f"该笔冻结当前状态为 {redemption.status}")
-    reason = VoidReason.EXPIRED if now >= redemption.hold_expires_at else VoidReason.PROVIDER
-    await release_hold(session, redemption, voucher, reason, now)
+    locks = await _locked(session, actor, redemption_id)
+    assert locks.hold is not None
+    reason = decide.void_reason(locks.hold, now)
+    await _void(session, locks, reason, now, deferred=deferred)
+    return Redemption(**{**locks.row, "status": RedemptionStatus.VOIDED.value, "voided_at": now,
+                         "void_reason": reason.value})
+
+
+async def _void(session: AsyncSession, locks: repository.HoldLocks, reason: VoidReason, now: datetime, *,
+                deferred: bool) -> None:
+    voucher, held = locks.voucher, locks.hold
+    assert voucher is not None and held is not None
+    locked = await _counters_of(session, held)
+    writes = _Writes(session)
+    await _release(writes, voucher, held, reason, now, locked)
+    await _settle(writes, _after(voucher, available=held.held_amount, held=-held.held_amount), now)
+    await writes.send(deferred=deferred)
+
+
+async def _release(writes: _Writes, voucher: VoucherState, held: Hold, reason: VoidReason, now: datetime,
+                   locked: repository.Locked) -> None:
+    """Return the whole held amount to the voucher and take it (and its spend) off the order
+    and the period."""
+    amount = held.held_amount
+    await writes.journal(voucher, RELEASE_JOURNAL[reason],
+                         transfer(voucher.held_account_id, voucher.available_account_id, amount, voucher.unit), now,
+                         redemption_id=held.id, memo=f"hold released ({reason.value})")
+    writes.counters(locked.order(held.provider_id, held.order_reference).id, locked.usage(held.period_key).id,
+                    -amount, -held.order_amount)
+    repository.set_voided(writes.batch, held.id, reason.value, now)
     if reason is VoidReason.EXPIRED:
-        metrics.hold_expired(session, programme_id=redemption.programme_id)
-    await _settle_voucher_status(session, voucher, now)
-    await session.flush()
-    return redemption
-
-
-async def redeem(session: AsyncSession, actor: Actor, request: HoldRequest, now: datetime) -> Redemption:
-    """One step: hold and capture the whole subsidy at once (providers that bill after use).
-    On PostgreSQL the common case takes the few-statement path (fast.py), which hands every
-    other case back to this one."""
-    if fast.enabled(session):
-        done = await fast.redeem(session, actor, request, now)
-        if done is not None:
-            return done
-    redemption, voucher = await _hold(session, actor, request, now)  # the voucher stays locked
-    await _capture(session, voucher, redemption, redemption.held_amount, now)
-    return redemption
+        metrics.hold_expired(writes.session, programme_id=held.programme_id)
+    await audit.record(
+        writes.session, "hold.expired" if reason is VoidReason.EXPIRED else "hold.voided", "redemption", held.id,
+        now=now, before={"status": RedemptionStatus.HELD.value},
+        after={"status": RedemptionStatus.VOIDED.value, "void_reason": reason.value, "released": amount},
+        programme_id=voucher.programme_id, enterprise_id=held.enterprise_id, provider_id=held.provider_id,
+        voucher_id=voucher.id,
+    )
 
 
 async def refund(
-    session: AsyncSession, actor: Actor, redemption_id: uuid.UUID, amount: int, reason: str, now: datetime
+    session: AsyncSession, actor: Actor, redemption_id: uuid.UUID, amount: int, reason: str, now: datetime, *,
+    deferred: bool = False,
 ) -> RedemptionRefund:
     """Give back part or all of a captured subsidy: to the voucher while it is valid, else to
-    the programme's pool. The provider's payable drops by the same amount."""
-    voucher, redemption = await _locked(session, actor, redemption_id)
-    if redemption.status not in (RedemptionStatus.CAPTURED.value, RedemptionStatus.REFUNDED.value):
-        raise RedemptionNotCaptured(f"the redemption is {redemption.status}", current_status=redemption.status,
-                                    detail_zh=f"该用券记录当前状态为 {redemption.status}，尚未核销")
-    remaining = redemption.captured_amount - redemption.refunded_amount
-    if amount > remaining:
-        raise RefundExceedsCaptured(f"at most {remaining} can still be refunded", refundable=remaining,
-                                    detail_zh=f"最多还可退款 {remaining}")
-    status = effective_status(VoucherStatus(voucher.status), voucher.expires_at, now)
-    to_voucher = status in (VoucherStatus.ACTIVE, VoucherStatus.EXHAUSTED, VoucherStatus.SUSPENDED)
-    # Order and usage rows before any programme account: the fixed lock order.
-    await release_counters(session, redemption, amount, spend=0)
-    programme_accounts = await ledger.programme_accounts(session, voucher.programme_id)
-    provider_accounts = await ledger.ensure_provider_accounts(
-        session, redemption.provider_id, voucher.programme_id, voucher.unit, now
-    )
-    target = voucher.available_account_id if to_voucher else programme_accounts[AccountKind.PROGRAMME_AVAILABLE]
+    the programme's pool. The payee's payable drops by the same amount; on a revoked voucher,
+    a clawback receivable shrinks by what comes back (recovered once, not twice)."""
+    locks = await _locked(session, actor, redemption_id)
+    voucher, held = locks.voucher, locks.hold
+    assert voucher is not None and held is not None
+    decide.check_refund(held, amount)
+    to_voucher = decide.refund_goes_to_voucher(voucher, now)
+    payee = Payee(held.payee)
+    pool_code = ledger.programme_code(voucher.programme_id, AccountKind.PROGRAMME_AVAILABLE)
+    locked = await _counters_of(session, held, codes=(*_payable_codes(voucher, held.provider_id, payee), pool_code))
+    spent, payable = await _account_ids(session, locked, voucher, held.provider_id, payee, now)
     unit = voucher.unit
-    legs = [
-        *transfer(voucher.used_account_id, target, amount, unit),
-        *transfer(provider_accounts[AccountKind.PROVIDER_PAYABLE], programme_accounts[AccountKind.PROGRAMME_SPENT],
-                  amount, unit),
-    ]
-    if status is VoucherStatus.REVOKED:
-        # Used value the enterprise was asked to pay back (a clawback) and that the provider now
-        # refunds is recovered once, not twice: the receivable shrinks by what comes back.
-        receivable = (await ledger.ensure_enterprise_accounts(
-            session, voucher.enterprise_id, voucher.programme_id, unit, now, [AccountKind.ENTERPRISE_RECEIVABLE],
-        ))[AccountKind.ENTERPRISE_RECEIVABLE]
-        owed = (await ledger.balances(session, [receivable], lock=True))[receivable]
-        if owed:
-            legs += transfer(receivable, programme_accounts[AccountKind.PROGRAMME_CLAWBACK], min(owed, amount), unit)
-    await ledger.post(
-        session, kind="refund", legs=legs, now=now, programme_id=voucher.programme_id, voucher_id=voucher.id,
-        redemption_id=redemption.id, memo=f"refund to {'voucher' if to_voucher else 'programme pool'}: {reason}",
-    )
-    row = RedemptionRefund(
-        redemption_id=redemption.id, amount=amount, reason=reason,
-        destination="voucher" if to_voucher else "pool", created_at=now,
-    )
-    await repository.add(session, row)
-    before = {"status": redemption.status, "refunded_amount": redemption.refunded_amount}
-    redemption.refunded_amount += amount
-    if redemption.refunded_amount == redemption.captured_amount:
-        redemption.status = RedemptionStatus.REFUNDED.value
+    target = voucher.available_account_id if to_voucher else locked.account_ids()[pool_code]
+    legs = [*transfer(voucher.used_account_id, target, amount, unit), *transfer(payable, spent, amount, unit)]
+    if voucher.status == VoucherStatus.REVOKED.value:
+        legs += await _clawback_recovered(session, voucher, amount, now)
+    writes = _Writes(session)
+    writes.counters(locked.order(held.provider_id, held.order_reference).id, locked.usage(held.period_key).id,
+                    -amount, 0)
+    await writes.journal(voucher, "refund", legs, now, redemption_id=held.id,
+                         memo=f"refund to {'voucher' if to_voucher else 'programme pool'}: {reason}")
+    row = RedemptionRefund(redemption_id=held.id, amount=amount, reason=reason,
+                           destination="voucher" if to_voucher else "pool", created_at=now)
+    repository.insert_refund(writes.batch, {c.key: getattr(row, c.key) for c in RedemptionRefund.__table__.c})
+    refunded = held.refunded_amount + amount
+    status = RedemptionStatus.REFUNDED.value if refunded == held.captured_amount else held.status
+    repository.set_refunded(writes.batch, held.id, refunded, status)
     await audit.record(
-        session, "refund.created", "redemption", redemption.id, now=now, before=before,
-        after={"status": redemption.status, "refunded_amount": redemption.refunded_amount, "refund_id": row.id,
-               "amount": amount, "destination": row.destination, "reason": reason},
-        programme_id=voucher.programme_id, enterprise_id=redemption.enterprise_id,
-        provider_id=redemption.provider_id, voucher_id=voucher.id,
+        session, "refund.created", "redemption", held.id, now=now,
+        before={"status": held.status, "refunded_amount": held.refunded_amount},
+        after={"status": status, "refunded_amount": refunded, "refund_id": row.id, "amount": amount,
+               "destination": row.destination, "reason": reason},
+        programme_id=voucher.programme_id, enterprise_id=held.enterprise_id, provider_id=held.provider_id,
+        voucher_id=voucher.id,
     )
-    await _settle_voucher_status(session, voucher, now)
-    await session.flush()
+    await _settle(writes, _after(voucher, available=amount if to_voucher else 0, used=-amount), now)
+    await writes.send(deferred=deferred)
     return row
+
+
+async def _clawback_recovered(session: AsyncSession, voucher: VoucherState, amount: int, now: datetime) -> list[Leg]:
+    """Used value the enterprise was asked to pay back (a clawback) and that the provider now
+    refunds is recovered once: the receivable shrinks by what comes back (rare: read at once)."""
+    receivable = (await ledger.ensure_enterprise_accounts(
+        session, voucher.enterprise_id, voucher.programme_id, voucher.unit, now, [AccountKind.ENTERPRISE_RECEIVABLE],
+    ))[AccountKind.ENTERPRISE_RECEIVABLE]
+    owed = (await ledger.balances(session, [receivable], lock=True))[receivable]
+    if not owed:
+        return []
+    contra = (await ledger.programme_accounts(session, voucher.programme_id))[AccountKind.PROGRAMME_CLAWBACK]
+    return transfer(receivable, contra, min(owed, amount), voucher.unit)
+
+
+# -- releases the office and the jobs make ----------------------------------------------------
+
+
+async def void_claim(session: AsyncSession, redemption_id: uuid.UUID, now: datetime) -> None:
+    """Release a rejected claim's hold, exactly what it held (nothing if it is no longer held)."""
+    locks = await _locked(session, SYSTEM, redemption_id)
+    assert locks.hold is not None
+    if locks.hold.status == RedemptionStatus.HELD.value:
+        await _void(session, locks, VoidReason.CLAIM_REJECTED, now, deferred=False)
+
+
+async def due_holds(session: AsyncSession, now: datetime, limit: int = 500) -> list[uuid.UUID]:
+    """Holds past their TTL whose release has not been posted yet."""
+    return await repository.expired_hold_ids(session, now, limit)
+
+
+async def expire_hold(session: AsyncSession, redemption_id: uuid.UUID, now: datetime) -> int:
+    """Post the release of one expired hold (1), or nothing if it was resolved meanwhile (0)."""
+    locks = await _locked(session, SYSTEM, redemption_id)
+    assert locks.hold is not None
+    if locks.hold.status != RedemptionStatus.HELD.value or locks.hold.hold_expires_at > now:
+        return 0
+    await _void(session, locks, VoidReason.EXPIRED, now, deferred=False)
+    return 1
+
+
+async def expire_holds(session: AsyncSession, now: datetime, limit: int = 500) -> int:
+    """Release expired holds in one transaction (tests, small batches); the job runner gives
+    each hold its own transaction instead (services/voucher/jobs.py)."""
+    return sum([await expire_hold(session, i, now) for i in await due_holds(session, now, limit)])
+
+
+async def release_voucher_holds(session: AsyncSession, voucher: Any, reason: VoidReason, now: datetime) -> None:
+    """Release every live hold of a voucher the caller has locked (revocation, expiry), now:
+    the caller goes on to read the balances this frees."""
+    holds = await repository.voucher_holds(session, voucher.id)
+    if not holds:
+        return
+    available, held, used = await repository.balances(session, voucher.id)
+    state = VoucherState(
+        voucher.id, voucher.code, voucher.programme_id, voucher.enterprise_id, voucher.kind, voucher.unit,
+        voucher.face_value, voucher.status, voucher.status_reason, voucher.valid_from, voucher.expires_at,
+        voucher.available_account_id, voucher.held_account_id, voucher.used_account_id, available, held, used)
+    batch, locked = Batch(), repository.Locked()
+    repository.lock_counters(session, batch, locked, orders=[(h.provider_id, h.order_reference) for h in holds],
+                             new_order=None, programme_id=voucher.programme_id, enterprise_id=voucher.enterprise_id,
+                             periods=[h.period_key for h in holds])
+    await driver.run(session, batch)
+    writes = _Writes(session)
+    for hold_ in holds:
+        await _release(writes, state, hold_, reason, now, locked)
+    await writes.send(deferred=False)
+
+
+# -- reads -----------------------------------------------------------------------------------
 
 
 async def get_redemption(session: AsyncSession, actor: Actor, redemption_id: uuid.UUID) -> Redemption:
@@ -514,57 +533,5 @@ async def refunds_of(session: AsyncSession, redemption_id: uuid.UUID) -> list[Re
 
 def effective_redemption_status(redemption: Redemption, now: datetime) -> tuple[str, str | None]:
     """A hold past its TTL reads as voided (reason `expired`) even before the job posts it."""
-    if redemption.status == RedemptionStatus.HELD.value and now >= redemption.hold_expires_at:
-        return RedemptionStatus.VOIDED.value, VoidReason.EXPIRED.value
-    return redemption.status, redemption.void_reason
-
-
-async def due_holds(session: AsyncSession, now: datetime, limit: int = 500) -> list[uuid.UUID]:
-    """Holds past their TTL whose release has not been posted yet."""
-    return await repository.expired_hold_ids(session, now, limit)
-
-
-async def expire_hold(session: AsyncSession, redemption_id: uuid.UUID, now: datetime) -> int:
-    """Post the release of one expired hold (1), or nothing if it was resolved meanwhile (0)."""
-    from services.voucher.actor import SYSTEM
-
-    voucher, redemption = await _locked(session, SYSTEM, redemption_id)
-    if redemption.status != RedemptionStatus.HELD.value or redemption.hold_expires_at > now:
-        return 0
-    await release_hold(session, redemption, voucher, VoidReason.EXPIRED, now)
-    metrics.hold_expired(session, programme_id=redemption.programme_id)
-    await _settle_voucher_status(session, voucher, now)
-    return 1
-
-
-async def expire_holds(session: AsyncSession, now: datetime, limit: int = 500) -> int:
-    """Release expired holds in one transaction (tests, small batches); the job runner gives
-    each hold its own transaction instead (services/voucher/jobs.py)."""
-    return sum([await expire_hold(session, i, now) for i in await due_holds(session, now, limit)])
-
-
-async def capture_claim(session: AsyncSession, redemption_id: uuid.UUID, amount: int, now: datetime) -> Redemption:
-    """Capture a claim's hold (the programme office approved it): like a provider's capture,
-    payable to the enterprise. A hold the voucher's expiry or revocation voided cannot be."""
-    voucher, redemption = await _locked(session, SYSTEM, redemption_id)
-    _check_held(redemption, now)
-    if effective_status(VoucherStatus(voucher.status), voucher.expires_at, now) is VoucherStatus.EXPIRED:
-        raise VoucherExpired("the voucher expired; its holds are void, and the claim can no longer be approved",
-                             detail_zh="券已过期，其冻结金额均已作废，该补贴申领不能再获批准")
-    if amount > redemption.held_amount:
-        raise CaptureExceedsHold(
-            f"approval {amount} exceeds the held {redemption.held_amount}", held_amount=redemption.held_amount,
-            detail_zh=f"批准金额 {amount} 超过冻结金额 {redemption.held_amount}",
-        )
-    await _capture(session, voucher, redemption, amount, now)
-    return redemption
-
-
-async def void_claim(session: AsyncSession, redemption_id: uuid.UUID, now: datetime) -> Redemption:
-    """Release a rejected claim's hold, exactly what it held."""
-    voucher, redemption = await _locked(session, SYSTEM, redemption_id)
-    if redemption.status == RedemptionStatus.HELD.value:
-        await release_hold(session, redemption, voucher, VoidReason.CLAIM_REJECTED, now)
-        await _settle_voucher_status(session, voucher, now)
-        await session.flush()
-    return redemption
+    return decide.effective_redemption_status(redemption.status, redemption.void_reason, redemption.hold_expires_at,
+                                              now)

@@ -13,7 +13,7 @@ import secrets
 from datetime import datetime
 from enum import StrEnum
 
-from services.voucher.errors import InvalidTransition
+from services.voucher.errors import InvalidTransition, InvalidVoucherCode
 
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXY"  # 31 symbols: no I, L, O, U (and no Z)
 MODULUS = len(ALPHABET)  # prime
@@ -112,3 +112,14 @@ def normalise_code(text: str) -> str | None:
     if check not in _VALUE or check_symbol(prefix + body) != check:
         return None
     return f"{prefix}-{body[0:4]}-{body[4:8]}-{body[8:12]}-{check}"
+
+
+def parse_code(text: str) -> str:
+    """The canonical code, or a refusal that says it was probably mistyped."""
+    code = normalise_code(text)
+    if code is None:
+        raise InvalidVoucherCode(
+            "the code's check character does not match: it was probably mistyped",
+            detail_zh="券码校验位不符，可能输入有误，请核对",
+        )
+    return code

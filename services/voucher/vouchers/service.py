@@ -17,7 +17,6 @@ from services.voucher.errors import (
     BudgetExhausted,
     EnterpriseCapExceeded,
     ExceedsMaxPerVoucher,
-    InvalidVoucherCode,
     NotFound,
     ProgrammeNotOpen,
     ValidationFailed,
@@ -27,8 +26,7 @@ from services.voucher.ids import uuid7
 from services.voucher.ledger import service as ledger
 from services.voucher.ledger.rules import AccountKind, Leg, transfer
 from services.voucher.programmes.rules import ExpiryDisposition, ProgrammeStatus, period_key
-from services.voucher.redemption import repository as redemptions_repository
-from services.voucher.redemption.holds import release_holds
+from services.voucher.redemption import service as redemptions
 from services.voucher.redemption.rules import VoidReason
 from services.voucher.tables import Enterprise, EnterprisePeriodUsage, Programme, Voucher
 from services.voucher.vouchers import repository
@@ -37,7 +35,7 @@ from services.voucher.vouchers.rules import (
     check_transition,
     effective_status,
     new_code,
-    normalise_code,
+    parse_code,
     settled_status,
 )
 
@@ -297,16 +295,6 @@ async def list_vouchers(
     return await views(session, list(rows), now), cursor
 
 
-def parse_code(text: str) -> str:
-    code = normalise_code(text)
-    if code is None:
-        raise InvalidVoucherCode(
-            "the code's check character does not match: it was probably mistyped",
-            detail_zh="券码校验位不符，可能输入有误，请核对",
-        )
-    return code
-
-
 async def find_by_code_for_enterprise(
     session: AsyncSession, code_text: str, enterprise_uscc: str, *, for_update: bool = False
 ) -> Voucher:
@@ -380,8 +368,7 @@ async def revoke(
     voucher = await _lock_for_change(session, actor, voucher_id, now)
     before = voucher.status
     _set_status(voucher, VoucherStatus.REVOKED, reason, now)
-    holds = await redemptions_repository.active_holds_of_voucher(session, voucher.id)
-    await release_holds(session, holds, voucher, VoidReason.VOUCHER_REVOKED, now)
+    await redemptions.release_voucher_holds(session, voucher, VoidReason.VOUCHER_REVOKED, now)
     accounts = await ledger.programme_accounts(session, voucher.programme_id)
     bal = (await view(session, voucher, now)).balances
     if clawback > bal.used:
@@ -416,8 +403,7 @@ async def expire_voucher(session: AsyncSession, voucher: Voucher, now: datetime)
     to the pool or to breakage, as the programme says. Idempotent."""
     if voucher.expiry_posted_at is not None or now < voucher.expires_at:
         return
-    holds = await redemptions_repository.active_holds_of_voucher(session, voucher.id)
-    await release_holds(session, holds, voucher, VoidReason.VOUCHER_EXPIRED, now)
+    await redemptions.release_voucher_holds(session, voucher, VoidReason.VOUCHER_EXPIRED, now)
     before, available = voucher.status, 0
     if voucher.status in (VoucherStatus.ACTIVE.value, VoucherStatus.SUSPENDED.value, VoucherStatus.EXHAUSTED.value):
         voucher.status = VoucherStatus.EXPIRED.value
