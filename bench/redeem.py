@@ -1,17 +1,24 @@
-"""`make bench`: the redemption path through real server processes (the way production runs
-them: uvicorn workers with uvloop and httptools) against PostgreSQL, beside the raw-SQL ceiling.
+"""`make bench`: the value path through real server processes (the way production runs them:
+uvicorn workers with uvloop and httptools) against PostgreSQL, beside the raw-SQL ceiling.
 
-    python bench/redeem.py --clients 8 32 --seconds 10
+    python bench/redeem.py --clients 8 32 --seconds 10 --history 1000000
 
-In one run, each at 8 and 32 concurrent clients on 127.0.0.1:
+In one run, on 127.0.0.1:
   * the reference app (bench/reference_app.py: FastAPI + async psycopg, no auth, one balance
     update and one ledger insert per request) on a database of its own: the ceiling;
-  * the service: one-step redeem, hold + capture, voucher balance reads (GET /v1/vouchers/{id}),
-    one-step redeem again with audit events off, to price the audit, and once more with the
-    redeem fast path off (VOUCHER_REDEEM_FAST_PATH=false), to price the general path;
+  * the service, everything on (auth, Idempotency-Key, ledger, audit, outbox, rate limits):
+    one-step redeem, hold + capture (each request counted), voucher reads
+    (GET /v1/vouchers/{id}), and one-step redeem with audit events off, to price them;
+  * history: `--history` prior redemptions (a year of captures with their journals, postings,
+    audit and outbox events and Idempotency-Key records) loaded set-wise into the same database,
+    ANALYZEd, then one-step redeem and hold + capture again;
   * the embedded default: one-step redeem on SQLite with one worker.
-It prints requests/s, p50, p99 and errors per row, the service / reference ratio and the audit
-ratio. It judges nothing and exits 0; the figures go to bench/results/latest.json as well.
+Per row it prints requests/s, p50, p99, errors, and per request: CPU of the service's processes
+and of PostgreSQL's (from /proc), round trips and statements the service sent (its own counters,
+summed over workers), commits (pg_stat_database), rows written and index entries written
+(pg_stat_user_tables × the table's indexes, partial ones weighted by the share of rows they
+hold). Then the ratios the product targets (docs/decisions.md, "Value engine"). It judges
+nothing and exits 0; the figures also go to bench/results/latest.json.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
@@ -31,16 +39,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import make_url
+from sqlalchemy import create_engine, make_url, text
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
 from common import load_world, recreate_database  # noqa: E402  (bench/ is on sys.path)
+from history import load_history  # noqa: E402
 from loadgen import Connection  # noqa: E402
 
-from services.voucher.settings import normalise_database_url  # noqa: E402
+from services.voucher.settings import normalise_database_url, sync_database_url  # noqa: E402
 from tests.live_server import LiveServer, free_port  # noqa: E402
 
 DEFAULT_URL = "postgresql://voucher:voucher@127.0.0.1:5432/voucher"
@@ -138,6 +147,7 @@ def reference_server(database_url: str, vouchers: int, workers: int) -> subproce
          "--workers", str(workers), "--loop", "uvloop", "--http", "httptools", "--log-level", "warning"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     process.url = f"http://127.0.0.1:{port}"  # type: ignore[attr-defined]
+    process.database_url = plain  # type: ignore[attr-defined]
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -150,6 +160,127 @@ def reference_server(database_url: str, vouchers: int, workers: int) -> subproce
     raise RuntimeError("the reference app did not start")
 
 
+class Probe:
+    """Counters read before and after a run: CPU of the given processes and of PostgreSQL's,
+    the database's commits and table writes, and the service's own round-trip counters."""
+
+    def __init__(self, database_url: str, pids: list[int], metrics_url: str | None) -> None:
+        self.engine = create_engine(sync_database_url(database_url))
+        self.pids, self.metrics_url = pids, metrics_url
+        self.weights = self._index_weights()
+
+    def _index_weights(self) -> dict[str, float]:
+        """Per table: its indexes, a partial one counted by the share of the table's rows it holds."""
+        weights: dict[str, float] = {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(text(
+                "SELECT c.relname, pg_get_expr(i.indpred, i.indrelid) FROM pg_index i "
+                "JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = 'public'")).all()
+            for table, predicate in rows:
+                share = 1.0
+                if predicate:
+                    total, matching = conn.execute(text(
+                        f"SELECT count(*), count(*) FILTER (WHERE {predicate}) FROM {table}")).one()  # noqa: S608
+                    share = matching / total if total else 0.0
+                weights[table] = weights.get(table, 0.0) + share
+        return weights
+
+    def read(self) -> dict[str, Any]:
+        time.sleep(1.2)  # PostgreSQL publishes a backend's counters within a second of its last transaction
+        with self.engine.connect() as conn:
+            commits, rollbacks = conn.execute(text(
+                "SELECT xact_commit, xact_rollback FROM pg_stat_database WHERE datname = current_database()")).one()
+            tables = {r[0]: (r[1], r[2], r[3]) for r in conn.execute(text(
+                "SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables")).all()}
+        trips = statements = 0.0
+        if self.metrics_url:
+            for line in httpx.get(self.metrics_url, timeout=10).text.splitlines():
+                if line.startswith("voucher_db_round_trips_total"):
+                    trips = float(line.split()[-1])
+                elif line.startswith("voucher_db_statements_total"):
+                    statements = float(line.split()[-1])
+        return {"service_cpu": process_cpu(self.pids), "pg_cpu": postgres_cpu(), "commits": commits + rollbacks,
+                "tables": tables, "round_trips": trips, "statements": statements}
+
+    def per_request(self, before: dict[str, Any], after: dict[str, Any], requests: int) -> dict[str, Any]:
+        n = max(requests, 1)
+        rows = entries = 0.0
+        for table, (ins, upd, hot) in after["tables"].items():
+            ins0, upd0, hot0 = before["tables"].get(table, (0, 0, 0))
+            written = (ins - ins0) + (upd - upd0)
+            rows += written
+            entries += ((ins - ins0) + (upd - upd0) - (hot - hot0)) * self.weights.get(table, 0.0)
+        per = {
+            "service_cpu_ms": round(1000 * (after["service_cpu"] - before["service_cpu"]) / n, 2),
+            "pg_cpu_ms": round(1000 * (after["pg_cpu"] - before["pg_cpu"]) / n, 2),
+            "commits": round((after["commits"] - before["commits"]) / n, 2),
+            "rows_written": round(rows / n, 1),
+            "index_entries": round(entries / n, 1),
+        }
+        if self.metrics_url:
+            per["round_trips"] = round((after["round_trips"] - before["round_trips"]) / n, 2)
+            per["statements"] = round((after["statements"] - before["statements"]) / n, 2)
+        return per
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def process_cpu(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except OSError:
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu() -> float:
+    """Every PostgreSQL process's CPU (backends, WAL writer, checkpointer, autovacuum): honest."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().startswith("postgres"):
+                    pids.append(int(entry.name))
+            except OSError:
+                pass
+    return process_cpu(pids)
+
+
+def tree(pid: int) -> list[int]:
+    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()  # noqa: S603, S607
+    return [pid, *(int(c) for c in children)]
+
+
+def measured(url: str, world: dict[str, Any], clients: int, seconds: float, scenario: str, probe: Probe) -> dict[str, Any]:
+    before = probe.read()
+    row = asyncio.run(drive(url, world, clients, seconds, scenario))
+    requests = (row["ok"] + sum(row["errors"].values())) * (2 if scenario == "hold_capture" else 1)
+    return {**row, **probe.per_request(before, probe.read(), requests)}
+
+
+def analyse(database_url: str) -> None:
+    engine = create_engine(sync_database_url(database_url))
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("ANALYZE"))
+    engine.dispose()
+
+
+async def template_redeem(url: str, world: dict[str, Any]) -> dict[str, str]:
+    """One real one-step redeem, the shape the history is cloned from."""
+    code, uscc = world["targets"][0]
+    key = f"template-{uuid.uuid4().hex}"
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        response = await http.post("/v1/redemptions", content=_order(code, uscc, key), headers={
+            "Authorization": f"Bearer {world['key']}", "content-type": "application/json", "Idempotency-Key": key})
+    response.raise_for_status()
+    return {"id": response.json()["id"], "key": key}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--database-url", default=os.environ.get("VOUCHER_BENCH_POSTGRES_URL", DEFAULT_URL))
@@ -157,6 +288,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--vouchers", type=int, default=200)
+    parser.add_argument("--history", type=int, default=1_000_000, help="prior redemptions to load (0: skip)")
     args = parser.parse_args()
 
     rows: list[dict[str, Any]] = []
@@ -168,63 +300,110 @@ def main() -> int:
     reference = reference_server(args.database_url, args.vouchers, args.workers)
     try:
         world = {"vouchers": args.vouchers}
-        asyncio.run(drive(reference.url, world, 4, 2, "reference"))  # type: ignore[attr-defined]
+        probe = Probe(reference.database_url, tree(reference.pid), None)  # type: ignore[attr-defined]
+        asyncio.run(drive(reference.url, world, max(args.clients), 3, "reference"))  # type: ignore[attr-defined]
         for clients in args.clients:
-            rows.append({**asyncio.run(drive(reference.url, world, clients, args.seconds, "reference")),  # type: ignore[attr-defined]
-                         "service": "reference", "audit": None})
+            rows.append({**measured(reference.url, world, clients, args.seconds, "reference", probe),  # type: ignore[attr-defined]
+                         "service": "reference", "round_trips": 4.0, "statements": 4.0, "label": "reference"})
+        probe.close()
     finally:
         reference.terminate()
         reference.wait(10)
 
     database_url = fresh_database(args.database_url, "bench")
     world = asyncio.run(load_world(database_url, args.vouchers))
-    # Production settings, then audit off (VOUCHER_AUDIT_EVENTS_ENABLED=false, benchmarks only),
-    # then the redeem fast path off: same database, same run.
-    for audit, fast, scenarios in ((True, True, ("redeem", "hold_capture", "balance")),
-                                   (False, True, ("redeem",)), (True, False, ("redeem",))):
-        env = {"VOUCHER_AUDIT_EVENTS_ENABLED": "true" if audit else "false",
-               "VOUCHER_REDEEM_FAST_PATH": "true" if fast else "false"}
-        with LiveServer(database_url, workers=args.workers, env=env) as server:
-            asyncio.run(drive(server.url, world, 4, 2))  # warm up every worker's pool and caches
+    analyse(database_url)
+    metrics_dir = tempfile.mkdtemp(prefix="voucher-bench-metrics-")
+
+    def serve(audit: bool = True) -> LiveServer:
+        for leftover in Path(metrics_dir).iterdir():
+            leftover.unlink()
+        env = {"VOUCHER_AUDIT_EVENTS_ENABLED": "true" if audit else "false", "PROMETHEUS_MULTIPROC_DIR": metrics_dir}
+        return LiveServer(database_url, workers=args.workers, env=env)
+
+    def run_service(label: str, scenarios: tuple[str, ...], clients: list[int], audit: bool = True) -> None:
+        with serve(audit) as server:
+            probe = Probe(database_url, tree(server.process.pid), f"{server.url}/metrics")  # type: ignore[union-attr]
+            # Warm up every worker's pool to the most clients a row uses: a connection opened during
+            # a measured row (and its statements prepared) would count against it.
+            asyncio.run(drive(server.url, world, max(clients), 3))
             for scenario in scenarios:
-                for clients in args.clients:
-                    rows.append({**asyncio.run(drive(server.url, world, clients, args.seconds, scenario)),
-                                 "service": "voucher", "audit": audit, "fast_path": fast})
-    sqlite = sqlite_redeem(args.seconds)
-    rows.append(sqlite)
+                for n in clients:
+                    rows.append({**measured(server.url, world, n, args.seconds, scenario, probe),
+                                 "service": "voucher", "label": f"{scenario}{label}"})
+            probe.close()
+
+    run_service("", ("redeem", "hold_capture", "balance"), args.clients)
+    run_service(" (audit off)", ("redeem",), args.clients[:1], audit=False)
+
+    history = None
+    if args.history:
+        with serve() as server:
+            world["template"] = asyncio.run(template_redeem(server.url, world))
+        print(f"loading {args.history:,} prior redemptions set-wise ...", flush=True)
+        history = load_history(database_url, world, args.history)
+        print(f"loaded in {history['seconds']} s: {history['rows']}", flush=True)
+        run_service(f" ({args.history:,} before)", ("redeem", "hold_capture"), args.clients[:1])
+    rows.append(sqlite_redeem(args.seconds))
 
     print(conditions)
-    print(f"{'what':34} {'clients':>7} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'ok':>7}  errors")
+    head = (f"{'what':34} {'clients':>7} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>8} {'svc cpu':>7} {'pg cpu':>7} "
+            f"{'trips':>5} {'stmts':>5} {'commit':>6} {'rows':>5} {'index':>6}  errors")
+    print(head)
     for r in rows:
-        label = r.get("label") or f"{r['service']} {r['scenario']}" + (
-            "" if r["audit"] is None else " (general path)" if r.get("fast_path") is False
-            else f" (audit {'on' if r['audit'] else 'off'})")
-        print(f"{label:34} {r['clients']:>7} {r['requests_per_s']:>9} {r['p50_ms']!s:>8} {r['p99_ms']!s:>8} "
-              f"{r['ok']:>7}  {r['errors'] or '-'}")
-    ratios = {}
-    for clients in args.clients:
-        ref = next(r for r in rows if r["service"] == "reference" and r["clients"] == clients)
-        redeems = [r for r in rows if r["scenario"] == "redeem" and r["clients"] == clients and "fast_path" in r]
-        on = next(r for r in redeems if r["audit"] is True and r["fast_path"] is True)
-        off = next(r for r in redeems if r["audit"] is False)
-        general = next(r for r in redeems if r["fast_path"] is False)
-        ratios[clients] = {"service_over_reference": round(on["requests_per_s"] / ref["requests_per_s"], 3)
-                           if ref["requests_per_s"] else None,
-                           "audit_on_over_off": round(on["requests_per_s"] / off["requests_per_s"], 3)
-                           if off["requests_per_s"] else None,
-                           "fast_over_general_path": round(on["requests_per_s"] / general["requests_per_s"], 3)
-                           if general["requests_per_s"] else None}
-        print(f"one-step redeem at {clients} clients: service / reference = "
-              f"{ratios[clients]['service_over_reference']}  (goal >= 0.5); audit on / off = "
-              f"{ratios[clients]['audit_on_over_off']}; fast / general path = "
-              f"{ratios[clients]['fast_over_general_path']}")
+        print(f"{r['label']:34} {r['clients']:>7} {r['requests_per_s']:>8} {r['p50_ms']!s:>7} {r['p99_ms']!s:>8} "
+              f"{r.get('service_cpu_ms', '-')!s:>7} {r.get('pg_cpu_ms', '-')!s:>7} {r.get('round_trips', '-')!s:>5} "
+              f"{r.get('statements', '-')!s:>5} {r.get('commits', '-')!s:>6} {r.get('rows_written', '-')!s:>5} "
+              f"{r.get('index_entries', '-')!s:>6}  {r['errors'] or '-'}")
+    print("(CPU in ms per request; trips, statements, commits, rows and index entries written per request; "
+          "hold_capture counts the hold and the capture as two requests)")
+    ratios = summarise(rows, args.clients, args.history)
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "latest.json").write_text(json.dumps({
         "benchmark": "redeem", "at": datetime.now(UTC).isoformat(), "machine": platform.node(),
-        "cpus": os.cpu_count(), "conditions": conditions, "rows": rows, "ratios": ratios,
-    }, indent=2))
+        "cpus": os.cpu_count(), "conditions": conditions, "rows": rows, "ratios": ratios, "history": history,
+    }, indent=2, default=str))
     return 0
+
+
+def summarise(rows: list[dict[str, Any]], clients: list[int], history: int) -> dict[str, Any]:
+    """The figures the product targets, as ratios within this run (DESIGN.md §7)."""
+    def find(label: str, n: int) -> dict[str, Any] | None:
+        return next((r for r in rows if r["label"] == label and r["clients"] == n), None)
+
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return round(a / b, 3) if a and b else None
+
+    ratios: dict[str, Any] = {}
+    for n in clients:
+        ref = find("reference", n)
+        assert ref is not None
+        per_request = {"redeem": 1, "hold_capture": 2, "balance": 1}
+        for scenario, goal in (("redeem", ">= 0.5"), ("hold_capture", ">= 0.4"), ("balance", ">= 0.6")):
+            row = find(scenario, n)
+            if row is None:
+                continue
+            value = ratio(row["requests_per_s"] * per_request[scenario], ref["requests_per_s"])
+            ratios[f"{scenario}/reference at {n}"] = value
+            print(f"{scenario} / reference at {n} clients: {value} (goal {goal}); p99 {row['p99_ms']} ms "
+                  f"vs the reference's {ref['p99_ms']} ms (goal <= 2x: {ratio(row['p99_ms'], ref['p99_ms'])}x)")
+    if history:
+        n = clients[0]
+        for scenario in ("redeem", "hold_capture"):
+            fresh, old = find(scenario, n), find(f"{scenario} ({history:,} before)", n)
+            if fresh and old:
+                throughput = ratio(old["requests_per_s"], fresh["requests_per_s"])
+                cpu = ratio(old["pg_cpu_ms"], fresh["pg_cpu_ms"])
+                ratios[f"{scenario} history/fresh throughput"] = throughput
+                ratios[f"{scenario} history/fresh PostgreSQL CPU"] = cpu
+                print(f"{scenario} with {history:,} prior redemptions / fresh: throughput {throughput} (goal >= 0.8), "
+                      f"PostgreSQL CPU per request {cpu} (goal <= 1.25)")
+    sqlite = next(r for r in rows if r["label"].startswith("redeem, SQLite"))
+    ratios["sqlite p99/p50"] = ratio(sqlite["p99_ms"], sqlite["p50_ms"])
+    print(f"SQLite, 1 worker, {sqlite['clients']} clients: p99 / p50 = {ratios['sqlite p99/p50']} (goal <= 10); "
+          f"errors {sqlite['errors'] or 'none'}")
+    return ratios
 
 
 def sqlite_redeem(seconds: float) -> dict[str, Any]:
@@ -243,7 +422,7 @@ def sqlite_redeem(seconds: float) -> dict[str, Any]:
         with LiveServer(url, workers=1) as server:
             asyncio.run(drive(server.url, world, 4, 2))
             row = asyncio.run(drive(server.url, world, 8, seconds))
-    return {**row, "service": "voucher", "audit": True, "label": "voucher redeem, SQLite, 1 worker"}
+    return {**row, "service": "voucher", "label": "redeem, SQLite, 1 worker"}
 
 
 if __name__ == "__main__":

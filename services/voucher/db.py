@@ -8,6 +8,7 @@ at COMMIT; on PostgreSQL value moves under row locks or conditional updates.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import re
@@ -133,7 +134,10 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(settings.database_url, **kwargs)
         if self.is_sqlite:
             _configure_sqlite(self.engine)
+        else:
+            _count_round_trips(self.engine)
         self.write_engine = self.engine.execution_options(voucher_write=True)
+        self._writer = TaskLock()
         #: Copied into every session's `info` (sessions read it; main.py adds the key cache).
         self.info: dict[str, Any] = {"audit_disabled": not settings.audit_events_enabled}
         info = self.info
@@ -146,10 +150,21 @@ class Database:
     @asynccontextmanager
     async def unit_of_work(self, *, write: bool = True) -> AsyncIterator[AsyncSession]:
         """A transaction of its own: commits if the block succeeds, rolls back if it raises."""
-        async with self.session(write=write) as session:
+        async with self.writer(write), self.session(write=write) as session:
             await session.begin()  # now, so work tied to the transaction (on_commit) waits for it
             yield session
             await self.commit(session)
+
+    @asynccontextmanager
+    async def writer(self, write: bool = True) -> AsyncIterator[None]:
+        """On SQLite, the process's one writer: write units queue here, first come first served,
+        instead of polling SQLite's busy handler (which favours no one and lets an unlucky
+        request wait seconds). Re-entrant for the task that holds it. Elsewhere, nothing."""
+        if not (write and self.is_sqlite):
+            yield
+            return
+        async with self._writer:
+            yield
 
     async def commit(self, session: AsyncSession, batch: Batch | None = None) -> None:
         """Commit `session`'s transaction: its ORM changes, the writes deferred on it (audit
@@ -175,6 +190,54 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+class TaskLock:
+    """An asyncio lock that queues waiters first in, first out (asyncio.Lock does) and lets the
+    task holding it take it again (a write unit that opens another, e.g. sealing the audit
+    chain before a request's own transaction begins)."""
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._owner: asyncio.Task[Any] | None = None
+        self._depth = 0
+
+    async def __aenter__(self) -> None:
+        task = asyncio.current_task()
+        if self._owner is task and task is not None:
+            self._depth += 1
+            return
+        await self._lock.acquire()
+        self._owner, self._depth = task, 1
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            self._owner = None
+            self._lock.release()
+
+
+def _count_round_trips(engine: AsyncEngine) -> None:
+    """What SQLAlchemy sends, counted like the driver's batches (driver.ROUND_TRIPS): each
+    statement is a round trip, and so is the BEGIN psycopg sends before the first statement of
+    a transaction, and a COMMIT or ROLLBACK that has a transaction to end."""
+
+    def busy(conn: Any) -> bool:
+        raw = conn.connection.driver_connection
+        return bool(raw.info.transaction_status != raw.info.transaction_status.IDLE)
+
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def _statement(conn: Any, *_: Any) -> None:
+        trips = 1 if busy(conn) else 2
+        driver.ROUND_TRIPS.inc(trips)
+        driver.STATEMENTS.inc(trips)
+
+    @event.listens_for(engine.sync_engine, "commit")
+    @event.listens_for(engine.sync_engine, "rollback")
+    def _end(conn: Any) -> None:
+        if busy(conn):
+            driver.ROUND_TRIPS.inc()
+            driver.STATEMENTS.inc()
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:

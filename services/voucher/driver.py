@@ -18,23 +18,30 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 import psycopg
+from prometheus_client import Counter
 from psycopg import _queries as psycopg_queries
 from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb
-from sqlalchemy import JSON, Table, insert
+from sqlalchemy import JSON, Table, event, insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.sql import Executable, Insert
 
 Params = dict[str, Any]
+
+#: What the service sends to its database, counted where it is sent (here for the driver's
+#: batches; db.py for what SQLAlchemy sends): `make bench` divides them by requests.
+ROUND_TRIPS = Counter("voucher_db_round_trips", "Round trips to the database (a pipelined batch is one)")
+STATEMENTS = Counter("voucher_db_statements", "Statements sent to the database, BEGIN and COMMIT included")
 
 # psycopg caches the parsing of a query's placeholders only for queries of at most 4 KiB and 50
 # parameters (so that ORM-generated one-off statements do not fill its cache). Ours are built
@@ -163,16 +170,43 @@ def _text(value: Any) -> str:
     raise TypeError(f"{type(value).__name__} cannot go into a JSON parameter")
 
 
+_FIRST = "voucher_driver_first"
+
+
+def send_first(session: AsyncSession, batch: Batch, then: Callable[[], None]) -> None:
+    """Send `batch` at the head of the next batch run in the session's transaction, in the same
+    round trip (the Idempotency-Key's claim rides with the value engine's first reads); `then`
+    runs once its results are in, before the caller's own results are handed back."""
+    session.info[_FIRST] = (batch, then)
+
+
+async def send_pending(session: AsyncSession) -> None:
+    """Send a batch `send_first` queued that no run has taken yet (before a commit)."""
+    if _FIRST in session.info:
+        await run(session, Batch())
+
+
 async def run(session: AsyncSession, batch: Batch, *, commit: bool = False) -> Batch:
     """Run `batch` in the session's transaction (beginning it if needed); with `commit`, commit
     the session too — on PostgreSQL the COMMIT goes in the same round trip, and the session's
     own commit that follows finds nothing left to send but still runs its after-commit work.
     Results land on each step."""
+    first = session.info.pop(_FIRST, None)
+    if first is not None:
+        head, then = first
+        combined = Batch()
+        combined.steps = [*head.steps, *batch.steps]
+        await run(session, combined, commit=False)
+        then()
+        if commit:
+            await session.commit()
+        return batch
     if not batch and commit:
         await session.commit()  # nothing to send first (and no connection taken just for it)
         return batch
-    await session.flush()  # the ORM's pending changes first, as its own statements would
-    connection = await session.connection()
+    if session.new or session.dirty or session.deleted:
+        await session.flush()  # the ORM's pending changes first, as its own statements would
+    connection = await _connection(session)
     if connection.dialect.name == "postgresql":
         # A savepoint still open is SQLAlchemy's to release: it commits after the batch then.
         await _run_pg(connection, batch, commit and not session.in_nested_transaction())
@@ -186,8 +220,26 @@ async def run(session: AsyncSession, batch: Batch, *, commit: bool = False) -> B
     return batch
 
 
+_CONNECTION = "voucher_driver_connection"
+
+
+async def _connection(session: AsyncSession) -> AsyncConnection:
+    """The session's connection for its current transaction (beginning it if needed), kept on
+    the session until the transaction ends: asking SQLAlchemy each time costs a greenlet switch."""
+    connection: AsyncConnection | None = session.info.get(_CONNECTION)
+    if connection is None or not session.in_transaction():
+        connection = session.info[_CONNECTION] = await session.connection()
+    return connection
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_connection(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:
+        session.info.pop(_CONNECTION, None)
+
+
 async def _run_pg(connection: AsyncConnection, batch: Batch, commit: bool) -> None:
-    raw: psycopg.AsyncConnection[Any] = (await connection.get_raw_connection()).driver_connection  # type: ignore[assignment]
+    raw: psycopg.AsyncConnection[Any] = connection.sync_connection.connection.driver_connection  # type: ignore[union-attr]
     dialect = connection.dialect
     # Statements whose results are read get a cursor each; the writes share one, and a run of
     # writes goes as ONE statement (each write a data-modifying CTE of it): every statement
@@ -198,13 +250,16 @@ async def _run_pg(connection: AsyncConnection, batch: Batch, commit: bool) -> No
     reading: list[tuple[Step, psycopg.AsyncCursor[Any]]] = []
     writes: list[tuple[str, Params]] = []
     current: Step | None = None
+    sent = 1 if raw.info.transaction_status == psycopg.pq.TransactionStatus.IDLE else 0  # the BEGIN
 
     async def send_writes() -> None:
+        nonlocal sent
         if len(writes) == 1:
             await writer.execute(writes[0][0], writes[0][1], prepare=True)
         elif writes:
             sql, params = _merged(writes)
             await writer.execute(sql, params, prepare=True)
+        sent += bool(writes)
         writes.clear()
 
     try:
@@ -216,6 +271,7 @@ async def _run_pg(connection: AsyncConnection, batch: Batch, commit: bool) -> No
                     writes.extend(_write_parts(compiled, step.params))
                     continue
                 await send_writes()
+                sent += len(step.params) if isinstance(step.params, list) else 1
                 cursor = raw.cursor(row_factory=tuple_row)
                 cursors.append(cursor)
                 reading.append((step, cursor))
@@ -230,7 +286,10 @@ async def _run_pg(connection: AsyncConnection, batch: Batch, commit: bool) -> No
                 # As a statement, not raw.commit(): that looks at the transaction status, which
                 # the queued BEGIN has not changed yet.
                 await writer.execute(b"COMMIT")
+                sent += 1
             await pipeline.sync()
+            ROUND_TRIPS.inc()
+            STATEMENTS.inc(sent)
             for step, cursor in reading:
                 step.rowcount = cursor.rowcount
                 step.rows = await _all_rows(cursor)

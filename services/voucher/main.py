@@ -85,8 +85,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     app.add_middleware(RateLimitHeaders)
     app.add_middleware(http_metrics.RequestObserver)  # outermost: sees every answer
 
-    for module in (meta, http_metrics, apikeys, programmes, eligibility, enterprises, providers, applications, vouchers,
-                   redemption, claims, settlement, usage, ledger):
+    # Routes are matched in the order they were added: the value path's first.
+    for module in (redemption, vouchers, meta, http_metrics, apikeys, programmes, eligibility, enterprises, providers,
+                   applications, claims, settlement, usage, ledger):
         app.include_router(module.router)
     app.include_router(applications.public_router)
     app.include_router(audit.router)

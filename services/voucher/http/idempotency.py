@@ -13,6 +13,7 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, Header, Request
 from starlette.responses import Response
 
+from services.voucher import driver
 from services.voucher.actor import Actor
 from services.voucher.apikeys.rules import Scope
 from services.voucher.audit import service as audit
@@ -27,31 +28,39 @@ KEY_HEADER_DOC = (
 )
 
 
-async def _claim(request: Request, actor: Actor, key: str) -> None:
+async def _claim(request: Request, actor: Actor, key: str, *, with_first_reads: bool) -> None:
     """The key is claimed first thing in the request's own transaction (protocol in
-    idempotency/service.py): a replay or a refusal here has changed nothing."""
+    idempotency/service.py): a replay or a refusal found there changes nothing. With
+    `with_first_reads`, the claim rides in the same round trip as the handler's first reads
+    (the value engine's), and is settled before the handler sees them."""
     idempotency.check_key(key)
     settings = request.app.state.settings
     path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     unit = request.scope["state"]["unit"]
-    claim = await idempotency.claim(
-        unit.session,
-        principal_id=actor.principal_id,
-        key=key,
-        method=request.method,
-        path=path,
-        fingerprint=idempotency.request_fingerprint(request.method, path, await request.body()),
-        now=request.app.state.clock(),
-        retention_days=settings.idempotency_retention_days,
-    )
-    unit.claim = claim
+    fields = {
+        "principal_id": actor.principal_id, "key": key, "method": request.method, "path": path,
+        "fingerprint": idempotency.request_fingerprint(request.method, path, await request.body()),
+        "now": request.app.state.clock(), "retention_days": settings.idempotency_retention_days,
+    }
     audit.IDEMPOTENCY_KEY.set(key)
+    if with_first_reads:
+        batch, settle = idempotency.claim_batch(unit.session, **fields)
+        unit.claim = idempotency.Claim(**fields, dialect=unit.session.bind.dialect.name)  # settled below
+
+        def then() -> None:
+            unit.claim = settle()
+
+        driver.send_first(unit.session, batch, then)
+    else:
+        unit.claim = await idempotency.claim(unit.session, **fields)
 
 
-def idempotent(*scopes: Scope, required: bool = False) -> Callable[..., Awaitable[None]]:
+def idempotent(*scopes: Scope, required: bool = False, with_first_reads: bool = False) -> Callable[..., Awaitable[None]]:
     """A dependency: authenticate, check `scopes`, then claim the Idempotency-Key.
 
     `required`: for operations that move value, where a retry without a key could move it twice.
+    `with_first_reads`: the claim goes with the handler's first batch of reads (the value
+    engine's routes); the unit of work sends it before committing if the handler sent none.
     """
     checker = require(*scopes)
     doc = ("Required. " if required else "Optional. ") + KEY_HEADER_DOC
@@ -65,7 +74,7 @@ def idempotent(*scopes: Scope, required: bool = False) -> Callable[..., Awaitabl
             if required:
                 raise IdempotencyKeyRequired()
             return
-        await _claim(request, actor, idempotency_key)
+        await _claim(request, actor, idempotency_key, with_first_reads=with_first_reads)
 
     return dependency
 

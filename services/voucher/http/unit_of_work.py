@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.voucher import errors
+from services.voucher import driver, errors
 from services.voucher.audit import service as audit
 from services.voucher.clock import Clock
 from services.voucher.db import Database, is_data_error, is_integrity_error, is_transient
@@ -50,6 +50,10 @@ class RequestUnit:
         if self._session is None:
             self._session = self.database.session(write=self.write)
         return self._session
+
+    async def settle_claim(self) -> None:
+        if self._session is not None:
+            await driver.send_pending(self._session)
 
     async def commit(self, batch: Batch | None = None) -> None:
         if self._session is not None:
@@ -101,7 +105,17 @@ class UnitOfWorkMiddleware:
         rid = (b"x-request-id", request_id.encode())
         try:
             if unit.write:
-                await self._buffered(scope, receive, send, unit, rid)
+                # SQLite: the process's writers queue in order (db.py, `writer`); the answer is
+                # sent once the write lock is let go, so a slow reader never holds it.
+                outgoing: list[Message] = []
+
+                async def keep(message: Message) -> None:
+                    outgoing.append(message)
+
+                async with self.database.writer():
+                    await self._buffered(scope, receive, keep, unit, rid)
+                for message in outgoing:
+                    await send(message)
             else:
                 await self._streamed(scope, receive, send, unit, rid)
         finally:
@@ -157,7 +171,12 @@ class UnitOfWorkMiddleware:
         answer = _answer(start, status, body)
         if status < 400 and not scope["state"].get("replayed"):
             try:
+                if unit.claim is not None:
+                    await unit.settle_claim()  # a claim meant to ride with reads the handler never sent
                 await unit.commit(idempotency.completion(unit.claim, answer) if unit.claim else None)
+            except idempotency.Replay as replay:  # the key was answered before: that is the answer
+                await unit.close()
+                start, status, body = _replayed(replay.response)
             except Exception as exc:
                 await unit.close()
                 status, body = self._failure(exc, scope)

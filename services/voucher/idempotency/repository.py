@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.voucher import driver
 from services.voucher.db import is_transient
-from services.voucher.driver import Batch
+from services.voucher.driver import Batch, Step
 from services.voucher.errors import IdempotencyRequestInProgress
 from services.voucher.tables import IdempotencyRecord
 
@@ -53,14 +53,18 @@ class Record:
     expires_at: datetime
 
 
-async def lock_and_read(session: AsyncSession, lock: int, principal_id: uuid.UUID, key: str) -> Record | None:
-    """Take the key's lock for the rest of the transaction, then read its record: one round
-    trip on PostgreSQL (the BEGIN goes with it). On SQLite the transaction's write lock is
-    the key's lock."""
+def lock_and_read(session: AsyncSession, lock: int, principal_id: uuid.UUID, key: str) -> tuple[Batch, Step]:
+    """Take the key's lock for the rest of the transaction, then read its record (`record_of`
+    the step, once run): on PostgreSQL a transaction-scoped advisory lock; on SQLite the
+    transaction's write lock is the key's lock."""
     batch = Batch()
     if session.bind.dialect.name == "postgresql":
         batch.add(_LOCK, {"lock": lock})
-    found = batch.add(_READ, {"principal_id": principal_id, "key": key})
+    return batch, batch.add(_READ, {"principal_id": principal_id, "key": key})
+
+
+async def run(session: AsyncSession, batch: Batch) -> None:
+    """Run the claim on its own: one round trip (the BEGIN goes with it)."""
     try:
         await driver.run(session, batch)
     except DBAPIError as exc:
@@ -71,6 +75,9 @@ async def lock_and_read(session: AsyncSession, lock: int, principal_id: uuid.UUI
                 detail_zh="使用该幂等键的首个请求仍在处理中，请待其完成后重试以获取其结果",
             ) from exc
         raise
+
+
+def record_of(found: Step) -> Record | None:
     row = found.first()
     if row is None:
         return None

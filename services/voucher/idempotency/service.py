@@ -20,8 +20,10 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -104,7 +106,7 @@ def lock_key(principal_id: uuid.UUID, key: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
-async def claim(
+def claim_batch(
     session: AsyncSession,
     *,
     principal_id: uuid.UUID,
@@ -114,37 +116,50 @@ async def claim(
     fingerprint: str,
     now: datetime,
     retention_days: int,
-) -> Claim:
-    """Step 1 of the protocol (module docstring), in `session`'s transaction. Raises Replay or
-    422 as it says."""
+) -> tuple[Batch, Callable[[], Claim]]:
+    """Step 1 of the protocol (module docstring), as statements to run in `session`'s
+    transaction and what to do with their results: that raises Replay or 422 as it says, or
+    returns the claim."""
     path = path[:MAX_PATH_LENGTH]
-    record = await repository.lock_and_read(session, lock_key(principal_id, key), principal_id, key)
-    replaces = False
-    if record is not None:
-        if record.expires_at <= now or record.state != "completed":
-            # Past its retention (or a claim left by the protocol before 0009): free again.
-            replaces = True
-        elif (record.method, record.path) != (method, path):
-            raise IdempotencyKeyReused(
-                f"Idempotency-Key {key!r} was first used for {record.method} {record.path}; "
-                "use a new key for a new request",
-                detail_zh=f"幂等键 {key!r} 已用于 {record.method} {record.path}；新的请求请使用新的幂等键",
-                first_used_for=f"{record.method} {record.path}",
-            )
-        elif record.request_hash != fingerprint:
-            raise IdempotencyKeyReused(
-                f"Idempotency-Key {key!r} was first used for {record.method} {record.path} "
-                "with a different body; use a new key for a new request",
-                detail_zh=f"幂等键 {key!r} 首次用于 {record.method} {record.path} 时的请求体与本次不同；"
-                "新的请求请使用新的幂等键",
-                first_used_for=f"{record.method} {record.path}",
-            )
-        else:
-            assert record.response_status is not None
-            raise Replay(StoredResponse(record.response_status, record.response_body or b"",
-                                        record.response_content_type, record.response_headers))
-    return Claim(principal_id, key, method, path, fingerprint, now, retention_days, session.bind.dialect.name,
-                 replaces)
+    batch, found = repository.lock_and_read(session, lock_key(principal_id, key), principal_id, key)
+    dialect = session.bind.dialect.name
+
+    def settle() -> Claim:
+        record = repository.record_of(found)
+        replaces = False
+        if record is not None:
+            if record.expires_at <= now or record.state != "completed":
+                # Past its retention (or a claim left by the protocol before 0009): free again.
+                replaces = True
+            elif (record.method, record.path) != (method, path):
+                raise IdempotencyKeyReused(
+                    f"Idempotency-Key {key!r} was first used for {record.method} {record.path}; "
+                    "use a new key for a new request",
+                    detail_zh=f"幂等键 {key!r} 已用于 {record.method} {record.path}；新的请求请使用新的幂等键",
+                    first_used_for=f"{record.method} {record.path}",
+                )
+            elif record.request_hash != fingerprint:
+                raise IdempotencyKeyReused(
+                    f"Idempotency-Key {key!r} was first used for {record.method} {record.path} "
+                    "with a different body; use a new key for a new request",
+                    detail_zh=f"幂等键 {key!r} 首次用于 {record.method} {record.path} 时的请求体与本次不同；"
+                    "新的请求请使用新的幂等键",
+                    first_used_for=f"{record.method} {record.path}",
+                )
+            else:
+                assert record.response_status is not None
+                raise Replay(StoredResponse(record.response_status, record.response_body or b"",
+                                            record.response_content_type, record.response_headers))
+        return Claim(principal_id, key, method, path, fingerprint, now, retention_days, dialect, replaces)
+
+    return batch, settle
+
+
+async def claim(session: AsyncSession, **fields: Any) -> Claim:
+    """Step 1, run on its own (`claim_batch` for the fields)."""
+    batch, settle = claim_batch(session, **fields)
+    await repository.run(session, batch)
+    return settle()
 
 
 def completion(claim_: Claim, answer: StoredResponse) -> Batch:
@@ -164,7 +179,7 @@ async def store_refusal(db: Database, claim_: Claim, answer: StoredResponse) -> 
     """Step 3: store a refusal in a transaction of its own (the refused one rolled back). If
     another attempt with the key answered meanwhile, its answer is the key's: returned, and
     nothing is stored."""
-    async with db.session(write=True) as session:
+    async with db.writer(), db.session(write=True) as session:
         try:
             again = await claim(session, principal_id=claim_.principal_id, key=claim_.key, method=claim_.method,
                                 path=claim_.path, fingerprint=claim_.fingerprint, now=claim_.now,

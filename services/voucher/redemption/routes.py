@@ -65,7 +65,7 @@ def _request(body: HoldCreate) -> service.HoldRequest:
     status_code=201,
     response_model=RedemptionPublic,
     responses=responses(*AUTH_ERRORS, *IDEM, *HOLD_ERRORS),
-    dependencies=[Depends(idempotent(Scope.REDEMPTIONS_WRITE, required=True))],
+    dependencies=[Depends(idempotent(Scope.REDEMPTIONS_WRITE, required=True, with_first_reads=True))],
 )
 async def create_hold(body: HoldCreate, session: Session, now: Now, actor: Writer, response: Response) -> RedemptionPublic:
     redemption = await service.hold(session, actor, _request(body), now, deferred=True)
@@ -80,7 +80,7 @@ async def create_hold(body: HoldCreate, session: Session, now: Now, actor: Write
     status_code=201,
     response_model=RedemptionPublic,
     responses=responses(*AUTH_ERRORS, *IDEM, *HOLD_ERRORS),
-    dependencies=[Depends(idempotent(Scope.REDEMPTIONS_WRITE, required=True))],
+    dependencies=[Depends(idempotent(Scope.REDEMPTIONS_WRITE, required=True, with_first_reads=True))],
 )
 async def redeem(body: HoldCreate, session: Session, now: Now, actor: Writer, response: Response) -> RedemptionPublic:
     redemption = await service.redeem(session, actor, _request(body), now, deferred=True)
@@ -95,7 +95,7 @@ async def redeem(body: HoldCreate, session: Session, now: Now, actor: Writer, re
     response_model=RedemptionPublic,
     responses=responses(*AUTH_ERRORS, *IDEM, errors.NotFound, errors.HoldNotActive, errors.HoldExpired,
                         errors.CaptureExceedsHold, errors.VoucherExpired),
-    dependencies=[Depends(idempotent(Scope.REDEMPTIONS_WRITE, required=True))],
+    dependencies=[Depends(idempotent(Scope.REDEMPTIONS_WRITE, required=True, with_first_reads=True))],
 )
 async def capture_hold(
     redemption_id: uuid.UUID, body: CaptureRequest, session: Session, now: Now, actor: Writer
@@ -109,7 +109,7 @@ async def capture_hold(
     summary="Void a hold: the whole held amount returns to the voucher",
     response_model=RedemptionPublic,
     responses=responses(*AUTH_ERRORS, *IDEM, errors.NotFound, errors.HoldNotActive),
-    dependencies=[Depends(idempotent(Scope.REDEMPTIONS_WRITE, required=True))],
+    dependencies=[Depends(idempotent(Scope.REDEMPTIONS_WRITE, required=True, with_first_reads=True))],
 )
 async def void_hold(
     redemption_id: uuid.UUID, session: Session, now: Now, actor: Writer, body: VoidRequest | None = None
@@ -124,7 +124,7 @@ async def void_hold(
     status_code=201,
     response_model=RefundPublic,
     responses=responses(*AUTH_ERRORS, *IDEM, errors.NotFound, errors.RedemptionNotCaptured, errors.RefundExceedsCaptured),
-    dependencies=[Depends(idempotent(Scope.REDEMPTIONS_WRITE, required=True))],
+    dependencies=[Depends(idempotent(Scope.REDEMPTIONS_WRITE, required=True, with_first_reads=True))],
 )
 async def refund_redemption(
     redemption_id: uuid.UUID, body: RefundCreate, session: Session, now: Now, actor: Writer
