@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.voucher.anomalies.rules import Claimed, Redeemed
 from services.voucher.claims.rules import ClaimStatus
+from services.voucher.db import Database
 from services.voucher.redemption.rules import Payee, RedemptionStatus
 from services.voucher.tables import Claim, Enterprise, Programme, Provider, Redemption, Voucher
 
@@ -73,6 +74,7 @@ def _redeemed(row: Any) -> Redeemed:
 
 
 async def _stream(session: AsyncSession, stmt: Any) -> AsyncIterator[Redeemed]:
+    await Database.in_transaction(session)  # a server-side cursor needs a transaction
     result = await session.stream(stmt.execution_options(**STREAM))
     async for row in result:
         yield _redeemed(row)
@@ -141,6 +143,7 @@ async def rows_of_expiring_vouchers(
         .order_by(R.voucher_id, R.created_at, R.id)
         .execution_options(**STREAM)
     )
+    await Database.in_transaction(session)  # a server-side cursor needs a transaction
     result = await session.stream(stmt)
     async for row in result:
         yield row.expires_at, _redeemed(row)
@@ -167,6 +170,7 @@ async def rows_of_shared_references(session: AsyncSession, scope: Scope) -> Asyn
         .order_by(_folded(R.order_reference), R.created_at, R.id)
         .execution_options(**STREAM)
     )
+    await Database.in_transaction(session)  # a server-side cursor needs a transaction
     result = await session.stream(stmt)
     async for row in result:
         yield row.reference, _redeemed(row)
@@ -194,6 +198,7 @@ async def claims_of_shared_invoices(session: AsyncSession, scope: Scope) -> Asyn
         .order_by(C.invoice_number, C.created_at, C.id)
         .execution_options(**STREAM)
     )
+    await Database.in_transaction(session)  # a server-side cursor needs a transaction
     result = await session.stream(stmt)
     async for row in result:
         yield Claimed(

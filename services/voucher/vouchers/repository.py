@@ -10,6 +10,7 @@ from sqlalchemy import Select, false, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from services.voucher.actor import Actor
 from services.voucher.apikeys.rules import Role
@@ -76,6 +77,25 @@ async def list_page(
 async def add(session: AsyncSession, row: Voucher) -> None:
     session.add(row)
     await session.flush()
+
+
+_AV, _HE, _US = (aliased(LedgerAccount) for _ in range(3))
+
+
+async def get_with_balances(
+    session: AsyncSession, actor: Actor, voucher_id: uuid.UUID
+) -> tuple[Voucher, int, int, int] | None:
+    """A voucher the actor may see, with its three balances: one statement."""
+    stmt = (
+        visible(actor)
+        .add_columns(_AV.balance, _HE.balance, _US.balance)
+        .join(_AV, _AV.id == Voucher.available_account_id)
+        .join(_HE, _HE.id == Voucher.held_account_id)
+        .join(_US, _US.id == Voucher.used_account_id)
+        .where(Voucher.id == voucher_id)
+    )
+    row = (await session.execute(stmt)).first()
+    return None if row is None else (row[0], int(row[1]), int(row[2]), int(row[3]))
 
 
 async def balances_of(session: AsyncSession, vouchers: list[Voucher]) -> dict[uuid.UUID, int]:

@@ -123,7 +123,7 @@ async def list_vouchers(
     responses=responses(*AUTH_ERRORS, errors.NotFound),
 )
 async def get_voucher(voucher_id: uuid.UUID, session: Session, now: Now, actor: Reader) -> VoucherPublic:
-    return _public(await service.view(session, await service.get_voucher(session, actor, voucher_id), now))
+    return _public(await service.read_voucher(session, actor, voucher_id, now))
 
 
 @router.get(

@@ -269,6 +269,17 @@ async def views(session: AsyncSession, vouchers: list[Voucher], now: datetime) -
     return out
 
 
+async def read_voucher(session: AsyncSession, actor: Actor, voucher_id: uuid.UUID, now: datetime) -> VoucherView:
+    """A voucher with its balances and status as of `now`, in one read; 404 when missing and when
+    it is another enterprise's."""
+    found = await repository.get_with_balances(session, actor, voucher_id)
+    if found is None:
+        raise NotFound(f"no voucher with id {voucher_id}", detail_zh=f"没有 ID 为 {voucher_id} 的券")
+    voucher, available, held, used = found
+    return VoucherView(voucher, effective_status(VoucherStatus(voucher.status), voucher.expires_at, now),
+                       Balances(available, held, used))
+
+
 async def get_voucher(
     session: AsyncSession, actor: Actor, voucher_id: uuid.UUID, *, for_update: bool = False
 ) -> Voucher:
