@@ -186,8 +186,10 @@ class Probe:
                 weights[table] = weights.get(table, 0.0) + share
         return weights
 
-    def read(self) -> dict[str, Any]:
-        time.sleep(1.2)  # PostgreSQL publishes a backend's counters within a second of its last transaction
+    def read(self, *, settle: float = 1.2) -> dict[str, Any]:
+        # A backend publishes its counters at most once a second while busy, and within 10 s of
+        # going idle (PostgreSQL 15's PGSTAT_IDLE_INTERVAL): the reading after a run waits that out.
+        time.sleep(settle)
         with self.engine.connect() as conn:
             commits, rollbacks = conn.execute(text(
                 "SELECT xact_commit, xact_rollback FROM pg_stat_database WHERE datname = current_database()")).one()
@@ -227,19 +229,22 @@ class Probe:
         self.engine.dispose()
 
 
-def process_cpu(pids: list[int]) -> float:
+def process_cpu(pids: list[int], *, reaped: bool = False) -> float:
+    """CPU seconds of the processes; `reaped` adds what their exited children used (the
+    postmaster reaps every backend, so PostgreSQL's total never goes down as connections close)."""
     total = 0
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
+            total += int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if reaped else 0)
         except OSError:
             pass
     return total / os.sysconf("SC_CLK_TCK")
 
 
 def postgres_cpu() -> float:
-    """Every PostgreSQL process's CPU (backends, WAL writer, checkpointer, autovacuum): honest."""
+    """Every PostgreSQL process's CPU (backends, WAL writer, checkpointer, autovacuum), and the
+    backends that have exited since it started: honest."""
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -248,7 +253,7 @@ def postgres_cpu() -> float:
                     pids.append(int(entry.name))
             except OSError:
                 pass
-    return process_cpu(pids)
+    return process_cpu(pids, reaped=True)
 
 
 def tree(pid: int) -> list[int]:
@@ -260,7 +265,7 @@ def measured(url: str, world: dict[str, Any], clients: int, seconds: float, scen
     before = probe.read()
     row = asyncio.run(drive(url, world, clients, seconds, scenario))
     requests = (row["ok"] + sum(row["errors"].values())) * (2 if scenario == "hold_capture" else 1)
-    return {**row, **probe.per_request(before, probe.read(), requests)}
+    return {**row, **probe.per_request(before, probe.read(settle=11), requests)}
 
 
 def analyse(database_url: str) -> None:

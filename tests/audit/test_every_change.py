@@ -85,7 +85,7 @@ OPERATIONS: dict[str, Writes] = {
     "revoke_voucher": Writes(("voucher.revoked",), ledger=True),
     # redemption
     "create_hold": Writes(("hold.placed",), ledger=True),
-    "redeem": Writes(("hold.placed", "redemption.captured"), ledger=True),
+    "redeem": Writes(("redemption.captured",), ledger=True),  # one step, one state change, one journal
     "capture_hold": Writes(("redemption.captured",), ledger=True),
     "void_hold": Writes(("hold.voided",), ledger=True),
     "refund_redemption": Writes(("refund.created",), ledger=True),

@@ -181,24 +181,32 @@ async def _place(
         period_key=period, hold_expires_at=now + (ttl or timedelta(seconds=terms.hold_ttl_seconds)),
         created_at=now, captured_at=None, voided_at=None, void_reason=None, payee=payee.value,
     )
-    await writes.journal(voucher, "hold_placed", transfer(voucher.available_account_id, voucher.held_account_id,
-                                                          subsidy, voucher.unit), now,
-                         redemption_id=redemption.id, memo=f"hold for order {request.order_reference}")
     writes.counters(order.id, usage.id, subsidy, order_amount)
-    await audit.record(
-        session, "hold.placed", "redemption", redemption.id, now=now,
-        after={**audit.fields(redemption, "status order_reference order_amount held_amount hold_expires_at payee "
-                                          "period_key"),
-               "subsidy": subsidy, "limited_by": computation.limited_by},
-        programme_id=voucher.programme_id, enterprise_id=voucher.enterprise_id, provider_id=provider_id,
-        voucher_id=voucher.id,
-    )
+    placed = {**audit.fields(redemption, "order_reference order_amount held_amount hold_expires_at payee period_key"),
+              "subsidy": subsidy, "limited_by": computation.limited_by}
     if capture:
-        balances = _after(voucher, available=-subsidy + released, held=subsidy - released)
-        payable = await _account_ids(session, locked, voucher, provider_id, payee, now)
-        await _capture(writes, balances, _hold_of(redemption), subsidy, now, payable, locked=None)
+        # One step, one state change: from nothing to captured, in one journal (the subsidy from
+        # the voucher's available balance to used, and from the programme's spent to payable).
+        spent, payable = await _account_ids(session, locked, voucher, provider_id, payee, now)
         redemption.status = RedemptionStatus.CAPTURED.value
         redemption.captured_amount, redemption.captured_at = subsidy, now
+        await writes.journal(voucher, "redeemed", [
+            *transfer(voucher.available_account_id, voucher.used_account_id, subsidy, voucher.unit),
+            *transfer(spent, payable, subsidy, voucher.unit)], now,
+            redemption_id=redemption.id, memo=f"redeemed for order {request.order_reference}")
+        await _captured(writes, _after(voucher, available=released - subsidy, held=-released, used=subsidy),
+                        _hold_of(redemption), subsidy, now, before=None,
+                        after={"status": redemption.status, **placed, "captured_amount": subsidy, "released": 0})
+    else:
+        redemption.status = RedemptionStatus.HELD.value
+        await writes.journal(voucher, "hold_placed", transfer(voucher.available_account_id, voucher.held_account_id,
+                                                              subsidy, voucher.unit), now,
+                             redemption_id=redemption.id, memo=f"hold for order {request.order_reference}")
+        await audit.record(
+            session, "hold.placed", "redemption", redemption.id, now=now, after={"status": redemption.status, **placed},
+            programme_id=voucher.programme_id, enterprise_id=voucher.enterprise_id, provider_id=provider_id,
+            voucher_id=voucher.id,
+        )
     repository.insert_redemption(writes.batch, {c.key: getattr(redemption, c.key) for c in Redemption.__table__.c})
     await writes.send(deferred=deferred)
     return redemption
@@ -316,21 +324,27 @@ async def _capture(writes: _Writes, voucher: VoucherState, held: Hold, amount: i
                         -rest, 0)
     await writes.journal(voucher, "hold_captured", legs, now, redemption_id=held.id,
                          memo=f"captured {amount} of {held.held_amount} for order {held.order_reference}")
-    metrics.redemption_captured(writes.session, programme_id=voucher.programme_id, kind=voucher.kind, unit=unit,
-                                amount=amount)
+    await _captured(writes, _after(voucher, available=rest, held=-held.held_amount, used=amount), held, amount, now,
+                    before={"status": RedemptionStatus.HELD.value, "held_amount": held.held_amount},
+                    after={"status": RedemptionStatus.CAPTURED.value, "captured_amount": amount, "released": rest})
+
+
+async def _captured(writes: _Writes, voucher: VoucherState, held: Hold, amount: int, now: datetime, *,
+                    before: dict[str, Any] | None, after: dict[str, Any]) -> None:
+    """What every capture records once its journal is written: the count, the audit event (and
+    its announcement), the voucher's 80 % / 100 % marks (use only grows on capture), and its
+    status. `voucher`: its balances once this operation's moves are applied."""
+    metrics.redemption_captured(writes.session, programme_id=voucher.programme_id, kind=voucher.kind,
+                                unit=voucher.unit, amount=amount)
     await audit.record(
-        writes.session, "redemption.captured", "redemption", held.id, now=now,
-        before={"status": RedemptionStatus.HELD.value, "held_amount": held.held_amount},
-        after={"status": RedemptionStatus.CAPTURED.value, "captured_amount": amount, "released": rest},
+        writes.session, "redemption.captured", "redemption", held.id, now=now, before=before, after=after,
         programme_id=voucher.programme_id, enterprise_id=held.enterprise_id, provider_id=held.provider_id,
         voucher_id=voucher.id,
     )
-    after = _after(voucher, available=rest, held=-held.held_amount, used=amount)
-    # Use only grows on capture: the moment to announce the voucher's 80 % / 100 % marks.
     outbox.defer_marks(writes.session, voucher_id=voucher.id, programme_id=voucher.programme_id,
-                       enterprise_id=voucher.enterprise_id, face_value=voucher.face_value, used=after.used,
-                       unit=unit, now=now)
-    await _settle(writes, after, now)
+                       enterprise_id=voucher.enterprise_id, face_value=voucher.face_value, used=voucher.used,
+                       unit=voucher.unit, now=now)
+    await _settle(writes, voucher, now)
 
 
 async def _settle(writes: _Writes, voucher: VoucherState, now: datetime) -> None:
