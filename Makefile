@@ -68,11 +68,12 @@ clean:
 
 ## every benchmark, one after the other (prints tables; judges nothing): redemption against the
 ## raw-SQL ceiling, then scale (balance reads at 10k vs 2M postings, settling 100k captures),
-## then the 1,000,000-row streaming export
+## then the 1,000,000-row streaming export, then a valid key under a flood of unknown keys
 bench: install
 	$(BIN)/python bench/redeem.py
 	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/export.py
+	$(BIN)/python bench/auth_flood.py
 
 ## redemption throughput through real server processes on PostgreSQL, beside the reference app
 bench-redeem: install

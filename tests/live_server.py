@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -34,6 +35,12 @@ class LiveServer:
         self.port = free_port()
         self.env = env or {}
         self.process: subprocess.Popen[bytes] | None = None
+        # The server's log goes to a file, never a pipe: a pipe nobody reads fills up (64 KiB)
+        # and the server then blocks in its next log call, mid-request.
+        self.log = tempfile.NamedTemporaryFile(prefix="voucher-live-", suffix=".log", delete=False)  # noqa: SIM115
+
+    def log_tail(self, size: int = 4000) -> str:
+        return Path(self.log.name).read_bytes()[-size:].decode(errors="replace")
 
     @property
     def url(self) -> str:
@@ -52,19 +59,19 @@ class LiveServer:
             [sys.executable, "-m", "uvicorn", "services.voucher.asgi:app", "--host", "127.0.0.1",
              "--port", str(self.port), "--workers", str(self.workers), "--log-level", "warning",
              "--loop", "uvloop", "--http", "httptools"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=self.log,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {self.process.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+                raise RuntimeError(f"server exited: {self.log_tail(2000)}")
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
                     return self
             except httpx.HTTPError:
                 time.sleep(0.1)
         self.stop()
-        raise RuntimeError("server did not become healthy in time")
+        raise RuntimeError(f"server did not become healthy in time: {self.log_tail(2000)}")
 
     def kill(self) -> None:
         """SIGKILL, as a crash would."""
@@ -85,3 +92,5 @@ class LiveServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+        self.log.close()
+        Path(self.log.name).unlink(missing_ok=True)

@@ -86,12 +86,17 @@ def test_api_starts_after_a_successful_migration() -> None:
     assert api.get("image") == SERVICES["migrate"].get("image") and api.get("image")
 
 
-def test_api_serves_on_port_8000_on_every_interface() -> None:
+def test_api_listens_on_port_8000_and_is_published_on_the_hosts_loopback_by_default() -> None:
     command = _command(SERVICES["api"])
     assert command[:2] == ["voucher", "serve"], command
-    assert command[command.index("--host") + 1] == "0.0.0.0"
+    assert command[command.index("--host") + 1] == "0.0.0.0"  # inside its container
     assert command[command.index("--port") + 1] == "8000"
-    assert any(str(port).endswith(":8000") for port in SERVICES["api"]["ports"])
+    assert SERVICES["api"]["ports"] == ["${VOUCHER_API_PUBLISH:-127.0.0.1:8000}:8000"]  # issue 19, finding 9
+
+
+def test_metrics_need_a_token_the_operator_sets() -> None:
+    environment = SERVICES["api"]["environment"]  # from the x-app anchor
+    assert environment["VOUCHER_METRICS_TOKEN"] == "${VOUCHER_METRICS_TOKEN:-}"
 
 
 def test_api_healthcheck_probes_healthz_without_curl() -> None:

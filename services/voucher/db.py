@@ -21,7 +21,8 @@ from typing import Any
 
 from sqlalchemy import JSON, DateTime, Select, event
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -88,6 +89,29 @@ def is_transient(exc: BaseException) -> bool:
     if sqlstate in _TRANSIENT_SQLSTATES:
         return True
     return "database is locked" in str(orig) or "database table is locked" in str(orig)
+
+
+# Connection exceptions (class 08), the server shutting down or starting (57P01–57P03), and no
+# connection slots left (53300): the database, not the request.
+_UNAVAILABLE_SQLSTATES = {"57P01", "57P02", "57P03", "53300"}
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """The database could not be reached: the connection was lost mid-request (SQLAlchemy or
+    our driver invalidated it), could not be opened, the server is shutting down, or the pool
+    had no connection to give in time."""
+    if isinstance(exc, PoolTimeout):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    orig = getattr(exc, "orig", None)
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if sqlstate:
+        return sqlstate.startswith("08") or sqlstate in _UNAVAILABLE_SQLSTATES
+    # psycopg reports a refused or broken connection as an OperationalError without a SQLSTATE
+    return isinstance(exc, OperationalError) and type(orig).__module__.startswith("psycopg")
 
 
 def is_data_error(exc: BaseException) -> bool:
@@ -241,12 +265,18 @@ def _count_round_trips(engine: AsyncEngine) -> None:
     a transaction, and a COMMIT or ROLLBACK that has a transaction to end."""
 
     def busy(conn: Any) -> bool:
+        # A connection lost mid-transaction is invalidated: asking it anything raises, and
+        # nothing more is sent on it. Counting must never break the rollback that follows.
+        if conn.invalidated:
+            return False
         raw = conn.connection.driver_connection
+        if raw.closed or raw.broken:
+            return False
         return bool(raw.info.transaction_status != raw.info.transaction_status.IDLE)
 
     @event.listens_for(engine.sync_engine, "before_cursor_execute")
     def _statement(conn: Any, *_: Any) -> None:
-        trips = 1 if busy(conn) or conn.connection.driver_connection.autocommit else 2
+        trips = 1 if busy(conn) or conn.invalidated or conn.connection.driver_connection.autocommit else 2
         driver.ROUND_TRIPS.inc(trips)
         driver.STATEMENTS.inc(trips)
 

@@ -297,7 +297,12 @@ async def _run_pg(connection: AsyncConnection, batch: Batch, commit: bool) -> No
         lost = raw.broken or raw.closed
         if lost:
             # Invalidated now, so the rollback that follows does not fail on it and the pool
-            # never hands it out again.
+            # never hands it out again; and, as SQLAlchemy does on a disconnect, every pooled
+            # connection opened before now is replaced at its next checkout (a lost connection
+            # usually means a restarted server: the others are dead too).
+            sync = connection.sync_connection
+            if sync is not None and sync._dbapi_connection is not None:  # noqa: SLF001
+                sync.engine.pool._invalidate(sync._dbapi_connection, exc, _checkin=False)  # noqa: SLF001
             await connection.invalidate(exc)
         sql = _compile(current.statement, dialect, current.params).sql if current is not None else "(batch)"
         raise DBAPIError.instance(sql, None, exc, psycopg.Error, connection_invalidated=lost) from exc

@@ -18,6 +18,8 @@ class DomainError(Exception):
     #: A transient refusal (lost race, lock timeout) is not stored as the idempotent answer:
     #: the same request may succeed when retried.
     transient: ClassVar[bool] = False
+    #: The answer carries `Retry-After` with the seconds in `extra["retry_after"]`.
+    retry_after_header: ClassVar[bool] = False
 
     def __init__(self, detail: str | None = None, *, detail_zh: str | None = None, **extra: Any) -> None:
         """`detail`: English, with the specifics. `detail_zh`: the same in Chinese; a raise site
@@ -116,6 +118,17 @@ class PreconditionFailed(DomainError):
     status = 412
 
 
+class PayloadTooLarge(DomainError):
+    """The body is over the limit for its route (docs/security.md); refused before it is read."""
+
+    code = "payload_too_large"
+    title = "The request body is too large"
+    title_zh = "请求体过大"
+    status = 413
+    #: Never stored as an Idempotency-Key's answer: no key is claimed before the body is read.
+    transient = True
+
+
 class PreconditionRequired(DomainError):
     code = "precondition_required"
     title = "This update needs an If-Match header"
@@ -173,6 +186,22 @@ class ScopeEscalation(Forbidden):
 
 
 # -- idempotency -----------------------------------------------------------------------------
+
+
+class TooManyLiveKeys(Conflict):
+    """A principal may hold a limited number of live keys (VOUCHER_MAX_LIVE_KEYS_PER_PRINCIPAL)."""
+
+    code = "too_many_live_keys"
+    title = "This principal holds as many live API keys as it may"
+    title_zh = "该主体持有的有效 API 密钥已达上限"
+
+
+class KeyBeingReplaced(Conflict):
+    """A rotated key in its grace period: only its successor may be rotated."""
+
+    code = "key_being_replaced"
+    title = "This API key was already rotated; rotate its successor"
+    title_zh = "该 API 密钥已轮换，请轮换其新密钥"
 
 
 class IdempotencyKeyReused(DomainError):
@@ -467,6 +496,32 @@ class RateLimited(DomainError):
     status = 429
     #: Never stored as an Idempotency-Key's answer: the same request succeeds once the window resets.
     transient = True
+
+
+class DatabaseUnavailable(DomainError):
+    """The connection to the database was lost, refused or not to be had in time. Retryable:
+    the client waits Retry-After and sends the same request with the same Idempotency-Key."""
+
+    code = "database_unavailable"
+    title = "The database cannot be reached for a moment; retry after the time in Retry-After"
+    title_zh = "数据库暂时无法访问，请按 Retry-After 指示的时间后重试"
+    status = 503
+    transient = True
+    retry_after_header = True
+
+    def __init__(self, detail: str | None = None, *, detail_zh: str | None = None) -> None:
+        super().__init__(detail, detail_zh=detail_zh, retry_after=1)
+
+
+class AuthenticationThrottled(DomainError):
+    """Too many requests with unknown API keys from one client address (http/throttle.py)."""
+
+    code = "authentication_throttled"
+    title = "Too many failed authentications from this address; retry after the time in Retry-After"
+    title_zh = "该地址认证失败次数过多，请按 Retry-After 指示的时间后重试"
+    status = 429
+    transient = True
+    retry_after_header = True
 
 
 class NotReady(DomainError):

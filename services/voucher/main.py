@@ -27,6 +27,7 @@ from services.voucher.exports import routes as exports
 from services.voucher.http import docs, idempotency, meta, problems
 from services.voucher.http import metrics as http_metrics
 from services.voucher.http.ratelimit import RateLimiter, RateLimitHeaders
+from services.voucher.http.throttle import AuthThrottle
 from services.voucher.http.unit_of_work import UnitOfWorkMiddleware
 from services.voucher.ledger import routes as ledger
 from services.voucher.observability import configure_logging, migration_heads
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     app.state.clock = clock
     app.state.signer = Signer.from_settings(settings)
     app.state.rate_limiter = RateLimiter.from_settings(settings)
+    database.info["auth_throttle"] = AuthThrottle.from_settings(settings)
     app.state.key_cache = database.info["key_cache"] = key_cache.KeyCache(
         settings.api_key_cache_seconds, needs_listener=not database.is_sqlite)
 

@@ -83,14 +83,42 @@ class Settings(BaseSettings):
     #: Writing audit events can be switched off only to measure what they cost (`make bench`);
     #: production refuses it.
     audit_events_enabled: bool = True
+    #: Largest request body, in bytes (a declared or streamed body over it is 413 before it is
+    #: read); uploads (usage reconciliation) may be up to `max_upload_bytes`.
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, le=1_073_741_824)
+    max_upload_bytes: int = Field(default=16_777_216, ge=1024, le=1_073_741_824)
+    #: A bearer token `GET /metrics` requires when set (Prometheus: `authorization: {credentials: …}`).
+    #: Unset: public in development and tests, not served (404) in production.
+    metrics_token: SecretStr | None = None
     #: Observability and protection (docs/observability.md). Logs are JSON lines unless "text".
     log_format: Literal["json", "text"] = "json"
-    #: Requests per API key per fixed window, by role, in the `limits` notation ("600/minute").
-    #: Counted in each process: with N workers a key may get up to N times the limit.
+    #: Requests per principal per fixed window, by role, in the `limits` notation ("600/minute").
+    #: Counted where `rate_limit_storage` says: "memory://" counts in each process (with N
+    #: workers a principal may get up to N times the limit); "redis://host:6379/0" shares the
+    #: counts between every process (docs/security.md).
     rate_limit_enabled: bool = True
+    rate_limit_storage: str = Field(default="memory://", pattern=r"^(memory://|rediss?://\S+)$")
+    #: Requests with an unknown API key allowed per client address per window; past it, 429
+    #: until the window resets (http/throttle.py). Empty: no throttle.
+    auth_failure_limit: str | None = "30/minute"
+    #: Live (unrevoked, unexpired) keys one principal may hold at once.
+    max_live_keys_per_principal: int = Field(default=5, ge=1, le=100)
     rate_limits: dict[Literal["operator", "auditor", "enterprise", "provider"], str] = Field(
         default_factory=lambda: dict(DEFAULT_RATE_LIMITS)
     )
+
+    @field_validator("auth_failure_limit")
+    @classmethod
+    def _auth_failure_limit(cls, value: str | None) -> str | None:
+        from limits import parse
+
+        if not value:
+            return None
+        try:
+            parse(value)
+        except ValueError as exc:
+            raise ValueError(f"VOUCHER_AUTH_FAILURE_LIMIT is not like '30/minute': {value!r}") from exc
+        return value
 
     @field_validator("rate_limits")
     @classmethod
@@ -174,6 +202,18 @@ class Settings(BaseSettings):
             raise ValueError("VOUCHER_AUDIT_SIGNING_KEY must be base64") from exc
         if len(seed) != 32:
             raise ValueError("VOUCHER_AUDIT_SIGNING_KEY must be a 32-byte Ed25519 seed, base64-encoded")
+        return value
+
+    @field_validator("metrics_token", mode="before")
+    @classmethod
+    def _metrics_token(cls, value: object) -> object:
+        """Empty means unset (docker-compose passes `${VOUCHER_METRICS_TOKEN:-}`); a set token
+        is long enough not to be guessed."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(text, str) and len(text.strip()) < 16:
+            raise ValueError("VOUCHER_METRICS_TOKEN must be at least 16 characters")
         return value
 
     @model_validator(mode="after")

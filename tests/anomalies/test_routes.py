@@ -64,9 +64,10 @@ def of(document: dict[str, Any], rule: str) -> list[dict[str, Any]]:
 
 async def patch_parties(world: World, kind: str, party_id: str, role: str) -> None:
     target = world.provider if kind == "providers" else world.enterprise
+    current = await world.client.get(f"/v1/{kind}/{target['id']}", headers=auth(world.operator))
     response = await world.client.patch(f"/v1/{kind}/{target['id']}",
                                         json={"related_parties": [{"role": role, "party_id": party_id}]},
-                                        headers=auth(world.operator, **{"If-Match": "*"}))
+                                        headers=auth(world.operator, **{"If-Match": current.headers["etag"]}))
     assert response.status_code == 200, response.text
 
 

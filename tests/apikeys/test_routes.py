@@ -653,3 +653,45 @@ async def test_an_operator_key_short_of_one_scope_cannot_provision_tenants(
     # The full operator key provisions it.
     await issue(client, operator_key, role="provider", provider_id=provider["id"])
 
+
+
+# -- one key does not multiply itself (issue 19, finding 6) ------------------------------------
+
+
+async def test_a_key_in_its_grace_period_cannot_be_rotated_again(client: httpx.AsyncClient, operator_key: str) -> None:
+    old = await enterprise_key(client, operator_key)
+    first = await client.post(f"{KEYS}/{old['id']}/rotate", json={"grace_seconds": 604800}, headers=auth(old["key"]))
+    assert first.status_code == 201, first.text
+    for key in (old["key"], operator_key):  # neither the key itself nor an operator
+        again = await client.post(f"{KEYS}/{old['id']}/rotate", json={"grace_seconds": 604800}, headers=auth(key))
+        problem = assert_problem(again, 409, "key_being_replaced")
+        assert problem["successor_id"] == first.json()["id"]
+    successor = await client.post(f"{KEYS}/{first.json()['id']}/rotate", json={"grace_seconds": 60},
+                                  headers=auth(first.json()["key"]))
+    assert successor.status_code == 201, successor.text
+    listed = (await client.get(f"{KEYS}", headers=auth(successor.json()["key"]))).json()["items"]
+    assert len([k for k in listed if k["revoked_at"] is None]) == 3  # not 2^n: each key rotated once
+
+
+async def test_a_principal_holds_at_most_the_configured_live_keys(
+    app: Any, client: httpx.AsyncClient, operator_key: str
+) -> None:
+    limit = app.state.settings.max_live_keys_per_principal
+    first = await enterprise_key(client, operator_key)
+    enterprise_id = first["enterprise_id"]
+    for _ in range(limit - 1):
+        made = await client.post(KEYS, json={"role": "enterprise", "name": "more", "enterprise_id": enterprise_id},
+                                 headers=auth(operator_key, **{"Idempotency-Key": str(uuid.uuid4())}))
+        assert made.status_code == 201, made.text
+    refused = await client.post(KEYS, json={"role": "enterprise", "name": "one too many", "enterprise_id": enterprise_id},
+                                headers=auth(operator_key, **{"Idempotency-Key": str(uuid.uuid4())}))
+    problem = assert_problem(refused, 409, "too_many_live_keys")
+    assert problem["live_keys"] == limit and problem["max_live_keys"] == limit
+    graced = await client.post(f"{KEYS}/{first['id']}/rotate", json={"grace_seconds": 60}, headers=auth(operator_key))
+    assert_problem(graced, 409, "too_many_live_keys")  # the old key would stay live beside the new one
+    swapped = await client.post(f"{KEYS}/{first['id']}/rotate", json={"grace_seconds": 0}, headers=auth(operator_key))
+    assert swapped.status_code == 201, swapped.text  # one out, one in
+    await client.post(f"{KEYS}/{swapped.json()['id']}/revoke", json={"reason": "spare"}, headers=auth(operator_key))
+    again = await client.post(KEYS, json={"role": "enterprise", "name": "now fits", "enterprise_id": enterprise_id},
+                              headers=auth(operator_key, **{"Idempotency-Key": str(uuid.uuid4())}))
+    assert again.status_code == 201, again.text

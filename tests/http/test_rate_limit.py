@@ -111,3 +111,13 @@ def test_limits_are_validated_and_roles_left_out_keep_their_default() -> None:
         Settings(rate_limits={"provider": "fast"})
     with pytest.raises(ValueError):
         Settings(rate_limits={"robot": "1/second"})
+
+
+async def test_every_key_of_a_principal_shares_one_allowance(app: Any, client: httpx.AsyncClient) -> None:
+    """Issue 19, finding 6: a rotation's two live keys are not two budgets."""
+    first = await make_key(app, "operator")
+    me = (await client.get("/v1/me", headers=auth(first))).json()
+    second = await make_key(app, "operator", principal_id=me["principal_id"])
+    assert quota(await client.get("/v1/programmes", headers=auth(second)))[:2] == (3, 1)
+    assert quota(await client.get("/v1/programmes", headers=auth(first)))[:2] == (3, 0)
+    assert_problem(await client.get("/v1/programmes", headers=auth(second)), 429, "rate_limited")

@@ -346,7 +346,7 @@ async def test_successful_patch_bumps_version_and_etag(
     assert fresh.headers["etag"] == '"v2"' and fresh.json() == body
 
 
-@pytest.mark.parametrize("if_match", ['"v1"', 'W/"v1"', '"v7", "v1"', "*"])
+@pytest.mark.parametrize("if_match", ['"v1"', 'W/"v1"', '"v7", "v1"'])
 async def test_if_match_forms_accepted(
     client: httpx.AsyncClient, operator_key: str, if_match: str
 ) -> None:
@@ -354,6 +354,15 @@ async def test_if_match_forms_accepted(
     response = await patch(client, operator_key, created["id"], {"name": "Renamed"}, if_match=if_match)
     assert response.status_code == 200, response.text
     assert response.json()["version"] == 2
+
+
+@pytest.mark.parametrize("if_match", ["*", ' * ', '"v1", *'])
+async def test_if_match_star_is_refused(client: httpx.AsyncClient, operator_key: str, if_match: str) -> None:
+    """Issue 19, finding 9: `*` matches any version, so it would skip the lost-update check."""
+    created = await new_programme(client, operator_key)
+    response = await patch(client, operator_key, created["id"], {"name": "Renamed"}, if_match=if_match)
+    assert_problem(response, 428, "precondition_required")
+    assert (await read(client, operator_key, created["id"])).json()["version"] == 1
 
 
 async def test_patch_that_changes_nothing_keeps_the_version(

@@ -160,10 +160,11 @@ async def test_patch_requires_a_current_if_match(client: httpx.AsyncClient, oper
     stale = await patch(client, operator_key, created["id"], {"name": "旧"}, '"v1"')
     problem = assert_problem(stale, 412, "precondition_failed")
     assert problem["current_etag"] == '"v2"'
-    star = await patch(client, operator_key, created["id"], {"name": "星"}, "*")
-    assert star.status_code == 200
-    assert star.json()["name"] == "星"
-    assert star.headers["etag"] == '"v3"'
+    # `*` matches any version: it would skip the lost-update check, so it is refused (issue 19)
+    for star in ("*", '*, "v2"', 'W/"v1", *'):
+        assert_problem(await patch(client, operator_key, created["id"], {"name": "星"}, star),
+                       428, "precondition_required")
+    assert (await client.get(f"{PATH}/{created['id']}", headers=auth(operator_key))).json()["name"] == "新"
 
 
 async def test_patch_sets_and_clears_nullable_fields(client: httpx.AsyncClient, operator_key: str) -> None:
@@ -276,5 +277,5 @@ async def test_status_changes_on_an_unknown_provider_are_404(
 
 async def test_status_cannot_be_changed_by_patch(client: httpx.AsyncClient, operator_key: str) -> None:
     created = await register(client, operator_key)
-    response = await patch(client, operator_key, created["id"], {"status": "approved"}, "*")
+    response = await patch(client, operator_key, created["id"], {"status": "approved"}, '"v1"')
     assert_problem(response, 422, "validation_failed")

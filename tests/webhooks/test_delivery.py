@@ -241,6 +241,29 @@ async def test_unsafe_urls_are_refused(app: Any, client: httpx.AsyncClient, url:
     assert "secret" not in refused.text.lower() or "secret@" not in body["detail"]
 
 
+async def test_a_refusal_does_not_say_what_a_name_resolved_to(
+    app: Any, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 19, finding 7: the text must not map our DNS for the caller. A name that resolves
+    to an internal address and one that does not resolve are refused alike."""
+    from services.voucher.webhooks import service
+
+    async def internal(host: str, port: int) -> list[str]:
+        if host == "intranet.example":
+            return ["10.20.30.40", "2002:a14:1e28::1"]
+        raise service._not_public(host)
+
+    monkeypatch.setattr(service, "resolve", internal)
+    world = await build_world(app, client)
+    details = []
+    for host in ("intranet.example", "nowhere.example"):
+        refused = await client.post("/v1/webhook-endpoints", headers=auth(world.provider_key, **fresh_key()),
+                                    json={"url": f"https://{host}/x", "event_types": ["redemption.captured"]})
+        details.append(assert_problem(refused, 422, "webhook_url_refused")["detail"].replace(host, "HOST"))
+        assert "10.20.30.40" not in refused.text and "2002:" not in refused.text
+    assert details[0] == details[1]
+
+
 async def test_loopback_is_refused_unless_the_operator_allows_it(
     app: Any, client: httpx.AsyncClient, clock: Any
 ) -> None:

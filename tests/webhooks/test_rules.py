@@ -86,6 +86,19 @@ def test_non_public_addresses_are_refused_unless_allowed(address: str) -> None:
     assert address_allowed(address, ["0.0.0.0/0", "::/0"])
 
 
-@pytest.mark.parametrize("address", ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946", "114.114.114.114"])
+@pytest.mark.parametrize("address", [  # issue 19, finding 7: Python's is_global says True to the first two
+    "2002:7f00:1::", "192.0.0.8", "2001:0:4136:e378:8000:63bf:3fff:fdd2", "198.18.0.1", "198.19.255.254",
+    "192.0.0.9", "192.0.0.170", "192.0.2.1", "198.51.100.1", "203.0.113.1", "192.88.99.1", "192.31.196.1",
+    "192.52.193.1", "192.175.48.1", "255.255.255.255", "64:ff9b::7f00:1", "64:ff9b:1::1", "::7f00:1", "100::1",
+    "2001:db8::1", "2001:1::1", "2001:20::1", "2620:4f:8000::1", "3fff::1", "5f00::1", "fec0::1", "ff02::1",
+    "4000::1",
+])
+def test_every_special_purpose_block_is_refused_unless_allowed(address: str) -> None:
+    assert not address_allowed(address, [])
+    assert address_allowed(address, ["0.0.0.0/0", "::/0"])
+
+
+@pytest.mark.parametrize("address", ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946", "114.114.114.114",
+                                     "2001:4860:4860::8888", "::ffff:93.184.216.34", "240e::1"])
 def test_public_addresses_are_allowed(address: str) -> None:
     assert address_allowed(address, [])

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.voucher.actor import Actor
@@ -86,3 +87,21 @@ async def add(session: AsyncSession, *rows: Any) -> None:
 async def active_demo_keys(session: AsyncSession, name: str) -> list[ApiKey]:
     stmt = select(ApiKey).where(ApiKey.name == name, ApiKey.revoked_at.is_(None))
     return list((await session.execute(stmt)).scalars())
+
+
+async def lock_principal(session: AsyncSession, principal_id: uuid.UUID) -> None:
+    """Serialise changes to one principal's keys (counting its live keys, then adding one)."""
+    await session.execute(select(Principal.id).where(Principal.id == principal_id).with_for_update())
+
+
+async def live_key_count(session: AsyncSession, principal_id: uuid.UUID, now: datetime) -> int:
+    stmt = select(func.count()).select_from(ApiKey).where(
+        ApiKey.principal_id == principal_id, ApiKey.revoked_at.is_(None),
+        or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > now))
+    return int((await session.execute(stmt)).scalar_one())
+
+
+async def successor_of(session: AsyncSession, key_id: uuid.UUID) -> ApiKey | None:
+    """The key a rotation of `key_id` made, if any."""
+    stmt = select(ApiKey).where(ApiKey.rotated_from_id == key_id).limit(1)
+    return (await session.execute(stmt)).scalars().first()

@@ -22,9 +22,10 @@ from services.voucher.apikeys.schemas import (
     Me,
 )
 from services.voucher.http.auth import current_actor, require
-from services.voucher.http.deps import Now, Session
+from services.voucher.http.deps import Now, Session, get_settings
 from services.voucher.http.pagination import Page, Paging
 from services.voucher.http.problems import AUTH_ERRORS, responses
+from services.voucher.settings import Settings
 from services.voucher.tables import ApiKey, Principal
 
 router = APIRouter(prefix="/v1", tags=["api keys"])
@@ -78,13 +79,15 @@ async def get_me(actor: Annotated[Actor, Depends(current_actor)]) -> Me:
     summary="Create an API key for an enterprise, provider, auditor or operator",
     status_code=201,
     response_model=ApiKeyCreated,
-    responses=responses(*AUTH_ERRORS, errors.ScopeEscalation, errors.NotFound, errors.ValidationFailed),
+    responses=responses(*AUTH_ERRORS, errors.ScopeEscalation, errors.NotFound, errors.ValidationFailed,
+                        errors.TooManyLiveKeys),
 )
 async def create_api_key(
     body: ApiKeyCreate,
     session: Session,
     now: Now,
     actor: Annotated[Actor, Depends(require(Scope.KEYS_WRITE))],
+    settings: Annotated[Settings, Depends(get_settings)],
 ) -> ApiKeyCreated:
     issued = await service.issue_key(
         session,
@@ -98,6 +101,7 @@ async def create_api_key(
         enterprise_id=body.enterprise_id,
         provider_id=body.provider_id,
         created_by=actor,
+        max_live_keys=settings.max_live_keys_per_principal,
     )
     return _created(issued, now)
 
@@ -165,7 +169,8 @@ async def revoke_api_key(
     summary="Replace an API key with a new one; the old one stops after a grace period",
     status_code=201,
     response_model=ApiKeyCreated,
-    responses=responses(*AUTH_ERRORS, errors.ScopeEscalation, errors.NotFound, errors.Conflict),
+    responses=responses(*AUTH_ERRORS, errors.ScopeEscalation, errors.NotFound, errors.Conflict,
+                        errors.KeyBeingReplaced, errors.TooManyLiveKeys),
 )
 async def rotate_api_key(
     key_id: uuid.UUID,
@@ -174,9 +179,11 @@ async def rotate_api_key(
     now: Now,
     actor: Annotated[Actor, Depends(current_actor)],
     response: Response,
+    settings: Annotated[Settings, Depends(get_settings)],
 ) -> ApiKeyCreated:
     _need_key_management(actor)
-    issued = await service.rotate_key(session, actor, key_id, body.grace_seconds, now)
+    issued = await service.rotate_key(session, actor, key_id, body.grace_seconds, now,
+                                      max_live_keys=settings.max_live_keys_per_principal)
     response.headers["Location"] = f"/v1/api-keys/{issued.key.id}"
     return _created(issued, now)
 

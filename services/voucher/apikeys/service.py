@@ -20,8 +20,10 @@ from services.voucher.errors import (
     ApiKeyRevoked,
     Conflict,
     InvalidApiKey,
+    KeyBeingReplaced,
     NotFound,
     ScopeEscalation,
+    TooManyLiveKeys,
     ValidationFailed,
     field_error,
 )
@@ -162,8 +164,10 @@ async def issue_key(
     enterprise_id: uuid.UUID | None = None,
     provider_id: uuid.UUID | None = None,
     created_by: Actor | None = None,
+    max_live_keys: int | None = None,
 ) -> IssuedKey:
-    """A new key for a principal (found or created). Its scopes never exceed its role's."""
+    """A new key for a principal (found or created). Its scopes never exceed its role's; the
+    principal may hold at most `max_live_keys` live keys (the API's limit; the CLI sets none)."""
     if expires_at is not None and expires_at <= now:
         raise ValidationFailed([field_error("expires_at", "must be in the future")])
     try:
@@ -180,6 +184,8 @@ async def issue_key(
         provider_id=provider_id,
         now=now,
     )
+    if max_live_keys is not None:
+        await _check_live_keys(session, principal.id, max_live_keys, now, adding=1)
     secret, prefix = new_key()
     key = ApiKey(
         principal_id=principal.id,
@@ -194,6 +200,21 @@ async def issue_key(
     await repository.add(session, key)
     await _key_event(session, "api_key.created", key, principal, None, now)
     return IssuedKey(key, principal, secret)
+
+
+async def _check_live_keys(session: AsyncSession, principal_id: uuid.UUID, limit: int, now: datetime, *,
+                           adding: int) -> None:
+    """409 when `adding` more live keys would take the principal past `limit`. The principal's
+    row is locked first, so two requests at once cannot both take the last place."""
+    await repository.lock_principal(session, principal_id)
+    live = await repository.live_key_count(session, principal_id, now)
+    if live + adding > limit:
+        raise TooManyLiveKeys(
+            f"this principal already holds {live} live keys, the most it may hold is {limit}; "
+            "revoke one it no longer uses first",
+            detail_zh=f"该主体已持有 {live} 个有效密钥，上限为 {limit} 个；请先吊销不再使用的密钥",
+            live_keys=live, max_live_keys=limit,
+        )
 
 
 async def _key_event(
@@ -257,10 +278,13 @@ async def revoke_key(
 
 
 async def rotate_key(
-    session: AsyncSession, actor: Actor, key_id: uuid.UUID, grace_seconds: int, now: datetime
+    session: AsyncSession, actor: Actor, key_id: uuid.UUID, grace_seconds: int, now: datetime, *,
+    max_live_keys: int | None = None,
 ) -> IssuedKey:
     """A new key with the same principal and scopes; the old one stops working after the grace
-    period (at once when 0), so integrations can switch without downtime."""
+    period (at once when 0), so integrations can switch without downtime. A key that a
+    rotation already replaced cannot be rotated again (rotate its successor), and the
+    principal's live keys stay within `max_live_keys`."""
     old = await _key_to_change(session, actor, key_id)
     # Rotation hands the caller a working secret with the old key's scopes: the same authority
     # as creating that key (another principal's key only with keys:write, by _key_to_change).
@@ -268,6 +292,16 @@ async def rotate_key(
     if key_status(old, now) != "active":
         raise Conflict(f"key {old.prefix} is {key_status(old, now)} and cannot be rotated",
                        detail_zh=f"密钥 {old.prefix} 当前状态为 {key_status(old, now)}，不能轮换")
+    successor = await repository.successor_of(session, old.id)
+    if successor is not None:
+        raise KeyBeingReplaced(
+            f"key {old.prefix} was already rotated (its successor is {successor.prefix}) and only works until "
+            "its grace period ends; rotate the successor instead",
+            detail_zh=f"密钥 {old.prefix} 已轮换（新密钥为 {successor.prefix}），仅在宽限期内有效；请轮换新密钥",
+            successor_id=str(successor.id),
+        )
+    if max_live_keys is not None:
+        await _check_live_keys(session, old.principal_id, max_live_keys, now, adding=0 if grace_seconds == 0 else 1)
     principal = await repository.get_principal(session, old.principal_id)
     assert principal is not None
     secret, prefix = new_key()

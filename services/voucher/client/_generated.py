@@ -12,7 +12,7 @@ from uuid import UUID
 
 from services.voucher.client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "1dc57ae3de63e3ad47c22e1197d1a72d5747faa4db91e5685e3a6d45ffc8fdc3"
+DOCUMENT_SHA256 = "316a5ea30e8ac041619f82b7d39d7f6303ce3e8cafa38f11adfd733ce0ac04c0"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

@@ -148,7 +148,13 @@ class ServerError(ApiError):
 
 
 class ServiceUnavailableError(ServerError):
-    """503 (and 502/504 from a gateway)."""
+    """503 (and 502/504 from a gateway): `database_unavailable` when the service lost its
+    database for a moment. Retried by the client with the same Idempotency-Key; raised once the
+    retries are spent. `retry_after` is the number of seconds the service asked to wait."""
+
+    @property
+    def retry_after(self) -> float | None:
+        return retry_after_seconds(self.response)
 
 
 _BY_CODE: dict[str, type[ApiError]] = {

@@ -15,6 +15,8 @@ from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
 
+from services.voucher import spreadsheet
+
 BOM = "\ufeff"
 #: Bytes gathered before a chunk is handed to the server: large enough that per-chunk costs do
 #: not matter, small enough that memory stays flat whatever the export's size.
@@ -116,8 +118,11 @@ def _json_text(value: Any) -> str:
 # listed passes through unchanged. CSV: the csv module writes None as an empty cell and ints
 # and text as they are; ids, times, booleans and JSON structures need a word.
 _JSON_CONVERT: dict[type, Any] = {uuid.UUID: str, datetime: rfc3339, date: date.isoformat}
+# Text is made safe for spreadsheets (services/voucher/spreadsheet.py); what the other
+# conversions produce starts with a digit, a letter, `{` or `[`.
 _CSV_CONVERT: dict[type, Any] = {
     **_JSON_CONVERT, bool: lambda v: "true" if v else "false", dict: _json_text, list: _json_text,
+    str: spreadsheet.cell,
 }
 
 
@@ -138,7 +143,8 @@ class Encoder:
 class CsvEncoder(Encoder):
     """UTF-8 with a byte-order mark (spreadsheets in China then read the text right), a header
     of column names, CRLF line ends, amounts as integers in minor units (exact, as in the API);
-    null is an empty cell, JSON structures are JSON text, booleans `true`/`false`."""
+    null is an empty cell, JSON structures are JSON text, booleans `true`/`false`; a text cell
+    that a spreadsheet would read as a formula starts with an apostrophe."""
 
     def __init__(self, columns: Sequence[str]) -> None:
         super().__init__(columns)

@@ -15,13 +15,12 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from services.voucher.actor import Actor
-from services.voucher.apikeys import service as apikeys
-from services.voucher.apikeys.cache import KeyCache
-from services.voucher.apikeys.rules import Scope, hash_key
+from services.voucher.apikeys.rules import Scope
 from services.voucher.audit import service as audit
 from services.voucher.db import Database
-from services.voucher.errors import InsufficientScope, Unauthenticated
+from services.voucher.errors import InsufficientScope
 from services.voucher.http import ratelimit
+from services.voucher.http.authenticate import authenticate, client_address
 from services.voucher.http.deps import get_database, get_now
 
 bearer = HTTPBearer(
@@ -37,22 +36,12 @@ async def current_actor(
     db: Annotated[Database, Depends(get_database)],
     now: Annotated[datetime, Depends(get_now)],
 ) -> Actor:
-    if credentials is None or not credentials.credentials:
-        raise Unauthenticated(
-            "send an API key as `Authorization: Bearer <key>`",
-            detail_zh="请以 `Authorization: Bearer <密钥>` 请求头提供 API 密钥",
-        )
-    secret_hash = hash_key(credentials.credentials)
-    cache: KeyCache | None = getattr(request.app.state, "key_cache", None)
-    key = cache.get(secret_hash) if cache is not None else None
-    if key is None:
-        generation = cache.generation if cache is not None else 0
-        async with db.unit_of_work(write=False) as session:
-            key = await apikeys.lookup(session, secret_hash)
-        if key is not None and cache is not None:
-            cache.put(secret_hash, key, generation)
-    actor = apikeys.actor_for(key, now)
-    request.scope["state"]["actor"] = actor
+    """The request's actor: a writing request was authenticated before its body was read
+    (http/gate.py); any other is authenticated here."""
+    actor: Actor | None = request.scope["state"].get("actor")
+    if actor is None:
+        actor = await authenticate(db, request.headers.get("authorization"), now, client_address(request.scope))
+        request.scope["state"]["actor"] = actor
     audit.ACTOR.set(actor)  # the unit-of-work middleware resets it when the request ends
     await ratelimit.check(request, actor)  # before anything else: a refusal changes nothing
     return actor

@@ -8,16 +8,19 @@ bounded; requests no route matched share the label `unmatched`.
 
 from __future__ import annotations
 
+import hmac
 import time
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from starlette.responses import Response
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.voucher import metrics
+from services.voucher import errors, metrics
+from services.voucher.http.problems import responses
 from services.voucher.observability import log_access
+from services.voucher.settings import Settings
 
 router = APIRouter(tags=["service"])
 
@@ -27,14 +30,28 @@ router = APIRouter(tags=["service"])
     operation_id="metrics",
     summary="Prometheus metrics (text exposition format)",
     description="Request counts and latencies by route template, redemptions and subsidy by "
-    "programme, expired holds, webhook deliveries and background jobs. No key needed: expose "
-    "it only to the monitoring network. With several workers and `PROMETHEUS_MULTIPROC_DIR` "
-    "set, every worker answers with the sum over all workers.",
+    "programme, expired holds, webhook deliveries and background jobs. Not an API key: when "
+    "`VOUCHER_METRICS_TOKEN` is set the scraper sends it as `Authorization: Bearer <token>`; "
+    "unset, the endpoint is open in development and tests and not served (404) in production. "
+    "With several workers and `PROMETHEUS_MULTIPROC_DIR` set, every worker answers with the sum "
+    "over all workers.",
     response_class=Response,
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
-                     "description": "Metrics in the Prometheus text format"}},
+                     "description": "Metrics in the Prometheus text format"},
+               **responses(errors.Unauthenticated, errors.NotFound)},
 )
-async def prometheus_metrics() -> Response:
+async def prometheus_metrics(request: Request) -> Response:
+    settings: Settings = request.app.state.settings
+    token = settings.metrics_token
+    if token is None and settings.environment == "production":
+        raise errors.NotFound("metrics are not served in production until VOUCHER_METRICS_TOKEN is set",
+                              detail_zh="生产环境须先设置 VOUCHER_METRICS_TOKEN 才提供监控指标")
+    if token is not None:
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(),
+                                                                  token.get_secret_value().encode()):
+            raise errors.Unauthenticated("send the metrics token as Authorization: Bearer <token>",
+                                         detail_zh="请以 Authorization: Bearer <令牌> 发送监控指标令牌")
     return Response(metrics.exposition(), media_type=metrics.CONTENT_TYPE)
 
 

@@ -212,7 +212,9 @@ def mark_idempotent_outcome(request: Request, *, store: bool) -> None:
 async def _domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, errors.DomainError)
     mark_idempotent_outcome(request, store=not exc.transient and exc.status != 422)
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+    if exc.retry_after_header and "retry_after" in exc.extra:
+        headers["Retry-After"] = str(exc.extra["retry_after"])
     language = scope_language(request.scope)
     return problem_response(
         error_body(exc, language=language, instance=request.url.path),

@@ -1,9 +1,10 @@
-"""Rate limiting per API key, with a limit per role (VOUCHER_RATE_LIMITS).
+"""Rate limiting per principal, with a limit per role (VOUCHER_RATE_LIMITS).
 
-Fixed windows counted in this process's memory by the `limits` library: a window starts at a
-key's first request and lasts the limit's period (a minute for "600/minute"). With N workers or
-N replicas each counts on its own, so a key may get up to N times the limit; the limit is a brake
-on runaway clients, not an exact quota (docs/observability.md).
+Fixed windows counted by the `limits` library: a window starts at a principal's first request
+and lasts the limit's period (a minute for "600/minute"). Every key of a principal shares its
+allowance. Counted in this process's memory by default — with N workers or N replicas each
+counts on its own, so a principal may get up to N times the limit — or in a Redis every process
+shares (`VOUCHER_RATE_LIMIT_STORAGE=redis://…`, docs/security.md).
 
 The check runs in the authentication dependency, once the key is known and before anything
 else happens, so a refused request changes nothing — not even an Idempotency-Key claim.
@@ -19,7 +20,7 @@ import time
 from dataclasses import dataclass
 
 from limits import RateLimitItem, parse
-from limits.aio.storage import MemoryStorage
+from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import FixedWindowRateLimiter
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -27,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.voucher.actor import Actor
 from services.voucher.apikeys.rules import Role
 from services.voucher.errors import RateLimited
+from services.voucher.http.limits_storage import storage_for
 from services.voucher.settings import Settings
 
 _STATE_KEY = "rate_limit"
@@ -55,20 +57,22 @@ class Quota:
 
 
 class RateLimiter:
-    def __init__(self, limits_by_role: dict[Role, RateLimitItem]) -> None:
+    def __init__(self, limits_by_role: dict[Role, RateLimitItem], storage: Storage | None = None) -> None:
+        storage = storage or MemoryStorage()
         self.limits = limits_by_role
-        self._strategy = FixedWindowRateLimiter(MemoryStorage())
+        self._strategy = FixedWindowRateLimiter(storage)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RateLimiter | None:
         if not settings.rate_limit_enabled:
             return None
-        return cls({Role(role): parse(limit) for role, limit in settings.rate_limits.items()})
+        return cls({Role(role): parse(limit) for role, limit in settings.rate_limits.items()}, storage_for(settings))
 
     async def hit(self, actor: Actor) -> Quota:
-        """Count one request of `actor`'s key against its role's limit."""
+        """Count one request of `actor`'s principal against its role's limit: every key of one
+        principal shares one allowance (a rotation's two live keys are not two budgets)."""
         item = self.limits[actor.role]
-        key = str(actor.key_id or actor.principal_id)
+        key = str(actor.principal_id)
         allowed = await self._strategy.hit(item, key)
         reset_at, remaining = await self._strategy.get_window_stats(item, key)
         return Quota(
@@ -89,7 +93,7 @@ async def check(request: Request, actor: Actor) -> None:
     request.scope.setdefault("state", {})[_STATE_KEY] = quota
     if not quota.allowed:
         raise RateLimited(
-            f"this key may make {quota.limit} requests per {quota.window_seconds} s "
+            f"this principal's keys may make {quota.limit} requests per {quota.window_seconds} s "
             f"({actor.role.value} keys); retry in {max(quota.reset_seconds, 1)} s",
             retry_after=max(quota.reset_seconds, 1),
             detail_zh=f"该密钥每 {quota.window_seconds} 秒最多可发起 {quota.limit} 次请求，"

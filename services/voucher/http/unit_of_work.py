@@ -20,8 +20,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.voucher import driver, errors
 from services.voucher.audit import service as audit
 from services.voucher.clock import Clock
-from services.voucher.db import Database, is_data_error, is_integrity_error, is_transient
+from services.voucher.db import (
+    Database,
+    is_data_error,
+    is_integrity_error,
+    is_transient,
+    is_unavailable,
+)
 from services.voucher.driver import Batch
+from services.voucher.http import gate
+from services.voucher.http.authenticate import authenticate, bearer_credentials, client_address
 from services.voucher.http.language import content_language
 from services.voucher.http.problems import (
     PROBLEM_MEDIA_TYPE,
@@ -105,6 +113,13 @@ class UnitOfWorkMiddleware:
         rid = (b"x-request-id", request_id.encode())
         try:
             if unit.write:
+                try:  # the key first, then the (bounded) body, before any transaction or lock
+                    receive = await self._admit(scope, receive)
+                except gate.Disconnected:
+                    return
+                except Exception as exc:
+                    await self._send(send, *self._failure(exc, scope), scope, rid)
+                    return
                 # SQLite: the process's writers queue in order (db.py, `writer`); the answer is
                 # sent once the write lock is let go, so a slow reader never holds it.
                 outgoing: list[Message] = []
@@ -124,6 +139,20 @@ class UnitOfWorkMiddleware:
             audit.ACTOR.reset(actor_token)
             audit.IDEMPOTENCY_KEY.reset(key_token)
 
+    async def _admit(self, scope: Scope, receive: Receive) -> Receive:
+        """A writing request's key, checked before its body is read; then its body, read whole
+        up to the route's limit (http/gate.py). Without any key the body is never read: the
+        app sees an empty one, and the route's authentication answers 401 (a route that does
+        not exist or allow the method still answers 404 or 405)."""
+        limit = gate.limit_for(self.database.settings, scope.get("path", ""))
+        gate.check_declared(scope, limit)
+        authorization = _header(scope, b"authorization")
+        if bearer_credentials(authorization) is None:
+            return gate.empty_body
+        scope["state"]["actor"] = await authenticate(self.database, authorization, self.clock(),
+                                                     client_address(scope))
+        return await gate.read_body(receive, limit)
+
     async def _streamed(
         self, scope: Scope, receive: Receive, send: Send, unit: RequestUnit, rid: Any
     ) -> None:
@@ -141,8 +170,7 @@ class UnitOfWorkMiddleware:
         except Exception as exc:
             if started:
                 raise
-            status, body = self._failure(exc, scope)
-            await self._send(send, status, body, scope, rid)
+            await self._send(send, *self._failure(exc, scope), scope, rid)
 
     async def _buffered(
         self, scope: Scope, receive: Receive, send: Send, unit: RequestUnit, rid: Any
@@ -161,8 +189,7 @@ class UnitOfWorkMiddleware:
             await self.app(scope, receive, capture)
         except Exception as exc:
             await unit.close()
-            status, body = self._failure(exc, scope)
-            await self._send(send, status, body, scope, rid)
+            await self._send(send, *self._failure(exc, scope), scope, rid)
             return
 
         assert start is not None
@@ -179,8 +206,7 @@ class UnitOfWorkMiddleware:
                 start, status, body = _replayed(replay.response)
             except Exception as exc:
                 await unit.close()
-                status, body = self._failure(exc, scope)
-                await self._send(send, status, body, scope, rid)
+                await self._send(send, *self._failure(exc, scope), scope, rid)
                 return
         else:
             await unit.close()
@@ -188,8 +214,7 @@ class UnitOfWorkMiddleware:
                 try:
                     stored = await idempotency.store_refusal(self.database, unit.claim, answer)
                 except Exception as exc:
-                    status, body = self._failure(exc, scope)
-                    await self._send(send, status, body, scope, rid)
+                    await self._send(send, *self._failure(exc, scope), scope, rid)
                     return
                 if stored is not answer:  # another attempt answered first: that is the answer
                     start, status, body = _replayed(stored)
@@ -201,11 +226,21 @@ class UnitOfWorkMiddleware:
         await send(start)
         await send({"type": "http.response.body", "body": body})
 
-    def _failure(self, exc: Exception, scope: Scope) -> tuple[int, bytes]:
-        """An exception that escaped the handlers, as a problem (never a traceback)."""
+    def _failure(self, exc: Exception, scope: Scope) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        """An exception that escaped the handlers, as a problem (never a traceback), with the
+        headers it needs."""
         path = scope.get("path", "")
         if isinstance(exc, errors.DomainError):
             err = exc
+        elif is_unavailable(exc):
+            log.warning("database unavailable on %s %s: %s", scope["method"], path, exc.__class__.__name__)
+            err = errors.DatabaseUnavailable(
+                "the connection to the database was lost or could not be opened. If it was lost while "
+                "the change was being committed, the change may have been made: send the same request "
+                "again with the same Idempotency-Key, which answers with the first outcome",
+                detail_zh="与数据库的连接中断或无法建立。若连接恰在提交时中断，更改可能已经生效："
+                          "请使用相同的 Idempotency-Key 重新发送同一请求，将得到首次处理的结果",
+            )
         elif is_transient(exc):
             err = errors.ConcurrentUpdate()
         elif is_data_error(exc):
@@ -222,11 +257,17 @@ class UnitOfWorkMiddleware:
             )
         else:
             log.error("unhandled error on %s %s", scope["method"], path, exc_info=exc)
-            return 500, internal_error_body(path, scope_language(scope))
+            return 500, internal_error_body(path, scope_language(scope)), []
         log.info("refused %s %s: %s", scope["method"], path, err.code)
-        return err.status, error_body(err, language=scope_language(scope), instance=path)
+        headers = []
+        if err.retry_after_header and "retry_after" in err.extra:
+            headers.append((b"retry-after", str(err.extra["retry_after"]).encode()))
+        if err.status == 401:
+            headers.append((b"www-authenticate", b"Bearer"))
+        return err.status, error_body(err, language=scope_language(scope), instance=path), headers
 
-    async def _send(self, send: Send, status: int, body: bytes, scope: Scope, rid: Any) -> None:
+    async def _send(self, send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]], scope: Scope,
+                    rid: Any) -> None:
         """A problem response, in the request's language."""
         await send(
             {
@@ -237,6 +278,7 @@ class UnitOfWorkMiddleware:
                     (b"content-language", content_language(scope_language(scope)).encode()),
                     (b"content-length", str(len(body)).encode()),
                     rid,
+                    *headers,
                 ],
             }
         )

@@ -114,7 +114,8 @@ async def capture_hold(
 async def void_hold(
     redemption_id: uuid.UUID, session: Session, now: Now, actor: Writer, body: VoidRequest | None = None
 ) -> RedemptionPublic:
-    return _public(await service.void(session, actor, redemption_id, now, deferred=True), now)
+    note = body.reason if body is not None else None
+    return _public(await service.void(session, actor, redemption_id, now, note=note, deferred=True), now)
 
 
 @router.post(

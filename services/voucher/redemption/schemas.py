@@ -73,10 +73,15 @@ class CaptureRequest(BaseModel):
     amount: int | None = Field(default=None, ge=1, le=MAX_AMOUNT, strict=True, description="Default: all that is held.")
 
 
+#: Free text a person wrote: any character but the C0 controls other than tab and line ends, and DEL.
+REASON_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+
+
 class VoidRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"reason": "order cancelled"}]})
 
-    reason: str | None = Field(default=None, max_length=500)
+    reason: str | None = Field(default=None, min_length=1, max_length=500, pattern=REASON_PATTERN,
+                               description="Why the hold is voided; kept in the audit event and the journal's memo")
 
 
 class RefundCreate(BaseModel):
@@ -85,7 +90,7 @@ class RefundCreate(BaseModel):
     )
 
     amount: int = Field(ge=1, le=MAX_AMOUNT, strict=True)
-    reason: str = Field(min_length=1, max_length=500)
+    reason: str = Field(min_length=1, max_length=500, pattern=REASON_PATTERN)
 
 
 class RefundPublic(BaseModel):

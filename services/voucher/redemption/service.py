@@ -361,35 +361,37 @@ async def _settle(writes: _Writes, voucher: VoucherState, now: datetime) -> None
 
 
 async def void(session: AsyncSession, actor: Actor, redemption_id: uuid.UUID, now: datetime, *,
-               deferred: bool = False) -> Redemption:
-    """Release the whole hold. Voiding a hold whose TTL has passed records it as expired."""
+               note: str | None = None, deferred: bool = False) -> Redemption:
+    """Release the whole hold. Voiding a hold whose TTL has passed records it as expired.
+    `note`: the caller's words, kept in the audit event and the journal's memo."""
     locks = await _locked(session, actor, redemption_id)
     assert locks.hold is not None
     reason = decide.void_reason(locks.hold, now)
-    await _void(session, locks, reason, now, deferred=deferred)
+    await _void(session, locks, reason, now, deferred=deferred, note=note)
     return Redemption(**{**locks.row, "status": RedemptionStatus.VOIDED.value, "voided_at": now,
                          "void_reason": reason.value})
 
 
 async def _void(session: AsyncSession, locks: repository.HoldLocks, reason: VoidReason, now: datetime, *,
-                deferred: bool) -> None:
+                deferred: bool, note: str | None = None) -> None:
     voucher, held = locks.voucher, locks.hold
     assert voucher is not None and held is not None
     locked = await _counters_of(session, held)
     writes = _Writes(session)
-    await _release(writes, voucher, held, reason, now, locked)
+    await _release(writes, voucher, held, reason, now, locked, note=note)
     await _settle(writes, _after(voucher, available=held.held_amount, held=-held.held_amount), now)
     await writes.send(deferred=deferred)
 
 
 async def _release(writes: _Writes, voucher: VoucherState, held: Hold, reason: VoidReason, now: datetime,
-                   locked: repository.Locked) -> None:
+                   locked: repository.Locked, *, note: str | None = None) -> None:
     """Return the whole held amount to the voucher and take it (and its spend) off the order
-    and the period."""
+    and the period. `note`: the words of whoever voided it, if they gave any."""
     amount = held.held_amount
     await writes.journal(voucher, RELEASE_JOURNAL[reason],
                          transfer(voucher.held_account_id, voucher.available_account_id, amount, voucher.unit), now,
-                         redemption_id=held.id, memo=f"hold released ({reason.value})")
+                         redemption_id=held.id,
+                         memo=f"hold released ({reason.value})" + (f": {note}" if note else ""))
     writes.counters(locked.order(held.provider_id, held.order_reference).id, locked.usage(held.period_key).id,
                     -amount, -held.order_amount)
     repository.set_voided(writes.batch, held.id, reason.value, now)
@@ -398,7 +400,8 @@ async def _release(writes: _Writes, voucher: VoucherState, held: Hold, reason: V
     await audit.record(
         writes.session, "hold.expired" if reason is VoidReason.EXPIRED else "hold.voided", "redemption", held.id,
         now=now, before={"status": RedemptionStatus.HELD.value},
-        after={"status": RedemptionStatus.VOIDED.value, "void_reason": reason.value, "released": amount},
+        after={"status": RedemptionStatus.VOIDED.value, "void_reason": reason.value, "released": amount,
+               **({"note": note} if note else {})},
         programme_id=voucher.programme_id, enterprise_id=held.enterprise_id, provider_id=held.provider_id,
         voucher_id=voucher.id,
     )

@@ -1,6 +1,7 @@
 """A settlement's statement as CSV: UTF-8 with a byte-order mark (spreadsheet software in
 China then reads the Chinese text right), amounts in major units with every minor digit, a
-total row that equals the sum of the lines. Pure: stdlib only."""
+total row that equals the sum of the lines; no cell a spreadsheet would run as a formula
+(services/voucher/spreadsheet.py). Pure: stdlib only."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+from services.voucher import spreadsheet
 from services.voucher.money import Unit, format_major
 
 BOM = "\ufeff"
@@ -33,14 +35,15 @@ def render_csv(title: str, unit: Unit, lines: Iterable[Line]) -> bytes:
     """The statement as CSV bytes, BOM first."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow([title])
+    writer.writerow(spreadsheet.row([title]))
     writer.writerow([f"单位 unit: {unit.value}"])
     writer.writerow(HEADER)
     total = 0
     for number, line in enumerate(lines, start=1):
         total += line.amount
-        writer.writerow([number, KIND_LABEL[line.kind], line.order_reference, line.redemption_id,
-                         line.refund_id or "", line.occurred_at.isoformat(), format_major(line.amount, unit)])
+        writer.writerow(spreadsheet.row([number, KIND_LABEL[line.kind], line.order_reference, line.redemption_id,
+                                         line.refund_id or "", line.occurred_at.isoformat(),
+                                         format_major(line.amount, unit)]))
     writer.writerow(["合计 total", "", "", "", "", "", format_major(total, unit)])
     return (BOM + out.getvalue()).encode("utf-8")
 

@@ -88,19 +88,47 @@ def check_url_shape(url: str, *, allow_http: bool) -> tuple[str, str, int]:
     return parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80)
 
 
-def address_allowed(address: str, allowed_networks: Iterable[str]) -> bool:
-    """Public unicast addresses are allowed; loopback, private, link-local (cloud metadata),
-    multicast, reserved and unspecified ones only inside an operator-allowed network."""
+# IANA's IPv4 and IPv6 Special-Purpose Address Registries (as of 2025), every entry whatever
+# its "globally reachable" column (anycast relays, AMT, AS112 and the like are nobody's webhook),
+# and multicast. Python's `is_global` misses some (192.0.0.8, 6to4 of a loopback address).
+SPECIAL_PURPOSE = tuple(ipaddress.ip_network(n) for n in (
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
+    "192.0.0.0/24", "192.0.2.0/24", "192.31.196.0/24", "192.52.193.0/24", "192.88.99.0/24", "192.168.0.0/16",
+    "192.175.48.0/24", "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
+    "255.255.255.255/32",
+    "::/128", "::1/128", "::ffff:0:0/96", "::/96", "64:ff9b::/96", "64:ff9b:1::/48", "100::/64", "2001::/23",
+    "2001:db8::/32", "2002::/16", "2620:4f:8000::/48", "3fff::/20", "5f00::/16", "fc00::/7", "fe80::/10",
+    "fec0::/10", "ff00::/8",
+))
+#: IPv6 unicast that is assigned for the Internet at all.
+GLOBAL_UNICAST_V6 = ipaddress.ip_network("2000::/3")
+
+
+def _ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    if any(ip in ipaddress.ip_network(n, strict=False) for n in allowed_networks):
-        return True
+    return ip
+
+
+def is_public(address: str) -> bool:
+    """A public unicast address: in no special-purpose block (which takes in 6to4, Teredo and
+    NAT64, whatever IPv4 address they carry), IPv6 only inside 2000::/3, and global to Python."""
+    ip = _ip(address)
+    if any(ip in network for network in SPECIAL_PURPOSE if network.version == ip.version):
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip not in GLOBAL_UNICAST_V6:
+        return False
     return ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_unspecified)
 
 
+def address_allowed(address: str, allowed_networks: Iterable[str]) -> bool:
+    """Public unicast addresses are allowed; every special-purpose one (loopback, private,
+    link-local and cloud metadata, shared, benchmarking, documentation, 6to4, Teredo, NAT64,
+    multicast, reserved…) only inside an operator-allowed network."""
+    return in_allowed_networks(address, allowed_networks) or is_public(address)
+
+
 def in_allowed_networks(address: str, allowed_networks: Iterable[str]) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    ip = _ip(address)
     return any(ip in ipaddress.ip_network(n, strict=False) for n in allowed_networks)

