@@ -123,3 +123,21 @@ def test_revision_history_is_one_straight_line() -> None:
         previous = revision.revision
     assert previous == script.get_current_head()
     assert len({r.revision for r in revisions}) == len(list(script.walk_revisions()))
+
+
+def test_0010_stops_on_live_numbers_that_share_a_key() -> None:
+    """Two live references whose numbers differ only by O/0 or I/1 are one contract subsidised
+    twice: the upgrade names them instead of choosing (issue 19, finding 5)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "migrations" / "versions" / "20261202_0010_reference_keys.py"
+    spec = importlib.util.spec_from_file_location("migration_0010", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.key("HZC-2O26-I") == "HZC-2026-1"
+    rows = [("a", "p1", "HZC-2026", True), ("b", "p1", "HZC-2O26", True), ("c", "p2", "HZC-2O26", True),
+            ("d", "p1", "HZC-2O26", False)]
+    assert module.clashes("contract_reference", rows) == ["contract_reference a and b ('HZC-2O26' under provider p1)"]
+    assert module.clashes("contract_reference", [r for r in rows if r[0] != "b"]) == []

@@ -552,7 +552,8 @@ class ContractReference(SQLModel, table=True):
 
     id: uuid.UUID = Field(default_factory=uuid7, primary_key=True)
     provider_id: uuid.UUID = Field(foreign_key="provider.id")
-    #: Normalised: no white space, upper case.
+    #: The number's comparison key (applications/rules.py `reference_key`): normalised — no
+    #: white space, upper case — with O read as 0 and I as 1.
     number: str = Field(max_length=64)
     enterprise_id: uuid.UUID = Field(foreign_key="enterprise.id")
     application_id: uuid.UUID | None = Field(default=None, foreign_key="application.id", index=True)
@@ -672,7 +673,7 @@ class Claim(SQLModel, table=True):
         CheckConstraint(_one_of("status", ClaimStatus), name="status_known"),
         CheckConstraint("amount_paid > 0 AND subsidy > 0", name="amounts"),
         # The same invoice of a provider is never claimed twice while a claim on it stands.
-        Index("uq_claim_live_invoice", "provider_id", "invoice_number", unique=True,
+        Index("uq_claim_live_invoice_key", "provider_id", "invoice_key", unique=True,
               sqlite_where=text("status <> 'rejected'"), postgresql_where=text("status <> 'rejected'")),
         Index("ix_claim_enterprise_id_id", "enterprise_id", "id"),
     )
@@ -685,6 +686,8 @@ class Claim(SQLModel, table=True):
     redemption_id: uuid.UUID = Field(foreign_key="redemption.id", unique=True)
     contract_number: str = Field(max_length=64)
     invoice_number: str = Field(max_length=64)
+    #: What invoice numbers are compared by (applications/rules.py `reference_key`).
+    invoice_key: str = Field(max_length=64)
     invoice_date: date
     amount_paid: int = Field(sa_type=BigInteger)
     unit: str = Field(max_length=16)

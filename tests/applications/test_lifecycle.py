@@ -349,6 +349,18 @@ async def test_contract_is_freed_when_the_application_ends_without_subsidy(desk:
     assert (await desk.apply(key=third_key, contracts=[contract(provider_id, "hzc-7")]))["status"] == "under_review"
 
 
+async def test_a_look_alike_contract_number_is_the_same_contract_or_refused(desk: Desk) -> None:
+    """Issue 19, finding 5: Cyrillic Н and С, or the letter O for zero, do not make another contract."""
+    provider_id = desk.world.provider["id"]
+    await desk.apply(contracts=[contract(provider_id, "HZC-2026-0042")])
+    _, other_key = await desk.other_enterprise()
+    refused = await desk.submit(key=other_key, contracts=[contract(provider_id, "\u041dZ\u0421-2026-0042")])
+    problem = assert_problem(refused, 422, "validation_failed")
+    assert problem["errors"][0]["pointer"] == "/contracts/0/number" and "U+041D" in problem["errors"][0]["message"]
+    same = await desk.submit(key=other_key, contracts=[contract(provider_id, "HZC-2O26-OO42")])
+    assert_problem(same, 409, "contract_already_used")
+
+
 async def test_contract_stays_blocked_through_publicity_and_issuance(desk: Desk, clock: Any) -> None:
     contracts = [contract(desk.world.provider["id"], "HZC-9")]
     application = await desk.apply(contracts=contracts)

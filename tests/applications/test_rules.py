@@ -15,11 +15,14 @@ from services.voucher.applications.rules import (
     TRANSITIONS,
     ApplicationStatus,
     check_transition,
+    foreign_characters,
     in_window,
     mask_uscc,
     normalise_contract_number,
+    number_problem,
     publicity_end,
     publicity_over,
+    reference_key,
 )
 from services.voucher.errors import InvalidTransition
 
@@ -167,3 +170,34 @@ def test_one_contract_typed_differently_is_one_contract(typed: str) -> None:
 
 def test_case_folding_can_lengthen_a_number() -> None:
     assert normalise_contract_number("ß" * 3) == "SSSSSS"
+
+
+# -- look-alike letters (issue 19, finding 5) ----------------------------------------------------
+
+
+@pytest.mark.parametrize(("typed", "foreign"), [
+    ("\u041dZ\u0421-2026-0042", ["U+041D", "U+0421"]),  # Cyrillic Н and С
+    ("\u0406NV-1", ["U+0406"]),  # Cyrillic І
+    ("HZC-\u039f\u039f42", ["U+039F"]),  # Greek Ο (twice, named once)
+    ("\u0430BC-2026", ["U+0410"]),  # Cyrillic а, upper-cased to А
+])
+def test_letters_of_other_scripts_are_refused_not_compared(typed: str, foreign: list[str]) -> None:
+    number = normalise_contract_number(typed)
+    assert foreign_characters(number) == foreign
+    problem = number_problem(number)
+    assert problem is not None and all(code in problem for code in foreign)
+
+
+@pytest.mark.parametrize("typed", ["HZC-2026-0042", "浙杭合〔2026〕第0042号", "【合同】2026-12", "INV/2026.07#3",
+                                   "ＨＺＣ－２０２６－００４２"])
+def test_ascii_han_and_document_marks_are_accepted(typed: str) -> None:
+    assert number_problem(normalise_contract_number(typed)) is None
+
+
+def test_letters_that_read_as_digits_compare_as_the_digits() -> None:
+    same = {reference_key(normalise_contract_number(n)) for n in ("HZC-2026-0042", "HZC-2O26-0O42", "hzc-2o26-0042")}
+    assert same == {"HZC-2026-0042"}
+    assert reference_key(normalise_contract_number("INV-1O")) == reference_key(normalise_contract_number("inv-10"))
+    assert reference_key("INV-ILO") == "1NV-1L0"  # L does not read as 1 once upper-cased
+    assert reference_key("HZC-2026-0042") != reference_key("HZC-2026-0043")
+    assert number_problem("") is not None and number_problem("X" * 65) is not None

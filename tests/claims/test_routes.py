@@ -95,6 +95,22 @@ async def test_an_invoice_a_document_or_a_contract_is_claimed_once(app, world: W
     assert await world.voucher(voucher["id"]) == before  # refusals hold nothing
 
 
+async def test_a_look_alike_invoice_is_the_same_invoice_or_refused(world: World) -> None:
+    """Issue 19, finding 5: INV-10 claimed; INV-1O (letter O) is the same invoice, ІNV-10
+    (Cyrillic І) is refused, and the claim keeps the number as typed."""
+    voucher = await world.issue(10_000_000)
+    first = await _file(world, claim_body(world, voucher, invoice="INV-10"))
+    assert first.status_code == 201, first.text
+    assert first.json()["invoice_number"] == "INV-10"
+    assert_problem(await _file(world, claim_body(world, voucher, invoice="inv-1o", contract="C-2", document="d-2")),
+                   409, "invoice_already_claimed")
+    refused = await _file(world, claim_body(world, voucher, invoice="\u0406NV-10", contract="C-3", document="d-3"))
+    problem = assert_problem(refused, 422, "validation_failed")
+    assert problem["errors"][0]["pointer"] == "/invoice_number"
+    assert_problem(await _file(world, claim_body(world, voucher, invoice="INV-11", contract="SZ-2O26-118",
+                                                 document="d-4")), 409, "contract_already_used")
+
+
 async def test_refusals(world: World, app, client: httpx.AsyncClient) -> None:
     voucher = await world.issue(10_000_000)
     body = claim_body(world, voucher)

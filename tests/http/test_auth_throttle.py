@@ -61,12 +61,44 @@ async def test_an_address_past_its_failures_is_throttled_before_any_lookup(
     assert made.status == 429 and made.read == 0
     assert len(lookups) == looked_up  # no database lookup once throttled
 
-    # the cached valid key is not held up; a key not seen yet from this address waits its turn
+    # the cached valid key is not held up, nor once its cache entry is gone (it authenticated
+    # within the hour); a key not seen yet from this address waits its turn
     assert (await client.get("/v1/me", headers=auth(good))).status_code == 200
+    app.state.key_cache.forget()  # as when its seconds are up
+    before = len(lookups)
+    assert (await client.get("/v1/me", headers=auth(good))).status_code == 200
+    assert len(lookups) == before + 1  # looked up as usual: a revocation still takes effect
     fresh = await make_key(app, "operator")
     assert_problem(await client.get("/v1/me", headers=auth(fresh)), 429, "authentication_throttled")
     # no key at all is a plain 401, never counted
     assert_problem(await client.get("/v1/me"), 401, "unauthenticated")
+
+
+async def test_a_throttled_address_is_refused_before_routing_and_held(
+    app: Any, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once found throttled, the address's unknown keys are answered from memory, each refusal
+    held REFUSAL_DELAY_SECONDS (a waiting request costs no CPU)."""
+    import asyncio
+
+    from services.voucher.http import throttle, unit_of_work
+
+    held: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def recorded(seconds: float, *args: Any) -> Any:
+        held.append(seconds)
+        return await real_sleep(0)
+
+    monkeypatch.setattr(unit_of_work.asyncio, "sleep", recorded)
+    for _ in range(LIMIT):
+        assert_problem(await client.get("/v1/me", headers=auth(bad_key())), 401, "invalid_api_key")
+    assert_problem(await client.get("/v1/me", headers=auth(bad_key())), 429, "authentication_throttled")
+    assert throttle.REFUSAL_DELAY_SECONDS not in held  # found throttled in authentication: answered at once
+    refused = await client.get("/v1/nowhere", headers=auth(bad_key()))  # not even routed
+    assert_problem(refused, 429, "authentication_throttled")
+    assert held.count(throttle.REFUSAL_DELAY_SECONDS) == 1
+    assert (await client.get("/metrics", headers=auth(bad_key()))).status_code == 200  # not an API key
 
 
 async def test_the_same_unknown_key_is_looked_up_once(client: httpx.AsyncClient, lookups: list[str]) -> None:

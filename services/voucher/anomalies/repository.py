@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, false, func, or_, select
+from sqlalchemy import and_, case, false, func, literal_column, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.voucher.anomalies.rules import Claimed, Redeemed
@@ -150,12 +150,17 @@ async def rows_of_expiring_vouchers(
 
 
 def _folded(column: Any) -> Any:
-    return func.upper(column)
+    """Order references compared as contract and invoice numbers are (applications/rules.py
+    `reference_key`): case folded, O read as 0 and I as 1. References are printable ASCII."""
+    # Constants written into the SQL, not bound: PostgreSQL must see the grouped expression and
+    # the selected one as the same text.
+    o, zero, i, one = (literal_column(f"'{c}'") for c in "O0I1")
+    return func.replace(func.replace(func.upper(column), o, zero), i, one)
 
 
 async def rows_of_shared_references(session: AsyncSession, scope: Scope) -> AsyncIterator[tuple[str, Redeemed]]:
-    """(folded reference, row): provider redemptions whose order reference (case folded;
-    references are printable ASCII) appears under two or more enterprises, by reference and time. Claims' redemptions are left to the invoice
+    """(folded reference, row): provider redemptions whose order reference (folded as contract
+    numbers are) appears under two or more enterprises, by reference and time. Claims' redemptions are left to the invoice
     query: their reference is the invoice."""
     provider_paid = R.payee == Payee.PROVIDER.value
     shared = (
@@ -178,7 +183,7 @@ async def rows_of_shared_references(session: AsyncSession, scope: Scope) -> Asyn
 
 async def claims_of_shared_invoices(session: AsyncSession, scope: Scope) -> AsyncIterator[Claimed]:
     """Standing (not rejected) claims whose invoice number appears under two or more
-    enterprises, by invoice and time. Invoice numbers are stored folded by the claims domain."""
+    enterprises, compared by their keys (O read as 0, I as 1), by invoice key and time."""
     conditions = [C.status != ClaimStatus.REJECTED.value]
     if scope.programme_id is not None:
         conditions.append(C.programme_id == scope.programme_id)
@@ -187,15 +192,15 @@ async def claims_of_shared_invoices(session: AsyncSession, scope: Scope) -> Asyn
     if scope.until is not None:
         conditions.append(C.created_at < scope.until)
     shared = (
-        select(C.invoice_number).where(*conditions).group_by(C.invoice_number)
+        select(C.invoice_key).where(*conditions).group_by(C.invoice_key)
         .having(func.count(C.enterprise_id.distinct()) >= 2)
     )
     stmt = (
         select(C.id, C.redemption_id, C.programme_id, C.enterprise_id, C.provider_id, C.voucher_id,
-               C.invoice_number, func.coalesce(C.approved_amount, C.subsidy).label("amount"), C.unit, C.status,
-               C.created_at)
-        .where(*conditions, C.invoice_number.in_(shared))
-        .order_by(C.invoice_number, C.created_at, C.id)
+               C.invoice_number, C.invoice_key, func.coalesce(C.approved_amount, C.subsidy).label("amount"),
+               C.unit, C.status, C.created_at)
+        .where(*conditions, C.invoice_key.in_(shared))
+        .order_by(C.invoice_key, C.created_at, C.id)
         .execution_options(**STREAM)
     )
     await Database.in_transaction(session)  # a server-side cursor needs a transaction
@@ -204,6 +209,7 @@ async def claims_of_shared_invoices(session: AsyncSession, scope: Scope) -> Asyn
         yield Claimed(
             claim_id=row.id, redemption_id=row.redemption_id, programme_id=row.programme_id,
             enterprise_id=row.enterprise_id, provider_id=row.provider_id, voucher_id=row.voucher_id,
-            invoice_number=row.invoice_number, amount=int(row.amount), unit=row.unit, status=row.status,
+            invoice_number=row.invoice_number, invoice_key=row.invoice_key, amount=int(row.amount), unit=row.unit,
+            status=row.status,
             at=row.created_at,
         )

@@ -120,7 +120,7 @@ async def _shared_references(session: AsyncSession, scope: Scope, _: Thresholds)
         found = shared_reference([row for _, row in group])
         if found is not None:
             findings.append(found)
-    async for claims in _groups(repository.claims_of_shared_invoices(session, scope), lambda c: c.invoice_number):
+    async for claims in _groups(repository.claims_of_shared_invoices(session, scope), lambda c: c.invoice_key):
         found = shared_invoice(claims)
         if found is not None:
             findings.append(found)

@@ -85,6 +85,44 @@ def mask_uscc(uscc: str) -> str:
 _DASHES = dict.fromkeys(map(ord, "‐‑‒–—―−－﹣﹘⁃"), "-")
 
 
+#: Besides printable ASCII and Han ideographs, the marks Chinese document numbers are written with.
+CJK_MARKS = "【】〔〕《》「」『』、·"
+_LOOKALIKES = str.maketrans({"O": "0", "I": "1"})
+
+
+def _allowed(c: str) -> bool:
+    o = ord(c)
+    return (0x21 <= o <= 0x7E or 0x3400 <= o <= 0x4DBF or 0x4E00 <= o <= 0x9FFF or 0x20000 <= o <= 0x3134F
+            or c in CJK_MARKS)
+
+
+def foreign_characters(number: str) -> list[str]:
+    """The characters of a normalised contract or invoice number outside its alphabet —
+    printable ASCII, Han ideographs and `CJK_MARKS` — as U+ code points. Letters of other
+    scripts that look like Latin ones (Cyrillic Н, С, І; Greek Ι, Ο…) are refused rather than
+    compared: NFKC does not fold them, and one subsidy per contract must not be escaped by
+    typing the same number in look-alike letters."""
+    return [f"U+{ord(c):04X}" for c in dict.fromkeys(number) if not _allowed(c)]
+
+
+def reference_key(number: str) -> str:
+    """The form two normalised contract or invoice numbers are compared in: the letters that
+    read as digits in a document number are read as the digits (O as 0, I as 1), so
+    HZC-2O26-0042 is HZC-2026-0042. What is shown stays as typed (normalised)."""
+    return number.translate(_LOOKALIKES)
+
+
+def number_problem(number: str) -> str | None:
+    """Why a normalised contract or invoice number cannot be accepted, if it cannot."""
+    if not number or len(number) > 64:
+        return "1 to 64 characters once normalised"
+    foreign = foreign_characters(number)
+    if foreign:
+        return ("only ASCII, Han characters and " + " ".join(CJK_MARKS) + " may be used (look-alike letters of "
+                f"other scripts are refused): {', '.join(foreign)}")
+    return None
+
+
 def normalise_contract_number(number: str) -> str:
     """The form two contract numbers are compared in: Unicode compatibility forms folded
     (full-width ＨＺＣ－０１ is HZC-01), dashes unified, case folded, white space and invisible

@@ -27,8 +27,10 @@ from services.voucher.applications.rules import (
     check_transition,
     in_window,
     normalise_contract_number,
+    number_problem,
     publicity_end,
     publicity_over,
+    reference_key,
 )
 from services.voucher.audit import service as audit
 from services.voucher.db import Database, PageRequest, is_integrity_error, is_transient
@@ -111,10 +113,11 @@ async def _check_contracts(
     problems, seen, stored = [], set(), []
     for i, contract in enumerate(contracts):
         number = normalise_contract_number(contract["number"])
-        if not number or len(number) > 64:
-            problems.append(field_error(f"contracts/{i}/number", "1 to 64 characters once normalised"))
+        problem = number_problem(number)
+        if problem is not None:
+            problems.append(field_error(f"contracts/{i}/number", problem))
             continue
-        key = (contract["provider_id"], number)
+        key = (contract["provider_id"], reference_key(number))
         if key in seen:
             problems.append(field_error(f"contracts/{i}/number", f"contract {number} is listed twice"))
         seen.add(key)
@@ -127,7 +130,7 @@ async def _check_contracts(
         raise ValidationFailed(problems)
     for contract in stored:
         provider_id = uuid.UUID(contract["provider_id"])
-        if await repository.live_contract(session, provider_id, contract["number"]) is not None:
+        if await repository.live_contract(session, provider_id, reference_key(contract["number"])) is not None:
             raise ContractAlreadyUsed(
                 f"contract {contract['number']} with provider {provider_id} is already part of another "
                 "application or claim: one subsidy per contract",
@@ -139,7 +142,7 @@ async def _check_contracts(
 async def _register_contracts(session: AsyncSession, application: Application, now: datetime) -> None:
     for contract in application.contracts:
         reference = ContractReference(
-            provider_id=uuid.UUID(contract["provider_id"]), number=contract["number"],
+            provider_id=uuid.UUID(contract["provider_id"]), number=reference_key(contract["number"]),
             enterprise_id=application.enterprise_id, application_id=application.id, created_at=now,
         )
         try:

@@ -14,7 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.voucher.actor import SYSTEM as _SYSTEM
 from services.voucher.actor import Actor
 from services.voucher.applications import repository as applications_repository
-from services.voucher.applications.rules import normalise_contract_number
+from services.voucher.applications.rules import (
+    normalise_contract_number,
+    number_problem,
+    reference_key,
+)
 from services.voucher.audit import service as audit
 from services.voucher.claims import repository
 from services.voucher.claims.rules import (
@@ -49,17 +53,18 @@ C = ClaimStatus
 
 
 async def _claimable(
-    session: AsyncSession, provider_id: uuid.UUID, invoice: str, contract: str, digests: list[str]
+    session: AsyncSession, provider_id: uuid.UUID, invoice: str, invoice_key: str, contract: str, contract_key: str,
+    digests: list[str],
 ) -> None:
-    """The one-claim-per-invoice, per-document and per-contract rules; partial unique indexes
-    back each of them against a concurrent claim."""
-    if await repository.live_invoice(session, provider_id, invoice) is not None:
+    """The one-claim-per-invoice, per-document and per-contract rules, numbers compared by
+    their keys; partial unique indexes back each of them against a concurrent claim."""
+    if await repository.live_invoice(session, provider_id, invoice_key) is not None:
         raise InvoiceAlreadyClaimed(f"invoice {invoice} of this provider is already claimed", invoice_number=invoice)
     taken = await repository.live_documents(session, digests)
     if taken:
         raise DocumentAlreadyClaimed(f"document(s) {', '.join(sorted(taken))} are already part of a claim",
                                      sha256=sorted(taken))
-    if await applications_repository.live_contract(session, provider_id, contract) is not None:
+    if await applications_repository.live_contract(session, provider_id, contract_key) is not None:
         raise ContractAlreadyUsed(
             f"contract {contract} is already part of an application or claim: one subsidy per contract",
             contract_number=contract,
@@ -80,10 +85,10 @@ async def file(session: AsyncSession, actor: Actor, data: dict[str, Any], now: d
     invoice = normalise_invoice_number(data["invoice_number"])
     contract = normalise_contract_number(data["contract_number"])
     problems = []
-    if not invoice or len(invoice) > 64:
-        problems.append(field_error("invoice_number", "1 to 64 characters once normalised"))
-    if not contract or len(contract) > 64:
-        problems.append(field_error("contract_number", "1 to 64 characters once normalised"))
+    for name, number in (("invoice_number", invoice), ("contract_number", contract)):
+        problem = number_problem(number)
+        if problem is not None:
+            problems.append(field_error(name, problem))
     items_total = sum(i["amount"] for i in data["line_items"])
     if items_total != data["amount_paid"]:
         problems.append(field_error("line_items", f"the line items add up to {items_total}, not the "
@@ -91,7 +96,9 @@ async def file(session: AsyncSession, actor: Actor, data: dict[str, Any], now: d
     if problems:
         raise ValidationFailed(problems)
     # Before the hold, to name the rule that refuses.
-    await _claimable(session, provider.id, invoice, contract, [d["sha256"] for d in data["documents"]])
+    invoice_key, contract_key = reference_key(invoice), reference_key(contract)
+    await _claimable(session, provider.id, invoice, invoice_key, contract, contract_key,
+                     [d["sha256"] for d in data["documents"]])
     enterprise = await session.get(Enterprise, voucher.enterprise_id)
     assert enterprise is not None
     try:
@@ -108,6 +115,7 @@ async def file(session: AsyncSession, actor: Actor, data: dict[str, Any], now: d
     claim = Claim(
         voucher_id=voucher.id, programme_id=programme.id, enterprise_id=voucher.enterprise_id,
         provider_id=provider.id, redemption_id=held.id, contract_number=contract, invoice_number=invoice,
+        invoice_key=invoice_key,
         invoice_date=data["invoice_date"], amount_paid=data["amount_paid"], unit=voucher.unit,
         line_items=data["line_items"], documents=data["documents"], subsidy=held.held_amount, status=C.SUBMITTED.value,
         created_at=now, updated_at=now,
@@ -118,7 +126,7 @@ async def file(session: AsyncSession, actor: Actor, data: dict[str, Any], now: d
             await repository.add_all(session, [
                 ClaimDocument(claim_id=claim.id, sha256=d["sha256"], file_name=d["file_name"],
                               media_type=d["media_type"], size=d["size"]) for d in data["documents"]
-            ] + [ContractReference(provider_id=provider.id, number=contract, enterprise_id=voucher.enterprise_id,
+            ] + [ContractReference(provider_id=provider.id, number=contract_key, enterprise_id=voucher.enterprise_id,
                                    claim_id=claim.id, created_at=now)])
     except Exception as exc:
         if not is_integrity_error(exc):

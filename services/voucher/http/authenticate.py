@@ -41,7 +41,7 @@ async def authenticate(db: Database, authorization: str | None, now: datetime, a
     key = cache.get(secret_hash) if cache is not None else None
     if key is None:
         throttle: AuthThrottle | None = db.info.get("auth_throttle")
-        if throttle is not None:
+        if throttle is not None and not throttle.is_known_good(secret_hash):
             await throttle.check(address)
             if throttle.is_unknown(secret_hash):
                 await throttle.failed(address, secret_hash)
@@ -51,11 +51,33 @@ async def authenticate(db: Database, authorization: str | None, now: datetime, a
             key = await apikeys.lookup(session, secret_hash)
         if key is not None and cache is not None:
             cache.put(secret_hash, key, generation)
-        if key is None and throttle is not None:
-            await throttle.failed(address, secret_hash)
+        if throttle is not None:
+            if key is None:
+                await throttle.failed(address, secret_hash)
+            else:
+                throttle.succeeded(secret_hash)
     return apikeys.actor_for(key, now)
 
 
 def client_address(scope: Scope) -> str:
     client = scope.get("client")
     return str(client[0]) if client else "unknown"
+
+
+def early_refusal(db: Database, scope: Scope) -> Exception | None:
+    """429 for a request from an address this process found throttled whose key does not pass
+    (http/throttle.py), decided before routing; None for every other request."""
+    throttle: AuthThrottle | None = db.info.get("auth_throttle")
+    if throttle is None or not throttle.has_blocked:
+        return None
+    authorization = None
+    for key, value in scope.get("headers", ()):
+        if key == b"authorization":
+            authorization = value.decode("latin-1")
+            break
+    credentials = bearer_credentials(authorization)
+    if credentials is None or scope.get("path") == "/metrics":  # no API key: nothing to throttle
+        return None
+    secret_hash = hash_key(credentials)
+    cache: KeyCache | None = db.info.get("key_cache")
+    return throttle.early_refusal(client_address(scope), secret_hash, cache is not None and cache.get(secret_hash) is not None)

@@ -11,6 +11,7 @@ Reads stream through (exports must not be buffered) and their session is closed 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -29,7 +30,12 @@ from services.voucher.db import (
 )
 from services.voucher.driver import Batch
 from services.voucher.http import gate
-from services.voucher.http.authenticate import authenticate, bearer_credentials, client_address
+from services.voucher.http.authenticate import (
+    authenticate,
+    bearer_credentials,
+    client_address,
+    early_refusal,
+)
 from services.voucher.http.language import content_language
 from services.voucher.http.problems import (
     PROBLEM_MEDIA_TYPE,
@@ -37,6 +43,7 @@ from services.voucher.http.problems import (
     internal_error_body,
     scope_language,
 )
+from services.voucher.http.throttle import REFUSAL_DELAY_SECONDS
 from services.voucher.idempotency import service as idempotency
 from services.voucher.observability import REQUEST_ID, new_request_id
 
@@ -112,6 +119,11 @@ class UnitOfWorkMiddleware:
         scope.setdefault("state", {})["unit"] = unit
         rid = (b"x-request-id", request_id.encode())
         try:
+            refused = early_refusal(self.database, scope)
+            if refused is not None:  # a flood of unknown keys from a throttled address
+                await asyncio.sleep(REFUSAL_DELAY_SECONDS)
+                await self._send(send, *self._failure(refused, scope), scope, rid)
+                return
             if unit.write:
                 try:  # the key first, then the (bounded) body, before any transaction or lock
                     receive = await self._admit(scope, receive)
