@@ -141,3 +141,49 @@ def test_0010_stops_on_live_numbers_that_share_a_key() -> None:
             ("d", "p1", "HZC-2O26", False)]
     assert module.clashes("contract_reference", rows) == ["contract_reference a and b ('HZC-2O26' under provider p1)"]
     assert module.clashes("contract_reference", [r for r in rows if r[0] != "b"]) == []
+
+
+async def test_0010_rekeys_real_rows_and_its_downgrade_puts_the_typed_numbers_back(
+    app, client, database_url: str, engine: Engine
+) -> None:
+    """Over rows the service wrote: a claim on invoice INV-1O with contract HZC-2O26."""
+    import uuid
+
+    from tests.claims.test_routes import _file, claim_body
+    from tests.world import build_world
+
+    world = await build_world(app, client, mode="enterprise_claim", rate_table={"accelerator:domestic": 3000})
+    voucher = await world.issue(10_000_000)
+    filed = await _file(world, claim_body(world, voucher, invoice="INV-1O", contract="HZC-2O26"))
+    assert filed.status_code == 201, filed.text
+    await app.state.database.engine.dispose()  # the app's pooled connections hold no locks now
+    config = alembic_config(database_url)
+
+    def stored() -> tuple[str, str | None]:
+        with engine.connect() as conn:
+            number = conn.execute(text("SELECT number FROM contract_reference")).scalar_one()
+            columns = {c["name"] for c in inspect(conn).get_columns("claim")}
+            key = conn.execute(text("SELECT invoice_key FROM claim")).scalar_one() if "invoice_key" in columns else None
+        return number, key
+
+    assert stored() == ("HZC-2026", "1NV-10")
+    command.downgrade(config, "0009")
+    assert stored() == ("HZC-2O26", None)  # as typed again, for the old comparison
+    command.upgrade(config, "head")
+    assert stored() == ("HZC-2026", "1NV-10")
+
+    # a second live reference of the same contract, typed with letters: the upgrade names both
+    command.downgrade(config, "0009")
+    with engine.begin() as conn:
+        row = conn.execute(text("SELECT provider_id, enterprise_id, created_at FROM contract_reference")).one()
+        new_id = uuid.uuid4()
+        conn.execute(text("INSERT INTO contract_reference (id, provider_id, number, enterprise_id, created_at) "
+                          "VALUES (:id, :p, 'HZC-2026', :e, :c)"),
+                     {"id": new_id.hex if engine.dialect.name == "sqlite" else new_id, "p": row[0], "e": row[1],
+                      "c": row[2]})
+    with pytest.raises(RuntimeError, match="HZC-2026"):
+        command.upgrade(config, "head")
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE contract_reference SET released_at = created_at WHERE number = 'HZC-2026'"))
+    command.upgrade(config, "head")
+    assert _current(engine) == _revisions_base_to_head()[-1].revision

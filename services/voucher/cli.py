@@ -457,6 +457,9 @@ def serve(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
     workers: Annotated[int, typer.Option(min=1)] = 1,
+    forwarded_allow_ips: Annotated[str | None, typer.Option(
+        help="Proxies (addresses or CIDRs, comma-separated) whose X-Forwarded-For names the client: "
+             "the failed-login throttle counts by the client's address (docs/security.md)")] = None,
 ) -> None:
     """Serve the API (uvloop + httptools) and its offline docs at /docs and /redoc."""
     import uvicorn
@@ -476,6 +479,9 @@ def serve(
         loop=loop,
         http="httptools",
         log_level="warning",
+        # Only the named proxies are believed; by default no forwarded header is (the peer is the client).
+        proxy_headers=forwarded_allow_ips is not None,
+        forwarded_allow_ips=forwarded_allow_ips or "",
     )
 
 

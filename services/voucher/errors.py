@@ -129,6 +129,16 @@ class PayloadTooLarge(DomainError):
     transient = True
 
 
+class RequestTimeout(DomainError):
+    """The body stopped arriving (http/gate.py)."""
+
+    code = "request_timeout"
+    title = "The request body did not arrive in time"
+    title_zh = "请求体未能及时到达"
+    status = 408
+    transient = True
+
+
 class PreconditionRequired(DomainError):
     code = "precondition_required"
     title = "This update needs an If-Match header"

@@ -553,7 +553,7 @@ class ContractReference(SQLModel, table=True):
     id: uuid.UUID = Field(default_factory=uuid7, primary_key=True)
     provider_id: uuid.UUID = Field(foreign_key="provider.id")
     #: The number's comparison key (applications/rules.py `reference_key`): normalised — no
-    #: white space, upper case — with O read as 0 and I as 1.
+    #: white space, upper case — with O read as 0, I and L as 1 (and 〇, 一, 丨 as 0, -, 1).
     number: str = Field(max_length=64)
     enterprise_id: uuid.UUID = Field(foreign_key="enterprise.id")
     application_id: uuid.UUID | None = Field(default=None, foreign_key="application.id", index=True)

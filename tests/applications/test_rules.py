@@ -189,6 +189,7 @@ def test_letters_of_other_scripts_are_refused_not_compared(typed: str, foreign: 
 
 
 @pytest.mark.parametrize("typed", ["HZC-2026-0042", "浙杭合〔2026〕第0042号", "【合同】2026-12", "INV/2026.07#3",
+                                   "〔二〇二六〕12号",
                                    "ＨＺＣ－２０２６－００４２"])
 def test_ascii_han_and_document_marks_are_accepted(typed: str) -> None:
     assert number_problem(normalise_contract_number(typed)) is None
@@ -198,6 +199,11 @@ def test_letters_that_read_as_digits_compare_as_the_digits() -> None:
     same = {reference_key(normalise_contract_number(n)) for n in ("HZC-2026-0042", "HZC-2O26-0O42", "hzc-2o26-0042")}
     assert same == {"HZC-2026-0042"}
     assert reference_key(normalise_contract_number("INV-1O")) == reference_key(normalise_contract_number("inv-10"))
-    assert reference_key("INV-ILO") == "1NV-1L0"  # L does not read as 1 once upper-cased
+    assert reference_key("INV-ILO") == "1NV-110"
+    key = lambda n: reference_key(normalise_contract_number(n))  # noqa: E731
+    assert key("hzc-2026-l042") == key("HZC-2026-1042")  # a lower-case l reads as 1
+    assert key("\u4e28NV-1") == key("INV-1")  # the ideograph 丨
+    assert key("HZC\u4e002026\u4e000042") == key("HZC-2026-0042")  # the ideograph 一 as a dash
+    assert key("〔二〇二六〕12号") == "〔二0二六〕12号"  # 〇 is allowed, and read as 0
     assert reference_key("HZC-2026-0042") != reference_key("HZC-2026-0043")
     assert number_problem("") is not None and number_problem("X" * 65) is not None

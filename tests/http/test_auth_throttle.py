@@ -23,7 +23,8 @@ LIMIT = 5
 def settings(database_url: str, request: pytest.FixtureRequest) -> Settings:
     overrides: dict[str, Any] = getattr(request, "param", {})
     return Settings(database_url=database_url, environment="test", log_level="WARNING",
-                    auth_failure_limit=overrides.get("auth_failure_limit", f"{LIMIT}/30 seconds"))
+                    auth_failure_limit=overrides.get("auth_failure_limit", f"{LIMIT}/30 seconds"),
+                    rate_limit_storage=overrides.get("rate_limit_storage", "memory://"))
 
 
 @pytest.fixture
@@ -61,17 +62,43 @@ async def test_an_address_past_its_failures_is_throttled_before_any_lookup(
     assert made.status == 429 and made.read == 0
     assert len(lookups) == looked_up  # no database lookup once throttled
 
-    # the cached valid key is not held up, nor once its cache entry is gone (it authenticated
-    # within the hour); a key not seen yet from this address waits its turn
+    # A key that exists is never refused: cached, no longer cached, or made a moment ago (as
+    # after a restart, or on another worker) — it is looked up, as its prefix is a live key's.
     assert (await client.get("/v1/me", headers=auth(good))).status_code == 200
     app.state.key_cache.forget()  # as when its seconds are up
     before = len(lookups)
     assert (await client.get("/v1/me", headers=auth(good))).status_code == 200
     assert len(lookups) == before + 1  # looked up as usual: a revocation still takes effect
     fresh = await make_key(app, "operator")
-    assert_problem(await client.get("/v1/me", headers=auth(fresh)), 429, "authentication_throttled")
+    import services.voucher.http.throttle as throttle_module
+
+    app.state.database.info["auth_throttle"]._prefixes_at -= throttle_module.PREFIXES_SECONDS  # the next reload
+    assert (await client.get("/v1/me", headers=auth(fresh))).status_code == 200
+    # a revoked key is refused as revoked, never let through by its prefix
+    me = (await client.get("/v1/me", headers=auth(fresh))).json()
+    revoked = await client.post(f"/v1/api-keys/{me['key_id']}/revoke", json={"reason": "gone"}, headers=auth(good))
+    assert revoked.status_code == 200, revoked.text
+    assert_problem(await client.get("/v1/me", headers=auth(fresh)), 401, "api_key_revoked")
+    # a random key with a live prefix is looked up, and counts as a failure
+    prefix = good.rsplit("_", 1)[0]
+    guessed = await client.get("/v1/me", headers=auth(prefix + "_" + secrets.token_urlsafe(32)))
+    assert_problem(guessed, 401, "invalid_api_key")
     # no key at all is a plain 401, never counted
     assert_problem(await client.get("/v1/me"), 401, "unauthenticated")
+
+
+@pytest.mark.parametrize("settings", [{"auth_failure_limit": f"{LIMIT}/30 seconds",
+                                       "rate_limit_storage": "redis://127.0.0.1:9/0"}], indirect=True)
+async def test_when_the_shared_storage_is_down_nothing_is_limited_and_nothing_fails(
+    app: Any, client: httpx.AsyncClient
+) -> None:
+    """Redis unreachable: requests are served (not 500), counted nowhere; a brake, not a gate."""
+    good = await make_key(app, "operator")
+    for _ in range(LIMIT + 2):
+        assert_problem(await client.get("/v1/me", headers=auth(bad_key())), 401, "invalid_api_key")
+    response = await client.get("/v1/programmes", headers=auth(good))
+    assert response.status_code == 200, response.text
+    assert "ratelimit-limit" not in response.headers
 
 
 async def test_a_throttled_address_is_refused_before_routing_and_held(

@@ -99,6 +99,14 @@ async def test_a_streamed_body_is_cut_off_at_the_limit(app: Any, world: World) -
     assert await redemptions(app) == 0
 
 
+async def test_a_keyless_body_is_never_read_and_its_connection_closed(app: Any, world: World) -> None:
+    made = await call(app, "/v1/redemptions", [b"[" * 65_536] * 8, length=8 * 65_536)
+    assert made.status == 401 and made.read == 0
+    assert (b"connection", b"close") in made.messages[0]["headers"]
+    too_large = await call(app, "/v1/redemptions", [b""], key=world.provider_key, length=100 * MiB)
+    assert too_large.status == 413 and (b"connection", b"close") in too_large.messages[0]["headers"]
+
+
 async def test_uploads_may_be_larger(app: Any, world: World) -> None:
     body = json.dumps({"programme_id": world.programme["id"], "period_start": "2026-03-01",
                        "period_end": "2026-03-31", "csv": "order_reference,amount,subsidy\n" + "x" * (2 * MiB)})
@@ -106,6 +114,9 @@ async def test_uploads_may_be_larger(app: Any, world: World) -> None:
     assert made.status != 413, made.body
     over = await call(app, "/v1/usage-reconciliations", [b""], key=world.provider_key, length=16 * MiB + 1)
     assert over.status == 413 and over.body["max_bytes"] == 16 * MiB
+    # only for a key that may upload: an operator's 2 MiB there is refused, unread
+    operator = await call(app, "/v1/usage-reconciliations", [body.encode()], key=world.operator, length=len(body))
+    assert operator.status == 413 and operator.body["max_bytes"] == MiB and operator.read == 0
 
 
 async def test_a_body_within_the_limit_works(world: World, client: httpx.AsyncClient) -> None:

@@ -79,14 +79,16 @@ def _assert_unavailable(response: httpx.Response) -> None:
 async def test_a_connection_lost_at_commit_is_a_503_and_the_retry_applies_once(
     app, world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from services.voucher.http.unit_of_work import RequestUnit
+
     voucher = await world.issue(1_000_000)
     database = app.state.database
 
     async def lost(*_: Any, **__: Any) -> None:
-        raise LOST
+        raise LOST  # the request's COMMIT never reached the database
 
     with monkeypatch.context() as patch:
-        patch.setattr(database, "commit", lost)
+        patch.setattr(RequestUnit, "commit", lost)
         _assert_unavailable(await world.hold(voucher, 100_000, order="PO-LOST", path="/v1/redemptions"))
     async with database.unit_of_work(write=False) as session:
         assert (await session.execute(select(func.count()).select_from(Redemption))).scalar_one() == 0
@@ -96,6 +98,34 @@ async def test_a_connection_lost_at_commit_is_a_503_and_the_retry_applies_once(
     assert retried.status_code == 201, retried.text
     again = await world.hold(voucher, 100_000, order="PO-LOST", path="/v1/redemptions")
     assert again.json()["id"] == retried.json()["id"] and again.headers["idempotent-replayed"] == "true"
+
+
+async def test_a_connection_lost_just_after_the_commit_replays_the_committed_answer(
+    app, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dangerous case: the change committed, then the connection went before the answer.
+    The client is told 503; its retry with the same key gets the committed answer, and the
+    voucher was charged once."""
+    from services.voucher.http.unit_of_work import RequestUnit
+
+    voucher = await world.issue(1_000_000)
+    database = app.state.database
+    real_commit = RequestUnit.commit
+
+    async def committed_then_lost(unit: RequestUnit, *args: Any) -> None:
+        await real_commit(unit, *args)  # the request's own transaction, with its answer
+        raise LOST
+
+    with monkeypatch.context() as patch:
+        patch.setattr(RequestUnit, "commit", committed_then_lost)
+        _assert_unavailable(await world.hold(voucher, 100_000, order="PO-AFTER", path="/v1/redemptions"))
+    async with database.unit_of_work(write=False) as session:
+        assert (await session.execute(select(func.count()).select_from(Redemption))).scalar_one() == 1  # it did
+    retried = await world.hold(voucher, 100_000, order="PO-AFTER", path="/v1/redemptions")
+    assert retried.status_code == 201 and retried.headers["idempotent-replayed"] == "true", retried.text
+    async with database.unit_of_work(write=False) as session:
+        assert (await session.execute(select(func.count()).select_from(Redemption))).scalar_one() == 1
+    assert (await world.voucher(voucher["id"]))["balances"]["used"] == 30_000
 
 
 async def test_a_read_that_loses_its_connection_is_a_503(

@@ -121,3 +121,16 @@ async def test_every_key_of_a_principal_shares_one_allowance(app: Any, client: h
     assert quota(await client.get("/v1/programmes", headers=auth(second)))[:2] == (3, 1)
     assert quota(await client.get("/v1/programmes", headers=auth(first)))[:2] == (3, 0)
     assert_problem(await client.get("/v1/programmes", headers=auth(second)), 429, "rate_limited")
+
+
+async def test_a_limited_principal_is_refused_before_its_body_is_read(app: Any, client: httpx.AsyncClient) -> None:
+    from tests.http.test_body_limits import call
+
+    key = await make_key(app, "operator")
+    for _ in range(3):
+        assert (await client.get("/v1/programmes", headers=auth(key))).status_code == 200
+    body = b"{" + b" " * 500_000 + b"}"
+    made = await call(app, "/v1/programmes", [body], key=key, length=len(body))
+    assert made.status == 429 and made.read == 0
+    assert made.body["code"] == "rate_limited"
+    assert any(k == b"retry-after" for k, _ in made.messages[0]["headers"])

@@ -151,11 +151,11 @@ async def rows_of_expiring_vouchers(
 
 def _folded(column: Any) -> Any:
     """Order references compared as contract and invoice numbers are (applications/rules.py
-    `reference_key`): case folded, O read as 0 and I as 1. References are printable ASCII."""
+    `reference_key`): case folded, O read as 0, I and L as 1. References are printable ASCII."""
     # Constants written into the SQL, not bound: PostgreSQL must see the grouped expression and
     # the selected one as the same text.
-    o, zero, i, one = (literal_column(f"'{c}'") for c in "O0I1")
-    return func.replace(func.replace(func.upper(column), o, zero), i, one)
+    o, zero, i, one, ell = (literal_column(f"'{c}'") for c in "O0I1L")
+    return func.replace(func.replace(func.replace(func.upper(column), o, zero), i, one), ell, one)
 
 
 async def rows_of_shared_references(session: AsyncSession, scope: Scope) -> AsyncIterator[tuple[str, Redeemed]]:
@@ -183,7 +183,7 @@ async def rows_of_shared_references(session: AsyncSession, scope: Scope) -> Asyn
 
 async def claims_of_shared_invoices(session: AsyncSession, scope: Scope) -> AsyncIterator[Claimed]:
     """Standing (not rejected) claims whose invoice number appears under two or more
-    enterprises, compared by their keys (O read as 0, I as 1), by invoice key and time."""
+    enterprises, compared by their keys (O read as 0, I and L as 1), by invoice key and time."""
     conditions = [C.status != ClaimStatus.REJECTED.value]
     if scope.programme_id is not None:
         conditions.append(C.programme_id == scope.programme_id)

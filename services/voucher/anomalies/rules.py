@@ -100,7 +100,7 @@ class Claimed:
     unit: str
     status: str
     at: datetime
-    #: What claims' invoices are compared by (O read as 0, I as 1); the number when not given.
+    #: What claims' invoices are compared by (O read as 0, I and L as 1); the number when not given.
     invoice_key: str = ""
 
 

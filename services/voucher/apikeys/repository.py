@@ -105,3 +105,9 @@ async def successor_of(session: AsyncSession, key_id: uuid.UUID) -> ApiKey | Non
     """The key a rotation of `key_id` made, if any."""
     stmt = select(ApiKey).where(ApiKey.rotated_from_id == key_id).limit(1)
     return (await session.execute(stmt)).scalars().first()
+
+
+async def live_prefixes(session: AsyncSession, now: datetime) -> list[str]:
+    stmt = select(ApiKey.prefix).where(ApiKey.revoked_at.is_(None),
+                                       or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > now))
+    return list((await session.execute(stmt)).scalars())

@@ -58,6 +58,11 @@ async def lookup(session: AsyncSession, secret_hash: str) -> CachedKey | None:
     )
 
 
+async def live_prefixes(session: AsyncSession, now: datetime) -> frozenset[str]:
+    """The public prefixes of every key that works now (the failed-login throttle's list)."""
+    return frozenset(await repository.live_prefixes(session, now))
+
+
 def actor_for(key: CachedKey | None, now: datetime) -> Actor:
     """The actor behind a looked-up key; 401 for unknown, revoked or expired keys."""
     if key is None:

@@ -86,8 +86,11 @@ _DASHES = dict.fromkeys(map(ord, "‐‑‒–—―−－﹣﹘⁃"), "-")
 
 
 #: Besides printable ASCII and Han ideographs, the marks Chinese document numbers are written with.
-CJK_MARKS = "【】〔〕《》「」『』、·"
-_LOOKALIKES = str.maketrans({"O": "0", "I": "1"})
+CJK_MARKS = "【】〔〕《》「」『』、·〇"
+#: Characters that read as another in a document number, and what they are read as: the
+#: letters O, I and L (upper-cased from o, i, l) as digits, the ideographic zero 〇 as 0, and
+#: the ideographs 一 and 丨 as a dash and a one.
+_LOOKALIKES = str.maketrans({"O": "0", "I": "1", "L": "1", "〇": "0", "一": "-", "丨": "1"})
 
 
 def _allowed(c: str) -> bool:
@@ -106,9 +109,9 @@ def foreign_characters(number: str) -> list[str]:
 
 
 def reference_key(number: str) -> str:
-    """The form two normalised contract or invoice numbers are compared in: the letters that
-    read as digits in a document number are read as the digits (O as 0, I as 1), so
-    HZC-2O26-0042 is HZC-2026-0042. What is shown stays as typed (normalised)."""
+    """The form two normalised contract or invoice numbers are compared in: what reads as a
+    digit or a dash in a document number is read as one (O and 〇 as 0; I, L and 丨 as 1; 一 as
+    -), so HZC-2O26-l042 is HZC-2026-1042. What is shown stays as typed (normalised)."""
     return number.translate(_LOOKALIKES)
 
 

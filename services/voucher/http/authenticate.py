@@ -29,7 +29,7 @@ def bearer_credentials(authorization: str | None) -> str | None:
 
 async def authenticate(db: Database, authorization: str | None, now: datetime, address: str) -> Actor:
     """The actor behind the request's `Authorization` header, else 401; 429 for an `address`
-    that sent too many unknown keys (http/throttle.py)."""
+    that sent too many unknown keys, unless the key may exist (http/throttle.py)."""
     credentials = bearer_credentials(authorization)
     if credentials is None:
         raise Unauthenticated(
@@ -39,24 +39,34 @@ async def authenticate(db: Database, authorization: str | None, now: datetime, a
     secret_hash = hash_key(credentials)
     cache: KeyCache | None = db.info.get("key_cache")
     key = cache.get(secret_hash) if cache is not None else None
-    if key is None:
-        throttle: AuthThrottle | None = db.info.get("auth_throttle")
-        if throttle is not None and not throttle.is_known_good(secret_hash):
-            await throttle.check(address)
-            if throttle.is_unknown(secret_hash):
-                await throttle.failed(address, secret_hash)
-                return apikeys.actor_for(None, now)
-        generation = cache.generation if cache is not None else 0
-        async with db.unit_of_work(write=False) as session:
-            key = await apikeys.lookup(session, secret_hash)
-        if key is not None and cache is not None:
-            cache.put(secret_hash, key, generation)
-        if throttle is not None:
-            if key is None:
-                await throttle.failed(address, secret_hash)
-            else:
-                throttle.succeeded(secret_hash)
-    return apikeys.actor_for(key, now)
+    if key is not None:
+        return apikeys.actor_for(key, now)
+    throttle: AuthThrottle | None = db.info.get("auth_throttle")
+    if throttle is not None:
+        wait = await throttle.blocked_for(address)
+        if wait is not None:
+            await throttle.refresh_prefixes(lambda: _live_prefixes(db, now))
+            if not throttle.may_be_live(credentials):
+                raise throttle.refusal(wait)
+        if throttle.is_unknown(secret_hash):
+            await throttle.failed(address, secret_hash)
+            return apikeys.actor_for(None, now)
+    generation = cache.generation if cache is not None else 0
+    async with db.unit_of_work(write=False) as session:
+        key = await apikeys.lookup(session, secret_hash)
+    if key is not None and cache is not None:
+        cache.put(secret_hash, key, generation)
+    if key is None and throttle is not None:
+        await throttle.failed(address, secret_hash)
+    actor = apikeys.actor_for(key, now)  # 401 for an unknown, revoked or expired key
+    if throttle is not None:
+        throttle.learn_prefix(credentials)
+    return actor
+
+
+async def _live_prefixes(db: Database, now: datetime) -> frozenset[str]:
+    async with db.unit_of_work(write=False) as session:
+        return await apikeys.live_prefixes(session, now)
 
 
 def client_address(scope: Scope) -> str:
@@ -64,8 +74,8 @@ def client_address(scope: Scope) -> str:
     return str(client[0]) if client else "unknown"
 
 
-def early_refusal(db: Database, scope: Scope) -> Exception | None:
-    """429 for a request from an address this process found throttled whose key does not pass
+async def early_refusal(db: Database, scope: Scope, now: datetime) -> Exception | None:
+    """429 for a request from an address this process found throttled whose key cannot exist
     (http/throttle.py), decided before routing; None for every other request."""
     throttle: AuthThrottle | None = db.info.get("auth_throttle")
     if throttle is None or not throttle.has_blocked:
@@ -78,6 +88,10 @@ def early_refusal(db: Database, scope: Scope) -> Exception | None:
     credentials = bearer_credentials(authorization)
     if credentials is None or scope.get("path") == "/metrics":  # no API key: nothing to throttle
         return None
-    secret_hash = hash_key(credentials)
     cache: KeyCache | None = db.info.get("key_cache")
-    return throttle.early_refusal(client_address(scope), secret_hash, cache is not None and cache.get(secret_hash) is not None)
+    cached = cache is not None and cache.get(hash_key(credentials)) is not None
+    refusal = throttle.early_refusal(client_address(scope), credentials, cached)
+    if refusal is not None:  # a key made since the prefixes were loaded must not be refused
+        await throttle.refresh_prefixes(lambda: _live_prefixes(db, now))
+        refusal = throttle.early_refusal(client_address(scope), credentials, cached)
+    return refusal

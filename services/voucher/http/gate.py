@@ -2,28 +2,50 @@
 
 A body larger than its route's limit is refused as soon as its Content-Length says so, or
 once the bytes streamed exceed it, with 413 `payload_too_large`; the API key is checked before
-a byte of the body is read, and a request without one never has its body read at all, so a
-caller without a valid key cannot make the service read, hold or parse anything. The body is then read whole (it is bounded) before the request's transaction
+a byte of the body is read, and a request without one never has its body read at all (and
+its connection is closed after the 401), so a caller without a valid key cannot make the
+service read, hold or parse anything; the principal's rate limit is counted before the body
+too. A body that stalls for `READ_SECONDS` is 408 `request_timeout`. The body is then read whole (it is bounded) before the request's transaction
 begins — on SQLite before the writer queue is joined — so a slow sender holds no lock.
 """
 
 from __future__ import annotations
 
-from starlette.types import Message, Receive, Scope
+import asyncio
 
-from services.voucher.errors import PayloadTooLarge
+from starlette.types import Message, Receive
+from starlette.types import Scope as Scope_
+
+from services.voucher.actor import Actor
+from services.voucher.apikeys.rules import Scope
+from services.voucher.errors import PayloadTooLarge, RequestTimeout
 from services.voucher.settings import Settings
 
-#: Routes whose bodies are uploads, allowed `max_upload_bytes`.
+#: Routes whose bodies are uploads, allowed `max_upload_bytes` (for keys that may upload).
 UPLOAD_PATHS = frozenset({"/v1/usage-reconciliations"})
+#: Longest wait for the next part of a body.
+READ_SECONDS = 30
 
 
 class Disconnected(Exception):
     """The client went away before its body was read: there is no one to answer."""
 
 
-def limit_for(settings: Settings, path: str) -> int:
-    return settings.max_upload_bytes if path.rstrip("/") in UPLOAD_PATHS else settings.max_body_bytes
+def limit_for(settings: Settings, path: str, actor: Actor | None) -> int:
+    """The body limit of `path`: an upload route's larger one only for a key that may upload
+    (`actor` None: before the key is known, the largest the route allows anyone)."""
+    if path.rstrip("/") in UPLOAD_PATHS and (actor is None or Scope.REDEMPTIONS_WRITE in actor.scopes):
+        return settings.max_upload_bytes
+    return settings.max_body_bytes
+
+
+def has_body(scope: Scope_) -> bool:
+    for key, value in scope.get("headers", ()):
+        if key == b"content-length":
+            return value.strip() not in (b"", b"0")
+        if key == b"transfer-encoding":
+            return True
+    return False
 
 
 def _too_large(limit: int) -> PayloadTooLarge:
@@ -34,7 +56,7 @@ def _too_large(limit: int) -> PayloadTooLarge:
     )
 
 
-def check_declared(scope: Scope, limit: int) -> None:
+def check_declared(scope: Scope_, limit: int) -> None:
     """413 when the Content-Length is over `limit` (the server has checked it is a number)."""
     for key, value in scope.get("headers", ()):
         if key == b"content-length":
@@ -49,12 +71,19 @@ async def empty_body() -> Message:
 
 
 async def read_body(receive: Receive, limit: int) -> Receive:
-    """Read the whole body, at most `limit` bytes, and return a `receive` that hands it to the
-    app as one message (then whatever the connection says next)."""
+    """Read the whole body, at most `limit` bytes, each part within `READ_SECONDS` (408
+    otherwise), and return a `receive` that hands it to the app as one message (then whatever
+    the connection says next)."""
     chunks: list[bytes] = []
     size = 0
     while True:
-        message = await receive()
+        try:
+            message = await asyncio.wait_for(receive(), READ_SECONDS)
+        except TimeoutError:
+            raise RequestTimeout(
+                f"the body did not arrive within {READ_SECONDS} s of its last part; nothing was changed",
+                detail_zh=f"请求体在 {READ_SECONDS} 秒内未继续到达；未做任何更改",
+            ) from None
         if message["type"] == "http.disconnect":
             raise Disconnected
         chunk = message.get("body", b"")

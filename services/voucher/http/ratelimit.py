@@ -15,6 +15,7 @@ and `RateLimit-Policy` (`600;w=60`); a refusal is 429 `rate_limited` with `Retry
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from services.voucher.http.limits_storage import storage_for
 from services.voucher.settings import Settings
 
 _STATE_KEY = "rate_limit"
+log = logging.getLogger("voucher.http")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,13 +70,17 @@ class RateLimiter:
             return None
         return cls({Role(role): parse(limit) for role, limit in settings.rate_limits.items()}, storage_for(settings))
 
-    async def hit(self, actor: Actor) -> Quota:
+    async def hit(self, actor: Actor) -> Quota | None:
         """Count one request of `actor`'s principal against its role's limit: every key of one
         principal shares one allowance (a rotation's two live keys are not two budgets)."""
         item = self.limits[actor.role]
         key = str(actor.principal_id)
-        allowed = await self._strategy.hit(item, key)
-        reset_at, remaining = await self._strategy.get_window_stats(item, key)
+        try:
+            allowed = await self._strategy.hit(item, key)
+            reset_at, remaining = await self._strategy.get_window_stats(item, key)
+        except Exception:  # the shared storage (Redis) is down: a brake must not stop the service
+            log.warning("rate-limit storage unavailable; request not counted", exc_info=True)
+            return None
         return Quota(
             limit=item.amount,
             window_seconds=item.get_expiry(),
@@ -85,12 +91,21 @@ class RateLimiter:
 
 
 async def check(request: Request, actor: Actor) -> None:
-    """Count the request against its key's limit; refuse it (429) once the window is spent."""
-    limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
-    if limiter is None:
+    """Count the request against its principal's limit; refuse it (429) once the window is
+    spent. A writing request was counted before its body was read (http/unit_of_work.py)."""
+    await count(getattr(request.app.state, "rate_limiter", None), request.scope, actor)
+
+
+async def count(limiter: RateLimiter | None, scope: Scope, actor: Actor) -> None:
+    """Count `scope`'s request once for `actor`; 429 when the window is spent."""
+    state = scope.setdefault("state", {})
+    if limiter is None or state.get("rate_counted"):
         return
+    state["rate_counted"] = True
     quota = await limiter.hit(actor)
-    request.scope.setdefault("state", {})[_STATE_KEY] = quota
+    if quota is None:  # not counted (docs/security.md): the request goes on, without the headers
+        return
+    state[_STATE_KEY] = quota
     if not quota.allowed:
         raise RateLimited(
             f"this principal's keys may make {quota.limit} requests per {quota.window_seconds} s "

@@ -1,28 +1,33 @@
 """Failed authentication, throttled per client address (issue 19, finding 3).
 
 Each request whose API key is unknown counts against its client address (`auth_failure_limit`,
-"30/minute" by default, in a fixed window); an address over it is answered 429
-`authentication_throttled` with Retry-After before any database lookup, until its window
-resets. A key that authenticated in this process within the last hour is never held up (it is
-looked up as usual), so a valid client behind the same address keeps working; a flood of
-random keys cannot guess one. Unknown key hashes are remembered for a minute (a bounded set),
-so the same wrong key sent again costs no lookup either; once this process has found an
-address throttled, its requests with unknown keys are refused before routing and the answer
-is held for a second (`REFUSAL_DELAY_SECONDS`), so a flood that ignores Retry-After costs
-almost no CPU; a new key is a fresh random secret
-that no one could have sent before it existed, so remembering unknown ones never refuses a
-real key.
+"30/minute" by default, in a fixed window; IPv6 addresses by their /64, which one client
+holds whole). An address over it is answered 429 `authentication_throttled` with Retry-After,
+until its window resets — but **a key that exists is never refused**: a throttled request is
+looked up only if its key's public prefix (`vk_<10 hex>`, 40 random bits) is one of the live
+keys' prefixes, which each process keeps in memory (reloaded at most every few seconds, and
+only while some address is throttled). A flood of random keys matches none; a valid client
+behind the same address — after a restart, on another worker, with a key made a second ago —
+is looked up as usual. Unknown key hashes are remembered for a minute, so the same wrong key
+costs one lookup. Once this process has found an address throttled, its requests with keys
+of no live prefix are refused before routing and the answer is held for a second
+(`REFUSAL_DELAY_SECONDS`): a flood that ignores Retry-After costs almost no CPU.
 
-The address is the connection's peer as the server sees it; behind a proxy, run the server
-with `--proxy-headers --forwarded-allow-ips` so it is the client's (docs/security.md).
-The counts live where the rate limits' do (`rate_limit_storage`): in this process, or in Redis
-shared by every process.
+The counts live where the rate limits' do (`rate_limit_storage`): this process, or a Redis
+shared by every process. If that storage fails, nothing is throttled (logged): the throttle
+is a brake, and must not take the service down with it.
+
+The address is the connection's peer as the server sees it; behind a proxy, serve with
+`voucher serve --forwarded-allow-ips <proxy>` so it is the client's (docs/security.md).
 """
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import math
 import time
+from collections.abc import Awaitable, Callable
 
 from limits import RateLimitItem, parse
 from limits.aio.strategies import FixedWindowRateLimiter
@@ -31,6 +36,8 @@ from services.voucher.errors import AuthenticationThrottled
 from services.voucher.http.limits_storage import storage_for
 from services.voucher.settings import Settings
 
+log = logging.getLogger("voucher.http")
+
 #: How long an unknown key's hash is remembered, and how many at most.
 UNKNOWN_SECONDS = 60.0
 MAX_UNKNOWN = 20_000
@@ -38,29 +45,9 @@ MAX_UNKNOWN = 20_000
 #: Retry-After gets one answer a second per connection, and a waiting coroutine costs no CPU,
 #: so a flood cannot take the processor from valid clients.
 REFUSAL_DELAY_SECONDS = 1.0
-#: How long a key that authenticated passes a throttled address, and how many are remembered.
-KNOWN_GOOD_SECONDS = 3600.0
-MAX_KNOWN_GOOD = 20_000
-
-
-def _remember(entries: dict[str, float], secret_hash: str, seconds: float, most: int) -> None:
-    now = time.monotonic()
-    if len(entries) >= most:
-        for stale in [h for h, until in entries.items() if until <= now]:
-            del entries[stale]
-        if len(entries) >= most:
-            entries.clear()
-    entries[secret_hash] = now + seconds
-
-
-def _recalls(entries: dict[str, float], secret_hash: str) -> bool:
-    until = entries.get(secret_hash)
-    if until is None:
-        return False
-    if until <= time.monotonic():
-        entries.pop(secret_hash, None)
-        return False
-    return True
+#: The live keys' prefixes are reloaded at most this often (while an address is throttled).
+PREFIXES_SECONDS = 5.0
+_KEY = "auth-failures"
 
 
 def _throttled(wait: int) -> AuthenticationThrottled:
@@ -71,15 +58,35 @@ def _throttled(wait: int) -> AuthenticationThrottled:
     )
 
 
+def address_key(address: str) -> str:
+    """What failures are counted by: the address, an IPv6 one by its /64."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+def key_prefix(credentials: str) -> str:
+    """The public part of a key as presented (`vk_<10 hex>`); anything else as it is."""
+    head, _, rest = credentials.partition("_")
+    public, _, _ = rest.partition("_")
+    return f"{head}_{public}"
+
+
 class AuthThrottle:
     def __init__(self, limit: RateLimitItem, strategy: FixedWindowRateLimiter) -> None:
         self.limit = limit
         self._strategy = strategy
         self._unknown: dict[str, float] = {}
-        self._known_good: dict[str, float] = {}
-        #: Addresses this process last found throttled, and until when (time.time()): lets the
-        #: unit of work refuse their unknown keys before routing (`early_refusal`).
+        #: Addresses this process last found throttled, and until when (time.time()).
         self._blocked: dict[str, float] = {}
+        self._prefixes: frozenset[str] = frozenset()
+        self._prefixes_at = -PREFIXES_SECONDS
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AuthThrottle | None:
@@ -93,43 +100,74 @@ class AuthThrottle:
 
     def is_unknown(self, secret_hash: str) -> bool:
         """The hash was looked up recently and no key had it."""
-        return _recalls(self._unknown, secret_hash)
+        until = self._unknown.get(secret_hash)
+        if until is None:
+            return False
+        if until <= time.monotonic():
+            self._unknown.pop(secret_hash, None)
+            return False
+        return True
 
-    def is_known_good(self, secret_hash: str) -> bool:
-        """A key with this hash authenticated here within the hour."""
-        return _recalls(self._known_good, secret_hash)
+    def may_be_live(self, credentials: str) -> bool:
+        """The key's prefix is a live key's (as of the last load)."""
+        return key_prefix(credentials) in self._prefixes
 
-    def succeeded(self, secret_hash: str) -> None:
-        _remember(self._known_good, secret_hash, KNOWN_GOOD_SECONDS, MAX_KNOWN_GOOD)
+    async def refresh_prefixes(self, load: Callable[[], Awaitable[frozenset[str]]]) -> None:
+        """Reload the live keys' prefixes, unless they were loaded in the last few seconds."""
+        if time.monotonic() - self._prefixes_at >= PREFIXES_SECONDS:
+            self._prefixes_at = time.monotonic()
+            self._prefixes = await load()
 
-    async def check(self, address: str) -> None:
-        """429 when `address` has used up its failures for the window."""
-        if await self._strategy.test(self.limit, "auth-failures", address):
-            return
-        reset_at, _ = await self._strategy.get_window_stats(self.limit, "auth-failures", address)
+    def learn_prefix(self, credentials: str) -> None:
+        """A key that authenticated: its prefix is live (until the next load says otherwise)."""
+        prefix = key_prefix(credentials)
+        if prefix not in self._prefixes:
+            self._prefixes = self._prefixes | {prefix}
+
+    async def blocked_for(self, address: str) -> int | None:
+        """Seconds until `address` may fail again, if it has used up its failures."""
+        key = address_key(address)
+        try:
+            if await self._strategy.test(self.limit, _KEY, key):
+                return None
+            reset_at, _ = await self._strategy.get_window_stats(self.limit, _KEY, key)
+        except Exception:  # the shared storage is down: throttle nothing rather than fail
+            log.warning("failed-login throttle storage unavailable; not throttling", exc_info=True)
+            return None
         if len(self._blocked) >= MAX_UNKNOWN:
             self._blocked.clear()
-        self._blocked[address] = reset_at
-        raise _throttled(max(1, math.ceil(reset_at - time.time())))
+        self._blocked[key] = reset_at
+        return max(1, math.ceil(reset_at - time.time()))
 
-    def early_refusal(self, address: str, secret_hash: str, cached: bool) -> AuthenticationThrottled | None:
-        """The refusal for a request from an address this process found throttled, if its key
-        is not one that passes (cached, or authenticated within the hour): decided from memory,
-        before the request is routed, so a flood costs as little as possible."""
+    def refusal(self, wait: int) -> AuthenticationThrottled:
+        return _throttled(wait)
+
+    def early_refusal(self, address: str, credentials: str, cached: bool) -> AuthenticationThrottled | None:
+        """The refusal for a request from an address this process found throttled, unless its
+        key passes (cached, or of a live prefix): decided from memory, before routing."""
         if not self._blocked:
             return None
-        until = self._blocked.get(address)
+        key = address_key(address)
+        until = self._blocked.get(key)
         if until is None:
             return None
         wait = until - time.time()
         if wait <= 0:
-            del self._blocked[address]
+            del self._blocked[key]
             return None
-        if cached or self.is_known_good(secret_hash):
+        if cached or self.may_be_live(credentials):
             return None
         return _throttled(max(1, math.ceil(wait)))
 
     async def failed(self, address: str, secret_hash: str) -> None:
         """Count a failure of `address` and remember that no key has `secret_hash`."""
-        _remember(self._unknown, secret_hash, UNKNOWN_SECONDS, MAX_UNKNOWN)
-        await self._strategy.hit(self.limit, "auth-failures", address)
+        now = time.monotonic()
+        if len(self._unknown) >= MAX_UNKNOWN:
+            self._unknown = {h: t for h, t in self._unknown.items() if t > now}
+            if len(self._unknown) >= MAX_UNKNOWN:
+                self._unknown.clear()
+        self._unknown[secret_hash] = now + UNKNOWN_SECONDS
+        try:
+            await self._strategy.hit(self.limit, _KEY, address_key(address))
+        except Exception:
+            log.warning("failed-login throttle storage unavailable; failure not counted", exc_info=True)

@@ -29,7 +29,7 @@ from services.voucher.db import (
     is_unavailable,
 )
 from services.voucher.driver import Batch
-from services.voucher.http import gate
+from services.voucher.http import gate, ratelimit
 from services.voucher.http.authenticate import (
     authenticate,
     bearer_credentials,
@@ -119,7 +119,7 @@ class UnitOfWorkMiddleware:
         scope.setdefault("state", {})["unit"] = unit
         rid = (b"x-request-id", request_id.encode())
         try:
-            refused = early_refusal(self.database, scope)
+            refused = await early_refusal(self.database, scope, self.clock())
             if refused is not None:  # a flood of unknown keys from a throttled address
                 await asyncio.sleep(REFUSAL_DELAY_SECONDS)
                 await self._send(send, *self._failure(refused, scope), scope, rid)
@@ -156,13 +156,18 @@ class UnitOfWorkMiddleware:
         up to the route's limit (http/gate.py). Without any key the body is never read: the
         app sees an empty one, and the route's authentication answers 401 (a route that does
         not exist or allow the method still answers 404 or 405)."""
-        limit = gate.limit_for(self.database.settings, scope.get("path", ""))
-        gate.check_declared(scope, limit)
+        settings = self.database.settings
+        gate.check_declared(scope, gate.limit_for(settings, scope.get("path", ""), None))
         authorization = _header(scope, b"authorization")
         if bearer_credentials(authorization) is None:
+            if gate.has_body(scope):
+                scope["state"]["close_connection"] = True  # what it sent is never read
             return gate.empty_body
-        scope["state"]["actor"] = await authenticate(self.database, authorization, self.clock(),
-                                                     client_address(scope))
+        actor = await authenticate(self.database, authorization, self.clock(), client_address(scope))
+        scope["state"]["actor"] = actor
+        await ratelimit.count(self.database.info.get("rate_limiter"), scope, actor)  # before the body too
+        limit = gate.limit_for(settings, scope.get("path", ""), actor)
+        gate.check_declared(scope, limit)
         return await gate.read_body(receive, limit)
 
     async def _streamed(
@@ -230,9 +235,10 @@ class UnitOfWorkMiddleware:
                     return
                 if stored is not answer:  # another attempt answered first: that is the answer
                     start, status, body = _replayed(stored)
+        closing = [(b"connection", b"close")] if scope["state"].get("close_connection") else []
         start = _with_headers(
             start,
-            [rid, (b"content-length", str(len(body)).encode())],
+            [rid, (b"content-length", str(len(body)).encode()), *closing],
             {b"content-length", b"x-request-id"},
         )
         await send(start)
@@ -276,6 +282,8 @@ class UnitOfWorkMiddleware:
             headers.append((b"retry-after", str(err.extra["retry_after"]).encode()))
         if err.status == 401:
             headers.append((b"www-authenticate", b"Bearer"))
+        if err.status in (408, 413) or scope.get("state", {}).get("close_connection"):
+            headers.append((b"connection", b"close"))  # the body it sent is not read: end the connection
         return err.status, error_body(err, language=scope_language(scope), instance=path), headers
 
     async def _send(self, send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]], scope: Scope,
