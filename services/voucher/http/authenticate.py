@@ -17,7 +17,7 @@ from services.voucher.apikeys.cache import KeyCache
 from services.voucher.apikeys.rules import hash_key
 from services.voucher.db import Database
 from services.voucher.errors import Unauthenticated
-from services.voucher.http.throttle import AuthThrottle
+from services.voucher.http.throttle import AuthThrottle, throttled
 
 
 def bearer_credentials(authorization: str | None) -> str | None:
@@ -47,7 +47,7 @@ async def authenticate(db: Database, authorization: str | None, now: datetime, a
         if wait is not None:
             await throttle.refresh_prefixes(lambda: _live_prefixes(db, now))
             if not throttle.may_be_live(credentials):
-                raise throttle.refusal(wait)
+                raise throttled(wait)
         if throttle.is_unknown(secret_hash):
             await throttle.failed(address, secret_hash)
             return apikeys.actor_for(None, now)

@@ -209,12 +209,19 @@ def mark_idempotent_outcome(request: Request, *, store: bool) -> None:
     request.scope.setdefault("state", {})["store_error_response"] = store
 
 
+def error_headers(err: errors.DomainError) -> dict[str, str]:
+    """The headers a problem carries besides its body: the auth scheme of a 401, and
+    Retry-After where the error says how long to wait."""
+    headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else {}
+    if err.retry_after_header and "retry_after" in err.extra:
+        headers["Retry-After"] = str(err.extra["retry_after"])
+    return headers
+
+
 async def _domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, errors.DomainError)
     mark_idempotent_outcome(request, store=not exc.transient and exc.status != 422)
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
-    if exc.retry_after_header and "retry_after" in exc.extra:
-        headers["Retry-After"] = str(exc.extra["retry_after"])
+    headers = error_headers(exc)
     language = scope_language(request.scope)
     return problem_response(
         error_body(exc, language=language, instance=request.url.path),

@@ -50,7 +50,7 @@ PREFIXES_SECONDS = 5.0
 _KEY = "auth-failures"
 
 
-def _throttled(wait: int) -> AuthenticationThrottled:
+def throttled(wait: int) -> AuthenticationThrottled:
     return AuthenticationThrottled(
         f"too many requests with unknown API keys from this address; retry in {wait} s",
         detail_zh=f"来自该地址的无效 API 密钥请求过多，请在 {wait} 秒后重试",
@@ -139,9 +139,6 @@ class AuthThrottle:
         self._blocked[key] = reset_at
         return max(1, math.ceil(reset_at - time.time()))
 
-    def refusal(self, wait: int) -> AuthenticationThrottled:
-        return _throttled(wait)
-
     def early_refusal(self, address: str, credentials: str, cached: bool) -> AuthenticationThrottled | None:
         """The refusal for a request from an address this process found throttled, unless its
         key passes (cached, or of a live prefix): decided from memory, before routing."""
@@ -157,7 +154,7 @@ class AuthThrottle:
             return None
         if cached or self.may_be_live(credentials):
             return None
-        return _throttled(max(1, math.ceil(wait)))
+        return throttled(max(1, math.ceil(wait)))
 
     async def failed(self, address: str, secret_hash: str) -> None:
         """Count a failure of `address` and remember that no key has `secret_hash`."""

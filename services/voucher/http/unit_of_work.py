@@ -40,6 +40,7 @@ from services.voucher.http.language import content_language
 from services.voucher.http.problems import (
     PROBLEM_MEDIA_TYPE,
     error_body,
+    error_headers,
     internal_error_body,
     scope_language,
 )
@@ -277,11 +278,7 @@ class UnitOfWorkMiddleware:
             log.error("unhandled error on %s %s", scope["method"], path, exc_info=exc)
             return 500, internal_error_body(path, scope_language(scope)), []
         log.info("refused %s %s: %s", scope["method"], path, err.code)
-        headers = []
-        if err.retry_after_header and "retry_after" in err.extra:
-            headers.append((b"retry-after", str(err.extra["retry_after"]).encode()))
-        if err.status == 401:
-            headers.append((b"www-authenticate", b"Bearer"))
+        headers = [(k.lower().encode(), v.encode()) for k, v in error_headers(err).items()]
         if err.status in (408, 413) or scope.get("state", {}).get("close_connection"):
             headers.append((b"connection", b"close"))  # the body it sent is not read: end the connection
         return err.status, error_body(err, language=scope_language(scope), instance=path), headers
