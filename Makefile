@@ -17,13 +17,13 @@ $(STAMP): requirements.lock pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-## migrate the embedded database, load the demo, print demo keys, serve on 127.0.0.1:8000 (errors in
-## zh-CN unless a request asks for English or VOUCHER_DEFAULT_LANGUAGE says otherwise)
+## migrate the embedded database, load the demo, print demo keys, serve on 127.0.0.1:8000 in sandbox
+## mode (errors in zh-CN unless a request asks for English or VOUCHER_DEFAULT_LANGUAGE says otherwise)
 run: install
 	$(BIN)/voucher db upgrade
 	$(BIN)/voucher demo
 	VOUCHER_DEFAULT_LANGUAGE=$${VOUCHER_DEFAULT_LANGUAGE:-zh-CN} VOUCHER_WORKER_IN_PROCESS=$${VOUCHER_WORKER_IN_PROCESS:-true} \
-	  $(BIN)/voucher serve --host 127.0.0.1 --port 8000
+	  VOUCHER_SANDBOX=$${VOUCHER_SANDBOX:-true} $(BIN)/voucher serve --host 127.0.0.1 --port 8000
 
 serve: install
 	$(BIN)/voucher serve

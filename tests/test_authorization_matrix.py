@@ -24,8 +24,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
+import pytest
 
 from services.voucher.events import service as events
+from services.voucher.settings import Settings
 from tests.support import auth, make_key
 from tests.world import World, build_world
 
@@ -34,10 +36,20 @@ LOCKED_OUT = ("no_key", "revoked_key", "expired_key")
 PUBLIC = frozenset({"healthz", "readyz", "metrics", "audit_public_key", "list_problem_types", "get_problem_type",
                     "publicity_notice"})
 
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    """As conftest's, in sandbox mode: the sandbox clock's operations are served and so checked."""
+    return Settings(database_url=database_url, environment="test", log_level="WARNING",
+                    webhook_allowed_networks=["127.0.0.0/8", "::1/128"], sandbox=True)
+
+
 #          operator, auditor, ent A, ent B, prov X, prov Y
 MATRIX: dict[str, str] = {
     # keys: keys:read (office) or keys:self (own keys only)
     "get_me": "yyyyyy",
+    # the sandbox clock (the matrix's app runs in sandbox mode, so that it is served)
+    "get_sandbox_clock": "yyyyyy",
+    "move_sandbox_clock": "ynnnnn",
     "list_api_keys": "yyyyyy",
     "get_api_key": "yyyhhh",                 # enterprise A's key
     "create_api_key": "ynnnnn",

@@ -8,7 +8,9 @@ import re
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 
@@ -64,3 +66,32 @@ def test_the_readme_names_every_make_target_it_uses() -> None:
     targets = set(re.findall(r"^([a-z-]+):", makefile, re.M))
     for used in set(re.findall(r"`make ([a-z-]+)`", README)):
         assert used in targets, used
+
+
+def test_the_sandbox_walkthrough_runs_as_written(database_url: str, tmp_path: Path) -> None:
+    """Every command of "Time passing: the sandbox clock", in order, in bash, against a server
+    started as `make run` starts it (sandbox mode, the worker inside, zh-CN); only its address
+    is the test's own. What the README says the commands show is what they show."""
+    [script] = re.findall(r"```sh\n(.*?)```", _section("Trying it: five minutes as each role").split(
+        "### Time passing: the sandbox clock", 1)[1], re.S)[:1]
+    keys = _demo(database_url)
+    env = {"VOUCHER_SANDBOX": "true", "VOUCHER_WORKER_IN_PROCESS": "true", "VOUCHER_DEFAULT_LANGUAGE": "zh-CN"}
+    (tmp_path / ".venv").symlink_to(ROOT / ".venv")
+    with LiveServer(database_url, env=env) as server:
+        address = server.url.removeprefix("http://")
+        done = subprocess.run(["bash", "-euo", "pipefail", "-c", script.replace("localhost:8000", address)],  # noqa: S603, S607
+                              cwd=tmp_path, env={**os.environ, "OP": keys["OP"], "ENT": keys["ENT"],
+                                                 "PROV": keys["PROV"]},
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
+        lines = done.stdout.splitlines()
+        said = _section("Trying it: five minutes as each role").split("### Time passing: the sandbox clock", 1)[1]
+        balances = re.findall(r"`(\{'available'[^`]*)`", said)
+        assert len(lines) == 8, lines
+        assert lines[1:] == [balances[0], lines[2], "expired", balances[1], "1000000", lines[6], "1000000"], lines
+        times = [datetime.fromisoformat(lines[i].replace("Z", "+00:00")) for i in (0, 2, 6)]
+        assert timedelta(minutes=31) <= times[1] - times[0] < timedelta(minutes=32), times
+        local = times[2].astimezone(ZoneInfo("Asia/Shanghai"))
+        assert (local.day, local.hour, local.minute) == (1, 0, 0), local
+        statement = (tmp_path / "statement.csv").read_text(encoding="utf-8-sig")
+        assert "PO-SANDBOX-2" in statement and "PO-SANDBOX-1" not in statement, statement[:2000]

@@ -6,14 +6,14 @@ import asyncio
 import os
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 
 from services.voucher.apikeys.rules import Role
-from services.voucher.clock import system_clock
+from services.voucher.clock import SandboxClock, system_clock
 from services.voucher.settings import Settings, get_settings
 
 app = typer.Typer(
@@ -48,6 +48,21 @@ def _run(work: Callable[[Any], Awaitable[T]], settings: Settings | None = None) 
             await database.dispose()
 
     return asyncio.run(main())
+
+
+async def _now(session: Any) -> datetime:
+    """The service's time: real time, or in sandbox mode the sandbox clock (docs/sandbox.md)."""
+    from services.voucher.sandbox import service as sandbox
+
+    if not get_settings().sandbox:
+        return system_clock()
+    return (await sandbox.read(session, SandboxClock())).now
+
+
+async def _clock(database: Any) -> Any:
+    from services.voucher.sandbox import service as sandbox
+
+    return await sandbox.clock_for(database)
 
 
 def _print_error(exc: Any) -> None:
@@ -115,9 +130,8 @@ def keys_create(
     from services.voucher.apikeys import service
     from services.voucher.errors import DomainError
 
-    now = system_clock()
-
     async def work(session: Any) -> str:
+        now = await _now(session)
         issued = await service.issue_key(
             session,
             role=role,
@@ -150,7 +164,7 @@ def keys_revoke(
     from services.voucher.errors import DomainError
 
     async def work(session: Any) -> None:
-        await service.revoke_key(session, SYSTEM, uuid.UUID(key_id), reason, system_clock())
+        await service.revoke_key(session, SYSTEM, uuid.UUID(key_id), reason, await _now(session))
 
     try:
         _run(work)
@@ -170,9 +184,8 @@ def keys_list(
     from services.voucher.apikeys import service
     from services.voucher.db import PageRequest, decode_cursor
 
-    now = system_clock()
-
     async def work(session: Any) -> list[str]:
+        now = await _now(session)
         lines, after = [], None
         while True:
             found, cursor = await service.list_keys(session, SYSTEM, PageRequest(limit=500, after=after))
@@ -239,7 +252,7 @@ def jobs_run_once(
     async def main() -> int:
         database = Database(get_settings())
         try:
-            return await jobs.run_once(database, job, system_clock())
+            return await jobs.run_once(database, job, (await _clock(database))())
         finally:
             await database.dispose()
 
@@ -280,7 +293,7 @@ def worker(
 
     async def main() -> None:
         database = Database(settings)
-        runner = jobs.JobWorker(database, system_clock, interval or settings.worker_interval_seconds, chosen)
+        runner = jobs.JobWorker(database, await _clock(database), interval or settings.worker_interval_seconds, chosen)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -348,7 +361,7 @@ def audit_checkpoint() -> None:
     async def main() -> dict[str, Any]:
         database = Database(get_settings())
         try:
-            await jobs.run_once(database, "audit-checkpoint", system_clock())
+            await jobs.run_once(database, "audit-checkpoint", (await _clock(database))())
             async with database.unit_of_work(write=False) as session:
                 row = (await repository.all_checkpoints(session))[-1]
             return {"seq": row.seq, "chain_hash": row.chain_hash, "signed_at": row.signed_at.isoformat(),
@@ -415,7 +428,8 @@ def export(
         sink = sys.stdout.buffer if str(output) == "-" else output.open("wb")
         try:
             async with database.session(write=False) as session:  # the export takes its own snapshot
-                opened = await exports.open_export(session, database, SYSTEM, chosen, fmt, filters, system_clock)
+                opened = await exports.open_export(session, database, SYSTEM, chosen, fmt, filters,
+                                                   await _clock(database))
                 async for chunk in opened.body:
                     sink.write(chunk)
             async with database.unit_of_work(write=False) as session:
@@ -440,7 +454,10 @@ def demo() -> None:
     """Load the demo programme office and print fresh demo API keys (one per role)."""
     from services.voucher import demo as demo_data
 
-    result = _run(lambda session: demo_data.load(session, system_clock()))
+    async def load(session: Any) -> Any:
+        return await demo_data.load(session, await _now(session))
+
+    result = _run(load)
     typer.echo("Demo loaded:")
     typer.echo(f"  compute programme  {result.compute_programme.id}  ({result.compute_programme.code})")
     typer.echo(f"  model programme    {result.model_programme.id}  ({result.model_programme.code})")

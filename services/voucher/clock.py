@@ -26,3 +26,20 @@ class FrozenClock:
     def advance(self, **delta: float) -> datetime:
         self.current = self.current + timedelta(**delta)
         return self.current
+
+
+class SandboxClock:
+    """Sandbox time (docs/sandbox.md): the real clock plus an offset that only grows. The
+    offset lives in the database (`sandbox_clock`), so every process shares one time; each
+    request and each worker round reads it first (sandbox/service.py `refresh`), and what this
+    object returns between reads is the base clock plus the offset last read."""
+
+    def __init__(self, base: Clock = system_clock) -> None:
+        self.base = base
+        self.offset = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return self.base() + self.offset
+
+    def real(self) -> datetime:
+        return self.base()

@@ -398,6 +398,14 @@ class HoldExpired(Conflict):
     title_zh = "冻结已超过有效期，已作废"
 
 
+class SubsidyBelowExpected(Conflict):
+    """The provider quoted an exact subsidy (`expected_subsidy`) and the rules grant less."""
+
+    code = "subsidy_below_expected"
+    title = "Less than the expected subsidy would be granted; nothing was held"
+    title_zh = "可给予的补贴低于期望补贴，未做任何冻结"
+
+
 class CaptureExceedsHold(Conflict):
     code = "capture_exceeds_hold"
     title = "A capture cannot exceed the held amount"
@@ -561,3 +569,20 @@ class WebhookEndpointDisabled(Conflict):
     code = "webhook_endpoint_disabled"
     title = "The webhook endpoint is disabled; enable it first"
     title_zh = "该 Webhook 端点已停用，请先启用"
+
+
+# -- sandbox ------------------------------------------------------------------------------------
+
+
+class SandboxDisabled(NotFound):
+    """The sandbox clock's endpoints outside sandbox mode (production, or VOUCHER_SANDBOX unset)."""
+
+    code = "sandbox_disabled"
+    title = "Sandbox mode is off: the service runs on real time and its clock cannot be moved"
+    title_zh = "未启用沙箱模式：服务使用真实时间，时钟不能调整"
+
+
+class SandboxClockBackwards(Conflict):
+    code = "sandbox_clock_backwards"
+    title = "The sandbox clock only moves forward"
+    title_zh = "沙箱时钟只能向前拨"

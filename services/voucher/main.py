@@ -18,7 +18,7 @@ from services.voucher.applications import routes as applications
 from services.voucher.audit import routes as audit
 from services.voucher.audit.signing import Signer
 from services.voucher.claims import routes as claims
-from services.voucher.clock import Clock, system_clock
+from services.voucher.clock import Clock, SandboxClock, system_clock
 from services.voucher.db import Database
 from services.voucher.eligibility import routes as eligibility
 from services.voucher.enterprises import routes as enterprises
@@ -34,6 +34,7 @@ from services.voucher.observability import configure_logging, migration_heads
 from services.voucher.programmes import routes as programmes
 from services.voucher.providers import routes as providers
 from services.voucher.redemption import routes as redemption
+from services.voucher.sandbox import routes as sandbox
 from services.voucher.settings import Settings, get_settings
 from services.voucher.settlement import routes as settlement
 from services.voucher.usage import routes as usage
@@ -54,6 +55,8 @@ Issue, redeem, settle and audit compute vouchers (算力券) and model vouchers 
 
 def create_app(settings: Settings | None = None, *, clock: Clock = system_clock) -> FastAPI:
     settings = settings or get_settings()
+    if settings.sandbox and not isinstance(clock, SandboxClock):
+        clock = SandboxClock(clock)  # the given clock (real time, or a test's) plus the shared offset
     configure_logging(settings.log_level, settings.log_format)
     migration_heads()  # read once at start-up; /readyz compares the database with it
     database = Database(settings)
@@ -98,6 +101,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     app.include_router(anomalies.router)
     app.include_router(events.router)
     app.include_router(webhooks.router)
+    app.include_router(sandbox.router)
     if settings.docs_enabled:
         docs.install(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

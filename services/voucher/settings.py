@@ -156,6 +156,10 @@ class Settings(BaseSettings):
     #: Run the worker inside each API process (`make run` does: one process to start). With
     #: several API processes on PostgreSQL that is safe too; a separate `voucher worker` scales better.
     worker_in_process: bool = False
+    #: Sandbox mode (docs/sandbox.md): one clock for every time-dependent rule, read and moved
+    #: forward by the operator over `/v1/sandbox/clock`, shown on every response
+    #: (`Voucher-Sandbox-Clock`) and in `GET /v1/me`. `make run` turns it on; production refuses it.
+    sandbox: bool = False
 
     @field_validator("webhook_allowed_networks")
     @classmethod
@@ -231,6 +235,8 @@ class Settings(BaseSettings):
             )
         if self.environment == "production" and not self.audit_events_enabled:
             raise ValueError("VOUCHER_AUDIT_EVENTS_ENABLED=false is for benchmarks, never production")
+        if self.environment == "production" and self.sandbox:
+            raise ValueError("VOUCHER_SANDBOX=true moves the service's clock: never in production")
         return self
 
     @property

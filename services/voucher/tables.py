@@ -936,3 +936,21 @@ class WebhookAttempt(SQLModel, table=True):
     status_code: int | None = Field(default=None)
     duration_ms: int
     error: str | None = Field(default=None, max_length=500)
+
+
+# -- sandbox ------------------------------------------------------------------------------------
+
+
+class SandboxClock(SQLModel, table=True):
+    """The sandbox's clock (docs/sandbox.md): one row, the offset from real time in
+    microseconds. It only grows (the clock never goes back); unused outside sandbox mode."""
+
+    __tablename__ = "sandbox_clock"
+    __table_args__ = (
+        CheckConstraint("id = 1", name="one_row"),
+        CheckConstraint("offset_us >= 0", name="offset_not_negative"),
+    )
+
+    id: int = Field(default=1, primary_key=True, sa_type=Integer, sa_column_kwargs={"autoincrement": False})
+    offset_us: int = Field(default=0, sa_type=BigInteger)
+    moved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -512,6 +512,8 @@ async def test_me_describes_the_calling_key(client: httpx.AsyncClient, operator_
                    "redemptions:read", "vouchers:read", "webhooks:manage"],
         "enterprise_id": enterprise["id"],
         "provider_id": None,
+        "sandbox": False,
+        "now": "2026-03-02T01:00:00Z",
     }
     me = (await client.get("/v1/me", headers=auth(prov["key"]))).json()
     assert me["role"] == "provider"

@@ -118,6 +118,8 @@ EXEMPT: dict[str, str] = {
     "lookup_voucher": "a read by POST (the code and USCC stay out of URLs and logs)",
     "verify_audit_chain": "the audit trail's own record of a verification, not a domain change",
     "create_audit_checkpoint": "the audit trail's own signed checkpoint, not a domain change",
+    "move_sandbox_clock": "sandbox mode only (this walk's app answers 404); its `sandbox.clock_moved` event, "
+                          "actor and times are checked by tests/sandbox/test_clock.py",
 }
 
 #: Operations whose audit is known to be wrong: operationId -> the bug (reported, xfail strict).

@@ -9,6 +9,7 @@ from datetime import timedelta
 import httpx
 import pytest
 
+from services.voucher import jobs
 from tests.support import (
     assert_problem,
     auth,
@@ -359,3 +360,81 @@ async def test_a_refund_after_a_clawback_is_not_recovered_twice(app, world: Worl
             LedgerAccount.enterprise_id == uuid.UUID(world.enterprise["id"])))).scalar_one()
     assert owed == 100_000  # 300,000 clawed back, 200,000 of it came back through the refund
     assert (await world.reconciliation())["is_clean"]
+
+
+async def test_an_expired_hold_reads_as_released_everywhere_before_the_job_runs(app, world: World, clock) -> None:
+    """DESIGN §2: what every read shows already counts expired holds as released — the voucher,
+    the provider's lookup, lists, the redemption and the trial balance — with no job run."""
+    voucher = await world.issue(1_000_000)
+    held = await world.hold(voucher, 100_000, order="PO-TTL")
+    assert held.status_code == 201, held.text
+    clock.advance(minutes=31)
+    assert (await world.voucher(voucher["id"]))["balances"] == {"available": 1_000_000, "held": 0, "used": 0}
+    listed = (await world.client.get("/v1/vouchers", headers=auth(world.enterprise_key))).json()["items"]
+    assert [v["balances"] for v in listed if v["id"] == voucher["id"]] == [
+        {"available": 1_000_000, "held": 0, "used": 0}]
+    quote = await world.client.post("/v1/vouchers/lookup", json={
+        "code": voucher["code"], "enterprise_uscc": world.enterprise["uscc"]}, headers=auth(world.provider_key))
+    assert quote.json()["available"] == 1_000_000
+    read = (await world.client.get(f"/v1/redemptions/{held.json()['id']}", headers=auth(world.provider_key))).json()
+    assert (read["status"], read["void_reason"], read["voided_at"]) == ("voided", "expired",
+                                                                        held.json()["hold_expires_at"])
+    trial = (await world.client.get(f"/v1/programmes/{world.programme['id']}/trial-balance",
+                                    headers=auth(world.auditor))).json()
+    by_account = {a["voucher_id"] and a["kind"]: a for a in trial["accounts"] if a["voucher_id"] == voucher["id"]}
+    assert by_account["voucher_available"]["balance"] == 1_000_000
+    assert by_account["voucher_held"]["balance"] == 0
+    assert by_account["voucher_held"]["unposted_expiry"] == -30_000
+    assert trial["is_balanced"]
+    # As of before the expiry, the hold still held; after the job posts the release, nothing is unposted.
+    before = (await world.client.get(f"/v1/programmes/{world.programme['id']}/trial-balance",
+                                     params={"as_of": held.json()["created_at"]}, headers=auth(world.auditor))).json()
+    assert {a["kind"]: a["balance"] for a in before["accounts"] if a["voucher_id"] == voucher["id"]}[
+        "voucher_held"] == 30_000
+    assert await jobs.run_once(app.state.database, "expire-holds", clock()) == 1
+    posted = (await world.client.get(f"/v1/programmes/{world.programme['id']}/trial-balance",
+                                     headers=auth(world.auditor))).json()
+    held_line = [a for a in posted["accounts"] if a["voucher_id"] == voucher["id"] and a["kind"] == "voucher_held"][0]
+    assert (held_line["balance"], held_line["unposted_expiry"]) == (0, 0)
+    read = (await world.client.get(f"/v1/redemptions/{held.json()['id']}", headers=auth(world.provider_key))).json()
+    assert read["voided_at"] == held.json()["hold_expires_at"]  # the job keeps the moment it expired
+    # As of a moment between the expiry and the job's posting, the hold counts as released too.
+    between = (await world.client.get(f"/v1/programmes/{world.programme['id']}/trial-balance",
+                                      params={"as_of": (clock() - timedelta(seconds=30)).isoformat()},
+                                      headers=auth(world.auditor))).json()
+    assert {a["kind"]: a["balance"] for a in between["accounts"] if a["voucher_id"] == voucher["id"]}[
+        "voucher_held"] == 0
+
+
+async def test_an_expected_subsidy_is_granted_exactly_or_refused(world: World) -> None:
+    voucher = await world.issue(1_000_000)
+    body = hold_body(voucher["code"], world.enterprise["uscc"], "PO-Q1", [("accelerator:domestic", 100_000)])
+    exact = await world.post("/v1/redemptions/holds", {**body, "expected_subsidy": 20_000}, idem="q1")
+    assert exact.status_code == 201, exact.text
+    assert exact.json()["held_amount"] == 20_000
+    assert exact.json()["computation"]["limited_by"] == "expected_subsidy"
+    assert exact.json()["computation"]["steps"][-1] == {"limit": "expected_subsidy", "room": 20_000,
+                                                        "before": 30_000, "after": 20_000}
+    too_much = {**hold_body(voucher["code"], world.enterprise["uscc"], "PO-Q2", [("accelerator:domestic", 100_000)]),
+                "expected_subsidy": 30_001}
+    refused = assert_problem(await world.post("/v1/redemptions", too_much, idem="q2"), 409, "subsidy_below_expected")
+    assert (refused["expected_subsidy"], refused["subsidy"], refused["limited_by"]) == (30_001, 30_000, "rates")
+    assert (await world.voucher(voucher["id"]))["balances"] == {"available": 980_000, "held": 20_000, "used": 0}
+    again = await world.post("/v1/redemptions", too_much, idem="q2")  # the refusal is the key's answer
+    assert again.status_code == 409 and again.headers.get("idempotent-replayed") == "true"
+    for bad in (0, -1, 1.5, "100"):
+        assert_problem(await world.post("/v1/redemptions", {**too_much, "expected_subsidy": bad}), 422,
+                       "validation_failed")
+    assert (await world.reconciliation())["is_clean"]
+
+
+async def test_the_computation_shows_the_spend_and_the_subsidy_before_the_order(world: World) -> None:
+    voucher = await world.issue(5_000_000)
+    first = await world.hold(voucher, 1_000_000, order="PO-S1", path="/v1/redemptions")
+    assert first.json()["computation"]["spend_this_period_before"] == 0
+    assert first.json()["computation"]["subsidy_this_period_before"] == 0
+    second = await world.hold(voucher, 200_000, order="PO-S2", path="/v1/redemptions")
+    computation = second.json()["computation"]
+    assert computation["spend_this_period_before"] == 1_000_000
+    assert computation["subsidy_this_period_before"] == 300_000
+    assert "subsidised_this_period_before" not in computation

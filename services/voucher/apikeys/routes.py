@@ -62,7 +62,8 @@ def _created(issued: service.IssuedKey, now: datetime) -> ApiKeyCreated:
     response_model=Me,
     responses=responses(errors.Unauthenticated),
 )
-async def get_me(actor: Annotated[Actor, Depends(current_actor)]) -> Me:
+async def get_me(actor: Annotated[Actor, Depends(current_actor)], now: Now,
+                 settings: Annotated[Settings, Depends(get_settings)]) -> Me:
     return Me(
         principal_id=actor.principal_id,
         role=actor.role,
@@ -70,6 +71,8 @@ async def get_me(actor: Annotated[Actor, Depends(current_actor)]) -> Me:
         scopes=sorted(s.value for s in actor.scopes),
         enterprise_id=actor.enterprise_id,
         provider_id=actor.provider_id,
+        sandbox=settings.sandbox,
+        now=now,
     )
 
 

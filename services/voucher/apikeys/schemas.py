@@ -117,6 +117,8 @@ class Me(BaseModel):
                     "scopes": ["enterprises:read", "keys:self", "programmes:read"],
                     "enterprise_id": "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e14",
                     "provider_id": None,
+                    "sandbox": False,
+                    "now": "2026-12-02T02:15:00.123456Z",
                 }
             ]
         }
@@ -128,3 +130,6 @@ class Me(BaseModel):
     scopes: list[str]
     enterprise_id: uuid.UUID | None
     provider_id: uuid.UUID | None
+    sandbox: bool = Field(description="True when the service runs in sandbox mode: its clock (`now`) may be "
+                                      "ahead of real time (`GET /v1/sandbox/clock`).")
+    now: datetime = Field(description="The service's time, which every rule uses: real time, or the sandbox clock.")

@@ -7,12 +7,15 @@ did not commit.
 Errors roll back and answer with problem+json; unexpected exceptions are logged with their
 traceback and answered with a 500 that says nothing about the internals.
 Reads stream through (exports must not be buffered) and their session is closed at the end.
+In sandbox mode each request first reads the sandbox clock (sandbox/service.py), and every
+answer says the time it was judged by (`Voucher-Sandbox-Clock`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.voucher import driver, errors
 from services.voucher.audit import service as audit
-from services.voucher.clock import Clock
+from services.voucher.clock import Clock, SandboxClock
 from services.voucher.db import (
     Database,
     is_data_error,
@@ -47,6 +50,7 @@ from services.voucher.http.problems import (
 from services.voucher.http.throttle import REFUSAL_DELAY_SECONDS
 from services.voucher.idempotency import service as idempotency
 from services.voucher.observability import REQUEST_ID, new_request_id
+from services.voucher.sandbox import service as sandbox
 
 log = logging.getLogger("voucher.http")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -89,6 +93,24 @@ class RequestUnit:
                 await session.invalidate()
 
 
+def after_commit(scope: Scope, work: Callable[[], Awaitable[Any]]) -> None:
+    """Run `work` once the request's transaction has committed (and SQLite's write lock is let
+    go), before the answer is sent, as the system's doing; never if the request fails. An
+    error in it is logged: the change it follows stands."""
+    scope["state"].setdefault("after_commit", []).append(work)
+
+
+async def _run_after_commit(scope: Scope) -> None:
+    if not scope["state"].get("committed"):
+        return
+    with audit.as_system():
+        for work in scope["state"].get("after_commit", ()):
+            try:
+                await work()
+            except Exception:
+                log.exception("work after the commit of %s %s failed", scope["method"], scope.get("path", ""))
+
+
 def _header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope.get("headers", ()):
         if key.lower() == name:
@@ -111,6 +133,9 @@ class UnitOfWorkMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if isinstance(self.clock, SandboxClock):
+            await sandbox.refresh(self.database, self.clock)  # another process may have moved it
+            send = self._stamped(send, self.clock)
         request_id = new_request_id(_header(scope, b"x-request-id"))
         token = REQUEST_ID.set(request_id)
         # Authentication and the idempotency claim set these for the request's audit events;
@@ -142,6 +167,9 @@ class UnitOfWorkMiddleware:
 
                 async with self.database.writer():
                     await self._buffered(scope, receive, keep, unit, rid)
+                if "after_commit" in scope["state"]:
+                    await unit.close()
+                    await _run_after_commit(scope)
                 for message in outgoing:
                     await send(message)
             else:
@@ -151,6 +179,15 @@ class UnitOfWorkMiddleware:
             REQUEST_ID.reset(token)
             audit.ACTOR.reset(actor_token)
             audit.IDEMPOTENCY_KEY.reset(key_token)
+
+    @staticmethod
+    def _stamped(send: Send, clock: SandboxClock) -> Send:
+        async def stamped(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                stamp = clock().isoformat().replace("+00:00", "Z").encode()
+                message = _with_headers(message, [(b"voucher-sandbox-clock", stamp)], {b"voucher-sandbox-clock"})
+            await send(message)
+        return stamped
 
     async def _admit(self, scope: Scope, receive: Receive) -> Receive:
         """A writing request's key, checked before its body is read; then its body, read whole
@@ -219,6 +256,7 @@ class UnitOfWorkMiddleware:
                 if unit.claim is not None:
                     await unit.settle_claim()  # a claim meant to ride with reads the handler never sent
                 await unit.commit(idempotency.completion(unit.claim, answer) if unit.claim else None)
+                scope["state"]["committed"] = True
             except idempotency.Replay as replay:  # the key was answered before: that is the answer
                 await unit.close()
                 start, status, body = _replayed(replay.response)

@@ -36,6 +36,7 @@ from services.voucher.tables import (
     LedgerPosting,
     LedgerTransaction,
     Programme,
+    Redemption,
     Settlement,
     Voucher,
 )
@@ -334,6 +335,32 @@ async def balance_as_of(session: AsyncSession, account_id: uuid.UUID, as_of: dat
 async def programme_exists(session: AsyncSession, programme_id: uuid.UUID) -> bool:
     found = await session.execute(select(Programme.__table__.c.id).where(Programme.__table__.c.id == programme_id))
     return found.first() is not None
+
+
+async def unposted_expiries(session: AsyncSession, programme_id: uuid.UUID, as_of: datetime) -> dict[uuid.UUID, int]:
+    """Per voucher account, what holds of the programme that had expired by `as_of` still held
+    in the postings made by then (their release, posted later by the job or the voucher's next
+    hold, moves held back to available): + on each available account, - on each held one."""
+    R = Redemption.__table__
+    released_by_then = (
+        select(T.c.id)
+        .where(T.c.redemption_id == R.c.id, T.c.kind == "hold_expired", T.c.created_at <= as_of)
+        .exists()
+    )
+    stmt = (
+        select(Voucher.available_account_id, Voucher.held_account_id, _sum(R.c.held_amount))
+        .select_from(R.join(Voucher.__table__, Voucher.id == R.c.voucher_id))
+        .where(
+            R.c.programme_id == programme_id, R.c.created_at <= as_of, R.c.hold_expires_at <= as_of,
+            or_(R.c.status == "held", and_(R.c.status == "voided", R.c.void_reason == "expired", ~released_by_then)),
+        )
+        .group_by(Voucher.available_account_id, Voucher.held_account_id)
+    )
+    moves: dict[uuid.UUID, int] = {}
+    for available, held, amount in (await session.execute(stmt)).all():
+        moves[available] = moves.get(available, 0) + int(amount)
+        moves[held] = moves.get(held, 0) - int(amount)
+    return moves
 
 
 async def programme_balances_as_of(

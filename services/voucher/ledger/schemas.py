@@ -67,8 +67,14 @@ class TrialBalanceLine(BaseModel):
     voucher_id: uuid.UUID | None
     provider_id: uuid.UUID | None
     enterprise_id: uuid.UUID | None
-    balance: int
+    balance: int = Field(description="The account's balance at `as_of`: its postings made by then, plus "
+                                     "`unposted_expiry`.")
     postings: int
+    unposted_expiry: int = Field(
+        default=0,
+        description="Holds that had expired by `as_of` but whose release was not yet posted (the hold-expiry job "
+                    "or the voucher's next hold posts it): void when read, so counted here — plus on a voucher's "
+                    "available account, minus on its held account. Zero on every other account.")
 
 
 class UnitTotal(BaseModel):

@@ -349,5 +349,11 @@ async def trial_balance(session: AsyncSession, programme_id: uuid.UUID, as_of: d
     if not await repository.programme_exists(session, programme_id):
         raise NotFound(f"no programme {programme_id}")
     accounts = await repository.programme_balances_as_of(session, programme_id, as_of)
+    # Holds past their TTL are void when read, here too: their release moves held back to
+    # available in the balances, before the job posts it; the line says how much is unposted.
+    unposted = await repository.unposted_expiries(session, programme_id, as_of)
+    for line in accounts:
+        line["unposted_expiry"] = unposted.get(line["account_id"], 0)
+        line["balance"] += line["unposted_expiry"]
     totals = unit_totals((a["unit"], a["balance"]) for a in accounts)
     return TrialBalance(programme_id, as_of, accounts, totals)

@@ -39,13 +39,16 @@ HOLD_ERRORS = (
     errors.RelatedParty, errors.VoucherNotYetValid, errors.VoucherExpired, errors.VoucherSuspended,
     errors.VoucherRevoked, errors.VoucherExhausted, errors.VoucherKindMismatch, errors.CategoryOutOfScope,
     errors.OrderAlreadySubsidised, errors.OrderReferenceConflict, errors.EnterpriseCapReached,
-    errors.NothingToSubsidise, errors.WrongPayoutMode,
+    errors.NothingToSubsidise, errors.WrongPayoutMode, errors.SubsidyBelowExpected,
 )
 
 
 def _public(redemption: Redemption, now: datetime) -> RedemptionPublic:
     status, void_reason = service.effective_redemption_status(redemption, now)
     data = RedemptionPublic.model_validate(redemption, from_attributes=True)
+    if status != redemption.status:  # a hold past its TTL: void since the moment it expired
+        return data.model_copy(update={"status": status, "void_reason": void_reason,
+                                       "voided_at": redemption.hold_expires_at})
     return data.model_copy(update={"status": status, "void_reason": void_reason})
 
 
@@ -55,6 +58,7 @@ def _request(body: HoldCreate) -> service.HoldRequest:
         enterprise_uscc=body.enterprise_uscc,
         order_reference=body.order_reference,
         line_items=[i.model_dump(exclude_none=True) for i in body.line_items],
+        expected_subsidy=body.expected_subsidy,
     )
 
 

@@ -26,6 +26,7 @@ from services.voucher.errors import (
     RedemptionNotCaptured,
     RefundExceedsCaptured,
     RelatedParty,
+    SubsidyBelowExpected,
     VoucherExhausted,
     VoucherExpired,
     VoucherKindMismatch,
@@ -287,12 +288,14 @@ _REFUSAL_BY_LIMIT = {
 
 
 def hold_subsidy(
-    terms: Terms, items: list[dict[str, Any]], *, order: Order, usage: Usage, stale: Stale, available: int
+    terms: Terms, items: list[dict[str, Any]], *, order: Order, usage: Usage, stale: Stale, available: int,
+    expected: int | None = None,
 ) -> Computation:
     """The subsidy a new hold gets, step by step (subsidy.py): from the programme's rates and
     tiers, capped by the stacking ceiling, the enterprise's remaining cap and the voucher's
     available balance — every figure net of holds that are void when read. Nothing to grant
-    is a refusal naming the limit that bound."""
+    is a refusal naming the limit that bound. With an `expected` subsidy (the provider quoted
+    one) exactly that is granted, or, when the limits leave less, the hold is refused."""
     computation = compute(
         items=[Item(i["category"], int(i["amount"])) for i in items],
         rate_table=terms.rate_table,
@@ -302,10 +305,21 @@ def hold_subsidy(
         already_subsidised_on_order=order.subsidised - stale.on_order,
         enterprise_cap_remaining=terms.enterprise_cap - (usage.subsidised - stale.in_period),
         voucher_available=available,
+        subsidy_so_far=usage.subsidised - stale.in_period,
+        expected_subsidy=expected,
     )
     if computation.subsidy == 0:
         error, detail, detail_zh = _REFUSAL_BY_LIMIT[computation.limited_by]
         raise error(detail, detail_zh=detail_zh, computation=computation.as_dict())
+    if expected is not None and computation.subsidy < expected:
+        bound = computation.limited_by
+        raise SubsidyBelowExpected(
+            f"the expected subsidy is {expected} but only {computation.subsidy} would be granted (minor units "
+            f"of the voucher's unit; limited by {bound}); nothing was held",
+            detail_zh=f"期望补贴为 {expected}，但按规则只能给予 {computation.subsidy}（受 {bound} 限制）；未做任何冻结",
+            expected_subsidy=expected, subsidy=computation.subsidy, limited_by=bound,
+            computation=computation.as_dict(),
+        )
     return computation
 
 

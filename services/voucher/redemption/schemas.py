@@ -59,6 +59,12 @@ class HoldCreate(BaseModel):
     enterprise_uscc: str = Field(min_length=18, max_length=18)
     order_reference: str = Field(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")
     line_items: list[LineItem] = Field(min_length=1, max_length=100)
+    expected_subsidy: int | None = Field(
+        default=None, ge=1, le=MAX_AMOUNT, strict=True,
+        description="The subsidy the provider quoted the enterprise, in minor units of the voucher's unit. Given, "
+                    "exactly this is granted, or the request is refused with 409 `subsidy_below_expected` (nothing "
+                    "moved) when the rates, the stacking ceiling, the enterprise's cap or the voucher's balance "
+                    "leave less. Left out: the computed subsidy, cut down to what the limits allow.")
 
     @model_validator(mode="after")
     def _order_total(self) -> HoldCreate:

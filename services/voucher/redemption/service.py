@@ -55,6 +55,8 @@ class HoldRequest:
     enterprise_uscc: str
     order_reference: str
     line_items: list[dict[str, Any]]
+    #: The subsidy the provider quoted: granted exactly, or the hold is refused.
+    expected_subsidy: int | None = None
 
 
 class _Writes:
@@ -165,7 +167,7 @@ async def _place(
                        has_live_redemption=locked.has_live_redemption())
     released = sum(h.held_amount for h in expired)
     computation = decide.hold_subsidy(terms, request.line_items, order=order, usage=usage, stale=locked.stale(),
-                                      available=voucher.available + released)
+                                      available=voucher.available + released, expected=request.expected_subsidy)
     subsidy = computation.subsidy
 
     writes = _Writes(session)
@@ -175,8 +177,7 @@ async def _place(
         voucher_id=voucher.id, programme_id=voucher.programme_id, enterprise_id=voucher.enterprise_id,
         provider_id=provider_id, order_reference=request.order_reference, order_amount=order_amount,
         unit=voucher.unit, line_items=request.line_items,
-        computation={**computation.as_dict(), "period": period, "enterprise_cap": terms.enterprise_cap,
-                     "subsidised_this_period_before": usage.subsidised},
+        computation={**computation.as_dict(), "period": period, "enterprise_cap": terms.enterprise_cap},
         status=RedemptionStatus.HELD.value, held_amount=subsidy, captured_amount=0, refunded_amount=0,
         period_key=period, hold_expires_at=now + (ttl or timedelta(seconds=terms.hold_ttl_seconds)),
         created_at=now, captured_at=None, voided_at=None, void_reason=None, payee=payee.value,
@@ -394,7 +395,10 @@ async def _release(writes: _Writes, voucher: VoucherState, held: Hold, reason: V
                          memo=f"hold released ({reason.value})" + (f": {note}" if note else ""))
     writes.counters(locked.order(held.provider_id, held.order_reference).id, locked.usage(held.period_key).id,
                     -amount, -held.order_amount)
-    repository.set_voided(writes.batch, held.id, reason.value, now)
+    # An expired hold has been void since it expired (reads already said so): that is its voided_at,
+    # whenever the release is posted. Other voids happen when they are made.
+    voided_at = min(now, held.hold_expires_at) if reason is VoidReason.EXPIRED else now
+    repository.set_voided(writes.batch, held.id, reason.value, voided_at)
     if reason is VoidReason.EXPIRED:
         metrics.hold_expired(writes.session, programme_id=held.programme_id)
     await audit.record(

@@ -10,6 +10,8 @@ The gross subsidy is then capped, in this order, by
 1. the stacking ceiling: all subsidies on one order ≤ floor(order amount × ceiling / 10000),
 2. the enterprise's remaining cap for the period,
 3. the voucher's available balance,
+4. the expected subsidy, when the provider quoted one (it is granted exactly, or refused when
+   the steps before leave less),
 
 and the SME pays the rest. Every step is returned so the answer can be explained.
 """
@@ -46,9 +48,16 @@ class Computation:
     gross_subsidy: int = 0
     steps: list[dict[str, Any]] = field(default_factory=list)
     subsidy: int = 0
-    #: Which limit decided the result: "rates", "stacking_ceiling", "enterprise_cap", "voucher_balance".
+    #: Which limit decided the result: "rates", "stacking_ceiling", "enterprise_cap", "voucher_balance",
+    #: "expected_subsidy".
     limited_by: str = "rates"
     enterprise_pays: int = 0
+    #: The enterprise's subsidised spend in the period before this order: where the tiers start.
+    spend_before: int = 0
+    #: The subsidy it was granted in the period before this order: what the cap step subtracts.
+    subsidy_before: int = 0
+    #: The subsidy the provider quoted, if it did.
+    expected_subsidy: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -59,6 +68,9 @@ class Computation:
             "subsidy": self.subsidy,
             "limited_by": self.limited_by,
             "enterprise_pays": self.enterprise_pays,
+            "spend_this_period_before": self.spend_before,
+            "subsidy_this_period_before": self.subsidy_before,
+            **({"expected_subsidy": self.expected_subsidy} if self.expected_subsidy is not None else {}),
         }
 
 
@@ -107,9 +119,13 @@ def compute(
     already_subsidised_on_order: int,
     enterprise_cap_remaining: int,
     voucher_available: int,
+    subsidy_so_far: int = 0,
+    expected_subsidy: int | None = None,
 ) -> Computation:
-    """Every category must be in `rate_table` (the caller refuses out-of-scope items first)."""
-    result = Computation(order_amount=sum(i.amount for i in items))
+    """Every category must be in `rate_table` (the caller refuses out-of-scope items first).
+    `subsidy_so_far` is shown, not used (the cap's room already counts it)."""
+    result = Computation(order_amount=sum(i.amount for i in items), spend_before=spend_so_far,
+                         subsidy_before=subsidy_so_far, expected_subsidy=expected_subsidy)
     position = spend_so_far
     for item in items:
         subsidy, parts = item_subsidy(item, rate_table[item.category], tiers, position)
@@ -126,6 +142,8 @@ def compute(
         ("enterprise_cap", max(0, enterprise_cap_remaining), {}),
         ("voucher_balance", max(0, voucher_available), {}),
     ]
+    if expected_subsidy is not None:
+        limits.append(("expected_subsidy", expected_subsidy, {}))
     current = result.gross_subsidy
     for name, limit, detail in limits:
         after = min(current, limit)

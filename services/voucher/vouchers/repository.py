@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, false, select
+from sqlalchemy import Select, false, func, literal_column, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,7 +16,13 @@ from services.voucher.actor import Actor
 from services.voucher.apikeys.rules import Role
 from services.voucher.db import PageRequest, paginate
 from services.voucher.ids import uuid7
-from services.voucher.tables import EnterprisePeriodUsage, LedgerAccount, Programme, Voucher
+from services.voucher.tables import (
+    EnterprisePeriodUsage,
+    LedgerAccount,
+    Programme,
+    Redemption,
+    Voucher,
+)
 
 U = EnterprisePeriodUsage.__table__
 
@@ -82,13 +88,30 @@ async def add(session: AsyncSession, row: Voucher) -> None:
 _AV, _HE, _US = (aliased(LedgerAccount) for _ in range(3))
 
 
+#: A literal, not a parameter: the live-hold partial indexes' predicate must be visible to the planner.
+_HELD = literal_column("'held'")
+
+
+def _expired_held(now: datetime) -> Any:
+    """What the voucher's holds past their TTL still hold in the ledger (their release is posted
+    by the job or the voucher's next hold): read from live holds only (a partial index)."""
+    return (
+        select(func.coalesce(func.sum(Redemption.held_amount), 0))
+        .where(Redemption.voucher_id == Voucher.id, Redemption.status == _HELD, Redemption.hold_expires_at <= now)
+        .correlate(Voucher)
+        .scalar_subquery()
+    )
+
+
 async def get_with_balances(
-    session: AsyncSession, actor: Actor, voucher_id: uuid.UUID
+    session: AsyncSession, actor: Actor, voucher_id: uuid.UUID, now: datetime
 ) -> tuple[Voucher, int, int, int] | None:
-    """A voucher the actor may see, with its three balances: one statement."""
+    """A voucher the actor may see, with its three balances as of `now` (holds past their TTL
+    count as released): one statement."""
+    expired = _expired_held(now)
     stmt = (
         visible(actor)
-        .add_columns(_AV.balance, _HE.balance, _US.balance)
+        .add_columns(_AV.balance + expired, _HE.balance - expired, _US.balance)
         .join(_AV, _AV.id == Voucher.available_account_id)
         .join(_HE, _HE.id == Voucher.held_account_id)
         .join(_US, _US.id == Voucher.used_account_id)
@@ -104,6 +127,19 @@ async def balances_of(session: AsyncSession, vouchers: list[Voucher]) -> dict[uu
         return {}
     rows = await session.execute(select(LedgerAccount.id, LedgerAccount.balance).where(LedgerAccount.id.in_(ids)))
     return dict(rows.all())  # type: ignore[arg-type]
+
+
+async def expired_held_of(session: AsyncSession, vouchers: list[Voucher], now: datetime) -> dict[uuid.UUID, int]:
+    """Per voucher, what its holds past their TTL still hold in the ledger (see `_expired_held`)."""
+    if not vouchers:
+        return {}
+    stmt = (
+        select(Redemption.voucher_id, func.sum(Redemption.held_amount))
+        .where(Redemption.voucher_id.in_([v.id for v in vouchers]), Redemption.status == _HELD,
+               Redemption.hold_expires_at <= now)
+        .group_by(Redemption.voucher_id)
+    )
+    return {voucher_id: int(total) for voucher_id, total in (await session.execute(stmt)).all()}
 
 
 async def usage(

@@ -262,9 +262,12 @@ async def view(session: AsyncSession, voucher: Voucher, now: datetime) -> Vouche
 async def views(session: AsyncSession, vouchers: list[Voucher], now: datetime) -> list[VoucherView]:
     """Vouchers with their ledger balances and their status as of `now`."""
     balances = await repository.balances_of(session, vouchers)
+    expired = await repository.expired_held_of(session, vouchers, now)
     out = []
     for v in vouchers:
-        b = Balances(balances[v.available_account_id], balances[v.held_account_id], balances[v.used_account_id])
+        gone = expired.get(v.id, 0)  # holds past their TTL: released, whether or not the job has run
+        b = Balances(balances[v.available_account_id] + gone, balances[v.held_account_id] - gone,
+                     balances[v.used_account_id])
         out.append(VoucherView(v, effective_status(VoucherStatus(v.status), v.expires_at, now), b))
     return out
 
@@ -272,7 +275,7 @@ async def views(session: AsyncSession, vouchers: list[Voucher], now: datetime) -
 async def read_voucher(session: AsyncSession, actor: Actor, voucher_id: uuid.UUID, now: datetime) -> VoucherView:
     """A voucher with its balances and status as of `now`, in one read; 404 when missing and when
     it is another enterprise's."""
-    found = await repository.get_with_balances(session, actor, voucher_id)
+    found = await repository.get_with_balances(session, actor, voucher_id, now)
     if found is None:
         raise NotFound(f"no voucher with id {voucher_id}", detail_zh=f"没有 ID 为 {voucher_id} 的券")
     voucher, available, held, used = found

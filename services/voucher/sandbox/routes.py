@@ -1,0 +1,91 @@
+"""The sandbox clock over HTTP (docs/sandbox.md). Always in the OpenAPI document, marked
+sandbox-only; outside sandbox mode both operations answer 404 `sandbox_disabled`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+
+from services.voucher import errors, jobs
+from services.voucher.actor import Actor
+from services.voucher.apikeys.rules import Scope
+from services.voucher.clock import SandboxClock
+from services.voucher.db import Database
+from services.voucher.http.auth import current_actor, require
+from services.voucher.http.deps import Session, get_database
+from services.voucher.http.idempotency import idempotent
+from services.voucher.http.problems import AUTH_ERRORS, responses
+from services.voucher.http.unit_of_work import after_commit
+from services.voucher.sandbox import service
+from services.voucher.sandbox.schemas import ClockMove, ClockState
+
+router = APIRouter(prefix="/v1/sandbox", tags=["sandbox"])
+
+SANDBOX_ONLY = ("**Sandbox mode only** (`VOUCHER_SANDBOX=true`, as `make run` starts); anywhere else it "
+                "answers 404 `sandbox_disabled`. ")
+
+
+async def sandbox_clock(request: Request) -> SandboxClock:
+    """The app's sandbox clock; outside sandbox mode, 404 before anything else is looked at."""
+    clock = request.app.state.clock
+    if not isinstance(clock, SandboxClock):
+        raise errors.SandboxDisabled(
+            "sandbox mode is off (VOUCHER_SANDBOX): the service runs on real time",
+            detail_zh="未启用沙箱模式（VOUCHER_SANDBOX）：服务使用真实时间",
+        )
+    return clock
+
+
+Clock = Annotated[SandboxClock, Depends(sandbox_clock)]
+
+
+def _state(state: service.ClockState) -> ClockState:
+    return ClockState(sandbox=True, now=state.now, real_time=state.real_time,
+                      offset_seconds=state.offset.total_seconds(), moved_at=state.moved_at)
+
+
+@router.get(
+    "/clock",
+    operation_id="get_sandbox_clock",
+    summary="Sandbox: the service's clock, real time and how far ahead the clock is",
+    description=SANDBOX_ONLY + "Any key may read it: integrators see the time their requests are judged by "
+                "(also on every response, header `Voucher-Sandbox-Clock`).",
+    response_model=ClockState,
+    responses=responses(errors.Unauthenticated, errors.SandboxDisabled),
+)
+async def get_clock(_: Annotated[Actor, Depends(current_actor)], clock: Clock, session: Session) -> ClockState:
+    return _state(await service.read(session, clock))
+
+
+@router.post(
+    "/clock",
+    operation_id="move_sandbox_clock",
+    summary="Sandbox: move the clock forward by a duration, to a time or to the next day, month or year (operators)",
+    description=SANDBOX_ONLY + "Every time-dependent rule reads this clock: hold TTLs, voucher validity and "
+                "expiry, publicity periods, cap periods and the Asia/Shanghai year, settlement periods, key "
+                "expiry, Idempotency-Key retention, webhook retries and the worker's jobs. Once the move commits, "
+                "the jobs that became due run before the answer is sent (expired holds and vouchers, ended "
+                "publicity, last month's settlements, events); reads already apply expiry themselves. The move "
+                "is an audit event (`sandbox.clock_moved`). Never backwards: 409 `sandbox_clock_backwards`.",
+    response_model=ClockState,
+    responses=responses(*AUTH_ERRORS, errors.SandboxDisabled, errors.SandboxClockBackwards, errors.ValidationFailed,
+                        errors.IdempotencyKeyReused, errors.IdempotencyRequestInProgress),
+    dependencies=[Depends(idempotent(Scope.PROGRAMMES_WRITE, required=True))],
+)
+async def move_clock(
+    _: Annotated[Actor, Depends(require(Scope.PROGRAMMES_WRITE))],
+    clock: Clock,
+    request: Request,
+    body: ClockMove,
+    session: Session,
+    database: Annotated[Database, Depends(get_database)],
+) -> ClockState:
+    state = await service.move(session, clock, advance=body.advance, to=body.to, advance_to=body.advance_to,
+                               timezone=database.settings.default_timezone)
+
+    async def run_due() -> None:
+        await jobs.run_due(database, clock())
+
+    after_commit(request.scope, run_due)
+    return _state(state)
