@@ -188,3 +188,28 @@ def test_the_problem_component_is_the_http_problem() -> None:
     """Two models named Problem would make one silently stand for the other."""
     problem = DOCUMENT["components"]["schemas"]["Problem"]
     assert {"type", "title", "status", "code"} <= set(problem["properties"])
+
+
+def test_every_description_of_a_minor_unit_says_what_it_is_for_every_unit() -> None:
+    """GPU-hour and token programmes are not described in fen: wherever the document says
+    "minor unit", it says what that is for CNY, GPU_HOUR and TOKEN alike."""
+    texts: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "description" and isinstance(value, str):
+                    texts.append(value)
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(DOCUMENT)
+    about_minor = [t for t in texts if "minor unit" in t]
+    assert about_minor
+    for text in about_minor:
+        assert "GPU_HOUR" in text and "TOKEN" in text and "fen" in text, text
+    cny_only = [t for t in texts if "fen" in t and "minor unit" not in t]
+    assert cny_only == ["In fen (1/100 yuan): revenue is in CNY whatever a programme's unit."] * len(cny_only), cny_only

@@ -44,7 +44,8 @@ from services.voucher.webhooks import routes as webhooks
 DESCRIPTION = """\
 Issue, redeem, settle and audit compute vouchers (算力券) and model vouchers (模型券).
 
-* Amounts are integers in the unit's minor unit (CNY: fen) with an explicit `unit`.
+* Amounts are integers in the minor unit of their `unit` (CNY: fen, 1/100 yuan; GPU_HOUR:
+  thousandths of a GPU-hour; TOKEN: tokens), never decimals.
 * Errors are RFC 9457 `application/problem+json` with a stable `code`; `GET /v1/problems`
   lists them all.
 * Authenticate with `Authorization: Bearer <api key>`.

@@ -23,6 +23,8 @@ class Unit(StrEnum):
 #: Decimal places between the unit and its minor unit.
 MINOR_EXPONENT: dict[Unit, int] = {Unit.CNY: 2, Unit.GPU_HOUR: 3, Unit.TOKEN: 0}
 MINOR_NAME: dict[Unit, str] = {Unit.CNY: "fen", Unit.GPU_HOUR: "milli-GPU-hour", Unit.TOKEN: "token"}
+#: What "minor unit" means for each unit, for the people reading a description of an amount.
+MINOR_UNITS = "CNY: fen, 1/100 yuan; GPU_HOUR: thousandths of a GPU-hour; TOKEN: tokens"
 
 
 def check_amount(value: int, *, allow_zero: bool = True) -> int:

@@ -26,6 +26,7 @@ from services.voucher.http.deps import Now, Session
 from services.voucher.http.language import Language
 from services.voucher.http.problems import AUTH_ERRORS, responses
 from services.voucher.instants import Instant
+from services.voucher.money import MINOR_UNITS
 
 router = APIRouter(prefix="/v1/audit/anomalies", tags=["audit"])
 Auditor = Annotated[Actor, Depends(require(Scope.AUDIT_READ))]
@@ -68,8 +69,8 @@ async def anomaly_report(
         "split_margin_bps", "How far below the threshold counts as just under, in basis points")] = _D.split_margin_bps,
     split_threshold: Annotated[int | None, Query(
         ge=BOUNDS["split_threshold"][0], le=BOUNDS["split_threshold"][1],
-        description="The order amount orders stay under, in the unit's minor unit "
-                    "(default: each programme's max_per_voucher).")] = None,
+        description=f"The order amount orders stay under, in the unit's minor unit ({MINOR_UNITS}; "
+                    "default: each programme's max_per_voucher).")] = None,
     split_window_days: Annotated[int, _bounded("split_window_days", "Days the orders fall within")] = _D.split_window_days,
     velocity_window_days: Annotated[int, _bounded(
         "velocity_window_days", "Length of the recent window and of each earlier one, in days")] = _D.velocity_window_days,
@@ -81,7 +82,7 @@ async def anomaly_report(
     expiry_share_bps: Annotated[int, _bounded(
         "expiry_share_bps", "Share of the voucher's redeemed total, in basis points")] = _D.expiry_share_bps,
     expiry_min_amount: Annotated[int, _bounded(
-        "expiry_min_amount", "Least amount redeemed in those days, in the unit's minor unit")] = _D.expiry_min_amount,
+        "expiry_min_amount", f"Least amount redeemed in those days, in the unit's minor unit ({MINOR_UNITS})")] = _D.expiry_min_amount,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"Most findings returned (default {DEFAULT_LIMIT}).")]
     = DEFAULT_LIMIT,
 ) -> AnomalyReport:

@@ -8,6 +8,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.voucher.anomalies.rules import AnomalyRule, Finding
+from services.voucher.money import MINOR_UNITS
 
 _E = "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e11"
 _P = "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e13"
@@ -26,7 +27,7 @@ class Evidence(BaseModel):
     redemption_ids: list[uuid.UUID] = Field(description="The redemptions that triggered the finding, oldest first.")
     order_references: list[str] = Field(description="Their order references, one per redemption.")
     amounts: list[int] = Field(description="The subsidy each redemption carries now (captured − refunded, or "
-                                           "the live hold), one per redemption, in the unit's minor unit.")
+                                           "the live hold), one per redemption, in the unit's minor unit (" + MINOR_UNITS + ").")
     order_amounts: list[int] = Field(description="Each redemption's order amount.")
     claim_ids: list[uuid.UUID] = Field(default_factory=list, description="Claims, for a shared invoice.")
     invoice_numbers: list[str] = Field(default_factory=list, description="Their invoice numbers, one per claim.")

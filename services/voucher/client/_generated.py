@@ -12,7 +12,7 @@ from uuid import UUID
 
 from services.voucher.client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "867a539b134f252fd195d55d27749965e541aaf6e0c885ce3eec28305e214679"
+DOCUMENT_SHA256 = "d78359e85c77b8a4d73670152e5dee945add842892198fe44a2927be9ff3f143"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

@@ -43,7 +43,7 @@ class EnterpriseFields(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     region_code: str = RegionCode
     headcount: int | None = Field(default=None, ge=0, le=10_000_000)
-    annual_revenue: int | None = Field(default=None, ge=0, le=MAX_AMOUNT, description="In fen.")
+    annual_revenue: int | None = Field(default=None, ge=0, le=MAX_AMOUNT, description="In fen (1/100 yuan): revenue is in CNY whatever a programme's unit.")
     founded_on: date | None = None
     industry_code: str | None = Field(default=None, max_length=16)
     certifications: list[str] = Field(default_factory=list, max_length=50)

@@ -28,7 +28,7 @@ EXPORT_DESCRIPTION = """\
 Streams every row of a dataset that matches the filters, in a stable order, as **JSON Lines**
 (`format=jsonl`, the default: one object per line) or **CSV** (`format=csv`: UTF-8 with a
 byte-order mark, a header of column names, CRLF line ends). Amounts are integers in the unit's
-minor unit, times RFC 3339 UTC; in CSV a null is an empty cell and JSON columns (an audit
+minor unit (CNY: fen, 1/100 yuan; GPU_HOUR: thousandths of a GPU-hour; TOKEN: tokens), times RFC 3339 UTC; in CSV a null is an empty cell and JSON columns (an audit
 event's `before`/`after`, a redemption's `line_items`) are JSON text.
 
 Datasets:

@@ -7,6 +7,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.voucher.money import MINOR_UNITS
+
 _ACCOUNT = "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e31"
 _PROGRAMME = "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e20"
 _VOUCHER = "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e30"
@@ -28,7 +30,7 @@ class LedgerEntryPublic(BaseModel):
     account_id: uuid.UUID
     account_code: str
     account_kind: str
-    amount: int = Field(description="Signed, in the unit's minor unit.")
+    amount: int = Field(description=f"Signed, in the minor unit of the account's `unit` ({MINOR_UNITS}).")
     unit: str
     programme_id: uuid.UUID | None
     voucher_id: uuid.UUID | None

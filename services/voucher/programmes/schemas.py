@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, field_validator
 
-from services.voucher.money import MAX_AMOUNT, Unit
+from services.voucher.money import MAX_AMOUNT, MINOR_UNITS, Unit
 from services.voucher.programmes.rules import (
     CapPeriod,
     ExpiryDisposition,
@@ -88,7 +88,7 @@ class ProgrammeTerms(BaseModel):
     unit: Unit = Unit.CNY
     mode: PayoutMode = PayoutMode.PROVIDER_REDEMPTION
     budget_total: int = Field(
-        ge=1, le=MAX_AMOUNT, strict=True, description="In the unit's minor unit (fen)."
+        ge=1, le=MAX_AMOUNT, strict=True, description=f"In the minor unit of the programme's `unit` ({MINOR_UNITS})."
     )
     rate_table: dict[str, StrictInt] = Field(
         description="Subsidy rate per line-item category, in basis points (3000 = 30 %)."

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from services.voucher.money import MAX_AMOUNT
+from services.voucher.money import MAX_AMOUNT, MINOR_UNITS
 from services.voucher.programmes.schemas import CATEGORY_PATTERN
 
 _ITEM = {
@@ -28,7 +28,7 @@ class LineItem(BaseModel):
 
     category: str = Field(pattern=CATEGORY_PATTERN.pattern, description="e.g. accelerator:domestic")
     description: str = Field(default="", max_length=500)
-    amount: int = Field(ge=1, le=MAX_AMOUNT, strict=True, description="Order amount of this line, minor units.")
+    amount: int = Field(ge=1, le=MAX_AMOUNT, strict=True, description=f"Order amount of this line, in the minor unit of the voucher's unit ({MINOR_UNITS}).")
     accelerator: str | None = Field(default=None, max_length=100)
     hours_milli: int | None = Field(default=None, ge=1, le=10**12)
     model: str | None = Field(default=None, max_length=100)
@@ -61,7 +61,7 @@ class HoldCreate(BaseModel):
     line_items: list[LineItem] = Field(min_length=1, max_length=100)
     expected_subsidy: int | None = Field(
         default=None, ge=1, le=MAX_AMOUNT, strict=True,
-        description="The subsidy the provider quoted the enterprise, in minor units of the voucher's unit. Given, "
+        description=f"The subsidy the provider quoted the enterprise, in the minor unit of the voucher's unit ({MINOR_UNITS}). Given, "
                     "exactly this is granted, or the request is refused with 409 `subsidy_below_expected` (nothing "
                     "moved) when the rates, the stacking ceiling, the enterprise's cap or the voucher's balance "
                     "leave less. Left out: the computed subsidy, cut down to what the limits allow.")

@@ -7,6 +7,7 @@ from datetime import date, datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.voucher.money import MINOR_UNITS
 from services.voucher.settlement.rules import ItemKind, SettlementStatus
 
 _ID = "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e40"
@@ -85,7 +86,7 @@ class StatementLine(BaseModel):
     redemption_id: uuid.UUID
     refund_id: uuid.UUID | None
     occurred_at: datetime
-    amount: int = Field(description="Captures positive, refunds negative, in the unit's minor unit.")
+    amount: int = Field(description=f"Captures positive, refunds negative, in the unit's minor unit ({MINOR_UNITS}).")
 
 
 class Statement(BaseModel):

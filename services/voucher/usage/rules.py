@@ -14,6 +14,8 @@ import io
 from dataclasses import dataclass
 from typing import Any
 
+from services.voucher.money import MINOR_UNITS
+
 MAX_RECORDS = 20_000
 CSV_COLUMNS = ("order_reference", "amount", "subsidy")
 
@@ -51,7 +53,7 @@ def parse_csv(text: str) -> list[Record]:
         try:
             records.append(Record(reference, int(amount), int(subsidy)))
         except ValueError:
-            errors.append((f"/csv/{number}", "amount and subsidy are integers in the minor unit (fen)"))
+            errors.append((f"/csv/{number}", "amount and subsidy are integers in the minor unit of the programme's unit (" + MINOR_UNITS + ")"))
     if errors:
         raise RecordsInvalid(errors)
     return records

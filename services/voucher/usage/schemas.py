@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from services.voucher.money import MAX_AMOUNT
+from services.voucher.money import MAX_AMOUNT, MINOR_UNITS
 from services.voucher.usage.rules import MAX_RECORDS
 
 _PROGRAMME = "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e20"
@@ -18,7 +18,7 @@ class UsageRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     order_reference: str = Field(min_length=1, max_length=128)
-    amount: int = Field(ge=1, le=MAX_AMOUNT, strict=True, description="The order amount, in the minor unit.")
+    amount: int = Field(ge=1, le=MAX_AMOUNT, strict=True, description=f"The order amount, in the minor unit of the programme's unit ({MINOR_UNITS}).")
     subsidy: int = Field(ge=0, le=MAX_AMOUNT, strict=True, description="The subsidy the provider applied.")
 
 
@@ -35,7 +35,7 @@ class UsageUpload(BaseModel):
     period_end: date = Field(description="Last day (inclusive), in Asia/Shanghai; must be over.")
     records: list[UsageRecord] | None = Field(default=None, max_length=MAX_RECORDS)
     csv: str | None = Field(default=None, max_length=4_000_000,
-                            description="CSV text with the header order_reference,amount,subsidy (integers in fen).")
+                            description="CSV text with the header order_reference,amount,subsidy (integers in the minor unit of the programme's unit: " + MINOR_UNITS + ").")
 
     @model_validator(mode="after")
     def _one_source(self) -> UsageUpload:

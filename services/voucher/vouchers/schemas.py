@@ -7,7 +7,7 @@ from datetime import datetime
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from services.voucher.money import MAX_AMOUNT
+from services.voucher.money import MAX_AMOUNT, MINOR_UNITS
 from services.voucher.vouchers.rules import VoucherStatus
 
 _IDS = {
@@ -30,7 +30,7 @@ class VoucherIssue(BaseModel):
 
     programme_id: uuid.UUID
     enterprise_id: uuid.UUID
-    face_value: int = Field(ge=1, le=MAX_AMOUNT, strict=True, description="In the programme unit's minor unit.")
+    face_value: int = Field(ge=1, le=MAX_AMOUNT, strict=True, description=f"In the minor unit of the programme's unit ({MINOR_UNITS}).")
     valid_from: AwareDatetime | None = Field(default=None, description="Default: now.")
     reference: str | None = Field(default=None, max_length=128, description="e.g. the selection it came from.")
 
