@@ -143,10 +143,24 @@ def test_0010_stops_on_live_numbers_that_share_a_key() -> None:
     assert module.clashes("contract_reference", [r for r in rows if r[0] != "b"]) == []
 
 
+def test_0012_keeps_numbers_without_a_code_per_provider() -> None:
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "migrations" / "versions" / "20261202_0012_invoice_identity.py"
+    spec = importlib.util.spec_from_file_location("migration_0012", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.identity("p1", "26332000000012345670") == "digital:26332000000012345670"
+    assert module.identity("p1", "44031234") == "provider:p1:44031234"  # no code was kept: per provider
+
+
 async def test_0010_rekeys_real_rows_and_its_downgrade_puts_the_typed_numbers_back(
     app, client, database_url: str, engine: Engine
 ) -> None:
-    """Over rows the service wrote: a claim on invoice INV-1O with contract HZC-2O26."""
+    """Over rows the service wrote: a claim on the fully digital invoice 2633200000001234567O (a
+    letter O at the end) with contract HZC-2O26; 0012 gives the invoice its national identity."""
     import uuid
 
     from tests.claims.test_routes import _file, claim_body
@@ -154,7 +168,8 @@ async def test_0010_rekeys_real_rows_and_its_downgrade_puts_the_typed_numbers_ba
 
     world = await build_world(app, client, mode="enterprise_claim", rate_table={"accelerator:domestic": 3000})
     voucher = await world.issue(10_000_000)
-    filed = await _file(world, claim_body(world, voucher, invoice="INV-1O", contract="HZC-2O26"))
+    filed = await _file(world, claim_body(world, voucher, invoice="2633200000001234567O", code=None,
+                                         contract="HZC-2O26"))
     assert filed.status_code == 201, filed.text
     await app.state.database.engine.dispose()  # the app's pooled connections hold no locks now
     config = alembic_config(database_url)
@@ -166,11 +181,13 @@ async def test_0010_rekeys_real_rows_and_its_downgrade_puts_the_typed_numbers_ba
             key = conn.execute(text("SELECT invoice_key FROM claim")).scalar_one() if "invoice_key" in columns else None
         return number, key
 
-    assert stored() == ("HZC-2026", "1NV-10")
+    assert stored() == ("HZC-2026", "digital:26332000000012345670")
+    command.downgrade(config, "0011")
+    assert stored() == ("HZC-2026", "26332000000012345670")  # 0012's downgrade: a key per provider again
     command.downgrade(config, "0009")
     assert stored() == ("HZC-2O26", None)  # as typed again, for the old comparison
     command.upgrade(config, "head")
-    assert stored() == ("HZC-2026", "1NV-10")
+    assert stored() == ("HZC-2026", "digital:26332000000012345670")
 
     # a second live reference of the same contract, typed with letters: the upgrade names both
     command.downgrade(config, "0009")

@@ -483,8 +483,8 @@ class WrongPayoutMode(Conflict):
 
 class InvoiceAlreadyClaimed(Conflict):
     code = "invoice_already_claimed"
-    title = "This provider's invoice is already part of a claim"
-    title_zh = "该服务商的这张发票已用于补贴申领"
+    title = "This invoice is already part of a claim (an invoice is claimed once, whoever files it)"
+    title_zh = "这张发票已用于补贴申领（同一张发票只能申领一次，无论由谁提交）"
 
 
 class DocumentAlreadyClaimed(Conflict):

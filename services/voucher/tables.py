@@ -672,8 +672,8 @@ class Claim(SQLModel, table=True):
     __table_args__ = (
         CheckConstraint(_one_of("status", ClaimStatus), name="status_known"),
         CheckConstraint("amount_paid > 0 AND subsidy > 0", name="amounts"),
-        # The same invoice of a provider is never claimed twice while a claim on it stands.
-        Index("uq_claim_live_invoice_key", "provider_id", "invoice_key", unique=True,
+        # An invoice (its national identity) is never claimed twice while a claim on it stands.
+        Index("uq_claim_live_invoice_key", "invoice_key", unique=True,
               sqlite_where=text("status <> 'rejected'"), postgresql_where=text("status <> 'rejected'")),
         Index("ix_claim_enterprise_id_id", "enterprise_id", "id"),
     )
@@ -686,8 +686,11 @@ class Claim(SQLModel, table=True):
     redemption_id: uuid.UUID = Field(foreign_key="redemption.id", unique=True)
     contract_number: str = Field(max_length=64)
     invoice_number: str = Field(max_length=64)
-    #: What invoice numbers are compared by (applications/rules.py `reference_key`).
-    invoice_key: str = Field(max_length=64)
+    #: An older VAT invoice's code (10 or 12 digits); none for a fully digital invoice (数电票).
+    invoice_code: str | None = Field(default=None, max_length=64)
+    #: The invoice's national identity (claims/rules.py `invoice_identity`): `digital:<20 digits>` or
+    #: `vat:<code>:<number>`, from the numbers' keys; claims filed before 0012: `provider:<id>:<key>`.
+    invoice_key: str = Field(max_length=160)
     invoice_date: date
     amount_paid: int = Field(sa_type=BigInteger)
     unit: str = Field(max_length=16)

@@ -289,7 +289,8 @@ def _digest(text: str) -> str:
 def _claim(voucher: dict[str, Any], provider: dict[str, Any], n: int, amount: int = 2_000_000) -> dict[str, Any]:
     return {
         "voucher_id": voucher["id"], "provider_id": provider["id"], "contract_number": f"SZ-2026-{n}",
-        "invoice_number": f"4403{n:04d}", "invoice_date": "2026-03-01", "amount_paid": amount,
+        "invoice_number": f"4403{n:04d}", "invoice_code": "3300231130", "invoice_date": "2026-03-01",
+        "amount_paid": amount,
         "line_items": [{"category": "accelerator:domestic", "amount": amount, "accelerator": "Ascend 910B",
                         "hours_milli": 150_000}],
         "documents": [{"file_name": f"invoice-{n}.pdf", "media_type": "application/pdf", "size": 1024,

@@ -11,7 +11,15 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import assert_problem, auth, create, enterprise_payload, fresh_key, make_key
+from tests.support import (
+    assert_problem,
+    auth,
+    create,
+    enterprise_payload,
+    fresh_key,
+    make_key,
+    provider_payload,
+)
 from tests.world import World, build_world
 
 
@@ -25,11 +33,13 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def claim_body(world: World, voucher: dict[str, Any], *, invoice: str = "44031234", contract: str = "SZ-2026-118",
-               amount: int = 2_000_000, document: str = "invoice-1") -> dict[str, Any]:
+def claim_body(world: World, voucher: dict[str, Any], *, invoice: str = "44031234", code: str | None = "3300231130",
+               contract: str = "SZ-2026-118", amount: int = 2_000_000, document: str = "invoice-1") -> dict[str, Any]:
+    """An older VAT invoice (code + 8-digit number) unless `code` is None (a fully digital one)."""
     return {
         "voucher_id": voucher["id"], "provider_id": world.provider["id"], "contract_number": contract,
-        "invoice_number": invoice, "invoice_date": "2026-03-01", "amount_paid": amount,
+        "invoice_number": invoice, **({"invoice_code": code} if code is not None else {}),
+        "invoice_date": "2026-03-01", "amount_paid": amount,
         "line_items": [{"category": "accelerator:domestic", "amount": amount, "accelerator": "Ascend 910B",
                         "hours_milli": 150_000}],
         "documents": [{"file_name": f"{document}.pdf", "media_type": "application/pdf", "size": 1024,
@@ -88,27 +98,58 @@ async def test_an_invoice_a_document_or_a_contract_is_claimed_once(app, world: W
     # The same invoice (typed differently), from another enterprise of the programme too.
     assert_problem(await _file(world, claim_body(world, voucher, invoice=" 4403 1234", contract="C-2",
                                                  document="d-2")), 409, "invoice_already_claimed")
-    assert_problem(await _file(world, claim_body(world, voucher, invoice="2", contract="C-3", document="invoice-1")),
-                   409, "document_already_claimed")
-    assert_problem(await _file(world, claim_body(world, voucher, invoice="3", contract="sz-2026-118",
+    assert_problem(await _file(world, claim_body(world, voucher, invoice="44030002", contract="C-3",
+                                                 document="invoice-1")), 409, "document_already_claimed")
+    assert_problem(await _file(world, claim_body(world, voucher, invoice="44030003", contract="sz-2026-118",
                                                  document="d-3")), 409, "contract_already_used")
     assert await world.voucher(voucher["id"]) == before  # refusals hold nothing
 
 
 async def test_a_look_alike_invoice_is_the_same_invoice_or_refused(world: World) -> None:
-    """Issue 19, finding 5: INV-10 claimed; INV-1O (letter O) is the same invoice, ІNV-10
+    """Issue 19, finding 5: 44031210 claimed; 4403121O (letter O) is the same invoice, 440312І0
     (Cyrillic І) is refused, and the claim keeps the number as typed."""
     voucher = await world.issue(10_000_000)
-    first = await _file(world, claim_body(world, voucher, invoice="INV-10"))
+    first = await _file(world, claim_body(world, voucher, invoice="44031210"))
     assert first.status_code == 201, first.text
-    assert first.json()["invoice_number"] == "INV-10"
-    assert_problem(await _file(world, claim_body(world, voucher, invoice="inv-1o", contract="C-2", document="d-2")),
+    assert (first.json()["invoice_number"], first.json()["invoice_code"]) == ("44031210", "3300231130")
+    assert_problem(await _file(world, claim_body(world, voucher, invoice="4403121o", contract="C-2", document="d-2")),
                    409, "invoice_already_claimed")
-    refused = await _file(world, claim_body(world, voucher, invoice="\u0406NV-10", contract="C-3", document="d-3"))
+    refused = await _file(world, claim_body(world, voucher, invoice="440312\u04060", contract="C-3", document="d-3"))
     problem = assert_problem(refused, 422, "validation_failed")
     assert problem["errors"][0]["pointer"] == "/invoice_number"
-    assert_problem(await _file(world, claim_body(world, voucher, invoice="INV-11", contract="SZ-2O26-118",
+    assert_problem(await _file(world, claim_body(world, voucher, invoice="44031211", contract="SZ-2O26-118",
                                                  document="d-4")), 409, "contract_already_used")
+
+
+async def test_an_invoice_is_known_as_the_tax_system_knows_it(app, world: World, client: httpx.AsyncClient) -> None:
+    """A fully digital invoice is its 20-digit number; an older VAT invoice its code and number.
+    One invoice is claimed once whoever files it: through another provider too."""
+    voucher = await world.issue(10_000_000)
+    digital = "26332000000012345678"
+    assert (await _file(world, claim_body(world, voucher, invoice=digital, code=None))).status_code == 201
+    # The same number of an older invoice with another code is another invoice.
+    assert (await _file(world, claim_body(world, voucher, invoice="44031234", code="3300231130", contract="C-2",
+                                          document="d-2"))).status_code == 201
+    assert (await _file(world, claim_body(world, voucher, invoice="44031234", code="330023113011", contract="C-3",
+                                          document="d-3"))).status_code == 201
+    # Another provider of the programme files the digital invoice: still the same invoice.
+    other = await create(client, world.operator, "/v1/providers", provider_payload())
+    assert (await client.post(f"/v1/providers/{other['id']}/approve", json={"reason": "ok"},
+                              headers=auth(world.operator))).status_code == 200
+    assert (await client.put(f"/v1/programmes/{world.programme['id']}/enrolments/{other['id']}",
+                             headers=auth(world.operator))).status_code == 201
+    body = {**claim_body(world, voucher, invoice=digital, code=None, contract="C-4", document="d-4"),
+            "provider_id": other["id"]}
+    assert_problem(await _file(world, body), 409, "invoice_already_claimed")
+    for invoice, code, pointers in (("44031234", None, ["/invoice_number"]),
+                                    ("2633200000001234567", None, ["/invoice_number"]),
+                                    ("26332000000012345678", "3300231130", ["/invoice_number"]),
+                                    ("44031235", "33002311", ["/invoice_code"]),
+                                    ("4403123", "3300231130", ["/invoice_number"])):
+        refused = await _file(world, claim_body(world, voucher, invoice=invoice, code=code, contract="C-5",
+                                                document="d-5"))
+        problem = assert_problem(refused, 422, "validation_failed")
+        assert [e["pointer"] for e in problem["errors"]] == pointers, (invoice, code, problem)
 
 
 async def test_refusals(world: World, app, client: httpx.AsyncClient) -> None:
@@ -157,11 +198,11 @@ async def test_another_enterprise_cannot_claim_the_same_invoice_or_document(
         "programme_id": world.programme["id"], "enterprise_id": other["id"], "face_value": 5_000_000})
     other_key = await make_key(app, "enterprise", enterprise_id=uuid.UUID(other["id"]))
     for body, code in ((claim_body(world, other_voucher, contract="C-9", document="d-9"), "invoice_already_claimed"),
-                       (claim_body(world, other_voucher, invoice="9", contract="C-9"), "document_already_claimed")):
+                       (claim_body(world, other_voucher, invoice="44030009", contract="C-9"), "document_already_claimed")):
         refused = await client.post("/v1/claims", json=body, headers=auth(other_key, **fresh_key()))
         assert_problem(refused, 409, code)
     # Nor can it file against a voucher that is not its own.
-    theirs = await client.post("/v1/claims", json=claim_body(world, voucher, invoice="10", contract="C-10",
+    theirs = await client.post("/v1/claims", json=claim_body(world, voucher, invoice="44030010", contract="C-10",
                                                              document="d-10"), headers=auth(other_key, **fresh_key()))
     assert_problem(theirs, 404, "not_found")
 

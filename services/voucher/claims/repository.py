@@ -43,8 +43,9 @@ async def list_page(session: AsyncSession, actor: Actor, page: PageRequest, *, s
     return list(rows), cursor
 
 
-async def live_invoice(session: AsyncSession, provider_id: uuid.UUID, invoice_key: str) -> Claim | None:
-    stmt = select(Claim).where(Claim.provider_id == provider_id, Claim.invoice_key == invoice_key,
+async def live_invoice(session: AsyncSession, invoice_key: str) -> Claim | None:
+    """The standing claim of an invoice (its national identity), whoever filed it."""
+    stmt = select(Claim).where(Claim.invoice_key == invoice_key,
                                Claim.status != ClaimStatus.REJECTED.value)
     return (await session.execute(stmt)).scalars().first()
 

@@ -49,6 +49,26 @@ def normalise_invoice_number(number: str) -> str:
     return normalise_contract_number(number)
 
 
+def invoice_identity(number_key: str, code_key: str | None) -> tuple[str | None, list[tuple[str, str]]]:
+    """An invoice as the tax system identifies it, from the keys of its number and code
+    (applications/rules.py `reference_key`): a fully digital invoice (数电票) by its 20-digit
+    number, unique nationally; a VAT invoice of the older kind (paper or electronic) by its
+    invoice code (10 or 12 digits) and its 8-digit number. Either the identity, or the fields'
+    problems."""
+    if code_key is None:
+        if len(number_key) == 20 and number_key.isdigit():
+            return f"digital:{number_key}", []
+        return None, [("invoice_number", "a fully digital invoice (数电票) has a 20-digit number; for an older VAT "
+                                         "invoice give its invoice_code (10 or 12 digits) and its 8-digit number")]
+    problems = []
+    if not (len(code_key) in (10, 12) and code_key.isdigit()):
+        problems.append(("invoice_code", "an invoice code has 10 or 12 digits (a fully digital invoice has none: "
+                                         "leave invoice_code out)"))
+    if not (len(number_key) == 8 and number_key.isdigit()):
+        problems.append(("invoice_number", "an invoice with an invoice code has an 8-digit number"))
+    return (None, problems) if problems else (f"vat:{code_key}:{number_key}", [])
+
+
 def order_reference(invoice_number: str, amount_paid: int) -> str:
     """The order a claim subsidises, for the one-subsidy-per-order rule and the stacking
     ceiling: the provider's invoice. The amount is part of it so that a claim rejected for a

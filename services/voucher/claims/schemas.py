@@ -31,7 +31,8 @@ class Document(BaseModel):
 class ClaimCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
         "voucher_id": _VOUCHER, "provider_id": _PROVIDER, "contract_number": "SZ-2026-118",
-        "invoice_number": "44031234", "invoice_date": "2026-03-01", "amount_paid": 2_000_000,
+        "invoice_number": "44031234", "invoice_code": "3300231130", "invoice_date": "2026-03-01",
+        "amount_paid": 2_000_000,
         "line_items": [{"category": "accelerator:domestic", "amount": 2_000_000, "accelerator": "Ascend 910B",
                         "hours_milli": 150_000}],
         "documents": [{"file_name": "invoice-44031234.pdf", "media_type": "application/pdf", "size": 183_224,
@@ -41,7 +42,13 @@ class ClaimCreate(BaseModel):
     voucher_id: uuid.UUID
     provider_id: uuid.UUID
     contract_number: str = Field(min_length=1, max_length=64)
-    invoice_number: str = Field(min_length=1, max_length=64)
+    invoice_number: str = Field(
+        min_length=1, max_length=64,
+        description="A fully digital invoice's (数电票) 20-digit number, or an older VAT invoice's 8-digit number "
+                    "with its `invoice_code`. An invoice is claimed once, whoever files it.")
+    invoice_code: str | None = Field(default=None, min_length=1, max_length=64,
+                                     description="An older VAT invoice's code (10 or 12 digits); none for a fully "
+                                                 "digital invoice.")
     invoice_date: date
     amount_paid: int = Field(ge=1, le=MAX_AMOUNT, strict=True, description="Paid in full to the provider.")
     line_items: list[LineItem] = Field(min_length=1, max_length=100)
@@ -53,7 +60,8 @@ class ClaimPublic(BaseModel):
         "id": "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e60", "voucher_id": _VOUCHER,
         "programme_id": "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e20", "enterprise_id": "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e11",
         "provider_id": _PROVIDER, "redemption_id": "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e61",
-        "contract_number": "SZ-2026-118", "invoice_number": "44031234", "invoice_date": "2026-03-01",
+        "contract_number": "SZ-2026-118", "invoice_number": "44031234", "invoice_code": "3300231130",
+        "invoice_date": "2026-03-01",
         "amount_paid": 2_000_000, "unit": "CNY", "line_items": [], "documents": [], "subsidy": 600_000,
         "approved_amount": None, "status": "under_review", "status_reason": None, "payment_reference": None,
         "paid_on": None, "created_at": "2026-03-02T01:00:00Z", "updated_at": "2026-03-02T02:00:00Z"}]})
@@ -66,6 +74,7 @@ class ClaimPublic(BaseModel):
     redemption_id: uuid.UUID
     contract_number: str
     invoice_number: str
+    invoice_code: str | None = None
     invoice_date: date
     amount_paid: int
     unit: str

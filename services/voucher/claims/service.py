@@ -25,6 +25,7 @@ from services.voucher.claims.rules import (
     HOLD_DAYS,
     ClaimStatus,
     check_transition,
+    invoice_identity,
     normalise_invoice_number,
     order_reference,
 )
@@ -58,8 +59,10 @@ async def _claimable(
 ) -> None:
     """The one-claim-per-invoice, per-document and per-contract rules, numbers compared by
     their keys; partial unique indexes back each of them against a concurrent claim."""
-    if await repository.live_invoice(session, provider_id, invoice_key) is not None:
-        raise InvoiceAlreadyClaimed(f"invoice {invoice} of this provider is already claimed", invoice_number=invoice)
+    if await repository.live_invoice(session, invoice_key) is not None:
+        raise InvoiceAlreadyClaimed(f"invoice {invoice} is already part of a claim (an invoice is claimed once, "
+                                    "whoever files it)", detail_zh=f"发票 {invoice} 已用于补贴申领（同一张发票只能申领一次，无论由谁提交）",
+                                    invoice_number=invoice)
     taken = await repository.live_documents(session, digests)
     if taken:
         raise DocumentAlreadyClaimed(f"document(s) {', '.join(sorted(taken))} are already part of a claim",
@@ -83,12 +86,16 @@ async def file(session: AsyncSession, actor: Actor, data: dict[str, Any], now: d
                               mode=programme.mode)
     provider = await providers.get_provider(session, _SYSTEM, data["provider_id"])
     invoice = normalise_invoice_number(data["invoice_number"])
+    code = normalise_invoice_number(data["invoice_code"]) if data.get("invoice_code") else None
     contract = normalise_contract_number(data["contract_number"])
     problems = []
-    for name, number in (("invoice_number", invoice), ("contract_number", contract)):
-        problem = number_problem(number)
+    for name, number in (("invoice_number", invoice), ("invoice_code", code), ("contract_number", contract)):
+        problem = number_problem(number) if number is not None else None
         if problem is not None:
             problems.append(field_error(name, problem))
+    if not problems:  # an invoice is known by the tax system's identity, whoever files it
+        invoice_key, invalid = invoice_identity(reference_key(invoice), reference_key(code) if code else None)
+        problems.extend(field_error(name, message) for name, message in invalid)
     items_total = sum(i["amount"] for i in data["line_items"])
     if items_total != data["amount_paid"]:
         problems.append(field_error("line_items", f"the line items add up to {items_total}, not the "
@@ -96,7 +103,8 @@ async def file(session: AsyncSession, actor: Actor, data: dict[str, Any], now: d
     if problems:
         raise ValidationFailed(problems)
     # Before the hold, to name the rule that refuses.
-    invoice_key, contract_key = reference_key(invoice), reference_key(contract)
+    assert invoice_key is not None
+    contract_key = reference_key(contract)
     await _claimable(session, provider.id, invoice, invoice_key, contract, contract_key,
                      [d["sha256"] for d in data["documents"]])
     enterprise = await session.get(Enterprise, voucher.enterprise_id)
@@ -105,17 +113,17 @@ async def file(session: AsyncSession, actor: Actor, data: dict[str, Any], now: d
         held = await redemption.hold(
             session, actor,
             redemption.HoldRequest(voucher_code=voucher.code, enterprise_uscc=enterprise.uscc,
-                                   order_reference=order_reference(invoice, data["amount_paid"]),
+                                   order_reference=order_reference(invoice_key, data["amount_paid"]),
                                    line_items=data["line_items"]),
             now, provider_id=provider.id, payee=Payee.ENTERPRISE, ttl=timedelta(days=HOLD_DAYS),
         )
     except OrderReferenceConflict as exc:  # another enterprise's claim of this invoice won a race
-        raise InvoiceAlreadyClaimed(f"invoice {invoice} of this provider is already claimed",
-                                    invoice_number=invoice) from exc
+        raise InvoiceAlreadyClaimed(f"invoice {invoice} is already part of a claim", invoice_number=invoice,
+                                    detail_zh=f"发票 {invoice} 已用于补贴申领") from exc
     claim = Claim(
         voucher_id=voucher.id, programme_id=programme.id, enterprise_id=voucher.enterprise_id,
         provider_id=provider.id, redemption_id=held.id, contract_number=contract, invoice_number=invoice,
-        invoice_key=invoice_key,
+        invoice_code=code, invoice_key=invoice_key,
         invoice_date=data["invoice_date"], amount_paid=data["amount_paid"], unit=voucher.unit,
         line_items=data["line_items"], documents=data["documents"], subsidy=held.held_amount, status=C.SUBMITTED.value,
         created_at=now, updated_at=now,
@@ -135,7 +143,7 @@ async def file(session: AsyncSession, actor: Actor, data: dict[str, Any], now: d
             from exc
     await audit.record(
         session, "claim.submitted", "claim", claim.id, now=now,
-        after=audit.fields(claim, "status contract_number invoice_number invoice_date amount_paid subsidy "
+        after=audit.fields(claim, "status contract_number invoice_number invoice_code invoice_date amount_paid subsidy "
                                   "redemption_id documents"),
         programme_id=claim.programme_id, enterprise_id=claim.enterprise_id, provider_id=claim.provider_id,
         voucher_id=claim.voucher_id,

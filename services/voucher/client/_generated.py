@@ -12,7 +12,7 @@ from uuid import UUID
 
 from services.voucher.client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "d78359e85c77b8a4d73670152e5dee945add842892198fe44a2927be9ff3f143"
+DOCUMENT_SHA256 = "eceac9a107f70f57d789119527e1e4593cb8ce4c33ba6e584fd1fb89031a3e71"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]
@@ -248,6 +248,7 @@ class ClaimCreate(TypedDict):
     amount_paid: int
     contract_number: str
     documents: list[Document]
+    invoice_code: NotRequired[str | None]
     invoice_date: str
     invoice_number: str
     line_items: list[LineItem]
@@ -268,6 +269,7 @@ class ClaimPublic(TypedDict):
     documents: list[dict[str, Any]]
     enterprise_id: str
     id: str
+    invoice_code: NotRequired[str | None]
     invoice_date: str
     invoice_number: str
     line_items: list[dict[str, Any]]
