@@ -263,3 +263,24 @@ def test_every_command_has_help() -> None:
         assert result.exit_code == 0, (command, result.output)
         assert "Usage:" in result.output and len(result.output.splitlines()) > 3, (command, result.output)
     assert voucher("no-such-command").exit_code == 2
+
+
+def test_commands_follow_the_sandbox_clock_in_sandbox_mode(cli_database: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With VOUCHER_SANDBOX=true a command reads the sandbox clock as the server does: a key
+    created after the clock moved two years on expires two years on, and it lists as active."""
+    from datetime import UTC, datetime, timedelta
+
+    ok("db", "upgrade")
+    with create_engine(sync_database_url(normalise_database_url(cli_database))).begin() as conn:
+        conn.execute(text("UPDATE sandbox_clock SET offset_us = :us"), {"us": 2 * 365 * 86400 * 10**6})
+    monkeypatch.setenv("VOUCHER_SANDBOX", "true")
+    get_settings.cache_clear()
+    ok("keys", "create", "--role", "operator", "--expires-in-days", "30")
+    [line] = [row for row in ok("keys", "list").splitlines() if "\toperator\t" in row]
+    expires = datetime.fromisoformat(line.split("\t")[-1])
+    sandbox_now = datetime.now(UTC) + timedelta(days=2 * 365)
+    assert timedelta(days=29) < expires - sandbox_now < timedelta(days=31), line
+    assert "\tactive\t" in line
+    monkeypatch.setenv("VOUCHER_SANDBOX", "false")  # real time: the same key is not expired either,
+    get_settings.cache_clear()                      # but its expiry is two years and a month away
+    assert "\tactive\t" in [row for row in ok("keys", "list").splitlines() if "\toperator\t" in row][0]
