@@ -165,3 +165,15 @@ async def test_to_the_start_of_the_next_day_month_and_year_in_shanghai(world: Wo
     assert_problem(await move(world, advance_to="next_week"), 422, "validation_failed")
     far = await move(world, to="2040-01-01T00:00:00Z")
     assert_problem(far, 422, "validation_failed")
+
+
+async def test_a_database_lost_while_reading_the_clock_is_a_503(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.voucher.sandbox import service as sandbox
+    from tests.http.test_database_unavailable import LOST
+
+    async def lost(*_: object, **__: object) -> None:
+        raise LOST
+
+    monkeypatch.setattr(sandbox, "refresh", lost)
+    answer = await world.client.get("/v1/me", headers=auth(world.operator))
+    assert_problem(answer, 503, "database_unavailable")

@@ -134,7 +134,6 @@ class UnitOfWorkMiddleware:
             await self.app(scope, receive, send)
             return
         if isinstance(self.clock, SandboxClock):
-            await sandbox.refresh(self.database, self.clock)  # another process may have moved it
             send = self._stamped(send, self.clock)
         request_id = new_request_id(_header(scope, b"x-request-id"))
         token = REQUEST_ID.set(request_id)
@@ -145,6 +144,12 @@ class UnitOfWorkMiddleware:
         scope.setdefault("state", {})["unit"] = unit
         rid = (b"x-request-id", request_id.encode())
         try:
+            if isinstance(self.clock, SandboxClock):
+                try:  # another process may have moved it
+                    await sandbox.refresh(self.database, self.clock)
+                except Exception as exc:  # a lost database is a 503 here too, never a 500
+                    await self._send(send, *self._failure(exc, scope), scope, rid)
+                    return
             refused = await early_refusal(self.database, scope, self.clock())
             if refused is not None:  # a flood of unknown keys from a throttled address
                 await asyncio.sleep(REFUSAL_DELAY_SECONDS)
