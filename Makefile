@@ -21,7 +21,7 @@ $(STAMP): requirements.lock pyproject.toml
 ## mode (errors in zh-CN unless a request asks for English or VOUCHER_DEFAULT_LANGUAGE says otherwise)
 run: install
 	$(BIN)/voucher db upgrade
-	$(BIN)/voucher demo
+	VOUCHER_SANDBOX=$${VOUCHER_SANDBOX:-true} $(BIN)/voucher demo
 	VOUCHER_DEFAULT_LANGUAGE=$${VOUCHER_DEFAULT_LANGUAGE:-zh-CN} VOUCHER_WORKER_IN_PROCESS=$${VOUCHER_WORKER_IN_PROCESS:-true} \
 	  VOUCHER_SANDBOX=$${VOUCHER_SANDBOX:-true} $(BIN)/voucher serve --host 127.0.0.1 --port 8000
 

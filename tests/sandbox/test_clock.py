@@ -177,3 +177,41 @@ async def test_a_database_lost_while_reading_the_clock_is_a_503(world: World, mo
     monkeypatch.setattr(sandbox, "refresh", lost)
     answer = await world.client.get("/v1/me", headers=auth(world.operator))
     assert_problem(answer, 503, "database_unavailable")
+
+
+async def test_a_retry_after_a_long_move_moves_nothing(world: World) -> None:
+    """The move's answer is kept for the retention counted from the time it moved to: the purge
+    its own move runs does not take it, and a retry a hundred days on replays it."""
+    first = await move(world, idem="long-move", advance="P100D")
+    again = await move(world, idem="long-move", advance="P100D")
+    assert again.headers.get("idempotent-replayed") == "true", again.text
+    state = (await world.client.get("/v1/sandbox/clock", headers=auth(world.operator))).json()
+    assert state["now"] == first.json()["now"] and _at(state["now"]) == T0 + timedelta(days=100)
+
+
+async def test_an_expired_hold_released_by_a_revocation_reads_expired(world: World) -> None:
+    voucher = await world.issue(10_000_000)
+    held = (await world.hold(voucher, 1_000_000, order="PO-1")).json()
+    listed = await world.client.get("/v1/redemptions", params={"status": "held"}, headers=auth(world.provider_key))
+    assert [r["id"] for r in listed.json()["items"]] == [held["id"]]
+    # The clock moves without the job (its base clock), so the release is still unposted.
+    world.client._transport.app.state.clock.base.advance(minutes=31)  # type: ignore[attr-defined]
+    for status, ids in (("held", []), ("voided", [held["id"]])):
+        listed = await world.client.get("/v1/redemptions", params={"status": status}, headers=auth(world.provider_key))
+        assert [r["id"] for r in listed.json()["items"]] == ids, status
+    revoked = await world.client.post(f"/v1/vouchers/{voucher['id']}/revoke", json={"reason": "fraud"},
+                                      headers=auth(world.operator, **fresh_key()))
+    assert revoked.status_code == 200, revoked.text
+    read = (await world.client.get(f"/v1/redemptions/{held['id']}", headers=auth(world.provider_key))).json()
+    assert (read["void_reason"], read["voided_at"]) == ("expired", held["hold_expires_at"])
+
+
+async def test_voiding_an_expired_hold_answers_what_later_reads_say(world: World) -> None:
+    voucher = await world.issue(10_000_000)
+    held = (await world.hold(voucher, 1_000_000, order="PO-1")).json()
+    world.client._transport.app.state.clock.base.advance(minutes=45)  # type: ignore[attr-defined]
+    voided = await world.post(f"/v1/redemptions/{held['id']}/void", {})
+    assert voided.status_code == 200, voided.text
+    read = (await world.client.get(f"/v1/redemptions/{held['id']}", headers=auth(world.provider_key))).json()
+    assert voided.json()["voided_at"] == read["voided_at"] == held["hold_expires_at"]
+    assert voided.json()["void_reason"] == read["void_reason"] == "expired"

@@ -20,7 +20,11 @@ async def test_the_clock_endpoints_answer_404_when_sandbox_mode_is_off(client: h
     assert_problem(moved, 404, "sandbox_disabled")
     me = (await client.get("/v1/me", headers=auth(operator_key))).json()
     assert me["sandbox"] is False
-    assert_problem(await client.get("/v1/sandbox/clock"), 401, "unauthenticated")
+    # Before any other check: no key, no Idempotency-Key, a key that could never move it.
+    assert_problem(await client.get("/v1/sandbox/clock"), 404, "sandbox_disabled")
+    assert_problem(await client.post("/v1/sandbox/clock", json={"advance": "P1D"}, headers=auth(operator_key)),
+                   404, "sandbox_disabled")
+    assert_problem(await client.post("/v1/sandbox/clock", json={}), 404, "sandbox_disabled")
 
 
 def test_production_refuses_sandbox_mode() -> None:

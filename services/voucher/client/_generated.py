@@ -12,7 +12,7 @@ from uuid import UUID
 
 from services.voucher.client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "eceac9a107f70f57d789119527e1e4593cb8ce4c33ba6e584fd1fb89031a3e71"
+DOCUMENT_SHA256 = "bd2b1764e886c942c12c5a42d301663934829e012259f5954eee0559f5894dd7"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

@@ -6,8 +6,9 @@ request never leaves a record behind (FastAPI resolves route-level dependencies 
 handler's own parameters, so the check has to live here).
 """
 
-
+import dataclasses
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Header, Request
@@ -53,6 +54,14 @@ async def _claim(request: Request, actor: Actor, key: str, *, with_first_reads: 
         driver.send_first(unit.session, batch, then)
     else:
         unit.claim = await idempotency.claim(unit.session, **fields)
+
+
+def keep_answer_from(request: Request, moment: datetime) -> None:
+    """Keep this request's stored answer for the retention counted from `moment` (later than
+    the request's own time: the sandbox clock's move), so a retry after it still replays."""
+    unit = request.scope["state"]["unit"]
+    if unit.claim is not None:
+        unit.claim = dataclasses.replace(unit.claim, kept_from=moment)
 
 
 def idempotent(*scopes: Scope, required: bool = False, with_first_reads: bool = False) -> Callable[..., Awaitable[None]]:

@@ -51,6 +51,9 @@ class Claim:
     dialect: str
     #: A record past its retention is replaced by this request's answer.
     replaces: bool = False
+    #: Keep the answer at least until this time plus the retention (a move of the sandbox clock
+    #: answers at the time before the move: its record must outlive the time after it).
+    kept_from: datetime | None = None
 
 
 #: Response headers that are part of the answer and are replayed with it (a replay answers in
@@ -171,7 +174,7 @@ def completion(claim_: Claim, answer: StoredResponse) -> Batch:
         "response_status": answer.status, "response_body": answer.body,
         "response_content_type": answer.content_type, "response_headers": answer.headers or None,
         "created_at": now, "locked_at": now, "completed_at": now,
-        "expires_at": now + timedelta(days=claim_.retention_days),
+        "expires_at": max(now, claim_.kept_from or now) + timedelta(days=claim_.retention_days),
     }, replaces=claim_.replaces, dialect=claim_.dialect)
 
 

@@ -16,12 +16,14 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Select,
+    and_,
     bindparam,
     cast,
     exists,
     false,
     func,
     literal_column,
+    or_,
     select,
     true,
     update,
@@ -100,11 +102,17 @@ async def list_page(
     voucher_id: uuid.UUID | None,
     status: str | None,
     order_reference: str | None,
+    now: datetime,
 ) -> tuple[Any, str | None]:
     stmt = visible(actor)
     if voucher_id is not None:
         stmt = stmt.where(Redemption.voucher_id == voucher_id)
-    if status is not None:
+    if status == RedemptionStatus.HELD.value:  # the status reads show: a hold past its TTL is voided
+        stmt = stmt.where(Redemption.status == status, Redemption.hold_expires_at > now)
+    elif status == RedemptionStatus.VOIDED.value:
+        stmt = stmt.where(or_(Redemption.status == status,
+                              and_(Redemption.status == RedemptionStatus.HELD.value, Redemption.hold_expires_at <= now)))
+    elif status is not None:
         stmt = stmt.where(Redemption.status == status)
     if order_reference is not None:
         stmt = stmt.where(Redemption.order_reference == order_reference)

@@ -156,7 +156,7 @@ async def list_redemptions(
 ) -> Page[RedemptionPublic]:
     rows, cursor = await service.list_redemptions(
         session, actor, page, voucher_id=voucher_id, status=status.value if status else None,
-        order_reference=order_reference,
+        order_reference=order_reference, now=now,
     )
     return Page(items=[_public(r, now) for r in rows], next_cursor=cursor)
 

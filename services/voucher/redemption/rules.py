@@ -308,9 +308,6 @@ def hold_subsidy(
         subsidy_so_far=usage.subsidised - stale.in_period,
         expected_subsidy=expected,
     )
-    if computation.subsidy == 0:
-        error, detail, detail_zh = _REFUSAL_BY_LIMIT[computation.limited_by]
-        raise error(detail, detail_zh=detail_zh, computation=computation.as_dict())
     if expected is not None and computation.subsidy < expected:
         bound = computation.limited_by
         raise SubsidyBelowExpected(
@@ -320,6 +317,9 @@ def hold_subsidy(
             expected_subsidy=expected, subsidy=computation.subsidy, limited_by=bound,
             computation=computation.as_dict(),
         )
+    if computation.subsidy == 0:
+        error, detail, detail_zh = _REFUSAL_BY_LIMIT[computation.limited_by]
+        raise error(detail, detail_zh=detail_zh, computation=computation.as_dict())
     return computation
 
 

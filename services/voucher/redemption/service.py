@@ -369,7 +369,8 @@ async def void(session: AsyncSession, actor: Actor, redemption_id: uuid.UUID, no
     assert locks.hold is not None
     reason = decide.void_reason(locks.hold, now)
     await _void(session, locks, reason, now, deferred=deferred, note=note)
-    return Redemption(**{**locks.row, "status": RedemptionStatus.VOIDED.value, "voided_at": now,
+    voided_at = min(now, locks.hold.hold_expires_at) if reason is VoidReason.EXPIRED else now  # as _release stores
+    return Redemption(**{**locks.row, "status": RedemptionStatus.VOIDED.value, "voided_at": voided_at,
                          "void_reason": reason.value})
 
 
@@ -477,7 +478,7 @@ async def void_claim(session: AsyncSession, redemption_id: uuid.UUID, now: datet
     locks = await _locked(session, SYSTEM, redemption_id)
     assert locks.hold is not None
     if locks.hold.status == RedemptionStatus.HELD.value:
-        await _void(session, locks, VoidReason.CLAIM_REJECTED, now, deferred=False)
+        await _void(session, locks, _unless_expired(locks.hold, VoidReason.CLAIM_REJECTED, now), now, deferred=False)
 
 
 async def due_holds(session: AsyncSession, now: datetime, limit: int = 500) -> list[uuid.UUID]:
@@ -519,8 +520,14 @@ async def release_voucher_holds(session: AsyncSession, voucher: Any, reason: Voi
     await driver.run(session, batch)
     writes = _Writes(session)
     for hold_ in holds:
-        await _release(writes, state, hold_, reason, now, locked)
+        await _release(writes, state, hold_, _unless_expired(hold_, reason, now), now, locked)
     await writes.send(deferred=False)
+
+
+def _unless_expired(hold: Hold, reason: VoidReason, now: datetime) -> VoidReason:
+    """A hold past its TTL was void since it expired (reads said so): whatever releases it later
+    records that, not its own reason."""
+    return VoidReason.EXPIRED if now >= hold.hold_expires_at else reason
 
 
 # -- reads -----------------------------------------------------------------------------------
@@ -541,9 +548,11 @@ async def list_redemptions(
     voucher_id: uuid.UUID | None = None,
     status: str | None = None,
     order_reference: str | None = None,
+    now: datetime,
 ) -> tuple[list[Redemption], str | None]:
+    """`status` as reads show it: a hold past its TTL is `voided`, not `held`."""
     rows, cursor = await repository.list_page(
-        session, actor, page, voucher_id=voucher_id, status=status, order_reference=order_reference
+        session, actor, page, voucher_id=voucher_id, status=status, order_reference=order_reference, now=now
     )
     return list(rows), cursor
 

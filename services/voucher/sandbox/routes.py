@@ -14,7 +14,7 @@ from services.voucher.clock import SandboxClock
 from services.voucher.db import Database
 from services.voucher.http.auth import current_actor, require
 from services.voucher.http.deps import Session, get_database
-from services.voucher.http.idempotency import idempotent
+from services.voucher.http.idempotency import idempotent, keep_answer_from
 from services.voucher.http.problems import AUTH_ERRORS, responses
 from services.voucher.http.unit_of_work import after_commit
 from services.voucher.sandbox import service
@@ -23,7 +23,7 @@ from services.voucher.sandbox.schemas import ClockMove, ClockState
 router = APIRouter(prefix="/v1/sandbox", tags=["sandbox"])
 
 SANDBOX_ONLY = ("**Sandbox mode only** (`VOUCHER_SANDBOX=true`, as `make run` starts); anywhere else it "
-                "answers 404 `sandbox_disabled`. ")
+                "answers 404 `sandbox_disabled`, before any other check. ")
 
 
 async def sandbox_clock(request: Request) -> SandboxClock:
@@ -54,7 +54,7 @@ def _state(state: service.ClockState) -> ClockState:
     response_model=ClockState,
     responses=responses(errors.Unauthenticated, errors.SandboxDisabled),
 )
-async def get_clock(_: Annotated[Actor, Depends(current_actor)], clock: Clock, session: Session) -> ClockState:
+async def get_clock(clock: Clock, _: Annotated[Actor, Depends(current_actor)], session: Session) -> ClockState:
     return _state(await service.read(session, clock))
 
 
@@ -71,11 +71,11 @@ async def get_clock(_: Annotated[Actor, Depends(current_actor)], clock: Clock, s
     response_model=ClockState,
     responses=responses(*AUTH_ERRORS, errors.SandboxDisabled, errors.SandboxClockBackwards, errors.ValidationFailed,
                         errors.IdempotencyKeyReused, errors.IdempotencyRequestInProgress),
-    dependencies=[Depends(idempotent(Scope.PROGRAMMES_WRITE, required=True))],
+    dependencies=[Depends(sandbox_clock), Depends(idempotent(Scope.PROGRAMMES_WRITE, required=True))],
 )
 async def move_clock(
-    _: Annotated[Actor, Depends(require(Scope.PROGRAMMES_WRITE))],
     clock: Clock,
+    _: Annotated[Actor, Depends(require(Scope.PROGRAMMES_WRITE))],
     request: Request,
     body: ClockMove,
     session: Session,
@@ -83,8 +83,10 @@ async def move_clock(
 ) -> ClockState:
     state = await service.move(session, clock, advance=body.advance, to=body.to, advance_to=body.advance_to,
                                timezone=database.settings.default_timezone)
+    keep_answer_from(request, state.now)  # a retry after the move still finds the answer (and moves nothing)
 
     async def run_due() -> None:
+        clock.offset = max(clock.offset, state.offset)  # this process now; the others at their next request
         await jobs.run_due(database, clock())
 
     after_commit(request.scope, run_due)

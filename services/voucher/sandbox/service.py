@@ -73,7 +73,8 @@ async def move(session: AsyncSession, clock: SandboxClock, *, advance: timedelta
                ) -> ClockState:
     """Move the clock forward by `advance`, to `to`, or to the start of the next day, month or
     year (`advance_to`, in `timezone`); refused (409, nothing changed) if that would take it back.
-    The row is locked, so two moves at once apply one after the other."""
+    The row is locked, so two moves at once apply one after the other. No process's clock moves
+    until the transaction commits (the caller sets this one's then; the others read the row)."""
     if sum(v is not None for v in (advance, to, advance_to)) != 1:
         raise ValueError("give one of advance, to and advance_to")
     row = (await session.execute(select(ClockRow).where(ClockRow.id == 1).with_for_update())).scalar_one_or_none()
@@ -112,7 +113,6 @@ async def move(session: AsyncSession, clock: SandboxClock, *, advance: timedelta
         after={"now": target.isoformat(), "advanced_microseconds": (target - before) // MICROSECOND,
                "real_time": real.isoformat()},
     )
-    clock.offset = max(clock.offset, offset)  # this process at once; the others at their next request
     return ClockState(now=target, real_time=real, offset=offset, moved_at=real)
 
 
