@@ -34,6 +34,7 @@ from tests.support import assert_problem, auth, drop_database
 POSTGRES_URL = os.environ.get("VOUCHER_TEST_POSTGRES_URL")
 ROLES = ("operator", "auditor", "enterprise", "provider")
 KEY = re.compile(r"^vk_\S+$")
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -122,10 +123,12 @@ def test_db_upgrade_then_current_shows_the_head(cli_database: str) -> None:
 def test_first_operator_key_from_the_cli_authenticates(cli_database: str) -> None:
     ok("db", "upgrade")
     lines = ok("keys", "create", "--role", "operator", "--name", "bootstrap").strip().splitlines()
-    prefix_and_id, secret = lines[-2], lines[-1]
+    labelled = dict(line.split(None, 1) for line in lines[:3])
+    assert list(labelled) == ["id", "prefix", "key"], lines  # each line says what it is
+    key_id, prefix, secret = labelled["id"], labelled["prefix"], labelled["key"]
     assert KEY.match(secret), lines
-    prefix, key_id = prefix_and_id.split("\t")
     assert secret.startswith(prefix)
+    assert "shown once" in lines[3]
 
     response = _get_me(cli_database, secret)
     assert response.status_code == 200, response.text
@@ -284,3 +287,33 @@ def test_commands_follow_the_sandbox_clock_in_sandbox_mode(cli_database: str, mo
     monkeypatch.setenv("VOUCHER_SANDBOX", "false")  # real time: the same key is not expired either,
     get_settings.cache_clear()                      # but its expiry is two years and a month away
     assert "\tactive\t" in [row for row in ok("keys", "list").splitlines() if "\toperator\t" in row][0]
+
+
+def test_a_command_that_cannot_run_says_so_in_one_line_and_exits_2(tmp_path: Path) -> None:
+    """Run as cron runs it, outside the checkout: no database or an unmigrated one is exit 2 and
+    one line on stderr (never a traceback, never the 1 that means "the ledger differs"), and no
+    password is printed. Every command that opens the database takes --database-url."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "VOUCHER_DATABASE_URL")}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "services.voucher.cli", *args], cwd=tmp_path,  # noqa: S603
+                              env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120)
+
+    for url, says in ((f"sqlite:///{tmp_path / 'empty.db'}", "voucher db upgrade"),
+                      ("postgresql://someone:hunter2@127.0.0.1:1/nothing", "cannot open the database")):
+        done = run("ledger", "reconcile", "--database-url", url)
+        assert done.returncode == 2, (done.stdout, done.stderr)
+        assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: ") and says in done.stderr, done.stderr
+        assert "hunter2" not in done.stderr and "Traceback" not in done.stderr
+    migrated = f"sqlite:///{tmp_path / 'ok.db'}"
+    assert run("db", "upgrade", "--database-url", migrated).returncode == 0
+    clean = run("ledger", "reconcile", "--database-url", migrated)
+    assert (clean.returncode, clean.stdout.splitlines()[-1]) == (0, "ledger reconciles: 0 differences")
+    needs_url = [("db", "upgrade"), ("db", "downgrade"), ("db", "current"), ("keys", "create"), ("keys", "list"),
+                 ("keys", "revoke"), ("jobs", "run-once"), ("worker",), ("ledger", "reconcile"), ("audit", "verify"),
+                 ("audit", "checkpoint"), ("export",), ("demo",), ("serve",)]
+    for command in needs_url:
+        assert "--database-url" in voucher(*command, "--help").output, command

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
@@ -18,13 +19,13 @@ from services.voucher.settings import Settings, get_settings
 
 app = typer.Typer(
     no_args_is_help=True, help="Voucher subsidy service.", add_completion=False,
-    pretty_exceptions_enable=False,
+    pretty_exceptions_enable=False, rich_markup_mode="markdown",
 )
-db_app = typer.Typer(no_args_is_help=True, help="Database schema (Alembic migrations).")
-keys_app = typer.Typer(no_args_is_help=True, help="API keys.")
-ledger_app = typer.Typer(no_args_is_help=True, help="The double-entry ledger.")
-jobs_app = typer.Typer(no_args_is_help=True, help="Background jobs (also run by the worker).")
-audit_app = typer.Typer(no_args_is_help=True, help="The tamper-evident audit trail.")
+db_app = typer.Typer(no_args_is_help=True, rich_markup_mode="markdown", help="Database schema (Alembic migrations).")
+keys_app = typer.Typer(no_args_is_help=True, rich_markup_mode="markdown", help="API keys.")
+ledger_app = typer.Typer(no_args_is_help=True, rich_markup_mode="markdown", help="The double-entry ledger.")
+jobs_app = typer.Typer(no_args_is_help=True, rich_markup_mode="markdown", help="Background jobs (also run by the worker).")
+audit_app = typer.Typer(no_args_is_help=True, rich_markup_mode="markdown", help="The tamper-evident audit trail.")
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.add_typer(ledger_app, name="ledger")
@@ -33,6 +34,20 @@ app.add_typer(audit_app, name="audit")
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
+
+#: Every command that opens the database takes it (else DATABASE_URL, else the embedded default).
+DatabaseUrl = Annotated[str | None, typer.Option(
+    "--database-url", show_default=False, metavar="URL",
+    help="The database: postgresql://user:password@host/name or sqlite:///path (default: DATABASE_URL, "
+         "else ./var/voucher.db).")]
+
+
+def _use_database(url: str | None) -> None:
+    """Point this command (and the server or worker it starts) at `url`, when given."""
+    if url:
+        os.environ.pop("VOUCHER_DATABASE_URL", None)
+        os.environ["DATABASE_URL"] = url
+        get_settings.cache_clear()
 
 
 def _run(work: Callable[[Any], Awaitable[T]], settings: Settings | None = None) -> T:
@@ -89,8 +104,9 @@ def _ensure_sqlite_dir(url: str) -> None:
 
 
 @db_app.command("upgrade")
-def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "head", database_url: DatabaseUrl = None) -> None:
     """Apply migrations up to REVISION (default: head)."""
+    _use_database(database_url)
     from alembic import command
 
     _ensure_sqlite_dir(get_settings().database_url)
@@ -99,8 +115,9 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
 
 
 @db_app.command("downgrade")
-def db_downgrade(revision: Annotated[str, typer.Argument()]) -> None:
+def db_downgrade(revision: Annotated[str, typer.Argument()], database_url: DatabaseUrl = None) -> None:
     """Revert migrations down to REVISION (e.g. -1 or base)."""
+    _use_database(database_url)
     from alembic import command
 
     command.downgrade(alembic_config(), revision)
@@ -108,8 +125,9 @@ def db_downgrade(revision: Annotated[str, typer.Argument()]) -> None:
 
 
 @db_app.command("current")
-def db_current() -> None:
+def db_current(database_url: DatabaseUrl = None) -> None:
     """Print the database's migration revision."""
+    _use_database(database_url)
     from alembic import command
 
     command.current(alembic_config())
@@ -123,8 +141,10 @@ def keys_create(
     enterprise_id: Annotated[str | None, typer.Option()] = None,
     provider_id: Annotated[str | None, typer.Option()] = None,
     expires_in_days: Annotated[int | None, typer.Option(min=1)] = None,
+    database_url: DatabaseUrl = None,
 ) -> None:
     """Create an API key and print it once (bootstraps the first operator key)."""
+    _use_database(database_url)
     import uuid
 
     from services.voucher.apikeys import service
@@ -142,7 +162,8 @@ def keys_create(
             provider_id=uuid.UUID(provider_id) if provider_id else None,
             expires_at=now + timedelta(days=expires_in_days) if expires_in_days else None,
         )
-        return f"{issued.key.prefix}\t{issued.key.id}\n{issued.secret}"
+        return (f"id      {issued.key.id}\nprefix  {issued.key.prefix}\n"
+                f"key     {issued.secret}\n(the key is shown once: store it now; only its hash is kept)")
 
     try:
         typer.echo(_run(work))
@@ -155,8 +176,10 @@ def keys_create(
 def keys_revoke(
     key_id: Annotated[str, typer.Argument()],
     reason: Annotated[str, typer.Option()] = "revoked with the CLI",
+    database_url: DatabaseUrl = None,
 ) -> None:
     """Revoke a key by id."""
+    _use_database(database_url)
     import uuid
 
     from services.voucher.actor import SYSTEM
@@ -178,8 +201,10 @@ def keys_revoke(
 def keys_list(
     role: Annotated[Role | None, typer.Option(help="Only keys of this role.")] = None,
     show_revoked: Annotated[bool, typer.Option(help="Include revoked and expired keys.")] = False,
+    database_url: DatabaseUrl = None,
 ) -> None:
     """Every API key (never a secret): id, prefix, role, holder, name, status, expiry. Tab-separated."""
+    _use_database(database_url)
     from services.voucher.actor import SYSTEM
     from services.voucher.apikeys import service
     from services.voucher.db import PageRequest, decode_cursor
@@ -205,8 +230,9 @@ def keys_list(
 
 
 @ledger_app.command("reconcile")
-def ledger_reconcile() -> None:
+def ledger_reconcile(database_url: DatabaseUrl = None) -> None:
     """Recompute every balance from the postings; exit 1 if anything differs."""
+    _use_database(database_url)
     import json
 
     from services.voucher.ledger import service as ledger
@@ -240,8 +266,10 @@ def jobs_run_once(
     job: Annotated[str, typer.Argument(help="One of: expire-holds, expire-vouchers, end-publicity, "
                                            "create-settlements, announce-expiring, publish-events, "
                                            "deliver-webhooks, seal-audit, audit-checkpoint, purge-idempotency")],
+    database_url: DatabaseUrl = None,
 ) -> None:
     """Run one job once (for cron). Each job is idempotent; exit 2 for an unknown job, 1 if it failed."""
+    _use_database(database_url)
     from services.voucher import jobs
     from services.voucher.db import Database
 
@@ -274,9 +302,11 @@ def worker(
                                                         "VOUCHER_WORKER_INTERVAL_SECONDS, 5).")] = None,
     job: Annotated[list[str] | None, typer.Option(help="Run only this job (repeatable).")] = None,
     once: Annotated[bool, typer.Option(help="Run one round and exit.")] = False,
+    database_url: DatabaseUrl = None,
 ) -> None:
     """Run the periodic jobs until SIGTERM/SIGINT. Several workers may run against PostgreSQL;
     run one on SQLite."""
+    _use_database(database_url)
     import signal
 
     from services.voucher import jobs
@@ -315,9 +345,11 @@ def audit_verify(
     checkpoint_seq: Annotated[int, typer.Option(help="Also check against a kept checkpoint at this position…")] = -1,
     checkpoint_hash: Annotated[str, typer.Option(help="…whose chain hash is this (hex).")] = "",
     skip_ledger: Annotated[bool, typer.Option(help="Do not match ledger journals against their events.")] = False,
+    database_url: DatabaseUrl = None,
 ) -> None:
     """Seal what is committed, recheck the whole chain, its checkpoints (and a kept one) and the
     ledger against it. Prints every problem; exit 0 when intact, 1 when anything is broken."""
+    _use_database(database_url)
     from services.voucher.audit import service as audit
     from services.voucher.audit.signing import Signer
     from services.voucher.db import Database
@@ -349,8 +381,9 @@ def audit_verify(
 
 
 @audit_app.command("checkpoint")
-def audit_checkpoint() -> None:
+def audit_checkpoint(database_url: DatabaseUrl = None) -> None:
     """Seal what is committed and sign the chain head; prints the checkpoint to keep."""
+    _use_database(database_url)
     import json
 
     from services.voucher import jobs
@@ -392,9 +425,11 @@ def export(
     voucher_id: Annotated[str | None, typer.Option()] = None,
     since: Annotated[str | None, typer.Option(help="RFC 3339; rows at or after.")] = None,
     until: Annotated[str | None, typer.Option(help="RFC 3339; rows before.")] = None,
+    database_url: DatabaseUrl = None,
 ) -> None:
     """Stream an export from one snapshot, as the API does, and print its manifest (row count,
     SHA-256, audit chain head) on stderr. Exit 2 for bad arguments."""
+    _use_database(database_url)
     import json
     import uuid
     from datetime import datetime
@@ -450,8 +485,9 @@ def export(
 
 
 @app.command("demo")
-def demo() -> None:
+def demo(database_url: DatabaseUrl = None) -> None:
     """Load the demo programme office and print fresh demo API keys (one per role)."""
+    _use_database(database_url)
     from services.voucher import demo as demo_data
 
     async def load(session: Any) -> Any:
@@ -477,8 +513,10 @@ def serve(
     forwarded_allow_ips: Annotated[str | None, typer.Option(
         help="Proxies (addresses or CIDRs, comma-separated) whose X-Forwarded-For names the client: "
              "the failed-login throttle counts by the client's address (docs/security.md)")] = None,
+    database_url: DatabaseUrl = None,
 ) -> None:
     """Serve the API (uvloop + httptools) and its offline docs at /docs and /redoc."""
+    _use_database(database_url)
     import uvicorn
 
     settings = get_settings()
@@ -502,8 +540,38 @@ def serve(
     )
 
 
+#: Exit codes, for scripts and cron: 0 done (a check found nothing), 1 a check found a problem
+#: (the ledger differs, the audit chain is broken), 2 the command could not run (bad arguments,
+#: no database, a refusal).
+EXIT_PROBLEM, EXIT_COULD_NOT_RUN = 1, 2
+
+
+def _one_line(exc: BaseException) -> str:
+    """What went wrong, in one line, with no password in it."""
+    from sqlalchemy.exc import DBAPIError, NoSuchModuleError, OperationalError, ProgrammingError
+
+    url = os.environ.get("DATABASE_URL") or os.environ.get("VOUCHER_DATABASE_URL") or ""
+    where = re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url) or "the default database"
+    first = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0]
+    if isinstance(exc, OperationalError | ProgrammingError) and ("no such table" in first or "does not exist" in first):
+        return f"the database {where} has no schema or is not this service's: run `voucher db upgrade` ({first})"
+    if isinstance(exc, DBAPIError | NoSuchModuleError | OSError | ConnectionError):
+        return f"cannot open the database {where}: {first}"
+    return f"{type(exc).__name__}: {first}"
+
+
 def main() -> None:
-    app()
+    """The `voucher` command. An error no command handled is one line on stderr and exit 2 (the
+    traceback too with VOUCHER_LOG_LEVEL=DEBUG), never a traceback that a cron job reads as exit 1."""
+    try:
+        app()
+    except Exception as exc:  # noqa: BLE001 - the last line of defence of a command-line tool
+        if os.environ.get("VOUCHER_LOG_LEVEL", "").upper() == "DEBUG":
+            import traceback
+
+            traceback.print_exc()
+        typer.echo(f"error: {_one_line(exc)}", err=True)
+        raise SystemExit(EXIT_COULD_NOT_RUN) from None
 
 
 if __name__ == "__main__":
