@@ -1,13 +1,14 @@
 """`Instant`: an aware RFC 3339 time given by a client (a filter bound, an `as_of`, a kept
 checkpoint's time), normalised to UTC and kept within years 1970–9000, so arithmetic on it
-(a window of days, a conversion to UTC) can never overflow into a 500."""
+(a window of days, a conversion to UTC) can never overflow into a 500. Numbers are refused,
+not read as Unix times."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator
 
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9000, 1, 1, tzinfo=UTC)
@@ -23,4 +24,20 @@ def _bounded(value: datetime) -> datetime:
     return utc
 
 
-Instant = Annotated[AwareDatetime, AfterValidator(_bounded)]
+def _rfc3339_only(value: object) -> object:
+    """A time is written as RFC 3339 text: a number (`0.5`, `1700000000`) is not read as a Unix
+    time, which nobody who typed it meant."""
+    if isinstance(value, bool | int | float) or (isinstance(value, str) and _looks_numeric(value)):
+        raise ValueError("must be an RFC 3339 time with its offset, e.g. 2026-03-01T00:00:00+08:00, not a number")
+    return value
+
+
+def _looks_numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+Instant = Annotated[AwareDatetime, BeforeValidator(_rfc3339_only), AfterValidator(_bounded)]

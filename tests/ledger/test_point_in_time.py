@@ -190,3 +190,15 @@ async def test_refusals(client: httpx.AsyncClient, scripted, app) -> None:
             assert_problem(await client.get(path, headers=auth(key)), 403, "insufficient_scope")
         assert_problem(await client.get(path), 401, "unauthenticated")
         assert (await client.get(path, headers=auth(world.operator))).status_code == 200
+
+
+@pytest.mark.parametrize("number", ["0.5", "1700000000", "-1", "1e9"])
+async def test_a_number_is_not_a_time(app, client: httpx.AsyncClient, number: str) -> None:
+    """`?as_of=0.5` was read as half a second after 1970 (a Unix time): refused, with the form to use."""
+    world = await build_world(app, client)
+    response = await world.client.get(f"/v1/programmes/{world.programme['id']}/trial-balance",
+                                      params={"as_of": number}, headers=auth(world.auditor))
+    problem = assert_problem(response, 422, "validation_failed")
+    assert "RFC 3339" in problem["errors"][0]["message"]
+    events = await world.client.get("/v1/audit/events", params={"until": number}, headers=auth(world.auditor))
+    assert_problem(events, 422, "validation_failed")
