@@ -28,6 +28,7 @@ from services.voucher.applications.rules import COMMITTED
 from services.voucher.db import IntPageRequest, encode_int_cursor
 from services.voucher.driver import Batch, insert_rows
 from services.voucher.ledger.rules import AccountKind
+from services.voucher.redemption.repository import is_expired_hold
 from services.voucher.tables import (
     Application,
     Claim,
@@ -352,7 +353,7 @@ async def unposted_expiries(session: AsyncSession, programme_id: uuid.UUID, as_o
         .select_from(R.join(Voucher.__table__, Voucher.id == R.c.voucher_id))
         .where(
             R.c.programme_id == programme_id, R.c.created_at <= as_of, R.c.hold_expires_at <= as_of,
-            or_(R.c.status == "held", and_(R.c.status == "voided", R.c.void_reason == "expired", ~released_by_then)),
+            or_(is_expired_hold(as_of), and_(R.c.status == "voided", R.c.void_reason == "expired", ~released_by_then)),
         )
         .group_by(Voucher.available_account_id, Voucher.held_account_id)
     )

@@ -73,6 +73,11 @@ HELD = RedemptionStatus.HELD.value
 IS_HELD = R.c.status == literal_column("'held'")
 
 
+def is_expired_hold(now: Any) -> Any:
+    """A hold past its TTL whose release is not posted yet: void when read (DESIGN §2)."""
+    return and_(IS_HELD, R.c.hold_expires_at <= now)
+
+
 def visible(actor: Actor) -> Select[Any]:
     """A provider sees its redemptions, an enterprise the redemptions of its vouchers."""
     return select(Redemption).where(_visible_to(actor))
@@ -107,11 +112,10 @@ async def list_page(
     stmt = visible(actor)
     if voucher_id is not None:
         stmt = stmt.where(Redemption.voucher_id == voucher_id)
-    if status == RedemptionStatus.HELD.value:  # the status reads show: a hold past its TTL is voided
-        stmt = stmt.where(Redemption.status == status, Redemption.hold_expires_at > now)
+    if status == HELD:  # the status reads show: a hold past its TTL is voided
+        stmt = stmt.where(IS_HELD, Redemption.hold_expires_at > now)
     elif status == RedemptionStatus.VOIDED.value:
-        stmt = stmt.where(or_(Redemption.status == status,
-                              and_(Redemption.status == RedemptionStatus.HELD.value, Redemption.hold_expires_at <= now)))
+        stmt = stmt.where(or_(Redemption.status == status, is_expired_hold(now)))
     elif status is not None:
         stmt = stmt.where(Redemption.status == status)
     if order_reference is not None:
@@ -127,7 +131,7 @@ async def refunds_of(session: AsyncSession, redemption_id: uuid.UUID) -> list[Re
 async def expired_hold_ids(session: AsyncSession, now: datetime, limit: int) -> list[uuid.UUID]:
     stmt = (
         select(Redemption.id)
-        .where(IS_HELD, Redemption.hold_expires_at <= now)
+        .where(is_expired_hold(now))
         .order_by(Redemption.hold_expires_at)
         .limit(limit)
     )

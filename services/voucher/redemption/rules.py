@@ -375,7 +375,18 @@ def void_reason(hold: Hold, now: datetime) -> VoidReason:
     if hold.status != RedemptionStatus.HELD.value:
         raise HoldNotActive(f"the hold is {hold.status}", current_status=hold.status,
                             detail_zh=f"该笔冻结当前状态为 {hold.status}")
-    return VoidReason.EXPIRED if now >= hold.hold_expires_at else VoidReason.PROVIDER
+    return release_reason(hold, VoidReason.PROVIDER, now)
+
+
+def release_reason(hold: Hold, reason: VoidReason, now: datetime) -> VoidReason:
+    """A hold past its TTL has been void since it expired (reads said so): whatever releases it
+    later records that, not its own reason."""
+    return VoidReason.EXPIRED if now >= hold.hold_expires_at else reason
+
+
+def voided_at(hold: Hold, reason: VoidReason, now: datetime) -> datetime:
+    """When a released hold became void: its expiry if it expired, else now."""
+    return min(now, hold.hold_expires_at) if reason is VoidReason.EXPIRED else now
 
 
 def check_refund(hold: Hold, amount: int) -> None:

@@ -369,8 +369,8 @@ async def void(session: AsyncSession, actor: Actor, redemption_id: uuid.UUID, no
     assert locks.hold is not None
     reason = decide.void_reason(locks.hold, now)
     await _void(session, locks, reason, now, deferred=deferred, note=note)
-    voided_at = min(now, locks.hold.hold_expires_at) if reason is VoidReason.EXPIRED else now  # as _release stores
-    return Redemption(**{**locks.row, "status": RedemptionStatus.VOIDED.value, "voided_at": voided_at,
+    return Redemption(**{**locks.row, "status": RedemptionStatus.VOIDED.value,
+                         "voided_at": decide.voided_at(locks.hold, reason, now),
                          "void_reason": reason.value})
 
 
@@ -396,10 +396,7 @@ async def _release(writes: _Writes, voucher: VoucherState, held: Hold, reason: V
                          memo=f"hold released ({reason.value})" + (f": {note}" if note else ""))
     writes.counters(locked.order(held.provider_id, held.order_reference).id, locked.usage(held.period_key).id,
                     -amount, -held.order_amount)
-    # An expired hold has been void since it expired (reads already said so): that is its voided_at,
-    # whenever the release is posted. Other voids happen when they are made.
-    voided_at = min(now, held.hold_expires_at) if reason is VoidReason.EXPIRED else now
-    repository.set_voided(writes.batch, held.id, reason.value, voided_at)
+    repository.set_voided(writes.batch, held.id, reason.value, decide.voided_at(held, reason, now))
     if reason is VoidReason.EXPIRED:
         metrics.hold_expired(writes.session, programme_id=held.programme_id)
     await audit.record(
@@ -478,7 +475,7 @@ async def void_claim(session: AsyncSession, redemption_id: uuid.UUID, now: datet
     locks = await _locked(session, SYSTEM, redemption_id)
     assert locks.hold is not None
     if locks.hold.status == RedemptionStatus.HELD.value:
-        await _void(session, locks, _unless_expired(locks.hold, VoidReason.CLAIM_REJECTED, now), now, deferred=False)
+        await _void(session, locks, decide.release_reason(locks.hold, VoidReason.CLAIM_REJECTED, now), now, deferred=False)
 
 
 async def due_holds(session: AsyncSession, now: datetime, limit: int = 500) -> list[uuid.UUID]:
@@ -520,14 +517,8 @@ async def release_voucher_holds(session: AsyncSession, voucher: Any, reason: Voi
     await driver.run(session, batch)
     writes = _Writes(session)
     for hold_ in holds:
-        await _release(writes, state, hold_, _unless_expired(hold_, reason, now), now, locked)
+        await _release(writes, state, hold_, decide.release_reason(hold_, reason, now), now, locked)
     await writes.send(deferred=False)
-
-
-def _unless_expired(hold: Hold, reason: VoidReason, now: datetime) -> VoidReason:
-    """A hold past its TTL was void since it expired (reads said so): whatever releases it later
-    records that, not its own reason."""
-    return VoidReason.EXPIRED if now >= hold.hold_expires_at else reason
 
 
 # -- reads -----------------------------------------------------------------------------------

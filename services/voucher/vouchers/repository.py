@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, false, func, literal_column, select
+from sqlalchemy import Select, false, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,6 +16,7 @@ from services.voucher.actor import Actor
 from services.voucher.apikeys.rules import Role
 from services.voucher.db import PageRequest, paginate
 from services.voucher.ids import uuid7
+from services.voucher.redemption.repository import is_expired_hold
 from services.voucher.tables import (
     EnterprisePeriodUsage,
     LedgerAccount,
@@ -88,16 +89,12 @@ async def add(session: AsyncSession, row: Voucher) -> None:
 _AV, _HE, _US = (aliased(LedgerAccount) for _ in range(3))
 
 
-#: A literal, not a parameter: the live-hold partial indexes' predicate must be visible to the planner.
-_HELD = literal_column("'held'")
-
-
 def _expired_held(now: datetime) -> Any:
     """What the voucher's holds past their TTL still hold in the ledger (their release is posted
     by the job or the voucher's next hold): read from live holds only (a partial index)."""
     return (
         select(func.coalesce(func.sum(Redemption.held_amount), 0))
-        .where(Redemption.voucher_id == Voucher.id, Redemption.status == _HELD, Redemption.hold_expires_at <= now)
+        .where(Redemption.voucher_id == Voucher.id, is_expired_hold(now))
         .correlate(Voucher)
         .scalar_subquery()
     )
@@ -135,8 +132,7 @@ async def expired_held_of(session: AsyncSession, vouchers: list[Voucher], now: d
         return {}
     stmt = (
         select(Redemption.voucher_id, func.sum(Redemption.held_amount))
-        .where(Redemption.voucher_id.in_([v.id for v in vouchers]), Redemption.status == _HELD,
-               Redemption.hold_expires_at <= now)
+        .where(Redemption.voucher_id.in_([v.id for v in vouchers]), is_expired_hold(now))
         .group_by(Redemption.voucher_id)
     )
     return {voucher_id: int(total) for voucher_id, total in (await session.execute(stmt)).all()}
