@@ -10,7 +10,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# Dependencies first, pinned by the lock file, so this layer is reused until the lock changes.
+# Dependencies first, pinned by the runtime lock (no test or lint tools: those are in
+# requirements-dev.lock), so this layer is reused until the lock changes.
 COPY requirements.lock ./
 RUN pip install -r requirements.lock
 

@@ -2,18 +2,19 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+STAMP  := $(VENV)/.installed-$(shell cat requirements.lock requirements-dev.lock pyproject.toml clients/python/pyproject.toml | cksum | cut -d' ' -f1)
 export DATABASE_URL ?= sqlite:///./var/voucher.db
 
-.PHONY: install run serve migrate demo test lint openapi openapi-check client clean lock bench bench-redeem bench-scale bench-export fuzz soak
+.PHONY: install run serve migrate demo test lint messages openapi openapi-check client clean lock bench bench-redeem bench-scale bench-export fuzz soak
 
 install: $(STAMP)
 
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): requirements.lock requirements-dev.lock pyproject.toml clients/python/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip "setuptools>=70.1"
-	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --upgrade pip "setuptools>=77"
+	$(BIN)/python -m pip install --quiet -r requirements-dev.lock
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e clients/python
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
@@ -38,30 +39,40 @@ demo: install
 ## processes (default 2; a test file stays in one process)
 test: install
 	$(BIN)/lint-imports --no-cache
-	$(BIN)/ruff check services tests migrations
+	$(BIN)/ruff check services tests migrations clients
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -n $${TEST_WORKERS:-2} --dist loadfile
 
 lint: install
-	$(BIN)/ruff check services tests migrations
+	$(BIN)/ruff check services tests migrations clients
 	$(BIN)/lint-imports --no-cache
+	$(BIN)/mypy
+
+## bring the message catalogue (services/voucher/locale/zh_CN/LC_MESSAGES/voucher.po) in step with
+## the code: new messages are added without Chinese (write it), unused ones are dropped
+messages: install
+	$(BIN)/python -m services.voucher.catalogue update
 
 ## regenerate the committed OpenAPI document from the app, and the typed client from it
 openapi: install
 	$(BIN)/python -m services.voucher.openapi_doc write
-	$(BIN)/python -m services.voucher.client.generate
+	$(BIN)/python clients/python/generate.py
 
 ## fail if the committed OpenAPI document differs from the app's
 openapi-check: install
 	$(BIN)/python -m services.voucher.openapi_doc check
 
-## regenerate the typed API client (services/voucher/client/_generated.py) from openapi/openapi.json
+## regenerate the typed API client (clients/python/voucher_client/_generated.py, the voucher-client
+## distribution) from openapi/openapi.json
 client: install
-	$(BIN)/python -m services.voucher.client.generate
+	$(BIN)/python clients/python/generate.py
 
-## re-pin every dependency (needs the package index)
+## re-pin every dependency (needs the package index): the runtime set the image installs
+## (requirements.lock) and the runtime plus dev tools `make install` uses (requirements-dev.lock)
 lock:
 	$(BIN)/python -m pip install --quiet uv
-	$(BIN)/uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 -o requirements-dev.lock
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -126,6 +126,23 @@ def test_image_installs_the_locked_dependencies_then_the_package_without_deps() 
     assert any(i == "COPY" and "requirements.lock" in a for i, a in _dockerfile_instructions())
 
 
+def _pins(lock: str) -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / lock).read_text().splitlines():
+        name, sep, version = line.partition("==")
+        if sep and not line.startswith((" ", "#")):
+            pins[name.strip().lower()] = version.split(";")[0].strip()
+    return pins
+
+
+def test_the_image_lock_holds_the_runtime_only_and_agrees_with_the_dev_lock() -> None:
+    runtime, dev = _pins("requirements.lock"), _pins("requirements-dev.lock")
+    assert {"fastapi", "sqlalchemy", "psycopg", "babel"} <= runtime.keys()
+    assert not {"pytest", "ruff", "hypothesis", "schemathesis", "import-linter"} & runtime.keys()
+    assert {"pytest", "ruff"} <= dev.keys()
+    assert {name: dev.get(name) for name in runtime} == runtime  # one version of each, both locks
+
+
 def test_image_is_python_3_11_slim_and_runs_as_a_non_root_user() -> None:
     instructions = _dockerfile_instructions()
     assert instructions[0] == ("FROM", "python:3.11-slim")
