@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from services.voucher.client import AsyncVoucherClient
+from voucher_client import AsyncVoucherClient
+
 from tests.support import enterprise_payload, programme_payload, provider_payload
 
 

@@ -8,8 +8,7 @@ from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
-
-from services.voucher.client import (
+from voucher_client import (
     NO_RETRIES,
     ApiConnectionError,
     AsyncVoucherClient,
@@ -19,6 +18,7 @@ from services.voucher.client import (
     RetryPolicy,
     ValidationError,
 )
+
 from tests.client.office import Office, build_office, hold
 
 NO_SLEEP = RetryPolicy(max_attempts=3, sleep=lambda seconds: None)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from voucher_client import ConflictError, RetryPolicy, VoucherClient
 
-from services.voucher.client import ConflictError, RetryPolicy, VoucherClient
 from services.voucher.clock import system_clock
 from tests.client.office import hold
 from tests.live_server import LiveServer

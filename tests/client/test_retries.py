@@ -8,8 +8,7 @@ import uuid
 
 import httpx
 import pytest
-
-from services.voucher.client import (
+from voucher_client import (
     NO_RETRIES,
     ApiConnectionError,
     AsyncVoucherClient,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Self
 
-from services.voucher.client._generated import AsyncOperations, SyncOperations
+from voucher_client._generated import AsyncOperations, SyncOperations
 
 
 class VoucherClient(SyncOperations):

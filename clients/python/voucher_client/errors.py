@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from services.voucher.client._retry import retry_after_seconds
+from voucher_client._retry import retry_after_seconds
 
 __all__ = [
     "ApiConnectionError",

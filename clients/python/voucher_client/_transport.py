@@ -19,13 +19,13 @@ from urllib.parse import quote
 
 import httpx
 
-from services.voucher.client._retry import (
+from voucher_client._retry import (
     NO_RETRIES,
     RetryPolicy,
     delay_for_failure,
     delay_for_response,
 )
-from services.voucher.client.errors import ApiConnectionError, error_from_response
+from voucher_client.errors import ApiConnectionError, error_from_response
 
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 USER_AGENT = "voucher-client/1"
@@ -74,7 +74,7 @@ def _query_value(value: object) -> str:
 class _Prepared:
     method: str
     url: str
-    params: list[tuple[str, str]]
+    params: tuple[tuple[str, str], ...]
     headers: dict[str, str]
     content: bytes | None
     idempotency_key: str | None
@@ -149,7 +149,7 @@ class _Base:
         return _Prepared(
             method=operation.method,
             url=self.base_url + url,
-            params=params,
+            params=tuple(params),
             headers=sent,
             content=content,
             idempotency_key=idempotency_key if operation.idempotent else None,

@@ -1,26 +1,27 @@
 """A typed Python client for the voucher service API (httpx; sync and async).
 
-    from services.voucher.client import VoucherClient, NotFoundError
+    from voucher_client import VoucherClient, NotFoundError
 
     with VoucherClient("https://vouchers.example.gov.cn", api_key="vk_…") as api:
         voucher = api.get_voucher(voucher_id)
 
 Every operation of the OpenAPI document is a method named by its operationId, generated into
-`_generated.py` by `python -m services.voucher.client.generate` (`make client`). Writes that
-document an Idempotency-Key get one automatically; what is safe to retry is retried; every
-error answer raises an `ApiError` subclass carrying the problem body. See docs/client.md.
+`_generated.py` by `clients/python/generate.py` in the service's repository (`make client`).
+Writes that document an Idempotency-Key get one automatically; what is safe to retry is
+retried; every error answer raises an `ApiError` subclass carrying the problem body. See
+docs/client.md.
 
-This package imports nothing else from `services.voucher`: it ships in the package but only
-needs httpx and the standard library.
+The `voucher-client` distribution depends on httpx only: this package imports nothing but
+itself, httpx and the standard library (never the server's `services` package).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from services.voucher.client._retry import NO_RETRIES, RetryPolicy
-from services.voucher.client._transport import Operation
-from services.voucher.client.errors import (
+from voucher_client._retry import NO_RETRIES, RetryPolicy
+from voucher_client._transport import Operation
+from voucher_client.errors import (
     ApiConnectionError,
     ApiError,
     AuthenticationError,
@@ -41,19 +42,19 @@ from services.voucher.client.errors import (
 )
 
 if TYPE_CHECKING:
-    from services.voucher.client._clients import AsyncVoucherClient, VoucherClient
-    from services.voucher.client._generated import OPERATIONS
+    from voucher_client._clients import AsyncVoucherClient, VoucherClient
+    from voucher_client._generated import OPERATIONS
 
 _GENERATED = {"AsyncVoucherClient": "_clients", "VoucherClient": "_clients", "OPERATIONS": "_generated"}
 
 
 def __getattr__(name: str) -> Any:
     # Imported on first use, so that a stale or broken _generated.py never stops
-    # `python -m services.voucher.client.generate` (which imports this package) from fixing it.
+    # anything that imports this package (an older generator did) from fixing it.
     if name in _GENERATED:
         from importlib import import_module
 
-        value = getattr(import_module(f"services.voucher.client.{_GENERATED[name]}"), name)
+        value = getattr(import_module(f"voucher_client.{_GENERATED[name]}"), name)
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

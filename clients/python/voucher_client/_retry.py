@@ -49,7 +49,7 @@ class RetryPolicy:
     sleep: Callable[[float], None | Awaitable[None]] | None = None
 
     def backoff(self, retry_number: int) -> float:
-        ceiling = min(self.backoff_max, self.backoff_base * (2 ** (retry_number - 1)))
+        ceiling = min(self.backoff_max, self.backoff_base * 2.0 ** (retry_number - 1))
         if not self.jitter or ceiling <= 0:
             return max(ceiling, 0.0)
         return random.uniform(0, ceiling)  # noqa: S311 - jitter, not a secret
