@@ -122,6 +122,7 @@ MATRIX: dict[str, str] = {
     "get_settlement": "yynnyh",              # provider X's
     "settlement_statement": "yynnyh",
     "settlement_statement_csv": "yynnyh",
+    "settlement_statement_xlsx": "yynnyh",
     "create_settlement": "ynnnnn",
     "submit_settlement": "nnnnyy",
     "dispute_settlement": "nnnnyy",

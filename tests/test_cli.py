@@ -265,6 +265,8 @@ def test_every_command_has_help() -> None:
         result = voucher(*command, "--help")
         assert result.exit_code == 0, (command, result.output)
         assert "Usage:" in result.output and len(result.output.splitlines()) > 3, (command, result.output)
+        # A flag shows no type; a value shows what to write (UUID, TIME, FILE), not a Python type.
+        assert not re.search(r"<(bool|str|path|int|float)>", result.output), (command, result.output)
     assert voucher("no-such-command").exit_code == 2
 
 

@@ -213,3 +213,135 @@ def test_every_description_of_a_minor_unit_says_what_it_is_for_every_unit() -> N
         assert "GPU_HOUR" in text and "TOKEN" in text and "fen" in text, text
     cny_only = [t for t in texts if "fen" in t and "minor unit" not in t]
     assert cny_only == ["In fen (1/100 yuan): revenue is in CNY whatever a programme's unit."] * len(cny_only), cny_only
+
+
+def _walk(node: Any) -> Any:
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _walk(value)
+
+
+def test_integer_bounds_are_integers() -> None:
+    """`"maximum": 1000000000000000.0` on an integer reads as a float to a generator."""
+    floats = [(schema.get("title"), bound) for schema in _walk(DOCUMENT) if schema.get("type") == "integer"
+              for bound in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+              if isinstance(schema.get(bound), float)]
+    assert not floats, floats
+
+
+def test_every_answer_an_operation_can_give_is_documented() -> None:
+    """A body can be malformed (400), too large (413) or not JSON (415); any operation refuses a
+    query parameter it does not take (422); a required Idempotency-Key is declared required and
+    its absence documented (428)."""
+    for method, path, operation in _operations():
+        answers = operation["responses"]
+        assert "422" in answers, _name(method, path)
+        if "requestBody" in operation:
+            assert {"400", "413", "415"} <= answers.keys(), _name(method, path)
+            assert "malformed_json" in answers["400"]["description"]
+        keys = [p for p in operation.get("parameters", []) if p["name"] == "Idempotency-Key"]
+        for key in keys:
+            required = key["description"].startswith("Required.")
+            assert key.get("required", False) is required, _name(method, path)
+            if required:
+                assert key["schema"] == {"type": "string", "title": "Idempotency-Key"}
+                assert "idempotency_key_required" in answers["428"]["description"], _name(method, path)
+    value_moving = [o for m, p, o in _operations() if m == "POST" and p in ("/v1/redemptions/holds", "/v1/redemptions")]
+    assert value_moving and all(any(p["name"] == "Idempotency-Key" and p.get("required") for p in o["parameters"])
+                                for o in value_moving)
+
+
+def test_document_is_valid_openapi_3_1() -> None:
+    """The whole document against the OpenAPI 3.1 specification's own schema."""
+    from openapi_spec_validator import OpenAPIV31SpecValidator
+
+    found = [f"{'/'.join(map(str, e.absolute_path))}: {e.message[:200]}"
+             for e in OpenAPIV31SpecValidator(DOCUMENT).iter_errors()]
+    assert not found, "\n".join(found[:30])
+
+
+_DOCUMENT_URI = "urn:voucher:openapi"
+
+
+def _pointer(*parts: str) -> str:
+    return "#/" + "/".join(p.replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def _examples() -> list[tuple[str, str, Any]]:
+    """(where, JSON pointer to the schema, example): every `examples` of a schema in components
+    (nested ones too) and every `example`/`examples` of a media type."""
+    found: list[tuple[str, str, Any]] = []
+
+    def schemas(node: Any, parts: tuple[str, ...]) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("examples"), list) and parts[-1] != "properties":
+                found.extend(("/".join(parts[2:]) + f" examples[{i}]", _pointer(*parts), example)
+                             for i, example in enumerate(node["examples"]))
+            for key, value in node.items():
+                if key not in ("examples", "example", "default", "const", "enum"):
+                    schemas(value, (*parts, key))
+        elif isinstance(node, list):
+            for index, value in enumerate(node):
+                schemas(value, (*parts, str(index)))
+
+    for name, schema in DOCUMENT["components"]["schemas"].items():
+        schemas(schema, ("components", "schemas", name))
+    for method, path, operation in _operations():
+        places = [(("requestBody",), operation.get("requestBody", {}))]
+        places += [(("responses", status), answer) for status, answer in operation.get("responses", {}).items()]
+        for place, holder in places:
+            for media_type, media in holder.get("content", {}).items():
+                parts = ("paths", path, method.lower(), *place, "content", media_type)
+                where = f"{_name(method, path)} {' '.join(place)} {media_type}"
+                if "example" in media:
+                    found.append((f"{where} example", _pointer(*parts, "schema"), media["example"]))
+                for key, example in media.get("examples", {}).items():
+                    found.append((f"{where} examples[{key}]", _pointer(*parts, "schema"), example.get("value")))
+    return found
+
+
+def test_every_example_matches_its_schema() -> None:
+    """Examples are what a reader copies: each validates against the schema it illustrates
+    (formats such as uuid and date-time included), `$ref`s resolved within the document."""
+    from jsonschema import Draft202012Validator
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT202012
+
+    registry = Registry().with_resource(
+        _DOCUMENT_URI, Resource.from_contents(DOCUMENT, default_specification=DRAFT202012))
+    examples = _examples()
+    assert len(examples) > 100, "the walk found too few examples: is it still looking in the right places?"
+    wrong = []
+    for where, pointer, example in examples:
+        validator = Draft202012Validator({"$ref": _DOCUMENT_URI + pointer}, registry=registry,
+                                         format_checker=Draft202012Validator.FORMAT_CHECKER)
+        wrong += [f"{where}: {'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message[:160]}"
+                  for e in validator.iter_errors(example)]
+    assert not wrong, "\n".join(wrong)
+
+
+#: Operations whose route files another change owns (settlement/routes.py, exports/routes.py):
+#: their descriptions are written and wait to be pasted in. The test fails for an entry here
+#: once its description has landed: take it out then.
+def test_every_operation_has_a_description() -> None:
+    """Who calls it, what it changes (or that it changes nothing) and which problems it answers:
+    enough to use the operation without reading its code."""
+    missing = [f"{_name(method, path)} ({operation['operationId']})" for method, path, operation in _operations()
+               if not (operation.get("description") or "").strip()]
+    assert not missing, "no description:\n" + "\n".join(missing)
+
+
+def test_every_tag_is_declared_with_a_description() -> None:
+    """Each tag an operation uses is declared once at the top, with a description; none is
+    declared that no operation uses."""
+    declared = [tag["name"] for tag in DOCUMENT.get("tags", [])]
+    assert len(declared) == len(set(declared)), declared
+    used = {tag for _method, _path, operation in _operations() for tag in operation.get("tags", [])}
+    assert used - set(declared) == set(), f"used but not declared: {sorted(used - set(declared))}"
+    assert set(declared) - used == set(), f"declared but unused: {sorted(set(declared) - used)}"
+    undescribed = [tag["name"] for tag in DOCUMENT["tags"] if not (tag.get("description") or "").strip()]
+    assert not undescribed, undescribed

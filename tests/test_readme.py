@@ -1,5 +1,6 @@
-"""The README tells the truth: its Python client walk-through runs as written against a real
-server loaded with the demo, and `make run`'s in-process worker publishes events."""
+"""The README tells the truth, in English and in Chinese (README.zh-CN.md): its Python client
+and sandbox walk-throughs run as written against a real server loaded with the demo, and
+`make run`'s in-process worker publishes events."""
 
 from __future__ import annotations
 
@@ -13,17 +14,29 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import httpx
+import pytest
 
 from tests.live_server import LiveServer
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
+READMES = {"en": README, "zh": (ROOT / "README.zh-CN.md").read_text(encoding="utf-8")}
 
 
-def _section(title: str) -> str:
-    start = README.index(f"## {title}\n")
-    end = README.find("\n## ", start + 1)
-    return README[start : end if end != -1 else None]
+def _section(title: str, language: str = "en") -> str:
+    """The `## ` section of that README named `title`; the Chinese README names it in Chinese
+    with the English title after it in brackets: `## Python 客户端（The Python client）`."""
+    text = READMES[language]
+    found = re.search(rf"^## (?:[^\n]*（)?{re.escape(title)}）?\n", text, re.M)
+    assert found, (language, title)
+    end = text.find("\n## ", found.start() + 1)
+    return text[found.start() : end if end != -1 else None]
+
+
+def _subsection(section: str, title: str) -> str:
+    found = re.search(rf"^### (?:[^\n]*（)?{re.escape(title)}）?\n", section, re.M)
+    assert found, title
+    return section[found.end():]
 
 
 def _demo(database_url: str) -> dict[str, str]:
@@ -36,8 +49,9 @@ def _demo(database_url: str) -> dict[str, str]:
     return {"OP": keys["operator"], "AUD": keys["auditor"], "ENT": keys["enterprise"], "PROV": keys["provider"]}
 
 
-def test_the_python_walkthrough_runs_as_written(database_url: str) -> None:
-    [script] = re.findall(r"```python\n(.*?)```", _section("The Python client"), re.S)
+@pytest.mark.parametrize("language", ["en", "zh"])
+def test_the_python_walkthrough_runs_as_written(database_url: str, language: str) -> None:
+    [script] = re.findall(r"```python\n(.*?)```", _section("The Python client", language), re.S)
     keys = _demo(database_url)
     server = LiveServer(database_url, env={"VOUCHER_WORKER_IN_PROCESS": "true",
                                            "VOUCHER_WORKER_INTERVAL_SECONDS": "0.2"})
@@ -61,19 +75,31 @@ def test_the_python_walkthrough_runs_as_written(database_url: str) -> None:
         assert len(events) == 1, "the worker did not publish the redemption"
 
 
-def test_the_readme_names_every_make_target_it_uses() -> None:
+@pytest.mark.parametrize("language", ["en", "zh"])
+def test_the_readme_names_every_make_target_it_uses(language: str) -> None:
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
     targets = set(re.findall(r"^([a-z-]+):", makefile, re.M))
-    for used in set(re.findall(r"`make ([a-z-]+)`", README)):
+    for used in set(re.findall(r"`make ([a-z-]+)`", READMES[language])):
         assert used in targets, used
 
 
-def test_the_sandbox_walkthrough_runs_as_written(database_url: str, tmp_path: Path) -> None:
+def test_the_two_readmes_show_the_same_commands_and_link_each_other() -> None:
+    """Every code block of the English README is in the Chinese one and the other way round, so
+    neither language runs behind; each links to the other first thing."""
+    def blocks(text: str) -> list[str]:
+        return sorted(re.findall(r"```[a-z]*\n.*?```", text, re.S))
+    assert blocks(READMES["en"]) == blocks(READMES["zh"])
+    assert "[简体中文](README.zh-CN.md)" in README.split("\n## ", 1)[0]
+    assert "[English](README.md)" in READMES["zh"].split("\n## ", 1)[0]
+
+
+@pytest.mark.parametrize("language", ["en", "zh"])
+def test_the_sandbox_walkthrough_runs_as_written(database_url: str, tmp_path: Path, language: str) -> None:
     """Every command of "Time passing: the sandbox clock", in order, in bash, against a server
     started as `make run` starts it (sandbox mode, the worker inside, zh-CN); only its address
     is the test's own. What the README says the commands show is what they show."""
-    [script] = re.findall(r"```sh\n(.*?)```", _section("Trying it: five minutes as each role").split(
-        "### Time passing: the sandbox clock", 1)[1], re.S)[:1]
+    said = _subsection(_section("Trying it: five minutes as each role", language), "Time passing: the sandbox clock")
+    [script] = re.findall(r"```sh\n(.*?)```", said, re.S)[:1]
     keys = _demo(database_url)
     env = {"VOUCHER_SANDBOX": "true", "VOUCHER_WORKER_IN_PROCESS": "true", "VOUCHER_DEFAULT_LANGUAGE": "zh-CN"}
     (tmp_path / ".venv").symlink_to(ROOT / ".venv")
@@ -85,7 +111,6 @@ def test_the_sandbox_walkthrough_runs_as_written(database_url: str, tmp_path: Pa
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
         lines = done.stdout.splitlines()
-        said = _section("Trying it: five minutes as each role").split("### Time passing: the sandbox clock", 1)[1]
         balances = re.findall(r"`(\{'available'[^`]*)`", said)
         assert len(lines) == 8, lines
         assert lines[1:] == [balances[0], lines[2], "expired", balances[1], "1000000", lines[6], "1000000"], lines

@@ -161,13 +161,16 @@ def test_known_timezones_are_accepted(monkeypatch: pytest.MonkeyPatch, zone: str
 
 
 def test_page_limit_default_above_max_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("VOUCHER_PAGE_LIMIT_DEFAULT", "300")
-    monkeypatch.setenv("VOUCHER_PAGE_LIMIT_MAX", "200")
+    monkeypatch.setenv("VOUCHER_PAGE_LIMIT_DEFAULT", "150")
+    monkeypatch.setenv("VOUCHER_PAGE_LIMIT_MAX", "100")
     with pytest.raises(ValidationError, match="PAGE_LIMIT_DEFAULT must not exceed"):
         Settings()
-    monkeypatch.setenv("VOUCHER_PAGE_LIMIT_DEFAULT", "200")  # equal is fine
+    monkeypatch.setenv("VOUCHER_PAGE_LIMIT_DEFAULT", "100")  # equal is fine
     settings = Settings()
-    assert (settings.page_limit_default, settings.page_limit_max) == (200, 200)
+    assert (settings.page_limit_default, settings.page_limit_max) == (100, 100)
+    monkeypatch.setenv("VOUCHER_PAGE_LIMIT_MAX", "201")  # above what the API documents
+    with pytest.raises(ValidationError):
+        Settings()
 
 
 @pytest.mark.parametrize(

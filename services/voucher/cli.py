@@ -12,10 +12,23 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+import typer.core
 
 from services.voucher.apikeys.rules import Role
 from services.voucher.clock import SandboxClock, system_clock
 from services.voucher.settings import Settings, get_settings
+
+_type_column = typer.core.TyperOption.display_type_rich
+
+
+def _flag_without_type(self: typer.core.TyperOption, ctx: Any) -> str | None:
+    """A flag takes no value, so --help shows no type beside it (Typer prints `<bool>`)."""
+    return None if self.is_flag else _type_column(self, ctx)
+
+
+typer.core.TyperOption.display_type_rich = _flag_without_type  # type: ignore[method-assign]
+# An argument's name column already says what it is (DATASET, KEY_ID): no `<str>` beside it.
+typer.core.TyperArgument.display_type_rich = lambda self, ctx: None  # type: ignore[method-assign]
 
 app = typer.Typer(
     no_args_is_help=True, help="Voucher subsidy service.", add_completion=False,
@@ -104,7 +117,7 @@ def _ensure_sqlite_dir(url: str) -> None:
 
 
 @db_app.command("upgrade")
-def db_upgrade(revision: Annotated[str, typer.Argument()] = "head", database_url: DatabaseUrl = None) -> None:
+def db_upgrade(revision: Annotated[str, typer.Argument(metavar="REVISION", help="An Alembic revision; head is the newest.")] = "head", database_url: DatabaseUrl = None) -> None:
     """Apply migrations up to REVISION (default: head)."""
     _use_database(database_url)
     from alembic import command
@@ -115,7 +128,7 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head", database_url
 
 
 @db_app.command("downgrade")
-def db_downgrade(revision: Annotated[str, typer.Argument()], database_url: DatabaseUrl = None) -> None:
+def db_downgrade(revision: Annotated[str, typer.Argument(metavar="REVISION")], database_url: DatabaseUrl = None) -> None:
     """Revert migrations down to REVISION (e.g. -1 or base)."""
     _use_database(database_url)
     from alembic import command
@@ -136,11 +149,11 @@ def db_current(database_url: DatabaseUrl = None) -> None:
 @keys_app.command("create")
 def keys_create(
     role: Annotated[Role, typer.Option(help="operator, auditor, enterprise or provider")],
-    name: Annotated[str, typer.Option(help="What the key is for.")] = "cli",
-    principal_name: Annotated[str, typer.Option(help="Operator/auditor name.")] = "Programme office",
-    enterprise_id: Annotated[str | None, typer.Option()] = None,
-    provider_id: Annotated[str | None, typer.Option()] = None,
-    expires_in_days: Annotated[int | None, typer.Option(min=1)] = None,
+    name: Annotated[str, typer.Option(metavar="TEXT", help="What the key is for.")] = "cli",
+    principal_name: Annotated[str, typer.Option(metavar="TEXT", help="Operator/auditor name.")] = "Programme office",
+    enterprise_id: Annotated[str | None, typer.Option(metavar="UUID", help="The enterprise an enterprise key acts for.")] = None,
+    provider_id: Annotated[str | None, typer.Option(metavar="UUID", help="The provider a provider key acts for.")] = None,
+    expires_in_days: Annotated[int | None, typer.Option(min=1, metavar="DAYS", help="The key stops working after this many days.")] = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Create an API key and print it once (bootstraps the first operator key)."""
@@ -174,8 +187,8 @@ def keys_create(
 
 @keys_app.command("revoke")
 def keys_revoke(
-    key_id: Annotated[str, typer.Argument()],
-    reason: Annotated[str, typer.Option()] = "revoked with the CLI",
+    key_id: Annotated[str, typer.Argument(metavar="KEY_ID", help="The key's id (voucher keys list shows it).")],
+    reason: Annotated[str, typer.Option(metavar="TEXT", help="Recorded in the audit trail.")] = "revoked with the CLI",
     database_url: DatabaseUrl = None,
 ) -> None:
     """Revoke a key by id."""
@@ -263,7 +276,7 @@ def _job_names() -> str:
 
 @jobs_app.command("run-once")
 def jobs_run_once(
-    job: Annotated[str, typer.Argument(help="One of: expire-holds, expire-vouchers, end-publicity, "
+    job: Annotated[str, typer.Argument(metavar="JOB", help="One of: expire-holds, expire-vouchers, end-publicity, "
                                            "create-settlements, announce-expiring, publish-events, "
                                            "deliver-webhooks, seal-audit, audit-checkpoint, purge-idempotency")],
     database_url: DatabaseUrl = None,
@@ -298,9 +311,9 @@ def jobs_list() -> None:
 
 @app.command("worker")
 def worker(
-    interval: Annotated[float | None, typer.Option(help="Seconds between rounds (default "
+    interval: Annotated[float | None, typer.Option(metavar="SECONDS", help="Seconds between rounds (default "
                                                         "VOUCHER_WORKER_INTERVAL_SECONDS, 5).")] = None,
-    job: Annotated[list[str] | None, typer.Option(help="Run only this job (repeatable).")] = None,
+    job: Annotated[list[str] | None, typer.Option(metavar="JOB", help="Run only this job (repeatable).")] = None,
     once: Annotated[bool, typer.Option(help="Run one round and exit.")] = False,
     database_url: DatabaseUrl = None,
 ) -> None:
@@ -342,8 +355,8 @@ def worker(
 
 @audit_app.command("verify")
 def audit_verify(
-    checkpoint_seq: Annotated[int, typer.Option(help="Also check against a kept checkpoint at this position…")] = -1,
-    checkpoint_hash: Annotated[str, typer.Option(help="…whose chain hash is this (hex).")] = "",
+    checkpoint_seq: Annotated[int, typer.Option(metavar="SEQ", help="Also check against a kept checkpoint at this position…")] = -1,
+    checkpoint_hash: Annotated[str, typer.Option(metavar="HEX", help="…whose chain hash is this (hex).")] = "",
     skip_ledger: Annotated[bool, typer.Option(help="Do not match ledger journals against their events.")] = False,
     database_url: DatabaseUrl = None,
 ) -> None:
@@ -416,15 +429,17 @@ def audit_keygen() -> None:
 
 @app.command("export")
 def export(
-    dataset: Annotated[str, typer.Argument(help="ledger-entries, redemptions, settlements or audit-events")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="File to write ('-' for stdout).")] = Path("-"),
-    format: Annotated[str, typer.Option("--format", help="jsonl or csv")] = "jsonl",  # noqa: A002
-    programme_id: Annotated[str | None, typer.Option()] = None,
-    enterprise_id: Annotated[str | None, typer.Option()] = None,
-    provider_id: Annotated[str | None, typer.Option()] = None,
-    voucher_id: Annotated[str | None, typer.Option()] = None,
-    since: Annotated[str | None, typer.Option(help="RFC 3339; rows at or after.")] = None,
-    until: Annotated[str | None, typer.Option(help="RFC 3339; rows before.")] = None,
+    dataset: Annotated[str, typer.Argument(metavar="DATASET", help="ledger-entries, redemptions, redemption-line-items, "
+                                                                  "settlements, audit-events or audit-event-changes")],
+    output: Annotated[Path, typer.Option("--output", "-o", metavar="FILE",
+                                         help="File to write ('-' for stdout; not for xlsx).")] = Path("-"),
+    format: Annotated[str, typer.Option("--format", metavar="FORMAT", help="jsonl, csv or xlsx")] = "jsonl",  # noqa: A002
+    programme_id: Annotated[str | None, typer.Option(metavar="UUID", help="Only this programme's rows.")] = None,
+    enterprise_id: Annotated[str | None, typer.Option(metavar="UUID", help="Only this enterprise's rows.")] = None,
+    provider_id: Annotated[str | None, typer.Option(metavar="UUID", help="Only this provider's rows.")] = None,
+    voucher_id: Annotated[str | None, typer.Option(metavar="UUID", help="Only this voucher's rows.")] = None,
+    since: Annotated[str | None, typer.Option(metavar="TIME", help="RFC 3339; rows at or after.")] = None,
+    until: Annotated[str | None, typer.Option(metavar="TIME", help="RFC 3339; rows before.")] = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Stream an export from one snapshot, as the API does, and print its manifest (row count,
@@ -457,6 +472,12 @@ def export(
         if moment is not None and moment.tzinfo is None:
             typer.echo("error: --since/--until need a time zone (e.g. 2026-03-01T00:00:00+08:00)", err=True)
             raise typer.Exit(2)
+    if fmt is Format.XLSX and str(output) == "-":
+        from services.voucher.i18n import msg
+
+        problem = msg("an xlsx export is a file, not a stream: give one with --output FILE")
+        typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(2)
 
     async def main() -> dict[str, Any]:
         database = Database(get_settings())
@@ -507,10 +528,10 @@ def demo(database_url: DatabaseUrl = None) -> None:
 
 @app.command("serve")
 def serve(
-    host: Annotated[str, typer.Option()] = "127.0.0.1",
-    port: Annotated[int, typer.Option()] = 8000,
-    workers: Annotated[int, typer.Option(min=1)] = 1,
-    forwarded_allow_ips: Annotated[str | None, typer.Option(
+    host: Annotated[str, typer.Option(metavar="ADDRESS", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(metavar="PORT", help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, metavar="N", help="Server processes.")] = 1,
+    forwarded_allow_ips: Annotated[str | None, typer.Option(metavar="ADDRESSES", 
         help="Proxies (addresses or CIDRs, comma-separated) whose X-Forwarded-For names the client: "
              "the failed-login throttle counts by the client's address (docs/security.md)")] = None,
     database_url: DatabaseUrl = None,

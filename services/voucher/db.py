@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Select, event
+from sqlalchemy import JSON, DateTime, Select, Table, event
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -29,12 +30,14 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Mapped
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import SQLModel
 
 from services.voucher import driver
 from services.voucher.driver import Batch
 from services.voucher.errors import InvalidCursor
+from services.voucher.i18n import msg
 from services.voucher.pending import take_deferred
 from services.voucher.settings import Settings
 
@@ -47,6 +50,21 @@ NAMING_CONVENTION = {
 }
 metadata = SQLModel.metadata
 metadata.naming_convention = NAMING_CONVENTION
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """The Core table of a table model (its `__table__`, which SQLModel's types do not declare)."""
+    table = sa_inspect(model).local_table
+    if not isinstance(table, Table):
+        raise TypeError(f"{model.__name__} is not a table model")
+    return table
+
+
+def dialect_name(session: AsyncSession) -> str:
+    """The name of the database dialect `session` is bound to ("postgresql" or "sqlite")."""
+    if session.bind is None:
+        raise RuntimeError("the session is not bound to an engine")
+    return session.bind.dialect.name
 
 #: JSON everywhere, JSONB on PostgreSQL.
 JSONType = JSON().with_variant(JSONB(), "postgresql")
@@ -221,7 +239,7 @@ class Database:
     async def in_transaction(session: AsyncSession) -> None:
         """Make a read session's next statements run inside a transaction (a server-side cursor
         — streaming a large result — needs one; reads are otherwise autocommit on PostgreSQL)."""
-        if session.bind.dialect.name != "postgresql":
+        if dialect_name(session) != "postgresql":
             return
         if session.in_transaction():
             connection = await session.connection()
@@ -336,7 +354,7 @@ def decode_cursor(cursor: str) -> uuid.UUID:
         return uuid.UUID(hex=raw[len(_CURSOR_VERSION) :])
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
         raise InvalidCursor(
-            "the cursor is not one this service issued; start again without `cursor`"
+            msg("the cursor is not one this service issued; start again without `cursor`")
         ) from exc
 
 
@@ -368,12 +386,12 @@ def decode_int_cursor(cursor: str) -> int:
         return int(digits)
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
         raise InvalidCursor(
-            "the cursor is not one this service issued; start again without `cursor`"
+            msg("the cursor is not one this service issued; start again without `cursor`")
         ) from exc
 
 
 async def paginate(
-    session: AsyncSession, stmt: Select[Any], id_column: Any, page: PageRequest
+    session: AsyncSession, stmt: Select[Any], id_column: Mapped[uuid.UUID], page: PageRequest
 ) -> tuple[Sequence[Any], str | None]:
     """Run `stmt` (already filtered) one page at a time, ordered by `id_column`."""
     if page.after is not None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from services.voucher.actor import SYSTEM
 from services.voucher.apikeys import repository as keys_repository
@@ -91,21 +93,24 @@ def _programme_terms(now: datetime, *, model: bool) -> dict[str, object]:
     }
 
 
-async def _one(session: AsyncSession, stmt: object) -> object | None:
-    return (await session.execute(stmt)).scalar_one_or_none()  # type: ignore[arg-type]
+_Row = TypeVar("_Row")
+
+
+async def _one(session: AsyncSession, stmt: Select[_Row]) -> _Row | None:
+    return (await session.execute(stmt)).scalar_one_or_none()
 
 
 async def load(session: AsyncSession, now: datetime) -> DemoResult:
     """Create whatever part of the demo is missing; rotate the demo keys."""
-    found = {}
+    found: dict[str, Programme] = {}
     for code, is_model in ((COMPUTE_CODE, False), (MODEL_CODE, True)):
-        programme = await _one(session, select(Programme).where(Programme.code == code))
+        programme = await _one(session, select(Programme).where(col(Programme.code) == code))
         if programme is None:
             programme = await programmes.create_programme(session, _programme_terms(now, model=is_model), now)
             programme = await programmes.transition(session, SYSTEM, programme.id, ProgrammeStatus.OPEN, now)
         found[code] = programme
 
-    enterprise = await _one(session, select(Enterprise).where(Enterprise.uscc == ENTERPRISE_USCC))
+    enterprise = await _one(session, select(Enterprise).where(col(Enterprise.uscc) == ENTERPRISE_USCC))
     if enterprise is None:
         enterprise = await enterprises.register(
             session,
@@ -125,7 +130,7 @@ async def load(session: AsyncSession, now: datetime) -> DemoResult:
             },
             now,
         )
-    provider = await _one(session, select(Provider).where(Provider.uscc == PROVIDER_USCC))
+    provider = await _one(session, select(Provider).where(col(Provider.uscc) == PROVIDER_USCC))
     if provider is None:
         provider = await providers.register(
             session,
@@ -151,13 +156,13 @@ async def load(session: AsyncSession, now: datetime) -> DemoResult:
     voucher = await _one(
         session,
         select(Voucher).where(
-            Voucher.enterprise_id == enterprise.id,  # type: ignore[attr-defined]
-            Voucher.programme_id == found[COMPUTE_CODE].id,  # type: ignore[attr-defined]
+            col(Voucher.enterprise_id) == enterprise.id,
+            col(Voucher.programme_id) == found[COMPUTE_CODE].id,
         ),
     )
     if voucher is None:
         voucher = await vouchers.issue_voucher(
-            session, programme_id=found[COMPUTE_CODE].id, enterprise_id=enterprise.id,  # type: ignore[attr-defined]
+            session, programme_id=found[COMPUTE_CODE].id, enterprise_id=enterprise.id,
             face_value=DEMO_VOUCHER_VALUE, now=now, reference="demo",
         )
 
@@ -165,12 +170,12 @@ async def load(session: AsyncSession, now: datetime) -> DemoResult:
         old.revoked_at = now
         old.revoked_reason = "replaced by a newer demo run"
         await announce_change(session, old.secret_hash)  # running servers drop it from their caches
-    staff = {}
+    staff: dict[Role, dict[str, Any]] = {}
     for role, name in ((Role.OPERATOR, "Demo programme office"), (Role.AUDITOR, "Demo audit bureau")):
         existing = await _one(
-            session, select(Principal).where(Principal.role == role.value, Principal.name == name)
+            session, select(Principal).where(col(Principal.role) == role.value, col(Principal.name) == name)
         )
-        staff[role] = {"principal_id": existing.id} if existing else {"principal_name": name}  # type: ignore[attr-defined]
+        staff[role] = {"principal_id": existing.id} if existing else {"principal_name": name}
     issued = {
         "operator": await apikeys.issue_key(
             session, role=Role.OPERATOR, name=DEMO_KEY_NAME, now=now, **staff[Role.OPERATOR]
@@ -186,10 +191,10 @@ async def load(session: AsyncSession, now: datetime) -> DemoResult:
         ),
     }
     return DemoResult(
-        compute_programme=found[COMPUTE_CODE],  # type: ignore[arg-type]
-        model_programme=found[MODEL_CODE],  # type: ignore[arg-type]
-        enterprise=enterprise,  # type: ignore[arg-type]
-        provider=provider,  # type: ignore[arg-type]
-        voucher=voucher,  # type: ignore[arg-type]
+        compute_programme=found[COMPUTE_CODE],
+        model_programme=found[MODEL_CODE],
+        enterprise=enterprise,
+        provider=provider,
+        voucher=voucher,
         keys={role: k.secret for role, k in issued.items()},
     )

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from prometheus_client import Counter
@@ -239,7 +239,10 @@ def _forget_connection(session: Session, transaction: SessionTransaction) -> Non
 
 
 async def _run_pg(connection: AsyncConnection, batch: Batch, commit: bool) -> None:
-    raw: psycopg.AsyncConnection[Any] = connection.sync_connection.connection.driver_connection  # type: ignore[union-attr]
+    sync = connection.sync_connection
+    assert sync is not None  # the session's connection has begun (see _connection)
+    # The DBAPI connection is psycopg's here (this runs on PostgreSQL only).
+    raw = cast("psycopg.AsyncConnection[Any]", sync.connection.driver_connection)
     dialect = connection.dialect
     # Statements whose results are read get a cursor each; the writes share one, and a run of
     # writes goes as ONE statement (each write a data-modifying CTE of it): every statement
@@ -331,9 +334,14 @@ def _merged(writes: list[tuple[str, Params]]) -> tuple[str, Params]:
     them are checked at the end of the statement, so one may insert rows another refers to."""
     parts, merged = [], {}
     for index, (sql, params) in enumerate(writes):
-        parts.append(f"w{index} AS ({_PLACEHOLDER.sub(lambda m, i=index: f'%(w{i}_{m.group(1)})s', sql)})")
+        parts.append(f"w{index} AS ({_renamed(sql, f'w{index}_')})")
         merged.update({f"w{index}_{k}": v for k, v in params.items()})
     return "WITH " + ",\n".join(parts) + "\nSELECT 1", merged
+
+
+def _renamed(sql: str, prefix: str) -> str:
+    """`sql` with each parameter placeholder's name prefixed."""
+    return _PLACEHOLDER.sub(lambda m: f"%({prefix}{m.group(1)})s", sql)
 
 
 def _same_keys(rows: list[Params]) -> bool:

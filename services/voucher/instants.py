@@ -10,6 +10,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, AwareDatetime, BeforeValidator
 
+from services.voucher.i18n import msg
+
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
@@ -18,9 +20,9 @@ def _bounded(value: datetime) -> datetime:
     try:
         utc = value.astimezone(UTC)
     except OverflowError as exc:
-        raise ValueError("must be a time between 1970 and 9000") from exc
+        raise ValueError(msg("must be a time between 1970 and 9000")) from exc
     if not EARLIEST <= utc <= LATEST:
-        raise ValueError("must be a time between 1970 and 9000")
+        raise ValueError(msg("must be a time between 1970 and 9000"))
     return utc
 
 
@@ -28,7 +30,7 @@ def _rfc3339_only(value: object) -> object:
     """A time is written as RFC 3339 text: a number (`0.5`, `1700000000`) is not read as a Unix
     time, which nobody who typed it meant."""
     if isinstance(value, bool | int | float) or (isinstance(value, str) and _looks_numeric(value)):
-        raise ValueError("must be an RFC 3339 time with its offset, e.g. 2026-03-01T00:00:00+08:00, not a number")
+        raise ValueError(msg("must be an RFC 3339 time with its offset, e.g. 2026-03-01T00:00:00+08:00, not a number"))
     return value
 
 

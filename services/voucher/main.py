@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from services.voucher import __version__, jobs
+from services.voucher import __version__, errors, jobs
 from services.voucher.anomalies import routes as anomalies
 from services.voucher.apikeys import cache as key_cache
 from services.voucher.apikeys import routes as apikeys
@@ -26,6 +26,7 @@ from services.voucher.events import routes as events
 from services.voucher.exports import routes as exports
 from services.voucher.http import docs, idempotency, meta, problems
 from services.voucher.http import metrics as http_metrics
+from services.voucher.http.query import refuse_unknown_query
 from services.voucher.http.ratelimit import RateLimiter, RateLimitHeaders
 from services.voucher.http.throttle import AuthThrottle
 from services.voucher.http.unit_of_work import UnitOfWorkMiddleware
@@ -53,6 +54,49 @@ Issue, redeem, settle and audit compute vouchers (算力券) and model vouchers 
 * Lists page with `limit` and `cursor` → `next_cursor`.
 """
 
+#: The tags in reading order: where value moves first, then set-up, proof, notification, access.
+TAGS = [
+    {"name": "redemption", "description": "Providers hold, capture, void, redeem and refund the subsidy on an SME's "
+     "order; every call that moves value requires an Idempotency-Key. Enterprises, operators and auditors read "
+     "the redemptions they may see."},
+    {"name": "vouchers", "description": "The programme office issues, suspends, resumes and revokes vouchers; an "
+     "enterprise reads its own with their available, held and used balances, and a provider looks one up by "
+     "code to quote a subsidy."},
+    {"name": "claims", "description": "In `enterprise_claim` programmes an SME that paid a provider in full files "
+     "a claim with its invoice and contract; the programme office reviews, approves, rejects and pays it."},
+    {"name": "settlement", "description": "What a programme owes a provider for a period: the office drafts, "
+     "approves and pays settlements and the provider confirms or disputes its statement. Providers also "
+     "reconcile their own usage records with the service's here."},
+    {"name": "applications", "description": "SMEs apply for a voucher under an open programme and are judged by "
+     "its eligibility rules at once; the office approves or rejects, and an approval is published (公示) "
+     "before its voucher is issued."},
+    {"name": "programmes", "description": "Subsidy policies (budget, unit, rate table, caps, windows, eligibility "
+     "rules) with their lifecycle draft → open → closed → archived, and the providers enrolled in each. The "
+     "office configures them; every key reads them."},
+    {"name": "eligibility", "description": "The eligibility rule versions a programme published (what each "
+     "application was judged by), and a dry run of a rule set that stores nothing."},
+    {"name": "enterprises", "description": "The SMEs a programme can subsidise, with their USCC checked per "
+     "GB 32100-2015; the office registers and edits them, an enterprise key sees only itself."},
+    {"name": "providers", "description": "Compute and model vendors: the office registers, approves and suspends "
+     "them; only an approved provider enrolled in a programme redeems its vouchers."},
+    {"name": "ledger", "description": "The double-entry ledger behind every balance: postings, point-in-time "
+     "balances, a programme's trial balance, and the reconciliation of stored balances with the postings."},
+    {"name": "audit", "description": "The tamper-evident trail: hash-chained events of every state change, "
+     "signed checkpoints, verifications of the chain and the ledger, and anomaly reports."},
+    {"name": "exports", "description": "Whole datasets streamed as CSV or JSON Lines, each described by a "
+     "manifest with its row count, SHA-256 and the audit chain head it is consistent with."},
+    {"name": "events", "description": "Announced changes (approvals, issuance, captures, refunds, claims, "
+     "settlements, expiries) in commit order: the pull alternative to webhooks."},
+    {"name": "webhooks", "description": "An enterprise or a provider registers endpoints that receive its events, "
+     "signed per Standard Webhooks and retried, and reads each endpoint's delivery log."},
+    {"name": "api keys", "description": "Who the calling key is, and creating, listing, rotating and revoking "
+     "API keys; a key never grants scopes it does not hold."},
+    {"name": "sandbox", "description": "The sandbox clock, which can be moved forward to let hold TTLs, "
+     "publicity, expiry and settlement periods pass; answers only in sandbox mode."},
+    {"name": "service", "description": "Liveness, readiness, metrics and the catalogue of problem types, for "
+     "load balancers, monitoring and anyone reading an error; no API key needed."},
+]
+
 
 def create_app(settings: Settings | None = None, *, clock: Clock = system_clock) -> FastAPI:
     settings = settings or get_settings()
@@ -72,9 +116,14 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         title="Voucher service",
         version=__version__,
         description=DESCRIPTION,
+        openapi_tags=TAGS,
+        contact={"name": "Voucher service maintainers"},
+        license_info={"name": "Apache-2.0", "identifier": "Apache-2.0"},
+        servers=[{"url": "/", "description": "this service"}],
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
+        dependencies=[Depends(refuse_unknown_query)],
     )
     app.state.settings = settings
     app.state.database = database
@@ -116,12 +165,19 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             version=app.version,
             description=app.description,
             routes=app.routes,
+            tags=app.openapi_tags,
+            servers=app.servers,
+            contact=app.contact,
+            license_info=app.license_info,
         )
         schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = (
             problems.Problem.model_json_schema(ref_template="#/components/schemas/{model}")
         )
         _lift_defs(schema)
+        _examples_keep_nulls(schema)
         _problem_validation_errors(schema)
+        _undeclared_answers(schema)
+        _integer_bounds(schema)
         app.openapi_schema = schema
     return app.openapi_schema
 
@@ -132,6 +188,79 @@ def _lift_defs(schema: dict[str, Any]) -> None:
     problem = components["Problem"]
     for name, definition in problem.pop("$defs", {}).items():
         components.setdefault(name, definition)
+
+
+def _examples_keep_nulls(schema: dict[str, Any]) -> None:
+    """FastAPI drops every null from the document it renders, examples included (fastapi#5559):
+    an example then lacks a nullable field the answer always carries, and no longer matches its
+    schema. Put the nulls back: a required, nullable property an example lacks is null."""
+    components = schema["components"]["schemas"]
+
+    def resolve(node: dict[str, Any]) -> dict[str, Any]:
+        while "$ref" in node:
+            node = components[node["$ref"].rsplit("/", 1)[1]]
+        return node
+
+    def nullable(node: dict[str, Any]) -> bool:
+        node = resolve(node)
+        return node.get("type") == "null" or any(nullable(option) for option in node.get("anyOf", ()))
+
+    def fill(example: Any, node: dict[str, Any]) -> None:
+        node = resolve(node)
+        options = [o for o in node.get("anyOf", ()) if resolve(o).get("type") != "null"]
+        if len(options) == 1:
+            node = resolve(options[0])
+        if isinstance(example, dict) and "properties" in node:
+            for name in node.get("required", ()):
+                if name not in example and nullable(node["properties"].get(name, {})):
+                    example[name] = None
+            for name, value in example.items():
+                if name in node["properties"]:
+                    fill(value, node["properties"][name])
+        elif isinstance(example, list) and isinstance(node.get("items"), dict):
+            for item in example:
+                fill(item, node["items"])
+
+    for component in components.values():
+        for example in component.get("examples", ()):
+            fill(example, component)
+
+
+def _undeclared_answers(schema: dict[str, Any]) -> None:
+    """The answers every operation of a kind can give, whatever its route declares: a body that
+    is not JSON (400), too large (413) or not JSON at all (415); a query parameter it does not take
+    (422); a missing Idempotency-Key where one is required (428, and the header is then declared
+    required)."""
+    body_answers = problems.responses(errors.MalformedJson, errors.PayloadTooLarge, errors.UnsupportedMediaType)
+    validation = problems.responses(errors.ValidationFailed)[422]
+    key_required = problems.responses(errors.IdempotencyKeyRequired)[428]
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            answers = operation.setdefault("responses", {})
+            if "requestBody" in operation:
+                for status, answer in body_answers.items():
+                    answers.setdefault(str(status), answer)
+            answers.setdefault("422", validation)
+            for parameter in operation.get("parameters", ()):
+                if parameter.get("name") == "Idempotency-Key" and parameter.get("description", "").startswith("Required."):
+                    parameter["required"] = True
+                    parameter["schema"] = {"type": "string", "title": "Idempotency-Key"}
+                    answers.setdefault("428", key_required)
+
+
+def _integer_bounds(node: Any) -> None:
+    """pydantic writes an integer field's bounds as floats (`1e15` as 1000000000000000.0): an
+    integer schema's bounds are integers."""
+    if isinstance(node, dict):
+        if node.get("type") == "integer":
+            for bound in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+                if isinstance(node.get(bound), float) and node[bound].is_integer():
+                    node[bound] = int(node[bound])
+        for value in node.values():
+            _integer_bounds(value)
+    elif isinstance(node, list):
+        for value in node:
+            _integer_bounds(value)
 
 
 def _problem_validation_errors(schema: dict[str, Any]) -> None:

@@ -59,3 +59,28 @@ def format_major(amount: int, unit: Unit) -> str:
     sign = "-" if amount < 0 else ""
     whole, minor = divmod(abs(amount), 10**exponent)
     return f"{sign}{whole}.{minor:0{exponent}d}" if exponent else f"{sign}{whole}"
+
+
+#: How a person reads each unit after the figure; CNY is written with the ¥ sign in front instead.
+_UNIT_WORDS: dict[Unit, dict[str, str]] = {
+    Unit.GPU_HOUR: {"en": "GPU-hours", "zh": "卡时"},
+    Unit.TOKEN: {"en": "tokens", "zh": "tokens"},
+}
+
+
+def format_for_people(amount: int, unit: Unit | str, language: str = "en") -> str:
+    """An amount in minor units as a person reads it, in "en" or "zh": 1200000000 CNY ->
+    '¥12,000,000.00', 1200000 GPU_HOUR -> '1,200.000 GPU-hours' ('1,200.000 卡时'),
+    5000 TOKEN -> '5,000 tokens'. Every minor digit is kept: nothing is rounded away. An unknown
+    unit prints the integer and the unit code, so no figure is ever shown with the wrong unit."""
+    try:
+        known = Unit(unit)
+    except ValueError:
+        return f"{amount:,} {unit}"
+    exponent = MINOR_EXPONENT[known]
+    sign = "-" if amount < 0 else ""
+    whole, minor = divmod(abs(amount), 10**exponent)
+    figure = f"{whole:,}.{minor:0{exponent}d}" if exponent else f"{whole:,}"
+    if known is Unit.CNY:
+        return f"{sign}¥{figure}"
+    return f"{sign}{figure} {_UNIT_WORDS[known]['zh' if language == 'zh' else 'en']}"

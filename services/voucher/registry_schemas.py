@@ -2,22 +2,46 @@
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from services.voucher import uscc as uscc_rules
+from services.voucher.i18n import TEMPLATE_KEY, Message, msg
+
+
+def _uscc_message(problem: uscc_rules.UsccProblem, value: str) -> Message:
+    """What is wrong with `value`, as a catalogue message whose English is uscc.py's reason."""
+    specific: Message | None = None
+    if problem.code == "uscc_length":
+        specific = msg("invalid unified social credit code: must be {length} characters, got {actual}",
+                       length=uscc_rules.LENGTH, actual=len(value))
+    elif problem.code == "uscc_character":
+        bad = [ch for ch in value if ch not in uscc_rules.ALPHABET]
+        specific = msg("invalid unified social credit code: character {character} is not allowed "
+                       "(upper-case digits and letters except I, O, Z, S, V)", character=repr(bad[0]) if bad else "")
+    elif problem.code == "uscc_region":
+        specific = msg("invalid unified social credit code: characters 3-8 must be the 6-digit region code")
+    elif problem.code == "uscc_check_character":
+        specific = msg("invalid unified social credit code: check character is {character} but should be {expected}",
+                       character=repr(value[-1:]), expected=repr(problem.expected_check))
+    general = msg("invalid unified social credit code: {reason}", reason=problem.message)
+    # uscc.py words the problem; a message that would not say the same in English is not used.
+    return specific if specific is not None and str(specific) == str(general) else general
 
 
 def _check_uscc(value: str) -> str:
     problem = uscc_rules.problem(value)
     if problem is None:
         return value
-    context = {"reason": problem.message}
+    message = _uscc_message(problem, value)
+    # The message's parameters are context members, so the HTTP layer can render its template
+    # (the catalogue's msgid) in the reader's language.
+    context: dict[str, Any] = {"reason": problem.message, **message.params, TEMPLATE_KEY: message.template}
     if problem.expected_check:
         context["expected_check_character"] = problem.expected_check
-    raise PydanticCustomError(problem.code, "invalid unified social credit code: {reason}", context)
+    raise PydanticCustomError(problem.code, message.template, context)
 
 
 Uscc = Annotated[
@@ -52,7 +76,7 @@ class PatchModel(BaseModel):
     def _no_null_for_required(self) -> PatchModel:
         bad = sorted(f for f in self.model_fields_set if getattr(self, f) is None and f not in self.nullable)
         if bad:
-            raise PydanticCustomError(
-                "null_not_allowed", "{fields} cannot be set to null", {"fields": ", ".join(bad)}
-            )
+            message = msg("{fields} cannot be set to null", fields=", ".join(bad))
+            raise PydanticCustomError("null_not_allowed", message.template,
+                                      {**message.params, TEMPLATE_KEY: message.template})
         return self

@@ -14,10 +14,15 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+#: The most items one page of a list holds (the documented maximum of every `limit`).
+MAX_PAGE_SIZE = 200
+
 DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///./var/voucher.db"
 #: Generous on purpose: a brake on runaway clients, not a quota. Providers' billing systems
 #: redeem in bulk, so theirs is above what one process can serve (docs/observability.md).
-DEFAULT_RATE_LIMITS = {
+#: The roles a rate limit is set for.
+RateLimitedRole = Literal["operator", "auditor", "enterprise", "provider"]
+DEFAULT_RATE_LIMITS: dict[RateLimitedRole, str] = {
     "operator": "6000/minute",
     "auditor": "3000/minute",
     "enterprise": "3000/minute",
@@ -60,8 +65,9 @@ class Settings(BaseSettings):
     database_echo: bool = False
     #: Idempotency records are kept at least this long (the settlement window).
     idempotency_retention_days: int = Field(default=90, ge=1, le=3650)
-    page_limit_default: int = Field(default=50, ge=1, le=1000)
-    page_limit_max: int = Field(default=200, ge=1, le=1000)
+    page_limit_default: int = Field(default=50, ge=1, le=MAX_PAGE_SIZE)
+    #: A list's `limit` above this is refused (422); the API documents MAX_PAGE_SIZE.
+    page_limit_max: int = Field(default=MAX_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
     log_level: str = "INFO"
     #: Language of error titles/details (and other bilingual text) when a request's
     #: Accept-Language states no usable preference: "en" or "zh-CN" (the demo and compose use zh-CN).
@@ -103,7 +109,7 @@ class Settings(BaseSettings):
     auth_failure_limit: str | None = "30/minute"
     #: Live (unrevoked, unexpired) keys one principal may hold at once.
     max_live_keys_per_principal: int = Field(default=5, ge=1, le=100)
-    rate_limits: dict[Literal["operator", "auditor", "enterprise", "provider"], str] = Field(
+    rate_limits: dict[RateLimitedRole, str] = Field(
         default_factory=lambda: dict(DEFAULT_RATE_LIMITS)
     )
 
@@ -122,7 +128,7 @@ class Settings(BaseSettings):
 
     @field_validator("rate_limits")
     @classmethod
-    def _rate_limits(cls, value: dict[str, str]) -> dict[str, str]:
+    def _rate_limits(cls, value: dict[RateLimitedRole, str]) -> dict[RateLimitedRole, str]:
         """Roles left out keep their default; a limit that does not parse fails at start-up."""
         from limits import parse
 

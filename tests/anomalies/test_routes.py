@@ -113,7 +113,7 @@ async def test_related_party_recorded_after_the_redemption_is_reported(world: Wo
     assert evidence["amounts"] == [300_000, 600_000] and evidence["total_amount"] == 900_000
     assert evidence["shared_parties"] == [{"party_id": PARTY, "enterprise_roles": ["legal_representative"],
                                            "provider_roles": ["shareholder"]}]
-    assert PARTY in finding["explanation"] and "9000.00 CNY" in finding["explanation"]
+    assert PARTY in finding["explanation"] and "¥9,000.00" in finding["explanation"]
 
     # A hold whose TTL has passed is void when read, even before the job posts it.
     clock.current = START + timedelta(hours=3)
@@ -178,7 +178,7 @@ async def test_a_week_far_above_the_pairs_history_is_a_spike(world: World, clock
     assert evidence["figures"]["recent_amount"] == 300_000
     assert evidence["figures"]["average_per_window"] == 30_000 and evidence["figures"]["earlier_windows"] == 3
     assert datetime.fromisoformat(evidence["window_end"]) == until
-    assert "3000.00 CNY" in found[0]["explanation"] and "300.00 CNY" in found[0]["explanation"]
+    assert "¥3,000.00" in found[0]["explanation"] and "¥300.00" in found[0]["explanation"]
     # With the clock as the end (no `until`), the same week is judged.
     clock.current = until
     assert len(of(await report(world, rule="velocity_spike"), "velocity_spike")) == 1
@@ -299,7 +299,8 @@ async def test_explanations_follow_accept_language(world: World, clock) -> None:
     zh = await fetch(world, language="zh-CN,zh;q=0.9,en;q=0.5", rule="related_party")
     assert zh.headers["content-language"] == "zh-CN"
     explanation = zh.json()["findings"][0]["explanation"]
-    assert "关联方" in explanation and "法定代表人" in explanation and "3000.00 元" in explanation
+    assert "关联方" in explanation and "法定代表人" in explanation and "¥3,000.00" in explanation
+    assert "元" not in explanation and "3000.00" not in explanation
     en = await fetch(world, language="en-GB", rule="related_party")
     assert en.headers["content-language"] == "en"
     assert "related part" in en.json()["findings"][0]["explanation"] and "关联" not in en.text

@@ -11,6 +11,7 @@ from services.voucher.anomalies.rules import (
     Claimed,
     Redeemed,
     expiry_burst,
+    money,
     order_splitting,
     percent,
     range_problems,
@@ -59,9 +60,10 @@ def test_related_party_finding_lists_every_redemption_and_explains_in_both_langu
     assert found is not None and found.rule is AnomalyRule.RELATED_PARTY
     assert [r.at for r in found.rows] == [T0, T0 + timedelta(days=1)]
     assert found.total_amount == 450_000 and found.enterprise_ids == [E1] and found.provider_ids == [P1]
-    assert "4500.00 CNY" in found.explanation("en") and "sha256:aaaaaaaaaaaaaaaa" in found.explanation("en")
-    assert "legal representative" in found.explanation("en")
-    assert "4500.00 元" in found.explanation("zh") and "法定代表人" in found.explanation("zh")
+    assert "¥4,500.00" in found.explanation("en") and "sha256:aaaaaaaaaaaaaaaa" in found.explanation("en")
+    assert "legal representative" in found.explanation("en") and "CNY" not in found.explanation("en")
+    assert "¥4,500.00" in found.explanation("zh") and "法定代表人" in found.explanation("zh")
+    assert "元" not in found.explanation("zh") and "4500.00" not in found.explanation("zh")
     assert related_party(rows, ()) is None
     assert related_party([], shared) is None
 
@@ -117,8 +119,9 @@ def test_a_week_over_three_times_the_earlier_average_is_a_spike() -> None:
     assert found.figures["recent_amount"] == 301_000 and found.figures["average_per_window"] == 100_000
     assert found.figures["earlier_windows"] == 3 and found.figures["active_windows"] == 3
     assert [r.amount for r in found.rows] == [301_000]
-    assert "3010.00 CNY" in found.explanation("en") and "1000.00 CNY" in found.explanation("en")
-    assert "3010.00 元" in found.explanation("zh") and "1000.00 元" in found.explanation("zh")
+    assert "¥3,010.00" in found.explanation("en") and "¥1,000.00" in found.explanation("en")
+    assert "¥3,010.00" in found.explanation("zh") and "¥1,000.00" in found.explanation("zh")
+    assert "CNY" not in found.explanation("en") and "元" not in found.explanation("zh")
 
 
 def test_exactly_k_times_or_too_little_history_is_not_a_spike() -> None:
@@ -204,5 +207,17 @@ def test_amounts_in_different_units_have_no_total() -> None:
 
 def test_percent_and_range() -> None:
     assert (percent(5000), percent(1250), percent(1), percent(10000)) == ("50%", "12.5%", "0.01%", "100%")
-    assert range_problems(T0, T0) == [("until", "until must be later than since")]
+    [(name, message)] = range_problems(T0, T0)
+    assert name == "until" and str(message) == "until must be later than since"
     assert range_problems(T0, T0 + timedelta(seconds=1)) == [] and range_problems(None, T0) == []
+
+
+def test_money_reads_as_people_read_it_in_both_languages() -> None:
+    """Amounts in explanations are written as money.format_for_people writes them: the figure
+    in major units with thousands separators and every minor digit, never a raw minor-unit count."""
+    assert money(123_456, "CNY") == money(123_456, "CNY", "zh") == "¥1,234.56"
+    assert money(1_200_000_000, "CNY", "zh") == "¥12,000,000.00"
+    assert money(5, "CNY") == "¥0.05"
+    assert (money(1_200_000, "GPU_HOUR"), money(1_200_000, "GPU_HOUR", "zh")) == ("1,200.000 GPU-hours", "1,200.000 卡时")
+    assert money(5_000, "TOKEN", "zh") == "5,000 tokens"
+    assert money(1234, "XYZ") == "1,234 XYZ"  # an unknown unit: the integer and its code, never a guess

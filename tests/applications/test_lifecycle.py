@@ -793,7 +793,7 @@ async def test_reasons_follow_accept_language(app: Any, client: httpx.AsyncClien
     zh = await desk.submit(**{"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.8"})
     assert zh.status_code == 201, zh.text
     assert zh.headers["content-language"] == "zh-CN"
-    assert [f["reason"] for f in zh.json()["eligibility"]["failed"]] == ["注册地 330110不属于310000", "员工人数 20 超过 10"]
+    assert [f["reason"] for f in zh.json()["eligibility"]["failed"]] == ["注册地 330110 不属于 310000", "员工人数 20 超过 10"]
     assert zh.json()["eligibility"]["result"]["reason"] == "2 项条件中有 2 项不满足"
     english = await desk.read(zh.json())
     assert english.headers["content-language"] == "en"

@@ -130,7 +130,7 @@ async def test_given_rules_pass_with_the_whole_tree(client: httpx.AsyncClient, o
     assert result["rules"][2]["rules"] == [
         {"rule": "soe", "passed": False, "reason": "lacks state_owned", "rules": None}]
     assert result["rules"][3] == {"rule": "/all/3", "passed": True, "rules": None,
-                                  "reason": "requested 800 within the remaining cap 800"}
+                                  "reason": "requested 800 minor units within the remaining cap 800 minor units"}
 
 
 async def test_given_rules_fail_naming_the_innermost_failures(
@@ -150,7 +150,7 @@ async def test_given_rules_fail_naming_the_innermost_failures(
         "ht": "lacks high_tech",
         "small": "headcount 120 > 10",
         "not-soe": "not (holds state_owned)",
-        "/all/3": "requested 801 exceeds the remaining cap 800",
+        "/all/3": "requested 801 minor units exceeds the remaining cap 800 minor units",
     }
     assert all(leaf["passed"] is False for leaf in body["failed"])
 
@@ -171,8 +171,8 @@ BUILTINS = [
      inline(), "headcount 120 ≤ 120",
      inline({"headcount": 121}), "headcount 121 > 120"),
     ({"check": "revenue_at_most", "value": 5_000_000_000},
-     inline(), "annual revenue 5000000000 ≤ 5000000000",
-     inline({"annual_revenue": 5_000_000_001}), "annual revenue 5000000001 > 5000000000"),
+     inline(), "annual revenue ¥50,000,000.00 ≤ ¥50,000,000.00",
+     inline({"annual_revenue": 5_000_000_001}), "annual revenue ¥50,000,000.01 > ¥50,000,000.00"),
     ({"check": "founded_at_least_years", "years": 1},
      inline({"founded_on": "2025-03-02"}), "founded 2025-03-02, at least 1 year(s) before the application",
      inline({"founded_on": "2025-03-03"}), "founded 2025-03-03, less than 1 year(s) before the application"),
@@ -183,8 +183,8 @@ BUILTINS = [
      inline(), "holds high_tech, sme",
      inline({"certifications": ["sme"]}), "lacks high_tech"),
     ({"check": "requested_within_remaining_cap"},
-     inline(remaining_cap=500), "requested 500 within the remaining cap 500",
-     inline(remaining_cap=499), "requested 500 exceeds the remaining cap 499"),
+     inline(remaining_cap=500), "requested 500 minor units within the remaining cap 500 minor units",
+     inline(remaining_cap=499), "requested 500 minor units exceeds the remaining cap 499 minor units"),
     ({"fact": "enterprise.industry_code", "op": "in", "value": ["I6513", "I6520"]},
      inline(), None,
      inline({"industry_code": "C3011"}), None),
@@ -192,7 +192,7 @@ BUILTINS = [
      inline({"founded_on": "2023-03-02"}), "enterprise.founded_on (2023-03-02) is at most 2023-03-02",
      inline({"founded_on": "2023-03-03"}), "enterprise.founded_on (2023-03-03) fails: is at most 2023-03-02"),
     ({"fact": "request.requested_amount", "op": ">=", "value": 500},
-     inline(), "request.requested_amount (500) is at least 500",
+     inline(), "request.requested_amount (500 minor units) is at least 500 minor units",
      None, None),
 ]
 
@@ -257,7 +257,7 @@ async def test_programme_rules_against_enterprises_on_file(
         ("region", "region 330110 is in 330110"),
         ("clean", "no dishonesty (失信) record in the last 3 year(s)"),
         ("founded", "founded 2020-05-01, at least 1 year(s) before the application"),
-        ("cap", "requested 30000000 within the remaining cap 30000000"),
+        ("cap", "requested ¥300,000.00 within the remaining cap ¥300,000.00"),
     ]
 
     refused = await verdict(client, operator_key, {"programme_id": prog["id"], "enterprise_id": bad["id"],
@@ -267,7 +267,7 @@ async def test_programme_rules_against_enterprises_on_file(
         ("region", "region 330106 is not in 330110"),
         ("clean", "dishonesty (失信) record on 2024-11-20"),
         ("founded", "founded 2025-06-01, less than 1 year(s) before the application"),
-        ("cap", "requested 30000001 exceeds the remaining cap 30000000"),
+        ("cap", "requested ¥300,000.01 exceeds the remaining cap ¥300,000.00"),
     ]
 
 
@@ -285,10 +285,10 @@ async def test_remaining_cap_shrinks_after_a_direct_issue(
     over = await verdict(client, operator_key, {**body, "requested_amount": 30_000_000})
     assert over["passed"] is False
     assert [(f["rule"], f["reason"]) for f in over["failed"]] == [
-        ("cap", "requested 30000000 exceeds the remaining cap 20000000")]
+        ("cap", "requested ¥300,000.00 exceeds the remaining cap ¥200,000.00")]
     exact = await verdict(client, operator_key, {**body, "requested_amount": 20_000_000})
     assert exact["passed"] is True
-    assert exact["result"]["rules"][3]["reason"] == "requested 20000000 within the remaining cap 20000000"
+    assert exact["result"]["rules"][3]["reason"] == "requested ¥200,000.00 within the remaining cap ¥200,000.00"
     # Another enterprise's cap is untouched.
     other = await enterprise(client, operator_key)
     fresh = await verdict(client, operator_key, {"programme_id": prog["id"], "enterprise_id": other["id"],
@@ -307,7 +307,7 @@ async def test_programme_rules_with_inline_facts_use_the_programme_cap(
     over = await verdict(client, operator_key, {"programme_id": prog["id"], "facts": facts,
                                                 "requested_amount": 30_000_001})
     assert [(f["rule"], f["reason"]) for f in over["failed"]] == [
-        ("cap", "requested 30000001 exceeds the remaining cap 30000000")]
+        ("cap", "requested ¥300,000.01 exceeds the remaining cap ¥300,000.00")]
     # A remaining cap given inline wins over the programme's.
     given = await verdict(client, operator_key, {"programme_id": prog["id"], "facts": inline(remaining_cap=5),
                                                  "requested_amount": 6})
@@ -536,7 +536,7 @@ async def test_chinese_reasons_for_a_chinese_reader(client: httpx.AsyncClient, o
         result = response.json()
         assert result["result"]["reason"] == "4 项条件中有 2 项不满足"
         assert [(f["rule"], f["reason"]) for f in result["failed"]] == [
-            ("region", "注册地 310115不属于330110"), ("/all/3", "申请金额 900超过剩余额度 800")]
+            ("region", "注册地 310115 不属于 330110"), ("/all/3", "申请金额 900（最小单位）超过剩余额度 800（最小单位）")]
         assert result["result"]["rules"][1]["reason"] == "至少一项条件满足"
         assert result["result"]["rules"][2]["reason"] == "非（缺少资质：state_owned）"
 
@@ -555,13 +555,13 @@ async def test_chinese_reasons_of_each_builtin(client: httpx.AsyncClient, operat
                                                 "requested_amount": 10, "application_date": DAY},
                          **{"Accept-Language": "zh-CN"})
     assert {r["rule"]: r["reason"] for r in body["result"]["rules"]} == {
-        "region": "注册地 330110属于330110、330106",
+        "region": "注册地 330110 属于 330110、330106",
         "hc": "员工人数 120 超过 100",
-        "rev": "年营业收入 5000000000 不超过 6000000000",
+        "rev": "年营业收入 ¥50,000,000.00 不超过 ¥60,000,000.00",
         "founded": "成立于 2021-06-01，不满 5 年",
         "clean": "2025-01-02 有失信记录",
         "cert": "具备资质：high_tech",
-        "cap": "申请金额 10未超过剩余额度 800",
+        "cap": "申请金额 10（最小单位）未超过剩余额度 800（最小单位）",
     }
 
 

@@ -85,8 +85,41 @@ def test_a_missing_fact_fails_and_says_so() -> None:
 
 def test_reasons_are_bilingual() -> None:
     outcome = evaluate({"check": "region_in", "regions": ["330110"]}, facts(enterprise={"region_code": "310000"}))
-    assert outcome.as_dict("zh-CN")["reason"] == "注册地 310000不属于330110"
+    assert outcome.as_dict("zh-CN")["reason"] == "注册地 310000 不属于 330110"
     assert outcome.as_dict("en")["reason"] == "region 310000 is not in 330110"
+
+
+def test_amounts_in_reasons_read_as_money_in_both_languages() -> None:
+    """Revenue is CNY fen whatever the programme's unit; the request is in the programme's unit."""
+    revenue = evaluate({"check": "revenue_at_most", "value": 40_000_000_000},
+                       facts(enterprise={"annual_revenue": 1_200_000_000}))
+    assert revenue.reason_en == "annual revenue ¥12,000,000.00 ≤ ¥400,000,000.00"
+    assert revenue.reason_zh == "年营业收入 ¥12,000,000.00 不超过 ¥400,000,000.00"
+    cap = {"check": "requested_within_remaining_cap"}
+    within = evaluate(cap, facts(requested_amount=30_000_000, remaining_cap=700_000_000, unit="CNY"))
+    assert within.reason_en == "requested ¥300,000.00 within the remaining cap ¥7,000,000.00"
+    assert within.reason_zh == "申请金额 ¥300,000.00 未超过剩余额度 ¥7,000,000.00"
+    hours = evaluate(cap, facts(requested_amount=1_200_001, remaining_cap=1_200_000, unit="GPU_HOUR"))
+    assert hours.reason_en == "requested 1,200.001 GPU-hours exceeds the remaining cap 1,200.000 GPU-hours"
+    assert hours.reason_zh == "申请金额 1,200.001 卡时 超过剩余额度 1,200.000 卡时"
+    # No programme, no unit: the figure says what it counts rather than pass for yuan.
+    unknown = evaluate(cap, facts(requested_amount=900, remaining_cap=800))
+    assert unknown.reason_en == "requested 900 minor units exceeds the remaining cap 800 minor units"
+    assert unknown.reason_zh == "申请金额 900（最小单位）超过剩余额度 800（最小单位）"
+    compared = evaluate({"fact": "enterprise.annual_revenue", "op": "in", "value": [100, 1_200_000_000]},
+                        facts(enterprise={"annual_revenue": 1_200_000_000}))
+    assert compared.reason_en == "enterprise.annual_revenue (¥12,000,000.00) is one of ¥1.00, ¥12,000,000.00"
+    assert compared.reason_zh == "enterprise.annual_revenue（¥12,000,000.00）满足：属于 ¥1.00、¥12,000,000.00"
+    headcount = evaluate({"fact": "enterprise.headcount", "op": "<=", "value": 100}, facts())
+    assert headcount.reason_en == "enterprise.headcount (120) fails: is at most 100"  # a count, not money
+
+
+def test_validation_problems_are_catalogue_messages() -> None:
+    with pytest.raises(RuleError) as caught:
+        validate({"fact": "enterprise.founded_on", "op": "<", "value": "last year"})
+    ((pointer, problem),) = caught.value.errors
+    assert pointer == "/value"
+    assert problem.render("en") == 'a date "YYYY-MM-DD" or {"years_before_application": N}'
 
 
 def test_a_real_programme_written_in_the_language() -> None:

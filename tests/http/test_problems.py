@@ -100,3 +100,16 @@ async def test_every_problem_type_resolves(client: httpx.AsyncClient) -> None:
     one = await client.get("/v1/problems/idempotency_key_reused")
     assert one.json()["status"] == 422
     assert_problem(await client.get("/v1/problems/no_such_code"), 404, "not_found")
+
+
+@pytest.mark.parametrize(("method", "path", "allow"), [
+    ("PATCH", "/v1/programmes", "GET, HEAD, POST"),
+    ("DELETE", "/v1/programmes/0190d5d2-0000-7000-8000-000000000000", "GET, HEAD, PATCH"),
+    ("POST", "/healthz", "GET, HEAD"),
+])
+async def test_a_405_allows_every_method_of_the_path_not_only_the_first_routes(
+    client: httpx.AsyncClient, method: str, path: str, allow: str
+) -> None:
+    response = await client.request(method, path)
+    assert_problem(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == allow

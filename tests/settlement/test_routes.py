@@ -2,7 +2,8 @@
 refunded in the period (Asia/Shanghai days); a capture or refund is settled once; cancelling
 frees the lines; refunds after payment become adjustments of the next settlement; the lifecycle
 and its refusals; paid settlements are immutable, in the API and in the database; tenancy; the
-JSON and CSV statements agree with each other and with their lines."""
+JSON, CSV and .xlsx statements agree with each other and with their lines (the spreadsheets in
+Beijing time, as the period is)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from services.voucher.tables import LedgerAccount, LedgerPosting
+from tests.exports import xlsx
 from tests.support import (
     assert_problem,
     auth,
@@ -672,7 +674,8 @@ async def test_tenancy_and_roles(app, world: World, clock) -> None:
     before = await get(world, s)
 
     # another provider cannot see it or act on it
-    for path in (f"/v1/settlements/{s}", f"/v1/settlements/{s}/statement", f"/v1/settlements/{s}/statement.csv"):
+    for path in (f"/v1/settlements/{s}", f"/v1/settlements/{s}/statement", f"/v1/settlements/{s}/statement.csv",
+                 f"/v1/settlements/{s}/statement.xlsx"):
         assert_problem(await world.client.get(path, headers=auth(other_key)), 404, "not_found")
     for action in ("submit", "dispute"):
         assert_problem(await act(world, s, action, key=other_key), 404, "not_found")
@@ -682,8 +685,11 @@ async def test_tenancy_and_roles(app, world: World, clock) -> None:
     assert (await get(world, s, world.provider_key))["id"] == s
     assert [x["id"] for x in await listed(world, world.provider_key)] == [s]
     await statement(world, s, world.provider_key)
+    assert (await world.client.get(f"/v1/settlements/{s}/statement.xlsx", headers=auth(world.provider_key))
+            ).status_code == 200
     # enterprises see no settlement at all
-    for path in ("/v1/settlements", f"/v1/settlements/{s}", f"/v1/settlements/{s}/statement"):
+    for path in ("/v1/settlements", f"/v1/settlements/{s}", f"/v1/settlements/{s}/statement",
+                 f"/v1/settlements/{s}/statement.xlsx"):
         assert_problem(await world.client.get(path, headers=auth(world.enterprise_key)), 403, "insufficient_scope")
     assert_problem(await settle(world, "2026-03-02", "2026-03-02", key=world.enterprise_key), 403,
                    "insufficient_scope")
@@ -693,6 +699,8 @@ async def test_tenancy_and_roles(app, world: World, clock) -> None:
     assert (await statement(world, s, world.auditor))["total"] == 300_000
     csv_ = await world.client.get(f"/v1/settlements/{s}/statement.csv", headers=auth(world.auditor))
     assert csv_.status_code == 200
+    assert (await world.client.get(f"/v1/settlements/{s}/statement.xlsx", headers=auth(world.auditor))
+            ).status_code == 200
     assert_problem(await settle(world, "2026-03-01", "2026-03-02", key=world.auditor), 403, "insufficient_scope")
     for action in ACTIONS:
         assert_problem(await act(world, s, action, key=world.auditor), 403, "insufficient_scope")
@@ -712,7 +720,7 @@ async def test_tenancy_and_roles(app, world: World, clock) -> None:
                                           programme_id=world.programme["id"], status="draft")] == [s]
 
 
-# -- the statement, as JSON and as CSV ------------------------------------------------------------------
+# -- the statement, as JSON, CSV and .xlsx --------------------------------------------------------------
 
 
 def yuan(fen: int) -> str:
@@ -731,6 +739,7 @@ async def test_statement_json_and_csv_agree(world: World, clock) -> None:
     assert doc["refunded_total"] == -sum(a for a in amounts if a < 0) == s["refunded_total"]
     assert doc["settlement"] == await get(world, s["id"])
     assert doc["csv_url"] == f"/v1/settlements/{s['id']}/statement.csv"
+    assert doc["xlsx_url"] == f"/v1/settlements/{s['id']}/statement.xlsx"
 
     response = await world.client.get(doc["csv_url"], headers=auth(world.operator))
     assert response.status_code == 200
@@ -748,8 +757,11 @@ async def test_statement_json_and_csv_agree(world: World, clock) -> None:
     order = header.index("订单号 order_reference")
     assert [(r[order], r[-1]) for r in body_rows] == [(li["order_reference"], yuan(li["amount"]))
                                                       for li in doc["lines"]]
-    assert [r[header.index("发生时间 occurred_at (UTC)")] for r in body_rows][:3] == [
-        "2026-03-01T16:00:00+00:00", "2026-03-02T01:00:00+00:00", "2026-03-02T02:00:00+00:00"]
+    # Beijing time, as the period is: the first capture, at 16:00 UTC on 1 March, is 2 March's
+    assert [r[header.index("发生时间 occurred_at (Asia/Shanghai)")] for r in body_rows][:3] == [
+        "2026-03-02T00:00:00+08:00", "2026-03-02T09:00:00+08:00", "2026-03-02T10:00:00+08:00"]
+    assert [datetime.fromisoformat(r[5]) for r in body_rows] == [
+        datetime.fromisoformat(li["occurred_at"]) for li in doc["lines"]]
     assert [r[1] for r in body_rows] == ["核销 capture", "核销 capture", "退款 refund", "核销 capture", "退款 refund",
                                          "退款 refund", "核销 capture"]
     assert [r[-1] for r in body_rows] == ["6000.00", "15000.00", "-2500.00", "999.99", "-333.33", "-666.66",
@@ -761,3 +773,38 @@ async def test_statement_json_and_csv_agree(world: World, clock) -> None:
         assert again.content == raw
     assert (await statement(world, s["id"], world.provider_key))["csv_sha256"] == doc["csv_sha256"]
 
+
+
+async def test_statement_xlsx_agrees_with_the_csv(world: World, clock) -> None:
+    """The workbook a finance officer opens: the CSV's rows, amounts as numbers in yuan with two
+    decimals, times as Beijing date-times, the header frozen; its Digest is its SHA-256, the
+    same bytes every time and for every reader."""
+    await march(world, clock)
+    s = await settled(world, "2026-03-02", "2026-03-02")
+    doc = await statement(world, s["id"])
+    raw_csv = (await world.client.get(doc["csv_url"], headers=auth(world.operator))).content
+    csv_rows = list(csv.reader(io.StringIO(raw_csv[3:].decode("utf-8"), newline="")))
+
+    response = await world.client.get(doc["xlsx_url"], headers=auth(world.operator))
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    assert f'filename="settlement-{s["id"]}.xlsx"' in response.headers["content-disposition"]
+    book = response.content
+    assert response.headers["digest"] == f"sha-256={hashlib.sha256(book).hexdigest()}"
+    assert int(response.headers["content-length"]) == len(book)
+    [sheet] = xlsx.read(book)
+    assert sheet.frozen_rows == 3
+    assert [c.value for c in sheet.rows[0]] == csv_rows[0] and [c.value for c in sheet.rows[1]] == csv_rows[1]
+    assert [c.value for c in sheet.rows[2]] == csv_rows[2]
+    assert len(sheet.rows) == len(csv_rows) == 3 + len(doc["lines"]) + 1
+    for row, want, line in zip(sheet.rows[3:-1], csv_rows[3:-1], doc["lines"], strict=True):
+        assert row[2].value == want[2] == line["order_reference"]
+        assert row[3].value == line["redemption_id"]
+        assert row[5].value == datetime.fromisoformat(want[5]).replace(tzinfo=None)  # Beijing wall clock
+        assert (row[6].value * 100, row[6].number_format) == (line["amount"], "#,##0.00")
+    total = sheet.rows[-1]
+    assert total[0].value == "合计 total" and total[6].value * 100 == doc["total"] == 1_880_000
+    assert sum(r[6].value for r in sheet.rows[3:-1]) == total[6].value
+    for key in (world.provider_key, world.auditor):
+        again = await world.client.get(doc["xlsx_url"], headers=auth(key))
+        assert again.content == book

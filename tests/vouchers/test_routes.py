@@ -42,6 +42,10 @@ async def test_issue_refusals_change_nothing(world: World) -> None:
         headers=auth(world.operator, **fresh_key()))
     problem = assert_problem(over_cap, 409, "enterprise_cap_exceeded")
     assert problem["remaining"] == 10_000_000
+    # Amounts read as money, never as raw fen; the extension members stay integers for machines.
+    assert problem["detail"] == ("the enterprise has been granted ¥200,000.00 and has ¥0.00 approved awaiting issue, "
+                                 "of its ¥300,000.00 cap for 2026; ¥100,000.01 more would exceed it")
+    assert (problem["granted"], problem["cap"]) == (20_000_000, 30_000_000)
     vouchers = (await world.client.get("/v1/vouchers", headers=auth(world.operator, **fresh_key()))).json()["items"]
     assert len(vouchers) == 1
 
@@ -68,7 +72,11 @@ async def test_bulk_issue_is_all_or_nothing(world: World) -> None:
         {"enterprise_id": world.enterprise["id"], "face_value": 10_000_001},  # over the cap
     ]}
     refused = await world.client.post("/v1/vouchers/bulk", json=body, headers=auth(world.operator, **fresh_key()))
-    assert assert_problem(refused, 409, "enterprise_cap_exceeded")["grant_index"] == 2
+    problem = assert_problem(refused, 409, "enterprise_cap_exceeded")
+    assert problem["grant_index"] == 2
+    assert problem["detail"] == ("grant 2: the enterprise has been granted ¥200,000.00 and has ¥0.00 approved "
+                                 "awaiting issue, of its ¥300,000.00 cap for 2026; ¥100,000.01 more would exceed it; "
+                                 "no voucher of this batch was issued")
     assert (await world.client.get("/v1/vouchers", headers=auth(world.operator, **fresh_key()))).json()["items"] == []
     body["grants"][2]["face_value"] = 10_000_000
     issued = await world.client.post("/v1/vouchers/bulk", json=body, headers=auth(world.operator, **fresh_key()))

@@ -10,18 +10,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, false, func, literal_column, or_, select
+from sqlalchemy import ColumnClause, and_, case, false, func, literal_column, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from services.voucher.anomalies.rules import Claimed, Redeemed
 from services.voucher.claims.rules import ClaimStatus
-from services.voucher.db import Database
+from services.voucher.db import Database, table_of
 from services.voucher.redemption.rules import Payee, RedemptionStatus
 from services.voucher.tables import Claim, Enterprise, Programme, Provider, Redemption, Voucher
 
-R = Redemption.__table__.c  # type: ignore[attr-defined]
-C = Claim.__table__.c  # type: ignore[attr-defined]
-V = Voucher.__table__.c  # type: ignore[attr-defined]
+R = table_of(Redemption).c
+C = table_of(Claim).c
+V = table_of(Voucher).c
 STREAM = {"yield_per": 2000}
 
 
@@ -81,15 +82,15 @@ async def _stream(session: AsyncSession, stmt: Any) -> AsyncIterator[Redeemed]:
 
 
 async def programme_exists(session: AsyncSession, programme_id: uuid.UUID) -> bool:
-    found = await session.execute(select(Programme.id).where(Programme.id == programme_id))  # type: ignore[arg-type]
+    found = await session.execute(select(col(Programme.id)).where(col(Programme.id) == programme_id))
     return found.scalar_one_or_none() is not None
 
 
 async def programme_limits(session: AsyncSession, programme_id: uuid.UUID | None) -> dict[uuid.UUID, int]:
     """max_per_voucher of every programme in scope (programmes are few)."""
-    stmt = select(Programme.id, Programme.max_per_voucher)
+    stmt = select(col(Programme.id), col(Programme.max_per_voucher))
     if programme_id is not None:
-        stmt = stmt.where(Programme.id == programme_id)  # type: ignore[arg-type]
+        stmt = stmt.where(col(Programme.id) == programme_id)
     return {row.id: int(row.max_per_voucher) for row in (await session.execute(stmt)).all()}
 
 
@@ -100,9 +101,10 @@ async def pairs_with_parties(
     sides' related parties as recorded now."""
     pairs = select(R.enterprise_id, R.provider_id).where(*_conditions(scope)).distinct().subquery()
     stmt = (
-        select(pairs.c.enterprise_id, pairs.c.provider_id, Enterprise.related_parties, Provider.related_parties)
-        .join(Enterprise, Enterprise.id == pairs.c.enterprise_id)  # type: ignore[arg-type]
-        .join(Provider, Provider.id == pairs.c.provider_id)  # type: ignore[arg-type]
+        select(pairs.c.enterprise_id, pairs.c.provider_id, col(Enterprise.related_parties),
+               col(Provider.related_parties))
+        .join(Enterprise, col(Enterprise.id) == pairs.c.enterprise_id)
+        .join(Provider, col(Provider.id) == pairs.c.provider_id)
         .order_by(pairs.c.enterprise_id, pairs.c.provider_id)
     )
     return [(row[0], row[1], list(row[2] or []), list(row[3] or [])) for row in (await session.execute(stmt)).all()]
@@ -139,7 +141,7 @@ async def rows_of_expiring_vouchers(
     stmt = (
         _rows(scope, V.expires_at <= expiring_by)
         .add_columns(V.expires_at)
-        .join_from(Redemption.__table__, Voucher.__table__, V.id == R.voucher_id)
+        .join_from(table_of(Redemption), table_of(Voucher), V.id == R.voucher_id)
         .order_by(R.voucher_id, R.created_at, R.id)
         .execution_options(**STREAM)
     )
@@ -154,7 +156,8 @@ def _folded(column: Any) -> Any:
     `reference_key`): case folded, O read as 0, I and L as 1. References are printable ASCII."""
     # Constants written into the SQL, not bound: PostgreSQL must see the grouped expression and
     # the selected one as the same text.
-    o, zero, i, one, ell = (literal_column(f"'{c}'") for c in "O0I1L")
+    letters: list[ColumnClause[str]] = [literal_column(f"'{c}'") for c in "O0I1L"]
+    o, zero, i, one, ell = letters
     return func.replace(func.replace(func.replace(func.upper(column), o, zero), i, one), ell, one)
 
 

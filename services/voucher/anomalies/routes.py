@@ -43,6 +43,7 @@ def _bounded(name: str, description: str) -> Any:
     operation_id="anomaly_report",
     summary="Anomaly report: redemptions an auditor should look at, each with its evidence and why",
     description=(
+        "Operators and auditors (`audit:read`); it changes nothing. "
         "Runs the chosen detectors (all by default) over every value-carrying redemption made in "
         "[`since`, `until`) — captured net of refunds, or held while the hold lives — and, for "
         "shared invoices, over standing claims. Detectors: `related_party` (enterprise and provider "
@@ -52,7 +53,8 @@ def _bounded(name: str, description: str) -> Any:
         "`velocity_factor` × its average window before, with ≥ `velocity_min_windows` earlier active "
         "windows), `expiry_burst` (a voucher's last `expiry_days` before expiry ≥ `expiry_share_bps` "
         "of all it redeemed and ≥ `expiry_min_amount`), `shared_reference` (one order reference or "
-        "invoice under two or more enterprises). Explanations follow Accept-Language (zh-CN or English)."
+        "invoice under two or more enterprises). Explanations follow Accept-Language (zh-CN or English). "
+        "Answers `not_found` for an unknown programme and `validation_failed` for a threshold out of bounds."
     ),
     response_model=AnomalyReport,
     responses=responses(*AUTH_ERRORS, errors.NotFound, errors.ValidationFailed),

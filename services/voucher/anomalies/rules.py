@@ -1,9 +1,10 @@
-"""Anomaly detectors for auditors. Pure: stdlib only (and money.py).
+"""Anomaly detectors for auditors. Pure: stdlib only (and money.py, i18n.py).
 
 A detector reads plain rows — redemptions that carry value (captured net of refunds, or held
 while the hold lives) or claims — and returns findings: the rows that triggered it, the
 figures it compared, and an explanation in English and zh-CN. Amounts are integers in the
-unit's minor unit; ratios are compared by cross-multiplication, never by division.
+unit's minor unit (written for people as money.format_for_people does: ¥1,234.56 in both
+languages); ratios are compared by cross-multiplication, never by division.
 
     related_party     the enterprise and the provider share a legal representative or shareholder
     order_splitting   ≥ N orders of one pair, each just under a threshold, within a window
@@ -20,7 +21,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from services.voucher.money import BPS_DENOMINATOR, MAX_AMOUNT, Unit, format_major
+from services.voucher.i18n import Message, msg
+from services.voucher.money import BPS_DENOMINATOR, MAX_AMOUNT, format_for_people
 
 
 class AnomalyRule(StrEnum):
@@ -126,8 +128,12 @@ class Finding:
     def explanation(self, language: str) -> str:
         return self.explanation_zh if language.lower().startswith("zh") else self.explanation_en
 
+    def _items(self) -> tuple[Redeemed | Claimed, ...]:
+        """The rows and the claims the finding is about."""
+        return (*self.rows, *self.claims)
+
     def _ids(self, name: str) -> list[uuid.UUID]:
-        return sorted({getattr(r, name) for r in (*self.rows, *self.claims)})
+        return sorted({getattr(r, name) for r in self._items()})
 
     @property
     def programme_ids(self) -> list[uuid.UUID]:
@@ -147,7 +153,7 @@ class Finding:
 
     @property
     def unit(self) -> str | None:
-        units = {r.unit for r in (*self.rows, *self.claims)}
+        units = {r.unit for r in self._items()}
         return units.pop() if len(units) == 1 else None
 
     @property
@@ -155,10 +161,10 @@ class Finding:
         """The sum of the rows' amounts; None when they are in different units."""
         if self.unit is None:
             return None
-        return sum(r.amount for r in (*self.rows, *self.claims))
+        return sum(r.amount for r in self._items())
 
     def sort_key(self) -> tuple[int, datetime, str]:
-        times = [r.at for r in (*self.rows, *self.claims)]
+        times = [r.at for r in self._items()]
         first = min(times) if times else datetime.min.replace(tzinfo=UTC)
         enterprises = self.enterprise_ids
         return RULE_ORDER[self.rule], first, str(enterprises[0]) if enterprises else ""
@@ -166,17 +172,14 @@ class Finding:
 
 # -- wording ---------------------------------------------------------------------------------
 
-_UNIT_ZH = {"CNY": "元", "GPU_HOUR": "卡时", "TOKEN": "tokens"}
 _ROLE_EN = {"legal_representative": "legal representative", "shareholder": "shareholder"}
 _ROLE_ZH = {"legal_representative": "法定代表人", "shareholder": "股东"}
 
 
 def money(amount: int, unit: str, language: str = "en") -> str:
-    try:
-        text = format_major(amount, Unit(unit))
-    except ValueError:
-        text = str(amount)
-    return f"{text} {_UNIT_ZH.get(unit, unit)}" if language == "zh" else f"{text} {unit}"
+    """An amount in minor units as people read it, in "en" or "zh": ¥1,234.56 (both languages),
+    1,200.000 GPU-hours / 1,200.000 卡时, 5,000 tokens (money.format_for_people)."""
+    return format_for_people(amount, unit, language)
 
 
 def percent(bps: int) -> str:
@@ -464,8 +467,8 @@ def shared_invoice(claims: Sequence[Claimed]) -> Finding | None:
 # -- the request -----------------------------------------------------------------------------
 
 
-def range_problems(since: datetime | None, until: datetime | None) -> list[tuple[str, str]]:
+def range_problems(since: datetime | None, until: datetime | None) -> list[tuple[str, Message]]:
     """(query parameter, message) for a time range that cannot be reported on."""
     if since is not None and until is not None and until <= since:
-        return [("until", "until must be later than since")]
+        return [("until", msg("until must be later than since"))]
     return []

@@ -30,6 +30,7 @@ from services.voucher.anomalies.rules import (
     velocity_spike,
 )
 from services.voucher.errors import Forbidden, NotFound, ValidationFailed, field_error
+from services.voucher.i18n import msg
 
 T = TypeVar("T")
 
@@ -143,12 +144,12 @@ async def report(
     """The findings of the chosen detectors over every tenant's redemptions in scope; only
     operators and auditors read across tenants."""
     if not actor.sees_everything:
-        raise Forbidden("anomaly reports read every tenant's data: operators and auditors only")
+        raise Forbidden(msg("anomaly reports read every tenant's data: operators and auditors only"))
     problems = range_problems(scope.since, scope.until)
     if problems:
         raise ValidationFailed([field_error(name, message, "value_error", location="query") for name, message in problems])
     if scope.programme_id is not None and not await repository.programme_exists(session, scope.programme_id):
-        raise NotFound(f"no programme with id {scope.programme_id}")
+        raise NotFound(msg("no programme with id {programme_id}", programme_id=scope.programme_id))
     findings: list[Finding] = []
     for rule in AnomalyRule:  # a fixed order whatever order the caller named them in
         if rule in rules:

@@ -28,6 +28,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.voucher.db import dialect_name
 from services.voucher.pending import on_commit
 
 log = logging.getLogger(__name__)
@@ -130,7 +131,7 @@ async def announce_change(session: AsyncSession, secret_hash: str) -> None:
     if cache is not None:
         cache.forget(secret_hash)
         on_commit(session, lambda: cache.forget(secret_hash))
-    if session.bind.dialect.name == "postgresql":
+    if dialect_name(session) == "postgresql":
         await session.execute(text("SELECT pg_notify(:channel, :payload)"),
                               {"channel": CHANNEL, "payload": secret_hash})
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from services.voucher.actor import Actor
 from services.voucher.apikeys.rules import Scope
@@ -20,29 +21,29 @@ async def key_with_principal(
 ) -> tuple[ApiKey, Principal] | None:
     stmt = (
         select(ApiKey, Principal)
-        .join(Principal, Principal.id == ApiKey.principal_id)
-        .where(ApiKey.secret_hash == secret_hash)
+        .join(Principal, col(Principal.id) == col(ApiKey.principal_id))
+        .where(col(ApiKey.secret_hash) == secret_hash)
     )
     row = (await session.execute(stmt)).first()
     return None if row is None else (row[0], row[1])
 
 
-def _visible_keys(actor: Actor) -> Select[Any]:
+def _visible_keys(actor: Actor) -> Select[ApiKey]:
     """Staff keys that may read or manage all keys see them all; every other key, including a
     staff key narrowed to keys:self, sees only its own principal's."""
     stmt = select(ApiKey)
     sees_all_keys = actor.sees_everything and bool({Scope.KEYS_READ, Scope.KEYS_WRITE} & actor.scopes)
     if not sees_all_keys:
-        stmt = stmt.where(ApiKey.principal_id == actor.principal_id)
+        stmt = stmt.where(col(ApiKey.principal_id) == actor.principal_id)
     return stmt
 
 
 async def get_key(
     session: AsyncSession, actor: Actor, key_id: uuid.UUID, *, own_only: bool, for_update: bool = False
 ) -> ApiKey | None:
-    stmt = _visible_keys(actor).where(ApiKey.id == key_id)
+    stmt = _visible_keys(actor).where(col(ApiKey.id) == key_id)
     if own_only:
-        stmt = stmt.where(ApiKey.principal_id == actor.principal_id)
+        stmt = stmt.where(col(ApiKey.principal_id) == actor.principal_id)
     if for_update:
         stmt = stmt.with_for_update()
     return (await session.execute(stmt)).scalar_one_or_none()
@@ -53,8 +54,8 @@ async def list_keys(
 ) -> tuple[Any, str | None]:
     stmt = _visible_keys(actor)
     if principal_id is not None:
-        stmt = stmt.where(ApiKey.principal_id == principal_id)
-    return await paginate(session, stmt, ApiKey.id, page)
+        stmt = stmt.where(col(ApiKey.principal_id) == principal_id)
+    return await paginate(session, stmt, col(ApiKey.id), page)
 
 
 async def get_principal(session: AsyncSession, principal_id: uuid.UUID) -> Principal | None:
@@ -66,16 +67,16 @@ async def principal_for_tenant(
 ) -> Principal | None:
     stmt = select(Principal)
     if enterprise_id is not None:
-        stmt = stmt.where(Principal.enterprise_id == enterprise_id)
+        stmt = stmt.where(col(Principal.enterprise_id) == enterprise_id)
     else:
-        stmt = stmt.where(Principal.provider_id == provider_id)
+        stmt = stmt.where(col(Principal.provider_id) == provider_id)
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
 async def principals_by_ids(session: AsyncSession, ids: set[uuid.UUID]) -> dict[uuid.UUID, Principal]:
     if not ids:
         return {}
-    rows = (await session.execute(select(Principal).where(Principal.id.in_(ids)))).scalars()
+    rows = (await session.execute(select(Principal).where(col(Principal.id).in_(ids)))).scalars()
     return {p.id: p for p in rows}
 
 
@@ -85,29 +86,30 @@ async def add(session: AsyncSession, *rows: Any) -> None:
 
 
 async def active_demo_keys(session: AsyncSession, name: str) -> list[ApiKey]:
-    stmt = select(ApiKey).where(ApiKey.name == name, ApiKey.revoked_at.is_(None))
+    stmt = select(ApiKey).where(col(ApiKey.name) == name, col(ApiKey.revoked_at).is_(None))
     return list((await session.execute(stmt)).scalars())
 
 
 async def lock_principal(session: AsyncSession, principal_id: uuid.UUID) -> None:
     """Serialise changes to one principal's keys (counting its live keys, then adding one)."""
-    await session.execute(select(Principal.id).where(Principal.id == principal_id).with_for_update())
+    stmt = select(col(Principal.id)).where(col(Principal.id) == principal_id).with_for_update()
+    await session.execute(stmt)
 
 
 async def live_key_count(session: AsyncSession, principal_id: uuid.UUID, now: datetime) -> int:
     stmt = select(func.count()).select_from(ApiKey).where(
-        ApiKey.principal_id == principal_id, ApiKey.revoked_at.is_(None),
-        or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > now))
+        col(ApiKey.principal_id) == principal_id, col(ApiKey.revoked_at).is_(None),
+        or_(col(ApiKey.expires_at).is_(None), col(ApiKey.expires_at) > now))
     return int((await session.execute(stmt)).scalar_one())
 
 
 async def successor_of(session: AsyncSession, key_id: uuid.UUID) -> ApiKey | None:
     """The key a rotation of `key_id` made, if any."""
-    stmt = select(ApiKey).where(ApiKey.rotated_from_id == key_id).limit(1)
+    stmt = select(ApiKey).where(col(ApiKey.rotated_from_id) == key_id).limit(1)
     return (await session.execute(stmt)).scalars().first()
 
 
 async def live_prefixes(session: AsyncSession, now: datetime) -> list[str]:
-    stmt = select(ApiKey.prefix).where(ApiKey.revoked_at.is_(None),
-                                       or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > now))
+    stmt = select(col(ApiKey.prefix)).where(col(ApiKey.revoked_at).is_(None),
+                                            or_(col(ApiKey.expires_at).is_(None), col(ApiKey.expires_at) > now))
     return list((await session.execute(stmt)).scalars())

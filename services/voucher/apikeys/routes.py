@@ -25,6 +25,7 @@ from services.voucher.http.auth import current_actor, require
 from services.voucher.http.deps import Now, Session, get_settings
 from services.voucher.http.pagination import Page, Paging
 from services.voucher.http.problems import AUTH_ERRORS, responses
+from services.voucher.i18n import msg
 from services.voucher.settings import Settings
 from services.voucher.tables import ApiKey, Principal
 
@@ -42,7 +43,7 @@ def _public(key: ApiKey, principal: Principal, now: datetime) -> ApiKeyPublic:
         enterprise_id=principal.enterprise_id,
         provider_id=principal.provider_id,
         scopes=list(key.scopes),
-        status=service.key_status(key, now),  # type: ignore[arg-type]
+        status=service.key_status(key, now),
         created_at=key.created_at,
         expires_at=key.expires_at,
         revoked_at=key.revoked_at,
@@ -59,6 +60,9 @@ def _created(issued: service.IssuedKey, now: datetime) -> ApiKeyCreated:
     "/me",
     operation_id="get_me",
     summary="Who am I: the principal, role and scopes of the calling key",
+    description="Any valid API key. Answers the key's principal, role, scopes and tenant (enterprise or provider), "
+    "whether the service runs in sandbox mode, and the time its rules use; changes nothing. Answers "
+    "`unauthenticated` for a missing, unknown, expired or revoked key.",
     response_model=Me,
     responses=responses(errors.Unauthenticated),
 )
@@ -80,6 +84,11 @@ async def get_me(actor: Annotated[Actor, Depends(current_actor)], now: Now,
     "/api-keys",
     operation_id="create_api_key",
     summary="Create an API key for an enterprise, provider, auditor or operator",
+    description="The programme office (`keys:write`) creates a key for an operator, auditor, enterprise or "
+    "provider principal, new or existing, with all its role's scopes or a subset. The secret is in this answer "
+    "only (only its hash is stored); records the audit event `api_key.created`. Refused with `scope_escalation` "
+    "(scopes the calling key may not grant), `not_found` (principal, enterprise or provider), "
+    "`too_many_live_keys`, or `validation_failed` (e.g. a scope the role cannot hold, an expiry in the past).",
     status_code=201,
     response_model=ApiKeyCreated,
     responses=responses(*AUTH_ERRORS, errors.ScopeEscalation, errors.NotFound, errors.ValidationFailed,
@@ -113,6 +122,9 @@ async def create_api_key(
     "/api-keys",
     operation_id="list_api_keys",
     summary="List API keys (operators and auditors: all; others: their own)",
+    description="Keys with `keys:read` (operators, auditors) list every key; keys with `keys:self` (enterprises, "
+    "providers) their own principal's. Never shows a secret; changes nothing. Answers `invalid_cursor` for a "
+    "cursor this service did not issue.",
     response_model=Page[ApiKeyPublic],
     responses=responses(*AUTH_ERRORS, errors.InvalidCursor),
 )
@@ -124,8 +136,7 @@ async def list_api_keys(
     principal_id: Annotated[uuid.UUID | None, Query(description="Only this principal's keys.")] = None,
 ) -> Page[ApiKeyPublic]:
     if Scope.KEYS_READ not in actor.scopes and Scope.KEYS_SELF not in actor.scopes:
-        raise errors.InsufficientScope("listing keys needs keys:read or keys:self",
-                                       detail_zh="查看密钥列表需要 keys:read 或 keys:self 权限范围")
+        raise errors.InsufficientScope(msg("listing keys needs keys:read or keys:self"))
     rows, cursor = await service.list_keys(session, actor, page, principal_id)
     return Page(items=[_public(k, p, now) for k, p in rows], next_cursor=cursor)
 
@@ -134,6 +145,8 @@ async def list_api_keys(
     "/api-keys/{key_id}",
     operation_id="get_api_key",
     summary="Read one API key (never its secret)",
+    description="Any key: operators and auditors read any key, others only their own principal's. Never shows the "
+    "secret; changes nothing. Answers `not_found` when the key does not exist or is not yours.",
     response_model=ApiKeyPublic,
     responses=responses(*AUTH_ERRORS, errors.NotFound),
 )
@@ -151,6 +164,9 @@ async def get_api_key(
     "/api-keys/{key_id}/revoke",
     operation_id="revoke_api_key",
     summary="Revoke an API key at once (operators: any key; others: their own)",
+    description="A key with `keys:write` (operators) revokes any key, one with `keys:self` its own principal's. "
+    "The key stops working at once, in every process, and the audit event `api_key.revoked` is recorded; revoking "
+    "a revoked key changes nothing. Answers `not_found` when the key does not exist or is not yours.",
     response_model=ApiKeyPublic,
     responses=responses(*AUTH_ERRORS, errors.NotFound),
 )
@@ -170,6 +186,11 @@ async def revoke_api_key(
     "/api-keys/{key_id}/rotate",
     operation_id="rotate_api_key",
     summary="Replace an API key with a new one; the old one stops after a grace period",
+    description="A key with `keys:write` rotates any key, one with `keys:self` its own principal's. A successor "
+    "with the same principal, name and scopes is created, its secret shown in this answer only, and the old key "
+    "keeps working for `grace_seconds` (0: it stops at once); audit events `api_key.rotated` and "
+    "`api_key.created`. Refused with `scope_escalation`, `not_found`, `conflict` (the key is expired or revoked), "
+    "`key_being_replaced` (already rotated: rotate its successor) or `too_many_live_keys`.",
     status_code=201,
     response_model=ApiKeyCreated,
     responses=responses(*AUTH_ERRORS, errors.ScopeEscalation, errors.NotFound, errors.Conflict,
@@ -193,5 +214,4 @@ async def rotate_api_key(
 
 def _need_key_management(actor: Actor) -> None:
     if Scope.KEYS_WRITE not in actor.scopes and Scope.KEYS_SELF not in actor.scopes:
-        raise errors.InsufficientScope("managing keys needs keys:write or keys:self",
-                                       detail_zh="管理密钥需要 keys:write 或 keys:self 权限范围")
+        raise errors.InsufficientScope(msg("managing keys needs keys:write or keys:self"))

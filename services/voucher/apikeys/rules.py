@@ -10,6 +10,8 @@ import hashlib
 import secrets
 from enum import StrEnum
 
+from services.voucher.i18n import msg
+
 
 class Role(StrEnum):
     OPERATOR = "operator"
@@ -133,10 +135,13 @@ def scopes_for(role: Role, requested: list[str] | None) -> frozenset[Scope]:
     allowed = ROLE_SCOPES[role]
     if requested is None:
         return allowed
+    unknown = sorted(set(requested) - {s.value for s in Scope})
+    if unknown:
+        raise ValueError(msg("unknown scope(s): {scopes}", scopes=unknown))
     wanted = {Scope(s) for s in requested}
     extra = wanted - allowed
     if extra:
         raise ValueError(
-            f"role {role.value} cannot hold scope(s): {', '.join(sorted(s.value for s in extra))}"
+            msg("role {role} cannot hold scope(s): {scopes}", role=role, scopes=sorted(s.value for s in extra))
         )
     return frozenset(wanted)

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
 
 from services.voucher.apikeys.rules import Role, Scope
 
@@ -60,30 +61,27 @@ class ApiKeyRotate(BaseModel):
     )
 
 
+_KEY_EXAMPLE: JsonDict = {
+    "id": "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e11",
+    "name": "billing system",
+    "prefix": "vk_3f9a1b2c4d",
+    "role": "provider",
+    "principal_id": "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e12",
+    "principal_name": "Hangzhou Compute Co.",
+    "enterprise_id": None,
+    "provider_id": "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e13",
+    "scopes": ["keys:self", "programmes:read", "providers:read"],
+    "status": "active",
+    "created_at": "2026-11-26T06:00:00Z",
+    "expires_at": None,
+    "revoked_at": None,
+    "revoked_reason": None,
+    "rotated_from_id": None,
+}
+
+
 class ApiKeyPublic(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "id": "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e11",
-                    "name": "billing system",
-                    "prefix": "vk_3f9a1b2c4d",
-                    "role": "provider",
-                    "principal_id": "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e12",
-                    "principal_name": "Hangzhou Compute Co.",
-                    "enterprise_id": None,
-                    "provider_id": "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e13",
-                    "scopes": ["keys:self", "programmes:read", "providers:read"],
-                    "status": "active",
-                    "created_at": "2026-11-26T06:00:00Z",
-                    "expires_at": None,
-                    "revoked_at": None,
-                    "revoked_reason": None,
-                    "rotated_from_id": None,
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [_KEY_EXAMPLE]})
 
     id: uuid.UUID
     name: str
@@ -103,6 +101,9 @@ class ApiKeyPublic(BaseModel):
 
 
 class ApiKeyCreated(ApiKeyPublic):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {**_KEY_EXAMPLE, "key": "vk_3f9a1b2c4d_Jq8x2mW0pL5vR7tY1nB4cE6hK9sD3fG0aZ2uQ8iO1wX"}]})
+
     key: str = Field(description="The secret key. Shown once: it is stored only as a hash.")
 
 

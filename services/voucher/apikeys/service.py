@@ -27,6 +27,7 @@ from services.voucher.errors import (
     ValidationFailed,
     field_error,
 )
+from services.voucher.i18n import msg
 from services.voucher.tables import ApiKey, Enterprise, Principal, Provider
 
 
@@ -66,13 +67,13 @@ async def live_prefixes(session: AsyncSession, now: datetime) -> frozenset[str]:
 def actor_for(key: CachedKey | None, now: datetime) -> Actor:
     """The actor behind a looked-up key; 401 for unknown, revoked or expired keys."""
     if key is None:
-        raise InvalidApiKey("no such API key; check it was copied whole", detail_zh="该 API 密钥不存在，请检查是否完整复制")
+        raise InvalidApiKey(msg("no such API key; check it was copied whole"))
     if key.revoked_at is not None:
-        raise ApiKeyRevoked(f"key {key.prefix} was revoked at {key.revoked_at.isoformat()}",
-                            detail_zh=f"密钥 {key.prefix} 已于 {key.revoked_at.isoformat()} 被吊销")
+        raise ApiKeyRevoked(msg("key {prefix} was revoked at {revoked_at}",
+                                prefix=key.prefix, revoked_at=key.revoked_at.isoformat()))
     if key.expires_at is not None and key.expires_at <= now:
-        raise ApiKeyExpired(f"key {key.prefix} expired at {key.expires_at.isoformat()}",
-                            detail_zh=f"密钥 {key.prefix} 已于 {key.expires_at.isoformat()} 过期")
+        raise ApiKeyExpired(msg("key {prefix} expired at {expires_at}",
+                                prefix=key.prefix, expires_at=key.expires_at.isoformat()))
     return Actor(
         principal_id=key.principal_id,
         role=Role(key.role),
@@ -95,13 +96,13 @@ async def _principal_for(
 ) -> Principal:
     errors: list[dict[str, Any]] = []
     if role is Role.ENTERPRISE and enterprise_id is None:
-        errors.append(field_error("enterprise_id", "an enterprise key needs enterprise_id"))
+        errors.append(field_error("enterprise_id", msg("an enterprise key needs enterprise_id")))
     if role is Role.PROVIDER and provider_id is None:
-        errors.append(field_error("provider_id", "a provider key needs provider_id"))
+        errors.append(field_error("provider_id", msg("a provider key needs provider_id")))
     if role is not Role.ENTERPRISE and enterprise_id is not None:
-        errors.append(field_error("enterprise_id", "only enterprise keys are bound to an enterprise"))
+        errors.append(field_error("enterprise_id", msg("only enterprise keys are bound to an enterprise")))
     if role is not Role.PROVIDER and provider_id is not None:
-        errors.append(field_error("provider_id", "only provider keys are bound to a provider"))
+        errors.append(field_error("provider_id", msg("only provider keys are bound to a provider")))
     if errors:
         raise ValidationFailed(errors)
 
@@ -112,7 +113,9 @@ async def _principal_for(
         else:
             tenant = await session.get(Provider, provider_id)
         if tenant is None:
-            raise NotFound(f"no {role.value} with id {enterprise_id or provider_id}")
+            if role is Role.ENTERPRISE:
+                raise NotFound(msg("no enterprise with id {enterprise_id}", enterprise_id=enterprise_id))
+            raise NotFound(msg("no provider with id {provider_id}", provider_id=provider_id))
         principal = await repository.principal_for_tenant(
             session, enterprise_id=enterprise_id, provider_id=provider_id
         )
@@ -130,11 +133,11 @@ async def _principal_for(
     if principal_id is not None:
         principal = await repository.get_principal(session, principal_id)
         if principal is None or principal.role != role.value:
-            raise NotFound(f"no {role.value} principal with id {principal_id}")
+            raise NotFound(msg("no {role} principal with id {principal_id}", role=role, principal_id=principal_id))
         return principal
     if not principal_name:
         raise ValidationFailed(
-            [field_error("principal_name", f"name the {role.value} (a person or office) this key is for")]
+            [field_error("principal_name", msg("name the {role} (a person or office) this key is for", role=role))]
         )
     principal = Principal(role=role.value, name=principal_name, created_at=now)
     await repository.add(session, principal)
@@ -148,11 +151,10 @@ def _check_grant(actor: Actor | None, scopes: frozenset[Scope] | list[str]) -> N
         return
     excess = {Scope(s) for s in scopes} - grantable(actor.role, actor.scopes)
     if excess:
-        names = ", ".join(sorted(s.value for s in excess))
+        names = sorted(s.value for s in excess)
         raise ScopeEscalation(
-            f"this key does not hold {names}, so it cannot give them to another key",
-            detail_zh=f"该密钥自身不具备 {names} 权限范围，不能将其授予其他密钥",
-            scopes_not_held=sorted(s.value for s in excess),
+            msg("this key does not hold {scopes}, so it cannot give them to another key", scopes=names),
+            scopes_not_held=names,
         )
 
 
@@ -174,11 +176,11 @@ async def issue_key(
     """A new key for a principal (found or created). Its scopes never exceed its role's; the
     principal may hold at most `max_live_keys` live keys (the API's limit; the CLI sets none)."""
     if expires_at is not None and expires_at <= now:
-        raise ValidationFailed([field_error("expires_at", "must be in the future")])
+        raise ValidationFailed([field_error("expires_at", msg("must be in the future"))])
     try:
         granted = scopes_for(role, scopes)
-    except ValueError as exc:
-        raise ValidationFailed([field_error("scopes", str(exc))]) from exc
+    except ValueError as exc:  # scopes_for's reason is a message for people
+        raise ValidationFailed([field_error("scopes", exc.args[0])]) from exc
     _check_grant(created_by, granted)
     principal = await _principal_for(
         session,
@@ -215,9 +217,8 @@ async def _check_live_keys(session: AsyncSession, principal_id: uuid.UUID, limit
     live = await repository.live_key_count(session, principal_id, now)
     if live + adding > limit:
         raise TooManyLiveKeys(
-            f"this principal already holds {live} live keys, the most it may hold is {limit}; "
-            "revoke one it no longer uses first",
-            detail_zh=f"该主体已持有 {live} 个有效密钥，上限为 {limit} 个；请先吊销不再使用的密钥",
+            msg("this principal already holds {live} live keys, the most it may hold is {limit}; "
+                "revoke one it no longer uses first", live=live, limit=limit),
             live_keys=live, max_live_keys=limit,
         )
 
@@ -250,7 +251,7 @@ async def get_key(
 ) -> tuple[ApiKey, Principal]:
     key = await repository.get_key(session, actor, key_id, own_only=False)
     if key is None:
-        raise NotFound(f"no API key with id {key_id}", detail_zh=f"没有 ID 为 {key_id} 的 API 密钥")
+        raise NotFound(msg("no API key with id {key_id}", key_id=key_id))
     principal = await repository.get_principal(session, key.principal_id)
     assert principal is not None
     return key, principal
@@ -262,7 +263,7 @@ async def _key_to_change(
     own_only = Scope.KEYS_WRITE not in actor.scopes
     key = await repository.get_key(session, actor, key_id, own_only=own_only, for_update=True)
     if key is None:
-        raise NotFound(f"no API key with id {key_id}", detail_zh=f"没有 ID 为 {key_id} 的 API 密钥")
+        raise NotFound(msg("no API key with id {key_id}", key_id=key_id))
     return key
 
 
@@ -295,14 +296,13 @@ async def rotate_key(
     # as creating that key (another principal's key only with keys:write, by _key_to_change).
     _check_grant(actor, old.scopes)
     if key_status(old, now) != "active":
-        raise Conflict(f"key {old.prefix} is {key_status(old, now)} and cannot be rotated",
-                       detail_zh=f"密钥 {old.prefix} 当前状态为 {key_status(old, now)}，不能轮换")
+        raise Conflict(msg("key {prefix} is {status} and cannot be rotated",
+                           prefix=old.prefix, status=key_status(old, now)))
     successor = await repository.successor_of(session, old.id)
     if successor is not None:
         raise KeyBeingReplaced(
-            f"key {old.prefix} was already rotated (its successor is {successor.prefix}) and only works until "
-            "its grace period ends; rotate the successor instead",
-            detail_zh=f"密钥 {old.prefix} 已轮换（新密钥为 {successor.prefix}），仅在宽限期内有效；请轮换新密钥",
+            msg("key {prefix} was already rotated (its successor is {successor}) and only works until "
+                "its grace period ends; rotate the successor instead", prefix=old.prefix, successor=successor.prefix),
             successor_id=str(successor.id),
         )
     if max_live_keys is not None:

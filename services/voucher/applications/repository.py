@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Select, false, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from services.voucher.actor import Actor
 from services.voucher.apikeys.rules import Role
@@ -22,19 +23,21 @@ from services.voucher.tables import (
 )
 
 
-def visible(actor: Actor) -> Select[Any]:
+def visible(actor: Actor) -> Select[Application]:
     stmt = select(Application)
     if actor.sees_everything:
         return stmt
     if actor.role is Role.ENTERPRISE and actor.enterprise_id is not None:
-        return stmt.where(Application.enterprise_id == actor.enterprise_id)
+        return stmt.where(col(Application.enterprise_id) == actor.enterprise_id)
     return stmt.where(false())
 
 
 async def get(
     session: AsyncSession, actor: Actor, application_id: uuid.UUID, *, for_update: bool = False
 ) -> Application | None:
-    stmt = visible(actor).where(Application.id == application_id).execution_options(populate_existing=True)
+    stmt = (
+        visible(actor).where(col(Application.id) == application_id).execution_options(populate_existing=True)
+    )
     if for_update:
         stmt = stmt.with_for_update()
     return (await session.execute(stmt)).scalar_one_or_none()
@@ -51,12 +54,13 @@ async def list_page(
 ) -> tuple[list[Application], str | None]:
     stmt = visible(actor)
     if programme_id is not None:
-        stmt = stmt.where(Application.programme_id == programme_id)
+        stmt = stmt.where(col(Application.programme_id) == programme_id)
     if enterprise_id is not None:
-        stmt = stmt.where(Application.enterprise_id == enterprise_id)
+        stmt = stmt.where(col(Application.enterprise_id) == enterprise_id)
     if status is not None:
-        stmt = stmt.where(Application.status == status)
-    rows, cursor = await paginate(session, stmt.execution_options(populate_existing=True), Application.id, page)
+        stmt = stmt.where(col(Application.status) == status)
+    stmt = stmt.execution_options(populate_existing=True)
+    rows, cursor = await paginate(session, stmt, col(Application.id), page)
     return list(rows), cursor
 
 
@@ -64,26 +68,26 @@ async def open_application(
     session: AsyncSession, programme_id: uuid.UUID, enterprise_id: uuid.UUID
 ) -> Application | None:
     stmt = select(Application).where(
-        Application.programme_id == programme_id,
-        Application.enterprise_id == enterprise_id,
-        Application.status.in_([s.value for s in OPEN]),  # type: ignore[attr-defined]
+        col(Application.programme_id) == programme_id,
+        col(Application.enterprise_id) == enterprise_id,
+        col(Application.status).in_([s.value for s in OPEN]),
     )
     return (await session.execute(stmt)).scalars().first()
 
 
 async def live_contract(session: AsyncSession, provider_id: uuid.UUID, number: str) -> ContractReference | None:
     stmt = select(ContractReference).where(
-        ContractReference.provider_id == provider_id,
-        ContractReference.number == number,
-        ContractReference.released_at.is_(None),  # type: ignore[union-attr]
+        col(ContractReference.provider_id) == provider_id,
+        col(ContractReference.number) == number,
+        col(ContractReference.released_at).is_(None),
     )
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
 async def contracts_of(session: AsyncSession, application_id: uuid.UUID) -> list[ContractReference]:
     stmt = select(ContractReference).where(
-        ContractReference.application_id == application_id,
-        ContractReference.released_at.is_(None),  # type: ignore[union-attr]
+        col(ContractReference.application_id) == application_id,
+        col(ContractReference.released_at).is_(None),
     )
     return list((await session.execute(stmt)).scalars().all())
 
@@ -96,8 +100,8 @@ async def add(session: AsyncSession, row: Any) -> None:
 async def history(session: AsyncSession, application_id: uuid.UUID) -> list[ApplicationTransition]:
     stmt = (
         select(ApplicationTransition)
-        .where(ApplicationTransition.application_id == application_id)
-        .order_by(ApplicationTransition.id)  # type: ignore[arg-type]
+        .where(col(ApplicationTransition.application_id) == application_id)
+        .order_by(col(ApplicationTransition.id))
     )
     return list((await session.execute(stmt)).scalars().all())
 
@@ -108,12 +112,13 @@ async def due_publicity(
     """Applications whose publicity has ended but whose voucher is not written yet (of those
     `actor` may see, when given)."""
     stmt = (
-        (visible(actor).with_only_columns(Application.id) if actor is not None else select(Application.id))
+        (visible(actor).with_only_columns(col(Application.id)) if actor is not None
+         else select(col(Application.id)))
         .where(
-            Application.status == ApplicationStatus.PUBLICITY.value,
-            Application.publicity_ends_at <= now,  # type: ignore[operator]
+            col(Application.status) == ApplicationStatus.PUBLICITY.value,
+            col(Application.publicity_ends_at) <= now,
         )
-        .order_by(Application.publicity_ends_at)  # type: ignore[arg-type]
+        .order_by(col(Application.publicity_ends_at))
         .limit(limit)
     )
     return list((await session.execute(stmt)).scalars().all())
@@ -125,16 +130,16 @@ async def publicity_page(
     """Applications whose 公示 is running now, with their enterprise."""
     stmt = (
         select(Application, Enterprise)
-        .join(Enterprise, Enterprise.id == Application.enterprise_id)  # type: ignore[arg-type]
+        .join(Enterprise, col(Enterprise.id) == col(Application.enterprise_id))
         .where(
-            Application.programme_id == programme_id,
-            Application.status == ApplicationStatus.PUBLICITY.value,
-            Application.publicity_ends_at > now,  # type: ignore[operator]
+            col(Application.programme_id) == programme_id,
+            col(Application.status) == ApplicationStatus.PUBLICITY.value,
+            col(Application.publicity_ends_at) > now,
         )
     )
     if page.after is not None:
-        stmt = stmt.where(Application.id > page.after)  # type: ignore[operator]
-    rows = (await session.execute(stmt.order_by(Application.id).limit(page.limit + 1))).all()  # type: ignore[arg-type]
+        stmt = stmt.where(col(Application.id) > page.after)
+    rows = (await session.execute(stmt.order_by(col(Application.id)).limit(page.limit + 1))).all()
     pairs = [(a, e) for a, e in rows]
     if len(pairs) > page.limit:
         pairs = pairs[: page.limit]
@@ -144,7 +149,7 @@ async def publicity_page(
 
 async def contracts_of_claim(session: AsyncSession, claim_id: uuid.UUID) -> list[ContractReference]:
     stmt = select(ContractReference).where(
-        ContractReference.claim_id == claim_id,
-        ContractReference.released_at.is_(None),  # type: ignore[union-attr]
+        col(ContractReference.claim_id) == claim_id,
+        col(ContractReference.released_at).is_(None),
     )
     return list((await session.execute(stmt)).scalars().all())

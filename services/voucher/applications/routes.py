@@ -76,6 +76,13 @@ async def _settle(session: AsyncSession, database: Database, actor: Actor, now: 
     "",
     operation_id="submit_application",
     summary="Apply to an open programme (eligibility is judged at once)",
+    description="An enterprise applies for itself (`applications:write`), with a required Idempotency-Key. The "
+    "application is judged at once by the programme's current eligibility rule version and ends `under_review` "
+    "(its contracts reserved) or `ineligible` with every failed rule; its steps are kept with the audit events "
+    "`application.submitted` and `application.under_review` or `application.ineligible`, and no budget is "
+    "committed yet. Refused with `not_found` (programme), `application_window_closed`, `application_already_open` "
+    "(one open application per programme), `contract_already_used`, `eligibility_rules_invalid`, "
+    "`validation_failed` (e.g. above the maximum per voucher) or an Idempotency-Key conflict.",
     status_code=201,
     response_model=ApplicationPublic,
     responses=responses(*AUTH_ERRORS, errors.NotFound, errors.ApplicationWindowClosed, errors.ApplicationAlreadyOpen,
@@ -98,6 +105,10 @@ async def submit_application(
     "",
     operation_id="list_applications",
     summary="List applications (the review queue is status=under_review); an enterprise sees its own",
+    description="Any key with `applications:read`: an enterprise sees its own applications, operators and auditors "
+    "all; the review queue is `status=under_review`. Eligibility reasons follow Accept-Language. Before answering "
+    "it issues the vouchers of publicity periods that have ended, as the worker would; otherwise it changes "
+    "nothing. Answers `invalid_cursor` for a cursor this service did not issue.",
     response_model=Page[ApplicationPublic],
     responses=responses(*AUTH_ERRORS, errors.InvalidCursor),
 )
@@ -129,6 +140,10 @@ async def list_applications(
     "/{application_id}",
     operation_id="get_application",
     summary="Read an application with its eligibility verdict (reasons in the Accept-Language)",
+    description="Any key with `applications:read`, for an application it may see (an enterprise its own). Shows "
+    "the eligibility verdict rule by rule, reasons in the Accept-Language; an application whose publicity has "
+    "ended gets its voucher issued first, as the worker would, otherwise nothing changes. Answers `not_found` when "
+    "the application does not exist or is not yours.",
     response_model=ApplicationPublic,
     responses=responses(*AUTH_ERRORS, errors.NotFound),
 )
@@ -147,6 +162,10 @@ async def get_application(
     "/{application_id}/history",
     operation_id="application_history",
     summary="Every step the application took, who took it and why",
+    description="Any key with `applications:read`, for an application it may see. Lists every status change with "
+    "its reason and details; an enterprise is not shown who objected or which officials acted. Issues the voucher "
+    "first if publicity has ended, otherwise changes nothing. Answers `not_found` when the application does not "
+    "exist or is not yours.",
     response_model=list[TransitionPublic],
     responses=responses(*AUTH_ERRORS, errors.NotFound),
 )
@@ -172,6 +191,14 @@ async def application_history(
     "/{application_id}/approve",
     operation_id="approve_application",
     summary="Approve an amount: commits budget and cap, starts publicity (or issues at once without one)",
+    description="The programme office (`applications:review`), with a required Idempotency-Key, approves an "
+    "application under review for at most the amount requested. The amount is committed in one ledger journal (the "
+    "budget's available to committed) and reserved against the enterprise's cap; the application enters publicity "
+    "(公示) or, when the programme has none, its voucher is issued at once. It records the audit events "
+    "`application.approved` (also announced to events and webhooks), `application.publicity` and `ledger.posted`. "
+    "Refused with `not_found`, `invalid_transition` (not under review), `validation_failed` (more than requested), "
+    "`programme_not_open`, `exceeds_max_per_voucher`, `enterprise_cap_exceeded`, `budget_exhausted` or an "
+    "Idempotency-Key conflict.",
     response_model=ApplicationPublic,
     responses=responses(*AUTH_ERRORS, errors.NotFound, errors.InvalidTransition, errors.ValidationFailed,
                         *COMMIT_ERRORS, *IDEMPOTENCY_ERRORS),
@@ -189,6 +216,10 @@ async def approve_application(
     "/{application_id}/reject",
     operation_id="reject_application",
     summary="Reject an application under review, with a reason",
+    description="The programme office (`applications:review`) rejects an application under review, with the reason "
+    "the enterprise will read. The status becomes `rejected`, its contracts are freed and the audit event "
+    "`application.rejected` is recorded; nothing was committed, so no value moves. Refused with `not_found`, "
+    "`invalid_transition` (not under review) or an Idempotency-Key conflict.",
     response_model=ApplicationPublic,
     responses=responses(*AUTH_ERRORS, errors.NotFound, errors.InvalidTransition, *IDEMPOTENCY_ERRORS),
     dependencies=[Depends(idempotent(Scope.APPLICATIONS_REVIEW))],
@@ -204,6 +235,12 @@ async def reject_application(
     "/{application_id}/objections",
     operation_id="lodge_objection",
     summary="Lodge an objection during publicity: back to review, commitment released",
+    description="The programme office (`applications:review`), with a required Idempotency-Key, records an "
+    "objection received during publicity (公示). The application returns to review and its commitment is released in "
+    "one ledger journal (committed back to available, the cap freed), with the audit events "
+    "`application.under_review` and `ledger.posted`. Refused with `not_found`, `invalid_transition` (not in "
+    "publicity: once it has ended the voucher is issued, and revocation is the remedy) or an Idempotency-Key "
+    "conflict.",
     response_model=ApplicationPublic,
     responses=responses(*AUTH_ERRORS, errors.NotFound, errors.InvalidTransition, *IDEMPOTENCY_ERRORS),
     dependencies=[Depends(idempotent(Scope.APPLICATIONS_REVIEW, required=True))],
@@ -220,6 +257,10 @@ async def lodge_objection(
     "/{application_id}/withdraw",
     operation_id="withdraw_application",
     summary="Withdraw one's own application while it is submitted or under review",
+    description="The enterprise that applied (`applications:write`) takes its application back while it is "
+    "submitted or under review, with an optional reason. The status becomes `withdrawn`, its contracts are freed "
+    "and the audit event `application.withdrawn` is recorded; nothing is committed in those states, so no value "
+    "moves. Refused with `not_found`, `invalid_transition` or an Idempotency-Key conflict.",
     response_model=ApplicationPublic,
     responses=responses(*AUTH_ERRORS, errors.NotFound, errors.InvalidTransition, *IDEMPOTENCY_ERRORS),
     dependencies=[Depends(idempotent(Scope.APPLICATIONS_WRITE))],
@@ -236,6 +277,10 @@ async def withdraw_application(
     "/{programme_id}/publicity",
     operation_id="publicity_notice",
     summary="The public 公示 notice: approvals whose publicity runs now (no authentication)",
+    description="Public: no API key, since 公示 notices are public. Lists the approvals of a programme whose "
+    "publicity runs now, each with the enterprise's name, its masked USCC, the approved amount and when publicity "
+    "ends; changes nothing. Answers `not_found` for an unknown or draft programme and `invalid_cursor` for a "
+    "cursor this service did not issue.",
     response_model=PublicityNotice,
     responses=responses(errors.NotFound, errors.InvalidCursor),
 )

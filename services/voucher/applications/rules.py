@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from services.voucher.errors import InvalidTransition
+from services.voucher.i18n import Message, msg
 
 
 class ApplicationStatus(StrEnum):
@@ -53,7 +54,7 @@ def check_transition(current: ApplicationStatus, target: ApplicationStatus) -> N
     """Refuse any move the lifecycle does not have, naming the current state."""
     if target not in TRANSITIONS[current]:
         raise InvalidTransition(
-            f"an application that is {current.value} cannot become {target.value}",
+            msg("an application that is {current} cannot become {target}", current=current.value, target=target.value),
             current_status=current.value,
             allowed=sorted(s.value for s in TRANSITIONS[current]),
         )
@@ -115,14 +116,15 @@ def reference_key(number: str) -> str:
     return number.translate(_LOOKALIKES)
 
 
-def number_problem(number: str) -> str | None:
-    """Why a normalised contract or invoice number cannot be accepted, if it cannot."""
+def number_problem(number: str) -> Message | None:
+    """Why a normalised contract or invoice number cannot be accepted, if it cannot (a message
+    for the person who typed it)."""
     if not number or len(number) > 64:
-        return "1 to 64 characters once normalised"
+        return msg("1 to 64 characters once normalised")
     foreign = foreign_characters(number)
     if foreign:
-        return ("only ASCII, Han characters and " + " ".join(CJK_MARKS) + " may be used (look-alike letters of "
-                f"other scripts are refused): {', '.join(foreign)}")
+        return msg("only ASCII, Han characters and {marks} may be used (look-alike letters of other scripts are "
+                   "refused): {characters}", marks=" ".join(CJK_MARKS), characters=foreign)
     return None
 
 

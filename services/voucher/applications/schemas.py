@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.voucher.applications.rules import ApplicationStatus
 from services.voucher.eligibility.schemas import Eligibility
+from services.voucher.i18n import msg
 from services.voucher.money import MAX_AMOUNT
 
 _ID = "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e30"
@@ -32,7 +33,7 @@ class Contract(BaseModel):
     @model_validator(mode="after")
     def _dates(self) -> Contract:
         if self.ends_on < self.starts_on:
-            raise ValueError("ends_on is before starts_on")
+            raise ValueError(msg("ends_on is before starts_on"))
         return self
 
 

@@ -49,6 +49,7 @@ from services.voucher.errors import (
     ValidationFailed,
     field_error,
 )
+from services.voucher.i18n import Amount, msg
 from services.voucher.ledger import service as ledger
 from services.voucher.ledger.rules import AccountKind, transfer
 from services.voucher.programmes import service as programmes
@@ -108,7 +109,7 @@ async def _check_contracts(
     """Contracts as stored (numbers normalised); 422 for a malformed list, 409 for a contract
     already part of another application or claim."""
     if programme.application_requires_contract and not contracts:
-        raise ValidationFailed([field_error("contracts", "this programme asks for at least one contract",
+        raise ValidationFailed([field_error("contracts", msg("this programme asks for at least one contract"),
                                             "contract_required")])
     problems, seen, stored = [], set(), []
     for i, contract in enumerate(contracts):
@@ -119,12 +120,12 @@ async def _check_contracts(
             continue
         key = (contract["provider_id"], reference_key(number))
         if key in seen:
-            problems.append(field_error(f"contracts/{i}/number", f"contract {number} is listed twice"))
+            problems.append(field_error(f"contracts/{i}/number", msg("contract {number} is listed twice", number=number)))
         seen.add(key)
         try:
             await providers.get_provider(session, SYSTEM, contract["provider_id"])
         except NotFound:
-            problems.append(field_error(f"contracts/{i}/provider_id", "no provider with this id"))
+            problems.append(field_error(f"contracts/{i}/provider_id", msg("no provider with this id")))
         stored.append({**contract, "number": number, "provider_id": str(contract["provider_id"])})
     if problems:
         raise ValidationFailed(problems)
@@ -132,8 +133,8 @@ async def _check_contracts(
         provider_id = uuid.UUID(contract["provider_id"])
         if await repository.live_contract(session, provider_id, reference_key(contract["number"])) is not None:
             raise ContractAlreadyUsed(
-                f"contract {contract['number']} with provider {provider_id} is already part of another "
-                "application or claim: one subsidy per contract",
+                msg("contract {number} with provider {provider_id} is already part of another application or "
+                    "claim: one subsidy per contract", number=contract["number"], provider_id=provider_id),
                 contract_number=contract["number"], provider_id=str(provider_id),
             )
     return stored
@@ -152,7 +153,7 @@ async def _register_contracts(session: AsyncSession, application: Application, n
             if not is_integrity_error(exc):
                 raise
             raise ContractAlreadyUsed(
-                f"contract {contract['number']} was just claimed by another application",
+                msg("contract {number} was just claimed by another application", number=contract["number"]),
                 contract_number=contract["number"], provider_id=contract["provider_id"],
             ) from exc
 
@@ -169,23 +170,30 @@ async def submit(
     `ineligible` (with every failed rule) or `under_review`. One open application per
     enterprise and programme; one subsidy per contract."""
     if actor.enterprise_id is None:
-        raise Forbidden("only an enterprise applies, with its own key")
+        raise Forbidden(msg("only an enterprise applies, with its own key"))
     programme = await programmes.get_programme(session, actor, programme_id)
     if programme.status != ProgrammeStatus.OPEN.value or not in_window(
         programme.application_opens_at, programme.application_closes_at, now
     ):
-        raise ApplicationWindowClosed(
-            f"programme {programme.code} takes applications only while open"
-            + (f", from {programme.application_opens_at.isoformat()}" if programme.application_opens_at else "")
-            + (f" until {programme.application_closes_at.isoformat()}" if programme.application_closes_at else ""),
-            current_status=programme.status,
-            opens_at=programme.application_opens_at.isoformat() if programme.application_opens_at else None,
-            closes_at=programme.application_closes_at.isoformat() if programme.application_closes_at else None,
-        )
+        opens_at = programme.application_opens_at.isoformat() if programme.application_opens_at else None
+        closes_at = programme.application_closes_at.isoformat() if programme.application_closes_at else None
+        if opens_at and closes_at:
+            window = msg("programme {code} takes applications only while open, from {opens_at} until {closes_at}",
+                         code=programme.code, opens_at=opens_at, closes_at=closes_at)
+        elif opens_at:
+            window = msg("programme {code} takes applications only while open, from {opens_at}",
+                         code=programme.code, opens_at=opens_at)
+        elif closes_at:
+            window = msg("programme {code} takes applications only while open until {closes_at}",
+                         code=programme.code, closes_at=closes_at)
+        else:
+            window = msg("programme {code} takes applications only while open", code=programme.code)
+        raise ApplicationWindowClosed(window, current_status=programme.status, opens_at=opens_at, closes_at=closes_at)
     requested = data["requested_amount"]
     if requested > programme.max_per_voucher:
         raise ValidationFailed([field_error(
-            "requested_amount", f"at most the programme's maximum per voucher, {programme.max_per_voucher}")])
+            "requested_amount", msg("at most the programme's maximum per voucher, {max_per_voucher}",
+                                    max_per_voucher=Amount(programme.max_per_voucher, programme.unit)))])
     enterprise = await enterprises.get_enterprise(session, actor, actor.enterprise_id)
     contracts = await _check_contracts(session, programme, data.get("contracts") or [])
     # An earlier application whose publicity has ended is issued, not open: write that first
@@ -199,8 +207,8 @@ async def submit(
     existing = await repository.open_application(session, programme.id, enterprise.id)
     if existing is not None:
         raise ApplicationAlreadyOpen(
-            f"application {existing.id} to this programme is still {existing.status}; withdraw it or wait "
-            "for its decision",
+            msg("application {application_id} to this programme is still {status}; withdraw it or wait for its "
+                "decision", application_id=existing.id, status=existing.status),
             application_id=str(existing.id), current_status=existing.status,
         )
     remaining = max(programme.enterprise_cap - usage.granted - usage.committed, 0)
@@ -218,7 +226,7 @@ async def submit(
         if not is_integrity_error(exc):
             raise
         raise ApplicationAlreadyOpen(
-            "another application of this enterprise to this programme was just submitted",
+            msg("another application of this enterprise to this programme was just submitted"),
             current_status=S.SUBMITTED.value,
         ) from exc
     await _record(session, application, None, S.SUBMITTED, actor, now)
@@ -242,7 +250,7 @@ async def get_application(
 ) -> Application:
     application = await repository.get(session, actor, application_id, for_update=for_update)
     if application is None:
-        raise NotFound(f"no application with id {application_id}")
+        raise NotFound(msg("no application with id {application_id}", application_id=application_id))
     return application
 
 
@@ -288,12 +296,14 @@ async def _commit(
     """Reserve `amount` of the enterprise's cap and of the programme's budget; the cap period."""
     period = period_key(programme.cap_period, programme.cap_timezone, now)
     usage = await vouchers.lock_cap(session, programme, application.enterprise_id, period)
-    vouchers.check_cap(programme.enterprise_cap, usage.granted, usage.committed, amount, period)
+    vouchers.check_cap(programme.enterprise_cap, usage.granted, usage.committed, amount, period, programme.unit)
     accounts = await ledger.programme_accounts(session, programme.id)
     available = accounts[AccountKind.PROGRAMME_AVAILABLE]
     budget = (await ledger.balances(session, [available], lock=True))[available]
     if budget < amount:
-        raise BudgetExhausted(f"the programme has {budget} uncommitted; cannot commit {amount}", remaining=budget)
+        raise BudgetExhausted(msg("the programme has {budget} uncommitted; cannot commit {amount}",
+                                  budget=Amount(budget, programme.unit), amount=Amount(amount, programme.unit)),
+                              remaining=budget)
     await ledger.post(
         session, kind="budget_committed",
         legs=transfer(available, accounts[AccountKind.PROGRAMME_COMMITTED], amount, programme.unit),
@@ -332,13 +342,18 @@ async def approve(
     check_transition(_status(application, now), S.APPROVED)
     if amount > application.requested_amount:
         raise ValidationFailed([field_error(
-            "amount", f"at most the {application.requested_amount} requested", "exceeds_request")])
+            "amount", msg("at most the {requested_amount} requested",
+                          requested_amount=Amount(application.requested_amount, application.unit)),
+            "exceeds_request")])
     programme = await _programme(session, application.programme_id)
     if programme.status != ProgrammeStatus.OPEN.value:
-        raise ProgrammeNotOpen(f"programme {programme.code} is {programme.status}", current_status=programme.status)
+        raise ProgrammeNotOpen(msg("programme {code} is {status}", code=programme.code, status=programme.status),
+                               current_status=programme.status)
     if amount > programme.max_per_voucher:
         raise ExceedsMaxPerVoucher(
-            f"{amount} exceeds the programme's maximum per voucher of {programme.max_per_voucher}",
+            msg("{amount} exceeds the programme's maximum per voucher of {max_per_voucher}",
+                amount=Amount(amount, programme.unit),
+                max_per_voucher=Amount(programme.max_per_voucher, programme.unit)),
             max_per_voucher=programme.max_per_voucher,
         )
     application.period_key = await _commit(session, programme, application, amount, now)
@@ -402,7 +417,7 @@ async def withdraw(
     freeing its contracts. Nothing is committed in those states (an objection releases the
     commitment when it returns an application to review), so there is no budget to return."""
     if actor.enterprise_id is None:
-        raise Forbidden("only the enterprise that applied can withdraw")
+        raise Forbidden(msg("only the enterprise that applied can withdraw"))
     application = await get_application(session, actor, application_id, for_update=True)
     source = _status(application, now)
     check_transition(source, S.WITHDRAWN)

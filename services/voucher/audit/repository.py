@@ -9,10 +9,11 @@ from typing import Any
 
 from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from services.voucher import pending
 from services.voucher.audit.rules import GENESIS
-from services.voucher.db import PageRequest, paginate
+from services.voucher.db import PageRequest, dialect_name, paginate, table_of
 from services.voucher.driver import insert_rows
 from services.voucher.tables import (
     AuditCheckpoint,
@@ -22,10 +23,10 @@ from services.voucher.tables import (
     LedgerTransaction,
 )
 
-E = AuditEvent.__table__
-C = AuditCheckpoint.__table__
-P = LedgerPosting.__table__
-T = LedgerTransaction.__table__
+E = table_of(AuditEvent)
+C = table_of(AuditCheckpoint)
+P = table_of(LedgerPosting)
+T = table_of(LedgerTransaction)
 
 #: pg_advisory_xact_lock key of the sealer ("audit" in ASCII): one sealer at a time.
 SEALER_LOCK = 0x6175646974
@@ -45,7 +46,7 @@ async def insert_event(session: AsyncSession, values: dict[str, Any]) -> None:
 
 async def lock_sealer(session: AsyncSession) -> None:
     """One sealer at a time. SQLite's BEGIN IMMEDIATE already serialises writers."""
-    if session.bind.dialect.name == "postgresql":
+    if dialect_name(session) == "postgresql":
         await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SEALER_LOCK})
 
 
@@ -131,7 +132,7 @@ async def add_checkpoint(session: AsyncSession, values: dict[str, Any]) -> None:
 
 
 async def checkpoints_page(session: AsyncSession, page: PageRequest) -> tuple[Sequence[Any], str | None]:
-    return await paginate(session, select(AuditCheckpoint), AuditCheckpoint.id, page)
+    return await paginate(session, select(AuditCheckpoint), col(AuditCheckpoint.id), page)
 
 
 async def checkpoint(session: AsyncSession, checkpoint_id: uuid.UUID) -> AuditCheckpoint | None:
@@ -139,7 +140,8 @@ async def checkpoint(session: AsyncSession, checkpoint_id: uuid.UUID) -> AuditCh
 
 
 async def all_checkpoints(session: AsyncSession) -> list[AuditCheckpoint]:
-    return list((await session.execute(select(AuditCheckpoint).order_by(AuditCheckpoint.seq, AuditCheckpoint.id))).scalars())
+    stmt = select(AuditCheckpoint).order_by(col(AuditCheckpoint.seq), col(AuditCheckpoint.id))
+    return list((await session.execute(stmt)).scalars())
 
 
 async def add_verification(session: AsyncSession, verification: AuditVerification) -> None:
@@ -167,15 +169,15 @@ async def events_page(
 ) -> tuple[Sequence[AuditEvent], str | None]:
     stmt = select(AuditEvent)
     for column, value in (
-        (AuditEvent.programme_id, programme_id), (AuditEvent.enterprise_id, enterprise_id),
-        (AuditEvent.provider_id, provider_id), (AuditEvent.voucher_id, voucher_id),
-        (AuditEvent.resource_type, resource_type), (AuditEvent.resource_id, resource_id),
-        (AuditEvent.action, action),
+        (col(AuditEvent.programme_id), programme_id), (col(AuditEvent.enterprise_id), enterprise_id),
+        (col(AuditEvent.provider_id), provider_id), (col(AuditEvent.voucher_id), voucher_id),
+        (col(AuditEvent.resource_type), resource_type), (col(AuditEvent.resource_id), resource_id),
+        (col(AuditEvent.action), action),
     ):
         if value is not None:
             stmt = stmt.where(column == value)
     if since is not None:
-        stmt = stmt.where(AuditEvent.occurred_at >= since)
+        stmt = stmt.where(col(AuditEvent.occurred_at) >= since)
     if until is not None:
-        stmt = stmt.where(AuditEvent.occurred_at < until)
-    return await paginate(session, stmt, AuditEvent.id, page)
+        stmt = stmt.where(col(AuditEvent.occurred_at) < until)
+    return await paginate(session, stmt, col(AuditEvent.id), page)

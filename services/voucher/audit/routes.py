@@ -32,6 +32,7 @@ from services.voucher.http.deps import Now, Session, get_database
 from services.voucher.http.idempotency import idempotent
 from services.voucher.http.pagination import Page, Paging
 from services.voucher.http.problems import AUTH_ERRORS, responses
+from services.voucher.i18n import msg
 from services.voucher.instants import Instant
 from services.voucher.tables import AuditCheckpoint
 
@@ -65,6 +66,10 @@ def _checkpoint(row: AuditCheckpoint) -> CheckpointPublic:
     "/events",
     operation_id="list_audit_events",
     summary="List audit events, filtered, oldest first",
+    description="Operators and auditors (`audit:read`). Lists the hash-chained audit events (actor, action, "
+    "resource, before and after, request id, chain position), filtered by programme, enterprise, provider, "
+    "voucher, resource, action or time, oldest first; changes nothing. Answers `invalid_cursor` for a cursor this "
+    "service did not issue.",
     response_model=Page[AuditEventPublic],
     responses=responses(*AUTH_ERRORS, errors.InvalidCursor),
 )
@@ -92,6 +97,9 @@ async def list_audit_events(
     "/head",
     operation_id="audit_chain_head",
     summary="The sealed chain's head, and how many events wait for the sealer",
+    description="Operators and auditors (`audit:read`). Answers the last sealed event's position and chain hash, "
+    "and how many committed events still wait to be sealed into the chain; changes nothing. It has no problem of "
+    "its own beyond authentication.",
     response_model=ChainHead,
     responses=responses(*AUTH_ERRORS),
 )
@@ -104,6 +112,9 @@ async def audit_chain_head(session: Session, actor: Reader) -> ChainHead:
     "/public-key",
     operation_id="audit_public_key",
     summary="The Ed25519 public key that checkpoints are signed with (no key needed)",
+    description="Public: no API key, so anyone holding a checkpoint can check its signature. Answers the Ed25519 "
+    "public key (base64), its key id, and whether it is the development key; changes nothing and answers no "
+    "problem of its own.",
     response_model=PublicKey,
 )
 async def audit_public_key(request: Request) -> PublicKey:
@@ -117,6 +128,11 @@ async def audit_public_key(request: Request) -> PublicKey:
     "/checkpoints",
     operation_id="create_audit_checkpoint",
     summary="Seal every committed event and sign the chain head now",
+    description="Operators and auditors (`audit:verify`). Seals every committed audit event into the hash chain, "
+    "then signs the chain head with the service's Ed25519 key and keeps the checkpoint; store its `message` and "
+    "`signature` outside the service to prove later that history was not rewritten. Writes only the seal and the "
+    "checkpoint (no audit event, no ledger posting); beyond authentication it answers only an Idempotency-Key "
+    "conflict (`idempotency_key_reused`, `idempotency_request_in_progress`).",
     status_code=201,
     response_model=CheckpointPublic,
     responses=responses(*AUTH_ERRORS, *IDEM),
@@ -134,6 +150,9 @@ async def create_audit_checkpoint(
     "/checkpoints",
     operation_id="list_audit_checkpoints",
     summary="List signed checkpoints, oldest first",
+    description="Operators and auditors (`audit:read`). Lists signed checkpoints, oldest first: those the worker "
+    "takes periodically and those taken on demand; changes nothing. Answers `invalid_cursor` for a cursor this "
+    "service did not issue.",
     response_model=Page[CheckpointPublic],
     responses=responses(*AUTH_ERRORS, errors.InvalidCursor),
 )
@@ -146,6 +165,8 @@ async def list_audit_checkpoints(session: Session, actor: Reader, page: Paging) 
     "/checkpoints/{checkpoint_id}",
     operation_id="get_audit_checkpoint",
     summary="One signed checkpoint, with the exact message its signature covers",
+    description="Operators and auditors (`audit:read`). Answers one checkpoint with the exact message its "
+    "signature covers; changes nothing. Answers `not_found` for an unknown checkpoint.",
     response_model=CheckpointPublic,
     responses=responses(*AUTH_ERRORS, errors.NotFound),
 )
@@ -158,10 +179,15 @@ async def get_audit_checkpoint(checkpoint_id: uuid.UUID, session: Session, actor
     "/verifications",
     operation_id="verify_audit_chain",
     summary="Recheck the whole chain (and against a kept checkpoint) and the ledger against it",
-    description="Seals what is committed, then rechecks in one snapshot: every link of the chain, "
+    description="Operators and auditors (`audit:verify`). "
+    "Seals what is committed, then rechecks in one snapshot: every link of the chain, "
     "every stored checkpoint (signature and hash), and every ledger journal against its "
-    "`ledger.posted` event. The result is kept; `problems` lists the first broken link first. "
-    "A broken chain is a finding (201 with `is_intact: false`), not an error.",
+    "`ledger.posted` event. The result is kept (its only write besides the seal); `problems` lists the "
+    "first broken link first. "
+    "A broken chain is a finding (201 with `is_intact: false`), not an error. "
+    "Refused with `checkpoint_signature_invalid` "
+    "when the checkpoint sent was not signed by this service's key (nothing can be proved from it), "
+    "`validation_failed` or an Idempotency-Key conflict.",
     status_code=201,
     response_model=VerificationPublic,
     responses=responses(*AUTH_ERRORS, errors.CheckpointSignatureInvalid, errors.ValidationFailed, *IDEM),
@@ -178,8 +204,8 @@ async def verify_audit_chain(
         if not verify(signer.public_bytes, checkpoint_message(kept.seq, kept.chain_hash, kept.signed_at),
                       kept.signature):
             raise errors.CheckpointSignatureInvalid(
-                "this checkpoint was not signed by this service's current key (or was altered); "
-                "nothing can be proved from it", seq=kept.seq)
+                msg("this checkpoint was not signed by this service's current key (or was altered); "
+                    "nothing can be proved from it"), seq=kept.seq)
         kept_pin = service.Pin(kept.seq, kept.chain_hash)
     async with database.snapshot() as snapshot:
         result = await service.verify(snapshot, signer, kept_pin, check_ledger=body.check_ledger)
@@ -192,6 +218,9 @@ async def verify_audit_chain(
     "/verifications/{verification_id}",
     operation_id="get_audit_verification",
     summary="A kept verification and what it found",
+    description="Operators and auditors (`audit:read`). Answers a kept verification: whether the chain, the "
+    "checkpoints and the ledger were intact, and every problem found; changes nothing. Answers `not_found` for an "
+    "unknown verification.",
     response_model=VerificationPublic,
     responses=responses(*AUTH_ERRORS, errors.NotFound),
 )

@@ -7,10 +7,11 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
 
 from services.voucher.instants import Instant
 
-_EVENT = {
+_EVENT: JsonDict = {
     "id": "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e90", "occurred_at": "2026-03-02T01:00:00Z",
     "actor_principal_id": "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e01", "actor_role": "provider",
     "actor_key_id": "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e02", "action": "redemption.captured",

@@ -41,6 +41,7 @@ from services.voucher.audit.signing import verify as verify_signature
 from services.voucher.db import Database, PageRequest
 from services.voucher.errors import NotFound
 from services.voucher.events import service as outbox
+from services.voucher.i18n import msg
 from services.voucher.ids import uuid7
 from services.voucher.observability import REQUEST_ID
 from services.voucher.tables import AuditCheckpoint, AuditEvent, AuditVerification
@@ -184,14 +185,14 @@ async def sign_checkpoint(session: AsyncSession, signer: Signer, now: datetime) 
 async def checkpoint(session: AsyncSession, checkpoint_id: uuid.UUID) -> AuditCheckpoint:
     found = await repository.checkpoint(session, checkpoint_id)
     if found is None:
-        raise NotFound(f"no audit checkpoint with id {checkpoint_id}")
+        raise NotFound(msg("no audit checkpoint with id {checkpoint_id}", checkpoint_id=checkpoint_id))
     return found
 
 
 async def verification(session: AsyncSession, verification_id: uuid.UUID) -> AuditVerification:
     found = await repository.verification(session, verification_id)
     if found is None:
-        raise NotFound(f"no audit verification with id {verification_id}")
+        raise NotFound(msg("no audit verification with id {verification_id}", verification_id=verification_id))
     return found
 
 

@@ -43,6 +43,15 @@ def _public(claim: object) -> ClaimPublic:
     "",
     operation_id="file_claim",
     summary="File a claim after paying a provider in full; the subsidy is computed and held",
+    description="An enterprise in an `enterprise_claim` programme (`claims:write`) files a claim after paying a "
+    "provider in full, with a required Idempotency-Key, its contract and invoice numbers and its documents' "
+    "SHA-256. The subsidy is computed as for a redemption and held on the voucher for the review (available to "
+    "held, one ledger journal); it stores the claim and its documents with the audit events `claim.submitted`, "
+    "`hold.placed` and `ledger.posted`. Refused for every reason a hold is refused (unknown code, a voucher that "
+    "cannot be used, a provider not approved, not enrolled or related, items out of scope, cap reached, "
+    "`wrong_payout_mode`…), with `invoice_already_claimed`, `document_already_claimed` or `contract_already_used` "
+    "when anyone claimed it before, `validation_failed` for malformed numbers or line items that do not add up to "
+    "the amount paid, or an Idempotency-Key conflict.",
     status_code=201,
     response_model=ClaimPublic,
     responses=responses(*AUTH_ERRORS, *HOLD_ERRORS, errors.InvoiceAlreadyClaimed,
@@ -56,6 +65,9 @@ async def file_claim(body: ClaimCreate, session: Session, now: Now, actor: Claim
 
 
 @router.get("", operation_id="list_claims", summary="List claims (an enterprise sees its own)",
+            description="Any key with `claims:read`: an enterprise sees its own claims, operators and auditors "
+            "all; filter by status or programme. Changes nothing. Answers `invalid_cursor` for a cursor this "
+            "service did not issue.",
             response_model=Page[ClaimPublic], responses=responses(*AUTH_ERRORS, errors.InvalidCursor))
 async def list_claims(session: Session, actor: Reader, page: Paging,
                       status: Annotated[ClaimStatus | None, Query()] = None,
@@ -65,13 +77,19 @@ async def list_claims(session: Session, actor: Reader, page: Paging,
     return Page(items=[_public(c) for c in rows], next_cursor=cursor)
 
 
-@router.get("/{claim_id}", operation_id="get_claim", summary="Read a claim", response_model=ClaimPublic,
+@router.get("/{claim_id}", operation_id="get_claim", summary="Read a claim",
+            description="Any key with `claims:read`, for a claim it may see (an enterprise its own). Changes "
+            "nothing. Answers `not_found` when the claim does not exist or is not yours.",
+            response_model=ClaimPublic,
             responses=responses(*AUTH_ERRORS, errors.NotFound))
 async def get_claim(claim_id: uuid.UUID, session: Session, actor: Reader) -> ClaimPublic:
     return _public(await service.get(session, actor, claim_id))
 
 
 @router.post("/{claim_id}/review", operation_id="start_claim_review", summary="Start reviewing a submitted claim",
+             description="The programme office (`claims:review`) takes a submitted claim into review. The status "
+             "becomes `under_review` and the audit event `claim.under_review` is recorded; no value moves. Refused "
+             "with `not_found`, `invalid_transition` (not submitted) or an Idempotency-Key conflict.",
              response_model=ClaimPublic, responses=responses(*AUTH_ERRORS, *MOVE),
              dependencies=[Depends(idempotent(Scope.CLAIMS_REVIEW))])
 async def start_review(claim_id: uuid.UUID, session: Session, now: Now, actor: Reviewer) -> ClaimPublic:
@@ -80,6 +98,14 @@ async def start_review(claim_id: uuid.UUID, session: Session, now: Now, actor: R
 
 @router.post("/{claim_id}/approve", operation_id="approve_claim",
              summary="Approve: the held subsidy (or less) is captured, payable to the enterprise",
+             description="The programme office (`claims:review`), with a required Idempotency-Key, approves the "
+             "held subsidy or less. The amount is captured as a provider's capture is, but payable to the "
+             "enterprise (held to used, the programme's spent to the enterprise's payable), and the rest returns "
+             "to the voucher, in one ledger journal; audit events `redemption.captured`, `claim.approved` and "
+             "`ledger.posted`, the first two also announced to events and webhooks. Refused with `not_found`, "
+             "`invalid_transition` (not under review), `validation_failed` (more than held), `hold_not_active` "
+             "(the voucher's expiry or revocation voided the hold), `voucher_expired` or an Idempotency-Key "
+             "conflict.",
              response_model=ClaimPublic,
              responses=responses(*AUTH_ERRORS, *MOVE, errors.ValidationFailed, errors.HoldNotActive,
                                  errors.VoucherExpired),
@@ -91,7 +117,13 @@ async def approve_claim(claim_id: uuid.UUID, session: Session, now: Now, actor: 
 
 
 @router.post("/{claim_id}/reject", operation_id="reject_claim",
-             summary="Reject: exactly the held subsidy returns to the voucher", response_model=ClaimPublic,
+             summary="Reject: exactly the held subsidy returns to the voucher",
+             description="The programme office (`claims:review`) rejects a claim under review, with a reason. "
+             "Exactly the held subsidy returns to the voucher (held to available, one ledger journal) and the "
+             "invoice, documents and contract may be claimed again; audit events `claim.rejected`, `hold.voided` "
+             "and `ledger.posted`. Refused with `not_found`, `invalid_transition` (not under review) or an "
+             "Idempotency-Key conflict.",
+             response_model=ClaimPublic,
              responses=responses(*AUTH_ERRORS, *MOVE), dependencies=[Depends(idempotent(Scope.CLAIMS_REVIEW))])
 async def reject_claim(claim_id: uuid.UUID, body: ClaimRejection, session: Session, now: Now,
                        actor: Reviewer) -> ClaimPublic:
@@ -99,7 +131,13 @@ async def reject_claim(claim_id: uuid.UUID, body: ClaimRejection, session: Sessi
 
 
 @router.post("/{claim_id}/pay", operation_id="pay_claim",
-             summary="Record the payment to the enterprise (payable to paid)", response_model=ClaimPublic,
+             summary="Record the payment to the enterprise (payable to paid)",
+             description="The programme office (`claims:review`), with a required Idempotency-Key, records the "
+             "bank payment of an approved claim with its reference and date. The approved amount moves from the "
+             "enterprise's payable to paid in one ledger journal, with the audit events `claim.paid` and "
+             "`ledger.posted`. Refused with `not_found`, `invalid_transition` (not approved) or an Idempotency-Key "
+             "conflict.",
+             response_model=ClaimPublic,
              responses=responses(*AUTH_ERRORS, *MOVE),
              dependencies=[Depends(idempotent(Scope.CLAIMS_REVIEW, required=True))])
 async def pay_claim(claim_id: uuid.UUID, body: ClaimPayment, session: Session, now: Now,

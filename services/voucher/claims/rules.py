@@ -13,6 +13,7 @@ from enum import StrEnum
 
 from services.voucher.applications.rules import normalise_contract_number
 from services.voucher.errors import InvalidTransition
+from services.voucher.i18n import Message, msg
 
 
 class ClaimStatus(StrEnum):
@@ -38,7 +39,7 @@ HOLD_DAYS = 3650
 def check_transition(current: ClaimStatus, target: ClaimStatus) -> None:
     if target not in TRANSITIONS[current]:
         raise InvalidTransition(
-            f"a claim that is {current.value} cannot become {target.value}",
+            msg("a claim that is {current} cannot become {target}", current=current, target=target),
             current_status=current.value,
             allowed=sorted(s.value for s in TRANSITIONS[current]),
         )
@@ -49,7 +50,7 @@ def normalise_invoice_number(number: str) -> str:
     return normalise_contract_number(number)
 
 
-def invoice_identity(number_key: str, code_key: str | None) -> tuple[str | None, list[tuple[str, str]]]:
+def invoice_identity(number_key: str, code_key: str | None) -> tuple[str | None, list[tuple[str, Message]]]:
     """An invoice as the tax system identifies it, from the keys of its number and code
     (applications/rules.py `reference_key`): a fully digital invoice (数电票) by its 20-digit
     number, unique nationally; a VAT invoice of the older kind (paper or electronic) by its
@@ -58,14 +59,15 @@ def invoice_identity(number_key: str, code_key: str | None) -> tuple[str | None,
     if code_key is None:
         if len(number_key) == 20 and number_key.isdigit():
             return f"digital:{number_key}", []
-        return None, [("invoice_number", "a fully digital invoice (数电票) has a 20-digit number; for an older VAT "
-                                         "invoice give its invoice_code (10 or 12 digits) and its 8-digit number")]
-    problems = []
+        return None, [("invoice_number", msg("a fully digital invoice (数电票) has a 20-digit number; for an older "
+                                             "VAT invoice give its invoice_code (10 or 12 digits) and its 8-digit "
+                                             "number"))]
+    problems: list[tuple[str, Message]] = []
     if not (len(code_key) in (10, 12) and code_key.isdigit()):
-        problems.append(("invoice_code", "an invoice code has 10 or 12 digits (a fully digital invoice has none: "
-                                         "leave invoice_code out)"))
+        problems.append(("invoice_code", msg("an invoice code has 10 or 12 digits (a fully digital invoice has none: "
+                                             "leave invoice_code out)")))
     if not (len(number_key) == 8 and number_key.isdigit()):
-        problems.append(("invoice_number", "an invoice with an invoice code has an 8-digit number"))
+        problems.append(("invoice_number", msg("an invoice with an invoice code has an 8-digit number")))
     return (None, problems) if problems else (f"vat:{code_key}:{number_key}", [])
 
 

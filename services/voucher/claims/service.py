@@ -41,6 +41,7 @@ from services.voucher.errors import (
     WrongPayoutMode,
     field_error,
 )
+from services.voucher.i18n import Amount, msg
 from services.voucher.ledger import service as ledger
 from services.voucher.ledger.rules import AccountKind, transfer
 from services.voucher.programmes.rules import PayoutMode
@@ -60,16 +61,18 @@ async def _claimable(
     """The one-claim-per-invoice, per-document and per-contract rules, numbers compared by
     their keys; partial unique indexes back each of them against a concurrent claim."""
     if await repository.live_invoice(session, invoice_key) is not None:
-        raise InvoiceAlreadyClaimed(f"invoice {invoice} is already part of a claim (an invoice is claimed once, "
-                                    "whoever files it)", detail_zh=f"发票 {invoice} 已用于补贴申领（同一张发票只能申领一次，无论由谁提交）",
+        raise InvoiceAlreadyClaimed(msg("invoice {invoice} is already part of a claim (an invoice is claimed once, "
+                                        "whoever files it)", invoice=invoice),
                                     invoice_number=invoice)
     taken = await repository.live_documents(session, digests)
     if taken:
-        raise DocumentAlreadyClaimed(f"document(s) {', '.join(sorted(taken))} are already part of a claim",
+        raise DocumentAlreadyClaimed(msg("document(s) {documents} are already part of a claim",
+                                         documents=sorted(taken)),
                                      sha256=sorted(taken))
     if await applications_repository.live_contract(session, provider_id, contract_key) is not None:
         raise ContractAlreadyUsed(
-            f"contract {contract} is already part of an application or claim: one subsidy per contract",
+            msg("contract {contract} is already part of an application or claim: one subsidy per contract",
+                contract=contract),
             contract_number=contract,
         )
 
@@ -77,12 +80,13 @@ async def _claimable(
 async def file(session: AsyncSession, actor: Actor, data: dict[str, Any], now: datetime) -> Claim:
     """File a claim: the subsidy on the paid invoice is computed and held from the voucher."""
     if actor.enterprise_id is None:
-        raise Forbidden("an enterprise files its own claims, with its own key")
+        raise Forbidden(msg("an enterprise files its own claims, with its own key"))
     voucher = await vouchers.get_voucher(session, actor, data["voucher_id"])
     programme = await session.get(Programme, voucher.programme_id)
     assert programme is not None
     if programme.mode != PayoutMode.ENTERPRISE_CLAIM.value:
-        raise WrongPayoutMode(f"programme {programme.code} pays providers through redemptions, not claims",
+        raise WrongPayoutMode(msg("programme {programme} pays providers through redemptions, not claims",
+                                  programme=programme.code),
                               mode=programme.mode)
     provider = await providers.get_provider(session, _SYSTEM, data["provider_id"])
     invoice = normalise_invoice_number(data["invoice_number"])
@@ -98,8 +102,9 @@ async def file(session: AsyncSession, actor: Actor, data: dict[str, Any], now: d
         problems.extend(field_error(name, message) for name, message in invalid)
     items_total = sum(i["amount"] for i in data["line_items"])
     if items_total != data["amount_paid"]:
-        problems.append(field_error("line_items", f"the line items add up to {items_total}, not the "
-                                                   f"{data['amount_paid']} paid"))
+        problems.append(field_error("line_items", msg("the line items add up to {total}, not the {paid} paid",
+                                                      total=Amount(items_total, voucher.unit),
+                                                      paid=Amount(data["amount_paid"], voucher.unit))))
     if problems:
         raise ValidationFailed(problems)
     # Before the hold, to name the rule that refuses.
@@ -118,8 +123,8 @@ async def file(session: AsyncSession, actor: Actor, data: dict[str, Any], now: d
             now, provider_id=provider.id, payee=Payee.ENTERPRISE, ttl=timedelta(days=HOLD_DAYS),
         )
     except OrderReferenceConflict as exc:  # another enterprise's claim of this invoice won a race
-        raise InvoiceAlreadyClaimed(f"invoice {invoice} is already part of a claim", invoice_number=invoice,
-                                    detail_zh=f"发票 {invoice} 已用于补贴申领") from exc
+        raise InvoiceAlreadyClaimed(msg("invoice {invoice} is already part of a claim", invoice=invoice),
+                                    invoice_number=invoice) from exc
     claim = Claim(
         voucher_id=voucher.id, programme_id=programme.id, enterprise_id=voucher.enterprise_id,
         provider_id=provider.id, redemption_id=held.id, contract_number=contract, invoice_number=invoice,
@@ -139,8 +144,8 @@ async def file(session: AsyncSession, actor: Actor, data: dict[str, Any], now: d
     except Exception as exc:
         if not is_integrity_error(exc):
             raise
-        raise InvoiceAlreadyClaimed("this invoice, a document or the contract was just claimed by another claim") \
-            from exc
+        raise InvoiceAlreadyClaimed(
+            msg("this invoice, a document or the contract was just claimed by another claim")) from exc
     await audit.record(
         session, "claim.submitted", "claim", claim.id, now=now,
         after=audit.fields(claim, "status contract_number invoice_number invoice_code invoice_date amount_paid subsidy "
@@ -154,7 +159,7 @@ async def file(session: AsyncSession, actor: Actor, data: dict[str, Any], now: d
 async def get(session: AsyncSession, actor: Actor, claim_id: uuid.UUID, *, for_update: bool = False) -> Claim:
     found = await repository.get(session, actor, claim_id, for_update=for_update)
     if found is None:
-        raise NotFound(f"no claim with id {claim_id}")
+        raise NotFound(msg("no claim with id {claim_id}", claim_id=claim_id))
     return found
 
 
@@ -202,7 +207,8 @@ async def approve(session: AsyncSession, actor: Actor, claim_id: uuid.UUID, amou
     check_transition(C(claim.status), C.APPROVED)
     granted = claim.subsidy if amount is None else amount
     if granted > claim.subsidy:
-        raise ValidationFailed([field_error("amount", f"at most the {claim.subsidy} held", "exceeds_hold")])
+        raise ValidationFailed([field_error("amount", msg("at most the {held} held", held=Amount(claim.subsidy, claim.unit)),
+                                            "exceeds_hold")])
     await redemption.capture_claim(session, claim.redemption_id, granted, now)
     await _move(session, claim, C.APPROVED, now, note, approved_amount=granted)
     claim.approved_amount = granted

@@ -35,6 +35,11 @@ def _version(row: EligibilityRuleVersion) -> RuleVersionPublic:
     "/v1/eligibility/dry-run",
     operation_id="dry_run_eligibility",
     summary="Evaluate a rule set against an enterprise, or against facts given inline; nothing is stored",
+    description="The programme office (`applications:review`) tries a rule set before publishing it (or a "
+    "programme's current one) against a registered enterprise or facts given inline, for an amount and a day. "
+    "Answers the verdict rule by rule, reasons in the Accept-Language; it stores and records nothing. Refused with "
+    "`not_found` (programme or enterprise), `eligibility_rules_invalid` (the rule set cannot be evaluated) or "
+    "`validation_failed`.",
     response_model=Eligibility,
     responses=responses(*AUTH_ERRORS, errors.NotFound, errors.EligibilityRulesInvalid, errors.ValidationFailed),
 )
@@ -54,6 +59,9 @@ async def dry_run(body: DryRun, session: Session, now: Now, actor: Reviewer, lan
     "/v1/programmes/{programme_id}/eligibility-rules",
     operation_id="list_eligibility_rule_versions",
     summary="Every eligibility rule version a programme has published, oldest first",
+    description="Any key with `programmes:read`, for a programme it may see: version 1 from its creation and one "
+    "more for each change of its rules, oldest first. Changes nothing. Answers `not_found` for a programme you "
+    "cannot see and `invalid_cursor` for a cursor this service did not issue.",
     response_model=Page[RuleVersionPublic],
     responses=responses(*AUTH_ERRORS, errors.NotFound, errors.InvalidCursor),
 )
@@ -67,6 +75,8 @@ async def list_rule_versions(programme_id: uuid.UUID, session: Session, actor: R
     "/v1/programmes/{programme_id}/eligibility-rules/{version}",
     operation_id="get_eligibility_rule_version",
     summary="One published eligibility rule version (what an application was judged by)",
+    description="Any key with `programmes:read`, for a programme it may see: the rule set an application's verdict "
+    "names. Changes nothing. Answers `not_found` for an unknown programme or version.",
     response_model=RuleVersionPublic,
     responses=responses(*AUTH_ERRORS, errors.NotFound),
 )

@@ -15,17 +15,25 @@ ops `== != < <= > >= in not_in`; a date value may be relative to the application
     {"check": "requested_within_remaining_cap"}
 
 Any rule may carry an `id` (stable name for reports). Every evaluation returns, for every
-rule, pass or fail with a reason in zh-CN and in English.
+rule, pass or fail with a reason in zh-CN and in English; amounts in a reason are written as
+people read them (¥12,000,000.00): revenue is in CNY fen, the request's amounts in the
+programme's unit (`Facts.unit`). Validation problems are catalogue messages (i18n.msg).
+
+Pure: the standard library, services.voucher.money and services.voucher.i18n only.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from services.voucher.i18n import Message, msg
+from services.voucher.money import Unit, format_for_people
+
 OPS = ("==", "!=", "<", "<=", ">", ">=", "in", "not_in")
-FACTS = {
+FACTS: dict[str, type] = {
     "enterprise.uscc": str,
     "enterprise.region_code": str,
     "enterprise.headcount": int,
@@ -36,7 +44,7 @@ FACTS = {
     "request.requested_amount": int,
     "request.remaining_cap": int,
 }
-CHECKS = {
+CHECKS: dict[str, dict[str, type]] = {
     "region_in": {"regions": list},
     "headcount_at_most": {"value": int},
     "revenue_at_most": {"value": int},
@@ -48,12 +56,18 @@ CHECKS = {
 MAX_DEPTH = 16
 MAX_YEARS = 200
 MAX_LIST = 500
+#: Facts that are amounts in minor units, and their unit; None: the programme's (`Facts.unit`).
+AMOUNT_FACTS: dict[str, str | None] = {
+    "enterprise.annual_revenue": Unit.CNY.value,  # revenue is in CNY whatever a programme's unit
+    "request.requested_amount": None,
+    "request.remaining_cap": None,
+}
 
 
 class RuleError(ValueError):
     """A rule set that cannot be used; `errors` point into the rule (JSON pointers)."""
 
-    def __init__(self, errors: list[tuple[str, str]]) -> None:
+    def __init__(self, errors: list[tuple[str, Message]]) -> None:
         self.errors = errors
         super().__init__("; ".join(f"{p}: {m}" for p, m in errors))
 
@@ -67,6 +81,9 @@ class Facts:
     requested_amount: int = 0
     remaining_cap: int | None = 0
     blacklist_dates: tuple[date, ...] = ()
+    #: The programme's unit, which `requested_amount` and `remaining_cap` are counted in; None
+    #: when no programme says (a dry run of given rules against given facts).
+    unit: str | None = None
 
     def get(self, name: str) -> Any:
         scope, _, key = name.partition(".")
@@ -106,35 +123,35 @@ class Outcome:
 
 def validate(rule: Any) -> None:
     """Raise RuleError listing every problem, each with a JSON pointer into the rule."""
-    errors: list[tuple[str, str]] = []
+    errors: list[tuple[str, Message]] = []
     _check(rule, "", 0, errors)
     if errors:
         raise RuleError(errors)
 
 
-def _check(rule: Any, at: str, depth: int, errors: list[tuple[str, str]]) -> None:
+def _check(rule: Any, at: str, depth: int, errors: list[tuple[str, Message]]) -> None:
     if depth > MAX_DEPTH:
-        errors.append((at or "/", f"rules nest at most {MAX_DEPTH} deep"))
+        errors.append((at or "/", msg("rules nest at most {depth} deep", depth=MAX_DEPTH)))
         return
     if not isinstance(rule, dict):
-        errors.append((at or "/", "a rule is a JSON object"))
+        errors.append((at or "/", msg("a rule is a JSON object")))
         return
     if "id" in rule and not (isinstance(rule["id"], str) and 0 < len(rule["id"]) <= 64):
-        errors.append((f"{at}/id", "an id is a string of 1 to 64 characters"))
+        errors.append((f"{at}/id", msg("an id is a string of 1 to 64 characters")))
     kinds = [k for k in ("all", "any", "not", "fact", "check") if k in rule]
     if len(kinds) != 1:
-        errors.append((at or "/", "a rule has exactly one of all, any, not, fact, check"))
+        errors.append((at or "/", msg("a rule has exactly one of all, any, not, fact, check")))
         return
     kind = kinds[0]
     check = rule.get("check")
     params = set(CHECKS.get(check, {})) if isinstance(check, str) else set()
     allowed = {"id", kind} | ({"op", "value"} if kind == "fact" else params)
     for key in sorted(set(rule) - allowed, key=str):
-        errors.append((f"{at}/{key}", "unknown key"))
+        errors.append((f"{at}/{key}", msg("unknown key")))
     if kind in ("all", "any"):
         items = rule[kind]
         if not isinstance(items, list) or not items:
-            errors.append((f"{at}/{kind}", "a non-empty list of rules"))
+            errors.append((f"{at}/{kind}", msg("a non-empty list of rules")))
             return
         for i, item in enumerate(items):
             _check(item, f"{at}/{kind}/{i}", depth + 1, errors)
@@ -146,58 +163,61 @@ def _check(rule: Any, at: str, depth: int, errors: list[tuple[str, str]]) -> Non
         _check_builtin(rule, at, errors)
 
 
-def _check_comparison(rule: dict[str, Any], at: str, errors: list[tuple[str, str]]) -> None:
+def _check_comparison(rule: dict[str, Any], at: str, errors: list[tuple[str, Message]]) -> None:
     fact, op = rule.get("fact"), rule.get("op")
     if not isinstance(fact, str) or fact not in FACTS:
-        errors.append((f"{at}/fact", f"unknown fact; known: {', '.join(sorted(FACTS))}"))
+        errors.append((f"{at}/fact", msg("unknown fact; known: {facts}", facts=sorted(FACTS))))
         return
     if not isinstance(op, str) or op not in OPS:
-        errors.append((f"{at}/op", f"unknown operator; one of {' '.join(OPS)}"))
+        errors.append((f"{at}/op", msg("unknown operator; one of {operators}", operators=" ".join(OPS))))
         return
     if "value" not in rule:
-        errors.append((f"{at}/value", "a comparison needs a value"))
+        errors.append((f"{at}/value", msg("a comparison needs a value")))
         return
     value, expected = rule["value"], FACTS[fact]
     if op in ("in", "not_in") or expected is list:
         if not isinstance(value, list) or not value or len(value) > MAX_LIST:
-            errors.append((f"{at}/value", f"a non-empty list of at most {MAX_LIST} values"))
+            errors.append((f"{at}/value", msg("a non-empty list of at most {count} values", count=MAX_LIST)))
             return
         element = str if expected is list else expected
         for i, item in enumerate(value):
             _check_scalar(item, element, f"{at}/value/{i}", errors, relative=False)
         if expected is list and op not in ("in", "not_in", "==", "!="):
-            errors.append((f"{at}/op", f"{fact} is a list: use in (shares one), not_in (shares none), == or !="))
+            errors.append((f"{at}/op", msg("{fact} is a list: use in (shares one), not_in (shares none), == or !=",
+                                           fact=fact)))
         return
     _check_scalar(value, expected, f"{at}/value", errors, relative=True)
 
 
-def _check_scalar(value: Any, expected: type, at: str, errors: list[tuple[str, str]], *, relative: bool) -> None:
+def _check_scalar(value: Any, expected: type, at: str, errors: list[tuple[str, Message]], *, relative: bool) -> None:
     if expected is date:
         if not ((relative and _is_relative(value)) or _parse_date(value) is not None):
-            errors.append((at, 'a date "YYYY-MM-DD"' + (' or {"years_before_application": N}' if relative else "")))
+            errors.append((at, msg('a date "YYYY-MM-DD" or {{"years_before_application": N}}') if relative
+                           else msg('a date "YYYY-MM-DD"')))
     elif expected is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            errors.append((at, "an integer"))
+            errors.append((at, msg("an integer")))
     elif not isinstance(value, str):
-        errors.append((at, "a string"))
+        errors.append((at, msg("a string")))
 
 
-def _check_builtin(rule: dict[str, Any], at: str, errors: list[tuple[str, str]]) -> None:
+def _check_builtin(rule: dict[str, Any], at: str, errors: list[tuple[str, Message]]) -> None:
     name = rule.get("check")
     if not isinstance(name, str) or name not in CHECKS:
-        errors.append((f"{at}/check", f"unknown check; known: {', '.join(sorted(CHECKS))}"))
+        errors.append((f"{at}/check", msg("unknown check; known: {checks}", checks=sorted(CHECKS))))
         return
     for param, kind in CHECKS[name].items():
         value = rule.get(param)
         if kind is int and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-            errors.append((f"{at}/{param}", "a non-negative integer"))
-        elif param == "years" and value > MAX_YEARS:
-            errors.append((f"{at}/{param}", f"at most {MAX_YEARS} years"))
+            errors.append((f"{at}/{param}", msg("a non-negative integer")))
+        elif param == "years" and isinstance(value, int) and value > MAX_YEARS:
+            errors.append((f"{at}/{param}", msg("at most {years} years", years=MAX_YEARS)))
         if kind is list and (not isinstance(value, list) or not value or len(value) > MAX_LIST
                              or not all(isinstance(v, str) and 0 < len(v) <= 64 for v in value)):
-            errors.append((f"{at}/{param}", f"a non-empty list of at most {MAX_LIST} strings"))
-        elif param == "regions" and not all(len(v) == 6 and v.isascii() and v.isdigit() for v in value):
-            errors.append((f"{at}/{param}", "6-digit administrative division codes, e.g. 330110"))
+            errors.append((f"{at}/{param}", msg("a non-empty list of at most {count} strings", count=MAX_LIST)))
+        elif param == "regions" and isinstance(value, list) and not all(
+                len(v) == 6 and v.isascii() and v.isdigit() for v in value):
+            errors.append((f"{at}/{param}", msg("6-digit administrative division codes, e.g. 330110")))
 
 
 def _is_relative(value: Any) -> bool:
@@ -273,6 +293,25 @@ _LIST_OP_TEXT = {"==": ("are exactly", "恰为"), "!=": ("are not exactly", "不
                  "in": ("include one of", "包含其一"), "not_in": ("include none of", "均不包含")}
 
 
+def _figure(amount: int, unit: str | None, language: str) -> str:
+    """An amount in minor units as people read it (¥12,000,000.00); with no unit known (no
+    programme), the figure says it is counted in minor units rather than pass for yuan."""
+    if unit is None:
+        return f"{amount:,}（最小单位）" if language == "zh" else f"{amount:,} minor units"
+    return format_for_people(amount, unit, language)
+
+
+def _shown(value: Any, language: str, *, amount: bool = False, unit: str | None = None) -> str:
+    """A fact or a rule's value as text in `language`: dates ISO, lists joined, amounts as money."""
+    if isinstance(value, list):
+        return ("、" if language == "zh" else ", ").join(_shown(v, language, amount=amount, unit=unit) for v in value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if amount and isinstance(value, int) and not isinstance(value, bool):
+        return _figure(value, unit, language)
+    return str(value)
+
+
 def _as_date(value: Any, facts: Facts) -> date | None:
     if _is_relative(value):
         return years_before(facts.application_date, value["years_before_application"])
@@ -287,31 +326,35 @@ def _comparison(rule: dict[str, Any], facts: Facts, rule_id: str) -> Outcome:
         value = [_as_date(v, facts) for v in value] if isinstance(value, list) else _as_date(value, facts)
     if actual is None:
         return _unknown(rule_id, fact, fact)
+    is_amount, unit = fact in AMOUNT_FACTS, AMOUNT_FACTS.get(fact) or facts.unit
     if kind is list:
         held, listed = set(actual), set(value)
         passed = {"in": bool(held & listed), "not_in": not held & listed,
                   "==": held == listed, "!=": held != listed}[op]
         en_op, zh_op = _LIST_OP_TEXT[op]
-        shown_actual = ", ".join(sorted(held)) or "none"
+        actual_en = _shown(sorted(held), "en") or "none"
+        actual_zh = _shown(sorted(held), "zh") or "无"
     else:
+        comparisons: dict[str, Callable[[], bool]] = {
+            "==": lambda: actual == value, "!=": lambda: actual != value,
+            "<": lambda: actual < value, "<=": lambda: actual <= value,
+            ">": lambda: actual > value, ">=": lambda: actual >= value,
+            "in": lambda: actual in value, "not_in": lambda: actual not in value,
+        }
         try:
-            passed = {
-                "==": lambda: actual == value, "!=": lambda: actual != value,
-                "<": lambda: actual < value, "<=": lambda: actual <= value,
-                ">": lambda: actual > value, ">=": lambda: actual >= value,
-                "in": lambda: actual in value, "not_in": lambda: actual not in value,
-            }[op]()
+            passed = comparisons[op]()
         except TypeError:  # a fact of the wrong type (inline facts): it cannot be judged
             return _unknown(rule_id, fact, fact)
         en_op, zh_op = _OP_TEXT[op]
-        shown_actual = actual.isoformat() if isinstance(actual, date) else actual
-    shown = ", ".join(v.isoformat() if isinstance(v, date) else str(v) for v in value) if isinstance(value, list) \
-        else value.isoformat() if isinstance(value, date) else value
+        actual_en = _shown(actual, "en", amount=is_amount, unit=unit)
+        actual_zh = _shown(actual, "zh", amount=is_amount, unit=unit)
+    value_en = _shown(value, "en", amount=is_amount, unit=unit)
+    value_zh = _shown(value, "zh", amount=is_amount, unit=unit)
     if passed:
-        return Outcome(rule_id, True, f"{fact} ({shown_actual}) {en_op} {shown}",
-                       f"{fact}（{shown_actual}）满足：{zh_op} {shown}")
-    return Outcome(rule_id, False, f"{fact} ({shown_actual}) fails: {en_op} {shown}",
-                   f"{fact}（{shown_actual}）不满足：{zh_op} {shown}")
+        return Outcome(rule_id, True, f"{fact} ({actual_en}) {en_op} {value_en}",
+                       f"{fact}（{actual_zh}）满足：{zh_op} {value_zh}")
+    return Outcome(rule_id, False, f"{fact} ({actual_en}) fails: {en_op} {value_en}",
+                   f"{fact}（{actual_zh}）不满足：{zh_op} {value_zh}")
 
 
 def _builtin(rule: dict[str, Any], facts: Facts, rule_id: str) -> Outcome:
@@ -321,17 +364,21 @@ def _builtin(rule: dict[str, Any], facts: Facts, rule_id: str) -> Outcome:
         if region is None:
             return _unknown(rule_id, "region", "注册地")
         ok = region in rule["regions"]
-        return Outcome(rule_id, ok, f"region {region} {'is' if ok else 'is not'} in {', '.join(rule['regions'])}",
-                       f"注册地 {region}{'属于' if ok else '不属于'}{'、'.join(rule['regions'])}")
+        return Outcome(rule_id, ok, f"region {region} {'is' if ok else 'is not'} in {_shown(rule['regions'], 'en')}",
+                       f"注册地 {region} {'属于' if ok else '不属于'} {_shown(rule['regions'], 'zh')}")
     if name in ("headcount_at_most", "revenue_at_most"):
-        key, en, zh = ("headcount", "headcount", "员工人数") if name == "headcount_at_most" \
-            else ("annual_revenue", "annual revenue", "年营业收入")
+        revenue = name == "revenue_at_most"
+        key, en, zh = ("annual_revenue", "annual revenue", "年营业收入") if revenue \
+            else ("headcount", "headcount", "员工人数")
         actual = e.get(key)
         if actual is None:
             return _unknown(rule_id, en, zh)
         ok = actual <= rule["value"]
-        return Outcome(rule_id, ok, f"{en} {actual} {'≤' if ok else '>'} {rule['value']}",
-                       f"{zh} {actual} {'不超过' if ok else '超过'} {rule['value']}")
+        unit = AMOUNT_FACTS["enterprise.annual_revenue"]
+        shown = {language: (_shown(actual, language, amount=revenue, unit=unit),
+                            _shown(rule["value"], language, amount=revenue, unit=unit)) for language in ("en", "zh")}
+        return Outcome(rule_id, ok, f"{en} {shown['en'][0]} {'≤' if ok else '>'} {shown['en'][1]}",
+                       f"{zh} {shown['zh'][0]} {'不超过' if ok else '超过'} {shown['zh'][1]}")
     if name == "founded_at_least_years":
         founded = e.get("founded_on")
         founded = _parse_date(founded) if isinstance(founded, str) else founded
@@ -359,6 +406,8 @@ def _builtin(rule: dict[str, Any], facts: Facts, rule_id: str) -> Outcome:
     if facts.remaining_cap is None:  # requested_within_remaining_cap, judged with no programme
         return _unknown(rule_id, "the remaining cap (no programme)", "剩余额度")
     ok = facts.requested_amount <= facts.remaining_cap  # requested_within_remaining_cap
-    return Outcome(rule_id, ok, f"requested {facts.requested_amount} {'within' if ok else 'exceeds'} the remaining "
-                   f"cap {facts.remaining_cap}",
-                   f"申请金额 {facts.requested_amount}{'未超过' if ok else '超过'}剩余额度 {facts.remaining_cap}")
+    requested = {language: _figure(facts.requested_amount, facts.unit, language) for language in ("en", "zh")}
+    remaining = {language: _figure(facts.remaining_cap, facts.unit, language) for language in ("en", "zh")}
+    return Outcome(rule_id, ok, f"requested {requested['en']} {'within' if ok else 'exceeds'} the remaining "
+                   f"cap {remaining['en']}",
+                   f"申请金额 {requested['zh']} {'未超过' if ok else '超过'}剩余额度 {remaining['zh']}".replace("） ", "）"))

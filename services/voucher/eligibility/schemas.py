@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from services.voucher.i18n import msg
 from services.voucher.money import MAX_AMOUNT
 
 
@@ -105,9 +106,9 @@ class DryRun(BaseModel):
     @model_validator(mode="after")
     def _sources(self) -> DryRun:
         if self.rules is None and self.programme_id is None:
-            raise ValueError("give rules, or a programme_id whose current rules to run")
+            raise ValueError(msg("give rules, or a programme_id whose current rules to run"))
         if (self.enterprise_id is None) == (self.facts is None):
-            raise ValueError("give exactly one of enterprise_id and facts")
+            raise ValueError(msg("give exactly one of enterprise_id and facts"))
         return self
 
 

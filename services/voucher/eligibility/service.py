@@ -18,6 +18,7 @@ from services.voucher.actor import Actor
 from services.voucher.eligibility.rules import Facts, Outcome, RuleError, evaluate, validate
 from services.voucher.enterprises import service as enterprises
 from services.voucher.errors import EligibilityRulesInvalid, ValidationFailed, field_error
+from services.voucher.i18n import msg
 from services.voucher.programmes import service as programmes
 from services.voucher.tables import Enterprise, Programme
 from services.voucher.vouchers import service as vouchers
@@ -80,9 +81,10 @@ def judge(rule_set: dict[str, Any] | None, version: int | None, facts: Facts) ->
     try:
         validate(rule_set)
     except RuleError as exc:
+        problems = [msg("{pointer}: {problem}", pointer=pointer, problem=problem) for pointer, problem in exc.errors]
         raise EligibilityRulesInvalid(
-            f"eligibility rule version {version} cannot be evaluated ({exc}); nobody can be judged until an "
-            "operator publishes a corrected version",
+            msg("eligibility rule version {version} cannot be evaluated ({problems}); nobody can be judged until "
+                "an operator publishes a corrected version", version=version, problems=problems),
             version=version,
         ) from exc
     return Verdict(version, evaluate(rule_set, facts))
@@ -97,7 +99,8 @@ def judge_request(
 ) -> Verdict:
     """The verdict of the programme's current rule version on this request."""
     attributes, blacklist = enterprise_facts(enterprise)
-    facts = Facts(application_date(programme, now), attributes, requested_amount, remaining_cap, blacklist)
+    facts = Facts(application_date(programme, now), attributes, requested_amount, remaining_cap, blacklist,
+                  unit=programme.unit)
     return judge(programme.eligibility_rules, programme.eligibility_version, facts)
 
 
@@ -142,4 +145,6 @@ async def dry_run(
             remaining_cap = given["remaining_cap"]
         elif programme is not None:
             remaining_cap = programme.enterprise_cap
-    return judge(rules, version, Facts(day, attributes, requested_amount, remaining_cap, blacklist))
+    # The request's amounts are in the programme's unit; with no programme, no unit is known.
+    unit = programme.unit if programme is not None else None
+    return judge(rules, version, Facts(day, attributes, requested_amount, remaining_cap, blacklist, unit=unit))

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Select, false, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from services.voucher.actor import Actor
 from services.voucher.apikeys.rules import Role
@@ -15,26 +16,27 @@ from services.voucher.db import PageRequest, paginate
 from services.voucher.tables import Enterprise
 
 
-def visible(actor: Actor) -> Select[Any]:
+def visible(actor: Actor) -> Select[Enterprise]:
     stmt = select(Enterprise)
     if actor.sees_everything:
         return stmt
     if actor.role is Role.ENTERPRISE and actor.enterprise_id is not None:
-        return stmt.where(Enterprise.id == actor.enterprise_id)
+        return stmt.where(col(Enterprise.id) == actor.enterprise_id)
     return stmt.where(false())
 
 
 async def get(
     session: AsyncSession, actor: Actor, enterprise_id: uuid.UUID, *, for_update: bool = False
 ) -> Enterprise | None:
-    stmt = visible(actor).where(Enterprise.id == enterprise_id)
+    stmt = visible(actor).where(col(Enterprise.id) == enterprise_id)
     if for_update:
         stmt = stmt.with_for_update()
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
 async def uscc_taken(session: AsyncSession, uscc: str) -> bool:
-    return (await session.execute(select(Enterprise.id).where(Enterprise.uscc == uscc))).first() is not None
+    stmt = select(col(Enterprise.id)).where(col(Enterprise.uscc) == uscc)
+    return (await session.execute(stmt)).first() is not None
 
 
 async def list_page(
@@ -47,10 +49,10 @@ async def list_page(
 ) -> tuple[Any, str | None]:
     stmt = visible(actor)
     if region_code is not None:
-        stmt = stmt.where(Enterprise.region_code == region_code)
+        stmt = stmt.where(col(Enterprise.region_code) == region_code)
     if uscc is not None:
-        stmt = stmt.where(Enterprise.uscc == uscc)
-    return await paginate(session, stmt, Enterprise.id, page)
+        stmt = stmt.where(col(Enterprise.uscc) == uscc)
+    return await paginate(session, stmt, col(Enterprise.id), page)
 
 
 async def add(session: AsyncSession, row: Enterprise) -> None:

@@ -47,6 +47,11 @@ def _columns(body: EnterpriseCreate | EnterpriseUpdate, *, exclude_unset: bool =
     "",
     operation_id="register_enterprise",
     summary="Register an enterprise (USCC check character verified)",
+    description="The programme office (`enterprises:write`) registers an SME: its USCC (check character verified "
+    "per GB 32100-2015), region, size, certifications, blacklist records and related parties. Stores it and "
+    "records the audit event `enterprise.registered`; the `ETag` header is its version. Refused with "
+    "`already_exists` (the USCC is registered), `validation_failed` (e.g. a wrong check character, naming the "
+    "right one) or an Idempotency-Key conflict.",
     status_code=201,
     response_model=EnterprisePublic,
     responses=responses(*AUTH_ERRORS, errors.AlreadyExists, errors.ValidationFailed,
@@ -65,6 +70,9 @@ async def register_enterprise(
     "",
     operation_id="list_enterprises",
     summary="List enterprises (an enterprise key sees only itself)",
+    description="Any key with `enterprises:read`: an enterprise key sees only itself, operators and auditors all; "
+    "filter by region code or USCC. Changes nothing. Answers `invalid_cursor` for a cursor this service did not "
+    "issue.",
     response_model=Page[EnterprisePublic],
     responses=responses(*AUTH_ERRORS, errors.InvalidCursor),
 )
@@ -85,6 +93,9 @@ async def list_enterprises(
     "/{enterprise_id}",
     operation_id="get_enterprise",
     summary="Read an enterprise",
+    description="Any key with `enterprises:read` (an enterprise only itself). The `ETag` header is the version to "
+    "send as `If-Match` when changing it; changes nothing. Answers `not_found` when the enterprise does not exist "
+    "or is not you.",
     response_model=EnterprisePublic,
     responses=responses(*AUTH_ERRORS, errors.NotFound),
 )
@@ -98,6 +109,10 @@ async def get_enterprise(
     "/{enterprise_id}",
     operation_id="update_enterprise",
     summary="Change an enterprise's facts (If-Match required)",
+    description="The programme office (`enterprises:write`) changes an enterprise's facts, sending the ETag it "
+    "read as `If-Match`; later eligibility judgements use the new facts, applications already judged keep their "
+    "verdict. Records the audit event `enterprise.updated`. Refused with `not_found`, `precondition_failed` "
+    "(changed since you read it) or `precondition_required` (no If-Match).",
     response_model=EnterprisePublic,
     responses=responses(*AUTH_ERRORS, errors.NotFound, errors.PreconditionFailed,
                         errors.PreconditionRequired),

@@ -14,13 +14,14 @@ from services.voucher.audit import service as audit
 from services.voucher.db import PageRequest
 from services.voucher.enterprises import repository
 from services.voucher.errors import AlreadyExists, NotFound
+from services.voucher.i18n import msg
 from services.voucher.tables import Enterprise
 
 
 async def register(session: AsyncSession, data: dict[str, Any], now: datetime) -> Enterprise:
     """One record per USCC: registering the same code twice is refused."""
     if await repository.uscc_taken(session, data["uscc"]):
-        raise AlreadyExists(f"an enterprise with USCC {data['uscc']} is already registered")
+        raise AlreadyExists(msg("an enterprise with USCC {uscc} is already registered", uscc=data["uscc"]))
     enterprise = Enterprise(**data, created_at=now, updated_at=now)
     await repository.add(session, enterprise)
     await audit.record(session, "enterprise.registered", "enterprise", enterprise.id, now=now, after=_public(enterprise),
@@ -38,7 +39,7 @@ async def get_enterprise(
     """404 both when it does not exist and when it is someone else's: existence never leaks."""
     enterprise = await repository.get(session, actor, enterprise_id, for_update=for_update)
     if enterprise is None:
-        raise NotFound(f"no enterprise with id {enterprise_id}")
+        raise NotFound(msg("no enterprise with id {enterprise_id}", enterprise_id=enterprise_id))
     return enterprise
 
 

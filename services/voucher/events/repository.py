@@ -11,10 +11,11 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.voucher import pending
+from services.voucher.db import dialect_name, table_of
 from services.voucher.driver import insert_rows
 from services.voucher.tables import DEDUPED, LedgerAccount, OutboxEvent, Voucher
 
-E = OutboxEvent.__table__  # type: ignore[attr-defined]
+E = table_of(OutboxEvent)
 #: pg_advisory_xact_lock key of the publisher ("outbox" in ASCII): one publisher at a time.
 PUBLISHER_LOCK = 0x6F7574626F78
 
@@ -33,7 +34,7 @@ async def insert_event(session: AsyncSession, values: dict[str, Any]) -> bool:
         if not pending.defer(session, _INSERT, values):
             await session.execute(_INSERT, values)
         return True
-    dialect = session.bind.dialect.name
+    dialect = dialect_name(session)
     statement = _INSERT_ONCE[dialect].values(**values).returning(E.c.id)
     return (await session.execute(statement)).first() is not None
 
@@ -42,13 +43,13 @@ def defer_once(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     """Events with a dedupe key, each written at most once ever, with the commit (for callers
     that need not know whether it was the first time)."""
     for row in rows:
-        if not pending.defer(session, _INSERT_ONCE[session.bind.dialect.name], row):
+        if not pending.defer(session, _INSERT_ONCE[dialect_name(session)], row):
             raise RuntimeError("deferred events need a transaction")
 
 
 async def lock_publisher(session: AsyncSession) -> None:
     """One publisher at a time. SQLite's BEGIN IMMEDIATE already serialises writers."""
-    if session.bind.dialect.name == "postgresql":
+    if dialect_name(session) == "postgresql":
         await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PUBLISHER_LOCK})
 
 
@@ -113,7 +114,7 @@ async def expiring(session: AsyncSession, start: Any, end: Any, limit: int) -> l
     On PostgreSQL the vouchers are locked and a voucher another worker holds is skipped, so two
     workers at once take disjoint sets (the dedupe key still makes a second warning a no-op);
     a voucher skipped because a redemption held it is warned on the next run."""
-    V, A = Voucher.__table__, LedgerAccount.__table__  # type: ignore[attr-defined]
+    V, A = table_of(Voucher), table_of(LedgerAccount)
     warned = select(E.c.id).where(E.c.type == "voucher.expiring", E.c.resource_id == V.c.id).exists()
     statement = (
         select(V.c.id, V.c.programme_id, V.c.enterprise_id, V.c.expires_at, V.c.face_value, V.c.unit,
@@ -123,7 +124,7 @@ async def expiring(session: AsyncSession, start: Any, end: Any, limit: int) -> l
         .order_by(V.c.expires_at, V.c.id)
         .limit(limit)
     )
-    if session.bind.dialect.name == "postgresql":
+    if dialect_name(session) == "postgresql":
         statement = statement.with_for_update(of=V, skip_locked=True, key_share=True)
     rows = await session.execute(statement)
     return [dict(r._mapping) for r in rows.all()]

@@ -27,9 +27,12 @@ Reader = Annotated[Actor, Depends(require(Scope.EVENTS_READ))]
     "",
     operation_id="list_events",
     summary="Your events in publication order (all events, for the programme office and auditors)",
-    description="Page with `next_cursor` until it is null, keep `poll_cursor`, and poll with it as "
+    description="Any key with `events:read`: an enterprise or a provider reads its own events, operators "
+    "and auditors all; changes nothing. "
+    "Page with `next_cursor` until it is null, keep `poll_cursor`, and poll with it as "
     "`cursor` later: positions are given in commit order and never skip, so nothing is missed. An "
-    "event appears once the worker has published it (seconds after its change committed).",
+    "event appears once the worker has published it (seconds after its change committed). "
+    "Answers `invalid_cursor` for a cursor this service did not issue.",
     response_model=EventPage,
     responses=responses(*AUTH_ERRORS, errors.InvalidCursor),
 )
@@ -55,6 +58,9 @@ async def list_events(
     "/{event_id}",
     operation_id="get_event",
     summary="Read one of your events",
+    description="Any key with `events:read`, for an event it may see (an enterprise or a provider its own, "
+    "operators and auditors any): the event as webhooks deliver it. Changes nothing. Answers `not_found` when the "
+    "event does not exist or is not yours.",
     response_model=EventPublic,
     responses=responses(*AUTH_ERRORS, errors.NotFound),
 )

@@ -28,6 +28,7 @@ from services.voucher.events.rules import (
     expiring_key,
     marks_reached,
 )
+from services.voucher.i18n import msg
 from services.voucher.ids import uuid7
 from services.voucher.webhooks import repository as webhooks
 
@@ -203,5 +204,5 @@ async def get_event(session: AsyncSession, actor: Actor, event_id: uuid.UUID) ->
                                       actor.provider_id, actor.sees_everything)
     rows = await repository.page(session, statement.where(repository.E.c.id == event_id), 0, 1)
     if not rows:
-        raise NotFound(f"no published event with id {event_id}")
+        raise NotFound(msg("no published event with id {event_id}", event_id=event_id))
     return rows[0]

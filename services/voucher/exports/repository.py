@@ -10,17 +10,18 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, Text, Uuid, cast, select, update
+from sqlalchemy import Select, Text, TypeDecorator, Uuid, cast, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.voucher.exports.rules import TIME_COLUMN, Dataset, Filters
+from services.voucher.db import dialect_name, table_of
+from services.voucher.exports.rules import SOURCE, TIME_COLUMN, Dataset, Filters
 from services.voucher.ledger import repository as ledger
 from services.voucher.tables import AuditEvent, ExportManifest, Redemption, Settlement
 
-E = AuditEvent.__table__
-R = Redemption.__table__
-S = Settlement.__table__
-M = ExportManifest.__table__
+E = table_of(AuditEvent)
+R = table_of(Redemption)
+S = table_of(Settlement)
+M = table_of(ExportManifest)
 
 _TABLES = {Dataset.REDEMPTIONS: R, Dataset.SETTLEMENTS: S, Dataset.AUDIT_EVENTS: E}
 
@@ -33,13 +34,14 @@ async def begin_snapshot(session: AsyncSession) -> None:
     if session.in_transaction():
         await session.rollback()  # a fresh snapshot, taken now
     options: dict[str, Any] = {}
-    if session.bind.dialect.name == "postgresql":
+    if dialect_name(session) == "postgresql":
         options = {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
     await session.connection(execution_options=options)
 
 
 def statement(dataset: Dataset, filters: Filters) -> Select[Any]:
-    """The dataset's rows matching `filters`, in a stable order."""
+    """The rows `dataset` is read from (its source table's) matching `filters`, in a stable order."""
+    dataset = SOURCE[dataset]
     given = filters.given()
     if dataset is Dataset.LEDGER_ENTRIES:
         return ledger.entries_select(**given)
@@ -60,13 +62,24 @@ def statement(dataset: Dataset, filters: Filters) -> Select[Any]:
     return stmt.order_by(table.c.id)
 
 
-def columns(stmt: Select[Any]) -> list[str]:
-    return list(stmt.selected_columns.keys())
+def columns(stmt: Select[Any]) -> list[tuple[str, type]]:
+    """(name, Python type) of each column the statement reads, in order."""
+    return [(str(column.key), _python_type(column.type)) for column in stmt.selected_columns]
+
+
+def _python_type(type_: Any) -> type:
+    if isinstance(type_, TypeDecorator):  # e.g. UTCDateTime: what its implementation holds
+        type_ = type_.impl_instance
+    try:
+        found = type_.python_type
+    except NotImplementedError:
+        return object
+    return found if isinstance(found, type) else object
 
 
 async def stream(session: AsyncSession, stmt: Select[Any], batch: int) -> AsyncIterator[Sequence[Any]]:
     """The statement's rows (values in `columns(stmt)` order), `batch` at a time."""
-    if session.bind.dialect.name == "postgresql":
+    if dialect_name(session) == "postgresql":
         stmt = _ids_as_text(stmt)
     result = await session.stream(stmt.execution_options(yield_per=batch))
     async for rows in result.partitions(batch):

@@ -1,4 +1,4 @@
-"""Exports over HTTP: whole datasets streamed as CSV or JSON Lines, each with a manifest
+"""Exports over HTTP: whole datasets streamed as JSON Lines, CSV or .xlsx, each with a manifest
 (operators and auditors)."""
 
 from __future__ import annotations
@@ -20,16 +20,33 @@ from services.voucher.http.auth import require
 from services.voucher.http.deps import Session, get_database
 from services.voucher.http.problems import AUTH_ERRORS, responses
 from services.voucher.instants import Instant
+from services.voucher.spreadsheet import XLSX_MEDIA_TYPE
 
 router = APIRouter(prefix="/v1/exports", tags=["exports"])
 Auditor = Annotated[Actor, Depends(require(Scope.AUDIT_READ))]
 
 EXPORT_DESCRIPTION = """\
 Streams every row of a dataset that matches the filters, in a stable order, as **JSON Lines**
-(`format=jsonl`, the default: one object per line) or **CSV** (`format=csv`: UTF-8 with a
-byte-order mark, a header of column names, CRLF line ends). Amounts are integers in the unit's
-minor unit (CNY: fen, 1/100 yuan; GPU_HOUR: thousandths of a GPU-hour; TOKEN: tokens), times RFC 3339 UTC; in CSV a null is an empty cell and JSON columns (an audit
-event's `before`/`after`, a redemption's `line_items`) are JSON text.
+(`format=jsonl`, the default: one object per line, for programs), **CSV** (`format=csv`: UTF-8
+with a byte-order mark, a header of column names, CRLF line ends) or an **Excel workbook**
+(`format=xlsx`). Amounts are integers in the unit's minor unit (CNY: fen, 1/100 yuan; GPU_HOUR:
+thousandths of a GPU-hour; TOKEN: tokens) in JSON Lines and CSV.
+
+* JSON Lines: times RFC 3339 UTC; a redemption's `line_items` and `computation` and an audit
+  event's `before`/`after` are nested JSON.
+* CSV and .xlsx are for spreadsheets: every cell is flat (never JSON text) and every time is in
+  Beijing time, Asia/Shanghai — in CSV as RFC 3339 text with its offset
+  (`2026-03-01T08:00:00+08:00`), in .xlsx as an Excel date-time — and the header of a time column
+  says so (`created_at (Asia/Shanghai)`). A redemption's `line_items` become `line_item_count`
+  (the items themselves are the `redemption-line-items` dataset) and its `computation` becomes
+  columns: `gross_subsidy`, `subsidy`, `limited_by`, `enterprise_pays`, … and a `<limit>_room` /
+  `<limit>_after` pair per step. An audit event's `before`/`after` are left out (see
+  `audit-event-changes`). In CSV a null is an empty cell and a text that a spreadsheet would run
+  as a formula starts with an apostrophe.
+* .xlsx: one sheet named after the dataset (continued on further sheets past 1,048,575 rows),
+  the header row frozen; amounts are numbers **in the unit** (yuan `#,##0.00`, GPU-hours
+  `#,##0.000`, tokens `#,##0`, by the row's `unit`); text is always text, never a formula. The
+  workbook is assembled on the server before its first byte is sent.
 
 Datasets:
 * `ledger-entries` — postings joined to their journal transaction and account: `posting_id`,
@@ -37,8 +54,17 @@ Datasets:
   `programme_id`, `voucher_id`, `provider_id`, `enterprise_id` (of the account), `redemption_id`,
   `created_at`; in posting order. Filters match the posting's account.
 * `redemptions`, `settlements` — every column, by id.
+* `redemption-line-items` — one row per line item of each redemption (the redemptions' filters):
+  `redemption_id`, `line`, the redemption's ids, `order_reference`, `unit`, `status`,
+  `created_at`, `captured_at`, the item's `category`, `description`, `accelerator`, `model`,
+  `hours_milli`, `tokens`, `amount`, its `gross_subsidy` (before the limits), `rate_bps` (when one
+  rate applies to the whole item) and `rate_source`. A redemption's items add up to its
+  `order_amount` and `gross_subsidy`.
 * `audit-events` — every column, in chain order (`seq`); events committed after the export
   sealed the chain, if any, come last with a null `seq`.
+* `audit-event-changes` — one row per field an audit event records (the audit events' filters):
+  `event_id`, `seq`, `occurred_at`, `action`, `resource_type`, `resource_id`, `programme_id`,
+  `field` (a dotted path), `before`, `after`.
 
 Filters: `programme_id`, `enterprise_id`, `provider_id`, `voucher_id`, `account_id` (ledger
 entries only) and the half-open range [`since`, `until`) on the rows' time (`created_at`; an
@@ -53,7 +79,8 @@ with, and `started_at`. The response names it in `Export-Id` and in
 the manifest gets `row_count`, `sha256` (of exactly the body's bytes, BOM included) and
 `finished_at` — before the response ends, so a client that read the body to its end can fetch
 `GET /v1/exports/manifests/{id}` and compare the digest at once. A manifest whose
-`finished_at` stays null describes an export that was cut off.
+`finished_at` stays null describes an export that was cut off. `row_count` counts the rows of
+the file (line items, changes), never a header.
 """
 
 _HEADERS = {
@@ -66,13 +93,14 @@ _HEADERS = {
 @router.get(
     "/{dataset}",
     operation_id="export_dataset",
-    summary="Stream a dataset as CSV or JSON Lines, described by a manifest (row count, SHA-256, chain head)",
+    summary="Stream a dataset as JSON Lines, CSV or .xlsx, described by a manifest (row count, SHA-256, chain head)",
     description=EXPORT_DESCRIPTION,
     response_class=StreamingResponse,
     responses={
         200: {"description": "The rows, streamed", "headers": _HEADERS, "content": {
             "application/x-ndjson": {"schema": {"type": "string"}},
             "text/csv": {"schema": {"type": "string"}},
+            XLSX_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}},
         }},
         **responses(*AUTH_ERRORS, errors.ValidationFailed),
     },
@@ -80,7 +108,7 @@ _HEADERS = {
 async def export_dataset(
     dataset: Dataset, request: Request, session: Session, actor: Auditor,
     database: Annotated[Database, Depends(get_database)],
-    format: Annotated[Format, Query(description="`jsonl` (default) or `csv`.")] = Format.JSONL,  # noqa: A002
+    format: Annotated[Format, Query(description="`jsonl` (default), `csv` or `xlsx`.")] = Format.JSONL,  # noqa: A002
     programme_id: Annotated[uuid.UUID | None, Query()] = None,
     enterprise_id: Annotated[uuid.UUID | None, Query()] = None,
     provider_id: Annotated[uuid.UUID | None, Query()] = None,
@@ -107,6 +135,10 @@ async def export_dataset(
 @router.get(
     "/manifests/{export_id}",
     operation_id="get_export_manifest",
+    description="Operators and auditors (`audit:read`). Answers an export's manifest: dataset, format, filters, "
+    "who asked and the audit chain head the data is consistent with, then, once the last byte was produced, its "
+    "row count and the SHA-256 of the body (a `finished_at` that stays null means the export was cut off). Changes "
+    "nothing. Answers `not_found` for an unknown export.",
     summary="An export's manifest: what it contained, its row count and SHA-256, the chain head",
     response_model=ExportManifestPublic,
     responses=responses(*AUTH_ERRORS, errors.NotFound),

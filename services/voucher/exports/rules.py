@@ -1,6 +1,8 @@
 """What an export contains and how its rows are written: datasets, formats, which filters
-apply to which dataset, and the row encoders (CSV UTF-8 with a BOM, or JSON Lines). Pure: stdlib
-only, so the bytes an auditor receives depend on nothing but the rows.
+apply to which dataset, each file's columns (exports/layouts.py), and the row encoders (CSV
+UTF-8 with a BOM, or JSON Lines; the .xlsx writer is exports/workbook.py). Pure: stdlib only
+(and the message catalogue for the filter problems), so the bytes an auditor receives depend on
+nothing but the rows.
 """
 
 from __future__ import annotations
@@ -9,13 +11,16 @@ import csv
 import io
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
 
 from services.voucher import spreadsheet
+from services.voucher.exports import layouts
+from services.voucher.exports.layouts import Layout
+from services.voucher.i18n import Message, msg
 
 BOM = "\ufeff"
 #: Bytes gathered before a chunk is handed to the server: large enough that per-chunk costs do
@@ -31,16 +36,30 @@ ENCODE_ROWS = 100
 class Dataset(StrEnum):
     LEDGER_ENTRIES = "ledger-entries"
     REDEMPTIONS = "redemptions"
+    REDEMPTION_LINE_ITEMS = "redemption-line-items"
     SETTLEMENTS = "settlements"
     AUDIT_EVENTS = "audit-events"
+    AUDIT_EVENT_CHANGES = "audit-event-changes"
 
 
 class Format(StrEnum):
     CSV = "csv"
     JSONL = "jsonl"
+    XLSX = "xlsx"
 
 
-MEDIA_TYPES = {Format.CSV: "text/csv; charset=utf-8", Format.JSONL: "application/x-ndjson"}
+MEDIA_TYPES = {Format.CSV: "text/csv; charset=utf-8", Format.JSONL: "application/x-ndjson",
+               Format.XLSX: spreadsheet.XLSX_MEDIA_TYPE}
+#: The formats a finance office opens in a spreadsheet: flat cells only (no JSON in a cell) and
+#: times in Asia/Shanghai. JSON Lines is for programs: nested values, times in UTC.
+SPREADSHEET_FORMATS = frozenset({Format.CSV, Format.XLSX})
+#: The rows each dataset is read from: line items from redemptions, changes from audit events
+#: (so they take the same filters).
+SOURCE: dict[Dataset, Dataset] = {
+    **{dataset: dataset for dataset in Dataset},
+    Dataset.REDEMPTION_LINE_ITEMS: Dataset.REDEMPTIONS,
+    Dataset.AUDIT_EVENT_CHANGES: Dataset.AUDIT_EVENTS,
+}
 
 
 @dataclass(frozen=True)
@@ -68,10 +87,12 @@ _TENANT = frozenset({"programme_id", "enterprise_id", "provider_id", "voucher_id
 APPLICABLE: dict[Dataset, frozenset[str]] = {
     Dataset.LEDGER_ENTRIES: _TENANT | {"account_id"},
     Dataset.REDEMPTIONS: _TENANT,
+    Dataset.REDEMPTION_LINE_ITEMS: _TENANT,
     Dataset.SETTLEMENTS: frozenset({"programme_id", "provider_id", "since", "until"}),
     Dataset.AUDIT_EVENTS: _TENANT,
+    Dataset.AUDIT_EVENT_CHANGES: _TENANT,
 }
-#: The time column `since`/`until` select on, per dataset.
+#: The time column `since`/`until` select on, per dataset read from a table.
 TIME_COLUMN: dict[Dataset, str] = {
     Dataset.LEDGER_ENTRIES: "created_at",
     Dataset.REDEMPTIONS: "created_at",
@@ -80,16 +101,16 @@ TIME_COLUMN: dict[Dataset, str] = {
 }
 
 
-def filter_problems(dataset: Dataset, filters: Filters) -> list[tuple[str, str]]:
+def filter_problems(dataset: Dataset, filters: Filters) -> list[tuple[str, Message]]:
     """(field, message) for each filter that cannot be applied: refused, never ignored, so an
     auditor never receives more than was asked for while believing it was filtered."""
     problems = [
-        (name, f"`{name}` does not apply to {dataset.value}; it applies to "
-               f"{', '.join(sorted(APPLICABLE[dataset]))}")
+        (name, msg("`{name}` does not apply to {dataset}; it applies to {applicable}",
+                   name=name, dataset=dataset.value, applicable=sorted(APPLICABLE[dataset])))
         for name in filters.given() if name not in APPLICABLE[dataset]
     ]
     if filters.since is not None and filters.until is not None and filters.since >= filters.until:
-        problems.append(("until", "`until` must be after `since` (the range is [since, until))"))
+        problems.append(("until", msg("`until` must be after `since` (the range is [since, until))")))
     return problems
 
 
@@ -110,28 +131,52 @@ def plain(value: Any) -> Any:
     return value
 
 
-def _json_text(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+def _no_json(value: Any) -> str:
+    raise TypeError(f"a {type(value).__name__} cannot be a spreadsheet cell; the layout must flatten it")
 
 
 # Conversions by exact type, looked up once per cell (the hot loop of an export); a type not
 # listed passes through unchanged. CSV: the csv module writes None as an empty cell and ints
-# and text as they are; ids, times, booleans and JSON structures need a word.
+# and text as they are; ids, times and booleans need a word, and a JSON structure is a bug in
+# the layout (layouts.py flattens every one), never a cell.
 _JSON_CONVERT: dict[type, Any] = {uuid.UUID: str, datetime: rfc3339, date: date.isoformat}
 # Text is made safe for spreadsheets (services/voucher/spreadsheet.py); what the other
-# conversions produce starts with a digit, a letter, `{` or `[`.
+# conversions produce starts with a digit or a letter.
 _CSV_CONVERT: dict[type, Any] = {
-    **_JSON_CONVERT, bool: lambda v: "true" if v else "false", dict: _json_text, list: _json_text,
-    str: spreadsheet.cell,
+    uuid.UUID: str, datetime: spreadsheet.local_time, date: date.isoformat,
+    bool: lambda v: "true" if v else "false", dict: _no_json, list: _no_json, str: spreadsheet.cell,
 }
 
 
-class Encoder:
-    """Turns rows (sequences of values in `columns` order) into bytes: a preamble, then one
-    record per row."""
+def layout(dataset: Dataset, format_: Format, source: Sequence[tuple[str, type]]) -> Layout:
+    """The columns of `dataset`'s file in `format_`, from the (name, Python type) of the
+    columns it is read with."""
+    if dataset is Dataset.REDEMPTION_LINE_ITEMS:
+        return layouts.line_items(source)
+    if dataset is Dataset.AUDIT_EVENT_CHANGES:
+        return layouts.audit_changes(source)
+    if format_ in SPREADSHEET_FORMATS:
+        flat: dict[Dataset, Callable[[Sequence[tuple[str, type]]], Layout]] = {
+            Dataset.REDEMPTIONS: layouts.redemptions_flat, Dataset.AUDIT_EVENTS: layouts.audit_events_flat}
+        if dataset in flat:
+            return flat[dataset](source)
+    return layouts.same(source)
 
-    def __init__(self, columns: Sequence[str]) -> None:
-        self.columns = tuple(columns)
+
+def header(shape: Layout, format_: Format) -> tuple[str, ...]:
+    """Column names as a spreadsheet file heads them: a column of times says their zone."""
+    if format_ not in SPREADSHEET_FORMATS:
+        return shape.columns
+    return tuple(f"{name} {spreadsheet.TIME_NOTE}" if name in shape.times else name for name in shape.columns)
+
+
+class Encoder:
+    """Turns rows (sequences of values in the layout's column order) into bytes: a preamble,
+    then one record per row."""
+
+    def __init__(self, shape: Layout) -> None:
+        self.layout = shape
+        self.columns = shape.columns
 
     def preamble(self) -> bytes:
         return b""
@@ -143,11 +188,12 @@ class Encoder:
 class CsvEncoder(Encoder):
     """UTF-8 with a byte-order mark (spreadsheets in China then read the text right), a header
     of column names, CRLF line ends, amounts as integers in minor units (exact, as in the API);
-    null is an empty cell, JSON structures are JSON text, booleans `true`/`false`; a text cell
-    that a spreadsheet would read as a formula starts with an apostrophe."""
+    times in Asia/Shanghai with their offset (the header of a time column says so), null is an
+    empty cell, booleans `true`/`false`, never JSON; a text cell that a spreadsheet would read
+    as a formula starts with an apostrophe."""
 
-    def __init__(self, columns: Sequence[str]) -> None:
-        super().__init__(columns)
+    def __init__(self, shape: Layout) -> None:
+        super().__init__(shape)
         self._out = io.StringIO()
         self._writer = csv.writer(self._out, lineterminator="\r\n")
 
@@ -158,7 +204,7 @@ class CsvEncoder(Encoder):
         return text.encode("utf-8")
 
     def preamble(self) -> bytes:
-        self._writer.writerow(self.columns)
+        self._writer.writerow(spreadsheet.row(header(self.layout, Format.CSV)))
         return BOM.encode("utf-8") + self._take()
 
     def rows(self, rows: Sequence[Sequence[Any]]) -> bytes:
@@ -170,7 +216,8 @@ class CsvEncoder(Encoder):
 
 
 class JsonLinesEncoder(Encoder):
-    """One JSON object per line (UTF-8, no BOM), keys in column order; JSON columns nested."""
+    """One JSON object per line (UTF-8, no BOM), keys in column order; JSON columns nested;
+    times RFC 3339 UTC."""
 
     def rows(self, rows: Sequence[Sequence[Any]]) -> bytes:
         columns, get, dumps = self.columns, _JSON_CONVERT.get, json.dumps
@@ -181,8 +228,11 @@ class JsonLinesEncoder(Encoder):
         ]).encode("utf-8")
 
 
-def encoder(format_: Format, columns: Sequence[str]) -> Encoder:
-    return CsvEncoder(columns) if format_ is Format.CSV else JsonLinesEncoder(columns)
+def encoder(format_: Format, shape: Layout) -> Encoder:
+    """The byte encoder of a text format (.xlsx is written by exports/workbook.py)."""
+    if format_ is Format.XLSX:
+        raise ValueError("an .xlsx file is written by exports/workbook.py, not encoded row by row")
+    return CsvEncoder(shape) if format_ is Format.CSV else JsonLinesEncoder(shape)
 
 
 def file_name(dataset: Dataset, format_: Format, export_id: uuid.UUID) -> str:

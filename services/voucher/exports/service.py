@@ -5,16 +5,24 @@ so the file is consistent with itself and with the audit chain head its manifest
 manifest row is written before the first byte (dataset, format, filters, who, the chain head,
 when) and completed after the last (row count, SHA-256 of exactly the bytes sent, when): a
 manifest without `finished_at` is an export that did not complete. Rows are fetched and encoded
-a batch at a time and sent in chunks, so memory stays flat however large the export.
+a batch at a time and sent in chunks (CSV, JSON Lines), or written a batch at a time to an .xlsx
+file on disk that is then sent in chunks, so memory stays flat however large the export.
 See docs/decisions.md, "Exports and point-in-time balances".
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import shutil
+import tempfile
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import aclosing
 from dataclasses import dataclass
+from itertools import islice
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,6 +32,7 @@ from services.voucher.clock import Clock
 from services.voucher.db import Database
 from services.voucher.errors import NotFound, ValidationFailed, field_error
 from services.voucher.exports import repository
+from services.voucher.exports.layouts import Layout
 from services.voucher.exports.rules import (
     CHUNK_BYTES,
     ENCODE_ROWS,
@@ -33,7 +42,10 @@ from services.voucher.exports.rules import (
     Format,
     encoder,
     filter_problems,
+    layout,
 )
+from services.voucher.exports.workbook import WorkbookWriter
+from services.voucher.i18n import msg
 from services.voucher.ids import uuid7
 from services.voucher.tables import ExportManifest
 
@@ -69,42 +81,96 @@ async def open_export(
     return Export(manifest, body)
 
 
+T = TypeVar("T")
+
+
+@dataclass
+class _Count:
+    rows: int = 0
+
+
 async def _body(
     session: AsyncSession, database: Database, export_id: uuid.UUID, dataset: Dataset, format_: Format,
     filters: Filters, clock: Clock, chunk_bytes: int, fetch_rows: int,
 ) -> AsyncIterator[bytes]:
     stmt = repository.statement(dataset, filters)
-    writer = encoder(format_, repository.columns(stmt))
-    digest = hashlib.sha256()
-    row_count = 0
+    shape = layout(dataset, format_, repository.columns(stmt))
+    batches = repository.stream(session, stmt, fetch_rows)
+    digest, count = hashlib.sha256(), _Count()
+    produced = (_workbook(shape, dataset.value, batches, count, chunk_bytes) if format_ is Format.XLSX
+                else _text(shape, format_, batches, count, chunk_bytes))
+    # Closed with this body, cut off or not, so a workbook's temporary files go at once.
+    async with aclosing(produced) as chunks:
+        async for chunk in chunks:
+            digest.update(chunk)
+            yield chunk
+    # Every byte has been handed to the server; the response ends only after this commits, so
+    # a client that read to the end finds the manifest complete.
+    async with database.unit_of_work() as writer_session:
+        await repository.finish_manifest(
+            writer_session, export_id, row_count=count.rows, sha256=digest.hexdigest(), finished_at=clock()
+        )
+
+
+async def _text(shape: Layout, format_: Format, batches: AsyncIterator[Sequence[Any]], count: _Count,
+                chunk_bytes: int) -> AsyncGenerator[bytes, None]:
+    """CSV or JSON Lines: encoded a slice at a time and sent as it goes, so the pending bytes
+    never exceed about one chunk."""
+    writer = encoder(format_, shape)
     buffer = bytearray(writer.preamble())
-    async for rows in repository.stream(session, stmt, fetch_rows):
-        row_count += len(rows)
-        # Encode a slice at a time so the pending bytes never exceed about one chunk.
-        for start in range(0, len(rows), ENCODE_ROWS):
-            buffer += writer.rows(rows[start : start + ENCODE_ROWS])
+    async for batch in batches:
+        produced = shape.rows(batch)  # a source row may give several rows (line items) or none
+        while rows := list(islice(produced, ENCODE_ROWS)):
+            count.rows += len(rows)
+            buffer += writer.rows(rows)
             if len(buffer) >= chunk_bytes:
                 with memoryview(buffer) as view:
                     cut = len(buffer) - len(buffer) % chunk_bytes
                     chunks = [bytes(view[i : i + chunk_bytes]) for i in range(0, cut, chunk_bytes)]
                 del buffer[:cut]
                 for chunk in chunks:
-                    digest.update(chunk)
                     yield chunk
     if buffer:
-        chunk = bytes(buffer)
-        digest.update(chunk)
-        yield chunk
-    # Every byte has been handed to the server; the response ends only after this commits, so
-    # a client that read to the end finds the manifest complete.
-    async with database.unit_of_work() as writer_session:
-        await repository.finish_manifest(
-            writer_session, export_id, row_count=row_count, sha256=digest.hexdigest(), finished_at=clock()
-        )
+        yield bytes(buffer)
+
+
+#: Threads that write workbooks: the work is CPU-bound and would otherwise hold the event loop.
+_WORKBOOK_THREADS = ThreadPoolExecutor(thread_name_prefix="voucher-xlsx")
+
+
+async def _workbook(shape: Layout, sheet_name: str, batches: AsyncIterator[Sequence[Any]], count: _Count,
+                    chunk_bytes: int) -> AsyncGenerator[bytes, None]:
+    """.xlsx: each fetched batch written to the workbook's temporary files in a worker thread,
+    the workbook assembled on disk (in a thread too), then the file sent in chunks. The
+    temporary directory goes in every case: at the end, or — when the export is cut off while a
+    thread is still at work on it — as soon as that thread is done with it."""
+    directory = tempfile.mkdtemp(prefix="voucher-export-")
+    running: Future[Any] | None = None
+
+    async def off_the_loop(work: Callable[..., T], *args: Any) -> T:
+        nonlocal running
+        running = _WORKBOOK_THREADS.submit(work, *args)
+        return await asyncio.wrap_future(running)
+
+    def remove(_done: object = None) -> None:
+        shutil.rmtree(directory, ignore_errors=True)
+
+    try:
+        book = WorkbookWriter(shape, sheet_name, directory)
+        async for batch in batches:
+            count.rows += await off_the_loop(book.write, shape.rows(batch))
+        with await off_the_loop(book.close) as file:
+            while chunk := file.read(chunk_bytes):
+                yield chunk
+    finally:
+        if running is not None and not running.done():
+            running.add_done_callback(remove)
+        else:
+            remove()
 
 
 async def get_manifest(session: AsyncSession, export_id: uuid.UUID) -> ExportManifest:
     found = await repository.manifest(session, export_id)
     if found is None:
-        raise NotFound(f"no export {export_id}")
+        raise NotFound(msg("no export {export_id}", export_id=export_id))
     return found

@@ -22,6 +22,7 @@ from services.voucher.errors import InsufficientScope
 from services.voucher.http import ratelimit
 from services.voucher.http.authenticate import authenticate, client_address
 from services.voucher.http.deps import get_database, get_now
+from services.voucher.i18n import msg
 
 bearer = HTTPBearer(
     auto_error=False,
@@ -54,9 +55,8 @@ def require(*scopes: Scope) -> Callable[..., Awaitable[Actor]]:
         missing = [s.value for s in scopes if s not in actor.scopes]
         if missing:
             raise InsufficientScope(
-                f"this operation needs scope {', '.join(missing)}; the key's role is "
-                f"{actor.role.value}",
-                detail_zh=f"此操作需要权限范围 {'、'.join(missing)}；该密钥的角色为 {actor.role.value}",
+                msg("this operation needs scope {scopes}; the key's role is {role}",
+                    scopes=sorted(missing), role=actor.role.value),
                 required_scopes=[s.value for s in scopes],
             )
         return actor

@@ -18,6 +18,7 @@ from services.voucher.apikeys.rules import hash_key
 from services.voucher.db import Database
 from services.voucher.errors import Unauthenticated
 from services.voucher.http.throttle import AuthThrottle, throttled
+from services.voucher.i18n import msg
 
 
 def bearer_credentials(authorization: str | None) -> str | None:
@@ -33,8 +34,7 @@ async def authenticate(db: Database, authorization: str | None, now: datetime, a
     credentials = bearer_credentials(authorization)
     if credentials is None:
         raise Unauthenticated(
-            "send an API key as `Authorization: Bearer <key>`",
-            detail_zh="请以 `Authorization: Bearer <密钥>` 请求头提供 API 密钥",
+            msg("send an API key as `Authorization: Bearer <key>`"),
         )
     secret_hash = hash_key(credentials)
     cache: KeyCache | None = db.info.get("key_cache")

@@ -19,6 +19,7 @@ from starlette.types import Scope as Scope_
 from services.voucher.actor import Actor
 from services.voucher.apikeys.rules import Scope
 from services.voucher.errors import PayloadTooLarge, RequestTimeout
+from services.voucher.i18n import msg
 from services.voucher.settings import Settings
 
 #: Routes whose bodies are uploads, allowed `max_upload_bytes` (for keys that may upload).
@@ -50,8 +51,7 @@ def has_body(scope: Scope_) -> bool:
 
 def _too_large(limit: int) -> PayloadTooLarge:
     return PayloadTooLarge(
-        f"the body may be at most {limit} bytes on this route; nothing was read or changed",
-        detail_zh=f"此接口的请求体最多 {limit} 字节；未读取、未做任何更改",
+        msg("the body may be at most {limit} bytes on this route; nothing was read or changed", limit=format(limit, ",")),
         max_bytes=limit,
     )
 
@@ -82,8 +82,8 @@ async def read_body(receive: Receive, limit: int) -> Receive:
                 message = await receive()
         except TimeoutError:
             raise RequestTimeout(
-                f"the body did not arrive within {READ_SECONDS} s of its last part; nothing was changed",
-                detail_zh=f"请求体在 {READ_SECONDS} 秒内未继续到达；未做任何更改",
+                msg("the body did not arrive within {seconds} s of its last part; nothing was changed",
+                    seconds=READ_SECONDS),
             ) from None
         if message["type"] == "http.disconnect":
             raise Disconnected

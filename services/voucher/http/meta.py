@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.voucher import errors, observability
 from services.voucher.http.language import Language, content_language
 from services.voucher.http.problems import HTTP_PROBLEMS, problem_type, responses
+from services.voucher.i18n import msg, translate
 
 router = APIRouter(tags=["service"])
 log = logging.getLogger("voucher.http")
@@ -43,19 +44,19 @@ class ProblemType(BaseModel):
 
 def catalogue(language: str = "en") -> dict[str, ProblemType]:
     """Every DomainError class (recursively) and every problem the HTTP layer answers itself."""
-    titles: dict[str, tuple[int, str, str]] = {}
+    titles: dict[str, tuple[int, str]] = {}
     pending: list[type[errors.DomainError]] = [errors.DomainError]
     while pending:
         cls = pending.pop()
         pending.extend(cls.__subclasses__())
         if cls is not errors.DomainError:
-            titles.setdefault(cls.code, (cls.status, cls.title, cls.title_zh))
+            titles.setdefault(cls.code, (cls.status, cls.title))
     for code, entry in HTTP_PROBLEMS.items():
         titles.setdefault(code, entry)
     return {
-        code: ProblemType(type=problem_type(code), code=code, title=title_zh if language == "zh" else title,
-                          title_en=title, title_zh=title_zh, status=status)
-        for code, (status, title, title_zh) in sorted(titles.items())
+        code: ProblemType(type=problem_type(code), code=code, title=translate(title, language),
+                          title_en=title, title_zh=translate(title, "zh"), status=status)
+        for code, (status, title) in sorted(titles.items())
     }
 
 
@@ -63,6 +64,8 @@ def catalogue(language: str = "en") -> dict[str, ProblemType]:
     "/healthz",
     operation_id="healthz",
     summary="Liveness: the process is up",
+    description="For load balancers and orchestrators; no API key. Answers 200 `ok` while the process serves "
+    "requests, without touching the database; changes nothing and answers no problem.",
     response_model=Health,
 )
 async def healthz() -> Health:
@@ -86,6 +89,9 @@ class Readiness(BaseModel):
     "/readyz",
     operation_id="readyz",
     summary="Readiness: the database answers and is migrated to this build's head",
+    description="For load balancers; no API key. Answers 200 once the database answers and is migrated to this "
+    "build's head, so traffic is sent only then; otherwise 503 `not_ready`, saying which check failed. Changes "
+    "nothing.",
     response_model=Readiness,
     responses=responses(errors.NotReady),
 )
@@ -111,7 +117,7 @@ async def readyz(request: Request) -> Readiness:
     failed = {name: result for name, result in checks.items() if result != "ok"}
     if failed:
         raise errors.NotReady(
-            "; ".join(f"{name}: {result}" for name, result in failed.items()),
+            msg("not ready: {checks}", checks=[f"{name}: {result}" for name, result in failed.items()]),
             checks=checks, revision=sorted(current), head=sorted(head),
         )
     return Readiness(status="ready", checks=checks, revision=sorted(current), head=sorted(head))
@@ -121,6 +127,9 @@ async def readyz(request: Request) -> Readiness:
     "/v1/problems",
     operation_id="list_problem_types",
     summary="Every problem type the API can answer with",
+    description="Public: no API key. Lists every problem `code` the API can answer with, its HTTP status and its "
+    "title in zh-CN and English (`title` follows Accept-Language); changes nothing and answers no problem of its "
+    "own.",
     response_model=list[ProblemType],
 )
 async def list_problem_types(language: Language, response: Response) -> list[ProblemType]:
@@ -132,12 +141,14 @@ async def list_problem_types(language: Language, response: Response) -> list[Pro
     "/v1/problems/{code}",
     operation_id="get_problem_type",
     summary="Explain one problem type (the `type` of an error body)",
+    description="Public: no API key. Explains one problem type: the `type` of every error body, "
+    "`/v1/problems/{code}`, resolves here. Changes nothing. Answers `not_found` for an unknown code.",
     response_model=ProblemType,
     responses=responses(errors.NotFound),
 )
 async def get_problem_type(code: str, language: Language, response: Response) -> ProblemType:
     found = catalogue(language).get(code)
     if found is None:
-        raise errors.NotFound(f"no problem type {code!r}", detail_zh=f"没有代码为 {code!r} 的问题类型")
+        raise errors.NotFound(msg("no problem type {code}", code=repr(code)))
     response.headers["Content-Language"] = content_language(language)
     return found

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.voucher import errors, metrics
 from services.voucher.http.problems import responses
+from services.voucher.i18n import msg
 from services.voucher.observability import log_access
 from services.voucher.settings import Settings
 
@@ -44,14 +45,12 @@ async def prometheus_metrics(request: Request) -> Response:
     settings: Settings = request.app.state.settings
     token = settings.metrics_token
     if token is None and settings.environment == "production":
-        raise errors.NotFound("metrics are not served in production until VOUCHER_METRICS_TOKEN is set",
-                              detail_zh="生产环境须先设置 VOUCHER_METRICS_TOKEN 才提供监控指标")
+        raise errors.NotFound(msg("metrics are not served in production until VOUCHER_METRICS_TOKEN is set"))
     if token is not None:
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(),
                                                                   token.get_secret_value().encode()):
-            raise errors.Unauthenticated("send the metrics token as Authorization: Bearer <token>",
-                                         detail_zh="请以 Authorization: Bearer <令牌> 发送监控指标令牌")
+            raise errors.Unauthenticated(msg("send the metrics token as Authorization: Bearer <token>"))
     return Response(metrics.exposition(), media_type=metrics.CONTENT_TYPE)
 
 

@@ -8,6 +8,9 @@ from fastapi import Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.voucher.db import IntPageRequest, PageRequest, decode_cursor, decode_int_cursor
+from services.voucher.errors import ValidationFailed, field_error
+from services.voucher.i18n import msg
+from services.voucher.settings import MAX_PAGE_SIZE, Settings
 
 T = TypeVar("T")
 
@@ -30,12 +33,19 @@ class Page(BaseModel, Generic[T]):
     )
 
 
-Limit = Annotated[int | None, Query(ge=1, le=1000, description="Items per page (default 50, at most 200).")]
+Limit = Annotated[int | None, Query(
+    ge=1, le=MAX_PAGE_SIZE,
+    description=f"Items per page: default 50, at most {MAX_PAGE_SIZE} (an operator may set a lower maximum, "
+    "VOUCHER_PAGE_LIMIT_MAX). A larger limit is refused with 422, never silently cut.")]
 Cursor = Annotated[str | None, Query(max_length=512, description="`next_cursor` of the previous page.")]
 
 
 def _page_size(request: Request, limit: int | None) -> int:
-    settings = request.app.state.settings
+    settings: Settings = request.app.state.settings
+    if limit is not None and limit > settings.page_limit_max:
+        raise ValidationFailed([field_error(
+            "limit", msg("at most {maximum} items per page", maximum=settings.page_limit_max),
+            "less_than_equal", location="query")])
     return min(limit or settings.page_limit_default, settings.page_limit_max)
 
 

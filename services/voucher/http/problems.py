@@ -4,27 +4,32 @@ Every body has `type`, `title`, `status`, `detail`, a stable machine `code` and 
 `request_id`; validation failures add `errors`, one entry per bad field with a JSON pointer.
 Nothing from an exception's traceback or from the rejected input is ever echoed back.
 
-`title` and `detail` are in the request's language (Accept-Language, else the configured
-default; see http/language.py and docs/errors.md) and `Content-Language` says which; `code`,
+`title`, `detail` and every field error's `message` are in the request's language
+(Accept-Language, else the configured default; see http/language.py and docs/errors.md), from
+the one message catalogue (services/voucher/i18n.py), and `Content-Language` says which; `code`,
 `type` and `status` never change with it. A Chinese body also carries the English detail as
-`detail_en`, so the specifics a raise site wrote in English are never lost.
+`detail_en`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterable, Sequence
+from functools import cache
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic_core._pydantic_core import list_all_errors
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from services.voucher import errors
 from services.voucher.http.language import content_language, default_language, preferred
+from services.voucher.i18n import TEMPLATE_KEY, Message, msg, render, translate
 from services.voucher.observability import REQUEST_ID
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -74,25 +79,38 @@ class Problem(BaseModel):
     errors: list[FieldError] | None = None
     detail_en: str | None = Field(
         default=None,
-        description="In a Chinese (zh-CN) response: the detail in English, with every specific the "
-        "service wrote (field messages in `errors` stay English too).",
+        description="In a Chinese (zh-CN) response: the same detail in English.",
     )
 
 
-#: Problems the HTTP layer answers itself (no DomainError class): code -> status, English and
-#: Chinese title. `not_found` and `validation_failed` share their classes' titles.
-HTTP_PROBLEMS: dict[str, tuple[int, str, str]] = {
-    "bad_request": (400, "Bad request", "请求有误"),
-    "malformed_json": (400, "The request body is not valid JSON", "请求体不是有效的 JSON"),
-    "not_found": (404, errors.NotFound.title, errors.NotFound.title_zh),
-    "method_not_allowed": (405, "Method not allowed", "不支持该请求方法"),
-    "not_acceptable": (406, "Not acceptable", "无法提供所要求格式的响应"),
-    "payload_too_large": (413, "Request body too large", "请求体过大"),
-    "unsupported_media_type": (415, "Unsupported media type", "不支持该请求内容类型"),
-    "validation_failed": (422, errors.ValidationFailed.title, errors.ValidationFailed.title_zh),
-    "internal_error": (500, "Internal error", "服务内部错误"),
+#: Problems the HTTP layer answers itself (no DomainError class): code -> status and English
+#: title (its Chinese is in the catalogue). `not_found` and `validation_failed` share their
+#: classes' titles.
+HTTP_PROBLEMS: dict[str, tuple[int, str]] = {
+    "bad_request": (400, "Bad request"),
+    "not_found": (404, errors.NotFound.title),
+    "method_not_allowed": (405, "Method not allowed"),
+    "not_acceptable": (406, "Not acceptable"),
+    "payload_too_large": (413, "Request body too large"),
+    "validation_failed": (422, errors.ValidationFailed.title),
+    "internal_error": (500, "Internal error"),
 }
-_HTTP_CODES = {status: code for code, (status, _, _) in HTTP_PROBLEMS.items() if code != "malformed_json"}
+_HTTP_CODES = {status: code for code, (status, _) in HTTP_PROBLEMS.items()}
+
+
+@cache
+def _class_titles() -> dict[str, tuple[int, str]]:
+    found: dict[str, tuple[int, str]] = {}
+    pending: list[type[errors.DomainError]] = [errors.DomainError]
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        found.setdefault(cls.code, (cls.status, cls.title))
+    return found
+
+
+def _status_and_title(code: str) -> tuple[int, str]:
+    return HTTP_PROBLEMS.get(code) or _class_titles().get(code) or (0, "HTTP error")
 
 
 def scope_language(scope: Any) -> str:
@@ -134,18 +152,20 @@ def bilingual_body(
     language: str,
     status: int,
     code: str,
-    titles: tuple[str, str],
-    details: tuple[str, str],
+    title: str,
+    detail: Message | None,
     instance: str | None = None,
     extra: dict[str, Any] | None = None,
 ) -> bytes:
-    """A problem in `language`; `titles` and `details` are (English, Chinese)."""
-    zh = language == "zh"
-    if zh:
-        extra = {"detail_en": details[0], **(extra or {})}
-    return problem_body(
-        status=status, code=code, title=titles[zh], detail=details[zh], instance=instance, extra=extra
-    )
+    """A problem in `language`: `title` is the English msgid, `detail` the message (the title
+    when None); every Message among the extension members is rendered in `language` too."""
+    english = translate(title, "en") if detail is None else detail.render("en")
+    text = translate(title, language) if detail is None else detail.render(language)
+    extra = render(extra or {}, language)
+    if language == "zh":
+        extra = {"detail_en": english, **extra}
+    return problem_body(status=status, code=code, title=translate(title, language), detail=text,
+                        instance=instance, extra=extra)
 
 
 def error_body(err: errors.DomainError, *, language: str, instance: str | None = None) -> bytes:
@@ -154,8 +174,8 @@ def error_body(err: errors.DomainError, *, language: str, instance: str | None =
         language=language,
         status=err.status,
         code=err.code,
-        titles=(err.title, err.title_zh),
-        details=(err.detail, err.detail_zh),
+        title=err.title,
+        detail=err.message,
         instance=instance,
         extra=err.extra,
     )
@@ -179,24 +199,81 @@ def _pointer(parts: Sequence[Any]) -> str:
 def _safe_context(ctx: dict[str, Any] | None) -> dict[str, Any] | None:
     if not ctx:
         return None
-    safe = {k: v for k, v in ctx.items() if isinstance(v, str | int | float | bool)}
+    safe = {k: v for k, v in ctx.items() if isinstance(v, str | int | float | bool) and k != TEMPLATE_KEY}
     return safe or None
 
 
-def field_errors(raw: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """FastAPI/Pydantic errors -> our FieldError dicts (never echoing the input)."""
+@cache
+def _pydantic_templates() -> dict[str, str]:
+    """Each pydantic error type's English template; its Chinese is in the catalogue."""
+    return {e["type"]: e["message_template_python"] for e in list_all_errors()}
+
+
+#: Fields that hold an amount in minor units (fen for CNY): a decimal sent there is answered with
+#: the integer to send instead.
+_AMOUNT_FIELD = re.compile(r"(amount|subsidy|face_value|budget|cap|revenue|max_per_voucher|price)$")
+_DECIMAL = re.compile(r"-?[0-9]{1,15}(\.[0-9]{1,2})?")
+
+
+def _amount_hint(err: dict[str, Any]) -> Message | None:
+    """A decimal where an integer amount is wanted ("amount": 100.50 or "100.50"): say the unit
+    and the integer that means the same, once the input is a plain figure with at most two
+    decimals (anything else is answered by pydantic's own message)."""
+    loc = err.get("loc", ())
+    if err.get("type") not in ("int_type", "int_from_float", "int_parsing") or not loc:
+        return None
+    if not isinstance(loc[-1], str) or not _AMOUNT_FIELD.search(loc[-1]):
+        return None
+    given = err.get("input")
+    text = repr(given) if isinstance(given, float) else given if isinstance(given, str) else None
+    if text is None or not _DECIMAL.fullmatch(text.strip()):
+        return msg("an integer count of the unit's minor unit (CNY: fen, so ¥100.50 is 10050)")
+    yuan, _, fen = text.strip().partition(".")
+    minor = int(yuan) * 100 + (-1 if yuan.startswith("-") else 1) * int((fen + "00")[:2])
+    return msg("an integer count of the unit's minor unit (CNY: fen): ¥{given} is {minor}",
+               given=text.strip(), minor=str(minor))
+
+
+def field_message(err: dict[str, Any]) -> str | Message:
+    """The message of one pydantic error as a catalogue Message: our own validators raise
+    ValueError(msg(...)); pydantic's own kinds use its template, with its context as the
+    parameters (their Chinese is in the catalogue, see services/voucher/catalogue.py)."""
+    ctx = err.get("ctx") or {}
+    kind = str(err.get("type", ""))
+    if kind in ("value_error", "assertion_error"):
+        inner = ctx.get("error")
+        inner_arg = inner.args[0] if isinstance(inner, Exception) and inner.args else inner
+        if isinstance(inner_arg, Message):
+            return inner_arg
+        # A plain ValueError from a library (not one of our validators): its text as the msgid.
+        return Message(str(inner_arg if inner_arg is not None else err.get("msg", "invalid value")))
+    hint = _amount_hint(err)
+    if hint is not None:
+        return hint
+    template = ctx.get(TEMPLATE_KEY) or _pydantic_templates().get(kind)  # ours, else pydantic's
+    if not isinstance(template, str):
+        return str(err.get("msg", "invalid value"))
+    params = {k: v for k, v in ctx.items() if isinstance(v, str | int | float | bool) and k != TEMPLATE_KEY}
+    params.setdefault("expected_plural", "" if params.get("min_length", params.get("max_length")) == 1 else "s")
+    try:
+        template.format(**params)
+    except (KeyError, IndexError, ValueError):
+        return str(err.get("msg", "invalid value"))
+    return Message(template, **params)  # pydantic's own template: catalogue.pydantic_messages()
+
+
+def field_errors(raw: Iterable[dict[str, Any]], language: str = "en") -> list[dict[str, Any]]:
+    """FastAPI/Pydantic errors -> our FieldError dicts in `language` (never echoing the input)."""
     out = []
     for err in raw:
         loc = list(err.get("loc", ()))
         location = str(loc[0]) if loc else "body"
-        message = str(err.get("msg", "invalid value"))
-        if message.startswith("Value error, "):
-            message = message[len("Value error, ") :]
+        message = field_message(err)
         out.append(
             {
                 "location": location,
                 "pointer": _pointer(loc[1:]),
-                "message": message,
+                "message": message.render(language) if isinstance(message, Message) else message,
                 "type": str(err.get("type", "invalid")),
                 **({"context": c} if (c := _safe_context(err.get("ctx"))) else {}),
             }
@@ -236,39 +313,40 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     raw = list(exc.errors())
     language = scope_language(request.scope)
     if any(e.get("type") == "json_invalid" for e in raw):
-        return _http_problem(
-            request, language, "malformed_json",
-            "the body could not be parsed as JSON; check quoting, commas and encoding (UTF-8)",
-            "请求体无法按 JSON 解析，请检查引号、逗号和编码（须为 UTF-8）",
-        )
-    items = field_errors(raw)
-    return _http_problem(
-        request, language, "validation_failed",
-        f"{len(items)} field(s) are invalid: "
-        + "; ".join(f"{e['location']}{e['pointer']}: {e['message']}" for e in items[:5]),
-        "有 {} 个字段不符合要求：{}（各字段说明见 errors 列表，为英文）".format(
-            len(items), "、".join(f"{e['location']}{e['pointer']}" for e in items[:5])
-        ),
-        extra={"errors": items},
-    )
+        return _http_problem(request, language, "malformed_json", msg(
+            "the body could not be parsed as JSON; check quoting, commas and encoding (UTF-8)"))
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type and not is_json(media_type) and any(tuple(e.get("loc", ()))[:1] == ("body",) for e in raw):
+        mark_idempotent_outcome(request, store=False)
+        return _http_problem(request, language, "unsupported_media_type", msg(
+            "send the body as JSON with Content-Type: application/json; a {media_type} body is not read",
+            media_type=media_type[:100]))
+    items = field_errors(raw, language)
+    detail = errors.ValidationFailed(items).message
+    return _http_problem(request, language, "validation_failed", detail, extra={"errors": items})
+
+
+def is_json(media_type: str) -> bool:
+    """application/json or a JSON-based type (application/problem+json, ...)."""
+    kind, _, subtype = media_type.partition("/")
+    return kind == "application" and (subtype == "json" or subtype.endswith("+json"))
 
 
 def _http_problem(
     request: Request,
     language: str,
     code: str,
-    detail: str,
-    detail_zh: str,
+    detail: Message | None,
     *,
     status: int | None = None,
     extra: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    known, title, title_zh = HTTP_PROBLEMS.get(code, (0, "HTTP error", "HTTP 错误"))
+    known, title = _status_and_title(code)
     status = status or known
     body = bilingual_body(
-        language=language, status=status, code=code, titles=(title, title_zh),
-        details=(detail, detail_zh), instance=request.url.path, extra=extra,
+        language=language, status=status, code=code, title=title, detail=detail,
+        instance=request.url.path, extra=extra,
     )
     return problem_response(body, status=status, language=language, headers=headers)
 
@@ -277,34 +355,53 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     language = scope_language(request.scope)
     code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
-    _, title, title_zh = HTTP_PROBLEMS.get(code, (0, "HTTP error", "HTTP 错误"))
     method, path = request.method, request.url.path
-    detail = exc.detail if isinstance(exc.detail, str) and exc.detail else title
-    detail_zh = title_zh  # Starlette's own details are English phrases of the status
-    if exc.status_code == 404 and detail == "Not Found":
-        detail = f"no route matches {method} {path}"
-        detail_zh = f"没有与 {method} {path} 匹配的接口，请核对路径"
+    detail: Message | None = None  # Starlette's own details are English phrases of the status
+    if exc.status_code == 404:
+        detail = msg("no route matches {method} {path}; check the path", method=method, path=path)
     if exc.status_code == 405:
-        detail = f"{method} is not allowed on {path}"
-        detail_zh = f"{path} 不支持 {method} 方法，可用方法见 Allow 响应头"
-    return _http_problem(
-        request, language, code, detail, detail_zh,
-        status=exc.status_code, headers=dict(exc.headers) if exc.headers else None,
-    )
+        detail = msg("{method} is not allowed on {path}; the Allow header lists the methods it takes",
+                     method=method, path=path)
+    headers = dict(exc.headers) if exc.headers else {}
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(allowed_methods(request)) or headers.get("allow", "")
+    return _http_problem(request, language, code, detail, status=exc.status_code, headers=headers or None)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method the API documents on this path: Starlette's own Allow names only the first
+    route that matches the path, and a path such as /v1/programmes has a route per method."""
+    methods: set[str] = set()
+    for pattern, documented in _documented_paths(request.app).items():
+        if pattern.fullmatch(request.url.path):
+            methods.update(documented)
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods)
+
+
+_PATHS: dict[int, dict[re.Pattern[str], frozenset[str]]] = {}
+
+
+def _documented_paths(app: Any) -> dict[re.Pattern[str], frozenset[str]]:
+    found = _PATHS.get(id(app))
+    if found is None:
+        found = {}
+        for template, operations in app.openapi().get("paths", {}).items():
+            regex = re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template))
+            found[re.compile(regex)] = frozenset(m.upper() for m in operations if not m.startswith("x-"))
+        _PATHS[id(app)] = found
+    return found
 
 
 def internal_error_body(path: str, language: str = "en") -> bytes:
-    _, title, title_zh = HTTP_PROBLEMS["internal_error"]
     return bilingual_body(
         language=language,
         status=500,
         code="internal_error",
-        titles=(title, title_zh),
-        details=(
-            "the service failed to handle this request; nothing was changed. "
-            "Quote the request_id when reporting it.",
-            "服务未能处理此请求，未做任何更改。反馈问题时请提供 request_id。",
-        ),
+        title=HTTP_PROBLEMS["internal_error"][1],
+        detail=msg("the service failed to handle this request; nothing was changed. "
+                   "Quote the request_id when reporting it."),
         instance=path,
     )
 

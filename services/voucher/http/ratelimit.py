@@ -30,6 +30,7 @@ from services.voucher.actor import Actor
 from services.voucher.apikeys.rules import Role
 from services.voucher.errors import RateLimited
 from services.voucher.http.limits_storage import storage_for
+from services.voucher.i18n import msg
 from services.voucher.settings import Settings
 
 _STATE_KEY = "rate_limit"
@@ -108,11 +109,10 @@ async def count(limiter: RateLimiter | None, scope: Scope, actor: Actor) -> None
     state[_STATE_KEY] = quota
     if not quota.allowed:
         raise RateLimited(
-            f"this principal's keys may make {quota.limit} requests per {quota.window_seconds} s "
-            f"({actor.role.value} keys); retry in {max(quota.reset_seconds, 1)} s",
+            msg("this principal's keys may make {limit} requests per {window} s ({role} keys); "
+                "retry in {wait} s", limit=quota.limit, window=quota.window_seconds,
+                role=actor.role.value, wait=max(quota.reset_seconds, 1)),
             retry_after=max(quota.reset_seconds, 1),
-            detail_zh=f"该密钥每 {quota.window_seconds} 秒最多可发起 {quota.limit} 次请求，"
-                      f"请在 {max(quota.reset_seconds, 1)} 秒后重试",
         )
 
 

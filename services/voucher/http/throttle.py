@@ -34,6 +34,7 @@ from limits.aio.strategies import FixedWindowRateLimiter
 
 from services.voucher.errors import AuthenticationThrottled
 from services.voucher.http.limits_storage import storage_for
+from services.voucher.i18n import msg
 from services.voucher.settings import Settings
 
 log = logging.getLogger("voucher.http")
@@ -52,8 +53,7 @@ _KEY = "auth-failures"
 
 def throttled(wait: int) -> AuthenticationThrottled:
     return AuthenticationThrottled(
-        f"too many requests with unknown API keys from this address; retry in {wait} s",
-        detail_zh=f"来自该地址的无效 API 密钥请求过多，请在 {wait} 秒后重试",
+        msg("too many requests with unknown API keys from this address; retry in {wait} s", wait=wait),
         retry_after=wait,
     )
 

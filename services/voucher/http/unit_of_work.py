@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -48,6 +48,7 @@ from services.voucher.http.problems import (
     scope_language,
 )
 from services.voucher.http.throttle import REFUSAL_DELAY_SECONDS
+from services.voucher.i18n import msg
 from services.voucher.idempotency import service as idempotency
 from services.voucher.observability import REQUEST_ID, new_request_id
 from services.voucher.sandbox import service as sandbox
@@ -112,7 +113,8 @@ async def _run_after_commit(scope: Scope) -> None:
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
+    headers: Iterable[tuple[bytes, bytes]] = scope.get("headers", ())
+    for key, value in headers:
         if key.lower() == name:
             return value.decode("latin-1")
     return None
@@ -297,25 +299,21 @@ class UnitOfWorkMiddleware:
         elif is_unavailable(exc):
             log.warning("database unavailable on %s %s: %s", scope["method"], path, exc.__class__.__name__)
             err = errors.DatabaseUnavailable(
-                "the connection to the database was lost or could not be opened. If it was lost while "
-                "the change was being committed, the change may have been made: send the same request "
-                "again with the same Idempotency-Key, which answers with the first outcome",
-                detail_zh="与数据库的连接中断或无法建立。若连接恰在提交时中断，更改可能已经生效："
-                          "请使用相同的 Idempotency-Key 重新发送同一请求，将得到首次处理的结果",
+                msg("the connection to the database was lost or could not be opened. If it was lost while "
+                    "the change was being committed, the change may have been made: send the same request "
+                    "again with the same Idempotency-Key, which answers with the first outcome"),
             )
         elif is_transient(exc):
             err = errors.ConcurrentUpdate()
         elif is_data_error(exc):
             err = errors.UnstorableValue(
-                "a value in the request cannot be stored: text may not contain NUL characters "
-                "and numbers must fit in 64 bits; nothing was changed",
-                detail_zh="请求中的某个值无法保存：文本不能含有空字符（NUL），数值须在 64 位整数范围内；未做任何更改",
+                msg("a value in the request cannot be stored: text may not contain NUL characters "
+                    "and numbers must fit in 64 bits; nothing was changed"),
             )
         elif is_integrity_error(exc):
             err = errors.Conflict(
-                "the change conflicts with data written at the same time "
-                "(a duplicate or a reference that no longer exists); nothing was changed",
-                detail_zh="此更改与同时写入的数据冲突（重复，或引用的数据已不存在）；未做任何更改",
+                msg("the change conflicts with data written at the same time "
+                    "(a duplicate or a reference that no longer exists); nothing was changed"),
             )
         else:
             log.error("unhandled error on %s %s", scope["method"], path, exc_info=exc)

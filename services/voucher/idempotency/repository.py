@@ -5,21 +5,22 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import BigInteger, bindparam, delete, func, insert, select
+from sqlalchemy import BigInteger, CursorResult, bindparam, delete, func, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.voucher import driver
-from services.voucher.db import is_transient
+from services.voucher.db import dialect_name, is_transient, table_of
 from services.voucher.driver import Batch, Step
 from services.voucher.errors import IdempotencyRequestInProgress
+from services.voucher.i18n import msg
 from services.voucher.tables import IdempotencyRecord
 
-T = IdempotencyRecord.__table__
+T = table_of(IdempotencyRecord)
 
 # Built once: every write request runs these (the values come as parameters).
 _LOCK = select(func.pg_advisory_xact_lock(bindparam("lock", type_=BigInteger)))
@@ -58,7 +59,7 @@ def lock_and_read(session: AsyncSession, lock: int, principal_id: uuid.UUID, key
     the step, once run): on PostgreSQL a transaction-scoped advisory lock; on SQLite the
     transaction's write lock is the key's lock."""
     batch = Batch()
-    if session.bind.dialect.name == "postgresql":
+    if dialect_name(session) == "postgresql":
         batch.add(_LOCK, {"lock": lock})
     return batch, batch.add(_READ, {"principal_id": principal_id, "key": key})
 
@@ -69,11 +70,10 @@ async def run(session: AsyncSession, batch: Batch) -> None:
         await driver.run(session, batch)
     except DBAPIError as exc:
         if is_transient(exc):  # waited longer than the lock timeout for the first attempt
-            raise IdempotencyRequestInProgress(
+            raise IdempotencyRequestInProgress(msg(
                 "the first request with this Idempotency-Key is still running; retry after it "
                 "finishes to get its answer",
-                detail_zh="使用该幂等键的首个请求仍在处理中，请待其完成后重试以获取其结果",
-            ) from exc
+            )) from exc
         raise
 
 
@@ -95,4 +95,5 @@ def store(values: dict[str, Any], *, replaces: bool, dialect: str) -> Batch:
 
 
 async def purge_expired(session: AsyncSession, now: datetime) -> int:
-    return (await session.execute(delete(T).where(T.c.expires_at < now))).rowcount
+    result = await session.execute(delete(T).where(T.c.expires_at < now))
+    return cast(CursorResult[Any], result).rowcount  # a DELETE's result is a CursorResult

@@ -27,9 +27,10 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.voucher.db import Database
+from services.voucher.db import Database, dialect_name
 from services.voucher.driver import Batch
 from services.voucher.errors import IdempotencyKeyReused, InvalidIdempotencyKey
+from services.voucher.i18n import msg
 from services.voucher.idempotency import repository
 from services.voucher.ids import uuid7
 
@@ -79,11 +80,11 @@ class Replay(Exception):  # noqa: N818 - control flow, not an error
 
 def check_key(key: str) -> str:
     if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isascii() or not key.isprintable():
-        raise InvalidIdempotencyKey(
-            f"an Idempotency-Key is 1 to {MAX_KEY_LENGTH} printable ASCII characters "
+        raise InvalidIdempotencyKey(msg(
+            "an Idempotency-Key is 1 to {max_length} printable ASCII characters "
             "(a UUID is a good choice)",
-            detail_zh=f"幂等键须为 1 至 {MAX_KEY_LENGTH} 个可打印 ASCII 字符（建议使用 UUID）",
-        )
+            max_length=MAX_KEY_LENGTH,
+        ))
     return key
 
 
@@ -125,7 +126,7 @@ def claim_batch(
     returns the claim."""
     path = path[:MAX_PATH_LENGTH]
     batch, found = repository.lock_and_read(session, lock_key(principal_id, key), principal_id, key)
-    dialect = session.bind.dialect.name
+    dialect = dialect_name(session)
 
     def settle() -> Claim:
         record = repository.record_of(found)
@@ -136,17 +137,15 @@ def claim_batch(
                 replaces = True
             elif (record.method, record.path) != (method, path):
                 raise IdempotencyKeyReused(
-                    f"Idempotency-Key {key!r} was first used for {record.method} {record.path}; "
-                    "use a new key for a new request",
-                    detail_zh=f"幂等键 {key!r} 已用于 {record.method} {record.path}；新的请求请使用新的幂等键",
+                    msg("Idempotency-Key {key!r} was first used for {method} {path}; "
+                        "use a new key for a new request", key=key, method=record.method, path=record.path),
                     first_used_for=f"{record.method} {record.path}",
                 )
             elif record.request_hash != fingerprint:
                 raise IdempotencyKeyReused(
-                    f"Idempotency-Key {key!r} was first used for {record.method} {record.path} "
-                    "with a different body; use a new key for a new request",
-                    detail_zh=f"幂等键 {key!r} 首次用于 {record.method} {record.path} 时的请求体与本次不同；"
-                    "新的请求请使用新的幂等键",
+                    msg("Idempotency-Key {key!r} was first used for {method} {path} "
+                        "with a different body; use a new key for a new request",
+                        key=key, method=record.method, path=record.path),
                     first_used_for=f"{record.method} {record.path}",
                 )
             else:

@@ -23,9 +23,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from services.voucher.applications.rules import COMMITTED
-from services.voucher.db import IntPageRequest, encode_int_cursor
+from services.voucher.db import IntPageRequest, encode_int_cursor, table_of
 from services.voucher.driver import Batch, insert_rows
 from services.voucher.ledger.rules import AccountKind
 from services.voucher.redemption.repository import is_expired_hold
@@ -42,15 +43,15 @@ from services.voucher.tables import (
     Voucher,
 )
 
-A = LedgerAccount.__table__
+A = table_of(LedgerAccount)
 
 
 def _sum(column: Any) -> Any:
     """SUM of a BIGINT column as a BIGINT (PostgreSQL widens it to NUMERIC)."""
     return cast(func.sum(column), BigInteger)
 
-P = LedgerPosting.__table__
-T = LedgerTransaction.__table__
+P = table_of(LedgerPosting)
+T = table_of(LedgerTransaction)
 
 
 def _insert_for(session: AsyncSession) -> Any:
@@ -187,7 +188,7 @@ async def commitment_differences(session: AsyncSession) -> list[dict[str, Any]]:
     and per enterprise and cap period (the usage row's `committed`). And every usage row's
     `granted` must equal the face values of the vouchers issued in that period. Each side is
     matched against the other in both directions, so a row missing on either side shows."""
-    apps, usage, vouchers = Application.__table__, EnterprisePeriodUsage.__table__, Voucher.__table__
+    apps, usage, vouchers = table_of(Application), table_of(EnterprisePeriodUsage), table_of(Voucher)
     live = apps.c.status.in_([s.value for s in COMMITTED])
     approved = (
         select(apps.c.programme_id, _sum(apps.c.approved_amount).label("approved"))
@@ -222,7 +223,7 @@ async def commitment_differences(session: AsyncSession) -> list[dict[str, Any]]:
 async def _usage_mismatches(session: AsyncSession, column: Any, expected: Any, what: str) -> list[dict[str, Any]]:
     """Usage rows whose `column` differs from `expected` (per programme, enterprise, period),
     and expected amounts with no usage row."""
-    usage = EnterprisePeriodUsage.__table__
+    usage = table_of(EnterprisePeriodUsage)
     match = and_(expected.c.programme_id == usage.c.programme_id, expected.c.enterprise_id == usage.c.enterprise_id,
                  expected.c.period_key == usage.c.period_key)
     have = func.coalesce(expected.c.expected, 0)
@@ -238,7 +239,7 @@ async def settlement_differences(session: AsyncSession) -> list[dict[str, Any]]:
     """What the ledger says was paid must equal what was paid through the books of record,
     both ways: each provider's paid account against its paid settlements' totals, each
     enterprise's against its paid claims' approved amounts (per programme)."""
-    st, cl = Settlement.__table__, Claim.__table__
+    st, cl = table_of(Settlement), table_of(Claim)
     return (
         await _paid_differences(session, "provider paid", AccountKind.PROVIDER_PAID, st.c.provider_id,
                                 A.c.provider_id, st.c.total, st.c.status == "paid", st.c.programme_id)
@@ -334,7 +335,8 @@ async def balance_as_of(session: AsyncSession, account_id: uuid.UUID, as_of: dat
 
 
 async def programme_exists(session: AsyncSession, programme_id: uuid.UUID) -> bool:
-    found = await session.execute(select(Programme.__table__.c.id).where(Programme.__table__.c.id == programme_id))
+    programme = table_of(Programme)
+    found = await session.execute(select(programme.c.id).where(programme.c.id == programme_id))
     return found.first() is not None
 
 
@@ -342,20 +344,20 @@ async def unposted_expiries(session: AsyncSession, programme_id: uuid.UUID, as_o
     """Per voucher account, what holds of the programme that had expired by `as_of` still held
     in the postings made by then (their release, posted later by the job or the voucher's next
     hold, moves held back to available): + on each available account, - on each held one."""
-    R = Redemption.__table__
+    R = table_of(Redemption)
     released_by_then = (
         select(T.c.id)
         .where(T.c.redemption_id == R.c.id, T.c.kind == "hold_expired", T.c.created_at <= as_of)
         .exists()
     )
     stmt = (
-        select(Voucher.available_account_id, Voucher.held_account_id, _sum(R.c.held_amount))
-        .select_from(R.join(Voucher.__table__, Voucher.id == R.c.voucher_id))
+        select(col(Voucher.available_account_id), col(Voucher.held_account_id), _sum(R.c.held_amount))
+        .select_from(R.join(table_of(Voucher), col(Voucher.id) == R.c.voucher_id))
         .where(
             R.c.programme_id == programme_id, R.c.created_at <= as_of, R.c.hold_expires_at <= as_of,
             or_(is_expired_hold(as_of), and_(R.c.status == "voided", R.c.void_reason == "expired", ~released_by_then)),
         )
-        .group_by(Voucher.available_account_id, Voucher.held_account_id)
+        .group_by(col(Voucher.available_account_id), col(Voucher.held_account_id))
     )
     moves: dict[uuid.UUID, int] = {}
     for available, held, amount in (await session.execute(stmt)).all():

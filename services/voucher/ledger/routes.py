@@ -16,6 +16,7 @@ from services.voucher.http.auth import require
 from services.voucher.http.deps import Now, Session
 from services.voucher.http.pagination import IntPaging, Page
 from services.voucher.http.problems import AUTH_ERRORS, responses
+from services.voucher.i18n import msg
 from services.voucher.instants import Instant
 from services.voucher.ledger import service
 from services.voucher.ledger.schemas import (
@@ -55,6 +56,10 @@ class ReconciliationPublic(BaseModel):
     "/reconciliation",
     operation_id="reconcile_ledger",
     summary="Recompute every balance from the postings and report any difference",
+    description="Operators and auditors (`ledger:read`). Recomputes every stored balance from the postings and "
+    "checks that no balance is negative, every journal sums to zero per unit, and commitments and settlements "
+    "agree with the ledger; `is_clean` is true when nothing differs. Changes nothing, and has no problem of its "
+    "own beyond authentication.",
     response_model=ReconciliationPublic,
     responses=responses(*AUTH_ERRORS),
 )
@@ -86,9 +91,12 @@ AsOf = Annotated[
     "/entries",
     operation_id="list_ledger_entries",
     summary="List postings with their journal transaction and account, in posting order",
-    description="Filters match the posting's account (every account names its programme, and its "
+    description="Operators and auditors (`audit:read`); changes nothing. "
+                "Filters match the posting's account (every account names its programme, and its "
                 "voucher, provider or enterprise where it has one). `since`/`until` select postings "
-                "made in [since, until). For the whole ledger in one file, use `GET /v1/exports/ledger-entries`.",
+                "made in [since, until). For the whole ledger in one file, use `GET /v1/exports/ledger-entries`. "
+                "Answers `invalid_cursor` for a cursor this service did not issue and `validation_failed` "
+                "when `until` is not after `since`.",
     response_model=Page[LedgerEntryPublic],
     responses=responses(*AUTH_ERRORS, errors.InvalidCursor, errors.ValidationFailed),
 )
@@ -103,7 +111,7 @@ async def list_ledger_entries(
     until: Annotated[Instant | None, Query(description="Postings made before (RFC 3339).")] = None,
 ) -> Page[LedgerEntryPublic]:
     if since is not None and until is not None and since >= until:
-        raise errors.ValidationFailed([errors.field_error("until", "`until` must be after `since`", location="query")])
+        raise errors.ValidationFailed([errors.field_error("until", msg("`until` must be after `since`"), location="query")])
     rows, cursor = await service.entries(
         session, page, programme_id=programme_id, enterprise_id=enterprise_id, provider_id=provider_id,
         voucher_id=voucher_id, account_id=account_id, since=since, until=until,
@@ -115,8 +123,10 @@ async def list_ledger_entries(
     "/accounts/{account_id}/balance",
     operation_id="ledger_account_balance",
     summary="An account's balance at an instant: the sum of its postings made at or before `as_of`",
-    description="Computed from the postings, so it works for accounts whose balance is not "
-                "materialised (programme spent, provider payable) and for any past instant.",
+    description="Operators and auditors (`audit:read`); changes nothing. "
+                "Computed from the postings, so it works for accounts whose balance is not "
+                "materialised (programme spent, provider payable) and for any past instant. "
+                "Answers `not_found` for an unknown account.",
     response_model=AccountBalancePublic,
     responses=responses(*AUTH_ERRORS, errors.NotFound),
 )
@@ -140,9 +150,11 @@ programme_router = APIRouter(prefix="/v1/programmes", tags=["ledger"])
     "/{programme_id}/trial-balance",
     operation_id="programme_trial_balance",
     summary="Every account of a programme with its balance at an instant, and the totals per unit",
-    description="Balances are sums of the postings made at or before `as_of`; accounts opened later "
+    description="Operators and auditors (`audit:read`); changes nothing. "
+                "Balances are sums of the postings made at or before `as_of`; accounts opened later "
                 "are left out. Every journal balances, so each unit's total is zero and `is_balanced` "
-                "is true; anything else means postings crossed into another programme's accounts.",
+                "is true; anything else means postings crossed into another programme's accounts. "
+                "Answers `not_found` for an unknown programme.",
     response_model=TrialBalancePublic,
     responses=responses(*AUTH_ERRORS, errors.NotFound),
 )

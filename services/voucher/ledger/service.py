@@ -24,6 +24,7 @@ from services.voucher.audit.rules import journal_record
 from services.voucher.db import IntPageRequest
 from services.voucher.driver import Batch
 from services.voucher.errors import NotFound
+from services.voucher.i18n import msg
 from services.voucher.ids import uuid7
 from services.voucher.ledger import repository
 from services.voucher.ledger.rules import (
@@ -326,7 +327,7 @@ async def balance_as_of(session: AsyncSession, account_id: uuid.UUID, as_of: dat
     the same for materialised and unmaterialised accounts (it never reads `balance`)."""
     account = await repository.account(session, account_id)
     if account is None:
-        raise NotFound(f"no ledger account {account_id}")
+        raise NotFound(msg("no ledger account {account_id}", account_id=account_id))
     balance, postings = await repository.balance_as_of(session, account_id, as_of)
     return PointInTimeBalance(account, as_of, balance, postings)
 
@@ -347,7 +348,7 @@ async def trial_balance(session: AsyncSession, programme_id: uuid.UUID, as_of: d
     """Every account of the programme with its balance at `as_of`, and the totals per unit,
     which are zero when the programme's journals are all within the programme."""
     if not await repository.programme_exists(session, programme_id):
-        raise NotFound(f"no programme {programme_id}")
+        raise NotFound(msg("no programme {programme_id}", programme_id=programme_id))
     accounts = await repository.programme_balances_as_of(session, programme_id, as_of)
     # Holds past their TTL are void when read, here too: their release moves held back to
     # available in the balances, before the job posts it; the line says how much is unposted.

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from services.voucher.actor import Actor
 from services.voucher.applications.rules import OPEN as OPEN_APPLICATION
@@ -21,25 +22,26 @@ from services.voucher.tables import (
 )
 
 
-def _visible(actor: Actor) -> Select[Any]:
+def _visible(actor: Actor) -> Select[Programme]:
     """Drafts are the programme office's work in progress: only operators and auditors see them."""
     stmt = select(Programme)
     if not actor.sees_everything:
-        stmt = stmt.where(Programme.status != ProgrammeStatus.DRAFT.value)
+        stmt = stmt.where(col(Programme.status) != ProgrammeStatus.DRAFT.value)
     return stmt
 
 
 async def get(
     session: AsyncSession, actor: Actor, programme_id: uuid.UUID, *, for_update: bool = False
 ) -> Programme | None:
-    stmt = _visible(actor).where(Programme.id == programme_id)
+    stmt = _visible(actor).where(col(Programme.id) == programme_id)
     if for_update:
         stmt = stmt.with_for_update()
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
 async def code_taken(session: AsyncSession, code: str) -> bool:
-    return (await session.execute(select(Programme.id).where(Programme.code == code))).first() is not None
+    stmt = select(col(Programme.id)).where(col(Programme.code) == code)
+    return (await session.execute(stmt)).first() is not None
 
 
 async def list_page(
@@ -52,10 +54,10 @@ async def list_page(
 ) -> tuple[Any, str | None]:
     stmt = _visible(actor)
     if status is not None:
-        stmt = stmt.where(Programme.status == status)
+        stmt = stmt.where(col(Programme.status) == status)
     if kind is not None:
-        stmt = stmt.where(Programme.kind == kind)
-    return await paginate(session, stmt, Programme.id, page)
+        stmt = stmt.where(col(Programme.kind) == kind)
+    return await paginate(session, stmt, col(Programme.id), page)
 
 
 async def add(session: AsyncSession, row: Any) -> None:
@@ -67,8 +69,8 @@ async def enrolment(
     session: AsyncSession, programme_id: uuid.UUID, provider_id: uuid.UUID, *, for_update: bool = False
 ) -> ProgrammeEnrolment | None:
     stmt = select(ProgrammeEnrolment).where(
-        ProgrammeEnrolment.programme_id == programme_id,
-        ProgrammeEnrolment.provider_id == provider_id,
+        col(ProgrammeEnrolment.programme_id) == programme_id,
+        col(ProgrammeEnrolment.provider_id) == provider_id,
     )
     if for_update:
         stmt = stmt.with_for_update()
@@ -78,14 +80,15 @@ async def enrolment(
 async def enrolments_page(
     session: AsyncSession, programme_id: uuid.UUID, page: PageRequest, *, active_only: bool
 ) -> tuple[list[tuple[ProgrammeEnrolment, str]], str | None]:
-    stmt = select(ProgrammeEnrolment).where(ProgrammeEnrolment.programme_id == programme_id)
+    stmt = select(ProgrammeEnrolment).where(col(ProgrammeEnrolment.programme_id) == programme_id)
     if active_only:
-        stmt = stmt.where(ProgrammeEnrolment.withdrawn_at.is_(None))
-    rows, cursor = await paginate(session, stmt, ProgrammeEnrolment.id, page)
+        stmt = stmt.where(col(ProgrammeEnrolment.withdrawn_at).is_(None))
+    rows, cursor = await paginate(session, stmt, col(ProgrammeEnrolment.id), page)
     names = dict(
         (
             await session.execute(
-                select(Provider.id, Provider.name).where(Provider.id.in_({r.provider_id for r in rows}))
+                select(col(Provider.id), col(Provider.name))
+                .where(col(Provider.id).in_({r.provider_id for r in rows}))
             )
         ).all()
     )
@@ -95,8 +98,8 @@ async def enrolments_page(
 async def rule_versions_page(
     session: AsyncSession, programme_id: uuid.UUID, page: PageRequest
 ) -> tuple[list[EligibilityRuleVersion], str | None]:
-    stmt = select(EligibilityRuleVersion).where(EligibilityRuleVersion.programme_id == programme_id)
-    rows, cursor = await paginate(session, stmt, EligibilityRuleVersion.id, page)
+    stmt = select(EligibilityRuleVersion).where(col(EligibilityRuleVersion.programme_id) == programme_id)
+    rows, cursor = await paginate(session, stmt, col(EligibilityRuleVersion.id), page)
     return list(rows), cursor
 
 
@@ -104,14 +107,15 @@ async def rule_version(
     session: AsyncSession, programme_id: uuid.UUID, version: int
 ) -> EligibilityRuleVersion | None:
     stmt = select(EligibilityRuleVersion).where(
-        EligibilityRuleVersion.programme_id == programme_id, EligibilityRuleVersion.version == version
+        col(EligibilityRuleVersion.programme_id) == programme_id,
+        col(EligibilityRuleVersion.version) == version,
     )
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
 async def open_applications(session: AsyncSession, programme_id: uuid.UUID) -> int:
     stmt = select(func.count()).select_from(Application).where(
-        Application.programme_id == programme_id,
-        Application.status.in_([s.value for s in OPEN_APPLICATION]),  # type: ignore[attr-defined]
+        col(Application.programme_id) == programme_id,
+        col(Application.status).in_([s.value for s in OPEN_APPLICATION]),
     )
     return int((await session.execute(stmt)).scalar_one())

@@ -54,6 +54,11 @@ def _enrolment(row: ProgrammeEnrolment, provider_name: str) -> EnrolmentPublic:
     "",
     operation_id="create_programme",
     summary="Create a programme (in draft)",
+    description="The programme office (`programmes:write`) creates a programme in `draft` with complete terms: "
+    "kind, unit, budget, rate table, caps, windows, validity, publicity and eligibility rules. It stores the "
+    "programme and its eligibility rule version 1 and records the audit event `programme.created`; no budget moves "
+    "until it opens. Refused with `already_exists` (the code is taken), `validation_failed` (inconsistent terms) "
+    "or an Idempotency-Key conflict.",
     status_code=201,
     response_model=ProgrammePublic,
     responses=responses(*AUTH_ERRORS, errors.AlreadyExists, errors.ValidationFailed,
@@ -72,6 +77,8 @@ async def create_programme(
     "",
     operation_id="list_programmes",
     summary="List programmes, newest last",
+    description="Any key with `programmes:read`; enterprises and providers see no drafts. Filter by status or "
+    "kind, oldest first. Changes nothing. Answers `invalid_cursor` for a cursor this service did not issue.",
     response_model=Page[ProgrammePublic],
     responses=responses(*AUTH_ERRORS, errors.InvalidCursor),
 )
@@ -92,6 +99,9 @@ async def list_programmes(
     "/{programme_id}",
     operation_id="get_programme",
     summary="Read a programme; its ETag is the version to send as If-Match",
+    description="Any key with `programmes:read` (drafts: operators and auditors only). The `ETag` header is the "
+    "version to send as `If-Match` when changing it; changes nothing. Answers `not_found` for an unknown programme "
+    "or a draft you may not see.",
     response_model=ProgrammePublic,
     responses=responses(*AUTH_ERRORS, errors.NotFound),
 )
@@ -105,6 +115,11 @@ async def get_programme(
     "/{programme_id}",
     operation_id="update_programme",
     summary="Change a programme's fields (If-Match required; money terms frozen once open)",
+    description="The programme office (`programmes:write`) changes some fields, sending the ETag it read as "
+    "`If-Match`. Money terms freeze once the programme opens; new `eligibility_rules` publish a new rule version, "
+    "while applications keep the version they were judged by. Records the audit event `programme.updated`; no "
+    "value moves. Refused with `not_found`, `terms_frozen`, `validation_failed`, `precondition_failed` (changed "
+    "since you read it) or `precondition_required` (no If-Match).",
     response_model=ProgrammePublic,
     responses=responses(*AUTH_ERRORS, errors.NotFound, errors.TermsFrozen, errors.ValidationFailed,
                         errors.PreconditionFailed, errors.PreconditionRequired),
@@ -129,7 +144,7 @@ async def update_programme(
     return _public(programme, response)
 
 
-def _transition_route(target: ProgrammeStatus, verb: str, summary: str) -> None:
+def _transition_route(target: ProgrammeStatus, verb: str, summary: str, description: str) -> None:
     async def handler(
         programme_id: uuid.UUID,
         session: Session,
@@ -147,21 +162,38 @@ def _transition_route(target: ProgrammeStatus, verb: str, summary: str) -> None:
         methods=["POST"],
         operation_id=f"{verb}_programme",
         summary=summary,
+        description=description,
         response_model=ProgrammePublic,
         responses=responses(*AUTH_ERRORS, errors.NotFound, errors.InvalidTransition),
         dependencies=[Depends(idempotent(Scope.PROGRAMMES_WRITE))],
     )
 
 
-_transition_route(ProgrammeStatus.OPEN, "open", "Open a draft programme (its money terms freeze)")
-_transition_route(ProgrammeStatus.CLOSED, "close", "Close an open programme")
-_transition_route(ProgrammeStatus.ARCHIVED, "archive", "Archive a closed programme")
+_transition_route(ProgrammeStatus.OPEN, "open", "Open a draft programme (its money terms freeze)",
+                  "The programme office (`programmes:write`) opens a draft programme: applications and issuance "
+                  "can start and its money terms freeze. The programme's ledger accounts are opened and its whole "
+                  "budget moves from funding to available in one journal, with the audit events `programme.open` "
+                  "and `ledger.posted`. Refused with `not_found`, `invalid_transition` (not a draft) or an "
+                  "Idempotency-Key conflict.")
+_transition_route(ProgrammeStatus.CLOSED, "close", "Close an open programme",
+                  "The programme office (`programmes:write`) closes an open programme: no new applications or "
+                  "direct issuance, while approvals still in publicity are honoured. Records the audit event "
+                  "`programme.closed`; no value moves. Refused with `not_found`, `invalid_transition` (not open) "
+                  "or an Idempotency-Key conflict.")
+_transition_route(ProgrammeStatus.ARCHIVED, "archive", "Archive a closed programme",
+                  "The programme office (`programmes:write`) archives a closed programme once every application is "
+                  "decided and every approved voucher issued. Records the audit event `programme.archived`; no "
+                  "value moves. Refused with `not_found`, `invalid_transition` (not closed, or applications still "
+                  "open or budget still committed) or an Idempotency-Key conflict.")
 
 
 @router.get(
     "/{programme_id}/enrolments",
     operation_id="list_enrolments",
     summary="List the providers enrolled in a programme",
+    description="Any key with `programmes:read`, for a programme it may see; withdrawn enrolments are hidden "
+    "unless `active_only=false`. Changes nothing. Answers `not_found` for a programme you cannot see and "
+    "`invalid_cursor` for a cursor this service did not issue.",
     response_model=Page[EnrolmentPublic],
     responses=responses(*AUTH_ERRORS, errors.NotFound, errors.InvalidCursor),
 )
@@ -180,6 +212,11 @@ async def list_enrolments(
     "/{programme_id}/enrolments/{provider_id}",
     operation_id="enrol_provider",
     summary="Enrol a provider in a programme (idempotent: enrolling twice changes nothing)",
+    description="The programme office (`programmes:write`) enrols a provider in a draft or open programme: 201 "
+    "when newly enrolled (or again after a withdrawal), with the audit event `programme.provider_enrolled`; 200 "
+    "when it already was, changing nothing. Refused with `not_found` (programme or provider), `enrolment_closed` "
+    "(the programme is closed or archived) or `provider_kind_mismatch` (the provider does not offer the "
+    "programme's kind).",
     response_model=EnrolmentPublic,
     responses={
         201: {"description": "Newly enrolled", "model": EnrolmentPublic},
@@ -204,6 +241,10 @@ async def enrol_provider(
     "/{programme_id}/enrolments/{provider_id}",
     operation_id="withdraw_provider",
     summary="Withdraw a provider from a programme (the enrolment stays as history)",
+    description="The programme office (`programmes:write`) ends a provider's enrolment: it can no longer hold or "
+    "redeem the programme's vouchers, and the enrolment stays as history. Records the audit event "
+    "`programme.provider_withdrawn`; no value moves. Answers `not_found` for an unknown programme or a provider "
+    "not enrolled in it.",
     response_model=EnrolmentPublic,
     responses=responses(*AUTH_ERRORS, errors.NotFound),
 )

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 from services.voucher.eligibility import rules as eligibility
 from services.voucher.errors import InvalidTransition, TermsFrozen
+from services.voucher.i18n import Message, msg
 from services.voucher.money import Unit
 
 
@@ -96,7 +97,8 @@ EDITABLE_WHEN: dict[ProgrammeStatus, frozenset[str] | None] = {
 def check_transition(current: ProgrammeStatus, target: ProgrammeStatus) -> None:
     if target not in TRANSITIONS[current]:
         raise InvalidTransition(
-            f"a programme cannot go from {current.value!r} to {target.value!r}",
+            msg("a programme cannot go from {current} to {target}",
+                current=repr(current.value), target=repr(target.value)),
             current_status=current.value,
             allowed=sorted(s.value for s in TRANSITIONS[current]),
         )
@@ -109,7 +111,7 @@ def check_editable(status: ProgrammeStatus, fields: set[str]) -> None:
     frozen = sorted(fields - allowed)
     if frozen:
         raise TermsFrozen(
-            f"programme is {status.value}: {', '.join(frozen)} can no longer be changed",
+            msg("programme is {status}: {fields} can no longer be changed", status=status, fields=frozen),
             current_status=status.value,
             fields=frozen,
         )
@@ -119,26 +121,27 @@ def category_group(category: str) -> str:
     return category.split(":", 1)[0]
 
 
-def term_problems(terms: dict[str, object]) -> list[tuple[str, str]]:
+def term_problems(terms: dict[str, object]) -> list[tuple[str, Message]]:
     """Cross-field checks on a programme's complete terms: (field, message) per problem.
 
     Run on create and on every update (against the merged result), so a programme can never
     be saved in a state that later computations would have to guess about.
     """
-    problems: list[tuple[str, str]] = []
+    problems: list[tuple[str, Message]] = []
     kind = ProgrammeKind(str(terms["kind"]))
     unit = Unit(str(terms["unit"]))
     if unit not in UNITS_BY_KIND[kind]:
-        allowed = ", ".join(sorted(u.value for u in UNITS_BY_KIND[kind]))
-        problems.append(("unit", f"a {kind.value} programme grants {allowed}, not {unit.value}"))
+        allowed = sorted(u.value for u in UNITS_BY_KIND[kind])
+        problems.append(("unit", msg("a {kind} programme grants {allowed}, not {unit}",
+                                     kind=kind, allowed=allowed, unit=unit)))
     rate_table = terms["rate_table"]
     assert isinstance(rate_table, dict)
     groups = CATEGORY_GROUPS_BY_KIND[kind]
     for category in rate_table:
         if category_group(category) not in groups:
             problems.append(
-                ("rate_table", f"category {category!r} is outside a {kind.value} programme's scope "
-                 f"(groups: {', '.join(sorted(groups))})")
+                ("rate_table", msg("category {category} is outside a {kind} programme's scope (groups: {groups})",
+                                   category=repr(category), kind=kind, groups=sorted(groups)))
             )
     tiers = terms.get("tiers") or []
     assert isinstance(tiers, list)
@@ -146,19 +149,20 @@ def term_problems(terms: dict[str, object]) -> list[tuple[str, str]]:
     for i, tier in enumerate(tiers):
         for category in tier.get("categories") or []:
             if category not in rate_table:
-                problems.append((f"tiers/{i}/categories", f"{category!r} is not in the rate table"))
+                problems.append((f"tiers/{i}/categories", msg("{category} is not in the rate table",
+                                                              category=repr(category))))
         if tier["spend_up_to"] <= previous:
-            problems.append((f"tiers/{i}/spend_up_to", "tiers must be in increasing spend_up_to"))
+            problems.append((f"tiers/{i}/spend_up_to", msg("tiers must be in increasing spend_up_to")))
         previous = tier["spend_up_to"]
     budget, cap, per_voucher = terms["budget_total"], terms["enterprise_cap"], terms["max_per_voucher"]
     assert isinstance(budget, int) and isinstance(cap, int) and isinstance(per_voucher, int)
     if cap > budget:
-        problems.append(("enterprise_cap", "an enterprise's cap cannot exceed the whole budget"))
+        problems.append(("enterprise_cap", msg("an enterprise's cap cannot exceed the whole budget")))
     if per_voucher > cap:
-        problems.append(("max_per_voucher", "one voucher cannot exceed the enterprise's cap"))
+        problems.append(("max_per_voucher", msg("one voucher cannot exceed the enterprise's cap")))
     opens, closes = terms.get("application_opens_at"), terms.get("application_closes_at")
     if opens is not None and closes is not None and closes <= opens:  # type: ignore[operator]
-        problems.append(("application_closes_at", "the window must close after it opens"))
+        problems.append(("application_closes_at", msg("the window must close after it opens")))
     rule_set = terms.get("eligibility_rules")
     if rule_set is not None:
         try:

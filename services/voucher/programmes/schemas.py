@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, field_validator
 
+from services.voucher.i18n import msg
 from services.voucher.money import MAX_AMOUNT, MINOR_UNITS, Unit
 from services.voucher.programmes.rules import (
     CapPeriod,
@@ -68,14 +69,15 @@ class Tier(BaseModel):
 
 def _check_rate_table(value: dict[str, StrictInt]) -> dict[str, StrictInt]:
     if not value:
-        raise ValueError("at least one line-item category must be subsidised")
+        raise ValueError(msg("at least one line-item category must be subsidised"))
     for category, rate in value.items():
         if not CATEGORY_PATTERN.match(category):
             raise ValueError(
-                f"category {category!r} must look like 'group:name', e.g. 'accelerator:domestic'"
+                msg("category {category} must look like 'group:name', e.g. 'accelerator:domestic'",
+                    category=repr(category))
             )
         if isinstance(rate, bool) or not 0 <= rate <= 10_000:
-            raise ValueError(f"rate for {category!r} must be 0..10000 basis points")
+            raise ValueError(msg("rate for {category} must be 0..10000 basis points", category=repr(category)))
     return value
 
 
@@ -135,7 +137,7 @@ def _known_zone(value: str) -> str:
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(f"unknown time zone {value!r}") from exc
+        raise ValueError(msg("unknown time zone {zone}", zone=repr(value))) from exc
     return value
 
 

@@ -21,6 +21,7 @@ from services.voucher.errors import (
     ValidationFailed,
     field_error,
 )
+from services.voucher.i18n import Amount, msg
 from services.voucher.ledger import service as ledger
 from services.voucher.ledger.rules import AccountKind
 from services.voucher.programmes import repository
@@ -55,7 +56,7 @@ async def create_programme(session: AsyncSession, data: dict[str, Any], now: dat
     """A new programme, in draft; its terms must be complete and consistent."""
     _validate(data)
     if await repository.code_taken(session, data["code"]):
-        raise AlreadyExists(f"a programme with code {data['code']!r} already exists")
+        raise AlreadyExists(msg("a programme with code {code} already exists", code=repr(data["code"])))
     programme = Programme(**data, status=ProgrammeStatus.DRAFT.value, created_at=now, updated_at=now)
     await repository.add(session, programme)
     await repository.add(session, _rule_version(programme, now))
@@ -77,7 +78,7 @@ async def get_programme(
 ) -> Programme:
     programme = await repository.get(session, actor, programme_id, for_update=for_update)
     if programme is None:
-        raise NotFound(f"no programme with id {programme_id}")
+        raise NotFound(msg("no programme with id {programme_id}", programme_id=programme_id))
     return programme
 
 
@@ -144,7 +145,8 @@ async def rule_version(
     await get_programme(session, actor, programme_id)
     found = await repository.rule_version(session, programme_id, version)
     if found is None:
-        raise NotFound(f"programme {programme_id} has no eligibility rule version {version}")
+        raise NotFound(msg("programme {programme_id} has no eligibility rule version {version}",
+                           programme_id=programme_id, version=version))
     return found
 
 
@@ -166,8 +168,9 @@ async def transition(
         pending = await repository.open_applications(session, programme.id)
         if committed or pending:
             raise InvalidTransition(
-                f"{pending} application(s) are still open ({committed} committed to those in publicity); "
-                "archive the programme once every application is decided and every voucher issued",
+                msg("{pending} application(s) are still open ({committed} committed to those in publicity); "
+                    "archive the programme once every application is decided and every voucher issued",
+                    pending=pending, committed=Amount(committed, programme.unit)),
                 current_status=programme.status, committed=committed, open_applications=pending,
             )
     before = programme.status
@@ -196,14 +199,14 @@ async def enrol_provider(
     programme = await get_programme(session, actor, programme_id, for_update=True)
     if programme.status not in (ProgrammeStatus.DRAFT.value, ProgrammeStatus.OPEN.value):
         raise EnrolmentClosed(
-            f"programme is {programme.status}: providers can no longer be enrolled",
+            msg("programme is {status}: providers can no longer be enrolled", status=programme.status),
             current_status=programme.status,
         )
     provider = await providers.get_provider(session, actor, provider_id)
     if programme.kind not in provider.kinds:
         raise ProviderKindMismatch(
-            f"provider offers {', '.join(provider.kinds) or 'nothing'}, "
-            f"not {programme.kind}; it cannot serve this programme"
+            msg("provider offers {kinds}, not {kind}; it cannot serve this programme",
+                kinds=list(provider.kinds) or msg("nothing"), kind=programme.kind)
         )
     enrolment = await repository.enrolment(session, programme_id, provider_id, for_update=True)
     if enrolment is None:
@@ -237,7 +240,8 @@ async def withdraw_provider(
     await get_programme(session, actor, programme_id)
     enrolment = await repository.enrolment(session, programme_id, provider_id, for_update=True)
     if enrolment is None or enrolment.withdrawn_at is not None:
-        raise NotFound(f"provider {provider_id} is not enrolled in programme {programme_id}")
+        raise NotFound(msg("provider {provider_id} is not enrolled in programme {programme_id}",
+                           provider_id=provider_id, programme_id=programme_id))
     before = {"enrolled_at": enrolment.enrolled_at, "withdrawn_at": None}
     enrolment.withdrawn_at = now
     await session.flush()

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from sqlalchemy import Select, false, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from services.voucher.actor import Actor
 from services.voucher.apikeys.rules import Role
@@ -14,26 +14,27 @@ from services.voucher.db import PageRequest, paginate
 from services.voucher.tables import Provider
 
 
-def visible(actor: Actor) -> Select[Any]:
+def visible(actor: Actor) -> Select[Provider]:
     stmt = select(Provider)
     if actor.sees_everything:
         return stmt
     if actor.role is Role.PROVIDER and actor.provider_id is not None:
-        return stmt.where(Provider.id == actor.provider_id)
+        return stmt.where(col(Provider.id) == actor.provider_id)
     return stmt.where(false())
 
 
 async def get(
     session: AsyncSession, actor: Actor, provider_id: uuid.UUID, *, for_update: bool = False
 ) -> Provider | None:
-    stmt = visible(actor).where(Provider.id == provider_id)
+    stmt = visible(actor).where(col(Provider.id) == provider_id)
     if for_update:
         stmt = stmt.with_for_update()
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
 async def uscc_taken(session: AsyncSession, uscc: str) -> bool:
-    return (await session.execute(select(Provider.id).where(Provider.uscc == uscc))).first() is not None
+    stmt = select(col(Provider.id)).where(col(Provider.uscc) == uscc)
+    return (await session.execute(stmt)).first() is not None
 
 
 async def list_page(
@@ -41,8 +42,8 @@ async def list_page(
 ) -> tuple[list[Provider], str | None]:
     stmt = visible(actor)
     if status is not None:
-        stmt = stmt.where(Provider.status == status)
-    rows, cursor = await paginate(session, stmt, Provider.id, page)
+        stmt = stmt.where(col(Provider.status) == status)
+    rows, cursor = await paginate(session, stmt, col(Provider.id), page)
     return list(rows), cursor
 
 

@@ -41,6 +41,10 @@ def _public(provider: Provider, response: Response | None = None) -> ProviderPub
     "",
     operation_id="register_provider",
     summary="Register a compute or model provider (starts pending)",
+    description="The programme office (`providers:write`) registers a compute or model provider with its USCC, the "
+    "kinds it offers and its details; it starts `pending` and redeems nothing until approved and enrolled. Records "
+    "the audit event `provider.registered`. Refused with `already_exists` (the USCC is registered), "
+    "`validation_failed` or an Idempotency-Key conflict.",
     status_code=201,
     response_model=ProviderPublic,
     responses=responses(*AUTH_ERRORS, errors.AlreadyExists, errors.ValidationFailed,
@@ -59,6 +63,8 @@ async def register_provider(
     "",
     operation_id="list_providers",
     summary="List providers (a provider key sees only itself)",
+    description="Any key with `providers:read`: a provider key sees only itself, operators and auditors all; "
+    "filter by status. Changes nothing. Answers `invalid_cursor` for a cursor this service did not issue.",
     response_model=Page[ProviderPublic],
     responses=responses(*AUTH_ERRORS, errors.InvalidCursor),
 )
@@ -78,6 +84,9 @@ async def list_providers(
     "/{provider_id}",
     operation_id="get_provider",
     summary="Read a provider",
+    description="Any key with `providers:read` (a provider only itself). The `ETag` header is the version to send "
+    "as `If-Match` when changing it; changes nothing. Answers `not_found` when the provider does not exist or is "
+    "not you.",
     response_model=ProviderPublic,
     responses=responses(*AUTH_ERRORS, errors.NotFound),
 )
@@ -91,6 +100,10 @@ async def get_provider(
     "/{provider_id}",
     operation_id="update_provider",
     summary="Change a provider's details (If-Match required)",
+    description="The programme office (`providers:write`) changes a provider's name, kinds, settlement account, "
+    "webhook URL or related parties, sending the ETag it read as `If-Match`; its status changes only through "
+    "approve and suspend. Records the audit event `provider.updated`. Refused with `not_found`, "
+    "`precondition_failed` (changed since you read it) or `precondition_required` (no If-Match).",
     response_model=ProviderPublic,
     responses=responses(*AUTH_ERRORS, errors.NotFound, errors.PreconditionFailed,
                         errors.PreconditionRequired),
@@ -115,7 +128,7 @@ async def update_provider(
     return _public(provider, response)
 
 
-def _status_route(target: ProviderStatus, verb: str, summary: str) -> None:
+def _status_route(target: ProviderStatus, verb: str, summary: str, description: str) -> None:
     async def handler(
         provider_id: uuid.UUID,
         body: StatusChange,
@@ -133,11 +146,20 @@ def _status_route(target: ProviderStatus, verb: str, summary: str) -> None:
         methods=["POST"],
         operation_id=f"{verb}_provider",
         summary=summary,
+        description=description,
         response_model=ProviderPublic,
         responses=responses(*AUTH_ERRORS, errors.NotFound, errors.InvalidTransition),
         dependencies=[Depends(idempotent(Scope.PROVIDERS_WRITE))],
     )
 
 
-_status_route(ProviderStatus.APPROVED, "approve", "Approve a pending or suspended provider")
-_status_route(ProviderStatus.SUSPENDED, "suspend", "Suspend an approved provider")
+_status_route(ProviderStatus.APPROVED, "approve", "Approve a pending or suspended provider",
+              "The programme office (`providers:write`) approves a pending or suspended provider, with a reason: "
+              "it may then redeem the vouchers of the programmes it is enrolled in. Records the audit event "
+              "`provider.approved`. Refused with `not_found`, `invalid_transition` (already approved) or an "
+              "Idempotency-Key conflict.")
+_status_route(ProviderStatus.SUSPENDED, "suspend", "Suspend an approved provider",
+              "The programme office (`providers:write`) suspends an approved provider, with a reason: its new "
+              "holds and redemptions are refused (`provider_not_approved`) until it is approved again. Records the "
+              "audit event `provider.suspended`. Refused with `not_found`, `invalid_transition` (not approved) or "
+              "an Idempotency-Key conflict.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 from services.voucher.errors import InvalidTransition
+from services.voucher.i18n import msg
 
 
 class ProviderStatus(StrEnum):
@@ -24,7 +25,8 @@ TRANSITIONS: dict[ProviderStatus, frozenset[ProviderStatus]] = {
 def check_transition(current: ProviderStatus, target: ProviderStatus) -> None:
     if target not in TRANSITIONS[current]:
         raise InvalidTransition(
-            f"a provider cannot go from {current.value!r} to {target.value!r}",
+            msg("a provider cannot go from {current} to {target}",
+                current=repr(current.value), target=repr(target.value)),
             current_status=current.value,
             allowed=sorted(s.value for s in TRANSITIONS[current]),
         )

@@ -13,6 +13,7 @@ from services.voucher.actor import Actor
 from services.voucher.audit import service as audit
 from services.voucher.db import PageRequest
 from services.voucher.errors import AlreadyExists, NotFound
+from services.voucher.i18n import msg
 from services.voucher.providers import repository
 from services.voucher.providers.rules import ProviderStatus, check_transition
 from services.voucher.tables import Provider
@@ -21,7 +22,7 @@ from services.voucher.tables import Provider
 async def register(session: AsyncSession, data: dict[str, Any], now: datetime) -> Provider:
     """New providers start `pending` until an operator approves them."""
     if await repository.uscc_taken(session, data["uscc"]):
-        raise AlreadyExists(f"a provider with USCC {data['uscc']} is already registered")
+        raise AlreadyExists(msg("a provider with USCC {uscc} is already registered", uscc=data["uscc"]))
     provider = Provider(**data, status=ProviderStatus.PENDING.value, created_at=now, updated_at=now)
     await repository.add(session, provider)
     await audit.record(session, "provider.registered", "provider", provider.id, now=now, after=_public(provider),
@@ -39,7 +40,7 @@ async def get_provider(
     """404 both when it does not exist and when it is another tenant's."""
     provider = await repository.get(session, actor, provider_id, for_update=for_update)
     if provider is None:
-        raise NotFound(f"no provider with id {provider_id}")
+        raise NotFound(msg("no provider with id {provider_id}", provider_id=provider_id))
     return provider
 
 

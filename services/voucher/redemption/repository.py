@@ -33,11 +33,12 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql import ColumnElement
+from sqlmodel import col
 
 from services.voucher import driver
 from services.voucher.actor import Actor
 from services.voucher.apikeys.rules import Role
-from services.voucher.db import PageRequest, paginate
+from services.voucher.db import PageRequest, dialect_name, paginate, table_of
 from services.voucher.driver import Batch, Step, insert_rows
 from services.voucher.ids import uuid7
 from services.voucher.redemption.rules import (
@@ -64,9 +65,10 @@ from services.voucher.tables import (
     Voucher,
 )
 
-V, E, P, PR = Voucher.__table__, Enterprise.__table__, Programme.__table__, Provider.__table__
-EN, R, ORD, U = ProgrammeEnrolment.__table__, Redemption.__table__, OrderSubsidy.__table__, EnterprisePeriodUsage.__table__
-A, RF = LedgerAccount.__table__, RedemptionRefund.__table__
+V, E, P, PR = table_of(Voucher), table_of(Enterprise), table_of(Programme), table_of(Provider)
+EN, R, ORD = table_of(ProgrammeEnrolment), table_of(Redemption), table_of(OrderSubsidy)
+U = table_of(EnterprisePeriodUsage)
+A, RF = table_of(LedgerAccount), table_of(RedemptionRefund)
 HELD = RedemptionStatus.HELD.value
 #: `status = 'held'` written into the SQL, not bound: a prepared statement's generic plan can then
 #: use the partial indexes on live holds (migration 0009), which a parameter would not prove.
@@ -78,7 +80,7 @@ def is_expired_hold(now: Any) -> Any:
     return and_(IS_HELD, R.c.hold_expires_at <= now)
 
 
-def visible(actor: Actor) -> Select[Any]:
+def visible(actor: Actor) -> Select[Redemption]:
     """A provider sees its redemptions, an enterprise the redemptions of its vouchers."""
     return select(Redemption).where(_visible_to(actor))
 
@@ -88,14 +90,15 @@ def _visible_to(actor: Actor) -> ColumnElement[bool]:
         return true()
     if actor.role is Role.PROVIDER and actor.provider_id is not None:
         # A claim names the provider but is the enterprise's: the provider neither sees nor moves it.
-        return (Redemption.provider_id == actor.provider_id) & (Redemption.payee == Payee.PROVIDER.value)
+        return (col(Redemption.provider_id) == actor.provider_id) & (
+            col(Redemption.payee) == Payee.PROVIDER.value)
     if actor.role is Role.ENTERPRISE and actor.enterprise_id is not None:
-        return Redemption.enterprise_id == actor.enterprise_id
+        return col(Redemption.enterprise_id) == actor.enterprise_id
     return false()
 
 
 async def get(session: AsyncSession, actor: Actor, redemption_id: uuid.UUID) -> Redemption | None:
-    stmt = visible(actor).where(Redemption.id == redemption_id)
+    stmt = visible(actor).where(col(Redemption.id) == redemption_id)
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
@@ -111,28 +114,32 @@ async def list_page(
 ) -> tuple[Any, str | None]:
     stmt = visible(actor)
     if voucher_id is not None:
-        stmt = stmt.where(Redemption.voucher_id == voucher_id)
+        stmt = stmt.where(col(Redemption.voucher_id) == voucher_id)
     if status == HELD:  # the status reads show: a hold past its TTL is voided
-        stmt = stmt.where(IS_HELD, Redemption.hold_expires_at > now)
+        stmt = stmt.where(IS_HELD, col(Redemption.hold_expires_at) > now)
     elif status == RedemptionStatus.VOIDED.value:
-        stmt = stmt.where(or_(Redemption.status == status, is_expired_hold(now)))
+        stmt = stmt.where(or_(col(Redemption.status) == status, is_expired_hold(now)))
     elif status is not None:
-        stmt = stmt.where(Redemption.status == status)
+        stmt = stmt.where(col(Redemption.status) == status)
     if order_reference is not None:
-        stmt = stmt.where(Redemption.order_reference == order_reference)
-    return await paginate(session, stmt, Redemption.id, page)
+        stmt = stmt.where(col(Redemption.order_reference) == order_reference)
+    return await paginate(session, stmt, col(Redemption.id), page)
 
 
 async def refunds_of(session: AsyncSession, redemption_id: uuid.UUID) -> list[RedemptionRefund]:
-    stmt = select(RedemptionRefund).where(RedemptionRefund.redemption_id == redemption_id).order_by(RedemptionRefund.id)
+    stmt = (
+        select(RedemptionRefund)
+        .where(col(RedemptionRefund.redemption_id) == redemption_id)
+        .order_by(col(RedemptionRefund.id))
+    )
     return list((await session.execute(stmt)).scalars())
 
 
 async def expired_hold_ids(session: AsyncSession, now: datetime, limit: int) -> list[uuid.UUID]:
     stmt = (
-        select(Redemption.id)
+        select(col(Redemption.id))
         .where(is_expired_hold(now))
-        .order_by(Redemption.hold_expires_at)
+        .order_by(col(Redemption.hold_expires_at))
         .limit(limit)
     )
     return list((await session.execute(stmt)).scalars())
@@ -271,7 +278,7 @@ _LOCK_ACCOUNT = select(A.c.balance).where(A.c.id == bindparam("account_id")).wit
 
 
 def _dialect(session: AsyncSession) -> str:
-    return session.bind.dialect.name
+    return dialect_name(session)
 
 
 def _voucher(row: tuple[Any, ...], balances: tuple[Any, ...]) -> VoucherState:
@@ -351,7 +358,7 @@ class Locked:
 
 
 def _codes(codes: Sequence[str]) -> dict[str, str]:
-    padded = [*codes, *codes[-1:] * (3 - len(codes))]
+    padded = [*codes, *list(codes[-1:]) * (3 - len(codes))]
     return {"code_1": padded[0], "code_2": padded[1], "code_3": padded[2]}
 
 

@@ -66,6 +66,17 @@ def _request(body: HoldCreate) -> service.HoldRequest:
     "/holds",
     operation_id="create_hold",
     summary="Hold the subsidy for an order (phase one of two; capture or void it later)",
+    description="A provider's billing system calls this (`redemptions:write`) when an SME orders, with a required "
+    "Idempotency-Key. The subsidy is computed from the programme's rate table and cut to what the voucher's "
+    "balance, the enterprise's cap and the stacking ceiling allow (the answer says which limit bound); it moves "
+    "from the voucher's available to its held balance in one ledger journal, with the audit events `hold.placed` "
+    "and `ledger.posted`, until it is captured, voided or its TTL passes. A refusal moves nothing: an unknown code "
+    "or USCC (`invalid_voucher_code`, `not_found`), a provider that may not redeem it (`provider_not_approved`, "
+    "`provider_not_enrolled`, `related_party`), a voucher that cannot be used (`voucher_not_yet_valid`, "
+    "`voucher_expired`, `voucher_suspended`, `voucher_revoked`, `voucher_exhausted`, `voucher_kind_mismatch`, "
+    "`wrong_payout_mode`), an order that does not qualify (`category_out_of_scope`, `order_already_subsidised`, "
+    "`order_reference_conflict`, `enterprise_cap_reached`, `nothing_to_subsidise`, `subsidy_below_expected`), a "
+    "concurrent change (`concurrent_update`) or an Idempotency-Key conflict.",
     status_code=201,
     response_model=RedemptionPublic,
     responses=responses(*AUTH_ERRORS, *IDEM, *HOLD_ERRORS),
@@ -81,6 +92,15 @@ async def create_hold(body: HoldCreate, session: Session, now: Now, actor: Write
     "",
     operation_id="redeem",
     summary="Redeem in one step: hold and capture the whole subsidy at once",
+    description="A provider that bills after use calls this (`redemptions:write`), with a required "
+    "Idempotency-Key: a hold and its capture in one step. The subsidy, computed and limited as for a hold, moves "
+    "from the voucher's available to its used balance and from the programme's spent account to the provider's "
+    "payable in one ledger journal; it records `redemption.captured` and `ledger.posted`, announces "
+    "`redemption.captured` (and `voucher.balance_low` at 80 % and 100 % use) to events and webhooks, and marks the "
+    "voucher exhausted when nothing is left. It is refused, moving nothing, for the same reasons as a hold: an "
+    "unknown code or USCC, a provider not approved, not enrolled or related to the enterprise, a voucher that "
+    "cannot be used, an order that does not qualify or was already subsidised, a subsidy below `expected_subsidy`, "
+    "a concurrent change or an Idempotency-Key conflict.",
     status_code=201,
     response_model=RedemptionPublic,
     responses=responses(*AUTH_ERRORS, *IDEM, *HOLD_ERRORS),
@@ -96,6 +116,14 @@ async def redeem(body: HoldCreate, session: Session, now: Now, actor: Writer, re
     "/{redemption_id}/capture",
     operation_id="capture_hold",
     summary="Capture a hold (at most what is held; the rest is released)",
+    description="The provider that placed the hold calls this (`redemptions:write`), with a required "
+    "Idempotency-Key, once it bills the order. At most the held amount is captured (all of it when `amount` is "
+    "left out): it moves from held to used and from the programme's spent account to the provider's payable, the "
+    "rest returns to available, in one ledger journal with the audit events `redemption.captured` and "
+    "`ledger.posted`; `redemption.captured` (and `voucher.balance_low` at 80 % and 100 % use) goes to events and "
+    "webhooks. Refused with `not_found` (not your redemption), `hold_not_active` (already captured or voided), "
+    "`hold_expired` (past its TTL), `capture_exceeds_hold`, `voucher_expired`, `concurrent_update` or an "
+    "Idempotency-Key conflict.",
     response_model=RedemptionPublic,
     responses=responses(*AUTH_ERRORS, *IDEM, errors.NotFound, errors.HoldNotActive, errors.HoldExpired,
                         errors.CaptureExceedsHold, errors.VoucherExpired),
@@ -111,6 +139,11 @@ async def capture_hold(
     "/{redemption_id}/void",
     operation_id="void_hold",
     summary="Void a hold: the whole held amount returns to the voucher",
+    description="The provider that placed the hold calls this (`redemptions:write`), with a required "
+    "Idempotency-Key, when the order will not be billed. The whole held amount returns to the voucher's available "
+    "balance in one ledger journal, with the audit events `hold.voided` (`hold.expired` when its TTL had already "
+    "passed) and `ledger.posted`; an optional reason is kept. Refused with `not_found` (not your redemption), "
+    "`hold_not_active` (already captured or voided), `concurrent_update` or an Idempotency-Key conflict.",
     response_model=RedemptionPublic,
     responses=responses(*AUTH_ERRORS, *IDEM, errors.NotFound, errors.HoldNotActive),
     dependencies=[Depends(idempotent(Scope.REDEMPTIONS_WRITE, required=True, with_first_reads=True))],
@@ -126,6 +159,13 @@ async def void_hold(
     "/{redemption_id}/refunds",
     operation_id="refund_redemption",
     summary="Refund part or all of a captured subsidy (to the voucher while valid, else the pool)",
+    description="The provider calls this (`redemptions:write`), with a required Idempotency-Key, when it refunds "
+    "an order it was subsidised for. The amount leaves the voucher's used balance for its available balance while "
+    "the voucher is valid, or for the programme's pool otherwise, and the provider's payable drops by as much (on "
+    "a revoked voucher the clawback receivable shrinks too): one ledger journal, a refund row, the audit events "
+    "`refund.created` and `ledger.posted`, and `refund.created` to events and webhooks. Refused with `not_found`, "
+    "`redemption_not_captured` (nothing captured to refund), `refund_exceeds_captured`, `concurrent_update` or an "
+    "Idempotency-Key conflict.",
     status_code=201,
     response_model=RefundPublic,
     responses=responses(*AUTH_ERRORS, *IDEM, errors.NotFound, errors.RedemptionNotCaptured, errors.RefundExceedsCaptured),
@@ -142,6 +182,9 @@ async def refund_redemption(
     "",
     operation_id="list_redemptions",
     summary="List redemptions (a provider sees its own, an enterprise those of its vouchers)",
+    description="Any key with `redemptions:read`: a provider sees its own redemptions, an enterprise those of its "
+    "vouchers, operators and auditors all; filter by voucher, status or order reference. Changes nothing; a hold "
+    "past its TTL reads as voided. Answers `invalid_cursor` for a cursor this service did not issue.",
     response_model=Page[RedemptionPublic],
     responses=responses(*AUTH_ERRORS, errors.InvalidCursor),
 )
@@ -165,6 +208,10 @@ async def list_redemptions(
     "/{redemption_id}",
     operation_id="get_redemption",
     summary="Read a redemption with its subsidy computation",
+    description="Any key with `redemptions:read`, for a redemption it may see (a provider its own, an enterprise "
+    "those of its vouchers, operators and auditors any). Shows each step of the subsidy computation and the status "
+    "as of now (a hold past its TTL reads as voided); changes nothing. Answers `not_found` when the redemption "
+    "does not exist or is not yours.",
     response_model=RedemptionPublic,
     responses=responses(*AUTH_ERRORS, errors.NotFound),
 )
@@ -176,6 +223,9 @@ async def get_redemption(redemption_id: uuid.UUID, session: Session, now: Now, a
     "/{redemption_id}/refunds",
     operation_id="list_refunds",
     summary="The refunds of a redemption",
+    description="Any key with `redemptions:read`, for a redemption it may see. Lists every refund with its amount, "
+    "reason and where the value went (the voucher or the programme's pool); changes nothing. Answers `not_found` "
+    "when the redemption does not exist or is not yours.",
     response_model=list[RefundPublic],
     responses=responses(*AUTH_ERRORS, errors.NotFound),
 )

@@ -35,6 +35,7 @@ from services.voucher.errors import (
     VoucherSuspended,
     WrongPayoutMode,
 )
+from services.voucher.i18n import Amount, Message, msg
 from services.voucher.programmes.rules import (
     CATEGORY_GROUPS_BY_KIND,
     PayoutMode,
@@ -78,7 +79,11 @@ RELEASE_JOURNAL = {
     VoidReason.CLAIM_REJECTED: "claim_rejected",
 }
 
-_KIND_ZH = {"compute": "算力券", "model": "模型券"}
+#: What a voucher of each kind is called, for people.
+_VOUCHER_OF_KIND: dict[ProgrammeKind, Message] = {
+    ProgrammeKind.COMPUTE: msg("compute voucher"),
+    ProgrammeKind.MODEL: msg("model voucher"),
+}
 
 
 # -- what the engine reads, under its locks -------------------------------------------------
@@ -189,21 +194,20 @@ class Stale:
 
 def check_provider(status: str | None) -> None:
     if status != ProviderStatus.APPROVED.value:
-        raise ProviderNotApproved(f"provider is {status}", current_status=status,
-                                  detail_zh=f"服务商当前状态为 {status}，尚未通过审核或已被暂停")
+        raise ProviderNotApproved(msg("provider is {status}", status=status), current_status=status)
 
 
 def check_mode(terms: Terms, payee: Payee) -> None:
     """Never both: a purchase subsidised by the provider's redemption and the SME's claim."""
     mode = PayoutMode.PROVIDER_REDEMPTION if payee is Payee.PROVIDER else PayoutMode.ENTERPRISE_CLAIM
     if terms.mode != mode.value:
-        raise WrongPayoutMode(
-            f"programme {terms.code} pays out by {terms.mode}; "
-            + ("the enterprise files a claim instead" if payee is Payee.PROVIDER else "providers redeem instead"),
-            detail_zh=f"项目 {terms.code} 的兑付方式为 {terms.mode}；"
-            + ("应由企业提交补贴申领" if payee is Payee.PROVIDER else "应由服务商核销"),
-            mode=terms.mode,
-        )
+        if payee is Payee.PROVIDER:
+            detail = msg("programme {programme} pays out by {mode}; the enterprise files a claim instead",
+                         programme=terms.code, mode=terms.mode)
+        else:
+            detail = msg("programme {programme} pays out by {mode}; providers redeem instead",
+                         programme=terms.code, mode=terms.mode)
+        raise WrongPayoutMode(detail, mode=terms.mode)
 
 
 def _party_ids(parties: list[dict[str, Any]] | None) -> set[str]:
@@ -212,34 +216,32 @@ def _party_ids(parties: list[dict[str, Any]] | None) -> set[str]:
 
 def check_parties(terms: Terms, parties: Parties) -> None:
     if not parties.is_enrolled:
-        raise ProviderNotEnrolled(f"provider is not enrolled in programme {terms.code}",
-                                  detail_zh=f"服务商未入驻项目 {terms.code}")
+        raise ProviderNotEnrolled(msg("provider is not enrolled in programme {programme}", programme=terms.code))
     shared = _party_ids(parties.provider_related) & _party_ids(parties.enterprise_related)
     if shared:
         raise RelatedParty(
-            "the provider and the enterprise share a legal representative or shareholder; "
-            "related-party purchases are not subsidised",
-            detail_zh="服务商与企业存在相同的法定代表人或股东；关联方之间的采购不予补贴",
+            msg("the provider and the enterprise share a legal representative or shareholder; "
+                "related-party purchases are not subsidised"),
             shared_parties=sorted(shared),
         )
 
 
 def check_usable(voucher: VoucherState, now: datetime) -> None:
     if now < voucher.valid_from:
-        raise VoucherNotYetValid(f"valid from {voucher.valid_from.isoformat()}", valid_from=voucher.valid_from.isoformat(),
-                                 detail_zh=f"券自 {voucher.valid_from.isoformat()} 起生效")
+        raise VoucherNotYetValid(msg("valid from {valid_from}", valid_from=voucher.valid_from.isoformat()),
+                                 valid_from=voucher.valid_from.isoformat())
     status = effective_status(VoucherStatus(voucher.status), voucher.expires_at, now)
     if status is VoucherStatus.EXPIRED:
-        raise VoucherExpired(f"expired at {voucher.expires_at.isoformat()}", expires_at=voucher.expires_at.isoformat(),
-                             detail_zh=f"券已于 {voucher.expires_at.isoformat()} 过期")
+        raise VoucherExpired(msg("expired at {expires_at}", expires_at=voucher.expires_at.isoformat()),
+                             expires_at=voucher.expires_at.isoformat())
     if status is VoucherStatus.SUSPENDED:
-        raise VoucherSuspended(voucher.status_reason or "suspended by the programme office",
-                               detail_zh="券已被项目管理方暂停使用"
-                               + (f"，原因：{voucher.status_reason}" if voucher.status_reason else ""))
+        raise VoucherSuspended(
+            msg("suspended by the programme office: {reason}", reason=voucher.status_reason) if voucher.status_reason
+            else msg("suspended by the programme office"))
     if status is VoucherStatus.REVOKED:
-        raise VoucherRevoked(voucher.status_reason or "revoked by the programme office",
-                             detail_zh="券已被项目管理方撤销"
-                             + (f"，原因：{voucher.status_reason}" if voucher.status_reason else ""))
+        raise VoucherRevoked(
+            msg("revoked by the programme office: {reason}", reason=voucher.status_reason) if voucher.status_reason
+            else msg("revoked by the programme office"))
 
 
 def check_items(terms: Terms, items: list[dict[str, Any]]) -> None:
@@ -248,16 +250,14 @@ def check_items(terms: Terms, items: list[dict[str, Any]]) -> None:
         category = item["category"]
         if category_group(category) not in CATEGORY_GROUPS_BY_KIND[kind]:
             raise VoucherKindMismatch(
-                f"line item {index} ({category}) is not covered by a {kind.value} voucher",
-                detail_zh=f"第 {index} 项订单明细（{category}）不在{_KIND_ZH.get(kind.value, kind.value)}的适用范围内",
+                msg("line item {index} ({category}) is not covered by a {voucher}",
+                    index=index, category=category, voucher=_VOUCHER_OF_KIND[kind]),
                 line_item=index,
             )
         if category not in terms.rate_table:
             raise CategoryOutOfScope(
-                f"line item {index}: {category} is not subsidised by this programme "
-                f"(it covers {', '.join(sorted(terms.rate_table))})",
-                detail_zh=f"第 {index} 项订单明细：{category} 不在本项目补贴范围内"
-                f"（本项目补贴：{'、'.join(sorted(terms.rate_table))}）",
+                msg("line item {index}: {category} is not subsidised by this programme (it covers {categories})",
+                    index=index, category=category, categories=sorted(terms.rate_table)),
                 line_item=index,
             )
 
@@ -267,35 +267,32 @@ def check_order(order: Order, *, order_reference: str, enterprise_id: uuid.UUID,
     """One order reference is one order; a voucher subsidises an order once."""
     if order.enterprise_id != enterprise_id or order.order_amount != order_amount or order.unit != unit:
         raise OrderReferenceConflict(
-            f"order {order_reference} was first presented for another enterprise or amount "
-            f"({order.order_amount} {order.unit}); one order reference is one order",
-            detail_zh=f"订单 {order_reference} 已以其他企业或其他金额提交过"
-            f"（{order.order_amount} {order.unit}）；一个订单号只对应一笔订单",
+            msg("order {order_reference} was first presented for another enterprise or amount "
+                "({order_amount}); one order reference is one order",
+                order_reference=order_reference, order_amount=Amount(order.order_amount, order.unit)),
         )
     if has_live_redemption:
-        raise OrderAlreadySubsidised("this voucher already subsidises this order", detail_zh="本券已补贴过该订单")
+        raise OrderAlreadySubsidised(msg("this voucher already subsidises this order"))
 
 
 _REFUSAL_BY_LIMIT = {
-    "rates": (NothingToSubsidise, "the line items earn no subsidy at the programme's rates",
-              "按本项目的补贴比例，这些订单明细无可补贴金额"),
-    "stacking_ceiling": (OrderAlreadySubsidised, "the order is already subsidised up to the stacking ceiling",
-                         "该订单的补贴已达叠加上限"),
-    "enterprise_cap": (EnterpriseCapReached, "the enterprise has reached its cap for this period",
-                       "该企业本期补贴已达上限"),
-    "voucher_balance": (VoucherExhausted, "the voucher has no available balance", "券余额不足，已无可用金额"),
+    "rates": (NothingToSubsidise, msg("the line items earn no subsidy at the programme's rates")),
+    "stacking_ceiling": (OrderAlreadySubsidised, msg("the order is already subsidised up to the stacking ceiling")),
+    "enterprise_cap": (EnterpriseCapReached, msg("the enterprise has reached its cap for this period")),
+    "voucher_balance": (VoucherExhausted, msg("the voucher has no available balance")),
 }
 
 
 def hold_subsidy(
     terms: Terms, items: list[dict[str, Any]], *, order: Order, usage: Usage, stale: Stale, available: int,
-    expected: int | None = None,
+    unit: str, expected: int | None = None,
 ) -> Computation:
     """The subsidy a new hold gets, step by step (subsidy.py): from the programme's rates and
     tiers, capped by the stacking ceiling, the enterprise's remaining cap and the voucher's
     available balance — every figure net of holds that are void when read. Nothing to grant
     is a refusal naming the limit that bound. With an `expected` subsidy (the provider quoted
-    one) exactly that is granted, or, when the limits leave less, the hold is refused."""
+    one) exactly that is granted, or, when the limits leave less, the hold is refused. `unit`:
+    the voucher's, which every amount here is in."""
     computation = compute(
         items=[Item(i["category"], int(i["amount"])) for i in items],
         rate_table=terms.rate_table,
@@ -311,15 +308,15 @@ def hold_subsidy(
     if expected is not None and computation.subsidy < expected:
         bound = computation.limited_by
         raise SubsidyBelowExpected(
-            f"the expected subsidy is {expected} but only {computation.subsidy} would be granted (minor units "
-            f"of the voucher's unit; limited by {bound}); nothing was held",
-            detail_zh=f"期望补贴为 {expected}，但按规则只能给予 {computation.subsidy}（受 {bound} 限制）；未做任何冻结",
+            msg("the expected subsidy is {expected_subsidy} but only {subsidy} would be granted "
+                "(limited by {limited_by}); nothing was held",
+                expected_subsidy=Amount(expected, unit), subsidy=Amount(computation.subsidy, unit), limited_by=bound),
             expected_subsidy=expected, subsidy=computation.subsidy, limited_by=bound,
             computation=computation.as_dict(),
         )
     if computation.subsidy == 0:
-        error, detail, detail_zh = _REFUSAL_BY_LIMIT[computation.limited_by]
-        raise error(detail, detail_zh=detail_zh, computation=computation.as_dict())
+        error, detail = _REFUSAL_BY_LIMIT[computation.limited_by]
+        raise error(detail, computation=computation.as_dict())
     return computation
 
 
@@ -340,12 +337,10 @@ def effective_redemption_status(status: str, void_reason: str | None, hold_expir
 
 def check_held(hold: Hold, now: datetime) -> None:
     if hold.status != RedemptionStatus.HELD.value:
-        raise HoldNotActive(f"the hold is {hold.status}", current_status=hold.status,
-                            detail_zh=f"该笔冻结当前状态为 {hold.status}")
+        raise HoldNotActive(msg("the hold is {status}", status=hold.status), current_status=hold.status)
     if now >= hold.hold_expires_at:
         raise HoldExpired(
-            f"the hold expired at {hold.hold_expires_at.isoformat()} and is void",
-            detail_zh=f"该笔冻结已于 {hold.hold_expires_at.isoformat()} 到期，已作废",
+            msg("the hold expired at {hold_expires_at} and is void", hold_expires_at=hold.hold_expires_at.isoformat()),
             hold_expires_at=hold.hold_expires_at.isoformat(),
         )
 
@@ -357,24 +352,21 @@ def capture_amount(hold: Hold, voucher: VoucherState, requested: int | None, now
     check_held(hold, now)
     if effective_status(VoucherStatus(voucher.status), voucher.expires_at, now) is VoucherStatus.EXPIRED:
         if approval:
-            raise VoucherExpired("the voucher expired; its holds are void, and the claim can no longer be approved",
-                                 detail_zh="券已过期，其冻结金额均已作废，该补贴申领不能再获批准")
-        raise VoucherExpired("the voucher expired; its holds are void", detail_zh="券已过期，其冻结金额均已作废")
+            raise VoucherExpired(msg("the voucher expired; its holds are void, and the claim can no longer be approved"))
+        raise VoucherExpired(msg("the voucher expired; its holds are void"))
     amount = hold.held_amount if requested is None else requested
     if amount > hold.held_amount:
-        what, what_zh = ("approval", "批准金额") if approval else ("capture", "核销金额")
-        raise CaptureExceedsHold(
-            f"{what} {amount} exceeds the held {hold.held_amount}", held_amount=hold.held_amount,
-            detail_zh=f"{what_zh} {amount} 超过冻结金额 {hold.held_amount}",
-        )
+        taken, held = Amount(amount, hold.unit), Amount(hold.held_amount, hold.unit)
+        detail = (msg("approval {amount} exceeds the held {held_amount}", amount=taken, held_amount=held) if approval
+                  else msg("capture {amount} exceeds the held {held_amount}", amount=taken, held_amount=held))
+        raise CaptureExceedsHold(detail, held_amount=hold.held_amount)
     return amount
 
 
 def void_reason(hold: Hold, now: datetime) -> VoidReason:
     """Voiding a hold whose TTL has passed records it as expired."""
     if hold.status != RedemptionStatus.HELD.value:
-        raise HoldNotActive(f"the hold is {hold.status}", current_status=hold.status,
-                            detail_zh=f"该笔冻结当前状态为 {hold.status}")
+        raise HoldNotActive(msg("the hold is {status}", status=hold.status), current_status=hold.status)
     return release_reason(hold, VoidReason.PROVIDER, now)
 
 
@@ -391,12 +383,11 @@ def voided_at(hold: Hold, reason: VoidReason, now: datetime) -> datetime:
 
 def check_refund(hold: Hold, amount: int) -> None:
     if hold.status not in (RedemptionStatus.CAPTURED.value, RedemptionStatus.REFUNDED.value):
-        raise RedemptionNotCaptured(f"the redemption is {hold.status}", current_status=hold.status,
-                                    detail_zh=f"该用券记录当前状态为 {hold.status}，尚未核销")
+        raise RedemptionNotCaptured(msg("the redemption is {status}", status=hold.status), current_status=hold.status)
     remaining = hold.captured_amount - hold.refunded_amount
     if amount > remaining:
-        raise RefundExceedsCaptured(f"at most {remaining} can still be refunded", refundable=remaining,
-                                    detail_zh=f"最多还可退款 {remaining}")
+        raise RefundExceedsCaptured(msg("at most {refundable} can still be refunded",
+                                        refundable=Amount(remaining, hold.unit)), refundable=remaining)
 
 
 def refund_goes_to_voucher(voucher: VoucherState, now: datetime) -> bool:

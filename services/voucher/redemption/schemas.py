@@ -7,11 +7,13 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.config import JsonDict
 
+from services.voucher.i18n import msg
 from services.voucher.money import MAX_AMOUNT, MINOR_UNITS
 from services.voucher.programmes.schemas import CATEGORY_PATTERN
 
-_ITEM = {
+_ITEM: JsonDict = {
     "category": "accelerator:domestic",
     "description": "Ascend 910B training, 64 cards x 20 h",
     "amount": 40_000_000,
@@ -38,9 +40,9 @@ class LineItem(BaseModel):
     def _usage(self) -> LineItem:
         group = self.category.split(":", 1)[0]
         if group == "accelerator" and (self.accelerator is None or self.hours_milli is None):
-            raise ValueError("an accelerator line names the accelerator and its hours_milli")
+            raise ValueError(msg("an accelerator line names the accelerator and its hours_milli"))
         if group == "model" and (self.model is None or self.tokens is None):
-            raise ValueError("a model line names the model and its tokens")
+            raise ValueError(msg("a model line names the model and its tokens"))
         return self
 
 
@@ -69,7 +71,7 @@ class HoldCreate(BaseModel):
     @model_validator(mode="after")
     def _order_total(self) -> HoldCreate:
         if sum(i.amount for i in self.line_items) > MAX_AMOUNT:
-            raise ValueError(f"the order's total exceeds the maximum amount of {MAX_AMOUNT}")
+            raise ValueError(msg("the order's total exceeds the maximum amount of {maximum}", maximum=MAX_AMOUNT))
         return self
 
 

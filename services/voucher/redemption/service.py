@@ -28,10 +28,11 @@ from services.voucher import driver, metrics, pending
 from services.voucher.actor import SYSTEM, Actor
 from services.voucher.apikeys.rules import Role
 from services.voucher.audit import service as audit
-from services.voucher.db import PageRequest
+from services.voucher.db import PageRequest, table_of
 from services.voucher.driver import Batch
 from services.voucher.errors import Forbidden, NotFound
 from services.voucher.events import service as outbox
+from services.voucher.i18n import msg
 from services.voucher.ledger import service as ledger
 from services.voucher.ledger.rules import AccountKind, Leg, transfer
 from services.voucher.programmes.rules import period_key
@@ -47,6 +48,8 @@ from services.voucher.redemption.rules import (
 )
 from services.voucher.tables import Redemption, RedemptionRefund
 from services.voucher.vouchers.rules import VoucherStatus, parse_code, settled_status
+
+_REDEMPTION_COLUMNS, _REFUND_COLUMNS = table_of(Redemption).c, table_of(RedemptionRefund).c
 
 
 @dataclass(frozen=True)
@@ -125,14 +128,14 @@ async def _place(
 ) -> Redemption:
     provider_id = provider_id or actor.provider_id
     if provider_id is None:
-        raise Forbidden("only a provider key can redeem vouchers", detail_zh="只有服务商的密钥才能核销券")
+        raise Forbidden(msg("only a provider key can redeem vouchers"))
     code = parse_code(request.voucher_code)
     # Round trip 1: the voucher, locked; then its balances, terms and parties; its expired holds.
     found = await repository.lock_voucher_for_hold(session, code, provider_id, now)
     voucher = found.voucher
     if voucher is None or found.parties.enterprise_uscc != request.enterprise_uscc.strip().upper():
         decide.check_provider(await repository.provider_status(session, provider_id))
-        raise NotFound("no voucher with this code for this enterprise", detail_zh="该企业名下没有此券码对应的券")
+        raise NotFound(msg("no voucher with this code for this enterprise"))
     terms, parties, expired = found.terms, found.parties, found.expired
     decide.check_provider(parties.provider_status)
     decide.check_mode(terms, payee)
@@ -167,7 +170,8 @@ async def _place(
                        has_live_redemption=locked.has_live_redemption())
     released = sum(h.held_amount for h in expired)
     computation = decide.hold_subsidy(terms, request.line_items, order=order, usage=usage, stale=locked.stale(),
-                                      available=voucher.available + released, expected=request.expected_subsidy)
+                                      available=voucher.available + released, unit=voucher.unit,
+                                      expected=request.expected_subsidy)
     subsidy = computation.subsidy
 
     writes = _Writes(session)
@@ -208,7 +212,8 @@ async def _place(
             programme_id=voucher.programme_id, enterprise_id=voucher.enterprise_id, provider_id=provider_id,
             voucher_id=voucher.id,
         )
-    repository.insert_redemption(writes.batch, {c.key: getattr(redemption, c.key) for c in Redemption.__table__.c})
+    repository.insert_redemption(writes.batch,
+                                 {c.key: getattr(redemption, c.key) for c in _REDEMPTION_COLUMNS})
     await writes.send(deferred=deferred)
     return redemption
 
@@ -263,7 +268,7 @@ async def _locked(session: AsyncSession, actor: Actor, redemption_id: uuid.UUID)
         locks = repository.HoldLocks()
         locks.hold = locks.voucher = None
     if locks.hold is None or locks.voucher is None:
-        raise NotFound(f"no redemption with id {redemption_id}", detail_zh=f"没有 ID 为 {redemption_id} 的用券记录")
+        raise NotFound(msg("no redemption with id {redemption_id}", redemption_id=redemption_id))
     return locks
 
 
@@ -437,7 +442,7 @@ async def refund(
                          memo=f"refund to {'voucher' if to_voucher else 'programme pool'}: {reason}")
     row = RedemptionRefund(redemption_id=held.id, amount=amount, reason=reason,
                            destination="voucher" if to_voucher else "pool", created_at=now)
-    repository.insert_refund(writes.batch, {c.key: getattr(row, c.key) for c in RedemptionRefund.__table__.c})
+    repository.insert_refund(writes.batch, {c.key: getattr(row, c.key) for c in _REFUND_COLUMNS})
     refunded = held.refunded_amount + amount
     status = RedemptionStatus.REFUNDED.value if refunded == held.captured_amount else held.status
     repository.set_refunded(writes.batch, held.id, refunded, status)
@@ -527,7 +532,7 @@ async def release_voucher_holds(session: AsyncSession, voucher: Any, reason: Voi
 async def get_redemption(session: AsyncSession, actor: Actor, redemption_id: uuid.UUID) -> Redemption:
     found = await repository.get(session, actor, redemption_id)
     if found is None:
-        raise NotFound(f"no redemption with id {redemption_id}", detail_zh=f"没有 ID 为 {redemption_id} 的用券记录")
+        raise NotFound(msg("no redemption with id {redemption_id}", redemption_id=redemption_id))
     return found
 
 

@@ -17,6 +17,7 @@ from services.voucher.http.deps import Session, get_database
 from services.voucher.http.idempotency import idempotent, keep_answer_from
 from services.voucher.http.problems import AUTH_ERRORS, responses
 from services.voucher.http.unit_of_work import after_commit
+from services.voucher.i18n import msg
 from services.voucher.sandbox import service
 from services.voucher.sandbox.schemas import ClockMove, ClockState
 
@@ -30,10 +31,7 @@ async def sandbox_clock(request: Request) -> SandboxClock:
     """The app's sandbox clock; outside sandbox mode, 404 before anything else is looked at."""
     clock = request.app.state.clock
     if not isinstance(clock, SandboxClock):
-        raise errors.SandboxDisabled(
-            "sandbox mode is off (VOUCHER_SANDBOX): the service runs on real time",
-            detail_zh="未启用沙箱模式（VOUCHER_SANDBOX）：服务使用真实时间",
-        )
+        raise errors.SandboxDisabled(msg("sandbox mode is off (VOUCHER_SANDBOX): the service runs on real time"))
     return clock
 
 
@@ -50,7 +48,8 @@ def _state(state: service.ClockState) -> ClockState:
     operation_id="get_sandbox_clock",
     summary="Sandbox: the service's clock, real time and how far ahead the clock is",
     description=SANDBOX_ONLY + "Any key may read it: integrators see the time their requests are judged by "
-                "(also on every response, header `Voucher-Sandbox-Clock`).",
+                "(also on every response, header `Voucher-Sandbox-Clock`). Changes nothing; beyond "
+                "`sandbox_disabled` it answers only `unauthenticated`.",
     response_model=ClockState,
     responses=responses(errors.Unauthenticated, errors.SandboxDisabled),
 )
@@ -62,12 +61,14 @@ async def get_clock(clock: Clock, _: Annotated[Actor, Depends(current_actor)], s
     "/clock",
     operation_id="move_sandbox_clock",
     summary="Sandbox: move the clock forward by a duration, to a time or to the next day, month or year (operators)",
-    description=SANDBOX_ONLY + "Every time-dependent rule reads this clock: hold TTLs, voucher validity and "
+    description=SANDBOX_ONLY + "The programme office calls it (`programmes:write`, with a required "
+                "Idempotency-Key), and every time-dependent rule reads this clock: hold TTLs, voucher validity and "
                 "expiry, publicity periods, cap periods and the Asia/Shanghai year, settlement periods, key "
                 "expiry, Idempotency-Key retention, webhook retries and the worker's jobs. Once the move commits, "
                 "the jobs that became due run before the answer is sent (expired holds and vouchers, ended "
                 "publicity, last month's settlements, events); reads already apply expiry themselves. The move "
-                "is an audit event (`sandbox.clock_moved`). Never backwards: 409 `sandbox_clock_backwards`.",
+                "is an audit event (`sandbox.clock_moved`). Refused with `sandbox_clock_backwards` (never "
+                "backwards), `validation_failed` or an Idempotency-Key conflict.",
     response_model=ClockState,
     responses=responses(*AUTH_ERRORS, errors.SandboxDisabled, errors.SandboxClockBackwards, errors.ValidationFailed,
                         errors.IdempotencyKeyReused, errors.IdempotencyRequestInProgress),

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from services.voucher.i18n import msg
 from services.voucher.instants import Instant
 
 MAX_DAYS = 3660
@@ -39,22 +40,22 @@ class ClockMove(BaseModel):
     @classmethod
     def _iso_duration(cls, value: Any) -> Any:
         if value is not None and (not isinstance(value, str) or not value.startswith("P")):
-            raise ValueError("must be an ISO 8601 duration such as P2D or PT30M")
+            raise ValueError(msg("must be an ISO 8601 duration such as P2D or PT30M"))
         if isinstance(value, str) and ("Y" in value or "M" in value.split("T", 1)[0]):
-            raise ValueError("months and years have no fixed length: move the clock `to` a time instead")
+            raise ValueError(msg("months and years have no fixed length: move the clock `to` a time instead"))
         return value
 
     @field_validator("advance")
     @classmethod
     def _forward(cls, value: timedelta | None) -> timedelta | None:
         if value is not None and not timedelta(0) < value <= timedelta(days=MAX_DAYS):
-            raise ValueError(f"must be more than zero and at most {MAX_DAYS} days")
+            raise ValueError(msg("must be more than zero and at most {max_days} days", max_days=MAX_DAYS))
         return value
 
     @model_validator(mode="after")
     def _one(self) -> ClockMove:
         if sum(v is not None for v in (self.advance, self.to, self.advance_to)) != 1:
-            raise ValueError("give exactly one of advance, advance_to and to")
+            raise ValueError(msg("give exactly one of advance, advance_to and to"))
         return self
 
 

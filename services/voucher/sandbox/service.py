@@ -15,11 +15,13 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from services.voucher import errors
 from services.voucher.audit import service as audit
 from services.voucher.clock import Clock, SandboxClock, system_clock
 from services.voucher.db import Database
+from services.voucher.i18n import msg
 from services.voucher.tables import SandboxClock as ClockRow
 
 #: The audit trail's resource id for the clock (there is one).
@@ -40,7 +42,8 @@ class ClockState:
 async def refresh(database: Database, clock: SandboxClock) -> None:
     """Bring this process's clock in step with the database's offset (never backwards)."""
     async with database.session(write=False) as session:
-        offset_us = (await session.execute(select(ClockRow.offset_us).where(ClockRow.id == 1))).scalar()
+        stmt = select(col(ClockRow.offset_us)).where(col(ClockRow.id) == 1)
+        offset_us = (await session.execute(stmt)).scalar()
     offset = timedelta(microseconds=offset_us or 0)
     if offset > clock.offset:
         clock.offset = offset
@@ -77,7 +80,8 @@ async def move(session: AsyncSession, clock: SandboxClock, *, advance: timedelta
     until the transaction commits (the caller sets this one's then; the others read the row)."""
     if sum(v is not None for v in (advance, to, advance_to)) != 1:
         raise ValueError("give one of advance, to and advance_to")
-    row = (await session.execute(select(ClockRow).where(ClockRow.id == 1).with_for_update())).scalar_one_or_none()
+    stmt = select(ClockRow).where(col(ClockRow.id) == 1).with_for_update()
+    row = (await session.execute(stmt)).scalar_one_or_none()
     if row is None:  # a database migrated before the row existed cannot be: 0011 inserts it
         row = ClockRow(id=1, offset_us=0)
         session.add(row)
@@ -92,17 +96,15 @@ async def move(session: AsyncSession, clock: SandboxClock, *, advance: timedelta
         target = to
     if target < before:
         raise errors.SandboxClockBackwards(
-            f"the sandbox clock reads {before.isoformat()}; it only moves forward, "
-            f"and {target.isoformat()} is earlier",
-            detail_zh=f"沙箱时钟当前为 {before.isoformat()}，只能向前拨；{target.isoformat()} 早于当前时间",
+            msg("the sandbox clock reads {now}; it only moves forward, and {target} is earlier",
+                now=before.isoformat(), target=target.isoformat()),
             now=before.isoformat(),
         )
     if target - before > MAX_MOVE:
         raise errors.ValidationFailed(
             [errors.field_error("to" if to is not None else "advance",
-                                f"one move may advance the clock by at most {MAX_MOVE.days} days")],
-            detail=f"one move may advance the sandbox clock by at most {MAX_MOVE.days} days",
-            detail_zh=f"一次最多可将沙箱时钟向前拨 {MAX_MOVE.days} 天",
+                                msg("one move may advance the clock by at most {days} days", days=MAX_MOVE.days))],
+            detail=msg("one move may advance the sandbox clock by at most {days} days", days=MAX_MOVE.days),
         )
     offset = target - real
     row.offset_us = offset // MICROSECOND

@@ -1,12 +1,20 @@
 """Settlements over HTTP: operators create, approve, pay, cancel; the provider confirms or
-disputes its own; statements as JSON and as CSV."""
+disputes its own; statements as JSON, CSV and .xlsx."""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import os
+import shutil
+import tempfile
 import uuid
-from typing import Annotated
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import IO, Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
+from fastapi.responses import StreamingResponse
 
 from services.voucher import errors
 from services.voucher.actor import Actor
@@ -16,6 +24,7 @@ from services.voucher.http.deps import Now, Session
 from services.voucher.http.idempotency import idempotent
 from services.voucher.http.pagination import Page, Paging
 from services.voucher.http.problems import AUTH_ERRORS, responses
+from services.voucher.money import Unit
 from services.voucher.settlement import service
 from services.voucher.settlement.rules import SettlementStatus
 from services.voucher.settlement.schemas import (
@@ -27,6 +36,8 @@ from services.voucher.settlement.schemas import (
     Statement,
     StatementLine,
 )
+from services.voucher.settlement.statement import Line, render_xlsx, statement_title
+from services.voucher.spreadsheet import XLSX_MEDIA_TYPE
 from services.voucher.tables import Settlement
 
 router = APIRouter(prefix="/v1/settlements", tags=["settlement"])
@@ -44,6 +55,13 @@ def _public(settlement: Settlement) -> SettlementPublic:
 @router.post(
     "",
     operation_id="create_settlement",
+    description="The programme office (`settlements:write`), with a required Idempotency-Key, settles one "
+    "provider's redemptions of one programme for a period of whole days (Asia/Shanghai). The draft takes every "
+    "unsettled capture in the period and every unsettled refund of a settled capture, its totals equal to the sum "
+    "of its lines, and records the audit event `settlement.created`; no value moves until payment. Refused with "
+    "`not_found` (provider or programme), `settlement_exists` (a live settlement covers the period), "
+    "`nothing_to_settle`, `negative_settlement` (refunds exceed captures; they carry over), `validation_failed` "
+    "(the period) or an Idempotency-Key conflict.",
     summary="Settle a provider's captures and refunds of one programme for a period (a draft)",
     status_code=201,
     response_model=SettlementPublic,
@@ -64,6 +82,9 @@ async def create_settlement(body: SettlementCreate, session: Session, now: Now, 
 @router.get(
     "",
     operation_id="list_settlements",
+    description="Any key with `settlements:read`: a provider sees its own settlements, operators and auditors all; "
+    "filter by provider, programme or status. Changes nothing. Answers `invalid_cursor` for a cursor this service "
+    "did not issue.",
     summary="List settlements (a provider sees its own)",
     response_model=Page[SettlementPublic],
     responses=responses(*AUTH_ERRORS, errors.InvalidCursor),
@@ -82,6 +103,8 @@ async def list_settlements(
 @router.get(
     "/{settlement_id}",
     operation_id="get_settlement",
+    description="Any key with `settlements:read`, for a settlement it may see (a provider its own). Changes "
+    "nothing. Answers `not_found` when the settlement does not exist or is not yours.",
     summary="Read a settlement",
     response_model=SettlementPublic,
     responses=responses(*AUTH_ERRORS, errors.NotFound),
@@ -93,6 +116,9 @@ async def get_settlement(settlement_id: uuid.UUID, session: Session, actor: Read
 @router.get(
     "/{settlement_id}/statement",
     operation_id="settlement_statement",
+    description="Any key with `settlements:read`, for a settlement it may see. Answers every line (captures "
+    "positive, refunds negative), totals equal to their sum, and the SHA-256 of the CSV rendering of the same "
+    "lines; changes nothing. Answers `not_found` when the settlement does not exist or is not yours.",
     summary="The statement: every line, totals equal to their sum, and the SHA-256 of the CSV",
     response_model=Statement,
     responses=responses(*AUTH_ERRORS, errors.NotFound),
@@ -107,13 +133,18 @@ async def settlement_statement(settlement_id: uuid.UUID, session: Session, actor
         refunded_total=-sum(li.amount for li in lines if li.amount < 0),
         total=sum(li.amount for li in lines), csv_sha256=found["csv_sha256"],
         csv_url=f"/v1/settlements/{settlement_id}/statement.csv",
+        xlsx_url=f"/v1/settlements/{settlement_id}/statement.xlsx",
     )
 
 
 @router.get(
     "/{settlement_id}/statement.csv",
     operation_id="settlement_statement_csv",
-    summary="The statement as CSV (UTF-8 with BOM; amounts in major units, two decimals for CNY)",
+    description="Any key with `settlements:read`, for a settlement it may see: the statement as a CSV file whose "
+    "SHA-256 is the JSON statement's `csv_sha256` (also in the `Digest` header). Changes nothing. Answers "
+    "`not_found` when the settlement does not exist or is not yours.",
+    summary="The statement as CSV (UTF-8 with BOM; amounts in major units, two decimals for CNY; "
+            "times in Beijing time with their offset)",
     response_class=Response,
     responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}},
                      "description": "The CSV statement"},
@@ -128,7 +159,80 @@ async def settlement_statement_csv(settlement_id: uuid.UUID, session: Session, a
     )
 
 
+XLSX_DESCRIPTION = """\
+The statement as an Excel workbook, for the finance office: the same lines as the CSV and the JSON
+statement. One sheet: the title (settlement id and period, Asia/Shanghai days), the unit, a frozen
+header row, one row per line (序号 line, 类型 kind, 订单号 order_reference, 核销编号 redemption_id,
+退款编号 refund_id, 发生时间 occurred_at, 金额 amount) and the total row. Amounts are numbers in the
+unit (CNY `#,##0.00`, GPU-hours `#,##0.000`, tokens `#,##0`), negative for refunds; times are
+Excel date-times in Beijing time (Asia/Shanghai, as the header says); every text cell is text, never
+a formula. The same lines give the same bytes: the `Digest` header carries the SHA-256 of the file.
+
+Operators and auditors read any settlement's statement, a provider only its own (another's is
+404, as for a missing one); changes nothing.
+"""
+
+_STATEMENT_CHUNK = 64 * 1024
+
+
+@router.get(
+    "/{settlement_id}/statement.xlsx",
+    operation_id="settlement_statement_xlsx",
+    summary="The statement as an Excel workbook (.xlsx; amounts as numbers, times in Beijing time)",
+    description=XLSX_DESCRIPTION,
+    response_class=StreamingResponse,
+    responses={200: {"content": {XLSX_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+                     "description": "The statement workbook",
+                     "headers": {"Digest": {"description": "sha-256=<hex SHA-256 of the file>",
+                                            "schema": {"type": "string"}}}},
+               **responses(*AUTH_ERRORS, errors.NotFound)},
+)
+async def settlement_statement_xlsx(settlement_id: uuid.UUID, session: Session, actor: Reader) -> StreamingResponse:
+    found = await service.statement(session, actor, settlement_id)
+    settlement = found["settlement"]
+    lines = [Line.of(item) for item in found["items"]]
+    title = statement_title(settlement.id, settlement.period_start, settlement.period_end)
+    file, sha256, size = await asyncio.to_thread(_workbook, title, Unit(settlement.unit), lines,
+                                                 settlement.created_at)
+    return StreamingResponse(
+        _send(file), media_type=XLSX_MEDIA_TYPE,
+        headers={"Content-Disposition": f'attachment; filename="settlement-{settlement_id}.xlsx"',
+                 "Content-Length": str(size), "Digest": f"sha-256={sha256}"},
+    )
+
+
+def _workbook(title: str, unit: Unit, lines: list[Line], created: datetime) -> tuple[IO[bytes], str, int]:
+    """The workbook written to a temporary directory and opened, then the directory removed
+    (the open file is all that is left; it goes when the response has been sent or abandoned);
+    with its SHA-256 and size."""
+    directory = tempfile.mkdtemp(prefix="voucher-statement-")
+    try:
+        path = os.path.join(directory, "statement.xlsx")
+        render_xlsx(title, unit, lines, path, created=created, directory=directory)
+        file = open(path, "rb")  # noqa: SIM115 - closed by _send
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    found, size = hashlib.sha256(), 0
+    while chunk := file.read(_STATEMENT_CHUNK):
+        found.update(chunk)
+        size += len(chunk)
+    file.seek(0)
+    return file, found.hexdigest(), size
+
+
+async def _send(file: IO[bytes]) -> AsyncIterator[bytes]:
+    try:
+        while chunk := file.read(_STATEMENT_CHUNK):
+            yield chunk
+    finally:
+        file.close()
+
+
 @router.post("/{settlement_id}/submit", operation_id="submit_settlement",
+    description="The provider being settled (`settlements:confirm`) confirms its draft statement, with an optional "
+    "note. The status becomes `submitted` and the audit event `settlement.submitted` is recorded and announced to "
+    "events and webhooks; no value moves. Refused with `not_found`, `invalid_transition` (not a draft) or an "
+    "Idempotency-Key conflict.",
              summary="The provider confirms its statement (draft → submitted)", response_model=SettlementPublic,
              responses=responses(*AUTH_ERRORS, *MOVE), dependencies=[Depends(idempotent(Scope.SETTLEMENTS_CONFIRM))])
 async def submit_settlement(settlement_id: uuid.UUID, session: Session, now: Now, actor: Provider,
@@ -137,6 +241,9 @@ async def submit_settlement(settlement_id: uuid.UUID, session: Session, now: Now
 
 
 @router.post("/{settlement_id}/dispute", operation_id="dispute_settlement",
+    description="The provider being settled (`settlements:confirm`) disputes its statement, with a reason. The "
+    "status becomes `disputed` and the audit event `settlement.disputed` is recorded; no value moves until the "
+    "office resolves it. Refused with `not_found`, `invalid_transition` or an Idempotency-Key conflict.",
              summary="The provider disputes its statement, with a reason", response_model=SettlementPublic,
              responses=responses(*AUTH_ERRORS, *MOVE), dependencies=[Depends(idempotent(Scope.SETTLEMENTS_CONFIRM))])
 async def dispute_settlement(settlement_id: uuid.UUID, body: Reason, session: Session, now: Now,
@@ -145,6 +252,9 @@ async def dispute_settlement(settlement_id: uuid.UUID, body: Reason, session: Se
 
 
 @router.post("/{settlement_id}/resolve", operation_id="resolve_settlement_dispute",
+    description="The programme office (`settlements:write`) answers a dispute with a note; the statement stands "
+    "and returns to `submitted`. Records the audit event `settlement.submitted`, announced to events and webhooks; "
+    "no value moves. Refused with `not_found`, `invalid_transition` (not disputed) or an Idempotency-Key conflict.",
              summary="Answer a dispute; the statement returns to submitted", response_model=SettlementPublic,
              responses=responses(*AUTH_ERRORS, *MOVE), dependencies=[Depends(idempotent(Scope.SETTLEMENTS_WRITE))])
 async def resolve_settlement(settlement_id: uuid.UUID, body: Reason, session: Session, now: Now,
@@ -153,6 +263,10 @@ async def resolve_settlement(settlement_id: uuid.UUID, body: Reason, session: Se
 
 
 @router.post("/{settlement_id}/approve", operation_id="approve_settlement",
+    description="The programme office (`settlements:write`) approves a submitted settlement for payment, with an "
+    "optional note. The status becomes `approved` and the audit event `settlement.approved` is recorded; no value "
+    "moves until payment. Refused with `not_found`, `invalid_transition` (not submitted) or an Idempotency-Key "
+    "conflict.",
              summary="Approve a submitted settlement for payment", response_model=SettlementPublic,
              responses=responses(*AUTH_ERRORS, *MOVE), dependencies=[Depends(idempotent(Scope.SETTLEMENTS_WRITE))])
 async def approve_settlement(settlement_id: uuid.UUID, session: Session, now: Now, actor: Writer,
@@ -161,6 +275,11 @@ async def approve_settlement(settlement_id: uuid.UUID, session: Session, now: No
 
 
 @router.post("/{settlement_id}/pay", operation_id="pay_settlement",
+    description="The programme office (`settlements:write`), with a required Idempotency-Key, records the bank "
+    "payment of an approved settlement with its reference and date. The total moves from the provider's payable to "
+    "paid in one ledger journal and the settlement becomes immutable; audit events `settlement.paid` (also "
+    "announced to events and webhooks) and `ledger.posted`. Refused with `not_found`, `invalid_transition` (not "
+    "approved) or an Idempotency-Key conflict.",
              summary="Record the payment: the total moves from payable to paid; immutable afterwards",
              response_model=SettlementPublic, responses=responses(*AUTH_ERRORS, *MOVE),
              dependencies=[Depends(idempotent(Scope.SETTLEMENTS_WRITE, required=True))])
@@ -171,6 +290,10 @@ async def pay_settlement(settlement_id: uuid.UUID, body: Payment, session: Sessi
 
 
 @router.post("/{settlement_id}/cancel", operation_id="cancel_settlement",
+    description="The programme office (`settlements:write`) cancels a draft or submitted settlement, with a "
+    "reason; its captures and refunds can be settled again. Records the audit event `settlement.cancelled`; no "
+    "value moves. Refused with `not_found`, `invalid_transition` (approved, paid or already cancelled) or an "
+    "Idempotency-Key conflict.",
              summary="Cancel a draft or submitted settlement; its lines can be settled again",
              response_model=SettlementPublic, responses=responses(*AUTH_ERRORS, *MOVE),
              dependencies=[Depends(idempotent(Scope.SETTLEMENTS_WRITE))])

@@ -17,6 +17,7 @@ from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from services.voucher.errors import InvalidTransition
+from services.voucher.i18n import Message, msg
 
 
 class SettlementStatus(StrEnum):
@@ -54,7 +55,7 @@ EARLIEST_DAY = date(2000, 1, 1)
 def check_transition(current: SettlementStatus, target: SettlementStatus) -> None:
     if target not in TRANSITIONS[current]:
         raise InvalidTransition(
-            f"a settlement that is {current.value} cannot become {target.value}",
+            msg("a settlement that is {current} cannot become {target}", current=current, target=target),
             current_status=current.value,
             allowed=sorted(s.value for s in TRANSITIONS[current]),
         )
@@ -68,16 +69,17 @@ def period_bounds(first_day: date, last_day: date, zone: str = PERIOD_ZONE) -> t
     return start, end
 
 
-def period_problems(first_day: date, last_day: date, today: date) -> list[tuple[str, str]]:
+def period_problems(first_day: date, last_day: date, today: date) -> list[tuple[str, Message]]:
     """(field, message) for a period that cannot be settled."""
-    problems = []
+    problems: list[tuple[str, Message]] = []
     if first_day < EARLIEST_DAY:
-        problems.append(("period_start", f"periods start on {EARLIEST_DAY.isoformat()} or later"))
+        problems.append(("period_start", msg("periods start on {earliest} or later", earliest=EARLIEST_DAY.isoformat())))
         return problems
     if last_day < first_day:
-        problems.append(("period_end", "the period ends before it starts"))
+        problems.append(("period_end", msg("the period ends before it starts")))
     elif (last_day - first_day).days >= MAX_PERIOD_DAYS:
-        problems.append(("period_end", f"a settlement covers at most {MAX_PERIOD_DAYS} days"))
+        problems.append(("period_end", msg("a settlement covers at most {days} days", days=MAX_PERIOD_DAYS)))
     if last_day >= today:
-        problems.append(("period_end", "only days that are over can be settled (the period must end before today)"))
+        problems.append(("period_end", msg("only days that are over can be settled "
+                                           "(the period must end before today)")))
     return problems

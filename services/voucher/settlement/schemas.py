@@ -95,7 +95,8 @@ class Statement(BaseModel):
         "lines": [{"kind": "capture", "order_reference": "PO-1", "redemption_id": _ID, "refund_id": None,
                    "occurred_at": "2026-03-05T02:00:00Z", "amount": 1_500_000}],
         "captured_total": 1_500_000, "refunded_total": 100_000, "total": 1_400_000,
-        "csv_sha256": "9f2c...", "csv_url": f"/v1/settlements/{_ID}/statement.csv"}]})
+        "csv_sha256": "9f2c...", "csv_url": f"/v1/settlements/{_ID}/statement.csv",
+        "xlsx_url": f"/v1/settlements/{_ID}/statement.xlsx"}]})
 
     settlement: SettlementPublic
     lines: list[StatementLine]
@@ -104,3 +105,5 @@ class Statement(BaseModel):
     total: int
     csv_sha256: str = Field(description="SHA-256 of the CSV statement's bytes, BOM included.")
     csv_url: str
+    xlsx_url: str = Field(description="The same statement as an Excel workbook (its `Digest` header "
+                                      "carries the workbook's SHA-256).")

@@ -29,6 +29,7 @@ from services.voucher.errors import (
     ValidationFailed,
     field_error,
 )
+from services.voucher.i18n import Amount, msg
 from services.voucher.ids import uuid7
 from services.voucher.ledger import service as ledger
 from services.voucher.ledger.rules import AccountKind, transfer
@@ -70,14 +71,16 @@ async def create(
     existing = await repository.live_for_period(session, provider_id, programme.id, period_start, period_end)
     if existing is not None:
         raise SettlementExists(
-            f"settlement {existing.id} already covers {period_start}..{period_end} for this provider "
-            f"and programme ({existing.status}); cancel it to settle the period again",
+            msg("settlement {settlement_id} already covers {period_start}..{period_end} for this provider "
+                "and programme ({status}); cancel it to settle the period again",
+                settlement_id=existing.id, period_start=period_start, period_end=period_end, status=existing.status),
             settlement_id=str(existing.id), current_status=existing.status,
         )
     starts_at, ends_at = period_bounds(period_start, period_end)
     captures = await repository.unsettled_captures(session, provider_id, programme.id, starts_at, ends_at)
     if not captures:
-        raise NothingToSettle(f"no unsettled capture between {period_start} and {period_end} ({PERIOD_ZONE})")
+        raise NothingToSettle(msg("no unsettled capture between {period_start} and {period_end} ({zone})",
+                                  period_start=period_start, period_end=period_end, zone=PERIOD_ZONE))
     captured = sum(r.captured_amount for r in captures)
     settlement = Settlement(
         provider_id=provider_id, programme_id=programme.id, unit=programme.unit,
@@ -96,7 +99,8 @@ async def create(
     refunded = sum(refund.amount for refund in refunds)
     if refunded > captured:
         raise NegativeSettlement(
-            f"refunds of {refunded} exceed the {captured} captured; they carry over until captures cover them",
+            msg("refunds of {refunded} exceed the {captured} captured; they carry over until captures cover them",
+                refunded=Amount(refunded, programme.unit), captured=Amount(captured, programme.unit)),
             captured=captured, refunded=refunded,
         )
     await repository.insert_items(session, [
@@ -120,7 +124,7 @@ async def create(
 async def get(session: AsyncSession, actor: Actor, settlement_id: uuid.UUID, *, for_update: bool = False) -> Settlement:
     settlement = await repository.get(session, actor, settlement_id, for_update=for_update)
     if settlement is None:
-        raise NotFound(f"no settlement with id {settlement_id}")
+        raise NotFound(msg("no settlement with id {settlement_id}", settlement_id=settlement_id))
     return settlement
 
 
@@ -148,7 +152,7 @@ async def _move(session: AsyncSession, settlement: Settlement, target: S, now: d
 
 def _own(actor: Actor, settlement: Settlement) -> None:
     if actor.provider_id != settlement.provider_id:
-        raise Forbidden("only the provider being settled confirms or disputes its settlement")
+        raise Forbidden(msg("only the provider being settled confirms or disputes its settlement"))
 
 
 async def submit(session: AsyncSession, actor: Actor, settlement_id: uuid.UUID, note: str | None,
@@ -158,7 +162,7 @@ async def submit(session: AsyncSession, actor: Actor, settlement_id: uuid.UUID, 
     _own(actor, settlement)
     if settlement.status != S.DRAFT.value:  # disputed → submitted is the office's answer (resolve)
         raise InvalidTransition(
-            f"the provider confirms a draft; this settlement is {settlement.status}",
+            msg("the provider confirms a draft; this settlement is {status}", status=settlement.status),
             current_status=settlement.status, allowed=[],
         )
     await _move(session, settlement, S.SUBMITTED, now, note)
@@ -181,7 +185,8 @@ async def resolve(session: AsyncSession, actor: Actor, settlement_id: uuid.UUID,
     """The programme office answers a dispute; the statement stands as submitted."""
     settlement = await get(session, actor, settlement_id, for_update=True)
     if settlement.status != S.DISPUTED.value:
-        raise InvalidTransition(f"only a disputed settlement is resolved; this one is {settlement.status}",
+        raise InvalidTransition(msg("only a disputed settlement is resolved; this one is {status}",
+                                    status=settlement.status),
                                 current_status=settlement.status, allowed=[])
     await _move(session, settlement, S.SUBMITTED, now, note)
     await session.flush()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import Select, false, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from services.voucher.actor import Actor
 from services.voucher.apikeys.rules import Role
@@ -16,12 +16,12 @@ from services.voucher.redemption.rules import Payee
 from services.voucher.tables import Redemption, UsageReconciliation
 
 
-def visible(actor: Actor) -> Select[Any]:
+def visible(actor: Actor) -> Select[UsageReconciliation]:
     stmt = select(UsageReconciliation)
     if actor.sees_everything:
         return stmt
     if actor.role is Role.PROVIDER and actor.provider_id is not None:
-        return stmt.where(UsageReconciliation.provider_id == actor.provider_id)
+        return stmt.where(col(UsageReconciliation.provider_id) == actor.provider_id)
     return stmt.where(false())
 
 
@@ -31,15 +31,15 @@ async def our_orders(
     """(order reference, order amount, subsidy net of refunds) of the provider's captures in
     [starts_at, ends_at), one row per order."""
     stmt = (
-        select(Redemption.order_reference, func.max(Redemption.order_amount),
-               func.sum(Redemption.captured_amount - Redemption.refunded_amount))
+        select(col(Redemption.order_reference), func.max(col(Redemption.order_amount)),
+               func.sum(col(Redemption.captured_amount) - col(Redemption.refunded_amount)))
         .where(
-            Redemption.provider_id == provider_id, Redemption.programme_id == programme_id,
-            Redemption.captured_at >= starts_at, Redemption.captured_at < ends_at,  # type: ignore[operator]
-            Redemption.captured_amount > 0,
-            Redemption.payee == Payee.PROVIDER.value,
+            col(Redemption.provider_id) == provider_id, col(Redemption.programme_id) == programme_id,
+            col(Redemption.captured_at) >= starts_at, col(Redemption.captured_at) < ends_at,
+            col(Redemption.captured_amount) > 0,
+            col(Redemption.payee) == Payee.PROVIDER.value,
         )
-        .group_by(Redemption.order_reference)
+        .group_by(col(Redemption.order_reference))
     )
     return [(ref, int(amount), int(subsidy)) for ref, amount, subsidy in (await session.execute(stmt)).all()]
 
@@ -50,7 +50,8 @@ async def add(session: AsyncSession, row: UsageReconciliation) -> None:
 
 
 async def get(session: AsyncSession, actor: Actor, report_id: uuid.UUID) -> UsageReconciliation | None:
-    return (await session.execute(visible(actor).where(UsageReconciliation.id == report_id))).scalar_one_or_none()
+    stmt = visible(actor).where(col(UsageReconciliation.id) == report_id)
+    return (await session.execute(stmt)).scalar_one_or_none()
 
 
 async def list_page(
@@ -58,6 +59,6 @@ async def list_page(
 ) -> tuple[list[UsageReconciliation], str | None]:
     stmt = visible(actor)
     if programme_id is not None:
-        stmt = stmt.where(UsageReconciliation.programme_id == programme_id)
-    rows, cursor = await paginate(session, stmt, UsageReconciliation.id, page)
+        stmt = stmt.where(col(UsageReconciliation.programme_id) == programme_id)
+    rows, cursor = await paginate(session, stmt, col(UsageReconciliation.id), page)
     return list(rows), cursor

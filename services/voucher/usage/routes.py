@@ -38,6 +38,11 @@ def _public(row: UsageReconciliation, *, full: bool) -> UsageReport:
     "",
     operation_id="reconcile_usage",
     summary="Compare the provider's own usage records of a period with ours; the report is kept",
+    description="A provider (`redemptions:write`) uploads its own usage records of one programme for a period, as "
+    "JSON records or CSV. They are compared order by order with the captures and refunds this service recorded, "
+    "and the report (matches, differences, orders only one side has) is kept with the upload's SHA-256 and the "
+    "audit event `usage_reconciliation.created`; no value moves. Refused with `not_found` (programme), "
+    "`validation_failed` (malformed records, each named) or an Idempotency-Key conflict.",
     status_code=201,
     response_model=UsageReport,
     responses=responses(*AUTH_ERRORS, errors.NotFound, errors.ValidationFailed, errors.IdempotencyKeyReused,
@@ -59,6 +64,9 @@ async def reconcile_usage(body: UsageUpload, session: Session, now: Now, actor: 
     "",
     operation_id="list_usage_reconciliations",
     summary="List kept usage reconciliation reports (summaries; a provider sees its own)",
+    description="Any key with `redemptions:read`: a provider sees its own kept reports, operators and auditors "
+    "all; summaries only, filter by programme. Changes nothing. Answers `invalid_cursor` for a cursor this service "
+    "did not issue.",
     response_model=Page[UsageReport],
     responses=responses(*AUTH_ERRORS, errors.InvalidCursor),
 )
@@ -73,6 +81,9 @@ async def list_usage_reconciliations(
     "/{report_id}",
     operation_id="get_usage_reconciliation",
     summary="One kept usage reconciliation report, with every order in its category",
+    description="Any key with `redemptions:read`, for a report it may see (a provider its own): the kept report "
+    "with every order in its category. Changes nothing. Answers `not_found` when the report does not exist or is "
+    "not yours.",
     response_model=UsageReport,
     responses=responses(*AUTH_ERRORS, errors.NotFound),
 )

@@ -1,4 +1,4 @@
-"""Comparing a provider's own usage records with ours: pure (stdlib only).
+"""Comparing a provider's own usage records with ours: pure (stdlib and the message catalogue only).
 
 A record is (order reference, order amount, subsidy applied). Ours are the provider's
 captured redemptions of the period, one per order (several vouchers on one order add up),
@@ -14,6 +14,7 @@ import io
 from dataclasses import dataclass
 from typing import Any
 
+from services.voucher.i18n import Message, msg
 from services.voucher.money import MINOR_UNITS
 
 MAX_RECORDS = 20_000
@@ -28,7 +29,7 @@ class Record:
 
 
 class RecordsInvalid(ValueError):
-    def __init__(self, errors: list[tuple[str, str]]) -> None:
+    def __init__(self, errors: list[tuple[str, Message]]) -> None:
         self.errors = errors
         super().__init__("; ".join(f"{p}: {m}" for p, m in errors[:5]))
 
@@ -39,21 +40,22 @@ def parse_csv(text: str) -> list[Record]:
     try:
         rows = list(csv.reader(io.StringIO(text.lstrip("\ufeff"))))
     except csv.Error as exc:  # e.g. a field longer than the csv module's limit
-        raise RecordsInvalid([("/csv", f"not readable as CSV: {exc}")]) from exc
+        raise RecordsInvalid([("/csv", msg("not readable as CSV: {error}", error=str(exc)))]) from exc
     rows = [r for r in rows if any(cell.strip() for cell in r)]
     if not rows or tuple(c.strip().lower() for c in rows[0]) != CSV_COLUMNS:
-        raise RecordsInvalid([("/csv", f"the first row must be the header {','.join(CSV_COLUMNS)}")])
-    errors: list[tuple[str, str]] = []
+        raise RecordsInvalid([("/csv", msg("the first row must be the header {header}", header=",".join(CSV_COLUMNS)))])
+    errors: list[tuple[str, Message]] = []
     records = []
     for number, row in enumerate(rows[1:], start=2):
         if len(row) != 3:
-            errors.append((f"/csv/{number}", "three columns: order_reference, amount, subsidy"))
+            errors.append((f"/csv/{number}", msg("three columns: order_reference, amount, subsidy")))
             continue
         reference, amount, subsidy = (c.strip() for c in row)
         try:
             records.append(Record(reference, int(amount), int(subsidy)))
         except ValueError:
-            errors.append((f"/csv/{number}", "amount and subsidy are integers in the minor unit of the programme's unit (" + MINOR_UNITS + ")"))
+            errors.append((f"/csv/{number}", msg("amount and subsidy are integers in the minor unit of the programme's unit "
+                                                 "({minor_units})", minor_units=MINOR_UNITS)))
     if errors:
         raise RecordsInvalid(errors)
     return records
@@ -61,17 +63,17 @@ def parse_csv(text: str) -> list[Record]:
 
 def check_records(records: list[Record], where: str) -> None:
     """Refuse empty references, negative or out-of-order amounts, duplicates, too many rows."""
-    errors: list[tuple[str, str]] = []
+    errors: list[tuple[str, Message]] = []
     if len(records) > MAX_RECORDS:
-        errors.append((where, f"at most {MAX_RECORDS} records per upload"))
+        errors.append((where, msg("at most {count} records per upload", count=MAX_RECORDS)))
     seen: dict[str, int] = {}
     for i, r in enumerate(records):
         if not r.order_reference or len(r.order_reference) > 128:
-            errors.append((f"{where}/{i}/order_reference", "1 to 128 characters"))
+            errors.append((f"{where}/{i}/order_reference", msg("1 to 128 characters")))
         if not 0 < r.amount <= 10**15 or not 0 <= r.subsidy <= r.amount:
-            errors.append((f"{where}/{i}", "0 < amount ≤ 10^15 and 0 ≤ subsidy ≤ amount"))
+            errors.append((f"{where}/{i}", msg("0 < amount ≤ 10^15 and 0 ≤ subsidy ≤ amount")))
         if r.order_reference in seen:
-            errors.append((f"{where}/{i}/order_reference", f"duplicate of record {seen[r.order_reference]}"))
+            errors.append((f"{where}/{i}/order_reference", msg("duplicate of record {index}", index=seen[r.order_reference])))
         seen.setdefault(r.order_reference, i)
     if errors:
         raise RecordsInvalid(errors)

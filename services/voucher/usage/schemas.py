@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from services.voucher.i18n import msg
 from services.voucher.money import MAX_AMOUNT, MINOR_UNITS
 from services.voucher.usage.rules import MAX_RECORDS
 
@@ -40,7 +41,7 @@ class UsageUpload(BaseModel):
     @model_validator(mode="after")
     def _one_source(self) -> UsageUpload:
         if (self.records is None) == (self.csv is None):
-            raise ValueError("give exactly one of records and csv")
+            raise ValueError(msg("give exactly one of records and csv"))
         return self
 
 

@@ -16,6 +16,7 @@ from services.voucher.actor import Actor
 from services.voucher.audit import service as audit
 from services.voucher.db import PageRequest
 from services.voucher.errors import Forbidden, NotFound, ValidationFailed, field_error
+from services.voucher.i18n import msg
 from services.voucher.programmes import service as programmes
 from services.voucher.settlement.rules import PERIOD_ZONE, period_bounds, period_problems
 from services.voucher.tables import UsageReconciliation
@@ -28,7 +29,7 @@ async def reconcile(
     records: list[dict[str, Any]] | None, csv_text: str | None, now: datetime,
 ) -> UsageReconciliation:
     if actor.provider_id is None:
-        raise Forbidden("a provider reconciles its own usage, with its own key")
+        raise Forbidden(msg("a provider reconciles its own usage, with its own key"))
     today = now.astimezone(ZoneInfo(PERIOD_ZONE)).date()
     problems = [(f, m) for f, m in period_problems(period_start, period_end, today)]
     if problems:
@@ -68,7 +69,7 @@ async def reconcile(
 async def get(session: AsyncSession, actor: Actor, report_id: uuid.UUID) -> UsageReconciliation:
     found = await repository.get(session, actor, report_id)
     if found is None:
-        raise NotFound(f"no usage reconciliation with id {report_id}")
+        raise NotFound(msg("no usage reconciliation with id {report_id}", report_id=report_id))
     return found
 
 

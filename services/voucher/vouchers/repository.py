@@ -11,10 +11,11 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
+from sqlmodel import col
 
 from services.voucher.actor import Actor
 from services.voucher.apikeys.rules import Role
-from services.voucher.db import PageRequest, paginate
+from services.voucher.db import PageRequest, paginate, table_of
 from services.voucher.ids import uuid7
 from services.voucher.redemption.repository import is_expired_hold
 from services.voucher.tables import (
@@ -25,38 +26,38 @@ from services.voucher.tables import (
     Voucher,
 )
 
-U = EnterprisePeriodUsage.__table__
+U = table_of(EnterprisePeriodUsage)
 
 
-def visible(actor: Actor) -> Select[Any]:
+def visible(actor: Actor) -> Select[Voucher]:
     """Operators and auditors see every voucher, an enterprise its own, a provider none
     (providers look vouchers up by code and USCC instead)."""
     stmt = select(Voucher)
     if actor.sees_everything:
         return stmt
     if actor.role is Role.ENTERPRISE and actor.enterprise_id is not None:
-        return stmt.where(Voucher.enterprise_id == actor.enterprise_id)
+        return stmt.where(col(Voucher.enterprise_id) == actor.enterprise_id)
     return stmt.where(false())
 
 
 async def get(
     session: AsyncSession, actor: Actor, voucher_id: uuid.UUID, *, for_update: bool = False
 ) -> Voucher | None:
-    stmt = visible(actor).where(Voucher.id == voucher_id)
+    stmt = visible(actor).where(col(Voucher.id) == voucher_id)
     if for_update:
         stmt = stmt.with_for_update()
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
 async def get_by_id(session: AsyncSession, voucher_id: uuid.UUID, *, for_update: bool = False) -> Voucher | None:
-    stmt = select(Voucher).where(Voucher.id == voucher_id)
+    stmt = select(Voucher).where(col(Voucher.id) == voucher_id)
     if for_update:  # refresh an object the session read before the lock: decide on the locked row
         stmt = stmt.with_for_update().execution_options(populate_existing=True)
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
 async def get_by_code(session: AsyncSession, code: str, *, for_update: bool = False) -> Voucher | None:
-    stmt = select(Voucher).where(Voucher.code == code)
+    stmt = select(Voucher).where(col(Voucher.code) == code)
     if for_update:  # refresh an object the session read before the lock: decide on the locked row
         stmt = stmt.with_for_update().execution_options(populate_existing=True)
     return (await session.execute(stmt)).scalar_one_or_none()
@@ -73,12 +74,12 @@ async def list_page(
 ) -> tuple[Any, str | None]:
     stmt = visible(actor)
     if programme_id is not None:
-        stmt = stmt.where(Voucher.programme_id == programme_id)
+        stmt = stmt.where(col(Voucher.programme_id) == programme_id)
     if enterprise_id is not None:
-        stmt = stmt.where(Voucher.enterprise_id == enterprise_id)
+        stmt = stmt.where(col(Voucher.enterprise_id) == enterprise_id)
     if status is not None:
-        stmt = stmt.where(Voucher.status == status)
-    return await paginate(session, stmt, Voucher.id, page)
+        stmt = stmt.where(col(Voucher.status) == status)
+    return await paginate(session, stmt, col(Voucher.id), page)
 
 
 async def add(session: AsyncSession, row: Voucher) -> None:
@@ -94,7 +95,7 @@ def _expired_held(now: datetime) -> Any:
     by the job or the voucher's next hold): read from live holds only (a partial index)."""
     return (
         select(func.coalesce(func.sum(Redemption.held_amount), 0))
-        .where(Redemption.voucher_id == Voucher.id, is_expired_hold(now))
+        .where(col(Redemption.voucher_id) == col(Voucher.id), is_expired_hold(now))
         .correlate(Voucher)
         .scalar_subquery()
     )
@@ -108,11 +109,11 @@ async def get_with_balances(
     expired = _expired_held(now)
     stmt = (
         visible(actor)
-        .add_columns(_AV.balance + expired, _HE.balance - expired, _US.balance)
-        .join(_AV, _AV.id == Voucher.available_account_id)
-        .join(_HE, _HE.id == Voucher.held_account_id)
-        .join(_US, _US.id == Voucher.used_account_id)
-        .where(Voucher.id == voucher_id)
+        .add_columns(col(_AV.balance) + expired, col(_HE.balance) - expired, col(_US.balance))
+        .join(_AV, col(_AV.id) == col(Voucher.available_account_id))
+        .join(_HE, col(_HE.id) == col(Voucher.held_account_id))
+        .join(_US, col(_US.id) == col(Voucher.used_account_id))
+        .where(col(Voucher.id) == voucher_id)
     )
     row = (await session.execute(stmt)).first()
     return None if row is None else (row[0], int(row[1]), int(row[2]), int(row[3]))
@@ -122,8 +123,10 @@ async def balances_of(session: AsyncSession, vouchers: list[Voucher]) -> dict[uu
     ids = [i for v in vouchers for i in (v.available_account_id, v.held_account_id, v.used_account_id)]
     if not ids:
         return {}
-    rows = await session.execute(select(LedgerAccount.id, LedgerAccount.balance).where(LedgerAccount.id.in_(ids)))
-    return dict(rows.all())  # type: ignore[arg-type]
+    rows = await session.execute(
+        select(col(LedgerAccount.id), col(LedgerAccount.balance)).where(col(LedgerAccount.id).in_(ids))
+    )
+    return dict(rows.all())
 
 
 async def expired_held_of(session: AsyncSession, vouchers: list[Voucher], now: datetime) -> dict[uuid.UUID, int]:
@@ -131,9 +134,9 @@ async def expired_held_of(session: AsyncSession, vouchers: list[Voucher], now: d
     if not vouchers:
         return {}
     stmt = (
-        select(Redemption.voucher_id, func.sum(Redemption.held_amount))
-        .where(Redemption.voucher_id.in_([v.id for v in vouchers]), is_expired_hold(now))
-        .group_by(Redemption.voucher_id)
+        select(col(Redemption.voucher_id), func.sum(col(Redemption.held_amount)))
+        .where(col(Redemption.voucher_id).in_([v.id for v in vouchers]), is_expired_hold(now))
+        .group_by(col(Redemption.voucher_id))
     )
     return {voucher_id: int(total) for voucher_id, total in (await session.execute(stmt)).all()}
 
@@ -142,9 +145,9 @@ async def usage(
     session: AsyncSession, programme_id: uuid.UUID, enterprise_id: uuid.UUID, period_key: str
 ) -> EnterprisePeriodUsage | None:
     stmt = select(EnterprisePeriodUsage).where(
-        EnterprisePeriodUsage.programme_id == programme_id,
-        EnterprisePeriodUsage.enterprise_id == enterprise_id,
-        EnterprisePeriodUsage.period_key == period_key,
+        col(EnterprisePeriodUsage.programme_id) == programme_id,
+        col(EnterprisePeriodUsage.enterprise_id) == enterprise_id,
+        col(EnterprisePeriodUsage.period_key) == period_key,
     )
     return (await session.execute(stmt)).scalar_one_or_none()
 
@@ -157,9 +160,9 @@ async def lock_usage(
     stmt = (
         select(EnterprisePeriodUsage)
         .where(
-            EnterprisePeriodUsage.programme_id == programme_id,
-            EnterprisePeriodUsage.enterprise_id == enterprise_id,
-            EnterprisePeriodUsage.period_key == period_key,
+            col(EnterprisePeriodUsage.programme_id) == programme_id,
+            col(EnterprisePeriodUsage.enterprise_id) == enterprise_id,
+            col(EnterprisePeriodUsage.period_key) == period_key,
         )
         .with_for_update()
         .execution_options(populate_existing=True)
@@ -180,9 +183,9 @@ async def lock_usage(
 
 async def due_for_expiry(session: AsyncSession, now: datetime, limit: int) -> list[uuid.UUID]:
     stmt = (
-        select(Voucher.id)
-        .where(Voucher.expires_at <= now, Voucher.expiry_posted_at.is_(None))
-        .order_by(Voucher.expires_at)
+        select(col(Voucher.id))
+        .where(col(Voucher.expires_at) <= now, col(Voucher.expiry_posted_at).is_(None))
+        .order_by(col(Voucher.expires_at))
         .limit(limit)
     )
     return list((await session.execute(stmt)).scalars())
@@ -192,7 +195,7 @@ async def programme_for_issue(session: AsyncSession, programme_id: uuid.UUID) ->
     """The programme, share-locked: closing it (an exclusive lock) waits for issuance to end."""
     stmt = (
         select(Programme)
-        .where(Programme.id == programme_id)
+        .where(col(Programme.id) == programme_id)
         .with_for_update(read=True)
         .execution_options(populate_existing=True)
     )

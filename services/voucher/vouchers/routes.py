@@ -19,6 +19,7 @@ from services.voucher.http.deps import Now, Session, get_database
 from services.voucher.http.idempotency import idempotent
 from services.voucher.http.pagination import Page, Paging
 from services.voucher.http.problems import AUTH_ERRORS, responses
+from services.voucher.i18n import msg
 from services.voucher.programmes import repository as programmes_repository
 from services.voucher.vouchers import service
 from services.voucher.vouchers.rules import VoucherStatus
@@ -57,6 +58,13 @@ def _public(view: service.VoucherView) -> VoucherPublic:
     "",
     operation_id="issue_voucher",
     summary="Issue a voucher to an enterprise (commits budget and counts against its cap)",
+    description="The programme office grants a voucher directly (`vouchers:write`), with a required "
+    "Idempotency-Key; vouchers of approved applications are issued when their publicity ends. The face value moves "
+    "from the programme's uncommitted budget to the new voucher's available balance in one ledger journal and "
+    "counts against the enterprise's cap for the period; it records `voucher.issued` and `ledger.posted` and "
+    "announces `voucher.issued` to events and the enterprise's webhooks. Refused with `not_found` (programme or "
+    "enterprise), `programme_not_open`, `exceeds_max_per_voucher`, `enterprise_cap_exceeded`, `budget_exhausted`, "
+    "`validation_failed` (e.g. `valid_from` out of range) or an Idempotency-Key conflict.",
     status_code=201,
     response_model=VoucherPublic,
     responses=responses(*AUTH_ERRORS, *ISSUE_ERRORS),
@@ -75,6 +83,12 @@ async def issue_voucher(body: VoucherIssue, session: Session, now: Now, actor: W
     "/bulk",
     operation_id="issue_vouchers_bulk",
     summary="Issue many vouchers at once, all or nothing",
+    description="The programme office (`vouchers:write`), with a required Idempotency-Key, grants many vouchers of "
+    "one programme in one transaction, e.g. from an offline selection. Each grant moves its face value as "
+    "`issue_voucher` does (a ledger journal, the audit events `voucher.issued` and `ledger.posted`, a "
+    "`voucher.issued` event); one refusal refuses the whole batch, names the grant (`grant_index`) and issues "
+    "nothing. Refused with `not_found`, `programme_not_open`, `exceeds_max_per_voucher`, "
+    "`enterprise_cap_exceeded`, `budget_exhausted`, `validation_failed` or an Idempotency-Key conflict.",
     status_code=201,
     response_model=list[VoucherPublic],
     responses=responses(*AUTH_ERRORS, *ISSUE_ERRORS),
@@ -91,6 +105,11 @@ async def issue_vouchers_bulk(body: VoucherBulkIssue, session: Session, now: Now
     "",
     operation_id="list_vouchers",
     summary="List vouchers (an enterprise sees its own) with their balances",
+    description="Any key with `vouchers:read`: an enterprise sees its own vouchers, operators and auditors all; "
+    "filter by programme, enterprise or stored status. Balances and status are as of now (expired holds released, "
+    "expiry applied). Before answering it issues the vouchers of publicity periods that have ended, as the worker "
+    "would, so a new voucher shows at once; otherwise it changes nothing. Answers `invalid_cursor` for a cursor "
+    "this service did not issue.",
     response_model=Page[VoucherPublic],
     responses=responses(*AUTH_ERRORS, errors.InvalidCursor),
 )
@@ -119,6 +138,9 @@ async def list_vouchers(
     "/{voucher_id}",
     operation_id="get_voucher",
     summary="Read a voucher with its available, held and used balances",
+    description="Any key with `vouchers:read`, for a voucher it may see (an enterprise its own). Balances and "
+    "status are as of now: expired holds count as released and a voucher past `expires_at` reads as expired; "
+    "changes nothing. Answers `not_found` when the voucher does not exist or is not yours.",
     response_model=VoucherPublic,
     responses=responses(*AUTH_ERRORS, errors.NotFound),
 )
@@ -130,6 +152,10 @@ async def get_voucher(voucher_id: uuid.UUID, session: Session, now: Now, actor: 
     "/{voucher_id}/history",
     operation_id="get_voucher_history",
     summary="The voucher's ledger postings, oldest first",
+    description="Any key with `vouchers:read`, for a voucher it may see. Lists the ledger postings on the "
+    "voucher's available, held and used accounts, oldest first, each naming its account and journal; changes "
+    "nothing. Answers `not_found` for a voucher you cannot see and `invalid_cursor` for a cursor this service did "
+    "not issue.",
     response_model=PostingPage,
     responses=responses(*AUTH_ERRORS, errors.NotFound, errors.InvalidCursor),
 )
@@ -144,17 +170,16 @@ async def get_voucher_history(
     after = None
     if cursor is not None:
         if not re.fullmatch(r"[0-9]{1,18}", cursor):
-            raise errors.InvalidCursor("the cursor is not one this service issued",
-                                      detail_zh="该游标不是本服务签发的")
+            raise errors.InvalidCursor(msg("the cursor is not one this service issued"))
         after = int(cursor)
     rows = await service.history(session, voucher, after=after, limit=limit + 1)
     names = {voucher.available_account_id: "available", voucher.held_account_id: "held",
              voucher.used_account_id: "used"}
     items = [{**r, "account": names[r["account_id"]]} for r in rows[:limit]]
-    return PostingPage(items=items, next_cursor=str(rows[limit - 1]["id"]) if len(rows) > limit else None)  # type: ignore[arg-type]
+    return PostingPage(items=items, next_cursor=str(rows[limit - 1]["id"]) if len(rows) > limit else None)
 
 
-def _status_route(verb: str, summary: str, call: object) -> None:
+def _status_route(verb: str, summary: str, description: str, call: object) -> None:
     async def handler(
         voucher_id: uuid.UUID, body: StatusChange, session: Session, now: Now, actor: Writer
     ) -> VoucherPublic:
@@ -163,19 +188,35 @@ def _status_route(verb: str, summary: str, call: object) -> None:
 
     router.add_api_route(
         f"/{{voucher_id}}/{verb}", handler, methods=["POST"], operation_id=f"{verb}_voucher", summary=summary,
+        description=description,
         response_model=VoucherPublic, responses=responses(*AUTH_ERRORS, errors.NotFound, errors.InvalidTransition),
         dependencies=[Depends(idempotent(Scope.VOUCHERS_WRITE, required=True))],
     )
 
 
-_status_route("suspend", "Suspend a voucher: no new holds until it is resumed", service.suspend)
-_status_route("resume", "Resume a suspended voucher", service.resume)
+_status_route("suspend", "Suspend a voucher: no new holds until it is resumed",
+              "The programme office (`vouchers:write`), with a required Idempotency-Key and a reason: the voucher "
+              "takes no new holds until it is resumed, while holds already placed may still be captured or voided. "
+              "Changes the voucher's status and records the audit event `voucher.suspended`; no value moves. "
+              "Refused with `not_found` or `invalid_transition` (the voucher is not active).",
+              service.suspend)
+_status_route("resume", "Resume a suspended voucher",
+              "The programme office (`vouchers:write`), with a required Idempotency-Key and a reason: a suspended "
+              "voucher becomes active again (exhausted, when nothing is left to use). Records the audit event "
+              "`voucher.resumed`; no value moves. Refused with `not_found` or `invalid_transition` (the voucher is "
+              "not suspended).",
+              service.resume)
 
 
 @router.post(
     "/{voucher_id}/revoke",
     operation_id="revoke_voucher",
     summary="Revoke a voucher: holds voided, unused value back to the pool, clawback recorded",
+    description="The programme office (`vouchers:write`), with a required Idempotency-Key and a reason. Live holds "
+    "are voided, the unused balance returns to the programme's pool, and an optional `clawback` of value already "
+    "used is recorded as a receivable from the enterprise, each as a ledger journal (history is never rewritten); "
+    "audit events `voucher.revoked`, `hold.voided` and `ledger.posted`. Refused with `not_found`, "
+    "`invalid_transition` (already revoked or expired) or `validation_failed` (a clawback above the used value).",
     response_model=VoucherPublic,
     responses=responses(*AUTH_ERRORS, errors.NotFound, errors.InvalidTransition, errors.ValidationFailed),
     dependencies=[Depends(idempotent(Scope.VOUCHERS_WRITE, required=True))],
@@ -189,6 +230,11 @@ async def revoke_voucher(voucher_id: uuid.UUID, body: Revocation, session: Sessi
     "/lookup",
     operation_id="lookup_voucher",
     summary="Provider: look a voucher up by code and the enterprise's USCC to quote a subsidy",
+    description="Providers call this (`vouchers:lookup`) with a voucher code and the enterprise's USCC before "
+    "quoting a subsidy. Answers the voucher's kind, unit, status, validity and available balance (0 unless "
+    "active); changes nothing. Answers `not_found` when no voucher has this code for this enterprise or the "
+    "provider is not enrolled in its programme, and `invalid_voucher_code` when the code is malformed or its check "
+    "character is wrong.",
     response_model=VoucherQuote,
     responses=responses(*AUTH_ERRORS, errors.NotFound, errors.InvalidVoucherCode),
 )
@@ -202,8 +248,7 @@ async def lookup_voucher(
     if actor.provider_id is not None:
         enrolment = await programmes_repository.enrolment(session, voucher.programme_id, actor.provider_id)
         if enrolment is None or enrolment.withdrawn_at is not None:
-            raise errors.NotFound("no voucher with this code for this enterprise",
-                                  detail_zh="该企业名下没有此券码对应的券")
+            raise errors.NotFound(msg("no voucher with this code for this enterprise"))
     view = await service.view(session, voucher, now)
     return VoucherQuote(
         code=voucher.code, kind=voucher.kind, unit=voucher.unit, status=view.status,

@@ -14,6 +14,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from services.voucher.errors import InvalidTransition, InvalidVoucherCode
+from services.voucher.i18n import msg
 
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXY"  # 31 symbols: no I, L, O, U (and no Z)
 MODULUS = len(ALPHABET)  # prime
@@ -51,8 +52,7 @@ TRANSITIONS: dict[VoucherStatus, frozenset[VoucherStatus]] = {
 def check_transition(current: VoucherStatus, target: VoucherStatus) -> None:
     if target not in TRANSITIONS[current]:
         raise InvalidTransition(
-            f"a voucher cannot go from {current.value!r} to {target.value!r}",
-            detail_zh=f"券不能从 {current.value!r} 状态变更为 {target.value!r}",
+            msg("a voucher cannot go from '{current}' to '{target}'", current=current.value, target=target.value),
             current_status=current.value,
             allowed=sorted(s.value for s in TRANSITIONS[current]),
         )
@@ -118,8 +118,5 @@ def parse_code(text: str) -> str:
     """The canonical code, or a refusal that says it was probably mistyped."""
     code = normalise_code(text)
     if code is None:
-        raise InvalidVoucherCode(
-            "the code's check character does not match: it was probably mistyped",
-            detail_zh="券码校验位不符，可能输入有误，请核对",
-        )
+        raise InvalidVoucherCode(msg("the code's check character does not match: it was probably mistyped"))
     return code

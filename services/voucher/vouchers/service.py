@@ -22,6 +22,7 @@ from services.voucher.errors import (
     ValidationFailed,
     field_error,
 )
+from services.voucher.i18n import Amount, Message, msg
 from services.voucher.ids import uuid7
 from services.voucher.ledger import service as ledger
 from services.voucher.ledger.rules import AccountKind, Leg, transfer
@@ -47,7 +48,7 @@ async def programme_for_change(session: AsyncSession, programme_id: uuid.UUID) -
     """The programme, share-locked: it cannot close while value is committed or issued under it."""
     programme = await repository.programme_for_issue(session, programme_id)
     if programme is None:
-        raise NotFound(f"no programme with id {programme_id}", detail_zh=f"没有 ID 为 {programme_id} 的项目")
+        raise NotFound(msg("no programme with id {programme_id}", programme_id=programme_id))
     return programme
 
 
@@ -68,7 +69,7 @@ class VoucherView:
 async def _programme(session: AsyncSession, programme_id: uuid.UUID) -> Programme:
     programme = await session.get(Programme, programme_id)
     if programme is None:
-        raise NotFound(f"no programme with id {programme_id}", detail_zh=f"没有 ID 为 {programme_id} 的项目")
+        raise NotFound(msg("no programme with id {programme_id}", programme_id=programme_id))
     return programme
 
 
@@ -85,7 +86,7 @@ async def remaining_cap(
 async def lock_voucher(session: AsyncSession, voucher_id: uuid.UUID) -> Voucher:
     voucher = await repository.get_by_id(session, voucher_id, for_update=True)
     if voucher is None:
-        raise NotFound(f"no voucher with id {voucher_id}", detail_zh=f"没有 ID 为 {voucher_id} 的券")
+        raise NotFound(msg("no voucher with id {voucher_id}", voucher_id=voucher_id))
     return voucher
 
 
@@ -97,14 +98,15 @@ async def lock_cap(
     return await repository.lock_usage(session, programme.id, enterprise_id, period)
 
 
-def check_cap(cap: int, granted: int, committed: int, amount: int, period: str) -> None:
-    """Granted plus committed plus `amount` stays within the enterprise's cap for the period."""
+def check_cap(cap: int, granted: int, committed: int, amount: int, period: str, unit: str) -> None:
+    """Granted plus committed plus `amount` stays within the enterprise's cap for the period
+    (every amount in minor units of the programme's `unit`)."""
     if granted + committed + amount > cap:
         raise EnterpriseCapExceeded(
-            f"the enterprise has been granted {granted} and has {committed} approved awaiting "
-            f"issue, of its {cap} cap for {period}; {amount} more would exceed it",
-            detail_zh=f"该企业在 {period} 期间已获发放 {granted}、已批准待发放 {committed}，上限为 {cap}；"
-            f"再增加 {amount} 将超过上限",
+            msg("the enterprise has been granted {granted} and has {committed} approved awaiting "
+                "issue, of its {cap} cap for {period}; {amount} more would exceed it",
+                granted=Amount(granted, unit), committed=Amount(committed, unit), cap=Amount(cap, unit),
+                period=period, amount=Amount(amount, unit)),
             granted=granted,
             committed=committed,
             cap=cap,
@@ -139,14 +141,15 @@ async def issue_voucher(
     honoured = (ProgrammeStatus.OPEN.value, ProgrammeStatus.CLOSED.value) if from_committed \
         else (ProgrammeStatus.OPEN.value,)
     if programme.status not in honoured:
-        raise ProgrammeNotOpen(f"programme {programme.code} is {programme.status}", current_status=programme.status,
-                               detail_zh=f"项目 {programme.code} 当前状态为 {programme.status}，未开放")
+        raise ProgrammeNotOpen(msg("programme {code} is {status}", code=programme.code, status=programme.status),
+                               current_status=programme.status)
     if await session.get(Enterprise, enterprise_id) is None:
-        raise NotFound(f"no enterprise with id {enterprise_id}", detail_zh=f"没有 ID 为 {enterprise_id} 的企业")
+        raise NotFound(msg("no enterprise with id {enterprise_id}", enterprise_id=enterprise_id))
     if face_value > programme.max_per_voucher:
         raise ExceedsMaxPerVoucher(
-            f"{face_value} exceeds the programme's maximum per voucher of {programme.max_per_voucher}",
-            detail_zh=f"金额 {face_value} 超过本项目单券上限 {programme.max_per_voucher}",
+            msg("{amount} exceeds the programme's maximum per voucher of {max_per_voucher}",
+                amount=Amount(face_value, programme.unit),
+                max_per_voucher=Amount(programme.max_per_voucher, programme.unit)),
             max_per_voucher=programme.max_per_voucher,
         )
     period = commitment_period or period_key(programme.cap_period, programme.cap_timezone, now)
@@ -156,16 +159,18 @@ async def issue_voucher(
             raise RuntimeError(f"commitment of {usage.committed} in {period} cannot cover {face_value}")
         usage.committed -= face_value
     else:
-        check_cap(programme.enterprise_cap, usage.granted, usage.committed, face_value, period)
+        check_cap(programme.enterprise_cap, usage.granted, usage.committed, face_value, period, programme.unit)
     accounts = await ledger.programme_accounts(session, programme.id)
     source_kind = AccountKind.PROGRAMME_COMMITTED if from_committed else AccountKind.PROGRAMME_AVAILABLE
     source = accounts[source_kind]
     budget = (await ledger.balances(session, [source], lock=True))[source]
     if budget < face_value:
         raise BudgetExhausted(
-            f"the programme has {budget} left {'committed' if from_committed else 'uncommitted'}; "
-            f"cannot grant {face_value}",
-            detail_zh=f"项目{'已占用的' if from_committed else '可用'}预算仅剩 {budget}，无法发放 {face_value}",
+            msg("the programme has {budget} left committed; cannot grant {face_value}",
+                budget=Amount(budget, programme.unit), face_value=Amount(face_value, programme.unit))
+            if from_committed else
+            msg("the programme has {budget} left uncommitted; cannot grant {face_value}",
+                budget=Amount(budget, programme.unit), face_value=Amount(face_value, programme.unit)),
             remaining=budget,
         )
     start = valid_from or now
@@ -173,7 +178,7 @@ async def issue_voucher(
     # issuance runs; an operator's own grant may start at most a day back.
     if not from_committed and not now - timedelta(days=1) <= start <= now + timedelta(days=MAX_START_DAYS):
         raise ValidationFailed([field_error(
-            "valid_from", f"must be between yesterday and {MAX_START_DAYS} days from now")])
+            "valid_from", msg("must be between yesterday and {days} days from now", days=MAX_START_DAYS))])
     voucher_id = uuid7()
     voucher_accounts = await ledger.open_voucher_accounts(session, voucher_id, programme.id, programme.unit, now)
     voucher = Voucher(
@@ -249,7 +254,10 @@ async def issue_bulk(
                 )
             )
         except (NotFound, EnterpriseCapExceeded, BudgetExhausted, ExceedsMaxPerVoucher) as exc:
-            exc.detail = f"grant {index}: {exc.detail}; no voucher of this batch was issued"
+            # The title is a catalogue msgid already: a Message of it renders in either language.
+            reason = exc.message if exc.message is not None else Message(exc.title)
+            exc.message = msg("grant {index}: {reason}; no voucher of this batch was issued", index=index, reason=reason)
+            exc.args = (exc.detail,)
             exc.extra["grant_index"] = index
             raise
     return issued
@@ -277,7 +285,7 @@ async def read_voucher(session: AsyncSession, actor: Actor, voucher_id: uuid.UUI
     it is another enterprise's."""
     found = await repository.get_with_balances(session, actor, voucher_id, now)
     if found is None:
-        raise NotFound(f"no voucher with id {voucher_id}", detail_zh=f"没有 ID 为 {voucher_id} 的券")
+        raise NotFound(msg("no voucher with id {voucher_id}", voucher_id=voucher_id))
     voucher, available, held, used = found
     return VoucherView(voucher, effective_status(VoucherStatus(voucher.status), voucher.expires_at, now),
                        Balances(available, held, used))
@@ -289,7 +297,7 @@ async def get_voucher(
     """404 when missing and when it is another enterprise's."""
     voucher = await repository.get(session, actor, voucher_id, for_update=for_update)
     if voucher is None:
-        raise NotFound(f"no voucher with id {voucher_id}", detail_zh=f"没有 ID 为 {voucher_id} 的券")
+        raise NotFound(msg("no voucher with id {voucher_id}", voucher_id=voucher_id))
     return voucher
 
 
@@ -328,7 +336,7 @@ async def voucher_and_owner(
         enterprise = await session.get(Enterprise, voucher.enterprise_id)
         if enterprise is not None and enterprise.uscc == enterprise_uscc.strip().upper():
             return voucher, enterprise
-    raise NotFound("no voucher with this code for this enterprise", detail_zh="该企业名下没有此券码对应的券")
+    raise NotFound(msg("no voucher with this code for this enterprise"))
 
 
 def _set_status(voucher: Voucher, target: VoucherStatus, reason: str | None, now: datetime) -> None:
@@ -386,7 +394,8 @@ async def revoke(
     accounts = await ledger.programme_accounts(session, voucher.programme_id)
     bal = (await view(session, voucher, now)).balances
     if clawback > bal.used:
-        raise ValidationFailed([field_error("clawback", f"at most the used value, {bal.used}")])
+        raise ValidationFailed([field_error("clawback", msg("at most the used value, {used}",
+                                                            used=Amount(bal.used, voucher.unit)))])
     legs: list[Leg] = []
     if bal.available:
         legs += transfer(voucher.available_account_id, accounts[AccountKind.PROGRAMME_AVAILABLE], bal.available, voucher.unit)

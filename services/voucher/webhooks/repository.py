@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
-from services.voucher.db import PageRequest
+from services.voucher.db import PageRequest, dialect_name, table_of
 from services.voucher.tables import OutboxEvent, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
-EP = WebhookEndpoint.__table__  # type: ignore[attr-defined]
-D = WebhookDelivery.__table__  # type: ignore[attr-defined]
-A = WebhookAttempt.__table__  # type: ignore[attr-defined]
-EV = OutboxEvent.__table__  # type: ignore[attr-defined]
+EP = table_of(WebhookEndpoint)
+D = table_of(WebhookDelivery)
+A = table_of(WebhookAttempt)
+EV = table_of(OutboxEvent)
 
 
 async def enabled_endpoints(session: AsyncSession) -> list[dict[str, Any]]:
@@ -36,7 +37,8 @@ async def add(session: AsyncSession, endpoint: WebhookEndpoint) -> None:
 
 
 async def get(session: AsyncSession, endpoint_id: uuid.UUID, *, for_update: bool = False) -> WebhookEndpoint | None:
-    statement = select(WebhookEndpoint).where(WebhookEndpoint.id == endpoint_id, WebhookEndpoint.status != "deleted")
+    statement = select(WebhookEndpoint).where(col(WebhookEndpoint.id) == endpoint_id,
+                                              col(WebhookEndpoint.status) != "deleted")
     if for_update:
         statement = statement.with_for_update()
     return (await session.execute(statement)).scalar_one_or_none()
@@ -44,14 +46,14 @@ async def get(session: AsyncSession, endpoint_id: uuid.UUID, *, for_update: bool
 
 async def list_owned(session: AsyncSession, enterprise_id: uuid.UUID | None, provider_id: uuid.UUID | None,
                      page: PageRequest) -> list[WebhookEndpoint]:
-    statement = select(WebhookEndpoint).where(WebhookEndpoint.status != "deleted")
+    statement = select(WebhookEndpoint).where(col(WebhookEndpoint.status) != "deleted")
     if enterprise_id is not None:
-        statement = statement.where(WebhookEndpoint.enterprise_id == enterprise_id)
+        statement = statement.where(col(WebhookEndpoint.enterprise_id) == enterprise_id)
     elif provider_id is not None:
-        statement = statement.where(WebhookEndpoint.provider_id == provider_id)
+        statement = statement.where(col(WebhookEndpoint.provider_id) == provider_id)
     if page.after is not None:
-        statement = statement.where(WebhookEndpoint.id > page.after)
-    rows = await session.execute(statement.order_by(WebhookEndpoint.id).limit(page.limit + 1))
+        statement = statement.where(col(WebhookEndpoint.id) > page.after)
+    rows = await session.execute(statement.order_by(col(WebhookEndpoint.id)).limit(page.limit + 1))
     return list(rows.scalars().all())
 
 
@@ -60,7 +62,7 @@ async def cancel_pending(session: AsyncSession, endpoint_id: uuid.UUID) -> int:
         update(D).where(D.c.endpoint_id == endpoint_id, D.c.status == "pending")
         .values(status="cancelled", next_attempt_at=None)
     )
-    return int(result.rowcount or 0)
+    return int(cast(CursorResult[Any], result).rowcount or 0)  # an UPDATE's result is a CursorResult
 
 
 async def deliveries(session: AsyncSession, endpoint_id: uuid.UUID, page: PageRequest,
@@ -115,7 +117,7 @@ async def claim_due(session: AsyncSession, now: datetime, lease_until: datetime,
         .where(D.c.status == "pending", D.c.next_attempt_at <= now, EP.c.status == "enabled")
         .order_by(D.c.next_attempt_at, D.c.id).limit(limit)
     )  # a disabled endpoint's deliveries wait, pending, until it is enabled again
-    if session.bind.dialect.name == "postgresql":
+    if dialect_name(session) == "postgresql":
         statement = statement.with_for_update(of=D, skip_locked=True)
     ids = list((await session.execute(statement)).scalars().all())
     if not ids:
@@ -135,7 +137,7 @@ async def claim_due(session: AsyncSession, now: datetime, lease_until: datetime,
 
 async def lock_delivery(session: AsyncSession, delivery_id: uuid.UUID) -> None:
     """Serialise the settling of one delivery (attempt numbers are max + 1)."""
-    if session.bind.dialect.name == "postgresql":
+    if dialect_name(session) == "postgresql":
         await session.execute(select(D.c.id).where(D.c.id == delivery_id).with_for_update())
 
 
@@ -154,4 +156,4 @@ async def finish(session: AsyncSession, delivery_id: uuid.UUID, lease_id: uuid.U
         update(D).where(D.c.id == delivery_id, D.c.status == "pending", D.c.lease_id == lease_id)
         .values(lease_id=None, **values)
     )
-    return bool(result.rowcount)
+    return bool(cast(CursorResult[Any], result).rowcount)  # an UPDATE's result is a CursorResult

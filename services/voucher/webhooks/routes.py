@@ -54,6 +54,11 @@ def _delivery(row: dict[str, Any]) -> DeliveryPublic:
     "",
     operation_id="create_webhook_endpoint",
     summary="Register a webhook endpoint for yourself (its signing secret is shown only now)",
+    description="An enterprise or a provider (`webhooks:manage`) registers an endpoint for its own events, "
+    "optionally only some event types; the signing secret is in this answer only. Stores the endpoint and records "
+    "the audit event `webhook_endpoint.created`; the worker delivers later events to it, signed and retried. "
+    "Refused with `webhook_url_refused` (not https, carrying credentials, or not a public address), "
+    "`validation_failed` or an Idempotency-Key conflict.",
     status_code=201,
     response_model=WebhookEndpointWithSecret,
     responses=responses(*AUTH_ERRORS, errors.WebhookUrlRefused, errors.ValidationFailed, *_IDEMPOTENT),
@@ -71,6 +76,8 @@ async def create_webhook_endpoint(
     "",
     operation_id="list_webhook_endpoints",
     summary="List your webhook endpoints",
+    description="An enterprise or a provider (`webhooks:manage`) lists its own endpoints, never their secrets; "
+    "changes nothing. Answers `invalid_cursor` for a cursor this service did not issue.",
     response_model=Page[WebhookEndpointPublic],
     responses=responses(*AUTH_ERRORS, errors.InvalidCursor),
 )
@@ -83,6 +90,9 @@ async def list_webhook_endpoints(session: Session, actor: Owner, page: Paging) -
     "/{endpoint_id}",
     operation_id="get_webhook_endpoint",
     summary="Read one of your webhook endpoints (never its secret)",
+    description="An enterprise or a provider (`webhooks:manage`) reads one of its endpoints, never its secret; the "
+    "`ETag` header is the version to send as `If-Match`. Changes nothing. Answers `not_found` when the endpoint "
+    "does not exist or is not yours.",
     response_model=WebhookEndpointPublic,
     responses=responses(*AUTH_ERRORS, errors.NotFound),
 )
@@ -96,6 +106,10 @@ async def get_webhook_endpoint(
     "/{endpoint_id}",
     operation_id="update_webhook_endpoint",
     summary="Change an endpoint's URL, event types, description, or enable/disable it (If-Match required)",
+    description="The endpoint's owner (`webhooks:manage`) changes its URL, event types or description, or disables "
+    "or enables it, sending the ETag it read as `If-Match`; a new URL is checked as at registration. Records the "
+    "audit event `webhook_endpoint.updated`. Refused with `not_found`, `webhook_url_refused`, "
+    "`precondition_failed` (changed since you read it) or `precondition_required` (no If-Match).",
     response_model=WebhookEndpointPublic,
     responses=responses(*AUTH_ERRORS, errors.NotFound, errors.WebhookUrlRefused, errors.PreconditionFailed,
                         errors.PreconditionRequired),
@@ -121,6 +135,9 @@ async def update_webhook_endpoint(
     "/{endpoint_id}",
     operation_id="delete_webhook_endpoint",
     summary="Delete an endpoint: nothing more is sent to it and its pending deliveries are cancelled",
+    description="The endpoint's owner (`webhooks:manage`) deletes it: nothing more is sent to it and its pending "
+    "deliveries are cancelled; the row is kept, hidden, for the audit trail. Records the audit event "
+    "`webhook_endpoint.deleted`. Answers `not_found` when the endpoint does not exist or is not yours.",
     status_code=204,
     response_class=Response,
     responses=responses(*AUTH_ERRORS, errors.NotFound),
@@ -134,6 +151,10 @@ async def delete_webhook_endpoint(endpoint_id: uuid.UUID, session: Session, now:
     "/{endpoint_id}/secret-rotations",
     operation_id="rotate_webhook_secret",
     summary="Rotate the signing secret (the old one keeps signing for 24 hours alongside the new)",
+    description="The endpoint's owner (`webhooks:manage`) gets a new signing secret, shown in this answer only; "
+    "for 24 hours the old secret signs alongside the new one, so the receiver can switch without losing a "
+    "delivery. Records the audit event `webhook_endpoint.secret_rotated`. Refused with `not_found` or an "
+    "Idempotency-Key conflict.",
     response_model=WebhookEndpointWithSecret,
     responses=responses(*AUTH_ERRORS, errors.NotFound, *_IDEMPOTENT),
     dependencies=[Depends(idempotent(Scope.WEBHOOKS_MANAGE))],
@@ -148,6 +169,9 @@ async def rotate_webhook_secret(
     "/{endpoint_id}/deliveries",
     operation_id="list_webhook_deliveries",
     summary="The endpoint's delivery log, newest first, each delivery with its attempts",
+    description="The endpoint's owner (`webhooks:manage`) reads its delivery log, newest first, each delivery with "
+    "its attempts; filter by status. Changes nothing. Answers `not_found` for an endpoint that is not yours and "
+    "`invalid_cursor` for a cursor this service did not issue.",
     response_model=Page[DeliveryPublic],
     responses=responses(*AUTH_ERRORS, errors.NotFound, errors.InvalidCursor),
 )
@@ -163,6 +187,10 @@ async def list_webhook_deliveries(
     "/{endpoint_id}/deliveries/{delivery_id}/redeliveries",
     operation_id="redeliver_webhook",
     summary="Send a delivery again now, with a fresh round of retries (same webhook-id)",
+    description="The endpoint's owner (`webhooks:manage`) queues a delivery again now, with a fresh round of "
+    "retries and the same `webhook-id`, so a receiver that already has it can tell. The delivery is reset to "
+    "pending, the worker sends it, and the audit event `webhook_delivery.redelivered` is recorded. Refused with "
+    "`not_found` (endpoint or delivery), `webhook_endpoint_disabled` or an Idempotency-Key conflict.",
     status_code=202,
     response_model=DeliveryPublic,
     responses=responses(*AUTH_ERRORS, errors.NotFound, errors.WebhookEndpointDisabled, *_IDEMPOTENT),

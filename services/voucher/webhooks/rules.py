@@ -1,4 +1,5 @@
-"""Standard Webhooks signing, retry schedule and destination rules. Pure (stdlib only).
+"""Standard Webhooks signing, retry schedule and destination rules. Pure (stdlib and the
+message catalogue only).
 
 Signature (https://www.standardwebhooks.com): `webhook-signature: v1,<base64 HMAC-SHA256>`
 over `"{webhook-id}.{webhook-timestamp}.{body}"`, keyed with the secret's bytes (the part
@@ -17,6 +18,8 @@ from collections.abc import Iterable
 from datetime import timedelta
 from enum import StrEnum
 from urllib.parse import urlsplit
+
+from services.voucher.i18n import Message, msg
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the format's prefix, not a secret
 #: After a rotation the previous secret still signs for this long.
@@ -62,29 +65,34 @@ def retry_delay(attempt: int, base_seconds: int, cap_seconds: int, jitter: float
 
 
 class UnsafeUrl(ValueError):
-    """The URL may not be a webhook destination; the message says why."""
+    """The URL may not be a webhook destination; the message (a catalogue Message, rendered in
+    the reader's language as the refusal's detail) says why."""
+
+    def __init__(self, message: Message) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 def check_url_shape(url: str, *, allow_http: bool) -> tuple[str, str, int]:
     """(scheme, host, port) of an acceptable URL, else UnsafeUrl. No credentials in the URL (they
     would leak into logs), no fragment, https unless plain http is allowed for the destination."""
     if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in url):
-        raise UnsafeUrl("the URL must not contain spaces or control characters")  # parsers disagree on them
+        raise UnsafeUrl(msg("the URL must not contain spaces or control characters"))  # parsers disagree on them
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise UnsafeUrl(f"not a valid URL: {exc}") from exc
+        raise UnsafeUrl(msg("not a valid URL: {error}", error=str(exc))) from exc
     if parts.scheme not in ("https", "http"):
-        raise UnsafeUrl("the URL must be https:// (or http:// to an allowed network)")
+        raise UnsafeUrl(msg("the URL must be https:// (or http:// to an allowed network)"))
     if parts.scheme == "http" and not allow_http:
-        raise UnsafeUrl("the URL must be https://")
+        raise UnsafeUrl(msg("the URL must be https://"))
     if not parts.hostname:
-        raise UnsafeUrl("the URL has no host")
+        raise UnsafeUrl(msg("the URL has no host"))
     if parts.username or parts.password:
-        raise UnsafeUrl("the URL must not carry credentials")
+        raise UnsafeUrl(msg("the URL must not carry credentials"))
     if parts.fragment:
-        raise UnsafeUrl("the URL must not have a #fragment")
+        raise UnsafeUrl(msg("the URL must not have a #fragment"))
     return parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80)
 
 

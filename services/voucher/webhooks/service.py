@@ -28,6 +28,7 @@ from services.voucher.actor import Actor
 from services.voucher.audit import service as audit
 from services.voucher.db import Database, PageRequest
 from services.voucher.errors import NotFound, WebhookEndpointDisabled, WebhookUrlRefused
+from services.voucher.i18n import msg
 from services.voucher.ids import uuid7
 from services.voucher.settings import Settings
 from services.voucher.tables import WebhookEndpoint
@@ -52,8 +53,8 @@ USER_AGENT = "voucher-service-webhooks/1"
 def _not_public(host: str) -> UnsafeUrl:
     """One refusal for a name that does not resolve and for one that resolves somewhere it may
     not go, naming no address: the text must not tell a caller what our DNS knows."""
-    return UnsafeUrl(f"the host {host!r} does not resolve to a public address (loopback, private, link-local "
-                     "and other special-purpose addresses are refused unless the operator allows them)")
+    return UnsafeUrl(msg("the host {host!r} does not resolve to a public address (loopback, private, link-local "
+                         "and other special-purpose addresses are refused unless the operator allows them)", host=host))
 
 
 async def resolve(host: str, port: int) -> list[str]:
@@ -83,19 +84,19 @@ async def vet(url: str, settings: Settings) -> tuple[str, str, int, list[str]]:
     try:
         host = httpx.URL(url).host
     except (httpx.InvalidURL, ValueError, UnicodeError) as exc:
-        raise UnsafeUrl(f"the URL cannot be parsed: {exc}"[:300]) from exc
+        raise UnsafeUrl(msg("the URL cannot be parsed: {error}", error=str(exc)[:274])) from exc
     if not host:
-        raise UnsafeUrl("the URL has no host")
+        raise UnsafeUrl(msg("the URL has no host"))
     addresses = await resolve(host, port)
     refused = [a for a in addresses if not address_allowed(a, allowed)]
     if refused or not addresses:
         log.info("webhook URL refused: %s resolves to %s", host, ", ".join(addresses) or "nothing")
         if _is_literal(host):  # the caller wrote the address: naming it tells them nothing new
-            raise UnsafeUrl(f"{host} is not a public address (loopback, private, link-local and other "
-                            "special-purpose addresses are refused unless the operator allows them)")
+            raise UnsafeUrl(msg("{host} is not a public address (loopback, private, link-local and other "
+                                "special-purpose addresses are refused unless the operator allows them)", host=host))
         raise _not_public(host)
     if scheme == "http" and not all(in_allowed_networks(a, allowed) for a in addresses):
-        raise UnsafeUrl("the URL must be https:// (plain http only to an operator-allowed network)")
+        raise UnsafeUrl(msg("the URL must be https:// (plain http only to an operator-allowed network)"))
     return scheme, host, port, addresses
 
 
@@ -103,12 +104,8 @@ async def _checked(url: str, settings: Settings) -> str:
     try:
         await vet(url, settings)
     except UnsafeUrl as exc:
-        raise WebhookUrlRefused(str(exc)) from exc
+        raise WebhookUrlRefused(exc.message) from exc
     return url
-
-
-def _owner(actor: Actor) -> dict[str, uuid.UUID | None]:
-    return {"enterprise_id": actor.enterprise_id, "provider_id": actor.provider_id}
 
 
 def _public(endpoint: WebhookEndpoint) -> dict[str, Any]:
@@ -119,7 +116,8 @@ async def create(session: AsyncSession, actor: Actor, data: dict[str, Any], sett
                  now: datetime) -> WebhookEndpoint:
     """Register an endpoint for the caller itself; its secret is returned once, here."""
     endpoint = WebhookEndpoint(
-        **_owner(actor), url=await _checked(data["url"], settings), event_types=sorted(set(data["event_types"])),
+        enterprise_id=actor.enterprise_id, provider_id=actor.provider_id,
+        url=await _checked(data["url"], settings), event_types=sorted(set(data["event_types"])),
         description=data.get("description"), status=EndpointStatus.ENABLED.value, secret=new_secret(),
         created_at=now, updated_at=now,
     )
@@ -134,7 +132,7 @@ async def get(session: AsyncSession, actor: Actor, endpoint_id: uuid.UUID, *, fo
     """An endpoint of the caller's own; anyone else's is a 404, never a 403 (no probing)."""
     endpoint = await repository.get(session, endpoint_id, for_update=for_update)
     if endpoint is None or (endpoint.enterprise_id, endpoint.provider_id) != (actor.enterprise_id, actor.provider_id):
-        raise NotFound(f"no webhook endpoint with id {endpoint_id}")
+        raise NotFound(msg("no webhook endpoint with id {endpoint_id}", endpoint_id=endpoint_id))
     return endpoint
 
 
@@ -219,10 +217,11 @@ async def redeliver(session: AsyncSession, actor: Actor, endpoint_id: uuid.UUID,
     has it already can tell."""
     endpoint = await get(session, actor, endpoint_id)
     if endpoint.status != EndpointStatus.ENABLED.value:
-        raise WebhookEndpointDisabled(f"endpoint {endpoint_id} is {endpoint.status}", current_status=endpoint.status)
+        raise WebhookEndpointDisabled(msg("endpoint {endpoint_id} is {status}", endpoint_id=endpoint_id,
+                                          status=endpoint.status), current_status=endpoint.status)
     found = await repository.delivery(session, endpoint_id, delivery_id, for_update=True)
     if found is None:
-        raise NotFound(f"no delivery with id {delivery_id} for this endpoint")
+        raise NotFound(msg("no delivery with id {delivery_id} for this endpoint", delivery_id=delivery_id))
     await repository.redeliver(session, delivery_id, now)
     await audit.record(session, "webhook_delivery.redelivered", "webhook_delivery", delivery_id, now=now,
                        before={"status": found["status"], "attempts": found["attempts"]},

@@ -1,0 +1,139 @@
+"""Words for people, in zh-CN and English, from one message catalogue.
+
+Every sentence the service writes for a person — a problem's title and detail, a field error, an
+eligibility reason — is an English template with named parameters: `msg("no provider with id
+{id}", id=provider_id)`. The template is its own msgid in the gettext catalogue
+`locale/zh_CN/LC_MESSAGES/voucher.po`, which holds the Chinese; `make messages` extracts every
+`msg(...)` template into it (Babel) and `tests/test_messages.py` fails when one lacks a Chinese
+translation, when a translation uses a parameter its template does not give, or when an amount
+is passed as a bare integer.
+
+Parameters are written in the reader's language when the message is rendered, not when it is
+raised: an `Amount` as people read money (¥12,000,000.00, never 1200000000 labelled as yuan), a
+list joined with 、 or commas, an enum as its value, a nested message in the same language.
+
+Pure: the standard library and Babel's PO reader only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from babel.messages.pofile import read_po
+
+from services.voucher.money import format_for_people
+
+LANGUAGES = ("zh", "en")
+#: The context member of a PydanticCustomError that names its catalogue template (msgid), so
+#: the HTTP layer renders the error in the reader's language; it is not shown to the caller.
+TEMPLATE_KEY = "_template"
+CATALOGUE = Path(__file__).with_name("locale") / "zh_CN" / "LC_MESSAGES" / "voucher.po"
+
+
+@cache
+def _chinese() -> dict[str, str]:
+    with CATALOGUE.open("rb") as file:
+        catalogue = read_po(file, locale="zh_CN")
+    return {m.id: m.string for m in catalogue if m.id and isinstance(m.id, str) and m.string
+            and isinstance(m.string, str) and not m.fuzzy}
+
+
+def translate(text: str, language: str) -> str:
+    """`text` (an English msgid) in `language`; the English itself where the catalogue lacks it
+    (which tests/test_messages.py does not let happen for any template in the code)."""
+    if language != "zh":
+        return text
+    return _chinese().get(text, text)
+
+
+def has_translation(text: str) -> bool:
+    return text in _chinese()
+
+
+def catalogue_ids() -> frozenset[str]:
+    return frozenset(_chinese())
+
+
+@dataclass(frozen=True, slots=True)
+class Amount:
+    """An amount in minor units of `unit`, shown to people in major units with the unit."""
+
+    value: int
+    unit: str
+
+    def render(self, language: str) -> str:
+        return format_for_people(self.value, self.unit, language)
+
+    def __str__(self) -> str:
+        return self.render("en")
+
+
+class Message:
+    """An English template and its parameters, rendered in a language when someone reads it."""
+
+    __slots__ = ("params", "template")
+
+    def __init__(self, template: str, /, **params: Any) -> None:
+        self.template = template
+        self.params = params
+
+    def render(self, language: str) -> str:
+        values = {name: render_value(value, language) for name, value in self.params.items()}
+        for template in (translate(self.template, language), self.template):
+            try:
+                return template.format(**values)
+            except (KeyError, IndexError, ValueError):  # a broken translation: the English reads
+                continue
+        return self.template
+
+    def __str__(self) -> str:
+        return self.render("en")
+
+    def __repr__(self) -> str:
+        return f"msg({self.template!r}, **{self.params!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Message) and (self.template, self.params) == (other.template, other.params)
+
+    def __hash__(self) -> int:
+        return hash(self.template)
+
+
+def msg(template: str, /, **params: Any) -> Message:
+    """A message for people; `template` is English with `{name}` parameters (see the module)."""
+    return Message(template, **params)
+
+
+def render_value(value: Any, language: str) -> str:
+    """One parameter as text in `language`."""
+    if isinstance(value, Message | Amount):
+        return value.render(language)
+    if isinstance(value, Enum):
+        return str(value.value)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Iterable) and not isinstance(value, bytes | Mapping):
+        return ("、" if language == "zh" else ", ").join(render_value(v, language) for v in value)
+    return str(value)
+
+
+def render(value: Any, language: str) -> Any:
+    """`value` with every Message inside it (dicts and lists included) rendered in `language`:
+    for the extension members of a problem, such as its `errors` list."""
+    if isinstance(value, Message):
+        return value.render(language)
+    if isinstance(value, dict):
+        return {k: render(v, language) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [render(v, language) for v in value]
+    return value
+
+
+def both(value: str | Message, language: str = "en") -> str:
+    """A plain string as it is, a Message in `language`."""
+    return value.render(language) if isinstance(value, Message) else value

@@ -1,0 +1,95 @@
+"""Inputs people get wrong are answered with what to send instead (issue 17): a decimal where
+an amount in fen goes, a form instead of JSON, a page too large, a misspelt query parameter."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support import assert_problem, auth
+from tests.world import World, build_world, hold_body
+
+ZH = {"Accept-Language": "zh-CN"}
+
+
+@pytest.fixture
+async def world(app: Any, client: httpx.AsyncClient) -> World:
+    return await build_world(app, client)
+
+
+async def _hold(world: World, amount: Any, key: str, **headers: str) -> httpx.Response:
+    voucher = await world.issue(5_000_000)
+    body = hold_body(voucher["code"], world.enterprise["uscc"], f"PO-{key}", [("accelerator:domestic", 100)])
+    body["line_items"][0]["amount"] = amount
+    return await world.client.post("/v1/redemptions/holds", json=body,
+                                   headers=auth(world.provider_key, **{"Idempotency-Key": key}, **headers))
+
+
+@pytest.mark.parametrize(("given", "minor"), [(100.50, "10050"), ("100.50", "10050"), (0.5, "50"), ("7", None)])
+async def test_a_decimal_amount_is_answered_with_the_integer_to_send(world: World, given: Any, minor: str | None) -> None:
+    problem = assert_problem(await _hold(world, given, f"dec-{given!r}"), 422, "validation_failed")
+    (error,) = problem["errors"]
+    assert error["pointer"] == "/line_items/0/amount"
+    assert "fen" in error["message"]
+    if minor:
+        assert error["message"].endswith(f"is {minor}")
+    chinese = assert_problem(await _hold(world, given, f"dec-zh-{given!r}", **ZH), 422, "validation_failed")
+    assert "分" in chinese["errors"][0]["message"] and (minor is None or minor in chinese["errors"][0]["message"])
+
+
+async def test_field_errors_are_chinese_in_a_chinese_answer(world: World) -> None:
+    problem = assert_problem(await _hold(world, -5, "neg-zh", **ZH), 422, "validation_failed")
+    assert problem["errors"][0]["message"] == "须大于或等于 1", problem
+    assert "英文" not in problem["detail"] and "/line_items/0/amount" in problem["detail"]
+
+
+@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "text/plain", "multipart/form-data; boundary=x"])
+async def test_a_body_that_is_not_json_is_415(client: httpx.AsyncClient, operator_key: str, content_type: str) -> None:
+    response = await client.post("/v1/enterprises", content=b"uscc=91330110MA2H0W1P4K&name=x",
+                                 headers=auth(operator_key, **{"content-type": content_type}))
+    problem = assert_problem(response, 415, "unsupported_media_type")
+    assert "application/json" in problem["detail"]
+    chinese = await client.post("/v1/enterprises", content=b"a=b",
+                                headers=auth(operator_key, **{"content-type": content_type}, **ZH))
+    assert "JSON" in assert_problem(chinese, 415, "unsupported_media_type")["detail"]
+
+
+async def test_a_json_flavoured_media_type_is_json(client: httpx.AsyncClient, operator_key: str) -> None:
+    response = await client.post("/v1/enterprises", content=b"{}",
+                                 headers=auth(operator_key, **{"content-type": "application/merge-patch+json"}))
+    assert_problem(response, 422, "validation_failed")  # read as JSON: the fields are missing
+
+
+@pytest.mark.parametrize("limit", [201, 500, 100_000])
+async def test_a_page_above_the_maximum_is_refused_not_cut(client: httpx.AsyncClient, operator_key: str, limit: int) -> None:
+    problem = assert_problem(await client.get("/v1/programmes", params={"limit": limit}, headers=auth(operator_key)),
+                             422, "validation_failed")
+    assert problem["errors"][0]["pointer"] == "/limit" and "200" in problem["errors"][0]["message"]
+    ok = await client.get("/v1/programmes", params={"limit": 200}, headers=auth(operator_key))
+    assert ok.status_code == 200
+
+
+class TestALowerConfiguredMaximum:
+    @pytest.fixture
+    def settings(self, settings: Any) -> Any:
+        return settings.model_copy(update={"page_limit_max": 20, "page_limit_default": 10})
+
+    async def test_is_the_one_refused_above(self, client: httpx.AsyncClient, operator_key: str) -> None:
+        problem = assert_problem(await client.get("/v1/programmes", params={"limit": 21}, headers=auth(operator_key)),
+                                 422, "validation_failed")
+        assert problem["errors"][0]["message"] == "at most 20 items per page"
+        assert (await client.get("/v1/programmes", params={"limit": 20}, headers=auth(operator_key))).status_code == 200
+
+
+async def test_an_unknown_query_parameter_is_refused(client: httpx.AsyncClient, operator_key: str) -> None:
+    response = await client.get("/v1/vouchers", params={"stauts": "active", "limit": 5}, headers=auth(operator_key))
+    problem = assert_problem(response, 422, "validation_failed")
+    (error,) = problem["errors"]
+    assert (error["location"], error["pointer"], error["type"]) == ("query", "/stauts", "unknown_parameter")
+    assert "status" in error["message"] and "limit" in error["message"]
+    known = await client.get("/v1/vouchers", params={"status": "active", "limit": 5}, headers=auth(operator_key))
+    assert known.status_code == 200
+    single = await client.get("/v1/me", params={"x": "1"}, headers=auth(operator_key))
+    assert assert_problem(single, 422, "validation_failed")["errors"][0]["message"] == "this operation takes no query parameters"
