@@ -78,7 +78,7 @@ def test_translations_use_only_their_templates_parameters_and_are_chinese() -> N
 def test_no_figure_is_labelled_with_a_currency_by_hand() -> None:
     """A parameter followed by a currency word is a raw minor-unit figure labelled by hand;
     amounts are Amount parameters, which carry their own sign and unit."""
-    labelled = re.compile(r"\{[a-z_]+\}\s*(元|CNY|yuan|fen|分|卡时|GPU-hours?)")
+    labelled = re.compile(r"\{[a-z_]+\}\s*(元|CNY|yuan|fen|分|卡时|GPU-hours?)|[¥￥]\s*\{")
     for entry in catalogue.load():
         if entry.id:
             assert not labelled.search(entry.id) and not labelled.search(entry.string or ""), entry.id
@@ -168,6 +168,14 @@ def test_message_templates_are_literals_and_amounts_are_amounts() -> None:
     assert not problems, "\n".join(problems)
 
 
+def test_no_message_in_the_code_is_only_a_problem_title() -> None:
+    """A detail whose Chinese is some problem's title says nothing the title does not (this
+    catches details picked from a table, which the raise-site check below cannot see)."""
+    titles = {translate(entry.title_en, "zh") for entry in problem_catalogue("en").values()}
+    repeats = [text for text in catalogue.code_messages() if translate(text, "zh") in titles]
+    assert not repeats, repeats
+
+
 def test_no_chinese_detail_only_repeats_the_title() -> None:
     """Where a raise site gives specifics, the Chinese has them too, not just the title."""
     repeats = []
@@ -194,6 +202,7 @@ def test_amounts_render_as_people_read_them_in_both_languages() -> None:
     assert Amount(1_200_000, "GPU_HOUR").render("en") == "1,200.000 GPU-hours"
     assert Amount(1_200_000, "GPU_HOUR").render("zh") == "1,200.000 卡时"
     assert Amount(5_000, "TOKEN").render("en") == "5,000 tokens"
+    assert Amount(5_000, "TOKEN").render("zh") == "5,000 个 Token"
     assert Amount(7, "XYZ").render("en") == "7 XYZ"  # never a figure in the wrong unit
 
 

@@ -94,7 +94,7 @@ def update() -> int:
             catalog.obsolete[entry.id] = entry
             del catalog[entry.id]
     with CATALOGUE.open("wb") as file:
-        write_po(file, catalog, width=0, sort_output=True, omit_header=False)
+        write_po(file, catalog, width=0, sort_output=True, omit_header=False, ignore_obsolete=True)
     missing = untranslated(catalog)
     print(f"{len(want)} messages; {len(missing)} without Chinese")
     return 0

@@ -1,11 +1,11 @@
-"""`Instant`: an aware RFC 3339 time given by a client (a filter bound, an `as_of`, a kept
+"""`Instant` and `Day`. `Instant`: an aware RFC 3339 time given by a client (a filter bound, an `as_of`, a kept
 checkpoint's time), normalised to UTC and kept within years 1970–9000, so arithmetic on it
 (a window of days, a conversion to UTC) can never overflow into a 500. Numbers are refused,
 not read as Unix times."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated
 
 from pydantic import AfterValidator, AwareDatetime, BeforeValidator
@@ -43,3 +43,14 @@ def _looks_numeric(text: str) -> bool:
 
 
 Instant = Annotated[AwareDatetime, BeforeValidator(_rfc3339_only), AfterValidator(_bounded)]
+
+
+def _iso_day_only(value: object) -> object:
+    """A day is written YYYY-MM-DD: a number (`0`, `1775347200`) is not read as a Unix time."""
+    if isinstance(value, bool | int | float) or (isinstance(value, str) and _looks_numeric(value)):
+        raise ValueError(msg("must be a day written YYYY-MM-DD, e.g. 2026-03-01, not a number"))
+    return value
+
+
+#: A calendar day given by a client (a contract's dates, an invoice date, a settlement period).
+Day = Annotated[date, BeforeValidator(_iso_day_only)]

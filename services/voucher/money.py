@@ -64,7 +64,7 @@ def format_major(amount: int, unit: Unit) -> str:
 #: How a person reads each unit after the figure; CNY is written with the ¥ sign in front instead.
 _UNIT_WORDS: dict[Unit, dict[str, str]] = {
     Unit.GPU_HOUR: {"en": "GPU-hours", "zh": "卡时"},
-    Unit.TOKEN: {"en": "tokens", "zh": "tokens"},
+    Unit.TOKEN: {"en": "tokens", "zh": "个 Token"},
 }
 
 
@@ -84,3 +84,9 @@ def format_for_people(amount: int, unit: Unit | str, language: str = "en") -> st
     if known is Unit.CNY:
         return f"{sign}¥{figure}"
     return f"{sign}{figure} {_UNIT_WORDS[known]['zh' if language == 'zh' else 'en']}"
+
+
+def percent(bps: int) -> str:
+    """Basis points as a percentage, e.g. 1250 → '12.5%', 5000 → '50%'."""
+    whole, rest = divmod(bps, 100)
+    return f"{whole}%" if rest == 0 else f"{whole}.{rest:02d}".rstrip("0") + "%"

@@ -219,5 +219,5 @@ def test_money_reads_as_people_read_it_in_both_languages() -> None:
     assert money(1_200_000_000, "CNY", "zh") == "¥12,000,000.00"
     assert money(5, "CNY") == "¥0.05"
     assert (money(1_200_000, "GPU_HOUR"), money(1_200_000, "GPU_HOUR", "zh")) == ("1,200.000 GPU-hours", "1,200.000 卡时")
-    assert money(5_000, "TOKEN", "zh") == "5,000 tokens"
+    assert money(5_000, "TOKEN", "zh") == "5,000 个 Token"
     assert money(1234, "XYZ") == "1,234 XYZ"  # an unknown unit: the integer and its code, never a guess

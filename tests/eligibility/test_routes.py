@@ -149,7 +149,7 @@ async def test_given_rules_fail_naming_the_innermost_failures(
         "region": "region 310115 is not in 330110",
         "ht": "lacks high_tech",
         "small": "headcount 120 > 10",
-        "not-soe": "not (holds state_owned)",
+        "not-soe": "excluded (holds state_owned)",
         "/all/3": "requested 801 minor units exceeds the remaining cap 800 minor units",
     }
     assert all(leaf["passed"] is False for leaf in body["failed"])
@@ -186,13 +186,14 @@ BUILTINS = [
      inline(remaining_cap=500), "requested 500 minor units within the remaining cap 500 minor units",
      inline(remaining_cap=499), "requested 500 minor units exceeds the remaining cap 499 minor units"),
     ({"fact": "enterprise.industry_code", "op": "in", "value": ["I6513", "I6520"]},
-     inline(), None,
-     inline({"industry_code": "C3011"}), None),
+     inline(), "industry code is I6513, which is one of I6513, I6520",
+     inline({"industry_code": "C3011"}), "industry code is C3011, which does not meet the condition: one of I6513, I6520"),
     ({"fact": "enterprise.founded_on", "op": "<=", "value": {"years_before_application": 3}},
-     inline({"founded_on": "2023-03-02"}), "enterprise.founded_on (2023-03-02) is at most 2023-03-02",
-     inline({"founded_on": "2023-03-03"}), "enterprise.founded_on (2023-03-03) fails: is at most 2023-03-02"),
+     inline({"founded_on": "2023-03-02"}), "founding date is 2023-03-02, which is on or before 2023-03-02",
+     inline({"founded_on": "2023-03-03"}),
+     "founding date is 2023-03-03, which does not meet the condition: on or before 2023-03-02"),
     ({"fact": "request.requested_amount", "op": ">=", "value": 500},
-     inline(), "request.requested_amount (500 minor units) is at least 500 minor units",
+     inline(), "requested amount is 500 minor units, which is at least 500 minor units",
      None, None),
 ]
 
@@ -225,7 +226,7 @@ async def test_a_fact_that_is_not_given_fails_and_says_so(client: httpx.AsyncCli
     assert body["passed"] is False
     assert [(f["rule"], f["reason"]) for f in body["failed"]] == [
         ("hc", "headcount is not known"), ("founded", "founding date is not known"),
-        ("ind", "enterprise.industry_code is not known")]
+        ("ind", "industry code is not known")]
 
 
 # -- dry run of a programme's rules and an enterprise on file ------------------------------------
@@ -350,7 +351,7 @@ async def test_without_a_programme_the_remaining_cap_is_unknown(
     clock.advance(hours=15, minutes=30)  # 2026-03-02T16:30Z = 2026-03-03 00:30 in Shanghai
     body = await verdict(client, operator_key, {"rules": rules, "enterprise_id": firm["id"], "requested_amount": 1})
     assert [(r["rule"], r["passed"], r["reason"]) for r in body["result"]["rules"]] == [
-        ("cap", False, "the remaining cap (no programme) is not known"),
+        ("cap", False, "the remaining cap is not known without a programme"),
         ("founded", True, "founded 2025-03-03, at least 1 year(s) before the application"),
     ]
 
@@ -536,9 +537,9 @@ async def test_chinese_reasons_for_a_chinese_reader(client: httpx.AsyncClient, o
         result = response.json()
         assert result["result"]["reason"] == "4 项条件中有 2 项不满足"
         assert [(f["rule"], f["reason"]) for f in result["failed"]] == [
-            ("region", "注册地 310115 不属于 330110"), ("/all/3", "申请金额 900（最小单位）超过剩余额度 800（最小单位）")]
+            ("region", "注册地 310115 不属于 330110"), ("/all/3", "申请金额 900（最小单位），超过剩余额度 800（最小单位）")]
         assert result["result"]["rules"][1]["reason"] == "至少一项条件满足"
-        assert result["result"]["rules"][2]["reason"] == "非（缺少资质：state_owned）"
+        assert result["result"]["rules"][2]["reason"] == "不属于排除情形（缺少资质：state_owned）"
 
 
 async def test_chinese_reasons_of_each_builtin(client: httpx.AsyncClient, operator_key: str) -> None:
@@ -561,8 +562,33 @@ async def test_chinese_reasons_of_each_builtin(client: httpx.AsyncClient, operat
         "founded": "成立于 2021-06-01，不满 5 年",
         "clean": "2025-01-02 有失信记录",
         "cert": "具备资质：high_tech",
-        "cap": "申请金额 10（最小单位）未超过剩余额度 800（最小单位）",
+        "cap": "申请金额 10（最小单位），未超过剩余额度 800（最小单位）",
     }
+
+
+async def test_chinese_reasons_of_comparisons_name_the_fact(client: httpx.AsyncClient, operator_key: str) -> None:
+    """A comparison says which fact in words (年营业收入, not enterprise.annual_revenue), its value, the condition."""
+    rules = {"all": [
+        {"id": "revenue", "fact": "enterprise.annual_revenue", "op": "<", "value": 6_000_000_000},
+        {"id": "young", "fact": "enterprise.founded_on", "op": ">=", "value": {"years_before_application": 3}},
+        {"id": "region", "fact": "enterprise.region_code", "op": "in", "value": ["330110", "330106"]},
+        {"id": "staff", "fact": "enterprise.headcount", "op": "<=", "value": 100},
+        {"id": "certs", "fact": "enterprise.certifications", "op": "in", "value": ["sme"]},
+        {"id": "finance", "not": {"fact": "enterprise.industry_code", "op": "in", "value": ["J6611", "J6621"]}},
+        {"id": "asked", "fact": "request.requested_amount", "op": "<=", "value": 5},
+    ]}
+    body = await verdict(client, operator_key, {"rules": rules, "facts": inline(), "requested_amount": 10,
+                                                "application_date": DAY}, **{"Accept-Language": "zh-CN"})
+    assert {r["rule"]: r["reason"] for r in body["result"]["rules"]} == {
+        "revenue": "年营业收入为 ¥50,000,000.00，低于 ¥60,000,000.00",
+        "young": "成立日期为 2021-06-01，不符合“不早于 2023-03-02”的条件",
+        "region": "注册地为 330110，属于 330110、330106",
+        "staff": "员工人数为 120，不符合“不超过 100”的条件",
+        "certs": "所持资质（high_tech、sme）至少包含以下一项：sme",
+        "finance": "不属于排除情形（行业代码为 I6513，不符合“属于 J6611、J6621”的条件）",
+        "asked": "申请金额为 10（最小单位），不符合“不超过 5（最小单位）”的条件",
+    }
+    assert body["result"]["reason"] == "7 项条件中有 3 项不满足"
 
 
 async def test_english_otherwise_and_never_a_500(client: httpx.AsyncClient, operator_key: str) -> None:

@@ -9,7 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.voucher.eligibility.rules import Facts, RuleError, evaluate, validate, years_before
+from services.voucher.eligibility.rules import (
+    FACTS,
+    Facts,
+    RuleError,
+    evaluate,
+    validate,
+    years_before,
+)
 
 DAY = date(2026, 3, 2)
 SME = {"region_code": "330110", "headcount": 120, "annual_revenue": 50_000_000_00, "founded_on": "2021-06-01",
@@ -80,7 +87,8 @@ def test_combinators_and_failed_leaves() -> None:
 
 def test_a_missing_fact_fails_and_says_so() -> None:
     outcome = evaluate({"check": "headcount_at_most", "value": 5}, facts(enterprise={"headcount": None}))
-    assert not outcome.passed and "not known" in outcome.reason_en and "缺少" in outcome.reason_zh
+    assert not outcome.passed and outcome.unknown
+    assert (outcome.reason_en, outcome.reason_zh) == ("headcount is not known", "缺少员工人数信息")
 
 
 def test_reasons_are_bilingual() -> None:
@@ -98,20 +106,61 @@ def test_amounts_in_reasons_read_as_money_in_both_languages() -> None:
     cap = {"check": "requested_within_remaining_cap"}
     within = evaluate(cap, facts(requested_amount=30_000_000, remaining_cap=700_000_000, unit="CNY"))
     assert within.reason_en == "requested ¥300,000.00 within the remaining cap ¥7,000,000.00"
-    assert within.reason_zh == "申请金额 ¥300,000.00 未超过剩余额度 ¥7,000,000.00"
+    assert within.reason_zh == "申请金额 ¥300,000.00，未超过剩余额度 ¥7,000,000.00"
     hours = evaluate(cap, facts(requested_amount=1_200_001, remaining_cap=1_200_000, unit="GPU_HOUR"))
     assert hours.reason_en == "requested 1,200.001 GPU-hours exceeds the remaining cap 1,200.000 GPU-hours"
-    assert hours.reason_zh == "申请金额 1,200.001 卡时 超过剩余额度 1,200.000 卡时"
+    assert hours.reason_zh == "申请金额 1,200.001 卡时，超过剩余额度 1,200.000 卡时"
     # No programme, no unit: the figure says what it counts rather than pass for yuan.
     unknown = evaluate(cap, facts(requested_amount=900, remaining_cap=800))
     assert unknown.reason_en == "requested 900 minor units exceeds the remaining cap 800 minor units"
-    assert unknown.reason_zh == "申请金额 900（最小单位）超过剩余额度 800（最小单位）"
+    assert unknown.reason_zh == "申请金额 900（最小单位），超过剩余额度 800（最小单位）"
     compared = evaluate({"fact": "enterprise.annual_revenue", "op": "in", "value": [100, 1_200_000_000]},
                         facts(enterprise={"annual_revenue": 1_200_000_000}))
-    assert compared.reason_en == "enterprise.annual_revenue (¥12,000,000.00) is one of ¥1.00, ¥12,000,000.00"
-    assert compared.reason_zh == "enterprise.annual_revenue（¥12,000,000.00）满足：属于 ¥1.00、¥12,000,000.00"
+    assert compared.reason_en == "annual revenue is ¥12,000,000.00, which is one of ¥1.00, ¥12,000,000.00"
+    assert compared.reason_zh == "年营业收入为 ¥12,000,000.00，属于 ¥1.00、¥12,000,000.00"
     headcount = evaluate({"fact": "enterprise.headcount", "op": "<=", "value": 100}, facts())
-    assert headcount.reason_en == "enterprise.headcount (120) fails: is at most 100"  # a count, not money
+    assert headcount.reason_en == "headcount is 120, which does not meet the condition: at most 100"  # a count
+    assert headcount.reason_zh == "员工人数为 120，不符合“不超过 100”的条件"
+    asked = evaluate({"fact": "request.requested_amount", "op": ">=", "value": 500}, facts(requested_amount=900))
+    assert asked.reason_en == "requested amount is 900 minor units, which is at least 500 minor units"
+    assert asked.reason_zh == "申请金额为 900（最小单位），不低于 500（最小单位）"
+
+
+def test_reasons_name_every_fact_by_its_label_never_its_id() -> None:
+    """Comparisons read as sentences in both languages: the fact's label, its value, the condition."""
+    labels = {"enterprise.uscc": ("unified social credit code", "统一社会信用代码"),
+              "enterprise.region_code": ("region", "注册地"), "enterprise.headcount": ("headcount", "员工人数"),
+              "enterprise.annual_revenue": ("annual revenue", "年营业收入"),
+              "enterprise.founded_on": ("founding date", "成立日期"),
+              "enterprise.industry_code": ("industry code", "行业代码"),
+              "enterprise.certifications": ("certifications", "资质"),
+              "request.requested_amount": ("requested amount", "申请金额"),
+              "request.remaining_cap": ("remaining cap", "剩余额度")}
+    assert set(labels) == set(FACTS)
+    for fact, (english, chinese) in labels.items():
+        if fact == "request.requested_amount":  # always known: 0 when not given
+            continue
+        missing = evaluate({"fact": fact, "op": "==", "value": ["x"] if FACTS[fact] is list else 1},
+                           facts(enterprise={fact.partition(".")[2]: None}, remaining_cap=None))
+        assert (missing.reason_en, missing.reason_zh) == (f"{english} is not known", f"缺少{chinese}信息"), fact
+    founded = {"fact": "enterprise.founded_on", "op": "<=", "value": {"years_before_application": 1}}
+    late = evaluate(founded, facts(enterprise={"founded_on": "2025-06-01"}))
+    assert late.reason_en == "founding date is 2025-06-01, which does not meet the condition: on or before 2025-03-02"
+    assert late.reason_zh == "成立日期为 2025-06-01，不符合“不晚于 2025-03-02”的条件"
+    assert evaluate(founded, facts()).reason_zh == "成立日期为 2021-06-01，不晚于 2025-03-02"
+    region = evaluate({"fact": "enterprise.region_code", "op": "in", "value": ["330110", "330106"]}, facts())
+    assert region.reason_en == "region is 330110, which is one of 330110, 330106"
+    assert region.reason_zh == "注册地为 330110，属于 330110、330106"
+    finance = {"not": {"fact": "enterprise.industry_code", "op": "in", "value": ["J6611", "J6621"]}}
+    excluded = evaluate(finance, facts(enterprise={"industry_code": "J6611"}))
+    assert excluded.reason_en == "excluded (industry code is J6611, which is one of J6611, J6621)"
+    assert excluded.reason_zh == "属于排除情形（行业代码为 J6611，属于 J6611、J6621）"
+    kept = evaluate(finance, facts())
+    assert kept.reason_en == "not excluded (industry code is I6513, which does not meet the condition: one of " \
+        "J6611, J6621)"
+    assert kept.reason_zh == "不属于排除情形（行业代码为 I6513，不符合“属于 J6611、J6621”的条件）"
+    for outcome in (late, region, excluded, kept):
+        assert "enterprise." not in outcome.reason_en + outcome.reason_zh
 
 
 def test_validation_problems_are_catalogue_messages() -> None:
@@ -224,8 +273,15 @@ def test_not_in_on_a_list_fact_means_they_share_none() -> None:
     rule = {"fact": "enterprise.certifications", "op": "not_in", "value": ["dishonest_listed"]}
     assert not _passes(rule, certifications=["sme", "dishonest_listed"])
     outcome = evaluate(rule, _firm(certifications=["sme", "dishonest_listed"]))
-    assert outcome.reason_en == "enterprise.certifications (dishonest_listed, sme) fails: include none of " \
-        "dishonest_listed"
+    assert outcome.reason_en == "the certifications held (dishonest_listed, sme) do not meet the condition that " \
+        "they include none of dishonest_listed"
+    assert outcome.reason_zh == "所持资质（dishonest_listed、sme）不符合“不包含以下任何一项：dishonest_listed”的条件"
+    held = evaluate({"fact": "enterprise.certifications", "op": "in", "value": ["sme", "high_tech"]}, _firm())
+    assert held.reason_en == "the certifications held (high_tech, sme) include at least one of sme, high_tech"
+    assert held.reason_zh == "所持资质（high_tech、sme）至少包含以下一项：sme、high_tech"
+    none = evaluate({"fact": "enterprise.certifications", "op": "==", "value": ["sme"]}, _firm(certifications=[]))
+    assert none.reason_en == "the certifications held (none) do not meet the condition that they are exactly sme"
+    assert none.reason_zh == "所持资质（无）不符合“与 sme 完全相同”的条件"
     assert _passes(rule, certifications=["sme"])
 
 
@@ -246,7 +302,7 @@ def test_a_missing_fact_stays_failed_under_not() -> None:
     rule = {"not": {"fact": "enterprise.industry_code", "op": "in", "value": ["J6611"]}}
     outcome = evaluate(rule, _firm(industry_code=None))
     assert (outcome.passed, outcome.unknown) == (False, True)
-    assert outcome.reason_en.startswith("cannot tell")
+    assert (outcome.reason_en, outcome.reason_zh) == ("cannot tell: industry code is not known", "无法判断：缺少行业代码信息")
     assert _passes(rule, industry_code="C3911")
     assert not _passes(rule, industry_code="J6611")
     # Unknown inside all/any under not: still unknown, never a pass.

@@ -27,16 +27,26 @@ async def _hold(world: World, amount: Any, key: str, **headers: str) -> httpx.Re
                                    headers=auth(world.provider_key, **{"Idempotency-Key": key}, **headers))
 
 
-@pytest.mark.parametrize(("given", "minor"), [(100.50, "10050"), ("100.50", "10050"), (0.5, "50"), ("7", None)])
-async def test_a_decimal_amount_is_answered_with_the_integer_to_send(world: World, given: Any, minor: str | None) -> None:
+@pytest.mark.parametrize(("given", "fen", "milli"), [
+    (100.50, "10050", "100500"), ("100.50", "10050", "100500"), (0.5, "50", "500"), ("2.125", None, "2125"),
+    ("7", None, None), (True, None, None),
+])
+async def test_a_decimal_amount_is_answered_with_the_integer_in_each_unit(
+    world: World, given: Any, fen: str | None, milli: str | None
+) -> None:
+    """The field does not know the voucher's unit, so the answer never guesses it: it gives
+    the integer for each unit the figure could be in, and none for a figure without a point."""
     problem = assert_problem(await _hold(world, given, f"dec-{given!r}"), 422, "validation_failed")
     (error,) = problem["errors"]
     assert error["pointer"] == "/line_items/0/amount"
-    assert "fen" in error["message"]
-    if minor:
-        assert error["message"].endswith(f"is {minor}")
+    message = error["message"]
+    assert "fen" in message and "thousandths" in message
+    assert (f"is {fen})" in message) == (fen is not None) and (f"is {milli})" in message) == (milli is not None)
+    if given == 100.50:
+        assert "¥100.50 is 10050" in message and "100.500 GPU-hours is 100500" in message
     chinese = assert_problem(await _hold(world, given, f"dec-zh-{given!r}", **ZH), 422, "validation_failed")
-    assert "分" in chinese["errors"][0]["message"] and (minor is None or minor in chinese["errors"][0]["message"])
+    message = chinese["errors"][0]["message"]
+    assert "分" in message and "卡时" in message and (fen is None or f"应写作 {fen}" in message)
 
 
 async def test_field_errors_are_chinese_in_a_chinese_answer(world: World) -> None:
@@ -51,9 +61,11 @@ async def test_a_body_that_is_not_json_is_415(client: httpx.AsyncClient, operato
                                  headers=auth(operator_key, **{"content-type": content_type}))
     problem = assert_problem(response, 415, "unsupported_media_type")
     assert "application/json" in problem["detail"]
+    assert content_type.split(";")[0] not in problem["detail"]  # the caller's header is not echoed
     chinese = await client.post("/v1/enterprises", content=b"a=b",
                                 headers=auth(operator_key, **{"content-type": content_type}, **ZH))
-    assert "JSON" in assert_problem(chinese, 415, "unsupported_media_type")["detail"]
+    detail = assert_problem(chinese, 415, "unsupported_media_type")["detail"]
+    assert chinese.headers["content-language"] == "zh-CN" and "请以 JSON 格式发送请求体" in detail
 
 
 async def test_a_json_flavoured_media_type_is_json(client: httpx.AsyncClient, operator_key: str) -> None:
@@ -93,3 +105,28 @@ async def test_an_unknown_query_parameter_is_refused(client: httpx.AsyncClient, 
     assert known.status_code == 200
     single = await client.get("/v1/me", params={"x": "1"}, headers=auth(operator_key))
     assert assert_problem(single, 422, "validation_failed")["errors"][0]["message"] == "this operation takes no query parameters"
+
+
+async def test_without_a_key_an_unknown_parameter_is_a_401_not_a_list_of_parameters(client: httpx.AsyncClient) -> None:
+    response = await client.get("/v1/programmes", params={"x": "1"})
+    assert_problem(response, 401, "unauthenticated")
+    assert "limit" not in response.text
+    assert_problem(await client.post("/v1/enterprises", params={"x": "1"}, json={}), 401, "unauthenticated")
+
+
+async def test_a_public_operation_refuses_an_unknown_parameter_too(client: httpx.AsyncClient) -> None:
+    problem = assert_problem(await client.get("/v1/problems", params={"x": "1"}), 422, "validation_failed")
+    assert problem["errors"][0]["type"] == "unknown_parameter"
+    assert (await client.get("/healthz")).status_code == 200
+
+
+@pytest.mark.parametrize("number", [0, 1775347200, "1775347200", 0.5])
+async def test_a_number_is_not_a_day(world: World, number: Any) -> None:
+    """`paid_on: 1775347200` was read as 2026-04-05 (a Unix time): refused, with the form to use."""
+    body = {"period_start": number, "period_end": "2026-01-31", "provider_id": world.provider["id"],
+            "programme_id": world.programme["id"]}
+    response = await world.client.post("/v1/settlements", json=body,
+                                       headers=auth(world.operator, **{"Idempotency-Key": f"day-{number!r}"}))
+    problem = assert_problem(response, 422, "validation_failed")
+    (error,) = problem["errors"]
+    assert error["pointer"] == "/period_start" and "YYYY-MM-DD" in error["message"]

@@ -113,3 +113,9 @@ async def test_a_405_allows_every_method_of_the_path_not_only_the_first_routes(
     response = await client.request(method, path)
     assert_problem(response, 405, "method_not_allowed")
     assert response.headers["allow"] == allow
+
+
+async def test_a_405_on_a_route_outside_the_document_still_names_its_methods(client: httpx.AsyncClient) -> None:
+    response = await client.post("/openapi.json")
+    assert_problem(response, 405, "method_not_allowed")
+    assert response.headers["allow"] and "GET" in response.headers["allow"]

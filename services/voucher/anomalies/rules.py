@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from services.voucher.i18n import Message, msg
-from services.voucher.money import BPS_DENOMINATOR, MAX_AMOUNT, format_for_people
+from services.voucher.money import BPS_DENOMINATOR, MAX_AMOUNT, format_for_people, percent
 
 
 class AnomalyRule(StrEnum):
@@ -180,12 +180,6 @@ def money(amount: int, unit: str, language: str = "en") -> str:
     """An amount in minor units as people read it, in "en" or "zh": ¥1,234.56 (both languages),
     1,200.000 GPU-hours / 1,200.000 卡时, 5,000 tokens (money.format_for_people)."""
     return format_for_people(amount, unit, language)
-
-
-def percent(bps: int) -> str:
-    """Basis points as a percentage, e.g. 1250 → '12.5%', 5000 → '50%'."""
-    whole, rest = divmod(bps, 100)
-    return f"{whole}%" if rest == 0 else f"{whole}.{rest:02d}".rstrip("0") + "%"
 
 
 def when(at: datetime) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from services.voucher.applications.rules import ApplicationStatus
 from services.voucher.eligibility.schemas import Eligibility
 from services.voucher.i18n import msg
+from services.voucher.instants import Day
 from services.voucher.money import MAX_AMOUNT
 
 _ID = "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e30"
@@ -26,9 +27,9 @@ class Contract(BaseModel):
     number: str = Field(min_length=1, max_length=64, description="Compared without case or white space.")
     provider_id: uuid.UUID = Field(description="The counterparty: a registered provider.")
     amount: int = Field(ge=1, le=MAX_AMOUNT, strict=True, description="Contract value, in the programme's unit.")
-    signed_on: date
-    starts_on: date
-    ends_on: date
+    signed_on: Day
+    starts_on: Day
+    ends_on: Day
 
     @model_validator(mode="after")
     def _dates(self) -> Contract:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.voucher.claims.rules import ClaimStatus
+from services.voucher.instants import Day
 from services.voucher.money import MAX_AMOUNT
 from services.voucher.redemption.schemas import LineItem
 
@@ -49,7 +50,7 @@ class ClaimCreate(BaseModel):
     invoice_code: str | None = Field(default=None, min_length=1, max_length=64,
                                      description="An older VAT invoice's code (10 or 12 digits); none for a fully "
                                                  "digital invoice.")
-    invoice_date: date
+    invoice_date: Day
     amount_paid: int = Field(ge=1, le=MAX_AMOUNT, strict=True, description="Paid in full to the provider.")
     line_items: list[LineItem] = Field(min_length=1, max_length=100)
     documents: list[Document] = Field(min_length=1, max_length=20)
@@ -75,7 +76,7 @@ class ClaimPublic(BaseModel):
     contract_number: str
     invoice_number: str
     invoice_code: str | None = None
-    invoice_date: date
+    invoice_date: Day
     amount_paid: int
     unit: str
     line_items: list[dict[str, Any]]
@@ -85,7 +86,7 @@ class ClaimPublic(BaseModel):
     status: ClaimStatus
     status_reason: str | None
     payment_reference: str | None
-    paid_on: date | None
+    paid_on: Day | None
     created_at: datetime
     updated_at: datetime
 
@@ -108,4 +109,4 @@ class ClaimPayment(BaseModel):
         {"reference": "ICBC-20260410-77", "paid_on": "2026-04-10"}]})
 
     reference: str = Field(min_length=1, max_length=128)
-    paid_on: date
+    paid_on: Day

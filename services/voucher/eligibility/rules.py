@@ -15,9 +15,11 @@ ops `== != < <= > >= in not_in`; a date value may be relative to the application
     {"check": "requested_within_remaining_cap"}
 
 Any rule may carry an `id` (stable name for reports). Every evaluation returns, for every
-rule, pass or fail with a reason in zh-CN and in English; amounts in a reason are written as
-people read them (¥12,000,000.00): revenue is in CNY fen, the request's amounts in the
-programme's unit (`Facts.unit`). Validation problems are catalogue messages (i18n.msg).
+rule, pass or fail with a reason: a catalogue message (i18n.msg) that reads in zh-CN and in
+English, naming each fact by its label (FACT_LABELS: 年营业收入, "annual revenue"), never by its
+id. Amounts in a reason are written as people read them (¥12,000,000.00): revenue is in CNY fen,
+the request's amounts in the programme's unit (`Facts.unit`), or counted in minor units when no
+programme says. Validation problems are catalogue messages too.
 
 Pure: the standard library, services.voucher.money and services.voucher.i18n only.
 """
@@ -29,8 +31,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from services.voucher.i18n import Message, msg
-from services.voucher.money import Unit, format_for_people
+from services.voucher.i18n import Amount, Message, msg
+from services.voucher.money import Unit
 
 OPS = ("==", "!=", "<", "<=", ">", ">=", "in", "not_in")
 FACTS: dict[str, type] = {
@@ -61,6 +63,19 @@ AMOUNT_FACTS: dict[str, str | None] = {
     "enterprise.annual_revenue": Unit.CNY.value,  # revenue is in CNY whatever a programme's unit
     "request.requested_amount": None,
     "request.remaining_cap": None,
+}
+
+#: What each fact is called in a reason, in both languages.
+FACT_LABELS: dict[str, Message] = {
+    "enterprise.uscc": msg("unified social credit code"),
+    "enterprise.region_code": msg("region"),
+    "enterprise.headcount": msg("headcount"),
+    "enterprise.annual_revenue": msg("annual revenue"),
+    "enterprise.founded_on": msg("founding date"),
+    "enterprise.industry_code": msg("industry code"),
+    "enterprise.certifications": msg("certifications"),
+    "request.requested_amount": msg("requested amount"),
+    "request.remaining_cap": msg("remaining cap"),
 }
 
 
@@ -96,11 +111,19 @@ class Facts:
 class Outcome:
     rule_id: str
     passed: bool
-    reason_en: str
-    reason_zh: str
+    #: Why, as a catalogue message; `reason_en` and `reason_zh` are its two renderings.
+    reason: Message
     children: list[Outcome] = field(default_factory=list)
     #: Failed because a fact it needs is missing (not because the fact is wrong).
     unknown: bool = False
+
+    @property
+    def reason_en(self) -> str:
+        return self.reason.render("en")
+
+    @property
+    def reason_zh(self) -> str:
+        return self.reason.render("zh")
 
     def failed_leaves(self) -> list[Outcome]:
         """The innermost rules that explain a failure (a failing `not` explains itself)."""
@@ -262,54 +285,76 @@ def evaluate(rule: dict[str, Any], facts: Facts, at: str = "") -> Outcome:
         some_unknown = any(c.unknown for c in children)
         if kind == "all":
             passed, unknown = all(c.passed for c in children), not known_fail and some_unknown
+            failed = sum(not c.passed for c in children)
+            reason = msg("all conditions met") if passed else \
+                msg("{failed} of {total} conditions not met", failed=failed, total=len(children))
         else:
             passed = any(c.passed for c in children)
             unknown = not passed and some_unknown
-        failed = sum(not c.passed for c in children)
-        en = ("all conditions met" if passed else f"{failed} of {len(children)} conditions not met") if kind == "all" \
-            else ("at least one condition met" if passed else "no condition met")
-        zh = ("全部条件满足" if passed else f"{len(children)} 项条件中有 {failed} 项不满足") if kind == "all" \
-            else ("至少一项条件满足" if passed else "没有任何条件满足")
-        return Outcome(rule_id, passed, en, zh, children, unknown=unknown)
+            reason = msg("at least one condition met") if passed else msg("no condition met")
+        return Outcome(rule_id, passed, reason, children, unknown=unknown)
     if "not" in rule:
         inner = evaluate(rule["not"], facts, f"{at}/not")
         if inner.unknown:
-            return Outcome(rule_id, False, f"cannot tell: {inner.reason_en}", f"无法判断：{inner.reason_zh}",
-                           [inner], unknown=True)
-        return Outcome(rule_id, not inner.passed, f"not ({inner.reason_en})", f"非（{inner.reason_zh}）", [inner])
+            return Outcome(rule_id, False, msg("cannot tell: {reason}", reason=inner.reason), [inner], unknown=True)
+        if inner.passed:
+            return Outcome(rule_id, False, msg("excluded ({reason})", reason=inner.reason), [inner])
+        return Outcome(rule_id, True, msg("not excluded ({reason})", reason=inner.reason), [inner])
     if "fact" in rule:
         return _comparison(rule, facts, rule_id)
     return _builtin(rule, facts, rule_id)
 
 
-def _unknown(rule_id: str, en: str, zh: str) -> Outcome:
-    return Outcome(rule_id, False, f"{en} is not known", f"缺少信息：{zh}", unknown=True)
+#: A comparison's condition with its value: "at most 300" / 不超过 300.
+_CONDITIONS: dict[str, Callable[[Any], Message]] = {
+    "==": lambda value: msg("equal to {value}", value=value),
+    "!=": lambda value: msg("other than {value}", value=value),
+    "<": lambda value: msg("below {value}", value=value),
+    "<=": lambda value: msg("at most {value}", value=value),
+    ">": lambda value: msg("above {value}", value=value),
+    ">=": lambda value: msg("at least {value}", value=value),
+    "in": lambda value: msg("one of {value}", value=value),
+    "not_in": lambda value: msg("none of {value}", value=value),
+}
+#: The same over dates, which come before or after one another.
+_DATE_CONDITIONS: dict[str, Callable[[Any], Message]] = {
+    **_CONDITIONS,
+    "<": lambda value: msg("before {value}", value=value),
+    "<=": lambda value: msg("on or before {value}", value=value),
+    ">": lambda value: msg("after {value}", value=value),
+    ">=": lambda value: msg("on or after {value}", value=value),
+}
+#: A condition on a list fact (the certifications held), compared as sets.
+_LIST_CONDITIONS: dict[str, Callable[[Any], Message]] = {
+    "==": lambda value: msg("are exactly {value}", value=value),
+    "!=": lambda value: msg("are not exactly {value}", value=value),
+    "in": lambda value: msg("include at least one of {value}", value=value),
+    "not_in": lambda value: msg("include none of {value}", value=value),
+}
 
 
-_OP_TEXT = {"==": ("equals", "等于"), "!=": ("differs from", "不等于"), "<": ("is below", "小于"),
-            "<=": ("is at most", "不超过"), ">": ("is above", "大于"), ">=": ("is at least", "不少于"),
-            "in": ("is one of", "属于"), "not_in": ("is none of", "不属于")}
-_LIST_OP_TEXT = {"==": ("are exactly", "恰为"), "!=": ("are not exactly", "不恰为"),
-                 "in": ("include one of", "包含其一"), "not_in": ("include none of", "均不包含")}
+def _unknown(rule_id: str, label: Message) -> Outcome:
+    return Outcome(rule_id, False, msg("{fact} is not known", fact=label), unknown=True)
 
 
-def _figure(amount: int, unit: str | None, language: str) -> str:
+def _figure(amount: int, unit: str | None) -> Amount | Message:
     """An amount in minor units as people read it (¥12,000,000.00); with no unit known (no
     programme), the figure says it is counted in minor units rather than pass for yuan."""
     if unit is None:
-        return f"{amount:,}（最小单位）" if language == "zh" else f"{amount:,} minor units"
-    return format_for_people(amount, unit, language)
+        return msg("{figure} minor units", figure=format(amount, ","))
+    return Amount(amount, unit)
 
 
-def _shown(value: Any, language: str, *, amount: bool = False, unit: str | None = None) -> str:
-    """A fact or a rule's value as text in `language`: dates ISO, lists joined, amounts as money."""
+def _shown(value: Any, *, amount: bool = False, unit: str | None = None) -> Any:
+    """A fact or a rule's value as a message parameter: dates ISO, lists as lists (joined when
+    rendered), amounts as money."""
     if isinstance(value, list):
-        return ("、" if language == "zh" else ", ").join(_shown(v, language, amount=amount, unit=unit) for v in value)
+        return [_shown(v, amount=amount, unit=unit) for v in value]
     if isinstance(value, date):
         return value.isoformat()
     if amount and isinstance(value, int) and not isinstance(value, bool):
-        return _figure(value, unit, language)
-    return str(value)
+        return _figure(value, unit)
+    return value
 
 
 def _as_date(value: Any, facts: Facts) -> date | None:
@@ -320,41 +365,38 @@ def _as_date(value: Any, facts: Facts) -> date | None:
 
 def _comparison(rule: dict[str, Any], facts: Facts, rule_id: str) -> Outcome:
     fact, op, value = rule["fact"], rule["op"], rule["value"]
-    kind, actual = FACTS[fact], facts.get(fact)
+    kind, actual, label = FACTS[fact], facts.get(fact), FACT_LABELS[fact]
     if kind is date:
         actual = _as_date(actual, facts) if actual is not None else None
         value = [_as_date(v, facts) for v in value] if isinstance(value, list) else _as_date(value, facts)
     if actual is None:
-        return _unknown(rule_id, fact, fact)
+        return _unknown(rule_id, label)
     is_amount, unit = fact in AMOUNT_FACTS, AMOUNT_FACTS.get(fact) or facts.unit
     if kind is list:
         held, listed = set(actual), set(value)
         passed = {"in": bool(held & listed), "not_in": not held & listed,
                   "==": held == listed, "!=": held != listed}[op]
-        en_op, zh_op = _LIST_OP_TEXT[op]
-        actual_en = _shown(sorted(held), "en") or "none"
-        actual_zh = _shown(sorted(held), "zh") or "无"
-    else:
-        comparisons: dict[str, Callable[[], bool]] = {
-            "==": lambda: actual == value, "!=": lambda: actual != value,
-            "<": lambda: actual < value, "<=": lambda: actual <= value,
-            ">": lambda: actual > value, ">=": lambda: actual >= value,
-            "in": lambda: actual in value, "not_in": lambda: actual not in value,
-        }
-        try:
-            passed = comparisons[op]()
-        except TypeError:  # a fact of the wrong type (inline facts): it cannot be judged
-            return _unknown(rule_id, fact, fact)
-        en_op, zh_op = _OP_TEXT[op]
-        actual_en = _shown(actual, "en", amount=is_amount, unit=unit)
-        actual_zh = _shown(actual, "zh", amount=is_amount, unit=unit)
-    value_en = _shown(value, "en", amount=is_amount, unit=unit)
-    value_zh = _shown(value, "zh", amount=is_amount, unit=unit)
-    if passed:
-        return Outcome(rule_id, True, f"{fact} ({actual_en}) {en_op} {value_en}",
-                       f"{fact}（{actual_zh}）满足：{zh_op} {value_zh}")
-    return Outcome(rule_id, False, f"{fact} ({actual_en}) fails: {en_op} {value_en}",
-                   f"{fact}（{actual_zh}）不满足：{zh_op} {value_zh}")
+        holding, condition = sorted(held) or msg("none"), _LIST_CONDITIONS[op](_shown(value))
+        return Outcome(rule_id, passed, msg("the {fact} held ({actual}) {condition}", fact=label, actual=holding,
+                                            condition=condition) if passed
+                       else msg("the {fact} held ({actual}) do not meet the condition that they {condition}", fact=label,
+                                actual=holding, condition=condition))
+    comparisons: dict[str, Callable[[], bool]] = {
+        "==": lambda: actual == value, "!=": lambda: actual != value,
+        "<": lambda: actual < value, "<=": lambda: actual <= value,
+        ">": lambda: actual > value, ">=": lambda: actual >= value,
+        "in": lambda: actual in value, "not_in": lambda: actual not in value,
+    }
+    try:
+        passed = comparisons[op]()
+    except TypeError:  # a fact of the wrong type (inline facts): it cannot be judged
+        return _unknown(rule_id, label)
+    actual = _shown(actual, amount=is_amount, unit=unit)
+    condition = (_DATE_CONDITIONS if kind is date else _CONDITIONS)[op](_shown(value, amount=is_amount, unit=unit))
+    return Outcome(rule_id, passed, msg("{fact} is {actual}, which is {condition}", fact=label, actual=actual,
+                                        condition=condition) if passed
+                   else msg("{fact} is {actual}, which does not meet the condition: {condition}", fact=label,
+                            actual=actual, condition=condition))
 
 
 def _builtin(rule: dict[str, Any], facts: Facts, rule_id: str) -> Outcome:
@@ -362,52 +404,44 @@ def _builtin(rule: dict[str, Any], facts: Facts, rule_id: str) -> Outcome:
     if name == "region_in":
         region = e.get("region_code")
         if region is None:
-            return _unknown(rule_id, "region", "注册地")
+            return _unknown(rule_id, FACT_LABELS["enterprise.region_code"])
         ok = region in rule["regions"]
-        return Outcome(rule_id, ok, f"region {region} {'is' if ok else 'is not'} in {_shown(rule['regions'], 'en')}",
-                       f"注册地 {region} {'属于' if ok else '不属于'} {_shown(rule['regions'], 'zh')}")
+        return Outcome(rule_id, ok, msg("region {region} is in {regions}", region=region, regions=rule["regions"])
+                       if ok else msg("region {region} is not in {regions}", region=region, regions=rule["regions"]))
     if name in ("headcount_at_most", "revenue_at_most"):
-        revenue = name == "revenue_at_most"
-        key, en, zh = ("annual_revenue", "annual revenue", "年营业收入") if revenue \
-            else ("headcount", "headcount", "员工人数")
-        actual = e.get(key)
+        fact = "enterprise.annual_revenue" if name == "revenue_at_most" else "enterprise.headcount"
+        actual, limit = e.get(fact.partition(".")[2]), rule["value"]
         if actual is None:
-            return _unknown(rule_id, en, zh)
-        ok = actual <= rule["value"]
-        unit = AMOUNT_FACTS["enterprise.annual_revenue"]
-        shown = {language: (_shown(actual, language, amount=revenue, unit=unit),
-                            _shown(rule["value"], language, amount=revenue, unit=unit)) for language in ("en", "zh")}
-        return Outcome(rule_id, ok, f"{en} {shown['en'][0]} {'≤' if ok else '>'} {shown['en'][1]}",
-                       f"{zh} {shown['zh'][0]} {'不超过' if ok else '超过'} {shown['zh'][1]}")
+            return _unknown(rule_id, FACT_LABELS[fact])
+        ok, label, unit = actual <= limit, FACT_LABELS[fact], AMOUNT_FACTS.get(fact)
+        actual, limit = (_shown(n, amount=fact in AMOUNT_FACTS, unit=unit) for n in (actual, limit))
+        return Outcome(rule_id, ok, msg("{fact} {actual} ≤ {limit}", fact=label, actual=actual, limit=limit) if ok
+                       else msg("{fact} {actual} > {limit}", fact=label, actual=actual, limit=limit))
     if name == "founded_at_least_years":
         founded = e.get("founded_on")
         founded = _parse_date(founded) if isinstance(founded, str) else founded
         if founded is None:
-            return _unknown(rule_id, "founding date", "成立日期")
-        latest = years_before(facts.application_date, rule["years"])
-        ok = founded <= latest
-        return Outcome(rule_id, ok, f"founded {founded.isoformat()}, {'at least' if ok else 'less than'} "
-                       f"{rule['years']} year(s) before the application",
-                       f"成立于 {founded.isoformat()}，{'已满' if ok else '不满'} {rule['years']} 年")
+            return _unknown(rule_id, FACT_LABELS["enterprise.founded_on"])
+        ok = founded <= years_before(facts.application_date, rule["years"])
+        return Outcome(rule_id, ok, msg("founded {day}, at least {years} year(s) before the application",
+                                        day=founded.isoformat(), years=rule["years"]) if ok
+                       else msg("founded {day}, less than {years} year(s) before the application",
+                                day=founded.isoformat(), years=rule["years"]))
     if name == "no_blacklist_within_years":
         since = years_before(facts.application_date, rule["years"])
         recent = sorted(d for d in facts.blacklist_dates if d >= since)
-        ok = not recent
-        return Outcome(rule_id, ok, "no dishonesty (失信) record in the last "
-                       f"{rule['years']} year(s)" if ok else f"dishonesty (失信) record on {recent[-1].isoformat()}",
-                       f"近 {rule['years']} 年无失信记录" if ok else f"{recent[-1].isoformat()} 有失信记录")
+        return Outcome(rule_id, not recent,
+                       msg("dishonesty (失信) record on {day}", day=recent[-1].isoformat()) if recent
+                       else msg("no dishonesty (失信) record in the last {years} year(s)", years=rule["years"]))
     if name == "has_certifications":
         held = set(e.get("certifications") or [])
         missing = [c for c in rule["certifications"] if c not in held]
-        ok = not missing
-        return Outcome(rule_id, ok, "holds " + ", ".join(rule["certifications"]) if ok
-                       else "lacks " + ", ".join(missing),
-                       "具备资质：" + "、".join(rule["certifications"]) if ok else "缺少资质：" + "、".join(missing))
+        return Outcome(rule_id, not missing, msg("lacks {certifications}", certifications=missing) if missing
+                       else msg("holds {certifications}", certifications=rule["certifications"]))
     if facts.remaining_cap is None:  # requested_within_remaining_cap, judged with no programme
-        return _unknown(rule_id, "the remaining cap (no programme)", "剩余额度")
+        return Outcome(rule_id, False, msg("the remaining cap is not known without a programme"), unknown=True)
     ok = facts.requested_amount <= facts.remaining_cap  # requested_within_remaining_cap
-    requested = {language: _figure(facts.requested_amount, facts.unit, language) for language in ("en", "zh")}
-    remaining = {language: _figure(facts.remaining_cap, facts.unit, language) for language in ("en", "zh")}
-    return Outcome(rule_id, ok, f"requested {requested['en']} {'within' if ok else 'exceeds'} the remaining "
-                   f"cap {remaining['en']}",
-                   f"申请金额 {requested['zh']} {'未超过' if ok else '超过'}剩余额度 {remaining['zh']}".replace("） ", "）"))
+    requested, limit = _figure(facts.requested_amount, facts.unit), _figure(facts.remaining_cap, facts.unit)
+    return Outcome(rule_id, ok, msg("requested {requested} within the remaining cap {limit}",
+                                    requested=requested, limit=limit) if ok
+                   else msg("requested {requested} exceeds the remaining cap {limit}", requested=requested, limit=limit))

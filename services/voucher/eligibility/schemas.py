@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.voucher.i18n import msg
+from services.voucher.instants import Day
 from services.voucher.money import MAX_AMOUNT
 
 
@@ -73,7 +74,7 @@ class EnterpriseFacts(BaseModel):
     region_code: str | None = Field(default=None, max_length=6)
     headcount: int | None = Field(default=None, ge=0, strict=True)
     annual_revenue: int | None = Field(default=None, ge=0, le=MAX_AMOUNT, strict=True)
-    founded_on: date | None = None
+    founded_on: Day | None = None
     industry_code: str | None = Field(default=None, max_length=16)
     certifications: list[str] = Field(default_factory=list, max_length=50)
 
@@ -101,7 +102,7 @@ class DryRun(BaseModel):
     enterprise_id: uuid.UUID | None = None
     facts: InlineFacts | None = None
     requested_amount: int = Field(default=0, ge=0, le=MAX_AMOUNT, strict=True)
-    application_date: date | None = Field(default=None, description="Judge as of this day (default: today).")
+    application_date: Day | None = Field(default=None, description="Judge as of this day (default: today).")
 
     @model_validator(mode="after")
     def _sources(self) -> DryRun:

@@ -25,8 +25,7 @@ from services.voucher.vouchers import service as vouchers
 
 DEFAULT_ZONE = "Asia/Shanghai"
 #: What a programme without rules is judged by: nothing to fail.
-NO_RULES_EN = "the programme sets no eligibility rules"
-NO_RULES_ZH = "本计划未设资格条件"
+NO_RULES = msg("the programme sets no eligibility rules")
 
 
 @dataclass(frozen=True)
@@ -77,7 +76,7 @@ def judge(rule_set: dict[str, Any] | None, version: int | None, facts: Facts) ->
     """Rules are validated when saved; rules stored before that check existed are validated
     here too, so a bad one is a clear refusal, never a crash."""
     if rule_set is None:
-        return Verdict(version, Outcome("/", True, NO_RULES_EN, NO_RULES_ZH))
+        return Verdict(version, Outcome("/", True, NO_RULES))
     try:
         validate(rule_set)
     except RuleError as exc:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.voucher.instants import Day
 from services.voucher.money import MAX_AMOUNT
 from services.voucher.registry_schemas import PatchModel, RelatedParty, Uscc
 
@@ -33,10 +34,10 @@ class BlacklistRecord(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    recorded_on: date
+    recorded_on: Day
     authority: str = Field(min_length=1, max_length=200)
     reason: str = Field(default="", max_length=1000)
-    lifted_on: date | None = None
+    lifted_on: Day | None = None
 
 
 class EnterpriseFields(BaseModel):
@@ -44,7 +45,7 @@ class EnterpriseFields(BaseModel):
     region_code: str = RegionCode
     headcount: int | None = Field(default=None, ge=0, le=10_000_000)
     annual_revenue: int | None = Field(default=None, ge=0, le=MAX_AMOUNT, description="In fen (1/100 yuan): revenue is in CNY whatever a programme's unit.")
-    founded_on: date | None = None
+    founded_on: Day | None = None
     industry_code: str | None = Field(default=None, max_length=16)
     certifications: list[str] = Field(default_factory=list, max_length=50)
     blacklist_records: list[BlacklistRecord] = Field(default_factory=list, max_length=100)
@@ -71,7 +72,7 @@ class EnterpriseUpdate(PatchModel):
     )
     headcount: int | None = Field(default=None, ge=0, le=10_000_000)
     annual_revenue: int | None = Field(default=None, ge=0, le=MAX_AMOUNT)
-    founded_on: date | None = None
+    founded_on: Day | None = None
     industry_code: str | None = Field(default=None, max_length=16)
     certifications: list[str] | None = Field(default=None, max_length=50)
     blacklist_records: list[BlacklistRecord] | None = Field(default=None, max_length=100)

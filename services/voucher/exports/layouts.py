@@ -18,7 +18,6 @@ JSON Lines keeps every row as the database has it (a redemption's `line_items` a
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -57,7 +56,6 @@ CHANGE_COLUMNS = ("event_id", "seq", "occurred_at", "action", "resource_type", "
 _CHANGE_CONTEXT = ("id", "seq", "occurred_at", "action", "resource_type", "resource_id", "programme_id")
 #: A text value in an audit change that is an instant (the service records them so); spreadsheets
 #: get it in the office's zone like every other time.
-_INSTANT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:\d\d)")
 
 Row = Sequence[Any]
 
@@ -170,7 +168,7 @@ def audit_changes(source: Sequence[tuple[str, type]]) -> Layout:
         head = [row[i] for i in context]
         before, after = dict(flatten(row[before_at])), dict(flatten(row[after_at]))
         for path in dict.fromkeys([*before, *after]):
-            yield (*head, path, _instant(before.get(path)), _instant(after.get(path)))
+            yield (*head, path, before.get(path), after.get(path))  # as recorded, text stays text
 
     return Layout(CHANGE_COLUMNS, frozenset({"occurred_at"}), expand=expand)
 
@@ -190,12 +188,6 @@ def flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
             yield from flatten(inner, f"{prefix}.{index}" if prefix else str(index))
     elif prefix:
         yield prefix, value
-
-
-def _instant(value: Any) -> Any:
-    if isinstance(value, str) and _INSTANT.fullmatch(value):
-        return datetime.fromisoformat(value)
-    return value
 
 
 def _kinds(source: Sequence[tuple[str, type]]) -> tuple[frozenset[str], frozenset[str]]:

@@ -19,7 +19,7 @@ from services.voucher.apikeys.rules import Scope
 from services.voucher.audit import service as audit
 from services.voucher.db import Database
 from services.voucher.errors import InsufficientScope
-from services.voucher.http import ratelimit
+from services.voucher.http import query, ratelimit
 from services.voucher.http.authenticate import authenticate, client_address
 from services.voucher.http.deps import get_database, get_now
 from services.voucher.i18n import msg
@@ -45,7 +45,11 @@ async def current_actor(
         request.scope["state"]["actor"] = actor
     audit.ACTOR.set(actor)  # the unit-of-work middleware resets it when the request ends
     await ratelimit.check(request, actor)  # before anything else: a refusal changes nothing
+    query.check(request)  # a query parameter the operation does not take: 422, nothing read
     return actor
+
+
+query.AUTHENTICATING.add(current_actor)
 
 
 def require(*scopes: Scope) -> Callable[..., Awaitable[Actor]]:

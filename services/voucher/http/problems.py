@@ -19,6 +19,7 @@ import re
 from collections.abc import Iterable, Sequence
 from functools import cache
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -29,7 +30,7 @@ from starlette.responses import Response
 
 from services.voucher import errors
 from services.voucher.http.language import content_language, default_language, preferred
-from services.voucher.i18n import TEMPLATE_KEY, Message, msg, render, translate
+from services.voucher.i18n import TEMPLATE_KEY, Amount, Message, msg, render, translate
 from services.voucher.observability import REQUEST_ID
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -209,29 +210,38 @@ def _pydantic_templates() -> dict[str, str]:
     return {e["type"]: e["message_template_python"] for e in list_all_errors()}
 
 
-#: Fields that hold an amount in minor units (fen for CNY): a decimal sent there is answered with
-#: the integer to send instead.
-_AMOUNT_FIELD = re.compile(r"(amount|subsidy|face_value|budget|cap|revenue|max_per_voucher|price)$")
-_DECIMAL = re.compile(r"-?[0-9]{1,15}(\.[0-9]{1,2})?")
+#: Fields that hold an amount in minor units: a decimal sent there is answered with the integer
+#: to send instead, in each unit (the field does not know the voucher's).
+_AMOUNT_FIELD = re.compile(r"(amount|subsidy|face_value|budget|cap|revenue|max_per_voucher|price|spend_up_to|clawback)")
+_DECIMAL = re.compile(r"(-?[0-9]{1,15})\.([0-9]{1,3})")
 
 
 def _amount_hint(err: dict[str, Any]) -> Message | None:
-    """A decimal where an integer amount is wanted ("amount": 100.50 or "100.50"): say the unit
-    and the integer that means the same, once the input is a plain figure with at most two
-    decimals (anything else is answered by pydantic's own message)."""
+    """A decimal where an integer amount is wanted ("amount": 100.50 or "100.50"): say what the
+    minor units are and, for a plain figure with a decimal point, the integer that means the
+    same in each unit it could be (never guessing the unit; an integer string gets no figure)."""
     loc = err.get("loc", ())
     if err.get("type") not in ("int_type", "int_from_float", "int_parsing") or not loc:
         return None
     if not isinstance(loc[-1], str) or not _AMOUNT_FIELD.search(loc[-1]):
         return None
     given = err.get("input")
-    text = repr(given) if isinstance(given, float) else given if isinstance(given, str) else None
-    if text is None or not _DECIMAL.fullmatch(text.strip()):
-        return msg("an integer count of the unit's minor unit (CNY: fen, so ¥100.50 is 10050)")
-    yuan, _, fen = text.strip().partition(".")
-    minor = int(yuan) * 100 + (-1 if yuan.startswith("-") else 1) * int((fen + "00")[:2])
-    return msg("an integer count of the unit's minor unit (CNY: fen): ¥{given} is {minor}",
-               given=text.strip(), minor=str(minor))
+    text = repr(given) if isinstance(given, float) else given.strip() if isinstance(given, str) else ""
+    figure = _DECIMAL.fullmatch(text)
+    if figure is None:
+        return msg("an integer count of the unit's minor unit: fen for CNY, thousandths of an hour for "
+                   "GPU_HOUR, whole tokens for TOKEN")
+    whole, decimals = int(figure[1]), figure[2]
+    sign = -1 if figure[1].startswith("-") else 1
+    milli = whole * 1000 + sign * int((decimals + "000")[:3])
+    if len(decimals) > 2:
+        return msg("an integer count of the unit's minor unit: for GPU_HOUR, thousandths of an hour "
+                   "({gpu} is {milli}); CNY is in fen and TOKEN in whole tokens",
+                   gpu=Amount(milli, "GPU_HOUR"), milli=str(milli))
+    fen = whole * 100 + sign * int((decimals + "00")[:2])
+    return msg("an integer count of the unit's minor unit: for CNY, fen ({cny} is {fen}); for GPU_HOUR, "
+               "thousandths of an hour ({gpu} is {milli}); TOKEN is in whole tokens",
+               cny=Amount(fen, "CNY"), fen=str(fen), gpu=Amount(milli, "GPU_HOUR"), milli=str(milli))
 
 
 def field_message(err: dict[str, Any]) -> str | Message:
@@ -319,8 +329,7 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     if media_type and not is_json(media_type) and any(tuple(e.get("loc", ()))[:1] == ("body",) for e in raw):
         mark_idempotent_outcome(request, store=False)
         return _http_problem(request, language, "unsupported_media_type", msg(
-            "send the body as JSON with Content-Type: application/json; a {media_type} body is not read",
-            media_type=media_type[:100]))
+            "send the body as JSON with Content-Type: application/json; a body of another type is not read"))
     items = field_errors(raw, language)
     detail = errors.ValidationFailed(items).message
     return _http_problem(request, language, "validation_failed", detail, extra={"errors": items})
@@ -364,7 +373,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
                      method=method, path=path)
     headers = dict(exc.headers) if exc.headers else {}
     if exc.status_code == 405:
-        headers["Allow"] = ", ".join(allowed_methods(request)) or headers.get("allow", "")
+        starlettes = next((v for k, v in headers.items() if k.lower() == "allow"), "")
+        headers = {k: v for k, v in headers.items() if k.lower() != "allow"}
+        headers["Allow"] = ", ".join(allowed_methods(request)) or starlettes
     return _http_problem(request, language, code, detail, status=exc.status_code, headers=headers or None)
 
 
@@ -380,17 +391,17 @@ def allowed_methods(request: Request) -> list[str]:
     return sorted(methods)
 
 
-_PATHS: dict[int, dict[re.Pattern[str], frozenset[str]]] = {}
+_PATHS: WeakKeyDictionary[Any, dict[re.Pattern[str], frozenset[str]]] = WeakKeyDictionary()
 
 
 def _documented_paths(app: Any) -> dict[re.Pattern[str], frozenset[str]]:
-    found = _PATHS.get(id(app))
+    found = _PATHS.get(app)
     if found is None:
         found = {}
         for template, operations in app.openapi().get("paths", {}).items():
             regex = re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template))
             found[re.compile(regex)] = frozenset(m.upper() for m in operations if not m.startswith("x-"))
-        _PATHS[id(app)] = found
+        _PATHS[app] = found
     return found
 
 

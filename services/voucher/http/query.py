@@ -1,8 +1,15 @@
 """A query parameter an operation does not take is refused (422), as an unknown body field is:
-`?stauts=held` must not quietly list everything."""
+`?stauts=held` must not quietly list everything.
+
+On an operation that needs an API key the check runs right after the key is authenticated (and
+its rate limit counted), so a caller without a valid key learns nothing about the operation's
+parameters and meets the 401 and the failed-login throttle first; on a public operation it runs
+as an app-wide dependency."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
@@ -12,36 +19,49 @@ from pydantic import BaseModel
 from services.voucher.errors import ValidationFailed, field_error
 from services.voucher.i18n import msg
 
-_ALLOWED: dict[int, frozenset[str]] = {}
+#: The dependencies that authenticate a key (http/auth.py registers its own): a route using one
+#: checks its query string there, after authentication.
+AUTHENTICATING: set[Callable[..., Any]] = set()
 
 
-def allowed(route: APIRoute) -> frozenset[str]:
-    """The query parameters `route` declares, through all its dependencies."""
-    names = _ALLOWED.get(id(route))
-    if names is None:
-        found: set[str] = set()
+@dataclass(frozen=True)
+class _Declared:
+    names: frozenset[str]
+    authenticated: bool
+
+
+_ATTRIBUTE = "_voucher_declared_query"  # kept on the route itself: it lives as long as the route
+
+
+def declared(route: APIRoute) -> _Declared:
+    """The query parameters `route` declares, through all its dependencies, and whether it
+    authenticates a key."""
+    found: _Declared | None = getattr(route, _ATTRIBUTE, None)
+    if found is None:
+        names: set[str] = set()
+        authenticated = False
         pending: list[Any] = [route.dependant]
         while pending:
             dependant = pending.pop()
             pending.extend(dependant.dependencies)
+            authenticated = authenticated or dependant.call in AUTHENTICATING
             for param in dependant.query_params:
                 model = param.field_info.annotation
                 if isinstance(model, type) and issubclass(model, BaseModel):  # a query parameter model
-                    found.update(f.alias or name for name, f in model.model_fields.items())
+                    names.update(f.alias or name for name, f in model.model_fields.items())
                 else:
-                    found.add(param.alias)
-        names = _ALLOWED[id(route)] = frozenset(found)
-    return names
+                    names.add(param.alias)
+        found = _Declared(frozenset(names), authenticated)
+        setattr(route, _ATTRIBUTE, found)
+    return found
 
 
-async def refuse_unknown_query(request: Request) -> None:
-    """An app-wide dependency: 422 listing each query parameter the operation does not take."""
-    if not request.scope.get("query_string"):
-        return
+def check(request: Request) -> None:
+    """422 listing each query parameter the request's operation does not take."""
     route = request.scope.get("route")
-    if not isinstance(route, APIRoute):
+    if not request.scope.get("query_string") or not isinstance(route, APIRoute):
         return
-    known = allowed(route)
+    known = declared(route).names
     unknown = sorted({name for name in request.query_params if name not in known})
     if unknown:
         takes = sorted(known)
@@ -51,3 +71,11 @@ async def refuse_unknown_query(request: Request) -> None:
                         msg("this operation takes no query parameters"), "unknown_parameter", location="query")
             for name in unknown[:20]
         ])
+
+
+async def refuse_unknown_query(request: Request) -> None:
+    """The app-wide dependency: public operations are checked here, the others once their key
+    is authenticated (http/auth.py)."""
+    route = request.scope.get("route")
+    if isinstance(route, APIRoute) and not declared(route).authenticated:
+        check(request)

@@ -36,6 +36,7 @@ from services.voucher.errors import (
     WrongPayoutMode,
 )
 from services.voucher.i18n import Amount, Message, msg
+from services.voucher.money import percent
 from services.voucher.programmes.rules import (
     CATEGORY_GROUPS_BY_KIND,
     PayoutMode,
@@ -250,14 +251,14 @@ def check_items(terms: Terms, items: list[dict[str, Any]]) -> None:
         category = item["category"]
         if category_group(category) not in CATEGORY_GROUPS_BY_KIND[kind]:
             raise VoucherKindMismatch(
-                msg("line item {index} ({category}) is not covered by a {voucher}",
-                    index=index, category=category, voucher=_VOUCHER_OF_KIND[kind]),
+                msg("line item {number} ({category}) is not covered by a {voucher}",
+                    number=index + 1, category=category, voucher=_VOUCHER_OF_KIND[kind]),
                 line_item=index,
             )
         if category not in terms.rate_table:
             raise CategoryOutOfScope(
-                msg("line item {index}: {category} is not subsidised by this programme (it covers {categories})",
-                    index=index, category=category, categories=sorted(terms.rate_table)),
+                msg("line item {number}: {category} is not subsidised by this programme (it covers {categories})",
+                    number=index + 1, category=category, categories=sorted(terms.rate_table)),
                 line_item=index,
             )
 
@@ -277,7 +278,7 @@ def check_order(order: Order, *, order_reference: str, enterprise_id: uuid.UUID,
 
 _REFUSAL_BY_LIMIT = {
     "rates": (NothingToSubsidise, msg("the line items earn no subsidy at the programme's rates")),
-    "stacking_ceiling": (OrderAlreadySubsidised, msg("the order is already subsidised up to the stacking ceiling")),
+    "stacking_ceiling": (OrderAlreadySubsidised, None),  # its detail gives the figures (hold_subsidy)
     "enterprise_cap": (EnterpriseCapReached, msg("the enterprise has reached its cap for this period")),
     "voucher_balance": (VoucherExhausted, msg("the voucher has no available balance")),
 }
@@ -316,6 +317,11 @@ def hold_subsidy(
         )
     if computation.subsidy == 0:
         error, detail = _REFUSAL_BY_LIMIT[computation.limited_by]
+        if computation.limited_by == "stacking_ceiling":
+            ceiling = computation.steps[0]
+            detail = msg("the order has already been subsidised {already}, its stacking ceiling of {ceiling} "
+                         "({rate} of the order)", already=Amount(ceiling["already_subsidised_on_order"], unit),
+                         ceiling=Amount(ceiling["ceiling_amount"], unit), rate=percent(ceiling["ceiling_bps"]))
         raise error(detail, computation=computation.as_dict())
     return computation
 

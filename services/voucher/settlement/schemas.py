@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.voucher.instants import Day
 from services.voucher.money import MINOR_UNITS
 from services.voucher.settlement.rules import ItemKind, SettlementStatus
 
@@ -22,8 +23,8 @@ class SettlementCreate(BaseModel):
 
     provider_id: uuid.UUID
     programme_id: uuid.UUID
-    period_start: date = Field(description="First day, in Asia/Shanghai.")
-    period_end: date = Field(description="Last day (inclusive), in Asia/Shanghai; must be over.")
+    period_start: Day = Field(description="First day, in Asia/Shanghai.")
+    period_end: Day = Field(description="Last day (inclusive), in Asia/Shanghai; must be over.")
 
 
 class Note(BaseModel):
@@ -43,7 +44,7 @@ class Payment(BaseModel):
         {"reference": "ICBC-20260405-000123", "paid_on": "2026-04-05"}]})
 
     reference: str = Field(min_length=1, max_length=128, description="The bank's payment reference.")
-    paid_on: date
+    paid_on: Day
 
 
 class SettlementPublic(BaseModel):
@@ -60,8 +61,8 @@ class SettlementPublic(BaseModel):
     provider_id: uuid.UUID
     programme_id: uuid.UUID
     unit: str
-    period_start: date
-    period_end: date
+    period_start: Day
+    period_end: Day
     status: SettlementStatus
     captured_total: int
     refunded_total: int
@@ -69,7 +70,7 @@ class SettlementPublic(BaseModel):
     line_count: int
     status_reason: str | None
     payment_reference: str | None
-    paid_on: date | None
+    paid_on: Day | None
     created_at: datetime
     updated_at: datetime
     submitted_at: datetime | None

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.voucher.i18n import msg
+from services.voucher.instants import Day
 from services.voucher.money import MAX_AMOUNT, MINOR_UNITS
 from services.voucher.usage.rules import MAX_RECORDS
 
@@ -32,8 +33,8 @@ class UsageUpload(BaseModel):
     ]})
 
     programme_id: uuid.UUID
-    period_start: date = Field(description="First day, in Asia/Shanghai.")
-    period_end: date = Field(description="Last day (inclusive), in Asia/Shanghai; must be over.")
+    period_start: Day = Field(description="First day, in Asia/Shanghai.")
+    period_end: Day = Field(description="Last day (inclusive), in Asia/Shanghai; must be over.")
     records: list[UsageRecord] | None = Field(default=None, max_length=MAX_RECORDS)
     csv: str | None = Field(default=None, max_length=4_000_000,
                             description="CSV text with the header order_reference,amount,subsidy (integers in the minor unit of the programme's unit: " + MINOR_UNITS + ").")
@@ -62,8 +63,8 @@ class UsageReport(BaseModel):
     id: uuid.UUID
     provider_id: uuid.UUID
     programme_id: uuid.UUID
-    period_start: date
-    period_end: date
+    period_start: Day
+    period_end: Day
     source_format: str
     source_sha256: str
     record_count: int

@@ -256,7 +256,8 @@ async def issue_bulk(
         except (NotFound, EnterpriseCapExceeded, BudgetExhausted, ExceedsMaxPerVoucher) as exc:
             # The title is a catalogue msgid already: a Message of it renders in either language.
             reason = exc.message if exc.message is not None else Message(exc.title)
-            exc.message = msg("grant {index}: {reason}; no voucher of this batch was issued", index=index, reason=reason)
+            exc.message = msg("grant {number}: {reason}; no voucher of this batch was issued", number=index + 1,
+                              reason=reason)
             exc.args = (exc.detail,)
             exc.extra["grant_index"] = index
             raise
