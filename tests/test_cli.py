@@ -186,6 +186,19 @@ def test_enterprise_key_without_enterprise_id_is_refused_with_a_reason(cli_datab
     assert _count(cli_database, "SELECT count(*) FROM api_key") == 0
 
 
+def test_a_refusal_is_told_in_the_configured_language(cli_database: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The code stays as it is (scripts read it); the reason follows VOUCHER_DEFAULT_LANGUAGE."""
+    ok("db", "upgrade")
+    monkeypatch.setenv("VOUCHER_DEFAULT_LANGUAGE", "zh-CN")
+    get_settings.cache_clear()
+    try:
+        result = voucher("keys", "create", "--role", "enterprise")
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code != 0 and "error: validation_failed: " in result.stderr, result.stderr
+    assert re.search("[\u4e00-\u9fff]", result.stderr) and "enterprise_id" in result.stderr, result.stderr
+
+
 def test_audit_verify_checkpoint_and_keygen(cli_database: str) -> None:
     """After the demo, the chain verifies (exit 0); a checkpoint prints what to keep; once an
     event is altered behind the service, verify lists it and exits 1 for scripts."""

@@ -93,10 +93,21 @@ async def _clock(database: Any) -> Any:
     return await sandbox.clock_for(database)
 
 
+def _language() -> str:
+    """The language of what a command says to people: VOUCHER_DEFAULT_LANGUAGE, as the API's."""
+    from services.voucher.http.language import language_of_setting
+
+    return language_of_setting(get_settings().default_language)
+
+
 def _print_error(exc: Any) -> None:
-    """A refusal as a script can read it: the code, the reason, and each bad field."""
-    typer.echo(f"error: {exc.code}: {exc.detail}", err=True)
-    for error in exc.extra.get("errors", []):
+    """A refusal as a script can read it: the code (never translated), the reason and each bad
+    field in VOUCHER_DEFAULT_LANGUAGE."""
+    from services.voucher.i18n import render
+
+    language = _language()
+    typer.echo(f"error: {exc.code}: {exc.detail_in(language)}", err=True)
+    for error in render(exc.extra.get("errors", []), language):
         typer.echo(f"  {error['pointer'].lstrip('/')}: {error['message']}", err=True)
 
 
@@ -476,7 +487,7 @@ def export(
         from services.voucher.i18n import msg
 
         problem = msg("an xlsx export is a file, not a stream: give one with --output FILE")
-        typer.echo(f"error: {problem}", err=True)
+        typer.echo(f"error: {problem.render(_language())}", err=True)
         raise typer.Exit(2)
 
     async def main() -> dict[str, Any]:

@@ -276,6 +276,16 @@ def check_order(order: Order, *, order_reference: str, enterprise_id: uuid.UUID,
         raise OrderAlreadySubsidised(msg("this voucher already subsidises this order"))
 
 
+#: What each step of the computation is called in a sentence (the `limited_by` codes stay in
+#: the problem's extension members).
+_LIMIT_NAMES: dict[str, Message] = {
+    "rates": msg("the programme's rates"),
+    "stacking_ceiling": msg("the stacking ceiling"),
+    "enterprise_cap": msg("the enterprise's cap for the period"),
+    "voucher_balance": msg("the voucher's available balance"),
+    "expected_subsidy": msg("the expected subsidy"),
+}
+
 _REFUSAL_BY_LIMIT = {
     "rates": (NothingToSubsidise, msg("the line items earn no subsidy at the programme's rates")),
     "stacking_ceiling": (OrderAlreadySubsidised, None),  # its detail gives the figures (hold_subsidy)
@@ -311,7 +321,8 @@ def hold_subsidy(
         raise SubsidyBelowExpected(
             msg("the expected subsidy is {expected_subsidy} but only {subsidy} would be granted "
                 "(limited by {limited_by}); nothing was held",
-                expected_subsidy=Amount(expected, unit), subsidy=Amount(computation.subsidy, unit), limited_by=bound),
+                expected_subsidy=Amount(expected, unit), subsidy=Amount(computation.subsidy, unit),
+                limited_by=_LIMIT_NAMES.get(bound or "", bound)),
             expected_subsidy=expected, subsidy=computation.subsidy, limited_by=bound,
             computation=computation.as_dict(),
         )
