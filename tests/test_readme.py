@@ -120,3 +120,14 @@ def test_the_sandbox_walkthrough_runs_as_written(database_url: str, tmp_path: Pa
         assert (local.day, local.hour, local.minute) == (1, 0, 0), local
         statement = (tmp_path / "statement.csv").read_text(encoding="utf-8-sig")
         assert "PO-SANDBOX-2" in statement and "PO-SANDBOX-1" not in statement, statement[:2000]
+
+
+@pytest.mark.parametrize("page", ["errors", "eligibility", "sandbox", "client"])
+def test_each_chinese_guide_shows_its_english_pages_commands_and_links_it(page: str) -> None:
+    english = (ROOT / "docs" / f"{page}.md").read_text(encoding="utf-8")
+    chinese = (ROOT / "docs" / "zh" / f"{page}.md").read_text(encoding="utf-8")
+
+    def blocks(text: str) -> list[str]:
+        return sorted(re.findall(r"```[a-z]*\n.*?```", text, re.S))
+    assert blocks(english) == blocks(chinese)
+    assert f"[简体中文](zh/{page}.md)" in english and f"[English](../{page}.md)" in chinese
