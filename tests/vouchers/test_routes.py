@@ -73,8 +73,8 @@ async def test_bulk_issue_is_all_or_nothing(world: World) -> None:
     ]}
     refused = await world.client.post("/v1/vouchers/bulk", json=body, headers=auth(world.operator, **fresh_key()))
     problem = assert_problem(refused, 409, "enterprise_cap_exceeded")
-    assert problem["grant_index"] == 2
-    assert problem["detail"] == ("grant 2: the enterprise has been granted ¥200,000.00 and has ¥0.00 approved "
+    assert problem["grant_index"] == 2  # the third grant: numbered from 1 in the text
+    assert problem["detail"] == ("grant 3: the enterprise has been granted ¥200,000.00 and has ¥0.00 approved "
                                  "awaiting issue, of its ¥300,000.00 cap for 2026; ¥100,000.01 more would exceed it; "
                                  "no voucher of this batch was issued")
     assert (await world.client.get("/v1/vouchers", headers=auth(world.operator, **fresh_key()))).json()["items"] == []
