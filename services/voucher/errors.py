@@ -43,6 +43,17 @@ class DomainError(Exception):
         return self.title_in(language) if self.message is None else self.message.render(language)
 
 
+def every_class() -> list[type[DomainError]]:
+    """Every DomainError subclass, wherever it is defined (the problem catalogue)."""
+    found: list[type[DomainError]] = []
+    pending = list(DomainError.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        found.append(cls)
+        pending.extend(cls.__subclasses__())
+    return found
+
+
 # -- 4xx: the request itself -------------------------------------------------------------
 
 

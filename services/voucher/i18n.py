@@ -28,7 +28,6 @@ from babel.messages.pofile import read_po
 
 from services.voucher.money import format_for_people
 
-LANGUAGES = ("zh", "en")
 #: The context member of a PydanticCustomError that names its catalogue template (msgid), so
 #: the HTTP layer renders the error in the reader's language; it is not shown to the caller.
 TEMPLATE_KEY = "_template"
@@ -49,14 +48,6 @@ def translate(text: str, language: str) -> str:
     if language != "zh":
         return text
     return _chinese().get(text, text)
-
-
-def has_translation(text: str) -> bool:
-    return text in _chinese()
-
-
-def catalogue_ids() -> frozenset[str]:
-    return frozenset(_chinese())
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,8 +123,3 @@ def render(value: Any, language: str) -> Any:
     if isinstance(value, list | tuple):
         return [render(v, language) for v in value]
     return value
-
-
-def both(value: str | Message, language: str = "en") -> str:
-    """A plain string as it is, a Message in `language`."""
-    return value.render(language) if isinstance(value, Message) else value

@@ -45,12 +45,8 @@ class ProblemType(BaseModel):
 def catalogue(language: str = "en") -> dict[str, ProblemType]:
     """Every DomainError class (recursively) and every problem the HTTP layer answers itself."""
     titles: dict[str, tuple[int, str]] = {}
-    pending: list[type[errors.DomainError]] = [errors.DomainError]
-    while pending:
-        cls = pending.pop()
-        pending.extend(cls.__subclasses__())
-        if cls is not errors.DomainError:
-            titles.setdefault(cls.code, (cls.status, cls.title))
+    for cls in errors.every_class():
+        titles.setdefault(cls.code, (cls.status, cls.title))
     for code, entry in HTTP_PROBLEMS.items():
         titles.setdefault(code, entry)
     return {

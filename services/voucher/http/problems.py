@@ -102,10 +102,7 @@ _HTTP_CODES = {status: code for code, (status, _) in HTTP_PROBLEMS.items()}
 @cache
 def _class_titles() -> dict[str, tuple[int, str]]:
     found: dict[str, tuple[int, str]] = {}
-    pending: list[type[errors.DomainError]] = [errors.DomainError]
-    while pending:
-        cls = pending.pop()
-        pending.extend(cls.__subclasses__())
+    for cls in errors.every_class():
         found.setdefault(cls.code, (cls.status, cls.title))
     return found
 
