@@ -171,7 +171,11 @@ class Database:
                 pool_pre_ping=False,
                 # A lock wait longer than this is a lost race (409), not a hung request. Times
                 # come back in UTC whatever the server's default time zone.
-                connect_args={"options": "-c lock_timeout=10000 -c statement_timeout=60000 -c TimeZone=UTC"},
+                connect_args={"options": "-c lock_timeout=10000 -c statement_timeout=60000 -c TimeZone=UTC",
+                              # psycopg prepares nothing of its own: when it has, a ROLLBACK, DROP or
+                              # ALTER makes it send DEALLOCATE ALL, which would drop the statements
+                              # the driver prepared on the same connection (driver.py, _Exchange).
+                              "prepare_threshold": None},
             )
         self.engine: AsyncEngine = create_async_engine(settings.database_url, **kwargs)
         if self.is_sqlite:

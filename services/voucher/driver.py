@@ -15,10 +15,12 @@ and a connection lost on the way is invalidated as SQLAlchemy would (docs/decisi
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import uuid
-from collections.abc import Callable, Sequence
+import weakref
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -27,8 +29,9 @@ from typing import Any, cast
 import psycopg
 from prometheus_client import Counter
 from psycopg import _queries as psycopg_queries
-from psycopg.rows import tuple_row
+from psycopg.adapt import Transformer
 from psycopg.types.json import Jsonb
+from psycopg.waiting import Ready, Wait
 from sqlalchemy import JSON, Table, event, insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
@@ -244,60 +247,65 @@ async def _run_pg(connection: AsyncConnection, batch: Batch, commit: bool) -> No
     # The DBAPI connection is psycopg's here (this runs on PostgreSQL only).
     raw = cast("psycopg.AsyncConnection[Any]", sync.connection.driver_connection)
     dialect = connection.dialect
-    # Statements whose results are read get a cursor each; the writes share one, and a run of
-    # writes goes as ONE statement (each write a data-modifying CTE of it): every statement
-    # sent costs its own turn of the event loop in psycopg's pipeline and its own executor
-    # start in PostgreSQL.
-    writer = raw.cursor()
-    cursors: list[psycopg.AsyncCursor[Any]] = [writer]
-    reading: list[tuple[Step, psycopg.AsyncCursor[Any]]] = []
-    writes: list[tuple[str, Params]] = []
+    exchange = _Exchange(raw)
     current: Step | None = None
-    sent = 1 if raw.info.transaction_status == psycopg.pq.TransactionStatus.IDLE else 0  # the BEGIN
+    writes: list[tuple[str, Params]] = []
+    #: Per command sent: the step whose rows it returns (None: a write, BEGIN, COMMIT).
+    readers: list[Step | None] = []
 
-    async def send_writes() -> None:
-        nonlocal sent
+    def send_writes() -> None:
+        # A run of writes goes as ONE statement (each write a data-modifying CTE of it): every
+        # statement sent costs its own executor start in PostgreSQL.
         if len(writes) == 1:
-            await writer.execute(writes[0][0], writes[0][1], prepare=True)
+            exchange.execute(*writes[0])
         elif writes:
-            sql, params = _merged(writes)
-            await writer.execute(sql, params, prepare=True)
-        sent += bool(writes)
+            exchange.execute(*_merged(writes))
+        readers.extend([None] * bool(writes))
         writes.clear()
 
     try:
-        async with raw.pipeline() as pipeline:
-            for step in batch.steps:
-                current = step
-                compiled = _compile(step.statement, dialect, step.params)
-                if not compiled.returns_rows:
-                    writes.extend(_write_parts(compiled, step.params))
-                    continue
-                await send_writes()
-                sent += len(step.params) if isinstance(step.params, list) else 1
-                cursor = raw.cursor(row_factory=tuple_row)
-                cursors.append(cursor)
-                reading.append((step, cursor))
-                if isinstance(step.params, list):
-                    await cursor.executemany(compiled.sql, [_pg_params(p, compiled) for p in step.params],
-                                             returning=True)
-                else:
-                    await cursor.execute(compiled.sql, _pg_params(step.params or {}, compiled), prepare=True)
-            current = None
-            await send_writes()
-            if commit:
-                # As a statement, not raw.commit(): that looks at the transaction status, which
-                # the queued BEGIN has not changed yet.
-                await writer.execute(b"COMMIT")
-                sent += 1
-            await pipeline.sync()
-            ROUND_TRIPS.inc()
-            STATEMENTS.inc(sent)
-            for step, cursor in reading:
-                step.rowcount = cursor.rowcount
-                step.rows = await _all_rows(cursor)
+        async with raw.lock:
+            exchange.begin()
+            try:
+                if raw.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE and not raw.autocommit:
+                    exchange.command(raw._get_tx_start_command())  # noqa: SLF001 - psycopg's own BEGIN, isolation level included
+                    readers.append(None)
+                for step in batch.steps:
+                    current = step
+                    compiled = _compile(step.statement, dialect, step.params)
+                    if not compiled.returns_rows:
+                        writes.extend(_write_parts(compiled, step.params))
+                        continue
+                    send_writes()
+                    for params in step.params if isinstance(step.params, list) else [step.params or {}]:
+                        exchange.execute(compiled.sql, _pg_params(params, compiled))
+                        readers.append(step)
+                current = None
+                send_writes()
+                if commit:
+                    exchange.command(b"COMMIT")
+                    readers.append(None)
+                results = await exchange.finish()
+            finally:
+                exchange.end()
+        ROUND_TRIPS.inc()
+        STATEMENTS.inc(len(readers))
+        first_error = next((r for r in results if r.status == psycopg.pq.ExecStatus.FATAL_ERROR), None)
+        if first_error is not None:
+            index = results.index(first_error)
+            current = readers[index] if index < len(readers) else None
+            raise psycopg.errors.error_from_result(first_error, encoding=raw.pgconn._encoding)  # noqa: SLF001
+        for step in batch.steps:
+            step.rows, step.rowcount = [], 0
+        for reader, result in zip(readers, results, strict=True):
+            if reader is not None:
+                reader.rows.extend(exchange.rows(result))
+                reader.rowcount += _rowcount(result)
     except psycopg.Error as exc:
-        lost = raw.broken or raw.closed
+        # A statement the driver prepared is gone (something sent DEALLOCATE): the connection's
+        # record of them cannot be trusted, so it goes, and the caller is told to retry.
+        lost = (raw.broken or raw.closed or raw.pgconn.status == psycopg.pq.ConnStatus.BAD
+                or isinstance(exc, psycopg.errors.InvalidSqlStatementName))
         if lost:
             # Invalidated now, so the rollback that follows does not fail on it and the pool
             # never hands it out again; and, as SQLAlchemy does on a disconnect, every pooled
@@ -309,9 +317,123 @@ async def _run_pg(connection: AsyncConnection, batch: Batch, commit: bool) -> No
             await connection.invalidate(exc)
         sql = _compile(current.statement, dialect, current.params).sql if current is not None else "(batch)"
         raise DBAPIError.instance(sql, None, exc, psycopg.Error, connection_invalidated=lost) from exc
-    finally:
-        for cursor in cursors:
-            await cursor.close()
+
+
+def _rowcount(result: psycopg.pq.abc.PGresult) -> int:
+    tuples = result.command_tuples
+    return tuples if tuples is not None else result.ntuples
+
+
+#: Statements prepared on each connection, by (SQL, parameter types), as psycopg keys its own.
+_PREPARED: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], dict[tuple[bytes, tuple[int, ...]], bytes]] = (
+    weakref.WeakKeyDictionary())
+#: Past this many on one connection, new shapes run unnamed (parsed each time) instead.
+MAX_PREPARED = 1000
+_NAMES = itertools.count()
+
+
+class _Exchange:
+    """One round trip on libpq's pipeline, below psycopg's cursors: every command goes into
+    libpq's buffer, then one flush sends them all, and their results are read as they come,
+    up to the pipeline's sync. (psycopg's own pipeline flushes the socket and turns the event
+    loop once per command; a batch of eleven paid eleven sends and as many wake-ups of the
+    server.) Parameters are dumped and rows loaded by psycopg's own adapters, with the
+    connection's configuration, so values come and go exactly as through a cursor."""
+
+    def __init__(self, raw: psycopg.AsyncConnection[Any]) -> None:
+        self.raw = raw
+        self.pgconn = raw.pgconn
+        self.transformer = Transformer(raw)
+        self.prepared = _PREPARED.setdefault(raw, {})
+        #: (key, name) of each statement this exchange prepares, kept once its PREPARE succeeds.
+        self.preparing: list[tuple[int, tuple[bytes, tuple[int, ...]], bytes]] = []
+        self.sent = 0  # commands whose results are read (a PREPARE's included)
+        self.in_pipeline = False
+
+    def begin(self) -> None:
+        if self.raw.closed or self.raw.broken:
+            raise psycopg.OperationalError("the connection is closed")
+        self.pgconn.enter_pipeline_mode()
+        self.in_pipeline = True
+
+    def command(self, sql: bytes) -> None:
+        self.pgconn.send_query_params(sql, None)
+        self.sent += 1
+
+    def execute(self, sql: str, params: Params) -> None:
+        query = psycopg_queries.PostgresQuery(self.transformer)
+        query.convert(sql, params)
+        key = (query.query, query.types)
+        name = self.prepared.get(key)
+        if name is None and len(self.prepared) + len(self.preparing) < MAX_PREPARED:
+            name = next((n for _, k, n in self.preparing if k == key), None)
+            if name is None:
+                name = f"_voucher_{next(_NAMES)}".encode()  # never reused in this process
+                self.pgconn.send_prepare(name, query.query, param_types=query.types)
+                self.preparing.append((self.sent, key, name))
+                self.sent += 1
+        if name is None:
+            self.pgconn.send_query_params(query.query, query.params, param_types=query.types,
+                                          param_formats=query.formats)
+        else:
+            self.pgconn.send_query_prepared(name, query.params, param_formats=query.formats)
+        self.sent += 1
+
+    async def finish(self) -> list[psycopg.pq.abc.PGresult]:
+        """Send everything, read every command's result; each PREPARE's result is taken out."""
+        self.pgconn.pipeline_sync()
+        results = await self.raw.wait(_communicate(self.pgconn))
+        prepares = {index for index, _, _ in self.preparing}
+        for index, key, name in self.preparing:
+            if results[index].status == psycopg.pq.ExecStatus.COMMAND_OK:
+                self.prepared[key] = name
+            elif results[index].status == psycopg.pq.ExecStatus.FATAL_ERROR:
+                raise psycopg.errors.error_from_result(results[index], encoding=self.pgconn._encoding)  # noqa: SLF001
+        return [r for i, r in enumerate(results) if i not in prepares]
+
+    def end(self) -> None:
+        if self.in_pipeline:
+            self.in_pipeline = False
+            if self.pgconn.status == psycopg.pq.ConnStatus.OK:
+                try:
+                    self.pgconn.exit_pipeline_mode()
+                except psycopg.Error:
+                    # Results still unread (the exchange was interrupted): nothing can use this
+                    # connection now, and the caller's error makes it go.
+                    self.pgconn.finish()
+
+    def rows(self, result: psycopg.pq.abc.PGresult) -> list[tuple[Any, ...]]:
+        if result.status != psycopg.pq.ExecStatus.TUPLES_OK or not result.ntuples:
+            return []
+        self.transformer.set_pgresult(result)
+        return self.transformer.load_rows(0, result.ntuples, tuple)
+
+
+def _communicate(pgconn: psycopg.pq.abc.PGconn) -> Generator[Wait, Ready | int, list[psycopg.pq.abc.PGresult]]:
+    """Flush the pipeline, then one result per command up to the sync (a command's error
+    aborts the ones after it: their results say so, and the first error is raised by the caller)."""
+    while pgconn.flush():
+        ready = yield Wait.RW
+        if ready & Ready.R:
+            pgconn.consume_input()  # the server may be waiting for us to read before it reads on
+    results: list[psycopg.pq.abc.PGresult] = []
+    pending: psycopg.pq.abc.PGresult | None = None
+    while True:
+        while pgconn.is_busy():
+            yield Wait.R
+            pgconn.consume_input()
+        result = pgconn.get_result()
+        if result is None:  # the end of one command's results
+            if pending is not None:
+                results.append(pending)
+                pending = None
+            continue
+        status = result.status
+        if status == psycopg.pq.ExecStatus.PIPELINE_SYNC:
+            return results
+        if status in (psycopg.pq.ExecStatus.COPY_IN, psycopg.pq.ExecStatus.COPY_OUT, psycopg.pq.ExecStatus.COPY_BOTH):
+            raise psycopg.NotSupportedError("COPY cannot run in the driver's pipeline")
+        pending = result  # one result per command here (no multi-statement strings)
 
 
 def _write_parts(compiled: _Compiled, params: Params | list[Params] | None) -> list[tuple[str, Params]]:
@@ -347,16 +469,6 @@ def _renamed(sql: str, prefix: str) -> str:
 def _same_keys(rows: list[Params]) -> bool:
     first = rows[0].keys()
     return all(r.keys() == first for r in rows)
-
-
-async def _all_rows(cursor: psycopg.AsyncCursor[Any]) -> list[tuple[Any, ...]]:
-    """Every row of every result the cursor holds (executemany with RETURNING holds several)."""
-    rows: list[tuple[Any, ...]] = []
-    while True:
-        if cursor.pgresult is not None and cursor.description is not None:
-            rows.extend(await cursor.fetchall())
-        if not cursor.nextset():
-            return rows
 
 
 def one_statement(statement: Executable, params: Params | list[Params] | None = None) -> Batch:

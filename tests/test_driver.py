@@ -1,0 +1,126 @@
+"""The driver (services/voucher/driver.py): what a batch returns, and, on PostgreSQL, its own
+exchange on libpq's pipeline — statements prepared once per connection and kept there, errors
+raised whichever command failed, a connection whose prepared statements were dropped replaced."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime
+
+import pytest
+from sqlalchemy import literal, literal_column, select, text, update
+from sqlalchemy.exc import DBAPIError
+
+from services.voucher import driver
+from services.voucher.db import Database, is_unavailable
+from services.voucher.settings import Settings
+from services.voucher.tables import LedgerAccount
+from tests.conftest import ENGINE
+
+postgres_only = pytest.mark.skipif(ENGINE != "postgresql", reason="the driver's own exchange runs on PostgreSQL")
+
+
+@pytest.fixture
+async def database(settings: Settings) -> AsyncIterator[Database]:
+    db = Database(settings)
+    yield db
+    await db.dispose()
+
+
+def _reads() -> driver.Batch:
+    batch = driver.Batch()
+    batch.add(select(literal(7).label("n"), literal("七").label("word")))
+    batch.add(select(LedgerAccount.id, LedgerAccount.code, LedgerAccount.balance, LedgerAccount.created_at)
+              .where(LedgerAccount.code == "programme:none:budget"))
+    return batch
+
+
+async def test_a_batch_gives_each_step_its_rows_with_their_types(database: Database) -> None:
+    async with database.unit_of_work() as session:
+        first = _reads()
+        account = (await session.execute(select(LedgerAccount.id, LedgerAccount.code).limit(1))).first()
+        if account is not None:
+            first.add(select(LedgerAccount.id, LedgerAccount.balance, LedgerAccount.created_at)
+                      .where(LedgerAccount.id == account[0]))
+        await driver.run(session, first)
+    assert first.steps[0].rows == [(7, "七")]
+    assert first.steps[1].rows == []
+    if account is not None:
+        (row,) = first.steps[2].rows
+        assert isinstance(row[0], uuid.UUID) and row[0] == account[0]
+        assert isinstance(row[1], int) and isinstance(row[2], datetime) and row[2].tzinfo is not None
+
+
+async def test_writes_between_reads_run_in_order_and_a_list_of_parameters_runs_each(database: Database) -> None:
+    async with database.unit_of_work() as session:
+        await session.execute(text("CREATE TEMPORARY TABLE driver_probe (n integer)"))
+        batch = driver.Batch()
+        batch.add(text("INSERT INTO driver_probe (n) VALUES (:n)"), [{"n": 1}, {"n": 2}])
+        counted = batch.add(select(literal_column("(SELECT count(*) FROM driver_probe)")))
+        batch.add(text("INSERT INTO driver_probe (n) VALUES (:n)"), {"n": 3})
+        summed = batch.add(select(literal_column("(SELECT sum(n) FROM driver_probe)")))
+        await driver.run(session, batch)
+        assert counted.scalar() == 2
+        assert summed.scalar() == 6
+
+
+@postgres_only
+async def test_a_statement_is_prepared_once_per_connection_and_survives_a_rollback(database: Database) -> None:
+    async with database.session(write=True) as session:
+        for _ in range(3):
+            await driver.run(session, _reads())
+            await session.rollback()  # psycopg sends ROLLBACK: it must not drop the driver's statements
+        # Statements the ORM runs many times are not prepared by psycopg (it would then answer a
+        # ROLLBACK with DEALLOCATE ALL).
+        for _ in range(8):
+            await session.execute(select(LedgerAccount.id).limit(1))
+        await session.rollback()
+        await driver.run(session, _reads())
+        names = [r[0] for r in (await session.execute(text("SELECT name FROM pg_prepared_statements"))).all()]
+        await session.rollback()
+    ours = [n for n in names if n.startswith("_voucher_")]
+    assert len(ours) == 2, names  # the two shapes of _reads(), once each, however many runs
+    assert not [n for n in names if n.startswith("_pg3_")], names
+
+
+@postgres_only
+async def test_a_failing_command_raises_whichever_it_was_and_the_connection_stays_usable(database: Database) -> None:
+    async with database.session(write=True) as session:
+        # An error while preparing (an unknown column), after a read that succeeded.
+        batch = _reads()
+        batch.add(select(literal_column("no_such_column")))
+        with pytest.raises(DBAPIError, match="no_such_column"):
+            await driver.run(session, batch)
+        await session.rollback()
+        # An error while executing a write merged into one statement with another.
+        batch = driver.Batch()
+        batch.add(update(LedgerAccount).where(LedgerAccount.code == "nothing").values(balance=LedgerAccount.balance + 1))
+        batch.add(text("INSERT INTO ledger_account (id) VALUES (NULL)"))
+        with pytest.raises(DBAPIError) as raised:
+            await driver.run(session, batch)
+        assert not raised.value.connection_invalidated
+        await session.rollback()
+        again = await driver.run(session, _reads())
+        assert again.steps[0].rows == [(7, "七")]
+        await session.rollback()
+
+
+@postgres_only
+async def test_prepared_statements_dropped_under_the_driver_replace_the_connection_with_a_503(
+    database: Database,
+) -> None:
+    async with database.session(write=True) as session:
+        await driver.run(session, _reads())
+        await session.rollback()
+        await session.execute(text("DEALLOCATE ALL"))
+        await session.rollback()
+        with pytest.raises(DBAPIError) as raised:
+            await driver.run(session, _reads())
+        assert raised.value.connection_invalidated
+        assert is_unavailable(raised.value)  # the API answers 503 with Retry-After: nothing changed
+        await session.rollback()
+    async with database.session(write=True) as session:  # a new connection prepares afresh
+        again = await driver.run(session, _reads())
+        assert again.steps[0].rows == [(7, "七")]
+        await session.rollback()
