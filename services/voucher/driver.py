@@ -454,11 +454,22 @@ def _merged(writes: list[tuple[str, Params]]) -> tuple[str, Params]:
     Each CTE runs exactly once, on the statement's snapshot; none sees another's rows, and no
     two may change the same row (callers net their moves per row first). Foreign keys between
     them are checked at the end of the statement, so one may insert rows another refers to."""
-    parts, merged = [], {}
-    for index, (sql, params) in enumerate(writes):
-        parts.append(f"w{index} AS ({_renamed(sql, f'w{index}_')})")
+    shape = tuple(sql for sql, _ in writes)
+    text = _MERGED.get(shape)
+    if text is None:
+        parts = [f"w{index} AS ({_renamed(sql, f'w{index}_')})" for index, sql in enumerate(shape)]
+        text = "WITH " + ",\n".join(parts) + "\nSELECT 1"
+        if len(_MERGED) < MAX_PREPARED:  # the shapes a process writes are few; never unbounded
+            _MERGED[shape] = text
+    merged: Params = {}
+    for index, (_, params) in enumerate(writes):
         merged.update({f"w{index}_{k}": v for k, v in params.items()})
-    return "WITH " + ",\n".join(parts) + "\nSELECT 1", merged
+    return text, merged
+
+
+#: A merged statement's SQL by the SQL of its writes: built once per shape (the same string
+#: each time, so psycopg's parse of it is cached too).
+_MERGED: dict[tuple[str, ...], str] = {}
 
 
 def _renamed(sql: str, prefix: str) -> str:
