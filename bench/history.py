@@ -1,7 +1,10 @@
-"""A year of history, loaded set-wise: `load_history(url, n)` clones one real one-step redeem (its
-redemption, order, its one `redeemed` journal with four postings, its audit events, outbox
-event and Idempotency-Key record) `n` times over the past year, across the world's vouchers, then puts the
-materialised balances and period usage right and refreshes the planner's statistics.
+"""A year of history, loaded set-wise: `load_history(url, n)` clones one real redeem (its
+redemption, order, audit events, outbox event and Idempotency-Key record) `n` times over the past
+year, across the world's vouchers, each as a hold and its capture — a `hold_placed` journal (two
+postings) and a `hold_captured` one (four), and each journal's audit events — so 1,000,000
+redemptions are 2,000,000 journals and 6,000,000 postings, as a programme whose providers hold
+before they bill has. Then it puts the materialised balances and period usage right and
+refreshes the planner's statistics.
 
 The clones are captured redemptions, sealed audit events and published outbox events — what a
 programme's history holds — so a query that reads in proportion to history shows up. Triggers are
@@ -25,6 +28,7 @@ TABLES = ("redemption", "order_subsidy", "ledger_transaction", "ledger_posting",
 GENERATE = """
 CREATE TEMP TABLE gen ON COMMIT DROP AS
 SELECT g, md5('r' || g)::uuid AS rid, md5('o' || g)::uuid AS oid, md5('j' || g)::uuid AS j1,
+       md5('k' || g)::uuid AS j2,
        md5('i' || g)::uuid AS iid,
        CAST(:t0 AS timestamptz) + g * interval '30 seconds' AS at,
        v.id AS voucher_id, v.enterprise_id, v.available, v.held, v.used
@@ -49,26 +53,33 @@ STATEMENTS = [
               gen.at
          FROM gen, redemption t WHERE t.id = :tpl""",
     """INSERT INTO ledger_transaction (id, kind, programme_id, voucher_id, redemption_id, memo, request_id, created_at)
-       SELECT gen.j1, 'redeemed', t.programme_id, gen.voucher_id, gen.rid, 'history', NULL, gen.at
-         FROM gen, redemption t WHERE t.id = :tpl""",
+       SELECT j.id, j.kind, t.programme_id, gen.voucher_id, gen.rid, 'history', NULL, j.at
+         FROM gen, redemption t,
+              LATERAL (VALUES (gen.j1, 'hold_placed', gen.at - interval '1 minute'),
+                              (gen.j2, 'hold_captured', gen.at)) AS j(id, kind, at)
+        WHERE t.id = :tpl""",
     """INSERT INTO ledger_posting (transaction_id, account_id, amount, unit, created_at)
        SELECT p.tx, p.account, p.amount, 'CNY', gen.at
          FROM gen, redemption t,
-              LATERAL (VALUES (gen.j1, gen.available, -t.held_amount), (gen.j1, gen.used, t.held_amount),
-                              (gen.j1, CAST(:spent AS uuid), -t.held_amount),
-                              (gen.j1, CAST(:payable AS uuid), t.held_amount)) AS p(tx, account, amount)
+              LATERAL (VALUES (gen.j1, gen.available, -t.held_amount), (gen.j1, gen.held, t.held_amount),
+                              (gen.j2, gen.held, -t.held_amount), (gen.j2, gen.used, t.held_amount),
+                              (gen.j2, CAST(:spent AS uuid), -t.held_amount),
+                              (gen.j2, CAST(:payable AS uuid), t.held_amount)) AS p(tx, account, amount)
         WHERE t.id = :tpl""",
     """INSERT INTO audit_event (id, occurred_at, actor_principal_id, actor_role, actor_key_id, action, resource_type,
            resource_id, programme_id, enterprise_id, provider_id, voucher_id, before, after, request_id,
            idempotency_key, rule_version, journal_id, seq, chain_hash)
-       SELECT md5(e.id::text || gen.g)::uuid, gen.at, e.actor_principal_id, e.actor_role, e.actor_key_id, e.action,
-              e.resource_type, CASE WHEN e.journal_id IS NULL THEN gen.rid ELSE gen.j1 END, e.programme_id,
+       SELECT md5(e.id::text || gen.g || ph.phase)::uuid, gen.at, e.actor_principal_id, e.actor_role,
+              e.actor_key_id, CASE WHEN e.journal_id IS NULL THEN ph.action ELSE e.action END,
+              e.resource_type, CASE WHEN e.journal_id IS NULL THEN gen.rid ELSE ph.journal END, e.programme_id,
               gen.enterprise_id, e.provider_id, gen.voucher_id, e.before, e.after, NULL, 'hist-' || gen.g, NULL,
-              CASE WHEN e.journal_id IS NULL THEN NULL ELSE gen.j1 END,
-              CAST(:seq0 AS bigint) + gen.g * e.total + e.n, repeat('0', 64)
+              CASE WHEN e.journal_id IS NULL THEN NULL ELSE ph.journal END,
+              CAST(:seq0 AS bigint) + 2 * (gen.g * e.total + e.n) + ph.phase, repeat('0', 64)
          FROM gen
         CROSS JOIN (SELECT a.*, row_number() OVER (ORDER BY a.id) - 1 AS n, count(*) OVER () AS total
-                      FROM audit_event a WHERE a.idempotency_key = :tpl_key) AS e""",
+                      FROM audit_event a WHERE a.idempotency_key = :tpl_key) AS e
+        CROSS JOIN LATERAL (VALUES (0, gen.j1, 'hold.placed'), (1, gen.j2, 'redemption.captured'))
+                   AS ph(phase, journal, action)""",
     """INSERT INTO outbox_event (id, type, occurred_at, programme_id, enterprise_id, provider_id, resource_type,
            resource_id, data, dedupe_key, seq, published_at)
        SELECT md5('e' || gen.g)::uuid, o.type, gen.at, o.programme_id, gen.enterprise_id, o.provider_id,
