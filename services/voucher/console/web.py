@@ -231,6 +231,17 @@ async def signed_in(request: Request, *roles: str) -> Page:
     return page
 
 
+#: The headers of an API download the browser needs (what it is, its name, which export).
+PASSED_HEADERS = ("content-type", "content-disposition", "content-language", "export-id", "etag")
+
+
+def passthrough(upstream: Any) -> Response:
+    """An API download (a statement, an export) handed to the browser as the API answered it."""
+    headers = {k: v for k, v in upstream.headers.items() if k.lower() in PASSED_HEADERS}
+    headers["Cache-Control"] = "no-store"
+    return Response(upstream.content, status_code=upstream.status_code, headers=headers)
+
+
 def redirect(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
 
@@ -372,8 +383,10 @@ def create_console(api_app: Any, settings: Settings) -> FastAPI:
                             httponly=True, secure=request.url.scheme == "https")
         return response
 
-    from services.voucher.console import enterprise, operator
+    from services.voucher.console import auditor, enterprise, operator, provider
 
     operator.install(console)
+    auditor.install(console)
     enterprise.install(console)
+    provider.install(console)
     return console

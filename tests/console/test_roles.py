@@ -1,0 +1,136 @@
+"""The auditor's, provider's and enterprise's pages over HTTP, and the dashboard's figures
+against the API's trial balance and reconciliation."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from typing import Any
+
+import httpx
+
+from services.voucher.console.dashboard import figures_of
+from tests.console.conftest import Browser, csrf_of
+from tests.console.test_operator import figure, submit
+from tests.support import auth
+from tests.world import World
+
+
+def fresh() -> dict[str, str]:
+    return {"Idempotency-Key": str(uuid.uuid4())}
+
+
+async def redeem(world: World, voucher: dict[str, Any], amount: int, order: str) -> None:
+    redeemed = await world.post("/v1/redemptions", {
+        "voucher_code": voucher["code"], "enterprise_uscc": world.enterprise["uscc"], "order_reference": order,
+        "line_items": [{"category": "accelerator:domestic", "amount": amount, "accelerator": "Ascend 910B",
+                        "hours_milli": 1000}]})
+    assert redeemed.status_code == 201, redeemed.text
+
+
+async def settlement(world: World, clock: Any) -> dict[str, Any]:
+    voucher = await world.issue(10_000_000)
+    await redeem(world, voucher, 1_000_000, "PO-1")
+    clock.advance(days=1)
+    created = await world.client.post("/v1/settlements", json={
+        "provider_id": world.provider["id"], "programme_id": world.programme["id"],
+        "period_start": "2026-03-02", "period_end": "2026-03-02"}, headers=auth(world.operator, **fresh()))
+    assert created.status_code == 201, created.text
+    return created.json()  # type: ignore[no-any-return]
+
+
+async def test_the_dashboard_equals_the_trial_balance_and_the_ledger_reconciles(
+        client: httpx.AsyncClient, browser: Browser, world: World) -> None:
+    voucher = await world.issue(5_000_000)
+    await redeem(world, voucher, 1_000_000, "PO-A")
+    await redeem(world, voucher, 2_345_678, "PO-B")
+    await submit(client, world)
+    application = (await client.get("/v1/applications", headers=auth(world.operator))).json()["items"][0]
+    approved = await client.post(f"/v1/applications/{application['id']}/approve", json={"amount": 1_000_000},
+                                 headers=auth(world.operator, **fresh()))
+    assert approved.status_code == 200, approved.text
+    await browser.sign_in(world.operator)
+    page = (await browser.get(f"/console/operator/programmes/{world.programme['id']}")).text
+    balance = (await client.get(f"/v1/programmes/{world.programme['id']}/trial-balance",
+                                headers=auth(world.auditor))).json()
+    assert balance["is_balanced"]
+    kinds: dict[str, int] = {}
+    for account in balance["accounts"]:
+        kinds[account["kind"]] = kinds.get(account["kind"], 0) + account["balance"]
+    expected = {"budget": world.programme["budget_total"], "available": kinds["programme_available"],
+                "committed": 1_000_000, "in_vouchers": kinds["voucher_available"] + kinds.get("voucher_held", 0),
+                "spent": kinds["voucher_used"]}
+    assert figures_of(balance) == expected
+    assert expected["budget"] == expected["available"] + expected["committed"] + expected["in_vouchers"] + expected["spent"]
+    for name, value in expected.items():
+        assert figure(page, name) == f"¥{value // 100:,}.{value % 100:02d}", name
+    spent_by_provider = kinds["provider_payable"] + kinds.get("provider_paid", 0)
+    assert spent_by_provider == expected["spent"]
+    assert world.provider["name"] in page
+    assert (await world.reconciliation())["is_clean"]
+
+
+async def test_an_auditor_verifies_the_chain_and_downloads_an_export_matching_its_manifest(
+        browser: Browser, world: World) -> None:
+    await world.issue(1_000_000)
+    await browser.sign_in(world.auditor)
+    home = await browser.get("/console/auditor")
+    verified = await browser.post("/console/auditor/verifications", data={"csrf_token": csrf_of(home.text)})
+    assert verified.status_code == 303
+    result = await browser.get(verified.headers["location"])
+    assert 'id="verification-result"' in result.text and "class=\"pass\"" in result.text
+    download = await browser.get("/console/auditor/exports/download",
+                                 params={"dataset": "ledger-entries", "format": "csv"})
+    assert download.status_code == 200 and "attachment" in download.headers["content-disposition"]
+    exports = await browser.get("/console/auditor/exports")
+    link = re.search(r'href="(/console/auditor/exports/[0-9a-f-]{36})"', exports.text)
+    assert link, exports.text
+    manifest = await browser.get(link.group(1))
+    sha = re.search(r'id="manifest-sha256">([0-9a-f]{64})<', manifest.text)
+    assert sha and sha.group(1) == hashlib.sha256(download.content).hexdigest()
+    bad = await browser.get("/console/auditor/exports/download", params={"dataset": "secrets"})
+    assert bad.status_code == 404
+
+
+async def test_a_provider_looks_a_voucher_up_and_downloads_a_statement(
+        browser: Browser, world: World, clock: Any) -> None:
+    drafted = await settlement(world, clock)
+    voucher = (await world.client.get("/v1/vouchers", headers=auth(world.operator))).json()["items"][0]
+    await browser.sign_in(world.provider_key, language="en")
+    home = await browser.get("/console/provider")
+    found = await browser.post("/console/provider/lookup", data={
+        "csrf_token": csrf_of(home.text), "code": voucher["code"], "uscc": world.enterprise["uscc"]})
+    assert found.status_code == 200 and 'id="quote-available"' in found.text
+    assert "¥" in found.text
+    wrong = await browser.post("/console/provider/lookup", data={
+        "csrf_token": csrf_of(home.text), "code": voucher["code"], "uscc": "91330110MA2XXXXXX0"})
+    assert wrong.status_code in (404, 422) and 'role="alert"' in wrong.text
+    listing = await browser.get("/console/provider/settlements")
+    assert f"/console/provider/settlements/{drafted['id']}/statement.csv" in listing.text
+    statement = await browser.get(f"/console/provider/settlements/{drafted['id']}/statement.csv")
+    assert statement.status_code == 200 and statement.headers["content-type"].startswith("text/csv")
+    assert "PO-1" in statement.content.decode("utf-8-sig")
+
+
+async def test_an_enterprise_sees_the_dry_run_before_applying(client: httpx.AsyncClient, browser: Browser,
+                                                              world: World) -> None:
+    await browser.sign_in(world.enterprise_key)
+    form = await browser.get("/console/enterprise/apply")
+    token = csrf_of(form.text)
+    values = {"csrf_token": token, "programme_id": world.programme["id"], "amount": "20,000.00",
+              "purpose": "训练质检模型"}
+    checked = await browser.post("/console/enterprise/apply/check", data=values)
+    assert checked.status_code == 200 and 'id="dry-run-verdict"' in checked.text
+    assert (await client.get("/v1/applications", headers=auth(world.enterprise_key))).json()["items"] == []
+    partial = await browser.post("/console/enterprise/apply/check", data=values, headers={"HX-Request": "true"})
+    assert partial.text.lstrip().startswith('<section id="dry-run"')
+    key = re.search(r'name="form_key" value="([^"]+)"', checked.text).group(1)  # type: ignore[union-attr]
+    applied = await browser.post("/console/enterprise/apply", data={**values, "form_key": key})
+    assert applied.status_code == 303
+    detail = await browser.get(applied.headers["location"])
+    assert 'id="application-status">under_review<' in detail.text
+    mine = (await client.get("/v1/applications", headers=auth(world.enterprise_key))).json()["items"]
+    assert len(mine) == 1 and mine[0]["requested_amount"] == 2_000_000
+    vouchers = await browser.get("/console/enterprise")
+    assert vouchers.status_code == 200
