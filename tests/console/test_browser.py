@@ -120,7 +120,7 @@ async def test_an_operator_approves_an_application_and_the_committed_figure_chan
     await sign_in(page, server, world.operator)
     await page.get_by_role("link", name=world.programme["name"]).click()
     assert await page.locator("#figure-committed").inner_text() == "¥0.00"
-    await page.wait_for_function("document.documentElement.dataset.charts === '3'")
+    await page.locator("html[data-charts='3']").wait_for(state="attached")
     assert await page.locator("#chart-budget svg").count() == 1
     await screenshot(page, "operator-dashboard")
     await page.get_by_role("link", name="本项目的待审申请").click()
@@ -128,7 +128,8 @@ async def test_an_operator_approves_an_application_and_the_committed_figure_chan
     await page.get_by_label("批准金额").fill("25,000.00")
     await page.get_by_role("button", name="批准", exact=True).click()
     await page.wait_for_load_state()
-    assert await page.locator("#application-status").inner_text() == "publicity"
+    assert await page.locator("#application-status").get_attribute("data-status") == "publicity"
+    assert await page.locator("#application-status").inner_text() == "公示中"
     await page.get_by_role("link", name=world.programme["name"]).click()
     assert await page.locator("#figure-committed").inner_text() == "¥25,000.00"
 
@@ -216,7 +217,7 @@ async def test_an_enterprise_applies_after_seeing_the_dry_run(
     assert (await client.get("/v1/applications", headers=auth(world.enterprise_key))).json()["items"] == []
     await page.get_by_role("button", name="提交申请").click()
     await page.wait_for_load_state()
-    assert await page.locator("#application-status").inner_text() == "under_review"
+    assert await page.locator("#application-status").inner_text() == "审核中"
 
 
 async def test_a_provider_looks_a_voucher_up_and_downloads_a_statement(

@@ -41,7 +41,7 @@ async def test_approving_in_the_console_commits_budget_and_the_audit_names_the_k
     queue = await browser.get("/console/operator/applications")
     assert f"/console/operator/applications/{application['id']}" in queue.text
     detail = await browser.get(f"/console/operator/applications/{application['id']}")
-    assert detail.status_code == 200 and "under_review" in detail.text
+    assert detail.status_code == 200 and 'data-status="under_review"' in detail.text
     key = re.search(r'name="form_key" value="([^"]+)"', detail.text).group(1)  # type: ignore[union-attr]
     form = {"csrf_token": csrf_of(detail.text), "form_key": key, "amount": "15,000.00", "note": ""}
     approved = await browser.post(f"/console/operator/applications/{application['id']}/approve", data=form)

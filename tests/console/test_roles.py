@@ -129,7 +129,7 @@ async def test_an_enterprise_sees_the_dry_run_before_applying(client: httpx.Asyn
     applied = await browser.post("/console/enterprise/apply", data={**values, "form_key": key})
     assert applied.status_code == 303
     detail = await browser.get(applied.headers["location"])
-    assert 'id="application-status">under_review<' in detail.text
+    assert 'data-status="under_review"' in detail.text
     mine = (await client.get("/v1/applications", headers=auth(world.enterprise_key))).json()["items"]
     assert len(mine) == 1 and mine[0]["requested_amount"] == 2_000_000
     vouchers = await browser.get("/console/enterprise")

@@ -222,3 +222,38 @@ async def test_pages_forbid_framing_and_outside_scripts(browser: Browser) -> Non
 
 def _console(app: Any) -> Any:
     return next(route.app for route in app.routes if getattr(route, "path", "") == "/console")
+
+
+def test_production_serves_the_console_only_with_a_secret() -> None:
+    import base64
+
+    import pytest
+    from fastapi import FastAPI
+    from pydantic import ValidationError
+
+    from services.voucher.console.install import install
+    from services.voucher.settings import Settings
+
+    production = {"environment": "production", "database_url": "postgresql://voucher@127.0.0.1/voucher",
+                  "audit_signing_key": base64.b64encode(b"k" * 32).decode()}
+    without, with_secret = FastAPI(), FastAPI()
+    install(without, Settings(**production))
+    install(with_secret, Settings(**production, console_secret="s" * 32))
+    assert not [r for r in without.routes if getattr(r, "path", "") == "/console"]
+    assert [r for r in with_secret.routes if getattr(r, "path", "") == "/console"]
+    with pytest.raises(ValidationError):
+        Settings(console_secret="too short")
+
+
+async def test_sessions_sealed_with_another_secret_do_not_open(browser: Browser, world: World) -> None:
+    from datetime import UTC, datetime
+
+    from services.voucher.console.session import Sessions
+
+    now = datetime.now(UTC)
+    ours, theirs = Sessions(b"a" * 32, timedelta(hours=8)), Sessions(b"b" * 32, timedelta(hours=8))
+    sealed = theirs.seal(world.operator, now)
+    assert ours.open(sealed, now) is None and theirs.open(sealed, now) is not None
+    assert ours.csrf_token("x") != theirs.csrf_token("x")
+    answer = await browser.get("/console/operator", headers={"Cookie": f"{SESSION_COOKIE}={sealed}"})
+    assert answer.status_code == 303 and "/console/sign-in" in answer.headers["location"]

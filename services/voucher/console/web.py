@@ -53,6 +53,17 @@ HOME = {"operator": "/console/operator", "auditor": "/console/auditor",
 ROLE_NAMES = {"operator": msg("programme office"), "auditor": msg("auditor"),
               "enterprise": msg("enterprise"), "provider": msg("provider")}
 
+#: Every status a page shows, as people read it (the API's code stays in a data-status attribute
+#: where a page names one thing's status).
+STATUS_NAMES = {
+    "draft": msg("draft"), "open": msg("open"), "closed": msg("closed"), "archived": msg("archived"),
+    "submitted": msg("submitted"), "ineligible": msg("ineligible"), "under_review": msg("under review"),
+    "approved": msg("approved"), "publicity": msg("in publicity"), "issued": msg("issued"),
+    "rejected": msg("rejected"), "withdrawn": msg("withdrawn"), "active": msg("active"),
+    "suspended": msg("suspended"), "exhausted": msg("exhausted"), "expired": msg("expired"),
+    "revoked": msg("revoked"), "disputed": msg("disputed"), "paid": msg("paid"), "cancelled": msg("cancelled"),
+}
+
 templates = Environment(
     loader=FileSystemLoader(HERE / "templates"),
     autoescape=select_autoescape(["html"]),
@@ -148,6 +159,10 @@ def render(request: Request, template: str, *, status: int = 200, language: str 
     def money(amount: int | None, unit: str) -> str:
         return "—" if amount is None else format_for_people(amount, unit, language)
 
+    def status_name(code: str) -> str:
+        name = STATUS_NAMES.get(code)
+        return name.render(language) if name is not None else code
+
     def major(amount: int, unit: str) -> str:
         return format_major(amount, Unit(unit))
 
@@ -156,7 +171,7 @@ def render(request: Request, template: str, *, status: int = 200, language: str 
 
     body = templates.get_template(template).render(
         _=text(language), lang=language, html_lang="zh-CN" if language == "zh" else "en",
-        when=when, money=money, major=major, page=page, me=page.me if page else None, role=page.role if page else None,
+        when=when, money=money, major=major, status_name=status_name, page=page, me=page.me if page else None, role=page.role if page else None,
         csrf_token=page.csrf_token if page else None, path=str(request.url.path), here_in=here_in,
         home=HOME, role_name=ROLE_NAMES[page.role].render(language) if page else None, **values,
     )
@@ -293,8 +308,11 @@ def create_console(api_app: Any, settings: Settings) -> FastAPI:
 
     @console.exception_handler(Refusal)
     async def refused(request: Request, exc: Refusal) -> Response:
-        return render(request, "error.html", status=exc.status if exc.status in (403, 404, 409, 422, 429) else 502,
-                      status_code=exc.status, message=exc.detail)
+        if exc.status == 401:  # the key stopped working between two calls of one page
+            return await sign_in_needed(request, SignInNeeded(
+                msg("the API key of this session no longer works; sign in again")))
+        status = exc.status if 400 <= exc.status < 500 or exc.status == 503 else 502
+        return render(request, "error.html", status=status, status_code=status, message=exc.detail)
 
     @console.exception_handler(RequestValidationError)
     async def bad_address(request: Request, exc: RequestValidationError) -> Response:
