@@ -4,12 +4,13 @@
 
 On a fresh PostgreSQL database (`<db>_console`) it opens a programme with an approved provider
 and 50 vouchers through the services, makes one real redemption through the API and clones it
-set-wise into `--redemptions` captured redemptions over the past months (bench/history.py),
-then starts one server (uvicorn, uvloop, httptools), signs in to the console with an operator
+set-wise into `--redemptions` captured redemptions over the past weeks (bench/history.py),
+moves the programme's opening a year back (so the dashboard shows its full 12 months, one trial
+balance each), then starts one server (uvicorn, uvloop, httptools), signs in to the console with an operator
 key and renders `GET /console/operator/programmes/{id}` `--renders` times, one at a time.
 
-It prints the render time (p50, p95, max) and the same for one `GET .../trial-balance`, of which
-the dashboard makes one per month shown plus one now. It checks, and exits 1 if not, that the
+It prints the render time (p50, p95, max) and the same for one `GET .../trial-balance` (the
+dashboard reads one, then the spent account's balance at each month's start). It checks, and exits 1 if not, that the
 dashboard's spent figure equals the trial balance's (the clones are captures). It judges speed
 not at all: read the numbers.
 """
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import create_engine, text
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -37,6 +39,7 @@ from common import load_world  # noqa: E402  (bench/ is on sys.path)
 from history import load_history  # noqa: E402
 from redeem import DEFAULT_URL, fresh_database, template_redeem  # noqa: E402
 
+from services.voucher.settings import sync_database_url  # noqa: E402
 from tests.live_server import LiveServer  # noqa: E402
 
 
@@ -90,6 +93,11 @@ def main() -> int:
     print(f"loading {args.redemptions:,} prior redemptions set-wise ...", flush=True)
     history = load_history(database_url, world, args.redemptions)
     print(f"loaded in {history['seconds']} s: {history['rows']}", flush=True)
+    engine = create_engine(sync_database_url(database_url))
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE programme SET created_at = created_at - interval '1 year', "
+                          "opened_at = opened_at - interval '1 year'"))
+    engine.dispose()
     with LiveServer(database_url) as server:
         me = httpx.get(f"{server.url}/v1/programmes", headers={"Authorization": f"Bearer {world['operator']}"})
         programme_id = me.json()["items"][0]["id"]

@@ -41,10 +41,11 @@ async def settlement(world: World, clock: Any) -> dict[str, Any]:
 
 
 async def test_the_dashboard_equals_the_trial_balance_and_the_ledger_reconciles(
-        client: httpx.AsyncClient, browser: Browser, world: World) -> None:
+        client: httpx.AsyncClient, browser: Browser, world: World, clock: Any) -> None:
     voucher = await world.issue(5_000_000)
-    await redeem(world, voucher, 1_000_000, "PO-A")
-    await redeem(world, voucher, 2_345_678, "PO-B")
+    await redeem(world, voucher, 1_000_000, "PO-A")  # March (Beijing time): subsidy ¥3,000.00
+    clock.advance(days=31)
+    await redeem(world, voucher, 2_345_678, "PO-B")  # April: subsidy ¥7,037.03
     await submit(client, world)
     application = (await client.get("/v1/applications", headers=auth(world.operator))).json()["items"][0]
     approved = await client.post(f"/v1/applications/{application['id']}/approve", json={"amount": 1_000_000},
@@ -65,6 +66,10 @@ async def test_the_dashboard_equals_the_trial_balance_and_the_ledger_reconciles(
     assert expected["budget"] == expected["available"] + expected["committed"] + expected["in_vouchers"] + expected["spent"]
     for name, value in expected.items():
         assert figure(page, name) == f"¥{value // 100:,}.{value % 100:02d}", name
+    months = re.findall(r'<tr><td>(\d{4}-\d{2})</td><td class="num">¥([\d,]+)\.(\d{2})</td></tr>', page)
+    assert months == [("2026-03", "3,000", "00"), ("2026-04", "7,037", "03")]
+    assert sum(int(whole.replace(",", "")) * 100 + int(cents) for _, whole, cents in months) \
+        == expected["spent"]
     spent_by_provider = kinds["provider_payable"] + kinds.get("provider_paid", 0)
     assert spent_by_provider == expected["spent"]
     assert world.provider["name"] in page

@@ -1,5 +1,5 @@
 """A programme's dashboard, read from the API: the budget figures from the programme's trial
-balance now, the burn by month from trial balances at each month's start (Beijing time), the
+balance now, the burn by month from the programme's spent account's balance at each month's start (Beijing time), the
 subsidy by provider from the providers' payable and paid accounts.
 
 Every figure is a sum of trial-balance accounts by kind, so the dashboard equals the trial
@@ -94,11 +94,12 @@ async def build(api: Api, programme_id: str, timezone: str) -> Dashboard:
 
     since = datetime.fromisoformat((programme.get("opened_at") or programme["created_at"]).replace("Z", "+00:00"))
     starts = month_starts(as_of, zone, since)
+    spent_account = next((a["account_id"] for a in now_tb["accounts"] if a["kind"] == "programme_spent"), None)
     spent_at = []
-    for start in starts[1:]:
-        earlier = await api.get(f"/v1/programmes/{programme_id}/trial-balance",
-                                as_of=start.isoformat().replace("+00:00", "Z"))
-        spent_at.append(figures_of(earlier)["spent"])
+    for start in starts[1:]:  # the one account's balance at each month's start, from its postings
+        earlier = await api.get(f"/v1/ledger/accounts/{spent_account}/balance",
+                                as_of=start.isoformat().replace("+00:00", "Z")) if spent_account else {"balance": 0}
+        spent_at.append(-int(earlier["balance"]))
     spent_at.append(figures["spent"])
     previous = 0
     for start, spent in zip(starts, spent_at, strict=True):
