@@ -15,7 +15,7 @@ import json
 import logging
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -108,7 +108,6 @@ class Page:
     me: dict[str, Any]
     api: Api
     sessions: Sessions
-    extra_cookies: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def role(self) -> str:
@@ -153,6 +152,8 @@ def render(request: Request, template: str, *, status: int = 200, language: str 
     def when(value: str | None, with_time: bool = True) -> str:
         if not value:
             return "—"
+        if "T" not in value:  # a calendar day (a settlement period's), already the office's
+            return value
         moment = datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(zone)
         return moment.strftime("%Y-%m-%d %H:%M" if with_time else "%Y-%m-%d")
 
@@ -183,9 +184,6 @@ def render(request: Request, template: str, *, status: int = 200, language: str 
         "frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "same-origin"
-    if page is not None:
-        for name, value in page.extra_cookies:
-            set_cookie(response, request, name, value, max_age=None)
     return response
 
 
