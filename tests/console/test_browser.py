@@ -237,3 +237,28 @@ async def test_a_provider_looks_a_voucher_up_and_downloads_a_statement(
         await page.locator(f"a[href$='{drafted['id']}/statement.csv']").click()
     download = await started.value
     assert "PO-1" in saved(await download.path()).decode("utf-8-sig")
+
+
+async def test_the_console_works_from_the_keyboard_on_a_tablet(browser: Any, server: LiveServer,
+                                                               world: World) -> None:
+    context = await browser.new_context(viewport={"width": 768, "height": 1024})
+    page = await context.new_page()
+    await page.goto(f"{server.url}/console/")
+    await page.keyboard.press("Tab")
+    assert await page.evaluate("document.activeElement.className") == "skip"
+    for _ in range(5):  # past the skip link and the language switch to the key field
+        if await page.evaluate("document.activeElement.id") == "api_key":
+            break
+        await page.keyboard.press("Tab")
+    assert await page.evaluate("document.activeElement.id") == "api_key"
+    await page.keyboard.type(world.operator)
+    await page.keyboard.press("Enter")
+    await page.wait_for_url(f"{server.url}/console/operator")
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 768  # no sideways scrolling
+    link = page.get_by_role("link", name=world.programme["name"])
+    await link.focus()
+    await page.keyboard.press("Enter")
+    await page.wait_for_url(f"{server.url}/console/operator/programmes/{world.programme['id']}")
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 768
+    await screenshot(page, "operator-dashboard-tablet")
+    await context.close()

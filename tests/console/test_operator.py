@@ -169,3 +169,44 @@ async def test_a_file_that_is_not_a_table_is_refused_plainly(browser: Browser, w
                           ("x.csv", b"name,amount\nA,1\n")):
         preview = await _preview(browser, world, name, content)
         assert preview.status_code == 422 and 'role="alert"' in preview.text
+
+
+async def test_an_operator_suspends_resumes_and_revokes_a_voucher(client: httpx.AsyncClient, browser: Browser,
+                                                                  world: World) -> None:
+    voucher = await world.issue(1_000_000)
+    await browser.sign_in(world.operator, language="en")
+    listing = await browser.get("/console/operator/vouchers", params={"status": "active"})
+    assert f"/console/operator/vouchers/{voucher['id']}" in listing.text and "¥10,000.00" in listing.text
+    path = f"/console/operator/vouchers/{voucher['id']}"
+    page = await browser.get(path)
+    token = csrf_of(page.text)
+    refused = await browser.post(f"{path}/suspend", data={"reason": "核查中"})
+    assert refused.status_code == 403
+    assert (await browser.post(f"{path}/suspend", data={"csrf_token": token, "reason": " "})).status_code == 422
+    assert (await browser.post(f"{path}/suspend", data={"csrf_token": token, "reason": "核查中"})).status_code == 303
+    page = await browser.get(path)
+    assert 'data-status="suspended"' in page.text and 'id="resume"' in page.text
+    again = await browser.post(f"{path}/suspend", data={"csrf_token": token, "reason": "核查中"})
+    assert again.status_code == 409 and 'role="alert"' in again.text  # the API's refusal, shown
+    assert (await browser.post(f"{path}/resume", data={"csrf_token": token, "reason": "核查完毕"})).status_code == 303
+    bad = await browser.post(f"{path}/revoke", data={"csrf_token": token, "reason": "违规", "clawback": "lots"})
+    assert bad.status_code == 422
+    revoked = await browser.post(f"{path}/revoke", data={"csrf_token": token, "reason": "违规", "clawback": ""})
+    assert revoked.status_code == 303
+    found = (await client.get(f"/v1/vouchers/{voucher['id']}", headers=auth(world.operator))).json()
+    assert found["status"] == "revoked" and found["balances"]["available"] == 0
+    page = await browser.get(path)
+    assert 'id="revoke"' not in page.text
+    me = (await client.get("/v1/me", headers=auth(world.operator))).json()
+    events = (await client.get("/v1/audit/events", params={"resource_id": voucher["id"]},
+                               headers=auth(world.auditor))).json()["items"]
+    changes = [e for e in events if e["action"] in ("voucher.suspended", "voucher.resumed", "voucher.revoked")]
+    assert [e["action"] for e in changes] == ["voucher.suspended", "voucher.resumed", "voucher.revoked"]
+    assert {e["actor_key_id"] for e in changes} == {me["key_id"]}
+
+
+async def test_an_enterprise_key_cannot_open_the_voucher_pages_of_the_office(browser: Browser, world: World) -> None:
+    voucher = await world.issue(1_000_000)
+    await browser.sign_in(world.enterprise_key)
+    for path in ("/console/operator/vouchers", f"/console/operator/vouchers/{voucher['id']}"):
+        assert (await browser.get(path)).status_code == 403

@@ -20,7 +20,8 @@ async def test_no_page_references_another_site(browser: Browser, world: World) -
     pages = [await browser.get("/console/sign-in")]
     await browser.sign_in(world.operator)
     for path in ("/console/operator", "/console/operator/applications", "/console/operator/vouchers/bulk",
-                 f"/console/operator/programmes/{world.programme['id']}", "/console/nowhere"):
+                 "/console/operator/vouchers", f"/console/operator/programmes/{world.programme['id']}",
+                 "/console/nowhere"):
         pages.append(await browser.get(path))
     for page in pages:
         assert "http://" not in page.text and "https://" not in page.text and "//cdn" not in page.text

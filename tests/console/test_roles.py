@@ -139,3 +139,46 @@ async def test_an_enterprise_sees_the_dry_run_before_applying(client: httpx.Asyn
     assert len(mine) == 1 and mine[0]["requested_amount"] == 2_000_000
     vouchers = await browser.get("/console/enterprise")
     assert vouchers.status_code == 200
+
+
+async def test_a_provider_confirms_its_statement_then_disputes_it(browser: Browser, world: World, clock: Any) -> None:
+    drafted = await settlement(world, clock)
+    path = f"/console/provider/settlements/{drafted['id']}"
+    await browser.sign_in(world.provider_key)
+    page = await browser.get(path)
+    assert page.status_code == 200 and 'data-status="draft"' in page.text and "PO-1" in page.text
+    assert 'id="dispute"' not in page.text
+    key = re.search(r'name="form_key" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+    refused = await browser.post(f"{path}/confirm", data={"form_key": key})
+    assert refused.status_code == 403
+    confirmed = await browser.post(f"{path}/confirm", data={"csrf_token": csrf_of(page.text), "form_key": key})
+    assert confirmed.status_code == 303
+    again = await browser.post(f"{path}/confirm", data={"csrf_token": csrf_of(page.text), "form_key": key})
+    assert again.status_code == 303  # the same form twice: one confirmation
+    page = await browser.get(path)
+    assert 'data-status="submitted"' in page.text and 'id="confirm"' not in page.text
+    empty = await browser.post(f"{path}/dispute", data={"csrf_token": csrf_of(page.text), "reason": " "})
+    assert empty.status_code == 422
+    disputed = await browser.post(f"{path}/dispute", data={"csrf_token": csrf_of(page.text),
+                                                           "reason": "第 1 行金额与我方记录不符"})
+    assert disputed.status_code == 303
+    stale = await browser.post(f"{path}/confirm", data={"csrf_token": csrf_of(page.text)})
+    assert stale.status_code == 409 and 'role="alert"' in stale.text  # the API's refusal, shown
+    found = (await world.client.get(f"/v1/settlements/{drafted['id']}", headers=auth(world.operator))).json()
+    assert found["status"] == "disputed" and found["status_reason"] == "第 1 行金额与我方记录不符"
+    events = (await world.client.get("/v1/audit/events", params={"resource_id": drafted["id"]},
+                                     headers=auth(world.auditor))).json()["items"]
+    assert [e["action"] for e in events].count("settlement.submitted") == 1
+
+
+async def test_another_provider_cannot_open_the_settlement(app: Any, browser: Browser, world: World,
+                                                          clock: Any) -> None:
+    from tests.support import create as create_record
+    from tests.support import make_key, provider_payload
+
+    drafted = await settlement(world, clock)
+    other = await create_record(world.client, world.operator, "/v1/providers", provider_payload())
+    other_key = await make_key(app, "provider", provider_id=other["id"])
+    await browser.sign_in(other_key)
+    assert (await browser.get(f"/console/provider/settlements/{drafted['id']}")).status_code == 404
+    assert (await browser.get(f"/console/provider/settlements/{drafted['id']}/statement.csv")).status_code == 404

@@ -399,9 +399,10 @@ def create_console(api_app: Any, settings: Settings) -> FastAPI:
                             httponly=True, secure=request.url.scheme == "https")
         return response
 
-    from services.voucher.console import auditor, enterprise, operator, provider
+    from services.voucher.console import auditor, enterprise, operator, provider, vouchers
 
     operator.install(console)
+    vouchers.install(console)
     auditor.install(console)
     enterprise.install(console)
     provider.install(console)
