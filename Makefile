@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements.lock requirements-dev.lock pyproject.toml clients/python/pyproject.toml | cksum | cut -d' ' -f1)
 export DATABASE_URL ?= sqlite:///./var/voucher.db
 
-.PHONY: install run serve migrate demo test lint messages openapi openapi-check client clean lock bench bench-redeem bench-scale bench-export fuzz soak
+.PHONY: install run serve migrate demo test lint messages openapi openapi-check client clean lock bench bench-redeem bench-scale bench-export bench-console fuzz soak
 
 install: $(STAMP)
 
@@ -79,12 +79,14 @@ clean:
 
 ## every benchmark, one after the other (prints tables; judges nothing): redemption against the
 ## raw-SQL ceiling, then scale (balance reads at 10k vs 2M postings, settling 100k captures),
-## then the 1,000,000-row streaming export, then a valid key under a flood of unknown keys
+## then the 1,000,000-row streaming export, then a valid key under a flood of unknown keys,
+## then the console's dashboard over 100,000 redemptions
 bench: install
 	$(BIN)/python bench/redeem.py
 	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/export.py
 	$(BIN)/python bench/auth_flood.py
+	$(BIN)/python bench/console.py
 
 ## redemption throughput through real server processes on PostgreSQL, beside the reference app
 bench-redeem: install
@@ -98,6 +100,11 @@ bench-scale: install
 ## the server's peak RSS, and each file checked against its manifest (BENCH_DATABASE_URL)
 bench-export: install
 	$(BIN)/python bench/export.py
+
+## the console's dashboard rendered over 100,000 captured redemptions on PostgreSQL (render time;
+## its spent figure checked against the trial balance)
+bench-console: install
+	$(BIN)/python bench/console.py
 
 ## API fuzzing, long: schemathesis against the committed OpenAPI document, every operation as
 ## every role, random (FUZZ_EXAMPLES per operation and role, default 50)

@@ -86,6 +86,7 @@ MATRIX: dict[str, str] = {
     "get_application": "yyyhnn",             # enterprise A's
     "application_history": "yyyhnn",
     "submit_application": "nnyynn",
+    "dry_run_application": "nnyynn",
     "withdraw_application": "nnyynn",
     "approve_application": "ynnnnn",
     "reject_application": "ynnnnn",

@@ -146,3 +146,17 @@ def test_format_major_round_trips(amount: int, unit: Unit) -> None:
     decimals = len(text.split(".")[1]) if "." in text else 0
     assert decimals == {Unit.CNY: 2, Unit.GPU_HOUR: 3, Unit.TOKEN: 0}[unit]
     assert text.startswith("-") == (amount < 0)
+
+
+def test_an_amount_a_person_types_is_read_exactly_or_refused() -> None:
+    from services.voucher.money import MAX_AMOUNT, parse_major
+
+    assert parse_major("1,234.56", "CNY") == 123_456
+    assert parse_major(" ¥12 ", "CNY") == 1_200
+    assert parse_major("￥0.5", "CNY") == 50
+    assert parse_major("1.5", "GPU_HOUR") == 1_500
+    assert parse_major("1,000", "TOKEN") == 1_000
+    for typed, unit in (("12.345", "CNY"), ("-1", "CNY"), ("1e3", "CNY"), ("", "CNY"), (".", "CNY"), ("1.", "CNY"),
+                        ("１２", "CNY"), ("1.5", "TOKEN"), ("¥1", "GPU_HOUR"), (str(MAX_AMOUNT), "CNY")):
+        with pytest.raises(ValueError):
+            parse_major(typed, unit)

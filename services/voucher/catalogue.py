@@ -2,6 +2,8 @@
 
 The msgids are every English text the service shows people:
 - every `msg("...")` template in services/voucher (extracted with Babel's Python extractor);
+- every `_("...")` text in the console's Jinja2 templates (console/templates, Jinja2's Babel
+  extractor), which the templates render through the same `msg` (console/web.py);
 - every problem title (the DomainError classes and the HTTP layer's own problems);
 - every pydantic validation message template (pydantic-core's list of error kinds).
 
@@ -24,6 +26,9 @@ from services.voucher.i18n import CATALOGUE
 PACKAGE = Path(__file__).parent
 #: Python files whose msg() calls are messages; the generated API client has none.
 METHOD_MAP = [("client/**.py", "ignore"), ("**.py", "python")]
+#: The console's pages; in them `_("...")` is a message (console/web.py, `text`).
+TEMPLATES = PACKAGE / "console" / "templates"
+TEMPLATE_METHOD_MAP = [("**.html", "jinja2.ext:babel_extract")]
 
 
 def code_messages() -> dict[str, list[str]]:
@@ -34,6 +39,12 @@ def code_messages() -> dict[str, list[str]]:
     ):
         if isinstance(message, str) and message:
             found.setdefault(message, []).append(f"services/voucher/{filename}:{line}")
+    for filename, line, message, _comments, _context in extract_from_dir(
+        TEMPLATES, TEMPLATE_METHOD_MAP, keywords={"_": None}, comment_tags=(), strip_comment_tags=True,
+        options_map={"**.html": {"trim_blocks": "true", "lstrip_blocks": "true"}},
+    ):
+        if isinstance(message, str) and message:
+            found.setdefault(message, []).append(f"services/voucher/console/templates/{filename}:{line}")
     return found
 
 

@@ -19,6 +19,7 @@ from services.voucher.audit import routes as audit
 from services.voucher.audit.signing import Signer
 from services.voucher.claims import routes as claims
 from services.voucher.clock import Clock, SandboxClock, system_clock
+from services.voucher.console import install as console
 from services.voucher.db import Database
 from services.voucher.eligibility import routes as eligibility
 from services.voucher.enterprises import routes as enterprises
@@ -154,6 +155,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     app.include_router(sandbox.router)
     if settings.docs_enabled:
         docs.install(app)
+    console.install(app, settings)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -90,3 +90,23 @@ def percent(bps: int) -> str:
     """Basis points as a percentage, e.g. 1250 → '12.5%', 5000 → '50%'."""
     whole, rest = divmod(bps, 100)
     return f"{whole}%" if rest == 0 else f"{whole}.{rest:02d}".rstrip("0") + "%"
+
+
+def parse_major(text: str, unit: Unit | str) -> int:
+    """An amount a person typed in major units ("1,234.56", "¥1234.5", "12 000") as an integer
+    in minor units; ValueError for anything else: no sign, at most the unit's decimals (a typed
+    amount is never rounded), at most MAX_AMOUNT."""
+    known = Unit(unit)
+    exponent = MINOR_EXPONENT[known]
+    cleaned = text.strip().replace(",", "").replace(" ", "").replace("\u00a0", "")
+    if known is Unit.CNY:
+        cleaned = cleaned.removeprefix("¥").removeprefix("￥")
+    whole, dot, minor = cleaned.partition(".")
+    if not whole.isascii() or not whole.isdigit() or (dot and (not minor.isascii() or not minor.isdigit())):
+        raise ValueError("not an amount")
+    if len(minor) > exponent:
+        raise ValueError("too many decimals")
+    value: int = int(whole) * 10**exponent + (int(minor.ljust(exponent, "0")) if exponent else 0)
+    if value > MAX_AMOUNT:
+        raise ValueError("amount exceeds the maximum")
+    return value

@@ -166,6 +166,25 @@ class Settings(BaseSettings):
     #: forward by the operator over `/v1/sandbox/clock`, shown on every response
     #: (`Voucher-Sandbox-Clock`) and in `GET /v1/me`. `make run` turns it on; production refuses it.
     sandbox: bool = False
+    #: The web console under /console/ (docs/decisions.md, "Console"). Its session cookie holds
+    #: the signed-in API key encrypted and authenticated with a key derived from this secret
+    #: (at least 32 characters). Unset: development and tests use a random secret made at start
+    #: (sessions end when the process restarts, and are not shared between processes); production
+    #: does not serve the console at all.
+    console_secret: SecretStr | None = None
+    #: A console session ends this many hours after sign-in, whatever happens in between.
+    console_session_hours: float = Field(default=8.0, gt=0, le=24)
+
+    @field_validator("console_secret", mode="before")
+    @classmethod
+    def _console_secret(cls, value: object) -> object:
+        """Empty means unset; a set secret is long enough not to be guessed."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(text, str) and len(text.strip()) < 32:
+            raise ValueError("VOUCHER_CONSOLE_SECRET must be at least 32 characters")
+        return value
 
     @field_validator("webhook_allowed_networks")
     @classmethod

@@ -115,6 +115,7 @@ OPERATIONS: dict[str, Writes] = {
 
 EXEMPT: dict[str, str] = {
     "dry_run_eligibility": "judges given rules and facts; stores nothing",
+    "dry_run_application": "judges the calling enterprise as submitting would; stores nothing",
     "lookup_voucher": "a read by POST (the code and USCC stay out of URLs and logs)",
     "verify_audit_chain": "the audit trail's own record of a verification, not a domain change",
     "create_audit_checkpoint": "the audit trail's own signed checkpoint, not a domain change",
@@ -509,6 +510,8 @@ async def walk_everything(w: Walk) -> None:
                  changes={"webhook_endpoint.deleted": ({"status": "enabled"}, {"status": "deleted"})})
 
     # -- the exempt operations write nothing ---------------------------------------------------------
+    await w.exempt("dry_run_application", "/v1/applications/dry-run", ent,
+                   {"programme_id": pid, "requested_amount": 800})
     await w.exempt("dry_run_eligibility", "/v1/eligibility/dry-run", operator, {
         "rules": {"all": [{"id": "xihu", "check": "region_in", "regions": ["330106"]}]},
         "facts": {"enterprise": {"region_code": "330110", "headcount": 120, "annual_revenue": 5_000_000_000,

@@ -16,6 +16,7 @@ from services.voucher.applications import service
 from services.voucher.applications.rules import ApplicationStatus, mask_uscc
 from services.voucher.applications.schemas import (
     ApplicationCreate,
+    ApplicationDryRun,
     ApplicationPublic,
     Approval,
     Objection,
@@ -99,6 +100,25 @@ async def submit_application(
     application = await service.submit(session, actor, body.programme_id, data, now)
     response.headers["Location"] = f"/v1/applications/{application.id}"
     return _public(application, language, response)
+
+
+@router.post(
+    "/dry-run",
+    operation_id="dry_run_application",
+    summary="Before applying: how the programme's eligibility rules judge the calling enterprise now; nothing is stored",
+    description="An enterprise (`applications:write`) sees the verdict, rule by rule with reasons in the "
+    "Accept-Language, that an application to this programme for this amount would get if submitted now: the "
+    "programme's current rule version on the enterprise's own facts and remaining cap. Nothing is stored or "
+    "recorded, so no Idempotency-Key is needed; the application window and the one-open-application rule are "
+    "checked only on submission. Refused with `not_found` (programme) or `validation_failed`.",
+    response_model=Eligibility,
+    responses=responses(*AUTH_ERRORS, errors.NotFound, errors.EligibilityRulesInvalid, errors.ValidationFailed),
+)
+async def dry_run_application(body: ApplicationDryRun, session: Session, now: Now, actor: Applicant,
+                              language: Language, response: Response) -> Eligibility:
+    verdict = await service.preview(session, actor, body.programme_id, body.requested_amount, now)
+    response.headers["Content-Language"] = "zh-CN" if language == "zh" else "en"
+    return Eligibility.from_record(verdict.stored(), language)
 
 
 @router.get(

@@ -55,6 +55,14 @@ class ApplicationCreate(BaseModel):
     contracts: list[Contract] = Field(default_factory=list, max_length=20)
 
 
+class ApplicationDryRun(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "programme_id": _PROGRAMME, "requested_amount": 30_000_000}]})
+
+    programme_id: uuid.UUID
+    requested_amount: int = Field(ge=1, le=MAX_AMOUNT, strict=True, description="In the programme's unit.")
+
+
 class ApplicationPublic(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "id": _ID, "programme_id": _PROGRAMME, "enterprise_id": "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e11",

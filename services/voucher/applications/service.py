@@ -163,6 +163,19 @@ async def _release_contracts(session: AsyncSession, application: Application, no
         reference.released_at = now
 
 
+async def preview(
+    session: AsyncSession, actor: Actor, programme_id: uuid.UUID, requested_amount: int, now: datetime
+) -> eligibility.Verdict:
+    """What `submit` would judge now, without submitting: the programme's current rule version on
+    the calling enterprise's facts and its remaining cap. Nothing is stored or recorded."""
+    if actor.enterprise_id is None:
+        raise Forbidden(msg("only an enterprise applies, with its own key"))
+    programme = await programmes.get_programme(session, actor, programme_id)
+    enterprise = await enterprises.get_enterprise(session, actor, actor.enterprise_id)
+    remaining = (await vouchers.remaining_cap(session, programme, enterprise.id, now))[1]
+    return eligibility.judge_request(programme, enterprise, requested_amount, remaining, now)
+
+
 async def submit(
     session: AsyncSession, actor: Actor, programme_id: uuid.UUID, data: dict[str, Any], now: datetime
 ) -> Application:

@@ -1,0 +1,89 @@
+"""An auditor's pages: the audit chain's head and a verification run now with each problem it
+found, and exports downloaded with the manifest that describes them (row count, SHA-256, the
+chain head they are consistent with)."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import FastAPI, Request
+from starlette.responses import Response
+
+from services.voucher.console.web import PageError, passthrough, redirect, set_cookie, signed_in
+from services.voucher.i18n import msg
+
+DATASETS = ("ledger-entries", "redemptions", "redemption-line-items", "settlements", "audit-events",
+            "audit-event-changes")
+FORMATS = ("csv", "xlsx", "jsonl")
+#: The ids of the browser's last exports, so the exports page can link their manifests (an id
+#: is no secret: a manifest is read with the auditor's key, like everything else).
+EXPORTS_COOKIE = "voucher_console_exports"
+KEPT_EXPORTS = 5
+
+
+def install(console: FastAPI) -> None:
+    @console.get("/auditor")
+    async def chain(request: Request) -> Response:
+        page = await signed_in(request, "auditor")
+        head = await page.api.get("/v1/audit/head")
+        return page.render("auditor/chain.html", head=head)
+
+    @console.post("/auditor/verifications")
+    async def verify(request: Request) -> Response:
+        page = await signed_in(request, "auditor")
+        await page.form()
+        verification = await page.api.post("/v1/audit/verifications", {"check_ledger": True})
+        return redirect(f"/console/auditor/verifications/{verification['id']}")
+
+    @console.get("/auditor/verifications/{verification_id}")
+    async def verification(request: Request, verification_id: uuid.UUID) -> Response:
+        page = await signed_in(request, "auditor")
+        found = await page.api.get(f"/v1/audit/verifications/{verification_id}")
+        return page.render("auditor/verification.html", verification=found)
+
+    @console.get("/auditor/exports")
+    async def exports(request: Request) -> Response:
+        page = await signed_in(request, "auditor")
+        manifests = []
+        for export_id in _kept(request):
+            manifests.append(await page.api.get(f"/v1/exports/manifests/{export_id}"))
+        programmes = await page.api.get("/v1/programmes", limit=200)
+        return page.render("auditor/exports.html", manifests=manifests, datasets=DATASETS, formats=FORMATS,
+                           programmes=programmes["items"])
+
+    @console.get("/auditor/exports/download")
+    async def download(request: Request, dataset: str, format: str = "csv", programme_id: str | None = None) -> Response:
+        page = await signed_in(request, "auditor")
+        if dataset not in DATASETS or format not in FORMATS:
+            raise PageError(404, msg("there is no such page in the console"))
+        upstream = await page.api.get_raw(f"/v1/exports/{dataset}", format=format,
+                                          programme_id=_uuid_or_none(programme_id))
+        response = passthrough(upstream)
+        export_id = upstream.headers.get("export-id")
+        if export_id:
+            kept = [export_id, *[e for e in _kept(request) if e != export_id]][:KEPT_EXPORTS]
+            set_cookie(response, request, EXPORTS_COOKIE, ".".join(kept), max_age=8 * 3600)
+        return response
+
+    @console.get("/auditor/exports/{export_id}")
+    async def manifest(request: Request, export_id: uuid.UUID) -> Response:
+        page = await signed_in(request, "auditor")
+        found = await page.api.get(f"/v1/exports/manifests/{export_id}")
+        return page.render("auditor/manifest.html", manifest=found)
+
+
+def _kept(request: Request) -> list[str]:
+    found = []
+    for value in request.cookies.get(EXPORTS_COOKIE, "").split(".")[:KEPT_EXPORTS]:
+        try:
+            found.append(str(uuid.UUID(value)))
+        except ValueError:
+            continue
+    return found
+
+
+def _uuid_or_none(value: str | None) -> str | None:
+    try:
+        return str(uuid.UUID(value)) if value else None
+    except ValueError:
+        return None

@@ -1,0 +1,119 @@
+"""Bulk issue from a spreadsheet: read the rows, show each with what is wrong with it, and
+write nothing unless every row reads.
+
+A row is `uscc, face_value, reference` (a header row first; the face value in the programme's
+unit as people write it, e.g. 12,000.00). The console only reads the file and finds each
+enterprise by its USCC through the API (whose refusal, such as a bad check character, is the
+row's error); every rule of issuing — budget, caps, the most per voucher — is the API's, which
+issues the whole batch or nothing and names the grant it refused.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import zipfile
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.voucher.console.api import Api, Refusal
+from services.voucher.i18n import msg
+from services.voucher.money import format_for_people, parse_major
+
+MAX_ROWS = 1000
+HEADER = ("uscc", "face_value", "reference")
+
+
+@dataclass
+class Row:
+    number: int  # the row's line in the file, the header being 1
+    uscc: str
+    face_value_text: str
+    reference: str
+    enterprise: dict[str, Any] | None = None
+    face_value: int | None = None
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Preview:
+    rows: list[Row]
+    problems: list[str]  # about the whole file
+
+    @property
+    def is_valid(self) -> bool:
+        return bool(self.rows) and not self.problems and not any(row.errors for row in self.rows)
+
+    @property
+    def grants(self) -> list[dict[str, Any]]:
+        return [{"enterprise_id": row.enterprise["id"], "face_value": row.face_value, "reference": row.reference or None}
+                for row in self.rows if row.enterprise is not None and row.face_value is not None]
+
+
+def read_table(filename: str, content: bytes) -> list[list[str]]:
+    """The file's rows as text cells; ValueError when it is neither UTF-8 CSV nor .xlsx."""
+    if filename.lower().endswith(".xlsx") or content[:2] == b"PK":
+        from openpyxl import load_workbook
+
+        try:
+            book = load_workbook(io.BytesIO(content), read_only=True, data_only=True)
+        except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
+            raise ValueError("not a workbook") from exc
+        sheet = book.worksheets[0]
+        rows = [["" if v is None else _cell_text(v) for v in row]
+                for row in sheet.iter_rows(values_only=True, max_row=MAX_ROWS + 2)]
+        book.close()
+        return rows
+    try:
+        decoded = content.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError("not UTF-8") from exc
+    return [row for row in csv.reader(io.StringIO(decoded))]
+
+
+def _cell_text(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+async def preview(api: Api, programme: dict[str, Any], filename: str, content: bytes, language: str) -> Preview:
+    unit = programme["unit"]
+    try:
+        table = read_table(filename, content)
+    except ValueError:
+        return Preview([], [msg("the file is neither a CSV file in UTF-8 nor an .xlsx workbook").render(language)])
+    table = [row for row in table if any(cell.strip() for cell in row)]
+    if not table or tuple(cell.strip().lower() for cell in table[0][:3]) != HEADER:
+        return Preview([], [msg("the first row must be the header: {columns}", columns=list(HEADER)).render(language)])
+    if len(table) - 1 > MAX_ROWS:
+        return Preview([], [msg("a file may hold at most {count} rows", count=MAX_ROWS).render(language)])
+    rows: list[Row] = []
+    for number, cells in enumerate(table[1:], start=2):
+        cells = [*cells, "", "", ""][:3]
+        row = Row(number, cells[0].strip().upper(), cells[1].strip(), cells[2].strip())
+        rows.append(row)
+        try:
+            row.face_value = parse_major(row.face_value_text, unit)
+        except ValueError:
+            row.errors.append(msg("the face value {text} is not an amount in {unit} (e.g. 12,000.00)",
+                                  text=row.face_value_text or "—", unit=unit).render(language))
+        if row.reference and len(row.reference) > 128:
+            row.errors.append(msg("the reference is longer than 128 characters").render(language))
+        if not row.uscc:
+            row.errors.append(msg("the USCC is missing").render(language))
+            continue
+        try:
+            found = await api.get("/v1/enterprises", uscc=row.uscc, limit=1)
+        except Refusal as refusal:
+            row.errors.append(refusal.detail)
+            continue
+        if not found["items"]:
+            row.errors.append(msg("no enterprise is registered with the USCC {uscc}", uscc=row.uscc).render(language))
+        else:
+            row.enterprise = found["items"][0]
+    return Preview(rows, [])
+
+
+def total(preview: Preview, unit: str, language: str) -> str:
+    return format_for_people(sum(row.face_value or 0 for row in preview.rows), unit, language)

@@ -1,0 +1,150 @@
+"""The programme office's pages: programmes and their dashboard, the application review
+queue, and bulk issue from a spreadsheet with a preview before anything is written."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, Request
+from starlette.responses import Response
+
+from services.voucher.console import bulk, dashboard
+from services.voucher.console.api import Refusal
+from services.voucher.console.web import PageError, redirect, script_json, signed_in
+from services.voucher.i18n import msg
+from services.voucher.money import parse_major
+
+APPLICATION_STATUSES = ("submitted", "under_review", "approved", "publicity", "issued", "rejected",
+                        "ineligible", "withdrawn")
+
+
+def install(console: FastAPI) -> None:
+    @console.get("/operator")
+    async def programmes(request: Request, cursor: str | None = None) -> Response:
+        page = await signed_in(request, "operator")
+        listing = await page.api.get("/v1/programmes", cursor=cursor, limit=50)
+        return page.render("operator/programmes.html", listing=listing)
+
+    @console.get("/operator/programmes/{programme_id}")
+    async def programme_dashboard(request: Request, programme_id: uuid.UUID) -> Response:
+        page = await signed_in(request, "operator")
+        board = await dashboard.build(page.api, str(programme_id), page.request.app.state.settings.default_timezone)
+        return page.render("operator/dashboard.html", board=board, charts=script_json(board.charts(page.language)))
+
+    @console.get("/operator/applications")
+    async def applications(request: Request, status: str | None = "under_review", programme_id: str | None = None,
+                           cursor: str | None = None) -> Response:
+        page = await signed_in(request, "operator")
+        if status and status not in APPLICATION_STATUSES:
+            status = None
+        listing = await page.api.get("/v1/applications", status=status, programme_id=_uuid_or_none(programme_id),
+                                     cursor=cursor, limit=50)
+        choices = await page.api.get("/v1/programmes", limit=200)
+        return page.render("operator/applications.html", listing=listing, status_filter=status or "",
+                           programme_id=programme_id or "", statuses=APPLICATION_STATUSES,
+                           programmes={p["id"]: p for p in choices["items"]})
+
+    async def application_page(request: Request, application_id: uuid.UUID, *, error: str | None = None,
+                               status: int = 200) -> Response:
+        page = await signed_in(request, "operator")
+        application = await page.api.get(f"/v1/applications/{application_id}")
+        history = await page.api.get(f"/v1/applications/{application_id}/history")
+        programme = await page.api.get(f"/v1/programmes/{application['programme_id']}")
+        enterprise = await page.api.get(f"/v1/enterprises/{application['enterprise_id']}")
+        return page.render("operator/application.html", status=status, application=application, history=history,
+                           programme=programme, enterprise=enterprise, error=error,
+                           form_key=str(uuid.uuid4()))
+
+    @console.get("/operator/applications/{application_id}")
+    async def application(request: Request, application_id: uuid.UUID) -> Response:
+        return await application_page(request, application_id)
+
+    @console.post("/operator/applications/{application_id}/approve")
+    async def approve(request: Request, application_id: uuid.UUID) -> Response:
+        page = await signed_in(request, "operator")
+        form = await page.form()
+        current = await page.api.get(f"/v1/applications/{application_id}")
+        try:
+            amount = parse_major(str(form.get("amount") or ""), current["unit"])
+        except ValueError:
+            return await application_page(request, application_id, status=422, error=msg(
+                "enter the amount to approve in the programme's unit, e.g. 12,000.00").render(page.language))
+        note = str(form.get("note") or "").strip() or None
+        try:
+            await page.api.post(f"/v1/applications/{application_id}/approve", {"amount": amount, "note": note},
+                                idempotency_key=form_key(form))
+        except Refusal as refusal:
+            if refusal.status in (404, 403):
+                raise
+            return await application_page(request, application_id, status=refusal.status, error=refusal.detail)
+        return redirect(f"/console/operator/applications/{application_id}")
+
+    @console.post("/operator/applications/{application_id}/reject")
+    async def reject(request: Request, application_id: uuid.UUID) -> Response:
+        page = await signed_in(request, "operator")
+        form = await page.form()
+        reason = str(form.get("reason") or "").strip()
+        if not reason:
+            return await application_page(request, application_id, status=422,
+                                          error=msg("give the reason for the rejection").render(page.language))
+        try:
+            await page.api.post(f"/v1/applications/{application_id}/reject", {"reason": reason},
+                                idempotency_key=form_key(form))
+        except Refusal as refusal:
+            if refusal.status in (404, 403):
+                raise
+            return await application_page(request, application_id, status=refusal.status, error=refusal.detail)
+        return redirect(f"/console/operator/applications/{application_id}")
+
+    @console.get("/operator/vouchers/bulk")
+    async def bulk_form(request: Request) -> Response:
+        page = await signed_in(request, "operator")
+        choices = await page.api.get("/v1/programmes", status="open", limit=200)
+        return page.render("operator/bulk.html", programmes=choices["items"], preview=None)
+
+    @console.post("/operator/vouchers/bulk/preview")
+    async def bulk_preview(request: Request) -> Response:
+        page = await signed_in(request, "operator")
+        form = await page.form()
+        choices = await page.api.get("/v1/programmes", status="open", limit=200)
+        programme_id = _uuid_or_none(str(form.get("programme_id") or ""))
+        programme = next((p for p in choices["items"] if p["id"] == programme_id), None)
+        if programme is None:
+            raise PageError(422, msg("choose an open programme"))
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise PageError(422, msg("choose a CSV or .xlsx file to upload"))
+        content = await upload.read()
+        preview = await bulk.preview(page.api, programme, upload.filename or "", content, page.language)
+        return page.render("operator/bulk.html", status=200 if preview.is_valid else 422,
+                           programmes=choices["items"], programme=programme, preview=preview,
+                           grants=json.dumps(preview.grants), form_key=str(uuid.uuid4()))
+
+    @console.post("/operator/vouchers/bulk/issue")
+    async def bulk_issue(request: Request) -> Response:
+        page = await signed_in(request, "operator")
+        form = await page.form()
+        try:
+            grants = json.loads(str(form.get("grants") or ""))
+        except ValueError as exc:
+            raise PageError(422, msg("the preview could not be read; upload the file again")) from exc
+        issued = await page.api.post("/v1/vouchers/bulk",
+                                     {"programme_id": str(form.get("programme_id") or ""), "grants": grants},
+                                     idempotency_key=form_key(form))
+        return page.render("operator/bulk_done.html", vouchers=issued)
+
+
+def form_key(form: Any) -> str:
+    """The form's Idempotency-Key (made when the page was shown, so sending the form twice is one
+    change); a fresh one if the form carried none that looks right."""
+    key = str(form.get("form_key") or "")
+    return key if 8 <= len(key) <= 64 and key.replace("-", "").isalnum() else str(uuid.uuid4())
+
+
+def _uuid_or_none(value: str | None) -> str | None:
+    try:
+        return str(uuid.UUID(value)) if value else None
+    except ValueError:
+        return None

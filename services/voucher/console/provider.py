@@ -1,0 +1,97 @@
+"""A provider's pages: look a voucher up by its code and the enterprise's USCC, and its
+settlements with their statements to download."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import FastAPI, Request
+from starlette.responses import Response
+
+from services.voucher.console.api import Refusal
+from services.voucher.console.operator import form_key
+from services.voucher.console.web import PageError, passthrough, redirect, signed_in
+from services.voucher.i18n import msg
+
+
+def install(console: FastAPI) -> None:
+    @console.get("/provider")
+    async def lookup_form(request: Request) -> Response:
+        page = await signed_in(request, "provider")
+        return page.render("provider/lookup.html", values={}, quote=None, error=None)
+
+    @console.post("/provider/lookup")
+    async def lookup(request: Request) -> Response:
+        """A lookup changes nothing, but sends a code and a USCC: a POST with its CSRF token, so
+        neither lands in a URL or a log."""
+        page = await signed_in(request, "provider")
+        form = await page.form()
+        values = {k: str(form.get(k) or "").strip() for k in ("code", "uscc")}
+        if not values["code"] or not values["uscc"]:
+            return page.render("provider/lookup.html", status=422, values=values, quote=None,
+                               error=msg("enter the voucher's code and the enterprise's USCC").render(page.language))
+        try:
+            quote = await page.api.post("/v1/vouchers/lookup", {"code": values["code"],
+                                                                "enterprise_uscc": values["uscc"]})
+        except Refusal as refusal:
+            if refusal.status >= 500:
+                raise
+            return page.render("provider/lookup.html", status=refusal.status, values=values, quote=None,
+                               error=refusal.detail)
+        return page.render("provider/lookup.html", values=values, quote=quote, error=None)
+
+    @console.get("/provider/settlements")
+    async def settlements(request: Request, cursor: str | None = None) -> Response:
+        page = await signed_in(request, "provider")
+        listing = await page.api.get("/v1/settlements", cursor=cursor, limit=50)
+        return page.render("provider/settlements.html", listing=listing)
+
+    async def settlement_page(request: Request, settlement_id: uuid.UUID, *, error: str | None = None,
+                              status: int = 200) -> Response:
+        page = await signed_in(request, "provider")
+        found = await page.api.get(f"/v1/settlements/{settlement_id}")
+        statement = await page.api.get(f"/v1/settlements/{settlement_id}/statement")
+        return page.render("provider/settlement.html", status=status, settlement=found, statement=statement,
+                           error=error, form_key=str(uuid.uuid4()))
+
+    @console.get("/provider/settlements/{settlement_id}")
+    async def settlement(request: Request, settlement_id: uuid.UUID) -> Response:
+        return await settlement_page(request, settlement_id)
+
+    @console.post("/provider/settlements/{settlement_id}/confirm")
+    async def confirm(request: Request, settlement_id: uuid.UUID) -> Response:
+        page = await signed_in(request, "provider")
+        form = await page.form()
+        note = str(form.get("note") or "").strip() or None
+        try:
+            await page.api.post(f"/v1/settlements/{settlement_id}/submit", {"note": note},
+                                idempotency_key=form_key(form))
+        except Refusal as refusal:
+            if refusal.status in (403, 404) or refusal.status >= 500:
+                raise
+            return await settlement_page(request, settlement_id, error=refusal.detail, status=refusal.status)
+        return redirect(f"/console/provider/settlements/{settlement_id}")
+
+    @console.post("/provider/settlements/{settlement_id}/dispute")
+    async def dispute(request: Request, settlement_id: uuid.UUID) -> Response:
+        page = await signed_in(request, "provider")
+        form = await page.form()
+        reason = str(form.get("reason") or "").strip()
+        if not reason:
+            return await settlement_page(request, settlement_id, status=422, error=msg(
+                "give the reason for the dispute").render(page.language))
+        try:
+            await page.api.post(f"/v1/settlements/{settlement_id}/dispute", {"reason": reason},
+                                idempotency_key=form_key(form))
+        except Refusal as refusal:
+            if refusal.status in (403, 404) or refusal.status >= 500:
+                raise
+            return await settlement_page(request, settlement_id, error=refusal.detail, status=refusal.status)
+        return redirect(f"/console/provider/settlements/{settlement_id}")
+
+    @console.get("/provider/settlements/{settlement_id}/statement.{extension}")
+    async def statement(request: Request, settlement_id: uuid.UUID, extension: str) -> Response:
+        page = await signed_in(request, "provider")
+        if extension not in ("csv", "xlsx"):
+            raise PageError(404, msg("there is no such page in the console"))
+        return passthrough(await page.api.get_raw(f"/v1/settlements/{settlement_id}/statement.{extension}"))

@@ -1,0 +1,79 @@
+"""The programme office's vouchers: a list by programme and status, and one voucher with its
+postings, suspended, resumed or revoked through the API."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import FastAPI, Request
+from starlette.responses import Response
+
+from services.voucher.console.api import Refusal
+from services.voucher.console.operator import form_key
+from services.voucher.console.web import redirect, signed_in
+from services.voucher.i18n import msg
+from services.voucher.money import parse_major
+
+VOUCHER_STATUSES = ("active", "suspended", "exhausted", "expired", "revoked")
+
+
+def install(console: FastAPI) -> None:
+    @console.get("/operator/vouchers")
+    async def vouchers(request: Request, programme_id: str | None = None, status: str | None = None,
+                       cursor: str | None = None) -> Response:
+        page = await signed_in(request, "operator")
+        status = status if status in VOUCHER_STATUSES else None
+        programme = _uuid_or_none(programme_id)
+        listing = await page.api.get("/v1/vouchers", programme_id=programme, status=status, cursor=cursor, limit=50)
+        choices = await page.api.get("/v1/programmes", limit=200)
+        return page.render("operator/vouchers.html", listing=listing, status_filter=status or "",
+                           programme_id=programme or "", statuses=VOUCHER_STATUSES,
+                           programmes={p["id"]: p for p in choices["items"]})
+
+    async def voucher_page(request: Request, voucher_id: uuid.UUID, *, error: str | None = None,
+                           status: int = 200, cursor: str | None = None) -> Response:
+        page = await signed_in(request, "operator")
+        found = await page.api.get(f"/v1/vouchers/{voucher_id}")
+        history = await page.api.get(f"/v1/vouchers/{voucher_id}/history", cursor=cursor, limit=100)
+        enterprise = await page.api.get(f"/v1/enterprises/{found['enterprise_id']}")
+        return page.render("operator/voucher.html", status=status, voucher=found, history=history,
+                           enterprise=enterprise, error=error, form_key=str(uuid.uuid4()))
+
+    @console.get("/operator/vouchers/{voucher_id}")
+    async def voucher(request: Request, voucher_id: uuid.UUID, cursor: str | None = None) -> Response:
+        return await voucher_page(request, voucher_id, cursor=cursor)
+
+    @console.post("/operator/vouchers/{voucher_id}/{action}")
+    async def change(request: Request, voucher_id: uuid.UUID, action: str) -> Response:
+        page = await signed_in(request, "operator")
+        form = await page.form()
+        if action not in ("suspend", "resume", "revoke"):
+            return await voucher_page(request, voucher_id, status=404,
+                                      error=msg("there is no such page in the console").render(page.language))
+        reason = str(form.get("reason") or "").strip()
+        if not reason:
+            return await voucher_page(request, voucher_id, status=422,
+                                      error=msg("give the reason for the change").render(page.language))
+        body: dict[str, object] = {"reason": reason}
+        if action == "revoke":
+            current = await page.api.get(f"/v1/vouchers/{voucher_id}")
+            text = str(form.get("clawback") or "").strip()
+            try:
+                body["clawback"] = parse_major(text, current["unit"]) if text else 0
+            except ValueError:
+                return await voucher_page(request, voucher_id, status=422, error=msg(
+                    "enter the amount in the programme's unit, e.g. 12,000.00").render(page.language))
+        try:
+            await page.api.post(f"/v1/vouchers/{voucher_id}/{action}", body, idempotency_key=form_key(form))
+        except Refusal as refusal:
+            if refusal.status in (403, 404) or refusal.status >= 500:
+                raise
+            return await voucher_page(request, voucher_id, status=refusal.status, error=refusal.detail)
+        return redirect(f"/console/operator/vouchers/{voucher_id}")
+
+
+def _uuid_or_none(value: str | None) -> str | None:
+    try:
+        return str(uuid.UUID(value)) if value else None
+    except ValueError:
+        return None

@@ -1,0 +1,409 @@
+"""The console's web layer: its own small ASGI app mounted at /console, the page context
+(session, language, who the key is), rendering in the reader's language, and the pages every
+role shares (sign in, sign out, language, errors).
+
+A sub-application, not routes on the API app, so that nothing of the API's HTTP contract
+leaks either way: console pages are not in the OpenAPI document, the API's app-wide rules for
+JSON bodies and query strings do not apply to HTML forms, and every error here is a page, never
+problem+json. The unit-of-work middleware lets /console through untouched
+(http/unit_of_work.py): the console opens no transaction; each of its API calls gets its own.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.staticfiles import StaticFiles
+
+from services.voucher.console.api import Api, Refusal
+from services.voucher.console.session import (
+    LANGUAGE_COOKIE,
+    SESSION_COOKIE,
+    SIGN_IN_COOKIE,
+    Session,
+    Sessions,
+)
+from services.voucher.i18n import Message, msg
+from services.voucher.money import Unit, format_for_people, format_major
+from services.voucher.settings import Settings
+
+log = logging.getLogger("voucher.console")
+HERE = Path(__file__).parent
+PREFIX = "/console"
+LANGUAGES = ("zh", "en")
+#: Where each role lands after signing in.
+HOME = {"operator": "/console/operator", "auditor": "/console/auditor",
+        "enterprise": "/console/enterprise", "provider": "/console/provider"}
+
+ROLE_NAMES = {"operator": msg("programme office"), "auditor": msg("auditor"),
+              "enterprise": msg("enterprise"), "provider": msg("provider")}
+
+#: Every status a page shows, as people read it (the API's code stays in a data-status attribute
+#: where a page names one thing's status).
+STATUS_NAMES = {
+    "draft": msg("draft"), "open": msg("open"), "closed": msg("closed"), "archived": msg("archived"),
+    "submitted": msg("submitted"), "ineligible": msg("ineligible"), "under_review": msg("under review"),
+    "approved": msg("approved"), "publicity": msg("in publicity"), "issued": msg("issued"),
+    "rejected": msg("rejected"), "withdrawn": msg("withdrawn"), "active": msg("active"),
+    "suspended": msg("suspended"), "exhausted": msg("exhausted"), "expired": msg("expired"),
+    "revoked": msg("revoked"), "disputed": msg("disputed"), "paid": msg("paid"), "cancelled": msg("cancelled"),
+}
+
+templates = Environment(
+    loader=FileSystemLoader(HERE / "templates"),
+    autoescape=select_autoescape(["html"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+class PageError(Exception):
+    """A page that says what went wrong, with its HTTP status."""
+
+    def __init__(self, status: int, message: Message | str, *, title: Message | None = None) -> None:
+        self.status = status
+        self.message = message
+        self.title = title
+
+
+class SignInNeeded(Exception):
+    def __init__(self, reason: Message | None = None) -> None:
+        self.reason = reason
+
+
+def language_of(request: Request) -> str:
+    chosen = request.cookies.get(LANGUAGE_COOKIE)
+    return chosen if chosen in LANGUAGES else "zh"
+
+
+def text(language: str) -> Callable[..., str]:
+    """The templates' `_`: an English catalogue template in the reader's language."""
+    def _(template: str, /, **params: Any) -> str:
+        return Message(template, **params).render(language)  # templates are extracted by catalogue.py
+    return _
+
+
+@dataclass
+class Page:
+    """One signed-in request: who, in which language, and the API as that key."""
+
+    request: Request
+    language: str
+    session: Session
+    me: dict[str, Any]
+    api: Api
+    sessions: Sessions
+
+    @property
+    def role(self) -> str:
+        return str(self.me["role"])
+
+    @property
+    def csrf_token(self) -> str:
+        return self.sessions.csrf_token(self.session.session_id)
+
+    def render(self, template: str, status: int = 200, **values: Any) -> HTMLResponse:
+        return render(self.request, template, status=status, language=self.language, page=self, **values)
+
+    async def form(self) -> FormData:
+        """The POSTed form, once its CSRF token is checked (403 page otherwise)."""
+        form = await read_form(self.request)
+        if not self.sessions.same(form.get("csrf_token"), self.csrf_token):
+            raise PageError(403, msg("this form has expired or did not come from this console; "
+                                     "open the page again and resend it"))
+        return form
+
+
+def script_json(value: Any) -> str:
+    """JSON to put inside a <script type="application/json"> element: no `<`, `>` or `&` in it,
+    so no text in the data (a provider's name) can end the element."""
+    return (json.dumps(value, ensure_ascii=False).replace("<", "\\u003c").replace(">", "\\u003e")
+            .replace("&", "\\u0026"))
+
+
+def settings_of(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+def zone_of(request: Request) -> ZoneInfo:
+    return ZoneInfo(settings_of(request).default_timezone)
+
+
+def render(request: Request, template: str, *, status: int = 200, language: str | None = None,
+           page: Page | None = None, **values: Any) -> HTMLResponse:
+    language = language or language_of(request)
+    zone = zone_of(request)
+
+    def when(value: str | None, with_time: bool = True) -> str:
+        if not value:
+            return "—"
+        if "T" not in value:  # a calendar day (a settlement period's), already the office's
+            return value
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(zone)
+        return moment.strftime("%Y-%m-%d %H:%M" if with_time else "%Y-%m-%d")
+
+    def money(amount: int | None, unit: str) -> str:
+        return "—" if amount is None else format_for_people(amount, unit, language)
+
+    def status_name(code: str) -> str:
+        name = STATUS_NAMES.get(code)
+        return name.render(language) if name is not None else code
+
+    def major(amount: int, unit: str) -> str:
+        return format_major(amount, Unit(unit))
+
+    def here_in(other: str) -> str:
+        return f"{PREFIX}/language/{other}?" + urlencode({"next": str(request.url.path)})
+
+    body = templates.get_template(template).render(
+        _=text(language), lang=language, html_lang="zh-CN" if language == "zh" else "en",
+        when=when, money=money, major=major, status_name=status_name, page=page, me=page.me if page else None, role=page.role if page else None,
+        csrf_token=page.csrf_token if page else None, path=str(request.url.path), here_in=here_in,
+        home=HOME, role_name=ROLE_NAMES[page.role].render(language) if page else None, **values,
+    )
+    response = HTMLResponse(body, status_code=status)
+    response.headers["Content-Language"] = "zh-CN" if language == "zh" else "en"
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    return response
+
+
+def set_cookie(response: Response, request: Request, name: str, value: str, *, max_age: int | None) -> None:
+    response.set_cookie(name, value, max_age=max_age, path=PREFIX, httponly=True, samesite="strict",
+                        secure=request.url.scheme == "https")
+
+
+def sessions_of(request: Request) -> Sessions:
+    return request.app.state.sessions  # type: ignore[no-any-return]
+
+
+def now_of(request: Request) -> datetime:
+    return request.app.state.now()  # type: ignore[no-any-return]
+
+
+def api_for(request: Request, api_key: str | None, language: str) -> Api:
+    client = request.client
+    address = (client.host, client.port) if client else ("unknown", 0)
+    return Api(request.app.state.api_app, api_key, address, language)
+
+
+async def read_form(request: Request) -> FormData:
+    """The request's form, bounded: a declared body over the upload limit is refused unread."""
+    limit = settings_of(request).max_upload_bytes
+    declared = request.headers.get("content-length")
+    if declared is None or not declared.isdigit():
+        raise PageError(411, msg("the form was sent without its length; send it again from the console"))
+    if int(declared) > limit:
+        raise PageError(413, msg("the form is larger than the upload limit of {limit} bytes", limit=limit))
+    try:
+        return await request.form(max_files=1, max_fields=200, max_part_size=limit)
+    except Exception as exc:  # a malformed multipart body: the person's request, not our fault
+        log.info("console form refused: %s", exc.__class__.__name__)
+        raise PageError(400, msg("the form could not be read; send it again from the console")) from exc
+
+
+async def signed_in(request: Request, *roles: str) -> Page:
+    """The page's signed-in context, for one of `roles` (403 page for another role); sends to
+    sign-in when there is no live session or its key no longer works."""
+    language = language_of(request)
+    sessions = sessions_of(request)
+    cookie = request.cookies.get(SESSION_COOKIE)
+    session = sessions.open(cookie, now_of(request))
+    if session is None:
+        raise SignInNeeded(msg("your session has ended; sign in again") if cookie else None)
+    api = api_for(request, session.api_key, language)
+    try:
+        me = await api.get("/v1/me")
+    except Refusal as refusal:
+        if refusal.status == 401:
+            raise SignInNeeded(msg("the API key of this session no longer works; sign in again")) from refusal
+        raise PageError(refusal.status, refusal.detail) from refusal
+    page = Page(request, language, session, me, api, sessions)
+    if roles and page.role not in roles:
+        raise PageError(403, msg("this page is for the role {roles}; the key signed in is {role}",
+                                 roles=list(roles), role=page.role))
+    return page
+
+
+#: The headers of an API download the browser needs (what it is, its name, which export).
+PASSED_HEADERS = ("content-type", "content-disposition", "content-language", "export-id", "etag")
+
+
+def passthrough(upstream: Any) -> Response:
+    """An API download (a statement, an export) handed to the browser as the API answered it."""
+    headers = {k: v for k, v in upstream.headers.items() if k.lower() in PASSED_HEADERS}
+    headers["Cache-Control"] = "no-store"
+    return Response(upstream.content, status_code=upstream.status_code, headers=headers)
+
+
+def redirect(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+def local_path(candidate: str | None) -> str:
+    """`candidate` when it is a console path on this site, else the console's start: never a
+    redirect to another site."""
+    if candidate and candidate.startswith(PREFIX + "/") and not candidate.startswith("//") \
+            and "\\" not in candidate and "//" not in candidate and "\n" not in candidate:
+        return candidate
+    return PREFIX + "/"
+
+
+# -- the app ---------------------------------------------------------------------------------------
+
+
+def create_console(api_app: Any, settings: Settings) -> FastAPI:
+    """The console app. `api_app` is the service's app, which every console action calls."""
+    console = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    secret = settings.console_secret
+    lifetime = timedelta(hours=settings.console_session_hours)
+    console.state.sessions = (Sessions(secret.get_secret_value().encode(), lifetime) if secret is not None
+                              else Sessions.random(lifetime))
+    console.state.settings = settings
+    console.state.api_app = api_app
+    console.state.now = lambda: datetime.now(UTC)  # sessions end in real time, whatever the sandbox clock says
+    console.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+
+    @console.exception_handler(PageError)
+    async def page_error(request: Request, exc: PageError) -> Response:
+        language = language_of(request)
+        message = exc.message.render(language) if isinstance(exc.message, Message) else exc.message
+        return render(request, "error.html", status=exc.status, language=language, status_code=exc.status,
+                      message=message)
+
+    @console.exception_handler(SignInNeeded)
+    async def sign_in_needed(request: Request, exc: SignInNeeded) -> Response:
+        language = language_of(request)
+        if request.method != "GET":
+            response: Response = render(request, "error.html", status=401, language=language, status_code=401,
+                                        message=(exc.reason or msg("sign in first")).render(language))
+        else:
+            query = {"next": str(request.url.path)}
+            if exc.reason is not None:
+                query["ended"] = "1"
+            response = redirect(f"{PREFIX}/sign-in?" + urlencode(query))
+        response.delete_cookie(SESSION_COOKIE, path=PREFIX)
+        return response
+
+    @console.exception_handler(Refusal)
+    async def refused(request: Request, exc: Refusal) -> Response:
+        if exc.status == 401:  # the key stopped working between two calls of one page
+            return await sign_in_needed(request, SignInNeeded(
+                msg("the API key of this session no longer works; sign in again")))
+        status = exc.status if 400 <= exc.status < 500 or exc.status == 503 else 502
+        return render(request, "error.html", status=status, status_code=status, message=exc.detail)
+
+    @console.exception_handler(RequestValidationError)
+    async def bad_address(request: Request, exc: RequestValidationError) -> Response:
+        """A malformed id or query value in a console address: no such page."""
+        language = language_of(request)
+        return render(request, "error.html", status=404, language=language, status_code=404,
+                      message=msg("there is no such page in the console").render(language))
+
+    @console.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        language = language_of(request)
+        message = {404: msg("there is no such page in the console"),
+                   405: msg("this page cannot be used that way")}.get(exc.status_code,
+                                                                      msg("the request could not be served"))
+        return render(request, "error.html", status=exc.status_code, language=language,
+                      status_code=exc.status_code, message=message.render(language))
+
+    @console.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.error("console error on %s %s", request.method, request.url.path, exc_info=exc)
+        language = language_of(request)
+        return render(request, "error.html", status=500, language=language, status_code=500,
+                      message=msg("something went wrong on our side; nothing you did caused it").render(language))
+
+    @console.get("/")
+    async def start(request: Request) -> Response:
+        page = await signed_in(request)
+        return redirect(HOME[page.role])
+
+    @console.get("/sign-in")
+    async def sign_in_form(request: Request, next: str | None = None, ended: str | None = None) -> Response:
+        nonce = secrets.token_urlsafe(16)
+        language = language_of(request)
+        response = render(request, "sign_in.html", language=language, next=local_path(next),
+                          sign_in_token=sessions_of(request).sign_in_token(nonce),
+                          notice=msg("your session has ended; sign in again").render(language) if ended else None)
+        set_cookie(response, request, SIGN_IN_COOKIE, nonce, max_age=3600)
+        return response
+
+    @console.post("/sign-in")
+    async def sign_in(request: Request) -> Response:
+        language = language_of(request)
+        sessions = sessions_of(request)
+        form = await read_form(request)
+        nonce = request.cookies.get(SIGN_IN_COOKIE, "")
+        if not nonce or not sessions.same(form.get("csrf_token"), sessions.sign_in_token(nonce)):
+            raise PageError(403, msg("this form has expired or did not come from this console; "
+                                     "open the page again and resend it"))
+        key = str(form.get("api_key") or "").strip()
+        next_path = local_path(str(form.get("next") or ""))
+        error: str | None = None
+        if not key:
+            error = msg("enter an API key").render(language)
+        else:
+            try:
+                me = await api_for(request, key, language).get("/v1/me")
+            except Refusal as refusal:
+                error = refusal.detail or refusal.title
+        if error is not None:
+            fresh = secrets.token_urlsafe(16)
+            response: Response = render(request, "sign_in.html", status=401, language=language, next=next_path,
+                                        sign_in_token=sessions.sign_in_token(fresh), error=error, notice=None)
+            set_cookie(response, request, SIGN_IN_COOKIE, fresh, max_age=3600)
+            return response
+        home = HOME[str(me["role"])]
+        response = redirect(next_path if next_path.startswith(home) else home)
+        set_cookie(response, request, SESSION_COOKIE, sessions.seal(key, now_of(request)),
+                   max_age=int(sessions.lifetime.total_seconds()))
+        response.delete_cookie(SIGN_IN_COOKIE, path=PREFIX)
+        return response
+
+    @console.post("/sign-out")
+    async def sign_out(request: Request) -> Response:
+        page = await signed_in(request)
+        await page.form()
+        response = redirect(f"{PREFIX}/sign-in")
+        response.delete_cookie(SESSION_COOKIE, path=PREFIX)
+        return response
+
+    @console.get("/language/{language}")
+    async def choose_language(request: Request, language: str, next: str | None = None) -> Response:
+        if language not in LANGUAGES:
+            raise PageError(404, msg("there is no such page in the console"))
+        response = redirect(local_path(next))
+        response.set_cookie(LANGUAGE_COOKIE, language, max_age=365 * 86400, path=PREFIX, samesite="strict",
+                            httponly=True, secure=request.url.scheme == "https")
+        return response
+
+    from services.voucher.console import auditor, enterprise, operator, provider, vouchers
+
+    operator.install(console)
+    vouchers.install(console)
+    auditor.install(console)
+    enterprise.install(console)
+    provider.install(console)
+    return console

@@ -1,0 +1,212 @@
+"""The programme office's pages over HTTP: review and approve an application (the same
+service, idempotency and audit trail as the API, the audit event naming the key), and bulk
+issue from a CSV or .xlsx file with a preview that writes nothing while any row is bad."""
+
+from __future__ import annotations
+
+import io
+import re
+import uuid
+from typing import Any
+
+import httpx
+import xlsxwriter
+
+from tests.console.conftest import Browser, csrf_of
+from tests.support import auth, create, enterprise_payload
+from tests.world import World
+
+
+async def submit(client: httpx.AsyncClient, world: World, amount: int = 2_000_000) -> dict[str, Any]:
+    response = await client.post("/v1/applications", json={
+        "programme_id": world.programme["id"], "requested_amount": amount, "purpose": "训练质检模型"},
+        headers=auth(world.enterprise_key, **{"Idempotency-Key": str(uuid.uuid4())}))
+    assert response.status_code == 201, response.text
+    assert response.json()["status"] == "under_review"
+    return response.json()  # type: ignore[no-any-return]
+
+
+def figure(html: str, name: str) -> str:
+    found = re.search(rf'id="figure-{name}">([^<]+)<', html)
+    assert found, name
+    return found.group(1)
+
+
+async def test_approving_in_the_console_commits_budget_and_the_audit_names_the_key(
+        client: httpx.AsyncClient, browser: Browser, world: World) -> None:
+    application = await submit(client, world)
+    await browser.sign_in(world.operator)
+    dashboard = f"/console/operator/programmes/{world.programme['id']}"
+    assert figure((await browser.get(dashboard)).text, "committed") == "¥0.00"
+    queue = await browser.get("/console/operator/applications")
+    assert f"/console/operator/applications/{application['id']}" in queue.text
+    detail = await browser.get(f"/console/operator/applications/{application['id']}")
+    assert detail.status_code == 200 and 'data-status="under_review"' in detail.text
+    key = re.search(r'name="form_key" value="([^"]+)"', detail.text).group(1)  # type: ignore[union-attr]
+    form = {"csrf_token": csrf_of(detail.text), "form_key": key, "amount": "15,000.00", "note": ""}
+    approved = await browser.post(f"/console/operator/applications/{application['id']}/approve", data=form)
+    assert approved.status_code == 303, approved.text
+    again = await browser.post(f"/console/operator/applications/{application['id']}/approve", data=form)
+    assert again.status_code == 303  # the same form twice: one approval (its Idempotency-Key)
+    after = (await client.get(f"/v1/applications/{application['id']}", headers=auth(world.operator))).json()
+    assert after["status"] == "publicity" and after["approved_amount"] == 1_500_000
+    assert figure((await browser.get(dashboard)).text, "committed") == "¥15,000.00"
+    me = (await client.get("/v1/me", headers=auth(world.operator))).json()
+    events = (await client.get("/v1/audit/events", params={"resource_id": application["id"]},
+                               headers=auth(world.auditor))).json()["items"]
+    approvals = [e for e in events if e["action"] == "application.approved"]
+    assert len(approvals) == 1
+    assert approvals[0]["actor_key_id"] == me["key_id"] and approvals[0]["idempotency_key"] == key
+
+
+async def test_an_approval_the_api_refuses_shows_its_reason_and_changes_nothing(
+        client: httpx.AsyncClient, browser: Browser, world: World) -> None:
+    application = await submit(client, world)
+    await browser.sign_in(world.operator, language="en")
+    detail = await browser.get(f"/console/operator/applications/{application['id']}")
+    too_much = await browser.post(f"/console/operator/applications/{application['id']}/approve", data={
+        "csrf_token": csrf_of(detail.text), "amount": "999,999,999.00"})
+    assert too_much.status_code in (409, 422), too_much.text
+    assert 'role="alert"' in too_much.text
+    unreadable = await browser.post(f"/console/operator/applications/{application['id']}/approve", data={
+        "csrf_token": csrf_of(detail.text), "amount": "twelve"})
+    assert unreadable.status_code == 422 and "12,000.00" in unreadable.text
+    after = (await client.get(f"/v1/applications/{application['id']}", headers=auth(world.operator))).json()
+    assert after["status"] == "under_review"
+
+
+async def test_approve_without_the_csrf_token_is_refused(client: httpx.AsyncClient, browser: Browser,
+                                                        world: World) -> None:
+    application = await submit(client, world)
+    await browser.sign_in(world.operator)
+    refused = await browser.post(f"/console/operator/applications/{application['id']}/approve",
+                                 data={"amount": "10.00"})
+    assert refused.status_code == 403
+    after = (await client.get(f"/v1/applications/{application['id']}", headers=auth(world.operator))).json()
+    assert after["status"] == "under_review"
+
+
+async def test_reject_with_a_reason(client: httpx.AsyncClient, browser: Browser, world: World) -> None:
+    application = await submit(client, world)
+    await browser.sign_in(world.operator)
+    detail = await browser.get(f"/console/operator/applications/{application['id']}")
+    empty = await browser.post(f"/console/operator/applications/{application['id']}/reject",
+                               data={"csrf_token": csrf_of(detail.text), "reason": " "})
+    assert empty.status_code == 422
+    rejected = await browser.post(f"/console/operator/applications/{application['id']}/reject",
+                                  data={"csrf_token": csrf_of(detail.text), "reason": "不在补贴范围内"})
+    assert rejected.status_code == 303
+    after = (await client.get(f"/v1/applications/{application['id']}", headers=auth(world.operator))).json()
+    assert after["status"] == "rejected" and after["status_reason"] == "不在补贴范围内"
+
+
+def xlsx(rows: list[list[str]]) -> bytes:
+    buffer = io.BytesIO()
+    book = xlsxwriter.Workbook(buffer, {"in_memory": True})
+    sheet = book.add_worksheet()
+    for r, row in enumerate(rows):
+        for c, value in enumerate(row):
+            sheet.write_string(r, c, value)
+    book.close()
+    return buffer.getvalue()
+
+
+async def _preview(browser: Browser, world: World, name: str, content: bytes) -> httpx.Response:
+    token = await browser.csrf("/console/operator/vouchers/bulk")
+    return await browser.post("/console/operator/vouchers/bulk/preview",
+                              data={"csrf_token": token, "programme_id": world.programme["id"]},
+                              files={"file": (name, content, "application/octet-stream")})
+
+
+async def _vouchers(client: httpx.AsyncClient, world: World) -> list[dict[str, Any]]:
+    return (await client.get("/v1/vouchers", headers=auth(world.operator))).json()["items"]  # type: ignore[no-any-return]
+
+
+async def test_a_bulk_file_with_one_bad_row_shows_the_rows_error_and_issues_nothing(
+        client: httpx.AsyncClient, browser: Browser, world: World) -> None:
+    other = await create(client, world.operator, "/v1/enterprises", enterprise_payload())
+    await browser.sign_in(world.operator, language="en")
+    for name, content in (
+        ("grants.csv", (f"uscc,face_value,reference\n{world.enterprise['uscc']},1000.00,A-1\n"
+                        f"{other['uscc']},12.345,A-2\n").encode()),
+        ("grants.xlsx", xlsx([["uscc", "face_value", "reference"], [world.enterprise["uscc"], "1000.00", "A-1"],
+                              ["91330110MA2XXXXXX0", "500", "A-2"]])),
+    ):
+        preview = await _preview(browser, world, name, content)
+        assert preview.status_code == 422, preview.text
+        assert 'id="bulk-refused"' in preview.text and 'id="issue"' not in preview.text
+        bad_row = re.search(r'<tr class="bad" id="row-3">(.*?)</tr>', preview.text, re.S)
+        assert bad_row, preview.text
+        assert 'class="problem"' in bad_row.group(1)
+        assert '<tr class="" id="row-2">' in preview.text
+    assert await _vouchers(client, world) == []
+
+
+async def test_a_good_bulk_file_is_previewed_then_issued_once(client: httpx.AsyncClient, browser: Browser,
+                                                            world: World) -> None:
+    other = await create(client, world.operator, "/v1/enterprises", enterprise_payload())
+    await browser.sign_in(world.operator)
+    content = xlsx([["uscc", "face_value", "reference"], [world.enterprise["uscc"], "1,000.00", "B-1"],
+                    [other["uscc"], "¥2000", "B-2"]])
+    preview = await _preview(browser, world, "grants.xlsx", content)
+    assert preview.status_code == 200 and 'id="issue"' in preview.text
+    assert await _vouchers(client, world) == []
+    form = {name: value for name, value in re.findall(r'name="(\w+)" value="([^"]*)"', preview.text)
+            if name in ("csrf_token", "form_key", "programme_id", "grants")}
+    form["grants"] = form["grants"].replace("&#34;", '"').replace("&quot;", '"')
+    issued = await browser.post("/console/operator/vouchers/bulk/issue", data=form)
+    assert issued.status_code == 200, issued.text
+    assert issued.text.count("<td class=\"num\">¥") == 2
+    twice = await browser.post("/console/operator/vouchers/bulk/issue", data=form)
+    assert twice.status_code == 200
+    vouchers = await _vouchers(client, world)
+    assert sorted(v["face_value"] for v in vouchers) == [100_000, 200_000]
+
+
+async def test_a_file_that_is_not_a_table_is_refused_plainly(browser: Browser, world: World) -> None:
+    await browser.sign_in(world.operator)
+    for name, content in (("x.csv", b"\xff\xfe\x00garbage"), ("x.xlsx", b"PK\x03\x04broken"),
+                          ("x.csv", b"name,amount\nA,1\n")):
+        preview = await _preview(browser, world, name, content)
+        assert preview.status_code == 422 and 'role="alert"' in preview.text
+
+
+async def test_an_operator_suspends_resumes_and_revokes_a_voucher(client: httpx.AsyncClient, browser: Browser,
+                                                                  world: World) -> None:
+    voucher = await world.issue(1_000_000)
+    await browser.sign_in(world.operator, language="en")
+    listing = await browser.get("/console/operator/vouchers", params={"status": "active"})
+    assert f"/console/operator/vouchers/{voucher['id']}" in listing.text and "¥10,000.00" in listing.text
+    path = f"/console/operator/vouchers/{voucher['id']}"
+    page = await browser.get(path)
+    token = csrf_of(page.text)
+    refused = await browser.post(f"{path}/suspend", data={"reason": "核查中"})
+    assert refused.status_code == 403
+    assert (await browser.post(f"{path}/suspend", data={"csrf_token": token, "reason": " "})).status_code == 422
+    assert (await browser.post(f"{path}/suspend", data={"csrf_token": token, "reason": "核查中"})).status_code == 303
+    page = await browser.get(path)
+    assert 'data-status="suspended"' in page.text and 'id="resume"' in page.text
+    again = await browser.post(f"{path}/suspend", data={"csrf_token": token, "reason": "核查中"})
+    assert again.status_code == 409 and 'role="alert"' in again.text  # the API's refusal, shown
+    assert (await browser.post(f"{path}/resume", data={"csrf_token": token, "reason": "核查完毕"})).status_code == 303
+    bad = await browser.post(f"{path}/revoke", data={"csrf_token": token, "reason": "违规", "clawback": "lots"})
+    assert bad.status_code == 422
+    revoked = await browser.post(f"{path}/revoke", data={"csrf_token": token, "reason": "违规", "clawback": ""})
+    assert revoked.status_code == 303
+    found = (await client.get(f"/v1/vouchers/{voucher['id']}", headers=auth(world.operator))).json()
+    assert found["status"] == "revoked" and found["balances"]["available"] == 0
+    page = await browser.get(path)
+    assert 'id="revoke"' not in page.text
+    me = (await client.get("/v1/me", headers=auth(world.operator))).json()
+    events = (await client.get("/v1/audit/events", params={"resource_id": voucher["id"]},
+                               headers=auth(world.auditor))).json()["items"]
+    changes = [e for e in events if e["action"] in ("voucher.suspended", "voucher.resumed", "voucher.revoked")]
+    assert [e["action"] for e in changes] == ["voucher.suspended", "voucher.resumed", "voucher.revoked"]
+    assert {e["actor_key_id"] for e in changes} == {me["key_id"]}
+
+
+async def test_an_enterprise_key_cannot_open_the_voucher_pages_of_the_office(browser: Browser, world: World) -> None:
+    voucher = await world.issue(1_000_000)
+    await browser.sign_in(world.enterprise_key)
+    for path in ("/console/operator/vouchers", f"/console/operator/vouchers/{voucher['id']}"):
+        assert (await browser.get(path)).status_code == 403
