@@ -10,6 +10,7 @@ issues the whole batch or nothing and names the grant it refused.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import zipfile
@@ -50,25 +51,56 @@ class Preview:
                 for row in self.rows if row.enterprise is not None and row.face_value is not None]
 
 
-def read_table(filename: str, content: bytes) -> list[list[str]]:
-    """The file's rows as text cells; ValueError when it is neither UTF-8 CSV nor .xlsx."""
-    if filename.lower().endswith(".xlsx") or content[:2] == b"PK":
-        from openpyxl import load_workbook
+#: What a bulk file may unpack to (an .xlsx is a zip): a thousand rows are well under 1 MB; a
+#: workbook that unpacks to more, or compresses any part more than MAX_RATIO to 1, is refused
+#: before openpyxl reads it (a small crafted file could otherwise take minutes and gigabytes).
+MAX_UNPACKED_BYTES = 20 * 1024 * 1024
+MAX_RATIO = 100
 
-        try:
-            book = load_workbook(io.BytesIO(content), read_only=True, data_only=True)
-        except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
-            raise ValueError("not a workbook") from exc
-        sheet = book.worksheets[0]
-        rows = [["" if v is None else _cell_text(v) for v in row]
-                for row in sheet.iter_rows(values_only=True, max_row=MAX_ROWS + 2)]
-        book.close()
-        return rows
+
+def read_table(filename: str, content: bytes) -> list[list[str]]:
+    """The file's rows as text cells; ValueError when it is neither UTF-8 CSV nor .xlsx, or
+    cannot be read whole (a malformed workbook, a CSV field past the csv module's limit).
+    Synchronous and CPU-bound: callers run it off the event loop (`read_table_off_loop`)."""
+    if filename.lower().endswith(".xlsx") or content[:2] == b"PK":
+        return _read_workbook(content)
     try:
         decoded = content.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ValueError("not UTF-8") from exc
-    return [row for row in csv.reader(io.StringIO(decoded))]
+    try:
+        return [row for row in csv.reader(io.StringIO(decoded))]
+    except csv.Error as exc:
+        raise ValueError("not a CSV file") from exc
+
+
+def _read_workbook(content: bytes) -> list[list[str]]:
+    try:
+        with zipfile.ZipFile(io.BytesIO(content)) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise ValueError("not a workbook") from exc
+    if sum(m.file_size for m in members) > MAX_UNPACKED_BYTES or any(
+            m.file_size > MAX_RATIO * max(m.compress_size, 1) for m in members):
+        raise ValueError("the workbook unpacks to too much")
+    from openpyxl import load_workbook
+
+    try:
+        book = load_workbook(io.BytesIO(content), read_only=True, data_only=True)
+        try:
+            sheet = book.worksheets[0]
+            return [["" if v is None else _cell_text(v) for v in row]
+                    for row in sheet.iter_rows(values_only=True, max_row=MAX_ROWS + 2, max_col=len(HEADER))]
+        finally:
+            book.close()
+    except Exception as exc:  # openpyxl raises many kinds on a malformed part (XML, zip, values)
+        raise ValueError("not a workbook") from exc
+
+
+async def read_table_off_loop(filename: str, content: bytes) -> list[list[str]]:
+    """`read_table` in a worker thread: parsing a workbook must not stall the requests this
+    process is serving meanwhile (redemptions among them)."""
+    return await asyncio.to_thread(read_table, filename, content)
 
 
 def _cell_text(value: Any) -> str:
@@ -80,7 +112,7 @@ def _cell_text(value: Any) -> str:
 async def preview(api: Api, programme: dict[str, Any], filename: str, content: bytes, language: str) -> Preview:
     unit = programme["unit"]
     try:
-        table = read_table(filename, content)
+        table = await read_table_off_loop(filename, content)
     except ValueError:
         return Preview([], [msg("the file is neither a CSV file in UTF-8 nor an .xlsx workbook").render(language)])
     table = [row for row in table if any(cell.strip() for cell in row)]
@@ -89,6 +121,7 @@ async def preview(api: Api, programme: dict[str, Any], filename: str, content: b
     if len(table) - 1 > MAX_ROWS:
         return Preview([], [msg("a file may hold at most {count} rows", count=MAX_ROWS).render(language)])
     rows: list[Row] = []
+    found_by_uscc: dict[str, dict[str, Any] | Refusal] = {}  # one lookup per enterprise, however many rows
     for number, cells in enumerate(table[1:], start=2):
         cells = [*cells, "", "", ""][:3]
         row = Row(number, cells[0].strip().upper(), cells[1].strip(), cells[2].strip())
@@ -103,10 +136,15 @@ async def preview(api: Api, programme: dict[str, Any], filename: str, content: b
         if not row.uscc:
             row.errors.append(msg("the USCC is missing").render(language))
             continue
-        try:
-            found = await api.get("/v1/enterprises", uscc=row.uscc, limit=1)
-        except Refusal as refusal:
-            row.errors.append(refusal.detail)
+        found = found_by_uscc.get(row.uscc)
+        if found is None:
+            try:
+                found = await api.get("/v1/enterprises", uscc=row.uscc, limit=1)
+            except Refusal as refusal:
+                found = refusal
+            found_by_uscc[row.uscc] = found
+        if isinstance(found, Refusal):
+            row.errors.append(found.detail)
             continue
         if not found["items"]:
             row.errors.append(msg("no enterprise is registered with the USCC {uscc}", uscc=row.uscc).render(language))

@@ -104,6 +104,8 @@ async def _open_programmes(page: Page) -> dict[str, dict[str, Any]]:
 async def _apply_page(page: Page, values: dict[str, str], *, error: str | None = None, status: int = 200,
                       verdict: object = None, amount: int | None = None, programme: object = None) -> Response:
     programmes = await _open_programmes(page)
-    template = "enterprise/dry_run.html" if page.request.headers.get("hx-request") == "true" else "enterprise/apply.html"
-    return page.render(template, status=status, programmes=list(programmes.values()), values=values, error=error,
+    partial = page.request.headers.get("hx-request") == "true"
+    template = "enterprise/dry_run.html" if partial else "enterprise/apply.html"
+    # htmx swaps only a 2xx answer in: the partial that says what is wrong is sent as one.
+    return page.render(template, status=200 if partial else status, programmes=list(programmes.values()), values=values, error=error,
                        verdict=verdict, amount=amount, programme=programme, form_key=str(uuid.uuid4()))

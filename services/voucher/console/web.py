@@ -189,7 +189,21 @@ def render(request: Request, template: str, *, status: int = 200, language: str 
 
 def set_cookie(response: Response, request: Request, name: str, value: str, *, max_age: int | None) -> None:
     response.set_cookie(name, value, max_age=max_age, path=PREFIX, httponly=True, samesite="strict",
-                        secure=request.url.scheme == "https")
+                        secure=is_secure(request))
+
+
+def is_secure(request: Request) -> bool:
+    """Cookies are Secure over https, and always in production (behind a proxy that ends TLS the
+    request may look like http to the app)."""
+    return request.url.scheme == "https" or settings_of(request).environment == "production"
+
+
+def _htmx(request: Request, response: Response) -> Response:
+    """A failed htmx request reloads its page (htmx swaps no 4xx or 5xx answer in, so the person
+    would see nothing happen): the reload shows the sign-in page, or the form afresh."""
+    if request.headers.get("hx-request") == "true" and response.status_code >= 400:
+        response.headers["HX-Refresh"] = "true"
+    return response
 
 
 def sessions_of(request: Request) -> Sessions:
@@ -206,11 +220,17 @@ def api_for(request: Request, api_key: str | None, language: str) -> Api:
     return Api(request.app.state.api_app, api_key, address, language)
 
 
-async def read_form(request: Request) -> FormData:
-    """The request's form, bounded: a declared body over the upload limit is refused unread."""
-    limit = settings_of(request).max_upload_bytes
+async def read_form(request: Request, *, uploads: bool = True) -> FormData:
+    """The request's form, bounded, a declared body over its limit refused unread: a form with a
+    file (multipart) up to the upload limit, any other form up to the API's body limit. Where
+    `uploads` is False (signing in, before any session) a multipart body is refused unread."""
+    settings = settings_of(request)
+    multipart = request.headers.get("content-type", "").lower().startswith("multipart/")
+    if multipart and not uploads:
+        raise PageError(415, msg("the form could not be read; send it again from the console"))
+    limit = settings.max_upload_bytes if multipart else settings.max_body_bytes
     declared = request.headers.get("content-length")
-    if declared is None or not declared.isdigit():
+    if declared is None or not (declared.isascii() and declared.isdigit()):
         raise PageError(411, msg("the form was sent without its length; send it again from the console"))
     if int(declared) > limit:
         raise PageError(413, msg("the form is larger than the upload limit of {limit} bytes", limit=limit))
@@ -287,8 +307,8 @@ def create_console(api_app: Any, settings: Settings) -> FastAPI:
     async def page_error(request: Request, exc: PageError) -> Response:
         language = language_of(request)
         message = exc.message.render(language) if isinstance(exc.message, Message) else exc.message
-        return render(request, "error.html", status=exc.status, language=language, status_code=exc.status,
-                      message=message)
+        return _htmx(request, render(request, "error.html", status=exc.status, language=language,
+                                     status_code=exc.status, message=message))
 
     @console.exception_handler(SignInNeeded)
     async def sign_in_needed(request: Request, exc: SignInNeeded) -> Response:
@@ -301,7 +321,9 @@ def create_console(api_app: Any, settings: Settings) -> FastAPI:
             if exc.reason is not None:
                 query["ended"] = "1"
             response = redirect(f"{PREFIX}/sign-in?" + urlencode(query))
-        response.delete_cookie(SESSION_COOKIE, path=PREFIX)
+        response = _htmx(request, response)
+        if SESSION_COOKIE in request.cookies:  # a link from elsewhere comes without it: nothing to end
+            response.delete_cookie(SESSION_COOKIE, path=PREFIX)
         return response
 
     @console.exception_handler(Refusal)
@@ -310,14 +332,14 @@ def create_console(api_app: Any, settings: Settings) -> FastAPI:
             return await sign_in_needed(request, SignInNeeded(
                 msg("the API key of this session no longer works; sign in again")))
         status = exc.status if 400 <= exc.status < 500 or exc.status == 503 else 502
-        return render(request, "error.html", status=status, status_code=status, message=exc.detail)
+        return _htmx(request, render(request, "error.html", status=status, status_code=status, message=exc.detail))
 
     @console.exception_handler(RequestValidationError)
     async def bad_address(request: Request, exc: RequestValidationError) -> Response:
         """A malformed id or query value in a console address: no such page."""
         language = language_of(request)
-        return render(request, "error.html", status=404, language=language, status_code=404,
-                      message=msg("there is no such page in the console").render(language))
+        return _htmx(request, render(request, "error.html", status=404, language=language, status_code=404,
+                                     message=msg("there is no such page in the console").render(language)))
 
     @console.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -325,15 +347,16 @@ def create_console(api_app: Any, settings: Settings) -> FastAPI:
         message = {404: msg("there is no such page in the console"),
                    405: msg("this page cannot be used that way")}.get(exc.status_code,
                                                                       msg("the request could not be served"))
-        return render(request, "error.html", status=exc.status_code, language=language,
-                      status_code=exc.status_code, message=message.render(language))
+        return _htmx(request, render(request, "error.html", status=exc.status_code, language=language,
+                                     status_code=exc.status_code, message=message.render(language)))
 
     @console.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.error("console error on %s %s", request.method, request.url.path, exc_info=exc)
         language = language_of(request)
-        return render(request, "error.html", status=500, language=language, status_code=500,
-                      message=msg("something went wrong on our side; nothing you did caused it").render(language))
+        return _htmx(request, render(
+            request, "error.html", status=500, language=language, status_code=500,
+            message=msg("something went wrong on our side; nothing you did caused it").render(language)))
 
     @console.get("/")
     async def start(request: Request) -> Response:
@@ -354,7 +377,7 @@ def create_console(api_app: Any, settings: Settings) -> FastAPI:
     async def sign_in(request: Request) -> Response:
         language = language_of(request)
         sessions = sessions_of(request)
-        form = await read_form(request)
+        form = await read_form(request, uploads=False)
         nonce = request.cookies.get(SIGN_IN_COOKIE, "")
         if not nonce or not sessions.same(form.get("csrf_token"), sessions.sign_in_token(nonce)):
             raise PageError(403, msg("this form has expired or did not come from this console; "
@@ -364,6 +387,8 @@ def create_console(api_app: Any, settings: Settings) -> FastAPI:
         error: str | None = None
         if not key:
             error = msg("enter an API key").render(language)
+        elif not (key.isascii() and key.isprintable()):  # no key is; and it cannot go in a header
+            error = msg("this is not an API key of this service; check it and sign in again").render(language)
         else:
             try:
                 me = await api_for(request, key, language).get("/v1/me")
@@ -396,7 +421,7 @@ def create_console(api_app: Any, settings: Settings) -> FastAPI:
             raise PageError(404, msg("there is no such page in the console"))
         response = redirect(local_path(next))
         response.set_cookie(LANGUAGE_COOKIE, language, max_age=365 * 86400, path=PREFIX, samesite="strict",
-                            httponly=True, secure=request.url.scheme == "https")
+                            httponly=True, secure=is_secure(request))
         return response
 
     from services.voucher.console import auditor, enterprise, operator, provider, vouchers

@@ -12,7 +12,10 @@
     if (!element || !chart) { return; }
     var instance = echarts.init(element, null, { renderer: "svg" });
     var labels = chart.items.map(function (item) { return item.name; });
-    var tooltip = { trigger: "item", formatter: function (p) { return p.name + ": " + chart.items[p.dataIndex].label; } };
+    // ECharts puts what a tooltip formatter returns into the page as HTML: names come from the
+    // data (a provider's name), so both parts are escaped.
+    var escape = echarts.format.encodeHTML;
+    var tooltip = { trigger: "item", formatter: function (p) { return escape(p.name) + ": " + escape(chart.items[p.dataIndex].label); } };
     var option = kind === "pie" ? {
       tooltip: tooltip, legend: { bottom: 0 },
       series: [{ type: "pie", radius: ["35%", "65%"], data: chart.items.map(function (i) { return { name: i.name, value: i.value }; }),

@@ -1,0 +1,115 @@
+"""What an independent review of the console found, each pinned: files that would stall the
+process or crash the preview, keys that cannot go in a header, bodies at sign-in, htmx errors
+that showed nothing, a link from elsewhere that signed the person out, Secure cookies behind a
+proxy."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from typing import Any
+
+import httpx
+import pytest
+
+from services.voucher.console import bulk
+from services.voucher.console.api import Refusal
+from services.voucher.console.session import SESSION_COOKIE
+from services.voucher.console.web import create_console
+from services.voucher.settings import Settings
+from tests.console.conftest import Browser, csrf_of
+from tests.world import World
+
+
+def _workbook(parts: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, data in parts.items():
+            archive.writestr(name, data)
+    return out.getvalue()
+
+
+def test_a_workbook_that_unpacks_to_far_more_than_it_weighs_is_refused_before_it_is_parsed() -> None:
+    bomb = _workbook({"[Content_Types].xml": b"<Types/>", "xl/sharedStrings.xml": b"<sst>" + b"A" * 30_000_000})
+    assert len(bomb) < 100_000
+    with pytest.raises(ValueError, match="unpacks"):
+        bulk.read_table("grants.xlsx", bomb)
+
+
+@pytest.mark.parametrize("name, content", [
+    ("grants.xlsx", _workbook({"[Content_Types].xml": b"<Types", "xl/workbook.xml": b"<not xml"})),
+    ("grants.xlsx", b"PK\x03\x04 not a zip at all"),
+    ("grants.csv", ("uscc,face_value,reference\n" + "9" * 200_000 + ",1,x\n").encode()),
+    ("grants.csv", b"\xff\xfe not utf-8"),
+])
+def test_a_file_that_cannot_be_read_whole_is_a_readable_refusal(name: str, content: bytes) -> None:
+    with pytest.raises(ValueError):
+        bulk.read_table(name, content)
+
+
+class _CountingApi:
+    def __init__(self) -> None:
+        self.lookups: list[str] = []
+
+    async def get(self, path: str, **params: Any) -> Any:
+        assert path == "/v1/enterprises"
+        self.lookups.append(params["uscc"])
+        if params["uscc"].startswith("BAD"):
+            raise Refusal(422, "validation_failed", "t", f"{params['uscc']} is not a USCC", [])
+        return {"items": [{"id": "e-" + params["uscc"]}]}
+
+
+async def test_a_preview_looks_each_enterprise_up_once_however_many_rows_name_it() -> None:
+    rows = ["uscc,face_value,reference"] + [f"AAA,{n}.00,r{n}" for n in range(1, 6)] + ["BAD1,1.00,x", "BAD1,2.00,y"]
+    api = _CountingApi()
+    preview = await bulk.preview(api, {"unit": "CNY"}, "g.csv", "\n".join(rows).encode(), "en")  # type: ignore[arg-type]
+    assert api.lookups == ["AAA", "BAD1"]
+    assert [r.errors for r in preview.rows[-2:]] == [["BAD1 is not a USCC"], ["BAD1 is not a USCC"]]
+    assert all(r.enterprise == {"id": "e-AAA"} for r in preview.rows[:5])
+
+
+async def test_a_key_that_cannot_be_a_header_is_not_valid_and_no_500(browser: Browser) -> None:
+    form = await browser.get("/console/sign-in")
+    answer = await browser.post("/console/sign-in", data={"api_key": "密钥-é", "csrf_token": csrf_of(form.text)})
+    assert answer.status_code == 401
+    assert SESSION_COOKIE not in answer.cookies
+
+
+async def test_sign_in_takes_no_multipart_body(browser: Browser) -> None:
+    form = await browser.get("/console/sign-in")
+    answer = await browser.post("/console/sign-in", data={"csrf_token": csrf_of(form.text)},
+                                files={"api_key": ("key.txt", b"x" * 1000)})
+    assert answer.status_code == 415
+
+
+async def test_a_link_from_elsewhere_does_not_end_the_session(browser: Browser, world: World) -> None:
+    await browser.sign_in(world.operator)
+    # SameSite=Strict: a navigation from another site arrives without the cookie.
+    outside = httpx.AsyncClient(transport=browser.http._transport, base_url="https://test")  # noqa: SLF001
+    answer = await outside.get("/console/operator")
+    await outside.aclose()
+    assert answer.status_code == 303
+    assert "set-cookie" not in answer.headers  # nothing to delete: the browser's session stays
+    assert (await browser.get("/console/operator")).status_code == 200
+
+
+async def test_an_htmx_check_shows_its_error_in_place_and_a_dead_form_reloads(browser: Browser, world: World) -> None:
+    await browser.sign_in(world.enterprise_key)
+    token = csrf_of((await browser.get("/console/enterprise/apply")).text)
+    values = {"csrf_token": token, "programme_id": world.programme["id"], "amount": "12.345", "purpose": "x"}
+    partial = await browser.post("/console/enterprise/apply/check", data=values, headers={"HX-Request": "true"})
+    assert partial.status_code == 200  # htmx swaps a 2xx in: the person sees what is wrong
+    assert 'id="apply-error"' in partial.text
+    stale = await browser.post("/console/enterprise/apply/check", data={**values, "csrf_token": "forged"},
+                               headers={"HX-Request": "true"})
+    assert stale.status_code == 403 and stale.headers["HX-Refresh"] == "true"
+
+
+async def test_production_cookies_are_secure_even_when_the_proxy_speaks_http(app: Any, settings: Settings) -> None:
+    production = settings.model_copy(update={"environment": "production"})
+    console = create_console(app, production)
+    transport = httpx.ASGITransport(app=console, client=("203.0.113.7", 51000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        form = await http.get("/sign-in")
+    assert form.status_code == 200
+    assert "secure" in form.headers["set-cookie"].lower()
