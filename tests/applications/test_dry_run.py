@@ -53,3 +53,17 @@ async def test_the_dry_run_is_for_enterprises_and_existing_programmes(app: Any, 
     assert_problem(missing, 404, "not_found")
     assert_problem(await client.post("/v1/applications/dry-run", json={**body, "requested_amount": 0},
                                      headers=auth(world.enterprise_key)), 422, "validation_failed")
+
+
+async def test_the_dry_run_refuses_above_the_maximum_per_voucher_as_submit_does(
+    app: Any, client: httpx.AsyncClient,
+) -> None:
+    desk = await open_desk(app, client)
+    world = desk.world
+    over = {"programme_id": world.programme["id"], "requested_amount": world.programme["max_per_voucher"] + 1}
+    dry = await client.post("/v1/applications/dry-run", json=over, headers=auth(world.enterprise_key))
+    submitted = await client.post("/v1/applications", json={**over, "purpose": "训练"},
+                                  headers=auth(world.enterprise_key, **{"Idempotency-Key": str(uuid.uuid4())}))
+    assert_problem(dry, 422, "validation_failed")
+    assert_problem(submitted, 422, "validation_failed")
+    assert dry.json()["errors"] == submitted.json()["errors"]

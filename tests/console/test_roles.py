@@ -88,6 +88,7 @@ async def test_an_auditor_verifies_the_chain_and_downloads_an_export_matching_it
     download = await browser.get("/console/auditor/exports/download",
                                  params={"dataset": "ledger-entries", "format": "csv"})
     assert download.status_code == 200 and "attachment" in download.headers["content-disposition"]
+    assert download.headers["x-content-type-options"] == "nosniff"
     exports = await browser.get("/console/auditor/exports")
     link = re.search(r'href="(/console/auditor/exports/[0-9a-f-]{36})"', exports.text)
     assert link, exports.text

@@ -171,9 +171,17 @@ async def preview(
     if actor.enterprise_id is None:
         raise Forbidden(msg("only an enterprise applies, with its own key"))
     programme = await programmes.get_programme(session, actor, programme_id)
+    _within_maximum(programme, requested_amount)  # as `submit` refuses it, before any rule
     enterprise = await enterprises.get_enterprise(session, actor, actor.enterprise_id)
     remaining = (await vouchers.remaining_cap(session, programme, enterprise.id, now))[1]
     return eligibility.judge_request(programme, enterprise, requested_amount, remaining, now)
+
+
+def _within_maximum(programme: Programme, requested: int) -> None:
+    if requested > programme.max_per_voucher:
+        raise ValidationFailed([field_error(
+            "requested_amount", msg("at most the programme's maximum per voucher, {max_per_voucher}",
+                                    max_per_voucher=Amount(programme.max_per_voucher, programme.unit)))])
 
 
 async def submit(
@@ -203,10 +211,7 @@ async def submit(
             window = msg("programme {code} takes applications only while open", code=programme.code)
         raise ApplicationWindowClosed(window, current_status=programme.status, opens_at=opens_at, closes_at=closes_at)
     requested = data["requested_amount"]
-    if requested > programme.max_per_voucher:
-        raise ValidationFailed([field_error(
-            "requested_amount", msg("at most the programme's maximum per voucher, {max_per_voucher}",
-                                    max_per_voucher=Amount(programme.max_per_voucher, programme.unit)))])
+    _within_maximum(programme, requested)
     enterprise = await enterprises.get_enterprise(session, actor, actor.enterprise_id)
     contracts = await _check_contracts(session, programme, data.get("contracts") or [])
     # An earlier application whose publicity has ended is issued, not open: write that first

@@ -272,6 +272,7 @@ def passthrough(upstream: Any) -> Response:
     """An API download (a statement, an export) handed to the browser as the API answered it."""
     headers = {k: v for k, v in upstream.headers.items() if k.lower() in PASSED_HEADERS}
     headers["Cache-Control"] = "no-store"
+    headers["X-Content-Type-Options"] = "nosniff"  # a CSV is never read as a page
     return Response(upstream.content, status_code=upstream.status_code, headers=headers)
 
 
