@@ -113,3 +113,25 @@ async def test_production_cookies_are_secure_even_when_the_proxy_speaks_http(app
         form = await http.get("/sign-in")
     assert form.status_code == 200
     assert "secure" in form.headers["set-cookie"].lower()
+
+
+async def test_the_same_batch_uploaded_twice_and_issued_from_both_previews_is_issued_once(
+        client: httpx.AsyncClient, browser: Browser, world: World) -> None:
+    import re
+
+    from tests.console.test_operator import _preview, _vouchers
+    from tests.support import create, enterprise_payload
+
+    other = await create(client, world.operator, "/v1/enterprises", enterprise_payload())
+    await browser.sign_in(world.operator)
+    content = (f"uscc,face_value,reference\n{world.enterprise['uscc']},1000.00,C-1\n"
+               f"{other['uscc']},2000.00,C-2\n").encode()
+    for _ in range(2):  # a second upload of the file (or Back and resend) is a second preview, with its own form
+        preview = await _preview(browser, world, "grants.csv", content)
+        assert preview.status_code == 200, preview.text
+        form = {name: value for name, value in re.findall(r'name="(\w+)" value="([^"]*)"', preview.text)
+                if name in ("csrf_token", "form_key", "programme_id", "grants")}
+        form["grants"] = form["grants"].replace("&#34;", '"').replace("&quot;", '"')
+        issued = await browser.post("/console/operator/vouchers/bulk/issue", data=form)
+        assert issued.status_code == 200, issued.text
+    assert sorted(v["face_value"] for v in await _vouchers(client, world)) == [100_000, 200_000]

@@ -3,6 +3,7 @@ queue, and bulk issue from a spreadsheet with a preview before anything is writt
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from typing import Any
@@ -130,9 +131,12 @@ def install(console: FastAPI) -> None:
             grants = json.loads(str(form.get("grants") or ""))
         except ValueError as exc:
             raise PageError(422, msg("the preview could not be read; upload the file again")) from exc
-        issued = await page.api.post("/v1/vouchers/bulk",
-                                     {"programme_id": str(form.get("programme_id") or ""), "grants": grants},
-                                     idempotency_key=form_key(form))
+        body = {"programme_id": str(form.get("programme_id") or ""), "grants": grants}
+        # The batch's own key: the same rows for the same programme are one issue however they come
+        # back (a second upload of the file, Back and resend), answered with the first outcome.
+        # Rows meant to be issued again carry new references.
+        batch = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+        issued = await page.api.post("/v1/vouchers/bulk", body, idempotency_key=f"bulk-{batch[:48]}")
         return page.render("operator/bulk_done.html", vouchers=issued)
 
 
@@ -140,7 +144,7 @@ def form_key(form: Any) -> str:
     """The form's Idempotency-Key (made when the page was shown, so sending the form twice is one
     change); a fresh one if the form carried none that looks right."""
     key = str(form.get("form_key") or "")
-    return key if 8 <= len(key) <= 64 and key.replace("-", "").isalnum() else str(uuid.uuid4())
+    return key if 8 <= len(key) <= 64 and key.isascii() and key.replace("-", "").isalnum() else str(uuid.uuid4())
 
 
 def _uuid_or_none(value: str | None) -> str | None:
