@@ -54,17 +54,10 @@ def install(console: FastAPI) -> None:
         """The dry run of the filled-in form: the verdict the application would get now."""
         page = await signed_in(request, "enterprise")
         form = await page.form()
-        values = {k: str(form.get(k) or "").strip() for k in ("programme_id", "amount", "purpose")}
-        programmes = await _open_programmes(page)
-        programme = programmes.get(values["programme_id"])
-        if programme is None:
-            return await _apply_page(page, values, error=msg("choose an open programme").render(page.language),
-                                     status=422)
-        try:
-            amount = parse_major(values["amount"], programme["unit"])
-        except ValueError:
-            return await _apply_page(page, values, status=422, error=msg(
-                "enter the amount in the programme's unit, e.g. 12,000.00").render(page.language))
+        values, read = await _application_form(page, form)
+        if isinstance(read, Response):
+            return read
+        programme, amount = read
         try:
             verdict = await page.api.post("/v1/applications/dry-run",
                                           {"programme_id": programme["id"], "requested_amount": amount})
@@ -76,17 +69,10 @@ def install(console: FastAPI) -> None:
     async def apply(request: Request) -> Response:
         page = await signed_in(request, "enterprise")
         form = await page.form()
-        values = {k: str(form.get(k) or "").strip() for k in ("programme_id", "amount", "purpose")}
-        programmes = await _open_programmes(page)
-        programme = programmes.get(values["programme_id"])
-        if programme is None:
-            return await _apply_page(page, values, error=msg("choose an open programme").render(page.language),
-                                     status=422)
-        try:
-            amount = parse_major(values["amount"], programme["unit"])
-        except ValueError:
-            return await _apply_page(page, values, status=422, error=msg(
-                "enter the amount in the programme's unit, e.g. 12,000.00").render(page.language))
+        values, read = await _application_form(page, form)
+        if isinstance(read, Response):
+            return read
+        programme, amount = read
         try:
             created = await page.api.post("/v1/applications", {
                 "programme_id": programme["id"], "requested_amount": amount, "purpose": values["purpose"]},
@@ -94,6 +80,23 @@ def install(console: FastAPI) -> None:
         except Refusal as refusal:
             return await _apply_page(page, values, error=refusal.detail, status=refusal.status)
         return redirect(f"/console/enterprise/applications/{created['id']}")
+
+
+async def _application_form(
+    page: Page, form: Any,
+) -> tuple[dict[str, str], tuple[dict[str, Any], int] | Response]:
+    """The apply form's values and, when they read, its open programme and amount in minor units;
+    else the apply page again saying what is wrong (the check and the submission read it alike)."""
+    values = {k: str(form.get(k) or "").strip() for k in ("programme_id", "amount", "purpose")}
+    programme = (await _open_programmes(page)).get(values["programme_id"])
+    if programme is None:
+        return values, await _apply_page(page, values, status=422,
+                                         error=msg("choose an open programme").render(page.language))
+    try:
+        return values, (programme, parse_major(values["amount"], programme["unit"]))
+    except ValueError:
+        return values, await _apply_page(page, values, status=422, error=msg(
+            "enter the amount in the programme's unit, e.g. 12,000.00").render(page.language))
 
 
 async def _open_programmes(page: Page) -> dict[str, dict[str, Any]]:
