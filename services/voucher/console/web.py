@@ -399,10 +399,18 @@ def create_console(api_app: Any, settings: Settings) -> FastAPI:
                             httponly=True, secure=request.url.scheme == "https")
         return response
 
-    from services.voucher.console import auditor, enterprise, operator, provider, vouchers
+    from services.voucher.console import (
+        auditor,
+        enterprise,
+        operator,
+        provider,
+        settlements,
+        vouchers,
+    )
 
     operator.install(console)
     vouchers.install(console)
+    settlements.install(console)
     auditor.install(console)
     enterprise.install(console)
     provider.install(console)
