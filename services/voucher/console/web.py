@@ -401,6 +401,7 @@ def create_console(api_app: Any, settings: Settings) -> FastAPI:
 
     from services.voucher.console import (
         auditor,
+        claims,
         enterprise,
         operator,
         provider,
@@ -411,6 +412,7 @@ def create_console(api_app: Any, settings: Settings) -> FastAPI:
     operator.install(console)
     vouchers.install(console)
     settlements.install(console)
+    claims.install(console)
     auditor.install(console)
     enterprise.install(console)
     provider.install(console)
