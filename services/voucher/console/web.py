@@ -403,6 +403,7 @@ def create_console(api_app: Any, settings: Settings) -> FastAPI:
         auditor,
         claims,
         enterprise,
+        ledger,
         operator,
         provider,
         settlements,
@@ -413,6 +414,7 @@ def create_console(api_app: Any, settings: Settings) -> FastAPI:
     vouchers.install(console)
     settlements.install(console)
     claims.install(console)
+    ledger.install(console)
     auditor.install(console)
     enterprise.install(console)
     provider.install(console)
