@@ -291,6 +291,7 @@ async def test_an_auditor_reads_the_trial_balance_as_of_a_typed_time(
     await sign_in(page, server, world.auditor)
     await page.get_by_role("link", name="试算平衡表").click()
     assert await page.locator("#trial-balanced").get_attribute("data-balanced") == "true"
+    await screenshot(page, "auditor-trial-balance")
     await page.get_by_label(re.compile("截至")).fill("2000-01-01T08:00")
     await page.get_by_role("button", name="查看").click()
     await page.wait_for_load_state()
