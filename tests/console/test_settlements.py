@@ -114,3 +114,29 @@ async def test_settlement_pages_are_for_the_programme_office(browser: Browser, w
     assert refused.status_code == 403
     found = (await world.client.get(f"/v1/settlements/{drafted['id']}", headers=auth(world.operator))).json()
     assert found["status"] == "draft"
+
+
+async def test_the_operator_draws_up_a_settlement_for_a_period(browser: Browser, world: World, clock: Any) -> None:
+    from tests.console.test_roles import redeem
+
+    voucher = await world.issue(10_000_000)
+    await redeem(world, voucher, 1_000_000, "PO-9")
+    clock.advance(days=1)
+    await browser.sign_in(world.operator, language="en")
+    listing = await browser.get("/console/operator/settlements")
+    key = re.search(r'name="form_key" value="([^"]+)"', listing.text).group(1)  # type: ignore[union-attr]
+    form = {"csrf_token": csrf_of(listing.text), "form_key": key, "new_programme_id": world.programme["id"],
+            "provider_id": world.provider["id"], "period_start": "2026-03-02", "period_end": "2026-03-02"}
+    empty = await browser.post("/console/operator/settlements", data={**form, "period_end": ""})
+    assert empty.status_code == 422 and 'role="alert"' in empty.text
+    nothing = await browser.post("/console/operator/settlements", data={
+        **form, "form_key": key + "-x", "period_start": "2026-02-01", "period_end": "2026-02-01"})
+    assert nothing.status_code in (409, 422) and 'role="alert"' in nothing.text  # the API's refusal, shown
+    created = await browser.post("/console/operator/settlements", data=form)
+    assert created.status_code == 303, created.text
+    again = await browser.post("/console/operator/settlements", data=form)
+    assert again.headers["location"] == created.headers["location"]  # the same form twice: one draft
+    page = await browser.get(created.headers["location"])
+    assert 'data-status="draft"' in page.text and "PO-9" in page.text
+    settled = (await world.client.get("/v1/settlements", headers=auth(world.operator))).json()["items"]
+    assert len(settled) == 1 and settled[0]["total"] == 300_000

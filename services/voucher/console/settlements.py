@@ -28,9 +28,9 @@ ACTIONS = {"approve": "note", "resolve": "reason", "cancel": "reason"}
 
 
 def install(console: FastAPI) -> None:
-    @console.get("/operator/settlements")
-    async def settlements(request: Request, programme_id: str | None = None, status: str | None = None,
-                          cursor: str | None = None) -> Response:
+    async def list_page(request: Request, programme_id: str | None = None, status: str | None = None,
+                        cursor: str | None = None, *, error: str | None = None, code: int = 200,
+                        values: dict[str, str] | None = None) -> Response:
         page = await signed_in(request, "operator")
         status = status if status in SETTLEMENT_STATUSES else None
         programme = _uuid_or_none(programme_id)
@@ -38,10 +38,38 @@ def install(console: FastAPI) -> None:
                                      limit=50)
         choices = await page.api.get("/v1/programmes", limit=200)
         providers = await page.api.get("/v1/providers", limit=200)
-        return page.render("operator/settlements.html", listing=listing, status_filter=status or "",
+        return page.render("operator/settlements.html", status=code, listing=listing, status_filter=status or "",
                            programme_id=programme or "", statuses=SETTLEMENT_STATUSES,
                            programmes={p["id"]: p for p in choices["items"]},
-                           providers={p["id"]: p for p in providers["items"]})
+                           providers={p["id"]: p for p in providers["items"]}, error=error, values=values or {},
+                           form_key=str(uuid.uuid4()))
+
+    @console.get("/operator/settlements")
+    async def settlements(request: Request, programme_id: str | None = None, status: str | None = None,
+                          cursor: str | None = None) -> Response:
+        return await list_page(request, programme_id, status, cursor)
+
+    @console.post("/operator/settlements")
+    async def create(request: Request) -> Response:
+        """A draft of one provider's captures and refunds of one programme for whole days; which
+        lines it takes, and whether there is anything to settle, is the API's to say."""
+        page = await signed_in(request, "operator")
+        form = await page.form()
+        values = {k: str(form.get(k) or "").strip() for k in ("new_programme_id", "provider_id", "period_start",
+                                                                "period_end")}
+        if not all(values.values()):
+            return await list_page(request, code=422, values=values, error=msg(
+                "choose the programme and the provider and enter the first and last day").render(page.language))
+        try:
+            created = await page.api.post("/v1/settlements", {
+                "programme_id": values["new_programme_id"], "provider_id": values["provider_id"],
+                "period_start": values["period_start"], "period_end": values["period_end"]},
+                idempotency_key=form_key(form))
+        except Refusal as refusal:
+            if refusal.status in (401, 403) or refusal.status >= 500:
+                raise
+            return await list_page(request, code=refusal.status, values=values, error=refusal.detail)
+        return redirect(f"/console/operator/settlements/{created['id']}")
 
     async def settlement_page(request: Request, settlement_id: uuid.UUID, *, error: str | None = None,
                               status: int = 200, values: dict[str, str] | None = None) -> Response:
