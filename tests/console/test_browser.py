@@ -262,3 +262,39 @@ async def test_the_console_works_from_the_keyboard_on_a_tablet(browser: Any, ser
     assert await page.evaluate("document.documentElement.scrollWidth") <= 768
     await screenshot(page, "operator-dashboard-tablet")
     await context.close()
+
+
+async def test_an_operator_approves_a_confirmed_settlement_and_records_its_payment(
+        page: Any, server: LiveServer, world: World, clock: Any) -> None:
+    from tests.console.test_settlements import confirmed
+
+    drafted = await confirmed(world, clock)
+    await sign_in(page, server, world.operator)
+    await page.get_by_role("link", name="结算", exact=True).click()
+    await page.locator(f"a[href='/console/operator/settlements/{drafted['id']}']").click()
+    assert await page.locator("#settlement-status").get_attribute("data-status") == "submitted"
+    await page.get_by_role("button", name="批准付款").click()
+    await page.wait_for_load_state()
+    assert await page.locator("#settlement-status").get_attribute("data-status") == "approved"
+    await page.get_by_label("银行付款流水号").fill("ICBC-20260305-0001")
+    await page.get_by_label("付款日期").fill("2026-03-05")
+    await page.get_by_role("button", name="登记付款").click()
+    await page.wait_for_load_state()
+    assert await page.locator("#settlement-status").get_attribute("data-status") == "paid"
+    assert await page.locator("#settlement-reference").inner_text() == "ICBC-20260305-0001"
+    await screenshot(page, "operator-settlement")
+
+
+async def test_an_auditor_reads_the_trial_balance_as_of_a_typed_time(
+        page: Any, server: LiveServer, world: World) -> None:
+    await world.issue(1_000_000)
+    await sign_in(page, server, world.auditor)
+    await page.get_by_role("link", name="试算平衡表").click()
+    assert await page.locator("#trial-balanced").get_attribute("data-balanced") == "true"
+    await screenshot(page, "auditor-trial-balance")
+    await page.get_by_label(re.compile("截至")).fill("2000-01-01T08:00")
+    await page.get_by_role("button", name="查看").click()
+    await page.wait_for_load_state()
+    assert "as_of=2000-01-01T08%3A00" in page.url
+    assert await page.locator("#trial-balanced").get_attribute("data-balanced") == "true"
+    assert await page.locator("tbody td").first.inner_text() == "尚无账户。"

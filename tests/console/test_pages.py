@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from services.voucher import catalogue
 from services.voucher.console import web
@@ -21,6 +22,7 @@ async def test_no_page_references_another_site(browser: Browser, world: World) -
     await browser.sign_in(world.operator)
     for path in ("/console/operator", "/console/operator/applications", "/console/operator/vouchers/bulk",
                  "/console/operator/vouchers", f"/console/operator/programmes/{world.programme['id']}",
+                 "/console/operator/settlements", "/console/operator/claims", "/console/operator/anomalies",
                  "/console/nowhere"):
         pages.append(await browser.get(path))
     for page in pages:
@@ -57,3 +59,23 @@ def test_templates_hold_no_visible_english_outside_the_catalogue() -> None:
         text = re.sub(r"{{.*?}}|{%.*?%}|<script.*?</script>|<[^>]+>", " ", template.read_text(), flags=re.S)
         words = [w for w in text.split() if re.search(r"[A-Za-z]", w) and w not in allowed]
         assert not words, (template.name, words[:5])
+
+
+async def test_every_menu_link_of_every_role_opens_a_page(app: Any, world: World) -> None:
+    """The menu names only pages that exist, each answering 200 in Chinese (the default)."""
+    for key, home in ((world.operator, "/console/operator"), (world.auditor, "/console/auditor"),
+                      (world.enterprise_key, "/console/enterprise"), (world.provider_key, "/console/provider")):
+        b = Browser(app)
+        try:
+            await b.sign_in(key)
+            start = await b.get(home)
+            menu = re.search(r'<nav aria-label="[^"]+">(.*?)</nav>', start.text, re.S)
+            assert menu, home
+            links = re.findall(r'href="(/console/[^"]+)"', menu.group(1))
+            assert home in links
+            for link in links:
+                answer = await b.get(link)
+                assert answer.status_code == 200, (link, answer.text[:500])
+                assert answer.headers["content-language"] == "zh-CN"
+        finally:
+            await b.http.aclose()

@@ -55,7 +55,8 @@ async def test_no_page_shows_the_api_key(browser: Browser, world: World) -> None
     sign_in = await browser.sign_in(world.operator)
     pages = [sign_in]
     for path in ("/console/operator", "/console/operator/applications", "/console/operator/vouchers/bulk",
-                 "/console/operator/vouchers", f"/console/operator/programmes/{world.programme['id']}"):
+                 "/console/operator/vouchers", f"/console/operator/programmes/{world.programme['id']}",
+                 "/console/operator/settlements", "/console/operator/claims", "/console/operator/anomalies"):
         pages.append(await browser.get(path))
     for page in pages:
         assert world.operator not in page.text

@@ -425,10 +425,22 @@ def create_console(api_app: Any, settings: Settings) -> FastAPI:
                             httponly=True, secure=is_secure(request))
         return response
 
-    from services.voucher.console import auditor, enterprise, operator, provider, vouchers
+    from services.voucher.console import (
+        auditor,
+        claims,
+        enterprise,
+        ledger,
+        operator,
+        provider,
+        settlements,
+        vouchers,
+    )
 
     operator.install(console)
     vouchers.install(console)
+    settlements.install(console)
+    claims.install(console)
+    ledger.install(console)
     auditor.install(console)
     enterprise.install(console)
     provider.install(console)

@@ -1,0 +1,100 @@
+"""The books and the anomaly report over HTTP: an auditor's trial balance and one account's
+balance as of a time typed in Beijing time (the API given that instant with its offset), and
+the anomaly report with its evidence for the programme office and auditors; all read-only."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from services.voucher.console.ledger import local_instant
+from tests.anomalies.test_routes import PARTY, patch_parties
+from tests.console.conftest import Browser
+from tests.console.test_roles import redeem
+from tests.support import auth
+from tests.world import World
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def test_a_typed_time_is_read_in_beijing_time() -> None:
+    assert local_instant("2026-03-31T23:59", SHANGHAI) == "2026-03-31T23:59:00+08:00"
+    assert local_instant("2026-03-31", SHANGHAI) == "2026-03-31T00:00:00+08:00"
+    assert local_instant("2026-03-31", SHANGHAI, next_day=True) == "2026-04-01T00:00:00+08:00"
+    assert local_instant("2026-03-31T23:59", SHANGHAI, next_day=True) == "2026-03-31T23:59:00+08:00"
+    assert local_instant(" ", SHANGHAI) is None and local_instant(None, SHANGHAI) is None
+    for bad in ("yesterday", "31/03/2026", "2026-02-30"):
+        with pytest.raises(ValueError):
+            local_instant(bad, SHANGHAI)
+    with pytest.raises(ValueError):
+        local_instant("9999-12-31", SHANGHAI, next_day=True)
+
+
+def balance_of(html: str, account_id: str) -> str:
+    found = re.search(rf'data-account="{account_id}">([^<]+)<', html)
+    assert found, account_id
+    return found.group(1)
+
+
+async def test_an_auditor_reads_the_trial_balance_and_an_account_as_of_a_time(
+        browser: Browser, world: World, clock: Any) -> None:
+    before = clock()
+    voucher = await world.issue(5_000_000)
+    clock.advance(days=1)
+    await redeem(world, voucher, 1_000_000, "PO-A")  # subsidy ¥3,000.00
+    api = (await world.client.get(f"/v1/programmes/{world.programme['id']}/trial-balance",
+                                  headers=auth(world.auditor))).json()
+    used = next(a for a in api["accounts"] if a["kind"] == "voucher_used" and a["voucher_id"] == voucher["id"])
+    await browser.sign_in(world.auditor, language="en")
+    now = await browser.get("/console/auditor/trial-balance", params={"programme_id": world.programme["id"]})
+    assert now.status_code == 200 and 'data-balanced="true"' in now.text
+    assert balance_of(now.text, used["account_id"]) == "¥3,000.00"
+    # Between the issue and the redemption, in Beijing time: nothing used yet.
+    typed = (before + (clock() - before) / 2).astimezone(SHANGHAI).strftime("%Y-%m-%dT%H:%M")
+    then = await browser.get("/console/auditor/trial-balance", params={"programme_id": world.programme["id"],
+                                                                      "as_of": typed})
+    assert then.status_code == 200 and 'data-balanced="true"' in then.text
+    assert used["account_id"] not in then.text or balance_of(then.text, used["account_id"]) == "¥0.00"
+    same = (await world.client.get(f"/v1/programmes/{world.programme['id']}/trial-balance",
+                                   params={"as_of": f"{typed}:00+08:00"}, headers=auth(world.auditor))).json()
+    assert [a["account_id"] for a in same["accounts"]] == re.findall(r'data-account="([0-9a-f-]{36})"', then.text)
+    account = await browser.get(f"/console/auditor/accounts/{used['account_id']}")
+    assert account.status_code == 200 and 'id="account-balance">¥3,000.00<' in account.text
+    earlier = await browser.get(f"/console/auditor/accounts/{used['account_id']}", params={"as_of": typed})
+    assert earlier.status_code == 200 and 'id="account-balance">¥0.00<' in earlier.text
+    assert typed.replace("T", " ") in earlier.text  # shown back in Beijing time
+    bad = await browser.get("/console/auditor/trial-balance", params={"programme_id": world.programme["id"],
+                                                                     "as_of": "yesterday"})
+    assert bad.status_code == 422 and 'role="alert"' in bad.text
+    too_early = await browser.get(f"/console/auditor/accounts/{used['account_id']}", params={"as_of": "1900-01-01T00:00"})
+    assert too_early.status_code == 422 and 'role="alert"' in too_early.text  # the API's refusal, shown
+    await browser.sign_in(world.operator)
+    assert (await browser.get("/console/auditor/trial-balance")).status_code == 403
+
+
+async def test_the_anomaly_report_shows_each_finding_with_its_evidence(
+        browser: Browser, world: World, clock: Any) -> None:
+    await patch_parties(world, "enterprises", PARTY, "legal_representative")
+    voucher = await world.issue(10_000_000)
+    await redeem(world, voucher, 1_000_000, "PO-REL")
+    await patch_parties(world, "providers", PARTY, "shareholder")  # recorded after: refused before
+    today = clock().astimezone(SHANGHAI).date()
+    for key, base in ((world.operator, "/console/operator/anomalies"), (world.auditor, "/console/auditor/anomalies")):
+        await browser.sign_in(key, language="en")
+        page = await browser.get(base)
+        assert page.status_code == 200 and 'data-rule="related_party"' in page.text
+        assert "PO-REL" in page.text and PARTY in page.text and "¥3,000.00" in page.text
+        chosen = await browser.get(base, params={"rule": "related_party", "since": today.isoformat(),
+                                                 "until": today.isoformat(),
+                                                 "programme_id": world.programme["id"]})
+        assert chosen.status_code == 200 and 'data-rule="related_party"' in chosen.text
+        later = await browser.get(base, params={"since": today.replace(year=today.year + 1).isoformat()})
+        assert later.status_code == 200 and 'id="no-findings"' in later.text
+        bad = await browser.get(base, params={"since": "last week"})
+        assert bad.status_code == 422 and 'role="alert"' in bad.text
+    await browser.sign_in(world.enterprise_key)
+    assert (await browser.get("/console/operator/anomalies")).status_code == 403
+    assert (await browser.get("/console/auditor/anomalies")).status_code == 403
