@@ -135,3 +135,17 @@ async def test_the_same_batch_uploaded_twice_and_issued_from_both_previews_is_is
         issued = await browser.post("/console/operator/vouchers/bulk/issue", data=form)
         assert issued.status_code == 200, issued.text
     assert sorted(v["face_value"] for v in await _vouchers(client, world)) == [100_000, 200_000]
+
+
+async def test_verify_now_sent_twice_runs_one_verification(browser: Browser, world: World) -> None:
+    import re
+
+    await browser.sign_in(world.auditor)
+    page = await browser.get("/console/auditor")
+    form = {name: value for name, value in re.findall(r'name="(\w+)" value="([^"]*)"', page.text)
+            if name in ("csrf_token", "form_key")}
+    assert set(form) == {"csrf_token", "form_key"}
+    first = await browser.post("/console/auditor/verifications", data=form)
+    second = await browser.post("/console/auditor/verifications", data=form)
+    assert first.status_code == second.status_code == 303
+    assert first.headers["location"] == second.headers["location"]

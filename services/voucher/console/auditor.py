@@ -9,7 +9,14 @@ import uuid
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
-from services.voucher.console.web import PageError, passthrough, redirect, set_cookie, signed_in
+from services.voucher.console.web import (
+    PageError,
+    form_key,
+    passthrough,
+    redirect,
+    set_cookie,
+    signed_in,
+)
 from services.voucher.i18n import msg
 
 DATASETS = ("ledger-entries", "redemptions", "redemption-line-items", "settlements", "audit-events",
@@ -26,13 +33,15 @@ def install(console: FastAPI) -> None:
     async def chain(request: Request) -> Response:
         page = await signed_in(request, "auditor")
         head = await page.api.get("/v1/audit/head")
-        return page.render("auditor/chain.html", head=head)
+        return page.render("auditor/chain.html", head=head, form_key=str(uuid.uuid4()))
 
     @console.post("/auditor/verifications")
     async def verify(request: Request) -> Response:
         page = await signed_in(request, "auditor")
-        await page.form()
-        verification = await page.api.post("/v1/audit/verifications", {"check_ledger": True})
+        form = await page.form()
+        # The form's key: a double click runs one verification (it reads the whole chain).
+        verification = await page.api.post("/v1/audit/verifications", {"check_ledger": True},
+                                           idempotency_key=form_key(form))
         return redirect(f"/console/auditor/verifications/{verification['id']}")
 
     @console.get("/auditor/verifications/{verification_id}")

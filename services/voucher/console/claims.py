@@ -10,8 +10,7 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from services.voucher.console.api import Refusal
-from services.voucher.console.operator import form_key
-from services.voucher.console.web import PageError, now_of, redirect, signed_in, zone_of
+from services.voucher.console.web import PageError, form_key, now_of, redirect, signed_in, zone_of
 from services.voucher.i18n import msg
 from services.voucher.money import parse_major
 

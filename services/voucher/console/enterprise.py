@@ -10,8 +10,7 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from services.voucher.console.api import Refusal
-from services.voucher.console.operator import form_key
-from services.voucher.console.web import Page, redirect, signed_in
+from services.voucher.console.web import Page, form_key, redirect, signed_in
 from services.voucher.i18n import msg
 from services.voucher.money import parse_major
 

@@ -6,14 +6,13 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from typing import Any
 
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from services.voucher.console import bulk, dashboard
 from services.voucher.console.api import Refusal
-from services.voucher.console.web import PageError, redirect, script_json, signed_in
+from services.voucher.console.web import PageError, form_key, redirect, script_json, signed_in
 from services.voucher.i18n import msg
 from services.voucher.money import parse_major
 
@@ -138,13 +137,6 @@ def install(console: FastAPI) -> None:
         batch = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
         issued = await page.api.post("/v1/vouchers/bulk", body, idempotency_key=f"bulk-{batch[:48]}")
         return page.render("operator/bulk_done.html", vouchers=issued)
-
-
-def form_key(form: Any) -> str:
-    """The form's Idempotency-Key (made when the page was shown, so sending the form twice is one
-    change); a fresh one if the form carried none that looks right."""
-    key = str(form.get("form_key") or "")
-    return key if 8 <= len(key) <= 64 and key.isascii() and key.replace("-", "").isalnum() else str(uuid.uuid4())
 
 
 def _uuid_or_none(value: str | None) -> str | None:

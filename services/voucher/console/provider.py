@@ -9,8 +9,7 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from services.voucher.console.api import Refusal
-from services.voucher.console.operator import form_key
-from services.voucher.console.web import PageError, passthrough, redirect, signed_in
+from services.voucher.console.web import PageError, form_key, passthrough, redirect, signed_in
 from services.voucher.i18n import msg
 
 

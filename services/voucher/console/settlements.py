@@ -10,9 +10,9 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from services.voucher.console.api import Refusal
-from services.voucher.console.operator import form_key
 from services.voucher.console.web import (
     PageError,
+    form_key,
     now_of,
     passthrough,
     redirect,

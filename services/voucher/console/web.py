@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -218,6 +219,13 @@ def api_for(request: Request, api_key: str | None, language: str) -> Api:
     client = request.client
     address = (client.host, client.port) if client else ("unknown", 0)
     return Api(request.app.state.api_app, api_key, address, language)
+
+
+def form_key(form: Any) -> str:
+    """The form's Idempotency-Key (made when the page was shown, so sending the form twice is one
+    change); a fresh one if the form carried none that looks right."""
+    key = str(form.get("form_key") or "")
+    return key if 8 <= len(key) <= 64 and key.isascii() and key.replace("-", "").isalnum() else str(uuid.uuid4())
 
 
 async def read_form(request: Request, *, uploads: bool = True) -> FormData:
