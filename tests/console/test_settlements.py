@@ -37,6 +37,7 @@ async def test_an_operator_approves_and_pays_a_settlement_and_the_audit_names_th
     assert path not in (await browser.get("/console/operator/settlements", params={"status": "paid"})).text
     page = await browser.get(path)
     assert page.status_code == 200 and 'data-status="submitted"' in page.text and "PO-1" in page.text
+    assert "<td>subsidy captured</td>" in page.text  # a line's kind in words, not its code
     assert 'id="pay"' not in page.text
     approve = {"csrf_token": csrf_of(page.text), "form_key": form_key_of(page.text, "approve"), "note": "核对无误"}
     assert (await browser.post(f"{path}/approve", data=approve)).status_code == 303

@@ -63,6 +63,8 @@ STATUS_NAMES = {
     "rejected": msg("rejected"), "withdrawn": msg("withdrawn"), "active": msg("active"),
     "suspended": msg("suspended"), "exhausted": msg("exhausted"), "expired": msg("expired"),
     "revoked": msg("revoked"), "disputed": msg("disputed"), "paid": msg("paid"), "cancelled": msg("cancelled"),
+    # a statement line's kind
+    "capture": msg("subsidy captured"), "refund": msg("subsidy refunded"),
 }
 
 templates = Environment(
