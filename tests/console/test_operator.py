@@ -210,3 +210,33 @@ async def test_an_enterprise_key_cannot_open_the_voucher_pages_of_the_office(bro
     await browser.sign_in(world.enterprise_key)
     for path in ("/console/operator/vouchers", f"/console/operator/vouchers/{voucher['id']}"):
         assert (await browser.get(path)).status_code == 403
+
+
+async def test_an_operator_issues_one_voucher_by_uscc_once_and_a_refusal_is_shown(
+        client: httpx.AsyncClient, browser: Browser, world: World) -> None:
+    await browser.sign_in(world.operator, language="en")
+    listing = await browser.get("/console/operator/vouchers")
+    assert 'href="/console/operator/vouchers/issue"' in listing.text
+    page = await browser.get("/console/operator/vouchers/issue")
+    form = {"csrf_token": csrf_of(page.text),
+            "form_key": re.search(r'name="form_key" value="([^"]+)"', page.text).group(1),  # type: ignore[union-attr]
+            "programme_id": world.programme["id"], "uscc": world.enterprise["uscc"].lower(),
+            "face_value": "1,500.00", "reference": "offline selection #1"}
+    issued = await browser.post("/console/operator/vouchers/issue", data=form)
+    assert issued.status_code == 303, issued.text
+    again = await browser.post("/console/operator/vouchers/issue", data=form)  # a double click: one voucher
+    assert again.headers["location"] == issued.headers["location"]
+    vouchers = await _vouchers(client, world)
+    assert [(v["face_value"], v["enterprise_id"]) for v in vouchers] == [(150_000, world.enterprise["id"])]
+    assert (await browser.get(issued.headers["location"])).status_code == 200
+    unknown = await browser.post("/console/operator/vouchers/issue",
+                                 data={**form, "form_key": str(uuid.uuid4()), "uscc": "91330110MA2XXXXXX0"})
+    assert unknown.status_code == 422 and 'id="issue-error"' in unknown.text
+    too_much = await browser.post("/console/operator/vouchers/issue",
+                                  data={**form, "form_key": str(uuid.uuid4()),
+                                        "face_value": f"{world.programme['max_per_voucher'] // 100 + 1}.00"})
+    assert too_much.status_code == 409 and 'id="issue-error"' in too_much.text  # the API's refusal, in words
+    bad_amount = await browser.post("/console/operator/vouchers/issue",
+                                    data={**form, "form_key": str(uuid.uuid4()), "face_value": "12.345"})
+    assert bad_amount.status_code == 422
+    assert len(await _vouchers(client, world)) == 1

@@ -1,5 +1,5 @@
-"""The programme office's vouchers: a list by programme and status, and one voucher with its
-postings, suspended, resumed or revoked through the API."""
+"""The programme office's vouchers: a list by programme and status, one voucher issued, and one
+voucher with its postings, suspended, resumed or revoked through the API."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from services.voucher.console.api import Refusal
-from services.voucher.console.web import form_key, redirect, signed_in
+from services.voucher.console.web import Page, form_key, redirect, signed_in
 from services.voucher.i18n import msg
 from services.voucher.money import parse_major
 
@@ -28,6 +28,47 @@ def install(console: FastAPI) -> None:
         return page.render("operator/vouchers.html", listing=listing, status_filter=status or "",
                            programme_id=programme or "", statuses=VOUCHER_STATUSES,
                            programmes={p["id"]: p for p in choices["items"]})
+
+    async def issue_page(page: Page, values: dict[str, str], *, error: str | None = None,
+                         status: int = 200) -> Response:
+        choices = await page.api.get("/v1/programmes", status="open", limit=200)
+        return page.render("operator/issue.html", status=status, programmes=choices["items"], values=values,
+                           error=error, form_key=str(uuid.uuid4()))
+
+    @console.get("/operator/vouchers/issue")
+    async def issue_form(request: Request) -> Response:
+        return await issue_page(await signed_in(request, "operator"), {})
+
+    @console.post("/operator/vouchers/issue")
+    async def issue(request: Request) -> Response:
+        """One voucher to one enterprise, found by its USCC; every rule of issuing is the API's."""
+        page = await signed_in(request, "operator")
+        form = await page.form()
+        values = {k: str(form.get(k) or "").strip() for k in ("programme_id", "uscc", "face_value", "reference")}
+        values["uscc"] = values["uscc"].upper()
+        choices = await page.api.get("/v1/programmes", status="open", limit=200)
+        programme = next((p for p in choices["items"] if p["id"] == _uuid_or_none(values["programme_id"])), None)
+        if programme is None:
+            return await issue_page(page, values, status=422,
+                                    error=msg("choose an open programme").render(page.language))
+        try:
+            face_value = parse_major(values["face_value"], programme["unit"])
+        except ValueError:
+            return await issue_page(page, values, status=422, error=msg(
+                "enter the amount in the programme's unit, e.g. 12,000.00").render(page.language))
+        try:
+            found = await page.api.get("/v1/enterprises", uscc=values["uscc"], limit=1)
+            if not found["items"]:
+                return await issue_page(page, values, status=422, error=msg(
+                    "no enterprise is registered with the USCC {uscc}", uscc=values["uscc"] or "—").render(page.language))
+            issued = await page.api.post("/v1/vouchers", {
+                "programme_id": programme["id"], "enterprise_id": found["items"][0]["id"], "face_value": face_value,
+                "reference": values["reference"] or None}, idempotency_key=form_key(form))
+        except Refusal as refusal:
+            if refusal.status in (401, 403) or refusal.status >= 500:
+                raise
+            return await issue_page(page, values, status=refusal.status, error=refusal.detail)
+        return redirect(f"/console/operator/vouchers/{issued['id']}")
 
     async def voucher_page(request: Request, voucher_id: uuid.UUID, *, error: str | None = None,
                            status: int = 200, cursor: str | None = None) -> Response:
