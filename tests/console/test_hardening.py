@@ -149,3 +149,12 @@ async def test_verify_now_sent_twice_runs_one_verification(browser: Browser, wor
     second = await browser.post("/console/auditor/verifications", data=form)
     assert first.status_code == second.status_code == 303
     assert first.headers["location"] == second.headers["location"]
+
+
+@pytest.mark.parametrize("status, resource, shown", [
+    (422, True, True), (409, True, True), (400, True, True), (404, False, True),
+    (404, True, False), (401, False, False), (403, False, False), (500, False, False), (503, False, False),
+])
+def test_which_refusals_a_form_shows_and_which_go_to_the_error_page(status: int, resource: bool, shown: bool) -> None:
+    refusal = Refusal(status, "code", "title", "detail", [])
+    assert refusal.for_the_form(page_is_the_resource=resource) is shown

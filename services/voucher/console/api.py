@@ -32,6 +32,15 @@ class Refusal(Exception):
     detail: str
     errors: list[dict[str, Any]]
 
+    def for_the_form(self, *, page_is_the_resource: bool = True) -> bool:
+        """Whether the page shows this refusal beside its form (the person can mend the input and
+        send it again) rather than raising it to the error page: any 4xx but 401 (sign in again)
+        and 403 (not this key's page); a 404 only where it names something the form referred to,
+        not the resource the page is about (`page_is_the_resource`); never a 5xx."""
+        if not 400 <= self.status < 500 or self.status in (401, 403):
+            return False
+        return self.status != 404 or not page_is_the_resource
+
 
 class Api:
     """The API as one key, for one console request. Holds nothing that needs closing."""

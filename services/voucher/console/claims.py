@@ -78,7 +78,7 @@ def install(console: FastAPI) -> None:
         try:
             await page.api.post(f"/v1/claims/{claim_id}/{action}", body, idempotency_key=form_key(form))
         except Refusal as refusal:
-            if refusal.status in (403, 404) or refusal.status >= 500:
+            if not refusal.for_the_form():
                 raise
             return await claim_page(request, claim_id, status=refusal.status, values=values, error=refusal.detail)
         return redirect(f"/console/operator/claims/{claim_id}")

@@ -61,6 +61,8 @@ def install(console: FastAPI) -> None:
             verdict = await page.api.post("/v1/applications/dry-run",
                                           {"programme_id": programme["id"], "requested_amount": amount})
         except Refusal as refusal:
+            if not refusal.for_the_form(page_is_the_resource=False):
+                raise
             return await _apply_page(page, values, error=refusal.detail, status=refusal.status)
         return await _apply_page(page, values, verdict=verdict, amount=amount, programme=programme)
 
@@ -77,6 +79,8 @@ def install(console: FastAPI) -> None:
                 "programme_id": programme["id"], "requested_amount": amount, "purpose": values["purpose"]},
                 idempotency_key=form_key(form))
         except Refusal as refusal:
+            if not refusal.for_the_form(page_is_the_resource=False):
+                raise
             return await _apply_page(page, values, error=refusal.detail, status=refusal.status)
         return redirect(f"/console/enterprise/applications/{created['id']}")
 

@@ -70,7 +70,7 @@ def install(console: FastAPI) -> None:
                 try:
                     balance = await page.api.get(f"/v1/programmes/{programme}/trial-balance", as_of=instant)
                 except Refusal as refusal:
-                    if refusal.status >= 500 or refusal.status in (401, 403):
+                    if not refusal.for_the_form(page_is_the_resource=False):
                         raise
                     error, status = refusal.detail, refusal.status
         return page.render("auditor/trial_balance.html", status=status, programmes=choices, values=values,
@@ -89,7 +89,7 @@ def install(console: FastAPI) -> None:
             try:
                 found = await page.api.get(f"/v1/ledger/accounts/{account_id}/balance", as_of=instant)
             except Refusal as refusal:
-                if refusal.status >= 500 or refusal.status in (401, 403, 404):
+                if not refusal.for_the_form():
                     raise
                 error, status = refusal.detail, refusal.status
         return page.render("auditor/account.html", status=status, account_id=str(account_id), values=values,
@@ -115,7 +115,7 @@ async def anomalies_page(page: Page, programme_id: str | None, rule: str | None,
             report = await page.api.get("/v1/audit/anomalies", programme_id=programme, rule=rule,
                                         since=bounds[0], until=bounds[1])
         except Refusal as refusal:
-            if refusal.status >= 500 or refusal.status in (401, 403):
+            if not refusal.for_the_form(page_is_the_resource=False):
                 raise
             error, status = refusal.detail, refusal.status
     names = {code: name.render(page.language) for code, name in RULE_NAMES.items()}

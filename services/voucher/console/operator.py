@@ -76,7 +76,7 @@ def install(console: FastAPI) -> None:
             await page.api.post(f"/v1/applications/{application_id}/approve", {"amount": amount, "note": note},
                                 idempotency_key=form_key(form))
         except Refusal as refusal:
-            if refusal.status in (404, 403):
+            if not refusal.for_the_form():
                 raise
             return await application_page(request, application_id, status=refusal.status, error=refusal.detail)
         return redirect(f"/console/operator/applications/{application_id}")
@@ -93,7 +93,7 @@ def install(console: FastAPI) -> None:
             await page.api.post(f"/v1/applications/{application_id}/reject", {"reason": reason},
                                 idempotency_key=form_key(form))
         except Refusal as refusal:
-            if refusal.status in (404, 403):
+            if not refusal.for_the_form():
                 raise
             return await application_page(request, application_id, status=refusal.status, error=refusal.detail)
         return redirect(f"/console/operator/applications/{application_id}")

@@ -33,7 +33,7 @@ def install(console: FastAPI) -> None:
             quote = await page.api.post("/v1/vouchers/lookup", {"code": values["code"],
                                                                 "enterprise_uscc": values["uscc"]})
         except Refusal as refusal:
-            if refusal.status >= 500:
+            if not refusal.for_the_form(page_is_the_resource=False):
                 raise
             return page.render("provider/lookup.html", status=refusal.status, values=values, quote=None,
                                error=refusal.detail)
@@ -66,7 +66,7 @@ def install(console: FastAPI) -> None:
             await page.api.post(f"/v1/settlements/{settlement_id}/submit", {"note": note},
                                 idempotency_key=form_key(form))
         except Refusal as refusal:
-            if refusal.status in (403, 404) or refusal.status >= 500:
+            if not refusal.for_the_form():
                 raise
             return await settlement_page(request, settlement_id, error=refusal.detail, status=refusal.status)
         return redirect(f"/console/provider/settlements/{settlement_id}")
@@ -83,7 +83,7 @@ def install(console: FastAPI) -> None:
             await page.api.post(f"/v1/settlements/{settlement_id}/dispute", {"reason": reason},
                                 idempotency_key=form_key(form))
         except Refusal as refusal:
-            if refusal.status in (403, 404) or refusal.status >= 500:
+            if not refusal.for_the_form():
                 raise
             return await settlement_page(request, settlement_id, error=refusal.detail, status=refusal.status)
         return redirect(f"/console/provider/settlements/{settlement_id}")

@@ -66,7 +66,7 @@ def install(console: FastAPI) -> None:
                 "period_start": values["period_start"], "period_end": values["period_end"]},
                 idempotency_key=form_key(form))
         except Refusal as refusal:
-            if refusal.status in (401, 403) or refusal.status >= 500:
+            if not refusal.for_the_form(page_is_the_resource=False):
                 raise
             return await list_page(request, code=refusal.status, values=values, error=refusal.detail)
         return redirect(f"/console/operator/settlements/{created['id']}")
@@ -110,7 +110,7 @@ def install(console: FastAPI) -> None:
         try:
             await page.api.post(f"/v1/settlements/{settlement_id}/{action}", body, idempotency_key=form_key(form))
         except Refusal as refusal:
-            if refusal.status in (403, 404) or refusal.status >= 500:
+            if not refusal.for_the_form():
                 raise
             return await settlement_page(request, settlement_id, status=refusal.status, values=values,
                                          error=refusal.detail)

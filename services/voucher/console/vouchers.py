@@ -65,7 +65,7 @@ def install(console: FastAPI) -> None:
                 "programme_id": programme["id"], "enterprise_id": found["items"][0]["id"], "face_value": face_value,
                 "reference": values["reference"] or None}, idempotency_key=form_key(form))
         except Refusal as refusal:
-            if refusal.status in (401, 403) or refusal.status >= 500:
+            if not refusal.for_the_form(page_is_the_resource=False):
                 raise
             return await issue_page(page, values, status=refusal.status, error=refusal.detail)
         return redirect(f"/console/operator/vouchers/{issued['id']}")
@@ -106,7 +106,7 @@ def install(console: FastAPI) -> None:
         try:
             await page.api.post(f"/v1/vouchers/{voucher_id}/{action}", body, idempotency_key=form_key(form))
         except Refusal as refusal:
-            if refusal.status in (403, 404) or refusal.status >= 500:
+            if not refusal.for_the_form():
                 raise
             return await voucher_page(request, voucher_id, status=refusal.status, error=refusal.detail)
         return redirect(f"/console/operator/vouchers/{voucher_id}")
