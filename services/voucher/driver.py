@@ -63,7 +63,6 @@ class Step:
     statement: Executable
     params: Params | list[Params] | None
     rows: list[tuple[Any, ...]] = field(default_factory=list)
-    rowcount: int = -1
 
     def first(self) -> tuple[Any, ...] | None:
         return self.rows[0] if self.rows else None
@@ -216,7 +215,6 @@ async def run(session: AsyncSession, batch: Batch, *, commit: bool = False) -> B
     else:
         for step in batch.steps:
             result = await connection.execute(step.statement, step.params)
-            step.rowcount = result.rowcount
             step.rows = [tuple(r) for r in result.fetchall()] if result.returns_rows else []
     if commit:
         await session.commit()
@@ -296,11 +294,10 @@ async def _run_pg(connection: AsyncConnection, batch: Batch, commit: bool) -> No
             current = readers[index] if index < len(readers) else None
             raise psycopg.errors.error_from_result(first_error, encoding=raw.pgconn._encoding)  # noqa: SLF001
         for step in batch.steps:
-            step.rows, step.rowcount = [], 0
+            step.rows = []
         for reader, result in zip(readers, results, strict=True):
             if reader is not None:
                 reader.rows.extend(exchange.rows(result))
-                reader.rowcount += _rowcount(result)
     except psycopg.Error as exc:
         # A statement the driver prepared is gone (something sent DEALLOCATE): the connection's
         # record of them cannot be trusted, so it goes, and the caller is told to retry.
@@ -317,11 +314,6 @@ async def _run_pg(connection: AsyncConnection, batch: Batch, commit: bool) -> No
             await connection.invalidate(exc)
         sql = _compile(current.statement, dialect, current.params).sql if current is not None else "(batch)"
         raise DBAPIError.instance(sql, None, exc, psycopg.Error, connection_invalidated=lost) from exc
-
-
-def _rowcount(result: psycopg.pq.abc.PGresult) -> int:
-    tuples = result.command_tuples
-    return tuples if tuples is not None else result.ntuples
 
 
 #: Statements prepared on each connection, by (SQL, parameter types), as psycopg keys its own.
