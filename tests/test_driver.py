@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 
 import pytest
-from sqlalchemy import literal, literal_column, select, text, update
+from sqlalchemy import func, literal, literal_column, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from services.voucher import driver
@@ -124,3 +124,60 @@ async def test_prepared_statements_dropped_under_the_driver_replace_the_connecti
         again = await driver.run(session, _reads())
         assert again.steps[0].rows == [(7, "七")]
         await session.rollback()
+
+
+# -- reads outside any transaction (Database.read) ------------------------------------------------
+
+
+async def test_a_read_outside_a_transaction_gives_the_same_rows_as_one_inside(database: Database) -> None:
+    outside = await database.read(_reads())
+    async with database.unit_of_work(write=False) as session:
+        inside = await driver.run(session, _reads())
+    assert [s.rows for s in outside.steps] == [s.rows for s in inside.steps]
+    assert outside.steps[0].rows == [(7, "七")]
+
+
+@postgres_only
+async def test_reads_reuse_their_connection_and_prepare_once(database: Database) -> None:
+    assert database.reads is not None
+    pids = set()
+    for _ in range(3):
+        step = (await database.read(driver.one_statement(select(func.pg_backend_pid())))).steps[0]
+        pids.add(step.scalar())
+    assert len(pids) == 1  # one connection, kept between reads
+    (raw,) = database.reads._idle
+    assert len(driver._PREPARED[raw]) == 1  # noqa: SLF001
+
+
+@postgres_only
+async def test_a_read_whose_idle_connection_died_runs_again_on_a_new_one(database: Database) -> None:
+    assert database.reads is not None
+    first = (await database.read(driver.one_statement(select(func.pg_backend_pid())))).steps[0].scalar()
+    async with database.unit_of_work(write=False) as session:  # the server ends that connection
+        await session.execute(select(func.pg_terminate_backend(first)))
+    second = (await database.read(driver.one_statement(select(func.pg_backend_pid())))).steps[0].scalar()
+    assert second != first
+
+
+@postgres_only
+async def test_a_read_while_the_server_cannot_be_reached_is_unavailable_at_once(settings: Settings) -> None:
+    unreachable = settings.model_copy(update={"database_url": "postgresql+psycopg://voucher:voucher@127.0.0.1:1/none"})
+    db = Database(unreachable)
+    try:
+        with pytest.raises(DBAPIError) as raised:
+            await db.read(_reads())
+        assert is_unavailable(raised.value)  # a 503 with Retry-After, not a wait for a pool's timeout
+        assert db.reads is not None and db.reads._idle == []  # noqa: SLF001
+    finally:
+        await db.dispose()
+
+
+@postgres_only
+async def test_a_failing_read_keeps_its_connection_usable(database: Database) -> None:
+    pid = select(func.pg_backend_pid())
+    before = (await database.read(driver.one_statement(pid))).steps[0].scalar()
+    with pytest.raises(DBAPIError) as raised:
+        await database.read(driver.one_statement(select(literal_column("1/0"))))
+    assert not raised.value.connection_invalidated
+    assert (await database.read(_reads())).steps[0].rows == [(7, "七")]
+    assert (await database.read(driver.one_statement(pid))).steps[0].scalar() == before

@@ -152,6 +152,10 @@ def is_integrity_error(exc: BaseException) -> bool:
     return isinstance(exc, IntegrityError)
 
 
+#: A lock wait longer than this is a lost race (409), not a hung request; times come back in UTC.
+_OPTIONS = "-c lock_timeout=10000 -c statement_timeout=60000 -c TimeZone=UTC"
+
+
 class Database:
     """One engine per process; sessions for reads and for writes."""
 
@@ -171,7 +175,7 @@ class Database:
                 pool_pre_ping=False,
                 # A lock wait longer than this is a lost race (409), not a hung request. Times
                 # come back in UTC whatever the server's default time zone.
-                connect_args={"options": "-c lock_timeout=10000 -c statement_timeout=60000 -c TimeZone=UTC",
+                connect_args={"options": _OPTIONS,
                               # psycopg prepares nothing of its own: when it has, a ROLLBACK, DROP or
                               # ALTER makes it send DEALLOCATE ALL, which would drop the statements
                               # the driver prepared on the same connection (driver.py, _Exchange).
@@ -194,6 +198,19 @@ class Database:
         read_engine = self.engine if self.is_sqlite else self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._read_sessions = async_sessionmaker(read_engine, expire_on_commit=False, info=info)
         self._write_sessions = async_sessionmaker(self.write_engine, expire_on_commit=False, info=info)
+        #: PostgreSQL: the driver's connections for one-statement reads outside any transaction.
+        self.reads = None if self.is_sqlite else driver.Reads(
+            self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False),
+            size=settings.database_pool_size, options=_OPTIONS, dialect=self.engine.dialect)
+
+    async def read(self, batch: Batch) -> Batch:
+        """Run a batch of reads that needs no transaction: on PostgreSQL on the driver's own
+        autocommit connections (no session, no SQLAlchemy connection); on SQLite in a read
+        session of its own."""
+        if self.reads is not None:
+            return await self.reads.run(batch)
+        async with self.session(write=False) as session:
+            return await driver.run(session, batch)
 
     def session(self, *, write: bool) -> AsyncSession:
         return (self._write_sessions if write else self._read_sessions)()
@@ -253,6 +270,8 @@ class Database:
         await session.connection(execution_options={"isolation_level": "READ COMMITTED"})
 
     async def dispose(self) -> None:
+        if self.reads is not None:
+            await self.reads.close()
         await self.engine.dispose()
 
 

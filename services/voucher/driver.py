@@ -15,6 +15,7 @@ and a connection lost on the way is invalidated as SQLAlchemy would (docs/decisi
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import re
@@ -244,7 +245,37 @@ async def _run_pg(connection: AsyncConnection, batch: Batch, commit: bool) -> No
     assert sync is not None  # the session's connection has begun (see _connection)
     # The DBAPI connection is psycopg's here (this runs on PostgreSQL only).
     raw = cast("psycopg.AsyncConnection[Any]", sync.connection.driver_connection)
-    dialect = connection.dialect
+    try:
+        await _exchange_batch(raw, connection.dialect, batch, commit)
+    except _Failed as failed:
+        if failed.lost:
+            # Invalidated now, so the rollback that follows does not fail on it and the pool
+            # never hands it out again; and, as SQLAlchemy does on a disconnect, every pooled
+            # connection opened before now is replaced at its next checkout (a lost connection
+            # usually means a restarted server: the others are dead too).
+            sync = connection.sync_connection
+            if sync is not None and sync._dbapi_connection is not None:  # noqa: SLF001
+                sync.engine.pool._invalidate(sync._dbapi_connection, failed.error, _checkin=False)  # noqa: SLF001
+            await connection.invalidate(failed.error)
+        raise failed.as_dbapi() from failed.error
+
+
+class _Failed(Exception):
+    """A batch failed: psycopg's error, the SQL of the statement it came from, and whether the
+    connection is lost (closed, broken, or its prepared statements no longer to be trusted)."""
+
+    def __init__(self, error: psycopg.Error, sql: str, lost: bool) -> None:
+        super().__init__(str(error))
+        self.error, self.sql, self.lost = error, sql, lost
+
+    def as_dbapi(self) -> Exception:
+        # Raised as SQLAlchemy's, so it maps to the same problem as anywhere else.
+        return DBAPIError.instance(self.sql, None, self.error, psycopg.Error, connection_invalidated=self.lost)
+
+
+async def _exchange_batch(raw: psycopg.AsyncConnection[Any], dialect: Dialect, batch: Batch, commit: bool) -> None:
+    """Run `batch` on `raw` in one round trip (with BEGIN first when `raw` is idle outside
+    autocommit, COMMIT last when asked); results land on each step. Raises `_Failed`."""
     exchange = _Exchange(raw)
     current: Step | None = None
     writes: list[tuple[str, Params]] = []
@@ -303,17 +334,84 @@ async def _run_pg(connection: AsyncConnection, batch: Batch, commit: bool) -> No
         # record of them cannot be trusted, so it goes, and the caller is told to retry.
         lost = (raw.broken or raw.closed or raw.pgconn.status == psycopg.pq.ConnStatus.BAD
                 or isinstance(exc, psycopg.errors.InvalidSqlStatementName))
-        if lost:
-            # Invalidated now, so the rollback that follows does not fail on it and the pool
-            # never hands it out again; and, as SQLAlchemy does on a disconnect, every pooled
-            # connection opened before now is replaced at its next checkout (a lost connection
-            # usually means a restarted server: the others are dead too).
-            sync = connection.sync_connection
-            if sync is not None and sync._dbapi_connection is not None:  # noqa: SLF001
-                sync.engine.pool._invalidate(sync._dbapi_connection, exc, _checkin=False)  # noqa: SLF001
-            await connection.invalidate(exc)
         sql = _compile(current.statement, dialect, current.params).sql if current is not None else "(batch)"
-        raise DBAPIError.instance(sql, None, exc, psycopg.Error, connection_invalidated=lost) from exc
+        raise _Failed(exc, sql, lost) from exc
+
+
+class Reads:
+    """PostgreSQL: the driver's own few autocommit connections, for reads that need no
+    transaction (a voucher with its balances is one statement). Such a read takes no SQLAlchemy
+    session or pooled connection: checking one out and back in cost more than the statement.
+
+    A small pool of our own rather than psycopg_pool's: that one retries a failed connect in the
+    background and keeps the caller waiting for its timeout, where a read must fail at once
+    with a 503 when the server is down. At most `size` connections at a time (others wait their
+    turn); idle ones are kept up to `size`; a lost one is dropped, and a read whose reused
+    connection turns out to be dead is run once more on a new one (a read changes nothing)."""
+
+    def __init__(self, conninfo: str, *, size: int, options: str, dialect: Dialect) -> None:
+        self.conninfo, self.options, self.dialect = conninfo, options, dialect
+        self.size = size
+        self._idle: list[psycopg.AsyncConnection[Any]] = []
+        self._slots: asyncio.Semaphore | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _slots_here(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        if self._slots is None or self._loop is not loop:
+            # Connections belong to the loop that opened them (tests run several loops).
+            self._idle.clear()
+            self._slots, self._loop = asyncio.Semaphore(self.size), loop
+        return self._slots
+
+    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        return await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True, prepare_threshold=None,
+                                                     options=self.options)
+
+    async def run(self, batch: Batch) -> Batch:
+        async with self._slots_here():
+            reused = bool(self._idle)
+            raw = self._idle.pop() if reused else await self._open()
+            try:
+                await _exchange_batch(raw, self.dialect, batch, False)
+            except _Failed as failed:
+                if not failed.lost:
+                    await self._put_back(raw)  # the statement failed; the connection is fine
+                    raise failed.as_dbapi() from failed.error
+                await raw.close()
+                if not reused:
+                    raise failed.as_dbapi() from failed.error
+                raw = await self._open()  # the idle one had died: once more, on a new one
+                try:
+                    await _exchange_batch(raw, self.dialect, batch, False)
+                except _Failed as again:
+                    await (raw.close() if again.lost else self._put_back(raw))
+                    raise again.as_dbapi() from again.error
+            except BaseException:
+                await raw.close()  # interrupted mid-exchange: its state is unknown
+                raise
+            await self._put_back(raw)
+        return batch
+
+    async def _put_back(self, raw: psycopg.AsyncConnection[Any]) -> None:
+        if len(self._idle) < self.size and raw.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+            self._idle.append(raw)
+        else:
+            await raw.close()
+
+    async def _open(self) -> psycopg.AsyncConnection[Any]:
+        try:
+            return await self._connect()
+        except psycopg.Error as exc:
+            raise DBAPIError.instance("(connect)", None, exc, psycopg.Error, connection_invalidated=True) from exc
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for raw in idle:
+            try:
+                await raw.close()
+            except RuntimeError:  # opened on a loop that has ended
+                pass
 
 
 #: Statements prepared on each connection, by (SQL, parameter types), as psycopg keys its own.

@@ -42,6 +42,7 @@ async def get_now(request: Request) -> datetime:
     return request.app.state.clock()  # type: ignore[no-any-return]
 
 
-#: The request's session and clock, as route parameters.
+#: The request's session, clock and database, as route parameters.
 Session = Annotated[AsyncSession, Depends(get_session)]
 Now = Annotated[datetime, Depends(get_now)]
+Db = Annotated[Database, Depends(get_database)]

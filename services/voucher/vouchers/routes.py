@@ -15,7 +15,7 @@ from services.voucher.apikeys.rules import Scope
 from services.voucher.applications import service as applications
 from services.voucher.db import Database
 from services.voucher.http.auth import require
-from services.voucher.http.deps import Now, Session, get_database
+from services.voucher.http.deps import Db, Now, Session, get_database
 from services.voucher.http.idempotency import idempotent
 from services.voucher.http.pagination import Page, Paging
 from services.voucher.http.problems import AUTH_ERRORS, responses
@@ -144,8 +144,8 @@ async def list_vouchers(
     response_model=VoucherPublic,
     responses=responses(*AUTH_ERRORS, errors.NotFound),
 )
-async def get_voucher(voucher_id: uuid.UUID, session: Session, now: Now, actor: Reader) -> VoucherPublic:
-    return _public(await service.read_voucher(session, actor, voucher_id, now))
+async def get_voucher(voucher_id: uuid.UUID, db: Db, now: Now, actor: Reader) -> VoucherPublic:
+    return _public(await service.read_voucher(db, actor, voucher_id, now))
 
 
 @router.get(

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.voucher.actor import Actor
 from services.voucher.audit import service as audit
-from services.voucher.db import PageRequest
+from services.voucher.db import Database, PageRequest
 from services.voucher.errors import (
     BudgetExhausted,
     EnterpriseCapExceeded,
@@ -31,6 +31,7 @@ from services.voucher.redemption import service as redemptions
 from services.voucher.redemption.rules import VoidReason
 from services.voucher.tables import Enterprise, EnterprisePeriodUsage, Programme, Voucher
 from services.voucher.vouchers import repository
+from services.voucher.vouchers.repository import VoucherRow
 from services.voucher.vouchers.rules import (
     VoucherStatus,
     check_transition,
@@ -61,7 +62,7 @@ class Balances:
 
 @dataclass(frozen=True)
 class VoucherView:
-    voucher: Voucher
+    voucher: Voucher | VoucherRow
     status: VoucherStatus  # effective: expiry applies on read
     balances: Balances
 
@@ -281,10 +282,10 @@ async def views(session: AsyncSession, vouchers: list[Voucher], now: datetime) -
     return out
 
 
-async def read_voucher(session: AsyncSession, actor: Actor, voucher_id: uuid.UUID, now: datetime) -> VoucherView:
+async def read_voucher(db: Database, actor: Actor, voucher_id: uuid.UUID, now: datetime) -> VoucherView:
     """A voucher with its balances and status as of `now`, in one read; 404 when missing and when
     it is another enterprise's."""
-    found = await repository.get_with_balances(session, actor, voucher_id, now)
+    found = await repository.get_with_balances(db, actor, voucher_id, now)
     if found is None:
         raise NotFound(msg("no voucher with id {voucher_id}", voucher_id=voucher_id))
     voucher, available, held, used = found
