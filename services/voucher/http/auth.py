@@ -8,7 +8,6 @@ seconds per process (services/voucher/apikeys/cache.py), revocations evicting it
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -21,7 +20,6 @@ from services.voucher.db import Database
 from services.voucher.errors import InsufficientScope
 from services.voucher.http import query, ratelimit
 from services.voucher.http.authenticate import authenticate, client_address
-from services.voucher.http.deps import get_database, get_now
 from services.voucher.i18n import msg
 
 bearer = HTTPBearer(
@@ -34,14 +32,15 @@ bearer = HTTPBearer(
 async def current_actor(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    db: Annotated[Database, Depends(get_database)],
-    now: Annotated[datetime, Depends(get_now)],
 ) -> Actor:
     """The request's actor: a writing request was authenticated before its body was read
-    (http/gate.py); any other is authenticated here."""
+    (http/gate.py); any other is authenticated here. (The database and the clock are the app's,
+    read here rather than declared: every dependency costs FastAPI work on every request.)"""
     actor: Actor | None = request.scope["state"].get("actor")
     if actor is None:
-        actor = await authenticate(db, request.headers.get("authorization"), now, client_address(request.scope))
+        db: Database = request.app.state.database
+        actor = await authenticate(db, request.headers.get("authorization"), request.app.state.clock(),
+                                   client_address(request.scope))
         request.scope["state"]["actor"] = actor
     audit.ACTOR.set(actor)  # the unit-of-work middleware resets it when the request ends
     await ratelimit.check(request, actor)  # before anything else: a refusal changes nothing
