@@ -107,6 +107,7 @@ MATRIX: dict[str, str] = {
     "list_refunds": "yyyhyh",
     "redeem": "nnnnyy",
     "create_hold": "nnnnyy",
+    "quote_subsidy": "nnnnyy",
     "capture_hold": "nnnnyy",
     "void_hold": "nnnnyy",
     "refund_redemption": "nnnnyy",

@@ -94,6 +94,12 @@ class RequestUnit:
                 await session.invalidate()
 
 
+def discard(scope: Scope) -> None:
+    """Roll the request's transaction back even when it succeeds: an answer computed by the
+    code that would make the change (a subsidy quote is a hold never committed)."""
+    scope["state"]["discard"] = True
+
+
 def after_commit(scope: Scope, work: Callable[[], Awaitable[Any]]) -> None:
     """Run `work` once the request's transaction has committed (and SQLite's write lock is let
     go), before the answer is sent, as the system's doing; never if the request fails. An
@@ -267,7 +273,7 @@ class UnitOfWorkMiddleware:
         status = int(start["status"])
         body = b"".join(chunks)
         answer = _answer(start, status, body)
-        if status < 400 and not scope["state"].get("replayed"):
+        if status < 400 and not scope["state"].get("replayed") and not scope["state"].get("discard"):
             try:
                 if unit.claim is not None:
                     await unit.settle_claim()  # a claim meant to ride with reads the handler never sent

@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from services.voucher import errors
 from services.voucher.actor import Actor
@@ -17,14 +17,17 @@ from services.voucher.http.deps import Now, Session
 from services.voucher.http.idempotency import idempotent
 from services.voucher.http.pagination import Page, Paging
 from services.voucher.http.problems import AUTH_ERRORS, responses
+from services.voucher.http.unit_of_work import discard
 from services.voucher.redemption import service
 from services.voucher.redemption.rules import RedemptionStatus
 from services.voucher.redemption.schemas import (
     CaptureRequest,
     HoldCreate,
+    QuoteRequest,
     RedemptionPublic,
     RefundCreate,
     RefundPublic,
+    SubsidyQuote,
     VoidRequest,
 )
 from services.voucher.tables import Redemption
@@ -60,6 +63,33 @@ def _request(body: HoldCreate) -> service.HoldRequest:
         line_items=[i.model_dump(exclude_none=True) for i in body.line_items],
         expected_subsidy=body.expected_subsidy,
     )
+
+
+@router.post(
+    "/quote",
+    operation_id="quote_subsidy",
+    summary="Quote the subsidy an order would get (changes nothing)",
+    description="A provider's billing system or its staff call this (`redemptions:write`, a provider key) before "
+    "an SME orders, with the same order a hold would take. The answer is what a hold for it placed now would "
+    "grant, step by step — computed by the hold's own code, with the same refusals — and nothing is held, "
+    "written or announced. Send the quoted `subsidy` as the hold's `expected_subsidy` and the hold is granted "
+    "exactly that or refused (`subsidy_below_expected`) if something changed in between. No Idempotency-Key: "
+    "asking twice changes nothing.",
+    response_model=SubsidyQuote,
+    responses=responses(*AUTH_ERRORS, errors.ConcurrentUpdate, *[e for e in HOLD_ERRORS
+                                                                 if e is not errors.SubsidyBelowExpected]),
+)
+async def quote_subsidy(body: QuoteRequest, request: Request, session: Session, now: Now,
+                        actor: Writer) -> SubsidyQuote:
+    discard(request.scope)  # before the hold runs: whatever happens, nothing it wrote commits
+    held = await service.quote(session, actor, service.HoldRequest(
+        voucher_code=body.voucher_code, enterprise_uscc=body.enterprise_uscc, order_reference=body.order_reference,
+        line_items=[i.model_dump(exclude_none=True) for i in body.line_items]), now)
+    computation = {k: v for k, v in held.computation.items() if k != "period"}
+    return SubsidyQuote(voucher_code=body.voucher_code, order_reference=held.order_reference,
+                        order_amount=held.order_amount, unit=held.unit, subsidy=held.held_amount,
+                        limited_by=str(held.computation.get("limited_by", "rates")), computation=computation,
+                        quoted_at=now)
 
 
 @router.post(

@@ -75,6 +75,50 @@ class HoldCreate(BaseModel):
         return self
 
 
+class QuoteRequest(BaseModel):
+    """An order to quote: what a hold for it would grant, now."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"voucher_code": "CV-7K3M-Q9PD-X2HA-R", "enterprise_uscc": "91330110MA2J7C3X1M",
+                 "order_reference": "PO-2026-000123", "line_items": [_ITEM]}
+            ]
+        },
+    )
+
+    voucher_code: str = Field(min_length=1, max_length=40)
+    enterprise_uscc: str = Field(min_length=18, max_length=18)
+    order_reference: str = Field(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")
+    line_items: list[LineItem] = Field(min_length=1, max_length=100)
+
+
+class SubsidyQuote(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"voucher_code": "CV-7K3M-Q9PD-X2HA-R", "order_reference": "PO-2026-000123",
+                 "order_amount": 40_000_000, "unit": "CNY", "subsidy": 20_000_000, "limited_by": "rates",
+                 "computation": {"order_amount": 40_000_000, "gross_subsidy": 20_000_000,
+                                 "subsidy": 20_000_000, "limited_by": "rates"},
+                 "quoted_at": "2026-03-02T01:00:00Z"}
+            ]
+        }
+    )
+
+    voucher_code: str
+    order_reference: str
+    order_amount: int
+    unit: str
+    subsidy: int = Field(description=f"What a hold for this order placed now would grant, in the minor unit of the "
+                                     f"voucher's unit ({MINOR_UNITS}).")
+    limited_by: str = Field(description="Which limit bound the subsidy (rates, stacking ceiling, "
+                                               "enterprise cap, voucher balance), as in a hold's computation.")
+    computation: dict[str, Any] = Field(description="Each step of the subsidy computation, as a hold records it.")
+    quoted_at: datetime
+
+
 class CaptureRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"amount": 9_000_000}, {}]})
 

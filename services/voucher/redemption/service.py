@@ -122,6 +122,14 @@ async def redeem(session: AsyncSession, actor: Actor, request: HoldRequest, now:
                         capture=True, deferred=deferred)
 
 
+async def quote(session: AsyncSession, actor: Actor, request: HoldRequest, now: datetime) -> Redemption:
+    """What a hold for this order would grant now: the hold itself, decided by the same code
+    with the same refusals, whose writes the caller never commits (the HTTP route rolls the
+    transaction back). Its locks are held only while it runs."""
+    return await _place(session, actor, request, now, provider_id=None, payee=Payee.PROVIDER, ttl=None,
+                        capture=False, deferred=True)
+
+
 async def _place(
     session: AsyncSession, actor: Actor, request: HoldRequest, now: datetime, *, provider_id: uuid.UUID | None,
     payee: Payee, ttl: timedelta | None, capture: bool, deferred: bool,
