@@ -11,7 +11,8 @@ In one run, on 127.0.0.1:
     (GET /v1/vouchers/{id}), and one-step redeem with audit events off, to price them;
   * history: `--history` prior redemptions (a year of captures with their journals, postings,
     audit and outbox events and Idempotency-Key records) loaded set-wise into the same database,
-    ANALYZEd, then one-step redeem and hold + capture again;
+    VACUUMed, ANALYZEd and CHECKPOINTed (the role needs pg_checkpoint for the last; without it
+    the bench says so), then one-step redeem and hold + capture again;
   * the embedded default: one-step redeem on SQLite with one worker.
 Per row it prints requests/s, p50, p99, errors, and per request: CPU of the service's processes
 and of PostgreSQL's (from /proc), round trips and statements the service sent (its own counters,
@@ -357,7 +358,9 @@ def main() -> int:
             world["template"] = asyncio.run(template_redeem(server.url, world))
         print(f"loading {args.history:,} prior redemptions set-wise ...", flush=True)
         history = load_history(database_url, world, args.history)
-        print(f"loaded in {history['seconds']} s: {history['rows']}", flush=True)
+        print(f"loaded in {history['seconds']} s: {history['rows']}"
+              + ("" if history["checkpointed"] else " (no CHECKPOINT after it: the role lacks pg_checkpoint, "
+                                                    "so a checkpoint may fall in the rows that follow)"), flush=True)
         run_service(f" ({args.history:,} before)", ("redeem", "hold_capture"), args.clients[:1])
     rows.append(sqlite_redeem(args.seconds))
 
