@@ -70,6 +70,7 @@ MATRIX: dict[str, str] = {
     "get_eligibility_rule_version": "yyyyyy",
     "dry_run_eligibility": "ynnnnn",
     "programme_trial_balance": "yynnnn",
+    "programme_spending": "yynnnn",
     # registries
     "list_enterprises": "yyyynn",
     "get_enterprise": "yyyhnn",              # enterprise A

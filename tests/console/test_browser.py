@@ -122,7 +122,7 @@ async def test_an_operator_approves_an_application_and_the_committed_figure_chan
     await sign_in(page, server, world.operator)
     await page.get_by_role("link", name=world.programme["name"]).click()
     assert await page.locator("#figure-committed").inner_text() == "¥0.00"
-    await page.locator("html[data-charts='3']").wait_for(state="attached")
+    await page.locator("html[data-charts='6']").wait_for(state="attached")
     assert await page.locator("#chart-budget svg").count() == 1
     await screenshot(page, "operator-dashboard")
     await page.get_by_role("link", name="本项目的待审申请").click()

@@ -73,7 +73,26 @@ async def test_the_dashboard_equals_the_trial_balance_and_the_ledger_reconciles(
     spent_by_provider = kinds["provider_payable"] + kinds.get("provider_paid", 0)
     assert spent_by_provider == expected["spent"]
     assert world.provider["name"] in page
+    # by category and region, and the enterprise nearest its cap: the spending report's figures,
+    # which add up to the spent account
+    report = (await client.get(f"/v1/programmes/{world.programme['id']}/spending",
+                               headers=auth(world.operator))).json()
+    assert report["spent"] == expected["spent"]
+    assert [(c["category"], c["spent"]) for c in report["by_category"]] == [("accelerator:domestic", expected["spent"])]
+    section = page.split('id="categories-title"')[1].split("</section>")[0]
+    assert "<td>accelerator:domestic</td><td class=\"num\">¥10,037.03</td>" in section
+    section = page.split('id="regions-title"')[1].split("</section>")[0]
+    region = world.enterprise["region_code"]
+    assert f'<td>{region}</td><td class="num">1</td><td class="num">¥10,037.03</td>' in section
+    section = page.split('id="caps-title"')[1].split("</section>")[0]
+    (user,) = report["heaviest_users"]
+    assert user["enterprise_id"] == world.enterprise["id"] and world.enterprise["name"] in section
+    assert money_in(section, user["subsidised"]) and money_in(section, world.programme["enterprise_cap"])
     assert (await world.reconciliation())["is_clean"]
+
+
+def money_in(html: str, amount: int) -> bool:
+    return f"¥{amount // 100:,}.{amount % 100:02d}" in html
 
 
 async def test_an_auditor_verifies_the_chain_and_downloads_an_export_matching_its_manifest(

@@ -34,6 +34,12 @@ class Dashboard:
     figures: dict[str, int]
     burn: list[tuple[str, int]] = field(default_factory=list)
     by_provider: list[tuple[str, int]] = field(default_factory=list)
+    by_category: list[tuple[str, int]] = field(default_factory=list)
+    by_region: list[tuple[str, int, int]] = field(default_factory=list)
+    #: The enterprises nearest their cap in `period_key`, most first (the report's rows).
+    heaviest_users: list[dict[str, Any]] = field(default_factory=list)
+    period_key: str = ""
+    enterprise_cap: int = 0
 
     def charts(self, language: str) -> dict[str, Any]:
         """What console.js draws, with every label already in the reader's language."""
@@ -51,6 +57,15 @@ class Dashboard:
             "providers": {"title": msg("Subsidy by provider").render(language),
                           "items": [{"name": name, "value": value, "label": label(value)}
                                     for name, value in self.by_provider]},
+            "categories": {"title": msg("Subsidy by category").render(language),
+                           "items": [{"name": name, "value": value, "label": label(value)}
+                                     for name, value in self.by_category]},
+            "regions": {"title": msg("Subsidy by region").render(language),
+                        "items": [{"name": code, "value": value, "label": label(value)}
+                                  for code, _, value in self.by_region]},
+            "caps": {"title": msg("Enterprises nearest their cap").render(language),
+                     "items": [{"name": user["name"], "value": user["subsidised"], "label": label(user["subsidised"])}
+                               for user in self.heaviest_users]},
         }
 
 
@@ -120,4 +135,10 @@ async def build(api: Api, programme_id: str, timezone: str) -> Dashboard:
             break
     board.by_provider = sorted(((names.get(pid, pid), value) for pid, value in per_provider.items()),
                                key=lambda item: -item[1])
+
+    report = await api.get(f"/v1/programmes/{programme_id}/spending")
+    board.by_category = [(c["category"], int(c["spent"])) for c in report["by_category"]]
+    board.by_region = [(r["region_code"], int(r["enterprises"]), int(r["spent"])) for r in report["by_region"]]
+    board.heaviest_users = report["heaviest_users"]
+    board.period_key, board.enterprise_cap = report["period_key"], int(report["enterprise_cap"])
     return board

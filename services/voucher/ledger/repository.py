@@ -18,6 +18,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -33,6 +34,7 @@ from services.voucher.redemption.repository import is_expired_hold
 from services.voucher.tables import (
     Application,
     Claim,
+    Enterprise,
     EnterprisePeriodUsage,
     LedgerAccount,
     LedgerPosting,
@@ -387,3 +389,89 @@ async def programme_balances_as_of(
         .order_by(A.c.code)
     )
     return [dict(r._mapping) for r in (await session.execute(stmt)).all()]
+
+
+# -- where a programme's subsidy went (the dashboard's breakdowns) -------------------------------
+#
+# "Spent" per redemption is what was captured net of refunds (captured_amount − refunded_amount):
+# summed over the programme it is the programme's spent account (tests/ledger/test_spending.py).
+
+_R, _E, _U = table_of(Redemption), table_of(Enterprise), table_of(EnterprisePeriodUsage)
+_SPENT = _R.c.captured_amount - _R.c.refunded_amount
+
+_BY_REGION = (
+    select(_E.c.region_code, func.count(func.distinct(_R.c.enterprise_id)), func.sum(_SPENT))
+    .join(_E, _E.c.id == _R.c.enterprise_id)
+    .where(_R.c.programme_id == bindparam("programme_id"), _R.c.captured_amount > _R.c.refunded_amount)
+    .group_by(_E.c.region_code)
+)
+
+# By category: each redemption's spent amount shared among its lines in proportion to the subsidy
+# its computation gave each line (before the limits cut the total), rounded down, the rounding
+# left on its first line — so the categories add up exactly to what was spent. One statement per
+# engine (their JSON functions differ); the same rule.
+_BY_CATEGORY_TAIL = """
+), s AS (
+  SELECT id, ord, category, spent,
+         CASE WHEN total > 0 THEN {share} WHEN ord = 1 THEN spent ELSE 0 END AS share
+  FROM i
+), t AS (
+  SELECT category, share + CASE WHEN ord = 1 THEN spent - sum(share) OVER (PARTITION BY id) ELSE 0 END AS amount
+  FROM s
+)
+SELECT category, sum(amount) FROM t GROUP BY category"""
+_PG_ITEMS = """
+WITH r AS (
+  SELECT id, captured_amount - refunded_amount AS spent, computation -> 'items' AS items
+  FROM redemption WHERE programme_id = :programme_id AND captured_amount > refunded_amount
+), i AS (
+  SELECT r.id, r.spent, e.ord, e.item ->> 'category' AS category,
+         sum((e.item ->> 'subsidy')::bigint) OVER (PARTITION BY r.id) AS total,
+         (e.item ->> 'subsidy')::bigint AS gross
+  FROM r CROSS JOIN LATERAL jsonb_array_elements(r.items) WITH ORDINALITY AS e(item, ord)
+"""
+_SQLITE_ITEMS = """
+WITH r AS (
+  SELECT id, captured_amount - refunded_amount AS spent, computation AS c
+  FROM redemption WHERE programme_id = :programme_id AND captured_amount > refunded_amount
+), j AS (
+  SELECT r.id, r.spent, CAST(e.key AS INTEGER) + 1 AS ord, json_extract(e.value, '$.category') AS category,
+         CAST(json_extract(e.value, '$.subsidy') AS INTEGER) AS gross
+  FROM r, json_each(r.c, '$.items') AS e
+), i AS (
+  SELECT j.*, sum(gross) OVER (PARTITION BY id) AS total FROM j
+"""
+_BY_CATEGORY = {  # constant text only; the programme is a bound parameter
+    "postgresql": _PG_ITEMS + _BY_CATEGORY_TAIL.format(share="floor(spent::numeric * gross / total)::bigint"),  # noqa: S608
+    "sqlite": _SQLITE_ITEMS + _BY_CATEGORY_TAIL.format(share="CAST(spent * 1.0 * gross / total AS INTEGER)"),  # noqa: S608
+}
+
+
+async def spending_by_region(session: AsyncSession, programme_id: uuid.UUID) -> list[tuple[str, int, int]]:
+    """(region code, enterprises, spent) per region, largest first."""
+    rows = (await session.execute(_BY_REGION, {"programme_id": programme_id})).all()
+    return sorted(((r[0], int(r[1]), int(r[2])) for r in rows), key=lambda r: (-r[2], r[0]))
+
+
+async def spending_by_category(session: AsyncSession, programme_id: uuid.UUID) -> list[tuple[str, int]]:
+    """(category, spent) per category, largest first (see `_BY_CATEGORY`)."""
+    dialect = session.get_bind().dialect.name
+    statement = text(_BY_CATEGORY[dialect]).bindparams(bindparam("programme_id", type_=_R.c.programme_id.type))
+    rows = (await session.execute(statement, {"programme_id": programme_id})).all()
+    return sorted(((r[0], int(r[1])) for r in rows), key=lambda r: (-r[1], r[0]))
+
+
+async def heaviest_users(
+    session: AsyncSession, programme_id: uuid.UUID, period_key: str, limit: int
+) -> list[dict[str, Any]]:
+    """The enterprises that have used the most of their cap in the period: subsidy held or
+    captured (net of voids and refunds), face value granted, and approved but not yet issued."""
+    rows = (await session.execute(
+        select(_U.c.enterprise_id, _E.c.name, _E.c.region_code, _U.c.subsidised, _U.c.granted, _U.c.committed)
+        .join(_E, _E.c.id == _U.c.enterprise_id)
+        .where(_U.c.programme_id == programme_id, _U.c.period_key == period_key)
+        .order_by(_U.c.subsidised.desc(), _U.c.granted.desc(), _U.c.enterprise_id)
+        .limit(limit)
+    )).all()
+    return [{"enterprise_id": r[0], "name": r[1], "region_code": r[2], "subsidised": int(r[3]),
+             "granted": int(r[4]), "committed": int(r[5])} for r in rows]

@@ -21,7 +21,11 @@ from services.voucher.instants import Instant
 from services.voucher.ledger import service
 from services.voucher.ledger.schemas import (
     AccountBalancePublic,
+    CapUse,
+    CategorySpending,
     LedgerEntryPublic,
+    RegionSpending,
+    SpendingPublic,
     TrialBalanceLine,
     TrialBalancePublic,
     UnitTotal,
@@ -166,4 +170,28 @@ async def programme_trial_balance(
         programme_id=found.programme_id, as_of=found.as_of, is_balanced=found.is_balanced,
         accounts=[TrialBalanceLine.model_validate(a) for a in found.accounts],
         totals=[UnitTotal(unit=u, total=t) for u, t in found.totals.items()],
+    )
+
+
+@programme_router.get(
+    "/{programme_id}/spending",
+    operation_id="programme_spending",
+    summary="Where a programme's subsidy went: by region, by category, and the enterprises nearest their cap",
+    description="Operators and auditors (`audit:read`); changes nothing. `spent` is what was captured net of "
+                "refunds — the programme's spent account — broken down by the region of the enterprise and by "
+                "order category (each redemption shared among its lines in proportion to the subsidy computed "
+                "for each, so the categories add up exactly); `heaviest_users` are the enterprises that have used "
+                "the most of their cap in the current cap period. Answers `not_found` for an unknown programme.",
+    response_model=SpendingPublic,
+    responses=responses(*AUTH_ERRORS, errors.NotFound),
+)
+async def programme_spending(programme_id: uuid.UUID, session: Session, now: Now, actor: Auditor) -> SpendingPublic:
+    found = await service.spending(session, programme_id, now)
+    cap = found.enterprise_cap
+    return SpendingPublic(
+        programme_id=found.programme_id, unit=found.unit, as_of=found.as_of, spent=found.spent,
+        by_region=[RegionSpending(region_code=r, enterprises=n, spent=v) for r, n, v in found.by_region],
+        by_category=[CategorySpending(category=c, spent=v) for c, v in found.by_category],
+        period_key=found.period_key, enterprise_cap=cap,
+        heaviest_users=[CapUse(**u, cap_used_bps=u["subsidised"] * 10_000 // cap) for u in found.heaviest_users],
     )

@@ -101,3 +101,52 @@ class TrialBalancePublic(BaseModel):
     is_balanced: bool = Field(description="Every unit's total is zero.")
     accounts: list[TrialBalanceLine]
     totals: list[UnitTotal]
+
+
+class RegionSpending(BaseModel):
+    region_code: str = Field(description="The enterprises' administrative division code (GB/T 2260).")
+    enterprises: int
+    spent: int
+
+
+class CategorySpending(BaseModel):
+    category: str
+    spent: int
+
+
+class CapUse(BaseModel):
+    enterprise_id: uuid.UUID
+    name: str
+    region_code: str
+    subsidised: int = Field(description="Subsidy held or captured in the period, net of voids and refunds: "
+                                        "what the cap limits.")
+    granted: int = Field(description="Face value of the vouchers issued to it in the period.")
+    committed: int = Field(description="Approved and not yet issued (publicity running).")
+    cap_used_bps: int = Field(description="`subsidised` as basis points of the enterprise cap (10000: all of it).")
+
+
+class SpendingPublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "programme_id": _PROGRAMME, "unit": "CNY", "as_of": "2026-03-31T16:00:00Z", "spent": 30_000_000,
+        "by_region": [{"region_code": "330106", "enterprises": 2, "spent": 30_000_000}],
+        "by_category": [{"category": "accelerator:domestic", "spent": 24_000_000},
+                        {"category": "storage:block", "spent": 6_000_000}],
+        "period_key": "2026", "enterprise_cap": 200_000_000,
+        "heaviest_users": [{"enterprise_id": "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e14", "name": "杭州示例科技有限公司",
+                            "region_code": "330106", "subsidised": 20_000_000, "granted": 50_000_000,
+                            "committed": 0, "cap_used_bps": 1000}]}]})
+
+    programme_id: uuid.UUID
+    unit: str
+    as_of: datetime
+    spent: int = Field(description=f"Captured net of refunds, in the minor unit of the programme's unit "
+                                   f"({MINOR_UNITS}): the programme's spent account.")
+    by_region: list[RegionSpending] = Field(description="By the region of the enterprise, largest first.")
+    by_category: list[CategorySpending] = Field(
+        description="By order category, largest first: each redemption's spent amount is shared among its lines "
+                    "in proportion to the subsidy computed for each line, rounded down, the rounding left on its "
+                    "first line, so the categories add up exactly to `spent`.")
+    period_key: str = Field(description="The cap period `heaviest_users` is about (the one `as_of` falls in).")
+    enterprise_cap: int
+    heaviest_users: list[CapUse] = Field(description="The enterprises that have used the most of their cap in the "
+                                                     "period, most first (at most 10).")

@@ -36,6 +36,8 @@ from services.voucher.ledger.rules import (
     unit_totals,
 )
 from services.voucher.observability import REQUEST_ID
+from services.voucher.programmes.rules import period_key
+from services.voucher.tables import Programme
 
 
 def account_row(
@@ -358,3 +360,30 @@ async def trial_balance(session: AsyncSession, programme_id: uuid.UUID, as_of: d
         line["balance"] += line["unposted_expiry"]
     totals = unit_totals((a["unit"], a["balance"]) for a in accounts)
     return TrialBalance(programme_id, as_of, accounts, totals)
+
+
+@dataclass(frozen=True)
+class Spending:
+    programme_id: uuid.UUID
+    unit: str
+    as_of: datetime
+    spent: int
+    by_region: list[tuple[str, int, int]]
+    by_category: list[tuple[str, int]]
+    period_key: str
+    enterprise_cap: int
+    heaviest_users: list[dict[str, Any]]
+
+
+async def spending(session: AsyncSession, programme_id: uuid.UUID, now: datetime, *, top: int = 10) -> Spending:
+    """Where the programme's subsidy went: what was captured net of refunds, by the enterprises'
+    regions and by order category, and the enterprises closest to their cap this period."""
+    programme = await session.get(Programme, programme_id)
+    if programme is None:
+        raise NotFound(msg("no programme {programme_id}", programme_id=programme_id))
+    by_region = await repository.spending_by_region(session, programme_id)
+    by_category = await repository.spending_by_category(session, programme_id)
+    period = period_key(programme.cap_period, programme.cap_timezone, now)
+    users = await repository.heaviest_users(session, programme_id, period, top)
+    return Spending(programme_id, programme.unit, now, sum(r[2] for r in by_region), by_region, by_category,
+                    period, programme.enterprise_cap, users)

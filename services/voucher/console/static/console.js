@@ -31,6 +31,9 @@
   draw("chart-budget", data.budget, "pie");
   draw("chart-burn", data.burn, "bar");
   draw("chart-providers", data.providers, "bar");
+  draw("chart-categories", data.categories, "pie");
+  draw("chart-regions", data.regions, "bar");
+  draw("chart-caps", data.caps, "bar");
   window.addEventListener("resize", function () { charts.forEach(function (c) { c.resize(); }); });
   document.documentElement.setAttribute("data-charts", String(charts.length));
 })();
