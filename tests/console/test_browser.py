@@ -199,10 +199,14 @@ async def test_an_auditor_verifies_the_chain_and_an_exports_sha256_matches_its_m
         await page.get_by_role("button", name="下载").click()
     download = await started.value
     digest = hashlib.sha256(saved(await download.path())).hexdigest()
+    # the page read the export as it streamed and said how many rows arrived
+    await page.locator("html[data-export-rows]").wait_for(state="attached")
+    rows = int(await page.locator("html").get_attribute("data-export-rows") or "-1")
+    assert "完成" in await page.locator("#export-progress").inner_text()
     await page.goto(f"{server.url}/console/auditor/exports")
     await page.locator("tbody a").first.click()
     assert await page.locator("#manifest-sha256").inner_text() == digest
-    assert int(await page.locator("#manifest-rows").inner_text()) > 0
+    assert int(await page.locator("#manifest-rows").inner_text()) == rows > 0
 
 
 async def test_an_enterprise_applies_after_seeing_the_dry_run(

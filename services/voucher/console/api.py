@@ -9,7 +9,10 @@ has no rule of its own and shows an API refusal's (already localised) detail to 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +69,21 @@ class Api:
     async def get(self, path: str, **params: Any) -> Any:
         return _json(await self.request("GET", path, params=params))
 
+    @contextlib.asynccontextmanager
+    async def streamed(self, path: str, **params: Any) -> AsyncIterator[httpx.Response]:
+        """A GET whose answer is handed over as the API writes it (an export of a million rows
+        must not be held in memory): the response's headers at once, its body as it comes. A
+        refusal is raised, like `get`'s. Leaving the block ends the API's work if it is still
+        writing (the browser went away)."""
+        query = {k: v for k, v in params.items() if v not in (None, "")}
+        transport = _StreamingASGI(self._app, self._address)
+        async with httpx.AsyncClient(transport=transport, base_url=INTERNAL_BASE_URL, headers=self._headers) as client:
+            async with client.stream("GET", path, params=query) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    _json(response)
+                yield response
+
     async def get_raw(self, path: str, **params: Any) -> httpx.Response:
         response = await self.request("GET", path, params=params)
         if response.status_code >= 400:
@@ -92,3 +110,83 @@ def _json(response: httpx.Response) -> Any:
     if response.status_code == 204 or not response.content:
         return None
     return response.json()
+
+
+class _StreamingASGI(httpx.AsyncBaseTransport):
+    """httpx's own ASGI transport waits for the whole answer before handing it over; this one
+    hands it over at its first message and passes the body on as the app writes it, at most a
+    few chunks ahead of the reader (the app waits while the browser is slow)."""
+
+    def __init__(self, app: ASGIApp, client: tuple[str, int]) -> None:
+        self.app, self.client = app, client
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        body = await request.aread()
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": request.method,
+            "headers": [(k.lower(), v) for k, v in request.headers.raw], "scheme": request.url.scheme,
+            "path": request.url.path, "raw_path": request.url.raw_path.split(b"?", 1)[0],
+            "query_string": request.url.query, "server": (request.url.host, request.url.port or 80),
+            "client": self.client, "root_path": "",
+        }
+        messages: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=4)
+        gone = asyncio.Event()
+        requested = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal requested
+            if not requested:
+                requested = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await gone.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            await messages.put(message)
+
+        async def run() -> None:
+            try:
+                await self.app(scope, receive, send)  # type: ignore[arg-type]
+            finally:
+                if not gone.is_set():  # the end, for a reader still there (an error mid-answer too)
+                    await messages.put(None)
+
+        task = asyncio.create_task(run())
+        start = await messages.get()
+        if start is None or start.get("type") != "http.response.start":
+            await _abandon(task, gone)
+            raise RuntimeError("the API ended without an answer")
+        return httpx.Response(start["status"], headers=start.get("headers", []),
+                              stream=_Body(messages, task, gone))
+
+
+class _Body(httpx.AsyncByteStream):
+    def __init__(self, messages: asyncio.Queue[dict[str, Any] | None], task: asyncio.Task[None],
+                 gone: asyncio.Event) -> None:
+        self.messages, self.task, self.gone = messages, task, gone
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while True:
+            message = await self.messages.get()
+            if message is None:
+                break
+            if message.get("type") == "http.response.body":
+                if message.get("body"):
+                    yield message["body"]
+                if not message.get("more_body", False):
+                    break
+        await self.task  # written to the end: let it finish its own work (an error it raised is raised)
+
+    async def aclose(self) -> None:
+        await _abandon(self.task, self.gone)
+
+
+async def _abandon(task: asyncio.Task[None], gone: asyncio.Event) -> None:
+    """The reader is done with the answer: an app still writing (the browser went away) is told
+    the client disconnected and stopped."""
+    gone.set()
+    if not task.done():
+        task.cancel()
+    await asyncio.wait([task])  # not `await task`: this task's own cancellation must still reach it
+    if not task.cancelled():
+        task.exception()  # retrieved: the API logged it as it answered

@@ -4,6 +4,7 @@ chain head they are consistent with)."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 
 from fastapi import FastAPI, Request
@@ -12,10 +13,10 @@ from starlette.responses import Response
 from services.voucher.console.web import (
     PageError,
     form_key,
-    passthrough,
     redirect,
     set_cookie,
     signed_in,
+    streamed_passthrough,
 )
 from services.voucher.i18n import msg
 
@@ -65,9 +66,16 @@ def install(console: FastAPI) -> None:
         page = await signed_in(request, "auditor")
         if dataset not in DATASETS or format not in FORMATS:
             raise PageError(404, msg("there is no such page in the console"))
-        upstream = await page.api.get_raw(f"/v1/exports/{dataset}", format=format,
-                                          programme_id=_uuid_or_none(programme_id))
-        response = passthrough(upstream)
+        # Streamed through as the API writes it: a million rows are never held here, and the
+        # browser (and the page's progress line) sees them arrive.
+        closing = contextlib.AsyncExitStack()
+        try:
+            upstream = await closing.enter_async_context(page.api.streamed(
+                f"/v1/exports/{dataset}", format=format, programme_id=_uuid_or_none(programme_id)))
+        except BaseException:
+            await closing.aclose()
+            raise
+        response = streamed_passthrough(upstream, closing)
         export_id = upstream.headers.get("export-id")
         if export_id:
             kept = [export_id, *[e for e in _kept(request) if e != export_id]][:KEPT_EXPORTS]

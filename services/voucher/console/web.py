@@ -11,11 +11,12 @@ problem+json. The unit-of-work middleware lets /console through untouched
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import secrets
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,9 +27,10 @@ from zoneinfo import ZoneInfo
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.background import BackgroundTask
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from starlette.staticfiles import StaticFiles
 
 from services.voucher.console.api import Api, Refusal
@@ -284,6 +286,22 @@ def passthrough(upstream: Any) -> Response:
     headers["Cache-Control"] = "no-store"
     headers["X-Content-Type-Options"] = "nosniff"  # a CSV is never read as a page
     return Response(upstream.content, status_code=upstream.status_code, headers=headers)
+
+
+def streamed_passthrough(upstream: Any, closing: contextlib.AsyncExitStack) -> StreamingResponse:
+    """An API download handed to the browser as the API writes it; `closing` ends the API's
+    side when the body is through or the browser goes away (then the API stops writing)."""
+    headers = {k: v for k, v in upstream.headers.items() if k.lower() in PASSED_HEADERS}
+    headers["Cache-Control"] = "no-store"
+    headers["X-Content-Type-Options"] = "nosniff"
+
+    async def body() -> AsyncIterator[bytes]:
+        async with closing:
+            async for chunk in upstream.aiter_raw():
+                yield chunk
+
+    return StreamingResponse(body(), status_code=upstream.status_code, headers=headers,
+                             background=BackgroundTask(closing.aclose))
 
 
 def redirect(url: str) -> RedirectResponse:
