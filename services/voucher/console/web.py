@@ -63,6 +63,8 @@ STATUS_NAMES = {
     "rejected": msg("rejected"), "withdrawn": msg("withdrawn"), "active": msg("active"),
     "suspended": msg("suspended"), "exhausted": msg("exhausted"), "expired": msg("expired"),
     "revoked": msg("revoked"), "disputed": msg("disputed"), "paid": msg("paid"), "cancelled": msg("cancelled"),
+    # a redemption's
+    "held": msg("held"), "captured": msg("captured"), "voided": msg("voided"), "refunded": msg("refunded"),
     # a statement line's kind
     "capture": msg("subsidy captured"), "refund": msg("subsidy refunded"),
 }
@@ -170,12 +172,17 @@ def render(request: Request, template: str, *, status: int = 200, language: str 
     def major(amount: int, unit: str) -> str:
         return format_major(amount, Unit(unit))
 
+    def percent(bps: int) -> str:
+        """A rate in basis points as people read it: 3000 is 30%, 1250 is 12.5%."""
+        whole, part = divmod(bps, 100)
+        return f"{whole}.{part:02d}".rstrip("0").rstrip(".") + "%"
+
     def here_in(other: str) -> str:
         return f"{PREFIX}/language/{other}?" + urlencode({"next": str(request.url.path)})
 
     body = templates.get_template(template).render(
         _=text(language), lang=language, html_lang="zh-CN" if language == "zh" else "en",
-        when=when, money=money, major=major, status_name=status_name, page=page, me=page.me if page else None, role=page.role if page else None,
+        when=when, money=money, major=major, percent=percent, status_name=status_name, page=page, me=page.me if page else None, role=page.role if page else None,
         csrf_token=page.csrf_token if page else None, path=str(request.url.path), here_in=here_in,
         home=HOME, role_name=ROLE_NAMES[page.role].render(language) if page else None, **values,
     )
@@ -442,6 +449,7 @@ def create_console(api_app: Any, settings: Settings) -> FastAPI:
         ledger,
         operator,
         provider,
+        redemptions,
         settlements,
         vouchers,
     )
@@ -454,4 +462,5 @@ def create_console(api_app: Any, settings: Settings) -> FastAPI:
     auditor.install(console)
     enterprise.install(console)
     provider.install(console)
+    redemptions.install(console)
     return console
