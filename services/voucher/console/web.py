@@ -125,9 +125,10 @@ class Page:
     def render(self, template: str, status: int = 200, **values: Any) -> HTMLResponse:
         return render(self.request, template, status=status, language=self.language, page=self, **values)
 
-    async def form(self) -> FormData:
-        """The POSTed form, once its CSRF token is checked (403 page otherwise)."""
-        form = await read_form(self.request)
+    async def form(self, *, files: int = 1) -> FormData:
+        """The POSTed form, once its CSRF token is checked (403 page otherwise), with at most
+        `files` files in it."""
+        form = await read_form(self.request, files=files)
         if not self.sessions.same(form.get("csrf_token"), self.csrf_token):
             raise PageError(403, msg("this form has expired or did not come from this console; "
                                      "open the page again and resend it"))
@@ -237,10 +238,11 @@ def form_key(form: Any) -> str:
     return key if 8 <= len(key) <= 64 and key.isascii() and key.replace("-", "").isalnum() else str(uuid.uuid4())
 
 
-async def read_form(request: Request, *, uploads: bool = True) -> FormData:
+async def read_form(request: Request, *, uploads: bool = True, files: int = 1) -> FormData:
     """The request's form, bounded, a declared body over its limit refused unread: a form with a
-    file (multipart) up to the upload limit, any other form up to the API's body limit. Where
-    `uploads` is False (signing in, before any session) a multipart body is refused unread."""
+    file (multipart) up to the upload limit, any other form up to the API's body limit; at most
+    `files` files, whatever they weigh together. Where `uploads` is False (signing in, before any
+    session) a multipart body is refused unread."""
     settings = settings_of(request)
     multipart = request.headers.get("content-type", "").lower().startswith("multipart/")
     if multipart and not uploads:
@@ -252,7 +254,7 @@ async def read_form(request: Request, *, uploads: bool = True) -> FormData:
     if int(declared) > limit:
         raise PageError(413, msg("the form is larger than the upload limit of {limit} bytes", limit=limit))
     try:
-        return await request.form(max_files=1, max_fields=200, max_part_size=limit)
+        return await request.form(max_files=files, max_fields=200, max_part_size=limit)
     except Exception as exc:  # a malformed multipart body: the person's request, not our fault
         log.info("console form refused: %s", exc.__class__.__name__)
         raise PageError(400, msg("the form could not be read; send it again from the console")) from exc
@@ -446,6 +448,7 @@ def create_console(api_app: Any, settings: Settings) -> FastAPI:
         auditor,
         claims,
         enterprise,
+        filing,
         ledger,
         operator,
         provider,
@@ -461,6 +464,7 @@ def create_console(api_app: Any, settings: Settings) -> FastAPI:
     ledger.install(console)
     auditor.install(console)
     enterprise.install(console)
+    filing.install(console)
     provider.install(console)
     redemptions.install(console)
     return console
