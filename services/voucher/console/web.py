@@ -454,6 +454,7 @@ def create_console(api_app: Any, settings: Settings) -> FastAPI:
         provider,
         redemptions,
         settlements,
+        usage,
         vouchers,
     )
 
@@ -467,4 +468,5 @@ def create_console(api_app: Any, settings: Settings) -> FastAPI:
     filing.install(console)
     provider.install(console)
     redemptions.install(console)
+    usage.install(console)
     return console
