@@ -65,6 +65,9 @@ STATUS_NAMES = {
     "revoked": msg("revoked"), "disputed": msg("disputed"), "paid": msg("paid"), "cancelled": msg("cancelled"),
     # a redemption's
     "held": msg("held"), "captured": msg("captured"), "voided": msg("voided"), "refunded": msg("refunded"),
+    # a webhook endpoint's and a delivery's
+    "enabled": msg("enabled"), "disabled": msg("disabled"), "pending": msg("pending"),
+    "succeeded": msg("succeeded"), "failed": msg("given up"),
     # a statement line's kind
     "capture": msg("subsidy captured"), "refund": msg("subsidy refunded"),
 }
@@ -456,6 +459,7 @@ def create_console(api_app: Any, settings: Settings) -> FastAPI:
         settlements,
         usage,
         vouchers,
+        webhooks,
     )
 
     operator.install(console)
@@ -469,4 +473,5 @@ def create_console(api_app: Any, settings: Settings) -> FastAPI:
     provider.install(console)
     redemptions.install(console)
     usage.install(console)
+    webhooks.install(console)
     return console
