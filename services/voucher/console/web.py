@@ -72,6 +72,18 @@ STATUS_NAMES = {
     "capture": msg("subsidy captured"), "refund": msg("subsidy refunded"),
 }
 
+#: Every ledger account kind (ledger/rules.py `AccountKind`) as people read it; the code stays in
+#: a data-kind attribute.
+ACCOUNT_KIND_NAMES = {
+    "programme_funding": msg("programme funding"), "programme_available": msg("programme budget available"),
+    "programme_committed": msg("committed to approved applications"), "programme_spent": msg("programme spent"),
+    "programme_breakage": msg("expired value kept out of the pool"), "programme_clawback": msg("clawback (contra)"),
+    "voucher_available": msg("voucher available"), "voucher_held": msg("voucher held"),
+    "voucher_used": msg("voucher used"), "provider_payable": msg("payable to the provider"),
+    "provider_paid": msg("paid to the provider"), "enterprise_receivable": msg("receivable from the enterprise"),
+    "enterprise_payable": msg("payable to the enterprise"), "enterprise_paid": msg("paid to the enterprise"),
+}
+
 templates = Environment(
     loader=FileSystemLoader(HERE / "templates"),
     autoescape=select_autoescape(["html"]),
@@ -173,6 +185,10 @@ def render(request: Request, template: str, *, status: int = 200, language: str 
         name = STATUS_NAMES.get(code)
         return name.render(language) if name is not None else code
 
+    def account_kind(code: str) -> str:
+        name = ACCOUNT_KIND_NAMES.get(code)
+        return name.render(language) if name is not None else code
+
     def major(amount: int, unit: str) -> str:
         return format_major(amount, Unit(unit))
 
@@ -186,7 +202,7 @@ def render(request: Request, template: str, *, status: int = 200, language: str 
 
     body = templates.get_template(template).render(
         _=text(language), lang=language, html_lang="zh-CN" if language == "zh" else "en",
-        when=when, money=money, major=major, percent=percent, status_name=status_name, page=page, me=page.me if page else None, role=page.role if page else None,
+        when=when, money=money, major=major, percent=percent, status_name=status_name, account_kind=account_kind, page=page, me=page.me if page else None, role=page.role if page else None,
         csrf_token=page.csrf_token if page else None, path=str(request.url.path), here_in=here_in,
         home=HOME, role_name=ROLE_NAMES[page.role].render(language) if page else None, **values,
     )
