@@ -98,3 +98,28 @@ async def test_the_anomaly_report_shows_each_finding_with_its_evidence(
     await browser.sign_in(world.enterprise_key)
     assert (await browser.get("/console/operator/anomalies")).status_code == 403
     assert (await browser.get("/console/auditor/anomalies")).status_code == 403
+
+
+async def test_the_trial_balance_names_every_account_kind_in_words(browser: Browser, world: World) -> None:
+    """As statement line kinds are: the kind in words in each language, its code kept in data-kind;
+    every kind the ledger has is named (a new kind without words fails here)."""
+    from services.voucher.console.web import ACCOUNT_KIND_NAMES
+    from services.voucher.ledger.rules import AccountKind
+
+    assert set(ACCOUNT_KIND_NAMES) == {kind.value for kind in AccountKind}
+    voucher = await world.issue(5_000_000)
+    await redeem(world, voucher, 1_000_000, "PO-K")
+    api = (await world.client.get(f"/v1/programmes/{world.programme['id']}/trial-balance",
+                                  headers=auth(world.auditor))).json()
+    used = next(a for a in api["accounts"] if a["kind"] == "voucher_used")
+    for language, words in (("en", ("voucher used", "programme budget available", "payable to the provider")),
+                            ("zh", ("券已使用金额", "项目可用预算", "应付服务商"))):
+        await browser.sign_in(world.auditor, language=language)
+        page = await browser.get("/console/auditor/trial-balance", params={"programme_id": world.programme["id"]})
+        kinds = re.findall(r'<td data-kind="([a-z_]+)">([^<]+)</td>', page.text)
+        assert {code for code, _ in kinds} == {a["kind"] for a in api["accounts"]}
+        assert all(name != code for code, name in kinds), kinds
+        for word in words:
+            assert word in dict(kinds).values(), (language, word)
+        account = await browser.get(f"/console/auditor/accounts/{used['account_id']}")
+        assert f'<dd data-kind="voucher_used">{words[0]}</dd>' in account.text

@@ -79,3 +79,24 @@ async def test_every_menu_link_of_every_role_opens_a_page(app: Any, world: World
                 assert answer.headers["content-language"] == "zh-CN"
         finally:
             await b.http.aclose()
+
+
+async def test_the_tenants_pages_reference_no_other_site_and_never_show_the_key(app: Any, world: World) -> None:
+    """The enterprise's and provider's pages, as the office's above: nothing from another site,
+    and the signed-in key nowhere in a page or its headers."""
+    for key, paths in ((world.enterprise_key, ("/console/enterprise/claims", "/console/enterprise/claims/new",
+                                               "/console/enterprise/webhooks")),
+                       (world.provider_key, ("/console/provider/redemptions", "/console/provider/usage",
+                                             "/console/provider/webhooks"))):
+        b = Browser(app)
+        try:
+            await b.sign_in(key)
+            for path in paths:
+                page = await b.get(path)
+                assert page.status_code == 200, path
+                assert "http://" not in page.text and "https://" not in page.text, path
+                for reference in EXTERNAL.findall(page.text):
+                    assert reference.startswith("/console/"), (path, reference)
+                assert key not in page.text and key not in str(page.headers), path
+        finally:
+            await b.http.aclose()

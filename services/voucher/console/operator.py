@@ -6,13 +6,15 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from datetime import datetime
+from typing import Any
 
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from services.voucher.console import bulk, dashboard
 from services.voucher.console.api import Refusal
-from services.voucher.console.web import PageError, form_key, redirect, script_json, signed_in
+from services.voucher.console.web import Page, PageError, form_key, redirect, script_json, signed_in
 from services.voucher.i18n import msg
 from services.voucher.money import parse_major
 
@@ -47,15 +49,19 @@ def install(console: FastAPI) -> None:
                            programmes={p["id"]: p for p in choices["items"]})
 
     async def application_page(request: Request, application_id: uuid.UUID, *, error: str | None = None,
-                               status: int = 200) -> Response:
+                               status: int = 200, values: dict[str, str] | None = None) -> Response:
         page = await signed_in(request, "operator")
         application = await page.api.get(f"/v1/applications/{application_id}")
         history = await page.api.get(f"/v1/applications/{application_id}/history")
         programme = await page.api.get(f"/v1/programmes/{application['programme_id']}")
         enterprise = await page.api.get(f"/v1/enterprises/{application['enterprise_id']}")
+        notice = (await _notice_entry(page, application, enterprise) if application["status"] == "publicity"
+                  else None)
+        objections = [t for t in history if t["from_status"] == "publicity" and t["to_status"] == "under_review"]
         return page.render("operator/application.html", status=status, application=application, history=history,
-                           programme=programme, enterprise=enterprise, error=error,
-                           form_key=str(uuid.uuid4()))
+                           programme=programme, enterprise=enterprise, error=error, notice=notice,
+                           notice_searched=NOTICE_PAGES * NOTICE_PAGE_SIZE, objections=objections,
+                           values=values or {}, form_key=str(uuid.uuid4()))
 
     @console.get("/operator/applications/{application_id}")
     async def application(request: Request, application_id: uuid.UUID) -> Response:
@@ -98,6 +104,27 @@ def install(console: FastAPI) -> None:
             return await application_page(request, application_id, status=refusal.status, error=refusal.detail)
         return redirect(f"/console/operator/applications/{application_id}")
 
+    @console.post("/operator/applications/{application_id}/objections")
+    async def object_to(request: Request, application_id: uuid.UUID) -> Response:
+        """An objection received during publicity, recorded as received: the API returns the
+        application to review and releases its commitment, or says why not (publicity over)."""
+        page = await signed_in(request, "operator")
+        form = await page.form()
+        values = {k: str(form.get(k) or "").strip() for k in ("statement", "objector")}
+        if not values["statement"]:
+            return await application_page(request, application_id, status=422, values=values, error=msg(
+                "write down the objection as it was received").render(page.language))
+        try:
+            await page.api.post(f"/v1/applications/{application_id}/objections",
+                                {"statement": values["statement"], "objector": values["objector"] or None},
+                                idempotency_key=form_key(form))
+        except Refusal as refusal:
+            if not refusal.for_the_form():
+                raise
+            return await application_page(request, application_id, status=refusal.status, values=values,
+                                          error=refusal.detail)
+        return redirect(f"/console/operator/applications/{application_id}")
+
     @console.get("/operator/vouchers/bulk")
     async def bulk_form(request: Request) -> Response:
         page = await signed_in(request, "operator")
@@ -137,6 +164,38 @@ def install(console: FastAPI) -> None:
         batch = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
         issued = await page.api.post("/v1/vouchers/bulk", body, idempotency_key=f"bulk-{batch[:48]}")
         return page.render("operator/bulk_done.html", vouchers=issued)
+
+
+#: How much of a programme's public notice an application page reads to find the application's
+#: entry (pages of the API's largest size): a programme has far fewer approvals in publicity at
+#: once; past that the page says it was not among the entries read.
+NOTICE_PAGES = 5
+NOTICE_PAGE_SIZE = 200
+
+
+async def _notice_entry(page: Page, application: dict[str, Any], enterprise: dict[str, Any]) -> dict[str, Any] | None:
+    """The application's entry on its programme's public 公示 notice, as the public reads it (the
+    API's `GET /v1/programmes/{id}/publicity`: name, masked USCC, amount, end), found by the
+    enterprise's name, the visible ends of its USCC, the approved amount and the end of publicity."""
+    ends = _instant(application["publicity_ends_at"])
+    cursor = None
+    for _ in range(NOTICE_PAGES):
+        notice = await page.api.get(f"/v1/programmes/{application['programme_id']}/publicity",
+                                    limit=NOTICE_PAGE_SIZE, cursor=cursor)
+        for entry in notice["items"]:
+            masked = entry["uscc_masked"]
+            if (entry["enterprise_name"] == enterprise["name"] and masked[:6] == enterprise["uscc"][:6]
+                    and masked[-4:] == enterprise["uscc"][-4:] and entry["approved_amount"] == application["approved_amount"]
+                    and _instant(entry["publicity_ends_at"]) == ends):
+                return {**entry, "unit": notice["unit"]}
+        cursor = notice["next_cursor"]
+        if cursor is None:
+            break
+    return None
+
+
+def _instant(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 
 
 def _uuid_or_none(value: str | None) -> str | None:

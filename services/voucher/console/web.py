@@ -65,8 +65,25 @@ STATUS_NAMES = {
     "rejected": msg("rejected"), "withdrawn": msg("withdrawn"), "active": msg("active"),
     "suspended": msg("suspended"), "exhausted": msg("exhausted"), "expired": msg("expired"),
     "revoked": msg("revoked"), "disputed": msg("disputed"), "paid": msg("paid"), "cancelled": msg("cancelled"),
+    # a redemption's
+    "held": msg("held"), "captured": msg("captured"), "voided": msg("voided"), "refunded": msg("refunded"),
+    # a webhook endpoint's and a delivery's
+    "enabled": msg("enabled"), "disabled": msg("disabled"), "pending": msg("pending"),
+    "succeeded": msg("succeeded"), "failed": msg("given up"),
     # a statement line's kind
     "capture": msg("subsidy captured"), "refund": msg("subsidy refunded"),
+}
+
+#: Every ledger account kind (ledger/rules.py `AccountKind`) as people read it; the code stays in
+#: a data-kind attribute.
+ACCOUNT_KIND_NAMES = {
+    "programme_funding": msg("programme funding"), "programme_available": msg("programme budget available"),
+    "programme_committed": msg("committed to approved applications"), "programme_spent": msg("programme spent"),
+    "programme_breakage": msg("expired value kept out of the pool"), "programme_clawback": msg("clawback (contra)"),
+    "voucher_available": msg("voucher available"), "voucher_held": msg("voucher held"),
+    "voucher_used": msg("voucher used"), "provider_payable": msg("payable to the provider"),
+    "provider_paid": msg("paid to the provider"), "enterprise_receivable": msg("receivable from the enterprise"),
+    "enterprise_payable": msg("payable to the enterprise"), "enterprise_paid": msg("paid to the enterprise"),
 }
 
 templates = Environment(
@@ -125,9 +142,10 @@ class Page:
     def render(self, template: str, status: int = 200, **values: Any) -> HTMLResponse:
         return render(self.request, template, status=status, language=self.language, page=self, **values)
 
-    async def form(self) -> FormData:
-        """The POSTed form, once its CSRF token is checked (403 page otherwise)."""
-        form = await read_form(self.request)
+    async def form(self, *, files: int = 1) -> FormData:
+        """The POSTed form, once its CSRF token is checked (403 page otherwise), with at most
+        `files` files in it."""
+        form = await read_form(self.request, files=files)
         if not self.sessions.same(form.get("csrf_token"), self.csrf_token):
             raise PageError(403, msg("this form has expired or did not come from this console; "
                                      "open the page again and resend it"))
@@ -169,15 +187,24 @@ def render(request: Request, template: str, *, status: int = 200, language: str 
         name = STATUS_NAMES.get(code)
         return name.render(language) if name is not None else code
 
+    def account_kind(code: str) -> str:
+        name = ACCOUNT_KIND_NAMES.get(code)
+        return name.render(language) if name is not None else code
+
     def major(amount: int, unit: str) -> str:
         return format_major(amount, Unit(unit))
+
+    def percent(bps: int) -> str:
+        """A rate in basis points as people read it: 3000 is 30%, 1250 is 12.5%."""
+        whole, part = divmod(bps, 100)
+        return f"{whole}.{part:02d}".rstrip("0").rstrip(".") + "%"
 
     def here_in(other: str) -> str:
         return f"{PREFIX}/language/{other}?" + urlencode({"next": str(request.url.path)})
 
     body = templates.get_template(template).render(
         _=text(language), lang=language, html_lang="zh-CN" if language == "zh" else "en",
-        when=when, money=money, major=major, status_name=status_name, page=page, me=page.me if page else None, role=page.role if page else None,
+        when=when, money=money, major=major, percent=percent, status_name=status_name, account_kind=account_kind, page=page, me=page.me if page else None, role=page.role if page else None,
         csrf_token=page.csrf_token if page else None, path=str(request.url.path), here_in=here_in,
         home=HOME, role_name=ROLE_NAMES[page.role].render(language) if page else None, **values,
     )
@@ -232,10 +259,11 @@ def form_key(form: Any) -> str:
     return key if 8 <= len(key) <= 64 and key.isascii() and key.replace("-", "").isalnum() else str(uuid.uuid4())
 
 
-async def read_form(request: Request, *, uploads: bool = True) -> FormData:
+async def read_form(request: Request, *, uploads: bool = True, files: int = 1) -> FormData:
     """The request's form, bounded, a declared body over its limit refused unread: a form with a
-    file (multipart) up to the upload limit, any other form up to the API's body limit. Where
-    `uploads` is False (signing in, before any session) a multipart body is refused unread."""
+    file (multipart) up to the upload limit, any other form up to the API's body limit; at most
+    `files` files, whatever they weigh together. Where `uploads` is False (signing in, before any
+    session) a multipart body is refused unread."""
     settings = settings_of(request)
     multipart = request.headers.get("content-type", "").lower().startswith("multipart/")
     if multipart and not uploads:
@@ -247,7 +275,7 @@ async def read_form(request: Request, *, uploads: bool = True) -> FormData:
     if int(declared) > limit:
         raise PageError(413, msg("the form is larger than the upload limit of {limit} bytes", limit=limit))
     try:
-        return await request.form(max_files=1, max_fields=200, max_part_size=limit)
+        return await request.form(max_files=files, max_fields=200, max_part_size=limit)
     except Exception as exc:  # a malformed multipart body: the person's request, not our fault
         log.info("console form refused: %s", exc.__class__.__name__)
         raise PageError(400, msg("the form could not be read; send it again from the console")) from exc
@@ -457,11 +485,15 @@ def create_console(api_app: Any, settings: Settings) -> FastAPI:
         auditor,
         claims,
         enterprise,
+        filing,
         ledger,
         operator,
         provider,
+        redemptions,
         settlements,
+        usage,
         vouchers,
+        webhooks,
     )
 
     operator.install(console)
@@ -471,5 +503,9 @@ def create_console(api_app: Any, settings: Settings) -> FastAPI:
     ledger.install(console)
     auditor.install(console)
     enterprise.install(console)
+    filing.install(console)
     provider.install(console)
+    redemptions.install(console)
+    usage.install(console)
+    webhooks.install(console)
     return console
