@@ -66,7 +66,7 @@ def install(console: FastAPI) -> None:
         form = await page.form(files=MAX_DOCUMENTS)
         values = {k: str(form.get(k) or "").strip() for k in FIELDS}
         count = _line_count(form.get("lines"))
-        lines = [{k: str(form.get(f"line-{i}-{k}") or "").strip() for k in LINE_FIELDS} for i in range(count)]
+        lines = form_lines(form, count)
         choices = await _claimable(page)
         voucher = choices.vouchers.get(values["voucher_id"])
         if voucher is None:
@@ -140,6 +140,27 @@ def _body(values: dict[str, str], lines: list[dict[str, str]], unit: str) -> tup
         paid = parse_major(values["amount_paid"], unit)
     except ValueError:
         return {}, msg("enter the amount paid in the programme's unit, e.g. 12,000.00")
+    items, problem = order_items(lines, unit)
+    if problem is not None:
+        return {}, problem
+    body: dict[str, Any] = {
+        "voucher_id": values["voucher_id"], "provider_id": values["provider_id"],
+        "contract_number": values["contract_number"], "invoice_number": values["invoice_number"],
+        "invoice_code": values["invoice_code"] or None, "invoice_date": values["invoice_date"],
+        "amount_paid": paid, "line_items": items,
+    }
+    return body, None
+
+
+def form_lines(form: Any, count: int) -> list[dict[str, str]]:
+    """The order lines a form sent (`line-<i>-<field>`), as typed."""
+    return [{k: str(form.get(f"line-{i}-{k}") or "").strip() for k in LINE_FIELDS} for i in range(count)]
+
+
+def order_items(lines: list[dict[str, str]], unit: str) -> tuple[list[dict[str, Any]], Message | None]:
+    """The API's order lines from a form's (blank ones left out), amounts in minor units; or what
+    the person must mend (an amount, hours or tokens that do not read as a number). The claim
+    form and the provider's quote share it."""
     items = []
     for number, line in enumerate(lines, start=1):
         if not any(line.values()):
@@ -148,25 +169,19 @@ def _body(values: dict[str, str], lines: list[dict[str, str]], unit: str) -> tup
         try:
             item["amount"] = parse_major(line["amount"], unit)
         except ValueError:
-            return {}, msg("enter the amount of line {number} in the programme's unit, e.g. 12,000.00", number=number)
+            return [], msg("enter the amount of line {number} in the programme's unit, e.g. 12,000.00", number=number)
         group = line["category"].split(":", 1)[0]
         if group in ("accelerator", "model"):
             try:
                 usage = parse_major(line["usage"], "GPU_HOUR" if group == "accelerator" else "TOKEN")
             except ValueError:
-                return {}, msg("enter the hours (e.g. 150.5) or the tokens (a whole number) of line {number}",
+                return [], msg("enter the hours (e.g. 150.5) or the tokens (a whole number) of line {number}",
                                number=number)
             name, measure = ("accelerator", "hours_milli") if group == "accelerator" else ("model", "tokens")
             item[name] = line["usage_name"]
             item[measure] = usage
         items.append(item)
-    body: dict[str, Any] = {
-        "voucher_id": values["voucher_id"], "provider_id": values["provider_id"],
-        "contract_number": values["contract_number"], "invoice_number": values["invoice_number"],
-        "invoice_code": values["invoice_code"] or None, "invoice_date": values["invoice_date"],
-        "amount_paid": paid, "line_items": items,
-    }
-    return body, None
+    return items, None
 
 
 async def _documents(files: list[UploadFile | str]) -> list[dict[str, Any]]:

@@ -47,9 +47,14 @@ def install(console: FastAPI) -> None:
         found = await page.api.get(f"/v1/redemptions/{redemption_id}")
         refunds = await page.api.get(f"/v1/redemptions/{redemption_id}/refunds")
         programme = await page.api.get(f"/v1/programmes/{found['programme_id']}")
-        words = {code: name.render(page.language) for names in (LIMIT_NAMES, RATE_SOURCES, DESTINATIONS)
-                 for code, name in names.items()}
+        words = computation_words(page.language)
         void_reason = VOID_REASONS.get(found["void_reason"] or "")
         return page.render("provider/redemption.html", redemption=found, refunds=refunds, programme=programme,
                            words=words, void_reason=void_reason.render(page.language) if void_reason else
                            found["void_reason"])
+
+
+def computation_words(language: str) -> dict[str, str]:
+    """The computation's codes (limits, rate sources, refund destinations) in the reader's words."""
+    return {code: name.render(language) for names in (LIMIT_NAMES, RATE_SOURCES, DESTINATIONS)
+            for code, name in names.items()}
