@@ -117,6 +117,7 @@ EXEMPT: dict[str, str] = {
     "dry_run_eligibility": "judges given rules and facts; stores nothing",
     "dry_run_application": "judges the calling enterprise as submitting would; stores nothing",
     "lookup_voucher": "a read by POST (the code and USCC stay out of URLs and logs)",
+    "quote_subsidy": "a hold decided and rolled back, always: stores nothing (tests/redemption/test_quote.py)",
     "verify_audit_chain": "the audit trail's own record of a verification, not a domain change",
     "create_audit_checkpoint": "the audit trail's own signed checkpoint, not a domain change",
     "move_sandbox_clock": "sandbox mode only (this walk's app answers 404); its `sandbox.clock_moved` event, "
