@@ -98,3 +98,28 @@ async def test_an_empty_programme_spent_nothing_and_an_unknown_one_is_not_found(
     assert_problem(await spending(world, world.provider_key), 403, "insufficient_scope")
     assert_problem(await spending(world, await make_key(app, "enterprise", enterprise_id=world.enterprise["id"])),
                    403, "insufficient_scope")
+
+
+def test_a_spent_amount_is_shared_among_lines_exactly_to_the_fen() -> None:
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from services.voucher.ledger.rules import share_by_lines
+
+    # values a floating-point or 16-digit division rounds wrong (found in review)
+    assert share_by_lines(58_911_791, [41_457_375, 369_558_769]) == [
+        58_911_791 - 58_911_791 * 369_558_769 // 411_016_144, 58_911_791 * 369_558_769 // 411_016_144]
+    assert share_by_lines(249_463_761, [87_466_946, 212_969_249])[1] == 249_463_761 * 212_969_249 // 300_436_195
+    assert share_by_lines(100, [0, 0]) == [100, 0]  # every line computed at nothing: all on the first
+    assert share_by_lines(70_001, [300_000, 50_000]) == [60_001, 10_000]
+    assert share_by_lines(5, []) == []
+
+    @given(st.integers(0, 10**15), st.lists(st.integers(0, 10**15), min_size=1, max_size=20))
+    def shares_add_up(spent: int, computed: list[int]) -> None:
+        shares = share_by_lines(spent, computed)
+        assert sum(shares) == spent and all(s >= 0 for s in shares)
+        total = sum(computed)
+        if total:
+            assert shares[1:] == [spent * c // total for c in computed[1:]]
+
+    shares_add_up()

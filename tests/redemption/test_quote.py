@@ -86,3 +86,15 @@ async def test_only_a_provider_key_quotes(app, world: World) -> None:
     assert_problem(await quote(world, voucher, 1_000, key="vk_nope"), 401, "invalid_api_key")
     auditor = await make_key(app, "auditor")
     assert (await quote(world, voucher, 1_000, key=auditor)).status_code == 403
+
+
+async def test_an_order_over_the_maximum_is_refused_as_the_hold_refuses_it(world: World) -> None:
+    voucher = await world.issue(10_000_000)
+    body = hold_body(voucher["code"], world.enterprise["uscc"], "PO-BIG",
+                     [("accelerator:domestic", 10**15), ("accelerator:domestic", 10**15)])
+    quoted = await world.client.post("/v1/redemptions/quote", json=body, headers=auth(world.provider_key))
+    held = await world.client.post("/v1/redemptions/holds", json=body,
+                                   headers=auth(world.provider_key, **{"Idempotency-Key": "big"}))
+    assert_problem(held, 422, "validation_failed")
+    assert_problem(quoted, 422, "validation_failed")
+    assert quoted.json()["errors"] == held.json()["errors"]

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    ColumnElement,
     Select,
     and_,
     bindparam,
@@ -16,9 +18,9 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    literal_column,
     or_,
     select,
-    text,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -406,45 +408,10 @@ _BY_REGION = (
     .group_by(_E.c.region_code)
 )
 
-# By category: each redemption's spent amount shared among its lines in proportion to the subsidy
-# its computation gave each line (before the limits cut the total), rounded down, the rounding
-# left on its first line — so the categories add up exactly to what was spent. One statement per
-# engine (their JSON functions differ); the same rule.
-_BY_CATEGORY_TAIL = """
-), s AS (
-  SELECT id, ord, category, spent,
-         CASE WHEN total > 0 THEN {share} WHEN ord = 1 THEN spent ELSE 0 END AS share
-  FROM i
-), t AS (
-  SELECT category, share + CASE WHEN ord = 1 THEN spent - sum(share) OVER (PARTITION BY id) ELSE 0 END AS amount
-  FROM s
-)
-SELECT category, sum(amount) FROM t GROUP BY category"""
-_PG_ITEMS = """
-WITH r AS (
-  SELECT id, captured_amount - refunded_amount AS spent, computation -> 'items' AS items
-  FROM redemption WHERE programme_id = :programme_id AND captured_amount > refunded_amount
-), i AS (
-  SELECT r.id, r.spent, e.ord, e.item ->> 'category' AS category,
-         sum((e.item ->> 'subsidy')::bigint) OVER (PARTITION BY r.id) AS total,
-         (e.item ->> 'subsidy')::bigint AS gross
-  FROM r CROSS JOIN LATERAL jsonb_array_elements(r.items) WITH ORDINALITY AS e(item, ord)
-"""
-_SQLITE_ITEMS = """
-WITH r AS (
-  SELECT id, captured_amount - refunded_amount AS spent, computation AS c
-  FROM redemption WHERE programme_id = :programme_id AND captured_amount > refunded_amount
-), j AS (
-  SELECT r.id, r.spent, CAST(e.key AS INTEGER) + 1 AS ord, json_extract(e.value, '$.category') AS category,
-         CAST(json_extract(e.value, '$.subsidy') AS INTEGER) AS gross
-  FROM r, json_each(r.c, '$.items') AS e
-), i AS (
-  SELECT j.*, sum(gross) OVER (PARTITION BY id) AS total FROM j
-"""
-_BY_CATEGORY = {  # constant text only; the programme is a bound parameter
-    "postgresql": _PG_ITEMS + _BY_CATEGORY_TAIL.format(share="floor(spent::numeric * gross / total)::bigint"),  # noqa: S608
-    "sqlite": _SQLITE_ITEMS + _BY_CATEGORY_TAIL.format(share="CAST(spent * 1.0 * gross / total AS INTEGER)"),  # noqa: S608
-}
+#: Per redemption, the categories of its lines and the subsidy computed for each (PostgreSQL reads
+#: just those out of the computation; SQLite hands the lines over whole).
+_LINE_CATEGORIES: ColumnElement[Any] = literal_column("'$.items[*].category'::jsonpath")
+_LINE_SUBSIDIES: ColumnElement[Any] = literal_column("'$.items[*].subsidy'::jsonpath")
 
 
 async def spending_by_region(session: AsyncSession, programme_id: uuid.UUID) -> list[tuple[str, int, int]]:
@@ -453,12 +420,22 @@ async def spending_by_region(session: AsyncSession, programme_id: uuid.UUID) -> 
     return sorted(((r[0], int(r[1]), int(r[2])) for r in rows), key=lambda r: (-r[2], r[0]))
 
 
-async def spending_by_category(session: AsyncSession, programme_id: uuid.UUID) -> list[tuple[str, int]]:
-    """(category, spent) per category, largest first (see `_BY_CATEGORY`)."""
-    dialect = session.get_bind().dialect.name
-    statement = text(_BY_CATEGORY[dialect]).bindparams(bindparam("programme_id", type_=_R.c.programme_id.type))
-    rows = (await session.execute(statement, {"programme_id": programme_id})).all()
-    return sorted(((r[0], int(r[1])) for r in rows), key=lambda r: (-r[1], r[0]))
+async def spending_lines(
+    session: AsyncSession, programme_id: uuid.UUID
+) -> AsyncIterator[tuple[int, list[str], list[int]]]:
+    """Per redemption of the programme that spent something: (spent, its lines' categories, the
+    subsidy computed for each line), streamed (a programme has hundreds of thousands)."""
+    spends = _R.c.programme_id == programme_id, _R.c.captured_amount > _R.c.refunded_amount
+    if session.get_bind().dialect.name == "postgresql":
+        statement = select(_SPENT, func.jsonb_path_query_array(_R.c.computation, _LINE_CATEGORIES),
+                           func.jsonb_path_query_array(_R.c.computation, _LINE_SUBSIDIES)).where(*spends)
+        async for spent, categories, subsidies in await session.stream(statement.execution_options(yield_per=5000)):
+            yield int(spent), list(categories), [int(s) for s in subsidies]
+    else:
+        rows = select(_SPENT, func.json_extract(_R.c.computation, "$.items")).where(*spends)
+        async for spent, items in await session.stream(rows.execution_options(yield_per=5000)):
+            lines = json.loads(items) if isinstance(items, str) else items
+            yield int(spent), [i["category"] for i in lines], [int(i["subsidy"]) for i in lines]
 
 
 async def heaviest_users(

@@ -13,7 +13,7 @@ from services.voucher import errors
 from services.voucher.actor import Actor
 from services.voucher.apikeys.rules import Scope
 from services.voucher.http.auth import require
-from services.voucher.http.deps import Now, Session
+from services.voucher.http.deps import Db, Now, Session
 from services.voucher.http.pagination import IntPaging, Page
 from services.voucher.http.problems import AUTH_ERRORS, responses
 from services.voucher.i18n import msg
@@ -185,8 +185,9 @@ async def programme_trial_balance(
     response_model=SpendingPublic,
     responses=responses(*AUTH_ERRORS, errors.NotFound),
 )
-async def programme_spending(programme_id: uuid.UUID, session: Session, now: Now, actor: Auditor) -> SpendingPublic:
-    found = await service.spending(session, programme_id, now)
+async def programme_spending(programme_id: uuid.UUID, db: Db, now: Now, actor: Auditor) -> SpendingPublic:
+    async with db.snapshot() as session:  # one instant: the breakdowns add up to the same total
+        found = await service.spending(session, programme_id, now)
     cap = found.enterprise_cap
     return SpendingPublic(
         programme_id=found.programme_id, unit=found.unit, as_of=found.as_of, spent=found.spent,

@@ -9,7 +9,7 @@ contra accounts (a programme's funding, the counterpart of captured value) are n
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -100,3 +100,16 @@ def unit_totals(balances: Iterable[tuple[str, int]]) -> dict[str, int]:
     for unit, balance in balances:
         totals[unit] += balance
     return dict(sorted(totals.items()))
+
+
+def share_by_lines(spent: int, computed: Sequence[int]) -> list[int]:
+    """An order's spent subsidy shared among its lines, for reporting by category: in proportion
+    to the subsidy computed for each line (before the limits cut the total), rounded down, with
+    what the rounding leaves on the first line — so the shares add up exactly to `spent`. Lines
+    computed at nothing get nothing (all of it goes to the first line if every line did)."""
+    if not computed:
+        return []
+    total = sum(computed)
+    shares = [spent * c // total for c in computed] if total > 0 else [0] * len(computed)
+    shares[0] += spent - sum(shares)
+    return shares

@@ -33,6 +33,7 @@ from services.voucher.ledger.rules import (
     AccountKind,
     Leg,
     check_balanced,
+    share_by_lines,
     unit_totals,
 )
 from services.voucher.observability import REQUEST_ID
@@ -377,12 +378,17 @@ class Spending:
 
 async def spending(session: AsyncSession, programme_id: uuid.UUID, now: datetime, *, top: int = 10) -> Spending:
     """Where the programme's subsidy went: what was captured net of refunds, by the enterprises'
-    regions and by order category, and the enterprises closest to their cap this period."""
+    regions and by order category (`share_by_lines`), and the enterprises closest to their cap
+    this period. `session` should see one instant (Database.snapshot) so the figures agree."""
     programme = await session.get(Programme, programme_id)
     if programme is None:
         raise NotFound(msg("no programme {programme_id}", programme_id=programme_id))
     by_region = await repository.spending_by_region(session, programme_id)
-    by_category = await repository.spending_by_category(session, programme_id)
+    categories: dict[str, int] = defaultdict(int)
+    async for spent, names, computed in repository.spending_lines(session, programme_id):
+        for name, share in zip(names, share_by_lines(spent, computed), strict=True):
+            categories[name] += share
+    by_category = sorted(categories.items(), key=lambda c: (-c[1], c[0]))
     period = period_key(programme.cap_period, programme.cap_timezone, now)
     users = await repository.heaviest_users(session, programme_id, period, top)
     return Spending(programme_id, programme.unit, now, sum(r[2] for r in by_region), by_region, by_category,

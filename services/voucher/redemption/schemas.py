@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.config import JsonDict
@@ -46,35 +46,6 @@ class LineItem(BaseModel):
         return self
 
 
-class HoldCreate(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {"voucher_code": "CV-7K3M-Q9PD-X2HA-R", "enterprise_uscc": "91330110MA2J7C3X1M",
-                 "order_reference": "PO-2026-000123", "line_items": [_ITEM]}
-            ]
-        },
-    )
-
-    voucher_code: str = Field(min_length=1, max_length=40)
-    enterprise_uscc: str = Field(min_length=18, max_length=18)
-    order_reference: str = Field(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")
-    line_items: list[LineItem] = Field(min_length=1, max_length=100)
-    expected_subsidy: int | None = Field(
-        default=None, ge=1, le=MAX_AMOUNT, strict=True,
-        description=f"The subsidy the provider quoted the enterprise, in the minor unit of the voucher's unit ({MINOR_UNITS}). Given, "
-                    "exactly this is granted, or the request is refused with 409 `subsidy_below_expected` (nothing "
-                    "moved) when the rates, the stacking ceiling, the enterprise's cap or the voucher's balance "
-                    "leave less. Left out: the computed subsidy, cut down to what the limits allow.")
-
-    @model_validator(mode="after")
-    def _order_total(self) -> HoldCreate:
-        if sum(i.amount for i in self.line_items) > MAX_AMOUNT:
-            raise ValueError(msg("the order's total exceeds the maximum amount of {maximum}", maximum=MAX_AMOUNT))
-        return self
-
-
 class QuoteRequest(BaseModel):
     """An order to quote: what a hold for it would grant, now."""
 
@@ -92,6 +63,31 @@ class QuoteRequest(BaseModel):
     enterprise_uscc: str = Field(min_length=18, max_length=18)
     order_reference: str = Field(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")
     line_items: list[LineItem] = Field(min_length=1, max_length=100)
+
+    @model_validator(mode="after")
+    def _order_total(self) -> Self:
+        if sum(i.amount for i in self.line_items) > MAX_AMOUNT:
+            raise ValueError(msg("the order's total exceeds the maximum amount of {maximum}", maximum=MAX_AMOUNT))
+        return self
+
+
+class HoldCreate(QuoteRequest):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"voucher_code": "CV-7K3M-Q9PD-X2HA-R", "enterprise_uscc": "91330110MA2J7C3X1M",
+                 "order_reference": "PO-2026-000123", "line_items": [_ITEM]}
+            ]
+        },
+    )
+
+    expected_subsidy: int | None = Field(
+        default=None, ge=1, le=MAX_AMOUNT, strict=True,
+        description=f"The subsidy the provider quoted the enterprise, in the minor unit of the voucher's unit ({MINOR_UNITS}). Given, "
+                    "exactly this is granted, or the request is refused with 409 `subsidy_below_expected` (nothing "
+                    "moved) when the rates, the stacking ceiling, the enterprise's cap or the voucher's balance "
+                    "leave less. Left out: the computed subsidy, cut down to what the limits allow.")
 
 
 class SubsidyQuote(BaseModel):
