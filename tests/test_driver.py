@@ -181,3 +181,27 @@ async def test_a_failing_read_keeps_its_connection_usable(database: Database) ->
     assert not raised.value.connection_invalidated
     assert (await database.read(_reads())).steps[0].rows == [(7, "七")]
     assert (await database.read(driver.one_statement(pid))).steps[0].scalar() == before
+
+
+async def test_a_read_is_never_a_write(database: Database) -> None:
+    batch = driver.one_statement(update(LedgerAccount).values(balance=LedgerAccount.balance))
+    with pytest.raises(TypeError):
+        await database.read(batch)  # a read may be sent twice; a write must not be
+
+
+@postgres_only
+async def test_a_read_waiting_for_a_free_connection_is_unavailable_not_hung(
+        database: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert database.reads is not None
+    monkeypatch.setattr(driver, "WAIT_TIMEOUT", 0.2)
+    slots = database.reads._slots_here()  # noqa: SLF001
+    for _ in range(database.reads.size):
+        await slots.acquire()  # every connection busy
+    try:
+        with pytest.raises(Exception) as raised:
+            await database.read(_reads())
+        assert is_unavailable(raised.value)
+    finally:
+        for _ in range(database.reads.size):
+            slots.release()
+    assert (await database.read(_reads())).steps[0].rows == [(7, "七")]

@@ -209,6 +209,7 @@ class Database:
         session of its own."""
         if self.reads is not None:
             return await self.reads.run(batch)
+        driver.check_reads_only(batch)
         async with self.session(write=False) as session:
             return await driver.run(session, batch)
 

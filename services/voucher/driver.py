@@ -36,6 +36,7 @@ from psycopg.waiting import Ready, Wait
 from sqlalchemy import JSON, Table, event, insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.sql import Executable, Insert
@@ -338,6 +339,18 @@ async def _exchange_batch(raw: psycopg.AsyncConnection[Any], dialect: Dialect, b
         raise _Failed(exc, sql, lost) from exc
 
 
+def check_reads_only(batch: Batch) -> None:
+    """A batch sent outside any transaction may be sent twice (`Reads` retries one whose idle
+    connection had died): SELECTs only, never a write."""
+    if not all(getattr(step.statement, "is_select", False) for step in batch.steps):
+        raise TypeError("a read outside a transaction runs SELECTs only")
+
+
+#: `Reads`: how long a connect may take, and how long a read waits for a free connection, before
+#: it is refused as unavailable (503) rather than left hanging.
+CONNECT_TIMEOUT, WAIT_TIMEOUT = 5, 30.0
+
+
 class Reads:
     """PostgreSQL: the driver's own few autocommit connections, for reads that need no
     transaction (a voucher with its balances is one statement). Such a read takes no SQLAlchemy
@@ -366,32 +379,47 @@ class Reads:
 
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
         return await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True, prepare_threshold=None,
-                                                     options=self.options)
+                                                     options=self.options, connect_timeout=CONNECT_TIMEOUT)
 
     async def run(self, batch: Batch) -> Batch:
-        async with self._slots_here():
-            reused = bool(self._idle)
-            raw = self._idle.pop() if reused else await self._open()
-            try:
-                await _exchange_batch(raw, self.dialect, batch, False)
-            except _Failed as failed:
-                if not failed.lost:
-                    await self._put_back(raw)  # the statement failed; the connection is fine
-                    raise failed.as_dbapi() from failed.error
-                await raw.close()
-                if not reused:
-                    raise failed.as_dbapi() from failed.error
-                raw = await self._open()  # the idle one had died: once more, on a new one
+        check_reads_only(batch)
+        slots = self._slots_here()
+        try:
+            async with asyncio.timeout(WAIT_TIMEOUT):
+                await slots.acquire()
+        except TimeoutError as exc:
+            raise PoolTimeout(f"no read connection free within {WAIT_TIMEOUT:g} s") from exc
+        try:
+            return await self._run(batch)
+        finally:
+            slots.release()
+
+    async def _run(self, batch: Batch) -> Batch:
+        reused = bool(self._idle)
+        raw: psycopg.AsyncConnection[Any] | None = self._idle.pop() if reused else await self._open()
+        try:
+            for attempt in (1, 2):
+                assert raw is not None
                 try:
                     await _exchange_batch(raw, self.dialect, batch, False)
-                except _Failed as again:
-                    await (raw.close() if again.lost else self._put_back(raw))
-                    raise again.as_dbapi() from again.error
-            except BaseException:
-                await raw.close()  # interrupted mid-exchange: its state is unknown
-                raise
-            await self._put_back(raw)
-        return batch
+                    break
+                except _Failed as failed:
+                    if failed.lost:
+                        await raw.close()
+                        raw = None
+                    if not (failed.lost and reused and attempt == 1):
+                        raise failed.as_dbapi() from failed.error
+                    raw = await self._open()  # the idle one had died: once more, on a new one
+            kept, raw = raw, None
+            assert kept is not None
+            await self._put_back(kept)
+            return batch
+        finally:
+            if raw is not None:  # a failed statement (the connection is fine) or an interruption
+                if raw.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE and not raw.closed:
+                    await self._put_back(raw)
+                else:
+                    await raw.close()
 
     async def _put_back(self, raw: psycopg.AsyncConnection[Any]) -> None:
         if len(self._idle) < self.size and raw.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE:

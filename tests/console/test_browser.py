@@ -196,7 +196,7 @@ async def test_an_auditor_verifies_the_chain_and_an_exports_sha256_matches_its_m
     await page.get_by_label("数据集").select_option("ledger-entries")
     await page.get_by_label("格式").select_option("csv")
     async with page.expect_download() as started:
-        await page.get_by_role("button", name="下载").click()
+        await page.get_by_role("button", name="下载", exact=True).click()
     download = await started.value
     digest = hashlib.sha256(saved(await download.path())).hexdigest()
     # the page read the export as it streamed and said how many rows arrived

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ import httpx
 from starlette.types import ASGIApp
 
 from services.voucher.http.language import content_language
+
+log = logging.getLogger("voucher.console")
 
 #: The host name the in-process requests carry; nothing listens on it.
 INTERNAL_BASE_URL = "http://console.internal"
@@ -152,10 +155,15 @@ class _StreamingASGI(httpx.AsyncBaseTransport):
                     await messages.put(None)
 
         task = asyncio.create_task(run())
-        start = await messages.get()
+        try:
+            start = await messages.get()
+        except BaseException:  # this request was cancelled first: so is the API's work
+            await _abandon(task, gone)
+            raise
         if start is None or start.get("type") != "http.response.start":
             await _abandon(task, gone)
-            raise RuntimeError("the API ended without an answer")
+            raise RuntimeError("the API ended without an answer") from (
+                None if task.cancelled() else task.exception())
         return httpx.Response(start["status"], headers=start.get("headers", []),
                               stream=_Body(messages, task, gone))
 
@@ -188,5 +196,5 @@ async def _abandon(task: asyncio.Task[None], gone: asyncio.Event) -> None:
     if not task.done():
         task.cancel()
     await asyncio.wait([task])  # not `await task`: this task's own cancellation must still reach it
-    if not task.cancelled():
-        task.exception()  # retrieved: the API logged it as it answered
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("the API's answer to the console failed after it began", exc_info=task.exception())

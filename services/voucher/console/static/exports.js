@@ -22,6 +22,7 @@
   }
 
   form.addEventListener("submit", function (event) {
+    if (event.submitter && event.submitter.getAttribute("data-direct")) { return; }  // a plain download
     event.preventDefault();
     var format = form.elements.namedItem("format").value;
     var counted = format === "csv" || format === "jsonl";
