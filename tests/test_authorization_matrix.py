@@ -156,6 +156,7 @@ MATRIX: dict[str, str] = {
     "get_event": "yyyhyh",                   # a capture: concerns enterprise A and provider X
     # webhook endpoints: the subscriber's own, nobody else's (not even the office's)
     "list_webhook_endpoints": "nnyyyy",
+    "webhook_health": "yyyyyy",
     "create_webhook_endpoint": "nnyyyy",
     "get_webhook_endpoint": "nnhhyh",        # provider X's
     "update_webhook_endpoint": "nnyyyy",     # malformed body: stopped before the owner check

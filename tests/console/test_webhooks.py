@@ -1,7 +1,7 @@
 """Webhook endpoint health over HTTP: a provider's endpoints with the last success, the last
 failed attempt and the deliveries failing in a row, read from deliveries really sent to a
-receiver; one endpoint's delivery log; another provider's endpoint is a 404 page; the office's
-page says the API shows it none."""
+receiver (the API's health report); one endpoint's delivery log; another provider's endpoint is
+a 404 page; the office sees every tenant's endpoint by its address, never its path."""
 
 from __future__ import annotations
 
@@ -9,33 +9,11 @@ from typing import Any
 
 import httpx
 
-from services.voucher.console.webhooks import RECENT, health
 from tests.console.conftest import Browser
 from tests.support import auth, create, fresh_key, make_key, provider_payload
 from tests.webhooks.receiver import receiver
 from tests.webhooks.test_delivery import _run
 from tests.world import World
-
-
-def delivery(status: str, *codes: int | None, at: str = "2026-03-02T01:00:00Z") -> dict[str, Any]:
-    return {"status": status, "delivered_at": at if status == "succeeded" else None,
-            "attempt_log": [{"attempted_at": at, "status_code": c, "error": None if c else "timed out",
-                             "duration_ms": 5} for c in codes]}
-
-
-def test_health_counts_the_newest_deliveries_that_did_not_get_through() -> None:
-    newest_first = [delivery("pending"),  # not tried yet: neither way
-                    delivery("pending", 500, at="2026-03-02T03:00:00Z"), delivery("cancelled", 500),
-                    delivery("failed", None, 503, at="2026-03-02T02:00:00Z"),
-                    delivery("succeeded", 500, 200, at="2026-03-02T01:00:00Z"), delivery("failed", 500)]
-    found = health(newest_first, newest_first[4], newest_first[3])
-    assert (found.streak, found.streak_is_more) == (2, False)
-    assert found.last_success == "2026-03-02T01:00:00Z"
-    assert (found.last_failure, found.failure_status) == ("2026-03-02T03:00:00Z", 500)
-    quiet = health([], None, None)
-    assert (quiet.streak, quiet.last_success, quiet.last_failure) == (0, None, None)
-    every = health([delivery("failed", 500)] * RECENT, None, None)
-    assert every.streak == RECENT and every.streak_is_more
 
 
 async def endpoint_of(client: httpx.AsyncClient, key: str, url: str) -> dict[str, Any]:
@@ -57,7 +35,8 @@ async def test_a_provider_sees_its_endpoints_health_from_real_deliveries(
         assert await _run(app) == 2  # both answered 500: to be retried
     await browser.sign_in(world.provider_key, language="en")
     page = await browser.get("/console/provider/webhooks")
-    assert page.status_code == 200 and hooks.url in page.text and 'id="webhook-scope"' in page.text
+    address = hooks.url.split("/hooks")[0]
+    assert page.status_code == 200 and address in page.text and 'id="webhook-scope"' in page.text
     row = page.text.split(f'data-endpoint="{endpoint["id"]}"', 1)[1].split("</tr>", 1)[0]
     assert 'data-streak="2"' in row and "answered 500" in row
     assert '<td class="last-success">2026-03-02 09:00</td>' in row  # Beijing time
@@ -75,25 +54,31 @@ async def test_a_provider_sees_its_endpoints_health_from_real_deliveries(
         await stranger.sign_in(await make_key(app, "provider", provider_id=other["id"]))
         theirs = await stranger.get(f"/console/provider/webhooks/{endpoint['id']}")
         assert theirs.status_code == 404 and hooks.url not in theirs.text
-        assert hooks.url not in (await stranger.get("/console/provider/webhooks")).text
+        assert f'data-endpoint="{endpoint["id"]}"' not in (await stranger.get("/console/provider/webhooks")).text
     finally:
         await stranger.http.aclose()
 
 
-async def test_the_office_is_told_the_api_shows_it_no_endpoint(app: Any, client: httpx.AsyncClient,
-                                                               browser: Browser, world: World) -> None:
-    with receiver() as hooks:
-        endpoint = await endpoint_of(client, world.provider_key, hooks.url)
-    await browser.sign_in(world.operator, language="en")
+async def test_the_office_sees_every_endpoints_health_by_its_address_only(
+        app: Any, client: httpx.AsyncClient, browser: Browser, world: World) -> None:
+    voucher = await world.issue(10_000_000)
+    with receiver(statuses=[503]) as hooks:
+        endpoint = await endpoint_of(client, world.provider_key, hooks.url + "?token=s3cret")
+        assert (await world.hold(voucher, 100_000, order="PO-9", path="/v1/redemptions")).status_code == 201
+        assert await _run(app) == 1
+    await browser.sign_in(world.operator)
     page = await browser.get("/console/operator/webhooks")
-    assert page.status_code == 200 and 'id="webhooks-refused"' in page.text and hooks.url not in page.text
-    assert (await browser.get(f"/console/operator/webhooks/{endpoint['id']}")).status_code == 404
+    assert page.status_code == 200
+    row = page.text.split(f'data-endpoint="{endpoint["id"]}"', 1)[1].split("</tr>", 1)[0]
+    assert hooks.url.split("/hooks")[0] in row and "/hooks" not in row and "s3cret" not in page.text
+    assert world.provider["name"] in row and "服务商" in row and 'data-streak="1"' in row and "503" in row
+    assert (await browser.get(f"/console/operator/webhooks/{endpoint['id']}")).status_code == 404  # only its owner
     assert (await browser.get("/console/provider/webhooks")).status_code == 403
     enterprise = Browser(app)
     try:
         await enterprise.sign_in(world.enterprise_key)
         own = await enterprise.get("/console/enterprise/webhooks")
-        assert own.status_code == 200 and hooks.url not in own.text
+        assert own.status_code == 200 and f'data-endpoint="{endpoint["id"]}"' not in own.text
         assert (await enterprise.get(f"/console/enterprise/webhooks/{endpoint['id']}")).status_code == 404
         assert (await enterprise.get(f"/console/provider/webhooks/{endpoint['id']}")).status_code == 403
     finally:

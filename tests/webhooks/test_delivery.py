@@ -372,3 +372,42 @@ async def test_a_disabled_endpoint_is_not_called_until_enabled_again(app: Any, c
         assert resumed.status_code == 200, resumed.text
         assert await _run(app) == 1
     assert len(hooks.received) == 1
+
+
+async def _health(client: httpx.AsyncClient, key: str) -> list[dict[str, Any]]:
+    response = await client.get("/v1/webhook-endpoints/health", headers=auth(key))
+    assert response.status_code == 200, response.text
+    return response.json()["items"]  # type: ignore[no-any-return]
+
+
+async def test_webhook_health_for_the_office_and_for_the_owner(app: Any, client: httpx.AsyncClient) -> None:
+    world = await build_world(app, client)
+    voucher = await world.issue(10_000_000)
+    with receiver(statuses=[200, 503, 503]) as hooks:
+        endpoint = await _endpoint(client, world.provider_key, hooks.url + "/route?token=s3cret")
+        await _redeem(world, voucher, "PO-H1")
+        assert await _run(app) == 1  # delivered
+        await _redeem(world, voucher, "PO-H2")
+        await _redeem(world, voucher, "PO-H3")
+        assert await _run(app) == 2  # both answered 503: still owed, being retried
+    [office] = await _health(client, world.operator)
+    assert office["endpoint_id"] == endpoint["id"] and office["owner"] == "provider"
+    assert office["owner_id"] == world.provider["id"] and office["owner_name"] == world.provider["name"]
+    assert office["address"] == hooks.url.split("/hooks")[0]  # no path, no query, no token
+    assert "s3cret" not in json.dumps(office) and "secret" not in office
+    assert office["last_success_at"] is not None and office["last_failure_status_code"] == 503
+    assert office["pending"] == 2 and office["failing_streak"] == 2 and not office["failing_streak_may_be_longer"]
+    assert await _health(client, world.auditor) == [office]
+    assert await _health(client, world.provider_key) == [office]  # the owner sees the same
+    assert await _health(client, world.enterprise_key) == []  # another tenant sees none of it
+
+
+def test_a_failing_streak_ends_at_a_success_and_skips_what_was_never_tried() -> None:
+    from services.voucher.webhooks.rules import address_of, failing_streak
+
+    assert failing_streak([("pending", 2), ("pending", 0), ("cancelled", 3), ("failed", 5), ("succeeded", 1),
+                           ("failed", 4)], 50) == (2, False)
+    assert failing_streak([("failed", 1)] * 50, 50) == (50, True)
+    assert failing_streak([], 50) == (0, False)
+    assert address_of("https://hooks.example.com/a/b?token=x") == "https://hooks.example.com"
+    assert address_of("https://user:pw@[2001:db8::1]:8443/x") == "https://[2001:db8::1]:8443"

@@ -11,7 +11,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from services.voucher.db import PageRequest, dialect_name, table_of
-from services.voucher.tables import OutboxEvent, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from services.voucher.tables import (
+    Enterprise,
+    OutboxEvent,
+    Provider,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 
 EP = table_of(WebhookEndpoint)
 D = table_of(WebhookDelivery)
@@ -157,3 +164,44 @@ async def finish(session: AsyncSession, delivery_id: uuid.UUID, lease_id: uuid.U
         .values(lease_id=None, **values)
     )
     return bool(cast(CursorResult[Any], result).rowcount)  # an UPDATE's result is a CursorResult
+
+
+#: How many of an endpoint's newest deliveries its failing streak is read from.
+STREAK_WINDOW = 50
+
+
+async def health_of(session: AsyncSession, endpoint_id: uuid.UUID) -> dict[str, Any]:
+    """What an endpoint's deliveries say about it: its newest success, its newest failed attempt
+    (a delivery given up on, or still being retried), what it is owed, and the statuses of its
+    newest deliveries, newest first (for the streak, rules.failing_streak)."""
+    mine = D.c.endpoint_id == endpoint_id
+    last_success = (await session.execute(
+        select(D.c.delivered_at).where(mine, D.c.status == "succeeded").order_by(D.c.id.desc()).limit(1)
+    )).scalar_one_or_none()
+    failed = (await session.execute(
+        select(D.c.last_attempt_at, D.c.last_status_code, D.c.last_error)
+        .where(mine, D.c.attempts > 0, D.c.status.in_(("failed", "pending")))
+        .order_by(D.c.last_attempt_at.desc()).limit(1)
+    )).first()
+    pending = (await session.execute(select(func.count()).where(mine, D.c.status == "pending"))).scalar_one()
+    newest = (await session.execute(
+        select(D.c.status, D.c.attempts).where(mine).order_by(D.c.id.desc()).limit(STREAK_WINDOW)
+    )).all()
+    return {"last_success_at": last_success,
+            "last_failure_at": failed[0] if failed else None,
+            "last_failure_status_code": failed[1] if failed else None,
+            "last_failure_error": failed[2] if failed else None,
+            "pending": int(pending), "newest": [(r[0], int(r[1])) for r in newest]}
+
+
+async def owner_names(session: AsyncSession, endpoints: list[WebhookEndpoint]) -> dict[uuid.UUID, str]:
+    enterprises = {e.enterprise_id for e in endpoints if e.enterprise_id}
+    providers = {e.provider_id for e in endpoints if e.provider_id}
+    names: dict[uuid.UUID, str] = {}
+    if enterprises:
+        names.update((await session.execute(
+            select(col(Enterprise.id), col(Enterprise.name)).where(col(Enterprise.id).in_(enterprises)))).all())
+    if providers:
+        names.update((await session.execute(
+            select(col(Provider.id), col(Provider.name)).where(col(Provider.id).in_(providers)))).all())
+    return names

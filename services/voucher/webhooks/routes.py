@@ -1,4 +1,5 @@
-"""Webhook endpoints over HTTP: an enterprise or a provider manages its own; nobody else sees them."""
+"""Webhook endpoints over HTTP: an enterprise or a provider manages its own; nobody else sees
+them, but for their delivery health, which the programme office reads too (no path, no secret)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from services.voucher.tables import WebhookEndpoint
 from services.voucher.webhooks import service
 from services.voucher.webhooks.schemas import (
     DeliveryPublic,
+    EndpointHealth,
     WebhookEndpointCreate,
     WebhookEndpointPublic,
     WebhookEndpointUpdate,
@@ -30,6 +32,7 @@ from services.voucher.webhooks.schemas import (
 
 router = APIRouter(prefix="/v1/webhook-endpoints", tags=["webhooks"])
 Owner = Annotated[Actor, Depends(require(Scope.WEBHOOKS_MANAGE))]
+EventsReader = Annotated[Actor, Depends(require(Scope.EVENTS_READ))]
 Config = Annotated[Settings, Depends(get_settings)]
 _IDEMPOTENT = (errors.IdempotencyKeyReused, errors.IdempotencyRequestInProgress)
 
@@ -84,6 +87,24 @@ async def create_webhook_endpoint(
 async def list_webhook_endpoints(session: Session, actor: Owner, page: Paging) -> Page[WebhookEndpointPublic]:
     rows, last = await service.list_endpoints(session, actor, page)
     return Page(items=[_public(e) for e in rows], next_cursor=encode_cursor(last) if last else None)
+
+
+@router.get(
+    "/health",
+    operation_id="webhook_health",
+    summary="How webhook deliveries are going, endpoint by endpoint",
+    description="The programme office and auditors (`events:read`) see every enterprise's and provider's "
+    "endpoints — their addresses (scheme, host and port), never their paths, queries or secrets; an enterprise or "
+    "a provider sees its own. For each: its newest success, its newest failed attempt and what it was answered, "
+    "the deliveries it is still owed, and how many of its newest deliveries in a row have not got through. "
+    "Changes nothing. Answers `invalid_cursor` for a cursor this service did not issue.",
+    response_model=Page[EndpointHealth],
+    responses=responses(*AUTH_ERRORS, errors.InvalidCursor),
+)
+async def webhook_health(session: Session, actor: EventsReader, page: Paging) -> Page[EndpointHealth]:
+    rows, last = await service.health(session, actor, page)
+    return Page(items=[EndpointHealth.model_validate(r) for r in rows],
+                next_cursor=encode_cursor(last) if last else None)
 
 
 @router.get(

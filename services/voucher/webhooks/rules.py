@@ -140,3 +140,28 @@ def address_allowed(address: str, allowed_networks: Iterable[str]) -> bool:
 def in_allowed_networks(address: str, allowed_networks: Iterable[str]) -> bool:
     ip = _ip(address)
     return any(ip in ipaddress.ip_network(n, strict=False) for n in allowed_networks)
+
+
+def failing_streak(newest: list[tuple[str, int]], window: int) -> tuple[int, bool]:
+    """How many of an endpoint's newest deliveries in a row have been tried and not got through
+    (from `newest`: (status, attempts), newest first, at most `window` of them): a delivery not
+    yet tried, or cancelled, counts neither way; a success ends the streak. And whether there
+    may be more (every delivery read is in the streak)."""
+    streak = 0
+    for status, attempts in newest:
+        if status == "succeeded":
+            return streak, False
+        if status == "cancelled" or attempts == 0:
+            continue
+        streak += 1
+    return streak, len(newest) >= window and streak > 0
+
+
+def address_of(url: str) -> str:
+    """Where an endpoint is, without what identifies the receiver's own route or may carry its
+    token: the scheme, host and port of its URL (what the office is shown)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")

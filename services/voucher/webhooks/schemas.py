@@ -106,3 +106,30 @@ class DeliveryPublic(BaseModel):
     delivered_at: datetime | None
     created_at: datetime
     attempt_log: list[AttemptPublic]
+
+
+class EndpointHealth(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "endpoint_id": "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e70", "owner": "provider",
+        "owner_id": "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e13", "owner_name": "杭州示例算力有限公司",
+        "address": "https://hooks.example.com", "status": "enabled",
+        "last_success_at": "2026-03-02T01:00:00Z", "last_failure_at": "2026-03-02T02:00:00Z",
+        "last_failure_status_code": 503, "last_failure_error": None, "pending": 3,
+        "failing_streak": 3, "failing_streak_may_be_longer": False}]})
+
+    endpoint_id: uuid.UUID
+    owner: str = Field(description="enterprise or provider: who registered it")
+    owner_id: uuid.UUID
+    owner_name: str | None
+    address: str = Field(description="The scheme, host and port of its URL; never its path, query or secret.")
+    status: str = Field(description="enabled or disabled")
+    last_success_at: datetime | None = Field(description="When its newest successful delivery got through.")
+    last_failure_at: datetime | None = Field(
+        description="When the newest failed attempt was made, of a delivery given up on or still being retried.")
+    last_failure_status_code: int | None = Field(description="What that attempt was answered (null: no answer).")
+    last_failure_error: str | None
+    pending: int = Field(description="Deliveries it is still owed (queued or being retried).")
+    failing_streak: int = Field(description="Its newest deliveries in a row that were tried and have not got "
+                                            "through (a delivery not yet tried, or cancelled, counts neither way).")
+    failing_streak_may_be_longer: bool = Field(
+        description="Only the newest 50 deliveries are read, and all of them are in the streak.")

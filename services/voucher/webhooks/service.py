@@ -39,7 +39,9 @@ from services.voucher.webhooks.rules import (
     EndpointStatus,
     UnsafeUrl,
     address_allowed,
+    address_of,
     check_url_shape,
+    failing_streak,
     in_allowed_networks,
     new_secret,
     retry_delay,
@@ -372,3 +374,30 @@ async def _finish(database: Database, row: dict[str, Any], lease_id: uuid.UUID, 
     if not succeeded:
         log.warning("webhook delivery %s to endpoint %s: %s (%s)", row["id"], row["endpoint_id"], error,
                     outcome if settled else "superseded by a newer attempt")
+
+
+async def health(session: AsyncSession, actor: Actor, page: PageRequest) -> tuple[list[dict[str, Any]], uuid.UUID | None]:
+    """Each endpoint the actor may see with what its deliveries say: the office sees every
+    tenant's (their addresses, never their paths, queries or secrets), an enterprise or a
+    provider its own."""
+    if actor.sees_everything:
+        rows = await repository.list_owned(session, None, None, page)
+    elif actor.enterprise_id is not None or actor.provider_id is not None:
+        rows = await repository.list_owned(session, actor.enterprise_id, actor.provider_id, page)
+    else:
+        return [], None
+    more = len(rows) > page.limit
+    rows = rows[: page.limit]
+    names = await repository.owner_names(session, rows)
+    found = []
+    for endpoint in rows:
+        seen = await repository.health_of(session, endpoint.id)
+        streak, longer = failing_streak(seen.pop("newest"), repository.STREAK_WINDOW)
+        owner_id = endpoint.enterprise_id or endpoint.provider_id
+        assert owner_id is not None  # one owner, a constraint of the table
+        found.append({
+            "endpoint_id": endpoint.id, "owner": "enterprise" if endpoint.enterprise_id else "provider",
+            "owner_id": owner_id, "owner_name": names.get(owner_id), "address": address_of(endpoint.url),
+            "status": endpoint.status, **seen, "failing_streak": streak, "failing_streak_may_be_longer": longer,
+        })
+    return found, rows[-1].id if more else None
