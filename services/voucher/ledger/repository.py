@@ -420,13 +420,34 @@ async def spending_by_region(session: AsyncSession, programme_id: uuid.UUID) -> 
     return sorted(((r[0], int(r[1]), int(r[2])) for r in rows), key=lambda r: (-r[2], r[0]))
 
 
+def _line_count(dialect: str) -> ColumnElement[Any]:
+    if dialect == "postgresql":
+        return func.jsonb_array_length(_R.c.computation["items"])
+    return func.json_array_length(_R.c.computation, "$.items")
+
+
+async def spending_of_single_lines(session: AsyncSession, programme_id: uuid.UUID) -> list[tuple[str, int]]:
+    """(category, spent) summed over the programme's one-line orders — most of them — whose
+    whole spent amount is their one line's (`share_by_lines` of one line), summed in the database."""
+    dialect = session.get_bind().dialect.name
+    category = _R.c.computation[("items", 0, "category")].as_string()
+    rows = await session.execute(
+        select(category, func.sum(_SPENT))
+        .where(_R.c.programme_id == programme_id, _R.c.captured_amount > _R.c.refunded_amount,
+               _line_count(dialect) == 1)
+        .group_by(category))
+    return [(str(r[0]), int(r[1])) for r in rows.all()]
+
+
 async def spending_lines(
     session: AsyncSession, programme_id: uuid.UUID
 ) -> AsyncIterator[tuple[int, list[str], list[int]]]:
-    """Per redemption of the programme that spent something: (spent, its lines' categories, the
-    subsidy computed for each line), streamed (a programme has hundreds of thousands)."""
-    spends = _R.c.programme_id == programme_id, _R.c.captured_amount > _R.c.refunded_amount
-    if session.get_bind().dialect.name == "postgresql":
+    """Per order of the programme with more than one line that spent something: (spent, its
+    lines' categories, the subsidy computed for each line), streamed."""
+    dialect = session.get_bind().dialect.name
+    spends = (_R.c.programme_id == programme_id, _R.c.captured_amount > _R.c.refunded_amount,
+              _line_count(dialect) > 1)
+    if dialect == "postgresql":
         statement = select(_SPENT, func.jsonb_path_query_array(_R.c.computation, _LINE_CATEGORIES),
                            func.jsonb_path_query_array(_R.c.computation, _LINE_SUBSIDIES)).where(*spends)
         async for spent, categories, subsidies in await session.stream(statement.execution_options(yield_per=5000)):

@@ -385,6 +385,8 @@ async def spending(session: AsyncSession, programme_id: uuid.UUID, now: datetime
         raise NotFound(msg("no programme {programme_id}", programme_id=programme_id))
     by_region = await repository.spending_by_region(session, programme_id)
     categories: dict[str, int] = defaultdict(int)
+    for name, spent in await repository.spending_of_single_lines(session, programme_id):
+        categories[name] += spent
     async for spent, names, computed in repository.spending_lines(session, programme_id):
         for name, share in zip(names, share_by_lines(spent, computed), strict=True):
             categories[name] += share
