@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "9e7086933a27ff9fde5c7e58ff65016d67c8cde7b1785bd0e11fec4215183aea"
+DOCUMENT_SHA256 = "e32fa7e864d9d7cd64fb674a6c6f13864acf200b4140d6c7dfebf5b39e00d0c1"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]
@@ -537,6 +537,8 @@ class Health(TypedDict):
 
 
 class HoldCreate(TypedDict):
+    """An order to hold a subsidy for: the order a quote takes, and the subsidy quoted if any."""
+
     enterprise_uscc: str
     expected_subsidy: NotRequired[int | None]
     line_items: list[LineItem]

@@ -72,15 +72,7 @@ class QuoteRequest(BaseModel):
 
 
 class HoldCreate(QuoteRequest):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {"voucher_code": "CV-7K3M-Q9PD-X2HA-R", "enterprise_uscc": "91330110MA2J7C3X1M",
-                 "order_reference": "PO-2026-000123", "line_items": [_ITEM]}
-            ]
-        },
-    )
+    """An order to hold a subsidy for: the order a quote takes, and the subsidy quoted if any."""
 
     expected_subsidy: int | None = Field(
         default=None, ge=1, le=MAX_AMOUNT, strict=True,
