@@ -198,10 +198,12 @@ class Database:
         read_engine = self.engine if self.is_sqlite else self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._read_sessions = async_sessionmaker(read_engine, expire_on_commit=False, info=info)
         self._write_sessions = async_sessionmaker(self.write_engine, expire_on_commit=False, info=info)
-        #: PostgreSQL: the driver's connections for one-statement reads outside any transaction.
+        #: PostgreSQL: the driver's connections for one-statement reads outside any transaction —
+        #: half as many as the pool keeps (a read holds one for a fraction of a millisecond), so a
+        #: process opens at most 2.5 × VOUCHER_DATABASE_POOL_SIZE connections in all.
         self.reads = None if self.is_sqlite else driver.Reads(
             self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False),
-            size=settings.database_pool_size, options=_OPTIONS, dialect=self.engine.dialect)
+            size=max(2, settings.database_pool_size // 2), options=_OPTIONS, dialect=self.engine.dialect)
 
     async def read(self, batch: Batch) -> Batch:
         """Run a batch of reads that needs no transaction: on PostgreSQL on the driver's own
