@@ -308,27 +308,27 @@ async def signed_in(request: Request, *roles: str) -> Page:
 PASSED_HEADERS = ("content-type", "content-disposition", "content-language", "export-id", "etag")
 
 
-def passthrough(upstream: Any) -> Response:
-    """An API download (a statement, an export) handed to the browser as the API answered it."""
+def _download_headers(upstream: Any) -> dict[str, str]:
     headers = {k: v for k, v in upstream.headers.items() if k.lower() in PASSED_HEADERS}
     headers["Cache-Control"] = "no-store"
     headers["X-Content-Type-Options"] = "nosniff"  # a CSV is never read as a page
-    return Response(upstream.content, status_code=upstream.status_code, headers=headers)
+    return headers
+
+
+def passthrough(upstream: Any) -> Response:
+    """An API download (a statement) handed to the browser as the API answered it."""
+    return Response(upstream.content, status_code=upstream.status_code, headers=_download_headers(upstream))
 
 
 def streamed_passthrough(upstream: Any, closing: contextlib.AsyncExitStack) -> StreamingResponse:
     """An API download handed to the browser as the API writes it; `closing` ends the API's
     side when the body is through or the browser goes away (then the API stops writing)."""
-    headers = {k: v for k, v in upstream.headers.items() if k.lower() in PASSED_HEADERS}
-    headers["Cache-Control"] = "no-store"
-    headers["X-Content-Type-Options"] = "nosniff"
-
     async def body() -> AsyncIterator[bytes]:
         async with closing:
             async for chunk in upstream.aiter_raw():
                 yield chunk
 
-    return StreamingResponse(body(), status_code=upstream.status_code, headers=headers,
+    return StreamingResponse(body(), status_code=upstream.status_code, headers=_download_headers(upstream),
                              background=BackgroundTask(closing.aclose))
 
 

@@ -55,13 +55,14 @@ def _public(redemption: Redemption, now: datetime) -> RedemptionPublic:
     return data.model_copy(update={"status": status, "void_reason": void_reason})
 
 
-def _request(body: HoldCreate) -> service.HoldRequest:
+def _request(body: QuoteRequest) -> service.HoldRequest:
+    """The engine's order from a hold's body or a quote's (which has no expected subsidy)."""
     return service.HoldRequest(
         voucher_code=body.voucher_code,
         enterprise_uscc=body.enterprise_uscc,
         order_reference=body.order_reference,
         line_items=[i.model_dump(exclude_none=True) for i in body.line_items],
-        expected_subsidy=body.expected_subsidy,
+        expected_subsidy=body.expected_subsidy if isinstance(body, HoldCreate) else None,
     )
 
 
@@ -82,9 +83,7 @@ def _request(body: HoldCreate) -> service.HoldRequest:
 async def quote_subsidy(body: QuoteRequest, request: Request, session: Session, now: Now,
                         actor: Writer) -> SubsidyQuote:
     discard(request.scope)  # before the hold runs: whatever happens, nothing it wrote commits
-    held = await service.quote(session, actor, service.HoldRequest(
-        voucher_code=body.voucher_code, enterprise_uscc=body.enterprise_uscc, order_reference=body.order_reference,
-        line_items=[i.model_dump(exclude_none=True) for i in body.line_items]), now)
+    held = await service.quote(session, actor, _request(body), now)
     computation = {k: v for k, v in held.computation.items() if k != "period"}
     return SubsidyQuote(voucher_code=body.voucher_code, order_reference=held.order_reference,
                         order_amount=held.order_amount, unit=held.unit, subsidy=held.held_amount,
