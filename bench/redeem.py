@@ -51,7 +51,7 @@ from history import load_history  # noqa: E402
 from loadgen import Connection  # noqa: E402
 
 from services.voucher.settings import normalise_database_url, sync_database_url  # noqa: E402
-from tests.live_server import LiveServer, free_port  # noqa: E402
+from tests.live_server import LiveServer, every_worker_listens, free_port  # noqa: E402
 
 DEFAULT_URL = "postgresql://voucher:voucher@127.0.0.1:5432/voucher"
 
@@ -143,7 +143,8 @@ async def drive(url: str, world: dict[str, Any], clients: int, seconds: float, s
 
 
 def reference_server(database_url: str, vouchers: int, workers: int) -> subprocess.Popen[bytes]:
-    """The raw-SQL ceiling (bench/reference_app.py) on a database of its own, started like ours."""
+    """The raw-SQL ceiling (bench/reference_app.py) on a database of its own, started like ours
+    (tests/live_server.py: the same launcher, services/voucher/serving.py, with the same options)."""
     url = make_url(normalise_database_url(database_url))
     target = url.set(database=f"{url.database}_reference")
     recreate_database(database_url, target)
@@ -152,8 +153,9 @@ def reference_server(database_url: str, vouchers: int, workers: int) -> subproce
     subprocess.run([sys.executable, "bench/reference_app.py", "setup", str(vouchers)], cwd=ROOT, env=env, check=True)  # noqa: S603
     port = free_port()
     process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "uvicorn", "bench.reference_app:app", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", str(workers), "--loop", "uvloop", "--http", "httptools", "--log-level", "warning"],
+        [sys.executable, "-m", "services.voucher.serving", "bench.reference_app:app", "--host", "127.0.0.1",
+         "--port", str(port), "--workers", str(workers), "--log-level", "warning", "--loop", "uvloop",
+         "--http", "httptools"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     process.url = f"http://127.0.0.1:{port}"  # type: ignore[attr-defined]
     process.database_url = plain  # type: ignore[attr-defined]
@@ -162,9 +164,11 @@ def reference_server(database_url: str, vouchers: int, workers: int) -> subproce
         try:
             httpx.post(f"{process.url}/redeem", json={"voucher_id": 1, "amount": 1, "order_reference": "warm"},  # type: ignore[attr-defined]
                        timeout=1)
-            return process
+            if every_worker_listens(port, workers):  # as LiveServer waits for ours
+                return process
         except httpx.HTTPError:
-            time.sleep(0.2)
+            pass
+        time.sleep(0.2)
     process.kill()
     raise RuntimeError("the reference app did not start")
 

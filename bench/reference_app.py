@@ -2,7 +2,7 @@
 async psycopg, no auth, no idempotency, no audit, no outbox: lock and update one voucher
 balance row and insert one ledger row, in one transaction.
 
-    uvicorn bench.reference_app:app --workers 2 --loop uvloop --http httptools
+    python -m services.voucher.serving bench.reference_app:app --workers 2 --loop uvloop --http httptools
 
 `REFERENCE_DATABASE_URL` names the database; `python bench/reference_app.py setup N` creates
 its two tables with N vouchers.

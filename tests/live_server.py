@@ -1,9 +1,10 @@
 """A real server over a socket, for concurrency and fault tests (DESIGN §3: invariant 4 is
 tested with parallel HTTP requests, not in-process calls).
 
-`LiveServer` runs `uvicorn services.voucher.asgi:app` in a subprocess on a free loopback port
+`LiveServer` serves `services.voucher.asgi:app` in a subprocess on a free loopback port
 against the test's database, so requests really race each other through the network stack,
-the connection pool and the database's locks.
+the connection pool and the database's locks. It starts the server as production does
+(services/voucher/serving.py: uvicorn, and with several workers a listening socket per worker).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from pathlib import Path
 
 import httpx
 
+from services.voucher.serving import reuse_port_balances
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -28,10 +31,34 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def listening(port: int) -> int:
+    """How many sockets listen on `port` (Linux: /proc/net/tcp and tcp6; 0 elsewhere)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                count += 1
+    return count
+
+
+def every_worker_listens(port: int, workers: int) -> bool:
+    """With several workers on Linux each listens on a socket of its own
+    (services/voucher/serving.py), the last perhaps a moment after the first answers: until
+    then every connection goes to the ones already listening."""
+    return workers == 1 or not reuse_port_balances() or listening(port) >= workers
+
+
 class LiveServer:
-    def __init__(self, database_url: str, *, workers: int = 1, env: dict[str, str] | None = None) -> None:
+    def __init__(self, database_url: str, *, workers: int = 1, env: dict[str, str] | None = None,
+                 app: str = "services.voucher.asgi:app") -> None:
         self.database_url = database_url
         self.workers = workers
+        self.app = app
         self.port = free_port()
         self.env = env or {}
         self.process: subprocess.Popen[bytes] | None = None
@@ -56,7 +83,7 @@ class LiveServer:
             **self.env,
         }
         self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", "uvicorn", "services.voucher.asgi:app", "--host", "127.0.0.1",
+            [sys.executable, "-m", "services.voucher.serving", self.app, "--host", "127.0.0.1",
              "--port", str(self.port), "--workers", str(self.workers), "--log-level", "warning",
              "--loop", "uvloop", "--http", "httptools"],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=self.log,
@@ -66,10 +93,12 @@ class LiveServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log_tail(2000)}")
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                if (httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+                        and every_worker_listens(self.port, self.workers)):
                     return self
             except httpx.HTTPError:
-                time.sleep(0.1)
+                pass
+            time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"server did not become healthy in time: {self.log_tail(2000)}")
 
