@@ -1,0 +1,173 @@
+"""services/voucher/serving.py through real sockets and processes: with several workers each
+listens on a socket of its own (SO_REUSEPORT), so a burst of connections reaches every worker;
+the parent's SIGTERM or SIGINT stops them all; one worker is plain uvicorn in one process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.voucher import serving
+from tests.live_server import ROOT, LiveServer, listening
+
+pytestmark = pytest.mark.timeout(60)
+
+#: Answers every request with the id of the process that served it.
+PID_APP = "tests.pid_app:app"
+needs_reuse_port = pytest.mark.skipif(not serving.reuse_port_balances(), reason="SO_REUSEPORT balances on Linux only")
+
+
+def pid_server(workers: int) -> LiveServer:
+    return LiveServer("", workers=workers, app=PID_APP)  # the app opens no database
+
+
+def burst(port: int, connections: int = 32) -> list[int]:
+    """Open `connections` keep-alive connections at once (as a client's pool does), then send one
+    request on each: the pid that answered on each connection. With 32 connections spread over
+    2 sockets, all land on one with probability 2 / 2**32."""
+    socks = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(connections)]
+    try:
+        for sock in socks:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+        return [int(_body(sock)) for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def _body(sock: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        assert chunk, data
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 200"), head
+    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:"))
+    while len(body) < length:
+        body += sock.recv(4096)
+    return body
+
+
+def children(pid: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.add(int(entry.name))
+            except (OSError, IndexError):
+                pass
+    return found
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def alive(pid: int) -> bool:
+    """Running: not gone, and not a zombie (exited, waiting for whoever adopted it to reap it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@needs_reuse_port
+def test_a_burst_of_connections_reaches_both_workers() -> None:
+    with pid_server(workers=2) as server:
+        assert server.process is not None
+        answered = set(burst(server.port))
+        assert len(answered) == 2, answered
+        assert answered <= children(server.process.pid)  # workers, not the parent
+
+
+@needs_reuse_port
+def test_a_worker_replacing_a_dead_one_listens_on_a_socket_of_its_own() -> None:
+    with pid_server(workers=2) as server:
+        assert server.process is not None
+        first = set(burst(server.port))
+        assert len(first) == 2, first
+        dead = first.pop()
+        os.kill(dead, signal.SIGKILL)
+        # A connection queued on the dead worker's socket when it died is reset with it; once it
+        # has exited the kernel sends every connection to the sockets still listening.
+        wait_for(lambda: not alive(dead))
+        assert dead not in set(burst(server.port))
+        wait_for(lambda: listening(server.port) == 2)  # uvicorn's supervisor has replaced it
+        answered = set(burst(server.port))
+        assert len(answered) == 2 and dead not in answered and first < answered, (dead, answered)
+
+
+@needs_reuse_port
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_the_parents_signal_stops_every_worker(signum: int) -> None:
+    with pid_server(workers=2) as server:
+        assert server.process is not None
+        workers = set(burst(server.port))
+        assert len(workers) == 2, workers
+        spawned = children(server.process.pid)  # the workers and multiprocessing's resource tracker
+        server.process.send_signal(signum)
+        assert server.process.wait(10) == 0
+        # The parent joins its workers before it exits: none is left, not even for a moment.
+        assert [pid for pid in workers if alive(pid)] == []
+        wait_for(lambda: not any(alive(pid) for pid in spawned), 5)
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", server.port), timeout=2).close()
+
+
+def test_one_worker_is_one_plain_uvicorn_process() -> None:
+    with pid_server(workers=1) as server:
+        assert server.process is not None
+        assert set(burst(server.port, 4)) == {server.process.pid}
+        assert children(server.process.pid) == set()
+
+
+@needs_reuse_port
+def test_a_port_already_served_is_refused_not_shared() -> None:
+    """SO_REUSEPORT would let a second server on the same port take half the connections; the
+    launcher refuses the port as uvicorn does (exit 3) instead."""
+    with pid_server(workers=2) as first:
+        assert first.process is not None
+        second = subprocess.run(  # noqa: S603 - our own interpreter and module
+            [sys.executable, "-m", "services.voucher.serving", PID_APP, "--host", "127.0.0.1",
+             "--port", str(first.port), "--workers", "2"],
+            cwd=ROOT, capture_output=True, text=True, timeout=30)
+        assert second.returncode == 3, second.stderr
+        assert "in use" in second.stderr, second.stderr
+        assert set(burst(first.port)) <= children(first.process.pid)
+
+
+@needs_reuse_port
+def test_workers_that_cannot_start_stop_the_launcher_with_exit_3() -> None:
+    """uvicorn's supervisor stops when a worker fails to start, but exits 0; the launcher says so."""
+    failed = subprocess.run(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "services.voucher.serving", "tests.no_such_module:app", "--host", "127.0.0.1",
+         "--port", "0", "--workers", "2"],
+        cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert failed.returncode == 3, failed.stderr
+    assert "failed to start" in failed.stderr, failed.stderr
+
+
+def test_one_worker_or_no_balancing_reuse_port_is_plain_uvicorn_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+    monkeypatch.setattr(serving.uvicorn, "run", lambda *args, **kwargs: calls.append((args, kwargs)))
+    serving.run(PID_APP, host="0.0.0.0", port=8123, workers=1, loop="uvloop", backlog=100)
+    monkeypatch.setattr(serving, "reuse_port_balances", lambda: False)
+    serving.run(PID_APP, port=8124, workers=3, http="httptools")
+    assert calls == [
+        ((PID_APP,), {"host": "0.0.0.0", "port": 8123, "workers": 1, "loop": "uvloop", "backlog": 100}),
+        ((PID_APP,), {"host": "127.0.0.1", "port": 8124, "workers": 3, "http": "httptools"}),
+    ]
