@@ -541,7 +541,8 @@ def demo(database_url: DatabaseUrl = None) -> None:
 def serve(
     host: Annotated[str, typer.Option(metavar="ADDRESS", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(metavar="PORT", help="Port to listen on.")] = 8000,
-    workers: Annotated[int, typer.Option(min=1, metavar="N", help="Server processes.")] = 1,
+    workers: Annotated[int, typer.Option(min=1, metavar="N", help="Server processes. On Linux each listens on a socket of its own "
+                                                        "(SO_REUSEPORT): the kernel spreads connections over them.")] = 1,
     forwarded_allow_ips: Annotated[str | None, typer.Option(metavar="ADDRESSES", 
         help="Proxies (addresses or CIDRs, comma-separated) whose X-Forwarded-For names the client: "
              "the failed-login throttle counts by the client's address (docs/security.md)")] = None,
@@ -549,7 +550,7 @@ def serve(
 ) -> None:
     """Serve the API (uvloop + httptools) and its offline docs at /docs and /redoc."""
     _use_database(database_url)
-    import uvicorn
+    from services.voucher import serving
 
     settings = get_settings()
     _ensure_sqlite_dir(settings.database_url)
@@ -558,7 +559,7 @@ def serve(
         os.environ["VOUCHER_API_KEY_CACHE_SECONDS"] = "0"
     loop = "uvloop" if sys.platform != "win32" else "asyncio"
     typer.echo(f"API on http://{host}:{port}/v1  docs on http://{host}:{port}/docs")
-    uvicorn.run(
+    serving.run(
         "services.voucher.asgi:app",
         host=host,
         port=port,
