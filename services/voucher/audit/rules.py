@@ -8,6 +8,7 @@ so moving an event breaks the links around it rather than hiding in a renumberin
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import uuid
@@ -72,7 +73,11 @@ def plain(value: Any, *, strict: bool = True) -> Any:
     raise TypeError(f"{type(value).__name__} cannot go into an audit event")
 
 
+@functools.lru_cache(maxsize=256)
 def timestamp(value: datetime) -> str:
+    """An aware time as the chain's text. Cached: one operation stamps the same `now` on every
+    event, posting and answer it writes, and formatting it was 1.3 % of a redeem's CPU. (Equal
+    datetimes are one instant, whose UTC text is the same whatever their zones.)"""
     if value.tzinfo is None:
         raise ValueError("audit times are aware UTC datetimes")
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

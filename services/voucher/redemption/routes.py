@@ -19,7 +19,7 @@ from services.voucher.http.pagination import Page, Paging
 from services.voucher.http.problems import AUTH_ERRORS, responses
 from services.voucher.http.unit_of_work import discard
 from services.voucher.redemption import service
-from services.voucher.redemption.rules import RedemptionStatus
+from services.voucher.redemption.rules import RedemptionRecord, RedemptionStatus
 from services.voucher.redemption.schemas import (
     CaptureRequest,
     HoldCreate,
@@ -46,7 +46,7 @@ HOLD_ERRORS = (
 )
 
 
-def _public(redemption: Redemption, now: datetime) -> RedemptionPublic:
+def _public(redemption: Redemption | RedemptionRecord, now: datetime) -> RedemptionPublic:
     status, void_reason = service.effective_redemption_status(redemption, now)
     data = RedemptionPublic.model_validate(redemption, from_attributes=True)
     if status != redemption.status:  # a hold past its TTL: void since the moment it expired

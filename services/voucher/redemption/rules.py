@@ -163,6 +163,36 @@ class Hold:
     payee: str
 
 
+@dataclass(slots=True)
+class RedemptionRecord:
+    """A whole redemption row as the value engine writes or answers it: every column of the
+    `redemption` table (tests/redemption/test_engine_record.py holds them equal), without an
+    ORM instance, whose construction and attribute bookkeeping cost about 4 % of a redeem's
+    CPU for an object nothing loads back or flushes."""
+
+    id: uuid.UUID
+    voucher_id: uuid.UUID
+    programme_id: uuid.UUID
+    enterprise_id: uuid.UUID
+    provider_id: uuid.UUID
+    order_reference: str
+    order_amount: int
+    unit: str
+    line_items: list[dict[str, Any]]
+    computation: dict[str, Any]
+    status: str
+    held_amount: int
+    captured_amount: int
+    refunded_amount: int
+    period_key: str
+    hold_expires_at: datetime
+    created_at: datetime
+    captured_at: datetime | None
+    voided_at: datetime | None
+    void_reason: str | None
+    payee: str
+
+
 @dataclass(frozen=True)
 class Order:
     id: uuid.UUID

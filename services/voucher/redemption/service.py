@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,6 +33,7 @@ from services.voucher.driver import Batch
 from services.voucher.errors import Forbidden, NotFound
 from services.voucher.events import service as outbox
 from services.voucher.i18n import msg
+from services.voucher.ids import uuid7
 from services.voucher.ledger import service as ledger
 from services.voucher.ledger.rules import AccountKind, Leg, transfer
 from services.voucher.programmes.rules import period_key
@@ -42,6 +43,7 @@ from services.voucher.redemption.rules import (
     RELEASE_JOURNAL,
     Hold,
     Payee,
+    RedemptionRecord,
     RedemptionStatus,
     VoidReason,
     VoucherState,
@@ -49,7 +51,8 @@ from services.voucher.redemption.rules import (
 from services.voucher.tables import Redemption, RedemptionRefund
 from services.voucher.vouchers.rules import VoucherStatus, parse_code, settled_status
 
-_REDEMPTION_COLUMNS, _REFUND_COLUMNS = table_of(Redemption).c, table_of(RedemptionRefund).c
+_REFUND_COLUMNS = table_of(RedemptionRefund).c
+_RECORD_FIELDS = tuple(f.name for f in fields(RedemptionRecord))
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,7 @@ async def hold(
     session: AsyncSession, actor: Actor, request: HoldRequest, now: datetime, *,
     provider_id: uuid.UUID | None = None, payee: Payee = Payee.PROVIDER, ttl: timedelta | None = None,
     deferred: bool = False,
-) -> Redemption:
+) -> RedemptionRecord:
     """Reserve the subsidy for one order: computed from the programme's rates and tiers, capped
     by the stacking ceiling, the enterprise's remaining cap and the voucher's balance; the held
     amount leaves `available` at once. Every refusal moves nothing. The voucher's own holds
@@ -116,13 +119,13 @@ async def hold(
 
 
 async def redeem(session: AsyncSession, actor: Actor, request: HoldRequest, now: datetime, *,
-                 deferred: bool = False) -> Redemption:
+                 deferred: bool = False) -> RedemptionRecord:
     """One step: hold and capture the whole subsidy at once (providers that bill after use)."""
     return await _place(session, actor, request, now, provider_id=None, payee=Payee.PROVIDER, ttl=None,
                         capture=True, deferred=deferred)
 
 
-async def quote(session: AsyncSession, actor: Actor, request: HoldRequest, now: datetime) -> Redemption:
+async def quote(session: AsyncSession, actor: Actor, request: HoldRequest, now: datetime) -> RedemptionRecord:
     """What a hold for this order would grant now: the hold itself, decided by the same code
     with the same refusals, whose writes the caller never commits (the HTTP route rolls the
     transaction back). Its locks are held only while it runs."""
@@ -133,7 +136,7 @@ async def quote(session: AsyncSession, actor: Actor, request: HoldRequest, now: 
 async def _place(
     session: AsyncSession, actor: Actor, request: HoldRequest, now: datetime, *, provider_id: uuid.UUID | None,
     payee: Payee, ttl: timedelta | None, capture: bool, deferred: bool,
-) -> Redemption:
+) -> RedemptionRecord:
     provider_id = provider_id or actor.provider_id
     if provider_id is None:
         raise Forbidden(msg("only a provider key can redeem vouchers"))
@@ -185,8 +188,8 @@ async def _place(
     writes = _Writes(session)
     for held in expired:
         await _release(writes, voucher, held, VoidReason.EXPIRED, now, locked)
-    redemption = Redemption(
-        voucher_id=voucher.id, programme_id=voucher.programme_id, enterprise_id=voucher.enterprise_id,
+    redemption = RedemptionRecord(
+        id=uuid7(), voucher_id=voucher.id, programme_id=voucher.programme_id, enterprise_id=voucher.enterprise_id,
         provider_id=provider_id, order_reference=request.order_reference, order_amount=order_amount,
         unit=voucher.unit, line_items=request.line_items,
         computation={**computation.as_dict(), "period": period, "enterprise_cap": terms.enterprise_cap},
@@ -220,8 +223,7 @@ async def _place(
             programme_id=voucher.programme_id, enterprise_id=voucher.enterprise_id, provider_id=provider_id,
             voucher_id=voucher.id,
         )
-    repository.insert_redemption(writes.batch,
-                                 {c.key: getattr(redemption, c.key) for c in _REDEMPTION_COLUMNS})
+    repository.insert_redemption(writes.batch, {name: getattr(redemption, name) for name in _RECORD_FIELDS})
     await writes.send(deferred=deferred)
     return redemption
 
@@ -259,7 +261,7 @@ def _after(voucher: VoucherState, *, available: int = 0, held: int = 0, used: in
                    used=voucher.used + used)
 
 
-def _hold_of(redemption: Redemption) -> Hold:
+def _hold_of(redemption: RedemptionRecord) -> Hold:
     return Hold(**{name: getattr(redemption, name) for name in Hold.__dataclass_fields__})
 
 
@@ -296,19 +298,19 @@ async def _counters_of(session: AsyncSession, hold: Hold, *, codes: tuple[str, .
 async def capture(
     session: AsyncSession, actor: Actor, redemption_id: uuid.UUID, amount: int | None, now: datetime, *,
     deferred: bool = False,
-) -> Redemption:
+) -> RedemptionRecord:
     """Capture up to the held amount; the rest is released to the voucher. A hold resolves once."""
     return await _capture_by_id(session, actor, redemption_id, amount, now, approval=False, deferred=deferred)
 
 
-async def capture_claim(session: AsyncSession, redemption_id: uuid.UUID, amount: int, now: datetime) -> Redemption:
+async def capture_claim(session: AsyncSession, redemption_id: uuid.UUID, amount: int, now: datetime) -> RedemptionRecord:
     """Capture a claim's hold (the programme office approved it): like a provider's capture,
     payable to the enterprise. A hold the voucher's expiry or revocation voided cannot be."""
     return await _capture_by_id(session, SYSTEM, redemption_id, amount, now, approval=True, deferred=False)
 
 
 async def _capture_by_id(session: AsyncSession, actor: Actor, redemption_id: uuid.UUID, amount: int | None,
-                         now: datetime, *, approval: bool, deferred: bool) -> Redemption:
+                         now: datetime, *, approval: bool, deferred: bool) -> RedemptionRecord:
     locks = await _locked(session, actor, redemption_id)
     voucher, held = locks.voucher, locks.hold
     assert voucher is not None and held is not None
@@ -319,7 +321,7 @@ async def _capture_by_id(session: AsyncSession, actor: Actor, redemption_id: uui
     await _capture(writes, voucher, held, taken, now, payable, locked=locked)
     repository.set_captured(writes.batch, held.id, taken, now, RedemptionStatus.CAPTURED.value)
     await writes.send(deferred=deferred)
-    return Redemption(**{**locks.row, "status": RedemptionStatus.CAPTURED.value, "captured_amount": taken,
+    return RedemptionRecord(**{**locks.row, "status": RedemptionStatus.CAPTURED.value, "captured_amount": taken,
                          "captured_at": now})
 
 
@@ -375,14 +377,14 @@ async def _settle(writes: _Writes, voucher: VoucherState, now: datetime) -> None
 
 
 async def void(session: AsyncSession, actor: Actor, redemption_id: uuid.UUID, now: datetime, *,
-               note: str | None = None, deferred: bool = False) -> Redemption:
+               note: str | None = None, deferred: bool = False) -> RedemptionRecord:
     """Release the whole hold. Voiding a hold whose TTL has passed records it as expired.
     `note`: the caller's words, kept in the audit event and the journal's memo."""
     locks = await _locked(session, actor, redemption_id)
     assert locks.hold is not None
     reason = decide.void_reason(locks.hold, now)
     await _void(session, locks, reason, now, deferred=deferred, note=note)
-    return Redemption(**{**locks.row, "status": RedemptionStatus.VOIDED.value,
+    return RedemptionRecord(**{**locks.row, "status": RedemptionStatus.VOIDED.value,
                          "voided_at": decide.voided_at(locks.hold, reason, now),
                          "void_reason": reason.value})
 
@@ -565,7 +567,7 @@ async def refunds_of(session: AsyncSession, redemption_id: uuid.UUID) -> list[Re
     return await repository.refunds_of(session, redemption_id)
 
 
-def effective_redemption_status(redemption: Redemption, now: datetime) -> tuple[str, str | None]:
+def effective_redemption_status(redemption: Redemption | RedemptionRecord, now: datetime) -> tuple[str, str | None]:
     """A hold past its TTL reads as voided (reason `expired`) even before the job posts it."""
     return decide.effective_redemption_status(redemption.status, redemption.void_reason, redemption.hold_expires_at,
                                               now)
