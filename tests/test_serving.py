@@ -4,7 +4,9 @@ the parent's SIGTERM or SIGINT stops them all; one worker is plain uvicorn in on
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pickle
 import signal
 import socket
 import subprocess
@@ -77,6 +79,27 @@ def wait_for(condition: Callable[[], bool], seconds: float = 10) -> None:
         time.sleep(0.05)
 
 
+def listening_sockets(port: int) -> set[str]:
+    """The inodes of the sockets listening on `port` (/proc/net/tcp)."""
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+            found.add(fields[9])
+    return found
+
+
+def sockets_of(pid: int) -> set[str]:
+    """The inodes of the sockets process `pid` holds open."""
+    found = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                found.add(target[len("socket:["):-1])
+    return found
+
+
 def alive(pid: int) -> bool:
     """Running: not gone, and not a zombie (exited, waiting for whoever adopted it to reap it)."""
     try:
@@ -101,12 +124,15 @@ def test_a_worker_replacing_a_dead_one_listens_on_a_socket_of_its_own() -> None:
         first = set(burst(server.port))
         assert len(first) == 2, first
         dead = first.pop()
+        its_socket = listening_sockets(server.port) & sockets_of(dead)
+        assert len(its_socket) == 1, its_socket
         os.kill(dead, signal.SIGKILL)
-        # A connection queued on the dead worker's socket when it died is reset with it; once it
-        # has exited the kernel sends every connection to the sockets still listening.
-        wait_for(lambda: not alive(dead))
+        # A connection queued on the dead worker's socket when it died is reset with it; once the
+        # socket is closed the kernel sends every connection to the sockets still listening. The
+        # kernel may close a killed process's files a moment after it has become a zombie.
+        wait_for(lambda: not alive(dead) and not listening_sockets(server.port) & its_socket)
         assert dead not in set(burst(server.port))
-        wait_for(lambda: listening(server.port) == 2)  # uvicorn's supervisor has replaced it
+        wait_for(lambda: listening(server.port) == 2, 30)  # uvicorn's supervisor has replaced it
         answered = set(burst(server.port))
         assert len(answered) == 2 and dead not in answered and first < answered, (dead, answered)
 
@@ -171,3 +197,25 @@ def test_one_worker_or_no_balancing_reuse_port_is_plain_uvicorn_run(monkeypatch:
         ((PID_APP,), {"host": "0.0.0.0", "port": 8123, "workers": 1, "loop": "uvloop", "backlog": 100}),
         ((PID_APP,), {"host": "127.0.0.1", "port": 8124, "workers": 3, "http": "httptools"}),
     ]
+
+
+@needs_reuse_port
+def test_a_port_reserved_by_a_launcher_still_starting_is_refused_to_a_second() -> None:
+    """Between the parent's reservation and its first worker's listen (spawning, importing the
+    app, its start-up) nothing listens on the port: a second launcher must still be refused,
+    not join the first's SO_REUSEPORT group."""
+    import uvicorn
+
+    first = serving._reserve(uvicorn.Config(PID_APP, host="127.0.0.1", port=0))  # noqa: SLF001
+    try:
+        port = first.getsockname()[1]
+        with pytest.raises(SystemExit) as refused:
+            serving._reserve(uvicorn.Config(PID_APP, host="127.0.0.1", port=port))  # noqa: SLF001
+        assert refused.value.code == 3
+        worker = pickle.loads(pickle.dumps(first))  # what a worker unpickles: a socket of its own
+        try:
+            assert worker.fileno() != first.fileno() and worker.getsockname() == first.getsockname()
+        finally:
+            worker.close()
+    finally:
+        first.close()

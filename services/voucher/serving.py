@@ -79,15 +79,17 @@ class _ReservedPort(socket.socket):
     """
 
     def __reduce_ex__(self, protocol: SupportsIndex) -> tuple[Any, ...]:
-        return _bind_reuse_port, (self.family, self.getsockname(), socket.socket)
+        return _bind_reuse_port, (self.family, self.getsockname(), socket.socket, True)
 
 
-def _bind_reuse_port(family: int, address: Any, cls: type[S]) -> S:
-    """A TCP socket bound with SO_REUSEADDR (as uvicorn's) and SO_REUSEPORT to `address`.
-    Failing, it logs why and exits as uvicorn does when it cannot bind (STARTUP_FAILURE)."""
+def _bind_reuse_port(family: int, address: Any, cls: type[S], reuse_addr: bool) -> S:
+    """A TCP socket bound with SO_REUSEPORT to `address`, and with SO_REUSEADDR (as uvicorn's)
+    if `reuse_addr`. Failing, it logs why and exits as uvicorn does when it cannot bind
+    (STARTUP_FAILURE)."""
     sock = cls(family, socket.SOCK_STREAM)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_addr:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
     except OSError as exc:
@@ -110,7 +112,11 @@ def _reserve(config: uvicorn.Config) -> _ReservedPort:
             logger.error(exc)
             sys.exit(STARTUP_FAILURE)
         address = probe.getsockname()  # the real port when asked for port 0
-    reserved = _bind_reuse_port(family, address, _ReservedPort)
+    # Without SO_REUSEADDR: a socket bound with it and not listening would not stop a second
+    # launcher's probe (above), which would then join this group before our workers listen.
+    # (The TIME_WAIT connections a previous run left on the port do not stop this bind: they
+    # came from SO_REUSEPORT listeners of the same user.)
+    reserved = _bind_reuse_port(family, address, _ReservedPort, False)
     where = f"[{config.host}]" if family == socket.AF_INET6 else config.host
     logger.info("Uvicorn running on %s://%s:%d with SO_REUSEPORT, a socket per worker (Press CTRL+C to quit)",
                 "https" if config.is_ssl else "http", where, address[1])
