@@ -6,11 +6,17 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+import uuid
+
+import httpx
+import pytest
 
 from services.voucher.db import table_of
-from services.voucher.redemption import rules
+from services.voucher.ledger.rules import AccountKind, programme_code, provider_code
+from services.voucher.redemption import repository, rules
 from services.voucher.redemption.rules import RedemptionRecord
 from services.voucher.tables import Redemption
+from tests.world import World, build_world
 
 
 def test_the_record_has_every_column_of_the_redemption_table_and_nothing_else() -> None:
@@ -22,3 +28,26 @@ def test_the_record_types_are_the_table_models_types() -> None:
     model = typing.get_type_hints(Redemption)
     record = typing.get_type_hints(RedemptionRecord, vars(rules))
     assert record == {name: model[name] for name in record}
+
+
+@pytest.fixture
+async def world(app, client: httpx.AsyncClient) -> World:
+    return await build_world(app, client, budget_total=1_000_000_000, enterprise_cap=500_000_000,
+                             max_per_voucher=100_000_000, rate_table={"accelerator:domestic": 5000})
+
+
+async def test_an_existing_redemptions_accounts_are_found_by_the_codes_the_ledger_names_them(app, world: World) -> None:
+    """A capture or a refund finds its accounts by codes spelled in SQL from the redemption's row
+    (repository._ACCOUNTS_OF), on both engines: they must be the codes ledger/rules.py gives."""
+    voucher = await world.issue(10_000_000)
+    held = await world.hold(voucher, 1_000_000, order="PO-A")
+    assert (await world.post(f"/v1/redemptions/{held.json()['id']}/capture", {})).status_code == 200
+    programme, provider = uuid.UUID(world.programme["id"]), uuid.UUID(world.provider["id"])
+    async with app.state.database.unit_of_work(write=True) as session:
+        locks = await repository.lock_hold(session, uuid.UUID(held.json()["id"]), provider)
+    assert set(locks.counters.account_ids()) == {
+        programme_code(programme, AccountKind.PROGRAMME_SPENT),
+        programme_code(programme, AccountKind.PROGRAMME_AVAILABLE),
+        provider_code(provider, programme, AccountKind.PROVIDER_PAYABLE),
+    }
+    assert locks.counters.order(provider, "PO-A").subsidised == 500_000

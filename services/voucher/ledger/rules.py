@@ -8,6 +8,7 @@ contra accounts (a programme's funding, the counterpart of captured value) are n
 
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -113,3 +114,22 @@ def share_by_lines(spent: int, computed: Sequence[int]) -> list[int]:
     shares = [spent * c // total for c in computed] if total > 0 else [0] * len(computed)
     shares[0] += spent - sum(shares)
     return shares
+
+
+# -- account codes: one place decides how accounts are named ------------------------------------
+
+
+def programme_code(programme_id: uuid.UUID, kind: AccountKind) -> str:
+    return f"programme:{programme_id}:{kind.value.removeprefix('programme_')}"
+
+
+def voucher_code(voucher_id: uuid.UUID, kind: AccountKind) -> str:
+    return f"voucher:{voucher_id}:{kind.value.removeprefix('voucher_')}"
+
+
+def provider_code(provider_id: uuid.UUID, programme_id: uuid.UUID, kind: AccountKind) -> str:
+    return f"provider:{provider_id}:programme:{programme_id}:{kind.value.removeprefix('provider_')}"
+
+
+def enterprise_code(enterprise_id: uuid.UUID, programme_id: uuid.UUID, kind: AccountKind) -> str:
+    return f"enterprise:{enterprise_id}:programme:{programme_id}:{kind.value.removeprefix('enterprise_')}"

@@ -26,7 +26,7 @@ from services.voucher.driver import Batch
 from services.voucher.errors import NotFound
 from services.voucher.i18n import msg
 from services.voucher.ids import uuid7
-from services.voucher.ledger import repository
+from services.voucher.ledger import repository, rules
 from services.voucher.ledger.rules import (
     NON_NEGATIVE,
     NOT_MATERIALISED,
@@ -68,23 +68,9 @@ def account_row(
     }
 
 
-# -- account codes: one place decides how accounts are named ------------------------------------
-
-
-def programme_code(programme_id: uuid.UUID, kind: AccountKind) -> str:
-    return f"programme:{programme_id}:{kind.value.removeprefix('programme_')}"
-
-
-def voucher_code(voucher_id: uuid.UUID, kind: AccountKind) -> str:
-    return f"voucher:{voucher_id}:{kind.value.removeprefix('voucher_')}"
-
-
-def provider_code(provider_id: uuid.UUID, programme_id: uuid.UUID, kind: AccountKind) -> str:
-    return f"provider:{provider_id}:programme:{programme_id}:{kind.value.removeprefix('provider_')}"
-
-
-def enterprise_code(enterprise_id: uuid.UUID, programme_id: uuid.UUID, kind: AccountKind) -> str:
-    return f"enterprise:{enterprise_id}:programme:{programme_id}:{kind.value.removeprefix('enterprise_')}"
+# Account codes: one place (ledger/rules.py) decides how accounts are named.
+programme_code, voucher_code, provider_code, enterprise_code = (
+    rules.programme_code, rules.voucher_code, rules.provider_code, rules.enterprise_code)
 
 
 PROGRAMME_KINDS = (

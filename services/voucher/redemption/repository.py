@@ -16,8 +16,10 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Select,
+    String,
     and_,
     bindparam,
+    case,
     cast,
     exists,
     false,
@@ -31,8 +33,11 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 from sqlmodel import col
 
 from services.voucher import driver
@@ -41,6 +46,12 @@ from services.voucher.apikeys.rules import Role
 from services.voucher.db import PageRequest, dialect_name, paginate, table_of
 from services.voucher.driver import Batch, Step, insert_rows
 from services.voucher.ids import uuid7
+from services.voucher.ledger.rules import (
+    AccountKind,
+    enterprise_code,
+    programme_code,
+    provider_code,
+)
 from services.voucher.redemption.rules import (
     Hold,
     Order,
@@ -245,6 +256,87 @@ _NEW_USAGE = {
 _LOCK_USAGE = select(U.c.id, U.c.period_key, U.c.subsidised, U.c.subsidised_spend).where(_USAGE_KEY).with_for_update()
 
 
+class _UuidText(FunctionElement[str]):
+    """A uuid column as Python's `str(uuid)` spells it (lower-case, dashed), on both engines."""
+
+    type = String()
+    name = "uuid_text"
+    inherit_cache = True
+
+
+@compiles(_UuidText)
+@compiles(_UuidText, "postgresql")
+def _uuid_text_pg(element: _UuidText, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"CAST({compiler.process(element.clauses, **kw)} AS TEXT)"
+
+
+@compiles(_UuidText, "sqlite")
+def _uuid_text_sqlite(element: _UuidText, compiler: SQLCompiler, **kw: Any) -> str:
+    hex_ = compiler.process(element.clauses, **kw)  # SQLAlchemy keeps a uuid as 32 hex digits here
+    parts = " || '-' || ".join(f"substr({hex_}, {start}, {length})"
+                               for start, length in ((1, 8), (9, 4), (13, 4), (17, 4), (21, 12)))
+    return f"lower({parts})"
+
+
+_MARKS = (uuid.UUID(int=1), uuid.UUID(int=2))
+
+
+def _code_in_sql(code: str, *columns: Any) -> Any:
+    """The SQL for an account code that ledger/rules.py spelled as `code` with the uuids
+    `_MARKS` in place of `columns`: the same format, never a copy of it."""
+    pieces: list[Any] = []
+    rest = code
+    while rest:
+        at = [(rest.find(str(mark)), n) for n, mark in enumerate(_MARKS[:len(columns)]) if str(mark) in rest]
+        if not at:
+            pieces.append(rest)
+            break
+        index, n = min(at)
+        if index:
+            pieces.append(rest[:index])
+        pieces.append(_UuidText(columns[n]))
+        rest = rest[index + len(str(_MARKS[n])):]
+    sql = [literal_column("'" + p.replace("'", "''") + "'", String) if isinstance(p, str) else p for p in pieces]
+    expression = sql[0]
+    for piece in sql[1:]:
+        expression = expression.op("||", return_type=String)(piece)
+    return expression
+
+
+_ONE, _TWO = _MARKS
+# The accounts an existing redemption's capture or refund pays through, named from its own row:
+# the programme's spent and available (the pool), and the payee's payable.
+_SPENT_CODE = _code_in_sql(programme_code(_ONE, AccountKind.PROGRAMME_SPENT), R.c.programme_id)
+_POOL_CODE = _code_in_sql(programme_code(_ONE, AccountKind.PROGRAMME_AVAILABLE), R.c.programme_id)
+_PAYABLE_CODE = case(
+    (R.c.payee == Payee.ENTERPRISE.value,
+     _code_in_sql(enterprise_code(_ONE, _TWO, AccountKind.ENTERPRISE_PAYABLE), R.c.enterprise_id, R.c.programme_id)),
+    else_=_code_in_sql(provider_code(_ONE, _TWO, AccountKind.PROVIDER_PAYABLE), R.c.provider_id, R.c.programme_id),
+)
+
+# An existing redemption's order and usage rows, locked in the same round trip as the redemption
+# (after it, in the lock order), found through the redemption's own columns, which never change.
+_LOCK_ORDER_OF = {
+    flag: select(*_ORDER_COLUMNS)
+    .select_from(ORD.join(R, and_(ORD.c.provider_id == R.c.provider_id, ORD.c.order_reference == R.c.order_reference)))
+    .where(_of_redemption(flag)).with_for_update(of=ORD)
+    for flag in (True, False)
+}
+_LOCK_USAGE_OF = {
+    flag: select(U.c.id, U.c.period_key, U.c.subsidised, U.c.subsidised_spend)
+    .select_from(U.join(R, and_(U.c.programme_id == R.c.programme_id, U.c.enterprise_id == R.c.enterprise_id,
+                                U.c.period_key == R.c.period_key)))
+    .where(_of_redemption(flag)).with_for_update(of=U)
+    for flag in (True, False)
+}
+_ACCOUNTS_OF = {
+    flag: select(A.c.code, A.c.id).where(A.c.code.in_([
+        select(code).where(_of_redemption(flag)).scalar_subquery() for code in (_SPENT_CODE, _PAYABLE_CODE, _POOL_CODE)
+    ]))
+    for flag in (True, False)
+}
+
+
 def _sum(column: Any) -> Any:
     return func.coalesce(cast(func.sum(column), BigInteger), 0)
 
@@ -273,7 +365,6 @@ _AFTER_LOCKS = select(
                                          R.c.period_key == bindparam("period_key"), _VOID_WHEN_READ).scalar_subquery(),
     _account(1), _account(2), _account(3),
 )
-_ACCOUNTS = select(_account(1), _account(2), _account(3))
 _LOCK_ACCOUNT = select(A.c.balance).where(A.c.id == bindparam("account_id")).with_for_update()
 
 
@@ -323,13 +414,16 @@ async def lock_voucher_for_hold(
 
 
 class Locked:
-    """Round trip 2: orders and usage rows locked, and what the decision reads after them."""
+    """Orders and usage rows locked, and what the decision reads after them (a hold's round trip 2;
+    an existing redemption's round trip 1, `lock_hold`)."""
 
     def __init__(self) -> None:
         self.orders: dict[tuple[uuid.UUID, str], Step] = {}
         self.usages: dict[str, Step] = {}
         self.after: Step | None = None
         self.codes: tuple[str, ...] = ()
+        #: (code, id) rows of the accounts read by code in SQL (an existing redemption's).
+        self.by_code: Step | None = None
 
     def order(self, provider_id: uuid.UUID, order_reference: str) -> Order:
         return Order(*self.orders[(provider_id, order_reference)].rows[0])
@@ -351,6 +445,8 @@ class Locked:
 
     def account_ids(self) -> dict[str, uuid.UUID]:
         """The accounts read by code (a code with no account yet is absent)."""
+        if self.by_code is not None:
+            return {code: id_ for code, id_ in self.by_code.rows}
         if self.after is None:
             return {}
         found = self.after.rows[0][-3:]
@@ -406,37 +502,42 @@ def read_for_hold(
         **_codes(account_codes)})
 
 
-def read_accounts(batch: Batch, locked: Locked, codes: Sequence[str]) -> None:
-    """Up to three accounts' ids by code (the unique index)."""
-    locked.codes = tuple(codes)
-    locked.after = batch.add(_ACCOUNTS, _codes(codes))
-
-
 class HoldLocks:
     voucher: VoucherState | None
     hold: Hold | None
     #: The redemption's whole row (column -> value), for the answer.
     row: dict[str, Any]
+    #: Its order and usage rows, locked, and the accounts it pays through (an existing hold's).
+    counters: Locked
 
 
 async def lock_hold(session: AsyncSession, redemption_id: uuid.UUID, provider_id: uuid.UUID | None) -> HoldLocks:
-    """A redemption's voucher, then the redemption, locked; then (after the locks) the voucher's
-    balances. `provider_id`: only that provider's own redemptions (None: any, for the office's
-    and the jobs' use)."""
+    """One round trip: a redemption's voucher, then the redemption, locked; then (after the
+    locks) the voucher's balances; then its order and usage rows, locked, and the accounts a
+    capture or a refund of it pays through. `provider_id`: only that provider's own redemptions
+    (None: any, for the office's and the jobs' use). A redemption not found locks nothing more;
+    one that is found but then refused (already captured, say) has locked its counters for
+    nothing until the transaction ends."""
     flag = provider_id is not None
     params = {"redemption_id": redemption_id, **({"provider_id": provider_id} if flag else {})}
     batch = Batch()
     voucher = batch.add(_LOCK_VOUCHER_OF[flag], params)
     hold = batch.add(_LOCK_REDEMPTION[flag], params)
     balances = batch.add(_BALANCES_OF[flag], params)
+    order = batch.add(_LOCK_ORDER_OF[flag], params)
+    usage = batch.add(_LOCK_USAGE_OF[flag], params)
+    accounts = batch.add(_ACCOUNTS_OF[flag], params)
     await driver.run(session, batch)
     found = HoldLocks()
     row, balance_row, hold_row = voucher.first(), balances.first(), hold.first()
     found.voucher = _voucher(row, balance_row) if row is not None and balance_row is not None else None
-    found.hold, found.row = None, {}
+    found.hold, found.row, found.counters = None, {}, Locked()
     if hold_row is not None and found.voucher is not None:
         found.row = dict(zip(_R_NAMES, hold_row, strict=True))
-        found.hold = Hold(**{name: found.row[name] for name in _HOLD_NAMES})
+        found.hold = held = Hold(**{name: found.row[name] for name in _HOLD_NAMES})
+        found.counters.orders[(held.provider_id, held.order_reference)] = order
+        found.counters.usages[held.period_key] = usage
+        found.counters.by_code = accounts
     return found
 
 

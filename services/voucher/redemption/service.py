@@ -269,7 +269,8 @@ def _hold_of(redemption: RedemptionRecord) -> Hold:
 
 
 async def _locked(session: AsyncSession, actor: Actor, redemption_id: uuid.UUID) -> repository.HoldLocks:
-    """The redemption's voucher, then the redemption, locked (a provider: only its own)."""
+    """The redemption's voucher, then the redemption, then its order and usage rows, locked, in
+    one round trip (a provider: only its own redemptions)."""
     if actor.role is Role.PROVIDER:
         locks = await repository.lock_hold(session, redemption_id, actor.provider_id)
     elif actor.sees_everything:
@@ -282,17 +283,12 @@ async def _locked(session: AsyncSession, actor: Actor, redemption_id: uuid.UUID)
     return locks
 
 
-async def _counters_of(session: AsyncSession, hold: Hold, *, codes: tuple[str, ...] | None = None) -> repository.Locked:
-    """Round trip 2 for an existing redemption: its order and usage rows locked (and accounts)."""
-    batch, locked = Batch(), repository.Locked()
-    repository.lock_counters(session, batch, locked, orders=[(hold.provider_id, hold.order_reference)],
-                             new_order=None, programme_id=hold.programme_id, enterprise_id=hold.enterprise_id,
-                             periods=[hold.period_key])
-    if codes is not None:
-        repository.read_accounts(batch, locked, codes)
-    await driver.run(session, batch)
-    await repository.open_usages(session, locked, hold.programme_id, hold.enterprise_id)
-    return locked
+async def _counters_of(session: AsyncSession, locks: repository.HoldLocks) -> repository.Locked:
+    """An existing redemption's order and usage rows and accounts, read and locked in its first
+    round trip (`repository.lock_hold`); a usage row missing is created and locked then."""
+    assert locks.hold is not None
+    await repository.open_usages(session, locks.counters, locks.hold.programme_id, locks.hold.enterprise_id)
+    return locks.counters
 
 
 async def capture(
@@ -315,7 +311,7 @@ async def _capture_by_id(session: AsyncSession, actor: Actor, redemption_id: uui
     voucher, held = locks.voucher, locks.hold
     assert voucher is not None and held is not None
     taken = decide.capture_amount(held, voucher, amount, now, approval=approval)
-    locked = await _counters_of(session, held, codes=_payable_codes(voucher, held.provider_id, Payee(held.payee)))
+    locked = await _counters_of(session, locks)
     payable = await _account_ids(session, locked, voucher, held.provider_id, Payee(held.payee), now)
     writes = _Writes(session)
     await _capture(writes, voucher, held, taken, now, payable, locked=locked)
@@ -393,7 +389,7 @@ async def _void(session: AsyncSession, locks: repository.HoldLocks, reason: Void
                 deferred: bool, note: str | None = None) -> None:
     voucher, held = locks.voucher, locks.hold
     assert voucher is not None and held is not None
-    locked = await _counters_of(session, held)
+    locked = await _counters_of(session, locks)
     writes = _Writes(session)
     await _release(writes, voucher, held, reason, now, locked, note=note)
     await _settle(writes, _after(voucher, available=held.held_amount, held=-held.held_amount), now)
@@ -438,7 +434,7 @@ async def refund(
     to_voucher = decide.refund_goes_to_voucher(voucher, now)
     payee = Payee(held.payee)
     pool_code = ledger.programme_code(voucher.programme_id, AccountKind.PROGRAMME_AVAILABLE)
-    locked = await _counters_of(session, held, codes=(*_payable_codes(voucher, held.provider_id, payee), pool_code))
+    locked = await _counters_of(session, locks)
     spent, payable = await _account_ids(session, locked, voucher, held.provider_id, payee, now)
     unit = voucher.unit
     target = voucher.available_account_id if to_voucher else locked.account_ids()[pool_code]
