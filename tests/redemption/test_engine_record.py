@@ -10,9 +10,16 @@ import uuid
 
 import httpx
 import pytest
+from sqlalchemy import Uuid, literal, select
+from sqlalchemy.dialects import postgresql
 
 from services.voucher.db import table_of
-from services.voucher.ledger.rules import AccountKind, programme_code, provider_code
+from services.voucher.ledger.rules import (
+    AccountKind,
+    enterprise_code,
+    programme_code,
+    provider_code,
+)
 from services.voucher.redemption import repository, rules
 from services.voucher.redemption.rules import RedemptionRecord
 from services.voucher.tables import Redemption
@@ -51,3 +58,30 @@ async def test_an_existing_redemptions_accounts_are_found_by_the_codes_the_ledge
         provider_code(provider, programme, AccountKind.PROVIDER_PAYABLE),
     }
     assert locks.counters.order(provider, "PO-A").subsidised == 500_000
+
+
+@pytest.mark.parametrize("kind", [AccountKind.PROGRAMME_SPENT, AccountKind.PROGRAMME_AVAILABLE,
+                                  AccountKind.PROVIDER_PAYABLE, AccountKind.ENTERPRISE_PAYABLE])
+async def test_every_account_code_spelled_in_sql_is_the_ledgers(app, kind: AccountKind) -> None:
+    """Each shape of code the accounts are read by (the enterprise's payable is a claim's), spelled
+    by the database from uuid columns, is the ledger's own spelling."""
+    first, second = uuid.uuid4(), uuid.uuid4()
+    make = {AccountKind.PROGRAMME_SPENT: programme_code, AccountKind.PROGRAMME_AVAILABLE: programme_code,
+            AccountKind.PROVIDER_PAYABLE: provider_code, AccountKind.ENTERPRISE_PAYABLE: enterprise_code}[kind]
+    ids = (first,) if make is programme_code else (first, second)
+    spelled = repository._code_in_sql(make(*repository._MARKS[:len(ids)], kind),  # noqa: SLF001
+                                      *[literal(i, Uuid()) for i in ids])
+    async with app.state.database.unit_of_work(write=False) as session:
+        assert (await session.execute(select(spelled))).scalar_one() == make(*ids, kind)
+
+
+def test_a_providers_statements_on_an_existing_redemption_see_only_its_own() -> None:
+    """Every statement `lock_hold` sends for a provider's key is limited to that provider's own
+    redemptions, never a claim's: none may lock or read another tenant's rows."""
+    for statements in (repository._LOCK_VOUCHER_OF, repository._LOCK_REDEMPTION,  # noqa: SLF001
+                       repository._BALANCES_OF, repository._LOCK_ORDER_OF,  # noqa: SLF001
+                       repository._LOCK_USAGE_OF, repository._ACCOUNTS_OF):  # noqa: SLF001
+        sql = str(statements[True].compile(dialect=postgresql.dialect()))
+        scoped = sql.count("redemption.provider_id = %(provider_id)s")
+        assert scoped >= 1 and scoped == sql.count("redemption.id = %(redemption_id)s"), sql
+        assert sql.count("redemption.payee = ") >= scoped, sql

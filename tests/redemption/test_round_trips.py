@@ -65,7 +65,7 @@ async def test_each_value_operation_takes_its_round_trips_and_no_more(world: Wor
     assert refused.status_code == 409, refused.text  # captured already: its counters were locked for nothing
     assert refused.json()["code"] == "hold_not_active"
 
-    # Every account it moved is the right one: the books balance, the voucher shows the captures
-    # less the refund, and the provider is owed exactly that.
+    # The books balance, and the voucher shows the captures less the refund (which accounts the
+    # codes find is tests/redemption/test_engine_record.py's).
     assert (await world.reconciliation())["is_clean"]
     assert (await world.voucher(voucher["id"]))["balances"]["used"] == 500_000 + 500_000 + 1_000_000
