@@ -31,21 +31,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def listening(port: int) -> int | None:
-    """How many sockets listen on `port` (Linux: /proc/net/tcp and tcp6); None when neither
-    table can be read (a sandbox without them): nobody can tell."""
-    count, read = 0, False
+def listening(port: int) -> set[str] | None:
+    """The inodes of the sockets listening on `port` (Linux: /proc/net/tcp and tcp6); None when
+    neither table can be read (a sandbox without them): nobody can tell."""
+    found: set[str] | None = None
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             lines = Path(table).read_text().splitlines()[1:]
         except OSError:
             continue
-        read = True
+        found = found or set()
         for line in lines:
             fields = line.split()
             if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
-                count += 1
-    return count if read else None
+                found.add(fields[9])
+    return found
 
 
 def every_worker_listens(port: int, workers: int) -> bool:
@@ -54,8 +54,8 @@ def every_worker_listens(port: int, workers: int) -> bool:
     then every connection goes to the ones already listening."""
     if workers == 1 or not reuse_port_balances():
         return True
-    count = listening(port)
-    return count is None or count >= workers
+    sockets = listening(port)
+    return sockets is None or len(sockets) >= workers
 
 
 class LiveServer:

@@ -26,15 +26,19 @@ from services.voucher.driver import Batch
 from services.voucher.errors import NotFound
 from services.voucher.i18n import msg
 from services.voucher.ids import uuid7
-from services.voucher.ledger import repository, rules
+from services.voucher.ledger import repository
 from services.voucher.ledger.rules import (
     NON_NEGATIVE,
     NOT_MATERIALISED,
     AccountKind,
     Leg,
     check_balanced,
+    enterprise_code,  # account codes: one place (ledger/rules.py) names accounts
+    programme_code,
+    provider_code,
     share_by_lines,
     unit_totals,
+    voucher_code,
 )
 from services.voucher.observability import REQUEST_ID
 from services.voucher.programmes.rules import period_key
@@ -66,11 +70,6 @@ def account_row(
         "balance": 0,
         "created_at": now,
     }
-
-
-# Account codes: one place (ledger/rules.py) decides how accounts are named.
-programme_code, voucher_code, provider_code, enterprise_code = (
-    rules.programme_code, rules.voucher_code, rules.provider_code, rules.enterprise_code)
 
 
 PROGRAMME_KINDS = (

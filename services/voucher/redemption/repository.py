@@ -8,6 +8,7 @@ one fixed order on every path — voucher → redemption → order subsidy → e
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -284,21 +285,11 @@ _MARKS = (uuid.UUID(int=1), uuid.UUID(int=2))
 def _code_in_sql(code: str, *columns: Any) -> Any:
     """The SQL for an account code that ledger/rules.py spelled as `code` with the uuids
     `_MARKS` in place of `columns`: the same format, never a copy of it."""
-    pieces: list[Any] = []
-    rest = code
-    while rest:
-        at = [(rest.find(str(mark)), n) for n, mark in enumerate(_MARKS[:len(columns)]) if str(mark) in rest]
-        if not at:
-            pieces.append(rest)
-            break
-        index, n = min(at)
-        if index:
-            pieces.append(rest[:index])
-        pieces.append(_UuidText(columns[n]))
-        rest = rest[index + len(str(_MARKS[n])):]
-    sql = [literal_column("'" + p.replace("'", "''") + "'", String) if isinstance(p, str) else p for p in pieces]
-    expression = sql[0]
-    for piece in sql[1:]:
+    marks = {str(mark): column for mark, column in zip(_MARKS, columns, strict=False)}
+    pieces: list[ColumnElement[str]] = [_UuidText(marks[p]) if p in marks else literal_column("'" + p.replace("'", "''") + "'", String)
+              for p in re.split("(" + "|".join(map(re.escape, marks)) + ")", code) if p]
+    expression = pieces[0]
+    for piece in pieces[1:]:
         expression = expression.op("||", return_type=String)(piece)
     return expression
 

@@ -35,7 +35,14 @@ from services.voucher.events import service as outbox
 from services.voucher.i18n import msg
 from services.voucher.ids import uuid7
 from services.voucher.ledger import service as ledger
-from services.voucher.ledger.rules import AccountKind, Leg, transfer
+from services.voucher.ledger.rules import (
+    AccountKind,
+    Leg,
+    enterprise_code,
+    programme_code,
+    provider_code,
+    transfer,
+)
 from services.voucher.programmes.rules import period_key
 from services.voucher.redemption import repository
 from services.voucher.redemption import rules as decide
@@ -230,11 +237,11 @@ async def _place(
 
 def _payable_codes(voucher: VoucherState, provider_id: uuid.UUID, payee: Payee) -> tuple[str, str]:
     """The two accounts a capture pays through: the programme's spent, the payee's payable."""
-    spent = ledger.programme_code(voucher.programme_id, AccountKind.PROGRAMME_SPENT)
+    spent = programme_code(voucher.programme_id, AccountKind.PROGRAMME_SPENT)
     if payee is Payee.ENTERPRISE:
-        return spent, ledger.enterprise_code(voucher.enterprise_id, voucher.programme_id,
+        return spent, enterprise_code(voucher.enterprise_id, voucher.programme_id,
                                              AccountKind.ENTERPRISE_PAYABLE)
-    return spent, ledger.provider_code(provider_id, voucher.programme_id, AccountKind.PROVIDER_PAYABLE)
+    return spent, provider_code(provider_id, voucher.programme_id, AccountKind.PROVIDER_PAYABLE)
 
 
 async def _account_ids(session: AsyncSession, locked: repository.Locked, voucher: VoucherState,
@@ -318,7 +325,7 @@ async def _capture_by_id(session: AsyncSession, actor: Actor, redemption_id: uui
     repository.set_captured(writes.batch, held.id, taken, now, RedemptionStatus.CAPTURED.value)
     await writes.send(deferred=deferred)
     return RedemptionRecord(**{**locks.row, "status": RedemptionStatus.CAPTURED.value, "captured_amount": taken,
-                         "captured_at": now})
+                               "captured_at": now})
 
 
 async def _capture(writes: _Writes, voucher: VoucherState, held: Hold, amount: int, now: datetime,
@@ -381,8 +388,8 @@ async def void(session: AsyncSession, actor: Actor, redemption_id: uuid.UUID, no
     reason = decide.void_reason(locks.hold, now)
     await _void(session, locks, reason, now, deferred=deferred, note=note)
     return RedemptionRecord(**{**locks.row, "status": RedemptionStatus.VOIDED.value,
-                         "voided_at": decide.voided_at(locks.hold, reason, now),
-                         "void_reason": reason.value})
+                               "voided_at": decide.voided_at(locks.hold, reason, now),
+                               "void_reason": reason.value})
 
 
 async def _void(session: AsyncSession, locks: repository.HoldLocks, reason: VoidReason, now: datetime, *,
@@ -433,7 +440,7 @@ async def refund(
     decide.check_refund(held, amount)
     to_voucher = decide.refund_goes_to_voucher(voucher, now)
     payee = Payee(held.payee)
-    pool_code = ledger.programme_code(voucher.programme_id, AccountKind.PROGRAMME_AVAILABLE)
+    pool_code = programme_code(voucher.programme_id, AccountKind.PROGRAMME_AVAILABLE)
     locked = await _counters_of(session, locks)
     spent, payable = await _account_ids(session, locked, voucher, held.provider_id, payee, now)
     unit = voucher.unit
