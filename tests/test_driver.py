@@ -4,9 +4,11 @@ raised whichever command failed, a connection whose prepared statements were dro
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta, timezone
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import func, literal, literal_column, select, text, update
@@ -205,3 +207,24 @@ async def test_a_read_waiting_for_a_free_connection_is_unavailable_not_hung(
         for _ in range(database.reads.size):
             slots.release()
     assert (await database.read(_reads())).steps[0].rows == [(7, "七")]
+
+
+@pytest.mark.parametrize("value", [
+    {"id": uuid.UUID(int=7), "at": datetime(2026, 12, 2, 8, 0, 0, 5, tzinfo=UTC), "n": 12, "flag": None},
+    {"at": datetime(2026, 1, 1, tzinfo=timezone(timedelta(hours=8))), "naive": datetime(2026, 1, 1, 9, 30)},
+    {"amount": Decimal("0.35"), 1: "a key that is not text", "nested": [{"x": [1, 2, {"y": "是"}]}]},
+    {"big": 2**70, "text": "fits nowhere but in text"},
+    {"surrogate": "\ud800"},
+    [{"category": "accelerator:domestic", "amount": 1}],
+])
+def test_a_json_parameter_reads_back_as_the_standard_library_writes_it(value: object) -> None:
+    """orjson writes the engine's JSON parameters; what it refuses goes to `json.dumps`, and
+    either way the text parses to what the standard library's text parses to."""
+    expected = json.dumps(value, default=driver._text, separators=(",", ":"))  # noqa: SLF001
+    written = driver._dumps(value)  # noqa: SLF001
+    assert json.loads(written) == json.loads(expected)
+
+
+def test_a_value_json_cannot_hold_is_refused_as_before() -> None:
+    with pytest.raises(TypeError):
+        driver._dumps({"when": date(2026, 1, 1)})  # noqa: SLF001

@@ -27,6 +27,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
 
+import orjson
 import psycopg
 from prometheus_client import Counter
 from psycopg import _queries as psycopg_queries
@@ -161,8 +162,19 @@ def _pg_params(params: Params, compiled: _Compiled) -> Params:
     return {k: (Jsonb(v, dumps=_dumps) if k in json_names and v is not None else v) for k, v in params.items()}
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, default=_text, separators=(",", ":"))
+#: Instants go through `_text` as with the standard library (ISO 8601 with their offset); keys
+#: that are not text become text, as `json.dumps` makes them.
+_ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_NON_STR_KEYS
+
+
+def _dumps(value: Any) -> bytes | str:
+    """A JSON parameter's text: orjson's (a quarter of `json.dumps`'s time on the engine's rows
+    and audit fields); what orjson refuses — an integer past 64 bits, a lone surrogate — is
+    left to `json.dumps`, so such a value fails or passes exactly as it did before."""
+    try:
+        return orjson.dumps(value, default=_text, option=_ORJSON_OPTIONS)
+    except orjson.JSONEncodeError:
+        return json.dumps(value, default=_text, separators=(",", ":"))
 
 
 def _text(value: Any) -> str:
@@ -478,7 +490,7 @@ class _Exchange:
         self.pgconn.send_query_params(sql, None)
         self.sent += 1
 
-    def execute(self, sql: str, params: Params) -> None:
+    def execute(self, sql: str, params: Params | Sequence[Any]) -> None:
         query = psycopg_queries.PostgresQuery(self.transformer)
         query.convert(sql, params)
         key = (query.query, query.types)
@@ -566,33 +578,36 @@ def _write_parts(compiled: _Compiled, params: Params | list[Params] | None) -> l
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 
 
-def _merged(writes: list[tuple[str, Params]]) -> tuple[str, Params]:
-    """Several writes as one statement of data-modifying CTEs, their parameters renamed apart.
+@dataclass(frozen=True)
+class _Shape:
+    """A merged statement: its SQL, with positional placeholders, and per write the names of
+    its parameters in the order they appear."""
+
+    sql: str
+    names: tuple[tuple[str, ...], ...]
+
+
+def _merged(writes: list[tuple[str, Params]]) -> tuple[str, list[Any]]:
+    """Several writes as one statement of data-modifying CTEs, their parameters sent by
+    position (no renaming per request: the shape is built once).
 
     Each CTE runs exactly once, on the statement's snapshot; none sees another's rows, and no
     two may change the same row (callers net their moves per row first). Foreign keys between
     them are checked at the end of the statement, so one may insert rows another refers to."""
-    shape = tuple(sql for sql, _ in writes)
-    text = _MERGED.get(shape)
-    if text is None:
-        parts = [f"w{index} AS ({_renamed(sql, f'w{index}_')})" for index, sql in enumerate(shape)]
-        text = "WITH " + ",\n".join(parts) + "\nSELECT 1"
+    key = tuple(sql for sql, _ in writes)
+    shape = _MERGED.get(key)
+    if shape is None:
+        parts = [f"w{index} AS ({_PLACEHOLDER.sub('%s', sql)})" for index, sql in enumerate(key)]
+        shape = _Shape("WITH " + ",\n".join(parts) + "\nSELECT 1",
+                       tuple(tuple(m.group(1) for m in _PLACEHOLDER.finditer(sql)) for sql in key))
         if len(_MERGED) < MAX_PREPARED:  # the shapes a process writes are few; never unbounded
-            _MERGED[shape] = text
-    merged: Params = {}
-    for index, (_, params) in enumerate(writes):
-        merged.update({f"w{index}_{k}": v for k, v in params.items()})
-    return text, merged
+            _MERGED[key] = shape
+    return shape.sql, [params[name] for names, (_, params) in zip(shape.names, writes, strict=True) for name in names]
 
 
-#: A merged statement's SQL by the SQL of its writes: built once per shape (the same string
-#: each time, so psycopg's parse of it is cached too).
-_MERGED: dict[tuple[str, ...], str] = {}
-
-
-def _renamed(sql: str, prefix: str) -> str:
-    """`sql` with each parameter placeholder's name prefixed."""
-    return _PLACEHOLDER.sub(lambda m: f"%({prefix}{m.group(1)})s", sql)
+#: A merged statement by the SQL of its writes: built once per shape (the same string each
+#: time, so psycopg's parse of it is cached too).
+_MERGED: dict[tuple[str, ...], _Shape] = {}
 
 
 def _same_keys(rows: list[Params]) -> bool:
