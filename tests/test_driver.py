@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import func, literal, literal_column, select, text, update
 from sqlalchemy.exc import DBAPIError
 
-from services.voucher import driver
+from services.voucher import driver, metrics
 from services.voucher.db import Database, is_unavailable
 from services.voucher.settings import Settings
 from services.voucher.tables import LedgerAccount
@@ -228,3 +228,16 @@ def test_a_json_parameter_reads_back_as_the_standard_library_writes_it(value: ob
 def test_a_value_json_cannot_hold_is_refused_as_before() -> None:
     with pytest.raises(TypeError):
         driver._dumps({"when": date(2026, 1, 1)})  # noqa: SLF001
+
+
+def test_round_trips_reach_their_counters_at_a_flush_or_once_enough_have_gathered() -> None:
+    driver.flush_counts()
+    trips, statements = driver.ROUND_TRIPS._value.get(), driver.STATEMENTS._value.get()  # noqa: SLF001
+    driver.count(1, 4)
+    assert driver.ROUND_TRIPS._value.get() == trips  # noqa: SLF001 - gathered, not yet added
+    metrics.exposition()  # a scrape adds what has gathered first
+    assert driver.ROUND_TRIPS._value.get() == trips + 1  # noqa: SLF001
+    assert driver.STATEMENTS._value.get() == statements + 4  # noqa: SLF001
+    for _ in range(driver._Tally.EVERY):  # noqa: SLF001
+        driver.count(1, 1)
+    assert driver.ROUND_TRIPS._value.get() == trips + 1 + driver._Tally.EVERY  # noqa: SLF001

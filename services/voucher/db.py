@@ -241,7 +241,8 @@ class Database:
         """Commit `session`'s transaction: its ORM changes, the writes deferred on it (audit
         events, the value engine's rows) and `batch` (the Idempotency-Key's answer) go with the
         COMMIT — one round trip on PostgreSQL for all of them."""
-        await session.flush()
+        if session.new or session.dirty or session.deleted:
+            await session.flush()
         writes = take_deferred(session)
         if batch is not None:
             writes.extend(batch)
@@ -321,15 +322,13 @@ def _count_round_trips(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "before_cursor_execute")
     def _statement(conn: Any, *_: Any) -> None:
         trips = 1 if busy(conn) or conn.invalidated or conn.connection.driver_connection.autocommit else 2
-        driver.ROUND_TRIPS.inc(trips)
-        driver.STATEMENTS.inc(trips)
+        driver.count(trips, trips)
 
     @event.listens_for(engine.sync_engine, "commit")
     @event.listens_for(engine.sync_engine, "rollback")
     def _end(conn: Any) -> None:
         if busy(conn):
-            driver.ROUND_TRIPS.inc()
-            driver.STATEMENTS.inc()
+            driver.count(1, 1)
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:

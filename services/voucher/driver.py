@@ -19,6 +19,7 @@ import asyncio
 import itertools
 import json
 import re
+import threading
 import uuid
 import weakref
 from collections.abc import Callable, Generator, Sequence
@@ -48,6 +49,40 @@ Params = dict[str, Any]
 #: batches; db.py for what SQLAlchemy sends): `make bench` divides them by requests.
 ROUND_TRIPS = Counter("voucher_db_round_trips", "Round trips to the database (a pipelined batch is one)")
 STATEMENTS = Counter("voucher_db_statements", "Statements sent to the database, BEGIN and COMMIT included")
+
+
+class _Tally:
+    """Round trips and statements, gathered in the process and added to their counters at once:
+    when a request has been answered and before an exposition (`flush_counts`), or every
+    `EVERY` round trips. In multiprocess mode each increment of a counter takes a lock, a
+    getpid and a write to its file (about 7 µs; a redeem made six)."""
+
+    EVERY = 256
+
+    def __init__(self) -> None:
+        self.trips = self.statements = 0
+        self.lock = threading.Lock()
+
+    def add(self, trips: int, statements: int) -> None:
+        with self.lock:
+            self.trips += trips
+            self.statements += statements
+            full = self.trips >= self.EVERY
+        if full:
+            self.flush()
+
+    def flush(self) -> None:
+        with self.lock:
+            trips, statements, self.trips, self.statements = self.trips, self.statements, 0, 0
+        if trips:
+            ROUND_TRIPS.inc(trips)
+        if statements:
+            STATEMENTS.inc(statements)
+
+
+_TALLY = _Tally()
+count = _TALLY.add
+flush_counts = _TALLY.flush
 
 # psycopg caches the parsing of a query's placeholders only for queries of at most 4 KiB and 50
 # parameters (so that ORM-generated one-off statements do not fill its cache). Ours are built
@@ -330,8 +365,7 @@ async def _exchange_batch(raw: psycopg.AsyncConnection[Any], dialect: Dialect, b
                 results = await exchange.finish()
             finally:
                 exchange.end()
-        ROUND_TRIPS.inc()
-        STATEMENTS.inc(len(readers))
+        count(1, len(readers))
         first_error = next((r for r in results if r.status == psycopg.pq.ExecStatus.FATAL_ERROR), None)
         if first_error is not None:
             index = results.index(first_error)

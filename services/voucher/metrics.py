@@ -28,6 +28,7 @@ from prometheus_client import (
 )
 from prometheus_client import multiprocess as _multiprocess
 
+from services.voucher.driver import flush_counts
 from services.voucher.pending import on_commit
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -79,6 +80,7 @@ def is_multiprocess() -> bool:
 
 def exposition() -> bytes:
     """The text exposition of this process's metrics, or of all workers' in multiprocess mode."""
+    flush_counts()
     if is_multiprocess():
         registry = CollectorRegistry()
         _multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]

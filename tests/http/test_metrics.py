@@ -15,8 +15,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.voucher import metrics
+from services.voucher import driver, metrics
 from services.voucher.redemption import service as redemption
+from tests.conftest import ENGINE
 from tests.live_server import ROOT
 from tests.support import assert_problem, auth
 from tests.world import World, build_world
@@ -228,3 +229,18 @@ def test_a_metrics_token_is_long_enough_and_empty_means_none() -> None:
     assert Settings(metrics_token="").metrics_token is None
     with pytest.raises(ValueError, match="at least 16"):
         Settings(metrics_token="short")
+
+
+@pytest.mark.skipif(ENGINE != "postgresql", reason="round trips are counted on PostgreSQL (SQLite has none)")
+async def test_a_requests_round_trips_are_counted_by_the_time_it_is_answered(
+    world: World, client: httpx.AsyncClient
+) -> None:
+    """Round trips are gathered per process and added to the counter once per request: the
+    counter holds a request's own by the time its answer is out, scrape or no scrape."""
+    voucher = await world.issue(5_000_000)
+    driver.flush_counts()
+    before = driver.ROUND_TRIPS._value.get()  # noqa: SLF001
+    assert (await world.hold(voucher, 1_000_000, order="PO-counted")).status_code == 201
+    assert driver.ROUND_TRIPS._value.get() - before >= 2  # noqa: SLF001 - the claim and locks, then the commit
+    scraped = await scrape(client)
+    assert value(scraped, "voucher_db_round_trips_total") >= driver.ROUND_TRIPS._value.get() - 2  # noqa: SLF001

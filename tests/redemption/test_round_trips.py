@@ -29,8 +29,10 @@ async def world(app, client: httpx.AsyncClient) -> World:
 
 
 async def counted(request: Awaitable[httpx.Response]) -> tuple[httpx.Response, float]:
+    driver.flush_counts()
     before = driver.ROUND_TRIPS._value.get()  # noqa: SLF001
     response = await request
+    driver.flush_counts()
     return response, driver.ROUND_TRIPS._value.get() - before  # noqa: SLF001
 
 

@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.voucher import errors, metrics
+from services.voucher import driver, errors, metrics
 from services.voucher.http.problems import responses
 from services.voucher.i18n import msg
 from services.voucher.observability import log_access
@@ -109,6 +109,7 @@ class RequestObserver:
         try:
             await self.app(scope, receive, observe)
         finally:
+            driver.flush_counts()  # the database's round trips this request made
             seconds = time.perf_counter() - started
             route = route_label(scope)
             metrics.http_request(scope["method"], route, seen["status"], seconds)

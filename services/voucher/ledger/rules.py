@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 
 
 class AccountKind(StrEnum):
@@ -119,17 +120,21 @@ def share_by_lines(spent: int, computed: Sequence[int]) -> list[int]:
 # -- account codes: one place decides how accounts are named ------------------------------------
 
 
+@lru_cache(maxsize=4096)
 def programme_code(programme_id: uuid.UUID, kind: AccountKind) -> str:
     return f"programme:{programme_id}:{kind.value.removeprefix('programme_')}"
 
 
+@lru_cache(maxsize=4096)
 def voucher_code(voucher_id: uuid.UUID, kind: AccountKind) -> str:
     return f"voucher:{voucher_id}:{kind.value.removeprefix('voucher_')}"
 
 
+@lru_cache(maxsize=4096)
 def provider_code(provider_id: uuid.UUID, programme_id: uuid.UUID, kind: AccountKind) -> str:
     return f"provider:{provider_id}:programme:{programme_id}:{kind.value.removeprefix('provider_')}"
 
 
+@lru_cache(maxsize=4096)
 def enterprise_code(enterprise_id: uuid.UUID, programme_id: uuid.UUID, kind: AccountKind) -> str:
     return f"enterprise:{enterprise_id}:programme:{programme_id}:{kind.value.removeprefix('enterprise_')}"
