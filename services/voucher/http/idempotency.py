@@ -64,8 +64,9 @@ def keep_answer_from(request: Request, moment: datetime) -> None:
         unit.claim = dataclasses.replace(unit.claim, kept_from=moment)
 
 
-def idempotent(*scopes: Scope, required: bool = False, with_first_reads: bool = False) -> Callable[..., Awaitable[None]]:
-    """A dependency: authenticate, check `scopes`, then claim the Idempotency-Key.
+def idempotent(*scopes: Scope, required: bool = False, with_first_reads: bool = False) -> Callable[..., Awaitable[Actor]]:
+    """A dependency: authenticate, check `scopes`, then claim the Idempotency-Key; its value is
+    the actor (a route that needs it takes it from here, not from a second dependency).
 
     `required`: for operations that move value, where a retry without a key could move it twice.
     `with_first_reads`: the claim goes with the handler's first batch of reads (the value
@@ -78,12 +79,13 @@ def idempotent(*scopes: Scope, required: bool = False, with_first_reads: bool = 
         request: Request,
         actor: Annotated[Actor, Depends(checker)],
         idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", description=doc)] = None,
-    ) -> None:
+    ) -> Actor:
         if idempotency_key is None:
             if required:
                 raise IdempotencyKeyRequired()
-            return
+            return actor
         await _claim(request, actor, idempotency_key, with_first_reads=with_first_reads)
+        return actor
 
     return dependency
 
