@@ -12,6 +12,7 @@ from __future__ import annotations
 import secrets
 from datetime import datetime
 from enum import StrEnum
+from functools import lru_cache
 
 from services.voucher.errors import InvalidTransition, InvalidVoucherCode
 from services.voucher.i18n import msg
@@ -114,9 +115,14 @@ def normalise_code(text: str) -> str | None:
     return f"{prefix}-{body[0:4]}-{body[4:8]}-{body[8:12]}-{check}"
 
 
+#: A voucher's code comes back with each of its redemptions: typed codes of a sane length are
+#: remembered (never a long text: the cache's memory stays small).
+_remembered = lru_cache(maxsize=4096)(normalise_code)
+
+
 def parse_code(text: str) -> str:
     """The canonical code, or a refusal that says it was probably mistyped."""
-    code = normalise_code(text)
+    code = _remembered(text) if len(text) <= 64 else normalise_code(text)
     if code is None:
         raise InvalidVoucherCode(msg("the code's check character does not match: it was probably mistyped"))
     return code
