@@ -241,3 +241,28 @@ def test_round_trips_reach_their_counters_at_a_flush_or_once_enough_have_gathere
     for _ in range(driver._Tally.EVERY):  # noqa: SLF001
         driver.count(1, 1)
     assert driver.ROUND_TRIPS._value.get() == trips + 1 + driver._Tally.EVERY  # noqa: SLF001
+
+
+async def test_the_rows_of_a_gathered_insert_go_together_where_the_first_was_queued(database: Database) -> None:
+    """Audit and outbox events queued between other writes are written by one statement each
+    (they refer to no other row and are read back by id); every other write keeps its place."""
+    from services.voucher import pending
+    from services.voucher.audit import repository as audit_rows
+    from services.voucher.events import repository as event_rows
+    from services.voucher.ledger import repository as ledger_rows
+
+    session = database.session(write=True)
+    try:
+        await session.begin()
+        queued = [(audit_rows._INSERT, {"n": 1}), (event_rows._INSERT, {"n": 2}),  # noqa: SLF001
+                  (ledger_rows._INSERT_TRANSACTION, {"n": 3}), (audit_rows._INSERT, {"n": 4}),  # noqa: SLF001
+                  (ledger_rows._INSERT_TRANSACTION, {"n": 5}), (event_rows._INSERT, {"n": 6})]  # noqa: SLF001
+        for statement, params in queued:
+            assert pending.defer(session, statement, params)
+        steps = pending.take_deferred(session).steps
+        assert [(s.statement, s.params) for s in steps] == [
+            (audit_rows._INSERT, [{"n": 1}, {"n": 4}]), (event_rows._INSERT, [{"n": 2}, {"n": 6}]),  # noqa: SLF001
+            (ledger_rows._INSERT_TRANSACTION, [{"n": 3}, {"n": 5}]),  # noqa: SLF001 - in their order, one run now
+        ]
+    finally:
+        await session.close()

@@ -144,14 +144,26 @@ class _Compiled:
 
 
 _BULK: dict[int, Table] = {}
+_GATHERED: set[int] = set()
 
 
-def insert_rows(table: Table) -> Insert:
+def insert_rows(table: Table, *, gather: bool = False) -> Insert:
     """`insert(table)` for rows given whole as dicts; several rows in one step become one
-    statement on PostgreSQL (jsonb_populate_recordset), not one per row."""
+    statement on PostgreSQL (jsonb_populate_recordset), not one per row.
+
+    `gather`: for a table whose rows refer to no row written in the same transaction (no
+    foreign key) and are read back in an order of their own (the audit trail and the outbox,
+    by id): the rows a transaction queues for it are written together, where its first row
+    was queued (`pending.take_deferred`), however many other writes were queued between."""
     statement = insert(table)
     _BULK[id(statement)] = table
+    if gather:
+        _GATHERED.add(id(statement))
     return statement
+
+
+def gathered(statement: Executable) -> bool:
+    return id(statement) in _GATHERED
 
 
 _COMPILED: dict[tuple[int, str, tuple[str, ...] | None], tuple[Executable, _Compiled]] = {}

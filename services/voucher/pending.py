@@ -17,6 +17,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.sql import Executable
 
+from services.voucher import driver
 from services.voucher.driver import Batch, Params
 
 
@@ -77,15 +78,27 @@ def defer(session: Any, statement: Executable, params: Params) -> bool:
 
 
 def take_deferred(session: Any) -> Batch:
-    """The queued writes, as a batch (runs of one statement become one executemany)."""
+    """The queued writes, as a batch: runs of one statement become one executemany, and the
+    rows of a gathered insert (`driver.insert_rows(gather=True)`: audit events, outbox events)
+    are all written where its first row was queued — one statement however many."""
     sync: Session = getattr(session, "sync_session", session)
     batch = Batch()
     run: list[Params] = []
     current: Executable | None = None
+    gathered: dict[int, list[Params]] = {}
     for statement, params in _DEFERRED.take(sync, outermost_only=False):
+        rows = gathered.get(id(statement))
+        if rows is not None:
+            rows.append(params)
+            continue
         if statement is not current and run:
             batch.add(current, run)  # type: ignore[arg-type]
             run = []
+        if driver.gathered(statement):
+            gathered[id(statement)] = rows = [params]
+            batch.add(statement, rows)  # its later rows join this list
+            current = None
+            continue
         current = statement
         run.append(params)
     if run:

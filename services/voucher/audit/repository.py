@@ -32,7 +32,7 @@ T = table_of(LedgerTransaction)
 SEALER_LOCK = 0x6175646974
 
 
-_INSERT = insert_rows(E)  # built once: the queued events are its parameters
+_INSERT = insert_rows(E, gather=True)  # built once: the queued events are its parameters
 
 
 async def insert_event(session: AsyncSession, values: dict[str, Any]) -> None:

@@ -20,7 +20,7 @@ E = table_of(OutboxEvent)
 PUBLISHER_LOCK = 0x6F7574626F78
 
 
-_INSERT = insert_rows(E)
+_INSERT = insert_rows(E, gather=True)
 _INSERT_ONCE = {
     name: make(E).on_conflict_do_nothing(index_elements=["dedupe_key"], index_where=DEDUPED)
     for name, make in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
