@@ -7,9 +7,12 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
+from enum import Enum, IntEnum, StrEnum
 
+import psycopg
 import pytest
 from sqlalchemy import func, literal, literal_column, select, text, update
 from sqlalchemy.exc import DBAPIError
@@ -209,6 +212,24 @@ async def test_a_read_waiting_for_a_free_connection_is_unavailable_not_hung(
     assert (await database.read(_reads())).steps[0].rows == [(7, "七")]
 
 
+class _Colour(StrEnum):
+    RED = "red"
+
+
+class _Kind(IntEnum):
+    PLAIN = 1
+
+
+class _Plain(Enum):
+    ONE = 1
+
+
+@dataclass
+class _Point:
+    x: int
+    y: int
+
+
 @pytest.mark.parametrize("value", [
     {"id": uuid.UUID(int=7), "at": datetime(2026, 12, 2, 8, 0, 0, 5, tzinfo=UTC), "n": 12, "flag": None},
     {"at": datetime(2026, 1, 1, tzinfo=timezone(timedelta(hours=8))), "naive": datetime(2026, 1, 1, 9, 30)},
@@ -216,18 +237,32 @@ async def test_a_read_waiting_for_a_free_connection_is_unavailable_not_hung(
     {"big": 2**70, "text": "fits nowhere but in text"},
     {"surrogate": "\ud800"},
     [{"category": "accelerator:domestic", "amount": 1}],
+    {"ratio": 0.25, "not_a_number": float("nan"), "too_big": float("inf"), "tuple": (1, 2)},
+    {"status": _Colour.RED, "kind": _Kind.PLAIN, "held": True},
+    {3: "an int key", None: "no key", 2.5: "a float key"},
 ])
-def test_a_json_parameter_reads_back_as_the_standard_library_writes_it(value: object) -> None:
-    """orjson writes the engine's JSON parameters; what it refuses goes to `json.dumps`, and
-    either way the text parses to what the standard library's text parses to."""
+def test_a_json_parameter_is_the_text_the_standard_library_writes(value: object) -> None:
+    """orjson writes the engine's JSON parameters when every leaf is one it writes the same
+    way; anything else goes to `json.dumps`: the text always parses to what the standard
+    library's parses to, and a value orjson would write differently (a NaN as null, an enum
+    member by value) is written by `json.dumps` itself."""
     expected = json.dumps(value, default=driver._text, separators=(",", ":"))  # noqa: SLF001
     written = driver._dumps(value)  # noqa: SLF001
-    assert json.loads(written) == json.loads(expected)
+    if driver._plain(value):  # noqa: SLF001
+        assert json.loads(written) == json.loads(expected)
+    else:
+        assert written == expected
 
 
-def test_a_value_json_cannot_hold_is_refused_as_before() -> None:
+@pytest.mark.parametrize("value", [
+    {"when": date(2026, 1, 1)}, {"record": _Point(1, 2)}, {"plain_enum": _Plain.ONE}, {"set": {1}},
+    {uuid.UUID(int=3): "a uuid key"},
+])
+def test_a_value_json_cannot_hold_is_refused_as_before(value: object) -> None:
     with pytest.raises(TypeError):
-        driver._dumps({"when": date(2026, 1, 1)})  # noqa: SLF001
+        json.dumps(value, default=driver._text)  # noqa: SLF001
+    with pytest.raises(TypeError):
+        driver._dumps(value)  # noqa: SLF001
 
 
 def test_round_trips_reach_their_counters_at_a_flush_or_once_enough_have_gathered() -> None:
@@ -259,10 +294,24 @@ async def test_the_rows_of_a_gathered_insert_go_together_where_the_first_was_que
                   (ledger_rows._INSERT_TRANSACTION, {"n": 5}), (event_rows._INSERT, {"n": 6})]  # noqa: SLF001
         for statement, params in queued:
             assert pending.defer(session, statement, params)
+        nested = await session.begin_nested()  # rows queued in a savepoint rolled back are dropped
+        assert pending.defer(session, audit_rows._INSERT, {"n": 7})  # noqa: SLF001
+        await nested.rollback()
+        assert pending.defer(session, audit_rows._INSERT, {"other": 8})  # noqa: SLF001 - another shape keeps its place
         steps = pending.take_deferred(session).steps
         assert [(s.statement, s.params) for s in steps] == [
             (audit_rows._INSERT, [{"n": 1}, {"n": 4}]), (event_rows._INSERT, [{"n": 2}, {"n": 6}]),  # noqa: SLF001
             (ledger_rows._INSERT_TRANSACTION, [{"n": 3}, {"n": 5}]),  # noqa: SLF001 - in their order, one run now
+            (audit_rows._INSERT, [{"other": 8}]),  # noqa: SLF001
         ]
     finally:
         await session.close()
+
+
+def test_a_merged_write_missing_a_parameter_is_refused_as_a_database_programming_error() -> None:
+    writes = [("INSERT INTO t (a) VALUES (%(a)s)", {"a": 1}), ("UPDATE u SET b = %(b)s", {})]
+    with pytest.raises(psycopg.ProgrammingError, match="query parameter missing: b"):
+        driver._merged(writes)  # noqa: SLF001
+    sql, values = driver._merged([writes[0], ("UPDATE u SET b = %(b)s WHERE c = %(c)s", {"c": 3, "b": 2})])  # noqa: SLF001
+    assert values == [1, 2, 3]
+    assert "%(" not in sql

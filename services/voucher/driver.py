@@ -16,6 +16,7 @@ and a connection lost on the way is invalidated as SQLAlchemy would (docs/decisi
 from __future__ import annotations
 
 import asyncio
+import atexit
 import itertools
 import json
 import re
@@ -83,6 +84,7 @@ class _Tally:
 _TALLY = _Tally()
 count = _TALLY.add
 flush_counts = _TALLY.flush
+atexit.register(flush_counts)  # what a process counted since its last flush
 
 # psycopg caches the parsing of a query's placeholders only for queries of at most 4 KiB and 50
 # parameters (so that ORM-generated one-off statements do not fill its cache). Ours are built
@@ -209,19 +211,43 @@ def _pg_params(params: Params, compiled: _Compiled) -> Params:
     return {k: (Jsonb(v, dumps=_dumps) if k in json_names and v is not None else v) for k, v in params.items()}
 
 
-#: Instants go through `_text` as with the standard library (ISO 8601 with their offset); keys
-#: that are not text become text, as `json.dumps` makes them.
-_ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_NON_STR_KEYS
+#: Instants and dataclasses go through `_text`, as with the standard library (an instant in
+#: ISO 8601 with its offset; a dataclass refused).
+_ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+#: The leaves orjson writes exactly as `json.dumps(default=_text)` does.
+_SAME_TEXT = frozenset({str, int, bool, type(None), uuid.UUID, datetime, Decimal})
 
 
 def _dumps(value: Any) -> bytes | str:
-    """A JSON parameter's text: orjson's (a quarter of `json.dumps`'s time on the engine's rows
-    and audit fields); what orjson refuses — an integer past 64 bits, a lone surrogate — is
-    left to `json.dumps`, so such a value fails or passes exactly as it did before."""
-    try:
-        return orjson.dumps(value, default=_text, option=_ORJSON_OPTIONS)
-    except orjson.JSONEncodeError:
-        return json.dumps(value, default=_text, separators=(",", ":"))
+    """A JSON parameter's text: orjson's, a quarter of `json.dumps`'s time on the engine's rows
+    and audit fields, when every leaf is one orjson writes as `json.dumps` would (`_plain`);
+    anything else — a float, an enum member, a key that is not text, an integer past 64 bits,
+    a lone surrogate — goes to `json.dumps`, so such a value is written, or refused, exactly as
+    before (a NaN, say, is not stored as null)."""
+    if _plain(value):
+        try:
+            return orjson.dumps(value, default=_text, option=_ORJSON_OPTIONS)
+        except orjson.JSONEncodeError:
+            pass
+    return json.dumps(value, default=_text, separators=(",", ":"))
+
+
+def _plain(value: Any) -> bool:
+    """Whether `value` is made only of dicts with text keys, lists and `_SAME_TEXT` leaves."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        kind = type(item)
+        if kind is dict:
+            for key, inner in item.items():
+                if type(key) is not str:
+                    return False
+                pending.append(inner)
+        elif kind is list:
+            pending.extend(item)
+        elif kind not in _SAME_TEXT:
+            return False
+    return True
 
 
 def _text(value: Any) -> str:
@@ -648,7 +674,11 @@ def _merged(writes: list[tuple[str, Params]]) -> tuple[str, list[Any]]:
                        tuple(tuple(m.group(1) for m in _PLACEHOLDER.finditer(sql)) for sql in key))
         if len(_MERGED) < MAX_PREPARED:  # the shapes a process writes are few; never unbounded
             _MERGED[key] = shape
-    return shape.sql, [params[name] for names, (_, params) in zip(shape.names, writes, strict=True) for name in names]
+    try:
+        return shape.sql, [params[name] for names, (_, params) in zip(shape.names, writes, strict=True)
+                           for name in names]
+    except KeyError as missing:  # as psycopg says it of a statement sent alone
+        raise psycopg.ProgrammingError(f"query parameter missing: {missing.args[0]}") from None
 
 
 #: A merged statement by the SQL of its writes: built once per shape (the same string each

@@ -88,13 +88,13 @@ def take_deferred(session: Any) -> Batch:
     gathered: dict[int, list[Params]] = {}
     for statement, params in _DEFERRED.take(sync, outermost_only=False):
         rows = gathered.get(id(statement))
-        if rows is not None:
+        if rows is not None and rows[0].keys() == params.keys():  # rows of one shape: one insert
             rows.append(params)
             continue
         if statement is not current and run:
             batch.add(current, run)  # type: ignore[arg-type]
             run = []
-        if driver.gathered(statement):
+        if driver.gathered(statement) and rows is None:
             gathered[id(statement)] = rows = [params]
             batch.add(statement, rows)  # its later rows join this list
             current = None

@@ -242,5 +242,5 @@ async def test_a_requests_round_trips_are_counted_by_the_time_it_is_answered(
     before = driver.ROUND_TRIPS._value.get()  # noqa: SLF001
     assert (await world.hold(voucher, 1_000_000, order="PO-counted")).status_code == 201
     assert driver.ROUND_TRIPS._value.get() - before >= 2  # noqa: SLF001 - the claim and locks, then the commit
-    scraped = await scrape(client)
-    assert value(scraped, "voucher_db_round_trips_total") >= driver.ROUND_TRIPS._value.get() - 2  # noqa: SLF001
+    scraped = await scrape(client)  # the scrape itself sends nothing to the database
+    assert value(scraped, "voucher_db_round_trips_total") == driver.ROUND_TRIPS._value.get()  # noqa: SLF001
