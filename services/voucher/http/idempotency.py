@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Header, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from services.voucher import driver
@@ -29,11 +30,17 @@ KEY_HEADER_DOC = (
 )
 
 
-async def _claim(request: Request, actor: Actor, key: str, *, with_first_reads: bool) -> None:
+async def _claim(request: Request, actor: Actor, key: str | None, *, required: bool, with_first_reads: bool) -> datetime:
     """The key is claimed first thing in the request's own transaction (protocol in
     idempotency/service.py): a replay or a refusal found there changes nothing. With
     `with_first_reads`, the claim rides in the same round trip as the handler's first reads
-    (the value engine's), and is settled before the handler sees them."""
+    (the value engine's), and is settled before the handler sees them. The request's instant
+    (the claim's) is the answer."""
+    now: datetime = request.app.state.clock()
+    if key is None:
+        if required:
+            raise IdempotencyKeyRequired()
+        return now
     idempotency.check_key(key)
     settings = request.app.state.settings
     path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -41,7 +48,7 @@ async def _claim(request: Request, actor: Actor, key: str, *, with_first_reads: 
     fields = {
         "principal_id": actor.principal_id, "key": key, "method": request.method, "path": path,
         "fingerprint": idempotency.request_fingerprint(request.method, path, await request.body()),
-        "now": request.app.state.clock(), "retention_days": settings.idempotency_retention_days,
+        "now": now, "retention_days": settings.idempotency_retention_days,
     }
     audit.IDEMPOTENCY_KEY.set(key)
     if with_first_reads:
@@ -54,6 +61,7 @@ async def _claim(request: Request, actor: Actor, key: str, *, with_first_reads: 
         driver.send_first(unit.session, batch, then)
     else:
         unit.claim = await idempotency.claim(unit.session, **fields)
+    return now
 
 
 def keep_answer_from(request: Request, moment: datetime) -> None:
@@ -64,13 +72,12 @@ def keep_answer_from(request: Request, moment: datetime) -> None:
         unit.claim = dataclasses.replace(unit.claim, kept_from=moment)
 
 
-def idempotent(*scopes: Scope, required: bool = False, with_first_reads: bool = False) -> Callable[..., Awaitable[Actor]]:
-    """A dependency: authenticate, check `scopes`, then claim the Idempotency-Key; its value is
-    the actor (a route that needs it takes it from here, not from a second dependency).
+def idempotent(*scopes: Scope, required: bool = False) -> Callable[..., Awaitable[Actor]]:
+    """A dependency: authenticate, check `scopes`, then claim the Idempotency-Key (in a round
+    trip of its own, first in the request's transaction); its value is the actor (a route that
+    needs it takes it from here, not from a second dependency).
 
     `required`: for operations that move value, where a retry without a key could move it twice.
-    `with_first_reads`: the claim goes with the handler's first batch of reads (the value
-    engine's routes); the unit of work sends it before committing if the handler sent none.
     """
     checker = require(*scopes)
     doc = ("Required. " if required else "Optional. ") + KEY_HEADER_DOC
@@ -80,12 +87,38 @@ def idempotent(*scopes: Scope, required: bool = False, with_first_reads: bool = 
         actor: Annotated[Actor, Depends(checker)],
         idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", description=doc)] = None,
     ) -> Actor:
-        if idempotency_key is None:
-            if required:
-                raise IdempotencyKeyRequired()
-            return actor
-        await _claim(request, actor, idempotency_key, with_first_reads=with_first_reads)
+        await _claim(request, actor, idempotency_key, required=required, with_first_reads=False)
         return actor
+
+    return dependency
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ValueCall:
+    """What a value operation's route needs of its request: the actor (authenticated, its scope
+    checked, its Idempotency-Key claimed), the request's session and its instant (the claim's)."""
+
+    actor: Actor
+    session: AsyncSession
+    now: datetime
+
+
+def value_call(*scopes: Scope) -> Callable[..., Awaitable[ValueCall]]:
+    """The value engine's dependency (hold, redeem, capture, void, refund): as
+    `idempotent(*scopes, required=True)`, but the claim rides in the same round trip as the
+    handler's first reads (the unit of work sends it before committing if the handler sent
+    none), and its value carries the session and the instant too. One dependency instead of
+    three: FastAPI's resolution of each costs on every request."""
+    checker = require(*scopes)
+    doc = "Required. " + KEY_HEADER_DOC
+
+    async def dependency(
+        request: Request,
+        actor: Annotated[Actor, Depends(checker)],
+        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", description=doc)] = None,
+    ) -> ValueCall:
+        now = await _claim(request, actor, idempotency_key, required=True, with_first_reads=True)
+        return ValueCall(actor, request.scope["state"]["unit"].session, now)
 
     return dependency
 

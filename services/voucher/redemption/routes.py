@@ -14,7 +14,7 @@ from services.voucher.actor import Actor
 from services.voucher.apikeys.rules import Scope
 from services.voucher.http.auth import require
 from services.voucher.http.deps import Now, Session
-from services.voucher.http.idempotency import idempotent
+from services.voucher.http.idempotency import ValueCall, value_call
 from services.voucher.http.pagination import Page, Paging
 from services.voucher.http.problems import AUTH_ERRORS, responses
 from services.voucher.http.unit_of_work import discard
@@ -35,9 +35,10 @@ from services.voucher.tables import Redemption
 router = APIRouter(prefix="/v1/redemptions", tags=["redemption"])
 Reader = Annotated[Actor, Depends(require(Scope.REDEMPTIONS_READ))]
 Writer = Annotated[Actor, Depends(require(Scope.REDEMPTIONS_WRITE))]
-#: The value operations' actor: authenticated, its scope checked and its Idempotency-Key claimed
-#: by one dependency (each dependency costs FastAPI's resolution on every request).
-ValueWriter = Annotated[Actor, Depends(idempotent(Scope.REDEMPTIONS_WRITE, required=True, with_first_reads=True))]
+#: The value operations' actor (authenticated, its scope checked and its Idempotency-Key claimed),
+#: session and instant, from one dependency (each dependency costs FastAPI's resolution on every
+#: request).
+ValueWriter = Annotated[ValueCall, Depends(value_call(Scope.REDEMPTIONS_WRITE))]
 IDEM = (errors.IdempotencyKeyRequired, errors.IdempotencyKeyReused, errors.IdempotencyRequestInProgress,
         errors.ConcurrentUpdate)
 HOLD_ERRORS = (
@@ -113,10 +114,10 @@ async def quote_subsidy(body: QuoteRequest, request: Request, session: Session, 
     response_model=RedemptionPublic,
     responses=responses(*AUTH_ERRORS, *IDEM, *HOLD_ERRORS),
 )
-async def create_hold(body: HoldCreate, actor: ValueWriter, session: Session, now: Now, response: Response) -> RedemptionPublic:
-    redemption = await service.hold(session, actor, _request(body), now, deferred=True)
+async def create_hold(body: HoldCreate, call: ValueWriter, response: Response) -> RedemptionPublic:
+    redemption = await service.hold(call.session, call.actor, _request(body), call.now, deferred=True)
     response.headers["Location"] = f"/v1/redemptions/{redemption.id}"
-    return _public(redemption, now)
+    return _public(redemption, call.now)
 
 
 @router.post(
@@ -136,10 +137,10 @@ async def create_hold(body: HoldCreate, actor: ValueWriter, session: Session, no
     response_model=RedemptionPublic,
     responses=responses(*AUTH_ERRORS, *IDEM, *HOLD_ERRORS),
 )
-async def redeem(body: HoldCreate, actor: ValueWriter, session: Session, now: Now, response: Response) -> RedemptionPublic:
-    redemption = await service.redeem(session, actor, _request(body), now, deferred=True)
+async def redeem(body: HoldCreate, call: ValueWriter, response: Response) -> RedemptionPublic:
+    redemption = await service.redeem(call.session, call.actor, _request(body), call.now, deferred=True)
     response.headers["Location"] = f"/v1/redemptions/{redemption.id}"
-    return _public(redemption, now)
+    return _public(redemption, call.now)
 
 
 @router.post(
@@ -159,9 +160,10 @@ async def redeem(body: HoldCreate, actor: ValueWriter, session: Session, now: No
                         errors.CaptureExceedsHold, errors.VoucherExpired),
 )
 async def capture_hold(
-    redemption_id: uuid.UUID, body: CaptureRequest, actor: ValueWriter, session: Session, now: Now
+    redemption_id: uuid.UUID, body: CaptureRequest, call: ValueWriter
 ) -> RedemptionPublic:
-    return _public(await service.capture(session, actor, redemption_id, body.amount, now, deferred=True), now)
+    return _public(await service.capture(call.session, call.actor, redemption_id, body.amount, call.now, deferred=True),
+                   call.now)
 
 
 @router.post(
@@ -177,10 +179,11 @@ async def capture_hold(
     responses=responses(*AUTH_ERRORS, *IDEM, errors.NotFound, errors.HoldNotActive),
 )
 async def void_hold(
-    redemption_id: uuid.UUID, actor: ValueWriter, session: Session, now: Now, body: VoidRequest | None = None
+    redemption_id: uuid.UUID, call: ValueWriter, body: VoidRequest | None = None
 ) -> RedemptionPublic:
     note = body.reason if body is not None else None
-    return _public(await service.void(session, actor, redemption_id, now, note=note, deferred=True), now)
+    return _public(await service.void(call.session, call.actor, redemption_id, call.now, note=note, deferred=True),
+                   call.now)
 
 
 @router.post(
@@ -199,9 +202,10 @@ async def void_hold(
     responses=responses(*AUTH_ERRORS, *IDEM, errors.NotFound, errors.RedemptionNotCaptured, errors.RefundExceedsCaptured),
 )
 async def refund_redemption(
-    redemption_id: uuid.UUID, body: RefundCreate, actor: ValueWriter, session: Session, now: Now
+    redemption_id: uuid.UUID, body: RefundCreate, call: ValueWriter
 ) -> RefundPublic:
-    row = await service.refund(session, actor, redemption_id, body.amount, body.reason, now, deferred=True)
+    row = await service.refund(call.session, call.actor, redemption_id, body.amount, body.reason, call.now,
+                               deferred=True)
     return RefundPublic.model_validate(row, from_attributes=True)
 
 
