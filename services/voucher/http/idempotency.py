@@ -36,19 +36,19 @@ async def _claim(request: Request, actor: Actor, key: str | None, *, required: b
     `with_first_reads`, the claim rides in the same round trip as the handler's first reads
     (the value engine's), and is settled before the handler sees them. The request's instant
     (the claim's) is the answer."""
-    now: datetime = request.app.state.clock()
     if key is None:
         if required:
             raise IdempotencyKeyRequired()
-        return now
+        return request.app.state.clock()  # type: ignore[no-any-return]
     idempotency.check_key(key)
     settings = request.app.state.settings
     path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     unit = request.scope["state"]["unit"]
+    fingerprint = idempotency.request_fingerprint(request.method, path, await request.body())
+    now: datetime = request.app.state.clock()  # once the body is in
     fields = {
         "principal_id": actor.principal_id, "key": key, "method": request.method, "path": path,
-        "fingerprint": idempotency.request_fingerprint(request.method, path, await request.body()),
-        "now": now, "retention_days": settings.idempotency_retention_days,
+        "fingerprint": fingerprint, "now": now, "retention_days": settings.idempotency_retention_days,
     }
     audit.IDEMPOTENCY_KEY.set(key)
     if with_first_reads:
