@@ -175,6 +175,27 @@ async def test_value_moving_posts_require_an_idempotency_key(world: World) -> No
     assert await balances(world, voucher) == {"available": 3_000_000, "held": 0, "used": 0}
 
 
+async def test_value_routes_check_the_key_the_query_and_the_scope_before_claiming(world: World) -> None:
+    """The value routes authenticate in their own dependency (http/idempotency.value_call) in
+    the order every other route does: the key, the query string, the scope, then the
+    Idempotency-Key. A refusal leaves no claim: the same Idempotency-Key then holds."""
+    voucher = await world.issue(3_000_000)
+    body = hold_body(voucher["code"], world.enterprise["uscc"], "PO-1", [("accelerator:domestic", 1_000)])
+    url, idem = "/v1/redemptions/holds", {"Idempotency-Key": "k-1"}
+    anonymous = await world.client.post(url, params={"stauts": "x"}, json=body)
+    assert_problem(anonymous, 401, "unauthenticated")
+    assert "order_reference" not in anonymous.text  # nothing about the operation before the key
+    assert_problem(await world.client.post(url, json=body, headers=auth(world.enterprise_key)),
+                   403, "insufficient_scope")  # before the missing Idempotency-Key
+    unknown = await world.client.post(url, params={"stauts": "x"}, json=body, headers=auth(world.provider_key, **idem))
+    assert assert_problem(unknown, 422, "validation_failed")["errors"][0]["type"] == "unknown_parameter"
+    assert_problem(await world.client.post(url, json=body, headers=auth(world.enterprise_key, **idem)),
+                   403, "insufficient_scope")
+    assert await balances(world, voucher) == {"available": 3_000_000, "held": 0, "used": 0}
+    held = await world.client.post(url, json=body, headers=auth(world.provider_key, **idem))
+    assert held.status_code == 201 and "idempotent-replayed" not in held.headers, held.text
+
+
 async def test_replayed_hold_and_capture_move_value_once(world: World) -> None:
     voucher = await world.issue(10_000_000)
     first = await world.hold(voucher, 1_000_000, order="PO-1", key="same")

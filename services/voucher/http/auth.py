@@ -51,17 +51,22 @@ async def current_actor(
 query.AUTHENTICATING.add(current_actor)
 
 
+def check_scopes(actor: Actor, scopes: tuple[Scope, ...]) -> None:
+    """403 unless the actor's key holds every one of `scopes`."""
+    missing = [s.value for s in scopes if s not in actor.scopes]
+    if missing:
+        raise InsufficientScope(
+            msg("this operation needs scope {scopes}; the key's role is {role}",
+                scopes=sorted(missing), role=actor.role.value),
+            required_scopes=[s.value for s in scopes],
+        )
+
+
 def require(*scopes: Scope) -> Callable[..., Awaitable[Actor]]:
     """A dependency that authenticates and checks the key holds every one of `scopes`."""
 
     async def dependency(actor: Annotated[Actor, Depends(current_actor)]) -> Actor:
-        missing = [s.value for s in scopes if s not in actor.scopes]
-        if missing:
-            raise InsufficientScope(
-                msg("this operation needs scope {scopes}; the key's role is {role}",
-                    scopes=sorted(missing), role=actor.role.value),
-                required_scopes=[s.value for s in scopes],
-            )
+        check_scopes(actor, scopes)
         return actor
 
     dependency.__name__ = "require_" + "_".join(s.value.replace(":", "_") for s in scopes)

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Header, Request
+from fastapi.security import HTTPAuthorizationCredentials
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
@@ -20,7 +21,8 @@ from services.voucher.actor import Actor
 from services.voucher.apikeys.rules import Scope
 from services.voucher.audit import service as audit
 from services.voucher.errors import IdempotencyKeyRequired
-from services.voucher.http.auth import require
+from services.voucher.http import query
+from services.voucher.http.auth import bearer, check_scopes, current_actor, require
 from services.voucher.idempotency import service as idempotency
 
 KEY_HEADER_DOC = (
@@ -107,19 +109,23 @@ def value_call(*scopes: Scope) -> Callable[..., Awaitable[ValueCall]]:
     """The value engine's dependency (hold, redeem, capture, void, refund): as
     `idempotent(*scopes, required=True)`, but the claim rides in the same round trip as the
     handler's first reads (the unit of work sends it before committing if the handler sent
-    none), and its value carries the session and the instant too. One dependency instead of
-    three: FastAPI's resolution of each costs on every request."""
-    checker = require(*scopes)
+    none), and its value carries the session and the instant too. It authenticates itself, in
+    the order `require` does (the key, its rate limit and the query string by `current_actor`,
+    then the scopes), with the bearer scheme its only sub-dependency: FastAPI's resolution of
+    each dependency costs on every request, and these routes are the busiest."""
     doc = "Required. " + KEY_HEADER_DOC
 
     async def dependency(
         request: Request,
-        actor: Annotated[Actor, Depends(checker)],
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
         idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", description=doc)] = None,
     ) -> ValueCall:
+        actor = await current_actor(request, credentials)
+        check_scopes(actor, scopes)
         now = await _claim(request, actor, idempotency_key, required=True, with_first_reads=True)
         return ValueCall(actor, request.scope["state"]["unit"].session, now)
 
+    query.AUTHENTICATING.add(dependency)  # it checks the query string once the key is known
     return dependency
 
 
