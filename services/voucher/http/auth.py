@@ -51,8 +51,12 @@ async def current_actor(
 query.AUTHENTICATING.add(current_actor)
 
 
-def check_scopes(actor: Actor, scopes: tuple[Scope, ...]) -> None:
-    """403 unless the actor's key holds every one of `scopes`."""
+async def authorised(request: Request, credentials: HTTPAuthorizationCredentials | None,
+                     scopes: tuple[Scope, ...]) -> Actor:
+    """The request's actor (`current_actor`: the key, its rate limit, the query string), then
+    403 unless its key holds every one of `scopes`: every dependency that checks scopes calls
+    this, so the checks and their order are written once."""
+    actor = await current_actor(request, credentials)
     missing = [s.value for s in scopes if s not in actor.scopes]
     if missing:
         raise InsufficientScope(
@@ -60,14 +64,19 @@ def check_scopes(actor: Actor, scopes: tuple[Scope, ...]) -> None:
                 scopes=sorted(missing), role=actor.role.value),
             required_scopes=[s.value for s in scopes],
         )
+    return actor
 
 
 def require(*scopes: Scope) -> Callable[..., Awaitable[Actor]]:
-    """A dependency that authenticates and checks the key holds every one of `scopes`."""
+    """A dependency that authenticates and checks the key holds every one of `scopes`; the
+    bearer scheme is its only sub-dependency (each costs FastAPI's resolution per request)."""
 
-    async def dependency(actor: Annotated[Actor, Depends(current_actor)]) -> Actor:
-        check_scopes(actor, scopes)
-        return actor
+    async def dependency(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> Actor:
+        return await authorised(request, credentials, scopes)
 
     dependency.__name__ = "require_" + "_".join(s.value.replace(":", "_") for s in scopes)
+    query.AUTHENTICATING.add(dependency)  # it checks the query string once the key is known
     return dependency

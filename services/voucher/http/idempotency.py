@@ -22,7 +22,7 @@ from services.voucher.apikeys.rules import Scope
 from services.voucher.audit import service as audit
 from services.voucher.errors import IdempotencyKeyRequired
 from services.voucher.http import query
-from services.voucher.http.auth import bearer, check_scopes, current_actor, require
+from services.voucher.http.auth import authorised, bearer, require
 from services.voucher.idempotency import service as idempotency
 
 KEY_HEADER_DOC = (
@@ -109,10 +109,10 @@ def value_call(*scopes: Scope) -> Callable[..., Awaitable[ValueCall]]:
     """The value engine's dependency (hold, redeem, capture, void, refund): as
     `idempotent(*scopes, required=True)`, but the claim rides in the same round trip as the
     handler's first reads (the unit of work sends it before committing if the handler sent
-    none), and its value carries the session and the instant too. It authenticates itself, in
-    the order `require` does (the key, its rate limit and the query string by `current_actor`,
-    then the scopes), with the bearer scheme its only sub-dependency: FastAPI's resolution of
-    each dependency costs on every request, and these routes are the busiest."""
+    none), and its value carries the session and the instant too. It authenticates itself, as
+    `require` does (`auth.authorised`: the key, its rate limit, the query string, then the
+    scopes), with the bearer scheme its only sub-dependency: FastAPI's resolution of each
+    dependency costs on every request, and these routes are the busiest."""
     doc = "Required. " + KEY_HEADER_DOC
 
     async def dependency(
@@ -120,8 +120,7 @@ def value_call(*scopes: Scope) -> Callable[..., Awaitable[ValueCall]]:
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
         idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", description=doc)] = None,
     ) -> ValueCall:
-        actor = await current_actor(request, credentials)
-        check_scopes(actor, scopes)
+        actor = await authorised(request, credentials, scopes)
         now = await _claim(request, actor, idempotency_key, required=True, with_first_reads=True)
         return ValueCall(actor, request.scope["state"]["unit"].session, now)
 
