@@ -237,6 +237,22 @@ async def test_a_ledger_account_only_ever_changes_its_balance(world: World, raw)
             conn.commit()
 
 
+@pytest.mark.skipif(ENGINE != "postgresql", reason="SQLite's guards were WHEN-gated from the start")
+def test_the_row_guards_on_the_value_path_call_their_function_only_on_a_breach(raw) -> None:
+    """Each balance move updates an account row and each operation inserts audit events: the
+    guards on those two events are WHEN-gated (0013), so a legitimate row runs no PL/pgSQL; the
+    refusals themselves are held by the tests above."""
+    with raw.connect() as conn:
+        found = dict(conn.execute(text(
+            "SELECT tgname, pg_get_triggerdef(oid) FROM pg_trigger WHERE NOT tgisinternal "
+            "AND tgrelid IN ('ledger_account'::regclass, 'audit_event'::regclass)")).all())
+    assert set(found) == {"ledger_account_identity", "ledger_account_no_delete", "audit_event_written_unsealed",
+                          "audit_event_guard", "audit_event_no_truncate"}, found
+    assert "BEFORE UPDATE ON public.ledger_account FOR EACH ROW WHEN" in found["ledger_account_identity"]
+    assert "BEFORE INSERT ON public.audit_event FOR EACH ROW WHEN" in found["audit_event_written_unsealed"]
+    assert "INSERT" not in found["audit_event_guard"] and "UPDATE" not in found["ledger_account_no_delete"]
+
+
 async def test_verifying_against_a_kept_checkpoint_rechecks_history_before_it(world: World, raw) -> None:
     """An alteration before the kept checkpoint is found too: the chain is always walked from
     its first event, the kept checkpoint pinning it at its position."""
