@@ -7,7 +7,11 @@ the executor evaluates itself; the function runs (and raises) only when the cond
 What is refused, and with which message, is unchanged:
 
 - an update of a ledger account that changes anything but its balance (WHEN), and every
-  delete of one (a trigger of its own, without condition);
+  delete of one (a trigger of its own, without condition). The update guard fires AFTER the
+  row, not before: PostgreSQL locks a row before handing it to a BEFORE UPDATE row trigger,
+  whatever the trigger's WHEN says, which is a second tuple lock on every balance move. An
+  AFTER row trigger whose WHEN is false queues nothing; when it is true the statement fails at
+  its end and is undone whole, as before;
 - an audit event inserted with its seal filled in (WHEN); updates and deletes of audit events
   keep the unconditional guard, as before.
 
@@ -40,7 +44,7 @@ def _row(prefix: str) -> str:
 
 UPGRADE = [
     "DROP TRIGGER ledger_account_identity ON ledger_account",
-    "CREATE TRIGGER ledger_account_identity BEFORE UPDATE ON ledger_account FOR EACH ROW "
+    "CREATE TRIGGER ledger_account_identity AFTER UPDATE ON ledger_account FOR EACH ROW "
     f"WHEN ({_row('NEW')} IS DISTINCT FROM {_row('OLD')}) EXECUTE FUNCTION ledger_account_guard()",
     "CREATE TRIGGER ledger_account_no_delete BEFORE DELETE ON ledger_account FOR EACH ROW "
     "EXECUTE FUNCTION ledger_account_guard()",

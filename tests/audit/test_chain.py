@@ -248,7 +248,8 @@ def test_the_row_guards_on_the_value_path_call_their_function_only_on_a_breach(r
             "AND tgrelid IN ('ledger_account'::regclass, 'audit_event'::regclass)")).all())
     assert set(found) == {"ledger_account_identity", "ledger_account_no_delete", "audit_event_written_unsealed",
                           "audit_event_guard", "audit_event_no_truncate"}, found
-    assert "BEFORE UPDATE ON public.ledger_account FOR EACH ROW WHEN" in found["ledger_account_identity"]
+    # AFTER: PostgreSQL locks a row before a BEFORE UPDATE row trigger sees it, WHEN or not.
+    assert "AFTER UPDATE ON public.ledger_account FOR EACH ROW WHEN" in found["ledger_account_identity"]
     assert "BEFORE INSERT ON public.audit_event FOR EACH ROW WHEN" in found["audit_event_written_unsealed"]
     assert "INSERT" not in found["audit_event_guard"] and "UPDATE" not in found["ledger_account_no_delete"]
 
