@@ -237,23 +237,6 @@ async def test_a_ledger_account_only_ever_changes_its_balance(world: World, raw)
             conn.commit()
 
 
-@pytest.mark.skipif(ENGINE != "postgresql", reason="SQLite's guards were WHEN-gated from the start")
-def test_the_row_guards_on_the_value_path_call_their_function_only_on_a_breach(raw) -> None:
-    """Each balance move updates an account row and each operation inserts audit events: the
-    guards on those two events are WHEN-gated (0013), so a legitimate row runs no PL/pgSQL; the
-    refusals themselves are held by the tests above."""
-    with raw.connect() as conn:
-        found = dict(conn.execute(text(
-            "SELECT tgname, pg_get_triggerdef(oid) FROM pg_trigger WHERE NOT tgisinternal "
-            "AND tgrelid IN ('ledger_account'::regclass, 'audit_event'::regclass)")).all())
-    assert set(found) == {"ledger_account_identity", "ledger_account_no_delete", "audit_event_written_unsealed",
-                          "audit_event_guard", "audit_event_no_truncate"}, found
-    # AFTER: PostgreSQL locks a row before a BEFORE UPDATE row trigger sees it, WHEN or not.
-    assert "AFTER UPDATE ON public.ledger_account FOR EACH ROW WHEN" in found["ledger_account_identity"]
-    assert "BEFORE INSERT ON public.audit_event FOR EACH ROW WHEN" in found["audit_event_written_unsealed"]
-    assert "INSERT" not in found["audit_event_guard"] and "UPDATE" not in found["ledger_account_no_delete"]
-
-
 async def test_verifying_against_a_kept_checkpoint_rechecks_history_before_it(world: World, raw) -> None:
     """An alteration before the kept checkpoint is found too: the chain is always walked from
     its first event, the kept checkpoint pinning it at its position."""
@@ -386,9 +369,16 @@ async def test_the_database_refuses_to_change_the_trail(world: World, raw, state
 
 
 async def test_the_database_refuses_to_change_an_unsealed_event(world: World, raw) -> None:
-    with raw.connect() as conn, pytest.raises(DBAPIError, match="never"):
-        conn.execute(text("UPDATE audit_event SET action = 'x' WHERE seq IS NULL"))
-        conn.commit()
+    """The guard's refusals, on one event and on all of them."""
+    one = "WHERE id = (SELECT id FROM audit_event WHERE seq IS NULL ORDER BY id LIMIT 1)"
+    for statement in ("UPDATE audit_event SET action = 'x' WHERE seq IS NULL",
+                      f"UPDATE audit_event SET seq = 1000000, chain_hash = 'x', action = 'y' {one}",
+                      # a seal without its hash; a seal that also rewrites what the event recorded
+                      f"UPDATE audit_event SET seq = 1000000 {one}",
+                      f"UPDATE audit_event SET seq = 1000000, chain_hash = 'x', \"after\" = NULL {one}"):
+        with raw.connect() as conn, pytest.raises(DBAPIError, match="never"):
+            conn.execute(text(statement))
+            conn.commit()
     with raw.connect() as conn, pytest.raises(DBAPIError, match="never"):
         conn.execute(text("UPDATE audit_event SET seq = 1, chain_hash = 'x', action = 'y' WHERE seq IS NULL"))
         conn.commit()
