@@ -8,7 +8,7 @@ seconds per process (services/voucher/apikeys/cache.py), revocations evicting it
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -29,6 +29,17 @@ bearer = HTTPBearer(
 )
 
 
+_Dependency = TypeVar("_Dependency", bound=Callable[..., Any])
+
+
+def authenticating(dependency: _Dependency) -> _Dependency:
+    """Mark `dependency` as one that authenticates the key: a route using it checks its query
+    string there, once the key is known (http/query.py), not before."""
+    query.AUTHENTICATING.add(dependency)
+    return dependency
+
+
+@authenticating
 async def current_actor(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
@@ -46,9 +57,6 @@ async def current_actor(
     await ratelimit.check(request, actor)  # before anything else: a refusal changes nothing
     query.check(request)  # a query parameter the operation does not take: 422, nothing read
     return actor
-
-
-query.AUTHENTICATING.add(current_actor)
 
 
 async def authorised(request: Request, credentials: HTTPAuthorizationCredentials | None,
@@ -71,6 +79,7 @@ def require(*scopes: Scope) -> Callable[..., Awaitable[Actor]]:
     """A dependency that authenticates and checks the key holds every one of `scopes`; the
     bearer scheme is its only sub-dependency (each costs FastAPI's resolution per request)."""
 
+    @authenticating
     async def dependency(
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
@@ -78,5 +87,4 @@ def require(*scopes: Scope) -> Callable[..., Awaitable[Actor]]:
         return await authorised(request, credentials, scopes)
 
     dependency.__name__ = "require_" + "_".join(s.value.replace(":", "_") for s in scopes)
-    query.AUTHENTICATING.add(dependency)  # it checks the query string once the key is known
     return dependency

@@ -21,8 +21,7 @@ from services.voucher.actor import Actor
 from services.voucher.apikeys.rules import Scope
 from services.voucher.audit import service as audit
 from services.voucher.errors import IdempotencyKeyRequired
-from services.voucher.http import query
-from services.voucher.http.auth import authorised, bearer, require
+from services.voucher.http.auth import authenticating, authorised, bearer
 from services.voucher.idempotency import service as idempotency
 
 KEY_HEADER_DOC = (
@@ -75,20 +74,22 @@ def keep_answer_from(request: Request, moment: datetime) -> None:
 
 
 def idempotent(*scopes: Scope, required: bool = False) -> Callable[..., Awaitable[Actor]]:
-    """A dependency: authenticate, check `scopes`, then claim the Idempotency-Key (in a round
-    trip of its own, first in the request's transaction); its value is the actor (a route that
-    needs it takes it from here, not from a second dependency).
+    """A dependency: authenticate and check `scopes` (`auth.authorised`, as `require` does), then
+    claim the Idempotency-Key (in a round trip of its own, first in the request's transaction);
+    its value is the actor (a route that needs it takes it from here, not from a second
+    dependency).
 
     `required`: for operations that move value, where a retry without a key could move it twice.
     """
-    checker = require(*scopes)
     doc = ("Required. " if required else "Optional. ") + KEY_HEADER_DOC
 
+    @authenticating
     async def dependency(
         request: Request,
-        actor: Annotated[Actor, Depends(checker)],
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
         idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", description=doc)] = None,
     ) -> Actor:
+        actor = await authorised(request, credentials, scopes)
         await _claim(request, actor, idempotency_key, required=required, with_first_reads=False)
         return actor
 
@@ -115,6 +116,7 @@ def value_call(*scopes: Scope) -> Callable[..., Awaitable[ValueCall]]:
     dependency costs on every request, and these routes are the busiest."""
     doc = "Required. " + KEY_HEADER_DOC
 
+    @authenticating
     async def dependency(
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
@@ -124,7 +126,6 @@ def value_call(*scopes: Scope) -> Callable[..., Awaitable[ValueCall]]:
         now = await _claim(request, actor, idempotency_key, required=True, with_first_reads=True)
         return ValueCall(actor, request.scope["state"]["unit"].session, now)
 
-    query.AUTHENTICATING.add(dependency)  # it checks the query string once the key is known
     return dependency
 
 
