@@ -22,7 +22,7 @@ from services.voucher.ledger.rules import (
 )
 from services.voucher.redemption import repository, rules
 from services.voucher.redemption.rules import RedemptionRecord
-from services.voucher.tables import Redemption
+from services.voucher.tables import OrderSubsidy, Redemption
 from tests.world import World, build_world
 
 
@@ -85,3 +85,17 @@ def test_a_providers_statements_on_an_existing_redemption_see_only_its_own() -> 
         scoped = sql.count("redemption.provider_id = %(provider_id)s")
         assert scoped >= 1 and scoped == sql.count("redemption.id = %(redemption_id)s"), sql
         assert sql.count("redemption.payee = ") >= scoped, sql
+
+
+async def test_the_rows_a_redemption_creates_have_time_ordered_ids(app, world: World) -> None:
+    """Ids are UUIDv7 (docs/decisions.md, "Ids and pagination"), the order an engine's hold
+    opens included: B-tree inserts stay at the right edge of each primary key."""
+    voucher = await world.issue(10_000_000)
+    held = await world.hold(voucher, 1_000_000, order="PO-V7")
+    assert held.status_code == 201, held.text
+    orders = table_of(OrderSubsidy)
+    async with app.state.database.unit_of_work(write=False) as session:
+        order_id = (await session.execute(select(orders.c.id).where(orders.c.order_reference == "PO-V7"))).scalar_one()
+        redemption_ids = (await session.execute(select(table_of(Redemption).c.id))).scalars().all()
+    assert uuid.UUID(str(order_id)).version == 7
+    assert [uuid.UUID(str(i)).version for i in redemption_ids] == [7]

@@ -169,7 +169,7 @@ async def _place(
     batch, locked = Batch(), repository.Locked()
     repository.lock_counters(
         session, batch, locked, orders=[order_key, *((h.provider_id, h.order_reference) for h in expired)],
-        new_order={"id": uuid.uuid4(), "provider_id": provider_id, "order_reference": request.order_reference,
+        new_order={"id": uuid7(), "provider_id": provider_id, "order_reference": request.order_reference,
                    "enterprise_id": voucher.enterprise_id, "unit": voucher.unit, "order_amount": order_amount,
                    "now": now},
         programme_id=voucher.programme_id, enterprise_id=voucher.enterprise_id,
