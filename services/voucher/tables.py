@@ -373,7 +373,7 @@ class OrderSubsidy(SQLModel, table=True):
     id: uuid.UUID = Field(default_factory=uuid7, primary_key=True)
     provider_id: uuid.UUID = Field(foreign_key="provider.id")
     order_reference: str = Field(max_length=128)
-    enterprise_id: uuid.UUID = Field(foreign_key="enterprise.id", index=True)
+    enterprise_id: uuid.UUID = Field(foreign_key="enterprise.id")  # no query reads orders by enterprise (migration 0013)
     unit: str = Field(max_length=16)
     order_amount: int = Field(sa_type=BigInteger)
     subsidised: int = Field(default=0, sa_type=BigInteger)
