@@ -18,7 +18,9 @@ Per row it prints requests/s, p50, p99, errors, and per request: CPU of the serv
 and of PostgreSQL's (from /proc), round trips and statements the service sent (its own counters,
 summed over workers), commits (pg_stat_database), rows written and index entries written
 (pg_stat_user_tables × the table's indexes, partial ones weighted by the share of rows they
-hold). Then the ratios the product targets (docs/decisions.md, "Value engine"). It judges
+hold). Then the ratios the product targets (docs/decisions.md, "Value engine"), and what the
+requests left to the worker, priced: sealing their audit events and publishing their outbox events
+(`voucher worker --once`, one job at a time, over the backlog of the fresh-database rows). It judges
 nothing and exits 0; the figures also go to bench/results/latest.json.
 """
 
@@ -29,6 +31,7 @@ import asyncio
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -236,6 +239,9 @@ class Probe:
             "rows_written": round(rows / n, 1),
             "index_entries": round(entries / n, 1),
         }
+        for table, key in (("audit_event", "audit_events"), ("outbox_event", "outbox_events")):
+            # What each request leaves the worker to seal and to publish (`deferred`).
+            per[key] = round((after["tables"].get(table, (0, 0, 0))[0] - before["tables"].get(table, (0, 0, 0))[0]) / n, 2)
         if self.metrics_url:
             per["round_trips"] = round((after["round_trips"] - before["round_trips"]) / n, 2)
             per["statements"] = round((after["statements"] - before["statements"]) / n, 2)
@@ -282,6 +288,41 @@ def measured(url: str, world: dict[str, Any], clients: int, seconds: float, scen
     row = asyncio.run(drive(url, world, clients, seconds, scenario))
     requests = (row["ok"] + sum(row["errors"].values())) * (2 if scenario == "hold_capture" else 1)
     return {**row, **probe.per_request(before, probe.read(settle=11), requests)}
+
+
+def deferred(database_url: str) -> dict[str, Any]:
+    """What a request leaves to the worker, priced: sealing its audit events into the chain and
+    publishing its outbox events, each job run once by `voucher worker --once` over the backlog
+    the measured rows left. CPU of the worker's process, less a round with nothing left to do
+    (start-up, imports, connecting), and of PostgreSQL, in ms per event."""
+    engine = create_engine(sync_database_url(database_url))
+    voucher = str(Path(sys.executable).with_name("voucher"))
+
+    def backlog() -> dict[str, int]:
+        with engine.connect() as conn:
+            sealed, published = conn.execute(text(
+                "SELECT (SELECT count(*) FROM audit_event WHERE seq IS NULL), "
+                "(SELECT count(*) FROM outbox_event WHERE seq IS NULL)")).one()
+        return {"seal-audit": sealed, "publish-events": published}
+
+    def run_once(job: str) -> tuple[float, float]:
+        pg, worker = postgres_cpu(), resource.getrusage(resource.RUSAGE_CHILDREN)
+        subprocess.run([voucher, "worker", "--once", "--job", job, "--database-url", database_url],  # noqa: S603
+                       check=True, capture_output=True)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return (after.ru_utime + after.ru_stime - worker.ru_utime - worker.ru_stime), postgres_cpu() - pg
+
+    waiting = backlog()
+    result: dict[str, Any] = {}
+    for job, events in waiting.items():
+        worker, pg = run_once(job)
+        idle_worker, idle_pg = run_once(job)  # nothing left: what the round costs apart from the events
+        result[job] = {"events": events,
+                       "worker_cpu_ms": round(1000 * max(worker - idle_worker, 0) / max(events, 1), 3),
+                       "pg_cpu_ms": round(1000 * max(pg - idle_pg, 0) / max(events, 1), 3)}
+    result["left"] = backlog()
+    engine.dispose()
+    return result
 
 
 def analyse(database_url: str) -> None:
@@ -363,6 +404,7 @@ def main() -> int:
             probe.close()
 
     run_service("", ("redeem", "hold_capture", "balance"), args.clients)
+    work = deferred(database_url)
     run_service(" (audit off)", ("redeem",), args.clients[:1], audit=False)
 
     history = None
@@ -390,11 +432,23 @@ def main() -> int:
           "hold_capture: req/s counts pairs, everything else (p50, p99 included) is per request, the hold and "
           "the capture each one)")
     ratios = summarise(rows, args.clients, args.history)
+    redeem = next(r for r in rows if r["label"] == "redeem" and r["clients"] == args.clients[0])
+    seal, publish = work["seal-audit"], work["publish-events"]
+    later = {k: round(redeem["audit_events"] * seal[k] + redeem["outbox_events"] * publish[k], 3)
+             for k in ("worker_cpu_ms", "pg_cpu_ms")}
+    print(f"Left to the worker: sealing {seal['events']:,} audit events cost {seal['worker_cpu_ms']} ms of its CPU "
+          f"and {seal['pg_cpu_ms']} ms of PostgreSQL's each; publishing {publish['events']:,} outbox events "
+          f"{publish['worker_cpu_ms']} + {publish['pg_cpu_ms']} ms each. A redeem leaves {redeem['audit_events']} "
+          f"and {redeem['outbox_events']}: {later['worker_cpu_ms']} ms of worker CPU and {later['pg_cpu_ms']} ms of "
+          f"PostgreSQL's more, beside its own {redeem['service_cpu_ms']} + {redeem['pg_cpu_ms']} ms "
+          f"(backlog left: {work['left']})")
+    ratios["redeem deferred worker + PostgreSQL CPU ms"] = [later["worker_cpu_ms"], later["pg_cpu_ms"]]
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "latest.json").write_text(json.dumps({
         "benchmark": "redeem", "at": datetime.now(UTC).isoformat(), "machine": platform.node(),
         "cpus": os.cpu_count(), "conditions": conditions, "rows": rows, "ratios": ratios, "history": history,
+        "deferred": work,
     }, indent=2, default=str))
     return 0
 
