@@ -137,6 +137,26 @@ async def test_the_same_batch_uploaded_twice_and_issued_from_both_previews_is_is
     assert sorted(v["face_value"] for v in await _vouchers(client, world)) == [100_000, 200_000]
 
 
+@pytest.mark.parametrize("grants", ["not json", "[" * 100_000 + "]" * 100_000])
+async def test_a_bulk_issue_whose_preview_cannot_be_read_is_a_page_not_a_500(
+        client: httpx.AsyncClient, browser: Browser, world: World, grants: str) -> None:
+    """The preview's grants come back in a hidden field: one tampered with, or nested deeper than
+    Python's JSON parser recurses, is the page's own refusal, and nothing is issued."""
+    import re
+
+    from tests.console.test_operator import _preview, _vouchers
+
+    await browser.sign_in(world.operator)
+    content = f"uscc,face_value,reference\n{world.enterprise['uscc']},1000.00,C-1\n".encode()
+    preview = await _preview(browser, world, "grants.csv", content)
+    form = {name: value for name, value in re.findall(r'name="(\w+)" value="([^"]*)"', preview.text)
+            if name in ("csrf_token", "form_key", "programme_id")}
+    issued = await browser.post("/console/operator/vouchers/bulk/issue", data={**form, "grants": grants})
+    assert issued.status_code == 422, issued.text[:300]
+    assert "upload the file again" in issued.text or "请重新上传" in issued.text
+    assert await _vouchers(client, world) == []
+
+
 async def test_verify_now_sent_twice_runs_one_verification(browser: Browser, world: World) -> None:
     import re
 

@@ -68,6 +68,24 @@ async def test_a_body_that_is_not_json_is_415(client: httpx.AsyncClient, operato
     assert chinese.headers["content-language"] == "zh-CN" and "请以 JSON 格式发送请求体" in detail
 
 
+@pytest.mark.parametrize(("content_type", "status", "code"), [
+    (None, 422, "validation_failed"), ("text/plain", 415, "unsupported_media_type"),
+    ("application/json", 400, "bad_request"),
+])
+async def test_a_body_nested_too_deep_is_refused_where_an_idempotency_key_is_fingerprinted(
+        world: World, content_type: str | None, status: int, code: str) -> None:
+    """The Idempotency-Key's fingerprint reads the body before FastAPI does: a body nested deeper
+    than Python's JSON parser recurses is fingerprinted as bytes and then refused like any other
+    body that is not a valid order, never a 500. Nothing is held."""
+    voucher = await world.issue(1_000_000)
+    nested = b"[" * 100_000 + b"]" * 100_000
+    headers = auth(world.provider_key, **{"Idempotency-Key": f"deep-{content_type}"},
+                   **({"content-type": content_type} if content_type else {}))
+    response = await world.client.post("/v1/redemptions/holds", content=nested, headers=headers)
+    assert_problem(response, status, code)
+    assert (await world.voucher(voucher["id"]))["balances"]["held"] == 0
+
+
 async def test_a_json_flavoured_media_type_is_json(client: httpx.AsyncClient, operator_key: str) -> None:
     response = await client.post("/v1/enterprises", content=b"{}",
                                  headers=auth(operator_key, **{"content-type": "application/merge-patch+json"}))

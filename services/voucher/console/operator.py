@@ -155,7 +155,7 @@ def install(console: FastAPI) -> None:
         form = await page.form()
         try:
             grants = json.loads(str(form.get("grants") or ""))
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep to parse
             raise PageError(422, msg("the preview could not be read; upload the file again")) from exc
         body = {"programme_id": str(form.get("programme_id") or ""), "grants": grants}
         # The batch's own key: the same rows for the same programme are one issue however they come

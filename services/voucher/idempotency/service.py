@@ -90,12 +90,14 @@ def check_key(key: str) -> str:
 
 def request_fingerprint(method: str, path: str, body: bytes) -> str:
     """SHA-256 of method, path (with query) and body; JSON bodies are compared canonically,
-    so re-serialising the same object with other spacing or key order is the same request."""
+    so re-serialising the same object with other spacing or key order is the same request. A
+    body that is not JSON — or nested too deep for Python's parser, which the request's own
+    validation refuses later — is compared byte for byte."""
     try:
         canonical = json.dumps(
             json.loads(body), sort_keys=True, separators=(",", ":"), ensure_ascii=False
         ).encode("utf-8")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         canonical = body
     digest = hashlib.sha256()
     for part in (method.upper().encode(), b"\n", path.encode(), b"\n", canonical):
