@@ -358,6 +358,8 @@ class EnterprisePeriodUsage(SQLModel, table=True):
     committed: int = Field(default=0, sa_type=BigInteger)
     subsidised: int = Field(default=0, sa_type=BigInteger)
     subsidised_spend: int = Field(default=0, sa_type=BigInteger)
+    #: The latest instant a value operation that moved these totals was decided at (migration 0014).
+    decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class OrderSubsidy(SQLModel, table=True):
@@ -378,6 +380,9 @@ class OrderSubsidy(SQLModel, table=True):
     order_amount: int = Field(sa_type=BigInteger)
     subsidised: int = Field(default=0, sa_type=BigInteger)
     created_at: datetime = Field(sa_type=UTCDateTime)
+    #: The latest instant a value operation that moved its total was decided at: a capture locked
+    #: after it judges a hold's expiry no earlier (migration 0014; docs/decisions.md, "Value engine").
+    decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 _HELD = text("status = 'held'")

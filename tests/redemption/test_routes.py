@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -361,6 +362,45 @@ async def test_an_expired_hold_on_another_voucher_does_not_use_up_the_cap(app, c
     assert_problem(await world.hold(b, 1_000_000, order="O2"), 409, "enterprise_cap_reached")
     clock.advance(seconds=1801)
     assert (await world.hold(b, 1_000_000, order="O3")).json()["held_amount"] == 300_000
+
+
+async def _capture(world: World, hold: dict[str, Any], key: str) -> httpx.Response:
+    return await world.client.post(f"/v1/redemptions/{hold['id']}/capture", json={},
+                                   headers=auth(world.provider_key, **{"Idempotency-Key": key}))
+
+
+async def test_a_hold_another_voucher_counted_as_expired_can_no_longer_be_captured_on_the_order(
+        app, client: httpx.AsyncClient, clock) -> None:
+    """A capture whose instant was read before a hold on another voucher treated its hold as
+    expired, but whose locks came after that hold committed (it waited on the order's lock, or
+    its machine's clock is behind), judges expiry no earlier than that hold did: otherwise the
+    order would be subsidised twice over the stacking ceiling (DESIGN §1)."""
+    world = await build_world(app, client, stacking_ceiling_bps=6000, rate_table={"accelerator:domestic": 6000})
+    a, b = await world.issue(10_000_000), await world.issue(10_000_000)
+    first = (await world.hold(a, 1_000_000, order="SHARED", key="a")).json()
+    clock.advance(seconds=1801)  # A's hold is void from now on: B's hold may take the order's room
+    second = await world.hold(b, 1_000_000, order="SHARED", key="b")
+    assert second.json()["held_amount"] == 600_000, second.text
+    clock.advance(seconds=-2)  # the capture read its clock before B's hold did, 1 s before A's expiry
+    assert_problem(await _capture(world, first, "late"), 409, "hold_expired")
+    captured = await _capture(world, second.json(), "b-capture")
+    assert captured.status_code == 200, captured.text
+    assert (await world.reconciliation())["is_clean"]
+
+
+async def test_a_hold_another_voucher_counted_as_expired_can_no_longer_be_captured_in_the_period(
+        app, client: httpx.AsyncClient, clock) -> None:
+    """As above, for the enterprise's cap: the period's usage row carries the instant too."""
+    world = await build_world(app, client, enterprise_cap=300_000, max_per_voucher=300_000,
+                              voucher_validity_days=900, rate_table={"accelerator:domestic": 3000})
+    a = await world.issue(300_000)
+    clock.advance(days=366)
+    b = await world.issue(300_000)
+    first = (await world.hold(a, 1_000_000, order="O1")).json()
+    clock.advance(seconds=1801)
+    assert (await world.hold(b, 1_000_000, order="O2")).json()["held_amount"] == 300_000
+    clock.advance(seconds=-2)
+    assert_problem(await _capture(world, first, "late"), 409, "hold_expired")
 
 
 async def test_a_refund_after_a_clawback_is_not_recovered_twice(app, world: World) -> None:

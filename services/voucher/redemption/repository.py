@@ -231,14 +231,15 @@ _BALANCES_OF = {
 }
 
 _ORDER_KEY = (ORD.c.provider_id == bindparam("provider_id")) & (ORD.c.order_reference == bindparam("order_reference"))
-_ORDER_COLUMNS = (ORD.c.id, ORD.c.enterprise_id, ORD.c.unit, ORD.c.order_amount, ORD.c.subsidised)
+_ORDER_COLUMNS = (ORD.c.id, ORD.c.enterprise_id, ORD.c.unit, ORD.c.order_amount, ORD.c.subsidised, ORD.c.decided_at)
+_USAGE_COLUMNS = (U.c.id, U.c.period_key, U.c.subsidised, U.c.subsidised_spend, U.c.decided_at)
 # A hold's order: created, or (known) locked — one statement either way. On a known order the
 # no-op update takes the row's lock and returns it as it stands.
 _NEW_OR_KNOWN_ORDER = {
     name: make(ORD).values(id=bindparam("id"), provider_id=bindparam("provider_id"),
                            order_reference=bindparam("order_reference"), enterprise_id=bindparam("enterprise_id"),
                            unit=bindparam("unit"), order_amount=bindparam("order_amount"), subsidised=0,
-                           created_at=bindparam("now"))
+                           created_at=bindparam("now"), decided_at=bindparam("now"))
     .on_conflict_do_update(index_elements=["provider_id", "order_reference"],
                            set_={"order_reference": make(ORD).excluded.order_reference})
     .returning(*_ORDER_COLUMNS)
@@ -254,7 +255,7 @@ _NEW_USAGE = {
                              index_elements=["programme_id", "enterprise_id", "period_key"])
     for name, make in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
 }
-_LOCK_USAGE = select(U.c.id, U.c.period_key, U.c.subsidised, U.c.subsidised_spend).where(_USAGE_KEY).with_for_update()
+_LOCK_USAGE = select(*_USAGE_COLUMNS).where(_USAGE_KEY).with_for_update()
 
 
 class _UuidText(FunctionElement[str]):
@@ -314,7 +315,7 @@ _LOCK_ORDER_OF = {
     for flag in (True, False)
 }
 _LOCK_USAGE_OF = {
-    flag: select(U.c.id, U.c.period_key, U.c.subsidised, U.c.subsidised_spend)
+    flag: select(*_USAGE_COLUMNS)
     .select_from(U.join(R, and_(U.c.programme_id == R.c.programme_id, U.c.enterprise_id == R.c.enterprise_id,
                                 U.c.period_key == R.c.period_key)))
     .where(_of_redemption(flag)).with_for_update(of=U)
@@ -421,6 +422,14 @@ class Locked:
 
     def usage(self, period_key: str) -> Usage:
         return Usage(*self.usages[period_key].rows[0])
+
+    def found_order(self, provider_id: uuid.UUID, order_reference: str) -> Order | None:
+        step = self.orders.get((provider_id, order_reference))
+        return Order(*step.rows[0]) if step is not None and step.rows else None
+
+    def found_usage(self, period_key: str) -> Usage | None:
+        step = self.usages.get(period_key)
+        return Usage(*step.rows[0]) if step is not None and step.rows else None
 
     def missing_usages(self) -> list[str]:
         return [period for period, step in self.usages.items() if not step.rows]
@@ -559,9 +568,21 @@ _SET_VOIDED = update(R).where(R.c.id == bindparam("redemption_id")).values(
     status=RedemptionStatus.VOIDED.value, voided_at=bindparam("at"), void_reason=bindparam("void_reason"))
 _SET_REFUNDED = update(R).where(R.c.id == bindparam("redemption_id")).values(
     status=bindparam("status"), refunded_amount=bindparam("refunded_amount"))
-_ORDER_ADD = update(ORD).where(ORD.c.id == bindparam("order_id")).values(subsidised=ORD.c.subsidised + bindparam("delta"))
+
+
+def _later(column: Any) -> Any:
+    """The column's instant or the operation's, whichever is later (never moved back)."""
+    now = bindparam("now", type_=column.type)
+    return case((column > now, column), else_=now)
+
+
+# Each also records the operation's instant on the row (`decided_at`): a capture that locks the
+# row after this operation committed judges a hold's expiry no earlier (`rules.judged_at`).
+_ORDER_ADD = update(ORD).where(ORD.c.id == bindparam("order_id")).values(
+    subsidised=ORD.c.subsidised + bindparam("delta"), decided_at=_later(ORD.c.decided_at))
 _USAGE_ADD = update(U).where(U.c.id == bindparam("usage_id")).values(
-    subsidised=U.c.subsidised + bindparam("delta"), subsidised_spend=U.c.subsidised_spend + bindparam("spend"))
+    subsidised=U.c.subsidised + bindparam("delta"), subsidised_spend=U.c.subsidised_spend + bindparam("spend"),
+    decided_at=_later(U.c.decided_at))
 _VOUCHER_STATUS = update(V).where(V.c.id == bindparam("voucher_id")).values(
     status=bindparam("status"), status_changed_at=bindparam("at"), version=V.c.version + 1)
 
@@ -586,10 +607,13 @@ def set_refunded(batch: Batch, redemption_id: uuid.UUID, refunded: int, status: 
     batch.add(_SET_REFUNDED, {"redemption_id": redemption_id, "refunded_amount": refunded, "status": status})
 
 
-def move_counters(batch: Batch, orders: dict[uuid.UUID, int], usages: dict[uuid.UUID, tuple[int, int]]) -> None:
-    """Add to orders' subsidised totals and usage rows' (subsidised, spend), netted per row."""
-    batch.add(_ORDER_ADD, [{"order_id": k, "delta": v} for k, v in sorted(orders.items()) if v])
-    batch.add(_USAGE_ADD, [{"usage_id": k, "delta": d, "spend": s} for k, (d, s) in sorted(usages.items()) if d or s])
+def move_counters(batch: Batch, orders: dict[uuid.UUID, int], usages: dict[uuid.UUID, tuple[int, int]],
+                  now: datetime) -> None:
+    """Add to orders' subsidised totals and usage rows' (subsidised, spend), netted per row, and
+    record `now` on each: a row whose moves net to nothing too (a hold that releases its voucher's
+    expired hold on the order and takes as much again has still judged other holds at `now`)."""
+    batch.add(_ORDER_ADD, [{"order_id": k, "delta": v, "now": now} for k, v in sorted(orders.items())])
+    batch.add(_USAGE_ADD, [{"usage_id": k, "delta": d, "spend": s, "now": now} for k, (d, s) in sorted(usages.items())])
 
 
 def set_voucher_status(batch: Batch, voucher_id: uuid.UUID, status: str, at: datetime) -> None:

@@ -200,6 +200,8 @@ class Order:
     unit: str
     order_amount: int
     subsidised: int
+    #: The latest instant an operation that moved `subsidised` was decided at (`judged_at`).
+    decided_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -208,6 +210,8 @@ class Usage:
     period_key: str
     subsidised: int
     subsidised_spend: int
+    #: The latest instant an operation that moved these totals was decided at (`judged_at`).
+    decided_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -380,6 +384,16 @@ def effective_redemption_status(status: str, void_reason: str | None, hold_expir
     if status == RedemptionStatus.HELD.value and now >= hold_expires_at:
         return RedemptionStatus.VOIDED.value, VoidReason.EXPIRED.value
     return status, void_reason
+
+
+def judged_at(now: datetime, *counters: Order | Usage | None) -> datetime:
+    """The instant a capture judges its hold's expiry at: its own, or — if later — the instant of
+    the last operation that moved the hold's order or period totals. That operation committed
+    before the capture took those rows' locks, and may have counted this very hold as void when
+    it was past its TTL (taking the room it left on the order or under the cap); the capture's
+    own instant may be earlier (read before it waited on the locks, or on a machine whose clock
+    is behind). Judged no earlier, the hold cannot be captured after its room was given away."""
+    return max([now, *(c.decided_at for c in counters if c is not None and c.decided_at is not None)])
 
 
 def check_held(hold: Hold, now: datetime) -> None:

@@ -75,8 +75,8 @@ class HoldRequest:
 class _Writes:
     """What one operation writes, gathered while it is decided and sent as one batch."""
 
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    def __init__(self, session: AsyncSession, now: datetime) -> None:
+        self.session, self.now = session, now
         self.batch = Batch()
         self.journals: list[ledger.Journal] = []
         self.orders: dict[uuid.UUID, int] = defaultdict(int)
@@ -95,7 +95,8 @@ class _Writes:
         self.usages[usage_id][1] += spend
 
     async def send(self, *, deferred: bool) -> None:
-        repository.move_counters(self.batch, dict(self.orders), {k: (d, s) for k, (d, s) in self.usages.items()})
+        repository.move_counters(self.batch, dict(self.orders), {k: (d, s) for k, (d, s) in self.usages.items()},
+                                 self.now)
         await ledger.write(self.session, self.batch, self.journals, record=False)
         if deferred:
             for step in self.batch.steps:
@@ -192,7 +193,7 @@ async def _place(
                                       expected=request.expected_subsidy)
     subsidy = computation.subsidy
 
-    writes = _Writes(session)
+    writes = _Writes(session, now)
     for held in expired:
         await _release(writes, voucher, held, VoidReason.EXPIRED, now, locked)
     redemption = RedemptionRecord(
@@ -317,10 +318,13 @@ async def _capture_by_id(session: AsyncSession, actor: Actor, redemption_id: uui
     locks = await _locked(session, actor, redemption_id)
     voucher, held = locks.voucher, locks.hold
     assert voucher is not None and held is not None
-    taken = decide.capture_amount(held, voucher, amount, now, approval=approval)
+    # Expiry judged no earlier than the last operation on the hold's order and period totals.
+    judged = decide.judged_at(now, locks.counters.found_order(held.provider_id, held.order_reference),
+                              locks.counters.found_usage(held.period_key))
+    taken = decide.capture_amount(held, voucher, amount, judged, approval=approval)
     locked = await _counters_of(session, locks)
     payable = await _account_ids(session, locked, voucher, held.provider_id, Payee(held.payee), now)
-    writes = _Writes(session)
+    writes = _Writes(session, now)
     await _capture(writes, voucher, held, taken, now, payable, locked=locked)
     repository.set_captured(writes.batch, held.id, taken, now, RedemptionStatus.CAPTURED.value)
     await writes.send(deferred=deferred)
@@ -397,7 +401,7 @@ async def _void(session: AsyncSession, locks: repository.HoldLocks, reason: Void
     voucher, held = locks.voucher, locks.hold
     assert voucher is not None and held is not None
     locked = await _counters_of(session, locks)
-    writes = _Writes(session)
+    writes = _Writes(session, now)
     await _release(writes, voucher, held, reason, now, locked, note=note)
     await _settle(writes, _after(voucher, available=held.held_amount, held=-held.held_amount), now)
     await writes.send(deferred=deferred)
@@ -448,7 +452,7 @@ async def refund(
     legs = [*transfer(voucher.used_account_id, target, amount, unit), *transfer(payable, spent, amount, unit)]
     if voucher.status == VoucherStatus.REVOKED.value:
         legs += await _clawback_recovered(session, voucher, amount, now)
-    writes = _Writes(session)
+    writes = _Writes(session, now)
     writes.counters(locked.order(held.provider_id, held.order_reference).id, locked.usage(held.period_key).id,
                     -amount, 0)
     await writes.journal(voucher, "refund", legs, now, redemption_id=held.id,
@@ -533,7 +537,7 @@ async def release_voucher_holds(session: AsyncSession, voucher: Any, reason: Voi
                              new_order=None, programme_id=voucher.programme_id, enterprise_id=voucher.enterprise_id,
                              periods=[h.period_key for h in holds])
     await driver.run(session, batch)
-    writes = _Writes(session)
+    writes = _Writes(session, now)
     for hold_ in holds:
         await _release(writes, state, hold_, decide.release_reason(hold_, reason, now), now, locked)
     await writes.send(deferred=False)
