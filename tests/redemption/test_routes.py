@@ -403,6 +403,47 @@ async def test_a_hold_another_voucher_counted_as_expired_can_no_longer_be_captur
     assert_problem(await _capture(world, first, "late"), 409, "hold_expired")
 
 
+async def test_a_hold_on_an_expired_voucher_does_not_use_up_the_order_before_the_job_runs(
+        app, client: httpx.AsyncClient, clock) -> None:
+    """DESIGN §2 and §6: a voucher past its expiry is expired, its holds void, whether or not the
+    job has posted it. A hold on it whose own TTL has not passed no longer takes up the order's
+    room for another voucher, and can no longer be captured."""
+    from datetime import datetime
+
+    world = await build_world(app, client, stacking_ceiling_bps=3000, rate_table={"accelerator:domestic": 3000})
+    a = await world.issue(10_000_000)
+    clock.advance(seconds=(datetime.fromisoformat(a["expires_at"]) - clock()).total_seconds() - 600)
+    b = await world.issue(10_000_000)  # issued later: still valid when A has expired
+    first = (await world.hold(a, 1_000_000, order="SHARED", key="a")).json()
+    assert first["held_amount"] == 300_000
+    assert_problem(await world.hold(b, 1_000_000, order="SHARED", key="b1"), 409, "order_already_subsidised")
+    clock.advance(seconds=660)  # A has expired; its hold's 30-minute TTL has not passed; no job has run
+    second = await world.hold(b, 1_000_000, order="SHARED", key="b2")
+    assert second.status_code == 201, second.text
+    assert second.json()["held_amount"] == 300_000
+    assert_problem(await _capture(world, first, "a-capture"), 409, "voucher_expired")
+    assert (await world.reconciliation())["is_clean"]
+
+
+async def test_a_hold_on_an_expired_voucher_does_not_use_up_the_cap_before_the_job_runs(
+        app, client: httpx.AsyncClient, clock) -> None:
+    """As above, for the enterprise's cap in the period."""
+    from datetime import datetime
+
+    world = await build_world(app, client, enterprise_cap=600_000, max_per_voucher=300_000,
+                              rate_table={"accelerator:domestic": 3000})
+    a = await world.issue(300_000)
+    clock.advance(seconds=(datetime.fromisoformat(a["expires_at"]) - clock()).total_seconds() - 600)
+    b, c = await world.issue(300_000), await world.issue(300_000)
+    first = (await world.hold(a, 1_000_000, order="O1")).json()
+    assert (await world.hold(b, 1_000_000, order="O2")).json()["held_amount"] == 300_000
+    assert_problem(await world.hold(c, 1_000_000, order="O3"), 409, "enterprise_cap_reached")
+    clock.advance(seconds=660)
+    assert (await world.hold(c, 1_000_000, order="O4")).json()["held_amount"] == 300_000
+    assert_problem(await _capture(world, first, "a-capture"), 409, "voucher_expired")
+    assert (await world.reconciliation())["is_clean"]
+
+
 async def test_a_refund_after_a_clawback_is_not_recovered_twice(app, world: World) -> None:
     from sqlalchemy import select
 

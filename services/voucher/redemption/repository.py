@@ -338,23 +338,29 @@ def _account(n: int) -> Any:
 
 
 _VOID_WHEN_READ = IS_HELD & (R.c.hold_expires_at <= bindparam("now"))
+# Another voucher's hold is void for the order's room and the cap once its TTL has passed or its
+# voucher has expired (its holds are voided first, DESIGN §2), whether or not the job has posted
+# either. A capture of it locked after this operation is judged at this operation's instant or
+# later (`rules.judged_at`), so it is refused then: the room is never given twice.
+_STALE = IS_HELD & ((R.c.hold_expires_at <= bindparam("now"))
+                    | exists().where(V.c.id == R.c.voucher_id, V.c.expires_at <= bindparam("now")))
 # Read after every lock, in one statement: whether the voucher already subsidises the order (its
 # holds past their TTL are void when read, and released by this very operation); what holds past
-# their TTL still count on the order and in the period (only live holds are read); the accounts
-# a capture pays through.
+# their TTL, or on vouchers that have expired, still count on the order and in the period (only
+# live holds are read); the accounts a capture pays through.
 _AFTER_LOCKS = select(
     exists().where(R.c.voucher_id == bindparam("voucher_id"), R.c.provider_id == bindparam("provider_id"),
                    R.c.order_reference == bindparam("order_reference"),
                    R.c.status != RedemptionStatus.VOIDED.value, ~_VOID_WHEN_READ),
     select(_sum(R.c.held_amount)).where(R.c.provider_id == bindparam("provider_id"),
                                         R.c.order_reference == bindparam("order_reference"),
-                                        _VOID_WHEN_READ).scalar_subquery(),
+                                        _STALE).scalar_subquery(),
     select(_sum(R.c.held_amount)).where(R.c.programme_id == bindparam("programme_id"),
                                         R.c.enterprise_id == bindparam("enterprise_id"),
-                                        R.c.period_key == bindparam("period_key"), _VOID_WHEN_READ).scalar_subquery(),
+                                        R.c.period_key == bindparam("period_key"), _STALE).scalar_subquery(),
     select(_sum(R.c.order_amount)).where(R.c.programme_id == bindparam("programme_id"),
                                          R.c.enterprise_id == bindparam("enterprise_id"),
-                                         R.c.period_key == bindparam("period_key"), _VOID_WHEN_READ).scalar_subquery(),
+                                         R.c.period_key == bindparam("period_key"), _STALE).scalar_subquery(),
     _account(1), _account(2), _account(3),
 )
 _LOCK_ACCOUNT = select(A.c.balance).where(A.c.id == bindparam("account_id")).with_for_update()
