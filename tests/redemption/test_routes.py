@@ -401,6 +401,28 @@ async def test_a_hold_another_voucher_counted_as_expired_can_no_longer_be_captur
     assert (await world.hold(b, 1_000_000, order="O2")).json()["held_amount"] == 300_000
     clock.advance(seconds=-2)
     assert_problem(await _capture(world, first, "late"), 409, "hold_expired")
+    assert (await world.reconciliation())["is_clean"]
+
+
+async def test_the_orders_row_alone_keeps_a_hold_counted_as_expired_from_being_captured(
+        app, client: httpx.AsyncClient, clock) -> None:
+    """Two holds on one order in different cap periods share the order's row but not a usage
+    row: the order's row carries the instant on its own."""
+    from datetime import UTC, datetime
+
+    world = await build_world(app, client, stacking_ceiling_bps=6000, voucher_validity_days=900,
+                              rate_table={"accelerator:domestic": 6000})
+    a, b = await world.issue(10_000_000), await world.issue(10_000_000)
+    # 23:50 on 31 December in Shanghai, the programme's time zone: A's hold is in this year's period
+    clock.advance(seconds=(datetime(clock().year, 12, 31, 15, 50, tzinfo=UTC) - clock()).total_seconds())
+    first = (await world.hold(a, 1_000_000, order="SHARED", key="a")).json()
+    clock.advance(seconds=1801)  # 00:20:01 on 1 January: A's hold is void, B's falls in next year's period
+    second = await world.hold(b, 1_000_000, order="SHARED", key="b")
+    assert second.json()["held_amount"] == 600_000, second.text
+    assert second.json()["computation"]["period"] != first["computation"]["period"]
+    clock.advance(seconds=-2)
+    assert_problem(await _capture(world, first, "late"), 409, "hold_expired")
+    assert (await world.reconciliation())["is_clean"]
 
 
 async def test_a_hold_on_an_expired_voucher_does_not_use_up_the_order_before_the_job_runs(
@@ -421,6 +443,7 @@ async def test_a_hold_on_an_expired_voucher_does_not_use_up_the_order_before_the
     second = await world.hold(b, 1_000_000, order="SHARED", key="b2")
     assert second.status_code == 201, second.text
     assert second.json()["held_amount"] == 300_000
+    clock.advance(seconds=-120)  # the capture's instant: a minute before A's expiry, read before B's hold
     assert_problem(await _capture(world, first, "a-capture"), 409, "voucher_expired")
     assert (await world.reconciliation())["is_clean"]
 
@@ -440,6 +463,7 @@ async def test_a_hold_on_an_expired_voucher_does_not_use_up_the_cap_before_the_j
     assert_problem(await world.hold(c, 1_000_000, order="O3"), 409, "enterprise_cap_reached")
     clock.advance(seconds=660)
     assert (await world.hold(c, 1_000_000, order="O4")).json()["held_amount"] == 300_000
+    clock.advance(seconds=-120)
     assert_problem(await _capture(world, first, "a-capture"), 409, "voucher_expired")
     assert (await world.reconciliation())["is_clean"]
 
