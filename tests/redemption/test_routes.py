@@ -425,6 +425,26 @@ async def test_the_orders_row_alone_keeps_a_hold_counted_as_expired_from_being_c
     assert (await world.reconciliation())["is_clean"]
 
 
+async def test_a_void_of_a_hold_another_voucher_counted_as_expired_records_it_as_expired(
+        app, client: httpx.AsyncClient, clock) -> None:
+    """The void's own instant reads before the TTL, but another voucher's hold already took the
+    room as the hold's expiry left it: the release is recorded as that expiry, at that moment."""
+    world = await build_world(app, client, stacking_ceiling_bps=6000, rate_table={"accelerator:domestic": 6000})
+    a, b = await world.issue(10_000_000), await world.issue(10_000_000)
+    first = (await world.hold(a, 1_000_000, order="SHARED", key="a")).json()
+    clock.advance(seconds=1801)
+    assert (await world.hold(b, 1_000_000, order="SHARED", key="b")).status_code == 201
+    clock.advance(seconds=-2)
+    voided = await world.client.post(f"/v1/redemptions/{first['id']}/void", json={},
+                                     headers=auth(world.provider_key, **{"Idempotency-Key": "void-a"}))
+    assert voided.status_code == 200, voided.text
+    assert voided.json()["void_reason"] == "expired"
+    assert voided.json()["voided_at"] == first["hold_expires_at"]
+    read = await world.client.get(f"/v1/redemptions/{first['id']}", headers=auth(world.provider_key))
+    assert (read.json()["status"], read.json()["void_reason"]) == ("voided", "expired")
+    assert (await world.reconciliation())["is_clean"]
+
+
 async def test_a_hold_on_an_expired_voucher_does_not_use_up_the_order_before_the_job_runs(
         app, client: httpx.AsyncClient, clock) -> None:
     """DESIGN §2 and §6: a voucher past its expiry is expired, its holds void, whether or not the

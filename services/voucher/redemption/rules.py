@@ -438,8 +438,9 @@ def release_reason(hold: Hold, reason: VoidReason, now: datetime) -> VoidReason:
 
 
 def voided_at(hold: Hold, reason: VoidReason, now: datetime) -> datetime:
-    """When a released hold became void: its expiry if it expired, else now."""
-    return min(now, hold.hold_expires_at) if reason is VoidReason.EXPIRED else now
+    """When a released hold became void: its expiry if it expired (judged, perhaps, at a later
+    operation's instant than `now`: `judged_at`), else now."""
+    return hold.hold_expires_at if reason is VoidReason.EXPIRED else now
 
 
 def check_refund(hold: Hold, amount: int) -> None:

@@ -291,6 +291,15 @@ async def _locked(session: AsyncSession, actor: Actor, redemption_id: uuid.UUID)
     return locks
 
 
+def _judged_at(locks: repository.HoldLocks, now: datetime) -> datetime:
+    """The instant a locked hold's expiry is judged at: no earlier than the last operation on its
+    order's and its period's totals, which may have counted it as void (`rules.judged_at`)."""
+    held = locks.hold
+    assert held is not None
+    return decide.judged_at(now, locks.counters.found_order(held.provider_id, held.order_reference),
+                            locks.counters.found_usage(held.period_key))
+
+
 async def _counters_of(session: AsyncSession, locks: repository.HoldLocks) -> repository.Locked:
     """An existing redemption's order and usage rows and accounts, read and locked in its first
     round trip (`repository.lock_hold`); a usage row missing is created and locked then."""
@@ -318,10 +327,7 @@ async def _capture_by_id(session: AsyncSession, actor: Actor, redemption_id: uui
     locks = await _locked(session, actor, redemption_id)
     voucher, held = locks.voucher, locks.hold
     assert voucher is not None and held is not None
-    # Expiry judged no earlier than the last operation on the hold's order and period totals.
-    judged = decide.judged_at(now, locks.counters.found_order(held.provider_id, held.order_reference),
-                              locks.counters.found_usage(held.period_key))
-    taken = decide.capture_amount(held, voucher, amount, judged, approval=approval)
+    taken = decide.capture_amount(held, voucher, amount, _judged_at(locks, now), approval=approval)
     locked = await _counters_of(session, locks)
     payable = await _account_ids(session, locked, voucher, held.provider_id, Payee(held.payee), now)
     writes = _Writes(session, now)
@@ -389,7 +395,9 @@ async def void(session: AsyncSession, actor: Actor, redemption_id: uuid.UUID, no
     `note`: the caller's words, kept in the audit event and the journal's memo."""
     locks = await _locked(session, actor, redemption_id)
     assert locks.hold is not None
-    reason = decide.void_reason(locks.hold, now)
+    # A hold another operation already counted as void is recorded as expired, whatever this
+    # request's own instant reads.
+    reason = decide.void_reason(locks.hold, _judged_at(locks, now))
     await _void(session, locks, reason, now, deferred=deferred, note=note)
     return RedemptionRecord(**{**locks.row, "status": RedemptionStatus.VOIDED.value,
                                "voided_at": decide.voided_at(locks.hold, reason, now),
@@ -497,7 +505,8 @@ async def void_claim(session: AsyncSession, redemption_id: uuid.UUID, now: datet
     locks = await _locked(session, SYSTEM, redemption_id)
     assert locks.hold is not None
     if locks.hold.status == RedemptionStatus.HELD.value:
-        await _void(session, locks, decide.release_reason(locks.hold, VoidReason.CLAIM_REJECTED, now), now, deferred=False)
+        reason = decide.release_reason(locks.hold, VoidReason.CLAIM_REJECTED, _judged_at(locks, now))
+        await _void(session, locks, reason, now, deferred=False)
 
 
 async def due_holds(session: AsyncSession, now: datetime, limit: int = 500) -> list[uuid.UUID]:
