@@ -4,8 +4,7 @@ refusal with its own code and no value moved (DESIGN §2–§4)."""
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
-from typing import Any
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -364,11 +363,6 @@ async def test_an_expired_hold_on_another_voucher_does_not_use_up_the_cap(app, c
     assert (await world.hold(b, 1_000_000, order="O3")).json()["held_amount"] == 300_000
 
 
-async def _capture(world: World, hold: dict[str, Any], key: str) -> httpx.Response:
-    return await world.client.post(f"/v1/redemptions/{hold['id']}/capture", json={},
-                                   headers=auth(world.provider_key, **{"Idempotency-Key": key}))
-
-
 async def test_a_hold_another_voucher_counted_as_expired_can_no_longer_be_captured_on_the_order(
         app, client: httpx.AsyncClient, clock) -> None:
     """A capture whose instant was read before a hold on another voucher treated its hold as
@@ -382,8 +376,8 @@ async def test_a_hold_another_voucher_counted_as_expired_can_no_longer_be_captur
     second = await world.hold(b, 1_000_000, order="SHARED", key="b")
     assert second.json()["held_amount"] == 600_000, second.text
     clock.advance(seconds=-2)  # the capture read its clock before B's hold did, 1 s before A's expiry
-    assert_problem(await _capture(world, first, "late"), 409, "hold_expired")
-    captured = await _capture(world, second.json(), "b-capture")
+    assert_problem(await world.post(f"/v1/redemptions/{first['id']}/capture", idem="late"), 409, "hold_expired")
+    captured = await world.post(f"/v1/redemptions/{second.json()['id']}/capture", idem="b-capture")
     assert captured.status_code == 200, captured.text
     assert (await world.reconciliation())["is_clean"]
 
@@ -400,7 +394,7 @@ async def test_a_hold_another_voucher_counted_as_expired_can_no_longer_be_captur
     clock.advance(seconds=1801)
     assert (await world.hold(b, 1_000_000, order="O2")).json()["held_amount"] == 300_000
     clock.advance(seconds=-2)
-    assert_problem(await _capture(world, first, "late"), 409, "hold_expired")
+    assert_problem(await world.post(f"/v1/redemptions/{first['id']}/capture", idem="late"), 409, "hold_expired")
     assert (await world.reconciliation())["is_clean"]
 
 
@@ -408,8 +402,6 @@ async def test_the_orders_row_alone_keeps_a_hold_counted_as_expired_from_being_c
         app, client: httpx.AsyncClient, clock) -> None:
     """Two holds on one order in different cap periods share the order's row but not a usage
     row: the order's row carries the instant on its own."""
-    from datetime import UTC, datetime
-
     world = await build_world(app, client, stacking_ceiling_bps=6000, voucher_validity_days=900,
                               rate_table={"accelerator:domestic": 6000})
     a, b = await world.issue(10_000_000), await world.issue(10_000_000)
@@ -421,7 +413,7 @@ async def test_the_orders_row_alone_keeps_a_hold_counted_as_expired_from_being_c
     assert second.json()["held_amount"] == 600_000, second.text
     assert second.json()["computation"]["period"] != first["computation"]["period"]
     clock.advance(seconds=-2)
-    assert_problem(await _capture(world, first, "late"), 409, "hold_expired")
+    assert_problem(await world.post(f"/v1/redemptions/{first['id']}/capture", idem="late"), 409, "hold_expired")
     assert (await world.reconciliation())["is_clean"]
 
 
@@ -435,8 +427,7 @@ async def test_a_void_of_a_hold_another_voucher_counted_as_expired_records_it_as
     clock.advance(seconds=1801)
     assert (await world.hold(b, 1_000_000, order="SHARED", key="b")).status_code == 201
     clock.advance(seconds=-2)
-    voided = await world.client.post(f"/v1/redemptions/{first['id']}/void", json={},
-                                     headers=auth(world.provider_key, **{"Idempotency-Key": "void-a"}))
+    voided = await world.post(f"/v1/redemptions/{first['id']}/void", idem="void-a")
     assert voided.status_code == 200, voided.text
     assert voided.json()["void_reason"] == "expired"
     assert voided.json()["voided_at"] == first["hold_expires_at"]
@@ -450,8 +441,6 @@ async def test_a_hold_on_an_expired_voucher_does_not_use_up_the_order_before_the
     """DESIGN §2 and §6: a voucher past its expiry is expired, its holds void, whether or not the
     job has posted it. A hold on it whose own TTL has not passed no longer takes up the order's
     room for another voucher, and can no longer be captured."""
-    from datetime import datetime
-
     world = await build_world(app, client, stacking_ceiling_bps=3000, rate_table={"accelerator:domestic": 3000})
     a = await world.issue(10_000_000)
     clock.advance(seconds=(datetime.fromisoformat(a["expires_at"]) - clock()).total_seconds() - 600)
@@ -464,15 +453,13 @@ async def test_a_hold_on_an_expired_voucher_does_not_use_up_the_order_before_the
     assert second.status_code == 201, second.text
     assert second.json()["held_amount"] == 300_000
     clock.advance(seconds=-120)  # the capture's instant: a minute before A's expiry, read before B's hold
-    assert_problem(await _capture(world, first, "a-capture"), 409, "voucher_expired")
+    assert_problem(await world.post(f"/v1/redemptions/{first['id']}/capture", idem="a-capture"), 409, "voucher_expired")
     assert (await world.reconciliation())["is_clean"]
 
 
 async def test_a_hold_on_an_expired_voucher_does_not_use_up_the_cap_before_the_job_runs(
         app, client: httpx.AsyncClient, clock) -> None:
     """As above, for the enterprise's cap in the period."""
-    from datetime import datetime
-
     world = await build_world(app, client, enterprise_cap=600_000, max_per_voucher=300_000,
                               rate_table={"accelerator:domestic": 3000})
     a = await world.issue(300_000)
@@ -484,7 +471,7 @@ async def test_a_hold_on_an_expired_voucher_does_not_use_up_the_cap_before_the_j
     clock.advance(seconds=660)
     assert (await world.hold(c, 1_000_000, order="O4")).json()["held_amount"] == 300_000
     clock.advance(seconds=-120)
-    assert_problem(await _capture(world, first, "a-capture"), 409, "voucher_expired")
+    assert_problem(await world.post(f"/v1/redemptions/{first['id']}/capture", idem="a-capture"), 409, "voucher_expired")
     assert (await world.reconciliation())["is_clean"]
 
 

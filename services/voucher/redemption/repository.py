@@ -239,7 +239,7 @@ _NEW_OR_KNOWN_ORDER = {
     name: make(ORD).values(id=bindparam("id"), provider_id=bindparam("provider_id"),
                            order_reference=bindparam("order_reference"), enterprise_id=bindparam("enterprise_id"),
                            unit=bindparam("unit"), order_amount=bindparam("order_amount"), subsidised=0,
-                           created_at=bindparam("now"), decided_at=bindparam("now"))
+                           created_at=bindparam("now"))
     .on_conflict_do_update(index_elements=["provider_id", "order_reference"],
                            set_={"order_reference": make(ORD).excluded.order_reference})
     .returning(*_ORDER_COLUMNS)

@@ -387,12 +387,13 @@ def effective_redemption_status(status: str, void_reason: str | None, hold_expir
 
 
 def judged_at(now: datetime, *counters: Order | Usage | None) -> datetime:
-    """The instant a capture judges its hold's expiry at: its own, or — if later — the instant of
-    the last operation that moved the hold's order or period totals. That operation committed
-    before the capture took those rows' locks, and may have counted this very hold as void when
-    it was past its TTL (taking the room it left on the order or under the cap); the capture's
-    own instant may be earlier (read before it waited on the locks, or on a machine whose clock
-    is behind). Judged no earlier, the hold cannot be captured after its room was given away."""
+    """The instant a capture or a void judges its hold's expiry at: its own, or — if later — the
+    instant of the last operation that moved the hold's order or period totals. That operation
+    committed before this one took those rows' locks, and may have counted this very hold as void
+    when it was past its TTL (taking the room it left on the order or under the cap); this
+    operation's own instant may be earlier (read before it waited on the locks, or on a machine
+    whose clock is behind). Judged no earlier, the hold cannot be captured after its room was
+    given away, and a void records it as expired."""
     return max([now, *(c.decided_at for c in counters if c is not None and c.decided_at is not None)])
 
 
