@@ -416,13 +416,16 @@ def decode_int_cursor(cursor: str) -> int:
 
 
 async def paginate(
-    session: AsyncSession, stmt: Select[Any], id_column: Mapped[uuid.UUID], page: PageRequest
+    session: AsyncSession, stmt: Select[Any], id_column: Mapped[uuid.UUID], page: PageRequest, *,
+    whole_rows: bool = False,
 ) -> tuple[Sequence[Any], str | None]:
-    """Run `stmt` (already filtered) one page at a time, ordered by `id_column`."""
+    """Run `stmt` (already filtered) one page at a time, ordered by `id_column`: its first
+    column's objects, or with `whole_rows` its rows (the first column still the paged object)."""
     if page.after is not None:
         stmt = stmt.where(id_column > page.after)
-    rows = (await session.execute(stmt.order_by(id_column).limit(page.limit + 1))).scalars().all()
+    result = await session.execute(stmt.order_by(id_column).limit(page.limit + 1))
+    rows: Sequence[Any] = result.all() if whole_rows else result.scalars().all()
     if len(rows) > page.limit:
         rows = rows[: page.limit]
-        return rows, encode_cursor(rows[-1].id)
+        return rows, encode_cursor((rows[-1][0] if whole_rows else rows[-1]).id)
     return rows, None

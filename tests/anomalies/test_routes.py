@@ -121,6 +121,20 @@ async def test_related_party_recorded_after_the_redemption_is_reported(world: Wo
     assert later[0]["evidence"]["redemption_ids"] == [captured["id"]]
 
 
+async def test_a_hold_on_a_voucher_that_has_expired_carries_nothing(world: World, clock) -> None:
+    """An expiring voucher's holds are voided first: from its expiry, before any job runs, a hold
+    on it whose own TTL has not passed is no longer value a report counts."""
+    await patch_parties(world, "enterprises", PARTY, "legal_representative")
+    voucher = await world.issue(10_000_000)
+    expires_at = datetime.fromisoformat(voucher["expires_at"])
+    held = await redeem(world, clock, expires_at - timedelta(minutes=10), voucher, 1_000_000, "PO-1", one_step=False)
+    await patch_parties(world, "providers", PARTY, "shareholder")
+    found = of(await report(world, rule="related_party"), "related_party")
+    assert found[0]["evidence"]["redemption_ids"] == [held["id"]]
+    clock.current = expires_at + timedelta(minutes=1)
+    assert of(await report(world, rule="related_party"), "related_party") == []
+
+
 async def test_unrelated_parties_are_not_reported(world: World, clock) -> None:
     await patch_parties(world, "enterprises", PARTY, "legal_representative")
     await patch_parties(world, "providers", "sha256:ffffffffffffffffffff", "legal_representative")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -538,6 +539,84 @@ async def test_an_expired_hold_reads_as_released_everywhere_before_the_job_runs(
                                       headers=auth(world.auditor))).json()
     assert {a["kind"]: a["balance"] for a in between["accounts"] if a["voucher_id"] == voucher["id"]}[
         "voucher_held"] == 0
+
+
+async def test_a_hold_on_an_expired_voucher_reads_as_released_everywhere_before_the_job_runs(
+        app, world: World, clock) -> None:
+    """DESIGN §2: an expiring voucher's holds are voided first, and no read waits for a job: from
+    the voucher's expiry its live holds read as void since then, reason `voucher_expired` — the
+    redemption, the status filters, the voucher's balances, the trial balance — and the expiry
+    job's posting records the same reason and instant."""
+    voucher = await world.issue(1_000_000)
+    expires_at = datetime.fromisoformat(voucher["expires_at"])
+    clock.advance(seconds=(expires_at - clock()).total_seconds() - 600)
+    held = (await world.hold(voucher, 100_000, order="PO-VX")).json()
+    assert (held["status"], held["held_amount"]) == ("held", 30_000)
+    clock.advance(seconds=660)  # the voucher expired a minute ago; the hold's TTL is 19 minutes away
+    path, headers = f"/v1/redemptions/{held['id']}", auth(world.provider_key)
+
+    async def read() -> tuple[str, str | None, datetime | None]:
+        found = (await world.client.get(path, headers=headers)).json()
+        return found["status"], found["void_reason"], found["voided_at"] and datetime.fromisoformat(found["voided_at"])
+
+    async def listed(status: str) -> list[str]:
+        page = await world.client.get("/v1/redemptions", params={"status": status}, headers=headers)
+        assert page.status_code == 200, page.text
+        return [r["id"] for r in page.json()["items"]]
+
+    async def held_line(**params: str) -> dict[str, Any]:
+        trial = await world.client.get(f"/v1/programmes/{world.programme['id']}/trial-balance", params=params,
+                                       headers=auth(world.auditor))
+        assert trial.status_code == 200 and trial.json()["is_balanced"], trial.text
+        return [a for a in trial.json()["accounts"] if a["voucher_id"] == voucher["id"] and a["kind"] == "voucher_held"][0]
+
+    assert await read() == ("voided", "voucher_expired", expires_at)
+    assert held["id"] not in await listed("held") and held["id"] in await listed("voided")
+    seen = await world.voucher(voucher["id"])
+    assert (seen["status"], seen["balances"]) == ("expired", {"available": 1_000_000, "held": 0, "used": 0})
+    vouchers = (await world.client.get("/v1/vouchers", headers=auth(world.enterprise_key))).json()["items"]
+    assert [v["balances"] for v in vouchers if v["id"] == voucher["id"]] == [seen["balances"]]
+    line_now = await held_line()
+    assert (line_now["balance"], line_now["unposted_expiry"]) == (0, -30_000)
+    assert (await held_line(as_of=(expires_at - timedelta(seconds=1)).isoformat()))["balance"] == 30_000
+    assert (await held_line(as_of=(expires_at + timedelta(seconds=1)).isoformat()))["balance"] == 0
+
+    assert await jobs.run_once(app.state.database, "expire-vouchers", clock()) == 1
+    assert await read() == ("voided", "voucher_expired", expires_at)  # the job keeps the moment it expired
+    line_posted = await held_line()
+    assert (line_posted["balance"], line_posted["unposted_expiry"]) == (0, 0)
+    assert (await held_line(as_of=(expires_at + timedelta(seconds=1)).isoformat()))["balance"] == 0
+    assert (await world.reconciliation())["is_clean"]
+
+
+async def test_a_release_of_a_hold_whose_voucher_expired_first_records_the_vouchers_expiry(
+        app, world: World, clock) -> None:
+    """Whatever releases a hold after its voucher expired — the provider's void, the hold-expiry
+    job once the TTL passes too — records that it lapsed with the voucher, then; a capture is
+    refused as `voucher_expired`. A hold whose TTL passed before the voucher expired stays
+    `expired` (released here by the voucher's next hold)."""
+    voucher = await world.issue(1_000_000)
+    expires_at = datetime.fromisoformat(voucher["expires_at"])
+    clock.advance(seconds=(expires_at - clock()).total_seconds() - 2400)
+    early = (await world.hold(voucher, 100_000, order="PO-E")).json()  # its TTL passes 10 minutes before
+    clock.advance(seconds=1800)
+    first = (await world.hold(voucher, 100_000, order="PO-A")).json()
+    second = (await world.hold(voucher, 100_000, order="PO-B")).json()
+    clock.advance(seconds=660)  # the voucher expired a minute ago
+    assert_problem(await world.post(f"/v1/redemptions/{first['id']}/capture", idem="cap-a"), 409, "voucher_expired")
+    voided = await world.post(f"/v1/redemptions/{first['id']}/void", idem="void-a")
+    assert voided.status_code == 200, voided.text
+    assert voided.json()["void_reason"] == "voucher_expired"
+    assert datetime.fromisoformat(voided.json()["voided_at"]) == expires_at
+    clock.advance(minutes=30)  # the second hold's TTL has passed as well; the voucher's expiry is not posted
+    assert await jobs.run_once(app.state.database, "expire-holds", clock()) == 1
+    for hold_, reason, at in ((second, "voucher_expired", expires_at),
+                              (early, "expired", datetime.fromisoformat(early["hold_expires_at"]))):
+        found = (await world.client.get(f"/v1/redemptions/{hold_['id']}", headers=auth(world.provider_key))).json()
+        assert (found["status"], found["void_reason"], datetime.fromisoformat(found["voided_at"])) == (
+            "voided", reason, at)
+    assert (await world.voucher(voucher["id"]))["balances"] == {"available": 1_000_000, "held": 0, "used": 0}
+    assert (await world.reconciliation())["is_clean"]
 
 
 async def test_an_expected_subsidy_is_granted_exactly_or_refused(world: World) -> None:

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "e32fa7e864d9d7cd64fb674a6c6f13864acf200b4140d6c7dfebf5b39e00d0c1"
+DOCUMENT_SHA256 = "a3d86eb7bb825c09e1b3b3e5e337580d413ea953ec9b123cbeefd55ffc1087b4"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnClause, and_, case, false, func, literal_column, or_, select
+from sqlalchemy import ColumnClause, and_, case, exists, false, func, literal_column, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -39,11 +39,14 @@ class Scope:
 
 def _value(now: datetime) -> Any:
     """The value a redemption carries now: captured net of refunds, or a hold that still lives
-    (a hold past its TTL is void when read, whether or not the job has posted it)."""
+    (a hold past its TTL or on a voucher that has expired is void when read, whether or not a job
+    has posted it)."""
+    # The hold's own voucher, whatever other vouchers the enclosing query reads.
+    voucher_expired = exists().where(V.id == R.voucher_id, V.expires_at <= now).correlate_except(table_of(Voucher))
     return case(
         (R.status.in_([RedemptionStatus.CAPTURED.value, RedemptionStatus.REFUNDED.value]),
          R.captured_amount - R.refunded_amount),
-        (and_(R.status == RedemptionStatus.HELD.value, R.hold_expires_at > now), R.held_amount),
+        (and_(R.status == RedemptionStatus.HELD.value, R.hold_expires_at > now, ~voucher_expired), R.held_amount),
         else_=0,
     )
 

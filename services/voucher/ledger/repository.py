@@ -26,13 +26,13 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col
 
 from services.voucher.applications.rules import COMMITTED
 from services.voucher.db import IntPageRequest, encode_int_cursor, table_of
 from services.voucher.driver import Batch, insert_rows
 from services.voucher.ledger.rules import AccountKind
-from services.voucher.redemption.repository import is_expired_hold
+from services.voucher.redemption.repository import is_lapsed_hold
+from services.voucher.redemption.rules import RELEASE_JOURNAL, VoidReason
 from services.voucher.tables import (
     Application,
     Claim,
@@ -56,6 +56,9 @@ def _sum(column: Any) -> Any:
 
 P = table_of(LedgerPosting)
 T = table_of(LedgerTransaction)
+#: The ways a hold lapses without anyone voiding it, and the journals that post its release.
+_LAPSES = (VoidReason.EXPIRED.value, VoidReason.VOUCHER_EXPIRED.value)
+_LAPSE_JOURNALS = tuple(RELEASE_JOURNAL[VoidReason(reason)] for reason in _LAPSES)
 
 
 def _insert_for(session: AsyncSession) -> Any:
@@ -345,23 +348,25 @@ async def programme_exists(session: AsyncSession, programme_id: uuid.UUID) -> bo
 
 
 async def unposted_expiries(session: AsyncSession, programme_id: uuid.UUID, as_of: datetime) -> dict[uuid.UUID, int]:
-    """Per voucher account, what holds of the programme that had expired by `as_of` still held
-    in the postings made by then (their release, posted later by the job or the voucher's next
-    hold, moves held back to available): + on each available account, - on each held one."""
-    R = table_of(Redemption)
+    """Per voucher account, what holds of the programme that had lapsed by `as_of` — past their
+    TTL, or on a voucher that had expired (`rules.lapse`) — still held in the postings made by
+    then (their release, posted later by a job or the voucher's next hold, moves held back to
+    available): + on each available account, - on each held one."""
+    R, V = table_of(Redemption), table_of(Voucher)
     released_by_then = (
         select(T.c.id)
-        .where(T.c.redemption_id == R.c.id, T.c.kind == "hold_expired", T.c.created_at <= as_of)
+        .where(T.c.redemption_id == R.c.id, T.c.kind.in_(_LAPSE_JOURNALS), T.c.created_at <= as_of)
         .exists()
     )
     stmt = (
-        select(col(Voucher.available_account_id), col(Voucher.held_account_id), _sum(R.c.held_amount))
-        .select_from(R.join(table_of(Voucher), col(Voucher.id) == R.c.voucher_id))
+        select(V.c.available_account_id, V.c.held_account_id, _sum(R.c.held_amount))
+        .select_from(R.join(V, V.c.id == R.c.voucher_id))
         .where(
-            R.c.programme_id == programme_id, R.c.created_at <= as_of, R.c.hold_expires_at <= as_of,
-            or_(is_expired_hold(as_of), and_(R.c.status == "voided", R.c.void_reason == "expired", ~released_by_then)),
+            R.c.programme_id == programme_id, R.c.created_at <= as_of,
+            or_(R.c.hold_expires_at <= as_of, V.c.expires_at <= as_of),
+            or_(is_lapsed_hold(as_of), and_(R.c.status == "voided", R.c.void_reason.in_(_LAPSES), ~released_by_then)),
         )
-        .group_by(col(Voucher.available_account_id), col(Voucher.held_account_id))
+        .group_by(V.c.available_account_id, V.c.held_account_id)
     )
     moves: dict[uuid.UUID, int] = {}
     for available, held, amount in (await session.execute(stmt)).all():

@@ -88,8 +88,15 @@ IS_HELD = R.c.status == literal_column("'held'")
 
 
 def is_expired_hold(now: Any) -> Any:
-    """A hold past its TTL whose release is not posted yet: void when read (DESIGN §2)."""
+    """A hold past its TTL whose release is not posted yet: the hold-expiry job's work."""
     return and_(IS_HELD, R.c.hold_expires_at <= now)
+
+
+def is_lapsed_hold(now: Any, voucher_expires_at: Any = V.c.expires_at) -> Any:
+    """A hold that has lapsed — its TTL passed or its voucher expired (`rules.lapse`) — whose
+    release is not posted yet: void when read (DESIGN §2). `voucher_expires_at`: the expiry of
+    the hold's voucher, joined or correlated by the caller."""
+    return and_(IS_HELD, or_(R.c.hold_expires_at <= now, voucher_expires_at <= now))
 
 
 def visible(actor: Actor) -> Select[Redemption]:
@@ -109,9 +116,18 @@ def _visible_to(actor: Actor) -> ColumnElement[bool]:
     return false()
 
 
-async def get(session: AsyncSession, actor: Actor, redemption_id: uuid.UUID) -> Redemption | None:
-    stmt = visible(actor).where(col(Redemption.id) == redemption_id)
-    return (await session.execute(stmt)).scalar_one_or_none()
+def _readable(actor: Actor) -> Any:
+    """What `visible` shows, each with its voucher's expiry: a read needs it to show a hold on a
+    voucher that has expired as void (`rules.lapse`). The voucher is read by its primary key."""
+    return (select(Redemption, V.c.expires_at)
+            .join_from(table_of(Redemption), V, V.c.id == col(Redemption.voucher_id))
+            .where(_visible_to(actor)))
+
+
+async def get(session: AsyncSession, actor: Actor, redemption_id: uuid.UUID) -> tuple[Redemption, datetime] | None:
+    """A redemption the actor may see, with its voucher's expiry."""
+    found = (await session.execute(_readable(actor).where(col(Redemption.id) == redemption_id))).first()
+    return None if found is None else (found[0], found[1])
 
 
 async def list_page(
@@ -123,19 +139,22 @@ async def list_page(
     status: str | None,
     order_reference: str | None,
     now: datetime,
-) -> tuple[Any, str | None]:
-    stmt = visible(actor)
+) -> tuple[list[tuple[Redemption, datetime]], str | None]:
+    """A page of the redemptions the actor may see, each with its voucher's expiry; `status` as
+    reads show it: a hold that has lapsed is `voided`, not `held`."""
+    stmt = _readable(actor)
     if voucher_id is not None:
         stmt = stmt.where(col(Redemption.voucher_id) == voucher_id)
-    if status == HELD:  # the status reads show: a hold past its TTL is voided
-        stmt = stmt.where(IS_HELD, col(Redemption.hold_expires_at) > now)
+    if status == HELD:
+        stmt = stmt.where(IS_HELD, ~is_lapsed_hold(now))
     elif status == RedemptionStatus.VOIDED.value:
-        stmt = stmt.where(or_(col(Redemption.status) == status, is_expired_hold(now)))
+        stmt = stmt.where(or_(col(Redemption.status) == status, is_lapsed_hold(now)))
     elif status is not None:
         stmt = stmt.where(col(Redemption.status) == status)
     if order_reference is not None:
         stmt = stmt.where(col(Redemption.order_reference) == order_reference)
-    return await paginate(session, stmt, col(Redemption.id), page)
+    rows, cursor = await paginate(session, stmt, col(Redemption.id), page, whole_rows=True)
+    return [(r[0], r[1]) for r in rows], cursor
 
 
 async def refunds_of(session: AsyncSession, redemption_id: uuid.UUID) -> list[RedemptionRefund]:

@@ -50,13 +50,13 @@ HOLD_ERRORS = (
 )
 
 
-def _public(redemption: Redemption | RedemptionRecord, now: datetime) -> RedemptionPublic:
-    status, void_reason = service.effective_redemption_status(redemption, now)
+def _public(redemption: Redemption | RedemptionRecord, now: datetime,
+            voucher_expires_at: datetime | None = None) -> RedemptionPublic:
+    """A redemption as of `now`: a hold that has lapsed reads as void since it lapsed. A write's
+    own answer passes no voucher expiry: the operation has just judged the hold at `now`."""
+    status, void_reason, voided_at = service.effective_redemption_status(redemption, voucher_expires_at, now)
     data = RedemptionPublic.model_validate(redemption, from_attributes=True)
-    if status != redemption.status:  # a hold past its TTL: void since the moment it expired
-        return data.model_copy(update={"status": status, "void_reason": void_reason,
-                                       "voided_at": redemption.hold_expires_at})
-    return data.model_copy(update={"status": status, "void_reason": void_reason})
+    return data.model_copy(update={"status": status, "void_reason": void_reason, "voided_at": voided_at})
 
 
 def _request(body: QuoteRequest) -> service.HoldRequest:
@@ -173,7 +173,7 @@ async def capture_hold(
     description="The provider that placed the hold calls this (`redemptions:write`), with a required "
     "Idempotency-Key, when the order will not be billed. The whole held amount returns to the voucher's available "
     "balance in one ledger journal, with the audit events `hold.voided` (`hold.expired` when its TTL had already "
-    "passed) and `ledger.posted`; an optional reason is kept. Refused with `not_found` (not your redemption), "
+    "passed; reason `voucher_expired` when its voucher had expired first) and `ledger.posted`; an optional reason is kept. Refused with `not_found` (not your redemption), "
     "`hold_not_active` (already captured or voided), `concurrent_update` or an Idempotency-Key conflict.",
     response_model=RedemptionPublic,
     responses=responses(*AUTH_ERRORS, *IDEM, errors.NotFound, errors.HoldNotActive),
@@ -215,7 +215,7 @@ async def refund_redemption(
     summary="List redemptions (a provider sees its own, an enterprise those of its vouchers)",
     description="Any key with `redemptions:read`: a provider sees its own redemptions, an enterprise those of its "
     "vouchers, operators and auditors all; filter by voucher, status or order reference. Changes nothing; a hold "
-    "past its TTL reads as voided. Answers `invalid_cursor` for a cursor this service did not issue.",
+    "past its TTL, or on a voucher that has expired, reads as voided. Answers `invalid_cursor` for a cursor this service did not issue.",
     response_model=Page[RedemptionPublic],
     responses=responses(*AUTH_ERRORS, errors.InvalidCursor),
 )
@@ -232,7 +232,7 @@ async def list_redemptions(
         session, actor, page, voucher_id=voucher_id, status=status.value if status else None,
         order_reference=order_reference, now=now,
     )
-    return Page(items=[_public(r, now) for r in rows], next_cursor=cursor)
+    return Page(items=[_public(r, now, expires_at) for r, expires_at in rows], next_cursor=cursor)
 
 
 @router.get(
@@ -241,13 +241,15 @@ async def list_redemptions(
     summary="Read a redemption with its subsidy computation",
     description="Any key with `redemptions:read`, for a redemption it may see (a provider its own, an enterprise "
     "those of its vouchers, operators and auditors any). Shows each step of the subsidy computation and the status "
-    "as of now (a hold past its TTL reads as voided); changes nothing. Answers `not_found` when the redemption "
+    "as of now (a hold past its TTL, or on a voucher that has expired, reads as voided since then, reason `expired` "
+    "or `voucher_expired`); changes nothing. Answers `not_found` when the redemption "
     "does not exist or is not yours.",
     response_model=RedemptionPublic,
     responses=responses(*AUTH_ERRORS, errors.NotFound),
 )
 async def get_redemption(redemption_id: uuid.UUID, session: Session, now: Now, actor: Reader) -> RedemptionPublic:
-    return _public(await service.get_redemption(session, actor, redemption_id), now)
+    redemption, voucher_expires_at = await service.get_redemption(session, actor, redemption_id)
+    return _public(redemption, now, voucher_expires_at)
 
 
 @router.get(

@@ -374,16 +374,26 @@ def hold_subsidy(
 # -- a hold's later life ---------------------------------------------------------------------
 
 
-def is_void_when_read(hold: Hold, now: datetime) -> bool:
-    return hold.status == RedemptionStatus.HELD.value and now >= hold.hold_expires_at
+def lapse(hold_expires_at: datetime, voucher_expires_at: datetime | None) -> tuple[VoidReason, datetime]:
+    """When a hold becomes void without anyone voiding it, and why: when its TTL passes, or when
+    its voucher expires if that comes first (DESIGN §2: an expiring voucher's holds are voided
+    first). From that instant every read shows it void and every release records it so, whether
+    or not a job has posted it yet."""
+    if voucher_expires_at is not None and voucher_expires_at < hold_expires_at:
+        return VoidReason.VOUCHER_EXPIRED, voucher_expires_at
+    return VoidReason.EXPIRED, hold_expires_at
 
 
-def effective_redemption_status(status: str, void_reason: str | None, hold_expires_at: datetime,
-                                now: datetime) -> tuple[str, str | None]:
-    """A hold past its TTL reads as voided (reason `expired`) even before its release is posted."""
-    if status == RedemptionStatus.HELD.value and now >= hold_expires_at:
-        return RedemptionStatus.VOIDED.value, VoidReason.EXPIRED.value
-    return status, void_reason
+def effective_redemption_status(status: str, void_reason: str | None, voided_at: datetime | None,
+                                hold_expires_at: datetime, voucher_expires_at: datetime | None,
+                                now: datetime) -> tuple[str, str | None, datetime | None]:
+    """Status, void reason and void instant as reads show them: a hold that has lapsed (`lapse`)
+    reads as voided since it lapsed, even before its release is posted."""
+    if status == RedemptionStatus.HELD.value:
+        reason, at = lapse(hold_expires_at, voucher_expires_at)
+        if now >= at:
+            return RedemptionStatus.VOIDED.value, reason.value, at
+    return status, void_reason, voided_at
 
 
 def judged_at(now: datetime, *counters: Order | Usage | None) -> datetime:
@@ -397,22 +407,19 @@ def judged_at(now: datetime, *counters: Order | Usage | None) -> datetime:
     return max([now, *(c.decided_at for c in counters if c is not None and c.decided_at is not None)])
 
 
-def check_held(hold: Hold, now: datetime) -> None:
+def capture_amount(hold: Hold, voucher: VoucherState, requested: int | None, now: datetime, *,
+                   approval: bool = False) -> int:
+    """How much a capture takes: at most what is held (the rest is released); never from a hold
+    that has lapsed, by its TTL or by its voucher's expiry, whichever came first."""
     if hold.status != RedemptionStatus.HELD.value:
         raise HoldNotActive(msg("the hold is {status}", status=hold.status), current_status=hold.status)
-    if now >= hold.hold_expires_at:
+    lapsed, at = lapse(hold.hold_expires_at, voucher.expires_at)
+    if now >= at and lapsed is VoidReason.EXPIRED:
         raise HoldExpired(
             msg("the hold expired at {hold_expires_at} and is void", hold_expires_at=hold.hold_expires_at.isoformat()),
             hold_expires_at=hold.hold_expires_at.isoformat(),
         )
-
-
-def capture_amount(hold: Hold, voucher: VoucherState, requested: int | None, now: datetime, *,
-                   approval: bool = False) -> int:
-    """How much a capture takes: at most what is held (the rest is released); never from a
-    voucher that has expired (its holds are void)."""
-    check_held(hold, now)
-    if effective_status(VoucherStatus(voucher.status), voucher.expires_at, now) is VoucherStatus.EXPIRED:
+    if now >= at or effective_status(VoucherStatus(voucher.status), voucher.expires_at, now) is VoucherStatus.EXPIRED:
         if approval:
             raise VoucherExpired(msg("the voucher expired; its holds are void, and the claim can no longer be approved"))
         raise VoucherExpired(msg("the voucher expired; its holds are void"))
@@ -425,23 +432,25 @@ def capture_amount(hold: Hold, voucher: VoucherState, requested: int | None, now
     return amount
 
 
-def void_reason(hold: Hold, now: datetime) -> VoidReason:
-    """Voiding a hold whose TTL has passed records it as expired."""
+def void_reason(hold: Hold, voucher_expires_at: datetime, now: datetime) -> VoidReason:
+    """Voiding a hold that has lapsed records why it lapsed (its TTL, or its voucher's expiry)."""
     if hold.status != RedemptionStatus.HELD.value:
         raise HoldNotActive(msg("the hold is {status}", status=hold.status), current_status=hold.status)
-    return release_reason(hold, VoidReason.PROVIDER, now)
+    return release_reason(hold, VoidReason.PROVIDER, voucher_expires_at, now)
 
 
-def release_reason(hold: Hold, reason: VoidReason, now: datetime) -> VoidReason:
-    """A hold past its TTL has been void since it expired (reads said so): whatever releases it
-    later records that, not its own reason."""
-    return VoidReason.EXPIRED if now >= hold.hold_expires_at else reason
+def release_reason(hold: Hold, reason: VoidReason, voucher_expires_at: datetime, now: datetime) -> VoidReason:
+    """A hold that has lapsed (`lapse`) has been void since then (reads said so): whatever
+    releases it later records that, not its own reason."""
+    lapsed, at = lapse(hold.hold_expires_at, voucher_expires_at)
+    return lapsed if now >= at else reason
 
 
-def voided_at(hold: Hold, reason: VoidReason, now: datetime) -> datetime:
-    """When a released hold became void: its expiry if it expired (judged, perhaps, at a later
-    operation's instant than `now`: `judged_at`), else now."""
-    return hold.hold_expires_at if reason is VoidReason.EXPIRED else now
+def voided_at(hold: Hold, reason: VoidReason, voucher_expires_at: datetime, now: datetime) -> datetime:
+    """When a released hold became void: when it lapsed, if that is why (judged, perhaps, at a
+    later operation's instant than `now`: `judged_at`), else now."""
+    lapsed, at = lapse(hold.hold_expires_at, voucher_expires_at)
+    return at if reason is lapsed else now
 
 
 def check_refund(hold: Hold, amount: int) -> None:

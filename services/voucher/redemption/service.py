@@ -195,7 +195,8 @@ async def _place(
 
     writes = _Writes(session, now)
     for held in expired:
-        await _release(writes, voucher, held, VoidReason.EXPIRED, now, locked)
+        await _release(writes, voucher, held, decide.release_reason(held, VoidReason.EXPIRED, voucher.expires_at, now),
+                       now, locked)
     redemption = RedemptionRecord(
         id=uuid7(), voucher_id=voucher.id, programme_id=voucher.programme_id, enterprise_id=voucher.enterprise_id,
         provider_id=provider_id, order_reference=request.order_reference, order_amount=order_amount,
@@ -391,16 +392,18 @@ async def _settle(writes: _Writes, voucher: VoucherState, now: datetime) -> None
 
 async def void(session: AsyncSession, actor: Actor, redemption_id: uuid.UUID, now: datetime, *,
                note: str | None = None, deferred: bool = False) -> RedemptionRecord:
-    """Release the whole hold. Voiding a hold whose TTL has passed records it as expired.
+    """Release the whole hold. Voiding a hold that has lapsed (its TTL passed, or its voucher
+    expired first) records why it lapsed (`rules.lapse`).
     `note`: the caller's words, kept in the audit event and the journal's memo."""
     locks = await _locked(session, actor, redemption_id)
     assert locks.hold is not None
-    # A hold another operation already counted as void is recorded as expired, whatever this
+    # A hold another operation already counted as void is recorded as lapsed, whatever this
     # request's own instant reads.
-    reason = decide.void_reason(locks.hold, _judged_at(locks, now))
+    assert locks.voucher is not None
+    reason = decide.void_reason(locks.hold, locks.voucher.expires_at, _judged_at(locks, now))
     await _void(session, locks, reason, now, deferred=deferred, note=note)
     return RedemptionRecord(**{**locks.row, "status": RedemptionStatus.VOIDED.value,
-                               "voided_at": decide.voided_at(locks.hold, reason, now),
+                               "voided_at": decide.voided_at(locks.hold, reason, locks.voucher.expires_at, now),
                                "void_reason": reason.value})
 
 
@@ -426,7 +429,7 @@ async def _release(writes: _Writes, voucher: VoucherState, held: Hold, reason: V
                          memo=f"hold released ({reason.value})" + (f": {note}" if note else ""))
     writes.counters(locked.order(held.provider_id, held.order_reference).id, locked.usage(held.period_key).id,
                     -amount, -held.order_amount)
-    repository.set_voided(writes.batch, held.id, reason.value, decide.voided_at(held, reason, now))
+    repository.set_voided(writes.batch, held.id, reason.value, decide.voided_at(held, reason, voucher.expires_at, now))
     if reason is VoidReason.EXPIRED:
         metrics.hold_expired(writes.session, programme_id=held.programme_id)
     await audit.record(
@@ -505,7 +508,9 @@ async def void_claim(session: AsyncSession, redemption_id: uuid.UUID, now: datet
     locks = await _locked(session, SYSTEM, redemption_id)
     assert locks.hold is not None
     if locks.hold.status == RedemptionStatus.HELD.value:
-        reason = decide.release_reason(locks.hold, VoidReason.CLAIM_REJECTED, _judged_at(locks, now))
+        assert locks.voucher is not None
+        reason = decide.release_reason(locks.hold, VoidReason.CLAIM_REJECTED, locks.voucher.expires_at,
+                                       _judged_at(locks, now))
         await _void(session, locks, reason, now, deferred=False)
 
 
@@ -520,7 +525,9 @@ async def expire_hold(session: AsyncSession, redemption_id: uuid.UUID, now: date
     assert locks.hold is not None
     if locks.hold.status != RedemptionStatus.HELD.value or locks.hold.hold_expires_at > now:
         return 0
-    await _void(session, locks, VoidReason.EXPIRED, now, deferred=False)
+    assert locks.voucher is not None  # its voucher may have expired first: the release says so
+    await _void(session, locks, decide.release_reason(locks.hold, VoidReason.EXPIRED, locks.voucher.expires_at, now),
+                now, deferred=False)
     return 1
 
 
@@ -548,14 +555,15 @@ async def release_voucher_holds(session: AsyncSession, voucher: Any, reason: Voi
     await driver.run(session, batch)
     writes = _Writes(session, now)
     for hold_ in holds:
-        await _release(writes, state, hold_, decide.release_reason(hold_, reason, now), now, locked)
+        await _release(writes, state, hold_, decide.release_reason(hold_, reason, voucher.expires_at, now), now, locked)
     await writes.send(deferred=False)
 
 
 # -- reads -----------------------------------------------------------------------------------
 
 
-async def get_redemption(session: AsyncSession, actor: Actor, redemption_id: uuid.UUID) -> Redemption:
+async def get_redemption(session: AsyncSession, actor: Actor, redemption_id: uuid.UUID) -> tuple[Redemption, datetime]:
+    """A redemption the actor may see, with its voucher's expiry (`effective_redemption_status`)."""
     found = await repository.get(session, actor, redemption_id)
     if found is None:
         raise NotFound(msg("no redemption with id {redemption_id}", redemption_id=redemption_id))
@@ -571,19 +579,21 @@ async def list_redemptions(
     status: str | None = None,
     order_reference: str | None = None,
     now: datetime,
-) -> tuple[list[Redemption], str | None]:
-    """`status` as reads show it: a hold past its TTL is `voided`, not `held`."""
-    rows, cursor = await repository.list_page(
+) -> tuple[list[tuple[Redemption, datetime]], str | None]:
+    """Each with its voucher's expiry; `status` as reads show it: a hold that has lapsed (its TTL
+    passed or its voucher expired) is `voided`, not `held`."""
+    return await repository.list_page(
         session, actor, page, voucher_id=voucher_id, status=status, order_reference=order_reference, now=now
     )
-    return list(rows), cursor
 
 
 async def refunds_of(session: AsyncSession, redemption_id: uuid.UUID) -> list[RedemptionRefund]:
     return await repository.refunds_of(session, redemption_id)
 
 
-def effective_redemption_status(redemption: Redemption | RedemptionRecord, now: datetime) -> tuple[str, str | None]:
-    """A hold past its TTL reads as voided (reason `expired`) even before the job posts it."""
-    return decide.effective_redemption_status(redemption.status, redemption.void_reason, redemption.hold_expires_at,
-                                              now)
+def effective_redemption_status(redemption: Redemption | RedemptionRecord, voucher_expires_at: datetime | None,
+                                now: datetime) -> tuple[str, str | None, datetime | None]:
+    """Status, void reason and void instant as reads show them: a hold that has lapsed — its TTL
+    passed, or its voucher expired first — reads as voided since then, before any job posts it."""
+    return decide.effective_redemption_status(redemption.status, redemption.void_reason, redemption.voided_at,
+                                              redemption.hold_expires_at, voucher_expires_at, now)

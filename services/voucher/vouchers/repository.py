@@ -18,7 +18,7 @@ from services.voucher.actor import Actor
 from services.voucher.apikeys.rules import Role
 from services.voucher.db import Database, PageRequest, paginate, table_of
 from services.voucher.ids import uuid7
-from services.voucher.redemption.repository import is_expired_hold
+from services.voucher.redemption.repository import is_lapsed_hold
 from services.voucher.tables import (
     EnterprisePeriodUsage,
     LedgerAccount,
@@ -91,21 +91,13 @@ async def add(session: AsyncSession, row: Voucher) -> None:
 _AV, _HE, _US = (aliased(LedgerAccount) for _ in range(3))
 
 
-def _expired_held(now: datetime) -> Any:
-    """What the voucher's holds past their TTL still hold in the ledger (their release is posted
-    by the job or the voucher's next hold): read from live holds only (a partial index)."""
-    return (
-        select(func.coalesce(func.sum(Redemption.held_amount), 0))
-        .where(col(Redemption.voucher_id) == col(Voucher.id), is_expired_hold(now))
-        .correlate(Voucher)
-        .scalar_subquery()
-    )
-
-
 V = table_of(Voucher)
-_EXPIRED_HELD = (  # what the voucher's holds past their TTL still hold (see `_expired_held`)
+# What the voucher's holds that have lapsed — past their TTL, or all of them once the voucher has
+# expired — still hold in the ledger (their release is posted by a job or the voucher's next
+# hold): read from live holds only (a partial index).
+_EXPIRED_HELD = (
     select(func.coalesce(func.sum(Redemption.held_amount), 0))
-    .where(col(Redemption.voucher_id) == V.c.id, is_expired_hold(bindparam("now")))
+    .where(col(Redemption.voucher_id) == V.c.id, is_lapsed_hold(bindparam("now"), V.c.expires_at))
     .correlate(V)
     .scalar_subquery()
 )
@@ -174,12 +166,13 @@ async def balances_of(session: AsyncSession, vouchers: list[Voucher]) -> dict[uu
 
 
 async def expired_held_of(session: AsyncSession, vouchers: list[Voucher], now: datetime) -> dict[uuid.UUID, int]:
-    """Per voucher, what its holds past their TTL still hold in the ledger (see `_expired_held`)."""
+    """Per voucher, what its lapsed holds still hold in the ledger (see `_EXPIRED_HELD`)."""
     if not vouchers:
         return {}
     stmt = (
         select(col(Redemption.voucher_id), func.sum(col(Redemption.held_amount)))
-        .where(col(Redemption.voucher_id).in_([v.id for v in vouchers]), is_expired_hold(now))
+        .join_from(Redemption, Voucher, col(Voucher.id) == col(Redemption.voucher_id))
+        .where(col(Redemption.voucher_id).in_([v.id for v in vouchers]), is_lapsed_hold(now, col(Voucher.expires_at)))
         .group_by(col(Redemption.voucher_id))
     )
     return {voucher_id: int(total) for voucher_id, total in (await session.execute(stmt)).all()}

@@ -275,7 +275,7 @@ async def views(session: AsyncSession, vouchers: list[Voucher], now: datetime) -
     expired = await repository.expired_held_of(session, vouchers, now)
     out = []
     for v in vouchers:
-        gone = expired.get(v.id, 0)  # holds past their TTL: released, whether or not the job has run
+        gone = expired.get(v.id, 0)  # lapsed holds: released, whether or not a job has run
         b = Balances(balances[v.available_account_id] + gone, balances[v.held_account_id] - gone,
                      balances[v.used_account_id])
         out.append(VoucherView(v, effective_status(VoucherStatus(v.status), v.expires_at, now), b))
