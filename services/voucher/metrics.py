@@ -57,8 +57,9 @@ SUBSIDY = Counter(
     "its transaction commits", ["programme_id", "kind", "unit"],
 )
 HOLDS_EXPIRED = Counter(
-    "voucher_holds_expired", "Holds released because their TTL passed (by the job, or when a later "
-    "request found them), counted when the release commits", ["programme_id"],
+    "voucher_holds_expired", "Holds released because they had lapsed: their TTL passed or their voucher "
+    "expired first (by a job, or when a later request found them), counted when the release commits",
+    ["programme_id"],
 )
 WEBHOOK_DELIVERIES = Counter(
     "voucher_webhook_deliveries", "Webhook delivery attempts, by outcome", ["outcome"],
@@ -130,7 +131,8 @@ def redemption_captured(session: Any, *, programme_id: object, kind: str, unit: 
 
 
 def hold_expired(session: Any, *, programme_id: object) -> None:
-    """A hold released because its TTL passed: counted if and when `session` commits."""
+    """A hold released because it had lapsed (its TTL passed, or its voucher expired first):
+    counted if and when `session` commits."""
     label = str(programme_id)
     on_commit(session, lambda: HOLDS_EXPIRED.labels(label).inc())
 

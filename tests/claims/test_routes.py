@@ -226,6 +226,11 @@ async def test_a_claim_on_an_expired_voucher_cannot_be_approved(world: World, cl
     assert_problem(await _step(world, claim, "approve"), 409, "voucher_expired")
     rejected = await _step(world, claim, "reject", {"reason": "the voucher expired during review"})
     assert rejected.json()["status"] == "rejected"
+    # Its hold lapsed with the voucher (long before the claim hold's own TTL): the release says so.
+    hold = (await world.client.get(f"/v1/redemptions/{claim['redemption_id']}",
+                                   headers=auth(world.enterprise_key))).json()
+    assert (hold["status"], hold["void_reason"], hold["voided_at"]) == ("voided", "voucher_expired",
+                                                                        voucher["expires_at"])
 
 
 async def test_a_claim_rejected_for_a_wrong_amount_can_be_filed_again_corrected(world: World) -> None:

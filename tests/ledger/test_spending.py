@@ -5,6 +5,7 @@ cap are the ones the usage rows say."""
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -86,6 +87,30 @@ async def test_the_enterprises_nearest_their_cap_come_first(world: World) -> Non
     assert body["enterprise_cap"] == 10_000_000 and body["period_key"]
     users = [(u["enterprise_id"], u["subsidised"], u["granted"], u["cap_used_bps"]) for u in body["heaviest_users"]]
     assert users == [(other["id"], 900_000, 5_000_000, 900), (world.enterprise["id"], 300_000, 5_000_000, 300)]
+
+
+async def test_holds_that_have_lapsed_no_longer_count_against_the_cap_here_either(world: World, clock) -> None:
+    """What the cap counts, read before any job runs: a hold past its TTL, and a hold on a voucher
+    that has expired, are void (DESIGN §2), so the enterprise's use of its cap leaves them out."""
+    other = await create(world.client, world.operator, "/v1/enterprises", enterprise_payload())
+    a = await world.issue(5_000_000)
+    expires_at = datetime.fromisoformat(a["expires_at"])
+    clock.advance(seconds=(expires_at - clock()).total_seconds() - 600)
+    b = await world.issue(5_000_000, enterprise_id=other["id"])  # valid well after A has expired
+    await redeem(world, a, world.enterprise["uscc"], "PO-A", [("accelerator:domestic", 1_000_000)])
+    assert (await world.hold(a, 2_000_000, order="PO-A2")).status_code == 201  # lapses with A's expiry
+    held = await world.hold(b, 3_000_000, order="PO-B", uscc=other["uscc"])
+    assert held.status_code == 201, held.text
+
+    async def users() -> list[tuple[str, int]]:
+        body = (await spending(world)).json()
+        return [(u["enterprise_id"], u["subsidised"]) for u in body["heaviest_users"]]
+
+    assert await users() == [(other["id"], 900_000), (world.enterprise["id"], 300_000 + 600_000)]
+    clock.advance(seconds=660)  # A has expired; neither hold's TTL has passed
+    assert await users() == [(other["id"], 900_000), (world.enterprise["id"], 300_000)]
+    clock.advance(minutes=30)  # B's hold is past its TTL too
+    assert await users() == [(world.enterprise["id"], 300_000), (other["id"], 0)]
 
 
 async def test_an_empty_programme_spent_nothing_and_an_unknown_one_is_not_found(app, world: World) -> None:

@@ -9,8 +9,11 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select, update
+from sqlmodel import col
 
 from services.voucher import jobs
+from services.voucher.tables import OutboxEvent, Redemption
 from tests.support import (
     assert_problem,
     auth,
@@ -581,11 +584,24 @@ async def test_a_hold_on_an_expired_voucher_reads_as_released_everywhere_before_
     assert (await held_line(as_of=(expires_at - timedelta(seconds=1)).isoformat()))["balance"] == 30_000
     assert (await held_line(as_of=(expires_at + timedelta(seconds=1)).isoformat()))["balance"] == 0
 
+    clock.advance(minutes=30)  # the hold's TTL has passed as well by the time the job runs
     assert await jobs.run_once(app.state.database, "expire-vouchers", clock()) == 1
     assert await read() == ("voided", "voucher_expired", expires_at)  # the job keeps the moment it expired
+    async with app.state.database.unit_of_work(write=False) as session:  # and announces it lapsed
+        announced = (await session.execute(select(OutboxEvent.data).where(
+            OutboxEvent.type == "hold.expired", OutboxEvent.resource_id == uuid.UUID(held["id"])))).scalars().all()
+    assert [event["void_reason"] for event in announced] == ["voucher_expired"]
     line_posted = await held_line()
     assert (line_posted["balance"], line_posted["unposted_expiry"]) == (0, 0)
     assert (await held_line(as_of=(expires_at + timedelta(seconds=1)).isoformat()))["balance"] == 0
+    # A row written before `rules.lapse` recorded the job's own moment as `voided_at`: as of an
+    # instant before that, the trial balance follows the record (still held then), so reports of
+    # the past do not change.
+    async with app.state.database.unit_of_work() as session:
+        await session.execute(update(Redemption).where(col(Redemption.id) == uuid.UUID(held["id"]))
+                              .values(voided_at=clock()))
+    assert (await held_line(as_of=(expires_at + timedelta(seconds=1)).isoformat()))["balance"] == 30_000
+    assert (await held_line())["balance"] == 0
     assert (await world.reconciliation())["is_clean"]
 
 

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "a3d86eb7bb825c09e1b3b3e5e337580d413ea953ec9b123cbeefd55ffc1087b4"
+DOCUMENT_SHA256 = "d03ee3da7fddb350c74a0462ba642b6ca4145d9550ba5419866d200f4e71b419"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

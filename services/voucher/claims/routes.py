@@ -121,7 +121,7 @@ async def approve_claim(claim_id: uuid.UUID, session: Session, now: Now, actor: 
              description="The programme office (`claims:review`) rejects a claim under review, with a reason. "
              "Exactly the held subsidy returns to the voucher (held to available, one ledger journal) and the "
              "invoice, documents and contract may be claimed again; audit events `claim.rejected`, `hold.voided` "
-             "and `ledger.posted`. Refused with `not_found`, `invalid_transition` (not under review) or an "
+             "(`hold.expired` if the hold had lapsed with its voucher's expiry) and `ledger.posted`. Refused with `not_found`, `invalid_transition` (not under review) or an "
              "Idempotency-Key conflict.",
              response_model=ClaimPublic,
              responses=responses(*AUTH_ERRORS, *MOVE), dependencies=[Depends(idempotent(Scope.CLAIMS_REVIEW))])

@@ -32,7 +32,7 @@ from services.voucher.db import IntPageRequest, encode_int_cursor, table_of
 from services.voucher.driver import Batch, insert_rows
 from services.voucher.ledger.rules import AccountKind
 from services.voucher.redemption.repository import is_lapsed_hold
-from services.voucher.redemption.rules import RELEASE_JOURNAL, VoidReason
+from services.voucher.redemption.rules import LAPSES, RELEASE_JOURNAL, VoidReason
 from services.voucher.tables import (
     Application,
     Claim,
@@ -57,7 +57,7 @@ def _sum(column: Any) -> Any:
 P = table_of(LedgerPosting)
 T = table_of(LedgerTransaction)
 #: The ways a hold lapses without anyone voiding it, and the journals that post its release.
-_LAPSES = (VoidReason.EXPIRED.value, VoidReason.VOUCHER_EXPIRED.value)
+_LAPSES = tuple(sorted(reason.value for reason in LAPSES))
 _LAPSE_JOURNALS = tuple(RELEASE_JOURNAL[VoidReason(reason)] for reason in _LAPSES)
 
 
@@ -363,8 +363,11 @@ async def unposted_expiries(session: AsyncSession, programme_id: uuid.UUID, as_o
         .select_from(R.join(V, V.c.id == R.c.voucher_id))
         .where(
             R.c.programme_id == programme_id, R.c.created_at <= as_of,
-            or_(R.c.hold_expires_at <= as_of, V.c.expires_at <= as_of),
-            or_(is_lapsed_hold(as_of), and_(R.c.status == "voided", R.c.void_reason.in_(_LAPSES), ~released_by_then)),
+            # Still held and lapsed by then; or released since for having lapsed, at the instant
+            # the release recorded (rows written before `rules.lapse` may record a later one).
+            or_(is_lapsed_hold(as_of, V.c.expires_at),
+                and_(R.c.status == "voided", R.c.void_reason.in_(_LAPSES), R.c.voided_at <= as_of,
+                     ~released_by_then)),
         )
         .group_by(V.c.available_account_id, V.c.held_account_id)
     )
@@ -465,15 +468,26 @@ async def spending_lines(
 
 
 async def heaviest_users(
-    session: AsyncSession, programme_id: uuid.UUID, period_key: str, limit: int
+    session: AsyncSession, programme_id: uuid.UUID, period_key: str, limit: int, now: datetime
 ) -> list[dict[str, Any]]:
     """The enterprises that have used the most of their cap in the period: subsidy held or
-    captured (net of voids and refunds), face value granted, and approved but not yet issued."""
+    captured (net of voids and refunds, and of holds that have lapsed as of `now`, as the cap
+    counts them), face value granted, and approved but not yet issued."""
+    R, V = table_of(Redemption), table_of(Voucher)
+    lapsed = (
+        select(_sum(R.c.held_amount))
+        .select_from(R.join(V, V.c.id == R.c.voucher_id))
+        .where(R.c.programme_id == _U.c.programme_id, R.c.enterprise_id == _U.c.enterprise_id,
+               R.c.period_key == _U.c.period_key, is_lapsed_hold(now, V.c.expires_at))
+        .correlate(_U)
+        .scalar_subquery()
+    )
+    subsidised = (_U.c.subsidised - func.coalesce(lapsed, 0)).label("subsidised")
     rows = (await session.execute(
-        select(_U.c.enterprise_id, _E.c.name, _E.c.region_code, _U.c.subsidised, _U.c.granted, _U.c.committed)
+        select(_U.c.enterprise_id, _E.c.name, _E.c.region_code, subsidised, _U.c.granted, _U.c.committed)
         .join(_E, _E.c.id == _U.c.enterprise_id)
         .where(_U.c.programme_id == programme_id, _U.c.period_key == period_key)
-        .order_by(_U.c.subsidised.desc(), _U.c.granted.desc(), _U.c.enterprise_id)
+        .order_by(subsidised.desc(), _U.c.granted.desc(), _U.c.enterprise_id)
         .limit(limit)
     )).all()
     return [{"enterprise_id": r[0], "name": r[1], "region_code": r[2], "subsidised": int(r[3]),

@@ -377,6 +377,6 @@ async def spending(session: AsyncSession, programme_id: uuid.UUID, now: datetime
             categories[name] += share
     by_category = sorted(categories.items(), key=lambda c: (-c[1], c[0]))
     period = period_key(programme.cap_period, programme.cap_timezone, now)
-    users = await repository.heaviest_users(session, programme_id, period, top)
+    users = await repository.heaviest_users(session, programme_id, period, top, now)
     return Spending(programme_id, programme.unit, now, sum(r[2] for r in by_region), by_region, by_category,
                     period, programme.enterprise_cap, users)

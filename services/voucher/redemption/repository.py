@@ -92,7 +92,7 @@ def is_expired_hold(now: Any) -> Any:
     return and_(IS_HELD, R.c.hold_expires_at <= now)
 
 
-def is_lapsed_hold(now: Any, voucher_expires_at: Any = V.c.expires_at) -> Any:
+def is_lapsed_hold(now: Any, voucher_expires_at: Any) -> Any:
     """A hold that has lapsed — its TTL passed or its voucher expired (`rules.lapse`) — whose
     release is not posted yet: void when read (DESIGN §2). `voucher_expires_at`: the expiry of
     the hold's voucher, joined or correlated by the caller."""
@@ -146,9 +146,9 @@ async def list_page(
     if voucher_id is not None:
         stmt = stmt.where(col(Redemption.voucher_id) == voucher_id)
     if status == HELD:
-        stmt = stmt.where(IS_HELD, ~is_lapsed_hold(now))
+        stmt = stmt.where(IS_HELD, ~is_lapsed_hold(now, V.c.expires_at))
     elif status == RedemptionStatus.VOIDED.value:
-        stmt = stmt.where(or_(col(Redemption.status) == status, is_lapsed_hold(now)))
+        stmt = stmt.where(or_(col(Redemption.status) == status, is_lapsed_hold(now, V.c.expires_at)))
     elif status is not None:
         stmt = stmt.where(col(Redemption.status) == status)
     if order_reference is not None:

@@ -172,8 +172,8 @@ async def capture_hold(
     summary="Void a hold: the whole held amount returns to the voucher",
     description="The provider that placed the hold calls this (`redemptions:write`), with a required "
     "Idempotency-Key, when the order will not be billed. The whole held amount returns to the voucher's available "
-    "balance in one ledger journal, with the audit events `hold.voided` (`hold.expired` when its TTL had already "
-    "passed; reason `voucher_expired` when its voucher had expired first) and `ledger.posted`; an optional reason is kept. Refused with `not_found` (not your redemption), "
+    "balance in one ledger journal, with the audit events `hold.voided` (`hold.expired` when it had already lapsed: "
+    "its TTL passed, reason `expired`, or its voucher expired first, reason `voucher_expired`) and `ledger.posted`; an optional reason is kept. Refused with `not_found` (not your redemption), "
     "`hold_not_active` (already captured or voided), `concurrent_update` or an Idempotency-Key conflict.",
     response_model=RedemptionPublic,
     responses=responses(*AUTH_ERRORS, *IDEM, errors.NotFound, errors.HoldNotActive),

@@ -374,6 +374,11 @@ def hold_subsidy(
 # -- a hold's later life ---------------------------------------------------------------------
 
 
+#: The reasons a hold is void without anyone voiding it (`lapse`): its release is announced as
+#: `hold.expired`, whichever came first.
+LAPSES = frozenset({VoidReason.EXPIRED, VoidReason.VOUCHER_EXPIRED})
+
+
 def lapse(hold_expires_at: datetime, voucher_expires_at: datetime | None) -> tuple[VoidReason, datetime]:
     """When a hold becomes void without anyone voiding it, and why: when its TTL passes, or when
     its voucher expires if that comes first (DESIGN §2: an expiring voucher's holds are voided

@@ -430,10 +430,11 @@ async def _release(writes: _Writes, voucher: VoucherState, held: Hold, reason: V
     writes.counters(locked.order(held.provider_id, held.order_reference).id, locked.usage(held.period_key).id,
                     -amount, -held.order_amount)
     repository.set_voided(writes.batch, held.id, reason.value, decide.voided_at(held, reason, voucher.expires_at, now))
-    if reason is VoidReason.EXPIRED:
+    lapsed = reason in decide.LAPSES  # its TTL passed or its voucher expired: announced either way
+    if lapsed:
         metrics.hold_expired(writes.session, programme_id=held.programme_id)
     await audit.record(
-        writes.session, "hold.expired" if reason is VoidReason.EXPIRED else "hold.voided", "redemption", held.id,
+        writes.session, "hold.expired" if lapsed else "hold.voided", "redemption", held.id,
         now=now, before={"status": RedemptionStatus.HELD.value},
         after={"status": RedemptionStatus.VOIDED.value, "void_reason": reason.value, "released": amount,
                **({"note": note} if note else {})},
