@@ -185,8 +185,12 @@ async def chaos(servers: Servers, tally: Tally, deadline: float, started: float,
     restarted_pg = False
     total = deadline - started
     while time.monotonic() < deadline:
-        remaining_kills = max(min_kills - tally.kills, 1)
-        await asyncio.sleep(random.uniform(0.3, 1.7) * max(1.0, (deadline - time.monotonic()) / remaining_kills / 1.5))  # noqa: S311
+        # The faults still due (the kills, and the PostgreSQL restart) share what is left of the
+        # run, one more share kept for the restarts they take: each pause is at most its share,
+        # so the last kill lands before the deadline even on a slow machine.
+        due = max(min_kills - tally.kills, 1) + int(restart_pg and not restarted_pg)
+        share = (deadline - time.monotonic()) / (due + 1)
+        await asyncio.sleep(max(1.0, random.uniform(0.4, 1.0) * share))  # noqa: S311
         if time.monotonic() >= deadline:
             break
         if not restarted_pg and restart_pg and time.monotonic() - started > total / 2:
