@@ -356,6 +356,8 @@ def _account(n: int) -> Any:
     return select(A.c.id).where(A.c.code == bindparam(f"code_{n}")).scalar_subquery()
 
 
+# The new hold's own voucher's holds: its TTL alone decides, for that voucher has just been found
+# usable at `now`, under its lock, so its expiry has not come (`rules.lapse` agrees).
 _VOID_WHEN_READ = IS_HELD & (R.c.hold_expires_at <= bindparam("now"))
 # Another voucher's hold is void for the order's room and the cap once its TTL has passed or its
 # voucher has expired (its holds are voided first, DESIGN §2), whether or not the job has posted
