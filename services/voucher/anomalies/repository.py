@@ -10,13 +10,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnClause, and_, case, exists, false, func, literal_column, or_, select
+from sqlalchemy import ColumnClause, and_, case, false, func, literal_column, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from services.voucher.anomalies.rules import Claimed, Redeemed
 from services.voucher.claims.rules import ClaimStatus
 from services.voucher.db import Database, table_of
+from services.voucher.redemption.repository import IS_HELD, is_lapsed_hold
 from services.voucher.redemption.rules import Payee, RedemptionStatus
 from services.voucher.tables import Claim, Enterprise, Programme, Provider, Redemption, Voucher
 
@@ -42,11 +43,12 @@ def _value(now: datetime) -> Any:
     (a hold past its TTL or on a voucher that has expired is void when read, whether or not a job
     has posted it)."""
     # The hold's own voucher, whatever other vouchers the enclosing query reads.
-    voucher_expired = exists().where(V.id == R.voucher_id, V.expires_at <= now).correlate_except(table_of(Voucher))
+    voucher_expires_at = (select(V.expires_at).where(V.id == R.voucher_id)
+                          .correlate_except(table_of(Voucher)).scalar_subquery())
     return case(
         (R.status.in_([RedemptionStatus.CAPTURED.value, RedemptionStatus.REFUNDED.value]),
          R.captured_amount - R.refunded_amount),
-        (and_(R.status == RedemptionStatus.HELD.value, R.hold_expires_at > now, ~voucher_expired), R.held_amount),
+        (and_(IS_HELD, ~is_lapsed_hold(now, voucher_expires_at)), R.held_amount),
         else_=0,
     )
 

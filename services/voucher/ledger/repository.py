@@ -32,7 +32,7 @@ from services.voucher.db import IntPageRequest, encode_int_cursor, table_of
 from services.voucher.driver import Batch, insert_rows
 from services.voucher.ledger.rules import AccountKind
 from services.voucher.redemption.repository import is_lapsed_hold
-from services.voucher.redemption.rules import LAPSES, RELEASE_JOURNAL, VoidReason
+from services.voucher.redemption.rules import LAPSES, RELEASE_JOURNAL
 from services.voucher.tables import (
     Application,
     Claim,
@@ -58,7 +58,7 @@ P = table_of(LedgerPosting)
 T = table_of(LedgerTransaction)
 #: The ways a hold lapses without anyone voiding it, and the journals that post its release.
 _LAPSES = tuple(sorted(reason.value for reason in LAPSES))
-_LAPSE_JOURNALS = tuple(RELEASE_JOURNAL[VoidReason(reason)] for reason in _LAPSES)
+_LAPSE_JOURNALS = tuple(sorted(RELEASE_JOURNAL[reason] for reason in LAPSES))
 
 
 def _insert_for(session: AsyncSession) -> Any:

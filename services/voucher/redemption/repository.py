@@ -16,7 +16,6 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
-    Select,
     String,
     and_,
     bindparam,
@@ -99,12 +98,8 @@ def is_lapsed_hold(now: Any, voucher_expires_at: Any) -> Any:
     return and_(IS_HELD, or_(R.c.hold_expires_at <= now, voucher_expires_at <= now))
 
 
-def visible(actor: Actor) -> Select[Redemption]:
-    """A provider sees its redemptions, an enterprise the redemptions of its vouchers."""
-    return select(Redemption).where(_visible_to(actor))
-
-
 def _visible_to(actor: Actor) -> ColumnElement[bool]:
+    """A provider sees its redemptions, an enterprise the redemptions of its vouchers."""
     if actor.sees_everything:
         return true()
     if actor.role is Role.PROVIDER and actor.provider_id is not None:
@@ -117,7 +112,7 @@ def _visible_to(actor: Actor) -> ColumnElement[bool]:
 
 
 def _readable(actor: Actor) -> Any:
-    """What `visible` shows, each with its voucher's expiry: a read needs it to show a hold on a
+    """The redemptions the actor may see (`_visible_to`), each with its voucher's expiry: a read needs it to show a hold on a
     voucher that has expired as void (`rules.lapse`). The voucher is read by its primary key."""
     return (select(Redemption, V.c.expires_at)
             .join_from(table_of(Redemption), V, V.c.id == col(Redemption.voucher_id))
