@@ -500,6 +500,54 @@ async def test_a_refund_after_a_clawback_is_not_recovered_twice(app, world: Worl
     assert (await world.reconciliation())["is_clean"]
 
 
+async def _receivable(app, world: World) -> int:
+    from sqlalchemy import select
+
+    from services.voucher.tables import LedgerAccount
+
+    async with app.state.database.unit_of_work(write=False) as session:
+        return (await session.execute(select(LedgerAccount.balance).where(
+            LedgerAccount.kind == "enterprise_receivable",
+            LedgerAccount.enterprise_id == uuid.UUID(world.enterprise["id"])))).scalar_one()
+
+
+async def test_a_refund_on_another_voucher_leaves_a_clawback_owed(app, world: World) -> None:
+    """The receivable is the enterprise's, shared by its vouchers; a clawback is one voucher's.
+    A refund on a second revoked voucher, which nothing was clawed back from, recovers none of
+    it: the first voucher's used value is still spent and still owed."""
+    a, b = await world.issue(1_000_000), await world.issue(1_000_000)
+    await world.hold(a, 1_000_000, order="PO-a", path="/v1/redemptions")
+    on_b = (await world.hold(b, 1_000_000, order="PO-b", path="/v1/redemptions")).json()
+    assert on_b["captured_amount"] == 300_000
+    for voucher, body in ((a, {"reason": "fraud", "clawback": 300_000}), (b, {"reason": "programme closed"})):
+        revoked = await world.post(f"/v1/vouchers/{voucher['id']}/revoke", body, key=world.operator)
+        assert revoked.status_code == 200, revoked.text
+    refund = await world.post(f"/v1/redemptions/{on_b['id']}/refunds", {"amount": 300_000, "reason": "not delivered"})
+    assert refund.status_code == 201, refund.text
+    assert await _receivable(app, world) == 300_000
+    assert (await world.reconciliation())["is_clean"]
+
+
+async def test_a_refund_of_value_not_clawed_back_leaves_the_clawback_owed(app, world: World) -> None:
+    """One voucher, two orders, the clawback for one of them: refunding the other leaves as much
+    used as was clawed back, so all of it is still owed; refunding the first then recovers it."""
+    voucher = await world.issue(1_000_000)
+    fraud = (await world.hold(voucher, 1_000_000, order="PO-fraud", path="/v1/redemptions")).json()
+    legit = (await world.hold(voucher, 1_000_000, order="PO-legit", path="/v1/redemptions")).json()
+    assert fraud["captured_amount"] == legit["captured_amount"] == 300_000
+    revoked = await world.post(f"/v1/vouchers/{voucher['id']}/revoke", {"reason": "PO-fraud", "clawback": 300_000},
+                               key=world.operator)
+    assert revoked.status_code == 200, revoked.text
+    refund = await world.post(f"/v1/redemptions/{legit['id']}/refunds", {"amount": 300_000, "reason": "cancelled"})
+    assert refund.status_code == 201, refund.text
+    assert (await world.voucher(voucher["id"]))["balances"]["used"] == 300_000
+    assert await _receivable(app, world) == 300_000
+    refund = await world.post(f"/v1/redemptions/{fraud['id']}/refunds", {"amount": 100_000, "reason": "partly"})
+    assert refund.status_code == 201, refund.text
+    assert await _receivable(app, world) == 200_000  # 200,000 still used, all of it owed
+    assert (await world.reconciliation())["is_clean"]
+
+
 async def test_an_expired_hold_reads_as_released_everywhere_before_the_job_runs(app, world: World, clock) -> None:
     """DESIGN §2: what every read shows already counts expired holds as released — the voucher,
     the provider's lookup, lists, the redemption and the trial balance — with no job run."""

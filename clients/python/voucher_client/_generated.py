@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "d03ee3da7fddb350c74a0462ba642b6ca4145d9550ba5419866d200f4e71b419"
+DOCUMENT_SHA256 = "57b929bbcccc1460fa6c7ab005b19eb4d7ee7cae9f1be9678a0272fb12b06174"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

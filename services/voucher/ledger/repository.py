@@ -332,6 +332,15 @@ async def account(session: AsyncSession, account_id: uuid.UUID) -> dict[str, Any
     return None if row is None else dict(row._mapping)
 
 
+async def voucher_share(session: AsyncSession, account_id: uuid.UUID, voucher_id: uuid.UUID) -> int:
+    """What the journals of one voucher have left on an account: the sum of its postings to it."""
+    return int((await session.execute(
+        select(func.coalesce(_sum(P.c.amount), 0))
+        .select_from(P.join(T, T.c.id == P.c.transaction_id))
+        .where(P.c.account_id == account_id, T.c.voucher_id == voucher_id)
+    )).scalar_one())
+
+
 async def balance_as_of(session: AsyncSession, account_id: uuid.UUID, as_of: datetime) -> tuple[int, int]:
     """(sum, count) of the account's postings made at or before `as_of`."""
     row = (await session.execute(

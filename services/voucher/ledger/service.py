@@ -247,6 +247,12 @@ async def balances(session: AsyncSession, ids: Iterable[uuid.UUID], *, lock: boo
     return await repository.balances(session, ids, lock=lock)
 
 
+async def voucher_share(session: AsyncSession, account_id: uuid.UUID, voucher_id: uuid.UUID) -> int:
+    """What one voucher's journals have left on an account (a receivable shared by an
+    enterprise's vouchers: the part of it that is this voucher's clawback)."""
+    return await repository.voucher_share(session, account_id, voucher_id)
+
+
 async def serialise_on(session: AsyncSession, account_id: uuid.UUID) -> None:
     """Serialise a use case on an account row while postings to it go on."""
     await repository.serialise_on(session, account_id)

@@ -193,7 +193,8 @@ async def void_hold(
     description="The provider calls this (`redemptions:write`), with a required Idempotency-Key, when it refunds "
     "an order it was subsidised for. The amount leaves the voucher's used balance for its available balance while "
     "the voucher is valid, or for the programme's pool otherwise, and the provider's payable drops by as much (on "
-    "a revoked voucher the clawback receivable shrinks too): one ledger journal, a refund row, the audit events "
+    "a revoked voucher, the clawback recorded against it shrinks by as much as the refund takes the voucher's used "
+    "value below it): one ledger journal, a refund row, the audit events "
     "`refund.created` and `ledger.posted`, and `refund.created` to events and webhooks. Refused with `not_found`, "
     "`redemption_not_captured` (nothing captured to refund), `refund_exceeds_captured`, `concurrent_update` or an "
     "Idempotency-Key conflict.",

@@ -467,6 +467,17 @@ def check_refund(hold: Hold, amount: int) -> None:
                                         refundable=Amount(remaining, hold.unit)), refundable=remaining)
 
 
+def clawback_recovered(clawed_back: int, used: int, refunded: int) -> int:
+    """What a refund on a revoked voucher recovers of the clawback recorded against it.
+
+    A clawback asks the enterprise to pay back part of the value used on this voucher, so it
+    can never exceed what is still used on it: a refund that takes the used value below the
+    clawback recovers the difference (the programme gets that value back from the provider,
+    so the enterprise no longer owes it), and nothing otherwise. `clawed_back` is what is
+    still owed for this voucher, `used` its used value before the refund."""
+    return max(0, clawed_back - max(0, used - refunded))
+
+
 def refund_goes_to_voucher(voucher: VoucherState, now: datetime) -> bool:
     """A refund returns value to the voucher while it can still be used (suspended counts),
     else to the programme's pool."""

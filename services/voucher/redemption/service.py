@@ -449,7 +449,7 @@ async def refund(
 ) -> RedemptionRefund:
     """Give back part or all of a captured subsidy: to the voucher while it is valid, else to
     the programme's pool. The payee's payable drops by the same amount; on a revoked voucher,
-    a clawback receivable shrinks by what comes back (recovered once, not twice)."""
+    the voucher's clawback shrinks by what the refund takes its used value below it."""
     locks = await _locked(session, actor, redemption_id)
     voucher, held = locks.voucher, locks.hold
     assert voucher is not None and held is not None
@@ -490,15 +490,22 @@ async def refund(
 
 async def _clawback_recovered(session: AsyncSession, voucher: VoucherState, amount: int, now: datetime) -> list[Leg]:
     """Used value the enterprise was asked to pay back (a clawback) and that the provider now
-    refunds is recovered once: the receivable shrinks by what comes back (rare: read at once)."""
+    refunds is recovered once. The clawback is this voucher's own (the receivable is the
+    enterprise's in the programme, shared by its vouchers): it stays owed as long as the value
+    still used on the voucher covers it, and shrinks only by what the refund takes below it.
+    A refund on another voucher, or of used value that was not clawed back, leaves it (rare:
+    read at once)."""
     receivable = (await ledger.ensure_enterprise_accounts(
         session, voucher.enterprise_id, voucher.programme_id, voucher.unit, now, [AccountKind.ENTERPRISE_RECEIVABLE],
     ))[AccountKind.ENTERPRISE_RECEIVABLE]
     owed = (await ledger.balances(session, [receivable], lock=True))[receivable]
-    if not owed:
+    # Under the voucher's lock: only its revocation and its refunds post to its share.
+    clawed_back = await ledger.voucher_share(session, receivable, voucher.id)
+    recovered = decide.clawback_recovered(min(owed, clawed_back), voucher.used, amount)
+    if not recovered:
         return []
     contra = (await ledger.programme_accounts(session, voucher.programme_id))[AccountKind.PROGRAMME_CLAWBACK]
-    return transfer(receivable, contra, min(owed, amount), voucher.unit)
+    return transfer(receivable, contra, recovered, voucher.unit)
 
 
 # -- releases the office and the jobs make ----------------------------------------------------
