@@ -581,6 +581,42 @@ async def test_a_paid_settlement_refuses_every_change(app, world: World, clock) 
     assert (await world.reconciliation())["is_clean"]
 
 
+async def test_an_item_joins_only_a_draft_settlement_and_never_moves(app, world: World, clock) -> None:
+    """Items are written once, with their draft settlement (migration 0015): the database refuses
+    one added to a settlement past its draft, or moved into or out of another settlement."""
+    paid = await _paid(world, clock)
+    v = await world.issue(100_000_000)
+    await redeem(world, clock, "2026-03-04T01:00:00+00:00", v, 1_000_000, "PO-2")
+    clock.current = utc("2026-03-05T01:00:00+00:00")
+    draft = (await settled(world, "2026-03-04", "2026-03-04"))["id"]
+    new_id = "gen_random_uuid()" if app.state.database.engine.dialect.name == "postgresql" else "lower(hex(randomblob(16)))"
+    # a released copy of one of its items, so that no unique index refuses it before the trigger
+    copy = (f"INSERT INTO settlement_item (id, settlement_id, kind, redemption_id, refund_id, order_reference, "  # noqa: S608
+            f"amount, occurred_at, released_at) SELECT {new_id}, settlement_id, kind, redemption_id, refund_id, "
+            "order_reference, amount, occurred_at, occurred_at FROM settlement_item WHERE settlement_id = :id "
+            "AND kind = 'capture'")
+    before = (await _rows(app, paid), await _rows(app, draft))
+    with pytest.raises(LookupError):  # a copy into a draft is an item like any other (then rolled back)
+        async with app.state.database.unit_of_work() as session:
+            assert (await session.execute(text(copy), {"id": _db_id(app, draft)})).rowcount == 1
+            raise LookupError
+    await _refused(app, copy, paid)
+    pid, did = _db_id(app, paid), _db_id(app, draft)
+    for sql, params in (
+        ("UPDATE settlement_item SET settlement_id = :paid WHERE settlement_id = :id", {"id": did, "paid": pid}),
+        ("UPDATE settlement_item SET settlement_id = :other WHERE settlement_id = :id", {"id": pid, "other": did}),
+    ):
+        with pytest.raises(IntegrityError) as raised:
+            async with app.state.database.unit_of_work() as session:
+                await session.execute(text(sql), params)
+        assert "never" in str(raised.value.orig), raised.value
+    assert (await _rows(app, paid), await _rows(app, draft)) == before
+    await moved(world, draft, "submit", "submitted")
+    await _refused(app, copy, draft)
+    assert len((await _rows(app, draft))[1]) == len(before[1][1])
+    assert (await world.reconciliation())["is_clean"]
+
+
 async def test_no_settlement_or_item_is_ever_deleted(app, world: World, clock) -> None:
     v = await world.issue(100_000_000)
     await redeem(world, clock, "2026-03-02T01:00:00+00:00", v, 1_000_000, "PO-1")
