@@ -271,6 +271,7 @@ def ledger_reconcile(database_url: DatabaseUrl = None) -> None:
         ("unbalanced journal transaction", result.unbalanced_transactions),
         ("commitment not matched by approved applications", result.commitment_differences),
         ("provider payment not matched by paid settlements", result.settlement_differences),
+        ("clawback owed not matched by the voucher's used value", result.clawback_differences),
     ):
         for row in rows:
             typer.echo(f"{label}: {json.dumps(row, default=str)}", err=True)

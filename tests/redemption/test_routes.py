@@ -548,6 +548,42 @@ async def test_a_refund_of_value_not_clawed_back_leaves_the_clawback_owed(app, w
     assert (await world.reconciliation())["is_clean"]
 
 
+async def test_the_reconciliation_shows_a_clawback_forgiven_beyond_the_refunds(app, world: World) -> None:
+    """What the refunds of a revoked voucher may recover is checked from the postings alone: a
+    recovery journal such as the one refunds on another voucher used to post shows as a
+    difference of that voucher, and nothing else differs."""
+    from services.voucher.ledger import service as ledger
+    from services.voucher.ledger.rules import AccountKind, transfer
+    from services.voucher.tables import LedgerAccount
+
+    voucher = await world.issue(1_000_000)
+    await world.hold(voucher, 1_000_000, order="PO-c", path="/v1/redemptions")
+    revoked = await world.post(f"/v1/vouchers/{voucher['id']}/revoke", {"reason": "fraud", "clawback": 200_000},
+                               key=world.operator)
+    assert revoked.status_code == 200, revoked.text
+    assert (await world.reconciliation())["is_clean"]
+    async with app.state.database.unit_of_work() as session:
+        receivable = (await session.execute(select(LedgerAccount.id).where(
+            LedgerAccount.kind == "enterprise_receivable",
+            LedgerAccount.enterprise_id == uuid.UUID(world.enterprise["id"])))).scalar_one()
+        contra = (await ledger.programme_accounts(session, uuid.UUID(world.programme["id"])))[
+            AccountKind.PROGRAMME_CLAWBACK]
+        await ledger.post(session, kind="refund", legs=transfer(receivable, contra, 150_000, "CNY"), now=datetime.now(UTC),
+                          programme_id=uuid.UUID(world.programme["id"]), voucher_id=uuid.UUID(voucher["id"]),
+                          memo="forgiven")
+    result = await world.reconciliation()
+    assert not result["is_clean"]
+    assert result["clawback_differences"] == [{
+        "what": "clawback owed for the voucher", "voucher_id": voucher["id"], "clawed_back": 200_000,
+        "used": 300_000, "owed": 50_000, "expected": 200_000}]
+    assert [k for k, v in result.items() if isinstance(v, list) and v] == ["clawback_differences"]
+    async with app.state.database.unit_of_work() as session:  # the debt put back: clean again
+        await ledger.post(session, kind="refund", legs=transfer(contra, receivable, 150_000, "CNY"),
+                          now=datetime.now(UTC), programme_id=uuid.UUID(world.programme["id"]),
+                          voucher_id=uuid.UUID(voucher["id"]), memo="put back")
+    assert (await world.reconciliation())["is_clean"]
+
+
 async def test_an_expired_hold_reads_as_released_everywhere_before_the_job_runs(app, world: World, clock) -> None:
     """DESIGN §2: what every read shows already counts expired holds as released — the voucher,
     the provider's lookup, lists, the redemption and the trial balance — with no job run."""

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "57b929bbcccc1460fa6c7ab005b19eb4d7ee7cae9f1be9678a0272fb12b06174"
+DOCUMENT_SHA256 = "c8d14da5f17af9e492009d499fcba57ec9bbc36d673b7116f448999465f528b1"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]
@@ -938,6 +938,7 @@ class Reason(TypedDict):
 class ReconciliationPublic(TypedDict):
     account_differences: list[dict[str, Any]]
     accounts: int
+    clawback_differences: list[dict[str, Any]]
     commitment_differences: list[dict[str, Any]]
     is_clean: bool
     negative_balances: list[dict[str, Any]]

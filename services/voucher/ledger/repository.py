@@ -14,6 +14,7 @@ from sqlalchemy import (
     Select,
     and_,
     bindparam,
+    case,
     cast,
     func,
     insert,
@@ -253,6 +254,38 @@ async def settlement_differences(session: AsyncSession) -> list[dict[str, Any]]:
         + await _paid_differences(session, "enterprise paid (claims)", AccountKind.ENTERPRISE_PAID, cl.c.enterprise_id,
                                   A.c.enterprise_id, cl.c.approved_amount, cl.c.status == "paid", cl.c.programme_id)
     )
+
+
+async def clawback_differences(session: AsyncSession) -> list[dict[str, Any]]:
+    """A clawback asks back part of the value used on one voucher, and refunds recover it only
+    as they take that value below it: so for every voucher with a clawback, what its journals
+    leave on the enterprise's receivable must equal the smaller of the clawback and the value
+    still used on it (every figure summed from postings; `rules.clawback_recovered`)."""
+    receivable = A.c.kind == AccountKind.ENTERPRISE_RECEIVABLE.value
+    clawbacks = (
+        select(T.c.voucher_id,
+               _sum(case((T.c.kind == "clawback_recorded", P.c.amount), else_=0)).label("clawed_back"),
+               _sum(P.c.amount).label("owed"))
+        .select_from(P.join(T, T.c.id == P.c.transaction_id).join(A, A.c.id == P.c.account_id))
+        .where(receivable, T.c.voucher_id.is_not(None))
+        .group_by(T.c.voucher_id).subquery()
+    )
+    used = (
+        select(A.c.voucher_id, _sum(P.c.amount).label("used"))
+        .select_from(P.join(A, A.c.id == P.c.account_id))
+        .where(A.c.kind == AccountKind.VOUCHER_USED.value, A.c.voucher_id.in_(select(clawbacks.c.voucher_id)))
+        .group_by(A.c.voucher_id).subquery()
+    )
+    still_used = func.coalesce(used.c.used, 0)
+    expected = case((clawbacks.c.clawed_back < still_used, clawbacks.c.clawed_back), else_=still_used)
+    rows = (
+        select(clawbacks.c.voucher_id, clawbacks.c.clawed_back, still_used.label("used"),
+               clawbacks.c.owed, expected.label("expected"))
+        .select_from(clawbacks.outerjoin(used, used.c.voucher_id == clawbacks.c.voucher_id))
+        .where(clawbacks.c.owed != expected)
+    )
+    return [{"what": "clawback owed for the voucher", **dict(r._mapping)}
+            for r in (await session.execute(rows)).all()]
 
 
 async def _paid_differences(

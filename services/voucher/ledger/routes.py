@@ -40,7 +40,7 @@ class ReconciliationPublic(BaseModel):
             "examples": [
                 {"is_clean": True, "accounts": 120, "postings": 5400, "transactions": 2300,
                  "account_differences": [], "negative_balances": [], "unbalanced_transactions": [],
-                 "commitment_differences": [], "settlement_differences": []}
+                 "commitment_differences": [], "settlement_differences": [], "clawback_differences": []}
             ]
         }
     )
@@ -54,6 +54,7 @@ class ReconciliationPublic(BaseModel):
     unbalanced_transactions: list[dict[str, Any]]
     commitment_differences: list[dict[str, Any]]
     settlement_differences: list[dict[str, Any]]
+    clawback_differences: list[dict[str, Any]]
 
 
 @router.get(
@@ -61,8 +62,9 @@ class ReconciliationPublic(BaseModel):
     operation_id="reconcile_ledger",
     summary="Recompute every balance from the postings and report any difference",
     description="Operators and auditors (`ledger:read`). Recomputes every stored balance from the postings and "
-    "checks that no balance is negative, every journal sums to zero per unit, and commitments and settlements "
-    "agree with the ledger; `is_clean` is true when nothing differs. Changes nothing, and has no problem of its "
+    "checks that no balance is negative, every journal sums to zero per unit, commitments and settlements "
+    "agree with the ledger, and each voucher's clawback still owed is the smaller of the clawback and the value "
+    "still used on it; `is_clean` is true when nothing differs. Changes nothing, and has no problem of its "
     "own beyond authentication.",
     response_model=ReconciliationPublic,
     responses=responses(*AUTH_ERRORS),
@@ -78,6 +80,7 @@ async def reconcile_ledger(
         negative_balances=result.negative_balances, unbalanced_transactions=result.unbalanced_transactions,
         commitment_differences=result.commitment_differences,
         settlement_differences=result.settlement_differences,
+        clawback_differences=result.clawback_differences,
     )
 
 

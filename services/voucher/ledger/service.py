@@ -273,11 +273,13 @@ class Reconciliation:
     commitment_differences: list[dict[str, Any]] = field(default_factory=list)
     #: Paid to providers in the ledger but not by a paid settlement (or the reverse).
     settlement_differences: list[dict[str, Any]] = field(default_factory=list)
+    #: A voucher's clawback still owed other than the smaller of the clawback and its used value.
+    clawback_differences: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def is_clean(self) -> bool:
         return not (self.account_differences or self.negative_balances or self.unbalanced_transactions
-                    or self.commitment_differences or self.settlement_differences)
+                    or self.commitment_differences or self.settlement_differences or self.clawback_differences)
 
 
 async def reconcile(session: AsyncSession) -> Reconciliation:
@@ -289,6 +291,7 @@ async def reconcile(session: AsyncSession) -> Reconciliation:
         unbalanced_transactions=await repository.unbalanced_transactions(session),
         commitment_differences=await repository.commitment_differences(session),
         settlement_differences=await repository.settlement_differences(session),
+        clawback_differences=await repository.clawback_differences(session),
     )
 
 
