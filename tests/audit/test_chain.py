@@ -179,6 +179,27 @@ async def test_a_rewritten_posting_is_found(world: World, raw) -> None:
 
 
 
+@pytest.mark.parametrize("column", ["redemption_id", "voucher_id", "programme_id", "memo"])
+async def test_a_journal_pointed_elsewhere_is_found(world: World, raw, column: str) -> None:
+    """A journal's references are what an export, a past balance and a voucher's clawback find
+    it by: its event records them, so a journal made to point at another redemption, voucher or
+    programme (or given another memo), its postings untouched, no longer verifies."""
+    assert (await verify(world))["is_intact"]
+    with raw.connect() as conn:
+        journal, value = conn.execute(text(
+            f"SELECT id, {column} FROM ledger_transaction WHERE redemption_id IS NOT NULL ORDER BY id LIMIT 1")).one()
+    elsewhere = uuid.uuid4()
+    other = "forged" if column == "memo" else elsewhere.hex if ENGINE == "sqlite" else str(elsewhere)
+    tamper(raw, f"UPDATE ledger_transaction SET {column} = :other WHERE id = :id",  # noqa: S608
+           params={"other": other, "id": journal})
+    problems = (await verify(world))["problems"]
+    assert [p["kind"] for p in problems] == ["postings_differ"]
+    assert problems[0]["journal_id"] == str(uuid.UUID(str(journal)))
+    tamper(raw, f"UPDATE ledger_transaction SET {column} = :value WHERE id = :id",  # noqa: S608
+           params={"value": value, "id": journal})
+    assert (await verify(world))["is_intact"]
+
+
 async def test_a_forged_journal_with_a_planted_sealed_event_is_found(world: World, raw) -> None:
     """The attack a review found: a balanced journal between two unmaterialised accounts (no
     balance to adjust) plus an event whose seal is filled in. The database refuses an event

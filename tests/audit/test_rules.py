@@ -17,7 +17,9 @@ from services.voucher.audit.rules import (
     checkpoint_message,
     classify,
     digest,
+    journal_compared,
     journal_record,
+    journal_refs,
     link,
     plain,
 )
@@ -107,3 +109,25 @@ def test_a_journal_is_recorded_in_one_order_with_its_kind_and_times() -> None:
 def test_hashing_a_stored_row_never_fails_on_what_recording_refuses() -> None:
     """A float planted behind the service must not stop the sealer for good."""
     assert digest(_event(after={"amount": 1.5})) != digest(_event(after={"amount": 1}))
+
+
+def test_a_journal_is_compared_with_what_its_event_recorded() -> None:
+    """An event that records the journal's references is held to them; one written before they
+    were recorded is held to its kind, time and postings alone."""
+    at = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
+    legs = [(uuid.UUID(int=1), -5, "CNY", at), (uuid.UUID(int=2), 5, "CNY", at)]
+    refs = journal_refs(uuid.UUID(int=3), uuid.UUID(int=4).hex, None, "refund: x")
+    assert refs == {"programme_id": str(uuid.UUID(int=3)), "voucher_id": str(uuid.UUID(int=4)),
+                    "redemption_id": None, "memo": "refund: x"}
+    rebuilt = journal_record("refund", at, legs, refs)
+    recorded, ledger = journal_compared(rebuilt, rebuilt)
+    assert recorded == ledger == rebuilt
+    elsewhere = journal_record("refund", at, legs, {**refs, "voucher_id": str(uuid.UUID(int=5))})
+    recorded, ledger = journal_compared(elsewhere, rebuilt)
+    assert recorded != ledger
+    older = journal_record("refund", at, legs)
+    assert "refs" not in older
+    recorded, ledger = journal_compared(older, rebuilt)
+    assert recorded == ledger == older
+    recorded, ledger = journal_compared({**older, "legs": []}, rebuilt)
+    assert recorded != ledger

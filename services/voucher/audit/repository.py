@@ -101,8 +101,8 @@ async def stream_journal_legs(session: AsyncSession) -> AsyncIterator[Any]:
     """Every journal transaction with its postings, ordered by journal; a journal with no
     postings still appears (with a null account) so a deleted set of postings is seen."""
     stmt = (
-        select(T.c.id, T.c.kind, T.c.created_at, P.c.account_id, P.c.amount, P.c.unit,
-               P.c.created_at.label("posted_at"))
+        select(T.c.id, T.c.kind, T.c.created_at, T.c.programme_id, T.c.voucher_id, T.c.redemption_id, T.c.memo,
+               P.c.account_id, P.c.amount, P.c.unit, P.c.created_at.label("posted_at"))
         .select_from(T.outerjoin(P, P.c.transaction_id == T.c.id))
         .order_by(T.c.id, P.c.id)
         .execution_options(yield_per=5000)

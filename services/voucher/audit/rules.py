@@ -105,12 +105,38 @@ def checkpoint_message(seq: int, chain_hash: str, signed_at: datetime) -> bytes:
                       "statement": "voucher-audit-checkpoint/1"})
 
 
-def journal_record(kind: str, at: datetime, postings: list[tuple[Any, int, str, datetime]]) -> dict[str, Any]:
+def journal_record(kind: str, at: datetime, postings: list[tuple[Any, int, str, datetime]],
+                   refs: dict[str, Any] | None = None) -> dict[str, Any]:
     """A journal as its `ledger.posted` event records it, and as verification rebuilds it from
-    the ledger: its kind and time, and each posting as [account, amount, unit, time], sorted.
-    Whatever a point-in-time balance or an export depends on is in here."""
-    return {"kind": kind, "at": timestamp(at),
-            "legs": sorted([[str(a), int(n), str(u), timestamp(t)] for a, n, u, t in postings])}
+    the ledger: its kind and time, each posting as [account, amount, unit, time], sorted, and
+    what it refers to (`journal_refs`). Whatever a point-in-time balance, a reconciliation or an
+    export depends on is in here."""
+    record: dict[str, Any] = {
+        "kind": kind, "at": timestamp(at),
+        "legs": sorted([[str(a), int(n), str(u), timestamp(t)] for a, n, u, t in postings]),
+    }
+    if refs is not None:
+        record["refs"] = refs
+    return record
+
+
+def journal_refs(programme_id: Any, voucher_id: Any, redemption_id: Any, memo: str) -> dict[str, Any]:
+    """The programme, voucher and redemption a journal is about, and its memo: the redemption
+    and the voucher are how an export, a past balance and a voucher's clawback find it."""
+    def ref(value: Any) -> str | None:
+        return None if value is None else str(uuid.UUID(str(value)))
+
+    return {"programme_id": ref(programme_id), "voucher_id": ref(voucher_id), "redemption_id": ref(redemption_id),
+            "memo": memo}
+
+
+def journal_compared(recorded: Mapping[str, Any], rebuilt: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(what a `ledger.posted` event recorded, what the ledger has), over what the event must
+    record: a journal differs from its event when the two differ. Events written before December
+    2026 recorded no `refs`; their journals are compared on the rest (a sealed event cannot lose
+    the key without breaking the chain, so a newer one cannot pass for an older one)."""
+    ledger = rebuilt if "refs" in recorded else {k: v for k, v in rebuilt.items() if k != "refs"}
+    return {k: recorded.get(k) for k in ledger}, ledger
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,9 @@ from services.voucher.audit.rules import (
     checkpoint_message,
     classify,
     digest,
+    journal_compared,
     journal_record,
+    journal_refs,
     link,
     plain,
 )
@@ -347,12 +349,12 @@ async def _check_ledger(session: AsyncSession, result: Verification) -> None:
             event = await anext(events, None)
         else:
             result.journals_checked += 1
-            recorded = {k: event[2].get(k) for k in journal[1]}
-            if recorded != journal[1]:
+            recorded, ledger = journal_compared(event[2], journal[1])
+            if recorded != ledger:
                 result.problem(ProblemKind.POSTINGS_DIFFER,
-                               "the ledger's journal (its kind, time or postings) differs from what its "
-                               "audit event recorded", journal_id=journal[0], seq=event[1], recorded=recorded,
-                               ledger=journal[1])
+                               "the ledger's journal (its kind, time, references or postings) differs from what "
+                               "its audit event recorded", journal_id=journal[0], seq=event[1], recorded=recorded,
+                               ledger=ledger)
             journal = await anext(journals, None)
             event = await anext(events, None)
 
@@ -370,12 +372,17 @@ async def _journals(session: AsyncSession) -> AsyncIterator[tuple[uuid.UUID, dic
     async for row in repository.stream_journal_legs(session):
         if current is None or row.id != current.id:
             if current is not None:
-                yield current.id, journal_record(current.kind, current.created_at, legs)
+                yield current.id, _rebuilt(current, legs)
             current, legs = row, []
         if row.account_id is not None:
             legs.append((row.account_id, row.amount, row.unit, row.posted_at))
     if current is not None:
-        yield current.id, journal_record(current.kind, current.created_at, legs)
+        yield current.id, _rebuilt(current, legs)
+
+
+def _rebuilt(journal: Any, legs: list[tuple[Any, int, str, datetime]]) -> dict[str, Any]:
+    refs = journal_refs(journal.programme_id, journal.voucher_id, journal.redemption_id, journal.memo)
+    return journal_record(journal.kind, journal.created_at, legs, refs)
 
 
 async def keep_verification(

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.voucher import driver
 from services.voucher.audit import service as audit
-from services.voucher.audit.rules import journal_record
+from services.voucher.audit.rules import journal_record, journal_refs
 from services.voucher.db import IntPageRequest
 from services.voucher.driver import Batch
 from services.voucher.errors import NotFound
@@ -204,7 +204,8 @@ def journal(
             for leg in legs
         ],
         deltas=dict(deltas),
-        record=journal_record(kind, now, [(leg.account_id, leg.amount, leg.unit, now) for leg in legs]),
+        record=journal_record(kind, now, [(leg.account_id, leg.amount, leg.unit, now) for leg in legs],
+                              journal_refs(programme_id, voucher_id, redemption_id, memo[:500])),
     )
 
 
