@@ -52,6 +52,19 @@ def test_shared_parties_pairs_each_sides_roles() -> None:
     assert shared_parties(None, theirs) == ()
 
 
+def test_shared_parties_match_without_letter_case_and_count_one_entity_on_both_sides() -> None:
+    """As the redemption path judges them: the same digest in upper case is the same party, and
+    an enterprise and a provider with one USCC are one legal entity (role `self`)."""
+    ours = [{"role": "legal_representative", "party_id": "sha256:9f2c1a7b3e5d8c40aa11bb22cc33dd44"}]
+    theirs = [{"role": "shareholder", "party_id": "sha256:9F2C1A7B3E5D8C40AA11BB22CC33DD44"}]
+    assert [(p.party_id, p.enterprise_roles, p.provider_roles) for p in shared_parties(ours, theirs)] == [
+        ("sha256:9f2c1a7b3e5d8c40aa11bb22cc33dd44", ("legal_representative",), ("shareholder",))]
+    uscc = "91330110MA2H0W1P48"
+    assert [(p.party_id, p.enterprise_roles, p.provider_roles) for p in shared_parties(None, [], uscc, uscc)] == [
+        (f"uscc:{uscc}", ("self",), ("self",))]
+    assert shared_parties(None, [], uscc, "91330106MA27Y4XN2L") == ()
+
+
 def test_related_party_finding_lists_every_redemption_and_explains_in_both_languages() -> None:
     shared = shared_parties([{"role": "legal_representative", "party_id": "sha256:aaaaaaaaaaaaaaaa"}],
                             [{"role": "shareholder", "party_id": "sha256:aaaaaaaaaaaaaaaa"}])

@@ -212,6 +212,14 @@ def test_tier_categories_must_be_in_the_rate_table() -> None:
     assert english(problems) == [("tiers/1/categories", "'accelerator:gpu' is not in the rate table")]
 
 
+def test_a_tier_names_at_least_one_category_or_null() -> None:
+    """`categories: []` reads as "no category" but was applied as "every category": refused."""
+    tiers = [{"spend_up_to": 100, "rate_bps": 5000, "categories": []},
+             {"spend_up_to": 200, "rate_bps": 4000, "categories": None}]
+    assert english(term_problems(terms(tiers=tiers))) == [
+        ("tiers/0/categories", "a tier names at least one category, or null for all of them")]
+
+
 @pytest.mark.parametrize(
     ("limits", "bad"),
     [

@@ -278,6 +278,45 @@ async def test_related_party_is_refused(app, world: World) -> None:
     assert problem["shared_parties"] == ["sha256:0123456789abcdef"]
 
 
+async def test_related_parties_match_whatever_their_letter_case(app, world: World) -> None:
+    """A hex digest names the same party in upper or lower case: the hold is refused all the same."""
+    digest = "sha256:9f2c1a7b3e5d8c40aa11bb22cc33dd44"
+    for path, party in ((f"/v1/enterprises/{world.enterprise['id']}", {"role": "legal_representative",
+                                                                        "party_id": digest}),
+                        (f"/v1/providers/{world.provider['id']}", {"role": "shareholder", "party_id": digest.upper()})):
+        etag = (await world.client.get(path, headers=auth(world.operator))).headers["etag"]
+        patched = await world.client.patch(path, json={"related_parties": [party]},
+                                           headers=auth(world.operator, **{"If-Match": etag}))
+        assert patched.status_code == 200, patched.text
+    voucher = await world.issue(1_000_000)
+    problem = assert_problem(await world.hold(voucher, 1_000, order="RP"), 409, "related_party")
+    assert problem["shared_parties"] == [digest]
+    assert (await world.voucher(voucher["id"]))["balances"] == {"available": 1_000_000, "held": 0, "used": 0}
+
+
+async def test_a_provider_that_is_the_enterprise_itself_is_refused(app, world: World) -> None:
+    """One legal entity registered as both enterprise and provider (the same USCC, no related
+    parties recorded) cannot subsidise its purchases from itself, by a hold or a one-step redeem."""
+    same = await create(world.client, world.operator, "/v1/providers",
+                        provider_payload(uscc=world.enterprise["uscc"], name=world.enterprise["name"]))
+    approved = await world.client.post(f"/v1/providers/{same['id']}/approve", json={"reason": "ok"},
+                                       headers=auth(world.operator))
+    assert approved.status_code == 200, approved.text
+    enrolled = await world.client.put(f"/v1/programmes/{world.programme['id']}/enrolments/{same['id']}",
+                                      headers=auth(world.operator))
+    assert enrolled.status_code == 201, enrolled.text
+    key = await make_key(app, "provider", provider_id=uuid.UUID(same["id"]))
+    voucher = await world.issue(10_000_000)
+    for path in ("/v1/redemptions/holds", "/v1/redemptions"):
+        problem = assert_problem(await world.hold(voucher, 10_000_000, order="SELF-1", path=path, provider_key=key,
+                                                 key=f"self-{path}"),
+                                 409, "related_party")
+        assert problem["shared_parties"] == [f"uscc:{world.enterprise['uscc']}"]
+        assert "USCC" in problem["detail"]
+    assert (await world.voucher(voucher["id"]))["balances"] == {"available": 10_000_000, "held": 0, "used": 0}
+    assert (await world.hold(voucher, 10_000_000, order="SELF-1")).status_code == 201  # another provider may
+
+
 async def test_enterprise_cap_limits_redemption_in_the_period(app, client: httpx.AsyncClient) -> None:
     world = await build_world(app, client, budget_total=1_000_000_000, enterprise_cap=1_000_000,
                               max_per_voucher=1_000_000)

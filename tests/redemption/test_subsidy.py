@@ -61,6 +61,14 @@ def test_tier_limited_to_its_categories() -> None:
     assert [i["subsidy"] for i in result.items] == [200_000, 500_000]
 
 
+def test_a_stored_tier_with_no_category_applies_to_none() -> None:
+    """Terms that recorded `categories: []` (refused since December 2026) are read as written:
+    the tier names no category, so every item gets the table's rate."""
+    tiers = parse_tiers([{"spend_up_to": 50_000_000, "rate_bps": 5000, "categories": []}])
+    result = run([("accelerator:other", 1_000_000), ("accelerator:domestic", 1_000_000)], tiers=tiers)
+    assert [i["subsidy"] for i in result.items] == [200_000, 300_000]
+
+
 def test_items_advance_the_tier_position_in_order() -> None:
     # first item fills the band, the second is at table rate
     result = run([("accelerator:other", 50_000_000), ("accelerator:other", 1_000_000)], tiers=TIER_50)

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "c8d14da5f17af9e492009d499fcba57ec9bbc36d673b7116f448999465f528b1"
+DOCUMENT_SHA256 = "1244f006150458d5a1a66291a192b3dc464ef77c7f1bdd6382c4403357bcb333"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

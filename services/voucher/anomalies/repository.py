@@ -101,18 +101,19 @@ async def programme_limits(session: AsyncSession, programme_id: uuid.UUID | None
 
 async def pairs_with_parties(
     session: AsyncSession, scope: Scope
-) -> list[tuple[uuid.UUID, uuid.UUID, list[dict[str, Any]], list[dict[str, Any]]]]:
+) -> list[tuple[uuid.UUID, uuid.UUID, list[dict[str, Any]], list[dict[str, Any]], str, str]]:
     """Each enterprise–provider pair with value-carrying redemptions in scope, with both
-    sides' related parties as recorded now."""
+    sides' related parties as recorded now, and their USCCs."""
     pairs = select(R.enterprise_id, R.provider_id).where(*_conditions(scope)).distinct().subquery()
     stmt = (
         select(pairs.c.enterprise_id, pairs.c.provider_id, col(Enterprise.related_parties),
-               col(Provider.related_parties))
+               col(Provider.related_parties), col(Enterprise.uscc), col(Provider.uscc))
         .join(Enterprise, col(Enterprise.id) == pairs.c.enterprise_id)
         .join(Provider, col(Provider.id) == pairs.c.provider_id)
         .order_by(pairs.c.enterprise_id, pairs.c.provider_id)
     )
-    return [(row[0], row[1], list(row[2] or []), list(row[3] or [])) for row in (await session.execute(stmt)).all()]
+    return [(row[0], row[1], list(row[2] or []), list(row[3] or []), row[4], row[5])
+            for row in (await session.execute(stmt)).all()]
 
 
 def rows_of_pairs(session: AsyncSession, scope: Scope, pairs: Sequence[tuple[uuid.UUID, uuid.UUID]]) -> AsyncIterator[Redeemed]:

@@ -172,8 +172,8 @@ class Finding:
 
 # -- wording ---------------------------------------------------------------------------------
 
-_ROLE_EN = {"legal_representative": "legal representative", "shareholder": "shareholder"}
-_ROLE_ZH = {"legal_representative": "法定代表人", "shareholder": "股东"}
+_ROLE_EN = {"legal_representative": "legal representative", "shareholder": "shareholder", "self": "own USCC"}
+_ROLE_ZH = {"legal_representative": "法定代表人", "shareholder": "股东", "self": "自身统一社会信用代码"}
 
 
 def money(amount: int, unit: str, language: str = "en") -> str:
@@ -194,21 +194,27 @@ def _day(at: datetime) -> str:
 
 
 def shared_parties(
-    enterprise_parties: Iterable[dict[str, object]] | None, provider_parties: Iterable[dict[str, object]] | None
+    enterprise_parties: Iterable[dict[str, object]] | None, provider_parties: Iterable[dict[str, object]] | None,
+    enterprise_uscc: str | None = None, provider_uscc: str | None = None,
 ) -> tuple[SharedParty, ...]:
-    """The legal representatives and shareholders both sides name, with each side's roles."""
+    """The legal representatives and shareholders both sides name, with each side's roles, as
+    the redemption path judges them (`redemption.rules.party_ids`): ids compared without regard
+    to letter case, and each side's own USCC a party of its own (role `self`), so one legal
+    entity registered as both enterprise and provider shows too."""
 
-    def roles(parties: Iterable[dict[str, object]] | None) -> dict[str, set[str]]:
-        out: dict[str, set[str]] = {}
-        for party in parties or ():
+    def roles(parties: Iterable[dict[str, object]] | None, uscc: str | None) -> dict[str, tuple[str, set[str]]]:
+        out: dict[str, tuple[str, set[str]]] = {}
+        own: list[dict[str, object]] = [{"party_id": f"uscc:{uscc}", "role": "self"}] if uscc else []
+        for party in [*(parties or ()), *own]:
             party_id = party.get("party_id")
             if isinstance(party_id, str) and party_id:
-                out.setdefault(party_id, set()).add(str(party.get("role", "")))
+                out.setdefault(party_id.casefold(), (party_id, set()))[1].add(str(party.get("role", "")))
         return out
 
-    ours, theirs = roles(enterprise_parties), roles(provider_parties)
+    ours, theirs = roles(enterprise_parties, enterprise_uscc), roles(provider_parties, provider_uscc)
     return tuple(
-        SharedParty(p, tuple(sorted(ours[p])), tuple(sorted(theirs[p]))) for p in sorted(ours.keys() & theirs.keys())
+        SharedParty(ours[k][0], tuple(sorted(ours[k][1])), tuple(sorted(theirs[k][1])))
+        for k in sorted(ours.keys() & theirs.keys())
     )
 
 

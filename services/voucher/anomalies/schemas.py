@@ -18,9 +18,10 @@ _R = "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e50"
 
 
 class SharedPartyPublic(BaseModel):
-    party_id: str
-    enterprise_roles: list[str]
-    provider_roles: list[str]
+    party_id: str = Field(description="The party both sides name (ids match whatever their letter case); "
+                                      "`uscc:<USCC>` when the enterprise and the provider are one legal entity.")
+    enterprise_roles: list[str] = Field(description="legal_representative, shareholder, or self (its own USCC)")
+    provider_roles: list[str] = Field(description="legal_representative, shareholder, or self (its own USCC)")
 
 
 class Evidence(BaseModel):

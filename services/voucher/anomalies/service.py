@@ -64,8 +64,9 @@ def _pair(row: Redeemed) -> Hashable:
 
 async def _related_parties(session: AsyncSession, scope: Scope, _: Thresholds) -> list[Finding]:
     shared = {}
-    for enterprise_id, provider_id, ours, theirs in await repository.pairs_with_parties(session, scope):
-        if parties := shared_parties(ours, theirs):
+    for enterprise_id, provider_id, ours, theirs, our_uscc, their_uscc in await repository.pairs_with_parties(
+            session, scope):
+        if parties := shared_parties(ours, theirs, our_uscc, their_uscc):
             shared[(enterprise_id, provider_id)] = parties
     if not shared:
         return []

@@ -147,6 +147,9 @@ def term_problems(terms: dict[str, object]) -> list[tuple[str, Message]]:
     assert isinstance(tiers, list)
     previous = -1
     for i, tier in enumerate(tiers):
+        if tier.get("categories") == []:
+            problems.append((f"tiers/{i}/categories", msg("a tier names at least one category, or null for all of "
+                                                          "them")))
         for category in tier.get("categories") or []:
             if category not in rate_table:
                 problems.append((f"tiers/{i}/categories", msg("{category} is not in the rate table",

@@ -64,7 +64,8 @@ class Tier(BaseModel):
 
     spend_up_to: int = Amount
     rate_bps: int = Bps
-    categories: list[str] | None = None
+    categories: list[str] | None = Field(default=None, description="The line-item categories the tier's rate "
+                                         "applies to, at least one; null for every category.")
 
 
 def _check_rate_table(value: dict[str, StrictInt]) -> dict[str, StrictInt]:

@@ -194,7 +194,7 @@ _HOLD_CONTEXT = (
         E.c.uscc, E.c.related_parties, PR.c.status, PR.c.related_parties,
         exists().where(EN.c.programme_id == V.c.programme_id, EN.c.provider_id == bindparam("provider_id"),
                        EN.c.withdrawn_at.is_(None)),
-        P.c.id, P.c.code, P.c.kind, P.c.mode, P.c.rate_table, P.c.tiers, P.c.stacking_ceiling_bps,
+        PR.c.uscc, P.c.id, P.c.code, P.c.kind, P.c.mode, P.c.rate_table, P.c.tiers, P.c.stacking_ceiling_bps,
         P.c.enterprise_cap, P.c.cap_period, P.c.cap_timezone, P.c.hold_ttl_seconds,
     )
     .select_from(
@@ -421,8 +421,8 @@ async def lock_voucher_for_hold(
         found.voucher = None
         return found
     found.voucher = _voucher(row, extra[:3])
-    found.parties = Parties(extra[3], extra[4] or [], extra[5], extra[6] or [], bool(extra[7]))
-    found.terms = Terms(*extra[8:])
+    found.parties = Parties(extra[3], extra[4] or [], extra[5], extra[6] or [], bool(extra[7]), extra[8])
+    found.terms = Terms(*extra[9:])
     found.expired = [Hold(*r) for r in expired.rows]
     return found
 

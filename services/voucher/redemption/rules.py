@@ -140,6 +140,7 @@ class Parties:
     provider_status: str | None
     provider_related: list[dict[str, Any]]
     is_enrolled: bool
+    provider_uscc: str | None = None
 
 
 @dataclass(frozen=True)
@@ -245,19 +246,30 @@ def check_mode(terms: Terms, payee: Payee) -> None:
         raise WrongPayoutMode(detail, mode=terms.mode)
 
 
-def _party_ids(parties: list[dict[str, Any]] | None) -> set[str]:
-    return {p["party_id"] for p in parties or []}
+def party_ids(parties: list[dict[str, Any]] | None, uscc: str | None) -> dict[str, str]:
+    """Who a side is and who stands behind it, keyed for comparison: each related party's id,
+    and the side's own USCC as the party `uscc:<USCC>` (the same legal entity registered as both
+    enterprise and provider is the closest relation there is). Ids are compared without regard
+    to letter case (a hex digest names the same party in either case); values as written."""
+    ids = {str(p["party_id"]).casefold(): str(p["party_id"]) for p in parties or [] if p.get("party_id")}
+    if uscc:
+        ids[f"uscc:{uscc}".casefold()] = f"uscc:{uscc}"
+    return ids
 
 
 def check_parties(terms: Terms, parties: Parties) -> None:
     if not parties.is_enrolled:
         raise ProviderNotEnrolled(msg("provider is not enrolled in programme {programme}", programme=terms.code))
-    shared = _party_ids(parties.provider_related) & _party_ids(parties.enterprise_related)
+    ours = party_ids(parties.enterprise_related, parties.enterprise_uscc)
+    shared = sorted(ours[k] for k in ours.keys() & party_ids(parties.provider_related, parties.provider_uscc).keys())
     if shared:
         raise RelatedParty(
             msg("the provider and the enterprise share a legal representative or shareholder; "
-                "related-party purchases are not subsidised"),
-            shared_parties=sorted(shared),
+                "related-party purchases are not subsidised")
+            if f"uscc:{parties.enterprise_uscc}" not in shared else
+            msg("the provider is the enterprise itself (the same USCC {uscc}); purchases from oneself are not "
+                "subsidised", uscc=parties.enterprise_uscc),
+            shared_parties=shared,
         )
 
 

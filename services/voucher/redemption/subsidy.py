@@ -79,7 +79,8 @@ def parse_tiers(raw: Sequence[Mapping[str, Any]]) -> list[Tier]:
         Tier(
             spend_up_to=int(t["spend_up_to"]),
             rate_bps=int(t["rate_bps"]),
-            categories=frozenset(t["categories"]) if t.get("categories") else None,
+            # null: every category; a list: those (an empty one, which new terms refuse: none)
+            categories=frozenset(t["categories"]) if t.get("categories") is not None else None,
         )
         for t in raw
     ]
