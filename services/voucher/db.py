@@ -137,6 +137,8 @@ def is_data_error(exc: BaseException) -> bool:
     or the driver did before sending it."""
     if isinstance(exc, DataError):
         return True
+    if isinstance(exc, OverflowError) and "SQLite INTEGER" in str(exc):
+        return True  # aiosqlite raises the driver's own refusal unwrapped
     if isinstance(exc, DBAPIError):
         orig = getattr(exc, "orig", None)
         sqlstate = getattr(orig, "sqlstate", None) or ""

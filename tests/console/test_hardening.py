@@ -137,7 +137,8 @@ async def test_the_same_batch_uploaded_twice_and_issued_from_both_previews_is_is
     assert sorted(v["face_value"] for v in await _vouchers(client, world)) == [100_000, 200_000]
 
 
-@pytest.mark.parametrize("grants", ["not json", "[" * 100_000 + "]" * 100_000])
+@pytest.mark.parametrize("grants", ["not json", "[" * 100_000 + "]" * 100_000, "NaN", "1e400",
+                                    '[{"face_value": Infinity}]'])
 async def test_a_bulk_issue_whose_preview_cannot_be_read_is_a_page_not_a_500(
         client: httpx.AsyncClient, browser: Browser, world: World, grants: str) -> None:
     """The preview's grants come back in a hidden field: one tampered with, or nested deeper than
@@ -153,8 +154,26 @@ async def test_a_bulk_issue_whose_preview_cannot_be_read_is_a_page_not_a_500(
             if name in ("csrf_token", "form_key", "programme_id")}
     issued = await browser.post("/console/operator/vouchers/bulk/issue", data={**form, "grants": grants})
     assert issued.status_code == 422, issued.text[:300]
-    assert "upload the file again" in issued.text or "请重新上传" in issued.text
+    assert any(words in issued.text for words in ("upload the file again", "请重新上传", "check the form", "请检查表单"))
     assert await _vouchers(client, world) == []
+
+
+async def test_a_uscc_too_long_for_a_url_is_the_forms_refusal_not_a_500(browser: Browser, world: World) -> None:
+    """The console asks the API for an enterprise by USCC in the query string: a value too long
+    for a URL (a pasted column) is refused beside the form, on one issue and in a bulk preview."""
+    from tests.console.test_operator import _preview
+
+    await browser.sign_in(world.operator, language="en")
+    form = await browser.get("/console/operator/vouchers/issue")
+    issued = await browser.post("/console/operator/vouchers/issue", data={
+        "csrf_token": csrf_of(form.text), "programme_id": world.programme["id"], "uscc": "A" * 70_000,
+        "face_value": "10", "reference": ""})
+    assert issued.status_code == 422, issued.text[:300]
+    assert "too long" in issued.text
+    preview = await _preview(browser, world, "grants.csv",
+                             ("uscc,face_value,reference\r\n" + "9" * 70_000 + ",10.00,r1\r\n").encode())
+    assert preview.status_code == 422, preview.text[:300]
+    assert 'id="issue"' not in preview.text
 
 
 async def test_verify_now_sent_twice_runs_one_verification(browser: Browser, world: World) -> None:

@@ -123,3 +123,38 @@ async def test_the_trial_balance_names_every_account_kind_in_words(browser: Brow
             assert word in dict(kinds).values(), (language, word)
         account = await browser.get(f"/console/auditor/accounts/{used['account_id']}")
         assert f'<dd data-kind="voucher_used">{words[0]}</dd>' in account.text
+
+
+async def test_a_findings_amounts_are_money_and_its_shares_percentages(
+        app: Any, client: Any, browser: Browser) -> None:
+    """An order-splitting finding's threshold and order total are amounts in fen: shown as money
+    (¥10,000.00, ¥28,500.03), never as the bare 1000000 and 2850003 a reader takes for yuan."""
+    from tests.world import build_world
+
+    world = await build_world(app, client, max_per_voucher=1_000_000)
+    voucher = await world.issue(1_000_000)
+    for n in range(3):
+        assert (await world.hold(voucher, 950_000 + n, order=f"PO-{n}", path="/v1/redemptions")).status_code == 201
+    await browser.sign_in(world.operator, language="en")
+    page = await browser.get("/console/operator/anomalies")
+    assert page.status_code == 200, page.text
+    section = page.text.split('data-rule="order_splitting"')[1].split("</dl>")[0]
+    assert "<code>threshold</code></dt><dd>¥10,000.00</dd>" in section
+    assert "<code>order_total</code></dt><dd>¥28,500.03</dd>" in section
+    assert "<code>margin_bps</code></dt><dd>10%</dd>" in section
+    assert "<code>orders</code></dt><dd>3</dd>" in section
+
+
+async def test_a_cap_share_is_rounded_down(app: Any, client: Any, browser: Browser) -> None:
+    """¥9,996.00 of a ¥10,000.00 cap is 99.9 % of it, not 100.0 %: ¥4.00 is still free."""
+    from tests.world import build_world
+
+    world = await build_world(app, client, enterprise_cap=1_000_000, max_per_voucher=1_000_000,
+                              rate_table={"accelerator:domestic": 10000, "accelerator:other": 2000})
+    voucher = await world.issue(1_000_000)
+    assert (await world.hold(voucher, 999_600, order="PO-1", path="/v1/redemptions")).status_code == 201
+    await browser.sign_in(world.operator, language="en")
+    page = await browser.get(f"/console/operator/programmes/{world.programme['id']}")
+    assert page.status_code == 200
+    cells = re.findall(r'<td class="num">([^<]*)</td>', page.text.split('id="caps-title"')[1].split("</tbody>")[0])
+    assert cells == ["¥9,996.00", "99.9%", "¥10,000.00"]

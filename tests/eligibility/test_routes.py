@@ -709,6 +709,10 @@ async def test_rule_versions_are_kept_and_applications_keep_theirs(
     for missing in ("3", "0", "-1"):
         response = await client.get(f"/v1/programmes/{pid}/eligibility-rules/{missing}", headers=auth(operator_key))
         assert_problem(response, 404, "not_found")
+    for past_any_version in ("99999999999999999999", "2147483648"):  # past 64 bits was a 500 on SQLite
+        response = await client.get(f"/v1/programmes/{pid}/eligibility-rules/{past_any_version}",
+                                    headers=auth(operator_key))
+        assert_problem(response, 422, "validation_failed")
     assert_problem(await client.get(f"/v1/programmes/{uuid.uuid4()}/eligibility-rules/1",
                                     headers=auth(operator_key)), 404, "not_found")
     assert_problem(await client.get(f"/v1/programmes/{uuid.uuid4()}/eligibility-rules",

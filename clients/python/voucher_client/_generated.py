@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "1244f006150458d5a1a66291a192b3dc464ef77c7f1bdd6382c4403357bcb333"
+DOCUMENT_SHA256 = "61b1bc7bc03e786f04f1315b8ead44f4ce70d18fa4124e59931b24a3337a2326"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

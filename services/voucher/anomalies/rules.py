@@ -106,6 +106,12 @@ class Claimed:
     invoice_key: str = ""
 
 
+#: The figures of a finding that are amounts in the minor unit of its `unit` (the rest are
+#: counts, days, factors, and shares in basis points, named `*_bps`): what a page formats as money.
+AMOUNT_FIGURES = frozenset({"threshold", "lower_bound", "order_total", "recent_amount", "average_per_window",
+                            "earlier_total", "burst_amount", "total_redeemed", "min_amount"})
+
+
 @dataclass(frozen=True)
 class SharedParty:
     party_id: str

@@ -20,7 +20,9 @@ from typing import Any
 import httpx
 from starlette.types import ASGIApp
 
+from services.voucher.errors import ValidationFailed
 from services.voucher.http.language import content_language
+from services.voucher.i18n import msg, translate
 
 log = logging.getLogger("voucher.console")
 
@@ -54,6 +56,7 @@ class Api:
     def __init__(self, app: ASGIApp, api_key: str | None, client: tuple[str, int], language: str) -> None:
         self._app = app
         self._address = client
+        self._language = language
         self._headers = {"Accept-Language": content_language(language)}
         if api_key is not None:
             self._headers["Authorization"] = f"Bearer {api_key}"
@@ -67,7 +70,18 @@ class Api:
                       json: Any = None, headers: dict[str, str] | None = None) -> httpx.Response:
         query = {k: v for k, v in (params or {}).items() if v not in (None, "")}
         async with self._client() as client:
-            return await client.request(method, path, params=query, json=json, headers=headers)
+            return await client.send(self._built(client, method, path, params=query, json=json, headers=headers))
+
+    def _built(self, client: httpx.AsyncClient, method: str, path: str, **parts: Any) -> httpx.Request:
+        """The request, or a refusal of what no request can carry (a value too long for a URL,
+        a number JSON cannot write) — the form's input, never a fault of the console's."""
+        try:
+            return client.build_request(method, path, **parts)
+        except (httpx.InvalidURL, ValueError) as exc:
+            log.info("console input refused before the API: %s", exc)
+            raise Refusal(422, ValidationFailed.code, translate(ValidationFailed.title, self._language),
+                          msg("a value sent is too long or not a number the API can read; check the form and "
+                              "send it again").render(self._language), []) from exc
 
     async def get(self, path: str, **params: Any) -> Any:
         return _json(await self.request("GET", path, params=params))
@@ -81,11 +95,14 @@ class Api:
         query = {k: v for k, v in params.items() if v not in (None, "")}
         transport = _StreamingASGI(self._app, self._address)
         async with httpx.AsyncClient(transport=transport, base_url=INTERNAL_BASE_URL, headers=self._headers) as client:
-            async with client.stream("GET", path, params=query) as response:
+            response = await client.send(self._built(client, "GET", path, params=query), stream=True)
+            try:
                 if response.status_code >= 400:
                     await response.aread()
                     _json(response)
                 yield response
+            finally:
+                await response.aclose()
 
     async def get_raw(self, path: str, **params: Any) -> httpx.Response:
         response = await self.request("GET", path, params=params)

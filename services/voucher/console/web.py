@@ -33,6 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from starlette.staticfiles import StaticFiles
 
+from services.voucher.anomalies.rules import AMOUNT_FIGURES
 from services.voucher.console.api import Api, Refusal
 from services.voucher.console.session import (
     LANGUAGE_COOKIE,
@@ -199,12 +200,26 @@ def render(request: Request, template: str, *, status: int = 200, language: str 
         whole, part = divmod(bps, 100)
         return f"{whole}.{part:02d}".rstrip("0").rstrip(".") + "%"
 
+    def figure(name: str, value: Any, unit: str | None) -> str:
+        """A finding's figure as people read it: an amount as money in its unit, a share in
+        basis points as a percentage, anything else as it is."""
+        if name in AMOUNT_FIGURES and unit and isinstance(value, int):
+            return money(value, unit)
+        if name.endswith("_bps") and isinstance(value, int):
+            return percent(value)
+        return str(value)
+
+    def cap_share(bps: int) -> str:
+        """A share of a cap, rounded down to a tenth of a percent: 9,996 bps is 99.9%, never
+        100.0% while some of the cap is left."""
+        return f"{bps // 100}.{bps % 100 // 10}%"
+
     def here_in(other: str) -> str:
         return f"{PREFIX}/language/{other}?" + urlencode({"next": str(request.url.path)})
 
     body = templates.get_template(template).render(
         _=text(language), lang=language, html_lang="zh-CN" if language == "zh" else "en",
-        when=when, money=money, major=major, percent=percent, status_name=status_name, account_kind=account_kind, page=page, me=page.me if page else None, role=page.role if page else None,
+        when=when, money=money, major=major, percent=percent, figure=figure, cap_share=cap_share, status_name=status_name, account_kind=account_kind, page=page, me=page.me if page else None, role=page.role if page else None,
         csrf_token=page.csrf_token if page else None, path=str(request.url.path), here_in=here_in,
         home=HOME, role_name=ROLE_NAMES[page.role].render(language) if page else None, **values,
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Path, Response
 
 from services.voucher import errors
 from services.voucher.actor import Actor
@@ -80,6 +80,7 @@ async def list_rule_versions(programme_id: uuid.UUID, session: Session, actor: R
     response_model=RuleVersionPublic,
     responses=responses(*AUTH_ERRORS, errors.NotFound),
 )
-async def get_rule_version(programme_id: uuid.UUID, version: int, session: Session,
-                           actor: Reader) -> RuleVersionPublic:
+async def get_rule_version(programme_id: uuid.UUID,
+                           version: Annotated[int, Path(ge=-(2**31), le=2**31 - 1, description="The rule set's version.")],
+                           session: Session, actor: Reader) -> RuleVersionPublic:
     return _version(await programmes.rule_version(session, actor, programme_id, version))
