@@ -338,6 +338,10 @@ async def _release(session: AsyncSession, application: Application, now: datetim
     programme = await _programme(session, application.programme_id)
     usage = await vouchers.lock_cap(session, programme, application.enterprise_id, period)
     accounts = await ledger.programme_accounts(session, programme.id)
+    # The pool first, as an approval locks it (`_commit`): the post's own updates take the
+    # committed account and the pool in the merged write's order, committed first, which
+    # against an approval holding the pool and waiting for committed was a deadlock.
+    await ledger.balances(session, [accounts[AccountKind.PROGRAMME_AVAILABLE]], lock=True)
     await ledger.post(
         session, kind="commitment_released",
         legs=transfer(accounts[AccountKind.PROGRAMME_COMMITTED], accounts[AccountKind.PROGRAMME_AVAILABLE],

@@ -102,8 +102,13 @@ def journal_writes(
     deltas: dict[uuid.UUID, int],
 ) -> None:
     """Add journal transactions, their postings and the moves of materialised balances (one
-    update per account, in id order: the fixed lock order) to `batch`. The CHECK constraint
-    refuses a balance that would go negative; unmaterialised accounts match no row."""
+    update per account, sorted by id) to `batch`. The order is fixed, but not the order the rows
+    are locked in: merged into one statement of data-modifying CTEs (driver.py), the updates run
+    in whatever order PostgreSQL runs the CTEs (in practice, the reverse). Every merged write
+    locks its accounts in the same order as every other; a path that locks a shared account
+    before its write must lock it first on every path that moves it (docs/decisions.md, "Lock
+    order of the accounts"). The CHECK constraint refuses a balance that would go negative;
+    unmaterialised accounts match no row."""
     batch.add(_INSERT_TRANSACTION, list(transactions))
     batch.add(_INSERT_POSTINGS, list(postings))
     batch.add(_APPLY, [{"account_id": k, "delta": v} for k, v in sorted(deltas.items()) if v])

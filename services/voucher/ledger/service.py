@@ -219,6 +219,13 @@ async def post(session: AsyncSession, **fields: Any) -> uuid.UUID:
     return entry.id
 
 
+async def post_all(session: AsyncSession, entries: Sequence[Journal]) -> None:
+    """Write several journals in one statement, their balance moves netted per account, now."""
+    batch = Batch()
+    await write(session, batch, entries)
+    await driver.run(session, batch)
+
+
 async def write(session: AsyncSession, batch: Batch, entries: Sequence[Journal], *, record: bool = True) -> None:
     """Add the journals to `batch` (their rows, postings and balance moves, netted per account)
     and, with `record`, record each one's audit event (the engine records them itself, in the

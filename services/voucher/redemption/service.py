@@ -498,10 +498,11 @@ async def _clawback_recovered(session: AsyncSession, voucher: VoucherState, amou
     receivable = (await ledger.ensure_enterprise_accounts(
         session, voucher.enterprise_id, voucher.programme_id, voucher.unit, now, [AccountKind.ENTERPRISE_RECEIVABLE],
     ))[AccountKind.ENTERPRISE_RECEIVABLE]
-    owed = (await ledger.balances(session, [receivable], lock=True))[receivable]
-    # Under the voucher's lock: only its revocation and its refunds post to its share.
+    # Under the voucher's lock: only its revocation and its refunds post to its share, so the
+    # share is current without locking the receivable, which the enterprise's other vouchers
+    # share (a lock here, before the batch's own updates, once deadlocked a revocation).
     clawed_back = await ledger.voucher_share(session, receivable, voucher.id)
-    recovered = decide.clawback_recovered(min(owed, clawed_back), voucher.used, amount)
+    recovered = decide.clawback_recovered(clawed_back, voucher.used, amount)
     if not recovered:
         return []
     contra = (await ledger.programme_accounts(session, voucher.programme_id))[AccountKind.PROGRAMME_CLAWBACK]

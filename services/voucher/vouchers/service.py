@@ -25,7 +25,7 @@ from services.voucher.errors import (
 from services.voucher.i18n import Amount, Message, msg
 from services.voucher.ids import uuid7
 from services.voucher.ledger import service as ledger
-from services.voucher.ledger.rules import AccountKind, Leg, transfer
+from services.voucher.ledger.rules import AccountKind, transfer
 from services.voucher.programmes.rules import ExpiryDisposition, ProgrammeStatus, period_key
 from services.voucher.redemption import service as redemptions
 from services.voucher.redemption.rules import VoidReason
@@ -398,25 +398,28 @@ async def revoke(
     if clawback > bal.used:
         raise ValidationFailed([field_error("clawback", msg("at most the used value, {used}",
                                                             used=Amount(bal.used, voucher.unit)))])
-    legs: list[Leg] = []
+    # Both journals in one write, so their balance moves lock the pool and the receivable in
+    # the one order every merged write uses (a refund on another revoked voucher of the
+    # enterprise moves the same two accounts: posted one after the other, they deadlocked).
+    journals = []
     if bal.available:
-        legs += transfer(voucher.available_account_id, accounts[AccountKind.PROGRAMME_AVAILABLE], bal.available, voucher.unit)
-    if legs:
-        await ledger.post(session, kind="voucher_revoked", legs=legs, now=now, programme_id=voucher.programme_id,
-                          voucher_id=voucher.id, memo=f"revoked: {reason}")
+        journals.append(ledger.journal(
+            kind="voucher_revoked", now=now, programme_id=voucher.programme_id, voucher_id=voucher.id,
+            legs=transfer(voucher.available_account_id, accounts[AccountKind.PROGRAMME_AVAILABLE], bal.available,
+                          voucher.unit),
+            memo=f"revoked: {reason}"))
     if clawback:
         receivable = await ledger.ensure_enterprise_accounts(
             session, voucher.enterprise_id, voucher.programme_id, voucher.unit, now,
             [AccountKind.ENTERPRISE_RECEIVABLE],
         )
-        await ledger.post(
-            session,
-            kind="clawback_recorded",
+        journals.append(ledger.journal(
+            kind="clawback_recorded", now=now, programme_id=voucher.programme_id, voucher_id=voucher.id,
             legs=transfer(accounts[AccountKind.PROGRAMME_CLAWBACK], receivable[AccountKind.ENTERPRISE_RECEIVABLE],
                           clawback, voucher.unit),
-            now=now, programme_id=voucher.programme_id, voucher_id=voucher.id,
-            memo=f"clawback of used value: {reason}",
-        )
+            memo=f"clawback of used value: {reason}"))
+    if journals:
+        await ledger.post_all(session, journals)
     await session.flush()
     await _status_event(session, "voucher.revoked", voucher, before, now, returned_to_pool=bal.available,
                         clawback=clawback)

@@ -1,0 +1,120 @@
+"""Two paths that lock the same accounts must lock them in one order (PostgreSQL's row locks).
+
+A merged write's balance updates take their rows in the order the merged statement runs them,
+which is not the order of the batch; a path that locks a shared account explicitly before such a
+write, or that posts two journals one after the other, can therefore close a cycle with another
+path and lose a deadlock (409 concurrent_update). Each test here holds a row from a connection of
+its own so that the two requests meet in the order that deadlocked, then lets go: both must
+succeed, and the database must count no deadlock. Found by an independent review (December 2026).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+
+from tests.applications.test_lifecycle import ACTION_PATHS, action_body, open_desk
+from tests.conftest import ENGINE
+from tests.support import auth
+from tests.world import World, build_world
+
+pytestmark = [pytest.mark.skipif(ENGINE != "postgresql", reason="PostgreSQL's row locks"), pytest.mark.timeout(120)]
+
+
+async def _until(conn: AsyncConnection, waiting: int, *done: asyncio.Task[Any]) -> None:
+    """Until `waiting` other sessions wait on a lock, or a task has finished (it did not need to)."""
+    for _ in range(400):
+        found = (await conn.execute(text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"))).scalar_one()
+        await conn.commit()
+        if found >= waiting or any(task.done() for task in done):
+            return
+        await asyncio.sleep(0.025)
+    raise AssertionError(f"{waiting} requests never waited")
+
+
+async def _deadlocks(conn: AsyncConnection) -> int:
+    await asyncio.sleep(0.7)  # backends report their statistics with a delay
+    count = (await conn.execute(text(
+        "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()"))).scalar_one()
+    await conn.commit()
+    return int(count)
+
+
+async def test_a_refund_on_a_revoked_voucher_and_the_revocation_of_another(
+        app, client: httpx.AsyncClient, database_url: str) -> None:
+    """Both move the programme's pool and the enterprise's receivable (shared by its vouchers)."""
+    world: World = await build_world(app, client, budget_total=1_000_000_000, enterprise_cap=200_000_000,
+                                     max_per_voucher=100_000_000, rate_table={"accelerator:domestic": 3000})
+    a, b = await world.issue(1_000_000), await world.issue(1_000_000)
+    on_a = (await world.hold(a, 1_000_000, order="PO-a", path="/v1/redemptions")).json()
+    await world.hold(b, 1_000_000, order="PO-b", path="/v1/redemptions")
+    revoked = await world.post(f"/v1/vouchers/{a['id']}/revoke", {"reason": "fraud", "clawback": 300_000},
+                               key=world.operator, idem="revoke-a")
+    assert revoked.status_code == 200, revoked.text
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as locker, engine.connect() as watcher:
+            before = await _deadlocks(watcher)
+            used_a = (await locker.execute(text("SELECT used_account_id FROM voucher WHERE id = :id"),
+                                           {"id": uuid.UUID(a["id"])})).scalar_one()
+            await locker.commit()
+            await locker.begin()
+            # the refund's write waits on voucher A's used account, holding what it took before it
+            await locker.execute(text("SELECT 1 FROM ledger_account WHERE id = :id FOR UPDATE"), {"id": used_a})
+            refund = asyncio.create_task(world.client.post(
+                f"/v1/redemptions/{on_a['id']}/refunds", json={"amount": 100_000, "reason": "returned"},
+                headers=auth(world.provider_key, **{"Idempotency-Key": "refund-a"})))
+            await _until(watcher, 1)
+            revoke = asyncio.create_task(world.client.post(
+                f"/v1/vouchers/{b['id']}/revoke", json={"reason": "fraud", "clawback": 100_000},
+                headers=auth(world.operator, **{"Idempotency-Key": "revoke-b"})))
+            await _until(watcher, 2, revoke)
+            await locker.commit()
+            refunded, revoked_b = await asyncio.gather(refund, revoke)
+            assert (refunded.status_code, revoked_b.status_code) == (201, 200), (refunded.text, revoked_b.text)
+            assert await _deadlocks(watcher) == before
+    finally:
+        await engine.dispose()
+    assert (await world.reconciliation())["is_clean"]
+
+
+async def test_an_approval_and_an_objection_to_another_application(
+        app, client: httpx.AsyncClient, database_url: str) -> None:
+    """Both move the programme's pool and its committed budget."""
+    desk = await open_desk(app, client)
+    first = await desk.apply(1_000_000)
+    await desk.done(first, "approve")  # in publicity: its amount committed
+    _, other_key = await desk.other_enterprise()
+    second = await desk.apply(1_000_000, key=other_key)
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as locker, engine.connect() as watcher:
+            before = await _deadlocks(watcher)
+            committed = (await locker.execute(text(
+                "SELECT id FROM ledger_account WHERE programme_id = :p AND kind = 'programme_committed'"),
+                {"p": uuid.UUID(desk.programme_id)})).scalar_one()
+            await locker.commit()
+            await locker.begin()
+            await locker.execute(text("SELECT 1 FROM ledger_account WHERE id = :id FOR UPDATE"), {"id": committed})
+            objection = asyncio.create_task(client.post(
+                f"/v1/applications/{first['id']}/{ACTION_PATHS['objection']}", json=action_body("objection", 0),
+                headers=auth(desk.world.operator, **{"Idempotency-Key": "objection"})))
+            await _until(watcher, 1)
+            approval = asyncio.create_task(client.post(
+                f"/v1/applications/{second['id']}/approve", json={"amount": 1_000_000},
+                headers=auth(desk.world.operator, **{"Idempotency-Key": "approve"})))
+            await _until(watcher, 2, approval)
+            await locker.commit()
+            objected, approved = await asyncio.gather(objection, approval)
+            assert (objected.status_code, approved.status_code) == (200, 200), (objected.text, approved.text)
+            assert await _deadlocks(watcher) == before
+    finally:
+        await engine.dispose()
