@@ -400,8 +400,11 @@ async def test_bad_periods_and_unknown_parties(world: World, clock) -> None:
     assert_problem(await world.post("/v1/settlements", {**body(world, "2026-03-02", "2026-03-02"), "extra": 1},
                                     key=world.operator), 422, "validation_failed")
     assert await listed(world) == []
-    # at 16:00:00Z it is 03-03 in Shanghai and 03-02 can be settled, though it is still 03-02 in UTC
+    # at 16:00:00Z it is 03-03 in Shanghai and 03-02 is over, though it is still 03-02 in UTC; it
+    # is settled once its captures have had `SETTLE_AFTER` to commit
     clock.current = utc("2026-03-02T16:00:00+00:00")
+    assert_problem(await settle(world, "2026-03-02", "2026-03-02"), 422, "validation_failed")
+    clock.current = utc("2026-03-02T16:05:00+00:00")
     assert (await settled(world, "2026-03-02", "2026-03-02"))["total"] == 300_000
 
 
@@ -627,6 +630,39 @@ async def test_no_settlement_or_item_is_ever_deleted(app, world: World, clock) -
     await _refused(app, "DELETE FROM settlement_item WHERE settlement_id = :id", s)
     await _refused(app, "DELETE FROM settlement WHERE id = :id", s)
     assert await _rows(app, s) == before
+
+
+async def test_a_period_is_settled_only_once_its_captures_have_had_time_to_commit(world: World, clock) -> None:
+    """A capture is stamped with the instant its request began: one begun just before midnight
+    may commit after it. A period is settled only `SETTLE_AFTER` (5 minutes) after its end."""
+    v = await world.issue(100_000_000)
+    await redeem(world, clock, "2026-03-02T15:59:00+00:00", v, 1_000_000, "PO-LATE")  # 23:59 in Beijing
+    clock.current = utc("2026-03-02T16:04:59+00:00")  # 00:04:59 on 03-03 in Beijing
+    problem = assert_problem(await settle(world, "2026-03-02", "2026-03-02"), 422, "validation_failed")
+    assert problem["errors"][0]["pointer"] == "/period_end"
+    assert "2026-03-02T16:05:00+00:00" in problem["errors"][0]["message"]
+    clock.current = utc("2026-03-02T16:05:00+00:00")
+    assert (await settled(world, "2026-03-02", "2026-03-02"))["line_count"] == 1
+
+
+async def test_a_capture_committed_after_its_period_was_settled_shows_until_it_is_settled(
+        world: World, clock) -> None:
+    """A capture stamped inside a settled period but committed after the settlement read the
+    period (a request that ran past `SETTLE_AFTER`) is in no settlement: the reconciliation
+    says so, and cancelling the settlement and making it again settles it."""
+    v = await world.issue(100_000_000)
+    await redeem(world, clock, "2026-03-02T01:00:00+00:00", v, 1_000_000, "PO-1")
+    clock.current = utc("2026-03-03T01:00:00+00:00")
+    first = (await settled(world, "2026-03-02", "2026-03-02"))["id"]
+    straggler = await redeem(world, clock, "2026-03-02T15:59:59+00:00", v, 1_000_000, "PO-LATE")  # its instant
+    recon = await world.reconciliation()
+    assert not recon["is_clean"]
+    assert [(d["what"], d["redemption_id"], d["settlement_id"]) for d in recon["settlement_differences"]] == [
+        ("capture of a settled period in no live settlement", straggler["id"], first)]
+    clock.current = utc("2026-03-03T02:00:00+00:00")
+    await moved(world, first, "cancel", "cancelled")
+    assert (await settled(world, "2026-03-02", "2026-03-02"))["line_count"] == 2
+    assert (await world.reconciliation())["is_clean"]
 
 
 async def test_the_database_keeps_a_line_in_one_live_settlement(app, world: World, clock) -> None:

@@ -50,6 +50,13 @@ PERIOD_ZONE = "Asia/Shanghai"
 MAX_PERIOD_DAYS = 366
 #: No programme of this kind predates it; it also keeps every period convertible to UTC.
 EARLIEST_DAY = date(2000, 1, 1)
+#: How long after a period ends it may be settled. A capture stamps `captured_at` with the
+#: instant its request began, before it waits on any lock, and a settlement reads the captures
+#: committed when it starts: one begun before the period's end and committed after its
+#: settlement would be left out of it. Every statement is bounded (`statement_timeout` 60 s,
+#: `lock_timeout` 10 s) and a capture sends three at most, so five minutes covers every request
+#: that is not stalled; the reconciliation shows one that was (`settlement_differences`).
+SETTLE_AFTER = timedelta(minutes=5)
 
 
 def check_transition(current: SettlementStatus, target: SettlementStatus) -> None:

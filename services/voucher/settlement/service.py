@@ -39,6 +39,7 @@ from services.voucher.providers import service as providers
 from services.voucher.settlement import repository
 from services.voucher.settlement.rules import (
     PERIOD_ZONE,
+    SETTLE_AFTER,
     ItemKind,
     SettlementStatus,
     check_transition,
@@ -61,6 +62,10 @@ async def create(
     problems = period_problems(period_start, period_end, today)
     if problems:
         raise ValidationFailed([field_error(f, m) for f, m in problems])
+    if now < period_bounds(period_start, period_end)[1] + SETTLE_AFTER:
+        raise ValidationFailed([field_error("period_end", msg(
+            "the period has only just ended, and captures begun before its end may still be committing: it can "
+            "be settled from {at}", at=(period_bounds(period_start, period_end)[1] + SETTLE_AFTER).isoformat()))])
     programme = await programmes.get_programme(session, actor, programme_id)
     await providers.get_provider(session, actor, provider_id)
     accounts = await ledger.ensure_provider_accounts(session, provider_id, programme.id, programme.unit, now)
@@ -265,6 +270,8 @@ def previous_month(now: datetime) -> tuple[date, date]:
 async def due_monthly(session: AsyncSession, now: datetime, limit: int = 500) -> list[tuple[uuid.UUID, uuid.UUID]]:
     first, last = previous_month(now)
     start, end = period_bounds(first, last)
+    if now < end + SETTLE_AFTER:
+        return []  # the next run settles it (`SETTLE_AFTER`)
     return await repository.monthly_due(session, first, last, start, end, limit)
 
 
