@@ -49,6 +49,21 @@ async def test_a_decimal_amount_is_answered_with_the_integer_in_each_unit(
     assert "分" in message and "卡时" in message and (fen is None or f"应写作 {fen}" in message)
 
 
+async def test_the_largest_amount_says_it_is_counted_in_fen(world: World) -> None:
+    """10^15 read as yuan is a hundred times the real limit: both limits say their unit."""
+    problem = assert_problem(await _hold(world, 10**15 + 1, "max-1"), 422, "validation_failed")
+    message = problem["errors"][0]["message"]
+    assert "1000000000000000" in message and "fen for CNY" in message, message
+    chinese = assert_problem(await _hold(world, 10**15 + 1, "max-zh", **ZH), 422, "validation_failed")
+    assert "1000000000000000" in chinese["errors"][0]["message"] and "为分" in chinese["errors"][0]["message"]
+    voucher = await world.issue(5_000_000)
+    body = hold_body(voucher["code"], world.enterprise["uscc"], "PO-total",
+                     [("accelerator:domestic", 6 * 10**14), ("accelerator:domestic", 6 * 10**14)])
+    total = assert_problem(await world.client.post("/v1/redemptions/quote", json=body,
+                                                   headers=auth(world.provider_key)), 422, "validation_failed")
+    assert "fen for CNY" in total["errors"][0]["message"], total
+
+
 async def test_field_errors_are_chinese_in_a_chinese_answer(world: World) -> None:
     problem = assert_problem(await _hold(world, -5, "neg-zh", **ZH), 422, "validation_failed")
     assert problem["errors"][0]["message"] == "须大于或等于 1", problem

@@ -218,9 +218,14 @@ def _amount_hint(err: dict[str, Any]) -> Message | None:
     minor units are and, for a plain figure with a decimal point, the integer that means the
     same in each unit it could be (never guessing the unit; an integer string gets no figure)."""
     loc = err.get("loc", ())
-    if err.get("type") not in ("int_type", "int_from_float", "int_parsing") or not loc:
+    if not loc or not isinstance(loc[-1], str) or not _AMOUNT_FIELD.search(loc[-1]):
         return None
-    if not isinstance(loc[-1], str) or not _AMOUNT_FIELD.search(loc[-1]):
+    limit = (err.get("ctx") or {}).get("le")
+    if err.get("type") == "less_than_equal" and isinstance(limit, int):
+        # the largest amount, which read as yuan would be a hundred times the real limit
+        return msg("at most {maximum}, counted in the unit's minor unit: fen for CNY, thousandths of an hour for "
+                   "GPU_HOUR, whole tokens for TOKEN", maximum=str(limit))
+    if err.get("type") not in ("int_type", "int_from_float", "int_parsing"):
         return None
     given = err.get("input")
     text = repr(given) if isinstance(given, float) else given.strip() if isinstance(given, str) else ""

@@ -67,7 +67,8 @@ class QuoteRequest(BaseModel):
     @model_validator(mode="after")
     def _order_total(self) -> Self:
         if sum(i.amount for i in self.line_items) > MAX_AMOUNT:
-            raise ValueError(msg("the order's total exceeds the maximum amount of {maximum}", maximum=MAX_AMOUNT))
+            raise ValueError(msg("the order's total exceeds the maximum amount of {maximum}, counted in the minor unit "
+                                 "of the voucher's unit (fen for CNY)", maximum=MAX_AMOUNT))
         return self
 
 
