@@ -76,8 +76,9 @@ async def another_enterprise(app, world: World) -> tuple[dict[str, Any], str]:
     return enterprise, await make_key(app, "enterprise", enterprise_id=enterprise["id"])
 
 
-async def another_provider(app, world: World) -> tuple[dict[str, Any], str]:
-    provider = await create(world.client, world.operator, "/v1/providers", provider_payload())
+async def another_provider(app, world: World, **payload: Any) -> tuple[dict[str, Any], str]:
+    """A provider registered (with `payload`'s fields), approved and enrolled, and its key."""
+    provider = await create(world.client, world.operator, "/v1/providers", provider_payload(**payload))
     approved = await world.client.post(f"/v1/providers/{provider['id']}/approve", json={"reason": "ok"},
                                        headers=auth(world.operator))
     assert approved.status_code == 200, approved.text

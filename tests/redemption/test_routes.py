@@ -297,15 +297,9 @@ async def test_related_parties_match_whatever_their_letter_case(app, world: Worl
 async def test_a_provider_that_is_the_enterprise_itself_is_refused(app, world: World) -> None:
     """One legal entity registered as both enterprise and provider (the same USCC, no related
     parties recorded) cannot subsidise its purchases from itself, by a hold or a one-step redeem."""
-    same = await create(world.client, world.operator, "/v1/providers",
-                        provider_payload(uscc=world.enterprise["uscc"], name=world.enterprise["name"]))
-    approved = await world.client.post(f"/v1/providers/{same['id']}/approve", json={"reason": "ok"},
-                                       headers=auth(world.operator))
-    assert approved.status_code == 200, approved.text
-    enrolled = await world.client.put(f"/v1/programmes/{world.programme['id']}/enrolments/{same['id']}",
-                                      headers=auth(world.operator))
-    assert enrolled.status_code == 201, enrolled.text
-    key = await make_key(app, "provider", provider_id=uuid.UUID(same["id"]))
+    from tests.anomalies.test_routes import another_provider
+
+    _, key = await another_provider(app, world, uscc=world.enterprise["uscc"], name=world.enterprise["name"])
     voucher = await world.issue(10_000_000)
     for path in ("/v1/redemptions/holds", "/v1/redemptions"):
         problem = assert_problem(await world.hold(voucher, 10_000_000, order="SELF-1", path=path, provider_key=key,
