@@ -112,12 +112,14 @@ def test_the_sandbox_walkthrough_runs_as_written(database_url: str, tmp_path: Pa
         assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
         lines = done.stdout.splitlines()
         balances = re.findall(r"`(\{'available'[^`]*)`", said)
-        assert len(lines) == 8, lines
-        assert lines[1:] == [balances[0], lines[2], "expired", balances[1], "1000000", lines[6], "1000000"], lines
-        times = [datetime.fromisoformat(lines[i].replace("Z", "+00:00")) for i in (0, 2, 6)]
+        assert len(lines) == 9, lines
+        assert lines[1:] == [balances[0], lines[2], "expired", balances[1], "1000000", lines[6], lines[7],
+                             "1000000"], lines
+        times = [datetime.fromisoformat(lines[i].replace("Z", "+00:00")) for i in (0, 2, 6, 7)]
         assert timedelta(minutes=31) <= times[1] - times[0] < timedelta(minutes=32), times
         local = times[2].astimezone(ZoneInfo("Asia/Shanghai"))
         assert (local.day, local.hour, local.minute) == (1, 0, 0), local
+        assert timedelta(minutes=5) <= times[3] - times[2] < timedelta(minutes=6), times
         statement = (tmp_path / "statement.csv").read_text(encoding="utf-8-sig")
         assert "PO-SANDBOX-2" in statement and "PO-SANDBOX-1" not in statement, statement[:2000]
 
