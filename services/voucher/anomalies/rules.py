@@ -23,6 +23,7 @@ from enum import StrEnum
 
 from services.voucher.i18n import Message, msg
 from services.voucher.money import BPS_DENOMINATOR, MAX_AMOUNT, format_for_people, percent
+from services.voucher.redemption.rules import parties_of
 
 
 class AnomalyRule(StrEnum):
@@ -204,17 +205,14 @@ def shared_parties(
     enterprise_uscc: str | None = None, provider_uscc: str | None = None,
 ) -> tuple[SharedParty, ...]:
     """The legal representatives and shareholders both sides name, with each side's roles, as
-    the redemption path judges them (`redemption.rules.party_ids`): ids compared without regard
+    the redemption path judges them (`redemption.rules.parties_of`): ids compared without regard
     to letter case, and each side's own USCC a party of its own (role `self`), so one legal
     entity registered as both enterprise and provider shows too."""
 
     def roles(parties: Iterable[dict[str, object]] | None, uscc: str | None) -> dict[str, tuple[str, set[str]]]:
         out: dict[str, tuple[str, set[str]]] = {}
-        own: list[dict[str, object]] = [{"party_id": f"uscc:{uscc}", "role": "self"}] if uscc else []
-        for party in [*(parties or ()), *own]:
-            party_id = party.get("party_id")
-            if isinstance(party_id, str) and party_id:
-                out.setdefault(party_id.casefold(), (party_id, set()))[1].add(str(party.get("role", "")))
+        for key, written, role in parties_of(parties, uscc):
+            out.setdefault(key, (written, set()))[1].add(role)
         return out
 
     ours, theirs = roles(enterprise_parties, enterprise_uscc), roles(provider_parties, provider_uscc)

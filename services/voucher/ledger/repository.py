@@ -33,7 +33,8 @@ from services.voucher.db import IntPageRequest, encode_int_cursor, table_of
 from services.voucher.driver import Batch, insert_rows
 from services.voucher.ledger.rules import AccountKind
 from services.voucher.redemption.repository import is_lapsed_hold
-from services.voucher.redemption.rules import LAPSES, RELEASE_JOURNAL
+from services.voucher.redemption.rules import LAPSES, RELEASE_JOURNAL, Payee
+from services.voucher.settlement.rules import ItemKind, SettlementStatus
 from services.voucher.tables import (
     Application,
     Claim,
@@ -274,16 +275,16 @@ async def _captures_left_behind(session: AsyncSession) -> list[dict[str, Any]]:
     st, it, r = table_of(Settlement), table_of(SettlementItem), table_of(Redemption)
     covering = (
         select(st.c.id).where(st.c.provider_id == r.c.provider_id, st.c.programme_id == r.c.programme_id,
-                              st.c.status != "cancelled", st.c.starts_at <= r.c.captured_at,
+                              st.c.status != SettlementStatus.CANCELLED.value, st.c.starts_at <= r.c.captured_at,
                               r.c.captured_at < st.c.ends_at)
         .order_by(st.c.id).limit(1).scalar_subquery()
     )
-    settled = select(it.c.id).where(it.c.redemption_id == r.c.id, it.c.kind == "capture",
+    settled = select(it.c.id).where(it.c.redemption_id == r.c.id, it.c.kind == ItemKind.CAPTURE.value,
                                     it.c.released_at.is_(None)).exists()
     stmt = (
         select(r.c.id.label("redemption_id"), r.c.provider_id, r.c.programme_id, r.c.captured_at,
                r.c.captured_amount, covering.label("settlement_id"))
-        .where(r.c.captured_at.is_not(None), r.c.captured_amount > 0, r.c.payee == "provider",
+        .where(r.c.captured_at.is_not(None), r.c.captured_amount > 0, r.c.payee == Payee.PROVIDER.value,
                covering.is_not(None), ~settled)
         .order_by(r.c.id)
     )

@@ -7,6 +7,7 @@ they decided. (Subsidy arithmetic: subsidy.py.)
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -246,15 +247,21 @@ def check_mode(terms: Terms, payee: Payee) -> None:
         raise WrongPayoutMode(detail, mode=terms.mode)
 
 
+def parties_of(parties: Iterable[Mapping[str, object]] | None, uscc: str | None) -> list[tuple[str, str, str]]:
+    """Who a side is and who stands behind it, as (key, party id as written, role): each related
+    party, and the side's own USCC as the party `uscc:<USCC>` with role `self` (the same legal
+    entity registered as both enterprise and provider is the closest relation there is). Keys
+    compare ids without regard to letter case (a hex digest names the same party either way).
+    The redemption path and the `related_party` anomaly report both judge by it."""
+    listed = [(p.get("party_id"), p.get("role", "")) for p in parties or ()]
+    own = [(f"uscc:{uscc}", "self")] if uscc else []
+    return [(party_id.casefold(), party_id, str(role)) for party_id, role in [*listed, *own]
+            if isinstance(party_id, str) and party_id]
+
+
 def party_ids(parties: list[dict[str, Any]] | None, uscc: str | None) -> dict[str, str]:
-    """Who a side is and who stands behind it, keyed for comparison: each related party's id,
-    and the side's own USCC as the party `uscc:<USCC>` (the same legal entity registered as both
-    enterprise and provider is the closest relation there is). Ids are compared without regard
-    to letter case (a hex digest names the same party in either case); values as written."""
-    ids = {str(p["party_id"]).casefold(): str(p["party_id"]) for p in parties or [] if p.get("party_id")}
-    if uscc:
-        ids[f"uscc:{uscc}".casefold()] = f"uscc:{uscc}"
-    return ids
+    """`parties_of` as {key: party id as written}."""
+    return {key: written for key, written, _ in parties_of(parties, uscc)}
 
 
 def check_parties(terms: Terms, parties: Parties) -> None:

@@ -62,10 +62,11 @@ async def create(
     problems = period_problems(period_start, period_end, today)
     if problems:
         raise ValidationFailed([field_error(f, m) for f, m in problems])
-    if now < period_bounds(period_start, period_end)[1] + SETTLE_AFTER:
+    starts_at, ends_at = period_bounds(period_start, period_end)
+    if now < ends_at + SETTLE_AFTER:
         raise ValidationFailed([field_error("period_end", msg(
             "the period has only just ended, and captures begun before its end may still be committing: it can "
-            "be settled from {at}", at=(period_bounds(period_start, period_end)[1] + SETTLE_AFTER).isoformat()))])
+            "be settled from {at}", at=(ends_at + SETTLE_AFTER).isoformat()))])
     programme = await programmes.get_programme(session, actor, programme_id)
     await providers.get_provider(session, actor, provider_id)
     accounts = await ledger.ensure_provider_accounts(session, provider_id, programme.id, programme.unit, now)
@@ -81,7 +82,6 @@ async def create(
                 settlement_id=existing.id, period_start=period_start, period_end=period_end, status=existing.status),
             settlement_id=str(existing.id), current_status=existing.status,
         )
-    starts_at, ends_at = period_bounds(period_start, period_end)
     captures = await repository.unsettled_captures(session, provider_id, programme.id, starts_at, ends_at)
     if not captures:
         raise NothingToSettle(msg("no unsettled capture between {period_start} and {period_end} ({zone})",
