@@ -160,3 +160,14 @@ def test_an_amount_a_person_types_is_read_exactly_or_refused() -> None:
                         ("１２", "CNY"), ("1.5", "TOKEN"), ("¥1", "GPU_HOUR"), (str(MAX_AMOUNT), "CNY")):
         with pytest.raises(ValueError):
             parse_major(typed, unit)
+
+
+def test_the_typed_example_of_each_unit_reads_back_as_twelve_thousand_of_it() -> None:
+    from services.voucher.money import MINOR_EXPONENT, Unit, parse_major, typed_example
+
+    for unit in Unit:
+        assert parse_major(typed_example(unit), unit) == 12_000 * 10 ** MINOR_EXPONENT[unit]
+    assert typed_example("CNY") == "12,000.00"
+    assert typed_example("TOKEN") == "12,000"
+    assert typed_example("GPU_HOUR") == "12,000.000"
+    assert typed_example("XYZ") == "12,000.00"

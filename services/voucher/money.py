@@ -86,6 +86,17 @@ def format_for_people(amount: int, unit: Unit | str, language: str = "en") -> st
     return f"{sign}{figure} {_UNIT_WORDS[known]['zh' if language == 'zh' else 'en']}"
 
 
+def typed_example(unit: Unit | str) -> str:
+    """How a person types twelve thousand of `unit` in a form (what `parse_major` reads), with
+    every minor digit the unit has: '12,000.00' for CNY, '12,000.000' for GPU_HOUR, '12,000'
+    for TOKEN; the CNY figure for a unit not known."""
+    try:
+        exponent = MINOR_EXPONENT[Unit(unit)]
+    except ValueError:
+        exponent = MINOR_EXPONENT[Unit.CNY]
+    return "12,000" + ("." + "0" * exponent if exponent else "")
+
+
 def percent(bps: int) -> str:
     """Basis points as a percentage, e.g. 1250 → '12.5%', 5000 → '50%'."""
     whole, rest = divmod(bps, 100)

@@ -14,7 +14,7 @@ import xlsxwriter
 
 from tests.console.conftest import Browser, csrf_of
 from tests.support import auth, create, enterprise_payload
-from tests.world import World
+from tests.world import World, build_world
 
 
 async def submit(client: httpx.AsyncClient, world: World, amount: int = 2_000_000) -> dict[str, Any]:
@@ -140,6 +140,26 @@ async def test_a_bulk_file_with_one_bad_row_shows_the_rows_error_and_issues_noth
         assert 'class="problem"' in bad_row.group(1)
         assert '<tr class="" id="row-2">' in preview.text
     assert await _vouchers(client, world) == []
+
+
+async def test_a_face_value_that_does_not_read_is_shown_with_an_example_in_the_programmes_unit(
+        app: Any, client: httpx.AsyncClient, browser: Browser) -> None:
+    """A token has no minor digits and a GPU-hour three: the example the console gives with the
+    refusal is one the programme's unit reads, never a yuan figure."""
+    for unit, example in (("TOKEN", "12,000"), ("GPU_HOUR", "12,000.000"), ("CNY", "12,000.00")):
+        terms = {"kind": "model", "rate_table": {"model:registered": 3000}} if unit == "TOKEN" else {}
+        world = await build_world(app, client, unit=unit, **terms)
+        await browser.sign_in(world.operator, language="en")
+        content = f"uscc,face_value,reference\n{world.enterprise['uscc']},twelve,A-1\n".encode()
+        preview = await _preview(browser, world, "grants.csv", content)
+        assert preview.status_code == 422, preview.text
+        assert f"is not an amount in {unit} (e.g. {example})" in preview.text
+        token = await browser.csrf("/console/operator/vouchers/issue")
+        issue = await browser.post("/console/operator/vouchers/issue", data={
+            "csrf_token": token, "programme_id": world.programme["id"], "uscc": world.enterprise["uscc"],
+            "face_value": "twelve", "reference": ""})
+        assert issue.status_code == 422 and f"e.g. {example}<" in issue.text, issue.text
+        assert await _vouchers(client, world) == []
 
 
 async def test_a_good_bulk_file_is_previewed_then_issued_once(client: httpx.AsyncClient, browser: Browser,

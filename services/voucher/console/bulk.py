@@ -19,7 +19,7 @@ from typing import Any
 
 from services.voucher.console.api import Api, Refusal
 from services.voucher.i18n import msg
-from services.voucher.money import format_for_people, parse_major
+from services.voucher.money import format_for_people, parse_major, typed_example
 
 MAX_ROWS = 1000
 HEADER = ("uscc", "face_value", "reference")
@@ -129,8 +129,9 @@ async def preview(api: Api, programme: dict[str, Any], filename: str, content: b
         try:
             row.face_value = parse_major(row.face_value_text, unit)
         except ValueError:
-            row.errors.append(msg("the face value {text} is not an amount in {unit} (e.g. 12,000.00)",
-                                  text=row.face_value_text or "—", unit=unit).render(language))
+            row.errors.append(msg("the face value {text} is not an amount in {unit} (e.g. {example})",
+                                  text=row.face_value_text or "—", unit=unit,
+                                  example=typed_example(unit)).render(language))
         if row.reference and len(row.reference) > 128:
             row.errors.append(msg("the reference is longer than 128 characters").render(language))
         if not row.uscc:

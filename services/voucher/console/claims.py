@@ -12,7 +12,7 @@ from starlette.responses import Response
 from services.voucher.console.api import Refusal
 from services.voucher.console.web import PageError, form_key, now_of, redirect, signed_in, zone_of
 from services.voucher.i18n import msg
-from services.voucher.money import parse_major
+from services.voucher.money import parse_major, typed_example
 
 CLAIM_STATUSES = ("submitted", "under_review", "approved", "paid", "rejected")
 ACTIONS = ("review", "approve", "reject", "pay")
@@ -63,7 +63,8 @@ def install(console: FastAPI) -> None:
                     amount = parse_major(values["amount"], current["unit"])
                 except ValueError:
                     return await claim_page(request, claim_id, status=422, values=values, error=msg(
-                        "enter the amount to approve in the programme's unit, e.g. 12,000.00").render(page.language))
+                        "enter the amount to approve in the programme's unit, e.g. {example}",
+                        example=typed_example(current["unit"])).render(page.language))
             body = {"amount": amount, "note": values["note"] or None}
         elif action == "reject":
             if not values["reason"]:

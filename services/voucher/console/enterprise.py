@@ -12,7 +12,7 @@ from starlette.responses import Response
 from services.voucher.console.api import Refusal
 from services.voucher.console.web import Page, form_key, redirect, signed_in
 from services.voucher.i18n import msg
-from services.voucher.money import parse_major
+from services.voucher.money import parse_major, typed_example
 
 
 def install(console: FastAPI) -> None:
@@ -99,7 +99,8 @@ async def _application_form(
         return values, (programme, parse_major(values["amount"], programme["unit"]))
     except ValueError:
         return values, await _apply_page(page, values, status=422, error=msg(
-            "enter the amount in the programme's unit, e.g. 12,000.00").render(page.language))
+            "enter the amount in the programme's unit, e.g. {example}",
+            example=typed_example(programme["unit"])).render(page.language))
 
 
 async def _open_programmes(page: Page) -> dict[str, dict[str, Any]]:

@@ -23,7 +23,7 @@ from starlette.responses import Response
 from services.voucher.console.api import Refusal
 from services.voucher.console.web import Page, form_key, redirect, signed_in
 from services.voucher.i18n import Message, msg
-from services.voucher.money import parse_major
+from services.voucher.money import parse_major, typed_example
 
 CLAIM_STATUSES = ("submitted", "under_review", "approved", "paid", "rejected")
 LINES = 3
@@ -139,7 +139,7 @@ def _body(values: dict[str, str], lines: list[dict[str, str]], unit: str) -> tup
     try:
         paid = parse_major(values["amount_paid"], unit)
     except ValueError:
-        return {}, msg("enter the amount paid in the programme's unit, e.g. 12,000.00")
+        return {}, msg("enter the amount paid in the programme's unit, e.g. {example}", example=typed_example(unit))
     items, problem = order_items(lines, unit)
     if problem is not None:
         return {}, problem
@@ -169,7 +169,8 @@ def order_items(lines: list[dict[str, str]], unit: str) -> tuple[list[dict[str, 
         try:
             item["amount"] = parse_major(line["amount"], unit)
         except ValueError:
-            return [], msg("enter the amount of line {number} in the programme's unit, e.g. 12,000.00", number=number)
+            return [], msg("enter the amount of line {number} in the programme's unit, e.g. {example}",
+                           number=number, example=typed_example(unit))
         group = line["category"].split(":", 1)[0]
         if group in ("accelerator", "model"):
             try:

@@ -16,7 +16,7 @@ from services.voucher.console import bulk, dashboard
 from services.voucher.console.api import Refusal
 from services.voucher.console.web import Page, PageError, form_key, redirect, script_json, signed_in
 from services.voucher.i18n import msg
-from services.voucher.money import parse_major
+from services.voucher.money import parse_major, typed_example
 
 APPLICATION_STATUSES = ("submitted", "under_review", "approved", "publicity", "issued", "rejected",
                         "ineligible", "withdrawn")
@@ -76,7 +76,8 @@ def install(console: FastAPI) -> None:
             amount = parse_major(str(form.get("amount") or ""), current["unit"])
         except ValueError:
             return await application_page(request, application_id, status=422, error=msg(
-                "enter the amount to approve in the programme's unit, e.g. 12,000.00").render(page.language))
+                "enter the amount to approve in the programme's unit, e.g. {example}",
+                example=typed_example(current["unit"])).render(page.language))
         note = str(form.get("note") or "").strip() or None
         try:
             await page.api.post(f"/v1/applications/{application_id}/approve", {"amount": amount, "note": note},

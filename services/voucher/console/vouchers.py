@@ -11,7 +11,7 @@ from starlette.responses import Response
 from services.voucher.console.api import Refusal
 from services.voucher.console.web import Page, form_key, redirect, signed_in
 from services.voucher.i18n import msg
-from services.voucher.money import parse_major
+from services.voucher.money import parse_major, typed_example
 
 VOUCHER_STATUSES = ("active", "suspended", "exhausted", "expired", "revoked")
 
@@ -55,7 +55,8 @@ def install(console: FastAPI) -> None:
             face_value = parse_major(values["face_value"], programme["unit"])
         except ValueError:
             return await issue_page(page, values, status=422, error=msg(
-                "enter the amount in the programme's unit, e.g. 12,000.00").render(page.language))
+                "enter the amount in the programme's unit, e.g. {example}",
+                example=typed_example(programme["unit"])).render(page.language))
         try:
             found = await page.api.get("/v1/enterprises", uscc=values["uscc"], limit=1)
             if not found["items"]:
@@ -102,7 +103,8 @@ def install(console: FastAPI) -> None:
                 body["clawback"] = parse_major(text, current["unit"]) if text else 0
             except ValueError:
                 return await voucher_page(request, voucher_id, status=422, error=msg(
-                    "enter the amount in the programme's unit, e.g. 12,000.00").render(page.language))
+                    "enter the amount in the programme's unit, e.g. {example}",
+                    example=typed_example(current["unit"])).render(page.language))
         try:
             await page.api.post(f"/v1/vouchers/{voucher_id}/{action}", body, idempotency_key=form_key(form))
         except Refusal as refusal:
