@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from services.voucher.events import service as events
 from tests.support import (
     assert_problem,
     auth,
@@ -167,12 +168,25 @@ async def test_refusals(world: World, app, client: httpx.AsyncClient) -> None:
     assert_problem(refused, 409, "wrong_payout_mode")
 
 
-async def test_a_claim_is_not_the_providers_to_see_move_or_settle(world: World, clock) -> None:
+async def test_a_claim_is_not_the_providers_to_see_move_or_settle(app, world: World, clock) -> None:
+    hook = await world.client.post("/v1/webhook-endpoints", headers=auth(world.provider_key, **fresh_key()),
+                                   json={"url": "http://127.0.0.1:9/hook",
+                                         "event_types": ["redemption.captured", "claim.approved", "hold.expired"]})
+    assert hook.status_code == 201, hook.text
     voucher = await world.issue(10_000_000)
     claim = (await _file(world, claim_body(world, voucher))).json()
     await _step(world, claim, "review")
     await _step(world, claim, "approve")
     provider = auth(world.provider_key)
+    # Nor is it announced to the provider: not its approval, not the capture it makes (DESIGN:
+    # the claim's redemption is the enterprise's); the enterprise is told of both.
+    await events.publish_pending(app.state.database, clock())
+    told = (await world.client.get("/v1/events", headers=provider)).json()["items"]
+    assert [e["type"] for e in told] == []
+    deliveries = await world.client.get(f"/v1/webhook-endpoints/{hook.json()['id']}/deliveries", headers=provider)
+    assert deliveries.json()["items"] == []
+    theirs = (await world.client.get("/v1/events", headers=auth(world.enterprise_key))).json()["items"]
+    assert {e["type"] for e in theirs} >= {"claim.approved", "redemption.captured"}
     assert_problem(await world.client.get(f"/v1/redemptions/{claim['redemption_id']}", headers=provider),
                    404, "not_found")
     refund = await world.client.post(f"/v1/redemptions/{claim['redemption_id']}/refunds",

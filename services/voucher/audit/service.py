@@ -73,14 +73,17 @@ async def record(
     rule_version: int | None = None,
     journal_id: uuid.UUID | None = None,
     announce: bool = True,
+    announce_to_provider: bool = True,
 ) -> None:
     """Write the event for a change, in the transaction making the change (so both commit or
     neither does). The changes subscribers are told about go into the outbox here too, unless
-    `announce` is false: the caller writes `outbox.announcement(...)` itself."""
+    `announce` is false: the caller writes `outbox.announcement(...)` itself. With
+    `announce_to_provider` false the event still names its provider, but the announcement does
+    not (a claim's redemption is the enterprise's: its provider is not told of it)."""
     if announce:
         await outbox.announce(session, action, resource_type, resource_id, now=now, after=after,
-                              programme_id=programme_id, enterprise_id=enterprise_id, provider_id=provider_id,
-                              voucher_id=voucher_id)
+                              programme_id=programme_id, enterprise_id=enterprise_id,
+                              provider_id=provider_id if announce_to_provider else None, voucher_id=voucher_id)
     if session.info.get("audit_disabled"):
         return
     actor = ACTOR.get()

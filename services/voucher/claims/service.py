@@ -175,7 +175,7 @@ async def _move(session: AsyncSession, claim: Claim, target: C, now: datetime, r
         session, f"claim.{target.value}", "claim", claim.id, now=now,
         before={"status": claim.status}, after={"status": target.value, "status_reason": reason, **extra},
         programme_id=claim.programme_id, enterprise_id=claim.enterprise_id, provider_id=claim.provider_id,
-        voucher_id=claim.voucher_id,
+        voucher_id=claim.voucher_id, announce_to_provider=False,
     )
     claim.status = target.value
     claim.status_reason = reason
