@@ -555,9 +555,6 @@ def serve(
 
     settings = get_settings()
     _ensure_sqlite_dir(settings.database_url)
-    if settings.is_sqlite and workers > 1:
-        # SQLite has no NOTIFY: a key revoked through one worker could stay cached in another.
-        os.environ["VOUCHER_API_KEY_CACHE_SECONDS"] = "0"
     loop = "uvloop" if sys.platform != "win32" else "asyncio"
     typer.echo(f"API on http://{host}:{port}/v1  docs on http://{host}:{port}/docs")
     serving.run(

@@ -133,7 +133,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     app.state.rate_limiter = database.info["rate_limiter"] = RateLimiter.from_settings(settings)
     database.info["auth_throttle"] = AuthThrottle.from_settings(settings)
     app.state.key_cache = database.info["key_cache"] = key_cache.KeyCache(
-        settings.api_key_cache_seconds, needs_listener=not database.is_sqlite)
+        key_cache.seconds_for(settings.api_key_cache_seconds, is_sqlite=database.is_sqlite),
+        needs_listener=not database.is_sqlite)
 
     problems.install(app)
     idempotency.install(app)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import multiprocessing
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -19,6 +20,7 @@ from services.voucher.db import Database
 from services.voucher.main import create_app
 from services.voucher.tables import ApiKey
 from tests.conftest import ENGINE
+from tests.live_server import LiveServer
 from tests.support import auth, make_key
 
 KEYS = "/v1/api-keys"
@@ -230,3 +232,35 @@ async def test_a_listener_whose_connection_dies_quietly_turns_the_cache_off() ->
         await task
     assert len(seen) >= 2 and seen[1] is False  # the heartbeat failed: off, then a reconnect
     assert not cache.listening
+
+
+@pytest.mark.skipif(ENGINE != "sqlite", reason="on PostgreSQL every worker's cache hears the revocation (NOTIFY)")
+async def test_on_sqlite_a_key_revoked_through_one_worker_is_refused_by_every_worker(
+        app: Any, database_url: str) -> None:
+    """A real server of two workers started as services.voucher.serving starts them (as plain
+    `uvicorn --workers 2` does), not through `voucher serve`: SQLite has no NOTIFY, so neither
+    worker may keep a key cached. Every request opens a connection of its own, which the kernel
+    hands to either worker."""
+    operator, victim = await make_key(app, "operator"), await make_key(app, "auditor")
+
+    async def status(path: str, key: str) -> int:
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as one:
+            return (await one.get(path, headers=auth(key))).status_code
+
+    with LiveServer(database_url, workers=2) as server:
+        assert {await status("/v1/me", victim) for _ in range(40)} == {200}  # cached in both, were there a cache
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as one:
+            me = (await one.get("/v1/me", headers=auth(victim))).json()
+            revoked = await one.post(f"{KEYS}/{me['key_id']}/revoke", json={"reason": "leaked"},
+                                     headers=auth(operator))
+            assert revoked.status_code == 200, revoked.text
+        assert {await status("/v1/programmes", victim) for _ in range(40)} == {401}
+
+
+def test_the_cache_is_off_on_sqlite_in_a_worker_a_supervisor_started() -> None:
+    from services.voucher.apikeys.cache import seconds_for
+
+    assert seconds_for(5, is_sqlite=True) == 5 and seconds_for(5, is_sqlite=False) == 5
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        assert pool.apply(seconds_for, (5.0,), {"is_sqlite": True}) == 0
+        assert pool.apply(seconds_for, (5.0,), {"is_sqlite": False}) == 5

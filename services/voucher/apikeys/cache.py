@@ -11,6 +11,11 @@ commits. While a process's listener is not connected, its cache is off (every re
 the database), so a revocation cannot be missed; the TTL bounds anything else. A lookup that
 started before an eviction is not cached (the generation check), so a read racing a revocation
 cannot put the old key back.
+
+SQLite has no NOTIFY, so a revocation through one process cannot reach another's cache: on SQLite
+the cache is off in any process that a multiprocessing supervisor started (`uvicorn --workers
+N`, `voucher serve --workers N`, services.voucher.serving), and on only in a process serving
+alone (`seconds_for`).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import multiprocessing
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -36,6 +42,15 @@ log = logging.getLogger(__name__)
 #: The NOTIFY channel revocations and rotations are announced on (payload: the key's hash).
 CHANNEL = "voucher_api_keys"
 MAX_ENTRIES = 10_000
+
+
+def seconds_for(configured: float, *, is_sqlite: bool) -> float:
+    """How long this process caches a key: `configured`, except 0 on SQLite in a process that is
+    one of several workers (started by a multiprocessing supervisor, as uvicorn's is), where a
+    revocation made by a sibling could not reach this cache."""
+    if is_sqlite and multiprocessing.parent_process() is not None:
+        return 0.0
+    return configured
 
 
 @dataclass(frozen=True)
