@@ -16,7 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
-from sqlalchemy import insert, select
+from sqlalchemy import case, insert, select
 
 from services.voucher import driver
 from services.voucher.audit.rules import SYSTEM_ROLE, journal_record
@@ -24,7 +24,13 @@ from services.voucher.db import UTCDateTime
 from services.voucher.ids import uuid7
 from services.voucher.ledger import service as ledger
 from services.voucher.ledger.rules import AccountKind
-from services.voucher.tables import AuditEvent, LedgerAccount, LedgerPosting, LedgerTransaction
+from services.voucher.tables import (
+    AuditEvent,
+    LedgerAccount,
+    LedgerPosting,
+    LedgerTransaction,
+    Voucher,
+)
 from tests.exports import xlsx
 from tests.exports.history import read_csv, read_jsonl
 from tests.support import auth
@@ -180,11 +186,15 @@ async def database_rows(app: Any, stmt: Any) -> list[dict[str, Any]]:
 
 
 def ledger_rows_statement() -> Any:
-    """The ledger-entries dataset, written independently of the code under test."""
+    """The ledger-entries dataset, written independently of the code under test: a voucher's
+    accounts are its enterprise's."""
+    V = Voucher.__table__
+    owner = case((A.c.voucher_id.is_(None), A.c.enterprise_id),
+                 else_=select(V.c.enterprise_id).where(V.c.id == A.c.voucher_id).scalar_subquery())
     return (
         select(P.c.id.label("posting_id"), P.c.transaction_id.label("journal_id"), T.c.kind, P.c.account_id,
                A.c.code.label("account_code"), A.c.kind.label("account_kind"), P.c.amount, P.c.unit,
-               A.c.programme_id, A.c.voucher_id, A.c.provider_id, A.c.enterprise_id, T.c.redemption_id,
+               A.c.programme_id, A.c.voucher_id, A.c.provider_id, owner.label("enterprise_id"), T.c.redemption_id,
                P.c.created_at)
         .join_from(P, T, T.c.id == P.c.transaction_id).join(A, A.c.id == P.c.account_id)
         .order_by(P.c.id)

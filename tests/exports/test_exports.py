@@ -193,6 +193,13 @@ async def test_ledger_filters(app, client: httpx.AsyncClient, history: History) 
                                   lambda r: str(r["provider_id"]) == world.provider["id"],
                                   provider_id=world.provider["id"])
     assert by_provider
+    # An enterprise's postings are its vouchers' as well as its own accounts' (an independent
+    # review found the vouchers' left out: voucher accounts name no enterprise of their own).
+    by_enterprise = await _filtered(app, client, key, "ledger-entries",
+                                    lambda r: str(r["enterprise_id"]) == world.enterprise["id"],
+                                    enterprise_id=world.enterprise["id"])
+    assert {r["account_kind"] for r in by_enterprise} >= {"voucher_available", "voucher_held", "voucher_used"}
+    assert {r["posting_id"] for r in by_voucher} <= {r["posting_id"] for r in by_enterprise}
     account = by_voucher[0]["account_id"]
     by_account = await _filtered(app, client, key, "ledger-entries", lambda r: r["account_id"] == account,
                                  account_id=str(account))

@@ -641,6 +641,10 @@ async def test_an_expired_hold_reads_as_released_everywhere_before_the_job_runs(
     assert by_account["voucher_held"]["balance"] == 0
     assert by_account["voucher_held"]["unposted_expiry"] == -30_000
     assert trial["is_balanced"]
+    for line in by_account.values():  # one account read alone says the same (an independent review
+        alone = (await world.client.get(  # found it summing the postings only)
+            f"/v1/ledger/accounts/{line['account_id']}/balance", headers=auth(world.auditor))).json()
+        assert (alone["balance"], alone["unposted_expiry"]) == (line["balance"], line["unposted_expiry"]), line
     # As of before the expiry, the hold still held; after the job posts the release, nothing is unposted.
     before = (await world.client.get(f"/v1/programmes/{world.programme['id']}/trial-balance",
                                      params={"as_of": held.json()["created_at"]}, headers=auth(world.auditor))).json()
@@ -659,6 +663,11 @@ async def test_an_expired_hold_reads_as_released_everywhere_before_the_job_runs(
                                       headers=auth(world.auditor))).json()
     assert {a["kind"]: a["balance"] for a in between["accounts"] if a["voucher_id"] == voucher["id"]}[
         "voucher_held"] == 0
+    for moment, held_then in ((held.json()["created_at"], 30_000), ((clock() - timedelta(seconds=30)).isoformat(), 0),
+                              (clock().isoformat(), 0)):
+        alone = (await world.client.get(f"/v1/ledger/accounts/{held_line['account_id']}/balance",
+                                        params={"as_of": moment}, headers=auth(world.auditor))).json()
+        assert alone["balance"] == held_then, (moment, alone)
 
 
 async def test_a_hold_on_an_expired_voucher_reads_as_released_everywhere_before_the_job_runs(

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "61b1bc7bc03e786f04f1315b8ead44f4ce70d18fa4124e59931b24a3337a2326"
+DOCUMENT_SHA256 = "060d6f46d54b76fc742e898eefaac0325198439e90d0958e3900f3f4b753e1d9"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]
@@ -67,6 +67,7 @@ class AccountBalancePublic(TypedDict):
     programme_id: str | None
     provider_id: str | None
     unit: str
+    unposted_expiry: NotRequired[int]
     voucher_id: str | None
 
 

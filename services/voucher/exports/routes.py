@@ -51,8 +51,9 @@ thousandths of a GPU-hour; TOKEN: tokens) in JSON Lines and CSV.
 Datasets:
 * `ledger-entries` — postings joined to their journal transaction and account: `posting_id`,
   `journal_id`, `kind`, `account_id`, `account_code`, `account_kind`, `amount`, `unit`,
-  `programme_id`, `voucher_id`, `provider_id`, `enterprise_id` (of the account), `redemption_id`,
-  `created_at`; in posting order. Filters match the posting's account.
+  `programme_id`, `voucher_id`, `provider_id`, `enterprise_id` (of the account; on a voucher's
+  accounts, the voucher's enterprise), `redemption_id`, `created_at`; in posting order. Filters
+  match the posting's account, `enterprise_id` as that column reads.
 * `redemptions`, `settlements` — every column, by id.
 * `redemption-line-items` — one row per line item of each redemption (the redemptions' filters):
   `redemption_id`, `line`, the redemption's ids, `order_reference`, `unit`, `status`,
@@ -61,14 +62,18 @@ Datasets:
   rate applies to the whole item) and `rate_source`. A redemption's items add up to its
   `order_amount` and `gross_subsidy`.
 * `audit-events` — every column, in chain order (`seq`); events committed after the export
-  sealed the chain, if any, come last with a null `seq`.
+  sealed the chain, if any, come last with a null `seq`. To recompute a link from an exported
+  event, write its times as the canonical encoding does: RFC 3339 UTC with all six microsecond
+  digits (`2026-03-01T00:00:00.000000Z`), whatever the file's own rendering.
 * `audit-event-changes` — one row per field an audit event records (the audit events' filters):
   `event_id`, `seq`, `occurred_at`, `action`, `resource_type`, `resource_id`, `programme_id`,
   `field` (a dotted path), `before`, `after`.
 
 Filters: `programme_id`, `enterprise_id`, `provider_id`, `voucher_id`, `account_id` (ledger
 entries only) and the half-open range [`since`, `until`) on the rows' time (`created_at`; an
-audit event's `occurred_at`). A filter that does not apply to the dataset (e.g. `voucher_id`
+audit event's `occurred_at`): `until` itself is left out, where a point-in-time balance's
+`as_of` counts what was posted at that instant, so the export that adds up to the balance as of
+T is the one `until` T plus one microsecond. A filter that does not apply to the dataset (e.g. `voucher_id`
 for settlements) is refused with 422, never ignored.
 
 **Manifest.** Before streaming, the service seals every committed audit event, reads the

@@ -361,18 +361,23 @@ def entries_select(
 ) -> Select[Any]:
     """Postings joined to their journal and account, in posting order. The tenant filters match
     the posting's account (every account names its programme, and its voucher, provider or
-    enterprise where it has one); the time range is half-open, [since, until)."""
+    enterprise where it has one; a voucher's accounts are its enterprise's too, so
+    `enterprise_id` is the account's or its voucher's); the time range is half-open,
+    [since, until)."""
+    V = table_of(Voucher)
+    enterprise = func.coalesce(A.c.enterprise_id, V.c.enterprise_id)
     stmt = (
         select(
             P.c.id.label("posting_id"), P.c.transaction_id.label("journal_id"), T.c.kind,
             P.c.account_id, A.c.code.label("account_code"), A.c.kind.label("account_kind"),
-            P.c.amount, P.c.unit, A.c.programme_id, A.c.voucher_id, A.c.provider_id, A.c.enterprise_id,
-            T.c.redemption_id, P.c.created_at,
+            P.c.amount, P.c.unit, A.c.programme_id, A.c.voucher_id, A.c.provider_id,
+            enterprise.label("enterprise_id"), T.c.redemption_id, P.c.created_at,
         )
-        .select_from(P.join(T, T.c.id == P.c.transaction_id).join(A, A.c.id == P.c.account_id))
+        .select_from(P.join(T, T.c.id == P.c.transaction_id).join(A, A.c.id == P.c.account_id)
+                     .outerjoin(V, V.c.id == A.c.voucher_id))
         .order_by(P.c.id)
     )
-    for column, value in ((A.c.programme_id, programme_id), (A.c.enterprise_id, enterprise_id),
+    for column, value in ((A.c.programme_id, programme_id), (enterprise, enterprise_id),
                           (A.c.provider_id, provider_id), (A.c.voucher_id, voucher_id), (P.c.account_id, account_id)):
         if value is not None:
             stmt = stmt.where(column == value)
@@ -425,11 +430,15 @@ async def programme_exists(session: AsyncSession, programme_id: uuid.UUID) -> bo
     return found.first() is not None
 
 
-async def unposted_expiries(session: AsyncSession, programme_id: uuid.UUID, as_of: datetime) -> dict[uuid.UUID, int]:
-    """Per voucher account, what holds of the programme that had lapsed by `as_of` — past their
-    TTL, or on a voucher that had expired (`rules.lapse`) — still held in the postings made by
-    then (their release, posted later by a job or the voucher's next hold, moves held back to
-    available): + on each available account, - on each held one."""
+async def unposted_expiries(
+    session: AsyncSession, as_of: datetime, *, programme_id: uuid.UUID | None = None,
+    voucher_id: uuid.UUID | None = None,
+) -> dict[uuid.UUID, int]:
+    """Per voucher account, what holds of the programme (or of the one voucher) that had lapsed
+    by `as_of` — past their TTL, or on a voucher that had expired (`rules.lapse`) — still held in
+    the postings made by then (their release, posted later by a job or the voucher's next hold,
+    moves held back to available): + on each available account, - on each held one."""
+    assert (programme_id is None) != (voucher_id is None), "one programme or one voucher"
     R, V = table_of(Redemption), table_of(Voucher)
     released_by_then = (
         select(T.c.id)
@@ -440,7 +449,8 @@ async def unposted_expiries(session: AsyncSession, programme_id: uuid.UUID, as_o
         select(V.c.available_account_id, V.c.held_account_id, _sum(R.c.held_amount))
         .select_from(R.join(V, V.c.id == R.c.voucher_id))
         .where(
-            R.c.programme_id == programme_id, R.c.created_at <= as_of,
+            R.c.programme_id == programme_id if voucher_id is None else R.c.voucher_id == voucher_id,
+            R.c.created_at <= as_of,
             # Still held and lapsed by then; or released since for having lapsed, at the instant
             # the release recorded (rows written before `rules.lapse` may record a later one).
             or_(is_lapsed_hold(as_of, V.c.expires_at),

@@ -132,7 +132,11 @@ async def list_ledger_entries(
     summary="An account's balance at an instant: the sum of its postings made at or before `as_of`",
     description="Operators and auditors (`audit:read`); changes nothing. "
                 "Computed from the postings, so it works for accounts whose balance is not "
-                "materialised (programme spent, provider payable) and for any past instant. "
+                "materialised (programme spent, provider payable) and for any past instant. On a "
+                "voucher's available and held accounts, holds that had lapsed by `as_of` count as released "
+                "(`unposted_expiry`), as in the voucher's read and the trial balance. `as_of` is inclusive (a posting "
+                "made at that instant counts), where an export's `until` is not: the ledger-entries export that "
+                "adds up to this balance is the one until `as_of` plus one microsecond. "
                 "Answers `not_found` for an unknown account.",
     response_model=AccountBalancePublic,
     responses=responses(*AUTH_ERRORS, errors.NotFound),
@@ -146,6 +150,7 @@ async def ledger_account_balance(
         account_id=a["id"], code=a["code"], kind=a["kind"], unit=a["unit"], programme_id=a["programme_id"],
         voucher_id=a["voucher_id"], provider_id=a["provider_id"], enterprise_id=a["enterprise_id"],
         is_materialised=a["is_materialised"], as_of=found.as_of, balance=found.balance, postings=found.postings,
+        unposted_expiry=found.unposted_expiry,
     )
 
 

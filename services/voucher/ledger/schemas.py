@@ -35,7 +35,8 @@ class LedgerEntryPublic(BaseModel):
     programme_id: uuid.UUID | None
     voucher_id: uuid.UUID | None
     provider_id: uuid.UUID | None
-    enterprise_id: uuid.UUID | None
+    enterprise_id: uuid.UUID | None = Field(
+        description="The account's enterprise; on a voucher's accounts, the voucher's enterprise.")
     redemption_id: uuid.UUID | None
     created_at: datetime
 
@@ -57,8 +58,15 @@ class AccountBalancePublic(BaseModel):
     enterprise_id: uuid.UUID | None
     is_materialised: bool
     as_of: datetime
-    balance: int = Field(description="Sum of the account's postings made at or before `as_of`.")
+    balance: int = Field(description="Sum of the account's postings made at or before `as_of`, plus "
+                                     "`unposted_expiry`.")
     postings: int = Field(description="How many postings that sum covers.")
+    unposted_expiry: int = Field(
+        default=0,
+        description="Holds that had expired by `as_of` but whose release was not yet posted (the hold-expiry job "
+                    "or the voucher's next hold posts it): void when read, so counted here, as in the trial "
+                    "balance — plus on a voucher's available account, minus on its held account. Zero on every "
+                    "other account.")
 
 
 class TrialBalanceLine(BaseModel):

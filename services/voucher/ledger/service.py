@@ -325,16 +325,24 @@ class PointInTimeBalance:
     as_of: datetime
     balance: int
     postings: int
+    unposted_expiry: int
 
 
 async def balance_as_of(session: AsyncSession, account_id: uuid.UUID, as_of: datetime) -> PointInTimeBalance:
-    """An account's balance at an instant: the sum of its postings made at or before it. Works
-    the same for materialised and unmaterialised accounts (it never reads `balance`)."""
+    """An account's balance at an instant: the sum of its postings made at or before it, plus on
+    a voucher's available and held accounts the holds that had lapsed by then and whose release
+    was not yet posted (void when read, as every read counts them; the trial balance's line
+    says the same). Works the same for materialised and unmaterialised accounts (it never reads
+    `balance`)."""
     account = await repository.account(session, account_id)
     if account is None:
         raise NotFound(msg("no ledger account {account_id}", account_id=account_id))
     balance, postings = await repository.balance_as_of(session, account_id, as_of)
-    return PointInTimeBalance(account, as_of, balance, postings)
+    unposted = 0
+    if account["kind"] in (AccountKind.VOUCHER_AVAILABLE.value, AccountKind.VOUCHER_HELD.value):
+        moves = await repository.unposted_expiries(session, as_of, voucher_id=account["voucher_id"])
+        unposted = moves.get(account_id, 0)
+    return PointInTimeBalance(account, as_of, balance + unposted, postings, unposted)
 
 
 @dataclass(frozen=True)
@@ -357,7 +365,7 @@ async def trial_balance(session: AsyncSession, programme_id: uuid.UUID, as_of: d
     accounts = await repository.programme_balances_as_of(session, programme_id, as_of)
     # Holds past their TTL are void when read, here too: their release moves held back to
     # available in the balances, before the job posts it; the line says how much is unposted.
-    unposted = await repository.unposted_expiries(session, programme_id, as_of)
+    unposted = await repository.unposted_expiries(session, as_of, programme_id=programme_id)
     for line in accounts:
         line["unposted_expiry"] = unposted.get(line["account_id"], 0)
         line["balance"] += line["unposted_expiry"]
