@@ -146,8 +146,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=8)
     args = parser.parse_args()
 
-    from services.voucher.settlement.rules import period_bounds
-    from services.voucher.settlement.service import previous_month
+    from services.voucher.settlement.rules import period_bounds, previous_month
 
     database_url = fresh_database(args.database_url, "scale")
     world = asyncio.run(load_world(database_url, 50))

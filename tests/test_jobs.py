@@ -7,7 +7,9 @@ would have; on PostgreSQL they really race through row locks, SKIP LOCKED and ad
 from __future__ import annotations
 
 import asyncio
+from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 from sqlalchemy import func, select
@@ -95,6 +97,50 @@ async def test_scheduled_settlements_are_made_once_for_last_month(
                                   headers=auth(world.operator, **{"Idempotency-Key": "cancel-1"}))
     assert cancelled.status_code == 200, cancelled.text
     assert await jobs.run_once(app.state.database, "create-settlements", clock()) == 0
+
+
+async def test_months_the_schedule_did_not_run_through_are_settled_too(
+    app: Any, client: httpx.AsyncClient, clock: Any
+) -> None:
+    """An independent review moved the clock 70 days past a capture: no run fell in the month
+    after it, and the month was never drafted. Every elapsed month since the pair's first
+    capture is looked at, oldest first, one draft each; a month already settled (here by hand)
+    is not made again."""
+    world = await build_world(app, client)
+    voucher = await world.issue(10_000_000)
+    months = []
+    for order in ("A-1", "A-2", "A-3"):
+        response = await world.hold(voucher, 1_000_000, order=order, path="/v1/redemptions")
+        assert response.status_code == 201, response.text
+        months.append(datetime.fromisoformat(response.json()["captured_at"]).astimezone(ZoneInfo("Asia/Shanghai"))
+                      .date().replace(day=1))
+        clock.advance(days=35)
+    first, second, third = months
+    assert first < second < third
+    by_hand = await client.post("/v1/settlements", json={
+        "provider_id": world.provider["id"], "programme_id": world.programme["id"],
+        "period_start": second.isoformat(), "period_end": (third - timedelta(days=1)).isoformat()},
+        headers=auth(world.operator, **{"Idempotency-Key": "by-hand"}))
+    assert by_hand.status_code == 201, by_hand.text
+    clock.advance(days=40)
+    assert await jobs.run_once(app.state.database, "create-settlements", clock()) == 2
+    assert await jobs.run_once(app.state.database, "create-settlements", clock()) == 0
+    listed = (await client.get("/v1/settlements", headers=auth(world.provider_key))).json()["items"]
+    assert sorted((s["period_start"], s["total"]) for s in listed) == [
+        (m.isoformat(), 300_000) for m in months]
+
+
+def test_the_months_to_settle_run_from_the_first_capture_to_the_last_month_ended() -> None:
+    from services.voucher.settlement.rules import SETTLE_AFTER, months_to_settle
+
+    shanghai = ZoneInfo("Asia/Shanghai")
+    capture = datetime(2026, 1, 31, 23, 0, tzinfo=shanghai)  # 15:00 UTC: January in Shanghai
+    march_ends = datetime(2026, 4, 1, tzinfo=shanghai)
+    assert months_to_settle(capture, march_ends) == [(date(2026, 1, 1), date(2026, 1, 31)),
+                                                     (date(2026, 2, 1), date(2026, 2, 28))]
+    assert months_to_settle(capture, march_ends + SETTLE_AFTER)[-1] == (date(2026, 3, 1), date(2026, 3, 31))
+    assert months_to_settle(capture, datetime(2026, 2, 1, tzinfo=shanghai)) == []
+    assert len(months_to_settle(capture, datetime(2036, 1, 1, 1, tzinfo=shanghai))) == 120
 
 
 async def test_announcing_and_publishing_in_two_workers_is_once(app: Any, client: httpx.AsyncClient, clock: Any) -> None:

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -120,7 +119,7 @@ async def run_due(database: Database, now: datetime) -> dict[str, int]:
     return done
 
 
-def _name(item: uuid.UUID | tuple[uuid.UUID, ...]) -> str:
+def _name(item: object) -> str:
     return "/".join(map(str, item)) if isinstance(item, tuple) else str(item)
 
 

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "060d6f46d54b76fc742e898eefaac0325198439e90d0958e3900f3f4b753e1d9"
+DOCUMENT_SHA256 = "13876dbebf60affe52fbc2f6f85e2a367bcc2fc3263d07e9cd53a1e563f774df"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

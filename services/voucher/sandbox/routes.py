@@ -66,7 +66,7 @@ async def get_clock(clock: Clock, _: Annotated[Actor, Depends(current_actor)], s
                 "expiry, publicity periods, cap periods and the Asia/Shanghai year, settlement periods, key "
                 "expiry, Idempotency-Key retention, webhook retries and the worker's jobs. Once the move commits, "
                 "the jobs that became due run before the answer is sent (expired holds and vouchers, ended "
-                "publicity, last month's settlements, events); reads already apply expiry themselves. The move "
+                "publicity, the settlements of every month that ended, events); reads already apply expiry themselves. The move "
                 "is an audit event (`sandbox.clock_moved`). Refused with `sandbox_clock_backwards` (never "
                 "backwards), `validation_failed` or an Idempotency-Key conflict.",
     response_model=ClockState,

@@ -7,7 +7,7 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Exists, Select, and_, false, insert, select
+from sqlalchemy import ColumnElement, Exists, Select, and_, false, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -16,7 +16,13 @@ from services.voucher.apikeys.rules import Role
 from services.voucher.db import PageRequest, paginate, table_of
 from services.voucher.redemption.rules import Payee
 from services.voucher.settlement.rules import ItemKind, SettlementStatus
-from services.voucher.tables import Redemption, RedemptionRefund, Settlement, SettlementItem
+from services.voucher.tables import (
+    ProgrammeEnrolment,
+    Redemption,
+    RedemptionRefund,
+    Settlement,
+    SettlementItem,
+)
 
 
 def visible(actor: Actor) -> Select[Settlement]:
@@ -132,22 +138,46 @@ async def add_all(session: AsyncSession, rows: list[Any]) -> None:
     await session.flush()
 
 
-async def monthly_due(session: AsyncSession, first: date, last: date, start: datetime, end: datetime,
-                      limit: int) -> list[tuple[uuid.UUID, uuid.UUID]]:
-    """(provider, programme) pairs with a capture in [start, end) that no live settlement holds
-    and no settlement at all for exactly this period: the scheduled run's work. One the office
-    cancelled is not made again by the schedule (the office creates it by hand if it wants)."""
-    live_period = select(col(Settlement.id)).where(
-        col(Settlement.provider_id) == col(Redemption.provider_id),
-        col(Settlement.programme_id) == col(Redemption.programme_id),
-        col(Settlement.period_start) == first, col(Settlement.period_end) == last,
-    ).exists()
+async def enrolled_pairs(session: AsyncSession) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """(provider, programme) of every enrolment ever made (a withdrawal keeps its row): every
+    pair that can have captures to settle."""
+    rows = await session.execute(
+        select(col(ProgrammeEnrolment.provider_id), col(ProgrammeEnrolment.programme_id))
+        .order_by(col(ProgrammeEnrolment.provider_id), col(ProgrammeEnrolment.programme_id)))
+    return [(p, g) for p, g in rows.all()]
+
+
+async def first_capture(session: AsyncSession, provider_id: uuid.UUID, programme_id: uuid.UUID) -> datetime | None:
+    """When the pair's first capture was made (the index on provider, programme, captured_at)."""
+    found = await session.execute(
+        select(func.min(col(Redemption.captured_at)))
+        .where(col(Redemption.provider_id) == provider_id, col(Redemption.programme_id) == programme_id,
+               col(Redemption.captured_at).is_not(None)))
+    return found.scalar_one()
+
+
+async def settled_periods(
+    session: AsyncSession, provider_id: uuid.UUID, programme_id: uuid.UUID,
+) -> set[tuple[date, date]]:
+    """The periods of the pair's settlements in any status, a cancelled one included: the
+    schedule does not make again what the office cancelled."""
+    rows = await session.execute(
+        select(col(Settlement.period_start), col(Settlement.period_end))
+        .where(col(Settlement.provider_id) == provider_id, col(Settlement.programme_id) == programme_id))
+    return {(a, b) for a, b in rows.all()}
+
+
+async def has_unsettled_capture(
+    session: AsyncSession, provider_id: uuid.UUID, programme_id: uuid.UUID, start: datetime, end: datetime,
+) -> bool:
+    """Whether the pair has a capture payable to the provider in [start, end) that no live
+    settlement holds (stops at the first)."""
     held = _live_item(col(SettlementItem.kind) == ItemKind.CAPTURE.value,
                       col(SettlementItem.redemption_id) == col(Redemption.id))
-    rows = await session.execute(
-        select(col(Redemption.provider_id), col(Redemption.programme_id)).distinct()
-        .where(col(Redemption.captured_at) >= start, col(Redemption.captured_at) < end,
-               col(Redemption.payee) == Payee.PROVIDER.value, ~held, ~live_period)
-        .order_by(col(Redemption.provider_id), col(Redemption.programme_id)).limit(limit)
-    )
-    return [(p, g) for p, g in rows.all()]
+    found = await session.execute(
+        select(col(Redemption.id))
+        .where(col(Redemption.provider_id) == provider_id, col(Redemption.programme_id) == programme_id,
+               col(Redemption.captured_at) >= start, col(Redemption.captured_at) < end,
+               col(Redemption.payee) == Payee.PROVIDER.value, ~held)
+        .limit(1))
+    return found.first() is not None

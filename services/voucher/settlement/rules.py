@@ -76,6 +76,27 @@ def period_bounds(first_day: date, last_day: date, zone: str = PERIOD_ZONE) -> t
     return start, end
 
 
+def previous_month(now: datetime, zone: str = PERIOD_ZONE) -> tuple[date, date]:
+    """The first and last day of the calendar month before `now`'s, in `zone`."""
+    last = now.astimezone(ZoneInfo(zone)).date().replace(day=1) - timedelta(days=1)
+    return last.replace(day=1), last
+
+
+def months_to_settle(first_capture: datetime, now: datetime, zone: str = PERIOD_ZONE) -> list[tuple[date, date]]:
+    """(first day, last day) of every calendar month in `zone` from the one `first_capture` fell
+    in to the last that ended at least `SETTLE_AFTER` before `now`, oldest first: the months the
+    schedule may have to settle, however long it did not run."""
+    tz = ZoneInfo(zone)
+    month = first_capture.astimezone(tz).date().replace(day=1)
+    months: list[tuple[date, date]] = []
+    while True:
+        following = (month + timedelta(days=31)).replace(day=1)
+        if now < period_bounds(month, following - timedelta(days=1), zone)[1] + SETTLE_AFTER:
+            return months
+        months.append((month, following - timedelta(days=1)))
+        month = following
+
+
 def period_problems(first_day: date, last_day: date, today: date) -> list[tuple[str, Message]]:
     """(field, message) for a period that cannot be settled."""
     problems: list[tuple[str, Message]] = []

@@ -43,6 +43,7 @@ from services.voucher.settlement.rules import (
     ItemKind,
     SettlementStatus,
     check_transition,
+    months_to_settle,
     period_bounds,
     period_problems,
 )
@@ -260,26 +261,40 @@ def _title(settlement: Settlement) -> str:
             f"{settlement.period_end.isoformat()} ({PERIOD_ZONE})")
 
 
-def previous_month(now: datetime) -> tuple[date, date]:
-    """The calendar month before `now`'s, in the settlement time zone: the scheduled period."""
-    today = now.astimezone(ZoneInfo(PERIOD_ZONE)).date()
-    last = today.replace(day=1) - timedelta(days=1)
-    return last.replace(day=1), last
+async def due_monthly(
+    session: AsyncSession, now: datetime, limit: int = 500,
+) -> list[tuple[uuid.UUID, uuid.UUID, date]]:
+    """(provider, programme, first day of the month) of every calendar month that ended at least
+    `SETTLE_AFTER` ago, holds a capture payable to the provider that no live settlement holds,
+    and has no settlement at all for exactly that month — oldest first. Every month since the
+    pair's first capture is looked at, not only the last one, so months the schedule did not
+    run through (a worker down for weeks, a sandbox clock moved by a year) are settled too.
+    Each look is an index probe: the pair's first capture, its settlements, and per month
+    without one the first unsettled capture."""
+    due: list[tuple[uuid.UUID, uuid.UUID, date]] = []
+    for provider_id, programme_id in await repository.enrolled_pairs(session):
+        first = await repository.first_capture(session, provider_id, programme_id)
+        if first is None:
+            continue
+        settled = await repository.settled_periods(session, provider_id, programme_id)
+        for month, last in months_to_settle(first, now):
+            if (month, last) in settled:
+                continue
+            start, end = period_bounds(month, last)
+            if await repository.has_unsettled_capture(session, provider_id, programme_id, start, end):
+                due.append((provider_id, programme_id, month))
+                if len(due) >= limit:
+                    return due
+    return due
 
 
-async def due_monthly(session: AsyncSession, now: datetime, limit: int = 500) -> list[tuple[uuid.UUID, uuid.UUID]]:
-    first, last = previous_month(now)
-    start, end = period_bounds(first, last)
-    if now < end + SETTLE_AFTER:
-        return []  # the next run settles it (`SETTLE_AFTER`)
-    return await repository.monthly_due(session, first, last, start, end, limit)
-
-
-async def create_monthly(session: AsyncSession, provider_id: uuid.UUID, programme_id: uuid.UUID, now: datetime) -> int:
-    """The `create-settlements` job's item: last month's draft settlement for one provider and
+async def create_monthly(
+    session: AsyncSession, provider_id: uuid.UUID, programme_id: uuid.UUID, month: date, now: datetime,
+) -> int:
+    """The `create-settlements` job's item: one month's draft settlement for one provider and
     programme, as the system. Run twice, it refuses the second time (settlement_exists)."""
-    first, last = previous_month(now)
+    following = (month + timedelta(days=31)).replace(day=1)
     with audit.as_system():
         await create(session, SYSTEM, provider_id=provider_id, programme_id=programme_id,
-                     period_start=first, period_end=last, now=now)
+                     period_start=month, period_end=following - timedelta(days=1), now=now)
     return 1
