@@ -60,6 +60,13 @@ async def test_archiving_waits_for_commitments_in_publicity(app, client: httpx.A
     assert issued["status"] == "issued"
     voucher = await world.voucher(issued["voucher_id"])
     assert voucher["face_value"] == 10_000_000
+    # The voucher can still be spent: archiving waits for it to expire (or be revoked) too.
+    problem = assert_problem(await client.post(f"{programme}/archive", headers=auth(world.operator)),
+                             409, "invalid_transition")
+    assert (problem["live_vouchers"], problem["unpaid"]) == (1, 0)
+    revoked = await client.post(f"/v1/vouchers/{voucher['id']}/revoke", json={"reason": "programme wound up"},
+                                headers=auth(world.operator, **fresh_key()))
+    assert revoked.status_code == 200, revoked.text
     archived = await client.post(f"{programme}/archive", headers=auth(world.operator))
     assert archived.status_code == 200, archived.text
 

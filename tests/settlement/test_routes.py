@@ -11,8 +11,9 @@ import csv
 import hashlib
 import io
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -880,3 +881,46 @@ async def test_statement_xlsx_agrees_with_the_csv(world: World, clock) -> None:
     for key in (world.provider_key, world.auditor):
         again = await world.client.get(doc["xlsx_url"], headers=auth(key))
         assert again.content == book
+
+
+async def test_a_programme_is_archived_only_once_nothing_can_be_spent_and_nothing_is_left_to_pay(
+        app, world: World, clock) -> None:
+    """An archived programme is a closed book (an independent review archived one with a live
+    voucher and redeemed on it afterwards): every voucher expired or revoked, every capture paid."""
+    from services.voucher import jobs
+
+    voucher = await world.issue(10_000_000)
+    redeemed = await world.hold(voucher, 1_000_000, order="AR-1", path="/v1/redemptions")
+    assert redeemed.status_code == 201, redeemed.text
+    day = datetime.fromisoformat(redeemed.json()["captured_at"]).astimezone(ZoneInfo("Asia/Shanghai")).date()
+    programme = f"/v1/programmes/{world.programme['id']}"
+    assert (await world.post(f"{programme}/close", {"reason": "round over"}, key=world.operator)).status_code == 200
+
+    async def refused(live: int, unpaid: int) -> None:
+        before = await audit_count(app)
+        problem = assert_problem(await world.post(f"{programme}/archive", key=world.operator), 409,
+                                 "invalid_transition")
+        assert (problem["live_vouchers"], problem["unpaid"], problem["current_status"]) == (live, unpaid, "closed")
+        assert await audit_count(app) == before
+
+    await refused(1, 300_000)
+    clock.current = datetime.fromisoformat(voucher["expires_at"]) + timedelta(minutes=1)
+    assert await jobs.run_once(app.state.database, "expire-vouchers", clock()) == 1
+    await refused(0, 300_000)
+    settlement = (await settle(world, day.isoformat(), day.isoformat())).json()
+    for action, status in (("submit", "submitted"), ("approve", "approved")):
+        await moved(world, settlement["id"], action, status)
+    await refused(0, 300_000)
+    await moved(world, settlement["id"], "pay", "paid")
+    archived = await world.post(f"{programme}/archive", key=world.operator)
+    assert archived.status_code == 200 and archived.json()["status"] == "archived", archived.text
+    again = await world.hold(voucher, 1_000_000, order="AR-2", path="/v1/redemptions")
+    assert again.status_code >= 400
+    assert (await world.reconciliation())["is_clean"]
+
+
+async def audit_count(app) -> int:
+    from services.voucher.tables import AuditEvent
+
+    async with app.state.database.unit_of_work(write=False) as session:
+        return int((await session.execute(select(func.count()).select_from(AuditEvent))).scalar_one())

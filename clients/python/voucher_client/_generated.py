@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "13876dbebf60affe52fbc2f6f85e2a367bcc2fc3263d07e9cd53a1e563f774df"
+DOCUMENT_SHA256 = "300f5f23698c8d2e3dbaf6c89754261b645ab2e022de79e15ae79522c6c2fc66"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

@@ -424,6 +424,16 @@ async def balance_as_of(session: AsyncSession, account_id: uuid.UUID, as_of: dat
     return int(row[0]), int(row[1])
 
 
+async def kind_totals(session: AsyncSession, programme_id: uuid.UUID, kinds: Sequence[str]) -> dict[str, int]:
+    """Per account kind, the sum of the postings on the programme's accounts of that kind."""
+    rows = await session.execute(
+        select(A.c.kind, _sum(P.c.amount))
+        .select_from(P.join(A, A.c.id == P.c.account_id))
+        .where(A.c.programme_id == programme_id, A.c.kind.in_(list(kinds)))
+        .group_by(A.c.kind))
+    return {kind: int(total or 0) for kind, total in rows.all()}
+
+
 async def programme_exists(session: AsyncSession, programme_id: uuid.UUID) -> bool:
     programme = table_of(Programme)
     found = await session.execute(select(programme.c.id).where(programme.c.id == programme_id))

@@ -345,6 +345,14 @@ async def balance_as_of(session: AsyncSession, account_id: uuid.UUID, as_of: dat
     return PointInTimeBalance(account, as_of, balance + unposted, postings, unposted)
 
 
+async def programme_kind_totals(
+    session: AsyncSession, programme_id: uuid.UUID, kinds: Sequence[AccountKind],
+) -> dict[AccountKind, int]:
+    """The sum of the postings on the programme's accounts of each kind (materialised or not)."""
+    totals = await repository.kind_totals(session, programme_id, [k.value for k in kinds])
+    return {k: totals.get(k.value, 0) for k in kinds}
+
+
 @dataclass(frozen=True)
 class TrialBalance:
     programme_id: uuid.UUID

@@ -19,7 +19,9 @@ from services.voucher.tables import (
     Programme,
     ProgrammeEnrolment,
     Provider,
+    Voucher,
 )
+from services.voucher.vouchers.rules import VoucherStatus
 
 
 def _visible(actor: Actor) -> Select[Programme]:
@@ -118,4 +120,13 @@ async def open_applications(session: AsyncSession, programme_id: uuid.UUID) -> i
         col(Application.programme_id) == programme_id,
         col(Application.status).in_([s.value for s in OPEN_APPLICATION]),
     )
+    return int((await session.execute(stmt)).scalar_one())
+
+
+async def live_vouchers(session: AsyncSession, programme_id: uuid.UUID) -> int:
+    """Vouchers of the programme neither expired nor revoked: value can still move on them (an
+    exhausted voucher gets value back from a refund while it is valid)."""
+    ended = [VoucherStatus.EXPIRED.value, VoucherStatus.REVOKED.value]
+    stmt = select(func.count()).select_from(Voucher).where(
+        col(Voucher.programme_id) == programme_id, col(Voucher.status).not_in(ended))
     return int((await session.execute(stmt)).scalar_one())

@@ -181,10 +181,13 @@ _transition_route(ProgrammeStatus.CLOSED, "close", "Close an open programme",
                   "`programme.closed`; no value moves. Refused with `not_found`, `invalid_transition` (not open) "
                   "or an Idempotency-Key conflict.")
 _transition_route(ProgrammeStatus.ARCHIVED, "archive", "Archive a closed programme",
-                  "The programme office (`programmes:write`) archives a closed programme once every application is "
-                  "decided and every approved voucher issued. Records the audit event `programme.archived`; no "
-                  "value moves. Refused with `not_found`, `invalid_transition` (not closed, or applications still "
-                  "open or budget still committed) or an Idempotency-Key conflict.")
+                  "The programme office (`programmes:write`) archives a closed programme once it is a closed book: "
+                  "every application decided and every approved voucher issued, every voucher expired or revoked, "
+                  "and every capture and claim paid (no provider or enterprise payable left). Records the audit "
+                  "event `programme.archived`; no value moves. Refused with `not_found`, `invalid_transition` (not "
+                  "closed; applications still open or budget still committed, with `open_applications` and "
+                  "`committed`; or vouchers still live or payables unsettled, with `live_vouchers` and `unpaid`) "
+                  "or an Idempotency-Key conflict.")
 
 
 @router.get(

@@ -173,6 +173,19 @@ async def transition(
                     pending=pending, committed=Amount(committed, programme.unit)),
                 current_status=programme.status, committed=committed, open_applications=pending,
             )
+        # An archived programme is a closed book: nothing left to spend, nothing left to pay.
+        live = await repository.live_vouchers(session, programme.id)
+        payable = await ledger.programme_kind_totals(
+            session, programme.id, [AccountKind.PROVIDER_PAYABLE, AccountKind.ENTERPRISE_PAYABLE])
+        owed = sum(abs(total) for total in payable.values())  # a refund after payment is owed back
+        if live or owed:
+            raise InvalidTransition(
+                msg("{live} voucher(s) are neither expired nor revoked, and {owed} is still to be settled with "
+                    "providers or enterprises; archive the programme once every voucher has expired or been "
+                    "revoked and every settlement and claim is paid",
+                    live=live, owed=Amount(owed, programme.unit)),
+                current_status=programme.status, live_vouchers=live, unpaid=owed,
+            )
     before = programme.status
     programme.status = target.value
     if target is ProgrammeStatus.OPEN:
