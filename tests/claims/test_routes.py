@@ -247,6 +247,20 @@ async def test_a_claim_on_an_expired_voucher_cannot_be_approved(world: World, cl
                                                                         voucher["expires_at"])
 
 
+async def test_a_claim_on_a_revoked_voucher_is_refused_as_revoked_and_can_then_be_rejected(world: World) -> None:
+    voucher = await world.issue(10_000_000)
+    claim = (await _file(world, claim_body(world, voucher))).json()
+    await _step(world, claim, "review")
+    revoked = await world.client.post(f"/v1/vouchers/{voucher['id']}/revoke", json={"reason": "fraud"},
+                                      headers=auth(world.operator, **fresh_key()))
+    assert revoked.status_code == 200, revoked.text
+    problem = assert_problem(await _step(world, claim, "approve"), 409, "voucher_revoked")
+    assert "revoked" in problem["detail"]
+    rejected = await _step(world, claim, "reject", {"reason": "voucher revoked"})
+    assert rejected.status_code == 200 and rejected.json()["status"] == "rejected", rejected.text
+    assert (await world.reconciliation())["is_clean"]
+
+
 async def test_a_claim_rejected_for_a_wrong_amount_can_be_filed_again_corrected(world: World) -> None:
     voucher = await world.issue(10_000_000)
     wrong = (await _file(world, claim_body(world, voucher, amount=2_000_000))).json()

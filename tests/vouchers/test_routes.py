@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import httpx
 import pytest
+from sqlalchemy import func, select
 
+from services.voucher.tables import AuditEvent
 from tests.support import (
     assert_problem,
     auth,
@@ -131,6 +135,44 @@ async def test_suspend_resume_and_illegal_transitions(world: World) -> None:
     assert_problem(await world.post(f"{path}/suspend", {"reason": "again"}, key=world.operator), 409,
                    "invalid_transition")
     assert (await world.post(f"{path}/resume", {"reason": "ok"}, key=world.operator)).json()["status"] == "active"
+    assert_problem(await world.post(f"{path}/resume", {"reason": "again"}, key=world.operator), 409,
+                   "invalid_transition")
+
+
+async def test_only_a_suspension_is_resumed_and_a_refusal_records_nothing(app, world: World) -> None:
+    """An independent review resumed an exhausted voucher: 200, its reason overwritten and a
+    `voucher.resumed` event for a change that was none. Exhausted → active is a refund's."""
+    voucher = await world.issue(300_000)
+    spent = await world.hold(voucher, 1_000_000, order="PO-X", path="/v1/redemptions")
+    assert spent.status_code == 201, spent.text
+    before = await world.voucher(voucher["id"])
+    assert before["status"] == "exhausted"
+    events = await _audit_events(app)
+    problem = assert_problem(await world.post(f"/v1/vouchers/{voucher['id']}/resume", {"reason": "x"},
+                                              key=world.operator), 409, "invalid_transition")
+    assert problem["current_status"] == "exhausted"
+    assert await _audit_events(app) == events
+    assert await world.voucher(voucher["id"]) == before
+
+
+async def test_the_expiry_job_leaves_a_revoked_voucher_alone(app, world: World, clock) -> None:
+    """A revoked voucher has nothing left to expire: the job records no `voucher.expired` for it
+    (an independent review found one, with the status unchanged)."""
+    from services.voucher import jobs
+
+    voucher = await world.issue(1_000_000)
+    assert (await world.post(f"/v1/vouchers/{voucher['id']}/revoke", {"reason": "fraud"},
+                             key=world.operator)).status_code == 200
+    clock.current = datetime.fromisoformat(voucher["expires_at"]) + timedelta(days=1)
+    events = await _audit_events(app)
+    assert await jobs.run_once(app.state.database, "expire-vouchers", clock()) == 0
+    assert await _audit_events(app) == events
+    assert (await world.voucher(voucher["id"]))["status"] == "revoked"
+
+
+async def _audit_events(app) -> int:
+    async with app.state.database.unit_of_work(write=False) as session:
+        return int((await session.execute(select(func.count()).select_from(AuditEvent))).scalar_one())
 
 
 async def test_revoke_returns_unused_value_to_the_pool_and_records_clawback(world: World) -> None:

@@ -434,8 +434,13 @@ def judged_at(now: datetime, *counters: Order | Usage | None) -> datetime:
 def capture_amount(hold: Hold, voucher: VoucherState, requested: int | None, now: datetime, *,
                    approval: bool = False) -> int:
     """How much a capture takes: at most what is held (the rest is released); never from a hold
-    that has lapsed, by its TTL or by its voucher's expiry, whichever came first."""
+    that has lapsed, by its TTL or by its voucher's expiry, whichever came first. A void hold of
+    a revoked voucher says the voucher was revoked (its revocation voided every live hold)."""
     if hold.status != RedemptionStatus.HELD.value:
+        if hold.status == RedemptionStatus.VOIDED.value and voucher.status == VoucherStatus.REVOKED.value:
+            detail = msg("the voucher was revoked; its holds are void") if not approval else msg(
+                "the voucher was revoked; its holds are void, and the claim can no longer be approved")
+            raise VoucherRevoked(detail, current_status=hold.status)
         raise HoldNotActive(msg("the hold is {status}", status=hold.status), current_status=hold.status)
     lapsed, at = lapse(hold.hold_expires_at, voucher.expires_at)
     if now >= at and lapsed is VoidReason.EXPIRED:

@@ -26,6 +26,7 @@ from services.voucher.tables import (
     Redemption,
     Voucher,
 )
+from services.voucher.vouchers.rules import VoucherStatus
 
 U = table_of(EnterprisePeriodUsage)
 
@@ -218,10 +219,16 @@ async def lock_usage(
     return (await session.execute(stmt)).scalar_one()
 
 
+#: What expiry changes: a revoked voucher has nothing left to expire (its revocation voided its
+#: holds and returned its unused value), and expiring it would record a change that is none.
+_EXPIRABLE = [VoucherStatus.ACTIVE.value, VoucherStatus.SUSPENDED.value, VoucherStatus.EXHAUSTED.value]
+
+
 async def due_for_expiry(session: AsyncSession, now: datetime, limit: int) -> list[uuid.UUID]:
     stmt = (
         select(col(Voucher.id))
-        .where(col(Voucher.expires_at) <= now, col(Voucher.expiry_posted_at).is_(None))
+        .where(col(Voucher.expires_at) <= now, col(Voucher.expiry_posted_at).is_(None),
+               col(Voucher.status).in_(_EXPIRABLE))
         .order_by(col(Voucher.expires_at))
         .limit(limit)
     )

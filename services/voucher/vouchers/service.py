@@ -17,6 +17,7 @@ from services.voucher.errors import (
     BudgetExhausted,
     EnterpriseCapExceeded,
     ExceedsMaxPerVoucher,
+    InvalidTransition,
     NotFound,
     ProgrammeNotOpen,
     ValidationFailed,
@@ -369,6 +370,13 @@ async def suspend(session: AsyncSession, actor: Actor, voucher_id: uuid.UUID, re
 async def resume(session: AsyncSession, actor: Actor, voucher_id: uuid.UUID, reason: str, now: datetime) -> Voucher:
     voucher = await _lock_for_change(session, actor, voucher_id, now)
     before = voucher.status
+    if before != VoucherStatus.SUSPENDED.value:
+        # Only a suspension is undone here; exhausted → active is a refund's (an independent
+        # review resumed an exhausted voucher: 200 and an audit event for a change that was none).
+        raise InvalidTransition(
+            msg("only a suspended voucher can be resumed; this one is '{current}'", current=before),
+            current_status=before,
+        )
     _set_status(voucher, VoucherStatus.ACTIVE, reason, now)
     bal = (await view(session, voucher, now)).balances
     voucher.status = settled_status(VoucherStatus.ACTIVE, bal.available, bal.held).value
@@ -429,28 +437,28 @@ async def revoke(
 async def expire_voucher(session: AsyncSession, voucher: Voucher, now: datetime) -> None:
     """Post a (locked) voucher's expiry: holds voided first, then the remaining value goes back
     to the pool or to breakage, as the programme says. Idempotent."""
-    if voucher.expiry_posted_at is not None or now < voucher.expires_at:
-        return
+    live = (VoucherStatus.ACTIVE.value, VoucherStatus.SUSPENDED.value, VoucherStatus.EXHAUSTED.value)
+    if voucher.expiry_posted_at is not None or now < voucher.expires_at or voucher.status not in live:
+        return  # posted already, not due, or revoked: nothing changes, so nothing is recorded
     await redemptions.release_voucher_holds(session, voucher, VoidReason.VOUCHER_EXPIRED, now)
     before, available = voucher.status, 0
-    if voucher.status in (VoucherStatus.ACTIVE.value, VoucherStatus.SUSPENDED.value, VoucherStatus.EXHAUSTED.value):
-        voucher.status = VoucherStatus.EXPIRED.value
-        voucher.status_changed_at = now
-        voucher.status_reason = "validity ended"
-        voucher.version += 1
-        available = (await view(session, voucher, now)).balances.available
-        if available:
-            programme = await _programme(session, voucher.programme_id)
-            accounts = await ledger.programme_accounts(session, voucher.programme_id)
-            to_pool = programme.expiry_disposition == ExpiryDisposition.POOL.value
-            target = accounts[AccountKind.PROGRAMME_AVAILABLE if to_pool else AccountKind.PROGRAMME_BREAKAGE]
-            await ledger.post(
-                session,
-                kind="voucher_expired",
-                legs=transfer(voucher.available_account_id, target, available, voucher.unit),
-                now=now, programme_id=voucher.programme_id, voucher_id=voucher.id,
-                memo="voucher expired: unused value to " + ("the pool" if to_pool else "breakage"),
-            )
+    voucher.status = VoucherStatus.EXPIRED.value
+    voucher.status_changed_at = now
+    voucher.status_reason = "validity ended"
+    voucher.version += 1
+    available = (await view(session, voucher, now)).balances.available
+    if available:
+        programme = await _programme(session, voucher.programme_id)
+        accounts = await ledger.programme_accounts(session, voucher.programme_id)
+        to_pool = programme.expiry_disposition == ExpiryDisposition.POOL.value
+        target = accounts[AccountKind.PROGRAMME_AVAILABLE if to_pool else AccountKind.PROGRAMME_BREAKAGE]
+        await ledger.post(
+            session,
+            kind="voucher_expired",
+            legs=transfer(voucher.available_account_id, target, available, voucher.unit),
+            now=now, programme_id=voucher.programme_id, voucher_id=voucher.id,
+            memo="voucher expired: unused value to " + ("the pool" if to_pool else "breakage"),
+        )
     voucher.expiry_posted_at = now
     await session.flush()
     await _status_event(session, "voucher.expired", voucher, before, now, unused_value=available)
