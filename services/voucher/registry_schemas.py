@@ -56,6 +56,10 @@ Uscc = Annotated[
 ]
 
 
+#: A certification an enterprise holds, as the eligibility rules name it ("sme", "high_tech").
+Certification = Annotated[str, Field(max_length=64, examples=["high_tech"])]
+
+
 class RelatedParty(BaseModel):
     """A legal representative or shareholder, as a stable hashed identifier (never a raw ID
     number): two records with the same `party_id` are the same person or company."""

@@ -90,6 +90,19 @@ def amount_unit(value: Any) -> Unit | None:
         return None
 
 
+#: The most characters an .xlsx cell holds (Excel's limit; XlsxWriter cuts longer text silently).
+MAX_CELL_CHARACTERS = 32_767
+
+
+def fit_cell(value: str) -> str:
+    """`value`, or, when it is longer than a cell holds, its beginning and a note saying that it
+    was cut, how long it is and where it is whole — never cut silently."""
+    if len(value) <= MAX_CELL_CHARACTERS:
+        return value
+    note = f" …[cut: {len(value):,} characters, a cell holds {MAX_CELL_CHARACTERS:,}; the JSON Lines export holds it whole]"
+    return value[: MAX_CELL_CHARACTERS - len(note)] + note
+
+
 class Cells:
     """The cell formats of one workbook, and typed writes that never produce a formula."""
 
@@ -104,6 +117,7 @@ class Cells:
         self._plain = workbook.add_format()
 
     def text(self, sheet: Worksheet, row_: int, col: int, value: str, fmt: CellFormat | None = None) -> None:
+        value = fit_cell(value)
         if value.startswith("<r>") and value.endswith("</r>"):
             parts: list[Any] = [value[:1], self._plain, value[1:]]
             sheet.write_rich_string(row_, col, *parts, *([fmt] if fmt is not None else []))

@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import pytest
 
 from services.voucher.console.session import SESSION_COOKIE
 from tests.console.conftest import Browser
@@ -258,3 +259,24 @@ async def test_sessions_sealed_with_another_secret_do_not_open(browser: Browser,
     assert ours.csrf_token("x") != theirs.csrf_token("x")
     answer = await browser.get("/console/operator", headers={"Cookie": f"{SESSION_COOKIE}={sealed}"})
     assert answer.status_code == 303 and "/console/sign-in" in answer.headers["location"]
+
+
+class TestARateLimitedKey:
+    @pytest.fixture
+    def settings(self, settings: Any) -> Any:
+        return settings.model_copy(update={"rate_limits": {"operator": "2/minute"}})
+
+    async def test_is_told_to_wait_not_that_it_is_wrong(self, app: Any, client: httpx.AsyncClient) -> None:
+        """An independent review found the API's 429 turned into a 401 sign-in page without
+        Retry-After: the person would think the key wrong."""
+        key = await make_key(app, "operator")
+        for _ in range(3):
+            limited = await client.get("/v1/me", headers=auth(key))
+        assert limited.status_code == 429
+        browser = Browser(app)
+        try:
+            page = await browser.sign_in(key, language="en")
+        finally:
+            await browser.http.aclose()
+        assert page.status_code == 429 and page.headers.get("retry-after"), page.status_code
+        assert not any(c.startswith(f"{SESSION_COOKIE}=") for c in page.headers.get_list("set-cookie"))

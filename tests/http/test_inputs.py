@@ -3,12 +3,13 @@ an amount in fen goes, a form instead of JSON, a page too large, a misspelt quer
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.support import assert_problem, auth
+from tests.support import assert_problem, auth, enterprise_payload, make_key
 from tests.world import World, build_world, hold_body
 
 ZH = {"Accept-Language": "zh-CN"}
@@ -163,3 +164,67 @@ async def test_a_number_is_not_a_day(world: World, number: Any) -> None:
     problem = assert_problem(response, 422, "validation_failed")
     (error,) = problem["errors"]
     assert error["pointer"] == "/period_start" and "YYYY-MM-DD" in error["message"]
+
+
+def _raw(payload: dict[str, Any], **swap: str) -> bytes:
+    """`payload` as JSON with each placeholder value replaced by a raw JSON escape."""
+    text = json.dumps(payload)
+    for placeholder, escape in swap.items():
+        text = text.replace(placeholder, escape)
+    return text.encode()
+
+
+async def _enterprises(client: httpx.AsyncClient, operator_key: str) -> int:
+    return len((await client.get("/v1/enterprises", params={"limit": 200}, headers=auth(operator_key))).json()["items"])
+
+
+@pytest.mark.parametrize(("field", "escape", "pointer"), [
+    ("certifications", "\\ud800", "/certifications/1"),  # a lone surrogate: a 500 on SQLite before
+    ("certifications", "\\u0000", "/certifications/1"),
+    ("name", "\\u0000", "/name"),  # NUL: stored by SQLite, refused by PostgreSQL before
+    ("name", "x\\udfff", "/name"),
+])
+async def test_text_no_database_stores_alike_is_refused_on_every_engine(
+        client: httpx.AsyncClient, operator_key: str, field: str, escape: str, pointer: str) -> None:
+    """An independent review found a lone surrogate in a certification answered 500 on SQLite
+    (stored, then unserialisable) and 422 on PostgreSQL, and NUL stored by one and refused by
+    the other: both are 422 `unstorable_text` at the field, before anything is written."""
+    before = await _enterprises(client, operator_key)
+    payload = enterprise_payload(certifications=["sme", "SENTINEL"]) if field == "certifications" else \
+        enterprise_payload(name="SENTINEL")
+    response = await client.post("/v1/enterprises", content=_raw(payload, SENTINEL=escape), headers=auth(
+        operator_key, **{"Idempotency-Key": f"text-{field}-{escape}", "Content-Type": "application/json"}))
+    problem = assert_problem(response, 422, "validation_failed")
+    assert [(e["pointer"], e["type"]) for e in problem["errors"]] == [(pointer, "unstorable_text")]
+    assert await _enterprises(client, operator_key) == before
+    # A surrogate pair is one character (an emoji), stored like any other.
+    fine = await client.post("/v1/enterprises", content=_raw(enterprise_payload(name="SENTINEL"),
+                                                              SENTINEL="\\ud83d\\ude80 rocket"),
+                             headers=auth(operator_key, **{"Idempotency-Key": f"fine-{field}-{escape}",
+                                                           "Content-Type": "application/json"}))
+    assert fine.status_code == 201 and fine.json()["name"] == "\U0001f680 rocket", fine.text
+
+
+async def test_unstorable_text_is_refused_after_the_scope_check(app: Any, client: httpx.AsyncClient) -> None:
+    auditor = await make_key(app, "auditor")
+    body = _raw(enterprise_payload(name="SENTINEL"), SENTINEL="\\u0000")
+    refused = await client.post("/v1/enterprises", content=body, headers=auth(
+        auditor, **{"Idempotency-Key": "scope-first", "Content-Type": "application/json"}))
+    assert_problem(refused, 403, "insufficient_scope")
+
+
+async def test_a_certification_is_a_short_name(client: httpx.AsyncClient, operator_key: str) -> None:
+    response = await client.post("/v1/enterprises", json=enterprise_payload(certifications=["C" * 65]),
+                                 headers=auth(operator_key, **{"Idempotency-Key": "long-cert"}))
+    problem = assert_problem(response, 422, "validation_failed")
+    assert [e["pointer"] for e in problem["errors"]] == ["/certifications/0"]
+
+
+async def test_a_query_value_with_nul_is_a_field_error_on_every_engine(client: httpx.AsyncClient,
+                                                                        operator_key: str) -> None:
+    """It had been a 200 with nothing found on SQLite and 422 `unstorable_value` ("nothing was
+    changed", on a read) on PostgreSQL."""
+    response = await client.get("/v1/enterprises?uscc=9133%00", headers=auth(operator_key))
+    problem = assert_problem(response, 422, "validation_failed")
+    assert [(e["location"], e["pointer"], e["type"]) for e in problem["errors"]] == [
+        ("query", "/uscc", "unstorable_text")]

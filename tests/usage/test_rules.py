@@ -50,6 +50,12 @@ def test_csv_with_bom_header_and_blank_lines() -> None:
     ("order_reference,amount,subsidy\nA,1\n", "/csv/2"),
     ("order_reference,amount,subsidy\nA,1.50,0\n", "/csv/2"),
     ("order_reference,amount,subsidy\nA,1,0\nB,x,0\n", "/csv/3"),
+    # Only ASCII digits: int() alone reads other scripts' digits, underscores and a plus sign
+    # (an independent review uploaded ١٢٣ and 1_0 and had them read as 123 and 10).
+    ("order_reference,amount,subsidy\nA,\u0661\u0662\u0663,0\n", "/csv/2"),
+    ("order_reference,amount,subsidy\nA,100,1_0\n", "/csv/2"),
+    ("order_reference,amount,subsidy\nA,+100,0\n", "/csv/2"),
+    ("order_reference,amount,subsidy\nA,1" + "0" * 25 + ",0\n", "/csv/2"),
 ])
 def test_malformed_csv_names_the_row(text: str, pointer: str) -> None:
     with pytest.raises(RecordsInvalid) as refused:
@@ -63,6 +69,7 @@ def test_malformed_csv_names_the_row(text: str, pointer: str) -> None:
     ([Record("A", 0, 0)], "/records/0"),
     ([Record("A", 10, 11)], "/records/0"),
     ([Record("A", 10, -1)], "/records/0"),
+    ([Record("A\x00B", 10, 1)], "/records/0/order_reference"),
 ])
 def test_records_that_cannot_be_compared_are_refused(rows: list[Record], pointer: str) -> None:
     with pytest.raises(RecordsInvalid) as refused:

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "300f5f23698c8d2e3dbaf6c89754261b645ab2e022de79e15ae79522c6c2fc66"
+DOCUMENT_SHA256 = "cbeda41450d1e055a4b557a4070f6b0d25e416185369fb5f2d5d95671d46aee3"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

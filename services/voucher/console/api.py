@@ -39,6 +39,8 @@ class Refusal(Exception):
     title: str
     detail: str
     errors: list[dict[str, Any]]
+    #: The API's Retry-After (a 429 or a 503), for the page to pass on.
+    retry_after: str | None = None
 
     def for_the_form(self, *, page_is_the_resource: bool = True) -> bool:
         """Whether the page shows this refusal beside its form (the person can mend the input and
@@ -126,7 +128,8 @@ def _json(response: httpx.Response) -> Any:
         if not isinstance(body, dict):
             body = {}
         raise Refusal(response.status_code, str(body.get("code", "")), str(body.get("title", "")),
-                      str(body.get("detail", "")), list(body.get("errors") or []))
+                      str(body.get("detail", "")), list(body.get("errors") or []),
+                      response.headers.get("retry-after"))
     if response.status_code == 204 or not response.content:
         return None
     return response.json()

@@ -457,6 +457,7 @@ def create_console(api_app: Any, settings: Settings) -> FastAPI:
         key = str(form.get("api_key") or "").strip()
         next_path = local_path(str(form.get("next") or ""))
         error: str | None = None
+        status, headers = 401, {}
         if not key:
             error = msg("enter an API key").render(language)
         elif not (key.isascii() and key.isprintable()):  # no key is; and it cannot go in a header
@@ -466,10 +467,14 @@ def create_console(api_app: Any, settings: Settings) -> FastAPI:
                 me = await api_for(request, key, language).get("/v1/me")
             except Refusal as refusal:
                 error = refusal.detail or refusal.title
+                if refusal.status in (429, 503):  # the key may be fine: say to wait, not that it is wrong
+                    status = refusal.status
+                    headers = {"Retry-After": refusal.retry_after} if refusal.retry_after else {}
         if error is not None:
             fresh = secrets.token_urlsafe(16)
-            response: Response = render(request, "sign_in.html", status=401, language=language, next=next_path,
+            response: Response = render(request, "sign_in.html", status=status, language=language, next=next_path,
                                         sign_in_token=sessions.sign_in_token(fresh), error=error, notice=None)
+            response.headers.update(headers)
             set_cookie(response, request, SIGN_IN_COOKIE, fresh, max_age=3600)
             return response
         home = HOME[str(me["role"])]

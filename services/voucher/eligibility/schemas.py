@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from services.voucher.i18n import msg
 from services.voucher.instants import Day
 from services.voucher.money import MAX_AMOUNT
+from services.voucher.registry_schemas import Certification
 
 
 class RuleResult(BaseModel):
@@ -76,7 +77,7 @@ class EnterpriseFacts(BaseModel):
     annual_revenue: int | None = Field(default=None, ge=0, le=MAX_AMOUNT, strict=True)
     founded_on: Day | None = None
     industry_code: str | None = Field(default=None, max_length=16)
-    certifications: list[str] = Field(default_factory=list, max_length=50)
+    certifications: list[Certification] = Field(default_factory=list, max_length=50)
 
 
 class InlineFacts(BaseModel):

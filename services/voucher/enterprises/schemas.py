@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.voucher.instants import Day
 from services.voucher.money import MAX_AMOUNT
-from services.voucher.registry_schemas import PatchModel, RelatedParty, Uscc
+from services.voucher.registry_schemas import Certification, PatchModel, RelatedParty, Uscc
 
 REGION_CODE_PATTERN = r"^[1-9][0-9]{5}$"
 RegionCode = Field(pattern=REGION_CODE_PATTERN, description="6-digit administrative division.")
@@ -47,7 +47,7 @@ class EnterpriseFields(BaseModel):
     annual_revenue: int | None = Field(default=None, ge=0, le=MAX_AMOUNT, description="In fen (1/100 yuan): revenue is in CNY whatever a programme's unit.")
     founded_on: Day | None = None
     industry_code: str | None = Field(default=None, max_length=16)
-    certifications: list[str] = Field(default_factory=list, max_length=50)
+    certifications: list[Certification] = Field(default_factory=list, max_length=50)
     blacklist_records: list[BlacklistRecord] = Field(default_factory=list, max_length=100)
     related_parties: list[RelatedParty] = Field(default_factory=list, max_length=200)
 
@@ -74,7 +74,7 @@ class EnterpriseUpdate(PatchModel):
     annual_revenue: int | None = Field(default=None, ge=0, le=MAX_AMOUNT)
     founded_on: Day | None = None
     industry_code: str | None = Field(default=None, max_length=16)
-    certifications: list[str] | None = Field(default=None, max_length=50)
+    certifications: list[Certification] | None = Field(default=None, max_length=50)
     blacklist_records: list[BlacklistRecord] | None = Field(default=None, max_length=100)
     related_parties: list[RelatedParty] | None = Field(default=None, max_length=200)
 

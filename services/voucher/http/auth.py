@@ -17,7 +17,7 @@ from services.voucher.actor import Actor
 from services.voucher.apikeys.rules import Scope
 from services.voucher.audit import service as audit
 from services.voucher.db import Database
-from services.voucher.errors import InsufficientScope
+from services.voucher.errors import InsufficientScope, ValidationFailed, field_error
 from services.voucher.http import query, ratelimit
 from services.voucher.http.authenticate import authenticate, client_address
 from services.voucher.i18n import msg
@@ -72,6 +72,12 @@ async def authorised(request: Request, credentials: HTTPAuthorizationCredentials
                 scopes=sorted(missing), role=actor.role.value),
             required_scopes=[s.value for s in scopes],
         )
+    unstorable = request.scope.get("state", {}).get("unstorable_text")
+    if unstorable:  # found as the body was read (http/gate.py), refused once the key may act
+        raise ValidationFailed([
+            field_error(pointer, msg("text may not hold the NUL character or an unpaired surrogate (\\u0000, "
+                                     "\\ud800–\\udfff): no database stores it as written"), "unstorable_text")
+            for pointer in unstorable])
     return actor
 
 

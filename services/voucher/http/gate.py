@@ -12,6 +12,9 @@ begins — on SQLite before the writer queue is joined — so a slow sender hold
 from __future__ import annotations
 
 import asyncio
+import json
+import re
+from typing import Any
 
 from starlette.types import Message, Receive
 from starlette.types import Scope as Scope_
@@ -70,10 +73,55 @@ async def empty_body() -> Message:
     return {"type": "http.request", "body": b"", "more_body": False}
 
 
-async def read_body(receive: Receive, limit: int) -> Receive:
+#: The JSON escapes that can make text no database stores alike: NUL (PostgreSQL refuses it,
+#: SQLite keeps it) and a UTF-16 surrogate, paired (an emoji, harmless) or not (no UTF-8 text).
+_SUSPECT_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
+
+
+def unstorable_text(body: bytes) -> list[str]:
+    """JSON pointers of the strings (values or keys) of a JSON body that hold NUL or an unpaired
+    surrogate: text that cannot be stored as UTF-8, or is stored by one engine and refused by
+    the other. Read only when the raw body has such an escape; a body that is not JSON is left
+    to the route (malformed_json)."""
+    if not _SUSPECT_ESCAPE.search(body):
+        return []
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return []
+    found: list[str] = []
+    pending: list[tuple[str, Any]] = [("", document)]
+    while pending and len(found) < 20:
+        pointer, value = pending.pop()
+        if isinstance(value, str):
+            if not _storable(value):
+                found.append(pointer)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                child = pointer + "/" + key.replace("~", "~0").replace("/", "~1")
+                if not _storable(key):
+                    found.append(pointer or "/")
+                pending.append((child, item))
+        elif isinstance(value, list):
+            pending.extend((f"{pointer}/{i}", item) for i, item in enumerate(value))
+    return sorted(found)
+
+
+def _storable(text: str) -> bool:
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+async def read_body(receive: Receive, limit: int, scope: Scope_ | None = None) -> Receive:
     """Read the whole body, at most `limit` bytes, each part within `READ_SECONDS` (408
     otherwise), and return a `receive` that hands it to the app as one message (then whatever
-    the connection says next)."""
+    the connection says next). Strings no database stores alike are noted in the scope's state
+    (`unstorable_text`) for the operation to refuse once the key's scopes are checked."""
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -94,6 +142,10 @@ async def read_body(receive: Receive, limit: int) -> Receive:
         chunks.append(chunk)
         if not message.get("more_body", False):
             break
+    if scope is not None:
+        pointers = unstorable_text(b"".join(chunks))
+        if pointers:
+            scope.setdefault("state", {})["unstorable_text"] = pointers
     sent = False
 
     async def replay() -> Message:

@@ -63,6 +63,13 @@ def check(request: Request) -> None:
         return
     known = declared(route).names
     unknown = sorted({name for name in request.query_params if name not in known})
+    with_nul = sorted({name for name, value in request.query_params.multi_items() if "\x00" in value})
+    if with_nul and not unknown:  # no filter holds NUL, and PostgreSQL cannot even compare with it
+        raise ValidationFailed([
+            field_error(name[:100], msg("a query parameter may not hold the NUL character (%00)"), "unstorable_text",
+                        location="query")
+            for name in with_nul[:20]
+        ])
     if unknown:
         takes = sorted(known)
         raise ValidationFailed([

@@ -228,7 +228,7 @@ class UnitOfWorkMiddleware:
         await ratelimit.count(self.database.info.get("rate_limiter"), scope, actor)  # before the body too
         limit = gate.limit_for(settings, scope.get("path", ""), actor)
         gate.check_declared(scope, limit)
-        return await gate.read_body(receive, limit)
+        return await gate.read_body(receive, limit, scope)
 
     async def _streamed(
         self, scope: Scope, receive: Receive, send: Send, unit: RequestUnit, rid: Any

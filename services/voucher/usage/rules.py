@@ -52,13 +52,21 @@ def parse_csv(text: str) -> list[Record]:
             continue
         reference, amount, subsidy = (c.strip() for c in row)
         try:
-            records.append(Record(reference, int(amount), int(subsidy)))
+            records.append(Record(reference, _integer(amount), _integer(subsidy)))
         except ValueError:
             errors.append((f"/csv/{number}", msg("amount and subsidy are integers in the minor unit of the programme's unit "
                                                  "({minor_units})", minor_units=MINOR_UNITS)))
     if errors:
         raise RecordsInvalid(errors)
     return records
+
+
+def _integer(cell: str) -> int:
+    """An integer as a CSV cell writes one: ASCII digits and an optional minus sign, nothing
+    else (`int` would also read "1_0", "+1" and other scripts' digits)."""
+    if not (cell.isascii() and (cell[1:] if cell.startswith("-") else cell).isdigit()) or len(cell) > 20:
+        raise ValueError(cell)
+    return int(cell)
 
 
 def check_records(records: list[Record], where: str) -> None:
@@ -70,6 +78,8 @@ def check_records(records: list[Record], where: str) -> None:
     for i, r in enumerate(records):
         if not r.order_reference or len(r.order_reference) > 128:
             errors.append((f"{where}/{i}/order_reference", msg("1 to 128 characters")))
+        elif "\x00" in r.order_reference or not r.order_reference.isprintable():
+            errors.append((f"{where}/{i}/order_reference", msg("an order reference is printable text")))
         if not 0 < r.amount <= 10**15 or not 0 <= r.subsidy <= r.amount:
             errors.append((f"{where}/{i}", msg("0 < amount ≤ 10^15 and 0 ≤ subsidy ≤ amount")))
         if r.order_reference in seen:
