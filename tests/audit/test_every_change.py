@@ -356,7 +356,7 @@ async def walk_everything(w: Walk) -> None:
     hook = await w.call("create_webhook_endpoint", "/v1/webhook-endpoints", prov,
                         {"url": "http://127.0.0.1:9/hook", "event_types": ["redemption.captured", "refund.created"]},
                         status=201, resource=("webhook_endpoint", None),
-                        changes={"webhook_endpoint.created": ({}, {"url": "http://127.0.0.1:9/hook"})})
+                        changes={"webhook_endpoint.created": ({}, {"url": "http://127.0.0.1:9"})})
     hook_path = f"/v1/webhook-endpoints/{hook['id']}"
     await w.call("update_webhook_endpoint", hook_path, prov, {"description": "billing"},
                  headers={"If-Match": await _etag(w, prov, hook_path)}, resource=("webhook_endpoint", hook["id"]),

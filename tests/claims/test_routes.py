@@ -221,7 +221,7 @@ async def test_another_enterprise_cannot_claim_the_same_invoice_or_document(
     assert_problem(theirs, 404, "not_found")
 
 
-async def test_a_provider_cannot_redeem_in_a_claim_programme(world: World) -> None:
+async def test_a_provider_cannot_redeem_in_a_claim_programme(app, world: World) -> None:
     """Never both a provider's redemption and the SME's claim on one purchase."""
     voucher = await world.issue(10_000_000)
     refused = await world.post("/v1/redemptions", {
@@ -230,6 +230,15 @@ async def test_a_provider_cannot_redeem_in_a_claim_programme(world: World) -> No
                         "hours_milli": 1000}]})
     assert assert_problem(refused, 409, "wrong_payout_mode")["mode"] == "enterprise_claim"
     assert (await world.voucher(voucher["id"]))["balances"]["available"] == 10_000_000
+    # A provider outside the programme is told that first, not the programme's payout mode.
+    other = await create(world.client, world.operator, "/v1/providers", provider_payload())
+    await world.client.post(f"/v1/providers/{other['id']}/approve", json={"reason": "ok"}, headers=auth(world.operator))
+    outsider = await make_key(app, "provider", provider_id=uuid.UUID(other["id"]))
+    refused = await world.post("/v1/redemptions", {
+        "voucher_code": voucher["code"], "enterprise_uscc": world.enterprise["uscc"], "order_reference": "PO-2",
+        "line_items": [{"category": "accelerator:domestic", "amount": 1_000_000, "accelerator": "Ascend 910B",
+                        "hours_milli": 1000}]}, key=outsider)
+    assert "mode" not in assert_problem(refused, 403, "provider_not_enrolled")
 
 
 async def test_a_claim_on_an_expired_voucher_cannot_be_approved(world: World, clock) -> None:

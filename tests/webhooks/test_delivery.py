@@ -411,3 +411,27 @@ def test_a_failing_streak_ends_at_a_success_and_skips_what_was_never_tried() -> 
     assert failing_streak([], 50) == (0, False)
     assert address_of("https://hooks.example.com/a/b?token=x") == "https://hooks.example.com"
     assert address_of("https://user:pw@[2001:db8::1]:8443/x") == "https://[2001:db8::1]:8443"
+
+
+async def test_the_audit_trail_keeps_an_endpoints_address_and_digest_never_its_token(
+        app: Any, client: httpx.AsyncClient) -> None:
+    """A receiver's token rides in its URL (an independent review found `?token=` in the audit
+    export, kept by the chain for good, while the health report hid it)."""
+    import hashlib
+
+    world = await build_world(app, client)
+    url = "http://127.0.0.1:9/hooks/SECRET-PATH?token=SECRET-QUERY"
+    endpoint = await _endpoint(client, world.provider_key, url)
+    path = f"/v1/webhook-endpoints/{endpoint['id']}"
+    etag = (await client.get(path, headers=auth(world.provider_key))).headers["etag"]
+    moved = await client.patch(path, json={"url": url.replace("QUERY", "OTHER")},
+                               headers=auth(world.provider_key, **{"If-Match": etag}))
+    assert moved.status_code == 200, moved.text
+    events = (await client.get("/v1/audit/events", params={"resource_id": endpoint["id"]},
+                               headers=auth(world.auditor))).json()["items"]
+    assert [e["action"] for e in events] == ["webhook_endpoint.created", "webhook_endpoint.updated"]
+    assert "SECRET" not in json.dumps(events)
+    created, updated = events
+    assert created["after"]["url"] == "http://127.0.0.1:9"
+    assert created["after"]["url_sha256"] == hashlib.sha256(url.encode()).hexdigest()
+    assert updated["before"]["url_sha256"] != updated["after"]["url_sha256"]  # the change shows

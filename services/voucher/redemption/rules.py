@@ -264,9 +264,14 @@ def party_ids(parties: list[dict[str, Any]] | None, uscc: str | None) -> dict[st
     return {key: written for key, written, _ in parties_of(parties, uscc)}
 
 
-def check_parties(terms: Terms, parties: Parties) -> None:
+def check_enrolled(terms: Terms, parties: Parties) -> None:
+    """First of the programme's refusals: a provider outside the programme learns nothing of its
+    terms (its payout mode, its parties) from the ones after."""
     if not parties.is_enrolled:
         raise ProviderNotEnrolled(msg("provider is not enrolled in programme {programme}", programme=terms.code))
+
+
+def check_parties(parties: Parties) -> None:
     ours = party_ids(parties.enterprise_related, parties.enterprise_uscc)
     shared = sorted(ours[k] for k in ours.keys() & party_ids(parties.provider_related, parties.provider_uscc).keys())
     if shared:

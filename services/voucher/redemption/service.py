@@ -157,8 +157,9 @@ async def _place(
         raise NotFound(msg("no voucher with this code for this enterprise"))
     terms, parties, expired = found.terms, found.parties, found.expired
     decide.check_provider(parties.provider_status)
+    decide.check_enrolled(terms, parties)
     decide.check_mode(terms, payee)
-    decide.check_parties(terms, parties)
+    decide.check_parties(parties)
     decide.check_usable(voucher, now)
     decide.check_items(terms, request.line_items)
 

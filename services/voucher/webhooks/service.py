@@ -9,6 +9,7 @@ addresses the operator has not allowed, then connects to the very address it che
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ipaddress
 import json
 import logging
@@ -111,7 +112,12 @@ async def _checked(url: str, settings: Settings) -> str:
 
 
 def _public(endpoint: WebhookEndpoint) -> dict[str, Any]:
-    return audit.fields(endpoint, "url event_types description status enterprise_id provider_id")
+    """What the audit trail keeps of an endpoint. Not its URL whole: a receiver's token often
+    rides in its path or query (`?token=…`, a chat service's `/hooks/<secret>`), and the chain
+    keeps what it records for good. The address (scheme, host, port) and the SHA-256 of the
+    whole URL: a change of URL shows, and whoever holds a URL can check it was this one."""
+    return {**audit.fields(endpoint, "event_types description status enterprise_id provider_id"),
+            "url": address_of(endpoint.url), "url_sha256": hashlib.sha256(endpoint.url.encode()).hexdigest()}
 
 
 async def create(session: AsyncSession, actor: Actor, data: dict[str, Any], settings: Settings,
