@@ -130,6 +130,55 @@ async def test_months_the_schedule_did_not_run_through_are_settled_too(
         (m.isoformat(), 300_000) for m in months]
 
 
+def test_the_days_no_settlement_covers_are_read_in_runs() -> None:
+    from services.voucher.settlement.rules import uncovered
+
+    jan1, jan31, mar31 = date(2026, 1, 1), date(2026, 1, 31), date(2026, 3, 31)
+    assert uncovered(jan1, mar31, []) == [(jan1, mar31)]
+    assert uncovered(jan1, mar31, [(jan1, jan31)]) == [(date(2026, 2, 1), mar31)]
+    # by hand, half months, overlapping and out of order; one outside the range
+    periods = [(date(2026, 2, 16), date(2026, 2, 28)), (date(2026, 2, 1), date(2026, 2, 15)),
+               (date(2026, 2, 10), date(2026, 2, 20)), (date(2025, 12, 1), date(2025, 12, 31))]
+    assert uncovered(jan1, mar31, periods) == [(jan1, jan31), (date(2026, 3, 1), mar31)]
+    assert uncovered(jan1, jan31, [(date(2025, 12, 15), date(2026, 2, 3))]) == []
+    assert uncovered(jan1, jan31, [(date(2026, 1, 31), date(2026, 1, 31))]) == [(jan1, date(2026, 1, 30))]
+
+
+async def test_a_run_over_settled_months_reads_no_capture(app: Any, client: httpx.AsyncClient, clock: Any) -> None:
+    """The review of the change counted the hourly run's statements growing with every month
+    since the first capture, and a month settled in halves by hand read whole every hour: now
+    a pair whose days are all covered costs two small reads, whatever its history."""
+    from sqlalchemy import event
+
+    world = await build_world(app, client)
+    voucher = await world.issue(10_000_000)
+    captured = []
+    for order in ("H-1", "H-2", "H-3"):
+        response = await world.hold(voucher, 100_000, order=order, path="/v1/redemptions")
+        captured.append(datetime.fromisoformat(response.json()["captured_at"]).astimezone(ZoneInfo("Asia/Shanghai")))
+        clock.advance(days=40)
+    first_month = captured[0].date().replace(day=1)
+    last_day = (captured[-1].date().replace(day=1) + timedelta(days=31)).replace(day=1) - timedelta(days=1)
+    middle = first_month + (last_day - first_month) / 2
+    for start, end in ((first_month, middle), (middle + timedelta(days=1), last_day)):  # halves, by hand
+        made = await client.post("/v1/settlements", json={
+            "provider_id": world.provider["id"], "programme_id": world.programme["id"],
+            "period_start": start.isoformat(), "period_end": end.isoformat()},
+            headers=auth(world.operator, **{"Idempotency-Key": f"half-{start}"}))
+        assert made.status_code == 201, made.text
+    clock.advance(days=400)
+    statements: list[str] = []
+    engine = app.state.database.engine.sync_engine
+    listener = lambda *args: statements.append(args[2])  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        assert await jobs.run_once(app.state.database, "create-settlements", clock()) == 0
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    probes = [s for s in statements if "FROM redemption" in s and "settlement_item" in s]
+    assert len(probes) == 1, statements
+
+
 def test_the_months_to_settle_run_from_the_first_capture_to_the_last_month_ended() -> None:
     from services.voucher.settlement.rules import SETTLE_AFTER, months_to_settle
 

@@ -228,3 +228,29 @@ async def test_a_query_value_with_nul_is_a_field_error_on_every_engine(client: h
     problem = assert_problem(response, 422, "validation_failed")
     assert [(e["location"], e["pointer"], e["type"]) for e in problem["errors"]] == [
         ("query", "/uscc", "unstorable_text")]
+
+
+async def test_the_text_check_reads_json_as_the_route_does(client: httpx.AsyncClient, operator_key: str) -> None:
+    """In UTF-16 too (json reads it); a body nested too deep to read is the route's to refuse,
+    not a 500 (the review of the change found both)."""
+    before = await _enterprises(client, operator_key)
+    utf16 = _raw(enterprise_payload(name="SENTINEL"), SENTINEL="x\\u0000y").decode().encode("utf-16")
+    response = await client.post("/v1/enterprises", content=utf16, headers=auth(
+        operator_key, **{"Idempotency-Key": "utf16", "Content-Type": "application/json"}))
+    problem = assert_problem(response, 422, "validation_failed")
+    assert [e["pointer"] for e in problem["errors"]] == ["/name"]
+    deep = b'{"name": "\\u0000", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    response = await client.post("/v1/enterprises", content=deep, headers=auth(
+        operator_key, **{"Idempotency-Key": "deep", "Content-Type": "application/json"}))
+    assert response.status_code in (400, 422), response.text
+    assert await _enterprises(client, operator_key) == before
+
+
+async def test_an_operation_any_key_may_call_refuses_unstorable_text_too(app: Any, client: httpx.AsyncClient) -> None:
+    key = await make_key(app, "auditor")
+    me = (await client.get("/v1/me", headers=auth(key))).json()
+    response = await client.post(f"/v1/api-keys/{me['key_id']}/revoke", content=b'{"reason": "a\\u0000b"}',
+                                 headers=auth(key, **{"Content-Type": "application/json"}))
+    problem = assert_problem(response, 422, "validation_failed")
+    assert [e["pointer"] for e in problem["errors"]] == ["/reason"]
+    assert (await client.get("/v1/me", headers=auth(key))).status_code == 200  # not revoked

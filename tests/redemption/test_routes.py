@@ -645,6 +645,7 @@ async def test_an_expired_hold_reads_as_released_everywhere_before_the_job_runs(
         alone = (await world.client.get(  # found it summing the postings only)
             f"/v1/ledger/accounts/{line['account_id']}/balance", headers=auth(world.auditor))).json()
         assert (alone["balance"], alone["unposted_expiry"]) == (line["balance"], line["unposted_expiry"]), line
+        assert alone["enterprise_id"] == line["enterprise_id"] == world.enterprise["id"]  # a voucher's: its owner's
     # As of before the expiry, the hold still held; after the job posts the release, nothing is unposted.
     before = (await world.client.get(f"/v1/programmes/{world.programme['id']}/trial-balance",
                                      params={"as_of": held.json()["created_at"]}, headers=auth(world.auditor))).json()
@@ -793,3 +794,17 @@ async def test_the_computation_shows_the_spend_and_the_subsidy_before_the_order(
     assert computation["spend_this_period_before"] == 1_000_000
     assert computation["subsidy_this_period_before"] == 300_000
     assert "subsidised_this_period_before" not in computation
+
+
+async def test_a_capture_says_revoked_only_of_a_hold_the_revocation_voided(world: World) -> None:
+    """A hold the provider voided before the voucher was revoked is `hold_not_active`; one the
+    revocation voided is `voucher_revoked` (the review of the change found the first called
+    revoked too)."""
+    voucher = await world.issue(10_000_000)
+    voided = (await world.hold(voucher, 1_000_000, order="RV-1")).json()
+    live = (await world.hold(voucher, 1_000_000, order="RV-2")).json()
+    assert (await world.post(f"/v1/redemptions/{voided['id']}/void", {})).status_code == 200
+    assert (await world.post(f"/v1/vouchers/{voucher['id']}/revoke", {"reason": "fraud"},
+                             key=world.operator)).status_code == 200
+    assert_problem(await world.post(f"/v1/redemptions/{voided['id']}/capture", {}), 409, "hold_not_active")
+    assert_problem(await world.post(f"/v1/redemptions/{live['id']}/capture", {}), 409, "voucher_revoked")

@@ -924,3 +924,42 @@ async def audit_count(app) -> int:
 
     async with app.state.database.unit_of_work(write=False) as session:
         return int((await session.execute(select(func.count()).select_from(AuditEvent))).scalar_one())
+
+
+async def test_one_payees_debt_does_not_close_the_book_on_anothers_unpaid_captures(app, world: World, clock) -> None:
+    """Provider A is owed its capture; provider B, settled and paid, refunds after payment and
+    owes as much back. Summed, the payables are zero: archiving must see each one (the review
+    of the change archived this programme)."""
+    other = await create(world.client, world.operator, "/v1/providers", provider_payload())
+    assert (await world.client.post(f"/v1/providers/{other['id']}/approve", json={"reason": "ok"},
+                                    headers=auth(world.operator))).status_code == 200
+    assert (await world.client.put(f"/v1/programmes/{world.programme['id']}/enrolments/{other['id']}",
+                                   headers=auth(world.operator))).status_code == 201
+    other_key = await make_key(app, "provider", provider_id=uuid.UUID(other["id"]))
+    voucher = await world.issue(10_000_000)
+    mine = await world.hold(voucher, 1_000_000, order="A-1", path="/v1/redemptions")
+    theirs = await world.hold(voucher, 1_000_000, order="B-1", path="/v1/redemptions", provider_key=other_key)
+    assert mine.status_code == theirs.status_code == 201, (mine.text, theirs.text)
+    day = datetime.fromisoformat(theirs.json()["captured_at"]).astimezone(ZoneInfo("Asia/Shanghai")).date()
+    clock.advance(days=1)
+    sid = (await settled_for(world, day.isoformat(), other)).get("id")
+    for action in ("submit", "approve", "pay"):
+        role, payload = ACTIONS[action]
+        done = await world.post(f"/v1/settlements/{sid}/{action}", payload,
+                                key=other_key if role == "provider" else world.operator)
+        assert done.status_code == 200, done.text
+    refund = await world.post(f"/v1/redemptions/{theirs.json()['id']}/refunds",
+                              {"amount": 300_000, "reason": "not delivered"}, key=other_key)
+    assert refund.status_code == 201, refund.text
+    programme = f"/v1/programmes/{world.programme['id']}"
+    assert (await world.post(f"{programme}/close", {"reason": "over"}, key=world.operator)).status_code == 200
+    assert (await world.post(f"/v1/vouchers/{voucher['id']}/revoke", {"reason": "over"},
+                             key=world.operator)).status_code == 200
+    problem = assert_problem(await world.post(f"{programme}/archive", key=world.operator), 409, "invalid_transition")
+    assert (problem["live_vouchers"], problem["unpaid"]) == (0, 600_000)
+
+
+async def settled_for(world: World, day: str, provider: dict[str, Any]) -> dict[str, Any]:
+    response = await settle(world, day, day, provider=provider)
+    assert response.status_code == 201, response.text
+    return response.json()  # type: ignore[no-any-return]

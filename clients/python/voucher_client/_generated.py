@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "cbeda41450d1e055a4b557a4070f6b0d25e416185369fb5f2d5d95671d46aee3"
+DOCUMENT_SHA256 = "c393552bd7726a3661db111e840074a79a4cfb4a8028dc8b823dd838af829ee5"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

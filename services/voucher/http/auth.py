@@ -44,6 +44,14 @@ async def current_actor(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Actor:
+    """The request's actor, for an operation any key may call (its own key's revocation, say):
+    `_actor`, then text in the body no database stores alike refused (`refuse_unstorable`)."""
+    actor = await _actor(request)
+    refuse_unstorable(request)
+    return actor
+
+
+async def _actor(request: Request) -> Actor:
     """The request's actor: a writing request was authenticated before its body was read
     (http/gate.py); any other is authenticated here. (The database and the clock are the app's,
     read here rather than declared: every dependency costs FastAPI work on every request.)"""
@@ -64,7 +72,7 @@ async def authorised(request: Request, credentials: HTTPAuthorizationCredentials
     """The request's actor (`current_actor`: the key, its rate limit, the query string), then
     403 unless its key holds every one of `scopes`: every dependency that checks scopes calls
     this, so the checks and their order are written once."""
-    actor = await current_actor(request, credentials)
+    actor = await _actor(request)
     missing = [s.value for s in scopes if s not in actor.scopes]
     if missing:
         raise InsufficientScope(
@@ -72,13 +80,19 @@ async def authorised(request: Request, credentials: HTTPAuthorizationCredentials
                 scopes=sorted(missing), role=actor.role.value),
             required_scopes=[s.value for s in scopes],
         )
+    refuse_unstorable(request)
+    return actor
+
+
+def refuse_unstorable(request: Request) -> None:
+    """422 for the strings of the body that hold NUL or an unpaired surrogate, found as the body
+    was read (http/gate.py) and refused once the key may act."""
     unstorable = request.scope.get("state", {}).get("unstorable_text")
-    if unstorable:  # found as the body was read (http/gate.py), refused once the key may act
+    if unstorable:
         raise ValidationFailed([
             field_error(pointer, msg("text may not hold the NUL character or an unpaired surrogate (\\u0000, "
                                      "\\ud800–\\udfff): no database stores it as written"), "unstorable_text")
             for pointer in unstorable])
-    return actor
 
 
 def require(*scopes: Scope) -> Callable[..., Awaitable[Actor]]:

@@ -75,7 +75,7 @@ async def empty_body() -> Message:
 
 #: The JSON escapes that can make text no database stores alike: NUL (PostgreSQL refuses it,
 #: SQLite keeps it) and a UTF-16 surrogate, paired (an emoji, harmless) or not (no UTF-8 text).
-_SUSPECT_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
+_SUSPECT_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
 
 
 def unstorable_text(body: bytes) -> list[str]:
@@ -83,11 +83,15 @@ def unstorable_text(body: bytes) -> list[str]:
     surrogate: text that cannot be stored as UTF-8, or is stored by one engine and refused by
     the other. Read only when the raw body has such an escape; a body that is not JSON is left
     to the route (malformed_json)."""
-    if not _SUSPECT_ESCAPE.search(body):
+    try:  # JSON may come in UTF-16 or UTF-32 as well, which json.loads (and so the route) reads
+        text = body.decode(json.detect_encoding(body))
+    except (UnicodeDecodeError, LookupError):
+        return []
+    if not _SUSPECT_ESCAPE.search(text):
         return []
     try:
-        document = json.loads(body)
-    except ValueError:
+        document = json.loads(text)
+    except (ValueError, RecursionError):  # not JSON, or nested too deep: the route answers it
         return []
     found: list[str] = []
     pending: list[tuple[str, Any]] = [("", document)]

@@ -349,6 +349,13 @@ async def _paid_differences(
 # -- entries and point-in-time balances (auditors) --------------------------------------------
 
 
+_V = table_of(Voucher)
+#: An account's enterprise: its own, or on a voucher's accounts the voucher's (they name the
+#: voucher only, but the value on them is the enterprise's); read through `_WITH_OWNER`.
+_OWNER = func.coalesce(A.c.enterprise_id, _V.c.enterprise_id)
+_WITH_OWNER = A.outerjoin(_V, _V.c.id == A.c.voucher_id)
+
+
 def entries_select(
     *,
     programme_id: uuid.UUID | None = None,
@@ -364,23 +371,23 @@ def entries_select(
     enterprise where it has one; a voucher's accounts are its enterprise's too, so
     `enterprise_id` is the account's or its voucher's); the time range is half-open,
     [since, until)."""
-    V = table_of(Voucher)
-    enterprise = func.coalesce(A.c.enterprise_id, V.c.enterprise_id)
     stmt = (
         select(
             P.c.id.label("posting_id"), P.c.transaction_id.label("journal_id"), T.c.kind,
             P.c.account_id, A.c.code.label("account_code"), A.c.kind.label("account_kind"),
             P.c.amount, P.c.unit, A.c.programme_id, A.c.voucher_id, A.c.provider_id,
-            enterprise.label("enterprise_id"), T.c.redemption_id, P.c.created_at,
+            _OWNER.label("enterprise_id"), T.c.redemption_id, P.c.created_at,
         )
-        .select_from(P.join(T, T.c.id == P.c.transaction_id).join(A, A.c.id == P.c.account_id)
-                     .outerjoin(V, V.c.id == A.c.voucher_id))
+        .select_from(P.join(T, T.c.id == P.c.transaction_id).join(_WITH_OWNER, A.c.id == P.c.account_id))
         .order_by(P.c.id)
     )
-    for column, value in ((A.c.programme_id, programme_id), (enterprise, enterprise_id),
-                          (A.c.provider_id, provider_id), (A.c.voucher_id, voucher_id), (P.c.account_id, account_id)):
+    for column, value in ((A.c.programme_id, programme_id), (A.c.provider_id, provider_id),
+                          (A.c.voucher_id, voucher_id), (P.c.account_id, account_id)):
         if value is not None:
             stmt = stmt.where(column == value)
+    if enterprise_id is not None:  # either side on its own index
+        stmt = stmt.where(or_(A.c.enterprise_id == enterprise_id,
+                              A.c.voucher_id.in_(select(_V.c.id).where(_V.c.enterprise_id == enterprise_id))))
     if since is not None:
         stmt = stmt.where(P.c.created_at >= since)
     if until is not None:
@@ -402,7 +409,10 @@ async def entries_page(
 
 
 async def account(session: AsyncSession, account_id: uuid.UUID) -> dict[str, Any] | None:
-    row = (await session.execute(select(A).where(A.c.id == account_id))).first()
+    """The account's row, its `enterprise_id` the owner's (`_OWNER`)."""
+    columns = [c for c in A.c if c.key != "enterprise_id"]
+    row = (await session.execute(
+        select(*columns, _OWNER.label("enterprise_id")).select_from(_WITH_OWNER).where(A.c.id == account_id))).first()
     return None if row is None else dict(row._mapping)
 
 
@@ -424,13 +434,19 @@ async def balance_as_of(session: AsyncSession, account_id: uuid.UUID, as_of: dat
     return int(row[0]), int(row[1])
 
 
-async def kind_totals(session: AsyncSession, programme_id: uuid.UUID, kinds: Sequence[str]) -> dict[str, int]:
-    """Per account kind, the sum of the postings on the programme's accounts of that kind."""
-    rows = await session.execute(
-        select(A.c.kind, _sum(P.c.amount))
+async def open_balances(session: AsyncSession, programme_id: uuid.UUID, kinds: Sequence[str]) -> dict[str, int]:
+    """Per account kind, the sum of the absolute balances of the programme's accounts of that
+    kind that do not stand at zero: one payee owed and another owing back do not cancel out."""
+    per_account = (
+        select(A.c.kind.label("kind"), _sum(P.c.amount).label("balance"))
         .select_from(P.join(A, A.c.id == P.c.account_id))
         .where(A.c.programme_id == programme_id, A.c.kind.in_(list(kinds)))
-        .group_by(A.c.kind))
+        .group_by(A.c.id, A.c.kind)
+        .subquery()
+    )
+    rows = await session.execute(
+        select(per_account.c.kind, _sum(func.abs(per_account.c.balance)))
+        .where(per_account.c.balance != 0).group_by(per_account.c.kind))
     return {kind: int(total or 0) for kind, total in rows.all()}
 
 
@@ -490,9 +506,9 @@ async def programme_balances_as_of(
     )
     stmt = (
         select(A.c.id.label("account_id"), A.c.code, A.c.kind, A.c.unit, A.c.voucher_id, A.c.provider_id,
-               A.c.enterprise_id, func.coalesce(sums.c.total, 0).label("balance"),
+               _OWNER.label("enterprise_id"), func.coalesce(sums.c.total, 0).label("balance"),
                func.coalesce(sums.c.postings, 0).label("postings"))
-        .select_from(A.outerjoin(sums, sums.c.account_id == A.c.id))
+        .select_from(_WITH_OWNER.outerjoin(sums, sums.c.account_id == A.c.id))
         .where(A.c.programme_id == programme_id, or_(A.c.created_at <= as_of, sums.c.total.is_not(None)))
         .order_by(A.c.code)
     )

@@ -55,7 +55,8 @@ class AccountBalancePublic(BaseModel):
     programme_id: uuid.UUID | None
     voucher_id: uuid.UUID | None
     provider_id: uuid.UUID | None
-    enterprise_id: uuid.UUID | None
+    enterprise_id: uuid.UUID | None = Field(
+        description="The account's enterprise; on a voucher's accounts, the voucher's enterprise.")
     is_materialised: bool
     as_of: datetime
     balance: int = Field(description="Sum of the account's postings made at or before `as_of`, plus "
@@ -76,7 +77,8 @@ class TrialBalanceLine(BaseModel):
     unit: str
     voucher_id: uuid.UUID | None
     provider_id: uuid.UUID | None
-    enterprise_id: uuid.UUID | None
+    enterprise_id: uuid.UUID | None = Field(
+        description="The account's enterprise; on a voucher's accounts, the voucher's enterprise.")
     balance: int = Field(description="The account's balance at `as_of`: its postings made by then, plus "
                                      "`unposted_expiry`.")
     postings: int

@@ -345,11 +345,12 @@ async def balance_as_of(session: AsyncSession, account_id: uuid.UUID, as_of: dat
     return PointInTimeBalance(account, as_of, balance + unposted, postings, unposted)
 
 
-async def programme_kind_totals(
+async def programme_open_balances(
     session: AsyncSession, programme_id: uuid.UUID, kinds: Sequence[AccountKind],
 ) -> dict[AccountKind, int]:
-    """The sum of the postings on the programme's accounts of each kind (materialised or not)."""
-    totals = await repository.kind_totals(session, programme_id, [k.value for k in kinds])
+    """Per kind, how far the programme's accounts of that kind stand from zero, account by
+    account (the sum of their absolute balances, materialised or not)."""
+    totals = await repository.open_balances(session, programme_id, [k.value for k in kinds])
     return {k: totals.get(k.value, 0) for k in kinds}
 
 

@@ -175,9 +175,9 @@ async def transition(
             )
         # An archived programme is a closed book: nothing left to spend, nothing left to pay.
         live = await repository.live_vouchers(session, programme.id)
-        payable = await ledger.programme_kind_totals(
+        payable = await ledger.programme_open_balances(
             session, programme.id, [AccountKind.PROVIDER_PAYABLE, AccountKind.ENTERPRISE_PAYABLE])
-        owed = sum(abs(total) for total in payable.values())  # a refund after payment is owed back
+        owed = sum(payable.values())  # payee by payee: one owed and one owing back (a refund) both count
         if live or owed:
             raise InvalidTransition(
                 msg("{live} voucher(s) are neither expired nor revoked, and {owed} is still to be settled with "

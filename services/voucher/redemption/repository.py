@@ -178,7 +178,7 @@ _VOUCHER_COLUMNS = (V.c.id, V.c.code, V.c.programme_id, V.c.enterprise_id, V.c.k
                     V.c.held_account_id, V.c.used_account_id)
 _HOLD_COLUMNS = (R.c.id, R.c.voucher_id, R.c.programme_id, R.c.enterprise_id, R.c.provider_id, R.c.order_reference,
                  R.c.order_amount, R.c.unit, R.c.status, R.c.held_amount, R.c.captured_amount, R.c.refunded_amount,
-                 R.c.period_key, R.c.hold_expires_at, R.c.payee)
+                 R.c.period_key, R.c.hold_expires_at, R.c.payee, R.c.void_reason)
 _AV, _HE, _US = aliased(A), aliased(A), aliased(A)
 
 _BY_CODE = V.c.code == bindparam("code")

@@ -163,6 +163,7 @@ class Hold:
     period_key: str
     hold_expires_at: datetime
     payee: str
+    void_reason: str | None = None
 
 
 @dataclass(slots=True)
@@ -439,10 +440,10 @@ def judged_at(now: datetime, *counters: Order | Usage | None) -> datetime:
 def capture_amount(hold: Hold, voucher: VoucherState, requested: int | None, now: datetime, *,
                    approval: bool = False) -> int:
     """How much a capture takes: at most what is held (the rest is released); never from a hold
-    that has lapsed, by its TTL or by its voucher's expiry, whichever came first. A void hold of
-    a revoked voucher says the voucher was revoked (its revocation voided every live hold)."""
+    that has lapsed, by its TTL or by its voucher's expiry, whichever came first. A hold its
+    voucher's revocation voided says so (one the provider voided before is `hold_not_active`)."""
     if hold.status != RedemptionStatus.HELD.value:
-        if hold.status == RedemptionStatus.VOIDED.value and voucher.status == VoucherStatus.REVOKED.value:
+        if hold.void_reason == VoidReason.VOUCHER_REVOKED.value:
             detail = msg("the voucher was revoked; its holds are void") if not approval else msg(
                 "the voucher was revoked; its holds are void, and the claim can no longer be approved")
             raise VoucherRevoked(detail, current_status=hold.status)

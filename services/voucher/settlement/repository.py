@@ -167,17 +167,18 @@ async def settled_periods(
     return {(a, b) for a, b in rows.all()}
 
 
-async def has_unsettled_capture(
+async def next_unsettled_capture(
     session: AsyncSession, provider_id: uuid.UUID, programme_id: uuid.UUID, start: datetime, end: datetime,
-) -> bool:
-    """Whether the pair has a capture payable to the provider in [start, end) that no live
-    settlement holds (stops at the first)."""
+) -> datetime | None:
+    """When the pair's first capture payable to the provider in [start, end) that no live
+    settlement holds was made: the index on (provider, programme, captured_at) read in order,
+    stopping at the first."""
     held = _live_item(col(SettlementItem.kind) == ItemKind.CAPTURE.value,
                       col(SettlementItem.redemption_id) == col(Redemption.id))
     found = await session.execute(
-        select(col(Redemption.id))
+        select(col(Redemption.captured_at))
         .where(col(Redemption.provider_id) == provider_id, col(Redemption.programme_id) == programme_id,
                col(Redemption.captured_at) >= start, col(Redemption.captured_at) < end,
                col(Redemption.payee) == Payee.PROVIDER.value, ~held)
-        .limit(1))
-    return found.first() is not None
+        .order_by(col(Redemption.captured_at)).limit(1))
+    return found.scalar_one_or_none()

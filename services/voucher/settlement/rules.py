@@ -12,6 +12,7 @@ settled already — as an adjustment in a later settlement.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
@@ -95,6 +96,26 @@ def months_to_settle(first_capture: datetime, now: datetime, zone: str = PERIOD_
             return months
         months.append((month, following - timedelta(days=1)))
         month = following
+
+
+def uncovered(first: date, last: date, periods: Iterable[tuple[date, date]]) -> list[tuple[date, date]]:
+    """The runs of days from `first` to `last` (inclusive) that no period (start, end inclusive)
+    covers, oldest first."""
+    runs: list[tuple[date, date]] = []
+    day = first
+    for start, end in sorted(periods):
+        if end < day:
+            continue
+        if start > last:
+            break
+        if start > day:
+            runs.append((day, start - timedelta(days=1)))
+        day = max(day, end + timedelta(days=1))
+        if day > last:
+            return runs
+    if day <= last:
+        runs.append((day, last))
+    return runs
 
 
 def period_problems(first_day: date, last_day: date, today: date) -> list[tuple[str, Message]]:

@@ -46,6 +46,7 @@ from services.voucher.settlement.rules import (
     months_to_settle,
     period_bounds,
     period_problems,
+    uncovered,
 )
 from services.voucher.settlement.statement import Line, digest, render_csv
 from services.voucher.tables import Settlement
@@ -265,26 +266,32 @@ async def due_monthly(
     session: AsyncSession, now: datetime, limit: int = 500,
 ) -> list[tuple[uuid.UUID, uuid.UUID, date]]:
     """(provider, programme, first day of the month) of every calendar month that ended at least
-    `SETTLE_AFTER` ago, holds a capture payable to the provider that no live settlement holds,
-    and has no settlement at all for exactly that month — oldest first. Every month since the
-    pair's first capture is looked at, not only the last one, so months the schedule did not
-    run through (a worker down for weeks, a sandbox clock moved by a year) are settled too.
-    Each look is an index probe: the pair's first capture, its settlements, and per month
-    without one the first unsettled capture."""
+    `SETTLE_AFTER` ago and holds a capture payable to the provider that no settlement's period
+    covers — oldest first. Every month since the pair's first capture is looked at, not only
+    the last one, so months the schedule did not run through (a worker down for weeks, a
+    sandbox clock moved by a year) are settled too. The days the pair's settlements cover, in
+    any status, are left out (one the office cancelled is not made again, as before): what is
+    left is read in captured order, one index probe per month found and one per run of
+    uncovered days, so a run of a pair whose months are all settled reads no capture."""
     due: list[tuple[uuid.UUID, uuid.UUID, date]] = []
     for provider_id, programme_id in await repository.enrolled_pairs(session):
         first = await repository.first_capture(session, provider_id, programme_id)
-        if first is None:
+        months = months_to_settle(first, now) if first is not None else []
+        if not months:
             continue
         settled = await repository.settled_periods(session, provider_id, programme_id)
-        for month, last in months_to_settle(first, now):
-            if (month, last) in settled:
-                continue
-            start, end = period_bounds(month, last)
-            if await repository.has_unsettled_capture(session, provider_id, programme_id, start, end):
+        for start_day, end_day in uncovered(months[0][0], months[-1][1], settled):
+            day = start_day
+            while day <= end_day:
+                found = await repository.next_unsettled_capture(
+                    session, provider_id, programme_id, *period_bounds(day, end_day))
+                if found is None:
+                    break
+                month = found.astimezone(ZoneInfo(PERIOD_ZONE)).date().replace(day=1)
                 due.append((provider_id, programme_id, month))
                 if len(due) >= limit:
                     return due
+                day = (month + timedelta(days=31)).replace(day=1)
     return due
 
 
