@@ -86,7 +86,7 @@ async def test_a_body_that_is_not_json_is_415(client: httpx.AsyncClient, operato
 
 @pytest.mark.parametrize(("content_type", "status", "code"), [
     (None, 422, "validation_failed"), ("text/plain", 415, "unsupported_media_type"),
-    ("application/json", 400, "bad_request"),
+    ("application/json", 400, "malformed_json"),
 ])
 async def test_a_body_nested_too_deep_is_refused_where_an_idempotency_key_is_fingerprinted(
         world: World, content_type: str | None, status: int, code: str) -> None:
@@ -254,3 +254,14 @@ async def test_an_operation_any_key_may_call_refuses_unstorable_text_too(app: An
     problem = assert_problem(response, 422, "validation_failed")
     assert [e["pointer"] for e in problem["errors"]] == ["/reason"]
     assert (await client.get("/v1/me", headers=auth(key))).status_code == 200  # not revoked
+
+
+@pytest.mark.parametrize("body", [b'{"name": "\xff\xfe\xfa"}', b'{"headcount": 1' + b"0" * 5000 + b"}"])
+async def test_a_body_json_cannot_read_is_malformed_json_with_guidance(
+        client: httpx.AsyncClient, operator_key: str, body: bytes) -> None:
+    """Bytes that are not Unicode text and an integer of thousands of digits had been a bare
+    `400 bad_request` ("Bad request"), where a syntax error gets `malformed_json` and what to do."""
+    response = await client.post("/v1/enterprises", content=body, headers=auth(
+        operator_key, **{"Idempotency-Key": f"unreadable-{len(body)}", "Content-Type": "application/json"}))
+    problem = assert_problem(response, 400, "malformed_json")
+    assert "UTF-8" in problem["detail"]

@@ -368,6 +368,12 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
     method, path = request.method, request.url.path
     detail: Message | None = None  # Starlette's own details are English phrases of the status
+    if exc.status_code == 400 and exc.detail == _FASTAPI_BODY_UNREADABLE:
+        # json.loads raised other than a syntax error: bytes that are no Unicode text, an integer
+        # past Python's digit limit, nesting past its recursion limit. As malformed as bad syntax.
+        return _http_problem(request, language, "malformed_json", msg(
+            "the body could not be read as JSON: it is not UTF-8 text, holds a number with thousands of "
+            "digits, or is nested too deep; send UTF-8 JSON of ordinary depth"))
     if exc.status_code == 404:
         detail = msg("no route matches {method} {path}; check the path", method=method, path=path)
     if exc.status_code == 405:
@@ -379,6 +385,10 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         headers = {k: v for k, v in headers.items() if k.lower() != "allow"}
         headers["Allow"] = ", ".join(allowed_methods(request)) or starlettes
     return _http_problem(request, language, code, detail, status=exc.status_code, headers=headers or None)
+
+
+#: FastAPI's detail when reading a JSON body raised anything but a JSON syntax error.
+_FASTAPI_BODY_UNREADABLE = "There was an error parsing the body"
 
 
 def allowed_methods(request: Request) -> list[str]:
