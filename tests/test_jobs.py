@@ -179,17 +179,18 @@ async def test_a_run_over_settled_months_reads_no_capture(app: Any, client: http
     assert len(probes) == 1, statements
 
 
-def test_the_months_to_settle_run_from_the_first_capture_to_the_last_month_ended() -> None:
-    from services.voucher.settlement.rules import SETTLE_AFTER, months_to_settle
+def test_the_window_to_settle_runs_from_the_first_capture_to_the_last_month_ended() -> None:
+    from services.voucher.settlement.rules import SETTLE_AFTER, settle_window
 
     shanghai = ZoneInfo("Asia/Shanghai")
     capture = datetime(2026, 1, 31, 23, 0, tzinfo=shanghai)  # 15:00 UTC: January in Shanghai
     march_ends = datetime(2026, 4, 1, tzinfo=shanghai)
-    assert months_to_settle(capture, march_ends) == [(date(2026, 1, 1), date(2026, 1, 31)),
-                                                     (date(2026, 2, 1), date(2026, 2, 28))]
-    assert months_to_settle(capture, march_ends + SETTLE_AFTER)[-1] == (date(2026, 3, 1), date(2026, 3, 31))
-    assert months_to_settle(capture, datetime(2026, 2, 1, tzinfo=shanghai)) == []
-    assert len(months_to_settle(capture, datetime(2036, 1, 1, 1, tzinfo=shanghai))) == 120
+    assert settle_window(capture, march_ends) == (date(2026, 1, 1), date(2026, 2, 28))
+    assert settle_window(capture, march_ends + SETTLE_AFTER) == (date(2026, 1, 1), date(2026, 3, 31))
+    assert settle_window(capture, datetime(2026, 2, 1, tzinfo=shanghai)) is None
+    assert settle_window(capture, datetime(2026, 2, 1, tzinfo=shanghai) + SETTLE_AFTER) == (
+        date(2026, 1, 1), date(2026, 1, 31))
+    assert settle_window(capture, datetime(2036, 1, 1, 1, tzinfo=shanghai)) == (date(2026, 1, 1), date(2035, 12, 31))
 
 
 async def test_announcing_and_publishing_in_two_workers_is_once(app: Any, client: httpx.AsyncClient, clock: Any) -> None:

@@ -146,8 +146,9 @@ async def read_body(receive: Receive, limit: int, scope: Scope_ | None = None) -
         chunks.append(chunk)
         if not message.get("more_body", False):
             break
+    body = b"".join(chunks)
     if scope is not None:
-        pointers = unstorable_text(b"".join(chunks))
+        pointers = unstorable_text(body)
         if pointers:
             scope.setdefault("state", {})["unstorable_text"] = pointers
     sent = False
@@ -156,7 +157,7 @@ async def read_body(receive: Receive, limit: int, scope: Scope_ | None = None) -
         nonlocal sent
         if not sent:
             sent = True
-            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return {"type": "http.request", "body": body, "more_body": False}
         return await receive()
 
     return replay

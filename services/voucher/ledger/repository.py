@@ -434,20 +434,18 @@ async def balance_as_of(session: AsyncSession, account_id: uuid.UUID, as_of: dat
     return int(row[0]), int(row[1])
 
 
-async def open_balances(session: AsyncSession, programme_id: uuid.UUID, kinds: Sequence[str]) -> dict[str, int]:
-    """Per account kind, the sum of the absolute balances of the programme's accounts of that
-    kind that do not stand at zero: one payee owed and another owing back do not cancel out."""
+async def open_balance(session: AsyncSession, programme_id: uuid.UUID, kinds: Sequence[str]) -> int:
+    """The sum of the absolute balances of the programme's accounts of these kinds, account by
+    account: one payee owed and another owing back do not cancel out."""
     per_account = (
-        select(A.c.kind.label("kind"), _sum(P.c.amount).label("balance"))
+        select(_sum(P.c.amount).label("balance"))
         .select_from(P.join(A, A.c.id == P.c.account_id))
         .where(A.c.programme_id == programme_id, A.c.kind.in_(list(kinds)))
-        .group_by(A.c.id, A.c.kind)
+        .group_by(A.c.id)
         .subquery()
     )
-    rows = await session.execute(
-        select(per_account.c.kind, _sum(func.abs(per_account.c.balance)))
-        .where(per_account.c.balance != 0).group_by(per_account.c.kind))
-    return {kind: int(total or 0) for kind, total in rows.all()}
+    total = (await session.execute(select(_sum(func.abs(per_account.c.balance))))).scalar_one()
+    return int(total or 0)
 
 
 async def programme_exists(session: AsyncSession, programme_id: uuid.UUID) -> bool:

@@ -345,13 +345,10 @@ async def balance_as_of(session: AsyncSession, account_id: uuid.UUID, as_of: dat
     return PointInTimeBalance(account, as_of, balance + unposted, postings, unposted)
 
 
-async def programme_open_balances(
-    session: AsyncSession, programme_id: uuid.UUID, kinds: Sequence[AccountKind],
-) -> dict[AccountKind, int]:
-    """Per kind, how far the programme's accounts of that kind stand from zero, account by
-    account (the sum of their absolute balances, materialised or not)."""
-    totals = await repository.open_balances(session, programme_id, [k.value for k in kinds])
-    return {k: totals.get(k.value, 0) for k in kinds}
+async def open_balance(session: AsyncSession, programme_id: uuid.UUID, kinds: Sequence[AccountKind]) -> int:
+    """How far the programme's accounts of these kinds stand from zero, account by account (the
+    sum of their absolute balances, materialised or not)."""
+    return await repository.open_balance(session, programme_id, [k.value for k in kinds])
 
 
 @dataclass(frozen=True)

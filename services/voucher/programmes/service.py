@@ -175,9 +175,9 @@ async def transition(
             )
         # An archived programme is a closed book: nothing left to spend, nothing left to pay.
         live = await repository.live_vouchers(session, programme.id)
-        payable = await ledger.programme_open_balances(
+        # payee by payee: one owed and one owing back (a refund after payment) both count
+        owed = await ledger.open_balance(
             session, programme.id, [AccountKind.PROVIDER_PAYABLE, AccountKind.ENTERPRISE_PAYABLE])
-        owed = sum(payable.values())  # payee by payee: one owed and one owing back (a refund) both count
         if live or owed:
             raise InvalidTransition(
                 msg("{live} voucher(s) are neither expired nor revoked, and {owed} is still to be settled with "

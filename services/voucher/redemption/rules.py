@@ -165,6 +165,12 @@ class Hold:
     payee: str
     void_reason: str | None = None
 
+    @property
+    def pays_provider(self) -> bool:
+        """Whether the provider is the payee (not a claim's redemption, which is the
+        enterprise's: the provider is neither told of it nor settled for it)."""
+        return self.payee == Payee.PROVIDER.value
+
 
 @dataclass(slots=True)
 class RedemptionRecord:

@@ -370,7 +370,7 @@ async def _captured(writes: _Writes, voucher: VoucherState, held: Hold, amount: 
     await audit.record(
         writes.session, "redemption.captured", "redemption", held.id, now=now, before=before, after=after,
         programme_id=voucher.programme_id, enterprise_id=held.enterprise_id, provider_id=held.provider_id,
-        voucher_id=voucher.id, announce_to_provider=held.payee == Payee.PROVIDER.value,
+        voucher_id=voucher.id, announce_to_provider=held.pays_provider,
     )
     outbox.defer_marks(writes.session, voucher_id=voucher.id, programme_id=voucher.programme_id,
                        enterprise_id=voucher.enterprise_id, face_value=voucher.face_value, used=voucher.used,
@@ -440,7 +440,7 @@ async def _release(writes: _Writes, voucher: VoucherState, held: Hold, reason: V
         after={"status": RedemptionStatus.VOIDED.value, "void_reason": reason.value, "released": amount,
                **({"note": note} if note else {})},
         programme_id=voucher.programme_id, enterprise_id=held.enterprise_id, provider_id=held.provider_id,
-        voucher_id=voucher.id, announce_to_provider=held.payee == Payee.PROVIDER.value,
+        voucher_id=voucher.id, announce_to_provider=held.pays_provider,
     )
 
 
@@ -482,7 +482,7 @@ async def refund(
         after={"status": status, "refunded_amount": refunded, "refund_id": row.id, "amount": amount,
                "destination": row.destination, "reason": reason},
         programme_id=voucher.programme_id, enterprise_id=held.enterprise_id, provider_id=held.provider_id,
-        voucher_id=voucher.id, announce_to_provider=held.payee == Payee.PROVIDER.value,
+        voucher_id=voucher.id, announce_to_provider=held.pays_provider,
     )
     await _settle(writes, _after(voucher, available=amount if to_voucher else 0, used=-amount), now)
     await writes.send(deferred=deferred)

@@ -83,19 +83,20 @@ def previous_month(now: datetime, zone: str = PERIOD_ZONE) -> tuple[date, date]:
     return last.replace(day=1), last
 
 
-def months_to_settle(first_capture: datetime, now: datetime, zone: str = PERIOD_ZONE) -> list[tuple[date, date]]:
-    """(first day, last day) of every calendar month in `zone` from the one `first_capture` fell
-    in to the last that ended at least `SETTLE_AFTER` before `now`, oldest first: the months the
-    schedule may have to settle, however long it did not run."""
-    tz = ZoneInfo(zone)
-    month = first_capture.astimezone(tz).date().replace(day=1)
-    months: list[tuple[date, date]] = []
-    while True:
-        following = (month + timedelta(days=31)).replace(day=1)
-        if now < period_bounds(month, following - timedelta(days=1), zone)[1] + SETTLE_AFTER:
-            return months
-        months.append((month, following - timedelta(days=1)))
-        month = following
+def month_after(first_day: date) -> date:
+    """The first day of the calendar month after the one starting on `first_day`."""
+    return (first_day + timedelta(days=31)).replace(day=1)
+
+
+def settle_window(first_capture: datetime, now: datetime, zone: str = PERIOD_ZONE) -> tuple[date, date] | None:
+    """The days the schedule may have to settle, however long it did not run: from the first day
+    of the month `first_capture` fell in (in `zone`) to the last day of the last month that
+    ended at least `SETTLE_AFTER` before `now`; None while that first month has not."""
+    first = first_capture.astimezone(ZoneInfo(zone)).date().replace(day=1)
+    _, last = previous_month(now, zone)
+    if now < period_bounds(last, last, zone)[1] + SETTLE_AFTER:  # it only just ended: the one before
+        last = last.replace(day=1) - timedelta(days=1)
+    return (first, last) if last >= first else None
 
 
 def uncovered(first: date, last: date, periods: Iterable[tuple[date, date]]) -> list[tuple[date, date]]:

@@ -43,9 +43,10 @@ from services.voucher.settlement.rules import (
     ItemKind,
     SettlementStatus,
     check_transition,
-    months_to_settle,
+    month_after,
     period_bounds,
     period_problems,
+    settle_window,
     uncovered,
 )
 from services.voucher.settlement.statement import Line, digest, render_csv
@@ -276,11 +277,11 @@ async def due_monthly(
     due: list[tuple[uuid.UUID, uuid.UUID, date]] = []
     for provider_id, programme_id in await repository.enrolled_pairs(session):
         first = await repository.first_capture(session, provider_id, programme_id)
-        months = months_to_settle(first, now) if first is not None else []
-        if not months:
+        window = settle_window(first, now) if first is not None else None
+        if window is None:
             continue
         settled = await repository.settled_periods(session, provider_id, programme_id)
-        for start_day, end_day in uncovered(months[0][0], months[-1][1], settled):
+        for start_day, end_day in uncovered(*window, settled):
             day = start_day
             while day <= end_day:
                 found = await repository.next_unsettled_capture(
@@ -291,7 +292,7 @@ async def due_monthly(
                 due.append((provider_id, programme_id, month))
                 if len(due) >= limit:
                     return due
-                day = (month + timedelta(days=31)).replace(day=1)
+                day = month_after(month)
     return due
 
 
@@ -300,8 +301,7 @@ async def create_monthly(
 ) -> int:
     """The `create-settlements` job's item: one month's draft settlement for one provider and
     programme, as the system. Run twice, it refuses the second time (settlement_exists)."""
-    following = (month + timedelta(days=31)).replace(day=1)
     with audit.as_system():
         await create(session, SYSTEM, provider_id=provider_id, programme_id=programme_id,
-                     period_start=month, period_end=following - timedelta(days=1), now=now)
+                     period_start=month, period_end=month_after(month) - timedelta(days=1), now=now)
     return 1
