@@ -230,15 +230,48 @@ async def test_a_query_value_with_nul_is_a_field_error_on_every_engine(client: h
         ("query", "/uscc", "unstorable_text")]
 
 
-async def test_the_text_check_reads_json_as_the_route_does(client: httpx.AsyncClient, operator_key: str) -> None:
-    """In UTF-16 too (json reads it); a body nested too deep to read is the route's to refuse,
-    not a 500 (the review of the change found both)."""
+@pytest.mark.parametrize("content_type", ["application/json", None])
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-32"])
+async def test_a_body_in_utf16_or_utf32_is_malformed_json(
+        client: httpx.AsyncClient, operator_key: str, encoding: str, content_type: str | None) -> None:
+    """Python's json reads UTF-16 and UTF-32 (with or without a byte-order mark); JSON is
+    exchanged as UTF-8 (RFC 8259), so such a body is refused before the route reads it, with or
+    without a Content-Type (the route reads an untyped body as JSON), and creates nothing."""
     before = await _enterprises(client, operator_key)
-    utf16 = _raw(enterprise_payload(name="SENTINEL"), SENTINEL="x\\u0000y").decode().encode("utf-16")
-    response = await client.post("/v1/enterprises", content=utf16, headers=auth(
-        operator_key, **{"Idempotency-Key": "utf16", "Content-Type": "application/json"}))
-    problem = assert_problem(response, 422, "validation_failed")
-    assert [e["pointer"] for e in problem["errors"]] == ["/name"]
+    body = json.dumps(enterprise_payload(name="UTF16 Ltd")).encode(encoding)
+    headers = {"Idempotency-Key": f"{encoding}-{content_type}"} | ({"Content-Type": content_type} if content_type else {})
+    problem = assert_problem(await client.post("/v1/enterprises", content=body, headers=auth(operator_key, **headers)),
+                             400, "malformed_json")
+    assert encoding.upper() in problem["detail"] and "UTF-8" in problem["detail"], problem
+    assert await _enterprises(client, operator_key) == before
+    bom = json.dumps(enterprise_payload(name="BOM Ltd")).encode("utf-8-sig")  # a UTF-8 mark: still UTF-8
+    response = await client.post("/v1/enterprises", content=bom, headers=auth(
+        operator_key, **{"Idempotency-Key": f"bom-{encoding}-{content_type}", "Content-Type": "application/json"}))
+    assert response.status_code in (201, 409), response.text
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+async def test_a_bare_nan_or_infinity_is_malformed_json(
+        client: httpx.AsyncClient, operator_key: str, constant: str) -> None:
+    """Python's json reads a bare NaN and Infinity; no JSON parser must, and a client's own
+    reader would not read back what it sent. In a string they are only text."""
+    before = await _enterprises(client, operator_key)
+    body = _raw(enterprise_payload(name="Constant Ltd") | {"headcount": "HEADCOUNT"}, **{'"HEADCOUNT"': constant})
+    problem = assert_problem(await client.post("/v1/enterprises", content=body, headers=auth(
+        operator_key, **{"Idempotency-Key": f"constant-{constant}", "Content-Type": "application/json"})),
+        400, "malformed_json")
+    assert constant.lstrip("-") in problem["detail"], problem
+    assert await _enterprises(client, operator_key) == before
+    named = enterprise_payload(name=f"{constant} NaN Infinity Ltd")
+    response = await client.post("/v1/enterprises", json=named, headers=auth(
+        operator_key, **{"Idempotency-Key": f"named-{constant}"}))
+    assert response.status_code == 201, response.text
+
+
+async def test_a_body_nested_too_deep_is_the_routes_to_refuse(client: httpx.AsyncClient, operator_key: str) -> None:
+    """Nested too deep for the text check to read: the route refuses it, not a 500 (the review
+    of an earlier change found one)."""
+    before = await _enterprises(client, operator_key)
     deep = b'{"name": "\\u0000", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}"
     response = await client.post("/v1/enterprises", content=deep, headers=auth(
         operator_key, **{"Idempotency-Key": "deep", "Content-Type": "application/json"}))

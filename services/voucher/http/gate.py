@@ -21,7 +21,7 @@ from starlette.types import Scope as Scope_
 
 from services.voucher.actor import Actor
 from services.voucher.apikeys.rules import Scope
-from services.voucher.errors import PayloadTooLarge, RequestTimeout
+from services.voucher.errors import MalformedJson, PayloadTooLarge, RequestTimeout
 from services.voucher.i18n import msg
 from services.voucher.settings import Settings
 
@@ -83,7 +83,7 @@ def unstorable_text(body: bytes) -> list[str]:
     surrogate: text that cannot be stored as UTF-8, or is stored by one engine and refused by
     the other. Read only when the raw body has such an escape; a body that is not JSON is left
     to the route (malformed_json)."""
-    try:  # JSON may come in UTF-16 or UTF-32 as well, which json.loads (and so the route) reads
+    try:  # read as json.loads reads it (a body sent as JSON in UTF-16 or UTF-32 is refused before)
         text = body.decode(json.detect_encoding(body))
     except (UnicodeDecodeError, LookupError):
         return []
@@ -111,6 +111,48 @@ def unstorable_text(body: bytes) -> list[str]:
     return sorted(found)
 
 
+#: Where a bare NaN or Infinity may be: Python's json reads them, JSON (RFC 8259) has neither.
+_CONSTANT = re.compile(rb"NaN|Infinity")
+
+
+class _NotJson(ValueError):
+    pass
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotJson(name)
+
+
+def json_defect(scope: Scope_, body: bytes) -> MalformedJson | None:
+    """What makes a body JSON only to Python's reader: text in UTF-16 or UTF-32 (JSON is
+    exchanged as UTF-8, RFC 8259 section 8.1) or a bare NaN or Infinity (not JSON numbers).
+    Only a body sent as JSON or with no type is read (the route reads both as JSON); a body
+    that is not JSON at all is left to the route (malformed_json)."""
+    if not body or not _sent_as_json(scope):
+        return None
+    encoding = json.detect_encoding(body)
+    if encoding not in ("utf-8", "utf-8-sig"):
+        return MalformedJson(msg("the body is {encoding} text; JSON is exchanged as UTF-8, send it so",
+                                 encoding=encoding.upper()))
+    if _CONSTANT.search(body):
+        try:
+            json.loads(body, parse_constant=_no_constant)
+        except _NotJson as constant:
+            return MalformedJson(msg("the body holds a bare {constant}, which is no JSON number; send a number, "
+                                     "a string or null", constant=str(constant)))
+        except (ValueError, RecursionError):
+            return None
+    return None
+
+
+def _sent_as_json(scope: Scope_) -> bool:
+    for key, value in scope.get("headers", ()):
+        if key == b"content-type":
+            kind, _, subtype = bytes(value).partition(b";")[0].strip().lower().partition(b"/")
+            return kind == b"application" and (subtype == b"json" or subtype.endswith(b"+json"))
+    return True
+
+
 def _storable(text: str) -> bool:
     if "\x00" in text:
         return False
@@ -124,8 +166,9 @@ def _storable(text: str) -> bool:
 async def read_body(receive: Receive, limit: int, scope: Scope_ | None = None) -> Receive:
     """Read the whole body, at most `limit` bytes, each part within `READ_SECONDS` (408
     otherwise), and return a `receive` that hands it to the app as one message (then whatever
-    the connection says next). Strings no database stores alike are noted in the scope's state
-    (`unstorable_text`) for the operation to refuse once the key's scopes are checked."""
+    the connection says next). A body JSON only to Python's reader is refused (`json_defect`);
+    strings no database stores alike are noted in the scope's state (`unstorable_text`) for the
+    operation to refuse once the key's scopes are checked."""
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -148,6 +191,9 @@ async def read_body(receive: Receive, limit: int, scope: Scope_ | None = None) -
             break
     body = b"".join(chunks)
     if scope is not None:
+        defect = json_defect(scope, body)
+        if defect is not None:
+            raise defect
         pointers = unstorable_text(body)
         if pointers:
             scope.setdefault("state", {})["unstorable_text"] = pointers
