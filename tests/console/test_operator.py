@@ -260,3 +260,11 @@ async def test_an_operator_issues_one_voucher_by_uscc_once_and_a_refusal_is_show
                                     data={**form, "form_key": str(uuid.uuid4()), "face_value": "12.345"})
     assert bad_amount.status_code == 422
     assert len(await _vouchers(client, world)) == 1
+    # A space passes the browser's `required`; trimmed, it was no filter at all, and the voucher
+    # went to whichever enterprise the API listed first (found by an independent review).
+    await create(client, world.operator, "/v1/enterprises", enterprise_payload())
+    for blank in ("   ", ""):
+        nobody = await browser.post("/console/operator/vouchers/issue",
+                                    data={**form, "form_key": str(uuid.uuid4()), "uscc": blank})
+        assert nobody.status_code == 422 and 'id="issue-error"' in nobody.text, (nobody.status_code, nobody.text)
+    assert len(await _vouchers(client, world)) == 1

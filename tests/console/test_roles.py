@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -89,6 +90,37 @@ async def test_the_dashboard_equals_the_trial_balance_and_the_ledger_reconciles(
     assert user["enterprise_id"] == world.enterprise["id"] and world.enterprise["name"] in section
     assert money_in(section, user["subsidised"]) and money_in(section, world.programme["enterprise_cap"])
     assert (await world.reconciliation())["is_clean"]
+
+
+def spent_by_month(page: str) -> dict[str, str]:
+    return dict(re.findall(r'<tr><td>(\d{4}-\d{2})</td><td class="num">(¥[\d,]+\.\d{2})</td></tr>', page))
+
+
+async def test_a_capture_at_a_months_first_instant_is_that_months_spend(
+        browser: Browser, world: World, clock: Any) -> None:
+    """A balance `as_of` an instant counts a posting made at that instant; the month before
+    ends a microsecond earlier (an independent review found March showing April's first capture)."""
+    voucher = await world.issue(5_000_000)
+    await redeem(world, voucher, 1_000_000, "PO-MARCH")  # March: ¥3,000.00
+    clock.current = datetime(2026, 3, 31, 16, 0, tzinfo=UTC)  # 2026-04-01 00:00 in Beijing
+    await redeem(world, voucher, 2_000_000, "PO-APRIL")  # April: ¥6,000.00
+    clock.current = datetime(2026, 4, 10, 2, 0, tzinfo=UTC)
+    await browser.sign_in(world.operator)
+    page = (await browser.get(f"/console/operator/programmes/{world.programme['id']}")).text
+    assert spent_by_month(page) == {"2026-03": "¥3,000.00", "2026-04": "¥6,000.00"}
+
+
+async def test_the_oldest_month_shown_is_only_its_own_spend(browser: Browser, world: World, clock: Any) -> None:
+    """Twelve months are shown; the first of them had carried all that was spent before it."""
+    await redeem(world, await world.issue(5_000_000), 1_000_000, "PO-2026-03")  # March 2026: ¥3,000.00
+    clock.current = datetime(2026, 12, 10, 2, 0, tzinfo=UTC)
+    await redeem(world, await world.issue(5_000_000), 2_000_000, "PO-2026-12")  # December 2026: ¥6,000.00
+    clock.current = datetime(2027, 4, 10, 2, 0, tzinfo=UTC)
+    await browser.sign_in(world.operator)
+    page = (await browser.get(f"/console/operator/programmes/{world.programme['id']}")).text
+    months = spent_by_month(page)
+    assert sorted(months)[0] == "2026-05" and len(months) == 12, months
+    assert months["2026-05"] == "¥0.00" and months["2026-12"] == "¥6,000.00", months
 
 
 def money_in(html: str, amount: int) -> bool:

@@ -147,11 +147,16 @@ async def preview(api: Api, programme: dict[str, Any], filename: str, content: b
         if isinstance(found, Refusal):
             row.errors.append(found.detail)
             continue
-        if not found["items"]:
+        row.enterprise = registered(found["items"], row.uscc)
+        if row.enterprise is None:
             row.errors.append(msg("no enterprise is registered with the USCC {uscc}", uscc=row.uscc).render(language))
-        else:
-            row.enterprise = found["items"][0]
     return Preview(rows, [])
+
+
+def registered(items: list[dict[str, Any]], uscc: str) -> dict[str, Any] | None:
+    """The enterprise of a USCC look-up's answer that has exactly that USCC, or None: never
+    the first of a list the filter may not have narrowed (a blank one lists every enterprise)."""
+    return next((item for item in items if uscc and item.get("uscc") == uscc), None)
 
 
 def total(preview: Preview, unit: str, language: str) -> str:

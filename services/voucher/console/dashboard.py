@@ -14,7 +14,7 @@ balance by construction (tests/console/test_dashboard.py compares them through t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -110,13 +110,20 @@ async def build(api: Api, programme_id: str, timezone: str) -> Dashboard:
     since = datetime.fromisoformat((programme.get("opened_at") or programme["created_at"]).replace("Z", "+00:00"))
     starts = month_starts(as_of, zone, since)
     spent_account = next((a["account_id"] for a in now_tb["accounts"] if a["kind"] == "programme_spent"), None)
-    spent_at = []
-    for start in starts[1:]:  # the one account's balance at each month's start, from its postings
+
+    async def spent_before(start: datetime) -> int:
+        """The one account's balance just before a month's first instant (`as_of` counts a
+        posting made at that very instant, which is the new month's), from its postings."""
+        if spent_account is None:
+            return 0
         earlier = await api.get(f"/v1/ledger/accounts/{spent_account}/balance",
-                                as_of=start.isoformat().replace("+00:00", "Z")) if spent_account else {"balance": 0}
-        spent_at.append(-int(earlier["balance"]))
+                                as_of=(start - timedelta(microseconds=1)).isoformat().replace("+00:00", "Z"))
+        return -int(earlier["balance"])
+
+    spent_at = [await spent_before(start) for start in starts[1:]]
     spent_at.append(figures["spent"])
-    previous = 0
+    # The oldest month shown is only its own spend, also when earlier months are not shown.
+    previous = await spent_before(starts[0]) if starts[0] > since else 0
     for start, spent in zip(starts, spent_at, strict=True):
         board.burn.append((start.astimezone(zone).strftime("%Y-%m"), spent - previous))
         previous = spent

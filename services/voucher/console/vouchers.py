@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from services.voucher.console.api import Refusal
+from services.voucher.console.bulk import registered
 from services.voucher.console.web import Page, form_key, redirect, signed_in
 from services.voucher.i18n import msg
 from services.voucher.money import parse_major, typed_example
@@ -57,13 +58,16 @@ def install(console: FastAPI) -> None:
             return await issue_page(page, values, status=422, error=msg(
                 "enter the amount in the programme's unit, e.g. {example}",
                 example=typed_example(programme["unit"])).render(page.language))
+        if not values["uscc"]:  # a blank filter is no filter: the list would name any enterprise
+            return await issue_page(page, values, status=422, error=msg("the USCC is missing").render(page.language))
         try:
             found = await page.api.get("/v1/enterprises", uscc=values["uscc"], limit=1)
-            if not found["items"]:
+            enterprise = registered(found["items"], values["uscc"])
+            if enterprise is None:
                 return await issue_page(page, values, status=422, error=msg(
-                    "no enterprise is registered with the USCC {uscc}", uscc=values["uscc"] or "—").render(page.language))
+                    "no enterprise is registered with the USCC {uscc}", uscc=values["uscc"]).render(page.language))
             issued = await page.api.post("/v1/vouchers", {
-                "programme_id": programme["id"], "enterprise_id": found["items"][0]["id"], "face_value": face_value,
+                "programme_id": programme["id"], "enterprise_id": enterprise["id"], "face_value": face_value,
                 "reference": values["reference"] or None}, idempotency_key=form_key(form))
         except Refusal as refusal:
             if not refusal.for_the_form(page_is_the_resource=False):
