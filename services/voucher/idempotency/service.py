@@ -58,8 +58,9 @@ class Claim:
 
 
 #: Response headers that are part of the answer and are replayed with it (a replay answers in
-#: the first request's language, whatever the retry's Accept-Language).
-REPLAYED_HEADERS = ("location", "etag", "content-language")
+#: the first request's language, whatever the retry's Accept-Language; an answer that carries a secret
+#: is as uncacheable when replayed: Cache-Control: no-store).
+REPLAYED_HEADERS = ("location", "etag", "content-language", "cache-control")
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from contextlib import nullcontext
 from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -422,7 +423,17 @@ async def _void(session: AsyncSession, locks: repository.HoldLocks, reason: Void
 async def _release(writes: _Writes, voucher: VoucherState, held: Hold, reason: VoidReason, now: datetime,
                    locked: repository.Locked, *, note: str | None = None) -> None:
     """Return the whole held amount to the voucher and take it (and its spend) off the order
-    and the period. `note`: the words of whoever voided it, if they gave any."""
+    and the period. `note`: the words of whoever voided it, if they gave any. A hold that
+    lapsed is released as the system's doing (`audit.as_system`), whichever request posts it:
+    the next hold on its voucher may be another provider's, and retrying that request would
+    not redo the release."""
+    lapsed = reason in decide.LAPSES  # its TTL passed or its voucher expired: announced either way
+    with audit.as_system() if lapsed else nullcontext():
+        await _post_release(writes, voucher, held, reason, now, locked, lapsed=lapsed, note=note)
+
+
+async def _post_release(writes: _Writes, voucher: VoucherState, held: Hold, reason: VoidReason, now: datetime,
+                        locked: repository.Locked, *, lapsed: bool, note: str | None) -> None:
     amount = held.held_amount
     await writes.journal(voucher, RELEASE_JOURNAL[reason],
                          transfer(voucher.held_account_id, voucher.available_account_id, amount, voucher.unit), now,
@@ -431,7 +442,6 @@ async def _release(writes: _Writes, voucher: VoucherState, held: Hold, reason: V
     writes.counters(locked.order(held.provider_id, held.order_reference).id, locked.usage(held.period_key).id,
                     -amount, -held.order_amount)
     repository.set_voided(writes.batch, held.id, reason.value, decide.voided_at(held, reason, voucher.expires_at, now))
-    lapsed = reason in decide.LAPSES  # its TTL passed or its voucher expired: announced either way
     if lapsed:
         metrics.hold_expired(writes.session, programme_id=held.programme_id)
     await audit.record(
