@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Select, Text, TypeDecorator, Uuid, cast, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.voucher.audit import repository as audit
 from services.voucher.db import dialect_name, table_of
 from services.voucher.exports.rules import SOURCE, TIME_COLUMN, Dataset, Filters
 from services.voucher.ledger import repository as ledger
@@ -48,7 +49,9 @@ def statement(dataset: Dataset, filters: Filters) -> Select[Any]:
     table = _TABLES[dataset]
     stmt = select(table)
     for name in ("programme_id", "enterprise_id", "provider_id", "voucher_id"):
-        if name in given:
+        if name == "enterprise_id" and dataset is Dataset.AUDIT_EVENTS and name in given:
+            stmt = stmt.where(audit.of_enterprise(given[name]))  # its vouchers' journals' events too
+        elif name in given:
             stmt = stmt.where(table.c[name] == given[name])
     time = table.c[TIME_COLUMN[dataset]]
     if filters.since is not None:
