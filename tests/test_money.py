@@ -156,8 +156,13 @@ def test_an_amount_a_person_types_is_read_exactly_or_refused() -> None:
     assert parse_major("￥0.5", "CNY") == 50
     assert parse_major("1.5", "GPU_HOUR") == 1_500
     assert parse_major("1,000", "TOKEN") == 1_000
+    assert parse_major("12 000", "CNY") == 1_200_000 and parse_major("1\u00a0234\u00a0567", "TOKEN") == 1_234_567
+    assert parse_major("¥ 1,234,567.5", "CNY") == 123_456_750 and parse_major("1234567", "TOKEN") == 1_234_567
     for typed, unit in (("12.345", "CNY"), ("-1", "CNY"), ("1e3", "CNY"), ("", "CNY"), (".", "CNY"), ("1.", "CNY"),
-                        ("１２", "CNY"), ("1.5", "TOKEN"), ("¥1", "GPU_HOUR"), (str(MAX_AMOUNT), "CNY")):
+                        ("１２", "CNY"), ("1.5", "TOKEN"), ("¥1", "GPU_HOUR"), (str(MAX_AMOUNT), "CNY"),
+                        # a decimal comma is not a thousands separator: "12,50" was read as ¥1,250.00
+                        ("12,50", "CNY"), ("1,2345", "CNY"), ("1,234,56", "CNY"), (",123", "CNY"),
+                        ("1,,234", "CNY"), ("1 2", "TOKEN"), ("12,5", "GPU_HOUR"), ("1.234,56", "CNY")):
         with pytest.raises(ValueError):
             parse_major(typed, unit)
 

@@ -7,6 +7,7 @@ GPU_HOUR in thousandths of an hour, TOKEN in whole tokens. Rates are integer bas
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 
 BPS_DENOMINATOR = 10_000
@@ -103,18 +104,26 @@ def percent(bps: int) -> str:
     return f"{whole}%" if rest == 0 else f"{whole}.{rest:02d}".rstrip("0") + "%"
 
 
+#: The whole part of a typed amount: plain digits, or groups of three after the first, each
+#: after one separator (a comma, a space or a no-break space).
+_WHOLE = re.compile(r"[0-9]+|[0-9]{1,3}(?:[, \u00a0][0-9]{3})+")
+
+
 def parse_major(text: str, unit: Unit | str) -> int:
     """An amount a person typed in major units ("1,234.56", "¥1234.5", "12 000") as an integer
     in minor units; ValueError for anything else: no sign, at most the unit's decimals (a typed
     amount is never rounded), at most MAX_AMOUNT."""
     known = Unit(unit)
     exponent = MINOR_EXPONENT[known]
-    cleaned = text.strip().replace(",", "").replace(" ", "").replace("\u00a0", "")
+    cleaned = text.strip()
     if known is Unit.CNY:
-        cleaned = cleaned.removeprefix("¥").removeprefix("￥")
+        cleaned = cleaned.removeprefix("¥").removeprefix("￥").lstrip()
     whole, dot, minor = cleaned.partition(".")
-    if not whole.isascii() or not whole.isdigit() or (dot and (not minor.isascii() or not minor.isdigit())):
+    # A separator only between groups of three: "12,50" is a decimal comma (12.50 where it is
+    # written so), not 1,250; it is refused rather than read a hundred times too large.
+    if not _WHOLE.fullmatch(whole) or (dot and (not minor.isascii() or not minor.isdigit())):
         raise ValueError("not an amount")
+    whole = whole.replace(",", "").replace(" ", "").replace("\u00a0", "")
     if len(minor) > exponent:
         raise ValueError("too many decimals")
     value: int = int(whole) * 10**exponent + (int(minor.ljust(exponent, "0")) if exponent else 0)

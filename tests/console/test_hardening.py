@@ -56,7 +56,7 @@ class _CountingApi:
         self.lookups.append(params["uscc"])
         if params["uscc"].startswith("BAD"):
             raise Refusal(422, "validation_failed", "t", f"{params['uscc']} is not a USCC", [])
-        return {"items": [{"id": "e-" + params["uscc"]}]}
+        return {"items": [{"id": "e-" + params["uscc"], "uscc": params["uscc"]}]}
 
 
 async def test_a_preview_looks_each_enterprise_up_once_however_many_rows_name_it() -> None:
@@ -65,7 +65,7 @@ async def test_a_preview_looks_each_enterprise_up_once_however_many_rows_name_it
     preview = await bulk.preview(api, {"unit": "CNY"}, "g.csv", "\n".join(rows).encode(), "en")  # type: ignore[arg-type]
     assert api.lookups == ["AAA", "BAD1"]
     assert [r.errors for r in preview.rows[-2:]] == [["BAD1 is not a USCC"], ["BAD1 is not a USCC"]]
-    assert all(r.enterprise == {"id": "e-AAA"} for r in preview.rows[:5])
+    assert all(r.enterprise == {"id": "e-AAA", "uscc": "AAA"} for r in preview.rows[:5])
 
 
 async def test_a_key_that_cannot_be_a_header_is_not_valid_and_no_500(browser: Browser) -> None:
