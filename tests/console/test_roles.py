@@ -148,6 +148,15 @@ async def test_an_auditor_verifies_the_chain_and_downloads_an_export_matching_it
     assert sha and sha.group(1) == hashlib.sha256(download.content).hexdigest()
     bad = await browser.get("/console/auditor/exports/download", params={"dataset": "secrets"})
     assert bad.status_code == 404
+    # A filter that is no programme's id had been dropped: the file, looking filtered, held
+    # every programme's rows (found by an independent review).
+    unfiltered = await browser.get("/console/auditor/exports/download", params={
+        "dataset": "ledger-entries", "format": "csv", "programme_id": "<b>not-a-uuid</b>"})
+    assert unfiltered.status_code == 422 and "未导出任何内容" in unfiltered.text, unfiltered.text
+    assert "<b>not-a-uuid" not in unfiltered.text and "attachment" not in unfiltered.headers.get(
+        "content-disposition", "")
+    assert (await browser.get("/console/auditor/exports")).text.count('href="/console/auditor/exports/') \
+        == exports.text.count('href="/console/auditor/exports/')
 
 
 async def test_a_provider_looks_a_voucher_up_and_downloads_a_statement(

@@ -66,12 +66,16 @@ def install(console: FastAPI) -> None:
         page = await signed_in(request, "auditor")
         if dataset not in DATASETS or format not in FORMATS:
             raise PageError(404, msg("there is no such page in the console"))
+        programme = _uuid_or_none(programme_id)
+        if programme_id and programme is None:  # dropped, it would export every programme's rows
+            raise PageError(422, msg("{value} is not a programme's id; nothing was exported",
+                                     value=programme_id[:40]))
         # Streamed through as the API writes it: a million rows are never held here, and the
         # browser (and the page's progress line) sees them arrive.
         closing = contextlib.AsyncExitStack()
         try:
             upstream = await closing.enter_async_context(page.api.streamed(
-                f"/v1/exports/{dataset}", format=format, programme_id=_uuid_or_none(programme_id)))
+                f"/v1/exports/{dataset}", format=format, programme_id=programme))
         except BaseException:
             await closing.aclose()
             raise
