@@ -8,7 +8,9 @@ balance by construction (tests/console/test_dashboard.py compares them through t
 - available: not yet committed (`programme_available`);
 - committed: approved and not yet issued as a voucher (`programme_committed`);
 - in vouchers: issued and not yet spent (every `voucher_available` and `voucher_held`);
-- spent: captured net of refunds (`programme_spent`, negated).
+- spent: captured net of refunds (`programme_spent`, negated);
+- expired: unused value of expired vouchers kept from the pool (`programme_breakage`, where the
+  programme's expiry disposition is breakage); with it the figures add up to the budget.
 """
 
 from __future__ import annotations
@@ -47,7 +49,8 @@ class Dashboard:
             return format_for_people(amount, self.unit, language)
 
         names = {"available": msg("available"), "committed": msg("committed"),
-                 "in_vouchers": msg("in vouchers"), "spent": msg("spent")}
+                 "in_vouchers": msg("in vouchers"), "spent": msg("spent"),
+                 "expired": msg("expired, not returned to the pool")}
         return {
             "budget": {"title": msg("Budget").render(language),
                        "items": [{"name": names[k].render(language), "value": self.figures[k],
@@ -80,6 +83,7 @@ def figures_of(trial_balance: dict[str, Any]) -> dict[str, int]:
         "committed": by_kind.get("programme_committed", 0),
         "in_vouchers": by_kind.get("voucher_available", 0) + by_kind.get("voucher_held", 0),
         "spent": -by_kind.get("programme_spent", 0),
+        "expired": by_kind.get("programme_breakage", 0),
     }
 
 
