@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -823,3 +823,25 @@ async def test_application_history_is_append_only_in_the_database(desk: Desk, cl
             assert conn.execute(text("SELECT count(*) FROM application_transition")).scalar() == 2
     finally:
         engine.dispose()
+
+
+async def test_a_voucher_approved_in_one_cap_year_counts_there_when_issued_across_the_year_end(
+        app: Any, client: httpx.AsyncClient, clock: Any) -> None:
+    """The cap period a grant counts against is the one it was decided in: for an application,
+    its approval's, where budget and cap were committed, even when publicity ends in the next
+    year. The new year's cap is whole (docs/decisions.md, "Issuance locks...")."""
+    clock.current = datetime(2026, 12, 30, 2, 0, tzinfo=UTC)  # 10:00 on 30 December in Beijing
+    desk = await open_desk(app, client, eligibility_rules=None)
+    application = await desk.apply(MAX_PER_VOUCHER)
+    await desk.done(application, "approve")
+    clock.advance(days=PUBLICITY_DAYS)  # publicity ends on 4 January 2027
+    issued = await desk.status(application)
+    assert issued["status"] == "issued", issued
+    voucher = await desk.world.voucher(issued["voucher_id"])
+    assert voucher["issued_at"].startswith("2027-01-04") and voucher["period_key"] == "2026", voucher
+    for face_value in (MAX_PER_VOUCHER, CAP - MAX_PER_VOUCHER):  # 2027's whole cap
+        response = await desk.issue_direct(face_value)
+        assert response.status_code == 201 and response.json()["period_key"] == "2027", response.text
+    over = await desk.issue_direct(1)
+    assert over.status_code == 409, over.text
+    await desk.assert_clean()
