@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "c393552bd7726a3661db111e840074a79a4cfb4a8028dc8b823dd838af829ee5"
+DOCUMENT_SHA256 = "19c8a0f72faecfd0b7d442cf8ab81f000f61303f38c38d477de67ddc51bd501a"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

@@ -153,7 +153,8 @@ def _transition_route(target: ProgrammeStatus, verb: str, summary: str, descript
         response: Response,
         body: Transition | None = None,
     ) -> ProgrammePublic:
-        programme = await service.transition(session, actor, programme_id, target, now)
+        programme = await service.transition(session, actor, programme_id, target, now,
+                                             reason=body.reason if body is not None else None)
         return _public(programme, response)
 
     router.add_api_route(
@@ -173,18 +174,18 @@ _transition_route(ProgrammeStatus.OPEN, "open", "Open a draft programme (its mon
                   "The programme office (`programmes:write`) opens a draft programme: applications and issuance "
                   "can start and its money terms freeze. The programme's ledger accounts are opened and its whole "
                   "budget moves from funding to available in one journal, with the audit events `programme.open` "
-                  "and `ledger.posted`. Refused with `not_found`, `invalid_transition` (not a draft) or an "
+                  "and `ledger.posted`; a `reason` given is kept in the first. Refused with `not_found`, `invalid_transition` (not a draft) or an "
                   "Idempotency-Key conflict.")
 _transition_route(ProgrammeStatus.CLOSED, "close", "Close an open programme",
                   "The programme office (`programmes:write`) closes an open programme: no new applications or "
                   "direct issuance, while approvals still in publicity are honoured. Records the audit event "
-                  "`programme.closed`; no value moves. Refused with `not_found`, `invalid_transition` (not open) "
+                  "`programme.closed`, with the `reason` given; no value moves. Refused with `not_found`, `invalid_transition` (not open) "
                   "or an Idempotency-Key conflict.")
 _transition_route(ProgrammeStatus.ARCHIVED, "archive", "Archive a closed programme",
                   "The programme office (`programmes:write`) archives a closed programme once it is a closed book: "
                   "every application decided and every approved voucher issued, every voucher expired or revoked, "
                   "and every capture and claim paid (no provider or enterprise payable left). Records the audit "
-                  "event `programme.archived`; no value moves. Refused with `not_found`, `invalid_transition` (not "
+                  "event `programme.archived`, with the `reason` given; no value moves. Refused with `not_found`, `invalid_transition` (not "
                   "closed; applications still open or budget still committed, with `open_applications` and "
                   "`committed`; or vouchers still live or payables unsettled, with `live_vouchers` and `unpaid`) "
                   "or an Idempotency-Key conflict.")

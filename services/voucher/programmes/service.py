@@ -156,8 +156,11 @@ async def transition(
     programme_id: uuid.UUID,
     target: ProgrammeStatus,
     now: datetime,
+    *,
+    reason: str | None = None,
 ) -> Programme:
-    """draft → open → closed → archived, nothing else."""
+    """draft → open → closed → archived, nothing else; the office's `reason`, if it gave one, is
+    kept in the audit event."""
     programme = await get_programme(session, actor, programme_id, for_update=True)
     check_transition(ProgrammeStatus(programme.status), target)
     if target is ProgrammeStatus.ARCHIVED:
@@ -200,7 +203,8 @@ async def transition(
     programme.updated_at = now
     await session.flush()
     await audit.record(session, f"programme.{target.value}", "programme", programme.id, now=now,
-                       before={"status": before}, after={"status": programme.status},
+                       before={"status": before},
+                       after={"status": programme.status, **({"reason": reason} if reason else {})},
                        programme_id=programme.id)
     return programme
 
