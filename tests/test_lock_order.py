@@ -118,3 +118,40 @@ async def test_an_approval_and_an_objection_to_another_application(
             assert await _deadlocks(watcher) == before
     finally:
         await engine.dispose()
+
+
+async def test_a_bulk_issue_and_an_approval_for_one_of_its_enterprises(
+        app: Any, client: httpx.AsyncClient, database_url: str) -> None:
+    """A batch to [E1, E2] had locked E1's usage row, then the budget, then waited on E2's row,
+    while E2's approval held that row and waited on the budget. The batch now locks every
+    grant's usage row before the budget (found by an independent review)."""
+    desk = await open_desk(app, client)
+    other, other_key = await desk.other_enterprise()
+    application = await desk.apply(1_000_000, key=other_key)  # under review; E2's usage row exists
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as locker, engine.connect() as watcher:
+            before = await _deadlocks(watcher)
+            pool = (await locker.execute(text(
+                "SELECT id FROM ledger_account WHERE programme_id = :p AND kind = 'programme_available'"),
+                {"p": uuid.UUID(desk.programme_id)})).scalar_one()
+            await locker.commit()
+            await locker.begin()
+            await locker.execute(text("SELECT 1 FROM ledger_account WHERE id = :id FOR UPDATE"), {"id": pool})
+            grants = sorted([desk.world.enterprise["id"], other["id"]], key=lambda e: e != desk.world.enterprise["id"])
+            bulk = asyncio.create_task(client.post("/v1/vouchers/bulk", json={
+                "programme_id": desk.programme_id,
+                "grants": [{"enterprise_id": e, "face_value": 1_000_000} for e in grants]},
+                headers=auth(desk.world.operator, **{"Idempotency-Key": "bulk"})))
+            await _until(watcher, 1)  # the batch waits on the budget
+            approval = asyncio.create_task(client.post(
+                f"/v1/applications/{application['id']}/approve", json={"amount": 1_000_000},
+                headers=auth(desk.world.operator, **{"Idempotency-Key": "approve"})))
+            await _until(watcher, 2, approval)  # the approval waits too: on E2's usage row, or the budget
+            await locker.commit()
+            issued, approved = await asyncio.gather(bulk, approval)
+            assert (issued.status_code, approved.status_code) == (201, 200), (issued.text, approved.text)
+            assert await _deadlocks(watcher) == before
+    finally:
+        await engine.dispose()
+    await desk.assert_clean()

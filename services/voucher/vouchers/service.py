@@ -240,7 +240,18 @@ async def issue_bulk(
     now: datetime,
 ) -> list[Voucher]:
     """Issue many vouchers (e.g. an offline selection) all or nothing: one refusal refuses all,
-    naming the entry, and nothing is issued."""
+    naming the entry, and nothing is issued.
+
+    Every grant's usage row is locked first, in enterprise order, before any grant takes the
+    programme's budget: a grant locks its usage row and then the budget, so a batch that took
+    the budget for its first grant and then waited on the second's usage row deadlocked with an
+    approval (or an issue) holding that row and waiting on the budget (PostgreSQL; found by an
+    independent review, tests/test_lock_order.py)."""
+    programme = await programme_for_change(session, programme_id)
+    period = period_key(programme.cap_period, programme.cap_timezone, now)
+    for enterprise_id in sorted({grant["enterprise_id"] for grant in grants}):
+        if await session.get(Enterprise, enterprise_id) is not None:  # an unknown one is its grant's 404
+            await repository.lock_usage(session, programme.id, enterprise_id, period)
     issued = []
     for index, grant in enumerate(grants):
         try:
