@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "19c8a0f72faecfd0b7d442cf8ab81f000f61303f38c38d477de67ddc51bd501a"
+DOCUMENT_SHA256 = "3209dc620cc39636b6eb6558c27ec98820f37e70b202f5456a80d3bb0eb0c792"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

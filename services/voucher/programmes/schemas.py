@@ -41,7 +41,7 @@ HANGZHOU_EXAMPLE: dict[str, Any] = {
     "cap_timezone": "Asia/Shanghai",
     "max_per_voucher": 800_000_000,
     "application_opens_at": "2026-01-01T00:00:00Z",
-    "application_closes_at": "2026-12-31T15:59:59Z",
+    "application_closes_at": "2026-12-31T16:00:00Z",
     "voucher_validity_days": 365,
     "publicity_days": 5,
     "hold_ttl_seconds": 1800,
@@ -107,8 +107,11 @@ class ProgrammeTerms(BaseModel):
     cap_period: CapPeriod = CapPeriod.CALENDAR_YEAR
     cap_timezone: str = Field(default="Asia/Shanghai", max_length=64)
     max_per_voucher: int = Field(ge=1, le=MAX_AMOUNT, strict=True)
-    application_opens_at: AwareDatetime | None = None
-    application_closes_at: AwareDatetime | None = None
+    application_opens_at: AwareDatetime | None = Field(
+        default=None, description="Applications are taken from this instant on (inclusive).")
+    application_closes_at: AwareDatetime | None = Field(
+        default=None, description="Applications are taken until this instant (exclusive): midnight that "
+        "ends the last day, e.g. 2026-12-31T16:00:00Z for the end of 31 December in Beijing.")
     voucher_validity_days: int = Field(default=365, ge=1, le=3650)
     publicity_days: int = Field(default=5, ge=0, le=90, description="公示期; 0 means none.")
     hold_ttl_seconds: int = Field(default=1800, ge=60, le=7 * 24 * 3600)
@@ -158,7 +161,7 @@ class ProgrammeUpdate(PatchModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={"examples": [{"description": "Window extended to the end of January.",
-                                         "application_closes_at": "2027-01-31T15:59:59Z"}]},
+                                         "application_closes_at": "2027-01-31T16:00:00Z"}]},
     )
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
