@@ -4,6 +4,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements.lock requirements-dev.lock pyproject.toml clients/python/pyproject.toml | cksum | cut -d' ' -f1)
 export DATABASE_URL ?= sqlite:///./var/voucher.db
+# `make run` is the embedded demo: always ./var/voucher.db, whatever DATABASE_URL says (an
+# exported PostgreSQL URL would get the demo's programmes and keys); `make run PORT=8080`.
+RUN_DATABASE_URL := sqlite:///./var/voucher.db
+HOST := 127.0.0.1
+PORT := 8000
 
 .PHONY: install run serve migrate demo test lint messages openapi openapi-check client clean lock bench bench-redeem bench-scale bench-export bench-console fuzz soak
 
@@ -18,13 +23,15 @@ $(STAMP): requirements.lock requirements-dev.lock pyproject.toml clients/python/
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-## migrate the embedded database, load the demo, print demo keys, serve on 127.0.0.1:8000 in sandbox
-## mode (errors in zh-CN unless a request asks for English or VOUCHER_DEFAULT_LANGUAGE says otherwise)
+## migrate the embedded database ./var/voucher.db, load the demo, print demo keys, serve on
+## 127.0.0.1:8000 (HOST=, PORT= to change) in sandbox mode (errors in zh-CN unless a request asks
+## for English or VOUCHER_DEFAULT_LANGUAGE says otherwise)
 run: install
-	$(BIN)/voucher db upgrade
-	VOUCHER_SANDBOX=$${VOUCHER_SANDBOX:-true} $(BIN)/voucher demo
-	VOUCHER_DEFAULT_LANGUAGE=$${VOUCHER_DEFAULT_LANGUAGE:-zh-CN} VOUCHER_WORKER_IN_PROCESS=$${VOUCHER_WORKER_IN_PROCESS:-true} \
-	  VOUCHER_SANDBOX=$${VOUCHER_SANDBOX:-true} $(BIN)/voucher serve --host 127.0.0.1 --port 8000
+	DATABASE_URL=$(RUN_DATABASE_URL) $(BIN)/voucher db upgrade
+	DATABASE_URL=$(RUN_DATABASE_URL) VOUCHER_SANDBOX=$${VOUCHER_SANDBOX:-true} $(BIN)/voucher demo
+	DATABASE_URL=$(RUN_DATABASE_URL) VOUCHER_DEFAULT_LANGUAGE=$${VOUCHER_DEFAULT_LANGUAGE:-zh-CN} \
+	  VOUCHER_WORKER_IN_PROCESS=$${VOUCHER_WORKER_IN_PROCESS:-true} VOUCHER_SANDBOX=$${VOUCHER_SANDBOX:-true} \
+	  $(BIN)/voucher serve --host $(HOST) --port $(PORT)
 
 serve: install
 	$(BIN)/voucher serve

@@ -8,6 +8,7 @@ empty PostgreSQL database when VOUCHER_TEST_POSTGRES_URL is set.
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import re
 import uuid
@@ -170,6 +171,75 @@ def test_demo_twice_rotates_the_keys_and_keeps_the_records(cli_database: str) ->
         cli_database, "SELECT count(*) FROM provider WHERE uscc = :u", u=demo_data.PROVIDER_USCC
     ) == 1
     assert _count(cli_database, "SELECT count(*) FROM programme_enrolment") == 2
+
+
+def _call(database_url: str, key: str, method: str, path: str, body: dict[str, object]) -> httpx.Response:
+    """One request with `key` against a fresh app on the same database, as a client would."""
+
+    async def call() -> httpx.Response:
+        application = create_app(Settings(database_url=database_url, log_level="WARNING"))
+        try:
+            transport = httpx.ASGITransport(app=application)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                response = await client.request(method, path, json=body,
+                                                headers=auth(key, **{"Idempotency-Key": str(uuid.uuid4())}))
+                await response.aread()
+                return response
+        finally:
+            await application.state.database.dispose()
+
+    return asyncio.run(call())
+
+
+def test_demo_again_after_the_sme_got_another_voucher(cli_database: str) -> None:
+    """The README's walkthrough issues the demo SME a second compute voucher; `make run` runs the
+    demo again and had failed (MultipleResultsFound) for good, found by an independent review."""
+    ok("db", "upgrade")
+    first = ok("demo")
+    programme, _, enterprise, _ = _demo_ids(first)
+    issued = _call(cli_database, _demo_keys(first)["operator"], "POST", "/v1/vouchers",
+                   {"programme_id": programme, "enterprise_id": enterprise, "face_value": 100_000})
+    assert issued.status_code == 201, issued.text
+    second = ok("demo")
+    assert re.search(r"voucher\s+(\S+)", first).group(1) == re.search(r"voucher\s+(\S+)", second).group(1)  # type: ignore[union-attr]
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="production runs on PostgreSQL only")
+def test_the_demo_is_never_loaded_in_production(cli_database: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    ok("db", "upgrade")
+    monkeypatch.setenv("VOUCHER_ENVIRONMENT", "production")
+    monkeypatch.setenv("VOUCHER_AUDIT_SIGNING_KEY", base64.b64encode(b"k" * 32).decode())
+    get_settings.cache_clear()
+    result = voucher("demo")
+    assert result.exit_code == 2 and "never loaded in production" in result.output, result.output
+    assert _count(cli_database, "SELECT count(*) FROM programme") == 0
+
+
+@pytest.mark.parametrize(("settings", "said"), [
+    ({"console_secret": "short"}, "VOUCHER_CONSOLE_SECRET must be at least 32 characters"),
+    ({"environment": "prod"}, "VOUCHER_ENVIRONMENT: Input should be"),
+    ({"audit_signing_key": "not base64!"}, "VOUCHER_AUDIT_SIGNING_KEY must be base64"),
+])
+def test_a_refused_setting_is_named_in_the_one_line_error(settings: dict[str, str], said: str) -> None:
+    """It had been pydantic's "1 validation error for Settings", the variable and the reason
+    only in a DEBUG traceback (found by an independent review)."""
+    from pydantic import ValidationError
+
+    from services.voucher.cli import _one_line
+
+    with pytest.raises(ValidationError) as refused:
+        Settings(**settings)  # type: ignore[arg-type]
+    line = _one_line(refused.value)
+    assert said in line and "\n" not in line, line
+
+
+def test_db_downgrade_minus_one_steps_back_one_revision(cli_database: str) -> None:
+    """The help's own example, `-1`, had been read as an unknown option."""
+    script = ScriptDirectory.from_config(alembic_config(cli_database))
+    ok("db", "upgrade")
+    head = script.get_revision(script.get_current_head())
+    assert f"database at {head.down_revision}" in ok("db", "downgrade", "-1")
+    assert "database at head" in ok("db", "upgrade")
 
 
 def test_enterprise_key_without_enterprise_id_is_refused_with_a_reason(cli_database: str) -> None:

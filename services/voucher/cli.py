@@ -16,7 +16,7 @@ import typer.core
 
 from services.voucher.apikeys.rules import Role
 from services.voucher.clock import SandboxClock, system_clock
-from services.voucher.settings import Settings, get_settings
+from services.voucher.settings import Settings, get_settings, sync_database_url
 
 _type_column = typer.core.TyperOption.display_type_rich
 
@@ -138,14 +138,22 @@ def db_upgrade(revision: Annotated[str, typer.Argument(metavar="REVISION", help=
     typer.echo(f"database at {revision}")
 
 
-@db_app.command("downgrade")
+@db_app.command("downgrade", context_settings={"ignore_unknown_options": True})  # -1 is a revision, not an option
 def db_downgrade(revision: Annotated[str, typer.Argument(metavar="REVISION")], database_url: DatabaseUrl = None) -> None:
     """Revert migrations down to REVISION (e.g. -1 or base)."""
     _use_database(database_url)
     from alembic import command
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import create_engine
 
     command.downgrade(alembic_config(), revision)
-    typer.echo(f"database at {revision}")
+    engine = create_engine(sync_database_url(get_settings().database_url))
+    try:
+        with engine.connect() as connection:
+            now_at = MigrationContext.configure(connection).get_current_revision()
+    finally:
+        engine.dispose()
+    typer.echo(f"database at {now_at or 'base (no schema)'}")
 
 
 @db_app.command("current")
@@ -519,8 +527,13 @@ def export(
 
 @app.command("demo")
 def demo(database_url: DatabaseUrl = None) -> None:
-    """Load the demo programme office and print fresh demo API keys (one per role)."""
+    """Load the demo programme office and print fresh demo API keys (one per role). Refused in
+    production: it opens two programmes with budgets and makes full-power keys."""
     _use_database(database_url)
+    if get_settings().environment == "production":
+        typer.echo("error: the demo is never loaded in production (VOUCHER_ENVIRONMENT=production): it would open "
+                   "two funded programmes and make full-power keys in the real audit trail", err=True)
+        raise typer.Exit(EXIT_COULD_NOT_RUN)
     from services.voucher import demo as demo_data
 
     async def load(session: Any) -> Any:
@@ -581,6 +594,9 @@ def _one_line(exc: BaseException) -> str:
     """What went wrong, in one line, with no password in it."""
     from sqlalchemy.exc import DBAPIError, NoSuchModuleError, OperationalError, ProgrammingError
 
+    settings_error = _settings_error(exc)
+    if settings_error is not None:
+        return settings_error
     url = os.environ.get("DATABASE_URL") or os.environ.get("VOUCHER_DATABASE_URL") or ""
     where = re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url) or "the default database"
     first = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0]
@@ -589,6 +605,29 @@ def _one_line(exc: BaseException) -> str:
     if isinstance(exc, DBAPIError | NoSuchModuleError | OSError | ConnectionError):
         return f"cannot open the database {where}: {first}"
     return f"{type(exc).__name__}: {first}"
+
+
+def _settings_error(exc: BaseException) -> str | None:
+    """A setting the environment gives that the service refuses, named as the operator sets it
+    (`VOUCHER_...`) with the reason: never pydantic's count of errors alone."""
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
+    from services.voucher.settings import Settings
+
+    if isinstance(exc, SettingsError):  # a value that is not even JSON, for a setting that takes JSON
+        named = re.search(r'field "([^"]+)"', str(exc))
+        name = f"VOUCHER_{named.group(1).upper()}" if named else "a VOUCHER_ setting"
+        return f"{name} cannot be read: {str(exc.__cause__ or exc).splitlines()[0]}"
+    if not isinstance(exc, ValidationError) or exc.title != Settings.__name__:
+        return None
+    parts = []
+    for error in exc.errors(include_url=False, include_input=False):
+        field = str(error["loc"][0]) if error.get("loc") else ""
+        name = "DATABASE_URL" if field == "database_url" else f"VOUCHER_{field.upper()}"
+        reason = str(error.get("msg", "")).removeprefix("Value error, ")
+        parts.append(reason if not field or reason.startswith(("VOUCHER_", "DATABASE_URL")) else f"{name}: {reason}")
+    return "refused setting: " + "; ".join(parts)
 
 
 def main() -> None:

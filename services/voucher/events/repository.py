@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, func, or_, select, text, update
+from sqlalchemy import BigInteger, Select, and_, bindparam, cast, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -125,7 +125,7 @@ async def expiring(session: AsyncSession, start: Any, end: Any, limit: int) -> l
               .correlate(V).scalar_subquery())
     statement = (
         select(V.c.id, V.c.programme_id, V.c.enterprise_id, V.c.expires_at, V.c.face_value, V.c.unit,
-               (A.c.balance + lapsed).label("available"))
+               cast(A.c.balance + lapsed, BigInteger).label("available"))  # a sum is numeric on PostgreSQL
         .join(A, A.c.id == V.c.available_account_id)
         .where(V.c.status == "active", V.c.expires_at > start, V.c.expires_at <= end, ~warned)
         .order_by(V.c.expires_at, V.c.id)
