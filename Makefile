@@ -25,12 +25,13 @@ $(STAMP): requirements.lock requirements-dev.lock pyproject.toml clients/python/
 
 ## migrate the embedded database ./var/voucher.db, load the demo, print demo keys, serve on
 ## 127.0.0.1:8000 (HOST=, PORT= to change) in sandbox mode (errors in zh-CN unless a request asks
-## for English or VOUCHER_DEFAULT_LANGUAGE says otherwise)
+## for English or VOUCHER_DEFAULT_LANGUAGE says otherwise; webhooks may reach this machine)
 run: install
 	DATABASE_URL=$(RUN_DATABASE_URL) $(BIN)/voucher db upgrade
 	DATABASE_URL=$(RUN_DATABASE_URL) VOUCHER_SANDBOX=$${VOUCHER_SANDBOX:-true} $(BIN)/voucher demo
 	DATABASE_URL=$(RUN_DATABASE_URL) VOUCHER_DEFAULT_LANGUAGE=$${VOUCHER_DEFAULT_LANGUAGE:-zh-CN} \
 	  VOUCHER_WORKER_IN_PROCESS=$${VOUCHER_WORKER_IN_PROCESS:-true} VOUCHER_SANDBOX=$${VOUCHER_SANDBOX:-true} \
+	  VOUCHER_WEBHOOK_ALLOWED_NETWORKS="$${VOUCHER_WEBHOOK_ALLOWED_NETWORKS:-[\"127.0.0.0/8\"]}" \
 	  $(BIN)/voucher serve --host $(HOST) --port $(PORT)
 
 serve: install
