@@ -162,7 +162,9 @@ def test_an_amount_a_person_types_is_read_exactly_or_refused() -> None:
                         ("１２", "CNY"), ("1.5", "TOKEN"), ("¥1", "GPU_HOUR"), (str(MAX_AMOUNT), "CNY"),
                         # a decimal comma is not a thousands separator: "12,50" was read as ¥1,250.00
                         ("12,50", "CNY"), ("1,2345", "CNY"), ("1,234,56", "CNY"), (",123", "CNY"),
-                        ("1,,234", "CNY"), ("1 2", "TOKEN"), ("12,5", "GPU_HOUR"), ("1.234,56", "CNY")):
+                        ("1,,234", "CNY"), ("1 2", "TOKEN"), ("12,5", "GPU_HOUR"), ("1.234,56", "CNY"),
+                        # nor is a first group of 0: "0,500" GPU-hours had been read as 500, not a half
+                        ("0,500", "GPU_HOUR"), ("0,250", "CNY"), ("00,750", "GPU_HOUR"), ("0 500", "TOKEN")):
         with pytest.raises(ValueError):
             parse_major(typed, unit)
 

@@ -104,9 +104,10 @@ def percent(bps: int) -> str:
     return f"{whole}%" if rest == 0 else f"{whole}.{rest:02d}".rstrip("0") + "%"
 
 
-#: The whole part of a typed amount: plain digits, or groups of three after the first, each
+#: The whole part of a typed amount: plain digits, or groups of three after a first group that
+#: does not start with 0 ("0,500" is half of something written with a decimal comma), each
 #: after one separator (a comma, a space or a no-break space).
-_WHOLE = re.compile(r"[0-9]+|[0-9]{1,3}(?:[, \u00a0][0-9]{3})+")
+_WHOLE = re.compile(r"[0-9]+|[1-9][0-9]{0,2}(?:[, \u00a0][0-9]{3})+")
 
 
 def parse_major(text: str, unit: Unit | str) -> int:

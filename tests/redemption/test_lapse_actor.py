@@ -7,6 +7,7 @@ import uuid
 import httpx
 import pytest
 from sqlalchemy import select
+from sqlmodel import col
 
 from services.voucher.tables import AuditEvent
 from tests.support import auth, create, make_key, provider_payload
@@ -49,3 +50,22 @@ async def test_release_of_a_lapsed_hold_is_not_attributed_to_another_provider(
         f"P's hold.expired attributed to provider Q: role={event.actor_role} principal={event.actor_principal_id} "
         f"key={event.actor_key_id} idempotency_key={event.idempotency_key}")
     assert event.idempotency_key != "q-hold-1"
+
+
+async def test_a_providers_own_void_of_its_lapsed_hold_stays_the_providers(app, world: World, clock) -> None:
+    """Voiding that very hold is the provider's act, and its retry replays it: the event names
+    the provider and its Idempotency-Key, with its words, though the hold had lapsed (a review
+    of the change above found it recorded as the system's)."""
+    voucher = await world.issue(10_000_000)
+    hold = (await world.hold(voucher, 1_000_000, order="PO-L")).json()
+    clock.advance(seconds=1801)  # the TTL has passed; no job ran
+    voided = await world.post(f"/v1/redemptions/{hold['id']}/void", {"reason": "customer cancelled"}, idem="void-PO-L")
+    assert voided.status_code == 200, voided.text
+    async with app.state.database.unit_of_work(write=False) as session:
+        placed = (await session.execute(select(AuditEvent).where(
+            AuditEvent.action == "hold.placed", AuditEvent.resource_id == uuid.UUID(hold["id"])))).scalar_one()
+        event = (await session.execute(select(AuditEvent).where(
+            AuditEvent.resource_id == uuid.UUID(hold["id"]),
+            col(AuditEvent.action).in_(["hold.expired", "hold.voided"])))).scalar_one()
+    assert event.action == "hold.expired" and event.after["note"] == "customer cancelled", event.after
+    assert event.actor_principal_id == placed.actor_principal_id and event.idempotency_key == "void-PO-L"

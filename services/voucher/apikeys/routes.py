@@ -52,7 +52,10 @@ def _public(key: ApiKey, principal: Principal, now: datetime) -> ApiKeyPublic:
     )
 
 
-def _created(issued: service.IssuedKey, now: datetime) -> ApiKeyCreated:
+def _created(issued: service.IssuedKey, now: datetime, response: Response) -> ApiKeyCreated:
+    """The new key with its secret, shown this once: no cache may keep the answer (nor its
+    replay: Cache-Control is replayed with an Idempotency-Key's answer)."""
+    response.headers["Cache-Control"] = "no-store"
     return ApiKeyCreated(**_public(issued.key, issued.principal, now).model_dump(), key=issued.secret)
 
 
@@ -100,6 +103,7 @@ async def create_api_key(
     now: Now,
     actor: Annotated[Actor, Depends(require(Scope.KEYS_WRITE))],
     settings: Annotated[Settings, Depends(get_settings)],
+    response: Response,
 ) -> ApiKeyCreated:
     issued = await service.issue_key(
         session,
@@ -115,7 +119,7 @@ async def create_api_key(
         created_by=actor,
         max_live_keys=settings.max_live_keys_per_principal,
     )
-    return _created(issued, now)
+    return _created(issued, now, response)
 
 
 @router.get(
@@ -209,7 +213,7 @@ async def rotate_api_key(
     issued = await service.rotate_key(session, actor, key_id, body.grace_seconds, now,
                                       max_live_keys=settings.max_live_keys_per_principal)
     response.headers["Location"] = f"/v1/api-keys/{issued.key.id}"
-    return _created(issued, now)
+    return _created(issued, now, response)
 
 
 def _need_key_management(actor: Actor) -> None:

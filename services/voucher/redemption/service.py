@@ -415,20 +415,21 @@ async def _void(session: AsyncSession, locks: repository.HoldLocks, reason: Void
     assert voucher is not None and held is not None
     locked = await _counters_of(session, locks)
     writes = _Writes(session, now)
-    await _release(writes, voucher, held, reason, now, locked, note=note)
+    await _release(writes, voucher, held, reason, now, locked, note=note, asked=True)
     await _settle(writes, _after(voucher, available=held.held_amount, held=-held.held_amount), now)
     await writes.send(deferred=deferred)
 
 
 async def _release(writes: _Writes, voucher: VoucherState, held: Hold, reason: VoidReason, now: datetime,
-                   locked: repository.Locked, *, note: str | None = None) -> None:
+                   locked: repository.Locked, *, note: str | None = None, asked: bool = False) -> None:
     """Return the whole held amount to the voucher and take it (and its spend) off the order
     and the period. `note`: the words of whoever voided it, if they gave any. A hold that
-    lapsed is released as the system's doing (`audit.as_system`), whichever request posts it:
-    the next hold on its voucher may be another provider's, and retrying that request would
-    not redo the release."""
+    lapsed is released as the system's doing (`audit.as_system`) when another operation only
+    posts it — the next hold on its voucher may be another provider's, and retrying that
+    request would not redo the release — but as the caller's when the caller voided that very
+    hold (`asked`: its void, and its retry, are the caller's act)."""
     lapsed = reason in decide.LAPSES  # its TTL passed or its voucher expired: announced either way
-    with audit.as_system() if lapsed else nullcontext():
+    with audit.as_system() if lapsed and not asked else nullcontext():
         await _post_release(writes, voucher, held, reason, now, locked, lapsed=lapsed, note=note)
 
 
