@@ -22,7 +22,16 @@ from sqlalchemy.exc import DBAPIError
 from services.voucher.settings import sync_database_url
 from tests.conftest import ENGINE
 from tests.console.test_operator import submit
-from tests.settlement.test_routes import _paid, statement, world  # noqa: F401 (world: the fixture)
+from tests.settlement.test_routes import (  # noqa: F401 (world: the fixture)
+    _paid,
+    moved,
+    redeem,
+    refund,
+    settled,
+    statement,
+    utc,
+    world,
+)
 from tests.support import auth
 from tests.world import World
 
@@ -140,3 +149,56 @@ async def test_a_settlement_is_never_truncated(
     finally:
         engine.dispose()
     assert (await statement(world, settlement))["lines"] == lines
+
+
+@pytest.mark.audit_tampered
+@pytest.mark.skipif(ENGINE != "sqlite", reason="UPDATE OR REPLACE is SQLite's")
+async def test_an_update_taking_a_sealed_events_seq_is_refused(
+        client: httpx.AsyncClient, world: World, database_url: str) -> None:  # noqa: F811
+    """UPDATE OR REPLACE resolves a collision as INSERT OR REPLACE does: sealing an unsealed
+    event with a sealed one's seq had deleted the sealed one (a review of this migration's first
+    form)."""
+    sealed = await client.post("/v1/audit/checkpoints", json={}, headers=auth(world.auditor, **{"Idempotency-Key": "c"}))
+    assert sealed.status_code == 201, sealed.text
+    await submit(client, world)  # events not sealed yet
+    engine = create_engine(sync_database_url(database_url))
+    try:
+        with engine.connect() as conn:
+            victim = conn.execute(text("SELECT id, seq, chain_hash FROM audit_event WHERE seq IS NOT NULL "
+                                       "ORDER BY seq LIMIT 1")).one()
+            unsealed = conn.execute(text("SELECT id FROM audit_event WHERE seq IS NULL LIMIT 1")).scalar_one()
+            with pytest.raises(DBAPIError, match="never replaced"):
+                conn.execute(text("UPDATE OR REPLACE audit_event SET seq = :s, chain_hash = :h WHERE id = :u"),
+                             {"s": victim.seq, "h": victim.chain_hash, "u": unsealed})
+            conn.rollback()
+            assert conn.execute(text("SELECT count(*) FROM audit_event WHERE id = :v"), {"v": victim.id}).scalar() == 1
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.skipif(ENGINE != "sqlite", reason="UPDATE OR REPLACE is SQLite's")
+async def test_a_cancelled_settlement_made_live_again_cannot_take_the_paid_ones_place(
+        client: httpx.AsyncClient, world: World, clock: Any, database_url: str) -> None:  # noqa: F811
+    voucher = await world.issue(100_000_000)
+    captured = await redeem(world, clock, "2026-03-02T01:00:00+00:00", voucher, 1_000_000, "PO-1")
+    await refund(world, clock, "2026-03-02T02:00:00+00:00", captured, 1_000)
+    clock.current = utc("2026-03-03T01:00:00+00:00")
+    cancelled = (await settled(world, "2026-03-02", "2026-03-02"))["id"]
+    await moved(world, cancelled, "cancel", "cancelled")
+    paid = (await settled(world, "2026-03-02", "2026-03-02"))["id"]
+    for action, status in (("submit", "submitted"), ("approve", "approved"), ("pay", "paid")):
+        await moved(world, paid, action, status)
+    lines = (await statement(world, paid))["lines"]
+    engine = create_engine(sync_database_url(database_url))
+    try:
+        with engine.connect() as conn:
+            for sql in ("UPDATE OR REPLACE settlement SET status = 'draft' WHERE id = :c",
+                        "UPDATE OR REPLACE settlement_item SET released_at = NULL WHERE settlement_id = :c"):
+                with pytest.raises(DBAPIError, match="never replaced"):
+                    conn.execute(text(sql), {"c": cancelled.replace("-", "")})
+                conn.rollback()
+    finally:
+        engine.dispose()
+    assert (await statement(world, paid))["lines"] == lines
+    read = await client.get(f"/v1/settlements/{paid}", headers=auth(world.operator))
+    assert read.json()["status"] == "paid", read.text
