@@ -283,7 +283,8 @@ async def test_an_operator_approves_a_confirmed_settlement_and_records_its_payme
     await page.wait_for_load_state()
     assert await page.locator("#settlement-status").get_attribute("data-status") == "approved"
     await page.get_by_label("银行付款流水号").fill("ICBC-20260305-0001")
-    await page.get_by_label("付款日期").fill("2026-03-05")
+    # the day the form offers is the service's today (the day it was approved, or later): kept
+    assert await page.get_by_label("付款日期").input_value() >= "2026-03-03"
     await page.get_by_role("button", name="登记付款").click()
     await page.wait_for_load_state()
     assert await page.locator("#settlement-status").get_attribute("data-status") == "paid"

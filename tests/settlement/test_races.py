@@ -162,7 +162,7 @@ async def test_racing_payments_pay_once(app, world: World, server: LiveServer) -
     sid = created.json()["id"]
     assert (await world.post(f"/v1/settlements/{sid}/submit", {})).status_code == 200
     assert (await world.post(f"/v1/settlements/{sid}/approve", {}, key=world.operator)).status_code == 200
-    pay = {"reference": "ICBC-1", "paid_on": day.isoformat()}
+    pay = {"reference": "ICBC-1", "paid_on": (day + timedelta(days=1)).isoformat()}  # the day it was approved
     responses = await storm(server, [
         (f"/v1/settlements/{sid}/pay", pay, auth(world.operator, **{"Idempotency-Key": str(uuid.uuid4())}))
         for _ in range(PARALLEL)])

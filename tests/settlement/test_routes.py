@@ -913,7 +913,10 @@ async def test_a_programme_is_archived_only_once_nothing_can_be_spent_and_nothin
     for action, status in (("submit", "submitted"), ("approve", "approved")):
         await moved(world, settlement["id"], action, status)
     await refused(0, 300_000)
-    await moved(world, settlement["id"], "pay", "paid")
+    paid_on = clock().astimezone(ZoneInfo("Asia/Shanghai")).date().isoformat()  # approved today
+    paid = await world.post(f"/v1/settlements/{settlement['id']}/pay", {"reference": "ICBC-1", "paid_on": paid_on},
+                            key=world.operator)
+    assert paid.status_code == 200 and paid.json()["status"] == "paid", paid.text
     archived = await world.post(f"{programme}/archive", key=world.operator)
     assert archived.status_code == 200 and archived.json()["status"] == "archived", archived.text
     again = await world.hold(voucher, 1_000_000, order="AR-2", path="/v1/redemptions")
@@ -965,3 +968,18 @@ async def settled_for(world: World, day: str, provider: dict[str, Any]) -> dict[
     response = await settle(world, day, day, provider=provider)
     assert response.status_code == 201, response.text
     return response.json()  # type: ignore[no-any-return]
+
+
+async def test_a_payment_is_never_recorded_as_made_before_the_approval(world: World, clock) -> None:
+    """Any day had been taken (a review recorded a payment on 1999-01-01 for a 2027 period)."""
+    v = await world.issue(100_000_000)
+    await redeem(world, clock, "2026-03-02T01:00:00+00:00", v, 1_000_000, "PO-1")
+    clock.current = utc("2026-03-03T01:00:00+00:00")
+    sid = (await settled(world, "2026-03-02", "2026-03-02"))["id"]
+    for action, status in (("submit", "submitted"), ("approve", "approved")):
+        await moved(world, sid, action, status)
+    early = await world.post(f"/v1/settlements/{sid}/pay", {"reference": "ICBC-1", "paid_on": "2026-03-02"},
+                             key=world.operator)
+    problem = assert_problem(early, 422, "validation_failed")
+    assert [e["pointer"] for e in problem["errors"]] == ["/paid_on"] and "2026-03-03" in problem["errors"][0]["message"]
+    assert (await moved(world, sid, "pay", "paid"))["paid_on"] == "2026-03-10"

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "3209dc620cc39636b6eb6558c27ec98820f37e70b202f5456a80d3bb0eb0c792"
+DOCUMENT_SHA256 = "a59c5dbde4758f109f1212989f3fcda67b76029b06eefb591077d447433fbefb"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

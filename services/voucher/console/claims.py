@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from services.voucher.console.api import Refusal
-from services.voucher.console.web import PageError, form_key, now_of, redirect, signed_in, zone_of
+from services.voucher.console.web import PageError, form_key, redirect, signed_in, zone_of
 from services.voucher.i18n import msg
 from services.voucher.money import parse_major, typed_example
 
@@ -40,7 +40,7 @@ def install(console: FastAPI) -> None:
         provider = await page.api.get(f"/v1/providers/{found['provider_id']}")
         return page.render("operator/claim.html", status=status, claim=found, programme=programme,
                            enterprise=enterprise, provider=provider, error=error, values=values or {},
-                           today=now_of(request).astimezone(zone_of(request)).date().isoformat(),
+                           today=page.service_now.astimezone(zone_of(request)).date().isoformat(),
                            form_key=str(uuid.uuid4()))
 
     @console.get("/operator/claims/{claim_id}")

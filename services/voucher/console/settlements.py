@@ -13,7 +13,6 @@ from services.voucher.console.api import Refusal
 from services.voucher.console.web import (
     PageError,
     form_key,
-    now_of,
     passthrough,
     redirect,
     signed_in,
@@ -80,7 +79,7 @@ def install(console: FastAPI) -> None:
         provider = await page.api.get(f"/v1/providers/{found['provider_id']}")
         return page.render("operator/settlement.html", status=status, settlement=found, statement=statement,
                            programme=programme, provider=provider, error=error, values=values or {},
-                           today=now_of(request).astimezone(zone_of(request)).date().isoformat(),
+                           today=page.service_now.astimezone(zone_of(request)).date().isoformat(),
                            form_key=str(uuid.uuid4()))
 
     @console.get("/operator/settlements/{settlement_id}")

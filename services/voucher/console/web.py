@@ -137,6 +137,12 @@ class Page:
         return str(self.me["role"])
 
     @property
+    def service_now(self) -> datetime:
+        """The time the service's rules use (`/v1/me`): the sandbox clock in sandbox mode, where
+        the console's own clock (sessions) stays real time."""
+        return datetime.fromisoformat(str(self.me["now"]).replace("Z", "+00:00"))
+
+    @property
     def csrf_token(self) -> str:
         return self.sessions.csrf_token(self.session.session_id)
 

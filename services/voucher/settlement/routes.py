@@ -279,9 +279,10 @@ async def approve_settlement(settlement_id: uuid.UUID, session: Session, now: No
     "payment of an approved settlement with its reference and date. The total moves from the provider's payable to "
     "paid in one ledger journal and the settlement becomes immutable; audit events `settlement.paid` (also "
     "announced to events and webhooks) and `ledger.posted`. Refused with `not_found`, `invalid_transition` (not "
-    "approved) or an Idempotency-Key conflict.",
+    "approved), `validation_failed` (`paid_on` before the day it was approved, Beijing time) or an "
+    "Idempotency-Key conflict.",
              summary="Record the payment: the total moves from payable to paid; immutable afterwards",
-             response_model=SettlementPublic, responses=responses(*AUTH_ERRORS, *MOVE),
+             response_model=SettlementPublic, responses=responses(*AUTH_ERRORS, *MOVE, errors.ValidationFailed),
              dependencies=[Depends(idempotent(Scope.SETTLEMENTS_WRITE, required=True))])
 async def pay_settlement(settlement_id: uuid.UUID, body: Payment, session: Session, now: Now,
                          actor: Writer) -> SettlementPublic:

@@ -133,3 +133,14 @@ def period_problems(first_day: date, last_day: date, today: date) -> list[tuple[
         problems.append(("period_end", msg("only days that are over can be settled "
                                            "(the period must end before today)")))
     return problems
+
+
+def payment_day_problem(paid_on: date, approved_at: datetime | None) -> Message | None:
+    """What is wrong with the day a payment is recorded as made, if anything: a settlement is
+    paid once it is approved (days in Asia/Shanghai), so a statement never shows a payment older
+    than its approval (a review recorded one on 1999-01-01)."""
+    zone = ZoneInfo(PERIOD_ZONE)
+    if approved_at is not None and paid_on < approved_at.astimezone(zone).date():
+        return msg("the payment day {paid_on} is before the settlement was approved ({approved}, Beijing time)",
+                   paid_on=paid_on.isoformat(), approved=approved_at.astimezone(zone).date().isoformat())
+    return None

@@ -44,6 +44,7 @@ from services.voucher.settlement.rules import (
     SettlementStatus,
     check_transition,
     month_after,
+    payment_day_problem,
     period_bounds,
     period_problems,
     settle_window,
@@ -215,6 +216,9 @@ async def pay(session: AsyncSession, actor: Actor, settlement_id: uuid.UUID, *, 
     """Record the bank payment and move the total from the provider's payable to paid."""
     settlement = await get(session, actor, settlement_id, for_update=True)
     check_transition(S(settlement.status), S.PAID)
+    problem = payment_day_problem(paid_on, settlement.approved_at)
+    if problem is not None:
+        raise ValidationFailed([field_error("paid_on", problem)])
     accounts = await ledger.ensure_provider_accounts(session, settlement.provider_id, settlement.programme_id,
                                                      settlement.unit, now)
     if settlement.total:
