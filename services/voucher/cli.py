@@ -569,6 +569,12 @@ def serve(
     settings = get_settings()
     _ensure_sqlite_dir(settings.database_url)
     loop = "uvloop" if sys.platform != "win32" else "asyncio"
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        typer.echo("warning: several workers without PROMETHEUS_MULTIPROC_DIR: each /metrics scrape sees one "
+                   "worker's counts (set it to an empty directory)", err=True)
+    if workers > 1 and settings.console_secret is None and settings.environment != "production":
+        typer.echo("warning: several workers without VOUCHER_CONSOLE_SECRET: each worker makes its own, so a "
+                   "console session works on one worker only (set one of 32+ characters)", err=True)
     typer.echo(f"API on http://{host}:{port}/v1  docs on http://{host}:{port}/docs")
     serving.run(
         "services.voucher.asgi:app",
