@@ -66,12 +66,17 @@ async def test_a_capture_that_waited_on_the_order_is_refused_once_another_hold_t
             assert first.status_code == 201, first.text
             assert first.json()["held_amount"] == 600_000  # the whole 60 % ceiling of the order
             lapses = datetime.fromisoformat(first.json()["hold_expires_at"])
-            async with engine.connect() as locker, engine.connect() as watcher, \
-                    httpx.AsyncClient(base_url=server.url, timeout=60) as http:
-                await locker.begin()
-                # The first hold's voucher (a capture's first lock) and the order's row.
-                await locker.execute(text("SELECT 1 FROM voucher WHERE id = :id FOR UPDATE"), {"id": uuid.UUID(a["id"])})
-                await locker.execute(text("SELECT 1 FROM order_subsidy WHERE order_reference = 'SHARED' FOR UPDATE"))
+            async with engine.connect() as voucher_lock, engine.connect() as order_lock, \
+                    engine.connect() as watcher, httpx.AsyncClient(base_url=server.url, timeout=60) as http:
+                # The first hold's voucher (a capture's first lock) and the order's row, each held
+                # from a connection of its own, so that they are let go one after the other: the
+                # second hold waits on the order (an upsert, which waits on the holder's
+                # transaction, not in a queue), and once it has committed, the capture goes on.
+                await voucher_lock.begin()
+                await voucher_lock.execute(text("SELECT 1 FROM voucher WHERE id = :id FOR UPDATE"),
+                                           {"id": uuid.UUID(a["id"])})
+                await order_lock.begin()
+                await order_lock.execute(text("SELECT 1 FROM order_subsidy WHERE order_reference = 'SHARED' FOR UPDATE"))
                 capture = asyncio.create_task(http.post(
                     f"/v1/redemptions/{first.json()['id']}/capture", json={},
                     headers=auth(world.provider_key, **{"Idempotency-Key": "capture-a"})))
@@ -80,9 +85,11 @@ async def test_a_capture_that_waited_on_the_order_is_refused_once_another_hold_t
                 await asyncio.sleep(max(0.0, (lapses - datetime.now(UTC)).total_seconds()) + 0.2)
                 second = asyncio.create_task(http.post("/v1/redemptions/holds", json=body, headers=auth(
                     world.provider_key, **{"Idempotency-Key": "hold-b"})))
-                await _waiting(watcher, 2)  # after the TTL, queued on the order's row first
-                await locker.commit()
-                captured, held = await asyncio.gather(capture, second)
+                await _waiting(watcher, 2)  # after the TTL, on the order's row
+                await order_lock.commit()
+                held = await second  # the room the lapsed hold left is taken
+                await voucher_lock.commit()
+                captured = await capture
     finally:
         await engine.dispose()
 
