@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import BigInteger, Select, and_, bindparam, cast, func, or_, select, text, update
+from sqlalchemy import BigInteger, Select, and_, bindparam, cast, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -13,8 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.voucher import pending
 from services.voucher.db import dialect_name, table_of
 from services.voucher.driver import insert_rows
-from services.voucher.redemption.repository import is_lapsed_hold
-from services.voucher.tables import DEDUPED, LedgerAccount, OutboxEvent, Redemption, Voucher
+from services.voucher.tables import DEDUPED, LedgerAccount, OutboxEvent, Voucher
+from services.voucher.vouchers.repository import EXPIRED_HELD
 
 E = table_of(OutboxEvent)
 #: pg_advisory_xact_lock key of the publisher ("outbox" in ASCII): one publisher at a time.
@@ -116,16 +116,13 @@ async def expiring(session: AsyncSession, start: Any, end: Any, limit: int) -> l
     On PostgreSQL the vouchers are locked and a voucher another worker holds is skipped, so two
     workers at once take disjoint sets (the dedupe key still makes a second warning a no-op);
     a voucher skipped because a redemption held it is warned on the next run."""
-    V, A, R = table_of(Voucher), table_of(LedgerAccount), table_of(Redemption)
+    V, A = table_of(Voucher), table_of(LedgerAccount)
     warned = select(E.c.id).where(E.c.type == "voucher.expiring", E.c.resource_id == V.c.id).exists()
     # What holds that have lapsed still hold in the ledger is available, as every read shows it
     # (DESIGN §2), whether or not the expiry job has posted their release yet.
-    lapsed = (select(func.coalesce(func.sum(R.c.held_amount), 0))
-              .where(R.c.voucher_id == V.c.id, is_lapsed_hold(start, V.c.expires_at))
-              .correlate(V).scalar_subquery())
     statement = (
         select(V.c.id, V.c.programme_id, V.c.enterprise_id, V.c.expires_at, V.c.face_value, V.c.unit,
-               cast(A.c.balance + lapsed, BigInteger).label("available"))  # a sum is numeric on PostgreSQL
+               cast(A.c.balance + EXPIRED_HELD, BigInteger).label("available"))  # a sum is numeric on PostgreSQL
         .join(A, A.c.id == V.c.available_account_id)
         .where(V.c.status == "active", V.c.expires_at > start, V.c.expires_at <= end, ~warned)
         .order_by(V.c.expires_at, V.c.id)
@@ -133,5 +130,5 @@ async def expiring(session: AsyncSession, start: Any, end: Any, limit: int) -> l
     )
     if dialect_name(session) == "postgresql":
         statement = statement.with_for_update(of=V, skip_locked=True, key_share=True)
-    rows = await session.execute(statement)
+    rows = await session.execute(statement, {"now": start})
     return [dict(r._mapping) for r in rows.all()]

@@ -22,6 +22,7 @@ from starlette.types import Scope as Scope_
 from services.voucher.actor import Actor
 from services.voucher.apikeys.rules import Scope
 from services.voucher.errors import MalformedJson, PayloadTooLarge, RequestTimeout
+from services.voucher.http.problems import is_json
 from services.voucher.i18n import msg
 from services.voucher.settings import Settings
 
@@ -148,8 +149,7 @@ def json_defect(scope: Scope_, body: bytes) -> MalformedJson | None:
 def _sent_as_json(scope: Scope_) -> bool:
     for key, value in scope.get("headers", ()):
         if key == b"content-type":
-            kind, _, subtype = bytes(value).partition(b";")[0].strip().lower().partition(b"/")
-            return kind == b"application" and (subtype == b"json" or subtype.endswith(b"+json"))
+            return is_json(bytes(value).decode("latin-1").partition(";")[0].strip().lower())
     return True
 
 

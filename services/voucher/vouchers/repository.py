@@ -95,8 +95,8 @@ _AV, _HE, _US = (aliased(LedgerAccount) for _ in range(3))
 V = table_of(Voucher)
 # What the voucher's holds that have lapsed — past their TTL, or all of them once the voucher has
 # expired — still hold in the ledger (their release is posted by a job or the voucher's next
-# hold): read from live holds only (a partial index).
-_EXPIRED_HELD = (
+# hold): read from live holds only (a partial index). Bind `now`.
+EXPIRED_HELD = (
     select(func.coalesce(func.sum(Redemption.held_amount), 0))
     .where(col(Redemption.voucher_id) == V.c.id, is_lapsed_hold(bindparam("now"), V.c.expires_at))
     .correlate(V)
@@ -124,7 +124,7 @@ class VoucherRow(NamedTuple):
 
 _WITH_BALANCES = (
     select(*(V.c[name] for name in VoucherRow._fields),
-           col(_AV.balance) + _EXPIRED_HELD, col(_HE.balance) - _EXPIRED_HELD, col(_US.balance))
+           col(_AV.balance) + EXPIRED_HELD, col(_HE.balance) - EXPIRED_HELD, col(_US.balance))
     .join(_AV, col(_AV.id) == V.c.available_account_id)
     .join(_HE, col(_HE.id) == V.c.held_account_id)
     .join(_US, col(_US.id) == V.c.used_account_id)
@@ -167,7 +167,7 @@ async def balances_of(session: AsyncSession, vouchers: list[Voucher]) -> dict[uu
 
 
 async def expired_held_of(session: AsyncSession, vouchers: list[Voucher], now: datetime) -> dict[uuid.UUID, int]:
-    """Per voucher, what its lapsed holds still hold in the ledger (see `_EXPIRED_HELD`)."""
+    """Per voucher, what its lapsed holds still hold in the ledger (see `EXPIRED_HELD`)."""
     if not vouchers:
         return {}
     stmt = (
