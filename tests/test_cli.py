@@ -334,6 +334,13 @@ def test_worker_keys_list_and_export(cli_database: str, tmp_path: Path) -> None:
     assert voucher("export", "nope").exit_code == 2
     assert voucher("export", "redemptions", "--since", "2026-01-01").exit_code == 2  # no time zone
     assert voucher("export", "redemptions", "--account-id", "x").exit_code == 2  # no such option
+    # A malformed id is refused by the command line, before the database is opened, naming the argument.
+    for args, named in ((("keys", "revoke", "not-a-key-id"), "KEY_ID"),
+                        (("export", "redemptions", "--programme-id", "x"), "--programme-id"),
+                        (("keys", "create", "--role", "enterprise", "--enterprise-id", "42"), "--enterprise-id")):
+        refused = voucher(*args)
+        assert refused.exit_code == 2 and named in refused.output, (args, refused.output)
+        assert not isinstance(refused.exception, ValueError), refused.exception
 
 
 def test_every_command_has_help() -> None:

@@ -6,6 +6,7 @@ import asyncio
 import os
 import re
 import sys
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -170,14 +171,13 @@ def keys_create(
     role: Annotated[Role, typer.Option(help="operator, auditor, enterprise or provider")],
     name: Annotated[str, typer.Option(metavar="TEXT", help="What the key is for.")] = "cli",
     principal_name: Annotated[str, typer.Option(metavar="TEXT", help="Operator/auditor name.")] = "Programme office",
-    enterprise_id: Annotated[str | None, typer.Option(metavar="UUID", help="The enterprise an enterprise key acts for.")] = None,
-    provider_id: Annotated[str | None, typer.Option(metavar="UUID", help="The provider a provider key acts for.")] = None,
+    enterprise_id: Annotated[uuid.UUID | None, typer.Option(metavar="UUID", help="The enterprise an enterprise key acts for.")] = None,
+    provider_id: Annotated[uuid.UUID | None, typer.Option(metavar="UUID", help="The provider a provider key acts for.")] = None,
     expires_in_days: Annotated[int | None, typer.Option(min=1, metavar="DAYS", help="The key stops working after this many days.")] = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Create an API key and print it once (bootstraps the first operator key)."""
     _use_database(database_url)
-    import uuid
 
     from services.voucher.apikeys import service
     from services.voucher.errors import DomainError
@@ -190,8 +190,8 @@ def keys_create(
             name=name,
             now=now,
             principal_name=principal_name if role in (Role.OPERATOR, Role.AUDITOR) else None,
-            enterprise_id=uuid.UUID(enterprise_id) if enterprise_id else None,
-            provider_id=uuid.UUID(provider_id) if provider_id else None,
+            enterprise_id=enterprise_id,
+            provider_id=provider_id,
             expires_at=now + timedelta(days=expires_in_days) if expires_in_days else None,
         )
         return (f"id      {issued.key.id}\nprefix  {issued.key.prefix}\n"
@@ -206,20 +206,19 @@ def keys_create(
 
 @keys_app.command("revoke")
 def keys_revoke(
-    key_id: Annotated[str, typer.Argument(metavar="KEY_ID", help="The key's id (voucher keys list shows it).")],
+    key_id: Annotated[uuid.UUID, typer.Argument(metavar="KEY_ID", help="The key's id (voucher keys list shows it).")],
     reason: Annotated[str, typer.Option(metavar="TEXT", help="Recorded in the audit trail.")] = "revoked with the CLI",
     database_url: DatabaseUrl = None,
 ) -> None:
     """Revoke a key by id."""
     _use_database(database_url)
-    import uuid
 
     from services.voucher.actor import SYSTEM
     from services.voucher.apikeys import service
     from services.voucher.errors import DomainError
 
     async def work(session: Any) -> None:
-        await service.revoke_key(session, SYSTEM, uuid.UUID(key_id), reason, await _now(session))
+        await service.revoke_key(session, SYSTEM, key_id, reason, await _now(session))
 
     try:
         _run(work)
@@ -454,10 +453,10 @@ def export(
     output: Annotated[Path, typer.Option("--output", "-o", metavar="FILE",
                                          help="File to write ('-' for stdout; not for xlsx).")] = Path("-"),
     format: Annotated[str, typer.Option("--format", metavar="FORMAT", help="jsonl, csv or xlsx")] = "jsonl",  # noqa: A002
-    programme_id: Annotated[str | None, typer.Option(metavar="UUID", help="Only this programme's rows.")] = None,
-    enterprise_id: Annotated[str | None, typer.Option(metavar="UUID", help="Only this enterprise's rows.")] = None,
-    provider_id: Annotated[str | None, typer.Option(metavar="UUID", help="Only this provider's rows.")] = None,
-    voucher_id: Annotated[str | None, typer.Option(metavar="UUID", help="Only this voucher's rows.")] = None,
+    programme_id: Annotated[uuid.UUID | None, typer.Option(metavar="UUID", help="Only this programme's rows.")] = None,
+    enterprise_id: Annotated[uuid.UUID | None, typer.Option(metavar="UUID", help="Only this enterprise's rows.")] = None,
+    provider_id: Annotated[uuid.UUID | None, typer.Option(metavar="UUID", help="Only this provider's rows.")] = None,
+    voucher_id: Annotated[uuid.UUID | None, typer.Option(metavar="UUID", help="Only this voucher's rows.")] = None,
     since: Annotated[str | None, typer.Option(metavar="TIME", help="RFC 3339; rows at or after.")] = None,
     until: Annotated[str | None, typer.Option(metavar="TIME", help="RFC 3339; rows before.")] = None,
     database_url: DatabaseUrl = None,
@@ -466,7 +465,6 @@ def export(
     SHA-256, audit chain head) on stderr. Exit 2 for bad arguments."""
     _use_database(database_url)
     import json
-    import uuid
     from datetime import datetime
 
     from services.voucher.actor import SYSTEM
@@ -478,10 +476,10 @@ def export(
     try:
         chosen, fmt = Dataset(dataset), Format(format)
         filters = Filters(
-            programme_id=uuid.UUID(programme_id) if programme_id else None,
-            enterprise_id=uuid.UUID(enterprise_id) if enterprise_id else None,
-            provider_id=uuid.UUID(provider_id) if provider_id else None,
-            voucher_id=uuid.UUID(voucher_id) if voucher_id else None,
+            programme_id=programme_id,
+            enterprise_id=enterprise_id,
+            provider_id=provider_id,
+            voucher_id=voucher_id,
             since=datetime.fromisoformat(since) if since else None,
             until=datetime.fromisoformat(until) if until else None,
         )
