@@ -442,11 +442,6 @@ class NothingToSettle(Conflict):
     title = "The period has no unsettled captures or refunds"
 
 
-class NegativeSettlement(Conflict):
-    code = "negative_settlement"
-    title = "Refunds exceed captures in the period; they carry over to a later settlement"
-
-
 # -- claims ------------------------------------------------------------------------------------
 
 

@@ -577,7 +577,8 @@ class Settlement(SQLModel, table=True):
     __table_args__ = (
         CheckConstraint(_one_of("status", SettlementStatus), name="status_known"),
         CheckConstraint("period_end >= period_start", name="period_order"),
-        CheckConstraint("total >= 0 AND line_count > 0", name="totals"),
+        # A total below zero is a repayment: refunds of paid captures exceed the period's captures (0017).
+        CheckConstraint("line_count > 0", name="totals"),
         # One live settlement per provider, programme and period.
         Index(
             "uq_settlement_live_period",

@@ -474,7 +474,7 @@ async def walk_everything(w: Walk) -> None:
     await w.call("approve_settlement", f"{spath}/approve", operator, {"note": "ok"}, resource=s,
                  changes={"settlement.approved": ({"status": "submitted"}, {"status": "approved"})})
     await w.call("pay_settlement", f"{spath}/pay", operator,
-                 {"reference": "ICBC-20260310-000001", "paid_on": "2026-03-10"}, resource=s,
+                 {"reference": "ICBC-20260303-000001", "paid_on": "2026-03-03"}, resource=s,
                  changes={"settlement.paid": ({"status": "approved"}, {"status": "paid"})})
 
     # -- enterprise claims -------------------------------------------------------------------------
@@ -492,7 +492,7 @@ async def walk_everything(w: Walk) -> None:
     await w.call("approve_claim", f"{cpath}/approve", operator, {"amount": 500_000, "note": "one line not eligible"},
                  resource=("claim", paid["id"]),
                  changes={"claim.approved": ({"status": "under_review"}, {"status": "approved"})})
-    await w.call("pay_claim", f"{cpath}/pay", operator, {"reference": "ICBC-1", "paid_on": "2026-03-05"},
+    await w.call("pay_claim", f"{cpath}/pay", operator, {"reference": "ICBC-1", "paid_on": "2026-03-03"},
                  resource=("claim", paid["id"]),
                  changes={"claim.paid": ({"status": "approved"}, {"status": "paid"})})
     refused = await w.call("file_claim", "/v1/claims", ent, _claim(claimable, provider, 2), status=201)

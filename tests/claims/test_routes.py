@@ -69,11 +69,11 @@ async def test_full_lifecycle_pays_the_enterprise(world: World) -> None:
     assert approved.status_code == 200, approved.text
     assert (approved.json()["status"], approved.json()["approved_amount"]) == ("approved", 500_000)
     assert (await world.voucher(voucher["id"]))["balances"] == {"available": 9_500_000, "held": 0, "used": 500_000}
-    paid = await _step(world, claim, "pay", {"reference": "ICBC-1", "paid_on": "2026-03-05"})
+    paid = await _step(world, claim, "pay", {"reference": "ICBC-1", "paid_on": "2026-03-02"})
     assert paid.status_code == 200, paid.text
     assert (paid.json()["status"], paid.json()["payment_reference"]) == ("paid", "ICBC-1")
     for action, body in (("approve", None), ("reject", {"reason": "x"}), ("review", None),
-                         ("pay", {"reference": "again", "paid_on": "2026-03-06"})):
+                         ("pay", {"reference": "again", "paid_on": "2026-03-02"})):
         problem = assert_problem(await _step(world, claim, action, body), 409, "invalid_transition")
         assert problem["current_status"] == "paid"
     assert (await world.reconciliation())["is_clean"]
@@ -279,3 +279,46 @@ async def test_a_claim_rejected_for_a_wrong_amount_can_be_filed_again_corrected(
     assert corrected.status_code == 201, corrected.text
     assert corrected.json()["subsidy"] == 450_000
     assert (await world.voucher(voucher["id"]))["balances"] == {"available": 9_550_000, "held": 450_000, "used": 0}
+
+
+@pytest.mark.parametrize("paid_on", ["0001-01-01", "1999-01-01", "2026-03-01", "2026-03-03", "9999-12-31"])
+async def test_a_claims_payment_is_recorded_on_a_day_from_its_approval_to_today(
+        world: World, clock, paid_on: str) -> None:
+    """Approved on 2026-03-02 in Beijing, today: a payment before it, or not made yet, is
+    refused as a settlement's is (independent reviews recorded claims paid on 1999-01-01 and
+    9999-12-31), and the claim stays approved."""
+    voucher = await world.issue(10_000_000)
+    claim = (await _file(world, claim_body(world, voucher))).json()
+    for action in ("review", "approve"):
+        assert (await _step(world, claim, action)).status_code == 200
+    problem = assert_problem(await _step(world, claim, "pay", {"reference": "ICBC-1", "paid_on": paid_on}),
+                             422, "validation_failed")
+    assert [e["pointer"] for e in problem["errors"]] == ["/paid_on"]
+    assert (await world.client.get(f"/v1/claims/{claim['id']}", headers=auth(world.operator))).json()["status"] == (
+        "approved")
+    clock.advance(days=1)  # the day after the approval is a day it may have been paid on, once it has come
+    assert (await _step(world, claim, "pay", {"reference": "ICBC-1", "paid_on": "2026-03-03"})).status_code == 200
+
+
+@pytest.mark.parametrize("invoice_date", ["0001-01-01", "1999-12-31", "2026-03-03", "2099-01-01"])
+async def test_an_invoice_dated_ahead_of_today_or_before_2000_is_refused(world: World, invoice_date: str) -> None:
+    """Today is 2026-03-02 in Beijing: an invoice dated later has not been issued (a review
+    filed one dated 2099-01-01, and its subsidy was held). Nothing is held."""
+    voucher = await world.issue(10_000_000)
+    problem = assert_problem(await _file(world, {**claim_body(world, voucher), "invoice_date": invoice_date}),
+                             422, "validation_failed")
+    assert [e["pointer"] for e in problem["errors"]] == ["/invoice_date"]
+    assert (await world.voucher(voucher["id"]))["balances"]["held"] == 0
+    today = await _file(world, {**claim_body(world, voucher), "invoice_date": "2026-03-02"})
+    assert today.status_code == 201, today.text
+
+
+async def test_a_document_listed_twice_in_one_claim_is_a_field_error(world: World) -> None:
+    """It was answered 409 `invoice_already_claimed` ("just claimed by another claim") by the
+    claim's own second document row, and that answer was kept under the Idempotency-Key."""
+    voucher = await world.issue(10_000_000)
+    body = claim_body(world, voucher)
+    body["documents"] = body["documents"] * 2
+    problem = assert_problem(await _file(world, body), 422, "validation_failed")
+    assert [e["pointer"] for e in problem["errors"]] == ["/documents"]
+    assert (await world.voucher(voucher["id"]))["balances"]["held"] == 0

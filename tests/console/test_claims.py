@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -14,6 +15,11 @@ from tests.claims.test_routes import claim_body
 from tests.console.conftest import Browser, csrf_of
 from tests.support import auth, fresh_key
 from tests.world import World, build_world
+
+
+def today(clock: Any) -> str:
+    """The service's today in Beijing: a payment is recorded on a day up to it."""
+    return clock().astimezone(ZoneInfo("Asia/Shanghai")).date().isoformat()  # type: ignore[no-any-return]
 
 
 @pytest.fixture
@@ -36,7 +42,7 @@ def key_of(html: str, action: str) -> str:
     return found.group(1)
 
 
-async def test_an_operator_reviews_approves_and_pays_a_claim(browser: Browser, world: World) -> None:
+async def test_an_operator_reviews_approves_and_pays_a_claim(browser: Browser, world: World, clock: Any) -> None:
     claim = await filed(world)
     path = f"/console/operator/claims/{claim['id']}"
     await browser.sign_in(world.operator, language="en")
@@ -61,7 +67,7 @@ async def test_an_operator_reviews_approves_and_pays_a_claim(browser: Browser, w
     page = await browser.get(path)
     assert 'data-status="approved"' in page.text and 'id="pay"' in page.text
     paid = await browser.post(f"{path}/pay", data={"csrf_token": csrf_of(page.text), "form_key": key_of(page.text, "pay"),
-                                                   "reference": "ICBC-1", "paid_on": "2026-03-05"})
+                                                   "reference": "ICBC-1", "paid_on": today(clock)})
     assert paid.status_code == 303
     found = (await world.client.get(f"/v1/claims/{claim['id']}", headers=auth(world.operator))).json()
     assert (found["status"], found["approved_amount"], found["payment_reference"]) == ("paid", 500_000, "ICBC-1")

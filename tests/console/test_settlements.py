@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 from tests.console.conftest import Browser, csrf_of
+from tests.console.test_claims import today
 from tests.console.test_roles import fresh, settlement
 from tests.support import auth
 from tests.world import World
@@ -52,7 +53,7 @@ async def test_an_operator_approves_and_pays_a_settlement_and_the_audit_names_th
                                                       "reference": "ICBC-1", "paid_on": "5 March"})
     assert bad_day.status_code == 422 and 'role="alert"' in bad_day.text  # the API's refusal, shown
     paid = await browser.post(f"{path}/pay", data={"csrf_token": csrf_of(page.text), "form_key": key,
-                                                   "reference": "ICBC-20260305-0001", "paid_on": "2026-03-05"})
+                                                   "reference": "ICBC-20260305-0001", "paid_on": today(clock)})
     assert paid.status_code == 303, paid.text
     page = await browser.get(path)
     assert 'data-status="paid"' in page.text and "ICBC-20260305-0001" in page.text
@@ -61,7 +62,7 @@ async def test_an_operator_approves_and_pays_a_settlement_and_the_audit_names_th
     assert stale.status_code == 409 and 'role="alert"' in stale.text
     found = (await world.client.get(f"/v1/settlements/{drafted['id']}", headers=auth(world.operator))).json()
     assert found["status"] == "paid" and found["payment_reference"] == "ICBC-20260305-0001"
-    assert found["paid_on"] == "2026-03-05"
+    assert found["paid_on"] == today(clock)
     me = (await world.client.get("/v1/me", headers=auth(world.operator))).json()
     events = (await world.client.get("/v1/audit/events", params={"resource_id": drafted["id"]},
                                      headers=auth(world.auditor))).json()["items"]

@@ -29,7 +29,7 @@ async def _paid_settlement(world: World, clock: Any) -> dict[str, Any]:
     assert created.status_code == 201, created.text
     path = f"/v1/settlements/{created.json()['id']}"
     for step, key, body in (("submit", world.provider_key, None), ("approve", operator, None),
-                            ("pay", operator, {"reference": "ICBC-1", "paid_on": "2026-03-04"})):
+                            ("pay", operator, {"reference": "ICBC-1", "paid_on": "2026-03-03"})):
         moved = await client.post(f"{path}/{step}", json=body, headers=auth(key, **fresh_key()))
         assert moved.status_code == 200, (step, moved.text)
     return moved.json()  # type: ignore[no-any-return]

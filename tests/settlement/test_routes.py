@@ -11,7 +11,7 @@ import csv
 import hashlib
 import io
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -115,7 +115,7 @@ ACTIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "dispute": ("provider", {"reason": "order PO-x is missing"}),
     "resolve": ("operator", {"reason": "PO-x was in February"}),
     "approve": ("operator", {"note": "ok"}),
-    "pay": ("operator", {"reference": "ICBC-20260310-000001", "paid_on": "2026-03-10"}),
+    "pay": ("operator", {"reference": "ICBC-20260310-000001"}),  # paid on the service's today (`act`)
     "cancel": ("operator", {"reason": "recompute"}),
 }
 
@@ -123,9 +123,17 @@ ACTIONS: dict[str, tuple[str, dict[str, Any]]] = {
 async def act(world: World, sid: str, action: str, *, key: str | None = None, idem: str | None = None,
               **override: Any) -> httpx.Response:
     role, payload = ACTIONS[action]
+    if action == "pay":  # a payment is recorded on a day from its approval to today, Beijing time
+        payload = {**payload, "paid_on": service_today(world).isoformat()}
     default = world.provider_key if role == "provider" else world.operator
     return await world.post(f"/v1/settlements/{sid}/{action}", {**payload, **override}, key=key or default,
                             idem=idem)
+
+
+def service_today(world: World) -> date:
+    """Today in Beijing by the clock the app under test runs on."""
+    now = world.client._transport.app.state.clock()  # type: ignore[attr-defined]
+    return now.astimezone(ZoneInfo("Asia/Shanghai")).date()  # type: ignore[no-any-return]
 
 
 async def moved(world: World, sid: str, action: str, status: str) -> dict[str, Any]:
@@ -345,7 +353,10 @@ async def test_an_adjustment_made_after_the_period_end_waits_for_the_next(app, w
     assert third["total"] == 100_000
 
 
-async def test_refunds_exceeding_captures_are_refused_and_carry_over(world: World, clock) -> None:
+async def test_refunds_exceeding_captures_make_a_repayment_or_carry_over(app, world: World, clock) -> None:
+    """Refunds of paid captures beyond a period's captures are a repayment statement (a total
+    below zero): paying it records the provider's repayment, from paid back to the payable.
+    Cancelled instead, its refunds carry over to a later settlement, netted against captures."""
     v = await world.issue(100_000_000)
     x = await redeem(world, clock, "2026-03-02T02:00:00+00:00", v, 10_000_000, "PO-X")
     clock.current = utc("2026-03-03T01:00:00+00:00")
@@ -353,14 +364,64 @@ async def test_refunds_exceeding_captures_are_refused_and_carry_over(world: Worl
     await refund(world, clock, "2026-03-03T02:00:00+00:00", x, 3_000_000)
     await redeem(world, clock, "2026-03-03T03:00:00+00:00", v, 1_000_000, "PO-Y")
     clock.current = utc("2026-03-04T01:00:00+00:00")
-    problem = assert_problem(await settle(world, "2026-03-03", "2026-03-03"), 409, "negative_settlement")
-    assert (problem["captured"], problem["refunded"]) == (300_000, 3_000_000)
-    assert [s["id"] for s in await listed(world)] == [first["id"]]  # nothing half-written
+    owed_back = await settled(world, "2026-03-03", "2026-03-03")
+    assert (owed_back["captured_total"], owed_back["refunded_total"], owed_back["total"], owed_back["line_count"]) == (
+        300_000, 3_000_000, -2_700_000, 2)
+    # Cancelled, its refunds wait for captures that cover them, as before.
+    await moved(world, owed_back["id"], "cancel", "cancelled")
     await redeem(world, clock, "2026-03-04T02:00:00+00:00", v, 10_000_000, "PO-W")
     clock.current = utc("2026-03-05T01:00:00+00:00")
-    later = await settled(world, "2026-03-03", "2026-03-04")
+    later = await settled(world, "2026-03-04", "2026-03-04")
     assert (later["captured_total"], later["refunded_total"], later["total"], later["line_count"]) == (
-        3_300_000, 3_000_000, 300_000, 3)
+        3_000_000, 3_000_000, 0, 2)
+    await moved(world, later["id"], "cancel", "cancelled")
+    # Settled as a repayment: the provider cannot be asked to give back more than it was paid.
+    again = await settled(world, "2026-03-03", "2026-03-03")
+    assert again["total"] == -2_700_000
+    for action, status in (("submit", "submitted"), ("approve", "approved")):
+        await moved(world, again["id"], action, status)
+    early = assert_problem(await act(world, again["id"], "pay"), 409, "invalid_transition")
+    assert early["paid_total"] == 0
+    for action, status in (("submit", "submitted"), ("approve", "approved"), ("pay", "paid")):
+        await moved(world, first["id"], action, status)
+    repaid = await moved(world, again["id"], "pay", "paid")
+    assert repaid["total"] == -2_700_000
+    # 3,000,000 paid, 2,700,000 repaid; PO-W's capture is still to settle.
+    assert await provider_accounts(app, world) == {"provider_payable": 3_000_000, "provider_paid": 300_000}
+    assert await paid_balance(app, world) == 300_000
+    assert (await world.reconciliation())["is_clean"]
+
+
+async def test_a_refund_after_the_last_payment_is_repaid_and_the_programme_archived(app, world: World, clock) -> None:
+    """A refund after the provider's last settlement was paid, on a programme that ends: no
+    capture can come to take it back. Before, it was owed for ever and the programme could not
+    be archived (an independent review, December 2026); a refund on the archived programme
+    left the provider owing as well. Each is settled as a repayment."""
+    v = await world.issue(100_000_000)
+    x = await redeem(world, clock, "2026-03-02T02:00:00+00:00", v, 10_000_000, "PO-X")
+    clock.current = utc("2026-03-03T01:00:00+00:00")
+    first = await settled(world, "2026-03-02", "2026-03-02")
+    for action, status in (("submit", "submitted"), ("approve", "approved"), ("pay", "paid")):
+        await moved(world, first["id"], action, status)
+    await refund(world, clock, "2026-03-03T02:00:00+00:00", x, 400_000)
+    programme = f"/v1/programmes/{world.programme['id']}"
+    assert (await world.post(f"/v1/vouchers/{v['id']}/revoke", {"reason": "over"}, key=world.operator)).status_code == 200
+    assert (await world.post(f"{programme}/close", {"reason": "over"}, key=world.operator)).status_code == 200
+    problem = assert_problem(await world.post(f"{programme}/archive", key=world.operator), 409, "invalid_transition")
+    assert problem["unpaid"] == 400_000
+    clock.current = utc("2026-04-02T01:00:00+00:00")
+    repayment = await settled(world, "2026-03-03", "2026-03-31")
+    assert (repayment["captured_total"], repayment["total"]) == (0, -400_000)
+    assert lines(await statement(world, repayment["id"])) == [("refund", "PO-X", -400_000)]
+    for action, status in (("submit", "submitted"), ("approve", "approved"), ("pay", "paid")):
+        await moved(world, repayment["id"], action, status)
+    assert await provider_accounts(app, world) == {"provider_payable": 0, "provider_paid": 2_600_000}
+    assert (await world.post(f"{programme}/archive", key=world.operator)).status_code == 200
+    # A correction after archiving (the provider gave more back to the enterprise) is settled the same way.
+    await refund(world, clock, "2026-04-03T02:00:00+00:00", x, 100_000)
+    clock.current = utc("2026-04-05T01:00:00+00:00")
+    after = await settled(world, "2026-04-01", "2026-04-04")
+    assert after["total"] == -100_000
     assert (await world.reconciliation())["is_clean"]
 
 
@@ -377,10 +438,10 @@ async def test_nothing_to_settle(world: World, clock) -> None:
     await settled(world, "2026-03-03", "2026-03-03")
     await refund(world, clock, "2026-03-04T02:00:00+00:00", x, 1_000)
     clock.current = utc("2026-03-05T01:00:00+00:00")
-    # only an adjustment waits in 03-04, no capture: nothing to settle yet
-    assert_problem(await settle(world, "2026-03-04", "2026-03-04"), 409, "nothing_to_settle")
+    # only an adjustment waits in 03-04, no capture: a repayment of it, then nothing is left
+    assert (await settled(world, "2026-03-04", "2026-03-04"))["total"] == -1_000
     assert_problem(await settle(world, "2026-03-01", "2026-03-04"), 409, "nothing_to_settle")
-    assert len(await listed(world)) == 1
+    assert len(await listed(world)) == 2
 
 
 async def test_bad_periods_and_unknown_parties(world: World, clock) -> None:
@@ -949,9 +1010,7 @@ async def test_one_payees_debt_does_not_close_the_book_on_anothers_unpaid_captur
     clock.advance(days=1)
     sid = (await settled_for(world, day.isoformat(), other)).get("id")
     for action in ("submit", "approve", "pay"):
-        role, payload = ACTIONS[action]
-        done = await world.post(f"/v1/settlements/{sid}/{action}", payload,
-                                key=other_key if role == "provider" else world.operator)
+        done = await act(world, sid, action, key=other_key if ACTIONS[action][0] == "provider" else None)
         assert done.status_code == 200, done.text
     refund = await world.post(f"/v1/redemptions/{theirs.json()['id']}/refunds",
                               {"amount": 300_000, "reason": "not delivered"}, key=other_key)
@@ -970,8 +1029,9 @@ async def settled_for(world: World, day: str, provider: dict[str, Any]) -> dict[
     return response.json()  # type: ignore[no-any-return]
 
 
-async def test_a_payment_is_never_recorded_as_made_before_the_approval(world: World, clock) -> None:
-    """Any day had been taken (a review recorded a payment on 1999-01-01 for a 2027 period)."""
+async def test_a_payment_is_never_recorded_as_made_before_the_approval_nor_ahead_of_today(world: World, clock) -> None:
+    """Any day had been taken (reviews recorded payments on 1999-01-01 for a 2027 period, and on
+    2099-12-31)."""
     v = await world.issue(100_000_000)
     await redeem(world, clock, "2026-03-02T01:00:00+00:00", v, 1_000_000, "PO-1")
     clock.current = utc("2026-03-03T01:00:00+00:00")
@@ -982,4 +1042,8 @@ async def test_a_payment_is_never_recorded_as_made_before_the_approval(world: Wo
                              key=world.operator)
     problem = assert_problem(early, 422, "validation_failed")
     assert [e["pointer"] for e in problem["errors"]] == ["/paid_on"] and "2026-03-03" in problem["errors"][0]["message"]
-    assert (await moved(world, sid, "pay", "paid"))["paid_on"] == "2026-03-10"
+    late = await world.post(f"/v1/settlements/{sid}/pay", {"reference": "ICBC-1", "paid_on": "2026-03-04"},
+                            key=world.operator)
+    problem = assert_problem(late, 422, "validation_failed")  # not made yet: today is 03-03 in Beijing
+    assert [e["pointer"] for e in problem["errors"]] == ["/paid_on"] and "after today" in problem["errors"][0]["message"]
+    assert (await moved(world, sid, "pay", "paid"))["paid_on"] == "2026-03-03"

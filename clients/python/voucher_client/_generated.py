@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "a59c5dbde4758f109f1212989f3fcda67b76029b06eefb591077d447433fbefb"
+DOCUMENT_SHA256 = "0e6b48e501dc5c16b1e7f5676ac59e6f4dee23ee5e36a7793746e0d993496d59"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

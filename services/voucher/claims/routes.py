@@ -50,8 +50,9 @@ def _public(claim: object) -> ClaimPublic:
     "`hold.placed` and `ledger.posted`. Refused for every reason a hold is refused (unknown code, a voucher that "
     "cannot be used, a provider not approved, not enrolled or related, items out of scope, cap reached, "
     "`wrong_payout_mode`…), with `invoice_already_claimed`, `document_already_claimed` or `contract_already_used` "
-    "when anyone claimed it before, `validation_failed` for malformed numbers or line items that do not add up to "
-    "the amount paid, or an Idempotency-Key conflict.",
+    "when anyone claimed it before, `validation_failed` for malformed numbers, line items that do not add up to "
+    "the amount paid, a document listed twice or an invoice dated after today or before the voucher became valid "
+    "(Beijing time), or an Idempotency-Key conflict.",
     status_code=201,
     response_model=ClaimPublic,
     responses=responses(*AUTH_ERRORS, *HOLD_ERRORS, errors.InvoiceAlreadyClaimed,
@@ -135,10 +136,11 @@ async def reject_claim(claim_id: uuid.UUID, body: ClaimRejection, session: Sessi
              description="The programme office (`claims:review`), with a required Idempotency-Key, records the "
              "bank payment of an approved claim with its reference and date. The approved amount moves from the "
              "enterprise's payable to paid in one ledger journal, with the audit events `claim.paid` and "
-             "`ledger.posted`. Refused with `not_found`, `invalid_transition` (not approved) or an Idempotency-Key "
+             "`ledger.posted`. Refused with `not_found`, `invalid_transition` (not approved), `validation_failed` "
+             "(`paid_on` before the day it was approved or after today, Beijing time) or an Idempotency-Key "
              "conflict.",
              response_model=ClaimPublic,
-             responses=responses(*AUTH_ERRORS, *MOVE),
+             responses=responses(*AUTH_ERRORS, *MOVE, errors.ValidationFailed),
              dependencies=[Depends(idempotent(Scope.CLAIMS_REVIEW, required=True))])
 async def pay_claim(claim_id: uuid.UUID, body: ClaimPayment, session: Session, now: Now,
                     actor: Reviewer) -> ClaimPublic:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -41,13 +42,14 @@ from services.voucher.errors import (
     WrongPayoutMode,
     field_error,
 )
-from services.voucher.i18n import Amount, msg
+from services.voucher.i18n import Amount, Message, msg
 from services.voucher.ledger import service as ledger
 from services.voucher.ledger.rules import AccountKind, transfer
 from services.voucher.programmes.rules import PayoutMode
 from services.voucher.providers import service as providers
 from services.voucher.redemption import service as redemption
 from services.voucher.redemption.rules import Payee
+from services.voucher.settlement.rules import EARLIEST_DAY, PERIOD_ZONE, payment_day_problem
 from services.voucher.tables import Claim, ClaimDocument, ContractReference, Enterprise, Programme
 from services.voucher.vouchers import service as vouchers
 
@@ -75,6 +77,21 @@ async def _claimable(
                 contract=contract),
             contract_number=contract,
         )
+
+
+def _dating_problems(invoice_date: date, now: datetime) -> list[tuple[str, Message]]:
+    """An invoice is dated by now (Asia/Shanghai) and within the years the service keeps
+    (settlement periods start on 2000-01-01 too): a review filed invoices dated 2099-01-01 and
+    0001-01-01, and each held subsidy. How old a purchase a programme subsidises is its own
+    policy, not modelled: an office reviewing the claim sees the date."""
+    today = now.astimezone(ZoneInfo(PERIOD_ZONE)).date()
+    if invoice_date > today:
+        return [("invoice_date", msg("the invoice is dated {day}, after today ({today}, Beijing time)",
+                                     day=invoice_date.isoformat(), today=today.isoformat()))]
+    if invoice_date < EARLIEST_DAY:
+        return [("invoice_date", msg("the invoice is dated {day}, before {earliest}",
+                                     day=invoice_date.isoformat(), earliest=EARLIEST_DAY.isoformat()))]
+    return []
 
 
 async def file(session: AsyncSession, actor: Actor, data: dict[str, Any], now: datetime) -> Claim:
@@ -105,13 +122,18 @@ async def file(session: AsyncSession, actor: Actor, data: dict[str, Any], now: d
         problems.append(field_error("line_items", msg("the line items add up to {total}, not the {paid} paid",
                                                       total=Amount(items_total, voucher.unit),
                                                       paid=Amount(data["amount_paid"], voucher.unit))))
+    problems.extend(field_error(name, problem) for name, problem in _dating_problems(data["invoice_date"], now))
+    digests = [d["sha256"] for d in data["documents"]]
+    twice = sorted({d for d in digests if digests.count(d) > 1})
+    if twice:
+        problems.append(field_error("documents", msg("document(s) {documents} are listed more than once",
+                                                     documents=twice)))
     if problems:
         raise ValidationFailed(problems)
     # Before the hold, to name the rule that refuses.
     assert invoice_key is not None
     contract_key = reference_key(contract)
-    await _claimable(session, provider.id, invoice, invoice_key, contract, contract_key,
-                     [d["sha256"] for d in data["documents"]])
+    await _claimable(session, provider.id, invoice, invoice_key, contract, contract_key, digests)
     enterprise = await session.get(Enterprise, voucher.enterprise_id)
     assert enterprise is not None
     try:
@@ -237,6 +259,11 @@ async def pay(session: AsyncSession, actor: Actor, claim_id: uuid.UUID, referenc
     claim = await get(session, actor, claim_id, for_update=True)
     check_transition(C(claim.status), C.PAID)
     assert claim.approved_amount is not None
+    # The approval captured the claim's redemption: its capture is the approval's instant.
+    approved_at = (await redemption.get_redemption(session, _SYSTEM, claim.redemption_id))[0].captured_at
+    problem = payment_day_problem(paid_on, approved_at, now)
+    if problem is not None:
+        raise ValidationFailed([field_error("paid_on", problem)])
     accounts = await ledger.ensure_enterprise_accounts(
         session, claim.enterprise_id, claim.programme_id, claim.unit, now,
         [AccountKind.ENTERPRISE_PAYABLE, AccountKind.ENTERPRISE_PAID],

@@ -58,15 +58,16 @@ def _public(settlement: Settlement) -> SettlementPublic:
     description="The programme office (`settlements:write`), with a required Idempotency-Key, settles one "
     "provider's redemptions of one programme for a period of whole days (Asia/Shanghai). The draft takes every "
     "unsettled capture in the period and every unsettled refund of a settled capture, its totals equal to the sum "
-    "of its lines, and records the audit event `settlement.created`; no value moves until payment. Refused with "
+    "of its lines, and records the audit event `settlement.created`; no value moves until payment. When the refunds "
+    "exceed the captures the total is below zero: a repayment statement, what the provider pays back. Refused with "
     "`not_found` (provider or programme), `settlement_exists` (a live settlement covers the period), "
-    "`nothing_to_settle`, `negative_settlement` (refunds exceed captures; they carry over), `validation_failed` "
-    "(the period) or an Idempotency-Key conflict.",
+    "`nothing_to_settle` (no unsettled capture or refund), `validation_failed` (the period) or an "
+    "Idempotency-Key conflict.",
     summary="Settle a provider's captures and refunds of one programme for a period (a draft)",
     status_code=201,
     response_model=SettlementPublic,
     responses=responses(*AUTH_ERRORS, errors.NotFound, errors.ValidationFailed, errors.SettlementExists,
-                        errors.NothingToSettle, errors.NegativeSettlement, *IDEM),
+                        errors.NothingToSettle, *IDEM),
     dependencies=[Depends(idempotent(Scope.SETTLEMENTS_WRITE, required=True))],
 )
 async def create_settlement(body: SettlementCreate, session: Session, now: Now, actor: Writer,
@@ -278,9 +279,10 @@ async def approve_settlement(settlement_id: uuid.UUID, session: Session, now: No
     description="The programme office (`settlements:write`), with a required Idempotency-Key, records the bank "
     "payment of an approved settlement with its reference and date. The total moves from the provider's payable to "
     "paid in one ledger journal and the settlement becomes immutable; audit events `settlement.paid` (also "
-    "announced to events and webhooks) and `ledger.posted`. Refused with `not_found`, `invalid_transition` (not "
-    "approved), `validation_failed` (`paid_on` before the day it was approved, Beijing time) or an "
-    "Idempotency-Key conflict.",
+    "announced to events and webhooks) and `ledger.posted`. A total below zero records the provider's repayment: "
+    "it moves from paid back to the payable. Refused with `not_found`, `invalid_transition` (not approved, or a "
+    "repayment larger than what the provider has been paid in the programme), `validation_failed` (`paid_on` "
+    "before the day it was approved or after today, Beijing time) or an Idempotency-Key conflict.",
              summary="Record the payment: the total moves from payable to paid; immutable afterwards",
              response_model=SettlementPublic, responses=responses(*AUTH_ERRORS, *MOVE, errors.ValidationFailed),
              dependencies=[Depends(idempotent(Scope.SETTLEMENTS_WRITE, required=True))])

@@ -135,12 +135,17 @@ def period_problems(first_day: date, last_day: date, today: date) -> list[tuple[
     return problems
 
 
-def payment_day_problem(paid_on: date, approved_at: datetime | None) -> Message | None:
-    """What is wrong with the day a payment is recorded as made, if anything: a settlement is
-    paid once it is approved (days in Asia/Shanghai), so a statement never shows a payment older
-    than its approval (a review recorded one on 1999-01-01)."""
+def payment_day_problem(paid_on: date, approved_at: datetime | None, now: datetime) -> Message | None:
+    """What is wrong with the day a payment is recorded as made, if anything (days in
+    Asia/Shanghai): a settlement or a claim is paid once it is approved, so a statement never
+    shows a payment older than its approval (a review recorded one on 1999-01-01), and a payment
+    is recorded once it is made, never ahead of the day (a review recorded one on 2099-12-31)."""
     zone = ZoneInfo(PERIOD_ZONE)
+    today = now.astimezone(zone).date()
+    if paid_on > today:
+        return msg("the payment day {paid_on} is after today ({today}, Beijing time): record a payment once it is made",
+                   paid_on=paid_on.isoformat(), today=today.isoformat())
     if approved_at is not None and paid_on < approved_at.astimezone(zone).date():
-        return msg("the payment day {paid_on} is before the settlement was approved ({approved}, Beijing time)",
+        return msg("the payment day {paid_on} is before the approval ({approved}, Beijing time)",
                    paid_on=paid_on.isoformat(), approved=approved_at.astimezone(zone).date().isoformat())
     return None

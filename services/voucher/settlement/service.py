@@ -22,7 +22,6 @@ from services.voucher.db import PageRequest
 from services.voucher.errors import (
     Forbidden,
     InvalidTransition,
-    NegativeSettlement,
     NotFound,
     NothingToSettle,
     SettlementExists,
@@ -61,7 +60,8 @@ async def create(
     period_start: date, period_end: date, now: datetime,
 ) -> Settlement:
     """A draft settlement of every unsettled capture in the period and every unsettled refund
-    whose capture is settled (here or earlier): what the programme owes for the period."""
+    whose capture is settled (here or earlier): what the programme owes for the period or, when
+    the refunds exceed the captures, what the provider owes back (a total below zero)."""
     today = now.astimezone(ZoneInfo(PERIOD_ZONE)).date()
     problems = period_problems(period_start, period_end, today)
     if problems:
@@ -87,15 +87,18 @@ async def create(
             settlement_id=str(existing.id), current_status=existing.status,
         )
     captures = await repository.unsettled_captures(session, provider_id, programme.id, starts_at, ends_at)
-    if not captures:
-        raise NothingToSettle(msg("no unsettled capture between {period_start} and {period_end} ({zone})",
+    # A refund is taken once its capture is in a live settlement, this one included: with
+    # captures, the refunds are read after their items are written.
+    refunds = [] if captures else await repository.unsettled_refunds(session, provider_id, programme.id, ends_at)
+    if not captures and not refunds:
+        raise NothingToSettle(msg("no unsettled capture or refund between {period_start} and {period_end} ({zone})",
                                   period_start=period_start, period_end=period_end, zone=PERIOD_ZONE))
     captured = sum(r.captured_amount for r in captures)
     settlement = Settlement(
         provider_id=provider_id, programme_id=programme.id, unit=programme.unit,
         period_start=period_start, period_end=period_end, starts_at=starts_at, ends_at=ends_at,
         status=S.DRAFT.value, captured_total=captured, refunded_total=0, total=captured,
-        line_count=len(captures), created_at=now, updated_at=now,
+        line_count=len(captures) + len(refunds), created_at=now, updated_at=now,
     )
     await repository.add_all(session, [settlement])
     await repository.insert_items(session, [
@@ -104,20 +107,17 @@ async def create(
          "occurred_at": r.captured_at}
         for r in captures
     ])
-    refunds = await repository.unsettled_refunds(session, provider_id, programme.id, ends_at)
-    refunded = sum(refund.amount for refund in refunds)
-    if refunded > captured:
-        raise NegativeSettlement(
-            msg("refunds of {refunded} exceed the {captured} captured; they carry over until captures cover them",
-                refunded=Amount(refunded, programme.unit), captured=Amount(captured, programme.unit)),
-            captured=captured, refunded=refunded,
-        )
+    if captures:
+        refunds = await repository.unsettled_refunds(session, provider_id, programme.id, ends_at)
     await repository.insert_items(session, [
         {"id": uuid7(), "settlement_id": settlement.id, "kind": ItemKind.REFUND.value,
          "redemption_id": refund.redemption_id, "refund_id": refund.id, "order_reference": refund.order_reference,
          "amount": -refund.amount, "occurred_at": refund.created_at}
         for refund in refunds
     ])
+    # Refunds beyond the captures make a repayment statement (a total below zero): what the
+    # provider pays back for captures it was paid for, or will be, and then refunded.
+    refunded = sum(refund.amount for refund in refunds)
     settlement.refunded_total = refunded
     settlement.total = captured - refunded
     settlement.line_count = len(captures) + len(refunds)
@@ -213,21 +213,40 @@ async def approve(session: AsyncSession, actor: Actor, settlement_id: uuid.UUID,
 
 async def pay(session: AsyncSession, actor: Actor, settlement_id: uuid.UUID, *, reference: str, paid_on: date,
               now: datetime) -> Settlement:
-    """Record the bank payment and move the total from the provider's payable to paid."""
+    """Record the bank payment and move the total from the provider's payable to paid; for a
+    total below zero, the provider's repayment: from paid back to the payable."""
     settlement = await get(session, actor, settlement_id, for_update=True)
     check_transition(S(settlement.status), S.PAID)
-    problem = payment_day_problem(paid_on, settlement.approved_at)
+    problem = payment_day_problem(paid_on, settlement.approved_at, now)
     if problem is not None:
         raise ValidationFailed([field_error("paid_on", problem)])
     accounts = await ledger.ensure_provider_accounts(session, settlement.provider_id, settlement.programme_id,
                                                      settlement.unit, now)
-    if settlement.total:
+    payable, paid = accounts[AccountKind.PROVIDER_PAYABLE], accounts[AccountKind.PROVIDER_PAID]
+    if settlement.total > 0:
         await ledger.post(
-            session, kind="settlement_paid",
-            legs=transfer(accounts[AccountKind.PROVIDER_PAYABLE], accounts[AccountKind.PROVIDER_PAID],
-                          settlement.total, settlement.unit),
+            session, kind="settlement_paid", legs=transfer(payable, paid, settlement.total, settlement.unit),
             now=now, programme_id=settlement.programme_id,
             memo=f"settlement {settlement.id} paid, reference {reference}",
+        )
+    elif settlement.total < 0:
+        # The provider gives back what it was paid for refunded captures. What it has been paid
+        # covers that unless a capture refunded here is in a settlement not paid yet. Read without
+        # a lock (a lock before the write would invert the accounts' order, see docs/decisions.md):
+        # a repayment racing another is refused by the account's non-negative CHECK (409).
+        owed_back = -settlement.total
+        already_paid = (await ledger.balances(session, [paid]))[paid]
+        if already_paid < owed_back:
+            raise InvalidTransition(
+                msg("the provider would repay {owed_back} but has been paid {paid} in this programme: record the "
+                    "payment of the settlements holding the refunded captures first",
+                    owed_back=Amount(owed_back, settlement.unit), paid=Amount(already_paid, settlement.unit)),
+                current_status=settlement.status, allowed=[S.PAID.value], paid_total=already_paid,
+            )
+        await ledger.post(
+            session, kind="settlement_paid", legs=transfer(paid, payable, owed_back, settlement.unit),
+            now=now, programme_id=settlement.programme_id,
+            memo=f"settlement {settlement.id} repaid by the provider, reference {reference}",
         )
     # One UPDATE writes every field: once the row says `paid`, the database refuses any other.
     await _move(session, settlement, S.PAID, now, total=settlement.total, payment_reference=reference,
