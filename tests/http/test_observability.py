@@ -136,6 +136,28 @@ def test_redaction(raw: str, kept: str, gone: str) -> None:
     assert gone not in redacted
 
 
+@pytest.mark.parametrize("unit", ["a", "a:", "://", "a://b:", "bearer ", "vk_", "authorization:"])
+def test_redaction_takes_time_in_proportion_to_the_line(unit: str) -> None:
+    """Each pattern runs over every log line, on the event loop, and a line holds what a client
+    sent (a path of up to 64 KiB): the URL-password pattern took time in the square of a run of
+    letters, and one anonymous request for a 60,000-letter path held the process for 3 s (an
+    independent review, December 2026). Sixteen times the line must cost well under the 256
+    times a square would: the best of five runs of each length, compared within the test."""
+    import time
+
+    def cost(repeat: int) -> float:
+        line = '{"path": "/' + unit * repeat + '"}'
+        runs = []
+        for _ in range(5):
+            started = time.perf_counter()
+            observability.redact(line)
+            runs.append(time.perf_counter() - started)
+        return min(runs)
+
+    short, long = cost(60_000 // len(unit) // 16), cost(60_000 // len(unit))
+    assert long < 64 * short + 0.01, (unit, short, long)
+
+
 def test_text_format_for_humans_is_redacted_too() -> None:
     buffer = io.StringIO()
     logger = logging.getLogger("voucher")
