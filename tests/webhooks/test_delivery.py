@@ -435,3 +435,56 @@ async def test_the_audit_trail_keeps_an_endpoints_address_and_digest_never_its_t
     assert created["after"]["url"] == "http://127.0.0.1:9"
     assert created["after"]["url_sha256"] == hashlib.sha256(url.encode()).hexdigest()
     assert updated["before"]["url_sha256"] != updated["after"]["url_sha256"]  # the change shows
+
+
+async def test_a_slow_name_server_holds_up_no_other_write(
+    app: Any, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A registration's URL is resolved before its unit of work begins: a tenant's name server
+    that does not answer had held the process's write lock (SQLite) or a transaction
+    (PostgreSQL) for the whole lookup, and every other write waited (an independent review,
+    December 2026). Here the lookup is held until the office's write has been answered: were
+    the lock held, that write would wait for the lookup and the test would time out. Then a
+    lookup that never answers is refused after RESOLVE_SECONDS, and nothing is registered."""
+    import socket
+    import threading
+
+    from services.voucher.webhooks import service
+    from tests.support import enterprise_payload
+
+    world = await build_world(app, client)
+    entered, release = threading.Event(), threading.Event()
+    real = socket.getaddrinfo
+
+    def slow(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == "slow.example":
+            entered.set()
+            release.wait(30)
+            return real("93.184.215.14", *args, **kwargs)
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow)
+    monkeypatch.setattr(service, "RESOLVE_SECONDS", 20.0)
+    register = asyncio.create_task(client.post(
+        "/v1/webhook-endpoints", headers=auth(world.provider_key, **fresh_key()),
+        json={"url": "https://slow.example/hook", "event_types": ["voucher.issued"]}))
+    try:
+        assert await asyncio.to_thread(entered.wait, 10), "the registration never looked the host up"
+        office = await asyncio.wait_for(client.post("/v1/enterprises", json=enterprise_payload(),
+                                                    headers=auth(world.operator, **fresh_key())), 10)
+        assert office.status_code == 201, office.text
+    finally:
+        release.set()
+    registered = await register
+    assert registered.status_code == 201, registered.text
+
+    release.clear()
+    monkeypatch.setattr(service, "RESOLVE_SECONDS", 0.2)
+    try:
+        refused = await client.post("/v1/webhook-endpoints", headers=auth(world.provider_key, **fresh_key()),
+                                    json={"url": "https://slow.example/other", "event_types": ["voucher.issued"]})
+    finally:
+        release.set()
+    assert "did not resolve within" in assert_problem(refused, 422, "webhook_url_refused")["detail"]
+    listed = await client.get("/v1/webhook-endpoints", headers=auth(world.provider_key))
+    assert [e["url"] for e in listed.json()["items"]] == ["https://slow.example/hook"]

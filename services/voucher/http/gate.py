@@ -197,6 +197,7 @@ async def read_body(receive: Receive, limit: int, scope: Scope_ | None = None) -
         pointers = unstorable_text(body)
         if pointers:
             scope.setdefault("state", {})["unstorable_text"] = pointers
+        scope.setdefault("state", {})["body"] = body  # for a check made before the unit of work
     sent = False
 
     async def replay() -> Message:
