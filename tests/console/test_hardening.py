@@ -47,6 +47,20 @@ def test_a_file_that_cannot_be_read_whole_is_a_readable_refusal(name: str, conte
         bulk.read_table(name, content)
 
 
+def test_a_csv_is_read_no_further_than_its_row_limit() -> None:
+    """16 MB of one-letter lines had been read whole into eight million rows (1 GB, seconds of
+    the interpreter shared with the API) before the 1,000-row limit was looked at (an
+    independent review): the reader stops one row past the limit, and at MAX_LINES lines of
+    blanks, and a file within the limit reads as before."""
+    header = "uscc,face_value,reference\n"
+    rows = bulk.read_table("grants.csv", (header + "a\n" * 2_000_000).encode())
+    assert len(rows) == bulk.MAX_ROWS + 2 and rows[0] == ["uscc", "face_value", "reference"]
+    with pytest.raises(bulk.TooManyRows):
+        bulk.read_table("grants.csv", (header + "\n" * 2_000_000 + "x,1,y\n").encode())
+    within = header + "\n" * 500 + "91330100MA2CFM2X1A,100.00,R-1\n" * bulk.MAX_ROWS
+    assert len(bulk.read_table("grants.csv", within.encode())) == bulk.MAX_ROWS + 1
+
+
 class _CountingApi:
     def __init__(self) -> None:
         self.lookups: list[str] = []

@@ -4,6 +4,7 @@ issue from a CSV or .xlsx file with a preview that writes nothing while any row 
 
 from __future__ import annotations
 
+import html
 import io
 import re
 import uuid
@@ -13,7 +14,7 @@ import httpx
 import xlsxwriter
 
 from tests.console.conftest import Browser, csrf_of
-from tests.support import auth, create, enterprise_payload
+from tests.support import auth, create, enterprise_payload, fresh_key
 from tests.world import World, build_world
 
 
@@ -268,3 +269,34 @@ async def test_an_operator_issues_one_voucher_by_uscc_once_and_a_refusal_is_show
                                     data={**form, "form_key": str(uuid.uuid4()), "uscc": blank})
         assert nobody.status_code == 422 and 'id="issue-error"' in nobody.text, (nobody.status_code, nobody.text)
     assert len(await _vouchers(client, world)) == 1
+
+
+async def test_a_bulk_file_refused_for_budget_is_issued_once_the_budget_is_freed(
+        app: Any, client: httpx.AsyncClient, browser: Browser) -> None:
+    """A batch's refusal was kept under its key and replayed for the key's lifetime: after a
+    voucher was revoked and the budget freed, the same file was still refused with the old
+    figures (an independent review). Now it is issued, once: sent again, it is the same issue."""
+    world = await build_world(app, client, budget_total=1_000_000, enterprise_cap=800_000, max_per_voucher=800_000)
+    other = await create(client, world.operator, "/v1/enterprises", enterprise_payload())
+    blocker = await create(client, world.operator, "/v1/vouchers", {
+        "programme_id": world.programme["id"], "enterprise_id": other["id"], "face_value": 800_000})
+    await browser.sign_in(world.operator, language="en")
+    content = f"uscc,face_value,reference\n{world.enterprise['uscc']},5000.00,B-1\n".encode()
+
+    async def issue() -> httpx.Response:
+        preview = await _preview(browser, world, "grants.csv", content)
+        assert preview.status_code == 200, preview.text[:300]
+        form = {name: value for name, value in re.findall(r'name="(\w+)" value="([^"]*)"', preview.text)
+                if name in ("csrf_token", "form_key", "programme_id", "grants")}
+        form["grants"] = html.unescape(form["grants"])
+        return await browser.post("/console/operator/vouchers/bulk/issue", data=form)
+
+    first = await issue()
+    assert first.status_code == 409 and "¥2,000.00" in first.text, first.text[:500]
+    revoked = await client.post(f"/v1/vouchers/{blocker['id']}/revoke", json={"reason": "wrong enterprise"},
+                                headers=auth(world.operator, **fresh_key()))
+    assert revoked.status_code == 200, revoked.text
+    for _ in range(2):  # issued, then the same issue again
+        again = await issue()
+        assert again.status_code == 200, re.sub(r"<[^>]+>", " ", again.text)[-400:]
+        assert [v["face_value"] for v in await _vouchers(client, world) if v["id"] != blocker["id"]] == [500_000]

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,6 +117,20 @@ class Api:
         one change), else a fresh one."""
         headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
         return _json(await self.request("POST", path, json=body if body is not None else {}, headers=headers))
+
+    async def post_once(self, path: str, body: Any, keys: Iterable[str]) -> Any:
+        """One change however often it is sent, but never a stale refusal: a write under the
+        first of `keys` whose stored answer is not a refusal. A refusal is kept with its key
+        (replayed for the key's lifetime), so a batch refused for budget stayed refused after
+        budget was freed (an independent review); the next key tries again, and a success
+        already made under any key is found and answered again."""
+        response = None
+        for key in keys:
+            response = await self.request("POST", path, json=body, headers={"Idempotency-Key": key})
+            if response.status_code < 400 or response.headers.get("idempotent-replayed") != "true":
+                break
+        assert response is not None, "no key given"
+        return _json(response)
 
 
 def _json(response: httpx.Response) -> Any:

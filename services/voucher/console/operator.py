@@ -159,13 +159,18 @@ def install(console: FastAPI) -> None:
         except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep to parse
             raise PageError(422, msg("the preview could not be read; upload the file again")) from exc
         body = {"programme_id": str(form.get("programme_id") or ""), "grants": grants}
-        # The batch's own key: the same rows for the same programme are one issue however they come
-        # back (a second upload of the file, Back and resend), answered with the first outcome.
-        # Rows meant to be issued again carry new references.
+        # The batch's own keys: the same rows for the same programme are one issue however they
+        # come back (a second upload of the file, Back and resend), answered with its success;
+        # a refusal (budget, caps) is tried again under the batch's next key, so it is never
+        # replayed once the cause is gone. Rows meant to be issued again carry new references.
         batch = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-        issued = await page.api.post("/v1/vouchers/bulk", body, idempotency_key=f"bulk-{batch[:48]}")
+        keys = [f"bulk-{batch[:48]}", *(f"bulk-{batch[:44]}-{n}" for n in range(1, BULK_TRIES))]
+        issued = await page.api.post_once("/v1/vouchers/bulk", body, keys)
         return page.render("operator/bulk_done.html", vouchers=issued)
 
+
+#: Keys a bulk batch may be tried under (`Api.post_once`): its refusals, one per key.
+BULK_TRIES = 50
 
 #: How much of a programme's public notice an application page reads to find the application's
 #: entry (pages of the API's largest size): a programme has far fewer approvals in publicity at
