@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import assert_problem, auth, enterprise_payload, make_key
+from tests.support import assert_problem, auth, enterprise_payload, fresh_key, make_key
 from tests.world import World, build_world, hold_body
 
 ZH = {"Accept-Language": "zh-CN"}
@@ -139,6 +139,24 @@ async def test_an_unknown_query_parameter_is_refused(client: httpx.AsyncClient, 
     assert known.status_code == 200
     single = await client.get("/v1/me", params={"x": "1"}, headers=auth(operator_key))
     assert assert_problem(single, 422, "validation_failed")["errors"][0]["message"] == "this operation takes no query parameters"
+
+
+@pytest.mark.parametrize("path, query", [
+    ("/v1/vouchers", "status=active&status=revoked"),
+    ("/v1/exports/redemptions", "format=csv&format=xlsx"),
+    ("/v1/audit/events", "since=2026-01-01T00:00:00Z&since=2026-03-01T00:00:00Z"),
+    ("/v1/programmes", "limit=5&limit=500"),
+])
+async def test_a_parameter_given_twice_is_refused_not_narrowed_to_its_last_value(
+        client: httpx.AsyncClient, operator_key: str, path: str, query: str) -> None:
+    """`programme_id=A&programme_id=B` listed B's rows only and `format=csv&format=xlsx`
+    exported xlsx, each answered 200 (an independent review). A list parameter takes several."""
+    problem = assert_problem(await client.get(f"{path}?{query}", headers=auth(operator_key)), 422, "validation_failed")
+    (error,) = problem["errors"]
+    assert (error["location"], error["pointer"], error["type"]) == ("query", f"/{query.split('=')[0]}",
+                                                                    "repeated_parameter")
+    several = await client.get("/v1/events?type=voucher.issued&type=settlement.paid", headers=auth(operator_key))
+    assert several.status_code == 200, several.text
 
 
 async def test_without_a_key_an_unknown_parameter_is_a_401_not_a_list_of_parameters(client: httpx.AsyncClient) -> None:
@@ -298,3 +316,13 @@ async def test_a_body_json_cannot_read_is_malformed_json_with_guidance(
         operator_key, **{"Idempotency-Key": f"unreadable-{len(body)}", "Content-Type": "application/json"}))
     problem = assert_problem(response, 400, "malformed_json")
     assert "UTF-8" in problem["detail"]
+
+
+@pytest.mark.parametrize("field, value", [("annual_revenue", True), ("annual_revenue", "12"), ("annual_revenue", 12.0),
+                                          ("headcount", True), ("headcount", "12")])
+async def test_an_enterprises_revenue_and_headcount_are_json_integers(world: World, field: str, value: Any) -> None:
+    """`true` was stored as 1 fen of revenue (an independent review): a count or an amount is a
+    JSON integer, as every amount elsewhere is."""
+    response = await world.client.post("/v1/enterprises", json=enterprise_payload(**{field: value}),
+                                       headers=auth(world.operator, **fresh_key()))
+    assert [e["pointer"] for e in assert_problem(response, 422, "validation_failed")["errors"]] == [f"/{field}"]

@@ -43,8 +43,8 @@ class BlacklistRecord(BaseModel):
 class EnterpriseFields(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     region_code: str = RegionCode
-    headcount: int | None = Field(default=None, ge=0, le=10_000_000)
-    annual_revenue: int | None = Field(default=None, ge=0, le=MAX_AMOUNT, description="In fen (1/100 yuan): revenue is in CNY whatever a programme's unit.")
+    headcount: int | None = Field(default=None, ge=0, le=10_000_000, strict=True)
+    annual_revenue: int | None = Field(default=None, ge=0, le=MAX_AMOUNT, strict=True, description="In fen (1/100 yuan): revenue is in CNY whatever a programme's unit.")
     founded_on: Day | None = None
     industry_code: str | None = Field(default=None, max_length=16)
     certifications: list[Certification] = Field(default_factory=list, max_length=50)
@@ -70,8 +70,8 @@ class EnterpriseUpdate(PatchModel):
     region_code: str | None = Field(
         default=None, pattern=REGION_CODE_PATTERN, description="6-digit administrative division."
     )
-    headcount: int | None = Field(default=None, ge=0, le=10_000_000)
-    annual_revenue: int | None = Field(default=None, ge=0, le=MAX_AMOUNT)
+    headcount: int | None = Field(default=None, ge=0, le=10_000_000, strict=True)
+    annual_revenue: int | None = Field(default=None, ge=0, le=MAX_AMOUNT, strict=True)
     founded_on: Day | None = None
     industry_code: str | None = Field(default=None, max_length=16)
     certifications: list[Certification] | None = Field(default=None, max_length=50)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args, get_origin
 
 from fastapi import Request
 from fastapi.routing import APIRoute
@@ -28,6 +28,15 @@ AUTHENTICATING: set[Callable[..., Any]] = set()
 class _Declared:
     names: frozenset[str]
     authenticated: bool
+    #: The names that take several values (a list); any other is given once.
+    lists: frozenset[str] = frozenset()
+
+
+def _is_list(annotation: Any) -> bool:
+    """A list, or an optional one (`list[str] | None`)."""
+    if get_origin(annotation) in (list, tuple, set, frozenset):
+        return True
+    return any(get_origin(arg) in (list, tuple, set, frozenset) for arg in get_args(annotation))
 
 
 _ATTRIBUTE = "_voucher_declared_query"  # kept on the route itself: it lives as long as the route
@@ -39,6 +48,7 @@ def declared(route: APIRoute) -> _Declared:
     found: _Declared | None = getattr(route, _ATTRIBUTE, None)
     if found is None:
         names: set[str] = set()
+        lists: set[str] = set()
         authenticated = False
         pending: list[Any] = [route.dependant]
         while pending:
@@ -49,9 +59,12 @@ def declared(route: APIRoute) -> _Declared:
                 model = param.field_info.annotation
                 if isinstance(model, type) and issubclass(model, BaseModel):  # a query parameter model
                     names.update(f.alias or name for name, f in model.model_fields.items())
+                    lists.update(f.alias or name for name, f in model.model_fields.items() if _is_list(f.annotation))
                 else:
                     names.add(param.alias)
-        found = _Declared(frozenset(names), authenticated)
+                    if _is_list(model):
+                        lists.add(param.alias)
+        found = _Declared(frozenset(names), authenticated, frozenset(lists))
         setattr(route, _ATTRIBUTE, found)
     return found
 
@@ -61,7 +74,8 @@ def check(request: Request) -> None:
     route = request.scope.get("route")
     if not request.scope.get("query_string") or not isinstance(route, APIRoute):
         return
-    known = declared(route).names
+    found = declared(route)
+    known = found.names
     unknown = sorted({name for name in request.query_params if name not in known})
     with_nul = sorted({name for name, value in request.query_params.multi_items() if "\x00" in value})
     if with_nul and not unknown:  # no filter holds NUL, and PostgreSQL cannot even compare with it
@@ -70,6 +84,17 @@ def check(request: Request) -> None:
                         location="query")
             for name in with_nul[:20]
         ])
+    if not unknown:
+        # A filter given twice was narrowed to its last value (`programme_id=A&programme_id=B`
+        # listed B's rows only, `format=csv&format=xlsx` exported xlsx): refused, as a field
+        # given twice in a form would be (an independent review).
+        given = [name for name, _ in request.query_params.multi_items()]
+        twice = sorted({name for name in given if name not in found.lists and given.count(name) > 1})
+        if twice:
+            raise ValidationFailed([
+                field_error(name[:100], msg("give this query parameter once"), "repeated_parameter", location="query")
+                for name in twice[:20]
+            ])
     if unknown:
         takes = sorted(known)
         raise ValidationFailed([

@@ -113,7 +113,7 @@ class ProgrammeTerms(BaseModel):
         default=None, description="Applications are taken until this instant (exclusive): midnight that "
         "ends the last day, e.g. 2026-12-31T16:00:00Z for the end of 31 December in Beijing.")
     voucher_validity_days: int = Field(default=365, ge=1, le=3650)
-    publicity_days: int = Field(default=5, ge=0, le=90, description="公示期; 0 means none.")
+    publicity_days: int = Field(default=5, ge=0, le=90, strict=True, description="公示期; 0 means none.")
     hold_ttl_seconds: int = Field(default=1800, ge=60, le=7 * 24 * 3600)
     expiry_disposition: ExpiryDisposition = ExpiryDisposition.POOL
     eligibility_rules: dict[str, Any] | None = Field(
@@ -180,7 +180,7 @@ class ProgrammeUpdate(PatchModel):
     application_opens_at: AwareDatetime | None = None
     application_closes_at: AwareDatetime | None = None
     voucher_validity_days: int | None = Field(default=None, ge=1, le=3650)
-    publicity_days: int | None = Field(default=None, ge=0, le=90)
+    publicity_days: int | None = Field(default=None, ge=0, le=90, strict=True)
     hold_ttl_seconds: int | None = Field(default=None, ge=60, le=7 * 24 * 3600)
     expiry_disposition: ExpiryDisposition | None = None
     eligibility_rules: dict[str, Any] | None = None

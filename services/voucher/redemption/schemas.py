@@ -32,9 +32,9 @@ class LineItem(BaseModel):
     description: str = Field(default="", max_length=500)
     amount: int = Field(ge=1, le=MAX_AMOUNT, strict=True, description=f"Order amount of this line, in the minor unit of the voucher's unit ({MINOR_UNITS}).")
     accelerator: str | None = Field(default=None, max_length=100)
-    hours_milli: int | None = Field(default=None, ge=1, le=10**12)
+    hours_milli: int | None = Field(default=None, ge=1, le=10**12, strict=True)
     model: str | None = Field(default=None, max_length=100)
-    tokens: int | None = Field(default=None, ge=1, le=10**15)
+    tokens: int | None = Field(default=None, ge=1, le=10**15, strict=True)
 
     @model_validator(mode="after")
     def _usage(self) -> LineItem:
