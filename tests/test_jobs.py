@@ -175,8 +175,10 @@ async def test_a_run_over_settled_months_reads_no_capture(app: Any, client: http
         assert await jobs.run_once(app.state.database, "create-settlements", clock()) == 0
     finally:
         event.remove(engine, "before_cursor_execute", listener)
-    probes = [s for s in statements if "FROM redemption" in s and "settlement_item" in s]
+    probes = [s for s in statements if "FROM redemption " in s and "settlement_item" in s]
     assert len(probes) == 1, statements
+    refunds = [s for s in statements if "FROM redemption_refund" in s]  # since the first uncovered day, by time
+    assert len(refunds) == 1 and "redemption_refund.created_at >=" in refunds[0], statements
 
 
 def test_the_window_to_settle_runs_from_the_first_capture_to_the_last_month_ended() -> None:

@@ -5,7 +5,10 @@ now only a later settlement's captures could take it back, so a provider with no
 it owed it for ever and the programme could never be archived (an independent review, December
 2026). A settlement whose refunds exceed its captures is now a repayment statement: its total
 is negative, and paying it records the provider's repayment. Only the CHECK on the total
-changes: `line_count > 0` stays.
+changes: `line_count > 0` stays. The monthly job drafts a repayment for the first month, after a
+refund, that no settlement covers: it looks for refunds made since the first uncovered day, by
+a new index on `redemption_refund.created_at` (refunds are rare beside redemptions: one more
+index entry each).
 
 SQLite cannot drop a CHECK with ALTER TABLE. Rebuilding the table would drop the triggers that
 keep a paid settlement unchanged (migrations 0015 and 0016) and is refused by the rows that
@@ -13,7 +16,8 @@ refer to it; SQLite documents the other way for removing a CHECK, which leaves t
 as they are: the table's definition in `sqlite_schema` is rewritten in the migration's
 transaction and the schema version moved on, so every connection reads the new definition.
 The downgrade puts the CHECK back the same way, and refuses while a settlement totals less
-than zero (the constraint would not hold).
+than zero (the constraint would not hold): settlements are append-only, a cancelled one
+included, so once a repayment statement has been made the schema cannot go below 0017.
 
 Revision ID: 0017
 Revises: 0016
@@ -52,6 +56,7 @@ def _sqlite_redefine(old: str, new: str) -> None:
 
 
 def upgrade() -> None:
+    op.create_index("ix_redemption_refund_created_at", "redemption_refund", ["created_at"])
     if op.get_bind().dialect.name == "postgresql":
         op.execute(f"ALTER TABLE settlement DROP CONSTRAINT ck_settlement_totals, ADD {WITHOUT}")
     else:
@@ -63,6 +68,7 @@ def downgrade() -> None:
     if negative:
         raise RuntimeError(f"{negative} settlement(s) total less than zero (a provider's repayment); "
                            "they cannot be kept below 0017")
+    op.drop_index("ix_redemption_refund_created_at", "redemption_refund")
     if op.get_bind().dialect.name == "postgresql":
         op.execute(f"ALTER TABLE settlement DROP CONSTRAINT ck_settlement_totals, ADD {WITH_TOTAL}")
     else:

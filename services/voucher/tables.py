@@ -452,7 +452,8 @@ class RedemptionRefund(SQLModel, table=True):
     amount: int = Field(sa_type=BigInteger)
     reason: str = Field(max_length=500)
     destination: str = Field(max_length=16)
-    created_at: datetime = Field(sa_type=UTCDateTime)
+    #: Indexed for the settlement job's look for refunds to take back since a day (0017).
+    created_at: datetime = Field(sa_type=UTCDateTime, index=True)
 
 
 # -- eligibility and applications ----------------------------------------------------------------

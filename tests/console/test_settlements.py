@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from tests.console.conftest import Browser, csrf_of
 from tests.console.test_claims import today
@@ -142,3 +143,42 @@ async def test_the_operator_draws_up_a_settlement_for_a_period(browser: Browser,
     assert 'data-status="draft"' in page.text and "PO-9" in page.text
     settled = (await world.client.get("/v1/settlements", headers=auth(world.operator))).json()["items"]
     assert len(settled) == 1 and settled[0]["total"] == 300_000
+
+
+async def test_a_repayment_statement_is_shown_and_recorded_as_the_providers_repayment(
+        browser: Browser, world: World, clock: Any) -> None:
+    """A total below zero is the provider paying back: the page says so and offers to record the
+    provider's repayment, not a payment moving payable to paid (an independent review); a draft
+    repayment can be approved by the office once its provider has let 15 days pass."""
+    async def step(sid: str, action: str, body: dict[str, Any] | None = None, *, provider: bool = False) -> Any:
+        done = await world.client.post(f"/v1/settlements/{sid}/{action}", json=body or {},
+                                       headers=auth(world.provider_key if provider else world.operator, **fresh()))
+        assert done.status_code == 200, done.text
+        return done.json()
+
+    first = await settlement(world, clock)
+    await step(first["id"], "submit", provider=True)
+    await step(first["id"], "approve")
+    await step(first["id"], "pay", {"reference": "ICBC-1", "paid_on": today(clock)})
+    redeemed = (await world.client.get("/v1/redemptions", headers=auth(world.operator))).json()["items"][0]
+    refunded = await world.client.post(f"/v1/redemptions/{redeemed['id']}/refunds",
+                                       json={"amount": first["total"], "reason": "order cancelled"},
+                                       headers=auth(world.provider_key, **fresh()))
+    assert refunded.status_code == 201, refunded.text
+    day = clock().astimezone(ZoneInfo("Asia/Shanghai")).date().isoformat()
+    clock.advance(days=1)
+    owed = await world.client.post("/v1/settlements", json={
+        "provider_id": world.provider["id"], "programme_id": world.programme["id"], "period_start": day,
+        "period_end": day}, headers=auth(world.operator, **fresh()))
+    assert owed.status_code == 201 and owed.json()["total"] == -first["total"], owed.text
+    path = f"/console/operator/settlements/{owed.json()['id']}"
+    await browser.sign_in(world.operator, language="en")
+    page = await browser.get(path)
+    assert page.status_code == 200 and "repayment statement" in page.text and 'id="approve"' in page.text
+    early = await browser.post(f"{path}/approve", data={"csrf_token": csrf_of(page.text)})
+    assert early.status_code == 409 and 'role="alert"' in early.text  # the provider has 15 days
+    clock.advance(days=15)
+    assert (await browser.post(f"{path}/approve", data={"csrf_token": csrf_of(page.text)})).status_code == 303
+    page = await browser.get(path)
+    assert "Record the provider&#39;s repayment" in page.text or "Record the provider's repayment" in page.text
+    assert "moves the total from payable to paid" not in page.text

@@ -381,7 +381,7 @@ async def test_refunds_exceeding_captures_make_a_repayment_or_carry_over(app, wo
     for action, status in (("submit", "submitted"), ("approve", "approved")):
         await moved(world, again["id"], action, status)
     early = assert_problem(await act(world, again["id"], "pay"), 409, "invalid_transition")
-    assert early["paid_total"] == 0
+    assert early["unpaid_redemption_ids"] == [x["id"]]  # PO-X's capture is in the first settlement, not paid yet
     for action, status in (("submit", "submitted"), ("approve", "approved"), ("pay", "paid")):
         await moved(world, first["id"], action, status)
     repaid = await moved(world, again["id"], "pay", "paid")
@@ -1047,3 +1047,106 @@ async def test_a_payment_is_never_recorded_as_made_before_the_approval_nor_ahead
     problem = assert_problem(late, 422, "validation_failed")  # not made yet: today is 03-03 in Beijing
     assert [e["pointer"] for e in problem["errors"]] == ["/paid_on"] and "after today" in problem["errors"][0]["message"]
     assert (await moved(world, sid, "pay", "paid"))["paid_on"] == "2026-03-03"
+
+
+async def pay_through(world: World, sid: str) -> dict[str, Any]:
+    for action, status in (("submit", "submitted"), ("approve", "approved")):
+        await moved(world, sid, action, status)
+    return await moved(world, sid, "pay", "paid")
+
+
+async def test_a_repayment_waits_until_the_captures_it_refunds_were_paid(app, world: World, clock) -> None:
+    """The check compared the repayment with all the provider had been paid in the programme:
+    another capture's money let a provider repay a capture whose settlement was never paid, and
+    once that settlement was cancelled nothing showed it (an independent review). Each refunded
+    capture must be in a paid settlement; cancelling the one that holds it does not help."""
+    v = await world.issue(100_000_000)
+    await redeem(world, clock, "2026-03-02T02:00:00+00:00", v, 10_000_000, "PO-Y")  # 3,000,000
+    clock.current = utc("2026-03-03T01:00:00+00:00")
+    await pay_through(world, (await settled(world, "2026-03-02", "2026-03-02"))["id"])
+    x = await redeem(world, clock, "2026-03-03T02:00:00+00:00", v, 5_000_000, "PO-X")  # 1,500,000
+    clock.current = utc("2026-03-04T01:00:00+00:00")
+    holder = await settled(world, "2026-03-03", "2026-03-03")
+    await refund(world, clock, "2026-03-04T02:00:00+00:00", x, 1_500_000)
+    clock.current = utc("2026-03-05T01:00:00+00:00")
+    owed = await settled(world, "2026-03-04", "2026-03-04")
+    assert owed["total"] == -1_500_000
+    for action, status in (("submit", "submitted"), ("approve", "approved")):
+        await moved(world, owed["id"], action, status)
+    problem = assert_problem(await act(world, owed["id"], "pay"), 409, "invalid_transition")
+    assert problem["unpaid_redemption_ids"] == [x["id"]]
+    await moved(world, holder["id"], "cancel", "cancelled")  # X's capture is now in no settlement at all
+    assert_problem(await act(world, owed["id"], "pay"), 409, "invalid_transition")
+    assert await provider_accounts(app, world) == {"provider_payable": 0, "provider_paid": 3_000_000}
+    again = await settled(world, "2026-03-03", "2026-03-03")  # X's day settled again, paid: then the repayment
+    await pay_through(world, again["id"])
+    await moved(world, owed["id"], "pay", "paid")
+    assert await provider_accounts(app, world) == {"provider_payable": 0, "provider_paid": 3_000_000}
+    assert (await world.reconciliation())["is_clean"]
+
+
+async def test_a_silent_provider_does_not_hold_up_its_repayment(app, world: World, clock) -> None:
+    """A draft waits for its provider's confirmation; a repayment no provider is keen to
+    confirm had stayed a draft for ever, and the programme unarchivable (an independent
+    review). Neither confirmed nor disputed for 15 days, the office approves it as it stands,
+    the confirmation recorded as made on the provider's behalf."""
+    v = await world.issue(100_000_000)
+    x = await redeem(world, clock, "2026-03-02T02:00:00+00:00", v, 10_000_000, "PO-X")
+    clock.current = utc("2026-03-03T01:00:00+00:00")
+    await pay_through(world, (await settled(world, "2026-03-02", "2026-03-02"))["id"])
+    await refund(world, clock, "2026-03-03T02:00:00+00:00", x, 400_000)
+    programme = f"/v1/programmes/{world.programme['id']}"
+    assert (await world.post(f"/v1/vouchers/{v['id']}/revoke", {"reason": "over"}, key=world.operator)).status_code == 200
+    assert (await world.post(f"{programme}/close", {"reason": "over"}, key=world.operator)).status_code == 200
+    clock.current = utc("2026-04-02T01:00:00+00:00")
+    owed = await settled(world, "2026-03-03", "2026-03-31")
+    early = assert_problem(await act(world, owed["id"], "approve"), 409, "invalid_transition")
+    assert "2026-04-17" in early["detail"]
+    clock.current = utc("2026-04-17T01:00:00+00:00")
+    approved = await moved(world, owed["id"], "approve", "approved")
+    assert approved["submitted_at"] is not None
+    await moved(world, owed["id"], "pay", "paid")
+    assert (await world.post(f"{programme}/archive", key=world.operator)).status_code == 200
+    # A positive draft still waits for its provider, however long.
+    assert (await world.reconciliation())["is_clean"]
+
+
+async def test_the_monthly_job_drafts_a_repayment_for_a_month_of_refunds(app, world: World, clock) -> None:
+    """The job looked only for captures, so the refund after the last payment — the case a
+    repayment exists for — was never settled by it (an independent review)."""
+    from services.voucher import jobs
+
+    v = await world.issue(100_000_000)
+    x = await redeem(world, clock, "2026-03-02T02:00:00+00:00", v, 10_000_000, "PO-X")
+    clock.current = utc("2026-04-02T01:00:00+00:00")
+    assert await jobs.run_once(app.state.database, "create-settlements", clock()) == 1
+    await pay_through(world, (await listed(world))[0]["id"])
+    await refund(world, clock, "2026-04-03T02:00:00+00:00", x, 400_000)
+    clock.current = utc("2026-05-02T01:00:00+00:00")
+    assert await jobs.run_once(app.state.database, "create-settlements", clock()) == 1
+    april = [s for s in await listed(world) if s["period_start"] == "2026-04-01"]
+    assert [(s["period_end"], s["total"]) for s in april] == [("2026-04-30", -400_000)]
+    assert await jobs.run_once(app.state.database, "create-settlements", clock()) == 0  # made once
+
+
+async def test_a_repayment_is_told_apart_from_a_payment(app, world: World, clock) -> None:
+    """Its event and audit record say `direction: repayment`, and its journal is
+    `settlement_repaid` (`settlement.paid` with a negative total read like money going out)."""
+    from services.voucher.events import service as events
+
+    v = await world.issue(100_000_000)
+    x = await redeem(world, clock, "2026-03-02T02:00:00+00:00", v, 10_000_000, "PO-X")
+    clock.current = utc("2026-03-03T01:00:00+00:00")
+    first = await pay_through(world, (await settled(world, "2026-03-02", "2026-03-02"))["id"])
+    await refund(world, clock, "2026-03-03T02:00:00+00:00", x, 400_000)
+    clock.current = utc("2026-03-04T01:00:00+00:00")
+    owed = await pay_through(world, (await settled(world, "2026-03-03", "2026-03-03"))["id"])
+    await events.publish_pending(app.state.database, app.state.clock())
+    found = (await world.client.get("/v1/events", params={"type": "settlement.paid"},
+                                    headers=auth(world.provider_key))).json()["items"]
+    direction = {e["resource_id"]: e["data"].get("direction") for e in found}
+    assert direction == {first["id"]: "payment", owed["id"]: "repayment"}
+    async with app.state.database.unit_of_work(write=False) as session:
+        kinds = (await session.execute(text("SELECT kind FROM ledger_transaction WHERE memo LIKE :m"),
+                                       {"m": f"settlement {owed['id']}%"})).scalars().all()
+    assert list(kinds) == ["settlement_repaid"]

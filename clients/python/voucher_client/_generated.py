@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "0e6b48e501dc5c16b1e7f5676ac59e6f4dee23ee5e36a7793746e0d993496d59"
+DOCUMENT_SHA256 = "7bc511d185352c48eefe114eeb150150fb28e78944a02d63211a1ffc56cd2011"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

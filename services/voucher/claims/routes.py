@@ -51,8 +51,8 @@ def _public(claim: object) -> ClaimPublic:
     "cannot be used, a provider not approved, not enrolled or related, items out of scope, cap reached, "
     "`wrong_payout_mode`…), with `invoice_already_claimed`, `document_already_claimed` or `contract_already_used` "
     "when anyone claimed it before, `validation_failed` for malformed numbers, line items that do not add up to "
-    "the amount paid, a document listed twice or an invoice dated after today or before the voucher became valid "
-    "(Beijing time), or an Idempotency-Key conflict.",
+    "the amount paid, a document listed twice or an invoice dated after today (Beijing time) or before "
+    "2000-01-01, or an Idempotency-Key conflict.",
     status_code=201,
     response_model=ClaimPublic,
     responses=responses(*AUTH_ERRORS, *HOLD_ERRORS, errors.InvoiceAlreadyClaimed,

@@ -118,6 +118,47 @@ async def unsettled_refunds(
     return list((await session.execute(stmt)).all())
 
 
+async def refunds_of_unpaid_captures(session: AsyncSession, settlement_id: uuid.UUID) -> list[uuid.UUID]:
+    """The redemptions whose refunds this settlement takes back while their capture is neither
+    in it nor in a paid settlement (in one not paid yet, or, its settlement cancelled, in none):
+    a repayment of them would give back what the provider has not been paid."""
+    refund_line = table_of(SettlementItem).alias("refund_line")
+    capture_line = table_of(SettlementItem).alias("capture_line")
+    holder = table_of(Settlement).alias("holder")
+    paid_capture = (
+        select(capture_line.c.id)
+        .join(holder, holder.c.id == capture_line.c.settlement_id)
+        .where(capture_line.c.redemption_id == refund_line.c.redemption_id,
+               capture_line.c.kind == ItemKind.CAPTURE.value, capture_line.c.released_at.is_(None),
+               (holder.c.id == settlement_id) | (holder.c.status == SettlementStatus.PAID.value))
+        .exists()
+    )
+    found = await session.execute(
+        select(refund_line.c.redemption_id).distinct()
+        .where(refund_line.c.settlement_id == settlement_id, refund_line.c.kind == ItemKind.REFUND.value,
+               ~paid_capture)
+        .order_by(refund_line.c.redemption_id))
+    return list(found.scalars())
+
+
+async def first_unsettled_refund(
+    session: AsyncSession, provider_id: uuid.UUID, programme_id: uuid.UUID, since: datetime,
+) -> datetime | None:
+    """When the pair's oldest refund made since `since` that no live settlement holds, of a
+    capture one does, was made: what a settlement of a month on or after it would take back.
+    Read by the index on the refunds' time, so a history settled long ago is not read."""
+    found = await session.execute(
+        select(col(RedemptionRefund.created_at))
+        .join(Redemption, col(Redemption.id) == col(RedemptionRefund.redemption_id))
+        .where(col(RedemptionRefund.created_at) >= since,
+               col(Redemption.provider_id) == provider_id, col(Redemption.programme_id) == programme_id,
+               ~_live_item(col(SettlementItem.refund_id) == col(RedemptionRefund.id)),
+               _live_item(and_(col(SettlementItem.redemption_id) == col(Redemption.id),
+                               col(SettlementItem.kind) == ItemKind.CAPTURE.value)))
+        .order_by(col(RedemptionRefund.created_at)).limit(1))
+    return found.scalar_one_or_none()
+
+
 async def items(session: AsyncSession, settlement_id: uuid.UUID) -> list[SettlementItem]:
     stmt = (
         select(SettlementItem)

@@ -66,7 +66,8 @@ class SettlementPublic(BaseModel):
     status: SettlementStatus
     captured_total: int
     refunded_total: int
-    total: int = Field(description="captured_total − refunded_total: what the programme pays.")
+    total: int = Field(description="captured_total − refunded_total: what the programme pays the provider or, below "
+                                   "zero, what the provider repays (a repayment statement).")
     line_count: int
     status_reason: str | None
     payment_reference: str | None

@@ -53,6 +53,9 @@ from services.voucher.settlement.statement import Line, digest, render_csv
 from services.voucher.tables import Settlement
 
 S = SettlementStatus
+#: Days a provider has to confirm or dispute a repayment statement before the office may
+#: approve it as it stands.
+REPAYMENT_CONFIRM_DAYS = 15
 
 
 async def create(
@@ -205,6 +208,22 @@ async def resolve(session: AsyncSession, actor: Actor, settlement_id: uuid.UUID,
 async def approve(session: AsyncSession, actor: Actor, settlement_id: uuid.UUID, note: str | None,
                   now: datetime) -> Settlement:
     settlement = await get(session, actor, settlement_id, for_update=True)
+    if settlement.status == S.DRAFT.value and settlement.total < 0:
+        # A repayment is not the provider's to hold up by silence: unconfirmed and undisputed
+        # for REPAYMENT_CONFIRM_DAYS, the office approves it as it stands, recorded as confirmed
+        # on the provider's behalf (an independent review: a silent provider kept its debt, and
+        # the programme from being archived, for ever).
+        deemed_at = settlement.created_at + timedelta(days=REPAYMENT_CONFIRM_DAYS)
+        if now < deemed_at:
+            raise InvalidTransition(
+                msg("the provider confirms or disputes its repayment statement; if it has done neither, the "
+                    "office can approve it from {at}", at=deemed_at.isoformat()),
+                current_status=settlement.status, allowed=[S.SUBMITTED.value, S.CANCELLED.value],
+            )
+        await _move(session, settlement, S.SUBMITTED, now, msg(
+            "not confirmed nor disputed by the provider within {days} days: confirmed on its behalf",
+            days=REPAYMENT_CONFIRM_DAYS).render("en"))
+        settlement.submitted_at = now
     await _move(session, settlement, S.APPROVED, now, note)
     settlement.approved_at = now
     await session.flush()
@@ -230,12 +249,24 @@ async def pay(session: AsyncSession, actor: Actor, settlement_id: uuid.UUID, *, 
             memo=f"settlement {settlement.id} paid, reference {reference}",
         )
     elif settlement.total < 0:
-        # The provider gives back what it was paid for refunded captures. What it has been paid
-        # covers that unless a capture refunded here is in a settlement not paid yet. Read without
-        # a lock (a lock before the write would invert the accounts' order, see docs/decisions.md):
-        # a repayment racing another is refused by the account's non-negative CHECK (409).
+        # The provider gives back what it was paid for captures it then refunded: each refunded
+        # capture must be in this settlement or a paid one (an independent review had a provider
+        # repay, out of other captures' money, a capture whose settlement was never paid).
+        unpaid = await repository.refunds_of_unpaid_captures(session, settlement.id)
+        if unpaid:
+            raise InvalidTransition(
+                msg("{count} refunded capture(s) of this repayment have not been paid to the provider (their "
+                    "settlement is not paid, or was cancelled): record that payment first, or cancel this "
+                    "repayment and settle the refunds with their captures",
+                    count=len(unpaid)),
+                current_status=settlement.status, allowed=[S.CANCELLED.value],
+                unpaid_redemption_ids=[str(r) for r in unpaid[:100]],
+            )
+        # The paid account is the one row of this journal that is materialised (the payable is
+        # not), so locking it first orders nothing against another write; two repayments at once
+        # then queue here instead of the second meeting the account's CHECK.
         owed_back = -settlement.total
-        already_paid = (await ledger.balances(session, [paid]))[paid]
+        already_paid = (await ledger.balances(session, [paid], lock=True))[paid]
         if already_paid < owed_back:
             raise InvalidTransition(
                 msg("the provider would repay {owed_back} but has been paid {paid} in this programme: record the "
@@ -244,13 +275,14 @@ async def pay(session: AsyncSession, actor: Actor, settlement_id: uuid.UUID, *, 
                 current_status=settlement.status, allowed=[S.PAID.value], paid_total=already_paid,
             )
         await ledger.post(
-            session, kind="settlement_paid", legs=transfer(paid, payable, owed_back, settlement.unit),
+            session, kind="settlement_repaid", legs=transfer(paid, payable, owed_back, settlement.unit),
             now=now, programme_id=settlement.programme_id,
             memo=f"settlement {settlement.id} repaid by the provider, reference {reference}",
         )
     # One UPDATE writes every field: once the row says `paid`, the database refuses any other.
+    # `direction` says which way the money went: the events and webhooks of a repayment say so.
     await _move(session, settlement, S.PAID, now, total=settlement.total, payment_reference=reference,
-                paid_on=paid_on)
+                paid_on=paid_on, direction="repayment" if settlement.total < 0 else "payment")
     settlement.payment_reference = reference
     settlement.paid_on = paid_on
     settlement.paid_at = now
@@ -291,7 +323,8 @@ async def due_monthly(
 ) -> list[tuple[uuid.UUID, uuid.UUID, date]]:
     """(provider, programme, first day of the month) of every calendar month that ended at least
     `SETTLE_AFTER` ago and holds a capture payable to the provider that no settlement's period
-    covers — oldest first. Every month since the pair's first capture is looked at, not only
+    covers, or is the first such month since a refund of a settled capture that no settlement
+    has taken back (a repayment) — oldest first. Every month since the pair's first capture is looked at, not only
     the last one, so months the schedule did not run through (a worker down for weeks, a
     sandbox clock moved by a year) are settled too. The days the pair's settlements cover, in
     any status, are left out (one the office cancelled is not made again, as before): what is
@@ -304,18 +337,32 @@ async def due_monthly(
         if window is None:
             continue
         settled = await repository.settled_periods(session, provider_id, programme_id)
-        for start_day, end_day in uncovered(*window, settled):
+        runs = list(uncovered(*window, settled))
+        months: list[date] = []
+        for start_day, end_day in runs:
             day = start_day
             while day <= end_day:
                 found = await repository.next_unsettled_capture(
                     session, provider_id, programme_id, *period_bounds(day, end_day))
                 if found is None:
                     break
-                month = found.astimezone(ZoneInfo(PERIOD_ZONE)).date().replace(day=1)
-                due.append((provider_id, programme_id, month))
-                if len(due) >= limit:
-                    return due
-                day = month_after(month)
+                months.append(found.astimezone(ZoneInfo(PERIOD_ZONE)).date().replace(day=1))
+                day = month_after(months[-1])
+        # A refund of a settled capture with no capture after it (the programme winding down) is
+        # settled as a repayment: the first month on or after it that no settlement covers. Only
+        # refunds made since the first uncovered day are looked for (one before it was taken by
+        # the settlement covering its day, unless the office cancelled that one).
+        refunded = await repository.first_unsettled_refund(
+            session, provider_id, programme_id, period_bounds(runs[0][0], runs[0][0])[0]) if runs else None
+        if refunded is not None:
+            since = refunded.astimezone(ZoneInfo(PERIOD_ZONE)).date()
+            first_open = next((max(start_day, since) for start_day, end_day in runs if end_day >= since), None)
+            if first_open is not None and first_open.replace(day=1) not in months:
+                months.append(first_open.replace(day=1))
+        for month in sorted(months):
+            due.append((provider_id, programme_id, month))
+            if len(due) >= limit:
+                return due
     return due
 
 
