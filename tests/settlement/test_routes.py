@@ -400,9 +400,7 @@ async def test_a_refund_after_the_last_payment_is_repaid_and_the_programme_archi
     v = await world.issue(100_000_000)
     x = await redeem(world, clock, "2026-03-02T02:00:00+00:00", v, 10_000_000, "PO-X")
     clock.current = utc("2026-03-03T01:00:00+00:00")
-    first = await settled(world, "2026-03-02", "2026-03-02")
-    for action, status in (("submit", "submitted"), ("approve", "approved"), ("pay", "paid")):
-        await moved(world, first["id"], action, status)
+    await pay_through(world, (await settled(world, "2026-03-02", "2026-03-02"))["id"])
     await refund(world, clock, "2026-03-03T02:00:00+00:00", x, 400_000)
     programme = f"/v1/programmes/{world.programme['id']}"
     assert (await world.post(f"/v1/vouchers/{v['id']}/revoke", {"reason": "over"}, key=world.operator)).status_code == 200
