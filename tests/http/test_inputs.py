@@ -326,3 +326,23 @@ async def test_an_enterprises_revenue_and_headcount_are_json_integers(world: Wor
     response = await world.client.post("/v1/enterprises", json=enterprise_payload(**{field: value}),
                                        headers=auth(world.operator, **fresh_key()))
     assert [e["pointer"] for e in assert_problem(response, 422, "validation_failed")["errors"]] == [f"/{field}"]
+
+
+@pytest.mark.parametrize("coding", ["gzip", "br", "deflate, gzip"])
+async def test_a_body_with_a_content_coding_is_refused_not_read_as_plain(world: World, coding: str) -> None:
+    """A body marked gzip had been read as it came, as plain JSON (an independent review): this
+    service decodes no content coding, so it says so (415) and creates nothing; `identity` is
+    the body as it is."""
+    import gzip
+
+    body = json.dumps(enterprise_payload()).encode()
+    for sent in (body, gzip.compress(body)):
+        refused = await world.client.post("/v1/enterprises", content=sent, headers=auth(
+            world.operator, **fresh_key(), **{"content-type": "application/json", "content-encoding": coding}))
+        assert "Content-Encoding" in assert_problem(refused, 415, "unsupported_media_type")["detail"]
+    listed = (await world.client.get("/v1/enterprises", headers=auth(world.operator))).json()["items"]
+    plain = await world.client.post("/v1/enterprises", content=body, headers=auth(
+        world.operator, **fresh_key(), **{"content-type": "application/json", "content-encoding": "identity"}))
+    assert plain.status_code == 201, plain.text
+    after = (await world.client.get("/v1/enterprises", headers=auth(world.operator))).json()["items"]
+    assert len(after) == len(listed) + 1

@@ -21,7 +21,12 @@ from starlette.types import Scope as Scope_
 
 from services.voucher.actor import Actor
 from services.voucher.apikeys.rules import Scope
-from services.voucher.errors import MalformedJson, PayloadTooLarge, RequestTimeout
+from services.voucher.errors import (
+    MalformedJson,
+    PayloadTooLarge,
+    RequestTimeout,
+    UnsupportedMediaType,
+)
 from services.voucher.http.problems import is_json
 from services.voucher.i18n import msg
 from services.voucher.settings import Settings
@@ -169,6 +174,12 @@ async def read_body(receive: Receive, limit: int, scope: Scope_ | None = None) -
     the connection says next). A body JSON only to Python's reader is refused (`json_defect`);
     strings no database stores alike are noted in the scope's state (`unstorable_text`) for the
     operation to refuse once the key's scopes are checked."""
+    for key, value in (scope or {}).get("headers", ()):
+        if key == b"content-encoding" and value.strip().lower() not in (b"", b"identity"):
+            # Read as it came, a body marked gzip was taken as plain JSON (an independent review);
+            # this service decodes no content coding (RFC 9110 §8.4: 415 for one it does not).
+            raise UnsupportedMediaType(msg("the body is sent with Content-Encoding {coding}; send it unencoded",
+                                           coding=value.decode("latin-1")[:40]))
     chunks: list[bytes] = []
     size = 0
     while True:
