@@ -392,11 +392,10 @@ async def test_refunds_exceeding_captures_make_a_repayment_or_carry_over(app, wo
     assert (await world.reconciliation())["is_clean"]
 
 
-async def test_a_refund_after_the_last_payment_is_repaid_and_the_programme_archived(app, world: World, clock) -> None:
-    """A refund after the provider's last settlement was paid, on a programme that ends: no
-    capture can come to take it back. Before, it was owed for ever and the programme could not
-    be archived (an independent review, December 2026); a refund on the archived programme
-    left the provider owing as well. Each is settled as a repayment."""
+async def wound_down_after_a_refund(world: World, clock) -> tuple[str, dict[str, Any]]:
+    """A capture settled and paid, 400,000 of it refunded on 03-03, its voucher revoked and the
+    programme closed: no capture can come to take the refund back. (The programme's path, the
+    redemption.)"""
     v = await world.issue(100_000_000)
     x = await redeem(world, clock, "2026-03-02T02:00:00+00:00", v, 10_000_000, "PO-X")
     clock.current = utc("2026-03-03T01:00:00+00:00")
@@ -405,6 +404,15 @@ async def test_a_refund_after_the_last_payment_is_repaid_and_the_programme_archi
     programme = f"/v1/programmes/{world.programme['id']}"
     assert (await world.post(f"/v1/vouchers/{v['id']}/revoke", {"reason": "over"}, key=world.operator)).status_code == 200
     assert (await world.post(f"{programme}/close", {"reason": "over"}, key=world.operator)).status_code == 200
+    return programme, x
+
+
+async def test_a_refund_after_the_last_payment_is_repaid_and_the_programme_archived(app, world: World, clock) -> None:
+    """A refund after the provider's last settlement was paid, on a programme that ends: no
+    capture can come to take it back. Before, it was owed for ever and the programme could not
+    be archived (an independent review, December 2026); a refund on the archived programme
+    left the provider owing as well. Each is settled as a repayment."""
+    programme, x = await wound_down_after_a_refund(world, clock)
     problem = assert_problem(await world.post(f"{programme}/archive", key=world.operator), 409, "invalid_transition")
     assert problem["unpaid"] == 400_000
     clock.current = utc("2026-04-02T01:00:00+00:00")
@@ -1088,14 +1096,7 @@ async def test_a_silent_provider_does_not_hold_up_its_repayment(app, world: Worl
     confirm had stayed a draft for ever, and the programme unarchivable (an independent
     review). Neither confirmed nor disputed for 15 days, the office approves it as it stands,
     the confirmation recorded as made on the provider's behalf."""
-    v = await world.issue(100_000_000)
-    x = await redeem(world, clock, "2026-03-02T02:00:00+00:00", v, 10_000_000, "PO-X")
-    clock.current = utc("2026-03-03T01:00:00+00:00")
-    await pay_through(world, (await settled(world, "2026-03-02", "2026-03-02"))["id"])
-    await refund(world, clock, "2026-03-03T02:00:00+00:00", x, 400_000)
-    programme = f"/v1/programmes/{world.programme['id']}"
-    assert (await world.post(f"/v1/vouchers/{v['id']}/revoke", {"reason": "over"}, key=world.operator)).status_code == 200
-    assert (await world.post(f"{programme}/close", {"reason": "over"}, key=world.operator)).status_code == 200
+    programme, _ = await wound_down_after_a_refund(world, clock)
     clock.current = utc("2026-04-02T01:00:00+00:00")
     owed = await settled(world, "2026-03-03", "2026-03-31")
     early = assert_problem(await act(world, owed["id"], "approve"), 409, "invalid_transition")

@@ -158,7 +158,7 @@ class UnitOfWorkMiddleware:
         # Authentication and the idempotency claim set these for the request's audit events;
         # resetting here keeps one request's actor out of the next (tests run many in a task).
         actor_token, key_token = audit.ACTOR.set(None), audit.IDEMPOTENCY_KEY.set(None)
-        vetted_token = webhooks.VETTED.set(None)
+        vetted_token = None  # set for a webhook registration only
         unit = RequestUnit(self.database, write=scope["method"] not in SAFE_METHODS)
         scope.setdefault("state", {})["unit"] = unit
         rid = (b"x-request-id", request_id.encode())
@@ -183,7 +183,8 @@ class UnitOfWorkMiddleware:
                     await self._send(send, *self._failure(exc, scope), scope, rid)
                     return
                 if webhooks.registers_url(scope) and "body" in scope["state"]:
-                    webhooks.VETTED.set(await webhooks.vet_ahead(scope["state"]["body"], self.database.settings))
+                    vetted_token = webhooks.VETTED.set(
+                        await webhooks.vet_ahead(scope["state"]["body"], self.database.settings))
                 # SQLite: the process's writers queue in order (db.py, `writer`); the answer is
                 # sent once the write lock is let go, so a slow reader never holds it.
                 outgoing: list[Message] = []
@@ -205,7 +206,8 @@ class UnitOfWorkMiddleware:
             REQUEST_ID.reset(token)
             audit.ACTOR.reset(actor_token)
             audit.IDEMPOTENCY_KEY.reset(key_token)
-            webhooks.VETTED.reset(vetted_token)
+            if vetted_token is not None:
+                webhooks.VETTED.reset(vetted_token)
 
     @staticmethod
     def _stamped(send: Send, clock: SandboxClock) -> Send:

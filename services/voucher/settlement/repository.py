@@ -96,6 +96,15 @@ async def unsettled_captures(
     return list((await session.execute(stmt)).all())
 
 
+#: A refund (joined to its redemption) that a settlement would take back: in no live
+#: settlement itself, its capture in one.
+_REFUND_TO_SETTLE = (
+    ~_live_item(col(SettlementItem.refund_id) == col(RedemptionRefund.id)),
+    _live_item(and_(col(SettlementItem.redemption_id) == col(Redemption.id),
+                    col(SettlementItem.kind) == ItemKind.CAPTURE.value)),
+)
+
+
 async def unsettled_refunds(
     session: AsyncSession, provider_id: uuid.UUID, programme_id: uuid.UUID, ends_at: datetime
 ) -> list[Any]:
@@ -108,10 +117,7 @@ async def unsettled_refunds(
         .join(Redemption, col(Redemption.id) == col(RedemptionRefund.redemption_id))
         .where(
             col(Redemption.provider_id) == provider_id, col(Redemption.programme_id) == programme_id,
-            col(RedemptionRefund.created_at) < ends_at,
-            ~_live_item(col(SettlementItem.refund_id) == col(RedemptionRefund.id)),
-            _live_item(and_(col(SettlementItem.redemption_id) == col(Redemption.id),
-                            col(SettlementItem.kind) == ItemKind.CAPTURE.value)),
+            col(RedemptionRefund.created_at) < ends_at, *_REFUND_TO_SETTLE,
         )
         .order_by(col(RedemptionRefund.created_at), col(RedemptionRefund.id))
     )
@@ -152,9 +158,7 @@ async def first_unsettled_refund(
         .join(Redemption, col(Redemption.id) == col(RedemptionRefund.redemption_id))
         .where(col(RedemptionRefund.created_at) >= since,
                col(Redemption.provider_id) == provider_id, col(Redemption.programme_id) == programme_id,
-               ~_live_item(col(SettlementItem.refund_id) == col(RedemptionRefund.id)),
-               _live_item(and_(col(SettlementItem.redemption_id) == col(Redemption.id),
-                               col(SettlementItem.kind) == ItemKind.CAPTURE.value)))
+               *_REFUND_TO_SETTLE)
         .order_by(col(RedemptionRefund.created_at)).limit(1))
     return found.scalar_one_or_none()
 
