@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from services.voucher.clock import system_clock
+from services.voucher.settlement.rules import SETTLE_AFTER
 from services.voucher.tables import (
     LedgerAccount,
     Redemption,
@@ -49,7 +50,16 @@ def server(database_url: str, world: World):
 
 
 def yesterday() -> Any:
-    return system_clock().astimezone(SHANGHAI).date() - timedelta(days=1)
+    """The day before today in Asia/Shanghai, as it was a little more than `SETTLE_AFTER` ago (with
+    room for the test's own run): in the minutes after Beijing midnight the day just ended may not
+    be settled yet, so the tests settle the day before it (CI once ran at 00:02 Beijing time)."""
+    return (system_clock() - SETTLE_AFTER - timedelta(minutes=5)).astimezone(SHANGHAI).date() - timedelta(days=1)
+
+
+def today() -> str:
+    """Today in Asia/Shanghai, the service's calendar: a payment is recorded on a day from its
+    approval to today."""
+    return system_clock().astimezone(SHANGHAI).date().isoformat()
 
 
 async def captures_yesterday(app, world: World) -> int:
@@ -162,7 +172,7 @@ async def test_racing_payments_pay_once(app, world: World, server: LiveServer) -
     sid = created.json()["id"]
     assert (await world.post(f"/v1/settlements/{sid}/submit", {})).status_code == 200
     assert (await world.post(f"/v1/settlements/{sid}/approve", {}, key=world.operator)).status_code == 200
-    pay = {"reference": "ICBC-1", "paid_on": (day + timedelta(days=1)).isoformat()}  # the day it was approved
+    pay = {"reference": "ICBC-1", "paid_on": today()}  # the day it was approved, or the day after
     responses = await storm(server, [
         (f"/v1/settlements/{sid}/pay", pay, auth(world.operator, **{"Idempotency-Key": str(uuid.uuid4())}))
         for _ in range(PARALLEL)])

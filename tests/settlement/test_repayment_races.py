@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 
 from services.voucher.tables import LedgerAccount, Redemption, RedemptionRefund
 from tests.settlement import test_races as races
-from tests.settlement.test_races import SHANGHAI, codes, storm, yesterday
+from tests.settlement.test_races import SHANGHAI, codes, storm, today, yesterday
 from tests.support import auth
 from tests.world import World
 
@@ -36,10 +36,6 @@ async def settle(world: World, day: Any) -> dict[str, Any]:
 async def approve(world: World, sid: str) -> None:
     assert (await world.post(f"/v1/settlements/{sid}/submit", {})).status_code == 200
     assert (await world.post(f"/v1/settlements/{sid}/approve", {}, key=world.operator)).status_code == 200
-
-
-def today() -> str:
-    return datetime.now(UTC).astimezone(SHANGHAI).date().isoformat()
 
 
 async def pay(world: World, sid: str) -> None:
