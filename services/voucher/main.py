@@ -27,6 +27,7 @@ from services.voucher.events import routes as events
 from services.voucher.exports import routes as exports
 from services.voucher.http import docs, idempotency, meta, problems
 from services.voucher.http import metrics as http_metrics
+from services.voucher.http.head import HeadAsGet
 from services.voucher.http.query import refuse_unknown_query
 from services.voucher.http.ratelimit import RateLimiter, RateLimitHeaders
 from services.voucher.http.throttle import AuthThrottle
@@ -138,6 +139,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
 
     problems.install(app)
     idempotency.install(app)
+    app.add_middleware(HeadAsGet)  # innermost: the unit of work and the observer see the HEAD
     app.add_middleware(UnitOfWorkMiddleware, database=database, clock=clock)
     app.add_middleware(RateLimitHeaders)
     app.add_middleware(http_metrics.RequestObserver)  # outermost: sees every answer

@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from services.voucher import errors
+from services.voucher.http.head import SENT_METHOD
 from services.voucher.http.language import content_language, default_language, preferred
 from services.voucher.i18n import TEMPLATE_KEY, Amount, Message, msg, render, translate
 from services.voucher.observability import REQUEST_ID
@@ -366,7 +367,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     language = scope_language(request.scope)
     code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
-    method, path = request.method, request.url.path
+    method, path = request.scope.get(SENT_METHOD, request.method), request.url.path
     detail: Message | None = None  # Starlette's own details are English phrases of the status
     if exc.status_code == 400 and exc.detail == _FASTAPI_BODY_UNREADABLE:
         # json.loads raised other than a syntax error: bytes that are no Unicode text, an integer
