@@ -409,3 +409,69 @@ def test_a_command_that_cannot_run_says_so_in_one_line_and_exits_2(tmp_path: Pat
                  ("audit", "checkpoint"), ("export",), ("demo",), ("serve",)]
     for command in needs_url:
         assert "--database-url" in voucher(*command, "--help").output, command
+
+
+def test_a_mistyped_sqlite_path_is_refused_and_not_created(tmp_path: Path) -> None:
+    """Only `db upgrade` makes a new SQLite file: any other command, `serve` included, had
+    created an empty database at a mistyped path and then failed on its tables (a server
+    answered 500 to every request)."""
+    typo = tmp_path / "var" / "vocher.db"
+    for command in (("serve", "--port", "1"), ("keys", "list"), ("ledger", "reconcile"), ("worker", "--once")):
+        result = voucher(*command, "--database-url", f"sqlite:///{typo}")
+        assert result.exit_code == 2, (command, result.output)
+        assert f"there is no database at {typo}" in result.stderr and "voucher db upgrade" in result.stderr
+        assert not typo.exists() and not typo.parent.exists(), command
+    assert voucher("db", "upgrade", "--database-url", f"sqlite:///{typo}").exit_code == 0
+    assert typo.exists()
+
+
+def test_serve_refuses_a_database_never_migrated_and_a_port_in_use(cli_database: str, tmp_path: Path) -> None:
+    """`voucher serve` printed "API on …" and served, whatever the database and the port: on a
+    database never migrated every request was a 500, and a port already held ended in uvicorn's
+    traceback after the greeting."""
+    import socket
+
+    if not POSTGRES_URL:  # the fixture names a file not yet made: an empty one, as a mistake leaves
+        path = make_url(cli_database).database
+        assert path
+        Path(path).parent.mkdir(parents=True)
+        Path(path).touch()
+    result = voucher("serve", "--port", "1")
+    assert result.exit_code == 2, result.output
+    assert "has never been migrated: run `voucher db upgrade`" in result.stderr and "API on" not in result.stdout
+    ok("db", "upgrade")
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        result = voucher("serve", "--port", str(port))
+    assert result.exit_code == 2, result.output
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr and "API on" not in result.stdout
+
+
+def test_a_server_on_a_database_never_migrated_answers_503_not_500(cli_database: str) -> None:
+    """Started some other way than `voucher serve` (uvicorn on services.voucher.asgi:app), a
+    server on an unmigrated database answers every request 503 `not_ready`, naming `voucher db
+    upgrade` — it had answered 500 internal_error — and /readyz says why."""
+    if not POSTGRES_URL:
+        path = make_url(cli_database).database
+        assert path
+        Path(path).parent.mkdir(parents=True)
+
+    async def calls() -> list[httpx.Response]:
+        application = create_app(Settings(database_url=cli_database, log_level="CRITICAL"))
+        try:
+            transport = httpx.ASGITransport(app=application)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                key = auth("vk_0000000000_" + "x" * 43, **{"Idempotency-Key": str(uuid.uuid4())})
+                return [await client.get("/v1/programmes", headers=key),
+                        await client.post("/v1/enterprises", json={"name": "x"}, headers=key),
+                        await client.get("/readyz")]
+        finally:
+            await application.state.database.dispose()
+
+    listed, created, ready = asyncio.run(calls())
+    for response in (listed, created):
+        problem = assert_problem(response, 503, "not_ready")
+        assert "voucher db upgrade" in problem["detail"], problem
+    assert_problem(ready, 503, "not_ready")

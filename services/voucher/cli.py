@@ -56,12 +56,33 @@ DatabaseUrl = Annotated[str | None, typer.Option(
          "else ./var/voucher.db).")]
 
 
-def _use_database(url: str | None) -> None:
-    """Point this command (and the server or worker it starts) at `url`, when given."""
+def _use_database(url: str | None, *, create: bool = False) -> None:
+    """Point this command (and the server or worker it starts) at `url`, when given. An SQLite
+    file that does not exist is created only by `db upgrade` (`create`): any other command
+    stops (exit 2) rather than make an empty database at a mistyped path and then fail on its
+    missing tables."""
     if url:
         os.environ.pop("VOUCHER_DATABASE_URL", None)
         os.environ["DATABASE_URL"] = url
         get_settings.cache_clear()
+    if not create:
+        path = _sqlite_file(get_settings().database_url)
+        if path is not None and not path.exists():
+            typer.echo(f"error: there is no database at {path} (DATABASE_URL names an SQLite file that does not "
+                       "exist): check the path, or create it with `voucher db upgrade`", err=True)
+            raise typer.Exit(EXIT_COULD_NOT_RUN)
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The file of an SQLite database URL; None for PostgreSQL or an in-memory database."""
+    from sqlalchemy.engine import make_url
+
+    if not url.startswith("sqlite"):
+        return None
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
 
 
 def _run(work: Callable[[Any], Awaitable[T]], settings: Settings | None = None) -> T:
@@ -131,7 +152,7 @@ def _ensure_sqlite_dir(url: str) -> None:
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument(metavar="REVISION", help="An Alembic revision; head is the newest.")] = "head", database_url: DatabaseUrl = None) -> None:
     """Apply migrations up to REVISION (default: head)."""
-    _use_database(database_url)
+    _use_database(database_url, create=True)
     from alembic import command
 
     _ensure_sqlite_dir(get_settings().database_url)
@@ -573,6 +594,7 @@ def serve(
     if workers > 1 and settings.console_secret is None and settings.environment != "production":
         typer.echo("warning: several workers without VOUCHER_CONSOLE_SECRET: each worker makes its own, so a "
                    "console session works on one worker only (set one of 32+ characters)", err=True)
+    _ready_to_serve(settings, host, port)
     typer.echo(f"API on http://{host}:{port}/v1  docs on http://{host}:{port}/docs")
     serving.run(
         "services.voucher.asgi:app",
@@ -588,6 +610,47 @@ def serve(
     )
 
 
+def _ready_to_serve(settings: Settings, host: str, port: int) -> None:
+    """Stop (exit 2) before serving a database that was never migrated — every request would
+    fail on a missing table — or on a port another process holds; warn of a database at another
+    revision (a rolling deployment may start a server before `db upgrade`: /readyz answers 503
+    until it has run) or one that does not answer yet (a container started before its database)."""
+    import socket
+
+    from services.voucher.db import Database
+    from services.voucher.observability import database_heads, migration_heads
+
+    async def heads() -> frozenset[str]:
+        database = Database(settings)
+        try:
+            return await database_heads(database)
+        finally:
+            await database.dispose()
+
+    try:
+        found: frozenset[str] | None = asyncio.run(heads())
+    except Exception as exc:  # noqa: BLE001 - a database not up yet is the readiness probe's to report
+        typer.echo(f"warning: {_one_line(exc)}; /readyz answers 503 until it answers", err=True)
+        found = None
+    wanted = migration_heads()
+    if found is not None and not found:
+        typer.echo(f"error: the database {_where()} has never been migrated: run `voucher db upgrade` before "
+                   "serving it", err=True)
+        raise typer.Exit(EXIT_COULD_NOT_RUN)
+    if found is not None and found != wanted:
+        typer.echo(f"warning: the database is at revision {', '.join(sorted(found))}, this build needs "
+                   f"{', '.join(sorted(wanted))}: /readyz answers 503 until `voucher db upgrade` has run", err=True)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no owner
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            typer.echo(f"error: cannot listen on {host}:{port}: {exc.strerror or exc} (is the service already "
+                       "running? choose another --port)", err=True)
+            raise typer.Exit(EXIT_COULD_NOT_RUN) from None
+
+
 #: Exit codes, for scripts and cron: 0 done (a check found nothing), 1 a check found a problem
 #: (the ledger differs, the audit chain is broken), 2 the command could not run (bad arguments,
 #: no database, a refusal).
@@ -601,14 +664,19 @@ def _one_line(exc: BaseException) -> str:
     settings_error = _settings_error(exc)
     if settings_error is not None:
         return settings_error
-    url = os.environ.get("DATABASE_URL") or os.environ.get("VOUCHER_DATABASE_URL") or ""
-    where = re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url) or "the default database"
+    where = _where()
     first = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0]
     if isinstance(exc, OperationalError | ProgrammingError) and ("no such table" in first or "does not exist" in first):
         return f"the database {where} has no schema or is not this service's: run `voucher db upgrade` ({first})"
     if isinstance(exc, DBAPIError | NoSuchModuleError | OSError | ConnectionError):
         return f"cannot open the database {where}: {first}"
     return f"{type(exc).__name__}: {first}"
+
+
+def _where() -> str:
+    """The configured database, as an operator would recognise it, without its password."""
+    url = os.environ.get("DATABASE_URL") or os.environ.get("VOUCHER_DATABASE_URL") or ""
+    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url) or "the default database"
 
 
 def _settings_error(exc: BaseException) -> str | None:

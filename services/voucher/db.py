@@ -132,6 +132,21 @@ def is_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, OperationalError) and type(orig).__module__.startswith("psycopg")
 
 
+#: A table or column this build reads is not there (PostgreSQL's undefined table and column;
+#: SQLite says so in words): the database is not migrated to this build's schema.
+_SCHEMA_SQLSTATES = {"42P01", "42703"}
+_SQLITE_SCHEMA_MISSING = ("no such table", "no such column", "has no column named")
+
+
+def is_schema_missing(exc: BaseException) -> bool:
+    orig = getattr(exc, "orig", None) or exc
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if sqlstate:
+        return sqlstate in _SCHEMA_SQLSTATES
+    return type(orig).__name__ == "OperationalError" and any(
+        words in str(orig) for words in _SQLITE_SCHEMA_MISSING)
+
+
 def is_data_error(exc: BaseException) -> bool:
     """The database refused a value itself (SQLSTATE class 22: NUL in text, out of range…),
     or the driver did before sending it."""

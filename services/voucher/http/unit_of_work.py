@@ -28,6 +28,7 @@ from services.voucher.db import (
     Database,
     is_data_error,
     is_integrity_error,
+    is_schema_missing,
     is_transient,
     is_unavailable,
 )
@@ -324,6 +325,15 @@ class UnitOfWorkMiddleware:
                 msg("the connection to the database was lost or could not be opened. If it was lost while "
                     "the change was being committed, the change may have been made: send the same request "
                     "again with the same Idempotency-Key, which answers with the first outcome"),
+            )
+        elif is_schema_missing(exc):
+            # An operator's mistake, not the request's: a server started on a database never
+            # migrated, or behind this build (a deployment that skipped `voucher db upgrade`).
+            log.error("the database lacks a table or column this build needs, on %s %s: %s", scope["method"], path,
+                      str(getattr(exc, "orig", None) or exc).splitlines()[0][:200])
+            err = errors.NotReady(
+                msg("the database is not migrated to this version of the service (a table or column it needs is "
+                    "missing): the operator must run `voucher db upgrade`; nothing was changed"),
             )
         elif is_transient(exc):
             err = errors.ConcurrentUpdate()
