@@ -232,3 +232,83 @@ async def test_a_worker_round_runs_every_job_and_survives_a_failing_one(
     stop = asyncio.Event()
     stop.set()
     await worker.run(stop)  # a stopped worker returns after at most one round
+
+
+async def test_a_stop_ends_the_round_after_the_current_job(app: Any, monkeypatch: Any) -> None:
+    """SIGTERM stops the worker after its current job: the stop was read only between rounds, so
+    every remaining job of the round still ran (independent review, December 2026)."""
+    ran: list[str] = []
+    stop = asyncio.Event()
+
+    async def job_run(database: Any, job: str, now: Any) -> int:
+        ran.append(job)
+        if job == "expire-holds":
+            stop.set()  # the signal arrives while the first job runs
+        return 0
+
+    monkeypatch.setattr(jobs, "run_once", job_run)
+    worker = jobs.JobWorker(app.state.database, app.state.clock, interval=0.01,
+                            only=("expire-holds", "publish-events", "deliver-webhooks", "seal-audit"))
+    await asyncio.wait_for(worker.run(stop), 5)
+    assert "publish-events" not in ran and "seal-audit" not in ran, ran
+
+
+async def test_an_hourly_job_that_failed_runs_again_next_round(app: Any, monkeypatch: Any) -> None:
+    """It was stamped as run before it ran, so a failed hourly job waited an hour, though the
+    log said it runs again next round (independent review)."""
+    calls: list[str] = []
+
+    async def flaky(database: Any, job: str, now: Any) -> int:
+        calls.append(job)
+        if len(calls) == 1:
+            raise RuntimeError("the database connection dropped")
+        return 0
+
+    monkeypatch.setattr(jobs, "run_once", flaky)
+    worker = jobs.JobWorker(app.state.database, app.state.clock, interval=0.01, only=("announce-expiring",))
+    await worker.round()
+    await worker.round()
+    await worker.round()  # succeeded in the second: now it waits its hour
+    assert calls == ["announce-expiring", "announce-expiring"]
+
+
+async def test_a_hanging_receiver_does_not_hold_up_the_event_feed(app: Any, client: httpx.AsyncClient) -> None:
+    """While deliver-webhooks waited on one tenant's hanging receiver, publish-events (and the
+    value and audit jobs) did not run: every subscriber's feed stalled for the whole delivery
+    job (independent review). Delivery runs in a loop of its own now."""
+    from tests.support import fresh_key
+    from tests.webhooks.receiver import receiver
+
+    world = await build_world(app, client)
+    settings = app.state.settings.model_copy(update={"webhook_timeout_seconds": 2.0, "webhook_concurrency": 2})
+    database = Database(settings)
+    voucher = await world.issue(50_000_000)
+    try:
+        with receiver(delay=5.0) as slow:
+            await jobs.run_once(database, "publish-events", app.state.clock())
+            made = await client.post("/v1/webhook-endpoints", headers=auth(world.provider_key, **fresh_key()),
+                                     json={"url": slow.url, "event_types": ["redemption.captured"]})
+            assert made.status_code == 201, made.text
+            for n in range(3):
+                response = await world.hold(voucher, 1_000_000, order=f"PO-{n}", path="/v1/redemptions")
+                assert response.status_code == 201, response.text
+            worker = jobs.JobWorker(database, app.state.clock, interval=0.05,
+                                    only=("publish-events", "deliver-webhooks"))
+            stop = asyncio.Event()
+            running = asyncio.create_task(worker.run(stop))
+            await asyncio.sleep(0.5)  # the worker now waits on the hanging receiver
+            late = await world.hold(voucher, 1_000_000, order="PO-LATE", path="/v1/redemptions")
+            assert late.status_code == 201, late.text
+            seen = False
+            for _ in range(100):  # 1 s: twenty worker intervals, half the receiver's timeout
+                feed = await client.get("/v1/events", params={"resource_id": late.json()["id"]},
+                                        headers=auth(world.enterprise_key))
+                if feed.json()["items"]:
+                    seen = True
+                    break
+                await asyncio.sleep(0.01)
+            stop.set()
+            await running
+    finally:
+        await database.dispose()
+    assert seen, "the event was not published while a delivery waited on a hanging receiver"

@@ -123,10 +123,15 @@ def _name(item: object) -> str:
     return "/".join(map(str, item)) if isinstance(item, tuple) else str(item)
 
 
+#: The job a worker runs in a loop of its own: its sends wait on other parties' servers (up to
+#: about two timeouts a run), and the value, publishing and audit jobs must not wait behind them.
+APART = ("deliver-webhooks",)
+
+
 @dataclass
 class JobWorker:
     """`voucher worker`: every job on its interval until stopped; a failing job is logged and
-    counted, and the others go on."""
+    counted, and the others go on. Webhook delivery runs in a loop of its own beside the others."""
 
     database: Database
     clock: Clock
@@ -139,11 +144,15 @@ class JobWorker:
         every = SCHEDULE[job]
         return job not in self.last_run or every is None or at - self.last_run[job] >= every
 
-    async def round(self) -> dict[str, int]:
+    async def round(self, stop: asyncio.Event | None = None, jobs: tuple[str, ...] | None = None) -> dict[str, int]:
+        """Each of `jobs` (default: every one this worker runs) that is due, in order; once
+        `stop` is set, none after the current one."""
         done: dict[str, int] = {}
         if isinstance(self.clock, SandboxClock):  # the time another process may have moved it to
             await sandbox.refresh(self.database, self.clock)
-        for job in self.only:
+        for job in self.only if jobs is None else jobs:
+            if stop is not None and stop.is_set():
+                break
             at = time.monotonic()
             if not self.due(job, at):
                 continue
@@ -154,6 +163,7 @@ class JobWorker:
             except Exception:
                 log.exception("job %s failed; it runs again next round", job)
                 metrics.job_ran(job, "error", time.perf_counter() - started)
+                del self.last_run[job]  # an hourly job too: not an hour later
                 continue
             lag = at - self.last_ok[job] if job in self.last_ok else None
             self.last_ok[job] = at
@@ -162,15 +172,21 @@ class JobWorker:
         return done
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Rounds every `interval` until `stop` is set, which ends each loop after its current job."""
         log.info("worker started: jobs %s every %.1f s", ", ".join(self.only), self.interval)
+        apart = tuple(job for job in self.only if job in APART)
+        rest = tuple(job for job in self.only if job not in APART)
+        loops = [self._loop(stop, jobs) for jobs in (rest, apart) if jobs]
+        await asyncio.gather(*loops)
+        log.info("worker stopped")
+
+    async def _loop(self, stop: asyncio.Event, jobs: tuple[str, ...]) -> None:
         while not stop.is_set():
-            await self.round()
+            await self.round(stop, jobs)
             try:
                 await asyncio.wait_for(stop.wait(), timeout=self.interval)
             except TimeoutError:
                 pass
-        log.info("worker stopped")
-
 
 
 @contextlib.asynccontextmanager

@@ -488,3 +488,139 @@ async def test_a_slow_name_server_holds_up_no_other_write(
     assert "did not resolve within" in assert_problem(refused, 422, "webhook_url_refused")["detail"]
     listed = await client.get("/v1/webhook-endpoints", headers=auth(world.provider_key))
     assert [e["url"] for e in listed.json()["items"]] == ["https://slow.example/hook"]
+
+
+async def test_events_published_while_an_endpoint_is_paused_go_out_when_it_is_enabled_again(
+        app: Any, client: httpx.AsyncClient) -> None:
+    """"Disabling an endpoint pauses it": an event published during the pause had no delivery at
+    all, so re-enabling sent nothing for it and the receiver could not tell (independent review,
+    December 2026). It is owed, waits pending, and goes out once enabled."""
+    world = await build_world(app, client)
+    voucher = await world.issue(10_000_000)
+    with receiver() as hooks:
+        endpoint = await _endpoint(client, world.provider_key, hooks.url, ["redemption.captured"])
+        path = f"/v1/webhook-endpoints/{endpoint['id']}"
+        etag = (await client.get(path, headers=auth(world.provider_key))).headers["etag"]
+        paused = await client.patch(path, json={"status": "disabled"}, headers=auth(world.provider_key, **{"If-Match": etag}))
+        assert paused.status_code == 200, paused.text
+        captured = await _redeem(world, voucher, "PO-PAUSED")  # during the receiver's maintenance
+        assert await _run(app) == 0 and hooks.received == []
+        [owed] = await _deliveries(client, world.provider_key, endpoint)
+        assert owed["status"] == "pending" and owed["attempts"] == 0
+        resumed = await client.patch(path, json={"status": "enabled"},
+                                     headers=auth(world.provider_key, **{"If-Match": paused.headers["etag"]}))
+        assert resumed.status_code == 200, resumed.text
+        assert await _run(app) == 1
+    [got] = hooks.received
+    assert json.loads(got.body)["data"]["resource_id"] == captured["id"]
+
+
+async def test_deleting_a_paused_endpoint_cancels_what_it_was_owed(app: Any, client: httpx.AsyncClient) -> None:
+    world = await build_world(app, client)
+    voucher = await world.issue(10_000_000)
+    endpoint = await _endpoint(client, world.provider_key, "http://127.0.0.1:9/v")
+    path = f"/v1/webhook-endpoints/{endpoint['id']}"
+    etag = (await client.get(path, headers=auth(world.provider_key))).headers["etag"]
+    paused = await client.patch(path, json={"status": "disabled"}, headers=auth(world.provider_key, **{"If-Match": etag}))
+    await _redeem(world, voucher, "PO-1")
+    await events.publish_pending(app.state.database, app.state.clock())
+    deleted = await client.delete(path, headers=auth(world.provider_key, **{"If-Match": paused.headers["etag"]}))
+    assert deleted.status_code == 204, deleted.text
+    await _redeem(world, voucher, "PO-2")
+    await events.publish_pending(app.state.database, app.state.clock())
+    async with app.state.database.unit_of_work(write=False) as session:
+        from sqlalchemy import text
+        rows = (await session.execute(text("SELECT status FROM webhook_delivery"))).scalars().all()
+    assert list(rows) == ["cancelled"]  # the one owed before the deletion; none after it
+
+
+async def test_a_receivers_answer_is_not_read_into_the_workers_memory(app: Any, client: httpx.AsyncClient) -> None:
+    """A receiver any tenant registers answers 200 and then 300 MB: only the status is needed,
+    and the worker read the whole body (its peak memory grew by 676 MiB; independent review)."""
+    import resource
+    import socket
+    import threading
+
+    chunk = b"0" * (1 << 20)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                head, _, rest = data.partition(b"\r\n\r\n")
+                length = next(int(h.split(b":")[1]) for h in head.split(b"\r\n")
+                              if h.lower().startswith(b"content-length"))
+                while len(rest) < length:
+                    rest += conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n"
+                             % (300 * len(chunk)))
+                try:
+                    for _ in range(300):
+                        conn.sendall(chunk)
+                except OSError:
+                    pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    world = await build_world(app, client)
+    voucher = await world.issue(10_000_000)
+    try:
+        endpoint = await _endpoint(client, world.provider_key, f"http://127.0.0.1:{port}/hooks")
+        await _redeem(world, voucher, "PO-BIG")
+        await events.publish_pending(app.state.database, app.state.clock())
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+        assert await webhooks.deliver_due(app.state.database, app.state.clock()) == 1
+        grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    finally:
+        listener.close()
+    assert grown_mib < 50, f"the worker's peak memory grew by {grown_mib:.0f} MiB reading a receiver's answer"
+    [delivery] = await _deliveries(client, world.provider_key, endpoint)
+    assert delivery["status"] == "succeeded"
+
+
+async def test_a_hanging_receiver_holds_up_no_other_tenants_delivery(app: Any, client: httpx.AsyncClient) -> None:
+    """The provider's receiver hangs with a backlog; the enterprise's answers at once. Waves
+    gathered whole, claimed by due time across tenants, made the enterprise's delivery wait for
+    every wave of the provider's to time out (independent review): it is sent within one
+    timeout now, and the hanging receiver is tried once per run."""
+    import time
+
+    world = await build_world(app, client)
+    settings = app.state.settings.model_copy(update={"webhook_timeout_seconds": 0.5, "webhook_concurrency": 2})
+    database = Database(settings)
+    try:
+        with receiver(delay=3.0) as slow, receiver() as fast:
+            voucher = await world.issue(50_000_000)
+            await events.publish_pending(database, app.state.clock())
+            await _endpoint(client, world.provider_key, slow.url, ["redemption.captured"])
+            for n in range(6):  # six deliveries owed to the hanging receiver, due first
+                await _redeem(world, voucher, f"PO-{n}")
+            await _endpoint(client, world.enterprise_key, fast.url, ["voucher.issued"])
+            await world.issue(1_000_000)
+            await events.publish_pending(database, app.state.clock())
+            started = time.monotonic()
+            arrived: list[float] = []
+
+            async def watch() -> None:
+                while not fast.received:
+                    await asyncio.sleep(0.01)
+                arrived.append(time.monotonic() - started)
+
+            watcher = asyncio.create_task(watch())
+            attempts = await webhooks.deliver_due(database, app.state.clock())
+            took = time.monotonic() - started
+            await asyncio.wait_for(watcher, 5)
+    finally:
+        await database.dispose()
+    assert arrived[0] < 0.4, f"the enterprise's delivery waited {arrived[0]:.2f} s behind the provider's"
+    assert attempts == 2, attempts  # one to each receiver: the hanging one is not tried again this run
+    assert took < 1.5, took  # one timeout, not one per wave of the backlog

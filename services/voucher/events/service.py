@@ -150,7 +150,7 @@ async def publish_batch(session: AsyncSession, now: datetime) -> int:
     if not pending:
         return 0
     seq = await repository.last_seq(session)
-    endpoints = await webhooks.enabled_endpoints(session)
+    endpoints = await webhooks.subscribed_endpoints(session)
     rows, deliveries = [], []
     for event in pending:
         seq += 1

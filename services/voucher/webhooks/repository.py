@@ -26,9 +26,11 @@ A = table_of(WebhookAttempt)
 EV = table_of(OutboxEvent)
 
 
-async def enabled_endpoints(session: AsyncSession) -> list[dict[str, Any]]:
+async def subscribed_endpoints(session: AsyncSession) -> list[dict[str, Any]]:
+    """Every endpoint not deleted: a disabled (paused) one is owed its events too, and its
+    deliveries wait, pending, until it is enabled again (`claim_due` skips them meanwhile)."""
     rows = await session.execute(
-        select(EP.c.id, EP.c.enterprise_id, EP.c.provider_id, EP.c.event_types).where(EP.c.status == "enabled")
+        select(EP.c.id, EP.c.enterprise_id, EP.c.provider_id, EP.c.event_types).where(EP.c.status != "deleted")
     )
     return [dict(r._mapping) for r in rows.all()]
 
@@ -114,19 +116,32 @@ async def redeliver(session: AsyncSession, delivery_id: uuid.UUID, now: datetime
 # -- the sender's side ---------------------------------------------------------------------------
 
 
+#: How many due deliveries a claim reads for each one it may take: it takes one per endpoint.
+CLAIM_READ_AHEAD = 8
+
+
 async def claim_due(session: AsyncSession, now: datetime, lease_until: datetime, limit: int,
-                    lease_id: uuid.UUID) -> list[dict[str, Any]]:
-    """Take due deliveries for this worker under `lease_id`: on PostgreSQL rows other workers
-    hold are skipped (SKIP LOCKED); the lease (a later `next_attempt_at`) keeps them from being
-    taken again while this worker sends, and hands them to another worker if this one dies."""
+                    lease_id: uuid.UUID, *, skip: set[uuid.UUID] | frozenset[uuid.UUID] = frozenset()
+                    ) -> list[dict[str, Any]]:
+    """Take due deliveries for this worker under `lease_id`, at most one per endpoint and none
+    of the endpoints in `skip`: on PostgreSQL rows other workers hold are skipped (SKIP LOCKED);
+    the lease (a later `next_attempt_at`) keeps them from being taken again while this worker
+    sends, and hands them to another worker if this one dies."""
     statement = (
-        select(D.c.id).join(EP, EP.c.id == D.c.endpoint_id)
+        select(D.c.id, D.c.endpoint_id).join(EP, EP.c.id == D.c.endpoint_id)
         .where(D.c.status == "pending", D.c.next_attempt_at <= now, EP.c.status == "enabled")
-        .order_by(D.c.next_attempt_at, D.c.id).limit(limit)
+        .order_by(D.c.next_attempt_at, D.c.id).limit(limit * CLAIM_READ_AHEAD)
     )  # a disabled endpoint's deliveries wait, pending, until it is enabled again
+    if skip:
+        statement = statement.where(D.c.endpoint_id.not_in(list(skip)))
     if dialect_name(session) == "postgresql":
         statement = statement.with_for_update(of=D, skip_locked=True)
-    ids = list((await session.execute(statement)).scalars().all())
+    ids: list[uuid.UUID] = []
+    taken: set[uuid.UUID] = set()
+    for delivery_id, endpoint_id in (await session.execute(statement)).all():
+        if endpoint_id not in taken and len(ids) < limit:
+            taken.add(endpoint_id)
+            ids.append(delivery_id)
     if not ids:
         return []
     await session.execute(
