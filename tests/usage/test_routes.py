@@ -77,7 +77,7 @@ async def test_refusals_and_tenancy(app, client: httpx.AsyncClient, clock) -> No
             client.post("/v1/usage-reconciliations", json=body, headers=auth(key, **fresh_key())))
     problem = assert_problem(await post({**base, "csv": "order_reference,amount,subsidy\nA,1,0\nA,2,0\n"}),
                              422, "validation_failed")
-    assert [e["pointer"] for e in problem["errors"]] == ["/csv/1/order_reference"]
+    assert [e["pointer"] for e in problem["errors"]] == ["/csv/3/order_reference"]  # the file's third line
     assert_problem(await post({**base, "csv": "x", "records": []}), 422, "validation_failed")
     assert_problem(await post({**base, "period_end": "2026-03-03", "records": []}), 422, "validation_failed")
     assert_problem(await post({**base, "records": []}, world.operator), 403, "insufficient_scope")

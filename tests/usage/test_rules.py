@@ -50,6 +50,10 @@ def test_csv_with_bom_header_and_blank_lines() -> None:
     ("order_reference,amount,subsidy\nA,1\n", "/csv/2"),
     ("order_reference,amount,subsidy\nA,1.50,0\n", "/csv/2"),
     ("order_reference,amount,subsidy\nA,1,0\nB,x,0\n", "/csv/3"),
+    ("order_reference,amount,subsidy\n\nA,1,0\n\nB,x,0\n", "/csv/5"),  # the line in the file, blank ones counted
+    ('order_reference,amount,subsidy\n"A\nB",1,0\nC,x,0\n', "/csv/4"),  # a quoted line break: the row's first line
+    # Strict CSV: text after a closing quote is no field (RFC 4180); it had been read as PO-1x.
+    ('order_reference,amount,subsidy\n"PO-1"x,100,0\n', "/csv"),
     # Only ASCII digits: int() alone reads other scripts' digits, underscores and a plus sign
     # (an independent review uploaded ١٢٣ and 1_0 and had them read as 123 and 10).
     ("order_reference,amount,subsidy\nA,\u0661\u0662\u0663,0\n", "/csv/2"),
@@ -113,3 +117,17 @@ def test_a_file_is_read_no_further_than_the_upload_may_go(monkeypatch: pytest.Mo
         parse_csv(header + "\n" * 4_000_000)
     assert [p for p, _ in refused.value.errors] == ["/csv"] and rules.MAX_LINES < len(read) <= rules.MAX_LINES + 2
     assert len(parse_csv(header + "\n" * 1_000 + "A,1,0\n" * rules.MAX_RECORDS + "\n")) == rules.MAX_RECORDS
+
+
+@pytest.mark.parametrize("bad_row", ["B,x,0", "B,0,0", "B,10,11", ",10,1", "A,10,1"])
+def test_a_csv_row_is_named_by_its_line_whatever_is_wrong_with_it(bad_row: str) -> None:
+    """Parse errors named the file's line (the header is line 1), the other checks the record's
+    index from 0: one row was /csv/3 when a cell was no integer and /csv/1 when its amount was
+    0 (an independent review, December 2026)."""
+    text = f"order_reference,amount,subsidy\nA,100,0\n\n{bad_row}\n"
+    try:
+        check_records(parse_csv(text), "/csv")
+    except RecordsInvalid as refused:
+        assert {pointer.split("/")[2] for pointer, _ in refused.errors} == {"4"}, refused.errors
+    else:
+        raise AssertionError("accepted")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from services.voucher.i18n import Message, msg
@@ -28,6 +28,9 @@ class Record:
     order_reference: str
     amount: int
     subsidy: int
+    #: Where an uploaded CSV file has it (the line its row starts on, the header being line 1),
+    #: so that every refusal of the row names it alike; None for records sent as JSON.
+    line: int | None = field(default=None, compare=False)
 
 
 class RecordsInvalid(ValueError):
@@ -45,10 +48,15 @@ def parse_csv(text: str) -> list[Record]:
     errors: list[tuple[str, Message]] = []
     records: list[Record] = []
     header = False
-    number = 1  # rows with something in them, the header first
+    # Strict: a quoted field ends at its closing quote (RFC 4180); `"PO-1"x` had been read as PO-1x.
+    reader = csv.reader(io.StringIO(text.lstrip("\ufeff")), strict=True)
     try:
-        for line, row in enumerate(csv.reader(io.StringIO(text.lstrip("\ufeff"))), start=1):
-            if line > MAX_LINES:
+        while True:
+            number = reader.line_num + 1  # the line this row starts on (a quoted field may span lines)
+            row = next(reader, None)
+            if row is None:
+                break
+            if reader.line_num > MAX_LINES:
                 errors.append(("/csv", msg("at most {count} records per upload, in at most {lines} lines",
                                            count=MAX_RECORDS, lines=MAX_LINES)))
                 break
@@ -59,8 +67,7 @@ def parse_csv(text: str) -> list[Record]:
                     break
                 header = True
                 continue
-            number += 1
-            if number - 1 > MAX_RECORDS:
+            if len(records) + len(errors) >= MAX_RECORDS:
                 errors.append(("/csv", msg("at most {count} records per upload", count=MAX_RECORDS)))
                 break
             if len(row) != 3:
@@ -68,7 +75,7 @@ def parse_csv(text: str) -> list[Record]:
             else:
                 reference, amount, subsidy = (c.strip() for c in row)
                 try:
-                    records.append(Record(reference, _integer(amount), _integer(subsidy)))
+                    records.append(Record(reference, _integer(amount), _integer(subsidy), number))
                 except ValueError:
                     errors.append((f"/csv/{number}", msg(
                         "amount and subsidy are integers in the minor unit of the programme's unit ({minor_units})",
@@ -98,7 +105,8 @@ def check_records(records: list[Record], where: str) -> None:
     if len(records) > MAX_RECORDS:
         errors.append((where, msg("at most {count} records per upload", count=MAX_RECORDS)))
     seen: dict[str, int] = {}
-    for i, r in enumerate(records):
+    for index, r in enumerate(records):
+        i = index if r.line is None else r.line  # a CSV row by its line, as its parse errors name it
         if not r.order_reference or len(r.order_reference) > 128:
             errors.append((f"{where}/{i}/order_reference", msg("1 to 128 characters")))
         elif "\x00" in r.order_reference or not r.order_reference.isprintable():
@@ -106,7 +114,9 @@ def check_records(records: list[Record], where: str) -> None:
         if not 0 < r.amount <= 10**15 or not 0 <= r.subsidy <= r.amount:
             errors.append((f"{where}/{i}", msg("0 < amount ≤ 10^15 and 0 ≤ subsidy ≤ amount")))
         if r.order_reference in seen:
-            errors.append((f"{where}/{i}/order_reference", msg("duplicate of record {index}", index=seen[r.order_reference])))
+            first = seen[r.order_reference]
+            errors.append((f"{where}/{i}/order_reference", msg("duplicate of record {index}", index=first)
+                           if r.line is None else msg("duplicate of line {line}", line=first)))
         seen.setdefault(r.order_reference, i)
     if errors:
         raise RecordsInvalid(errors)
