@@ -882,7 +882,8 @@ class WebhookEndpoint(SQLModel, table=True):
 
     The signing secret is kept in the clear because signing needs it (an HMAC key cannot be
     hashed); it is shown only when created or rotated. After a rotation the previous secret
-    also signs until `previous_secret_expires_at`, so receivers can switch without a gap."""
+    also signs until `previous_secret_expires_at`, and any older one rotated within its own
+    overlap until its end (`older_secrets`), so receivers can switch without a gap."""
 
     __tablename__ = "webhook_endpoint"
     __table_args__ = (
@@ -900,6 +901,9 @@ class WebhookEndpoint(SQLModel, table=True):
     secret: str = Field(max_length=128)
     previous_secret: str | None = Field(default=None, max_length=128)
     previous_secret_expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    #: The secrets before the previous one still in their overlap (rotated more than once within
+    #: it), newest first, as [secret, ends at (ISO 8601)]: they sign too until they end (0018).
+    older_secrets: list[list[str]] | None = Field(default=None, sa_type=JSONType)
     created_at: datetime = Field(sa_type=UTCDateTime)
     updated_at: datetime = Field(sa_type=UTCDateTime)
     version: int = Field(default=1)

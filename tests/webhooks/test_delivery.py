@@ -611,9 +611,11 @@ async def test_a_hanging_receiver_holds_up_no_other_tenants_delivery(app: Any, c
             arrived: list[float] = []
 
             async def watch() -> None:
-                while not fast.received:
+                for _ in range(500):
+                    if fast.received:
+                        arrived.append(time.monotonic() - started)
+                        return
                     await asyncio.sleep(0.01)
-                arrived.append(time.monotonic() - started)
 
             watcher = asyncio.create_task(watch())
             attempts = await webhooks.deliver_due(database, app.state.clock())
@@ -624,3 +626,57 @@ async def test_a_hanging_receiver_holds_up_no_other_tenants_delivery(app: Any, c
     assert arrived[0] < 0.4, f"the enterprise's delivery waited {arrived[0]:.2f} s behind the provider's"
     assert attempts == 2, attempts  # one to each receiver: the hanging one is not tried again this run
     assert took < 1.5, took  # one timeout, not one per wave of the backlog
+
+
+async def test_rotating_again_within_the_overlap_keeps_each_secret_for_its_own_24_hours(
+        app: Any, client: httpx.AsyncClient, clock: Any) -> None:
+    """A → B, then B → C an hour later, before the receiver switched: A had stopped signing at
+    once, and the receiver still holding it refused every delivery (independent review). A signs
+    until 24 hours after the first rotation, B until 24 hours after the second."""
+    world = await build_world(app, client)
+    voucher = await world.issue(10_000_000)
+    rotate = "/v1/webhook-endpoints/{}/secret-rotations"
+    with receiver() as hooks:
+        endpoint = await _endpoint(client, world.provider_key, hooks.url)
+        secrets = [endpoint["secret"]]
+        for _ in range(2):
+            rotated = await client.post(rotate.format(endpoint["id"]), headers=auth(world.provider_key, **fresh_key()))
+            assert rotated.status_code == 200, rotated.text
+            secrets.append(rotated.json()["secret"])
+            clock.advance(hours=1)
+        await _redeem(world, voucher, "PO-1")  # an hour after the second rotation: A, B and C sign
+        await _run(app)
+        clock.advance(hours=22, minutes=30)  # 24.5 h after the first rotation, 23.5 h after the second
+        await _redeem(world, voucher, "PO-2")
+        await _run(app)
+        clock.advance(hours=1)
+        await _redeem(world, voucher, "PO-3")
+        await _run(app)
+    first, second, third = hooks.received
+    for secret in secrets:
+        Webhook(secret).verify(first.body, first.headers)
+    assert len(second.headers["webhook-signature"].split()) == 2  # B and C; A's day is over
+    Webhook(secrets[1]).verify(second.body, second.headers)
+    assert len(third.headers["webhook-signature"].split()) == 1  # C alone
+    Webhook(secrets[2]).verify(third.body, third.headers)
+
+
+def test_at_most_ten_secrets_sign_at_once() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from services.voucher.webhooks.rules import (
+        MAX_SIGNING_SECRETS,
+        ROTATION_OVERLAP,
+        signing_secrets,
+        still_signing,
+    )
+
+    now = datetime(2026, 3, 2, tzinfo=UTC)
+    current, previous, ends, older = "s0", None, None, None
+    for n in range(1, 15):  # fourteen rotations a minute apart
+        at = now + timedelta(minutes=n)
+        older = still_signing(previous, ends, older, at) or None
+        previous, ends, current = current, at + ROTATION_OVERLAP, f"s{n}"
+    signing = signing_secrets(current, previous, ends, older, now + timedelta(minutes=15))
+    assert signing == [f"s{n}" for n in range(14, 14 - MAX_SIGNING_SECRETS, -1)]
+    assert signing_secrets(current, previous, ends, older, now + timedelta(hours=25)) == ["s14"]

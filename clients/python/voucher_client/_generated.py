@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "7bc511d185352c48eefe114eeb150150fb28e78944a02d63211a1ffc56cd2011"
+DOCUMENT_SHA256 = "f3ad577b58cc23d890c2322c2ae36fffe9329d8e24de5c254f61060bd5a0bf5d"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

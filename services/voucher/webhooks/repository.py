@@ -150,7 +150,7 @@ async def claim_due(session: AsyncSession, now: datetime, lease_until: datetime,
     )
     rows = await session.execute(
         select(D.c.id, D.c.attempts, D.c.endpoint_id, D.c.event_id, EP.c.url, EP.c.secret, EP.c.previous_secret,
-               EP.c.previous_secret_expires_at, EV.c.type, EV.c.occurred_at, EV.c.data)
+               EP.c.previous_secret_expires_at, EP.c.older_secrets, EV.c.type, EV.c.occurred_at, EV.c.data)
         .join(EP, EP.c.id == D.c.endpoint_id).join(EV, EV.c.id == D.c.event_id)
         .where(D.c.id.in_(ids)).order_by(D.c.next_attempt_at, D.c.id)
     )

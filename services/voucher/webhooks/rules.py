@@ -15,7 +15,7 @@ import hmac
 import ipaddress
 import secrets
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from urllib.parse import urlsplit
 
@@ -24,6 +24,29 @@ from services.voucher.i18n import Message, msg
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the format's prefix, not a secret
 #: After a rotation the previous secret still signs for this long.
 ROTATION_OVERLAP = timedelta(hours=24)
+#: At most this many secrets sign a delivery, the current one included: a rotation beyond it
+#: (the tenth within 24 hours) retires the oldest before its overlap ends.
+MAX_SIGNING_SECRETS = 10
+
+
+def still_signing(previous: str | None, previous_ends: datetime | None, older: list[list[str]] | None,
+                  now: datetime) -> list[list[str]]:
+    """At a rotation, the secrets before the one being replaced that are still in their overlap,
+    newest first, as [secret, ends at (ISO 8601)]: the previous secret, then the older ones. A
+    second rotation within 24 hours had retired the first secret at once, and a receiver still
+    holding it refused every delivery (an independent review, December 2026)."""
+    kept = [[previous, previous_ends.isoformat()]] if previous and previous_ends and previous_ends > now else []
+    kept += [[secret, ends] for secret, ends in older or [] if datetime.fromisoformat(ends) > now]
+    return kept[: MAX_SIGNING_SECRETS - 2]  # beside the new secret and the one it replaces
+
+
+def signing_secrets(current: str, previous: str | None, previous_ends: datetime | None,
+                    older: list[list[str]] | None, now: datetime) -> list[str]:
+    """Every secret that signs a delivery sent at `now`: the current one first, then those still
+    in their overlap (at most `MAX_SIGNING_SECRETS` in all, as rotations keep them)."""
+    live = [previous] if previous and previous_ends and previous_ends > now else []
+    live += [secret for secret, ends in older or [] if datetime.fromisoformat(ends) > now]
+    return [current, *live]
 
 
 class EndpointStatus(StrEnum):

@@ -61,7 +61,8 @@ class WebhookEndpointPublic(BaseModel):
     enterprise_id: uuid.UUID | None
     provider_id: uuid.UUID | None
     previous_secret_expires_at: datetime | None = Field(
-        description="Until then the previous secret also signs (after a rotation)."
+        description="Until then the previous secret also signs (after a rotation); one rotated within its own "
+                    "24 hours before that signs until its own, earlier end."
     )
     created_at: datetime
     updated_at: datetime

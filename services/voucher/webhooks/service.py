@@ -48,6 +48,8 @@ from services.voucher.webhooks.rules import (
     new_secret,
     retry_delay,
     signature_header,
+    signing_secrets,
+    still_signing,
 )
 
 log = logging.getLogger("voucher.webhooks")
@@ -240,6 +242,8 @@ async def rotate_secret(session: AsyncSession, actor: Actor, endpoint_id: uuid.U
     """A new secret signs from now on; the old one also signs for ROTATION_OVERLAP, so the
     receiver can switch without dropping a delivery."""
     endpoint = await get(session, actor, endpoint_id, for_update=True)
+    endpoint.older_secrets = still_signing(endpoint.previous_secret, endpoint.previous_secret_expires_at,
+                                           endpoint.older_secrets, now) or None
     endpoint.previous_secret = endpoint.secret
     endpoint.previous_secret_expires_at = now + ROTATION_OVERLAP
     endpoint.secret = new_secret()
@@ -300,11 +304,8 @@ def payload(row: dict[str, Any]) -> bytes:
 
 
 def _signing_secrets(row: dict[str, Any], now: datetime) -> list[str]:
-    found = [row["secret"]]
-    expires = row["previous_secret_expires_at"]
-    if row["previous_secret"] and expires is not None and expires > now:
-        found.append(row["previous_secret"])
-    return found
+    return signing_secrets(row["secret"], row["previous_secret"], row["previous_secret_expires_at"],
+                           row["older_secrets"], now)
 
 
 def _host_header(host: str, port: int, scheme: str) -> str:
