@@ -322,3 +322,73 @@ async def test_a_document_listed_twice_in_one_claim_is_a_field_error(world: Worl
     problem = assert_problem(await _file(world, body), 422, "validation_failed")
     assert [e["pointer"] for e in problem["errors"]] == ["/documents"]
     assert (await world.voucher(voucher["id"]))["balances"]["held"] == 0
+
+
+async def _payable(world: World) -> int:
+    trial = (await world.client.get(f"/v1/programmes/{world.programme['id']}/trial-balance",
+                                    headers=auth(world.auditor))).json()
+    return sum(a["balance"] for a in trial["accounts"]
+               if a["kind"] == "enterprise_payable" and a["enterprise_id"] == world.enterprise["id"])
+
+
+async def test_an_approved_claim_not_yet_paid_can_still_be_rejected(world: World) -> None:
+    """A forged invoice found after approval: the office could only pay the claim (there was no
+    way from `approved` but to `paid`). Rejected now, the approved amount is refunded out of the
+    enterprise's payable back to the voucher, and the invoice may be claimed again."""
+    voucher = await world.issue(10_000_000)
+    claim = (await _file(world, claim_body(world, voucher))).json()
+    await _step(world, claim, "review")
+    approved = await _step(world, claim, "approve", {"amount": 500_000})
+    assert approved.status_code == 200, approved.text
+    assert await _payable(world) == 500_000
+    rejected = await _step(world, claim, "reject", {"reason": "the invoice was forged"})
+    assert rejected.status_code == 200, rejected.text
+    assert (rejected.json()["status"], rejected.json()["status_reason"]) == ("rejected", "the invoice was forged")
+    assert (await world.voucher(voucher["id"]))["balances"] == {"available": 10_000_000, "held": 0, "used": 0}
+    assert await _payable(world) == 0
+    redemption = (await world.client.get(f"/v1/redemptions/{claim['redemption_id']}",
+                                         headers=auth(world.operator))).json()
+    assert (redemption["status"], redemption["refunded_amount"]) == ("refunded", 500_000)
+    for action, body in (("pay", {"reference": "ICBC-1", "paid_on": "2026-03-02"}), ("reject", {"reason": "x"}),
+                         ("approve", None)):
+        problem = assert_problem(await _step(world, claim, action, body), 409, "invalid_transition")
+        assert problem["current_status"] == "rejected"
+    events = (await world.client.get("/v1/audit/events", params={"resource_id": claim["id"]},
+                                     headers=auth(world.auditor))).json()["items"]
+    last = [e for e in events if e["action"] == "claim.rejected"][0]
+    assert last["before"] == {"status": "approved"} and last["after"]["withdrawn_amount"] == 500_000
+    # The invoice, documents and contract are free again; this voucher's subsidy of that very
+    # order (invoice and amount) stands refunded, so the same claim on it is the same order again.
+    same = await _file(world, claim_body(world, voucher))
+    assert_problem(same, 409, "order_already_subsidised")
+    corrected = await _file(world, claim_body(world, voucher, amount=1_900_000))
+    assert corrected.status_code == 201, corrected.text
+    other = await world.issue(1_000_000)
+    assert (await _file(world, claim_body(world, other))).status_code == 409  # the invoice is claimed again, above
+    assert (await world.reconciliation())["is_clean"]
+
+
+async def test_an_approved_claim_rejected_after_its_voucher_expired_returns_to_the_pool(
+        world: World, clock) -> None:
+    voucher = await world.issue(10_000_000)
+    claim = (await _file(world, claim_body(world, voucher))).json()
+    await _step(world, claim, "review")
+    assert (await _step(world, claim, "approve")).status_code == 200
+    clock.advance(days=366)
+    rejected = await _step(world, claim, "reject", {"reason": "the invoice was forged"})
+    assert rejected.status_code == 200, rejected.text
+    assert await _payable(world) == 0
+    refunds = (await world.client.get(f"/v1/redemptions/{claim['redemption_id']}/refunds",
+                                      headers=auth(world.operator))).json()
+    assert [r["destination"] for r in refunds] == ["pool"]
+    assert (await world.reconciliation())["is_clean"]
+
+
+async def test_a_paid_claim_cannot_be_rejected(world: World) -> None:
+    voucher = await world.issue(10_000_000)
+    claim = (await _file(world, claim_body(world, voucher))).json()
+    await _step(world, claim, "review")
+    await _step(world, claim, "approve")
+    assert (await _step(world, claim, "pay", {"reference": "ICBC-1", "paid_on": "2026-03-02"})).status_code == 200
+    assert_problem(await _step(world, claim, "reject", {"reason": "x"}), 409, "invalid_transition")
+    assert await _payable(world) == 0

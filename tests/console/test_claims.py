@@ -104,3 +104,24 @@ async def test_claim_pages_are_for_the_programme_office(browser: Browser, world:
     await browser.sign_in(world.enterprise_key)
     assert (await browser.get("/console/operator/claims")).status_code == 403
     assert (await browser.get(f"/console/operator/claims/{claim['id']}")).status_code == 403
+
+
+async def test_an_approved_claim_not_yet_paid_is_rejected_from_its_page(browser: Browser, world: World) -> None:
+    claim = await filed(world)
+    path = f"/console/operator/claims/{claim['id']}"
+    await world.client.post(f"/v1/claims/{claim['id']}/review", headers=auth(world.operator, **fresh_key()))
+    approved = await world.client.post(f"/v1/claims/{claim['id']}/approve", json={},
+                                       headers=auth(world.operator, **fresh_key()))
+    assert approved.status_code == 200, approved.text
+    await browser.sign_in(world.operator, language="en")
+    page = await browser.get(path)
+    assert 'id="pay"' in page.text and 'id="reject"' in page.text and "can still be rejected" in page.text
+    rejected = await browser.post(f"{path}/reject", data={"csrf_token": csrf_of(page.text),
+                                                          "form_key": key_of(page.text, "reject"),
+                                                          "reason": "the invoice was forged"})
+    assert rejected.status_code == 303
+    page = await browser.get(path)
+    assert 'data-status="rejected"' in page.text and 'id="pay"' not in page.text
+    found = (await world.client.get(f"/v1/claims/{claim['id']}", headers=auth(world.operator))).json()
+    assert (found["status"], found["status_reason"]) == ("rejected", "the invoice was forged")
+    assert (await world.reconciliation())["is_clean"]

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "f3ad577b58cc23d890c2322c2ae36fffe9329d8e24de5c254f61060bd5a0bf5d"
+DOCUMENT_SHA256 = "739d2adca5ac667728e94071788e894eecd6b472855fa0fdef9955ef020d6412"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]
@@ -2994,7 +2994,7 @@ class SyncOperations(SyncTransport):
         *,
         idempotency_key: str | None = None,
     ) -> ClaimPublic:
-        """Reject: exactly the held subsidy returns to the voucher
+        """Reject: exactly the held or approved subsidy returns to the voucher
 
         `POST /v1/claims/{claim_id}/reject`. Sends an Idempotency-Key (a fresh UUID unless `idempotency_key` is given), so it is retried safely.
         """
@@ -5049,7 +5049,7 @@ class AsyncOperations(AsyncTransport):
         *,
         idempotency_key: str | None = None,
     ) -> ClaimPublic:
-        """Reject: exactly the held subsidy returns to the voucher
+        """Reject: exactly the held or approved subsidy returns to the voucher
 
         `POST /v1/claims/{claim_id}/reject`. Sends an Idempotency-Key (a fresh UUID unless `idempotency_key` is given), so it is retried safely.
         """

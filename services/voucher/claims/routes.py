@@ -118,12 +118,16 @@ async def approve_claim(claim_id: uuid.UUID, session: Session, now: Now, actor: 
 
 
 @router.post("/{claim_id}/reject", operation_id="reject_claim",
-             summary="Reject: exactly the held subsidy returns to the voucher",
-             description="The programme office (`claims:review`) rejects a claim under review, with a reason. "
-             "Exactly the held subsidy returns to the voucher (held to available, one ledger journal) and the "
-             "invoice, documents and contract may be claimed again; audit events `claim.rejected`, `hold.voided` "
-             "(`hold.expired` if the hold had lapsed with its voucher's expiry) and `ledger.posted`. Refused with `not_found`, `invalid_transition` (not under review) or an "
-             "Idempotency-Key conflict.",
+             summary="Reject: exactly the held or approved subsidy returns to the voucher",
+             description="The programme office (`claims:review`) rejects a claim under review, or approved and not "
+             "yet paid, with a reason. Under review: exactly the held subsidy returns to the voucher (held to "
+             "available, one ledger journal). Approved: the approved amount is refunded — the enterprise's "
+             "payable drops by it and it returns to the voucher, or to the programme's pool once the voucher has "
+             "expired (journal `refund`, audit and enterprise event `refund.created`; the claim's audit event "
+             "names `withdrawn_amount` and `refund_id`). Either way the invoice, documents and contract may be "
+             "claimed again; audit events `claim.rejected`, `hold.voided` (`hold.expired` if the hold had lapsed "
+             "with its voucher's expiry) and `ledger.posted`. Refused with `not_found`, `invalid_transition` "
+             "(submitted, paid or already rejected) or an Idempotency-Key conflict.",
              response_model=ClaimPublic,
              responses=responses(*AUTH_ERRORS, *MOVE), dependencies=[Depends(idempotent(Scope.CLAIMS_REVIEW))])
 async def reject_claim(claim_id: uuid.UUID, body: ClaimRejection, session: Session, now: Now,

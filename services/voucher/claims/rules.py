@@ -1,10 +1,12 @@
 """The enterprise claim lifecycle (`enterprise_claim` programmes). Pure: stdlib only.
 
     submitted → under_review → approved → paid
-                             ↘ rejected
+                             ↘ rejected ↙
 
 The subsidy is computed and held from the voucher when the claim is filed, exactly as a
-provider's hold; approval captures it payable to the enterprise, rejection releases it.
+provider's hold; approval captures it payable to the enterprise, rejection releases it. An
+approved claim not yet paid may still be rejected (a forged invoice found after approval): the
+approved amount is refunded out of the enterprise's payable, as a provider's refund is.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ C = ClaimStatus
 TRANSITIONS: dict[ClaimStatus, frozenset[ClaimStatus]] = {
     C.SUBMITTED: frozenset({C.UNDER_REVIEW}),
     C.UNDER_REVIEW: frozenset({C.APPROVED, C.REJECTED}),
-    C.APPROVED: frozenset({C.PAID}),
+    C.APPROVED: frozenset({C.PAID, C.REJECTED}),
     C.PAID: frozenset(),
     C.REJECTED: frozenset(),
 }

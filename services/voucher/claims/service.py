@@ -240,11 +240,20 @@ async def approve(session: AsyncSession, actor: Actor, claim_id: uuid.UUID, amou
 
 async def reject(session: AsyncSession, actor: Actor, claim_id: uuid.UUID, reason: str, now: datetime) -> Claim:
     """Refuse the claim: exactly the held subsidy returns to the voucher; the invoice, documents
-    and contract may be claimed again (correctly)."""
+    and contract may be claimed again (correctly). An approved claim not yet paid is refused
+    too: the approved amount is refunded, out of the enterprise's payable back to the voucher
+    (to the programme's pool once the voucher has expired), as a provider's refund is."""
     claim = await _lock(session, await get(session, actor, claim_id))
     check_transition(C(claim.status), C.REJECTED)
-    await redemption.void_claim(session, claim.redemption_id, now)
-    await _move(session, claim, C.REJECTED, now, reason)
+    withdrawn: dict[str, Any] = {}
+    if claim.status == C.APPROVED.value:
+        if claim.approved_amount:
+            refund = await redemption.refund(session, _SYSTEM, claim.redemption_id, claim.approved_amount,
+                                             f"claim {claim.id} rejected after its approval: {reason}", now)
+            withdrawn = {"withdrawn_amount": claim.approved_amount, "refund_id": refund.id}
+    else:
+        await redemption.void_claim(session, claim.redemption_id, now)
+    await _move(session, claim, C.REJECTED, now, reason, **withdrawn)
     for document in await repository.documents_of(session, claim.id):
         document.released_at = now
     for reference in await applications_repository.contracts_of_claim(session, claim.id):
