@@ -1128,6 +1128,31 @@ async def test_the_monthly_job_drafts_a_repayment_for_a_month_of_refunds(app, wo
     assert await jobs.run_once(app.state.database, "create-settlements", clock()) == 0  # made once
 
 
+async def test_a_refund_in_a_cancelled_settlements_days_is_still_drafted_by_the_job(app, world: World, clock) -> None:
+    """The job looked for refunds only from the first day no settlement covers, a cancelled one
+    included: a refund in the days of a repayment the office cancelled, with no capture after
+    it, was never drafted again and the provider owed it for ever. It is taken back in the first
+    month after that no settlement covers."""
+    from services.voucher import jobs
+
+    v = await world.issue(100_000_000)
+    x = await redeem(world, clock, "2026-03-02T02:00:00+00:00", v, 10_000_000, "PO-X")
+    clock.current = utc("2026-04-02T01:00:00+00:00")
+    assert await jobs.run_once(app.state.database, "create-settlements", clock()) == 1
+    await pay_through(world, (await listed(world))[0]["id"])
+    await refund(world, clock, "2026-04-03T02:00:00+00:00", x, 400_000)
+    clock.current = utc("2026-05-02T01:00:00+00:00")
+    assert await jobs.run_once(app.state.database, "create-settlements", clock()) == 1
+    [april] = [s for s in await listed(world) if s["period_start"] == "2026-04-01"]
+    await moved(world, april["id"], "cancel", "cancelled")
+    assert await jobs.run_once(app.state.database, "create-settlements", clock()) == 0  # not made again
+    clock.current = utc("2026-06-02T01:00:00+00:00")
+    assert await jobs.run_once(app.state.database, "create-settlements", clock()) == 1
+    may = [s for s in await listed(world) if s["period_start"] == "2026-05-01"]
+    assert [(s["period_end"], s["total"], s["refunded_total"]) for s in may] == [("2026-05-31", -400_000, 400_000)]
+    assert await jobs.run_once(app.state.database, "create-settlements", clock()) == 0
+
+
 async def test_a_repayment_is_told_apart_from_a_payment(app, world: World, clock) -> None:
     """Its event and audit record say `direction: repayment`, and its journal is
     `settlement_repaid` (`settlement.paid` with a negative total read like money going out)."""

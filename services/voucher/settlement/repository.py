@@ -212,6 +212,16 @@ async def settled_periods(
     return {(a, b) for a, b in rows.all()}
 
 
+async def first_cancelled_day(session: AsyncSession, provider_id: uuid.UUID, programme_id: uuid.UUID) -> date | None:
+    """The first day of the pair's earliest cancelled settlement: a refund in its days is taken
+    back by no live settlement, and the job, which does not make a cancelled period again,
+    looks for refunds from there."""
+    return (await session.execute(
+        select(func.min(col(Settlement.period_start)))
+        .where(col(Settlement.provider_id) == provider_id, col(Settlement.programme_id) == programme_id,
+               col(Settlement.status) == SettlementStatus.CANCELLED.value))).scalar_one_or_none()
+
+
 async def next_unsettled_capture(
     session: AsyncSession, provider_id: uuid.UUID, programme_id: uuid.UUID, start: datetime, end: datetime,
 ) -> datetime | None:

@@ -350,10 +350,17 @@ async def due_monthly(
                 day = month_after(months[-1])
         # A refund of a settled capture with no capture after it (the programme winding down) is
         # settled as a repayment: the first month on or after it that no settlement covers. Only
-        # refunds made since the first uncovered day are looked for (one before it was taken by
-        # the settlement covering its day, unless the office cancelled that one).
-        refunded = await repository.first_unsettled_refund(
-            session, provider_id, programme_id, period_bounds(runs[0][0], runs[0][0])[0]) if runs else None
+        # refunds made since the first uncovered day are looked for — one before it was taken by
+        # the settlement covering its day — or since the first day of a cancelled settlement,
+        # whose refunds no live settlement took (an independent review found them owed for ever).
+        refunded = None
+        if runs:
+            since = runs[0][0]
+            cancelled = await repository.first_cancelled_day(session, provider_id, programme_id)
+            if cancelled is not None and cancelled < since:
+                since = cancelled
+            refunded = await repository.first_unsettled_refund(
+                session, provider_id, programme_id, period_bounds(since, since)[0])
         if refunded is not None:
             since = refunded.astimezone(ZoneInfo(PERIOD_ZONE)).date()
             first_open = next((max(start_day, since) for start_day, end_day in runs if end_day >= since), None)
