@@ -312,3 +312,55 @@ async def test_a_hanging_receiver_does_not_hold_up_the_event_feed(app: Any, clie
     finally:
         await database.dispose()
     assert seen, "the event was not published while a delivery waited on a hanging receiver"
+
+
+async def test_a_round_whose_sandbox_clock_cannot_be_read_is_skipped_and_both_loops_go_on(
+        app: Any, monkeypatch: Any) -> None:
+    """Read outside each job's own guard, a failed sandbox clock read had ended one loop and
+    left the other running unwatched (an independent review): the round is skipped, logged."""
+    from services.voucher.clock import SandboxClock
+    from services.voucher.sandbox import service as sandbox
+
+    calls, ran = 0, []
+    original = sandbox.refresh
+
+    async def flaky(database: Any, clock: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls <= 2:
+            raise RuntimeError("database is locked")
+        await original(database, clock)
+
+    async def job(database: Any, name: str, now: Any) -> int:
+        ran.append(name)
+        return 0
+
+    monkeypatch.setattr(sandbox, "refresh", flaky)
+    monkeypatch.setattr(jobs, "run_once", job)
+    worker = jobs.JobWorker(app.state.database, SandboxClock(app.state.clock), interval=0.01,
+                            only=("publish-events", "deliver-webhooks"))
+    stop = asyncio.Event()
+    running = asyncio.create_task(worker.run(stop))
+    for _ in range(200):
+        if {"publish-events", "deliver-webhooks"} <= set(ran):
+            break
+        await asyncio.sleep(0.01)
+    stop.set()
+    await asyncio.wait_for(running, 5)
+    assert {"publish-events", "deliver-webhooks"} <= set(ran), ran
+
+
+async def test_a_loop_that_fails_ends_the_worker_and_the_other_loop_with_it(app: Any, monkeypatch: Any) -> None:
+    async def broken(self: Any, stop: Any, jobs_: Any) -> None:
+        if "deliver-webhooks" in jobs_:
+            raise RuntimeError("unexpected")
+        await stop.wait()  # the other loop: cancelled when its sibling fails
+
+    monkeypatch.setattr(jobs.JobWorker, "_loop", broken)
+    worker = jobs.JobWorker(app.state.database, app.state.clock, interval=0.01)
+    try:
+        await asyncio.wait_for(worker.run(asyncio.Event()), 5)
+    except* RuntimeError:
+        pass
+    else:
+        raise AssertionError("the failure was lost")

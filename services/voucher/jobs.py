@@ -149,7 +149,11 @@ class JobWorker:
         `stop` is set, none after the current one."""
         done: dict[str, int] = {}
         if isinstance(self.clock, SandboxClock):  # the time another process may have moved it to
-            await sandbox.refresh(self.database, self.clock)
+            try:
+                await sandbox.refresh(self.database, self.clock)
+            except Exception:
+                log.exception("the sandbox clock could not be read; this round is skipped")
+                return done
         for job in self.only if jobs is None else jobs:
             if stop is not None and stop.is_set():
                 break
@@ -176,8 +180,10 @@ class JobWorker:
         log.info("worker started: jobs %s every %.1f s", ", ".join(self.only), self.interval)
         apart = tuple(job for job in self.only if job in APART)
         rest = tuple(job for job in self.only if job not in APART)
-        loops = [self._loop(stop, jobs) for jobs in (rest, apart) if jobs]
-        await asyncio.gather(*loops)
+        async with asyncio.TaskGroup() as loops:  # one loop failing stops the other, not leaves it unwatched
+            for jobs in (rest, apart):
+                if jobs:
+                    loops.create_task(self._loop(stop, jobs))
         log.info("worker stopped")
 
     async def _loop(self, stop: asyncio.Event, jobs: tuple[str, ...]) -> None:

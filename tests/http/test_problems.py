@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from fastapi import Request
+from sqlalchemy import text
 
 from tests.support import assert_problem, auth, enterprise_payload
 
@@ -119,3 +121,18 @@ async def test_a_405_on_a_route_outside_the_document_still_names_its_methods(cli
     response = await client.post("/openapi.json")
     assert_problem(response, 405, "method_not_allowed")
     assert response.headers["allow"] and "GET" in response.headers["allow"]
+
+
+async def test_a_missing_column_on_a_database_at_this_builds_revision_is_our_bug_a_500(
+        app, client: httpx.AsyncClient) -> None:
+    """A missing table or column means `voucher db upgrade` was skipped only when the database
+    is behind this build: at its revision, it is a bug in the build, answered 500 with the
+    traceback logged, not 503 `not_ready` telling the operator to run an upgrade that changes
+    nothing (an independent review)."""
+    async def route(request: Request) -> dict[str, str]:
+        await request.scope["state"]["unit"].session.execute(text("SELECT programme_nmae FROM programme"))
+        return {}
+
+    app.router.add_api_route("/v1/review-bug", route, methods=["GET"])
+    app.middleware_stack = None  # rebuilt with the route
+    assert_problem(await client.get("/v1/review-bug"), 500, "internal_error")

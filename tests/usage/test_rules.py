@@ -53,7 +53,8 @@ def test_csv_with_bom_header_and_blank_lines() -> None:
     ("order_reference,amount,subsidy\n\nA,1,0\n\nB,x,0\n", "/csv/5"),  # the line in the file, blank ones counted
     ('order_reference,amount,subsidy\n"A\nB",1,0\nC,x,0\n', "/csv/4"),  # a quoted line break: the row's first line
     # Strict CSV: text after a closing quote is no field (RFC 4180); it had been read as PO-1x.
-    ('order_reference,amount,subsidy\n"PO-1"x,100,0\n', "/csv"),
+    ('order_reference,amount,subsidy\n"PO-1"x,100,0\n', "/csv/2"),
+    ('order_reference,amount,subsidy\n"PO-1",100,10\n"PO-2"x,100,10\n', "/csv/3"),
     # Only ASCII digits: int() alone reads other scripts' digits, underscores and a plus sign
     # (an independent review uploaded ١٢٣ and 1_0 and had them read as 123 and 10).
     ("order_reference,amount,subsidy\nA,\u0661\u0662\u0663,0\n", "/csv/2"),
@@ -84,7 +85,7 @@ def test_records_that_cannot_be_compared_are_refused(rows: list[Record], pointer
 def test_a_field_beyond_the_csv_limit_is_refused_not_a_crash() -> None:
     with pytest.raises(RecordsInvalid) as refused:
         parse_csv("order_reference,amount,subsidy\n" + "x" * 200_000 + ",1,1\n")
-    assert refused.value.errors[0][0] == "/csv"
+    assert refused.value.errors[0][0] == "/csv/2"  # the line it is on
 
 
 def test_a_file_is_read_no_further_than_the_upload_may_go(monkeypatch: pytest.MonkeyPatch) -> None:

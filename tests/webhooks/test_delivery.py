@@ -10,11 +10,13 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 from standardwebhooks.webhooks import Webhook
 
 from services.voucher.db import Database
 from services.voucher.events import service as events
 from services.voucher.settings import Settings
+from services.voucher.webhooks import repository
 from services.voucher.webhooks import service as webhooks
 from tests.support import assert_problem, auth, fresh_key
 from tests.webhooks.receiver import receiver
@@ -680,3 +682,100 @@ def test_at_most_ten_secrets_sign_at_once() -> None:
     signing = signing_secrets(current, previous, ends, older, now + timedelta(minutes=15))
     assert signing == [f"s{n}" for n in range(14, 14 - MAX_SIGNING_SECRETS, -1)]
     assert signing_secrets(current, previous, ends, older, now + timedelta(hours=25)) == ["s14"]
+
+
+async def test_a_tenant_with_as_many_hanging_endpoints_as_slots_starves_no_other_tenant(
+        app: Any, client: httpx.AsyncClient) -> None:
+    """Fairness is per endpoint, and a tenant may register any number of endpoints. With as
+    many hanging endpoints (each with a due backlog, older than anyone else's) as the pool has
+    slots, every slot hangs a full timeout, claims stop after one timeout, and the other
+    tenants' deliveries are not sent in this run, nor the next, nor while the backlog lasts."""
+    world = await build_world(app, client)
+    settings = app.state.settings.model_copy(update={"webhook_timeout_seconds": 0.5, "webhook_concurrency": 2})
+    database = Database(settings)
+    try:
+        with receiver(delay=3.0) as slow, receiver() as fast:
+            voucher = await world.issue(50_000_000)
+            await events.publish_pending(database, app.state.clock())
+            for _ in range(2):  # as many as the pool has slots
+                await _endpoint(client, world.provider_key, slow.url)
+            for n in range(4):
+                await _redeem(world, voucher, f"PO-{n}")
+            await _endpoint(client, world.enterprise_key, fast.url, ["voucher.issued"])
+            await world.issue(1_000_000)
+            await events.publish_pending(database, app.state.clock())
+            for _ in range(3):  # three worker runs
+                await webhooks.deliver_due(database, app.state.clock())
+            got = len(fast.received)
+    finally:
+        await database.dispose()
+    assert got == 1, "three runs and the enterprise's delivery was never sent: the provider's two hanging " \
+                     "endpoints took every slot each run"
+
+
+
+async def test_a_failed_claim_does_not_abandon_sends_already_in_flight(
+        app: Any, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A claim that fails (a lost connection, SQLite's busy lock) while other sends are in
+    flight: the pool's `finally` cancels them mid-send. The receiver has the event, but the
+    attempt is never recorded and the delivery stays leased, to be sent again when the lease
+    ends (a duplicate). The gathered waves of before never had a send in flight during a claim."""
+    world = await build_world(app, client)
+    voucher = await world.issue(50_000_000)
+    original = repository.claim_due
+    calls = 0
+
+    async def flaky(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            await asyncio.sleep(0.2)  # the first send has reached the receiver
+            raise RuntimeError("connection lost during a claim")
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(repository, "claim_due", flaky)
+    with receiver(delay=0.5) as slow, receiver() as other:
+        await _endpoint(client, world.provider_key, slow.url)
+        await _endpoint(client, world.enterprise_key, other.url, ["voucher.issued"])
+        await _redeem(world, voucher, "PO-1")
+        await events.publish_pending(app.state.database, app.state.clock())
+        await world.issue(1_000_000)
+        await events.publish_pending(app.state.database, app.state.clock())
+        with pytest.raises(RuntimeError):
+            await webhooks.deliver_due(app.state.database, app.state.clock())
+        await asyncio.sleep(1.0)  # whatever was left running
+        received = len(slow.received)
+    async with app.state.database.unit_of_work(write=False) as session:
+        rows = (await session.execute(text(
+            "SELECT d.status, d.attempts, (SELECT count(*) FROM webhook_attempt a WHERE a.delivery_id = d.id) "
+            "FROM webhook_delivery d"))).all()
+    assert received == 1
+    claimed_unrecorded = [r for r in rows if r[1] > 0 and r[2] == 0]
+    assert not claimed_unrecorded, f"sent, never recorded, leased to be sent again: {rows}"
+
+
+async def test_a_paused_endpoints_deliveries_wait_out_of_every_claims_way(app: Any, client: httpx.AsyncClient) -> None:
+    """Owed while paused, they had been due at once, at the head of the due index, so every
+    claim read the whole (ever-growing) backlog past them (50,002 rows for one claim in a
+    review's PostgreSQL plan). They wait with no time to be tried, and are due once enabled."""
+    world = await build_world(app, client)
+    voucher = await world.issue(50_000_000)
+    endpoint = await _endpoint(client, world.provider_key, "http://127.0.0.1:9/paused")
+    path = f"/v1/webhook-endpoints/{endpoint['id']}"
+    await _redeem(world, voucher, "PO-0")  # owed before the pause: it waits too
+    await events.publish_pending(app.state.database, app.state.clock())
+    etag = (await client.get(path, headers=auth(world.provider_key))).headers["etag"]
+    paused = await client.patch(path, json={"status": "disabled"}, headers=auth(world.provider_key, **{"If-Match": etag}))
+    for n in range(1, 4):
+        await _redeem(world, voucher, f"PO-{n}")
+    await events.publish_pending(app.state.database, app.state.clock())
+
+    async def due_times() -> list[Any]:
+        async with app.state.database.unit_of_work(write=False) as session:
+            return list((await session.execute(text("SELECT next_attempt_at FROM webhook_delivery"))).scalars())
+
+    assert await due_times() == [None] * 4
+    resumed = await client.patch(path, json={"status": "enabled"},
+                                 headers=auth(world.provider_key, **{"If-Match": paused.headers["etag"]}))
+    assert resumed.status_code == 200, resumed.text
+    assert None not in await due_times() and len(await due_times()) == 4

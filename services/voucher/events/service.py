@@ -157,8 +157,10 @@ async def publish_batch(session: AsyncSession, now: datetime) -> int:
         rows.append({"event_id": event["id"], "new_seq": seq, "at": now})
         for endpoint in endpoints:
             if _wants(endpoint, event):
+                # A paused endpoint is owed it too, with no time to be tried until it is enabled.
+                due = now if endpoint["status"] == "enabled" else None
                 deliveries.append({"id": uuid7(), "endpoint_id": endpoint["id"], "event_id": event["id"],
-                                   "status": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now})
+                                   "status": "pending", "attempts": 0, "next_attempt_at": due, "created_at": now})
     await repository.publish(session, rows)
     await webhooks.insert_deliveries(session, deliveries)
     return len(rows)

@@ -51,11 +51,18 @@ from services.voucher.http.problems import (
 from services.voucher.http.throttle import REFUSAL_DELAY_SECONDS
 from services.voucher.i18n import msg
 from services.voucher.idempotency import service as idempotency
-from services.voucher.observability import REQUEST_ID, new_request_id
+from services.voucher.observability import (
+    REQUEST_ID,
+    database_heads,
+    migration_heads,
+    new_request_id,
+)
 from services.voucher.sandbox import service as sandbox
 from services.voucher.webhooks import service as webhooks
 
 log = logging.getLogger("voucher.http")
+#: How long a failing request waits to learn whether the database is at this build's revision.
+SCHEMA_CHECK_SECONDS = 2
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -168,12 +175,12 @@ class UnitOfWorkMiddleware:
                 try:  # another process may have moved it
                     await sandbox.refresh(self.database, self.clock)
                 except Exception as exc:  # a lost database is a 503 here too, never a 500
-                    await self._send(send, *self._failure(exc, scope), scope, rid)
+                    await self._send(send, *(await self._failure(exc, scope)), scope, rid)
                     return
             refused = await early_refusal(self.database, scope, self.clock())
             if refused is not None:  # a flood of unknown keys from a throttled address
                 await asyncio.sleep(REFUSAL_DELAY_SECONDS)
-                await self._send(send, *self._failure(refused, scope), scope, rid)
+                await self._send(send, *(await self._failure(refused, scope)), scope, rid)
                 return
             if unit.write:
                 try:  # the key first, then the (bounded) body, before any transaction or lock
@@ -181,7 +188,7 @@ class UnitOfWorkMiddleware:
                 except gate.Disconnected:
                     return
                 except Exception as exc:
-                    await self._send(send, *self._failure(exc, scope), scope, rid)
+                    await self._send(send, *(await self._failure(exc, scope)), scope, rid)
                     return
                 if webhooks.registers_url(scope) and "body" in scope["state"]:
                     vetted_token = webhooks.VETTED.set(
@@ -255,7 +262,7 @@ class UnitOfWorkMiddleware:
         except Exception as exc:
             if started:
                 raise
-            await self._send(send, *self._failure(exc, scope), scope, rid)
+            await self._send(send, *(await self._failure(exc, scope)), scope, rid)
 
     async def _buffered(
         self, scope: Scope, receive: Receive, send: Send, unit: RequestUnit, rid: Any
@@ -274,7 +281,7 @@ class UnitOfWorkMiddleware:
             await self.app(scope, receive, capture)
         except Exception as exc:
             await unit.close()
-            await self._send(send, *self._failure(exc, scope), scope, rid)
+            await self._send(send, *(await self._failure(exc, scope)), scope, rid)
             return
 
         assert start is not None
@@ -292,7 +299,7 @@ class UnitOfWorkMiddleware:
                 start, status, body = _replayed(replay.response)
             except Exception as exc:
                 await unit.close()
-                await self._send(send, *self._failure(exc, scope), scope, rid)
+                await self._send(send, *(await self._failure(exc, scope)), scope, rid)
                 return
         else:
             await unit.close()
@@ -300,7 +307,7 @@ class UnitOfWorkMiddleware:
                 try:
                     stored = await idempotency.store_refusal(self.database, unit.claim, answer)
                 except Exception as exc:
-                    await self._send(send, *self._failure(exc, scope), scope, rid)
+                    await self._send(send, *(await self._failure(exc, scope)), scope, rid)
                     return
                 if stored is not answer:  # another attempt answered first: that is the answer
                     start, status, body = _replayed(stored)
@@ -313,7 +320,15 @@ class UnitOfWorkMiddleware:
         await send(start)
         await send({"type": "http.response.body", "body": body})
 
-    def _failure(self, exc: Exception, scope: Scope) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    async def _schema_at_head(self) -> bool:
+        """Whether the database's revision is this build's (False when that cannot be read)."""
+        try:
+            found = await asyncio.wait_for(database_heads(self.database), SCHEMA_CHECK_SECONDS)
+        except Exception:  # noqa: BLE001 - a database that cannot say is not known to be at head
+            return False
+        return found == migration_heads()
+
+    async def _failure(self, exc: Exception, scope: Scope) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         """An exception that escaped the handlers, as a problem (never a traceback), with the
         headers it needs."""
         path = scope.get("path", "")
@@ -326,9 +341,10 @@ class UnitOfWorkMiddleware:
                     "the change was being committed, the change may have been made: send the same request "
                     "again with the same Idempotency-Key, which answers with the first outcome"),
             )
-        elif is_schema_missing(exc):
+        elif is_schema_missing(exc) and not await self._schema_at_head():
             # An operator's mistake, not the request's: a server started on a database never
             # migrated, or behind this build (a deployment that skipped `voucher db upgrade`).
+            # A database at this build's revision makes it our bug: a 500, traceback logged.
             log.error("the database lacks a table or column this build needs, on %s %s: %s", scope["method"], path,
                       str(getattr(exc, "orig", None) or exc).splitlines()[0][:200])
             err = errors.NotReady(

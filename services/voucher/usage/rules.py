@@ -82,8 +82,8 @@ def parse_csv(text: str) -> list[Record]:
                         minor_units=MINOR_UNITS)))
             if len(errors) >= MAX_ERRORS:
                 break
-    except csv.Error as exc:  # e.g. a field longer than the csv module's limit
-        raise RecordsInvalid([("/csv", msg("not readable as CSV: {error}", error=str(exc)))]) from exc
+    except csv.Error as exc:  # text after a closing quote, a field longer than the csv module's limit
+        raise RecordsInvalid([(f"/csv/{number}", msg("not readable as CSV: {error}", error=str(exc)))]) from exc
     if not header:
         raise RecordsInvalid([("/csv", msg("the first row must be the header {header}", header=",".join(CSV_COLUMNS)))])
     if errors:

@@ -30,7 +30,8 @@ async def subscribed_endpoints(session: AsyncSession) -> list[dict[str, Any]]:
     """Every endpoint not deleted: a disabled (paused) one is owed its events too, and its
     deliveries wait, pending, until it is enabled again (`claim_due` skips them meanwhile)."""
     rows = await session.execute(
-        select(EP.c.id, EP.c.enterprise_id, EP.c.provider_id, EP.c.event_types).where(EP.c.status != "deleted")
+        select(EP.c.id, EP.c.enterprise_id, EP.c.provider_id, EP.c.event_types, EP.c.status)
+        .where(EP.c.status != "deleted")
     )
     return [dict(r._mapping) for r in rows.all()]
 
@@ -64,6 +65,23 @@ async def list_owned(session: AsyncSession, enterprise_id: uuid.UUID | None, pro
         statement = statement.where(col(WebhookEndpoint.id) > page.after)
     rows = await session.execute(statement.order_by(col(WebhookEndpoint.id)).limit(page.limit + 1))
     return list(rows.scalars().all())
+
+
+async def pause_pending(session: AsyncSession, endpoint_id: uuid.UUID) -> None:
+    """A paused endpoint's deliveries wait with no time to be tried, out of every claim's way
+    (a sent one keeps its lease until it is settled)."""
+    await session.execute(
+        update(D).where(D.c.endpoint_id == endpoint_id, D.c.status == "pending", D.c.lease_id.is_(None))
+        .values(next_attempt_at=None)
+    )
+
+
+async def resume_pending(session: AsyncSession, endpoint_id: uuid.UUID, now: datetime) -> None:
+    """An endpoint enabled again: what it was owed meanwhile is due now, oldest first."""
+    await session.execute(
+        update(D).where(D.c.endpoint_id == endpoint_id, D.c.status == "pending", D.c.next_attempt_at.is_(None))
+        .values(next_attempt_at=now)
+    )
 
 
 async def cancel_pending(session: AsyncSession, endpoint_id: uuid.UUID) -> int:
@@ -116,31 +134,36 @@ async def redeliver(session: AsyncSession, delivery_id: uuid.UUID, now: datetime
 # -- the sender's side ---------------------------------------------------------------------------
 
 
-#: How many due deliveries a claim reads for each one it may take: it takes one per endpoint.
+#: How many due deliveries a claim reads for each one it may take: it takes one per owner.
 CLAIM_READ_AHEAD = 8
+OWNER = func.coalesce(EP.c.enterprise_id, EP.c.provider_id)
 
 
 async def claim_due(session: AsyncSession, now: datetime, lease_until: datetime, limit: int,
-                    lease_id: uuid.UUID, *, skip: set[uuid.UUID] | frozenset[uuid.UUID] = frozenset()
-                    ) -> list[dict[str, Any]]:
-    """Take due deliveries for this worker under `lease_id`, at most one per endpoint and none
-    of the endpoints in `skip`: on PostgreSQL rows other workers hold are skipped (SKIP LOCKED);
-    the lease (a later `next_attempt_at`) keeps them from being taken again while this worker
-    sends, and hands them to another worker if this one dies."""
+                    lease_id: uuid.UUID, *, skip_endpoints: set[uuid.UUID] | frozenset[uuid.UUID] = frozenset(),
+                    skip_owners: set[uuid.UUID] | frozenset[uuid.UUID] = frozenset()) -> list[dict[str, Any]]:
+    """Take due deliveries for this worker under `lease_id`, at most one per owner (an
+    enterprise or a provider, whatever its number of endpoints), none of the endpoints and
+    owners skipped: on PostgreSQL rows other workers hold are skipped (SKIP LOCKED); the lease
+    (a later `next_attempt_at`) keeps them from being taken again while this worker sends, and
+    hands them to another worker if this one dies. A paused endpoint's deliveries have no
+    `next_attempt_at` until it is enabled again, so a claim never reads them."""
     statement = (
-        select(D.c.id, D.c.endpoint_id).join(EP, EP.c.id == D.c.endpoint_id)
+        select(D.c.id, OWNER).join(EP, EP.c.id == D.c.endpoint_id)
         .where(D.c.status == "pending", D.c.next_attempt_at <= now, EP.c.status == "enabled")
         .order_by(D.c.next_attempt_at, D.c.id).limit(limit * CLAIM_READ_AHEAD)
-    )  # a disabled endpoint's deliveries wait, pending, until it is enabled again
-    if skip:
-        statement = statement.where(D.c.endpoint_id.not_in(list(skip)))
+    )
+    if skip_endpoints:
+        statement = statement.where(D.c.endpoint_id.not_in(list(skip_endpoints)))
+    if skip_owners:
+        statement = statement.where(OWNER.not_in(list(skip_owners)))
     if dialect_name(session) == "postgresql":
         statement = statement.with_for_update(of=D, skip_locked=True)
     ids: list[uuid.UUID] = []
     taken: set[uuid.UUID] = set()
-    for delivery_id, endpoint_id in (await session.execute(statement)).all():
-        if endpoint_id not in taken and len(ids) < limit:
-            taken.add(endpoint_id)
+    for delivery_id, owner_id in (await session.execute(statement)).all():
+        if owner_id not in taken and len(ids) < limit:
+            taken.add(owner_id)
             ids.append(delivery_id)
     if not ids:
         return []
@@ -150,7 +173,7 @@ async def claim_due(session: AsyncSession, now: datetime, lease_until: datetime,
     )
     rows = await session.execute(
         select(D.c.id, D.c.attempts, D.c.endpoint_id, D.c.event_id, EP.c.url, EP.c.secret, EP.c.previous_secret,
-               EP.c.previous_secret_expires_at, EP.c.older_secrets, EV.c.type, EV.c.occurred_at, EV.c.data)
+               EP.c.previous_secret_expires_at, EP.c.older_secrets, OWNER.label("owner_id"), EV.c.type, EV.c.occurred_at, EV.c.data)
         .join(EP, EP.c.id == D.c.endpoint_id).join(EV, EV.c.id == D.c.event_id)
         .where(D.c.id.in_(ids)).order_by(D.c.next_attempt_at, D.c.id)
     )

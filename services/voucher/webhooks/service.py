@@ -210,8 +210,12 @@ async def update(session: AsyncSession, actor: Actor, endpoint_id: uuid.UUID, da
         endpoint.event_types = sorted(set(data["event_types"]))
     if "description" in data:
         endpoint.description = data["description"]
-    if "status" in data:
+    if "status" in data and data["status"] != endpoint.status:
         endpoint.status = data["status"]
+        if endpoint.status == EndpointStatus.DISABLED.value:
+            await repository.pause_pending(session, endpoint.id)
+        else:
+            await repository.resume_pending(session, endpoint.id, now)
     before, after = audit.changes(before, _public(endpoint))
     if after:
         endpoint.updated_at = now
@@ -372,15 +376,15 @@ async def deliver_due(database: Database, now: datetime, *, client: httpx.AsyncC
     owned = client is None
     client = client or httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False)
     total = 0
-    busy: set[uuid.UUID] = set()  # endpoints with a send in flight
+    busy: set[uuid.UUID] = set()  # owners (enterprises, providers) with a send in flight
     failed: set[uuid.UUID] = set()  # endpoints that did not answer in this run
-    sending: dict[asyncio.Task[bool], uuid.UUID] = {}
+    sending: dict[asyncio.Task[bool], tuple[uuid.UUID, uuid.UUID]] = {}
 
     async def settle_one() -> None:
         done, _ = await asyncio.wait(sending, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
-            endpoint = sending.pop(task)
-            busy.discard(endpoint)
+            endpoint, owner = sending.pop(task)
+            busy.discard(owner)
             if not task.result():
                 failed.add(endpoint)
 
@@ -392,20 +396,26 @@ async def deliver_due(database: Database, now: datetime, *, client: httpx.AsyncC
                 continue
             at, lease_id = current(), uuid7()
             async with database.unit_of_work() as session:
-                due = await repository.claim_due(session, at, at + lease, free, lease_id, skip=busy | failed)
+                due = await repository.claim_due(session, at, at + lease, free, lease_id,
+                                                 skip_endpoints=failed, skip_owners=busy)
             for row in due:
-                busy.add(row["endpoint_id"])
-                sending[asyncio.create_task(_attempt(database, client, row, lease_id, current))] = row["endpoint_id"]
+                busy.add(row["owner_id"])
+                task = asyncio.create_task(_attempt(database, client, row, lease_id, current))
+                sending[task] = (row["endpoint_id"], row["owner_id"])
             total += len(due)
             if not due:
                 if not sending:
                     break
-                await settle_one()  # a receiver that frees up may have more due
+                await settle_one()  # an owner that frees up may have more due
         while sending:
             await settle_one()
+    except BaseException:
+        # A claim that failed, or the job stopped: the sends already made finish and are recorded.
+        # Cancelled, one the receiver already had would be recorded nowhere and sent again when
+        # its lease ended (an independent review of the pool).
+        await asyncio.gather(*sending, return_exceptions=True)
+        raise
     finally:
-        for task in sending:
-            task.cancel()
         if owned:
             await client.aclose()
     return total
