@@ -1110,9 +1110,9 @@ async def test_a_silent_provider_does_not_hold_up_its_repayment(app, world: Worl
     assert (await world.reconciliation())["is_clean"]
 
 
-async def test_the_monthly_job_drafts_a_repayment_for_a_month_of_refunds(app, world: World, clock) -> None:
-    """The job looked only for captures, so the refund after the last payment — the case a
-    repayment exists for — was never settled by it (an independent review)."""
+async def refunded_after_payment(app, world: World, clock) -> None:
+    """March's capture of 3,000,000 drafted by the job and paid; 400,000 of it refunded on 3
+    April; the job run on 2 May, when it drafts April's repayment."""
     from services.voucher import jobs
 
     v = await world.issue(100_000_000)
@@ -1123,6 +1123,14 @@ async def test_the_monthly_job_drafts_a_repayment_for_a_month_of_refunds(app, wo
     await refund(world, clock, "2026-04-03T02:00:00+00:00", x, 400_000)
     clock.current = utc("2026-05-02T01:00:00+00:00")
     assert await jobs.run_once(app.state.database, "create-settlements", clock()) == 1
+
+
+async def test_the_monthly_job_drafts_a_repayment_for_a_month_of_refunds(app, world: World, clock) -> None:
+    """The job looked only for captures, so the refund after the last payment — the case a
+    repayment exists for — was never settled by it (an independent review)."""
+    from services.voucher import jobs
+
+    await refunded_after_payment(app, world, clock)
     april = [s for s in await listed(world) if s["period_start"] == "2026-04-01"]
     assert [(s["period_end"], s["total"]) for s in april] == [("2026-04-30", -400_000)]
     assert await jobs.run_once(app.state.database, "create-settlements", clock()) == 0  # made once
@@ -1135,14 +1143,7 @@ async def test_a_refund_in_a_cancelled_settlements_days_is_still_drafted_by_the_
     month after that no settlement covers."""
     from services.voucher import jobs
 
-    v = await world.issue(100_000_000)
-    x = await redeem(world, clock, "2026-03-02T02:00:00+00:00", v, 10_000_000, "PO-X")
-    clock.current = utc("2026-04-02T01:00:00+00:00")
-    assert await jobs.run_once(app.state.database, "create-settlements", clock()) == 1
-    await pay_through(world, (await listed(world))[0]["id"])
-    await refund(world, clock, "2026-04-03T02:00:00+00:00", x, 400_000)
-    clock.current = utc("2026-05-02T01:00:00+00:00")
-    assert await jobs.run_once(app.state.database, "create-settlements", clock()) == 1
+    await refunded_after_payment(app, world, clock)
     [april] = [s for s in await listed(world) if s["period_start"] == "2026-04-01"]
     await moved(world, april["id"], "cancel", "cancelled")
     assert await jobs.run_once(app.state.database, "create-settlements", clock()) == 0  # not made again

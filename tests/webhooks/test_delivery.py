@@ -686,10 +686,10 @@ def test_at_most_ten_secrets_sign_at_once() -> None:
 
 async def test_a_tenant_with_as_many_hanging_endpoints_as_slots_starves_no_other_tenant(
         app: Any, client: httpx.AsyncClient) -> None:
-    """Fairness is per endpoint, and a tenant may register any number of endpoints. With as
-    many hanging endpoints (each with a due backlog, older than anyone else's) as the pool has
-    slots, every slot hangs a full timeout, claims stop after one timeout, and the other
-    tenants' deliveries are not sent in this run, nor the next, nor while the backlog lasts."""
+    """A tenant may register any number of endpoints. While fairness was per endpoint, as many
+    hanging endpoints (each with a due backlog, older than anyone else's) as the pool has slots
+    held every slot a full timeout each run, and the other tenants' deliveries were not sent
+    while the backlog lasted (a review of the pool). Fairness is per owner now."""
     world = await build_world(app, client)
     settings = app.state.settings.model_copy(update={"webhook_timeout_seconds": 0.5, "webhook_concurrency": 2})
     database = Database(settings)
