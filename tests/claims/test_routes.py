@@ -392,3 +392,65 @@ async def test_a_paid_claim_cannot_be_rejected(world: World) -> None:
     assert (await _step(world, claim, "pay", {"reference": "ICBC-1", "paid_on": "2026-03-02"})).status_code == 200
     assert_problem(await _step(world, claim, "reject", {"reason": "x"}), 409, "invalid_transition")
     assert await _payable(world) == 0
+
+
+@pytest.fixture
+async def tiered(app, client: httpx.AsyncClient) -> World:
+    # 50 % on the enterprise's first 2,000,000 of subsidised spend in the period, 30 % beyond.
+    return await build_world(app, client, mode="enterprise_claim", rate_table={"accelerator:domestic": 3000},
+                             tiers=[{"spend_up_to": 2_000_000, "rate_bps": 5000, "categories": None}])
+
+
+@pytest.mark.parametrize("approve_first", [False, True], ids=["rejected_in_review", "rejected_after_approval"])
+async def test_a_rejected_claims_spend_leaves_the_tier_band(tiered: World, approve_first: bool) -> None:
+    """Rejected after approval, a forged invoice's spend had stayed in the enterprise's period,
+    so the next claim was priced as if the purchase had happened: 450,000 instead of 750,000
+    here (an independent review). Withdrawn, it leaves the band, as a rejection in review does."""
+    world = tiered
+    voucher = await world.issue(10_000_000)
+    forged = (await _file(world, claim_body(world, voucher, amount=2_000_000))).json()
+    assert forged["subsidy"] == 1_000_000  # all of it in the 50 % band
+    await _step(world, forged, "review")
+    if approve_first:
+        assert (await _step(world, forged, "approve")).status_code == 200
+    assert (await _step(world, forged, "reject", {"reason": "the invoice was forged"})).status_code == 200
+    corrected = await _file(world, claim_body(world, voucher, amount=1_500_000))
+    assert corrected.status_code == 201, corrected.text
+    assert corrected.json()["subsidy"] == 750_000  # 50 % of 1,500,000
+    assert (await world.reconciliation())["is_clean"]
+
+
+async def test_rejecting_a_claim_requires_an_idempotency_key(world: World) -> None:
+    """It moves value (a release, or a refund out of the enterprise's payable): like approving
+    and paying, it is answered once, and a retry gets the first answer."""
+    voucher = await world.issue(10_000_000)
+    claim = (await _file(world, claim_body(world, voucher))).json()
+    await _step(world, claim, "review")
+    assert (await _step(world, claim, "approve")).status_code == 200
+    response = await world.client.post(f"/v1/claims/{claim['id']}/reject", json={"reason": "forged"},
+                                       headers=auth(world.operator))
+    assert_problem(response, 428, "idempotency_key_required")
+
+
+@pytest.mark.parametrize("approve_first", [False, True], ids=["rejected_in_review", "rejected_after_approval"])
+async def test_an_invoice_freed_by_a_rejection_can_be_claimed_by_its_real_owner(
+        app, world: World, approve_first: bool) -> None:
+    """The order (the provider's invoice and its amount) had stayed the first enterprise's, so
+    the enterprise the invoice really belongs to was refused `invoice_already_claimed` for good,
+    though the rejection had freed the invoice (an independent review)."""
+    voucher = await world.issue(10_000_000)
+    claim = (await _file(world, claim_body(world, voucher))).json()
+    await _step(world, claim, "review")
+    if approve_first:
+        assert (await _step(world, claim, "approve")).status_code == 200
+    assert (await _step(world, claim, "reject", {"reason": "not this enterprise's invoice"})).status_code == 200
+    owner = await create(world.client, world.operator, "/v1/enterprises", enterprise_payload())
+    owner_voucher = await create(world.client, world.operator, "/v1/vouchers", {
+        "programme_id": world.programme["id"], "enterprise_id": owner["id"], "face_value": 5_000_000})
+    owner_key = await make_key(app, "enterprise", enterprise_id=uuid.UUID(owner["id"]))
+    filed = await world.client.post("/v1/claims", headers=auth(owner_key, **fresh_key()),
+                                    json=claim_body(world, owner_voucher, contract="C-own", document="own"))
+    assert filed.status_code == 201, filed.text
+    again = await world.client.post("/v1/claims", headers=auth(world.enterprise_key, **fresh_key()),
+                                    json=claim_body(world, voucher, contract="C-2", document="second"))
+    assert_problem(again, 409, "invoice_already_claimed")  # one standing claim per invoice, whoever files it

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "739d2adca5ac667728e94071788e894eecd6b472855fa0fdef9955ef020d6412"
+DOCUMENT_SHA256 = "35a88332f8599d15a393e9b28ead963825736d08a482678556f2c368c4ae7246"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

@@ -129,7 +129,7 @@ async def approve_claim(claim_id: uuid.UUID, session: Session, now: Now, actor: 
              "with its voucher's expiry) and `ledger.posted`. Refused with `not_found`, `invalid_transition` "
              "(submitted, paid or already rejected) or an Idempotency-Key conflict.",
              response_model=ClaimPublic,
-             responses=responses(*AUTH_ERRORS, *MOVE), dependencies=[Depends(idempotent(Scope.CLAIMS_REVIEW))])
+             responses=responses(*AUTH_ERRORS, *MOVE), dependencies=[Depends(idempotent(Scope.CLAIMS_REVIEW, required=True))])
 async def reject_claim(claim_id: uuid.UUID, body: ClaimRejection, session: Session, now: Now,
                        actor: Reviewer) -> ClaimPublic:
     return _public(await service.reject(session, actor, claim_id, body.reason, now))

@@ -73,9 +73,12 @@ def invoice_identity(number_key: str, code_key: str | None) -> tuple[str | None,
     return (None, problems) if problems else (f"vat:{code_key}:{number_key}", [])
 
 
-def order_reference(invoice_number: str, amount_paid: int) -> str:
+def order_reference(invoice_number: str, amount_paid: int, enterprise_uscc: str) -> str:
     """The order a claim subsidises, for the one-subsidy-per-order rule and the stacking
-    ceiling: the provider's invoice. The amount is part of it so that a claim rejected for a
-    wrong amount can be filed again, corrected; two live claims of one invoice are refused by
-    the invoice rule whatever their amounts."""
-    return f"invoice:{invoice_number}:{amount_paid}"
+    ceiling: the provider's invoice, as the enterprise filing it bought it. The amount is part
+    of it so that a claim rejected for a wrong amount can be filed again, corrected; the
+    enterprise, so that an invoice a rejection freed can be claimed by the enterprise it really
+    belongs to (the order had stayed another enterprise's, and its owner was refused for good;
+    an independent review). Two standing claims of one invoice are refused by the invoice rule
+    (the unique `invoice_key`), whoever files them and whatever their amounts."""
+    return f"invoice:{invoice_number}:{amount_paid}:{enterprise_uscc}"

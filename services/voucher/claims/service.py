@@ -140,7 +140,7 @@ async def file(session: AsyncSession, actor: Actor, data: dict[str, Any], now: d
         held = await redemption.hold(
             session, actor,
             redemption.HoldRequest(voucher_code=voucher.code, enterprise_uscc=enterprise.uscc,
-                                   order_reference=order_reference(invoice_key, data["amount_paid"]),
+                                   order_reference=order_reference(invoice_key, data["amount_paid"], enterprise.uscc),
                                    line_items=data["line_items"]),
             now, provider_id=provider.id, payee=Payee.ENTERPRISE, ttl=timedelta(days=HOLD_DAYS),
         )
@@ -249,7 +249,8 @@ async def reject(session: AsyncSession, actor: Actor, claim_id: uuid.UUID, reaso
     if claim.status == C.APPROVED.value:
         if claim.approved_amount:
             refund = await redemption.refund(session, _SYSTEM, claim.redemption_id, claim.approved_amount,
-                                             f"claim {claim.id} rejected after its approval: {reason}", now)
+                                             f"claim {claim.id} rejected after its approval: {reason}", now,
+                                             withdrawn=True)
             withdrawn = {"withdrawn_amount": claim.approved_amount, "refund_id": refund.id}
     else:
         await redemption.void_claim(session, claim.redemption_id, now)

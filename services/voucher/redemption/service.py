@@ -457,11 +457,14 @@ async def _post_release(writes: _Writes, voucher: VoucherState, held: Hold, reas
 
 async def refund(
     session: AsyncSession, actor: Actor, redemption_id: uuid.UUID, amount: int, reason: str, now: datetime, *,
-    deferred: bool = False,
+    deferred: bool = False, withdrawn: bool = False,
 ) -> RedemptionRefund:
     """Give back part or all of a captured subsidy: to the voucher while it is valid, else to
     the programme's pool. The payee's payable drops by the same amount; on a revoked voucher,
-    the voucher's clawback shrinks by what the refund takes its used value below it."""
+    the voucher's clawback shrinks by what the refund takes its used value below it. A refund
+    keeps the order's spend in the enterprise's period (the purchase happened) unless the whole
+    redemption is `withdrawn` — an approved claim rejected, whose purchase the office refuses —
+    which takes it out, as a rejection under review does (tiers price the next order without it)."""
     locks = await _locked(session, actor, redemption_id)
     voucher, held = locks.voucher, locks.hold
     assert voucher is not None and held is not None
@@ -478,7 +481,7 @@ async def refund(
         legs += await _clawback_recovered(session, voucher, amount, now)
     writes = _Writes(session, now)
     writes.counters(locked.order(held.provider_id, held.order_reference).id, locked.usage(held.period_key).id,
-                    -amount, 0)
+                    -amount, -held.order_amount if withdrawn else 0)
     await writes.journal(voucher, "refund", legs, now, redemption_id=held.id,
                          memo=f"refund to {'voucher' if to_voucher else 'programme pool'}: {reason}")
     row = RedemptionRefund(redemption_id=held.id, amount=amount, reason=reason,
