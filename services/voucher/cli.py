@@ -143,10 +143,9 @@ def alembic_config(database_url: str | None = None) -> Any:
 
 
 def _ensure_sqlite_dir(url: str) -> None:
-    if url.startswith("sqlite") and ":///" in url:
-        path = url.split(":///", 1)[1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+    path = _sqlite_file(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
 
 
 @db_app.command("upgrade")
@@ -585,8 +584,7 @@ def serve(
     _use_database(database_url)
     from services.voucher import serving
 
-    settings = get_settings()
-    _ensure_sqlite_dir(settings.database_url)
+    settings = get_settings()  # an SQLite file exists by now (`_use_database`), and so does its directory
     loop = "uvloop" if sys.platform != "win32" else "asyncio"
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         typer.echo("warning: several workers without PROMETHEUS_MULTIPROC_DIR: each /metrics scrape sees one "

@@ -29,24 +29,27 @@ ROTATION_OVERLAP = timedelta(hours=24)
 MAX_SIGNING_SECRETS = 10
 
 
+def _in_overlap(previous: str | None, previous_ends: datetime | None, older: list[list[str]] | None,
+                now: datetime) -> list[list[str]]:
+    """The replaced secrets still in their overlap at `now`, newest first, as [secret, ends at
+    (ISO 8601)]: the previous one, then the older ones."""
+    kept = [[previous, previous_ends.isoformat()]] if previous and previous_ends and previous_ends > now else []
+    return kept + [[secret, ends] for secret, ends in older or [] if datetime.fromisoformat(ends) > now]
+
+
 def still_signing(previous: str | None, previous_ends: datetime | None, older: list[list[str]] | None,
                   now: datetime) -> list[list[str]]:
-    """At a rotation, the secrets before the one being replaced that are still in their overlap,
-    newest first, as [secret, ends at (ISO 8601)]: the previous secret, then the older ones. A
-    second rotation within 24 hours had retired the first secret at once, and a receiver still
+    """At a rotation, the secrets before the one being replaced that keep signing (`older_secrets`).
+    A second rotation within 24 hours had retired the first secret at once, and a receiver still
     holding it refused every delivery (an independent review, December 2026)."""
-    kept = [[previous, previous_ends.isoformat()]] if previous and previous_ends and previous_ends > now else []
-    kept += [[secret, ends] for secret, ends in older or [] if datetime.fromisoformat(ends) > now]
-    return kept[: MAX_SIGNING_SECRETS - 2]  # beside the new secret and the one it replaces
+    return _in_overlap(previous, previous_ends, older, now)[: MAX_SIGNING_SECRETS - 2]  # beside the new and the replaced
 
 
 def signing_secrets(current: str, previous: str | None, previous_ends: datetime | None,
                     older: list[list[str]] | None, now: datetime) -> list[str]:
     """Every secret that signs a delivery sent at `now`: the current one first, then those still
     in their overlap (at most `MAX_SIGNING_SECRETS` in all, as rotations keep them)."""
-    live = [previous] if previous and previous_ends and previous_ends > now else []
-    live += [secret for secret, ends in older or [] if datetime.fromisoformat(ends) > now]
-    return [current, *live]
+    return [current, *(secret for secret, _ in _in_overlap(previous, previous_ends, older, now))]
 
 
 class EndpointStatus(StrEnum):

@@ -359,11 +359,13 @@ async def deliver_due(database: Database, now: datetime, *, client: httpx.AsyncC
     A pool of `webhook_concurrency` sends. Each free slot claims the next due delivery under a
     lease of its own, committed before the send, and every send is cut off at the timeout: a
     claimed delivery is therefore always settled (or its worker dead) before its lease ends, and
-    no other worker sends it twice. Fair between receivers: an endpoint has one send in flight
-    at a time (its deliveries go in order), and one that did not answer (a timeout, a refused
-    connection) gets no other send this run, so a receiver that hangs holds one slot for one timeout per run, never the others' turns
-    (an independent review: waves gathered whole held every tenant behind one dead receiver for
-    about 125 s). New claims stop after one timeout, so a run lasts at most about two.
+    no other worker sends it twice. Fair between tenants: an owner (an enterprise, a provider)
+    has one send in flight at a time in a worker, however many endpoints it has (its deliveries
+    go in order), and an endpoint that did not answer (a timeout, a refused connection) gets no
+    other send this run, so a tenant whose receivers hang holds one slot for one timeout per
+    run, never the others' turns (an independent review: waves gathered whole held every tenant
+    behind one dead receiver for about 125 s). New claims stop after one timeout, so a run
+    lasts at most about two.
     `clock` gives each claim's time (tests); by default it is `now` plus the time spent so far."""
     settings = database.settings
     timeout = settings.webhook_timeout_seconds
