@@ -299,6 +299,7 @@ def ledger_reconcile(database_url: DatabaseUrl = None) -> None:
         ("commitment not matched by approved applications", result.commitment_differences),
         ("provider payment not matched by paid settlements", result.settlement_differences),
         ("clawback owed not matched by the voucher's used value", result.clawback_differences),
+        ("record not matched by the ledger", result.record_differences),
     ):
         for row in rows:
             typer.echo(f"{label}: {json.dumps(row, default=str)}", err=True)

@@ -437,6 +437,14 @@ class SettlementExists(Conflict):
     title = "A settlement of this provider, programme and period already exists"
 
 
+class RecordsDiffer(Conflict):
+    """A record money would be paid from differs from what it is made of (a row changed outside
+    the service): nothing is paid until the office has found out why."""
+
+    code = "records_differ"
+    title = "The record differs from what it is made of"
+
+
 class NothingToSettle(Conflict):
     code = "nothing_to_settle"
     title = "The period has no unsettled captures or refunds"

@@ -454,3 +454,33 @@ async def test_an_invoice_freed_by_a_rejection_can_be_claimed_by_its_real_owner(
     again = await world.client.post("/v1/claims", headers=auth(world.enterprise_key, **fresh_key()),
                                     json=claim_body(world, voucher, contract="C-2", document="second"))
     assert_problem(again, 409, "invoice_already_claimed")  # one standing claim per invoice, whoever files it
+
+
+async def test_a_claim_changed_behind_the_service_is_not_paid(app, world: World) -> None:
+    """An approved claim's amount raised with an UPDATE (as a review did to a settlement) had
+    been paid as it stood: the payment now checks it against what its redemption captured."""
+    import uuid
+
+    from sqlalchemy import update
+
+    from services.voucher.db import table_of
+    from services.voucher.tables import Claim
+
+    voucher = await world.issue(10_000_000)
+    claim = (await _file(world, claim_body(world, voucher))).json()
+    await _step(world, claim, "review")
+    assert (await _step(world, claim, "approve", {"amount": 500_000})).status_code == 200
+    table = table_of(Claim)
+    async with app.state.database.unit_of_work() as session:
+        await session.execute(update(table).where(table.c.id == uuid.UUID(claim["id"])).values(approved_amount=5_000_000))
+    [found] = (await world.reconciliation())["record_differences"]
+    assert (found["what"], found["approved_amount"], found["captured_amount"]) == (
+        "claim differs from its redemption or payment", 5_000_000, 500_000)
+    problem = assert_problem(await _step(world, claim, "pay", {"reference": "ICBC-1", "paid_on": "2026-03-02"}),
+                             409, "records_differ")
+    assert problem["captured_amount"] == 500_000
+    assert await _payable(world) == 500_000  # nothing moved
+    async with app.state.database.unit_of_work() as session:  # put back, as the office would
+        await session.execute(update(table).where(table.c.id == uuid.UUID(claim["id"])).values(approved_amount=500_000))
+    assert (await _step(world, claim, "pay", {"reference": "ICBC-1", "paid_on": "2026-03-02"})).status_code == 200
+    assert (await world.reconciliation())["is_clean"]

@@ -55,3 +55,102 @@ async def test_payment_without_a_settlement_is_reported(app, client: httpx.Async
     assert [(d["ledger_paid"], d["settled"]) for d in recon["settlement_differences"]] == [(301_000, 300_000)]
     await pay_outside(-1_000)  # the ledger corrects by a reversing entry, never by an edit
     assert (await world.reconciliation())["is_clean"]
+
+
+# -- records changed behind the service (an independent review, December 2026) --------------
+
+
+async def _change(app: Any, table: Any, row_id: str, **values: Any) -> None:
+    """What someone with the database's ordinary role can do: no trigger guards these rows."""
+    from sqlalchemy import update
+
+    from services.voucher.db import table_of
+
+    async with app.state.database.unit_of_work() as session:
+        t = table_of(table)
+        await session.execute(update(t).where(t.c.id == uuid.UUID(row_id)).values(**values))
+
+
+async def _redeem(world: World, order: str = "PO-1", amount: int = 1_000_000) -> dict[str, Any]:
+    voucher = await world.issue(10_000_000)
+    redeemed = await world.post("/v1/redemptions", {
+        "voucher_code": voucher["code"], "enterprise_uscc": world.enterprise["uscc"], "order_reference": order,
+        "line_items": [{"category": "accelerator:domestic", "amount": amount, "accelerator": "Ascend 910B",
+                        "hours_milli": 1000}]})
+    assert redeemed.status_code == 201, redeemed.text
+    return redeemed.json()  # type: ignore[no-any-return]
+
+
+async def test_a_redemption_changed_behind_the_service_is_reported(app, client: httpx.AsyncClient, clock) -> None:
+    """A review raised a captured redemption's amount tenfold with an UPDATE; settled and paid,
+    the provider got 3,000,000 for a 300,000 capture, and neither verification nor the
+    reconciliation said anything. Each changed amount is now reported against its journals."""
+    from services.voucher.tables import Redemption
+
+    world = await build_world(app, client, rate_table={"accelerator:domestic": 3000}, tiers=[])
+    redeemed = await _redeem(world)
+    assert redeemed["captured_amount"] == 300_000
+    assert (await world.reconciliation())["is_clean"]
+    for change in ({"captured_amount": 3_000_000, "held_amount": 3_000_000}, {"refunded_amount": 100_000},
+                   {"payee": "enterprise"}, {"status": "held"}):
+        await _change(app, Redemption, redeemed["id"], **change)
+        recon = await world.reconciliation()
+        assert not recon["is_clean"], change
+        [found] = recon["record_differences"]
+        assert (found["what"], found["redemption_id"]) == ("redemption differs from its journals", redeemed["id"])
+        assert (found["ledger_captured"], found["ledger_refunded"], found["ledger_held"]) == (300_000, 0, 0)
+        await _change(app, Redemption, redeemed["id"], captured_amount=300_000, held_amount=300_000,
+                      refunded_amount=0, payee="provider", status="captured")
+        assert (await world.reconciliation())["is_clean"], change
+
+
+async def _approved_settlement(world: World, clock: Any) -> str:
+    await _redeem(world)
+    clock.advance(days=1)
+    created = await world.client.post("/v1/settlements", json={
+        "provider_id": world.provider["id"], "programme_id": world.programme["id"],
+        "period_start": "2026-03-02", "period_end": "2026-03-02"}, headers=auth(world.operator, **fresh_key()))
+    assert created.status_code == 201, created.text
+    settlement_id: str = created.json()["id"]
+    for step, key in (("submit", world.provider_key), ("approve", world.operator)):
+        moved = await world.client.post(f"/v1/settlements/{settlement_id}/{step}", headers=auth(key, **fresh_key()))
+        assert moved.status_code == 200, moved.text
+    return settlement_id
+
+
+async def test_a_settlement_changed_behind_the_service_is_not_paid(app, client: httpx.AsyncClient, clock) -> None:
+    """The same review raised an approved settlement's total to 9,000,000 and it was paid as it
+    stood. Paying reads the lines as the captures and refunds they name; a total or a line that
+    differs is refused with `records_differ`, nothing moves, and the reconciliation says what."""
+    from services.voucher.tables import Settlement, SettlementItem
+
+    world = await build_world(app, client, rate_table={"accelerator:domestic": 3000}, tiers=[])
+    settlement_id = await _approved_settlement(world, clock)
+    pay = {"reference": "ICBC-1", "paid_on": "2026-03-03"}
+    await _change(app, Settlement, settlement_id, captured_total=9_000_000, total=9_000_000)
+    refused = await client.post(f"/v1/settlements/{settlement_id}/pay", json=pay,
+                                headers=auth(world.operator, **fresh_key()))
+    problem = refused.json()
+    assert (refused.status_code, problem["code"], problem["expected_total"]) == (409, "records_differ", 300_000)
+    recon = await world.reconciliation()
+    assert [d["what"] for d in recon["record_differences"]] == ["settlement totals differ from its lines"]
+    assert recon["settlement_differences"] == []  # nothing was paid
+    # The line changed with the totals, so that they agree with each other: still not what was captured.
+    from sqlalchemy import select
+
+    async with app.state.database.unit_of_work() as session:
+        [line_id] = (await session.execute(select(SettlementItem.id).where(
+            SettlementItem.settlement_id == uuid.UUID(settlement_id)))).scalars().all()
+    lines = [{"id": str(line_id)}]
+    await _change(app, SettlementItem, lines[0]["id"], amount=9_000_000)
+    refused = await client.post(f"/v1/settlements/{settlement_id}/pay", json=pay,
+                                headers=auth(world.operator, **fresh_key()))
+    assert (refused.status_code, refused.json()["code"]) == (409, "records_differ")
+    recon = await world.reconciliation()
+    assert [d["what"] for d in recon["record_differences"]] == ["settlement line differs from its capture or refund"]
+    await _change(app, SettlementItem, lines[0]["id"], amount=300_000)
+    await _change(app, Settlement, settlement_id, captured_total=300_000, total=300_000)
+    paid = await client.post(f"/v1/settlements/{settlement_id}/pay", json=pay,
+                             headers=auth(world.operator, **fresh_key()))
+    assert (paid.status_code, paid.json()["total"]) == (200, 300_000)
+    assert (await world.reconciliation())["is_clean"]

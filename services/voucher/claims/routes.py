@@ -141,10 +141,11 @@ async def reject_claim(claim_id: uuid.UUID, body: ClaimRejection, session: Sessi
              "bank payment of an approved claim with its reference and date. The approved amount moves from the "
              "enterprise's payable to paid in one ledger journal, with the audit events `claim.paid` and "
              "`ledger.posted`. Refused with `not_found`, `invalid_transition` (not approved), `validation_failed` "
-             "(`paid_on` before the day it was approved or after today, Beijing time) or an Idempotency-Key "
-             "conflict.",
+             "(`paid_on` before the day it was approved or after today, Beijing time), `records_differ` (the approved "
+             "amount differs from what the claim's redemption captured: a record changed outside the service) or an "
+             "Idempotency-Key conflict.",
              response_model=ClaimPublic,
-             responses=responses(*AUTH_ERRORS, *MOVE, errors.ValidationFailed),
+             responses=responses(*AUTH_ERRORS, *MOVE, errors.ValidationFailed, errors.RecordsDiffer),
              dependencies=[Depends(idempotent(Scope.CLAIMS_REVIEW, required=True))])
 async def pay_claim(claim_id: uuid.UUID, body: ClaimPayment, session: Session, now: Now,
                     actor: Reviewer) -> ClaimPublic:

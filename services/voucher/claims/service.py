@@ -38,6 +38,7 @@ from services.voucher.errors import (
     InvoiceAlreadyClaimed,
     NotFound,
     OrderReferenceConflict,
+    RecordsDiffer,
     ValidationFailed,
     WrongPayoutMode,
     field_error,
@@ -270,7 +271,16 @@ async def pay(session: AsyncSession, actor: Actor, claim_id: uuid.UUID, referenc
     check_transition(C(claim.status), C.PAID)
     assert claim.approved_amount is not None
     # The approval captured the claim's redemption: its capture is the approval's instant.
-    approved_at = (await redemption.get_redemption(session, _SYSTEM, claim.redemption_id))[0].captured_at
+    captured = (await redemption.get_redemption(session, _SYSTEM, claim.redemption_id))[0]
+    approved_at = captured.captured_at
+    if captured.captured_amount != claim.approved_amount:  # changed behind the service: pay nothing
+        raise RecordsDiffer(
+            msg("claim {claim_id} was approved for {approved} but its redemption captured {captured}: its records "
+                "were changed outside the service, and nothing is paid. The ledger reconciliation lists what differs",
+                claim_id=claim.id, approved=Amount(claim.approved_amount, claim.unit),
+                captured=Amount(captured.captured_amount, claim.unit)),
+            approved_amount=claim.approved_amount, captured_amount=captured.captured_amount,
+        )
     problem = payment_day_problem(paid_on, approved_at, now)
     if problem is not None:
         raise ValidationFailed([field_error("paid_on", problem)])

@@ -45,6 +45,7 @@ from services.voucher.tables import (
     LedgerTransaction,
     Programme,
     Redemption,
+    RedemptionRefund,
     Settlement,
     SettlementItem,
     Voucher,
@@ -322,6 +323,130 @@ async def clawback_differences(session: AsyncSession) -> list[dict[str, Any]]:
     )
     return [{"what": "clawback owed for the voucher", **dict(r._mapping)}
             for r in (await session.execute(rows)).all()]
+
+
+#: The journals that capture a redemption (voucher held or available to used, spent to payable).
+CAPTURE_JOURNALS = ("redeemed", "hold_captured")
+
+
+async def record_differences(session: AsyncSession) -> list[dict[str, Any]]:
+    """The records money is paid from, against the ledger they must agree with: a redemption's
+    captured, refunded and held amounts against its journals' postings (and its refund rows),
+    and its capture paid to its own payee's payable; every line of a settlement not cancelled
+    against the capture or refund it names, and the settlement's totals against its lines; an
+    approved or paid claim's amount against its redemption's capture and the payment posted.
+    A row changed behind the service (an independent review raised a redemption's capture
+    tenfold, then a settlement's total, and both were paid) shows here by what it differs in."""
+    return (await _redemption_differences(session) + await _settlement_line_differences(session)
+            + await _claim_differences(session))
+
+
+def _redemption_ledger() -> Any:
+    """Per redemption, what its journals moved: captured to the voucher's used value, refunded
+    out of it, held (net), and captured to the payable of its own payee."""
+    r = table_of(Redemption)
+    used, held = A.c.kind == AccountKind.VOUCHER_USED.value, A.c.kind == AccountKind.VOUCHER_HELD.value
+    capture, refund = T.c.kind.in_(CAPTURE_JOURNALS), T.c.kind == "refund"
+    own_payable = and_(A.c.programme_id == r.c.programme_id, or_(
+        and_(r.c.payee == Payee.PROVIDER.value, A.c.kind == AccountKind.PROVIDER_PAYABLE.value,
+             A.c.provider_id == r.c.provider_id),
+        and_(r.c.payee == Payee.ENTERPRISE.value, A.c.kind == AccountKind.ENTERPRISE_PAYABLE.value,
+             A.c.enterprise_id == r.c.enterprise_id)))
+    return (
+        select(T.c.redemption_id,
+               _sum(case((and_(used, capture), P.c.amount), else_=0)).label("captured"),
+               _sum(case((and_(used, refund), -P.c.amount), else_=0)).label("refunded"),
+               _sum(case((held, P.c.amount), else_=0)).label("held"),
+               _sum(case((and_(own_payable, capture), P.c.amount), else_=0)).label("payable"))
+        .select_from(P.join(T, T.c.id == P.c.transaction_id).join(A, A.c.id == P.c.account_id)
+                     .join(r, r.c.id == T.c.redemption_id))
+        .group_by(T.c.redemption_id).subquery()
+    )
+
+
+async def _redemption_differences(session: AsyncSession) -> list[dict[str, Any]]:
+    r, rr = table_of(Redemption), table_of(RedemptionRefund)
+    ledger = _redemption_ledger()
+    refunds = select(rr.c.redemption_id, _sum(rr.c.amount).label("recorded")).group_by(rr.c.redemption_id).subquery()
+    captured, refunded, held, payable = (func.coalesce(c, 0) for c in (
+        ledger.c.captured, ledger.c.refunded, ledger.c.held, ledger.c.payable))
+    recorded = func.coalesce(refunds.c.recorded, 0)
+    is_held = r.c.status == "held"
+    stmt = (
+        select(r.c.id.label("redemption_id"), r.c.status, r.c.payee, r.c.held_amount, r.c.captured_amount,
+               r.c.refunded_amount, held.label("ledger_held"), captured.label("ledger_captured"),
+               refunded.label("ledger_refunded"), payable.label("ledger_payable"), recorded.label("refunds_recorded"))
+        .select_from(r.outerjoin(ledger, ledger.c.redemption_id == r.c.id)
+                     .outerjoin(refunds, refunds.c.redemption_id == r.c.id))
+        .where(or_(r.c.captured_amount != captured, r.c.captured_amount != payable, r.c.refunded_amount != refunded,
+                   r.c.refunded_amount != recorded, and_(is_held, r.c.held_amount != held),
+                   and_(~is_held, held != 0)))
+        .order_by(r.c.id)
+    )
+    return [{"what": "redemption differs from its journals", **dict(row._mapping)}
+            for row in (await session.execute(stmt)).all()]
+
+
+async def _settlement_line_differences(session: AsyncSession) -> list[dict[str, Any]]:
+    st, it, r, rr = table_of(Settlement), table_of(SettlementItem), table_of(Redemption), table_of(RedemptionRefund)
+    live = and_(st.c.status != SettlementStatus.CANCELLED.value, it.c.released_at.is_(None))
+    expected = case((it.c.kind == ItemKind.CAPTURE.value, r.c.captured_amount), else_=-func.coalesce(rr.c.amount, 0))
+    lines = (
+        select(st.c.id.label("settlement_id"), it.c.id.label("line_id"), it.c.kind, it.c.redemption_id,
+               it.c.refund_id, it.c.amount, expected.label("recorded"))
+        .select_from(it.join(st, st.c.id == it.c.settlement_id).join(r, r.c.id == it.c.redemption_id)
+                     .outerjoin(rr, rr.c.id == it.c.refund_id))
+        .where(live, or_(it.c.amount != expected, r.c.provider_id != st.c.provider_id,
+                         r.c.programme_id != st.c.programme_id,
+                         and_(it.c.refund_id.is_not(None), rr.c.redemption_id != it.c.redemption_id)))
+        .order_by(st.c.id, it.c.id)
+    )
+    found = [{"what": "settlement line differs from its capture or refund", **dict(row._mapping)}
+             for row in (await session.execute(lines)).all()]
+    is_capture = it.c.kind == ItemKind.CAPTURE.value
+    sums = (
+        select(it.c.settlement_id,
+               _sum(case((is_capture, it.c.amount), else_=0)).label("captured"),
+               _sum(case((is_capture, 0), else_=-it.c.amount)).label("refunded"),
+               func.count().label("lines"))
+        .where(it.c.released_at.is_(None)).group_by(it.c.settlement_id).subquery()
+    )
+    captured, refunded, count = (func.coalesce(c, 0) for c in (sums.c.captured, sums.c.refunded, sums.c.lines))
+    totals = (
+        select(st.c.id.label("settlement_id"), st.c.status, st.c.captured_total, st.c.refunded_total, st.c.total,
+               st.c.line_count, captured.label("lines_captured"), refunded.label("lines_refunded"),
+               count.label("lines"))
+        .select_from(st.outerjoin(sums, sums.c.settlement_id == st.c.id))
+        .where(st.c.status != SettlementStatus.CANCELLED.value,
+               or_(st.c.captured_total != captured, st.c.refunded_total != refunded,
+                   st.c.total != st.c.captured_total - st.c.refunded_total, st.c.line_count != count))
+        .order_by(st.c.id)
+    )
+    return found + [{"what": "settlement totals differ from its lines", **dict(row._mapping)}
+                    for row in (await session.execute(totals)).all()]
+
+
+async def _claim_differences(session: AsyncSession) -> list[dict[str, Any]]:
+    cl, r = table_of(Claim), table_of(Redemption)
+    ledger = (
+        select(T.c.redemption_id, _sum(P.c.amount).label("claim_paid"))
+        .select_from(P.join(T, T.c.id == P.c.transaction_id).join(A, A.c.id == P.c.account_id))
+        .where(T.c.kind == "claim_paid", A.c.kind == AccountKind.ENTERPRISE_PAID.value)
+        .group_by(T.c.redemption_id).subquery()
+    )
+    paid = func.coalesce(ledger.c.claim_paid, 0)
+    is_paid = cl.c.status == "paid"
+    stmt = (
+        select(cl.c.id.label("claim_id"), cl.c.status, cl.c.approved_amount, r.c.captured_amount,
+               paid.label("ledger_paid"))
+        .select_from(cl.join(r, r.c.id == cl.c.redemption_id).outerjoin(ledger, ledger.c.redemption_id == r.c.id))
+        .where(cl.c.status.in_(["approved", "paid"]),
+               or_(cl.c.approved_amount.is_(None), cl.c.approved_amount != r.c.captured_amount,
+                   and_(is_paid, cl.c.approved_amount != paid), and_(~is_paid, paid != 0)))
+        .order_by(cl.c.id)
+    )
+    return [{"what": "claim differs from its redemption or payment", **dict(row._mapping)}
+            for row in (await session.execute(stmt)).all()]
 
 
 async def _paid_differences(

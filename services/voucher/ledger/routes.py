@@ -40,7 +40,8 @@ class ReconciliationPublic(BaseModel):
             "examples": [
                 {"is_clean": True, "accounts": 120, "postings": 5400, "transactions": 2300,
                  "account_differences": [], "negative_balances": [], "unbalanced_transactions": [],
-                 "commitment_differences": [], "settlement_differences": [], "clawback_differences": []}
+                 "commitment_differences": [], "settlement_differences": [], "clawback_differences": [],
+                 "record_differences": []}
             ]
         }
     )
@@ -55,6 +56,9 @@ class ReconciliationPublic(BaseModel):
     commitment_differences: list[dict[str, Any]]
     settlement_differences: list[dict[str, Any]]
     clawback_differences: list[dict[str, Any]]
+    #: Redemptions, settlement lines and totals, and claims whose amounts differ from the ledger
+    #: (a row changed outside the service): each names what it differs in.
+    record_differences: list[dict[str, Any]]
 
 
 @router.get(
@@ -64,7 +68,10 @@ class ReconciliationPublic(BaseModel):
     description="Operators and auditors (`ledger:read`). Recomputes every stored balance from the postings and "
     "checks that no balance is negative, every journal sums to zero per unit, commitments and settlements "
     "agree with the ledger, and each voucher's clawback still owed is the smaller of the clawback and the value "
-    "still used on it; `is_clean` is true when nothing differs. Changes nothing, and has no problem of its "
+    "still used on it, and that the records money is paid from agree with the ledger: each redemption's "
+    "captured, refunded and held amounts with its journals, each settlement's lines with their captures and "
+    "refunds and its totals with its lines, each approved or paid claim with its capture and payment; "
+    "`is_clean` is true when nothing differs. Changes nothing, and has no problem of its "
     "own beyond authentication.",
     response_model=ReconciliationPublic,
     responses=responses(*AUTH_ERRORS),
@@ -81,6 +88,7 @@ async def reconcile_ledger(
         commitment_differences=result.commitment_differences,
         settlement_differences=result.settlement_differences,
         clawback_differences=result.clawback_differences,
+        record_differences=result.record_differences,
     )
 
 

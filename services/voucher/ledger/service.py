@@ -283,11 +283,14 @@ class Reconciliation:
     settlement_differences: list[dict[str, Any]] = field(default_factory=list)
     #: A voucher's clawback still owed other than the smaller of the clawback and its used value.
     clawback_differences: list[dict[str, Any]] = field(default_factory=list)
+    #: Redemptions, settlement lines and totals, and claims that differ from the ledger.
+    record_differences: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def is_clean(self) -> bool:
         return not (self.account_differences or self.negative_balances or self.unbalanced_transactions
-                    or self.commitment_differences or self.settlement_differences or self.clawback_differences)
+                    or self.commitment_differences or self.settlement_differences or self.clawback_differences
+                    or self.record_differences)
 
 
 async def reconcile(session: AsyncSession) -> Reconciliation:
@@ -300,6 +303,7 @@ async def reconcile(session: AsyncSession) -> Reconciliation:
         commitment_differences=await repository.commitment_differences(session),
         settlement_differences=await repository.settlement_differences(session),
         clawback_differences=await repository.clawback_differences(session),
+        record_differences=await repository.record_differences(session),
     )
 
 

@@ -7,7 +7,7 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Exists, Select, and_, false, func, insert, select
+from sqlalchemy import ColumnElement, Exists, Select, and_, case, false, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -170,6 +170,25 @@ async def items(session: AsyncSession, settlement_id: uuid.UUID) -> list[Settlem
         .order_by(col(SettlementItem.occurred_at), col(SettlementItem.id))
     )
     return list((await session.execute(stmt)).scalars().all())
+
+
+async def totals_from_records(session: AsyncSession, settlement_id: uuid.UUID) -> tuple[int, int, int]:
+    """What a settlement's lines add up to, each line read as the capture or refund it names
+    (the redemption's captured amount, the refund's amount) where it agrees with that record:
+    (captured, refunded, lines). A line that differs from its record counts nothing, so the
+    totals then differ from the settlement's own."""
+    it, r, rr = table_of(SettlementItem), table_of(Redemption), table_of(RedemptionRefund)
+    capture = and_(it.c.kind == ItemKind.CAPTURE.value, it.c.amount == r.c.captured_amount)
+    refund = and_(it.c.kind == ItemKind.REFUND.value, it.c.amount == -rr.c.amount,
+                  rr.c.redemption_id == it.c.redemption_id)
+    stmt = (
+        select(func.coalesce(func.sum(case((capture, r.c.captured_amount), else_=0)), 0),
+               func.coalesce(func.sum(case((refund, rr.c.amount), else_=0)), 0), func.count())
+        .select_from(it.join(r, r.c.id == it.c.redemption_id).outerjoin(rr, rr.c.id == it.c.refund_id))
+        .where(it.c.settlement_id == settlement_id, it.c.released_at.is_(None))
+    )
+    captured, refunded, lines = (await session.execute(stmt)).one()
+    return int(captured), int(refunded), int(lines)
 
 
 async def insert_items(session: AsyncSession, rows: list[dict[str, Any]]) -> None:

@@ -282,9 +282,12 @@ async def approve_settlement(settlement_id: uuid.UUID, session: Session, now: No
     "announced to events and webhooks) and `ledger.posted`. A total below zero records the provider's repayment: "
     "it moves from paid back to the payable. Refused with `not_found`, `invalid_transition` (not approved, or a "
     "repayment larger than what the provider has been paid in the programme), `validation_failed` (`paid_on` "
-    "before the day it was approved or after today, Beijing time) or an Idempotency-Key conflict.",
+    "before the day it was approved or after today, Beijing time), `records_differ` (the settlement's totals "
+    "differ from its lines read as the captures and refunds they name: a record changed outside the service) or "
+    "an Idempotency-Key conflict.",
              summary="Record the payment: the total moves from payable to paid; immutable afterwards",
-             response_model=SettlementPublic, responses=responses(*AUTH_ERRORS, *MOVE, errors.ValidationFailed),
+             response_model=SettlementPublic,
+             responses=responses(*AUTH_ERRORS, *MOVE, errors.ValidationFailed, errors.RecordsDiffer),
              dependencies=[Depends(idempotent(Scope.SETTLEMENTS_WRITE, required=True))])
 async def pay_settlement(settlement_id: uuid.UUID, body: Payment, session: Session, now: Now,
                          actor: Writer) -> SettlementPublic:

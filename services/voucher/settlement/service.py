@@ -24,6 +24,7 @@ from services.voucher.errors import (
     InvalidTransition,
     NotFound,
     NothingToSettle,
+    RecordsDiffer,
     SettlementExists,
     ValidationFailed,
     field_error,
@@ -239,6 +240,20 @@ async def pay(session: AsyncSession, actor: Actor, settlement_id: uuid.UUID, *, 
     problem = payment_day_problem(paid_on, settlement.approved_at, now)
     if problem is not None:
         raise ValidationFailed([field_error("paid_on", problem)])
+    # What is paid is what the lines say, each as the capture or refund it names: a total changed
+    # behind the service had been paid as it stood (an independent review paid 9,000,000 for
+    # one 300,000 capture).
+    captured, refunded, lines = await repository.totals_from_records(session, settlement.id)
+    if (captured, refunded, captured - refunded, lines) != (
+            settlement.captured_total, settlement.refunded_total, settlement.total, settlement.line_count):
+        raise RecordsDiffer(
+            msg("settlement {settlement_id} says {total} over {count} line(s), but its lines, read as the captures "
+                "and refunds they name, come to {expected} over {lines}: its records were changed outside the "
+                "service, and nothing is paid. The ledger reconciliation lists what differs",
+                settlement_id=settlement.id, total=Amount(settlement.total, settlement.unit),
+                count=settlement.line_count, expected=Amount(captured - refunded, settlement.unit), lines=lines),
+            expected_total=captured - refunded, total=settlement.total,
+        )
     accounts = await ledger.ensure_provider_accounts(session, settlement.provider_id, settlement.programme_id,
                                                      settlement.unit, now)
     payable, paid = accounts[AccountKind.PROVIDER_PAYABLE], accounts[AccountKind.PROVIDER_PAID]
