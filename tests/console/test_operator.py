@@ -300,3 +300,76 @@ async def test_a_bulk_file_refused_for_budget_is_issued_once_the_budget_is_freed
         again = await issue()
         assert again.status_code == 200, re.sub(r"<[^>]+>", " ", again.text)[-400:]
         assert [v["face_value"] for v in await _vouchers(client, world) if v["id"] != blocker["id"]] == [500_000]
+
+
+# -- refusals in words, and what was typed kept (an independent review, December 2026) -------
+
+
+def _form_key(page: str) -> str:
+    return re.search(r'name="form_key" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+
+
+def _alert(page: str) -> str:
+    found = re.search(r'role="alert"[^>]*>(.*?)</p>', page, re.S)
+    assert found, "no error shown"
+    return html.unescape(found.group(1))
+
+
+async def test_a_field_the_api_refuses_is_named_in_words_with_its_reason(
+        client: httpx.AsyncClient, browser: Browser, world: World) -> None:
+    """Approving more than was requested showed only "有 1 个字段不符合要求：body/amount；每个字段
+    的说明见 errors 列表" — a JSON pointer and a list no page shows. The field and the API's own
+    (Chinese) reason are shown instead."""
+    application = await submit(client, world, amount=2_000_000)
+    await browser.sign_in(world.operator)
+    path = f"/console/operator/applications/{application['id']}"
+    detail = await browser.get(path)
+    refused = await browser.post(f"{path}/approve", data={
+        "csrf_token": csrf_of(detail.text), "form_key": _form_key(detail.text), "amount": "30,000.00"})
+    assert refused.status_code == 422
+    said = _alert(refused.text)
+    assert said == "金额有误：不得超过申请金额 ¥20,000.00", said
+    assert "body/amount" not in said and "errors" not in said, said
+    form = await browser.get("/console/operator/vouchers/issue")
+    refused = await browser.post("/console/operator/vouchers/issue", data={
+        "csrf_token": csrf_of(form.text), "form_key": _form_key(form.text), "programme_id": world.programme["id"],
+        "uscc": world.enterprise["uscc"], "face_value": "0", "reference": ""})
+    assert refused.status_code == 422
+    assert _alert(refused.text).startswith("面值有误："), _alert(refused.text)
+
+
+async def test_a_refused_approval_keeps_what_the_operator_typed(
+        client: httpx.AsyncClient, browser: Browser, world: World) -> None:
+    """The operator means to approve ¥15,000.00 of ¥20,000.00 and mistypes: the page came back
+    with the requested ¥20,000.00 in the field and the note gone, so one more click approved
+    ¥5,000.00 more than was decided. Whatever refused it, the form keeps what was typed."""
+    application = await submit(client, world, amount=2_000_000)
+    await browser.sign_in(world.operator)
+    path = f"/console/operator/applications/{application['id']}"
+    for amount in ("15,000.0O", "30,000.00"):  # refused by the console, then by the API
+        detail = await browser.get(path)
+        again = await browser.post(f"{path}/approve", data={
+            "csrf_token": csrf_of(detail.text), "form_key": _form_key(detail.text), "amount": amount,
+            "note": "committee minutes 12"})
+        assert again.status_code == 422
+        shown = re.search(r'id="amount" name="amount"[^>]*value="([^"]*)"', again.text).group(1)  # type: ignore[union-attr]
+        assert shown == amount
+        assert 'value="committee minutes 12"' in again.text
+    assert (await client.get(f"/v1/applications/{application['id']}",
+                             headers=auth(world.operator))).json()["status"] == "under_review"
+
+
+async def test_a_refused_revocation_keeps_its_reason_and_clawback(browser: Browser, world: World) -> None:
+    """A revocation retyped with its reason only would go through, for good, without the
+    clawback the operator meant: the refused form keeps both."""
+    voucher = await world.issue(10_000_000)
+    await browser.sign_in(world.operator)
+    path = f"/console/operator/vouchers/{voucher['id']}"
+    page = await browser.get(path)
+    refused = await browser.post(f"{path}/revoke", data={
+        "csrf_token": csrf_of(page.text), "form_key": _form_key(page.text), "reason": "duplicate grant",
+        "clawback": "12,34x"})
+    assert refused.status_code == 422
+    assert re.search(r'id="revoke-reason"[^>]*value="duplicate grant"', refused.text)
+    assert re.search(r'id="clawback"[^>]*value="12,34x"', refused.text)
+    assert not re.search(r'id="suspend-reason"[^>]*value="duplicate grant"', refused.text)

@@ -708,7 +708,7 @@ async def test_a_period_is_settled_only_once_its_captures_have_had_time_to_commi
     clock.current = utc("2026-03-02T16:04:59+00:00")  # 00:04:59 on 03-03 in Beijing
     problem = assert_problem(await settle(world, "2026-03-02", "2026-03-02"), 422, "validation_failed")
     assert problem["errors"][0]["pointer"] == "/period_end"
-    assert "2026-03-02T16:05:00+00:00" in problem["errors"][0]["message"]
+    assert "2026-03-03 00:05 (Asia/Shanghai)" in problem["errors"][0]["message"]  # Beijing time, as periods are
     clock.current = utc("2026-03-02T16:05:00+00:00")
     assert (await settled(world, "2026-03-02", "2026-03-02"))["line_count"] == 1
 

@@ -22,12 +22,54 @@ from starlette.types import ASGIApp
 
 from services.voucher.errors import ValidationFailed
 from services.voucher.http.language import content_language
-from services.voucher.i18n import msg, translate
+from services.voucher.i18n import Message, msg, translate
 
 log = logging.getLogger("voucher.console")
 
 #: The host name the in-process requests carry; nothing listens on it.
 INTERNAL_BASE_URL = "http://console.internal"
+
+
+#: What the console's forms call the API's fields, to say which one a refusal is about (a field
+#: not named here is left out: its message, already in the person's language, is shown alone).
+FIELD_NAMES: dict[str, Message] = {
+    "amount": msg("Amount"), "face_value": msg("Face value"), "purpose": msg("Purpose"), "note": msg("Note"),
+    "reason": msg("Reason"), "clawback": msg("Used value to recover"), "uscc": msg("The enterprise's USCC"),
+    "enterprise_uscc": msg("The enterprise's USCC"), "reference": msg("Reference"), "paid_on": msg("Paid on"),
+    "period_start": msg("First day"), "period_end": msg("Last day (included)"), "programme_id": msg("Programme"),
+    "provider_id": msg("Provider"), "voucher_id": msg("Voucher"), "statement": msg("The objection, as received"),
+    "objector": msg("Objector"), "as_of": msg("As of"), "order_reference": msg("Order reference"),
+    "since": msg("From (day)"), "until": msg("To (day, included)"), "cursor": msg("Page"),
+}
+
+
+def field_problem(error: dict[str, Any], language: str, names: dict[str, Message] | None = None) -> str:
+    """One of a 422's field errors in words: the field as the form names it (by the last name in
+    its pointer; a row of a list by its number: `/grants/0/face_value` is the face value of row
+    1), then the API's message. Never the pointer itself: the person sees a form, not JSON."""
+    parts = [p for p in str(error.get("pointer", "")).split("/") if p]
+    known = {**FIELD_NAMES, **(names or {})}
+    named = [p for p in parts if not p.isdigit()]
+    name = next((known[p] for p in reversed(named) if p in known), None)
+    problem = str(error.get("message", ""))
+    numbers = [int(p) + 1 for p in parts if p.isdigit()]
+    if name is None:
+        if numbers:
+            return msg("row {number}: {problem}", number=numbers[0], problem=problem).render(language)
+        return problem
+    field: Message | str = name
+    if numbers:
+        field = msg("{field}, number {number}", field=name, number=numbers[0])
+    return msg("{field}: {problem}", field=field, problem=problem).render(language)
+
+
+def in_words(errors: list[dict[str, Any]], language: str) -> str:
+    """A 422's field errors as one sentence for a page that shows one line (at most ten)."""
+    separator = "；" if language.startswith("zh") else "; "
+    said = [field_problem(e, language) for e in errors[:10]]
+    if len(errors) > 10:
+        said.append(msg("and {count} more", count=len(errors) - 10).render(language))
+    return separator.join(said)
 
 
 @dataclass
@@ -37,6 +79,8 @@ class Refusal(Exception):
     status: int
     code: str
     title: str
+    #: The API's detail; for a refusal of fields, what is wrong with each, in words (the API's
+    #: own detail points at its `errors` list, which no page shows as such).
     detail: str
     errors: list[dict[str, Any]]
     #: The API's Retry-After (a 429 or a 503), for the page to pass on.
@@ -86,7 +130,7 @@ class Api:
                               "send it again").render(self._language), []) from exc
 
     async def get(self, path: str, **params: Any) -> Any:
-        return _json(await self.request("GET", path, params=params))
+        return _json(await self.request("GET", path, params=params), self._language)
 
     @contextlib.asynccontextmanager
     async def streamed(self, path: str, **params: Any) -> AsyncIterator[httpx.Response]:
@@ -101,7 +145,7 @@ class Api:
             try:
                 if response.status_code >= 400:
                     await response.aread()
-                    _json(response)
+                    _json(response, self._language)
                 yield response
             finally:
                 await response.aclose()
@@ -109,14 +153,15 @@ class Api:
     async def get_raw(self, path: str, **params: Any) -> httpx.Response:
         response = await self.request("GET", path, params=params)
         if response.status_code >= 400:
-            _json(response)
+            _json(response, self._language)
         return response
 
     async def post(self, path: str, body: Any = None, *, idempotency_key: str | None = None) -> Any:
         """A write, with an Idempotency-Key: the one the form carried (so a form sent twice is
         one change), else a fresh one."""
         headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
-        return _json(await self.request("POST", path, json=body if body is not None else {}, headers=headers))
+        return _json(await self.request("POST", path, json=body if body is not None else {}, headers=headers),
+                     self._language)
 
     async def post_once(self, path: str, body: Any, keys: Iterable[str]) -> Any:
         """One change however often it is sent, but never a stale refusal: a write under the
@@ -130,10 +175,10 @@ class Api:
             if response.status_code < 400 or response.headers.get("idempotent-replayed") != "true":
                 break
         assert response is not None, "no key given"
-        return _json(response)
+        return _json(response, self._language)
 
 
-def _json(response: httpx.Response) -> Any:
+def _json(response: httpx.Response, language: str) -> Any:
     if response.status_code >= 400:
         try:
             body = response.json()
@@ -141,9 +186,10 @@ def _json(response: httpx.Response) -> Any:
             body = {}
         if not isinstance(body, dict):
             body = {}
+        errors = [e for e in body.get("errors") or [] if isinstance(e, dict)]
+        detail = in_words(errors, language) if errors else str(body.get("detail", ""))
         raise Refusal(response.status_code, str(body.get("code", "")), str(body.get("title", "")),
-                      str(body.get("detail", "")), list(body.get("errors") or []),
-                      response.headers.get("retry-after"))
+                      detail, errors, response.headers.get("retry-after"))
     if response.status_code == 204 or not response.content:
         return None
     return response.json()

@@ -72,20 +72,24 @@ def install(console: FastAPI) -> None:
         page = await signed_in(request, "operator")
         form = await page.form()
         current = await page.api.get(f"/v1/applications/{application_id}")
+        # A refused approval comes back with what the operator typed, never the requested amount
+        # again: one more click would have approved more than was decided (an independent review).
+        typed = {"amount": str(form.get("amount") or ""), "note": str(form.get("note") or "")}
         try:
-            amount = parse_major(str(form.get("amount") or ""), current["unit"])
+            amount = parse_major(typed["amount"], current["unit"])
         except ValueError:
-            return await application_page(request, application_id, status=422, error=msg(
+            return await application_page(request, application_id, status=422, values=typed, error=msg(
                 "enter the amount to approve in the programme's unit, e.g. {example}",
                 example=typed_example(current["unit"])).render(page.language))
-        note = str(form.get("note") or "").strip() or None
+        note = typed["note"].strip() or None
         try:
             await page.api.post(f"/v1/applications/{application_id}/approve", {"amount": amount, "note": note},
                                 idempotency_key=form_key(form))
         except Refusal as refusal:
             if not refusal.for_the_form():
                 raise
-            return await application_page(request, application_id, status=refusal.status, error=refusal.detail)
+            return await application_page(request, application_id, status=refusal.status, values=typed,
+                                          error=refusal.detail)
         return redirect(f"/console/operator/applications/{application_id}")
 
     @console.post("/operator/applications/{application_id}/reject")
@@ -102,7 +106,8 @@ def install(console: FastAPI) -> None:
         except Refusal as refusal:
             if not refusal.for_the_form():
                 raise
-            return await application_page(request, application_id, status=refusal.status, error=refusal.detail)
+            return await application_page(request, application_id, status=refusal.status,
+                                          values={"reason": reason}, error=refusal.detail)
         return redirect(f"/console/operator/applications/{application_id}")
 
     @console.post("/operator/applications/{application_id}/objections")

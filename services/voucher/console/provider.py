@@ -89,12 +89,12 @@ def install(console: FastAPI) -> None:
         return page.render("provider/settlements.html", listing=listing)
 
     async def settlement_page(request: Request, settlement_id: uuid.UUID, *, error: str | None = None,
-                              status: int = 200) -> Response:
+                              status: int = 200, values: dict[str, str] | None = None) -> Response:
         page = await signed_in(request, "provider")
         found = await page.api.get(f"/v1/settlements/{settlement_id}")
         statement = await page.api.get(f"/v1/settlements/{settlement_id}/statement")
         return page.render("provider/settlement.html", status=status, settlement=found, statement=statement,
-                           error=error, form_key=str(uuid.uuid4()))
+                           error=error, form_key=str(uuid.uuid4()), values=values or {})
 
     @console.get("/provider/settlements/{settlement_id}")
     async def settlement(request: Request, settlement_id: uuid.UUID) -> Response:
@@ -128,7 +128,8 @@ def install(console: FastAPI) -> None:
         except Refusal as refusal:
             if not refusal.for_the_form():
                 raise
-            return await settlement_page(request, settlement_id, error=refusal.detail, status=refusal.status)
+            return await settlement_page(request, settlement_id, error=refusal.detail, status=refusal.status,
+                                         values={"reason": reason})
         return redirect(f"/console/provider/settlements/{settlement_id}")
 
     @console.get("/provider/settlements/{settlement_id}/statement.{extension}")

@@ -76,13 +76,14 @@ def install(console: FastAPI) -> None:
         return redirect(f"/console/operator/vouchers/{issued['id']}")
 
     async def voucher_page(request: Request, voucher_id: uuid.UUID, *, error: str | None = None,
-                           status: int = 200, cursor: str | None = None) -> Response:
+                           status: int = 200, cursor: str | None = None,
+                           values: dict[str, str] | None = None) -> Response:
         page = await signed_in(request, "operator")
         found = await page.api.get(f"/v1/vouchers/{voucher_id}")
         history = await page.api.get(f"/v1/vouchers/{voucher_id}/history", cursor=cursor, limit=100)
         enterprise = await page.api.get(f"/v1/enterprises/{found['enterprise_id']}")
         return page.render("operator/voucher.html", status=status, voucher=found, history=history,
-                           enterprise=enterprise, error=error, form_key=str(uuid.uuid4()))
+                           enterprise=enterprise, error=error, form_key=str(uuid.uuid4()), values=values or {})
 
     @console.get("/operator/vouchers/{voucher_id}")
     async def voucher(request: Request, voucher_id: uuid.UUID, cursor: str | None = None) -> Response:
@@ -96,17 +97,20 @@ def install(console: FastAPI) -> None:
             return await voucher_page(request, voucher_id, status=404,
                                       error=msg("there is no such page in the console").render(page.language))
         reason = str(form.get("reason") or "").strip()
+        # A refused change comes back with what was typed in its form: a revocation retyped with
+        # its reason only would have gone through, for good, without the clawback meant.
+        typed = {"action": action, "reason": reason, "clawback": str(form.get("clawback") or "")}
         if not reason:
-            return await voucher_page(request, voucher_id, status=422,
+            return await voucher_page(request, voucher_id, status=422, values=typed,
                                       error=msg("give the reason for the change").render(page.language))
         body: dict[str, object] = {"reason": reason}
         if action == "revoke":
             current = await page.api.get(f"/v1/vouchers/{voucher_id}")
-            text = str(form.get("clawback") or "").strip()
+            text = typed["clawback"].strip()
             try:
                 body["clawback"] = parse_major(text, current["unit"]) if text else 0
             except ValueError:
-                return await voucher_page(request, voucher_id, status=422, error=msg(
+                return await voucher_page(request, voucher_id, status=422, values=typed, error=msg(
                     "enter the amount in the programme's unit, e.g. {example}",
                     example=typed_example(current["unit"])).render(page.language))
         try:
@@ -114,7 +118,8 @@ def install(console: FastAPI) -> None:
         except Refusal as refusal:
             if not refusal.for_the_form():
                 raise
-            return await voucher_page(request, voucher_id, status=refusal.status, error=refusal.detail)
+            return await voucher_page(request, voucher_id, status=refusal.status, values=typed,
+                                      error=refusal.detail)
         return redirect(f"/console/operator/vouchers/{voucher_id}")
 
 

@@ -74,7 +74,9 @@ async def create(
     if now < ends_at + SETTLE_AFTER:
         raise ValidationFailed([field_error("period_end", msg(
             "the period has only just ended, and captures begun before its end may still be committing: it can "
-            "be settled from {at}", at=(ends_at + SETTLE_AFTER).isoformat()))])
+            "be settled from {at} ({zone})",
+            at=(ends_at + SETTLE_AFTER).astimezone(ZoneInfo(PERIOD_ZONE)).strftime("%Y-%m-%d %H:%M"),
+            zone=PERIOD_ZONE))])
     programme = await programmes.get_programme(session, actor, programme_id)
     await providers.get_provider(session, actor, provider_id)
     accounts = await ledger.ensure_provider_accounts(session, provider_id, programme.id, programme.unit, now)
