@@ -20,7 +20,7 @@ from tests.world import World, build_world
 
 pytestmark = pytest.mark.audit_tampered
 
-SQLITE_GUARDS = ("audit_event_no_delete", "audit_event_seal_once", "audit_event_written_unsealed",
+SQLITE_GUARDS = ("audit_event_no_delete", "audit_event_seal_once", "audit_event_seal_shape", "audit_event_written_unsealed",
                  "ledger_account_identity", "ledger_account_no_delete", "ledger_transaction_no_update",
                  "ledger_transaction_no_delete", "ledger_posting_no_update", "ledger_posting_no_delete",
                  "audit_checkpoint_no_update", "audit_checkpoint_no_delete")
@@ -401,6 +401,58 @@ async def test_the_database_refuses_to_change_an_unsealed_event(world: World, ra
         with raw.connect() as conn, pytest.raises(DBAPIError, match="never"):
             conn.execute(text(statement))
             conn.commit()
+
+
+@pytest.mark.parametrize("place, link", [("next", "zz"), ("next", "AB" * 32), ("top", "ab" * 32),
+                                         ("after_next", "ab" * 32), ("first", "ab" * 32)])
+async def test_the_database_refuses_a_seal_out_of_place_or_without_a_hash(
+        world: World, raw, place: str, link: str) -> None:
+    """The guard let the database's ordinary role seal an unsealed event itself, anywhere, with
+    any link: `'zz'`, or a place at the top of BIGINT, stopped the sealer and the verification
+    for good (an independent review, December 2026; a sealed event never changes again). Only
+    the next place, with a SHA-256 link in lower-case hex, is let through: the sealer's."""
+    top = (await checkpoint(world))["seq"]
+    await world.issue(1_000_000)  # events the sealer has not placed yet
+    seq = {"next": top + 1, "top": 2**63 - 1, "after_next": top + 2, "first": 1}[place]
+    one = "WHERE id = (SELECT id FROM audit_event WHERE seq IS NULL ORDER BY id LIMIT 1)"
+    with raw.connect() as conn, pytest.raises(DBAPIError, match="never sealed but at the next place"):
+        conn.execute(text(f"UPDATE audit_event SET seq = :seq, chain_hash = :link {one}"), {"seq": seq, "link": link})
+        conn.commit()
+    assert (await verify(world))["is_intact"]  # and the sealer goes on
+
+
+async def test_a_link_that_is_not_a_hash_is_found_and_the_chain_goes_on(world: World, raw) -> None:
+    """Planted with the guards out of the way, a link that is not hexadecimal is one altered
+    event: the verification, the sealer and the exports go on (they had failed on every run)."""
+    head = await checkpoint(world)
+    one = "WHERE id = (SELECT id FROM audit_event WHERE seq IS NULL ORDER BY id LIMIT 1)"
+    await world.issue(1_000_000)  # events the sealer has not placed yet
+    tamper(raw, f"UPDATE audit_event SET seq = :seq, chain_hash = 'zz' {one}", params={"seq": head["seq"] + 1})
+    await world.issue(1_000_000)
+    assert kinds(await verify(world)) == [("event_altered", head["seq"] + 1)]
+    assert (await checkpoint(world))["seq"] > head["seq"] + 1
+    export = await world.client.get("/v1/exports/audit-events", params={"format": "csv"},
+                                    headers=auth(world.auditor))
+    assert export.status_code == 200 and "zz" in export.text
+
+
+async def test_a_posting_event_that_records_no_object_is_a_difference(world: World, raw) -> None:
+    """Written with INSERTs only, which the guards allow: a journal and a `ledger.posted` event
+    whose `after` is a JSON string. The verification failed on it with a 500, for good (events
+    are never removed); it is a journal that differs from its event."""
+    jid, eid = uuid.uuid4(), uuid.uuid4()
+    plain = (lambda u: u.hex) if ENGINE == "sqlite" else (lambda u: u)
+    at = "2026-03-02 01:00:00.000000" if ENGINE == "sqlite" else "2026-03-02T01:00:00Z"
+    with raw.begin() as conn:
+        conn.execute(text("INSERT INTO ledger_transaction (id, kind, memo, created_at) VALUES (:id, 'manual', '', :at)"),
+                     {"id": plain(jid), "at": at})
+        conn.execute(text("INSERT INTO audit_event (id, occurred_at, actor_role, action, resource_type, resource_id, "
+                          "after, journal_id) VALUES (:id, :at, 'system', 'ledger.posted', 'ledger_transaction', "
+                          ":jid, '\"x\"', :jid)"), {"id": plain(eid), "jid": plain(jid), "at": at})
+    problems = (await verify(world))["problems"]
+    assert [(p["kind"], p.get("journal_id")) for p in problems] == [("postings_differ", str(jid))], problems
+    tamper(raw, "DELETE FROM ledger_transaction WHERE id = :j", "DELETE FROM audit_event WHERE journal_id = :j",
+           params={"j": plain(jid)})
 
 
 @pytest.mark.skipif(ENGINE != "postgresql", reason="TRUNCATE is PostgreSQL's")

@@ -365,7 +365,9 @@ async def _check_ledger(session: AsyncSession, result: Verification) -> None:
 async def _posting_events(session: AsyncSession) -> AsyncIterator[tuple[uuid.UUID, int | None, dict[str, Any]]]:
     async for journal_id, seq, after in repository.stream_posting_events(session):
         if seq is None or seq > 0:
-            yield journal_id, seq, after or {}
+            # An event inserted behind the service may record anything: what is not an object
+            # records no journal, and differs from the one it names (it had been a 500).
+            yield journal_id, seq, after if isinstance(after, dict) else {"recorded": after}
 
 
 async def _journals(session: AsyncSession) -> AsyncIterator[tuple[uuid.UUID, dict[str, Any]]]:
