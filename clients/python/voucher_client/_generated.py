@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "35a88332f8599d15a393e9b28ead963825736d08a482678556f2c368c4ae7246"
+DOCUMENT_SHA256 = "2c9ab1b9537b3b5e433742b4bddbd38d92fb5684a2b76b0eeae20290617433a2"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]
@@ -944,6 +944,7 @@ class ReconciliationPublic(TypedDict):
     is_clean: bool
     negative_balances: list[dict[str, Any]]
     postings: int
+    record_differences: list[dict[str, Any]]
     settlement_differences: list[dict[str, Any]]
     transactions: int
     unbalanced_transactions: list[dict[str, Any]]
