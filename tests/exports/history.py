@@ -69,9 +69,16 @@ async def build_history(app: Any, client: httpx.AsyncClient, clock: Any) -> Hist
     return history
 
 
+#: What a CSV's amount column adds to its name (its figures are in minor units; the .xlsx's are in
+#: the unit): read as the plain name, as a reader of both files lines them up.
+MINOR_UNITS_NOTE = " (minor units)"
+
+
 def read_csv(body: bytes) -> list[dict[str, str]]:
     assert body.startswith("\ufeff".encode()), body[:20]
-    return list(csv.DictReader(io.StringIO(body.decode("utf-8-sig"), newline="")))
+    rows = csv.reader(io.StringIO(body.decode("utf-8-sig"), newline=""))
+    header = [name.removesuffix(MINOR_UNITS_NOTE) for name in next(rows, [])]
+    return [dict(zip(header, row, strict=True)) for row in rows]
 
 
 def read_jsonl(body: bytes) -> list[dict[str, Any]]:

@@ -66,10 +66,11 @@ async def test_no_spreadsheet_cell_holds_json_and_every_time_is_beijing_time(
     assert times, "every dataset has a time column, and its header names the zone"
     for name in times:
         assert all(BEIJING.fullmatch(r[name]) for r in rows if r[name]), (name, [r[name] for r in rows][:3])
-    # The .xlsx has the same header; its times are date-times, its cells never formulas or JSON.
+    # The .xlsx has the same header (but for the CSV's note on amounts in minor units); its times
+    # are date-times, its cells never formulas or JSON.
     book = (await export(client, auditor, dataset, "xlsx")).content
     header, records = xlsx.as_records(xlsx.read(book))
-    assert header == header_of("csv", csv_.content)
+    assert header == [n.removesuffix(" (minor units)") for n in header_of("csv", csv_.content)]
     assert len(records) == len(rows)
     for name in times:
         assert all(isinstance(r[name], datetime) for r in records if r[name] is not None)
@@ -281,3 +282,19 @@ async def test_the_manifest_describes_each_format_of_the_new_datasets(
         assert (manifest["dataset"], manifest["format"]) == (dataset, fmt)
         assert manifest["sha256"] == hashlib.sha256(response.content).hexdigest()
         assert manifest["row_count"] == len(rows_of(fmt, response.content)) > 0
+
+
+@pytest.mark.parametrize("dataset", ["ledger-entries", "redemptions", "settlements", "redemption-line-items"])
+async def test_a_csv_amount_column_says_its_figures_are_in_minor_units(
+        client: httpx.AsyncClient, history: History, dataset: str) -> None:
+    """Under a bare `amount` beside `unit` CNY, the CSV's -25000000000 read as yuan (it is fen) and
+    the workbook's same column held -250000000 yuan (an independent review): the CSV's header now
+    says `amount (minor units)`; the workbook's, in the unit with its number format, stays `amount`."""
+    auditor = history.world.auditor
+    csv_header = header_of("csv", (await export(client, auditor, dataset, "csv")).content)
+    xlsx_header = header_of("xlsx", (await export(client, auditor, dataset, "xlsx")).content)
+    amounts = [name for name in xlsx_header if name in AMOUNTS]
+    assert amounts, xlsx_header
+    assert [f"{name} (minor units)" for name in amounts] == [n for n in csv_header if n.endswith("(minor units)")]
+    assert len(csv_header) == len(xlsx_header)  # still column for column
+    assert not [n for n in xlsx_header if "minor" in n]

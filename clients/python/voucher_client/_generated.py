@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "2c9ab1b9537b3b5e433742b4bddbd38d92fb5684a2b76b0eeae20290617433a2"
+DOCUMENT_SHA256 = "ad4cc415b55c34a8e987f045971bfab328b81980c159951d5905262d27cc87ed"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

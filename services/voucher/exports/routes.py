@@ -30,7 +30,8 @@ Streams every row of a dataset that matches the filters, in a stable order, as *
 (`format=jsonl`, the default: one object per line, for programs), **CSV** (`format=csv`: UTF-8
 with a byte-order mark, a header of column names, CRLF line ends) or an **Excel workbook**
 (`format=xlsx`). Amounts are integers in the unit's minor unit (CNY: fen, 1/100 yuan; GPU_HOUR:
-thousandths of a GPU-hour; TOKEN: tokens) in JSON Lines and CSV.
+thousandths of a GPU-hour; TOKEN: tokens) in JSON Lines and CSV; in CSV the header of an amount column says so
+(`amount (minor units)`), since the .xlsx's same column holds the amount in the unit.
 
 * JSON Lines: times RFC 3339 UTC; a redemption's `line_items` and `computation` and an audit
   event's `before`/`after` are nested JSON.

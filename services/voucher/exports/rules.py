@@ -163,11 +163,23 @@ def layout(dataset: Dataset, format_: Format, source: Sequence[tuple[str, type]]
     return layouts.same(source)
 
 
+#: What a CSV's amount column says of its figures: integers in the minor unit of the row's `unit`
+#: (CNY: fen). Under a bare `amount` beside `unit` CNY, 25000000000 read as yuan, 100 times too
+#: much, and the .xlsx's same column holds yuan (an independent review, December 2026).
+MINOR_UNITS_NOTE = "(minor units)"
+
+
 def header(shape: Layout, format_: Format) -> tuple[str, ...]:
-    """Column names as a spreadsheet file heads them: a column of times says their zone."""
+    """Column names as a spreadsheet file heads them: a column of times says their zone; a CSV's
+    column of amounts says they are in minor units (the .xlsx's are in the unit, as its number
+    format shows)."""
     if format_ not in SPREADSHEET_FORMATS:
         return shape.columns
-    return tuple(f"{name} {spreadsheet.TIME_NOTE}" if name in shape.times else name for name in shape.columns)
+    return tuple(
+        f"{name} {spreadsheet.TIME_NOTE}" if name in shape.times
+        else f"{name} {MINOR_UNITS_NOTE}" if format_ is Format.CSV and name in shape.amounts
+        else name
+        for name in shape.columns)
 
 
 class Encoder:
