@@ -102,7 +102,7 @@ def msg(template: str, /, **params: Any) -> Message:
 
 def render_value(value: Any, language: str) -> str:
     """One parameter as text in `language`."""
-    if isinstance(value, Message | Amount):
+    if isinstance(value, Message | Amount | Status):
         return value.render(language)
     if isinstance(value, Enum):
         return str(value.value)
@@ -123,3 +123,36 @@ def render(value: Any, language: str) -> Any:
     if isinstance(value, list | tuple):
         return [render(v, language) for v in value]
     return value
+
+
+#: Every status a person reads, as a word (the API's code stays in the problem's extension
+#: members and in the resource): a Chinese sentence had said "仍处于“under_review”状态".
+STATUS_WORDS: dict[str, Message] = {
+    "draft": msg("draft"), "open": msg("open"), "closed": msg("closed"), "archived": msg("archived"),
+    "submitted": msg("submitted"), "ineligible": msg("ineligible"), "under_review": msg("under review"),
+    "approved": msg("approved"), "publicity": msg("in publicity"), "issued": msg("issued"),
+    "rejected": msg("rejected"), "withdrawn": msg("withdrawn"), "active": msg("active"),
+    "suspended": msg("suspended"), "exhausted": msg("exhausted"), "expired": msg("expired"),
+    "revoked": msg("revoked"), "disputed": msg("disputed"), "paid": msg("paid"), "cancelled": msg("cancelled"),
+    "pending": msg("pending"),
+    # a redemption's
+    "held": msg("held"), "captured": msg("captured"), "voided": msg("voided"), "refunded": msg("refunded"),
+    # a webhook endpoint's and a delivery's
+    "enabled": msg("enabled"), "disabled": msg("disabled"), "succeeded": msg("succeeded"),
+    "failed": msg("given up"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """A status in a sentence: its word in the reader's language (the code where none is known)."""
+
+    code: str
+
+    def render(self, language: str) -> str:
+        code = self.code.value if isinstance(self.code, Enum) else str(self.code)
+        word = STATUS_WORDS.get(code)
+        return word.render(language) if word is not None else code
+
+    def __str__(self) -> str:
+        return self.render("en")

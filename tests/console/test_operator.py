@@ -373,3 +373,39 @@ async def test_a_refused_revocation_keeps_its_reason_and_clawback(browser: Brows
     assert re.search(r'id="revoke-reason"[^>]*value="duplicate grant"', refused.text)
     assert re.search(r'id="clawback"[^>]*value="12,34x"', refused.text)
     assert not re.search(r'id="suspend-reason"[^>]*value="duplicate grant"', refused.text)
+
+
+async def test_a_vouchers_history_names_the_balance_each_posting_moved(browser: Browser, world: World) -> None:
+    """A hold posts −X to available and +X to held; the history's 账户 column showed the journal's
+    code (`hold_placed`) on both rows, so nothing said which balance moved. Each row now names its
+    balance and the movement in words (the codes stay in data attributes)."""
+    voucher = await world.issue(10_000_000)
+    held = await world.hold(voucher, 1_000_000, order="PO-HISTORY-1")
+    assert held.status_code == 201, held.text
+    for key, path in ((world.enterprise_key, "enterprise"), (world.operator, "operator")):
+        await browser.sign_in(key)
+        page = await browser.get(f"/console/{path}/vouchers/{voucher['id']}")
+        rows = re.findall(r'<td data-account="([a-z]+)">([^<]*)</td><td class="num">([^<]*)</td>'
+                          r'<td data-kind="([a-z_]+)">([^<]*)', page.text)
+        moved = {(account, shown, kind, named.strip()) for account, shown, _, kind, named in rows}
+        assert ("held", "券冻结余额", "hold_placed", "为订单冻结补贴") in moved, rows
+        assert ("available", "券可用余额", "hold_placed", "为订单冻结补贴") in moved, rows
+        assert "hold_placed<" not in page.text
+
+
+async def test_roles_and_statuses_are_words_in_a_chinese_sentence(
+        client: httpx.AsyncClient, browser: Browser, world: World) -> None:
+    """"此页面仅供角色 auditor 使用；当前登录密钥的角色为 operator" and "仍处于“under_review”状态":
+    codes in Chinese sentences. The page and the API's detail now say the words; the codes stay
+    in the problem's extension members."""
+    await browser.sign_in(world.operator)
+    forbidden = await browser.get("/console/auditor")
+    assert forbidden.status_code == 403
+    assert "审计" in forbidden.text and "auditor" not in forbidden.text.split("<main", 1)[-1]
+    await submit(client, world)
+    again = await client.post("/v1/applications", json={"programme_id": world.programme["id"],
+                                                        "requested_amount": 100_000, "purpose": "训练"},
+                              headers={**auth(world.enterprise_key, **fresh_key()), "Accept-Language": "zh-CN"})
+    problem = again.json()
+    assert (again.status_code, problem["current_status"]) == (409, "under_review"), problem
+    assert "under_review" not in problem["detail"] and "审核中" in problem["detail"], problem["detail"]

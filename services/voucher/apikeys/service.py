@@ -27,7 +27,7 @@ from services.voucher.errors import (
     ValidationFailed,
     field_error,
 )
-from services.voucher.i18n import msg
+from services.voucher.i18n import Status, msg
 from services.voucher.tables import ApiKey, Enterprise, Principal, Provider
 
 
@@ -297,7 +297,7 @@ async def rotate_key(
     _check_grant(actor, old.scopes)
     if key_status(old, now) != "active":
         raise Conflict(msg("key {prefix} is {status} and cannot be rotated",
-                           prefix=old.prefix, status=key_status(old, now)))
+                           prefix=old.prefix, status=Status(key_status(old, now))))
     successor = await repository.successor_of(session, old.id)
     if successor is not None:
         raise KeyBeingReplaced(

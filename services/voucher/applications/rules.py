@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from services.voucher.errors import InvalidTransition
-from services.voucher.i18n import Message, msg
+from services.voucher.i18n import Message, Status, msg
 
 
 class ApplicationStatus(StrEnum):
@@ -54,7 +54,8 @@ def check_transition(current: ApplicationStatus, target: ApplicationStatus) -> N
     """Refuse any move the lifecycle does not have, naming the current state."""
     if target not in TRANSITIONS[current]:
         raise InvalidTransition(
-            msg("an application that is {current} cannot become {target}", current=current.value, target=target.value),
+            msg("an application that is {current} cannot become {target}", current=Status(current.value),
+                target=Status(target.value)),
             current_status=current.value,
             allowed=sorted(s.value for s in TRANSITIONS[current]),
         )

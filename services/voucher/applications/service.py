@@ -49,7 +49,7 @@ from services.voucher.errors import (
     ValidationFailed,
     field_error,
 )
-from services.voucher.i18n import Amount, msg
+from services.voucher.i18n import Amount, Status, msg
 from services.voucher.ledger import service as ledger
 from services.voucher.ledger.rules import AccountKind, transfer
 from services.voucher.programmes import service as programmes
@@ -226,7 +226,7 @@ async def submit(
     if existing is not None:
         raise ApplicationAlreadyOpen(
             msg("application {application_id} to this programme is still {status}; withdraw it or wait for its "
-                "decision", application_id=existing.id, status=existing.status),
+                "decision", application_id=existing.id, status=Status(existing.status)),
             application_id=str(existing.id), current_status=existing.status,
         )
     remaining = max(programme.enterprise_cap - usage.granted - usage.committed, 0)
@@ -369,7 +369,7 @@ async def approve(
             "exceeds_request")])
     programme = await _programme(session, application.programme_id)
     if programme.status != ProgrammeStatus.OPEN.value:
-        raise ProgrammeNotOpen(msg("programme {code} is {status}", code=programme.code, status=programme.status),
+        raise ProgrammeNotOpen(msg("programme {code} is {status}", code=programme.code, status=Status(programme.status)),
                                current_status=programme.status)
     if amount > programme.max_per_voucher:
         raise ExceedsMaxPerVoucher(

@@ -15,7 +15,7 @@ from enum import StrEnum
 
 from services.voucher.applications.rules import normalise_contract_number
 from services.voucher.errors import InvalidTransition
-from services.voucher.i18n import Message, msg
+from services.voucher.i18n import Message, Status, msg
 
 
 class ClaimStatus(StrEnum):
@@ -41,7 +41,8 @@ HOLD_DAYS = 3650
 def check_transition(current: ClaimStatus, target: ClaimStatus) -> None:
     if target not in TRANSITIONS[current]:
         raise InvalidTransition(
-            msg("a claim that is {current} cannot become {target}", current=current, target=target),
+            msg("a claim that is {current} cannot become {target}", current=Status(current),
+                target=Status(target)),
             current_status=current.value,
             allowed=sorted(s.value for s in TRANSITIONS[current]),
         )

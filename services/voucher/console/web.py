@@ -42,7 +42,7 @@ from services.voucher.console.session import (
     Session,
     Sessions,
 )
-from services.voucher.i18n import Message, msg
+from services.voucher.i18n import STATUS_WORDS, Message, msg
 from services.voucher.money import Unit, format_for_people, format_major
 from services.voucher.settings import Settings
 
@@ -60,17 +60,7 @@ ROLE_NAMES = {"operator": msg("programme office"), "auditor": msg("auditor"),
 #: Every status a page shows, as people read it (the API's code stays in a data-status attribute
 #: where a page names one thing's status).
 STATUS_NAMES = {
-    "draft": msg("draft"), "open": msg("open"), "closed": msg("closed"), "archived": msg("archived"),
-    "submitted": msg("submitted"), "ineligible": msg("ineligible"), "under_review": msg("under review"),
-    "approved": msg("approved"), "publicity": msg("in publicity"), "issued": msg("issued"),
-    "rejected": msg("rejected"), "withdrawn": msg("withdrawn"), "active": msg("active"),
-    "suspended": msg("suspended"), "exhausted": msg("exhausted"), "expired": msg("expired"),
-    "revoked": msg("revoked"), "disputed": msg("disputed"), "paid": msg("paid"), "cancelled": msg("cancelled"),
-    # a redemption's
-    "held": msg("held"), "captured": msg("captured"), "voided": msg("voided"), "refunded": msg("refunded"),
-    # a webhook endpoint's and a delivery's
-    "enabled": msg("enabled"), "disabled": msg("disabled"), "pending": msg("pending"),
-    "succeeded": msg("succeeded"), "failed": msg("given up"),
+    **STATUS_WORDS,
     # a statement line's kind
     "capture": msg("subsidy captured"), "refund": msg("subsidy refunded"),
 }
@@ -85,6 +75,20 @@ ACCOUNT_KIND_NAMES = {
     "voucher_used": msg("voucher used"), "provider_payable": msg("payable to the provider"),
     "provider_paid": msg("paid to the provider"), "enterprise_receivable": msg("receivable from the enterprise"),
     "enterprise_payable": msg("payable to the enterprise"), "enterprise_paid": msg("paid to the enterprise"),
+}
+
+#: Every kind of ledger journal as people read it (a voucher's history names the movement).
+JOURNAL_NAMES = {
+    "programme_funded": msg("programme funded"), "budget_committed": msg("budget committed to an approval"),
+    "commitment_released": msg("commitment released"), "voucher_issued": msg("voucher issued"),
+    "hold_placed": msg("subsidy held for an order"), "hold_captured": msg("held subsidy captured"),
+    "redeemed": msg("subsidy redeemed for an order"), "hold_voided": msg("hold released by the provider"),
+    "hold_expired": msg("hold lapsed"), "hold_voided_voucher_revoked": msg("hold released: voucher revoked"),
+    "hold_voided_voucher_expired": msg("hold released: voucher expired"),
+    "claim_rejected": msg("hold released: claim rejected"), "refund": msg("subsidy refunded"),
+    "voucher_expired": msg("unused value returned at expiry"), "voucher_revoked": msg("unused value returned on revocation"),
+    "clawback_recorded": msg("clawback recorded"), "settlement_paid": msg("settlement paid"),
+    "settlement_repaid": msg("settlement repaid"), "claim_paid": msg("claim paid"),
 }
 
 templates = Environment(
@@ -198,6 +202,10 @@ def render(request: Request, template: str, *, status: int = 200, language: str 
         name = ACCOUNT_KIND_NAMES.get(code)
         return name.render(language) if name is not None else code
 
+    def journal_name(code: str) -> str:
+        name = JOURNAL_NAMES.get(code)
+        return name.render(language) if name is not None else code
+
     def major(amount: int, unit: str) -> str:
         return format_major(amount, Unit(unit))
 
@@ -225,7 +233,7 @@ def render(request: Request, template: str, *, status: int = 200, language: str 
 
     body = templates.get_template(template).render(
         _=text(language), lang=language, html_lang="zh-CN" if language == "zh" else "en",
-        when=when, money=money, major=major, percent=percent, figure=figure, cap_share=cap_share, status_name=status_name, account_kind=account_kind, page=page, me=page.me if page else None, role=page.role if page else None,
+        when=when, money=money, major=major, percent=percent, figure=figure, cap_share=cap_share, status_name=status_name, account_kind=account_kind, journal_name=journal_name, page=page, me=page.me if page else None, role=page.role if page else None,
         csrf_token=page.csrf_token if page else None, path=str(request.url.path), here_in=here_in,
         home=HOME, role_name=ROLE_NAMES[page.role].render(language) if page else None, **values,
     )
@@ -321,7 +329,7 @@ async def signed_in(request: Request, *roles: str) -> Page:
     page = Page(request, language, session, me, api, sessions)
     if roles and page.role not in roles:
         raise PageError(403, msg("this page is for the role {roles}; the key signed in is {role}",
-                                 roles=list(roles), role=page.role))
+                                 roles=[ROLE_NAMES[r] for r in roles], role=ROLE_NAMES.get(page.role, page.role)))
     return page
 
 

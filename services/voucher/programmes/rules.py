@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from services.voucher.eligibility import rules as eligibility
 from services.voucher.errors import InvalidTransition, TermsFrozen
-from services.voucher.i18n import Message, msg
+from services.voucher.i18n import Message, Status, msg
 from services.voucher.money import Unit
 
 
@@ -98,7 +98,7 @@ def check_transition(current: ProgrammeStatus, target: ProgrammeStatus) -> None:
     if target not in TRANSITIONS[current]:
         raise InvalidTransition(
             msg("a programme cannot go from {current} to {target}",
-                current=repr(current.value), target=repr(target.value)),
+                current=Status(current.value), target=Status(target.value)),
             current_status=current.value,
             allowed=sorted(s.value for s in TRANSITIONS[current]),
         )
@@ -111,7 +111,8 @@ def check_editable(status: ProgrammeStatus, fields: set[str]) -> None:
     frozen = sorted(fields - allowed)
     if frozen:
         raise TermsFrozen(
-            msg("programme is {status}: {fields} can no longer be changed", status=status, fields=frozen),
+            msg("programme is {status}: {fields} can no longer be changed", status=Status(status),
+                fields=frozen),
             current_status=status.value,
             fields=frozen,
         )

@@ -21,7 +21,7 @@ from services.voucher.errors import (
     ValidationFailed,
     field_error,
 )
-from services.voucher.i18n import Amount, msg
+from services.voucher.i18n import Amount, Status, msg
 from services.voucher.ledger import service as ledger
 from services.voucher.ledger.rules import AccountKind
 from services.voucher.programmes import repository
@@ -216,7 +216,7 @@ async def enrol_provider(
     programme = await get_programme(session, actor, programme_id, for_update=True)
     if programme.status not in (ProgrammeStatus.DRAFT.value, ProgrammeStatus.OPEN.value):
         raise EnrolmentClosed(
-            msg("programme is {status}: providers can no longer be enrolled", status=programme.status),
+            msg("programme is {status}: providers can no longer be enrolled", status=Status(programme.status)),
             current_status=programme.status,
         )
     provider = await providers.get_provider(session, actor, provider_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 from services.voucher.errors import InvalidTransition
-from services.voucher.i18n import msg
+from services.voucher.i18n import Status, msg
 
 
 class ProviderStatus(StrEnum):
@@ -26,7 +26,7 @@ def check_transition(current: ProviderStatus, target: ProviderStatus) -> None:
     if target not in TRANSITIONS[current]:
         raise InvalidTransition(
             msg("a provider cannot go from {current} to {target}",
-                current=repr(current.value), target=repr(target.value)),
+                current=Status(current.value), target=Status(target.value)),
             current_status=current.value,
             allowed=sorted(s.value for s in TRANSITIONS[current]),
         )

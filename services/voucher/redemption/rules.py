@@ -36,7 +36,7 @@ from services.voucher.errors import (
     VoucherSuspended,
     WrongPayoutMode,
 )
-from services.voucher.i18n import Amount, Message, msg
+from services.voucher.i18n import Amount, Message, Status, msg
 from services.voucher.money import percent
 from services.voucher.programmes.rules import (
     CATEGORY_GROUPS_BY_KIND,
@@ -238,7 +238,7 @@ class Stale:
 
 def check_provider(status: str | None) -> None:
     if status != ProviderStatus.APPROVED.value:
-        raise ProviderNotApproved(msg("provider is {status}", status=status), current_status=status)
+        raise ProviderNotApproved(msg("provider is {status}", status=Status(str(status))), current_status=status)
 
 
 def check_mode(terms: Terms, payee: Payee) -> None:
@@ -453,7 +453,7 @@ def capture_amount(hold: Hold, voucher: VoucherState, requested: int | None, now
             detail = msg("the voucher was revoked; its holds are void") if not approval else msg(
                 "the voucher was revoked; its holds are void, and the claim can no longer be approved")
             raise VoucherRevoked(detail, current_status=hold.status)
-        raise HoldNotActive(msg("the hold is {status}", status=hold.status), current_status=hold.status)
+        raise HoldNotActive(msg("the hold is {status}", status=Status(hold.status)), current_status=hold.status)
     lapsed, at = lapse(hold.hold_expires_at, voucher.expires_at)
     if now >= at and lapsed is VoidReason.EXPIRED:
         raise HoldExpired(
@@ -476,7 +476,7 @@ def capture_amount(hold: Hold, voucher: VoucherState, requested: int | None, now
 def void_reason(hold: Hold, voucher_expires_at: datetime, now: datetime) -> VoidReason:
     """Voiding a hold that has lapsed records why it lapsed (its TTL, or its voucher's expiry)."""
     if hold.status != RedemptionStatus.HELD.value:
-        raise HoldNotActive(msg("the hold is {status}", status=hold.status), current_status=hold.status)
+        raise HoldNotActive(msg("the hold is {status}", status=Status(hold.status)), current_status=hold.status)
     return release_reason(hold, VoidReason.PROVIDER, voucher_expires_at, now)
 
 
@@ -496,7 +496,7 @@ def voided_at(hold: Hold, reason: VoidReason, voucher_expires_at: datetime, now:
 
 def check_refund(hold: Hold, amount: int) -> None:
     if hold.status not in (RedemptionStatus.CAPTURED.value, RedemptionStatus.REFUNDED.value):
-        raise RedemptionNotCaptured(msg("the redemption is {status}", status=hold.status), current_status=hold.status)
+        raise RedemptionNotCaptured(msg("the redemption is {status}", status=Status(hold.status)), current_status=hold.status)
     remaining = hold.captured_amount - hold.refunded_amount
     if amount > remaining:
         raise RefundExceedsCaptured(msg("at most {refundable} can still be refunded",

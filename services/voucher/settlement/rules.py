@@ -18,7 +18,7 @@ from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from services.voucher.errors import InvalidTransition
-from services.voucher.i18n import Message, msg
+from services.voucher.i18n import Message, Status, msg
 
 
 class SettlementStatus(StrEnum):
@@ -63,7 +63,8 @@ SETTLE_AFTER = timedelta(minutes=5)
 def check_transition(current: SettlementStatus, target: SettlementStatus) -> None:
     if target not in TRANSITIONS[current]:
         raise InvalidTransition(
-            msg("a settlement that is {current} cannot become {target}", current=current, target=target),
+            msg("a settlement that is {current} cannot become {target}", current=Status(current),
+                target=Status(target)),
             current_status=current.value,
             allowed=sorted(s.value for s in TRANSITIONS[current]),
         )

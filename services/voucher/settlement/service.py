@@ -29,7 +29,7 @@ from services.voucher.errors import (
     ValidationFailed,
     field_error,
 )
-from services.voucher.i18n import Amount, msg
+from services.voucher.i18n import Amount, Status, msg
 from services.voucher.ids import uuid7
 from services.voucher.ledger import service as ledger
 from services.voucher.ledger.rules import AccountKind, transfer
@@ -89,7 +89,8 @@ async def create(
         raise SettlementExists(
             msg("settlement {settlement_id} already covers {period_start}..{period_end} for this provider "
                 "and programme ({status}); cancel it to settle the period again",
-                settlement_id=existing.id, period_start=period_start, period_end=period_end, status=existing.status),
+                settlement_id=existing.id, period_start=period_start, period_end=period_end,
+                status=Status(existing.status)),
             settlement_id=str(existing.id), current_status=existing.status,
         )
     captures = await repository.unsettled_captures(session, provider_id, programme.id, starts_at, ends_at)
@@ -177,7 +178,7 @@ async def submit(session: AsyncSession, actor: Actor, settlement_id: uuid.UUID, 
     _own(actor, settlement)
     if settlement.status != S.DRAFT.value:  # disputed → submitted is the office's answer (resolve)
         raise InvalidTransition(
-            msg("the provider confirms a draft; this settlement is {status}", status=settlement.status),
+            msg("the provider confirms a draft; this settlement is {status}", status=Status(settlement.status)),
             current_status=settlement.status, allowed=[],
         )
     await _move(session, settlement, S.SUBMITTED, now, note)
@@ -201,7 +202,7 @@ async def resolve(session: AsyncSession, actor: Actor, settlement_id: uuid.UUID,
     settlement = await get(session, actor, settlement_id, for_update=True)
     if settlement.status != S.DISPUTED.value:
         raise InvalidTransition(msg("only a disputed settlement is resolved; this one is {status}",
-                                    status=settlement.status),
+                                    status=Status(settlement.status)),
                                 current_status=settlement.status, allowed=[])
     await _move(session, settlement, S.SUBMITTED, now, note)
     await session.flush()

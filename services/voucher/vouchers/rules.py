@@ -15,7 +15,7 @@ from enum import StrEnum
 from functools import lru_cache
 
 from services.voucher.errors import InvalidTransition, InvalidVoucherCode
-from services.voucher.i18n import msg
+from services.voucher.i18n import Status, msg
 
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXY"  # 31 symbols: no I, L, O, U (and no Z)
 MODULUS = len(ALPHABET)  # prime
@@ -53,7 +53,8 @@ TRANSITIONS: dict[VoucherStatus, frozenset[VoucherStatus]] = {
 def check_transition(current: VoucherStatus, target: VoucherStatus) -> None:
     if target not in TRANSITIONS[current]:
         raise InvalidTransition(
-            msg("a voucher cannot go from '{current}' to '{target}'", current=current.value, target=target.value),
+            msg("a voucher cannot go from '{current}' to '{target}'", current=Status(current.value),
+                target=Status(target.value)),
             current_status=current.value,
             allowed=sorted(s.value for s in TRANSITIONS[current]),
         )

@@ -23,7 +23,7 @@ from services.voucher.errors import (
     ValidationFailed,
     field_error,
 )
-from services.voucher.i18n import Amount, Message, msg
+from services.voucher.i18n import Amount, Message, Status, msg
 from services.voucher.ids import uuid7
 from services.voucher.ledger import service as ledger
 from services.voucher.ledger.rules import AccountKind, transfer
@@ -143,7 +143,7 @@ async def issue_voucher(
     honoured = (ProgrammeStatus.OPEN.value, ProgrammeStatus.CLOSED.value) if from_committed \
         else (ProgrammeStatus.OPEN.value,)
     if programme.status not in honoured:
-        raise ProgrammeNotOpen(msg("programme {code} is {status}", code=programme.code, status=programme.status),
+        raise ProgrammeNotOpen(msg("programme {code} is {status}", code=programme.code, status=Status(programme.status)),
                                current_status=programme.status)
     if await session.get(Enterprise, enterprise_id) is None:
         raise NotFound(msg("no enterprise with id {enterprise_id}", enterprise_id=enterprise_id))
@@ -385,7 +385,7 @@ async def resume(session: AsyncSession, actor: Actor, voucher_id: uuid.UUID, rea
         # Only a suspension is undone here; exhausted → active is a refund's (an independent
         # review resumed an exhausted voucher: 200 and an audit event for a change that was none).
         raise InvalidTransition(
-            msg("only a suspended voucher can be resumed; this one is '{current}'", current=before),
+            msg("only a suspended voucher can be resumed; this one is '{current}'", current=Status(before)),
             current_status=before,
         )
     _set_status(voucher, VoucherStatus.ACTIVE, reason, now)

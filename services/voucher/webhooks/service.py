@@ -30,7 +30,7 @@ from services.voucher.actor import Actor
 from services.voucher.audit import service as audit
 from services.voucher.db import Database, PageRequest
 from services.voucher.errors import NotFound, WebhookEndpointDisabled, WebhookUrlRefused
-from services.voucher.i18n import msg
+from services.voucher.i18n import Status, msg
 from services.voucher.ids import uuid7
 from services.voucher.settings import Settings
 from services.voucher.tables import WebhookEndpoint
@@ -280,7 +280,7 @@ async def redeliver(session: AsyncSession, actor: Actor, endpoint_id: uuid.UUID,
     endpoint = await get(session, actor, endpoint_id)
     if endpoint.status != EndpointStatus.ENABLED.value:
         raise WebhookEndpointDisabled(msg("endpoint {endpoint_id} is {status}", endpoint_id=endpoint_id,
-                                          status=endpoint.status), current_status=endpoint.status)
+                                          status=Status(endpoint.status)), current_status=endpoint.status)
     found = await repository.delivery(session, endpoint_id, delivery_id, for_update=True)
     if found is None:
         raise NotFound(msg("no delivery with id {delivery_id} for this endpoint", delivery_id=delivery_id))
