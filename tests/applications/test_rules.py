@@ -25,6 +25,7 @@ from services.voucher.applications.rules import (
     reference_key,
 )
 from services.voucher.errors import InvalidTransition
+from services.voucher.i18n import Status
 
 S = ApplicationStatus
 NOW = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
@@ -58,7 +59,8 @@ def test_every_pair_is_legal_iff_in_the_table(current: ApplicationStatus, target
     assert error.code == "invalid_transition" and error.status == 409
     assert error.extra == {"current_status": current.value,
                            "allowed": sorted(t.value for t in TRANSITIONS[current])}
-    assert current.value in error.detail and target.value in error.detail
+    # statuses are words in the sentence (`under_review` reads "under review"); the codes are in `extra`
+    assert str(Status(current.value)) in error.detail and str(Status(target.value)) in error.detail
 
 
 def test_no_status_moves_to_itself_or_back_to_submitted() -> None:
