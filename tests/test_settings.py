@@ -196,3 +196,17 @@ def test_settings_are_frozen() -> None:
     settings = Settings()
     with pytest.raises(ValidationError):
         settings.page_limit_max = 5  # type: ignore[misc]
+
+
+def test_retired_checkpoint_keys_are_a_list_of_32_byte_public_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    one, two = SEED, base64.b64encode(bytes(range(32, 64))).decode()
+    for written in (f"{one}, {two}", f'["{one}", "{two}"]'):
+        monkeypatch.setenv("VOUCHER_AUDIT_RETIRED_PUBLIC_KEYS", written)
+        assert Settings().audit_retired_public_keys == [one, two]
+    for bad in ("not base64!", base64.b64encode(b"short").decode(), "[1", '["x"'):
+        monkeypatch.setenv("VOUCHER_AUDIT_RETIRED_PUBLIC_KEYS", bad)
+        with pytest.raises(ValidationError) as exc:
+            Settings()
+        assert _error_fields(exc) == ["audit_retired_public_keys"]
+    monkeypatch.setenv("VOUCHER_AUDIT_RETIRED_PUBLIC_KEYS", "")
+    assert Settings().audit_retired_public_keys == []

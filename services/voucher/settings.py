@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 #: The most items one page of a list holds (the documented maximum of every `limit`).
 MAX_PAGE_SIZE = 200
@@ -86,6 +87,11 @@ class Settings(BaseSettings):
     #: Ed25519 private key (32-byte seed, base64) that signs audit checkpoints. Development
     #: and tests fall back to a published, insecure seed; production refuses to start without one.
     audit_signing_key: SecretStr | None = None
+    #: Public halves (raw 32-byte Ed25519 keys, base64) of keys that signed checkpoints before
+    #: the current one: a JSON list or a comma-separated list. Verification checks a stored
+    #: checkpoint with the key it names; without these, every checkpoint signed before a change
+    #: of key failed verification for good.
+    audit_retired_public_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     #: Writing audit events can be switched off only to measure what they cost (`make bench`);
     #: production refuses it.
     audit_events_enabled: bool = True
@@ -218,6 +224,28 @@ class Settings(BaseSettings):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:  # NotFound is a KeyError, not ValueError
             raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("audit_retired_public_keys", mode="before")
+    @classmethod
+    def _listed_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("audit_retired_public_keys")
+    @classmethod
+    def _ed25519_public_keys(cls, value: list[str]) -> list[str]:
+        for key in value:
+            try:
+                raw = base64.b64decode(key, validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise ValueError("VOUCHER_AUDIT_RETIRED_PUBLIC_KEYS must list base64 keys") from exc
+            if len(raw) != 32:
+                raise ValueError("VOUCHER_AUDIT_RETIRED_PUBLIC_KEYS must list raw 32-byte Ed25519 public keys")
         return value
 
     @field_validator("audit_signing_key")

@@ -108,6 +108,16 @@ async def test_a_deleted_event_is_found(world: World, raw) -> None:
     assert kinds(await verify(world)) == [("event_deleted", 7)]
 
 
+async def test_the_event_after_a_gap_is_named_as_unchecked(world: World, raw) -> None:
+    """Event 8 links from the deleted event 7, so what it holds cannot be checked: altered too,
+    it had gone unreported, the report implying it was sound (an independent review)."""
+    await verify(world)
+    tamper(raw, "DELETE FROM audit_event WHERE seq = 7",
+           "UPDATE audit_event SET action = 'programme.archived' WHERE seq = 8")
+    [problem] = (await verify(world))["problems"]
+    assert (problem["kind"], problem["seq"], problem["unverifiable_seq"]) == ("event_deleted", 7, 8)
+
+
 async def test_an_inserted_event_is_found(world: World, raw) -> None:
     await verify(world)
     with raw.connect() as conn:
@@ -401,6 +411,41 @@ async def test_the_database_refuses_to_change_an_unsealed_event(world: World, ra
         with raw.connect() as conn, pytest.raises(DBAPIError, match="never"):
             conn.execute(text(statement))
             conn.commit()
+
+
+async def test_checkpoints_signed_with_a_retired_key_still_verify(world: World, app) -> None:
+    """Changing VOUCHER_AUDIT_SIGNING_KEY (off the published development key, say) made every
+    later verification report each older checkpoint as `checkpoint_signature_invalid`, for good:
+    checkpoints are never removed (an independent review). Listed in
+    VOUCHER_AUDIT_RETIRED_PUBLIC_KEYS, the old key checks them; unlisted, the problem says so."""
+    import os
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from services.voucher.audit.signing import Signer
+
+    await checkpoint(world)
+    old = app.state.signer
+    fresh = Ed25519PrivateKey.from_private_bytes(os.urandom(32))
+    try:
+        app.state.signer = Signer(fresh, False)
+        [problem] = (await verify(world))["problems"]
+        assert problem["kind"] == "checkpoint_signature_invalid"
+        assert "VOUCHER_AUDIT_RETIRED_PUBLIC_KEYS" in problem["detail"]
+        app.state.signer = Signer(fresh, False, (old.public_bytes,))
+        assert (await verify(world))["is_intact"]
+        second = await checkpoint(world)  # signed with the new key; both verify
+        assert (await verify(world))["is_intact"]
+        served = (await world.client.get("/v1/audit/public-key")).json()
+        assert served["retired_keys"] == [{"key_id": old.key_id,
+                                           "public_key": base64.b64encode(old.public_bytes).decode()}]
+        assert served["key_id"] != old.key_id
+        # a key neither held nor listed still fails: only the second checkpoint, signed with it
+        app.state.signer = Signer(Ed25519PrivateKey.from_private_bytes(os.urandom(32)), False, (old.public_bytes,))
+        problems = (await verify(world))["problems"]
+        assert [(p["kind"], p["checkpoint_id"]) for p in problems] == [("checkpoint_signature_invalid", second["id"])]
+    finally:
+        app.state.signer = old
 
 
 @pytest.mark.parametrize("place, link", [("next", "zz"), ("next", "AB" * 32), ("top", "ab" * 32),

@@ -22,10 +22,11 @@ from services.voucher.audit.schemas import (
     ChainHead,
     CheckpointPublic,
     PublicKey,
+    RetiredKey,
     VerificationCreate,
     VerificationPublic,
 )
-from services.voucher.audit.signing import Signer, verify
+from services.voucher.audit.signing import Signer, key_id_of, verify
 from services.voucher.db import Database
 from services.voucher.http.auth import require
 from services.voucher.http.deps import Now, Session, get_database
@@ -121,7 +122,9 @@ async def audit_public_key(request: Request) -> PublicKey:
     signer = _signer(request)
     return PublicKey(algorithm="Ed25519", key_id=signer.key_id,
                      public_key=base64.b64encode(signer.public_bytes).decode(),
-                     is_development_key=signer.is_development)
+                     is_development_key=signer.is_development,
+                     retired_keys=[RetiredKey(key_id=key_id_of(key), public_key=base64.b64encode(key).decode())
+                                   for key in signer.retired])
 
 
 @router.post(

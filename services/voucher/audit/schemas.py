@@ -73,6 +73,11 @@ class CheckpointPublic(BaseModel):
     message: str = Field(description="The exact bytes signed (canonical JSON), to verify without this service.")
 
 
+class RetiredKey(BaseModel):
+    key_id: str
+    public_key: str = Field(description="The raw 32-byte Ed25519 public key, base64.")
+
+
 class PublicKey(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "algorithm": "Ed25519", "key_id": "a1" * 16, "public_key": "MCowBQYDK2VwAyEA" + "A" * 28,
@@ -84,6 +89,10 @@ class PublicKey(BaseModel):
     is_development_key: bool = Field(
         description="True when no VOUCHER_AUDIT_SIGNING_KEY is configured: the key is published and "
         "its checkpoints prove nothing.")
+    retired_keys: list[RetiredKey] = Field(
+        default_factory=list,
+        description="Keys that signed checkpoints before this one (VOUCHER_AUDIT_RETIRED_PUBLIC_KEYS): a stored "
+        "checkpoint is checked with the key its `key_id` names.")
 
 
 class KeptCheckpoint(BaseModel):

@@ -247,11 +247,13 @@ async def verify(
     for checkpoint in await repository.all_checkpoints(session):
         where = {"checkpoint_id": checkpoint.id, "seq": checkpoint.seq}
         message = checkpoint_message(checkpoint.seq, checkpoint.chain_hash, checkpoint.signed_at)
-        if checkpoint.key_id != signer.key_id:
+        public = signer.verifying_keys.get(checkpoint.key_id)
+        if public is None:
             result.problem(ProblemKind.CHECKPOINT_SIGNATURE_INVALID,
-                           f"a stored checkpoint names key {checkpoint.key_id}, which this service does not "
-                           "hold: check it with that key's public half", **where)
-        elif not verify_signature(signer.public_bytes, message, checkpoint.signature):
+                           f"a stored checkpoint names key {checkpoint.key_id}, which is neither the service's "
+                           "key nor one listed in VOUCHER_AUDIT_RETIRED_PUBLIC_KEYS: list that key's public half "
+                           "there if the service signed with it before", **where)
+        elif not verify_signature(public, message, checkpoint.signature):
             result.problem(ProblemKind.CHECKPOINT_SIGNATURE_INVALID,
                            "a stored checkpoint's signature does not verify", **where)
         pins.append((checkpoint.seq, checkpoint.chain_hash, where))
@@ -286,9 +288,12 @@ async def _walk_chain(session: AsyncSession, result: Verification, wanted: set[i
         result.events_checked += 1
         skip_following = False
         if current.seq != expected:
+            # The event after the gap links from the last missing one, so what it holds cannot be
+            # checked: it is named, where the report had let an event altered there pass as sound.
             result.problem(ProblemKind.EVENT_DELETED,
-                           f"events {expected}..{current.seq - 1} are missing from the chain",
-                           seq=expected, missing=current.seq - expected)
+                           f"events {expected}..{current.seq - 1} are missing from the chain; event {current.seq}, "
+                           "which links from the last of them, cannot be checked",
+                           seq=expected, missing=current.seq - expected, unverifiable_seq=current.seq)
             previous = current.chain_hash  # resynchronise on the stored link
         elif link(previous, current.digest) == current.chain_hash:
             previous = current.chain_hash

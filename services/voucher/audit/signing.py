@@ -18,17 +18,31 @@ from services.voucher.settings import Settings
 DEVELOPMENT_SEED = hashlib.sha256(b"voucher-service development checkpoint key (insecure)").digest()
 
 
+def key_id_of(public_bytes: bytes) -> str:
+    """The first 16 bytes of a public key's SHA-256, hex: names the key in checkpoints."""
+    return hashlib.sha256(public_bytes).hexdigest()[:32]
+
+
 @dataclass(frozen=True)
 class Signer:
     private: Ed25519PrivateKey
     is_development: bool
+    #: Public keys that signed checkpoints before this one (VOUCHER_AUDIT_RETIRED_PUBLIC_KEYS).
+    retired: tuple[bytes, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Signer:
+        retired = tuple(base64.b64decode(key) for key in settings.audit_retired_public_keys)
         if settings.audit_signing_key is None:
-            return cls(Ed25519PrivateKey.from_private_bytes(DEVELOPMENT_SEED), True)
+            return cls(Ed25519PrivateKey.from_private_bytes(DEVELOPMENT_SEED), True, retired)
         seed = base64.b64decode(settings.audit_signing_key.get_secret_value())
-        return cls(Ed25519PrivateKey.from_private_bytes(seed), False)
+        return cls(Ed25519PrivateKey.from_private_bytes(seed), False, retired)
+
+    @property
+    def verifying_keys(self) -> dict[str, bytes]:
+        """Every public key a stored checkpoint may be checked with, by key id: this one's and
+        the retired ones'."""
+        return {**{key_id_of(key): key for key in self.retired}, self.key_id: self.public_bytes}
 
     @property
     def public_bytes(self) -> bytes:
@@ -36,8 +50,7 @@ class Signer:
 
     @property
     def key_id(self) -> str:
-        """The first 16 bytes of the public key's SHA-256, hex: names the key in checkpoints."""
-        return hashlib.sha256(self.public_bytes).hexdigest()[:32]
+        return key_id_of(self.public_bytes)
 
     def sign(self, message: bytes) -> str:
         return base64.b64encode(self.private.sign(message)).decode()
