@@ -7,9 +7,11 @@ import uuid
 from typing import Any
 
 import httpx
+import pytest
 
 from services.voucher.ledger import service as ledger
 from services.voucher.ledger.rules import AccountKind, transfer
+from tests.conftest import ENGINE
 from tests.support import auth, fresh_key
 from tests.world import World, build_world
 
@@ -60,15 +62,27 @@ async def test_payment_without_a_settlement_is_reported(app, client: httpx.Async
 # -- records changed behind the service (an independent review, December 2026) --------------
 
 
+#: The guards of migration 0020, by table.
+GUARDS = {"redemption": "redemption_moves_forward", "settlement": "settlement_figures_fixed",
+          "settlement_item": "settlement_item_fixed"}
+
+
 async def _change(app: Any, table: Any, row_id: str, **values: Any) -> None:
-    """What someone with the database's ordinary role can do: no trigger guards these rows."""
-    from sqlalchemy import update
+    """A row changed behind the service with its guard out of the way (the table's owner can do
+    that; migration 0020 refuses the database's ordinary use), to prove the reconciliation."""
+    from sqlalchemy import text, update
 
     from services.voucher.db import table_of
 
+    t = table_of(table)
     async with app.state.database.unit_of_work() as session:
-        t = table_of(table)
+        if ENGINE == "postgresql":
+            await session.execute(text(f"ALTER TABLE {t.name} DISABLE TRIGGER {GUARDS[t.name]}"))
+        else:
+            await session.execute(text(f"DROP TRIGGER IF EXISTS {GUARDS[t.name]}"))
         await session.execute(update(t).where(t.c.id == uuid.UUID(row_id)).values(**values))
+        if ENGINE == "postgresql":
+            await session.execute(text(f"ALTER TABLE {t.name} ENABLE TRIGGER {GUARDS[t.name]}"))
 
 
 async def _redeem(world: World, order: str = "PO-1", amount: int = 1_000_000) -> dict[str, Any]:
@@ -154,3 +168,43 @@ async def test_a_settlement_changed_behind_the_service_is_not_paid(app, client: 
                              headers=auth(world.operator, **fresh_key()))
     assert (paid.status_code, paid.json()["total"]) == (200, 300_000)
     assert (await world.reconciliation())["is_clean"]
+
+
+async def test_the_database_refuses_to_change_what_money_is_paid_from(app, client: httpx.AsyncClient, clock) -> None:
+    """The review's UPDATEs, made as the service's own role: refused by the database (migration
+    0020), the rows as they were. What the service itself writes still goes through (captures,
+    refunds, releases: the whole suite)."""
+    from sqlalchemy import update
+    from sqlalchemy.exc import DBAPIError
+
+    from services.voucher.db import table_of
+    from services.voucher.tables import Redemption, Settlement, SettlementItem
+
+    world = await build_world(app, client, rate_table={"accelerator:domestic": 3000}, tiers=[])
+    settlement_id = await _approved_settlement(world, clock)
+    async with app.state.database.unit_of_work() as session:
+        from sqlalchemy import select
+
+        item_id, redemption_id = (await session.execute(select(SettlementItem.id, SettlementItem.redemption_id).where(
+            SettlementItem.settlement_id == uuid.UUID(settlement_id)))).one()
+    attempts = [
+        (Redemption, redemption_id, {"captured_amount": 3_000_000, "held_amount": 3_000_000}, "redemption"),
+        (Redemption, redemption_id, {"captured_amount": 3_000_000}, "redemption"),
+        (Redemption, redemption_id, {"refunded_amount": 400_000}, "redemption"),  # above what was captured
+        (Redemption, redemption_id, {"provider_id": uuid.uuid4()}, "redemption"),
+        (Redemption, redemption_id, {"payee": "enterprise"}, "redemption"),
+        (Redemption, redemption_id, {"status": "held"}, "redemption"),
+        (Settlement, uuid.UUID(settlement_id), {"captured_total": 9_000_000, "total": 9_000_000}, "settlement"),
+        (Settlement, uuid.UUID(settlement_id), {"line_count": 2}, "settlement"),
+        (SettlementItem, item_id, {"amount": 9_000_000}, "settlement item"),
+        (SettlementItem, item_id, {"redemption_id": uuid.uuid4()}, "settlement item"),
+    ]
+    for table, row_id, values, named in attempts:
+        t = table_of(table)
+        with pytest.raises(DBAPIError, match=f"a {named}.* never change"):
+            async with app.state.database.unit_of_work() as session:
+                await session.execute(update(t).where(t.c.id == row_id).values(**values))
+    assert (await world.reconciliation())["is_clean"]
+    paid = await client.post(f"/v1/settlements/{settlement_id}/pay", json={"reference": "ICBC-1", "paid_on": "2026-03-03"},
+                             headers=auth(world.operator, **fresh_key()))
+    assert (paid.status_code, paid.json()["total"]) == (200, 300_000)
