@@ -210,3 +210,18 @@ def test_retired_checkpoint_keys_are_a_list_of_32_byte_public_keys(monkeypatch: 
         assert _error_fields(exc) == ["audit_retired_public_keys"]
     monkeypatch.setenv("VOUCHER_AUDIT_RETIRED_PUBLIC_KEYS", "")
     assert Settings().audit_retired_public_keys == []
+
+
+def test_production_refuses_the_development_key_among_the_retired(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Anyone can sign with the published development seed: listed as retired, it vouched for a
+    rewritten chain re-signed with it (an independent review)."""
+    from services.voucher.audit.signing import DEVELOPMENT_PUBLIC_KEY, Signer
+
+    monkeypatch.setenv("VOUCHER_ENVIRONMENT", "production")
+    monkeypatch.setenv("DATABASE_URL", f"postgres://{PG}")
+    monkeypatch.setenv("VOUCHER_AUDIT_SIGNING_KEY", SEED)
+    monkeypatch.setenv("VOUCHER_AUDIT_RETIRED_PUBLIC_KEYS", base64.b64encode(DEVELOPMENT_PUBLIC_KEY).decode())
+    with pytest.raises(ValueError, match="development key"):
+        Signer.from_settings(Settings())
+    monkeypatch.setenv("VOUCHER_ENVIRONMENT", "development")
+    assert Signer.from_settings(Settings()).retired == (DEVELOPMENT_PUBLIC_KEY,)

@@ -440,6 +440,13 @@ async def test_checkpoints_signed_with_a_retired_key_still_verify(world: World, 
         assert served["retired_keys"] == [{"key_id": old.key_id,
                                            "public_key": base64.b64encode(old.public_bytes).decode()}]
         assert served["key_id"] != old.key_id
+        # a retired key vouches only for what it signed before the current key's first checkpoint
+        app.state.signer = old
+        late = await checkpoint(world)
+        app.state.signer = Signer(fresh, False, (old.public_bytes,))
+        problems = (await verify(world))["problems"]
+        assert [(p["kind"], p["checkpoint_id"]) for p in problems] == [("checkpoint_signature_invalid", late["id"])]
+        assert "retired" in problems[0]["detail"]
         # a key neither held nor listed still fails: only the second checkpoint, signed with it
         app.state.signer = Signer(Ed25519PrivateKey.from_private_bytes(os.urandom(32)), False, (old.public_bytes,))
         problems = (await verify(world))["problems"]

@@ -478,8 +478,17 @@ async def test_a_claim_changed_behind_the_service_is_not_paid(app, world: World)
         "claim differs from its redemption or payment", 5_000_000, 500_000)
     problem = assert_problem(await _step(world, claim, "pay", {"reference": "ICBC-1", "paid_on": "2026-03-02"}),
                              409, "records_differ")
-    assert problem["captured_amount"] == 500_000
+    assert (problem["captured_amount"], problem["ledger_captured"]) == (500_000, 500_000)
     assert await _payable(world) == 500_000  # nothing moved
+    # the redemption raised with it (its guard out of the way, as a review did): the journals say 500,000
+    from services.voucher.tables import Redemption
+    from tests.settlement.test_reconciliation import _change
+
+    await _change(app, Redemption, claim["redemption_id"], captured_amount=5_000_000, held_amount=5_000_000)
+    problem = assert_problem(await _step(world, claim, "pay", {"reference": "ICBC-1", "paid_on": "2026-03-02"}),
+                             409, "records_differ")
+    assert (problem["captured_amount"], problem["ledger_captured"]) == (5_000_000, 500_000)
+    await _change(app, Redemption, claim["redemption_id"], captured_amount=500_000, held_amount=claim["subsidy"])
     async with app.state.database.unit_of_work() as session:  # put back, as the office would
         await session.execute(update(table).where(table.c.id == uuid.UUID(claim["id"])).values(approved_amount=500_000))
     assert (await _step(world, claim, "pay", {"reference": "ICBC-1", "paid_on": "2026-03-02"})).status_code == 200

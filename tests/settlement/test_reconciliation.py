@@ -208,3 +208,96 @@ async def test_the_database_refuses_to_change_what_money_is_paid_from(app, clien
     paid = await client.post(f"/v1/settlements/{settlement_id}/pay", json={"reference": "ICBC-1", "paid_on": "2026-03-03"},
                              headers=auth(world.operator, **fresh_key()))
     assert (paid.status_code, paid.json()["total"]) == (200, 300_000)
+
+
+async def _drafted_and_approved(world: World, clock: Any) -> dict[str, Any]:
+    clock.advance(days=1)
+    created = await world.client.post("/v1/settlements", json={
+        "provider_id": world.provider["id"], "programme_id": world.programme["id"],
+        "period_start": "2026-03-02", "period_end": "2026-03-02"}, headers=auth(world.operator, **fresh_key()))
+    assert created.status_code == 201, created.text
+    for step, key in (("submit", world.provider_key), ("approve", world.operator)):
+        moved = await world.client.post(f"/v1/settlements/{created.json()['id']}/{step}",
+                                        headers=auth(key, **fresh_key()))
+        assert moved.status_code == 200, moved.text
+    return created.json()  # type: ignore[no-any-return]
+
+
+async def _pay(world: World, settlement_id: str) -> httpx.Response:
+    return await world.client.post(f"/v1/settlements/{settlement_id}/pay",
+                                   json={"reference": "ICBC-1", "paid_on": "2026-03-03"},
+                                   headers=auth(world.operator, **fresh_key()))
+
+
+async def test_a_capture_changed_before_its_settlement_is_drafted_is_not_paid(
+        app, client: httpx.AsyncClient, clock) -> None:
+    """A review of the first check raised a capture tenfold (guards out of the way) before the
+    settlement was drafted: the lines then agreed with the row, and 3,000,000 was paid for a
+    300,000 capture. Paying reads each capture as its journals moved it too."""
+    from services.voucher.tables import Redemption
+
+    world = await build_world(app, client, rate_table={"accelerator:domestic": 3000}, tiers=[])
+    redeemed = await _redeem(world)
+    await _change(app, Redemption, redeemed["id"], captured_amount=3_000_000, held_amount=3_000_000)
+    created = await _drafted_and_approved(world, clock)
+    assert created["total"] == 3_000_000
+    refused = await _pay(world, created["id"])
+    assert (refused.status_code, refused.json()["code"], refused.json()["expected_total"]) == (
+        409, "records_differ", 0)
+    # An approved settlement is only ever paid: the rows are put back as the journals say (the
+    # reconciliation lists each), and then it is paid what was captured.
+    from services.voucher.tables import Settlement, SettlementItem
+
+    await _change(app, Redemption, redeemed["id"], captured_amount=300_000, held_amount=300_000)
+    assert (await _pay(world, created["id"])).status_code == 409  # its line still says 3,000,000
+    listed = (await world.reconciliation())["record_differences"]
+    assert [(d["what"], d["amount"], d["recorded"]) for d in listed] == [
+        ("settlement line differs from its capture or refund", 3_000_000, 300_000)]
+    from sqlalchemy import select
+
+    async with app.state.database.unit_of_work() as session:
+        line_id = (await session.execute(select(SettlementItem.id).where(
+            SettlementItem.settlement_id == uuid.UUID(created["id"])))).scalar_one()
+    await _change(app, SettlementItem, str(line_id), amount=300_000)
+    await _change(app, Settlement, created["id"], captured_total=300_000, total=300_000)
+    paid = await _pay(world, created["id"])
+    assert (paid.status_code, paid.json()["total"]) == (200, 300_000)
+    assert (await world.reconciliation())["is_clean"]
+
+
+async def test_another_providers_capture_moved_into_a_settlement_is_not_paid(
+        app, client: httpx.AsyncClient, clock) -> None:
+    """A line pointed at another provider's capture, the totals raised to match: paying reads
+    each line's redemption as the settlement's provider's and programme's, or counts it for
+    nothing."""
+    from services.voucher.tables import Settlement, SettlementItem
+    from tests.support import create, make_key, provider_payload
+
+    world = await build_world(app, client, rate_table={"accelerator:domestic": 3000}, tiers=[])
+    other = await create(client, world.operator, "/v1/providers", provider_payload())
+    assert (await client.post(f"/v1/providers/{other['id']}/approve", json={"reason": "ok"},
+                              headers=auth(world.operator))).status_code == 200
+    assert (await client.put(f"/v1/programmes/{world.programme['id']}/enrolments/{other['id']}",
+                             headers=auth(world.operator))).status_code == 201
+    other_key = await make_key(app, "provider", provider_id=uuid.UUID(other["id"]))
+    await _redeem(world, "PO-MINE", 1_000_000)
+    voucher = await world.issue(10_000_000)
+    theirs = (await world.post("/v1/redemptions", {
+        "voucher_code": voucher["code"], "enterprise_uscc": world.enterprise["uscc"], "order_reference": "PO-THEIRS",
+        "line_items": [{"category": "accelerator:domestic", "amount": 5_000_000, "accelerator": "Ascend 910B",
+                        "hours_milli": 1000}]}, key=other_key)).json()
+    created = await _drafted_and_approved(world, clock)
+    from sqlalchemy import select
+
+    async with app.state.database.unit_of_work() as session:
+        line_id, mine_id = (await session.execute(select(SettlementItem.id, SettlementItem.redemption_id).where(
+            SettlementItem.settlement_id == uuid.UUID(created["id"])))).one()
+    await _change(app, SettlementItem, str(line_id), redemption_id=uuid.UUID(theirs["id"]),
+                  amount=theirs["captured_amount"])
+    await _change(app, Settlement, created["id"], captured_total=theirs["captured_amount"],
+                  total=theirs["captured_amount"])
+    refused = await _pay(world, created["id"])
+    assert (refused.status_code, refused.json()["code"]) == (409, "records_differ")
+    await _change(app, SettlementItem, str(line_id), redemption_id=mine_id, amount=300_000)
+    await _change(app, Settlement, created["id"], captured_total=300_000, total=300_000)
+    assert (await _pay(world, created["id"])).status_code == 200

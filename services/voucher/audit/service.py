@@ -244,11 +244,22 @@ async def verify(
     changes nothing."""
     result = Verification(from_seq=0)
     pins: list[tuple[int, str, dict[str, Any]]] = []
-    for checkpoint in await repository.all_checkpoints(session):
+    checkpoints = await repository.all_checkpoints(session)
+    # A retired key vouches only for what it signed before the current key took over: one that
+    # leaked after it was retired cannot sign a later checkpoint that verifies.
+    # (Ordered by signing time, then id: ids are time-ordered, and tell apart two signed in one instant.)
+    took_over = min(((c.signed_at, c.id) for c in checkpoints if c.key_id == signer.key_id), default=None)
+    for checkpoint in checkpoints:
         where = {"checkpoint_id": checkpoint.id, "seq": checkpoint.seq}
         message = checkpoint_message(checkpoint.seq, checkpoint.chain_hash, checkpoint.signed_at)
         public = signer.verifying_keys.get(checkpoint.key_id)
-        if public is None:
+        if (public is not None and checkpoint.key_id != signer.key_id and took_over is not None
+                and (checkpoint.signed_at, checkpoint.id) > took_over):
+            result.problem(ProblemKind.CHECKPOINT_SIGNATURE_INVALID,
+                           f"a stored checkpoint is signed with the retired key {checkpoint.key_id} after the "
+                           "service's current key signed its first: a retired key vouches only for what it signed "
+                           "before", **where)
+        elif public is None:
             result.problem(ProblemKind.CHECKPOINT_SIGNATURE_INVALID,
                            f"a stored checkpoint names key {checkpoint.key_id}, which is neither the service's "
                            "key nor one listed in VOUCHER_AUDIT_RETIRED_PUBLIC_KEYS: list that key's public half "

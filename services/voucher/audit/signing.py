@@ -16,6 +16,8 @@ from services.voucher.settings import Settings
 #: Published on purpose: checkpoints signed with it prove nothing. Production refuses to start
 #: without VOUCHER_AUDIT_SIGNING_KEY.
 DEVELOPMENT_SEED = hashlib.sha256(b"voucher-service development checkpoint key (insecure)").digest()
+DEVELOPMENT_PUBLIC_KEY = Ed25519PrivateKey.from_private_bytes(DEVELOPMENT_SEED).public_key().public_bytes(
+    Encoding.Raw, PublicFormat.Raw)
 
 
 def key_id_of(public_bytes: bytes) -> str:
@@ -33,6 +35,11 @@ class Signer:
     @classmethod
     def from_settings(cls, settings: Settings) -> Signer:
         retired = tuple(base64.b64decode(key) for key in settings.audit_retired_public_keys)
+        if settings.environment == "production" and DEVELOPMENT_PUBLIC_KEY in retired:
+            # Anyone can sign with the published seed: listed, it would vouch for any checkpoint
+            # (an independent review re-signed a rewritten chain with it and it verified intact).
+            raise ValueError("VOUCHER_AUDIT_RETIRED_PUBLIC_KEYS lists the published development key, whose "
+                             "checkpoints prove nothing; production refuses it")
         if settings.audit_signing_key is None:
             return cls(Ed25519PrivateKey.from_private_bytes(DEVELOPMENT_SEED), True, retired)
         seed = base64.b64decode(settings.audit_signing_key.get_secret_value())

@@ -273,13 +273,16 @@ async def pay(session: AsyncSession, actor: Actor, claim_id: uuid.UUID, referenc
     # The approval captured the claim's redemption: its capture is the approval's instant.
     captured = (await redemption.get_redemption(session, _SYSTEM, claim.redemption_id))[0]
     approved_at = captured.captured_at
-    if captured.captured_amount != claim.approved_amount:  # changed behind the service: pay nothing
+    in_ledger = await ledger.captured_in_ledger(session, claim.redemption_id)
+    if not captured.captured_amount == in_ledger == claim.approved_amount:  # changed behind the service
         raise RecordsDiffer(
-            msg("claim {claim_id} was approved for {approved} but its redemption captured {captured}: its records "
-                "were changed outside the service, and nothing is paid. The ledger reconciliation lists what differs",
+            msg("claim {claim_id} was approved for {approved} but its redemption records {captured} captured and "
+                "its journals {in_ledger}: its records were changed outside the service, and nothing is paid. The "
+                "ledger reconciliation lists what differs",
                 claim_id=claim.id, approved=Amount(claim.approved_amount, claim.unit),
-                captured=Amount(captured.captured_amount, claim.unit)),
+                captured=Amount(captured.captured_amount, claim.unit), in_ledger=Amount(in_ledger, claim.unit)),
             approved_amount=claim.approved_amount, captured_amount=captured.captured_amount,
+            ledger_captured=in_ledger,
         )
     problem = payment_day_problem(paid_on, approved_at, now)
     if problem is not None:

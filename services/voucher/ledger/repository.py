@@ -329,6 +329,19 @@ async def clawback_differences(session: AsyncSession) -> list[dict[str, Any]]:
 CAPTURE_JOURNALS = ("redeemed", "hold_captured")
 
 
+async def captured_in_ledger(session: AsyncSession, redemption_id: uuid.UUID) -> int:
+    """What a redemption's capture journals moved to its voucher's used value, read through that
+    account's postings (indexed by account), not the whole ledger."""
+    r, v = table_of(Redemption), table_of(Voucher)
+    stmt = (
+        select(func.coalesce(_sum(P.c.amount), 0))
+        .select_from(r.join(v, v.c.id == r.c.voucher_id).join(P, P.c.account_id == v.c.used_account_id)
+                     .join(T, T.c.id == P.c.transaction_id))
+        .where(r.c.id == redemption_id, T.c.redemption_id == redemption_id, T.c.kind.in_(CAPTURE_JOURNALS))
+    )
+    return int((await session.execute(stmt)).scalar_one())
+
+
 async def record_differences(session: AsyncSession) -> list[dict[str, Any]]:
     """The records money is paid from, against the ledger they must agree with: a redemption's
     captured, refunded and held amounts against its journals' postings (and its refund rows),

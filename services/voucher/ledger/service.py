@@ -251,6 +251,11 @@ async def record_journal(session: AsyncSession, entry: Journal) -> None:
     )
 
 
+async def captured_in_ledger(session: AsyncSession, redemption_id: uuid.UUID) -> int:
+    """What a redemption's capture journals moved to its voucher's used value."""
+    return await repository.captured_in_ledger(session, redemption_id)
+
+
 async def balances(session: AsyncSession, ids: Iterable[uuid.UUID], *, lock: bool = False) -> dict[uuid.UUID, int]:
     return await repository.balances(session, ids, lock=lock)
 

@@ -17,11 +17,14 @@ from services.voucher.db import PageRequest, paginate, table_of
 from services.voucher.redemption.rules import Payee
 from services.voucher.settlement.rules import ItemKind, SettlementStatus
 from services.voucher.tables import (
+    LedgerPosting,
+    LedgerTransaction,
     ProgrammeEnrolment,
     Redemption,
     RedemptionRefund,
     Settlement,
     SettlementItem,
+    Voucher,
 )
 
 
@@ -172,20 +175,51 @@ async def items(session: AsyncSession, settlement_id: uuid.UUID) -> list[Settlem
     return list((await session.execute(stmt)).scalars().all())
 
 
-async def totals_from_records(session: AsyncSession, settlement_id: uuid.UUID) -> tuple[int, int, int]:
-    """What a settlement's lines add up to, each line read as the capture or refund it names
-    (the redemption's captured amount, the refund's amount) where it agrees with that record:
-    (captured, refunded, lines). A line that differs from its record counts nothing, so the
-    totals then differ from the settlement's own."""
-    it, r, rr = table_of(SettlementItem), table_of(Redemption), table_of(RedemptionRefund)
-    capture = and_(it.c.kind == ItemKind.CAPTURE.value, it.c.amount == r.c.captured_amount)
-    refund = and_(it.c.kind == ItemKind.REFUND.value, it.c.amount == -rr.c.amount,
-                  rr.c.redemption_id == it.c.redemption_id)
+#: The journals that capture a redemption, and the one that refunds it (ledger/repository.py).
+_CAPTURE_JOURNALS = ("redeemed", "hold_captured")
+
+
+async def totals_from_records(session: AsyncSession, settlement: Settlement) -> tuple[int, int, int]:
+    """What a settlement's lines add up to, each read as the capture or refund it names and as
+    the ledger has it: (captured, refunded, lines). A capture line counts only if its amount is
+    its redemption's captured amount and what that redemption's journals moved to its voucher's
+    used value; a refund line only if it is its refund's amount and the redemption's refunds are
+    what its journals took back; either only for a redemption of the settlement's provider and
+    programme, paid to the provider. A line that differs counts nothing, so the totals then
+    differ from the settlement's own. The ledger is read through the vouchers' used accounts
+    (postings are indexed by account), so the cost follows the settlement's vouchers, not the
+    whole ledger."""
+    it, r, rr, v = table_of(SettlementItem), table_of(Redemption), table_of(RedemptionRefund), table_of(Voucher)
+    p, t = table_of(LedgerPosting), table_of(LedgerTransaction)
+    live = and_(it.c.settlement_id == settlement.id, it.c.released_at.is_(None))
+    named = select(it.c.redemption_id).where(live)
+    used = select(v.c.used_account_id).select_from(v.join(r, r.c.voucher_id == v.c.id)).where(r.c.id.in_(named))
+    ledger = (
+        select(t.c.redemption_id,
+               func.sum(case((t.c.kind.in_(_CAPTURE_JOURNALS), p.c.amount), else_=0)).label("captured"),
+               func.sum(case((t.c.kind == "refund", -p.c.amount), else_=0)).label("refunded"))
+        .select_from(p.join(t, t.c.id == p.c.transaction_id))
+        .where(p.c.account_id.in_(used), t.c.redemption_id.in_(named))
+        .group_by(t.c.redemption_id).subquery()
+    )
+    refunds = (select(rr.c.redemption_id, func.sum(rr.c.amount).label("recorded"))
+               .where(rr.c.redemption_id.in_(named)).group_by(rr.c.redemption_id).subquery())
+    line_refund = rr.alias("line_refund")
+    mine = and_(r.c.provider_id == settlement.provider_id, r.c.programme_id == settlement.programme_id,
+                r.c.payee == Payee.PROVIDER.value)
+    capture = and_(mine, it.c.kind == ItemKind.CAPTURE.value, it.c.amount == r.c.captured_amount,
+                   r.c.captured_amount == func.coalesce(ledger.c.captured, 0))
+    refund = and_(mine, it.c.kind == ItemKind.REFUND.value, it.c.amount == -line_refund.c.amount,
+                  line_refund.c.redemption_id == it.c.redemption_id,
+                  func.coalesce(refunds.c.recorded, 0) == func.coalesce(ledger.c.refunded, 0))
     stmt = (
-        select(func.coalesce(func.sum(case((capture, r.c.captured_amount), else_=0)), 0),
-               func.coalesce(func.sum(case((refund, rr.c.amount), else_=0)), 0), func.count())
-        .select_from(it.join(r, r.c.id == it.c.redemption_id).outerjoin(rr, rr.c.id == it.c.refund_id))
-        .where(it.c.settlement_id == settlement_id, it.c.released_at.is_(None))
+        select(func.coalesce(func.sum(case((capture, it.c.amount), else_=0)), 0),
+               func.coalesce(func.sum(case((refund, -it.c.amount), else_=0)), 0), func.count())
+        .select_from(it.join(r, r.c.id == it.c.redemption_id)
+                     .outerjoin(line_refund, line_refund.c.id == it.c.refund_id)
+                     .outerjoin(ledger, ledger.c.redemption_id == it.c.redemption_id)
+                     .outerjoin(refunds, refunds.c.redemption_id == it.c.redemption_id))
+        .where(live)
     )
     captured, refunded, lines = (await session.execute(stmt)).one()
     return int(captured), int(refunded), int(lines)

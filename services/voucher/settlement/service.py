@@ -243,16 +243,18 @@ async def pay(session: AsyncSession, actor: Actor, settlement_id: uuid.UUID, *, 
     problem = payment_day_problem(paid_on, settlement.approved_at, now)
     if problem is not None:
         raise ValidationFailed([field_error("paid_on", problem)])
-    # What is paid is what the lines say, each as the capture or refund it names: a total changed
-    # behind the service had been paid as it stood (an independent review paid 9,000,000 for
-    # one 300,000 capture).
-    captured, refunded, lines = await repository.totals_from_records(session, settlement.id)
+    # What is paid is what the lines say, each as the capture or refund it names and as the ledger
+    # has it: a total changed behind the service had been paid as it stood (an independent review
+    # paid 9,000,000 for one 300,000 capture), and a capture changed before the settlement was
+    # drafted (a review of the first check).
+    captured, refunded, lines = await repository.totals_from_records(session, settlement)
     if (captured, refunded, captured - refunded, lines) != (
             settlement.captured_total, settlement.refunded_total, settlement.total, settlement.line_count):
         raise RecordsDiffer(
             msg("settlement {settlement_id} says {total} over {count} line(s), but its lines, read as the captures "
-                "and refunds they name, come to {expected} over {lines}: its records were changed outside the "
-                "service, and nothing is paid. The ledger reconciliation lists what differs",
+                "and refunds they name and as the ledger has them, come to {expected} over {lines}: its records "
+                "were changed outside the service, and nothing is paid. The ledger reconciliation lists what "
+                "differs",
                 settlement_id=settlement.id, total=Amount(settlement.total, settlement.unit),
                 count=settlement.line_count, expected=Amount(captured - refunded, settlement.unit), lines=lines),
             expected_total=captured - refunded, total=settlement.total,
