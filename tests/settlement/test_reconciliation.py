@@ -301,3 +301,20 @@ async def test_another_providers_capture_moved_into_a_settlement_is_not_paid(
     await _change(app, SettlementItem, str(line_id), redemption_id=mine_id, amount=300_000)
     await _change(app, Settlement, created["id"], captured_total=300_000, total=300_000)
     assert (await _pay(world, created["id"])).status_code == 200
+
+
+@pytest.mark.skipif(ENGINE != "postgresql", reason="statement_timeout is PostgreSQL's")
+async def test_the_reconciliation_may_run_past_a_requests_statement_limit(app) -> None:
+    """It reads the whole ledger (about 10 s per million redemptions here): under the requests'
+    60 s statement limit it would have failed for good past some five million (an independent
+    review). Its own transaction lifts the limit; the connection goes back to the pool with it."""
+    from sqlalchemy import text
+
+    from services.voucher.ledger import service as ledger
+
+    database = app.state.database
+    async with database.session(write=False) as session:
+        await ledger.reconcile(session)
+        assert (await session.execute(text("SHOW statement_timeout"))).scalar() == "30min"
+        await session.rollback()
+        assert (await session.execute(text("SHOW statement_timeout"))).scalar() == "1min"
