@@ -120,15 +120,7 @@ async def test_a_redemption_changed_behind_the_service_is_reported(app, client: 
 
 async def _approved_settlement(world: World, clock: Any) -> str:
     await _redeem(world)
-    clock.advance(days=1)
-    created = await world.client.post("/v1/settlements", json={
-        "provider_id": world.provider["id"], "programme_id": world.programme["id"],
-        "period_start": "2026-03-02", "period_end": "2026-03-02"}, headers=auth(world.operator, **fresh_key()))
-    assert created.status_code == 201, created.text
-    settlement_id: str = created.json()["id"]
-    for step, key in (("submit", world.provider_key), ("approve", world.operator)):
-        moved = await world.client.post(f"/v1/settlements/{settlement_id}/{step}", headers=auth(key, **fresh_key()))
-        assert moved.status_code == 200, moved.text
+    settlement_id: str = (await _drafted_and_approved(world, clock))["id"]
     return settlement_id
 
 
