@@ -194,17 +194,14 @@ def render(request: Request, template: str, *, status: int = 200, language: str 
     def money(amount: int | None, unit: str) -> str:
         return "—" if amount is None else format_for_people(amount, unit, language)
 
-    def status_name(code: str) -> str:
-        name = STATUS_NAMES.get(code)
-        return name.render(language) if name is not None else code
+    def named(names: dict[str, Message]) -> Callable[[str], str]:
+        """A code in words from `names`, in the page's language (the code itself if unnamed)."""
+        def name_of(code: str) -> str:
+            name = names.get(code)
+            return name.render(language) if name is not None else code
+        return name_of
 
-    def account_kind(code: str) -> str:
-        name = ACCOUNT_KIND_NAMES.get(code)
-        return name.render(language) if name is not None else code
-
-    def journal_name(code: str) -> str:
-        name = JOURNAL_NAMES.get(code)
-        return name.render(language) if name is not None else code
+    status_name, account_kind, journal_name = named(STATUS_NAMES), named(ACCOUNT_KIND_NAMES), named(JOURNAL_NAMES)
 
     def major(amount: int, unit: str) -> str:
         return format_major(amount, Unit(unit))

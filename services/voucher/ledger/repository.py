@@ -33,7 +33,13 @@ from services.voucher.db import IntPageRequest, encode_int_cursor, table_of
 from services.voucher.driver import Batch, insert_rows
 from services.voucher.ledger.rules import AccountKind
 from services.voucher.redemption.repository import is_lapsed_hold
-from services.voucher.redemption.rules import LAPSES, RELEASE_JOURNAL, Payee
+from services.voucher.redemption.rules import (
+    CAPTURE_JOURNALS,
+    LAPSES,
+    RELEASE_JOURNAL,
+    Payee,
+    RedemptionStatus,
+)
 from services.voucher.settlement.rules import ItemKind, SettlementStatus
 from services.voucher.tables import (
     Application,
@@ -325,10 +331,6 @@ async def clawback_differences(session: AsyncSession) -> list[dict[str, Any]]:
             for r in (await session.execute(rows)).all()]
 
 
-#: The journals that capture a redemption (voucher held or available to used, spent to payable).
-CAPTURE_JOURNALS = ("redeemed", "hold_captured")
-
-
 async def captured_in_ledger(session: AsyncSession, redemption_id: uuid.UUID) -> int:
     """What a redemption's capture journals moved to its voucher's used value, read through that
     account's postings (indexed by account), not the whole ledger."""
@@ -384,7 +386,7 @@ async def _redemption_differences(session: AsyncSession) -> list[dict[str, Any]]
     captured, refunded, held, payable = (func.coalesce(c, 0) for c in (
         ledger.c.captured, ledger.c.refunded, ledger.c.held, ledger.c.payable))
     recorded = func.coalesce(refunds.c.recorded, 0)
-    is_held = r.c.status == "held"
+    is_held = r.c.status == RedemptionStatus.HELD.value
     stmt = (
         select(r.c.id.label("redemption_id"), r.c.status, r.c.payee, r.c.held_amount, r.c.captured_amount,
                r.c.refunded_amount, held.label("ledger_held"), captured.label("ledger_captured"),

@@ -73,6 +73,10 @@ class Payee(StrEnum):
 
 
 #: The ledger journal kind of each way a hold is released.
+#: The journals that capture a redemption (one-step, and a hold's capture): its value moves to
+#: the voucher's used account and to its payee's payable (what reconciliation and payment read).
+CAPTURE_JOURNALS = ("redeemed", "hold_captured")
+
 RELEASE_JOURNAL = {
     VoidReason.PROVIDER: "hold_voided",
     VoidReason.EXPIRED: "hold_expired",

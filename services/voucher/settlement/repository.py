@@ -14,7 +14,7 @@ from sqlmodel import col
 from services.voucher.actor import Actor
 from services.voucher.apikeys.rules import Role
 from services.voucher.db import PageRequest, paginate, table_of
-from services.voucher.redemption.rules import Payee
+from services.voucher.redemption.rules import CAPTURE_JOURNALS, Payee
 from services.voucher.settlement.rules import ItemKind, SettlementStatus
 from services.voucher.tables import (
     LedgerPosting,
@@ -175,10 +175,6 @@ async def items(session: AsyncSession, settlement_id: uuid.UUID) -> list[Settlem
     return list((await session.execute(stmt)).scalars().all())
 
 
-#: The journals that capture a redemption, and the one that refunds it (ledger/repository.py).
-_CAPTURE_JOURNALS = ("redeemed", "hold_captured")
-
-
 async def totals_from_records(session: AsyncSession, settlement: Settlement) -> tuple[int, int, int]:
     """What a settlement's lines add up to, each read as the capture or refund it names and as
     the ledger has it: (captured, refunded, lines). A capture line counts only if its amount is
@@ -196,7 +192,7 @@ async def totals_from_records(session: AsyncSession, settlement: Settlement) -> 
     used = select(v.c.used_account_id).select_from(v.join(r, r.c.voucher_id == v.c.id)).where(r.c.id.in_(named))
     ledger = (
         select(t.c.redemption_id,
-               func.sum(case((t.c.kind.in_(_CAPTURE_JOURNALS), p.c.amount), else_=0)).label("captured"),
+               func.sum(case((t.c.kind.in_(CAPTURE_JOURNALS), p.c.amount), else_=0)).label("captured"),
                func.sum(case((t.c.kind == "refund", -p.c.amount), else_=0)).label("refunded"))
         .select_from(p.join(t, t.c.id == p.c.transaction_id))
         .where(p.c.account_id.in_(used), t.c.redemption_id.in_(named))
