@@ -204,3 +204,53 @@ async def test_0010_rekeys_real_rows_and_its_downgrade_puts_the_typed_numbers_ba
         conn.execute(text("UPDATE contract_reference SET released_at = created_at WHERE number = 'HZC-2026'"))
     command.upgrade(config, "head")
     assert _current(engine) == _revisions_base_to_head()[-1].revision
+
+
+async def test_0021_records_every_account_already_there_as_the_service_would(
+    app, client, database_url: str, engine: Engine
+) -> None:
+    """Accounts opened before 0021 have no `ledger.account_opened` event: the upgrade records
+    each (and only those), in the form the service records, so the first verification after it
+    matches every account; its downgrade drops only the verifications' new count."""
+    import uuid
+
+    from tests.support import auth
+    from tests.world import build_world
+
+    world = await build_world(app, client)
+    voucher = await world.issue(1_000_000)
+    redeemed = await world.hold(voucher, 100_000, order="PO-1", path="/v1/redemptions")
+    assert redeemed.status_code == 201, redeemed.text
+    await app.state.database.engine.dispose()
+    config = alembic_config(database_url)
+    command.downgrade(config, "0020")
+    sqlite = engine.dialect.name == "sqlite"
+    older = [uuid.uuid4() for _ in range(3)]
+    with engine.begin() as conn:
+        for number, account in enumerate(older):
+            conn.execute(text(
+                "INSERT INTO ledger_account (id, code, kind, unit, programme_id, enterprise_id, is_non_negative, "
+                "is_materialised, balance, created_at) VALUES (:id, :code, 'enterprise_payable', 'CNY', :p, :e, "
+                ":non_negative, true, 0, :at)"),
+                {"id": account.hex if sqlite else account, "code": f"older:{account}", "non_negative": number % 2 == 0,
+                 "p": uuid.UUID(world.programme["id"]).hex if sqlite else uuid.UUID(world.programme["id"]),
+                 "e": uuid.UUID(world.enterprise["id"]).hex if sqlite else uuid.UUID(world.enterprise["id"]),
+                 "at": f"2026-02-0{number + 1} 0{number}:30:15.00012{number}"})
+    command.upgrade(config, "head")
+
+    with engine.connect() as conn:
+        events = conn.execute(text(
+            "SELECT resource_id, count(*) FROM audit_event WHERE action = 'ledger.account_opened' "
+            "GROUP BY resource_id")).all()
+        accounts = conn.execute(text("SELECT count(*) FROM ledger_account")).scalar_one()
+    assert len(events) == accounts and all(n == 1 for _, n in events)  # one each: none recorded twice
+    verified = await client.post("/v1/audit/verifications", json={},
+                                 headers=auth(world.auditor, **{"Idempotency-Key": "after-0021"}))
+    assert verified.status_code == 201, verified.text
+    assert verified.json()["is_intact"], verified.json()["problems"]
+    assert verified.json()["accounts_checked"] == accounts
+    page = await client.get("/v1/audit/events", params={"resource_id": str(older[0])}, headers=auth(world.auditor))
+    [event] = page.json()["items"]
+    assert event["action"] == "ledger.account_opened" and event["after"]["backfilled"] is True
+    assert event["after"]["created_at"] == "2026-02-01T00:30:15.000120Z"
+    assert event["after"]["is_non_negative"] is True and event["after"]["enterprise_id"] == world.enterprise["id"]

@@ -424,9 +424,10 @@ def audit_verify(
 
     result = asyncio.run(main())
     typer.echo(f"events 1..{result.to_seq} checked: {result.events_checked}  "
-               f"journals checked: {result.journals_checked}  head {result.head}")
+               f"journals checked: {result.journals_checked}  accounts checked: {result.accounts_checked}  "
+               f"head {result.head}")
     for problem in result.problems:
-        where = " ".join(f"{k}={problem[k]}" for k in ("seq", "journal_id") if problem.get(k) is not None)
+        where = " ".join(f"{k}={problem[k]}" for k in ("seq", "journal_id", "account_id") if problem.get(k) is not None)
         typer.echo(f"{problem['kind']}: {where} {problem['detail']}", err=True)
     if not result.is_intact:
         raise typer.Exit(1)

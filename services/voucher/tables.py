@@ -808,6 +808,7 @@ class AuditVerification(SQLModel, table=True):
     is_intact: bool
     events_checked: int = Field(default=0, sa_type=BigInteger)
     journals_checked: int = Field(default=0, sa_type=BigInteger)
+    accounts_checked: int = Field(default=0, sa_type=BigInteger, sa_column_kwargs={"server_default": "0"})
     problems: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSONType)
     created_at: datetime = Field(sa_type=UTCDateTime)
 

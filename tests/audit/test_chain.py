@@ -15,7 +15,7 @@ from sqlalchemy.exc import DBAPIError
 
 from services.voucher.settings import sync_database_url
 from tests.conftest import ENGINE
-from tests.support import assert_problem, auth
+from tests.support import assert_problem, auth, create, provider_payload
 from tests.world import World, build_world
 
 pytestmark = pytest.mark.audit_tampered
@@ -87,10 +87,21 @@ async def test_an_untouched_history_verifies(world: World) -> None:
     assert head["seq"] == result["to_seq"] and head["unsealed"] == 0
 
 
+def plain_pair(raw: Any) -> int:
+    """The first place s > 1 where events s and s + 1 record neither a journal nor an account:
+    altering or removing them breaks only the chain."""
+    with raw.connect() as conn:
+        return int(conn.execute(text(
+            "SELECT min(a.seq) FROM audit_event a JOIN audit_event b ON b.seq = a.seq + 1 WHERE a.seq > 1 "
+            "AND a.action NOT IN ('ledger.posted', 'ledger.account_opened') "
+            "AND b.action NOT IN ('ledger.posted', 'ledger.account_opened')")).scalar_one())
+
+
 async def test_an_altered_event_is_found_at_its_place(world: World, raw) -> None:
     await verify(world)
-    tamper(raw, "UPDATE audit_event SET action = 'programme.archived' WHERE seq = 5")
-    assert kinds(await verify(world)) == [("event_altered", 5)]
+    place = plain_pair(raw)
+    tamper(raw, f"UPDATE audit_event SET action = 'programme.archived' WHERE seq = {place}")
+    assert kinds(await verify(world)) == [("event_altered", place)]
 
 
 async def test_an_altered_amount_in_an_event_is_found(world: World, raw) -> None:
@@ -104,18 +115,20 @@ async def test_an_altered_amount_in_an_event_is_found(world: World, raw) -> None
 
 async def test_a_deleted_event_is_found(world: World, raw) -> None:
     await verify(world)
-    tamper(raw, "DELETE FROM audit_event WHERE seq = 7")
-    assert kinds(await verify(world)) == [("event_deleted", 7)]
+    place = plain_pair(raw)
+    tamper(raw, f"DELETE FROM audit_event WHERE seq = {place}")
+    assert kinds(await verify(world)) == [("event_deleted", place)]
 
 
 async def test_the_event_after_a_gap_is_named_as_unchecked(world: World, raw) -> None:
-    """Event 8 links from the deleted event 7, so what it holds cannot be checked: altered too,
-    it had gone unreported, the report implying it was sound (an independent review)."""
+    """The event after a deleted one links from it, so what it holds cannot be checked: altered
+    too, it had gone unreported, the report implying it was sound (an independent review)."""
     await verify(world)
-    tamper(raw, "DELETE FROM audit_event WHERE seq = 7",
-           "UPDATE audit_event SET action = 'programme.archived' WHERE seq = 8")
+    place = plain_pair(raw)
+    tamper(raw, f"DELETE FROM audit_event WHERE seq = {place}",
+           f"UPDATE audit_event SET action = 'programme.archived' WHERE seq = {place + 1}")
     [problem] = (await verify(world))["problems"]
-    assert (problem["kind"], problem["seq"], problem["unverifiable_seq"]) == ("event_deleted", 7, 8)
+    assert (problem["kind"], problem["seq"], problem["unverifiable_seq"]) == ("event_deleted", place, place + 1)
 
 
 async def test_an_inserted_event_is_found(world: World, raw) -> None:
@@ -266,6 +279,62 @@ async def test_a_ledger_account_only_ever_changes_its_balance(world: World, raw)
         with raw.connect() as conn, pytest.raises(DBAPIError, match="only ever changes its balance"):
             conn.execute(text(statement))
             conn.commit()
+
+
+async def test_an_account_given_to_another_owner_is_found(world: World, raw) -> None:
+    """Whose an account is decides who its balance is paid to. A journal's event names its
+    accounts by id only: with the identity trigger off, the provider's payable given to another
+    provider (a review found it passed verification and reconciliation) now differs from its
+    `ledger.account_opened` event."""
+    result = await verify(world)
+    assert result["is_intact"] and result["accounts_checked"] >= 6 + 3 + 2, result
+    other = await create(world.client, world.operator, "/v1/providers", provider_payload())
+    with raw.connect() as conn:
+        account, code, owner = conn.execute(text(
+            "SELECT id, code, provider_id FROM ledger_account WHERE kind = 'provider_payable'")).one()
+    elsewhere = uuid.UUID(other["id"])
+    tamper(raw, "UPDATE ledger_account SET provider_id = :other, code = :code WHERE id = :id",
+           params={"other": elsewhere.hex if ENGINE == "sqlite" else elsewhere,
+                   "code": code.replace(str(uuid.UUID(str(owner))), str(elsewhere)), "id": account})
+    problems = (await verify(world))["problems"]
+    assert [(p["kind"], p["account_id"]) for p in problems] == [("account_differs", str(uuid.UUID(str(account))))]
+    assert problems[0]["recorded"]["provider_id"] == str(uuid.UUID(str(owner)))
+    assert problems[0]["ledger"]["provider_id"] == str(elsewhere)
+    tamper(raw, "UPDATE ledger_account SET provider_id = :owner, code = :code WHERE id = :id",
+           params={"owner": owner, "code": code, "id": account})
+    assert (await verify(world))["is_intact"]
+
+
+async def test_an_account_opened_behind_the_service_or_removed_is_found(world: World, raw) -> None:
+    """An account inserted straight into the ledger has no event; an account's event whose
+    account is gone names it; an event planted before an account's own (by id), recording
+    something other than an object, differs from it, and makes its own event a repeat."""
+    assert (await verify(world))["is_intact"]
+    plain = (lambda u: u.hex) if ENGINE == "sqlite" else (lambda u: u)
+    at = "2026-03-02 01:00:00.000000" if ENGINE == "sqlite" else "2026-03-02T01:00:00Z"
+    planted, gone, odd = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    events = [uuid.uuid4(), uuid.uuid4(), uuid.UUID(int=1)]  # the last sorts before every real event
+    programme = uuid.UUID(world.programme["id"])
+    with raw.begin() as conn:  # INSERTs only: the guards allow them
+        conn.execute(text(
+            "INSERT INTO ledger_account (id, code, kind, unit, programme_id, is_non_negative, is_materialised, "
+            "balance, created_at) VALUES (:id, :code, 'programme_spent', 'CNY', :p, false, false, 0, :at)"),
+            {"id": plain(planted), "code": f"planted:{planted}", "p": plain(programme), "at": at})
+        existing = conn.execute(text("SELECT id FROM ledger_account WHERE id <> :id ORDER BY id LIMIT 1"),
+                                {"id": plain(planted)}).scalar()
+        for event, account, after in ((events[0], plain(gone), '{"id": "x"}'), (events[1], plain(odd), '"x"'),
+                                      (events[2], existing, '"x"')):
+            conn.execute(text(
+                "INSERT INTO audit_event (id, occurred_at, actor_role, action, resource_type, resource_id, after) "
+                "VALUES (:id, :at, 'system', 'ledger.account_opened', 'ledger_account', :account, :after)"),
+                {"id": plain(event), "at": at, "account": account, "after": after})
+    found = {(p["kind"], p["account_id"]) for p in (await verify(world))["problems"]}
+    assert found == {("account_without_event", str(planted)), ("event_without_account", str(gone)),
+                     ("event_without_account", str(odd)), ("account_differs", str(uuid.UUID(str(existing)))),
+                     ("account_event_repeated", str(uuid.UUID(str(existing))))}
+    tamper(raw, "DELETE FROM ledger_account WHERE id = :a", "DELETE FROM audit_event WHERE id IN (:e0, :e1, :e2)",
+           params={"a": plain(planted), **{f"e{i}": plain(e) for i, e in enumerate(events)}})
+    assert (await verify(world))["is_intact"]
 
 
 async def test_verifying_against_a_kept_checkpoint_rechecks_history_before_it(world: World, raw) -> None:

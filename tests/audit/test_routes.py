@@ -29,7 +29,10 @@ async def test_events_are_filtered_by_voucher_action_and_time(world: World, cloc
     mine = (await events(world, voucher_id=voucher_id, limit=200)).json()["items"]
     assert {e["voucher_id"] for e in mine} == {voucher_id}
     # a one-step redeem is one state change: no hold.placed before its redemption.captured
-    assert {e["action"] for e in mine} == {"voucher.issued", "redemption.captured", "ledger.posted"}
+    assert {e["action"] for e in mine} == {"voucher.issued", "redemption.captured", "ledger.posted",
+                                           "ledger.account_opened"}
+    assert sorted(e["after"]["kind"] for e in mine if e["action"] == "ledger.account_opened") == [
+        "voucher_available", "voucher_held", "voucher_used"]
     captured = (await events(world, action="redemption.captured")).json()["items"]
     assert len(captured) == 1
     event = captured[0]
@@ -43,7 +46,7 @@ async def test_events_are_filtered_by_voucher_action_and_time(world: World, cloc
     assert (await events(world, since=later)).json()["items"] == []
     await world.issue(100_000)  # at the later instant
     recent = (await events(world, since=later)).json()["items"]
-    assert sorted(e["action"] for e in recent) == ["ledger.posted", "voucher.issued"]
+    assert sorted(e["action"] for e in recent) == ["ledger.account_opened"] * 3 + ["ledger.posted", "voucher.issued"]
     earlier = (await events(world, until=later, limit=200)).json()["items"]
     assert {e["id"] for e in earlier}.isdisjoint(e["id"] for e in recent) and len(earlier) >= len(mine)
 
@@ -111,7 +114,7 @@ async def test_a_refused_request_writes_no_event(world: World) -> None:
     before = len((await events(world, limit=200)).json()["items"])
     voucher = await world.issue(100_000)
     after_issue = len((await events(world, limit=200)).json()["items"])
-    assert after_issue == before + 2  # voucher.issued and its ledger.posted
+    assert after_issue == before + 5  # voucher.issued, its ledger.posted and its three accounts opened
     response = await world.hold(voucher, 100_000_000, order="PO-BIG", path="/v1/redemptions",
                                 category="storage:object")
     assert response.status_code in (409, 422), response.text

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "1f9e357fa2fce862491b74174a70de39a30c309b20aa3493326b5520f1e820bf"
+DOCUMENT_SHA256 = "36322cd945182144318db02f55ed51d18987ba2cbf491779381859398a410f08"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]
@@ -1199,6 +1199,7 @@ class VerificationCreate(TypedDict):
 
 
 class VerificationPublic(TypedDict):
+    accounts_checked: int
     created_at: str
     events_checked: int
     from_seq: int

@@ -12,13 +12,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from services.voucher import pending
-from services.voucher.audit.rules import GENESIS
+from services.voucher.audit.rules import ACCOUNT_FIELDS, ACCOUNT_OPENED, GENESIS
 from services.voucher.db import PageRequest, dialect_name, paginate, table_of
 from services.voucher.driver import insert_rows
 from services.voucher.tables import (
     AuditCheckpoint,
     AuditEvent,
     AuditVerification,
+    LedgerAccount,
     LedgerPosting,
     LedgerTransaction,
     Voucher,
@@ -135,6 +136,30 @@ async def stream_posting_events(
     result = await session.stream(stmt)
     async for row in result:
         yield row.journal_id, row.seq, row.after
+
+
+async def stream_accounts(session: AsyncSession) -> AsyncIterator[dict[str, Any]]:
+    """Every ledger account's identity (`ACCOUNT_FIELDS`), ordered by id."""
+    A = table_of(LedgerAccount)
+    stmt = (select(*(A.c[name] for name in ACCOUNT_FIELDS)).order_by(A.c.id)
+            .execution_options(yield_per=5000))
+    result = await session.stream(stmt)
+    async for row in result:
+        yield dict(row._mapping)
+
+
+async def stream_account_events(session: AsyncSession) -> AsyncIterator[tuple[uuid.UUID, int | None, Any]]:
+    """(account id, seq, recorded account) of every `ledger.account_opened` event, ordered by
+    account (ix_audit_event_resource)."""
+    stmt = (
+        select(E.c.resource_id, E.c.seq, E.c.after)
+        .where(E.c.resource_type == "ledger_account", E.c.action == ACCOUNT_OPENED)
+        .order_by(E.c.resource_id, E.c.id)
+        .execution_options(yield_per=5000)
+    )
+    result = await session.stream(stmt)
+    async for row in result:
+        yield row.resource_id, row.seq, row.after
 
 
 async def add_checkpoint(session: AsyncSession, values: dict[str, Any]) -> None:

@@ -26,6 +26,12 @@ CONTENT_FIELDS = (
     "before", "after", "request_id", "idempotency_key", "rule_version", "journal_id",
 )
 SYSTEM_ROLE = "system"
+#: The action of the event that records a ledger account as it was opened.
+ACCOUNT_OPENED = "ledger.account_opened"
+#: What an account's event records: everything about it but its balance, which its postings
+#: (each recorded by its journal's event) account for.
+ACCOUNT_FIELDS = ("id", "code", "kind", "unit", "programme_id", "voucher_id", "provider_id", "enterprise_id",
+                  "is_non_negative", "is_materialised", "created_at")
 
 
 class ProblemKind(StrEnum):
@@ -46,6 +52,14 @@ class ProblemKind(StrEnum):
     EVENT_WITHOUT_POSTING = "event_without_posting"
     #: An event carrying a position the chain does not have (planted with its seal filled in).
     EVENT_OUTSIDE_CHAIN = "event_outside_chain"
+    #: A ledger account with no `ledger.account_opened` event.
+    ACCOUNT_WITHOUT_EVENT = "account_without_event"
+    #: A ledger account's owner, kind or unit differs from what its event recorded.
+    ACCOUNT_DIFFERS = "account_differs"
+    #: A `ledger.account_opened` event whose account is gone from the ledger.
+    EVENT_WITHOUT_ACCOUNT = "event_without_account"
+    #: A second `ledger.account_opened` event for one account.
+    ACCOUNT_EVENT_REPEATED = "account_event_repeated"
 
 
 def plain(value: Any, *, strict: bool = True) -> Any:
@@ -125,6 +139,19 @@ def journal_record(kind: str, at: datetime, postings: list[tuple[Any, int, str, 
     if refs is not None:
         record["refs"] = refs
     return record
+
+
+def account_record(account: Mapping[str, Any]) -> dict[str, Any]:
+    """A ledger account as its `ledger.account_opened` event records it, and as verification
+    rebuilds it from the ledger (`ACCOUNT_FIELDS`): whose it is decides who a balance is paid to."""
+    return {name: plain(account[name], strict=False) for name in ACCOUNT_FIELDS}
+
+
+def account_compared(recorded: Any, account: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(what an account's event recorded, what the ledger has), over `ACCOUNT_FIELDS`. An event
+    inserted behind the service may record anything: what is not an object records no account."""
+    recorded = recorded if isinstance(recorded, Mapping) else {"recorded": recorded}
+    return {k: recorded.get(k) for k in account}, account
 
 
 def journal_refs(programme_id: Any, voucher_id: Any, redemption_id: Any, memo: str) -> dict[str, Any]:

@@ -120,8 +120,9 @@ class VerificationCreate(BaseModel):
 
 class ChainProblem(BaseModel):
     kind: str = Field(description="event_altered, event_deleted, event_inserted, events_reordered, "
-                      "checkpoint_mismatch, checkpoint_signature_invalid, posting_without_event, "
-                      "postings_differ or event_without_posting.")
+                      "checkpoint_mismatch, checkpoint_signature_invalid, event_outside_chain, "
+                      "posting_without_event, postings_differ, event_without_posting, account_without_event, "
+                      "account_differs, event_without_account or account_event_repeated.")
     detail: str
     seq: int | None = None
     journal_id: uuid.UUID | None = None
@@ -132,7 +133,7 @@ class ChainProblem(BaseModel):
 class VerificationPublic(BaseModel):
     model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [{
         "id": "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e92", "is_intact": False, "from_seq": 0, "to_seq": 1204,
-        "events_checked": 1204, "journals_checked": 388,
+        "events_checked": 1204, "journals_checked": 388, "accounts_checked": 57,
         "problems": [{"kind": "event_altered", "seq": 77, "detail": "the event does not hash to its link"}],
         "created_at": "2026-03-02T02:00:00Z"}]})
 
@@ -142,5 +143,6 @@ class VerificationPublic(BaseModel):
     to_seq: int
     events_checked: int
     journals_checked: int
+    accounts_checked: int = Field(description="Ledger accounts matched against the events that recorded them.")
     problems: list[ChainProblem] = Field(description="The first broken link first; at most 100.")
     created_at: datetime

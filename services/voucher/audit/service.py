@@ -29,6 +29,8 @@ from services.voucher.audit.rules import (
     SYSTEM_ROLE,
     Link,
     ProblemKind,
+    account_compared,
+    account_record,
     checkpoint_message,
     classify,
     digest,
@@ -216,6 +218,7 @@ class Verification:
     head: str = GENESIS
     events_checked: int = 0
     journals_checked: int = 0
+    accounts_checked: int = 0
     problems: list[dict[str, Any]] = field(default_factory=list)
 
     def problem(self, kind: ProblemKind, detail: str, **where: Any) -> None:
@@ -286,6 +289,7 @@ async def verify(
                            **where)
     if check_ledger:
         await _check_ledger(session, result)
+        await _check_accounts(session, result)
     return result
 
 
@@ -378,6 +382,51 @@ async def _check_ledger(session: AsyncSession, result: Verification) -> None:
             event = await anext(events, None)
 
 
+async def _check_accounts(session: AsyncSession, result: Verification) -> None:
+    """Merge the ledger's accounts with the `ledger.account_opened` events, both ordered by
+    account: every account has one event, is what it recorded (whose it is, its kind and unit),
+    and every such event names an account the ledger has."""
+    accounts = repository.stream_accounts(session)
+    events = _account_events(session)
+    account = await anext(accounts, None)
+    event = await anext(events, None)
+    matched = False
+    while account is not None or event is not None:
+        if event is None or (account is not None and account["id"] < event[0]):
+            assert account is not None
+            if not matched:
+                result.problem(ProblemKind.ACCOUNT_WITHOUT_EVENT,
+                               "a ledger account has no audit event recording whose it is: it was opened behind "
+                               "the service's back", account_id=account["id"], code=account["code"])
+            result.accounts_checked += 1
+            account, matched = await anext(accounts, None), False
+        elif account is None or event[0] < account["id"]:
+            result.problem(ProblemKind.EVENT_WITHOUT_ACCOUNT,
+                           "an audit event records a ledger account the ledger no longer has",
+                           account_id=event[0], seq=event[1])
+            event = await anext(events, None)
+        else:
+            recorded, ledger = account_compared(event[2], account_record(account))
+            if matched:
+                result.problem(ProblemKind.ACCOUNT_EVENT_REPEATED,
+                               "a second audit event records a ledger account: the service records each once",
+                               account_id=account["id"], seq=event[1])
+            elif recorded != ledger:
+                result.problem(ProblemKind.ACCOUNT_DIFFERS,
+                               "the ledger account (its owner, kind, unit or code) differs from what its audit "
+                               "event recorded", account_id=account["id"], seq=event[1], recorded=recorded,
+                               ledger=ledger)
+            matched = True
+            event = await anext(events, None)
+
+
+async def _account_events(session: AsyncSession) -> AsyncIterator[tuple[uuid.UUID, int | None, Any]]:
+    """An event planted outside the chain does not account for an account."""
+    async for account_id, seq, after in repository.stream_account_events(session):
+        if seq is None or seq > 0:
+            yield account_id, seq, after
+
+
 async def _posting_events(session: AsyncSession) -> AsyncIterator[tuple[uuid.UUID, int | None, dict[str, Any]]]:
     async for journal_id, seq, after in repository.stream_posting_events(session):
         if seq is None or seq > 0:
@@ -412,7 +461,7 @@ async def keep_verification(
     row = AuditVerification(
         id=uuid7(), requested_by=requested_by, from_seq=result.from_seq, to_seq=result.to_seq,
         is_intact=result.is_intact, events_checked=result.events_checked,
-        journals_checked=result.journals_checked, problems=result.problems, created_at=now,
+        journals_checked=result.journals_checked, accounts_checked=result.accounts_checked, problems=result.problems, created_at=now,
     )
     await repository.add_verification(session, row)
     return row

@@ -21,7 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.voucher import driver
 from services.voucher.audit import service as audit
-from services.voucher.audit.rules import journal_record, journal_refs
+from services.voucher.audit.rules import (
+    ACCOUNT_OPENED,
+    account_record,
+    journal_record,
+    journal_refs,
+)
 from services.voucher.db import Database, IntPageRequest, dialect_name
 from services.voucher.driver import Batch
 from services.voucher.errors import NotFound
@@ -94,6 +99,7 @@ async def open_programme_accounts(
         for k in PROGRAMME_KINDS
     ]
     await repository.create_accounts(session, rows)
+    await record_opened(session, rows)
     ids = {r["kind"]: r["id"] for r in rows}
     await post(
         session,
@@ -122,6 +128,7 @@ async def open_voucher_accounts(
         for k in VOUCHER_KINDS
     ]
     await repository.create_accounts(session, rows)
+    await record_opened(session, rows)
     return {AccountKind(r["kind"]): r["id"] for r in rows}
 
 
@@ -134,6 +141,7 @@ async def ensure_provider_accounts(
         for k in PROVIDER_KINDS
     ]
     found = await repository.ensure_accounts(session, rows)
+    await record_opened(session, [r for r in rows if found[r["code"]] == r["id"]])
     return {AccountKind(r["kind"]): found[r["code"]] for r in rows}
 
 
@@ -151,7 +159,21 @@ async def ensure_enterprise_accounts(
         for k in kinds
     ]
     found = await repository.ensure_accounts(session, rows)
+    await record_opened(session, [r for r in rows if found[r["code"]] == r["id"]])
     return {AccountKind(r["kind"]): found[r["code"]] for r in rows}
+
+
+async def record_opened(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Each account this transaction opened gets its own audit event, recording whose it is:
+    verification matches every account in the ledger against one, so an account given to
+    another owner behind the service's back is found. (An account another transaction opened
+    first, by code, is that one's to record.)"""
+    for row in rows:
+        await audit.record(
+            session, ACCOUNT_OPENED, "ledger_account", row["id"], now=row["created_at"], after=account_record(row),
+            programme_id=row["programme_id"], voucher_id=row["voucher_id"], provider_id=row["provider_id"],
+            enterprise_id=row["enterprise_id"], announce=False,
+        )
 
 
 @dataclass(frozen=True)
