@@ -86,12 +86,14 @@ async def test_a_refund_on_a_revoked_voucher_and_the_revocation_of_another(
     assert (await world.reconciliation())["is_clean"]
 
 
-async def test_an_approval_and_an_objection_to_another_application(
+async def test_an_approval_and_an_upheld_objection_to_another_application(
         app, client: httpx.AsyncClient, database_url: str) -> None:
-    """Both move the programme's pool and its committed budget."""
+    """Both move the programme's pool and its committed budget: rejecting an application an
+    objection returned to review releases what it held."""
     desk = await open_desk(app, client)
     first = await desk.apply(1_000_000)
     await desk.done(first, "approve")  # in publicity: its amount committed
+    await desk.done(first, "objection")  # back to review, the commitment held
     _, other_key = await desk.other_enterprise()
     second = await desk.apply(1_000_000, key=other_key)
     engine = create_async_engine(database_url)
@@ -105,8 +107,8 @@ async def test_an_approval_and_an_objection_to_another_application(
             await locker.begin()
             await locker.execute(text("SELECT 1 FROM ledger_account WHERE id = :id FOR UPDATE"), {"id": committed})
             objection = asyncio.create_task(client.post(
-                f"/v1/applications/{first['id']}/{ACTION_PATHS['objection']}", json=action_body("objection", 0),
-                headers=auth(desk.world.operator, **{"Idempotency-Key": "objection"})))
+                f"/v1/applications/{first['id']}/{ACTION_PATHS['reject']}", json=action_body("reject", 0),
+                headers=auth(desk.world.operator, **{"Idempotency-Key": "upheld"})))
             await _until(watcher, 1)
             approval = asyncio.create_task(client.post(
                 f"/v1/applications/{second['id']}/approve", json={"amount": 1_000_000},

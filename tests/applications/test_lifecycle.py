@@ -503,7 +503,12 @@ async def test_rejection_keeps_the_reason(desk: Desk, clock: Any) -> None:
         "under_review", "rejected", "outside the programme's scope")
 
 
-async def test_objection_during_publicity_returns_the_budget(app: Any, client: httpx.AsyncClient) -> None:
+async def test_an_objection_holds_the_commitment_until_the_office_decides(
+        app: Any, client: httpx.AsyncClient) -> None:
+    """DESIGN: approval commits; "objection upheld" releases. Lodged, an objection stops
+    publicity and returns the application to review with its commitment held: the budget it
+    holds is no one else's meanwhile. Rejecting it (the objection upheld) gives back exactly
+    that commitment."""
     desk = await open_desk(app, client, budget_total=18_000_000, enterprise_cap=18_000_000,
                            max_per_voucher=18_000_000)
     application = await desk.apply(18_000_000)
@@ -512,27 +517,98 @@ async def test_objection_during_publicity_returns_the_budget(app: Any, client: h
     assert assert_problem(await desk.issue_direct(1, other["id"]), 409, "budget_exhausted")["remaining"] == 0
     objected = await desk.done(application, "objection")
     assert objected["status"] == "under_review"
-    assert objected["approved_amount"] is None and objected["publicity_ends_at"] is None
+    assert objected["approved_amount"] == 18_000_000 and objected["publicity_ends_at"] is None
     assert objected["decided_at"] is None
     last = (await desk.history(application))[-1]
     assert (last["from_status"], last["to_status"]) == ("publicity", "under_review")
     assert last["reason"] == "the applicant and the provider share a shareholder"
-    assert last["details"] == {"objector": "a letter", "released_amount": 18_000_000}
+    assert last["details"] == {"objector": "a letter", "held_amount": 18_000_000}
     # The applicant learns what was objected, not who objected or which official acted.
     own = await desk.client.get(f"/v1/applications/{application['id']}/history",
                                 headers=auth(desk.world.enterprise_key))
     assert own.status_code == 200, own.text
     steps = own.json()
-    assert steps[-1]["details"] == {"released_amount": 18_000_000}
+    assert steps[-1]["details"] == {"held_amount": 18_000_000}
     assert steps[-1]["reason"] == "the applicant and the provider share a shareholder"
     assert steps[-1]["principal_id"] is None and steps[0]["principal_id"] is not None  # its own submission
     notice = (await desk.notice()).json()
     assert notice["items"] == []
     await desk.assert_clean()
+    # still held: nothing is left for anyone else while the objection is examined
+    assert assert_problem(await desk.issue_direct(1, other["id"]), 409, "budget_exhausted")["remaining"] == 0
+    rejected = await desk.done(application, "reject")  # the objection upheld
+    assert rejected["status"] == "rejected" and rejected["approved_amount"] is None
+    assert (await desk.history(application))[-1]["details"] == {"released_amount": 18_000_000}
+    await desk.assert_clean()
     # exactly the commitment came back: a grant of all of it fits, then nothing is left
     assert (await desk.issue_direct(18_000_000, other["id"])).status_code == 201
-    assert_problem(await desk.act(application, "approve", amount=1), 409, "budget_exhausted")
-    assert (await desk.status(application))["status"] == "under_review"
+    third, _ = await desk.other_enterprise()
+    assert_problem(await desk.issue_direct(1, third["id"]), 409, "budget_exhausted")
+
+
+async def test_a_baseless_objection_does_not_cost_the_applicant_its_award(
+        app: Any, client: httpx.AsyncClient, clock: Any) -> None:
+    """The review's case: budget for two, A approved, an objection lodged against A, B and C
+    then apply for the rest. Released when lodged, A's budget went to them and A, the objection
+    dismissed, was refused `budget_exhausted`. Held, only what is left is theirs, and A is
+    approved again and issued."""
+    desk = await open_desk(app, client, budget_total=30_000_000, enterprise_cap=15_000_000,
+                           max_per_voucher=15_000_000)
+    first = await desk.apply(15_000_000)
+    await desk.done(first, "approve")
+    await desk.done(first, "objection")
+    others = [await desk.other_enterprise() for _ in range(2)]
+    second = await desk.apply(15_000_000, key=others[0][1])
+    third = await desk.apply(15_000_000, key=others[1][1])
+    assert (await desk.done(second, "approve"))["status"] == "publicity"
+    assert_problem(await desk.act(third, "approve", amount=15_000_000), 409, "budget_exhausted")
+    again = await desk.done(first, "approve", amount=15_000_000)  # the objection dismissed
+    assert again["status"] == "publicity" and again["approved_amount"] == 15_000_000
+    step = [h for h in await desk.history(first) if h["to_status"] == "approved"][-1]
+    assert step["details"] == {"approved_amount": 15_000_000, "held_amount": 15_000_000}
+    await desk.assert_clean()
+    clock.advance(days=PUBLICITY_DAYS)
+    issued = await desk.status(first)
+    assert issued["status"] == "issued"
+    assert (await desk.world.voucher(issued["voucher_id"]))["face_value"] == 15_000_000
+    await desk.assert_clean()
+
+
+async def test_approving_again_for_more_than_held_needs_the_budget_and_the_cap(
+        app: Any, client: httpx.AsyncClient) -> None:
+    """Only the difference moves, in the cap period of the first approval; refused, the
+    application stays under review, its commitment still held."""
+    desk = await open_desk(app, client, budget_total=16_000_000, enterprise_cap=16_000_000,
+                           max_per_voucher=16_000_000)
+    other, _ = await desk.other_enterprise()
+    assert (await desk.issue_direct(4_000_000, other["id"])).status_code == 201
+    application = await desk.apply(15_000_000)
+    await desk.done(application, "approve", amount=10_000_000)  # 2,000,000 left in the budget
+    await desk.done(application, "objection")
+    refused = assert_problem(await desk.act(application, "approve", amount=15_000_000), 409, "budget_exhausted")
+    assert refused["remaining"] == 2_000_000
+    held = await desk.status(application)
+    assert (held["status"], held["approved_amount"]) == ("under_review", 10_000_000)
+    await desk.assert_clean()
+    more = await desk.done(application, "approve", amount=12_000_000)
+    assert more["approved_amount"] == 12_000_000
+    await desk.assert_clean()
+    assert_problem(await desk.issue_direct(1, other["id"]), 409, "budget_exhausted")
+
+
+async def test_a_closed_programme_honours_an_approval_an_objection_interrupted(desk: Desk) -> None:
+    """A closed programme honours its approvals in publicity: an objection found baseless after
+    the close must not end one (the review found it could only be rejected then). Approving it
+    again for no more than it holds is allowed; for more, the programme is not open."""
+    application = await desk.apply(18_000_000)
+    await desk.done(application, "approve", amount=15_000_000)
+    closed = await desk.client.post(f"/v1/programmes/{desk.programme_id}/close", headers=auth(desk.world.operator))
+    assert closed.status_code == 200, closed.text
+    await desk.done(application, "objection")
+    assert_problem(await desk.act(application, "approve", amount=15_000_001), 409, "programme_not_open")
+    less = await desk.done(application, "approve", amount=12_000_000)
+    assert less["status"] == "publicity" and less["approved_amount"] == 12_000_000
+    await desk.assert_clean()  # 3,000,000 went back to the pool and the cap
 
 
 async def test_objection_after_publicity_is_too_late(desk: Desk, clock: Any) -> None:
@@ -588,7 +664,9 @@ async def test_withdrawal_after_an_objection_leaves_nothing_committed(desk: Desk
     application = await desk.apply(18_000_000)
     await desk.done(application, "approve")
     await desk.done(application, "objection")
-    assert (await desk.done(application, "withdraw"))["status"] == "withdrawn"
+    withdrawn = await desk.done(application, "withdraw")
+    assert withdrawn["status"] == "withdrawn" and withdrawn["approved_amount"] is None
+    assert (await desk.history(application))[-1]["details"] == {"released_amount": 18_000_000}
     await desk.assert_clean()
     assert (await desk.issue_direct(CAP - MAX_PER_VOUCHER)).status_code == 201
     assert (await desk.issue_direct(MAX_PER_VOUCHER)).status_code == 201  # the whole cap is free again

@@ -56,7 +56,7 @@ async def test_budget_committed_for_no_application_is_reported(app, client: http
     world = await _world(app, client)
     approved = await _approved(world)
     moved = update(Application).where(Application.id == uuid.UUID(approved["id"]))
-    await _execute(app, moved.values(status="under_review"))
+    await _execute(app, moved.values(status="rejected"))  # ended, its approved amount still written
     recon = await world.reconciliation()
     assert not recon["is_clean"]
     assert {(d["what"], d.get("committed"), d.get("approved", d.get("expected")))

@@ -73,13 +73,14 @@ def test_no_status_moves_to_itself_or_back_to_submitted() -> None:
 
 def test_open_and_committed_sets() -> None:
     assert OPEN == {S.SUBMITTED, S.UNDER_REVIEW, S.APPROVED, S.PUBLICITY}
-    assert COMMITTED == {S.APPROVED, S.PUBLICITY}
+    assert COMMITTED == {S.APPROVED, S.PUBLICITY, S.UNDER_REVIEW}  # under review: when an objection returned it
     assert RELEASES_CONTRACTS == {S.INELIGIBLE, S.REJECTED, S.WITHDRAWN}
     assert COMMITTED < OPEN
     # Every final status is outside OPEN, every non-final one inside it.
     assert OPEN == set(S) - FINAL
-    # Leaving a committed status goes either to issuance or back to review (releasing).
-    assert {t for s in COMMITTED for t in TRANSITIONS[s]} - COMMITTED == {S.ISSUED, S.UNDER_REVIEW}
+    # Leaving the statuses that may hold a commitment goes to issuance (the commitment granted)
+    # or to an end without a subsidy (the commitment released).
+    assert {t for s in COMMITTED for t in TRANSITIONS[s]} - COMMITTED == {S.ISSUED, S.REJECTED, S.WITHDRAWN}
 
 
 @pytest.mark.parametrize(("days", "expected"), [(0, None), (-1, None), (1, NOW + timedelta(days=1)),

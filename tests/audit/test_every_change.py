@@ -74,8 +74,8 @@ OPERATIONS: dict[str, Writes] = {
     # applications
     "submit_application": Writes(("application.submitted", "application.under_review")),
     "approve_application": Writes(("application.approved", "application.publicity"), ledger=True),
-    "reject_application": Writes(("application.rejected",)),
-    "lodge_objection": Writes(("application.under_review",), ledger=True),  # the commitment is released
+    "reject_application": Writes(("application.rejected",)),  # after an objection: the commitment is released
+    "lodge_objection": Writes(("application.under_review",)),  # the commitment is held while it is examined
     "withdraw_application": Writes(("application.withdrawn",)),
     # vouchers
     "issue_voucher": Writes(("voucher.issued",), ledger=True),
@@ -398,11 +398,13 @@ async def walk_everything(w: Walk) -> None:
                           "application.publicity": ({"status": "approved"}, {"status": "publicity"})})
     await w.call("lodge_objection", f"{path}/objections", operator,
                  {"statement": "the applicant and the provider share a shareholder", "objector": "a letter"},
-                 resource=("application", first["id"]),
-                 changes={"application.under_review": ({"status": "publicity"}, {"status": "under_review"})})
+                 resource=("application", first["id"]), count={LEDGER: 0},
+                 changes={"application.under_review": ({"status": "publicity"},
+                                                       {"status": "under_review", "approved_amount": 10_000_000})})
     await w.call("reject_application", f"{path}/reject", operator, {"reason": "outside the programme's scope"},
-                 resource=("application", first["id"]),
-                 changes={"application.rejected": ({"status": "under_review"}, {"status": "rejected"})})
+                 resource=("application", first["id"]), count={LEDGER: 1},
+                 changes={"application.rejected": ({"status": "under_review"},
+                                                   {"status": "rejected", "approved_amount": None})})
     again = await w.call("submit_application", "/v1/applications", ent, apply, status=201)
     await w.call("withdraw_application", f"/v1/applications/{again['id']}/withdraw", ent,
                  {"reason": "project postponed"}, resource=("application", again["id"]),

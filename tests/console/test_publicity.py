@@ -1,6 +1,6 @@
 """The office's application page during publicity (公示): what the programme's public notice
 shows of the application (the API's notice, masked USCC), an objection recorded as received
-(back to review, commitment released, listed with who lodged it), and the API's refusal once
+(back to review, its commitment held, listed with who lodged it), and the API's refusal once
 publicity is over."""
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ async def test_an_objection_recorded_in_the_console_returns_the_application_to_r
     assert (await browser.post(f"{path}/objections", data=form)).status_code == 303
     assert (await browser.post(f"{path}/objections", data=form)).status_code == 303  # one objection
     page = await browser.get(path)
-    assert 'data-status="under_review"' in page.text and "interrupted by an objection" in page.text
+    assert 'data-status="under_review"' in page.text and "stopped by an objection" in page.text
+    assert "still holds its commitment of ¥15,000.00" in page.text
     lodged = re.search(r'<table id="objections">.*?</table>', page.text, re.S)
     assert lodged and "申请人与服务商存在共同股东" in lodged.group(0) and "匿名来信" in lodged.group(0)
     assert "¥15,000.00" in lodged.group(0) and 'id="object"' not in page.text

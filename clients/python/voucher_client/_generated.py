@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "36322cd945182144318db02f55ed51d18987ba2cbf491779381859398a410f08"
+DOCUMENT_SHA256 = "d3225179266287d21ad10183bc1e5794c1d852485a805e95e54eab9122161528"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]
@@ -2639,7 +2639,7 @@ class SyncOperations(SyncTransport):
         *,
         idempotency_key: str | None = None,
     ) -> ApplicationPublic:
-        """Lodge an objection during publicity: back to review, commitment released
+        """Lodge an objection during publicity: back to review, its commitment held
 
         `POST /v1/applications/{application_id}/objections`. Sends an Idempotency-Key (a fresh UUID unless `idempotency_key` is given), so it is retried safely.
         """
@@ -4689,7 +4689,7 @@ class AsyncOperations(AsyncTransport):
         *,
         idempotency_key: str | None = None,
     ) -> ApplicationPublic:
-        """Lodge an objection during publicity: back to review, commitment released
+        """Lodge an objection during publicity: back to review, its commitment held
 
         `POST /v1/applications/{application_id}/objections`. Sends an Idempotency-Key (a fresh UUID unless `idempotency_key` is given), so it is retried safely.
         """

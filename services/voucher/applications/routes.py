@@ -214,7 +214,9 @@ async def application_history(
     description="The programme office (`applications:review`), with a required Idempotency-Key, approves an "
     "application under review for at most the amount requested. The amount is committed in one ledger journal (the "
     "budget's available to committed) and reserved against the enterprise's cap; the application enters publicity "
-    "(公示) or, when the programme has none, its voucher is issued at once. It records the audit events "
+    "(公示) or, when the programme has none, its voucher is issued at once. An application an objection returned to "
+    "review still holds its first approval: approving it again keeps that commitment and moves only the difference, "
+    "and once the programme is closed it may be approved again for no more than it holds. It records the audit events "
     "`application.approved` (also announced to events and webhooks), `application.publicity` and `ledger.posted`. "
     "Refused with `not_found`, `invalid_transition` (not under review), `validation_failed` (more than requested), "
     "`programme_not_open`, `exceeds_max_per_voucher`, `enterprise_cap_exceeded`, `budget_exhausted` or an "
@@ -238,7 +240,9 @@ async def approve_application(
     summary="Reject an application under review, with a reason",
     description="The programme office (`applications:review`) rejects an application under review, with the reason "
     "the enterprise will read. The status becomes `rejected`, its contracts are freed and the audit event "
-    "`application.rejected` is recorded; nothing was committed, so no value moves. Refused with `not_found`, "
+    "`application.rejected` is recorded. An application an objection returned to review gives back the commitment it "
+    "held (the objection upheld: one ledger journal, committed back to available, and the cap freed); otherwise "
+    "nothing was committed and no value moves. Refused with `not_found`, "
     "`invalid_transition` (not under review) or an Idempotency-Key conflict.",
     response_model=ApplicationPublic,
     responses=responses(*AUTH_ERRORS, errors.NotFound, errors.InvalidTransition, *IDEMPOTENCY_ERRORS),
@@ -254,11 +258,11 @@ async def reject_application(
 @router.post(
     "/{application_id}/objections",
     operation_id="lodge_objection",
-    summary="Lodge an objection during publicity: back to review, commitment released",
+    summary="Lodge an objection during publicity: back to review, its commitment held",
     description="The programme office (`applications:review`), with a required Idempotency-Key, records an "
-    "objection received during publicity (公示). The application returns to review and its commitment is released in "
-    "one ledger journal (committed back to available, the cap freed), with the audit events "
-    "`application.under_review` and `ledger.posted`. Refused with `not_found`, `invalid_transition` (not in "
+    "objection received during publicity (公示). Publicity stops and the application returns to review, with the "
+    "audit event `application.under_review`; its commitment (budget and cap) is held while the office examines the "
+    "objection: approving again keeps it, rejecting (the objection upheld) or a withdrawal releases it. Refused with `not_found`, `invalid_transition` (not in "
     "publicity: once it has ended the voucher is issued, and revocation is the remedy) or an Idempotency-Key "
     "conflict.",
     response_model=ApplicationPublic,
@@ -279,8 +283,9 @@ async def lodge_objection(
     summary="Withdraw one's own application while it is submitted or under review",
     description="The enterprise that applied (`applications:write`) takes its application back while it is "
     "submitted or under review, with an optional reason. The status becomes `withdrawn`, its contracts are freed "
-    "and the audit event `application.withdrawn` is recorded; nothing is committed in those states, so no value "
-    "moves. Refused with `not_found`, `invalid_transition` or an Idempotency-Key conflict.",
+    "and the audit event `application.withdrawn` is recorded. One an objection returned to review gives back the "
+    "commitment it held (one ledger journal, and the cap freed); otherwise nothing is committed and no value moves. "
+    "Refused with `not_found`, `invalid_transition` or an Idempotency-Key conflict.",
     response_model=ApplicationPublic,
     responses=responses(*AUTH_ERRORS, errors.NotFound, errors.InvalidTransition, *IDEMPOTENCY_ERRORS),
     dependencies=[Depends(idempotent(Scope.APPLICATIONS_WRITE))],

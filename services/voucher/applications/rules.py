@@ -5,8 +5,9 @@
     approved → publicity | issued (a programme with no publicity period issues at once)
     publicity → issued | under_review (an objection was lodged)
 
-Approval commits budget and cap; leaving `approved`/`publicity` for anything but `issued`
-releases exactly that commitment.
+Approval commits budget and cap. An objection returns the application to review with its
+commitment held while the office examines it: approving again keeps it (adjusted to the new
+amount), rejecting (the objection upheld) or a withdrawal releases exactly what is held.
 """
 
 from __future__ import annotations
@@ -44,8 +45,10 @@ TRANSITIONS: dict[ApplicationStatus, frozenset[ApplicationStatus]] = {
 
 #: An enterprise has at most one application in these states per programme.
 OPEN: frozenset[ApplicationStatus] = frozenset({S.SUBMITTED, S.UNDER_REVIEW, S.APPROVED, S.PUBLICITY})
-#: Budget and cap are committed exactly while an application is in these states.
-COMMITTED: frozenset[ApplicationStatus] = frozenset({S.APPROVED, S.PUBLICITY})
+#: Budget and cap are committed exactly while an application is in one of these states with an
+#: approved amount: always when approved or in publicity; under review only when an objection
+#: returned it there, its approval held until the office decides again.
+COMMITTED: frozenset[ApplicationStatus] = frozenset({S.APPROVED, S.PUBLICITY, S.UNDER_REVIEW})
 #: Final states whose contracts never led to a subsidy, so the contract numbers are free again.
 RELEASES_CONTRACTS: frozenset[ApplicationStatus] = frozenset({S.INELIGIBLE, S.REJECTED, S.WITHDRAWN})
 

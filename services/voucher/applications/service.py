@@ -309,11 +309,11 @@ async def _programme(session: AsyncSession, programme_id: uuid.UUID) -> Programm
 
 
 async def _commit(
-    session: AsyncSession, programme: Programme, application: Application, amount: int, now: datetime
-) -> str:
-    """Reserve `amount` of the enterprise's cap and of the programme's budget; the cap period."""
-    period = period_key(programme.cap_period, programme.cap_timezone, now)
-    usage = await vouchers.lock_cap(session, programme, application.enterprise_id, period)
+    session: AsyncSession, programme: Programme, enterprise_id: uuid.UUID, period: str, amount: int, memo: str,
+    now: datetime,
+) -> None:
+    """Reserve `amount` of the enterprise's cap in `period` and of the programme's budget."""
+    usage = await vouchers.lock_cap(session, programme, enterprise_id, period)
     vouchers.check_cap(programme.enterprise_cap, usage.granted, usage.committed, amount, period, programme.unit)
     accounts = await ledger.programme_accounts(session, programme.id)
     available = accounts[AccountKind.PROGRAMME_AVAILABLE]
@@ -325,18 +325,17 @@ async def _commit(
     await ledger.post(
         session, kind="budget_committed",
         legs=transfer(available, accounts[AccountKind.PROGRAMME_COMMITTED], amount, programme.unit),
-        now=now, programme_id=programme.id, memo=f"application {application.id} approved",
+        now=now, programme_id=programme.id, memo=memo,
     )
     usage.committed += amount
-    return period
 
 
-async def _release(session: AsyncSession, application: Application, now: datetime, why: str) -> None:
-    """Return exactly what the approval committed, budget and cap."""
-    amount, period = application.approved_amount, application.period_key
-    assert amount is not None and period is not None
-    programme = await _programme(session, application.programme_id)
-    usage = await vouchers.lock_cap(session, programme, application.enterprise_id, period)
+async def _uncommit(
+    session: AsyncSession, programme: Programme, enterprise_id: uuid.UUID, period: str, amount: int, memo: str,
+    now: datetime,
+) -> None:
+    """Give `amount` back to the enterprise's cap in `period` and to the programme's budget."""
+    usage = await vouchers.lock_cap(session, programme, enterprise_id, period)
     accounts = await ledger.programme_accounts(session, programme.id)
     # The pool first, as an approval locks it (`_commit`): the post's own updates take the
     # committed account and the pool in the merged write's order, committed first, which
@@ -346,20 +345,39 @@ async def _release(session: AsyncSession, application: Application, now: datetim
         session, kind="commitment_released",
         legs=transfer(accounts[AccountKind.PROGRAMME_COMMITTED], accounts[AccountKind.PROGRAMME_AVAILABLE],
                       amount, programme.unit),
-        now=now, programme_id=programme.id, memo=f"application {application.id}: {why}",
+        now=now, programme_id=programme.id, memo=memo,
     )
     usage.committed -= amount
+
+
+async def _release(session: AsyncSession, application: Application, now: datetime, why: str) -> int | None:
+    """Return exactly what the application's approval holds, budget and cap (an application
+    an objection returned to review holds it); what was released, or None when nothing was."""
+    amount, period = application.approved_amount, application.period_key
+    if amount is None:
+        return None
+    assert period is not None
+    programme = await _programme(session, application.programme_id)
+    await _uncommit(session, programme, application.enterprise_id, period, amount,
+                    f"application {application.id}: {why}", now)
     application.approved_amount = None
     application.period_key = None
     application.approved_at = None
     application.publicity_ends_at = None
+    return amount
 
 
 async def approve(
     session: AsyncSession, actor: Actor, application_id: uuid.UUID, amount: int, note: str | None, now: datetime
 ) -> Application:
     """Approve `amount` (≤ requested, ≤ the cap and budget left): the commitment is made in
-    this transaction, and publicity starts (or, with none, the voucher is issued at once)."""
+    this transaction, and publicity starts (or, with none, the voucher is issued at once).
+
+    An application an objection returned to review still holds its first approval: approving
+    it again (the objection dismissed) keeps that commitment, in the cap period it was made in,
+    and moves only the difference to the new amount. No more than it holds may be approved
+    once the programme is closed: a closed programme honours its approvals, and an objection
+    found baseless must not end one (an independent review)."""
     application = await get_application(session, actor, application_id, for_update=True)
     check_transition(_status(application, now), S.APPROVED)
     if amount > application.requested_amount:
@@ -368,7 +386,8 @@ async def approve(
                           requested_amount=Amount(application.requested_amount, application.unit)),
             "exceeds_request")])
     programme = await _programme(session, application.programme_id)
-    if programme.status != ProgrammeStatus.OPEN.value:
+    held = application.approved_amount
+    if programme.status != ProgrammeStatus.OPEN.value and (held is None or amount > held):
         raise ProgrammeNotOpen(msg("programme {code} is {status}", code=programme.code, status=Status(programme.status)),
                                current_status=programme.status)
     if amount > programme.max_per_voucher:
@@ -378,13 +397,26 @@ async def approve(
                 max_per_voucher=Amount(programme.max_per_voucher, programme.unit)),
             max_per_voucher=programme.max_per_voucher,
         )
-    application.period_key = await _commit(session, programme, application, amount, now)
+    details: dict[str, Any] = {"approved_amount": amount}
+    if held is None:
+        period = period_key(programme.cap_period, programme.cap_timezone, now)
+        await _commit(session, programme, application.enterprise_id, period, amount,
+                      f"application {application.id} approved", now)
+        application.period_key = period
+    else:
+        assert application.period_key is not None
+        details["held_amount"] = held
+        if amount > held:
+            await _commit(session, programme, application.enterprise_id, application.period_key, amount - held,
+                          f"application {application.id} approved again for more", now)
+        elif amount < held:
+            await _uncommit(session, programme, application.enterprise_id, application.period_key, held - amount,
+                            f"application {application.id} approved again for less", now)
     application.approved_amount = amount
     application.approved_at = now
     application.decided_at = now
     application.status_reason = note
-    await _record(session, application, S.UNDER_REVIEW, S.APPROVED, actor, now, reason=note,
-                  details={"approved_amount": amount})
+    await _record(session, application, S.UNDER_REVIEW, S.APPROVED, actor, now, reason=note, details=details)
     ends = publicity_end(now, programme.publicity_days)
     if ends is None:
         await _issue(session, application, actor, programme, now, valid_from=now)
@@ -399,10 +431,13 @@ async def approve(
 async def reject(
     session: AsyncSession, actor: Actor, application_id: uuid.UUID, reason: str, now: datetime
 ) -> Application:
-    """Refuse an application under review, with the reason the enterprise will read."""
+    """Refuse an application under review, with the reason the enterprise will read. One an
+    objection returned to review (the objection upheld) gives back the commitment it held."""
     application = await get_application(session, actor, application_id, for_update=True)
     check_transition(_status(application, now), S.REJECTED)
-    await _record(session, application, S(application.status), S.REJECTED, actor, now, reason=reason)
+    released = await _release(session, application, now, "rejected")
+    await _record(session, application, S(application.status), S.REJECTED, actor, now, reason=reason,
+                  details=None if released is None else {"released_amount": released})
     application.status_reason = reason
     application.decided_at = now
     await session.flush()
@@ -417,15 +452,17 @@ async def lodge_objection(
     objector: str | None,
     now: datetime,
 ) -> Application:
-    """An objection during publicity returns the application to review and releases the
-    commitment until it is approved again. After the period it is too late: the voucher is
-    issued (409 naming `issued`; revocation is the remedy then)."""
+    """An objection during publicity stops it and returns the application to review, its
+    commitment held while the office examines the objection: approving again keeps it,
+    rejecting releases it. Lodged, an objection is not yet upheld (DESIGN: "objection upheld"
+    releases): releasing at once had let other approvals take the budget meanwhile, so a
+    baseless objection cost the applicant its award (an independent review). After the period
+    it is too late: the voucher is issued (409 naming `issued`; revocation is the remedy then)."""
     application = await get_application(session, actor, application_id, for_update=True)
     check_transition(_status(application, now), S.UNDER_REVIEW)
-    released = application.approved_amount
-    await _release(session, application, now, "objection lodged during publicity")
+    application.publicity_ends_at = None
     await _record(session, application, S.PUBLICITY, S.UNDER_REVIEW, actor, now, reason=statement,
-                  details={"objector": objector, "released_amount": released})
+                  details={"objector": objector, "held_amount": application.approved_amount})
     application.status_reason = f"objection: {statement}"
     application.decided_at = None
     await session.flush()
@@ -436,14 +473,15 @@ async def withdraw(
     session: AsyncSession, actor: Actor, application_id: uuid.UUID, reason: str | None, now: datetime
 ) -> Application:
     """The enterprise takes its application back while it is submitted or under review,
-    freeing its contracts. Nothing is committed in those states (an objection releases the
-    commitment when it returns an application to review), so there is no budget to return."""
+    freeing its contracts, and the commitment one returned to review by an objection held."""
     if actor.enterprise_id is None:
         raise Forbidden(msg("only the enterprise that applied can withdraw"))
     application = await get_application(session, actor, application_id, for_update=True)
     source = _status(application, now)
     check_transition(source, S.WITHDRAWN)
-    await _record(session, application, source, S.WITHDRAWN, actor, now, reason=reason)
+    released = await _release(session, application, now, "withdrawn")
+    await _record(session, application, source, S.WITHDRAWN, actor, now, reason=reason,
+                  details=None if released is None else {"released_amount": released})
     application.status_reason = reason
     application.decided_at = now
     await session.flush()

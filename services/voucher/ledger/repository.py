@@ -205,13 +205,13 @@ async def postings_for_accounts(
 
 
 async def commitment_differences(session: AsyncSession) -> list[dict[str, Any]]:
-    """Budget and cap committed by approvals must equal, exactly, what the applications now in
-    `approved` or `publicity` were granted: per programme (the committed account's postings)
+    """Budget and cap committed by approvals must equal, exactly, what the applications holding
+    an approval (`applications.rules.COMMITTED`) were granted: per programme (the committed account's postings)
     and per enterprise and cap period (the usage row's `committed`). And every usage row's
     `granted` must equal the face values of the vouchers issued in that period. Each side is
     matched against the other in both directions, so a row missing on either side shows."""
     apps, usage, vouchers = table_of(Application), table_of(EnterprisePeriodUsage), table_of(Voucher)
-    live = apps.c.status.in_([s.value for s in COMMITTED])
+    live = and_(apps.c.status.in_([s.value for s in COMMITTED]), apps.c.approved_amount.is_not(None))
     approved = (
         select(apps.c.programme_id, _sum(apps.c.approved_amount).label("approved"))
         .where(live).group_by(apps.c.programme_id).subquery()
