@@ -70,25 +70,32 @@ def _plain(value: object) -> object:
 
 
 def _backfill() -> None:
+    """Page through the accounts by id; per page, ask which already have an event (by the
+    resource index), so each page costs the same however many events the migration has
+    written before it (an anti-join per page had planned, without statistics, to rescan them
+    all: 19 minutes for 200,000 accounts in a review)."""
     bind = op.get_bind()
-    recorded = sa.exists().where(EVENT.c.resource_type == "ledger_account", EVENT.c.action == "ledger.account_opened",
-                                 EVENT.c.resource_id == ACCOUNT.c.id)
     now = datetime.now(UTC)
     after: uuid.UUID | None = None
     while True:
-        stmt = sa.select(*(ACCOUNT.c[name] for name in ACCOUNT_FIELDS)).where(~recorded)
+        stmt = sa.select(*(ACCOUNT.c[name] for name in ACCOUNT_FIELDS))
         if after is not None:
             stmt = stmt.where(ACCOUNT.c.id > after)
         accounts = bind.execute(stmt.order_by(ACCOUNT.c.id).limit(BATCH)).all()
         if not accounts:
             return
-        bind.execute(EVENT.insert(), [{
+        recorded = set(bind.execute(sa.select(EVENT.c.resource_id).where(
+            EVENT.c.resource_type == "ledger_account", EVENT.c.action == "ledger.account_opened",
+            EVENT.c.resource_id.in_([account.id for account in accounts]))).scalars())
+        rows = [{
             "id": _uuid7(), "occurred_at": now, "actor_role": "system", "action": "ledger.account_opened",
             "resource_type": "ledger_account", "resource_id": account.id, "programme_id": account.programme_id,
             "enterprise_id": account.enterprise_id, "provider_id": account.provider_id,
             "voucher_id": account.voucher_id,
             "after": {**{name: _plain(getattr(account, name)) for name in ACCOUNT_FIELDS}, "backfilled": True},
-        } for account in accounts])
+        } for account in accounts if account.id not in recorded]
+        if rows:
+            bind.execute(EVENT.insert(), rows)
         after = accounts[-1].id
 
 

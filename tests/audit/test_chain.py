@@ -5,6 +5,7 @@ the database (as someone holding it would), each detected by verification (DESIG
 from __future__ import annotations
 
 import base64
+import json
 import uuid
 from typing import Any
 
@@ -300,9 +301,26 @@ async def test_an_account_given_to_another_owner_is_found(world: World, raw) -> 
     assert [(p["kind"], p["account_id"]) for p in problems] == [("account_differs", str(uuid.UUID(str(account))))]
     assert problems[0]["recorded"]["provider_id"] == str(uuid.UUID(str(owner)))
     assert problems[0]["ledger"]["provider_id"] == str(elsewhere)
+    genuine = problems[0]["seq"]
+    # An event planted to record the new owner, with an id that sorts before every real one:
+    # the account's own event (sealed first) is still compared, and still differs (a review
+    # of this check found only the repeat reported, at the genuine event's place).
+    planted = uuid.UUID(int=1)
+    with raw.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO audit_event (id, occurred_at, actor_role, action, resource_type, resource_id, after) "
+            "VALUES (:id, :at, 'system', 'ledger.account_opened', 'ledger_account', :account, :after)"),
+            {"id": planted.hex if ENGINE == "sqlite" else planted, "account": account,
+             "at": "2026-03-02 01:00:00.000000" if ENGINE == "sqlite" else "2026-03-02T01:00:00Z",
+             "after": json.dumps(problems[0]["ledger"])})
+    found = [(p["kind"], p.get("seq")) for p in (await verify(world))["problems"]]
+    [(_, sealed)] = [f for f in found if f[0] == "account_event_repeated"]  # the verification sealed it
+    assert found == [("account_differs", genuine), ("account_event_repeated", sealed)], found
     tamper(raw, "UPDATE ledger_account SET provider_id = :owner, code = :code WHERE id = :id",
            params={"owner": owner, "code": code, "id": account})
-    assert (await verify(world))["is_intact"]
+    # the owner back, the planted event (sealed now, for good) is what differs
+    found = [(p["kind"], p.get("seq")) for p in (await verify(world))["problems"]]
+    assert found == [("account_event_repeated", sealed), ("account_differs", sealed)], found
 
 
 async def test_an_account_opened_behind_the_service_or_removed_is_found(world: World, raw) -> None:

@@ -150,11 +150,12 @@ async def stream_accounts(session: AsyncSession) -> AsyncIterator[dict[str, Any]
 
 async def stream_account_events(session: AsyncSession) -> AsyncIterator[tuple[uuid.UUID, int | None, Any]]:
     """(account id, seq, recorded account) of every `ledger.account_opened` event, ordered by
-    account (ix_audit_event_resource)."""
+    account (ix_audit_event_resource), then by its place in the chain: of two for one account,
+    the one sealed first is the account's own (an id is whatever an inserter chooses)."""
     stmt = (
         select(E.c.resource_id, E.c.seq, E.c.after)
         .where(E.c.resource_type == "ledger_account", E.c.action == ACCOUNT_OPENED)
-        .order_by(E.c.resource_id, E.c.id)
+        .order_by(E.c.resource_id, E.c.seq.asc().nulls_last(), E.c.id)
         .execution_options(yield_per=5000)
     )
     result = await session.stream(stmt)

@@ -406,12 +406,14 @@ async def _check_accounts(session: AsyncSession, result: Verification) -> None:
                            account_id=event[0], seq=event[1])
             event = await anext(events, None)
         else:
+            # Every event for the account is compared, not only the first: one planted to match
+            # an account given to another owner must not stand for the account's own.
             recorded, ledger = account_compared(event[2], account_record(account))
             if matched:
                 result.problem(ProblemKind.ACCOUNT_EVENT_REPEATED,
                                "a second audit event records a ledger account: the service records each once",
                                account_id=account["id"], seq=event[1])
-            elif recorded != ledger:
+            if recorded != ledger:
                 result.problem(ProblemKind.ACCOUNT_DIFFERS,
                                "the ledger account (its owner, kind, unit or code) differs from what its audit "
                                "event recorded", account_id=account["id"], seq=event[1], recorded=recorded,
