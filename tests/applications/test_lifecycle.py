@@ -923,3 +923,55 @@ async def test_a_voucher_approved_in_one_cap_year_counts_there_when_issued_acros
     over = await desk.issue_direct(1)
     assert over.status_code == 409, over.text
     await desk.assert_clean()
+
+
+async def test_approved_again_for_more_in_the_next_cap_year_counts_whole_in_that_year(
+        app: Any, client: httpx.AsyncClient, clock: Any) -> None:
+    """The review's case: approved for 5,000,000 on 30 December, objected to, approved again for
+    18,000,000 in January once 2027's cap was spent. Kept in 2026, the increase decided in 2027
+    escaped 2027's cap. The whole approval now counts in the year it was last decided for more:
+    2026's cap gets the 5,000,000 back, and 2027's full cap refuses it. For no more than it
+    holds, the approval stays in 2026."""
+    clock.current = datetime(2026, 12, 30, 2, 0, tzinfo=UTC)  # 10:00 on 30 December in Beijing
+    desk = await open_desk(app, client, eligibility_rules=None, enterprise_cap=20_000_000,
+                           max_per_voucher=20_000_000)
+    application = await desk.apply(18_000_000)
+    await desk.done(application, "approve", amount=5_000_000)
+    clock.advance(days=1)
+    await desk.done(application, "objection")
+    clock.advance(days=3)  # 3 January 2027
+    assert (await desk.issue_direct(20_000_000)).json()["period_key"] == "2027"
+    refused = assert_problem(await desk.act(application, "approve", amount=18_000_000), 409, "enterprise_cap_exceeded")
+    assert refused["period"] == "2027"
+    held = await desk.status(application)
+    assert (held["status"], held["approved_amount"]) == ("under_review", 5_000_000)
+    await desk.assert_clean()
+    same = await desk.done(application, "approve", amount=5_000_000)  # no more than held: stays in 2026
+    assert same["status"] == "publicity"
+    await desk.assert_clean()
+    clock.advance(days=PUBLICITY_DAYS)
+    issued = await desk.status(application)
+    assert (await desk.world.voucher(issued["voucher_id"]))["period_key"] == "2026"
+
+
+async def test_approved_again_for_more_in_the_next_cap_year_moves_there(
+        app: Any, client: httpx.AsyncClient, clock: Any) -> None:
+    clock.current = datetime(2026, 12, 30, 2, 0, tzinfo=UTC)
+    desk = await open_desk(app, client, eligibility_rules=None, enterprise_cap=20_000_000,
+                           max_per_voucher=20_000_000)
+    application = await desk.apply(18_000_000)
+    await desk.done(application, "approve", amount=5_000_000)
+    clock.advance(days=1)
+    await desk.done(application, "objection")
+    clock.advance(days=3)
+    more = await desk.done(application, "approve", amount=18_000_000)
+    assert more["approved_amount"] == 18_000_000
+    step = [h for h in await desk.history(application) if h["to_status"] == "approved"][-1]
+    assert step["details"] == {"approved_amount": 18_000_000, "held_amount": 5_000_000, "period_key": "2027"}
+    await desk.assert_clean()  # 2026's committed cap is 0 again, 2027's is 18,000,000
+    assert (await desk.issue_direct(2_000_000)).json()["period_key"] == "2027"
+    assert_problem(await desk.issue_direct(1), 409, "enterprise_cap_exceeded")
+    clock.advance(days=PUBLICITY_DAYS)
+    issued = await desk.status(application)
+    assert (await desk.world.voucher(issued["voucher_id"]))["period_key"] == "2027"
+    await desk.assert_clean()

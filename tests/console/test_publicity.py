@@ -57,11 +57,20 @@ async def test_an_objection_recorded_in_the_console_returns_the_application_to_r
     page = await browser.get(path)
     assert 'data-status="under_review"' in page.text and "stopped by an objection" in page.text
     assert "still holds its commitment of ¥15,000.00" in page.text
+    # approving again offers what it holds, not what was requested: one click must not approve more
+    offered = re.search(r'<input id="amount" name="amount"[^>]*value="([^"]*)"', page.text)
+    assert offered and offered.group(1) == "15000.00", offered and offered.group(0)
+    assert 'id="held-hint"' in page.text
     lodged = re.search(r'<table id="objections">.*?</table>', page.text, re.S)
     assert lodged and "申请人与服务商存在共同股东" in lodged.group(0) and "匿名来信" in lodged.group(0)
     assert "¥15,000.00" in lodged.group(0) and 'id="object"' not in page.text
     history = (await client.get(f"/v1/applications/{application['id']}/history", headers=auth(world.operator))).json()
     assert [t["to_status"] for t in history].count("under_review") == 2  # submitted, then the one objection
+    # the applicant reads its approval as held, not as approved; who objected is the office's to know
+    await browser.sign_in(world.enterprise_key, language="en")
+    own = await browser.get(f"/console/enterprise/applications/{application['id']}")
+    assert own.status_code == 200 and "Approved, held while an objection is examined" in own.text
+    assert "申请人与服务商存在共同股东" in own.text and "匿名来信" not in own.text
 
 
 async def test_an_objection_after_publicity_is_refused_in_words(client: httpx.AsyncClient, browser: Browser,

@@ -315,6 +315,36 @@ async def _commit(
     """Reserve `amount` of the enterprise's cap in `period` and of the programme's budget."""
     usage = await vouchers.lock_cap(session, programme, enterprise_id, period)
     vouchers.check_cap(programme.enterprise_cap, usage.granted, usage.committed, amount, period, programme.unit)
+    await _take_budget(session, programme, amount, memo, now)
+    usage.committed += amount
+
+
+async def _recommit(
+    session: AsyncSession, programme: Programme, application: Application, held: int, amount: int, period: str,
+    now: datetime,
+) -> None:
+    """Approved again for more than it holds, in a later cap period than its first approval:
+    the whole approval counts against this period's cap (the earlier period's gets what it held
+    back), and the budget moves only the difference. Keeping the approval in the earlier
+    period had let the increase, decided now, escape this period's cap (a review). The two
+    usage rows are locked in period order, both before the pool: the one path that locks two,
+    and only one application per enterprise and programme can be open."""
+    earlier = application.period_key
+    assert earlier is not None
+    rows = {key: await vouchers.lock_cap(session, programme, application.enterprise_id, key)
+            for key in sorted({earlier, period})}
+    now_row = rows[period]
+    vouchers.check_cap(programme.enterprise_cap, now_row.granted, now_row.committed, amount, period, programme.unit)
+    await _take_budget(session, programme, amount - held,
+                       f"application {application.id} approved again for more, in {period}", now)
+    rows[earlier].committed -= held
+    now_row.committed += amount
+    application.period_key = period
+
+
+async def _take_budget(session: AsyncSession, programme: Programme, amount: int, memo: str, now: datetime) -> None:
+    """Move `amount` of the programme's budget from available to committed, checked under the
+    pool's lock."""
     accounts = await ledger.programme_accounts(session, programme.id)
     available = accounts[AccountKind.PROGRAMME_AVAILABLE]
     budget = (await ledger.balances(session, [available], lock=True))[available]
@@ -327,7 +357,6 @@ async def _commit(
         legs=transfer(available, accounts[AccountKind.PROGRAMME_COMMITTED], amount, programme.unit),
         now=now, programme_id=programme.id, memo=memo,
     )
-    usage.committed += amount
 
 
 async def _uncommit(
@@ -375,7 +404,8 @@ async def approve(
 
     An application an objection returned to review still holds its first approval: approving
     it again (the objection dismissed) keeps that commitment, in the cap period it was made in,
-    and moves only the difference to the new amount. No more than it holds may be approved
+    and moves only the difference to the new amount; for more in a later cap period, the whole
+    approval moves to this one's cap (`_recommit`). No more than it holds may be approved
     once the programme is closed: a closed programme honours its approvals, and an objection
     found baseless must not end one (an independent review)."""
     application = await get_application(session, actor, application_id, for_update=True)
@@ -406,7 +436,11 @@ async def approve(
     else:
         assert application.period_key is not None
         details["held_amount"] = held
-        if amount > held:
+        period = period_key(programme.cap_period, programme.cap_timezone, now)
+        if amount > held and period != application.period_key:
+            await _recommit(session, programme, application, held, amount, period, now)
+            details["period_key"] = period
+        elif amount > held:
             await _commit(session, programme, application.enterprise_id, application.period_key, amount - held,
                           f"application {application.id} approved again for more", now)
         elif amount < held:

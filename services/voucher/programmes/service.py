@@ -171,7 +171,7 @@ async def transition(
         pending = await repository.open_applications(session, programme.id)
         if committed or pending:
             raise InvalidTransition(
-                msg("{pending} application(s) are still open ({committed} committed to those in publicity); "
+                msg("{pending} application(s) are still open ({committed} committed to their approvals); "
                     "archive the programme once every application is decided and every voucher issued",
                     pending=pending, committed=Amount(committed, programme.unit)),
                 current_status=programme.status, committed=committed, open_applications=pending,
