@@ -925,13 +925,9 @@ async def test_a_voucher_approved_in_one_cap_year_counts_there_when_issued_acros
     await desk.assert_clean()
 
 
-async def test_approved_again_for_more_in_the_next_cap_year_counts_whole_in_that_year(
-        app: Any, client: httpx.AsyncClient, clock: Any) -> None:
-    """The review's case: approved for 5,000,000 on 30 December, objected to, approved again for
-    18,000,000 in January once 2027's cap was spent. Kept in 2026, the increase decided in 2027
-    escaped 2027's cap. The whole approval now counts in the year it was last decided for more:
-    2026's cap gets the 5,000,000 back, and 2027's full cap refuses it. For no more than it
-    holds, the approval stays in 2026."""
+async def objected_over_the_new_year(app: Any, client: httpx.AsyncClient, clock: Any) -> tuple[Desk, dict[str, Any]]:
+    """Approved for 5,000,000 of 18,000,000 on 30 December (Beijing), objected to on the 31st;
+    the clock then on 3 January 2027. The cap is 20,000,000 a year."""
     clock.current = datetime(2026, 12, 30, 2, 0, tzinfo=UTC)  # 10:00 on 30 December in Beijing
     desk = await open_desk(app, client, eligibility_rules=None, enterprise_cap=20_000_000,
                            max_per_voucher=20_000_000)
@@ -939,7 +935,18 @@ async def test_approved_again_for_more_in_the_next_cap_year_counts_whole_in_that
     await desk.done(application, "approve", amount=5_000_000)
     clock.advance(days=1)
     await desk.done(application, "objection")
-    clock.advance(days=3)  # 3 January 2027
+    clock.advance(days=3)
+    return desk, application
+
+
+async def test_approved_again_for_more_in_the_next_cap_year_counts_whole_in_that_year(
+        app: Any, client: httpx.AsyncClient, clock: Any) -> None:
+    """The review's case: approved for 5,000,000 on 30 December, objected to, approved again for
+    18,000,000 in January once 2027's cap was spent. Kept in 2026, the increase decided in 2027
+    escaped 2027's cap. The whole approval now counts in the year it was last decided for more:
+    2026's cap gets the 5,000,000 back, and 2027's full cap refuses it. For no more than it
+    holds, the approval stays in 2026."""
+    desk, application = await objected_over_the_new_year(app, client, clock)
     assert (await desk.issue_direct(20_000_000)).json()["period_key"] == "2027"
     refused = assert_problem(await desk.act(application, "approve", amount=18_000_000), 409, "enterprise_cap_exceeded")
     assert refused["period"] == "2027"
@@ -956,14 +963,7 @@ async def test_approved_again_for_more_in_the_next_cap_year_counts_whole_in_that
 
 async def test_approved_again_for_more_in_the_next_cap_year_moves_there(
         app: Any, client: httpx.AsyncClient, clock: Any) -> None:
-    clock.current = datetime(2026, 12, 30, 2, 0, tzinfo=UTC)
-    desk = await open_desk(app, client, eligibility_rules=None, enterprise_cap=20_000_000,
-                           max_per_voucher=20_000_000)
-    application = await desk.apply(18_000_000)
-    await desk.done(application, "approve", amount=5_000_000)
-    clock.advance(days=1)
-    await desk.done(application, "objection")
-    clock.advance(days=3)
+    desk, application = await objected_over_the_new_year(app, client, clock)
     more = await desk.done(application, "approve", amount=18_000_000)
     assert more["approved_amount"] == 18_000_000
     step = [h for h in await desk.history(application) if h["to_status"] == "approved"][-1]
