@@ -327,8 +327,9 @@ async def _recommit(
     the whole approval counts against this period's cap (the earlier period's gets what it held
     back), and the budget moves only the difference. Keeping the approval in the earlier
     period had let the increase, decided now, escape this period's cap (a review). The two
-    usage rows are locked in period order, both before the pool: the one path that locks two,
-    and only one application per enterprise and programme can be open."""
+    usage rows are locked in ascending period order, both before the pool, as every path that
+    locks several of an enterprise's usage rows locks them (a hold's counters, a submission
+    that first issues a due application)."""
     earlier = application.period_key
     assert earlier is not None
     rows = {key: await vouchers.lock_cap(session, programme, application.enterprise_id, key)
