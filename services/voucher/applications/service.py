@@ -429,19 +429,18 @@ async def approve(
             max_per_voucher=programme.max_per_voucher,
         )
     details: dict[str, Any] = {"approved_amount": amount}
+    period = period_key(programme.cap_period, programme.cap_timezone, now)
     if held is None:
-        period = period_key(programme.cap_period, programme.cap_timezone, now)
         await _commit(session, programme, application.enterprise_id, period, amount,
                       f"application {application.id} approved", now)
         application.period_key = period
+    elif amount > held and period != application.period_key:
+        details["held_amount"], details["period_key"] = held, period
+        await _recommit(session, programme, application, held, amount, period, now)
     else:
-        assert application.period_key is not None
         details["held_amount"] = held
-        period = period_key(programme.cap_period, programme.cap_timezone, now)
-        if amount > held and period != application.period_key:
-            await _recommit(session, programme, application, held, amount, period, now)
-            details["period_key"] = period
-        elif amount > held:
+        assert application.period_key is not None
+        if amount > held:
             await _commit(session, programme, application.enterprise_id, application.period_key, amount - held,
                           f"application {application.id} approved again for more", now)
         elif amount < held:

@@ -463,7 +463,8 @@ async def keep_verification(
     row = AuditVerification(
         id=uuid7(), requested_by=requested_by, from_seq=result.from_seq, to_seq=result.to_seq,
         is_intact=result.is_intact, events_checked=result.events_checked,
-        journals_checked=result.journals_checked, accounts_checked=result.accounts_checked, problems=result.problems, created_at=now,
+        journals_checked=result.journals_checked, accounts_checked=result.accounts_checked,
+        problems=result.problems, created_at=now,
     )
     await repository.add_verification(session, row)
     return row

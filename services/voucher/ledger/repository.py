@@ -206,8 +206,8 @@ async def postings_for_accounts(
 
 async def commitment_differences(session: AsyncSession) -> list[dict[str, Any]]:
     """Budget and cap committed by approvals must equal, exactly, what the applications holding
-    an approval (`applications.rules.COMMITTED`) were granted: per programme (the committed account's postings)
-    and per enterprise and cap period (the usage row's `committed`). And every usage row's
+    an approval (`applications.rules.COMMITTED`) were granted: per programme (the committed
+    account's postings) and per enterprise and cap period (the usage row's `committed`). And every usage row's
     `granted` must equal the face values of the vouchers issued in that period. Each side is
     matched against the other in both directions, so a row missing on either side shows."""
     apps, usage, vouchers = table_of(Application), table_of(EnterprisePeriodUsage), table_of(Voucher)

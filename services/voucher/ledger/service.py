@@ -98,8 +98,7 @@ async def open_programme_accounts(
         account_row(programme_code(programme_id, k), k, unit, now, programme_id=programme_id)
         for k in PROGRAMME_KINDS
     ]
-    await repository.create_accounts(session, rows)
-    await record_opened(session, rows)
+    await _open(session, rows)
     ids = {r["kind"]: r["id"] for r in rows}
     await post(
         session,
@@ -127,8 +126,7 @@ async def open_voucher_accounts(
         account_row(voucher_code(voucher_id, k), k, unit, now, programme_id=programme_id, voucher_id=voucher_id)
         for k in VOUCHER_KINDS
     ]
-    await repository.create_accounts(session, rows)
-    await record_opened(session, rows)
+    await _open(session, rows)
     return {AccountKind(r["kind"]): r["id"] for r in rows}
 
 
@@ -140,8 +138,7 @@ async def ensure_provider_accounts(
                     programme_id=programme_id, provider_id=provider_id)
         for k in PROVIDER_KINDS
     ]
-    found = await repository.ensure_accounts(session, rows)
-    await record_opened(session, [r for r in rows if found[r["code"]] == r["id"]])
+    found = await _ensure(session, rows)
     return {AccountKind(r["kind"]): found[r["code"]] for r in rows}
 
 
@@ -158,16 +155,29 @@ async def ensure_enterprise_accounts(
                     programme_id=programme_id, enterprise_id=enterprise_id)
         for k in kinds
     ]
-    found = await repository.ensure_accounts(session, rows)
-    await record_opened(session, [r for r in rows if found[r["code"]] == r["id"]])
+    found = await _ensure(session, rows)
     return {AccountKind(r["kind"]): found[r["code"]] for r in rows}
 
 
-async def record_opened(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    """Each account this transaction opened gets its own audit event, recording whose it is:
-    verification matches every account in the ledger against one, so an account given to
-    another owner behind the service's back is found. (An account another transaction opened
-    first, by code, is that one's to record.)"""
+async def _open(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Open new accounts, each recorded (`_record_opened`)."""
+    await repository.create_accounts(session, rows)
+    await _record_opened(session, rows)
+
+
+async def _ensure(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> dict[str, uuid.UUID]:
+    """Open the accounts that do not exist yet (by code, race-free) and record those this
+    transaction opened: one another transaction opened first, by code, is that one's to
+    record. Code -> id."""
+    found = await repository.ensure_accounts(session, rows)
+    await _record_opened(session, [r for r in rows if found[r["code"]] == r["id"]])
+    return found
+
+
+async def _record_opened(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Each account opened gets its own audit event, recording whose it is: verification
+    matches every account in the ledger against one, so an account given to another owner
+    behind the service's back is found."""
     for row in rows:
         await audit.record(
             session, ACCOUNT_OPENED, "ledger_account", row["id"], now=row["created_at"], after=account_record(row),
