@@ -1,4 +1,5 @@
-"""Two paths that lock the same accounts must lock them in one order (PostgreSQL's row locks).
+"""Two paths that lock the same rows must lock them in one order, and a path must hold what it
+decided on (PostgreSQL's row locks).
 
 A merged write's balance updates take their rows in the order the merged statement runs them,
 which is not the order of the batch; a path that locks a shared account explicitly before such a
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -21,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from tests.applications.test_lifecycle import ACTION_PATHS, action_body, open_desk
 from tests.conftest import ENGINE
-from tests.support import auth
+from tests.support import assert_problem, auth
 from tests.world import World, build_world
 
 pytestmark = [pytest.mark.skipif(ENGINE != "postgresql", reason="PostgreSQL's row locks"), pytest.mark.timeout(120)]
@@ -157,3 +159,84 @@ async def test_a_bulk_issue_and_an_approval_for_one_of_its_enterprises(
     finally:
         await engine.dispose()
     await desk.assert_clean()
+
+
+async def test_a_submission_that_issues_last_years_approval_a_direct_issue_and_another_approval(
+        app: Any, client: httpx.AsyncClient, database_url: str, clock: Any) -> None:
+    """Approved in December, E1's publicity ends in January; E1's next submission issues that
+    voucher first. The issue took last year's usage row and the programme's committed budget,
+    and only then this year's usage row, which a direct issue to E1 held while it waited on the
+    pool, which E2's approval held while it waited on the committed budget: a cycle of three.
+    A submission now locks this year's usage row, after last year's, before it issues."""
+    clock.current = datetime(2026, 12, 30, 2, 0, tzinfo=UTC)  # 10:00 on 30 December in Beijing
+    desk = await open_desk(app, client, eligibility_rules=None)
+    earlier = await desk.apply(5_000_000)
+    await desk.done(earlier, "approve")  # committed in 2026; publicity ends in 2027
+    _, other_key = await desk.other_enterprise()
+    second = await desk.apply(1_000_000, key=other_key)
+    clock.advance(days=30)
+    assert (await desk.issue_direct(1_000_000)).json()["period_key"] == "2027"  # E1's 2027 row exists
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as locker, engine.connect() as watcher:
+            before = await _deadlocks(watcher)
+            pool = (await locker.execute(text(
+                "SELECT id FROM ledger_account WHERE programme_id = :p AND kind = 'programme_available'"),
+                {"p": uuid.UUID(desk.programme_id)})).scalar_one()
+            await locker.commit()
+            await locker.begin()
+            await locker.execute(text("SELECT 1 FROM ledger_account WHERE id = :id FOR UPDATE"), {"id": pool})
+            approval = asyncio.create_task(client.post(
+                f"/v1/applications/{second['id']}/approve", json={"amount": 1_000_000},
+                headers=auth(desk.world.operator, **{"Idempotency-Key": "approve"})))
+            await _until(watcher, 1, approval)  # E2's approval holds E2's row, waits on the pool
+            direct = asyncio.create_task(desk.issue_direct(1_000_000))
+            await _until(watcher, 2, direct)  # the direct issue holds E1's 2027 row, waits on the pool
+            submission = asyncio.create_task(desk.submit(1_000_000))
+            await _until(watcher, 3, submission)  # the submission waits on E1's 2027 row
+            await locker.commit()
+            approved, issued, submitted = await asyncio.gather(approval, direct, submission)
+            assert (approved.status_code, issued.status_code, submitted.status_code) == (200, 201, 201), \
+                (approved.text, issued.text, submitted.text)
+            assert await _deadlocks(watcher) == before
+    finally:
+        await engine.dispose()
+    assert (await desk.status(earlier))["status"] == "issued"
+    await desk.assert_clean()
+
+
+async def test_a_submission_and_the_programme_closed_and_archived_meanwhile(
+        app: Any, client: httpx.AsyncClient, database_url: str) -> None:
+    """A submission read the programme open, then waited on the enterprise's usage row; the
+    office closed the programme and archived it (no open application yet), and the submission
+    then opened an application in an archived programme. It now holds the programme shared, as
+    an issue does, so closing waits for it, and archiving then sees the application."""
+    desk = await open_desk(app, client, eligibility_rules=None)
+    await desk.apply(1_000_000)
+    await desk.done((await desk.listing())[0], "withdraw")  # E1's usage row exists; nothing open
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as locker, engine.connect() as watcher:
+            await locker.begin()
+            await locker.execute(text(
+                "SELECT 1 FROM enterprise_period_usage WHERE programme_id = :p FOR UPDATE"),
+                {"p": uuid.UUID(desk.programme_id)})
+            submission = asyncio.create_task(desk.submit(1_000_000))
+            await _until(watcher, 1, submission)  # the submission waits on E1's usage row
+            close = asyncio.create_task(client.post(f"/v1/programmes/{desk.programme_id}/close",
+                                                    headers=auth(desk.world.operator)))
+            await _until(watcher, 2, close)
+            archive = None
+            if close.done():  # closing did not wait: archiving must see the submission or refuse it
+                archive = await client.post(f"/v1/programmes/{desk.programme_id}/archive",
+                                            headers=auth(desk.world.operator))
+            await locker.commit()
+            submitted, closed = await asyncio.gather(submission, close)
+    finally:
+        await engine.dispose()
+    assert (submitted.status_code, closed.status_code) == (201, 200), (submitted.text, closed.text)
+    if archive is None:
+        archive = await client.post(f"/v1/programmes/{desk.programme_id}/archive", headers=auth(desk.world.operator))
+    assert_problem(archive, 409, "invalid_transition")
+    programme = (await client.get(f"/v1/programmes/{desk.programme_id}", headers=auth(desk.world.operator))).json()
+    assert programme["status"] == "closed"

@@ -192,7 +192,9 @@ async def submit(
     enterprise and programme; one subsidy per contract."""
     if actor.enterprise_id is None:
         raise Forbidden(msg("only an enterprise applies, with its own key"))
-    programme = await programmes.get_programme(session, actor, programme_id)
+    # Held shared until the application is written: the programme cannot close (and then be
+    # archived as having no open application) while it is being submitted.
+    programme = await programmes.get_programme(session, actor, programme_id, for_share=True)
     if programme.status != ProgrammeStatus.OPEN.value or not in_window(
         programme.application_opens_at, programme.application_closes_at, now
     ):
@@ -214,13 +216,14 @@ async def submit(
     _within_maximum(programme, requested)
     enterprise = await enterprises.get_enterprise(session, actor, actor.enterprise_id)
     contracts = await _check_contracts(session, programme, data.get("contracts") or [])
-    # An earlier application whose publicity has ended is issued, not open: write that first
-    # (its own lock order, application before usage), so it neither blocks nor miscounts.
+    # An earlier application whose publicity has ended is issued, not open: write that first,
+    # so it neither blocks nor miscounts. This period's usage row is locked with its own, before
+    # its issue takes the committed budget (the lock order of the accounts, docs/decisions.md).
+    period = period_key(programme.cap_period, programme.cap_timezone, now)
     earlier = await repository.open_application(session, programme.id, enterprise.id)
     if earlier is not None and is_due(earlier, now):
-        await complete_publicity(session, earlier.id, now)
+        await complete_publicity(session, earlier.id, now, also_period=period)
     # The usage row's lock serialises this enterprise's submissions, approvals and issuance.
-    period = period_key(programme.cap_period, programme.cap_timezone, now)
     usage = await vouchers.lock_cap(session, programme, enterprise.id, period)
     existing = await repository.open_application(session, programme.id, enterprise.id)
     if existing is not None:
@@ -542,21 +545,28 @@ async def _issue(
                   details={"voucher_id": str(voucher.id), "voucher_code": voucher.code})
 
 
-async def _complete(session: AsyncSession, application: Application, now: datetime) -> None:
+async def _complete(session: AsyncSession, application: Application, now: datetime,
+                    also_period: str | None = None) -> None:
     programme = await _programme(session, application.programme_id)
-    assert application.publicity_ends_at is not None
+    assert application.publicity_ends_at is not None and application.period_key is not None
+    # Usage rows in ascending period order, all before the issue's budget lock.
+    for key in sorted({application.period_key, also_period or application.period_key}):
+        await vouchers.lock_cap(session, programme, application.enterprise_id, key)
     # Validity runs from the end of publicity, however late this runs.
     await _issue(session, application, SYSTEM, programme, now, valid_from=application.publicity_ends_at)
 
 
-async def complete_publicity(session: AsyncSession, application_id: uuid.UUID, now: datetime) -> int:
+async def complete_publicity(session: AsyncSession, application_id: uuid.UUID, now: datetime,
+                             also_period: str | None = None) -> int:
     """Issue the voucher of an application whose publicity ended without objection; 1 if this
-    call issued it, 0 if it was not due or already issued. Idempotent under its row lock."""
+    call issued it, 0 if it was not due or already issued. Idempotent under its row lock.
+    `also_period`: the caller goes on to lock the enterprise's usage row of that period, so it
+    is locked here, in its place in the lock order."""
     application = await repository.get(session, SYSTEM, application_id, for_update=True)
     if application is None or not is_due(application, now):
         return 0
     with audit.as_system():  # the period's end issues the voucher, whoever's read noticed it
-        await _complete(session, application, now)
+        await _complete(session, application, now, also_period)
     await session.flush()
     return 1
 

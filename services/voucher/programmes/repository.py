@@ -33,11 +33,12 @@ def _visible(actor: Actor) -> Select[Programme]:
 
 
 async def get(
-    session: AsyncSession, actor: Actor, programme_id: uuid.UUID, *, for_update: bool = False
+    session: AsyncSession, actor: Actor, programme_id: uuid.UUID, *, for_update: bool = False,
+    for_share: bool = False,
 ) -> Programme | None:
     stmt = _visible(actor).where(col(Programme.id) == programme_id)
-    if for_update:
-        stmt = stmt.with_for_update()
+    if for_update or for_share:
+        stmt = stmt.with_for_update(read=not for_update).execution_options(populate_existing=True)
     return (await session.execute(stmt)).scalar_one_or_none()
 
 

@@ -74,9 +74,12 @@ def _rule_version(programme: Programme, now: datetime) -> EligibilityRuleVersion
 
 
 async def get_programme(
-    session: AsyncSession, actor: Actor, programme_id: uuid.UUID, *, for_update: bool = False
+    session: AsyncSession, actor: Actor, programme_id: uuid.UUID, *, for_update: bool = False,
+    for_share: bool = False,
 ) -> Programme:
-    programme = await repository.get(session, actor, programme_id, for_update=for_update)
+    """`for_share`: a change under the programme's terms holds it shared, so that closing it
+    (an exclusive lock) waits for the change to commit."""
+    programme = await repository.get(session, actor, programme_id, for_update=for_update, for_share=for_share)
     if programme is None:
         raise NotFound(msg("no programme with id {programme_id}", programme_id=programme_id))
     return programme
