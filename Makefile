@@ -10,8 +10,15 @@ RUN_DATABASE_URL := sqlite:///./var/voucher.db
 HOST := 127.0.0.1
 PORT := 8000
 
-.PHONY: install run serve migrate demo test lint messages openapi openapi-check client clean lock bench bench-redeem bench-scale bench-export bench-console fuzz soak
+.PHONY: help install run serve migrate demo test lint messages openapi openapi-check client clean lock bench bench-redeem bench-scale bench-export bench-console fuzz soak
 
+## what each target does (this list)
+help:
+	@awk '/^## /{doc = doc "    " substr($$0, 4) "\n"; next} \
+	     /^[a-z-]+:/ && doc {printf "make %s\n%s", substr($$0, 1, index($$0, ":") - 1), doc} {doc = ""}' $(MAKEFILE_LIST)
+
+## the virtual environment .venv with every pinned dependency (requirements-dev.lock); every
+## target below runs it first
 install: $(STAMP)
 
 $(STAMP): requirements.lock requirements-dev.lock pyproject.toml clients/python/pyproject.toml
@@ -34,12 +41,15 @@ run: install
 	  VOUCHER_WEBHOOK_ALLOWED_NETWORKS="$${VOUCHER_WEBHOOK_ALLOWED_NETWORKS:-[\"127.0.0.0/8\"]}" \
 	  $(BIN)/voucher serve --host $(HOST) --port $(PORT)
 
+## serve the API on DATABASE_URL (voucher serve; VOUCHER_* settings, docs/: no demo, no migration)
 serve: install
 	$(BIN)/voucher serve
 
+## migrate DATABASE_URL to this build's schema (voucher db upgrade)
 migrate: install
 	$(BIN)/voucher db upgrade
 
+## load the demo programme, providers, enterprise and keys into DATABASE_URL (voucher demo)
 demo: install
 	$(BIN)/voucher demo
 
@@ -51,6 +61,7 @@ test: install
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -n $${TEST_WORKERS:-2} --dist loadfile
 
+## ruff, the import-linter architecture contracts and mypy (make test runs them first)
 lint: install
 	$(BIN)/ruff check services tests migrations clients
 	$(BIN)/lint-imports --no-cache
@@ -82,6 +93,7 @@ lock:
 	$(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 -o requirements.lock
 	$(BIN)/uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 -o requirements-dev.lock
 
+## remove .venv, the demo's database (var/) and the tools' caches: the next make run starts afresh
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
 
@@ -105,7 +117,7 @@ bench-scale: install
 	$(BIN)/python bench/scale.py
 
 ## streaming export of 1,000,000 ledger postings through a real server on PostgreSQL: rows/s,
-## the server's peak RSS, and each file checked against its manifest (BENCH_DATABASE_URL)
+## the server's peak RSS, and each file checked against its manifest (database <db>_export)
 bench-export: install
 	$(BIN)/python bench/export.py
 

@@ -2,8 +2,8 @@
 
     python bench/export.py [--postings 1000000]
 
-It (re)creates the database at BENCH_DATABASE_URL (default
-postgresql://voucher:voucher@127.0.0.1/voucher_bench), migrates it with Alembic, opens a
+It (re)creates the database `<db>_export` beside the one VOUCHER_BENCH_POSTGRES_URL names (default
+postgresql://voucher:voucher@127.0.0.1:5432/voucher, as every bench), migrates it with Alembic, opens a
 programme, loads balanced journals of two postings each with INSERT … SELECT generate_series,
 starts `uvicorn services.voucher.asgi:app` (one process, uvloop, httptools), streams
 `GET /v1/exports/ledger-entries` as CSV and as JSON Lines with an auditor key, and prints rows/s,
@@ -27,22 +27,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import create_engine, text
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from common import check_balanced_and_analyse, programme_with_provider, recreate_database  # noqa: E402
+from common import check_balanced_and_analyse, programme_with_provider  # noqa: E402
+from redeem import DEFAULT_URL, fresh_database  # noqa: E402
 
-from services.voucher.settings import normalise_database_url, sync_database_url  # noqa: E402
+from services.voucher.settings import sync_database_url  # noqa: E402
 from tests.live_server import LiveServer  # noqa: E402
-
-DEFAULT_URL = "postgresql://voucher:voucher@127.0.0.1/voucher_bench"
-
-
-def fresh_database(url_text: str) -> str:
-    url = make_url(normalise_database_url(url_text))
-    return recreate_database(url.set(database="postgres").render_as_string(hide_password=False), url)
 
 
 async def load_world(database_url: str, now: datetime) -> dict[str, Any]:
@@ -134,12 +128,12 @@ async def stream(url: str, key: str, fmt: str) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL))
+    parser.add_argument("--database-url", default=os.environ.get("VOUCHER_BENCH_POSTGRES_URL", DEFAULT_URL))
     parser.add_argument("--postings", type=int, default=1_000_000)
     args = parser.parse_args()
 
     now = datetime.now(UTC)
-    database_url = fresh_database(args.database_url)
+    database_url = fresh_database(args.database_url, "export")
     world = asyncio.run(load_world(database_url, now))
     load_seconds = load_postings(database_url, world, args.postings, now - timedelta(days=30))
     print(f"loaded {args.postings:,} postings in {load_seconds:.1f} s")
