@@ -61,6 +61,8 @@ def _use_database(url: str | None, *, create: bool = False) -> None:
     file that does not exist is created only by `db upgrade` (`create`): any other command
     stops (exit 2) rather than make an empty database at a mistyped path and then fail on its
     missing tables."""
+    named_by = "--database-url" if url else next(
+        (name for name in ("DATABASE_URL", "VOUCHER_DATABASE_URL") if os.environ.get(name)), "the default")
     if url:
         os.environ.pop("VOUCHER_DATABASE_URL", None)
         os.environ["DATABASE_URL"] = url
@@ -68,7 +70,7 @@ def _use_database(url: str | None, *, create: bool = False) -> None:
     if not create:
         path = _sqlite_file(get_settings().database_url)
         if path is not None and not path.exists():
-            typer.echo(f"error: there is no database at {path} (DATABASE_URL names an SQLite file that does not "
+            typer.echo(f"error: there is no database at {path} ({named_by} names an SQLite file that does not "
                        "exist): check the path, or create it with `voucher db upgrade`", err=True)
             raise typer.Exit(EXIT_COULD_NOT_RUN)
 

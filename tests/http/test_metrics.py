@@ -61,6 +61,7 @@ async def test_requests_are_labelled_by_route_template_never_by_raw_path(
     assert (await client.get(f"/no/such/{ids[0]}")).status_code == 404
     assert (await client.get(f"/also/not/here/{ids[1]}")).status_code == 404
     assert (await client.get("/docs-assets/favicon.png")).status_code == 200  # a mounted app
+    assert (await client.get("/console/sign-in")).status_code == 200  # a route of a mounted app
     after_text = (await client.get("/metrics")).text
     after = parse(after_text)
 
@@ -74,6 +75,8 @@ async def test_requests_are_labelled_by_route_template_never_by_raw_path(
     assert value(after, requests, **unmatched) - value(before, requests, **unmatched) == 2
     assets = {"method": "GET", "route": "/docs-assets/{path}", "status": "200"}
     assert value(after, requests, **assets) - value(before, requests, **assets) == 1
+    console = {"method": "GET", "route": "/console/sign-in", "status": "200"}  # was "/sign-in"
+    assert value(after, requests, **console) - value(before, requests, **console) == 1
     for voucher_id in ids:  # no raw path, id or unmatched path became a label
         assert voucher_id not in after_text
     assert "/no/such" not in after_text and "/also/not/here" not in after_text

@@ -55,18 +55,20 @@ async def prometheus_metrics(request: Request) -> Response:
 
 
 def route_label(scope: Scope) -> str:
+    """The template of the route that answered, under the mount it is in (`/console/sign-in`);
+    `unmatched` for a request no route answered: none matched its path (a 404), or it was
+    refused before routing (a body over the limit, a throttled key or sign-in)."""
     route = scope.get("route")
     path = getattr(route, "path", None)
+    # A mounted app's routes are templates within it; the mount is the part of root_path it added.
+    mounted = str(scope.get("root_path", ""))[len(str(scope.get("app_root_path", ""))):].rstrip("/")
     if not isinstance(path, str):
-        # FastAPI hands a mounted app (the docs' static assets) the request without naming the
-        # route; the mount shows as the part of root_path it added.
-        mounted = str(scope.get("root_path", ""))[len(str(scope.get("app_root_path", ""))):]
-        if "endpoint" in scope and mounted:
-            return mounted.rstrip("/") + "/{path}"
+        if "endpoint" in scope and mounted:  # a mounted app with no routes (the docs' static assets)
+            return mounted + "/{path}"
         return metrics.UNMATCHED
     if isinstance(route, Mount):
         return path.rstrip("/") + "/{path}"
-    return path
+    return mounted + path
 
 
 def _principal(scope: Scope) -> dict[str, str] | None:
