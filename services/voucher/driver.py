@@ -262,11 +262,14 @@ def _text(value: Any) -> str:
 _FIRST = "voucher_driver_first"
 
 
-def send_first(session: AsyncSession, batch: Batch, then: Callable[[], None]) -> None:
+def send_first(session: AsyncSession, batch: Batch, then: Callable[[], None],
+               failed: Callable[[Exception], None] | None = None) -> None:
     """Send `batch` at the head of the next batch run in the session's transaction, in the same
     round trip (the Idempotency-Key's claim rides with the value engine's first reads); `then`
-    runs once its results are in, before the caller's own results are handed back."""
-    session.info[_FIRST] = (batch, then)
+    runs once its results are in, before the caller's own results are handed back. `failed`
+    sees the error if that round trip fails, and may raise its own instead (the claim's
+    lock waited too long: its first request is still running)."""
+    session.info[_FIRST] = (batch, then, failed)
 
 
 async def send_pending(session: AsyncSession) -> None:
@@ -282,10 +285,15 @@ async def run(session: AsyncSession, batch: Batch, *, commit: bool = False) -> B
     Results land on each step."""
     first = session.info.pop(_FIRST, None)
     if first is not None:
-        head, then = first
+        head, then, failed = first
         combined = Batch()
         combined.steps = [*head.steps, *batch.steps]
-        await run(session, combined, commit=False)
+        try:
+            await run(session, combined, commit=False)
+        except Exception as exc:
+            if failed is not None:
+                failed(exc)
+            raise
         then()
         if commit:
             await session.commit()

@@ -6,12 +6,19 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import uuid
 
 import httpx
+import pytest
 from fastapi import Depends
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.voucher.http.idempotency import idempotent
+from services.voucher.idempotency.service import lock_key
+from tests.conftest import ENGINE
 from tests.support import assert_problem, auth, enterprise_payload, make_key, provider_payload
+from tests.world import build_world
 
 
 async def _count_enterprises(client: httpx.AsyncClient, key: str) -> int:
@@ -199,3 +206,31 @@ async def test_unacceptable_keys_are_refused(client: httpx.AsyncClient, operator
         )
         assert_problem(response, 422, "invalid_idempotency_key")
     assert await _count_enterprises(client, operator_key) == 0
+
+
+@pytest.mark.skipif(ENGINE != "postgresql", reason="the key's lock is PostgreSQL's advisory lock")
+@pytest.mark.timeout(60)
+async def test_a_value_request_whose_first_is_still_running_past_the_lock_timeout_is_told_so(
+    app, client: httpx.AsyncClient, database_url: str
+) -> None:
+    """A hold's claim rides with its first reads; when the key's lock waits past the lock
+    timeout, the answer is `idempotency_request_in_progress` (which clients retry), as for a
+    claim sent alone, not `concurrent_update` (which they do not). Nothing is held."""
+    world = await build_world(app, client, budget_total=1_000_000_000, enterprise_cap=200_000_000,
+                              max_per_voucher=100_000_000, rate_table={"accelerator:domestic": 3000})
+    voucher = await world.issue(1_000_000)
+    me = (await client.get("/v1/me", headers=auth(world.provider_key))).json()
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as first:  # the first request with the key, still running
+            await first.execute(text("SELECT pg_advisory_xact_lock(:lock)"),
+                                {"lock": lock_key(uuid.UUID(me["principal_id"]), "slow-hold")})
+            waited = await world.hold(voucher, 1_000_000, order="PO-slow", key="slow-hold")
+            await first.rollback()
+    finally:
+        await engine.dispose()
+    problem = assert_problem(waited, 409, "idempotency_request_in_progress")
+    assert "still running" in problem["detail"]
+    assert (await world.voucher(voucher["id"]))["balances"]["held"] == 0
+    again = await world.hold(voucher, 1_000_000, order="PO-slow", key="slow-hold")
+    assert again.status_code == 201, again.text

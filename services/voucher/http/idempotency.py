@@ -59,7 +59,7 @@ async def _claim(request: Request, actor: Actor, key: str | None, *, required: b
         def then() -> None:
             unit.claim = settle()
 
-        driver.send_first(unit.session, batch, then)
+        driver.send_first(unit.session, batch, then, idempotency.failed_with_reads)
     else:
         unit.claim = await idempotency.claim(unit.session, **fields)
     return now

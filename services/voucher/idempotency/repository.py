@@ -70,11 +70,25 @@ async def run(session: AsyncSession, batch: Batch) -> None:
         await driver.run(session, batch)
     except DBAPIError as exc:
         if is_transient(exc):  # waited longer than the lock timeout for the first attempt
-            raise IdempotencyRequestInProgress(msg(
-                "the first request with this Idempotency-Key is still running; retry after it "
-                "finishes to get its answer",
-            )) from exc
+            raise _in_progress() from exc
         raise
+
+
+def failed_with_reads(exc: Exception) -> None:
+    """The claim sent with the first reads failed with them: if it was the key's lock that
+    waited too long, the first request with this key is still running (not the reads' own
+    lost race, which stays a `concurrent_update`)."""
+    if isinstance(exc, DBAPIError) and is_transient(exc) and _LOCK_FUNCTION in str(exc.statement or ""):
+        raise _in_progress() from exc
+
+
+_LOCK_FUNCTION = "pg_advisory_xact_lock"
+
+
+def _in_progress() -> IdempotencyRequestInProgress:
+    return IdempotencyRequestInProgress(msg(
+        "the first request with this Idempotency-Key is still running; retry after it finishes to get its answer",
+    ))
 
 
 def record_of(found: Step) -> Record | None:

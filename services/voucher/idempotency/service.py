@@ -113,6 +113,11 @@ def lock_key(principal_id: uuid.UUID, key: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
+#: For `driver.send_first`: a claim sent with the first reads whose key's lock waited too long
+#: answers `idempotency_request_in_progress`, as a claim sent on its own does.
+failed_with_reads = repository.failed_with_reads
+
+
 def claim_batch(
     session: AsyncSession,
     *,
