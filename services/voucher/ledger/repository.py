@@ -36,6 +36,7 @@ from services.voucher.redemption.repository import is_lapsed_hold
 from services.voucher.redemption.rules import (
     CAPTURE_JOURNALS,
     LAPSES,
+    REFUND_JOURNAL,
     RELEASE_JOURNAL,
     Payee,
     RedemptionStatus,
@@ -361,7 +362,7 @@ def _redemption_ledger() -> Any:
     out of it, held (net), and captured to the payable of its own payee."""
     r = table_of(Redemption)
     used, held = A.c.kind == AccountKind.VOUCHER_USED.value, A.c.kind == AccountKind.VOUCHER_HELD.value
-    capture, refund = T.c.kind.in_(CAPTURE_JOURNALS), T.c.kind == "refund"
+    capture, refund = T.c.kind.in_(CAPTURE_JOURNALS), T.c.kind == REFUND_JOURNAL
     own_payable = and_(A.c.programme_id == r.c.programme_id, or_(
         and_(r.c.payee == Payee.PROVIDER.value, A.c.kind == AccountKind.PROVIDER_PAYABLE.value,
              A.c.provider_id == r.c.provider_id),

@@ -76,6 +76,8 @@ class Payee(StrEnum):
 #: The journals that capture a redemption (one-step, and a hold's capture): its value moves to
 #: the voucher's used account and to its payee's payable (what reconciliation and payment read).
 CAPTURE_JOURNALS = ("redeemed", "hold_captured")
+#: The journal of a refund: the refunded subsidy back from used and from the payee's payable.
+REFUND_JOURNAL = "refund"
 
 RELEASE_JOURNAL = {
     VoidReason.PROVIDER: "hold_voided",

@@ -48,6 +48,7 @@ from services.voucher.programmes.rules import period_key
 from services.voucher.redemption import repository
 from services.voucher.redemption import rules as decide
 from services.voucher.redemption.rules import (
+    REFUND_JOURNAL,
     RELEASE_JOURNAL,
     Hold,
     Payee,
@@ -482,7 +483,7 @@ async def refund(
     writes = _Writes(session, now)
     writes.counters(locked.order(held.provider_id, held.order_reference).id, locked.usage(held.period_key).id,
                     -amount, -held.order_amount if withdrawn else 0)
-    await writes.journal(voucher, "refund", legs, now, redemption_id=held.id,
+    await writes.journal(voucher, REFUND_JOURNAL, legs, now, redemption_id=held.id,
                          memo=f"refund to {'voucher' if to_voucher else 'programme pool'}: {reason}")
     row = RedemptionRefund(redemption_id=held.id, amount=amount, reason=reason,
                            destination="voucher" if to_voucher else "pool", created_at=now)

@@ -14,7 +14,7 @@ from sqlmodel import col
 from services.voucher.actor import Actor
 from services.voucher.apikeys.rules import Role
 from services.voucher.db import PageRequest, paginate, table_of
-from services.voucher.redemption.rules import CAPTURE_JOURNALS, Payee
+from services.voucher.redemption.rules import CAPTURE_JOURNALS, REFUND_JOURNAL, Payee
 from services.voucher.settlement.rules import ItemKind, SettlementStatus
 from services.voucher.tables import (
     LedgerPosting,
@@ -193,7 +193,7 @@ async def totals_from_records(session: AsyncSession, settlement: Settlement) -> 
     ledger = (
         select(t.c.redemption_id,
                func.sum(case((t.c.kind.in_(CAPTURE_JOURNALS), p.c.amount), else_=0)).label("captured"),
-               func.sum(case((t.c.kind == "refund", -p.c.amount), else_=0)).label("refunded"))
+               func.sum(case((t.c.kind == REFUND_JOURNAL, -p.c.amount), else_=0)).label("refunded"))
         .select_from(p.join(t, t.c.id == p.c.transaction_id))
         .where(p.c.account_id.in_(used), t.c.redemption_id.in_(named))
         .group_by(t.c.redemption_id).subquery()
