@@ -13,6 +13,7 @@ from voucher_client import (
     ApiConnectionError,
     AsyncVoucherClient,
     AuthenticationError,
+    ConcurrentUpdateError,
     ConflictError,
     IdempotencyInProgressError,
     IdempotencyKeyReusedError,
@@ -171,6 +172,21 @@ def test_a_replay_still_in_progress_is_retried_but_other_409s_are_not() -> None:
     script = Script(problem(409, "idempotency_request_in_progress"))
     with sync_client(script, [], retries=NO_RETRIES) as api, pytest.raises(IdempotencyInProgressError):
         api.redeem(HOLD)
+    script = Script(problem(409, "insufficient_balance"))  # a business refusal: final
+    with sync_client(script, []) as api, pytest.raises(ConflictError):
+        api.redeem(HOLD)
+    assert len(script.requests) == 1
+
+
+def test_a_lost_race_is_retried_with_the_same_key_but_not_for_a_write_without_one() -> None:
+    script, sleeps = Script(problem(409, "concurrent_update"), ok()), []
+    with sync_client(script, sleeps) as api:
+        api.redeem(HOLD)
+    assert len(script.requests) == 2 and len(set(script.keys)) == 1
+    script = Script(problem(409, "concurrent_update"))
+    with sync_client(script, []) as api, pytest.raises(ConcurrentUpdateError):
+        api.update_enterprise(VOUCHER_ID, {"name": "x"}, if_match='"1"')
+    assert len(script.requests) == 1
 
 
 def test_validation_errors_list_the_bad_fields() -> None:

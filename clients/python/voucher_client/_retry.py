@@ -19,10 +19,12 @@ import httpx
 #: Statuses that say "not now", never "no": the request was not applied.
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 
-#: Problem codes that are worth another attempt with the same Idempotency-Key: the service is
-#: still running the first attempt (typically after our side timed out), and will answer the
-#: repeat with the first answer once that finishes.
-RETRY_CODES = frozenset({"idempotency_request_in_progress"})
+#: Problem codes worth another attempt of a read or of a write with its Idempotency-Key: the
+#: service is still running the first attempt (typically after our side timed out) and will
+#: answer the repeat with its answer once that finishes; or the attempt lost a race for a lock
+#: (a lock timeout, a deadlock), changed nothing and stored no answer under its key, so the
+#: same request again usually goes through.
+RETRY_CODES = frozenset({"idempotency_request_in_progress", "concurrent_update"})
 
 #: Failures where the request certainly never reached the server: safe for any method.
 NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
