@@ -1,12 +1,16 @@
 """Application use cases: submit (judged at once), review (approve, reject), object during
 publicity, withdraw, and the end of publicity that issues the voucher.
 
-Money moves only at three points, each in the transaction of its transition:
-approval commits budget (programme_available → programme_committed) and cap (usage.committed);
-rejection is impossible once committed, objection and withdrawal release exactly the
-commitment; the end of publicity turns the commitment into a voucher.
-Locks are taken in one order everywhere: application → programme (shared) → usage → programme
-accounts, the same suborder as direct issuance.
+Money moves only at three points, each in the transaction of its transition: approval
+commits budget (programme_available → programme_committed) and cap (usage.committed); an
+objection keeps that commitment while the office examines it, and a rejection or withdrawal
+then releases exactly it; the end of publicity turns the commitment into a voucher.
+
+Locks are taken in one order everywhere: application → the enterprise's usage rows, in
+ascending period order → programme accounts (pool before committed), the same suborder as
+direct issuance. The programme's shared lock may come before or after an application's row:
+those who hold the programme exclusively (update, close, archive, enrolment) wait on nothing
+else, and a shared request is granted at once beside other shared holders.
 """
 
 from __future__ import annotations
