@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 from standardwebhooks.webhooks import Webhook
 
 from services.voucher.db import Database
@@ -18,6 +19,7 @@ from services.voucher.events import service as events
 from services.voucher.settings import Settings
 from services.voucher.webhooks import repository
 from services.voucher.webhooks import service as webhooks
+from tests.conftest import ENGINE
 from tests.support import assert_problem, auth, fresh_key
 from tests.webhooks.receiver import receiver
 from tests.world import World, build_world
@@ -779,3 +781,92 @@ async def test_a_paused_endpoints_deliveries_wait_out_of_every_claims_way(app: A
                                  headers=auth(world.provider_key, **{"If-Match": paused.headers["etag"]}))
     assert resumed.status_code == 200, resumed.text
     assert None not in await due_times() and len(await due_times()) == 4
+
+
+async def _paused(client: httpx.AsyncClient, world: World, endpoint: dict[str, Any]) -> httpx.Response:
+    path = f"/v1/webhook-endpoints/{endpoint['id']}"
+    etag = (await client.get(path, headers=auth(world.provider_key))).headers["etag"]
+    paused = await client.patch(path, json={"status": "disabled"}, headers=auth(world.provider_key, **{"If-Match": etag}))
+    assert paused.status_code == 200, paused.text
+    return paused
+
+
+@pytest.mark.skipif(ENGINE != "postgresql", reason="SQLite's one writer serialises the publisher and the owner")
+async def test_an_endpoint_enabled_while_the_publisher_writes_its_deliveries_is_sent_them(
+        app: Any, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The publisher read the endpoints, found this one paused, and wrote its delivery with no
+    time to be tried after the owner's enabling had committed (and resumed what it was owed
+    then): the delivery was never sent (an independent review, December 2026). The publisher
+    now writes for each endpoint as it is once held shared."""
+    world = await build_world(app, client)
+    voucher = await world.issue(10_000_000)
+    with receiver() as hooks:
+        endpoint = await _endpoint(client, world.provider_key, hooks.url, ["redemption.captured"])
+        paused = await _paused(client, world, endpoint)
+        await _redeem(world, voucher, "PO-1")
+        read = events.webhooks.subscribed_endpoints
+
+        async def then_enabled(session: Any) -> list[dict[str, Any]]:
+            endpoints = await read(session)  # this one is paused
+            enabled = await client.patch(f"/v1/webhook-endpoints/{endpoint['id']}", json={"status": "enabled"},
+                                         headers=auth(world.provider_key, **{"If-Match": paused.headers["etag"]}))
+            assert enabled.status_code == 200, enabled.text  # committed before the deliveries are written
+            return endpoints
+
+        monkeypatch.setattr(events.webhooks, "subscribed_endpoints", then_enabled)
+        assert await events.publish_pending(app.state.database, app.state.clock()) >= 1
+        monkeypatch.setattr(events.webhooks, "subscribed_endpoints", read)
+        assert await _run(app) == 1
+    assert len(hooks.received) == 1
+
+
+@pytest.mark.skipif(ENGINE != "postgresql", reason="SQLite's one writer serialises the publisher and the owner")
+@pytest.mark.parametrize("change", ["enabled", "deleted"])
+async def test_an_owner_changing_an_endpoint_while_its_deliveries_are_written_waits_and_finds_them(
+        app: Any, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch, database_url: str, change: str) -> None:
+    """Once the publisher holds the endpoint, enabling it (or deleting it) waits for the
+    publisher's commit and then schedules (or cancels) the delivery just written."""
+    world = await build_world(app, client)
+    voucher = await world.issue(10_000_000)
+    with receiver() as hooks:
+        endpoint = await _endpoint(client, world.provider_key, hooks.url, ["redemption.captured"])
+        paused = await _paused(client, world, endpoint)
+        path = f"/v1/webhook-endpoints/{endpoint['id']}"
+        headers = auth(world.provider_key, **{"If-Match": paused.headers["etag"]})
+        await _redeem(world, voucher, "PO-1")
+        lock, owner = repository.lock_endpoints, []
+
+        async def then_changed(session: Any, ids: set[Any]) -> dict[Any, str]:
+            status = await lock(session, ids)
+            owner.append(asyncio.create_task(
+                client.patch(path, json={"status": "enabled"}, headers=headers) if change == "enabled"
+                else client.delete(path, headers=headers)))
+            watcher = create_async_engine(database_url)
+            try:
+                async with watcher.connect() as conn:
+                    for _ in range(200):  # until the owner's request waits on the endpoint
+                        waiting = (await conn.execute(text(
+                            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                            "AND wait_event_type = 'Lock'"))).scalar_one()
+                        await conn.commit()
+                        if waiting or owner[0].done():
+                            break
+                        await asyncio.sleep(0.025)
+            finally:
+                await watcher.dispose()
+            assert not owner[0].done()  # it waits for the publisher
+            return status
+
+        monkeypatch.setattr(repository, "lock_endpoints", then_changed)
+        assert await events.publish_pending(app.state.database, app.state.clock()) >= 1
+        monkeypatch.setattr(repository, "lock_endpoints", lock)
+        changed = await owner[0]
+        assert changed.status_code in (200, 204), changed.text
+        sent = await _run(app)
+        [delivery] = await _deliveries(client, world.provider_key, endpoint) if change == "enabled" else [None]
+    if change == "enabled":
+        assert sent == 1 and len(hooks.received) == 1 and delivery["status"] == "succeeded"
+    else:
+        async with app.state.database.unit_of_work(write=False) as session:
+            rows = (await session.execute(text("SELECT status FROM webhook_delivery"))).scalars().all()
+        assert list(rows) == ["cancelled"] and sent == 0 and hooks.received == []

@@ -157,12 +157,19 @@ async def publish_batch(session: AsyncSession, now: datetime) -> int:
         rows.append({"event_id": event["id"], "new_seq": seq, "at": now})
         for endpoint in endpoints:
             if _wants(endpoint, event):
-                # A paused endpoint is owed it too, with no time to be tried until it is enabled.
-                due = now if endpoint["status"] == "enabled" else None
                 deliveries.append({"id": uuid7(), "endpoint_id": endpoint["id"], "event_id": event["id"],
-                                   "status": "pending", "attempts": 0, "next_attempt_at": due, "created_at": now})
+                                   "status": "pending", "attempts": 0, "created_at": now})
     await repository.publish(session, rows)
-    await webhooks.insert_deliveries(session, deliveries)
+    if deliveries:
+        # Each endpoint as it is now, held shared till this commits: one enabled, paused or
+        # deleted since the read above is written for as it is (an endpoint enabled in between
+        # had been left owed with no time to try, for good), and one changed after waits for
+        # this commit, then finds its deliveries. A paused endpoint is owed them too, with no
+        # time to be tried until it is enabled.
+        status = await webhooks.lock_endpoints(session, {d["endpoint_id"] for d in deliveries})
+        deliveries = [{**d, "next_attempt_at": now if status[d["endpoint_id"]] == "enabled" else None}
+                      for d in deliveries if status.get(d["endpoint_id"], "deleted") != "deleted"]
+        await webhooks.insert_deliveries(session, deliveries)
     return len(rows)
 
 

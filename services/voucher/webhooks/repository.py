@@ -36,6 +36,17 @@ async def subscribed_endpoints(session: AsyncSession) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in rows.all()]
 
 
+async def lock_endpoints(session: AsyncSession, endpoint_ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """These endpoints' status as it is now, each held shared until the transaction ends (in id
+    order): an owner's pause, resume or deletion of one waits for the deliveries being written
+    to it, and then finds them."""
+    rows = await session.execute(
+        select(EP.c.id, EP.c.status).where(EP.c.id.in_(sorted(endpoint_ids))).order_by(EP.c.id)
+        .with_for_update(read=True)
+    )
+    return {row.id: row.status for row in rows.all()}
+
+
 async def insert_deliveries(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     if rows:
         await session.execute(D.insert(), rows)
