@@ -372,13 +372,16 @@ async def due_monthly(
         # settled as a repayment: the first month on or after it that no settlement covers. Only
         # refunds made since the first uncovered day are looked for — one before it was taken by
         # the settlement covering its day — or since the first day of a cancelled settlement,
-        # whose refunds no live settlement took (an independent review found them owed for ever).
+        # whose refunds no live settlement took (an independent review found them owed for ever),
+        # or since the first day of a settlement made before an earlier period's, which could
+        # not take the refunds of captures that one settled (a later review).
         refunded = None
         if runs:
             since = runs[0][0]
-            cancelled = await repository.first_cancelled_day(session, provider_id, programme_id)
-            if cancelled is not None and cancelled < since:
-                since = cancelled
+            for gap in (await repository.first_cancelled_day(session, provider_id, programme_id),
+                        await repository.first_out_of_order_day(session, provider_id, programme_id)):
+                if gap is not None and gap < since:
+                    since = gap
             refunded = await repository.first_unsettled_refund(
                 session, provider_id, programme_id, period_bounds(since, since)[0])
         if refunded is not None:
