@@ -50,11 +50,13 @@ PER_ITEM: dict[str, tuple[Finder, ItemWork]] = {
 }
 
 #: Every job, in the order a worker round runs them, with its default interval in seconds
-#: (None: every round). Value first, then what announces it, then the audit.
+#: (None: every round). Value first — publicity's end first, so that a voucher it issues with
+#: its validity already over (a worker down for weeks, a sandbox clock moved by a month) is
+#: expired in the same round — then what announces it, then the audit.
 SCHEDULE: dict[str, float | None] = {
+    "end-publicity": None,
     "expire-holds": None,
     "expire-vouchers": None,
-    "end-publicity": None,
     "create-settlements": 3600,
     "announce-expiring": 3600,
     "publish-events": None,
@@ -66,7 +68,7 @@ SCHEDULE: dict[str, float | None] = {
 JOBS = tuple(SCHEDULE)
 #: What a move of the sandbox clock runs at once, in this order (sandbox/routes.py): whatever
 #: the new time made due. Webhook deliveries, sealing and checkpoints stay with the worker.
-DUE_ON_CLOCK_MOVE = ("expire-holds", "expire-vouchers", "end-publicity", "create-settlements", "announce-expiring",
+DUE_ON_CLOCK_MOVE = ("end-publicity", "expire-holds", "expire-vouchers", "create-settlements", "announce-expiring",
                      "publish-events", "purge-idempotency")
 
 

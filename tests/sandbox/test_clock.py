@@ -3,6 +3,7 @@ only moves forward, that every rule and answer follows it, and that it is off by
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -125,6 +126,31 @@ async def test_a_move_runs_what_became_due_and_every_read_counts_the_hold_releas
                                        headers=auth(world.operator))).json()["items"]
     assert any(p["amount"] == 300_000 for p in postings), postings
     assert (await world.reconciliation())["is_clean"]
+
+
+async def test_a_move_past_publicity_and_validity_expires_the_voucher_it_issues(app, world: World) -> None:
+    """The move ended a publicity period and issued its voucher with its validity already over;
+    voucher expiry had run before publicity's end, so that voucher's expiry was left unposted,
+    its unused value off the pool until a worker round (none with `voucher serve` alone; an
+    independent review of the jobs, December 2026). Publicity's end now runs first."""
+    from sqlalchemy import select
+
+    from services.voucher.tables import Voucher
+
+    world_short = await build_world(app, world.client, publicity_days=5, voucher_validity_days=10)
+    application = (await world.post("/v1/applications", {
+        "programme_id": world_short.programme["id"], "requested_amount": 1_000_000, "purpose": "training"},
+        key=world_short.enterprise_key)).json()
+    approved = await world.post(f"/v1/applications/{application['id']}/approve", {"amount": 1_000_000},
+                                key=world_short.operator)
+    assert approved.status_code == 200, approved.text
+    moved = await move(world, advance="P30D")
+    assert moved.status_code == 200, moved.text
+    async with app.state.database.unit_of_work(write=False) as session:
+        voucher = (await session.execute(select(Voucher).where(
+            Voucher.application_id == uuid.UUID(application["id"])))).scalar_one()
+    assert voucher.status == "expired" and voucher.expiry_posted_at is not None
+    assert (await world_short.reconciliation())["is_clean"]
 
 
 async def test_a_settlement_for_a_period_the_move_closed(world: World) -> None:
