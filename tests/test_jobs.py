@@ -12,11 +12,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
+import pytest
 from sqlalchemy import func, select
 
 from services.voucher import jobs
 from services.voucher.db import Database
-from services.voucher.tables import LedgerTransaction, OutboxEvent, Settlement
+from services.voucher.tables import LedgerTransaction, OutboxEvent, Settlement, Voucher
 from tests.support import auth
 from tests.world import World, build_world
 
@@ -364,3 +365,32 @@ async def test_a_loop_that_fails_ends_the_worker_and_the_other_loop_with_it(app:
         pass
     else:
         raise AssertionError("the failure was lost")
+
+
+async def test_an_item_that_fails_unexpectedly_holds_up_no_other_and_fails_the_run(
+    app: Any, client: httpx.AsyncClient, clock: Any, monkeypatch: Any
+) -> None:
+    """A per-item job re-raised the first unexpected error: its finder returns the same items
+    first on every run, so one such item (a bug, a row changed behind the service) held up
+    every voucher behind it for good (an independent review of the jobs, December 2026). The
+    others now expire, and the run still fails, so the worker logs and counts it."""
+    world = await build_world(app, client)
+    for _ in range(3):
+        await world.issue(1_000_000)
+    clock.advance(days=366)
+    find, expire = jobs.PER_ITEM["expire-vouchers"]
+    async with app.state.database.unit_of_work(write=False) as session:
+        poisoned = (await find(session, clock()))[0]  # found first, every run
+
+    async def expire_but_one(session: Any, voucher_id: Any, now: datetime) -> int:
+        if voucher_id == poisoned:
+            raise RuntimeError("a row the service cannot read")
+        return await expire(session, voucher_id, now)
+
+    monkeypatch.setitem(jobs.PER_ITEM, "expire-vouchers", (find, expire_but_one))
+    with pytest.raises(RuntimeError, match="cannot read"):
+        await jobs.run_once(app.state.database, "expire-vouchers", clock())
+    posted = Voucher.expiry_posted_at.is_not(None)
+    assert await _count(app, Voucher, posted) == 2 and await _count(app, Voucher, Voucher.id == poisoned, posted) == 0
+    monkeypatch.setitem(jobs.PER_ITEM, "expire-vouchers", (find, expire))
+    assert await jobs.run_once(app.state.database, "expire-vouchers", clock()) == 1  # the one left, once mended

@@ -93,7 +93,7 @@ async def run_once(database: Database, job: str, now: datetime) -> int:
     find, work = PER_ITEM[job]
     async with database.unit_of_work(write=False) as session:
         due = await find(session, now)
-    done = 0
+    done, failed = 0, None
     for item in due:
         args = item if isinstance(item, tuple) else (item,)
         try:
@@ -104,9 +104,16 @@ async def run_once(database: Database, job: str, now: datetime) -> int:
         except DomainError as exc:  # a refusal of one item must not stop the others
             log.error("%s: %s refused (%s: %s); it stays due", job, _name(item), exc.code, exc.detail)
         except Exception as exc:
-            if not is_transient(exc):
-                raise
-            log.warning("%s: %s lost a race; it is retried on the next run", job, _name(item))
+            if is_transient(exc):
+                log.warning("%s: %s lost a race; it is retried on the next run", job, _name(item))
+                continue
+            # Unexpected (a bug, a row changed behind the service): the items behind it still
+            # run — found first every run, it had held up every one of them for good — and the
+            # run then fails with it, so that it is logged, counted and alerted on.
+            log.exception("%s: %s failed; it stays due, the other items go on", job, _name(item))
+            failed = failed or exc
+    if failed is not None:
+        raise failed
     return done
 
 
