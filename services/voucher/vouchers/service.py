@@ -445,12 +445,12 @@ async def revoke(
     return voucher
 
 
-async def expire_voucher(session: AsyncSession, voucher: Voucher, now: datetime) -> None:
+async def expire_voucher(session: AsyncSession, voucher: Voucher, now: datetime) -> bool:
     """Post a (locked) voucher's expiry: holds voided first, then the remaining value goes back
-    to the pool or to breakage, as the programme says. Idempotent."""
+    to the pool or to breakage, as the programme says. Idempotent: whether it posted."""
     live = (VoucherStatus.ACTIVE.value, VoucherStatus.SUSPENDED.value, VoucherStatus.EXHAUSTED.value)
     if voucher.expiry_posted_at is not None or now < voucher.expires_at or voucher.status not in live:
-        return  # posted already, not due, or revoked: nothing changes, so nothing is recorded
+        return False  # posted already, not due, or revoked: nothing changes, so nothing is recorded
     await redemptions.release_voucher_holds(session, voucher, VoidReason.VOUCHER_EXPIRED, now)
     before, available = voucher.status, 0
     voucher.status = VoucherStatus.EXPIRED.value
@@ -473,6 +473,7 @@ async def expire_voucher(session: AsyncSession, voucher: Voucher, now: datetime)
     voucher.expiry_posted_at = now
     await session.flush()
     await _status_event(session, "voucher.expired", voucher, before, now, unused_value=available)
+    return True
 
 
 async def due_for_expiry(session: AsyncSession, now: datetime, limit: int = 500) -> list[uuid.UUID]:
@@ -481,12 +482,11 @@ async def due_for_expiry(session: AsyncSession, now: datetime, limit: int = 500)
 
 
 async def expire_by_id(session: AsyncSession, voucher_id: uuid.UUID, now: datetime) -> int:
-    """Post one voucher's expiry (1), or nothing if already posted (0)."""
+    """Post one voucher's expiry (1), or nothing if posted already or revoked meanwhile (0)."""
     voucher = await repository.get_by_id(session, voucher_id, for_update=True)
-    if voucher is None or voucher.expiry_posted_at is not None:
+    if voucher is None:
         return 0
-    await expire_voucher(session, voucher, now)
-    return 1
+    return int(await expire_voucher(session, voucher, now))
 
 
 async def expire_due(session: AsyncSession, now: datetime, limit: int = 500) -> int:
