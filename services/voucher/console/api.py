@@ -44,13 +44,15 @@ FIELD_NAMES: dict[str, Message] = {
 
 
 def field_problem(error: dict[str, Any], language: str, names: dict[str, Message] | None = None) -> str:
-    """One of a 422's field errors in words: the field as the form names it (by the last name in
-    its pointer; a row of a list by its number: `/grants/0/face_value` is the face value of row
-    1), then the API's message. Never the pointer itself: the person sees a form, not JSON."""
+    """One of a 422's field errors in words: the field as the form names it, then the API's
+    message; a row of a list by its number. The form's own `names` first, the outermost first
+    (`/line_items/1/amount` is order line 2 of a claim), else the common name nearest the field
+    (`/grants/0/face_value` is the face value of row 1). Never the pointer itself: the person
+    sees a form, not JSON."""
     parts = [p for p in str(error.get("pointer", "")).split("/") if p]
-    known = {**FIELD_NAMES, **(names or {})}
     named = [p for p in parts if not p.isdigit()]
-    name = next((known[p] for p in reversed(named) if p in known), None)
+    name = next((names[p] for p in named if names and p in names), None) \
+        or next((FIELD_NAMES[p] for p in reversed(named) if p in FIELD_NAMES), None)
     problem = str(error.get("message", ""))
     numbers = [int(p) + 1 for p in parts if p.isdigit()]
     if name is None:

@@ -20,7 +20,7 @@ from fastapi import FastAPI, Request
 from starlette.datastructures import UploadFile
 from starlette.responses import Response
 
-from services.voucher.console.api import Refusal
+from services.voucher.console.api import Refusal, field_problem
 from services.voucher.console.web import Page, form_key, redirect, signed_in
 from services.voucher.i18n import Message, msg
 from services.voucher.money import parse_major, typed_example
@@ -204,17 +204,8 @@ async def _documents(files: list[UploadFile | str]) -> list[dict[str, Any]]:
 
 
 def _field_errors(refusal: Refusal, language: str) -> list[str]:
-    """A 422's field errors, each named as the form names its field (line 2, document 1…)."""
-    said = []
-    for error in refusal.errors[:20]:
-        parts = [p for p in str(error.get("pointer", "")).split("/") if p]
-        name = FIELD_NAMES.get(parts[0]) if parts else None
-        where = name.render(language) if name is not None else "/".join(parts)
-        if len(parts) > 1 and parts[1].isdigit():
-            where = msg("{field}, number {number}", field=where, number=int(parts[1]) + 1).render(language)
-        problem = str(error.get("message", ""))
-        said.append(msg("{field}: {problem}", field=where, problem=problem).render(language) if where else problem)
-    return said
+    """A 422's field errors, each named as the form names its field (order lines, number 2…)."""
+    return [field_problem(error, language, FIELD_NAMES) for error in refusal.errors[:20]]
 
 
 async def _form_page(page: Page, values: dict[str, str], *, lines: int, rows: list[dict[str, str]] | None = None,

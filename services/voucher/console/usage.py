@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
-from services.voucher.console.api import Refusal
+from services.voucher.console.api import Refusal, field_problem
 from services.voucher.console.web import Page, form_key, redirect, signed_in
 from services.voucher.i18n import msg
 
@@ -91,10 +91,7 @@ def _field_error(error: dict[str, Any], language: str) -> str:
         return msg("line {number} of the file: {problem}", number=int(parts[1]), problem=problem).render(language)
     if parts and parts[0] == "csv":
         return msg("the file: {problem}", problem=problem).render(language)
-    name = FIELD_NAMES.get(parts[0]) if parts else None
-    if name is not None:
-        return msg("{field}: {problem}", field=name, problem=problem).render(language)
-    return problem
+    return field_problem(error, language, FIELD_NAMES)
 
 
 def _uuid_or_none(value: str | None) -> str | None:
