@@ -113,6 +113,7 @@ async def run_once(database: Database, job: str, now: datetime) -> int:
             log.exception("%s: %s failed; it stays due, the other items go on", job, _name(item))
             failed = failed or exc
     if failed is not None:
+        log.error("%s: %d of %d items done before the failure is raised", job, done, len(due))
         raise failed
     return done
 

@@ -1184,6 +1184,30 @@ async def test_a_refund_of_a_capture_settled_after_a_later_month_is_still_drafte
     assert await jobs.run_once(app.state.database, "create-settlements", clock()) == 0
 
 
+async def test_a_refund_between_an_overlapping_settlement_made_first_and_its_captures_month_is_drafted(
+        app, world: World, clock) -> None:
+    """As above, with the hand-made settlement running 16 March to 30 April, over the job's
+    March: the periods overlap, and the first form of the fix looked only at a settlement made
+    before one that ends before it starts (a review of the fix, December 2026)."""
+    from services.voucher import jobs
+
+    v = await world.issue(100_000_000)
+    x = await redeem(world, clock, "2026-03-10T02:00:00+00:00", v, 10_000_000, "PO-X")
+    await refund(world, clock, "2026-04-11T02:00:00+00:00", x, 100_000)
+    await redeem(world, clock, "2026-04-12T02:00:00+00:00", v, 10_000_000, "PO-Y")
+    clock.current = utc("2026-05-02T01:00:00+00:00")
+    by_hand = await settled(world, "2026-03-16", "2026-04-30")
+    assert (by_hand["captured_total"], by_hand["refunded_total"]) == (3_000_000, 0)  # PO-X not settled yet
+    assert await jobs.run_once(app.state.database, "create-settlements", clock()) == 1  # March, with PO-X
+    march = [s for s in await listed(world) if s["period_start"] == "2026-03-01"]
+    assert [(s["period_end"], s["total"], s["refunded_total"]) for s in march] == [("2026-03-31", 3_000_000, 0)]
+    clock.current = utc("2026-06-02T01:00:00+00:00")
+    assert await jobs.run_once(app.state.database, "create-settlements", clock()) == 1
+    may = [s for s in await listed(world) if s["period_start"] == "2026-05-01"]
+    assert [(s["total"], s["refunded_total"]) for s in may] == [(-100_000, 100_000)]
+    assert await jobs.run_once(app.state.database, "create-settlements", clock()) == 0
+
+
 async def test_a_repayment_is_told_apart_from_a_payment(app, world: World, clock) -> None:
     """Its event and audit record say `direction: repayment`, and its journal is
     `settlement_repaid` (`settlement.paid` with a negative total read like money going out)."""

@@ -870,3 +870,37 @@ async def test_an_owner_changing_an_endpoint_while_its_deliveries_are_written_wa
         async with app.state.database.unit_of_work(write=False) as session:
             rows = (await session.execute(text("SELECT status FROM webhook_delivery"))).scalars().all()
         assert list(rows) == ["cancelled"] and sent == 0 and hooks.received == []
+
+
+@pytest.mark.skipif(ENGINE != "postgresql", reason="SQLite's one writer serialises the publisher and the owner")
+@pytest.mark.parametrize(("first", "then", "sent"), [
+    (["redemption.captured", "refund.created"], ["refund.created"], 0),
+    (["refund.created"], ["redemption.captured", "refund.created"], 1),
+])
+async def test_an_endpoints_events_changed_while_the_publisher_works_are_the_ones_it_gets(
+        app: Any, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch,
+        first: list[str], then: list[str], sent: int) -> None:
+    """The publisher chose an endpoint's deliveries by the event types it read before holding
+    it: a type the owner dropped in between was still sent, one added was missed (a review of
+    the fix, December 2026). The endpoint's types as held decide."""
+    world = await build_world(app, client)
+    voucher = await world.issue(10_000_000)
+    with receiver() as hooks:
+        endpoint = await _endpoint(client, world.provider_key, hooks.url, first)
+        path = f"/v1/webhook-endpoints/{endpoint['id']}"
+        await _redeem(world, voucher, "PO-1")
+        read = events.webhooks.subscribed_endpoints
+
+        async def then_changed(session: Any) -> list[dict[str, Any]]:
+            endpoints = await read(session)
+            etag = (await client.get(path, headers=auth(world.provider_key))).headers["etag"]
+            changed = await client.patch(path, json={"event_types": then},
+                                         headers=auth(world.provider_key, **{"If-Match": etag}))
+            assert changed.status_code == 200, changed.text
+            return endpoints
+
+        monkeypatch.setattr(events.webhooks, "subscribed_endpoints", then_changed)
+        assert await events.publish_pending(app.state.database, app.state.clock()) >= 1
+        monkeypatch.setattr(events.webhooks, "subscribed_endpoints", read)
+        assert await _run(app) == sent
+    assert len(hooks.received) == sent

@@ -150,26 +150,28 @@ async def publish_batch(session: AsyncSession, now: datetime) -> int:
     if not pending:
         return 0
     seq = await repository.last_seq(session)
-    endpoints = await webhooks.subscribed_endpoints(session)
-    rows, deliveries = [], []
+    rows = []
     for event in pending:
         seq += 1
         rows.append({"event_id": event["id"], "new_seq": seq, "at": now})
-        for endpoint in endpoints:
-            if _wants(endpoint, event):
-                deliveries.append({"id": uuid7(), "endpoint_id": endpoint["id"], "event_id": event["id"],
-                                   "status": "pending", "attempts": 0, "created_at": now})
     await repository.publish(session, rows)
-    if deliveries:
-        # Each endpoint as it is now, held shared till this commits: one enabled, paused or
-        # deleted since the read above is written for as it is (an endpoint enabled in between
-        # had been left owed with no time to try, for good), and one changed after waits for
-        # this commit, then finds its deliveries. A paused endpoint is owed them too, with no
-        # time to be tried until it is enabled.
-        status = await webhooks.lock_endpoints(session, {d["endpoint_id"] for d in deliveries})
-        deliveries = [{**d, "next_attempt_at": now if status[d["endpoint_id"]] == "enabled" else None}
-                      for d in deliveries if status.get(d["endpoint_id"], "deleted") != "deleted"]
-        await webhooks.insert_deliveries(session, deliveries)
+    # The endpoints of the events' owners, each as it is now and held shared till this commits:
+    # its event types and status decide, even changed since the read that found it (an endpoint
+    # enabled in between had been left owed with no time to try, for good), and an owner's change
+    # after this waits for the commit, then finds the deliveries. A paused endpoint is owed them
+    # too, with no time to be tried until it is enabled.
+    owners = {owner for event in pending for owner in (event["enterprise_id"], event["provider_id"]) if owner}
+    concerned = {endpoint["id"] for endpoint in await webhooks.subscribed_endpoints(session)
+                 if (endpoint["enterprise_id"] or endpoint["provider_id"]) in owners}
+    deliveries = []
+    for endpoint in await webhooks.lock_endpoints(session, concerned) if concerned else []:
+        if endpoint["status"] == "deleted":
+            continue
+        due = now if endpoint["status"] == "enabled" else None
+        deliveries += [{"id": uuid7(), "endpoint_id": endpoint["id"], "event_id": event["id"], "status": "pending",
+                        "attempts": 0, "next_attempt_at": due, "created_at": now}
+                       for event in pending if _wants(endpoint, event)]
+    await webhooks.insert_deliveries(session, deliveries)
     return len(rows)
 
 

@@ -274,18 +274,18 @@ async def first_cancelled_day(session: AsyncSession, provider_id: uuid.UUID, pro
 async def first_out_of_order_day(
     session: AsyncSession, provider_id: uuid.UUID, programme_id: uuid.UUID,
 ) -> date | None:
-    """The first day of the pair's earliest live settlement made before a live one of an
-    earlier period (the office settled April by hand before the job drafted March, or a capture
-    that missed its month was settled later as a day of its own). A refund in the days after
-    that earlier period, of a capture it settles, was taken back by neither — the one made
-    first found its capture unsettled, the one made last takes refunds made before its own
-    end — so the job looks for refunds from there."""
+    """The first day of the pair's earliest live settlement made before a live one that starts
+    earlier (the office settled April, or 16 March to 30 April, by hand before the job drafted
+    March; or a capture that missed its month was settled later as a day of its own). A refund
+    made after that earlier-starting one ends, of a capture it settles, was taken back by
+    neither — the one made first found its capture unsettled, the one made last takes refunds
+    made before its own end — so the job looks for refunds from there."""
     later, earlier = table_of(Settlement).alias("later"), table_of(Settlement).alias("earlier")
     made_after = (
         select(earlier.c.id)
         .where(earlier.c.provider_id == provider_id, earlier.c.programme_id == programme_id,
                earlier.c.status != SettlementStatus.CANCELLED.value,
-               earlier.c.period_end < later.c.period_start, earlier.c.id > later.c.id)  # made after: ids are in creation order
+               earlier.c.period_start < later.c.period_start, earlier.c.id > later.c.id)  # made after: ids in creation order
         .exists()
     )
     first: date | None = (await session.execute(

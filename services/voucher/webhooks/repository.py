@@ -36,15 +36,16 @@ async def subscribed_endpoints(session: AsyncSession) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in rows.all()]
 
 
-async def lock_endpoints(session: AsyncSession, endpoint_ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
-    """These endpoints' status as it is now, each held shared until the transaction ends (in id
-    order): an owner's pause, resume or deletion of one waits for the deliveries being written
-    to it, and then finds them."""
+async def lock_endpoints(session: AsyncSession, endpoint_ids: set[uuid.UUID]) -> list[dict[str, Any]]:
+    """These endpoints as they are now (owner, event types, status), each held shared until the
+    transaction ends, in id order: an owner's change of one (its events, a pause, a resume, a
+    deletion) waits for the deliveries being written to it, and then finds them."""
     rows = await session.execute(
-        select(EP.c.id, EP.c.status).where(EP.c.id.in_(sorted(endpoint_ids))).order_by(EP.c.id)
+        select(EP.c.id, EP.c.enterprise_id, EP.c.provider_id, EP.c.event_types, EP.c.status)
+        .where(EP.c.id.in_(sorted(endpoint_ids))).order_by(EP.c.id)
         .with_for_update(read=True)
     )
-    return {row.id: row.status for row in rows.all()}
+    return [dict(row._mapping) for row in rows.all()]
 
 
 async def insert_deliveries(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
