@@ -39,7 +39,7 @@ from services.voucher.webhooks import service as webhooks
 
 log = logging.getLogger("voucher.jobs")
 
-Finder = Callable[[AsyncSession, datetime], Awaitable[list[Any]]]
+Finder = Callable[[AsyncSession, datetime, int], Awaitable[list[Any]]]
 ItemWork = Callable[..., Awaitable[int]]
 
 PER_ITEM: dict[str, tuple[Finder, ItemWork]] = {
@@ -48,6 +48,12 @@ PER_ITEM: dict[str, tuple[Finder, ItemWork]] = {
     "end-publicity": (applications.due_publicity, applications.complete_publicity),
     "create-settlements": (settlement.due_monthly, settlement.create_monthly),
 }
+
+#: How many items one run of a per-item job takes (the rest wait for the next run).
+ITEM_BATCH = 500
+#: After a sandbox clock move, at most this many runs of each per-item job (more items than
+#: that are left to the worker).
+BATCHES_ON_CLOCK_MOVE = 20
 
 #: Every job, in the order a worker round runs them, with its default interval in seconds
 #: (None: every round). Value first — publicity's end first, so that a voucher it issues with
@@ -92,7 +98,7 @@ async def run_once(database: Database, job: str, now: datetime) -> int:
         return await webhooks.deliver_due(database, now)
     find, work = PER_ITEM[job]
     async with database.unit_of_work(write=False) as session:
-        due = await find(session, now)
+        due = await find(session, now, ITEM_BATCH)
     done, failed = 0, None
     for item in due:
         args = item if isinstance(item, tuple) else (item,)
@@ -119,11 +125,18 @@ async def run_once(database: Database, job: str, now: datetime) -> int:
 
 
 async def run_due(database: Database, now: datetime) -> dict[str, int]:
-    """Every job of DUE_ON_CLOCK_MOVE once at `now`; one that fails is logged and the others run."""
+    """Every job of DUE_ON_CLOCK_MOVE at `now`, a per-item one again while it takes a whole
+    batch (a move of a year may make thousands of vouchers due; at most BATCHES_ON_CLOCK_MOVE
+    batches, the rest left to the worker); one that fails is logged and the others run."""
     done: dict[str, int] = {}
     for job in DUE_ON_CLOCK_MOVE:
+        done[job] = 0
         try:
-            done[job] = await run_once(database, job, now)
+            for _ in range(BATCHES_ON_CLOCK_MOVE if job in PER_ITEM else 1):
+                ran = await run_once(database, job, now)
+                done[job] += ran
+                if ran < ITEM_BATCH:  # all done, or some refused (they would come first again)
+                    break
         except Exception:
             log.exception("job %s failed after the sandbox clock moved; the worker runs it again", job)
     return done

@@ -153,6 +153,28 @@ async def test_a_move_past_publicity_and_validity_expires_the_voucher_it_issues(
     assert (await world_short.reconciliation())["is_clean"]
 
 
+async def test_a_move_runs_a_per_item_job_batch_after_batch(
+        app, world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A move ran each job once, so only its first batch of due items (500) was done before the
+    answer; a move of a year over a large programme left the rest to a worker that `voucher
+    serve` alone does not run (an independent review, December 2026). Batches of 2 here."""
+    from sqlalchemy import func, select
+
+    from services.voucher import jobs
+    from services.voucher.tables import Voucher
+
+    monkeypatch.setattr(jobs, "ITEM_BATCH", 2)
+    for _ in range(5):
+        await world.issue(1_000_000)
+    moved = await move(world, advance="P400D")
+    assert moved.status_code == 200, moved.text
+    async with app.state.database.unit_of_work(write=False) as session:
+        unposted = (await session.execute(select(func.count()).select_from(Voucher).where(
+            Voucher.expiry_posted_at.is_(None)))).scalar_one()
+    assert unposted == 0
+    assert (await world.reconciliation())["is_clean"]
+
+
 async def test_a_settlement_for_a_period_the_move_closed(world: World) -> None:
     voucher = await world.issue(10_000_000)
     redeemed = await world.hold(voucher, 1_000_000, order="PO-1", path="/v1/redemptions")
