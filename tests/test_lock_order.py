@@ -50,6 +50,16 @@ async def _deadlocks(conn: AsyncConnection) -> int:
     return int(count)
 
 
+async def _hold_programme_account(locker: AsyncConnection, programme_id: str, kind: str) -> None:
+    """Begin a transaction on `locker` that holds the programme's account of `kind` locked."""
+    account = (await locker.execute(text(
+        "SELECT id FROM ledger_account WHERE programme_id = :p AND kind = :kind"),
+        {"p": uuid.UUID(programme_id), "kind": kind})).scalar_one()
+    await locker.commit()
+    await locker.begin()
+    await locker.execute(text("SELECT 1 FROM ledger_account WHERE id = :id FOR UPDATE"), {"id": account})
+
+
 async def test_a_refund_on_a_revoked_voucher_and_the_revocation_of_another(
         app, client: httpx.AsyncClient, database_url: str) -> None:
     """Both move the programme's pool and the enterprise's receivable (shared by its vouchers)."""
@@ -102,12 +112,7 @@ async def test_an_approval_and_an_upheld_objection_to_another_application(
     try:
         async with engine.connect() as locker, engine.connect() as watcher:
             before = await _deadlocks(watcher)
-            committed = (await locker.execute(text(
-                "SELECT id FROM ledger_account WHERE programme_id = :p AND kind = 'programme_committed'"),
-                {"p": uuid.UUID(desk.programme_id)})).scalar_one()
-            await locker.commit()
-            await locker.begin()
-            await locker.execute(text("SELECT 1 FROM ledger_account WHERE id = :id FOR UPDATE"), {"id": committed})
+            await _hold_programme_account(locker, desk.programme_id, "programme_committed")
             objection = asyncio.create_task(client.post(
                 f"/v1/applications/{first['id']}/{ACTION_PATHS['reject']}", json=action_body("reject", 0),
                 headers=auth(desk.world.operator, **{"Idempotency-Key": "upheld"})))
@@ -136,12 +141,7 @@ async def test_a_bulk_issue_and_an_approval_for_one_of_its_enterprises(
     try:
         async with engine.connect() as locker, engine.connect() as watcher:
             before = await _deadlocks(watcher)
-            pool = (await locker.execute(text(
-                "SELECT id FROM ledger_account WHERE programme_id = :p AND kind = 'programme_available'"),
-                {"p": uuid.UUID(desk.programme_id)})).scalar_one()
-            await locker.commit()
-            await locker.begin()
-            await locker.execute(text("SELECT 1 FROM ledger_account WHERE id = :id FOR UPDATE"), {"id": pool})
+            await _hold_programme_account(locker, desk.programme_id, "programme_available")
             grants = sorted([desk.world.enterprise["id"], other["id"]], key=lambda e: e != desk.world.enterprise["id"])
             bulk = asyncio.create_task(client.post("/v1/vouchers/bulk", json={
                 "programme_id": desk.programme_id,
@@ -180,12 +180,7 @@ async def test_a_submission_that_issues_last_years_approval_a_direct_issue_and_a
     try:
         async with engine.connect() as locker, engine.connect() as watcher:
             before = await _deadlocks(watcher)
-            pool = (await locker.execute(text(
-                "SELECT id FROM ledger_account WHERE programme_id = :p AND kind = 'programme_available'"),
-                {"p": uuid.UUID(desk.programme_id)})).scalar_one()
-            await locker.commit()
-            await locker.begin()
-            await locker.execute(text("SELECT 1 FROM ledger_account WHERE id = :id FOR UPDATE"), {"id": pool})
+            await _hold_programme_account(locker, desk.programme_id, "programme_available")
             approval = asyncio.create_task(client.post(
                 f"/v1/applications/{second['id']}/approve", json={"amount": 1_000_000},
                 headers=auth(desk.world.operator, **{"Idempotency-Key": "approve"})))
