@@ -797,25 +797,25 @@ async def test_an_endpoint_enabled_while_the_publisher_writes_its_deliveries_is_
     """The publisher read the endpoints, found this one paused, and wrote its delivery with no
     time to be tried after the owner's enabling had committed (and resumed what it was owed
     then): the delivery was never sent (an independent review, December 2026). The publisher
-    now writes for each endpoint as it is once held shared."""
+    now reads the endpoints once, held shared, and writes for each as held: an enabling that
+    commits as it is about to read them is the state it writes for."""
     world = await build_world(app, client)
     voucher = await world.issue(10_000_000)
     with receiver() as hooks:
         endpoint = await _endpoint(client, world.provider_key, hooks.url, ["redemption.captured"])
         paused = await _paused(client, world, endpoint)
         await _redeem(world, voucher, "PO-1")
-        read = events.webhooks.subscribed_endpoints
+        read = repository.endpoints_of
 
-        async def then_enabled(session: Any) -> list[dict[str, Any]]:
-            endpoints = await read(session)  # this one is paused
+        async def enabled_first(session: Any, owners: set[Any]) -> list[dict[str, Any]]:
             enabled = await client.patch(f"/v1/webhook-endpoints/{endpoint['id']}", json={"status": "enabled"},
                                          headers=auth(world.provider_key, **{"If-Match": paused.headers["etag"]}))
-            assert enabled.status_code == 200, enabled.text  # committed before the deliveries are written
-            return endpoints
+            assert enabled.status_code == 200, enabled.text  # committed inside the publisher's transaction
+            return await read(session, owners)
 
-        monkeypatch.setattr(events.webhooks, "subscribed_endpoints", then_enabled)
+        monkeypatch.setattr(repository, "endpoints_of", enabled_first)
         assert await events.publish_pending(app.state.database, app.state.clock()) >= 1
-        monkeypatch.setattr(events.webhooks, "subscribed_endpoints", read)
+        monkeypatch.setattr(repository, "endpoints_of", read)
         assert await _run(app) == 1
     assert len(hooks.received) == 1
 
@@ -834,10 +834,10 @@ async def test_an_owner_changing_an_endpoint_while_its_deliveries_are_written_wa
         path = f"/v1/webhook-endpoints/{endpoint['id']}"
         headers = auth(world.provider_key, **{"If-Match": paused.headers["etag"]})
         await _redeem(world, voucher, "PO-1")
-        lock, owner = repository.lock_endpoints, []
+        lock, owner = repository.endpoints_of, []
 
-        async def then_changed(session: Any, ids: set[Any]) -> dict[Any, str]:
-            status = await lock(session, ids)
+        async def then_changed(session: Any, owners: set[Any]) -> list[dict[str, Any]]:
+            held = await lock(session, owners)
             owner.append(asyncio.create_task(
                 client.patch(path, json={"status": "enabled"}, headers=headers) if change == "enabled"
                 else client.delete(path, headers=headers)))
@@ -855,11 +855,11 @@ async def test_an_owner_changing_an_endpoint_while_its_deliveries_are_written_wa
             finally:
                 await watcher.dispose()
             assert not owner[0].done()  # it waits for the publisher
-            return status
+            return held
 
-        monkeypatch.setattr(repository, "lock_endpoints", then_changed)
+        monkeypatch.setattr(repository, "endpoints_of", then_changed)
         assert await events.publish_pending(app.state.database, app.state.clock()) >= 1
-        monkeypatch.setattr(repository, "lock_endpoints", lock)
+        monkeypatch.setattr(repository, "endpoints_of", lock)
         changed = await owner[0]
         assert changed.status_code in (200, 204), changed.text
         sent = await _run(app)
@@ -882,25 +882,24 @@ async def test_an_endpoints_events_changed_while_the_publisher_works_are_the_one
         first: list[str], then: list[str], sent: int) -> None:
     """The publisher chose an endpoint's deliveries by the event types it read before holding
     it: a type the owner dropped in between was still sent, one added was missed (a review of
-    the fix, December 2026). The endpoint's types as held decide."""
+    the fix, December 2026). It now reads them once, held: the types as held decide."""
     world = await build_world(app, client)
     voucher = await world.issue(10_000_000)
     with receiver() as hooks:
         endpoint = await _endpoint(client, world.provider_key, hooks.url, first)
         path = f"/v1/webhook-endpoints/{endpoint['id']}"
         await _redeem(world, voucher, "PO-1")
-        read = events.webhooks.subscribed_endpoints
+        read = repository.endpoints_of
 
-        async def then_changed(session: Any) -> list[dict[str, Any]]:
-            endpoints = await read(session)
+        async def changed_first(session: Any, owners: set[Any]) -> list[dict[str, Any]]:
             etag = (await client.get(path, headers=auth(world.provider_key))).headers["etag"]
             changed = await client.patch(path, json={"event_types": then},
                                          headers=auth(world.provider_key, **{"If-Match": etag}))
             assert changed.status_code == 200, changed.text
-            return endpoints
+            return await read(session, owners)
 
-        monkeypatch.setattr(events.webhooks, "subscribed_endpoints", then_changed)
+        monkeypatch.setattr(repository, "endpoints_of", changed_first)
         assert await events.publish_pending(app.state.database, app.state.clock()) >= 1
-        monkeypatch.setattr(events.webhooks, "subscribed_endpoints", read)
+        monkeypatch.setattr(repository, "endpoints_of", read)
         assert await _run(app) == sent
     assert len(hooks.received) == sent

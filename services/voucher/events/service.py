@@ -155,22 +155,17 @@ async def publish_batch(session: AsyncSession, now: datetime) -> int:
         seq += 1
         rows.append({"event_id": event["id"], "new_seq": seq, "at": now})
     await repository.publish(session, rows)
-    # The endpoints of the events' owners, each as it is now and held shared till this commits:
-    # its event types and status decide, even changed since the read that found it (an endpoint
-    # enabled in between had been left owed with no time to try, for good), and an owner's change
-    # after this waits for the commit, then finds the deliveries. A paused endpoint is owed them
-    # too, with no time to be tried until it is enabled.
+    # The events' owners' endpoints, read once and held shared till this commits: their event
+    # types and status as held decide (endpoints read first and held later had been written for
+    # as first read: one enabled in between was left owed with no time to try, for good), and an
+    # owner's change after this waits for the commit, then finds the deliveries. A paused
+    # endpoint is owed them too, with no time to be tried until it is enabled.
     owners = {owner for event in pending for owner in (event["enterprise_id"], event["provider_id"]) if owner}
-    concerned = {endpoint["id"] for endpoint in await webhooks.subscribed_endpoints(session)
-                 if (endpoint["enterprise_id"] or endpoint["provider_id"]) in owners}
-    deliveries = []
-    for endpoint in await webhooks.lock_endpoints(session, concerned) if concerned else []:
-        if endpoint["status"] == "deleted":
-            continue
-        due = now if endpoint["status"] == "enabled" else None
-        deliveries += [{"id": uuid7(), "endpoint_id": endpoint["id"], "event_id": event["id"], "status": "pending",
-                        "attempts": 0, "next_attempt_at": due, "created_at": now}
-                       for event in pending if _wants(endpoint, event)]
+    deliveries = [{"id": uuid7(), "endpoint_id": endpoint["id"], "event_id": event["id"], "status": "pending",
+                   "attempts": 0, "next_attempt_at": now if endpoint["status"] == "enabled" else None,
+                   "created_at": now}
+                  for endpoint in await webhooks.endpoints_of(session, owners)
+                  for event in pending if _wants(endpoint, event)]
     await webhooks.insert_deliveries(session, deliveries)
     return len(rows)
 

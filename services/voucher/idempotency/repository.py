@@ -24,6 +24,8 @@ T = table_of(IdempotencyRecord)
 
 # Built once: every write request runs these (the values come as parameters).
 _LOCK = select(func.pg_advisory_xact_lock(bindparam("lock", type_=BigInteger)))
+#: What names the key's lock statement in an error (`failed_with_reads`).
+_LOCK_FUNCTION = "pg_advisory_xact_lock"
 _READ = select(
     T.c.id, T.c.method, T.c.path, T.c.request_hash, T.c.state, T.c.response_status, T.c.response_body,
     T.c.response_content_type, T.c.response_headers, T.c.expires_at,
@@ -80,9 +82,6 @@ def failed_with_reads(exc: Exception) -> None:
     lost race, which stays a `concurrent_update`)."""
     if isinstance(exc, DBAPIError) and is_transient(exc) and _LOCK_FUNCTION in str(exc.statement or ""):
         raise _in_progress() from exc
-
-
-_LOCK_FUNCTION = "pg_advisory_xact_lock"
 
 
 def _in_progress() -> IdempotencyRequestInProgress:

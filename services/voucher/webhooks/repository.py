@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, func, select, update
+from sqlalchemy import CursorResult, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -26,23 +26,18 @@ A = table_of(WebhookAttempt)
 EV = table_of(OutboxEvent)
 
 
-async def subscribed_endpoints(session: AsyncSession) -> list[dict[str, Any]]:
-    """Every endpoint not deleted: a disabled (paused) one is owed its events too, and its
+async def endpoints_of(session: AsyncSession, owners: set[uuid.UUID]) -> list[dict[str, Any]]:
+    """The endpoints of these enterprises and providers not deleted, as they are now (owner,
+    event types, status), each held shared until the transaction ends, in id order: an owner's
+    change of one (its events, a pause, a resume, a deletion) waits for the deliveries being
+    written to it, and then finds them. A disabled (paused) one is owed its events too; its
     deliveries wait, pending, until it is enabled again (`claim_due` skips them meanwhile)."""
+    if not owners:
+        return []
     rows = await session.execute(
         select(EP.c.id, EP.c.enterprise_id, EP.c.provider_id, EP.c.event_types, EP.c.status)
-        .where(EP.c.status != "deleted")
-    )
-    return [dict(r._mapping) for r in rows.all()]
-
-
-async def lock_endpoints(session: AsyncSession, endpoint_ids: set[uuid.UUID]) -> list[dict[str, Any]]:
-    """These endpoints as they are now (owner, event types, status), each held shared until the
-    transaction ends, in id order: an owner's change of one (its events, a pause, a resume, a
-    deletion) waits for the deliveries being written to it, and then finds them."""
-    rows = await session.execute(
-        select(EP.c.id, EP.c.enterprise_id, EP.c.provider_id, EP.c.event_types, EP.c.status)
-        .where(EP.c.id.in_(sorted(endpoint_ids))).order_by(EP.c.id)
+        .where(EP.c.status != "deleted", or_(EP.c.enterprise_id.in_(owners), EP.c.provider_id.in_(owners)))
+        .order_by(EP.c.id)
         .with_for_update(read=True)
     )
     return [dict(row._mapping) for row in rows.all()]
