@@ -178,8 +178,10 @@ async def test_a_run_over_settled_months_reads_no_capture(app: Any, client: http
         event.remove(engine, "before_cursor_execute", listener)
     probes = [s for s in statements if "FROM redemption " in s and "settlement_item" in s]
     assert len(probes) == 1, statements
-    refunds = [s for s in statements if "FROM redemption_refund" in s]  # since the first uncovered day, by time
-    assert len(refunds) == 1 and "redemption_refund.created_at >=" in refunds[0], statements
+    refunds = [s for s in statements if "FROM redemption_refund" in s]  # the pair's, since the first uncovered day
+    assert len(refunds) == 1, statements
+    assert all(f"redemption_refund.{c}" in refunds[0] for c in ("provider_id =", "programme_id =", "created_at >=")), \
+        refunds[0]
 
 
 def test_the_window_to_settle_runs_from_the_first_capture_to_the_last_month_ended() -> None:

@@ -445,15 +445,22 @@ class RedemptionRefund(SQLModel, table=True):
     __table_args__ = (
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint("destination IN ('voucher', 'pool')", name="destination_known"),
+        # A settlement's refunds to take back: one provider, one programme, made before or since
+        # a day (0022; the database refuses a pair other than the redemption's).
+        Index("ix_redemption_refund_provider_id_programme_id_created_at", "provider_id", "programme_id",
+              "created_at"),
     )
 
     id: uuid.UUID = Field(default_factory=uuid7, primary_key=True)
     redemption_id: uuid.UUID = Field(foreign_key="redemption.id", index=True)
+    #: The redemption's own provider and programme, copied so that the pair's refunds are read by
+    #: their own index (0022), not among every pair's.
+    provider_id: uuid.UUID
+    programme_id: uuid.UUID
     amount: int = Field(sa_type=BigInteger)
     reason: str = Field(max_length=500)
     destination: str = Field(max_length=16)
-    #: Indexed for the settlement job's look for refunds to take back since a day (0017).
-    created_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    created_at: datetime = Field(sa_type=UTCDateTime)
 
 
 # -- eligibility and applications ----------------------------------------------------------------

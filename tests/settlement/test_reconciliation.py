@@ -62,9 +62,9 @@ async def test_payment_without_a_settlement_is_reported(app, client: httpx.Async
 # -- records changed behind the service (an independent review, December 2026) --------------
 
 
-#: The guards of migration 0020, by table.
+#: The guards of migrations 0020 and 0022, by table.
 GUARDS = {"redemption": "redemption_moves_forward", "settlement": "settlement_figures_fixed",
-          "settlement_item": "settlement_item_fixed"}
+          "settlement_item": "settlement_item_fixed", "redemption_refund": "redemption_refund_fixed"}
 
 
 async def _change(app: Any, table: Any, row_id: str, **values: Any) -> None:
@@ -310,3 +310,45 @@ async def test_the_reconciliation_may_run_past_a_requests_statement_limit(app) -
         assert (await session.execute(text("SHOW statement_timeout"))).scalar() == "30min"
         await session.rollback()
         assert (await session.execute(text("SHOW statement_timeout"))).scalar() == "1min"
+
+
+async def test_a_refund_keeps_its_redemptions_provider_and_programme(app, client: httpx.AsyncClient, clock) -> None:
+    """The settlement job reads a pair's refunds by the refund's own provider and programme
+    (migration 0022): a copy that drifted from the redemption's would let a refund the provider
+    must repay go unseen. The database refuses one that is not the redemption's, and any change
+    of a refund once made; with the guard out of the way, the reconciliation says which."""
+    from sqlalchemy import insert, select, update
+    from sqlalchemy.exc import DBAPIError
+
+    from services.voucher.db import table_of
+    from services.voucher.ids import uuid7
+    from services.voucher.tables import RedemptionRefund
+
+    world = await build_world(app, client, rate_table={"accelerator:domestic": 3000}, tiers=[])
+    redeemed = await _redeem(world)
+    refund = await world.post(f"/v1/redemptions/{redeemed['id']}/refunds", {"amount": 100_000, "reason": "x"})
+    assert refund.status_code == 201, refund.text
+    rr = table_of(RedemptionRefund)
+    async with app.state.database.unit_of_work() as session:
+        [row] = (await session.execute(select(rr).where(rr.c.redemption_id == uuid.UUID(redeemed["id"])))).all()
+    assert (str(row.provider_id), str(row.programme_id)) == (world.provider["id"], world.programme["id"])
+    other = uuid.uuid4()
+    copy = {**row._mapping, "id": uuid7(), "amount": 1}
+    for values in ({**copy, "provider_id": other}, {**copy, "programme_id": other}):
+        with pytest.raises(DBAPIError, match="a refund's provider and programme are its redemption's"):
+            async with app.state.database.unit_of_work() as session:
+                await session.execute(insert(rr).values(**values))
+    for change in ({"amount": 1}, {"provider_id": other}, {"programme_id": other}, {"destination": "pool"},
+                   {"redemption_id": uuid.uuid4()}):
+        with pytest.raises(DBAPIError, match="a refund never changes"):
+            async with app.state.database.unit_of_work() as session:
+                await session.execute(update(rr).where(rr.c.id == row.id).values(**change))
+    assert (await world.reconciliation())["is_clean"]
+    await _change(app, RedemptionRefund, str(row.id), provider_id=other)
+    recon = await world.reconciliation()
+    [found] = recon["record_differences"]
+    assert (found["what"], found["refund_id"], found["provider_id"], found["redemption_provider_id"]) == (
+        "refund's provider or programme differs from its redemption's", str(row.id), str(other),
+        world.provider["id"])
+    await _change(app, RedemptionRefund, str(row.id), provider_id=row.provider_id)
+    assert (await world.reconciliation())["is_clean"]

@@ -352,9 +352,24 @@ async def record_differences(session: AsyncSession) -> list[dict[str, Any]]:
     against the capture or refund it names, and the settlement's totals against its lines; an
     approved or paid claim's amount against its redemption's capture and the payment posted.
     A row changed behind the service (an independent review raised a redemption's capture
-    tenfold, then a settlement's total, and both were paid) shows here by what it differs in."""
-    return (await _redemption_differences(session) + await _settlement_line_differences(session)
-            + await _claim_differences(session))
+    tenfold, then a settlement's total, and both were paid) shows here by what it differs in; so
+    does a refund whose provider or programme is not its redemption's (the settlement job reads
+    a pair's refunds by them, and would miss it)."""
+    return (await _redemption_differences(session) + await _refund_differences(session)
+            + await _settlement_line_differences(session) + await _claim_differences(session))
+
+
+async def _refund_differences(session: AsyncSession) -> list[dict[str, Any]]:
+    r, rr = table_of(Redemption), table_of(RedemptionRefund)
+    stmt = (
+        select(rr.c.id.label("refund_id"), rr.c.redemption_id, rr.c.provider_id, rr.c.programme_id,
+               r.c.provider_id.label("redemption_provider_id"), r.c.programme_id.label("redemption_programme_id"))
+        .select_from(rr.join(r, r.c.id == rr.c.redemption_id))
+        .where(or_(rr.c.provider_id != r.c.provider_id, rr.c.programme_id != r.c.programme_id))
+        .order_by(rr.c.id)
+    )
+    return [{"what": "refund's provider or programme differs from its redemption's", **dict(row._mapping)}
+            for row in (await session.execute(stmt)).all()]
 
 
 def _redemption_ledger() -> Any:

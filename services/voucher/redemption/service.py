@@ -485,7 +485,8 @@ async def refund(
                     -amount, -held.order_amount if withdrawn else 0)
     await writes.journal(voucher, REFUND_JOURNAL, legs, now, redemption_id=held.id,
                          memo=f"refund to {'voucher' if to_voucher else 'programme pool'}: {reason}")
-    row = RedemptionRefund(redemption_id=held.id, amount=amount, reason=reason,
+    row = RedemptionRefund(redemption_id=held.id, provider_id=held.provider_id, programme_id=held.programme_id,
+                           amount=amount, reason=reason,
                            destination="voucher" if to_voucher else "pool", created_at=now)
     repository.insert_refund(writes.batch, {c.key: getattr(row, c.key) for c in _REFUND_COLUMNS})
     refunded = held.refunded_amount + amount

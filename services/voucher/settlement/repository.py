@@ -99,11 +99,10 @@ async def unsettled_captures(
     return list((await session.execute(stmt)).all())
 
 
-#: A refund (joined to its redemption) that a settlement would take back: in no live
-#: settlement itself, its capture in one.
+#: A refund that a settlement would take back: in no live settlement itself, its capture in one.
 _REFUND_TO_SETTLE = (
     ~_live_item(col(SettlementItem.refund_id) == col(RedemptionRefund.id)),
-    _live_item(and_(col(SettlementItem.redemption_id) == col(Redemption.id),
+    _live_item(and_(col(SettlementItem.redemption_id) == col(RedemptionRefund.redemption_id),
                     col(SettlementItem.kind) == ItemKind.CAPTURE.value)),
 )
 
@@ -119,7 +118,7 @@ async def unsettled_refunds(
                col(Redemption.id).label("redemption_id"), col(Redemption.order_reference))
         .join(Redemption, col(Redemption.id) == col(RedemptionRefund.redemption_id))
         .where(
-            col(Redemption.provider_id) == provider_id, col(Redemption.programme_id) == programme_id,
+            col(RedemptionRefund.provider_id) == provider_id, col(RedemptionRefund.programme_id) == programme_id,
             col(RedemptionRefund.created_at) < ends_at, *_REFUND_TO_SETTLE,
         )
         .order_by(col(RedemptionRefund.created_at), col(RedemptionRefund.id))
@@ -155,13 +154,12 @@ async def first_unsettled_refund(
 ) -> datetime | None:
     """When the pair's oldest refund made since `since` that no live settlement holds, of a
     capture one does, was made: what a settlement of a month on or after it would take back.
-    Read by the index on the refunds' time, so a history settled long ago is not read."""
+    Read by the index on the pair's refunds by time, so neither a history settled long ago nor
+    another pair's refunds are read."""
     found = await session.execute(
         select(col(RedemptionRefund.created_at))
-        .join(Redemption, col(Redemption.id) == col(RedemptionRefund.redemption_id))
-        .where(col(RedemptionRefund.created_at) >= since,
-               col(Redemption.provider_id) == provider_id, col(Redemption.programme_id) == programme_id,
-               *_REFUND_TO_SETTLE)
+        .where(col(RedemptionRefund.provider_id) == provider_id, col(RedemptionRefund.programme_id) == programme_id,
+               col(RedemptionRefund.created_at) >= since, *_REFUND_TO_SETTLE)
         .order_by(col(RedemptionRefund.created_at)).limit(1))
     return found.scalar_one_or_none()
 
