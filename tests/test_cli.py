@@ -242,6 +242,31 @@ def test_db_downgrade_minus_one_steps_back_one_revision(cli_database: str) -> No
     assert "database at head" in ok("db", "upgrade")
 
 
+def test_a_downgrade_that_would_drop_rows_is_refused(cli_database: str) -> None:
+    """An independent review took a populated database down to base, one `-1` at a time, exit 0
+    each: the audit chain, the paid settlements and the ledger were dropped without a word. A
+    downgrade that drops a table holding rows is refused, naming them, and changes nothing;
+    one that drops none goes down; --drop-data goes down all the same."""
+    script = ScriptDirectory.from_config(alembic_config(cli_database))
+    ok("db", "upgrade")
+    ok("demo")
+    head = script.get_current_head()
+    counts = {t: _count(cli_database, f"SELECT count(*) FROM {t}")  # noqa: S608 (fixed names)
+              for t in ("audit_event", "ledger_posting", "voucher", "programme")}
+    assert all(counts.values()), counts
+    for target in ("0006", "base"):
+        result = voucher("db", "downgrade", target)
+        assert result.exit_code == 2, (result.output, result.exception)
+        assert "drops tables that hold rows" in result.stderr and "Nothing was changed" in result.stderr
+        assert re.search(r"audit_event \([\d,]+ rows\)", result.stderr), result.stderr
+        assert ("ledger_posting" in result.stderr) is (target == "base"), result.stderr
+        assert _count(cli_database, "SELECT count(*) FROM alembic_version WHERE version_num = :v", v=head) == 1
+        assert {t: _count(cli_database, f"SELECT count(*) FROM {t}") for t in counts} == counts  # noqa: S608
+    below = script.get_revision(head).down_revision
+    assert f"database at {below}" in ok("db", "downgrade", "-1")  # 0022 makes no table
+    assert "database at base" in ok("db", "downgrade", "base", "--drop-data")
+
+
 def test_enterprise_key_without_enterprise_id_is_refused_with_a_reason(cli_database: str) -> None:
     ok("db", "upgrade")
     result = voucher("keys", "create", "--role", "enterprise")

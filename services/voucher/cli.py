@@ -162,21 +162,60 @@ def db_upgrade(revision: Annotated[str, typer.Argument(metavar="REVISION", help=
 
 
 @db_app.command("downgrade", context_settings={"ignore_unknown_options": True})  # -1 is a revision, not an option
-def db_downgrade(revision: Annotated[str, typer.Argument(metavar="REVISION")], database_url: DatabaseUrl = None) -> None:
-    """Revert migrations down to REVISION (e.g. -1 or base)."""
+def db_downgrade(
+    revision: Annotated[str, typer.Argument(metavar="REVISION")],
+    drop_data: Annotated[bool, typer.Option("--drop-data", help=(
+        "Go below a revision that made a table holding rows, and lose those rows."))] = False,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Revert migrations down to REVISION (e.g. -1 or base). Refused (exit 2, nothing changed) if
+    that would drop a table that holds rows — the ledger, the audit trail, settlements — unless
+    --drop-data: undoing a release that holds data is a restore of the backup taken before it."""
     _use_database(database_url)
     from alembic import command
     from alembic.runtime.migration import MigrationContext
     from sqlalchemy import create_engine
 
-    command.downgrade(alembic_config(), revision)
+    config = alembic_config()
     engine = create_engine(sync_database_url(get_settings().database_url))
     try:
+        with engine.connect() as connection:
+            holding = _tables_a_downgrade_drops(config, connection, revision)
+        if holding and not drop_data:
+            listed = ", ".join(f"{table} ({rows:,} rows)" for table, rows in holding.items())
+            typer.echo(f"error: going down to {revision} drops tables that hold rows: {listed}. Nothing was changed. "
+                       "To undo an upgrade on a database in use, restore the backup taken before it; "
+                       "--drop-data goes down all the same and loses those rows", err=True)
+            raise typer.Exit(EXIT_COULD_NOT_RUN)
+        command.downgrade(config, revision)
         with engine.connect() as connection:
             now_at = MigrationContext.configure(connection).get_current_revision()
     finally:
         engine.dispose()
     typer.echo(f"database at {now_at or 'base (no schema)'}")
+
+
+_CREATES_TABLE = re.compile(r"""create_table\(\s*['"](\w+)['"]""")
+
+
+def _tables_a_downgrade_drops(config: Any, connection: Any, revision: str) -> dict[str, int]:
+    """The tables the revisions a downgrade to `revision` undoes had made (read from their
+    `create_table` calls), with their rows, for those that exist and hold any."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import func, inspect, select, table
+
+    current = MigrationContext.configure(connection).get_current_revision()
+    if current is None:
+        return {}
+    script = ScriptDirectory.from_config(config)
+    made: list[str] = []
+    for step in script._downgrade_revs(revision, current):  # noqa: SLF001 (what `alembic downgrade` runs)
+        made += _CREATES_TABLE.findall(Path(step.revision.path).read_text(encoding="utf-8"))
+    existing = set(inspect(connection).get_table_names())
+    counts = {name: connection.execute(select(func.count()).select_from(table(name))).scalar_one()
+              for name in made if name in existing}
+    return {name: rows for name, rows in sorted(counts.items()) if rows}
 
 
 @db_app.command("current")
