@@ -225,3 +225,19 @@ def test_production_refuses_the_development_key_among_the_retired(monkeypatch: p
         Signer.from_settings(Settings())
     monkeypatch.setenv("VOUCHER_ENVIRONMENT", "development")
     assert Signer.from_settings(Settings()).retired == (DEVELOPMENT_PUBLIC_KEY,)
+
+
+def test_production_refuses_the_published_development_seed_as_its_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given as VOUCHER_AUDIT_SIGNING_KEY, the published seed had started production, and its
+    checkpoints were served as signed by a key of its own (an independent review)."""
+    from services.voucher.audit.signing import DEVELOPMENT_SEED, Signer
+
+    monkeypatch.setenv("VOUCHER_ENVIRONMENT", "production")
+    monkeypatch.setenv("DATABASE_URL", f"postgres://{PG}")
+    monkeypatch.setenv("VOUCHER_AUDIT_SIGNING_KEY", base64.b64encode(DEVELOPMENT_SEED).decode())
+    with pytest.raises(ValueError, match="published development seed"):
+        Signer.from_settings(Settings())
+    monkeypatch.setenv("VOUCHER_ENVIRONMENT", "development")
+    assert Signer.from_settings(Settings()).is_development
+    monkeypatch.setenv("VOUCHER_AUDIT_SIGNING_KEY", SEED)
+    assert not Signer.from_settings(Settings()).is_development

@@ -43,7 +43,12 @@ class Signer:
         if settings.audit_signing_key is None:
             return cls(Ed25519PrivateKey.from_private_bytes(DEVELOPMENT_SEED), True, retired)
         seed = base64.b64decode(settings.audit_signing_key.get_secret_value())
-        return cls(Ed25519PrivateKey.from_private_bytes(seed), False, retired)
+        if seed == DEVELOPMENT_SEED and settings.environment == "production":
+            # Given as the setting, the published seed had started production and signed its
+            # checkpoints as a key of its own (an independent review): anyone could forge them.
+            raise ValueError("VOUCHER_AUDIT_SIGNING_KEY is the published development seed, with which anyone can "
+                             "sign a checkpoint; production refuses it (generate one with `voucher audit keygen`)")
+        return cls(Ed25519PrivateKey.from_private_bytes(seed), seed == DEVELOPMENT_SEED, retired)
 
     @property
     def verifying_keys(self) -> dict[str, bytes]:
