@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 from voucher_client import ConflictError, RetryPolicy, VoucherClient
 
@@ -11,6 +14,7 @@ from tests.live_server import LiveServer
 from tests.support import enterprise_payload, programme_payload, provider_payload
 
 pytestmark = pytest.mark.timeout(120)
+GUIDE = (Path(__file__).resolve().parents[2] / "docs" / "client.md").read_text(encoding="utf-8")
 
 
 @pytest.fixture
@@ -44,3 +48,23 @@ async def test_the_sync_client_redeems_against_a_live_server(app, operator_key: 
         assert redeemed["status"] == "captured" and redeemed["captured_amount"] == 3_000_000
         after = operator.get_voucher(voucher["id"])
         assert after["balances"] == {"available": 7_000_000, "held": 0, "used": 3_000_000}
+
+
+async def test_the_guides_first_example_runs_as_written(app, operator_key: str, database_url: str) -> None:
+    """docs/client.md's first example, run from the file against a live server, only its
+    placeholders given: it had issued and redeemed with one key (a 403 that its
+    `except ConflictError` let through; an independent review)."""
+    example = re.search(r"```python\n(.*?)```", GUIDE, re.S).group(1)  # type: ignore[union-attr]
+    retries = RetryPolicy(max_attempts=3, sleep=lambda seconds: None)
+    with LiveServer(database_url) as server, VoucherClient(server.url, api_key=operator_key, retries=retries) as office:
+        programme = office.create_programme(programme_payload(tiers=[], stacking_ceiling_bps=10_000))
+        office.open_programme(programme["id"])
+        enterprise = office.register_enterprise(enterprise_payload())
+        provider = office.register_provider(provider_payload())
+        office.approve_provider(provider["id"], {"reason": "ok"})
+        office.enrol_provider(programme["id"], provider["id"])
+        provider_key = office.create_api_key({"role": "provider", "name": "billing", "provider_id": provider["id"]})["key"]
+        names = {"office_key": operator_key, "provider_key": provider_key, "p": programme["id"],
+                 "e": enterprise["id"], "uscc": enterprise["uscc"]}
+        exec(example.replace("https://vouchers.example.gov.cn", server.url), names)  # noqa: S102 (our own guide)
+    assert names["redeemed"]["status"] == "captured" and names["redeemed"]["captured_amount"] > 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -18,10 +19,12 @@ from voucher_client import (
     IdempotencyInProgressError,
     IdempotencyKeyReusedError,
     NotFoundError,
+    OutcomeUnknownError,
     RateLimitedError,
     RetryPolicy,
     ServerError,
     ServiceUnavailableError,
+    UnreadableResponseError,
     ValidationError,
     VoucherClient,
 )
@@ -40,7 +43,7 @@ def problem(status: int, code: str, **headers: str) -> httpx.Response:
 class Script:
     """Answers requests from a list (the last answer repeats) and remembers what was sent."""
 
-    def __init__(self, *answers: httpx.Response | Exception) -> None:
+    def __init__(self, *answers: httpx.Response | Exception | Callable[[], httpx.Response]) -> None:
         self.answers = list(answers)
         self.requests: list[httpx.Request] = []
 
@@ -49,6 +52,8 @@ class Script:
         answer = self.answers[min(len(self.requests), len(self.answers)) - 1]
         if isinstance(answer, Exception):
             raise answer
+        if callable(answer):  # a fresh response per request (one whose body is read as it is sent)
+            return answer()
         return answer
 
     @property
@@ -251,3 +256,85 @@ async def test_an_async_sleep_hook_is_awaited() -> None:
     assert awaited == [1.0]
 
 
+
+
+# -- an independent review of the client (December 2026) --------------------------------------
+
+
+def test_a_write_still_running_is_an_unknown_outcome_not_a_refusal() -> None:
+    """The docs catch `ConflictError` as "refused": a redeem whose first attempt was still
+    running when the retries ran out was raised as one, and may yet be applied (a provider
+    would have billed the SME in full while the subsidy was captured)."""
+    script = Script(problem(409, "idempotency_request_in_progress"))
+    with sync_client(script, []) as api, pytest.raises(OutcomeUnknownError) as raised:
+        api.redeem(HOLD)
+    assert isinstance(raised.value, IdempotencyInProgressError) and not isinstance(raised.value, ConflictError)
+    assert raised.value.idempotency_key == script.keys[0] and len(set(script.keys)) == 1
+    with sync_client(Script(httpx.ReadError("reset")), [], retries=NO_RETRIES) as api, \
+            pytest.raises(OutcomeUnknownError):
+        api.redeem(HOLD)
+    with sync_client(Script(problem(422, "idempotency_request_in_progress")), []) as api, \
+            pytest.raises(ValidationError):  # the code's class only with its own status
+        api.redeem(HOLD)
+
+
+def test_an_answer_that_cannot_be_read_hands_back_the_key() -> None:
+    """A body that cannot be decoded (a proxy's bad Content-Encoding) or a success that is not
+    JSON had escaped as httpx's or json's own exception, and the generated key with it: a
+    partial refund repeated with a new key is refunded twice."""
+    garbled = lambda: httpx.Response(  # noqa: E731
+        201, headers={"content-type": "application/json", "content-encoding": "gzip"},
+        stream=httpx.ByteStream(b"not gzip at all"))
+    script = Script(garbled)
+    with sync_client(script, []) as api, pytest.raises(ApiConnectionError) as lost:
+        api.refund_redemption(VOUCHER_ID, {"amount": 1, "reason": "x"})
+    assert lost.value.idempotency_key == script.keys[0] and len(set(script.keys)) == 1
+    assert len(script.requests) == 3  # keyed: retried, the same key each time
+    html = httpx.Response(201, headers={"content-type": "text/html"}, content=b"<html>proxy</html>")
+    script = Script(html)
+    with sync_client(script, []) as api, pytest.raises(UnreadableResponseError) as unread:
+        api.refund_redemption(VOUCHER_ID, {"amount": 1, "reason": "x"})
+    assert isinstance(unread.value, OutcomeUnknownError) and unread.value.idempotency_key == script.keys[0]
+
+
+async def test_the_async_client_hands_back_the_key_of_an_unreadable_answer() -> None:
+    garbled = lambda: httpx.Response(  # noqa: E731
+        201, headers={"content-type": "application/json", "content-encoding": "gzip"},
+        stream=httpx.ByteStream(b"not gzip at all"))
+    script = Script(garbled)
+    async with async_client(script, []) as api:
+        with pytest.raises(ApiConnectionError) as lost:
+            await api.refund_redemption(VOUCHER_ID, {"amount": 1, "reason": "x"})
+    assert lost.value.idempotency_key == script.keys[0]
+
+
+def test_the_sync_client_refuses_a_coroutine_sleep_before_sending_anything() -> None:
+    async def sleep(seconds: float) -> None:
+        pass
+
+    script = Script(problem(503, "unavailable"), ok())
+    with pytest.raises(TypeError, match="plain function"):
+        sync_client(script, [], retries=RetryPolicy(sleep=sleep))
+    assert script.requests == []
+
+
+def test_an_empty_key_given_is_sent_as_given() -> None:
+    script = Script(ok())
+    with sync_client(script, []) as api:
+        api.redeem(HOLD, idempotency_key="")
+    assert script.keys == [""]
+
+
+def test_a_client_gone_leaves_no_response_alive() -> None:
+    import gc
+    import weakref
+
+    answers = []
+    for _ in range(5):
+        with sync_client(Script(ok()), []) as api:
+            api.redeem(HOLD)
+            assert api.last_response is not None
+            answers.append(weakref.ref(api.last_response))
+        del api
+    gc.collect()
+    assert [a() for a in answers] == [None] * 5

@@ -16,7 +16,8 @@ from email.utils import parsedate_to_datetime
 
 import httpx
 
-#: Statuses that say "not now", never "no": the request was not applied.
+#: Statuses that say "not now", never "no": worth another attempt of a read or a keyed write
+#: (a gateway's 504 may come after the request was applied: only those are ever retried).
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 
 #: Problem codes worth another attempt of a read or of a write with its Idempotency-Key: the
@@ -29,8 +30,9 @@ RETRY_CODES = frozenset({"idempotency_request_in_progress", "concurrent_update"}
 #: Failures where the request certainly never reached the server: safe for any method.
 NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
-#: Failures after which the request may or may not have been applied.
-MAYBE_SENT = (httpx.NetworkError, httpx.TimeoutException, httpx.RemoteProtocolError)
+#: Failures after which the request may or may not have been applied (an answer whose body
+#: could not be decoded, e.g. a proxy's bad Content-Encoding, included).
+MAYBE_SENT = (httpx.NetworkError, httpx.TimeoutException, httpx.RemoteProtocolError, httpx.DecodingError)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import inspect
 import json
 import time
 import uuid
+import weakref
 from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from voucher_client._retry import (
     delay_for_failure,
     delay_for_response,
 )
-from voucher_client.errors import ApiConnectionError, error_from_response
+from voucher_client.errors import ApiConnectionError, UnreadableResponseError, error_from_response
 
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 USER_AGENT = "voucher-client/1"
@@ -70,6 +71,14 @@ def _query_value(value: object) -> str:
     return str(value)
 
 
+#: Each client's last response, per task or thread. One variable for every client, holding a
+#: map that is copied on each write (so a task never writes into its parent's), weakly keyed:
+#: a variable per client had kept every client's last response, body and all, alive in each
+#: thread's context for as long as the thread lived (an independent review).
+_LAST: ContextVar[weakref.WeakKeyDictionary[_Base, httpx.Response] | None] = ContextVar(
+    "voucher_client_last_response", default=None)
+
+
 @dataclass
 class _Prepared:
     method: str
@@ -95,16 +104,22 @@ class _Base:
         self.accept_language = accept_language
         self.retries = retries or NO_RETRIES
         self.extra_headers = dict(headers or {})
-        # Per task / thread, so concurrent calls on one client never see each other's answer.
-        self._last: ContextVar[httpx.Response | None] = ContextVar(
-            f"voucher_client_last_response_{id(self)}", default=None
-        )
 
     @property
     def last_response(self) -> httpx.Response | None:
         """The raw response of this client's last call in the current task or thread (its
-        headers: ETag for If-Match, Idempotent-Replayed, X-Request-Id)."""
-        return self._last.get()
+        headers: ETag for If-Match, Idempotent-Replayed, X-Request-Id); None after a call that
+        got no answer."""
+        last = _LAST.get()
+        return last.get(self) if last is not None else None
+
+    def _remember(self, response: httpx.Response | None) -> None:
+        last = weakref.WeakKeyDictionary(_LAST.get() or {})
+        if response is None:
+            last.pop(self, None)
+        else:
+            last[self] = response
+        _LAST.set(last)
 
     def _prepare(
         self,
@@ -138,7 +153,8 @@ class _Base:
         if operation.idempotent:
             # One key per logical call, the same on every retry of it: that is what makes the
             # retry safe (the service answers a repeat with the first answer).
-            idempotency_key = idempotency_key or str(uuid.uuid4())
+            # An empty key given is sent as given (and refused): only None means "choose one".
+            idempotency_key = str(uuid.uuid4()) if idempotency_key is None else idempotency_key
             sent["Idempotency-Key"] = idempotency_key
         content = None
         if send_body:
@@ -156,17 +172,20 @@ class _Base:
         )
 
     def _result(self, operation: Operation, prepared: _Prepared, response: httpx.Response) -> Any:
-        self._last.set(response)
+        self._remember(response)
         if response.is_success:
             if operation.returns == "none" or response.status_code == 204:
                 return None
             if operation.returns == "bytes":
                 return response.content
-            return response.json()
+            try:
+                return response.json()
+            except ValueError:  # not JSON, or not UTF-8
+                raise UnreadableResponseError(response, idempotency_key=prepared.idempotency_key) from None
         raise error_from_response(response, idempotency_key=prepared.idempotency_key)
 
-    @staticmethod
-    def _connection_error(prepared: _Prepared, error: Exception) -> ApiConnectionError:
+    def _connection_error(self, prepared: _Prepared, error: Exception) -> ApiConnectionError:
+        self._remember(None)
         return ApiConnectionError(
             f"{prepared.method} {prepared.url}: no answer ({type(error).__name__}: {error})",
             method=prepared.method,
@@ -193,6 +212,9 @@ class SyncTransport(_Base):
         super().__init__(
             base_url, api_key=api_key, accept_language=accept_language, retries=retries, headers=headers
         )
+        if retries is not None and retries.sleep is not None and inspect.iscoroutinefunction(retries.sleep):
+            # Found at the first retry, the request had been sent already and its key was lost.
+            raise TypeError("the sync client needs a plain function as RetryPolicy.sleep, not a coroutine function")
         self._owns_http = http_client is None
         self.http = http_client or httpx.Client(timeout=timeout, transport=transport)
 
@@ -234,7 +256,7 @@ class SyncTransport(_Base):
                     prepared.method, prepared.url, params=prepared.params,
                     headers=prepared.headers, content=prepared.content,
                 )
-            except httpx.TransportError as error:
+            except httpx.RequestError as error:  # transport failures, and a body that cannot be decoded
                 delay = delay_for_failure(self.retries, error, attempt, retry_safe=operation.retry_safe)
                 if delay is None:
                     raise self._connection_error(prepared, error) from error
@@ -306,7 +328,7 @@ class AsyncTransport(_Base):
                     prepared.method, prepared.url, params=prepared.params,
                     headers=prepared.headers, content=prepared.content,
                 )
-            except httpx.TransportError as error:
+            except httpx.RequestError as error:  # transport failures, and a body that cannot be decoded
                 delay = delay_for_failure(self.retries, error, attempt, retry_safe=operation.retry_safe)
                 if delay is None:
                     raise self._connection_error(prepared, error) from error

@@ -3,7 +3,9 @@
 Every error response of the service is an RFC 9457 problem (`application/problem+json`) with a
 stable machine `code`; `ApiError` carries that whole body. The class raised is chosen by `code`
 first (for the few codes a caller typically branches on), then by HTTP status, so
-`except ConflictError` catches every 409 and `except ApiError` catches every refusal.
+`except ConflictError` catches every refusal answered 409 and `except ApiError` every error
+answer. `OutcomeUnknownError` is not a refusal: a write may or may not have been applied, and
+the same call with its `idempotency_key` finds out safely. Catch it before `ConflictError`.
 """
 
 from __future__ import annotations
@@ -26,12 +28,14 @@ __all__ = [
     "IdempotencyInProgressError",
     "IdempotencyKeyReusedError",
     "NotFoundError",
+    "OutcomeUnknownError",
     "PermissionDeniedError",
     "PreconditionFailedError",
     "PreconditionRequiredError",
     "RateLimitedError",
     "ServerError",
     "ServiceUnavailableError",
+    "UnreadableResponseError",
     "ValidationError",
     "VoucherClientError",
     "error_from_response",
@@ -42,8 +46,18 @@ class VoucherClientError(Exception):
     """Root of everything this client raises."""
 
 
-class ApiConnectionError(VoucherClientError):
-    """No HTTP answer was received (connection refused or reset, timeout), after any retries.
+class OutcomeUnknownError(VoucherClientError):
+    """Whether a write was applied is not known: no answer came, the answer could not be read,
+    or the service was still running the first request with this key when the retries ran out.
+    Never take it for a refusal: repeat the call with the same `idempotency_key` (the service
+    answers a repeat with the first request's answer, once it has one), never with a new one."""
+
+    idempotency_key: str | None
+
+
+class ApiConnectionError(OutcomeUnknownError):
+    """No HTTP answer was received (connection refused or reset, timeout), or its body could
+    not be decoded, after any retries.
 
     For a write, the request may or may not have been applied: retry it with the same
     `idempotency_key` to find out safely (the service answers a repeat with the first answer).
@@ -110,8 +124,16 @@ class ConcurrentUpdateError(ConflictError):
     """409 `concurrent_update`: another request changed or locked the same data; re-read and retry."""
 
 
-class IdempotencyInProgressError(ConflictError):
-    """409 `idempotency_request_in_progress`: the first request with this key is still running."""
+class IdempotencyInProgressError(ApiError, OutcomeUnknownError):
+    """409 `idempotency_request_in_progress`: the first request with this key is still running
+    and may yet be applied. An `OutcomeUnknownError`, not a `ConflictError`: repeat the call
+    with the same `idempotency_key` later to get its answer."""
+
+
+class UnreadableResponseError(ApiError, OutcomeUnknownError):
+    """A success status whose body is not the JSON the operation answers (a proxy in the way):
+    the write was applied, but its answer is not known. Repeat the call with the same
+    `idempotency_key` to get the stored answer."""
 
 
 class PreconditionFailedError(ApiError):
@@ -157,10 +179,12 @@ class ServiceUnavailableError(ServerError):
         return retry_after_seconds(self.response)
 
 
-_BY_CODE: dict[str, type[ApiError]] = {
-    "concurrent_update": ConcurrentUpdateError,
-    "idempotency_request_in_progress": IdempotencyInProgressError,
-    "idempotency_key_reused": IdempotencyKeyReusedError,
+#: By problem code: the class, and the status the code comes with (another status with the
+#: same code is raised by its status).
+_BY_CODE: dict[str, tuple[type[ApiError], int]] = {
+    "concurrent_update": (ConcurrentUpdateError, 409),
+    "idempotency_request_in_progress": (IdempotencyInProgressError, 409),
+    "idempotency_key_reused": (IdempotencyKeyReusedError, 422),
 }
 
 _BY_STATUS: dict[int, type[ApiError]] = {
@@ -199,16 +223,11 @@ def error_from_response(response: httpx.Response, *, idempotency_key: str | None
     """The typed exception for an error response: by problem `code`, else by status."""
     problem = _problem_of(response)
     code = problem.get("code") if problem else None
-    cls = _BY_CODE.get(code) if isinstance(code, str) else None
-    if cls is None or response.status_code != _status_of(cls):
+    by_code = _BY_CODE.get(code) if isinstance(code, str) else None
+    cls = by_code[0] if by_code is not None and by_code[1] == response.status_code else None
+    if cls is None:
         cls = _BY_STATUS.get(response.status_code)
     if cls is None:
         cls = ServerError if response.status_code >= 500 else ApiError
     return cls(response, problem, idempotency_key=idempotency_key)
 
-
-def _status_of(cls: type[ApiError]) -> int:
-    for status, base in _BY_STATUS.items():
-        if issubclass(cls, base):
-            return status
-    return 0
