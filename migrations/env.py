@@ -7,13 +7,15 @@ service's settings (DATABASE_URL). Migrations run through the synchronous driver
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import create_engine, pool
+from sqlalchemy import create_engine, pool, text
 
 from services.voucher import tables  # noqa: F401  (registers every table on the metadata)
 from services.voucher.db import metadata
 from services.voucher.settings import Settings, sync_database_url
 
 config = context.config
+#: The advisory lock an upgrade or downgrade holds on PostgreSQL for its whole transaction.
+MIGRATION_LOCK = 0x766F756368657200  # "voucher\0"
 
 
 def _url() -> str:
@@ -53,6 +55,10 @@ def _run(connection: object) -> None:
         compare_type=True,
     )
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":  # type: ignore[attr-defined]
+            # Two upgrades at once (two containers starting) had raced to create the same
+            # objects and one failed: the second now waits here, then finds the schema at head.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})  # type: ignore[attr-defined]
         context.run_migrations()
 
 

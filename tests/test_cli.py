@@ -501,3 +501,14 @@ def test_a_server_on_a_database_never_migrated_answers_503_not_500(cli_database:
         problem = assert_problem(response, 503, "not_ready")
         assert "voucher db upgrade" in problem["detail"], problem
     assert_problem(ready, 503, "not_ready")
+
+
+def test_a_password_in_the_urls_query_is_not_printed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """libpq takes `?password=`: the masking had hidden only `user:password@` (a review)."""
+    from services.voucher.cli import _where
+
+    monkeypatch.delenv("VOUCHER_DATABASE_URL", raising=False)
+    monkeypatch.setenv("DATABASE_URL", "postgresql://voucher@db.internal/x?sslmode=require&PASSWORD=SECRETPW&a=1")
+    assert "SECRETPW" not in _where() and "sslmode=require" in _where() and "a=1" in _where()
+    monkeypatch.setenv("DATABASE_URL", "postgresql://voucher:SECRETPW@db.internal/x")
+    assert "SECRETPW" not in _where()

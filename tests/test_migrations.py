@@ -7,6 +7,7 @@ re-applied, and the revision history is one straight line.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -254,3 +255,24 @@ async def test_0021_records_every_account_already_there_as_the_service_would(
     assert event["action"] == "ledger.account_opened" and event["after"]["backfilled"] is True
     assert event["after"]["created_at"] == "2026-02-01T00:30:15.000120Z"
     assert event["after"]["is_non_negative"] is True and event["after"]["enterprise_id"] == world.enterprise["id"]
+
+
+def test_two_upgrades_at_once_both_end_at_head(database_url: str, engine: Engine) -> None:
+    """Two containers starting together each run `voucher db upgrade`: on PostgreSQL the second
+    had raced the first to create the same types and failed (a review). Each now holds the
+    migration lock for its transaction; the second finds the schema at head."""
+    import subprocess
+    import sys
+
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the migration lock is PostgreSQL's; SQLite is one process's file")
+    command.downgrade(alembic_config(database_url), "base")
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "VOUCHER_DATABASE_URL")}
+    url = sync_database_url(database_url)
+    runs = [subprocess.Popen([sys.executable, "-m", "services.voucher.cli", "db", "upgrade", "--database-url", url],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            for _ in range(2)]
+    results = [(run.wait(timeout=300), *run.communicate()) for run in runs]
+    assert [code for code, _, _ in results] == [0, 0], results
+    assert _current(engine) == _revisions_base_to_head()[-1].revision
+    assert _drift(engine) == []

@@ -241,3 +241,13 @@ def test_production_refuses_the_published_development_seed_as_its_key(monkeypatc
     assert Signer.from_settings(Settings()).is_development
     monkeypatch.setenv("VOUCHER_AUDIT_SIGNING_KEY", SEED)
     assert not Signer.from_settings(Settings()).is_development
+
+
+def test_an_unknown_log_level_is_refused_and_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`LOUD` had passed the settings and stopped the worker with logging's own error."""
+    monkeypatch.setenv("VOUCHER_LOG_LEVEL", "LOUD")
+    with pytest.raises(ValidationError) as exc:
+        Settings()
+    assert _error_fields(exc) == ["log_level"] and "VOUCHER_LOG_LEVEL" in str(exc.value)
+    monkeypatch.setenv("VOUCHER_LOG_LEVEL", "warning")
+    assert Settings().log_level == "WARNING"

@@ -717,7 +717,9 @@ def _one_line(exc: BaseException) -> str:
 def _where() -> str:
     """The configured database, as an operator would recognise it, without its password."""
     url = os.environ.get("DATABASE_URL") or os.environ.get("VOUCHER_DATABASE_URL") or ""
-    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url) or "the default database"
+    url = re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
+    # libpq also takes the password as a query parameter (?password=…): masked too (a review).
+    return re.sub(r"([?&]password=)[^&#]*", r"\1***", url, flags=re.IGNORECASE) or "the default database"
 
 
 def _settings_error(exc: BaseException) -> str | None:

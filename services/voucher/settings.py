@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 from functools import lru_cache
 from typing import Annotated, Literal
 
@@ -247,6 +248,16 @@ class Settings(BaseSettings):
             if len(raw) != 32:
                 raise ValueError("VOUCHER_AUDIT_RETIRED_PUBLIC_KEYS must list raw 32-byte Ed25519 public keys")
         return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        """A level `logging` knows, in any case: an unknown one had passed here and stopped the
+        worker (and the server, after it said it was serving) with logging's own error."""
+        level = value.strip().upper()
+        if level not in logging.getLevelNamesMapping() or level == "NOTSET":
+            raise ValueError("VOUCHER_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return level
 
     @field_validator("audit_signing_key")
     @classmethod
