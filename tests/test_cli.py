@@ -267,6 +267,18 @@ def test_a_downgrade_that_would_drop_rows_is_refused(cli_database: str) -> None:
     assert "database at base" in ok("db", "downgrade", "base", "--drop-data")
 
 
+def test_the_downgrade_guard_finds_every_table_a_revision_makes() -> None:
+    """The guard reads each revision's `create_table` calls: every table of the schema must be
+    found there, or a downgrade could drop one holding rows unasked (a review of the guard)."""
+    from services.voucher.cli import _CREATES_TABLE
+    from services.voucher.db import metadata
+
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    found = {name for revision in script.walk_revisions()
+             for name in _CREATES_TABLE.findall(Path(revision.path).read_text(encoding="utf-8"))}
+    assert set(metadata.tables) - found == set()
+
+
 def test_enterprise_key_without_enterprise_id_is_refused_with_a_reason(cli_database: str) -> None:
     ok("db", "upgrade")
     result = voucher("keys", "create", "--role", "enterprise")

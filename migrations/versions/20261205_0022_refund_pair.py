@@ -72,8 +72,14 @@ SQLITE_GUARDS = (
     f"BEGIN SELECT RAISE(ABORT, '{PAIR_MESSAGE.replace(chr(39), chr(39) * 2)}'); END",
     f"CREATE TRIGGER redemption_refund_fixed BEFORE UPDATE ON redemption_refund WHEN {_changed('IS NOT')} "
     f"BEGIN SELECT RAISE(ABORT, '{FIXED_MESSAGE.replace(chr(39), chr(39) * 2)}'); END",
+    # INSERT OR REPLACE resolves a taken id by deleting the row, past the update guard (as 0016
+    # refuses for the other kept tables; a review of this migration replaced a refund's amount).
+    "CREATE TRIGGER redemption_refund_no_replace BEFORE INSERT ON redemption_refund "  # noqa: S608 (constants)
+    "WHEN EXISTS (SELECT 1 FROM redemption_refund WHERE id = NEW.id) "
+    f"BEGIN SELECT RAISE(ABORT, '{FIXED_MESSAGE.replace(chr(39), chr(39) * 2)}'); END",
 )
 GUARDS = ("redemption_refund_pair", "redemption_refund_fixed")
+SQLITE_ONLY = ("redemption_refund_no_replace",)
 
 
 def upgrade() -> None:
@@ -102,7 +108,7 @@ def downgrade() -> None:
             op.execute(f"DROP TRIGGER IF EXISTS {name} ON redemption_refund")
         op.execute("DROP FUNCTION IF EXISTS redemption_refund_pair_check()")
     else:
-        for name in GUARDS:
+        for name in (*GUARDS, *SQLITE_ONLY):
             op.execute(f"DROP TRIGGER IF EXISTS {name}")
     # Not a batch alteration: SQLite drops a column in place once nothing indexes it.
     op.drop_index(PAIR_INDEX, "redemption_refund")

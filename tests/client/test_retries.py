@@ -22,8 +22,10 @@ from voucher_client import (
     OutcomeUnknownError,
     RateLimitedError,
     RetryPolicy,
+    RetrySleepError,
     ServerError,
     ServiceUnavailableError,
+    UnansweredWriteError,
     UnreadableResponseError,
     ValidationError,
     VoucherClient,
@@ -338,3 +340,32 @@ def test_a_client_gone_leaves_no_response_alive() -> None:
         del api
     gc.collect()
     assert [a() for a in answers] == [None] * 5
+
+
+@pytest.mark.parametrize("answer", [502, 504, 503])
+def test_a_keyed_write_a_gateway_still_answers_is_an_unknown_outcome(answer: int) -> None:
+    """A gateway's 504 may come after the service applied the write (a review of the fix): a
+    keyed write still answered so once the retries run out is an `OutcomeUnknownError` with its
+    key. The service's own 503 says nothing changed; a read answered so is not a write."""
+    script = Script(httpx.Response(answer, text="<html>gateway</html>", headers={"content-type": "text/html"}))
+    with sync_client(script, []) as api, pytest.raises(UnansweredWriteError) as raised:
+        api.redeem(HOLD)
+    assert isinstance(raised.value, OutcomeUnknownError) and isinstance(raised.value, ServiceUnavailableError)
+    assert raised.value.idempotency_key == script.keys[0] and len(set(script.keys)) == 1
+    with sync_client(Script(problem(503, "database_unavailable")), []) as api, \
+            pytest.raises(ServiceUnavailableError) as own:
+        api.redeem(HOLD)
+    assert not isinstance(own.value, OutcomeUnknownError)
+    with sync_client(Script(httpx.Response(answer)), []) as api, pytest.raises(ServiceUnavailableError) as read:
+        api.get_voucher(VOUCHER_ID)
+    assert not isinstance(read.value, OutcomeUnknownError)
+
+
+def test_a_sleep_that_returns_an_awaitable_raises_with_the_key() -> None:
+    import asyncio
+
+    script = Script(problem(503, "unavailable"), ok())
+    with sync_client(script, [], retries=RetryPolicy(sleep=lambda seconds: asyncio.sleep(seconds))) as api, \
+            pytest.raises(RetrySleepError) as raised:
+        api.redeem(HOLD)
+    assert isinstance(raised.value, OutcomeUnknownError) and raised.value.idempotency_key == script.keys[0]

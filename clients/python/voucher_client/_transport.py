@@ -26,7 +26,12 @@ from voucher_client._retry import (
     delay_for_failure,
     delay_for_response,
 )
-from voucher_client.errors import ApiConnectionError, UnreadableResponseError, error_from_response
+from voucher_client.errors import (
+    ApiConnectionError,
+    RetrySleepError,
+    UnreadableResponseError,
+    error_from_response,
+)
 
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 USER_AGENT = "voucher-client/1"
@@ -182,7 +187,8 @@ class _Base:
                 return response.json()
             except ValueError:  # not JSON, or not UTF-8
                 raise UnreadableResponseError(response, idempotency_key=prepared.idempotency_key) from None
-        raise error_from_response(response, idempotency_key=prepared.idempotency_key)
+        raise error_from_response(response, idempotency_key=prepared.idempotency_key,
+                                  keyed_write=prepared.idempotency_key is not None)
 
     def _connection_error(self, prepared: _Prepared, error: Exception) -> ApiConnectionError:
         self._remember(None)
@@ -228,11 +234,16 @@ class SyncTransport(_Base):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _sleep(self, seconds: float) -> None:
+    def _sleep(self, seconds: float, prepared: _Prepared) -> None:
         if self.retries.sleep is not None:
             result = self.retries.sleep(seconds)
             if inspect.isawaitable(result):
-                raise TypeError("the sync client needs a plain function as RetryPolicy.sleep")
+                if inspect.iscoroutine(result):
+                    result.close()  # never awaited: no "never awaited" warning
+                # Sent already: the key goes with the error (a lambda around asyncio.sleep passes
+                # the check made when the client is built).
+                raise RetrySleepError("the sync client needs a plain function as RetryPolicy.sleep; the request "
+                                      "was sent and may have been applied", idempotency_key=prepared.idempotency_key)
         elif seconds > 0:
             time.sleep(seconds)
 
@@ -260,13 +271,13 @@ class SyncTransport(_Base):
                 delay = delay_for_failure(self.retries, error, attempt, retry_safe=operation.retry_safe)
                 if delay is None:
                     raise self._connection_error(prepared, error) from error
-                self._sleep(delay)
+                self._sleep(delay, prepared)
                 continue
             delay = delay_for_response(self.retries, response, attempt, retry_safe=operation.retry_safe)
             if delay is None:
                 return self._result(operation, prepared, response)
             response.close()
-            self._sleep(delay)
+            self._sleep(delay, prepared)
 
 
 class AsyncTransport(_Base):

@@ -33,8 +33,10 @@ __all__ = [
     "PreconditionFailedError",
     "PreconditionRequiredError",
     "RateLimitedError",
+    "RetrySleepError",
     "ServerError",
     "ServiceUnavailableError",
+    "UnansweredWriteError",
     "UnreadableResponseError",
     "ValidationError",
     "VoucherClientError",
@@ -181,6 +183,23 @@ class ServiceUnavailableError(ServerError):
 
 #: By problem code: the class, and the status the code comes with (another status with the
 #: same code is raised by its status).
+class UnansweredWriteError(ServiceUnavailableError, OutcomeUnknownError):
+    """A write with an Idempotency-Key still answered by a gateway (502, 504, or a 503 that is
+    not the service's own problem) once the retries ran out: the gateway may have given up
+    after the service applied it. Repeat with the same `idempotency_key`. (The service's own
+    503 says nothing was changed, and stays a plain `ServiceUnavailableError`.)"""
+
+
+class RetrySleepError(OutcomeUnknownError, TypeError):
+    """`RetryPolicy.sleep` gave the sync client an awaitable, after the request had been sent:
+    it may have been applied. Repeat with the same `idempotency_key` from a client whose sleep
+    is a plain function."""
+
+    def __init__(self, message: str, *, idempotency_key: str | None) -> None:
+        super().__init__(message)
+        self.idempotency_key = idempotency_key
+
+
 _BY_CODE: dict[str, tuple[type[ApiError], int]] = {
     "concurrent_update": (ConcurrentUpdateError, 409),
     "idempotency_request_in_progress": (IdempotencyInProgressError, 409),
@@ -219,10 +238,16 @@ def _problem_of(response: httpx.Response) -> dict[str, Any] | None:
     return body if isinstance(body, dict) else None
 
 
-def error_from_response(response: httpx.Response, *, idempotency_key: str | None = None) -> ApiError:
-    """The typed exception for an error response: by problem `code`, else by status."""
+def error_from_response(
+    response: httpx.Response, *, idempotency_key: str | None = None, keyed_write: bool = False,
+) -> ApiError:
+    """The typed exception for an error response: by problem `code`, else by status; a keyed
+    write a gateway answered is an `UnansweredWriteError` (its outcome is not known)."""
     problem = _problem_of(response)
     code = problem.get("code") if problem else None
+    gateway = response.status_code in (502, 504) or (response.status_code == 503 and not isinstance(code, str))
+    if keyed_write and gateway:
+        return UnansweredWriteError(response, problem, idempotency_key=idempotency_key)
     by_code = _BY_CODE.get(code) if isinstance(code, str) else None
     cls = by_code[0] if by_code is not None and by_code[1] == response.status_code else None
     if cls is None:
