@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from voucher_client import ConflictError, RetryPolicy, VoucherClient
@@ -22,17 +23,24 @@ def clock():  # the live server runs on the real clock; so does this test's app
     return system_clock
 
 
+def _programme_with_a_provider(operator: VoucherClient) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """An open programme, an enterprise, and a provider enrolled in it: (programme, enterprise,
+    the provider's key)."""
+    programme = operator.create_programme(programme_payload(tiers=[], stacking_ceiling_bps=10_000))
+    operator.open_programme(programme["id"])
+    enterprise = operator.register_enterprise(enterprise_payload())
+    provider = operator.register_provider(provider_payload())
+    operator.approve_provider(provider["id"], {"reason": "ok"})
+    operator.enrol_provider(programme["id"], provider["id"])
+    key = operator.create_api_key({"role": "provider", "name": "billing", "provider_id": provider["id"]})["key"]
+    return dict(programme), dict(enterprise), key
+
+
 async def test_the_sync_client_redeems_against_a_live_server(app, operator_key: str, database_url: str) -> None:
     retries = RetryPolicy(max_attempts=3, sleep=lambda seconds: None)
     with LiveServer(database_url) as server, VoucherClient(server.url, api_key=operator_key, retries=retries) as operator:
         assert operator.healthz()["status"] == "ok"
-        programme = operator.create_programme(programme_payload(tiers=[], stacking_ceiling_bps=10_000))
-        operator.open_programme(programme["id"])
-        enterprise = operator.register_enterprise(enterprise_payload())
-        provider = operator.register_provider(provider_payload())
-        operator.approve_provider(provider["id"], {"reason": "ok"})
-        operator.enrol_provider(programme["id"], provider["id"])
-        key = operator.create_api_key({"role": "provider", "name": "billing", "provider_id": provider["id"]})["key"]
+        programme, enterprise, key = _programme_with_a_provider(operator)
         voucher = operator.issue_voucher({"programme_id": programme["id"], "enterprise_id": enterprise["id"],
                                           "face_value": 10_000_000})
 
@@ -57,13 +65,7 @@ async def test_the_guides_first_example_runs_as_written(app, operator_key: str, 
     example = re.search(r"```python\n(.*?)```", GUIDE, re.S).group(1)  # type: ignore[union-attr]
     retries = RetryPolicy(max_attempts=3, sleep=lambda seconds: None)
     with LiveServer(database_url) as server, VoucherClient(server.url, api_key=operator_key, retries=retries) as office:
-        programme = office.create_programme(programme_payload(tiers=[], stacking_ceiling_bps=10_000))
-        office.open_programme(programme["id"])
-        enterprise = office.register_enterprise(enterprise_payload())
-        provider = office.register_provider(provider_payload())
-        office.approve_provider(provider["id"], {"reason": "ok"})
-        office.enrol_provider(programme["id"], provider["id"])
-        provider_key = office.create_api_key({"role": "provider", "name": "billing", "provider_id": provider["id"]})["key"]
+        programme, enterprise, provider_key = _programme_with_a_provider(office)
         names = {"office_key": operator_key, "provider_key": provider_key, "p": programme["id"],
                  "e": enterprise["id"], "uscc": enterprise["uscc"]}
         exec(example.replace("https://vouchers.example.gov.cn", server.url), names)  # noqa: S102 (our own guide)
