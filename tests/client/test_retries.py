@@ -369,3 +369,11 @@ def test_a_sleep_that_returns_an_awaitable_raises_with_the_key() -> None:
             pytest.raises(RetrySleepError) as raised:
         api.redeem(HOLD)
     assert isinstance(raised.value, OutcomeUnknownError) and raised.value.idempotency_key == script.keys[0]
+
+
+def test_a_body_the_service_timed_out_on_is_sent_again() -> None:
+    """408 `request_timeout`: the body came too slowly and nothing ran; retried like a 503."""
+    script, sleeps = Script(problem(408, "request_timeout"), ok()), []
+    with sync_client(script, sleeps) as api:
+        assert api.redeem(HOLD)["id"] == "r-1"
+    assert len(script.requests) == 2 and len(set(script.keys)) == 1

@@ -18,7 +18,7 @@ import httpx
 
 #: Statuses that say "not now", never "no": worth another attempt of a read or a keyed write
 #: (a gateway's 504 may come after the request was applied: only those are ever retried).
-RETRY_STATUSES = frozenset({429, 502, 503, 504})
+RETRY_STATUSES = frozenset({408, 429, 502, 503, 504})  # 408: the body came too slowly; nothing ran
 
 #: Problem codes worth another attempt of a read or of a write with its Idempotency-Key: the
 #: service is still running the first attempt (typically after our side timed out) and will
