@@ -170,7 +170,7 @@ async def test_a_refusal_to_serve_now_is_retried_and_then_succeeds(app, operator
     async with make(app, office.provider_key, transport=faulty,
                     retries=RetryPolicy(max_attempts=3, sleep=sleeps.append)) as provider:
         redeemed = await provider.redeem(hold(voucher["code"], office.enterprise["uscc"], "PO-5", 10_000_000))
-    assert redeemed["status"] == "captured" and sleeps == [4.0]
+    assert redeemed["status"] == "captured" and len(sleeps) == 1 and 4.0 <= sleeps[0] <= 4.4
     assert len(faulty.seen) == 2 and faulty.forwarded == 1
     assert (await operator.get_voucher(voucher["id"]))["balances"]["used"] == 3_000_000
 

@@ -104,7 +104,22 @@ def test_429_waits_for_retry_after_then_succeeds() -> None:
     script, sleeps = Script(problem(429, "rate_limited", **{"Retry-After": "7"}), ok(200, {"id": VOUCHER_ID})), []
     with sync_client(script, sleeps) as api:
         assert api.get_voucher(VOUCHER_ID) == {"id": VOUCHER_ID}
-    assert sleeps == [7.0] and len(script.requests) == 2
+    assert len(sleeps) == 1 and 7.0 <= sleeps[0] <= 7.7 and len(script.requests) == 2
+
+
+def test_retry_after_is_a_minimum_with_a_little_jitter_unless_jitter_is_off() -> None:
+    # Clients told the same instant do not all come back at it: up to a tenth more, at most 1 s.
+    waits: list[float] = []
+    for _ in range(200):
+        script, sleeps = Script(problem(503, "unavailable", **{"Retry-After": "30"}), ok()), []
+        with sync_client(script, sleeps) as api:
+            api.redeem(HOLD)
+        waits.extend(sleeps)
+    assert all(30.0 <= w <= 31.0 for w in waits) and len(set(waits)) > 100
+    script, sleeps = Script(problem(503, "unavailable", **{"Retry-After": "2"}), ok()), []
+    with sync_client(script, sleeps, retries=RetryPolicy(jitter=False, sleep=sleeps.append)) as api:
+        api.redeem(HOLD)
+    assert sleeps == [2.0]
 
 
 def test_a_retry_after_longer_than_the_policy_allows_is_not_waited_for() -> None:
@@ -237,7 +252,7 @@ async def test_the_async_client_retries_the_same_way() -> None:
     async with async_client(script, sleeps) as api:
         assert (await api.redeem(HOLD))["id"] == "r-1"
         assert api.last_response is not None and api.last_response.status_code == 201
-    assert len(script.requests) == 3 and len(set(script.keys)) == 1 and sleeps[1] == 2.0
+    assert len(script.requests) == 3 and len(set(script.keys)) == 1 and 2.0 <= sleeps[1] <= 2.2
     script = Script(problem(409, "voucher_exhausted"))
     async with async_client(script, sleeps) as api:
         with pytest.raises(ConflictError):
@@ -255,7 +270,7 @@ async def test_an_async_sleep_hook_is_awaited() -> None:
     async with AsyncVoucherClient("http://api.test", transport=httpx.MockTransport(script),
                                   retries=RetryPolicy(sleep=sleep)) as api:
         await api.redeem(HOLD)
-    assert awaited == [1.0]
+    assert len(awaited) == 1 and 1.0 <= awaited[0] <= 1.1
 
 
 
@@ -377,3 +392,60 @@ def test_a_body_the_service_timed_out_on_is_sent_again() -> None:
     with sync_client(script, sleeps) as api:
         assert api.redeem(HOLD)["id"] == "r-1"
     assert len(script.requests) == 2 and len(set(script.keys)) == 1
+
+
+class FakeClock:
+    """`monotonic` for the retry loop, moved on by the injected sleep only."""
+
+    def __init__(self) -> None:
+        self.now, self.sleeps = 1000.0, []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_no_attempt_starts_later_than_max_elapsed_after_the_call_began(monkeypatch: pytest.MonkeyPatch) -> None:
+    from voucher_client import _retry
+
+    clock = FakeClock()
+    monkeypatch.setattr(_retry, "monotonic", clock)
+    policy = RetryPolicy(max_attempts=10, max_elapsed=60.0, jitter=False, sleep=clock.sleep)
+    script = Script(problem(503, "unavailable", **{"Retry-After": "25"}))
+    with sync_client(script, [], retries=policy) as api, pytest.raises(ServiceUnavailableError) as raised:
+        api.redeem(HOLD)
+    # Attempts at 0 s and 25 s; the next would start at 50 s, then 75 s: past 60, so the
+    # third answer is final, and the write's key goes with the error.
+    assert clock.sleeps == [25.0, 25.0] and len(script.requests) == 3
+    assert raised.value.idempotency_key == script.keys[0] and len(set(script.keys)) == 1
+    # A connection that never opens: backoff waits count the same way.
+    clock.sleeps.clear()
+    policy = RetryPolicy(max_attempts=10, backoff_base=8.0, backoff_max=40.0, max_elapsed=60.0, jitter=False,
+                         sleep=clock.sleep)
+    script = Script(httpx.ConnectError("refused"))
+    with sync_client(script, [], retries=policy) as api, pytest.raises(ApiConnectionError):
+        api.get_voucher(VOUCHER_ID)
+    assert clock.sleeps == [8.0, 16.0, 32.0] and len(script.requests) == 4  # the next, 40 s more, ends past 60
+
+
+async def test_the_async_client_keeps_max_elapsed_too_and_none_means_no_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    from voucher_client import _retry
+
+    clock = FakeClock()
+    monkeypatch.setattr(_retry, "monotonic", clock)
+    script = Script(problem(429, "rate_limited", **{"Retry-After": "20"}))
+    async with async_client(script, [], retries=RetryPolicy(max_attempts=10, max_elapsed=30.0, jitter=False,
+                                                            sleep=clock.sleep)) as api:
+        with pytest.raises(RateLimitedError):
+            await api.get_voucher(VOUCHER_ID)
+    assert clock.sleeps == [20.0] and len(script.requests) == 2
+    clock.sleeps.clear()
+    script = Script(problem(429, "rate_limited", **{"Retry-After": "20"}))
+    async with async_client(script, [], retries=RetryPolicy(max_attempts=6, max_elapsed=None, jitter=False,
+                                                            sleep=clock.sleep)) as api:
+        with pytest.raises(RateLimitedError):
+            await api.get_voucher(VOUCHER_ID)
+    assert clock.sleeps == [20.0] * 5 and len(script.requests) == 6

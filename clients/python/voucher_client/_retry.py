@@ -9,6 +9,7 @@ whole policy fits on one screen and the client needs nothing beyond httpx and th
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,15 +41,21 @@ class RetryPolicy:
     """How the client retries. `RetryPolicy(max_attempts=1)` (or `retries=None`) disables it.
 
     Waits grow exponentially (`backoff_base` × 2^n, at most `backoff_max`) with full jitter;
-    a Retry-After from the service is honoured exactly, and when it asks for longer than
-    `max_retry_after` the client gives up at once instead of hanging. `sleep` replaces the real
-    sleep (tests pass a function that records the delay); it may return an awaitable.
+    a Retry-After from the service is a minimum: it is waited for, plus up to a tenth of it
+    (at most a second) of jitter, so that clients told the same instant do not all come back
+    at it; when it asks for longer than `max_retry_after` the client gives up at once instead
+    of hanging. No attempt starts later than `max_elapsed` seconds after the call began: when
+    the wait before the next one would end past that, the last answer or failure is final, so a
+    call takes at most `max_elapsed` plus one attempt's timeout (None: no bound). `sleep`
+    replaces the real sleep (tests pass a function that records the delay); it may return an
+    awaitable.
     """
 
     max_attempts: int = 3
     backoff_base: float = 0.2
     backoff_max: float = 5.0
     max_retry_after: float = 30.0
+    max_elapsed: float | None = 60.0
     jitter: bool = True
     sleep: Callable[[float], None | Awaitable[None]] | None = None
 
@@ -58,6 +65,20 @@ class RetryPolicy:
             return max(ceiling, 0.0)
         return random.uniform(0, ceiling)  # noqa: S311 - jitter, not a secret
 
+    def after(self, seconds: float) -> float:
+        """The wait for a Retry-After of `seconds`: never shorter, with jitter if on."""
+        if not self.jitter or seconds <= 0:
+            return seconds
+        return seconds + random.uniform(0, min(1.0, seconds / 10))  # noqa: S311 - jitter, not a secret
+
+    def allows(self, delay: float, started: float) -> bool:
+        """Whether an attempt after `delay` more seconds starts within `max_elapsed` of `started`
+        (a `monotonic()` reading taken when the call began)."""
+        return self.max_elapsed is None or monotonic() - started + delay <= self.max_elapsed
+
+
+#: The clock `max_elapsed` is measured with (tests replace it).
+monotonic = time.monotonic
 
 NO_RETRIES = RetryPolicy(max_attempts=1)
 
@@ -93,27 +114,30 @@ def problem_code(response: httpx.Response) -> str | None:
 
 
 def delay_for_response(
-    policy: RetryPolicy, response: httpx.Response, retry_number: int, *, retry_safe: bool
+    policy: RetryPolicy, response: httpx.Response, retry_number: int, *, retry_safe: bool, started: float
 ) -> float | None:
     """Seconds to wait before sending again, or None when this answer is final."""
     if retry_number >= policy.max_attempts or not retry_safe:
         return None
+    delay = None
     if response.status_code in RETRY_STATUSES:
         after = retry_after_seconds(response)
-        if after is not None:
-            return after if after <= policy.max_retry_after else None
-        return policy.backoff(retry_number)
-    if response.status_code == 409 and problem_code(response) in RETRY_CODES:
-        return policy.backoff(retry_number)
-    return None
+        if after is None:
+            delay = policy.backoff(retry_number)
+        elif after <= policy.max_retry_after:
+            delay = policy.after(after)
+    elif response.status_code == 409 and problem_code(response) in RETRY_CODES:
+        delay = policy.backoff(retry_number)
+    return delay if delay is not None and policy.allows(delay, started) else None
 
 
 def delay_for_failure(
-    policy: RetryPolicy, error: Exception, retry_number: int, *, retry_safe: bool
+    policy: RetryPolicy, error: Exception, retry_number: int, *, retry_safe: bool, started: float
 ) -> float | None:
     """Seconds to wait before sending again after a transport failure, or None to give up."""
     if retry_number >= policy.max_attempts:
         return None
     if isinstance(error, NOT_SENT) or (retry_safe and isinstance(error, MAYBE_SENT)):
-        return policy.backoff(retry_number)
+        delay = policy.backoff(retry_number)
+        return delay if policy.allows(delay, started) else None
     return None

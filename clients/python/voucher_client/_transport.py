@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 import httpx
 
+from voucher_client import _retry
 from voucher_client._retry import (
     NO_RETRIES,
     RetryPolicy,
@@ -259,7 +260,7 @@ class SyncTransport(_Base):
         idempotency_key: str | None = None,
     ) -> Any:
         prepared = self._prepare(operation, path, query, headers, body, send_body, idempotency_key)
-        attempt = 0
+        attempt, started = 0, _retry.monotonic()
         while True:
             attempt += 1
             try:
@@ -268,12 +269,12 @@ class SyncTransport(_Base):
                     headers=prepared.headers, content=prepared.content,
                 )
             except httpx.RequestError as error:  # transport failures, and a body that cannot be decoded
-                delay = delay_for_failure(self.retries, error, attempt, retry_safe=operation.retry_safe)
+                delay = delay_for_failure(self.retries, error, attempt, retry_safe=operation.retry_safe, started=started)
                 if delay is None:
                     raise self._connection_error(prepared, error) from error
                 self._sleep(delay, prepared)
                 continue
-            delay = delay_for_response(self.retries, response, attempt, retry_safe=operation.retry_safe)
+            delay = delay_for_response(self.retries, response, attempt, retry_safe=operation.retry_safe, started=started)
             if delay is None:
                 return self._result(operation, prepared, response)
             response.close()
@@ -331,7 +332,7 @@ class AsyncTransport(_Base):
         idempotency_key: str | None = None,
     ) -> Any:
         prepared = self._prepare(operation, path, query, headers, body, send_body, idempotency_key)
-        attempt = 0
+        attempt, started = 0, _retry.monotonic()
         while True:
             attempt += 1
             try:
@@ -340,12 +341,12 @@ class AsyncTransport(_Base):
                     headers=prepared.headers, content=prepared.content,
                 )
             except httpx.RequestError as error:  # transport failures, and a body that cannot be decoded
-                delay = delay_for_failure(self.retries, error, attempt, retry_safe=operation.retry_safe)
+                delay = delay_for_failure(self.retries, error, attempt, retry_safe=operation.retry_safe, started=started)
                 if delay is None:
                     raise self._connection_error(prepared, error) from error
                 await self._sleep(delay)
                 continue
-            delay = delay_for_response(self.retries, response, attempt, retry_safe=operation.retry_safe)
+            delay = delay_for_response(self.retries, response, attempt, retry_safe=operation.retry_safe, started=started)
             if delay is None:
                 return self._result(operation, prepared, response)
             await response.aclose()
