@@ -237,6 +237,44 @@ async def test_a_worker_round_runs_every_job_and_survives_a_failing_one(
     await worker.run(stop)  # a stopped worker returns after at most one round
 
 
+async def test_a_worker_runs_no_job_on_a_database_migrated_past_its_build(
+    app: Any, client: httpx.AsyncClient, clock: Any, caplog: pytest.LogCaptureFixture, monkeypatch: Any
+) -> None:
+    """A worker left running across an upgrade (the database moved to a revision this build does
+    not know) or a downgrade runs nothing: every job of the round is counted as failed and the
+    log says why. Once the database is at the build's head again it runs as before."""
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import text
+
+    from services.voucher import metrics, observability
+
+    world = await build_world(app, client)
+    voucher = await world.issue(1_000_000)
+    await _holds(world, voucher, 2)
+    clock.advance(seconds=1801)
+    (head,) = observability.migration_heads()
+    older = ScriptDirectory(str(observability.MIGRATIONS)).get_revision(head).down_revision
+    counted: list[tuple[str, str]] = []
+    monkeypatch.setattr(metrics, "job_ran", lambda job, outcome, *args, **kwargs: counted.append((job, outcome)))
+    worker = jobs.JobWorker(app.state.database, clock, interval=0.01)
+    journals = await _count(app, LedgerTransaction)
+    try:
+        for revision in ("9f9f9f9f9f9f", older):  # a newer build's, and an older one
+            async with app.state.database.engine.begin() as connection:
+                await connection.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": revision})
+            with caplog.at_level("ERROR", logger="services.voucher.jobs"):
+                assert await worker.round() == {}
+            assert f"the database is at revision ['{revision}']" in caplog.text and head in caplog.text
+            caplog.clear()
+        assert counted == [(job, "error") for job in jobs.JOBS] * 2
+        assert await _count(app, LedgerTransaction) == journals  # nothing ran
+    finally:
+        async with app.state.database.engine.begin() as connection:
+            await connection.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": head})
+    done = await worker.round()
+    assert done["expire-holds"] == 2
+
+
 async def test_a_stop_ends_the_round_after_the_current_job(app: Any, monkeypatch: Any) -> None:
     """SIGTERM stops the worker after its current job: the stop was read only between rounds, so
     every remaining job of the round still ran (independent review, December 2026)."""

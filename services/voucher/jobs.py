@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.voucher import driver, metrics
+from services.voucher import driver, metrics, observability
 from services.voucher.applications import service as applications
 from services.voucher.audit import service as audit
 from services.voucher.audit.signing import Signer
@@ -177,7 +177,10 @@ class JobWorker:
             except Exception:
                 log.exception("the sandbox clock could not be read; this round is skipped")
                 return done
-        for job in self.only if jobs is None else jobs:
+        chosen = self.only if jobs is None else jobs
+        if not await self._schema_is_this_builds(chosen):
+            return done
+        for job in chosen:
             if stop is not None and stop.is_set():
                 break
             at = time.monotonic()
@@ -198,8 +201,29 @@ class JobWorker:
         driver.flush_counts()  # the round's round trips (a request's are added when it is answered)
         return done
 
+    async def _schema_is_this_builds(self, jobs: tuple[str, ...]) -> bool:
+        """Whether the database is migrated to this build's head. A worker left running across
+        an upgrade (or a downgrade) runs no job against a schema it was not written for: each
+        round it logs why and counts each job as failed (alerts on job errors fire), until it is
+        restarted with the build the database was migrated for."""
+        try:
+            found = await observability.database_heads(self.database)
+        except Exception:  # noqa: BLE001 - whatever the driver raises: the database does not answer
+            log.exception("the database's migration revision could not be read; this round is skipped")
+        else:
+            wanted = observability.migration_heads()
+            if found == wanted:
+                return True
+            log.error("the database is at revision %s but this worker's build needs %s: no job runs until "
+                      "they match (restart the worker with the build the database was migrated for, or run "
+                      "`voucher db upgrade`)", sorted(found) or "none", sorted(wanted))
+        for job in jobs:
+            metrics.job_ran(job, "error", 0.0)
+        return False
+
     async def run(self, stop: asyncio.Event) -> None:
         """Rounds every `interval` until `stop` is set, which ends each loop after its current job."""
+        observability.migration_heads()  # this build's, read at start-up: what each round compares with
         log.info("worker started: jobs %s every %.1f s", ", ".join(self.only), self.interval)
         apart = tuple(job for job in self.only if job in APART)
         rest = tuple(job for job in self.only if job not in APART)
