@@ -35,6 +35,18 @@ def of_enterprise(enterprise_id: uuid.UUID) -> ColumnElement[bool]:
     audit trail without one event for the journals of its ledger entries)."""
     vouchers = select(table_of(Voucher).c.id).where(table_of(Voucher).c.enterprise_id == enterprise_id)
     return or_(E.c.enterprise_id == enterprise_id, and_(E.c.enterprise_id.is_(None), E.c.voucher_id.in_(vouchers)))
+
+
+def of_provider(provider_id: uuid.UUID) -> ColumnElement[bool]:
+    """The events of one provider: those that name it, and the `ledger.posted` event of every
+    journal that posts to one of its accounts (its payable: captures, refunds, payments), which
+    the ledger's entries count as the provider's. Those events name no provider, so a
+    provider's audit trail had left out the journals of its own ledger entries (an independent
+    review of exports, December 2026)."""
+    accounts = table_of(LedgerAccount)
+    journals = select(P.c.transaction_id).where(
+        P.c.account_id.in_(select(accounts.c.id).where(accounts.c.provider_id == provider_id)))
+    return or_(E.c.provider_id == provider_id, and_(E.c.journal_id.is_not(None), E.c.journal_id.in_(journals)))
 C = table_of(AuditCheckpoint)
 P = table_of(LedgerPosting)
 T = table_of(LedgerTransaction)
@@ -206,9 +218,10 @@ async def events_page(
     stmt = select(AuditEvent)
     if enterprise_id is not None:
         stmt = stmt.where(of_enterprise(enterprise_id))
+    if provider_id is not None:
+        stmt = stmt.where(of_provider(provider_id))
     for column, value in (
-        (col(AuditEvent.programme_id), programme_id),
-        (col(AuditEvent.provider_id), provider_id), (col(AuditEvent.voucher_id), voucher_id),
+        (col(AuditEvent.programme_id), programme_id), (col(AuditEvent.voucher_id), voucher_id),
         (col(AuditEvent.resource_type), resource_type), (col(AuditEvent.resource_id), resource_id),
         (col(AuditEvent.action), action),
     ):

@@ -51,6 +51,8 @@ def statement(dataset: Dataset, filters: Filters) -> Select[Any]:
     for name in ("programme_id", "enterprise_id", "provider_id", "voucher_id"):
         if name == "enterprise_id" and dataset is Dataset.AUDIT_EVENTS and name in given:
             stmt = stmt.where(audit.of_enterprise(given[name]))  # its vouchers' journals' events too
+        elif name == "provider_id" and dataset is Dataset.AUDIT_EVENTS and name in given:
+            stmt = stmt.where(audit.of_provider(given[name]))  # the events of journals on its accounts too
         elif name in given:
             stmt = stmt.where(table.c[name] == given[name])
     time = table.c[TIME_COLUMN[dataset]]
