@@ -209,6 +209,13 @@ class ScopeEscalation(Forbidden):
     title = "A key may only create or rotate keys within its own scopes"
 
 
+class ReplacedKeyManagesNoKeys(Forbidden):
+    """A key a rotation replaced (in its grace period) asked to create, rotate or revoke a key."""
+
+    code = "replaced_key_manages_no_keys"
+    title = "A key that was rotated may not create, rotate or revoke keys"
+
+
 # -- idempotency -----------------------------------------------------------------------------
 
 

@@ -103,6 +103,10 @@ async def live_key_count(session: AsyncSession, principal_id: uuid.UUID, now: da
     return int((await session.execute(stmt)).scalar_one())
 
 
+async def key_by_id(session: AsyncSession, key_id: uuid.UUID) -> ApiKey | None:
+    return await session.get(ApiKey, key_id)
+
+
 async def successor_of(session: AsyncSession, key_id: uuid.UUID) -> ApiKey | None:
     """The key a rotation of `key_id` made, if any."""
     stmt = select(ApiKey).where(col(ApiKey.rotated_from_id) == key_id).limit(1)

@@ -90,12 +90,14 @@ async def get_me(actor: Annotated[Actor, Depends(current_actor)], now: Now,
     description="The programme office (`keys:write`) creates a key for an operator, auditor, enterprise or "
     "provider principal, new or existing, with all its role's scopes or a subset. The secret is in this answer "
     "only (only its hash is stored); records the audit event `api_key.created`. Refused with `scope_escalation` "
-    "(scopes the calling key may not grant), `not_found` (principal, enterprise or provider), "
-    "`too_many_live_keys`, or `validation_failed` (e.g. a scope the role cannot hold, an expiry in the past).",
+    "(scopes the calling key may not grant), `replaced_key_manages_no_keys` (the calling key was rotated), "
+    "`not_found` (principal, enterprise or provider), `too_many_live_keys`, or `validation_failed` (e.g. a scope "
+    "the role cannot hold, an expiry in the past or later than the calling key's). A key made by a key that "
+    "expires expires no later than it (by default, at the same instant).",
     status_code=201,
     response_model=ApiKeyCreated,
-    responses=responses(*AUTH_ERRORS, errors.ScopeEscalation, errors.NotFound, errors.ValidationFailed,
-                        errors.TooManyLiveKeys),
+    responses=responses(*AUTH_ERRORS, errors.ScopeEscalation, errors.ReplacedKeyManagesNoKeys, errors.NotFound,
+                        errors.ValidationFailed, errors.TooManyLiveKeys),
 )
 async def create_api_key(
     body: ApiKeyCreate,
@@ -170,9 +172,11 @@ async def get_api_key(
     summary="Revoke an API key at once (operators: any key; others: their own)",
     description="A key with `keys:write` (operators) revokes any key, one with `keys:self` its own principal's. "
     "The key stops working at once, in every process, and the audit event `api_key.revoked` is recorded; revoking "
-    "a revoked key changes nothing. Answers `not_found` when the key does not exist or is not yours.",
+    "a revoked key changes nothing. Answers `not_found` when the key does not exist or is not yours, and "
+    "`replaced_key_manages_no_keys` when the calling key was rotated (in its grace period it may revoke only "
+    "itself).",
     response_model=ApiKeyPublic,
-    responses=responses(*AUTH_ERRORS, errors.NotFound),
+    responses=responses(*AUTH_ERRORS, errors.ReplacedKeyManagesNoKeys, errors.NotFound),
 )
 async def revoke_api_key(
     key_id: uuid.UUID,
@@ -193,12 +197,14 @@ async def revoke_api_key(
     description="A key with `keys:write` rotates any key, one with `keys:self` its own principal's. A successor "
     "with the same principal, name and scopes is created, its secret shown in this answer only, and the old key "
     "keeps working for `grace_seconds` (0: it stops at once); audit events `api_key.rotated` and "
-    "`api_key.created`. Refused with `scope_escalation`, `not_found`, `conflict` (the key is expired or revoked), "
-    "`key_being_replaced` (already rotated: rotate its successor) or `too_many_live_keys`.",
+    "`api_key.created`. The successor expires when the old key did, and never later than the calling key. "
+    "Refused with `scope_escalation`, `not_found`, `conflict` (the key is expired or revoked), "
+    "`key_being_replaced` (already rotated: rotate its successor), `replaced_key_manages_no_keys` (the calling "
+    "key was itself rotated) or `too_many_live_keys`.",
     status_code=201,
     response_model=ApiKeyCreated,
-    responses=responses(*AUTH_ERRORS, errors.ScopeEscalation, errors.NotFound, errors.Conflict,
-                        errors.KeyBeingReplaced, errors.TooManyLiveKeys),
+    responses=responses(*AUTH_ERRORS, errors.ScopeEscalation, errors.ReplacedKeyManagesNoKeys, errors.NotFound,
+                        errors.Conflict, errors.KeyBeingReplaced, errors.TooManyLiveKeys),
 )
 async def rotate_api_key(
     key_id: uuid.UUID,

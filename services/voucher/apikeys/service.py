@@ -22,6 +22,7 @@ from services.voucher.errors import (
     InvalidApiKey,
     KeyBeingReplaced,
     NotFound,
+    ReplacedKeyManagesNoKeys,
     ScopeEscalation,
     TooManyLiveKeys,
     ValidationFailed,
@@ -158,6 +159,34 @@ def _check_grant(actor: Actor | None, scopes: frozenset[Scope] | list[str]) -> N
         )
 
 
+async def _caller_deadline(session: AsyncSession, actor: Actor | None) -> datetime | None:
+    """When the calling key stops working (None: never, or the CLI). A key lives no longer than
+    the key that made or rotated it: a key handed out for an hour (or a rotated key in its grace
+    period) cannot leave behind one that outlives it. A key that a rotation already replaced
+    manages no keys at all: in its grace period a leaked key had rotated its own successor,
+    revoking the owner's new key and taking one of its own (an independent review, December
+    2026)."""
+    if actor is None or actor.key_id is None:
+        return None
+    caller = await repository.key_by_id(session, actor.key_id)
+    if caller is None:
+        return None
+    successor = await repository.successor_of(session, caller.id)
+    if successor is not None:
+        raise ReplacedKeyManagesNoKeys(
+            msg("this key ({prefix}) was rotated and only works until its grace period ends, so it may not create, "
+                "rotate or revoke keys; use its successor {successor}", prefix=caller.prefix, successor=successor.prefix),
+        )
+    return caller.expires_at
+
+
+def _no_later(expires_at: datetime | None, deadline: datetime | None) -> datetime | None:
+    """The earlier of two expiries (None: never)."""
+    if deadline is None:
+        return expires_at
+    return deadline if expires_at is None else min(expires_at, deadline)
+
+
 async def issue_key(
     session: AsyncSession,
     *,
@@ -182,6 +211,12 @@ async def issue_key(
     except ValueError as exc:  # scopes_for's reason is a message for people
         raise ValidationFailed([field_error("scopes", exc.args[0])]) from exc
     _check_grant(created_by, granted)
+    deadline = await _caller_deadline(session, created_by)
+    if deadline is not None and expires_at is not None and expires_at > deadline:
+        raise ValidationFailed([field_error(
+            "expires_at", msg("must not be later than {deadline}, when the key creating it expires",
+                              deadline=deadline))])
+    expires_at = _no_later(expires_at, deadline)  # none given: the creating key's own expiry
     principal = await _principal_for(
         session,
         role=role,
@@ -272,6 +307,8 @@ async def revoke_key(
 ) -> tuple[ApiKey, Principal]:
     """Revocation is immediate and final. Revoking a revoked key is a no-op."""
     key = await _key_to_change(session, actor, key_id)
+    if key.id != actor.key_id:  # a key may always revoke itself
+        await _caller_deadline(session, actor)
     principal = await repository.get_principal(session, key.principal_id)
     assert principal is not None
     if key.revoked_at is None:
@@ -305,6 +342,7 @@ async def rotate_key(
                 "its grace period ends; rotate the successor instead", prefix=old.prefix, successor=successor.prefix),
             successor_id=str(successor.id),
         )
+    deadline = await _caller_deadline(session, actor)
     if max_live_keys is not None:
         await _check_live_keys(session, old.principal_id, max_live_keys, now, adding=0 if grace_seconds == 0 else 1)
     principal = await repository.get_principal(session, old.principal_id)
@@ -317,7 +355,7 @@ async def rotate_key(
         secret_hash=hash_key(secret),
         scopes=list(old.scopes),
         created_at=now,
-        expires_at=old.expires_at,
+        expires_at=_no_later(old.expires_at, deadline),  # no later than the rotating key's either
         rotated_from_id=old.id,
         created_by_key_id=actor.key_id,
     )
