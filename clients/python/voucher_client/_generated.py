@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "d3225179266287d21ad10183bc1e5794c1d852485a805e95e54eab9122161528"
+DOCUMENT_SHA256 = "f2a61147263b9a432b8ca2caee3fae7da8b656701d797bbf23086c902a6ea5fd"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]
