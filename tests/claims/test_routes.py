@@ -493,3 +493,22 @@ async def test_a_claim_changed_behind_the_service_is_not_paid(app, world: World)
         await session.execute(update(table).where(table.c.id == uuid.UUID(claim["id"])).values(approved_amount=500_000))
     assert (await _step(world, claim, "pay", {"reference": "ICBC-1", "paid_on": "2026-03-02"})).status_code == 200
     assert (await world.reconciliation())["is_clean"]
+
+
+async def test_an_older_invoice_typed_as_its_code_and_number_run_together_is_the_same_invoice(world: World) -> None:
+    """An older electronic VAT invoice: a 12-digit code and an 8-digit number, 20 digits in all,
+    the shape of a fully digital invoice's number. Typed together without a code, the same
+    invoice had passed for a fully digital one and was subsidised a second time (an
+    independent review, December 2026). A fully digital number starts with its year (21 on)."""
+    voucher = await world.issue(10_000_000)
+    first = await _file(world, claim_body(world, voucher, invoice="12345678", code="033002100611",
+                                          contract="HT-1", document="scan-1"))
+    assert first.status_code == 201, first.text
+    before = await world.voucher(voucher["id"])
+    again = await _file(world, claim_body(world, voucher, invoice="03300210061112345678", code=None,
+                                          contract="HT-1-A", document="scan-2"))
+    assert_problem(again, 409, "invoice_already_claimed")
+    assert await world.voucher(voucher["id"]) == before
+    digital = await _file(world, claim_body(world, voucher, invoice="26332000000012345678", code=None,
+                                            contract="HT-2", document="scan-3"))
+    assert digital.status_code == 201, digital.text

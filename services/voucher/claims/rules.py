@@ -58,9 +58,17 @@ def invoice_identity(number_key: str, code_key: str | None) -> tuple[str | None,
     (applications/rules.py `reference_key`): a fully digital invoice (数电票) by its 20-digit
     number, unique nationally; a VAT invoice of the older kind (paper or electronic) by its
     invoice code (10 or 12 digits) and its 8-digit number. Either the identity, or the fields'
-    problems."""
+    problems.
+
+    A fully digital invoice's number starts with its year (21 onward), an older electronic
+    invoice's 12-digit code with 0 or 1: twenty digits starting with 0 or 1 are such a code and
+    its 8-digit number run together, and are read as them, so that the same invoice typed both
+    ways is one invoice (it had been claimed twice, once as `digital:`; an independent review,
+    December 2026)."""
     if code_key is None:
         if len(number_key) == 20 and number_key.isdigit():
+            if number_key[0] in "01":
+                return f"vat:{number_key[:12]}:{number_key[12:]}", []
             return f"digital:{number_key}", []
         return None, [("invoice_number", msg("a fully digital invoice (数电票) has a 20-digit number; for an older "
                                              "VAT invoice give its invoice_code (10 or 12 digits) and its 8-digit "
