@@ -512,3 +512,43 @@ async def test_an_older_invoice_typed_as_its_code_and_number_run_together_is_the
     digital = await _file(world, claim_body(world, voucher, invoice="26332000000012345678", code=None,
                                             contract="HT-2", document="scan-3"))
     assert digital.status_code == 201, digital.text
+
+
+async def test_the_contract_an_enterprise_applied_with_is_claimed_against_its_voucher(
+        app, client: httpx.AsyncClient) -> None:
+    """A claim programme that asks for the contract at application: the voucher is granted for
+    that contract, and the claim under it had been refused `contract_already_used` by the
+    enterprise's own application (an independent review, December 2026). The claim takes the
+    application's reference over; a rejection gives it back to the application (the voucher
+    stays granted for it), and a second claim under it, or another voucher's, is refused."""
+    world = await build_world(app, client, mode="enterprise_claim", rate_table={"accelerator:domestic": 3000},
+                              tiers=[], application_requires_contract=True, publicity_days=0)
+    contract = {"number": "HZC-2026-0001", "provider_id": world.provider["id"], "amount": 2_000_000,
+                "signed_on": "2026-02-20", "starts_on": "2026-03-01", "ends_on": "2026-12-31"}
+    applied = await client.post("/v1/applications", json={
+        "programme_id": world.programme["id"], "requested_amount": 1_000_000, "purpose": "fine-tuning",
+        "contracts": [contract]}, headers=auth(world.enterprise_key, **fresh_key()))
+    assert applied.status_code == 201, applied.text
+    approved = await client.post(f"/v1/applications/{applied.json()['id']}/approve", json={"amount": 1_000_000},
+                                 headers=auth(world.operator, **fresh_key()))
+    assert approved.status_code == 200, approved.text
+    [voucher] = (await client.get("/v1/vouchers", headers=auth(world.enterprise_key))).json()["items"]
+    filed = await _file(world, claim_body(world, voucher, contract="HZC-2026-0001", document="scan-1"))
+    assert filed.status_code == 201, filed.text
+    second = await _file(world, claim_body(world, voucher, invoice="44031235", contract="hzc-2026-0001",
+                                           document="scan-2"))
+    assert_problem(second, 409, "contract_already_used")
+    other = await world.issue(1_000_000)  # a voucher issued directly: not granted for the contract
+    elsewhere = await _file(world, claim_body(world, other, invoice="44031236", contract="HZC-2026-0001",
+                                              document="scan-3"))
+    assert_problem(elsewhere, 409, "contract_already_used")
+    review = await client.post(f"/v1/claims/{filed.json()['id']}/review", headers=auth(world.operator, **fresh_key()))
+    assert review.status_code == 200, review.text
+    rejected = await client.post(f"/v1/claims/{filed.json()['id']}/reject", json={"reason": "wrong invoice"},
+                                 headers=auth(world.operator, **fresh_key()))
+    assert rejected.status_code == 200, rejected.text
+    assert_problem(await _file(world, claim_body(world, other, invoice="44031237", contract="HZC-2026-0001",
+                                                 document="scan-4")), 409, "contract_already_used")
+    again = await _file(world, claim_body(world, voucher, invoice="44031238", contract="HZC-2026-0001",
+                                          document="scan-5"))
+    assert again.status_code == 201, again.text

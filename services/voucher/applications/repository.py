@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, false, select
+from sqlalchemy import Select, false, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -82,6 +82,17 @@ async def live_contract(session: AsyncSession, provider_id: uuid.UUID, number: s
         col(ContractReference.released_at).is_(None),
     )
     return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def take_contract(session: AsyncSession, reference_id: uuid.UUID, claim_id: uuid.UUID) -> bool:
+    """A claim takes over its voucher's application's live contract reference, if no claim has
+    it yet; whether it did."""
+    stmt = (update(ContractReference)
+            .where(col(ContractReference.id) == reference_id, col(ContractReference.claim_id).is_(None),
+                   col(ContractReference.released_at).is_(None))
+            .values(claim_id=claim_id)
+            .execution_options(synchronize_session="fetch"))
+    return (await session.execute(stmt)).rowcount == 1
 
 
 async def contracts_of(session: AsyncSession, application_id: uuid.UUID) -> list[ContractReference]:

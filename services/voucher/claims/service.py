@@ -51,7 +51,7 @@ from services.voucher.providers import service as providers
 from services.voucher.redemption import service as redemption
 from services.voucher.redemption.rules import Payee
 from services.voucher.settlement.rules import EARLIEST_DAY, PERIOD_ZONE, payment_day_problem
-from services.voucher.tables import Claim, ClaimDocument, ContractReference, Enterprise, Programme
+from services.voucher.tables import Claim, ClaimDocument, ContractReference, Enterprise, Programme, Voucher
 from services.voucher.vouchers import service as vouchers
 
 C = ClaimStatus
@@ -59,10 +59,14 @@ C = ClaimStatus
 
 async def _claimable(
     session: AsyncSession, provider_id: uuid.UUID, invoice: str, invoice_key: str, contract: str, contract_key: str,
-    digests: list[str],
-) -> None:
+    digests: list[str], voucher: Voucher,
+) -> ContractReference | None:
     """The one-claim-per-invoice, per-document and per-contract rules, numbers compared by
-    their keys; partial unique indexes back each of them against a concurrent claim."""
+    their keys; partial unique indexes back each of them against a concurrent claim. Returns
+    the contract's reference when it is the one the application that issued this voucher holds
+    and no claim has taken yet: the claim takes it over (the voucher was granted for that
+    contract, and its own application had refused every claim under it, `contract_already_used`;
+    an independent review, December 2026)."""
     if await repository.live_invoice(session, invoice_key) is not None:
         raise InvoiceAlreadyClaimed(msg("invoice {invoice} is already part of a claim (an invoice is claimed once, "
                                         "whoever files it)", invoice=invoice),
@@ -72,12 +76,17 @@ async def _claimable(
         raise DocumentAlreadyClaimed(msg("document(s) {documents} are already part of a claim",
                                          documents=sorted(taken)),
                                      sha256=sorted(taken))
-    if await applications_repository.live_contract(session, provider_id, contract_key) is not None:
+    held = await applications_repository.live_contract(session, provider_id, contract_key)
+    if held is not None and held.claim_id is None and held.application_id is not None \
+            and held.application_id == voucher.application_id and held.enterprise_id == voucher.enterprise_id:
+        return held
+    if held is not None:
         raise ContractAlreadyUsed(
             msg("contract {contract} is already part of an application or claim: one subsidy per contract",
                 contract=contract),
             contract_number=contract,
         )
+    return None
 
 
 def _dating_problems(invoice_date: date, now: datetime) -> list[tuple[str, Message]]:
@@ -134,7 +143,7 @@ async def file(session: AsyncSession, actor: Actor, data: dict[str, Any], now: d
     # Before the hold, to name the rule that refuses.
     assert invoice_key is not None
     contract_key = reference_key(contract)
-    await _claimable(session, provider.id, invoice, invoice_key, contract, contract_key, digests)
+    applied = await _claimable(session, provider.id, invoice, invoice_key, contract, contract_key, digests, voucher)
     enterprise = await session.get(Enterprise, voucher.enterprise_id)
     assert enterprise is not None
     try:
@@ -162,8 +171,17 @@ async def file(session: AsyncSession, actor: Actor, data: dict[str, Any], now: d
             await repository.add_all(session, [
                 ClaimDocument(claim_id=claim.id, sha256=d["sha256"], file_name=d["file_name"],
                               media_type=d["media_type"], size=d["size"]) for d in data["documents"]
-            ] + [ContractReference(provider_id=provider.id, number=contract_key, enterprise_id=voucher.enterprise_id,
-                                   claim_id=claim.id, created_at=now)])
+            ] + ([] if applied is not None else [
+                ContractReference(provider_id=provider.id, number=contract_key, enterprise_id=voucher.enterprise_id,
+                                  claim_id=claim.id, created_at=now)]))
+            # Taken only if still untaken, without locking it before the voucher (the claim
+            # paths' lock order): a claim that lost the race is refused as if it had seen it.
+            if applied is not None and not await applications_repository.take_contract(session, applied.id, claim.id):
+                raise ContractAlreadyUsed(
+                    msg("contract {contract} is already part of an application or claim: one subsidy per contract",
+                        contract=contract),
+                    contract_number=contract,
+                )
     except Exception as exc:
         if not is_integrity_error(exc):
             raise
@@ -259,7 +277,10 @@ async def reject(session: AsyncSession, actor: Actor, claim_id: uuid.UUID, reaso
     for document in await repository.documents_of(session, claim.id):
         document.released_at = now
     for reference in await applications_repository.contracts_of_claim(session, claim.id):
-        reference.released_at = now
+        if reference.application_id is not None:  # its application's again: the voucher stays granted for it
+            reference.claim_id = None
+        else:
+            reference.released_at = now
     await session.flush()
     return claim
 
