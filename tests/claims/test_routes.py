@@ -552,3 +552,24 @@ async def test_the_contract_an_enterprise_applied_with_is_claimed_against_its_vo
     again = await _file(world, claim_body(world, voucher, invoice="44031238", contract="HZC-2026-0001",
                                           document="scan-5"))
     assert again.status_code == 201, again.text
+
+
+@pytest.mark.parametrize("written", ["uscc:{uscc}", "{uscc}", "{lower}"])
+async def test_a_provider_recorded_as_the_enterprises_shareholder_by_its_uscc_is_a_related_party(
+        world: World, written: str) -> None:
+    """The provider owns the enterprise. Recorded as a shareholder by its USCC alone, the
+    relation had not been matched with the provider's own USCC (only the spelling
+    `uscc:<USCC>` was), and the parent's purchase for its subsidiary was subsidised (an
+    independent review, December 2026)."""
+    path = f"/v1/enterprises/{world.enterprise['id']}"
+    current = await world.client.get(path, headers=auth(world.operator))
+    uscc = world.provider["uscc"]
+    patched = await world.client.patch(path, json={"related_parties": [
+        {"role": "shareholder", "party_id": written.format(uscc=uscc, lower=uscc.lower())}]},
+        headers=auth(world.operator, **{"If-Match": current.headers["ETag"]}))
+    assert patched.status_code == 200, patched.text
+    voucher = await world.issue(10_000_000)
+    before = await world.voucher(voucher["id"])
+    filed = await _file(world, claim_body(world, voucher, contract="HT-7", document="scan-7"))
+    assert_problem(filed, 409, "related_party")
+    assert await world.voucher(voucher["id"]) == before

@@ -46,6 +46,7 @@ from services.voucher.programmes.rules import (
 )
 from services.voucher.providers.rules import ProviderStatus
 from services.voucher.redemption.subsidy import Computation, Item, compute, parse_tiers
+from services.voucher.uscc import is_valid as uscc_is_valid
 from services.voucher.vouchers.rules import VoucherStatus, effective_status
 
 
@@ -268,8 +269,18 @@ def parties_of(parties: Iterable[Mapping[str, object]] | None, uscc: str | None)
     The redemption path and the `related_party` anomaly report both judge by it."""
     listed = [(p.get("party_id"), p.get("role", "")) for p in parties or ()]
     own = [(f"uscc:{uscc}", "self")] if uscc else []
-    return [(party_id.casefold(), party_id, str(role)) for party_id, role in [*listed, *own]
+    return [(_party_key(party_id), party_id, str(role)) for party_id, role in [*listed, *own]
             if isinstance(party_id, str) and party_id]
+
+
+def _party_key(party_id: str) -> str:
+    """A company is keyed by its USCC however it was written: `uscc:<USCC>`, or the USCC alone
+    (the natural way to record a company shareholder, which had not been matched with the
+    other side's own USCC: a parent's purchase for its subsidiary was subsidised; an
+    independent review, December 2026)."""
+    if uscc_is_valid(party_id.upper()):
+        return f"uscc:{party_id}".casefold()
+    return party_id.casefold()
 
 
 def party_ids(parties: list[dict[str, Any]] | None, uscc: str | None) -> dict[str, str]:
