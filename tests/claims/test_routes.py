@@ -573,3 +573,27 @@ async def test_a_provider_recorded_as_the_enterprises_shareholder_by_its_uscc_is
     filed = await _file(world, claim_body(world, voucher, contract="HT-7", document="scan-7"))
     assert_problem(filed, 409, "related_party")
     assert await world.voucher(voucher["id"]) == before
+
+
+async def test_a_relation_recorded_during_review_stops_the_claims_approval(world: World) -> None:
+    """Related parties were judged when the claim was filed, never again: a relation the office
+    recorded while the claim was under review (months: its hold lasts ten years) did not stop
+    the approval (an independent review, December 2026). Approval judges them as they stand."""
+    voucher = await world.issue(10_000_000)
+    claim = (await _file(world, claim_body(world, voucher, contract="HT-R", document="scan-r"))).json()
+    review = await world.client.post(f"/v1/claims/{claim['id']}/review", headers=auth(world.operator, **fresh_key()))
+    assert review.status_code == 200, review.text
+    path = f"/v1/enterprises/{world.enterprise['id']}"
+    current = await world.client.get(path, headers=auth(world.operator))
+    patched = await world.client.patch(path, json={"related_parties": [
+        {"role": "shareholder", "party_id": f"uscc:{world.provider['uscc']}"}]},
+        headers=auth(world.operator, **{"If-Match": current.headers["ETag"]}))
+    assert patched.status_code == 200, patched.text
+    before = await world.voucher(voucher["id"])
+    approved = await world.client.post(f"/v1/claims/{claim['id']}/approve",
+                                       headers=auth(world.operator, **fresh_key()))
+    assert_problem(approved, 409, "related_party")
+    assert await world.voucher(voucher["id"]) == before
+    rejected = await world.client.post(f"/v1/claims/{claim['id']}/reject", json={"reason": "related party"},
+                                       headers=auth(world.operator, **fresh_key()))
+    assert rejected.status_code == 200, rejected.text

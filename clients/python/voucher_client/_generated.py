@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "f2a61147263b9a432b8ca2caee3fae7da8b656701d797bbf23086c902a6ea5fd"
+DOCUMENT_SHA256 = "be5de2919044a1f089301431e9abd6d5364696d26d66583256efdad46efea5cb"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

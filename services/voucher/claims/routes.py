@@ -105,11 +105,12 @@ async def start_review(claim_id: uuid.UUID, session: Session, now: Now, actor: R
              "to the voucher, in one ledger journal; audit events `redemption.captured`, `claim.approved` and "
              "`ledger.posted`, the first two also announced to events and webhooks. Refused with `not_found`, "
              "`invalid_transition` (not under review), `validation_failed` (more than held), `hold_not_active` "
-             "(the voucher's expiry or revocation voided the hold), `voucher_expired` or an Idempotency-Key "
-             "conflict.",
+             "(the voucher's expiry or revocation voided the hold), `voucher_expired`, `related_party` (the "
+             "enterprise and the provider are related as they stand now: relations are judged again at approval) "
+             "or an Idempotency-Key conflict.",
              response_model=ClaimPublic,
              responses=responses(*AUTH_ERRORS, *MOVE, errors.ValidationFailed, errors.HoldNotActive,
-                                 errors.VoucherExpired),
+                                 errors.VoucherExpired, errors.RelatedParty),
              dependencies=[Depends(idempotent(Scope.CLAIMS_REVIEW, required=True))])
 async def approve_claim(claim_id: uuid.UUID, session: Session, now: Now, actor: Reviewer,
                         body: ClaimApproval | None = None) -> ClaimPublic:

@@ -49,9 +49,17 @@ from services.voucher.ledger.rules import AccountKind, transfer
 from services.voucher.programmes.rules import PayoutMode
 from services.voucher.providers import service as providers
 from services.voucher.redemption import service as redemption
-from services.voucher.redemption.rules import Payee
+from services.voucher.redemption.rules import Parties, Payee, check_parties
 from services.voucher.settlement.rules import EARLIEST_DAY, PERIOD_ZONE, payment_day_problem
-from services.voucher.tables import Claim, ClaimDocument, ContractReference, Enterprise, Programme, Voucher
+from services.voucher.tables import (
+    Claim,
+    ClaimDocument,
+    ContractReference,
+    Enterprise,
+    Programme,
+    Provider,
+    Voucher,
+)
 from services.voucher.vouchers import service as vouchers
 
 C = ClaimStatus
@@ -246,6 +254,14 @@ async def approve(session: AsyncSession, actor: Actor, claim_id: uuid.UUID, amou
     enterprise; any rest goes back to the voucher."""
     claim = await _lock(session, await get(session, actor, claim_id))
     check_transition(C(claim.status), C.APPROVED)
+    # Related parties again, as they stand now: a review lasts months, and a relation the office
+    # records meanwhile had not stopped the approval (an independent review, December 2026).
+    enterprise = await session.get(Enterprise, claim.enterprise_id)
+    provider = await session.get(Provider, claim.provider_id)
+    assert enterprise is not None and provider is not None
+    check_parties(Parties(enterprise_uscc=enterprise.uscc, enterprise_related=enterprise.related_parties,
+                          provider_status=provider.status, provider_related=provider.related_parties,
+                          is_enrolled=True, provider_uscc=provider.uscc))
     granted = claim.subsidy if amount is None else amount
     if granted > claim.subsidy:
         raise ValidationFailed([field_error("amount", msg("at most the {held} held", held=Amount(claim.subsidy, claim.unit)),
