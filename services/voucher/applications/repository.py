@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Select, false, select, update
+from sqlalchemy import CursorResult, Select, false, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -92,7 +92,8 @@ async def take_contract(session: AsyncSession, reference_id: uuid.UUID, claim_id
                    col(ContractReference.released_at).is_(None))
             .values(claim_id=claim_id)
             .execution_options(synchronize_session="fetch"))
-    return (await session.execute(stmt)).rowcount == 1
+    result = await session.execute(stmt)
+    return cast(CursorResult[Any], result).rowcount == 1  # an UPDATE's result is a CursorResult
 
 
 async def contracts_of(session: AsyncSession, application_id: uuid.UUID) -> list[ContractReference]:
