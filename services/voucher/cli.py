@@ -573,7 +573,8 @@ def export(
                 manifest = await exports.get_manifest(session, opened.manifest.id)
             return {"export_id": str(manifest.id), "dataset": manifest.dataset, "format": manifest.format,
                     "row_count": manifest.row_count, "sha256": manifest.sha256,
-                    "chain_seq": manifest.chain_seq, "chain_hash": manifest.chain_hash}
+                    "chain_seq": manifest.chain_seq, "chain_hash": manifest.chain_hash,
+                    "unsealed_events": manifest.unsealed_events}
         finally:
             if sink is not sys.stdout.buffer:
                 sink.close()

@@ -835,6 +835,9 @@ class ExportManifest(SQLModel, table=True):
     requested_by: uuid.UUID | None = Field(default=None)
     chain_seq: int = Field(default=0, sa_type=BigInteger)
     chain_hash: str = Field(max_length=64)
+    #: Events committed in the export's snapshot but not yet sealed (migration 0023; null on
+    #: manifests made before it): the rows they describe are not proved under the head.
+    unsealed_events: int | None = Field(default=None, sa_type=BigInteger)
     row_count: int | None = Field(default=None, sa_type=BigInteger)
     sha256: str | None = Field(default=None, max_length=64)
     started_at: datetime = Field(sa_type=UTCDateTime)

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "be5de2919044a1f089301431e9abd6d5364696d26d66583256efdad46efea5cb"
+DOCUMENT_SHA256 = "bfb6b3c6f9a0ade998ac4f065f6b12759ee4003b9e75dad0844d348f3644c2ee"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]
@@ -506,6 +506,7 @@ class ExportManifestPublic(TypedDict):
     row_count: int | None
     sha256: str | None
     started_at: str
+    unsealed_events: NotRequired[int | None]
 
 
 class FieldError(TypedDict):

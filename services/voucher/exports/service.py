@@ -64,7 +64,10 @@ async def open_export(
 ) -> Export:
     """Check the filters, seal the audit chain, take the read snapshot on `session` (the
     request's read session, which must stay open while the body is consumed), record the
-    manifest in a transaction of its own, and return the body to stream."""
+    manifest in a transaction of its own, and return the body to stream. The head and the
+    count of events not yet under it are read in the snapshot: a change committed between the
+    seal and the snapshot is in the file, its events after the head, and the manifest says how
+    many such events there are (`unsealed_events`)."""
     problems = filter_problems(dataset, filters)
     if problems:
         raise ValidationFailed([field_error(name, message, location="query") for name, message in problems])
@@ -73,7 +76,8 @@ async def open_export(
     head = await audit.head(session)
     manifest = ExportManifest(
         id=uuid7(), dataset=dataset.value, format=format_.value, filters=filters.as_record(),
-        requested_by=actor.principal_id, chain_seq=head.seq, chain_hash=head.chain_hash, started_at=clock(),
+        requested_by=actor.principal_id, chain_seq=head.seq, chain_hash=head.chain_hash,
+        unsealed_events=head.unsealed, started_at=clock(),
     )
     async with database.unit_of_work() as writer:
         await repository.add_manifest(writer, manifest)
