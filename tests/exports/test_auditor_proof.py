@@ -80,3 +80,49 @@ async def test_the_manifest_counts_the_events_of_its_snapshot_that_its_head_does
     uncovered = {e["journal_id"] for e in after_head if e["journal_id"]} & journals
     assert uncovered, "the race put a journal after the head into the file"
     assert manifest["unsealed_events"] >= len(uncovered) and manifest["unsealed_events"] > 0
+
+
+async def test_a_checkpoint_the_auditor_kept_still_pins_the_chain_after_the_signing_key_changes(
+    app, client: httpx.AsyncClient, clock
+) -> None:
+    """The kept checkpoint is the auditor's anchor outside the database. Stored checkpoints signed
+    with a retired key (VOUCHER_AUDIT_RETIRED_PUBLIC_KEYS) still verified, but a kept one was
+    checked with the current key only: after a change of key every checkpoint the auditor kept
+    was refused. A retired key still vouches only for what it signed before the new key's first
+    checkpoint."""
+    import os
+    from datetime import timedelta
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from services.voucher.audit.rules import checkpoint_message
+    from services.voucher.audit.signing import Signer
+    from tests.support import assert_problem
+    from tests.world import build_world
+
+    world = await build_world(app, client)
+    kept = await world.post("/v1/audit/checkpoints", key=world.auditor)
+    assert kept.status_code == 201, kept.text
+    fields = {k: kept.json()[k] for k in ("seq", "chain_hash", "signed_at", "signature")}
+    old = app.state.signer
+    # The service changes its key (the old one listed as retired), as an operator does; the app
+    # is this test's own, and the check after the test verifies with the new signer.
+    app.state.signer = Signer(Ed25519PrivateKey.from_private_bytes(os.urandom(32)), False, (old.public_bytes,))
+    for body in ({"checkpoint": fields}, {"checkpoint": {**fields, "key_id": kept.json()["key_id"]}}):
+        verified = await world.post("/v1/audit/verifications", body, key=world.auditor)
+        assert verified.status_code == 201, verified.text
+        assert verified.json()["is_intact"], verified.json()
+    clock.advance(seconds=60)
+    newer = await world.post("/v1/audit/checkpoints", key=world.auditor)  # the new key's first
+    assert newer.status_code == 201, newer.text
+    assert (await world.post("/v1/audit/verifications", {"checkpoint": fields},
+                             key=world.auditor)).status_code == 201
+    # The retired key, leaked, signs a checkpoint dated after the new key's first: refused.
+    late = clock() + timedelta(seconds=1)
+    forged = {**fields, "signed_at": late.isoformat(),
+              "signature": old.sign(checkpoint_message(fields["seq"], fields["chain_hash"], late))}
+    refused = await world.post("/v1/audit/verifications", {"checkpoint": forged}, key=world.auditor)
+    assert_problem(refused, 422, "checkpoint_signature_invalid")
+    wrong_key = {**fields, "key_id": app.state.signer.key_id}
+    assert_problem(await world.post("/v1/audit/verifications", {"checkpoint": wrong_key}, key=world.auditor),
+                   422, "checkpoint_signature_invalid")

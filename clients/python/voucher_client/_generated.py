@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "bfb6b3c6f9a0ade998ac4f065f6b12759ee4003b9e75dad0844d348f3644c2ee"
+DOCUMENT_SHA256 = "f36ae7c2d430816c7a97cf148436b24aefdfcd1463b808b5f5c6281229e6172d"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]
@@ -560,6 +560,7 @@ class KeptCheckpoint(TypedDict):
     """A checkpoint the auditor kept outside the system, to verify the chain against."""
 
     chain_hash: str
+    key_id: NotRequired[str | None]
     seq: int
     signature: str
     signed_at: str

@@ -26,7 +26,7 @@ from services.voucher.audit.schemas import (
     VerificationCreate,
     VerificationPublic,
 )
-from services.voucher.audit.signing import Signer, key_id_of, verify
+from services.voucher.audit.signing import Signer, key_id_of
 from services.voucher.db import Database
 from services.voucher.http.auth import require
 from services.voucher.http.deps import Now, Session, get_database
@@ -189,7 +189,8 @@ async def get_audit_checkpoint(checkpoint_id: uuid.UUID, session: Session, actor
     "first broken link first. "
     "A broken chain is a finding (201 with `is_intact: false`), not an error. "
     "Refused with `checkpoint_signature_invalid` "
-    "when the checkpoint sent was not signed by this service's key (nothing can be proved from it), "
+    "when the checkpoint sent was not signed by this service's key, nor by a key it lists as retired before the "
+    "current key took over (nothing can be proved from it), "
     "`validation_failed` or an Idempotency-Key conflict.",
     status_code=201,
     response_model=VerificationPublic,
@@ -204,11 +205,11 @@ async def verify_audit_chain(
     kept_pin = None
     if body.checkpoint is not None:
         kept = body.checkpoint
-        if not verify(signer.public_bytes, checkpoint_message(kept.seq, kept.chain_hash, kept.signed_at),
-                      kept.signature):
+        if not await service.kept_checkpoint_verifies(session, signer, kept.seq, kept.chain_hash, kept.signed_at,
+                                                      kept.signature, kept.key_id):
             raise errors.CheckpointSignatureInvalid(
-                msg("this checkpoint was not signed by this service's current key (or was altered); "
-                    "nothing can be proved from it"), seq=kept.seq)
+                msg("this checkpoint was not signed by this service's key, nor by a retired key before the current "
+                    "one took over (or it was altered); nothing can be proved from it"), seq=kept.seq)
         kept_pin = service.Pin(kept.seq, kept.chain_hash)
     async with database.snapshot() as snapshot:
         result = await service.verify(snapshot, signer, kept_pin, check_ledger=body.check_ledger)

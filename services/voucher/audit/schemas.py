@@ -104,6 +104,11 @@ class KeptCheckpoint(BaseModel):
     chain_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
     signed_at: Instant
     signature: str = Field(min_length=1, max_length=200)
+    key_id: str | None = Field(
+        default=None, pattern=r"^[0-9a-f]{32}$",
+        description="The key that signed it, as the checkpoint named it (optional): the service's current key or "
+                    "one it lists as retired. Without it, each is tried. A retired key vouches only for a "
+                    "checkpoint signed before the current key signed its first.")
 
 
 class VerificationCreate(BaseModel):

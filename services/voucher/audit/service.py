@@ -239,6 +239,29 @@ class Pin:
     chain_hash: str
 
 
+async def kept_checkpoint_verifies(
+    session: AsyncSession, signer: Signer, seq: int, chain_hash: str, signed_at: datetime, signature: str,
+    key_id: str | None,
+) -> bool:
+    """Whether a checkpoint the auditor kept was signed by the service: by its current key, or by
+    a retired one (VOUCHER_AUDIT_RETIRED_PUBLIC_KEYS) before the current key signed its first
+    checkpoint — the rule stored checkpoints are held to. Only the current key had been tried, so
+    after a change of key every checkpoint the auditor kept was refused (an independent review
+    of exports and audit, December 2026)."""
+    message = checkpoint_message(seq, chain_hash, signed_at)
+    keys = signer.verifying_keys
+    candidates = [key_id] if key_id is not None else list(keys)
+    for candidate in candidates:
+        public = keys.get(candidate)
+        if public is None or not verify_signature(public, message, signature):
+            continue
+        if candidate == signer.key_id:
+            return True
+        took_over = await repository.first_signed_at(session, signer.key_id)
+        return took_over is None or signed_at < took_over
+    return False
+
+
 async def verify(
     session: AsyncSession, signer: Signer, kept: Pin | None = None, *, check_ledger: bool = True
 ) -> Verification:
