@@ -126,3 +126,35 @@ async def test_a_checkpoint_the_auditor_kept_still_pins_the_chain_after_the_sign
     wrong_key = {**fields, "key_id": app.state.signer.key_id}
     assert_problem(await world.post("/v1/audit/verifications", {"checkpoint": wrong_key}, key=world.auditor),
                    422, "checkpoint_signature_invalid")
+
+
+async def test_an_export_shows_a_hold_past_its_ttl_as_released_as_every_read_does(
+    app, client: httpx.AsyncClient, clock
+) -> None:
+    """DESIGN §2: every read counts an expired hold as released. Before the expire-holds job's
+    next run, the redemptions export had said `held` while the API said `voided`, and a
+    voucher's postings in the ledger-entries export still held the value the API showed
+    available. The export posts the releases first."""
+    from datetime import timedelta
+
+    from tests.support import auth
+    from tests.world import build_world
+
+    world = await build_world(app, client)
+    voucher = await world.issue(5_000_000)
+    held = await world.hold(voucher, 1_000_000, order="PO-LAPSE")
+    assert held.status_code == 201, held.text
+    clock.current = clock.current + timedelta(minutes=31)  # past the 30-minute TTL, no job run
+    api = await client.get(f"/v1/redemptions/{held.json()['id']}", headers=auth(world.operator))
+    assert api.status_code == 200 and api.json()["status"] == "voided", api.text
+    balances = (await world.voucher(voucher["id"]))["balances"]
+    assert balances["held"] == 0
+    rows = rows_of("jsonl", (await export(client, world.auditor, "redemptions")).content)
+    [row] = [r for r in rows if r["id"] == held.json()["id"]]
+    assert row["status"] == "voided"
+    entries = rows_of("jsonl", (await export(client, world.auditor, "ledger-entries",
+                                           voucher_id=voucher["id"])).content)
+    assert sum(r["amount"] for r in entries if r["account_kind"] == "voucher_held") == 0
+    assert abs(sum(r["amount"] for r in entries if r["account_kind"] == "voucher_available")) == balances["available"]
+    again = await client.get(f"/v1/redemptions/{held.json()['id']}", headers=auth(world.operator))
+    assert again.json()["status"] == "voided" and (await world.voucher(voucher["id"]))["balances"] == balances

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import shutil
 import tempfile
 import uuid
@@ -21,6 +22,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import aclosing
 from dataclasses import dataclass
+from datetime import datetime
 from itertools import islice
 from typing import Any, TypeVar
 
@@ -47,6 +49,7 @@ from services.voucher.exports.rules import (
 from services.voucher.exports.workbook import WorkbookWriter
 from services.voucher.i18n import msg
 from services.voucher.ids import uuid7
+from services.voucher.redemption import service as redemption
 from services.voucher.tables import ExportManifest
 
 
@@ -71,6 +74,7 @@ async def open_export(
     problems = filter_problems(dataset, filters)
     if problems:
         raise ValidationFailed([field_error(name, message, location="query") for name, message in problems])
+    await _release_lapsed_holds(database, clock())
     await audit.seal_pending(database)
     await repository.begin_snapshot(session)
     head = await audit.head(session)
@@ -83,6 +87,30 @@ async def open_export(
         await repository.add_manifest(writer, manifest)
     body = _body(session, database, manifest.id, dataset, format_, filters, clock, chunk_bytes, fetch_rows)
     return Export(manifest, body)
+
+
+log = logging.getLogger(__name__)
+
+#: Lapsed holds released per transaction before an export (the expire-holds job's batch).
+RELEASE_BATCH = 500
+
+
+async def _release_lapsed_holds(database: Database, now: datetime) -> None:
+    """Post the release of every hold past its TTL, as the expire-holds job would. Every read
+    counts such a hold as released (DESIGN §2), but an export reads rows and postings as they
+    are: before the job's next run, its redemptions said `held` and a voucher's postings still
+    held the value the API showed available (an independent review of exports, December 2026).
+    Released first, the file agrees with the other reads as of its snapshot. A release that
+    fails (a lock lost to a concurrent capture, say) is left to the job: the export goes on."""
+    while True:
+        try:
+            async with database.unit_of_work() as session:
+                released = await redemption.expire_holds(session, now, limit=RELEASE_BATCH)
+        except Exception:  # noqa: BLE001 - the job releases it on its next run
+            log.warning("an export could not release the holds past their TTL first; the job will", exc_info=True)
+            return
+        if released < RELEASE_BATCH:
+            return
 
 
 T = TypeVar("T")
