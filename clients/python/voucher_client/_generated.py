@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "f36ae7c2d430816c7a97cf148436b24aefdfcd1463b808b5f5c6281229e6172d"
+DOCUMENT_SHA256 = "bf306148b0c3798145803c9f629e4560539ac3fb2cb2abadf84ae6dc1b2de6ae"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

@@ -77,10 +77,12 @@ audit event's `occurred_at`): `until` itself is left out, where a point-in-time 
 T is the one `until` T plus one microsecond. A filter that does not apply to the dataset (e.g. `voucher_id`
 for settlements) is refused with 422, never ignored.
 
-**Manifest.** Before streaming, the service seals every committed audit event, reads the
-data in one snapshot taken after that, and records a manifest: dataset, format, filters, the
-requesting principal, the audit chain head (`chain_seq`, `chain_hash`) the data is consistent
-with, and `started_at`. The response names it in `Export-Id` and in
+**Manifest.** Before streaming, the service releases the holds past their TTL (as every read
+already counts them), seals every committed audit event, reads the data in one snapshot taken
+after that, and records a manifest: dataset, format, filters, the requesting principal, the
+audit chain head (`chain_seq`, `chain_hash`) the data is consistent with, `unsealed_events`
+(events committed in the snapshot after that head: 0 means every row is proved under it), and
+`started_at`. The response names it in `Export-Id` and in
 `Link: </v1/exports/manifests/{id}>; rel="describedby"`. When the last byte has been produced
 the manifest gets `row_count`, `sha256` (of exactly the body's bytes, BOM included) and
 `finished_at` — before the response ends, so a client that read the body to its end can fetch
