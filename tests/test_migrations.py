@@ -276,3 +276,44 @@ def test_two_upgrades_at_once_both_end_at_head(database_url: str, engine: Engine
     assert [code for code, _, _ in results] == [0, 0], results
     assert _current(engine) == _revisions_base_to_head()[-1].revision
     assert _drift(engine) == []
+
+
+def test_a_full_operator_key_made_before_0007_is_still_full_at_head(database_url: str, engine: Engine) -> None:
+    """0007 gives full operator keys the audit scopes. It had compared a key with today's roles
+    (which hold scopes later revisions added), so no key of 0006 counted as full, the grant never
+    happened, 0008 then found the key not full either, and the office's full key came out of the
+    upgrade narrowed: no longer able to provision tenants' keys (an independent review of keys,
+    December 2026). 0007 now compares with 0006's roles, written out."""
+    import json
+    import uuid
+
+    from services.voucher.apikeys.rules import ROLE_SCOPES, Role
+
+    config = alembic_config(database_url)
+    command.downgrade(config, "0006")
+    sqlite = engine.dialect.name == "sqlite"
+    principal, full, narrowed = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+
+    def as_id(value: uuid.UUID) -> object:
+        return value.hex if sqlite else value
+
+    scopes_0006 = ["applications:read", "applications:review", "claims:read", "claims:review", "enterprises:read",
+                   "enterprises:write", "keys:read", "keys:self", "keys:write", "ledger:read", "programmes:read",
+                   "programmes:write", "providers:read", "providers:write", "redemptions:read", "settlements:read",
+                   "settlements:write", "vouchers:read", "vouchers:write"]
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO principal (id, role, name, created_at) VALUES (:id, 'operator', 'office', "
+                          ":at)"), {"id": as_id(principal), "at": "2026-02-01 00:00:00"})
+        for key, scopes, prefix in ((full, scopes_0006, "vk_0123456789"), (narrowed, ["keys:read"], "vk_0123456780")):
+            conn.execute(text(
+                "INSERT INTO api_key (id, principal_id, name, prefix, secret_hash, scopes, created_at) VALUES "
+                "(:id, :p, 'k', :prefix, :h, :s, :at)"),
+                {"id": as_id(key), "p": as_id(principal), "prefix": prefix, "h": prefix.ljust(64, "0"),
+                 "s": json.dumps(scopes), "at": "2026-02-01 00:00:00"})
+    command.upgrade(config, "head")
+    with engine.connect() as conn:
+        held = {key: conn.execute(text("SELECT scopes FROM api_key WHERE id = :id"), {"id": as_id(key)}).scalar_one()
+                for key in (full, narrowed)}
+    scopes = {key: set(json.loads(v) if isinstance(v, str) else v) for key, v in held.items()}
+    assert scopes[full] == {s.value for s in ROLE_SCOPES[Role.OPERATOR]}, sorted(scopes[full])
+    assert scopes[narrowed] == {"keys:read"}

@@ -159,13 +159,26 @@ def _backfill_ledger_events() -> None:
 
 
 NEW_SCOPES = ("audit:read", "audit:verify")
+#: What operators and auditors held before this revision (0006's roles), written out so that
+#: this revision means the same whatever later code says about roles.
+BEFORE = {
+    "operator": {"applications:read", "applications:review", "claims:read", "claims:review", "enterprises:read",
+                 "enterprises:write", "keys:read", "keys:self", "keys:write", "ledger:read", "programmes:read",
+                 "programmes:write", "providers:read", "providers:write", "redemptions:read", "settlements:read",
+                 "settlements:write", "vouchers:read", "vouchers:write"},
+    "auditor": {"applications:read", "claims:read", "enterprises:read", "keys:read", "ledger:read",
+                "programmes:read", "providers:read", "redemptions:read", "settlements:read", "vouchers:read"},
+}
 
 
 def _grant_audit_scopes() -> None:
     """Keys that held everything their role allowed (operators' and auditors' full keys) get
-    the two audit scopes their role now has; keys deliberately narrowed stay as they were."""
-    from services.voucher.apikeys.rules import ROLE_SCOPES, Role
-
+    the two audit scopes their role now has; keys deliberately narrowed stay as they were.
+    What each role held before is written out (BEFORE), as 0008 does: compared with today's
+    roles, which hold scopes later revisions added, no key of 0006 counted as full, and an
+    office's full key came out of the upgrade narrowed (an independent review of keys, December
+    2026). A database already past this revision keeps what it did: a full key it narrowed is
+    replaced with `voucher keys create`."""
     bind = op.get_bind()
     keys = sa.table(
         "api_key", sa.column("id", sa.Uuid()),
@@ -177,8 +190,8 @@ def _grant_audit_scopes() -> None:
     )).all()
     for key_id, scopes, role in rows:
         held = set(json.loads(scopes) if isinstance(scopes, str) else scopes)
-        added = {s.value for s in ROLE_SCOPES[Role(role)]} & set(NEW_SCOPES)
-        before = {s.value for s in ROLE_SCOPES[Role(role)]} - set(NEW_SCOPES)
+        added = set(NEW_SCOPES)
+        before = BEFORE[role]
         if before <= held and not added <= held:
             bind.execute(keys.update().where(keys.c.id == _as_uuid(key_id)).values(scopes=sorted(held | added)))
 
