@@ -195,7 +195,8 @@ def ledger_rows_statement() -> Any:
         select(P.c.id.label("posting_id"), P.c.transaction_id.label("journal_id"), T.c.kind, P.c.account_id,
                A.c.code.label("account_code"), A.c.kind.label("account_kind"), P.c.amount, P.c.unit,
                A.c.programme_id, A.c.voucher_id, A.c.provider_id, owner.label("enterprise_id"), T.c.redemption_id,
-               P.c.created_at)
+               P.c.created_at, T.c.created_at.label("journal_created_at"),
+               T.c.programme_id.label("journal_programme_id"), T.c.voucher_id.label("journal_voucher_id"), T.c.memo)
         .join_from(P, T, T.c.id == P.c.transaction_id).join(A, A.c.id == P.c.account_id)
         .order_by(P.c.id)
     )

@@ -158,3 +158,40 @@ async def test_an_export_shows_a_hold_past_its_ttl_as_released_as_every_read_doe
     assert abs(sum(r["amount"] for r in entries if r["account_kind"] == "voucher_available")) == balances["available"]
     again = await client.get(f"/v1/redemptions/{held.json()['id']}", headers=auth(world.operator))
     assert again.json()["status"] == "voided" and (await world.voucher(voucher["id"]))["balances"] == balances
+
+
+async def test_an_auditor_matches_every_journal_of_the_ledger_export_to_its_event(
+    app, client: httpx.AsyncClient, clock
+) -> None:
+    """A `ledger.posted` event records the journal's kind, time, legs and references
+    (programme, voucher, redemption, memo), which verification compares. The ledger-entries
+    export had no journal memo, time, programme or voucher, so an auditor could not rebuild from
+    the files what the event records, nor prove that a journal was not re-described."""
+    import json
+    from datetime import datetime
+    from typing import Any
+
+    from services.voucher.audit.rules import journal_record
+    from tests.world import build_world
+
+    world = await build_world(app, client)
+    voucher = await world.issue(5_000_000)
+    held = await world.hold(voucher, 1_000_000, order="PO-MATCH", path="/v1/redemptions")
+    assert held.status_code == 201, held.text
+    entries = rows_of("jsonl", (await export(client, world.auditor, "ledger-entries")).content)
+    events = rows_of("jsonl", (await export(client, world.auditor, "audit-events")).content)
+    by_journal: dict[str, list[dict[str, Any]]] = {}
+    for row in entries:
+        by_journal.setdefault(row["journal_id"], []).append(row)
+    posted = [e for e in events if e["action"] == "ledger.posted"]
+    assert len(posted) == len(by_journal) > 1
+    for event in posted:
+        rows = by_journal[event["journal_id"]]
+        first = rows[0]
+        refs = {"programme_id": first["journal_programme_id"], "voucher_id": first["journal_voucher_id"],
+                "redemption_id": first["redemption_id"], "memo": first["memo"]}
+        rebuilt = journal_record(
+            first["kind"], datetime.fromisoformat(first["journal_created_at"]),
+            [(r["account_id"], r["amount"], r["unit"], datetime.fromisoformat(r["created_at"])) for r in rows],
+            refs if "refs" in event["after"] else None)
+        assert json.loads(json.dumps(rebuilt, default=str)) == event["after"], (rebuilt, event["after"])

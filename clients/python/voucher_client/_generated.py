@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "bf306148b0c3798145803c9f629e4560539ac3fb2cb2abadf84ae6dc1b2de6ae"
+DOCUMENT_SHA256 = "a8204d981779d7f81a74a216abf051169f228321c6becb6d1cd1467b8cd4d675"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]
@@ -575,8 +575,12 @@ class LedgerEntryPublic(TypedDict):
     amount: int
     created_at: str
     enterprise_id: str | None
+    journal_created_at: str
     journal_id: str
+    journal_programme_id: str | None
+    journal_voucher_id: str | None
     kind: str
+    memo: str
     posting_id: int
     programme_id: str | None
     provider_id: str | None

@@ -533,6 +533,10 @@ def entries_select(
             P.c.account_id, A.c.code.label("account_code"), A.c.kind.label("account_kind"),
             P.c.amount, P.c.unit, A.c.programme_id, A.c.voucher_id, A.c.provider_id,
             _OWNER.label("enterprise_id"), T.c.redemption_id, P.c.created_at,
+            # The journal's own facts, which its `ledger.posted` event records: with them an
+            # auditor matches each journal to its event from the files alone.
+            T.c.created_at.label("journal_created_at"), T.c.programme_id.label("journal_programme_id"),
+            T.c.voucher_id.label("journal_voucher_id"), T.c.memo,
         )
         .select_from(P.join(T, T.c.id == P.c.transaction_id).join(_WITH_OWNER, A.c.id == P.c.account_id))
         .order_by(P.c.id)

@@ -22,7 +22,9 @@ class LedgerEntryPublic(BaseModel):
         "account_id": _ACCOUNT, "account_code": f"voucher:{_VOUCHER}:used", "account_kind": "voucher_used",
         "amount": 30_000, "unit": "CNY", "programme_id": _PROGRAMME, "voucher_id": _VOUCHER,
         "provider_id": None, "enterprise_id": None,
-        "redemption_id": "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e40", "created_at": "2026-03-02T01:00:00Z"}]})
+        "redemption_id": "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e40", "created_at": "2026-03-02T01:00:00Z",
+        "journal_created_at": "2026-03-02T01:00:00Z", "journal_programme_id": _PROGRAMME,
+        "journal_voucher_id": _VOUCHER, "memo": ""}]})
 
     posting_id: int
     journal_id: uuid.UUID
@@ -39,6 +41,10 @@ class LedgerEntryPublic(BaseModel):
         description="The account's enterprise; on a voucher's accounts, the voucher's enterprise.")
     redemption_id: uuid.UUID | None
     created_at: datetime
+    journal_created_at: datetime = Field(description="When the journal was posted (its postings' time).")
+    journal_programme_id: uuid.UUID | None = Field(description="The programme the journal names.")
+    journal_voucher_id: uuid.UUID | None = Field(description="The voucher the journal names, if any.")
+    memo: str = Field(description="The journal's memo (e.g. a void's reason, a payment's reference).")
 
 
 class AccountBalancePublic(BaseModel):
