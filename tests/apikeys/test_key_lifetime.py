@@ -96,3 +96,26 @@ async def test_an_expiring_key_cannot_rotate_a_sibling_into_a_key_that_never_exp
     owner_id = (await _me(client, owner)).json()["key_id"]
     again = await client.post(f"{KEYS}/{owner_id}/rotate", json={"grace_seconds": 0}, headers=auth(owner))
     assert again.status_code == 201 and again.json()["expires_at"] is None, again.text
+
+
+async def test_the_keys_a_revoked_key_made_are_found_by_it_and_revoked(app: Any, client: httpx.AsyncClient) -> None:
+    """Revoking a key does not revoke the keys it made (an office key revoked when its holder
+    leaves must not take every tenant key it provisioned with it); the office finds them by
+    `created_by_key_id` and decides (an independent review of keys, December 2026: nothing had
+    used the recorded creator)."""
+    root = await make_key(app, "operator")
+    leaked = await make_key(app, "operator", scopes=["keys:write", "keys:read"])
+    minted = await client.post(KEYS, json={"role": "operator", "name": "backdoor", "principal_name": "x",
+                                           "scopes": ["keys:read"]}, headers=auth(leaked))
+    assert minted.status_code == 201, minted.text
+    leaked_id = (await _me(client, leaked)).json()["key_id"]
+    assert minted.json()["created_by_key_id"] == leaked_id
+    revoked = await client.post(f"{KEYS}/{leaked_id}/revoke", json={"reason": "leaked"}, headers=auth(root))
+    assert revoked.status_code == 200, revoked.text
+    made = await client.get(KEYS, params={"created_by_key_id": leaked_id}, headers=auth(root))
+    assert made.status_code == 200, made.text
+    assert [k["id"] for k in made.json()["items"]] == [minted.json()["id"]]
+    gone = await client.post(f"{KEYS}/{minted.json()['id']}/revoke", json={"reason": "made by a leaked key"},
+                             headers=auth(root))
+    assert gone.status_code == 200 and gone.json()["created_by_key_id"] == leaked_id, gone.text
+    assert (await _me(client, minted.json()["key"])).status_code == 401

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "a8204d981779d7f81a74a216abf051169f228321c6becb6d1cd1467b8cd4d675"
+DOCUMENT_SHA256 = "efd498d67513db906f2cad8e69c615fe2b46ccb33639283df5451837a9e349a9"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]
@@ -91,6 +91,7 @@ class ApiKeyCreate(TypedDict):
 
 class ApiKeyCreated(TypedDict):
     created_at: str
+    created_by_key_id: NotRequired[str | None]
     enterprise_id: str | None
     expires_at: str | None
     id: str
@@ -110,6 +111,7 @@ class ApiKeyCreated(TypedDict):
 
 class ApiKeyPublic(TypedDict):
     created_at: str
+    created_by_key_id: NotRequired[str | None]
     enterprise_id: str | None
     expires_at: str | None
     id: str
@@ -2245,6 +2247,7 @@ class SyncOperations(SyncTransport):
         self,
         *,
         principal_id: str | UUID | None = None,
+        created_by_key_id: str | UUID | None = None,
         limit: int | None = None,
         cursor: str | None = None,
     ) -> PageApiKeyPublic:
@@ -2256,7 +2259,7 @@ class SyncOperations(SyncTransport):
             PageApiKeyPublic,
             self._call(
                 OPERATIONS["list_api_keys"],
-                query={"principal_id": principal_id, "limit": limit, "cursor": cursor},
+                query={"principal_id": principal_id, "created_by_key_id": created_by_key_id, "limit": limit, "cursor": cursor},
             ),
         )
 
@@ -4295,6 +4298,7 @@ class AsyncOperations(AsyncTransport):
         self,
         *,
         principal_id: str | UUID | None = None,
+        created_by_key_id: str | UUID | None = None,
         limit: int | None = None,
         cursor: str | None = None,
     ) -> PageApiKeyPublic:
@@ -4306,7 +4310,7 @@ class AsyncOperations(AsyncTransport):
             PageApiKeyPublic,
             await self._call(
                 OPERATIONS["list_api_keys"],
-                query={"principal_id": principal_id, "limit": limit, "cursor": cursor},
+                query={"principal_id": principal_id, "created_by_key_id": created_by_key_id, "limit": limit, "cursor": cursor},
             ),
         )
 

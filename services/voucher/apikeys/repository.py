@@ -50,11 +50,14 @@ async def get_key(
 
 
 async def list_keys(
-    session: AsyncSession, actor: Actor, page: PageRequest, principal_id: uuid.UUID | None
+    session: AsyncSession, actor: Actor, page: PageRequest, principal_id: uuid.UUID | None,
+    created_by_key_id: uuid.UUID | None = None,
 ) -> tuple[Any, str | None]:
     stmt = _visible_keys(actor)
     if principal_id is not None:
         stmt = stmt.where(col(ApiKey.principal_id) == principal_id)
+    if created_by_key_id is not None:
+        stmt = stmt.where(col(ApiKey.created_by_key_id) == created_by_key_id)
     return await paginate(session, stmt, col(ApiKey.id), page)
 
 

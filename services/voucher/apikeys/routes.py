@@ -49,6 +49,7 @@ def _public(key: ApiKey, principal: Principal, now: datetime) -> ApiKeyPublic:
         revoked_at=key.revoked_at,
         revoked_reason=key.revoked_reason,
         rotated_from_id=key.rotated_from_id,
+        created_by_key_id=key.created_by_key_id,
     )
 
 
@@ -140,10 +141,12 @@ async def list_api_keys(
     page: Paging,
     actor: Annotated[Actor, Depends(current_actor)],
     principal_id: Annotated[uuid.UUID | None, Query(description="Only this principal's keys.")] = None,
+    created_by_key_id: Annotated[uuid.UUID | None, Query(
+        description="Only the keys this key created or rotated (revoking a key does not revoke them).")] = None,
 ) -> Page[ApiKeyPublic]:
     if Scope.KEYS_READ not in actor.scopes and Scope.KEYS_SELF not in actor.scopes:
         raise errors.InsufficientScope(msg("listing keys needs keys:read or keys:self"))
-    rows, cursor = await service.list_keys(session, actor, page, principal_id)
+    rows, cursor = await service.list_keys(session, actor, page, principal_id, created_by_key_id)
     return Page(items=[_public(k, p, now) for k, p in rows], next_cursor=cursor)
 
 

@@ -77,6 +77,7 @@ _KEY_EXAMPLE: JsonDict = {
     "revoked_at": None,
     "revoked_reason": None,
     "rotated_from_id": None,
+    "created_by_key_id": None,
 }
 
 
@@ -98,6 +99,9 @@ class ApiKeyPublic(BaseModel):
     revoked_at: datetime | None
     revoked_reason: str | None
     rotated_from_id: uuid.UUID | None
+    created_by_key_id: uuid.UUID | None = Field(
+        default=None, description="The key that created or rotated it (null: made with the CLI). After "
+                                  "revoking a leaked key, list what it made with `?created_by_key_id=`.")
 
 
 class ApiKeyCreated(ApiKeyPublic):

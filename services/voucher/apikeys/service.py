@@ -273,10 +273,11 @@ async def _key_event(
 
 
 async def list_keys(
-    session: AsyncSession, actor: Actor, page: PageRequest, principal_id: uuid.UUID | None = None
+    session: AsyncSession, actor: Actor, page: PageRequest, principal_id: uuid.UUID | None = None,
+    created_by_key_id: uuid.UUID | None = None,
 ) -> tuple[list[tuple[ApiKey, Principal]], str | None]:
     """Operators and auditors see every key; others only their own principal's."""
-    keys, cursor = await repository.list_keys(session, actor, page, principal_id)
+    keys, cursor = await repository.list_keys(session, actor, page, principal_id, created_by_key_id)
     principals = await repository.principals_by_ids(session, {k.principal_id for k in keys})
     return [(k, principals[k.principal_id]) for k in keys], cursor
 
