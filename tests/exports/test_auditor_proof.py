@@ -195,3 +195,96 @@ async def test_an_auditor_matches_every_journal_of_the_ledger_export_to_its_even
             [(r["account_id"], r["amount"], r["unit"], datetime.fromisoformat(r["created_at"])) for r in rows],
             refs if "refs" in event["after"] else None)
         assert json.loads(json.dumps(rebuilt, default=str)) == event["after"], (rebuilt, event["after"])
+
+
+async def test_an_export_agrees_with_the_api_on_a_hold_its_vouchers_expiry_voided(
+        app, client: httpx.AsyncClient, clock) -> None:
+    """A claim's hold lives ten years; its voucher's expiry voids it, and every read says so.
+    The export released only holds past their TTL, and said `held` until the expire-vouchers
+    job ran (a review of the fix above)."""
+    import hashlib
+    from datetime import timedelta
+
+    from tests.support import auth, fresh_key
+    from tests.world import build_world
+
+    world = await build_world(app, client, mode="enterprise_claim", rate_table={"accelerator:domestic": 3000},
+                              tiers=[], voucher_validity_days=1)
+    voucher = await world.issue(10_000_000)
+    body = {"voucher_id": voucher["id"], "provider_id": world.provider["id"], "contract_number": "HT-X",
+            "invoice_number": "44031234", "invoice_code": "3300231130", "invoice_date": "2026-03-01",
+            "amount_paid": 2_000_000, "line_items": [{"category": "accelerator:domestic", "amount": 2_000_000,
+                                                      "accelerator": "Ascend 910B", "hours_milli": 150_000}],
+            "documents": [{"file_name": "x.pdf", "media_type": "application/pdf", "size": 1024,
+                           "sha256": hashlib.sha256(b"x").hexdigest()}]}
+    filed = await client.post("/v1/claims", json=body, headers=auth(world.enterprise_key, **fresh_key()))
+    assert filed.status_code == 201, filed.text
+    redemption_id = filed.json()["redemption_id"]
+    clock.current = clock.current + timedelta(days=2)  # the voucher expired; no job ran
+    api = await client.get(f"/v1/redemptions/{redemption_id}", headers=auth(world.operator))
+    assert api.status_code == 200 and api.json()["status"] == "voided", api.text
+    rows = rows_of("jsonl", (await export(client, world.auditor, "redemptions")).content)
+    [row] = [r for r in rows if r["id"] == redemption_id]
+    assert row["status"] == "voided"
+    entries = rows_of("jsonl", (await export(client, world.auditor, "ledger-entries",
+                                           voucher_id=voucher["id"])).content)
+    assert sum(r["amount"] for r in entries if r["account_kind"] == "voucher_held") == 0
+
+
+async def test_an_export_releasing_lapsed_holds_does_not_deadlock_a_hold_on_another_voucher(
+        app, client: httpx.AsyncClient, clock, database_url: str) -> None:
+    """The first form of the release took 500 lapsed holds in one transaction: voucher A and its
+    enterprise's period usage, then voucher B — while a hold on B held B and waited for the same
+    usage row. PostgreSQL found the deadlock and killed one side (a review of the fix). Each
+    release now has its own transaction, as in the job."""
+    import asyncio
+    import uuid
+
+    import pytest
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from tests.conftest import ENGINE
+    from tests.test_lock_order import _deadlocks, _until
+    from tests.world import build_world
+
+    if ENGINE != "postgresql":
+        pytest.skip("PostgreSQL's row locks (SQLite's one writer serialises)")
+    world = await build_world(app, client, budget_total=1_000_000_000, enterprise_cap=200_000_000,
+                              max_per_voucher=100_000_000, rate_table={"accelerator:domestic": 3000})
+    a, b = await world.issue(5_000_000), await world.issue(5_000_000)
+    assert (await world.hold(a, 1_000_000, order="PO-A")).status_code == 201
+    clock.advance(seconds=60)
+    assert (await world.hold(b, 1_000_000, order="PO-B")).status_code == 201
+    clock.advance(seconds=31 * 60)  # both lapsed, A's first; no job ran
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as locker, engine.connect() as watcher:
+            before = await _deadlocks(watcher)
+            await locker.begin()
+            await locker.execute(text("SELECT 1 FROM voucher WHERE id = :id FOR UPDATE"), {"id": uuid.UUID(b["id"])})
+            new_hold = asyncio.create_task(world.hold(b, 1_000_000, order="PO-B2"))  # waits on B
+            await _until(watcher, 1, new_hold)
+            exporting = asyncio.create_task(export(client, world.auditor, "redemptions"))  # releases A's, waits on B
+            await _until(watcher, 2, exporting)
+            await locker.commit()
+            held, exported = await asyncio.gather(new_hold, exporting)
+            assert held.status_code == 201, held.text
+            assert exported.status_code == 200
+            assert await _deadlocks(watcher) == before
+    finally:
+        await engine.dispose()
+
+
+async def test_the_export_description_lists_every_ledger_entries_column(app, client: httpx.AsyncClient) -> None:
+    from tests.world import build_world
+
+    world = await build_world(app, client)
+    voucher = await world.issue(5_000_000)
+    assert (await world.hold(voucher, 1_000_000, order="PO-DOC")).status_code == 201
+    [row, *_] = rows_of("jsonl", (await export(client, world.auditor, "ledger-entries")).content)
+    document = (await client.get("/openapi.json")).json()
+    [operation] = [op for path, ops in document["paths"].items() if path.startswith("/v1/exports/{")
+                   for op in ops.values()]
+    described = operation["description"].split("* `ledger-entries`")[1].split("* `")[0]
+    assert [column for column in row if f"`{column}`" not in described] == []

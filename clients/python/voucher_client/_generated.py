@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "efd498d67513db906f2cad8e69c615fe2b46ccb33639283df5451837a9e349a9"
+DOCUMENT_SHA256 = "ef397bc916e61b5fdd943a5b977a7c354d15b41227cfad2c9eb40ecd1c3408f4"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

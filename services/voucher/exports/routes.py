@@ -53,8 +53,10 @@ Datasets:
 * `ledger-entries` — postings joined to their journal transaction and account: `posting_id`,
   `journal_id`, `kind`, `account_id`, `account_code`, `account_kind`, `amount`, `unit`,
   `programme_id`, `voucher_id`, `provider_id`, `enterprise_id` (of the account; on a voucher's
-  accounts, the voucher's enterprise), `redemption_id`, `created_at`; in posting order. Filters
-  match the posting's account, `enterprise_id` as that column reads.
+  accounts, the voucher's enterprise), `redemption_id`, `created_at`, then the journal's own
+  `journal_created_at`, `journal_programme_id`, `journal_voucher_id` and `memo` (what its
+  `ledger.posted` event records); in posting order. Filters match the posting's account,
+  `enterprise_id` as that column reads.
 * `redemptions`, `settlements` — every column, by id.
 * `redemption-line-items` — one row per line item of each redemption (the redemptions' filters):
   `redemption_id`, `line`, the redemption's ids, `order_reference`, `unit`, `status`,
@@ -77,8 +79,9 @@ audit event's `occurred_at`): `until` itself is left out, where a point-in-time 
 T is the one `until` T plus one microsecond. A filter that does not apply to the dataset (e.g. `voucher_id`
 for settlements) is refused with 422, never ignored.
 
-**Manifest.** Before streaming, the service releases the holds past their TTL (as every read
-already counts them), seals every committed audit event, reads the data in one snapshot taken
+**Manifest.** Before streaming, the service releases the holds past their TTL or on vouchers
+past their validity, and expires those vouchers (for at most 5 s: what every read already counts
+as done, the worker's next run would do), seals every committed audit event, reads the data in one snapshot taken
 after that, and records a manifest: dataset, format, filters, the requesting principal, the
 audit chain head (`chain_seq`, `chain_hash`) the data is consistent with, `unsealed_events`
 (events committed in the snapshot after that head: 0 means every row is proved under it), and

@@ -17,6 +17,7 @@ import hashlib
 import logging
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -28,6 +29,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.voucher import jobs
 from services.voucher.actor import Actor
 from services.voucher.audit import service as audit
 from services.voucher.clock import Clock
@@ -49,7 +51,6 @@ from services.voucher.exports.rules import (
 from services.voucher.exports.workbook import WorkbookWriter
 from services.voucher.i18n import msg
 from services.voucher.ids import uuid7
-from services.voucher.redemption import service as redemption
 from services.voucher.tables import ExportManifest
 
 
@@ -74,7 +75,7 @@ async def open_export(
     problems = filter_problems(dataset, filters)
     if problems:
         raise ValidationFailed([field_error(name, message, location="query") for name, message in problems])
-    await _release_lapsed_holds(database, clock())
+    await _release_lapsed(database, clock())
     await audit.seal_pending(database)
     await repository.begin_snapshot(session)
     head = await audit.head(session)
@@ -91,26 +92,34 @@ async def open_export(
 
 log = logging.getLogger(__name__)
 
-#: Lapsed holds released per transaction before an export (the expire-holds job's batch).
-RELEASE_BATCH = 500
+#: How long an export spends releasing what has lapsed before it reads; the rest of a backlog
+#: (a worker down for long) is left to the worker.
+RELEASE_SECONDS = 5.0
+#: The jobs whose work every read already counts as done: holds past their TTL, and holds and
+#: balances of vouchers past their validity.
+RELEASE_JOBS = ("expire-holds", "expire-vouchers")
 
 
-async def _release_lapsed_holds(database: Database, now: datetime) -> None:
-    """Post the release of every hold past its TTL, as the expire-holds job would. Every read
-    counts such a hold as released (DESIGN §2), but an export reads rows and postings as they
-    are: before the job's next run, its redemptions said `held` and a voucher's postings still
-    held the value the API showed available (an independent review of exports, December 2026).
-    Released first, the file agrees with the other reads as of its snapshot. A release that
-    fails (a lock lost to a concurrent capture, say) is left to the job: the export goes on."""
-    while True:
-        try:
-            async with database.unit_of_work() as session:
-                released = await redemption.expire_holds(session, now, limit=RELEASE_BATCH)
-        except Exception:  # noqa: BLE001 - the job releases it on its next run
-            log.warning("an export could not release the holds past their TTL first; the job will", exc_info=True)
-            return
-        if released < RELEASE_BATCH:
-            return
+async def _release_lapsed(database: Database, now: datetime) -> None:
+    """Do now what the expire-holds and expire-vouchers jobs would do next: every read counts a
+    hold past its TTL, or on a voucher past its validity, as released (DESIGN §2), but an
+    export reads rows and postings as they are, and before the jobs' next run its redemptions
+    said `held` where the API said `voided`, and a voucher's postings held value the API showed
+    available (an independent review of exports, December 2026). The jobs' own per-item runs
+    are used — each item in its own transaction, in the lock order of every value path (a
+    first form released 500 holds in one transaction, which deadlocked a hold on another
+    voucher) — for at most RELEASE_SECONDS. A run that fails is left to the worker: the export
+    goes on."""
+    deadline = time.monotonic() + RELEASE_SECONDS
+    for job in RELEASE_JOBS:
+        while time.monotonic() < deadline:
+            try:
+                done = await jobs.run_once(database, job, now)
+            except Exception:  # noqa: BLE001 - the worker runs it again
+                log.warning("an export could not run %s first; the worker will", job, exc_info=True)
+                break
+            if done < jobs.ITEM_BATCH:
+                break
 
 
 T = TypeVar("T")
