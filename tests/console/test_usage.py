@@ -95,3 +95,23 @@ async def test_another_providers_report_is_no_page_and_other_roles_are_refused(
             assert (await b.get(path)).status_code == 403
         finally:
             await b.http.aclose()
+
+
+async def test_the_kept_sha256_is_that_of_the_file_uploaded(browser: Browser, world: World, clock: Any) -> None:
+    """The console decoded the file without its BOM (what Excel writes), so the report's
+    SHA-256 was never the file's and an auditor's `sha256sum usage.csv` did not match it (an
+    independent review, December 2026)."""
+    import hashlib
+
+    from tests.support import auth
+
+    await captured_yesterday(world, clock)
+    await browser.sign_in(world.provider_key, language="en")
+    page = await browser.get("/console/provider/usage")
+    content = ("\ufeff" + "order_reference,amount,subsidy\r\nPO-1,1000000,300000\r\n").encode()
+    sent = await browser.post("/console/provider/usage", data=upload(page.text, world),
+                              files={"file": ("usage.csv", content, "text/csv")})
+    assert sent.status_code == 303, sent.text
+    kept = (await world.client.get("/v1/usage-reconciliations", headers=auth(world.provider_key))).json()["items"]
+    assert kept[0]["source_sha256"] == hashlib.sha256(content).hexdigest()
+    assert kept[0]["summary"]["matched"] == 1, kept[0]["summary"]

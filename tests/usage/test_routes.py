@@ -88,3 +88,38 @@ async def test_refusals_and_tenancy(app, client: httpx.AsyncClient, clock) -> No
     assert_problem(await client.get(f"/v1/usage-reconciliations/{mine.json()['id']}",
                                     headers=auth(other.provider_key)), 404, "not_found")
     assert (await client.get("/v1/usage-reconciliations", headers=auth(other.provider_key))).json()["items"] == []
+
+
+async def test_a_large_body_of_many_tiny_values_is_refused_before_it_is_parsed(
+    app, client: httpx.AsyncClient, clock
+) -> None:
+    """15 MiB of `{},` — within the upload's byte limit, but 5 million records the model can
+    never take — had been parsed into Python objects before the model refused it: about 800 MiB
+    and 1.5 s of the event loop per request (an independent review, December 2026). A large
+    body's JSON values are counted first, without building any; the largest real upload
+    (20,000 records, pretty-printed) still goes through."""
+    import json
+    import tracemalloc
+
+    world = await build_world(app, client)
+    clock.advance(days=1)
+    head = json.dumps({"programme_id": world.programme["id"], "period_start": "2026-03-02",
+                       "period_end": "2026-03-02"}).encode()[:-1] + b', "records": ['
+    body = head + b",".join([b"{}"] * ((15_000_000 - len(head)) // 3)) + b"]}"
+    headers = auth(world.provider_key, **fresh_key(), **{"Content-Type": "application/json"})
+    tracemalloc.start()
+    try:
+        refused = await client.post("/v1/usage-reconciliations", content=body, headers=headers)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    problem = assert_problem(refused, 413, "payload_too_large")
+    assert problem["max_values"] == 200_000
+    assert peak < 100 * 2**20, f"{peak / 2**20:.0f} MiB for a {len(body) / 2**20:.0f} MiB body"
+    records = [{"order_reference": f"PO-{i:012d}", "amount": 10**12, "subsidy": 10**11} for i in range(20_000)]
+    largest = json.dumps({"programme_id": world.programme["id"], "period_start": "2026-03-02",
+                          "period_end": "2026-03-02", "records": records}, indent=2).encode()
+    assert len(largest) > 1_048_576  # counted, and within the limit
+    accepted = await client.post("/v1/usage-reconciliations", content=largest,
+                                 headers=auth(world.provider_key, **fresh_key(), **{"Content-Type": "application/json"}))
+    assert accepted.status_code == 201, accepted.text[:500]

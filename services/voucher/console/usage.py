@@ -43,7 +43,7 @@ def install(console: FastAPI) -> None:
             return await _reports_page(page, None, None, values=values, status=422, error=msg(
                 "choose the CSV file of your usage records").render(page.language))
         try:
-            text = content.decode("utf-8-sig")
+            text = content.decode("utf-8")  # a BOM stays: the kept SHA-256 is the file's own
         except UnicodeDecodeError:
             return await _reports_page(page, None, None, values=values, status=422, error=msg(
                 "the file is not a CSV file in UTF-8").render(page.language))
