@@ -123,3 +123,32 @@ async def test_a_large_body_of_many_tiny_values_is_refused_before_it_is_parsed(
     accepted = await client.post("/v1/usage-reconciliations", content=largest,
                                  headers=auth(world.provider_key, **fresh_key(), **{"Content-Type": "application/json"}))
     assert accepted.status_code == 201, accepted.text[:500]
+
+
+async def test_a_period_with_more_orders_than_an_upload_holds_is_refused(
+    app, client: httpx.AsyncClient, clock, monkeypatch
+) -> None:
+    """A header-only upload over a year had its report list every one of our orders of that
+    year as missing on the provider's side, kept twice (the report and the Idempotency-Key's
+    answer), however many (an independent review of uploads, December 2026). One file holds
+    at most MAX_RECORDS records, so a period with more of our orders could never be matched:
+    it is refused, naming the limit, and nothing is kept."""
+    from services.voucher.usage import rules as usage_rules
+
+    monkeypatch.setattr(usage_rules, "MAX_RECORDS", 2)
+    world = await build_world(app, client, rate_table={"accelerator:domestic": 3000}, tiers=[])
+    voucher = await world.issue(10_000_000)
+    for order in ("PO-1", "PO-2", "PO-3"):
+        await _redeem(world, voucher, order, 100_000)
+    clock.advance(days=1)
+    base = {"programme_id": world.programme["id"], "period_start": "2026-03-02", "period_end": "2026-03-02"}
+    refused = await client.post("/v1/usage-reconciliations", json={**base, "records": []},
+                                headers=auth(world.provider_key, **fresh_key()))
+    problem = assert_problem(refused, 422, "validation_failed")
+    assert [e["pointer"] for e in problem["errors"]] == ["/period_end"] and "2" in problem["errors"][0]["message"]
+    listed = await client.get("/v1/usage-reconciliations", headers=auth(world.provider_key))
+    assert listed.json()["items"] == []
+    monkeypatch.setattr(usage_rules, "MAX_RECORDS", 3)
+    accepted = await client.post("/v1/usage-reconciliations", json={**base, "records": []},
+                                 headers=auth(world.provider_key, **fresh_key()))
+    assert accepted.status_code == 201 and accepted.json()["summary"]["missing_theirs"] == 3, accepted.text

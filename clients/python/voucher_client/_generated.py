@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "ef397bc916e61b5fdd943a5b977a7c354d15b41227cfad2c9eb40ecd1c3408f4"
+DOCUMENT_SHA256 = "a3a09335348bb917ed130f4d4e814491945a8800a79ac95e3b2540a3477b3f48"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

@@ -26,10 +26,11 @@ def visible(actor: Actor) -> Select[UsageReconciliation]:
 
 
 async def our_orders(
-    session: AsyncSession, provider_id: uuid.UUID, programme_id: uuid.UUID, starts_at: datetime, ends_at: datetime
+    session: AsyncSession, provider_id: uuid.UUID, programme_id: uuid.UUID, starts_at: datetime, ends_at: datetime,
+    *, limit: int | None = None,
 ) -> list[tuple[str, int, int]]:
     """(order reference, order amount, subsidy net of refunds) of the provider's captures in
-    [starts_at, ends_at), one row per order."""
+    [starts_at, ends_at), one row per order; at most `limit` of them."""
     stmt = (
         select(col(Redemption.order_reference), func.max(col(Redemption.order_amount)),
                func.sum(col(Redemption.captured_amount) - col(Redemption.refunded_amount)))
@@ -40,6 +41,7 @@ async def our_orders(
             col(Redemption.payee) == Payee.PROVIDER.value,
         )
         .group_by(col(Redemption.order_reference))
+        .limit(limit)
     )
     return [(ref, int(amount), int(subsidy)) for ref, amount, subsidy in (await session.execute(stmt)).all()]
 

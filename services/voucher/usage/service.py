@@ -21,6 +21,7 @@ from services.voucher.programmes import service as programmes
 from services.voucher.settlement.rules import PERIOD_ZONE, period_bounds, period_problems
 from services.voucher.tables import UsageReconciliation
 from services.voucher.usage import repository
+from services.voucher.usage import rules as usage_rules
 from services.voucher.usage.rules import Record, RecordsInvalid, check_records, compare, parse_csv
 
 
@@ -47,8 +48,16 @@ async def reconcile(
     except RecordsInvalid as exc:
         raise ValidationFailed([field_error(p, m, "usage_record") for p, m in exc.errors[:100]]) from exc
     starts_at, ends_at = period_bounds(period_start, period_end)
+    # At most one more of our orders than an upload may hold: a period with more could never be
+    # matched by one file, and its report (kept twice, with the Idempotency-Key's answer) had
+    # grown with every order of up to a year, however small the upload (an independent review).
+    limit = usage_rules.MAX_RECORDS
     ours = [Record(*row) for row in await repository.our_orders(session, actor.provider_id, programme.id,
-                                                                 starts_at, ends_at)]
+                                                                 starts_at, ends_at, limit=limit + 1)]
+    if len(ours) > limit:
+        raise ValidationFailed([field_error("period_end", msg(
+            "you have more than {count} orders captured in this period, more than one upload can hold; reconcile "
+            "a shorter period", count=format(limit, ",")))])
     result = compare(theirs, ours)
     report = UsageReconciliation(
         provider_id=actor.provider_id, programme_id=programme.id, period_start=period_start, period_end=period_end,
