@@ -524,3 +524,40 @@ def test_a_password_in_the_urls_query_is_not_printed(tmp_path: Path, monkeypatch
     assert "SECRETPW" not in _where() and "sslmode=require" in _where() and "a=1" in _where()
     monkeypatch.setenv("DATABASE_URL", "postgresql://voucher:SECRETPW@db.internal/x")
     assert "SECRETPW" not in _where()
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="production runs on PostgreSQL only")
+def test_production_refuses_a_database_whose_sandbox_clock_was_moved(
+    cli_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database served in sandbox mode, its clock moved two days on, then served in
+    production: what it records is in sandbox time, and a key that had expired on the sandbox
+    clock worked again on real time (an independent review of keys, December 2026). The API
+    does not start on it, nor does the worker; a database never moved starts."""
+    ok("db", "upgrade")
+    monkeypatch.setenv("VOUCHER_ENVIRONMENT", "production")
+    monkeypatch.setenv("VOUCHER_AUDIT_SIGNING_KEY", base64.b64encode(b"k" * 32).decode())
+    get_settings.cache_clear()
+    settings = Settings(database_url=cli_database, environment="production",
+                        audit_signing_key=base64.b64encode(b"k" * 32).decode(), log_level="WARNING")
+
+    async def start() -> None:
+        application = create_app(settings)
+        try:
+            async with application.router.lifespan_context(application):
+                pass
+        finally:
+            await application.state.database.dispose()
+
+    asyncio.run(start())  # never moved: it starts
+    engine = create_engine(sync_database_url(cli_database), poolclass=pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO sandbox_clock (id, offset_us, moved_at) VALUES (1, :us, now()) "
+                              "ON CONFLICT (id) DO UPDATE SET offset_us = :us"), {"us": 2 * 86_400_000_000})
+    finally:
+        engine.dispose()
+    with pytest.raises(RuntimeError, match="used as a sandbox"):
+        asyncio.run(start())
+    result = voucher("worker", "--once")
+    assert result.exit_code == 2 and "used as a sandbox" in result.output, result.output

@@ -416,7 +416,15 @@ def worker(
         raise typer.Exit(2)
 
     async def main() -> None:
+        from services.voucher.sandbox import service as sandbox
+
         database = Database(settings)
+        try:
+            await sandbox.refuse_a_sandbox_database_in_production(database)
+        except RuntimeError as refused:
+            await database.dispose()
+            typer.echo(f"error: {refused}", err=True)
+            raise typer.Exit(2) from None
         runner = jobs.JobWorker(database, await _clock(database), interval or settings.worker_interval_seconds, chosen)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -39,6 +39,32 @@ class ClockState:
     moved_at: datetime | None
 
 
+async def moved_offset(database: Database) -> timedelta:
+    """How far the database's sandbox clock was ever moved (0: never, or no such row)."""
+    async with database.unit_of_work(write=False) as session:
+        stmt = select(col(ClockRow.offset_us)).where(col(ClockRow.id) == 1)
+        offset_us = (await session.execute(stmt)).scalar()
+    return timedelta(microseconds=offset_us or 0)
+
+
+async def refuse_a_sandbox_database_in_production(database: Database) -> None:
+    """Production refuses a database whose sandbox clock was moved: its keys' expiries, holds'
+    TTLs, validity periods and settlement periods are in sandbox time, which real time would
+    roll back — a key that had expired worked again (an independent review of keys, December
+    2026). A database that cannot be read here is left to `/readyz`."""
+    if database.settings.environment != "production":
+        return
+    try:
+        offset = await moved_offset(database)
+    except Exception:  # noqa: BLE001 - not reachable or not migrated: /readyz says which
+        return
+    if offset:
+        raise RuntimeError(
+            f"this database was used as a sandbox: its clock was moved {offset} ahead of real time, so what it "
+            "records (key expiries, holds, validity and settlement periods) is in sandbox time; production refuses "
+            "it. Serve it with VOUCHER_SANDBOX=true outside production, or start production on a fresh database")
+
+
 async def refresh(database: Database, clock: SandboxClock) -> None:
     """Bring this process's clock in step with the database's offset (never backwards)."""
     async with database.session(write=False) as session:
