@@ -561,3 +561,37 @@ def test_production_refuses_a_database_whose_sandbox_clock_was_moved(
         asyncio.run(start())
     result = voucher("worker", "--once")
     assert result.exit_code == 2 and "used as a sandbox" in result.output, result.output
+    # Cron's way to run a job is refused too (a review of this refusal found it was not).
+    result = voucher("jobs", "run-once", "expire-holds")
+    assert result.exit_code == 2 and "used as a sandbox" in result.output, result.output
+
+    # A database not reachable for the start-up's read (a restart of both, a failover) had been
+    # served for good: /readyz now says why it is not ready, and a worker's round runs nothing.
+    from services.voucher import jobs
+    from services.voucher.sandbox import service as sandbox
+
+    real, calls = sandbox.moved_offset, {"n": 0}
+
+    async def flaky(database: object) -> object:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ConnectionRefusedError("connection refused")
+        return await real(database)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sandbox, "moved_offset", flaky)
+
+    async def probe() -> tuple[int, dict[str, object], dict[str, int]]:
+        application = create_app(settings)
+        try:
+            async with application.router.lifespan_context(application):
+                transport = httpx.ASGITransport(app=application)
+                async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+                    ready = await c.get("/readyz")
+                done = await jobs.JobWorker(application.state.database, application.state.clock, 0.01).round()
+                return ready.status_code, ready.json(), done
+        finally:
+            await application.state.database.dispose()
+
+    status, body, done = asyncio.run(probe())
+    assert status == 503 and "used as a sandbox" in str(body["checks"]["sandbox_clock"]), body
+    assert done == {}

@@ -374,11 +374,36 @@ def jobs_run_once(
     async def main() -> int:
         database = Database(get_settings())
         try:
+            await _refuse_a_database_the_jobs_must_not_run_on(database)
             return await jobs.run_once(database, job, (await _clock(database))())
         finally:
             await database.dispose()
 
     typer.echo(f"{job}: {asyncio.run(main())} processed")
+
+
+async def _refuse_a_database_the_jobs_must_not_run_on(database: Any) -> None:
+    """Exit 2, saying why, when a job run from the command line (the worker, or cron's
+    `voucher jobs run-once`) must not run: production on a database whose sandbox clock was
+    moved, or a database at another revision than this build's."""
+    from services.voucher import observability
+    from services.voucher.sandbox import service as sandbox
+
+    try:
+        await sandbox.refuse_a_sandbox_database_in_production(database)
+    except RuntimeError as refused:
+        typer.echo(f"error: {refused}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        found = await observability.database_heads(database)
+    except Exception:  # noqa: BLE001 - the job itself will say the database does not answer
+        return
+    wanted = observability.migration_heads()
+    if found != wanted:
+        typer.echo(f"error: the database is at revision {sorted(found) or 'none'} but this build needs "
+                   f"{sorted(wanted)}: run `voucher db upgrade`, or use the build the database was migrated for",
+                   err=True)
+        raise typer.Exit(2)
 
 
 @jobs_app.command("list")

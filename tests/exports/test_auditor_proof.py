@@ -288,3 +288,22 @@ async def test_the_export_description_lists_every_ledger_entries_column(app, cli
                    for op in ops.values()]
     described = operation["description"].split("* `ledger-entries`")[1].split("* `")[0]
     assert [column for column in row if f"`{column}`" not in described] == []
+
+
+async def test_an_exports_release_of_lapsed_holds_is_recorded_as_the_system(
+    app, client: httpx.AsyncClient, clock
+) -> None:
+    """The release ran inside the auditor's request, so its `hold.expired` event named the
+    auditor's key as who voided the hold: a read-only key recorded as moving value (a review of
+    the release)."""
+    from tests.world import build_world
+
+    world = await build_world(app, client)
+    voucher = await world.issue(5_000_000)
+    held = await world.hold(voucher, 1_000_000, order="PO-LAPSE")
+    assert held.status_code == 201, held.text
+    clock.advance(seconds=31 * 60)  # past the TTL; no job ran
+    assert (await export(client, world.auditor, "redemptions")).status_code == 200
+    events = rows_of("jsonl", (await export(client, world.auditor, "audit-events")).content)
+    expired = [e for e in events if e["action"] == "hold.expired"]
+    assert [(e["actor_role"], e["actor_key_id"]) for e in expired] == [("system", None)], expired

@@ -152,3 +152,49 @@ async def test_a_period_with_more_orders_than_an_upload_holds_is_refused(
     accepted = await client.post("/v1/usage-reconciliations", json={**base, "records": []},
                                  headers=auth(world.provider_key, **fresh_key()))
     assert accepted.status_code == 201 and accepted.json()["summary"]["missing_theirs"] == 3, accepted.text
+
+
+def test_counting_a_hostile_body_is_linear() -> None:
+    """The first form of the count took strings out with a pattern that, on an unterminated
+    string, was tried again from every later quote: 80 KB of `\\"` took 20 s and 1.1 MB about an
+    hour, holding the interpreter (a review of the guard). Every hostile shape now counts in
+    one linear pass; run in a subprocess, so that a regression is a timeout, not a hung suite."""
+    import subprocess
+    import sys
+
+    from tests.live_server import ROOT
+
+    code = (
+        "import time\n"
+        "from services.voucher.http.gate import json_values\n"
+        "bodies = [b'{\"csv\": \"' + b'\\\\\"' * 550_000, b'{\"csv\": \"' + b'\\\\\",' * 5_000_000,\n"
+        "          b'{\"a\": \"' + b'x,' * 600_000 + b'\\\\', b'\"a\",' * 4_000_000, b'[' + b'{},' * 5_000_000 + b'1]']\n"
+        "for body in bodies:\n"
+        "    started = time.perf_counter()\n"
+        "    json_values(body)\n"
+        "    assert time.perf_counter() - started < 2, len(body)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, timeout=60, check=True)
+
+
+async def test_a_large_body_sent_as_text_plain_is_counted_too(app, client: httpx.AsyncClient, clock) -> None:
+    """The Idempotency-Key's fingerprint reads any body as JSON, whatever its Content-Type: sent
+    as text/plain, 15 MiB of `{},` had been parsed whole (405 MiB) before the 415 (a review of
+    the guard)."""
+    import json
+    import tracemalloc
+
+    world = await build_world(app, client)
+    clock.advance(days=1)
+    head = json.dumps({"programme_id": world.programme["id"], "period_start": "2026-03-02",
+                       "period_end": "2026-03-02"}).encode()[:-1] + b', "records": ['
+    body = head + b",".join([b"{}"] * ((15_000_000 - len(head)) // 3)) + b"]}"
+    tracemalloc.start()
+    try:
+        refused = await client.post("/v1/usage-reconciliations", content=body,
+                                    headers=auth(world.provider_key, **fresh_key(), **{"Content-Type": "text/plain"}))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert_problem(refused, 413, "payload_too_large")
+    assert peak < 100 * 2**20, f"{peak / 2**20:.0f} MiB"
