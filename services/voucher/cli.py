@@ -382,11 +382,8 @@ def jobs_run_once(
     typer.echo(f"{job}: {asyncio.run(main())} processed")
 
 
-async def _refuse_a_database_the_jobs_must_not_run_on(database: Any) -> None:
-    """Exit 2, saying why, when a job run from the command line (the worker, or cron's
-    `voucher jobs run-once`) must not run: production on a database whose sandbox clock was
-    moved, or a database at another revision than this build's."""
-    from services.voucher import observability
+async def _refuse_a_sandbox_database_in_production(database: Any) -> None:
+    """Exit 2, saying why, in production on a database whose sandbox clock was moved."""
     from services.voucher.sandbox import service as sandbox
 
     try:
@@ -394,6 +391,15 @@ async def _refuse_a_database_the_jobs_must_not_run_on(database: Any) -> None:
     except RuntimeError as refused:
         typer.echo(f"error: {refused}", err=True)
         raise typer.Exit(2) from None
+
+
+async def _refuse_a_database_the_jobs_must_not_run_on(database: Any) -> None:
+    """Exit 2, saying why, when a job run from the command line (the worker, or cron's
+    `voucher jobs run-once`) must not run: production on a database whose sandbox clock was
+    moved, or a database at another revision than this build's."""
+    from services.voucher import observability
+
+    await _refuse_a_sandbox_database_in_production(database)
     try:
         found = await observability.database_heads(database)
     except Exception:  # noqa: BLE001 - the job itself will say the database does not answer
@@ -441,21 +447,15 @@ def worker(
         raise typer.Exit(2)
 
     async def main() -> None:
-        from services.voucher.sandbox import service as sandbox
-
         database = Database(settings)
         try:
-            await sandbox.refuse_a_sandbox_database_in_production(database)
-        except RuntimeError as refused:
-            await database.dispose()
-            typer.echo(f"error: {refused}", err=True)
-            raise typer.Exit(2) from None
-        runner = jobs.JobWorker(database, await _clock(database), interval or settings.worker_interval_seconds, chosen)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        try:
+            await _refuse_a_sandbox_database_in_production(database)
+            runner = jobs.JobWorker(database, await _clock(database), interval or settings.worker_interval_seconds,
+                                    chosen)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, stop.set)
             if once:
                 done = await runner.round()
                 typer.echo(" ".join(f"{name}={count}" for name, count in done.items()))

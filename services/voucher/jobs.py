@@ -212,18 +212,16 @@ class JobWorker:
             log.exception("the database's migration revision could not be read; this round is skipped")
         else:
             wanted = observability.migration_heads()
-            if found == wanted:
+            if found != wanted:
+                log.error("the database is at revision %s but this worker's build needs %s: no job runs until "
+                          "they match (restart the worker with the build the database was migrated for, or run "
+                          "`voucher db upgrade`)", sorted(found) or "none", sorted(wanted))
+            else:
                 try:  # production on a database used as a sandbox (unread at start, say): nothing runs
                     await sandbox.refuse_a_sandbox_database_in_production(self.database)
                     return True
                 except RuntimeError as refused:
                     log.error("%s; no job runs", refused)
-                    for job in jobs:
-                        metrics.job_ran(job, "error", 0.0)
-                    return False
-            log.error("the database is at revision %s but this worker's build needs %s: no job runs until "
-                      "they match (restart the worker with the build the database was migrated for, or run "
-                      "`voucher db upgrade`)", sorted(found) or "none", sorted(wanted))
         for job in jobs:
             metrics.job_ran(job, "error", 0.0)
         return False

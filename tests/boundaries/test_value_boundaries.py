@@ -6,18 +6,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import httpx
-import pytest
 
 from tests.support import assert_problem, auth
 from tests.world import World, build_world
-
-
-@pytest.fixture
-async def world(app, client: httpx.AsyncClient) -> World:
-    return await build_world(app, client, budget_total=1_000_000_000, enterprise_cap=200_000_000,
-                             max_per_voucher=100_000_000,
-                             rate_table={"accelerator:domestic": 3000, "accelerator:other": 2000,
-                                         "storage:block": 0})
 
 
 async def test_an_expired_hold_on_another_voucher_does_not_use_up_the_tier(app, client: httpx.AsyncClient,

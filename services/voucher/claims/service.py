@@ -89,12 +89,16 @@ async def _claimable(
             and held.application_id == voucher.application_id and held.enterprise_id == voucher.enterprise_id:
         return held
     if held is not None:
-        raise ContractAlreadyUsed(
-            msg("contract {contract} is already part of an application or claim: one subsidy per contract",
-                contract=contract),
-            contract_number=contract,
-        )
+        raise _contract_used(contract)
     return None
+
+
+def _contract_used(contract: str) -> ContractAlreadyUsed:
+    return ContractAlreadyUsed(
+        msg("contract {contract} is already part of an application or claim: one subsidy per contract",
+            contract=contract),
+        contract_number=contract,
+    )
 
 
 def _dating_problems(invoice_date: date, now: datetime) -> list[tuple[str, Message]]:
@@ -185,11 +189,7 @@ async def file(session: AsyncSession, actor: Actor, data: dict[str, Any], now: d
             # Taken only if still untaken, without locking it before the voucher (the claim
             # paths' lock order): a claim that lost the race is refused as if it had seen it.
             if applied is not None and not await applications_repository.take_contract(session, applied.id, claim.id):
-                raise ContractAlreadyUsed(
-                    msg("contract {contract} is already part of an application or claim: one subsidy per contract",
-                        contract=contract),
-                    contract_number=contract,
-                )
+                raise _contract_used(contract)
     except Exception as exc:
         if not is_integrity_error(exc):
             raise

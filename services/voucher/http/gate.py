@@ -237,7 +237,7 @@ async def read_body(receive: Receive, limit: int, scope: Scope_ | None = None) -
         if defect is not None:
             raise defect
         if len(body) > LARGE_BODY:
-            values = json_values(body)  # linear: at most about 0.4 s for the largest upload, often 10 ms
+            values = json_values(body)  # linear: ~0.13 s for the worst 16 MiB shape, a few ms for real uploads
             if values > MAX_JSON_VALUES:
                 raise PayloadTooLarge(
                     msg("a body this large may hold at most {limit} JSON values (members and items), this one "

@@ -41,7 +41,7 @@ class ClockState:
 
 async def moved_offset(database: Database) -> timedelta:
     """How far the database's sandbox clock was ever moved (0: never, or no such row)."""
-    async with database.unit_of_work(write=False) as session:
+    async with database.session(write=False) as session:
         stmt = select(col(ClockRow.offset_us)).where(col(ClockRow.id) == 1)
         offset_us = (await session.execute(stmt)).scalar()
     return timedelta(microseconds=offset_us or 0)
@@ -67,10 +67,7 @@ async def refuse_a_sandbox_database_in_production(database: Database) -> None:
 
 async def refresh(database: Database, clock: SandboxClock) -> None:
     """Bring this process's clock in step with the database's offset (never backwards)."""
-    async with database.session(write=False) as session:
-        stmt = select(col(ClockRow.offset_us)).where(col(ClockRow.id) == 1)
-        offset_us = (await session.execute(stmt)).scalar()
-    offset = timedelta(microseconds=offset_us or 0)
+    offset = await moved_offset(database)
     if offset > clock.offset:
         clock.offset = offset
 
