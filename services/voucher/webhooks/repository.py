@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, func, or_, select, update
+from sqlalchemy import CursorResult, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -225,12 +225,16 @@ async def health_of(session: AsyncSession, endpoint_id: uuid.UUID) -> dict[str, 
     )).scalar_one_or_none()
     failed = (await session.execute(
         select(D.c.last_attempt_at, D.c.last_status_code, D.c.last_error)
-        .where(mine, D.c.attempts > 0, D.c.status.in_(("failed", "pending")))
+        .where(mine, D.c.attempts > 0, D.c.status.in_(("failed", "pending")), D.c.lease_id.is_(None))
         .order_by(D.c.last_attempt_at.desc()).limit(1)
     )).first()
     pending = (await session.execute(select(func.count()).where(mine, D.c.status == "pending"))).scalar_one()
+    # A delivery a worker holds is being sent: the attempt it counted at its claim has no
+    # outcome yet, so it is neither the newest failure nor in the streak (a healthy endpoint
+    # had read as failing during every first send: an independent review, December 2026).
+    sending = case((D.c.lease_id.is_(None), 0), else_=1)
     newest = (await session.execute(
-        select(D.c.status, D.c.attempts).where(mine).order_by(D.c.id.desc()).limit(STREAK_WINDOW)
+        select(D.c.status, D.c.attempts - sending).where(mine).order_by(D.c.id.desc()).limit(STREAK_WINDOW)
     )).all()
     return {"last_success_at": last_success,
             "last_failure_at": failed[0] if failed else None,

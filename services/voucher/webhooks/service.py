@@ -79,7 +79,7 @@ async def resolve(host: str, port: int) -> list[str]:
                             seconds=RESOLVE_SECONDS)) from exc
     except (socket.gaierror, UnicodeError) as exc:
         raise _not_public(host) from exc
-    return sorted({str(info[4][0]) for info in infos})
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))  # the resolver's order (RFC 6724), deduplicated
 
 
 def _is_literal(host: str) -> bool:
@@ -318,7 +318,8 @@ def _host_header(host: str, port: int, scheme: str) -> str:
 
 
 async def _send(client: httpx.AsyncClient, row: dict[str, Any], settings: Settings, now: datetime) -> tuple[int | None, str | None]:
-    """One POST to the registered URL, pinned to the address that was checked."""
+    """One POST to the registered URL, pinned to one of the addresses that were checked: the
+    next is tried only when the connection could not be made (nothing was sent)."""
     try:
         scheme, host, port, addresses = await vet(row["url"], settings)
     except UnsafeUrl as exc:
@@ -326,8 +327,7 @@ async def _send(client: httpx.AsyncClient, row: dict[str, Any], settings: Settin
     body = payload(row)
     message_id = str(row["event_id"])
     stamp = int(time.time())  # receivers check it against their own clock, not the service's
-    address = addresses[0]
-    target = httpx.URL(row["url"]).copy_with(host=address)
+    extensions = {"sni_hostname": host} if scheme == "https" else {}
     headers = {
         "content-type": "application/json",
         "user-agent": USER_AGENT,
@@ -336,16 +336,23 @@ async def _send(client: httpx.AsyncClient, row: dict[str, Any], settings: Settin
         "webhook-timestamp": str(stamp),
         "webhook-signature": signature_header(_signing_secrets(row, now), message_id, stamp, body),
     }
-    extensions = {"sni_hostname": host} if scheme == "https" else {}
-    try:
-        # Only the status is read: a receiver's body, however large or endless, is never read
-        # into the worker's memory (an independent review: a 300 MB answer grew it by 676 MiB).
-        async with client.stream("POST", target, content=body, headers=headers, extensions=extensions) as response:
-            status = response.status_code
-    except httpx.TimeoutException:
-        return None, "timed out"
-    except httpx.HTTPError as exc:
-        return None, f"{type(exc).__name__}: {exc}"[:500]
+    error: str | None = None
+    for address in addresses:  # every checked address in the resolver's order, as any client would
+        target = httpx.URL(row["url"]).copy_with(host=address)
+        try:
+            async with client.stream("POST", target, content=body, headers=headers, extensions=extensions) as response:
+                status = response.status_code
+            break
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            # Nothing was sent: the next address may answer (a dual-stack receiver seen from a
+            # worker with no IPv6 route; the resolver lists it first or not, any client tries on).
+            error = "timed out" if isinstance(exc, httpx.TimeoutException) else f"{type(exc).__name__}: {exc}"[:500]
+        except httpx.TimeoutException:
+            return None, "timed out"
+        except httpx.HTTPError as exc:
+            return None, f"{type(exc).__name__}: {exc}"[:500]
+    else:
+        return None, error
     if 200 <= status < 300:
         return status, None
     return status, f"HTTP {status}"
