@@ -1,7 +1,8 @@
-"""Field types shared by the enterprise and provider registries."""
+"""Field types shared by the registries and by the requests that record what people type."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
@@ -54,6 +55,39 @@ Uscc = Annotated[
     ),
     AfterValidator(lambda v: _check_uscc(v.strip().upper())),
 ]
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_LINE_BREAK_OR_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _refuse(code: str, message: Message) -> PydanticCustomError:
+    return PydanticCustomError(code, message.template, {**message.params, TEMPLATE_KEY: message.template})
+
+
+def _written(value: str) -> str:
+    """A reason or an objection: lines of text, at least one character that is not a space."""
+    if _CONTROL.search(value):
+        raise _refuse("text_control_character", msg("must not contain control characters"))
+    if not value.strip():
+        raise _refuse("text_blank", msg("must hold visible text, not only spaces or line breaks"))
+    return value
+
+
+def _one_line(value: str) -> str:
+    """A reference (a bank's, an order's): one line, stored without the spaces around it."""
+    if _LINE_BREAK_OR_CONTROL.search(value):
+        raise _refuse("text_control_character", msg("must be one line, without line breaks or control characters"))
+    if not value.strip():
+        raise _refuse("text_blank", msg("must hold visible text, not only spaces or line breaks"))
+    return value.strip()
+
+
+#: Text a person writes into a record that outlives the request — a reason, a bank's payment
+#: reference on a settlement or claim that becomes immutable once paid: "  \n " had been
+#: recorded as a payment's reference (an independent review, December 2026).
+WrittenText = Annotated[str, AfterValidator(_written)]
+OneLineText = Annotated[str, AfterValidator(_one_line)]
 
 
 #: A certification an enterprise holds, as the eligibility rules name it ("sme", "high_tech").

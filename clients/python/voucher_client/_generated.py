@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "a3a09335348bb917ed130f4d4e814491945a8800a79ac95e3b2540a3477b3f48"
+DOCUMENT_SHA256 = "8fc6f152bbb53b8fd5ca3cd6b56eba7c4ea0e2307b654d557cbba2c59ff75782"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]
@@ -25,7 +25,7 @@ ClaimStatus = Literal["submitted", "under_review", "approved", "paid", "rejected
 
 Dataset = Literal["ledger-entries", "redemptions", "redemption-line-items", "settlements", "audit-events", "audit-event-changes"]
 
-EventType = Literal["application.approved", "voucher.issued", "voucher.expiring", "voucher.balance_low", "hold.expired", "redemption.captured", "refund.created", "claim.approved", "settlement.submitted", "settlement.paid"]
+EventType = Literal["application.approved", "voucher.issued", "voucher.expiring", "voucher.balance_low", "hold.expired", "redemption.captured", "refund.created", "claim.approved", "settlement.created", "settlement.submitted", "settlement.paid"]
 
 ExpiryDisposition = Literal["pool", "breakage"]
 """Where a voucher's unused value goes when it expires."""

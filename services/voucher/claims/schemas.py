@@ -12,6 +12,7 @@ from services.voucher.claims.rules import ClaimStatus
 from services.voucher.instants import Day
 from services.voucher.money import MAX_AMOUNT
 from services.voucher.redemption.schemas import LineItem
+from services.voucher.registry_schemas import OneLineText, WrittenText
 
 _VOUCHER = "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e21"
 _PROVIDER = "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e13"
@@ -101,12 +102,12 @@ class ClaimApproval(BaseModel):
 class ClaimRejection(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"reason": "invoice does not match"}]})
 
-    reason: str = Field(min_length=1, max_length=2000)
+    reason: WrittenText = Field(min_length=1, max_length=2000)
 
 
 class ClaimPayment(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"reference": "ICBC-20260410-77", "paid_on": "2026-04-10"}]})
 
-    reference: str = Field(min_length=1, max_length=128)
+    reference: OneLineText = Field(min_length=1, max_length=128)
     paid_on: Day

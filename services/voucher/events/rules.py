@@ -14,6 +14,7 @@ class EventType(StrEnum):
     REDEMPTION_CAPTURED = "redemption.captured"
     REFUND_CREATED = "refund.created"
     CLAIM_APPROVED = "claim.approved"
+    SETTLEMENT_CREATED = "settlement.created"
     SETTLEMENT_SUBMITTED = "settlement.submitted"
     SETTLEMENT_PAID = "settlement.paid"
 
@@ -22,7 +23,7 @@ class EventType(StrEnum):
 ANNOUNCED_ACTIONS: frozenset[str] = frozenset({
     EventType.APPLICATION_APPROVED, EventType.VOUCHER_ISSUED, EventType.HOLD_EXPIRED,
     EventType.REDEMPTION_CAPTURED, EventType.REFUND_CREATED, EventType.CLAIM_APPROVED,
-    EventType.SETTLEMENT_SUBMITTED, EventType.SETTLEMENT_PAID,
+    EventType.SETTLEMENT_CREATED, EventType.SETTLEMENT_SUBMITTED, EventType.SETTLEMENT_PAID,
 })
 
 #: A voucher announces when its use (captured, net of refunds) first reaches each of these

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.voucher.instants import Day
 from services.voucher.money import MINOR_UNITS
+from services.voucher.registry_schemas import OneLineText, WrittenText
 from services.voucher.settlement.rules import ItemKind, SettlementStatus
 
 _ID = "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e40"
@@ -36,14 +37,14 @@ class Note(BaseModel):
 class Reason(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"reason": "order PO-77 is missing"}]})
 
-    reason: str = Field(min_length=1, max_length=2000)
+    reason: WrittenText = Field(min_length=1, max_length=2000)
 
 
 class Payment(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"reference": "ICBC-20260405-000123", "paid_on": "2026-04-05"}]})
 
-    reference: str = Field(min_length=1, max_length=128, description="The bank's payment reference.")
+    reference: OneLineText = Field(min_length=1, max_length=128, description="The bank's payment reference.")
     paid_on: Day
 
 

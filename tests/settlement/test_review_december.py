@@ -1,0 +1,73 @@
+"""An independent review of settlement (December 2026): the provider is told of a draft it may be
+deemed to confirm, and a payment or an objection is recorded only with visible text."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import httpx
+import pytest
+
+from services.voucher.events import service as events
+from tests.settlement.test_routes import START, act, get, moved, redeem, refund, settled, utc
+from tests.support import assert_problem, auth
+from tests.world import World, build_world
+
+
+@pytest.fixture
+async def world(app, client: httpx.AsyncClient, clock) -> World:
+    clock.current = START
+    return await build_world(app, client, rate_table={"accelerator:domestic": 3000})
+
+
+async def test_a_provider_is_told_of_a_repayment_statement_before_it_is_confirmed_on_its_behalf(
+        app, world: World, clock) -> None:
+    """A repayment draft neither confirmed nor disputed for 15 days is approved 'confirmed on the
+    provider's behalf'. Silence is consent only if the provider was told: its event feed (and so
+    its webhooks) must carry the draft before then."""
+    v = await world.issue(100_000_000)
+    x = await redeem(world, clock, "2026-03-02T02:00:00+00:00", v, 10_000_000, "PO-X")
+    clock.current = utc("2026-03-03T01:00:00+00:00")
+    first = await settled(world, "2026-03-02", "2026-03-02")
+    for action, status in (("submit", "submitted"), ("approve", "approved"), ("pay", "paid")):
+        await moved(world, first["id"], action, status)
+    await refund(world, clock, "2026-03-03T02:00:00+00:00", x, 400_000)
+    clock.current = utc("2026-03-04T01:00:00+00:00")
+    repayment = await settled(world, "2026-03-03", "2026-03-03")
+    assert repayment["total"] == -400_000 and repayment["status"] == "draft"
+
+    async def feed() -> list[str]:
+        await events.publish_pending(app.state.database, clock())
+        found = await world.client.get("/v1/events", params={"resource_id": repayment["id"]},
+                                       headers=auth(world.provider_key))
+        assert found.status_code == 200, found.text
+        return [e["type"] for e in found.json()["items"]]
+
+    assert await feed() == ["settlement.created"], "the provider is told of the draft as it is drawn up"
+    clock.current = clock.current + timedelta(days=16)
+    assert (await act(world, repayment["id"], "approve")).status_code == 200  # deemed confirmed
+    assert await feed() == ["settlement.created", "settlement.submitted"]
+
+
+async def test_a_payment_is_recorded_only_with_a_reference(world: World, clock) -> None:
+    """A paid settlement is immutable: a blank bank reference recorded once can never be put
+    right. The console refuses one (it strips the field); the API must too."""
+    v = await world.issue(100_000_000)
+    await redeem(world, clock, "2026-03-02T02:00:00+00:00", v, 10_000_000, "PO-X")
+    clock.current = utc("2026-03-03T01:00:00+00:00")
+    s = await settled(world, "2026-03-02", "2026-03-02")
+    for action, status in (("submit", "submitted"), ("approve", "approved")):
+        await moved(world, s["id"], action, status)
+    assert_problem(await act(world, s["id"], "pay", reference="  \n "), 422, "validation_failed")
+    assert (await get(world, s["id"]))["status"] == "approved"
+
+
+@pytest.mark.parametrize("reason", ["   ", "\n\t ", "bad\x07bell"])
+async def test_a_dispute_is_recorded_only_with_a_reason_in_words(world: World, clock, reason: str) -> None:
+    v = await world.issue(100_000_000)
+    await redeem(world, clock, "2026-03-02T02:00:00+00:00", v, 10_000_000, "PO-X")
+    clock.current = utc("2026-03-03T01:00:00+00:00")
+    s = await settled(world, "2026-03-02", "2026-03-02")
+    refused = await act(world, s["id"], "dispute", key=world.provider_key, reason=reason)
+    assert_problem(refused, 422, "validation_failed")
+    assert (await get(world, s["id"]))["status"] == "draft"
