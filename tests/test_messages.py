@@ -168,6 +168,31 @@ def test_message_templates_are_literals_and_amounts_are_amounts() -> None:
     assert not problems, "\n".join(problems)
 
 
+def test_instants_in_messages_are_passed_as_instants() -> None:
+    """A time in a sentence is passed as the datetime itself, which the message shows where the
+    programme is (i18n.render_instant): `.isoformat()` had put UTC RFC 3339 text in front of
+    people (券已于 2027-03-02T01:00:00+00:00 过期)."""
+    problems = [
+        f"{where}: {keyword.arg} is passed as text; pass the datetime or date itself"
+        for where, call, name in calls() if name == "msg"
+        for keyword in call.keywords
+        if isinstance(keyword.value, ast.Call) and isinstance(keyword.value.func, ast.Attribute)
+        and keyword.value.func.attr == "isoformat"
+    ]
+    assert not problems, "\n".join(problems)
+
+
+def test_an_instant_reads_as_wall_clock_time_where_the_programme_is() -> None:
+    from datetime import UTC, date, datetime
+
+    message = msg("expired at {expires_at}", expires_at=datetime(2027, 3, 2, 1, 0, tzinfo=UTC))
+    assert message.render("en") == "expired at 2027-03-02 09:00 (UTC+08:00)"
+    assert "2027-03-02 09:00（UTC+08:00）" in message.render("zh")
+    with_seconds = msg("expired at {expires_at}", expires_at=datetime(2027, 3, 2, 1, 0, 7, 5, tzinfo=UTC))
+    assert with_seconds.render("en") == "expired at 2027-03-02 09:00:07 (UTC+08:00)"
+    assert msg("expired at {expires_at}", expires_at=date(2027, 3, 2)).render("en") == "expired at 2027-03-02"
+
+
 def test_no_message_in_the_code_is_only_a_problem_title() -> None:
     """A detail whose Chinese is some problem's title says nothing the title does not (this
     catches details picked from a table, which the raise-site check below cannot see)."""

@@ -9,8 +9,10 @@ translation, when a translation uses a parameter its template does not give, or 
 is passed as a bare integer.
 
 Parameters are written in the reader's language when the message is rendered, not when it is
-raised: an `Amount` as people read money (¥12,000,000.00, never 1200000000 labelled as yuan), a
-list joined with 、 or commas, an enum as its value, a nested message in the same language.
+raised: an `Amount` as people read money (¥12,000,000.00, never 1200000000 labelled as yuan), an
+instant as a wall-clock time where the programme is (`2027-03-02 09:00（UTC+08:00）`, never
+the UTC RFC 3339 text machines read), a list joined with 、 or commas, an enum as its value, a
+nested message in the same language.
 
 Pure: the standard library and Babel's PO reader only.
 """
@@ -19,10 +21,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import date, datetime
 from enum import Enum
 from functools import cache
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from babel.messages.pofile import read_po
 
@@ -32,6 +36,28 @@ from services.voucher.money import format_for_people
 #: the HTTP layer renders the error in the reader's language; it is not shown to the caller.
 TEMPLATE_KEY = "_template"
 CATALOGUE = Path(__file__).with_name("locale") / "zh_CN" / "LC_MESSAGES" / "voucher.po"
+
+#: Where the instants in sentences are shown (VOUCHER_DEFAULT_TIMEZONE; set as the app starts).
+_ZONE = {"zone": ZoneInfo("Asia/Shanghai")}
+
+
+def show_instants_in(zone: str) -> None:
+    """Show the instants in messages as wall-clock time in `zone` (an IANA name)."""
+    _ZONE["zone"] = ZoneInfo(zone)
+
+
+def render_instant(value: datetime, language: str) -> str:
+    """An aware instant as people read it: the date and time where the programme is, to the
+    minute (to the second when it has seconds), with the offset from UTC. A problem that said
+    `券已于 2027-03-02T01:00:00+00:00 过期` named a day and hour the console showed as
+    2027-03-02 09:00 (an independent review, December 2026)."""
+    if value.tzinfo is None:
+        return value.isoformat(sep=" ")
+    local = value.astimezone(_ZONE["zone"])
+    shown = local.strftime("%Y-%m-%d %H:%M" if local.second == 0 and local.microsecond == 0 else "%Y-%m-%d %H:%M:%S")
+    offset = local.strftime("%z")
+    offset = f"UTC{offset[:3]}:{offset[3:]}"
+    return f"{shown}（{offset}）" if language == "zh" else f"{shown} ({offset})"
 
 
 @cache
@@ -106,6 +132,10 @@ def render_value(value: Any, language: str) -> str:
         return value.render(language)
     if isinstance(value, Enum):
         return str(value.value)
+    if isinstance(value, datetime):
+        return render_instant(value, language)
+    if isinstance(value, date):
+        return value.isoformat()
     if isinstance(value, str):
         return value
     if isinstance(value, Iterable) and not isinstance(value, bytes | Mapping):

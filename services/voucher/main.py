@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from services.voucher import __version__, errors, jobs
+from services.voucher import __version__, errors, i18n, jobs
 from services.voucher.anomalies import routes as anomalies
 from services.voucher.apikeys import cache as key_cache
 from services.voucher.apikeys import routes as apikeys
@@ -106,6 +106,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     if settings.sandbox and not isinstance(clock, SandboxClock):
         clock = SandboxClock(clock)  # the given clock (real time, or a test's) plus the shared offset
     configure_logging(settings.log_level, settings.log_format)
+    i18n.show_instants_in(settings.default_timezone)
     migration_heads()  # read once at start-up; /readyz compares the database with it
     database = Database(settings)
 

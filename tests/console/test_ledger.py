@@ -139,10 +139,15 @@ async def test_a_findings_amounts_are_money_and_its_shares_percentages(
     page = await browser.get("/console/operator/anomalies")
     assert page.status_code == 200, page.text
     section = page.text.split('data-rule="order_splitting"')[1].split("</dl>")[0]
-    assert "<code>threshold</code></dt><dd>¥10,000.00</dd>" in section
-    assert "<code>order_total</code></dt><dd>¥28,500.03</dd>" in section
-    assert "<code>margin_bps</code></dt><dd>10%</dd>" in section
-    assert "<code>orders</code></dt><dd>3</dd>" in section
+    assert '<div data-figure="threshold"><dt>threshold</dt><dd>¥10,000.00</dd>' in section
+    assert "<dt>orders' total</dt><dd>¥28,500.03</dd>" in section.replace("&#39;", "'")
+    assert "<dt>margin below the threshold</dt><dd>10%</dd>" in section
+    assert '<div data-figure="orders"><dt>orders</dt><dd>3</dd>' in section
+    # and in Chinese, by their names, not their codes
+    await browser.sign_in(world.operator, language="zh")
+    chinese = (await browser.get("/console/operator/anomalies")).text
+    section = chinese.split('data-rule="order_splitting"')[1].split("</dl>")[0]
+    assert "<code>" not in section and "<dt>阈值</dt><dd>¥10,000.00</dd>" in section, section
 
 
 async def test_a_cap_share_is_rounded_down(app: Any, client: Any, browser: Browser) -> None:

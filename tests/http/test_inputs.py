@@ -67,7 +67,8 @@ async def test_the_largest_amount_says_it_is_counted_in_fen(world: World) -> Non
 
 async def test_field_errors_are_chinese_in_a_chinese_answer(world: World) -> None:
     problem = assert_problem(await _hold(world, -5, "neg-zh", **ZH), 422, "validation_failed")
-    assert problem["errors"][0]["message"] == "须大于或等于 1", problem
+    # an amount's least is one fen: "at least 1" had read as ¥1 (a review of what Chinese readers see)
+    assert problem["errors"][0]["message"] == "须大于零", problem
     assert "英文" not in problem["detail"] and "/line_items/0/amount" in problem["detail"]
 
 

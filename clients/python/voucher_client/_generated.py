@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "8fc6f152bbb53b8fd5ca3cd6b56eba7c4ea0e2307b654d557cbba2c59ff75782"
+DOCUMENT_SHA256 = "19439525aa53805b189b47a1b76c72b734248926285efdc69f16a53269e31cac"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

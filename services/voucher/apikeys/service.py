@@ -71,10 +71,10 @@ def actor_for(key: CachedKey | None, now: datetime) -> Actor:
         raise InvalidApiKey(msg("no such API key; check it was copied whole"))
     if key.revoked_at is not None:
         raise ApiKeyRevoked(msg("key {prefix} was revoked at {revoked_at}",
-                                prefix=key.prefix, revoked_at=key.revoked_at.isoformat()))
+                                prefix=key.prefix, revoked_at=key.revoked_at))
     if key.expires_at is not None and key.expires_at <= now:
         raise ApiKeyExpired(msg("key {prefix} expired at {expires_at}",
-                                prefix=key.prefix, expires_at=key.expires_at.isoformat()))
+                                prefix=key.prefix, expires_at=key.expires_at))
     return Actor(
         principal_id=key.principal_id,
         role=Role(key.role),

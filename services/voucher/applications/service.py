@@ -202,17 +202,18 @@ async def submit(
     if programme.status != ProgrammeStatus.OPEN.value or not in_window(
         programme.application_opens_at, programme.application_closes_at, now
     ):
-        opens_at = programme.application_opens_at.isoformat() if programme.application_opens_at else None
-        closes_at = programme.application_closes_at.isoformat() if programme.application_closes_at else None
-        if opens_at and closes_at:
+        opens, closes = programme.application_opens_at, programme.application_closes_at
+        opens_at = opens.isoformat() if opens else None
+        closes_at = closes.isoformat() if closes else None
+        if opens and closes:
             window = msg("programme {code} takes applications only while open, from {opens_at} until {closes_at}",
-                         code=programme.code, opens_at=opens_at, closes_at=closes_at)
-        elif opens_at:
+                         code=programme.code, opens_at=opens, closes_at=closes)
+        elif opens:
             window = msg("programme {code} takes applications only while open, from {opens_at}",
-                         code=programme.code, opens_at=opens_at)
-        elif closes_at:
+                         code=programme.code, opens_at=opens)
+        elif closes:
             window = msg("programme {code} takes applications only while open until {closes_at}",
-                         code=programme.code, closes_at=closes_at)
+                         code=programme.code, closes_at=closes)
         else:
             window = msg("programme {code} takes applications only while open", code=programme.code)
         raise ApplicationWindowClosed(window, current_status=programme.status, opens_at=opens_at, closes_at=closes_at)

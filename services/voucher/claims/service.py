@@ -109,10 +109,10 @@ def _dating_problems(invoice_date: date, now: datetime) -> list[tuple[str, Messa
     today = now.astimezone(ZoneInfo(PERIOD_ZONE)).date()
     if invoice_date > today:
         return [("invoice_date", msg("the invoice is dated {day}, after today ({today}, Beijing time)",
-                                     day=invoice_date.isoformat(), today=today.isoformat()))]
+                                     day=invoice_date, today=today))]
     if invoice_date < EARLIEST_DAY:
         return [("invoice_date", msg("the invoice is dated {day}, before {earliest}",
-                                     day=invoice_date.isoformat(), earliest=EARLIEST_DAY.isoformat()))]
+                                     day=invoice_date, earliest=EARLIEST_DAY))]
     return []
 
 

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -33,7 +33,7 @@ INTERNAL_BASE_URL = "http://console.internal"
 #: What the console's forms call the API's fields, to say which one a refusal is about (a field
 #: not named here is left out: its message, already in the person's language, is shown alone).
 FIELD_NAMES: dict[str, Message] = {
-    "amount": msg("Amount"), "face_value": msg("Face value"), "purpose": msg("Purpose"), "note": msg("Note"),
+    "amount": msg("Amount"), "requested_amount": msg("Amount requested"), "face_value": msg("Face value"), "purpose": msg("Purpose"), "note": msg("Note"),
     "reason": msg("Reason"), "clawback": msg("Used value to recover"), "uscc": msg("The enterprise's USCC"),
     "enterprise_uscc": msg("The enterprise's USCC"), "reference": msg("Reference"), "paid_on": msg("Paid on"),
     "period_start": msg("First day"), "period_end": msg("Last day (included)"), "programme_id": msg("Programme"),
@@ -87,6 +87,8 @@ class Refusal(Exception):
     errors: list[dict[str, Any]]
     #: The API's Retry-After (a 429 or a 503), for the page to pass on.
     retry_after: str | None = None
+    #: The problem's extension members (`grant_index`, `current_status`, ...), as the API sent them.
+    members: dict[str, Any] = field(default_factory=dict)
 
     def for_the_form(self, *, page_is_the_resource: bool = True) -> bool:
         """Whether the page shows this refusal beside its form (the person can mend the input and
@@ -101,8 +103,14 @@ class Refusal(Exception):
 class Api:
     """The API as one key, for one console request. Holds nothing that needs closing."""
 
-    def __init__(self, app: ASGIApp, api_key: str | None, client: tuple[str, int], language: str) -> None:
+    #: How many of a list the console reads at most for a choice of names (`every`): a thousand
+    #: pages of the largest size, far beyond any programme's providers or programmes.
+    EVERY_PAGES = 1000
+
+    def __init__(self, app: ASGIApp, api_key: str | None, client: tuple[str, int], language: str, *,
+                 page_limit_max: int = 200) -> None:
         self._app = app
+        self._page_limit_max = page_limit_max
         self._address = client
         self._language = language
         self._headers = {"Accept-Language": content_language(language)}
@@ -132,7 +140,26 @@ class Api:
                               "send it again").render(self._language), []) from exc
 
     async def get(self, path: str, **params: Any) -> Any:
+        """A read; a page's `limit` no larger than the deployment allows (VOUCHER_PAGE_LIMIT_MAX,
+        1..200): a page asking for 200 under a maximum of 100 had been refused 422 whole (an
+        independent review, December 2026)."""
+        if isinstance(params.get("limit"), int):
+            params["limit"] = min(params["limit"], self._page_limit_max)
         return _json(await self.request("GET", path, params=params), self._language)
+
+    async def every(self, path: str, **params: Any) -> list[dict[str, Any]]:
+        """Every item of a list, page after page (`next_cursor`): the choices a form offers. The
+        settlements form had listed the first 200 providers only, so the 201st could not be
+        settled from the console (the same review)."""
+        items: list[dict[str, Any]] = []
+        cursor = None
+        for _ in range(self.EVERY_PAGES):
+            listing = await self.get(path, **params, limit=self._page_limit_max, cursor=cursor)
+            items.extend(listing["items"])
+            cursor = listing.get("next_cursor")
+            if not cursor:
+                break
+        return items
 
     @contextlib.asynccontextmanager
     async def streamed(self, path: str, **params: Any) -> AsyncIterator[httpx.Response]:
@@ -191,7 +218,7 @@ def _json(response: httpx.Response, language: str) -> Any:
         errors = [e for e in body.get("errors") or [] if isinstance(e, dict)]
         detail = in_words(errors, language) if errors else str(body.get("detail", ""))
         raise Refusal(response.status_code, str(body.get("code", "")), str(body.get("title", "")),
-                      detail, errors, response.headers.get("retry-after"))
+                      detail, errors, response.headers.get("retry-after"), body)
     if response.status_code == 204 or not response.content:
         return None
     return response.json()

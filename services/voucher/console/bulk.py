@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.voucher.console.api import Api, Refusal
-from services.voucher.i18n import msg
+from services.voucher.i18n import Amount, msg
 from services.voucher.money import format_for_people, parse_major, typed_example
 
 MAX_ROWS = 1000
@@ -45,6 +45,13 @@ class Preview:
     @property
     def is_valid(self) -> bool:
         return bool(self.rows) and not self.problems and not any(row.errors for row in self.rows)
+
+    @property
+    def numbers(self) -> list[int]:
+        """Each grant's line in the file, in the order of `grants`: a refusal names its grant by
+        index, and the operator reads it by the line the preview showed (an independent review,
+        December 2026: "grant 2" had been line 3 of the file)."""
+        return [row.number for row in self.rows if row.enterprise is not None and row.face_value is not None]
 
     @property
     def grants(self) -> list[dict[str, Any]]:
@@ -150,6 +157,12 @@ async def preview(api: Api, programme: dict[str, Any], filename: str, content: b
             row.errors.append(msg("the face value {text} is not an amount in {unit} (e.g. {example})",
                                   text=row.face_value_text or "—", unit=unit,
                                   example=typed_example(unit)).render(language))
+        most = programme.get("max_per_voucher")
+        if row.face_value is not None and isinstance(most, int) and row.face_value > most:
+            row.errors.append(msg("the face value {amount} is more than the programme allows per voucher ({maximum})",
+                                  amount=Amount(row.face_value, unit), maximum=Amount(most, unit)).render(language))
+        if row.face_value == 0:
+            row.errors.append(msg("the face value must be more than zero").render(language))
         if row.reference and len(row.reference) > 128:
             row.errors.append(msg("the reference is longer than 128 characters").render(language))
         if not row.uscc:

@@ -95,8 +95,8 @@ def install(console: FastAPI) -> None:
         found = await page.api.get(f"/v1/claims/{claim_id}")
         programme = await page.api.get(f"/v1/programmes/{found['programme_id']}")
         voucher = await page.api.get(f"/v1/vouchers/{found['voucher_id']}")
-        enrolled = await page.api.get(f"/v1/programmes/{found['programme_id']}/enrolments", limit=200)
-        provider = next((e["provider_name"] for e in enrolled["items"] if e["provider_id"] == found["provider_id"]),
+        enrolled = await page.api.every(f"/v1/programmes/{found['programme_id']}/enrolments")
+        provider = next((e["provider_name"] for e in enrolled if e["provider_id"] == found["provider_id"]),
                         found["provider_id"])
         return page.render("enterprise/claim.html", claim=found, programme=programme, voucher=voucher,
                            provider_name=provider)
@@ -113,16 +113,16 @@ class Choices:
 
 
 async def _claimable(page: Page) -> Choices:
-    listing = await page.api.get("/v1/vouchers", status="active", limit=200)
+    active = await page.api.every("/v1/vouchers", status="active")
     programmes: dict[str, dict[str, Any]] = {}
-    for programme_id in dict.fromkeys(v["programme_id"] for v in listing["items"]):
+    for programme_id in dict.fromkeys(v["programme_id"] for v in active):
         programmes[programme_id] = await page.api.get(f"/v1/programmes/{programme_id}")
     claimable = {pid: p for pid, p in programmes.items() if p["mode"] == "enterprise_claim"}
     providers: dict[str, str] = {}
     for programme_id in claimable:
-        enrolled = await page.api.get(f"/v1/programmes/{programme_id}/enrolments", active_only=True, limit=200)
-        providers.update({e["provider_id"]: e["provider_name"] for e in enrolled["items"]})
-    vouchers = {v["id"]: v for v in listing["items"] if v["programme_id"] in claimable}
+        enrolled = await page.api.every(f"/v1/programmes/{programme_id}/enrolments", active_only=True)
+        providers.update({e["provider_id"]: e["provider_name"] for e in enrolled})
+    vouchers = {v["id"]: v for v in active if v["programme_id"] in claimable}
     return Choices(vouchers, claimable, providers)
 
 

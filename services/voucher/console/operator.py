@@ -153,7 +153,8 @@ def install(console: FastAPI) -> None:
         preview = await bulk.preview(page.api, programme, upload.filename or "", content, page.language)
         return page.render("operator/bulk.html", status=200 if preview.is_valid else 422,
                            programmes=choices["items"], programme=programme, preview=preview,
-                           grants=json.dumps(preview.grants), form_key=str(uuid.uuid4()))
+                           grants=json.dumps(preview.grants), rows=json.dumps(preview.numbers),
+                           form_key=str(uuid.uuid4()))
 
     @console.post("/operator/vouchers/bulk/issue")
     async def bulk_issue(request: Request) -> Response:
@@ -170,8 +171,28 @@ def install(console: FastAPI) -> None:
         # replayed once the cause is gone. Rows meant to be issued again carry new references.
         batch = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
         keys = [f"bulk-{batch[:48]}", *(f"bulk-{batch[:44]}-{n}" for n in range(1, BULK_TRIES))]
-        issued = await page.api.post_once("/v1/vouchers/bulk", body, keys)
+        try:
+            issued = await page.api.post_once("/v1/vouchers/bulk", body, keys)
+        except Refusal as refusal:
+            row = _file_row(form.get("rows"), refusal.members.get("grant_index"))
+            reason = refusal.members.get("grant_reason")
+            if row is None or not isinstance(reason, str):
+                raise
+            raise PageError(refusal.status, msg("line {row} of the file: {reason}; no voucher of this batch was issued",
+                                                row=row, reason=reason)) from refusal
         return page.render("operator/bulk_done.html", vouchers=issued)
+
+
+def _file_row(rows: object, index: object) -> int | None:
+    """The line of the file the preview showed for grant `index` (the `rows` it sent along)."""
+    try:
+        numbers = json.loads(str(rows or ""))
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(numbers, list) or not isinstance(index, int) or not 0 <= index < len(numbers):
+        return None
+    number = numbers[index]
+    return number if isinstance(number, int) and not isinstance(number, bool) else None
 
 
 #: Keys a bulk batch may be tried under (`Api.post_once`): its refusals, one per key.

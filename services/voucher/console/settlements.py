@@ -35,12 +35,12 @@ def install(console: FastAPI) -> None:
         programme = _uuid_or_none(programme_id)
         listing = await page.api.get("/v1/settlements", programme_id=programme, status=status, cursor=cursor,
                                      limit=50)
-        choices = await page.api.get("/v1/programmes", limit=200)
-        providers = await page.api.get("/v1/providers", limit=200)
+        choices = await page.api.every("/v1/programmes")
+        providers = await page.api.every("/v1/providers")
         return page.render("operator/settlements.html", status=code, listing=listing, status_filter=status or "",
                            programme_id=programme or "", statuses=SETTLEMENT_STATUSES,
-                           programmes={p["id"]: p for p in choices["items"]},
-                           providers={p["id"]: p for p in providers["items"]}, error=error, values=values or {},
+                           programmes={p["id"]: p for p in choices},
+                           providers={p["id"]: p for p in providers}, error=error, values=values or {},
                            form_key=str(uuid.uuid4()))
 
     @console.get("/operator/settlements")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -90,6 +91,110 @@ JOURNAL_NAMES = {
     "clawback_recorded": msg("clawback recorded"), "settlement_paid": msg("settlement paid"),
     "settlement_repaid": msg("settlement repaid"), "claim_paid": msg("claim paid"),
 }
+
+#: What of a journal's memo a person reads beside the movement's name. The memo is the ledger's
+#: record, in English, with amounts in minor units ("captured 200000 of 300000 for order PO-1");
+#: shown as it was, a Chinese page had carried English and fen figures with no unit (an
+#: independent review, December 2026). Only what a person wrote or will look for is taken: the
+#: order's reference, or the reason, note or payment reference typed with the change.
+_MEMO_ORDER = re.compile(r"for order (?P<order>\S+)$")
+_MEMO_WORDS = re.compile(
+    r"^(?:revoked|clawback of used value|refund to (?:voucher|programme pool)|hold released \([a-z_]+\))"
+    r": (?P<words>.+)$|, reference (?P<reference>.+)$", re.S)
+
+
+def memo_detail(memo: str | None, language: str) -> str:
+    if not memo:
+        return ""
+    order = _MEMO_ORDER.search(memo)
+    if order is not None:
+        return msg("order {reference}", reference=order["order"]).render(language)
+    words = _MEMO_WORDS.search(memo)
+    if words is not None and words["words"]:
+        return words["words"]
+    if words is not None and words["reference"]:
+        return msg("payment reference {reference}", reference=words["reference"]).render(language)
+    return ""
+
+
+#: A verification's problems as an auditor reads them: what each kind means, in the page's
+#: language. The API keeps each problem's own English `detail`, with its numbers, for machines
+#: and for the record; the console had shown that text and the kind's code to every reader.
+VERIFICATION_PROBLEMS: dict[str, tuple[Message, Message]] = {
+    "event_deleted": (msg("events deleted"), msg(
+        "{missing} event(s) are missing from the chain here; the event after them links from the last of them "
+        "and cannot be checked", missing=0)),
+    "event_inserted": (msg("event inserted"), msg(
+        "the event is not part of the chain: the next event links straight from the one before it")),
+    "events_reordered": (msg("events reordered"), msg(
+        "this event and the next are in each other's places: their links only verify in the opposite order")),
+    "event_altered": (msg("event altered"), msg(
+        "the event does not hash to its link: its content was changed, or an earlier event was removed and "
+        "the rest renumbered")),
+    "checkpoint_mismatch": (msg("checkpoint not matched"), msg(
+        "the chain does not hash to what a signed checkpoint pinned, or ends before it: it was rewritten or "
+        "shortened")),
+    "checkpoint_signature_invalid": (msg("checkpoint signature invalid"), msg(
+        "a stored checkpoint's signature does not verify with the service's keys, or a retired key signed it "
+        "after the current key took over")),
+    "posting_without_event": (msg("journal without an event"), msg(
+        "a ledger journal has no audit event: it was written behind the service's back")),
+    "postings_differ": (msg("journal differs from its event"), msg(
+        "the ledger's journal (its kind, time, references or postings) differs from what its audit event "
+        "recorded")),
+    "event_without_posting": (msg("event without a journal"), msg(
+        "an audit event records a journal the ledger no longer has")),
+    "event_outside_chain": (msg("event outside the chain"), msg(
+        "an event carries a position the chain does not have: it was planted with its seal filled in")),
+    "account_without_event": (msg("account without an event"), msg(
+        "a ledger account has no audit event recording whose it is: it was opened behind the service's back")),
+    "account_differs": (msg("account differs from its event"), msg(
+        "the ledger account (its owner, kind, unit or code) differs from what its audit event recorded")),
+    "event_without_account": (msg("event without an account"), msg(
+        "an audit event records a ledger account the ledger no longer has")),
+    "account_event_repeated": (msg("account recorded twice"), msg(
+        "a second audit event records a ledger account: the service records each once")),
+}
+
+
+def verification_problem(problem: dict[str, Any], language: str) -> tuple[str, str]:
+    """A verification problem's name and meaning in `language`; an unknown kind as the API has it."""
+    known = VERIFICATION_PROBLEMS.get(str(problem.get("kind")))
+    if known is None:
+        return str(problem.get("kind", "")), str(problem.get("detail", ""))
+    name, meaning = known
+    if "missing" in meaning.params:  # how many, from the problem itself
+        meaning = Message(meaning.template, missing=problem.get("missing", "?"))
+    return name.render(language), meaning.render(language)
+
+
+#: An anomaly finding's figures by name, in the page's language (its code stays in data-figure).
+FIGURE_NAMES: dict[str, Message] = {
+    "redemptions": msg("redemptions"), "shared_parties": msg("shared related parties"), "orders": msg("orders"),
+    "threshold": msg("threshold"), "lower_bound": msg("lower bound"), "margin_bps": msg("margin below the threshold"),
+    "window_days": msg("window (days)"), "order_total": msg("orders' total"), "recent_amount": msg("recent amount"),
+    "average_per_window": msg("average per earlier window"), "earlier_total": msg("earlier total"),
+    "earlier_windows": msg("earlier windows"), "active_windows": msg("earlier windows with redemptions"),
+    "factor": msg("factor"), "burst_amount": msg("amount in the burst"), "total_redeemed": msg("total redeemed"),
+    "share_bps": msg("share"), "threshold_share_bps": msg("threshold share"), "min_amount": msg("least amount"),
+    "days": msg("days"), "enterprises": msg("enterprises"), "providers": msg("providers"), "claims": msg("claims"),
+}
+
+
+def delivery_error(error: str | None, language: str) -> str:
+    """A webhook attempt's error as the page's reader reads it. The attempt log keeps the
+    worker's English (`timed out`, `HTTP 500`, an httpx error); a status is already shown as
+    "answered 500", and an error the console has no words for is shown as it is, marked English."""
+    if not error or error.startswith("HTTP "):
+        return ""
+    if error == "timed out":
+        return msg("timed out").render(language)
+    if error.startswith("refused: "):
+        return msg("not sent: the address does not resolve to a public address").render(language)
+    if error.startswith("superseded"):
+        return msg("its answer came after the delivery was cancelled, redelivered or claimed again").render(language)
+    return msg("connection failed ({error})", error=error).render(language)
+
 
 templates = Environment(
     loader=FileSystemLoader(HERE / "templates"),
@@ -230,6 +335,10 @@ def render(request: Request, template: str, *, status: int = 200, language: str 
 
     body = templates.get_template(template).render(
         _=text(language), lang=language, html_lang="zh-CN" if language == "zh" else "en",
+        memo_detail=lambda memo: memo_detail(memo, language),
+        delivery_error=lambda error: delivery_error(error, language),
+        figure_name=named(FIGURE_NAMES),
+        verification_problem=lambda problem: verification_problem(problem, language),
         when=when, money=money, major=major, percent=percent, figure=figure, cap_share=cap_share, status_name=status_name, account_kind=account_kind, journal_name=journal_name, page=page, me=page.me if page else None, role=page.role if page else None,
         csrf_token=page.csrf_token if page else None, path=str(request.url.path), here_in=here_in,
         home=HOME, role_name=ROLE_NAMES[page.role].render(language) if page else None, **values,
@@ -275,7 +384,8 @@ def now_of(request: Request) -> datetime:
 def api_for(request: Request, api_key: str | None, language: str) -> Api:
     client = request.client
     address = (client.host, client.port) if client else ("unknown", 0)
-    return Api(request.app.state.api_app, api_key, address, language)
+    return Api(request.app.state.api_app, api_key, address, language,
+               page_limit_max=settings_of(request).page_limit_max)
 
 
 def form_key(form: Any) -> str:

@@ -424,14 +424,14 @@ def _builtin(rule: dict[str, Any], facts: Facts, rule_id: str) -> Outcome:
             return _unknown(rule_id, FACT_LABELS["enterprise.founded_on"])
         ok = founded <= years_before(facts.application_date, rule["years"])
         return Outcome(rule_id, ok, msg("founded {day}, at least {years} year(s) before the application",
-                                        day=founded.isoformat(), years=rule["years"]) if ok
+                                        day=founded, years=rule["years"]) if ok
                        else msg("founded {day}, less than {years} year(s) before the application",
-                                day=founded.isoformat(), years=rule["years"]))
+                                day=founded, years=rule["years"]))
     if name == "no_blacklist_within_years":
         since = years_before(facts.application_date, rule["years"])
         recent = sorted(d for d in facts.blacklist_dates if d >= since)
         return Outcome(rule_id, not recent,
-                       msg("dishonesty (失信) record on {day}", day=recent[-1].isoformat()) if recent
+                       msg("dishonesty (失信) record on {day}", day=recent[-1]) if recent
                        else msg("no dishonesty (失信) record in the last {years} year(s)", years=rule["years"]))
     if name == "has_certifications":
         held = set(e.get("certifications") or [])

@@ -222,6 +222,10 @@ def _amount_hint(err: dict[str, Any]) -> Message | None:
     if not loc or not isinstance(loc[-1], str) or not _AMOUNT_FIELD.search(loc[-1]):
         return None
     limit = (err.get("ctx") or {}).get("le")
+    least = (err.get("ctx") or {}).get("ge")
+    if err.get("type") == "greater_than_equal" and least == 1:
+        # "at least 1" read as ¥1 where the least is one fen (an independent review, December 2026)
+        return msg("must be more than zero")
     if err.get("type") == "less_than_equal" and isinstance(limit, int):
         # the largest amount, which read as yuan would be a hundred times the real limit
         return msg("at most {maximum}, counted in the unit's minor unit: fen for CNY, thousandths of an hour for "

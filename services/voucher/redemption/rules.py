@@ -311,11 +311,11 @@ def check_parties(parties: Parties) -> None:
 
 def check_usable(voucher: VoucherState, now: datetime) -> None:
     if now < voucher.valid_from:
-        raise VoucherNotYetValid(msg("valid from {valid_from}", valid_from=voucher.valid_from.isoformat()),
+        raise VoucherNotYetValid(msg("valid from {valid_from}", valid_from=voucher.valid_from),
                                  valid_from=voucher.valid_from.isoformat())
     status = effective_status(VoucherStatus(voucher.status), voucher.expires_at, now)
     if status is VoucherStatus.EXPIRED:
-        raise VoucherExpired(msg("expired at {expires_at}", expires_at=voucher.expires_at.isoformat()),
+        raise VoucherExpired(msg("expired at {expires_at}", expires_at=voucher.expires_at),
                              expires_at=voucher.expires_at.isoformat())
     if status is VoucherStatus.SUSPENDED:
         raise VoucherSuspended(
@@ -474,7 +474,7 @@ def capture_amount(hold: Hold, voucher: VoucherState, requested: int | None, now
     lapsed, at = lapse(hold.hold_expires_at, voucher.expires_at)
     if now >= at and lapsed is VoidReason.EXPIRED:
         raise HoldExpired(
-            msg("the hold expired at {hold_expires_at} and is void", hold_expires_at=hold.hold_expires_at.isoformat()),
+            msg("the hold expired at {hold_expires_at} and is void", hold_expires_at=hold.hold_expires_at),
             hold_expires_at=hold.hold_expires_at.isoformat(),
         )
     if now >= at or effective_status(VoucherStatus(voucher.status), voucher.expires_at, now) is VoucherStatus.EXPIRED:

@@ -120,7 +120,7 @@ async def move(session: AsyncSession, clock: SandboxClock, *, advance: timedelta
     if target < before:
         raise errors.SandboxClockBackwards(
             msg("the sandbox clock reads {now}; it only moves forward, and {target} is earlier",
-                now=before.isoformat(), target=target.isoformat()),
+                now=before, target=target),
             now=before.isoformat(),
         )
     if target - before > MAX_MOVE:

@@ -124,7 +124,7 @@ def period_problems(first_day: date, last_day: date, today: date) -> list[tuple[
     """(field, message) for a period that cannot be settled."""
     problems: list[tuple[str, Message]] = []
     if first_day < EARLIEST_DAY:
-        problems.append(("period_start", msg("periods start on {earliest} or later", earliest=EARLIEST_DAY.isoformat())))
+        problems.append(("period_start", msg("periods start on {earliest} or later", earliest=EARLIEST_DAY)))
         return problems
     if last_day < first_day:
         problems.append(("period_end", msg("the period ends before it starts")))
@@ -145,8 +145,8 @@ def payment_day_problem(paid_on: date, approved_at: datetime | None, now: dateti
     today = now.astimezone(zone).date()
     if paid_on > today:
         return msg("the payment day {paid_on} is after today ({today}, Beijing time): record a payment once it is made",
-                   paid_on=paid_on.isoformat(), today=today.isoformat())
+                   paid_on=paid_on, today=today)
     if approved_at is not None and paid_on < approved_at.astimezone(zone).date():
         return msg("the payment day {paid_on} is before the approval ({approved}, Beijing time)",
-                   paid_on=paid_on.isoformat(), approved=approved_at.astimezone(zone).date().isoformat())
+                   paid_on=paid_on, approved=approved_at.astimezone(zone).date())
     return None

@@ -221,7 +221,7 @@ async def approve(session: AsyncSession, actor: Actor, settlement_id: uuid.UUID,
         if now < deemed_at:
             raise InvalidTransition(
                 msg("the provider confirms or disputes its repayment statement; if it has done neither, the "
-                    "office can approve it from {at}", at=deemed_at.isoformat()),
+                    "office can approve it from {at}", at=deemed_at),
                 current_status=settlement.status, allowed=[S.SUBMITTED.value, S.CANCELLED.value],
             )
         await _move(session, settlement, S.SUBMITTED, now, msg(

@@ -86,7 +86,8 @@ async def issue_voucher(body: VoucherIssue, session: Session, now: Now, actor: W
     description="The programme office (`vouchers:write`), with a required Idempotency-Key, grants many vouchers of "
     "one programme in one transaction, e.g. from an offline selection. Each grant moves its face value as "
     "`issue_voucher` does (a ledger journal, the audit events `voucher.issued` and `ledger.posted`, a "
-    "`voucher.issued` event); one refusal refuses the whole batch, names the grant (`grant_index`) and issues "
+    "`voucher.issued` event); one refusal refuses the whole batch, names the grant (`grant_index`, from 0, and "
+    "its own refusal in words, `grant_reason`) and issues "
     "nothing. Refused with `not_found`, `programme_not_open`, `exceeds_max_per_voucher`, "
     "`enterprise_cap_exceeded`, `budget_exhausted`, `validation_failed` or an Idempotency-Key conflict.",
     status_code=201,

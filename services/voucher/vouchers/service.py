@@ -273,6 +273,7 @@ async def issue_bulk(
                               reason=reason)
             exc.args = (exc.detail,)
             exc.extra["grant_index"] = index
+            exc.extra["grant_reason"] = reason  # the grant's own refusal, for a caller that names rows its own way
             raise
     return issued
 
