@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import sys
@@ -372,10 +373,19 @@ def jobs_run_once(
         raise typer.Exit(2)
 
     async def main() -> int:
+        from sqlalchemy.exc import DBAPIError
+
         database = Database(get_settings())
         try:
             await _refuse_a_database_the_jobs_must_not_run_on(database)
-            return await jobs.run_once(database, job, (await _clock(database))())
+            now = (await _clock(database))()
+            try:
+                return await jobs.run_once(database, job, now)
+            except (DBAPIError, OSError):
+                raise  # the database could not be used: exit 2, as for any command
+            except Exception as exc:  # noqa: BLE001 - the job failed: said in one line, exit 1 (as documented)
+                typer.echo(f"error: job {job} failed: {_one_line(exc)}", err=True)
+                raise typer.Exit(1) from None
         finally:
             await database.dispose()
 
@@ -423,10 +433,19 @@ def jobs_list() -> None:
 
 @app.command("worker")
 def worker(
-    interval: Annotated[float | None, typer.Option(metavar="SECONDS", help="Seconds between rounds (default "
-                                                        "VOUCHER_WORKER_INTERVAL_SECONDS, 5).")] = None,
+    interval: Annotated[float | None, typer.Option(metavar="SECONDS", min=0.001, help="Seconds between rounds "
+                                                        "(default VOUCHER_WORKER_INTERVAL_SECONDS, 5).")] = None,
     job: Annotated[list[str] | None, typer.Option(metavar="JOB", help="Run only this job (repeatable).")] = None,
-    once: Annotated[bool, typer.Option(help="Run one round and exit.")] = False,
+    once: Annotated[bool, typer.Option(help="Run one round and exit: 0 if every job ran, 1 if one failed, 2 if none "
+                                            "could run (the database is at another revision, or a moved sandbox in "
+                                            "production).")] = False,
+    metrics_port: Annotated[int | None, typer.Option(
+        metavar="PORT", min=1, max=65535, envvar="VOUCHER_WORKER_METRICS_PORT",
+        help="Serve this worker's metrics (its jobs, webhook deliveries, expired holds) at "
+             "http://HOST:PORT/metrics, with VOUCHER_METRICS_TOKEN as for the API's; production needs the token. "
+             "Off by default.")] = None,
+    metrics_host: Annotated[str, typer.Option(metavar="HOST", envvar="VOUCHER_WORKER_METRICS_HOST",
+                                              help="Address the metrics listen on.")] = "127.0.0.1",
     database_url: DatabaseUrl = None,
 ) -> None:
     """Run the periodic jobs until SIGTERM/SIGINT. Several workers may run against PostgreSQL;
@@ -446,12 +465,31 @@ def worker(
         typer.echo(f"unknown job(s) {', '.join(unknown)}; jobs: {_job_names()}", err=True)
         raise typer.Exit(2)
 
-    async def main() -> None:
+    token = settings.metrics_token.get_secret_value() if settings.metrics_token is not None else None
+    if metrics_port is not None and token is None and settings.environment == "production":
+        typer.echo("error: --metrics-port in production needs VOUCHER_METRICS_TOKEN (scrapers send it as "
+                   "Authorization: Bearer <token>)", err=True)
+        raise typer.Exit(2)
+
+    async def main() -> list[str]:
         database = Database(settings)
+        stop_metrics = None
         try:
-            await _refuse_a_sandbox_database_in_production(database)
-            runner = jobs.JobWorker(database, await _clock(database), interval or settings.worker_interval_seconds,
-                                    chosen)
+            if once:  # cron's form: a database the jobs must not run on is an error, as for `jobs run-once`
+                await _refuse_a_database_the_jobs_must_not_run_on(database)
+            else:
+                await _refuse_a_sandbox_database_in_production(database)
+            if metrics_port is not None:
+                from services.voucher import metrics
+
+                try:
+                    stop_metrics = metrics.serve(metrics_host, metrics_port, token)
+                except OSError as exc:
+                    typer.echo(f"error: cannot serve metrics on {metrics_host}:{metrics_port}: {exc.strerror or exc}",
+                               err=True)
+                    raise typer.Exit(2) from None
+            runner = jobs.JobWorker(database, await _clock(database),
+                                    interval if interval is not None else settings.worker_interval_seconds, chosen)
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGTERM, signal.SIGINT):
@@ -459,12 +497,18 @@ def worker(
             if once:
                 done = await runner.round()
                 typer.echo(" ".join(f"{name}={count}" for name, count in done.items()))
-            else:
-                await runner.run(stop)
+                return runner.failed
+            await runner.run(stop)
+            return []
         finally:
+            if stop_metrics is not None:
+                stop_metrics()
             await database.dispose()
 
-    asyncio.run(main())
+    failed = asyncio.run(main())
+    if failed:
+        typer.echo(f"error: job(s) failed: {', '.join(failed)} (see the log)", err=True)
+        raise typer.Exit(1)
 
 
 @audit_app.command("verify")
@@ -593,9 +637,22 @@ def export(
         typer.echo(f"error: {problem.render(_language())}", err=True)
         raise typer.Exit(2)
 
+    # A file is written beside its destination and put in its place only once whole: a refused
+    # or failed export had left last month's file empty, or half written (an independent
+    # review, December 2026). A destination that cannot be written is said to be that.
+    to_stdout = str(output) == "-"
+    partial = output.with_name(f".{output.name}.{os.getpid()}.partial") if not to_stdout else None
+
     async def main() -> dict[str, Any]:
         database = Database(get_settings())
-        sink = sys.stdout.buffer if str(output) == "-" else output.open("wb")
+        sink: Any = sys.stdout.buffer
+        if partial is not None:
+            try:
+                sink = partial.open("wb")
+            except OSError as exc:
+                typer.echo(f"error: cannot write {output}: {exc.strerror or exc}", err=True)
+                raise typer.Exit(2) from None
+        finished = False
         try:
             async with database.session(write=False) as session:  # the export takes its own snapshot
                 opened = await exports.open_export(session, database, SYSTEM, chosen, fmt, filters,
@@ -604,13 +661,22 @@ def export(
                     sink.write(chunk)
             async with database.unit_of_work(write=False) as session:
                 manifest = await exports.get_manifest(session, opened.manifest.id)
+            if partial is not None:
+                sink.close()
+                try:
+                    os.replace(partial, output)
+                except OSError as exc:
+                    typer.echo(f"error: cannot write {output}: {exc.strerror or exc}", err=True)
+                    raise typer.Exit(2) from None
+            finished = True
             return {"export_id": str(manifest.id), "dataset": manifest.dataset, "format": manifest.format,
                     "row_count": manifest.row_count, "sha256": manifest.sha256,
                     "chain_seq": manifest.chain_seq, "chain_hash": manifest.chain_hash,
                     "unsealed_events": manifest.unsealed_events}
         finally:
-            if sink is not sys.stdout.buffer:
+            if partial is not None and not finished:
                 sink.close()
+                partial.unlink(missing_ok=True)
             await database.dispose()
 
     try:
@@ -751,7 +817,13 @@ def _one_line(exc: BaseException) -> str:
 def _where() -> str:
     """The configured database, as an operator would recognise it, without its password."""
     url = os.environ.get("DATABASE_URL") or os.environ.get("VOUCHER_DATABASE_URL") or ""
-    url = re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
+    # SQLAlchemy's own reading of the URL, so a password with no user name, or holding "/", is
+    # masked too (a review); a URL it cannot read is masked by the pattern below.
+    from sqlalchemy.engine import make_url
+
+    with contextlib.suppress(Exception):
+        url = make_url(url).render_as_string(hide_password=True) if url else url
+    url = re.sub(r"//([^:/@]*):[^@]*@", r"//\1:***@", url)
     # libpq also takes the password as a query parameter (?password=…): masked too (a review).
     return re.sub(r"([?&]password=)[^&#]*", r"\1***", url, flags=re.IGNORECASE) or "the default database"
 

@@ -179,7 +179,10 @@ class Database:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.is_sqlite = settings.is_sqlite
-        kwargs: dict[str, Any] = {"echo": settings.database_echo}
+        # Statement parameters are never put in logs or error messages: they hold webhook signing
+        # secrets and key hashes, and SQLAlchemy's echo logs them past the redacting handler (an
+        # independent review, December 2026).
+        kwargs: dict[str, Any] = {"echo": settings.database_echo, "hide_parameters": True}
         if self.is_sqlite:
             kwargs["connect_args"] = {"timeout": 30}
         else:

@@ -162,6 +162,8 @@ class JobWorker:
     only: tuple[str, ...] = JOBS
     last_ok: dict[str, float] = field(default_factory=dict)
     last_run: dict[str, float] = field(default_factory=dict)
+    #: The jobs the last round could not run or that failed (`voucher worker --once` exits 1).
+    failed: list[str] = field(default_factory=list)
 
     def due(self, job: str, at: float) -> bool:
         every = SCHEDULE[job]
@@ -171,14 +173,17 @@ class JobWorker:
         """Each of `jobs` (default: every one this worker runs) that is due, in order; once
         `stop` is set, none after the current one."""
         done: dict[str, int] = {}
+        self.failed = []
         if isinstance(self.clock, SandboxClock):  # the time another process may have moved it to
             try:
                 await sandbox.refresh(self.database, self.clock)
             except Exception:
                 log.exception("the sandbox clock could not be read; this round is skipped")
+                self.failed = list(self.only if jobs is None else jobs)
                 return done
         chosen = self.only if jobs is None else jobs
         if not await self._schema_is_this_builds(chosen):
+            self.failed = list(chosen)
             return done
         for job in chosen:
             if stop is not None and stop.is_set():
@@ -192,6 +197,7 @@ class JobWorker:
                 done[job] = await run_once(self.database, job, self.clock())
             except Exception:
                 log.exception("job %s failed; it runs again next round", job)
+                self.failed.append(job)
                 metrics.job_ran(job, "error", time.perf_counter() - started)
                 del self.last_run[job]  # an hourly job too: not an hour later
                 continue

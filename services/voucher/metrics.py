@@ -15,6 +15,7 @@ transaction commits, and is dropped if it (or the savepoint it was registered in
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import (
@@ -87,6 +88,46 @@ def exposition() -> bytes:
         _multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry)
     return generate_latest(REGISTRY)
+
+
+def serve(host: str, port: int, token: str | None) -> Callable[[], None]:
+    """Serve `exposition()` at http://host:port/metrics from a thread, for a process that has no
+    API of its own (`voucher worker --metrics-port`): its job, webhook and hold counters had
+    reached no scrape when the worker ran beside `voucher serve`, so alerts on job errors never
+    fired (an independent review, December 2026). With `token`, a scrape must send it as
+    `Authorization: Bearer <token>`, as for the API's `/metrics`. Returns what stops it."""
+    import hmac
+    import threading
+    from socketserver import ThreadingMixIn
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+    def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        if environ.get("PATH_INFO", "/") not in ("/metrics", "/metrics/"):
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"not found: the metrics are at /metrics\n"]
+        if token is not None:
+            scheme, _, given = str(environ.get("HTTP_AUTHORIZATION", "")).partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+                start_response("401 Unauthorized", [("Content-Type", "text/plain"), ("WWW-Authenticate", "Bearer")])
+                return [b"send the metrics token as Authorization: Bearer <token>\n"]
+        start_response("200 OK", [("Content-Type", CONTENT_TYPE)])
+        return [exposition()]
+
+    class Server(ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+            """A scrape every 15 s is not worth a log line."""
+
+    server = make_server(host, port, application, Server, handler_class=Quiet)
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+
+    return stop
 
 
 # -- HTTP -------------------------------------------------------------------------------------

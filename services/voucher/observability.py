@@ -52,9 +52,10 @@ _SECRETS: tuple[tuple[re.Pattern[str], str], ...] = (
     # where one can begin and is at most 32 characters: tried at every letter of a long run
     # (a 60,000-letter path in an access line), the match took time in the square of the run
     # and held the event loop for seconds (an independent review, December 2026). Neither the
-    # user nor the password runs past a slash (RFC 3986's userinfo has none), so each try ends
-    # at the next one.
-    (re.compile(r"(?<![A-Za-z0-9+.-])([A-Za-z][A-Za-z0-9+.-]{0,31}://[^\s:/@\"'\\]*:)[^\s/@\"'\\]*@"),
+    # user past a slash (RFC 3986's userinfo has none), and the password at most 256 characters,
+    # so each try ends soon. The password may hold "/" (a base64 one often does, and SQLAlchemy
+    # reads `user:Zm9v/YmFy@host` so): it had stopped there and been logged (a later review).
+    (re.compile(r"(?<![A-Za-z0-9+.-])([A-Za-z][A-Za-z0-9+.-]{0,31}://[^\s:/@\"'\\]*:)[^\s@\"'\\]{0,256}@"),
      rf"\1{REDACTED}@"),
 )
 
@@ -135,9 +136,9 @@ def log_access(
     principal: dict[str, str] | None,
 ) -> None:
     """One line per request. `principal` is the key's id and role, never the key."""
-    if not access_log.isEnabledFor(logging.INFO):
-        return
     level = logging.WARNING if status >= 500 else logging.INFO
+    if not access_log.isEnabledFor(level):  # at WARNING, a 5xx's line is still written (a review)
+        return
     access_log.log(
         level,
         "%s %s %s %.1fms",

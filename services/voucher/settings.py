@@ -128,9 +128,11 @@ class Settings(BaseSettings):
         if not value:
             return None
         try:
-            parse(value)
+            parsed = parse(value)
         except ValueError as exc:
             raise ValueError(f"VOUCHER_AUTH_FAILURE_LIMIT is not like '30/minute': {value!r}") from exc
+        if parsed.amount < 1 or parsed.multiples < 1:
+            raise ValueError(f"VOUCHER_AUTH_FAILURE_LIMIT must allow at least 1 failure per window: {value!r}")
         return value
 
     @field_validator("rate_limits")
@@ -141,9 +143,13 @@ class Settings(BaseSettings):
 
         for role, limit in value.items():
             try:
-                parse(limit)
+                parsed = parse(limit)
             except ValueError as exc:
                 raise ValueError(f"rate limit for {role} is not like '600/minute': {limit!r}") from exc
+            # "0/minute" would answer every request of the role 429 for good (a review): a role is
+            # shut out by revoking its keys, not by a limit.
+            if parsed.amount < 1 or parsed.multiples < 1:
+                raise ValueError(f"rate limit for {role} must allow at least 1 request per window: {limit!r}")
         return {**DEFAULT_RATE_LIMITS, **value}
 
     #: Events and webhooks (docs/decisions.md, "Events and webhooks"). Deliveries go only to
@@ -191,7 +197,7 @@ class Settings(BaseSettings):
         text = value.get_secret_value() if isinstance(value, SecretStr) else value
         if isinstance(text, str) and len(text.strip()) < 32:
             raise ValueError("VOUCHER_CONSOLE_SECRET must be at least 32 characters")
-        return value
+        return text.strip() if isinstance(text, str) else value  # a secret file's newline is not the secret
 
     @field_validator("webhook_allowed_networks")
     @classmethod
@@ -282,7 +288,9 @@ class Settings(BaseSettings):
         text = value.get_secret_value() if isinstance(value, SecretStr) else value
         if isinstance(text, str) and len(text.strip()) < 16:
             raise ValueError("VOUCHER_METRICS_TOKEN must be at least 16 characters")
-        return value
+        # Stored as it will be compared: a token read from a secret file keeps its newline, which
+        # no scraper's header carries, and every scrape had been refused (an independent review).
+        return text.strip() if isinstance(text, str) else value
 
     @model_validator(mode="after")
     def _production_guards(self) -> Settings:
