@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import sys
 import uuid
 from pathlib import Path
@@ -267,3 +268,44 @@ def test_at_log_level_warning_the_access_line_of_a_5xx_is_still_written() -> Non
     finally:
         configure_logging("WARNING", "json")
     assert '"status": 503' in stream.getvalue(), stream.getvalue()
+
+
+# A review of these fixes: the export replaces only a regular file, keeping its mode --------------
+
+
+def test_an_export_keeps_the_permissions_of_the_file_it_overwrites(sqlite_db: str, tmp_path: Path) -> None:
+    assert voucher("db", "upgrade").exit_code == 0
+    out = tmp_path / "ledger.jsonl"
+    out.write_text("last month\n")
+    out.chmod(0o600)  # tenants' ledger: readable by the export's owner only
+    old = os.umask(0o022)
+    try:
+        result = voucher("export", "ledger-entries", "-o", str(out))
+    finally:
+        os.umask(old)
+    assert result.exit_code == 0, result.output
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600, oct(out.stat().st_mode)
+
+
+def test_an_export_to_a_symlink_writes_the_file_it_points_to(sqlite_db: str, tmp_path: Path) -> None:
+    assert voucher("db", "upgrade").exit_code == 0
+    target = tmp_path / "2026-11.jsonl"
+    target.write_text("")
+    link = tmp_path / "latest.jsonl"
+    link.symlink_to(target)
+    result = voucher("export", "ledger-entries", "-o", str(link))
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink(), "the symlink was replaced by a regular file"
+
+
+def test_an_export_to_a_fifo_reaches_its_reader(sqlite_db: str, tmp_path: Path) -> None:
+    assert voucher("db", "upgrade").exit_code == 0
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # the other end: gzip, gpg, an upload
+    try:
+        result = voucher("export", "ledger-entries", "-o", str(fifo))
+        assert result.exit_code == 0, result.output
+        assert stat.S_ISFIFO(os.stat(fifo).st_mode), "the pipe was replaced by a regular file"
+    finally:
+        os.close(reader)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import re
+import stat
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
@@ -16,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 import typer.core
 
+from services.voucher import i18n
 from services.voucher.apikeys.rules import Role
 from services.voucher.clock import SandboxClock, system_clock
 from services.voucher.settings import Settings, get_settings, sync_database_url
@@ -371,6 +373,7 @@ def jobs_run_once(
     if job not in jobs.JOBS:
         typer.echo(f"unknown job {job!r}; jobs: {_job_names()}", err=True)
         raise typer.Exit(2)
+    i18n.show_instants_in(get_settings().default_timezone)
 
     async def main() -> int:
         from sqlalchemy.exc import DBAPIError
@@ -459,6 +462,7 @@ def worker(
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
+    i18n.show_instants_in(settings.default_timezone)  # what its jobs write for people, as the API would
     chosen = tuple(job or jobs.JOBS)
     unknown = [j for j in chosen if j not in jobs.JOBS]
     if unknown:
@@ -496,6 +500,10 @@ def worker(
                 loop.add_signal_handler(signum, stop.set)
             if once:
                 done = await runner.round()
+                if runner.skipped:
+                    typer.echo("error: no job ran: the database could not be read or is not this build's "
+                               "(see the log)", err=True)
+                    raise typer.Exit(2)
                 typer.echo(" ".join(f"{name}={count}" for name, count in done.items()))
                 return runner.failed
             await runner.run(stop)
@@ -637,21 +645,42 @@ def export(
         typer.echo(f"error: {problem.render(_language())}", err=True)
         raise typer.Exit(2)
 
-    # A file is written beside its destination and put in its place only once whole: a refused
-    # or failed export had left last month's file empty, or half written (an independent
-    # review, December 2026). A destination that cannot be written is said to be that.
+    # A regular file is written beside itself and put in its place only once whole: a refused or
+    # failed export had left last month's file empty, or half written (an independent review,
+    # December 2026). The new file takes the old one's permissions (an export of every tenant's
+    # ledger kept `chmod 600`), a symlink's target is what is written, and what is not a regular
+    # file (a pipe to gzip or gpg) is written to directly, as a directory the operator may not
+    # write beside the file is (a review of that fix).
     to_stdout = str(output) == "-"
-    partial = output.with_name(f".{output.name}.{os.getpid()}.partial") if not to_stdout else None
+    target = output.resolve() if not to_stdout else output
+    existing = target.stat() if not to_stdout and target.exists() else None
+    in_place = existing is not None and not stat.S_ISREG(existing.st_mode)
+    partial = None if to_stdout or in_place else target.with_name(f".{target.name}.{os.getpid()}.partial")
+
+    def opened_sink() -> Any:
+        nonlocal partial
+        if to_stdout:
+            return sys.stdout.buffer
+        if partial is not None:
+            try:
+                handle = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except PermissionError:
+                if existing is None:
+                    raise
+                partial = None  # the file may be writable where its directory is not
+            else:
+                mode = stat.S_IMODE(existing.st_mode) if existing is not None else 0o666 & ~_umask()
+                os.fchmod(handle, mode)
+                return os.fdopen(handle, "wb")
+        return target.open("wb")
 
     async def main() -> dict[str, Any]:
         database = Database(get_settings())
-        sink: Any = sys.stdout.buffer
-        if partial is not None:
-            try:
-                sink = partial.open("wb")
-            except OSError as exc:
-                typer.echo(f"error: cannot write {output}: {exc.strerror or exc}", err=True)
-                raise typer.Exit(2) from None
+        try:
+            sink = opened_sink()
+        except OSError as exc:
+            typer.echo(f"error: cannot write {output}: {exc.strerror or exc}", err=True)
+            raise typer.Exit(2) from None
         finished = False
         try:
             async with database.session(write=False) as session:  # the export takes its own snapshot
@@ -661,10 +690,11 @@ def export(
                     sink.write(chunk)
             async with database.unit_of_work(write=False) as session:
                 manifest = await exports.get_manifest(session, opened.manifest.id)
-            if partial is not None:
+            if sink is not sys.stdout.buffer:
                 sink.close()
+            if partial is not None:
                 try:
-                    os.replace(partial, output)
+                    os.replace(partial, target)
                 except OSError as exc:
                     typer.echo(f"error: cannot write {output}: {exc.strerror or exc}", err=True)
                     raise typer.Exit(2) from None
@@ -674,9 +704,10 @@ def export(
                     "chain_seq": manifest.chain_seq, "chain_hash": manifest.chain_hash,
                     "unsealed_events": manifest.unsealed_events}
         finally:
-            if partial is not None and not finished:
+            if sink is not sys.stdout.buffer and not finished:
                 sink.close()
-                partial.unlink(missing_ok=True)
+                if partial is not None:
+                    partial.unlink(missing_ok=True)
             await database.dispose()
 
     try:
@@ -812,6 +843,13 @@ def _one_line(exc: BaseException) -> str:
     if isinstance(exc, DBAPIError | NoSuchModuleError | OSError | ConnectionError):
         return f"cannot open the database {where}: {first}"
     return f"{type(exc).__name__}: {first}"
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it, then put back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _where() -> str:

@@ -162,8 +162,10 @@ class JobWorker:
     only: tuple[str, ...] = JOBS
     last_ok: dict[str, float] = field(default_factory=dict)
     last_run: dict[str, float] = field(default_factory=dict)
-    #: The jobs the last round could not run or that failed (`voucher worker --once` exits 1).
+    #: The jobs that failed in the last round (`voucher worker --once` exits 1), and whether it
+    #: ran none at all, the database being unreadable or not this build's (it exits 2).
     failed: list[str] = field(default_factory=list)
+    skipped: bool = False
 
     def due(self, job: str, at: float) -> bool:
         every = SCHEDULE[job]
@@ -173,18 +175,17 @@ class JobWorker:
         """Each of `jobs` (default: every one this worker runs) that is due, in order; once
         `stop` is set, none after the current one."""
         done: dict[str, int] = {}
-        self.failed = []
+        self.failed, self.skipped = [], True
         if isinstance(self.clock, SandboxClock):  # the time another process may have moved it to
             try:
                 await sandbox.refresh(self.database, self.clock)
             except Exception:
                 log.exception("the sandbox clock could not be read; this round is skipped")
-                self.failed = list(self.only if jobs is None else jobs)
                 return done
         chosen = self.only if jobs is None else jobs
         if not await self._schema_is_this_builds(chosen):
-            self.failed = list(chosen)
             return done
+        self.skipped = False
         for job in chosen:
             if stop is not None and stop.is_set():
                 break

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import re
+import unicodedata
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
@@ -57,29 +57,38 @@ Uscc = Annotated[
 ]
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_LINE_BREAK_OR_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: Characters that are never part of text a person writes: control characters (C0, DEL and C1:
+#: NEL, CSI), and the Unicode line and paragraph separators.
+_NEVER = frozenset({"Cc", "Zl", "Zp"})
+#: Characters that show nothing: spaces, the invisible formatting ones (zero-width space, joiners,
+#: direction marks) and the above.
+_INVISIBLE = frozenset({"Zs", "Cf", *_NEVER})
+_LINE_BREAKS = frozenset("\t\n\r")
 
 
 def _refuse(code: str, message: Message) -> PydanticCustomError:
     return PydanticCustomError(code, message.template, {**message.params, TEMPLATE_KEY: message.template})
 
 
-def _written(value: str) -> str:
-    """A reason or an objection: lines of text, at least one character that is not a space."""
-    if _CONTROL.search(value):
-        raise _refuse("text_control_character", msg("must not contain control characters"))
-    if not value.strip():
+def _check_text(value: str, *, lines: bool) -> None:
+    for ch in value:
+        if unicodedata.category(ch) in _NEVER and not (lines and ch in _LINE_BREAKS):
+            raise _refuse("text_control_character",
+                          msg("must not contain control characters") if lines
+                          else msg("must be one line, without line breaks or control characters"))
+    if all(unicodedata.category(ch) in _INVISIBLE for ch in value):
         raise _refuse("text_blank", msg("must hold visible text, not only spaces or line breaks"))
+
+
+def _written(value: str) -> str:
+    """A reason or an objection: lines of text, at least one character that shows."""
+    _check_text(value, lines=True)
     return value
 
 
 def _one_line(value: str) -> str:
     """A reference (a bank's, an order's): one line, stored without the spaces around it."""
-    if _LINE_BREAK_OR_CONTROL.search(value):
-        raise _refuse("text_control_character", msg("must be one line, without line breaks or control characters"))
-    if not value.strip():
-        raise _refuse("text_blank", msg("must hold visible text, not only spaces or line breaks"))
+    _check_text(value, lines=False)
     return value.strip()
 
 

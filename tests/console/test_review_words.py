@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
+from services.voucher.console.web import delivery_error, memo_detail
 from tests.audit.test_chain import plain_pair, raw, tamper  # noqa: F401 - raw is a fixture
 from tests.console.conftest import Browser, csrf_of
 from tests.support import auth
@@ -71,10 +72,14 @@ async def test_the_verification_page_explains_its_problems_in_chinese(browser: B
     assert 'class="fail"' in result.text
     rows = re.findall(r"<tr[^>]*><td>(.*?)</td><td>(.*?)</td><td>(.*?)</td></tr>", result.text, re.S)
     assert rows, result.text
-    wrong = [(kind, detail) for kind, _seq, detail in rows
+    # The record's English is kept for the auditor to read on demand (a key id, a count), folded
+    # away under its own label; what the page says is in the reader's language.
+    shown = [(kind, re.sub(r"<details>.*?</details>", "", detail, flags=re.S)) for kind, _seq, detail in rows]
+    wrong = [(kind, detail) for kind, detail in shown
              if re.fullmatch(r"[a-z_]+", kind.strip())  # a code, not a word
              or re.search(r"[A-Za-z]{3,} [A-Za-z]{3,}", detail)]  # an English sentence
     assert not wrong, wrong
+    assert '<span lang="en">the event does not hash to its link' in result.text
 
 
 def _alert(html: str, element_id: str) -> str:
@@ -154,8 +159,6 @@ async def test_the_preview_refuses_a_face_value_over_the_most_per_voucher_on_its
 def test_a_memo_and_a_delivery_error_are_shown_in_the_readers_words() -> None:
     """What the console takes from a memo and from a webhook attempt's error: never the English
     record with its fen figures, whatever the memo's form (the same review)."""
-    from services.voucher.console.web import delivery_error, memo_detail
-
     assert memo_detail("captured 200000 of 300000 for order PO-1", "zh") == "订单 PO-1"
     assert memo_detail("redeemed for order PO-9", "en") == "order PO-9"
     assert memo_detail("revoked: 材料造假", "zh") == "材料造假"
@@ -169,3 +172,18 @@ def test_a_memo_and_a_delivery_error_are_shown_in_the_readers_words() -> None:
     assert delivery_error("refused: the host 'x' does not resolve", "zh").startswith("未发送")
     assert delivery_error("ConnectError: [Errno 111] Connection refused", "zh") == \
         "连接失败（ConnectError: [Errno 111] Connection refused）"
+
+
+def test_a_revocation_reason_that_mentions_an_order_is_shown_as_the_reason() -> None:
+    """memo_detail looks for 'for order X' at the end of any memo before it looks for the typed
+    reason: an operator's revocation reason is replaced by 'order PO-7', which reads as though
+    the movement were a redemption for that order."""
+    memo = "revoked: granted twice by mistake, see the complaint for order PO-7"
+    assert memo_detail(memo, "en") == "granted twice by mistake, see the complaint for order PO-7"
+
+
+def test_a_dns_timeout_is_not_shown_as_a_non_public_address() -> None:
+    """Every 'refused: ...' attempt error is shown as 'the address does not resolve to a public
+    address', including a transient DNS timeout: a tenant is told its receiver is not public."""
+    said = delivery_error("refused: the host 'hooks.example.com' did not resolve within 5 s", "en")
+    assert "public" not in said, said

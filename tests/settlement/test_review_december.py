@@ -71,3 +71,16 @@ async def test_a_dispute_is_recorded_only_with_a_reason_in_words(world: World, c
     refused = await act(world, s["id"], "dispute", key=world.provider_key, reason=reason)
     assert_problem(refused, 422, "validation_failed")
     assert (await get(world, s["id"]))["status"] == "draft"
+
+
+@pytest.mark.parametrize("reference", ["ICBC\u2028-77", "ICBC\x85-77", "ICBC\x9b31m-77", "\u200b\u200b"],
+                         ids=["line-separator", "NEL", "C1-CSI", "zero-width-only"])
+async def test_a_payment_reference_is_one_line_of_visible_text(world: World, clock, reference: str) -> None:
+    v = await world.issue(100_000_000)
+    await redeem(world, clock, "2026-03-02T02:00:00+00:00", v, 10_000_000, "PO-X")
+    clock.current = utc("2026-03-03T01:00:00+00:00")
+    s = await settled(world, "2026-03-02", "2026-03-02")
+    for action, status in (("submit", "submitted"), ("approve", "approved")):
+        await moved(world, s["id"], action, status)
+    assert_problem(await act(world, s["id"], "pay", reference=reference), 422, "validation_failed")
+    assert (await get(world, s["id"]))["status"] == "approved"

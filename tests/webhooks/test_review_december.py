@@ -3,6 +3,7 @@ endpoint while a send is under way, and a body the JSON decoder cannot hold."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import uuid
 from datetime import timedelta
@@ -11,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from services.voucher.db import Database
 from services.voucher.events import service as events
 from services.voucher.ids import uuid7
 from services.voucher.webhooks import repository
@@ -88,3 +90,77 @@ async def test_a_lone_surrogate_in_a_description_is_refused_not_a_500(app: Any, 
                                  headers=auth(world.provider_key, **{"Idempotency-Key": str(uuid.uuid4()),
                                                                      "content-type": "application/json"}))
     assert response.status_code != 500, response.text
+
+
+async def test_a_dual_stack_receiver_is_reached_when_ipv6_is_black_holed(
+    app: Any, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The resolver lists IPv6 first (RFC 6724 on a host with an IPv6 address) and the IPv6 path
+    drops packets: the connect times out after the client's timeout, which is the same
+    webhook_timeout_seconds that bounds the whole send (asyncio.wait_for in _attempt). The new
+    'try the next address on ConnectTimeout' branch can therefore never run: the IPv4 address
+    that answers is never tried, and every attempt fails 'timed out'."""
+    real = socket.getaddrinfo
+
+    def resolver(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == DUAL_STACK:
+            return [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", (V6, int(port or 443), 0, 0)),
+                    (socket.AF_INET, socket.SOCK_STREAM, 6, "", (V4, int(port or 443)))]
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    settings = app.state.settings.model_copy(update={"webhook_timeout_seconds": 0.5})
+    reached: list[str] = []
+
+    async def network(request: httpx.Request) -> httpx.Response:
+        if ":" in request.url.host:  # black-holed: the connect gives up at the request's connect timeout
+            await asyncio.sleep(request.extensions["timeout"]["connect"])
+            raise httpx.ConnectTimeout("timed out", request=request)
+        reached.append(request.url.host)
+        return httpx.Response(200)
+
+    world = await build_world(app, client)
+    voucher = await world.issue(10_000_000)
+    endpoint = await _endpoint(client, world.provider_key, f"https://{DUAL_STACK}/hooks")
+    await _redeem(world, voucher, "PO-1")
+    database = Database(settings)
+    try:
+        await events.publish_pending(database, app.state.clock())
+        async with httpx.AsyncClient(transport=httpx.MockTransport(network)) as sender:
+            assert await webhooks.deliver_due(database, app.state.clock(), client=sender) == 1
+    finally:
+        await database.dispose()
+    [delivery] = await _deliveries(client, world.provider_key, endpoint)
+    assert reached == [V4], delivery["attempt_log"]
+    assert delivery["status"] == "succeeded"
+
+
+async def test_a_retry_being_sent_still_shows_the_endpoints_last_failure(app: Any, client: httpx.AsyncClient) -> None:
+    """health_of now leaves out of 'the newest failed attempt' every delivery a worker holds. A
+    delivery that already failed (HTTP 500) and is being retried is such a delivery: while the
+    retry is under way, the endpoint reads failing_streak 1 but no last failure at all (before
+    the change, its last error and status were shown)."""
+    world = await build_world(app, client)
+    voucher = await world.issue(10_000_000)
+    endpoint = await _endpoint(client, world.provider_key, "http://127.0.0.1:9/hooks")
+    await _redeem(world, voucher, "PO-1")
+    database = app.state.database
+    await events.publish_pending(database, app.state.clock())
+    async with httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(500))) as sender:
+        assert await webhooks.deliver_due(database, app.state.clock(), client=sender) == 1
+
+    async def health() -> dict[str, Any]:
+        response = await client.get("/v1/webhook-endpoints/health", headers=auth(world.provider_key))
+        assert response.status_code == 200, response.text
+        [row] = [r for r in response.json()["items"] if r["endpoint_id"] == endpoint["id"]]
+        return row  # type: ignore[no-any-return]
+
+    before = await health()
+    assert before["last_failure_status_code"] == 500 and before["failing_streak"] == 1, before
+    later = app.state.clock() + timedelta(days=2)  # the retry is due: a worker claims it
+    async with database.unit_of_work() as session:
+        claimed = await repository.claim_due(session, later, later + timedelta(seconds=50), 1, uuid7())
+    assert len(claimed) == 1
+    during = await health()
+    assert during["failing_streak"] == 1, during
+    assert during["last_failure_status_code"] == 500 and during["last_failure_at"] is not None, during

@@ -57,9 +57,9 @@ def install(console: FastAPI) -> None:
         manifests = []
         for export_id in _kept(request):
             manifests.append(await page.api.get(f"/v1/exports/manifests/{export_id}"))
-        programmes = await page.api.get("/v1/programmes", limit=200)
+        programmes = await page.api.every("/v1/programmes")
         return page.render("auditor/exports.html", manifests=manifests, datasets=DATASETS, formats=FORMATS,
-                           programmes=programmes["items"])
+                           programmes=programmes)
 
     @console.get("/auditor/exports/download")
     async def download(request: Request, dataset: str, format: str = "csv", programme_id: str | None = None) -> Response:

@@ -104,8 +104,8 @@ async def _application_form(
 
 
 async def _open_programmes(page: Page) -> dict[str, dict[str, Any]]:
-    listing = await page.api.get("/v1/programmes", status="open", limit=200)
-    return {p["id"]: p for p in listing["items"]}
+    listing = await page.api.every("/v1/programmes", status="open")
+    return {p["id"]: p for p in listing}
 
 
 async def _apply_page(page: Page, values: dict[str, str], *, error: str | None = None, status: int = 200,

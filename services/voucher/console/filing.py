@@ -50,10 +50,10 @@ def install(console: FastAPI) -> None:
         status = status if status in CLAIM_STATUSES else None
         programme = _uuid_or_none(programme_id)
         listing = await page.api.get("/v1/claims", programme_id=programme, status=status, cursor=cursor, limit=50)
-        choices = await page.api.get("/v1/programmes", limit=200)
+        choices = await page.api.every("/v1/programmes")
         return page.render("enterprise/claims.html", listing=listing, status_filter=status or "",
                            programme_id=programme or "", statuses=CLAIM_STATUSES,
-                           programmes={p["id"]: p for p in choices["items"]})
+                           programmes={p["id"]: p for p in choices})
 
     @console.get("/enterprise/claims/new")
     async def claim_form(request: Request, lines: int = LINES) -> Response:

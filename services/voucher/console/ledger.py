@@ -57,7 +57,7 @@ def install(console: FastAPI) -> None:
     @console.get("/auditor/trial-balance")
     async def trial_balance(request: Request, programme_id: str | None = None, as_of: str | None = None) -> Response:
         page = await signed_in(request, "auditor")
-        choices = (await page.api.get("/v1/programmes", limit=200))["items"]
+        choices = await page.api.every("/v1/programmes")
         programme = _uuid_or_none(programme_id) or (choices[0]["id"] if choices else None)
         values = {"programme_id": programme or "", "as_of": (as_of or "").strip()}
         balance, error, status = None, None, 200
@@ -99,7 +99,7 @@ def install(console: FastAPI) -> None:
 async def anomalies_page(page: Page, programme_id: str | None, rule: str | None, since: str | None,
                          until: str | None) -> Response:
     zone = zone_of(page.request)
-    choices = (await page.api.get("/v1/programmes", limit=200))["items"]
+    choices = await page.api.every("/v1/programmes")
     programme = _uuid_or_none(programme_id)
     rule = rule if rule in RULES else None
     values = {"programme_id": programme or "", "rule": rule or "", "since": (since or "").strip(),

@@ -43,10 +43,10 @@ def install(console: FastAPI) -> None:
             status = None
         listing = await page.api.get("/v1/applications", status=status, programme_id=_uuid_or_none(programme_id),
                                      cursor=cursor, limit=50)
-        choices = await page.api.get("/v1/programmes", limit=200)
+        choices = await page.api.every("/v1/programmes")
         return page.render("operator/applications.html", listing=listing, status_filter=status or "",
                            programme_id=programme_id or "", statuses=APPLICATION_STATUSES,
-                           programmes={p["id"]: p for p in choices["items"]})
+                           programmes={p["id"]: p for p in choices})
 
     async def application_page(request: Request, application_id: uuid.UUID, *, error: str | None = None,
                                status: int = 200, values: dict[str, str] | None = None) -> Response:
@@ -134,16 +134,16 @@ def install(console: FastAPI) -> None:
     @console.get("/operator/vouchers/bulk")
     async def bulk_form(request: Request) -> Response:
         page = await signed_in(request, "operator")
-        choices = await page.api.get("/v1/programmes", status="open", limit=200)
-        return page.render("operator/bulk.html", programmes=choices["items"], preview=None)
+        choices = await page.api.every("/v1/programmes", status="open")
+        return page.render("operator/bulk.html", programmes=choices, preview=None)
 
     @console.post("/operator/vouchers/bulk/preview")
     async def bulk_preview(request: Request) -> Response:
         page = await signed_in(request, "operator")
         form = await page.form()
-        choices = await page.api.get("/v1/programmes", status="open", limit=200)
+        choices = await page.api.every("/v1/programmes", status="open")
         programme_id = _uuid_or_none(str(form.get("programme_id") or ""))
-        programme = next((p for p in choices["items"] if p["id"] == programme_id), None)
+        programme = next((p for p in choices if p["id"] == programme_id), None)
         if programme is None:
             raise PageError(422, msg("choose an open programme"))
         upload = form.get("file")
@@ -152,7 +152,7 @@ def install(console: FastAPI) -> None:
         content = await upload.read()
         preview = await bulk.preview(page.api, programme, upload.filename or "", content, page.language)
         return page.render("operator/bulk.html", status=200 if preview.is_valid else 422,
-                           programmes=choices["items"], programme=programme, preview=preview,
+                           programmes=choices, programme=programme, preview=preview,
                            grants=json.dumps(preview.grants), rows=json.dumps(preview.numbers),
                            form_key=str(uuid.uuid4()))
 

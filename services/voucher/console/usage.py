@@ -75,8 +75,8 @@ async def _reports_page(page: Page, programme_id: str | None, cursor: str | None
                         errors: list[str] | None = None) -> Response:
     programme = _uuid_or_none(programme_id)
     listing = await page.api.get("/v1/usage-reconciliations", programme_id=programme, cursor=cursor, limit=50)
-    choices = await page.api.get("/v1/programmes", limit=200)
-    programmes: dict[str, dict[str, Any]] = {p["id"]: p for p in choices["items"]}
+    choices = await page.api.every("/v1/programmes")
+    programmes: dict[str, dict[str, Any]] = {p["id"]: p for p in choices}
     return page.render("provider/usage.html", status=status, listing=listing, programme_id=programme or "",
                        programmes=programmes, values=values or {}, error=error, errors=errors or [],
                        form_key=str(uuid.uuid4()))

@@ -25,15 +25,15 @@ def install(console: FastAPI) -> None:
         status = status if status in VOUCHER_STATUSES else None
         programme = _uuid_or_none(programme_id)
         listing = await page.api.get("/v1/vouchers", programme_id=programme, status=status, cursor=cursor, limit=50)
-        choices = await page.api.get("/v1/programmes", limit=200)
+        choices = await page.api.every("/v1/programmes")
         return page.render("operator/vouchers.html", listing=listing, status_filter=status or "",
                            programme_id=programme or "", statuses=VOUCHER_STATUSES,
-                           programmes={p["id"]: p for p in choices["items"]})
+                           programmes={p["id"]: p for p in choices})
 
     async def issue_page(page: Page, values: dict[str, str], *, error: str | None = None,
                          status: int = 200) -> Response:
-        choices = await page.api.get("/v1/programmes", status="open", limit=200)
-        return page.render("operator/issue.html", status=status, programmes=choices["items"], values=values,
+        choices = await page.api.every("/v1/programmes", status="open")
+        return page.render("operator/issue.html", status=status, programmes=choices, values=values,
                            error=error, form_key=str(uuid.uuid4()))
 
     @console.get("/operator/vouchers/issue")
@@ -47,8 +47,8 @@ def install(console: FastAPI) -> None:
         form = await page.form()
         values = {k: str(form.get(k) or "").strip() for k in ("programme_id", "uscc", "face_value", "reference")}
         values["uscc"] = values["uscc"].upper()
-        choices = await page.api.get("/v1/programmes", status="open", limit=200)
-        programme = next((p for p in choices["items"] if p["id"] == _uuid_or_none(values["programme_id"])), None)
+        choices = await page.api.every("/v1/programmes", status="open")
+        programme = next((p for p in choices if p["id"] == _uuid_or_none(values["programme_id"])), None)
         if programme is None:
             return await issue_page(page, values, status=422,
                                     error=msg("choose an open programme").render(page.language))

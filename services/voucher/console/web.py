@@ -97,23 +97,29 @@ JOURNAL_NAMES = {
 #: shown as it was, a Chinese page had carried English and fen figures with no unit (an
 #: independent review, December 2026). Only what a person wrote or will look for is taken: the
 #: order's reference, or the reason, note or payment reference typed with the change.
-_MEMO_ORDER = re.compile(r"for order (?P<order>\S+)$")
+#: The memo forms that name an order (a hold, a one-step redeem, a capture), and those that end
+#: in what a person typed (a revocation's or refund's reason, a void's note) or a payment's
+#: reference. Only these forms are read: a typed reason that mentions an order is the reason.
+_MEMO_ORDER = re.compile(r"^(?:hold|redeemed|captured [0-9]+ of [0-9]+) for order (?P<order>\S+)$")
 _MEMO_WORDS = re.compile(
     r"^(?:revoked|clawback of used value|refund to (?:voucher|programme pool)|hold released \([a-z_]+\))"
-    r": (?P<words>.+)$|, reference (?P<reference>.+)$", re.S)
+    r": (?P<words>.+)$", re.S)
+_MEMO_REFERENCE = re.compile(r"^(?:settlement|claim) \S+ (?:paid|repaid by the provider), reference (?P<reference>.+)$",
+                             re.S)
 
 
 def memo_detail(memo: str | None, language: str) -> str:
     if not memo:
         return ""
-    order = _MEMO_ORDER.search(memo)
+    words = _MEMO_WORDS.match(memo)
+    if words is not None:
+        return words["words"]
+    order = _MEMO_ORDER.match(memo)
     if order is not None:
         return msg("order {reference}", reference=order["order"]).render(language)
-    words = _MEMO_WORDS.search(memo)
-    if words is not None and words["words"]:
-        return words["words"]
-    if words is not None and words["reference"]:
-        return msg("payment reference {reference}", reference=words["reference"]).render(language)
+    reference = _MEMO_REFERENCE.match(memo)
+    if reference is not None:
+        return msg("payment reference {reference}", reference=reference["reference"]).render(language)
     return ""
 
 
@@ -183,16 +189,20 @@ FIGURE_NAMES: dict[str, Message] = {
 
 def delivery_error(error: str | None, language: str) -> str:
     """A webhook attempt's error as the page's reader reads it. The attempt log keeps the
-    worker's English (`timed out`, `HTTP 500`, an httpx error); a status is already shown as
-    "answered 500", and an error the console has no words for is shown as it is, marked English."""
+    worker's English (`timed out`, `HTTP 500`, `refused: …`, an httpx error); a status is
+    already shown as "answered 500", and an error the console has no words for is shown as it
+    is, in brackets."""
     if not error or error.startswith("HTTP "):
         return ""
     if error == "timed out":
         return msg("timed out").render(language)
     if error.startswith("refused: "):
-        return msg("not sent: the address does not resolve to a public address").render(language)
-    if error.startswith("superseded"):
-        return msg("its answer came after the delivery was cancelled, redelivered or claimed again").render(language)
+        reason = error.removeprefix("refused: ")
+        if "does not resolve to a public address" in reason:
+            return msg("not sent: the address does not resolve to a public address").render(language)
+        if "did not resolve within" in reason:
+            return msg("not sent: the host did not resolve in time").render(language)
+        return msg("not sent ({reason})", reason=reason).render(language)
     return msg("connection failed ({error})", error=error).render(language)
 
 

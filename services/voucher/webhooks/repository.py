@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, case, func, or_, select, update
+from sqlalchemy import CursorResult, and_, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -223,23 +223,32 @@ async def health_of(session: AsyncSession, endpoint_id: uuid.UUID) -> dict[str, 
     last_success = (await session.execute(
         select(D.c.delivered_at).where(mine, D.c.status == "succeeded").order_by(D.c.id.desc()).limit(1)
     )).scalar_one_or_none()
+    # A delivery a worker holds is being sent: the attempt it counted at its claim has no
+    # outcome yet, so a first send is neither a failure nor in the streak (a healthy endpoint
+    # had read as failing during every first send: an independent review, December 2026). A
+    # retry being sent did fail before: its claim rewrote `last_attempt_at`, so the failure is
+    # read from its newest recorded attempt (a review of that fix).
     failed = (await session.execute(
-        select(D.c.last_attempt_at, D.c.last_status_code, D.c.last_error)
-        .where(mine, D.c.attempts > 0, D.c.status.in_(("failed", "pending")), D.c.lease_id.is_(None))
+        select(D.c.id, D.c.lease_id, D.c.last_attempt_at, D.c.last_status_code, D.c.last_error)
+        .where(mine, D.c.status.in_(("failed", "pending")),
+               or_(and_(D.c.lease_id.is_(None), D.c.attempts > 0), D.c.attempts > 1))
         .order_by(D.c.last_attempt_at.desc()).limit(1)
     )).first()
+    failure: tuple[Any, ...] | None = tuple(failed[2:]) if failed is not None else None
+    if failed is not None and failed[1] is not None:
+        recorded = (await session.execute(
+            select(A.c.attempted_at, A.c.status_code, A.c.error).where(A.c.delivery_id == failed[0])
+            .order_by(A.c.number.desc()).limit(1))).first()
+        failure = tuple(recorded) if recorded is not None else None
     pending = (await session.execute(select(func.count()).where(mine, D.c.status == "pending"))).scalar_one()
-    # A delivery a worker holds is being sent: the attempt it counted at its claim has no
-    # outcome yet, so it is neither the newest failure nor in the streak (a healthy endpoint
-    # had read as failing during every first send: an independent review, December 2026).
     sending = case((D.c.lease_id.is_(None), 0), else_=1)
     newest = (await session.execute(
         select(D.c.status, D.c.attempts - sending).where(mine).order_by(D.c.id.desc()).limit(STREAK_WINDOW)
     )).all()
     return {"last_success_at": last_success,
-            "last_failure_at": failed[0] if failed else None,
-            "last_failure_status_code": failed[1] if failed else None,
-            "last_failure_error": failed[2] if failed else None,
+            "last_failure_at": failure[0] if failure else None,
+            "last_failure_status_code": failure[1] if failure else None,
+            "last_failure_error": failure[2] if failure else None,
             "pending": int(pending), "newest": [(r[0], int(r[1])) for r in newest]}
 
 

@@ -337,10 +337,16 @@ async def _send(client: httpx.AsyncClient, row: dict[str, Any], settings: Settin
         "webhook-signature": signature_header(_signing_secrets(row, now), message_id, stamp, body),
     }
     error: str | None = None
+    # Each address may take its share of the time to connect: the whole send is cut off at the
+    # timeout, so a first address that drops packets had used it all and the next was never
+    # tried (a review of this fix). Reading the answer may take the whole timeout still.
+    limit = settings.webhook_timeout_seconds
+    timeout = httpx.Timeout(limit, connect=limit / len(addresses)) if len(addresses) > 1 else httpx.USE_CLIENT_DEFAULT
     for address in addresses:  # every checked address in the resolver's order, as any client would
         target = httpx.URL(row["url"]).copy_with(host=address)
         try:
-            async with client.stream("POST", target, content=body, headers=headers, extensions=extensions) as response:
+            async with client.stream("POST", target, content=body, headers=headers, extensions=extensions,
+                                     timeout=timeout) as response:
                 status = response.status_code
             break
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
