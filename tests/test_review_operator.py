@@ -309,3 +309,26 @@ def test_an_export_to_a_fifo_reaches_its_reader(sqlite_db: str, tmp_path: Path) 
         assert stat.S_ISFIFO(os.stat(fifo).st_mode), "the pipe was replaced by a regular file"
     finally:
         os.close(reader)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_the_worker_metrics_answer_only_with_the_token_on_either_address_family(host: str) -> None:
+    import socket
+
+    from services.voucher import metrics
+
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.bind((host, 0))
+            port = probe.getsockname()[1]
+    except OSError:
+        pytest.skip(f"no {host} on this machine")
+    stop = metrics.serve(host, port, "w" * 24)
+    try:
+        url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        assert httpx.get(f"{url}/metrics", timeout=5).status_code == 401
+        scraped = httpx.get(f"{url}/metrics", timeout=5, headers={"Authorization": f"Bearer {'w' * 24}"})
+        assert scraped.status_code == 200 and "voucher_job_runs_total" in scraped.text
+        assert httpx.get(f"{url}/", timeout=5).status_code == 404
+    finally:
+        stop()

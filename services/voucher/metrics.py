@@ -97,6 +97,7 @@ def serve(host: str, port: int, token: str | None) -> Callable[[], None]:
     fired (an independent review, December 2026). With `token`, a scrape must send it as
     `Authorization: Bearer <token>`, as for the API's `/metrics`. Returns what stops it."""
     import hmac
+    import socket
     import threading
     from socketserver import ThreadingMixIn
     from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -115,6 +116,7 @@ def serve(host: str, port: int, token: str | None) -> Callable[[], None]:
 
     class Server(ThreadingMixIn, WSGIServer):
         daemon_threads = True
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET  # `--metrics-host ::` too
 
     class Quiet(WSGIRequestHandler):
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
