@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -25,38 +26,53 @@ DUAL_STACK = "hooks.dual-stack.example"
 V4, V6 = "93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946"
 
 
-async def test_a_dual_stack_receiver_is_reached_when_the_worker_has_no_ipv6_route(
-    app: Any, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The resolver answers IPv4 first (RFC 6724 on a host without IPv6, the usual container);
-    the sender re-sorts the answers as strings, pins the send to the IPv6 one and never tries
-    the other: every delivery to a dual-stack receiver fails, attempt after attempt."""
+def _resolves_to(monkeypatch: pytest.MonkeyPatch, *addresses: str) -> None:
+    """DUAL_STACK resolves to `addresses`, in that order (as the resolver would sort them)."""
     real = socket.getaddrinfo
 
     def resolver(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
         if host == DUAL_STACK:
-            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (V4, int(port or 443))),
-                    (socket.AF_INET6, socket.SOCK_STREAM, 6, "", (V6, int(port or 443), 0, 0))]
+            return [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", (a, int(port or 443), 0, 0)) if ":" in a
+                    else (socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, int(port or 443))) for a in addresses]
         return real(host, port, *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", resolver)
+
+
+async def _delivered_through(app: Any, client: httpx.AsyncClient, settings: Any,
+                             network: Callable[[httpx.Request], Awaitable[httpx.Response]]) -> dict[str, Any]:
+    """One event's delivery to DUAL_STACK through `network`, sent by a worker with `settings`."""
+    world = await build_world(app, client)
+    voucher = await world.issue(10_000_000)
+    endpoint = await _endpoint(client, world.provider_key, f"https://{DUAL_STACK}/hooks")
+    await _redeem(world, voucher, "PO-1")
+    database = Database(settings)
+    try:
+        await events.publish_pending(database, app.state.clock())
+        async with httpx.AsyncClient(transport=httpx.MockTransport(network)) as sender:
+            assert await webhooks.deliver_due(database, app.state.clock(), client=sender) == 1
+    finally:
+        await database.dispose()
+    [delivery] = await _deliveries(client, world.provider_key, endpoint)
+    return delivery  # type: ignore[no-any-return]
+
+
+async def test_a_dual_stack_receiver_is_reached_when_the_worker_has_no_ipv6_route(
+    app: Any, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The resolver answers IPv4 first (RFC 6724 on a host without IPv6, the usual container);
+    the sender re-sorted the answers as strings, pinned the send to the IPv6 one and never tried
+    the other: every delivery to a dual-stack receiver failed, attempt after attempt."""
+    _resolves_to(monkeypatch, V4, V6)
     reached: list[str] = []
 
-    def network(request: httpx.Request) -> httpx.Response:
+    async def network(request: httpx.Request) -> httpx.Response:
         if ":" in request.url.host:  # no IPv6 route from this worker
             raise httpx.ConnectError("[Errno 101] Network is unreachable", request=request)
         reached.append(request.url.host)
         return httpx.Response(200)
 
-    world = await build_world(app, client)
-    voucher = await world.issue(10_000_000)
-    endpoint = await _endpoint(client, world.provider_key, f"https://{DUAL_STACK}/hooks")
-    await _redeem(world, voucher, "PO-1")
-    database = app.state.database
-    await events.publish_pending(database, app.state.clock())
-    async with httpx.AsyncClient(transport=httpx.MockTransport(network)) as sender:
-        assert await webhooks.deliver_due(database, app.state.clock(), client=sender) == 1
-    [delivery] = await _deliveries(client, world.provider_key, endpoint)
+    delivery = await _delivered_through(app, client, app.state.settings, network)
     assert delivery["status"] == "succeeded", delivery["attempt_log"]
     assert reached == [V4]
 
@@ -96,20 +112,10 @@ async def test_a_dual_stack_receiver_is_reached_when_ipv6_is_black_holed(
     app: Any, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The resolver lists IPv6 first (RFC 6724 on a host with an IPv6 address) and the IPv6 path
-    drops packets: the connect times out after the client's timeout, which is the same
-    webhook_timeout_seconds that bounds the whole send (asyncio.wait_for in _attempt). The new
-    'try the next address on ConnectTimeout' branch can therefore never run: the IPv4 address
-    that answers is never tried, and every attempt fails 'timed out'."""
-    real = socket.getaddrinfo
-
-    def resolver(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
-        if host == DUAL_STACK:
-            return [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", (V6, int(port or 443), 0, 0)),
-                    (socket.AF_INET, socket.SOCK_STREAM, 6, "", (V4, int(port or 443)))]
-        return real(host, port, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", resolver)
-    settings = app.state.settings.model_copy(update={"webhook_timeout_seconds": 0.5})
+    drops packets. The connect had waited the whole timeout, which also bounds the whole send,
+    so the IPv4 address that answers was never tried (a review of the fix): each address now
+    has its share of the time to connect."""
+    _resolves_to(monkeypatch, V6, V4)
     reached: list[str] = []
 
     async def network(request: httpx.Request) -> httpx.Response:
@@ -119,18 +125,8 @@ async def test_a_dual_stack_receiver_is_reached_when_ipv6_is_black_holed(
         reached.append(request.url.host)
         return httpx.Response(200)
 
-    world = await build_world(app, client)
-    voucher = await world.issue(10_000_000)
-    endpoint = await _endpoint(client, world.provider_key, f"https://{DUAL_STACK}/hooks")
-    await _redeem(world, voucher, "PO-1")
-    database = Database(settings)
-    try:
-        await events.publish_pending(database, app.state.clock())
-        async with httpx.AsyncClient(transport=httpx.MockTransport(network)) as sender:
-            assert await webhooks.deliver_due(database, app.state.clock(), client=sender) == 1
-    finally:
-        await database.dispose()
-    [delivery] = await _deliveries(client, world.provider_key, endpoint)
+    settings = app.state.settings.model_copy(update={"webhook_timeout_seconds": 0.5})
+    delivery = await _delivered_through(app, client, settings, network)
     assert reached == [V4], delivery["attempt_log"]
     assert delivery["status"] == "succeeded"
 
