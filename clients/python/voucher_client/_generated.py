@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "19439525aa53805b189b47a1b76c72b734248926285efdc69f16a53269e31cac"
+DOCUMENT_SHA256 = "6065a9d9d0b999f9bf2587a2558ab45663a2471bf5574d5c6d6cbcbd490ee0a2"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

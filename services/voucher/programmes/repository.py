@@ -131,3 +131,21 @@ async def live_vouchers(session: AsyncSession, programme_id: uuid.UUID) -> int:
     stmt = select(func.count()).select_from(Voucher).where(
         col(Voucher.programme_id) == programme_id, col(Voucher.status).not_in(ended))
     return int((await session.execute(stmt)).scalar_one())
+
+
+async def hold_provider(session: AsyncSession, provider_id: uuid.UUID) -> None:
+    """A shared lock on the provider's row (PostgreSQL), to the commit."""
+    await session.execute(select(col(Provider.id)).where(col(Provider.id) == provider_id).with_for_update(read=True))
+
+
+async def enrolled_providers_lacking(session: AsyncSession, programme_id: uuid.UUID, kind: str) -> list[str]:
+    """The names of the providers enrolled in the programme (not withdrawn) that do not offer
+    `kind`; every enrolled provider's row is held shared to the commit."""
+    rows = (await session.execute(
+        select(Provider)
+        .join(ProgrammeEnrolment, col(ProgrammeEnrolment.provider_id) == col(Provider.id))
+        .where(col(ProgrammeEnrolment.programme_id) == programme_id, col(ProgrammeEnrolment.withdrawn_at).is_(None))
+        .order_by(col(Provider.id))
+        .with_for_update(read=True, of=Provider)
+    )).scalars().all()
+    return [p.name for p in rows if kind not in p.kinds]

@@ -118,11 +118,12 @@ async def get_programme(
     description="The programme office (`programmes:write`) changes some fields, sending the ETag it read as "
     "`If-Match`. Money terms freeze once the programme opens; new `eligibility_rules` publish a new rule version, "
     "while applications keep the version they were judged by. Records the audit event `programme.updated`; no "
-    "value moves. Refused with `not_found`, `terms_frozen`, `validation_failed`, `precondition_failed` (changed "
+    "value moves. Refused with `not_found`, `terms_frozen`, `validation_failed`, `provider_kind_mismatch` (a "
+    "draft's new kind that an enrolled provider does not offer), `precondition_failed` (changed "
     "since you read it) or `precondition_required` (no If-Match).",
     response_model=ProgrammePublic,
     responses=responses(*AUTH_ERRORS, errors.NotFound, errors.TermsFrozen, errors.ValidationFailed,
-                        errors.PreconditionFailed, errors.PreconditionRequired),
+                        errors.ProviderKindMismatch, errors.PreconditionFailed, errors.PreconditionRequired),
 )
 async def update_programme(
     programme_id: uuid.UUID,

@@ -18,7 +18,7 @@ from services.voucher.programmes.rules import (
     ProgrammeKind,
     ProgrammeStatus,
 )
-from services.voucher.registry_schemas import PatchModel
+from services.voucher.registry_schemas import PatchModel, WrittenText
 
 CATEGORY_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,31}:[a-z0-9_]{1,32}$")
 #: Amounts and rates are JSON integers, strictly: `true` is not 1 fen and 3000.0 is not 3000 bps.
@@ -112,9 +112,9 @@ class ProgrammeTerms(BaseModel):
     application_closes_at: AwareDatetime | None = Field(
         default=None, description="Applications are taken until this instant (exclusive): midnight that "
         "ends the last day, e.g. 2026-12-31T16:00:00Z for the end of 31 December in Beijing.")
-    voucher_validity_days: int = Field(default=365, ge=1, le=3650)
+    voucher_validity_days: int = Field(default=365, ge=1, le=3650, strict=True)
     publicity_days: int = Field(default=5, ge=0, le=90, strict=True, description="公示期; 0 means none.")
-    hold_ttl_seconds: int = Field(default=1800, ge=60, le=7 * 24 * 3600)
+    hold_ttl_seconds: int = Field(default=1800, ge=60, le=7 * 24 * 3600, strict=True)
     expiry_disposition: ExpiryDisposition = ExpiryDisposition.POOL
     eligibility_rules: dict[str, Any] | None = Field(
         default=None,
@@ -179,9 +179,9 @@ class ProgrammeUpdate(PatchModel):
     max_per_voucher: int | None = Field(default=None, ge=1, le=MAX_AMOUNT, strict=True)
     application_opens_at: AwareDatetime | None = None
     application_closes_at: AwareDatetime | None = None
-    voucher_validity_days: int | None = Field(default=None, ge=1, le=3650)
+    voucher_validity_days: int | None = Field(default=None, ge=1, le=3650, strict=True)
     publicity_days: int | None = Field(default=None, ge=0, le=90, strict=True)
-    hold_ttl_seconds: int | None = Field(default=None, ge=60, le=7 * 24 * 3600)
+    hold_ttl_seconds: int | None = Field(default=None, ge=60, le=7 * 24 * 3600, strict=True)
     expiry_disposition: ExpiryDisposition | None = None
     eligibility_rules: dict[str, Any] | None = None
     application_requires_contract: bool | None = None
@@ -232,7 +232,7 @@ class ProgrammePublic(ProgrammeTerms):
 class Transition(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"reason": "budget used up"}]})
 
-    reason: str | None = Field(default=None, max_length=500)
+    reason: WrittenText | None = Field(default=None, min_length=1, max_length=500)
 
 
 class EnrolmentPublic(BaseModel):

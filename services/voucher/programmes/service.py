@@ -117,6 +117,15 @@ async def update_programme(
     check_editable(ProgrammeStatus(programme.status), set(changed))
     if not changed:
         return programme
+    if "kind" in changed:
+        # Its enrolled providers must offer the new kind, as at enrolment (the same review): their
+        # rows are read under a shared lock, so none drops the kind meanwhile.
+        kind = str(getattr(changed["kind"], "value", changed["kind"]))
+        lacking = await repository.enrolled_providers_lacking(session, programme.id, kind)
+        if lacking:
+            raise ProviderKindMismatch(
+                msg("providers enrolled in this programme do not offer {kind}: {providers}; withdraw them first",
+                    kind=kind, providers=lacking))
     _validate({**_terms(programme), **changed})
     before = {k: getattr(programme, k) for k in changed}
     for field, value in changed.items():
@@ -222,6 +231,9 @@ async def enrol_provider(
             msg("programme is {status}: providers can no longer be enrolled", status=Status(programme.status)),
             current_status=programme.status,
         )
+    # The provider's row is held (shared) to the commit, and read after: a change of its kinds
+    # waits, and then finds this enrolment.
+    await repository.hold_provider(session, provider_id)
     provider = await providers.get_provider(session, actor, provider_id)
     if programme.kind not in provider.kinds:
         raise ProviderKindMismatch(

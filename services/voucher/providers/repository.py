@@ -11,7 +11,7 @@ from sqlmodel import col
 from services.voucher.actor import Actor
 from services.voucher.apikeys.rules import Role
 from services.voucher.db import PageRequest, paginate
-from services.voucher.tables import Provider
+from services.voucher.tables import Programme, ProgrammeEnrolment, Provider
 
 
 def visible(actor: Actor) -> Select[Provider]:
@@ -50,3 +50,18 @@ async def list_page(
 async def add(session: AsyncSession, row: Provider) -> None:
     session.add(row)
     await session.flush()
+
+
+async def enrolled_programmes_of_kinds_not(
+    session: AsyncSession, provider_id: uuid.UUID, kinds: list[str]
+) -> list[tuple[uuid.UUID, str, str]]:
+    """(id, code, kind) of the programmes not archived that the provider is enrolled in and whose
+    kind is not among `kinds`."""
+    rows = await session.execute(
+        select(col(Programme.id), col(Programme.code), col(Programme.kind))
+        .join(ProgrammeEnrolment, col(ProgrammeEnrolment.programme_id) == col(Programme.id))
+        .where(col(ProgrammeEnrolment.provider_id) == provider_id, col(ProgrammeEnrolment.withdrawn_at).is_(None),
+               col(Programme.status) != "archived", col(Programme.kind).not_in(kinds))
+        .order_by(col(Programme.code))
+    )
+    return [(r[0], r[1], r[2]) for r in rows]

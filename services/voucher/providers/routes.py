@@ -103,9 +103,10 @@ async def get_provider(
     description="The programme office (`providers:write`) changes a provider's name, kinds, settlement account, "
     "webhook URL or related parties, sending the ETag it read as `If-Match`; its status changes only through "
     "approve and suspend. Records the audit event `provider.updated`. Refused with `not_found`, "
-    "`precondition_failed` (changed since you read it) or `precondition_required` (no If-Match).",
+    "`provider_kind_mismatch` (a kind dropped that a programme it is enrolled in needs: `programme_ids`), "
+    "`validation_failed`, `precondition_failed` (changed since you read it) or `precondition_required` (no If-Match).",
     response_model=ProviderPublic,
-    responses=responses(*AUTH_ERRORS, errors.NotFound, errors.PreconditionFailed,
+    responses=responses(*AUTH_ERRORS, errors.NotFound, errors.ProviderKindMismatch, errors.PreconditionFailed,
                         errors.PreconditionRequired),
 )
 async def update_provider(

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import ipaddress
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AnyHttpUrl, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
+from services.voucher.i18n import TEMPLATE_KEY, msg
 from services.voucher.programmes.rules import ProgrammeKind
 from services.voucher.providers.rules import ProviderStatus
-from services.voucher.registry_schemas import PatchModel, RelatedParty, Uscc
+from services.voucher.registry_schemas import PatchModel, RelatedParty, Uscc, WrittenText
+from services.voucher.webhooks.rules import UnsafeUrl, check_url_shape, is_public
 
 EXAMPLE: dict[str, Any] = {
     "uscc": "91330100716105852F",
@@ -34,11 +38,42 @@ class SettlementAccount(BaseModel):
     account_number: str = Field(min_length=4, max_length=40, pattern=r"^[0-9A-Za-z-]+$")
 
 
+def _public_https(url: AnyHttpUrl) -> AnyHttpUrl:
+    """https, no credentials, and not an address that is not public when written as one (no DNS
+    here: nothing is ever sent to this URL)."""
+    try:
+        _, host, _ = check_url_shape(str(url), allow_http=False)
+    except UnsafeUrl as refused:
+        raise PydanticCustomError("webhook_url_refused", refused.message.template,
+                                  {**refused.message.params, TEMPLATE_KEY: refused.message.template}) from None
+    literal = host.strip("[]")
+    try:
+        ipaddress.ip_address(literal)
+    except ValueError:
+        is_address = False
+    else:
+        is_address = True
+    if (is_address and not is_public(literal)) or host == "localhost" or host.endswith(".localhost"):
+        message = msg("the host {host!r} is not a public address", host=host)
+        raise PydanticCustomError("webhook_url_refused", message.template, {**message.params, TEMPLATE_KEY: message.template})
+    return url
+
+
+#: Where the provider says it takes events: kept for the programme office's records. Nothing is
+#: ever sent to it — deliveries go only to endpoints registered with `POST /v1/webhook-endpoints`,
+#: whose addresses are resolved and checked before each send — but it is held to their shape
+#: (https, no credentials, not a private or loopback address): `http://127.0.0.1:6379/` had been
+#: accepted (an independent review of the registries, December 2026).
+ContactUrl = Annotated[AnyHttpUrl, AfterValidator(_public_https), Field(description=(
+    "Where the provider says it receives events, for the office's records (https, public). Deliveries go only to "
+    "endpoints registered with `POST /v1/webhook-endpoints`."))]
+
+
 class ProviderFields(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     kinds: list[ProgrammeKind] = Field(min_length=1, max_length=2)
     settlement_account: SettlementAccount | None = None
-    webhook_url: AnyHttpUrl | None = None
+    webhook_url: ContactUrl | None = None
     related_parties: list[RelatedParty] = Field(default_factory=list, max_length=200)
 
 
@@ -58,7 +93,7 @@ class ProviderUpdate(PatchModel):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     kinds: list[ProgrammeKind] | None = Field(default=None, min_length=1, max_length=2)
     settlement_account: SettlementAccount | None = None
-    webhook_url: AnyHttpUrl | None = None
+    webhook_url: ContactUrl | None = None
     related_parties: list[RelatedParty] | None = Field(default=None, max_length=200)
 
 
@@ -67,7 +102,7 @@ class StatusChange(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{"reason": "qualification documents verified"}]}
     )
 
-    reason: str = Field(min_length=1, max_length=500)
+    reason: WrittenText = Field(min_length=1, max_length=500)
 
 
 class ProviderPublic(ProviderFields):

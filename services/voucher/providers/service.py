@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.voucher.actor import Actor
 from services.voucher.audit import service as audit
 from services.voucher.db import PageRequest
-from services.voucher.errors import AlreadyExists, NotFound
+from services.voucher.errors import AlreadyExists, NotFound, ProviderKindMismatch
 from services.voucher.i18n import msg
 from services.voucher.providers import repository
 from services.voucher.providers.rules import ProviderStatus, check_transition
@@ -62,6 +62,18 @@ async def update(
     provider = await get_provider(session, actor, provider_id, for_update=True)
     check_version(provider.version)
     changed = {k: v for k, v in changes.items() if getattr(provider, k) != v}
+    if "kinds" in changed:
+        # Enrolment needs the provider to offer the programme's kind; dropping a kind it is
+        # enrolled for had left it redeeming vouchers of that kind (an independent review of the
+        # registries, December 2026). Read after the provider's lock: an enrolment, and a
+        # programme's change of kind, take the provider's row first too.
+        kinds = [str(getattr(k, "value", k)) for k in changed["kinds"]]
+        serving = await repository.enrolled_programmes_of_kinds_not(session, provider.id, kinds)
+        if serving:
+            raise ProviderKindMismatch(
+                msg("the provider is enrolled in {programmes}, whose kind it would no longer offer; withdraw it from "
+                    "them first", programmes=[code for _, code, _ in serving]),
+                programme_ids=[str(pid) for pid, _, _ in serving])
     before = {k: getattr(provider, k) for k in changed}
     if changed:
         for field, value in changed.items():

@@ -8,6 +8,7 @@ from datetime import datetime
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.voucher.money import MAX_AMOUNT, MINOR_UNITS
+from services.voucher.registry_schemas import WrittenText
 from services.voucher.vouchers.rules import VoucherStatus
 
 _IDS = {
@@ -141,7 +142,7 @@ class VoucherQuote(BaseModel):
 class StatusChange(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"reason": "under investigation"}]})
 
-    reason: str = Field(min_length=1, max_length=500)
+    reason: WrittenText = Field(min_length=1, max_length=500)
 
 
 class Revocation(BaseModel):
@@ -150,7 +151,7 @@ class Revocation(BaseModel):
         json_schema_extra={"examples": [{"reason": "eligibility obtained by false statement", "clawback": 1_000_000}]},
     )
 
-    reason: str = Field(min_length=1, max_length=500)
+    reason: WrittenText = Field(min_length=1, max_length=500)
     clawback: int = Field(
         default=0, ge=0, le=MAX_AMOUNT, strict=True,
         description="Used value to recover from the enterprise, recorded as a receivable.",
