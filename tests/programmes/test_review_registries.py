@@ -97,3 +97,15 @@ async def test_a_money_term_is_a_json_integer_not_true(world: World) -> None:
     response = await world.client.post("/v1/programmes", json=programme_payload(voucher_validity_days=True),
                                        headers=auth(world.operator, **fresh_key()))
     assert response.status_code == 422, response.json().get("voucher_validity_days")
+
+
+async def test_an_archived_programmes_enrolments_are_history(world: World) -> None:
+    """Archived is a closed book: a withdrawal had been recorded on one (a suspicion of the same review)."""
+    path = f"/v1/programmes/{world.programme['id']}"
+    for verb in ("close", "archive"):
+        moved = await world.client.post(f"{path}/{verb}", headers=auth(world.operator, **fresh_key()))
+        assert moved.status_code == 200, moved.text
+    withdrawn = await world.client.delete(f"{path}/enrolments/{world.provider['id']}", headers=auth(world.operator))
+    assert withdrawn.status_code == 409 and withdrawn.json()["code"] == "enrolment_closed", withdrawn.text
+    enrolments = await world.client.get(f"{path}/enrolments", headers=auth(world.operator))
+    assert [e["provider_id"] for e in enrolments.json()["items"]] == [world.provider["id"]]

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "6065a9d9d0b999f9bf2587a2558ab45663a2471bf5574d5c6d6cbcbd490ee0a2"
+DOCUMENT_SHA256 = "68e14b85d1cdd6c0708e09a5bcfc7ea76244c4837bfde5379f2a4ba4d64e3905"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

@@ -249,9 +249,9 @@ async def enrol_provider(
     description="The programme office (`programmes:write`) ends a provider's enrolment: it can no longer hold or "
     "redeem the programme's vouchers, and the enrolment stays as history. Records the audit event "
     "`programme.provider_withdrawn`; no value moves. Answers `not_found` for an unknown programme or a provider "
-    "not enrolled in it.",
+    "not enrolled in it, and `enrolment_closed` for an archived programme.",
     response_model=EnrolmentPublic,
-    responses=responses(*AUTH_ERRORS, errors.NotFound),
+    responses=responses(*AUTH_ERRORS, errors.NotFound, errors.EnrolmentClosed),
 )
 async def withdraw_provider(
     programme_id: uuid.UUID, provider_id: uuid.UUID, session: Session, now: Now, actor: Writer

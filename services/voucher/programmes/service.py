@@ -268,8 +268,12 @@ async def _enrolment_event(
 async def withdraw_provider(
     session: AsyncSession, actor: Actor, programme_id: uuid.UUID, provider_id: uuid.UUID, now: datetime
 ) -> ProgrammeEnrolment:
-    """End an enrolment; the row stays as history."""
-    await get_programme(session, actor, programme_id)
+    """End an enrolment; the row stays as history. An archived programme is a closed book: its
+    enrolments are not changed (a review found a withdrawal recorded on one)."""
+    programme = await get_programme(session, actor, programme_id, for_update=True)
+    if programme.status == ProgrammeStatus.ARCHIVED.value:
+        raise EnrolmentClosed(msg("programme is {status}: its enrolments are history", status=Status(programme.status)),
+                              current_status=programme.status)
     enrolment = await repository.enrolment(session, programme_id, provider_id, for_update=True)
     if enrolment is None or enrolment.withdrawn_at is not None:
         raise NotFound(msg("provider {provider_id} is not enrolled in programme {programme_id}",
