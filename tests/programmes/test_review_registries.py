@@ -7,6 +7,8 @@ import uuid
 
 import httpx
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.support import auth, create, fresh_key, make_key, programme_payload, provider_payload
 from tests.world import World, build_world, hold_body
@@ -60,6 +62,7 @@ async def test_changing_a_draft_programmes_kind_keeps_enrolments_consistent(app,
                                             [("model:registered", 100_000)]),
                              headers=auth(provider_key, **fresh_key()))
     assert patched.status_code == 409 and patched.json()["code"] == "provider_kind_mismatch", patched.text
+    assert patched.json()["provider_ids"] == [provider["id"]]
     assert held.status_code != 201, "a compute-only provider just held a model voucher: " + held.text[:200]
 
 
@@ -109,3 +112,47 @@ async def test_an_archived_programmes_enrolments_are_history(world: World) -> No
     assert withdrawn.status_code == 409 and withdrawn.json()["code"] == "enrolment_closed", withdrawn.text
     enrolments = await world.client.get(f"{path}/enrolments", headers=auth(world.operator))
     assert [e["provider_id"] for e in enrolments.json()["items"]] == [world.provider["id"]]
+
+
+# A review of these fixes (December 2026) ---------------------------------------------------
+
+
+async def _set_webhook_url(database_url: str, uscc: str, url: str) -> None:
+    """What a row written before 47c5f98 may hold: the old schema took any http(s) URL."""
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("UPDATE provider SET webhook_url = :u WHERE uscc = :uscc"), {"u": url, "uscc": uscc})
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize("url", ["http://provider.example.com/voucher-events", "https://10.0.0.8/hook"])
+async def test_a_provider_recorded_before_the_webhook_rule_still_reads(world: World, database_url: str, url: str) -> None:
+    """ProviderPublic inherits ContactUrl from ProviderFields: a stored URL the old schema accepted
+    must still be readable (the office needs to read a provider to fix it)."""
+    await _set_webhook_url(database_url, world.provider["uscc"], url)
+    one = await world.client.get(f"/v1/providers/{world.provider['id']}", headers=auth(world.operator))
+    assert one.status_code == 200, one.text
+    listing = await world.client.get("/v1/providers", headers=auth(world.operator))
+    assert listing.status_code == 200, listing.text
+    # and renaming it (a PATCH that does not touch webhook_url) still works
+    etag = one.headers.get("etag", '"v2"')
+    renamed = await world.client.patch(f"/v1/providers/{world.provider['id']}", json={"name": "renamed"},
+                                       headers=auth(world.operator, **{"If-Match": etag}))
+    assert renamed.status_code == 200, renamed.text
+
+
+async def test_a_provider_page_of_another_provider_is_not_broken_by_one_legacy_row(world: World, database_url: str) -> None:
+    """The console's dashboard and settlements pages list every provider (`/v1/providers`)."""
+    await _set_webhook_url(database_url, world.provider["uscc"], "http://127.0.0.1:8080/hook")
+    listing = await world.client.get("/v1/providers", headers=auth(world.operator))
+    assert listing.status_code == 200, listing.text[:300]
+
+
+@pytest.mark.parametrize("url", ["https://localhost./hook", "https://foo.localhost./hook", "https://LOCALHOST/hook"])
+async def test_localhost_with_a_trailing_dot_is_refused(world: World, url: str) -> None:
+    """The rule refuses `localhost` and `*.localhost`; the FQDN spelling is the same host."""
+    response = await world.client.post("/v1/providers", json=provider_payload(webhook_url=url),
+                                       headers=auth(world.operator, **fresh_key()))
+    assert response.status_code == 422, response.text

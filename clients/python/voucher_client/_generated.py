@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "68e14b85d1cdd6c0708e09a5bcfc7ea76244c4837bfde5379f2a4ba4d64e3905"
+DOCUMENT_SHA256 = "08f9b39475e64f387c9107333ab9d42ef61cea2a924db962b75f02d5145b6dfd"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

@@ -138,8 +138,10 @@ async def hold_provider(session: AsyncSession, provider_id: uuid.UUID) -> None:
     await session.execute(select(col(Provider.id)).where(col(Provider.id) == provider_id).with_for_update(read=True))
 
 
-async def enrolled_providers_lacking(session: AsyncSession, programme_id: uuid.UUID, kind: str) -> list[str]:
-    """The names of the providers enrolled in the programme (not withdrawn) that do not offer
+async def enrolled_providers_lacking(
+    session: AsyncSession, programme_id: uuid.UUID, kind: str
+) -> list[tuple[uuid.UUID, str]]:
+    """(id, name) of the providers enrolled in the programme (not withdrawn) that do not offer
     `kind`; every enrolled provider's row is held shared to the commit."""
     rows = (await session.execute(
         select(Provider)
@@ -148,4 +150,4 @@ async def enrolled_providers_lacking(session: AsyncSession, programme_id: uuid.U
         .order_by(col(Provider.id))
         .with_for_update(read=True, of=Provider)
     )).scalars().all()
-    return [p.name for p in rows if kind not in p.kinds]
+    return [(p.id, p.name) for p in rows if kind not in p.kinds]

@@ -125,7 +125,8 @@ async def update_programme(
         if lacking:
             raise ProviderKindMismatch(
                 msg("providers enrolled in this programme do not offer {kind}: {providers}; withdraw them first",
-                    kind=kind, providers=lacking))
+                    kind=kind, providers=[name for _, name in lacking]),
+                provider_ids=[str(provider_id) for provider_id, _ in lacking])
     _validate({**_terms(programme), **changed})
     before = {k: getattr(programme, k) for k in changed}
     for field, value in changed.items():
@@ -270,7 +271,9 @@ async def withdraw_provider(
 ) -> ProgrammeEnrolment:
     """End an enrolment; the row stays as history. An archived programme is a closed book: its
     enrolments are not changed (a review found a withdrawal recorded on one)."""
-    programme = await get_programme(session, actor, programme_id, for_update=True)
+    # Read without a lock: the programme's row is not held against every redeem's foreign-key
+    # check for a withdrawal (a review of this check); one racing the archiving is harmless.
+    programme = await get_programme(session, actor, programme_id)
     if programme.status == ProgrammeStatus.ARCHIVED.value:
         raise EnrolmentClosed(msg("programme is {status}: its enrolments are history", status=Status(programme.status)),
                               current_status=programme.status)

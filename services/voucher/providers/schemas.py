@@ -53,7 +53,8 @@ def _public_https(url: AnyHttpUrl) -> AnyHttpUrl:
         is_address = False
     else:
         is_address = True
-    if (is_address and not is_public(literal)) or host == "localhost" or host.endswith(".localhost"):
+    name = host.rstrip(".").lower()  # "localhost." is the same name
+    if (is_address and not is_public(literal)) or name == "localhost" or name.endswith(".localhost"):
         message = msg("the host {host!r} is not a public address", host=host)
         raise PydanticCustomError("webhook_url_refused", message.template, {**message.params, TEMPLATE_KEY: message.template})
     return url
@@ -73,7 +74,8 @@ class ProviderFields(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     kinds: list[ProgrammeKind] = Field(min_length=1, max_length=2)
     settlement_account: SettlementAccount | None = None
-    webhook_url: ContactUrl | None = None
+    # As stored: a URL recorded before the rule below is still read (the rule is for input).
+    webhook_url: AnyHttpUrl | None = None
     related_parties: list[RelatedParty] = Field(default_factory=list, max_length=200)
 
 
@@ -81,6 +83,7 @@ class ProviderCreate(ProviderFields):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE]})
 
     uscc: Uscc
+    webhook_url: ContactUrl | None = None
 
 
 class ProviderUpdate(PatchModel):

@@ -65,13 +65,14 @@ async def update(
     if "kinds" in changed:
         # Enrolment needs the provider to offer the programme's kind; dropping a kind it is
         # enrolled for had left it redeeming vouchers of that kind (an independent review of the
-        # registries, December 2026). Read after the provider's lock: an enrolment, and a
-        # programme's change of kind, take the provider's row first too.
+        # registries, December 2026). Read after the provider's lock: an enrolment and a
+        # programme's change of kind hold the provider's row shared (after their programme's),
+        # so one in progress commits first and is seen here, or waits and then sees this change.
         kinds = [str(getattr(k, "value", k)) for k in changed["kinds"]]
         serving = await repository.enrolled_programmes_of_kinds_not(session, provider.id, kinds)
         if serving:
             raise ProviderKindMismatch(
-                msg("the provider is enrolled in {programmes}, whose kind it would no longer offer; withdraw it from "
+                msg("the provider is enrolled in {programmes}, whose kind these kinds leave out; withdraw it from "
                     "them first", programmes=[code for _, code, _ in serving]),
                 programme_ids=[str(pid) for pid, _, _ in serving])
     before = {k: getattr(provider, k) for k in changed}

@@ -87,7 +87,8 @@ async def issue_voucher(body: VoucherIssue, session: Session, now: Now, actor: W
     "one programme in one transaction, e.g. from an offline selection. Each grant moves its face value as "
     "`issue_voucher` does (a ledger journal, the audit events `voucher.issued` and `ledger.posted`, a "
     "`voucher.issued` event); one refusal refuses the whole batch, names the grant (`grant_index`, from 0, and "
-    "its own refusal in words, `grant_reason`) and issues "
+    "its own refusal in words, `grant_reason`; a `validation_failed` names each grant in its errors' pointers, "
+    "`/grants/2/valid_from`) and issues "
     "nothing. Refused with `not_found`, `programme_not_open`, `exceeds_max_per_voucher`, "
     "`enterprise_cap_exceeded`, `budget_exhausted`, `validation_failed` or an Idempotency-Key conflict.",
     status_code=201,
