@@ -662,15 +662,15 @@ def export(
         if to_stdout:
             return sys.stdout.buffer
         if partial is not None:
-            try:
-                handle = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:  # a new file as open() makes one (the umask applies); a replacement private until it has the old mode
+                handle = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 if existing is None else 0o600)
             except PermissionError:
                 if existing is None:
                     raise
                 partial = None  # the file may be writable where its directory is not
             else:
-                mode = stat.S_IMODE(existing.st_mode) if existing is not None else 0o666 & ~_umask()
-                os.fchmod(handle, mode)
+                if existing is not None:
+                    os.fchmod(handle, stat.S_IMODE(existing.st_mode))
                 return os.fdopen(handle, "wb")
         return target.open("wb")
 
@@ -843,13 +843,6 @@ def _one_line(exc: BaseException) -> str:
     if isinstance(exc, DBAPIError | NoSuchModuleError | OSError | ConnectionError):
         return f"cannot open the database {where}: {first}"
     return f"{type(exc).__name__}: {first}"
-
-
-def _umask() -> int:
-    """The process's umask (read by setting it, then put back)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def _where() -> str:

@@ -66,18 +66,20 @@ _INVISIBLE = frozenset({"Zs", "Cf", *_NEVER})
 _LINE_BREAKS = frozenset("\t\n\r")
 
 
-def _refuse(code: str, message: Message) -> PydanticCustomError:
+def field_refusal(code: str, message: Message) -> PydanticCustomError:
+    """A validator's refusal whose catalogue message the HTTP layer renders in the reader's
+    language (its parameters and its template travel in the error's context)."""
     return PydanticCustomError(code, message.template, {**message.params, TEMPLATE_KEY: message.template})
 
 
 def _check_text(value: str, *, lines: bool) -> None:
     for ch in value:
         if unicodedata.category(ch) in _NEVER and not (lines and ch in _LINE_BREAKS):
-            raise _refuse("text_control_character",
+            raise field_refusal("text_control_character",
                           msg("must not contain control characters") if lines
                           else msg("must be one line, without line breaks or control characters"))
     if all(unicodedata.category(ch) in _INVISIBLE for ch in value):
-        raise _refuse("text_blank", msg("must hold visible text, not only spaces or line breaks"))
+        raise field_refusal("text_blank", msg("must hold visible text, not only spaces or line breaks"))
 
 
 def _written(value: str) -> str:
@@ -123,7 +125,5 @@ class PatchModel(BaseModel):
     def _no_null_for_required(self) -> PatchModel:
         bad = sorted(f for f in self.model_fields_set if getattr(self, f) is None and f not in self.nullable)
         if bad:
-            message = msg("{fields} cannot be set to null", fields=", ".join(bad))
-            raise PydanticCustomError("null_not_allowed", message.template,
-                                      {**message.params, TEMPLATE_KEY: message.template})
+            raise field_refusal("null_not_allowed", msg("{fields} cannot be set to null", fields=", ".join(bad)))
         return self

@@ -35,6 +35,17 @@ async def test_the_voucher_history_shows_no_english_memo_with_a_fen_figure(brows
              if re.search(r"\b(?:captured|hold|for order|issued|of)\b", memo)  # English words
              or re.search(r"\b[0-9]{5,}\b", memo)]  # a bare minor-unit figure
     assert not wrong, wrong
+    # What the memos the service really writes give (the console reads their forms): the order
+    # of the hold and of the capture, the reason typed with a void and with a revocation.
+    void_held = await world.hold(voucher, 100_000, order="PO-VOID")
+    voided = await world.post(f"/v1/redemptions/{void_held.json()['id']}/void", {"reason": "订单取消"})
+    assert voided.status_code < 300, voided.text
+    revoked = await world.post(f"/v1/vouchers/{voucher['id']}/revoke", {"reason": "材料造假"}, key=world.operator)
+    assert revoked.status_code < 300, revoked.text
+    page = await browser.get(f"/console/enterprise/vouchers/{voucher['id']}?lines=100")
+    shown = MEMO.findall(page.text)
+    for expected in ("订单 PO-MEMO", "订单 PO-VOID", "订单取消", "材料造假"):
+        assert expected in shown, (expected, shown)
 
 
 async def test_an_expired_voucher_is_refused_with_its_expiry_in_beijing_time(

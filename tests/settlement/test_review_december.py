@@ -20,15 +20,20 @@ async def world(app, client: httpx.AsyncClient, clock) -> World:
     return await build_world(app, client, rate_table={"accelerator:domestic": 3000})
 
 
+async def _a_draft(world: World, clock) -> tuple[dict, dict]:
+    """A draft settlement of one day's capture, and the capture."""
+    v = await world.issue(100_000_000)
+    captured = await redeem(world, clock, "2026-03-02T02:00:00+00:00", v, 10_000_000, "PO-X")
+    clock.current = utc("2026-03-03T01:00:00+00:00")
+    return await settled(world, "2026-03-02", "2026-03-02"), captured
+
+
 async def test_a_provider_is_told_of_a_repayment_statement_before_it_is_confirmed_on_its_behalf(
         app, world: World, clock) -> None:
     """A repayment draft neither confirmed nor disputed for 15 days is approved 'confirmed on the
     provider's behalf'. Silence is consent only if the provider was told: its event feed (and so
     its webhooks) must carry the draft before then."""
-    v = await world.issue(100_000_000)
-    x = await redeem(world, clock, "2026-03-02T02:00:00+00:00", v, 10_000_000, "PO-X")
-    clock.current = utc("2026-03-03T01:00:00+00:00")
-    first = await settled(world, "2026-03-02", "2026-03-02")
+    first, x = await _a_draft(world, clock)
     for action, status in (("submit", "submitted"), ("approve", "approved"), ("pay", "paid")):
         await moved(world, first["id"], action, status)
     await refund(world, clock, "2026-03-03T02:00:00+00:00", x, 400_000)
@@ -49,14 +54,6 @@ async def test_a_provider_is_told_of_a_repayment_statement_before_it_is_confirme
     assert await feed() == ["settlement.created", "settlement.submitted"]
 
 
-async def _a_draft(world: World, clock) -> dict:
-    """A draft settlement of one day's capture."""
-    v = await world.issue(100_000_000)
-    await redeem(world, clock, "2026-03-02T02:00:00+00:00", v, 10_000_000, "PO-X")
-    clock.current = utc("2026-03-03T01:00:00+00:00")
-    return await settled(world, "2026-03-02", "2026-03-02")
-
-
 @pytest.mark.parametrize("reference", ["  \n ", "ICBC\u2028-77", "ICBC\x85-77", "ICBC\x9b31m-77", "\u200b\u200b"],
                          ids=["blank", "line-separator", "NEL", "C1-CSI", "zero-width-only"])
 async def test_a_payment_is_recorded_only_with_a_reference_of_one_line_of_visible_text(
@@ -64,7 +61,7 @@ async def test_a_payment_is_recorded_only_with_a_reference_of_one_line_of_visibl
     """A paid settlement is immutable: a bank reference that shows nothing, or that breaks its
     line, recorded once can never be put right. The console refuses a blank one (it strips the
     field); the API must refuse them all."""
-    s = await _a_draft(world, clock)
+    s, _ = await _a_draft(world, clock)
     for action, status in (("submit", "submitted"), ("approve", "approved")):
         await moved(world, s["id"], action, status)
     assert_problem(await act(world, s["id"], "pay", reference=reference), 422, "validation_failed")
@@ -73,7 +70,7 @@ async def test_a_payment_is_recorded_only_with_a_reference_of_one_line_of_visibl
 
 @pytest.mark.parametrize("reason", ["   ", "\n\t ", "bad\x07bell"])
 async def test_a_dispute_is_recorded_only_with_a_reason_in_words(world: World, clock, reason: str) -> None:
-    s = await _a_draft(world, clock)
+    s, _ = await _a_draft(world, clock)
     refused = await act(world, s["id"], "dispute", key=world.provider_key, reason=reason)
     assert_problem(refused, 422, "validation_failed")
     assert (await get(world, s["id"]))["status"] == "draft"

@@ -92,14 +92,10 @@ JOURNAL_NAMES = {
     "settlement_repaid": msg("settlement repaid"), "claim_paid": msg("claim paid"),
 }
 
-#: What of a journal's memo a person reads beside the movement's name. The memo is the ledger's
-#: record, in English, with amounts in minor units ("captured 200000 of 300000 for order PO-1");
-#: shown as it was, a Chinese page had carried English and fen figures with no unit (an
-#: independent review, December 2026). Only what a person wrote or will look for is taken: the
-#: order's reference, or the reason, note or payment reference typed with the change.
-#: The memo forms that name an order (a hold, a one-step redeem, a capture), and those that end
-#: in what a person typed (a revocation's or refund's reason, a void's note) or a payment's
-#: reference. Only these forms are read: a typed reason that mentions an order is the reason.
+#: The memo forms the service writes that name an order (a hold, a one-step redeem, a capture),
+#: that end in what a person typed (a revocation's or refund's reason, a void's note), or that
+#: end in a payment's reference. Only these forms are read, so a typed reason that mentions an
+#: order stays the reason.
 _MEMO_ORDER = re.compile(r"^(?:hold|redeemed|captured [0-9]+ of [0-9]+) for order (?P<order>\S+)$")
 _MEMO_WORDS = re.compile(
     r"^(?:revoked|clawback of used value|refund to (?:voucher|programme pool)|hold released \([a-z_]+\))"
@@ -109,6 +105,10 @@ _MEMO_REFERENCE = re.compile(r"^(?:settlement|claim) \S+ (?:paid|repaid by the p
 
 
 def memo_detail(memo: str | None, language: str) -> str:
+    """What of a journal's memo a person reads beside the movement's name. The memo is the
+    ledger's record, in English, with amounts in minor units ("captured 200000 of 300000 for
+    order PO-1"); shown as it was, a Chinese page had carried English and fen figures with no
+    unit (an independent review, December 2026)."""
     if not memo:
         return ""
     words = _MEMO_WORDS.match(memo)

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-import ipaddress
 import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, AnyHttpUrl, BaseModel, ConfigDict, Field
-from pydantic_core import PydanticCustomError
 
-from services.voucher.i18n import TEMPLATE_KEY, msg
+from services.voucher.i18n import msg
 from services.voucher.programmes.rules import ProgrammeKind
 from services.voucher.providers.rules import ProviderStatus
-from services.voucher.registry_schemas import PatchModel, RelatedParty, Uscc, WrittenText
-from services.voucher.webhooks.rules import UnsafeUrl, check_url_shape, is_public
+from services.voucher.registry_schemas import (
+    PatchModel,
+    RelatedParty,
+    Uscc,
+    WrittenText,
+    field_refusal,
+)
+from services.voucher.webhooks.rules import UnsafeUrl, check_url_shape, is_literal, is_public
 
 EXAMPLE: dict[str, Any] = {
     "uscc": "91330100716105852F",
@@ -44,19 +48,10 @@ def _public_https(url: AnyHttpUrl) -> AnyHttpUrl:
     try:
         _, host, _ = check_url_shape(str(url), allow_http=False)
     except UnsafeUrl as refused:
-        raise PydanticCustomError("webhook_url_refused", refused.message.template,
-                                  {**refused.message.params, TEMPLATE_KEY: refused.message.template}) from None
-    literal = host.strip("[]")
-    try:
-        ipaddress.ip_address(literal)
-    except ValueError:
-        is_address = False
-    else:
-        is_address = True
-    name = host.rstrip(".").lower()  # "localhost." is the same name
-    if (is_address and not is_public(literal)) or name == "localhost" or name.endswith(".localhost"):
-        message = msg("the host {host!r} is not a public address", host=host)
-        raise PydanticCustomError("webhook_url_refused", message.template, {**message.params, TEMPLATE_KEY: message.template})
+        raise field_refusal("webhook_url_refused", refused.message) from None
+    name = host.strip("[]").rstrip(".").lower()  # "localhost." is the same name
+    if name == "localhost" or name.endswith(".localhost") or (is_literal(name) and not is_public(name)):
+        raise field_refusal("webhook_url_refused", msg("the host {host!r} is not a public address", host=host))
     return url
 
 

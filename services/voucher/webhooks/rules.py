@@ -145,6 +145,15 @@ def _ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     return ip
 
 
+def is_literal(host: str) -> bool:
+    """Whether `host` is an IP address written out (`[::1]`, `fe80::1%eth0` included)."""
+    try:
+        ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
+
+
 def is_public(address: str) -> bool:
     """A public unicast address: in no special-purpose block (which takes in 6to4, Teredo and
     NAT64, whatever IPv4 address they carry), IPv6 only inside 2000::/3, and global to Python."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import ipaddress
 import json
 import logging
 import random
@@ -45,6 +44,7 @@ from services.voucher.webhooks.rules import (
     check_url_shape,
     failing_streak,
     in_allowed_networks,
+    is_literal,
     new_secret,
     retry_delay,
     signature_header,
@@ -82,14 +82,6 @@ async def resolve(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))  # the resolver's order (RFC 6724), deduplicated
 
 
-def _is_literal(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
-    except ValueError:
-        return False
-    return True
-
-
 async def vet(url: str, settings: Settings) -> tuple[str, str, int, list[str]]:
     """(scheme, host, port, addresses) of a URL that may be called now, else UnsafeUrl.
     The host is the one httpx will connect to (IDNA-encoded), so what is checked is what is
@@ -106,7 +98,7 @@ async def vet(url: str, settings: Settings) -> tuple[str, str, int, list[str]]:
     refused = [a for a in addresses if not address_allowed(a, allowed)]
     if refused or not addresses:
         log.info("webhook URL refused: %s resolves to %s", host, ", ".join(addresses) or "nothing")
-        if _is_literal(host):  # the caller wrote the address: naming it tells them nothing new
+        if is_literal(host):  # the caller wrote the address: naming it tells them nothing new
             raise UnsafeUrl(msg("{host} is not a public address (loopback, private, link-local and other "
                                 "special-purpose addresses are refused unless the operator allows them)", host=host))
         raise _not_public(host)
