@@ -105,6 +105,17 @@ OneLineText = Annotated[str, AfterValidator(_one_line)]
 Certification = Annotated[str, Field(max_length=64, examples=["high_tech"])]
 
 
+def distinct(items: list[Any]) -> list[Any]:
+    """A list that stands for a set (a provider's kinds, an enterprise's certifications) names
+    each member once: `["compute", "compute"]` had been stored as sent (December 2026)."""
+    seen: set[Any] = set()
+    for item in items:
+        if item in seen:
+            raise field_refusal("list_repeated", msg("lists {item} more than once", item=str(item)))
+        seen.add(item)
+    return items
+
+
 class RelatedParty(BaseModel):
     """A legal representative or shareholder, as a stable hashed identifier (never a raw ID
     number): two records with the same `party_id` are the same person or company."""

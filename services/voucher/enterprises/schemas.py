@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from typing import Any
+from datetime import date, datetime
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from services.voucher.i18n import msg
 from services.voucher.instants import Day
 from services.voucher.money import MAX_AMOUNT
-from services.voucher.registry_schemas import Certification, PatchModel, RelatedParty, Uscc
+from services.voucher.registry_schemas import (
+    Certification,
+    PatchModel,
+    RelatedParty,
+    Uscc,
+    distinct,
+    field_refusal,
+)
 
 REGION_CODE_PATTERN = r"^[1-9][0-9]{5}$"
 RegionCode = Field(pattern=REGION_CODE_PATTERN, description="6-digit administrative division.")
@@ -40,6 +48,26 @@ class BlacklistRecord(BaseModel):
     lifted_on: Day | None = None
 
 
+class BlacklistRecordInput(BlacklistRecord):
+    """A 失信 record as sent: `lifted_on`, when given, is on or after `recorded_on`."""
+
+    # Accepted until December 2026: a record stored before then is read as it is (BlacklistRecord).
+
+    @field_validator("lifted_on")
+    @classmethod
+    def _lifted_after_recorded(cls, value: date | None, info: ValidationInfo) -> date | None:
+        recorded = info.data.get("recorded_on")
+        if value is not None and recorded is not None and value < recorded:
+            raise field_refusal("lifted_before_recorded", msg(
+                "cannot be before the day the record was made ({recorded_on})", recorded_on=str(recorded)))
+        return value
+
+
+#: What an enterprise holds, as sent: each certification once. A list stored before the rule
+#: (December 2026) is read as it is.
+CertificationsInput = Annotated[list[Certification], AfterValidator(distinct), Field(json_schema_extra={"uniqueItems": True})]
+
+
 class EnterpriseFields(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     region_code: str = RegionCode
@@ -56,6 +84,10 @@ class EnterpriseCreate(EnterpriseFields):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE]})
 
     uscc: Uscc
+    certifications: CertificationsInput = Field(default_factory=list, max_length=50)
+    # Each item is a BlacklistRecord (a subclass that checks its dates); nothing appends to it.
+    blacklist_records: list[BlacklistRecordInput] = Field(  # type: ignore[assignment]
+        default_factory=list, max_length=100)
 
 
 class EnterpriseUpdate(PatchModel):
@@ -74,8 +106,8 @@ class EnterpriseUpdate(PatchModel):
     annual_revenue: int | None = Field(default=None, ge=0, le=MAX_AMOUNT, strict=True)
     founded_on: Day | None = None
     industry_code: str | None = Field(default=None, max_length=16)
-    certifications: list[Certification] | None = Field(default=None, max_length=50)
-    blacklist_records: list[BlacklistRecord] | None = Field(default=None, max_length=100)
+    certifications: CertificationsInput | None = Field(default=None, max_length=50)
+    blacklist_records: list[BlacklistRecordInput] | None = Field(default=None, max_length=100)
     related_parties: list[RelatedParty] | None = Field(default=None, max_length=200)
 
 

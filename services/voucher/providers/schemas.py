@@ -16,6 +16,7 @@ from services.voucher.registry_schemas import (
     RelatedParty,
     Uscc,
     WrittenText,
+    distinct,
     field_refusal,
 )
 from services.voucher.webhooks.rules import UnsafeUrl, check_url_shape, is_literal, is_public
@@ -65,6 +66,11 @@ ContactUrl = Annotated[AnyHttpUrl, AfterValidator(_public_https), Field(descript
     "endpoints registered with `POST /v1/webhook-endpoints`."))]
 
 
+#: The kinds a provider offers, as sent: each once (`["compute", "compute"]` had been stored,
+#: December 2026; a list stored before the rule is read as it is).
+KindsInput = Annotated[list[ProgrammeKind], AfterValidator(distinct), Field(json_schema_extra={"uniqueItems": True})]
+
+
 class ProviderFields(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     kinds: list[ProgrammeKind] = Field(min_length=1, max_length=2)
@@ -78,6 +84,7 @@ class ProviderCreate(ProviderFields):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE]})
 
     uscc: Uscc
+    kinds: KindsInput = Field(min_length=1, max_length=2)
     webhook_url: ContactUrl | None = None
 
 
@@ -89,7 +96,7 @@ class ProviderUpdate(PatchModel):
     )
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
-    kinds: list[ProgrammeKind] | None = Field(default=None, min_length=1, max_length=2)
+    kinds: KindsInput | None = Field(default=None, min_length=1, max_length=2)
     settlement_account: SettlementAccount | None = None
     webhook_url: ContactUrl | None = None
     related_parties: list[RelatedParty] | None = Field(default=None, max_length=200)
