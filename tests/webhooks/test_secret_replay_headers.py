@@ -6,7 +6,8 @@ import uuid
 import httpx
 import pytest
 
-from tests.support import auth, make_key
+from services.voucher import jobs
+from tests.support import auth, enterprise_payload, make_key
 from tests.world import World, build_world
 
 
@@ -33,3 +34,40 @@ async def test_replayed_secret_is_sent_no_store(app, client: httpx.AsyncClient, 
     assert again.headers.get("idempotent-replayed") == "true"
     assert again.json()["secret"] == first.json()["secret"]
     assert again.headers.get("cache-control") == "no-store", dict(again.headers)
+
+
+
+@pytest.mark.parametrize("rotate", [False, True])
+async def test_an_answer_with_a_secret_is_kept_a_day_not_the_whole_retention(
+    app, client: httpx.AsyncClient, clock, world: World, operator_key: str, rotate: bool
+) -> None:
+    """The stored answer holds the signing secret in the clear: replayed to a retry within a day,
+    then purged like any expired record, where an answer without a secret stays the retention."""
+    key = await make_key(app, "provider", provider_id=uuid.UUID(world.provider["id"]))
+    body = {"url": "http://127.0.0.1:9/hook", "event_types": ["redemption.captured"]}
+    path, payload, headers = "/v1/webhook-endpoints", body, auth(key, **{"Idempotency-Key": "wh-day-1"})
+    first = await client.post(path, json=payload, headers=headers)
+    assert first.status_code == 201, first.text
+    if rotate:
+        path, payload = f"/v1/webhook-endpoints/{first.json()['id']}/secret-rotations", {}
+        headers = auth(key, **{"Idempotency-Key": "wh-day-rotate"})
+        first = await client.post(path, json=payload, headers=headers)
+        assert first.status_code == 200, first.text
+    plain = auth(operator_key, **{"Idempotency-Key": "no-secret"})
+    registered = enterprise_payload()
+    enterprise = await client.post("/v1/enterprises", json=registered, headers=plain)
+    assert enterprise.status_code == 201, enterprise.text
+
+    clock.advance(hours=23)
+    again = await client.post(path, json=payload, headers=headers)
+    assert again.headers.get("idempotent-replayed") == "true"
+    assert again.json()["secret"] == first.json()["secret"]
+
+    clock.advance(hours=2)
+    assert await jobs.run_once(app.state.database, "purge-idempotency", clock()) >= 1
+    kept = await client.post("/v1/enterprises", json=registered, headers=plain)
+    assert kept.headers.get("idempotent-replayed") == "true", kept.text
+    later = await client.post(path, json=payload, headers=headers)
+    assert "idempotent-replayed" not in later.headers
+    assert later.status_code == first.status_code, later.text
+    assert later.json()["secret"] != first.json()["secret"]

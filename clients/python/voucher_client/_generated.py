@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "8f5bd6c348e60c3ef5b47f6df8d77ca2370fe44961209a552688f21cbc793e8e"
+DOCUMENT_SHA256 = "bbe48a5d5a9c426bbbb840470b16c852eea0a103cd95aeb67a359f36b8a42b35"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

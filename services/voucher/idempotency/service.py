@@ -172,16 +172,29 @@ async def claim(session: AsyncSession, **fields: Any) -> Claim:
     return settle()
 
 
+#: How long an answer that carries a secret (a webhook endpoint's signing secret, on creation
+#: and rotation: sent with Cache-Control: no-store) is kept for a retry that lost it, whatever
+#: the retention: long enough for any retry, not months of a secret readable in a second table.
+SECRET_ANSWER_RETENTION = timedelta(days=1)
+
+
+def carries_secret(answer: StoredResponse) -> bool:
+    return "no-store" in (answer.headers or {}).get("cache-control", "").lower()
+
+
 def completion(claim_: Claim, answer: StoredResponse) -> Batch:
     """Step 2: the statements that store the answer, to send with the COMMIT."""
     now = claim_.now
+    kept = timedelta(days=claim_.retention_days)
+    if carries_secret(answer):
+        kept = min(kept, SECRET_ANSWER_RETENTION)
     return repository.store({
         "id": uuid7(), "principal_id": claim_.principal_id, "key": claim_.key, "method": claim_.method,
         "path": claim_.path, "request_hash": claim_.fingerprint, "state": "completed",
         "response_status": answer.status, "response_body": answer.body,
         "response_content_type": answer.content_type, "response_headers": answer.headers or None,
         "created_at": now, "locked_at": now, "completed_at": now,
-        "expires_at": max(now, claim_.kept_from or now) + timedelta(days=claim_.retention_days),
+        "expires_at": max(now, claim_.kept_from or now) + kept,
     }, replaces=claim_.replaces, dialect=claim_.dialect)
 
 

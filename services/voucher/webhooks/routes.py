@@ -58,7 +58,8 @@ def _delivery(row: dict[str, Any]) -> DeliveryPublic:
     operation_id="create_webhook_endpoint",
     summary="Register a webhook endpoint for yourself (its signing secret is shown only now)",
     description="An enterprise or a provider (`webhooks:manage`) registers an endpoint for its own events, "
-    "optionally only some event types; the signing secret is in this answer only. Stores the endpoint and records "
+    "optionally only some event types; the signing secret is in this answer only (a retry with the same "
+    "Idempotency-Key within a day gets it again). Stores the endpoint and records "
     "the audit event `webhook_endpoint.created`; the worker delivers later events to it, signed and retried. "
     "Refused with `webhook_url_refused` (not https, carrying credentials, or not a public address), "
     "`validation_failed` or an Idempotency-Key conflict.",
@@ -172,7 +173,8 @@ async def delete_webhook_endpoint(endpoint_id: uuid.UUID, session: Session, now:
     "/{endpoint_id}/secret-rotations",
     operation_id="rotate_webhook_secret",
     summary="Rotate the signing secret (the old one keeps signing for 24 hours alongside the new)",
-    description="The endpoint's owner (`webhooks:manage`) gets a new signing secret, shown in this answer only; "
+    description="The endpoint's owner (`webhooks:manage`) gets a new signing secret, shown in this answer only (a "
+    "retry with the same Idempotency-Key within a day gets it again); "
     "for 24 hours the old secret signs alongside the new one, so the receiver can switch without losing a "
     "delivery. Records the audit event `webhook_endpoint.secret_rotated`. Refused with `not_found` or an "
     "Idempotency-Key conflict.",
