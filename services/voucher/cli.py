@@ -597,7 +597,8 @@ def audit_keygen() -> None:
 @app.command("export")
 def export(
     dataset: Annotated[str, typer.Argument(metavar="DATASET", help="ledger-entries, redemptions, redemption-line-items, "
-                                                                  "settlements, audit-events or audit-event-changes")],
+                                                                  "settlements, settlement-items, audit-events or "
+                                                                  "audit-event-changes")],
     output: Annotated[Path, typer.Option("--output", "-o", metavar="FILE",
                                          help="File to write ('-' for stdout; not for xlsx).")] = Path("-"),
     format: Annotated[str, typer.Option("--format", metavar="FORMAT", help="jsonl, csv or xlsx")] = "jsonl",  # noqa: A002

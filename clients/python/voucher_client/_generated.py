@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "bbe48a5d5a9c426bbbb840470b16c852eea0a103cd95aeb67a359f36b8a42b35"
+DOCUMENT_SHA256 = "857b382398718f2b3fb4b6164c39b65982639e629380edb3d6a7e78f55694bdf"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]
@@ -23,7 +23,7 @@ CapPeriod = Literal["calendar_year", "calendar_quarter", "calendar_month", "prog
 
 ClaimStatus = Literal["submitted", "under_review", "approved", "paid", "rejected"]
 
-Dataset = Literal["ledger-entries", "redemptions", "redemption-line-items", "settlements", "audit-events", "audit-event-changes"]
+Dataset = Literal["ledger-entries", "redemptions", "redemption-line-items", "settlements", "settlement-items", "audit-events", "audit-event-changes"]
 
 EventType = Literal["application.approved", "voucher.issued", "voucher.expiring", "voucher.balance_low", "hold.expired", "redemption.captured", "refund.created", "claim.approved", "settlement.created", "settlement.submitted", "settlement.paid"]
 

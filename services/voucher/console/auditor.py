@@ -20,8 +20,8 @@ from services.voucher.console.web import (
 )
 from services.voucher.i18n import msg
 
-DATASETS = ("ledger-entries", "redemptions", "redemption-line-items", "settlements", "audit-events",
-            "audit-event-changes")
+DATASETS = ("ledger-entries", "redemptions", "redemption-line-items", "settlements", "settlement-items",
+            "audit-events", "audit-event-changes")
 FORMATS = ("csv", "xlsx", "jsonl")
 #: The ids of the browser's last exports, so the exports page can link their manifests (an id
 #: is no secret: a manifest is read with the auditor's key, like everything else).

@@ -17,12 +17,19 @@ from services.voucher.audit import repository as audit
 from services.voucher.db import dialect_name, table_of
 from services.voucher.exports.rules import SOURCE, TIME_COLUMN, Dataset, Filters
 from services.voucher.ledger import repository as ledger
-from services.voucher.tables import AuditEvent, ExportManifest, Redemption, Settlement
+from services.voucher.tables import (
+    AuditEvent,
+    ExportManifest,
+    Redemption,
+    Settlement,
+    SettlementItem,
+)
 
 E = table_of(AuditEvent)
 R = table_of(Redemption)
 S = table_of(Settlement)
 M = table_of(ExportManifest)
+I = table_of(SettlementItem)  # noqa: E741 - the items table, as S is the settlements'
 
 _TABLES = {Dataset.REDEMPTIONS: R, Dataset.SETTLEMENTS: S, Dataset.AUDIT_EVENTS: E}
 
@@ -46,6 +53,8 @@ def statement(dataset: Dataset, filters: Filters) -> Select[Any]:
     given = filters.given()
     if dataset is Dataset.LEDGER_ENTRIES:
         return ledger.entries_select(**given)
+    if dataset is Dataset.SETTLEMENT_ITEMS:
+        return _settlement_items(filters)
     table = _TABLES[dataset]
     stmt = select(table)
     for name in ("programme_id", "enterprise_id", "provider_id", "voucher_id"):
@@ -65,6 +74,26 @@ def statement(dataset: Dataset, filters: Filters) -> Select[Any]:
         # last seal (no `seq` yet) come last, by id.
         return stmt.order_by(E.c.seq.asc().nulls_last(), E.c.id)
     return stmt.order_by(table.c.id)
+
+
+def _settlement_items(filters: Filters) -> Select[Any]:
+    """Every line of the settlements the same filters select (cancelled ones included, their
+    lines marked `released_at`), each with its settlement's programme, provider, unit, period and
+    status; a settlement's lines in a row. Each settlement's `total` is the sum of its lines'
+    `amount`, its `captured_total` of the positive ones."""
+    stmt = select(
+        I.c.id, I.c.settlement_id, I.c.kind, I.c.redemption_id, I.c.refund_id, I.c.order_reference, I.c.amount,
+        S.c.unit, I.c.occurred_at, I.c.released_at, S.c.programme_id, S.c.provider_id, S.c.period_start,
+        S.c.period_end, S.c.status.label("settlement_status"), S.c.created_at.label("settlement_created_at"),
+    ).join(S, S.c.id == I.c.settlement_id)
+    for name in ("programme_id", "provider_id"):
+        if getattr(filters, name) is not None:
+            stmt = stmt.where(S.c[name] == getattr(filters, name))
+    if filters.since is not None:
+        stmt = stmt.where(S.c.created_at >= filters.since)
+    if filters.until is not None:
+        stmt = stmt.where(S.c.created_at < filters.until)
+    return stmt.order_by(I.c.settlement_id, I.c.id)
 
 
 def columns(stmt: Select[Any]) -> list[tuple[str, type]]:

@@ -58,6 +58,14 @@ Datasets:
   `ledger.posted` event records); in posting order. Filters match the posting's account,
   `enterprise_id` as that column reads.
 * `redemptions`, `settlements` — every column, by id.
+* `settlement-items` — every line of the settlements the same filters select (the range on the
+  settlement's `created_at`): `id`, `settlement_id`, `kind` (`capture`, or `refund` with its
+  `refund_id`), `redemption_id`, `order_reference`, `amount` (+ a capture, − a refund), `unit`,
+  `occurred_at` (when it was captured or refunded), `released_at` (set when its settlement was
+  cancelled), then its settlement's `programme_id`, `provider_id`, `period_start`, `period_end`,
+  `settlement_status` and `settlement_created_at`; a settlement's lines together, settlements in
+  the order they were made. A settlement's lines add up to its `total`, the positive ones to its
+  `captured_total`.
 * `redemption-line-items` — one row per line item of each redemption (the redemptions' filters):
   `redemption_id`, `line`, the redemption's ids, `order_reference`, `unit`, `status`,
   `created_at`, `captured_at`, the item's `category`, `description`, `accelerator`, `model`,
@@ -77,7 +85,7 @@ entries only) and the half-open range [`since`, `until`) on the rows' time (`cre
 audit event's `occurred_at`): `until` itself is left out, where a point-in-time balance's
 `as_of` counts what was posted at that instant, so the export that adds up to the balance as of
 T is the one `until` T plus one microsecond. A filter that does not apply to the dataset (e.g. `voucher_id`
-for settlements) is refused with 422, never ignored.
+for settlements and their items) is refused with 422, never ignored.
 
 **Manifest.** Before streaming, the service releases the holds past their TTL or on vouchers
 past their validity, and expires those vouchers (for at most 5 s: what every read already counts

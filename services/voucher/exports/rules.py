@@ -38,6 +38,7 @@ class Dataset(StrEnum):
     REDEMPTIONS = "redemptions"
     REDEMPTION_LINE_ITEMS = "redemption-line-items"
     SETTLEMENTS = "settlements"
+    SETTLEMENT_ITEMS = "settlement-items"
     AUDIT_EVENTS = "audit-events"
     AUDIT_EVENT_CHANGES = "audit-event-changes"
 
@@ -89,6 +90,9 @@ APPLICABLE: dict[Dataset, frozenset[str]] = {
     Dataset.REDEMPTIONS: _TENANT,
     Dataset.REDEMPTION_LINE_ITEMS: _TENANT,
     Dataset.SETTLEMENTS: frozenset({"programme_id", "provider_id", "since", "until"}),
+    # A settlement's lines take its filters (its `created_at` for the range), so the two files
+    # of one request cover the same settlements.
+    Dataset.SETTLEMENT_ITEMS: frozenset({"programme_id", "provider_id", "since", "until"}),
     Dataset.AUDIT_EVENTS: _TENANT,
     Dataset.AUDIT_EVENT_CHANGES: _TENANT,
 }
