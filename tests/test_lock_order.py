@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from tests.applications.test_lifecycle import ACTION_PATHS, action_body, open_desk
 from tests.conftest import ENGINE
-from tests.support import assert_problem, auth
+from tests.support import assert_problem, auth, create, programme_payload, provider_payload
 from tests.world import World, build_world
 
 pytestmark = [pytest.mark.skipif(ENGINE != "postgresql", reason="PostgreSQL's row locks"), pytest.mark.timeout(120)]
@@ -232,3 +233,194 @@ async def test_a_submission_and_the_programme_closed_and_archived_meanwhile(
     assert_problem(archive, 409, "invalid_transition")  # an application is open
     programme = (await client.get(f"/v1/programmes/{desk.programme_id}", headers=auth(desk.world.operator))).json()
     assert programme["status"] == "closed"
+
+
+# A provider's kinds and its enrolments (an independent review of the registries, December 2026):
+# a provider may not drop the kind of a programme it is enrolled in, nor a draft programme take a
+# kind an enrolled provider lacks. Each check reads the other side, so two requests can each pass
+# their own and commit together; an enrolment and a change of kind therefore hold the provider's
+# row shared to the commit, and a provider's update holds it exclusively. Each test below parks
+# the first request past its check, before its commit, on a lock no path under test depends on (a
+# withdrawn enrolment's row, or the audit table: a request's audit events are written with its
+# commit), lets the second start, then lets go: one must be refused provider_kind_mismatch, and no
+# provider may end up enrolled in a programme of a kind it does not offer.
+
+#: a request not yet sent
+Request = Callable[[], Coroutine[Any, Any, httpx.Response]]
+MODEL = {"kind": "model", "rate_table": {"model:registered": 3000}, "tiers": []}
+
+
+async def _race(database_url: str, lock: str, params: dict[str, Any], first: Request,
+                second: Request) -> tuple[httpx.Response, httpx.Response, bool]:
+    """`first` runs until it waits on what `lock` holds; `second` then runs until it waits (or is
+    done); `lock` lets go. Both responses, and whether `second` was still waiting then."""
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as locker, engine.connect() as watcher:
+            await locker.begin()
+            await locker.execute(text(lock), params)
+            one = asyncio.create_task(first())
+            await _until(watcher, 1, one)
+            two = asyncio.create_task(second())
+            await _until(watcher, 2, two)
+            waited = not two.done()
+            await locker.commit()
+            answers = await asyncio.gather(one, two)
+    finally:
+        await engine.dispose()
+    return answers[0], answers[1], waited
+
+
+_ENROLMENT_ROW = "SELECT 1 FROM programme_enrolment WHERE programme_id = :p AND provider_id = :v FOR UPDATE"
+# every write waits for it to insert its audit events, at its commit: after its checks and writes
+_AUDIT = "LOCK TABLE audit_event IN SHARE MODE"
+
+
+async def _etag(client: httpx.AsyncClient, key: str, path: str) -> str:
+    response = await client.get(path, headers=auth(key))
+    assert response.status_code == 200, response.text
+    return response.headers["etag"]
+
+
+async def _patch(client: httpx.AsyncClient, key: str, path: str, body: dict[str, Any]) -> Request:
+    """The PATCH, with the If-Match read now (before the race)."""
+    headers = auth(key, **{"If-Match": await _etag(client, key, path)})
+    return lambda: client.patch(path, json=body, headers=headers)
+
+
+def _enrol(client: httpx.AsyncClient, key: str, programme_id: str, provider_id: str) -> Request:
+    return lambda: client.put(f"/v1/programmes/{programme_id}/enrolments/{provider_id}", headers=auth(key))
+
+
+async def _end_state(client: httpx.AsyncClient, key: str, programme_id: str, provider_id: str) -> tuple[str, list[str], bool]:
+    """(the programme's kind, the provider's kinds, whether the provider is enrolled in it)."""
+    programme = await client.get(f"/v1/programmes/{programme_id}", headers=auth(key))
+    provider = await client.get(f"/v1/providers/{provider_id}", headers=auth(key))
+    enrolments = await client.get(f"/v1/programmes/{programme_id}/enrolments", headers=auth(key))
+    assert (programme.status_code, provider.status_code, enrolments.status_code) == (200, 200, 200)
+    enrolled = provider_id in [e["provider_id"] for e in enrolments.json()["items"]]
+    return programme.json()["kind"], provider.json()["kinds"], enrolled
+
+
+async def _consistent(client: httpx.AsyncClient, key: str, programme_id: str, provider_id: str,
+                      *answers: httpx.Response) -> tuple[str, list[str], bool]:
+    """No provider serves a kind it does not offer, and exactly one of the two was refused
+    provider_kind_mismatch while the other succeeded."""
+    kind, kinds, enrolled = await _end_state(client, key, programme_id, provider_id)
+    assert not (enrolled and kind not in kinds), \
+        f"enrolled in a {kind} programme while offering {kinds}: " + " / ".join(a.text[:200] for a in answers)
+    refused = [a for a in answers if a.status_code == 409]
+    assert len(refused) == 1, [a.text[:200] for a in answers]
+    assert_problem(refused[0], 409, "provider_kind_mismatch")
+    assert all(a.status_code in (200, 201) for a in answers if a is not refused[0]), [a.text[:200] for a in answers]
+    return kind, kinds, enrolled
+
+
+async def _withdrawn(world: World) -> tuple[str, str]:
+    """World's open compute programme, and its provider (compute and model) withdrawn from it."""
+    programme_id, provider_id = world.programme["id"], world.provider["id"]
+    withdrawn = await world.client.delete(f"/v1/programmes/{programme_id}/enrolments/{provider_id}",
+                                          headers=auth(world.operator))
+    assert withdrawn.status_code == 200, withdrawn.text
+    return programme_id, provider_id
+
+
+async def test_an_enrolment_past_its_kind_check_and_the_provider_dropping_that_kind(
+        app: Any, client: httpx.AsyncClient, database_url: str) -> None:
+    """The enrolment read the provider offering compute and waits on its withdrawn enrolment's row;
+    the provider then drops compute. Without the enrolment's shared hold of the provider's row the
+    update saw no enrolment and committed; without the update's exclusive lock it read the
+    enrolments before taking the row, and committed once the enrolment had."""
+    world = await build_world(app, client)
+    programme_id, provider_id = await _withdrawn(world)
+    ids = {"p": uuid.UUID(programme_id), "v": uuid.UUID(provider_id)}
+    enrol = _enrol(client, world.operator, programme_id, provider_id)
+    drop = await _patch(client, world.operator, f"/v1/providers/{provider_id}", {"kinds": ["model"]})
+    enrolled, dropped, waited = await _race(database_url, _ENROLMENT_ROW, ids, enrol, drop)
+    assert await _consistent(client, world.operator, programme_id, provider_id, enrolled, dropped) == \
+        ("compute", ["compute", "model"], True)
+    assert (enrolled.status_code, dropped.json()["programme_ids"]) == (201, [programme_id])
+    assert waited  # the update waited for the enrolment to commit
+
+
+async def test_a_provider_dropping_a_kind_and_an_enrolment_for_it_meanwhile(
+        app: Any, client: httpx.AsyncClient, database_url: str) -> None:
+    """The other order: the update found no enrolment and wrote the kinds; before it commits, the
+    enrolment comes. Without its shared hold of the provider's row it read the kinds committed
+    before (compute still) and committed with the update."""
+    world = await build_world(app, client)
+    programme_id, provider_id = await _withdrawn(world)
+    drop = await _patch(client, world.operator, f"/v1/providers/{provider_id}", {"kinds": ["model"]})
+    enrol = _enrol(client, world.operator, programme_id, provider_id)
+    dropped, enrolled, waited = await _race(database_url, _AUDIT, {}, drop, enrol)
+    assert await _consistent(client, world.operator, programme_id, provider_id, dropped, enrolled) == \
+        ("compute", ["model"], False)
+    assert dropped.status_code == 200
+    assert waited  # the enrolment waited for the update to commit
+
+
+async def _draft(world: World, kinds: list[str], *, withdrawn: bool) -> tuple[str, str]:
+    """A draft compute programme, and an approved provider of `kinds` enrolled in it (or withdrawn)."""
+    client, op = world.client, world.operator
+    programme = await create(client, op, "/v1/programmes", programme_payload())
+    provider = await create(client, op, "/v1/providers", provider_payload(kinds=kinds))
+    approved = await client.post(f"/v1/providers/{provider['id']}/approve", json={"reason": "ok"}, headers=auth(op))
+    assert approved.status_code == 200, approved.text
+    path = f"/v1/programmes/{programme['id']}/enrolments/{provider['id']}"
+    enrolled = await client.put(path, headers=auth(op))
+    assert enrolled.status_code == 201, enrolled.text
+    if withdrawn:
+        gone = await client.delete(path, headers=auth(op))
+        assert gone.status_code == 200, gone.text
+    return programme["id"], provider["id"]
+
+
+async def test_an_enrolment_past_its_kind_check_and_the_draft_programme_changing_kind(
+        app: Any, client: httpx.AsyncClient, database_url: str) -> None:
+    """A compute-only provider's enrolment in a draft compute programme read the programme's kind and
+    waits on its withdrawn enrolment's row; the draft then becomes a model programme. Here the
+    programme's row decides: both take it exclusively, so the change of kind waits for the
+    enrolment, and then finds it."""
+    world = await build_world(app, client)
+    programme_id, provider_id = await _draft(world, ["compute"], withdrawn=True)
+    ids = {"p": uuid.UUID(programme_id), "v": uuid.UUID(provider_id)}
+    enrol = _enrol(client, world.operator, programme_id, provider_id)
+    switch = await _patch(client, world.operator, f"/v1/programmes/{programme_id}", MODEL)
+    enrolled, switched, waited = await _race(database_url, _ENROLMENT_ROW, ids, enrol, switch)
+    assert await _consistent(client, world.operator, programme_id, provider_id, enrolled, switched) == \
+        ("compute", ["compute"], True)
+    assert (enrolled.status_code, switched.json()["provider_ids"]) == (201, [provider_id])
+    assert waited  # the change of kind waited for the enrolment to commit
+
+
+async def test_a_draft_programme_changing_kind_and_its_provider_dropping_that_kind(
+        app: Any, client: httpx.AsyncClient, database_url: str) -> None:
+    """A provider (compute and model) enrolled in a draft compute programme. The programme's change
+    to model read the provider's kinds and wrote its own; before it commits, the provider drops
+    model. Without the change of kind's shared hold, or without the update's exclusive lock, the
+    update read the programme still compute, found nothing to refuse, and committed after it."""
+    world = await build_world(app, client)
+    programme_id, provider_id = await _draft(world, ["compute", "model"], withdrawn=False)
+    switch = await _patch(client, world.operator, f"/v1/programmes/{programme_id}", MODEL)
+    drop = await _patch(client, world.operator, f"/v1/providers/{provider_id}", {"kinds": ["compute"]})
+    switched, dropped, waited = await _race(database_url, _AUDIT, {}, switch, drop)
+    assert await _consistent(client, world.operator, programme_id, provider_id, switched, dropped) == \
+        ("model", ["compute", "model"], True)
+    assert (switched.status_code, dropped.json()["programme_ids"]) == (200, [programme_id])
+    assert waited  # the update waited for the change of kind to commit
+
+
+async def test_a_provider_dropping_a_kind_and_its_draft_programme_changing_to_it(
+        app: Any, client: httpx.AsyncClient, database_url: str) -> None:
+    """The other order: the provider's update found the programme compute and dropped model; before
+    it commits, the programme changes to model. Without its shared hold of the provider's row, the
+    change of kind read the kinds committed before (model still) and committed with the update."""
+    world = await build_world(app, client)
+    programme_id, provider_id = await _draft(world, ["compute", "model"], withdrawn=False)
+    drop = await _patch(client, world.operator, f"/v1/providers/{provider_id}", {"kinds": ["compute"]})
+    switch = await _patch(client, world.operator, f"/v1/programmes/{programme_id}", MODEL)
+    dropped, switched, waited = await _race(database_url, _AUDIT, {}, drop, switch)
+    assert await _consistent(client, world.operator, programme_id, provider_id, dropped, switched) == \
+        ("compute", ["compute"], True)
+    assert (dropped.status_code, switched.json()["provider_ids"]) == (200, [provider_id])
+    assert waited  # the change of kind waited for the update to commit
