@@ -46,6 +46,11 @@ def show_instants_in(zone: str) -> None:
     _ZONE["zone"] = ZoneInfo(zone)
 
 
+def instants_zone() -> ZoneInfo:
+    """Where the instants in sentences are shown (for a day named in a sentence)."""
+    return _ZONE["zone"]
+
+
 def render_instant(value: datetime, language: str) -> str:
     """An aware instant as people read it: the date and time where the programme is, to the
     minute (to the second when it has seconds), with the offset from UTC. A problem that said

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "857b382398718f2b3fb4b6164c39b65982639e629380edb3d6a7e78f55694bdf"
+DOCUMENT_SHA256 = "e1a6ed789c91730f5c605a329b5e7633d4665dc655bcd20eb5e20e3c6f531b0c"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from services.voucher.i18n import Message, msg
+from services.voucher.i18n import Message, instants_zone, msg, render_instant
 from services.voucher.money import BPS_DENOMINATOR, MAX_AMOUNT, format_for_people, percent
 from services.voucher.redemption.rules import parties_of
 
@@ -189,12 +189,16 @@ def money(amount: int, unit: str, language: str = "en") -> str:
     return format_for_people(amount, unit, language)
 
 
-def when(at: datetime) -> str:
-    return at.strftime("%Y-%m-%d %H:%M UTC")
+def when(at: datetime, language: str = "en") -> str:
+    """An instant where the programme is, with its offset (i18n.render_instant): these
+    sentences had written UTC wall-clock times, a voucher expiring at 07:00 on 1 April in
+    Beijing read as expiring on 31 March (an independent review, December 2026)."""
+    return render_instant(at, language)
 
 
 def _day(at: datetime) -> str:
-    return at.strftime("%Y-%m-%d")
+    """The day an instant falls on where the programme is."""
+    return at.astimezone(instants_zone()).strftime("%Y-%m-%d")
 
 
 # -- 1. related parties ---------------------------------------------------------------------
@@ -250,8 +254,8 @@ def related_party(rows: Sequence[Redeemed], shared: Sequence[SharedParty]) -> Fi
             "subsidised; these passed because the relation was recorded after they were made."
         ),
         explanation_zh=(
-            f"企业与服务商存在{len(shared)}个共同关联方：{zh_parties}。双方之间于{when(rows[0].at)}至"
-            f"{when(rows[-1].at)}发生的{n}笔核销共计补贴{money(total, unit, 'zh')}。关联交易不予补贴；"
+            f"企业与服务商存在{len(shared)}个共同关联方：{zh_parties}。双方之间于{when(rows[0].at, 'zh')}至"
+            f"{when(rows[-1].at, 'zh')}发生的{n}笔核销共计补贴{money(total, unit, 'zh')}。关联交易不予补贴；"
             "这些核销发生时关联关系尚未登记，因此未被拦截。"
         ),
     )
@@ -317,7 +321,7 @@ def _split_finding(
             "One purchase split into orders that each stay under a limit looks like this."
         ),
         explanation_zh=(
-            f"该企业在该服务商处于{days}天内（{when(first)}至{when(last)}）下了{n}笔订单，每笔金额均略低于"
+            f"该企业在该服务商处于{days}天内（{when(first, 'zh')}至{when(last, 'zh')}）下了{n}笔订单，每笔金额均略低于"
             f"{what_zh}{money(threshold, unit, 'zh')}（介于{money(low, unit, 'zh')}与该值之间，即低于其"
             f"{percent(margin_bps)}以内）：{amounts_zh}。这符合将一笔采购拆分为多笔以规避限额的特征。"
         ),
@@ -371,7 +375,7 @@ def velocity_spike(
             f"{len(earlier)} of them with redemptions)."
         ),
         explanation_zh=(
-            f"{when(start)}至{when(end)}的{days}天内，该企业与该服务商之间核销{len(recent)}笔，共"
+            f"{when(start, 'zh')}至{when(end, 'zh')}的{days}天内，该企业与该服务商之间核销{len(recent)}笔，共"
             f"{money(recent_amount, unit, 'zh')}，超过其此前每{days}天平均值{money(average, unit, 'zh')}的{factor}倍"
             f"（自{_day(history_start)}起{earlier_windows}个周期共{money(earlier_total, unit, 'zh')}，"
             f"其中{len(earlier)}个周期有核销）。"
@@ -412,7 +416,7 @@ def expiry_burst(
         ),
         explanation_zh=(
             f"该券累计核销{money(total, unit, 'zh')}，其中{money(amount, unit, 'zh')}（{percent(share)}）发生在"
-            f"{when(expires_at)}到期前的最后{days}天内，共{len(burst)}笔（阈值：{percent(share_bps)}且不低于"
+            f"{when(expires_at, 'zh')}到期前的最后{days}天内，共{len(burst)}笔（阈值：{percent(share_bps)}且不低于"
             f"{money(min_amount, unit, 'zh')}），属到期前突击使用。"
         ),
     )

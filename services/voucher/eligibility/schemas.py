@@ -103,7 +103,9 @@ class DryRun(BaseModel):
     enterprise_id: uuid.UUID | None = None
     facts: InlineFacts | None = None
     requested_amount: int = Field(default=0, ge=0, le=MAX_AMOUNT, strict=True)
-    application_date: Day | None = Field(default=None, description="Judge as of this day (default: today).")
+    application_date: Day | None = Field(default=None, description=(
+        "Judge as of this day (default: today); an enterprise on file is judged by the cap left in that "
+        "day's cap period."))
 
     @model_validator(mode="after")
     def _sources(self) -> DryRun:

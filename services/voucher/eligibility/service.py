@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -135,7 +135,10 @@ async def dry_run(
         enterprise = await enterprises.get_enterprise(session, actor, enterprise_id)
         attributes, blacklist = enterprise_facts(enterprise)
         if programme is not None:
-            remaining_cap = (await vouchers.remaining_cap(session, programme, enterprise.id, now))[1]
+            # The cap left in the period of the day judged: as of a day in the next cap year, that
+            # year's whole cap, as a submission that day is judged (it had been this period's).
+            at = now if on is None else datetime.combine(on, time(), ZoneInfo(programme.cap_timezone))
+            remaining_cap = (await vouchers.remaining_cap(session, programme, enterprise.id, at))[1]
     else:
         given = facts or {}
         attributes = dict(given.get("enterprise") or {})

@@ -60,6 +60,19 @@ EARLIEST_DAY = date(2000, 1, 1)
 SETTLE_AFTER = timedelta(minutes=5)
 
 
+def still_committing(ends_at: datetime, now: datetime, *, reconciling: bool = False) -> Message | None:
+    """Why a period that ended less than `SETTLE_AFTER` ago cannot be read as whole yet — to be
+    settled, or (`reconciling`) to have a provider's usage compared with it — or None."""
+    if now >= ends_at + SETTLE_AFTER:
+        return None
+    at = (ends_at + SETTLE_AFTER).astimezone(ZoneInfo(PERIOD_ZONE)).strftime("%Y-%m-%d %H:%M")
+    if reconciling:
+        return msg("the period has only just ended, and captures begun before its end may still be committing: "
+                   "its usage can be reconciled from {at} ({zone})", at=at, zone=PERIOD_ZONE)
+    return msg("the period has only just ended, and captures begun before its end may still be committing: it can "
+               "be settled from {at} ({zone})", at=at, zone=PERIOD_ZONE)
+
+
 def check_transition(current: SettlementStatus, target: SettlementStatus) -> None:
     if target not in TRANSITIONS[current]:
         raise InvalidTransition(

@@ -39,7 +39,6 @@ from services.voucher.providers import service as providers
 from services.voucher.settlement import repository
 from services.voucher.settlement.rules import (
     PERIOD_ZONE,
-    SETTLE_AFTER,
     ItemKind,
     SettlementStatus,
     check_transition,
@@ -48,6 +47,7 @@ from services.voucher.settlement.rules import (
     period_bounds,
     period_problems,
     settle_window,
+    still_committing,
     uncovered,
 )
 from services.voucher.settlement.statement import Line, digest, render_csv
@@ -71,12 +71,9 @@ async def create(
     if problems:
         raise ValidationFailed([field_error(f, m) for f, m in problems])
     starts_at, ends_at = period_bounds(period_start, period_end)
-    if now < ends_at + SETTLE_AFTER:
-        raise ValidationFailed([field_error("period_end", msg(
-            "the period has only just ended, and captures begun before its end may still be committing: it can "
-            "be settled from {at} ({zone})",
-            at=(ends_at + SETTLE_AFTER).astimezone(ZoneInfo(PERIOD_ZONE)).strftime("%Y-%m-%d %H:%M"),
-            zone=PERIOD_ZONE))])
+    committing = still_committing(ends_at, now)
+    if committing is not None:
+        raise ValidationFailed([field_error("period_end", committing)])
     programme = await programmes.get_programme(session, actor, programme_id)
     await providers.get_provider(session, actor, provider_id)
     accounts = await ledger.ensure_provider_accounts(session, provider_id, programme.id, programme.unit, now)

@@ -42,7 +42,8 @@ def _public(row: UsageReconciliation, *, full: bool) -> UsageReport:
     "JSON records or CSV. They are compared order by order with the captures and refunds this service recorded, "
     "and the report (matches, differences, orders only one side has) is kept with the upload's SHA-256 and the "
     "audit event `usage_reconciliation.created`; no value moves. Refused with `not_found` (programme), "
-    "`validation_failed` (malformed records, each named; or a period with more than 20,000 of the provider's "
+    "`validation_failed` (malformed records, each named; a period not over, or over less than five minutes ago, "
+    "while captures begun before its end may still be committing; or a period with more than 20,000 of the provider's "
     "orders, more than one upload holds: reconcile a shorter one), `payload_too_large` (over 16 MiB, or a body "
     "over 1 MiB with more than 200,000 JSON values) or an Idempotency-Key conflict.",
     status_code=201,

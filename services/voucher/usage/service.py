@@ -18,7 +18,12 @@ from services.voucher.db import PageRequest
 from services.voucher.errors import Forbidden, NotFound, ValidationFailed, field_error
 from services.voucher.i18n import msg
 from services.voucher.programmes import service as programmes
-from services.voucher.settlement.rules import PERIOD_ZONE, period_bounds, period_problems
+from services.voucher.settlement.rules import (
+    PERIOD_ZONE,
+    period_bounds,
+    period_problems,
+    still_committing,
+)
 from services.voucher.tables import UsageReconciliation
 from services.voucher.usage import repository
 from services.voucher.usage import rules as usage_rules
@@ -35,6 +40,12 @@ async def reconcile(
     problems = [(f, m) for f, m in period_problems(period_start, period_end, today)]
     if problems:
         raise ValidationFailed([field_error(f, m) for f, m in problems])
+    starts_at, ends_at = period_bounds(period_start, period_end)
+    # As a settlement does: a capture begun before the period's end may commit after it, and
+    # the kept report would call that order missing from our books (a review, December 2026).
+    committing = still_committing(ends_at, now, reconciling=True)
+    if committing is not None:
+        raise ValidationFailed([field_error("period_end", committing)])
     programme = await programmes.get_programme(session, actor, programme_id)
     try:
         if csv_text is not None:
@@ -47,7 +58,6 @@ async def reconcile(
         check_records(theirs, where)
     except RecordsInvalid as exc:
         raise ValidationFailed([field_error(p, m, "usage_record") for p, m in exc.errors[:100]]) from exc
-    starts_at, ends_at = period_bounds(period_start, period_end)
     # At most one more of our orders than an upload may hold: a period with more could never be
     # matched by one file, and its report (kept twice, with the Idempotency-Key's answer) had
     # grown with every order of up to a year, however small the upload (an independent review).
