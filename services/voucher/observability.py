@@ -133,19 +133,20 @@ access_log = logging.getLogger("voucher.access")
 
 def log_access(
     *, request_id: str, method: str, route: str, path: str, status: int, duration_ms: float,
-    principal: dict[str, str] | None,
+    principal: dict[str, str] | None, code: str | None = None,
 ) -> None:
-    """One line per request. `principal` is the key's id and role, never the key."""
+    """One line per request. `principal` is the key's id and role, never the key; `code` the
+    problem's code when the answer is a problem (why it was refused)."""
     level = logging.WARNING if status >= 500 else logging.INFO
     if not access_log.isEnabledFor(level):  # at WARNING, a 5xx's line is still written (a review)
         return
     access_log.log(
         level,
-        "%s %s %s %.1fms",
-        method, route, status, duration_ms,
+        "%s %s %s%s %.1fms",
+        method, route, status, f" {code}" if code else "", duration_ms,
         extra={
             "request_id": request_id, "method": method, "route": route, "path": path,
-            "status": status, "duration_ms": round(duration_ms, 3), "principal": principal,
+            "status": status, "duration_ms": round(duration_ms, 3), "principal": principal, "code": code,
         },
     )
 

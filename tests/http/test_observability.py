@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,35 @@ async def test_one_json_access_line_per_request_with_principal_route_and_request
     assert principal["role"] == "operator" and principal["key_id"]
     assert access[3]["principal"] is None
     assert operator_key not in log_output.getvalue()
+
+
+async def test_a_refusal_s_access_line_names_its_problem_code(
+    app: Any, client: httpx.AsyncClient, operator_key: str, log_output: io.StringIO
+) -> None:
+    """The office explains a refusal from its own logs: the access line carries the problem's
+    `code` (null for an answer that is not a problem), in the JSON field and in the message, a
+    replayed refusal's too."""
+    from tests.world import build_world
+
+    world = await build_world(app, client)
+    voucher = await world.issue(1_000_000)
+    log_output.truncate(0)
+    log_output.seek(0)
+    suspended = await world.post(f"/v1/vouchers/{voucher['id']}/suspend", {"reason": "checking documents"},
+                                 key=world.operator)
+    assert suspended.status_code == 200, suspended.text
+    refused = await world.hold(voucher, 100_000, order="PO-REFUSED", path="/v1/redemptions")
+    assert_problem(refused, 409, "voucher_suspended")
+    again = await world.hold(voucher, 100_000, order="PO-REFUSED", path="/v1/redemptions")
+    assert again.headers.get("idempotent-replayed") == "true"
+    unknown = await client.get("/v1/programmes/0190d5d2-0000-7000-8000-000000000000", headers=auth(operator_key))
+    assert unknown.status_code == 404
+    access = access_lines(log_output)
+    assert [(a["status"], a["code"]) for a in access] == [
+        (200, None), (409, "voucher_suspended"), (409, "voucher_suspended"), (404, "not_found")]
+    assert re.fullmatch(r"POST /v1/redemptions 409 voucher_suspended [0-9.]+ms", access[1]["message"])
+    assert re.fullmatch(r"GET /v1/programmes/\{programme_id\} 404 not_found [0-9.]+ms", access[3]["message"])
+    assert access[1]["request_id"] == refused.headers["x-request-id"]
 
 
 async def test_a_500_is_logged_as_json_with_its_request_id_and_no_secret(

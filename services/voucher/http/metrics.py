@@ -9,6 +9,7 @@ bounded; requests no route matched share the label `unmatched`.
 from __future__ import annotations
 
 import hmac
+import json
 import time
 from typing import Any
 
@@ -18,7 +19,7 @@ from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.voucher import driver, errors, metrics
-from services.voucher.http.problems import responses
+from services.voucher.http.problems import PROBLEM_MEDIA_TYPE, responses
 from services.voucher.i18n import msg
 from services.voucher.observability import log_access
 from services.voucher.settings import Settings
@@ -89,6 +90,28 @@ def _request_id(message: Message) -> str:
     return "-"
 
 
+def _is_problem(message: Message) -> bool:
+    return any(key.lower() == b"content-type" and value.startswith(PROBLEM_MEDIA_TYPE.encode())
+               for key, value in message.get("headers", ()))
+
+
+#: A problem body longer than this is not read for its code (every problem the service writes is
+#: far shorter; a validation failure lists at most 100 fields).
+_PROBLEM_READ = 64 * 1024
+
+
+def _problem_code(body: bytes) -> str | None:
+    """The `code` of a problem+json body, or None: the access line says why a request was
+    refused, so the office can explain a refusal from its logs without the caller's copy."""
+    if len(body) > _PROBLEM_READ:
+        return None
+    try:
+        code = json.loads(body).get("code")
+    except (ValueError, AttributeError):
+        return None
+    return code if isinstance(code, str) and len(code) <= 64 else None
+
+
 class RequestObserver:
     """Counts, times and logs each HTTP request once it has been answered."""
 
@@ -100,12 +123,16 @@ class RequestObserver:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        seen: dict[str, Any] = {"status": 500, "request_id": "-"}
+        seen: dict[str, Any] = {"status": 500, "request_id": "-", "code": None, "problem": False}
 
         async def observe(message: Message) -> None:
             if message["type"] == "http.response.start":
                 seen["status"] = int(message["status"])
                 seen["request_id"] = _request_id(message)
+                seen["problem"] = seen["status"] >= 400 and _is_problem(message)
+            elif seen["problem"] and message["type"] == "http.response.body":
+                seen["problem"] = False  # the first body message holds the whole problem
+                seen["code"] = _problem_code(message.get("body", b""))
             await send(message)
 
         try:
@@ -118,5 +145,5 @@ class RequestObserver:
             log_access(
                 request_id=seen["request_id"], method=scope["method"], route=route,
                 path=scope.get("path", ""), status=seen["status"], duration_ms=seconds * 1000,
-                principal=_principal(scope),
+                principal=_principal(scope), code=seen["code"],
             )
