@@ -684,4 +684,6 @@ def _run(database_url: str, examples: int, steps: int) -> None:
 
 @pytest.mark.timeout(600)
 def test_budget_state_machine(database_url: str) -> None:
-    _run(database_url, examples=35, steps=35)
+    # The same sequential paths on both engines; PostgreSQL's round trips make each example
+    # about 2.5 times slower, so it runs fewer (CI runs the suite on both).
+    _run(database_url, examples=35 if database_url.startswith("sqlite") else 20, steps=35)
