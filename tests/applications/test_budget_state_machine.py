@@ -35,7 +35,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 from sqlalchemy import func, select
@@ -68,6 +67,7 @@ from services.voucher.tables import (
 )
 from services.voucher.vouchers import service as vouchers
 from tests.conftest import T0
+from tests.machines import run_machine
 from tests.support import enterprise_payload, programme_payload, provider_payload
 
 RATE = 3000  # 30 %, no tiers, no stacking limit
@@ -672,18 +672,8 @@ class BudgetMachine(RuleBasedStateMachine):
                 assert view.status.value in ("active", "exhausted")
 
 
-def _run(database_url: str, examples: int, steps: int) -> None:
-    BudgetMachine.database_url = database_url
-    runner = BudgetMachine.TestCase
-    runner.settings = settings(
-        max_examples=examples, stateful_step_count=steps, deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-    )
-    runner().runTest()
-
-
 @pytest.mark.timeout(600)
 def test_budget_state_machine(database_url: str) -> None:
     # The same sequential paths on both engines; PostgreSQL's round trips make each example
     # about 2.5 times slower, so it runs fewer (CI runs the suite on both).
-    _run(database_url, examples=35 if database_url.startswith("sqlite") else 20, steps=35)
+    run_machine(BudgetMachine, database_url, examples=35 if database_url.startswith("sqlite") else 20, steps=35)

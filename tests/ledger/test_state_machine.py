@@ -15,28 +15,17 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 import pytest
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, rule
+from hypothesis.stateful import Bundle, consumes, invariant, rule
 
 from services.voucher.actor import SYSTEM, Actor
 from services.voucher.apikeys.rules import ROLE_SCOPES, Role
 from services.voucher.db import Database
-from services.voucher.enterprises import service as enterprises
-from services.voucher.enterprises.schemas import EnterpriseCreate
 from services.voucher.errors import DomainError
 from services.voucher.ledger import service as ledger
-from services.voucher.programmes import service as programmes
-from services.voucher.programmes.rules import ProgrammeStatus
-from services.voucher.programmes.schemas import ProgrammeCreate
-from services.voucher.providers import service as providers
-from services.voucher.providers.rules import ProviderStatus
-from services.voucher.providers.schemas import ProviderCreate
 from services.voucher.redemption import service as redemption
-from services.voucher.settings import Settings
 from services.voucher.vouchers import service as vouchers
-from tests.conftest import T0
-from tests.support import enterprise_payload, programme_payload, provider_payload
+from tests.machines import DatabaseMachine, redeemable_programme, run_machine
 
 RATE = 3000  # 30 %, no tiers, no stacking limit, a cap larger than any voucher
 
@@ -73,40 +62,23 @@ class Scenario:
     vouchers: list[ModelVoucher] = field(default_factory=list)
 
 
-class LedgerMachine(RuleBasedStateMachine):
-    database_url: str = ""
-
+class LedgerMachine(DatabaseMachine):
     vouchers = Bundle("vouchers")
     holds = Bundle("holds")
     captured = Bundle("captured")
 
     def __init__(self) -> None:
         super().__init__()
-        self.now = T0
-        self.loop = asyncio.new_event_loop()
-        self.db = Database(Settings(database_url=self.database_url, environment="test"))
         self.all_vouchers: list[ModelVoucher] = []
         self.all_holds: list[ModelHold] = []
         self.orders = 0
         self.run(self._setup())
 
-    def run(self, coro):  # type: ignore[no-untyped-def]
-        return self.loop.run_until_complete(coro)
-
     async def _setup(self) -> None:
         async with self.db.unit_of_work() as s:
-            terms = ProgrammeCreate(**programme_payload(
-                tiers=[], stacking_ceiling_bps=10_000, enterprise_cap=10**12, budget_total=10**13,
-                max_per_voucher=10**12, rate_table={"accelerator:domestic": RATE}, voucher_validity_days=30,
-            )).model_dump()
-            p = await programmes.create_programme(s, terms, self.now)
-            await programmes.transition(s, SYSTEM, p.id, ProgrammeStatus.OPEN, self.now)
-            e = await enterprises.register(s, {**EnterpriseCreate(**enterprise_payload()).model_dump(mode="json"),
-                                               "founded_on": None}, self.now)
-            prov = await providers.register(s, ProviderCreate(**provider_payload()).model_dump(mode="json"),
-                                            self.now)
-            await providers.change_status(s, SYSTEM, prov.id, ProviderStatus.APPROVED, "ok", self.now)
-            await programmes.enrol_provider(s, SYSTEM, p.id, prov.id, self.now)
+            p, e, prov = await redeemable_programme(
+                s, self.now, tiers=[], stacking_ceiling_bps=10_000, enterprise_cap=10**12, budget_total=10**13,
+                max_per_voucher=10**12, rate_table={"accelerator:domestic": RATE}, voucher_validity_days=30)
         self.programme_id, self.enterprise_id, self.uscc = p.id, e.id, e.uscc
         self.provider = Actor(principal_id=uuid.uuid4(), role=Role.PROVIDER, key_id=None,
                               scopes=ROLE_SCOPES[Role.PROVIDER], provider_id=prov.id)
@@ -251,10 +223,4 @@ class LedgerMachine(RuleBasedStateMachine):
 
 @pytest.mark.timeout(600)
 def test_ledger_state_machine(database_url: str) -> None:
-    LedgerMachine.database_url = database_url
-    runner = LedgerMachine.TestCase
-    runner.settings = settings(
-        max_examples=15, stateful_step_count=25, deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-    )
-    runner().runTest()
+    run_machine(LedgerMachine, database_url, examples=15, steps=25)

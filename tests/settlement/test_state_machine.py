@@ -26,7 +26,6 @@ Driven through the services, not HTTP, with a frozen clock, as tests/ledger/test
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import uuid
 from dataclasses import dataclass, field
@@ -35,12 +34,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
     MultipleResults,
-    RuleBasedStateMachine,
     consumes,
     invariant,
     multiple,
@@ -50,23 +47,13 @@ from sqlalchemy import select
 
 from services.voucher.actor import SYSTEM, Actor
 from services.voucher.apikeys.rules import ROLE_SCOPES, Role
-from services.voucher.db import Database
-from services.voucher.enterprises import service as enterprises
-from services.voucher.enterprises.schemas import EnterpriseCreate
 from services.voucher.errors import (
     DomainError,
     NothingToSettle,
     SettlementExists,
 )
 from services.voucher.ledger import service as ledger
-from services.voucher.programmes import service as programmes
-from services.voucher.programmes.rules import ProgrammeStatus
-from services.voucher.programmes.schemas import ProgrammeCreate
-from services.voucher.providers import service as providers
-from services.voucher.providers.rules import ProviderStatus
-from services.voucher.providers.schemas import ProviderCreate
 from services.voucher.redemption import service as redemption
-from services.voucher.settings import Settings
 from services.voucher.settlement import service as settlement
 from services.voucher.settlement.rules import (
     MAX_PERIOD_DAYS,
@@ -84,8 +71,7 @@ from services.voucher.tables import (
     SettlementItem,
 )
 from services.voucher.vouchers import service as vouchers
-from tests.conftest import T0
-from tests.support import enterprise_payload, programme_payload, provider_payload
+from tests.machines import DatabaseMachine, redeemable_programme, run_machine
 
 RATE = 3000  # 30 %, no tiers: a subsidy is order × 3000 // 10000
 ZONE = ZoneInfo(PERIOD_ZONE)
@@ -138,41 +124,24 @@ def today_of(now: datetime) -> date:
     return now.astimezone(ZONE).date()
 
 
-class SettlementMachine(RuleBasedStateMachine):
-    database_url: str = ""
-
+class SettlementMachine(DatabaseMachine):
     holds = Bundle("holds")
     captured = Bundle("captured")
     settlements = Bundle("settlements")
 
     def __init__(self) -> None:
         super().__init__()
-        self.now = T0
-        self.loop = asyncio.new_event_loop()
-        self.db = Database(Settings(database_url=self.database_url, environment="test"))
         self.redemptions: dict[uuid.UUID, MRedemption] = {}
         self.all_settlements: list[MSettlement] = []
         self.orders = 0
         self.checked = True  # the last thing that happened was a passing check (teardown drains then)
         self.run(self._setup())
 
-    def run(self, coro):  # type: ignore[no-untyped-def]
-        return self.loop.run_until_complete(coro)
-
     async def _setup(self) -> None:
         async with self.db.unit_of_work() as s:
-            terms = ProgrammeCreate(**programme_payload(
-                tiers=[], stacking_ceiling_bps=10_000, enterprise_cap=10**12, budget_total=10**13,
-                max_per_voucher=10**12, rate_table={"accelerator:domestic": RATE}, voucher_validity_days=3650,
-            )).model_dump()
-            p = await programmes.create_programme(s, terms, self.now)
-            await programmes.transition(s, SYSTEM, p.id, ProgrammeStatus.OPEN, self.now)
-            e = await enterprises.register(s, {**EnterpriseCreate(**enterprise_payload()).model_dump(mode="json"),
-                                               "founded_on": None}, self.now)
-            prov = await providers.register(s, ProviderCreate(**provider_payload()).model_dump(mode="json"),
-                                            self.now)
-            await providers.change_status(s, SYSTEM, prov.id, ProviderStatus.APPROVED, "ok", self.now)
-            await programmes.enrol_provider(s, SYSTEM, p.id, prov.id, self.now)
+            p, e, prov = await redeemable_programme(
+                s, self.now, tiers=[], stacking_ceiling_bps=10_000, enterprise_cap=10**12, budget_total=10**13,
+                max_per_voucher=10**12, rate_table={"accelerator:domestic": RATE}, voucher_validity_days=3650)
             v = await vouchers.issue_voucher(s, programme_id=p.id, enterprise_id=e.id, face_value=10**11,
                                              now=self.now)
         self.programme_id, self.provider_id, self.uscc, self.voucher_code = p.id, prov.id, e.uscc, v.code
@@ -528,16 +497,6 @@ class SettlementMachine(RuleBasedStateMachine):
             self.loop.close()
 
 
-def _run(database_url: str, examples: int, steps: int) -> None:
-    SettlementMachine.database_url = database_url
-    runner = SettlementMachine.TestCase
-    runner.settings = settings(
-        max_examples=examples, stateful_step_count=steps, deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-    )
-    runner().runTest()
-
-
 @pytest.mark.timeout(600)
 def test_settlement_state_machine(database_url: str) -> None:
-    _run(database_url, examples=30, steps=40)
+    run_machine(SettlementMachine, database_url, examples=30, steps=40)
