@@ -47,9 +47,9 @@ class DatabaseMachine(RuleBasedStateMachine):
         return self.loop.run_until_complete(coro)
 
 
-def run_machine(machine: type[RuleBasedStateMachine], database_url: str, *, examples: int, steps: int) -> None:
-    """Run `machine` (which reads its database from the class attribute) against `database_url`."""
-    machine.database_url = database_url  # type: ignore[attr-defined]  # a DatabaseMachine's, or its own
+def run_machine(machine: type[DatabaseMachine], database_url: str, *, examples: int, steps: int) -> None:
+    """Run `machine` against `database_url`."""
+    machine.database_url = database_url
     runner = machine.TestCase
     runner.settings = settings(
         max_examples=examples, stateful_step_count=steps, deadline=None,

@@ -9,7 +9,6 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.support import (
     assert_problem,
@@ -90,25 +89,21 @@ async def test_a_record_lifted_the_day_it_was_made_stands(client: httpx.AsyncCli
     assert created["blacklist_records"][0]["lifted_on"] == "2024-06-10"
 
 
-async def _write(database_url: str, statement: str, **params: Any) -> None:
+async def _write(app: Any, statement: str, **params: Any) -> None:
     """What a row written before the rules may hold: the old schema stored lists as sent."""
-    engine = create_async_engine(database_url)
-    try:
-        async with engine.begin() as conn:
-            await conn.execute(text(statement), params)
-    finally:
-        await engine.dispose()
+    async with app.state.database.unit_of_work() as session:
+        await session.execute(text(statement), params)
 
 
 async def test_rows_recorded_before_the_rules_still_read_and_can_be_corrected(
-    client: httpx.AsyncClient, operator_key: str, database_url: str
+    app: Any, client: httpx.AsyncClient, operator_key: str
 ) -> None:
     """The rules are for input: the office must be able to read an old row to correct it."""
     provider = await create(client, operator_key, "/v1/providers", provider_payload(kinds=["compute"]))
     enterprise = await create(client, operator_key, "/v1/enterprises", enterprise_payload())
-    await _write(database_url, "UPDATE provider SET kinds = :k WHERE uscc = :u", k='["compute", "compute"]',
+    await _write(app, "UPDATE provider SET kinds = :k WHERE uscc = :u", k='["compute", "compute"]',
                  u=provider["uscc"])
-    await _write(database_url, "UPDATE enterprise SET certifications = :c, blacklist_records = :b WHERE uscc = :u",
+    await _write(app, "UPDATE enterprise SET certifications = :c, blacklist_records = :b WHERE uscc = :u",
                  c='["sme", "sme"]', u=enterprise["uscc"],
                  b='[{"recorded_on": "2024-06-10", "authority": "x", "reason": "", "lifted_on": "2024-06-09"}]')
     read = await client.get(f"/v1/providers/{provider['id']}", headers=auth(operator_key))

@@ -27,7 +27,6 @@ Driven through the services with a frozen clock, as tests/ledger/test_state_mach
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -36,14 +35,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from hypothesis.stateful import initialize, invariant, precondition, rule
 from sqlalchemy import func, select
 
 from services.voucher.actor import SYSTEM, Actor
 from services.voucher.apikeys.rules import ROLE_SCOPES, Role
 from services.voucher.applications import service as applications
 from services.voucher.applications.rules import TRANSITIONS, ApplicationStatus
-from services.voucher.db import Database
 from services.voucher.enterprises import service as enterprises
 from services.voucher.enterprises.schemas import EnterpriseCreate
 from services.voucher.errors import DomainError
@@ -56,7 +54,6 @@ from services.voucher.providers import service as providers
 from services.voucher.providers.rules import ProviderStatus
 from services.voucher.providers.schemas import ProviderCreate
 from services.voucher.redemption import service as redemption
-from services.voucher.settings import Settings
 from services.voucher.tables import (
     Application,
     ApplicationTransition,
@@ -67,7 +64,7 @@ from services.voucher.tables import (
 )
 from services.voucher.vouchers import service as vouchers
 from tests.conftest import T0
-from tests.machines import run_machine
+from tests.machines import DatabaseMachine, run_machine
 from tests.support import enterprise_payload, programme_payload, provider_payload
 
 RATE = 3000  # 30 %, no tiers, no stacking limit
@@ -121,21 +118,14 @@ class Refused(Exception):
     """What the model predicts: the service refuses (any domain error)."""
 
 
-class BudgetMachine(RuleBasedStateMachine):
-    database_url: str = ""
-
+class BudgetMachine(DatabaseMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.loop = asyncio.new_event_loop()
-        self.db = Database(Settings(database_url=self.database_url, environment="test"))
         self.apps: list[MApp] = []
         self.vouchers: list[MVoucher] = []
         self.usage: dict[tuple[int, str], list[int]] = {}  # granted, committed, subsidised
         self.orders = 0
         self.ready = False
-
-    def run(self, coro):  # type: ignore[no-untyped-def]
-        return self.loop.run_until_complete(coro)
 
     def tx(self, work):  # type: ignore[no-untyped-def]
         async def go():  # type: ignore[no-untyped-def]

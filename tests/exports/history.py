@@ -32,6 +32,15 @@ class History:
     settlement: dict[str, Any] | None = None
 
 
+async def settle_february(world: World) -> dict[str, Any]:
+    """The provider's settlement of February 2026, drawn up by the office."""
+    settlement = await world.post("/v1/settlements", {
+        "provider_id": world.provider["id"], "programme_id": world.programme["id"],
+        "period_start": "2026-02-01", "period_end": "2026-02-28"}, key=world.operator)
+    assert settlement.status_code == 201, settlement.text
+    return settlement.json()  # type: ignore[no-any-return]
+
+
 async def build_history(app: Any, client: httpx.AsyncClient, clock: Any) -> History:
     clock.current = START
     world = await build_world(app, client, rate_table={"accelerator:domestic": 3000})
@@ -55,11 +64,7 @@ async def build_history(app: Any, client: httpx.AsyncClient, clock: Any) -> Hist
                                 {"amount": 100_000, "reason": "not delivered"})
     assert refunded.status_code == 201, refunded.text
     clock.current = utc("2026-03-02T02:00:00+00:00")
-    settlement = await world.post("/v1/settlements", {
-        "provider_id": world.provider["id"], "programme_id": world.programme["id"],
-        "period_start": "2026-02-01", "period_end": "2026-02-28"}, key=world.operator)
-    assert settlement.status_code == 201, settlement.text
-    history.settlement = settlement.json()
+    history.settlement = await settle_february(world)
     history.redemptions = []
     for made in (captured.json(), one_step.json()):  # as they stand now (after the refund)
         found = await client.get(f"/v1/redemptions/{made['id']}", headers=auth(world.operator))

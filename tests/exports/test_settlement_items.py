@@ -23,7 +23,7 @@ from tests.exports.helpers import (
     rows_of,
     time_columns,
 )
-from tests.exports.history import History, build_history, utc
+from tests.exports.history import History, build_history, settle_february, utc
 from tests.support import assert_problem, auth
 
 S, ITEMS = Settlement.__table__, SettlementItem.__table__
@@ -53,10 +53,7 @@ async def history(app, client: httpx.AsyncClient, clock) -> History:
                                  {"reason": "bank details were wrong"}, key=world.operator)
     assert cancelled.status_code == 200, cancelled.text
     clock.current = utc("2026-03-04T02:00:00+00:00")
-    again = await world.post("/v1/settlements", {
-        "provider_id": world.provider["id"], "programme_id": world.programme["id"],
-        "period_start": "2026-02-01", "period_end": "2026-02-28"}, key=world.operator)
-    assert again.status_code == 201, again.text
+    await settle_february(world)
     return history
 
 

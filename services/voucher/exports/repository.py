@@ -29,7 +29,7 @@ E = table_of(AuditEvent)
 R = table_of(Redemption)
 S = table_of(Settlement)
 M = table_of(ExportManifest)
-I = table_of(SettlementItem)  # noqa: E741 - the items table, as S is the settlements'
+L = table_of(SettlementItem)  # a settlement's lines
 
 _TABLES = {Dataset.REDEMPTIONS: R, Dataset.SETTLEMENTS: S, Dataset.AUDIT_EVENTS: E}
 
@@ -50,13 +50,22 @@ async def begin_snapshot(session: AsyncSession) -> None:
 def statement(dataset: Dataset, filters: Filters) -> Select[Any]:
     """The rows `dataset` is read from (its source table's) matching `filters`, in a stable order."""
     dataset = SOURCE[dataset]
-    given = filters.given()
     if dataset is Dataset.LEDGER_ENTRIES:
-        return ledger.entries_select(**given)
+        return ledger.entries_select(**filters.given())
     if dataset is Dataset.SETTLEMENT_ITEMS:
-        return _settlement_items(filters)
+        return _where(_settlement_lines(), Dataset.SETTLEMENTS, filters).order_by(L.c.settlement_id, L.c.id)
     table = _TABLES[dataset]
-    stmt = select(table)
+    stmt = _where(select(table), dataset, filters)
+    if dataset is Dataset.AUDIT_EVENTS:
+        # Chain order, so the file can be rechecked link by link; events committed after the
+        # last seal (no `seq` yet) come last, by id.
+        return stmt.order_by(E.c.seq.asc().nulls_last(), E.c.id)
+    return stmt.order_by(table.c.id)
+
+
+def _where(stmt: Select[Any], dataset: Dataset, filters: Filters) -> Select[Any]:
+    """`stmt` narrowed to the rows of `dataset`'s table that `filters` select."""
+    table, given = _TABLES[dataset], filters.given()
     for name in ("programme_id", "enterprise_id", "provider_id", "voucher_id"):
         if name == "enterprise_id" and dataset is Dataset.AUDIT_EVENTS and name in given:
             stmt = stmt.where(audit.of_enterprise(given[name]))  # its vouchers' journals' events too
@@ -69,31 +78,19 @@ def statement(dataset: Dataset, filters: Filters) -> Select[Any]:
         stmt = stmt.where(time >= filters.since)
     if filters.until is not None:
         stmt = stmt.where(time < filters.until)
-    if dataset is Dataset.AUDIT_EVENTS:
-        # Chain order, so the file can be rechecked link by link; events committed after the
-        # last seal (no `seq` yet) come last, by id.
-        return stmt.order_by(E.c.seq.asc().nulls_last(), E.c.id)
-    return stmt.order_by(table.c.id)
+    return stmt
 
 
-def _settlement_items(filters: Filters) -> Select[Any]:
-    """Every line of the settlements the same filters select (cancelled ones included, their
-    lines marked `released_at`), each with its settlement's programme, provider, unit, period and
-    status; a settlement's lines in a row. Each settlement's `total` is the sum of its lines'
+def _settlement_lines() -> Select[Any]:
+    """Every line of every settlement (cancelled ones included, their lines marked
+    `released_at`), each with its settlement's programme, provider, unit, period and status; the
+    settlements' filters apply to it. Each settlement's `total` is the sum of its lines'
     `amount`, its `captured_total` of the positive ones."""
-    stmt = select(
-        I.c.id, I.c.settlement_id, I.c.kind, I.c.redemption_id, I.c.refund_id, I.c.order_reference, I.c.amount,
-        S.c.unit, I.c.occurred_at, I.c.released_at, S.c.programme_id, S.c.provider_id, S.c.period_start,
+    return select(
+        L.c.id, L.c.settlement_id, L.c.kind, L.c.redemption_id, L.c.refund_id, L.c.order_reference, L.c.amount,
+        S.c.unit, L.c.occurred_at, L.c.released_at, S.c.programme_id, S.c.provider_id, S.c.period_start,
         S.c.period_end, S.c.status.label("settlement_status"), S.c.created_at.label("settlement_created_at"),
-    ).join(S, S.c.id == I.c.settlement_id)
-    for name in ("programme_id", "provider_id"):
-        if getattr(filters, name) is not None:
-            stmt = stmt.where(S.c[name] == getattr(filters, name))
-    if filters.since is not None:
-        stmt = stmt.where(S.c.created_at >= filters.since)
-    if filters.until is not None:
-        stmt = stmt.where(S.c.created_at < filters.until)
-    return stmt.order_by(I.c.settlement_id, I.c.id)
+    ).join_from(L, S, S.c.id == L.c.settlement_id)
 
 
 def columns(stmt: Select[Any]) -> list[tuple[str, type]]:

@@ -84,15 +84,16 @@ class Filters:
 
 
 _TENANT = frozenset({"programme_id", "enterprise_id", "provider_id", "voucher_id", "since", "until"})
+_SETTLEMENT = frozenset({"programme_id", "provider_id", "since", "until"})
 #: Which filters mean something for which dataset (a settlement has no enterprise or voucher).
 APPLICABLE: dict[Dataset, frozenset[str]] = {
     Dataset.LEDGER_ENTRIES: _TENANT | {"account_id"},
     Dataset.REDEMPTIONS: _TENANT,
     Dataset.REDEMPTION_LINE_ITEMS: _TENANT,
-    Dataset.SETTLEMENTS: frozenset({"programme_id", "provider_id", "since", "until"}),
+    Dataset.SETTLEMENTS: _SETTLEMENT,
     # A settlement's lines take its filters (its `created_at` for the range), so the two files
     # of one request cover the same settlements.
-    Dataset.SETTLEMENT_ITEMS: frozenset({"programme_id", "provider_id", "since", "until"}),
+    Dataset.SETTLEMENT_ITEMS: _SETTLEMENT,
     Dataset.AUDIT_EVENTS: _TENANT,
     Dataset.AUDIT_EVENT_CHANGES: _TENANT,
 }

@@ -120,7 +120,7 @@ async def update_programme(
     if "kind" in changed:
         # Its enrolled providers must offer the new kind, as at enrolment (the same review): their
         # rows are read under a shared lock, so none drops the kind meanwhile.
-        kind = str(getattr(changed["kind"], "value", changed["kind"]))
+        kind = str(changed["kind"])  # a StrEnum member is its value
         lacking = await repository.enrolled_providers_lacking(session, programme.id, kind)
         if lacking:
             raise ProviderKindMismatch(

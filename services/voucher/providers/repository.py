@@ -11,6 +11,7 @@ from sqlmodel import col
 from services.voucher.actor import Actor
 from services.voucher.apikeys.rules import Role
 from services.voucher.db import PageRequest, paginate
+from services.voucher.programmes.rules import ProgrammeStatus
 from services.voucher.tables import Programme, ProgrammeEnrolment, Provider
 
 
@@ -61,7 +62,7 @@ async def enrolled_programmes_of_kinds_not(
         select(col(Programme.id), col(Programme.code), col(Programme.kind))
         .join(ProgrammeEnrolment, col(ProgrammeEnrolment.programme_id) == col(Programme.id))
         .where(col(ProgrammeEnrolment.provider_id) == provider_id, col(ProgrammeEnrolment.withdrawn_at).is_(None),
-               col(Programme.status) != "archived", col(Programme.kind).not_in(kinds))
+               col(Programme.status) != ProgrammeStatus.ARCHIVED.value, col(Programme.kind).not_in(kinds))
         .order_by(col(Programme.code))
     )
     return [(r[0], r[1], r[2]) for r in rows]

@@ -68,7 +68,7 @@ async def update(
         # registries, December 2026). Read after the provider's lock: an enrolment and a
         # programme's change of kind hold the provider's row shared (after their programme's),
         # so one in progress commits first and is seen here, or waits and then sees this change.
-        kinds = [str(getattr(k, "value", k)) for k in changed["kinds"]]
+        kinds = [str(k) for k in changed["kinds"]]  # a StrEnum member is its value
         serving = await repository.enrolled_programmes_of_kinds_not(session, provider.id, kinds)
         if serving:
             raise ProviderKindMismatch(
