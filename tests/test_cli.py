@@ -13,6 +13,7 @@ import os
 import re
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -209,6 +210,7 @@ def test_the_demo_is_never_loaded_in_production(cli_database: str, monkeypatch: 
     ok("db", "upgrade")
     monkeypatch.setenv("VOUCHER_ENVIRONMENT", "production")
     monkeypatch.setenv("VOUCHER_AUDIT_SIGNING_KEY", base64.b64encode(b"k" * 32).decode())
+    monkeypatch.setenv("VOUCHER_SECRETS_KEY", base64.b64encode(b"s" * 32).decode())
     get_settings.cache_clear()
     result = voucher("demo")
     assert result.exit_code == 2 and "never loaded in production" in result.output, result.output
@@ -306,6 +308,52 @@ def test_a_refusal_is_told_in_the_configured_language(cli_database: str, monkeyp
     assert re.search("[\u4e00-\u9fff]", result.stderr) and "enterprise_id" in result.stderr, result.stderr
 
 
+def test_secrets_keygen_and_a_reseal_under_a_new_key(cli_database: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A provider's endpoint kept before sealing existed (plain text), then `voucher secrets
+    reseal`: sealed under the configured key, said as JSON; run again, nothing to do; with the
+    key changed and the old one not listed, it names what does not open and exits 1."""
+    import base64
+    import json
+
+    from services.voucher import secretbox
+
+    ok("db", "upgrade")
+    ok("demo")
+    first, second = ok("secrets", "keygen").strip(), ok("secrets", "keygen").strip()
+    assert len(base64.b64decode(first)) == 32 and first != second
+    engine = create_engine(sync_database_url(normalise_database_url(cli_database)), poolclass=pool.NullPool)
+    endpoint_id = uuid.uuid4()
+    legacy = "whsec_" + base64.b64encode(bytes(32)).decode()
+    try:
+        with engine.begin() as conn:
+            provider_id = conn.execute(text("SELECT id FROM provider LIMIT 1")).scalar_one()
+            conn.execute(text(
+                "INSERT INTO webhook_endpoint (id, provider_id, url, event_types, status, secret, version, "
+                "created_at, updated_at) VALUES (:id, :p, 'https://hooks.example.com/in', '[]', 'enabled', :s, 1, "
+                ":t, :t)"), {"id": endpoint_id if POSTGRES_URL else endpoint_id.hex, "p": provider_id, "s": legacy,
+                             "t": datetime(2026, 12, 1, tzinfo=UTC)})
+        monkeypatch.setenv("VOUCHER_SECRETS_KEY", first)
+        get_settings.cache_clear()
+        done = json.loads(ok("secrets", "reseal"))
+        assert done == {"key_id": secretbox.key_id(base64.b64decode(first)), "webhook_endpoints": 1,
+                        "stored_answers": 0, "unreadable": []}
+        assert json.loads(ok("secrets", "reseal"))["webhook_endpoints"] == 0
+        with engine.connect() as conn:
+            sealed = conn.execute(text("SELECT secret FROM webhook_endpoint")).scalar_one()
+        box = secretbox.Keyring(base64.b64decode(first))
+        assert box.open(sealed, secretbox.webhook_secret_purpose(endpoint_id)) == legacy
+        monkeypatch.setenv("VOUCHER_SECRETS_KEY", second)
+        get_settings.cache_clear()
+        refused = voucher("secrets", "reseal")
+        assert refused.exit_code == 1 and str(endpoint_id) in refused.stdout, refused.output
+        monkeypatch.setenv("VOUCHER_SECRETS_RETIRED_KEYS", first)
+        get_settings.cache_clear()
+        assert json.loads(ok("secrets", "reseal"))["webhook_endpoints"] == 1
+    finally:
+        engine.dispose()
+        get_settings.cache_clear()
+
+
 def test_audit_verify_checkpoint_and_keygen(cli_database: str) -> None:
     """After the demo, the chain verifies (exit 0); a checkpoint prints what to keep; once an
     event is altered behind the service, verify lists it and exits 1 for scripts."""
@@ -386,7 +434,8 @@ def test_every_command_has_help() -> None:
         ("serve",), ("worker",), ("demo",), ("export",), ("db", "upgrade"), ("db", "downgrade"),
         ("db", "current"), ("keys", "create"), ("keys", "list"), ("keys", "revoke"), ("jobs", "run-once"),
         ("jobs", "list"), ("ledger", "reconcile"), ("audit", "verify"), ("audit", "checkpoint"),
-        ("audit", "keygen"), ("db",), ("keys",), ("jobs",), ("ledger",), ("audit",), (),
+        ("audit", "keygen"), ("secrets", "keygen"), ("secrets", "reseal"), ("db",), ("keys",), ("jobs",),
+        ("ledger",), ("audit",), ("secrets",), (),
     ]
     for command in commands:
         result = voucher(*command, "--help")
@@ -537,9 +586,11 @@ def test_production_refuses_a_database_whose_sandbox_clock_was_moved(
     ok("db", "upgrade")
     monkeypatch.setenv("VOUCHER_ENVIRONMENT", "production")
     monkeypatch.setenv("VOUCHER_AUDIT_SIGNING_KEY", base64.b64encode(b"k" * 32).decode())
+    monkeypatch.setenv("VOUCHER_SECRETS_KEY", base64.b64encode(b"s" * 32).decode())
     get_settings.cache_clear()
     settings = Settings(database_url=cli_database, environment="production",
-                        audit_signing_key=base64.b64encode(b"k" * 32).decode(), log_level="WARNING")
+                        audit_signing_key=base64.b64encode(b"k" * 32).decode(),
+                        secrets_key=base64.b64encode(b"s" * 32).decode(), log_level="WARNING")
 
     async def start() -> None:
         application = create_app(settings)

@@ -115,6 +115,9 @@ def test_app_services_are_configured_by_environment_for_production(name: str) ->
     assert env["VOUCHER_DEFAULT_LANGUAGE"] == "${VOUCHER_DEFAULT_LANGUAGE:-zh-CN}"  # the office's language
     # Production refuses to start without a checkpoint signing key; compose must not invent one.
     assert env["VOUCHER_AUDIT_SIGNING_KEY"].startswith("${VOUCHER_AUDIT_SIGNING_KEY:?"), env
+    # Nor without the key that seals webhook secrets.
+    assert env["VOUCHER_SECRETS_KEY"].startswith("${VOUCHER_SECRETS_KEY:?"), env
+    assert env["VOUCHER_SECRETS_RETIRED_KEYS"] == "${VOUCHER_SECRETS_RETIRED_KEYS:-}", env
 
 
 def test_image_installs_the_locked_dependencies_then_the_package_without_deps() -> None:

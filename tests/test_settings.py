@@ -108,11 +108,13 @@ def test_production_refuses_sqlite(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 SEED = base64.b64encode(bytes(range(32))).decode()
+SECRETS_KEY = base64.b64encode(bytes(range(32, 64))).decode()
 
 
 def test_production_with_postgresql_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VOUCHER_ENVIRONMENT", "production")
     monkeypatch.setenv("DATABASE_URL", f"postgres://{PG}")
+    monkeypatch.setenv("VOUCHER_SECRETS_KEY", SECRETS_KEY)
     monkeypatch.setenv("VOUCHER_AUDIT_SIGNING_KEY", SEED)
     settings = Settings()
     assert settings.environment == "production"
@@ -122,6 +124,7 @@ def test_production_with_postgresql_is_accepted(monkeypatch: pytest.MonkeyPatch)
 def test_production_needs_its_own_checkpoint_signing_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VOUCHER_ENVIRONMENT", "production")
     monkeypatch.setenv("DATABASE_URL", f"postgres://{PG}")
+    monkeypatch.setenv("VOUCHER_SECRETS_KEY", SECRETS_KEY)
     with pytest.raises(ValidationError, match="VOUCHER_AUDIT_SIGNING_KEY"):
         Settings()
     monkeypatch.setenv("VOUCHER_AUDIT_SIGNING_KEY", SEED)
@@ -219,6 +222,7 @@ def test_production_refuses_the_development_key_among_the_retired(monkeypatch: p
 
     monkeypatch.setenv("VOUCHER_ENVIRONMENT", "production")
     monkeypatch.setenv("DATABASE_URL", f"postgres://{PG}")
+    monkeypatch.setenv("VOUCHER_SECRETS_KEY", SECRETS_KEY)
     monkeypatch.setenv("VOUCHER_AUDIT_SIGNING_KEY", SEED)
     monkeypatch.setenv("VOUCHER_AUDIT_RETIRED_PUBLIC_KEYS", base64.b64encode(DEVELOPMENT_PUBLIC_KEY).decode())
     with pytest.raises(ValueError, match="development key"):
@@ -234,6 +238,7 @@ def test_production_refuses_the_published_development_seed_as_its_key(monkeypatc
 
     monkeypatch.setenv("VOUCHER_ENVIRONMENT", "production")
     monkeypatch.setenv("DATABASE_URL", f"postgres://{PG}")
+    monkeypatch.setenv("VOUCHER_SECRETS_KEY", SECRETS_KEY)
     monkeypatch.setenv("VOUCHER_AUDIT_SIGNING_KEY", base64.b64encode(DEVELOPMENT_SEED).decode())
     with pytest.raises(ValueError, match="published development seed"):
         Signer.from_settings(Settings())
@@ -251,3 +256,43 @@ def test_an_unknown_log_level_is_refused_and_named(monkeypatch: pytest.MonkeyPat
     assert _error_fields(exc) == ["log_level"] and "VOUCHER_LOG_LEVEL" in str(exc.value)
     monkeypatch.setenv("VOUCHER_LOG_LEVEL", "warning")
     assert Settings().log_level == "WARNING"
+
+
+def test_production_needs_a_key_to_seal_webhook_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VOUCHER_ENVIRONMENT", "production")
+    monkeypatch.setenv("DATABASE_URL", f"postgres://{PG}")
+    monkeypatch.setenv("VOUCHER_AUDIT_SIGNING_KEY", SEED)
+    monkeypatch.delenv("VOUCHER_SECRETS_KEY", raising=False)
+    with pytest.raises(ValidationError, match="VOUCHER_SECRETS_KEY"):
+        Settings()
+    from services.voucher.secretbox import DEVELOPMENT_KEY
+
+    monkeypatch.setenv("VOUCHER_SECRETS_KEY", base64.b64encode(DEVELOPMENT_KEY).decode())
+    with pytest.raises(ValidationError, match="published development key"):
+        Settings()
+    monkeypatch.setenv("VOUCHER_ENVIRONMENT", "development")
+    assert Settings().secrets_key is not None  # development may use it, as it does when unset
+
+
+@pytest.mark.parametrize("field,value", [
+    ("VOUCHER_SECRETS_KEY", "not base64!"), ("VOUCHER_SECRETS_KEY", base64.b64encode(b"short").decode()),
+    ("VOUCHER_SECRETS_RETIRED_KEYS", f"{SECRETS_KEY},{base64.b64encode(b'short').decode()}"),
+])
+def test_a_secrets_key_must_be_32_bytes_of_base64_and_is_never_echoed(
+    monkeypatch: pytest.MonkeyPatch, field: str, value: str
+) -> None:
+    monkeypatch.setenv(field, value)
+    with pytest.raises(ValidationError) as exc:
+        Settings()
+    assert _error_fields(exc) == [field.removeprefix("VOUCHER_").lower()]
+    assert value not in str(exc.value) and SECRETS_KEY not in str(exc.value)
+
+
+def test_retired_secrets_keys_are_a_list_and_empty_is_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VOUCHER_SECRETS_KEY", "")
+    monkeypatch.setenv("VOUCHER_SECRETS_RETIRED_KEYS", "")
+    assert Settings().secrets_key is None and Settings().secrets_retired_keys == []
+    monkeypatch.setenv("VOUCHER_SECRETS_RETIRED_KEYS", f"{SECRETS_KEY}, {SEED}")
+    assert [k.get_secret_value() for k in Settings().secrets_retired_keys] == [SECRETS_KEY, SEED]
+    monkeypatch.setenv("VOUCHER_SECRETS_RETIRED_KEYS", f'["{SEED}"]')
+    assert [k.get_secret_value() for k in Settings().secrets_retired_keys] == [SEED]

@@ -48,6 +48,9 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(audit_app, name="audit")
+secrets_app = typer.Typer(no_args_is_help=True, rich_markup_mode="markdown",
+                          help="The key that seals webhook signing secrets (VOUCHER_SECRETS_KEY).")
+app.add_typer(secrets_app, name="secrets")
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
@@ -592,6 +595,41 @@ def audit_keygen() -> None:
     from services.voucher.audit.signing import new_seed
 
     typer.echo(new_seed())
+
+
+@secrets_app.command("keygen")
+def secrets_keygen() -> None:
+    """Print a new key for VOUCHER_SECRETS_KEY (keep it secret, and with your database backups:
+    without it the webhook secrets in them cannot be read)."""
+    from services.voucher.secretbox import new_key
+
+    typer.echo(new_key())
+
+
+@secrets_app.command("reseal")
+def secrets_reseal(database_url: DatabaseUrl = None) -> None:
+    """Seal every stored secret under the current VOUCHER_SECRETS_KEY: those kept before sealing
+    existed and those sealed under a key now in VOUCHER_SECRETS_RETIRED_KEYS. Prints what it
+    changed as JSON; exits 1 (changing the rest) if a secret opens under no configured key."""
+    _use_database(database_url)
+    import json
+
+    from services.voucher import secretbox
+    from services.voucher.idempotency import service as idempotency
+    from services.voucher.webhooks import service as webhooks
+
+    box = secretbox.keyring(get_settings())
+
+    async def work(session: Any) -> dict[str, Any]:
+        endpoints, unreadable = await webhooks.reseal(session, box)
+        answers, unopened = await idempotency.reseal(session, box)
+        return {"key_id": box.current_id, "webhook_endpoints": endpoints, "stored_answers": answers,
+                "unreadable": unreadable + unopened}
+
+    result = _run(work)
+    typer.echo(json.dumps(result, ensure_ascii=False))
+    if result["unreadable"]:
+        raise typer.Exit(1)
 
 
 @app.command("export")

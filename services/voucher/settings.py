@@ -93,6 +93,13 @@ class Settings(BaseSettings):
     #: checkpoint with the key it names; without these, every checkpoint signed before a change
     #: of key failed verification for good.
     audit_retired_public_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: AES-256 key (32 bytes, base64) that seals the secrets the service must read back: webhook
+    #: signing secrets, and the stored answers that show them (services/voucher/secretbox.py).
+    #: Development and tests fall back to a published key; production refuses to start without one.
+    secrets_key: SecretStr | None = None
+    #: Keys that sealed values before the current one (a JSON or comma-separated list): they
+    #: still open them until `voucher secrets reseal` has sealed everything under the new key.
+    secrets_retired_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     #: Writing audit events can be switched off only to measure what they cost (`make bench`);
     #: production refuses it.
     audit_events_enabled: bool = True
@@ -243,6 +250,34 @@ class Settings(BaseSettings):
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
 
+    @field_validator("secrets_key", mode="before")
+    @classmethod
+    def _secrets_key(cls, value: object) -> object:
+        """Empty means unset; a set key is 32 bytes of base64."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(text, str):
+            from services.voucher.secretbox import decode_key
+
+            decode_key(text, "VOUCHER_SECRETS_KEY")
+            return text.strip()
+        return value
+
+    @field_validator("secrets_retired_keys", mode="before")
+    @classmethod
+    def _retired_secrets_keys(cls, value: object) -> object:
+        from services.voucher.secretbox import decode_key
+
+        if isinstance(value, str):
+            text = value.strip()
+            value = json.loads(text) if text.startswith("[") else [p.strip() for p in text.split(",") if p.strip()]
+        if isinstance(value, list):
+            for key in value:
+                decode_key(key.get_secret_value() if isinstance(key, SecretStr) else str(key),
+                           "VOUCHER_SECRETS_RETIRED_KEYS")
+        return value
+
     @field_validator("audit_retired_public_keys")
     @classmethod
     def _ed25519_public_keys(cls, value: list[str]) -> list[str]:
@@ -305,6 +340,17 @@ class Settings(BaseSettings):
                 "production mode needs VOUCHER_AUDIT_SIGNING_KEY (a base64 Ed25519 seed) to sign "
                 "audit checkpoints; generate one with `voucher audit keygen`"
             )
+        if self.environment == "production" and self.secrets_key is None:
+            raise ValueError(
+                "production mode needs VOUCHER_SECRETS_KEY (32 bytes, base64) to seal webhook signing "
+                "secrets; generate one with `voucher secrets keygen` and keep it with your backups"
+            )
+        if self.environment == "production" and self.secrets_key is not None:
+            from services.voucher.secretbox import DEVELOPMENT_KEY, decode_key
+
+            if decode_key(self.secrets_key.get_secret_value(), "VOUCHER_SECRETS_KEY") == DEVELOPMENT_KEY:
+                raise ValueError("VOUCHER_SECRETS_KEY is the published development key, with which anyone can open "
+                                 "the sealed secrets; production refuses it (`voucher secrets keygen`)")
         if self.environment == "production" and not self.audit_events_enabled:
             raise ValueError("VOUCHER_AUDIT_EVENTS_ENABLED=false is for benchmarks, never production")
         if self.environment == "production" and self.sandbox:

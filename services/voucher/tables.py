@@ -891,8 +891,9 @@ class OutboxEvent(SQLModel, table=True):
 class WebhookEndpoint(SQLModel, table=True):
     """A URL an enterprise or a provider registered for itself, with the event types it wants.
 
-    The signing secret is kept in the clear because signing needs it (an HMAC key cannot be
-    hashed); it is shown only when created or rotated. After a rotation the previous secret
+    Signing needs the secret itself (an HMAC key cannot be hashed), so it is kept sealed under
+    VOUCHER_SECRETS_KEY (services/voucher/secretbox.py; a row from before sealing holds it in
+    plain text until `voucher secrets reseal`); it is shown only when created or rotated. After a rotation the previous secret
     also signs until `previous_secret_expires_at`, and any older one rotated within its own
     overlap until its end (`older_secrets`), so receivers can switch without a gap."""
 

@@ -238,7 +238,8 @@ def test_production_serves_the_console_only_with_a_secret() -> None:
     from services.voucher.settings import Settings
 
     production = {"environment": "production", "database_url": "postgresql://voucher@127.0.0.1/voucher",
-                  "audit_signing_key": base64.b64encode(b"k" * 32).decode()}
+                  "audit_signing_key": base64.b64encode(b"k" * 32).decode(),
+                  "secrets_key": base64.b64encode(b"s" * 32).decode()}
     without, with_secret = FastAPI(), FastAPI()
     install(without, Settings(**production))
     install(with_secret, Settings(**production, console_secret="s" * 32))

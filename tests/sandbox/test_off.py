@@ -30,4 +30,5 @@ async def test_the_clock_endpoints_answer_404_when_sandbox_mode_is_off(client: h
 def test_production_refuses_sandbox_mode() -> None:
     with pytest.raises(ValidationError, match="VOUCHER_SANDBOX"):
         Settings(environment="production", database_url="postgresql://u:p@db/voucher", sandbox=True,
-                 audit_signing_key="AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
+                 audit_signing_key="AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+                 secrets_key="ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=")

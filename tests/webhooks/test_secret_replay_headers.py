@@ -41,7 +41,7 @@ async def test_replayed_secret_is_sent_no_store(app, client: httpx.AsyncClient, 
 async def test_an_answer_with_a_secret_is_kept_a_day_not_the_whole_retention(
     app, client: httpx.AsyncClient, clock, world: World, operator_key: str, rotate: bool
 ) -> None:
-    """The stored answer holds the signing secret in the clear: replayed to a retry within a day,
+    """The stored answer holds the signing secret (sealed, but the key opens it): replayed to a retry within a day,
     then purged like any expired record, where an answer without a secret stays the retention."""
     key = await make_key(app, "provider", provider_id=uuid.UUID(world.provider["id"]))
     body = {"url": "http://127.0.0.1:9/hook", "event_types": ["redemption.captured"]}

@@ -16,7 +16,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
-from services.voucher import driver
+from services.voucher import driver, secretbox
 from services.voucher.actor import Actor
 from services.voucher.apikeys.rules import Scope
 from services.voucher.audit import service as audit
@@ -132,7 +132,7 @@ def value_call(*scopes: Scope) -> Callable[..., Awaitable[ValueCall]]:
 async def _replay(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, idempotency.Replay)
     request.scope["state"]["replayed"] = True  # nothing to commit: the unit of work rolls back
-    stored = exc.response
+    stored = idempotency.opened(exc.response, secretbox.keyring(request.app.state.settings))
     return Response(
         stored.body,
         status_code=stored.status,

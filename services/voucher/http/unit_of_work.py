@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.voucher import driver, errors
+from services.voucher import driver, errors, secretbox
 from services.voucher.audit import service as audit
 from services.voucher.clock import Clock, SandboxClock
 from services.voucher.db import (
@@ -288,6 +288,9 @@ class UnitOfWorkMiddleware:
         status = int(start["status"])
         body = b"".join(chunks)
         answer = _answer(start, status, body)
+        box = secretbox.keyring(self.database.settings)
+        if unit.claim is not None:
+            answer = idempotency.sealed(answer, unit.claim, box)  # as it is stored; `body` is what is sent
         if status < 400 and not scope["state"].get("replayed") and not scope["state"].get("discard"):
             try:
                 if unit.claim is not None:
@@ -296,7 +299,7 @@ class UnitOfWorkMiddleware:
                 scope["state"]["committed"] = True
             except idempotency.Replay as replay:  # the key was answered before: that is the answer
                 await unit.close()
-                start, status, body = _replayed(replay.response)
+                start, status, body = _replayed(replay.response, box)
             except Exception as exc:
                 await unit.close()
                 await self._send(send, *(await self._failure(exc, scope)), scope, rid)
@@ -310,7 +313,7 @@ class UnitOfWorkMiddleware:
                     await self._send(send, *(await self._failure(exc, scope)), scope, rid)
                     return
                 if stored is not answer:  # another attempt answered first: that is the answer
-                    start, status, body = _replayed(stored)
+                    start, status, body = _replayed(stored, box)
         closing = [(b"connection", b"close")] if scope["state"].get("close_connection") else []
         start = _with_headers(
             start,
@@ -391,7 +394,8 @@ class UnitOfWorkMiddleware:
         await send({"type": "http.response.body", "body": body})
 
 
-def _replayed(stored: idempotency.StoredResponse) -> tuple[Message, int, bytes]:
+def _replayed(stored: idempotency.StoredResponse, box: secretbox.Keyring) -> tuple[Message, int, bytes]:
+    stored = idempotency.opened(stored, box)
     headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in (stored.headers or {}).items()]
     if stored.content_type:
         headers.append((b"content-type", stored.content_type.encode("latin-1")))

@@ -110,3 +110,13 @@ def store(values: dict[str, Any], *, replaces: bool, dialect: str) -> Batch:
 async def purge_expired(session: AsyncSession, now: datetime) -> int:
     result = await session.execute(delete(T).where(T.c.expires_at < now))
     return cast(CursorResult[Any], result).rowcount  # a DELETE's result is a CursorResult
+
+
+async def answers_under(session: AsyncSession, path_pattern: str) -> list[IdempotencyRecord]:
+    """Completed records whose path matches `path_pattern` (LIKE), locked (`voucher secrets reseal`)."""
+    statement = (select(IdempotencyRecord)
+                 .where(T.c.path.like(path_pattern), T.c.response_body.is_not(None))
+                 .order_by(T.c.id))
+    if dialect_name(session) == "postgresql":
+        statement = statement.with_for_update()
+    return list((await session.execute(statement)).scalars().all())

@@ -17,6 +17,7 @@ Failures that should not be replayed (5xx, a lost race, malformed input) store n
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import uuid
@@ -27,6 +28,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.voucher import secretbox
 from services.voucher.db import Database, dialect_name
 from services.voucher.driver import Batch
 from services.voucher.errors import IdempotencyKeyReused, InvalidIdempotencyKey
@@ -69,6 +71,8 @@ class StoredResponse:
     body: bytes
     content_type: str | None
     headers: dict[str, str] | None = None
+    #: A stored answer read back: what its body is sealed for, if it carries a secret (`opened`).
+    sealed_for: str | None = None
 
 
 class Replay(Exception):  # noqa: N818 - control flow, not an error
@@ -159,7 +163,8 @@ def claim_batch(
             else:
                 assert record.response_status is not None
                 raise Replay(StoredResponse(record.response_status, record.response_body or b"",
-                                            record.response_content_type, record.response_headers))
+                                            record.response_content_type, record.response_headers,
+                                            secretbox.stored_answer_purpose(principal_id, key)))
         return Claim(principal_id, key, method, path, fingerprint, now, retention_days, dialect, replaces)
 
     return batch, settle
@@ -180,6 +185,23 @@ SECRET_ANSWER_RETENTION = timedelta(days=1)
 
 def carries_secret(answer: StoredResponse) -> bool:
     return "no-store" in (answer.headers or {}).get("cache-control", "").lower()
+
+
+def sealed(answer: StoredResponse, claim_: Claim, box: secretbox.Keyring) -> StoredResponse:
+    """The answer as it is stored: one that carries a secret has its body sealed for this
+    principal's key (docs/security.md, "Sealed secrets"); any other, as it is."""
+    if not carries_secret(answer):
+        return answer
+    purpose = secretbox.stored_answer_purpose(claim_.principal_id, claim_.key)
+    return dataclasses.replace(answer, body=box.seal_bytes(answer.body, purpose))
+
+
+def opened(answer: StoredResponse, box: secretbox.Keyring) -> StoredResponse:
+    """A stored answer as it is sent again: a sealed body opened (one stored before sealing
+    existed is sent as it is)."""
+    if answer.sealed_for is None or not secretbox.is_sealed(answer.body):
+        return answer
+    return dataclasses.replace(answer, body=box.open_bytes(answer.body, answer.sealed_for), sealed_for=None)
 
 
 def completion(claim_: Claim, answer: StoredResponse) -> Batch:
@@ -216,3 +238,27 @@ async def store_refusal(db: Database, claim_: Claim, answer: StoredResponse) -> 
 async def purge_expired(session: AsyncSession, now: datetime) -> int:
     """Delete records past their retention (a job; never needed for correctness)."""
     return await repository.purge_expired(session, now)
+
+
+#: The only answers that carry a secret: a webhook endpoint's creation and its rotations.
+WEBHOOK_ANSWER_PATHS = "/v1/webhook-endpoints%"
+
+
+async def reseal(session: AsyncSession, box: secretbox.Keyring) -> tuple[int, list[str]]:
+    """Seal every stored answer that carries a secret under the current key (`voucher secrets
+    reseal`); as `webhooks.reseal`, returns how many changed and what did not open."""
+    changed, unreadable = 0, []
+    for record in await repository.answers_under(session, WEBHOOK_ANSWER_PATHS):
+        answer = StoredResponse(record.response_status or 0, record.response_body or b"",
+                                record.response_content_type, record.response_headers)
+        if not carries_secret(answer) or box.current_for(answer.body):
+            continue
+        purpose = secretbox.stored_answer_purpose(record.principal_id, record.key)
+        try:
+            record.response_body = box.seal_bytes(box.open_bytes(answer.body, purpose), purpose)
+        except secretbox.SecretUnavailable as exc:
+            unreadable.append(f"stored answer {record.id}: {exc}")
+            continue
+        changed += 1
+    await session.flush()
+    return changed, unreadable

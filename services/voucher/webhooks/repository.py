@@ -263,3 +263,11 @@ async def owner_names(session: AsyncSession, endpoints: list[WebhookEndpoint]) -
         names.update((await session.execute(
             select(col(Provider.id), col(Provider.name)).where(col(Provider.id).in_(providers)))).all())
     return names
+
+
+async def all_for_update(session: AsyncSession) -> list[WebhookEndpoint]:
+    """Every endpoint, deleted ones too (their secrets are kept), locked (`voucher secrets reseal`)."""
+    statement = select(WebhookEndpoint).order_by(WebhookEndpoint.id)  # type: ignore[arg-type]
+    if dialect_name(session) == "postgresql":
+        statement = statement.with_for_update()
+    return list((await session.execute(statement)).scalars().all())

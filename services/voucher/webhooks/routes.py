@@ -43,10 +43,13 @@ def _public(endpoint: WebhookEndpoint, response: Response | None = None) -> Webh
     return WebhookEndpointPublic.model_validate(endpoint, from_attributes=True)
 
 
-def _with_secret(endpoint: WebhookEndpoint, response: Response) -> WebhookEndpointWithSecret:
+def _with_secret(made: tuple[WebhookEndpoint, str], response: Response) -> WebhookEndpointWithSecret:
+    """The endpoint with its new secret in the clear (the row keeps it sealed)."""
+    endpoint, secret = made
     response.headers["ETag"] = etag(endpoint.version)
     response.headers["Cache-Control"] = "no-store"
-    return WebhookEndpointWithSecret.model_validate(endpoint, from_attributes=True)
+    return WebhookEndpointWithSecret.model_validate(
+        {**WebhookEndpointPublic.model_validate(endpoint, from_attributes=True).model_dump(), "secret": secret})
 
 
 def _delivery(row: dict[str, Any]) -> DeliveryPublic:
@@ -71,9 +74,9 @@ def _delivery(row: dict[str, Any]) -> DeliveryPublic:
 async def create_webhook_endpoint(
     body: WebhookEndpointCreate, session: Session, now: Now, actor: Owner, settings: Config, response: Response
 ) -> WebhookEndpointWithSecret:
-    endpoint = await service.create(session, actor, body.model_dump(mode="json"), settings, now)
-    response.headers["Location"] = f"/v1/webhook-endpoints/{endpoint.id}"
-    return _with_secret(endpoint, response)
+    made = await service.create(session, actor, body.model_dump(mode="json"), settings, now)
+    response.headers["Location"] = f"/v1/webhook-endpoints/{made[0].id}"
+    return _with_secret(made, response)
 
 
 @router.get(
@@ -183,9 +186,9 @@ async def delete_webhook_endpoint(endpoint_id: uuid.UUID, session: Session, now:
     dependencies=[Depends(idempotent(Scope.WEBHOOKS_MANAGE))],
 )
 async def rotate_webhook_secret(
-    endpoint_id: uuid.UUID, session: Session, now: Now, actor: Owner, response: Response
+    endpoint_id: uuid.UUID, session: Session, now: Now, actor: Owner, settings: Config, response: Response
 ) -> WebhookEndpointWithSecret:
-    return _with_secret(await service.rotate_secret(session, actor, endpoint_id, now), response)
+    return _with_secret(await service.rotate_secret(session, actor, endpoint_id, settings, now), response)
 
 
 @router.get(

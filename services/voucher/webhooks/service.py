@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.voucher import metrics
+from services.voucher import metrics, secretbox
 from services.voucher.actor import Actor
 from services.voucher.audit import service as audit
 from services.voucher.db import Database, PageRequest
@@ -161,19 +161,22 @@ def _public(endpoint: WebhookEndpoint) -> dict[str, Any]:
 
 
 async def create(session: AsyncSession, actor: Actor, data: dict[str, Any], settings: Settings,
-                 now: datetime) -> WebhookEndpoint:
-    """Register an endpoint for the caller itself; its secret is returned once, here."""
+                 now: datetime) -> tuple[WebhookEndpoint, str]:
+    """Register an endpoint for the caller itself; its secret is returned once, here (the row
+    keeps it sealed)."""
+    secret = new_secret()
     endpoint = WebhookEndpoint(
         enterprise_id=actor.enterprise_id, provider_id=actor.provider_id,
         url=await _checked(data["url"], settings), event_types=sorted(set(data["event_types"])),
-        description=data.get("description"), status=EndpointStatus.ENABLED.value, secret=new_secret(),
+        description=data.get("description"), status=EndpointStatus.ENABLED.value, secret="",
         created_at=now, updated_at=now,
     )
+    endpoint.secret = secretbox.keyring(settings).seal(secret, secretbox.webhook_secret_purpose(endpoint.id))
     await repository.add(session, endpoint)
     await audit.record(session, "webhook_endpoint.created", "webhook_endpoint", endpoint.id, now=now,
                        after=_public(endpoint), enterprise_id=endpoint.enterprise_id,
                        provider_id=endpoint.provider_id)
-    return endpoint
+    return endpoint, secret
 
 
 async def get(session: AsyncSession, actor: Actor, endpoint_id: uuid.UUID, *, for_update: bool = False) -> WebhookEndpoint:
@@ -234,22 +237,25 @@ async def delete(session: AsyncSession, actor: Actor, endpoint_id: uuid.UUID, no
     await session.flush()
 
 
-async def rotate_secret(session: AsyncSession, actor: Actor, endpoint_id: uuid.UUID, now: datetime) -> WebhookEndpoint:
+async def rotate_secret(session: AsyncSession, actor: Actor, endpoint_id: uuid.UUID, settings: Settings,
+                        now: datetime) -> tuple[WebhookEndpoint, str]:
     """A new secret signs from now on; the old one also signs for ROTATION_OVERLAP, so the
-    receiver can switch without dropping a delivery."""
+    receiver can switch without dropping a delivery. The new secret is returned once, here;
+    the row keeps every secret sealed (the old ones as they were sealed)."""
     endpoint = await get(session, actor, endpoint_id, for_update=True)
+    secret = new_secret()
     endpoint.older_secrets = still_signing(endpoint.previous_secret, endpoint.previous_secret_expires_at,
                                            endpoint.older_secrets, now) or None
     endpoint.previous_secret = endpoint.secret
     endpoint.previous_secret_expires_at = now + ROTATION_OVERLAP
-    endpoint.secret = new_secret()
+    endpoint.secret = secretbox.keyring(settings).seal(secret, secretbox.webhook_secret_purpose(endpoint.id))
     endpoint.updated_at = now
     endpoint.version += 1
     await audit.record(session, "webhook_endpoint.secret_rotated", "webhook_endpoint", endpoint.id, now=now,
                        after={"previous_secret_expires_at": endpoint.previous_secret_expires_at},
                        enterprise_id=endpoint.enterprise_id, provider_id=endpoint.provider_id)
     await session.flush()
-    return endpoint
+    return endpoint, secret
 
 
 async def deliveries(session: AsyncSession, actor: Actor, endpoint_id: uuid.UUID, page: PageRequest,
@@ -299,9 +305,11 @@ def payload(row: dict[str, Any]) -> bytes:
     ).encode("utf-8")
 
 
-def _signing_secrets(row: dict[str, Any], now: datetime) -> list[str]:
-    return signing_secrets(row["secret"], row["previous_secret"], row["previous_secret_expires_at"],
-                           row["older_secrets"], now)
+def _signing_secrets(row: dict[str, Any], box: secretbox.Keyring, now: datetime) -> list[str]:
+    """The secrets that sign a delivery now, opened (SecretUnavailable if one does not open)."""
+    purpose = secretbox.webhook_secret_purpose(row["endpoint_id"])
+    return [box.open(secret, purpose) for secret in signing_secrets(
+        row["secret"], row["previous_secret"], row["previous_secret_expires_at"], row["older_secrets"], now)]
 
 
 def _host_header(host: str, port: int, scheme: str) -> str:
@@ -316,6 +324,14 @@ async def _send(client: httpx.AsyncClient, row: dict[str, Any], settings: Settin
         scheme, host, port, addresses = await vet(row["url"], settings)
     except UnsafeUrl as exc:
         return None, f"refused: {exc}"
+    try:
+        signing = _signing_secrets(row, secretbox.keyring(settings), now)
+    except secretbox.SecretUnavailable as exc:
+        # Nothing is sent unsigned or signed wrong. The owner reads the delivery's error; the
+        # operator the log, which says which key is missing (docs/security.md, "Sealed secrets").
+        log.error("webhook delivery %s not sent: endpoint %s's signing secret does not open: %s",
+                     row["id"], row["endpoint_id"], exc)
+        return None, "not sent: the service cannot open this endpoint's signing secret (its operator must restore the key)"
     body = payload(row)
     message_id = str(row["event_id"])
     stamp = int(time.time())  # receivers check it against their own clock, not the service's
@@ -326,7 +342,7 @@ async def _send(client: httpx.AsyncClient, row: dict[str, Any], settings: Settin
         "host": _host_header(host, port, scheme),
         "webhook-id": message_id,
         "webhook-timestamp": str(stamp),
-        "webhook-signature": signature_header(_signing_secrets(row, now), message_id, stamp, body),
+        "webhook-signature": signature_header(signing, message_id, stamp, body),
     }
     error: str | None = None
     # Each address may take its share of the time to connect: the whole send is cut off at the
@@ -504,3 +520,31 @@ async def health(session: AsyncSession, actor: Actor, page: PageRequest) -> tupl
             "status": endpoint.status, **seen, "failing_streak": streak, "failing_streak_may_be_longer": longer,
         })
     return found, rows[-1].id if more else None
+
+
+async def reseal(session: AsyncSession, box: secretbox.Keyring) -> tuple[int, list[str]]:
+    """Seal every endpoint's secrets under the current key (`voucher secrets reseal`): those
+    stored before sealing existed, and those sealed under a retired key. Returns how many
+    endpoints changed and, for each secret that does not open, which endpoint holds it (left
+    as it is). Neither version nor ETag moves: what the endpoint is has not changed."""
+    changed, unreadable = 0, []
+    for endpoint in await repository.all_for_update(session):
+        purpose = secretbox.webhook_secret_purpose(endpoint.id)
+
+        def again(value: str, endpoint: WebhookEndpoint = endpoint, purpose: str = purpose) -> str:
+            if box.current_for(value):
+                return value
+            try:
+                return box.seal(box.open(value, purpose), purpose)
+            except secretbox.SecretUnavailable as exc:
+                unreadable.append(f"webhook endpoint {endpoint.id}: {exc}")
+                return value
+
+        secret = again(endpoint.secret)
+        previous = again(endpoint.previous_secret) if endpoint.previous_secret is not None else None
+        older = [[again(value), ends] for value, ends in endpoint.older_secrets] if endpoint.older_secrets else None
+        if (secret, previous, older) != (endpoint.secret, endpoint.previous_secret, endpoint.older_secrets or None):
+            endpoint.secret, endpoint.previous_secret, endpoint.older_secrets = secret, previous, older
+            changed += 1
+    await session.flush()
+    return changed, unreadable
