@@ -529,6 +529,18 @@ class NotReady(DomainError):
     transient = True
 
 
+class SecretUnavailable(DomainError):
+    """A stored answer that carries a secret is sealed under a key this process is not
+    configured with (docs/security.md, "Sealed secrets"): the operator must configure it again
+    (as VOUCHER_SECRETS_KEY or among VOUCHER_SECRETS_RETIRED_KEYS); the same request with the
+    same Idempotency-Key then gets its answer."""
+
+    code = "secret_unavailable"
+    title = "The service cannot open the secret this answer holds; its operator must restore the key"
+    status = 503
+    transient = True
+
+
 # -- webhooks ------------------------------------------------------------------------------------
 
 

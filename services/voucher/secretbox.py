@@ -19,7 +19,8 @@ import binascii
 import functools
 import hashlib
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -30,9 +31,12 @@ PREFIX = "sealed:1:"
 #: Published on purpose: what it seals is as readable as plain text. Production refuses it.
 DEVELOPMENT_KEY = hashlib.sha256(b"voucher-service development secrets key (insecure)").digest()
 _NONCE = 12
+_STANDARD = re.compile(r"[A-Za-z0-9+/]+={0,2}")
+_URLSAFE = re.compile(r"[A-Za-z0-9_-]+={0,2}")
+_BODY = re.compile(r"[A-Za-z0-9_-]+")  # as `seal` writes it: base64url, unpadded
 
 
-class SecretUnavailable(Exception):
+class CannotOpen(Exception):
     """A sealed value that no configured key opens: sealed under a key that is not (or no
     longer) configured, sealed for something else, or altered."""
 
@@ -45,12 +49,27 @@ def decode_key(text: str, setting: str) -> bytes:
     """A key as the settings take it: 32 bytes, base64 (standard or URL-safe alphabet)."""
     cleaned = text.strip()
     try:
-        raw = base64.urlsafe_b64decode(cleaned.replace("+", "-").replace("/", "_") + "=" * (-len(cleaned) % 4))
-    except (binascii.Error, ValueError) as exc:
+        raw = _strict_b64(cleaned)
+    except ValueError as exc:
         raise ValueError(f"{setting} must be base64") from exc
     if len(raw) != 32:
         raise ValueError(f"{setting} must be a 32-byte key, base64-encoded (`voucher secrets keygen`)")
     return raw
+
+
+def _strict_b64(text: str) -> bytes:
+    """Base64 in either alphabet, padded or not; any other character is refused, never skipped."""
+    if _STANDARD.fullmatch(text):
+        altchars = None
+    elif _URLSAFE.fullmatch(text):
+        altchars = b"-_"
+    else:
+        raise ValueError("not base64")
+    bare = text.rstrip("=")
+    try:
+        return base64.b64decode(bare + "=" * (-len(bare) % 4), altchars=altchars, validate=True)
+    except binascii.Error as exc:
+        raise ValueError("not base64") from exc
 
 
 def new_key() -> str:
@@ -64,8 +83,8 @@ def is_sealed(value: str | bytes) -> bool:
 
 @dataclass(frozen=True)
 class Keyring:
-    current: bytes
-    retired: tuple[bytes, ...] = ()
+    current: bytes = field(repr=False)
+    retired: tuple[bytes, ...] = field(default=(), repr=False)
 
     @property
     def current_id(self) -> str:
@@ -91,13 +110,15 @@ class Keyring:
         kid, _, body = value.removeprefix(PREFIX).partition(":")
         key = self._keys().get(kid)
         if key is None:
-            raise SecretUnavailable(f"sealed under key {kid}, which is neither VOUCHER_SECRETS_KEY nor one of "
+            raise CannotOpen(f"sealed under key {kid}, which is neither VOUCHER_SECRETS_KEY nor one of "
                                     "VOUCHER_SECRETS_RETIRED_KEYS")
         try:
-            raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+            if not _BODY.fullmatch(body):
+                raise ValueError("not base64url")
+            raw = _strict_b64(body)
             return AESGCM(key).decrypt(raw[:_NONCE], raw[_NONCE:], purpose.encode("utf-8")).decode("utf-8")
-        except (InvalidTag, binascii.Error, ValueError) as exc:
-            raise SecretUnavailable(f"a value sealed under key {kid} does not open: altered, or sealed for "
+        except (InvalidTag, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+            raise CannotOpen(f"a value sealed under key {kid} does not open: altered, or sealed for "
                                     "something else") from exc
 
     def seal_bytes(self, plaintext: bytes, purpose: str) -> bytes:
@@ -106,7 +127,14 @@ class Keyring:
     def open_bytes(self, value: bytes, purpose: str) -> bytes:
         if not is_sealed(value):
             return value
-        return base64.b64decode(self.open(value.decode("ascii"), purpose))
+        try:
+            text = value.decode("ascii")
+        except UnicodeDecodeError as exc:
+            raise CannotOpen("a sealed value that is not text: altered") from exc
+        try:
+            return _strict_b64(self.open(text, purpose))
+        except ValueError as exc:
+            raise CannotOpen("a sealed value that does not hold what was sealed: altered") from exc
 
     def current_for(self, value: str | bytes) -> bool:
         """Whether `value` is sealed under the current key (nothing for `reseal` to do)."""

@@ -75,19 +75,42 @@ def test_a_sealed_value_opens_only_for_what_it_was_sealed_for_and_only_unaltered
     assert box.open(sealed, PURPOSE) == secret
     assert box.seal(secret, PURPOSE) != sealed  # a fresh nonce each time
     other = secretbox.webhook_secret_purpose(uuid.UUID(int=8))
-    with pytest.raises(secretbox.SecretUnavailable, match="sealed for something else"):
+    with pytest.raises(secretbox.CannotOpen, match="sealed for something else"):
         box.open(sealed, other)  # copied onto another endpoint, it signs nothing
     flipped = sealed[:-2] + ("A" if sealed[-2] != "A" else "B") + sealed[-1]
-    with pytest.raises(secretbox.SecretUnavailable):
+    with pytest.raises(secretbox.CannotOpen):
         box.open(flipped, PURPOSE)
     assert box.open(secret, PURPOSE) == secret  # kept before sealing existed: read as it is
+    for altered in (sealed + "=", sealed + "A", sealed[:30] + "!" + sealed[30:], sealed[:-1]):
+        with pytest.raises(secretbox.CannotOpen):  # nothing skipped, nothing padded in
+            box.open(altered, PURPOSE)
+    assert KEY_A not in repr(box) and repr(bytes(range(32))) not in repr(box)
+
+
+@pytest.mark.parametrize("key", ['"' + KEY_A + '"', KEY_A[:10] + "!" + KEY_A[10:], KEY_A[:-4], "", "====="])
+def test_a_key_that_is_not_32_bytes_of_clean_base64_is_refused(key: str) -> None:
+    with pytest.raises(ValueError, match="VOUCHER_SECRETS_KEY"):
+        secretbox.decode_key(key, "VOUCHER_SECRETS_KEY")
+
+
+def test_a_key_is_read_in_either_base64_alphabet_padded_or_not() -> None:
+    raw = bytes(range(200, 232))
+    for written in (base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode().rstrip("=")):
+        assert secretbox.decode_key(written, "k") == raw
+
+
+def test_a_stored_answer_altered_or_not_text_does_not_open() -> None:
+    box = _box(KEY_A)
+    for broken in (secretbox.PREFIX.encode() + b"\xff\xfe", box.seal("not base64 inside", PURPOSE).encode()):
+        with pytest.raises(secretbox.CannotOpen):
+            box.open_bytes(broken, PURPOSE)
 
 
 def test_a_retired_key_still_opens_what_it_sealed_and_an_unlisted_one_is_named() -> None:
     sealed = _box(KEY_A).seal("whsec_x", PURPOSE)
     assert _box(KEY_B, KEY_A).open(sealed, PURPOSE) == "whsec_x"
     assert not _box(KEY_B, KEY_A).current_for(sealed) and _box(KEY_A).current_for(sealed)
-    with pytest.raises(secretbox.SecretUnavailable, match=secretbox.key_id(secretbox.decode_key(KEY_A, "k"))):
+    with pytest.raises(secretbox.CannotOpen, match=secretbox.key_id(secretbox.decode_key(KEY_A, "k"))):
         _box(KEY_B).open(sealed, PURPOSE)
     body = b'{"secret":"whsec_y"}'
     assert _box(KEY_B, KEY_A).open_bytes(_box(KEY_A).seal_bytes(body, PURPOSE), PURPOSE) == body
@@ -173,14 +196,18 @@ async def test_a_secret_no_configured_key_opens_is_never_sent_and_the_delivery_s
         [delivery] = deliveries.json()["items"]
         assert delivery["status"] == "pending"
         assert "cannot open this endpoint's signing secret" in delivery["last_error"]
-        # The stored answer does not open either: a replay fails as the server's fault (the
-        # operator's key), never answered with the sealed body, and changes nothing.
+        # The stored answer does not open either: a replay says so (503, retry once the key is
+        # back), never answers with the sealed body, and changes nothing.
         replay = await client.post("/v1/webhook-endpoints", headers=auth(world.provider_key, **{
             "Idempotency-Key": "wh-lost-1"}), json={"url": hooks.url, "event_types": ["redemption.captured"]})
-        assert replay.status_code == 500 and replay.json()["code"] == "internal_error", replay.text
+        assert replay.status_code == 503 and replay.json()["code"] == "secret_unavailable", replay.text
+        assert "sealed" not in replay.text and "idempotent-replayed" not in replay.headers
         assert len(await _rows(app, "SELECT id FROM webhook_endpoint")) == 1
         # The key restored (as a retired one), the retry signs with the secret the owner holds.
         _use_keys(app, KEY_B, KEY_A)
+        again = await client.post("/v1/webhook-endpoints", headers=auth(world.provider_key, **{
+            "Idempotency-Key": "wh-lost-1"}), json={"url": hooks.url, "event_types": ["redemption.captured"]})
+        assert again.status_code == 201 and again.json()["secret"] == endpoint["secret"], again.text
         clock.advance(seconds=app.state.settings.webhook_retry_base_seconds * 1.3)
         assert await webhooks.deliver_due(app.state.database, app.state.clock()) == 1
     [got] = hooks.received
@@ -207,3 +234,31 @@ async def test_a_secret_kept_before_sealing_still_signs_and_the_reseal_seals_it(
         Webhook(legacy).verify(got.body, got.headers)
     [(secret,)] = await _rows(app, "SELECT secret FROM webhook_endpoint")
     assert _box(KEY_A).open(secret, secretbox.webhook_secret_purpose(endpoint["id"])) == legacy
+
+
+async def test_a_replaced_secret_that_does_not_open_is_left_out_and_the_current_one_signs(
+    app: Any, client: httpx.AsyncClient
+) -> None:
+    _use_keys(app, KEY_A)
+    world = await build_world(app, client)
+    voucher = await world.issue(10_000_000)
+    with receiver() as hooks:
+        endpoint = await _endpoint(client, world.provider_key, hooks.url, "wh-part-1")
+        rotated = await client.post(f"/v1/webhook-endpoints/{endpoint['id']}/secret-rotations", json={},
+                                    headers=auth(world.provider_key, **{"Idempotency-Key": "wh-part-rot"}))
+        assert rotated.status_code == 200, rotated.text
+        stray = _box(KEY_B).seal(endpoint["secret"], secretbox.webhook_secret_purpose(endpoint["id"]))
+        async with app.state.database.unit_of_work(write=True) as session:  # sealed under a key not configured
+            await session.execute(text("UPDATE webhook_endpoint SET previous_secret = :s"), {"s": stray})
+        assert await _redeem_and_deliver(app, world, voucher, "PO-P1") == 1
+    [got] = hooks.received
+    Webhook(rotated.json()["secret"]).verify(got.body, got.headers)
+    assert len(got.headers["webhook-signature"].split()) == 1  # the current secret's signature only
+
+
+def test_the_console_says_why_a_delivery_was_not_sent_in_the_readers_language() -> None:
+    from services.voucher.console.web import delivery_error
+
+    error = "not sent: the service cannot open this endpoint's signing secret (its operator must restore the key)"
+    assert delivery_error(error, "zh") == "未发送：服务无法打开该端点的签名密钥"
+    assert delivery_error(error, "en") == "not sent: the service cannot open this endpoint's signing secret"

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "e1a6ed789c91730f5c605a329b5e7633d4665dc655bcd20eb5e20e3c6f531b0c"
+DOCUMENT_SHA256 = "498cbab7ebc5b768a38f3f6eda166c585cfe243c63b691cc3ae9bb788ae47d0c"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

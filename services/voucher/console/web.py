@@ -196,6 +196,8 @@ def delivery_error(error: str | None, language: str) -> str:
         return ""
     if error == "timed out":
         return msg("timed out").render(language)
+    if error.startswith("not sent: the service cannot open"):
+        return msg("not sent: the service cannot open this endpoint's signing secret").render(language)
     if error.startswith("refused: "):
         reason = error.removeprefix("refused: ")
         if "does not resolve to a public address" in reason:

@@ -16,11 +16,12 @@ from fastapi.security import HTTPAuthorizationCredentials
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
-from services.voucher import driver, secretbox
+from services.voucher import driver, errors, secretbox
 from services.voucher.actor import Actor
 from services.voucher.apikeys.rules import Scope
 from services.voucher.audit import service as audit
 from services.voucher.errors import IdempotencyKeyRequired
+from services.voucher.http import problems
 from services.voucher.http.auth import authenticating, authorised, bearer
 from services.voucher.idempotency import service as idempotency
 
@@ -132,7 +133,10 @@ def value_call(*scopes: Scope) -> Callable[..., Awaitable[ValueCall]]:
 async def _replay(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, idempotency.Replay)
     request.scope["state"]["replayed"] = True  # nothing to commit: the unit of work rolls back
-    stored = idempotency.opened(exc.response, secretbox.keyring(request.app.state.settings))
+    try:
+        stored = idempotency.opened(exc.response, secretbox.keyring(request.app.state.settings))
+    except errors.SecretUnavailable as unavailable:
+        return await problems.domain_error(request, unavailable)
     return Response(
         stored.body,
         status_code=stored.status,

@@ -312,7 +312,7 @@ def error_headers(err: errors.DomainError) -> dict[str, str]:
     return headers
 
 
-async def _domain_error(request: Request, exc: Exception) -> Response:
+async def domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, errors.DomainError)
     mark_idempotent_outcome(request, store=not exc.transient and exc.status != 422)
     headers = error_headers(exc)
@@ -435,7 +435,7 @@ def internal_error_body(path: str, language: str = "en") -> bytes:
 
 
 def install(app: FastAPI) -> None:
-    app.add_exception_handler(errors.DomainError, _domain_error)
+    app.add_exception_handler(errors.DomainError, domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
 

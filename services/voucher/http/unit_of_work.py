@@ -299,7 +299,11 @@ class UnitOfWorkMiddleware:
                 scope["state"]["committed"] = True
             except idempotency.Replay as replay:  # the key was answered before: that is the answer
                 await unit.close()
-                start, status, body = _replayed(replay.response, box)
+                try:
+                    start, status, body = _replayed(replay.response, box)
+                except errors.SecretUnavailable as exc:
+                    await self._send(send, *(await self._failure(exc, scope)), scope, rid)
+                    return
             except Exception as exc:
                 await unit.close()
                 await self._send(send, *(await self._failure(exc, scope)), scope, rid)
@@ -313,7 +317,11 @@ class UnitOfWorkMiddleware:
                     await self._send(send, *(await self._failure(exc, scope)), scope, rid)
                     return
                 if stored is not answer:  # another attempt answered first: that is the answer
-                    start, status, body = _replayed(stored, box)
+                    try:
+                        start, status, body = _replayed(stored, box)
+                    except errors.SecretUnavailable as exc:
+                        await self._send(send, *(await self._failure(exc, scope)), scope, rid)
+                        return
         closing = [(b"connection", b"close")] if scope["state"].get("close_connection") else []
         start = _with_headers(
             start,

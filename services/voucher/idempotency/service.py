@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,10 +32,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.voucher import secretbox
 from services.voucher.db import Database, dialect_name
 from services.voucher.driver import Batch
-from services.voucher.errors import IdempotencyKeyReused, InvalidIdempotencyKey
+from services.voucher.errors import IdempotencyKeyReused, InvalidIdempotencyKey, SecretUnavailable
 from services.voucher.i18n import msg
 from services.voucher.idempotency import repository
 from services.voucher.ids import uuid7
+
+log = logging.getLogger("voucher.idempotency")
 
 MAX_KEY_LENGTH = 255
 MAX_PATH_LENGTH = 1000
@@ -198,10 +201,15 @@ def sealed(answer: StoredResponse, claim_: Claim, box: secretbox.Keyring) -> Sto
 
 def opened(answer: StoredResponse, box: secretbox.Keyring) -> StoredResponse:
     """A stored answer as it is sent again: a sealed body opened (one stored before sealing
-    existed is sent as it is)."""
-    if answer.sealed_for is None or not secretbox.is_sealed(answer.body):
+    existed is sent as it is); 503 `secret_unavailable` if no configured key opens it."""
+    if answer.sealed_for is None or not carries_secret(answer) or not secretbox.is_sealed(answer.body):
         return answer
-    return dataclasses.replace(answer, body=box.open_bytes(answer.body, answer.sealed_for), sealed_for=None)
+    try:
+        body = box.open_bytes(answer.body, answer.sealed_for)
+    except secretbox.CannotOpen as exc:
+        log.error("a stored answer that carries a secret was not sent again: %s", exc)
+        raise SecretUnavailable() from exc
+    return dataclasses.replace(answer, body=body, sealed_for=None)
 
 
 def completion(claim_: Claim, answer: StoredResponse) -> Batch:
@@ -256,7 +264,7 @@ async def reseal(session: AsyncSession, box: secretbox.Keyring) -> tuple[int, li
         purpose = secretbox.stored_answer_purpose(record.principal_id, record.key)
         try:
             record.response_body = box.seal_bytes(box.open_bytes(answer.body, purpose), purpose)
-        except secretbox.SecretUnavailable as exc:
+        except secretbox.CannotOpen as exc:
             unreadable.append(f"stored answer {record.id}: {exc}")
             continue
         changed += 1

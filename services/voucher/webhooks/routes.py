@@ -35,6 +35,8 @@ Owner = Annotated[Actor, Depends(require(Scope.WEBHOOKS_MANAGE))]
 EventsReader = Annotated[Actor, Depends(require(Scope.EVENTS_READ))]
 Config = Annotated[Settings, Depends(get_settings)]
 _IDEMPOTENT = (errors.IdempotencyKeyReused, errors.IdempotencyRequestInProgress)
+#: A retry of a creation or a rotation replays an answer kept sealed (docs/security.md).
+_REPLAYS_A_SECRET = (*_IDEMPOTENT, errors.SecretUnavailable)
 
 
 def _public(endpoint: WebhookEndpoint, response: Response | None = None) -> WebhookEndpointPublic:
@@ -68,7 +70,7 @@ def _delivery(row: dict[str, Any]) -> DeliveryPublic:
     "`validation_failed` or an Idempotency-Key conflict.",
     status_code=201,
     response_model=WebhookEndpointWithSecret,
-    responses=responses(*AUTH_ERRORS, errors.WebhookUrlRefused, errors.ValidationFailed, *_IDEMPOTENT),
+    responses=responses(*AUTH_ERRORS, errors.WebhookUrlRefused, errors.ValidationFailed, *_REPLAYS_A_SECRET),
     dependencies=[Depends(idempotent(Scope.WEBHOOKS_MANAGE))],
 )
 async def create_webhook_endpoint(
@@ -182,7 +184,7 @@ async def delete_webhook_endpoint(endpoint_id: uuid.UUID, session: Session, now:
     "delivery. Records the audit event `webhook_endpoint.secret_rotated`. Refused with `not_found` or an "
     "Idempotency-Key conflict.",
     response_model=WebhookEndpointWithSecret,
-    responses=responses(*AUTH_ERRORS, errors.NotFound, *_IDEMPOTENT),
+    responses=responses(*AUTH_ERRORS, errors.NotFound, *_REPLAYS_A_SECRET),
     dependencies=[Depends(idempotent(Scope.WEBHOOKS_MANAGE))],
 )
 async def rotate_webhook_secret(

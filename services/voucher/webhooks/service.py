@@ -306,10 +306,20 @@ def payload(row: dict[str, Any]) -> bytes:
 
 
 def _signing_secrets(row: dict[str, Any], box: secretbox.Keyring, now: datetime) -> list[str]:
-    """The secrets that sign a delivery now, opened (SecretUnavailable if one does not open)."""
+    """The secrets that sign a delivery now, opened: CannotOpen if the current one does
+    not open; one still in its overlap that does not open is left out (logged): a receiver
+    that has switched to the current secret verifies, one that has not yet would not anyway."""
     purpose = secretbox.webhook_secret_purpose(row["endpoint_id"])
-    return [box.open(secret, purpose) for secret in signing_secrets(
-        row["secret"], row["previous_secret"], row["previous_secret_expires_at"], row["older_secrets"], now)]
+    current, *overlapping = signing_secrets(row["secret"], row["previous_secret"],
+                                            row["previous_secret_expires_at"], row["older_secrets"], now)
+    opened = [box.open(current, purpose)]
+    for secret in overlapping:
+        try:
+            opened.append(box.open(secret, purpose))
+        except secretbox.CannotOpen as exc:
+            log.warning("webhook delivery %s signed without a replaced secret of endpoint %s that does not open: %s",
+                        row["id"], row["endpoint_id"], exc)
+    return opened
 
 
 def _host_header(host: str, port: int, scheme: str) -> str:
@@ -326,7 +336,7 @@ async def _send(client: httpx.AsyncClient, row: dict[str, Any], settings: Settin
         return None, f"refused: {exc}"
     try:
         signing = _signing_secrets(row, secretbox.keyring(settings), now)
-    except secretbox.SecretUnavailable as exc:
+    except secretbox.CannotOpen as exc:
         # Nothing is sent unsigned or signed wrong. The owner reads the delivery's error; the
         # operator the log, which says which key is missing (docs/security.md, "Sealed secrets").
         log.error("webhook delivery %s not sent: endpoint %s's signing secret does not open: %s",
@@ -536,7 +546,7 @@ async def reseal(session: AsyncSession, box: secretbox.Keyring) -> tuple[int, li
                 return value
             try:
                 return box.seal(box.open(value, purpose), purpose)
-            except secretbox.SecretUnavailable as exc:
+            except secretbox.CannotOpen as exc:
                 unreadable.append(f"webhook endpoint {endpoint.id}: {exc}")
                 return value
 
