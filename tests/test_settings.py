@@ -296,3 +296,6 @@ def test_retired_secrets_keys_are_a_list_and_empty_is_none(monkeypatch: pytest.M
     assert [k.get_secret_value() for k in Settings().secrets_retired_keys] == [SECRETS_KEY, SEED]
     monkeypatch.setenv("VOUCHER_SECRETS_RETIRED_KEYS", f'["{SEED}"]')
     assert [k.get_secret_value() for k in Settings().secrets_retired_keys] == [SEED]
+    from pydantic import SecretStr
+
+    assert Settings(secrets_key=SecretStr(" ")).secrets_key is None  # given in code, blank is unset too

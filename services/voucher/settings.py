@@ -52,6 +52,16 @@ def sync_database_url(url: str) -> str:
     return url
 
 
+def _listed(value: object) -> object:
+    """A list setting written as a JSON list or comma-separated (blank parts dropped)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
 class Settings(BaseSettings):
     #: hide_input_in_errors: a refused DATABASE_URL must not print its password into start-up logs.
     model_config = SettingsConfigDict(
@@ -243,20 +253,15 @@ class Settings(BaseSettings):
     @field_validator("audit_retired_public_keys", mode="before")
     @classmethod
     def _listed_keys(cls, value: object) -> object:
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                return json.loads(text)
-            return [part.strip() for part in text.split(",") if part.strip()]
-        return value
+        return _listed(value)
 
     @field_validator("secrets_key", mode="before")
     @classmethod
     def _secrets_key(cls, value: object) -> object:
         """Empty means unset; a set key is 32 bytes of base64."""
-        if isinstance(value, str) and not value.strip():
-            return None
         text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(text, str) and not text.strip():
+            return None
         if isinstance(text, str):
             from services.voucher.secretbox import decode_key
 
@@ -269,9 +274,7 @@ class Settings(BaseSettings):
     def _retired_secrets_keys(cls, value: object) -> object:
         from services.voucher.secretbox import decode_key
 
-        if isinstance(value, str):
-            text = value.strip()
-            value = json.loads(text) if text.startswith("[") else [p.strip() for p in text.split(",") if p.strip()]
+        value = _listed(value)
         if isinstance(value, list):
             for key in value:
                 decode_key(key.get_secret_value() if isinstance(key, SecretStr) else str(key),

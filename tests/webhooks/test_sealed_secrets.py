@@ -56,6 +56,15 @@ async def _endpoint(client: httpx.AsyncClient, key: str, url: str, idempotency_k
     return response.json()  # type: ignore[no-any-return]
 
 
+async def _rotated(client: httpx.AsyncClient, world: World, url: str, name: str) -> tuple[dict[str, Any], str]:
+    """A provider's endpoint, and the secret its rotation gave (the first one still signs)."""
+    endpoint = await _endpoint(client, world.provider_key, url, f"{name}-1")
+    rotated = await client.post(f"/v1/webhook-endpoints/{endpoint['id']}/secret-rotations", json={},
+                                headers=auth(world.provider_key, **{"Idempotency-Key": f"{name}-rot"}))
+    assert rotated.status_code == 200, rotated.text
+    return endpoint, rotated.json()["secret"]
+
+
 async def _redeem_and_deliver(app: Any, world: World, voucher: dict[str, Any], order: str) -> int:
     response = await world.hold(voucher, 1_000_000, order=order, path="/v1/redemptions")
     assert response.status_code == 201, response.text
@@ -126,12 +135,9 @@ async def test_the_database_holds_no_secret_in_the_clear_and_deliveries_still_si
     world = await build_world(app, client)
     voucher = await world.issue(10_000_000)
     with receiver() as hooks:
-        endpoint = await _endpoint(client, world.provider_key, hooks.url, "wh-sealed-1")
-        rotated = await client.post(f"/v1/webhook-endpoints/{endpoint['id']}/secret-rotations", json={},
-                                    headers=auth(world.provider_key, **{"Idempotency-Key": "wh-sealed-rot"}))
-        assert rotated.status_code == 200, rotated.text
+        endpoint, second = await _rotated(client, world, hooks.url, "wh-sealed")
         assert await _redeem_and_deliver(app, world, voucher, "PO-S1") == 1
-    first, second = endpoint["secret"], rotated.json()["secret"]
+    first = endpoint["secret"]
     [got] = hooks.received
     assert Webhook(first).verify(got.body, got.headers)["type"] == "redemption.captured"  # the old one, in its day
     assert Webhook(second).verify(got.body, got.headers)["type"] == "redemption.captured"
@@ -243,16 +249,13 @@ async def test_a_replaced_secret_that_does_not_open_is_left_out_and_the_current_
     world = await build_world(app, client)
     voucher = await world.issue(10_000_000)
     with receiver() as hooks:
-        endpoint = await _endpoint(client, world.provider_key, hooks.url, "wh-part-1")
-        rotated = await client.post(f"/v1/webhook-endpoints/{endpoint['id']}/secret-rotations", json={},
-                                    headers=auth(world.provider_key, **{"Idempotency-Key": "wh-part-rot"}))
-        assert rotated.status_code == 200, rotated.text
+        endpoint, current = await _rotated(client, world, hooks.url, "wh-part")
         stray = _box(KEY_B).seal(endpoint["secret"], secretbox.webhook_secret_purpose(endpoint["id"]))
         async with app.state.database.unit_of_work(write=True) as session:  # sealed under a key not configured
             await session.execute(text("UPDATE webhook_endpoint SET previous_secret = :s"), {"s": stray})
         assert await _redeem_and_deliver(app, world, voucher, "PO-P1") == 1
     [got] = hooks.received
-    Webhook(rotated.json()["secret"]).verify(got.body, got.headers)
+    Webhook(current).verify(got.body, got.headers)
     assert len(got.headers["webhook-signature"].split()) == 1  # the current secret's signature only
 
 
