@@ -128,12 +128,18 @@ def test_a_retired_key_still_opens_what_it_sealed_and_an_unlisted_one_is_named()
 # -- through the API and the worker ----------------------------------------------------------
 
 
-async def test_the_database_holds_no_secret_in_the_clear_and_deliveries_still_sign(
-    app: Any, client: httpx.AsyncClient
-) -> None:
+@pytest.fixture
+async def started(app: Any, client: httpx.AsyncClient) -> tuple[World, dict[str, Any]]:
+    """A programme with a provider and a voucher, on an app sealing under KEY_A."""
     _use_keys(app, KEY_A)
     world = await build_world(app, client)
-    voucher = await world.issue(10_000_000)
+    return world, await world.issue(10_000_000)
+
+
+async def test_the_database_holds_no_secret_in_the_clear_and_deliveries_still_sign(
+    app: Any, client: httpx.AsyncClient, started: tuple[World, dict[str, Any]]
+) -> None:
+    world, voucher = started
     with receiver() as hooks:
         endpoint, second = await _rotated(client, world, hooks.url, "wh-sealed")
         assert await _redeem_and_deliver(app, world, voucher, "PO-S1") == 1
@@ -154,11 +160,9 @@ async def test_the_database_holds_no_secret_in_the_clear_and_deliveries_still_si
 
 
 async def test_a_change_of_key_keeps_signing_through_the_reseal_and_without_the_old_key_after_it(
-    app: Any, client: httpx.AsyncClient
+    app: Any, client: httpx.AsyncClient, started: tuple[World, dict[str, Any]]
 ) -> None:
-    _use_keys(app, KEY_A)
-    world = await build_world(app, client)
-    voucher = await world.issue(10_000_000)
+    world, voucher = started
     with receiver() as hooks:
         endpoint = await _endpoint(client, world.provider_key, hooks.url, "wh-change-1")
         # The new key, the old one retired: what the old one sealed still signs.
@@ -184,11 +188,9 @@ async def test_a_change_of_key_keeps_signing_through_the_reseal_and_without_the_
 
 
 async def test_a_secret_no_configured_key_opens_is_never_sent_and_the_delivery_says_why(
-    app: Any, client: httpx.AsyncClient, clock: Any
+    app: Any, client: httpx.AsyncClient, clock: Any, started: tuple[World, dict[str, Any]]
 ) -> None:
-    _use_keys(app, KEY_A)
-    world = await build_world(app, client)
-    voucher = await world.issue(10_000_000)
+    world, voucher = started
     with receiver() as hooks:
         endpoint = await _endpoint(client, world.provider_key, hooks.url, "wh-lost-1")
         _use_keys(app, KEY_B)  # the old key dropped before the reseal
@@ -221,11 +223,9 @@ async def test_a_secret_no_configured_key_opens_is_never_sent_and_the_delivery_s
 
 
 async def test_a_secret_kept_before_sealing_still_signs_and_the_reseal_seals_it(
-    app: Any, client: httpx.AsyncClient
+    app: Any, client: httpx.AsyncClient, started: tuple[World, dict[str, Any]]
 ) -> None:
-    _use_keys(app, KEY_A)
-    world = await build_world(app, client)
-    voucher = await world.issue(10_000_000)
+    world, voucher = started
     legacy = "whsec_" + base64.b64encode(bytes(range(32))).decode()
     with receiver() as hooks:
         endpoint = await _endpoint(client, world.provider_key, hooks.url, "wh-legacy-1")
@@ -243,11 +243,9 @@ async def test_a_secret_kept_before_sealing_still_signs_and_the_reseal_seals_it(
 
 
 async def test_a_replaced_secret_that_does_not_open_is_left_out_and_the_current_one_signs(
-    app: Any, client: httpx.AsyncClient
+    app: Any, client: httpx.AsyncClient, started: tuple[World, dict[str, Any]]
 ) -> None:
-    _use_keys(app, KEY_A)
-    world = await build_world(app, client)
-    voucher = await world.issue(10_000_000)
+    world, voucher = started
     with receiver() as hooks:
         endpoint, current = await _rotated(client, world, hooks.url, "wh-part")
         stray = _box(KEY_B).seal(endpoint["secret"], secretbox.webhook_secret_purpose(endpoint["id"]))
