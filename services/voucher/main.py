@@ -33,7 +33,7 @@ from services.voucher.http.ratelimit import RateLimiter, RateLimitHeaders
 from services.voucher.http.throttle import AuthThrottle
 from services.voucher.http.unit_of_work import UnitOfWorkMiddleware
 from services.voucher.ledger import routes as ledger
-from services.voucher.observability import configure_logging, migration_heads
+from services.voucher.observability import SchemaWatch, configure_logging, migration_heads
 from services.voucher.programmes import routes as programmes
 from services.voucher.providers import routes as providers
 from services.voucher.redemption import routes as redemption
@@ -136,6 +136,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     app.state.signer = Signer.from_settings(settings)
     app.state.rate_limiter = database.info["rate_limiter"] = RateLimiter.from_settings(settings)
     database.info["auth_throttle"] = AuthThrottle.from_settings(settings)
+    database.info["schema_watch"] = SchemaWatch()  # writes refused while the schema is not this build's
     app.state.key_cache = database.info["key_cache"] = key_cache.KeyCache(
         key_cache.seconds_for(settings.api_key_cache_seconds, is_sqlite=database.is_sqlite),
         needs_listener=not database.is_sqlite)

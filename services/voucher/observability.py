@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import time
 import uuid
 from contextvars import ContextVar
 from functools import lru_cache
@@ -172,3 +173,40 @@ async def database_heads(database: Database) -> frozenset[str]:
 
     async with database.engine.connect() as connection:
         return await connection.run_sync(read)
+
+
+#: How often, at most, a serving process reads the database's revision for `SchemaWatch`.
+SCHEMA_RECHECK_SECONDS = 5.0
+schema_log = logging.getLogger("voucher.schema")
+
+
+class SchemaWatch:
+    """Whether the database is at this build's migration head, as this process last read it:
+    read again by the first writing request after `interval` seconds (and by every /readyz).
+    An API process left running across an upgrade (or a downgrade) refuses writes from then
+    on, instead of writing rows the new schema's rules do not expect (docs/decisions.md,
+    "Upgrade with the writers stopped"). One small read per interval per process; none per
+    request."""
+
+    def __init__(self, interval: float = SCHEMA_RECHECK_SECONDS) -> None:
+        self.interval = interval
+        self.checked_at = float("-inf")
+        self.found: frozenset[str] | None = None
+
+    def saw(self, found: frozenset[str]) -> None:
+        self.found, self.checked_at = found, time.monotonic()
+
+    async def mismatch(self, database: Database) -> tuple[list[str], list[str]] | None:
+        """(the database's revisions, this build's heads) if they differ, as last read; None
+        when they match or were never read (a database that does not answer is the request's
+        own 503, not this check's)."""
+        if time.monotonic() - self.checked_at >= self.interval:
+            self.checked_at = time.monotonic()  # requests meanwhile use the last answer
+            try:
+                self.saw(await database_heads(database))
+            except Exception:  # noqa: BLE001 - whatever the driver raises: not this check's to answer
+                schema_log.debug("the database's revision could not be read; the last one read stands")
+        wanted = migration_heads()
+        if self.found is None or self.found == wanted:
+            return None
+        return sorted(self.found), sorted(wanted)

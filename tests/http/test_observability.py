@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import re
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -234,6 +235,51 @@ async def test_not_ready_when_the_database_is_behind_the_head(app: Any, client: 
         async with app.state.database.engine.begin() as connection:
             await connection.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": head})
     assert (await client.get("/readyz")).status_code == 200
+
+
+@pytest.mark.parametrize("where", ["behind", "ahead"])
+async def test_a_process_left_running_across_an_upgrade_refuses_writes_and_still_answers_reads(
+    app: Any, client: httpx.AsyncClient, operator_key: str, where: str
+) -> None:
+    """An older API process still serving after an upgrade (the database ahead of its build),
+    or a newer one before it (behind): every write is 503 `not_ready` and changes nothing, once
+    the process has read the revision (/readyz, or the first write after SCHEMA_RECHECK_SECONDS);
+    reads are answered; at head again, writes go through."""
+    from alembic.script import ScriptDirectory
+
+    from tests.support import enterprise_payload
+
+    (head,) = observability.migration_heads()
+    other = (ScriptDirectory(str(observability.MIGRATIONS)).get_revision(head).down_revision
+             if where == "behind" else "9999_a_later_build")
+    watch: observability.SchemaWatch = app.state.database.info["schema_watch"]
+
+    async def set_revision(revision: str) -> None:
+        async with app.state.database.engine.begin() as connection:
+            await connection.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": revision})
+
+    async def register() -> httpx.Response:
+        return await client.post("/v1/enterprises", json=enterprise_payload(),
+                                 headers=auth(operator_key, **{"Idempotency-Key": f"e-{where}-{uuid.uuid4()}"}))
+
+    assert (await register()).status_code == 201  # read at head: the watch holds it for a while
+    await set_revision(other)
+    try:
+        assert (await register()).status_code == 201  # not read again yet: within SCHEMA_RECHECK_SECONDS
+        watch.checked_at -= observability.SCHEMA_RECHECK_SECONDS  # the interval passes
+        refused = assert_problem(await register(), 503, "not_ready")
+        assert other in refused["detail"] and head in refused["detail"]
+        listed = await client.get("/v1/enterprises", headers=auth(operator_key))
+        assert listed.status_code == 200 and len(listed.json()["items"]) == 2  # nothing written
+        await set_revision(head)
+        assert_problem(await register(), 503, "not_ready")  # as last read, until read again
+        assert (await client.get("/readyz")).status_code == 200  # which /readyz does
+        assert (await register()).status_code == 201
+        await set_revision(other)
+        assert (await client.get("/readyz")).status_code == 503
+        assert_problem(await register(), 503, "not_ready")
+    finally:
+        await set_revision(head)
 
 
 async def test_not_ready_when_never_migrated(tmp_path: Path) -> None:

@@ -106,6 +106,9 @@ async def readyz(request: Request) -> Readiness:
         checks["database"] = f"the database does not answer ({type(exc).__name__})"
         checks["migrations"] = "unknown: the database does not answer"
     else:
+        watch = request.app.state.database.info.get("schema_watch")
+        if watch is not None:  # the writes' check learns it too (observability.SchemaWatch)
+            watch.saw(current)
         if current != head:
             checks["migrations"] = (
                 f"the database is at {sorted(current) or 'no revision'}, this build needs "

@@ -53,6 +53,7 @@ from services.voucher.i18n import msg
 from services.voucher.idempotency import service as idempotency
 from services.voucher.observability import (
     REQUEST_ID,
+    SchemaWatch,
     database_heads,
     migration_heads,
     new_request_id,
@@ -182,6 +183,9 @@ class UnitOfWorkMiddleware:
                 await asyncio.sleep(REFUSAL_DELAY_SECONDS)
                 await self._send(send, *(await self._failure(refused, scope)), scope, rid)
                 return
+            if unit.write and (stale := await self._schema_refusal()) is not None:
+                await self._send(send, *(await self._failure(stale, scope)), scope, rid)
+                return
             if unit.write:
                 try:  # the key first, then the (bounded) body, before any transaction or lock
                     receive = await self._admit(scope, receive)
@@ -216,6 +220,21 @@ class UnitOfWorkMiddleware:
             audit.IDEMPOTENCY_KEY.reset(key_token)
             if vetted_token is not None:
                 webhooks.VETTED.reset(vetted_token)
+
+    async def _schema_refusal(self) -> errors.NotReady | None:
+        """503 `not_ready` for a write while the database is at another revision than this
+        build's head (an older process left running across an upgrade): nothing is read or
+        written. Reads are still answered."""
+        watch: SchemaWatch | None = self.database.info.get("schema_watch")
+        if watch is None or (mismatch := await watch.mismatch(self.database)) is None:
+            return None
+        found, wanted = mismatch
+        log.error("write refused: the database is at revision %s but this process's build needs %s; restart it "
+                  "with the build the database was migrated for", found or "none", wanted)
+        return errors.NotReady(msg(
+            "this process was built for the database at revision {wanted}, but it is at {found}: it writes nothing "
+            "until it is restarted with the build the database was migrated for, or the database is upgraded",
+            wanted=", ".join(wanted), found=", ".join(found) or "none"))
 
     @staticmethod
     def _stamped(send: Send, clock: SandboxClock) -> Send:
