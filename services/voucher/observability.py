@@ -11,6 +11,7 @@ Kept free of web and database frameworks: domain services import REQUEST_ID from
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import sys
@@ -175,8 +176,10 @@ async def database_heads(database: Database) -> frozenset[str]:
         return await connection.run_sync(read)
 
 
-#: How often, at most, a serving process reads the database's revision for `SchemaWatch`.
+#: How often, at most, a serving process reads the database's revision for `SchemaWatch`, and
+#: how long a read may take before the last answer stands.
 SCHEMA_RECHECK_SECONDS = 5.0
+SCHEMA_READ_SECONDS = 2.0
 schema_log = logging.getLogger("voucher.schema")
 
 
@@ -185,27 +188,55 @@ class SchemaWatch:
     read again by the first writing request after `interval` seconds (and by every /readyz).
     An API process left running across an upgrade (or a downgrade) refuses writes from then
     on, instead of writing rows the new schema's rules do not expect (docs/decisions.md,
-    "Upgrade with the writers stopped"). One small read per interval per process; none per
-    request."""
+    "Upgrade with the writers stopped"). One small read per interval per process, none per
+    request; one read at a time, cut off after SCHEMA_READ_SECONDS (a database that does not
+    answer leaves the last answer standing, and is the request's own 503)."""
 
     def __init__(self, interval: float = SCHEMA_RECHECK_SECONDS) -> None:
         self.interval = interval
         self.checked_at = float("-inf")
         self.found: frozenset[str] | None = None
+        self._found_at = float("-inf")  # when the read that found it started
+        self._reading: asyncio.Task[None] | None = None
 
-    def saw(self, found: frozenset[str]) -> None:
-        self.found, self.checked_at = found, time.monotonic()
+    def saw(self, found: frozenset[str], started: float | None = None) -> None:
+        """Record a reading that started at `started` (now by default); one that started
+        before the reading held is older news and is dropped."""
+        started = time.monotonic() if started is None else started
+        if started < self._found_at:
+            return
+        if found != self.found:
+            wanted = migration_heads()
+            if found != wanted:
+                schema_log.error("the database is at revision %s but this process's build needs %s: writes are "
+                                 "refused until it is restarted with the build the database was migrated for, or "
+                                 "the database is upgraded", sorted(found) or "none", sorted(wanted))
+            elif self.found is not None:
+                schema_log.warning("the database is at this build's revision %s again: writes are accepted",
+                                   sorted(found))
+        self.found, self._found_at, self.checked_at = found, started, max(self.checked_at, started)
+
+    async def _read(self, database: Database) -> None:
+        started = time.monotonic()
+        try:
+            self.saw(await asyncio.wait_for(database_heads(database), SCHEMA_READ_SECONDS), started)
+        except Exception:  # noqa: BLE001 - whatever the driver raises, or the time is up: not this check's
+            schema_log.debug("the database's revision could not be read; the last one read stands")
+        finally:
+            self._reading = None
 
     async def mismatch(self, database: Database) -> tuple[list[str], list[str]] | None:
         """(the database's revisions, this build's heads) if they differ, as last read; None
-        when they match or were never read (a database that does not answer is the request's
-        own 503, not this check's)."""
-        if time.monotonic() - self.checked_at >= self.interval:
-            self.checked_at = time.monotonic()  # requests meanwhile use the last answer
-            try:
-                self.saw(await database_heads(database))
-            except Exception:  # noqa: BLE001 - whatever the driver raises: not this check's to answer
-                schema_log.debug("the database's revision could not be read; the last one read stands")
+        when they match or could never be read. The request that finds the reading stale
+        waits for the new one (as do those that come before any reading exists); the others
+        use the last answer."""
+        reading = self._reading
+        if reading is None and time.monotonic() - self.checked_at >= self.interval:
+            self.checked_at = time.monotonic()
+            reading = self._reading = asyncio.ensure_future(self._read(database))
+            await asyncio.shield(reading)
+        elif reading is not None and self.found is None:
+            await asyncio.shield(reading)
         wanted = migration_heads()
         if self.found is None or self.found == wanted:
             return None

@@ -309,3 +309,47 @@ async def test_not_ready_when_the_database_does_not_answer() -> None:
         assert "pa55w0rd" not in response.text
     finally:
         await application.state.database.dispose()
+
+
+async def test_the_schema_watch_reads_once_at_a_time_and_a_database_that_does_not_answer_refuses_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Many writes when the reading is stale: one read, which they wait for only while none was
+    ever made; a read that hangs is cut off and one that fails leaves the last answer standing
+    (the request's own database error answers, not this check); an older read finishing after
+    a newer one is dropped."""
+    import asyncio
+
+    (head,) = observability.migration_heads()
+    reads: list[str] = []
+    answers: list[Any] = []
+
+    async def heads(database: Any) -> frozenset[str]:
+        reads.append("read")
+        answer = answers.pop(0)
+        if isinstance(answer, float):
+            await asyncio.sleep(answer)
+            return frozenset({"0001"})
+        if isinstance(answer, Exception):
+            raise answer
+        return frozenset(answer)
+
+    monkeypatch.setattr(observability, "database_heads", heads)
+    monkeypatch.setattr(observability, "SCHEMA_READ_SECONDS", 0.05)
+    watch = observability.SchemaWatch()
+    answers.append({"0001"})
+    results = await asyncio.gather(*(watch.mismatch(object()) for _ in range(20)))  # type: ignore[arg-type]
+    assert reads == ["read"] and all(r == (["0001"], [head]) for r in results)  # all waited for the first
+    answers.append(1.0)  # hangs: cut off, the last answer stands
+    watch.checked_at -= observability.SCHEMA_RECHECK_SECONDS
+    assert await asyncio.wait_for(watch.mismatch(object()), 1) == (["0001"], [head])  # type: ignore[arg-type]
+    answers.append(ConnectionError("refused"))
+    watch.checked_at -= observability.SCHEMA_RECHECK_SECONDS
+    assert await watch.mismatch(object()) == (["0001"], [head])  # type: ignore[arg-type]
+    assert len(reads) == 3
+    fresh = observability.SchemaWatch()
+    answers.append(OSError("no database"))
+    assert await fresh.mismatch(object()) is None  # type: ignore[arg-type]  # never read: nothing refused
+    fresh.saw(frozenset({head}))
+    fresh.saw(frozenset({"0001"}), started=0.0)  # an older reading, finishing late
+    assert await fresh.mismatch(object()) is None  # type: ignore[arg-type]

@@ -204,6 +204,15 @@ async def test_a_secret_no_configured_key_opens_is_never_sent_and_the_delivery_s
         [delivery] = deliveries.json()["items"]
         assert delivery["status"] == "pending"
         assert "cannot open this endpoint's signing secret" in delivery["last_error"]
+        # The service's fault, not the receiver's: no attempt is used up, however long it lasts.
+        assert delivery["attempts"] == 0 and len(delivery["attempt_log"]) == 1
+        for _ in range(app.state.settings.webhook_max_attempts + 1):
+            clock.advance(seconds=app.state.settings.webhook_retry_base_seconds * 1.3)
+            assert await webhooks.deliver_due(app.state.database, app.state.clock()) == 1
+        [delivery] = (await client.get(f"/v1/webhook-endpoints/{endpoint['id']}/deliveries",
+                                       headers=auth(world.provider_key))).json()["items"]
+        assert delivery["status"] == "pending" and delivery["attempts"] == 0, delivery
+        assert hooks.received == []
         # The stored answer does not open either: a replay says so (503, retry once the key is
         # back), never answers with the sealed body, and changes nothing.
         replay = await client.post("/v1/webhook-endpoints", headers=auth(world.provider_key, **{

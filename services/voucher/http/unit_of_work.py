@@ -184,6 +184,8 @@ class UnitOfWorkMiddleware:
                 await self._send(send, *(await self._failure(refused, scope)), scope, rid)
                 return
             if unit.write and (stale := await self._schema_refusal()) is not None:
+                if gate.has_body(scope):
+                    scope["state"]["close_connection"] = True  # what it sent is never read
                 await self._send(send, *(await self._failure(stale, scope)), scope, rid)
                 return
             if unit.write:
@@ -228,9 +230,7 @@ class UnitOfWorkMiddleware:
         watch: SchemaWatch | None = self.database.info.get("schema_watch")
         if watch is None or (mismatch := await watch.mismatch(self.database)) is None:
             return None
-        found, wanted = mismatch
-        log.error("write refused: the database is at revision %s but this process's build needs %s; restart it "
-                  "with the build the database was migrated for", found or "none", wanted)
+        found, wanted = mismatch  # logged once when the watch saw it (observability.SchemaWatch)
         return errors.NotReady(msg(
             "this process was built for the database at revision {wanted}, but it is at {found}: it writes nothing "
             "until it is restarted with the build the database was migrated for, or the database is upgraded",

@@ -305,6 +305,11 @@ def payload(row: dict[str, Any]) -> bytes:
     ).encode("utf-8")
 
 
+#: A delivery's error when the service cannot open its endpoint's current secret: the service's
+#: fault, not the receiver's, so the attempt does not count against VOUCHER_WEBHOOK_MAX_ATTEMPTS.
+UNOPENED = "not sent: the service cannot open this endpoint's signing secret (its operator must restore the key)"
+
+
 def _signing_secrets(row: dict[str, Any], box: secretbox.Keyring, now: datetime) -> list[str]:
     """The secrets that sign a delivery now, opened: CannotOpen if the current one does
     not open; one still in its overlap that does not open is left out (logged): a receiver
@@ -341,7 +346,7 @@ async def _send(client: httpx.AsyncClient, row: dict[str, Any], settings: Settin
         # operator the log, which says which key is missing (docs/security.md, "Sealed secrets").
         log.error("webhook delivery %s not sent: endpoint %s's signing secret does not open: %s",
                      row["id"], row["endpoint_id"], exc)
-        return None, "not sent: the service cannot open this endpoint's signing secret (its operator must restore the key)"
+        return None, UNOPENED
     body = payload(row)
     message_id = str(row["event_id"])
     stamp = int(time.time())  # receivers check it against their own clock, not the service's
@@ -483,6 +488,10 @@ async def _finish(database: Database, row: dict[str, Any], lease_id: uuid.UUID, 
     if succeeded:
         values: dict[str, Any] = {"status": DeliveryStatus.SUCCEEDED.value, "delivered_at": now, "next_attempt_at": None}
         outcome = "succeeded"
+    elif error == UNOPENED:  # kept until the key is back: nothing was sent, no receiver's attempt used
+        delay = timedelta(seconds=settings.webhook_retry_base_seconds * random.uniform(0.8, 1.2))  # noqa: S311
+        values = {"next_attempt_at": now + delay, "attempts": max(0, row["attempts"] - 1)}
+        outcome = "retrying"
     elif row["attempts"] >= settings.webhook_max_attempts:
         values = {"status": DeliveryStatus.FAILED.value, "next_attempt_at": None}
         outcome = "failed"
