@@ -233,8 +233,9 @@ class UnitOfWorkMiddleware:
         found, wanted = mismatch  # logged once when the watch saw it (observability.SchemaWatch)
         return errors.NotReady(msg(
             "this process was built for the database at revision {wanted}, but it is at {found}: it writes nothing "
-            "until it is restarted with the build the database was migrated for, or the database is upgraded",
-            wanted=", ".join(wanted), found=", ".join(found) or "none"))
+            "until it is restarted with the build the database was migrated for, or the operator runs "
+            "`voucher db upgrade`",
+            wanted=", ".join(wanted), found=", ".join(found) or msg("no revision (never migrated)")))
 
     @staticmethod
     def _stamped(send: Send, clock: SandboxClock) -> Send:
