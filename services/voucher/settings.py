@@ -343,14 +343,14 @@ class Settings(BaseSettings):
                 "production mode needs VOUCHER_AUDIT_SIGNING_KEY (a base64 Ed25519 seed) to sign "
                 "audit checkpoints; generate one with `voucher audit keygen`"
             )
-        if self.environment == "production" and self.secrets_key is None:
-            raise ValueError(
-                "production mode needs VOUCHER_SECRETS_KEY (32 bytes, base64) to seal webhook signing "
-                "secrets; generate one with `voucher secrets keygen` and keep it with your backups"
-            )
-        if self.environment == "production" and self.secrets_key is not None:
+        if self.environment == "production":
             from services.voucher.secretbox import DEVELOPMENT_KEY, decode_key
 
+            if self.secrets_key is None:
+                raise ValueError(
+                    "production mode needs VOUCHER_SECRETS_KEY (32 bytes, base64) to seal webhook signing "
+                    "secrets; generate one with `voucher secrets keygen` and keep it with your backups"
+                )
             if decode_key(self.secrets_key.get_secret_value(), "VOUCHER_SECRETS_KEY") == DEVELOPMENT_KEY:
                 raise ValueError("VOUCHER_SECRETS_KEY is the published development key, with which anyone can open "
                                  "the sealed secrets; production refuses it (`voucher secrets keygen`)")

@@ -50,8 +50,7 @@ def _with_secret(made: tuple[WebhookEndpoint, str], response: Response) -> Webho
     endpoint, secret = made
     response.headers["ETag"] = etag(endpoint.version)
     response.headers["Cache-Control"] = "no-store"
-    return WebhookEndpointWithSecret.model_validate(
-        {**WebhookEndpointPublic.model_validate(endpoint, from_attributes=True).model_dump(), "secret": secret})
+    return WebhookEndpointWithSecret.model_validate(endpoint, from_attributes=True).model_copy(update={"secret": secret})
 
 
 def _delivery(row: dict[str, Any]) -> DeliveryPublic:

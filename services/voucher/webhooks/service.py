@@ -345,7 +345,7 @@ async def _send(client: httpx.AsyncClient, row: dict[str, Any], settings: Settin
         # Nothing is sent unsigned or signed wrong. The owner reads the delivery's error; the
         # operator the log, which says which key is missing (docs/security.md, "Sealed secrets").
         log.error("webhook delivery %s not sent: endpoint %s's signing secret does not open: %s",
-                     row["id"], row["endpoint_id"], exc)
+                  row["id"], row["endpoint_id"], exc)
         return None, UNOPENED
     body = payload(row)
     message_id = str(row["event_id"])
