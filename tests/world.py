@@ -51,6 +51,14 @@ class World:
         assert response.status_code == 200, response.text
         return response.json()  # type: ignore[no-any-return]
 
+    async def computation(self, redemption: httpx.Response | dict[str, Any], key: str | None = None) -> dict[str, Any]:
+        """A redemption's whole computation, as the office (or `key`) reads it: a provider's own
+        answer leaves out the enterprise's figures across providers."""
+        body = redemption.json() if isinstance(redemption, httpx.Response) else redemption
+        response = await self.client.get(f"/v1/redemptions/{body['id']}", headers=auth(key or self.operator))
+        assert response.status_code == 200, response.text
+        return response.json()["computation"]  # type: ignore[no-any-return]
+
     async def post(self, path: str, body: dict[str, Any] | None = None, *, key: str | None = None,
                    idem: str | None = None) -> httpx.Response:
         headers = auth(key or self.provider_key, **{"Idempotency-Key": idem or str(uuid.uuid4())})

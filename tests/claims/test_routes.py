@@ -241,6 +241,26 @@ async def test_a_provider_cannot_redeem_in_a_claim_programme(app, world: World) 
     assert "mode" not in assert_problem(refused, 403, "provider_not_enrolled")
 
 
+async def test_an_enterprise_learns_a_provider_s_status_only_if_the_programme_enrolled_it(app, world: World) -> None:
+    """The enrolments are public; a provider's status elsewhere is not. A claim naming a suspended
+    provider outside the programme is refused as not enrolled, as an approved one outside it is
+    (it had said `provider_not_approved`, "provider is suspended": an independent review,
+    December 2026); an enrolled provider's suspension is the enterprise's to know."""
+    voucher = await world.issue(10_000_000)
+    other = await create(world.client, world.operator, "/v1/providers", provider_payload())
+    for action in ("approve", "suspend"):
+        done = await world.client.post(f"/v1/providers/{other['id']}/{action}", json={"reason": "audit"},
+                                       headers=auth(world.operator))
+        assert done.status_code == 200, done.text
+    refused = assert_problem(await _file(world, {**claim_body(world, voucher), "provider_id": other["id"]}), 403,
+                             "provider_not_enrolled")
+    assert "current_status" not in refused and "suspended" not in refused["detail"]
+    await world.client.post(f"/v1/providers/{world.provider['id']}/suspend", json={"reason": "audit"},
+                            headers=auth(world.operator))
+    assert assert_problem(await _file(world, claim_body(world, voucher)), 403,
+                          "provider_not_approved")["current_status"] == "suspended"
+
+
 async def test_a_claim_on_an_expired_voucher_cannot_be_approved(world: World, clock) -> None:
     voucher = await world.issue(10_000_000)
     claim = (await _file(world, claim_body(world, voucher))).json()

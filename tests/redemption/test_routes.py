@@ -248,8 +248,11 @@ async def test_refusals_each_have_their_code_and_move_nothing(app, world: World,
     await world.client.post(f"/v1/providers/{world.provider['id']}/approve", json={"reason": "ok"},
                             headers=auth(world.operator))
     # suspended voucher
-    await world.post(f"/v1/vouchers/{voucher['id']}/suspend", {"reason": "check"}, key=world.operator)
+    await world.post(f"/v1/vouchers/{voucher['id']}/suspend", {"reason": "fraud inquiry 17"}, key=world.operator)
     await refused(await world.hold(voucher, 1_000, order="P"), 409, "voucher_suspended")
+    # the office's reason is the enterprise's and the office's, not the provider's
+    detail = assert_problem(await world.hold(voucher, 1_000, order="P2"), 409, "voucher_suspended")["detail"]
+    assert "fraud" not in detail and "suspended by the programme office" in detail
     await world.post(f"/v1/vouchers/{voucher['id']}/resume", {"reason": "ok"}, key=world.operator)
     # not yet valid
     later = await world.issue(1_000_000, valid_from=(clock() + timedelta(days=3)).isoformat())
@@ -260,8 +263,8 @@ async def test_refusals_each_have_their_code_and_move_nothing(app, world: World,
     await refused(await world.hold(voucher, 1_000_000, order="DUP", key="dup-2"), 409, "order_already_subsidised")
     await refused(await world.hold(voucher, 2_000_000, order="DUP", key="dup-3"), 409, "order_reference_conflict")
     # revoked
-    await world.post(f"/v1/vouchers/{voucher['id']}/revoke", {"reason": "x"}, key=world.operator)
-    assert_problem(await world.hold(voucher, 1_000, order="R"), 409, "voucher_revoked")
+    await world.post(f"/v1/vouchers/{voucher['id']}/revoke", {"reason": "forged contract"}, key=world.operator)
+    assert "forged" not in assert_problem(await world.hold(voucher, 1_000, order="R"), 409, "voucher_revoked")["detail"]
     assert (await world.reconciliation())["is_clean"]
 
 
@@ -785,15 +788,62 @@ async def test_an_expected_subsidy_is_granted_exactly_or_refused(world: World) -
 
 
 async def test_the_computation_shows_the_spend_and_the_subsidy_before_the_order(world: World) -> None:
+    """The office and the enterprise read the enterprise's spend and subsidy this period before
+    the order; the provider's own answer leaves them out (next test)."""
     voucher = await world.issue(5_000_000)
     first = await world.hold(voucher, 1_000_000, order="PO-S1", path="/v1/redemptions")
-    assert first.json()["computation"]["spend_this_period_before"] == 0
-    assert first.json()["computation"]["subsidy_this_period_before"] == 0
+    computation = await world.computation(first)
+    assert (computation["spend_this_period_before"], computation["subsidy_this_period_before"]) == (0, 0)
     second = await world.hold(voucher, 200_000, order="PO-S2", path="/v1/redemptions")
-    computation = second.json()["computation"]
-    assert computation["spend_this_period_before"] == 1_000_000
-    assert computation["subsidy_this_period_before"] == 300_000
-    assert "subsidised_this_period_before" not in computation
+    for key in (world.operator, world.auditor, world.enterprise_key):
+        computation = await world.computation(second, key=key)
+        assert computation["spend_this_period_before"] == 1_000_000
+        assert computation["subsidy_this_period_before"] == 300_000
+        assert "subsidised_this_period_before" not in computation
+        assert [step.get("room") for step in computation["steps"] if step["limit"] == "enterprise_cap"] \
+            == [world.programme["enterprise_cap"] - 300_000]
+
+
+async def test_a_provider_learns_nothing_of_the_enterprise_s_orders_with_other_providers(app, world: World) -> None:
+    """Invariant 8: a provider sees only its own redemptions. The enterprise's spend and subsidy
+    this period, and its cap's room, sum its orders with every provider: a second provider quoting
+    a small order again and again had read the first one's orders off them (an independent
+    review, December 2026). No answer to a provider — a quote, a hold, a redeem, a refusal, a
+    read — carries them."""
+    other = await create(world.client, world.operator, "/v1/providers", provider_payload())
+    await world.client.post(f"/v1/providers/{other['id']}/approve", json={"reason": "ok"}, headers=auth(world.operator))
+    enrolled = await world.client.put(f"/v1/programmes/{world.programme['id']}/enrolments/{other['id']}",
+                                      headers=auth(world.operator))
+    assert enrolled.status_code in (200, 201), enrolled.text
+    other_key = await make_key(app, "provider", provider_id=uuid.UUID(other["id"]))
+    first, second = await world.issue(5_000_000), await world.issue(5_000_000)
+    assert (await world.hold(first, 1_234_500, order="A-SECRET")).status_code == 201
+
+    def hidden(computation: dict[str, Any]) -> None:
+        assert "spend_this_period_before" not in computation and "subsidy_this_period_before" not in computation
+        cap = [step for step in computation["steps"] if step["limit"] == "enterprise_cap"]
+        assert len(cap) == 1 and "room" not in cap[0] and {"before", "after"} <= cap[0].keys()
+        # the voucher's balance is the provider's to see (GET /v1/vouchers/lookup answers it)
+        assert [step["room"] > 0 for step in computation["steps"] if step["limit"] == "voucher_balance"] == [True]
+
+    body = hold_body(second["code"], world.enterprise["uscc"], "B-1", [("accelerator:domestic", 100)])
+    quoted = await world.client.post("/v1/redemptions/quote", json=body, headers=auth(other_key))
+    assert quoted.status_code == 200, quoted.text
+    hidden(quoted.json()["computation"])
+    held = await world.hold(second, 100, order="B-1", provider_key=other_key)
+    assert held.status_code == 201, held.text
+    hidden(held.json()["computation"])
+    read = await world.client.get(f"/v1/redemptions/{held.json()['id']}", headers=auth(other_key))
+    hidden(read.json()["computation"])
+    listed = await world.client.get("/v1/redemptions", headers=auth(other_key))
+    assert [r["id"] for r in listed.json()["items"]] == [held.json()["id"]]
+    hidden(listed.json()["items"][0]["computation"])
+    refused = assert_problem(await world.post("/v1/redemptions", {**body, "order_reference": "B-2",
+                                                                  "expected_subsidy": 31}, key=other_key),
+                             409, "subsidy_below_expected")
+    hidden(refused["computation"])
+    # the office still reads the whole computation of the second provider's hold
+    assert (await world.computation(held))["spend_this_period_before"] == 1_234_500
 
 
 async def test_a_capture_says_revoked_only_of_a_hold_the_revocation_voided(world: World) -> None:

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "498cbab7ebc5b768a38f3f6eda166c585cfe243c63b691cc3ae9bb788ae47d0c"
+DOCUMENT_SHA256 = "23f3d5dabe1c39d51e399597866c65d203ed0688f26d943746ad640a87f6230f"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
@@ -30,6 +30,7 @@ from services.voucher.redemption.schemas import (
     SubsidyQuote,
     VoidRequest,
 )
+from services.voucher.redemption.subsidy import for_provider
 from services.voucher.tables import Redemption
 
 router = APIRouter(prefix="/v1/redemptions", tags=["redemption"])
@@ -50,13 +51,18 @@ HOLD_ERRORS = (
 )
 
 
-def _public(redemption: Redemption | RedemptionRecord, now: datetime,
+def _public(redemption: Redemption | RedemptionRecord, now: datetime, viewer: Actor,
             voucher_expires_at: datetime | None = None) -> RedemptionPublic:
-    """A redemption as of `now`: a hold that has lapsed reads as void since it lapsed. A write's
-    own answer passes no voucher expiry: the operation has just judged the hold at `now`."""
+    """A redemption as of `now`, as `viewer` may see it: a hold that has lapsed reads as void since
+    it lapsed, and a provider sees the computation without the enterprise's figures across
+    providers (`subsidy.for_provider`). A write's own answer passes no voucher expiry: the
+    operation has just judged the hold at `now`."""
     status, void_reason, voided_at = service.effective_redemption_status(redemption, voucher_expires_at, now)
     data = RedemptionPublic.model_validate(redemption, from_attributes=True)
-    return data.model_copy(update={"status": status, "void_reason": void_reason, "voided_at": voided_at})
+    update: dict[str, Any] = {"status": status, "void_reason": void_reason, "voided_at": voided_at}
+    if viewer.provider_id is not None:
+        update["computation"] = for_provider(data.computation)
+    return data.model_copy(update=update)
 
 
 def _request(body: QuoteRequest) -> service.HoldRequest:
@@ -88,7 +94,7 @@ async def quote_subsidy(body: QuoteRequest, request: Request, session: Session, 
                         actor: Writer) -> SubsidyQuote:
     discard(request.scope)  # before the hold runs: whatever happens, nothing it wrote commits
     held = await service.quote(session, actor, _request(body), now)
-    computation = {k: v for k, v in held.computation.items() if k != "period"}
+    computation = for_provider({k: v for k, v in held.computation.items() if k != "period"})
     return SubsidyQuote(voucher_code=body.voucher_code, order_reference=held.order_reference,
                         order_amount=held.order_amount, unit=held.unit, subsidy=held.held_amount,
                         limited_by=str(held.computation.get("limited_by", "rates")), computation=computation,
@@ -117,7 +123,7 @@ async def quote_subsidy(body: QuoteRequest, request: Request, session: Session, 
 async def create_hold(body: HoldCreate, call: ValueWriter, response: Response) -> RedemptionPublic:
     redemption = await service.hold(call.session, call.actor, _request(body), call.now, deferred=True)
     response.headers["Location"] = f"/v1/redemptions/{redemption.id}"
-    return _public(redemption, call.now)
+    return _public(redemption, call.now, call.actor)
 
 
 @router.post(
@@ -140,7 +146,7 @@ async def create_hold(body: HoldCreate, call: ValueWriter, response: Response) -
 async def redeem(body: HoldCreate, call: ValueWriter, response: Response) -> RedemptionPublic:
     redemption = await service.redeem(call.session, call.actor, _request(body), call.now, deferred=True)
     response.headers["Location"] = f"/v1/redemptions/{redemption.id}"
-    return _public(redemption, call.now)
+    return _public(redemption, call.now, call.actor)
 
 
 @router.post(
@@ -163,7 +169,7 @@ async def capture_hold(
     redemption_id: uuid.UUID, body: CaptureRequest, call: ValueWriter
 ) -> RedemptionPublic:
     return _public(await service.capture(call.session, call.actor, redemption_id, body.amount, call.now, deferred=True),
-                   call.now)
+                   call.now, call.actor)
 
 
 @router.post(
@@ -183,7 +189,7 @@ async def void_hold(
 ) -> RedemptionPublic:
     note = body.reason if body is not None else None
     return _public(await service.void(call.session, call.actor, redemption_id, call.now, note=note, deferred=True),
-                   call.now)
+                   call.now, call.actor)
 
 
 @router.post(
@@ -233,7 +239,7 @@ async def list_redemptions(
         session, actor, page, voucher_id=voucher_id, status=status.value if status else None,
         order_reference=order_reference, now=now,
     )
-    return Page(items=[_public(r, now, expires_at) for r, expires_at in rows], next_cursor=cursor)
+    return Page(items=[_public(r, now, actor, expires_at) for r, expires_at in rows], next_cursor=cursor)
 
 
 @router.get(
@@ -250,7 +256,7 @@ async def list_redemptions(
 )
 async def get_redemption(redemption_id: uuid.UUID, session: Session, now: Now, actor: Reader) -> RedemptionPublic:
     redemption, voucher_expires_at = await service.get_redemption(session, actor, redemption_id)
-    return _public(redemption, now, voucher_expires_at)
+    return _public(redemption, now, actor, voucher_expires_at)
 
 
 @router.get(

@@ -45,7 +45,13 @@ from services.voucher.programmes.rules import (
     category_group,
 )
 from services.voucher.providers.rules import ProviderStatus
-from services.voucher.redemption.subsidy import Computation, Item, compute, parse_tiers
+from services.voucher.redemption.subsidy import (
+    Computation,
+    Item,
+    compute,
+    for_provider,
+    parse_tiers,
+)
 from services.voucher.uscc import is_valid as uscc_is_valid
 from services.voucher.vouchers.rules import VoucherStatus, effective_status
 
@@ -309,7 +315,10 @@ def check_parties(parties: Parties) -> None:
         )
 
 
-def check_usable(voucher: VoucherState, now: datetime) -> None:
+def check_usable(voucher: VoucherState, now: datetime, *, to_provider: bool = True) -> None:
+    """A provider is told that the office suspended or revoked the voucher, not the office's reason:
+    that is the enterprise's and the office's (an independent review, December 2026)."""
+    reason = None if to_provider else voucher.status_reason
     if now < voucher.valid_from:
         raise VoucherNotYetValid(msg("valid from {valid_from}", valid_from=voucher.valid_from),
                                  valid_from=voucher.valid_from.isoformat())
@@ -319,11 +328,11 @@ def check_usable(voucher: VoucherState, now: datetime) -> None:
                              expires_at=voucher.expires_at.isoformat())
     if status is VoucherStatus.SUSPENDED:
         raise VoucherSuspended(
-            msg("suspended by the programme office: {reason}", reason=voucher.status_reason) if voucher.status_reason
+            msg("suspended by the programme office: {reason}", reason=reason) if reason
             else msg("suspended by the programme office"))
     if status is VoucherStatus.REVOKED:
         raise VoucherRevoked(
-            msg("revoked by the programme office: {reason}", reason=voucher.status_reason) if voucher.status_reason
+            msg("revoked by the programme office: {reason}", reason=reason) if reason
             else msg("revoked by the programme office"))
 
 
@@ -378,14 +387,16 @@ _REFUSAL_BY_LIMIT = {
 
 def hold_subsidy(
     terms: Terms, items: list[dict[str, Any]], *, order: Order, usage: Usage, stale: Stale, available: int,
-    unit: str, expected: int | None = None,
+    unit: str, expected: int | None = None, to_provider: bool = True,
 ) -> Computation:
     """The subsidy a new hold gets, step by step (subsidy.py): from the programme's rates and
     tiers, capped by the stacking ceiling, the enterprise's remaining cap and the voucher's
     available balance — every figure net of holds that are void when read. Nothing to grant
     is a refusal naming the limit that bound. With an `expected` subsidy (the provider quoted
     one) exactly that is granted, or, when the limits leave less, the hold is refused. `unit`:
-    the voucher's, which every amount here is in."""
+    the voucher's, which every amount here is in. A refusal shows the computation as the
+    provider sees it (`subsidy.for_provider`) unless `to_provider` is false (a claim: the
+    enterprise's own figures)."""
     computation = compute(
         items=[Item(i["category"], int(i["amount"])) for i in items],
         rate_table=terms.rate_table,
@@ -398,6 +409,7 @@ def hold_subsidy(
         subsidy_so_far=usage.subsidised - stale.in_period,
         expected_subsidy=expected,
     )
+    shown = for_provider if to_provider else dict
     if expected is not None and computation.subsidy < expected:
         bound = computation.limited_by
         raise SubsidyBelowExpected(
@@ -406,7 +418,7 @@ def hold_subsidy(
                 expected_subsidy=Amount(expected, unit), subsidy=Amount(computation.subsidy, unit),
                 limited_by=_LIMIT_NAMES.get(bound or "", bound)),
             expected_subsidy=expected, subsidy=computation.subsidy, limited_by=bound,
-            computation=computation.as_dict(),
+            computation=shown(computation.as_dict()),
         )
     if computation.subsidy == 0:
         error, detail = _REFUSAL_BY_LIMIT[computation.limited_by]
@@ -415,7 +427,7 @@ def hold_subsidy(
             detail = msg("the order has already been subsidised {already}, its stacking ceiling of {ceiling} "
                          "({rate} of the order)", already=Amount(ceiling["already_subsidised_on_order"], unit),
                          ceiling=Amount(ceiling["ceiling_amount"], unit), rate=percent(ceiling["ceiling_bps"]))
-        raise error(detail, computation=computation.as_dict())
+        raise error(detail, computation=shown(computation.as_dict()))
     return computation
 
 

@@ -158,11 +158,17 @@ async def _place(
         decide.check_provider(await repository.provider_status(session, provider_id))
         raise NotFound(msg("no voucher with this code for this enterprise"))
     terms, parties, expired = found.terms, found.parties, found.expired
-    decide.check_provider(parties.provider_status)
-    decide.check_enrolled(terms, parties)
+    if payee is Payee.ENTERPRISE:
+        # A claim: the enterprise named the provider, whose status it may learn only if the
+        # programme enrolled it (the enrolments are public; a provider's status elsewhere is not).
+        decide.check_enrolled(terms, parties)
+        decide.check_provider(parties.provider_status)
+    else:
+        decide.check_provider(parties.provider_status)
+        decide.check_enrolled(terms, parties)
     decide.check_mode(terms, payee)
     decide.check_parties(parties)
-    decide.check_usable(voucher, now)
+    decide.check_usable(voucher, now, to_provider=payee is Payee.PROVIDER)
     decide.check_items(terms, request.line_items)
 
     order_amount = sum(int(i["amount"]) for i in request.line_items)
@@ -193,7 +199,7 @@ async def _place(
     released = sum(h.held_amount for h in expired)
     computation = decide.hold_subsidy(terms, request.line_items, order=order, usage=usage, stale=locked.stale(),
                                       available=voucher.available + released, unit=voucher.unit,
-                                      expected=request.expected_subsidy)
+                                      expected=request.expected_subsidy, to_provider=payee is Payee.PROVIDER)
     subsidy = computation.subsidy
 
     writes = _Writes(session, now)

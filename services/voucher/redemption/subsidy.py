@@ -74,6 +74,26 @@ class Computation:
         }
 
 
+#: The figures of a computation that sum the enterprise's orders with every provider this period.
+#: A provider is shown a computation without them (`for_provider`).
+ENTERPRISE_FIGURES = ("spend_this_period_before", "subsidy_this_period_before")
+
+
+def for_provider(computation: Mapping[str, Any]) -> dict[str, Any]:
+    """A computation as a provider sees it: without the enterprise's spend and subsidy this period
+    before the order, and without the room its cap leaves — both sum its orders with other providers
+    (one provider had followed another's orders by quoting a small order again and again). The
+    subsidy, each item's rates and parts and each limit's effect stay: they are the provider's own
+    order's. What the answer itself implies stays implied: a cap that bound leaves exactly its room,
+    and an item split at a tier's boundary shows where the enterprise's spend stood."""
+    shown = {k: v for k, v in computation.items() if k not in ENTERPRISE_FIGURES}
+    steps = computation.get("steps")
+    if isinstance(steps, list):
+        shown["steps"] = [{k: v for k, v in step.items() if k != "room"} if step.get("limit") == "enterprise_cap"
+                          else step for step in steps]
+    return shown
+
+
 def parse_tiers(raw: Sequence[Mapping[str, Any]]) -> list[Tier]:
     tiers = [
         Tier(
