@@ -191,6 +191,9 @@ def test_an_instant_reads_as_wall_clock_time_where_the_programme_is() -> None:
     with_seconds = msg("expired at {expires_at}", expires_at=datetime(2027, 3, 2, 1, 0, 7, 5, tzinfo=UTC))
     assert with_seconds.render("en") == "expired at 2027-03-02 09:00:07 (UTC+08:00)"
     assert msg("expired at {expires_at}", expires_at=date(2027, 3, 2)).render("en") == "expired at 2027-03-02"
+    # an instant whose local time is past year 9999 (kept before its input was bounded) reads in UTC
+    far = msg("closed at {closes_at}", closes_at=datetime(9999, 12, 31, 23, 0, tzinfo=UTC))
+    assert far.render("en") == "closed at 9999-12-31 23:00:00+00:00"
 
 
 def test_no_message_in_the_code_is_only_a_problem_title() -> None:

@@ -376,6 +376,13 @@ class EnterpriseCapReached(Conflict):
     title = "The enterprise has reached its subsidy cap for the period"
 
 
+class PeriodSpendLimitReached(Conflict):
+    """The enterprise's orders this period would sum past what the service counts (`MAX_PERIOD_SPEND`)."""
+
+    code = "period_spend_limit_reached"
+    title = "The enterprise's orders this period have reached the most the service counts"
+
+
 class NothingToSubsidise(Conflict):
     code = "nothing_to_subsidise"
     title = "The line items earn no subsidy"

@@ -58,7 +58,10 @@ def render_instant(value: datetime, language: str) -> str:
     2027-03-02 09:00 (an independent review, December 2026)."""
     if value.tzinfo is None:
         return value.isoformat(sep=" ")
-    local = value.astimezone(_ZONE["zone"])
+    try:
+        local = value.astimezone(_ZONE["zone"])
+    except OverflowError:  # within hours of year 1 or 9999: a time kept before its input was bounded
+        return value.isoformat(sep=" ")
     shown = local.strftime("%Y-%m-%d %H:%M" if local.second == 0 and local.microsecond == 0 else "%Y-%m-%d %H:%M:%S")
     offset = local.strftime("%z")
     offset = f"UTC{offset[:3]}:{offset[3:]}"

@@ -13,6 +13,11 @@ from enum import StrEnum
 BPS_DENOMINATOR = 10_000
 #: Amounts live in BIGINT columns; keep every value and every intermediate product below this.
 MAX_AMOUNT = 10**15  # 10 trillion yuan in fen: far beyond any programme, far below 2**63
+#: The most an enterprise's orders in one cap period may sum to (the tiers' position). Each order
+#: is at most MAX_AMOUNT, but their running sum is not bounded by one: 9,224 orders of MAX_AMOUNT
+#: overflowed the BIGINT counter (PostgreSQL refused every later hold as `unstorable_value`; SQLite
+#: would have turned the sum into a float). 2**62 leaves the counter half its range.
+MAX_PERIOD_SPEND = 2**62
 
 
 class Unit(StrEnum):

@@ -223,6 +223,16 @@ async def test_every_term_problem_is_listed_at_once(
         ({"unit": "USD"}, "/unit"),
         ({"cap_timezone": "Asia/Beijing"}, "/cap_timezone"),
         ({"application_opens_at": "2026-01-01T00:00:00"}, "/application_opens_at"),  # no zone
+        # within 1970–9000, like every instant a client gives: a window in 9999 had made every
+        # application's refusal a 500 (its Beijing time past year 9999; an independent review)
+        ({"application_opens_at": "9999-12-31T20:00:00Z"}, "/application_opens_at"),
+        ({"application_closes_at": "0001-01-01T00:00:00Z"}, "/application_closes_at"),
+        ({"application_closes_at": 1767225600}, "/application_closes_at"),
+        # a place's zone, never the serving machine's own setting or a placeholder
+        ({"cap_timezone": "localtime"}, "/cap_timezone"),
+        ({"cap_timezone": "Factory"}, "/cap_timezone"),
+        ({"cap_timezone": "right/UTC"}, "/cap_timezone"),
+        ({"cap_timezone": "posixrules"}, "/cap_timezone"),
         ({"code": "Has Spaces"}, "/code"),
         ({"tiers": [{"spend_up_to": 0, "rate_bps": 5000}]}, "/tiers/0/spend_up_to"),
         ({"tiers": [{"spend_up_to": 10, "rate_bps": 5000, "extra": 1}]}, "/tiers/0/extra"),

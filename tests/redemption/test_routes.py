@@ -846,6 +846,29 @@ async def test_a_provider_learns_nothing_of_the_enterprise_s_orders_with_other_p
     assert (await world.computation(held))["spend_this_period_before"] == 1_234_500
 
 
+async def test_an_enterprise_s_orders_this_period_sum_to_at_most_the_service_s_limit(app, world: World) -> None:
+    """Each order is at most MAX_AMOUNT but their running sum is not: 9,224 orders of it had
+    overflowed the period's BIGINT counter, after which every hold of the enterprise failed as
+    `unstorable_value` (an independent review, December 2026). A hold that would take the sum
+    past MAX_PERIOD_SPEND is refused by its own code and changes nothing; one that stays within
+    it is held."""
+    from services.voucher.money import MAX_PERIOD_SPEND
+    from services.voucher.tables import EnterprisePeriodUsage
+
+    voucher = await world.issue(1_000_000)
+    assert (await world.hold(voucher, 100, order="first")).status_code == 201
+    async with app.state.database.unit_of_work() as session:  # as 9,223 orders of MAX_AMOUNT would leave it
+        await session.execute(update(EnterprisePeriodUsage).values(subsidised_spend=MAX_PERIOD_SPEND - 50))
+    before = await world.voucher(voucher["id"])
+    refused = assert_problem(await world.hold(voucher, 51, order="past"), 409, "period_spend_limit_reached")
+    assert refused["max_period_spend"] == MAX_PERIOD_SPEND
+    assert (await world.voucher(voucher["id"]))["balances"] == before["balances"]
+    assert (await world.hold(voucher, 50, order="within")).status_code == 201
+    async with app.state.database.unit_of_work(write=False) as session:
+        spend = (await session.execute(select(EnterprisePeriodUsage.subsidised_spend))).scalar_one()
+    assert spend == MAX_PERIOD_SPEND and isinstance(spend, int)
+
+
 async def test_a_capture_says_revoked_only_of_a_hold_the_revocation_voided(world: World) -> None:
     """A hold the provider voided before the voucher was revoked is `hold_not_active`; one the
     revocation voided is `voucher_revoked` (the review of the change found the first called

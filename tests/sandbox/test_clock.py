@@ -74,6 +74,26 @@ async def test_never_backwards(world: World) -> None:
     assert _at(state["now"]) == T0 + timedelta(days=1)
 
 
+async def test_the_clock_stops_at_2200(world: World) -> None:
+    """Ten years at a time the clock had reached year 9991, where every request with an
+    Idempotency-Key failed with a 500, for good (an independent review): it goes no further than
+    2200-01-01, by any of the three kinds of move, and a refused move moves nothing."""
+    for year in (*range(2034, 2200, 9), 2199):  # at last 2200-01-01 01:00 in Beijing: its next year is 2201
+        moved = await move(world, to=f"{year}-12-31T17:00:00Z")
+        assert moved.status_code == 200, moved.text
+    for body in ({"advance": "P2D"}, {"to": "2200-01-01T00:00:01Z"}, {"advance_to": "next_year"}):
+        problem = assert_problem(await move(world, **body), 422, "validation_failed")
+        assert "2200" in problem["detail"], problem
+    state = (await world.client.get("/v1/sandbox/clock", headers=auth(world.operator))).json()
+    assert _at(state["now"]).date().isoformat() == "2199-12-31"
+    assert (await move(world, to="2200-01-01T00:00:00Z")).status_code == 200
+    issued = await world.client.post("/v1/vouchers", json={"programme_id": world.programme["id"],
+                                                           "enterprise_id": world.enterprise["id"],
+                                                           "face_value": 100},
+                                     headers=auth(world.operator, **fresh_key()))
+    assert issued.status_code < 500, issued.text
+
+
 @pytest.mark.parametrize("body", [
     {"advance": "P1M"}, {"advance": "P1Y"}, {"advance": "-P1D"}, {"advance": "PT0S"}, {"advance": 3600},
     {"advance": "P3661D"}, {"advance": "tomorrow"}, {"to": "2026-03-05T00:00:00"}, {},

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "23f3d5dabe1c39d51e399597866c65d203ed0688f26d943746ad640a87f6230f"
+DOCUMENT_SHA256 = "d3a2a640f600e80a0a0a8fc37070a08704fb29ee15849a10dd063d339fb80f77"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

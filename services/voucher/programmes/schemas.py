@@ -5,11 +5,13 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 from services.voucher.i18n import msg
+from services.voucher.instants import Instant
 from services.voucher.money import MAX_AMOUNT, MINOR_UNITS, Unit
 from services.voucher.programmes.rules import (
     CapPeriod,
@@ -107,9 +109,9 @@ class ProgrammeTerms(BaseModel):
     cap_period: CapPeriod = CapPeriod.CALENDAR_YEAR
     cap_timezone: str = Field(default="Asia/Shanghai", max_length=64)
     max_per_voucher: int = Field(ge=1, le=MAX_AMOUNT, strict=True)
-    application_opens_at: AwareDatetime | None = Field(
+    application_opens_at: Instant | None = Field(
         default=None, description="Applications are taken from this instant on (inclusive).")
-    application_closes_at: AwareDatetime | None = Field(
+    application_closes_at: Instant | None = Field(
         default=None, description="Applications are taken until this instant (exclusive): midnight that "
         "ends the last day, e.g. 2026-12-31T16:00:00Z for the end of 31 December in Beijing.")
     voucher_validity_days: int = Field(default=365, ge=1, le=3650, strict=True)
@@ -135,6 +137,21 @@ class ProgrammeTerms(BaseModel):
         return _known_zone(value)
 
 
+#: Names the time-zone database holds that are not a place's time: the host's own setting
+#: (`localtime`, a link to /etc/localtime), a placeholder (`Factory`) and leap-second variants.
+#: A programme's cap periods must not depend on the machine that serves it (a review had
+#: `cap_timezone: "localtime"` accepted).
+_NOT_PLACES = frozenset({"localtime", "Factory", "posixrules"})
+
+
+@cache
+def _zone_names() -> frozenset[str]:
+    from zoneinfo import available_timezones
+
+    return frozenset(name for name in available_timezones()
+                     if name not in _NOT_PLACES and not name.startswith(("posix/", "right/")))
+
+
 def _known_zone(value: str) -> str:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -142,6 +159,8 @@ def _known_zone(value: str) -> str:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise ValueError(msg("unknown time zone {zone}", zone=repr(value))) from exc
+    if value not in _zone_names():
+        raise ValueError(msg("unknown time zone {zone}", zone=repr(value)))
     return value
 
 
@@ -177,8 +196,8 @@ class ProgrammeUpdate(PatchModel):
     cap_period: CapPeriod | None = None
     cap_timezone: str | None = Field(default=None, max_length=64)
     max_per_voucher: int | None = Field(default=None, ge=1, le=MAX_AMOUNT, strict=True)
-    application_opens_at: AwareDatetime | None = None
-    application_closes_at: AwareDatetime | None = None
+    application_opens_at: Instant | None = None
+    application_closes_at: Instant | None = None
     voucher_validity_days: int | None = Field(default=None, ge=1, le=3650, strict=True)
     publicity_days: int | None = Field(default=None, ge=0, le=90, strict=True)
     hold_ttl_seconds: int | None = Field(default=None, ge=60, le=7 * 24 * 3600, strict=True)

@@ -47,7 +47,7 @@ HOLD_ERRORS = (
     errors.RelatedParty, errors.VoucherNotYetValid, errors.VoucherExpired, errors.VoucherSuspended,
     errors.VoucherRevoked, errors.VoucherExhausted, errors.VoucherKindMismatch, errors.CategoryOutOfScope,
     errors.OrderAlreadySubsidised, errors.OrderReferenceConflict, errors.EnterpriseCapReached,
-    errors.NothingToSubsidise, errors.WrongPayoutMode, errors.SubsidyBelowExpected,
+    errors.NothingToSubsidise, errors.WrongPayoutMode, errors.SubsidyBelowExpected, errors.PeriodSpendLimitReached,
 )
 
 

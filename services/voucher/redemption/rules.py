@@ -22,6 +22,7 @@ from services.voucher.errors import (
     NothingToSubsidise,
     OrderAlreadySubsidised,
     OrderReferenceConflict,
+    PeriodSpendLimitReached,
     ProviderNotApproved,
     ProviderNotEnrolled,
     RedemptionNotCaptured,
@@ -37,7 +38,7 @@ from services.voucher.errors import (
     WrongPayoutMode,
 )
 from services.voucher.i18n import Amount, Message, Status, msg
-from services.voucher.money import percent
+from services.voucher.money import MAX_PERIOD_SPEND, percent
 from services.voucher.programmes.rules import (
     CATEGORY_GROUPS_BY_KIND,
     PayoutMode,
@@ -410,6 +411,12 @@ def hold_subsidy(
         expected_subsidy=expected,
     )
     shown = for_provider if to_provider else dict
+    order_amount = sum(int(i["amount"]) for i in items)
+    if usage.subsidised_spend + order_amount > MAX_PERIOD_SPEND:
+        raise PeriodSpendLimitReached(
+            msg("the enterprise's orders this period would sum to more than {limit}, the most the service "
+                "counts; nothing was held", limit=Amount(MAX_PERIOD_SPEND, unit)),
+            max_period_spend=MAX_PERIOD_SPEND)
     if expected is not None and computation.subsidy < expected:
         bound = computation.limited_by
         raise SubsidyBelowExpected(

@@ -28,6 +28,11 @@ from services.voucher.tables import SandboxClock as ClockRow
 CLOCK_ID = uuid.UUID("00000000-0000-7000-8000-000000000001")
 #: The most one move may advance the clock: a slip of the finger (P1000Y) is refused, not obeyed.
 MAX_MOVE = timedelta(days=3660)
+#: Where the clock stops: moves past it are refused. Every rule adds its own span to `now` (a
+#: voucher's validity, a kept answer's retention, a key's lifetime) and must stay a date; moved
+#: on ten years at a time the clock had reached year 9991, where a move, every request with an
+#: Idempotency-Key and every issuance failed with a 500, for good (an independent review).
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 MICROSECOND = timedelta(microseconds=1)
 
 
@@ -122,6 +127,12 @@ async def move(session: AsyncSession, clock: SandboxClock, *, advance: timedelta
             msg("the sandbox clock reads {now}; it only moves forward, and {target} is earlier",
                 now=before, target=target),
             now=before.isoformat(),
+        )
+    if target > LATEST:
+        raise errors.ValidationFailed(
+            [errors.field_error("to" if to is not None else "advance_to" if advance_to is not None else "advance",
+                                msg("the sandbox clock goes no further than {latest}", latest=LATEST))],
+            detail=msg("the sandbox clock goes no further than {latest}", latest=LATEST),
         )
     if target - before > MAX_MOVE:
         raise errors.ValidationFailed(
