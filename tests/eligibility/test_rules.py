@@ -333,3 +333,24 @@ def test_validation_refuses_what_evaluation_would_not_understand(rule: dict, poi
     with pytest.raises(RuleError) as refused:
         validate(rule)
     assert pointer in [p for p, _ in refused.value.errors]
+
+
+def test_each_rule_of_a_saved_set_is_named_once() -> None:
+    """A verdict names each rule by its id, else its pointer: two rules under one name would make
+    the refusal that names it ambiguous (a review had two `id: "size"` saved). A set being saved
+    is refused, pointing at the second; a stored one is still judged."""
+    twice = {"id": "root", "all": [
+        {"id": "size", "check": "headcount_at_most", "value": 300},
+        {"not": {"id": "size", "check": "revenue_at_most", "value": 1}},
+        {"id": "/all/3", "check": "requested_within_remaining_cap"},
+        {"check": "headcount_at_most", "value": 500},
+    ]}
+    with pytest.raises(RuleError) as refused:
+        validate(twice, saving=True)
+    assert [pointer for pointer, _ in refused.value.errors] == ["/all/1/not/id", "/all/3"]
+    assert "/all/0" in refused.value.errors[0][1].render("en")
+    validate(twice)  # stored before the check: judged as it is
+    assert evaluate(twice, facts()).rule_id == "root"
+    validate({"all": [{"id": "a", "check": "headcount_at_most", "value": 1},
+                      {"id": "b", "check": "headcount_at_most", "value": 2}]}, saving=True)
+

@@ -144,12 +144,37 @@ class Outcome:
 # -- parsing -----------------------------------------------------------------------------------
 
 
-def validate(rule: Any) -> None:
-    """Raise RuleError listing every problem, each with a JSON pointer into the rule."""
+def validate(rule: Any, *, saving: bool = False) -> None:
+    """Raise RuleError listing every problem, each with a JSON pointer into the rule. `saving`: a
+    rule set being saved (or tried) also names each rule once; a stored one is judged without
+    that check, which it predates."""
     errors: list[tuple[str, Message]] = []
     _check(rule, "", 0, errors)
+    if saving and not errors:
+        _check_ids(rule, errors)
     if errors:
         raise RuleError(errors)
+
+
+def _check_ids(rule: dict[str, Any], errors: list[tuple[str, Message]]) -> None:
+    """A verdict names each rule by its id (else its pointer): two rules of one set under one
+    name would make a refusal that names it ambiguous (a review had two `id: "size"` accepted)."""
+    seen: dict[str, str] = {}
+
+    def walk(node: dict[str, Any], at: str) -> None:  # in document order; depth is bounded by _check
+        name = node.get("id") or at or "/"
+        if name in seen:
+            errors.append((f"{at}/id" if "id" in node else at or "/",
+                           msg("the rule at {pointer} is already named {name}", pointer=seen[name] or "/", name=name)))
+        else:
+            seen[name] = at
+        for kind in ("all", "any"):
+            for i, child in enumerate(node.get(kind) or ()):
+                walk(child, f"{at}/{kind}/{i}")
+        if "not" in node:
+            walk(node["not"], f"{at}/not")
+
+    walk(rule, "")
 
 
 def _check(rule: Any, at: str, depth: int, errors: list[tuple[str, Message]]) -> None:

@@ -121,7 +121,7 @@ async def dry_run(
     version = None
     if rules is not None:
         try:
-            validate(rules)
+            validate(rules, saving=True)
         except RuleError as exc:
             raise ValidationFailed(
                 [field_error(f"rules{pointer.rstrip('/')}", message, "eligibility_rule") for pointer, message in exc.errors]

@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.voucher.applications.rules import COMMITTED
 from services.voucher.db import IntPageRequest, encode_int_cursor, table_of
 from services.voucher.driver import Batch, insert_rows
-from services.voucher.ledger.rules import AccountKind
+from services.voucher.ledger.rules import ISSUE_JOURNAL, AccountKind
 from services.voucher.redemption.repository import is_lapsed_hold
 from services.voucher.redemption.rules import (
     CAPTURE_JOURNALS,
@@ -355,8 +355,60 @@ async def record_differences(session: AsyncSession) -> list[dict[str, Any]]:
     tenfold, then a settlement's total, and both were paid) shows here by what it differs in; so
     does a refund whose provider or programme is not its redemption's (the settlement job reads
     a pair's refunds by them, and would miss it)."""
-    return (await _redemption_differences(session) + await _refund_differences(session)
-            + await _settlement_line_differences(session) + await _claim_differences(session))
+    return (await _voucher_differences(session) + await _redemption_differences(session)
+            + await _refund_differences(session) + await _settlement_line_differences(session)
+            + await _claim_differences(session))
+
+
+#: A voucher's three accounts, by the column that names each.
+_VOUCHER_ACCOUNTS = (("available_account_id", AccountKind.VOUCHER_AVAILABLE),
+                     ("held_account_id", AccountKind.VOUCHER_HELD), ("used_account_id", AccountKind.VOUCHER_USED))
+
+
+async def _voucher_differences(session: AsyncSession) -> list[dict[str, Any]]:
+    """A voucher against the ledger: each account it names is its own, of its kind and unit; its
+    face value is what its issuing journal put into its available account; and a journal that
+    moves a voucher's value is that voucher's own. A review pointed one enterprise's voucher at
+    another's accounts (a redeem then spent the other's balance) and raised a face value, with
+    an UPDATE, and every check had passed: redemptions were matched to any voucher's used
+    account, and nothing read the voucher row against the ledger."""
+    v = table_of(Voucher)
+    found: list[dict[str, Any]] = []
+    accounts = {column: A.alias(f"{column}_account") for column, _ in _VOUCHER_ACCOUNTS}
+    joined: Any = v
+    wrong = []
+    for column, kind in _VOUCHER_ACCOUNTS:
+        a = accounts[column]
+        joined = joined.outerjoin(a, a.c.id == v.c[column])
+        wrong.append(or_(a.c.id.is_(None), a.c.voucher_id.is_distinct_from(v.c.id), a.c.kind != kind.value,
+                         a.c.unit != v.c.unit))
+    stmt = (select(v.c.id.label("voucher_id"), *(v.c[column] for column, _ in _VOUCHER_ACCOUNTS),
+                   *(accounts[column].c.voucher_id.label(f"{column.removesuffix('_id')}_voucher_id")
+                     for column, _ in _VOUCHER_ACCOUNTS))
+            .select_from(joined).where(or_(*wrong)).order_by(v.c.id))
+    found += [{"what": "voucher names an account that is not its own", **dict(row._mapping)}
+              for row in (await session.execute(stmt)).all()]
+
+    issued = (select(T.c.voucher_id, _sum(P.c.amount).label("issued"))
+              .select_from(P.join(T, T.c.id == P.c.transaction_id).join(A, A.c.id == P.c.account_id))
+              .where(T.c.kind == ISSUE_JOURNAL, A.c.voucher_id == T.c.voucher_id,
+                     A.c.kind == AccountKind.VOUCHER_AVAILABLE.value)
+              .group_by(T.c.voucher_id).subquery())
+    ledger_issued = func.coalesce(issued.c.issued, 0)
+    stmt = (select(v.c.id.label("voucher_id"), v.c.face_value, ledger_issued.label("ledger_issued"))
+            .select_from(v.outerjoin(issued, issued.c.voucher_id == v.c.id))
+            .where(v.c.face_value != ledger_issued).order_by(v.c.id))
+    found += [{"what": "voucher's face value differs from its issuing journal", **dict(row._mapping)}
+              for row in (await session.execute(stmt)).all()]
+
+    stmt = (select(T.c.id.label("transaction_id"), T.c.kind, T.c.voucher_id, P.c.account_id,
+                   A.c.voucher_id.label("account_voucher_id"))
+            .select_from(P.join(A, A.c.id == P.c.account_id).join(T, T.c.id == P.c.transaction_id))
+            .where(A.c.voucher_id.is_not(None), T.c.voucher_id.is_distinct_from(A.c.voucher_id))
+            .order_by(T.c.id, P.c.account_id))
+    found += [{"what": "journal moves another voucher's value", **dict(row._mapping)}
+              for row in (await session.execute(stmt)).all()]
+    return found
 
 
 async def _refund_differences(session: AsyncSession) -> list[dict[str, Any]]:
@@ -376,7 +428,8 @@ def _redemption_ledger() -> Any:
     """Per redemption, what its journals moved: captured to the voucher's used value, refunded
     out of it, held (net), and captured to the payable of its own payee."""
     r = table_of(Redemption)
-    used, held = A.c.kind == AccountKind.VOUCHER_USED.value, A.c.kind == AccountKind.VOUCHER_HELD.value
+    own = A.c.voucher_id == r.c.voucher_id  # the redemption's voucher's, never another's
+    used, held = and_(own, A.c.kind == AccountKind.VOUCHER_USED.value), and_(own, A.c.kind == AccountKind.VOUCHER_HELD.value)
     capture, refund = T.c.kind.in_(CAPTURE_JOURNALS), T.c.kind == REFUND_JOURNAL
     own_payable = and_(A.c.programme_id == r.c.programme_id, or_(
         and_(r.c.payee == Payee.PROVIDER.value, A.c.kind == AccountKind.PROVIDER_PAYABLE.value,

@@ -90,6 +90,11 @@ def check_balanced(legs: Iterable[Leg]) -> None:
         raise UnbalancedTransaction(f"postings do not sum to zero: {off}")
 
 
+#: The journal that issues a voucher: its face value, from the programme into the voucher's
+#: available account (reconciliation holds the two equal).
+ISSUE_JOURNAL = "voucher_issued"
+
+
 def transfer(source: object, target: object, amount: int, unit: str) -> list[Leg]:
     """Move `amount` from `source` to `target`: the two legs of a simple movement."""
     return [Leg(source, -amount, unit), Leg(target, amount, unit)]

@@ -122,11 +122,13 @@ def category_group(category: str) -> str:
     return category.split(":", 1)[0]
 
 
-def term_problems(terms: dict[str, object]) -> list[tuple[str, Message]]:
+def term_problems(terms: dict[str, object], *, new_rules: bool = True) -> list[tuple[str, Message]]:
     """Cross-field checks on a programme's complete terms: (field, message) per problem.
 
     Run on create and on every update (against the merged result), so a programme can never
-    be saved in a state that later computations would have to guess about.
+    be saved in a state that later computations would have to guess about. `new_rules`: the
+    eligibility rules are being saved, so each rule must also be named once (rules saved before
+    that check are left as they are by an update of other terms).
     """
     problems: list[tuple[str, Message]] = []
     kind = ProgrammeKind(str(terms["kind"]))
@@ -170,7 +172,7 @@ def term_problems(terms: dict[str, object]) -> list[tuple[str, Message]]:
     rule_set = terms.get("eligibility_rules")
     if rule_set is not None:
         try:
-            eligibility.validate(rule_set)
+            eligibility.validate(rule_set, saving=new_rules)
         except eligibility.RuleError as exc:
             problems.extend((f"eligibility_rules{pointer.rstrip('/')}", message) for pointer, message in exc.errors)
     return problems

@@ -42,8 +42,8 @@ _TERM_FIELDS = (
 ).split()
 
 
-def _validate(terms: dict[str, Any]) -> None:
-    problems = term_problems(terms)
+def _validate(terms: dict[str, Any], *, new_rules: bool = True) -> None:
+    problems = term_problems(terms, new_rules=new_rules)
     if problems:
         raise ValidationFailed([field_error(f, m, "programme_terms") for f, m in problems])
 
@@ -127,7 +127,7 @@ async def update_programme(
                 msg("providers enrolled in this programme do not offer {kind}: {providers}; withdraw them first",
                     kind=kind, providers=[name for _, name in lacking]),
                 provider_ids=[str(provider_id) for provider_id, _ in lacking])
-    _validate({**_terms(programme), **changed})
+    _validate({**_terms(programme), **changed}, new_rules="eligibility_rules" in changed)
     before = {k: getattr(programme, k) for k in changed}
     for field, value in changed.items():
         setattr(programme, field, value)

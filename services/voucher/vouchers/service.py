@@ -26,7 +26,7 @@ from services.voucher.errors import (
 from services.voucher.i18n import Amount, Message, Status, msg
 from services.voucher.ids import uuid7
 from services.voucher.ledger import service as ledger
-from services.voucher.ledger.rules import AccountKind, transfer
+from services.voucher.ledger.rules import ISSUE_JOURNAL, AccountKind, transfer
 from services.voucher.programmes.rules import ExpiryDisposition, ProgrammeStatus, period_key
 from services.voucher.redemption import service as redemptions
 from services.voucher.redemption.rules import VoidReason
@@ -211,7 +211,7 @@ async def issue_voucher(
     await repository.add(session, voucher)
     await ledger.post(
         session,
-        kind="voucher_issued",
+        kind=ISSUE_JOURNAL,
         legs=transfer(source, voucher.available_account_id, face_value, programme.unit),
         now=now,
         programme_id=programme.id,
