@@ -255,9 +255,22 @@ async def test_an_enterprise_learns_a_provider_s_status_only_if_the_programme_en
     refused = assert_problem(await _file(world, {**claim_body(world, voucher), "provider_id": other["id"]}), 403,
                              "provider_not_enrolled")
     assert "current_status" not in refused and "suspended" not in refused["detail"]
+    # nor whether a provider no longer in the programme has a contract in use: the enrolment is
+    # checked before the contract (`contract_already_used` had told it)
+    filed = await _file(world, claim_body(world, voucher, contract="SZ-USED-1"))
+    assert filed.status_code == 201, filed.text
+    withdrawn = await world.client.delete(
+        f"/v1/programmes/{world.programme['id']}/enrolments/{world.provider['id']}", headers=auth(world.operator))
+    assert withdrawn.status_code in (200, 204), withdrawn.text
+    assert_problem(await _file(world, claim_body(world, voucher, contract="SZ-USED-1", invoice="44037777",
+                                                 document="d-z")), 403, "provider_not_enrolled")
+    again = await world.client.put(f"/v1/programmes/{world.programme['id']}/enrolments/{world.provider['id']}",
+                                   headers=auth(world.operator))
+    assert again.status_code in (200, 201), again.text
     await world.client.post(f"/v1/providers/{world.provider['id']}/suspend", json={"reason": "audit"},
                             headers=auth(world.operator))
-    assert assert_problem(await _file(world, claim_body(world, voucher)), 403,
+    assert assert_problem(await _file(world, claim_body(world, voucher, invoice="44035555", document="d-y",
+                                                       contract="SZ-OTHER-2")), 403,
                           "provider_not_approved")["current_status"] == "suspended"
 
 

@@ -259,6 +259,30 @@ async def test_malformed_fields_are_a_422_with_pointers(
     assert pointers(problem) == [pointer]
 
 
+async def test_a_programme_saved_before_a_check_was_tightened_still_reads(app, client: httpx.AsyncClient,
+                                                                          operator_key: str) -> None:
+    """The window's bounds and the zone's being a place's are checks on what is saved: a programme
+    stored before them (here, made so behind the service) reads as it is — an independent review
+    had a read of it, and the list of every programme with it, answer 500 — and a refusal that
+    names its window in 9999 reads in UTC."""
+    from sqlalchemy import update
+
+    from services.voucher.tables import Programme
+
+    created = await client.post(BASE, json=programme_payload(), headers=auth(operator_key))
+    assert created.status_code == 201, created.text
+    far = datetime.fromisoformat("9999-12-31T20:00:00+00:00")
+    async with app.state.database.unit_of_work() as session:
+        await session.execute(update(Programme).where(Programme.id == uuid.UUID(created.json()["id"])).values(
+            cap_timezone="localtime", application_opens_at=far,
+            application_closes_at=datetime.fromisoformat("9999-12-31T23:00:00+00:00")))
+    read = await client.get(f"{BASE}/{created.json()['id']}", headers=auth(operator_key))
+    assert read.status_code == 200, read.text
+    assert (read.json()["cap_timezone"], read.json()["application_opens_at"]) == ("localtime", "9999-12-31T20:00:00Z")
+    listed = await client.get(BASE, headers=auth(operator_key))
+    assert listed.status_code == 200 and created.json()["id"] in {p["id"] for p in listed.json()["items"]}
+
+
 async def test_category_error_explains_the_expected_shape(
     client: httpx.AsyncClient, operator_key: str
 ) -> None:

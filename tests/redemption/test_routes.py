@@ -821,8 +821,9 @@ async def test_a_provider_learns_nothing_of_the_enterprise_s_orders_with_other_p
 
     def hidden(computation: dict[str, Any]) -> None:
         assert "spend_this_period_before" not in computation and "subsidy_this_period_before" not in computation
-        cap = [step for step in computation["steps"] if step["limit"] == "enterprise_cap"]
-        assert len(cap) == 1 and "room" not in cap[0] and {"before", "after"} <= cap[0].keys()
+        limits = [step["limit"] for step in computation["steps"]]
+        assert computation["steps"][limits.index("enterprise_cap")] == {"limit": "enterprise_cap"}
+        assert "before" not in computation["steps"][limits.index("enterprise_cap") + 1]
         # the voucher's balance is the provider's to see (GET /v1/vouchers/lookup answers it)
         assert [step["room"] > 0 for step in computation["steps"] if step["limit"] == "voucher_balance"] == [True]
 
@@ -844,7 +845,27 @@ async def test_a_provider_learns_nothing_of_the_enterprise_s_orders_with_other_p
     hidden(refused["computation"])
     # the office still reads the whole computation of the second provider's hold
     assert (await world.computation(held))["spend_this_period_before"] == 1_234_500
+    # An order larger than the cap's room: the cap's step would have shown the room as its
+    # `after`, and the voucher's step as its `before` (the review's 10^12-order quote). Neither
+    # figure the enterprise's other orders make appears anywhere in the answer.
+    office = await world.computation(held)  # B-1's; B-3 comes after it (B-2 was refused)
+    spend = office["spend_this_period_before"] + 100
+    subsidised = office["subsidy_this_period_before"] + held.json()["held_amount"]
+    room = world.programme["enterprise_cap"] - subsidised
+    huge = hold_body(second["code"], world.enterprise["uscc"], "B-3", [("accelerator:domestic", 10**12)])
+    quoted = await world.client.post("/v1/redemptions/quote", json=huge, headers=auth(other_key))
+    assert quoted.status_code == 200 and quoted.json()["limited_by"] == "voucher_balance", quoted.text
+    hidden(quoted.json()["computation"])
 
+    def numbers(value: Any) -> set[int]:
+        if isinstance(value, dict):
+            return set().union(*(numbers(v) for v in value.values()))
+        if isinstance(value, list):
+            return set().union(*(numbers(v) for v in value))
+        return {value} if isinstance(value, int) else set()
+
+    assert quoted.json()["computation"]["gross_subsidy"] > room  # so the cap's step, shown whole, would name it
+    assert not numbers(quoted.json()) & {room, spend, subsidised}
 
 async def test_an_enterprise_s_orders_this_period_sum_to_at_most_the_service_s_limit(app, world: World) -> None:
     """Each order is at most MAX_AMOUNT but their running sum is not: 9,224 orders of it had
@@ -867,6 +888,25 @@ async def test_an_enterprise_s_orders_this_period_sum_to_at_most_the_service_s_l
     async with app.state.database.unit_of_work(write=False) as session:
         spend = (await session.execute(select(EnterprisePeriodUsage.subsidised_spend))).scalar_one()
     assert spend == MAX_PERIOD_SPEND and isinstance(spend, int)
+
+
+async def test_the_period_spend_limit_counts_what_the_same_hold_releases(app, world: World, clock) -> None:
+    """A hold releases its voucher's holds past their TTL in the same transaction: their spend
+    leaves the counter as the new order's enters, so the limit is judged on the counter after both
+    (a review had a hold refused until the expiry job ran: DESIGN §6)."""
+    from services.voucher.money import MAX_PERIOD_SPEND
+    from services.voucher.tables import EnterprisePeriodUsage
+
+    voucher = await world.issue(1_000_000)
+    assert (await world.hold(voucher, 100, order="lapsing")).status_code == 201
+    async with app.state.database.unit_of_work() as session:  # its 100 among them
+        await session.execute(update(EnterprisePeriodUsage).values(subsidised_spend=MAX_PERIOD_SPEND - 50))
+    clock.advance(seconds=1801)  # "lapsing" is past its TTL; no job has posted it
+    held = await world.hold(voucher, 150, order="after")  # MAX - 50 - 100 + 150 = MAX
+    assert held.status_code == 201, held.text
+    async with app.state.database.unit_of_work(write=False) as session:
+        assert (await session.execute(select(EnterprisePeriodUsage.subsidised_spend))).scalar_one() == MAX_PERIOD_SPEND
+    assert_problem(await world.hold(voucher, 1, order="past"), 409, "period_spend_limit_reached")
 
 
 async def test_a_capture_says_revoked_only_of_a_hold_the_revocation_voided(world: World) -> None:

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "d3a2a640f600e80a0a0a8fc37070a08704fb29ee15849a10dd063d339fb80f77"
+DOCUMENT_SHA256 = "025bbeb11c128aed6026592cf46ac8c5031e485823ac13ef7a01a49576276f0a"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

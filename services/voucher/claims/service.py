@@ -38,6 +38,7 @@ from services.voucher.errors import (
     InvoiceAlreadyClaimed,
     NotFound,
     OrderReferenceConflict,
+    ProviderNotEnrolled,
     RecordsDiffer,
     ValidationFailed,
     WrongPayoutMode,
@@ -46,6 +47,7 @@ from services.voucher.errors import (
 from services.voucher.i18n import Amount, Message, msg
 from services.voucher.ledger import service as ledger
 from services.voucher.ledger.rules import AccountKind, transfer
+from services.voucher.programmes import repository as programmes_repository
 from services.voucher.programmes.rules import PayoutMode
 from services.voucher.providers import service as providers
 from services.voucher.redemption import service as redemption
@@ -152,7 +154,12 @@ async def file(session: AsyncSession, actor: Actor, data: dict[str, Any], now: d
                                                      documents=twice)))
     if problems:
         raise ValidationFailed(problems)
-    # Before the hold, to name the rule that refuses.
+    # Before the hold, to name the rule that refuses; the enrolment first, as the hold checks it:
+    # whether a provider outside the programme has a contract in use is not the enterprise's to
+    # learn (`contract_already_used` had told it; an independent review, December 2026).
+    enrolled = await programmes_repository.enrolment(session, programme.id, provider.id)
+    if enrolled is None or enrolled.withdrawn_at is not None:
+        raise ProviderNotEnrolled(msg("provider is not enrolled in programme {programme}", programme=programme.code))
     assert invoice_key is not None
     contract_key = reference_key(contract)
     applied = await _claimable(session, provider.id, invoice, invoice_key, contract, contract_key, digests, voucher)

@@ -8,7 +8,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 from services.voucher.i18n import msg
 from services.voucher.instants import Instant
@@ -84,6 +84,11 @@ def _check_rate_table(value: dict[str, StrictInt]) -> dict[str, StrictInt]:
     return value
 
 
+_OPENS = "Applications are taken from this instant on (inclusive)."
+_CLOSES = ("Applications are taken until this instant (exclusive): midnight that ends the last day, e.g. "
+           "2026-12-31T16:00:00Z for the end of 31 December in Beijing.")
+
+
 class ProgrammeTerms(BaseModel):
     """Fields shared by create and the public view."""
 
@@ -109,11 +114,10 @@ class ProgrammeTerms(BaseModel):
     cap_period: CapPeriod = CapPeriod.CALENDAR_YEAR
     cap_timezone: str = Field(default="Asia/Shanghai", max_length=64)
     max_per_voucher: int = Field(ge=1, le=MAX_AMOUNT, strict=True)
-    application_opens_at: Instant | None = Field(
-        default=None, description="Applications are taken from this instant on (inclusive).")
-    application_closes_at: Instant | None = Field(
-        default=None, description="Applications are taken until this instant (exclusive): midnight that "
-        "ends the last day, e.g. 2026-12-31T16:00:00Z for the end of 31 December in Beijing.")
+    # As stored: a programme saved before its input was bounded still reads (ProgrammeCreate
+    # bounds what is saved now).
+    application_opens_at: AwareDatetime | None = Field(default=None, description=_OPENS)
+    application_closes_at: AwareDatetime | None = Field(default=None, description=_CLOSES)
     voucher_validity_days: int = Field(default=365, ge=1, le=3650, strict=True)
     publicity_days: int = Field(default=5, ge=0, le=90, strict=True, description="公示期; 0 means none.")
     hold_ttl_seconds: int = Field(default=1800, ge=60, le=7 * 24 * 3600, strict=True)
@@ -130,11 +134,6 @@ class ProgrammeTerms(BaseModel):
     )
 
     _rate_table = field_validator("rate_table")(_check_rate_table)
-
-    @field_validator("cap_timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        return _known_zone(value)
 
 
 #: Names the time-zone database holds that are not a place's time: the host's own setting
@@ -165,7 +164,18 @@ def _known_zone(value: str) -> str:
 
 
 class ProgrammeCreate(ProgrammeTerms):
+    # What is saved is checked as input: the window within 1970–9000 and the zone a place's. A
+    # stored programme is read as it is (ProgrammePublic checks neither: a programme saved before
+    # a check was tightened must still read, never answer 500).
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [HANGZHOU_EXAMPLE]})
+
+    application_opens_at: Instant | None = Field(default=None, description=_OPENS)
+    application_closes_at: Instant | None = Field(default=None, description=_CLOSES)
+
+    @field_validator("cap_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        return _known_zone(value)
 
     code: str = Field(
         min_length=3, max_length=64, pattern=r"^[a-z0-9][a-z0-9-]*$",

@@ -388,7 +388,7 @@ _REFUSAL_BY_LIMIT = {
 
 def hold_subsidy(
     terms: Terms, items: list[dict[str, Any]], *, order: Order, usage: Usage, stale: Stale, available: int,
-    unit: str, expected: int | None = None, to_provider: bool = True,
+    unit: str, expected: int | None = None, to_provider: bool = True, released_spend: int = 0,
 ) -> Computation:
     """The subsidy a new hold gets, step by step (subsidy.py): from the programme's rates and
     tiers, capped by the stacking ceiling, the enterprise's remaining cap and the voucher's
@@ -397,7 +397,8 @@ def hold_subsidy(
     one) exactly that is granted, or, when the limits leave less, the hold is refused. `unit`:
     the voucher's, which every amount here is in. A refusal shows the computation as the
     provider sees it (`subsidy.for_provider`) unless `to_provider` is false (a claim: the
-    enterprise's own figures)."""
+    enterprise's own figures). `released_spend`: the spend of this period's expired holds that the
+    same operation releases (its counter is lowered by as much as this hold raises it)."""
     computation = compute(
         items=[Item(i["category"], int(i["amount"])) for i in items],
         rate_table=terms.rate_table,
@@ -412,7 +413,7 @@ def hold_subsidy(
     )
     shown = for_provider if to_provider else dict
     order_amount = sum(int(i["amount"]) for i in items)
-    if usage.subsidised_spend + order_amount > MAX_PERIOD_SPEND:
+    if usage.subsidised_spend - released_spend + order_amount > MAX_PERIOD_SPEND:
         raise PeriodSpendLimitReached(
             msg("the enterprise's orders this period would sum to more than {limit}, the most the service "
                 "counts; nothing was held", limit=Amount(MAX_PERIOD_SPEND, unit)),

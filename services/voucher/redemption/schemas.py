@@ -106,8 +106,8 @@ class SubsidyQuote(BaseModel):
                                                "enterprise cap, voucher balance), as in a hold's computation.")
     computation: dict[str, Any] = Field(description="Each step of the subsidy computation, as a hold records it and "
                                         "a provider sees it: without the enterprise's spend and subsidy this period "
-                                        "before the order and its cap's room, which sum its orders with every "
-                                        "provider.")
+                                        "before the order, its cap's step by name only and the step after it "
+                                        "without `before` — figures that sum its orders with every provider.")
     quoted_at: datetime
 
 
@@ -197,9 +197,10 @@ class RedemptionPublic(BaseModel):
     unit: str
     line_items: list[dict[str, Any]]
     computation: dict[str, Any] = Field(description="Each step of the subsidy computation. A provider's key reads it "
-                                        "without `spend_this_period_before`, `subsidy_this_period_before` and the "
-                                        "`room` of the `enterprise_cap` step: they sum the enterprise's orders with "
-                                        "every provider; the enterprise, operators and auditors read them.")
+                                        "without `spend_this_period_before` and `subsidy_this_period_before`, the "
+                                        "`enterprise_cap` step by name only and the step after it without "
+                                        "`before`: those figures sum the enterprise's orders with every provider; "
+                                        "the enterprise, operators and auditors read them.")
     status: str = Field(description="held, captured, voided or refunded; a hold past its TTL reads voided")
     held_amount: int
     captured_amount: int

@@ -199,7 +199,8 @@ async def _place(
     released = sum(h.held_amount for h in expired)
     computation = decide.hold_subsidy(terms, request.line_items, order=order, usage=usage, stale=locked.stale(),
                                       available=voucher.available + released, unit=voucher.unit,
-                                      expected=request.expected_subsidy, to_provider=payee is Payee.PROVIDER)
+                                      expected=request.expected_subsidy, to_provider=payee is Payee.PROVIDER,
+                                      released_spend=sum(h.order_amount for h in expired if h.period_key == period))
     subsidy = computation.subsidy
 
     writes = _Writes(session, now)

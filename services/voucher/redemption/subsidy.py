@@ -74,23 +74,33 @@ class Computation:
         }
 
 
-#: The figures of a computation that sum the enterprise's orders with every provider this period.
-#: A provider is shown a computation without them (`for_provider`).
-ENTERPRISE_FIGURES = ("spend_this_period_before", "subsidy_this_period_before")
+#: The figures of a computation that sum the enterprise's orders with every provider this period
+#: (`subsidised_this_period_before`: the first name of the second, on redemptions made before it
+#: was renamed). A provider is shown a computation without them (`for_provider`).
+ENTERPRISE_FIGURES = ("spend_this_period_before", "subsidy_this_period_before", "subsidised_this_period_before")
 
 
 def for_provider(computation: Mapping[str, Any]) -> dict[str, Any]:
     """A computation as a provider sees it: without the enterprise's spend and subsidy this period
-    before the order, and without the room its cap leaves — both sum its orders with other providers
-    (one provider had followed another's orders by quoting a small order again and again). The
-    subsidy, each item's rates and parts and each limit's effect stay: they are the provider's own
-    order's. What the answer itself implies stays implied: a cap that bound leaves exactly its room,
-    and an item split at a tier's boundary shows where the enterprise's spend stood."""
+    before the order, and without what its cap's step would show — its room, and the amount
+    after it, which an order larger than the room makes the room (an independent review read the
+    room off a quote of a 10^12 order, limited by the voucher's balance); the step after it
+    shows no `before`, which is that amount again. Both sum the enterprise's orders with other
+    providers. The subsidy, each item's rates and parts, the stacking ceiling and the voucher's
+    room stay: the provider's own order's, and the balance `vouchers/lookup` answers. What the
+    subsidy itself implies stays implied (docs/decisions.md)."""
     shown = {k: v for k, v in computation.items() if k not in ENTERPRISE_FIGURES}
     steps = computation.get("steps")
     if isinstance(steps, list):
-        shown["steps"] = [{k: v for k, v in step.items() if k != "room"} if step.get("limit") == "enterprise_cap"
-                          else step for step in steps]
+        seen: list[dict[str, Any]] = []
+        for step in steps:
+            if step.get("limit") == "enterprise_cap":
+                seen.append({"limit": "enterprise_cap"})
+            elif seen and seen[-1] == {"limit": "enterprise_cap"}:
+                seen.append({k: v for k, v in step.items() if k != "before"})
+            else:
+                seen.append(step)
+        shown["steps"] = seen
     return shown
 
 

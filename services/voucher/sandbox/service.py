@@ -115,13 +115,16 @@ async def move(session: AsyncSession, clock: SandboxClock, *, advance: timedelta
         session.add(row)
     real = clock.real()
     before = real + timedelta(microseconds=row.offset_us)
-    if advance is not None:
-        target = before + advance
-    elif advance_to is not None:
-        target = start_of_next(advance_to, before, timezone)
-    else:
-        assert to is not None
-        target = to
+    try:
+        if advance is not None:
+            target = before + advance
+        elif advance_to is not None:
+            target = start_of_next(advance_to, before, timezone)
+        else:
+            assert to is not None
+            target = to
+    except OverflowError:  # a clock moved near year 9999 before it stopped at LATEST
+        target = datetime.max.replace(tzinfo=UTC)
     if target < before:
         raise errors.SandboxClockBackwards(
             msg("the sandbox clock reads {now}; it only moves forward, and {target} is earlier",
