@@ -8,12 +8,12 @@ checks a file against). Neither the audit chain's verification nor the reconcili
 anything. The database now refuses, on both engines:
 - a voucher update that changes what it is — its code, programme, enterprise, kind, unit, face
   value, validity, period, ledger accounts, application or issue time (its status, the reason
-  and time of a status change and its expiry's posting are what the service changes), and any
-  deletion of a voucher;
+  and time of a status change and its expiry's posting are what the service changes), a status
+  that leaves `expired` or `revoked` (both final), and any deletion of a voucher;
 - an export manifest update other than its completion, once (row count, SHA-256, finish time),
   and any deletion or truncation of manifests.
-On SQLite, `INSERT OR REPLACE` of an existing id is refused too (it deletes and re-inserts
-without firing the update guards). The service never makes such a change; the reconciliation
+On SQLite, an `INSERT OR REPLACE` that meets an existing row is refused too (it deletes and
+re-inserts without firing the update guards): by id, and a voucher's by code or application. The service never makes such a change; the reconciliation
 (`record_differences`) still finds a voucher changed with the guard out of the way.
 
 Revision ID: 0025
@@ -39,12 +39,18 @@ MANIFEST_IDENTITY = ("id", "dataset", "format", "filters", "requested_by", "chai
                      "unsealed_events", "started_at")
 
 VOUCHER_MESSAGE = ("a voucher's code, parties, face value, validity and ledger accounts never change, "
-                   "and a voucher is never deleted")
+                   "an expired or revoked voucher stays so, and a voucher is never deleted")
 MANIFEST_MESSAGE = "an export's manifest never changes but to be completed once, and is never deleted"
 
 
 def _changed(columns: Sequence[str], differ: str) -> str:
     return " OR ".join(f"NEW.{c} {differ} OLD.{c}" for c in columns)
+
+
+def _voucher(differ: str) -> str:
+    """What it is changes, or it leaves a final status (the service never moves an expired or a
+    revoked voucher; an UPDATE had lifted a revocation unnoticed: a review of this migration)."""
+    return f"{_changed(VOUCHER_IDENTITY, differ)} OR (OLD.status IN ('expired', 'revoked') AND NEW.status {differ} OLD.status)"
 
 
 def _manifest(differ: str) -> str:
@@ -57,7 +63,7 @@ def _quoted(text: str) -> str:
 
 PG_GUARDS = f"""
 CREATE TRIGGER voucher_identity_fixed BEFORE UPDATE ON voucher FOR EACH ROW
-    WHEN ({_changed(VOUCHER_IDENTITY, "IS DISTINCT FROM")})
+    WHEN ({_voucher("IS DISTINCT FROM")})
     EXECUTE FUNCTION record_guard_refuse('{_quoted(VOUCHER_MESSAGE)}');
 CREATE TRIGGER voucher_never_deleted BEFORE DELETE ON voucher FOR EACH ROW
     EXECUTE FUNCTION record_guard_refuse('{_quoted(VOUCHER_MESSAGE)}');
@@ -77,9 +83,12 @@ PG_GUARDS_BY_TABLE = {"voucher_identity_fixed": "voucher", "voucher_never_delete
                       "export_manifest_no_truncate": "export_manifest"}
 
 SQLITE_GUARDS = {
-    "voucher_identity_fixed": f"BEFORE UPDATE ON voucher WHEN {_changed(VOUCHER_IDENTITY, 'IS NOT')}",
+    "voucher_identity_fixed": f"BEFORE UPDATE ON voucher WHEN {_voucher('IS NOT')}",
     "voucher_never_deleted": "BEFORE DELETE ON voucher",
-    "voucher_no_replace": "BEFORE INSERT ON voucher WHEN EXISTS (SELECT 1 FROM voucher WHERE id = NEW.id)",
+    # every unique key: a REPLACE resolving any of them deletes the row that held it
+    "voucher_no_replace": "BEFORE INSERT ON voucher WHEN EXISTS (SELECT 1 FROM voucher WHERE id = NEW.id "
+                          "OR code = NEW.code OR (NEW.application_id IS NOT NULL "
+                          "AND application_id = NEW.application_id))",
     "export_manifest_fixed": f"BEFORE UPDATE ON export_manifest WHEN {_manifest('IS NOT')}",
     "export_manifest_never_deleted": "BEFORE DELETE ON export_manifest",
     "export_manifest_no_replace": "BEFORE INSERT ON export_manifest "

@@ -63,6 +63,19 @@ async def test_the_database_refuses_to_change_what_a_voucher_is(app, client: htt
         with pytest.raises(DBAPIError, match="a voucher's code, parties, face value"):
             async with app.state.database.unit_of_work() as session:
                 await session.execute(update(V).where(V.c.id == uuid.UUID(mine["id"])).values(**values))
+    revoked = await world.post(f"/v1/vouchers/{theirs['id']}/revoke", {"reason": "check"}, key=world.operator)
+    assert revoked.status_code == 200, revoked.text
+    with pytest.raises(DBAPIError, match="an expired or revoked voucher stays so"):  # final
+        async with app.state.database.unit_of_work() as session:
+            await session.execute(update(V).where(V.c.id == uuid.UUID(theirs["id"])).values(status="active"))
+    if ENGINE == "sqlite":  # a REPLACE that meets a voucher's id, or its code under a new id, deletes it
+        for new_id in (uuid.UUID(mine["id"]), uuid.uuid4()):
+            with pytest.raises(DBAPIError, match="a voucher is never deleted"):
+                async with app.state.database.unit_of_work() as session:
+                    await session.execute(text("CREATE TEMP TABLE copy AS SELECT * FROM voucher WHERE id = :id"),
+                                          {"id": uuid.UUID(mine["id"]).hex})
+                    await session.execute(text("UPDATE copy SET id = :id"), {"id": new_id.hex})
+                    await session.execute(text("INSERT OR REPLACE INTO voucher SELECT * FROM copy"))
     with pytest.raises(DBAPIError, match="a voucher is never deleted"):
         async with app.state.database.unit_of_work() as session:
             await session.execute(delete(V).where(V.c.id == uuid.UUID(mine["id"])))
@@ -123,3 +136,21 @@ async def test_an_export_s_manifest_is_completed_once_and_never_rewritten(app, c
             await session.execute(delete(m).where(m.c.id == export_id))
     manifest = await client.get(f"/v1/exports/manifests/{export_id}", headers=auth(world.auditor))
     assert manifest.status_code == 200 and manifest.json()["row_count"] is not None
+
+
+async def test_vouchers_whose_enterprises_were_swapped_are_reported(app, client: httpx.AsyncClient) -> None:
+    """Two vouchers of one face value in one programme and period, their enterprises swapped:
+    the cap's and the ledger's sums stay equal, so only the redemptions tell (a review of the
+    checks above)."""
+    world, mine, theirs = await _pair(app, client)
+    await _behind_the_service(app, theirs, face_value=100_000)  # one face value (and its journal's)
+    assert (await world.hold(mine, 100_000, order="PO-1", path="/v1/redemptions")).status_code == 201
+    mine_enterprise, their_enterprise = world.enterprise["id"], (await world.voucher(theirs["id"]))["enterprise_id"]
+    await _behind_the_service(app, mine, enterprise_id=uuid.UUID(their_enterprise))
+    await _behind_the_service(app, theirs, enterprise_id=uuid.UUID(mine_enterprise))
+    recon = await world.reconciliation()
+    assert "redemption's enterprise or programme differs from its voucher's" in _what(recon)
+    await _behind_the_service(app, mine, enterprise_id=uuid.UUID(mine_enterprise))
+    await _behind_the_service(app, theirs, enterprise_id=uuid.UUID(their_enterprise), face_value=1_000_000)
+    assert (await world.reconciliation())["is_clean"]
+

@@ -5,6 +5,7 @@ batches of `FETCH_ROWS`, never loaded all at once."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
@@ -32,6 +33,8 @@ M = table_of(ExportManifest)
 L = table_of(SettlementItem)  # a settlement's lines
 
 _TABLES = {Dataset.REDEMPTIONS: R, Dataset.SETTLEMENTS: S, Dataset.AUDIT_EVENTS: E}
+
+log = logging.getLogger(__name__)
 
 
 async def begin_snapshot(session: AsyncSession) -> None:
@@ -135,10 +138,15 @@ async def add_manifest(session: AsyncSession, manifest: ExportManifest) -> None:
 async def finish_manifest(
     session: AsyncSession, export_id: uuid.UUID, *, row_count: int, sha256: str, finished_at: datetime
 ) -> None:
-    await session.execute(
+    done = await session.execute(
         update(M).where(M.c.id == export_id, M.c.finished_at.is_(None))
         .values(row_count=row_count, sha256=sha256, finished_at=finished_at)
     )
+    if done.rowcount != 1:  # type: ignore[attr-defined]
+        # Completed by someone else while the export streamed (the database lets a manifest be
+        # completed once, by anyone who may write to it): what it says is not this export's.
+        log.error("export manifest %s was already completed, not by this export: its figures are not the file's "
+                  "(rows %s, sha256 %s)", export_id, row_count, sha256)
 
 
 async def manifest(session: AsyncSession, export_id: uuid.UUID) -> ExportManifest | None:
