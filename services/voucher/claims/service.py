@@ -38,7 +38,6 @@ from services.voucher.errors import (
     InvoiceAlreadyClaimed,
     NotFound,
     OrderReferenceConflict,
-    ProviderNotEnrolled,
     RecordsDiffer,
     ValidationFailed,
     WrongPayoutMode,
@@ -51,7 +50,7 @@ from services.voucher.programmes import repository as programmes_repository
 from services.voucher.programmes.rules import PayoutMode
 from services.voucher.providers import service as providers
 from services.voucher.redemption import service as redemption
-from services.voucher.redemption.rules import Parties, Payee, check_parties
+from services.voucher.redemption.rules import Parties, Payee, check_parties, not_enrolled
 from services.voucher.settlement.rules import EARLIEST_DAY, PERIOD_ZONE, payment_day_problem
 from services.voucher.tables import (
     Claim,
@@ -154,12 +153,12 @@ async def file(session: AsyncSession, actor: Actor, data: dict[str, Any], now: d
                                                      documents=twice)))
     if problems:
         raise ValidationFailed(problems)
-    # Before the hold, to name the rule that refuses; the enrolment first, as the hold checks it:
-    # whether a provider outside the programme has a contract in use is not the enterprise's to
-    # learn (`contract_already_used` had told it; an independent review, December 2026).
+    # Before the hold, to name the rule that refuses; the enrolment first, before the contract and
+    # the provider's status (the hold's): whether a provider outside the programme is suspended or
+    # has a contract in use is not the enterprise's to learn (an independent review, December 2026).
     enrolled = await programmes_repository.enrolment(session, programme.id, provider.id)
     if enrolled is None or enrolled.withdrawn_at is not None:
-        raise ProviderNotEnrolled(msg("provider is not enrolled in programme {programme}", programme=programme.code))
+        raise not_enrolled(programme.code)
     assert invoice_key is not None
     contract_key = reference_key(contract)
     applied = await _claimable(session, provider.id, invoice, invoice_key, contract, contract_key, digests, voucher)

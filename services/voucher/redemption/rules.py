@@ -299,7 +299,11 @@ def check_enrolled(terms: Terms, parties: Parties) -> None:
     """First of the programme's refusals: a provider outside the programme learns nothing of its
     terms (its payout mode, its parties) from the ones after."""
     if not parties.is_enrolled:
-        raise ProviderNotEnrolled(msg("provider is not enrolled in programme {programme}", programme=terms.code))
+        raise not_enrolled(terms.code)
+
+
+def not_enrolled(programme_code: str) -> ProviderNotEnrolled:
+    return ProviderNotEnrolled(msg("provider is not enrolled in programme {programme}", programme=programme_code))
 
 
 def check_parties(parties: Parties) -> None:
@@ -411,13 +415,12 @@ def hold_subsidy(
         subsidy_so_far=usage.subsidised - stale.in_period,
         expected_subsidy=expected,
     )
-    shown = for_provider if to_provider else dict
-    order_amount = sum(int(i["amount"]) for i in items)
-    if usage.subsidised_spend - released_spend + order_amount > MAX_PERIOD_SPEND:
+    if usage.subsidised_spend - released_spend + computation.order_amount > MAX_PERIOD_SPEND:
         raise PeriodSpendLimitReached(
             msg("the enterprise's orders this period would sum to more than {limit}, the most the service "
                 "counts; nothing was held", limit=Amount(MAX_PERIOD_SPEND, unit)),
             max_period_spend=MAX_PERIOD_SPEND)
+    shown = for_provider if to_provider else dict
     if expected is not None and computation.subsidy < expected:
         bound = computation.limited_by
         raise SubsidyBelowExpected(

@@ -158,14 +158,8 @@ async def _place(
         decide.check_provider(await repository.provider_status(session, provider_id))
         raise NotFound(msg("no voucher with this code for this enterprise"))
     terms, parties, expired = found.terms, found.parties, found.expired
-    if payee is Payee.ENTERPRISE:
-        # A claim: the enterprise named the provider, whose status it may learn only if the
-        # programme enrolled it (the enrolments are public; a provider's status elsewhere is not).
-        decide.check_enrolled(terms, parties)
-        decide.check_provider(parties.provider_status)
-    else:
-        decide.check_provider(parties.provider_status)
-        decide.check_enrolled(terms, parties)
+    decide.check_provider(parties.provider_status)  # a claim has checked the enrolment before (claims.file)
+    decide.check_enrolled(terms, parties)
     decide.check_mode(terms, payee)
     decide.check_parties(parties)
     decide.check_usable(voucher, now, to_provider=payee is Payee.PROVIDER)
