@@ -143,6 +143,15 @@ class MalformedJson(DomainError):
     transient = True
 
 
+class DuplicateHeader(DomainError):
+    """A header that carries one value was sent more than once (http/gate.py)."""
+
+    code = "duplicate_header"
+    title = "A header was sent more than once"
+    status = 400
+    transient = True
+
+
 class UnsupportedMediaType(DomainError):
     """A body sent as a form, text or anything but JSON (answered by http/problems.py)."""
 

@@ -347,3 +347,40 @@ async def test_a_body_with_a_content_coding_is_refused_not_read_as_plain(world: 
     assert plain.status_code == 201, plain.text
     after = (await world.client.get("/v1/enterprises", headers=auth(world.operator))).json()["items"]
     assert len(after) == len(listed) + 1
+
+
+# -- headers sent twice (RFC 9110 §5.3) -----------------------------------------------------------
+
+
+async def test_a_second_idempotency_key_is_refused_before_anything_is_claimed_or_moved(world: World) -> None:
+    """Two Idempotency-Key lines: which one is claimed was the first line's, whatever a proxy
+    meant; the request is refused and nothing is held, and the same hold with one key works."""
+    voucher = await world.issue(5_000_000)
+    body = hold_body(voucher["code"], world.enterprise["uscc"], "PO-two-keys", [("accelerator:domestic", 10_000)])
+    headers = [*auth(world.provider_key).items(), ("Idempotency-Key", "key-a"), ("Idempotency-Key", "key-b")]
+    problem = assert_problem(await world.client.post("/v1/redemptions/holds", json=body, headers=headers),
+                             400, "duplicate_header")
+    assert problem["header"] == "idempotency-key" and "Idempotency-Key" in problem["detail"], problem
+    chinese = await world.client.post("/v1/redemptions/holds", json=body, headers=[*headers, *ZH.items()])
+    assert "Idempotency-Key" in assert_problem(chinese, 400, "duplicate_header")["detail"]
+    assert (await world.voucher(voucher["id"]))["balances"]["held"] == 0  # nothing held
+    once = await world.client.post("/v1/redemptions/holds", json=body,
+                                   headers=auth(world.provider_key, **{"Idempotency-Key": "key-b"}))
+    assert once.status_code == 201, once.text
+
+
+async def test_two_authorization_headers_are_refused_even_on_a_read(world: World) -> None:
+    """The first key would have been checked and the second one logged by a proxy, or the other way."""
+    headers = [("Authorization", f"Bearer {world.provider_key}"), ("Authorization", f"Bearer {world.operator}")]
+    problem = assert_problem(await world.client.get("/v1/programmes", headers=headers), 400, "duplicate_header")
+    assert problem["header"] == "authorization"
+
+
+async def test_if_match_on_two_lines_is_one_list(client: httpx.AsyncClient, operator_key: str) -> None:
+    """If-Match is a list: `"v7"` and `"v1"` on two lines match v1, as on one line."""
+    created = await client.post("/v1/enterprises", json=enterprise_payload(), headers=auth(operator_key))
+    assert created.status_code == 201, created.text
+    headers = [*auth(operator_key).items(), ("If-Match", '"v7"'), ("If-Match", '"v1"')]
+    response = await client.patch(f"/v1/enterprises/{created.json()['id']}", json={"name": "两行条件"}, headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.headers["etag"] == '"v2"'

@@ -22,6 +22,7 @@ from starlette.types import Scope as Scope_
 from services.voucher.actor import Actor
 from services.voucher.apikeys.rules import Scope
 from services.voucher.errors import (
+    DuplicateHeader,
     MalformedJson,
     PayloadTooLarge,
     RequestTimeout,
@@ -39,6 +40,35 @@ READ_SECONDS = 30
 
 class Disconnected(Exception):
     """The client went away before its body was read: there is no one to answer."""
+
+
+#: Headers that carry one value (RFC 9110 §5.3): sent twice, which one a reader takes is a
+#: guess — one key authenticated and another audited, one Idempotency-Key claimed while a
+#: proxy retries with the other — so the request is refused before anything is read.
+ONE_VALUE_HEADERS = frozenset({b"authorization", b"idempotency-key", b"content-type", b"content-length"})
+#: Headers whose value is a list: lines sent apart are one list (RFC 9110 §5.3), joined here,
+#: since a route's header parameter reads only the first line.
+LIST_HEADERS = frozenset({b"if-match"})
+
+
+def check_headers(scope: Scope_) -> None:
+    """400 `duplicate_header` for a one-value header sent twice; the lines of a list header
+    joined into one, in place."""
+    seen: dict[bytes, int] = {}
+    for key, _ in scope.get("headers", ()):
+        seen[key] = seen.get(key, 0) + 1
+    for name in sorted(ONE_VALUE_HEADERS):
+        if seen.get(name, 0) > 1:
+            raise DuplicateHeader(
+                msg("the {header} header was sent {count} times; send it once, so that what is checked is "
+                    "what is meant; nothing was read or changed",
+                    header=name.decode().title(), count=seen[name]),
+                header=name.decode())
+    for name in LIST_HEADERS:
+        if seen.get(name, 0) > 1:
+            headers = list(scope["headers"])
+            joined = b", ".join(value for key, value in headers if key == name)
+            scope["headers"] = [(key, value) for key, value in headers if key != name] + [(name, joined)]
 
 
 def limit_for(settings: Settings, path: str, actor: Actor | None) -> int:

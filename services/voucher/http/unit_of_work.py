@@ -178,6 +178,13 @@ class UnitOfWorkMiddleware:
                 except Exception as exc:  # a lost database is a 503 here too, never a 500
                     await self._send(send, *(await self._failure(exc, scope)), scope, rid)
                     return
+            try:
+                gate.check_headers(scope)
+            except errors.DuplicateHeader as exc:
+                if unit.write and gate.has_body(scope):
+                    scope["state"]["close_connection"] = True  # what it sent is never read
+                await self._send(send, *(await self._failure(exc, scope)), scope, rid)
+                return
             refused = await early_refusal(self.database, scope, self.clock())
             if refused is not None:  # a flood of unknown keys from a throttled address
                 await asyncio.sleep(REFUSAL_DELAY_SECONDS)
