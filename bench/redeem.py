@@ -186,24 +186,34 @@ class Probe:
     def __init__(self, database_url: str, pids: list[int], metrics_url: str | None) -> None:
         self.engine = create_engine(sync_database_url(database_url))
         self.pids, self.metrics_url = pids, metrics_url
-        self.weights = self._index_weights()
+        self.full, self.partial = self._indexes()
 
-    def _index_weights(self) -> dict[str, float]:
-        """Per table: its indexes, a partial one counted by the share of the table's rows it holds."""
-        weights: dict[str, float] = {}
+    def _indexes(self) -> tuple[dict[str, int], dict[str, list[str]]]:
+        """Per table: how many indexes hold every row, and the predicates of its partial ones."""
+        full: dict[str, int] = {}
+        partial: dict[str, list[str]] = {}
         with self.engine.connect() as conn:
             rows = conn.execute(text(
                 "SELECT c.relname, pg_get_expr(i.indpred, i.indrelid) FROM pg_index i "
                 "JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
                 "WHERE n.nspname = 'public'")).all()
-            for table, predicate in rows:
-                share = 1.0
-                if predicate:
-                    total, matching = conn.execute(text(
-                        f"SELECT count(*), count(*) FILTER (WHERE {predicate}) FROM {table}")).one()  # noqa: S608
-                    share = matching / total if total else 0.0
-                weights[table] = weights.get(table, 0.0) + share
-        return weights
+        for table, predicate in rows:
+            if predicate:
+                partial.setdefault(table, []).append(predicate)
+            else:
+                full[table] = full.get(table, 0) + 1
+        return full, partial
+
+    def _shares(self, conn: Any, table: str, since: int) -> float:
+        """How many of `table`'s partial indexes a row version written after transaction `since`
+        is in, on average: each predicate's share among the versions the run wrote
+        that are still there (a share among the whole table, history included, had counted a
+        million captured redemptions' predicates against a run that inserts another kind of row)."""
+        predicates = self.partial[table]
+        counts = conn.execute(text(
+            f"SELECT count(*), {', '.join(f'count(*) FILTER (WHERE {p})' for p in predicates)} "  # noqa: S608
+            f"FROM {table} WHERE age(xmin) < age('{int(since) % 2**32}'::xid)")).one()
+        return sum(counts[1:]) / counts[0] if counts[0] else 0.0
 
     def read(self, *, settle: float = 1.2) -> dict[str, Any]:
         # A backend publishes its counters at most once a second while busy, and within 10 s of
@@ -214,6 +224,7 @@ class Probe:
                 "SELECT xact_commit, xact_rollback FROM pg_stat_database WHERE datname = current_database()")).one()
             tables = {r[0]: (r[1], r[2], r[3]) for r in conn.execute(text(
                 "SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables")).all()}
+            xid = conn.execute(text("SELECT txid_current()")).scalar_one()
         trips = statements = 0.0
         if self.metrics_url:
             for line in httpx.get(self.metrics_url, timeout=10).text.splitlines():
@@ -222,22 +233,32 @@ class Probe:
                 elif line.startswith("voucher_db_statements_total"):
                     statements = float(line.split()[-1])
         return {"service_cpu": process_cpu(self.pids), "pg_cpu": postgres_cpu(), "commits": commits + rollbacks,
-                "tables": tables, "round_trips": trips, "statements": statements}
+                "tables": tables, "round_trips": trips, "statements": statements, "xid": xid}
 
     def per_request(self, before: dict[str, Any], after: dict[str, Any], requests: int) -> dict[str, Any]:
+        """Rows written are inserts and updates; index entries are what each written row version
+        adds to its table's indexes (none for a HOT update), a partial index counted by the share of
+        the run's own row versions its predicate holds (read after the counters, outside the run)."""
         n = max(requests, 1)
         rows = entries = 0.0
-        for table, (ins, upd, hot) in after["tables"].items():
-            ins0, upd0, hot0 = before["tables"].get(table, (0, 0, 0))
-            written = (ins - ins0) + (upd - upd0)
-            rows += written
-            entries += ((ins - ins0) + (upd - upd0) - (hot - hot0)) * self.weights.get(table, 0.0)
+        by_table: dict[str, float] = {}
+        with self.engine.connect() as conn:
+            for table, (ins, upd, hot) in after["tables"].items():
+                ins0, upd0, hot0 = before["tables"].get(table, (0, 0, 0))
+                rows += (ins - ins0) + (upd - upd0)
+                versions = (ins - ins0) + (upd - upd0) - (hot - hot0)
+                if not versions:
+                    continue
+                weight = self.full.get(table, 0) + (self._shares(conn, table, before["xid"]) if table in self.partial else 0.0)
+                by_table[table] = round(versions * weight / n, 2)
+                entries += versions * weight
         per = {
             "service_cpu_ms": round(1000 * (after["service_cpu"] - before["service_cpu"]) / n, 2),
             "pg_cpu_ms": round(1000 * (after["pg_cpu"] - before["pg_cpu"]) / n, 2),
             "commits": round((after["commits"] - before["commits"]) / n, 2),
             "rows_written": round(rows / n, 1),
             "index_entries": round(entries / n, 1),
+            "index_entries_by_table": dict(sorted(by_table.items(), key=lambda item: -item[1])),
         }
         for table, key in (("audit_event", "audit_events"), ("outbox_event", "outbox_events")):
             # What each request leaves the worker to seal and to publish (`deferred`).
@@ -431,6 +452,11 @@ def main() -> int:
     print("(CPU in ms per request; trips, statements, commits, rows and index entries written per request; "
           "hold_capture: req/s counts pairs, everything else (p50, p99 included) is per request, the hold and "
           "the capture each one)")
+    print("Index entries per request, by table:")
+    for r in rows:
+        if r.get("index_entries_by_table") and r["service"] == "voucher":
+            print(f"  {r['label']} ({r['clients']}): "
+                  + ", ".join(f"{table} {entries}" for table, entries in r["index_entries_by_table"].items()))
     ratios = summarise(rows, args.clients, args.history)
     redeem = next(r for r in rows if r["label"] == "redeem" and r["clients"] == args.clients[0])
     seal, publish = work["seal-audit"], work["publish-events"]
