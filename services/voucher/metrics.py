@@ -135,7 +135,14 @@ def serve(host: str, port: int, token: str | None) -> Callable[[], None]:
 # -- HTTP -------------------------------------------------------------------------------------
 
 
+#: Methods labelled as themselves; any other is `other`. A method is whatever the client sends
+#: (an ASGI server other than httptools passes made-up ones through to a 405): each had been a
+#: series of its own, so anyone without a key could grow /metrics and memory without bound.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 def http_request(method: str, route: str, status: int, seconds: float) -> None:
+    method = method if method in KNOWN_METHODS else "other"
     HTTP_REQUESTS.labels(method, route, str(status)).inc()
     HTTP_DURATION.labels(method, route).observe(seconds)
 

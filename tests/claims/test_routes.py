@@ -630,3 +630,15 @@ async def test_a_relation_recorded_during_review_stops_the_claims_approval(world
     rejected = await world.client.post(f"/v1/claims/{claim['id']}/reject", json={"reason": "related party"},
                                        headers=auth(world.operator, **fresh_key()))
     assert rejected.status_code == 200, rejected.text
+
+
+async def test_an_approvals_note_is_words_or_nothing(world: World) -> None:
+    """The note is kept in the audit trail, as a rejection's reason is: a blank one or one with a
+    terminal escape had been recorded (an independent review)."""
+    voucher = await world.issue(10_000_000)
+    claim = (await _file(world, claim_body(world, voucher))).json()
+    await _step(world, claim, "review")
+    for note in ("  \n ", "ok\x1b[2J"):
+        assert_problem(await _step(world, claim, "approve", {"note": note}), 422, "validation_failed")
+    approved = await _step(world, claim, "approve", {"note": "checked\nagainst the invoice"})
+    assert approved.status_code == 200, approved.text

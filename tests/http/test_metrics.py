@@ -82,6 +82,19 @@ async def test_requests_are_labelled_by_route_template_never_by_raw_path(
     assert "/no/such" not in after_text and "/also/not/here" not in after_text
 
 
+async def test_a_made_up_method_is_labelled_other(client: httpx.AsyncClient) -> None:
+    """Servers other than httptools pass any method through to a 405: each made-up one had been a
+    series of its own, and anyone without a key could grow /metrics without bound."""
+    before = await scrape(client)
+    for n in range(3):
+        assert (await client.request(f"XMADEUP{n}", "/v1/me")).status_code == 405
+    after_text = (await client.get("/metrics")).text
+    labels = {"method": "other", "route": "/v1/me", "status": "405"}
+    assert value(parse(after_text), "voucher_http_requests_total", **labels) - value(
+        before, "voucher_http_requests_total", **labels) == 3
+    assert "XMADEUP" not in after_text
+
+
 async def test_metrics_need_no_key_and_count_themselves_by_template(client: httpx.AsyncClient) -> None:
     before = await scrape(client)
     after = await scrape(client)

@@ -74,3 +74,15 @@ async def test_a_dispute_is_recorded_only_with_a_reason_in_words(world: World, c
     refused = await act(world, s["id"], "dispute", key=world.provider_key, reason=reason)
     assert_problem(refused, 422, "validation_failed")
     assert (await get(world, s["id"]))["status"] == "draft"
+
+
+@pytest.mark.parametrize("note", ["   ", "\x1b[2J\u202e  \n ", "ok\x07"], ids=["blank", "escape", "bell"])
+async def test_a_note_on_a_confirmation_or_approval_is_words_or_nothing(world: World, clock, note: str) -> None:
+    """A note is kept as the settlement's status reason and in the audit trail, as a reason is:
+    blank text and control characters had been recorded (an independent review)."""
+    s, _ = await _a_draft(world, clock)
+    assert_problem(await act(world, s["id"], "submit", note=note), 422, "validation_failed")
+    assert (await get(world, s["id"]))["status"] == "draft"
+    await moved(world, s["id"], "submit", "submitted")
+    assert_problem(await act(world, s["id"], "approve", note=note), 422, "validation_failed")
+    assert (await get(world, s["id"]))["status"] == "submitted"

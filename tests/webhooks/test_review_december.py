@@ -12,14 +12,17 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from services.voucher.db import Database
 from services.voucher.events import service as events
 from services.voucher.ids import uuid7
 from services.voucher.webhooks import repository
 from services.voucher.webhooks import service as webhooks
+from tests.conftest import ENGINE
 from tests.support import auth
-from tests.webhooks.test_delivery import _deliveries, _endpoint, _redeem
+from tests.webhooks.receiver import receiver
+from tests.webhooks.test_delivery import _deliveries, _endpoint, _redeem, _run
 from tests.world import build_world
 
 DUAL_STACK = "hooks.dual-stack.example"
@@ -40,11 +43,12 @@ def _resolves_to(monkeypatch: pytest.MonkeyPatch, *addresses: str) -> None:
 
 
 async def _delivered_through(app: Any, client: httpx.AsyncClient, settings: Any,
-                             network: Callable[[httpx.Request], Awaitable[httpx.Response]]) -> dict[str, Any]:
-    """One event's delivery to DUAL_STACK through `network`, sent by a worker with `settings`."""
+                             network: Callable[[httpx.Request], Awaitable[httpx.Response]],
+                             host: str = DUAL_STACK) -> dict[str, Any]:
+    """One event's delivery to `host` through `network`, sent by a worker with `settings`."""
     world = await build_world(app, client)
     voucher = await world.issue(10_000_000)
-    endpoint = await _endpoint(client, world.provider_key, f"https://{DUAL_STACK}/hooks")
+    endpoint = await _endpoint(client, world.provider_key, f"https://{host}/hooks")
     await _redeem(world, voucher, "PO-1")
     database = Database(settings)
     try:
@@ -160,3 +164,96 @@ async def test_a_retry_being_sent_still_shows_the_endpoints_last_failure(app: An
     during = await health()
     assert during["failing_streak"] == 1, during
     assert during["last_failure_status_code"] == 500 and during["last_failure_at"] is not None, during
+
+
+async def test_a_receiver_with_an_international_domain_name_is_called_by_the_name_it_registered(
+    app: Any, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`faß.example` is `xn--fa-hia.example` under IDNA 2008 (what httpx and browsers send), and
+    `fass.example` under the resolver's IDNA 2003: the service resolves, checks, names (Host, SNI)
+    and calls the one form. It had resolved the Unicode name and sent it in the Host header, which
+    httpx refuses: accepted at registration, every send failed (an independent review)."""
+    real = socket.getaddrinfo
+    looked_up: list[str] = []
+
+    def resolver(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(host, str) and host.endswith(".example"):
+            looked_up.append(host)
+            if host == "xn--fa-hia.example":
+                return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (V4, int(port or 443)))]
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    seen: list[tuple[str, str, Any]] = []
+
+    async def network(request: httpx.Request) -> httpx.Response:
+        seen.append((request.url.host, request.headers["host"], request.extensions.get("sni_hostname")))
+        return httpx.Response(200)
+
+    delivery = await _delivered_through(app, client, app.state.settings, network, host="faß.example")
+    assert delivery["status"] == "succeeded", delivery["attempt_log"]
+    assert seen == [(V4, "xn--fa-hia.example", "xn--fa-hia.example")]
+    assert set(looked_up) == {"xn--fa-hia.example"}
+
+
+async def test_a_key_that_may_not_register_a_url_never_has_its_host_looked_up(
+    app: Any, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch, auditor_key: str, operator_key: str
+) -> None:
+    """The URL of a registration is checked before its unit of work begins, and that had been so
+    for any key: an auditor's key had the service resolve names of its choosing (and time the
+    answer) before its 403 (an independent review). Only a key with `webhooks:manage` is."""
+    looked_up: list[Any] = []
+    real = socket.getaddrinfo
+
+    def resolver(host: Any, *args: Any, **kwargs: Any) -> Any:
+        looked_up.append(host)
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    body = {"url": "https://probe-1.internal.example/hooks", "event_types": ["redemption.captured"]}
+    for key in (auditor_key, operator_key):
+        created = await client.post("/v1/webhook-endpoints", json=body, headers=auth(key, **{"Idempotency-Key": key[-12:]}))
+        assert created.status_code == 403, created.text
+        changed = await client.patch(f"/v1/webhook-endpoints/{uuid.uuid4()}", json=body,
+                                     headers=auth(key, **{"If-Match": '"v1"'}))
+        assert changed.status_code in (403, 404), changed.text
+    assert looked_up == []
+
+
+@pytest.mark.skipif(ENGINE != "postgresql", reason="SQLite runs one write at a time")
+async def test_a_redelivery_and_a_deletion_at_once_leave_nothing_owed_to_a_deleted_endpoint(
+    app: Any, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The owner deletes the endpoint while a redelivery of one of its deliveries is between its
+    read of the endpoint and its lock of the delivery: the deletion waits for the redelivery and
+    cancels the delivery. It had answered 204 at once, and the redelivery then made the delivery
+    pending again on a deleted endpoint, owed for ever."""
+    world = await build_world(app, client)
+    voucher = await world.issue(10_000_000)
+    with receiver() as hooks:
+        endpoint = await _endpoint(client, world.provider_key, hooks.url)
+        await _redeem(world, voucher, "PO-1")
+        await _run(app)
+    [delivery] = await _deliveries(client, world.provider_key, endpoint)
+    real = repository.delivery
+    deletions: list[asyncio.Task[httpx.Response]] = []
+
+    async def deleted_meanwhile(session: Any, endpoint_id: Any, delivery_id: Any, *, for_update: bool = False) -> Any:
+        if for_update and not deletions:
+            other = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+            deletions.append(asyncio.create_task(
+                other.delete(f"/v1/webhook-endpoints/{endpoint['id']}", headers=auth(world.provider_key))))
+            await asyncio.sleep(0.5)  # the deletion runs as far as it can
+        return await real(session, endpoint_id, delivery_id, for_update=for_update)
+
+    monkeypatch.setattr(repository, "delivery", deleted_meanwhile)
+    again = await client.post(f"/v1/webhook-endpoints/{endpoint['id']}/deliveries/{delivery['id']}/redeliveries",
+                              headers=auth(world.provider_key, **{"Idempotency-Key": "redeliver-1"}))
+    assert again.status_code == 202, again.text
+    assert (await deletions[0]).status_code == 204
+    async with app.state.database.unit_of_work() as session:
+        row = (await session.execute(text(
+            "SELECT e.status, d.status, d.next_attempt_at FROM webhook_delivery d JOIN webhook_endpoint e "
+            "ON e.id = d.endpoint_id WHERE d.id = CAST(:id AS uuid)"), {"id": delivery["id"]})).one()
+    assert tuple(row) == ("deleted", "cancelled", None)

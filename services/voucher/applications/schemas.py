@@ -13,6 +13,7 @@ from services.voucher.eligibility.schemas import Eligibility
 from services.voucher.i18n import msg
 from services.voucher.instants import Day
 from services.voucher.money import MAX_AMOUNT
+from services.voucher.registry_schemas import WrittenText
 
 _ID = "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e30"
 _PROGRAMME = "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e20"
@@ -101,7 +102,7 @@ class Approval(BaseModel):
         {"amount": 25_000_000, "note": "Granted 250,000.00 of 300,000.00: contract partly outside scope"}]})
 
     amount: int = Field(ge=1, le=MAX_AMOUNT, strict=True, description="At most the amount requested.")
-    note: str | None = Field(default=None, max_length=2000)
+    note: WrittenText | None = Field(default=None, max_length=2000)
 
 
 class Rejection(BaseModel):

@@ -96,7 +96,7 @@ class ClaimApproval(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"amount": 600_000, "note": "verified"}]})
 
     amount: int | None = Field(default=None, ge=1, le=MAX_AMOUNT, strict=True, description="Default: all held.")
-    note: str | None = Field(default=None, max_length=2000)
+    note: WrittenText | None = Field(default=None, max_length=2000)
 
 
 class ClaimRejection(BaseModel):

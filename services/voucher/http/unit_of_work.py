@@ -203,7 +203,8 @@ class UnitOfWorkMiddleware:
                 except Exception as exc:
                     await self._send(send, *(await self._failure(exc, scope)), scope, rid)
                     return
-                if webhooks.registers_url(scope) and "body" in scope["state"]:
+                if webhooks.registers_url(scope) and "body" in scope["state"] and webhooks.may_register(
+                        scope["state"].get("actor")):
                     vetted_token = webhooks.VETTED.set(
                         await webhooks.vet_ahead(scope["state"]["body"], self.database.settings))
                 # SQLite: the process's writers queue in order (db.py, `writer`); the answer is

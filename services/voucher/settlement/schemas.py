@@ -31,7 +31,7 @@ class SettlementCreate(BaseModel):
 class Note(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"note": "checked against our records"}]})
 
-    note: str | None = Field(default=None, max_length=2000)
+    note: WrittenText | None = Field(default=None, max_length=2000)
 
 
 class Reason(BaseModel):

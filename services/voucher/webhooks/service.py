@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.voucher import metrics, secretbox
 from services.voucher.actor import Actor
+from services.voucher.apikeys.rules import Scope
 from services.voucher.audit import service as audit
 from services.voucher.db import Database, PageRequest
 from services.voucher.errors import NotFound, WebhookEndpointDisabled, WebhookUrlRefused
@@ -89,7 +90,7 @@ async def vet(url: str, settings: Settings) -> tuple[str, str, int, list[str]]:
     allowed = settings.webhook_allowed_networks
     scheme, _, port = check_url_shape(url, allow_http=True)
     try:
-        host = httpx.URL(url).host
+        host = httpx.URL(url).raw_host.decode("ascii")  # IDNA 2008, as httpx sends it: never the resolver's own encoding
     except (httpx.InvalidURL, ValueError, UnicodeError) as exc:
         raise UnsafeUrl(msg("the URL cannot be parsed: {error}", error=str(exc)[:274])) from exc
     if not host:
@@ -116,6 +117,13 @@ def registers_url(scope: MutableMapping[str, Any]) -> bool:
     path, method = str(scope.get("path", "")), scope.get("method")
     return path.startswith("/v1/webhook-endpoints") and (
         (method == "POST" and path.rstrip("/") == "/v1/webhook-endpoints") or method == "PATCH")
+
+
+def may_register(actor: Actor | None) -> bool:
+    """Whether a request's key may register a URL at all: a key without `webhooks:manage` is
+    refused by the route, and must not make the service look its host up first (any key had
+    had the service resolve names of its choosing, and time the answer; an independent review)."""
+    return actor is not None and Scope.WEBHOOKS_MANAGE in actor.scopes
 
 
 async def vet_ahead(body: bytes, settings: Settings) -> tuple[str, UnsafeUrl | None] | None:
@@ -274,8 +282,10 @@ async def deliveries(session: AsyncSession, actor: Actor, endpoint_id: uuid.UUID
 async def redeliver(session: AsyncSession, actor: Actor, endpoint_id: uuid.UUID, delivery_id: uuid.UUID,
                     now: datetime) -> dict[str, Any]:
     """Send an event again, with a fresh round of retries; same `webhook-id`, so a receiver that
-    has it already can tell."""
-    endpoint = await get(session, actor, endpoint_id)
+    has it already can tell. The endpoint is locked first, as a pause or a deletion locks it before
+    its deliveries: a deletion that came between the read and the delivery's lock had left the
+    delivery pending on a deleted endpoint, never sent and never cancelled (an independent review)."""
+    endpoint = await get(session, actor, endpoint_id, for_update=True)
     if endpoint.status != EndpointStatus.ENABLED.value:
         raise WebhookEndpointDisabled(msg("endpoint {endpoint_id} is {status}", endpoint_id=endpoint_id,
                                           status=Status(endpoint.status)), current_status=endpoint.status)
