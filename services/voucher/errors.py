@@ -560,6 +560,13 @@ class SecretUnavailable(DomainError):
 # -- webhooks ------------------------------------------------------------------------------------
 
 
+class TooManyWebhookEndpoints(Conflict):
+    """An owner may keep a limited number of endpoints (VOUCHER_MAX_WEBHOOK_ENDPOINTS_PER_OWNER)."""
+
+    code = "too_many_webhook_endpoints"
+    title = "Too many webhook endpoints"
+
+
 class WebhookUrlRefused(DomainError):
     """The URL cannot be a webhook destination: not https, carries credentials, or resolves to
     a loopback, private, link-local or otherwise non-public address the operator has not allowed."""

@@ -133,6 +133,9 @@ class Settings(BaseSettings):
     auth_failure_limit: str | None = "30/minute"
     #: Live (unrevoked, unexpired) keys one principal may hold at once.
     max_live_keys_per_principal: int = Field(default=5, ge=1, le=100)
+    #: Webhook endpoints (not deleted) one enterprise or provider may keep: each event of its
+    #: own is written once per endpoint by the publisher, which publishes for everyone.
+    max_webhook_endpoints_per_owner: int = Field(default=16, ge=1, le=1000)
     rate_limits: dict[RateLimitedRole, str] = Field(
         default_factory=lambda: dict(DEFAULT_RATE_LIMITS)
     )

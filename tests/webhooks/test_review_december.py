@@ -20,7 +20,7 @@ from services.voucher.ids import uuid7
 from services.voucher.webhooks import repository
 from services.voucher.webhooks import service as webhooks
 from tests.conftest import ENGINE
-from tests.support import auth
+from tests.support import assert_problem, auth
 from tests.webhooks.receiver import receiver
 from tests.webhooks.test_delivery import _deliveries, _endpoint, _redeem, _run
 from tests.world import build_world
@@ -257,3 +257,34 @@ async def test_a_redelivery_and_a_deletion_at_once_leave_nothing_owed_to_a_delet
             "SELECT e.status, d.status, d.next_attempt_at FROM webhook_delivery d JOIN webhook_endpoint e "
             "ON e.id = d.endpoint_id WHERE d.id = CAST(:id AS uuid)"), {"id": delivery["id"]})).one()
     assert tuple(row) == ("deleted", "cancelled", None)
+
+
+async def test_an_owner_keeps_a_bounded_number_of_endpoints(app: Any, client: httpx.AsyncClient) -> None:
+    """Each of an owner's events is written once per endpoint, in the transaction that publishes
+    every tenant's events: a provider with thousands of endpoints had held everyone's feed and
+    webhooks for minutes (an independent review). Two registrations at once cannot both take the
+    last place; a paused endpoint counts, a deleted one does not; other owners are not affected."""
+    world = await build_world(app, client)
+    limit = app.state.settings.max_webhook_endpoints_per_owner
+    with receiver() as hooks:
+        made = [await _endpoint(client, world.provider_key, f"{hooks.url}/{n}") for n in range(limit - 2)]
+        paused = await client.patch(f"/v1/webhook-endpoints/{made[0]['id']}", json={"status": "disabled"},
+                                    headers=auth(world.provider_key, **{"If-Match": '"v1"'}))
+        assert paused.status_code == 200, paused.text
+
+        async def register(n: int) -> httpx.Response:
+            return await client.post("/v1/webhook-endpoints", json={"url": f"{hooks.url}/last-{n}", "event_types": [
+                "redemption.captured"]}, headers=auth(world.provider_key, **{"Idempotency-Key": f"last-{n}"}))
+
+        both = await asyncio.gather(register(1), register(2), register(3))
+        assert sorted(r.status_code for r in both) == [201, 201, 409], [r.text for r in both]
+        refused = assert_problem(next(r for r in both if r.status_code == 409), 409, "too_many_webhook_endpoints")
+        assert (refused["endpoints"], refused["max_endpoints"]) == (limit, limit)
+        assert str(limit) in refused["detail"]
+        listed = await client.get("/v1/webhook-endpoints", params={"limit": 100}, headers=auth(world.provider_key))
+        assert len(listed.json()["items"]) == limit
+        deleted = await client.delete(f"/v1/webhook-endpoints/{made[1]['id']}", headers=auth(world.provider_key))
+        assert deleted.status_code == 204
+        assert (await register(4)).status_code == 201
+        assert (await register(5)).status_code == 409
+        await _endpoint(client, world.enterprise_key, f"{hooks.url}/enterprise")  # another owner

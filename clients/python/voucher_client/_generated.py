@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "025bbeb11c128aed6026592cf46ac8c5031e485823ac13ef7a01a49576276f0a"
+DOCUMENT_SHA256 = "4a73814958c22356be999c6a5bc561a9c2d684b3c7b12be0b630a5db8293d3ec"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

@@ -14,6 +14,7 @@ from services.voucher.db import PageRequest, dialect_name, table_of
 from services.voucher.tables import (
     Enterprise,
     OutboxEvent,
+    Principal,
     Provider,
     WebhookAttempt,
     WebhookDelivery,
@@ -51,6 +52,19 @@ async def insert_deliveries(session: AsyncSession, rows: list[dict[str, Any]]) -
 async def add(session: AsyncSession, endpoint: WebhookEndpoint) -> None:
     session.add(endpoint)
     await session.flush()
+
+
+async def lock_owner(session: AsyncSession, principal_id: uuid.UUID) -> None:
+    """Serialise the registrations of one owner (counting its endpoints, then adding one): its
+    principal's row, as a key's creation locks it."""
+    await session.execute(select(col(Principal.id)).where(col(Principal.id) == principal_id).with_for_update())
+
+
+async def endpoints_kept(session: AsyncSession, enterprise_id: uuid.UUID | None, provider_id: uuid.UUID | None) -> int:
+    """How many endpoints of this owner are not deleted (enabled or paused)."""
+    owner = EP.c.enterprise_id == enterprise_id if enterprise_id is not None else EP.c.provider_id == provider_id
+    return int((await session.execute(
+        select(func.count()).select_from(EP).where(owner, EP.c.status != "deleted"))).scalar_one())
 
 
 async def get(session: AsyncSession, endpoint_id: uuid.UUID, *, for_update: bool = False) -> WebhookEndpoint | None:

@@ -66,10 +66,12 @@ def _delivery(row: dict[str, Any]) -> DeliveryPublic:
     "Idempotency-Key within a day gets it again). Stores the endpoint and records "
     "the audit event `webhook_endpoint.created`; the worker delivers later events to it, signed and retried. "
     "Refused with `webhook_url_refused` (not https, carrying credentials, or not a public address), "
-    "`validation_failed` or an Idempotency-Key conflict.",
+    "`too_many_webhook_endpoints` (an owner keeps at most `VOUCHER_MAX_WEBHOOK_ENDPOINTS_PER_OWNER`, 16 by "
+    "default, paused ones included), `validation_failed` or an Idempotency-Key conflict.",
     status_code=201,
     response_model=WebhookEndpointWithSecret,
-    responses=responses(*AUTH_ERRORS, errors.WebhookUrlRefused, errors.ValidationFailed, *_REPLAYS_A_SECRET),
+    responses=responses(*AUTH_ERRORS, errors.WebhookUrlRefused, errors.TooManyWebhookEndpoints, errors.ValidationFailed,
+                        *_REPLAYS_A_SECRET),
     dependencies=[Depends(idempotent(Scope.WEBHOOKS_MANAGE))],
 )
 async def create_webhook_endpoint(

@@ -29,7 +29,12 @@ from services.voucher.actor import Actor
 from services.voucher.apikeys.rules import Scope
 from services.voucher.audit import service as audit
 from services.voucher.db import Database, PageRequest
-from services.voucher.errors import NotFound, WebhookEndpointDisabled, WebhookUrlRefused
+from services.voucher.errors import (
+    NotFound,
+    TooManyWebhookEndpoints,
+    WebhookEndpointDisabled,
+    WebhookUrlRefused,
+)
 from services.voucher.i18n import Status, msg
 from services.voucher.ids import uuid7
 from services.voucher.settings import Settings
@@ -171,11 +176,23 @@ def _public(endpoint: WebhookEndpoint) -> dict[str, Any]:
 async def create(session: AsyncSession, actor: Actor, data: dict[str, Any], settings: Settings,
                  now: datetime) -> tuple[WebhookEndpoint, str]:
     """Register an endpoint for the caller itself; its secret is returned once, here (the row
-    keeps it sealed)."""
+    keeps it sealed). An owner keeps at most `max_webhook_endpoints_per_owner`: the publisher
+    writes each of its events once per endpoint, in the one transaction that publishes everyone's,
+    so thousands of one tenant's endpoints had held every tenant's events for minutes (an
+    independent review)."""
+    url = await _checked(data["url"], settings)
+    limit = settings.max_webhook_endpoints_per_owner
+    await repository.lock_owner(session, actor.principal_id)
+    kept = await repository.endpoints_kept(session, actor.enterprise_id, actor.provider_id)
+    if kept >= limit:
+        raise TooManyWebhookEndpoints(
+            msg("you already keep {kept} webhook endpoints, the most one owner may keep is {limit}; delete one "
+                "you no longer use, or subscribe one endpoint to more event types", kept=kept, limit=limit),
+            endpoints=kept, max_endpoints=limit)
     secret = new_secret()
     endpoint = WebhookEndpoint(
         enterprise_id=actor.enterprise_id, provider_id=actor.provider_id,
-        url=await _checked(data["url"], settings), event_types=sorted(set(data["event_types"])),
+        url=url, event_types=sorted(set(data["event_types"])),
         description=data.get("description"), status=EndpointStatus.ENABLED.value, secret="",
         created_at=now, updated_at=now,
     )
