@@ -434,3 +434,39 @@ async def test_an_item_that_fails_unexpectedly_holds_up_no_other_and_fails_the_r
     assert await _count(app, Voucher, posted) == 2 and await _count(app, Voucher, Voucher.id == poisoned, posted) == 0
     monkeypatch.setitem(jobs.PER_ITEM, "expire-vouchers", (find, expire))
     assert await jobs.run_once(app.state.database, "expire-vouchers", clock()) == 1  # the one left, once mended
+
+
+async def test_a_worker_with_a_backlog_of_sends_goes_on_without_waiting_its_interval(
+        app: Any, client: httpx.AsyncClient) -> None:
+    """A run of deliver-webhooks stops at its batch; the loop had then waited its interval (5 s)
+    whatever was left, so a worker sent about 15 a second however large the backlog (an
+    independent review). A full batch runs the next at once; a run that finds the backlog gone
+    waits as before."""
+    from tests.support import fresh_key
+    from tests.webhooks.receiver import receiver
+
+    world = await build_world(app, client)
+    settings = app.state.settings.model_copy(update={"webhook_batch_size": 3})
+    database = Database(settings)
+    voucher = await world.issue(50_000_000)
+    try:
+        with receiver() as hooks:
+            made = await client.post("/v1/webhook-endpoints", headers=auth(world.provider_key, **fresh_key()),
+                                     json={"url": hooks.url, "event_types": ["redemption.captured"]})
+            assert made.status_code == 201, made.text
+            for n in range(10):
+                response = await world.hold(voucher, 100_000, order=f"PO-{n}", path="/v1/redemptions")
+                assert response.status_code == 201, response.text
+            await jobs.run_once(database, "publish-events", app.state.clock())
+            worker = jobs.JobWorker(database, app.state.clock, interval=60, only=("deliver-webhooks",))
+            stop = asyncio.Event()
+            running = asyncio.create_task(worker.run(stop))
+            for _ in range(300):  # 3 s, a twentieth of the interval
+                if len(hooks.received) >= 10:
+                    break
+                await asyncio.sleep(0.01)
+            stop.set()
+            await running
+            assert len(hooks.received) == 10, f"{len(hooks.received)} of 10 sent before the interval"
+    finally:
+        await database.dispose()
