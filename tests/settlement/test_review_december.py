@@ -86,3 +86,31 @@ async def test_a_note_on_a_confirmation_or_approval_is_words_or_nothing(world: W
     await moved(world, s["id"], "submit", "submitted")
     assert_problem(await act(world, s["id"], "approve", note=note), 422, "validation_failed")
     assert (await get(world, s["id"]))["status"] == "submitted"
+
+
+async def test_a_provider_disputes_a_draft_without_confirming_it_first(app, world: World, clock) -> None:
+    """A provider had to confirm (submit) a draft before it could dispute it, and the office could
+    approve what it had just confirmed in between; a repayment it had not confirmed in 15 days is
+    approved on its behalf. A dispute of a draft puts it forward and disputes it in one step, both
+    recorded, and a disputed repayment is never approved on the provider's behalf."""
+    first, x = await _a_draft(world, clock)
+    for action, status in (("submit", "submitted"), ("approve", "approved"), ("pay", "paid")):
+        await moved(world, first["id"], action, status)
+    await refund(world, clock, "2026-03-03T02:00:00+00:00", x, 400_000)
+    clock.current = utc("2026-03-04T01:00:00+00:00")
+    repayment = await settled(world, "2026-03-03", "2026-03-03")
+    disputed = await act(world, repayment["id"], "dispute", key=world.provider_key, reason="the refund was reversed")
+    assert disputed.status_code == 200, disputed.text
+    body = disputed.json()
+    assert (body["status"], body["status_reason"]) == ("disputed", "the refund was reversed")
+    assert body["submitted_at"] is not None
+    trail = await world.client.get("/v1/audit/events", params={"resource_id": repayment["id"]},
+                                   headers=auth(world.auditor))
+    assert trail.status_code == 200, trail.text
+    actions = [e["action"] for e in trail.json()["items"]]
+    assert actions == ["settlement.created", "settlement.submitted", "settlement.disputed"], actions
+    clock.current = clock.current + timedelta(days=16)
+    assert_problem(await act(world, repayment["id"], "approve"), 409, "invalid_transition")
+    assert (await get(world, repayment["id"]))["status"] == "disputed"
+    await moved(world, repayment["id"], "resolve", "submitted")  # the office answers; the statement stands
+    await moved(world, repayment["id"], "approve", "approved")

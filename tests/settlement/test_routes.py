@@ -527,7 +527,7 @@ async def test_full_lifecycle_with_a_dispute_and_the_ledger(app, world: World, c
 # -- every illegal transition ---------------------------------------------------------------------
 
 ALLOWED = {
-    "draft": {"submit", "cancel"},
+    "draft": {"submit", "dispute", "cancel"},
     "submitted": {"dispute", "approve", "cancel"},
     "disputed": {"resolve"},
     "approved": {"pay"},

@@ -346,7 +346,7 @@ class SettlementMachine(DatabaseMachine):
     @rule(s=settlements)
     def dispute(self, s: MSettlement) -> None:
         self._move(s, lambda x: settlement.dispute(x, self.provider, s.id, "wrong", self.now),
-                   s.status == "submitted", "disputed", "dispute")
+                   s.status in ("draft", "submitted"), "disputed", "dispute")
 
     def resolve(self, s: MSettlement) -> None:
         self._move(s, lambda x: settlement.resolve(x, self.operator, s.id, "stands", self.now),

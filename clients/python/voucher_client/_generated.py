@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "4a73814958c22356be999c6a5bc561a9c2d684b3c7b12be0b630a5db8293d3ec"
+DOCUMENT_SHA256 = "44de6c0db30c12e7e5b9c9660fa1d80d26aabcdf9fc96203261627d8787d09b5"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

@@ -243,8 +243,9 @@ async def submit_settlement(settlement_id: uuid.UUID, session: Session, now: Now
 
 @router.post("/{settlement_id}/dispute", operation_id="dispute_settlement",
     description="The provider being settled (`settlements:confirm`) disputes its statement, with a reason. The "
-    "status becomes `disputed` and the audit event `settlement.disputed` is recorded; no value moves until the "
-    "office resolves it. Refused with `not_found`, `invalid_transition` or an Idempotency-Key conflict.",
+    "status becomes `disputed` and the audit event `settlement.disputed` is recorded; a draft is put forward and "
+    "disputed in one step (`settlement.submitted`, then `settlement.disputed`), so a provider need not confirm "
+    "what it disputes. No value moves until the office resolves it. Refused with `not_found`, `invalid_transition` or an Idempotency-Key conflict.",
              summary="The provider disputes its statement, with a reason", response_model=SettlementPublic,
              responses=responses(*AUTH_ERRORS, *MOVE), dependencies=[Depends(idempotent(Scope.SETTLEMENTS_CONFIRM))])
 async def dispute_settlement(settlement_id: uuid.UUID, body: Reason, session: Session, now: Now,

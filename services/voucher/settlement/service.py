@@ -186,8 +186,16 @@ async def submit(session: AsyncSession, actor: Actor, settlement_id: uuid.UUID, 
 
 async def dispute(session: AsyncSession, actor: Actor, settlement_id: uuid.UUID, reason: str,
                   now: datetime) -> Settlement:
+    """The provider disputes its statement. A draft is put forward and disputed in one step
+    (draft → submitted → disputed, both recorded): a provider had to confirm a draft before it
+    could dispute it, and the office could approve what it had just confirmed in between — a
+    repayment it never disputed in time is approved on its behalf (an independent review)."""
     settlement = await get(session, actor, settlement_id, for_update=True)
     _own(actor, settlement)
+    if settlement.status == S.DRAFT.value:
+        await _move(session, settlement, S.SUBMITTED, now, msg(
+            "put forward by the provider to dispute it").render("en"))
+        settlement.submitted_at = now
     await _move(session, settlement, S.DISPUTED, now, reason)
     await session.flush()
     return settlement
