@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from services.voucher import jobs
 from services.voucher.db import Database
 from services.voucher.tables import LedgerTransaction, OutboxEvent, Settlement, Voucher
+from services.voucher.webhooks import service as webhooks
 from tests.support import auth
 from tests.world import World, build_world
 
@@ -470,3 +471,35 @@ async def test_a_worker_with_a_backlog_of_sends_goes_on_without_waiting_its_inte
             assert len(hooks.received) == 10, f"{len(hooks.received)} of 10 sent before the interval"
     finally:
         await database.dispose()
+
+
+async def test_how_far_behind_webhook_delivery_is_is_a_metric(app: Any, client: httpx.AsyncClient, clock: Any) -> None:
+    """A backlog of sends showed in no metric: the job's counters say what it did, not what waits.
+    After each run the worker reads how long the oldest delivery due has waited."""
+    from services.voucher import metrics
+    from tests.support import fresh_key
+    from tests.webhooks.receiver import receiver
+
+    world = await build_world(app, client)
+    voucher = await world.issue(50_000_000)
+    database = app.state.database
+    with receiver() as hooks:
+        made = await client.post("/v1/webhook-endpoints", headers=auth(world.provider_key, **fresh_key()),
+                                 json={"url": hooks.url, "event_types": ["redemption.captured"]})
+        assert made.status_code == 201, made.text
+        for n in range(2):
+            response = await world.hold(voucher, 100_000, order=f"PO-{n}", path="/v1/redemptions")
+            assert response.status_code == 201, response.text
+        await jobs.run_once(database, "publish-events", clock())
+        clock.current = clock.current + timedelta(seconds=90)
+        assert await webhooks.behind_seconds(database, clock()) == 90.0
+        paused = await client.patch(f"/v1/webhook-endpoints/{made.json()['id']}", json={"status": "disabled"},
+                                    headers=auth(world.provider_key, **{"If-Match": '"v1"'}))
+        assert paused.status_code == 200, paused.text
+        assert await webhooks.behind_seconds(database, clock()) == 0.0  # a paused endpoint is not behind
+        resumed = await client.patch(f"/v1/webhook-endpoints/{made.json()['id']}", json={"status": "enabled"},
+                                     headers=auth(world.provider_key, **{"If-Match": '"v2"'}))
+        assert resumed.status_code == 200, resumed.text
+        assert await jobs.run_once(database, "deliver-webhooks", clock()) == 2
+    assert metrics.WEBHOOKS_BEHIND._value.get() == 0.0  # type: ignore[attr-defined]
+    assert "voucher_webhook_delivery_behind_seconds 0.0" in (await client.get("/metrics")).text

@@ -95,7 +95,9 @@ async def run_once(database: Database, job: str, now: datetime) -> int:
     if job == "publish-events":
         return await events.publish_pending(database, now)
     if job == "deliver-webhooks":
-        return await webhooks.deliver_due(database, now)
+        sent = await webhooks.deliver_due(database, now)
+        metrics.webhooks_behind(await webhooks.behind_seconds(database, now))
+        return sent
     find, work = PER_ITEM[job]
     async with database.unit_of_work(write=False) as session:
         due = await find(session, now, ITEM_BATCH)

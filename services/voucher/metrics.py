@@ -75,6 +75,12 @@ JOB_LAG = Gauge(
     ["job"], multiprocess_mode="mostrecent",
 )
 
+WEBHOOKS_BEHIND = Gauge(
+    "voucher_webhook_delivery_behind_seconds", "How long the oldest delivery due to an enabled webhook endpoint "
+    "has waited, read after each delivery run (0: nothing due; alert when it grows)",
+    multiprocess_mode="mostrecent",
+)
+
 
 def is_multiprocess() -> bool:
     return bool(os.environ.get(MULTIPROC_ENV))
@@ -164,6 +170,10 @@ def job_ran(job: str, outcome: str, seconds: float, items: int = 0, lag_seconds:
         JOB_ITEMS.labels(job).inc(items)
     if lag_seconds is not None:
         JOB_LAG.labels(job).set(max(lag_seconds, 0.0))
+
+
+def webhooks_behind(seconds: float) -> None:
+    WEBHOOKS_BEHIND.set(max(seconds, 0.0))
 
 
 # -- business events, counted when their transaction commits -----------------------------------

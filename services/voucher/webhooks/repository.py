@@ -160,6 +160,15 @@ CLAIM_READ_AHEAD = 8
 OWNER = func.coalesce(EP.c.enterprise_id, EP.c.provider_id)
 
 
+async def oldest_due(session: AsyncSession, now: datetime) -> datetime | None:
+    """The earliest `next_attempt_at` of a pending delivery due at `now` to an enabled endpoint
+    (the due index, in order)."""
+    found = (await session.execute(
+        select(func.min(D.c.next_attempt_at)).select_from(D.join(EP, EP.c.id == D.c.endpoint_id))
+        .where(D.c.status == "pending", D.c.next_attempt_at <= now, EP.c.status == "enabled"))).scalar_one()
+    return cast(datetime | None, found)
+
+
 async def claim_due(session: AsyncSession, now: datetime, lease_until: datetime, limit: int,
                     lease_id: uuid.UUID, *, skip_endpoints: set[uuid.UUID] | frozenset[uuid.UUID] = frozenset(),
                     skip_owners: set[uuid.UUID] | frozenset[uuid.UUID] = frozenset()) -> list[dict[str, Any]]:

@@ -486,6 +486,14 @@ async def deliver_due(database: Database, now: datetime, *, client: httpx.AsyncC
     return total
 
 
+async def behind_seconds(database: Database, now: datetime) -> float:
+    """How long the oldest delivery due to an enabled endpoint has waited at `now` (0: none is
+    due): the delivery job's lag, which its own counters do not show (an independent review)."""
+    async with database.unit_of_work(write=False) as session:
+        oldest = await repository.oldest_due(session, now)
+    return 0.0 if oldest is None else (now - oldest).total_seconds()
+
+
 async def _attempt(database: Database, client: httpx.AsyncClient, row: dict[str, Any], lease_id: uuid.UUID,
                    current: Callable[[], datetime]) -> bool:
     """Send one delivery and settle it; nothing one subscriber's URL does can stop the others.
