@@ -130,6 +130,28 @@ async def test_a_body_within_the_limit_works(world: World, client: httpx.AsyncCl
     assert padded.status_code == 201, padded.text
 
 
+async def test_a_body_of_many_small_values_is_refused_before_it_is_parsed(app: Any, world: World) -> None:
+    """1 MiB of `{},` is 350,000 objects, about 26 MB to parse before any model refuses it; a body
+    holds at most 50,000 values (the largest a route takes, a bulk issue of 1,000 grants, about
+    6,000), counted without parsing. Commas inside strings are text, not values."""
+    import tracemalloc
+
+    many = b"[" + b",".join([b"{}"] * 349_000) + b"]"
+    tracemalloc.start()
+    try:
+        made = await call(app, "/v1/redemptions", [many], key=world.provider_key, length=len(many))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert made.status == 413 and made.body["code"] == "payload_too_large", made.body
+    assert made.body["max_values"] == 50_000
+    assert peak < 8 * MiB, f"{peak / MiB:.1f} MiB to refuse it"
+    text = json.dumps({"order_reference": "," * 60_000}).encode()  # one string of commas: a single value
+    worded = await call(app, "/v1/redemptions", [text], key=world.provider_key, length=len(text))
+    assert worded.status == 422 and worded.body["code"] == "validation_failed", worded.body
+    assert await redemptions(app) == 0
+
+
 # -- over a socket: a 100 MB declaration is answered at once, and other callers are not held --
 
 

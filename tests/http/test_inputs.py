@@ -95,11 +95,14 @@ async def test_a_body_nested_too_deep_is_refused_where_an_idempotency_key_is_fin
     than Python's JSON parser recurses is fingerprinted as bytes and then refused like any other
     body that is not a valid order, never a 500. Nothing is held."""
     voucher = await world.issue(1_000_000)
-    nested = b"[" * 100_000 + b"]" * 100_000
+    nested = b"[" * 10_000 + b"]" * 10_000  # ten times the parser's depth, within the values a body may hold
     headers = auth(world.provider_key, **{"Idempotency-Key": f"deep-{content_type}"},
                    **({"content-type": content_type} if content_type else {}))
     response = await world.client.post("/v1/redemptions/holds", content=nested, headers=headers)
     assert_problem(response, status, code)
+    deeper = b"[" * 100_000 + b"]" * 100_000  # more arrays than a body may hold: counted, never parsed
+    response = await world.client.post("/v1/redemptions/holds", content=deeper, headers=headers)
+    assert assert_problem(response, 413, "payload_too_large")["max_values"] == 50_000
     assert (await world.voucher(voucher["id"]))["balances"]["held"] == 0
 
 
