@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "44de6c0db30c12e7e5b9c9660fa1d80d26aabcdf9fc96203261627d8787d09b5"
+DOCUMENT_SHA256 = "f2f157f31de6588d3ba60dbf5fd76926b943966f30037f5229027ab6d12f7730"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

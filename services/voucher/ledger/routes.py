@@ -4,6 +4,7 @@ point-in-time balances (auditors)."""
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -97,9 +98,22 @@ async def reconcile_ledger(
 Auditor = Annotated[Actor, Depends(require(Scope.AUDIT_READ))]
 AsOf = Annotated[
     Instant | None,
-    Query(description="The instant (RFC 3339 with an offset); postings made at or before it count. "
-                      "Default: now."),
+    Query(description="The instant (RFC 3339 with an offset), not later than now; postings made at or before "
+                      "it count. Default: now."),
 ]
+
+
+def _past(as_of: datetime | None, now: datetime) -> datetime:
+    """`as_of`, which may not be later than now: a balance is what the ledger said, and a later
+    instant's would be a forecast (holds whose TTL would pass by then shown as released, which a
+    capture before then makes untrue; an independent review). Default: now."""
+    if as_of is None:
+        return now
+    if as_of > now:
+        raise errors.ValidationFailed([errors.field_error(
+            "as_of", msg("`as_of` is later than now ({now}); a balance is read at an instant that has passed",
+                         now=now), location="query")])
+    return as_of
 
 
 @router.get(
@@ -145,14 +159,15 @@ async def list_ledger_entries(
                 "(`unposted_expiry`), as in the voucher's read and the trial balance. `as_of` is inclusive (a posting "
                 "made at that instant counts), where an export's `until` is not: the ledger-entries export that "
                 "adds up to this balance is the one until `as_of` plus one microsecond. "
-                "Answers `not_found` for an unknown account.",
+                "Answers `not_found` for an unknown account and `validation_failed` for an `as_of` later than now.",
     response_model=AccountBalancePublic,
-    responses=responses(*AUTH_ERRORS, errors.NotFound),
+    responses=responses(*AUTH_ERRORS, errors.NotFound, errors.ValidationFailed),
 )
 async def ledger_account_balance(
-    account_id: uuid.UUID, session: Session, now: Now, actor: Auditor, as_of: AsOf = None,
+    account_id: uuid.UUID, db: Db, now: Now, actor: Auditor, as_of: AsOf = None,
 ) -> AccountBalancePublic:
-    found = await service.balance_as_of(session, account_id, as_of or now)
+    async with db.snapshot() as session:  # the postings and the lapsed holds as of one instant
+        found = await service.balance_as_of(session, account_id, _past(as_of, now))
     a = found.account
     return AccountBalancePublic(
         account_id=a["id"], code=a["code"], kind=a["kind"], unit=a["unit"], programme_id=a["programme_id"],
@@ -174,14 +189,15 @@ programme_router = APIRouter(prefix="/v1/programmes", tags=["ledger"])
                 "Balances are sums of the postings made at or before `as_of`; accounts opened later "
                 "are left out. Every journal balances, so each unit's total is zero and `is_balanced` "
                 "is true; anything else means postings crossed into another programme's accounts. "
-                "Answers `not_found` for an unknown programme.",
+                "Answers `not_found` for an unknown programme and `validation_failed` for an `as_of` later than now.",
     response_model=TrialBalancePublic,
-    responses=responses(*AUTH_ERRORS, errors.NotFound),
+    responses=responses(*AUTH_ERRORS, errors.NotFound, errors.ValidationFailed),
 )
 async def programme_trial_balance(
-    programme_id: uuid.UUID, session: Session, now: Now, actor: Auditor, as_of: AsOf = None,
+    programme_id: uuid.UUID, db: Db, now: Now, actor: Auditor, as_of: AsOf = None,
 ) -> TrialBalancePublic:
-    found = await service.trial_balance(session, programme_id, as_of or now)
+    async with db.snapshot() as session:  # the postings and the lapsed holds as of one instant
+        found = await service.trial_balance(session, programme_id, _past(as_of, now))
     return TrialBalancePublic(
         programme_id=found.programme_id, as_of=found.as_of, is_balanced=found.is_balanced,
         accounts=[TrialBalanceLine.model_validate(a) for a in found.accounts],
