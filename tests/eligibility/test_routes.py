@@ -835,3 +835,34 @@ async def test_an_early_application_date_never_500s(client: httpx.AsyncClient, o
         response = await dry_run(client, operator_key, {"rules": rule, "facts": inline(),
                                                         "application_date": "0001-01-01"})
         assert response.status_code in (200, 422), (rule, response.text)
+
+
+async def test_an_enterprise_still_on_the_dishonesty_list_is_refused_however_old_its_record(app, client) -> None:
+    """DESIGN §4 names 'not blacklisted' apart from 'no 失信 record in the last N years', and only
+    the second could be written: a record of 2022 never lifted passed a three-year rule, and the
+    enterprise was issued a voucher (an independent review). `not_blacklisted` refuses a record
+    that stands on the day judged, and passes one lifted by then."""
+    from tests.support import create, enterprise_payload, fresh_key, make_key
+    from tests.world import build_world
+
+    rules = {"all": [{"id": "clean-3y", "check": "no_blacklist_within_years", "years": 3},
+                     {"id": "not-listed", "check": "not_blacklisted"}]}
+    world = await build_world(app, client, eligibility_rules=rules, publicity_days=0)
+    outcomes = {}
+    for name, lifted in (("standing", None), ("lifted", "2023-01-10")):
+        enterprise = await create(client, world.operator, "/v1/enterprises", enterprise_payload(blacklist_records=[
+            {"recorded_on": "2022-06-01", "authority": "Hangzhou court", "reason": "unpaid judgment", "lifted_on": lifted}]))
+        key = await make_key(app, "enterprise", enterprise_id=enterprise["id"])
+        applied = await client.post("/v1/applications", json={
+            "programme_id": world.programme["id"], "requested_amount": 1_000_000, "purpose": "GPU rental"},
+            headers=auth(key, **fresh_key()))
+        assert applied.status_code == 201, applied.text
+        rules_seen = {r["rule"]: (r["passed"], r["reason"]) for r in applied.json()["eligibility"]["result"]["rules"]}
+        outcomes[name] = (applied.json()["status"], rules_seen)
+        dry = await dry_run(client, world.operator, {"programme_id": world.programme["id"], "enterprise_id": enterprise["id"]})
+        assert dry.status_code == 200, dry.text
+    status, seen = outcomes["standing"]
+    assert status == "ineligible" and seen["clean-3y"][0] is True, outcomes
+    assert seen["not-listed"] == (False, "on the dishonesty (失信) list since 2022-06-01, not lifted")
+    status, seen = outcomes["lifted"]
+    assert status != "ineligible" and seen["not-listed"] == (True, "not on the dishonesty (失信) list"), outcomes

@@ -61,6 +61,8 @@ def test_dates_relative_to_the_application() -> None:
         ({"check": "founded_at_least_years", "years": 1}, {}, {"enterprise": {"founded_on": "2025-03-03"}}),
         ({"check": "no_blacklist_within_years", "years": 3}, {"blacklist_dates": (date(2022, 3, 1),)},
          {"blacklist_dates": (date(2024, 3, 2),)}),
+        ({"check": "not_blacklisted"}, {"blacklist_dates": (date(2010, 3, 1),)},
+         {"standing_blacklist_dates": (date(2010, 3, 1),)}),
         ({"check": "has_certifications", "certifications": ["high_tech"]}, {}, {"enterprise": {"certifications": []}}),
         ({"check": "requested_within_remaining_cap"}, {"requested_amount": 5, "remaining_cap": 5},
          {"requested_amount": 6, "remaining_cap": 5}),

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "f2f157f31de6588d3ba60dbf5fd76926b943966f30037f5229027ab6d12f7730"
+DOCUMENT_SHA256 = "ea83bce201bbf4bf3262867ad5e88761f61eeab4370e040c262bd171a69a422d"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]
@@ -565,6 +565,7 @@ class InlineFacts(TypedDict):
     blacklist_dates: NotRequired[list[str]]
     enterprise: NotRequired[EnterpriseFacts]
     remaining_cap: NotRequired[int | None]
+    standing_blacklist_dates: NotRequired[list[str]]
 
 
 class KeptCheckpoint(TypedDict):

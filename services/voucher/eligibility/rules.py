@@ -11,6 +11,7 @@ ops `== != < <= > >= in not_in`; a date value may be relative to the application
     {"check": "revenue_at_most", "value": 200000000000}
     {"check": "founded_at_least_years", "years": 1}
     {"check": "no_blacklist_within_years", "years": 3}
+    {"check": "not_blacklisted"}
     {"check": "has_certifications", "certifications": ["high_tech"]}
     {"check": "requested_within_remaining_cap"}
 
@@ -52,6 +53,7 @@ CHECKS: dict[str, dict[str, type]] = {
     "revenue_at_most": {"value": int},
     "founded_at_least_years": {"years": int},
     "no_blacklist_within_years": {"years": int},
+    "not_blacklisted": {},
     "has_certifications": {"certifications": list},
     "requested_within_remaining_cap": {},
 }
@@ -96,6 +98,8 @@ class Facts:
     requested_amount: int = 0
     remaining_cap: int | None = 0
     blacklist_dates: tuple[date, ...] = ()
+    #: The days of the 失信 records not lifted by the application date (`not_blacklisted`).
+    standing_blacklist_dates: tuple[date, ...] = ()
     #: The programme's unit, which `requested_amount` and `remaining_cap` are counted in; None
     #: when no programme says (a dry run of given rules against given facts).
     unit: str | None = None
@@ -458,6 +462,11 @@ def _builtin(rule: dict[str, Any], facts: Facts, rule_id: str) -> Outcome:
         return Outcome(rule_id, not recent,
                        msg("dishonesty (失信) record on {day}", day=recent[-1]) if recent
                        else msg("no dishonesty (失信) record in the last {years} year(s)", years=rule["years"]))
+    if name == "not_blacklisted":
+        standing = sorted(facts.standing_blacklist_dates)
+        return Outcome(rule_id, not standing,
+                       msg("on the dishonesty (失信) list since {day}, not lifted", day=standing[0]) if standing
+                       else msg("not on the dishonesty (失信) list"))
     if name == "has_certifications":
         held = set(e.get("certifications") or [])
         missing = [c for c in rule["certifications"] if c not in held]

@@ -87,6 +87,9 @@ class InlineFacts(BaseModel):
 
     enterprise: EnterpriseFacts = Field(default_factory=lambda: EnterpriseFacts())
     blacklist_dates: list[date] = Field(default_factory=list, max_length=100)
+    standing_blacklist_dates: list[date] = Field(
+        default_factory=list, max_length=100,
+        description="The days of the 失信 records not lifted by the day judged (`not_blacklisted`).")
     remaining_cap: int | None = Field(default=None, ge=0, le=MAX_AMOUNT, strict=True)
 
 

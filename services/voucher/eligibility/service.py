@@ -57,6 +57,18 @@ def application_date(programme: Programme, now: datetime) -> date:
     return now.astimezone(ZoneInfo(programme.cap_timezone)).date()
 
 
+def standing_on(enterprise: Enterprise, day: date) -> tuple[date, ...]:
+    """The days of the enterprise's 失信 records that stand on `day`: recorded by then and not
+    lifted by then (`not_blacklisted`)."""
+    standing = []
+    for record in enterprise.blacklist_records or []:
+        recorded = date.fromisoformat(str(record["recorded_on"]))
+        lifted = record.get("lifted_on")
+        if recorded <= day and (lifted is None or date.fromisoformat(str(lifted)) > day):
+            standing.append(recorded)
+    return tuple(standing)
+
+
 def enterprise_facts(enterprise: Enterprise) -> tuple[dict[str, Any], tuple[date, ...]]:
     attributes = {
         "uscc": enterprise.uscc,
@@ -98,8 +110,9 @@ def judge_request(
 ) -> Verdict:
     """The verdict of the programme's current rule version on this request."""
     attributes, blacklist = enterprise_facts(enterprise)
-    facts = Facts(application_date(programme, now), attributes, requested_amount, remaining_cap, blacklist,
-                  unit=programme.unit)
+    day = application_date(programme, now)
+    facts = Facts(day, attributes, requested_amount, remaining_cap, blacklist,
+                  standing_blacklist_dates=standing_on(enterprise, day), unit=programme.unit)
     return judge(programme.eligibility_rules, programme.eligibility_version, facts)
 
 
@@ -134,6 +147,7 @@ async def dry_run(
     if enterprise_id is not None:
         enterprise = await enterprises.get_enterprise(session, actor, enterprise_id)
         attributes, blacklist = enterprise_facts(enterprise)
+        standing = standing_on(enterprise, day)
         if programme is not None:
             # The cap left in the period of the day judged: as of a day in the next cap year, that
             # year's whole cap, as a submission that day is judged (it had been this period's).
@@ -143,10 +157,12 @@ async def dry_run(
         given = facts or {}
         attributes = dict(given.get("enterprise") or {})
         blacklist = tuple(given.get("blacklist_dates") or ())
+        standing = tuple(given.get("standing_blacklist_dates") or ())
         if given.get("remaining_cap") is not None:
             remaining_cap = given["remaining_cap"]
         elif programme is not None:
             remaining_cap = programme.enterprise_cap
     # The request's amounts are in the programme's unit; with no programme, no unit is known.
     unit = programme.unit if programme is not None else None
-    return judge(rules, version, Facts(day, attributes, requested_amount, remaining_cap, blacklist, unit=unit))
+    return judge(rules, version, Facts(day, attributes, requested_amount, remaining_cap, blacklist,
+                                       standing_blacklist_dates=standing, unit=unit))
