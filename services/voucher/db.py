@@ -374,8 +374,10 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
 # -- cursor pagination ----------------------------------------------------------------------
 #
-# Every list is ordered by its time-ordered UUID primary key, so "after this id" is a stable
-# cursor: rows inserted later appear on later pages, none is skipped or repeated.
+# Every list is ordered by its time-ordered primary key, so "after this id" is a stable cursor:
+# no row is repeated, and rows made later appear on later pages. An id is taken when a row is
+# made, not when its transaction commits, so a row that commits after a later row's page was
+# read lands behind the cursor (docs/decisions.md, "Ids and pagination").
 
 _CURSOR_VERSION = "c1:"
 

@@ -54,8 +54,6 @@ _ITEM_FIELDS = ("category", "description", "accelerator", "model", "hours_milli"
 CHANGE_COLUMNS = ("event_id", "seq", "occurred_at", "action", "resource_type", "resource_id", "programme_id",
                   "field", "before", "after")
 _CHANGE_CONTEXT = ("id", "seq", "occurred_at", "action", "resource_type", "resource_id", "programme_id")
-#: A text value in an audit change that is an instant (the service records them so); spreadsheets
-#: get it in the office's zone like every other time.
 
 Row = Sequence[Any]
 
