@@ -32,3 +32,14 @@ def test_text_longer_than_a_cell_holds_is_cut_with_a_note_never_silently() -> No
     cut = fit_cell("x" * 40_000)
     assert len(cut) == MAX_CELL_CHARACTERS
     assert cut.endswith("[cut: 40,000 characters, a cell holds 32,767; the JSON Lines export holds it whole]")
+
+
+def test_a_time_in_a_workbook_is_the_second_it_fell_in_never_the_next() -> None:
+    """Excel shows a date-time to the second by rounding: 23:59:59.6 on a period's last day had
+    read as 00:00:00 of the next day. A workbook's time is the second below."""
+    from datetime import UTC, datetime
+
+    from services.voucher.spreadsheet import wall_clock
+
+    late = datetime(2026, 3, 31, 15, 59, 59, 600_000, tzinfo=UTC)  # 23:59:59.6 in Beijing
+    assert wall_clock(late) == datetime(2026, 3, 31, 23, 59, 59)

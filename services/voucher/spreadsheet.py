@@ -73,8 +73,11 @@ def local_time(value: datetime) -> str:
 
 
 def wall_clock(value: datetime) -> datetime:
-    """An instant as the office's wall-clock time (naive), as an Excel date-time holds it."""
-    return value.astimezone(ZONE).replace(tzinfo=None)
+    """An instant as the office's wall-clock time (naive), as an Excel date-time holds it, to the
+    second below: shown to the second, Excel rounds, so a capture at 23:59:59.6 on a period's last
+    day read as 00:00:00 of the next (an independent review). JSON Lines and CSV keep the
+    microseconds."""
+    return value.astimezone(ZONE).replace(tzinfo=None, microsecond=0)
 
 
 def major(amount: int, unit: Unit) -> float | int:
