@@ -437,13 +437,25 @@ async def test_an_item_that_fails_unexpectedly_holds_up_no_other_and_fails_the_r
     assert await jobs.run_once(app.state.database, "expire-vouchers", clock()) == 1  # the one left, once mended
 
 
+async def _subscribed_to_captures(world: World, url: str, voucher: dict[str, Any], captures: int) -> dict[str, Any]:
+    """The provider's endpoint at `url` for captures, and that many one-step redeems on `voucher`."""
+    from tests.support import fresh_key
+
+    made = await world.client.post("/v1/webhook-endpoints", headers=auth(world.provider_key, **fresh_key()),
+                                   json={"url": url, "event_types": ["redemption.captured"]})
+    assert made.status_code == 201, made.text
+    for n in range(captures):
+        response = await world.hold(voucher, 100_000, order=f"PO-{n}", path="/v1/redemptions")
+        assert response.status_code == 201, response.text
+    return made.json()  # type: ignore[no-any-return]
+
+
 async def test_a_worker_with_a_backlog_of_sends_goes_on_without_waiting_its_interval(
         app: Any, client: httpx.AsyncClient) -> None:
     """A run of deliver-webhooks stops at its batch; the loop had then waited its interval (5 s)
     whatever was left, so a worker sent about 15 a second however large the backlog (an
     independent review). A full batch runs the next at once; a run that finds the backlog gone
     waits as before."""
-    from tests.support import fresh_key
     from tests.webhooks.receiver import receiver
 
     world = await build_world(app, client)
@@ -452,12 +464,7 @@ async def test_a_worker_with_a_backlog_of_sends_goes_on_without_waiting_its_inte
     voucher = await world.issue(50_000_000)
     try:
         with receiver() as hooks:
-            made = await client.post("/v1/webhook-endpoints", headers=auth(world.provider_key, **fresh_key()),
-                                     json={"url": hooks.url, "event_types": ["redemption.captured"]})
-            assert made.status_code == 201, made.text
-            for n in range(10):
-                response = await world.hold(voucher, 100_000, order=f"PO-{n}", path="/v1/redemptions")
-                assert response.status_code == 201, response.text
+            await _subscribed_to_captures(world, hooks.url, voucher, 10)
             await jobs.run_once(database, "publish-events", app.state.clock())
             worker = jobs.JobWorker(database, app.state.clock, interval=60, only=("deliver-webhooks",))
             stop = asyncio.Event()
@@ -477,27 +484,21 @@ async def test_how_far_behind_webhook_delivery_is_is_a_metric(app: Any, client: 
     """A backlog of sends showed in no metric: the job's counters say what it did, not what waits.
     After each run the worker reads how long the oldest delivery due has waited."""
     from services.voucher import metrics
-    from tests.support import fresh_key
     from tests.webhooks.receiver import receiver
 
     world = await build_world(app, client)
     voucher = await world.issue(50_000_000)
     database = app.state.database
     with receiver() as hooks:
-        made = await client.post("/v1/webhook-endpoints", headers=auth(world.provider_key, **fresh_key()),
-                                 json={"url": hooks.url, "event_types": ["redemption.captured"]})
-        assert made.status_code == 201, made.text
-        for n in range(2):
-            response = await world.hold(voucher, 100_000, order=f"PO-{n}", path="/v1/redemptions")
-            assert response.status_code == 201, response.text
+        made = await _subscribed_to_captures(world, hooks.url, voucher, 2)
         await jobs.run_once(database, "publish-events", clock())
         clock.current = clock.current + timedelta(seconds=90)
         assert await webhooks.behind_seconds(database, clock()) == 90.0
-        paused = await client.patch(f"/v1/webhook-endpoints/{made.json()['id']}", json={"status": "disabled"},
+        paused = await client.patch(f"/v1/webhook-endpoints/{made['id']}", json={"status": "disabled"},
                                     headers=auth(world.provider_key, **{"If-Match": '"v1"'}))
         assert paused.status_code == 200, paused.text
         assert await webhooks.behind_seconds(database, clock()) == 0.0  # a paused endpoint is not behind
-        resumed = await client.patch(f"/v1/webhook-endpoints/{made.json()['id']}", json={"status": "enabled"},
+        resumed = await client.patch(f"/v1/webhook-endpoints/{made['id']}", json={"status": "enabled"},
                                      headers=auth(world.provider_key, **{"If-Match": '"v2"'}))
         assert resumed.status_code == 200, resumed.text
         assert await jobs.run_once(database, "deliver-webhooks", clock()) == 2

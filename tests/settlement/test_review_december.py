@@ -28,17 +28,22 @@ async def _a_draft(world: World, clock) -> tuple[dict, dict]:
     return await settled(world, "2026-03-02", "2026-03-02"), captured
 
 
-async def test_a_provider_is_told_of_a_repayment_statement_before_it_is_confirmed_on_its_behalf(
-        app, world: World, clock) -> None:
-    """A repayment draft neither confirmed nor disputed for 15 days is approved 'confirmed on the
-    provider's behalf'. Silence is consent only if the provider was told: its event feed (and so
-    its webhooks) must carry the draft before then."""
+async def _a_repayment_draft(world: World, clock) -> dict:
+    """A draft repayment of 400,000: a paid settlement's capture, partly refunded the next day."""
     first, x = await _a_draft(world, clock)
     for action, status in (("submit", "submitted"), ("approve", "approved"), ("pay", "paid")):
         await moved(world, first["id"], action, status)
     await refund(world, clock, "2026-03-03T02:00:00+00:00", x, 400_000)
     clock.current = utc("2026-03-04T01:00:00+00:00")
-    repayment = await settled(world, "2026-03-03", "2026-03-03")
+    return await settled(world, "2026-03-03", "2026-03-03")
+
+
+async def test_a_provider_is_told_of_a_repayment_statement_before_it_is_confirmed_on_its_behalf(
+        app, world: World, clock) -> None:
+    """A repayment draft neither confirmed nor disputed for 15 days is approved 'confirmed on the
+    provider's behalf'. Silence is consent only if the provider was told: its event feed (and so
+    its webhooks) must carry the draft before then."""
+    repayment = await _a_repayment_draft(world, clock)
     assert repayment["total"] == -400_000 and repayment["status"] == "draft"
 
     async def feed() -> list[str]:
@@ -93,12 +98,7 @@ async def test_a_provider_disputes_a_draft_without_confirming_it_first(app, worl
     approve what it had just confirmed in between; a repayment it had not confirmed in 15 days is
     approved on its behalf. A dispute of a draft puts it forward and disputes it in one step, both
     recorded, and a disputed repayment is never approved on the provider's behalf."""
-    first, x = await _a_draft(world, clock)
-    for action, status in (("submit", "submitted"), ("approve", "approved"), ("pay", "paid")):
-        await moved(world, first["id"], action, status)
-    await refund(world, clock, "2026-03-03T02:00:00+00:00", x, 400_000)
-    clock.current = utc("2026-03-04T01:00:00+00:00")
-    repayment = await settled(world, "2026-03-03", "2026-03-03")
+    repayment = await _a_repayment_draft(world, clock)
     disputed = await act(world, repayment["id"], "dispute", key=world.provider_key, reason="the refund was reversed")
     assert disputed.status_code == 200, disputed.text
     body = disputed.json()
