@@ -439,14 +439,19 @@ async def test_an_item_that_fails_unexpectedly_holds_up_no_other_and_fails_the_r
 
 async def _subscribed_to_captures(world: World, url: str, voucher: dict[str, Any], captures: int) -> dict[str, Any]:
     """The provider's endpoint at `url` for captures, and that many one-step redeems on `voucher`."""
+    made = await _endpoint_for_captures(world, url)
+    for n in range(captures):
+        response = await world.hold(voucher, 100_000, order=f"PO-{n}", path="/v1/redemptions")
+        assert response.status_code == 201, response.text
+    return made
+
+
+async def _endpoint_for_captures(world: World, url: str) -> dict[str, Any]:
     from tests.support import fresh_key
 
     made = await world.client.post("/v1/webhook-endpoints", headers=auth(world.provider_key, **fresh_key()),
                                    json={"url": url, "event_types": ["redemption.captured"]})
     assert made.status_code == 201, made.text
-    for n in range(captures):
-        response = await world.hold(voucher, 100_000, order=f"PO-{n}", path="/v1/redemptions")
-        assert response.status_code == 201, response.text
     return made.json()  # type: ignore[no-any-return]
 
 
@@ -504,3 +509,45 @@ async def test_how_far_behind_webhook_delivery_is_is_a_metric(app: Any, client: 
         assert await jobs.run_once(database, "deliver-webhooks", clock()) == 2
     assert metrics.WEBHOOKS_BEHIND._value.get() == 0.0  # type: ignore[attr-defined]
     assert "voucher_webhook_delivery_behind_seconds 0.0" in (await client.get("/metrics")).text
+
+
+async def test_sends_that_are_never_made_do_not_make_the_worker_claim_back_to_back(
+        app: Any, client: httpx.AsyncClient, monkeypatch: Any) -> None:
+    """A delivery whose signing secret the service cannot open is not sent, and tried again 30 s
+    later for as long as its key is missing. Counted as a full batch of work, such sends had the
+    loop claim them back to back, without its interval (a review of the change above). Only sends
+    a receiver answered count."""
+    from sqlalchemy import text
+
+    from services.voucher import secretbox
+    from tests.webhooks.receiver import receiver
+
+    world = await build_world(app, client)
+    settings = app.state.settings.model_copy(update={"webhook_batch_size": 3})
+    database = Database(settings)
+    voucher = await world.issue(50_000_000)
+
+    def unopened(*args: Any, **kwargs: Any) -> Any:
+        raise secretbox.CannotOpen("the key that sealed it is gone")
+
+    try:
+        with receiver() as hooks:
+            await _subscribed_to_captures(world, hooks.url, voucher, 3)
+            for n in range(3):  # four endpoints of the provider, three events each
+                await _endpoint_for_captures(world, f"{hooks.url}/{n}")
+            for n in range(3, 6):
+                assert (await world.hold(voucher, 100_000, order=f"PO-{n}", path="/v1/redemptions")).status_code == 201
+            await jobs.run_once(database, "publish-events", app.state.clock())
+            monkeypatch.setattr(webhooks, "_signing_secrets", unopened)
+            worker = jobs.JobWorker(database, app.state.clock, interval=60, only=("deliver-webhooks",))
+            stop = asyncio.Event()
+            running = asyncio.create_task(worker.run(stop))
+            await asyncio.sleep(1.0)
+            stop.set()
+            await running
+            assert hooks.received == []
+        async with database.unit_of_work(write=False) as session:
+            attempts = (await session.execute(text("SELECT count(*) FROM webhook_attempt"))).scalar_one()
+        assert attempts == 3, f"{attempts} sends tried in a second; one run of a batch of 3 was due"
+    finally:
+        await database.dispose()

@@ -103,3 +103,18 @@ async def test_ended_publicity_shows_in_every_read_without_the_job(app, client: 
     assert [(v["face_value"], v["valid_from"]) for v in mine] == [(7_000_000, approved.json()["publicity_ends_at"])]
     issued = await client.get("/v1/applications", params={"status": "issued"}, headers=auth(world.operator))
     assert [a["id"] for a in issued.json()["items"]] == [application["id"]]
+
+
+async def test_an_applications_reasons_and_an_objection_are_words(app, client: httpx.AsyncClient) -> None:
+    """Kept as the application's status reason and in the audit trail, as a settlement's reason is:
+    blank text or a terminal escape had been recorded (a review of the notes' rule)."""
+    world = await build_world(app, client)
+    application = await create(client, world.enterprise_key, "/v1/applications", {
+        "programme_id": world.programme["id"], "requested_amount": 1_000_000, "purpose": "inference"})
+    for reason in ("  \n ", "late\x1b[2J"):
+        assert_problem(await client.post(f"/v1/applications/{application['id']}/reject", json={"reason": reason},
+                                         headers=auth(world.operator)), 422, "validation_failed")
+        assert_problem(await client.post(f"/v1/applications/{application['id']}/withdraw", json={"reason": reason},
+                                         headers=auth(world.enterprise_key)), 422, "validation_failed")
+    found = await client.get(f"/v1/applications/{application['id']}", headers=auth(world.operator))
+    assert found.json()["status"] == application["status"]

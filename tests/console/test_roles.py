@@ -229,6 +229,8 @@ async def test_a_provider_confirms_its_statement_then_disputes_it(browser: Brows
     page = await browser.get(path)
     assert page.status_code == 200 and 'data-status="draft"' in page.text and "PO-1" in page.text
     assert 'id="dispute"' in page.text  # a draft is disputed without being confirmed first
+    keys = re.findall(r'name="form_key" value="([^"]+)"', page.text)
+    assert len(keys) == 2 and keys[0] != keys[1]  # two actions, two Idempotency-Keys
     key = re.search(r'name="form_key" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
     refused = await browser.post(f"{path}/confirm", data={"form_key": key})
     assert refused.status_code == 403

@@ -219,6 +219,8 @@ async def test_a_balance_later_than_now_is_refused_not_forecast(app, client: htt
             problem["errors"][0].get("field", "")), problem
         now = await client.get(path, params={"as_of": z(clock())}, headers=auth(world.auditor))
         assert now.status_code == 200, now.text
+        skewed = await client.get(path, params={"as_of": z(clock() + timedelta(seconds=3))}, headers=auth(world.auditor))
+        assert skewed.status_code == 200 and skewed.json()["as_of"] == now.json()["as_of"], skewed.text  # a clock ahead
 
 
 async def test_a_trial_balance_is_read_at_one_instant(app, client: httpx.AsyncClient, clock, monkeypatch) -> None:

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "ea83bce201bbf4bf3262867ad5e88761f61eeab4370e040c262bd171a69a422d"
+DOCUMENT_SHA256 = "4a46a81a5bfa45e0549eb99051ad4562ee219c813df873e5a421eda2d952ad6b"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

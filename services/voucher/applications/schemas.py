@@ -109,21 +109,21 @@ class Rejection(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"reason": "The purchase is storage, outside the programme's scope"}]})
 
-    reason: str = Field(min_length=1, max_length=2000)
+    reason: WrittenText = Field(min_length=1, max_length=2000)
 
 
 class Objection(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"statement": "The applicant and the provider share a shareholder", "objector": "anonymous letter"}]})
 
-    statement: str = Field(min_length=1, max_length=2000, description="The objector's statement, as received.")
+    statement: WrittenText = Field(min_length=1, max_length=2000, description="The objector's statement, as received.")
     objector: str | None = Field(default=None, max_length=200)
 
 
 class Withdrawal(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"reason": "project postponed"}]})
 
-    reason: str | None = Field(default=None, max_length=2000)
+    reason: WrittenText | None = Field(default=None, max_length=2000)
 
 
 class TransitionPublic(BaseModel):

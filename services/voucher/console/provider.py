@@ -94,7 +94,8 @@ def install(console: FastAPI) -> None:
         found = await page.api.get(f"/v1/settlements/{settlement_id}")
         statement = await page.api.get(f"/v1/settlements/{settlement_id}/statement")
         return page.render("provider/settlement.html", status=status, settlement=found, statement=statement,
-                           error=error, form_key=str(uuid.uuid4()), values=values or {})
+                           error=error, form_key=str(uuid.uuid4()), dispute_key=str(uuid.uuid4()),
+                           values=values or {})
 
     @console.get("/provider/settlements/{settlement_id}")
     async def settlement(request: Request, settlement_id: uuid.UUID) -> Response:

@@ -181,17 +181,17 @@ def json_defect(scope: Scope_, body: bytes) -> MalformedJson | None:
     return None
 
 
-#: A body over LARGE_BODY (only an upload route allows one) holds at most MAX_JSON_VALUES JSON
-#: values, counted as the commas, objects and arrays outside its strings. The parser makes a
-#: Python object of every value before any model can refuse it: 15 MiB of `{},` had cost about
-#: 800 MiB and 1.5 s of the event loop to be refused 422 (an independent review, December
-#: 2026). A usage upload's largest body — 20,000 records of three members — holds about 80,000.
-#: Whatever its Content-Type: the Idempotency-Key's fingerprint reads any body as JSON.
-LARGE_BODY = 1_048_576
+#: A body on the upload route holds at most MAX_JSON_VALUES JSON values, counted as the commas,
+#: objects and arrays outside its strings. The parser makes a Python object of every value before
+#: any model can refuse it: 15 MiB of `{},` had cost about 800 MiB and 1.5 s of the event loop to
+#: be refused 422 (an independent review, December 2026). A usage upload's largest body — 20,000
+#: records of three members — holds about 80,000. Whatever its Content-Type: the
+#: Idempotency-Key's fingerprint reads any body as JSON.
 MAX_JSON_VALUES = 200_000
-#: Any body but an upload route's holds at most MAX_SMALL_JSON_VALUES: 1 MiB of `{},` is 350,000 objects, about
-#: 26 MB to parse and as much again to refuse, for every request a key may send at once. The
-#: largest body a route takes, a bulk issue of 1,000 grants, holds about 6,000.
+#: Any other body holds at most MAX_SMALL_JSON_VALUES, whatever body limit an operator set: 1 MiB
+#: of `{},` is 350,000 objects, about 26 MB to parse and as much again to refuse, for every
+#: request a key may send at once. The largest body a route takes, a bulk issue of 1,000
+#: grants, holds about 6,000.
 MAX_SMALL_JSON_VALUES = 50_000
 #: A JSON string, from its opening quote to its closing one — or to the end of the body, with or
 #: without a last lone backslash, so that every attempt from a quote matches and the scan is
@@ -271,7 +271,7 @@ async def read_body(receive: Receive, limit: int, scope: Scope_ | None = None) -
         if defect is not None:
             raise defect
         upload = str(scope.get("path", "")).rstrip("/") in UPLOAD_PATHS
-        at_most = MAX_JSON_VALUES if upload or len(body) > LARGE_BODY else MAX_SMALL_JSON_VALUES
+        at_most = MAX_JSON_VALUES if upload else MAX_SMALL_JSON_VALUES  # whatever limit an operator set
         values = json_values(body, at_most)  # linear: ~0.13 s for the worst 16 MiB shape, µs for a request's
         if values > at_most:
             raise PayloadTooLarge(

@@ -4,7 +4,7 @@ point-in-time balances (auditors)."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -103,17 +103,22 @@ AsOf = Annotated[
 ]
 
 
+#: How far ahead of the service's clock a caller's "now" may be and still be read as now.
+CLOCK_SKEW = timedelta(seconds=5)
+
+
 def _past(as_of: datetime | None, now: datetime) -> datetime:
     """`as_of`, which may not be later than now: a balance is what the ledger said, and a later
     instant's would be a forecast (holds whose TTL would pass by then shown as released, which a
-    capture before then makes untrue; an independent review). Default: now."""
+    capture before then makes untrue; an independent review). A caller whose clock runs up to
+    CLOCK_SKEW ahead gets the balance now, its `as_of` saying so. Default: now."""
     if as_of is None:
         return now
-    if as_of > now:
+    if as_of > now + CLOCK_SKEW:
         raise errors.ValidationFailed([errors.field_error(
             "as_of", msg("`as_of` is later than now ({now}); a balance is read at an instant that has passed",
                          now=now), location="query")])
-    return as_of
+    return min(as_of, now)
 
 
 @router.get(

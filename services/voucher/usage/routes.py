@@ -45,7 +45,7 @@ def _public(row: UsageReconciliation, *, full: bool) -> UsageReport:
     "`validation_failed` (malformed records, each named; a period not over, or over less than five minutes ago, "
     "while captures begun before its end may still be committing; or a period with more than 20,000 of the provider's "
     "orders, more than one upload holds: reconcile a shorter one), `payload_too_large` (over 16 MiB, or a body "
-    "over 1 MiB with more than 200,000 JSON values) or an Idempotency-Key conflict.",
+    "with more than 200,000 JSON values) or an Idempotency-Key conflict.",
     status_code=201,
     response_model=UsageReport,
     responses=responses(*AUTH_ERRORS, errors.NotFound, errors.ValidationFailed, errors.PayloadTooLarge,

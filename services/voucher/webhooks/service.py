@@ -415,7 +415,7 @@ async def _send(client: httpx.AsyncClient, row: dict[str, Any], settings: Settin
 
 
 async def deliver_due(database: Database, now: datetime, *, client: httpx.AsyncClient | None = None,
-                      clock: Callable[[], datetime] | None = None) -> int:
+                      clock: Callable[[], datetime] | None = None, tally: dict[str, int] | None = None) -> int:
     """The `deliver-webhooks` job: send what is due, record each attempt, schedule retries.
     Returns the number of attempts made.
 
@@ -429,7 +429,9 @@ async def deliver_due(database: Database, now: datetime, *, client: httpx.AsyncC
     run, never the others' turns (an independent review: waves gathered whole held every tenant
     behind one dead receiver for about 125 s). New claims stop after one timeout, so a run
     lasts at most about two.
-    `clock` gives each claim's time (tests); by default it is `now` plus the time spent so far."""
+    `clock` gives each claim's time (tests); by default it is `now` plus the time spent so far.
+    `tally`, when given, gets `answered`: the sends a receiver answered (any status), which the
+    worker's loop reads as progress (a send never made, its secret unopened, is none)."""
     settings = database.settings
     timeout = settings.webhook_timeout_seconds
     lease = timedelta(seconds=timeout * 2 + 30)
@@ -444,13 +446,17 @@ async def deliver_due(database: Database, now: datetime, *, client: httpx.AsyncC
     busy: set[uuid.UUID] = set()  # owners (enterprises, providers) with a send in flight
     failed: set[uuid.UUID] = set()  # endpoints that did not answer in this run
     sending: dict[asyncio.Task[bool], tuple[uuid.UUID, uuid.UUID]] = {}
+    counts = tally if tally is not None else {}
+    counts["answered"] = 0
 
     async def settle_one() -> None:
         done, _ = await asyncio.wait(sending, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             endpoint, owner = sending.pop(task)
             busy.discard(owner)
-            if not task.result():
+            if task.result():
+                counts["answered"] += 1
+            else:
                 failed.add(endpoint)
 
     try:
