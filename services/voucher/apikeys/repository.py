@@ -94,7 +94,8 @@ async def active_demo_keys(session: AsyncSession, name: str) -> list[ApiKey]:
 
 
 async def lock_principal(session: AsyncSession, principal_id: uuid.UUID) -> None:
-    """Serialise changes to one principal's keys (counting its live keys, then adding one)."""
+    """Serialise what is counted per principal before one more is added: its live keys, and its
+    webhook endpoints (webhooks/service.py)."""
     # FOR NO KEY UPDATE: the principal's writes, whose idempotency records' foreign key takes FOR
     # KEY SHARE on the row, do not wait on a key's creation.
     stmt = select(col(Principal.id)).where(col(Principal.id) == principal_id).with_for_update(key_share=True)

@@ -14,7 +14,6 @@ from services.voucher.db import PageRequest, dialect_name, table_of
 from services.voucher.tables import (
     Enterprise,
     OutboxEvent,
-    Principal,
     Provider,
     WebhookAttempt,
     WebhookDelivery,
@@ -52,15 +51,6 @@ async def insert_deliveries(session: AsyncSession, rows: list[dict[str, Any]]) -
 async def add(session: AsyncSession, endpoint: WebhookEndpoint) -> None:
     session.add(endpoint)
     await session.flush()
-
-
-async def lock_owner(session: AsyncSession, principal_id: uuid.UUID) -> None:
-    """Serialise the registrations of one owner (counting its endpoints, then adding one): its
-    principal's row, as a key's creation locks it."""
-    # FOR NO KEY UPDATE: two registrations queue, while the owner's other writes, whose
-    # idempotency records' foreign key takes FOR KEY SHARE on the row, do not wait on them.
-    await session.execute(
-        select(col(Principal.id)).where(col(Principal.id) == principal_id).with_for_update(key_share=True))
 
 
 async def endpoints_kept(session: AsyncSession, enterprise_id: uuid.UUID | None, provider_id: uuid.UUID | None) -> int:

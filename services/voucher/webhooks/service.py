@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.voucher import metrics, secretbox
 from services.voucher.actor import Actor
+from services.voucher.apikeys import repository as principals
 from services.voucher.apikeys.rules import Scope
 from services.voucher.audit import service as audit
 from services.voucher.db import Database, PageRequest
@@ -182,7 +183,7 @@ async def create(session: AsyncSession, actor: Actor, data: dict[str, Any], sett
     independent review)."""
     url = await _checked(data["url"], settings)
     limit = settings.max_webhook_endpoints_per_owner
-    await repository.lock_owner(session, actor.principal_id)
+    await principals.lock_principal(session, actor.principal_id)  # as a key's creation counts its keys
     kept = await repository.endpoints_kept(session, actor.enterprise_id, actor.provider_id)
     if kept >= limit:
         raise TooManyWebhookEndpoints(
