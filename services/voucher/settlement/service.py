@@ -163,6 +163,13 @@ async def _move(session: AsyncSession, settlement: Settlement, target: S, now: d
     settlement.version += 1
 
 
+async def _put_forward(session: AsyncSession, settlement: Settlement, now: datetime, reason: str | None) -> None:
+    """draft → submitted: the provider's confirmation, its dispute's first step, or the office's
+    deemed confirmation of a repayment."""
+    await _move(session, settlement, S.SUBMITTED, now, reason)
+    settlement.submitted_at = now
+
+
 def _own(actor: Actor, settlement: Settlement) -> None:
     if actor.provider_id != settlement.provider_id:
         raise Forbidden(msg("only the provider being settled confirms or disputes its settlement"))
@@ -178,8 +185,7 @@ async def submit(session: AsyncSession, actor: Actor, settlement_id: uuid.UUID, 
             msg("the provider confirms a draft; this settlement is {status}", status=Status(settlement.status)),
             current_status=settlement.status, allowed=[],
         )
-    await _move(session, settlement, S.SUBMITTED, now, note)
-    settlement.submitted_at = now
+    await _put_forward(session, settlement, now, note)
     await session.flush()
     return settlement
 
@@ -193,9 +199,7 @@ async def dispute(session: AsyncSession, actor: Actor, settlement_id: uuid.UUID,
     settlement = await get(session, actor, settlement_id, for_update=True)
     _own(actor, settlement)
     if settlement.status == S.DRAFT.value:
-        await _move(session, settlement, S.SUBMITTED, now, msg(
-            "put forward by the provider to dispute it").render("en"))
-        settlement.submitted_at = now
+        await _put_forward(session, settlement, now, msg("put forward by the provider to dispute it").render("en"))
     await _move(session, settlement, S.DISPUTED, now, reason)
     await session.flush()
     return settlement
@@ -229,10 +233,9 @@ async def approve(session: AsyncSession, actor: Actor, settlement_id: uuid.UUID,
                     "office can approve it from {at}", at=deemed_at),
                 current_status=settlement.status, allowed=[S.SUBMITTED.value, S.CANCELLED.value],
             )
-        await _move(session, settlement, S.SUBMITTED, now, msg(
+        await _put_forward(session, settlement, now, msg(
             "not confirmed nor disputed by the provider within {days} days: confirmed on its behalf",
             days=REPAYMENT_CONFIRM_DAYS).render("en"))
-        settlement.submitted_at = now
     await _move(session, settlement, S.APPROVED, now, note)
     settlement.approved_at = now
     await session.flush()
