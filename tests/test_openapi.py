@@ -236,10 +236,11 @@ def test_integer_bounds_are_integers() -> None:
 def test_every_answer_an_operation_can_give_is_documented() -> None:
     """A body can be malformed (400), too large (413) or not JSON (415); any operation refuses a
     query parameter it does not take (422); a required Idempotency-Key is declared required and
-    its absence documented (428)."""
+    its absence documented (428); any operation refuses a one-value header sent twice (400)."""
     for method, path, operation in _operations():
         answers = operation["responses"]
         assert "422" in answers, _name(method, path)
+        assert answers["400"]["description"].count("`duplicate_header`") == 1, _name(method, path)
         if "requestBody" in operation:
             assert {"400", "413", "415"} <= answers.keys(), _name(method, path)
             assert "malformed_json" in answers["400"]["description"]

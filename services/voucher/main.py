@@ -239,10 +239,11 @@ def _undeclared_answers(schema: dict[str, Any]) -> None:
     """The answers every operation of a kind can give, whatever its route declares: a body that
     is not JSON (400), too large (413) or not JSON at all (415); a query parameter it does not take
     (422); a missing Idempotency-Key where one is required (428, and the header is then declared
-    required)."""
+    required); a one-value header sent twice (400, on every operation)."""
     body_answers = problems.responses(errors.MalformedJson, errors.PayloadTooLarge, errors.UnsupportedMediaType)
     validation = problems.responses(errors.ValidationFailed)[422]
     key_required = problems.responses(errors.IdempotencyKeyRequired)[428]
+    duplicate = problems.responses(errors.DuplicateHeader)[400]
     for operations in schema.get("paths", {}).values():
         for operation in operations.values():
             answers = operation.setdefault("responses", {})
@@ -250,6 +251,9 @@ def _undeclared_answers(schema: dict[str, Any]) -> None:
                 for status, answer in body_answers.items():
                     answers.setdefault(str(status), answer)
             answers.setdefault("422", validation)
+            bad_request = answers.setdefault("400", duplicate)
+            if bad_request is not duplicate and "`duplicate_header`" not in bad_request.get("description", ""):
+                bad_request["description"] = f"{bad_request.get('description', '')}; {duplicate['description']}".lstrip("; ")
             for parameter in operation.get("parameters", ()):
                 if parameter.get("name") == "Idempotency-Key" and parameter.get("description", "").startswith("Required."):
                     parameter["required"] = True

@@ -136,3 +136,27 @@ async def test_a_missing_column_on_a_database_at_this_builds_revision_is_our_bug
     app.router.add_api_route("/v1/review-bug", route, methods=["GET"])
     app.middleware_stack = None  # rebuilt with the route
     assert_problem(await client.get("/v1/review-bug"), 500, "internal_error")
+
+
+@pytest.mark.parametrize(("method", "path", "allow"), [
+    ("GET", "/v1/redemptions/holds", "POST"),
+    ("GET", "/v1/redemptions/quote", "POST"),
+    ("HEAD", "/v1/redemptions/holds", "POST"),
+])
+async def test_a_collections_path_is_not_read_as_an_id_by_another_methods_route(
+    client: httpx.AsyncClient, operator_key: str, method: str, path: str, allow: str
+) -> None:
+    """GET /v1/redemptions/{id} matches /v1/redemptions/holds too; "holds" is POST's path, so the
+    answer is 405 naming POST, not 422 about an id nobody sent."""
+    response = await client.request(method, path, headers=auth(operator_key))
+    assert response.status_code == 405
+    assert response.headers["allow"] == allow
+    if method != "HEAD":
+        assert_problem(response, 405, "method_not_allowed")
+
+
+async def test_a_bad_id_on_a_path_with_parameters_is_still_a_422(
+    client: httpx.AsyncClient, operator_key: str
+) -> None:
+    response = await client.get("/v1/redemptions/not-an-id", headers=auth(operator_key))
+    assert_problem(response, 422, "validation_failed")

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "4a46a81a5bfa45e0549eb99051ad4562ee219c813df873e5a421eda2d952ad6b"
+DOCUMENT_SHA256 = "dd51d1bf4582728abbf3fc440134da06be071f23c507f7edd270a6702452172d"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

@@ -337,6 +337,15 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
         mark_idempotent_outcome(request, store=False)
         return _http_problem(request, language, "unsupported_media_type", msg(
             "send the body as JSON with Content-Type: application/json; a body of another type is not read"))
+    collection = collection_methods(request)
+    if collection and request.method not in collection and all(
+            tuple(e.get("loc", ()))[:1] == ("path",) for e in raw):
+        # GET /v1/redemptions/holds: "holds" is the path of POST's collection, not a redemption's
+        # id that GET /v1/redemptions/{id} could not read.
+        method, path = request.scope.get(SENT_METHOD, request.method), request.url.path
+        return _http_problem(request, language, "method_not_allowed", msg(
+            "{method} is not allowed on {path}; the Allow header lists the methods it takes",
+            method=method, path=path), headers={"Allow": ", ".join(collection)})
     items = field_errors(raw, language)
     detail = errors.ValidationFailed(items).message
     return _http_problem(request, language, "validation_failed", detail, extra={"errors": items})
@@ -408,6 +417,19 @@ def allowed_methods(request: Request) -> list[str]:
     return sorted(methods)
 
 
+def collection_methods(request: Request) -> list[str]:
+    """The methods of the documented path without parameters that is exactly this request's path,
+    such as POST /v1/redemptions/holds; none when no such path is documented."""
+    for pattern, documented in _documented_paths(request.app).items():
+        if _PARAMETER not in pattern.pattern and pattern.fullmatch(request.url.path):
+            return sorted(documented | {"HEAD"} if "GET" in documented else documented)
+    return []
+
+
+#: What a template's {parameter} becomes in its pattern.
+_PARAMETER = "[^/]+"
+
+
 _PATHS: WeakKeyDictionary[Any, dict[re.Pattern[str], frozenset[str]]] = WeakKeyDictionary()
 
 
@@ -416,7 +438,7 @@ def _documented_paths(app: Any) -> dict[re.Pattern[str], frozenset[str]]:
     if found is None:
         found = {}
         for template, operations in app.openapi().get("paths", {}).items():
-            regex = re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template))
+            regex = re.sub(r"\\\{[^}]+\\\}", _PARAMETER, re.escape(template))
             found[re.compile(regex)] = frozenset(m.upper() for m in operations if not m.startswith("x-"))
         _PATHS[app] = found
     return found
