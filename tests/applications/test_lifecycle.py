@@ -333,6 +333,32 @@ async def test_contract_used_by_another_enterprise_is_refused_after_normalising(
     assert accepted["status"] == "under_review"
 
 
+async def test_a_contract_with_a_related_party_fails_no_related_party_contracts(app: Any, client: httpx.AsyncClient) -> None:
+    """Beijing's 'no related-party purchase', judged at submission by the rule that redemption and
+    claims apply later: an application whose contract's provider shares a shareholder with the
+    enterprise (or is the enterprise itself) is ineligible, the contract named; an unrelated
+    provider's contract passes. Before the check, such an application went to review and an
+    approval committed budget to a voucher no contract of it could use."""
+    rules = {"all": [*RULES["all"], {"id": "arm's length", "check": "no_related_party_contracts"}]}
+    desk = await open_desk(app, client, eligibility_rules=rules)
+    world = desk.world
+    party = {"role": "shareholder", "party_id": "sha256:00aa11bb22cc33dd"}
+    for path in (f"/v1/enterprises/{world.enterprise['id']}", f"/v1/providers/{world.provider['id']}"):
+        etag = (await client.get(path, headers=auth(world.operator))).headers["etag"]
+        patched = await client.patch(path, json={"related_parties": [party]},
+                                     headers=auth(world.operator, **{"If-Match": etag}))
+        assert patched.status_code == 200, patched.text
+    unrelated = await create(client, world.operator, "/v1/providers", provider_payload())
+    related = await desk.apply(contracts=[contract(unrelated["id"], "HZC-A"), contract(world.provider["id"], "HZC-B")])
+    assert related["status"] == "ineligible"
+    outcome = {r["rule"]: r for r in related["eligibility"]["result"]["rules"]}["arm's length"]
+    assert outcome["passed"] is False and "HZC-B" in outcome["reason"] and "HZC-A" not in outcome["reason"]
+    clean = await desk.apply(contracts=[contract(unrelated["id"], "HZC-C")])
+    assert clean["status"] == "under_review"
+    outcome = {r["rule"]: r for r in clean["eligibility"]["result"]["rules"]}["arm's length"]
+    assert (outcome["passed"], outcome["reason"]) == (True, "no contract is with a related party of the enterprise")
+
+
 @pytest.mark.parametrize("ending", ["reject", "withdraw", "ineligible"])
 async def test_contract_is_freed_when_the_application_ends_without_subsidy(desk: Desk, ending: str) -> None:
     provider_id = desk.world.provider["id"]

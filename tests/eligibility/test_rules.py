@@ -63,6 +63,7 @@ def test_dates_relative_to_the_application() -> None:
          {"blacklist_dates": (date(2024, 3, 2),)}),
         ({"check": "not_blacklisted"}, {"blacklist_dates": (date(2010, 3, 1),)},
          {"standing_blacklist_dates": (date(2010, 3, 1),)}),
+        ({"check": "no_related_party_contracts"}, {}, {"related_contracts": ("HZC-1",)}),
         ({"check": "has_certifications", "certifications": ["high_tech"]}, {}, {"enterprise": {"certifications": []}}),
         ({"check": "requested_within_remaining_cap"}, {"requested_amount": 5, "remaining_cap": 5},
          {"requested_amount": 6, "remaining_cap": 5}),

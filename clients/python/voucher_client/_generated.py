@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "dd51d1bf4582728abbf3fc440134da06be071f23c507f7edd270a6702452172d"
+DOCUMENT_SHA256 = "10251050c76664a3ee830f54d70b5b9fa76af829549d124b24734ff9edefe34c"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]
@@ -564,6 +564,7 @@ class InlineFacts(TypedDict):
 
     blacklist_dates: NotRequired[list[str]]
     enterprise: NotRequired[EnterpriseFacts]
+    related_contracts: NotRequired[list[str]]
     remaining_cap: NotRequired[int | None]
     standing_blacklist_dates: NotRequired[list[str]]
 

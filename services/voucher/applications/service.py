@@ -59,7 +59,14 @@ from services.voucher.ledger.rules import AccountKind, transfer
 from services.voucher.programmes import service as programmes
 from services.voucher.programmes.rules import ProgrammeStatus, period_key
 from services.voucher.providers import service as providers
-from services.voucher.tables import Application, ApplicationTransition, ContractReference, Programme
+from services.voucher.redemption.rules import party_ids
+from services.voucher.tables import (
+    Application,
+    ApplicationTransition,
+    ContractReference,
+    Enterprise,
+    Programme,
+)
 from services.voucher.vouchers import service as vouchers
 
 S = ApplicationStatus
@@ -142,6 +149,20 @@ async def _check_contracts(
                 contract_number=contract["number"], provider_id=str(provider_id),
             )
     return stored
+
+
+async def _related_contracts(
+    session: AsyncSession, enterprise: Enterprise, contracts: list[dict[str, Any]]
+) -> tuple[str, ...]:
+    """The numbers of the contracts whose provider is the enterprise itself or shares a legal
+    representative or shareholder with it, judged as redemption judges a related party."""
+    ours = party_ids(enterprise.related_parties, enterprise.uscc)
+    related = []
+    for contract in contracts:
+        provider = await providers.get_provider(session, SYSTEM, uuid.UUID(contract["provider_id"]))
+        if ours.keys() & party_ids(provider.related_parties, provider.uscc).keys():
+            related.append(contract["number"])
+    return tuple(related)
 
 
 async def _register_contracts(session: AsyncSession, application: Application, now: datetime) -> None:
@@ -238,7 +259,8 @@ async def submit(
             application_id=str(existing.id), current_status=existing.status,
         )
     remaining = max(programme.enterprise_cap - usage.granted - usage.committed, 0)
-    verdict = eligibility.judge_request(programme, enterprise, requested, remaining, now)
+    verdict = eligibility.judge_request(programme, enterprise, requested, remaining, now,
+                                        related_contracts=await _related_contracts(session, enterprise, contracts))
     application = Application(
         programme_id=programme.id, enterprise_id=enterprise.id, status=S.SUBMITTED.value, unit=programme.unit,
         requested_amount=requested, purpose=data["purpose"], contracts=contracts,

@@ -12,6 +12,7 @@ ops `== != < <= > >= in not_in`; a date value may be relative to the application
     {"check": "founded_at_least_years", "years": 1}
     {"check": "no_blacklist_within_years", "years": 3}
     {"check": "not_blacklisted"}
+    {"check": "no_related_party_contracts"}
     {"check": "has_certifications", "certifications": ["high_tech"]}
     {"check": "requested_within_remaining_cap"}
 
@@ -54,6 +55,7 @@ CHECKS: dict[str, dict[str, type]] = {
     "founded_at_least_years": {"years": int},
     "no_blacklist_within_years": {"years": int},
     "not_blacklisted": {},
+    "no_related_party_contracts": {},
     "has_certifications": {"certifications": list},
     "requested_within_remaining_cap": {},
 }
@@ -100,6 +102,9 @@ class Facts:
     blacklist_dates: tuple[date, ...] = ()
     #: The days of the 失信 records not lifted by the application date (`not_blacklisted`).
     standing_blacklist_dates: tuple[date, ...] = ()
+    #: The numbers of the request's contracts whose provider is the enterprise itself or shares a
+    #: legal representative or shareholder with it (`no_related_party_contracts`).
+    related_contracts: tuple[str, ...] = ()
     #: The programme's unit, which `requested_amount` and `remaining_cap` are counted in; None
     #: when no programme says (a dry run of given rules against given facts).
     unit: str | None = None
@@ -467,6 +472,12 @@ def _builtin(rule: dict[str, Any], facts: Facts, rule_id: str) -> Outcome:
         return Outcome(rule_id, not standing,
                        msg("on the dishonesty (失信) list since {day}, not lifted", day=standing[0]) if standing
                        else msg("not on the dishonesty (失信) list"))
+    if name == "no_related_party_contracts":
+        related = sorted(facts.related_contracts)
+        return Outcome(rule_id, not related,
+                       msg("contract {contracts} is with a related party of the enterprise (itself, or a shared legal "
+                           "representative or shareholder)", contracts=related) if related
+                       else msg("no contract is with a related party of the enterprise"))
     if name == "has_certifications":
         held = set(e.get("certifications") or [])
         missing = [c for c in rule["certifications"] if c not in held]

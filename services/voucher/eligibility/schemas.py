@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -90,6 +90,10 @@ class InlineFacts(BaseModel):
     standing_blacklist_dates: list[date] = Field(
         default_factory=list, max_length=100,
         description="The days of the 失信 records not lifted by the day judged (`not_blacklisted`).")
+    related_contracts: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        default_factory=list, max_length=20,
+        description="The numbers of the request's contracts with a related party of the enterprise "
+                    "(`no_related_party_contracts`).")
     remaining_cap: int | None = Field(default=None, ge=0, le=MAX_AMOUNT, strict=True)
 
 

@@ -107,12 +107,15 @@ def judge_request(
     requested_amount: int,
     remaining_cap: int,
     now: datetime,
+    related_contracts: tuple[str, ...] = (),
 ) -> Verdict:
-    """The verdict of the programme's current rule version on this request."""
+    """The verdict of the programme's current rule version on this request; `related_contracts`
+    are the numbers of its contracts with a related party (`no_related_party_contracts`)."""
     attributes, blacklist = enterprise_facts(enterprise)
     day = application_date(programme, now)
     facts = Facts(day, attributes, requested_amount, remaining_cap, blacklist,
-                  standing_blacklist_dates=standing_on(enterprise, day), unit=programme.unit)
+                  standing_blacklist_dates=standing_on(enterprise, day), related_contracts=related_contracts,
+                  unit=programme.unit)
     return judge(programme.eligibility_rules, programme.eligibility_version, facts)
 
 
@@ -144,6 +147,7 @@ async def dry_run(
     # Without a programme, the day is counted in Asia/Shanghai, every programme's default zone.
     day = on or (application_date(programme, now) if programme else now.astimezone(ZoneInfo(DEFAULT_ZONE)).date())
     remaining_cap: int | None = None
+    related: tuple[str, ...] = ()  # an enterprise on file is judged with no contracts
     if enterprise_id is not None:
         enterprise = await enterprises.get_enterprise(session, actor, enterprise_id)
         attributes, blacklist = enterprise_facts(enterprise)
@@ -158,6 +162,7 @@ async def dry_run(
         attributes = dict(given.get("enterprise") or {})
         blacklist = tuple(given.get("blacklist_dates") or ())
         standing = tuple(given.get("standing_blacklist_dates") or ())
+        related = tuple(given.get("related_contracts") or ())
         if given.get("remaining_cap") is not None:
             remaining_cap = given["remaining_cap"]
         elif programme is not None:
@@ -165,4 +170,4 @@ async def dry_run(
     # The request's amounts are in the programme's unit; with no programme, no unit is known.
     unit = programme.unit if programme is not None else None
     return judge(rules, version, Facts(day, attributes, requested_amount, remaining_cap, blacklist,
-                                       standing_blacklist_dates=standing, unit=unit))
+                                       standing_blacklist_dates=standing, related_contracts=related, unit=unit))
