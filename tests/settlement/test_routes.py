@@ -992,6 +992,55 @@ async def test_a_programme_is_archived_only_once_nothing_can_be_spent_and_nothin
     assert (await world.reconciliation())["is_clean"]
 
 
+async def test_a_programme_with_an_approved_settlement_is_not_archived_after_a_refund_zeroed_the_payable(
+        app, world: World, clock) -> None:
+    """A capture in an approved settlement, then refunded in full after its voucher expired: the
+    payable nets to nothing, and archiving had closed the book with the settlement still payable
+    (paying it then moved 300,000 out of an archived programme; an independent review). Archiving
+    waits for every settlement to be paid or cancelled."""
+    from services.voucher import jobs
+
+    voucher = await world.issue(10_000_000)
+    redeemed = await world.hold(voucher, 1_000_000, order="AZ-1", path="/v1/redemptions")
+    assert redeemed.status_code == 201, redeemed.text
+    day = datetime.fromisoformat(redeemed.json()["captured_at"]).astimezone(ZoneInfo("Asia/Shanghai")).date()
+    clock.advance(days=1)
+    settlement = (await settle(world, day.isoformat(), day.isoformat())).json()
+    for action, status in (("submit", "submitted"), ("approve", "approved")):
+        await moved(world, settlement["id"], action, status)
+    clock.current = datetime.fromisoformat(voucher["expires_at"]) + timedelta(minutes=1)
+    assert await jobs.run_once(app.state.database, "expire-vouchers", clock()) == 1
+    refund = await world.post(f"/v1/redemptions/{redeemed.json()['id']}/refunds",
+                              {"amount": 300_000, "reason": "order cancelled"}, key=world.provider_key)
+    assert refund.status_code == 201, refund.text
+    programme = f"/v1/programmes/{world.programme['id']}"
+    assert (await world.post(f"{programme}/close", {"reason": "round over"}, key=world.operator)).status_code == 200
+    before = await audit_count(app)
+    problem = assert_problem(await world.post(f"{programme}/archive", key=world.operator), 409, "invalid_transition")
+    assert (problem.get("open_settlements"), problem.get("open_claims")) == (1, 0), problem
+    assert await audit_count(app) == before
+    status = (await world.client.get(programme, headers=auth(world.operator))).json()["status"]
+    assert status == "closed"
+
+
+async def test_archiving_names_vouchers_whose_expiry_the_worker_has_not_posted(app, world: World, clock) -> None:
+    """Every read shows such a voucher expired, so 'neither expired nor revoked' alone left the
+    office puzzled (an independent review): the refusal says how many await the worker."""
+    from services.voucher import jobs
+
+    voucher = await world.issue(10_000_000)
+    programme = f"/v1/programmes/{world.programme['id']}"
+    assert (await world.post(f"{programme}/close", {"reason": "round over"}, key=world.operator)).status_code == 200
+    clock.current = datetime.fromisoformat(voucher["expires_at"]) + timedelta(minutes=1)
+    assert (await world.voucher(voucher["id"]))["status"] == "expired"
+    problem = assert_problem(await world.post(f"{programme}/archive", key=world.operator), 409, "invalid_transition")
+    assert (problem["live_vouchers"], problem["expiry_not_posted"]) == (1, 1)
+    assert "expire-vouchers" in problem["detail"]
+    assert await jobs.run_once(app.state.database, "expire-vouchers", clock()) == 1
+    archived = await world.post(f"{programme}/archive", key=world.operator)
+    assert archived.status_code == 200, archived.text
+
+
 async def audit_count(app) -> int:
     from services.voucher.tables import AuditEvent
 

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "10251050c76664a3ee830f54d70b5b9fa76af829549d124b24734ff9edefe34c"
+DOCUMENT_SHA256 = "4bcf7ff1abb9666056da30de93f2bf8e4f30a377ab1622d5b5485d652988d17e"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

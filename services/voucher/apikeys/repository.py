@@ -109,8 +109,14 @@ async def live_key_count(session: AsyncSession, principal_id: uuid.UUID, now: da
     return int((await session.execute(stmt)).scalar_one())
 
 
-async def key_by_id(session: AsyncSession, key_id: uuid.UUID) -> ApiKey | None:
-    return await session.get(ApiKey, key_id)
+async def key_by_id(session: AsyncSession, key_id: uuid.UUID, *, for_share: bool = False) -> ApiKey | None:
+    """`for_share`: read as committed now and held FOR SHARE to the commit (PostgreSQL), so a
+    revocation (FOR UPDATE) waits for this transaction or this one sees it."""
+    if not for_share:
+        return await session.get(ApiKey, key_id)
+    stmt = select(ApiKey).where(col(ApiKey.id) == key_id).with_for_update(read=True) \
+        .execution_options(populate_existing=True)
+    return (await session.execute(stmt)).scalars().first()
 
 
 async def successor_of(session: AsyncSession, key_id: uuid.UUID) -> ApiKey | None:

@@ -69,12 +69,7 @@ def actor_for(key: CachedKey | None, now: datetime) -> Actor:
     """The actor behind a looked-up key; 401 for unknown, revoked or expired keys."""
     if key is None:
         raise InvalidApiKey(msg("no such API key; check it was copied whole"))
-    if key.revoked_at is not None:
-        raise ApiKeyRevoked(msg("key {prefix} was revoked at {revoked_at}",
-                                prefix=key.prefix, revoked_at=key.revoked_at))
-    if key.expires_at is not None and key.expires_at <= now:
-        raise ApiKeyExpired(msg("key {prefix} expired at {expires_at}",
-                                prefix=key.prefix, expires_at=key.expires_at))
+    _refuse_ended(key.prefix, key.revoked_at, key.expires_at, now)
     return Actor(
         principal_id=key.principal_id,
         role=Role(key.role),
@@ -83,6 +78,14 @@ def actor_for(key: CachedKey | None, now: datetime) -> Actor:
         enterprise_id=key.enterprise_id,
         provider_id=key.provider_id,
     )
+
+
+def _refuse_ended(prefix: str, revoked_at: datetime | None, expires_at: datetime | None, now: datetime) -> None:
+    """401 for a key revoked, or expired by `now`."""
+    if revoked_at is not None:
+        raise ApiKeyRevoked(msg("key {prefix} was revoked at {revoked_at}", prefix=prefix, revoked_at=revoked_at))
+    if expires_at is not None and expires_at <= now:
+        raise ApiKeyExpired(msg("key {prefix} expired at {expires_at}", prefix=prefix, expires_at=expires_at))
 
 
 async def _principal_for(
@@ -159,18 +162,22 @@ def _check_grant(actor: Actor | None, scopes: frozenset[Scope] | list[str]) -> N
         )
 
 
-async def _caller_deadline(session: AsyncSession, actor: Actor | None) -> datetime | None:
+async def _caller_deadline(session: AsyncSession, actor: Actor | None, now: datetime) -> datetime | None:
     """When the calling key stops working (None: never, or the CLI). A key lives no longer than
     the key that made or rotated it: a key handed out for an hour (or a rotated key in its grace
     period) cannot leave behind one that outlives it. A key that a rotation already replaced
     manages no keys at all: in its grace period a leaked key had rotated its own successor,
     revoking the owner's new key and taking one of its own (an independent review, December
-    2026)."""
+    2026). The calling key is read again, as committed and held FOR SHARE: a key revoked or
+    expired since its request was authenticated (a body sent slowly, a lock waited on) manages
+    no keys; a leaked key had finished a rotation 80 s after its revocation (an independent
+    review, December 2026)."""
     if actor is None or actor.key_id is None:
         return None
-    caller = await repository.key_by_id(session, actor.key_id)
+    caller = await repository.key_by_id(session, actor.key_id, for_share=True)
     if caller is None:
         return None
+    _refuse_ended(caller.prefix, caller.revoked_at, caller.expires_at, now)
     successor = await repository.successor_of(session, caller.id)
     if successor is not None:
         raise ReplacedKeyManagesNoKeys(
@@ -211,7 +218,7 @@ async def issue_key(
     except ValueError as exc:  # scopes_for's reason is a message for people
         raise ValidationFailed([field_error("scopes", exc.args[0])]) from exc
     _check_grant(created_by, granted)
-    deadline = await _caller_deadline(session, created_by)
+    deadline = await _caller_deadline(session, created_by, now)
     if deadline is not None and expires_at is not None and expires_at > deadline:
         raise ValidationFailed([field_error(
             "expires_at", msg("must not be later than {deadline}, when the key creating it expires",
@@ -309,7 +316,7 @@ async def revoke_key(
     """Revocation is immediate and final. Revoking a revoked key is a no-op."""
     key = await _key_to_change(session, actor, key_id)
     if key.id != actor.key_id:  # a key may always revoke itself
-        await _caller_deadline(session, actor)
+        await _caller_deadline(session, actor, now)
     principal = await repository.get_principal(session, key.principal_id)
     assert principal is not None
     if key.revoked_at is None:
@@ -343,7 +350,7 @@ async def rotate_key(
                 "its grace period ends; rotate the successor instead", prefix=old.prefix, successor=successor.prefix),
             successor_id=str(successor.id),
         )
-    deadline = await _caller_deadline(session, actor)
+    deadline = await _caller_deadline(session, actor, now)
     if max_live_keys is not None:
         await _check_live_keys(session, old.principal_id, max_live_keys, now, adding=0 if grace_seconds == 0 else 1)
     principal = await repository.get_principal(session, old.principal_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, func, select
@@ -11,14 +12,18 @@ from sqlmodel import col
 
 from services.voucher.actor import Actor
 from services.voucher.applications.rules import OPEN as OPEN_APPLICATION
+from services.voucher.claims.rules import ClaimStatus
 from services.voucher.db import PageRequest, paginate
 from services.voucher.programmes.rules import ProgrammeStatus
+from services.voucher.settlement.rules import SettlementStatus
 from services.voucher.tables import (
     Application,
+    Claim,
     EligibilityRuleVersion,
     Programme,
     ProgrammeEnrolment,
     Provider,
+    Settlement,
     Voucher,
 )
 from services.voucher.vouchers.rules import VoucherStatus
@@ -124,12 +129,31 @@ async def open_applications(session: AsyncSession, programme_id: uuid.UUID) -> i
     return int((await session.execute(stmt)).scalar_one())
 
 
-async def live_vouchers(session: AsyncSession, programme_id: uuid.UUID) -> int:
+async def live_vouchers(session: AsyncSession, programme_id: uuid.UUID, now: datetime) -> tuple[int, int]:
     """Vouchers of the programme neither expired nor revoked: value can still move on them (an
-    exhausted voucher gets value back from a refund while it is valid)."""
+    exhausted voucher gets value back from a refund while it is valid); and how many of them
+    are past their validity, their expiry not yet posted by the worker."""
     ended = [VoucherStatus.EXPIRED.value, VoucherStatus.REVOKED.value]
-    stmt = select(func.count()).select_from(Voucher).where(
+    stmt = select(func.count(), func.count().filter(col(Voucher.expires_at) <= now)).select_from(Voucher).where(
         col(Voucher.programme_id) == programme_id, col(Voucher.status).not_in(ended))
+    live, due = (await session.execute(stmt)).one()
+    return int(live), int(due)
+
+
+async def open_settlements(session: AsyncSession, programme_id: uuid.UUID) -> int:
+    """Settlements of the programme not yet paid or cancelled: an approved one can still be paid,
+    whatever its lines' refunds have done to the payable balance since."""
+    ended = [SettlementStatus.PAID.value, SettlementStatus.CANCELLED.value]
+    stmt = select(func.count()).select_from(Settlement).where(
+        col(Settlement.programme_id) == programme_id, col(Settlement.status).not_in(ended))
+    return int((await session.execute(stmt)).scalar_one())
+
+
+async def open_claims(session: AsyncSession, programme_id: uuid.UUID) -> int:
+    """Claims of the programme not yet paid or rejected."""
+    ended = [ClaimStatus.PAID.value, ClaimStatus.REJECTED.value]
+    stmt = select(func.count()).select_from(Claim).where(
+        col(Claim.programme_id) == programme_id, col(Claim.status).not_in(ended))
     return int((await session.execute(stmt)).scalar_one())
 
 

@@ -188,7 +188,9 @@ _transition_route(ProgrammeStatus.ARCHIVED, "archive", "Archive a closed program
                   "and every capture and claim paid (no provider or enterprise payable left). Records the audit "
                   "event `programme.archived`, with the `reason` given; no value moves. Refused with `not_found`, `invalid_transition` (not "
                   "closed; applications still open or budget still committed, with `open_applications` and "
-                  "`committed`; or vouchers still live or payables unsettled, with `live_vouchers` and `unpaid`) "
+                  "`committed`; vouchers still live or payables unsettled, with `live_vouchers` and `unpaid`; or "
+                  "settlements not paid or cancelled and claims not paid or rejected, with `open_settlements` and "
+                  "`open_claims`) "
                   "or an Idempotency-Key conflict.")
 
 

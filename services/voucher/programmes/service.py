@@ -190,17 +190,31 @@ async def transition(
                 current_status=programme.status, committed=committed, open_applications=pending,
             )
         # An archived programme is a closed book: nothing left to spend, nothing left to pay.
-        live = await repository.live_vouchers(session, programme.id)
+        live, due = await repository.live_vouchers(session, programme.id, now)
         # payee by payee: one owed and one owing back (a refund after payment) both count
         owed = await ledger.open_balance(
             session, programme.id, [AccountKind.PROVIDER_PAYABLE, AccountKind.ENTERPRISE_PAYABLE])
         if live or owed:
+            detail = msg("{live} voucher(s) are neither expired nor revoked, and {owed} is still to be settled with "
+                         "providers or enterprises; archive the programme once every voucher has expired or been "
+                         "revoked and every settlement and claim is paid",
+                         live=live, owed=Amount(owed, programme.unit))
+            if due:
+                detail = msg("{refusal} ({due} of the vouchers are past their validity and read as expired, but the "
+                             "worker has not yet posted their expiry; it does so on its next round, or run "
+                             "`voucher jobs run-once expire-vouchers`)", refusal=detail, due=due)
+            raise InvalidTransition(detail, current_status=programme.status, live_vouchers=live, unpaid=owed,
+                                    expiry_not_posted=due)
+        settlements = await repository.open_settlements(session, programme.id)
+        claims = await repository.open_claims(session, programme.id)
+        if settlements or claims:
+            # An approved settlement can still be paid after its lines' refunds brought the payable
+            # to nothing; paying it on an archived programme reopened the book (an independent review).
             raise InvalidTransition(
-                msg("{live} voucher(s) are neither expired nor revoked, and {owed} is still to be settled with "
-                    "providers or enterprises; archive the programme once every voucher has expired or been "
-                    "revoked and every settlement and claim is paid",
-                    live=live, owed=Amount(owed, programme.unit)),
-                current_status=programme.status, live_vouchers=live, unpaid=owed,
+                msg("{settlements} settlement(s) and {claims} claim(s) are neither paid nor ended; archive the "
+                    "programme once each settlement is paid or cancelled and each claim paid or rejected",
+                    settlements=settlements, claims=claims),
+                current_status=programme.status, open_settlements=settlements, open_claims=claims,
             )
     before = programme.status
     programme.status = target.value
