@@ -805,6 +805,10 @@ def serve(
     if workers > 1 and settings.console_secret is None and settings.environment != "production":
         typer.echo("warning: several workers without VOUCHER_CONSOLE_SECRET: each worker makes its own, so a "
                    "console session works on one worker only (set one of 32+ characters)", err=True)
+    if workers > 1 and settings.rate_limit_storage.startswith("memory://"):
+        typer.echo(f"warning: several workers with VOUCHER_RATE_LIMIT_STORAGE=memory://: each worker counts its own "
+                   f"rate limits and failed logins, so a principal gets {workers} × its allowance (set it to a "
+                   "redis:// URL every worker shares; docs/security.md)", err=True)
     _ready_to_serve(settings, host, port)
     typer.echo(f"API on http://{host}:{port}/v1  docs on http://{host}:{port}/docs")
     serving.run(

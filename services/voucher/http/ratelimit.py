@@ -29,7 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.voucher.actor import Actor
 from services.voucher.apikeys.rules import Role
 from services.voucher.errors import RateLimited
-from services.voucher.http.limits_storage import storage_for
+from services.voucher.http.limits_storage import Breaker, storage_for
 from services.voucher.i18n import msg
 from services.voucher.settings import Settings
 
@@ -64,6 +64,7 @@ class RateLimiter:
         storage = storage or MemoryStorage()
         self.limits = limits_by_role
         self._strategy = FixedWindowRateLimiter(storage)
+        self._breaker = Breaker("rate-limit")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RateLimiter | None:
@@ -76,11 +77,13 @@ class RateLimiter:
         principal shares one allowance (a rotation's two live keys are not two budgets)."""
         item = self.limits[actor.role]
         key = str(actor.principal_id)
+        if self._breaker.is_open:
+            return None
         try:
             allowed = await self._strategy.hit(item, key)
             reset_at, remaining = await self._strategy.get_window_stats(item, key)
         except Exception:  # the shared storage (Redis) is down: a brake must not stop the service
-            log.warning("rate-limit storage unavailable; request not counted", exc_info=True)
+            self._breaker.trip()
             return None
         return Quota(
             limit=item.amount,

@@ -33,7 +33,7 @@ from limits import RateLimitItem, parse
 from limits.aio.strategies import FixedWindowRateLimiter
 
 from services.voucher.errors import AuthenticationThrottled
-from services.voucher.http.limits_storage import storage_for
+from services.voucher.http.limits_storage import Breaker, storage_for
 from services.voucher.i18n import msg
 from services.voucher.settings import Settings
 
@@ -82,6 +82,7 @@ class AuthThrottle:
     def __init__(self, limit: RateLimitItem, strategy: FixedWindowRateLimiter) -> None:
         self.limit = limit
         self._strategy = strategy
+        self._breaker = Breaker("failed-login throttle")
         self._unknown: dict[str, float] = {}
         #: Addresses this process last found throttled, and until when (time.time()).
         self._blocked: dict[str, float] = {}
@@ -127,12 +128,14 @@ class AuthThrottle:
     async def blocked_for(self, address: str) -> int | None:
         """Seconds until `address` may fail again, if it has used up its failures."""
         key = address_key(address)
+        if self._breaker.is_open:
+            return None
         try:
             if await self._strategy.test(self.limit, _KEY, key):
                 return None
             reset_at, _ = await self._strategy.get_window_stats(self.limit, _KEY, key)
         except Exception:  # the shared storage is down: throttle nothing rather than fail
-            log.warning("failed-login throttle storage unavailable; not throttling", exc_info=True)
+            self._breaker.trip()
             return None
         if len(self._blocked) >= MAX_UNKNOWN:
             self._blocked.clear()
@@ -164,7 +167,9 @@ class AuthThrottle:
             if len(self._unknown) >= MAX_UNKNOWN:
                 self._unknown.clear()
         self._unknown[secret_hash] = now + UNKNOWN_SECONDS
+        if self._breaker.is_open:
+            return
         try:
             await self._strategy.hit(self.limit, _KEY, address_key(address))
         except Exception:
-            log.warning("failed-login throttle storage unavailable; failure not counted", exc_info=True)
+            self._breaker.trip()
