@@ -921,3 +921,24 @@ async def test_a_capture_says_revoked_only_of_a_hold_the_revocation_voided(world
                              key=world.operator)).status_code == 200
     assert_problem(await world.post(f"/v1/redemptions/{voided['id']}/capture", {}), 409, "hold_not_active")
     assert_problem(await world.post(f"/v1/redemptions/{live['id']}/capture", {}), 409, "voucher_revoked")
+
+
+async def test_a_mistyped_uscc_is_a_field_error_not_a_missing_voucher(app, world: World) -> None:
+    """An integrator could not tell a typo in the enterprise's USCC from a wrong voucher: every
+    value route answered 404 'no voucher with this code for this enterprise' (an independent
+    review). The check character is public arithmetic, so checking it first tells nothing."""
+    voucher = await world.issue(1_000_000)
+    good = world.enterprise["uscc"]
+    typo = good[:-1] + ("0" if good[-1] != "0" else "1")
+    body = hold_body(voucher["code"], typo, "PO-TYPO", [("accelerator:domestic", 1_000)])
+    for path, payload in (("/v1/redemptions/quote", body), ("/v1/redemptions/holds", body), ("/v1/redemptions", body),
+                          ("/v1/vouchers/lookup", {"code": voucher["code"], "enterprise_uscc": typo})):
+        response = await world.client.post(path, json=payload,
+                                           headers=auth(world.provider_key, **{"Idempotency-Key": f"typo-{path}"}))
+        problem = assert_problem(response, 422, "validation_failed")
+        assert [(e["pointer"], e["type"]) for e in problem["errors"]] == [("/enterprise_uscc", "uscc_check_character")], path
+    # the same code in lower case, with spaces around, is the enterprise's
+    found = await world.client.post("/v1/vouchers/lookup", json={"code": voucher["code"],
+                                                                  "enterprise_uscc": f" {good.lower()} "},
+                                    headers=auth(world.provider_key))
+    assert found.status_code == 200, found.text

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "4bcf7ff1abb9666056da30de93f2bf8e4f30a377ab1622d5b5485d652988d17e"
+DOCUMENT_SHA256 = "ff080620c8deb50fa4bee9be097a632c90699802fe7b6049b9eb3fcb1684000e"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

@@ -12,6 +12,7 @@ from pydantic.config import JsonDict
 from services.voucher.i18n import msg
 from services.voucher.money import MAX_AMOUNT, MINOR_UNITS
 from services.voucher.programmes.schemas import CATEGORY_PATTERN
+from services.voucher.registry_schemas import Uscc
 
 _ITEM: JsonDict = {
     "category": "accelerator:domestic",
@@ -60,7 +61,7 @@ class QuoteRequest(BaseModel):
     )
 
     voucher_code: str = Field(min_length=1, max_length=40)
-    enterprise_uscc: str = Field(min_length=18, max_length=18)
+    enterprise_uscc: Uscc
     order_reference: str = Field(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")
     line_items: list[LineItem] = Field(min_length=1, max_length=100)
 

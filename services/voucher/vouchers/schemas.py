@@ -8,7 +8,7 @@ from datetime import datetime
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.voucher.money import MAX_AMOUNT, MINOR_UNITS
-from services.voucher.registry_schemas import WrittenText
+from services.voucher.registry_schemas import Uscc, WrittenText
 from services.voucher.vouchers.rules import VoucherStatus
 
 _IDS = {
@@ -114,7 +114,7 @@ class VoucherLookup(BaseModel):
     )
 
     code: str = Field(min_length=1, max_length=40)
-    enterprise_uscc: str = Field(min_length=18, max_length=18)
+    enterprise_uscc: Uscc
 
 
 class VoucherQuote(BaseModel):
