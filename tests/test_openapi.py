@@ -241,11 +241,22 @@ def test_every_answer_an_operation_can_give_is_documented() -> None:
         answers = operation["responses"]
         assert "422" in answers, _name(method, path)
         assert answers["400"]["description"].count("`duplicate_header`") == 1, _name(method, path)
+        assert "`validation_failed`" in answers["422"]["description"], _name(method, path)
         if "requestBody" in operation:
-            assert {"400", "413", "415"} <= answers.keys(), _name(method, path)
+            assert {"400", "408", "413", "415"} <= answers.keys(), _name(method, path)
             assert "malformed_json" in answers["400"]["description"]
+            assert "`unstorable_value`" in answers["422"]["description"], _name(method, path)
+        if "401" in answers:
+            for status, code in (("401", "invalid_api_key"), ("401", "api_key_revoked"), ("429", "rate_limited"),
+                                 ("429", "authentication_throttled"), ("503", "database_unavailable")):
+                assert f"`{code}`" in answers[status]["description"], (_name(method, path), code)
+            if method != "GET":
+                assert "`concurrent_update`" in answers["409"]["description"], _name(method, path)
         keys = [p for p in operation.get("parameters", []) if p["name"] == "Idempotency-Key"]
         for key in keys:
+            assert "`idempotency_request_in_progress`" in answers["409"]["description"], _name(method, path)
+            for code in ("invalid_idempotency_key", "idempotency_key_reused"):
+                assert f"`{code}`" in answers["422"]["description"], (_name(method, path), code)
             required = key["description"].startswith("Required.")
             assert key.get("required", False) is required, _name(method, path)
             if required:

@@ -236,29 +236,46 @@ def _examples_keep_nulls(schema: dict[str, Any]) -> None:
 
 
 def _undeclared_answers(schema: dict[str, Any]) -> None:
-    """The answers every operation of a kind can give, whatever its route declares: a body that
-    is not JSON (400), too large (413) or not JSON at all (415); a query parameter it does not take
-    (422); a missing Idempotency-Key where one is required (428, and the header is then declared
-    required); a one-value header sent twice (400, on every operation)."""
-    body_answers = problems.responses(errors.MalformedJson, errors.PayloadTooLarge, errors.UnsupportedMediaType)
-    validation = problems.responses(errors.ValidationFailed)[422]
-    key_required = problems.responses(errors.IdempotencyKeyRequired)[428]
-    duplicate = problems.responses(errors.DuplicateHeader)[400]
+    """The answers every operation of a kind can give, whatever its route declares, merged into
+    what it declares (a route's own 422 lists its own codes; validation_failed is added to them):
+    a body that is not JSON (400), too large (413), not JSON at all (415), too slow (408) or
+    holding what no database stores (422); a query parameter it does not take (422); a one-value
+    header sent twice (400); for a key-bearing operation, each 401, the rate limit and the
+    failed-login throttle (429) and a lost database (503); for a write, another request's lock
+    (409); for an Idempotency-Key, its shape, its reuse and its first request still running, and
+    its absence where it is required (428, the header then declared required)."""
     for operations in schema.get("paths", {}).values():
-        for operation in operations.values():
+        for method, operation in operations.items():
             answers = operation.setdefault("responses", {})
+            kinds: list[type[errors.DomainError]] = [errors.ValidationFailed, errors.DuplicateHeader]
             if "requestBody" in operation:
-                for status, answer in body_answers.items():
-                    answers.setdefault(str(status), answer)
-            answers.setdefault("422", validation)
-            bad_request = answers.setdefault("400", duplicate)
-            if bad_request is not duplicate and "`duplicate_header`" not in bad_request.get("description", ""):
-                bad_request["description"] = f"{bad_request.get('description', '')}; {duplicate['description']}".lstrip("; ")
+                kinds += [errors.MalformedJson, errors.PayloadTooLarge, errors.UnsupportedMediaType,
+                          errors.RequestTimeout, errors.UnstorableValue]
+            if "401" in answers:
+                kinds += [errors.InvalidApiKey, errors.ApiKeyExpired, errors.ApiKeyRevoked, errors.RateLimited,
+                          errors.AuthenticationThrottled, errors.DatabaseUnavailable]
+                if method != "get":
+                    kinds.append(errors.ConcurrentUpdate)
             for parameter in operation.get("parameters", ()):
-                if parameter.get("name") == "Idempotency-Key" and parameter.get("description", "").startswith("Required."):
+                if parameter.get("name") != "Idempotency-Key":
+                    continue
+                kinds += [errors.InvalidIdempotencyKey, errors.IdempotencyKeyReused,
+                          errors.IdempotencyRequestInProgress]
+                if parameter.get("description", "").startswith("Required."):
                     parameter["required"] = True
                     parameter["schema"] = {"type": "string", "title": "Idempotency-Key"}
-                    answers.setdefault("428", key_required)
+                    kinds.append(errors.IdempotencyKeyRequired)
+            for kind in kinds:
+                _merge_answer(answers, kind)
+
+
+def _merge_answer(answers: dict[str, Any], kind: type[errors.DomainError]) -> None:
+    """Add `kind`'s code to the operation's answer for its status (a whole answer if none)."""
+    declared = answers.get(str(kind.status))
+    if declared is None:
+        answers[str(kind.status)] = problems.responses(kind)[kind.status]
+    elif f"`{kind.code}`" not in declared.get("description", ""):
+        declared["description"] = f"{declared.get('description', '')}; `{kind.code}`: {kind.title}".lstrip("; ")
 
 
 def _integer_bounds(node: Any) -> None:

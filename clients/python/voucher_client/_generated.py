@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "ff080620c8deb50fa4bee9be097a632c90699802fe7b6049b9eb3fcb1684000e"
+DOCUMENT_SHA256 = "b656cf4fa62cea5c60755eb4ca83ca20fdf214fd95a0c50e3f101f3313dd0f96"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]
