@@ -215,6 +215,53 @@ async def test_expiry_applies_on_read_and_the_job_posts_it(app, world: World, cl
     assert (await world.reconciliation())["is_clean"]
 
 
+async def test_the_status_filter_reads_each_voucher_as_it_reads_now(app, world: World, clock) -> None:
+    """Past its validity, before the worker posts its expiry, a voucher reads expired: the list
+    had filtered on the stored status, so ?status=active answered it (showing "expired") and
+    ?status=expired left it out (an independent review)."""
+    from services.voucher import jobs
+
+    lapsing = await world.issue(1_000_000)
+    clock.advance(days=200)
+    later = await world.issue(1_000_000)
+    clock.current = datetime.fromisoformat(lapsing["expires_at"]) + timedelta(minutes=1)
+
+    async def listed(status: str) -> list[tuple[str, str]]:
+        for key in (world.operator, world.enterprise_key):
+            page = await world.client.get(f"/v1/vouchers?status={status}&programme_id={world.programme['id']}",
+                                          headers=auth(key))
+            assert page.status_code == 200, page.text
+            items = [(v["id"], v["status"]) for v in page.json()["items"]]
+            assert all(shown == status for _, shown in items), (status, items)
+        return items
+
+    for _ in range(2):  # before the worker's round, and after it
+        assert await listed("active") == [(later["id"], "active")]
+        assert await listed("expired") == [(lapsing["id"], "expired")]
+        await jobs.run_once(app.state.database, "expire-vouchers", clock())
+
+
+async def test_an_exhausted_voucher_can_be_suspended_and_a_refund_does_not_reopen_it(world: World) -> None:
+    """An office investigating a fully used voucher could not suspend it, and the next refund
+    made it spendable again (an independent review)."""
+    voucher = await world.issue(300_000)
+    redeemed = await world.hold(voucher, 1_000_000, order="EX-1", path="/v1/redemptions")
+    assert redeemed.status_code == 201, redeemed.text
+    assert (await world.voucher(voucher["id"]))["status"] == "exhausted"
+    suspended = await world.post(f"/v1/vouchers/{voucher['id']}/suspend", {"reason": "under investigation"},
+                                 key=world.operator)
+    assert suspended.status_code == 200 and suspended.json()["status"] == "suspended", suspended.text
+    refund = await world.post(f"/v1/redemptions/{redeemed.json()['id']}/refunds",
+                              {"amount": 100_000, "reason": "partly undelivered"}, key=world.provider_key)
+    assert refund.status_code == 201, refund.text
+    read = await world.voucher(voucher["id"])
+    assert (read["status"], read["balances"]["available"]) == ("suspended", 100_000)
+    assert_problem(await world.hold(voucher, 100_000, order="EX-2"), 409, "voucher_suspended")
+    resumed = await world.post(f"/v1/vouchers/{voucher['id']}/resume", {"reason": "cleared"}, key=world.operator)
+    assert resumed.status_code == 200 and resumed.json()["status"] == "active", resumed.text
+    assert (await world.reconciliation())["is_clean"]
+
+
 async def test_history_lists_the_vouchers_postings(world: World) -> None:
     voucher = await world.issue(5_000_000)
     await world.hold(voucher, 1_000_000, order="PO-h")

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "b656cf4fa62cea5c60755eb4ca83ca20fdf214fd95a0c50e3f101f3313dd0f96"
+DOCUMENT_SHA256 = "91a50e2681a8475ee0738f2cf75d0315acc024a09e041d8cac4ebe82caaecc21"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Select, bindparam, false, func, select
+from sqlalchemy import Select, and_, bindparam, false, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,7 +26,7 @@ from services.voucher.tables import (
     Redemption,
     Voucher,
 )
-from services.voucher.vouchers.rules import VoucherStatus
+from services.voucher.vouchers.rules import LAPSING, VoucherStatus
 
 U = table_of(EnterprisePeriodUsage)
 
@@ -73,14 +73,23 @@ async def list_page(
     programme_id: uuid.UUID | None,
     enterprise_id: uuid.UUID | None,
     status: str | None,
+    now: datetime,
 ) -> tuple[Any, str | None]:
+    """`status` as each voucher reads now: one past its expiry whose expiry the job has not posted
+    yet is expired, not the active it is stored as (as `effective_status` reads it)."""
     stmt = visible(actor)
     if programme_id is not None:
         stmt = stmt.where(col(Voucher.programme_id) == programme_id)
     if enterprise_id is not None:
         stmt = stmt.where(col(Voucher.enterprise_id) == enterprise_id)
-    if status is not None:
+    if status == VoucherStatus.EXPIRED.value:
+        lapsing = [s.value for s in LAPSING]
+        stmt = stmt.where(or_(col(Voucher.status) == status,
+                              and_(col(Voucher.status).in_(lapsing), col(Voucher.expires_at) <= now)))
+    elif status is not None:
         stmt = stmt.where(col(Voucher.status) == status)
+        if VoucherStatus(status) in LAPSING:
+            stmt = stmt.where(col(Voucher.expires_at) > now)
     return await paginate(session, stmt, col(Voucher.id), page)
 
 

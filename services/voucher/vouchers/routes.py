@@ -123,7 +123,7 @@ async def list_vouchers(
     page: Paging,
     programme_id: Annotated[uuid.UUID | None, Query()] = None,
     enterprise_id: Annotated[uuid.UUID | None, Query()] = None,
-    status: Annotated[VoucherStatus | None, Query(description="Stored status (expiry not yet posted reads active here).")] = None,
+    status: Annotated[VoucherStatus | None, Query(description="Status as each voucher reads now: one past `expires_at` is `expired` even before the worker posts its expiry.")] = None,
 ) -> Page[VoucherPublic]:
     # Vouchers whose application's publicity has ended are issued first: an SME sees its
     # voucher the moment the period ends, whether or not the job has run.

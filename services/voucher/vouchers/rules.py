@@ -41,9 +41,11 @@ TRANSITIONS: dict[VoucherStatus, frozenset[VoucherStatus]] = {
         {VoucherStatus.ACTIVE, VoucherStatus.REVOKED, VoucherStatus.EXPIRED}
     ),
     # A refund into a still-valid exhausted voucher makes it usable again; an exhausted
-    # voucher is still revocable (e.g. to record a clawback).
+    # voucher is still revocable (e.g. to record a clawback), and can be suspended, so that an
+    # office investigating a fully used voucher keeps a refund from making it spendable (an
+    # independent review, December 2026); resuming it finds exhausted or active by its balances.
     VoucherStatus.EXHAUSTED: frozenset(
-        {VoucherStatus.ACTIVE, VoucherStatus.EXPIRED, VoucherStatus.REVOKED}
+        {VoucherStatus.ACTIVE, VoucherStatus.SUSPENDED, VoucherStatus.EXPIRED, VoucherStatus.REVOKED}
     ),
     VoucherStatus.EXPIRED: frozenset(),
     VoucherStatus.REVOKED: frozenset(),
@@ -60,12 +62,14 @@ def check_transition(current: VoucherStatus, target: VoucherStatus) -> None:
         )
 
 
+#: The statuses a voucher leaves for expired once its validity ends.
+LAPSING = frozenset({VoucherStatus.ACTIVE, VoucherStatus.SUSPENDED, VoucherStatus.EXHAUSTED})
+
+
 def effective_status(status: VoucherStatus, expires_at: datetime, now: datetime) -> VoucherStatus:
     """Expiry applies when read: a voucher past its expiry is expired whether or not the job
     has posted the expiry to the ledger yet."""
-    if status in (VoucherStatus.ACTIVE, VoucherStatus.SUSPENDED, VoucherStatus.EXHAUSTED) and (
-        now >= expires_at
-    ):
+    if status in LAPSING and now >= expires_at:
         return VoucherStatus.EXPIRED
     return status
 

@@ -340,7 +340,7 @@ async def list_vouchers(
     status: str | None = None,
 ) -> tuple[list[VoucherView], str | None]:
     rows, cursor = await repository.list_page(
-        session, actor, page, programme_id=programme_id, enterprise_id=enterprise_id, status=status
+        session, actor, page, programme_id=programme_id, enterprise_id=enterprise_id, status=status, now=now
     )
     return await views(session, list(rows), now), cursor
 
