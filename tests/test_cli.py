@@ -146,7 +146,13 @@ def test_first_operator_key_from_the_cli_authenticates(cli_database: str) -> Non
 def test_demo_twice_rotates_the_keys_and_keeps_the_records(cli_database: str) -> None:
     ok("db", "upgrade")
     first = ok("demo")
+    # An office key that happens to be called "demo" is the office's, not the demo's.
+    created = ok("keys", "create", "--role", "operator", "--name", "demo", "--principal-name", "City office")
+    office_demo = re.search(r"^key\s+(vk_\S+)", created, re.M).group(1)  # type: ignore[union-attr]
     second = ok("demo")
+    assert _get_me(cli_database, office_demo).status_code == 200
+    # Each demo key replaced is revoked as any key is: with its audit event.
+    assert _count(cli_database, "SELECT count(*) FROM audit_event WHERE action = 'api_key.revoked'") == 4
 
     first_keys, second_keys = _demo_keys(first), _demo_keys(second)
     assert set(first_keys.values()).isdisjoint(second_keys.values())

@@ -805,6 +805,9 @@ def serve(
     if workers > 1 and settings.console_secret is None and settings.environment != "production":
         typer.echo("warning: several workers without VOUCHER_CONSOLE_SECRET: each worker makes its own, so a "
                    "console session works on one worker only (set one of 32+ characters)", err=True)
+    if forwarded_allow_ips is not None and "*" in forwarded_allow_ips.split(","):
+        typer.echo("warning: --forwarded-allow-ips '*' believes X-Forwarded-For from anyone, so a client names the "
+                   "address the failed-login throttle counts; name your proxies' addresses", err=True)
     if workers > 1 and settings.rate_limit_storage.startswith("memory://"):
         typer.echo(f"warning: several workers with VOUCHER_RATE_LIMIT_STORAGE=memory://: each worker counts its own "
                    f"rate limits and failed logins, so a principal gets {workers} × its allowance (set it to a "

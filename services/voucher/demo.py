@@ -14,7 +14,6 @@ from sqlmodel import col
 from services.voucher.actor import SYSTEM
 from services.voucher.apikeys import repository as keys_repository
 from services.voucher.apikeys import service as apikeys
-from services.voucher.apikeys.cache import announce_change
 from services.voucher.apikeys.rules import Role
 from services.voucher.enterprises import service as enterprises
 from services.voucher.programmes import service as programmes
@@ -169,16 +168,19 @@ async def load(session: AsyncSession, now: datetime) -> DemoResult:
             face_value=DEMO_VOUCHER_VALUE, now=now, reference="demo",
         )
 
-    for old in await keys_repository.active_demo_keys(session, DEMO_KEY_NAME):
-        old.revoked_at = now
-        old.revoked_reason = "replaced by a newer demo run"
-        await announce_change(session, old.secret_hash)  # running servers drop it from their caches
     staff: dict[Role, dict[str, Any]] = {}
     for role, name in ((Role.OPERATOR, "Demo programme office"), (Role.AUDITOR, "Demo audit bureau")):
         existing = await _one(
             session, select(Principal).where(col(Principal.role) == role.value, col(Principal.name) == name)
         )
         staff[role] = {"principal_id": existing.id} if existing else {"principal_name": name}
+    # The demo's own keys only, revoked as any key is (audited, announced to running servers): a
+    # key an office had named "demo" for a principal of its own had been revoked too, unrecorded
+    # (an independent review, December 2026).
+    staff_ids = [s["principal_id"] for s in staff.values() if "principal_id" in s]
+    for old in await keys_repository.active_demo_keys(
+            session, DEMO_KEY_NAME, staff_ids=staff_ids, enterprise_id=enterprise.id, provider_id=provider.id):
+        await apikeys.revoke_key(session, SYSTEM, old.id, "replaced by a newer demo run", now)
     issued = {
         "operator": await apikeys.issue_key(
             session, role=Role.OPERATOR, name=DEMO_KEY_NAME, now=now, **staff[Role.OPERATOR]

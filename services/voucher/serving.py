@@ -136,12 +136,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--http", default="auto")
     parser.add_argument("--log-level", default=None)
     parser.add_argument("--backlog", type=int, default=2048)
-    parser.add_argument("--proxy-headers", action=argparse.BooleanOptionalAction, default=True)
+    # X-Forwarded-For is believed only from the proxies named, as `voucher serve` does: uvicorn's
+    # own default believes it from 127.0.0.1, so a client on the same host (or behind a local
+    # proxy that passes the header through) chose the address the failed-login throttle counts
+    # (an independent review, December 2026).
     parser.add_argument("--forwarded-allow-ips", default=None)
     args = parser.parse_args(argv)
     run(args.app, host=args.host, port=args.port, workers=args.workers, loop=args.loop, http=args.http,
-        log_level=args.log_level, backlog=args.backlog, proxy_headers=args.proxy_headers,
-        forwarded_allow_ips=args.forwarded_allow_ips)
+        log_level=args.log_level, backlog=args.backlog, proxy_headers=args.forwarded_allow_ips is not None,
+        forwarded_allow_ips=args.forwarded_allow_ips or "")
 
 
 if __name__ == "__main__":

@@ -88,8 +88,15 @@ async def add(session: AsyncSession, *rows: Any) -> None:
     await session.flush()
 
 
-async def active_demo_keys(session: AsyncSession, name: str) -> list[ApiKey]:
-    stmt = select(ApiKey).where(col(ApiKey.name) == name, col(ApiKey.revoked_at).is_(None))
+async def active_demo_keys(
+    session: AsyncSession, name: str, *, staff_ids: list[uuid.UUID], enterprise_id: uuid.UUID, provider_id: uuid.UUID
+) -> list[ApiKey]:
+    """The live keys called `name` of the demo's principals: its office and audit bureau (by
+    id), its enterprise and its provider."""
+    stmt = select(ApiKey).join(Principal, col(Principal.id) == col(ApiKey.principal_id)).where(
+        col(ApiKey.name) == name, col(ApiKey.revoked_at).is_(None),
+        or_(col(Principal.id).in_(staff_ids), col(Principal.enterprise_id) == enterprise_id,
+            col(Principal.provider_id) == provider_id))
     return list((await session.execute(stmt)).scalars())
 
 
