@@ -221,7 +221,7 @@ def test_amounts_in_different_units_have_no_total() -> None:
 def test_percent_and_range() -> None:
     assert (percent(5000), percent(1250), percent(1), percent(10000)) == ("50%", "12.5%", "0.01%", "100%")
     [(name, message)] = range_problems(T0, T0)
-    assert name == "until" and str(message) == "until must be later than since"
+    assert name == "until" and str(message) == "`until` must be after `since` (the range is [since, until))"
     assert range_problems(T0, T0 + timedelta(seconds=1)) == [] and range_problems(None, T0) == []
 
 

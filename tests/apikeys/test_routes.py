@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 from services.voucher.apikeys.rules import ROLE_SCOPES, Role, Scope
@@ -697,3 +698,16 @@ async def test_a_principal_holds_at_most_the_configured_live_keys(
     again = await client.post(KEYS, json={"role": "enterprise", "name": "now fits", "enterprise_id": enterprise_id},
                               headers=auth(operator_key, **{"Idempotency-Key": str(uuid.uuid4())}))
     assert again.status_code == 201, again.text
+
+
+@pytest.mark.parametrize("expires_at", [1_900_000_000, 1_900_000_000_000, "9999-12-31T23:59:59-01:00"])
+async def test_a_key_expiry_is_an_rfc3339_instant_within_range(
+    client: httpx.AsyncClient, operator_key: str, expires_at: object
+) -> None:
+    """A number had been read as a Unix time (seconds and milliseconds alike, both 2030), and a
+    time past 9999 in UTC answered 'numbers must fit in 64 bits' with no pointer (an independent
+    review): as every other instant, it is RFC 3339 text within range, refused at its field."""
+    response = await client.post("/v1/api-keys", json={"role": "auditor", "name": "x", "principal_name": "audit",
+                                                       "expires_at": expires_at}, headers=auth(operator_key))
+    problem = assert_problem(response, 422, "validation_failed")
+    assert [e["pointer"] for e in problem["errors"]] == ["/expires_at"]

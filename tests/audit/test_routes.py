@@ -73,6 +73,17 @@ async def test_a_naive_time_filter_is_a_422_not_a_500(world: World) -> None:
     assert response.headers["content-type"].startswith("application/problem+json")
 
 
+@pytest.mark.parametrize("path", ["/v1/audit/events", "/v1/ledger/entries"])
+async def test_a_window_that_ends_before_it_starts_is_refused_not_empty(world: World, path: str) -> None:
+    """An auditor's typo (until before since) had read as "no events" on the audit trail, while
+    the ledger's entries refused it (an independent review): both refuse it, in the same words."""
+    response = await world.client.get(path, params={"since": "2027-01-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"},
+                                      headers=auth(world.auditor))
+    problem = assert_problem(response, 422, "validation_failed")
+    assert [(e["pointer"], e["message"]) for e in problem["errors"]] == [
+        ("/until", "`until` must be after `since` (the range is [since, until))")]
+
+
 @pytest.mark.parametrize("role", ["enterprise", "provider"])
 async def test_tenants_cannot_read_the_trail_or_verify(world: World, role: str) -> None:
     key = world.enterprise_key if role == "enterprise" else world.provider_key
@@ -141,3 +152,13 @@ async def test_a_kept_checkpoint_with_an_impossible_time_is_a_422(world: World, 
     response = await world.post("/v1/audit/verifications", body, key=world.auditor)
     assert response.status_code == 422, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_the_split_threshold_is_explained_as_an_amount(world: World) -> None:
+    """`split_threshold` is in minor units: 100.50 and 0 are answered as amounts are (the review
+    found 'must be at least 1', read as ¥1 where the least is one fen)."""
+    for given, words in (("100.50", "minor unit"), ("0", "more than zero")):
+        response = await world.client.get("/v1/audit/anomalies", params={"split_threshold": given},
+                                          headers=auth(world.auditor))
+        problem = assert_problem(response, 422, "validation_failed")
+        assert words in problem["errors"][0]["message"], problem

@@ -160,3 +160,26 @@ async def test_a_bad_id_on_a_path_with_parameters_is_still_a_422(
 ) -> None:
     response = await client.get("/v1/redemptions/not-an-id", headers=auth(operator_key))
     assert_problem(response, 422, "validation_failed")
+
+
+@pytest.mark.parametrize(("method", "path", "query", "status"), [
+    ("GET", "/v1/problems", b"\xff=1", 422), ("GET", "/v1/programmes", b"limit=\xff", 422),
+    ("POST", "/v1/enterprises", b"\xff=1", 422), ("GET", "/v1/nothing", b"\xff", 404),
+])
+async def test_query_bytes_no_utf8_reads_are_refused_not_a_500(
+    app, operator_key: str, method: str, path: str, query: bytes, status: int
+) -> None:
+    """uvicorn turns such bytes away itself, but another ASGI server may pass them: the problem's
+    `instance` and the Idempotency-Key's fingerprint had read request.url, whose strict decode
+    of the query raised (an independent review)."""
+    from tests.http.test_body_limits import Call
+
+    headers = [(b"authorization", f"Bearer {operator_key}".encode()), (b"content-type", b"application/json"),
+               (b"idempotency-key", b"raw-query-1"), (b"content-length", b"2")]
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
+             "path": path, "raw_path": path.encode(), "query_string": query, "root_path": "", "headers": headers,
+             "client": ("127.0.0.1", 5000), "server": ("test", 80)}
+    made = Call([b"{}"])
+    await app(scope, made.receive, made.send)
+    assert made.status == status, made.messages
+    assert made.body["code"] in ("validation_failed", "not_found")

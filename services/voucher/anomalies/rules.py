@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from services.voucher.i18n import Message, instants_zone, msg, render_instant
+from services.voucher.i18n import Message, instants_zone, render_instant
 from services.voucher.money import BPS_DENOMINATOR, MAX_AMOUNT, format_for_people, percent
 from services.voucher.redemption.rules import parties_of
+from services.voucher.windows import range_problem
 
 
 class AnomalyRule(StrEnum):
@@ -477,6 +478,5 @@ def shared_invoice(claims: Sequence[Claimed]) -> Finding | None:
 
 def range_problems(since: datetime | None, until: datetime | None) -> list[tuple[str, Message]]:
     """(query parameter, message) for a time range that cannot be reported on."""
-    if since is not None and until is not None and until <= since:
-        return [("until", msg("until must be later than since"))]
-    return []
+    problem = range_problem(since, until)
+    return [] if problem is None else [("until", problem)]

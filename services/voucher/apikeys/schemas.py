@@ -6,10 +6,11 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
 from services.voucher.apikeys.rules import Role, Scope
+from services.voucher.instants import Instant
 
 
 class ApiKeyCreate(BaseModel):
@@ -41,7 +42,7 @@ class ApiKeyCreate(BaseModel):
     scopes: list[Scope] | None = Field(
         default=None, description="A subset of the role's scopes; all of them when omitted."
     )
-    expires_at: AwareDatetime | None = None
+    expires_at: Instant | None = None
 
 
 class ApiKeyRevoke(BaseModel):

@@ -36,6 +36,7 @@ from services.voucher.http.problems import AUTH_ERRORS, responses
 from services.voucher.i18n import msg
 from services.voucher.instants import Instant
 from services.voucher.tables import AuditCheckpoint
+from services.voucher.windows import range_problem
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 Reader = Annotated[Actor, Depends(require(Scope.AUDIT_READ))]
@@ -86,6 +87,8 @@ async def list_audit_events(
     since: Annotated[Instant | None, Query(description="Events at or after this instant.")] = None,
     until: Annotated[Instant | None, Query(description="Events before this instant.")] = None,
 ) -> Page[AuditEventPublic]:
+    if (problem := range_problem(since, until)) is not None:  # an empty page would read as "no events"
+        raise errors.ValidationFailed([errors.field_error("until", problem, location="query")])
     rows, cursor = await service.events(
         session, page, programme_id=programme_id, enterprise_id=enterprise_id, provider_id=provider_id,
         voucher_id=voucher_id, resource_type=resource_type, resource_id=resource_id, action=action,

@@ -21,6 +21,7 @@ from services.voucher import spreadsheet
 from services.voucher.exports import layouts
 from services.voucher.exports.layouts import Layout
 from services.voucher.i18n import Message, msg
+from services.voucher.windows import range_problem
 
 BOM = "\ufeff"
 #: Bytes gathered before a chunk is handed to the server: large enough that per-chunk costs do
@@ -114,8 +115,8 @@ def filter_problems(dataset: Dataset, filters: Filters) -> list[tuple[str, Messa
                    name=name, dataset=dataset.value, applicable=sorted(APPLICABLE[dataset])))
         for name in filters.given() if name not in APPLICABLE[dataset]
     ]
-    if filters.since is not None and filters.until is not None and filters.since >= filters.until:
-        problems.append(("until", msg("`until` must be after `since` (the range is [since, until))")))
+    if (problem := range_problem(filters.since, filters.until)) is not None:
+        problems.append(("until", problem))
     return problems
 
 

@@ -210,7 +210,7 @@ def _pydantic_templates() -> dict[str, str]:
 
 #: Fields that hold an amount in minor units: a decimal sent there is answered with the integer
 #: to send instead, in each unit (the field does not know the voucher's).
-_AMOUNT_FIELD = re.compile(r"(amount|subsidy|face_value|budget|cap|revenue|max_per_voucher|price|spend_up_to|clawback)")
+_AMOUNT_FIELD = re.compile(r"(amount|subsidy|face_value|budget|cap|revenue|max_per_voucher|price|spend_up_to|clawback|split_threshold)")
 _DECIMAL = re.compile(r"(-?[0-9]{1,15})\.([0-9]{1,3})")
 
 
@@ -318,7 +318,7 @@ async def domain_error(request: Request, exc: Exception) -> Response:
     headers = error_headers(exc)
     language = scope_language(request.scope)
     return problem_response(
-        error_body(exc, language=language, instance=request.url.path),
+        error_body(exc, language=language, instance=request.scope["path"]),
         status=exc.status,
         language=language,
         headers=headers,
@@ -342,7 +342,7 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
             tuple(e.get("loc", ()))[:1] == ("path",) for e in raw):
         # GET /v1/redemptions/holds: "holds" is the path of POST's collection, not a redemption's
         # id that GET /v1/redemptions/{id} could not read.
-        method, path = request.scope.get(SENT_METHOD, request.method), request.url.path
+        method, path = request.scope.get(SENT_METHOD, request.method), request.scope["path"]
         return _http_problem(request, language, "method_not_allowed", msg(
             "{method} is not allowed on {path}; the Allow header lists the methods it takes",
             method=method, path=path), headers={"Allow": ", ".join(collection)})
@@ -371,7 +371,7 @@ def _http_problem(
     status = status or known
     body = bilingual_body(
         language=language, status=status, code=code, title=title, detail=detail,
-        instance=request.url.path, extra=extra,
+        instance=request.scope["path"], extra=extra,
     )
     return problem_response(body, status=status, language=language, headers=headers)
 
@@ -380,7 +380,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     language = scope_language(request.scope)
     code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
-    method, path = request.scope.get(SENT_METHOD, request.method), request.url.path
+    method, path = request.scope.get(SENT_METHOD, request.method), request.scope["path"]
     detail: Message | None = None  # Starlette's own details are English phrases of the status
     if exc.status_code == 400 and exc.detail == _FASTAPI_BODY_UNREADABLE:
         # json.loads raised other than a syntax error: bytes that are no Unicode text, an integer
@@ -410,7 +410,7 @@ def allowed_methods(request: Request) -> list[str]:
     route that matches the path, and a path such as /v1/programmes has a route per method."""
     methods: set[str] = set()
     for pattern, documented in _documented_paths(request.app).items():
-        if pattern.fullmatch(request.url.path):
+        if pattern.fullmatch(request.scope["path"]):
             methods.update(documented)
     if "GET" in methods:
         methods.add("HEAD")
@@ -421,7 +421,7 @@ def collection_methods(request: Request) -> list[str]:
     """The methods of the documented path without parameters that is exactly this request's path,
     such as POST /v1/redemptions/holds; none when no such path is documented."""
     for pattern, documented in _documented_paths(request.app).items():
-        if _PARAMETER not in pattern.pattern and pattern.fullmatch(request.url.path):
+        if _PARAMETER not in pattern.pattern and pattern.fullmatch(request.scope["path"]):
             return sorted(documented | {"HEAD"} if "GET" in documented else documented)
     return []
 

@@ -31,6 +31,7 @@ from services.voucher.ledger.schemas import (
     TrialBalancePublic,
     UnitTotal,
 )
+from services.voucher.windows import range_problem
 
 router = APIRouter(prefix="/v1/ledger", tags=["ledger"])
 
@@ -144,8 +145,8 @@ async def list_ledger_entries(
     since: Annotated[Instant | None, Query(description="Postings made at or after (RFC 3339).")] = None,
     until: Annotated[Instant | None, Query(description="Postings made before (RFC 3339).")] = None,
 ) -> Page[LedgerEntryPublic]:
-    if since is not None and until is not None and since >= until:
-        raise errors.ValidationFailed([errors.field_error("until", msg("`until` must be after `since`"), location="query")])
+    if (problem := range_problem(since, until)) is not None:
+        raise errors.ValidationFailed([errors.field_error("until", problem, location="query")])
     rows, cursor = await service.entries(
         session, page, programme_id=programme_id, enterprise_id=enterprise_id, provider_id=provider_id,
         voucher_id=voucher_id, account_id=account_id, since=since, until=until,

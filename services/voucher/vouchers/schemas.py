@@ -5,8 +5,9 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from services.voucher.instants import Instant
 from services.voucher.money import MAX_AMOUNT, MINOR_UNITS
 from services.voucher.registry_schemas import Uscc, WrittenText
 from services.voucher.vouchers.rules import VoucherStatus
@@ -32,7 +33,7 @@ class VoucherIssue(BaseModel):
     programme_id: uuid.UUID
     enterprise_id: uuid.UUID
     face_value: int = Field(ge=1, le=MAX_AMOUNT, strict=True, description=f"In the minor unit of the programme's unit ({MINOR_UNITS}).")
-    valid_from: AwareDatetime | None = Field(default=None, description="Default: now.")
+    valid_from: Instant | None = Field(default=None, description="Default: now.")
     reference: str | None = Field(default=None, max_length=128, description="e.g. the selection it came from.")
 
 
@@ -41,7 +42,7 @@ class Grant(BaseModel):
 
     enterprise_id: uuid.UUID
     face_value: int = Field(ge=1, le=MAX_AMOUNT, strict=True)
-    valid_from: AwareDatetime | None = None
+    valid_from: Instant | None = None
     reference: str | None = Field(default=None, max_length=128)
 
 
