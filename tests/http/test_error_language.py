@@ -295,3 +295,26 @@ def test_a_problem_without_specifics_answers_with_its_title_in_both_languages() 
     given = errors.NotFound(msg("no problem type {code}", code="'x'"))
     assert (given.title_in("zh"), given.detail_in("zh")) == ("资源不存在", "没有代码为 'x' 的问题类型")
     assert given.detail == "no problem type 'x'"
+
+
+async def test_library_words_do_not_reach_a_chinese_answer(client: httpx.AsyncClient, operator_key: str) -> None:
+    """pydantic's "'compute' or 'model'", urlsplit's "Port out of range 0-65535" and the csv
+    module's "',' expected after '\"'" had been English inside Chinese sentences (an independent
+    review): each is said in the catalogue's words."""
+    from services.voucher.usage.rules import RecordsInvalid, parse_csv
+    from services.voucher.webhooks.rules import UnsafeUrl, check_url_shape
+
+    response = await client.get("/v1/programmes", params={"kind": "nothing"}, headers=auth(operator_key, **ZH))
+    body = problem(response, 422, "validation_failed", "zh")
+    assert body["errors"][0]["message"] == "须为以下之一：'compute'或'model'", body
+    english = await client.get("/v1/programmes", params={"kind": "nothing"}, headers=auth(operator_key, **EN))
+    assert english.json()["errors"][0]["message"] == "Input should be 'compute' or 'model'"
+    for url, words in (("https://example.com:99999/x", "端口须为 0 到 65535 之间的数字"),
+                       ("https://[::1/x", "方括号中的地址不是 IPv6 地址")):
+        with pytest.raises(UnsafeUrl) as refused:
+            check_url_shape(url, allow_http=False)
+        assert words in refused.value.message.render("zh") and "Port" not in refused.value.message.render("zh")
+    with pytest.raises(RecordsInvalid) as unreadable:
+        parse_csv('order_reference,amount,subsidy\n"PO-1"x,100,30\n')
+    [(_, reason)] = unreadable.value.errors
+    assert reason.render("zh") == "无法按 CSV 格式读取：右引号后还有文字；请用引号括起整个字段，字段内的引号写两次"

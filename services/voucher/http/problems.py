@@ -270,13 +270,28 @@ def field_message(err: dict[str, Any]) -> str | Message:
     template = ctx.get(TEMPLATE_KEY) or _pydantic_templates().get(kind)  # ours, else pydantic's
     if not isinstance(template, str):
         return str(err.get("msg", "invalid value"))
-    params = {k: v for k, v in ctx.items() if isinstance(v, str | int | float | bool) and k != TEMPLATE_KEY}
+    params: dict[str, Any] = {k: v for k, v in ctx.items()
+                              if isinstance(v, str | int | float | bool) and k != TEMPLATE_KEY}
     params.setdefault("expected_plural", "" if params.get("min_length", params.get("max_length")) == 1 else "s")
+    if kind in ("enum", "literal_error") and isinstance(params.get("expected"), str):
+        params["expected"] = _choices(params["expected"])
     try:
         template.format(**params)
     except (KeyError, IndexError, ValueError):
         return str(err.get("msg", "invalid value"))
     return Message(template, **params)  # pydantic's own template: catalogue.pydantic_messages()
+
+
+_QUOTED = re.compile(r"'[^']*'")
+
+
+def _choices(expected: str) -> str | Message:
+    """pydantic's "'compute' or 'model'" as a list in the reader's language ('compute' 或 'model'):
+    its "or" had been English inside Chinese sentences (an independent review)."""
+    values = _QUOTED.findall(expected)
+    if len(values) < 2 or expected != f"{', '.join(values[:-1])} or {values[-1]}":
+        return expected
+    return msg("{choices} or {last}", choices=tuple(values[:-1]), last=values[-1])
 
 
 def field_errors(raw: Iterable[dict[str, Any]], language: str = "en") -> list[dict[str, Any]]:

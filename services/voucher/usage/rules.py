@@ -83,12 +83,25 @@ def parse_csv(text: str) -> list[Record]:
             if len(errors) >= MAX_ERRORS:
                 break
     except csv.Error as exc:  # text after a closing quote, a field longer than the csv module's limit
-        raise RecordsInvalid([(f"/csv/{number}", msg("not readable as CSV: {error}", error=str(exc)))]) from exc
+        raise RecordsInvalid([(f"/csv/{number}", _unreadable(exc))]) from exc
     if not header:
         raise RecordsInvalid([("/csv", msg("the first row must be the header {header}", header=",".join(CSV_COLUMNS)))])
     if errors:
         raise RecordsInvalid(errors)
     return records
+
+
+def _unreadable(exc: csv.Error) -> Message:
+    """Why the csv module could not read a row, in the catalogue's words (its own are English)."""
+    text = str(exc)
+    if "field limit" in text:
+        return msg("not readable as CSV: a field is longer than {limit} characters", limit=csv.field_size_limit())
+    if "expected after" in text:
+        return msg("not readable as CSV: text follows a closing quote; quote the whole field, doubling any quote "
+                   "inside it")
+    if "new-line" in text or "newline" in text:
+        return msg("not readable as CSV: a line break inside a field that is not quoted")
+    return msg("not readable as CSV; check its quotes and separators")
 
 
 def _integer(cell: str) -> int:

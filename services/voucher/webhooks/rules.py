@@ -99,6 +99,16 @@ class UnsafeUrl(ValueError):
         self.message = message
 
 
+def _unparsable(exc: ValueError) -> Message:
+    """Why urlsplit could not read a URL, in the catalogue's words (its own are English only)."""
+    text = str(exc)
+    if "Port" in text:
+        return msg("not a valid URL: the port must be a number from 0 to 65535")
+    if "IPv6" in text:
+        return msg("not a valid URL: the address in square brackets is not an IPv6 address")
+    return msg("not a valid URL; check its scheme, host and port")
+
+
 def check_url_shape(url: str, *, allow_http: bool) -> tuple[str, str, int]:
     """(scheme, host, port) of an acceptable URL, else UnsafeUrl. No credentials in the URL (they
     would leak into logs), no fragment, https unless plain http is allowed for the destination."""
@@ -108,7 +118,7 @@ def check_url_shape(url: str, *, allow_http: bool) -> tuple[str, str, int]:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise UnsafeUrl(msg("not a valid URL: {error}", error=str(exc))) from exc
+        raise UnsafeUrl(_unparsable(exc)) from exc
     if parts.scheme not in ("https", "http"):
         raise UnsafeUrl(msg("the URL must be https:// (or http:// to an allowed network)"))
     if parts.scheme == "http" and not allow_http:
