@@ -16,7 +16,7 @@ import pytest
 
 from services.voucher import catalogue, errors
 from services.voucher.http.meta import catalogue as problem_catalogue
-from services.voucher.i18n import Amount, msg, translate
+from services.voucher.i18n import Amount, Status, msg, translate
 
 PACKAGE = Path(catalogue.__file__).parent
 SOURCES = sorted(p for p in PACKAGE.rglob("*.py") if "client" not in p.relative_to(PACKAGE).parts)
@@ -239,8 +239,15 @@ def test_a_message_renders_its_parameters_in_the_readers_language() -> None:
                   scopes=["vouchers:write", "redemptions:write"], role="provider")
     assert message.render("en") == ("this operation needs scope vouchers:write, redemptions:write; "
                                     "the key's role is provider")
-    assert message.render("zh") == "此操作需要权限范围 vouchers:write、redemptions:write；该密钥的角色为 provider"
+    assert message.render("zh") == "此操作需要权限范围 vouchers:write、redemptions:write；该密钥的角色为provider"
     assert str(message) == message.render("en")
+    # a code in a sentence is a word in Chinese: the role, a programme's kind and payout mode
+    worded = msg("this operation needs scope {scopes}; the key's role is {role}", scopes=["keys:write"],
+                 role=Status("provider"))
+    assert worded.render("zh") == "此操作需要权限范围 keys:write；该密钥的角色为服务商"
+    assert worded.render("en") == "this operation needs scope keys:write; the key's role is provider"
+    assert [Status(c).render("zh") for c in ("operator", "compute", "enterprise_claim")] == [
+        "项目管理方", "算力", "企业申领补贴"]
 
 
 def test_a_missing_or_broken_translation_falls_back_to_english() -> None:

@@ -178,6 +178,10 @@ STATUS_WORDS: dict[str, Message] = {
     # a webhook endpoint's and a delivery's
     "enabled": msg("enabled"), "disabled": msg("disabled"), "succeeded": msg("succeeded"),
     "failed": msg("given up"),
+    # a key's role, a programme's kind and its payout mode, also codes in a sentence
+    "operator": msg("operator"), "auditor": msg("auditor"), "enterprise": msg("enterprise"),
+    "provider": msg("provider"), "compute": msg("compute"), "model": msg("model"),
+    "provider_redemption": msg("redemption by providers"), "enterprise_claim": msg("claims by enterprises"),
 }
 
 

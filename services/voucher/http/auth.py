@@ -20,7 +20,7 @@ from services.voucher.db import Database
 from services.voucher.errors import InsufficientScope, ValidationFailed, field_error
 from services.voucher.http import query, ratelimit
 from services.voucher.http.authenticate import authenticate, client_address
-from services.voucher.i18n import msg
+from services.voucher.i18n import Status, msg
 
 bearer = HTTPBearer(
     auto_error=False,
@@ -77,7 +77,7 @@ async def authorised(request: Request, credentials: HTTPAuthorizationCredentials
     if missing:
         raise InsufficientScope(
             msg("this operation needs scope {scopes}; the key's role is {role}",
-                scopes=sorted(missing), role=actor.role.value),
+                scopes=sorted(missing), role=Status(actor.role.value)),
             required_scopes=[s.value for s in scopes],
         )
     refuse_unstorable(request)

@@ -136,7 +136,7 @@ def term_problems(terms: dict[str, object], *, new_rules: bool = True) -> list[t
     if unit not in UNITS_BY_KIND[kind]:
         allowed = sorted(u.value for u in UNITS_BY_KIND[kind])
         problems.append(("unit", msg("a {kind} programme grants {allowed}, not {unit}",
-                                     kind=kind, allowed=allowed, unit=unit)))
+                                     kind=Status(kind.value), allowed=allowed, unit=unit)))
     rate_table = terms["rate_table"]
     assert isinstance(rate_table, dict)
     groups = CATEGORY_GROUPS_BY_KIND[kind]

@@ -253,7 +253,7 @@ async def enrol_provider(
     if programme.kind not in provider.kinds:
         raise ProviderKindMismatch(
             msg("provider offers {kinds}, not {kind}; it cannot serve this programme",
-                kinds=list(provider.kinds) or msg("nothing"), kind=programme.kind)
+                kinds=[Status(k) for k in provider.kinds] or msg("nothing"), kind=Status(programme.kind))
         )
     enrolment = await repository.enrolment(session, programme_id, provider_id, for_update=True)
     if enrolment is None:

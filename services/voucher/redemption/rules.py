@@ -261,10 +261,10 @@ def check_mode(terms: Terms, payee: Payee) -> None:
     if terms.mode != mode.value:
         if payee is Payee.PROVIDER:
             detail = msg("programme {programme} pays out by {mode}; the enterprise files a claim instead",
-                         programme=terms.code, mode=terms.mode)
+                         programme=terms.code, mode=Status(terms.mode))
         else:
             detail = msg("programme {programme} pays out by {mode}; providers redeem instead",
-                         programme=terms.code, mode=terms.mode)
+                         programme=terms.code, mode=Status(terms.mode))
         raise WrongPayoutMode(detail, mode=terms.mode)
 
 
