@@ -170,6 +170,14 @@ async def test_without_a_key_an_unknown_parameter_is_a_401_not_a_list_of_paramet
     assert_problem(await client.post("/v1/enterprises", params={"x": "1"}, json={}), 401, "unauthenticated")
 
 
+async def test_a_key_without_the_scope_is_told_so_whatever_its_query(world: World) -> None:
+    """An enterprise key listing providers: 403 with ?bogus=1 as with ?limit=0 (the unknown
+    parameter had been checked before the scope and answered 422; an independent review)."""
+    for params in ({"bogus": "1"}, {"limit": "0"}, {}):
+        response = await world.client.get("/v1/providers", params=params, headers=auth(world.enterprise_key))
+        assert_problem(response, 403, "insufficient_scope")
+
+
 async def test_a_public_operation_refuses_an_unknown_parameter_too(client: httpx.AsyncClient) -> None:
     problem = assert_problem(await client.get("/v1/problems", params={"x": "1"}), 422, "validation_failed")
     assert problem["errors"][0]["type"] == "unknown_parameter"

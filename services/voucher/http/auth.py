@@ -47,6 +47,7 @@ async def current_actor(
     """The request's actor, for an operation any key may call (its own key's revocation, say):
     `_actor`, then text in the body no database stores alike refused (`refuse_unstorable`)."""
     actor = await _actor(request)
+    query.check(request)  # a query parameter the operation does not take: 422, nothing read
     refuse_unstorable(request)
     return actor
 
@@ -63,14 +64,13 @@ async def _actor(request: Request) -> Actor:
         request.scope["state"]["actor"] = actor
     audit.ACTOR.set(actor)  # the unit-of-work middleware resets it when the request ends
     await ratelimit.check(request, actor)  # before anything else: a refusal changes nothing
-    query.check(request)  # a query parameter the operation does not take: 422, nothing read
     return actor
 
 
 async def authorised(request: Request, credentials: HTTPAuthorizationCredentials | None,
                      scopes: tuple[Scope, ...]) -> Actor:
-    """The request's actor (`current_actor`: the key, its rate limit, the query string), then
-    403 unless its key holds every one of `scopes`: every dependency that checks scopes calls
+    """The request's actor (the key, its rate limit), then 403 unless its key holds every one of
+    `scopes`, then the query string and the body's text: every dependency that checks scopes calls
     this, so the checks and their order are written once."""
     actor = await _actor(request)
     missing = [s.value for s in scopes if s not in actor.scopes]
@@ -80,6 +80,9 @@ async def authorised(request: Request, credentials: HTTPAuthorizationCredentials
                 scopes=sorted(missing), role=Status(actor.role.value)),
             required_scopes=[s.value for s in scopes],
         )
+    # After the scope: a key that may not call the operation is told so whatever its query (an
+    # unknown parameter had been 422 and a bad limit 403, by the order of the checks).
+    query.check(request)
     refuse_unstorable(request)
     return actor
 
