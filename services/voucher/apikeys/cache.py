@@ -26,7 +26,7 @@ import logging
 import multiprocessing
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 #: The NOTIFY channel revocations and rotations are announced on (payload: the key's hash).
 CHANNEL = "voucher_api_keys"
+#: The payload announcing that a key was made (any other payload is a changed key's hash).
+CREATED = "created"
 MAX_ENTRIES = 10_000
 
 
@@ -73,6 +75,9 @@ class KeyCache:
         self.listening = False
         self.generation = 0
         self._entries: dict[str, tuple[float, CachedKey]] = {}
+        #: Called when a key is made (here or in another process): the failed-login throttle
+        #: reloads its list of live prefixes, so a key made a moment ago passes it.
+        self.on_created: Callable[[], None] | None = None
 
     @property
     def enabled(self) -> bool:
@@ -105,6 +110,11 @@ class KeyCache:
         else:
             self._entries.pop(secret_hash, None)
 
+    def created(self) -> None:
+        """A key was made: nothing cached changes, but the throttle's list of prefixes is old."""
+        if self.on_created is not None:
+            self.on_created()
+
     async def listen(self, connect: Any, retry_seconds: float = 1.0, heartbeat_seconds: float = 10.0) -> None:
         """Evict on every announced change; reconnect when the connection drops. Runs until
         cancelled. `connect` opens an autocommit psycopg AsyncConnection. Between notifications
@@ -120,7 +130,10 @@ class KeyCache:
                     self.listening = True
                     while True:
                         async for note in connection.notifies(timeout=heartbeat_seconds):
-                            self.forget(note.payload)
+                            if note.payload == CREATED:
+                                self.created()
+                            else:
+                                self.forget(note.payload)
                         await asyncio.wait_for(connection.execute("SELECT 1"), timeout=5)
             except asyncio.CancelledError:
                 raise
@@ -136,6 +149,17 @@ class KeyCache:
 def cache_of(session: AsyncSession) -> KeyCache | None:
     cache = session.info.get("key_cache")
     return cache if isinstance(cache, KeyCache) else None
+
+
+async def announce_created(session: AsyncSession) -> None:
+    """A key was made: once it commits, this process and (on PostgreSQL) every other one reload
+    the live prefixes, so the failed-login throttle lets it through at once (it had refused a
+    key made a moment ago for up to 5 s from a throttled address; an independent review)."""
+    cache = cache_of(session)
+    if cache is not None:
+        on_commit(session, cache.created)
+    if dialect_name(session) == "postgresql":
+        await session.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": CREATED})
 
 
 async def announce_change(session: AsyncSession, secret_hash: str) -> None:

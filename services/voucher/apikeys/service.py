@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.voucher.actor import Actor
 from services.voucher.apikeys import repository
-from services.voucher.apikeys.cache import CachedKey, announce_change
+from services.voucher.apikeys.cache import CachedKey, announce_change, announce_created
 from services.voucher.apikeys.rules import Role, Scope, grantable, hash_key, new_key, scopes_for
 from services.voucher.audit import service as audit
 from services.voucher.db import PageRequest
@@ -247,6 +247,7 @@ async def issue_key(
         created_by_key_id=created_by.key_id if created_by else None,
     )
     await repository.add(session, key)
+    await announce_created(session)  # every process's failed-login throttle learns its prefix
     await _key_event(session, "api_key.created", key, principal, None, now)
     return IssuedKey(key, principal, secret)
 
@@ -376,6 +377,7 @@ async def rotate_key(
         old.expires_at = ends if old.expires_at is None else min(old.expires_at, ends)
     await repository.add(session, new)
     await announce_change(session, old.secret_hash)
+    await announce_created(session)
     await _key_event(session, "api_key.rotated", old, principal, before, now)
     await _key_event(session, "api_key.created", new, principal, None, now)
     return IssuedKey(new, principal, secret)

@@ -119,6 +119,10 @@ class AuthThrottle:
             self._prefixes_at = time.monotonic()
             self._prefixes = await load()
 
+    def expire_prefixes(self) -> None:
+        """A key was made or changed somewhere: the next check reloads the live prefixes."""
+        self._prefixes_at = -PREFIXES_SECONDS
+
     def learn_prefix(self, credentials: str) -> None:
         """A key that authenticated: its prefix is live (until the next load says otherwise)."""
         prefix = key_prefix(credentials)
