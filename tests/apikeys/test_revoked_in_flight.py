@@ -111,3 +111,35 @@ async def test_a_provider_key_revoked_while_its_redeem_arrives_moves_nothing(
                       world.provider_key, revoking(client, world.operator, me["key_id"], then_wait=0.4))
     assert made.status == 401 and made.body["code"] == "api_key_revoked", made.body
     assert await count(app, Redemption) == 0
+
+
+async def test_two_keys_revoking_each_other_at_once_do_not_deadlock(
+    app: Any, client: httpx.AsyncClient, operator_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each locks the key it changes, then reads its own row again (FOR SHARE): in opposite
+    orders, two keys revoking each other deadlocked and one was answered 409 (a review of the
+    change). Both rows are now locked in id order: the first revocation commits, and the second
+    key, revoked by then, is refused as revoked."""
+    from services.voucher.apikeys import service as apikeys_service
+
+    a, b = await leaked_operator_key(client, operator_key), await leaked_operator_key(client, operator_key)
+    real, arrived, both = apikeys_service._key_to_change, 0, asyncio.Event()
+
+    async def held(session: Any, actor: Any, key_id: Any) -> Any:
+        nonlocal arrived
+        key = await real(session, actor, key_id)
+        arrived += 1
+        if arrived == 2:
+            both.set()
+        try:  # with the rows locked in order, the other request waits inside `real` instead
+            await asyncio.wait_for(both.wait(), 1)
+        except TimeoutError:
+            pass
+        return key
+
+    monkeypatch.setattr(apikeys_service, "_key_to_change", held)
+    answers = await asyncio.gather(
+        client.post(f"{KEYS}/{b['id']}/revoke", json={"reason": "x"}, headers=auth(a["key"])),
+        client.post(f"{KEYS}/{a['id']}/revoke", json={"reason": "x"}, headers=auth(b["key"])))
+    codes = sorted((r.status_code, r.json().get("code")) for r in answers)
+    assert codes == [(200, None), (401, "api_key_revoked")], [r.text for r in answers]

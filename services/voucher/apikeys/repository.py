@@ -126,6 +126,14 @@ async def key_by_id(session: AsyncSession, key_id: uuid.UUID, *, for_share: bool
     return (await session.execute(stmt)).scalars().first()
 
 
+async def lock_in_id_order(session: AsyncSession, key_ids: list[uuid.UUID]) -> None:
+    """Lock these keys' rows (FOR UPDATE, PostgreSQL) in id order: a key changing another takes
+    both rows so, whichever of the two calls, and two keys revoking or rotating each other at
+    once wait instead of deadlocking (an independent review, December 2026)."""
+    stmt = select(col(ApiKey.id)).where(col(ApiKey.id).in_(key_ids)).order_by(col(ApiKey.id)).with_for_update()
+    await session.execute(stmt)
+
+
 async def successor_of(session: AsyncSession, key_id: uuid.UUID) -> ApiKey | None:
     """The key a rotation of `key_id` made, if any."""
     stmt = select(ApiKey).where(col(ApiKey.rotated_from_id) == key_id).limit(1)

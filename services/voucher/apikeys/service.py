@@ -304,6 +304,10 @@ async def get_key(
 async def _key_to_change(
     session: AsyncSession, actor: Actor, key_id: uuid.UUID
 ) -> ApiKey:
+    """The key to revoke or rotate, locked; the caller's own row is locked with it, in id order,
+    as `_caller_deadline` reads it again (FOR SHARE) before the change."""
+    if actor.key_id is not None and actor.key_id != key_id:
+        await repository.lock_in_id_order(session, [key_id, actor.key_id])
     own_only = Scope.KEYS_WRITE not in actor.scopes
     key = await repository.get_key(session, actor, key_id, own_only=own_only, for_update=True)
     if key is None:

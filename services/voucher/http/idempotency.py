@@ -120,8 +120,8 @@ def value_call(*scopes: Scope) -> Callable[..., Awaitable[ValueCall]]:
     `idempotent(*scopes, required=True)`, but the claim rides in the same round trip as the
     handler's first reads (the unit of work sends it before committing if the handler sent
     none), and its value carries the session and the instant too. It authenticates itself, as
-    `require` does (`auth.authorised`: the key, its rate limit, the query string, then the
-    scopes), with the bearer scheme its only sub-dependency: FastAPI's resolution of each
+    `require` does (`auth.authorised`: the key, its rate limit, the scopes, then the query
+    string), with the bearer scheme its only sub-dependency: FastAPI's resolution of each
     dependency costs on every request, and these routes are the busiest."""
     doc = "Required. " + KEY_HEADER_DOC
 
