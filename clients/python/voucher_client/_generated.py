@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "91a50e2681a8475ee0738f2cf75d0315acc024a09e041d8cac4ebe82caaecc21"
+DOCUMENT_SHA256 = "4f84c567a5501dc54a250d247715a15d346b7087841dd8530b620293c05f7991"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

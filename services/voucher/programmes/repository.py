@@ -15,7 +15,8 @@ from services.voucher.applications.rules import OPEN as OPEN_APPLICATION
 from services.voucher.claims.rules import ClaimStatus
 from services.voucher.db import PageRequest, paginate
 from services.voucher.programmes.rules import ProgrammeStatus
-from services.voucher.settlement.rules import SettlementStatus
+from services.voucher.redemption.rules import Payee
+from services.voucher.settlement.rules import ItemKind, SettlementStatus
 from services.voucher.tables import (
     Application,
     Claim,
@@ -23,7 +24,10 @@ from services.voucher.tables import (
     Programme,
     ProgrammeEnrolment,
     Provider,
+    Redemption,
+    RedemptionRefund,
     Settlement,
+    SettlementItem,
     Voucher,
 )
 from services.voucher.vouchers.rules import VoucherStatus
@@ -155,6 +159,22 @@ async def open_claims(session: AsyncSession, programme_id: uuid.UUID) -> int:
     stmt = select(func.count()).select_from(Claim).where(
         col(Claim.programme_id) == programme_id, col(Claim.status).not_in(ended))
     return int((await session.execute(stmt)).scalar_one())
+
+
+async def unsettled(session: AsyncSession, programme_id: uuid.UUID) -> tuple[int, int]:
+    """The programme's captures and refunds owed to or by providers that no settlement (other
+    than a cancelled one) holds: (captures, refunds)."""
+    live_item = select(col(SettlementItem.id)).where(col(SettlementItem.released_at).is_(None))
+    captures = select(func.count()).select_from(Redemption).where(
+        col(Redemption.programme_id) == programme_id, col(Redemption.payee) == Payee.PROVIDER.value,
+        col(Redemption.captured_amount) > 0,
+        ~live_item.where(col(SettlementItem.redemption_id) == col(Redemption.id),
+                         col(SettlementItem.kind) == ItemKind.CAPTURE.value).exists())
+    refunds = select(func.count()).select_from(RedemptionRefund).join(
+        Redemption, col(Redemption.id) == col(RedemptionRefund.redemption_id)).where(
+        col(Redemption.programme_id) == programme_id, col(Redemption.payee) == Payee.PROVIDER.value,
+        ~live_item.where(col(SettlementItem.refund_id) == col(RedemptionRefund.id)).exists())
+    return (int((await session.execute(captures)).scalar_one()), int((await session.execute(refunds)).scalar_one()))
 
 
 async def hold_provider(session: AsyncSession, provider_id: uuid.UUID) -> None:

@@ -189,8 +189,8 @@ _transition_route(ProgrammeStatus.ARCHIVED, "archive", "Archive a closed program
                   "event `programme.archived`, with the `reason` given; no value moves. Refused with `not_found`, `invalid_transition` (not "
                   "closed; applications still open or budget still committed, with `open_applications` and "
                   "`committed`; vouchers still live or payables unsettled, with `live_vouchers` and `unpaid`; or "
-                  "settlements not paid or cancelled and claims not paid or rejected, with `open_settlements` and "
-                  "`open_claims`) "
+                  "settlements not paid or cancelled, claims not paid or rejected, or captures and refunds in no settlement, "
+                  "with `open_settlements`, `open_claims`, `unsettled_captures` and `unsettled_refunds`) "
                   "or an Idempotency-Key conflict.")
 
 

@@ -207,14 +207,20 @@ async def transition(
                                     expiry_not_posted=due)
         settlements = await repository.open_settlements(session, programme.id)
         claims = await repository.open_claims(session, programme.id)
-        if settlements or claims:
+        captures, refunds = await repository.unsettled(session, programme.id)
+        if settlements or claims or captures or refunds:
             # An approved settlement can still be paid after its lines' refunds brought the payable
-            # to nothing; paying it on an archived programme reopened the book (an independent review).
+            # to nothing, and a capture refunded in full before any settlement nets it to nothing
+            # while a settlement of the capture's day would still pay it: two reviews archived
+            # such programmes and then paid 300,000 out of them.
             raise InvalidTransition(
-                msg("{settlements} settlement(s) and {claims} claim(s) are neither paid nor ended; archive the "
-                    "programme once each settlement is paid or cancelled and each claim paid or rejected",
-                    settlements=settlements, claims=claims),
+                msg("{settlements} settlement(s) and {claims} claim(s) are neither paid nor ended, and {captures} "
+                    "capture(s) and {refunds} refund(s) are in no settlement, though they may net to nothing; archive "
+                    "the programme once each settlement is paid or cancelled, each claim paid or rejected and every "
+                    "capture and refund settled (the monthly job drafts their settlements)",
+                    settlements=settlements, claims=claims, captures=captures, refunds=refunds),
                 current_status=programme.status, open_settlements=settlements, open_claims=claims,
+                unsettled_captures=captures, unsettled_refunds=refunds,
             )
     before = programme.status
     programme.status = target.value
