@@ -247,7 +247,7 @@ def test_a_message_renders_its_parameters_in_the_readers_language() -> None:
     assert worded.render("zh") == "此操作需要权限范围 keys:write；该密钥的角色为服务商"
     assert worded.render("en") == "this operation needs scope keys:write; the key's role is provider"
     assert [Status(c).render("zh") for c in ("operator", "compute", "enterprise_claim")] == [
-        "项目管理方", "算力", "企业申领补贴"]
+        "项目主管部门", "算力", "企业申领补贴"]
 
 
 def test_a_missing_or_broken_translation_falls_back_to_english() -> None:

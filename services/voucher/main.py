@@ -25,7 +25,7 @@ from services.voucher.eligibility import routes as eligibility
 from services.voucher.enterprises import routes as enterprises
 from services.voucher.events import routes as events
 from services.voucher.exports import routes as exports
-from services.voucher.http import docs, idempotency, meta, problems
+from services.voucher.http import docs, gate, idempotency, meta, problems
 from services.voucher.http import metrics as http_metrics
 from services.voucher.http.head import HeadAsGet
 from services.voucher.http.query import refuse_unknown_query
@@ -148,6 +148,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     app.add_middleware(HeadAsGet)  # innermost: the unit of work and the observer see the HEAD
     app.add_middleware(UnitOfWorkMiddleware, database=database, clock=clock)
     app.add_middleware(RateLimitHeaders)
+    app.add_middleware(gate.QueryText)  # a query string no one can read is refused before anything reads it
     app.add_middleware(http_metrics.RequestObserver)  # outermost: sees every answer
 
     # Routes are matched in the order they were added: the value path's first.
@@ -253,7 +254,7 @@ def _undeclared_answers(schema: dict[str, Any]) -> None:
             if "requestBody" in operation:
                 kinds += [errors.MalformedJson, errors.PayloadTooLarge, errors.UnsupportedMediaType,
                           errors.RequestTimeout, errors.UnstorableValue]
-            if "401" in answers:
+            if "401" in answers and operation.get("security"):  # an API key's (not /metrics' token)
                 kinds += [errors.InvalidApiKey, errors.ApiKeyExpired, errors.ApiKeyRevoked, errors.RateLimited,
                           errors.AuthenticationThrottled, errors.DatabaseUnavailable]
                 if method != "get":

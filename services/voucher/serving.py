@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import socket
 import sys
 from typing import Any, SupportsIndex, TypeVar
@@ -140,7 +141,10 @@ def main(argv: list[str] | None = None) -> None:
     # own default believes it from 127.0.0.1, so a client on the same host (or behind a local
     # proxy that passes the header through) chose the address the failed-login throttle counts
     # (an independent review, December 2026).
-    parser.add_argument("--forwarded-allow-ips", default=None)
+    parser.add_argument("--forwarded-allow-ips", default=os.environ.get("FORWARDED_ALLOW_IPS"))
+    parser.add_argument("--proxy-headers", action=argparse.BooleanOptionalAction, default=None,
+                        help="Kept for scripts that pass it; the header is believed exactly when "
+                             "--forwarded-allow-ips (or FORWARDED_ALLOW_IPS) names the proxies.")
     args = parser.parse_args(argv)
     run(args.app, host=args.host, port=args.port, workers=args.workers, loop=args.loop, http=args.http,
         log_level=args.log_level, backlog=args.backlog, proxy_headers=args.forwarded_allow_ips is not None,

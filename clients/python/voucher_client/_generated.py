@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "4f84c567a5501dc54a250d247715a15d346b7087841dd8530b620293c05f7991"
+DOCUMENT_SHA256 = "f04e04257024beb58b65eddf6af490e599b98f1744d593ccc4dd313f7a4899b1"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

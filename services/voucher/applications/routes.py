@@ -110,7 +110,8 @@ async def submit_application(
     "Accept-Language, that an application to this programme for this amount would get if submitted now: the "
     "programme's current rule version on the enterprise's own facts and remaining cap. Nothing is stored or "
     "recorded, so no Idempotency-Key is needed; the application window and the one-open-application rule are "
-    "checked only on submission. Refused with `not_found` (programme) or `validation_failed`.",
+    "checked only on submission, and `no_related_party_contracts` is judged here with no contract (the "
+    "submission judges the contracts it lists). Refused with `not_found` (programme) or `validation_failed`.",
     response_model=Eligibility,
     responses=responses(*AUTH_ERRORS, errors.NotFound, errors.EligibilityRulesInvalid, errors.ValidationFailed),
 )

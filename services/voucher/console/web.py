@@ -343,7 +343,7 @@ def render(request: Request, template: str, *, status: int = 200, language: str 
         return f"{bps // 100}.{bps % 100 // 10}%"
 
     def here_in(other: str) -> str:
-        return f"{PREFIX}/language/{other}?" + urlencode({"next": str(request.url.path)})
+        return f"{PREFIX}/language/{other}?" + urlencode({"next": str(request.scope["path"])})
 
     body = templates.get_template(template).render(
         _=text(language), lang=language, html_lang="zh-CN" if language == "zh" else "en",
@@ -352,7 +352,7 @@ def render(request: Request, template: str, *, status: int = 200, language: str 
         figure_name=named(FIGURE_NAMES),
         verification_problem=lambda problem: verification_problem(problem, language),
         when=when, money=money, major=major, percent=percent, figure=figure, cap_share=cap_share, status_name=status_name, account_kind=account_kind, journal_name=journal_name, page=page, me=page.me if page else None, role=page.role if page else None,
-        csrf_token=page.csrf_token if page else None, path=str(request.url.path), here_in=here_in,
+        csrf_token=page.csrf_token if page else None, path=str(request.scope["path"]), here_in=here_in,
         home=HOME, role_name=ROLE_NAMES[page.role].render(language) if page else None, **values,
     )
     response = HTMLResponse(body, status_code=status)
@@ -374,7 +374,7 @@ def set_cookie(response: Response, request: Request, name: str, value: str, *, m
 def is_secure(request: Request) -> bool:
     """Cookies are Secure over https, and always in production (behind a proxy that ends TLS the
     request may look like http to the app)."""
-    return request.url.scheme == "https" or settings_of(request).environment == "production"
+    return request.scope.get("scheme") == "https" or settings_of(request).environment == "production"
 
 
 def _htmx(request: Request, response: Response) -> Response:
@@ -522,7 +522,7 @@ def create_console(api_app: Any, settings: Settings) -> FastAPI:
             response: Response = render(request, "error.html", status=401, language=language, status_code=401,
                                         message=(exc.reason or msg("sign in first")).render(language))
         else:
-            query = {"next": str(request.url.path)}
+            query = {"next": str(request.scope["path"])}
             if exc.reason is not None:
                 query["ended"] = "1"
             response = redirect(f"{PREFIX}/sign-in?" + urlencode(query))
@@ -557,7 +557,7 @@ def create_console(api_app: Any, settings: Settings) -> FastAPI:
 
     @console.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
-        log.error("console error on %s %s", request.method, request.url.path, exc_info=exc)
+        log.error("console error on %s %s", request.method, request.scope["path"], exc_info=exc)
         language = language_of(request)
         return _htmx(request, render(
             request, "error.html", status=500, language=language, status_code=500,

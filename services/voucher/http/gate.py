@@ -16,7 +16,7 @@ import json
 import re
 from typing import Any
 
-from starlette.types import Message, Receive
+from starlette.types import ASGIApp, Message, Receive, Send
 from starlette.types import Scope as Scope_
 
 from services.voucher.actor import Actor
@@ -28,7 +28,7 @@ from services.voucher.errors import (
     RequestTimeout,
     UnsupportedMediaType,
 )
-from services.voucher.http.problems import is_json
+from services.voucher.http.problems import bilingual_body, is_json, problem_response, scope_language
 from services.voucher.i18n import msg
 from services.voucher.settings import Settings
 
@@ -297,3 +297,27 @@ async def read_body(receive: Receive, limit: int, scope: Scope_ | None = None) -
         return await receive()
 
     return replay
+
+
+class QueryText:
+    """400 `bad_request` for a query string that is not UTF-8, before anything reads it: uvicorn
+    turns such bytes away itself, but under another ASGI server the framework's own reading
+    of the URL (a trailing-slash redirect, the console's links) raised on them, a 500 (an
+    independent review, December 2026)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope_, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            try:
+                scope.get("query_string", b"").decode()
+            except UnicodeDecodeError:
+                language = scope_language(scope)
+                body = bilingual_body(language=language, status=400, code="bad_request", title="Bad request",
+                                      detail=msg("the query string is not UTF-8; percent-encode it as UTF-8 "
+                                                 "(RFC 3986); nothing was read or changed"),
+                                      instance=scope.get("path", ""))
+                await problem_response(body, status=400, language=language)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

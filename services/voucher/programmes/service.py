@@ -214,11 +214,11 @@ async def transition(
             # while a settlement of the capture's day would still pay it: two reviews archived
             # such programmes and then paid 300,000 out of them.
             raise InvalidTransition(
-                msg("{settlements} settlement(s) and {claims} claim(s) are neither paid nor ended, and {captures} "
-                    "capture(s) and {refunds} refund(s) are in no settlement, though they may net to nothing; archive "
+                msg("{settlements} settlement(s) and {claims} claim(s) are neither paid nor ended, and {n_captures} "
+                    "capture(s) and {n_refunds} refund(s) are in no settlement, though they may net to nothing; archive "
                     "the programme once each settlement is paid or cancelled, each claim paid or rejected and every "
                     "capture and refund settled (the monthly job drafts their settlements)",
-                    settlements=settlements, claims=claims, captures=captures, refunds=refunds),
+                    settlements=settlements, claims=claims, n_captures=captures, n_refunds=refunds),
                 current_status=programme.status, open_settlements=settlements, open_claims=claims,
                 unsettled_captures=captures, unsettled_refunds=refunds,
             )

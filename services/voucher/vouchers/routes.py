@@ -200,7 +200,8 @@ _status_route("suspend", "Suspend a voucher: no new holds until it is resumed",
               "The programme office (`vouchers:write`), with a required Idempotency-Key and a reason: the voucher "
               "takes no new holds until it is resumed, while holds already placed may still be captured or voided. "
               "Changes the voucher's status and records the audit event `voucher.suspended`; no value moves. "
-              "Refused with `not_found` or `invalid_transition` (the voucher is not active).",
+              "An exhausted voucher can be suspended too, so a refund does not make it spendable again. "
+              "Refused with `not_found` or `invalid_transition` (the voucher is suspended already, expired or revoked).",
               service.suspend)
 _status_route("resume", "Resume a suspended voucher",
               "The programme office (`vouchers:write`), with a required Idempotency-Key and a reason: a suspended "

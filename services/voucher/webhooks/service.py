@@ -97,10 +97,10 @@ async def vet(url: str, settings: Settings) -> tuple[str, str, int, list[str]]:
     scheme, _, port = check_url_shape(url, allow_http=True)
     try:
         host = httpx.URL(url).raw_host.decode("ascii")  # IDNA 2008, as httpx sends it: never the resolver's own encoding
-    except UnicodeError as exc:  # the host is no name IDNA 2008 can write (httpx's words are English)
-        raise UnsafeUrl(msg("the URL's host is not a domain name IDNA 2008 can write (an empty label, "
-                            "a soft hyphen or a character no name may hold)")) from exc
-    except (httpx.InvalidURL, ValueError) as exc:
+    except (httpx.InvalidURL, ValueError, UnicodeError) as exc:  # httpx's own words are English
+        if isinstance(exc, UnicodeError) or "IDNA" in str(exc):  # httpx wraps idna's refusal
+            raise UnsafeUrl(msg("the URL's host is not a domain name IDNA 2008 can write (an empty label, "
+                                "a soft hyphen or a character no name may hold)")) from exc
         raise UnsafeUrl(msg("not a valid URL; check its scheme, host and port")) from exc
     if not host:
         raise UnsafeUrl(msg("the URL has no host"))
