@@ -998,7 +998,6 @@ async def test_a_programme_with_an_approved_settlement_is_not_archived_after_a_r
     payable nets to nothing, and archiving had closed the book with the settlement still payable
     (paying it then moved 300,000 out of an archived programme; an independent review). Archiving
     waits for every settlement to be paid or cancelled."""
-    from services.voucher import jobs
 
     voucher = await world.issue(10_000_000)
     redeemed = await world.hold(voucher, 1_000_000, order="AZ-1", path="/v1/redemptions")
@@ -1008,13 +1007,7 @@ async def test_a_programme_with_an_approved_settlement_is_not_archived_after_a_r
     settlement = (await settle(world, day.isoformat(), day.isoformat())).json()
     for action, status in (("submit", "submitted"), ("approve", "approved")):
         await moved(world, settlement["id"], action, status)
-    clock.current = datetime.fromisoformat(voucher["expires_at"]) + timedelta(minutes=1)
-    assert await jobs.run_once(app.state.database, "expire-vouchers", clock()) == 1
-    refund = await world.post(f"/v1/redemptions/{redeemed.json()['id']}/refunds",
-                              {"amount": 300_000, "reason": "order cancelled"}, key=world.provider_key)
-    assert refund.status_code == 201, refund.text
-    programme = f"/v1/programmes/{world.programme['id']}"
-    assert (await world.post(f"{programme}/close", {"reason": "round over"}, key=world.operator)).status_code == 200
+    programme = await refunded_in_full_after_expiry_and_closed(app, world, voucher, redeemed.json(), clock)
     before = await audit_count(app)
     problem = assert_problem(await world.post(f"{programme}/archive", key=world.operator), 409, "invalid_transition")
     assert (problem["open_settlements"], problem["open_claims"], problem["unsettled_captures"],
@@ -1030,19 +1023,12 @@ async def test_a_capture_refunded_in_full_before_any_settlement_keeps_the_progra
     settlement of its day would still pay it, its refund left to a later one: a review of the
     change archived such a programme and then paid 300,000 out of it. Every capture and refund
     is settled before archiving; settled, the two net to nothing and the book closes."""
-    from services.voucher import jobs
 
     voucher = await world.issue(10_000_000)
     redeemed = await world.hold(voucher, 1_000_000, order="RV-1", path="/v1/redemptions")
     assert redeemed.status_code == 201, redeemed.text
     day = datetime.fromisoformat(redeemed.json()["captured_at"]).astimezone(ZoneInfo("Asia/Shanghai")).date()
-    clock.current = datetime.fromisoformat(voucher["expires_at"]) + timedelta(minutes=1)
-    assert await jobs.run_once(app.state.database, "expire-vouchers", clock()) == 1
-    refund = await world.post(f"/v1/redemptions/{redeemed.json()['id']}/refunds",
-                              {"amount": 300_000, "reason": "order cancelled"}, key=world.provider_key)
-    assert refund.status_code == 201, refund.text
-    programme = f"/v1/programmes/{world.programme['id']}"
-    assert (await world.post(f"{programme}/close", {"reason": "round over"}, key=world.operator)).status_code == 200
+    programme = await refunded_in_full_after_expiry_and_closed(app, world, voucher, redeemed.json(), clock)
     problem = assert_problem(await world.post(f"{programme}/archive", key=world.operator), 409, "invalid_transition")
     assert (problem["unsettled_captures"], problem["unsettled_refunds"]) == (1, 1), problem
     refunded_on = clock().astimezone(ZoneInfo("Asia/Shanghai")).date()
@@ -1057,6 +1043,22 @@ async def test_a_capture_refunded_in_full_before_any_settlement_keeps_the_progra
     assert paid.status_code == 200, paid.text
     archived = await world.post(f"{programme}/archive", key=world.operator)
     assert archived.status_code == 200, archived.text
+
+
+async def refunded_in_full_after_expiry_and_closed(app, world: World, voucher: dict[str, Any],
+                                                   redeemed: dict[str, Any], clock) -> str:
+    """The voucher expired (and posted), its one redeem of 300,000 refunded in full to the pool,
+    the programme closed: its path."""
+    from services.voucher import jobs
+
+    clock.current = datetime.fromisoformat(voucher["expires_at"]) + timedelta(minutes=1)
+    assert await jobs.run_once(app.state.database, "expire-vouchers", clock()) == 1
+    refund = await world.post(f"/v1/redemptions/{redeemed['id']}/refunds",
+                              {"amount": 300_000, "reason": "order cancelled"}, key=world.provider_key)
+    assert refund.status_code == 201, refund.text
+    programme = f"/v1/programmes/{world.programme['id']}"
+    assert (await world.post(f"{programme}/close", {"reason": "round over"}, key=world.operator)).status_code == 200
+    return programme
 
 
 async def test_archiving_names_vouchers_whose_expiry_the_worker_has_not_posted(app, world: World, clock) -> None:
