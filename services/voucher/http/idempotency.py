@@ -44,15 +44,8 @@ async def _claim(request: Request, actor: Actor, key: str | None, *, required: b
         return request.app.state.clock()  # type: ignore[no-any-return]
     idempotency.check_key(key)
     settings = request.app.state.settings
-    # Path and query as request.url reads them, without its strict decode of the query (bytes
-    # no UTF-8 reads, which uvicorn turns away but another server may pass, had made it raise).
-    raw = request.scope.get("query_string", b"")
-    try:
-        query = raw.decode()
-    except UnicodeDecodeError:
-        query = raw.decode("latin-1")
-    path = request.scope["path"].replace("?", "%3F").replace("#", "%23").replace("\\", "%5C")
-    path += f"?{query}" if query else ""
+    # the query string is UTF-8 here: http/gate.QueryText refuses any other before the app runs
+    path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     unit = request.scope["state"]["unit"]
     fingerprint = idempotency.request_fingerprint(request.method, path, await request.body())
     now: datetime = request.app.state.clock()  # once the body is in
