@@ -96,11 +96,13 @@ MATRIX: dict[str, str] = {
     "list_vouchers": "yyyynn",
     "get_voucher": "yyyhnn",                 # enterprise A's
     "get_voucher_history": "yyyhnn",
+    "get_voucher_clawback": "yyyhnn",
     "issue_voucher": "ynnnnn",
     "issue_vouchers_bulk": "ynnnnn",
     "suspend_voucher": "ynnnnn",
     "resume_voucher": "ynnnnn",
     "revoke_voucher": "ynnnnn",
+    "record_clawback": "ynnnnn",
     "lookup_voucher": "nnnnyy",
     # redemption
     "list_redemptions": "yyyyyy",

@@ -342,6 +342,11 @@ class VoucherExhausted(Conflict):
     title = "The voucher has no available balance"
 
 
+class ClawbackOnLiveVoucher(Conflict):
+    code = "clawback_on_live_voucher"
+    title = "A live voucher's clawback is recorded by revoking it"
+
+
 # -- redemption --------------------------------------------------------------------------------
 
 

@@ -83,6 +83,7 @@ OPERATIONS: dict[str, Writes] = {
     "suspend_voucher": Writes(("voucher.suspended",)),
     "resume_voucher": Writes(("voucher.resumed",)),
     "revoke_voucher": Writes(("voucher.revoked",), ledger=True),
+    "record_clawback": Writes(("voucher.clawback_recorded",), ledger=True),
     # redemption
     "create_hold": Writes(("hold.placed",), ledger=True),
     "redeem": Writes(("redemption.captured",), ledger=True),  # one step, one state change, one journal
@@ -452,6 +453,10 @@ async def walk_everything(w: Walk) -> None:
     await w.call("revoke_voucher", f"{vpath}/revoke", operator, {"reason": "fraud", "clawback": 100_000},
                  resource=("voucher", voucher["id"]), count={LEDGER: 2},  # unused value back; the clawback
                  changes={"voucher.revoked": ({"status": "active"}, {"status": "revoked"})})
+    await w.call("record_clawback", f"{vpath}/clawback", operator, {"amount": 50_000, "reason": "more found"},
+                 resource=("voucher", voucher["id"]), count={LEDGER: 1},
+                 changes={"voucher.clawback_recorded": ({"clawback_owed": 100_000},
+                                                        {"clawback_owed": 150_000, "amount": 50_000})})
 
     # -- the period is over: usage reconciliation and settlement ---------------------------------------
     w.clock.advance(days=1)

@@ -226,6 +226,35 @@ async def test_an_operator_suspends_resumes_and_revokes_a_voucher(client: httpx.
     assert {e["actor_key_id"] for e in changes} == {me["key_id"]}
 
 
+async def test_an_operator_records_a_clawback_on_a_revoked_voucher(client: httpx.AsyncClient, browser: Browser,
+                                                                   world: World) -> None:
+    """Misuse found after the revocation: the ended voucher's page shows what is owed back and
+    records more, up to the used value; a bad amount comes back with what was typed."""
+    voucher = await world.issue(1_000_000)
+    redeemed = await world.hold(voucher, 1_000_000, order="PO-cb", path="/v1/redemptions")
+    assert redeemed.status_code == 201 and redeemed.json()["captured_amount"] == 300_000
+    revoked = await world.post(f"/v1/vouchers/{voucher['id']}/revoke", {"reason": "fraud", "clawback": 100_000},
+                               key=world.operator)
+    assert revoked.status_code == 200, revoked.text
+    await browser.sign_in(world.operator, language="en")
+    path = f"/console/operator/vouchers/{voucher['id']}"
+    page = await browser.get(path)
+    assert 'id="clawback-owed">¥1,000.00<' in page.text and 'id="record-clawback"' in page.text
+    token = csrf_of(page.text)
+    for amount in ("", "lots", "2000.01"):
+        bad = await browser.post(f"{path}/clawback", data={"csrf_token": token, "reason": "more found",
+                                                           "clawback": amount})
+        assert bad.status_code == 422 and 'role="alert"' in bad.text, amount
+        assert f'value="{amount}"' in bad.text  # what was typed comes back
+    done = await browser.post(f"{path}/clawback", data={"csrf_token": token, "reason": "more found",
+                                                        "clawback": "2000"})
+    assert done.status_code == 303
+    owed = (await client.get(f"/v1/vouchers/{voucher['id']}/clawback", headers=auth(world.operator))).json()
+    assert owed["owed"] == 300_000
+    page = await browser.get(path)
+    assert 'id="clawback-owed">¥3,000.00<' in page.text and 'id="record-clawback"' not in page.text
+
+
 async def test_an_enterprise_key_cannot_open_the_voucher_pages_of_the_office(browser: Browser, world: World) -> None:
     voucher = await world.issue(1_000_000)
     await browser.sign_in(world.enterprise_key)

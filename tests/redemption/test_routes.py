@@ -622,6 +622,74 @@ async def test_the_reconciliation_shows_a_clawback_forgiven_beyond_the_refunds(a
     assert (await world.reconciliation())["is_clean"]
 
 
+async def _clawback(world: World, voucher: dict[str, Any], key: str | None = None) -> httpx.Response:
+    return await world.client.get(f"/v1/vouchers/{voucher['id']}/clawback", headers=auth(key or world.operator))
+
+
+async def test_a_clawback_found_after_expiry_is_recorded_and_refunds_recover_it(app, world: World, clock) -> None:
+    """Misuse found once the voucher expired: the office records the clawback against it (its
+    expiry posted first, as the worker would), at most the used value; a refund of the order
+    afterwards recovers what the used value no longer covers, as after a revocation."""
+    voucher = await world.issue(1_000_000)
+    redeemed = (await world.hold(voucher, 1_000_000, order="PO-late", path="/v1/redemptions")).json()
+    assert redeemed["captured_amount"] == 300_000
+    path = f"/v1/vouchers/{voucher['id']}/clawback"
+    live = await world.post(path, {"amount": 100_000, "reason": "fraud"}, key=world.operator, idem="live")
+    assert_problem(live, 409, "clawback_on_live_voucher")
+    assert (await _clawback(world, voucher)).json()["owed"] == 0
+    clock.advance(days=400)  # past its validity; the worker has not posted the expiry yet
+    too_much = await world.post(path, {"amount": 300_001, "reason": "fraud"}, key=world.operator, idem="much")
+    assert_problem(too_much, 422, "validation_failed")
+    assert (await world.voucher(voucher["id"]))["status"] == "expired"
+    recorded = await world.post(path, {"amount": 300_000, "reason": "fraud"}, key=world.operator, idem="c1")
+    assert recorded.status_code == 200, recorded.text
+    assert recorded.json() == {"voucher_id": voucher["id"], "status": "expired", "unit": "CNY", "used": 300_000,
+                               "owed": 300_000}
+    again = await world.post(path, {"amount": 300_000, "reason": "fraud"}, key=world.operator, idem="c1")
+    assert again.json() == recorded.json()  # the stored answer: nothing posted twice
+    assert await _receivable(app, world) == 300_000
+    assert (await world.reconciliation())["is_clean"]
+    assert_problem(await world.post(path, {"amount": 1, "reason": "more"}, key=world.operator, idem="c2"),
+                   422, "validation_failed")  # all of the used value is owed back already
+    mine = await _clawback(world, voucher, world.enterprise_key)
+    assert mine.status_code == 200 and mine.json()["owed"] == 300_000  # the enterprise sees what it owes
+    assert_problem(await _clawback(world, voucher, world.provider_key), 403, "insufficient_scope")
+    refund = await world.post(f"/v1/redemptions/{redeemed['id']}/refunds", {"amount": 100_000, "reason": "x"},
+                              idem="r1")
+    assert refund.status_code == 201 and refund.json()["destination"] == "pool"
+    assert await _receivable(app, world) == 200_000  # 200,000 still used, all of it owed
+    assert (await _clawback(world, voucher)).json() == {**recorded.json(), "used": 200_000, "owed": 200_000}
+    assert (await world.reconciliation())["is_clean"]
+
+
+async def test_a_revocation_clawback_can_be_raised_later(app, world: World) -> None:
+    """A voucher revoked with part of its used value clawed back: more found later is recorded
+    on top, up to the used value not yet owed back; the reconciliation agrees."""
+    voucher = await world.issue(1_000_000)
+    await world.hold(voucher, 1_000_000, order="PO-1", path="/v1/redemptions")
+    revoked = await world.post(f"/v1/vouchers/{voucher['id']}/revoke", {"reason": "fraud", "clawback": 100_000},
+                               key=world.operator)
+    assert revoked.status_code == 200, revoked.text
+    path = f"/v1/vouchers/{voucher['id']}/clawback"
+    refused = await world.post(path, {"amount": 200_001, "reason": "more"}, key=world.operator)
+    assert_problem(refused, 422, "validation_failed")
+    assert (await _clawback(world, voucher)).json()["owed"] == 100_000  # the refusal changed nothing
+    for body, key in (({"amount": 0, "reason": "x"}, world.operator), ({"amount": 1, "reason": ""}, world.operator),
+                      ({"amount": 1, "reason": "x"}, world.enterprise_key),
+                      ({"amount": 1, "reason": "x"}, world.provider_key)):
+        answer = await world.post(path, body, key=key)
+        assert answer.status_code in (403, 404, 422), answer.text
+    recorded = await world.post(path, {"amount": 200_000, "reason": "more"}, key=world.operator)
+    assert recorded.status_code == 200, recorded.text
+    assert recorded.json()["owed"] == 300_000 and await _receivable(app, world) == 300_000
+    assert (await world.reconciliation())["is_clean"]
+    other = await world.issue(1_000_000)
+    assert_problem(await world.post(f"/v1/vouchers/{other['id']}/clawback", {"amount": 1, "reason": "x"},
+                                    key=world.operator), 409, "clawback_on_live_voucher")
+    assert_problem(await world.post(f"/v1/vouchers/{uuid.uuid4()}/clawback", {"amount": 1, "reason": "x"},
+                                    key=world.operator), 404, "not_found")
+
+
 async def test_an_expired_hold_reads_as_released_everywhere_before_the_job_runs(app, world: World, clock) -> None:
     """DESIGN §2: what every read shows already counts expired holds as released — the voucher,
     the provider's lookup, lists, the redemption and the trial balance — with no job run."""

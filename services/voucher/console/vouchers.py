@@ -82,8 +82,12 @@ def install(console: FastAPI) -> None:
         found = await page.api.get(f"/v1/vouchers/{voucher_id}")
         history = await page.api.get(f"/v1/vouchers/{voucher_id}/history", cursor=cursor, limit=100)
         enterprise = await page.api.get(f"/v1/enterprises/{found['enterprise_id']}")
+        # An ended voucher may owe value back (a clawback); a live one cannot, until it is revoked.
+        clawback = (await page.api.get(f"/v1/vouchers/{voucher_id}/clawback")
+                    if found["status"] in ("expired", "revoked") else None)
         return page.render("operator/voucher.html", status=status, voucher=found, history=history,
-                           enterprise=enterprise, error=error, form_key=str(uuid.uuid4()), values=values or {})
+                           enterprise=enterprise, clawback=clawback, error=error, form_key=str(uuid.uuid4()),
+                           values=values or {})
 
     @console.get("/operator/vouchers/{voucher_id}")
     async def voucher(request: Request, voucher_id: uuid.UUID, cursor: str | None = None) -> Response:
@@ -93,7 +97,7 @@ def install(console: FastAPI) -> None:
     async def change(request: Request, voucher_id: uuid.UUID, action: str) -> Response:
         page = await signed_in(request, "operator")
         form = await page.form()
-        if action not in ("suspend", "resume", "revoke"):
+        if action not in ("suspend", "resume", "revoke", "clawback"):
             return await voucher_page(request, voucher_id, status=404,
                                       error=msg("there is no such page in the console").render(page.language))
         reason = str(form.get("reason") or "").strip()
@@ -104,11 +108,14 @@ def install(console: FastAPI) -> None:
             return await voucher_page(request, voucher_id, status=422, values=typed,
                                       error=msg("give the reason for the change").render(page.language))
         body: dict[str, object] = {"reason": reason}
-        if action == "revoke":
+        if action in ("revoke", "clawback"):
             current = await page.api.get(f"/v1/vouchers/{voucher_id}")
             text = typed["clawback"].strip()
+            if action == "clawback" and not text:
+                return await voucher_page(request, voucher_id, status=422, values=typed,
+                                          error=msg("enter the used value to recover").render(page.language))
             try:
-                body["clawback"] = parse_major(text, current["unit"]) if text else 0
+                body["clawback" if action == "revoke" else "amount"] = parse_major(text, current["unit"]) if text else 0
             except ValueError:
                 return await voucher_page(request, voucher_id, status=422, values=typed, error=msg(
                     "enter the amount in the programme's unit, e.g. {example}",

@@ -159,6 +159,14 @@ async def ensure_enterprise_accounts(
     return {AccountKind(r["kind"]): found[r["code"]] for r in rows}
 
 
+async def enterprise_account(
+    session: AsyncSession, enterprise_id: uuid.UUID, programme_id: uuid.UUID, kind: AccountKind,
+) -> uuid.UUID | None:
+    """The enterprise's account of `kind` in the programme, if it was ever opened (opens none)."""
+    code = enterprise_code(enterprise_id, programme_id, kind)
+    return (await repository.account_ids(session, [code])).get(code)
+
+
 async def _open(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     """Open new accounts, each recorded (`_record_opened`)."""
     await repository.create_accounts(session, rows)

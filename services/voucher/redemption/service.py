@@ -479,8 +479,8 @@ async def refund(
     unit = voucher.unit
     target = voucher.available_account_id if to_voucher else locked.account_ids()[pool_code]
     legs = [*transfer(voucher.used_account_id, target, amount, unit), *transfer(payable, spent, amount, unit)]
-    if voucher.status == VoucherStatus.REVOKED.value:
-        legs += await _clawback_recovered(session, voucher, amount, now)
+    if voucher.status in (VoucherStatus.REVOKED.value, VoucherStatus.EXPIRED.value):  # ended: may owe a clawback
+        legs += await _clawback_recovered(session, voucher, amount)
     writes = _Writes(session, now)
     writes.counters(locked.order(held.provider_id, held.order_reference).id, locked.usage(held.period_key).id,
                     -amount, -held.order_amount if withdrawn else 0)
@@ -506,19 +506,21 @@ async def refund(
     return row
 
 
-async def _clawback_recovered(session: AsyncSession, voucher: VoucherState, amount: int, now: datetime) -> list[Leg]:
-    """Used value the enterprise was asked to pay back (a clawback) and that the provider now
-    refunds is recovered once. The clawback is this voucher's own (the receivable is the
-    enterprise's in the programme, shared by its vouchers): it stays owed as long as the value
-    still used on the voucher covers it, and shrinks only by what the refund takes below it.
-    A refund on another voucher, or of used value that was not clawed back, leaves it (rare:
-    read at once)."""
-    receivable = (await ledger.ensure_enterprise_accounts(
-        session, voucher.enterprise_id, voucher.programme_id, voucher.unit, now, [AccountKind.ENTERPRISE_RECEIVABLE],
-    ))[AccountKind.ENTERPRISE_RECEIVABLE]
-    # Under the voucher's lock: only its revocation and its refunds post to its share, so the
-    # share is current without locking the receivable, which the enterprise's other vouchers
-    # share (a lock here, before the batch's own updates, once deadlocked a revocation).
+async def _clawback_recovered(session: AsyncSession, voucher: VoucherState, amount: int) -> list[Leg]:
+    """Used value the enterprise was asked to pay back (a clawback, recorded when the voucher
+    was revoked or after it ended) and that the provider now refunds is recovered once. The
+    clawback is this voucher's own (the receivable is the enterprise's in the programme, shared
+    by its vouchers): it stays owed as long as the value still used on the voucher covers it,
+    and shrinks only by what the refund takes below it. A refund on another voucher, or of used
+    value that was not clawed back, leaves it (rare: read at once)."""
+    receivable = await ledger.enterprise_account(session, voucher.enterprise_id, voucher.programme_id,
+                                                 AccountKind.ENTERPRISE_RECEIVABLE)
+    if receivable is None:
+        return []  # nothing was ever clawed back from the enterprise in this programme
+    # Under the voucher's lock: only its revocation, its clawbacks and its refunds post to its
+    # share, so the share is current without locking the receivable, which the enterprise's
+    # other vouchers share (a lock here, before the batch's own updates, once deadlocked a
+    # revocation).
     clawed_back = await ledger.voucher_share(session, receivable, voucher.id)
     recovered = decide.clawback_recovered(clawed_back, voucher.used, amount)
     if not recovered:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
@@ -22,9 +23,11 @@ from services.voucher.http.problems import AUTH_ERRORS, responses
 from services.voucher.i18n import msg
 from services.voucher.programmes import repository as programmes_repository
 from services.voucher.vouchers import service
-from services.voucher.vouchers.rules import VoucherStatus
+from services.voucher.vouchers.rules import VoucherStatus, effective_status
 from services.voucher.vouchers.schemas import (
     Balances,
+    ClawbackEntry,
+    ClawbackPublic,
     PostingPage,
     Revocation,
     StatusChange,
@@ -227,6 +230,48 @@ _status_route("resume", "Resume a suspended voucher",
 async def revoke_voucher(voucher_id: uuid.UUID, body: Revocation, session: Session, now: Now, actor: Writer) -> VoucherPublic:
     voucher = await service.revoke(session, actor, voucher_id, body.reason, now, clawback=body.clawback)
     return _public(await service.view(session, voucher, now))
+
+
+def _clawback(state: service.ClawbackState, now: datetime) -> ClawbackPublic:
+    v = state.voucher
+    return ClawbackPublic(voucher_id=v.id, status=effective_status(VoucherStatus(v.status), v.expires_at, now),
+                          unit=v.unit, used=state.used, owed=state.owed)
+
+
+@router.get(
+    "/{voucher_id}/clawback",
+    operation_id="get_voucher_clawback",
+    summary="What the enterprise owes back for a voucher (its clawback)",
+    description="Any key with `vouchers:read`, for a voucher it may see (an enterprise sees its own). Answers the "
+    "voucher's used value and what is owed back for it: the clawbacks recorded against it (at revocation, or "
+    "later), less what refunds of its used value recovered; 0 when none was recorded. Changes nothing. Answers "
+    "`not_found` for a voucher you cannot see.",
+    response_model=ClawbackPublic,
+    responses=responses(*AUTH_ERRORS, errors.NotFound),
+)
+async def get_voucher_clawback(voucher_id: uuid.UUID, session: Session, now: Now, actor: Reader) -> ClawbackPublic:
+    return _clawback(await service.clawback_state(session, actor, voucher_id, now), now)
+
+
+@router.post(
+    "/{voucher_id}/clawback",
+    operation_id="record_clawback",
+    summary="Record a clawback on an expired or revoked voucher",
+    description="The programme office (`vouchers:write`), with a required Idempotency-Key and a reason, when "
+    "misuse comes to light after the voucher ended: its expiry passed, or it was revoked with less clawed back "
+    "than is now known to be owed. The `amount` of used value is recorded as a receivable from the enterprise, "
+    "as a revocation's clawback is (a `clawback_recorded` journal; history is never rewritten), at most the "
+    "used value not yet owed back; a voucher past its expiry has its expiry posted first. Audit events "
+    "`voucher.clawback_recorded` and `ledger.posted`. Refused with `not_found`, `clawback_on_live_voucher` "
+    "(a live voucher's clawback is recorded by revoking it) or `validation_failed` (an amount above what can "
+    "still be clawed back).",
+    response_model=ClawbackPublic,
+    responses=responses(*AUTH_ERRORS, errors.NotFound, errors.ClawbackOnLiveVoucher, errors.ValidationFailed),
+    dependencies=[Depends(idempotent(Scope.VOUCHERS_WRITE, required=True))],
+)
+async def record_clawback(voucher_id: uuid.UUID, body: ClawbackEntry, session: Session, now: Now,
+                          actor: Writer) -> ClawbackPublic:
+    return _clawback(await service.record_clawback(session, actor, voucher_id, body.amount, body.reason, now), now)
 
 
 @router.post(

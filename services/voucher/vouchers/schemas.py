@@ -159,6 +159,30 @@ class Revocation(BaseModel):
     )
 
 
+class ClawbackEntry(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"amount": 300_000, "reason": "audit found the order was never delivered"}]},
+    )
+
+    amount: int = Field(ge=1, le=MAX_AMOUNT, strict=True,
+                        description="Used value to recover from the enterprise, recorded as a receivable.")
+    reason: WrittenText = Field(min_length=1, max_length=500)
+
+
+class ClawbackPublic(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"voucher_id": "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e41", "status": "expired",
+                                         "unit": "CNY", "used": 1_000_000, "owed": 300_000}]})
+
+    voucher_id: uuid.UUID
+    status: VoucherStatus = Field(description="As of now.")
+    unit: str
+    used: int = Field(description="The value used on the voucher (captured less refunded).")
+    owed: int = Field(description="What the enterprise owes back for this voucher: the clawbacks recorded "
+                      "against it, less what refunds of its used value recovered.")
+
+
 class Posting(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={

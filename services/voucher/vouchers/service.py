@@ -15,6 +15,7 @@ from services.voucher.audit import service as audit
 from services.voucher.db import Database, PageRequest
 from services.voucher.errors import (
     BudgetExhausted,
+    ClawbackOnLiveVoucher,
     EnterpriseCapExceeded,
     ExceedsMaxPerVoucher,
     InvalidTransition,
@@ -457,6 +458,67 @@ async def revoke(
     await _status_event(session, "voucher.revoked", voucher, before, now, returned_to_pool=bal.available,
                         clawback=clawback)
     return voucher
+
+
+@dataclass(frozen=True)
+class ClawbackState:
+    """A voucher's used value and the part of it the enterprise owes back (its journals' share
+    of the enterprise's receivable in the programme)."""
+
+    voucher: Voucher
+    used: int
+    owed: int
+
+
+async def clawback_state(session: AsyncSession, actor: Actor, voucher_id: uuid.UUID, now: datetime) -> ClawbackState:
+    """What is owed back for a voucher the caller may see (nothing when no clawback was recorded)."""
+    voucher = await get_voucher(session, actor, voucher_id)
+    return await _clawback_state(session, voucher, now)
+
+
+async def _clawback_state(session: AsyncSession, voucher: Voucher, now: datetime) -> ClawbackState:
+    used = (await view(session, voucher, now)).balances.used
+    receivable = await ledger.enterprise_account(session, voucher.enterprise_id, voucher.programme_id,
+                                                 AccountKind.ENTERPRISE_RECEIVABLE)
+    owed = 0 if receivable is None else await ledger.voucher_share(session, receivable, voucher.id)
+    return ClawbackState(voucher, used, owed)
+
+
+async def record_clawback(
+    session: AsyncSession, actor: Actor, voucher_id: uuid.UUID, amount: int, reason: str, now: datetime,
+) -> ClawbackState:
+    """A clawback of used value found after the voucher ended — expired, or revoked with less
+    (or none) clawed back than is now known to be owed: recorded as a receivable from the
+    enterprise, as a revocation records it. A live voucher's clawback is its revocation's (the
+    office stops the voucher first); the amount is at most the used value not yet owed back."""
+    voucher = await _lock_for_change(session, actor, voucher_id, now)  # a due expiry is posted first
+    status = VoucherStatus(voucher.status)
+    if status not in (VoucherStatus.EXPIRED, VoucherStatus.REVOKED):
+        raise ClawbackOnLiveVoucher(
+            msg("the voucher is '{current}': a live voucher's clawback is recorded by revoking it",
+                current=Status(status.value)),
+            current_status=status.value)
+    before = await _clawback_state(session, voucher, now)
+    room = before.used - before.owed
+    if amount > room:
+        raise ValidationFailed([field_error("amount", msg(
+            "at most the used value not yet owed back, {room}", room=Amount(room, voucher.unit)))])
+    accounts = await ledger.programme_accounts(session, voucher.programme_id)
+    receivable = (await ledger.ensure_enterprise_accounts(
+        session, voucher.enterprise_id, voucher.programme_id, voucher.unit, now,
+        [AccountKind.ENTERPRISE_RECEIVABLE]))[AccountKind.ENTERPRISE_RECEIVABLE]
+    await ledger.post_all(session, [ledger.journal(
+        kind="clawback_recorded", now=now, programme_id=voucher.programme_id, voucher_id=voucher.id,
+        legs=transfer(accounts[AccountKind.PROGRAMME_CLAWBACK], receivable, amount, voucher.unit),
+        memo=f"clawback of used value: {reason}")])
+    after = ClawbackState(voucher, before.used, before.owed + amount)
+    await audit.record(
+        session, "voucher.clawback_recorded", "voucher", voucher.id, now=now,
+        before={"status": voucher.status, "clawback_owed": before.owed},
+        after={"status": voucher.status, "clawback_owed": after.owed, "amount": amount, "reason": reason},
+        programme_id=voucher.programme_id, enterprise_id=voucher.enterprise_id, voucher_id=voucher.id,
+    )
+    return after
 
 
 async def expire_voucher(session: AsyncSession, voucher: Voucher, now: datetime) -> bool:
