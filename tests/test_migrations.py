@@ -144,6 +144,26 @@ def test_0010_stops_on_live_numbers_that_share_a_key() -> None:
     assert module.clashes("contract_reference", [r for r in rows if r[0] != "b"]) == []
 
 
+def test_0026_reads_brackets_as_one_form_and_stops_on_live_numbers_that_become_one() -> None:
+    import importlib.util
+    from pathlib import Path
+
+    from services.voucher.applications.rules import reference_key
+
+    path = Path(__file__).resolve().parents[1] / "migrations" / "versions" / "20261206_0026_bracket_keys.py"
+    spec = importlib.util.spec_from_file_location("migration_0026", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for typed in ("浙杭合〔2O26〕第12号", "A[1]【2】《3》「4」『5』{6}", "HZC-2026-0042"):
+        assert module.key(typed) == reference_key(typed)  # the service's key as of this revision
+        assert module.earlier_key(typed) == module.key(typed) or "〔" in typed or "[" in typed
+    rows = [("a", "p1", "浙杭合〔2026〕第12号", True), ("b", "p1", "浙杭合[2026]第12号", True),
+            ("c", "p2", "浙杭合[2026]第12号", True), ("d", "p1", "浙杭合(2026)第12号", False)]
+    assert module.clashes(rows) == ["contract_reference a and b ('浙杭合[2026]第12号' under provider p1)"]
+    assert module.clashes([r for r in rows if r[0] != "b"]) == []
+
+
 def test_0012_keeps_numbers_without_a_code_per_provider() -> None:
     import importlib.util
     from pathlib import Path
@@ -205,6 +225,28 @@ async def test_0010_rekeys_real_rows_and_its_downgrade_puts_the_typed_numbers_ba
         conn.execute(text("UPDATE contract_reference SET released_at = created_at WHERE number = 'HZC-2026'"))
     command.upgrade(config, "head")
     assert _current(engine) == _revisions_base_to_head()[-1].revision
+
+
+async def test_0026_rekeys_an_application_contract_and_its_downgrade_puts_the_earlier_key_back(
+    app, client, database_url: str, engine: Engine
+) -> None:
+    from tests.applications.test_lifecycle import contract, open_desk
+
+    desk = await open_desk(app, client)
+    applied = await desk.apply(10_000_000, contracts=[contract(desk.world.provider["id"], "浙杭合〔2O26〕第12号")])
+    assert applied["status"] == "under_review"
+    await app.state.database.engine.dispose()
+    config = alembic_config(database_url)
+
+    def stored() -> str:
+        with engine.connect() as conn:
+            return str(conn.execute(text("SELECT number FROM contract_reference")).scalar_one())
+
+    assert stored() == "浙杭合(2026)第12号"
+    command.downgrade(config, "0025")
+    assert stored() == "浙杭合〔2026〕第12号"  # the earlier key: O read as 0, the brackets as typed
+    command.upgrade(config, "head")
+    assert stored() == "浙杭合(2026)第12号"
 
 
 async def test_0021_records_every_account_already_there_as_the_service_would(

@@ -1001,3 +1001,16 @@ async def test_approved_again_for_more_in_the_next_cap_year_moves_there(
     issued = await desk.status(application)
     assert (await desk.world.voucher(issued["voucher_id"]))["period_key"] == "2027"
     await desk.assert_clean()
+
+
+async def test_one_contract_typed_with_other_brackets_is_refused(app, client: httpx.AsyncClient) -> None:
+    """A document number's year is written 〔2026〕 by the standard and typed in other brackets
+    as often: each way is the same contract (an independent review reserved it four times)."""
+    desk = await open_desk(app, client)
+    provider_id = desk.world.provider["id"]
+    first = await desk.apply(10_000_000, contracts=[contract(provider_id, "浙杭合〔2026〕第12号")])
+    assert first["status"] == "under_review"
+    for typed in ("浙杭合[2026]第12号", "浙杭合(2026)第12号", "浙杭合【2026】第12号", "浙杭合（2026）第12号"):
+        _, key = await desk.other_enterprise()
+        refused = await desk.submit(10_000_000, key=key, contracts=[contract(provider_id, typed)])
+        assert_problem(refused, 409, "contract_already_used")

@@ -198,6 +198,16 @@ def test_ascii_han_and_document_marks_are_accepted(typed: str) -> None:
     assert number_problem(normalise_contract_number(typed)) is None
 
 
+def test_a_document_number_compares_alike_whatever_its_brackets_and_quotes() -> None:
+    key = lambda n: reference_key(normalise_contract_number(n))  # noqa: E731
+    typed = ("浙杭合〔2026〕第12号", "浙杭合[2026]第12号", "浙杭合(2026)第12号", "浙杭合【2026】第12号",
+             "浙杭合（2026）第12号", "浙杭合［2026］第12号", "浙杭合{2026}第12号", "浙杭合〔2026]第12号")
+    assert {key(n) for n in typed} == {"浙杭合(2026)第12号"}
+    assert all(number_problem(normalise_contract_number(n)) is None for n in typed)
+    assert key("《框架》「一期」") == key('<框架>"-期"') == key("<框架>『一期』")
+    assert key("浙杭合〔2026〕第12号") != key("浙杭合〔2026〕第13号")
+
+
 def test_letters_that_read_as_digits_compare_as_the_digits() -> None:
     same = {reference_key(normalise_contract_number(n)) for n in ("HZC-2026-0042", "HZC-2O26-0O42", "hzc-2o26-0042")}
     assert same == {"HZC-2026-0042"}
@@ -207,6 +217,6 @@ def test_letters_that_read_as_digits_compare_as_the_digits() -> None:
     assert key("hzc-2026-l042") == key("HZC-2026-1042")  # a lower-case l reads as 1
     assert key("\u4e28NV-1") == key("INV-1")  # the ideograph 丨
     assert key("HZC\u4e002026\u4e000042") == key("HZC-2026-0042")  # the ideograph 一 as a dash
-    assert key("〔二〇二六〕12号") == "〔二0二六〕12号"  # 〇 is allowed, and read as 0
+    assert key("〔二〇二六〕12号") == "(二0二六)12号"  # 〇 is allowed, and read as 0
     assert reference_key("HZC-2026-0042") != reference_key("HZC-2026-0043")
     assert number_problem("") is not None and number_problem("X" * 65) is not None

@@ -96,6 +96,12 @@ CJK_MARKS = "【】〔〕《》「」『』、·〇"
 #: letters O, I and L (upper-cased from o, i, l) as digits, the ideographic zero 〇 as 0, and
 #: the ideographs 一 and 丨 as a dash and a one.
 _LOOKALIKES = str.maketrans({"O": "0", "I": "1", "L": "1", "〇": "0", "一": "-", "丨": "1"})
+#: Brackets and quotes, read as one form each: the year of a document number (文号) is written
+#: 〔2026〕 by the standard and typed as (2026), [2026] or 【2026】 just as often; an independent
+#: review (December 2026) subsidised one contract four times, once per bracket.
+BRACKETS = {**dict.fromkeys("([{【〔", "("), **dict.fromkeys(")]}】〕", ")"), **dict.fromkeys("<《", "<"),
+            **dict.fromkeys(">》", ">"), **dict.fromkeys("「」『』", '"')}
+_KEY = str.maketrans({**{chr(k): v for k, v in _LOOKALIKES.items()}, **BRACKETS})
 
 
 def _allowed(c: str) -> bool:
@@ -116,8 +122,9 @@ def foreign_characters(number: str) -> list[str]:
 def reference_key(number: str) -> str:
     """The form two normalised contract or invoice numbers are compared in: what reads as a
     digit or a dash in a document number is read as one (O and 〇 as 0; I, L and 丨 as 1; 一 as
-    -), so HZC-2O26-l042 is HZC-2026-1042. What is shown stays as typed (normalised)."""
-    return number.translate(_LOOKALIKES)
+    -), so HZC-2O26-l042 is HZC-2026-1042; every bracket as one of ( ) < >, every quote mark as
+    ", so 浙杭合〔2026〕12号 is 浙杭合(2026)12号. What is shown stays as typed (normalised)."""
+    return number.translate(_KEY)
 
 
 def number_problem(number: str) -> Message | None:

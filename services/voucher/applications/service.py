@@ -166,7 +166,12 @@ async def _related_contracts(
 
 
 async def _register_contracts(session: AsyncSession, application: Application, now: datetime) -> None:
-    for contract in application.contracts:
+    # In one order for every submission (provider, then key): two enterprises listing the same
+    # two contracts in opposite orders had each inserted one and then waited on the other's
+    # unique key, and PostgreSQL answered one with a deadlock (409 concurrent_update) instead of
+    # `contract_already_used` (an independent review, December 2026).
+    for contract in sorted(application.contracts,
+                           key=lambda c: (str(c["provider_id"]), reference_key(c["number"]))):
         reference = ContractReference(
             provider_id=uuid.UUID(contract["provider_id"]), number=reference_key(contract["number"]),
             enterprise_id=application.enterprise_id, application_id=application.id, created_at=now,
