@@ -94,11 +94,27 @@ def _one_line(value: str) -> str:
     return value.strip()
 
 
+def _name(value: str) -> str:
+    """A name: one line, visible, and no invisible formatting characters — direction overrides
+    and isolates (U+202A–202E, U+2066–2069), zero-width spaces and joiners — which make one
+    name read as another; stored without the spaces around it."""
+    _check_text(value, lines=False)
+    if any(unicodedata.category(ch) == "Cf" for ch in value):
+        raise field_refusal("text_format_character", msg(
+            "must not contain invisible formatting characters (direction marks or overrides, zero-width spaces)"))
+    return value.strip()
+
+
 #: Text a person writes into a record that outlives the request — a reason, a bank's payment
 #: reference on a settlement or claim that becomes immutable once paid: "  \n " had been
 #: recorded as a payment's reference (an independent review, December 2026).
 WrittenText = Annotated[str, AfterValidator(_written)]
 OneLineText = Annotated[str, AfterValidator(_one_line)]
+#: The name of an enterprise, a provider, a programme or a bank account: printed on notices
+#: (the public 公示 shows an enterprise's), statements and the console. "   ", "\u200b" and a
+#: right-to-left override that made a name read backwards had been registered (an independent
+#: review, December 2026).
+NameText = Annotated[str, AfterValidator(_name)]
 
 
 #: A certification an enterprise holds, as the eligibility rules name it ("sme", "high_tech").

@@ -362,3 +362,34 @@ async def test_unknown_enterprise_is_404(client: httpx.AsyncClient, operator_key
     assert_problem(await client.get(f"{PATH}/{missing}", headers=auth(operator_key)), 404, "not_found")
     assert_problem(await patch(client, operator_key, missing, {"headcount": 1}, "*"), 404, "not_found")
     assert_problem(await client.get(f"{PATH}/not-a-uuid", headers=auth(operator_key)), 422, "validation_failed")
+
+
+async def test_names_are_one_visible_line_without_invisible_formatting(
+    client: httpx.AsyncClient, operator_key: str
+) -> None:
+    """A name is printed on the public notice, statements and the console: blank, invisible,
+    direction-overridden or multi-line text is refused on every registry, on create and on
+    PATCH, and nothing is written; the spaces around a name are not kept."""
+    from tests.support import programme_payload, provider_payload
+
+    bad = {"   ": "text_blank", "\u200b\u200b": "text_blank", "杭州\u202e司公限有技科\u202c": "text_format_character",
+           "杭州\u2066科技\u2069有限公司": "text_format_character", "杭州\u200d科技": "text_format_character",
+           "line1\nline2": "text_control_character", "杭州\x1b[31m科技": "text_control_character"}
+    for path, payload, fields in (("/v1/enterprises", enterprise_payload, ("name",)),
+                                  ("/v1/providers", provider_payload, ("name",)),
+                                  ("/v1/programmes", programme_payload, ("name",))):
+        for name, code in bad.items():
+            for field in fields:
+                refused = await client.post(path, json=payload(**{field: name}), headers=auth(operator_key))
+                problem = assert_problem(refused, 422, "validation_failed")
+                assert [(e["pointer"], e["type"]) for e in problem["errors"]] == [(f"/{field}", code)], problem
+        created = await create(client, operator_key, path, payload(name="  杭州未来科技有限公司 "))
+        assert created["name"] == "杭州未来科技有限公司"
+        if path != "/v1/programmes":
+            changed = await client.patch(f"{path}/{created['id']}", json={"name": "杭州\u202e司公"},
+                                         headers=auth(operator_key, **{"If-Match": '"v1"'}))
+            assert_problem(changed, 422, "validation_failed")
+    provider = provider_payload(settlement_account={"bank_name": "中国工商银行", "account_name": "杭州\u202e司公",
+                                                    "account_number": "1202021234567890"})
+    assert_problem(await client.post("/v1/providers", json=provider, headers=auth(operator_key)),
+                   422, "validation_failed")

@@ -13,6 +13,7 @@ from services.voucher.instants import Day
 from services.voucher.money import MAX_AMOUNT
 from services.voucher.registry_schemas import (
     Certification,
+    NameText,
     PatchModel,
     RelatedParty,
     Uscc,
@@ -69,7 +70,7 @@ CertificationsInput = Annotated[list[Certification], AfterValidator(distinct), F
 
 
 class EnterpriseFields(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
+    name: NameText = Field(min_length=1, max_length=200)
     region_code: str = RegionCode
     headcount: int | None = Field(default=None, ge=0, le=10_000_000, strict=True)
     annual_revenue: int | None = Field(default=None, ge=0, le=MAX_AMOUNT, strict=True, description="In fen (1/100 yuan): revenue is in CNY whatever a programme's unit.")
@@ -97,7 +98,7 @@ class EnterpriseUpdate(PatchModel):
         json_schema_extra={"examples": [{"headcount": 55, "certifications": ["high_tech", "sme"]}]},
     )
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: NameText | None = Field(default=None, min_length=1, max_length=200)
     # Not the shared RegionCode FieldInfo: it has no default, which made this optional field required.
     region_code: str | None = Field(
         default=None, pattern=REGION_CODE_PATTERN, description="6-digit administrative division."

@@ -20,7 +20,7 @@ from services.voucher.programmes.rules import (
     ProgrammeKind,
     ProgrammeStatus,
 )
-from services.voucher.registry_schemas import PatchModel, WrittenText
+from services.voucher.registry_schemas import NameText, PatchModel, WrittenText
 
 CATEGORY_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,31}:[a-z0-9_]{1,32}$")
 #: Amounts and rates are JSON integers, strictly: `true` is not 1 fen and 3000.0 is not 3000 bps.
@@ -92,7 +92,7 @@ _CLOSES = ("Applications are taken until this instant (exclusive): midnight that
 class ProgrammeTerms(BaseModel):
     """Fields shared by create and the public view."""
 
-    name: str = Field(min_length=1, max_length=200)
+    name: NameText = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=4000)
     kind: ProgrammeKind
     unit: Unit = Unit.CNY
@@ -193,7 +193,7 @@ class ProgrammeUpdate(PatchModel):
                                          "application_closes_at": "2027-01-31T16:00:00Z"}]},
     )
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: NameText | None = Field(default=None, min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=4000)
     kind: ProgrammeKind | None = None
     unit: Unit | None = None

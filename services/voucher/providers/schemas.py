@@ -12,6 +12,7 @@ from services.voucher.i18n import msg
 from services.voucher.programmes.rules import ProgrammeKind
 from services.voucher.providers.rules import ProviderStatus
 from services.voucher.registry_schemas import (
+    NameText,
     PatchModel,
     RelatedParty,
     Uscc,
@@ -38,8 +39,8 @@ EXAMPLE: dict[str, Any] = {
 class SettlementAccount(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    bank_name: str = Field(min_length=1, max_length=200)
-    account_name: str = Field(min_length=1, max_length=200)
+    bank_name: NameText = Field(min_length=1, max_length=200)
+    account_name: NameText = Field(min_length=1, max_length=200)
     account_number: str = Field(min_length=4, max_length=40, pattern=r"^[0-9A-Za-z-]+$")
 
 
@@ -72,7 +73,7 @@ KindsInput = Annotated[list[ProgrammeKind], AfterValidator(distinct), Field(json
 
 
 class ProviderFields(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
+    name: NameText = Field(min_length=1, max_length=200)
     kinds: list[ProgrammeKind] = Field(min_length=1, max_length=2)
     settlement_account: SettlementAccount | None = None
     # As stored: a URL recorded before the rule below is still read (the rule is for input).
@@ -95,7 +96,7 @@ class ProviderUpdate(PatchModel):
         json_schema_extra={"examples": [{"webhook_url": "https://provider.example.com/hooks/v2"}]},
     )
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: NameText | None = Field(default=None, min_length=1, max_length=200)
     kinds: KindsInput | None = Field(default=None, min_length=1, max_length=2)
     settlement_account: SettlementAccount | None = None
     webhook_url: ContactUrl | None = None
