@@ -79,3 +79,15 @@ async def test_openapi_document_is_served(client: httpx.AsyncClient) -> None:
     response = await client.get("/openapi.json")
     assert response.status_code == 200
     assert response.json()["openapi"].startswith("3.1.")
+
+
+@pytest.mark.parametrize("path", DOC_PAGES)
+async def test_doc_pages_are_never_framed_cached_or_keep_a_key(client: httpx.AsyncClient, path: str) -> None:
+    """They share the console's origin: no framing (clickjacking a "Try it out"), no caching,
+    and Swagger keeps a typed key in memory only, not in localStorage for any script to read."""
+    page = await client.get(path)
+    assert page.status_code == 200
+    assert page.headers["content-security-policy"] == "frame-ancestors 'none'"
+    assert page.headers["x-frame-options"] == "DENY" and page.headers["x-content-type-options"] == "nosniff"
+    assert page.headers["cache-control"] == "no-store"
+    assert '"persistAuthorization": true' not in page.text

@@ -619,8 +619,16 @@ def create_console(api_app: Any, settings: Settings) -> FastAPI:
 
     @console.post("/sign-out")
     async def sign_out(request: Request) -> Response:
-        page = await signed_in(request)
-        await page.form()
+        # Without asking the API who the key is: sign-out had answered the API's 429 or 503 with
+        # an error page and left the cookie in the browser, still signed in (an independent
+        # review, December 2026). A form whose token is not this session's is still refused.
+        sessions = sessions_of(request)
+        session = sessions.open(request.cookies.get(SESSION_COOKIE), now_of(request))
+        if session is not None:
+            form = await read_form(request, uploads=False)
+            if not sessions.same(form.get("csrf_token"), sessions.csrf_token(session.session_id)):
+                raise PageError(403, msg("this form has expired or did not come from this console; "
+                                         "open the page again and resend it"))
         response = redirect(f"{PREFIX}/sign-in")
         response.delete_cookie(SESSION_COOKIE, path=PREFIX)
         return response

@@ -13,6 +13,15 @@ from starlette.responses import HTMLResponse
 
 ASSETS = Path(fastapi_offline.__file__).parent / "static"
 ASSETS_URL = "/docs-assets"
+#: The docs pages share the console's origin: they are never framed (a "Try it out" with a key
+#: typed in could be clickjacked), never cached, and never sniffed as anything else.
+HEADERS = {"Content-Security-Policy": "frame-ancestors 'none'", "X-Frame-Options": "DENY",
+           "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+
+
+def _guarded(page: HTMLResponse) -> HTMLResponse:
+    page.headers.update(HEADERS)
+    return page
 
 
 def install(app: FastAPI) -> None:
@@ -20,21 +29,24 @@ def install(app: FastAPI) -> None:
 
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui() -> HTMLResponse:
-        return get_swagger_ui_html(
+        # A key typed into "Authorize" stays in the page's memory only: persisted, it had been
+        # kept in localStorage in clear, readable by any script of this origin (an independent
+        # review, December 2026), where the console keeps keys out of reach of page script.
+        return _guarded(get_swagger_ui_html(
             openapi_url=app.openapi_url or "/openapi.json",
             title=f"{app.title} — API",
             swagger_js_url=f"{ASSETS_URL}/swagger-ui-bundle.js",
             swagger_css_url=f"{ASSETS_URL}/swagger-ui.css",
             swagger_favicon_url=f"{ASSETS_URL}/favicon.png",
-            swagger_ui_parameters={"persistAuthorization": True},
-        )
+            swagger_ui_parameters={"persistAuthorization": False},
+        ))
 
     @app.get("/redoc", include_in_schema=False)
     async def redoc() -> HTMLResponse:
-        return get_redoc_html(
+        return _guarded(get_redoc_html(
             openapi_url=app.openapi_url or "/openapi.json",
             title=f"{app.title} — reference",
             redoc_js_url=f"{ASSETS_URL}/redoc.standalone.js",
             redoc_favicon_url=f"{ASSETS_URL}/favicon.png",
             with_google_fonts=False,
-        )
+        ))
