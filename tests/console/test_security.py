@@ -28,6 +28,7 @@ async def test_signing_in_sets_an_encrypted_httponly_strict_secure_cookie_and_la
     value = cookie.split(";", 1)[0].split("=", 1)[1]
     assert world.operator not in value and world.operator[-12:] not in value
     home = await browser.get("/console/operator")
+    assert home.headers["strict-transport-security"] == "max-age=31536000"
     assert home.status_code == 200 and "<h1>" in home.text
 
 

@@ -363,6 +363,8 @@ def render(request: Request, template: str, *, status: int = 200, language: str 
         "frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "same-origin"
+    if is_secure(request):  # a browser that saw the console over https never opens it over http again
+        response.headers["Strict-Transport-Security"] = "max-age=31536000"
     return response
 
 
