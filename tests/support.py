@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import random
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -128,3 +130,19 @@ async def create(client: httpx.AsyncClient, key: str, path: str, body: dict[str,
     response = await client.post(path, json=body, headers=auth(key, **fresh_key()))
     assert response.status_code == 201, response.text
     return response.json()  # type: ignore[no-any-return]
+
+
+@contextlib.asynccontextmanager
+async def guard_lifted(session: Any, table: str, trigger: str) -> AsyncIterator[None]:
+    """Within the block, a guard trigger of `table` lets a test write what the service never
+    does (its own instants moved, to stand for time passing): disabled and enabled again on
+    PostgreSQL (the test's role owns the table), dropped from the test's own SQLite file."""
+    from sqlalchemy import text
+
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text(f"ALTER TABLE {table} DISABLE TRIGGER {trigger}"))
+        yield
+        await session.execute(text(f"ALTER TABLE {table} ENABLE TRIGGER {trigger}"))
+    else:
+        await session.execute(text(f"DROP TRIGGER IF EXISTS {trigger}"))
+        yield

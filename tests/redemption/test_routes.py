@@ -19,6 +19,7 @@ from tests.support import (
     auth,
     create,
     enterprise_payload,
+    guard_lifted,
     make_key,
     provider_payload,
 )
@@ -797,7 +798,8 @@ async def test_a_hold_on_an_expired_voucher_reads_as_released_everywhere_before_
     # A row written before `rules.lapse` recorded the job's own moment as `voided_at`: as of an
     # instant before that, the trial balance follows the record (still held then), so reports of
     # the past do not change.
-    async with app.state.database.unit_of_work() as session:
+    async with app.state.database.unit_of_work() as session, guard_lifted(session, "redemption",
+                                                                             "redemption_terms_fixed"):
         await session.execute(update(Redemption).where(col(Redemption.id) == uuid.UUID(held["id"]))
                               .values(voided_at=clock()))
     assert (await held_line(as_of=(expires_at + timedelta(seconds=1)).isoformat()))["balance"] == 30_000

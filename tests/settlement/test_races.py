@@ -25,7 +25,7 @@ from services.voucher.tables import (
     SettlementItem,
 )
 from tests.live_server import LiveServer
-from tests.support import auth
+from tests.support import auth, guard_lifted
 from tests.world import World, build_world
 
 pytestmark = pytest.mark.timeout(120)
@@ -75,7 +75,8 @@ async def captures_yesterday(app, world: World) -> int:
     # This stands in for time passing: the live server runs on the real clock and only settles
     # days that are over, so the captures (and the refund) are dated yesterday noon in Shanghai.
     noon = datetime.combine(yesterday(), time(12), SHANGHAI).astimezone(UTC)
-    async with app.state.database.unit_of_work() as session:
+    async with app.state.database.unit_of_work() as session, guard_lifted(session, "redemption",
+                                                                             "redemption_terms_fixed"):
         await session.execute(update(Redemption).where(Redemption.id.in_(ids)).values(captured_at=noon))  # type: ignore[attr-defined]
         await session.execute(update(RedemptionRefund).where(RedemptionRefund.redemption_id == ids[0])  # type: ignore[arg-type]
                               .values(created_at=noon + timedelta(hours=1)))

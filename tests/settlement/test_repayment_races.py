@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 from services.voucher.tables import LedgerAccount, Redemption, RedemptionRefund
 from tests.settlement import test_races as races
 from tests.settlement.test_races import SHANGHAI, codes, storm, today, yesterday
-from tests.support import auth
+from tests.support import auth, guard_lifted
 from tests.world import World
 
 # The live server and its world, as the settlement races run them (fixtures by assignment).
@@ -64,7 +64,8 @@ async def scenario(app, world: World, *, pay_second: bool) -> tuple[list[str], s
         assert response.status_code == 201, response.text
         rid = uuid.UUID(response.json()["id"])
         ids.append(rid)
-        async with app.state.database.unit_of_work() as session:
+        async with app.state.database.unit_of_work() as session, guard_lifted(session, "redemption",
+                                                                                 "redemption_terms_fixed"):
             await session.execute(update(Redemption).where(Redemption.id == rid)
                                   .values(captured_at=noon(d - timedelta(days=4 - i))))
         s = await settle(world, d - timedelta(days=4 - i))
@@ -86,7 +87,8 @@ async def scenario(app, world: World, *, pay_second: bool) -> tuple[list[str], s
         repayments.append(s["id"])
     response = await world.hold(voucher, 1_000_000, order="PO-late", path="/v1/redemptions")
     assert response.status_code == 201, response.text
-    async with app.state.database.unit_of_work() as session:
+    async with app.state.database.unit_of_work() as session, guard_lifted(session, "redemption",
+                                                                             "redemption_terms_fixed"):
         await session.execute(update(Redemption).where(Redemption.id == uuid.UUID(response.json()["id"]))
                               .values(captured_at=noon(d)))
     positive = await settle(world, d)

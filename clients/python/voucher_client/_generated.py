@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "48b50cebfb21678069eda4b6235cf17a06de52a3792f307ca7cb83455819295a"
+DOCUMENT_SHA256 = "a3527f263ea3a9fe3e877ea4b72a48b7aa904bc27ba18c32d5c956ba3a741c8e"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

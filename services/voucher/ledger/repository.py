@@ -50,6 +50,7 @@ from services.voucher.tables import (
     LedgerAccount,
     LedgerPosting,
     LedgerTransaction,
+    OrderSubsidy,
     Programme,
     Redemption,
     RedemptionRefund,
@@ -240,7 +241,44 @@ async def commitment_differences(session: AsyncSession) -> list[dict[str, Any]]:
     issued_keys = (vouchers.c.programme_id, vouchers.c.enterprise_id, vouchers.c.period_key)
     issued = select(*issued_keys, _sum(vouchers.c.face_value).label("expected")).group_by(*issued_keys).subquery()
     differences += await _usage_mismatches(session, usage.c.granted, issued, "enterprise cap granted")
-    return differences
+    return differences + await _counter_differences(session)
+
+
+async def _counter_differences(session: AsyncSession) -> list[dict[str, Any]]:
+    """The counters the caps are judged by, against the redemptions they count: per order (its
+    provider and reference), the subsidy held or captured on it — the one-subsidy-per-order
+    rule and the stacking ceiling; per enterprise and cap period, that subsidy and the order
+    spend it was on — the enterprise's cap and its tier. A redemption counts its held amount
+    while held (a hold past its TTL until its release is posted, as the counters move then),
+    its captured amount less refunds once captured, nothing once voided; its order spend unless
+    voided, or refunded as a claim rejected after its approval (the purchase withdrawn). A
+    counter reset behind the service had let one order be subsidised past the ceiling and given
+    an enterprise its cap back, unnoticed (an independent review, December 2026)."""
+    r, cl, o, usage = table_of(Redemption), table_of(Claim), table_of(OrderSubsidy), table_of(EnterprisePeriodUsage)
+    voided = r.c.status == RedemptionStatus.VOIDED.value
+    subsidy = case((voided, 0), (r.c.status == RedemptionStatus.HELD.value, r.c.held_amount),
+                   else_=r.c.captured_amount - r.c.refunded_amount)
+    withdrawn = and_(r.c.captured_amount > 0, select(cl.c.id).where(
+        cl.c.redemption_id == r.c.id, cl.c.status == "rejected").exists())
+    spend = case((or_(voided, withdrawn), 0), else_=r.c.order_amount)
+    keys = (r.c.programme_id, r.c.enterprise_id, r.c.period_key)
+    differences = await _usage_mismatches(
+        session, usage.c.subsidised, select(*keys, _sum(subsidy).label("expected")).group_by(*keys).subquery(),
+        "enterprise cap subsidised")
+    differences += await _usage_mismatches(
+        session, usage.c.subsidised_spend, select(*keys, _sum(spend).label("expected")).group_by(*keys).subquery(),
+        "enterprise tier spend")
+    per_order = (select(r.c.provider_id, r.c.order_reference, _sum(subsidy).label("expected"))
+                 .group_by(r.c.provider_id, r.c.order_reference).subquery())
+    match = and_(per_order.c.provider_id == o.c.provider_id, per_order.c.order_reference == o.c.order_reference)
+    have = func.coalesce(per_order.c.expected, 0)
+    rows = (select(o.c.provider_id, o.c.order_reference, o.c.subsidised.label("recorded"), have.label("expected"))
+            .select_from(o.outerjoin(per_order, match)).where(o.c.subsidised != have))
+    missing = (select(per_order.c.provider_id, per_order.c.order_reference, literal(0).label("recorded"),
+                      per_order.c.expected)
+               .where(per_order.c.expected != 0, ~select(o.c.id).where(match).exists()))
+    return differences + [{"what": "order subsidy", **dict(row._mapping)}
+                          for row in (await session.execute(rows.union_all(missing))).all()]
 
 
 async def _usage_mismatches(session: AsyncSession, column: Any, expected: Any, what: str) -> list[dict[str, Any]]:
@@ -356,8 +394,24 @@ async def record_differences(session: AsyncSession) -> list[dict[str, Any]]:
     does a refund whose provider or programme is not its redemption's (the settlement job reads
     a pair's refunds by them, and would miss it)."""
     return (await _voucher_differences(session) + await _redemption_differences(session)
+            + await _journals_without_redemption(session)
             + await _refund_differences(session) + await _settlement_line_differences(session)
             + await _claim_differences(session))
+
+
+async def _journals_without_redemption(session: AsyncSession) -> list[dict[str, Any]]:
+    """Journals that name a redemption no row holds: a redemption deleted behind the service
+    (migration 0027 refuses it) had left its value used and its provider's payable owed, with
+    nothing to settle it from, and every check had passed (an independent review, December
+    2026); the comparison above starts from the redemption rows, so it could not see one gone."""
+    r = table_of(Redemption)
+    stmt = (
+        select(T.c.redemption_id, func.count().label("journals"))
+        .where(T.c.redemption_id.is_not(None), ~select(r.c.id).where(r.c.id == T.c.redemption_id).exists())
+        .group_by(T.c.redemption_id).order_by(T.c.redemption_id)
+    )
+    return [{"what": "journal names a redemption that does not exist", **dict(row._mapping)}
+            for row in (await session.execute(stmt)).all()]
 
 
 #: A voucher's three accounts, by the column that names each.

@@ -69,7 +69,8 @@ class ReconciliationPublic(BaseModel):
     summary="Recompute every balance from the postings and report any difference",
     description="Operators and auditors (`ledger:read`). Recomputes every stored balance from the postings and "
     "checks that no balance is negative, every journal sums to zero per unit, commitments and settlements "
-    "agree with the ledger, and each voucher's clawback still owed is the smaller of the clawback and the value "
+    "agree with the ledger, every order's and enterprise's cap counters agree with their redemptions, every "
+    "journal's redemption exists, and each voucher's clawback still owed is the smaller of the clawback and the value "
     "still used on it, and that the records money is paid from agree with the ledger: each redemption's "
     "captured, refunded and held amounts with its journals, each settlement's lines with their captures and "
     "refunds and its totals with its lines, each approved or paid claim with its capture and payment; "

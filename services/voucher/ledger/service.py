@@ -323,7 +323,8 @@ class Reconciliation:
     account_differences: list[dict[str, Any]] = field(default_factory=list)
     negative_balances: list[dict[str, Any]] = field(default_factory=list)
     unbalanced_transactions: list[dict[str, Any]] = field(default_factory=list)
-    #: Budget or cap committed that no approved application accounts for (or the reverse).
+    #: Budget or cap committed that no approved application accounts for (or the reverse), and
+    #: order and cap counters that differ from their redemptions.
     commitment_differences: list[dict[str, Any]] = field(default_factory=list)
     #: Paid to providers in the ledger but not by a paid settlement (or the reverse).
     settlement_differences: list[dict[str, Any]] = field(default_factory=list)

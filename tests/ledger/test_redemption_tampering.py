@@ -1,0 +1,109 @@
+"""A redemption and the counters the caps are judged by, changed behind the service (an
+independent review, December 2026): the database refuses to delete a redemption or rewrite
+what it was decided on (migration 0027), and the reconciliation reports a redemption gone and
+an order's or an enterprise's counter that differs from its redemptions."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import delete, text, update
+from sqlalchemy.exc import DBAPIError
+
+from services.voucher.db import table_of
+from services.voucher.tables import EnterprisePeriodUsage, OrderSubsidy, Redemption
+from tests.conftest import ENGINE
+from tests.support import guard_lifted
+from tests.world import World, build_world
+
+R = table_of(Redemption)
+GUARDED = "a redemption is never deleted"
+
+
+async def _world(app: Any, client: httpx.AsyncClient) -> World:
+    return await build_world(app, client, rate_table={"accelerator:domestic": 3000, "storage:object": 0}, tiers=[],
+                             stacking_ceiling_bps=3000)
+
+
+async def _refused(app: Any, statement: Any, params: dict[str, Any] | None = None) -> None:
+    with pytest.raises(DBAPIError, match=GUARDED):
+        async with app.state.database.unit_of_work() as session:
+            await session.execute(statement, params or {})
+
+
+async def test_the_database_refuses_to_delete_a_redemption_or_rewrite_its_terms(
+        app, client: httpx.AsyncClient, clock) -> None:
+    world = await _world(app, client)
+    voucher = await world.issue(10_000_000)
+    redeemed = (await world.hold(voucher, 1_000_000, order="PO-1", path="/v1/redemptions")).json()
+    held = (await world.hold(voucher, 1_000_000, order="PO-2")).json()
+    rid, hid = uuid.UUID(redeemed["id"]), uuid.UUID(held["id"])
+    forged = [{"category": "storage:object", "amount": 1_000_000}]
+    for row, values in ((rid, {"line_items": forged}), (rid, {"computation": {"subsidy": 1}}),
+                        (hid, {"hold_expires_at": clock() + timedelta(days=30)}),
+                        (rid, {"captured_at": clock() - timedelta(days=40)})):
+        await _refused(app, update(R).where(R.c.id == row).values(**values))
+    await _refused(app, delete(R).where(R.c.id == rid))
+    if ENGINE == "sqlite":  # a REPLACE that meets its id deletes it without the DELETE trigger
+        await _refused(app, text("INSERT OR REPLACE INTO redemption SELECT * FROM redemption WHERE id = :id"),
+                       {"id": rid.hex})
+    else:
+        await _refused(app, text("TRUNCATE redemption CASCADE"))
+    # what the service changes still changes: a capture (its instant set once), a refund, a void
+    captured = await world.post(f"/v1/redemptions/{hid}/capture", {"amount": 200_000})
+    assert captured.status_code == 200, captured.text
+    assert (await world.post(f"/v1/redemptions/{rid}/refunds", {"amount": 100_000, "reason": "x"})).status_code == 201
+    other = (await world.hold(voucher, 1_000_000, order="PO-3")).json()
+    assert (await world.post(f"/v1/redemptions/{other['id']}/void", {})).status_code == 200
+    assert (await world.reconciliation())["is_clean"]
+
+
+@pytest.mark.ledger_tampered  # the redemption is gone for good, as the review left it
+async def test_a_redemption_deleted_behind_the_service_is_reported(app, client: httpx.AsyncClient) -> None:
+    world = await _world(app, client)
+    voucher = await world.issue(10_000_000)
+    redeemed = (await world.hold(voucher, 100_000, order="PO-1", path="/v1/redemptions")).json()
+    assert redeemed["captured_amount"] == 30_000
+    async with app.state.database.unit_of_work() as session, guard_lifted(session, "redemption",
+                                                                         "redemption_never_deleted"):
+        await session.execute(delete(R).where(R.c.id == uuid.UUID(redeemed["id"])))
+    recon = await world.reconciliation()
+    assert not recon["is_clean"]
+    gone = [d for d in recon["record_differences"] if d["what"] == "journal names a redemption that does not exist"]
+    assert [(d["redemption_id"], d["journals"]) for d in gone] == [(redeemed["id"], 1)]
+    # its counters now count a redemption that is not there
+    assert {d["what"] for d in recon["commitment_differences"]} == {
+        "order subsidy", "enterprise cap subsidised", "enterprise tier spend"}
+
+
+async def _counter(app: Any, table: Any, **values: Any) -> None:
+    async with app.state.database.unit_of_work() as session:
+        await session.execute(update(table_of(table)).values(**values))
+
+
+async def test_counters_reset_behind_the_service_are_reported(app, client: httpx.AsyncClient) -> None:
+    """The review reset an order's subsidy, and a second voucher then subsidised the order past
+    the stacking ceiling; it reset the enterprise's usage, which gives its cap and tier back.
+    Each shows as a difference from the redemptions, and goes once put back."""
+    world = await _world(app, client)
+    voucher = await world.issue(10_000_000)
+    await world.hold(voucher, 100_000, order="PO-1", path="/v1/redemptions")
+    held = (await world.hold(voucher, 200_000, order="PO-2")).json()
+    assert held["held_amount"] == 60_000
+
+    def found(recon: dict[str, Any]) -> list[tuple[str, int, int]]:
+        return sorted((d["what"], d["recorded"], d["expected"]) for d in recon["commitment_differences"])
+
+    await _counter(app, OrderSubsidy, subsidised=0)
+    assert found(await world.reconciliation()) == [("order subsidy", 0, 30_000), ("order subsidy", 0, 60_000)]
+    await _counter(app, OrderSubsidy, subsidised=OrderSubsidy.order_amount * 3 // 10)  # type: ignore[operator]
+    assert (await world.reconciliation())["is_clean"]
+    await _counter(app, EnterprisePeriodUsage, subsidised=0, subsidised_spend=0)
+    assert found(await world.reconciliation()) == [("enterprise cap subsidised", 0, 90_000),
+                                                   ("enterprise tier spend", 0, 300_000)]
+    await _counter(app, EnterprisePeriodUsage, subsidised=90_000, subsidised_spend=300_000)
+    assert (await world.reconciliation())["is_clean"]
