@@ -154,3 +154,26 @@ async def test_vouchers_whose_enterprises_were_swapped_are_reported(app, client:
     await _behind_the_service(app, theirs, enterprise_id=uuid.UUID(their_enterprise), face_value=1_000_000)
     assert (await world.reconciliation())["is_clean"]
 
+
+
+async def test_a_suspension_lifted_behind_the_service_is_reported(app, client: httpx.AsyncClient) -> None:
+    """Only the final statuses are guarded: an UPDATE that lifts a suspension (the voucher
+    frozen for an investigation, spendable again) shows against the audit trail's last
+    suspension, and so does one that suspends without an event; resuming through the service
+    records the event and agrees."""
+    world, mine, theirs = await _pair(app, client)
+    suspended = await world.post(f"/v1/vouchers/{mine['id']}/suspend", {"reason": "check"}, key=world.operator)
+    assert suspended.status_code == 200, suspended.text
+    async with app.state.database.unit_of_work() as session:
+        await session.execute(update(V).where(V.c.id == uuid.UUID(mine["id"])).values(status="active"))
+        await session.execute(update(V).where(V.c.id == uuid.UUID(theirs["id"])).values(status="suspended"))
+    found = sorted((d["voucher_id"], d["status"], d["last_recorded"])
+                   for d in (await world.reconciliation())["record_differences"])
+    assert found == sorted([(mine["id"], "active", "voucher.suspended"), (theirs["id"], "suspended", None)])
+    async with app.state.database.unit_of_work() as session:  # put back as the events say
+        await session.execute(update(V).where(V.c.id == uuid.UUID(mine["id"])).values(status="suspended"))
+        await session.execute(update(V).where(V.c.id == uuid.UUID(theirs["id"])).values(status="active"))
+    assert (await world.reconciliation())["is_clean"]
+    resumed = await world.post(f"/v1/vouchers/{mine['id']}/resume", {"reason": "cleared"}, key=world.operator)
+    assert resumed.status_code == 200, resumed.text
+    assert (await world.reconciliation())["is_clean"]

@@ -44,6 +44,7 @@ from services.voucher.redemption.rules import (
 from services.voucher.settlement.rules import ItemKind, SettlementStatus
 from services.voucher.tables import (
     Application,
+    AuditEvent,
     Claim,
     Enterprise,
     EnterprisePeriodUsage,
@@ -393,10 +394,35 @@ async def record_differences(session: AsyncSession) -> list[dict[str, Any]]:
     tenfold, then a settlement's total, and both were paid) shows here by what it differs in; so
     does a refund whose provider or programme is not its redemption's (the settlement job reads
     a pair's refunds by them, and would miss it)."""
-    return (await _voucher_differences(session) + await _redemption_differences(session)
-            + await _journals_without_redemption(session)
+    return (await _voucher_differences(session) + await _suspension_differences(session)
+            + await _redemption_differences(session) + await _journals_without_redemption(session)
             + await _refund_differences(session) + await _settlement_line_differences(session)
             + await _claim_differences(session))
+
+
+#: The audit actions that suspend a voucher and lift a suspension.
+_SUSPENSIONS = ("voucher.suspended", "voucher.resumed")
+
+
+async def _suspension_differences(session: AsyncSession) -> list[dict[str, Any]]:
+    """A live voucher is suspended exactly when the last of its suspensions and resumptions
+    recorded in the audit trail is a suspension. The database guards only the final statuses
+    (migration 0025): an UPDATE had lifted a suspension — a voucher frozen for an
+    investigation spendable again — and nothing compared the status with its events."""
+    v, ev = table_of(Voucher), table_of(AuditEvent)
+    last = (select(ev.c.action)
+            .where(ev.c.resource_type == "voucher", ev.c.resource_id == v.c.id, ev.c.action.in_(_SUSPENSIONS))
+            .order_by(ev.c.occurred_at.desc(), ev.c.id.desc()).limit(1).scalar_subquery())
+    suspended = v.c.status == "suspended"
+    stmt = (
+        select(v.c.id.label("voucher_id"), v.c.status, last.label("last_recorded"))
+        .where(v.c.status.in_(("active", "suspended", "exhausted")),
+               or_(and_(suspended, func.coalesce(last, "") != _SUSPENSIONS[0]),
+                   and_(~suspended, func.coalesce(last, "") == _SUSPENSIONS[0])))
+        .order_by(v.c.id)
+    )
+    return [{"what": "voucher's suspension differs from its audit trail", **dict(row._mapping)}
+            for row in (await session.execute(stmt)).all()]
 
 
 async def _journals_without_redemption(session: AsyncSession) -> list[dict[str, Any]]:
