@@ -3,6 +3,7 @@ filtered cursor pages, and optimistic concurrency on edits."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import httpx
@@ -393,3 +394,36 @@ async def test_names_are_one_visible_line_without_invisible_formatting(
                                                     "account_number": "1202021234567890"})
     assert_problem(await client.post("/v1/providers", json=provider, headers=auth(operator_key)),
                    422, "validation_failed")
+
+
+async def test_a_name_stored_before_the_rule_still_reads(app, client: httpx.AsyncClient, operator_key: str) -> None:
+    """The rule is for input: a name already stored with an invisible character or a line
+    break reads as it is, in one record and in lists, and a PATCH of another field goes
+    through (a read model that checked names had answered 500 for every list holding one)."""
+    from sqlalchemy import update
+
+    from services.voucher.tables import Enterprise, Programme, Provider
+    from tests.support import programme_payload, provider_payload
+
+    enterprise = await create(client, operator_key, "/v1/enterprises", enterprise_payload())
+    provider = await create(client, operator_key, "/v1/providers", provider_payload(settlement_account={
+        "bank_name": "中国工商银行", "account_name": "杭州测试算力有限公司", "account_number": "1202021234567890"}))
+    programme = await create(client, operator_key, "/v1/programmes", programme_payload())
+    async with app.state.database.unit_of_work() as session:
+        await session.execute(update(Enterprise).where(Enterprise.id == uuid.UUID(enterprise["id"]))  # type: ignore[arg-type]
+                              .values(name="杭州\u200b科技"))
+        await session.execute(update(Provider).where(Provider.id == uuid.UUID(provider["id"]))  # type: ignore[arg-type]
+                              .values(name="Line1\nLine2", settlement_account={
+                                  "bank_name": "工商\u202e银行", "account_name": "  ", "account_number": "1202021234567890"}))
+        await session.execute(update(Programme).where(Programme.id == uuid.UUID(programme["id"]))  # type: ignore[arg-type]
+                              .values(name="科技\u200e券"))
+    for path, name in ((f"/v1/enterprises/{enterprise['id']}", "杭州\u200b科技"),
+                       (f"/v1/providers/{provider['id']}", "Line1\nLine2"),
+                       (f"/v1/programmes/{programme['id']}", "科技\u200e券")):
+        one = await client.get(path, headers=auth(operator_key))
+        assert one.status_code == 200 and one.json()["name"] == name, one.text
+        listed = await client.get(path.rsplit("/", 1)[0], headers=auth(operator_key))
+        assert listed.status_code == 200 and name in [item["name"] for item in listed.json()["items"]], listed.text
+    patched = await client.patch(f"/v1/enterprises/{enterprise['id']}", json={"headcount": 5},
+                                 headers=auth(operator_key, **{"If-Match": '"v1"'}))
+    assert patched.status_code == 200 and patched.json()["name"] == "杭州\u200b科技", patched.text

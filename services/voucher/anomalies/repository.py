@@ -159,7 +159,8 @@ async def rows_of_expiring_vouchers(
 
 def _folded(column: Any) -> Any:
     """Order references compared as contract and invoice numbers are (applications/rules.py
-    `reference_key`): case folded, O read as 0, I and L as 1. References are printable ASCII."""
+    `reference_key`): case folded, O read as 0, I and L as 1. References are printable ASCII;
+    their brackets are compared as typed (the contract key's bracket fold is for 文号)."""
     # Constants written into the SQL, not bound: PostgreSQL must see the grouped expression and
     # the selected one as the same text.
     letters: list[ColumnClause[str]] = [literal_column(f"'{c}'") for c in "O0I1L"]

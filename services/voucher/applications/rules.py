@@ -122,8 +122,8 @@ def foreign_characters(number: str) -> list[str]:
 def reference_key(number: str) -> str:
     """The form two normalised contract or invoice numbers are compared in: what reads as a
     digit or a dash in a document number is read as one (O and 〇 as 0; I, L and 丨 as 1; 一 as
-    -), so HZC-2O26-l042 is HZC-2026-1042; every bracket as one of ( ) < >, every quote mark as
-    ", so 浙杭合〔2026〕12号 is 浙杭合(2026)12号. What is shown stays as typed (normalised)."""
+    -), so HZC-2O26-l042 is HZC-2026-1042; every bracket as one of ( ) < >, and the corner
+    quotes 「」『』 as ", so 浙杭合〔2026〕12号 is 浙杭合(2026)12号 (an ASCII ' stays as it is). What is shown stays as typed (normalised)."""
     return number.translate(_KEY)
 
 

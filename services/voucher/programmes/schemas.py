@@ -92,7 +92,7 @@ _CLOSES = ("Applications are taken until this instant (exclusive): midnight that
 class ProgrammeTerms(BaseModel):
     """Fields shared by create and the public view."""
 
-    name: NameText = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=4000)
     kind: ProgrammeKind
     unit: Unit = Unit.CNY
@@ -169,6 +169,7 @@ class ProgrammeCreate(ProgrammeTerms):
     # a check was tightened must still read, never answer 500).
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [HANGZHOU_EXAMPLE]})
 
+    name: NameText = Field(min_length=1, max_length=200)
     application_opens_at: Instant | None = Field(default=None, description=_OPENS)
     application_closes_at: Instant | None = Field(default=None, description=_CLOSES)
 

@@ -39,9 +39,16 @@ EXAMPLE: dict[str, Any] = {
 class SettlementAccount(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    bank_name: str = Field(min_length=1, max_length=200)
+    account_name: str = Field(min_length=1, max_length=200)
+    account_number: str = Field(min_length=4, max_length=40, pattern=r"^[0-9A-Za-z-]+$")
+
+
+class SettlementAccountInput(SettlementAccount):
+    """A settlement account as sent: its names checked as names are (a stored one reads as it is)."""
+
     bank_name: NameText = Field(min_length=1, max_length=200)
     account_name: NameText = Field(min_length=1, max_length=200)
-    account_number: str = Field(min_length=4, max_length=40, pattern=r"^[0-9A-Za-z-]+$")
 
 
 def _public_https(url: AnyHttpUrl) -> AnyHttpUrl:
@@ -73,7 +80,7 @@ KindsInput = Annotated[list[ProgrammeKind], AfterValidator(distinct), Field(json
 
 
 class ProviderFields(BaseModel):
-    name: NameText = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200)
     kinds: list[ProgrammeKind] = Field(min_length=1, max_length=2)
     settlement_account: SettlementAccount | None = None
     # As stored: a URL recorded before the rule below is still read (the rule is for input).
@@ -84,6 +91,9 @@ class ProviderFields(BaseModel):
 class ProviderCreate(ProviderFields):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE]})
 
+    # Checked as input only: a name stored before the rule still reads (never a 500).
+    name: NameText = Field(min_length=1, max_length=200)
+    settlement_account: SettlementAccountInput | None = None
     uscc: Uscc
     kinds: KindsInput = Field(min_length=1, max_length=2)
     webhook_url: ContactUrl | None = None
@@ -98,7 +108,7 @@ class ProviderUpdate(PatchModel):
 
     name: NameText | None = Field(default=None, min_length=1, max_length=200)
     kinds: KindsInput | None = Field(default=None, min_length=1, max_length=2)
-    settlement_account: SettlementAccount | None = None
+    settlement_account: SettlementAccountInput | None = None
     webhook_url: ContactUrl | None = None
     related_parties: list[RelatedParty] | None = Field(default=None, max_length=200)
 
