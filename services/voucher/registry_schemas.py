@@ -98,11 +98,11 @@ def _name(value: str) -> str:
     """A name: one line, visible, and no invisible formatting characters — direction overrides
     and isolates (U+202A–202E, U+2066–2069), zero-width spaces and joiners — which make one
     name read as another; stored without the spaces around it."""
-    _check_text(value, lines=False)
+    stripped = _one_line(value)
     if any(unicodedata.category(ch) == "Cf" for ch in value):
         raise field_refusal("text_format_character", msg(
             "must not contain invisible formatting characters (direction marks or overrides, zero-width spaces)"))
-    return value.strip()
+    return stripped
 
 
 #: Text a person writes into a record that outlives the request — a reason, a bank's payment

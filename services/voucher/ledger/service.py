@@ -159,12 +159,15 @@ async def ensure_enterprise_accounts(
     return {AccountKind(r["kind"]): found[r["code"]] for r in rows}
 
 
-async def enterprise_account(
-    session: AsyncSession, enterprise_id: uuid.UUID, programme_id: uuid.UUID, kind: AccountKind,
-) -> uuid.UUID | None:
-    """The enterprise's account of `kind` in the programme, if it was ever opened (opens none)."""
-    code = enterprise_code(enterprise_id, programme_id, kind)
-    return (await repository.account_ids(session, [code])).get(code)
+async def clawback_owed(
+    session: AsyncSession, enterprise_id: uuid.UUID, programme_id: uuid.UUID, voucher_id: uuid.UUID,
+) -> tuple[uuid.UUID | None, int]:
+    """The enterprise's receivable in the programme (None if never opened; none is opened here)
+    and what one voucher's journals have left on it: its clawback still owed."""
+    code = enterprise_code(enterprise_id, programme_id, AccountKind.ENTERPRISE_RECEIVABLE)
+    receivable = (await repository.account_ids(session, [code])).get(code)
+    owed = 0 if receivable is None else await repository.voucher_share(session, receivable, voucher_id)
+    return receivable, owed
 
 
 async def _open(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
@@ -299,12 +302,6 @@ async def captured_in_ledger(session: AsyncSession, redemption_id: uuid.UUID) ->
 
 async def balances(session: AsyncSession, ids: Iterable[uuid.UUID], *, lock: bool = False) -> dict[uuid.UUID, int]:
     return await repository.balances(session, ids, lock=lock)
-
-
-async def voucher_share(session: AsyncSession, account_id: uuid.UUID, voucher_id: uuid.UUID) -> int:
-    """What one voucher's journals have left on an account (a receivable shared by an
-    enterprise's vouchers: the part of it that is this voucher's clawback)."""
-    return await repository.voucher_share(session, account_id, voucher_id)
 
 
 async def serialise_on(session: AsyncSession, account_id: uuid.UUID) -> None:

@@ -513,17 +513,14 @@ async def _clawback_recovered(session: AsyncSession, voucher: VoucherState, amou
     by its vouchers): it stays owed as long as the value still used on the voucher covers it,
     and shrinks only by what the refund takes below it. A refund on another voucher, or of used
     value that was not clawed back, leaves it (rare: read at once)."""
-    receivable = await ledger.enterprise_account(session, voucher.enterprise_id, voucher.programme_id,
-                                                 AccountKind.ENTERPRISE_RECEIVABLE)
-    if receivable is None:
-        return []  # nothing was ever clawed back from the enterprise in this programme
     # Under the voucher's lock: only its revocation, its clawbacks and its refunds post to its
     # share, so the share is current without locking the receivable, which the enterprise's
     # other vouchers share (a lock here, before the batch's own updates, once deadlocked a
     # revocation).
-    clawed_back = await ledger.voucher_share(session, receivable, voucher.id)
+    receivable, clawed_back = await ledger.clawback_owed(session, voucher.enterprise_id, voucher.programme_id,
+                                                         voucher.id)
     recovered = decide.clawback_recovered(clawed_back, voucher.used, amount)
-    if not recovered:
+    if receivable is None or not recovered:  # nothing was ever clawed back, or the refund leaves it owed
         return []
     contra = (await ledger.programme_accounts(session, voucher.programme_id))[AccountKind.PROGRAMME_CLAWBACK]
     return transfer(receivable, contra, recovered, voucher.unit)

@@ -443,15 +443,7 @@ async def revoke(
                           voucher.unit),
             memo=f"revoked: {reason}"))
     if clawback:
-        receivable = await ledger.ensure_enterprise_accounts(
-            session, voucher.enterprise_id, voucher.programme_id, voucher.unit, now,
-            [AccountKind.ENTERPRISE_RECEIVABLE],
-        )
-        journals.append(ledger.journal(
-            kind="clawback_recorded", now=now, programme_id=voucher.programme_id, voucher_id=voucher.id,
-            legs=transfer(accounts[AccountKind.PROGRAMME_CLAWBACK], receivable[AccountKind.ENTERPRISE_RECEIVABLE],
-                          clawback, voucher.unit),
-            memo=f"clawback of used value: {reason}"))
+        journals.append(await _clawback_journal(session, voucher, accounts, clawback, reason, now))
     if journals:
         await ledger.post_all(session, journals)
     await session.flush()
@@ -478,10 +470,21 @@ async def clawback_state(session: AsyncSession, actor: Actor, voucher_id: uuid.U
 
 async def _clawback_state(session: AsyncSession, voucher: Voucher, now: datetime) -> ClawbackState:
     used = (await view(session, voucher, now)).balances.used
-    receivable = await ledger.enterprise_account(session, voucher.enterprise_id, voucher.programme_id,
-                                                 AccountKind.ENTERPRISE_RECEIVABLE)
-    owed = 0 if receivable is None else await ledger.voucher_share(session, receivable, voucher.id)
+    _, owed = await ledger.clawback_owed(session, voucher.enterprise_id, voucher.programme_id, voucher.id)
     return ClawbackState(voucher, used, owed)
+
+
+async def _clawback_journal(session: AsyncSession, voucher: Voucher, accounts: dict[AccountKind, uuid.UUID],
+                            amount: int, reason: str, now: datetime) -> ledger.Journal:
+    """A clawback of used value as the receivable it records (a revocation's or a later one):
+    the reconciliation's clawback check reads these journals by their kind."""
+    receivable = await ledger.ensure_enterprise_accounts(
+        session, voucher.enterprise_id, voucher.programme_id, voucher.unit, now, [AccountKind.ENTERPRISE_RECEIVABLE])
+    return ledger.journal(
+        kind="clawback_recorded", now=now, programme_id=voucher.programme_id, voucher_id=voucher.id,
+        legs=transfer(accounts[AccountKind.PROGRAMME_CLAWBACK], receivable[AccountKind.ENTERPRISE_RECEIVABLE],
+                      amount, voucher.unit),
+        memo=f"clawback of used value: {reason}")
 
 
 async def record_clawback(
@@ -504,13 +507,7 @@ async def record_clawback(
         raise ValidationFailed([field_error("amount", msg(
             "at most the used value not yet owed back, {room}", room=Amount(room, voucher.unit)))])
     accounts = await ledger.programme_accounts(session, voucher.programme_id)
-    receivable = (await ledger.ensure_enterprise_accounts(
-        session, voucher.enterprise_id, voucher.programme_id, voucher.unit, now,
-        [AccountKind.ENTERPRISE_RECEIVABLE]))[AccountKind.ENTERPRISE_RECEIVABLE]
-    await ledger.post_all(session, [ledger.journal(
-        kind="clawback_recorded", now=now, programme_id=voucher.programme_id, voucher_id=voucher.id,
-        legs=transfer(accounts[AccountKind.PROGRAMME_CLAWBACK], receivable, amount, voucher.unit),
-        memo=f"clawback of used value: {reason}")])
+    await ledger.post_all(session, [await _clawback_journal(session, voucher, accounts, amount, reason, now)])
     after = ClawbackState(voucher, before.used, before.owed + amount)
     await audit.record(
         session, "voucher.clawback_recorded", "voucher", voucher.id, now=now,
