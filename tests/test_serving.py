@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from services.voucher import serving
@@ -225,3 +226,30 @@ def test_served_app_freezes_what_its_import_built(tmp_path: Path) -> None:
     assert not app_collectable  # frozen after the app was built: the collector no longer walks it
     assert frozen > 10_000  # the app, its routes and schemas, SQLAlchemy's and pydantic's own
     assert threshold[0] > default[0]
+
+
+async def test_an_app_that_served_every_kind_of_page_is_freed_once_dropped(tmp_path) -> None:
+    """Nothing process-wide keeps an app alive once it is dropped: FastAPI's callable caches
+    (4,096 entries for the process) had kept every app whose docs pages or console pages were
+    closures over it, with its engine and everything it built (the suite builds an app per
+    test). The docs handlers read the app from the request; the console is built at its first
+    page and its closures go with the app."""
+    import gc
+    import weakref
+
+    from services.voucher.main import create_app
+    from services.voucher.settings import Settings
+
+    async def served() -> weakref.ref[Any]:
+        app = create_app(Settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/freed.db", environment="test",
+                                  log_level="WARNING"))
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            for path in ("/docs", "/redoc", "/console/sign-in", "/openapi.json", "/healthz", "/v1/programmes?x=1"):
+                assert (await client.get(path)).status_code < 500, path
+        await app.state.database.dispose()
+        return weakref.ref(app)
+
+    gone = [await served() for _ in range(3)]
+    gc.collect()
+    assert [ref() for ref in gone] == [None, None, None]

@@ -170,28 +170,43 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     return app
 
 
+#: The document of create_app's routes, which are the same for every app it builds (settings
+#: add or drop only undocumented routes: the docs pages and the console). It is made once per
+#: process, not once per app: it takes half a second here, and the first 422 of every app reads
+#: it (problems.allowed_methods), so a test suite building thousands of apps paid it thousands of
+#: times. Nothing changes it once made.
+_DOCUMENT: dict[str, Any] | None = None
+
+
 def _openapi(app: FastAPI) -> dict[str, Any]:
+    global _DOCUMENT
     if app.openapi_schema is None:
-        schema = get_openapi(
-            title=app.title,
-            version=app.version,
-            description=app.description,
-            routes=app.routes,
-            tags=app.openapi_tags,
-            servers=app.servers,
-            contact=app.contact,
-            license_info=app.license_info,
-        )
-        schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = (
-            problems.Problem.model_json_schema(ref_template="#/components/schemas/{model}")
-        )
-        _lift_defs(schema)
-        _examples_keep_nulls(schema)
-        _problem_validation_errors(schema)
-        _undeclared_answers(schema)
-        _integer_bounds(schema)
-        app.openapi_schema = schema
+        if _DOCUMENT is None:
+            _DOCUMENT = _make_document(app)
+        app.openapi_schema = _DOCUMENT
     return app.openapi_schema
+
+
+def _make_document(app: FastAPI) -> dict[str, Any]:
+    schema = get_openapi(
+        title=app.title,
+        version=app.version,
+        description=app.description,
+        routes=app.routes,
+        tags=app.openapi_tags,
+        servers=app.servers,
+        contact=app.contact,
+        license_info=app.license_info,
+    )
+    schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = (
+        problems.Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    )
+    _lift_defs(schema)
+    _examples_keep_nulls(schema)
+    _problem_validation_errors(schema)
+    _undeclared_answers(schema)
+    _integer_bounds(schema)
+    return schema
 
 
 def _lift_defs(schema: dict[str, Any]) -> None:

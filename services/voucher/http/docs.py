@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import fastapi_offline
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.staticfiles import StaticFiles
 from starlette.responses import HTMLResponse
@@ -24,29 +24,39 @@ def _guarded(page: HTMLResponse) -> HTMLResponse:
     return page
 
 
+#: Module-level handlers reading the app from the request: a handler closing over its app is
+#: kept by FastAPI's callable caches (4,096 entries, process-wide), and with it the whole app.
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/docs")
+async def swagger_ui(request: Request) -> HTMLResponse:
+    # A key typed into "Authorize" stays in the page's memory only: persisted, it had been
+    # kept in localStorage in clear, readable by any script of this origin (an independent
+    # review, December 2026), where the console keeps keys out of reach of page script.
+    app = request.app
+    return _guarded(get_swagger_ui_html(
+        openapi_url=app.openapi_url or "/openapi.json",
+        title=f"{app.title} — API",
+        swagger_js_url=f"{ASSETS_URL}/swagger-ui-bundle.js",
+        swagger_css_url=f"{ASSETS_URL}/swagger-ui.css",
+        swagger_favicon_url=f"{ASSETS_URL}/favicon.png",
+        swagger_ui_parameters={"persistAuthorization": False},
+    ))
+
+
+@router.get("/redoc")
+async def redoc(request: Request) -> HTMLResponse:
+    app = request.app
+    return _guarded(get_redoc_html(
+        openapi_url=app.openapi_url or "/openapi.json",
+        title=f"{app.title} — reference",
+        redoc_js_url=f"{ASSETS_URL}/redoc.standalone.js",
+        redoc_favicon_url=f"{ASSETS_URL}/favicon.png",
+        with_google_fonts=False,
+    ))
+
+
 def install(app: FastAPI) -> None:
     app.mount(ASSETS_URL, StaticFiles(directory=ASSETS), name="docs-assets")
-
-    @app.get("/docs", include_in_schema=False)
-    async def swagger_ui() -> HTMLResponse:
-        # A key typed into "Authorize" stays in the page's memory only: persisted, it had been
-        # kept in localStorage in clear, readable by any script of this origin (an independent
-        # review, December 2026), where the console keeps keys out of reach of page script.
-        return _guarded(get_swagger_ui_html(
-            openapi_url=app.openapi_url or "/openapi.json",
-            title=f"{app.title} — API",
-            swagger_js_url=f"{ASSETS_URL}/swagger-ui-bundle.js",
-            swagger_css_url=f"{ASSETS_URL}/swagger-ui.css",
-            swagger_favicon_url=f"{ASSETS_URL}/favicon.png",
-            swagger_ui_parameters={"persistAuthorization": False},
-        ))
-
-    @app.get("/redoc", include_in_schema=False)
-    async def redoc() -> HTMLResponse:
-        return _guarded(get_redoc_html(
-            openapi_url=app.openapi_url or "/openapi.json",
-            title=f"{app.title} — reference",
-            redoc_js_url=f"{ASSETS_URL}/redoc.standalone.js",
-            redoc_favicon_url=f"{ASSETS_URL}/favicon.png",
-            with_google_fonts=False,
-        ))
+    app.include_router(router)
