@@ -357,3 +357,27 @@ def test_every_tag_is_declared_with_a_description() -> None:
     assert set(declared) - used == set(), f"declared but unused: {sorted(set(declared) - used)}"
     undescribed = [tag["name"] for tag in DOCUMENT["tags"] if not (tag.get("description") or "").strip()]
     assert not undescribed, undescribed
+
+
+def test_apps_with_the_same_routes_share_one_document_and_an_app_with_its_own_gets_its_own() -> None:
+    """The document is made once per route table (main._openapi), not once per app: settings
+    that add or drop only undocumented pages (the docs, the console) share it, and an app given a
+    documented route of its own neither sees another's nor leaks its own into theirs."""
+    from services.voucher.main import create_app
+    from services.voucher.settings import Settings
+
+    def settings(**overrides: Any) -> Settings:
+        return Settings(database_url="sqlite+aiosqlite:///:memory:", environment="test", **overrides)
+
+    plain, without_docs = create_app(settings()), create_app(settings(docs_enabled=False))
+    assert plain.openapi() is without_docs.openapi()
+    own = create_app(settings())
+
+    @own.post("/v1/test-own-route")
+    async def own_route() -> dict[str, str]:
+        return {}
+
+    assert "/v1/test-own-route" in own.openapi()["paths"]
+    assert "/v1/test-own-route" not in create_app(settings()).openapi()["paths"]
+    assert create_app(settings()).openapi() is plain.openapi()
+    assert json.loads(openapi_doc.render()) == DOCUMENT

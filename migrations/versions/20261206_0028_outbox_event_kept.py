@@ -5,15 +5,15 @@ capture, a refund, a settlement paid. With the database's ordinary role, an even
 rewritten after the fact (another amount, another enterprise, so another tenant's feed), or
 deleted, leaving a gap in the feed that subscribers page on; nothing checked. The database now
 refuses, on both engines:
-- any deletion of an event (and, on PostgreSQL, a TRUNCATE; on SQLite an `INSERT OR REPLACE`
-  that meets its id, or a published event's position, which deletes it without the DELETE
-  trigger);
+- any deletion of an event (and, on PostgreSQL, a TRUNCATE; on SQLite a REPLACE, which deletes
+  the row it meets without the DELETE trigger: an insert meeting an event's id or a published
+  event's position, an update taking another event's position);
 - any update of what it says (type, instant, parties, resource, data, dedupe key), and of its
   position (`seq`) and publication instant once set. Publishing sets both, once, from null: the
   only update the service makes.
-On SQLite an `INSERT OR REPLACE` meeting another event's dedupe key is not refused: the service's
-own once-only inserts meet that key on purpose (`ON CONFLICT DO NOTHING`), and a BEFORE INSERT
-trigger fires before the conflict is resolved.
+On SQLite an insert meeting another event's dedupe key is skipped, as the service's once-only
+announcements are (`ON CONFLICT DO NOTHING`; a BEFORE INSERT trigger fires before the conflict
+is resolved, so it ignores the row rather than refusing it), never a REPLACE of the first.
 
 Revision ID: 0028
 Revises: 0027
@@ -61,9 +61,17 @@ PG_NAMES = ("outbox_event_fixed", "outbox_event_never_deleted", "outbox_event_no
 SQLITE_GUARDS = {
     "outbox_event_fixed": f"BEFORE UPDATE ON outbox_event WHEN {_changed('IS NOT')}",
     "outbox_event_never_deleted": "BEFORE DELETE ON outbox_event",
+    # A REPLACE deletes the row it meets without firing the DELETE trigger: an insert meeting an
+    # event's id or a published event's position, and a publication taking another's position.
     "outbox_event_no_replace": "BEFORE INSERT ON outbox_event WHEN EXISTS (SELECT 1 FROM outbox_event "
                                "WHERE id = NEW.id OR (NEW.seq IS NOT NULL AND seq = NEW.seq))",
+    "outbox_event_seq_kept": "BEFORE UPDATE ON outbox_event WHEN NEW.seq IS NOT NULL AND EXISTS "
+                             "(SELECT 1 FROM outbox_event WHERE seq = NEW.seq AND id IS NOT NEW.id)",
 }
+#: An insert meeting another event's dedupe key is skipped, as the service's own once-only
+#: announcements are (`ON CONFLICT DO NOTHING`): never a REPLACE of the event announced first.
+SQLITE_DEDUPE = ("outbox_event_dedupe_kept", "BEFORE INSERT ON outbox_event WHEN NEW.dedupe_key IS NOT NULL "
+                 "AND EXISTS (SELECT 1 FROM outbox_event WHERE dedupe_key = NEW.dedupe_key)")
 
 
 def upgrade() -> None:
@@ -72,6 +80,8 @@ def upgrade() -> None:
     else:
         for name, when in SQLITE_GUARDS.items():
             op.execute(f"CREATE TRIGGER {name} {when} BEGIN SELECT RAISE(ABORT, '{_quoted(MESSAGE)}'); END")
+        name, when = SQLITE_DEDUPE
+        op.execute(f"CREATE TRIGGER {name} {when} BEGIN SELECT RAISE(IGNORE); END")
 
 
 def downgrade() -> None:
@@ -79,5 +89,5 @@ def downgrade() -> None:
         for name in PG_NAMES:
             op.execute(f"DROP TRIGGER IF EXISTS {name} ON outbox_event")
     else:
-        for name in SQLITE_GUARDS:
+        for name in (*SQLITE_GUARDS, SQLITE_DEDUPE[0]):
             op.execute(f"DROP TRIGGER IF EXISTS {name}")

@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 
 from services.voucher import __version__, errors, i18n, jobs
 from services.voucher.anomalies import routes as anomalies
@@ -170,21 +171,36 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     return app
 
 
-#: The document of create_app's routes, which are the same for every app it builds (settings
-#: add or drop only undocumented routes: the docs pages and the console). It is made once per
-#: process, not once per app: it takes half a second here, and the first 422 of every app reads
-#: it (problems.allowed_methods), so a test suite building thousands of apps paid it thousands of
-#: times. Nothing changes it once made.
-_DOCUMENT: dict[str, Any] | None = None
+#: The documents made, by the route table they describe. Every app create_app builds has the same
+#: table (settings add or drop only undocumented routes: the docs pages and the console), so its
+#: document is made once per process, not once per app: it takes half a second here, and the
+#: first 422 of every app reads it (problems.allowed_methods), so a test suite building thousands
+#: of apps paid it thousands of times. An app given routes of its own gets a document of its own.
+#: Nothing changes a document once made.
+_DOCUMENTS: dict[tuple[Any, ...], dict[str, Any]] = {}
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
-    global _DOCUMENT
     if app.openapi_schema is None:
-        if _DOCUMENT is None:
-            _DOCUMENT = _make_document(app)
-        app.openapi_schema = _DOCUMENT
+        table = _route_table(app)
+        document = _DOCUMENTS.get(table)
+        if document is None:
+            document = _DOCUMENTS[table] = _make_document(app)
+        app.openapi_schema = document
     return app.openapi_schema
+
+
+def _route_table(app: FastAPI) -> tuple[Any, ...]:
+    """What an app's document is made from: the routers it includes (module-level, the same
+    objects in every app) and any documented route of its own, in order. Mounts and undocumented
+    routes (/openapi.json itself, a new closure in every app) are not in a document."""
+    table: list[tuple[Any, ...]] = []
+    for route in app.router.routes:
+        if hasattr(route, "original_router"):
+            table.append(("router", id(route.original_router)))  # module-level: never freed, never reused
+        elif isinstance(route, APIRoute) and route.include_in_schema:
+            table.append((route.path, tuple(sorted(route.methods or ())), route.endpoint))
+    return tuple(table)
 
 
 def _make_document(app: FastAPI) -> dict[str, Any]:

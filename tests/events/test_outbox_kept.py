@@ -37,7 +37,7 @@ async def _rows(app: Any) -> list[dict[str, Any]]:
 async def test_the_database_refuses_to_delete_an_event_or_rewrite_what_it_says(
         app: Any, client: httpx.AsyncClient, clock: Any) -> None:
     world = await build_world(app, client)
-    voucher = await world.issue(10_000_000)
+    voucher = await world.issue(200_000)  # used whole: its 80 % and 100 % marks are once-only announcements
     redeemed = await world.hold(voucher, 1_000_000, order="PO-1", path="/v1/redemptions")
     assert redeemed.status_code == 201, redeemed.text
     before = await _rows(app)
@@ -46,7 +46,9 @@ async def test_the_database_refuses_to_delete_an_event_or_rewrite_what_it_says(
     # unpublished: what it says is fixed already
     other = uuid.uuid4()
     for values in ({"data": {**captured["data"], "amount": 1}}, {"enterprise_id": other}, {"type": "refund.created"},
-                   {"resource_id": other}, {"occurred_at": clock() - timedelta(days=1)}):
+                   {"resource_id": other}, {"occurred_at": clock() - timedelta(days=1)}, {"id": other},
+                   {"programme_id": other}, {"provider_id": other}, {"resource_type": "voucher"},
+                   {"dedupe_key": "x"}):
         await _refused(app, update(E).where(E.c.id == captured["id"]).values(**values))
     # publishing sets its position and instant, once
     assert await events.publish_pending(app.state.database, clock()) == len(before)
@@ -56,12 +58,21 @@ async def test_the_database_refuses_to_delete_an_event_or_rewrite_what_it_says(
                    {"published_at": clock() + timedelta(days=1)}):
         await _refused(app, update(E).where(E.c.id == captured["id"]).values(**values))
     await _refused(app, delete(E).where(E.c.id == captured["id"]))
-    if ENGINE == "sqlite":  # a REPLACE meeting its id, or a published event's position, deletes without the trigger
+    if ENGINE == "sqlite":  # a REPLACE deletes the row it meets without the DELETE trigger
+        seq = published[captured["id"]]["seq"]
         await _refused(app, text("INSERT OR REPLACE INTO outbox_event SELECT * FROM outbox_event WHERE id = :id"),
                        {"id": captured["id"].hex})
-        await _refused(app, text("INSERT OR REPLACE INTO outbox_event (id, type, occurred_at, resource_type, "
-                                 "resource_id, data, seq) VALUES (:id, 'x', '2026-01-01 00:00:00', 'x', :id, '{}', :seq)"),
-                       {"id": uuid.uuid4().hex, "seq": published[captured["id"]]["seq"]})
+        insert = ("INSERT OR REPLACE INTO outbox_event (id, type, occurred_at, resource_type, resource_id, data, seq, "
+                  "dedupe_key) VALUES (:id, 'x', '2026-01-01 00:00:00', 'x', :id, '{}', :seq, :dedupe)")
+        await _refused(app, text(insert), {"id": uuid.uuid4().hex, "seq": seq, "dedupe": None})
+        async with app.state.database.unit_of_work() as session:  # an unpublished event, to take the position
+            await session.execute(text(insert), {"id": other.hex, "seq": None, "dedupe": None})
+        await _refused(app, text("UPDATE OR REPLACE outbox_event SET seq = :seq, published_at = '2026-01-01 00:00:00' "
+                                 "WHERE id = :id"), {"seq": seq, "id": other.hex})
+        marked = next(r for r in published.values() if r["dedupe_key"] is not None)
+        async with app.state.database.unit_of_work() as session:  # skipped, as a once-only announcement is
+            await session.execute(text(insert), {"id": uuid.uuid4().hex, "seq": None, "dedupe": marked["dedupe_key"]})
+        published[other] = {r["id"]: r for r in await _rows(app)}[other]
     else:
         await _refused(app, text("TRUNCATE outbox_event CASCADE"))
     assert {r["id"]: r for r in await _rows(app)} == published

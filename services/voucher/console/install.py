@@ -15,16 +15,21 @@ log = logging.getLogger("voucher.console")
 
 
 class DeferredConsole:
-    """The console app, built at the first request that reaches /console, not with the API.
+    """The console app, built when first needed: at once where the service is served, at the
+    first request that reaches /console under test.
 
     Its pages are some seventy routes whose handlers close over the app they belong to: building
-    them costs more than the rest of create_app together, and a process that never serves a page
-    (a worker, an API-only deployment, most of the test suite's apps) need not pay for it. Building
-    awaits nothing, so two first requests cannot build two consoles."""
+    them costs more than the rest of create_app together, which a test suite building an app per
+    test paid for thousands of apps that never served a page. A served process builds it with
+    the app, so a console that cannot be built stops the start (not every page), and what it
+    builds is among what asgi.py freezes out of the collector's walks. Building awaits nothing,
+    so two first requests cannot build two consoles."""
 
-    def __init__(self, build: Callable[[], FastAPI]) -> None:
+    def __init__(self, build: Callable[[], FastAPI], *, now: bool) -> None:
         self._build = build
         self._app: FastAPI | None = None
+        if now:
+            self._app = build()
 
     @property
     def app(self) -> FastAPI:
@@ -35,6 +40,11 @@ class DeferredConsole:
     @property
     def state(self) -> Any:
         return self.app.state
+
+    @property
+    def routes(self) -> list[Any]:
+        """The console's routes, as a mount reads them (url_path_for("console:static", ...))."""
+        return self.app.routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.app(scope, receive, send)
@@ -53,4 +63,4 @@ def install(app: FastAPI, settings: Settings) -> None:
 
         return create_console(app, settings)
 
-    app.mount("/console", DeferredConsole(build), name="console")
+    app.mount("/console", DeferredConsole(build, now=settings.environment != "test"), name="console")

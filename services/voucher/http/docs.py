@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import fastapi_offline
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.staticfiles import StaticFiles
 from starlette.responses import HTMLResponse
@@ -24,12 +24,10 @@ def _guarded(page: HTMLResponse) -> HTMLResponse:
     return page
 
 
-#: Module-level handlers reading the app from the request: a handler closing over its app is
-#: kept by FastAPI's callable caches (4,096 entries, process-wide), and with it the whole app.
-router = APIRouter(include_in_schema=False)
+# Module-level handlers that read the app from the request: a handler closing over its app is
+# kept by FastAPI's callable caches (4,096 entries, process-wide), and with it the whole app.
 
 
-@router.get("/docs")
 async def swagger_ui(request: Request) -> HTMLResponse:
     # A key typed into "Authorize" stays in the page's memory only: persisted, it had been
     # kept in localStorage in clear, readable by any script of this origin (an independent
@@ -45,7 +43,6 @@ async def swagger_ui(request: Request) -> HTMLResponse:
     ))
 
 
-@router.get("/redoc")
 async def redoc(request: Request) -> HTMLResponse:
     app = request.app
     return _guarded(get_redoc_html(
@@ -59,4 +56,5 @@ async def redoc(request: Request) -> HTMLResponse:
 
 def install(app: FastAPI) -> None:
     app.mount(ASSETS_URL, StaticFiles(directory=ASSETS), name="docs-assets")
-    app.include_router(router)
+    app.add_api_route("/docs", swagger_ui, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/redoc", redoc, methods=["GET"], include_in_schema=False)
