@@ -86,6 +86,62 @@ def test_models_and_migrations_describe_the_same_schema(engine: Engine) -> None:
     assert _drift(engine) == []
 
 
+#: Every guard trigger at head, by table: what makes the ledger, the audit chain, redemptions,
+#: refunds, settlements, vouchers, manifests and events append-only or fixed once written
+#: (the migrations that made them, up to 0029). On SQLite, Alembic's batch mode copies a table to alter it and the copy
+#: has none of its triggers: a later migration that forgets to put them back fails here.
+GUARD_TRIGGERS = {
+    "sqlite": {
+        "application_transition": {"key0_kept", "no_delete", "no_replace", "no_update"},
+        "audit_checkpoint": {"key0_kept", "no_delete", "no_replace", "no_update"},
+        "audit_event": {"key0_kept", "key1_kept", "key2_kept", "no_delete", "no_replace", "seal_once", "seal_shape",
+                        "written_unsealed"},
+        "audit_verification": {"key0_kept", "no_delete", "no_replace", "no_update"},
+        "export_manifest": {"fixed", "never_deleted", "no_replace"},
+        "ledger_account": {"code_kept", "identity", "key0_kept", "no_delete", "no_replace"},
+        "ledger_posting": {"key0_kept", "no_delete", "no_replace", "no_update"},
+        "ledger_transaction": {"key0_kept", "no_delete", "no_replace", "no_update"},
+        "outbox_event": {"dedupe_kept", "fixed", "never_deleted", "no_replace", "seq_kept"},
+        "redemption": {"moves_forward", "never_deleted", "no_replace", "terms_fixed"},
+        "redemption_refund": {"fixed", "never_deleted", "no_replace", "pair"},
+        "settlement": {"figures_fixed", "key0_kept", "key1_kept", "no_delete", "no_replace", "paid_immutable"},
+        "settlement_item": {"draft_only", "fixed", "key0_kept", "key1_kept", "key2_kept", "never_moves", "no_delete",
+                            "no_replace", "paid_immutable"},
+        "voucher": {"identity_fixed", "never_deleted", "no_replace"},
+    },
+    "postgresql": {
+        "application_transition": {"immutable", "no_truncate"},
+        "audit_checkpoint": {"immutable", "no_truncate"},
+        "audit_event": {"guard", "no_truncate"},
+        "audit_verification": {"immutable", "no_truncate"},
+        "export_manifest": {"fixed", "never_deleted", "no_truncate"},
+        "ledger_account": {"identity"},
+        "ledger_posting": {"append_only", "balanced", "no_truncate"},
+        "ledger_transaction": {"append_only", "no_truncate"},
+        "outbox_event": {"fixed", "never_deleted", "no_truncate"},
+        "redemption": {"moves_forward", "never_deleted", "no_truncate", "terms_fixed"},
+        "redemption_refund": {"fixed", "never_deleted", "no_truncate", "pair"},
+        "settlement": {"figures_fixed", "no_delete", "no_truncate", "paid_immutable"},
+        "settlement_item": {"draft_only", "fixed", "never_moves", "no_delete", "no_truncate", "paid_immutable"},
+        "voucher": {"identity_fixed", "never_deleted", "no_truncate"},
+    },
+}
+
+
+def test_every_guard_trigger_is_in_place_at_head(engine: Engine) -> None:
+    with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            rows = conn.execute(text("SELECT c.relname, t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+                                     "WHERE NOT t.tgisinternal"))
+        else:
+            rows = conn.execute(text("SELECT tbl_name, name FROM sqlite_master WHERE type = 'trigger'"))
+        found: dict[str, set[str]] = {}
+        for table, name in rows:
+            assert name.startswith(f"{table}_"), (table, name)
+            found.setdefault(table, set()).add(name.removeprefix(f"{table}_"))
+    assert found == GUARD_TRIGGERS[engine.dialect.name]
+
+
 def test_every_revision_downgrades_and_upgrades_again(database_url: str, engine: Engine) -> None:
     """Down to base leaves nothing behind; each revision then goes up, down and up again."""
     config = alembic_config(database_url)

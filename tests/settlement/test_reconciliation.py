@@ -317,7 +317,7 @@ async def test_a_refund_keeps_its_redemptions_provider_and_programme(app, client
     (migration 0022): a copy that drifted from the redemption's would let a refund the provider
     must repay go unseen. The database refuses one that is not the redemption's, and any change
     of a refund once made; with the guard out of the way, the reconciliation says which."""
-    from sqlalchemy import insert, select, update
+    from sqlalchemy import delete, insert, select, text, update
     from sqlalchemy.exc import DBAPIError
 
     from services.voucher.db import table_of
@@ -347,6 +347,12 @@ async def test_a_refund_keeps_its_redemptions_provider_and_programme(app, client
         with pytest.raises(DBAPIError, match="a refund never changes"):
             async with app.state.database.unit_of_work() as session:
                 await session.execute(insert(rr).prefix_with("OR REPLACE").values(**{**row._mapping, "amount": 1}))
+    # nor is it deleted (migration 0029): the next settlement would have paid for value refunded
+    for statement in [delete(rr).where(rr.c.id == row.id)] + ([text("TRUNCATE redemption_refund CASCADE")]
+                                                                if ENGINE == "postgresql" else []):
+        with pytest.raises(DBAPIError, match="a refund is never deleted"):
+            async with app.state.database.unit_of_work() as session:
+                await session.execute(statement)
     assert (await world.reconciliation())["is_clean"]
     await _change(app, RedemptionRefund, str(row.id), provider_id=other)
     recon = await world.reconciliation()
