@@ -87,9 +87,9 @@ def test_models_and_migrations_describe_the_same_schema(engine: Engine) -> None:
 
 
 #: Every guard trigger at head, by table: what makes the ledger, the audit chain, redemptions,
-#: refunds, settlements, vouchers, manifests and events append-only or fixed once written
-#: (the migrations that made them, up to 0029). On SQLite, Alembic's batch mode copies a table to alter it and the copy
-#: has none of its triggers: a later migration that forgets to put them back fails here.
+#: refunds, settlements, vouchers, manifests and events append-only or fixed once written (the
+#: migrations up to 0029). On SQLite, Alembic's batch mode copies a table to alter it and the
+#: copy has none of its triggers: a later migration that forgets to put them back fails here.
 GUARD_TRIGGERS = {
     "sqlite": {
         "application_transition": {"key0_kept", "no_delete", "no_replace", "no_update"},

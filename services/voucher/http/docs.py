@@ -24,10 +24,8 @@ def _guarded(page: HTMLResponse) -> HTMLResponse:
     return page
 
 
-# Module-level handlers that read the app from the request: a handler closing over its app is
-# kept by FastAPI's callable caches (4,096 entries, process-wide), and with it the whole app.
-
-
+# Both pages are module-level handlers that read the app from the request: a handler closing over
+# its app is kept by FastAPI's callable caches (4,096 entries, process-wide), and the app with it.
 async def swagger_ui(request: Request) -> HTMLResponse:
     # A key typed into "Authorize" stays in the page's memory only: persisted, it had been
     # kept in localStorage in clear, readable by any script of this origin (an independent
