@@ -103,6 +103,8 @@ MATRIX: dict[str, str] = {
     "resume_voucher": "ynnnnn",
     "revoke_voucher": "ynnnnn",
     "record_clawback": "ynnnnn",
+    "record_clawback_repayment": "ynnnnn",
+    "write_off_clawback": "ynnnnn",
     "lookup_voucher": "nnnnyy",
     # redemption
     "list_redemptions": "yyyyyy",

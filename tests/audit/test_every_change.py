@@ -84,6 +84,8 @@ OPERATIONS: dict[str, Writes] = {
     "resume_voucher": Writes(("voucher.resumed",)),
     "revoke_voucher": Writes(("voucher.revoked",), ledger=True),
     "record_clawback": Writes(("voucher.clawback_recorded",), ledger=True),
+    "record_clawback_repayment": Writes(("voucher.clawback_repaid",), ledger=True),
+    "write_off_clawback": Writes(("voucher.clawback_written_off",), ledger=True),
     # redemption
     "create_hold": Writes(("hold.placed",), ledger=True),
     "redeem": Writes(("redemption.captured",), ledger=True),  # one step, one state change, one journal
@@ -457,6 +459,18 @@ async def walk_everything(w: Walk) -> None:
                  resource=("voucher", voucher["id"]), count={LEDGER: 1},
                  changes={"voucher.clawback_recorded": ({"clawback_owed": 100_000},
                                                         {"clawback_owed": 150_000, "amount": 50_000})})
+    await w.call("record_clawback_repayment", f"{vpath}/clawback/repayments", operator,
+                 {"amount": 100_000, "reference": "ICBC-1", "paid_on": DAY}, resource=("voucher", voucher["id"]),
+                 count={LEDGER: 1},
+                 changes={"voucher.clawback_repaid": ({"clawback_owed": 150_000},
+                                                      {"clawback_owed": 50_000, "amount": 100_000,
+                                                       "reference": "ICBC-1", "paid_on": DAY})})
+    await w.call("write_off_clawback", f"{vpath}/clawback/write-offs", operator,
+                 {"amount": 50_000, "reason": "enterprise deregistered"}, resource=("voucher", voucher["id"]),
+                 count={LEDGER: 1},
+                 changes={"voucher.clawback_written_off": ({"clawback_owed": 50_000},
+                                                           {"clawback_owed": 0, "amount": 50_000,
+                                                            "reason": "enterprise deregistered"})})
 
     # -- the period is over: usage reconciliation and settlement ---------------------------------------
     w.clock.advance(days=1)

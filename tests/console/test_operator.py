@@ -255,6 +255,40 @@ async def test_an_operator_records_a_clawback_on_a_revoked_voucher(client: httpx
     assert 'id="clawback-owed">¥3,000.00<' in page.text and 'id="record-clawback"' not in page.text
 
 
+async def test_an_operator_records_a_repayment_and_writes_off_the_rest(client: httpx.AsyncClient, browser: Browser,
+                                                                       world: World) -> None:
+    """The ended voucher's page shows the clawback line by line and records the enterprise's
+    repayment (amount, bank reference, day) and a write-off; a refused form keeps what was typed."""
+    voucher = await world.issue(1_000_000)
+    assert (await world.hold(voucher, 1_000_000, order="PO-rp", path="/v1/redemptions")).status_code == 201
+    revoked = await world.post(f"/v1/vouchers/{voucher['id']}/revoke", {"reason": "fraud", "clawback": 300_000},
+                               key=world.operator)
+    assert revoked.status_code == 200, revoked.text
+    await browser.sign_in(world.operator, language="en")
+    path = f"/console/operator/vouchers/{voucher['id']}"
+    page = await browser.get(path)
+    assert 'id="clawback-owed">¥3,000.00<' in page.text and 'id="record-repayment"' in page.text
+    assert 'id="record-clawback"' not in page.text  # all of the used value is clawed back
+    token = csrf_of(page.text)
+    payment = {"csrf_token": token, "amount": "1000", "reference": "ICBC-77", "paid_on": "2026-03-02"}
+    for bad_form in ({**payment, "amount": "lots"}, {**payment, "amount": "3000.01"}, {**payment, "reference": ""},
+                     {**payment, "paid_on": "2099-01-01"}):
+        bad = await browser.post(f"{path}/clawback/repayments", data=bad_form)
+        assert bad.status_code == 422 and 'role="alert"' in bad.text, bad_form
+        assert f'value="{bad_form["amount"]}"' in bad.text  # what was typed comes back
+    assert (await browser.post(f"{path}/clawback/refunds", data=payment)).status_code == 404
+    done = await browser.post(f"{path}/clawback/repayments", data=payment)
+    assert done.status_code == 303, done.text
+    written = await browser.post(f"{path}/clawback/write-offs", data={"csrf_token": token, "amount": "500",
+                                                                      "reason": "settled in court"})
+    assert written.status_code == 303, written.text
+    state = (await client.get(f"/v1/vouchers/{voucher['id']}/clawback", headers=auth(world.operator))).json()
+    assert (state["repaid"], state["written_off"], state["owed"]) == (100_000, 50_000, 150_000)
+    page = await browser.get(path)
+    assert 'id="clawback-repaid">¥1,000.00<' in page.text and 'id="clawback-written-off">¥500.00<' in page.text
+    assert 'id="clawback-owed">¥1,500.00<' in page.text
+
+
 async def test_an_enterprise_key_cannot_open_the_voucher_pages_of_the_office(browser: Browser, world: World) -> None:
     voucher = await world.issue(1_000_000)
     await browser.sign_in(world.enterprise_key)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -614,7 +615,7 @@ async def test_the_reconciliation_shows_a_clawback_forgiven_beyond_the_refunds(a
     assert not result["is_clean"]
     assert result["clawback_differences"] == [{
         "what": "clawback owed for the voucher", "voucher_id": voucher["id"], "clawed_back": 200_000,
-        "used": 300_000, "owed": 50_000, "expected": 200_000}]
+        "used": 300_000, "repaid": 0, "written_off": 0, "owed": 50_000, "expected": 200_000}]
     assert [k for k, v in result.items() if isinstance(v, list) and v] == ["clawback_differences"]
     async with app.state.database.unit_of_work() as session:  # the debt put back: clean again
         await ledger.post(session, kind="refund", legs=transfer(contra, receivable, 150_000, "CNY"),
@@ -645,7 +646,8 @@ async def test_a_clawback_found_after_expiry_is_recorded_and_refunds_recover_it(
     recorded = await world.post(path, {"amount": 300_000, "reason": "fraud"}, key=world.operator, idem="c1")
     assert recorded.status_code == 200, recorded.text
     assert recorded.json() == {"voucher_id": voucher["id"], "status": "expired", "unit": "CNY", "used": 300_000,
-                               "owed": 300_000}
+                               "clawed_back": 300_000, "recovered_by_refunds": 0, "repaid": 0, "written_off": 0,
+                               "owed": 300_000, "room": 0, "overpaid": 0}
     again = await world.post(path, {"amount": 300_000, "reason": "fraud"}, key=world.operator, idem="c1")
     assert again.json() == recorded.json()  # the stored answer: nothing posted twice
     assert await _receivable(app, world) == 300_000
@@ -659,7 +661,8 @@ async def test_a_clawback_found_after_expiry_is_recorded_and_refunds_recover_it(
                               idem="r1")
     assert refund.status_code == 201 and refund.json()["destination"] == "pool"
     assert await _receivable(app, world) == 200_000  # 200,000 still used, all of it owed
-    assert (await _clawback(world, voucher)).json() == {**recorded.json(), "used": 200_000, "owed": 200_000}
+    assert (await _clawback(world, voucher)).json() == {**recorded.json(), "used": 200_000, "owed": 200_000,
+                                                        "recovered_by_refunds": 100_000}
     assert (await world.reconciliation())["is_clean"]
 
 
@@ -690,6 +693,153 @@ async def test_a_revocation_clawback_can_be_raised_later(app, world: World) -> N
                                     key=world.operator), 409, "clawback_on_live_voucher")
     assert_problem(await world.post(f"/v1/vouchers/{uuid.uuid4()}/clawback", {"amount": 1, "reason": "x"},
                                     key=world.operator), 404, "not_found")
+
+
+async def _pool(app, world: World) -> int:
+    from services.voucher.ledger import service as ledger
+    from services.voucher.ledger.rules import AccountKind
+    from services.voucher.tables import LedgerAccount
+
+    async with app.state.database.unit_of_work(write=False) as session:
+        pool = (await ledger.programme_accounts(session, uuid.UUID(world.programme["id"])))[
+            AccountKind.PROGRAMME_AVAILABLE]
+        return (await session.execute(select(LedgerAccount.balance).where(LedgerAccount.id == pool))).scalar_one()
+
+
+async def _revoked_with_clawback(world: World, clawback: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A voucher that redeemed 300,000 on one order, then revoked with `clawback` of it asked back."""
+    voucher = await world.issue(1_000_000)
+    redeemed = (await world.hold(voucher, 1_000_000, order="PO-m", path="/v1/redemptions")).json()
+    assert redeemed["captured_amount"] == 300_000
+    revoked = await world.post(f"/v1/vouchers/{voucher['id']}/revoke", {"reason": "fraud", "clawback": clawback},
+                               key=world.operator)
+    assert revoked.status_code == 200, revoked.text
+    return voucher, redeemed
+
+
+async def test_a_clawback_is_repaid_in_part_and_the_rest_written_off(app, world: World, clock) -> None:
+    """The enterprise pays part of what it owes back: the receivable falls and the pool gets the
+    value; the office writes the rest off: the receivable falls and the pool does not. Each at
+    most what is owed; a refusal changes nothing; the stored answer replays."""
+    voucher, _ = await _revoked_with_clawback(world, 300_000)
+    base = f"/v1/vouchers/{voucher['id']}/clawback"
+    pool = await _pool(app, world)
+    today = clock().astimezone(ZoneInfo("Asia/Shanghai")).date()
+    payment = {"amount": 100_000, "reference": "ICBC-20260612-1", "paid_on": today.isoformat()}
+    repaid = await world.post(f"{base}/repayments", payment, key=world.operator, idem="p1")
+    assert repaid.status_code == 200, repaid.text
+    assert repaid.json() == {"voucher_id": voucher["id"], "status": "revoked", "unit": "CNY", "used": 300_000,
+                             "clawed_back": 300_000, "recovered_by_refunds": 0, "repaid": 100_000,
+                             "written_off": 0, "owed": 200_000, "room": 0, "overpaid": 0}
+    again = await world.post(f"{base}/repayments", payment, key=world.operator, idem="p1")
+    assert again.json() == repaid.json()  # the stored answer: nothing posted twice
+    # the money goes back to whoever funds the programme: the pool gets only what refunds return
+    assert (await _receivable(app, world), await _pool(app, world)) == (200_000, pool)
+    for path, body, key, status, code in (
+            ("repayments", {**payment, "amount": 200_001}, world.operator, 422, "validation_failed"),
+            ("repayments", {**payment, "paid_on": (today + timedelta(days=1)).isoformat()}, world.operator, 422,
+             "validation_failed"),
+            ("repayments", {**payment, "reference": " \n"}, world.operator, 422, "validation_failed"),
+            ("repayments", {**payment, "paid_on": (today - timedelta(days=1)).isoformat()}, world.operator, 422,
+             "validation_failed"),  # before the clawback was recorded
+            ("repayments", {**payment, "amount": 0}, world.operator, 422, "validation_failed"),
+            ("repayments", payment, world.enterprise_key, 403, "insufficient_scope"),
+            ("write-offs", {"amount": 200_001, "reason": "x"}, world.operator, 422, "validation_failed"),
+            ("write-offs", {"amount": 1, "reason": ""}, world.operator, 422, "validation_failed"),
+            ("write-offs", {"amount": 1, "reason": "x"}, world.provider_key, 403, "insufficient_scope")):
+        assert_problem(await world.post(f"{base}/{path}", body, key=key), status, code)
+    late = await world.post(f"{base}/repayments", {**payment, "paid_on": (today + timedelta(days=1)).isoformat()},
+                            key=world.operator)
+    assert [e["pointer"] for e in late.json()["errors"]] == ["/paid_on"]
+    assert (await _receivable(app, world), await _pool(app, world)) == (200_000, pool)  # unchanged
+    written = await world.post(f"{base}/write-offs", {"amount": 200_000, "reason": "enterprise deregistered"},
+                               key=world.operator)
+    assert written.status_code == 200, written.text
+    assert (written.json()["written_off"], written.json()["owed"]) == (200_000, 0)
+    assert (await _receivable(app, world), await _pool(app, world)) == (0, pool)
+    nothing = await world.post(f"{base}/repayments", {**payment, "amount": 1}, key=world.operator)
+    assert_problem(nothing, 422, "validation_failed")
+    assert "nothing is owed" in nothing.json()["errors"][0]["message"]
+    assert_problem(await world.post(f"/v1/vouchers/{uuid.uuid4()}/clawback/write-offs",
+                                    {"amount": 1, "reason": "x"}, key=world.operator), 404, "not_found")
+    assert (await world.reconciliation())["is_clean"]
+
+
+async def test_a_refund_after_a_repayment_recovers_only_what_is_still_owed(app, world: World) -> None:
+    """300,000 used, all clawed back, 100,000 repaid: a refund of 150,000 leaves 150,000 used,
+    of which the enterprise still owes 50,000 (the programme has 100,000 from it and 150,000
+    from the provider). Refunding the rest returns value the enterprise had repaid: nothing is
+    owed, and the 100,000 it paid shows as overpaid, for the office to give back."""
+    voucher, redeemed = await _revoked_with_clawback(world, 300_000)
+    base = f"/v1/vouchers/{voucher['id']}/clawback"
+    repaid = await world.post(f"{base}/repayments", {"amount": 100_000, "reference": "B-1", "paid_on": "2026-03-02"},
+                              key=world.operator)
+    assert repaid.status_code == 200, repaid.text
+    pool = await _pool(app, world)
+    refund = await world.post(f"/v1/redemptions/{redeemed['id']}/refunds", {"amount": 150_000, "reason": "x"})
+    assert refund.status_code == 201, refund.text
+    state = (await _clawback(world, voucher)).json()
+    assert (state["used"], state["recovered_by_refunds"], state["repaid"], state["owed"], state["overpaid"]) == (
+        150_000, 150_000, 100_000, 50_000, 0)
+    assert await _receivable(app, world) == 50_000
+    assert (await world.reconciliation())["is_clean"]
+    refund = await world.post(f"/v1/redemptions/{redeemed['id']}/refunds", {"amount": 150_000, "reason": "y"})
+    assert refund.status_code == 201, refund.text
+    state = (await _clawback(world, voucher)).json()
+    assert (state["used"], state["recovered_by_refunds"], state["owed"], state["overpaid"]) == (0, 300_000, 0, 100_000)
+    assert await _receivable(app, world) == 0
+    # the pool got back what the refunds returned, once: the repayment is not in it as well
+    assert await _pool(app, world) == pool + 300_000 <= world.programme["budget_total"]
+    assert (await world.reconciliation())["is_clean"]
+
+
+async def test_value_repaid_is_not_clawed_back_again(app, world: World) -> None:
+    """100,000 of 300,000 used clawed back at revocation and repaid: 200,000 more may be clawed
+    back later, not 300,000 (the receivable reads 0, but the repaid value was clawed back)."""
+    voucher, _ = await _revoked_with_clawback(world, 100_000)
+    base = f"/v1/vouchers/{voucher['id']}/clawback"
+    repaid = await world.post(f"{base}/repayments", {"amount": 100_000, "reference": "B-2", "paid_on": "2026-03-02"},
+                              key=world.operator)
+    assert (repaid.json()["owed"], repaid.json()["room"]) == (0, 200_000)
+    assert_problem(await world.post(base, {"amount": 200_001, "reason": "more"}, key=world.operator),
+                   422, "validation_failed")
+    more = await world.post(base, {"amount": 200_000, "reason": "more"}, key=world.operator)
+    assert more.status_code == 200, more.text
+    assert (more.json()["clawed_back"], more.json()["owed"], more.json()["room"]) == (300_000, 200_000, 0)
+    assert (await world.reconciliation())["is_clean"]
+
+
+async def test_the_reconciliation_counts_repayments_and_write_offs(app, world: World) -> None:
+    """After a repayment and a write-off, a recovery posted behind the service (a refund journal
+    taking more off the receivable) still shows, with what was repaid and written off."""
+    from services.voucher.ledger import service as ledger
+    from services.voucher.ledger.rules import AccountKind, transfer
+    from services.voucher.tables import LedgerAccount
+
+    voucher, _ = await _revoked_with_clawback(world, 300_000)
+    base = f"/v1/vouchers/{voucher['id']}/clawback"
+    for path, body in (("repayments", {"amount": 100_000, "reference": "B-3", "paid_on": "2026-03-02"}),
+                       ("write-offs", {"amount": 50_000, "reason": "part forgiven"})):
+        assert (await world.post(f"{base}/{path}", body, key=world.operator)).status_code == 200
+    assert (await world.reconciliation())["is_clean"]
+    async with app.state.database.unit_of_work() as session:
+        receivable = (await session.execute(select(LedgerAccount.id).where(
+            LedgerAccount.kind == "enterprise_receivable",
+            LedgerAccount.enterprise_id == uuid.UUID(world.enterprise["id"])))).scalar_one()
+        contra = (await ledger.programme_accounts(session, uuid.UUID(world.programme["id"])))[
+            AccountKind.PROGRAMME_CLAWBACK]
+        await ledger.post(session, kind="refund", legs=transfer(receivable, contra, 20_000, "CNY"),
+                          now=datetime.now(UTC), programme_id=uuid.UUID(world.programme["id"]),
+                          voucher_id=uuid.UUID(voucher["id"]), memo="forgiven")
+    result = await world.reconciliation()
+    assert result["clawback_differences"] == [{
+        "what": "clawback owed for the voucher", "voucher_id": voucher["id"], "clawed_back": 300_000,
+        "used": 300_000, "repaid": 100_000, "written_off": 50_000, "owed": 130_000, "expected": 150_000}]
+    async with app.state.database.unit_of_work() as session:
+        await ledger.post(session, kind="refund", legs=transfer(contra, receivable, 20_000, "CNY"),
+                          now=datetime.now(UTC), programme_id=uuid.UUID(world.programme["id"]),
+                          voucher_id=uuid.UUID(voucher["id"]), memo="put back")
+    assert (await world.reconciliation())["is_clean"]
 
 
 async def test_an_expired_hold_reads_as_released_everywhere_before_the_job_runs(app, world: World, clock) -> None:

@@ -1,8 +1,24 @@
 """The pure rules of rules.py that no route test pins down case by case."""
 
-import pytest
+from dataclasses import replace
 
-from services.voucher.redemption.rules import clawback_recovered
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from services.voucher.redemption.rules import (
+    Clawback,
+    clawback_overpaid,
+    clawback_owed,
+    clawback_recovered,
+    clawback_refunded,
+    clawback_room,
+)
+
+
+def _owed(clawed_back: int, used: int) -> Clawback:
+    """A clawback with nothing repaid or written off, as its ledger leaves it."""
+    return Clawback(clawed_back=clawed_back, owed=min(clawed_back, used))
 
 
 @pytest.mark.parametrize(
@@ -18,5 +34,72 @@ from services.voucher.redemption.rules import clawback_recovered
 )
 def test_a_clawback_never_exceeds_the_value_still_used(clawed_back: int, used: int, refunded: int,
                                                        recovered: int) -> None:
-    assert clawback_recovered(clawed_back, used, refunded) == recovered
+    assert clawback_recovered(_owed(clawed_back, used), used, refunded) == recovered
     assert clawed_back - recovered <= used - refunded
+
+
+@pytest.mark.parametrize(
+    ("clawback", "used", "refunded", "recovered", "overpaid"),
+    [
+        # 300,000 clawed back, 100,000 repaid: a refund of 150,000 leaves 150,000 used, of which
+        # 50,000 is still owed (the programme has 100,000 from the enterprise, 150,000 from the provider)
+        (Clawback(300_000, repaid=100_000, owed=200_000), 300_000, 150_000, 150_000, 0),
+        # all of it repaid, then the order refunded in full: nothing to recover, and the
+        # enterprise paid back value the provider also returned
+        (Clawback(300_000, repaid=300_000), 300_000, 300_000, 0, 300_000),
+        # written off, then refunded: the programme's forgiveness is what the refund makes good
+        (Clawback(300_000, written_off=300_000), 300_000, 300_000, 0, 0),
+        # half repaid, half written off, a third refunded: the write-off absorbs it first
+        (Clawback(300_000, repaid=150_000, written_off=150_000), 300_000, 100_000, 0, 0),
+        (Clawback(300_000, repaid=150_000, written_off=150_000), 300_000, 200_000, 0, 50_000),
+    ],
+)
+def test_a_refund_after_a_repayment_or_write_off_recovers_only_what_is_still_owed(
+        clawback: Clawback, used: int, refunded: int, recovered: int, overpaid: int) -> None:
+    assert clawback_recovered(clawback, used, refunded) == recovered
+    after = replace(clawback, owed=clawback.owed - recovered)
+    assert clawback_owed(after, used - refunded) == after.owed
+    assert clawback_overpaid(after, used - refunded) == overpaid
+
+
+def test_value_repaid_or_written_off_is_not_clawed_back_again() -> None:
+    assert clawback_room(Clawback(100_000, repaid=60_000, written_off=40_000), 300_000) == 200_000
+    assert clawback_room(Clawback(100_000, owed=50_000), 50_000) == 0  # refunds took the used value below it
+
+
+_steps = st.lists(st.tuples(st.sampled_from(["refund", "clawback", "repay", "write_off"]),
+                            st.integers(min_value=0, max_value=1_000)), max_size=12)
+
+
+@given(used=st.integers(min_value=0, max_value=1_000), steps=_steps)
+def test_the_ledger_step_by_step_agrees_with_the_reconciliation(used: int, steps: list[tuple[str, int]]) -> None:
+    """Any sequence of clawbacks, refunds, repayments and write-offs, each allowed as the service
+    allows it: the receivable the ledger's steps leave (`clawback_recovered` at each refund) is
+    what the reconciliation expects from the totals (`clawback_owed`), and both agree with a
+    model that keeps the used value in two buckets — clawed back and not — a refund emptying
+    the second first, and what is owed being the clawed-back bucket less what was repaid or
+    written off. The programme never gets back, from refunds and repayments together, more
+    than was used, but for what the enterprise overpaid."""
+    c = Clawback()
+    not_clawed, clawed = used, 0  # the model's buckets of the value still used
+    returned = 0  # value refunds gave back to the programme
+    for step, wanted in steps:
+        if step == "refund":
+            refunded = min(wanted, not_clawed + clawed)
+            c = replace(c, owed=c.owed - clawback_recovered(c, not_clawed + clawed, refunded))
+            first = min(refunded, not_clawed)
+            not_clawed, clawed, returned = not_clawed - first, clawed - (refunded - first), returned + refunded
+        elif step == "clawback":
+            amount = min(wanted, clawback_room(c, not_clawed + clawed))
+            assert amount <= not_clawed  # only value not clawed back yet is asked for
+            c = replace(c, clawed_back=c.clawed_back + amount, owed=c.owed + amount)
+            not_clawed, clawed = not_clawed - amount, clawed + amount
+        else:
+            amount = min(wanted, c.owed)
+            c = replace(c, owed=c.owed - amount, **({"repaid": c.repaid + amount} if step == "repay"
+                                                    else {"written_off": c.written_off + amount}))
+        still_used = not_clawed + clawed
+        assert c.owed == clawback_owed(c, still_used) == max(0, clawed - c.repaid - c.written_off)
+        assert clawback_refunded(c, still_used) == c.clawed_back - clawed
+        assert 0 <= c.owed <= clawed
+        assert returned + c.repaid - clawback_overpaid(c, still_used) <= used

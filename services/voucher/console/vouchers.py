@@ -93,6 +93,36 @@ def install(console: FastAPI) -> None:
     async def voucher(request: Request, voucher_id: uuid.UUID, cursor: str | None = None) -> Response:
         return await voucher_page(request, voucher_id, cursor=cursor)
 
+    @console.post("/operator/vouchers/{voucher_id}/clawback/{kind}")
+    async def settle_clawback(request: Request, voucher_id: uuid.UUID, kind: str) -> Response:
+        """The enterprise's repayment of a clawback, or the office's write-off of it."""
+        page = await signed_in(request, "operator")
+        form = await page.form()
+        if kind not in ("repayments", "write-offs"):
+            return await voucher_page(request, voucher_id, status=404,
+                                      error=msg("there is no such page in the console").render(page.language))
+        fields = ("amount", "reference", "paid_on") if kind == "repayments" else ("amount", "reason")
+        typed = {"action": kind, **{f: str(form.get(f) or "").strip() for f in fields}}
+        if any(not typed[f] for f in fields):
+            return await voucher_page(request, voucher_id, status=422, values=typed,
+                                      error=msg("fill in every field of the form").render(page.language))
+        current = await page.api.get(f"/v1/vouchers/{voucher_id}")
+        try:
+            body: dict[str, object] = {**typed, "amount": parse_major(typed["amount"], current["unit"])}
+        except ValueError:
+            return await voucher_page(request, voucher_id, status=422, values=typed, error=msg(
+                "enter the amount in the programme's unit, e.g. {example}",
+                example=typed_example(current["unit"])).render(page.language))
+        del body["action"]
+        try:
+            await page.api.post(f"/v1/vouchers/{voucher_id}/clawback/{kind}", body, idempotency_key=form_key(form))
+        except Refusal as refusal:
+            if not refusal.for_the_form():
+                raise
+            return await voucher_page(request, voucher_id, status=refusal.status, values=typed,
+                                      error=refusal.detail)
+        return redirect(f"/console/operator/vouchers/{voucher_id}")
+
     @console.post("/operator/vouchers/{voucher_id}/{action}")
     async def change(request: Request, voucher_id: uuid.UUID, action: str) -> Response:
         page = await signed_in(request, "operator")

@@ -88,7 +88,8 @@ JOURNAL_NAMES = {
     "hold_voided_voucher_expired": msg("hold released: voucher expired"),
     "claim_rejected": msg("hold released: claim rejected"), "refund": msg("subsidy refunded"),
     "voucher_expired": msg("unused value returned at expiry"), "voucher_revoked": msg("unused value returned on revocation"),
-    "clawback_recorded": msg("clawback recorded"), "settlement_paid": msg("settlement paid"),
+    "clawback_recorded": msg("clawback recorded"), "clawback_repaid": msg("clawback repaid by the enterprise"),
+    "clawback_written_off": msg("clawback written off"), "settlement_paid": msg("settlement paid"),
     "settlement_repaid": msg("settlement repaid"), "claim_paid": msg("claim paid"),
 }
 
@@ -98,10 +99,11 @@ JOURNAL_NAMES = {
 #: order stays the reason.
 _MEMO_ORDER = re.compile(r"^(?:hold|redeemed|captured [0-9]+ of [0-9]+) for order (?P<order>\S+)$")
 _MEMO_WORDS = re.compile(
-    r"^(?:revoked|clawback of used value|refund to (?:voucher|programme pool)|hold released \([a-z_]+\))"
+    r"^(?:revoked|clawback of used value|clawback written off|refund to (?:voucher|programme pool)"
+    r"|hold released \([a-z_]+\))"
     r": (?P<words>.+)$", re.S)
-_MEMO_REFERENCE = re.compile(r"^(?:settlement|claim) \S+ (?:paid|repaid by the provider), reference (?P<reference>.+)$",
-                             re.S)
+_MEMO_REFERENCE = re.compile(r"^(?:(?:settlement|claim) \S+ (?:paid|repaid by the provider)"
+                             r"|clawback repaid by the enterprise), reference (?P<reference>.+)$", re.S)
 
 
 def memo_detail(memo: str | None, language: str) -> str:

@@ -35,9 +35,13 @@ from services.voucher.ledger.rules import ISSUE_JOURNAL, AccountKind
 from services.voucher.redemption.repository import is_lapsed_hold
 from services.voucher.redemption.rules import (
     CAPTURE_JOURNALS,
+    CLAWBACK_RECORDED,
+    CLAWBACK_REPAID,
+    CLAWBACK_WRITTEN_OFF,
     LAPSES,
     REFUND_JOURNAL,
     RELEASE_JOURNAL,
+    Clawback,
     Payee,
     RedemptionStatus,
 )
@@ -340,15 +344,15 @@ async def _captures_left_behind(session: AsyncSession) -> list[dict[str, Any]]:
 
 
 async def clawback_differences(session: AsyncSession) -> list[dict[str, Any]]:
-    """A clawback asks back part of the value used on one voucher, and refunds recover it only
-    as they take that value below it: so for every voucher with a clawback, what its journals
-    leave on the enterprise's receivable must equal the smaller of the clawback and the value
-    still used on it (every figure summed from postings; `rules.clawback_recovered`)."""
+    """A clawback asks back part of the value used on one voucher; refunds recover it only as
+    they take that value below it, and what the enterprise repaid or the office wrote off is
+    off it for good: so for every voucher with a clawback, what its journals leave on the
+    enterprise's receivable must equal the smaller of the clawback and the value still used
+    on it, less what was repaid and written off, and never less than nothing (every figure
+    summed from postings; `rules.clawback_owed`)."""
     receivable = A.c.kind == AccountKind.ENTERPRISE_RECEIVABLE.value
     clawbacks = (
-        select(T.c.voucher_id,
-               _sum(case((T.c.kind == "clawback_recorded", P.c.amount), else_=0)).label("clawed_back"),
-               _sum(P.c.amount).label("owed"))
+        select(T.c.voucher_id, *_clawback_sums())
         .select_from(P.join(T, T.c.id == P.c.transaction_id).join(A, A.c.id == P.c.account_id))
         .where(receivable, T.c.voucher_id.is_not(None))
         .group_by(T.c.voucher_id).subquery()
@@ -359,13 +363,15 @@ async def clawback_differences(session: AsyncSession) -> list[dict[str, Any]]:
         .where(A.c.kind == AccountKind.VOUCHER_USED.value, A.c.voucher_id.in_(select(clawbacks.c.voucher_id)))
         .group_by(A.c.voucher_id).subquery()
     )
+    c = clawbacks.c
     still_used = func.coalesce(used.c.used, 0)
-    expected = case((clawbacks.c.clawed_back < still_used, clawbacks.c.clawed_back), else_=still_used)
+    due = case((c.clawed_back < still_used, c.clawed_back), else_=still_used) - c.repaid - c.written_off
+    expected = case((due > 0, due), else_=0)
     rows = (
-        select(clawbacks.c.voucher_id, clawbacks.c.clawed_back, still_used.label("used"),
-               clawbacks.c.owed, expected.label("expected"))
-        .select_from(clawbacks.outerjoin(used, used.c.voucher_id == clawbacks.c.voucher_id))
-        .where(clawbacks.c.owed != expected)
+        select(c.voucher_id, c.clawed_back, still_used.label("used"), c.repaid, c.written_off, c.owed,
+               expected.label("expected"))
+        .select_from(clawbacks.outerjoin(used, used.c.voucher_id == c.voucher_id))
+        .where(c.owed != expected)
     )
     return [{"what": "clawback owed for the voucher", **dict(r._mapping)}
             for r in (await session.execute(rows)).all()]
@@ -721,13 +727,34 @@ async def account(session: AsyncSession, account_id: uuid.UUID) -> dict[str, Any
     return None if row is None else dict(row._mapping)
 
 
-async def voucher_share(session: AsyncSession, account_id: uuid.UUID, voucher_id: uuid.UUID) -> int:
-    """What the journals of one voucher have left on an account: the sum of its postings to it."""
-    return int((await session.execute(
-        select(func.coalesce(_sum(P.c.amount), 0))
-        .select_from(P.join(T, T.c.id == P.c.transaction_id))
+async def voucher_clawback(session: AsyncSession, account_id: uuid.UUID, voucher_id: uuid.UUID) -> Clawback:
+    """What the journals of one voucher have put on an enterprise's receivable and taken off it,
+    by kind, and what they leave on it (the sum of their postings to it)."""
+    row = (await session.execute(
+        select(*_clawback_sums()).select_from(P.join(T, T.c.id == P.c.transaction_id))
         .where(P.c.account_id == account_id, T.c.voucher_id == voucher_id)
-    )).scalar_one())
+    )).one()
+    return Clawback(*(int(x) for x in row))
+
+
+async def first_journal_at(session: AsyncSession, account_id: uuid.UUID, voucher_id: uuid.UUID,
+                           kind: str) -> datetime | None:
+    """When the first journal of `kind` of one voucher posted to an account, if any did."""
+    first: datetime | None = (await session.execute(
+        select(func.min(T.c.created_at)).select_from(P.join(T, T.c.id == P.c.transaction_id))
+        .where(P.c.account_id == account_id, T.c.voucher_id == voucher_id, T.c.kind == kind)
+    )).scalar_one_or_none()
+    return first
+
+
+def _clawback_sums() -> list[Any]:
+    """A voucher's postings to the receivable summed as `rules.Clawback` reads them: clawed back,
+    repaid, written off (each as a positive amount), and owed."""
+    def of(kind: str, amount: Any) -> Any:
+        return func.coalesce(_sum(case((T.c.kind == kind, amount), else_=0)), 0)
+    return [of(CLAWBACK_RECORDED, P.c.amount).label("clawed_back"), of(CLAWBACK_REPAID, -P.c.amount).label("repaid"),
+            of(CLAWBACK_WRITTEN_OFF, -P.c.amount).label("written_off"),
+            func.coalesce(_sum(P.c.amount), 0).label("owed")]
 
 
 async def balance_as_of(session: AsyncSession, account_id: uuid.UUID, as_of: datetime) -> tuple[int, int]:

@@ -71,7 +71,7 @@ class ReconciliationPublic(BaseModel):
     "checks that no balance is negative, every journal sums to zero per unit, commitments and settlements "
     "agree with the ledger, every order's and enterprise's cap counters agree with their redemptions, every "
     "journal's redemption exists, and each voucher's clawback still owed is the smaller of the clawback and the value "
-    "still used on it, and that the records money is paid from agree with the ledger: each redemption's "
+    "still used on it less what was repaid and written off, and that the records money is paid from agree with the ledger: each redemption's "
     "captured, refunded and held amounts with its journals, each settlement's lines with their captures and "
     "refunds and its totals with its lines, each approved or paid claim with its capture and payment; "
     "`is_clean` is true when nothing differs. Changes nothing, and has no problem of its "

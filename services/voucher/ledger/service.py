@@ -48,6 +48,7 @@ from services.voucher.ledger.rules import (
 )
 from services.voucher.observability import REQUEST_ID
 from services.voucher.programmes.rules import period_key
+from services.voucher.redemption.rules import CLAWBACK_RECORDED, Clawback
 from services.voucher.tables import Programme
 
 
@@ -161,13 +162,19 @@ async def ensure_enterprise_accounts(
 
 async def clawback_owed(
     session: AsyncSession, enterprise_id: uuid.UUID, programme_id: uuid.UUID, voucher_id: uuid.UUID,
-) -> tuple[uuid.UUID | None, int]:
+) -> tuple[uuid.UUID | None, Clawback]:
     """The enterprise's receivable in the programme (None if never opened; none is opened here)
-    and what one voucher's journals have left on it: its clawback still owed."""
+    and what one voucher's journals have put on it, taken off it and left on it: its clawback."""
     code = enterprise_code(enterprise_id, programme_id, AccountKind.ENTERPRISE_RECEIVABLE)
     receivable = (await repository.account_ids(session, [code])).get(code)
-    owed = 0 if receivable is None else await repository.voucher_share(session, receivable, voucher_id)
-    return receivable, owed
+    if receivable is None:
+        return None, Clawback()
+    return receivable, await repository.voucher_clawback(session, receivable, voucher_id)
+
+
+async def first_clawback_at(session: AsyncSession, receivable: uuid.UUID, voucher_id: uuid.UUID) -> datetime | None:
+    """When the first clawback of a voucher was posted to the enterprise's receivable."""
+    return await repository.first_journal_at(session, receivable, voucher_id, CLAWBACK_RECORDED)
 
 
 async def _open(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:

@@ -543,15 +543,61 @@ def check_refund(hold: Hold, amount: int) -> None:
                                         refundable=Amount(remaining, hold.unit)), refundable=remaining)
 
 
-def clawback_recovered(clawed_back: int, used: int, refunded: int) -> int:
-    """What a refund on a revoked voucher recovers of the clawback recorded against it.
+#: The journals that post to an enterprise's receivable for one voucher, besides refunds'
+#: recoveries: the clawback recorded (at revocation or later) and the two ways it is settled.
+CLAWBACK_RECORDED, CLAWBACK_REPAID, CLAWBACK_WRITTEN_OFF = "clawback_recorded", "clawback_repaid", "clawback_written_off"
 
-    A clawback asks the enterprise to pay back part of the value used on this voucher, so it
-    can never exceed what is still used on it: a refund that takes the used value below the
-    clawback recovers the difference (the programme gets that value back from the provider,
-    so the enterprise no longer owes it), and nothing otherwise. `clawed_back` is what is
-    still owed for this voucher, `used` its used value before the refund."""
-    return max(0, clawed_back - max(0, used - refunded))
+
+@dataclass(frozen=True, slots=True)
+class Clawback:
+    """One voucher's clawback as its journals on the enterprise's receivable record it: the used
+    value clawed back, what the enterprise repaid and what the office wrote off of it, and what
+    is owed now (the sum of every posting: refunds' recoveries lower it too)."""
+
+    clawed_back: int = 0
+    repaid: int = 0
+    written_off: int = 0
+    owed: int = 0
+
+
+def clawback_owed(clawback: Clawback, used: int) -> int:
+    """What the enterprise owes back for a voucher while `used` is still used on it.
+
+    A clawback asks back part of the value used on this voucher, so what is owed for it never
+    exceeds what is still used on it: a refund takes value that was not clawed back first, and
+    only what takes the used value below the clawback comes off it (the programme gets that
+    value back from the provider). What the enterprise repaid, or the office wrote off, is off
+    it for good: `max(0, min(clawed back, used) - repaid - written off)`."""
+    return max(0, min(clawback.clawed_back, used) - clawback.repaid - clawback.written_off)
+
+
+def clawback_recovered(clawback: Clawback, used: int, refunded: int) -> int:
+    """What a refund of `refunded` on an ended voucher recovers of the clawback recorded against
+    it, its used value being `used` before the refund: what is owed now less what
+    `clawback_owed` leaves after it."""
+    return max(0, clawback.owed - clawback_owed(clawback, max(0, used - refunded)))
+
+
+def clawback_refunded(clawback: Clawback, used: int) -> int:
+    """Clawed-back value that refunds returned to the programme through the provider: what of
+    the clawback the value still used no longer covers."""
+    return clawback.clawed_back - min(clawback.clawed_back, used)
+
+
+def clawback_room(clawback: Clawback, used: int) -> int:
+    """How much more used value may be clawed back: what is used and not clawed back yet. Value
+    repaid or written off was clawed back, so it is not asked for again."""
+    return max(0, used - clawback.clawed_back)
+
+
+def clawback_overpaid(clawback: Clawback, used: int) -> int:
+    """What the enterprise repaid beyond what it owes for the value still used on the voucher: a
+    refund of the order after the repayment returned the same value to the programme through
+    the provider. A write-off is taken back first (the enterprise is made whole before the
+    programme's forgiveness is); the office pays the rest back to the enterprise, outside the
+    service."""
+    due = min(clawback.clawed_back, used) - max(0, clawback.written_off - clawback_refunded(clawback, used))
+    return max(0, clawback.repaid - due)
 
 
 def refund_goes_to_voucher(voucher: VoucherState, now: datetime) -> bool:

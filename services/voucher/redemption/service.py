@@ -511,15 +511,16 @@ async def _clawback_recovered(session: AsyncSession, voucher: VoucherState, amou
     was revoked or after it ended) and that the provider now refunds is recovered once. The
     clawback is this voucher's own (the receivable is the enterprise's in the programme, shared
     by its vouchers): it stays owed as long as the value still used on the voucher covers it,
-    and shrinks only by what the refund takes below it. A refund on another voucher, or of used
-    value that was not clawed back, leaves it (rare: read at once)."""
-    # Under the voucher's lock: only its revocation, its clawbacks and its refunds post to its
-    # share, so the share is current without locking the receivable, which the enterprise's
+    and shrinks only by what the refund takes below it (less what was repaid or written off).
+    A refund on another voucher, or of used value that was not clawed back, leaves it (rare:
+    read at once)."""
+    # Under the voucher's lock: only its revocation, its clawbacks, their repayments and
+    # write-offs, and its refunds post to its share, so the share is current without locking the receivable, which the enterprise's
     # other vouchers share (a lock here, before the batch's own updates, once deadlocked a
     # revocation).
-    receivable, clawed_back = await ledger.clawback_owed(session, voucher.enterprise_id, voucher.programme_id,
-                                                         voucher.id)
-    recovered = decide.clawback_recovered(clawed_back, voucher.used, amount)
+    receivable, clawback = await ledger.clawback_owed(session, voucher.enterprise_id, voucher.programme_id,
+                                                      voucher.id)
+    recovered = decide.clawback_recovered(clawback, voucher.used, amount)
     if receivable is None or not recovered:  # nothing was ever clawed back, or the refund leaves it owed
         return []
     contra = (await ledger.programme_accounts(session, voucher.programme_id))[AccountKind.PROGRAMME_CLAWBACK]

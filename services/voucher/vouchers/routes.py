@@ -28,6 +28,8 @@ from services.voucher.vouchers.schemas import (
     Balances,
     ClawbackEntry,
     ClawbackPublic,
+    ClawbackRepayment,
+    ClawbackWriteOff,
     PostingPage,
     Revocation,
     StatusChange,
@@ -234,8 +236,11 @@ async def revoke_voucher(voucher_id: uuid.UUID, body: Revocation, session: Sessi
 
 def _clawback(state: service.ClawbackState, now: datetime) -> ClawbackPublic:
     v = state.voucher
+    c = state.clawback
     return ClawbackPublic(voucher_id=v.id, status=effective_status(VoucherStatus(v.status), v.expires_at, now),
-                          unit=v.unit, used=state.used, owed=state.owed)
+                          unit=v.unit, used=state.used, clawed_back=c.clawed_back,
+                          recovered_by_refunds=state.recovered_by_refunds, repaid=c.repaid, written_off=c.written_off,
+                          owed=state.owed, room=state.room, overpaid=state.overpaid)
 
 
 @router.get(
@@ -243,9 +248,9 @@ def _clawback(state: service.ClawbackState, now: datetime) -> ClawbackPublic:
     operation_id="get_voucher_clawback",
     summary="What the enterprise owes back for a voucher (its clawback)",
     description="Any key with `vouchers:read`, for a voucher it may see (an enterprise sees its own). Answers the "
-    "voucher's used value and what is owed back for it: the clawbacks recorded against it (at revocation, or "
-    "later), less what refunds of its used value recovered; 0 when none was recorded. Changes nothing. Answers "
-    "`not_found` for a voucher you cannot see.",
+    "voucher's used value and its clawback: what was clawed back (at revocation, or later), what refunds of its "
+    "used value recovered, what the enterprise repaid and the office wrote off, and what is still owed; all 0 "
+    "when none was recorded. Changes nothing. Answers `not_found` for a voucher you cannot see.",
     response_model=ClawbackPublic,
     responses=responses(*AUTH_ERRORS, errors.NotFound),
 )
@@ -261,7 +266,7 @@ async def get_voucher_clawback(voucher_id: uuid.UUID, session: Session, now: Now
     "misuse comes to light after the voucher ended: its expiry passed, or it was revoked with less clawed back "
     "than is now known to be owed. The `amount` of used value is recorded as a receivable from the enterprise, "
     "as a revocation's clawback is (a `clawback_recorded` journal; history is never rewritten), at most the "
-    "used value not yet owed back; a voucher past its expiry has its expiry posted first. Audit events "
+    "used value not clawed back yet (`room`); a voucher past its expiry has its expiry posted first. Audit events "
     "`voucher.clawback_recorded` and `ledger.posted`. Refused with `not_found`, `clawback_on_live_voucher` "
     "(a live voucher's clawback is recorded by revoking it) or `validation_failed` (an amount above what can "
     "still be clawed back).",
@@ -272,6 +277,47 @@ async def get_voucher_clawback(voucher_id: uuid.UUID, session: Session, now: Now
 async def record_clawback(voucher_id: uuid.UUID, body: ClawbackEntry, session: Session, now: Now,
                           actor: Writer) -> ClawbackPublic:
     return _clawback(await service.record_clawback(session, actor, voucher_id, body.amount, body.reason, now), now)
+
+
+@router.post(
+    "/{voucher_id}/clawback/repayments",
+    operation_id="record_clawback_repayment",
+    summary="Record the enterprise's repayment of a clawback",
+    description="The programme office (`vouchers:write`), with a required Idempotency-Key, once the enterprise has "
+    "paid back value clawed back from this voucher: the `amount` (at most what is owed for the voucher), the "
+    "bank's `reference` and the day it was paid (`paid_on`, in Beijing time: not after today, not before the "
+    "voucher's first clawback). A `clawback_repaid` journal takes the amount off the enterprise's receivable "
+    "against the programme's clawback account; the money goes back to whoever funds the programme, not into its "
+    "pool. Audit events `voucher.clawback_repaid` and `ledger.posted`. Refused with `not_found` or "
+    "`validation_failed` (nothing or less owed, a day out of range).",
+    response_model=ClawbackPublic,
+    responses=responses(*AUTH_ERRORS, errors.NotFound, errors.ValidationFailed),
+    dependencies=[Depends(idempotent(Scope.VOUCHERS_WRITE, required=True))],
+)
+async def record_clawback_repayment(voucher_id: uuid.UUID, body: ClawbackRepayment, session: Session, now: Now,
+                                    actor: Writer) -> ClawbackPublic:
+    return _clawback(await service.repay_clawback(session, actor, voucher_id, body.amount, body.reference,
+                                                  body.paid_on, now), now)
+
+
+@router.post(
+    "/{voucher_id}/clawback/write-offs",
+    operation_id="write_off_clawback",
+    summary="Write off what the enterprise owes back for a voucher",
+    description="The programme office (`vouchers:write`), with a required Idempotency-Key and a reason, when a "
+    "clawback cannot be collected (the enterprise was deregistered, a court settled it): the `amount`, at most "
+    "what is owed for the voucher, comes off the receivable against the programme's clawback account (a "
+    "`clawback_written_off` journal: the value is not recovered, and the clawback stays recorded). Audit events "
+    "`voucher.clawback_written_off` and `ledger.posted`. Refused with `not_found` or `validation_failed` "
+    "(nothing or less owed).",
+    response_model=ClawbackPublic,
+    responses=responses(*AUTH_ERRORS, errors.NotFound, errors.ValidationFailed),
+    dependencies=[Depends(idempotent(Scope.VOUCHERS_WRITE, required=True))],
+)
+async def write_off_clawback(voucher_id: uuid.UUID, body: ClawbackWriteOff, session: Session, now: Now,
+                             actor: Writer) -> ClawbackPublic:
+    return _clawback(await service.write_off_clawback(session, actor, voucher_id, body.amount, body.reason, now),
+                     now)
 
 
 @router.post(

@@ -10,12 +10,14 @@ of adjacent symbols changes the sum, so a mistyped code is refused before any lo
 from __future__ import annotations
 
 import secrets
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from functools import lru_cache
+from zoneinfo import ZoneInfo
 
 from services.voucher.errors import InvalidTransition, InvalidVoucherCode
-from services.voucher.i18n import Status, msg
+from services.voucher.i18n import Message, Status, msg
+from services.voucher.settlement.rules import PERIOD_ZONE
 
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXY"  # 31 symbols: no I, L, O, U (and no Z)
 MODULUS = len(ALPHABET)  # prime
@@ -131,3 +133,16 @@ def parse_code(text: str) -> str:
     if code is None:
         raise InvalidVoucherCode(msg("the code's check character does not match: it was probably mistyped"))
     return code
+
+
+def repayment_day_problem(paid_on: date, first_clawback_at: datetime | None) -> Message | None:
+    """An enterprise repays a clawback once it is recorded: a repayment dated before the
+    voucher's first clawback (in Asia/Shanghai) is a typing error, as a settlement paid before
+    its approval is (a review of the repayments recorded one on 1999-01-01)."""
+    if first_clawback_at is None:
+        return None
+    recorded = first_clawback_at.astimezone(ZoneInfo(PERIOD_ZONE)).date()
+    if paid_on < recorded:
+        return msg("the payment day {paid_on} is before the voucher's first clawback ({recorded}, Beijing time)",
+                   paid_on=paid_on, recorded=recorded)
+    return None

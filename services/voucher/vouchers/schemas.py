@@ -7,9 +7,9 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.voucher.instants import Instant
+from services.voucher.instants import Day, Instant
 from services.voucher.money import MAX_AMOUNT, MINOR_UNITS
-from services.voucher.registry_schemas import Uscc, WrittenText
+from services.voucher.registry_schemas import OneLineText, Uscc, WrittenText
 from services.voucher.vouchers.rules import VoucherStatus
 
 _IDS = {
@@ -170,17 +170,53 @@ class ClawbackEntry(BaseModel):
     reason: WrittenText = Field(min_length=1, max_length=500)
 
 
+class ClawbackRepayment(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"amount": 300_000, "reference": "ICBC-20260612-004411",
+                                         "paid_on": "2026-06-12"}]},
+    )
+
+    amount: int = Field(ge=1, le=MAX_AMOUNT, strict=True,
+                        description="What the enterprise paid back, at most what it owes for the voucher.")
+    reference: OneLineText = Field(min_length=1, max_length=128, description="The bank's payment reference.")
+    paid_on: Day = Field(description="The day the enterprise paid (Beijing time), not after today.")
+
+
+class ClawbackWriteOff(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"amount": 300_000, "reason": "the enterprise was deregistered on 2026-09-30"}]},
+    )
+
+    amount: int = Field(ge=1, le=MAX_AMOUNT, strict=True,
+                        description="What the programme gives up, at most what the enterprise owes for the voucher.")
+    reason: WrittenText = Field(min_length=1, max_length=500)
+
+
 class ClawbackPublic(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={"examples": [{"voucher_id": "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e41", "status": "expired",
-                                         "unit": "CNY", "used": 1_000_000, "owed": 300_000}]})
+                                         "unit": "CNY", "used": 1_000_000, "clawed_back": 300_000,
+                                         "recovered_by_refunds": 0, "repaid": 100_000, "written_off": 0,
+                                         "owed": 200_000, "room": 700_000, "overpaid": 0}]})
 
     voucher_id: uuid.UUID
     status: VoucherStatus = Field(description="As of now.")
     unit: str
     used: int = Field(description="The value used on the voucher (captured less refunded).")
-    owed: int = Field(description="What the enterprise owes back for this voucher: the clawbacks recorded "
-                      "against it, less what refunds of its used value recovered.")
+    clawed_back: int = Field(description="The clawbacks recorded against the voucher (at revocation, or later).")
+    recovered_by_refunds: int = Field(description="Clawed-back value that refunds of the voucher's orders returned "
+                                      "to the programme through the provider: what of the clawback the value "
+                                      "still used no longer covers.")
+    repaid: int = Field(description="What the enterprise paid back (recorded repayments).")
+    written_off: int = Field(description="What the programme office wrote off.")
+    owed: int = Field(description="What the enterprise still owes back for this voucher: clawed back, less "
+                      "recovered by refunds, repaid and written off (never below 0).")
+    room: int = Field(description="How much more used value may still be clawed back: used and not clawed back yet.")
+    overpaid: int = Field(description="What the enterprise repaid beyond what it owes for the value still used, "
+                          "after a refund of the order returned the same value through the provider: the "
+                          "office pays it back to the enterprise (outside the service). Usually 0.")
 
 
 class Posting(BaseModel):

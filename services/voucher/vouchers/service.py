@@ -4,8 +4,8 @@ expire. Budget and the enterprise's cap are committed atomically with issuance."
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,7 +30,17 @@ from services.voucher.ledger import service as ledger
 from services.voucher.ledger.rules import ISSUE_JOURNAL, AccountKind, transfer
 from services.voucher.programmes.rules import ExpiryDisposition, ProgrammeStatus, period_key
 from services.voucher.redemption import service as redemptions
-from services.voucher.redemption.rules import VoidReason
+from services.voucher.redemption.rules import (
+    CLAWBACK_RECORDED,
+    CLAWBACK_REPAID,
+    CLAWBACK_WRITTEN_OFF,
+    Clawback,
+    VoidReason,
+    clawback_overpaid,
+    clawback_refunded,
+    clawback_room,
+)
+from services.voucher.settlement.rules import payment_day_problem
 from services.voucher.tables import Enterprise, EnterprisePeriodUsage, Programme, Voucher
 from services.voucher.vouchers import repository
 from services.voucher.vouchers.repository import VoucherRow
@@ -40,6 +50,7 @@ from services.voucher.vouchers.rules import (
     effective_status,
     new_code,
     parse_code,
+    repayment_day_problem,
     settled_status,
 )
 
@@ -454,12 +465,29 @@ async def revoke(
 
 @dataclass(frozen=True)
 class ClawbackState:
-    """A voucher's used value and the part of it the enterprise owes back (its journals' share
-    of the enterprise's receivable in the programme)."""
+    """A voucher's used value and its clawback: what its journals put on the enterprise's
+    receivable in the programme and took off it (`rules.Clawback`)."""
 
     voucher: Voucher
     used: int
-    owed: int
+    clawback: Clawback
+    receivable: uuid.UUID | None = None  # the enterprise's in the programme, once opened
+
+    @property
+    def owed(self) -> int:
+        return self.clawback.owed
+
+    @property
+    def room(self) -> int:
+        return clawback_room(self.clawback, self.used)
+
+    @property
+    def recovered_by_refunds(self) -> int:
+        return clawback_refunded(self.clawback, self.used)
+
+    @property
+    def overpaid(self) -> int:
+        return clawback_overpaid(self.clawback, self.used)
 
 
 async def clawback_state(session: AsyncSession, actor: Actor, voucher_id: uuid.UUID, now: datetime) -> ClawbackState:
@@ -470,8 +498,9 @@ async def clawback_state(session: AsyncSession, actor: Actor, voucher_id: uuid.U
 
 async def _clawback_state(session: AsyncSession, voucher: Voucher, now: datetime) -> ClawbackState:
     used = (await view(session, voucher, now)).balances.used
-    _, owed = await ledger.clawback_owed(session, voucher.enterprise_id, voucher.programme_id, voucher.id)
-    return ClawbackState(voucher, used, owed)
+    receivable, clawback = await ledger.clawback_owed(session, voucher.enterprise_id, voucher.programme_id,
+                                                      voucher.id)
+    return ClawbackState(voucher, used, clawback, receivable)
 
 
 async def _clawback_journal(session: AsyncSession, voucher: Voucher, accounts: dict[AccountKind, uuid.UUID],
@@ -481,7 +510,7 @@ async def _clawback_journal(session: AsyncSession, voucher: Voucher, accounts: d
     receivable = await ledger.ensure_enterprise_accounts(
         session, voucher.enterprise_id, voucher.programme_id, voucher.unit, now, [AccountKind.ENTERPRISE_RECEIVABLE])
     return ledger.journal(
-        kind="clawback_recorded", now=now, programme_id=voucher.programme_id, voucher_id=voucher.id,
+        kind=CLAWBACK_RECORDED, now=now, programme_id=voucher.programme_id, voucher_id=voucher.id,
         legs=transfer(accounts[AccountKind.PROGRAMME_CLAWBACK], receivable[AccountKind.ENTERPRISE_RECEIVABLE],
                       amount, voucher.unit),
         memo=f"clawback of used value: {reason}")
@@ -493,7 +522,7 @@ async def record_clawback(
     """A clawback of used value found after the voucher ended — expired, or revoked with less
     (or none) clawed back than is now known to be owed: recorded as a receivable from the
     enterprise, as a revocation records it. A live voucher's clawback is its revocation's (the
-    office stops the voucher first); the amount is at most the used value not yet owed back."""
+    office stops the voucher first); the amount is at most the used value not clawed back yet."""
     voucher = await _lock_for_change(session, actor, voucher_id, now)  # a due expiry is posted first
     status = VoucherStatus(voucher.status)
     if status not in (VoucherStatus.EXPIRED, VoucherStatus.REVOKED):
@@ -502,17 +531,82 @@ async def record_clawback(
                 current=Status(status.value)),
             current_status=status.value)
     before = await _clawback_state(session, voucher, now)
-    room = before.used - before.owed
-    if amount > room:
+    if amount > before.room:
         raise ValidationFailed([field_error("amount", msg(
-            "at most the used value not yet owed back, {room}", room=Amount(room, voucher.unit)))])
+            "at most the used value not clawed back yet, {room}", room=Amount(before.room, voucher.unit)))])
     accounts = await ledger.programme_accounts(session, voucher.programme_id)
     await ledger.post_all(session, [await _clawback_journal(session, voucher, accounts, amount, reason, now)])
-    after = ClawbackState(voucher, before.used, before.owed + amount)
+    c = before.clawback
+    after = replace(before, clawback=replace(c, clawed_back=c.clawed_back + amount, owed=c.owed + amount))
     await audit.record(
         session, "voucher.clawback_recorded", "voucher", voucher.id, now=now,
         before={"status": voucher.status, "clawback_owed": before.owed},
         after={"status": voucher.status, "clawback_owed": after.owed, "amount": amount, "reason": reason},
+        programme_id=voucher.programme_id, enterprise_id=voucher.enterprise_id, voucher_id=voucher.id,
+    )
+    return after
+
+
+async def repay_clawback(
+    session: AsyncSession, actor: Actor, voucher_id: uuid.UUID, amount: int, reference: str, paid_on: date,
+    now: datetime,
+) -> ClawbackState:
+    """The enterprise paid back part or all of what it owes for a voucher: the receivable falls
+    by the amount, against the programme's clawback account. The money goes back to whoever
+    funds the programme, not into its pool: put there, a refund of the same order afterwards
+    returned the value a second time, and the pool could pass the budget (an independent
+    review). At most what is owed; paid no earlier than the voucher's first clawback and not
+    after today."""
+    return await _settle_clawback(
+        session, actor, voucher_id, amount, now, kind=CLAWBACK_REPAID, paid_on=paid_on,
+        memo=f"clawback repaid by the enterprise, reference {reference}", event="voucher.clawback_repaid",
+        details={"reference": reference, "paid_on": paid_on.isoformat()})
+
+
+async def write_off_clawback(
+    session: AsyncSession, actor: Actor, voucher_id: uuid.UUID, amount: int, reason: str, now: datetime,
+) -> ClawbackState:
+    """The office gives up part or all of what the enterprise owes for a voucher (it cannot be
+    collected: the enterprise was deregistered, a court settled it): the receivable falls by
+    the amount against the programme's clawback account, as a repayment does, and the journal's
+    kind says which it was. At most what is owed; the clawback, its repayments and this
+    write-off all stay in the ledger."""
+    return await _settle_clawback(
+        session, actor, voucher_id, amount, now, kind=CLAWBACK_WRITTEN_OFF,
+        memo=f"clawback written off: {reason}", event="voucher.clawback_written_off", details={"reason": reason})
+
+
+async def _settle_clawback(
+    session: AsyncSession, actor: Actor, voucher_id: uuid.UUID, amount: int, now: datetime, *, kind: str,
+    memo: str, event: str, details: dict[str, Any], paid_on: date | None = None,
+) -> ClawbackState:
+    """Take `amount` off what the enterprise owes for a voucher, under the voucher's lock (only
+    the voucher's own journals post to its share of the receivable, each under it)."""
+    voucher = await _lock_for_change(session, actor, voucher_id, now)
+    before = await _clawback_state(session, voucher, now)
+    if amount > before.owed:
+        problem = (msg("at most what is owed back for the voucher, {owed}", owed=Amount(before.owed, voucher.unit))
+                   if before.owed else msg("nothing is owed back for this voucher"))
+        raise ValidationFailed([field_error("amount", problem)])
+    assert before.receivable is not None  # something is owed on it
+    if paid_on is not None:
+        first = await ledger.first_clawback_at(session, before.receivable, voucher.id)
+        day_problem = payment_day_problem(paid_on, None, now) or repayment_day_problem(paid_on, first)
+        if day_problem is not None:
+            raise ValidationFailed([field_error("paid_on", day_problem)])
+    accounts = await ledger.programme_accounts(session, voucher.programme_id)
+    await ledger.post_all(session, [ledger.journal(
+        kind=kind, now=now, programme_id=voucher.programme_id, voucher_id=voucher.id,
+        legs=transfer(before.receivable, accounts[AccountKind.PROGRAMME_CLAWBACK], amount, voucher.unit),
+        memo=memo)])
+    c = before.clawback
+    settled = replace(c, owed=c.owed - amount, **({"repaid": c.repaid + amount} if kind == CLAWBACK_REPAID
+                                                  else {"written_off": c.written_off + amount}))
+    after = replace(before, clawback=settled)
+    await audit.record(
+        session, event, "voucher", voucher.id, now=now,
+        before={"status": voucher.status, "clawback_owed": before.owed},
+        after={"status": voucher.status, "clawback_owed": after.owed, "amount": amount, **details},
         programme_id=voucher.programme_id, enterprise_id=voucher.enterprise_id, voucher_id=voucher.id,
     )
     return after
