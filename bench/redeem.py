@@ -10,9 +10,11 @@ In one run, on 127.0.0.1:
     one-step redeem, hold + capture (each request counted), voucher reads
     (GET /v1/vouchers/{id}), and one-step redeem with audit events off, to price them;
   * history: `--history` prior redemptions (a year of captures with their journals, postings,
-    audit and outbox events and Idempotency-Key records) loaded set-wise into the same database,
-    VACUUMed, ANALYZEd and CHECKPOINTed (the role needs pg_checkpoint for the last; without it
-    the bench says so), then one-step redeem and hold + capture again;
+    audit and outbox events and Idempotency-Key records) loaded set-wise into a second database
+    with a world like the first, VACUUMed, ANALYZEd and CHECKPOINTed (the role needs
+    pg_checkpoint for the last; without it the bench says so); then one-step redeem and
+    hold + capture in `--pairs` alternating pairs of rows, fresh database and loaded one, the
+    order swapped each pair, and the history ratios are the medians of the pairs';
   * the embedded default: one-step redeem on SQLite with one worker.
 Per row it prints requests/s, p50, p99, errors, and per request: CPU of the service's processes
 and of PostgreSQL's (from /proc), round trips and statements the service sent (its own counters,
@@ -372,6 +374,8 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--vouchers", type=int, default=200)
     parser.add_argument("--history", type=int, default=1_000_000, help="prior redemptions to load (0: skip)")
+    parser.add_argument("--pairs", type=int, default=3,
+                        help="alternating fresh / history rows per scenario, for the history ratios")
     args = parser.parse_args()
 
     rows: list[dict[str, Any]] = []
@@ -397,27 +401,29 @@ def main() -> int:
     database_url = fresh_database(args.database_url, "bench")
     world = asyncio.run(load_world(database_url, args.vouchers))
     analyse(database_url)
-    metrics_dir = tempfile.mkdtemp(prefix="voucher-bench-metrics-")
-
-    def serve(audit: bool = True) -> LiveServer:
-        for leftover in Path(metrics_dir).iterdir():
-            leftover.unlink()
+    def serve(audit: bool = True, url: str = database_url) -> LiveServer:
+        # Each server counts its round trips in a directory of its own: two run side by side.
+        metrics_dir = tempfile.mkdtemp(prefix="voucher-bench-metrics-")
         # The limits are not what is measured: one operator key reads balances at 32 clients.
         env = {"VOUCHER_AUDIT_EVENTS_ENABLED": "true" if audit else "false", "PROMETHEUS_MULTIPROC_DIR": metrics_dir,
                "VOUCHER_RATE_LIMITS": json.dumps({"operator": "10000000/minute"})}
-        return LiveServer(database_url, workers=args.workers, env=env)
+        return LiveServer(url, workers=args.workers, env=env)
+
+    def ready(server: LiveServer, url: str, on: dict[str, Any], clients: int) -> Probe:
+        probe = Probe(url, tree(server.process.pid), f"{server.url}/metrics")  # type: ignore[union-attr]
+        # Warm up every worker's pool to the most clients a row uses: a connection opened during
+        # a measured row (and its statements prepared) would count against it.
+        asyncio.run(drive(server.url, on, clients, 3))
+        # Statistics as the measured rows find the tables, as a running programme's autoanalyze
+        # keeps them: planned on the few rows loaded, a foreign-key check on the journals
+        # table stays a sequential scan over every journal the run adds (0.33 ms of PostgreSQL
+        # per redeem by the end of a 10-second row; autovacuum looks once a minute).
+        analyse(url)
+        return probe
 
     def run_service(label: str, scenarios: tuple[str, ...], clients: list[int], audit: bool = True) -> None:
         with serve(audit) as server:
-            probe = Probe(database_url, tree(server.process.pid), f"{server.url}/metrics")  # type: ignore[union-attr]
-            # Warm up every worker's pool to the most clients a row uses: a connection opened during
-            # a measured row (and its statements prepared) would count against it.
-            asyncio.run(drive(server.url, world, max(clients), 3))
-            # Statistics as the measured rows find the tables, as a running programme's autoanalyze
-            # keeps them: planned on the few rows loaded, a foreign-key check on the journals
-            # table stays a sequential scan over every journal the run adds (0.33 ms of PostgreSQL
-            # per redeem by the end of a 10-second row; autovacuum looks once a minute).
-            analyse(database_url)
+            probe = ready(server, database_url, world, max(clients))
             for scenario in scenarios:
                 for n in clients:
                     rows.append({**measured(server.url, world, n, args.seconds, scenario, probe),
@@ -430,14 +436,37 @@ def main() -> int:
 
     history = None
     if args.history:
-        with serve() as server:
-            world["template"] = asyncio.run(template_redeem(server.url, world))
+        # The history goes into a database of its own, with a world like the fresh one's, and
+        # the two are measured in alternating pairs: one row after the other on the same loaded
+        # machine, the order swapped each pair, and the median of the pairs' ratios taken. Run
+        # once each, minutes apart, the same code's ratio had ranged from 0.65 to 1.27 (the
+        # machine's speed drifts: even the service's CPU per request, which no history changes,
+        # differed by a third between the two rows).
+        history_url = fresh_database(args.database_url, "bench_history")
+        old_world = asyncio.run(load_world(history_url, args.vouchers))
+        with serve(url=history_url) as server:
+            # A world's first redeem opens its provider's accounts, an audit event each: cloned a
+            # million times, they had doubled the history's audit events (8 per redemption, not 4).
+            asyncio.run(template_redeem(server.url, old_world))
+            old_world["template"] = asyncio.run(template_redeem(server.url, old_world))
         print(f"loading {args.history:,} prior redemptions set-wise ...", flush=True)
-        history = load_history(database_url, world, args.history)
+        history = load_history(history_url, old_world, args.history)
         print(f"loaded in {history['seconds']} s: {history['rows']}"
               + ("" if history["checkpointed"] else " (no CHECKPOINT after it: the role lacks pg_checkpoint, "
                                                     "so a checkpoint may fall in the rows that follow)"), flush=True)
-        run_service(f" ({args.history:,} before)", ("redeem", "hold_capture"), args.clients[:1])
+        n = args.clients[0]
+        with serve() as fresh_server, serve(url=history_url) as old_server:
+            sides = {"fresh": (fresh_server, ready(fresh_server, database_url, world, n), world),
+                     "old": (old_server, ready(old_server, history_url, old_world, n), old_world)}
+            for scenario in ("redeem", "hold_capture"):
+                for pair in range(1, args.pairs + 1):
+                    for side in (("fresh", "old") if pair % 2 else ("old", "fresh")):
+                        server, probe, on = sides[side]
+                        what = "fresh" if side == "fresh" else f"{args.history:,} before"
+                        rows.append({**measured(server.url, on, n, args.seconds, scenario, probe),
+                                     "service": "voucher", "label": f"{scenario} ({what}, pair {pair})"})
+            for _, probe, _ in sides.values():
+                probe.close()
     rows.append(sqlite_redeem(args.seconds))
 
     print(conditions)
@@ -503,14 +532,22 @@ def summarise(rows: list[dict[str, Any]], clients: list[int], history: int) -> d
     if history:
         n = clients[0]
         for scenario in ("redeem", "hold_capture"):
-            fresh, old = find(scenario, n), find(f"{scenario} ({history:,} before)", n)
-            if fresh and old:
-                throughput = ratio(old["requests_per_s"], fresh["requests_per_s"])
-                cpu = ratio(old["pg_cpu_ms"], fresh["pg_cpu_ms"])
-                ratios[f"{scenario} history/fresh throughput"] = throughput
-                ratios[f"{scenario} history/fresh PostgreSQL CPU"] = cpu
-                print(f"{scenario} with {history:,} prior redemptions / fresh: throughput {throughput} (goal >= 0.8), "
-                      f"PostgreSQL CPU per request {cpu} (goal <= 1.25)")
+            pairs = []
+            for pair in range(1, 1 + sum(1 for r in rows if r["label"].startswith(f"{scenario} (fresh, pair"))):
+                fresh, old = find(f"{scenario} (fresh, pair {pair})", n), find(f"{scenario} ({history:,} before, pair {pair})", n)
+                if fresh and old:
+                    pairs.append((ratio(old["requests_per_s"], fresh["requests_per_s"]),
+                                  ratio(old["pg_cpu_ms"], fresh["pg_cpu_ms"])))
+            if not pairs:
+                continue
+            throughput = statistics.median(p[0] for p in pairs if p[0] is not None)
+            cpu = statistics.median(p[1] for p in pairs if p[1] is not None)
+            ratios[f"{scenario} history/fresh throughput"] = throughput
+            ratios[f"{scenario} history/fresh PostgreSQL CPU"] = cpu
+            ratios[f"{scenario} history/fresh pairs"] = pairs
+            print(f"{scenario} with {history:,} prior redemptions / fresh, median of {len(pairs)} alternating pairs: "
+                  f"throughput {throughput} (goal >= 0.8), PostgreSQL CPU per request {cpu} (goal <= 1.25); "
+                  f"pairs (throughput, CPU): {', '.join(f'({a}, {b})' for a, b in pairs)}")
     sqlite = next(r for r in rows if r["label"].startswith("redeem, SQLite"))
     ratios["sqlite p99/p50"] = ratio(sqlite["p99_ms"], sqlite["p50_ms"])
     print(f"SQLite, 1 worker, {sqlite['clients']} clients: p99 / p50 = {ratios['sqlite p99/p50']} (goal <= 10); "
