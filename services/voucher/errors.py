@@ -347,6 +347,11 @@ class ClawbackOnLiveVoucher(Conflict):
     title = "A live voucher's clawback is recorded by revoking it"
 
 
+class RepaymentAlreadyRecorded(Conflict):
+    code = "repayment_already_recorded"
+    title = "A repayment with this payment reference is already recorded for the voucher"
+
+
 # -- redemption --------------------------------------------------------------------------------
 
 

@@ -733,6 +733,8 @@ async def test_a_clawback_is_repaid_in_part_and_the_rest_written_off(app, world:
                              "written_off": 0, "owed": 200_000, "room": 0, "overpaid": 0}
     again = await world.post(f"{base}/repayments", payment, key=world.operator, idem="p1")
     assert again.json() == repaid.json()  # the stored answer: nothing posted twice
+    twice = await world.post(f"{base}/repayments", {**payment, "amount": 50_000}, key=world.operator, idem="p2")
+    assert assert_problem(twice, 409, "repayment_already_recorded")["journal_id"]  # the same transfer, retyped
     # the money goes back to whoever funds the programme: the pool gets only what refunds return
     assert (await _receivable(app, world), await _pool(app, world)) == (200_000, pool)
     for path, body, key, status, code in (

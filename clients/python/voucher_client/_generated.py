@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "f69ddf107aad06e06255f91715226b5822840ec9f15876d5cdd3854425d06eee"
+DOCUMENT_SHA256 = "f758c243c4df0f1a86a4c4ae3b8ab60f29453d8630dbb0c7bfe61aaf5d3ee338"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

@@ -747,6 +747,16 @@ async def first_journal_at(session: AsyncSession, account_id: uuid.UUID, voucher
     return first
 
 
+async def journal_with_memo(session: AsyncSession, voucher_id: uuid.UUID, kind: str,
+                            memo: str) -> tuple[uuid.UUID, datetime] | None:
+    """The first journal of one voucher of this kind and memo, if any: (id, when)."""
+    row = (await session.execute(
+        select(T.c.id, T.c.created_at).where(T.c.voucher_id == voucher_id, T.c.kind == kind, T.c.memo == memo)
+        .order_by(T.c.id).limit(1)
+    )).first()
+    return None if row is None else (row[0], row[1])
+
+
 def _clawback_sums() -> list[Any]:
     """A voucher's postings to the receivable summed as `rules.Clawback` reads them: clawed back,
     repaid, written off (each as a positive amount), and owed."""

@@ -177,6 +177,12 @@ async def first_clawback_at(session: AsyncSession, receivable: uuid.UUID, vouche
     return await repository.first_journal_at(session, receivable, voucher_id, CLAWBACK_RECORDED)
 
 
+async def journal_with_memo(session: AsyncSession, voucher_id: uuid.UUID, kind: str,
+                            memo: str) -> tuple[uuid.UUID, datetime] | None:
+    """A voucher's journal of this kind that says this (the first), if one does: (id, when)."""
+    return await repository.journal_with_memo(session, voucher_id, kind, memo)
+
+
 async def _open(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     """Open new accounts, each recorded (`_record_opened`)."""
     await repository.create_accounts(session, rows)

@@ -288,10 +288,11 @@ async def record_clawback(voucher_id: uuid.UUID, body: ClawbackEntry, session: S
     "bank's `reference` and the day it was paid (`paid_on`, in Beijing time: not after today, not before the "
     "voucher's first clawback). A `clawback_repaid` journal takes the amount off the enterprise's receivable "
     "against the programme's clawback account; the money goes back to whoever funds the programme, not into its "
-    "pool. Audit events `voucher.clawback_repaid` and `ledger.posted`. Refused with `not_found` or "
-    "`validation_failed` (nothing or less owed, a day out of range).",
+    "pool. Audit events `voucher.clawback_repaid` and `ledger.posted`. Refused with `not_found`, "
+    "`repayment_already_recorded` (this voucher has a repayment with the same reference: one bank payment is "
+    "recorded once) or `validation_failed` (nothing or less owed, a day out of range).",
     response_model=ClawbackPublic,
-    responses=responses(*AUTH_ERRORS, errors.NotFound, errors.ValidationFailed),
+    responses=responses(*AUTH_ERRORS, errors.NotFound, errors.RepaymentAlreadyRecorded, errors.ValidationFailed),
     dependencies=[Depends(idempotent(Scope.VOUCHERS_WRITE, required=True))],
 )
 async def record_clawback_repayment(voucher_id: uuid.UUID, body: ClawbackRepayment, session: Session, now: Now,

@@ -21,6 +21,7 @@ from services.voucher.errors import (
     InvalidTransition,
     NotFound,
     ProgrammeNotOpen,
+    RepaymentAlreadyRecorded,
     ValidationFailed,
     field_error,
 )
@@ -594,6 +595,15 @@ async def _settle_clawback(
         day_problem = payment_day_problem(paid_on, None, now) or repayment_day_problem(paid_on, first)
         if day_problem is not None:
             raise ValidationFailed([field_error("paid_on", day_problem)])
+        # One bank payment is recorded once: a second clerk, or a second tab, entering the same
+        # transfer under another Idempotency-Key would take the debt off twice, for good (a
+        # repayment cannot be reversed). Under the voucher's lock, so two at once cannot both pass.
+        earlier = await ledger.journal_with_memo(session, voucher.id, kind, memo)
+        if earlier is not None:
+            raise RepaymentAlreadyRecorded(
+                msg("a repayment with this payment reference was recorded for the voucher on {when}",
+                    when=earlier[1]),
+                journal_id=str(earlier[0]))
     accounts = await ledger.programme_accounts(session, voucher.programme_id)
     await ledger.post_all(session, [ledger.journal(
         kind=kind, now=now, programme_id=voucher.programme_id, voucher_id=voucher.id,
