@@ -374,8 +374,9 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--vouchers", type=int, default=200)
     parser.add_argument("--history", type=int, default=1_000_000, help="prior redemptions to load (0: skip)")
-    parser.add_argument("--pairs", type=int, default=3,
-                        help="alternating fresh / history rows per scenario, for the history ratios")
+    parser.add_argument("--pairs", type=int, default=4,
+                        help="alternating fresh / history rows per scenario, for the history ratios (even: each "
+                             "side goes first as often)")
     args = parser.parse_args()
 
     rows: list[dict[str, Any]] = []
@@ -470,11 +471,11 @@ def main() -> int:
     rows.append(sqlite_redeem(args.seconds))
 
     print(conditions)
-    head = (f"{'what':34} {'clients':>7} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>8} {'svc cpu':>7} {'pg cpu':>7} "
+    head = (f"{'what':40} {'clients':>7} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>8} {'svc cpu':>7} {'pg cpu':>7} "
             f"{'trips':>5} {'stmts':>5} {'commit':>6} {'rows':>5} {'index':>6}  errors")
     print(head)
     for r in rows:
-        print(f"{r['label']:34} {r['clients']:>7} {r['requests_per_s']:>8} {r['p50_ms']!s:>7} {r['p99_ms']!s:>8} "
+        print(f"{r['label']:40} {r['clients']:>7} {r['requests_per_s']:>8} {r['p50_ms']!s:>7} {r['p99_ms']!s:>8} "
               f"{r.get('service_cpu_ms', '-')!s:>7} {r.get('pg_cpu_ms', '-')!s:>7} {r.get('round_trips', '-')!s:>5} "
               f"{r.get('statements', '-')!s:>5} {r.get('commits', '-')!s:>6} {r.get('rows_written', '-')!s:>5} "
               f"{r.get('index_entries', '-')!s:>6}  {r['errors'] or '-'}")
@@ -538,10 +539,13 @@ def summarise(rows: list[dict[str, Any]], clients: list[int], history: int) -> d
                 if fresh and old:
                     pairs.append((ratio(old["requests_per_s"], fresh["requests_per_s"]),
                                   ratio(old["pg_cpu_ms"], fresh["pg_cpu_ms"])))
+            throughputs = [p[0] for p in pairs if p[0] is not None]
+            cpus = [p[1] for p in pairs if p[1] is not None]
             if not pairs:
                 continue
-            throughput = statistics.median(p[0] for p in pairs if p[0] is not None)
-            cpu = statistics.median(p[1] for p in pairs if p[1] is not None)
+            # a pair with a row that served nothing, or PostgreSQL's CPU unseen, has no ratio
+            throughput = statistics.median(throughputs) if throughputs else None
+            cpu = statistics.median(cpus) if cpus else None
             ratios[f"{scenario} history/fresh throughput"] = throughput
             ratios[f"{scenario} history/fresh PostgreSQL CPU"] = cpu
             ratios[f"{scenario} history/fresh pairs"] = pairs

@@ -718,8 +718,8 @@ async def _revoked_with_clawback(world: World, clawback: int) -> tuple[dict[str,
 
 
 async def test_a_clawback_is_repaid_in_part_and_the_rest_written_off(app, world: World, clock) -> None:
-    """The enterprise pays part of what it owes back: the receivable falls and the pool gets the
-    value; the office writes the rest off: the receivable falls and the pool does not. Each at
+    """The enterprise pays part of what it owes back and the office writes the rest off: the
+    receivable falls each time, and the pool does not rise (the money goes to the funder). Each at
     most what is owed; a refusal changes nothing; the stored answer replays."""
     voucher, _ = await _revoked_with_clawback(world, 300_000)
     base = f"/v1/vouchers/{voucher['id']}/clawback"
@@ -733,24 +733,27 @@ async def test_a_clawback_is_repaid_in_part_and_the_rest_written_off(app, world:
                              "written_off": 0, "owed": 200_000, "room": 0, "overpaid": 0}
     again = await world.post(f"{base}/repayments", payment, key=world.operator, idem="p1")
     assert again.json() == repaid.json()  # the stored answer: nothing posted twice
-    twice = await world.post(f"{base}/repayments", {**payment, "amount": 50_000}, key=world.operator, idem="p2")
-    assert assert_problem(twice, 409, "repayment_already_recorded")["journal_id"]  # the same transfer, retyped
+    for retyped in ("ICBC-20260612-1", " icbc-20260612-1", "ＩＣＢＣ－２０２６０６１２－１", "ICBC-2026\u200b0612-1"):
+        twice = await world.post(f"{base}/repayments", {**payment, "reference": retyped, "amount": 50_000},
+                                 key=world.operator)
+        assert assert_problem(twice, 409, "repayment_already_recorded")["journal_id"], retyped  # the same transfer
     # the money goes back to whoever funds the programme: the pool gets only what refunds return
     assert (await _receivable(app, world), await _pool(app, world)) == (200_000, pool)
+    other = {**payment, "reference": "ICBC-9"}  # another transfer: refused for what is wrong with it
     for path, body, key, status, code in (
-            ("repayments", {**payment, "amount": 200_001}, world.operator, 422, "validation_failed"),
-            ("repayments", {**payment, "paid_on": (today + timedelta(days=1)).isoformat()}, world.operator, 422,
+            ("repayments", {**other, "amount": 200_001}, world.operator, 422, "validation_failed"),
+            ("repayments", {**other, "paid_on": (today + timedelta(days=1)).isoformat()}, world.operator, 422,
              "validation_failed"),
-            ("repayments", {**payment, "reference": " \n"}, world.operator, 422, "validation_failed"),
-            ("repayments", {**payment, "paid_on": (today - timedelta(days=1)).isoformat()}, world.operator, 422,
+            ("repayments", {**other, "reference": " \n"}, world.operator, 422, "validation_failed"),
+            ("repayments", {**other, "paid_on": (today - timedelta(days=1)).isoformat()}, world.operator, 422,
              "validation_failed"),  # before the clawback was recorded
-            ("repayments", {**payment, "amount": 0}, world.operator, 422, "validation_failed"),
-            ("repayments", payment, world.enterprise_key, 403, "insufficient_scope"),
+            ("repayments", {**other, "amount": 0}, world.operator, 422, "validation_failed"),
+            ("repayments", other, world.enterprise_key, 403, "insufficient_scope"),
             ("write-offs", {"amount": 200_001, "reason": "x"}, world.operator, 422, "validation_failed"),
             ("write-offs", {"amount": 1, "reason": ""}, world.operator, 422, "validation_failed"),
             ("write-offs", {"amount": 1, "reason": "x"}, world.provider_key, 403, "insufficient_scope")):
         assert_problem(await world.post(f"{base}/{path}", body, key=key), status, code)
-    late = await world.post(f"{base}/repayments", {**payment, "paid_on": (today + timedelta(days=1)).isoformat()},
+    late = await world.post(f"{base}/repayments", {**other, "paid_on": (today + timedelta(days=1)).isoformat()},
                             key=world.operator)
     assert [e["pointer"] for e in late.json()["errors"]] == ["/paid_on"]
     assert (await _receivable(app, world), await _pool(app, world)) == (200_000, pool)  # unchanged
@@ -759,7 +762,10 @@ async def test_a_clawback_is_repaid_in_part_and_the_rest_written_off(app, world:
     assert written.status_code == 200, written.text
     assert (written.json()["written_off"], written.json()["owed"]) == (200_000, 0)
     assert (await _receivable(app, world), await _pool(app, world)) == (0, pool)
-    nothing = await world.post(f"{base}/repayments", {**payment, "amount": 1}, key=world.operator)
+    again_paid = await world.post(f"{base}/repayments", {**payment, "amount": 1}, key=world.operator)
+    assert_problem(again_paid, 409, "repayment_already_recorded")  # named as the same transfer, not for its amount
+    nothing = await world.post(f"{base}/repayments", {**payment, "reference": "ICBC-2", "amount": 1},
+                               key=world.operator)
     assert_problem(nothing, 422, "validation_failed")
     assert "nothing is owed" in nothing.json()["errors"][0]["message"]
     assert_problem(await world.post(f"/v1/vouchers/{uuid.uuid4()}/clawback/write-offs",

@@ -47,9 +47,9 @@ def test_a_clawback_never_exceeds_the_value_still_used(clawed_back: int, used: i
         # all of it repaid, then the order refunded in full: nothing to recover, and the
         # enterprise paid back value the provider also returned
         (Clawback(300_000, repaid=300_000), 300_000, 300_000, 0, 300_000),
-        # written off, then refunded: the programme's forgiveness is what the refund makes good
+        # written off, then refunded: the refund comes off the write-off, and nothing was repaid
         (Clawback(300_000, written_off=300_000), 300_000, 300_000, 0, 0),
-        # half repaid, half written off, a third refunded: the write-off absorbs it first
+        # half repaid, half written off, refunded: the refund comes off the write-off before the repayment
         (Clawback(300_000, repaid=150_000, written_off=150_000), 300_000, 100_000, 0, 0),
         (Clawback(300_000, repaid=150_000, written_off=150_000), 300_000, 200_000, 0, 50_000),
     ],

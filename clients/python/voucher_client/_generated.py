@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "f758c243c4df0f1a86a4c4ae3b8ab60f29453d8630dbb0c7bfe61aaf5d3ee338"
+DOCUMENT_SHA256 = "1e21b7476fd5c7ae862946f0f78e3dc66816cbc9ce97b9e4b7c419ebceeac152"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

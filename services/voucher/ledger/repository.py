@@ -747,14 +747,17 @@ async def first_journal_at(session: AsyncSession, account_id: uuid.UUID, voucher
     return first
 
 
-async def journal_with_memo(session: AsyncSession, voucher_id: uuid.UUID, kind: str,
-                            memo: str) -> tuple[uuid.UUID, datetime] | None:
-    """The first journal of one voucher of this kind and memo, if any: (id, when)."""
-    row = (await session.execute(
-        select(T.c.id, T.c.created_at).where(T.c.voucher_id == voucher_id, T.c.kind == kind, T.c.memo == memo)
-        .order_by(T.c.id).limit(1)
-    )).first()
-    return None if row is None else (row[0], row[1])
+async def voucher_journals_on(session: AsyncSession, account_id: uuid.UUID, voucher_id: uuid.UUID,
+                             kind: str) -> list[tuple[uuid.UUID, datetime, str | None]]:
+    """One voucher's journals of `kind` that posted to an account, oldest first: (id, when,
+    memo). Reached through the account's postings (indexed by account): nothing indexes
+    journals by voucher or kind (0009)."""
+    rows = (await session.execute(
+        select(T.c.id, T.c.created_at, T.c.memo).select_from(P.join(T, T.c.id == P.c.transaction_id))
+        .where(P.c.account_id == account_id, T.c.voucher_id == voucher_id, T.c.kind == kind)
+        .order_by(T.c.id)
+    )).all()
+    return [(r[0], r[1], r[2]) for r in rows]
 
 
 def _clawback_sums() -> list[Any]:

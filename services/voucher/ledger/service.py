@@ -177,10 +177,10 @@ async def first_clawback_at(session: AsyncSession, receivable: uuid.UUID, vouche
     return await repository.first_journal_at(session, receivable, voucher_id, CLAWBACK_RECORDED)
 
 
-async def journal_with_memo(session: AsyncSession, voucher_id: uuid.UUID, kind: str,
-                            memo: str) -> tuple[uuid.UUID, datetime] | None:
-    """A voucher's journal of this kind that says this (the first), if one does: (id, when)."""
-    return await repository.journal_with_memo(session, voucher_id, kind, memo)
+async def voucher_journals_on(session: AsyncSession, account_id: uuid.UUID, voucher_id: uuid.UUID,
+                             kind: str) -> list[tuple[uuid.UUID, datetime, str | None]]:
+    """One voucher's journals of `kind` on an account, oldest first: (id, when, memo)."""
+    return await repository.voucher_journals_on(session, account_id, voucher_id, kind)
 
 
 async def _open(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:

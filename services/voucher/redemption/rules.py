@@ -591,13 +591,13 @@ def clawback_room(clawback: Clawback, used: int) -> int:
 
 
 def clawback_overpaid(clawback: Clawback, used: int) -> int:
-    """What the enterprise repaid beyond what it owes for the value still used on the voucher: a
+    """What the enterprise repaid beyond the clawed-back value still used on the voucher: a
     refund of the order after the repayment returned the same value to the programme through
-    the provider. A write-off is taken back first (the enterprise is made whole before the
-    programme's forgiveness is); the office pays the rest back to the enterprise, outside the
-    service."""
-    due = min(clawback.clawed_back, used) - max(0, clawback.written_off - clawback_refunded(clawback, used))
-    return max(0, clawback.repaid - due)
+    the provider. (What is repaid and written off never passes what was clawed back, so a
+    refund comes off what is owed first, then off the write-off, and only then off the
+    repayment.) A running figure: the office pays it back outside the service, which does not
+    record that payment."""
+    return max(0, clawback.repaid - min(clawback.clawed_back, used))
 
 
 def refund_goes_to_voucher(voucher: VoucherState, now: datetime) -> bool:

@@ -249,8 +249,8 @@ def _clawback(state: service.ClawbackState, now: datetime) -> ClawbackPublic:
     summary="What the enterprise owes back for a voucher (its clawback)",
     description="Any key with `vouchers:read`, for a voucher it may see (an enterprise sees its own). Answers the "
     "voucher's used value and its clawback: what was clawed back (at revocation, or later), what refunds of its "
-    "used value recovered, what the enterprise repaid and the office wrote off, and what is still owed; all 0 "
-    "when none was recorded. Changes nothing. Answers `not_found` for a voucher you cannot see.",
+    "used value recovered, what the enterprise repaid and the office wrote off, and what is still owed; these "
+    "are 0 when none was recorded. Changes nothing. Answers `not_found` for a voucher you cannot see.",
     response_model=ClawbackPublic,
     responses=responses(*AUTH_ERRORS, errors.NotFound),
 )
@@ -289,8 +289,8 @@ async def record_clawback(voucher_id: uuid.UUID, body: ClawbackEntry, session: S
     "voucher's first clawback). A `clawback_repaid` journal takes the amount off the enterprise's receivable "
     "against the programme's clawback account; the money goes back to whoever funds the programme, not into its "
     "pool. Audit events `voucher.clawback_repaid` and `ledger.posted`. Refused with `not_found`, "
-    "`repayment_already_recorded` (this voucher has a repayment with the same reference: one bank payment is "
-    "recorded once) or `validation_failed` (nothing or less owed, a day out of range).",
+    "`repayment_already_recorded` (this voucher has a repayment with the same reference, case, spaces and "
+    "full-width forms aside: one bank payment is recorded once) or `validation_failed` (nothing or less owed, a day out of range).",
     response_model=ClawbackPublic,
     responses=responses(*AUTH_ERRORS, errors.NotFound, errors.RepaymentAlreadyRecorded, errors.ValidationFailed),
     dependencies=[Depends(idempotent(Scope.VOUCHERS_WRITE, required=True))],

@@ -10,6 +10,7 @@ of adjacent symbols changes the sum, so a mistyped code is refused before any lo
 from __future__ import annotations
 
 import secrets
+import unicodedata
 from datetime import date, datetime
 from enum import StrEnum
 from functools import lru_cache
@@ -146,3 +147,15 @@ def repayment_day_problem(paid_on: date, first_clawback_at: datetime | None) -> 
         return msg("the payment day {paid_on} is before the voucher's first clawback ({recorded}, Beijing time)",
                    paid_on=paid_on, recorded=recorded)
     return None
+
+
+#: How a repayment's journal memo names the bank's payment reference.
+REPAYMENT_MEMO = "clawback repaid by the enterprise, reference "
+
+
+def payment_reference_key(reference: str) -> str:
+    """A payment reference as compared for duplicates: the same characters whatever the input
+    method made of them (NFKC: full-width ＩＣＢＣ－１ is ICBC-1), case, spaces and invisible
+    format characters aside — a clerk retyping a transfer writes it as it comes."""
+    folded = unicodedata.normalize("NFKC", reference).casefold()
+    return "".join(ch for ch in folded if not ch.isspace() and unicodedata.category(ch) != "Cf")

@@ -180,7 +180,8 @@ class ClawbackRepayment(BaseModel):
     amount: int = Field(ge=1, le=MAX_AMOUNT, strict=True,
                         description="What the enterprise paid back, at most what it owes for the voucher.")
     reference: OneLineText = Field(min_length=1, max_length=128, description="The bank's payment reference.")
-    paid_on: Day = Field(description="The day the enterprise paid (Beijing time), not after today.")
+    paid_on: Day = Field(description="The day the enterprise paid (Beijing time): not after today, not before the "
+                         "voucher's first clawback.")
 
 
 class ClawbackWriteOff(BaseModel):
@@ -214,9 +215,10 @@ class ClawbackPublic(BaseModel):
     owed: int = Field(description="What the enterprise still owes back for this voucher: clawed back, less "
                       "recovered by refunds, repaid and written off (never below 0).")
     room: int = Field(description="How much more used value may still be clawed back: used and not clawed back yet.")
-    overpaid: int = Field(description="What the enterprise repaid beyond what it owes for the value still used, "
-                          "after a refund of the order returned the same value through the provider: the "
-                          "office pays it back to the enterprise (outside the service). Usually 0.")
+    overpaid: int = Field(description="What the enterprise repaid beyond the clawed-back value still used, after "
+                          "a refund of the order returned the same value through the provider. A running figure: "
+                          "the office pays it back outside the service, which does not record that payment. "
+                          "Usually 0.")
 
 
 class Posting(BaseModel):

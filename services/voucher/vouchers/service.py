@@ -46,11 +46,13 @@ from services.voucher.tables import Enterprise, EnterprisePeriodUsage, Programme
 from services.voucher.vouchers import repository
 from services.voucher.vouchers.repository import VoucherRow
 from services.voucher.vouchers.rules import (
+    REPAYMENT_MEMO,
     VoucherStatus,
     check_transition,
     effective_status,
     new_code,
     parse_code,
+    payment_reference_key,
     repayment_day_problem,
     settled_status,
 )
@@ -560,7 +562,7 @@ async def repay_clawback(
     after today."""
     return await _settle_clawback(
         session, actor, voucher_id, amount, now, kind=CLAWBACK_REPAID, paid_on=paid_on,
-        memo=f"clawback repaid by the enterprise, reference {reference}", event="voucher.clawback_repaid",
+        memo=f"{REPAYMENT_MEMO}{reference}", event="voucher.clawback_repaid",
         details={"reference": reference, "paid_on": paid_on.isoformat()})
 
 
@@ -585,9 +587,16 @@ async def _settle_clawback(
     the voucher's own journals post to its share of the receivable, each under it)."""
     voucher = await _lock_for_change(session, actor, voucher_id, now)
     before = await _clawback_state(session, voucher, now)
+    if paid_on is not None and before.receivable is not None:
+        # One bank payment is recorded once: a second clerk, or a second tab, entering the same
+        # transfer under another Idempotency-Key would take the debt off twice, for good (a
+        # repayment cannot be reversed). Checked first, so a retyped transfer that already paid
+        # the debt off is named as such rather than refused for its amount; under the voucher's
+        # lock, so two at once cannot both pass.
+        await _check_reference_new(session, voucher, before.receivable, reference_of(memo))
     if amount > before.owed:
         problem = (msg("at most what is owed back for the voucher, {owed}", owed=Amount(before.owed, voucher.unit))
-                   if before.owed else msg("nothing is owed back for this voucher"))
+                   if before.owed > 0 else msg("nothing is owed back for this voucher"))
         raise ValidationFailed([field_error("amount", problem)])
     assert before.receivable is not None  # something is owed on it
     if paid_on is not None:
@@ -595,15 +604,6 @@ async def _settle_clawback(
         day_problem = payment_day_problem(paid_on, None, now) or repayment_day_problem(paid_on, first)
         if day_problem is not None:
             raise ValidationFailed([field_error("paid_on", day_problem)])
-        # One bank payment is recorded once: a second clerk, or a second tab, entering the same
-        # transfer under another Idempotency-Key would take the debt off twice, for good (a
-        # repayment cannot be reversed). Under the voucher's lock, so two at once cannot both pass.
-        earlier = await ledger.journal_with_memo(session, voucher.id, kind, memo)
-        if earlier is not None:
-            raise RepaymentAlreadyRecorded(
-                msg("a repayment with this payment reference was recorded for the voucher on {when}",
-                    when=earlier[1]),
-                journal_id=str(earlier[0]))
     accounts = await ledger.programme_accounts(session, voucher.programme_id)
     await ledger.post_all(session, [ledger.journal(
         kind=kind, now=now, programme_id=voucher.programme_id, voucher_id=voucher.id,
@@ -620,6 +620,23 @@ async def _settle_clawback(
         programme_id=voucher.programme_id, enterprise_id=voucher.enterprise_id, voucher_id=voucher.id,
     )
     return after
+
+
+def reference_of(memo: str) -> str:
+    return memo.removeprefix(REPAYMENT_MEMO)
+
+
+async def _check_reference_new(session: AsyncSession, voucher: Voucher, receivable: uuid.UUID,
+                               reference: str) -> None:
+    """Refuse a repayment whose bank reference one of the voucher's repayments already has
+    (`payment_reference_key`: case, spaces and full-width forms aside)."""
+    key = payment_reference_key(reference)
+    for journal_id, when, memo in await ledger.voucher_journals_on(session, receivable, voucher.id,
+                                                                  CLAWBACK_REPAID):
+        if memo is not None and payment_reference_key(reference_of(memo)) == key:
+            raise RepaymentAlreadyRecorded(
+                msg("a repayment with this payment reference was recorded for the voucher on {when}", when=when),
+                journal_id=str(journal_id))
 
 
 async def expire_voucher(session: AsyncSession, voucher: Voucher, now: datetime) -> bool:
