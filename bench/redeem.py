@@ -544,8 +544,8 @@ def summarise(rows: list[dict[str, Any]], clients: list[int], history: int) -> d
             if not pairs:
                 continue
             # a pair with a row that served nothing, or PostgreSQL's CPU unseen, has no ratio
-            throughput = statistics.median(throughputs) if throughputs else None
-            cpu = statistics.median(cpus) if cpus else None
+            throughput = round(statistics.median(throughputs), 3) if throughputs else None
+            cpu = round(statistics.median(cpus), 3) if cpus else None
             ratios[f"{scenario} history/fresh throughput"] = throughput
             ratios[f"{scenario} history/fresh PostgreSQL CPU"] = cpu
             ratios[f"{scenario} history/fresh pairs"] = pairs
