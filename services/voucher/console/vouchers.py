@@ -1,11 +1,13 @@
 """The programme office's vouchers: a list by programme and status, one voucher issued, and one
-voucher with its postings, suspended, resumed or revoked through the API."""
+voucher with its postings, suspended, resumed or revoked through the API, and an ended one's
+clawback recorded, repaid or written off."""
 
 from __future__ import annotations
 
 import uuid
 
 from fastapi import FastAPI, Request
+from starlette.datastructures import FormData
 from starlette.responses import Response
 
 from services.voucher.console.api import Refusal
@@ -93,6 +95,19 @@ def install(console: FastAPI) -> None:
     async def voucher(request: Request, voucher_id: uuid.UUID, cursor: str | None = None) -> Response:
         return await voucher_page(request, voucher_id, cursor=cursor)
 
+    async def send(request: Request, page: Page, voucher_id: uuid.UUID, action: str, body: dict[str, object],
+                   form: FormData, typed: dict[str, str]) -> Response:
+        """Post a voucher's change to the API; a refusal comes back beside its form, with what
+        was typed in it."""
+        try:
+            await page.api.post(f"/v1/vouchers/{voucher_id}/{action}", body, idempotency_key=form_key(form))
+        except Refusal as refusal:
+            if not refusal.for_the_form():
+                raise
+            return await voucher_page(request, voucher_id, status=refusal.status, values=typed,
+                                      error=refusal.detail)
+        return redirect(f"/console/operator/vouchers/{voucher_id}")
+
     @console.post("/operator/vouchers/{voucher_id}/clawback/{kind}")
     async def settle_clawback(request: Request, voucher_id: uuid.UUID, kind: str) -> Response:
         """The enterprise's repayment of a clawback, or the office's write-off of it."""
@@ -114,14 +129,7 @@ def install(console: FastAPI) -> None:
                 "enter the amount in the programme's unit, e.g. {example}",
                 example=typed_example(current["unit"])).render(page.language))
         del body["action"]
-        try:
-            await page.api.post(f"/v1/vouchers/{voucher_id}/clawback/{kind}", body, idempotency_key=form_key(form))
-        except Refusal as refusal:
-            if not refusal.for_the_form():
-                raise
-            return await voucher_page(request, voucher_id, status=refusal.status, values=typed,
-                                      error=refusal.detail)
-        return redirect(f"/console/operator/vouchers/{voucher_id}")
+        return await send(request, page, voucher_id, f"clawback/{kind}", body, form, typed)
 
     @console.post("/operator/vouchers/{voucher_id}/{action}")
     async def change(request: Request, voucher_id: uuid.UUID, action: str) -> Response:
@@ -150,14 +158,7 @@ def install(console: FastAPI) -> None:
                 return await voucher_page(request, voucher_id, status=422, values=typed, error=msg(
                     "enter the amount in the programme's unit, e.g. {example}",
                     example=typed_example(current["unit"])).render(page.language))
-        try:
-            await page.api.post(f"/v1/vouchers/{voucher_id}/{action}", body, idempotency_key=form_key(form))
-        except Refusal as refusal:
-            if not refusal.for_the_form():
-                raise
-            return await voucher_page(request, voucher_id, status=refusal.status, values=typed,
-                                      error=refusal.detail)
-        return redirect(f"/console/operator/vouchers/{voucher_id}")
+        return await send(request, page, voucher_id, action, body, form, typed)
 
 
 def _uuid_or_none(value: str | None) -> str | None:
