@@ -1,13 +1,18 @@
 """The pure rules of rules.py that no route test pins down case by case."""
 
+import uuid
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from services.voucher.errors import ValidationFailed
 from services.voucher.redemption.rules import (
     Clawback,
+    Hold,
+    check_refund,
     clawback_overpaid,
     clawback_owed,
     clawback_recovered,
@@ -60,6 +65,18 @@ def test_a_refund_after_a_repayment_or_write_off_recovers_only_what_is_still_owe
     after = replace(clawback, owed=clawback.owed - recovered)
     assert clawback_owed(after, used - refunded) == after.owed
     assert clawback_overpaid(after, used - refunded) == overpaid
+
+
+@pytest.mark.parametrize("amount", [0, -1])
+def test_a_refund_of_nothing_is_refused_before_anything_is_read(amount: int) -> None:
+    """The API's schema refuses it; a caller inside the service (a claim's rejection) gets a
+    422 for the amount too, not an unbalanced journal."""
+    hold = Hold(id=uuid.uuid4(), voucher_id=uuid.uuid4(), programme_id=uuid.uuid4(), enterprise_id=uuid.uuid4(),
+                provider_id=uuid.uuid4(), order_reference="PO-1", order_amount=1_000, unit="CNY", status="captured",
+                held_amount=0, captured_amount=300, refunded_amount=0, period_key="2026",
+                hold_expires_at=datetime(2026, 3, 2, tzinfo=UTC), payee="provider")
+    with pytest.raises(ValidationFailed):
+        check_refund(hold, amount)
 
 
 def test_value_repaid_or_written_off_is_not_clawed_back_again() -> None:
