@@ -737,16 +737,6 @@ async def voucher_clawback(session: AsyncSession, account_id: uuid.UUID, voucher
     return Clawback(*(int(x) for x in row))
 
 
-async def first_journal_at(session: AsyncSession, account_id: uuid.UUID, voucher_id: uuid.UUID,
-                           kind: str) -> datetime | None:
-    """When the first journal of `kind` of one voucher posted to an account, if any did."""
-    first: datetime | None = (await session.execute(
-        select(func.min(T.c.created_at)).select_from(P.join(T, T.c.id == P.c.transaction_id))
-        .where(P.c.account_id == account_id, T.c.voucher_id == voucher_id, T.c.kind == kind)
-    )).scalar_one_or_none()
-    return first
-
-
 async def voucher_journals_on(session: AsyncSession, account_id: uuid.UUID, voucher_id: uuid.UUID,
                              kind: str) -> list[tuple[uuid.UUID, datetime, str | None]]:
     """One voucher's journals of `kind` that posted to an account, oldest first: (id, when,

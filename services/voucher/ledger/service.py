@@ -48,7 +48,7 @@ from services.voucher.ledger.rules import (
 )
 from services.voucher.observability import REQUEST_ID
 from services.voucher.programmes.rules import period_key
-from services.voucher.redemption.rules import CLAWBACK_RECORDED, Clawback
+from services.voucher.redemption.rules import Clawback
 from services.voucher.tables import Programme
 
 
@@ -170,11 +170,6 @@ async def clawback_owed(
     if receivable is None:
         return None, Clawback()
     return receivable, await repository.voucher_clawback(session, receivable, voucher_id)
-
-
-async def first_clawback_at(session: AsyncSession, receivable: uuid.UUID, voucher_id: uuid.UUID) -> datetime | None:
-    """When the first clawback of a voucher was posted to the enterprise's receivable."""
-    return await repository.first_journal_at(session, receivable, voucher_id, CLAWBACK_RECORDED)
 
 
 async def voucher_journals_on(session: AsyncSession, account_id: uuid.UUID, voucher_id: uuid.UUID,

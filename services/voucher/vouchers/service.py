@@ -561,7 +561,7 @@ async def repay_clawback(
     review). At most what is owed; paid no earlier than the voucher's first clawback and not
     after today."""
     return await _settle_clawback(
-        session, actor, voucher_id, amount, now, kind=CLAWBACK_REPAID, paid_on=paid_on,
+        session, actor, voucher_id, amount, now, kind=CLAWBACK_REPAID, reference=reference, paid_on=paid_on,
         memo=f"{REPAYMENT_MEMO}{reference}", event="voucher.clawback_repaid",
         details={"reference": reference, "paid_on": paid_on.isoformat()})
 
@@ -581,26 +581,27 @@ async def write_off_clawback(
 
 async def _settle_clawback(
     session: AsyncSession, actor: Actor, voucher_id: uuid.UUID, amount: int, now: datetime, *, kind: str,
-    memo: str, event: str, details: dict[str, Any], paid_on: date | None = None,
+    memo: str, event: str, details: dict[str, Any], reference: str | None = None, paid_on: date | None = None,
 ) -> ClawbackState:
     """Take `amount` off what the enterprise owes for a voucher, under the voucher's lock (only
     the voucher's own journals post to its share of the receivable, each under it)."""
     voucher = await _lock_for_change(session, actor, voucher_id, now)
     before = await _clawback_state(session, voucher, now)
-    if paid_on is not None and before.receivable is not None:
+    if reference is not None and before.receivable is not None:
         # One bank payment is recorded once: a second clerk, or a second tab, entering the same
         # transfer under another Idempotency-Key would take the debt off twice, for good (a
         # repayment cannot be reversed). Checked first, so a retyped transfer that already paid
         # the debt off is named as such rather than refused for its amount; under the voucher's
         # lock, so two at once cannot both pass.
-        await _check_reference_new(session, voucher, before.receivable, reference_of(memo))
+        await _check_reference_new(session, voucher, before.receivable, reference)
     if amount > before.owed:
         problem = (msg("at most what is owed back for the voucher, {owed}", owed=Amount(before.owed, voucher.unit))
                    if before.owed > 0 else msg("nothing is owed back for this voucher"))
         raise ValidationFailed([field_error("amount", problem)])
     assert before.receivable is not None  # something is owed on it
     if paid_on is not None:
-        first = await ledger.first_clawback_at(session, before.receivable, voucher.id)
+        recorded = await ledger.voucher_journals_on(session, before.receivable, voucher.id, CLAWBACK_RECORDED)
+        first = recorded[0][1] if recorded else None
         day_problem = payment_day_problem(paid_on, None, now) or repayment_day_problem(paid_on, first)
         if day_problem is not None:
             raise ValidationFailed([field_error("paid_on", day_problem)])
@@ -622,10 +623,6 @@ async def _settle_clawback(
     return after
 
 
-def reference_of(memo: str) -> str:
-    return memo.removeprefix(REPAYMENT_MEMO)
-
-
 async def _check_reference_new(session: AsyncSession, voucher: Voucher, receivable: uuid.UUID,
                                reference: str) -> None:
     """Refuse a repayment whose bank reference one of the voucher's repayments already has
@@ -633,7 +630,7 @@ async def _check_reference_new(session: AsyncSession, voucher: Voucher, receivab
     key = payment_reference_key(reference)
     for journal_id, when, memo in await ledger.voucher_journals_on(session, receivable, voucher.id,
                                                                   CLAWBACK_REPAID):
-        if memo is not None and payment_reference_key(reference_of(memo)) == key:
+        if memo is not None and payment_reference_key(memo.removeprefix(REPAYMENT_MEMO)) == key:
             raise RepaymentAlreadyRecorded(
                 msg("a repayment with this payment reference was recorded for the voucher on {when}", when=when),
                 journal_id=str(journal_id))
