@@ -97,6 +97,7 @@ MATRIX: dict[str, str] = {
     "get_voucher": "yyyhnn",                 # enterprise A's
     "get_voucher_history": "yyyhnn",
     "get_voucher_clawback": "yyyhnn",
+    "list_voucher_clawback_entries": "yyyhnn",
     "issue_voucher": "ynnnnn",
     "issue_vouchers_bulk": "ynnnnn",
     "suspend_voucher": "ynnnnn",
@@ -105,6 +106,7 @@ MATRIX: dict[str, str] = {
     "record_clawback": "ynnnnn",
     "record_clawback_repayment": "ynnnnn",
     "write_off_clawback": "ynnnnn",
+    "reverse_clawback_entry": "ynnnnn",
     "lookup_voucher": "nnnnyy",
     # redemption
     "list_redemptions": "yyyyyy",

@@ -352,6 +352,11 @@ class RepaymentAlreadyRecorded(Conflict):
     title = "A repayment with this payment reference is already recorded for the voucher"
 
 
+class AlreadyReversed(Conflict):
+    code = "already_reversed"
+    title = "This repayment or write-off was already reversed"
+
+
 # -- redemption --------------------------------------------------------------------------------
 
 

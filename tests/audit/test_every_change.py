@@ -86,6 +86,7 @@ OPERATIONS: dict[str, Writes] = {
     "record_clawback": Writes(("voucher.clawback_recorded",), ledger=True),
     "record_clawback_repayment": Writes(("voucher.clawback_repaid",), ledger=True),
     "write_off_clawback": Writes(("voucher.clawback_written_off",), ledger=True),
+    "reverse_clawback_entry": Writes(("voucher.clawback_write_off_reversed",), ledger=True),
     # redemption
     "create_hold": Writes(("hold.placed",), ledger=True),
     "redeem": Writes(("redemption.captured",), ledger=True),  # one step, one state change, one journal
@@ -471,6 +472,15 @@ async def walk_everything(w: Walk) -> None:
                  changes={"voucher.clawback_written_off": ({"clawback_owed": 50_000},
                                                            {"clawback_owed": 0, "amount": 50_000,
                                                             "reason": "enterprise deregistered"})})
+    entries = await w.client.get(f"{vpath}/clawback/entries", headers=auth(operator.key))
+    written_off = entries.json()["items"][-1]
+    assert written_off["kind"] == "clawback_written_off", entries.text
+    await w.call("reverse_clawback_entry", f"{vpath}/clawback/reversals", operator,
+                 {"entry_id": written_off["id"], "reason": "the enterprise re-registered"},
+                 resource=("voucher", voucher["id"]), count={LEDGER: 1},
+                 changes={"voucher.clawback_write_off_reversed": (
+                     {"clawback_owed": 0}, {"clawback_owed": 50_000, "entry_id": written_off["id"], "amount": 50_000,
+                                            "recovered_by_refunds": 0})})
 
     # -- the period is over: usage reconciliation and settlement ---------------------------------------
     w.clock.advance(days=1)

@@ -288,6 +288,24 @@ async def test_an_operator_records_a_repayment_and_writes_off_the_rest(client: h
     assert 'id="clawback-repaid">¥1,000.00<' in page.text and 'id="clawback-written-off">¥500.00<' in page.text
     assert 'id="clawback-owed">¥1,500.00<' in page.text
 
+    # the repayment was a bounced transfer: reversed from its row, with why; a reason is required
+    entries = (await client.get(f"/v1/vouchers/{voucher['id']}/clawback/entries", headers=auth(world.operator))).json()
+    repaid = next(e for e in entries["items"] if e["kind"] == "clawback_repaid")
+    assert page.text.count('class="reverse-entry"') == 2  # the repayment's row and the write-off's
+    reversal = {"csrf_token": token, "entry_id": repaid["id"], "reason": ""}
+    blank = await browser.post(f"{path}/clawback/reversals", data=reversal)
+    assert blank.status_code == 422 and 'role="alert"' in blank.text
+    undone = await browser.post(f"{path}/clawback/reversals", data={**reversal, "reason": "the transfer bounced"})
+    assert undone.status_code == 303, undone.text
+    again = await browser.post(f"{path}/clawback/reversals", data={**reversal, "reason": "once more"})
+    assert again.status_code == 409 and 'role="alert"' in again.text  # another tab: the row now reads reversed
+    state = (await client.get(f"/v1/vouchers/{voucher['id']}/clawback", headers=auth(world.operator))).json()
+    assert (state["repaid"], state["owed"]) == (0, 250_000)
+    page = await browser.get(path)
+    assert 'id="clawback-owed">¥2,500.00<' in page.text and page.text.count('class="reverse-entry"') == 1
+    assert 'data-kind="clawback_repayment_reversed">clawback repayment reversed' in page.text
+    assert "the transfer bounced" in page.text
+
 
 async def test_an_enterprise_key_cannot_open_the_voucher_pages_of_the_office(browser: Browser, world: World) -> None:
     voucher = await world.issue(1_000_000)

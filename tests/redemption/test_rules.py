@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 
 from services.voucher.errors import ValidationFailed
 from services.voucher.redemption.rules import (
+    CLAWBACK_REPAID,
+    CLAWBACK_WRITTEN_OFF,
     Clawback,
     Hold,
     check_refund,
@@ -17,6 +19,7 @@ from services.voucher.redemption.rules import (
     clawback_owed,
     clawback_recovered,
     clawback_refunded,
+    clawback_reversal,
     clawback_room,
 )
 
@@ -79,12 +82,28 @@ def test_a_refund_of_nothing_is_refused_before_anything_is_read(amount: int) -> 
         check_refund(hold, amount)
 
 
+def test_a_reversal_after_a_refund_puts_back_only_what_the_value_still_used_leaves_owed() -> None:
+    """300,000 clawed back and repaid, then 200,000 of the order refunded (the enterprise
+    overpaid 200,000): the repayment bounces. Only the 100,000 still used is owed again; the
+    refund recovers the other 200,000 of the 300,000 put back."""
+    repaid = Clawback(300_000, repaid=300_000, owed=0)
+    undone, recovered = clawback_reversal(repaid, 100_000, CLAWBACK_REPAID, 300_000)
+    assert (undone, recovered) == (Clawback(300_000, repaid=0, owed=100_000), 200_000)
+    written_off = Clawback(300_000, written_off=300_000, owed=0)  # nothing refunded: all of it back
+    assert clawback_reversal(written_off, 300_000, CLAWBACK_WRITTEN_OFF, 300_000) == (
+        Clawback(300_000, owed=300_000), 0)
+    with pytest.raises(ValueError):  # more than was recorded
+        clawback_reversal(repaid, 300_000, CLAWBACK_WRITTEN_OFF, 1)
+    with pytest.raises(ValueError):  # a clawback is not reversed: another is recorded, or it is written off
+        clawback_reversal(repaid, 300_000, "clawback_recorded", 1)
+
+
 def test_value_repaid_or_written_off_is_not_clawed_back_again() -> None:
     assert clawback_room(Clawback(100_000, repaid=60_000, written_off=40_000), 300_000) == 200_000
     assert clawback_room(Clawback(100_000, owed=50_000), 50_000) == 0  # refunds took the used value below it
 
 
-_steps = st.lists(st.tuples(st.sampled_from(["refund", "clawback", "repay", "write_off"]),
+_steps = st.lists(st.tuples(st.sampled_from(["refund", "clawback", "repay", "write_off", "reverse"]),
                             st.integers(min_value=0, max_value=1_000)), max_size=12)
 
 
@@ -96,12 +115,24 @@ def test_the_ledger_step_by_step_agrees_with_the_reconciliation(used: int, steps
     model that keeps the used value in two buckets — clawed back and not — a refund emptying
     the second first, and what is owed being the clawed-back bucket less what was repaid or
     written off. The programme never gets back, from refunds and repayments together, more
-    than was used, but for what the enterprise overpaid."""
+    than was used, but for what the enterprise overpaid. A reversal undoes one standing
+    repayment or write-off in full: the ledger puts its amount back and takes off what refunds
+    made while it stood recover (`clawback_reversal`), which leaves what the totals expect."""
     c = Clawback()
     not_clawed, clawed = used, 0  # the model's buckets of the value still used
     returned = 0  # value refunds gave back to the programme
+    standing: list[tuple[str, int]] = []  # repayments and write-offs not reversed
     for step, wanted in steps:
-        if step == "refund":
+        if step == "reverse":
+            if not standing:
+                continue
+            kind, amount = standing.pop(wanted % len(standing))
+            undone, recovered = clawback_reversal(c, not_clawed + clawed, kind, amount)
+            assert 0 <= recovered <= amount
+            assert (undone.repaid, undone.written_off) == (
+                (c.repaid - amount, c.written_off) if kind == CLAWBACK_REPAID else (c.repaid, c.written_off - amount))
+            c = replace(undone, owed=c.owed + amount - recovered)  # what its two journals post
+        elif step == "refund":
             refunded = min(wanted, not_clawed + clawed)
             c = replace(c, owed=c.owed - clawback_recovered(c, not_clawed + clawed, refunded))
             first = min(refunded, not_clawed)
@@ -115,6 +146,8 @@ def test_the_ledger_step_by_step_agrees_with_the_reconciliation(used: int, steps
             amount = min(wanted, c.owed)
             c = replace(c, owed=c.owed - amount, **({"repaid": c.repaid + amount} if step == "repay"
                                                     else {"written_off": c.written_off + amount}))
+            if amount:
+                standing.append((CLAWBACK_REPAID if step == "repay" else CLAWBACK_WRITTEN_OFF, amount))
         still_used = not_clawed + clawed
         assert c.owed == clawback_owed(c, still_used) == max(0, clawed - c.repaid - c.written_off)
         assert clawback_refunded(c, still_used) == c.clawed_back - clawed

@@ -83,3 +83,25 @@ async def test_repayments_write_offs_and_refunds_of_one_enterprise_race_cleanly(
                                                                                             80_000, 30_000)
     assert (state_b["used"], state_b["recovered_by_refunds"], state_b["owed"]) == (150_000, 150_000, 150_000)
     assert (await world.reconciliation())["is_clean"]
+
+
+async def test_one_repayment_reversed_at_once_is_undone_once(world: World, server) -> None:
+    """Ten clerks reverse the same bounced repayment at once, each under its own Idempotency-Key,
+    while refunds of the order land: the repayment is undone once (nine 409), never twice, and
+    what is owed is what the rule says for whatever order they landed in."""
+    voucher, redeemed = await revoked_with_clawback(world, "PO-rv")
+    path, body, headers = repayment(world, voucher, 300_000, "ICBC-BOUNCED")
+    answer = await world.client.post(path, json=body, headers=headers)
+    assert answer.status_code == 200, answer.text
+    entries = await world.client.get(f"/v1/vouchers/{voucher['id']}/clawback/entries", headers=auth(world.operator))
+    repaid = entries.json()["items"][-1]
+    requests = [(f"/v1/vouchers/{voucher['id']}/clawback/reversals", {"entry_id": repaid["id"], "reason": f"c{i}"},
+                 auth(world.operator, **{"Idempotency-Key": str(uuid.uuid4())})) for i in range(races.PARALLEL)]
+    requests += [(f"/v1/redemptions/{redeemed['id']}/refunds", {"amount": 50_000, "reason": f"r{i}"},
+                  auth(world.provider_key, **{"Idempotency-Key": str(uuid.uuid4())})) for i in range(2)]
+    answers = await storm(server, requests)
+    assert codes(answers) == {(200, None): 1, (409, "already_reversed"): races.PARALLEL - 1, (201, None): 2}, codes(
+        answers)
+    state = await clawback(world, voucher)  # 200,000 still used, all of it clawed back and owed again
+    assert (state["used"], state["repaid"], state["owed"], state["overpaid"]) == (200_000, 0, 200_000, 0)
+    assert (await world.reconciliation())["is_clean"]

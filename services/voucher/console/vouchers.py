@@ -85,11 +85,14 @@ def install(console: FastAPI) -> None:
         history = await page.api.get(f"/v1/vouchers/{voucher_id}/history", cursor=cursor, limit=100)
         enterprise = await page.api.get(f"/v1/enterprises/{found['enterprise_id']}")
         # An ended voucher may owe value back (a clawback); a live one cannot, until it is revoked.
-        clawback = (await page.api.get(f"/v1/vouchers/{voucher_id}/clawback")
-                    if found["status"] in ("expired", "revoked") else None)
+        ended = found["status"] in ("expired", "revoked")
+        clawback = await page.api.get(f"/v1/vouchers/{voucher_id}/clawback") if ended else None
+        # Every entry of an ended voucher's clawback, oldest first (a handful per voucher): a
+        # repayment or write-off recorded by mistake is reversed from its row.
+        entries = (await page.api.get(f"/v1/vouchers/{voucher_id}/clawback/entries", limit=200))["items"] if ended else []
         return page.render("operator/voucher.html", status=status, voucher=found, history=history,
-                           enterprise=enterprise, clawback=clawback, error=error, form_key=str(uuid.uuid4()),
-                           values=values or {})
+                           enterprise=enterprise, clawback=clawback, entries=entries, error=error,
+                           form_key=str(uuid.uuid4()), values=values or {})
 
     @console.get("/operator/vouchers/{voucher_id}")
     async def voucher(request: Request, voucher_id: uuid.UUID, cursor: str | None = None) -> Response:
@@ -110,17 +113,22 @@ def install(console: FastAPI) -> None:
 
     @console.post("/operator/vouchers/{voucher_id}/clawback/{kind}")
     async def settle_clawback(request: Request, voucher_id: uuid.UUID, kind: str) -> Response:
-        """The enterprise's repayment of a clawback, or the office's write-off of it."""
+        """The enterprise's repayment of a clawback, the office's write-off of it, or the reversal
+        of either recorded by mistake."""
         page = await signed_in(request, "operator")
         form = await page.form()
-        if kind not in ("repayments", "write-offs"):
+        fields = {"repayments": ("amount", "reference", "paid_on"), "write-offs": ("amount", "reason"),
+                  "reversals": ("entry_id", "reason")}.get(kind)
+        if fields is None:
             return await voucher_page(request, voucher_id, status=404,
                                       error=msg("there is no such page in the console").render(page.language))
-        fields = ("amount", "reference", "paid_on") if kind == "repayments" else ("amount", "reason")
         typed = {"action": kind, **{f: str(form.get(f) or "").strip() for f in fields}}
         if any(not typed[f] for f in fields):
             return await voucher_page(request, voucher_id, status=422, values=typed,
                                       error=msg("fill in every field of the form").render(page.language))
+        if kind == "reversals":
+            return await send(request, page, voucher_id, "clawback/reversals",
+                              {"entry_id": typed["entry_id"], "reason": typed["reason"]}, form, typed)
         current = await page.api.get(f"/v1/vouchers/{voucher_id}")
         try:
             body: dict[str, object] = {**typed, "amount": parse_major(typed["amount"], current["unit"])}

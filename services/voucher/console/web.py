@@ -89,7 +89,10 @@ JOURNAL_NAMES = {
     "claim_rejected": msg("hold released: claim rejected"), "refund": msg("subsidy refunded"),
     "voucher_expired": msg("unused value returned at expiry"), "voucher_revoked": msg("unused value returned on revocation"),
     "clawback_recorded": msg("clawback recorded"), "clawback_repaid": msg("clawback repaid by the enterprise"),
-    "clawback_written_off": msg("clawback written off"), "settlement_paid": msg("settlement paid"),
+    "clawback_written_off": msg("clawback written off"), "clawback_repayment_reversed": msg("clawback repayment reversed"),
+    "clawback_write_off_reversed": msg("clawback write-off reversed"),
+    "clawback_recovered_by_refunds": msg("clawback recovered by refunds, on a reversal"),
+    "settlement_paid": msg("settlement paid"),
     "settlement_repaid": msg("settlement repaid"), "claim_paid": msg("claim paid"),
 }
 
@@ -100,7 +103,7 @@ JOURNAL_NAMES = {
 _MEMO_ORDER = re.compile(r"^(?:hold|redeemed|captured [0-9]+ of [0-9]+) for order (?P<order>\S+)$")
 _MEMO_WORDS = re.compile(
     r"^(?:revoked|clawback of used value|clawback written off|refund to (?:voucher|programme pool)"
-    r"|hold released \([a-z_]+\))"
+    r"|hold released \([a-z_]+\)|reversal of [0-9a-f-]{36})"
     r": (?P<words>.+)$", re.S)
 _MEMO_REFERENCE = re.compile(r"^(?:(?:settlement|claim) \S+ (?:paid|repaid by the provider)"
                              r"|clawback repaid by the enterprise), reference (?P<reference>.+)$", re.S)

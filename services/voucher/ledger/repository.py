@@ -37,6 +37,8 @@ from services.voucher.redemption.rules import (
     CAPTURE_JOURNALS,
     CLAWBACK_RECORDED,
     CLAWBACK_REPAID,
+    CLAWBACK_REPAYMENT_REVERSED,
+    CLAWBACK_WRITE_OFF_REVERSED,
     CLAWBACK_WRITTEN_OFF,
     LAPSES,
     REFUND_JOURNAL,
@@ -346,10 +348,11 @@ async def _captures_left_behind(session: AsyncSession) -> list[dict[str, Any]]:
 async def clawback_differences(session: AsyncSession) -> list[dict[str, Any]]:
     """A clawback asks back part of the value used on one voucher; refunds recover it only as
     they take that value below it, and what the enterprise repaid or the office wrote off is
-    off it for good: so for every voucher with a clawback, what its journals leave on the
+    off it unless reversed: so for every voucher with a clawback, what its journals leave on the
     enterprise's receivable must equal the smaller of the clawback and the value still used
-    on it, less what was repaid and written off, and never less than nothing (every figure
-    summed from postings; `rules.clawback_owed`)."""
+    on it, less what was repaid and written off (net of reversals, and never below nothing
+    themselves), and never less than nothing (every figure summed from postings;
+    `rules.clawback_owed`)."""
     receivable = A.c.kind == AccountKind.ENTERPRISE_RECEIVABLE.value
     clawbacks = (
         select(T.c.voucher_id, *_clawback_sums())
@@ -371,7 +374,9 @@ async def clawback_differences(session: AsyncSession) -> list[dict[str, Any]]:
         select(c.voucher_id, c.clawed_back, still_used.label("used"), c.repaid, c.written_off, c.owed,
                expected.label("expected"))
         .select_from(clawbacks.outerjoin(used, used.c.voucher_id == c.voucher_id))
-        .where(c.owed != expected)
+        # Reversals count against the repaid and written-off sums: below nothing, an entry was
+        # undone twice or by more than it took off, which the receivable alone would not show.
+        .where(or_(c.owed != expected, c.repaid < 0, c.written_off < 0))
     )
     return [{"what": "clawback owed for the voucher", **dict(r._mapping)}
             for r in (await session.execute(rows)).all()]
@@ -737,26 +742,30 @@ async def voucher_clawback(session: AsyncSession, account_id: uuid.UUID, voucher
     return Clawback(*(int(x) for x in row))
 
 
-async def voucher_journals_on(session: AsyncSession, account_id: uuid.UUID, voucher_id: uuid.UUID,
-                             kind: str) -> list[tuple[uuid.UUID, datetime, str | None]]:
-    """One voucher's journals of `kind` that posted to an account, oldest first: (id, when,
-    memo). Reached through the account's postings (indexed by account): nothing indexes
-    journals by voucher or kind (0009)."""
+async def voucher_entries_on(session: AsyncSession, account_id: uuid.UUID,
+                             voucher_id: uuid.UUID) -> list[tuple[uuid.UUID, str, int, datetime, str | None]]:
+    """One voucher's journals that posted to an account, oldest first, with what each posted to
+    it: (id, kind, amount, when, memo). Reached through the account's postings (indexed by
+    account): nothing indexes journals by voucher or kind (0009)."""
     rows = (await session.execute(
-        select(T.c.id, T.c.created_at, T.c.memo).select_from(P.join(T, T.c.id == P.c.transaction_id))
-        .where(P.c.account_id == account_id, T.c.voucher_id == voucher_id, T.c.kind == kind)
+        select(T.c.id, T.c.kind, _sum(P.c.amount), T.c.created_at, T.c.memo)
+        .select_from(P.join(T, T.c.id == P.c.transaction_id))
+        .where(P.c.account_id == account_id, T.c.voucher_id == voucher_id)
+        .group_by(T.c.id, T.c.kind, T.c.created_at, T.c.memo)
         .order_by(T.c.id)
     )).all()
-    return [(r[0], r[1], r[2]) for r in rows]
+    return [(r[0], r[1], int(r[2]), r[3], r[4]) for r in rows]
 
 
 def _clawback_sums() -> list[Any]:
     """A voucher's postings to the receivable summed as `rules.Clawback` reads them: clawed back,
     repaid, written off (each as a positive amount), and owed."""
-    def of(kind: str, amount: Any) -> Any:
-        return func.coalesce(_sum(case((T.c.kind == kind, amount), else_=0)), 0)
-    return [of(CLAWBACK_RECORDED, P.c.amount).label("clawed_back"), of(CLAWBACK_REPAID, -P.c.amount).label("repaid"),
-            of(CLAWBACK_WRITTEN_OFF, -P.c.amount).label("written_off"),
+    def of(kinds: str | list[str], amount: Any) -> Any:
+        kind = T.c.kind.in_(kinds) if isinstance(kinds, list) else T.c.kind == kinds
+        return func.coalesce(_sum(case((kind, amount), else_=0)), 0)
+    return [of(CLAWBACK_RECORDED, P.c.amount).label("clawed_back"),
+            of([CLAWBACK_REPAID, CLAWBACK_REPAYMENT_REVERSED], -P.c.amount).label("repaid"),
+            of([CLAWBACK_WRITTEN_OFF, CLAWBACK_WRITE_OFF_REVERSED], -P.c.amount).label("written_off"),
             func.coalesce(_sum(P.c.amount), 0).label("owed")]
 
 

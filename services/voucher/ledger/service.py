@@ -172,10 +172,11 @@ async def clawback_owed(
     return receivable, await repository.voucher_clawback(session, receivable, voucher_id)
 
 
-async def voucher_journals_on(session: AsyncSession, account_id: uuid.UUID, voucher_id: uuid.UUID,
-                             kind: str) -> list[tuple[uuid.UUID, datetime, str | None]]:
-    """One voucher's journals of `kind` on an account, oldest first: (id, when, memo)."""
-    return await repository.voucher_journals_on(session, account_id, voucher_id, kind)
+async def voucher_entries_on(session: AsyncSession, account_id: uuid.UUID,
+                             voucher_id: uuid.UUID) -> list[tuple[uuid.UUID, str, int, datetime, str | None]]:
+    """One voucher's journals on an account, oldest first: (id, kind, amount posted to the
+    account, when, memo)."""
+    return await repository.voucher_entries_on(session, account_id, voucher_id)
 
 
 async def _open(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:

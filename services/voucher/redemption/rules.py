@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -551,6 +551,13 @@ def check_refund(hold: Hold, amount: int) -> None:
 #: The journals that post to an enterprise's receivable for one voucher, besides refunds'
 #: recoveries: the clawback recorded (at revocation or later) and the two ways it is settled.
 CLAWBACK_RECORDED, CLAWBACK_REPAID, CLAWBACK_WRITTEN_OFF = "clawback_recorded", "clawback_repaid", "clawback_written_off"
+#: A repayment or write-off recorded by mistake, undone in full (it counts against the repaid or
+#: written-off sum), and what refunds made while it stood recover once it is undone.
+CLAWBACK_REPAYMENT_REVERSED = "clawback_repayment_reversed"
+CLAWBACK_WRITE_OFF_REVERSED = "clawback_write_off_reversed"
+CLAWBACK_RECOVERED_BY_REFUNDS = "clawback_recovered_by_refunds"
+#: Which reversal undoes which settlement.
+CLAWBACK_REVERSALS = {CLAWBACK_REPAID: CLAWBACK_REPAYMENT_REVERSED, CLAWBACK_WRITTEN_OFF: CLAWBACK_WRITE_OFF_REVERSED}
 
 
 @dataclass(frozen=True, slots=True)
@@ -572,7 +579,7 @@ def clawback_owed(clawback: Clawback, used: int) -> int:
     exceeds what is still used on it: a refund takes value that was not clawed back first, and
     only what takes the used value below the clawback comes off it (the programme gets that
     value back from the provider). What the enterprise repaid, or the office wrote off, is off
-    it for good: `max(0, min(clawed back, used) - repaid - written off)`."""
+    it unless reversed (`clawback_reversal`): `max(0, min(clawed back, used) - repaid - written off)`."""
     return max(0, min(clawback.clawed_back, used) - clawback.repaid - clawback.written_off)
 
 
@@ -603,6 +610,28 @@ def clawback_overpaid(clawback: Clawback, used: int) -> int:
     repayment.) A running figure: the office pays it back outside the service, which does not
     record that payment."""
     return max(0, clawback.repaid - min(clawback.clawed_back, used))
+
+
+def clawback_reversal(clawback: Clawback, used: int, kind: str, amount: int) -> tuple[Clawback, int]:
+    """Undo a repayment (or write-off) of `amount`, recorded by mistake: the clawback with it gone,
+    and what of the amount refunds made while it stood recover now.
+
+    A refund of the order after a repayment recovered nothing (nothing was owed), and the
+    enterprise had paid beyond the clawed-back value still used (`clawback_overpaid`). With the
+    repayment undone, the enterprise owes only that value again, not the whole amount: the
+    receivable rises by the amount and falls by the rest, the refunds' recovery, so it stays at
+    `clawback_owed`."""
+    if kind == CLAWBACK_REPAID:
+        undone = replace(clawback, repaid=clawback.repaid - amount)
+    elif kind == CLAWBACK_WRITTEN_OFF:
+        undone = replace(clawback, written_off=clawback.written_off - amount)
+    else:
+        raise ValueError(f"only a repayment or a write-off is reversed, not {kind!r}")
+    if min(undone.repaid, undone.written_off) < 0:
+        raise ValueError("a reversal undoes more than was recorded")
+    owed = clawback_owed(undone, used)
+    recovered = amount - (owed - clawback.owed)
+    return replace(undone, owed=owed), recovered
 
 
 def refund_goes_to_voucher(voucher: VoucherState, now: datetime) -> bool:

@@ -27,8 +27,10 @@ from services.voucher.vouchers.rules import VoucherStatus, effective_status
 from services.voucher.vouchers.schemas import (
     Balances,
     ClawbackEntry,
+    ClawbackEntryPublic,
     ClawbackPublic,
     ClawbackRepayment,
+    ClawbackReversal,
     ClawbackWriteOff,
     PostingPage,
     Revocation,
@@ -289,8 +291,8 @@ async def record_clawback(voucher_id: uuid.UUID, body: ClawbackEntry, session: S
     "voucher's first clawback). A `clawback_repaid` journal takes the amount off the enterprise's receivable "
     "against the programme's clawback account; the money goes back to whoever funds the programme, not into its "
     "pool. Audit events `voucher.clawback_repaid` and `ledger.posted`. Refused with `not_found`, "
-    "`repayment_already_recorded` (this voucher has a repayment with the same reference, case, spaces and "
-    "full-width forms aside: one bank payment is recorded once) or `validation_failed` (nothing or less owed, a day out of range).",
+    "`repayment_already_recorded` (this voucher has a repayment, not reversed, with the same reference, case, "
+    "spaces and full-width forms aside: one bank payment is recorded once) or `validation_failed` (nothing or less owed, a day out of range).",
     response_model=ClawbackPublic,
     responses=responses(*AUTH_ERRORS, errors.NotFound, errors.RepaymentAlreadyRecorded, errors.ValidationFailed),
     dependencies=[Depends(idempotent(Scope.VOUCHERS_WRITE, required=True))],
@@ -319,6 +321,52 @@ async def write_off_clawback(voucher_id: uuid.UUID, body: ClawbackWriteOff, sess
                              actor: Writer) -> ClawbackPublic:
     return _clawback(await service.write_off_clawback(session, actor, voucher_id, body.amount, body.reason, now),
                      now)
+
+
+@router.get(
+    "/{voucher_id}/clawback/entries",
+    operation_id="list_voucher_clawback_entries",
+    summary="The journals behind what the enterprise owes back for a voucher, oldest first",
+    description="Any key with `vouchers:read`, for a voucher it may see (an enterprise sees its own, with the "
+    "office's reasons: the debtor is told what it owes back and why). Lists every "
+    "journal of the voucher on the enterprise's receivable: clawbacks, repayments (with the bank's reference), "
+    "write-offs, reversals and refunds' recoveries, each with what it did to what is owed; a repayment or "
+    "write-off names the reversal that undid it, and a reversal the entry it undid. Changes nothing. Answers "
+    "`not_found` for a voucher you cannot see and `invalid_cursor` for a cursor this service did not issue.",
+    response_model=Page[ClawbackEntryPublic],
+    responses=responses(*AUTH_ERRORS, errors.NotFound, errors.InvalidCursor),
+)
+async def list_voucher_clawback_entries(voucher_id: uuid.UUID, session: Session, actor: Reader,
+                                        page: Paging) -> Page[ClawbackEntryPublic]:
+    voucher, entries, cursor = await service.clawback_entries(session, actor, voucher_id, page)
+    return Page(items=[ClawbackEntryPublic(
+        id=e.id, kind=e.kind, amount=e.amount, unit=voucher.unit, at=e.at, memo=e.memo, reference=e.reference,
+        reverses=e.reverses, reversed_by=e.reversed_by) for e in entries], next_cursor=cursor)
+
+
+@router.post(
+    "/{voucher_id}/clawback/reversals",
+    operation_id="reverse_clawback_entry",
+    summary="Undo a repayment or write-off of a clawback recorded by mistake",
+    description="The programme office (`vouchers:write`), with a required Idempotency-Key and a reason, when a "
+    "repayment or write-off of this voucher's clawback was recorded by mistake (the transfer bounced, it was "
+    "the wrong voucher, the write-off is taken back). The entry (`entry_id`, from the voucher's clawback "
+    "entries) is undone in full: a `clawback_repayment_reversed` or `clawback_write_off_reversed` journal puts "
+    "its amount back on the enterprise's receivable. If refunds of the voucher's orders came while it stood, "
+    "the part of it they recover comes off again (a `clawback_recovered_by_refunds` journal), so what is owed "
+    "is the clawed-back value still used, less what stays repaid and written off. The entry stays in the "
+    "ledger; a reversed repayment's reference may be recorded again. Audit events "
+    "`voucher.clawback_repayment_reversed` or `voucher.clawback_write_off_reversed`, and `ledger.posted`. "
+    "Refused with `not_found`, `already_reversed` (naming the reversal's journal) or `validation_failed` (not "
+    "a repayment or write-off of this voucher).",
+    response_model=ClawbackPublic,
+    responses=responses(*AUTH_ERRORS, errors.NotFound, errors.AlreadyReversed, errors.ValidationFailed),
+    dependencies=[Depends(idempotent(Scope.VOUCHERS_WRITE, required=True))],
+)
+async def reverse_clawback_entry(voucher_id: uuid.UUID, body: ClawbackReversal, session: Session, now: Now,
+                                 actor: Writer) -> ClawbackPublic:
+    return _clawback(await service.reverse_clawback_entry(session, actor, voucher_id, body.entry_id, body.reason,
+                                                          now), now)
 
 
 @router.post(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import secrets
 import unicodedata
+import uuid
 from datetime import date, datetime
 from enum import StrEnum
 from functools import lru_cache
@@ -151,6 +152,20 @@ def repayment_day_problem(paid_on: date, first_clawback_at: datetime | None) -> 
 
 #: How a repayment's journal memo names the bank's payment reference.
 REPAYMENT_MEMO = "clawback repaid by the enterprise, reference "
+#: How a reversal's journals name the repayment or write-off they undo (its journal's id).
+REVERSAL_MEMO = "reversal of "
+RECOVERY_MEMO = "refunds recover, on the reversal of "
+
+
+def reversed_entry(memo: str | None) -> uuid.UUID | None:
+    """The journal a reversal's memo names (`REVERSAL_MEMO` or `RECOVERY_MEMO`, then its id)."""
+    for prefix in (REVERSAL_MEMO, RECOVERY_MEMO):
+        if memo is not None and memo.startswith(prefix):
+            try:
+                return uuid.UUID(memo[len(prefix):len(prefix) + 36])
+            except ValueError:
+                return None
+    return None
 
 
 def payment_reference_key(reference: str) -> str:

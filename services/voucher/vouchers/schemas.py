@@ -195,6 +195,42 @@ class ClawbackWriteOff(BaseModel):
     reason: WrittenText = Field(min_length=1, max_length=500)
 
 
+class ClawbackReversal(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"entry_id": "0190d5d2-9b01-7c22-8a55-3f2b9c1d0e77",
+                                         "reason": "the transfer bounced: the bank returned it on 2026-06-15"}]},
+    )
+
+    entry_id: uuid.UUID = Field(description="The repayment or write-off to undo: its `id` in the voucher's "
+                                "clawback entries.")
+    reason: WrittenText = Field(min_length=1, max_length=500)
+
+
+class ClawbackEntryPublic(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"id": "0190d5d2-9b01-7c22-8a55-3f2b9c1d0e77", "kind": "clawback_repaid",
+                                         "amount": -100_000, "unit": "CNY", "at": "2026-06-12T02:00:00Z",
+                                         "memo": "clawback repaid by the enterprise, reference ICBC-20260612-004411",
+                                         "reference": "ICBC-20260612-004411", "reverses": None,
+                                         "reversed_by": None}]})
+
+    id: uuid.UUID = Field(description="The journal's id (a reversal names it as `entry_id`).")
+    kind: str = Field(description="The journal's kind: `clawback_recorded`, `clawback_repaid`, "
+                      "`clawback_written_off`, `clawback_repayment_reversed`, `clawback_write_off_reversed`, "
+                      "`clawback_recovered_by_refunds` (the part of a reversal that refunds made while the "
+                      "entry stood recover), or `refund` (a refund of the voucher's order recovering value "
+                      "clawed back).")
+    amount: int = Field(description="What the journal did to what the enterprise owes for the voucher: positive "
+                        "raises it, negative lowers it.")
+    unit: str
+    at: Instant = Field(description="When it was recorded.")
+    memo: str
+    reference: str | None = Field(description="A repayment's bank reference.")
+    reverses: uuid.UUID | None = Field(description="For a reversal (and its refunds' part): the entry it undoes.")
+    reversed_by: uuid.UUID | None = Field(description="For a repayment or write-off: the reversal that undid it.")
+
+
 class ClawbackPublic(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={"examples": [{"voucher_id": "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e41", "status": "expired",
@@ -210,8 +246,8 @@ class ClawbackPublic(BaseModel):
     recovered_by_refunds: int = Field(description="Clawed-back value that refunds of the voucher's orders returned "
                                       "to the programme through the provider: what of the clawback the value "
                                       "still used no longer covers.")
-    repaid: int = Field(description="What the enterprise paid back (recorded repayments).")
-    written_off: int = Field(description="What the programme office wrote off.")
+    repaid: int = Field(description="What the enterprise paid back (recorded repayments, less those reversed).")
+    written_off: int = Field(description="What the programme office wrote off (less write-offs reversed).")
     owed: int = Field(description="What the enterprise still owes back for this voucher: clawed back, less "
                       "recovered by refunds, repaid and written off (never below 0).")
     room: int = Field(description="How much more used value may still be clawed back: used and not clawed back yet.")

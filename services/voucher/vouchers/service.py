@@ -12,8 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.voucher.actor import Actor
 from services.voucher.audit import service as audit
-from services.voucher.db import Database, PageRequest
+from services.voucher.db import Database, PageRequest, encode_cursor
 from services.voucher.errors import (
+    AlreadyReversed,
     BudgetExhausted,
     ClawbackOnLiveVoucher,
     EnterpriseCapExceeded,
@@ -33,12 +34,15 @@ from services.voucher.programmes.rules import ExpiryDisposition, ProgrammeStatus
 from services.voucher.redemption import service as redemptions
 from services.voucher.redemption.rules import (
     CLAWBACK_RECORDED,
+    CLAWBACK_RECOVERED_BY_REFUNDS,
     CLAWBACK_REPAID,
+    CLAWBACK_REVERSALS,
     CLAWBACK_WRITTEN_OFF,
     Clawback,
     VoidReason,
     clawback_overpaid,
     clawback_refunded,
+    clawback_reversal,
     clawback_room,
 )
 from services.voucher.settlement.rules import payment_day_problem
@@ -46,7 +50,9 @@ from services.voucher.tables import Enterprise, EnterprisePeriodUsage, Programme
 from services.voucher.vouchers import repository
 from services.voucher.vouchers.repository import VoucherRow
 from services.voucher.vouchers.rules import (
+    RECOVERY_MEMO,
     REPAYMENT_MEMO,
+    REVERSAL_MEMO,
     VoucherStatus,
     check_transition,
     effective_status,
@@ -54,6 +60,7 @@ from services.voucher.vouchers.rules import (
     parse_code,
     payment_reference_key,
     repayment_day_problem,
+    reversed_entry,
     settled_status,
 )
 
@@ -587,21 +594,23 @@ async def _settle_clawback(
     the voucher's own journals post to its share of the receivable, each under it)."""
     voucher = await _lock_for_change(session, actor, voucher_id, now)
     before = await _clawback_state(session, voucher, now)
-    if reference is not None and before.receivable is not None:
+    # A repayment reads the voucher's entries (their references, the first clawback's day);
+    # a write-off needs none of them.
+    entries = await _entries(session, voucher, before.receivable) if reference is not None else []
+    if reference is not None:
         # One bank payment is recorded once: a second clerk, or a second tab, entering the same
-        # transfer under another Idempotency-Key would take the debt off twice, for good (a
-        # repayment cannot be reversed). Checked first, so a retyped transfer that already paid
-        # the debt off is named as such rather than refused for its amount; under the voucher's
-        # lock, so two at once cannot both pass.
-        await _check_reference_new(session, voucher, before.receivable, reference)
+        # transfer under another Idempotency-Key would take the debt off twice. Checked first,
+        # so a retyped transfer that already paid the debt off is named as such rather than
+        # refused for its amount; under the voucher's lock, so two at once cannot both pass. A
+        # repayment that was reversed no longer counts: the clerk enters it again as it was.
+        _check_reference_new(entries, reference)
     if amount > before.owed:
         problem = (msg("at most what is owed back for the voucher, {owed}", owed=Amount(before.owed, voucher.unit))
                    if before.owed > 0 else msg("nothing is owed back for this voucher"))
         raise ValidationFailed([field_error("amount", problem)])
     assert before.receivable is not None  # something is owed on it
     if paid_on is not None:
-        recorded = await ledger.voucher_journals_on(session, before.receivable, voucher.id, CLAWBACK_RECORDED)
-        first = recorded[0][1] if recorded else None
+        first = next((e.at for e in entries if e.kind == CLAWBACK_RECORDED), None)
         day_problem = payment_day_problem(paid_on, None, now) or repayment_day_problem(paid_on, first)
         if day_problem is not None:
             raise ValidationFailed([field_error("paid_on", day_problem)])
@@ -623,17 +632,103 @@ async def _settle_clawback(
     return after
 
 
-async def _check_reference_new(session: AsyncSession, voucher: Voucher, receivable: uuid.UUID,
-                               reference: str) -> None:
-    """Refuse a repayment whose bank reference one of the voucher's repayments already has
-    (`payment_reference_key`: case, spaces and full-width forms aside)."""
+def _check_reference_new(entries: list[ClawbackLedgerEntry], reference: str) -> None:
+    """Refuse a repayment whose bank reference one of the voucher's standing repayments already
+    has (`payment_reference_key`: case, spaces and full-width forms aside)."""
     key = payment_reference_key(reference)
-    for journal_id, when, memo in await ledger.voucher_journals_on(session, receivable, voucher.id,
-                                                                  CLAWBACK_REPAID):
-        if memo is not None and payment_reference_key(memo.removeprefix(REPAYMENT_MEMO)) == key:
+    for entry in entries:
+        if (entry.kind == CLAWBACK_REPAID and entry.reversed_by is None and entry.reference is not None
+                and payment_reference_key(entry.reference) == key):
             raise RepaymentAlreadyRecorded(
-                msg("a repayment with this payment reference was recorded for the voucher on {when}", when=when),
-                journal_id=str(journal_id))
+                msg("a repayment with this payment reference was recorded for the voucher on {when}", when=entry.at),
+                journal_id=str(entry.id))
+
+
+@dataclass(frozen=True, slots=True)
+class ClawbackLedgerEntry:
+    """One journal of a voucher on the enterprise's receivable, as the office reads it: what it
+    did to what is owed (`amount`: + raises it, − lowers it), the bank reference of a
+    repayment, and which reversal undid it or which entry it undoes."""
+
+    id: uuid.UUID
+    kind: str
+    amount: int
+    at: datetime
+    memo: str
+    reference: str | None = None
+    reverses: uuid.UUID | None = None
+    reversed_by: uuid.UUID | None = None
+
+
+async def _entries(session: AsyncSession, voucher: Voucher, receivable: uuid.UUID | None) -> list[ClawbackLedgerEntry]:
+    """The voucher's journals on the receivable, oldest first, each reversal linked both ways."""
+    if receivable is None:
+        return []
+    rows = await ledger.voucher_entries_on(session, receivable, voucher.id)
+    undone = {reversed_entry(memo): journal_id for journal_id, kind, _, _, memo in rows
+              if kind in CLAWBACK_REVERSALS.values()}
+    return [ClawbackLedgerEntry(
+        id=journal_id, kind=kind, amount=amount, at=when, memo=memo or "",
+        reference=memo.removeprefix(REPAYMENT_MEMO) if kind == CLAWBACK_REPAID and memo else None,
+        reverses=reversed_entry(memo) if kind in (*CLAWBACK_REVERSALS.values(), CLAWBACK_RECOVERED_BY_REFUNDS) else None,
+        reversed_by=undone.get(journal_id)) for journal_id, kind, amount, when, memo in rows]
+
+
+async def clawback_entries(session: AsyncSession, actor: Actor, voucher_id: uuid.UUID,
+                           page: PageRequest) -> tuple[Voucher, list[ClawbackLedgerEntry], str | None]:
+    """A voucher the caller may see, and a page of its journals on the enterprise's receivable,
+    oldest first. They are read whole (each is an office's entry or a refund's recovery, a
+    handful per voucher), so each reversal is linked to what it undoes on any page."""
+    voucher = await get_voucher(session, actor, voucher_id)
+    receivable, _ = await ledger.clawback_owed(session, voucher.enterprise_id, voucher.programme_id, voucher.id)
+    entries = [e for e in await _entries(session, voucher, receivable) if page.after is None or e.id > page.after]
+    more = len(entries) > page.limit
+    return voucher, entries[:page.limit], encode_cursor(entries[page.limit - 1].id) if more else None
+
+
+async def reverse_clawback_entry(
+    session: AsyncSession, actor: Actor, voucher_id: uuid.UUID, entry_id: uuid.UUID, reason: str, now: datetime,
+) -> ClawbackState:
+    """Undo, in full, a repayment or write-off of the voucher recorded by mistake (a bounced
+    transfer, the wrong voucher, a write-off the office takes back): a reversal journal puts its
+    amount back on the receivable, and the repaid or written-off sum falls by it. What refunds
+    made while it stood would have recovered comes off again in a second journal
+    (`rules.clawback_reversal`), so what is owed is what the rule says. The entry itself stays
+    in the ledger; once undone, it cannot be undone again, and a reversed repayment's bank
+    reference may be recorded again."""
+    voucher = await _lock_for_change(session, actor, voucher_id, now)
+    before = await _clawback_state(session, voucher, now)
+    entries = await _entries(session, voucher, before.receivable)
+    entry = next((e for e in entries if e.id == entry_id and e.kind in CLAWBACK_REVERSALS), None)
+    if entry is None:
+        raise ValidationFailed([field_error("entry_id", msg(
+            "not a repayment or write-off of this voucher (GET its clawback entries for their ids)"))])
+    if entry.reversed_by is not None:
+        undone_at = next(e.at for e in entries if e.id == entry.reversed_by)
+        raise AlreadyReversed(msg("this entry was reversed on {when}", when=undone_at),
+                              journal_id=str(entry.reversed_by))
+    assert before.receivable is not None
+    amount = -entry.amount
+    undone, recovered = clawback_reversal(before.clawback, before.used, entry.kind, amount)
+    accounts = await ledger.programme_accounts(session, voucher.programme_id)
+    contra = accounts[AccountKind.PROGRAMME_CLAWBACK]
+    journals = [ledger.journal(
+        kind=CLAWBACK_REVERSALS[entry.kind], now=now, programme_id=voucher.programme_id, voucher_id=voucher.id,
+        legs=transfer(contra, before.receivable, amount, voucher.unit), memo=f"{REVERSAL_MEMO}{entry.id}: {reason}")]
+    if recovered:
+        journals.append(ledger.journal(
+            kind=CLAWBACK_RECOVERED_BY_REFUNDS, now=now, programme_id=voucher.programme_id, voucher_id=voucher.id,
+            legs=transfer(before.receivable, contra, recovered, voucher.unit), memo=f"{RECOVERY_MEMO}{entry.id}"))
+    await ledger.post_all(session, journals)
+    after = replace(before, clawback=undone)
+    await audit.record(
+        session, f"voucher.{CLAWBACK_REVERSALS[entry.kind]}", "voucher", voucher.id, now=now,
+        before={"status": voucher.status, "clawback_owed": before.owed},
+        after={"status": voucher.status, "clawback_owed": after.owed, "entry_id": str(entry.id), "amount": amount,
+               "recovered_by_refunds": recovered, "reason": reason},
+        programme_id=voucher.programme_id, enterprise_id=voucher.enterprise_id, voucher_id=voucher.id,
+    )
+    return after
 
 
 async def expire_voucher(session: AsyncSession, voucher: Voucher, now: datetime) -> bool:

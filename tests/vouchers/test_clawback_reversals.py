@@ -1,0 +1,193 @@
+"""A clawback's repayment or write-off recorded by mistake, undone (DESIGN §3 invariant 6: the
+receivable stays what the rule says; docs/decisions.md "A repayment or write-off reversed")."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+
+from tests.redemption import test_routes as routes
+from tests.redemption.test_routes import _pool, _receivable, _revoked_with_clawback
+from tests.support import assert_problem, auth
+from tests.world import World
+
+world = routes.world  # the redemption tests' world (a fixture, by assignment)
+
+
+async def _entries(world: World, voucher: dict[str, Any], key: str | None = None, **query: Any) -> httpx.Response:
+    return await world.client.get(f"/v1/vouchers/{voucher['id']}/clawback/entries",
+                                  headers=auth(key or world.operator), params=query)
+
+
+async def _state(world: World, voucher: dict[str, Any]) -> dict[str, Any]:
+    response = await world.client.get(f"/v1/vouchers/{voucher['id']}/clawback", headers=auth(world.operator))
+    return response.json()
+
+
+async def test_a_repayment_recorded_by_mistake_is_reversed_once(app, world: World) -> None:
+    """The transfer bounced: the office reverses the repayment. What is owed is back, the
+    repayment and its reversal both stay listed, each naming the other; the same bank
+    reference may be recorded again; a second reversal is refused, as is reversing anything but
+    a standing repayment or write-off of this voucher; a refusal changes nothing."""
+    voucher, _ = await _revoked_with_clawback(world, 300_000)
+    base = f"/v1/vouchers/{voucher['id']}/clawback"
+    pool = await _pool(app, world)
+    payment = {"amount": 100_000, "reference": "ICBC-77", "paid_on": "2026-03-02"}
+    assert (await world.post(f"{base}/repayments", payment, key=world.operator)).status_code == 200
+    listed = (await _entries(world, voucher)).json()
+    assert [(e["kind"], e["amount"], e["reference"]) for e in listed["items"]] == [
+        ("clawback_recorded", 300_000, None), ("clawback_repaid", -100_000, "ICBC-77")]
+    recorded, repayment = listed["items"]
+
+    body = {"entry_id": repayment["id"], "reason": "the bank returned the transfer"}
+    reversed_ = await world.post(f"{base}/reversals", body, key=world.operator, idem="r1")
+    assert reversed_.status_code == 200, reversed_.text
+    assert (reversed_.json()["repaid"], reversed_.json()["owed"]) == (0, 300_000)
+    assert (await world.post(f"{base}/reversals", body, key=world.operator, idem="r1")).json() == reversed_.json()
+    assert (await _receivable(app, world), await _pool(app, world)) == (300_000, pool)
+    items = (await _entries(world, voucher)).json()["items"]
+    assert [(e["kind"], e["amount"]) for e in items] == [
+        ("clawback_recorded", 300_000), ("clawback_repaid", -100_000), ("clawback_repayment_reversed", 100_000)]
+    assert items[1]["reversed_by"] == items[2]["id"] and items[2]["reverses"] == repayment["id"]
+    assert items[2]["memo"].endswith("the bank returned the transfer")
+
+    again = await world.post(f"{base}/reversals", {**body, "reason": "again"}, key=world.operator)
+    assert assert_problem(again, 409, "already_reversed")["journal_id"] == items[2]["id"]
+    for entry_id in (recorded["id"], items[2]["id"], str(uuid.uuid4())):  # a clawback, a reversal, nothing
+        refused = await world.post(f"{base}/reversals", {**body, "entry_id": entry_id}, key=world.operator)
+        assert [e["pointer"] for e in assert_problem(refused, 422, "validation_failed")["errors"]] == ["/entry_id"]
+    for key, status, code in ((world.enterprise_key, 403, "insufficient_scope"),
+                              (world.provider_key, 403, "insufficient_scope"),
+                              (world.auditor, 403, "insufficient_scope")):
+        assert_problem(await world.post(f"{base}/reversals", body, key=key), status, code)
+    assert_problem(await world.post(f"{base}/reversals", {**body, "reason": ""}, key=world.operator),
+                   422, "validation_failed")
+    assert_problem(await world.post(f"/v1/vouchers/{uuid.uuid4()}/clawback/reversals", body, key=world.operator),
+                   404, "not_found")
+    assert (await _state(world, voucher))["owed"] == 300_000  # every refusal changed nothing
+
+    # the transfer comes in again under the same reference: recorded, as the reversed one no longer counts
+    retried = await world.post(f"{base}/repayments", payment, key=world.operator)
+    assert retried.status_code == 200, retried.text
+    assert (retried.json()["repaid"], retried.json()["owed"]) == (100_000, 200_000)
+    assert_problem(await world.post(f"{base}/repayments", payment, key=world.operator), 409,
+                   "repayment_already_recorded")
+    assert (await world.reconciliation())["is_clean"]
+
+
+async def test_a_write_off_taken_back_is_owed_again(app, world: World) -> None:
+    voucher, _ = await _revoked_with_clawback(world, 300_000)
+    base = f"/v1/vouchers/{voucher['id']}/clawback"
+    written = await world.post(f"{base}/write-offs", {"amount": 300_000, "reason": "deregistered"},
+                               key=world.operator)
+    assert written.json()["owed"] == 0
+    entry = (await _entries(world, voucher)).json()["items"][-1]
+    assert entry["kind"] == "clawback_written_off"
+    undone = await world.post(f"{base}/reversals", {"entry_id": entry["id"], "reason": "it re-registered"},
+                              key=world.operator)
+    assert undone.status_code == 200, undone.text
+    assert (undone.json()["written_off"], undone.json()["owed"]) == (0, 300_000)
+    assert await _receivable(app, world) == 300_000
+    assert (await world.reconciliation())["is_clean"]
+
+
+async def test_a_repayment_reversed_after_a_refund_puts_back_only_what_is_still_used(app, world: World) -> None:
+    """300,000 clawed back and repaid; then 200,000 of the order is refunded, so the enterprise
+    overpaid 200,000. The repayment bounces: only the 100,000 still used is owed again. The
+    reversal puts the 300,000 back and the refund's share, 200,000, comes off in a journal of
+    its own; the pool does not move."""
+    voucher, redeemed = await _revoked_with_clawback(world, 300_000)
+    base = f"/v1/vouchers/{voucher['id']}/clawback"
+    await world.post(f"{base}/repayments", {"amount": 300_000, "reference": "B-9", "paid_on": "2026-03-02"},
+                     key=world.operator)
+    refund = await world.post(f"/v1/redemptions/{redeemed['id']}/refunds", {"amount": 200_000, "reason": "x"})
+    assert refund.status_code == 201, refund.text
+    assert ((await _state(world, voucher))["overpaid"], await _receivable(app, world)) == (200_000, 0)
+    pool = await _pool(app, world)
+    repayment = next(e for e in (await _entries(world, voucher)).json()["items"] if e["kind"] == "clawback_repaid")
+    undone = await world.post(f"{base}/reversals", {"entry_id": repayment["id"], "reason": "bounced"},
+                              key=world.operator)
+    assert undone.status_code == 200, undone.text
+    state = undone.json()
+    assert (state["used"], state["repaid"], state["owed"], state["overpaid"], state["recovered_by_refunds"]) == (
+        100_000, 0, 100_000, 0, 200_000)
+    assert (await _receivable(app, world), await _pool(app, world)) == (100_000, pool)
+    items = (await _entries(world, voucher, limit=2)).json()
+    assert len(items["items"]) == 2 and items["next_cursor"]
+    rest = (await _entries(world, voucher, limit=2, cursor=items["next_cursor"])).json()
+    assert [(e["kind"], e["amount"], e["reverses"]) for e in rest["items"]] == [
+        ("clawback_repayment_reversed", 300_000, repayment["id"]),
+        ("clawback_recovered_by_refunds", -200_000, repayment["id"])]
+    assert rest["next_cursor"] is None
+    assert [e["kind"] for e in items["items"]] == ["clawback_recorded", "clawback_repaid"]
+    assert (await world.reconciliation())["is_clean"]
+
+
+async def test_an_enterprise_reads_its_own_clawback_entries_only(world: World) -> None:
+    voucher, _ = await _revoked_with_clawback(world, 100_000)
+    own = await _entries(world, voucher, key=world.enterprise_key)
+    assert [e["kind"] for e in own.json()["items"]] == ["clawback_recorded"]
+    assert_problem(await _entries(world, voucher, key=world.provider_key), 403, "insufficient_scope")
+    assert_problem(await _entries(world, {"id": uuid.uuid4()}), 404, "not_found")
+    assert_problem(await _entries(world, voucher, cursor="nonsense"), 422, "invalid_cursor")
+
+
+async def test_the_reconciliation_shows_a_repayment_undone_twice(app, world: World) -> None:
+    """A second reversal of one repayment, posted behind the service: the receivable (400,000)
+    matches the formula read from the sums (repaid −100,000), so only the sum below nothing
+    shows it; putting it right again reconciles."""
+    from datetime import UTC, datetime
+
+    from services.voucher.ledger import service as ledger
+    from services.voucher.ledger.rules import AccountKind, transfer
+
+    voucher, _ = await _revoked_with_clawback(world, 300_000)
+    base = f"/v1/vouchers/{voucher['id']}/clawback"
+    await world.post(f"{base}/repayments", {"amount": 100_000, "reference": "B-2", "paid_on": "2026-03-02"},
+                     key=world.operator)
+    repayment = (await _entries(world, voucher)).json()["items"][-1]
+    await world.post(f"{base}/reversals", {"entry_id": repayment["id"], "reason": "bounced"}, key=world.operator)
+    receivable = await _receivable_id(app, world)
+    async with app.state.database.unit_of_work() as session:
+        contra = (await ledger.programme_accounts(session, uuid.UUID(world.programme["id"])))[
+            AccountKind.PROGRAMME_CLAWBACK]
+        await ledger.post(session, kind="clawback_repayment_reversed",
+                          legs=transfer(contra, receivable, 100_000, "CNY"), now=datetime.now(UTC),
+                          programme_id=uuid.UUID(world.programme["id"]), voucher_id=uuid.UUID(voucher["id"]),
+                          memo=f"reversal of {repayment['id']}: twice")
+    result = await world.reconciliation()
+    assert result["clawback_differences"] == [{
+        "what": "clawback owed for the voucher", "voucher_id": voucher["id"], "clawed_back": 300_000,
+        "used": 300_000, "repaid": -100_000, "written_off": 0, "owed": 400_000, "expected": 400_000}]
+    async with app.state.database.unit_of_work() as session:
+        await ledger.post(session, kind="clawback_repayment_reversed",
+                          legs=transfer(receivable, contra, 100_000, "CNY"), now=datetime.now(UTC),
+                          programme_id=uuid.UUID(world.programme["id"]), voucher_id=uuid.UUID(voucher["id"]),
+                          memo="put right")
+    assert (await world.reconciliation())["is_clean"]
+
+
+async def _receivable_id(app, world: World) -> uuid.UUID:
+    from sqlalchemy import select
+
+    from services.voucher.tables import LedgerAccount
+
+    async with app.state.database.unit_of_work(write=False) as session:
+        return (await session.execute(select(LedgerAccount.id).where(
+            LedgerAccount.kind == "enterprise_receivable",
+            LedgerAccount.enterprise_id == uuid.UUID(world.enterprise["id"])))).scalar_one()
+
+
+def test_a_reversal_s_memo_names_its_entry_and_nothing_typed_does() -> None:
+    """The link between a reversal and its entry is read back from the memo: its form is pinned
+    here (old journals keep theirs), and only the service's own prefixes are read."""
+    from services.voucher.vouchers.rules import RECOVERY_MEMO, REVERSAL_MEMO, reversed_entry
+
+    entry = uuid.UUID("0190d5d2-9b01-7c22-8a55-3f2b9c1d0e77")
+    assert (REVERSAL_MEMO, RECOVERY_MEMO) == ("reversal of ", "refunds recover, on the reversal of ")
+    assert reversed_entry(f"reversal of {entry}: bounced") == entry
+    assert reversed_entry(f"refunds recover, on the reversal of {entry}") == entry
+    for memo in (None, "", f"bounced, reversal of {entry}", "reversal of nothing: x", f"reversal of{entry}"):
+        assert reversed_entry(memo) is None, memo
