@@ -54,12 +54,12 @@ demo: install
 	$(BIN)/voucher demo
 
 ## the whole suite (SQLite; PostgreSQL too when VOUCHER_TEST_POSTGRES_URL is set), in TEST_WORKERS
-## processes (default 2; a test file stays in one process)
+## processes (default 2; a test file stays in one process); it ends with the 20 slowest steps
 test: install
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/ruff check services tests migrations clients
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q -n $${TEST_WORKERS:-2} --dist loadfile
+	$(BIN)/python -m pytest -q -n $${TEST_WORKERS:-2} --dist loadfile --durations=20
 
 ## ruff, the import-linter architecture contracts and mypy (make test runs them first)
 lint: install
