@@ -160,13 +160,18 @@ async def ensure_enterprise_accounts(
     return {AccountKind(r["kind"]): found[r["code"]] for r in rows}
 
 
+async def receivable_of(session: AsyncSession, enterprise_id: uuid.UUID, programme_id: uuid.UUID) -> uuid.UUID | None:
+    """The enterprise's receivable in the programme, if one was ever opened (none is opened here)."""
+    code = enterprise_code(enterprise_id, programme_id, AccountKind.ENTERPRISE_RECEIVABLE)
+    return (await repository.account_ids(session, [code])).get(code)
+
+
 async def clawback_owed(
     session: AsyncSession, enterprise_id: uuid.UUID, programme_id: uuid.UUID, voucher_id: uuid.UUID,
 ) -> tuple[uuid.UUID | None, Clawback]:
     """The enterprise's receivable in the programme (None if never opened; none is opened here)
     and what one voucher's journals have put on it, taken off it and left on it: its clawback."""
-    code = enterprise_code(enterprise_id, programme_id, AccountKind.ENTERPRISE_RECEIVABLE)
-    receivable = (await repository.account_ids(session, [code])).get(code)
+    receivable = await receivable_of(session, enterprise_id, programme_id)
     if receivable is None:
         return None, Clawback()
     return receivable, await repository.voucher_clawback(session, receivable, voucher_id)

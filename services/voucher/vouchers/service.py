@@ -680,7 +680,7 @@ async def clawback_entries(session: AsyncSession, actor: Actor, voucher_id: uuid
     oldest first. They are read whole (each is an office's entry or a refund's recovery, a
     handful per voucher), so each reversal is linked to what it undoes on any page."""
     voucher = await get_voucher(session, actor, voucher_id)
-    receivable, _ = await ledger.clawback_owed(session, voucher.enterprise_id, voucher.programme_id, voucher.id)
+    receivable = await ledger.receivable_of(session, voucher.enterprise_id, voucher.programme_id)
     entries = [e for e in await _entries(session, voucher, receivable) if page.after is None or e.id > page.after]
     more = len(entries) > page.limit
     return voucher, entries[:page.limit], encode_cursor(entries[page.limit - 1].id) if more else None
