@@ -107,6 +107,7 @@ MATRIX: dict[str, str] = {
     "record_clawback_repayment": "ynnnnn",
     "write_off_clawback": "ynnnnn",
     "reverse_clawback_entry": "ynnnnn",
+    "record_clawback_overpayment_return": "ynnnnn",
     "lookup_voucher": "nnnnyy",
     # redemption
     "list_redemptions": "yyyyyy",

@@ -350,6 +350,8 @@ def ledger_reconcile(database_url: DatabaseUrl = None) -> None:
     ):
         for row in rows:
             typer.echo(f"{label}: {json.dumps(row, default=str)}", err=True)
+    for row in result.captures_to_settle_again:  # work left, not a difference
+        typer.echo(f"to settle again (its settlement was cancelled): {json.dumps(row, default=str)}", err=True)
     if not result.is_clean:
         raise typer.Exit(1)
     typer.echo("ledger reconciles: 0 differences")

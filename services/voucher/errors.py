@@ -352,9 +352,14 @@ class RepaymentAlreadyRecorded(Conflict):
     title = "A repayment with this payment reference is already recorded for the voucher"
 
 
+class OverpaymentReturnAlreadyRecorded(Conflict):
+    code = "overpayment_return_already_recorded"
+    title = "A return of an overpayment with this payment reference is already recorded for the voucher"
+
+
 class AlreadyReversed(Conflict):
     code = "already_reversed"
-    title = "This repayment or write-off was already reversed"
+    title = "This repayment, write-off or overpayment return was already reversed"
 
 
 # -- redemption --------------------------------------------------------------------------------

@@ -87,6 +87,7 @@ OPERATIONS: dict[str, Writes] = {
     "record_clawback_repayment": Writes(("voucher.clawback_repaid",), ledger=True),
     "write_off_clawback": Writes(("voucher.clawback_written_off",), ledger=True),
     "reverse_clawback_entry": Writes(("voucher.clawback_write_off_reversed",), ledger=True),
+    "record_clawback_overpayment_return": Writes(("voucher.clawback_overpayment_returned",), ledger=True),
     # redemption
     "create_hold": Writes(("hold.placed",), ledger=True),
     "redeem": Writes(("redemption.captured",), ledger=True),  # one step, one state change, one journal
@@ -481,6 +482,16 @@ async def walk_everything(w: Walk) -> None:
                  changes={"voucher.clawback_write_off_reversed": (
                      {"clawback_owed": 0}, {"clawback_owed": 50_000, "entry_id": written_off["id"], "amount": 50_000,
                                             "recovered_by_refunds": 0})})
+    # The held-then-captured order refunded in full: the 100,000 repaid is now overpaid, and the
+    # office pays it back (two journals: the return, and what the refund recovered of it).
+    await w.call("refund_redemption", f"/v1/redemptions/{hold['id']}/refunds", prov,
+                 {"amount": 200_000, "reason": "order cancelled"}, status=201, resource=("redemption", hold["id"]))
+    await w.call("record_clawback_overpayment_return", f"{vpath}/clawback/overpayment-returns", operator,
+                 {"amount": 100_000, "reference": "BOC-1", "paid_on": DAY}, resource=("voucher", voucher["id"]),
+                 count={LEDGER: 2},
+                 changes={"voucher.clawback_overpayment_returned": (
+                     {"clawback_owed": 0, "overpaid": 100_000},
+                     {"clawback_owed": 0, "overpaid": 0, "amount": 100_000, "reference": "BOC-1", "paid_on": DAY})})
 
     # -- the period is over: usage reconciliation and settlement ---------------------------------------
     w.clock.advance(days=1)

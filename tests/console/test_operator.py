@@ -307,6 +307,38 @@ async def test_an_operator_records_a_repayment_and_writes_off_the_rest(client: h
     assert "the transfer bounced" in page.text
 
 
+async def test_an_operator_records_the_return_of_an_overpayment(client: httpx.AsyncClient, browser: Browser,
+                                                                  world: World) -> None:
+    """Repaid in full, then the order refunded in part: the page shows what the enterprise overpaid
+    and records the office's return of it (amount, bank reference, day); the return's row can be
+    reversed like a repayment's, and a refused form keeps what was typed."""
+    voucher = await world.issue(1_000_000)
+    redeemed = (await world.hold(voucher, 1_000_000, order="PO-op", path="/v1/redemptions")).json()
+    await world.post(f"/v1/vouchers/{voucher['id']}/revoke", {"reason": "fraud", "clawback": 300_000},
+                     key=world.operator)
+    await world.post(f"/v1/vouchers/{voucher['id']}/clawback/repayments",
+                     {"amount": 300_000, "reference": "ICBC-1", "paid_on": "2026-03-02"}, key=world.operator)
+    refund = await world.post(f"/v1/redemptions/{redeemed['id']}/refunds", {"amount": 200_000, "reason": "x"})
+    assert refund.status_code == 201, refund.text
+    await browser.sign_in(world.operator, language="en")
+    path = f"/console/operator/vouchers/{voucher['id']}"
+    page = await browser.get(path)
+    assert 'id="clawback-overpaid">¥2,000.00<' in page.text and 'id="record-overpayment-return"' in page.text
+    token = csrf_of(page.text)
+    form = {"csrf_token": token, "amount": "2000.01", "reference": "BOC-1", "paid_on": "2026-03-02"}
+    bad = await browser.post(f"{path}/clawback/overpayment-returns", data=form)
+    assert bad.status_code == 422 and 'role="alert"' in bad.text and 'value="2000.01"' in bad.text
+    done = await browser.post(f"{path}/clawback/overpayment-returns", data={**form, "amount": "2000"})
+    assert done.status_code == 303, done.text
+    state = (await client.get(f"/v1/vouchers/{voucher['id']}/clawback", headers=auth(world.operator))).json()
+    assert (state["overpaid"], state["overpayment_returned"], state["owed"]) == (0, 200_000, 0)
+    page = await browser.get(path)
+    assert 'id="clawback-returned">¥2,000.00<' in page.text and 'id="record-overpayment-return"' not in page.text
+    assert 'data-kind="clawback_overpayment_returned">overpayment returned to the enterprise' in page.text
+    assert "BOC-1" in page.text
+    assert page.text.count('class="reverse-entry"') == 2  # the repayment's row and the return's
+
+
 async def test_an_enterprise_key_cannot_open_the_voucher_pages_of_the_office(browser: Browser, world: World) -> None:
     voucher = await world.issue(1_000_000)
     await browser.sign_in(world.enterprise_key)

@@ -615,7 +615,7 @@ async def test_the_reconciliation_shows_a_clawback_forgiven_beyond_the_refunds(a
     assert not result["is_clean"]
     assert result["clawback_differences"] == [{
         "what": "clawback owed for the voucher", "voucher_id": voucher["id"], "clawed_back": 200_000,
-        "used": 300_000, "repaid": 0, "written_off": 0, "owed": 50_000, "expected": 200_000}]
+        "used": 300_000, "repaid": 0, "written_off": 0, "returned": 0, "owed": 50_000, "expected": 200_000}]
     assert [k for k, v in result.items() if isinstance(v, list) and v] == ["clawback_differences"]
     async with app.state.database.unit_of_work() as session:  # the debt put back: clean again
         await ledger.post(session, kind="refund", legs=transfer(contra, receivable, 150_000, "CNY"),
@@ -647,7 +647,8 @@ async def test_a_clawback_found_after_expiry_is_recorded_and_refunds_recover_it(
     assert recorded.status_code == 200, recorded.text
     assert recorded.json() == {"voucher_id": voucher["id"], "status": "expired", "unit": "CNY", "used": 300_000,
                                "clawed_back": 300_000, "recovered_by_refunds": 0, "repaid": 0, "written_off": 0,
-                               "owed": 300_000, "room": 0, "overpaid": 0}
+                               "owed": 300_000, "room": 0, "overpaid": 0,
+                               "overpayment_returned": 0}
     again = await world.post(path, {"amount": 300_000, "reason": "fraud"}, key=world.operator, idem="c1")
     assert again.json() == recorded.json()  # the stored answer: nothing posted twice
     assert await _receivable(app, world) == 300_000
@@ -730,7 +731,8 @@ async def test_a_clawback_is_repaid_in_part_and_the_rest_written_off(app, world:
     assert repaid.status_code == 200, repaid.text
     assert repaid.json() == {"voucher_id": voucher["id"], "status": "revoked", "unit": "CNY", "used": 300_000,
                              "clawed_back": 300_000, "recovered_by_refunds": 0, "repaid": 100_000,
-                             "written_off": 0, "owed": 200_000, "room": 0, "overpaid": 0}
+                             "written_off": 0, "owed": 200_000, "room": 0, "overpaid": 0,
+                             "overpayment_returned": 0}
     again = await world.post(f"{base}/repayments", payment, key=world.operator, idem="p1")
     assert again.json() == repaid.json()  # the stored answer: nothing posted twice
     for retyped in ("ICBC-20260612-1", " icbc-20260612-1", "ＩＣＢＣ－２０２６０６１２－１", "ICBC-2026\u200b0612-1"):
@@ -842,7 +844,7 @@ async def test_the_reconciliation_counts_repayments_and_write_offs(app, world: W
     result = await world.reconciliation()
     assert result["clawback_differences"] == [{
         "what": "clawback owed for the voucher", "voucher_id": voucher["id"], "clawed_back": 300_000,
-        "used": 300_000, "repaid": 100_000, "written_off": 50_000, "owed": 130_000, "expected": 150_000}]
+        "used": 300_000, "repaid": 100_000, "written_off": 50_000, "returned": 0, "owed": 130_000, "expected": 150_000}]
     async with app.state.database.unit_of_work() as session:
         await ledger.post(session, kind="refund", legs=transfer(contra, receivable, 20_000, "CNY"),
                           now=datetime.now(UTC), programme_id=uuid.UUID(world.programme["id"]),
@@ -1175,3 +1177,21 @@ async def test_a_mistyped_uscc_is_a_field_error_not_a_missing_voucher(app, world
                                                                   "enterprise_uscc": f" {good.lower()} "},
                                     headers=auth(world.provider_key))
     assert found.status_code == 200, found.text
+
+
+async def test_a_provider_s_order_reference_may_not_take_a_claim_s_form(world: World) -> None:
+    """A claim's order is keyed by its provider and `invoice:<invoice>:<amount>:<USCC>`, every part
+    of which the provider knows. Taken first by a provider's hold (then voided: the order stays),
+    the enterprise's genuine claim naming that provider had been 409 `invoice_already_claimed`
+    for good, and a quote with the reference told the provider whether the claim was filed (an
+    independent review, December 2026). The form is kept for claims: 422 on every value route,
+    and nothing is written."""
+    voucher = await world.issue(1_000_000)
+    squatted = f"invoice:24332000000012345678:300000:{world.enterprise['uscc']}"
+    for path in ("/v1/redemptions/holds", "/v1/redemptions", "/v1/redemptions/quote"):
+        refused = await world.hold(voucher, 1_000_000, order=squatted, path=path, key=f"sq-{path}")
+        problem = assert_problem(refused, 422, "validation_failed")
+        assert [e["pointer"] for e in problem["errors"]] == ["/order_reference"], path
+    assert (await world.voucher(voucher["id"]))["balances"]["available"] == 1_000_000
+    allowed = await world.hold(voucher, 1_000_000, order="Invoice-2433:300000", path="/v1/redemptions")
+    assert allowed.status_code == 201, allowed.text  # only the claims' own prefix is kept

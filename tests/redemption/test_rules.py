@@ -5,17 +5,19 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from services.voucher.errors import ValidationFailed
 from services.voucher.redemption.rules import (
+    CLAWBACK_OVERPAYMENT_RETURNED,
     CLAWBACK_REPAID,
     CLAWBACK_WRITTEN_OFF,
     Clawback,
     Hold,
     check_refund,
     clawback_overpaid,
+    clawback_overpayment_return,
     clawback_owed,
     clawback_recovered,
     clawback_refunded,
@@ -82,6 +84,28 @@ def test_a_refund_of_nothing_is_refused_before_anything_is_read(amount: int) -> 
         check_refund(hold, amount)
 
 
+def test_a_return_of_an_overpayment_is_asked_back_once_the_repayment_is_reversed() -> None:
+    """300,000 clawed back and repaid, then 200,000 of the order refunded: the enterprise
+    overpaid 200,000 and the office returns it. Nothing is owed, and the return's journal is
+    recovered in full by the refund. The repayment then bounces: the enterprise owes the 100,000
+    still used and the 200,000 it was returned. A return undone instead puts the overpayment
+    back. Never more than is overpaid."""
+    repaid = Clawback(300_000, repaid=300_000, owed=0)
+    assert clawback_overpaid(repaid, 100_000) == 200_000
+    returned, recovered = clawback_overpayment_return(repaid, 100_000, 200_000)
+    assert (returned, recovered) == (Clawback(300_000, repaid=300_000, owed=0, returned=200_000), 200_000)
+    assert (clawback_overpaid(returned, 100_000), clawback_owed(returned, 100_000)) == (0, 0)
+    assert clawback_reversal(returned, 100_000, CLAWBACK_REPAID, 300_000) == (
+        Clawback(300_000, repaid=0, owed=300_000, returned=200_000), 0)
+    assert clawback_reversal(returned, 100_000, CLAWBACK_OVERPAYMENT_RETURNED, 200_000) == (repaid, -200_000)
+    bounced = Clawback(300_000, repaid=0, owed=300_000, returned=200_000)  # the return undone after the bounce
+    assert clawback_reversal(bounced, 100_000, CLAWBACK_OVERPAYMENT_RETURNED, 200_000) == (
+        Clawback(300_000, owed=100_000), 0)
+    for amount in (0, 200_001):
+        with pytest.raises(ValueError):
+            clawback_overpayment_return(repaid, 100_000, amount)
+
+
 def test_a_reversal_after_a_refund_puts_back_only_what_the_value_still_used_leaves_owed() -> None:
     """300,000 clawed back and repaid, then 200,000 of the order refunded (the enterprise
     overpaid 200,000): the repayment bounces. Only the 100,000 still used is owed again; the
@@ -103,11 +127,15 @@ def test_value_repaid_or_written_off_is_not_clawed_back_again() -> None:
     assert clawback_room(Clawback(100_000, owed=50_000), 50_000) == 0  # refunds took the used value below it
 
 
-_steps = st.lists(st.tuples(st.sampled_from(["refund", "clawback", "repay", "write_off", "reverse"]),
+_steps = st.lists(st.tuples(st.sampled_from(["refund", "clawback", "repay", "write_off", "return", "reverse"]),
                             st.integers(min_value=0, max_value=1_000)), max_size=12)
 
 
 @given(used=st.integers(min_value=0, max_value=1_000), steps=_steps)
+# A return, then the repayment it came from reversed; and a return reversed after that.
+@example(used=300, steps=[("clawback", 300), ("repay", 300), ("refund", 200), ("return", 200), ("reverse", 0)])
+@example(used=300, steps=[("clawback", 300), ("repay", 300), ("refund", 200), ("return", 150), ("reverse", 0),
+                          ("reverse", 0), ("return", 50)])
 def test_the_ledger_step_by_step_agrees_with_the_reconciliation(used: int, steps: list[tuple[str, int]]) -> None:
     """Any sequence of clawbacks, refunds, repayments and write-offs, each allowed as the service
     allows it: the receivable the ledger's steps leave (`clawback_recovered` at each refund) is
@@ -117,21 +145,34 @@ def test_the_ledger_step_by_step_agrees_with_the_reconciliation(used: int, steps
     written off. The programme never gets back, from refunds and repayments together, more
     than was used, but for what the enterprise overpaid. A reversal undoes one standing
     repayment or write-off in full: the ledger puts its amount back and takes off what refunds
-    made while it stood recover (`clawback_reversal`), which leaves what the totals expect."""
+    made while it stood recover (`clawback_reversal`), which leaves what the totals expect. The
+    office returns at most what was overpaid, which leaves nothing owed; a return may be reversed
+    too, and a repayment reversed after a return asks the returned money back."""
     c = Clawback()
     not_clawed, clawed = used, 0  # the model's buckets of the value still used
     returned = 0  # value refunds gave back to the programme
-    standing: list[tuple[str, int]] = []  # repayments and write-offs not reversed
+    standing: list[tuple[str, int]] = []  # repayments, write-offs and returns not reversed
     for step, wanted in steps:
         if step == "reverse":
             if not standing:
                 continue
             kind, amount = standing.pop(wanted % len(standing))
             undone, recovered = clawback_reversal(c, not_clawed + clawed, kind, amount)
-            assert 0 <= recovered <= amount
-            assert (undone.repaid, undone.written_off) == (
-                (c.repaid - amount, c.written_off) if kind == CLAWBACK_REPAID else (c.repaid, c.written_off - amount))
-            c = replace(undone, owed=c.owed + amount - recovered)  # what its two journals post
+            sums = {CLAWBACK_REPAID: (c.repaid - amount, c.written_off, c.returned),
+                    CLAWBACK_WRITTEN_OFF: (c.repaid, c.written_off - amount, c.returned),
+                    CLAWBACK_OVERPAYMENT_RETURNED: (c.repaid, c.written_off, c.returned - amount)}[kind]
+            assert (undone.repaid, undone.written_off, undone.returned) == sums
+            moved = -amount if kind == CLAWBACK_OVERPAYMENT_RETURNED else amount  # the reversal's own journal
+            assert 0 <= recovered <= amount if moved > 0 else -amount <= recovered <= 0
+            c = replace(undone, owed=c.owed + moved - recovered)  # what its two journals post
+        elif step == "return":
+            amount = min(wanted, clawback_overpaid(c, not_clawed + clawed))
+            if not amount:
+                continue
+            after, recovered = clawback_overpayment_return(c, not_clawed + clawed, amount)
+            assert (after.returned, recovered, after.owed, c.owed) == (c.returned + amount, amount, 0, 0)
+            c = replace(after, owed=c.owed + amount - recovered)  # what its two journals post
+            standing.append((CLAWBACK_OVERPAYMENT_RETURNED, amount))
         elif step == "refund":
             refunded = min(wanted, not_clawed + clawed)
             c = replace(c, owed=c.owed - clawback_recovered(c, not_clawed + clawed, refunded))
@@ -149,7 +190,12 @@ def test_the_ledger_step_by_step_agrees_with_the_reconciliation(used: int, steps
             if amount:
                 standing.append((CLAWBACK_REPAID if step == "repay" else CLAWBACK_WRITTEN_OFF, amount))
         still_used = not_clawed + clawed
-        assert c.owed == clawback_owed(c, still_used) == max(0, clawed - c.repaid - c.written_off)
+        assert c.owed == clawback_owed(c, still_used) == max(0, clawed - c.repaid + c.returned - c.written_off)
         assert clawback_refunded(c, still_used) == c.clawed_back - clawed
-        assert 0 <= c.owed <= clawed
-        assert returned + c.repaid - clawback_overpaid(c, still_used) <= used
+        # Owed is at most the clawed-back value still used, and the money the office returned
+        # to the enterprise beyond what it still counts as repaid (a repayment reversed since).
+        assert 0 <= c.owed <= clawed + max(0, c.returned - c.repaid)
+        assert min(c.repaid, c.written_off, c.returned) >= 0
+        # What the programme got back, net of what the office returned, never passes the used
+        # value but for what the enterprise overpaid and was not returned yet.
+        assert returned + c.repaid - c.returned - clawback_overpaid(c, still_used) <= used

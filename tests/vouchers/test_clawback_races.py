@@ -105,3 +105,22 @@ async def test_one_repayment_reversed_at_once_is_undone_once(world: World, serve
     state = await clawback(world, voucher)  # 200,000 still used, all of it clawed back and owed again
     assert (state["used"], state["repaid"], state["owed"], state["overpaid"]) == (200_000, 0, 200_000, 0)
     assert (await world.reconciliation())["is_clean"]
+
+
+async def test_parallel_returns_of_an_overpayment_never_return_more_than_was_overpaid(world: World, server) -> None:
+    """Repaid in full, then 200,000 of the order refunded: ten returns of 50,000 at once, under
+    different bank references, return four (200,000) and refuse the rest; nothing is owed and
+    the receivable reconciles."""
+    voucher, redeemed = await revoked_with_clawback(world, "PO-o1")
+    repaid = await world.post(*repayment(world, voucher, 300_000, "ICBC-O1")[:2], key=world.operator)
+    assert repaid.status_code == 200, repaid.text
+    refund = await world.post(f"/v1/redemptions/{redeemed['id']}/refunds", {"amount": 200_000, "reason": "x"})
+    assert refund.status_code == 201, refund.text
+    answers = await storm(server, [
+        (f"/v1/vouchers/{voucher['id']}/clawback/overpayment-returns",
+         {"amount": 50_000, "reference": f"BOC-{i}", "paid_on": today()},
+         auth(world.operator, **{"Idempotency-Key": str(uuid.uuid4())})) for i in range(races.PARALLEL)])
+    assert codes(answers) == {(200, None): 4, (422, "validation_failed"): races.PARALLEL - 4}, codes(answers)
+    state = await clawback(world, voucher)
+    assert (state["overpaid"], state["overpayment_returned"], state["owed"]) == (0, 200_000, 0)
+    assert (await world.reconciliation())["is_clean"]

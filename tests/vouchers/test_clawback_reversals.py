@@ -160,7 +160,7 @@ async def test_the_reconciliation_shows_a_repayment_undone_twice(app, world: Wor
     result = await world.reconciliation()
     assert result["clawback_differences"] == [{
         "what": "clawback owed for the voucher", "voucher_id": voucher["id"], "clawed_back": 300_000,
-        "used": 300_000, "repaid": -100_000, "written_off": 0, "owed": 400_000, "expected": 400_000}]
+        "used": 300_000, "repaid": -100_000, "written_off": 0, "returned": 0, "owed": 400_000, "expected": 400_000}]
     async with app.state.database.unit_of_work() as session:
         await ledger.post(session, kind="clawback_repayment_reversed",
                           legs=transfer(receivable, contra, 100_000, "CNY"), now=datetime.now(UTC),

@@ -82,6 +82,11 @@ def invoice_identity(number_key: str, code_key: str | None) -> tuple[str | None,
     return (None, problems) if problems else (f"vat:{code_key}:{number_key}", [])
 
 
+#: How a claim's order reference begins: kept for claims, a provider's order may not begin so
+#: (redemption/schemas.py), else a provider's hold could take a claim's order first.
+CLAIM_ORDER_PREFIX = "invoice:"
+
+
 def order_reference(invoice_number: str, amount_paid: int, enterprise_uscc: str) -> str:
     """The order a claim subsidises, for the one-subsidy-per-order rule and the stacking
     ceiling: the provider's invoice, as the enterprise filing it bought it. The amount is part
@@ -90,4 +95,4 @@ def order_reference(invoice_number: str, amount_paid: int, enterprise_uscc: str)
     belongs to (the order had stayed another enterprise's, and its owner was refused for good;
     an independent review). Two standing claims of one invoice are refused by the invoice rule
     (the unique `invoice_key`), whoever files them and whatever their amounts."""
-    return f"invoice:{invoice_number}:{amount_paid}:{enterprise_uscc}"
+    return f"{CLAIM_ORDER_PREFIX}{invoice_number}:{amount_paid}:{enterprise_uscc}"

@@ -113,11 +113,12 @@ def install(console: FastAPI) -> None:
 
     @console.post("/operator/vouchers/{voucher_id}/clawback/{kind}")
     async def settle_clawback(request: Request, voucher_id: uuid.UUID, kind: str) -> Response:
-        """The enterprise's repayment of a clawback, the office's write-off of it, or the reversal
-        of either recorded by mistake."""
+        """The enterprise's repayment of a clawback, the office's write-off of it, its return of
+        what the enterprise overpaid, or the reversal of any of them recorded by mistake."""
         page = await signed_in(request, "operator")
         form = await page.form()
         fields = {"repayments": ("amount", "reference", "paid_on"), "write-offs": ("amount", "reason"),
+                  "overpayment-returns": ("amount", "reference", "paid_on"),
                   "reversals": ("entry_id", "reason")}.get(kind)
         if fields is None:
             return await voucher_page(request, voucher_id, status=404,

@@ -91,7 +91,9 @@ JOURNAL_NAMES = {
     "clawback_recorded": msg("clawback recorded"), "clawback_repaid": msg("clawback repaid by the enterprise"),
     "clawback_written_off": msg("clawback written off"), "clawback_repayment_reversed": msg("clawback repayment reversed"),
     "clawback_write_off_reversed": msg("clawback write-off reversed"),
-    "clawback_recovered_by_refunds": msg("clawback recovered by refunds, on a reversal"),
+    "clawback_overpayment_returned": msg("overpayment returned to the enterprise"),
+    "clawback_overpayment_return_reversed": msg("overpayment return reversed"),
+    "clawback_recovered_by_refunds": msg("clawback recovered by refunds, on a reversal or return"),
     "settlement_paid": msg("settlement paid"),
     "settlement_repaid": msg("settlement repaid"), "claim_paid": msg("claim paid"),
 }
@@ -106,7 +108,8 @@ _MEMO_WORDS = re.compile(
     r"|hold released \([a-z_]+\)|reversal of [0-9a-f-]{36})"
     r": (?P<words>.+)$", re.S)
 _MEMO_REFERENCE = re.compile(r"^(?:(?:settlement|claim) \S+ (?:paid|repaid by the provider)"
-                             r"|clawback repaid by the enterprise), reference (?P<reference>.+)$", re.S)
+                             r"|clawback repaid by the enterprise|overpayment returned to the enterprise)"
+                             r", reference (?P<reference>.+)$", re.S)
 
 
 def memo_detail(memo: str | None, language: str) -> str:

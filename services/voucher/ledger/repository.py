@@ -35,6 +35,8 @@ from services.voucher.ledger.rules import ISSUE_JOURNAL, AccountKind
 from services.voucher.redemption.repository import is_lapsed_hold
 from services.voucher.redemption.rules import (
     CAPTURE_JOURNALS,
+    CLAWBACK_OVERPAYMENT_RETURN_REVERSED,
+    CLAWBACK_OVERPAYMENT_RETURNED,
     CLAWBACK_RECORDED,
     CLAWBACK_REPAID,
     CLAWBACK_REPAYMENT_REVERSED,
@@ -345,13 +347,46 @@ async def _captures_left_behind(session: AsyncSession) -> list[dict[str, Any]]:
             for row in (await session.execute(stmt)).all()]
 
 
+async def captures_to_settle_again(session: AsyncSession) -> list[dict[str, Any]]:
+    """Captures paid through settlements (the provider is the payee) in no live settlement, whose
+    days only cancelled settlements of their provider and programme cover: the office cancelled
+    a settlement and has not settled its period again. The monthly job does not make a
+    cancelled period again (the office may have cancelled it to settle other periods), so
+    nothing else showed that the provider is still owed these captures (an independent review,
+    December 2026). Not a difference — the books agree — but work the office has left: the
+    reconciliation lists it beside the differences and `is_clean` does not count it."""
+    st, it, r = table_of(Settlement), table_of(SettlementItem), table_of(Redemption)
+
+    def covering(live: bool) -> Any:
+        cancelled = st.c.status == SettlementStatus.CANCELLED.value
+        return (
+            select(st.c.id).where(st.c.provider_id == r.c.provider_id, st.c.programme_id == r.c.programme_id,
+                                  ~cancelled if live else cancelled, st.c.starts_at <= r.c.captured_at,
+                                  r.c.captured_at < st.c.ends_at)
+            .order_by(st.c.id.desc()).limit(1).scalar_subquery()
+        )
+    settled = select(it.c.id).where(it.c.redemption_id == r.c.id, it.c.kind == ItemKind.CAPTURE.value,
+                                    it.c.released_at.is_(None)).exists()
+    cancelled = covering(False)
+    stmt = (
+        select(r.c.id.label("redemption_id"), r.c.provider_id, r.c.programme_id, r.c.captured_at,
+               r.c.captured_amount, cancelled.label("cancelled_settlement_id"))
+        .where(r.c.captured_at.is_not(None), r.c.captured_amount > 0, r.c.payee == Payee.PROVIDER.value,
+               covering(True).is_(None), cancelled.is_not(None), ~settled)
+        .order_by(r.c.id)
+    )
+    return [{"what": "capture of a cancelled settlement's period, to settle again", **dict(row._mapping)}
+            for row in (await session.execute(stmt)).all()]
+
+
 async def clawback_differences(session: AsyncSession) -> list[dict[str, Any]]:
     """A clawback asks back part of the value used on one voucher; refunds recover it only as
     they take that value below it, and what the enterprise repaid or the office wrote off is
     off it unless reversed: so for every voucher with a clawback, what its journals leave on the
     enterprise's receivable must equal the smaller of the clawback and the value still used
-    on it, less what was repaid and written off (net of reversals, and never below nothing
-    themselves), and never less than nothing (every figure summed from postings;
+    on it, less what was repaid and written off, plus what the office returned of an
+    overpayment (each net of reversals, and never below nothing themselves), and never less
+    than nothing (every figure summed from postings;
     `rules.clawback_owed`)."""
     receivable = A.c.kind == AccountKind.ENTERPRISE_RECEIVABLE.value
     clawbacks = (
@@ -368,15 +403,15 @@ async def clawback_differences(session: AsyncSession) -> list[dict[str, Any]]:
     )
     c = clawbacks.c
     still_used = func.coalesce(used.c.used, 0)
-    due = case((c.clawed_back < still_used, c.clawed_back), else_=still_used) - c.repaid - c.written_off
+    due = case((c.clawed_back < still_used, c.clawed_back), else_=still_used) - c.repaid + c.returned - c.written_off
     expected = case((due > 0, due), else_=0)
     rows = (
-        select(c.voucher_id, c.clawed_back, still_used.label("used"), c.repaid, c.written_off, c.owed,
+        select(c.voucher_id, c.clawed_back, still_used.label("used"), c.repaid, c.written_off, c.returned, c.owed,
                expected.label("expected"))
         .select_from(clawbacks.outerjoin(used, used.c.voucher_id == c.voucher_id))
         # Reversals count against the repaid and written-off sums: below nothing, an entry was
         # undone twice or by more than it took off, which the receivable alone would not show.
-        .where(or_(c.owed != expected, c.repaid < 0, c.written_off < 0))
+        .where(or_(c.owed != expected, c.repaid < 0, c.written_off < 0, c.returned < 0))
     )
     return [{"what": "clawback owed for the voucher", **dict(r._mapping)}
             for r in (await session.execute(rows)).all()]
@@ -759,14 +794,16 @@ async def voucher_entries_on(session: AsyncSession, account_id: uuid.UUID,
 
 def _clawback_sums() -> list[Any]:
     """A voucher's postings to the receivable summed as `rules.Clawback` reads them: clawed back,
-    repaid, written off (each as a positive amount), and owed."""
+    repaid, written off (each as a positive amount), owed, and what the office returned of an
+    overpayment."""
     def of(kinds: str | list[str], amount: Any) -> Any:
         kind = T.c.kind.in_(kinds) if isinstance(kinds, list) else T.c.kind == kinds
         return func.coalesce(_sum(case((kind, amount), else_=0)), 0)
     return [of(CLAWBACK_RECORDED, P.c.amount).label("clawed_back"),
             of([CLAWBACK_REPAID, CLAWBACK_REPAYMENT_REVERSED], -P.c.amount).label("repaid"),
             of([CLAWBACK_WRITTEN_OFF, CLAWBACK_WRITE_OFF_REVERSED], -P.c.amount).label("written_off"),
-            func.coalesce(_sum(P.c.amount), 0).label("owed")]
+            func.coalesce(_sum(P.c.amount), 0).label("owed"),
+            of([CLAWBACK_OVERPAYMENT_RETURNED, CLAWBACK_OVERPAYMENT_RETURN_REVERSED], P.c.amount).label("returned")]
 
 
 async def balance_as_of(session: AsyncSession, account_id: uuid.UUID, as_of: datetime) -> tuple[int, int]:

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.voucher import errors
 from services.voucher.actor import Actor
@@ -43,7 +43,7 @@ class ReconciliationPublic(BaseModel):
                 {"is_clean": True, "accounts": 120, "postings": 5400, "transactions": 2300,
                  "account_differences": [], "negative_balances": [], "unbalanced_transactions": [],
                  "commitment_differences": [], "settlement_differences": [], "clawback_differences": [],
-                 "record_differences": []}
+                 "record_differences": [], "captures_to_settle_again": []}
             ]
         }
     )
@@ -61,6 +61,10 @@ class ReconciliationPublic(BaseModel):
     #: Redemptions, settlement lines and totals, and claims whose amounts differ from the ledger
     #: (a row changed outside the service): each names what it differs in.
     record_differences: list[dict[str, Any]]
+    captures_to_settle_again: list[dict[str, Any]] = Field(
+        description="Not a difference, and not counted by `is_clean`: captures the provider is still owed whose "
+        "period's settlement was cancelled and not made again (the monthly job does not make a cancelled period "
+        "again). Each names its redemption and the latest cancelled settlement of its day.")
 
 
 @router.get(
@@ -71,10 +75,11 @@ class ReconciliationPublic(BaseModel):
     "checks that no balance is negative, every journal sums to zero per unit, commitments and settlements "
     "agree with the ledger, every order's and enterprise's cap counters agree with their redemptions, every "
     "journal's redemption exists, and each voucher's clawback still owed is the smaller of the clawback and the value "
-    "still used on it less what was repaid and written off, and that the records money is paid from agree with the ledger: each redemption's "
+    "still used on it less what was repaid and written off, plus what the office returned of an overpayment, and that the records money is paid from agree with the ledger: each redemption's "
     "captured, refunded and held amounts with its journals, each settlement's lines with their captures and "
     "refunds and its totals with its lines, each approved or paid claim with its capture and payment; "
-    "`is_clean` is true when nothing differs. Changes nothing, and has no problem of its "
+    "`is_clean` is true when nothing differs. Also lists, apart, captures whose period's settlement was cancelled "
+    "and not made again (`captures_to_settle_again`). Changes nothing, and has no problem of its "
     "own beyond authentication.",
     response_model=ReconciliationPublic,
     responses=responses(*AUTH_ERRORS),
@@ -92,6 +97,7 @@ async def reconcile_ledger(
         settlement_differences=result.settlement_differences,
         clawback_differences=result.clawback_differences,
         record_differences=result.record_differences,
+        captures_to_settle_again=result.captures_to_settle_again,
     )
 
 

@@ -343,6 +343,9 @@ class Reconciliation:
     clawback_differences: list[dict[str, Any]] = field(default_factory=list)
     #: Redemptions, settlement lines and totals, and claims that differ from the ledger.
     record_differences: list[dict[str, Any]] = field(default_factory=list)
+    #: Not a difference (`is_clean` does not count it): captures whose period's settlement was
+    #: cancelled and not made again, which the provider is still owed.
+    captures_to_settle_again: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def is_clean(self) -> bool:
@@ -372,6 +375,7 @@ async def reconcile(session: AsyncSession) -> Reconciliation:
         settlement_differences=await repository.settlement_differences(session),
         clawback_differences=await repository.clawback_differences(session),
         record_differences=await repository.record_differences(session),
+        captures_to_settle_again=await repository.captures_to_settle_again(session),
     )
 
 

@@ -217,7 +217,8 @@ async def transition(
                 msg("{settlements} settlement(s) and {claims} claim(s) are neither paid nor ended, and {n_captures} "
                     "capture(s) and {n_refunds} refund(s) are in no settlement, though they may net to nothing; archive "
                     "the programme once each settlement is paid or cancelled, each claim paid or rejected and every "
-                    "capture and refund settled (the monthly job drafts their settlements)",
+                    "capture and refund settled (the monthly job drafts months no settlement covered; the period of a cancelled "
+                    "settlement is the office's to settle again, and the reconciliation lists its captures)",
                     settlements=settlements, claims=claims, n_captures=captures, n_refunds=refunds),
                 current_status=programme.status, open_settlements=settlements, open_claims=claims,
                 unsettled_captures=captures, unsettled_refunds=refunds,

@@ -556,31 +556,42 @@ CLAWBACK_RECORDED, CLAWBACK_REPAID, CLAWBACK_WRITTEN_OFF = "clawback_recorded", 
 CLAWBACK_REPAYMENT_REVERSED = "clawback_repayment_reversed"
 CLAWBACK_WRITE_OFF_REVERSED = "clawback_write_off_reversed"
 CLAWBACK_RECOVERED_BY_REFUNDS = "clawback_recovered_by_refunds"
-#: Which reversal undoes which settlement.
-CLAWBACK_REVERSALS = {CLAWBACK_REPAID: CLAWBACK_REPAYMENT_REVERSED, CLAWBACK_WRITTEN_OFF: CLAWBACK_WRITE_OFF_REVERSED}
+#: What the enterprise overpaid (`clawback_overpaid`), paid back to it by the office, and such a
+#: return recorded by mistake, undone (it counts against the returned sum).
+CLAWBACK_OVERPAYMENT_RETURNED = "clawback_overpayment_returned"
+CLAWBACK_OVERPAYMENT_RETURN_REVERSED = "clawback_overpayment_return_reversed"
+#: Which reversal undoes which entry of the office's.
+CLAWBACK_REVERSALS = {CLAWBACK_REPAID: CLAWBACK_REPAYMENT_REVERSED, CLAWBACK_WRITTEN_OFF: CLAWBACK_WRITE_OFF_REVERSED,
+                      CLAWBACK_OVERPAYMENT_RETURNED: CLAWBACK_OVERPAYMENT_RETURN_REVERSED}
 
 
 @dataclass(frozen=True, slots=True)
 class Clawback:
     """One voucher's clawback as its journals on the enterprise's receivable record it: the used
-    value clawed back, what the enterprise repaid and what the office wrote off of it, and what
-    is owed now (the sum of every posting: refunds' recoveries lower it too)."""
+    value clawed back, what the enterprise repaid and what the office wrote off of it, what is
+    owed now (the sum of every posting: refunds' recoveries lower it too), and what the office
+    returned to the enterprise of what it overpaid."""
 
     clawed_back: int = 0
     repaid: int = 0
     written_off: int = 0
     owed: int = 0
+    returned: int = 0
 
 
 def clawback_owed(clawback: Clawback, used: int) -> int:
     """What the enterprise owes back for a voucher while `used` is still used on it.
 
     A clawback asks back part of the value used on this voucher, so what is owed for it never
-    exceeds what is still used on it: a refund takes value that was not clawed back first, and
+    exceeds what is still used on it (but for money the office returned to the enterprise out of
+    a repayment reversed since): a refund takes value that was not clawed back first, and
     only what takes the used value below the clawback comes off it (the programme gets that
     value back from the provider). What the enterprise repaid, or the office wrote off, is off
-    it unless reversed (`clawback_reversal`): `max(0, min(clawed back, used) - repaid - written off)`."""
-    return max(0, min(clawback.clawed_back, used) - clawback.repaid - clawback.written_off)
+    it unless reversed (`clawback_reversal`); what the office returned to the enterprise of an
+    overpayment is repaid no more: `max(0, min(clawed back, used) - repaid + returned - written
+    off)`. (A return is at most what was overpaid, so it leaves nothing owed; it shows only once
+    the repayment it came from is reversed, and then it is owed.)"""
+    return max(0, min(clawback.clawed_back, used) - clawback.repaid + clawback.returned - clawback.written_off)
 
 
 def clawback_recovered(clawback: Clawback, used: int, refunded: int) -> int:
@@ -607,30 +618,51 @@ def clawback_overpaid(clawback: Clawback, used: int) -> int:
     refund of the order after the repayment returned the same value to the programme through
     the provider. (What is repaid and written off never passes what was clawed back, so a
     refund comes off what is owed first, then off the write-off, and only then off the
-    repayment.) A running figure: the office pays it back outside the service, which does not
-    record that payment."""
-    return max(0, clawback.repaid - min(clawback.clawed_back, used))
+    repayment.) What the office returned of it (`clawback_overpayment_return`) is overpaid no more."""
+    return max(0, clawback.repaid - clawback.returned - min(clawback.clawed_back, used))
+
+
+def clawback_overpayment_return(clawback: Clawback, used: int, amount: int) -> tuple[Clawback, int]:
+    """The office pays `amount` of what the enterprise overpaid (`clawback_overpaid`) back to it:
+    the clawback with the return counted, and what of it refunds recover.
+
+    The enterprise's net repayment falls by the amount, so its journal puts the amount on the
+    receivable, as undoing that much of the repayment would; but the value was returned to the
+    programme by the provider (the refunds that made the overpayment), so a second journal takes
+    the same amount off: nothing is owed before or after. Recorded, the return is what makes a
+    later reversal of the repayment right: the enterprise then owes back what it was returned,
+    on top of the clawed-back value still used."""
+    if not 0 < amount <= clawback_overpaid(clawback, used):
+        raise ValueError("a return pays back at most what was overpaid")
+    after = replace(clawback, returned=clawback.returned + amount)
+    owed = clawback_owed(after, used)
+    return replace(after, owed=owed), amount - (owed - clawback.owed)
 
 
 def clawback_reversal(clawback: Clawback, used: int, kind: str, amount: int) -> tuple[Clawback, int]:
-    """Undo a repayment (or write-off) of `amount`, recorded by mistake: the clawback with it gone,
-    and what of the amount refunds made while it stood recover now.
+    """Undo a repayment, write-off or overpayment return of `amount`, recorded by mistake: the
+    clawback with it gone, and what the reversal's second journal takes off the receivable
+    (negative: puts back on it) so that it stays at `clawback_owed`.
 
     A refund of the order after a repayment recovered nothing (nothing was owed), and the
     enterprise had paid beyond the clawed-back value still used (`clawback_overpaid`). With the
     repayment undone, the enterprise owes only that value again, not the whole amount: the
-    receivable rises by the amount and falls by the rest, the refunds' recovery, so it stays at
-    `clawback_owed`."""
+    receivable rises by the amount and falls by the rest, the refunds' recovery. A return undone
+    is the mirror: its reversal takes the amount off, and what the return's own recovery had
+    taken off goes back on, but for what the return is still owed (after a reversed repayment)."""
+    moved = amount  # what the reversal's own journal puts on the receivable
     if kind == CLAWBACK_REPAID:
         undone = replace(clawback, repaid=clawback.repaid - amount)
     elif kind == CLAWBACK_WRITTEN_OFF:
         undone = replace(clawback, written_off=clawback.written_off - amount)
+    elif kind == CLAWBACK_OVERPAYMENT_RETURNED:
+        undone, moved = replace(clawback, returned=clawback.returned - amount), -amount
     else:
-        raise ValueError(f"only a repayment or a write-off is reversed, not {kind!r}")
-    if min(undone.repaid, undone.written_off) < 0:
+        raise ValueError(f"only a repayment, a write-off or an overpayment return is reversed, not {kind!r}")
+    if min(undone.repaid, undone.written_off, undone.returned) < 0:
         raise ValueError("a reversal undoes more than was recorded")
     owed = clawback_owed(undone, used)
-    recovered = amount - (owed - clawback.owed)
+    recovered = moved - (owed - clawback.owed)
     return replace(undone, owed=owed), recovered
 
 

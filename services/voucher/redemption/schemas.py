@@ -6,9 +6,10 @@ import uuid
 from datetime import datetime
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.config import JsonDict
 
+from services.voucher.claims.rules import CLAIM_ORDER_PREFIX
 from services.voucher.i18n import msg
 from services.voucher.money import MAX_AMOUNT, MINOR_UNITS
 from services.voucher.programmes.schemas import CATEGORY_PATTERN
@@ -62,8 +63,22 @@ class QuoteRequest(BaseModel):
 
     voucher_code: str = Field(min_length=1, max_length=40)
     enterprise_uscc: Uscc
-    order_reference: str = Field(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")
+    order_reference: str = Field(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$",
+                                 description="The provider's own reference of the order: printable ASCII, not "
+                                 f"beginning with `{CLAIM_ORDER_PREFIX}` (kept for the orders of enterprises' "
+                                 "claims).")
     line_items: list[LineItem] = Field(min_length=1, max_length=100)
+
+    @field_validator("order_reference")
+    @classmethod
+    def _not_a_claim_s(cls, value: str) -> str:
+        # A claim's order is keyed by its provider and `invoice:<invoice>:<amount>:<USCC>`, all of
+        # which the provider knows: taken first by a provider's hold, it answered the claim 409
+        # (a provider could block an enterprise's claim naming it, or probe whether one was filed).
+        if value.startswith(CLAIM_ORDER_PREFIX):
+            raise ValueError(msg("an order reference beginning with '{prefix}' is kept for enterprises' claims",
+                                 prefix=CLAIM_ORDER_PREFIX))
+        return value
 
     @model_validator(mode="after")
     def _order_total(self) -> Self:

@@ -28,6 +28,7 @@ from services.voucher.vouchers.schemas import (
     Balances,
     ClawbackEntry,
     ClawbackEntryPublic,
+    ClawbackOverpaymentReturn,
     ClawbackPublic,
     ClawbackRepayment,
     ClawbackReversal,
@@ -242,7 +243,8 @@ def _clawback(state: service.ClawbackState, now: datetime) -> ClawbackPublic:
     return ClawbackPublic(voucher_id=v.id, status=effective_status(VoucherStatus(v.status), v.expires_at, now),
                           unit=v.unit, used=state.used, clawed_back=c.clawed_back,
                           recovered_by_refunds=state.recovered_by_refunds, repaid=c.repaid, written_off=c.written_off,
-                          owed=state.owed, room=state.room, overpaid=state.overpaid)
+                          owed=state.owed, room=state.room, overpaid=state.overpaid,
+                          overpayment_returned=c.returned)
 
 
 @router.get(
@@ -251,8 +253,8 @@ def _clawback(state: service.ClawbackState, now: datetime) -> ClawbackPublic:
     summary="What the enterprise owes back for a voucher (its clawback)",
     description="Any key with `vouchers:read`, for a voucher it may see (an enterprise sees its own). Answers the "
     "voucher's used value and its clawback: what was clawed back (at revocation, or later), what refunds of its "
-    "used value recovered, what the enterprise repaid and the office wrote off, and what is still owed; these "
-    "are 0 when none was recorded. Changes nothing. Answers `not_found` for a voucher you cannot see.",
+    "used value recovered, what the enterprise repaid and the office wrote off, what is still owed, and what "
+    "the enterprise overpaid and what the office returned of it; these are 0 when none was recorded. Changes nothing. Answers `not_found` for a voucher you cannot see.",
     response_model=ClawbackPublic,
     responses=responses(*AUTH_ERRORS, errors.NotFound),
 )
@@ -323,6 +325,32 @@ async def write_off_clawback(voucher_id: uuid.UUID, body: ClawbackWriteOff, sess
                      now)
 
 
+@router.post(
+    "/{voucher_id}/clawback/overpayment-returns",
+    operation_id="record_clawback_overpayment_return",
+    summary="Record the office's return of what the enterprise overpaid on a clawback",
+    description="The programme office (`vouchers:write`), with a required Idempotency-Key, once it has paid back to "
+    "the enterprise what it overpaid for this voucher (it repaid a clawback, then a refund of the order returned "
+    "the same value through the provider: the clawback's `overpaid`): the `amount` (at most `overpaid`), the "
+    "bank's `reference` of the office's transfer and the day it was paid (`paid_on`, Beijing time: not after "
+    "today, not before the voucher's first clawback). A `clawback_overpayment_returned` journal puts the amount "
+    "on the enterprise's receivable and a `clawback_recovered_by_refunds` journal takes it off again (the refunds "
+    "returned that value), so nothing is owed before or after; if the repayment is reversed later, the returned "
+    "money is owed back with the rest. Audit events `voucher.clawback_overpayment_returned` and `ledger.posted`. "
+    "Refused with `not_found`, `overpayment_return_already_recorded` (this voucher has a return, not reversed, "
+    "with the same reference, case, spaces and full-width forms aside) or `validation_failed` (nothing or less "
+    "overpaid, a day out of range).",
+    response_model=ClawbackPublic,
+    responses=responses(*AUTH_ERRORS, errors.NotFound, errors.OverpaymentReturnAlreadyRecorded,
+                        errors.ValidationFailed),
+    dependencies=[Depends(idempotent(Scope.VOUCHERS_WRITE, required=True))],
+)
+async def record_clawback_overpayment_return(voucher_id: uuid.UUID, body: ClawbackOverpaymentReturn,
+                                             session: Session, now: Now, actor: Writer) -> ClawbackPublic:
+    return _clawback(await service.return_overpayment(session, actor, voucher_id, body.amount, body.reference,
+                                                      body.paid_on, now), now)
+
+
 @router.get(
     "/{voucher_id}/clawback/entries",
     operation_id="list_voucher_clawback_entries",
@@ -330,8 +358,8 @@ async def write_off_clawback(voucher_id: uuid.UUID, body: ClawbackWriteOff, sess
     description="Any key with `vouchers:read`, for a voucher it may see (an enterprise sees its own, with the "
     "office's reasons: the debtor is told what it owes back and why). Lists every "
     "journal of the voucher on the enterprise's receivable: clawbacks, repayments (with the bank's reference), "
-    "write-offs, reversals and refunds' recoveries, each with what it did to what is owed; a repayment or "
-    "write-off names the reversal that undid it, and a reversal the entry it undid. Changes nothing. Answers "
+    "write-offs, returns of an overpayment, reversals and refunds' recoveries, each with what it did to what is "
+    "owed; a repayment, write-off or return names the reversal that undid it, and a reversal the entry it undid. Changes nothing. Answers "
     "`not_found` for a voucher you cannot see and `invalid_cursor` for a cursor this service did not issue.",
     response_model=Page[ClawbackEntryPublic],
     responses=responses(*AUTH_ERRORS, errors.NotFound, errors.InvalidCursor),
@@ -347,18 +375,19 @@ async def list_voucher_clawback_entries(voucher_id: uuid.UUID, session: Session,
 @router.post(
     "/{voucher_id}/clawback/reversals",
     operation_id="reverse_clawback_entry",
-    summary="Undo a repayment or write-off of a clawback recorded by mistake",
+    summary="Undo a repayment, write-off or overpayment return of a clawback recorded by mistake",
     description="The programme office (`vouchers:write`), with a required Idempotency-Key and a reason, when a "
-    "repayment or write-off of this voucher's clawback was recorded by mistake (the transfer bounced, it was "
-    "the wrong voucher, the write-off is taken back). The entry (`entry_id`, from the voucher's clawback "
-    "entries) is undone in full: a `clawback_repayment_reversed` or `clawback_write_off_reversed` journal puts "
-    "its amount back on the enterprise's receivable. If refunds of the voucher's orders came while it stood, "
-    "the part of it they recover comes off again (a `clawback_recovered_by_refunds` journal), so what is owed "
-    "is the clawed-back value still used, less what stays repaid and written off. The entry stays in the "
-    "ledger; a reversed repayment's reference may be recorded again. Audit events "
-    "`voucher.clawback_repayment_reversed` or `voucher.clawback_write_off_reversed`, and `ledger.posted`. "
-    "Refused with `not_found`, `already_reversed` (naming the reversal's journal) or `validation_failed` (not "
-    "a repayment or write-off of this voucher).",
+    "repayment, write-off or overpayment return of this voucher's clawback was recorded by mistake (the "
+    "transfer bounced, it was the wrong voucher, the write-off is taken back). The entry (`entry_id`, from the "
+    "voucher's clawback entries) is undone in full: a `clawback_repayment_reversed`, "
+    "`clawback_write_off_reversed` or `clawback_overpayment_return_reversed` journal moves the receivable back "
+    "by its amount. If refunds of the voucher's orders came while it stood, the part they recover moves it "
+    "again (a `clawback_recovered_by_refunds` journal), so what is owed is the clawed-back value still used, "
+    "less what stays repaid and written off, plus what stays returned. The entry stays in the ledger; a "
+    "reversed entry's reference may be recorded again. Audit events `voucher.clawback_repayment_reversed`, "
+    "`voucher.clawback_write_off_reversed` or `voucher.clawback_overpayment_return_reversed`, and "
+    "`ledger.posted`. Refused with `not_found`, `already_reversed` (naming the reversal's journal) or "
+    "`validation_failed` (not a repayment, write-off or overpayment return of this voucher).",
     response_model=ClawbackPublic,
     responses=responses(*AUTH_ERRORS, errors.NotFound, errors.AlreadyReversed, errors.ValidationFailed),
     dependencies=[Depends(idempotent(Scope.VOUCHERS_WRITE, required=True))],

@@ -152,7 +152,11 @@ def repayment_day_problem(paid_on: date, first_clawback_at: datetime | None) -> 
 
 #: How a repayment's journal memo names the bank's payment reference.
 REPAYMENT_MEMO = "clawback repaid by the enterprise, reference "
-#: How a reversal's journals name the repayment or write-off they undo (its journal's id).
+#: How an overpayment return's journal memo names the office's bank reference, and how the
+#: journal of what refunds recover of it names the return (its journal's id).
+RETURN_MEMO = "overpayment returned to the enterprise, reference "
+RETURN_RECOVERY_MEMO = "refunds recover, on the overpayment return "
+#: How a reversal's journals name the repayment, write-off or return they undo (its journal's id).
 REVERSAL_MEMO = "reversal of "
 RECOVERY_MEMO = "refunds recover, on the reversal of "
 

@@ -195,6 +195,22 @@ class ClawbackWriteOff(BaseModel):
     reason: WrittenText = Field(min_length=1, max_length=500)
 
 
+class ClawbackOverpaymentReturn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"amount": 200_000, "reference": "BOC-20260720-118204",
+                                         "paid_on": "2026-07-20"}]},
+    )
+
+    amount: int = Field(ge=1, le=MAX_AMOUNT, strict=True,
+                        description="What the office paid back to the enterprise, at most what it overpaid for the "
+                        "voucher and was not returned yet (`overpaid`).")
+    reference: OneLineText = Field(min_length=1, max_length=128, description="The bank's payment reference of the "
+                                   "office's transfer.")
+    paid_on: Day = Field(description="The day the office paid (Beijing time): not after today, not before the "
+                         "voucher's first clawback.")
+
+
 class ClawbackReversal(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -202,8 +218,8 @@ class ClawbackReversal(BaseModel):
                                          "reason": "the transfer bounced: the bank returned it on 2026-06-15"}]},
     )
 
-    entry_id: uuid.UUID = Field(description="The repayment or write-off to undo: its `id` in the voucher's "
-                                "clawback entries.")
+    entry_id: uuid.UUID = Field(description="The repayment, write-off or overpayment return to undo: its `id` in "
+                                "the voucher's clawback entries.")
     reason: WrittenText = Field(min_length=1, max_length=500)
 
 
@@ -217,18 +233,20 @@ class ClawbackEntryPublic(BaseModel):
 
     id: uuid.UUID = Field(description="The journal's id (a reversal names it as `entry_id`).")
     kind: str = Field(description="The journal's kind: `clawback_recorded`, `clawback_repaid`, "
-                      "`clawback_written_off`, `clawback_repayment_reversed`, `clawback_write_off_reversed`, "
-                      "`clawback_recovered_by_refunds` (the part of a reversal that refunds made while the "
-                      "entry stood recover), or `refund` (a refund of the voucher's order recovering value "
-                      "clawed back).")
+                      "`clawback_written_off`, `clawback_overpayment_returned` (the office paid the enterprise "
+                      "back what it overpaid), `clawback_repayment_reversed`, `clawback_write_off_reversed`, "
+                      "`clawback_overpayment_return_reversed`, `clawback_recovered_by_refunds` (the part of a "
+                      "reversal or return that refunds recover; positive when a return's is undone), or `refund` "
+                      "(a refund of the voucher's order recovering value clawed back).")
     amount: int = Field(description="What the journal did to what the enterprise owes for the voucher: positive "
                         "raises it, negative lowers it.")
     unit: str
     at: Instant = Field(description="When it was recorded.")
     memo: str
-    reference: str | None = Field(description="A repayment's bank reference.")
+    reference: str | None = Field(description="A repayment's or an overpayment return's bank reference.")
     reverses: uuid.UUID | None = Field(description="For a reversal (and its refunds' part): the entry it undoes.")
-    reversed_by: uuid.UUID | None = Field(description="For a repayment or write-off: the reversal that undid it.")
+    reversed_by: uuid.UUID | None = Field(description="For a repayment, write-off or overpayment return: the reversal "
+                                          "that undid it.")
 
 
 class ClawbackPublic(BaseModel):
@@ -236,7 +254,7 @@ class ClawbackPublic(BaseModel):
         json_schema_extra={"examples": [{"voucher_id": "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e41", "status": "expired",
                                          "unit": "CNY", "used": 1_000_000, "clawed_back": 300_000,
                                          "recovered_by_refunds": 0, "repaid": 100_000, "written_off": 0,
-                                         "owed": 200_000, "room": 700_000, "overpaid": 0}]})
+                                         "owed": 200_000, "room": 700_000, "overpaid": 0, "overpayment_returned": 0}]})
 
     voucher_id: uuid.UUID
     status: VoucherStatus = Field(description="As of now.")
@@ -249,12 +267,16 @@ class ClawbackPublic(BaseModel):
     repaid: int = Field(description="What the enterprise paid back (recorded repayments, less those reversed).")
     written_off: int = Field(description="What the programme office wrote off (less write-offs reversed).")
     owed: int = Field(description="What the enterprise still owes back for this voucher: clawed back, less "
-                      "recovered by refunds, repaid and written off (never below 0).")
+                      "recovered by refunds, repaid and written off, plus what the office returned to it of an "
+                      "overpayment (never below 0: a return counts only once the repayment it came from is "
+                      "reversed).")
     room: int = Field(description="How much more used value may still be clawed back: used and not clawed back yet.")
     overpaid: int = Field(description="What the enterprise repaid beyond the clawed-back value still used, after "
-                          "a refund of the order returned the same value through the provider. A running figure: "
-                          "the office pays it back outside the service, which does not record that payment. "
+                          "a refund of the order returned the same value through the provider, and the office has "
+                          "not returned to it yet (record the return with POST .../clawback/overpayment-returns). "
                           "Usually 0.")
+    overpayment_returned: int = Field(description="What the office paid back to the enterprise of what it "
+                                      "overpaid (less returns reversed).")
 
 
 class Posting(BaseModel):

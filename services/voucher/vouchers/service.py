@@ -21,6 +21,7 @@ from services.voucher.errors import (
     ExceedsMaxPerVoucher,
     InvalidTransition,
     NotFound,
+    OverpaymentReturnAlreadyRecorded,
     ProgrammeNotOpen,
     RepaymentAlreadyRecorded,
     ValidationFailed,
@@ -29,10 +30,11 @@ from services.voucher.errors import (
 from services.voucher.i18n import Amount, Message, Status, msg
 from services.voucher.ids import uuid7
 from services.voucher.ledger import service as ledger
-from services.voucher.ledger.rules import ISSUE_JOURNAL, AccountKind, transfer
+from services.voucher.ledger.rules import ISSUE_JOURNAL, AccountKind, Leg, transfer
 from services.voucher.programmes.rules import ExpiryDisposition, ProgrammeStatus, period_key
 from services.voucher.redemption import service as redemptions
 from services.voucher.redemption.rules import (
+    CLAWBACK_OVERPAYMENT_RETURNED,
     CLAWBACK_RECORDED,
     CLAWBACK_RECOVERED_BY_REFUNDS,
     CLAWBACK_REPAID,
@@ -41,6 +43,7 @@ from services.voucher.redemption.rules import (
     Clawback,
     VoidReason,
     clawback_overpaid,
+    clawback_overpayment_return,
     clawback_refunded,
     clawback_reversal,
     clawback_room,
@@ -52,6 +55,8 @@ from services.voucher.vouchers.repository import VoucherRow
 from services.voucher.vouchers.rules import (
     RECOVERY_MEMO,
     REPAYMENT_MEMO,
+    RETURN_MEMO,
+    RETURN_RECOVERY_MEMO,
     REVERSAL_MEMO,
     VoucherStatus,
     check_transition,
@@ -632,13 +637,18 @@ async def _settle_clawback(
     return after
 
 
-def _check_reference_new(entries: list[ClawbackLedgerEntry], reference: str) -> None:
-    """Refuse a repayment whose bank reference one of the voucher's standing repayments already
-    has (`payment_reference_key`: case, spaces and full-width forms aside)."""
+def _check_reference_new(entries: list[ClawbackLedgerEntry], reference: str, kind: str = CLAWBACK_REPAID) -> None:
+    """Refuse a repayment (or an overpayment return) whose bank reference one of the voucher's
+    standing entries of the same kind already has (`payment_reference_key`: case, spaces and
+    full-width forms aside)."""
     key = payment_reference_key(reference)
     for entry in entries:
-        if (entry.kind == CLAWBACK_REPAID and entry.reversed_by is None and entry.reference is not None
+        if (entry.kind == kind and entry.reversed_by is None and entry.reference is not None
                 and payment_reference_key(entry.reference) == key):
+            if kind == CLAWBACK_OVERPAYMENT_RETURNED:
+                raise OverpaymentReturnAlreadyRecorded(msg(
+                    "a return of an overpayment with this payment reference was recorded for the voucher on {when}",
+                    when=entry.at), journal_id=str(entry.id))
             raise RepaymentAlreadyRecorded(
                 msg("a repayment with this payment reference was recorded for the voucher on {when}", when=entry.at),
                 journal_id=str(entry.id))
@@ -669,9 +679,15 @@ async def _entries(session: AsyncSession, voucher: Voucher, receivable: uuid.UUI
               if kind in CLAWBACK_REVERSALS.values()}
     return [ClawbackLedgerEntry(
         id=journal_id, kind=kind, amount=amount, at=when, memo=memo or "",
-        reference=memo.removeprefix(REPAYMENT_MEMO) if kind == CLAWBACK_REPAID and memo else None,
+        reference=_reference(kind, memo),
         reverses=reversed_entry(memo) if kind in (*CLAWBACK_REVERSALS.values(), CLAWBACK_RECOVERED_BY_REFUNDS) else None,
         reversed_by=undone.get(journal_id)) for journal_id, kind, amount, when, memo in rows]
+
+
+def _reference(kind: str, memo: str | None) -> str | None:
+    """The bank reference a repayment's or an overpayment return's memo ends in."""
+    prefix = {CLAWBACK_REPAID: REPAYMENT_MEMO, CLAWBACK_OVERPAYMENT_RETURNED: RETURN_MEMO}.get(kind)
+    return memo.removeprefix(prefix) if prefix is not None and memo else None
 
 
 async def clawback_entries(session: AsyncSession, actor: Actor, voucher_id: uuid.UUID,
@@ -702,23 +718,27 @@ async def reverse_clawback_entry(
     entry = next((e for e in entries if e.id == entry_id and e.kind in CLAWBACK_REVERSALS), None)
     if entry is None:
         raise ValidationFailed([field_error("entry_id", msg(
-            "not a repayment or write-off of this voucher (GET its clawback entries for their ids)"))])
+            "not a repayment, write-off or overpayment return of this voucher (GET its clawback entries for "
+            "their ids)"))])
     if entry.reversed_by is not None:
         undone_at = next(e.at for e in entries if e.id == entry.reversed_by)
         raise AlreadyReversed(msg("this entry was reversed on {when}", when=undone_at),
                               journal_id=str(entry.reversed_by))
     assert before.receivable is not None
-    amount = -entry.amount
+    # What the entry took off the receivable (a return put its amount on it: `amount` < 0 there).
+    amount = abs(entry.amount)
     undone, recovered = clawback_reversal(before.clawback, before.used, entry.kind, amount)
     accounts = await ledger.programme_accounts(session, voucher.programme_id)
     contra = accounts[AccountKind.PROGRAMME_CLAWBACK]
     journals = [ledger.journal(
         kind=CLAWBACK_REVERSALS[entry.kind], now=now, programme_id=voucher.programme_id, voucher_id=voucher.id,
-        legs=transfer(contra, before.receivable, amount, voucher.unit), memo=f"{REVERSAL_MEMO}{entry.id}: {reason}")]
+        legs=_on_receivable(before.receivable, contra, -entry.amount, voucher.unit),
+        memo=f"{REVERSAL_MEMO}{entry.id}: {reason}")]
     if recovered:
         journals.append(ledger.journal(
             kind=CLAWBACK_RECOVERED_BY_REFUNDS, now=now, programme_id=voucher.programme_id, voucher_id=voucher.id,
-            legs=transfer(before.receivable, contra, recovered, voucher.unit), memo=f"{RECOVERY_MEMO}{entry.id}"))
+            legs=_on_receivable(before.receivable, contra, -recovered, voucher.unit),
+            memo=f"{RECOVERY_MEMO}{entry.id}"))
     await ledger.post_all(session, journals)
     after = replace(before, clawback=undone)
     await audit.record(
@@ -726,6 +746,61 @@ async def reverse_clawback_entry(
         before={"status": voucher.status, "clawback_owed": before.owed},
         after={"status": voucher.status, "clawback_owed": after.owed, "entry_id": str(entry.id), "amount": amount,
                "recovered_by_refunds": recovered, "reason": reason},
+        programme_id=voucher.programme_id, enterprise_id=voucher.enterprise_id, voucher_id=voucher.id,
+    )
+    return after
+
+
+def _on_receivable(receivable: uuid.UUID, contra: uuid.UUID, amount: int, unit: str) -> list[Leg]:
+    """The legs that move the enterprise's receivable by `amount` (up when positive) against the
+    programme's clawback account."""
+    return transfer(contra, receivable, amount, unit) if amount > 0 else transfer(receivable, contra, -amount, unit)
+
+
+async def return_overpayment(
+    session: AsyncSession, actor: Actor, voucher_id: uuid.UUID, amount: int, reference: str, paid_on: date,
+    now: datetime,
+) -> ClawbackState:
+    """The office paid back to the enterprise part or all of what it overpaid for a voucher (it
+    repaid a clawback, then a refund of the order returned the same value through the provider:
+    `clawback_overpaid`). At most what is overpaid and not returned yet; one bank payment is
+    recorded once, as a repayment is. Two journals (`rules.clawback_overpayment_return`): the
+    return puts the amount on the receivable, as undoing that much of the repayment would, and
+    what the refunds recovered takes it off again, so nothing is owed before or after — but a
+    later reversal of the repayment then asks the returned money back too."""
+    voucher = await _lock_for_change(session, actor, voucher_id, now)
+    before = await _clawback_state(session, voucher, now)
+    entries = await _entries(session, voucher, before.receivable)
+    _check_reference_new(entries, reference, CLAWBACK_OVERPAYMENT_RETURNED)
+    if amount > before.overpaid:
+        problem = (msg("at most what the enterprise overpaid for the voucher and was not returned yet, {overpaid}",
+                       overpaid=Amount(before.overpaid, voucher.unit))
+                   if before.overpaid > 0 else msg("the enterprise overpaid nothing for this voucher"))
+        raise ValidationFailed([field_error("amount", problem)])
+    assert before.receivable is not None  # it repaid on it
+    first = next((e.at for e in entries if e.kind == CLAWBACK_RECORDED), None)
+    day_problem = payment_day_problem(paid_on, None, now) or repayment_day_problem(paid_on, first)
+    if day_problem is not None:
+        raise ValidationFailed([field_error("paid_on", day_problem)])
+    after_clawback, recovered = clawback_overpayment_return(before.clawback, before.used, amount)
+    accounts = await ledger.programme_accounts(session, voucher.programme_id)
+    contra = accounts[AccountKind.PROGRAMME_CLAWBACK]
+    returned = ledger.journal(
+        kind=CLAWBACK_OVERPAYMENT_RETURNED, now=now, programme_id=voucher.programme_id, voucher_id=voucher.id,
+        legs=transfer(contra, before.receivable, amount, voucher.unit), memo=f"{RETURN_MEMO}{reference}")
+    journals = [returned]
+    if recovered:
+        journals.append(ledger.journal(
+            kind=CLAWBACK_RECOVERED_BY_REFUNDS, now=now, programme_id=voucher.programme_id, voucher_id=voucher.id,
+            legs=_on_receivable(before.receivable, contra, -recovered, voucher.unit),
+            memo=f"{RETURN_RECOVERY_MEMO}{returned.id}"))
+    await ledger.post_all(session, journals)
+    after = replace(before, clawback=after_clawback)
+    await audit.record(
+        session, "voucher.clawback_overpayment_returned", "voucher", voucher.id, now=now,
+        before={"status": voucher.status, "clawback_owed": before.owed, "overpaid": before.overpaid},
+        after={"status": voucher.status, "clawback_owed": after.owed, "overpaid": after.overpaid, "amount": amount,
+               "reference": reference, "paid_on": paid_on.isoformat()},
         programme_id=voucher.programme_id, enterprise_id=voucher.enterprise_id, voucher_id=voucher.id,
     )
     return after
