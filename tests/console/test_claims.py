@@ -125,3 +125,23 @@ async def test_an_approved_claim_not_yet_paid_is_rejected_from_its_page(browser:
     found = (await world.client.get(f"/v1/claims/{claim['id']}", headers=auth(world.operator))).json()
     assert (found["status"], found["status_reason"]) == ("rejected", "the invoice was forged")
     assert (await world.reconciliation())["is_clean"]
+
+
+async def test_the_claim_page_says_when_its_provider_was_suspended(browser: Browser, world: World) -> None:
+    """A review lasts months: the provider may be suspended meanwhile. Approval still pays the
+    enterprise (the purchase was made while the provider was approved and enrolled; docs/
+    decisions.md "Enterprise claims"), so the page says the provider's status beside its name and
+    what approving means, in the reviewer's language."""
+    claim = await filed(world)
+    path = f"/console/operator/claims/{claim['id']}"
+    await world.client.post(f"/v1/claims/{claim['id']}/review", headers=auth(world.operator, **fresh_key()))
+    await browser.sign_in(world.operator, language="en")
+    assert 'id="provider-status"' not in (await browser.get(path)).text
+    suspended = await world.client.post(f"/v1/providers/{world.provider['id']}/suspend", json={"reason": "audit"},
+                                        headers=auth(world.operator, **fresh_key()))
+    assert suspended.status_code == 200, suspended.text
+    page = await browser.get(path)
+    assert 'id="provider-status" data-status="suspended">(suspended)' in page.text
+    assert "approving it pays the enterprise, not the provider" in page.text
+    await browser.sign_in(world.operator, language="zh")
+    assert "该服务商目前状态为已暂停" in (await browser.get(path)).text
