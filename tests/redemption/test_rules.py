@@ -16,6 +16,7 @@ from services.voucher.redemption.rules import (
     Clawback,
     Hold,
     check_refund,
+    clawback_forgivable,
     clawback_overpaid,
     clawback_overpayment_return,
     clawback_owed,
@@ -106,6 +107,23 @@ def test_a_return_of_an_overpayment_is_asked_back_once_the_repayment_is_reversed
             clawback_overpayment_return(repaid, 100_000, amount)
 
 
+def test_a_write_off_refunds_overtook_does_not_forgive_money_returned() -> None:
+    """300,000 clawed back: 200,000 repaid, 100,000 written off; the order refunded in full (the
+    write-off's value came back through the provider, and the repayment is overpaid); the office
+    returns the 200,000; the repayment bounces. The enterprise paid nothing and was paid
+    200,000: it owes 200,000, not 100,000 (an independent review), and a write-off cannot
+    forgive it (only clawed-back value still used is forgivable)."""
+    c = Clawback(300_000, repaid=200_000, written_off=100_000, owed=0)
+    assert clawback_overpaid(c, 0) == 200_000
+    returned, _ = clawback_overpayment_return(c, 0, 200_000)
+    bounced, recovered = clawback_reversal(returned, 0, CLAWBACK_REPAID, 200_000)
+    assert (bounced.owed, recovered, clawback_forgivable(bounced, 0)) == (200_000, 0, 0)
+    # Not refunded: the write-off stands against the clawed-back value, the rest is owed.
+    kept = Clawback(300_000, repaid=200_000, written_off=100_000, owed=0)
+    assert clawback_reversal(kept, 300_000, CLAWBACK_REPAID, 200_000)[0].owed == 200_000
+    assert clawback_forgivable(Clawback(300_000, written_off=100_000, owed=250_000, returned=50_000), 300_000) == 200_000
+
+
 def test_a_reversal_after_a_refund_puts_back_only_what_the_value_still_used_leaves_owed() -> None:
     """300,000 clawed back and repaid, then 200,000 of the order refunded (the enterprise
     overpaid 200,000): the repayment bounces. Only the 100,000 still used is owed again; the
@@ -136,6 +154,9 @@ _steps = st.lists(st.tuples(st.sampled_from(["refund", "clawback", "repay", "wri
 @example(used=300, steps=[("clawback", 300), ("repay", 300), ("refund", 200), ("return", 200), ("reverse", 0)])
 @example(used=300, steps=[("clawback", 300), ("repay", 300), ("refund", 200), ("return", 150), ("reverse", 0),
                           ("reverse", 0), ("return", 50)])
+# A write-off that refunds then overtook, a return, and the repayment reversed (a review's case).
+@example(used=300, steps=[("clawback", 300), ("repay", 200), ("write_off", 100), ("refund", 300), ("return", 200),
+                          ("reverse", 0), ("write_off", 200)])
 def test_the_ledger_step_by_step_agrees_with_the_reconciliation(used: int, steps: list[tuple[str, int]]) -> None:
     """Any sequence of clawbacks, refunds, repayments and write-offs, each allowed as the service
     allows it: the receivable the ledger's steps leave (`clawback_recovered` at each refund) is
@@ -184,13 +205,18 @@ def test_the_ledger_step_by_step_agrees_with_the_reconciliation(used: int, steps
             c = replace(c, clawed_back=c.clawed_back + amount, owed=c.owed + amount)
             not_clawed, clawed = not_clawed - amount, clawed + amount
         else:
-            amount = min(wanted, c.owed)
+            # A write-off forgives clawed-back value only, not money returned and owed back.
+            amount = min(wanted, c.owed if step == "repay" else clawback_forgivable(c, not_clawed + clawed))
             c = replace(c, owed=c.owed - amount, **({"repaid": c.repaid + amount} if step == "repay"
                                                     else {"written_off": c.written_off + amount}))
             if amount:
                 standing.append((CLAWBACK_REPAID if step == "repay" else CLAWBACK_WRITTEN_OFF, amount))
         still_used = not_clawed + clawed
-        assert c.owed == clawback_owed(c, still_used) == max(0, clawed - c.repaid + c.returned - c.written_off)
+        net_paid = c.repaid - c.returned
+        assert c.owed == clawback_owed(c, still_used) == (
+            max(0, clawed - max(0, net_paid) - c.written_off) + max(0, -net_paid))
+        # Money the office returned beyond what stands paid is owed back, whatever was written off.
+        assert c.owed >= max(0, -net_paid)
         assert clawback_refunded(c, still_used) == c.clawed_back - clawed
         # Owed is at most the clawed-back value still used, and the money the office returned
         # to the enterprise beyond what it still counts as repaid (a repayment reversed since).

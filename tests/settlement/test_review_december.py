@@ -114,3 +114,22 @@ async def test_a_provider_disputes_a_draft_without_confirming_it_first(app, worl
     assert (await get(world, repayment["id"]))["status"] == "disputed"
     await moved(world, repayment["id"], "resolve", "submitted")  # the office answers; the statement stands
     await moved(world, repayment["id"], "approve", "approved")
+
+
+async def test_a_statement_that_pays_nothing_is_approved_on_a_silent_provider_s_behalf(world: World, clock) -> None:
+    """A capture refunded in full on its day: the day's statement pays nothing. Left unconfirmed,
+    it had kept the programme open for good (cancelling it only left the capture and refund
+    unsettled, and a new draft was the same); after 15 days the office approves it as a
+    repayment statement is approved, and paying it moves nothing (an independent review)."""
+    v = await world.issue(100_000_000)
+    x = await redeem(world, clock, "2026-03-02T02:00:00+00:00", v, 10_000_000, "PO-Z")
+    await refund(world, clock, "2026-03-02T03:00:00+00:00", x, x["captured_amount"])
+    clock.current = utc("2026-03-03T01:00:00+00:00")
+    nothing = await settled(world, "2026-03-02", "2026-03-02")
+    assert (nothing["total"], nothing["line_count"], nothing["status"]) == (0, 2, "draft")
+    early = assert_problem(await act(world, nothing["id"], "approve"), 409, "invalid_transition")
+    assert "can approve it from" in early["detail"]
+    clock.current = clock.current + timedelta(days=16)
+    await moved(world, nothing["id"], "approve", "approved")
+    await moved(world, nothing["id"], "pay", "paid")
+    assert (await world.reconciliation())["is_clean"]

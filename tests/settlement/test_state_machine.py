@@ -353,7 +353,7 @@ class SettlementMachine(DatabaseMachine):
                    s.status == "disputed", "submitted", "resolve")
 
     def approve(self, s: MSettlement) -> None:
-        deemed = s.status == "draft" and s.total < 0 and self.now >= s.created_at + timedelta(
+        deemed = s.status == "draft" and s.total <= 0 and self.now >= s.created_at + timedelta(
             days=REPAYMENT_CONFIRM_DAYS)
         self._move(s, lambda x: settlement.approve(x, self.operator, s.id, None, self.now),
                    s.status == "submitted" or deemed, "approved", "approve")
@@ -387,7 +387,7 @@ class SettlementMachine(DatabaseMachine):
     def progress(self, s: MSettlement) -> None:
         """The next move on the way to paid: the provider confirms, the office resolves a dispute,
         approves (a repayment the provider left alone for 15 days too), or pays."""
-        if s.status == "draft" and s.total < 0 and self.now >= s.created_at + timedelta(days=REPAYMENT_CONFIRM_DAYS):
+        if s.status == "draft" and s.total <= 0 and self.now >= s.created_at + timedelta(days=REPAYMENT_CONFIRM_DAYS):
             self.approve(s)
             return
         {"draft": self.submit, "disputed": self.resolve, "submitted": self.approve, "approved": self.pay,

@@ -54,6 +54,7 @@ async def test_an_overpayment_is_returned_at_most_once(app, world: World) -> Non
     assert [(e["kind"], e["amount"], e["reference"]) for e in items] == [
         ("clawback_recorded", 300_000, None), ("clawback_repaid", -300_000, "ICBC-9"),
         ("clawback_overpayment_returned", 150_000, "BOC-20260303-1"), ("clawback_recovered_by_refunds", -150_000, None)]
+    assert items[-1]["reverses"] == items[-2]["id"]  # the refunds' part names its return
     assert items[-2]["reference"] == "BOC-20260303-1" and items[-1]["memo"].endswith(items[-2]["id"])
 
     for typed in ("boc-20260303-1", "ＢＯＣ－２０２６０３０３－１", " BOC-20260303-1 "):  # the same payment, retyped
@@ -183,4 +184,36 @@ def test_a_return_s_memos_name_its_reference_and_the_return() -> None:
 
     assert (RETURN_MEMO, RETURN_RECOVERY_MEMO) == ("overpayment returned to the enterprise, reference ",
                                                    "refunds recover, on the overpayment return ")
-    assert reversed_entry(f"{RETURN_RECOVERY_MEMO}{uuid.uuid4()}") is None  # it undoes nothing
+    entry = uuid.uuid4()
+    assert reversed_entry(f"{RETURN_RECOVERY_MEMO}{entry}") == entry  # the return it is part of
+
+
+async def test_a_write_off_the_refund_overtook_forgives_none_of_the_money_returned(app, world: World) -> None:
+    """200,000 repaid and 100,000 written off of a 300,000 clawback; the order refunded in full
+    (the written-off value came back through the provider); the 200,000 overpaid returned; then
+    the repayment bounces. The enterprise paid nothing and was paid 200,000: it owes 200,000,
+    not 100,000 (an independent review), and the office cannot write that off — it is repaid."""
+    voucher, redeemed = await _revoked_with_clawback(world, 300_000)
+    base = f"/v1/vouchers/{voucher['id']}/clawback"
+    for path, body in (("repayments", {"amount": 200_000, "reference": "ICBC-1", "paid_on": "2026-03-02"}),
+                       ("write-offs", {"amount": 100_000, "reason": "hardship"})):
+        assert (await world.post(f"{base}/{path}", body, key=world.operator)).status_code == 200
+    refund = await world.post(f"/v1/redemptions/{redeemed['id']}/refunds", {"amount": 300_000, "reason": "x"})
+    assert refund.status_code == 201, refund.text
+    assert (await _state(world, voucher))["overpaid"] == 200_000
+    returned = await world.post(f"{base}/overpayment-returns",
+                                {"amount": 200_000, "reference": "BOC-1", "paid_on": "2026-03-02"}, key=world.operator)
+    assert returned.status_code == 200, returned.text
+    repayment = next(e for e in (await _entries(world, voucher)).json()["items"] if e["kind"] == "clawback_repaid")
+    bounced = await world.post(f"{base}/reversals", {"entry_id": repayment["id"], "reason": "bounced"},
+                               key=world.operator)
+    assert bounced.status_code == 200, bounced.text
+    assert (bounced.json()["owed"], await _receivable(app, world)) == (200_000, 200_000)
+    refused = await world.post(f"{base}/write-offs", {"amount": 1, "reason": "cannot collect"}, key=world.operator)
+    problem = assert_problem(refused, 422, "validation_failed")
+    assert problem["errors"][0]["message"].startswith("at most the clawed-back value still owed, ")
+    assert (await world.reconciliation())["is_clean"]
+    paid = await world.post(f"{base}/repayments", {"amount": 200_000, "reference": "ICBC-2", "paid_on": "2026-03-02"},
+                            key=world.operator)
+    assert paid.json()["owed"] == 0
+    assert (await world.reconciliation())["is_clean"]

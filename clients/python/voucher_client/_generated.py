@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "be3fea62b58cc93c4813073c90eb01c6ce1b65aa182ad3471f3f47d1452c0a7a"
+DOCUMENT_SHA256 = "1207de51a747536c14170e509625e916d0efaeedf6868b01088468a9219885e9"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

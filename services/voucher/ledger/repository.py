@@ -370,7 +370,7 @@ async def captures_to_settle_again(session: AsyncSession) -> list[dict[str, Any]
     cancelled = covering(False)
     stmt = (
         select(r.c.id.label("redemption_id"), r.c.provider_id, r.c.programme_id, r.c.captured_at,
-               r.c.captured_amount, cancelled.label("cancelled_settlement_id"))
+               r.c.captured_amount, r.c.refunded_amount, cancelled.label("cancelled_settlement_id"))
         .where(r.c.captured_at.is_not(None), r.c.captured_amount > 0, r.c.payee == Payee.PROVIDER.value,
                covering(True).is_(None), cancelled.is_not(None), ~settled)
         .order_by(r.c.id)
@@ -403,8 +403,12 @@ async def clawback_differences(session: AsyncSession) -> list[dict[str, Any]]:
     )
     c = clawbacks.c
     still_used = func.coalesce(used.c.used, 0)
-    due = case((c.clawed_back < still_used, c.clawed_back), else_=still_used) - c.repaid + c.returned - c.written_off
-    expected = case((due > 0, due), else_=0)
+    # rules.clawback_owed: the clawed-back value still used less what was paid net of returns and
+    # written off, plus money returned beyond what stands paid (which no write-off forgives).
+    net_paid = c.repaid - c.returned
+    due = (case((c.clawed_back < still_used, c.clawed_back), else_=still_used)
+           - case((net_paid > 0, net_paid), else_=0) - c.written_off)
+    expected = case((due > 0, due), else_=0) + case((net_paid < 0, -net_paid), else_=0)
     rows = (
         select(c.voucher_id, c.clawed_back, still_used.label("used"), c.repaid, c.written_off, c.returned, c.owed,
                expected.label("expected"))

@@ -582,16 +582,27 @@ class Clawback:
 def clawback_owed(clawback: Clawback, used: int) -> int:
     """What the enterprise owes back for a voucher while `used` is still used on it.
 
-    A clawback asks back part of the value used on this voucher, so what is owed for it never
-    exceeds what is still used on it (but for money the office returned to the enterprise out of
-    a repayment reversed since): a refund takes value that was not clawed back first, and
-    only what takes the used value below the clawback comes off it (the programme gets that
-    value back from the provider). What the enterprise repaid, or the office wrote off, is off
-    it unless reversed (`clawback_reversal`); what the office returned to the enterprise of an
-    overpayment is repaid no more: `max(0, min(clawed back, used) - repaid + returned - written
-    off)`. (A return is at most what was overpaid, so it leaves nothing owed; it shows only once
-    the repayment it came from is reversed, and then it is owed.)"""
-    return max(0, min(clawback.clawed_back, used) - clawback.repaid + clawback.returned - clawback.written_off)
+    A clawback asks back part of the value used on this voucher, so the clawed-back value still
+    owed never exceeds what is still used on it: a refund takes value that was not clawed back
+    first, and only what takes the used value below the clawback comes off it (the programme
+    gets that value back from the provider). What the enterprise paid, net of what the office
+    returned to it of an overpayment, and what the office wrote off come off that, unless
+    reversed (`clawback_reversal`): `max(0, min(clawed back, used) - net paid - written off)`.
+
+    Money the office returned beyond what the enterprise still counts as having paid (it was
+    returned an overpayment, then the repayment bounced and was reversed) is owed on top, and a
+    write-off does not forgive it: a write-off forgives clawed-back value, and one that refunds
+    have since overtaken (the value it forgave came back through the provider) had otherwise
+    cancelled money the office paid out (an independent review, December 2026)."""
+    net_paid = clawback.repaid - clawback.returned
+    return clawback_forgivable(clawback, used) + max(0, -net_paid)
+
+
+def clawback_forgivable(clawback: Clawback, used: int) -> int:
+    """The part of what is owed that is clawed-back value still used, which a write-off may
+    forgive: `clawback_owed` less money the office returned and is owed back."""
+    net_paid = clawback.repaid - clawback.returned
+    return max(0, min(clawback.clawed_back, used) - max(0, net_paid) - clawback.written_off)
 
 
 def clawback_recovered(clawback: Clawback, used: int, refunded: int) -> int:

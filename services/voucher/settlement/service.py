@@ -221,16 +221,18 @@ async def resolve(session: AsyncSession, actor: Actor, settlement_id: uuid.UUID,
 async def approve(session: AsyncSession, actor: Actor, settlement_id: uuid.UUID, note: str | None,
                   now: datetime) -> Settlement:
     settlement = await get(session, actor, settlement_id, for_update=True)
-    if settlement.status == S.DRAFT.value and settlement.total < 0:
+    if settlement.status == S.DRAFT.value and settlement.total <= 0:
         # A repayment is not the provider's to hold up by silence: unconfirmed and undisputed
         # for REPAYMENT_CONFIRM_DAYS, the office approves it as it stands, recorded as confirmed
         # on the provider's behalf (an independent review: a silent provider kept its debt, and
-        # the programme from being archived, for ever).
+        # the programme from being archived, for ever). Nor is a statement that pays nothing
+        # (refunds equal to captures): it was the last thing keeping a programme open, and
+        # cancelling it only left its captures and refunds unsettled (a later review).
         deemed_at = settlement.created_at + timedelta(days=REPAYMENT_CONFIRM_DAYS)
         if now < deemed_at:
             raise InvalidTransition(
-                msg("the provider confirms or disputes its repayment statement; if it has done neither, the "
-                    "office can approve it from {at}", at=deemed_at),
+                msg("the provider confirms or disputes its statement (it pays nothing or is a repayment); if it "
+                    "has done neither, the office can approve it from {at}", at=deemed_at),
                 current_status=settlement.status, allowed=[S.SUBMITTED.value, S.CANCELLED.value],
             )
         await _put_forward(session, settlement, now, msg(
@@ -283,11 +285,11 @@ async def pay(session: AsyncSession, actor: Actor, settlement_id: uuid.UUID, *, 
         unpaid = await repository.refunds_of_unpaid_captures(session, settlement.id)
         if unpaid:
             raise InvalidTransition(
-                msg("{count} refunded capture(s) of this repayment have not been paid to the provider (their "
-                    "settlement is not paid, or was cancelled): record that payment first, or cancel this "
-                    "repayment and settle the refunds with their captures",
+                msg("{count} refunded capture(s) of this repayment have not been paid to the provider: pay the "
+                    "settlement they are in first, or, if it was cancelled, settle their period again and pay "
+                    "it; this repayment is paid after",
                     count=len(unpaid)),
-                current_status=settlement.status, allowed=[S.CANCELLED.value],
+                current_status=settlement.status, allowed=[],
                 unpaid_redemption_ids=[str(r) for r in unpaid[:100]],
             )
         # The paid account is the one row of this journal that is materialised (the payable is

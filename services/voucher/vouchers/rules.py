@@ -162,8 +162,9 @@ RECOVERY_MEMO = "refunds recover, on the reversal of "
 
 
 def reversed_entry(memo: str | None) -> uuid.UUID | None:
-    """The journal a reversal's memo names (`REVERSAL_MEMO` or `RECOVERY_MEMO`, then its id)."""
-    for prefix in (REVERSAL_MEMO, RECOVERY_MEMO):
+    """The journal a reversal's memo names (`REVERSAL_MEMO` or `RECOVERY_MEMO`, then its id), or
+    the return whose refunds' part a journal is (`RETURN_RECOVERY_MEMO`)."""
+    for prefix in (REVERSAL_MEMO, RECOVERY_MEMO, RETURN_RECOVERY_MEMO):
         if memo is not None and memo.startswith(prefix):
             try:
                 return uuid.UUID(memo[len(prefix):len(prefix) + 36])

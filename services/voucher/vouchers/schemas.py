@@ -244,7 +244,8 @@ class ClawbackEntryPublic(BaseModel):
     at: Instant = Field(description="When it was recorded.")
     memo: str
     reference: str | None = Field(description="A repayment's or an overpayment return's bank reference.")
-    reverses: uuid.UUID | None = Field(description="For a reversal (and its refunds' part): the entry it undoes.")
+    reverses: uuid.UUID | None = Field(description="For a reversal (and its refunds' part): the entry it undoes; for "
+                                       "the refunds' part of an overpayment return: the return.")
     reversed_by: uuid.UUID | None = Field(description="For a repayment, write-off or overpayment return: the reversal "
                                           "that undid it.")
 

@@ -42,6 +42,7 @@ from services.voucher.redemption.rules import (
     CLAWBACK_WRITTEN_OFF,
     Clawback,
     VoidReason,
+    clawback_forgivable,
     clawback_overpaid,
     clawback_overpayment_return,
     clawback_refunded,
@@ -609,9 +610,19 @@ async def _settle_clawback(
         # refused for its amount; under the voucher's lock, so two at once cannot both pass. A
         # repayment that was reversed no longer counts: the clerk enters it again as it was.
         _check_reference_new(entries, reference)
-    if amount > before.owed:
-        problem = (msg("at most what is owed back for the voucher, {owed}", owed=Amount(before.owed, voucher.unit))
-                   if before.owed > 0 else msg("nothing is owed back for this voucher"))
+    # A write-off forgives clawed-back value only: money the office returned to the enterprise
+    # and is owed back (a repayment reversed after its overpayment was returned) is repaid.
+    forgivable = before.owed if kind == CLAWBACK_REPAID else clawback_forgivable(before.clawback, before.used)
+    if amount > forgivable:
+        if forgivable < before.owed:
+            problem = msg("at most the clawed-back value still owed, {forgivable}: the {returned} the office returned "
+                          "to the enterprise and is owed back is repaid, not written off",
+                          forgivable=Amount(forgivable, voucher.unit),
+                          returned=Amount(before.owed - forgivable, voucher.unit))
+        elif before.owed > 0:
+            problem = msg("at most what is owed back for the voucher, {owed}", owed=Amount(before.owed, voucher.unit))
+        else:
+            problem = msg("nothing is owed back for this voucher")
         raise ValidationFailed([field_error("amount", problem)])
     assert before.receivable is not None  # something is owed on it
     if paid_on is not None:
