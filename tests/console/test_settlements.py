@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from tests.console.conftest import Browser, csrf_of
 from tests.console.test_claims import today
-from tests.console.test_roles import fresh, settlement
+from tests.console.test_roles import fresh, redeem, settlement
 from tests.support import auth
 from tests.world import World
 
@@ -182,3 +182,31 @@ async def test_a_repayment_statement_is_shown_and_recorded_as_the_providers_repa
     page = await browser.get(path)
     assert "Record the provider&#39;s repayment" in page.text or "Record the provider's repayment" in page.text
     assert "moves the total from payable to paid" not in page.text
+
+
+async def test_a_statement_that_pays_nothing_is_approved_from_the_page_after_15_days(
+        browser: Browser, world: World, clock: Any) -> None:
+    """A capture refunded in full on its day: the day's statement pays nothing. The page says
+    so and offers the approval the API allows once the provider has let 15 days pass (an
+    independent review found the page still said the provider must confirm first)."""
+    voucher = await world.issue(10_000_000)
+    await redeem(world, voucher, 1_000_000, "PO-Z")
+    redeemed = (await world.client.get("/v1/redemptions", headers=auth(world.operator))).json()["items"][0]
+    refunded = await world.client.post(f"/v1/redemptions/{redeemed['id']}/refunds",
+                                       json={"amount": redeemed["captured_amount"], "reason": "order cancelled"},
+                                       headers=auth(world.provider_key, **fresh()))
+    assert refunded.status_code == 201, refunded.text
+    clock.advance(days=1)
+    drafted = await world.client.post("/v1/settlements", json={
+        "provider_id": world.provider["id"], "programme_id": world.programme["id"],
+        "period_start": "2026-03-02", "period_end": "2026-03-02"}, headers=auth(world.operator, **fresh()))
+    assert drafted.status_code == 201 and drafted.json()["total"] == 0, drafted.text
+    path = f"/console/operator/settlements/{drafted.json()['id']}"
+    await browser.sign_in(world.operator, language="en")
+    page = await browser.get(path)
+    assert "A statement that pays nothing" in page.text and 'id="approve"' in page.text
+    assert "confirms its statement before it can be approved" not in page.text
+    early = await browser.post(f"{path}/approve", data={"csrf_token": csrf_of(page.text)})
+    assert early.status_code == 409 and 'role="alert"' in early.text
+    clock.advance(days=15)
+    assert (await browser.post(f"{path}/approve", data={"csrf_token": csrf_of(page.text)})).status_code == 303

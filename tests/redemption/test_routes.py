@@ -648,7 +648,7 @@ async def test_a_clawback_found_after_expiry_is_recorded_and_refunds_recover_it(
     assert recorded.json() == {"voucher_id": voucher["id"], "status": "expired", "unit": "CNY", "used": 300_000,
                                "clawed_back": 300_000, "recovered_by_refunds": 0, "repaid": 0, "written_off": 0,
                                "owed": 300_000, "room": 0, "overpaid": 0,
-                               "overpayment_returned": 0}
+                               "overpayment_returned": 0, "forgivable": 300_000}
     again = await world.post(path, {"amount": 300_000, "reason": "fraud"}, key=world.operator, idem="c1")
     assert again.json() == recorded.json()  # the stored answer: nothing posted twice
     assert await _receivable(app, world) == 300_000
@@ -663,7 +663,7 @@ async def test_a_clawback_found_after_expiry_is_recorded_and_refunds_recover_it(
     assert refund.status_code == 201 and refund.json()["destination"] == "pool"
     assert await _receivable(app, world) == 200_000  # 200,000 still used, all of it owed
     assert (await _clawback(world, voucher)).json() == {**recorded.json(), "used": 200_000, "owed": 200_000,
-                                                        "recovered_by_refunds": 100_000}
+                                                        "recovered_by_refunds": 100_000, "forgivable": 200_000}
     assert (await world.reconciliation())["is_clean"]
 
 
@@ -732,7 +732,7 @@ async def test_a_clawback_is_repaid_in_part_and_the_rest_written_off(app, world:
     assert repaid.json() == {"voucher_id": voucher["id"], "status": "revoked", "unit": "CNY", "used": 300_000,
                              "clawed_back": 300_000, "recovered_by_refunds": 0, "repaid": 100_000,
                              "written_off": 0, "owed": 200_000, "room": 0, "overpaid": 0,
-                             "overpayment_returned": 0}
+                             "overpayment_returned": 0, "forgivable": 200_000}
     again = await world.post(f"{base}/repayments", payment, key=world.operator, idem="p1")
     assert again.json() == repaid.json()  # the stored answer: nothing posted twice
     for retyped in ("ICBC-20260612-1", " icbc-20260612-1", "ＩＣＢＣ－２０２６０６１２－１", "ICBC-2026\u200b0612-1"):

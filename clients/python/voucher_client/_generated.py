@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "1207de51a747536c14170e509625e916d0efaeedf6868b01088468a9219885e9"
+DOCUMENT_SHA256 = "0e35501c6139553f051380fbe18c1598cabb86cd50044d374792e10ac80106b4"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]
@@ -347,6 +347,7 @@ class ClawbackOverpaymentReturn(TypedDict):
 
 class ClawbackPublic(TypedDict):
     clawed_back: int
+    forgivable: int
     overpaid: int
     overpayment_returned: int
     owed: int

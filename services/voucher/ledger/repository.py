@@ -383,10 +383,10 @@ async def clawback_differences(session: AsyncSession) -> list[dict[str, Any]]:
     """A clawback asks back part of the value used on one voucher; refunds recover it only as
     they take that value below it, and what the enterprise repaid or the office wrote off is
     off it unless reversed: so for every voucher with a clawback, what its journals leave on the
-    enterprise's receivable must equal the smaller of the clawback and the value still used
-    on it, less what was repaid and written off, plus what the office returned of an
-    overpayment (each net of reversals, and never below nothing themselves), and never less
-    than nothing (every figure summed from postings;
+    enterprise's receivable must equal `rules.clawback_owed`: the smaller of the clawback and the
+    value still used on it, less what was repaid net of overpayment returns and written off
+    (never below nothing), plus returned money beyond what stands repaid; each sum net of its
+    reversals and never below nothing itself (every figure summed from postings;
     `rules.clawback_owed`)."""
     receivable = A.c.kind == AccountKind.ENTERPRISE_RECEIVABLE.value
     clawbacks = (

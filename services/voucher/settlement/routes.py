@@ -266,9 +266,11 @@ async def resolve_settlement(settlement_id: uuid.UUID, body: Reason, session: Se
 
 @router.post("/{settlement_id}/approve", operation_id="approve_settlement",
     description="The programme office (`settlements:write`) approves a submitted settlement for payment, with an "
-    "optional note. The status becomes `approved` and the audit event `settlement.approved` is recorded; no value "
-    "moves until payment. Refused with `not_found`, `invalid_transition` (not submitted) or an Idempotency-Key "
-    "conflict.",
+    "optional note. A draft whose total is zero or below (it pays nothing, or is a repayment statement) that the "
+    "provider neither confirmed nor disputed within 15 days of it is approved too, recorded as submitted on the "
+    "provider's behalf. The status becomes `approved` and the audit event `settlement.approved` is recorded; no value "
+    "moves until payment. Refused with `not_found`, `invalid_transition` (not submitted, or such a draft before its "
+    "15 days) or an Idempotency-Key conflict.",
              summary="Approve a submitted settlement for payment", response_model=SettlementPublic,
              responses=responses(*AUTH_ERRORS, *MOVE), dependencies=[Depends(idempotent(Scope.SETTLEMENTS_WRITE))])
 async def approve_settlement(settlement_id: uuid.UUID, session: Session, now: Now, actor: Writer,

@@ -244,7 +244,7 @@ def _clawback(state: service.ClawbackState, now: datetime) -> ClawbackPublic:
                           unit=v.unit, used=state.used, clawed_back=c.clawed_back,
                           recovered_by_refunds=state.recovered_by_refunds, repaid=c.repaid, written_off=c.written_off,
                           owed=state.owed, room=state.room, overpaid=state.overpaid,
-                          overpayment_returned=c.returned)
+                          overpayment_returned=c.returned, forgivable=state.forgivable)
 
 
 @router.get(

@@ -255,7 +255,8 @@ class ClawbackPublic(BaseModel):
         json_schema_extra={"examples": [{"voucher_id": "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e41", "status": "expired",
                                          "unit": "CNY", "used": 1_000_000, "clawed_back": 300_000,
                                          "recovered_by_refunds": 0, "repaid": 100_000, "written_off": 0,
-                                         "owed": 200_000, "room": 700_000, "overpaid": 0, "overpayment_returned": 0}]})
+                                         "owed": 200_000, "room": 700_000, "overpaid": 0, "overpayment_returned": 0,
+                                         "forgivable": 200_000}]})
 
     voucher_id: uuid.UUID
     status: VoucherStatus = Field(description="As of now.")
@@ -278,6 +279,9 @@ class ClawbackPublic(BaseModel):
                           "Usually 0.")
     overpayment_returned: int = Field(description="What the office paid back to the enterprise of what it "
                                       "overpaid (less returns reversed).")
+    forgivable: int = Field(description="What a write-off may take off now: what is owed, less money the office "
+                            "returned to the enterprise and is owed back after its repayment was reversed (that is "
+                            "repaid, not written off). Usually equal to `owed`.")
 
 
 class Posting(BaseModel):

@@ -505,6 +505,10 @@ class ClawbackState:
     def overpaid(self) -> int:
         return clawback_overpaid(self.clawback, self.used)
 
+    @property
+    def forgivable(self) -> int:
+        return clawback_forgivable(self.clawback, self.used)
+
 
 async def clawback_state(session: AsyncSession, actor: Actor, voucher_id: uuid.UUID, now: datetime) -> ClawbackState:
     """What is owed back for a voucher the caller may see (nothing when no clawback was recorded)."""
@@ -612,7 +616,7 @@ async def _settle_clawback(
         _check_reference_new(entries, reference)
     # A write-off forgives clawed-back value only: money the office returned to the enterprise
     # and is owed back (a repayment reversed after its overpayment was returned) is repaid.
-    forgivable = before.owed if kind == CLAWBACK_REPAID else clawback_forgivable(before.clawback, before.used)
+    forgivable = before.owed if kind == CLAWBACK_REPAID else before.forgivable
     if amount > forgivable:
         if forgivable < before.owed:
             problem = msg("at most the clawed-back value still owed, {forgivable}: the {returned} the office returned "
