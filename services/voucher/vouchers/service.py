@@ -4,6 +4,7 @@ expire. Budget and the enterprise's cap are committed atomically with issuance."
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -630,10 +631,7 @@ async def _settle_clawback(
         raise ValidationFailed([field_error("amount", problem)])
     assert before.receivable is not None  # something is owed on it
     if paid_on is not None:
-        first = next((e.at for e in entries if e.kind == CLAWBACK_RECORDED), None)
-        day_problem = payment_day_problem(paid_on, None, now) or repayment_day_problem(paid_on, first)
-        if day_problem is not None:
-            raise ValidationFailed([field_error("paid_on", day_problem)])
+        _check_paid_on(entries, paid_on, now)
     accounts = await ledger.programme_accounts(session, voucher.programme_id)
     await ledger.post_all(session, [ledger.journal(
         kind=kind, now=now, programme_id=voucher.programme_id, voucher_id=voucher.id,
@@ -650,6 +648,15 @@ async def _settle_clawback(
         programme_id=voucher.programme_id, enterprise_id=voucher.enterprise_id, voucher_id=voucher.id,
     )
     return after
+
+
+def _check_paid_on(entries: list[ClawbackLedgerEntry], paid_on: date, now: datetime) -> None:
+    """A bank payment of a clawback (the enterprise's, or the office's return) is dated no later
+    than today and no earlier than the voucher's first clawback."""
+    first = next((e.at for e in entries if e.kind == CLAWBACK_RECORDED), None)
+    day_problem = payment_day_problem(paid_on, None, now) or repayment_day_problem(paid_on, first)
+    if day_problem is not None:
+        raise ValidationFailed([field_error("paid_on", day_problem)])
 
 
 def _check_reference_new(entries: list[ClawbackLedgerEntry], reference: str, kind: str = CLAWBACK_REPAID) -> None:
@@ -743,18 +750,10 @@ async def reverse_clawback_entry(
     # What the entry took off the receivable (a return put its amount on it: `amount` < 0 there).
     amount = abs(entry.amount)
     undone, recovered = clawback_reversal(before.clawback, before.used, entry.kind, amount)
-    accounts = await ledger.programme_accounts(session, voucher.programme_id)
-    contra = accounts[AccountKind.PROGRAMME_CLAWBACK]
-    journals = [ledger.journal(
-        kind=CLAWBACK_REVERSALS[entry.kind], now=now, programme_id=voucher.programme_id, voucher_id=voucher.id,
-        legs=_on_receivable(before.receivable, contra, -entry.amount, voucher.unit),
-        memo=f"{REVERSAL_MEMO}{entry.id}: {reason}")]
-    if recovered:
-        journals.append(ledger.journal(
-            kind=CLAWBACK_RECOVERED_BY_REFUNDS, now=now, programme_id=voucher.programme_id, voucher_id=voucher.id,
-            legs=_on_receivable(before.receivable, contra, -recovered, voucher.unit),
-            memo=f"{RECOVERY_MEMO}{entry.id}"))
-    await ledger.post_all(session, journals)
+    await ledger.post_all(session, await _entry_and_recovery(
+        session, voucher, before.receivable, now, kind=CLAWBACK_REVERSALS[entry.kind], move=-entry.amount,
+        memo=f"{REVERSAL_MEMO}{entry.id}: {reason}", recovered=recovered,
+        recovery_memo=lambda _: f"{RECOVERY_MEMO}{entry.id}"))
     after = replace(before, clawback=undone)
     await audit.record(
         session, f"voucher.{CLAWBACK_REVERSALS[entry.kind]}", "voucher", voucher.id, now=now,
@@ -764,6 +763,23 @@ async def reverse_clawback_entry(
         programme_id=voucher.programme_id, enterprise_id=voucher.enterprise_id, voucher_id=voucher.id,
     )
     return after
+
+
+async def _entry_and_recovery(
+    session: AsyncSession, voucher: Voucher, receivable: uuid.UUID, now: datetime, *, kind: str, move: int, memo: str,
+    recovered: int, recovery_memo: Callable[[uuid.UUID], str],
+) -> list[ledger.Journal]:
+    """An office's entry moving the enterprise's receivable by `move` (up when positive) against
+    the programme's clawback account, and, when refunds recover part of it, the journal taking
+    that off (`recovered` < 0 puts it back), its memo naming the entry's journal."""
+    contra = (await ledger.programme_accounts(session, voucher.programme_id))[AccountKind.PROGRAMME_CLAWBACK]
+    entry = ledger.journal(kind=kind, now=now, programme_id=voucher.programme_id, voucher_id=voucher.id,
+                           legs=_on_receivable(receivable, contra, move, voucher.unit), memo=memo)
+    if not recovered:
+        return [entry]
+    return [entry, ledger.journal(
+        kind=CLAWBACK_RECOVERED_BY_REFUNDS, now=now, programme_id=voucher.programme_id, voucher_id=voucher.id,
+        legs=_on_receivable(receivable, contra, -recovered, voucher.unit), memo=recovery_memo(entry.id))]
 
 
 def _on_receivable(receivable: uuid.UUID, contra: uuid.UUID, amount: int, unit: str) -> list[Leg]:
@@ -793,23 +809,12 @@ async def return_overpayment(
                    if before.overpaid > 0 else msg("the enterprise overpaid nothing for this voucher"))
         raise ValidationFailed([field_error("amount", problem)])
     assert before.receivable is not None  # it repaid on it
-    first = next((e.at for e in entries if e.kind == CLAWBACK_RECORDED), None)
-    day_problem = payment_day_problem(paid_on, None, now) or repayment_day_problem(paid_on, first)
-    if day_problem is not None:
-        raise ValidationFailed([field_error("paid_on", day_problem)])
+    _check_paid_on(entries, paid_on, now)
     after_clawback, recovered = clawback_overpayment_return(before.clawback, before.used, amount)
-    accounts = await ledger.programme_accounts(session, voucher.programme_id)
-    contra = accounts[AccountKind.PROGRAMME_CLAWBACK]
-    returned = ledger.journal(
-        kind=CLAWBACK_OVERPAYMENT_RETURNED, now=now, programme_id=voucher.programme_id, voucher_id=voucher.id,
-        legs=transfer(contra, before.receivable, amount, voucher.unit), memo=f"{RETURN_MEMO}{reference}")
-    journals = [returned]
-    if recovered:
-        journals.append(ledger.journal(
-            kind=CLAWBACK_RECOVERED_BY_REFUNDS, now=now, programme_id=voucher.programme_id, voucher_id=voucher.id,
-            legs=_on_receivable(before.receivable, contra, -recovered, voucher.unit),
-            memo=f"{RETURN_RECOVERY_MEMO}{returned.id}"))
-    await ledger.post_all(session, journals)
+    await ledger.post_all(session, await _entry_and_recovery(
+        session, voucher, before.receivable, now, kind=CLAWBACK_OVERPAYMENT_RETURNED, move=amount,
+        memo=f"{RETURN_MEMO}{reference}", recovered=recovered,
+        recovery_memo=lambda returned: f"{RETURN_RECOVERY_MEMO}{returned}"))
     after = replace(before, clawback=after_clawback)
     await audit.record(
         session, "voucher.clawback_overpayment_returned", "voucher", voucher.id, now=now,
