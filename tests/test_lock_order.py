@@ -424,3 +424,28 @@ async def test_a_provider_dropping_a_kind_and_its_draft_programme_changing_to_it
         ("compute", ["compute"], True)
     assert (dropped.status_code, switched.json()["provider_ids"]) == (200, [provider_id])
     assert waited  # the change of kind waited for the update to commit
+
+
+async def test_a_tenant_s_refused_revocation_of_another_s_key_locks_nothing(
+        app: Any, client: httpx.AsyncClient, database_url: str) -> None:
+    """An enterprise key names a provider's key to revoke: 404, as if absent — and at once, even
+    while the provider's key row is locked. The service had locked the row before looking whose
+    it was, so a tenant could hold another's key row for as long as its request lasted (an
+    independent review)."""
+    world: World = await build_world(app, client)
+    provider_key = (await world.client.get("/v1/me", headers=auth(world.provider_key))).json()["key_id"]
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as locker:
+            await locker.begin()
+            await locker.execute(text("SELECT 1 FROM api_key WHERE id = :id FOR UPDATE"), {"id": uuid.UUID(provider_key)})
+            refused = await asyncio.wait_for(world.client.post(
+                f"/v1/api-keys/{provider_key}/revoke", json={"reason": "not mine"},
+                headers=auth(world.enterprise_key, **{"Idempotency-Key": "other-tenant"})), timeout=5)
+            assert_problem(refused, 404, "not_found")
+            await locker.rollback()
+    finally:
+        await engine.dispose()
+    own = await world.client.post(f"/v1/api-keys/{provider_key}/revoke", json={"reason": "rotated by hand"},
+                                  headers=auth(world.provider_key, **{"Idempotency-Key": "own"}))
+    assert own.status_code == 200, own.text

@@ -219,6 +219,10 @@ async def test_another_enterprise_cannot_claim_the_same_invoice_or_document(
     theirs = await client.post("/v1/claims", json=claim_body(world, voucher, invoice="44030010", contract="C-10",
                                                              document="d-10"), headers=auth(other_key, **fresh_key()))
     assert_problem(theirs, 404, "not_found")
+    # Nor read or list the first enterprise's claim: as if it did not exist.
+    claim = (await client.get("/v1/claims", headers=auth(world.enterprise_key))).json()["items"][0]
+    assert_problem(await client.get(f"/v1/claims/{claim['id']}", headers=auth(other_key)), 404, "not_found")
+    assert (await client.get("/v1/claims", headers=auth(other_key))).json()["items"] == []
 
 
 async def test_a_provider_cannot_redeem_in_a_claim_programme(app, world: World) -> None:

@@ -44,8 +44,8 @@ async def get_key(
     stmt = _visible_keys(actor).where(col(ApiKey.id) == key_id)
     if own_only:
         stmt = stmt.where(col(ApiKey.principal_id) == actor.principal_id)
-    if for_update:
-        stmt = stmt.with_for_update()
+    if for_update:  # refresh an object the session read before the lock: decide on the locked row
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
     return (await session.execute(stmt)).scalar_one_or_none()
 
 

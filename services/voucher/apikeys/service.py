@@ -306,9 +306,14 @@ async def _key_to_change(
 ) -> ApiKey:
     """The key to revoke or rotate, locked; the caller's own row is locked with it, in id order,
     as `_caller_deadline` reads it again (FOR SHARE) before the change."""
+    own_only = Scope.KEYS_WRITE not in actor.scopes
+    # A key that may change only its own principal's keys is told 404 before anything is
+    # locked: locking first, a tenant's refused call held another principal's key row until it
+    # ended (an independent review). A key's principal never changes, so the look is final.
+    if own_only and await repository.get_key(session, actor, key_id, own_only=True) is None:
+        raise NotFound(msg("no API key with id {key_id}", key_id=key_id))
     if actor.key_id is not None and actor.key_id != key_id:
         await repository.lock_in_id_order(session, [key_id, actor.key_id])
-    own_only = Scope.KEYS_WRITE not in actor.scopes
     key = await repository.get_key(session, actor, key_id, own_only=own_only, for_update=True)
     if key is None:
         raise NotFound(msg("no API key with id {key_id}", key_id=key_id))

@@ -46,8 +46,8 @@ async def get(
     session: AsyncSession, actor: Actor, voucher_id: uuid.UUID, *, for_update: bool = False
 ) -> Voucher | None:
     stmt = visible(actor).where(col(Voucher.id) == voucher_id)
-    if for_update:
-        stmt = stmt.with_for_update()
+    if for_update:  # as get_by_id: decide on the locked row, not an object read before the lock
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
