@@ -333,6 +333,21 @@ async def test_contract_used_by_another_enterprise_is_refused_after_normalising(
     assert accepted["status"] == "under_review"
 
 
+async def test_an_enterprise_with_an_open_application_learns_nothing_of_others_contracts(desk: Desk) -> None:
+    """Told `application_already_open` whatever contract it names: asked about contracts first,
+    it could probe another enterprise's contract numbers at no cost, each refusal writing nothing
+    (an independent review). A malformed contract is still a 422 first."""
+    provider_id = desk.world.provider["id"]
+    await desk.apply(contracts=[contract(provider_id, "HZC-SECRET-1")])
+    _, other_key = await desk.other_enterprise()
+    await desk.apply(key=other_key, contracts=[contract(provider_id, "HZC-MINE-1")])
+    for number in ("HZC-SECRET-1", "HZC-NOBODY-1"):
+        refused = await desk.submit(key=other_key, contracts=[contract(provider_id, number)])
+        assert_problem(refused, 409, "application_already_open")
+    bad = await desk.submit(key=other_key, contracts=[contract(provider_id, "\u041dZ\u0421-1")])
+    assert_problem(bad, 422, "validation_failed")
+
+
 async def test_a_contract_with_a_related_party_fails_no_related_party_contracts(app: Any, client: httpx.AsyncClient) -> None:
     """Beijing's 'no related-party purchase', judged at submission by the rule that redemption and
     claims apply later: an application whose contract's provider shares a shareholder with the

@@ -117,8 +117,8 @@ async def _record(
 async def _check_contracts(
     session: AsyncSession, programme: Programme, contracts: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
-    """Contracts as stored (numbers normalised); 422 for a malformed list, 409 for a contract
-    already part of another application or claim."""
+    """Contracts as stored (numbers normalised); 422 for a malformed list. Whether each is free is
+    `_check_contracts_free`'s, asked later."""
     if programme.application_requires_contract and not contracts:
         raise ValidationFailed([field_error("contracts", msg("this programme asks for at least one contract"),
                                             "contract_required")])
@@ -140,6 +140,14 @@ async def _check_contracts(
         stored.append({**contract, "number": number, "provider_id": str(contract["provider_id"])})
     if problems:
         raise ValidationFailed(problems)
+    return stored
+
+
+async def _check_contracts_free(session: AsyncSession, stored: list[dict[str, Any]]) -> None:
+    """409 for a contract already part of another application or claim. Asked only once the
+    enterprise could apply at all (no application of its own still open): asked first, an
+    enterprise with an open application could probe others' contract numbers at no cost, each
+    refusal writing nothing (an independent review, December 2026)."""
     for contract in stored:
         provider_id = uuid.UUID(contract["provider_id"])
         if await repository.live_contract(session, provider_id, reference_key(contract["number"])) is not None:
@@ -148,7 +156,6 @@ async def _check_contracts(
                     "claim: one subsidy per contract", number=contract["number"], provider_id=provider_id),
                 contract_number=contract["number"], provider_id=str(provider_id),
             )
-    return stored
 
 
 async def _related_contracts(
@@ -263,6 +270,7 @@ async def submit(
                 "decision", application_id=existing.id, status=Status(existing.status)),
             application_id=str(existing.id), current_status=existing.status,
         )
+    await _check_contracts_free(session, contracts)
     remaining = max(programme.enterprise_cap - usage.granted - usage.committed, 0)
     verdict = eligibility.judge_request(programme, enterprise, requested, remaining, now,
                                         related_contracts=await _related_contracts(session, enterprise, contracts))
