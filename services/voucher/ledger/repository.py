@@ -778,7 +778,7 @@ async def voucher_clawback(session: AsyncSession, account_id: uuid.UUID, voucher
         select(*_clawback_sums()).select_from(P.join(T, T.c.id == P.c.transaction_id))
         .where(P.c.account_id == account_id, T.c.voucher_id == voucher_id)
     )).one()
-    return Clawback(*(int(x) for x in row))
+    return Clawback(**{name: int(x) for name, x in row._mapping.items()})  # labelled as its fields
 
 
 async def voucher_entries_on(session: AsyncSession, account_id: uuid.UUID,

@@ -578,6 +578,12 @@ class Clawback:
     owed: int = 0
     returned: int = 0
 
+    @property
+    def net_paid(self) -> int:
+        """What the enterprise repaid less what the office returned to it (below 0 once a
+        repayment whose overpayment was returned is reversed)."""
+        return self.repaid - self.returned
+
 
 def clawback_owed(clawback: Clawback, used: int) -> int:
     """What the enterprise owes back for a voucher while `used` is still used on it.
@@ -594,15 +600,13 @@ def clawback_owed(clawback: Clawback, used: int) -> int:
     write-off does not forgive it: a write-off forgives clawed-back value, and one that refunds
     have since overtaken (the value it forgave came back through the provider) had otherwise
     cancelled money the office paid out (an independent review, December 2026)."""
-    net_paid = clawback.repaid - clawback.returned
-    return clawback_forgivable(clawback, used) + max(0, -net_paid)
+    return clawback_forgivable(clawback, used) + max(0, -clawback.net_paid)
 
 
 def clawback_forgivable(clawback: Clawback, used: int) -> int:
     """The part of what is owed that is clawed-back value still used, which a write-off may
     forgive: `clawback_owed` less money the office returned and is owed back."""
-    net_paid = clawback.repaid - clawback.returned
-    return max(0, min(clawback.clawed_back, used) - max(0, net_paid) - clawback.written_off)
+    return max(0, min(clawback.clawed_back, used) - max(0, clawback.net_paid) - clawback.written_off)
 
 
 def clawback_recovered(clawback: Clawback, used: int, refunded: int) -> int:
@@ -630,7 +634,7 @@ def clawback_overpaid(clawback: Clawback, used: int) -> int:
     the provider. (What is repaid and written off never passes what was clawed back, so a
     refund comes off what is owed first, then off the write-off, and only then off the
     repayment.) What the office returned of it (`clawback_overpayment_return`) is overpaid no more."""
-    return max(0, clawback.repaid - clawback.returned - min(clawback.clawed_back, used))
+    return max(0, clawback.net_paid - min(clawback.clawed_back, used))
 
 
 def clawback_overpayment_return(clawback: Clawback, used: int, amount: int) -> tuple[Clawback, int]:
