@@ -291,7 +291,7 @@ async def test_an_operator_records_a_repayment_and_writes_off_the_rest(client: h
     # the repayment was a bounced transfer: reversed from its row, with why; a reason is required
     entries = (await client.get(f"/v1/vouchers/{voucher['id']}/clawback/entries", headers=auth(world.operator))).json()
     repaid = next(e for e in entries["items"] if e["kind"] == "clawback_repaid")
-    assert page.text.count('class="reverse-entry"') == 2  # the repayment's row and the write-off's
+    assert page.text.count('class="reverse-entry"') == 3  # the clawback's row, the repayment's and the write-off's
     reversal = {"csrf_token": token, "entry_id": repaid["id"], "reason": ""}
     blank = await browser.post(f"{path}/clawback/reversals", data=reversal)
     assert blank.status_code == 422 and 'role="alert"' in blank.text
@@ -302,7 +302,7 @@ async def test_an_operator_records_a_repayment_and_writes_off_the_rest(client: h
     state = (await client.get(f"/v1/vouchers/{voucher['id']}/clawback", headers=auth(world.operator))).json()
     assert (state["repaid"], state["owed"]) == (0, 250_000)
     page = await browser.get(path)
-    assert 'id="clawback-owed">¥2,500.00<' in page.text and page.text.count('class="reverse-entry"') == 1
+    assert 'id="clawback-owed">¥2,500.00<' in page.text and page.text.count('class="reverse-entry"') == 2
     assert 'data-kind="clawback_repayment_reversed">clawback repayment reversed' in page.text
     assert "the transfer bounced" in page.text
 
@@ -336,7 +336,7 @@ async def test_an_operator_records_the_return_of_an_overpayment(client: httpx.As
     assert 'id="clawback-returned">¥2,000.00<' in page.text and 'id="record-overpayment-return"' not in page.text
     assert 'data-kind="clawback_overpayment_returned">overpayment returned to the enterprise' in page.text
     assert "BOC-1" in page.text
-    assert page.text.count('class="reverse-entry"') == 2  # the repayment's row and the return's
+    assert page.text.count('class="reverse-entry"') == 3  # the clawback's row, the repayment's and the return's
 
 
 async def test_an_enterprise_key_cannot_open_the_voucher_pages_of_the_office(browser: Browser, world: World) -> None:

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from services.voucher.errors import ValidationFailed
 from services.voucher.redemption.rules import (
     CLAWBACK_OVERPAYMENT_RETURNED,
+    CLAWBACK_RECORDED,
     CLAWBACK_REPAID,
     CLAWBACK_WRITTEN_OFF,
     Clawback,
@@ -23,6 +24,7 @@ from services.voucher.redemption.rules import (
     clawback_recovered,
     clawback_refunded,
     clawback_reversal,
+    clawback_reversible,
     clawback_room,
 )
 
@@ -136,8 +138,10 @@ def test_a_reversal_after_a_refund_puts_back_only_what_the_value_still_used_leav
         Clawback(300_000, owed=300_000), 0)
     with pytest.raises(ValueError):  # more than was recorded
         clawback_reversal(repaid, 300_000, CLAWBACK_WRITTEN_OFF, 1)
-    with pytest.raises(ValueError):  # a clawback is not reversed: another is recorded, or it is written off
-        clawback_reversal(repaid, 300_000, "clawback_recorded", 1)
+    with pytest.raises(ValueError):  # a clawback is undone only down to what was written off of it
+        clawback_reversal(Clawback(300_000, written_off=200_000, owed=100_000), 300_000, CLAWBACK_RECORDED, 100_001)
+    with pytest.raises(ValueError):  # a refund is not an office's entry
+        clawback_reversal(repaid, 300_000, "refund", 1)
 
 
 def test_value_repaid_or_written_off_is_not_clawed_back_again() -> None:
@@ -157,6 +161,12 @@ _steps = st.lists(st.tuples(st.sampled_from(["refund", "clawback", "repay", "wri
 # A write-off that refunds then overtook, a return, and the repayment reversed (a review's case).
 @example(used=300, steps=[("clawback", 300), ("repay", 200), ("write_off", 100), ("refund", 300), ("return", 200),
                           ("reverse", 0), ("write_off", 200)])
+# A clawback entered twice and written off as a workaround, both reversed; a mistyped clawback
+# partly repaid: refused until the repayment is reversed, then the right one recorded and repaid.
+@example(used=300, steps=[("clawback", 100), ("clawback", 100), ("write_off", 100), ("reverse", 1),
+                          ("reverse", 1), ("refund", 150)])
+@example(used=1000, steps=[("clawback", 1000), ("repay", 100), ("reverse", 0), ("reverse", 1), ("reverse", 0),
+                           ("clawback", 100), ("repay", 100), ("refund", 990)])
 def test_the_ledger_step_by_step_agrees_with_the_reconciliation(used: int, steps: list[tuple[str, int]]) -> None:
     """Any sequence of clawbacks, refunds, repayments and write-offs, each allowed as the service
     allows it: the receivable the ledger's steps leave (`clawback_recovered` at each refund) is
@@ -165,27 +175,39 @@ def test_the_ledger_step_by_step_agrees_with_the_reconciliation(used: int, steps
     the second first, and what is owed being the clawed-back bucket less what was repaid or
     written off. The programme never gets back, from refunds and repayments together, more
     than was used, but for what the enterprise overpaid. A reversal undoes one standing
-    repayment or write-off in full: the ledger puts its amount back and takes off what refunds
-    made while it stood recover (`clawback_reversal`), which leaves what the totals expect. The
+    clawback, repayment or write-off in full: the ledger moves its amount back and what refunds
+    made while it stood recover (`clawback_reversal`), which leaves what the totals expect; a
+    clawback only down to what stands repaid and written off (`clawback_reversible`). The
     office returns at most what was overpaid, which leaves nothing owed; a return may be reversed
     too, and a repayment reversed after a return asks the returned money back."""
     c = Clawback()
     not_clawed, clawed = used, 0  # the model's buckets of the value still used
     returned = 0  # value refunds gave back to the programme
-    standing: list[tuple[str, int]] = []  # repayments, write-offs and returns not reversed
+    standing: list[tuple[str, int]] = []  # clawbacks, repayments, write-offs and returns not reversed
     for step, wanted in steps:
+        still_used = not_clawed + clawed
         if step == "reverse":
             if not standing:
                 continue
-            kind, amount = standing.pop(wanted % len(standing))
+            kind, amount = standing[wanted % len(standing)]
+            if kind == CLAWBACK_RECORDED and not clawback_reversible(c, amount):
+                with pytest.raises(ValueError):  # the service refuses it: the write-off is reversed first
+                    clawback_reversal(c, not_clawed + clawed, kind, amount)
+                continue
+            standing.remove((kind, amount))
             undone, recovered = clawback_reversal(c, not_clawed + clawed, kind, amount)
-            sums = {CLAWBACK_REPAID: (c.repaid - amount, c.written_off, c.returned),
-                    CLAWBACK_WRITTEN_OFF: (c.repaid, c.written_off - amount, c.returned),
-                    CLAWBACK_OVERPAYMENT_RETURNED: (c.repaid, c.written_off, c.returned - amount)}[kind]
-            assert (undone.repaid, undone.written_off, undone.returned) == sums
-            moved = -amount if kind == CLAWBACK_OVERPAYMENT_RETURNED else amount  # the reversal's own journal
+            sums = {CLAWBACK_RECORDED: (c.clawed_back - amount, c.repaid, c.written_off, c.returned),
+                    CLAWBACK_REPAID: (c.clawed_back, c.repaid - amount, c.written_off, c.returned),
+                    CLAWBACK_WRITTEN_OFF: (c.clawed_back, c.repaid, c.written_off - amount, c.returned),
+                    CLAWBACK_OVERPAYMENT_RETURNED: (c.clawed_back, c.repaid, c.written_off, c.returned - amount)}[kind]
+            assert (undone.clawed_back, undone.repaid, undone.written_off, undone.returned) == sums
+            # the reversal's own journal: a clawback and a return had put their amount on
+            moved = -amount if kind in (CLAWBACK_RECORDED, CLAWBACK_OVERPAYMENT_RETURNED) else amount
             assert 0 <= recovered <= amount if moved > 0 else -amount <= recovered <= 0
             c = replace(undone, owed=c.owed + moved - recovered)  # what its two journals post
+            if kind == CLAWBACK_RECORDED:  # the model's clawed-back bucket is what the clawback still takes
+                clawed = min(c.clawed_back, not_clawed + clawed)
+                not_clawed = still_used - clawed
         elif step == "return":
             amount = min(wanted, clawback_overpaid(c, not_clawed + clawed))
             if not amount:
@@ -201,9 +223,15 @@ def test_the_ledger_step_by_step_agrees_with_the_reconciliation(used: int, steps
             not_clawed, clawed, returned = not_clawed - first, clawed - (refunded - first), returned + refunded
         elif step == "clawback":
             amount = min(wanted, clawback_room(c, not_clawed + clawed))
+            if not amount:
+                continue
             assert amount <= not_clawed  # only value not clawed back yet is asked for
+            # What stands repaid and written off never passes what is clawed back (a clawback is
+            # reversed only down to it), so the ledger's one journal puts the whole amount on.
+            assert max(0, c.repaid - c.returned) + c.written_off <= c.clawed_back
             c = replace(c, clawed_back=c.clawed_back + amount, owed=c.owed + amount)
             not_clawed, clawed = not_clawed - amount, clawed + amount
+            standing.append((CLAWBACK_RECORDED, amount))
         else:
             # A write-off forgives clawed-back value only, not money returned and owed back.
             amount = min(wanted, c.owed if step == "repay" else clawback_forgivable(c, not_clawed + clawed))
@@ -221,7 +249,7 @@ def test_the_ledger_step_by_step_agrees_with_the_reconciliation(used: int, steps
         # Owed is at most the clawed-back value still used, and the money the office returned
         # to the enterprise beyond what it still counts as repaid (a repayment reversed since).
         assert 0 <= c.owed <= clawed + max(0, c.returned - c.repaid)
-        assert min(c.repaid, c.written_off, c.returned) >= 0
+        assert min(c.clawed_back, c.repaid, c.written_off, c.returned) >= 0
         # What the programme got back, net of what the office returned, never passes the used
         # value but for what the enterprise overpaid and was not returned yet.
         assert returned + c.repaid - c.returned - clawback_overpaid(c, still_used) <= used

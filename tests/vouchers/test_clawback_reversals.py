@@ -1,5 +1,5 @@
-"""A clawback's repayment or write-off recorded by mistake, undone (DESIGN §3 invariant 6: the
-receivable stays what the rule says; docs/decisions.md "A repayment or write-off reversed")."""
+"""A clawback, or its repayment or write-off, recorded by mistake, undone (DESIGN §3 invariant 6:
+the receivable stays what the rule says; docs/decisions.md "A repayment or write-off reversed")."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import uuid
 from typing import Any
 
 import httpx
+from sqlalchemy import select
 
+from services.voucher.tables import AuditEvent
 from tests.redemption import test_routes as routes
 from tests.redemption.test_routes import _pool, _receivable, _revoked_with_clawback
 from tests.support import assert_problem, auth
@@ -39,7 +41,7 @@ async def test_a_repayment_recorded_by_mistake_is_reversed_once(app, world: Worl
     listed = (await _entries(world, voucher)).json()
     assert [(e["kind"], e["amount"], e["reference"]) for e in listed["items"]] == [
         ("clawback_recorded", 300_000, None), ("clawback_repaid", -100_000, "ICBC-77")]
-    recorded, repayment = listed["items"]
+    _, repayment = listed["items"]
 
     body = {"entry_id": repayment["id"], "reason": "the bank returned the transfer"}
     reversed_ = await world.post(f"{base}/reversals", body, key=world.operator, idem="r1")
@@ -55,7 +57,7 @@ async def test_a_repayment_recorded_by_mistake_is_reversed_once(app, world: Worl
 
     again = await world.post(f"{base}/reversals", {**body, "reason": "again"}, key=world.operator)
     assert assert_problem(again, 409, "already_reversed")["journal_id"] == items[2]["id"]
-    for entry_id in (recorded["id"], items[2]["id"], str(uuid.uuid4())):  # a clawback, a reversal, nothing
+    for entry_id in (items[2]["id"], str(uuid.uuid4())):  # a reversal, nothing
         refused = await world.post(f"{base}/reversals", {**body, "entry_id": entry_id}, key=world.operator)
         assert [e["pointer"] for e in assert_problem(refused, 422, "validation_failed")["errors"]] == ["/entry_id"]
     for key, status, code in ((world.enterprise_key, 403, "insufficient_scope"),
@@ -191,3 +193,95 @@ def test_a_reversal_s_memo_names_its_entry_and_nothing_typed_does() -> None:
     assert reversed_entry(f"refunds recover, on the reversal of {entry}") == entry
     for memo in (None, "", f"bounced, reversal of {entry}", "reversal of nothing: x", f"reversal of{entry}"):
         assert reversed_entry(memo) is None, memo
+
+
+async def _reverse(world: World, voucher: dict[str, Any], entry: dict[str, Any], reason: str) -> httpx.Response:
+    return await world.post(f"/v1/vouchers/{voucher['id']}/clawback/reversals",
+                            {"entry_id": entry["id"], "reason": reason}, key=world.operator)
+
+
+async def test_a_clawback_entered_twice_is_reversed(app, world: World) -> None:
+    """Two clerks record the same finding: 100,000 clawed back at revocation and 100,000 again.
+    The second is reversed (`clawback_reversed`): the clawed-back sum and what is owed fall by
+    it, and a refund of 150,000 of the 300,000 used then takes value that was never clawed back,
+    so 100,000 stays owed. (Before, the office could only write the duplicate off, and the
+    refund then ate the real debt: 50,000 owed; an independent review.)"""
+    voucher, redeemed = await _revoked_with_clawback(world, 100_000)
+    base = f"/v1/vouchers/{voucher['id']}/clawback"
+    twice = await world.post(base, {"amount": 100_000, "reason": "the same audit finding"}, key=world.operator)
+    assert twice.json()["owed"] == 200_000
+    duplicate = (await _entries(world, voucher)).json()["items"][-1]
+    assert duplicate["kind"] == "clawback_recorded"
+    undone = await _reverse(world, voucher, duplicate, "entered twice")
+    assert undone.status_code == 200, undone.text
+    state = undone.json()
+    assert (state["clawed_back"], state["owed"], state["room"]) == (100_000, 100_000, 200_000)
+    refunded = await world.post(f"/v1/redemptions/{redeemed['id']}/refunds", {"amount": 150_000, "reason": "part"})
+    assert refunded.status_code == 201, refunded.text
+    assert ((await _state(world, voucher))["owed"], await _receivable(app, world)) == (100_000, 100_000)
+    items = (await _entries(world, voucher)).json()["items"]
+    assert [(e["kind"], e["amount"]) for e in items] == [
+        ("clawback_recorded", 100_000), ("clawback_recorded", 100_000), ("clawback_reversed", -100_000)]
+    assert items[1]["reversed_by"] == items[2]["id"] and items[2]["reverses"] == duplicate["id"]
+    assert_problem(await _reverse(world, voucher, duplicate, "again"), 409, "already_reversed")
+    async with app.state.database.unit_of_work(write=False) as session:
+        event = (await session.execute(select(AuditEvent).where(
+            AuditEvent.action == "voucher.clawback_reversed",
+            AuditEvent.resource_id == uuid.UUID(voucher["id"])))).scalar_one()
+    assert (event.before["clawback_owed"], event.after["clawback_owed"], event.after["entry_id"]) == (
+        200_000, 100_000, duplicate["id"])
+    assert (await world.reconciliation())["is_clean"]
+
+
+async def test_a_reversed_clawback_gives_back_what_refunds_had_recovered_of_it(app, world: World) -> None:
+    """300,000 clawed back, then 200,000 of the order refunded (recovering 200,000 of it): the
+    clawback, recorded by mistake, is reversed. Nothing is owed: the reversal takes 300,000 off
+    and a second journal puts back the 200,000 the refund had taken off (it recovers nothing of
+    a clawback that is gone); the pool does not move."""
+    voucher, redeemed = await _revoked_with_clawback(world, 300_000)
+    refunded = await world.post(f"/v1/redemptions/{redeemed['id']}/refunds", {"amount": 200_000, "reason": "x"})
+    assert refunded.status_code == 201, refunded.text
+    assert (await _state(world, voucher))["owed"] == 100_000
+    pool = await _pool(app, world)
+    recorded = (await _entries(world, voucher)).json()["items"][0]
+    undone = await _reverse(world, voucher, recorded, "the wrong enterprise's finding")
+    assert undone.status_code == 200, undone.text
+    state = undone.json()
+    assert (state["clawed_back"], state["owed"], state["recovered_by_refunds"], state["room"]) == (0, 0, 0, 100_000)
+    assert (await _receivable(app, world), await _pool(app, world)) == (0, pool)
+    items = (await _entries(world, voucher)).json()["items"]
+    assert [(e["kind"], e["amount"], e["reverses"]) for e in items[-2:]] == [
+        ("clawback_reversed", -300_000, recorded["id"]), ("clawback_recovered_by_refunds", 200_000, recorded["id"])]
+    assert (await world.reconciliation())["is_clean"]
+
+
+async def test_a_mistyped_clawback_partly_repaid_is_corrected_in_order(app, world: World) -> None:
+    """300,000 typed for 30,000, and the enterprise paid the 30,000. The clawback is not undone
+    below what stands repaid (422, naming both, nothing changed): the repayment is reversed
+    first, then the clawback, the right one recorded, and the same transfer recorded again
+    against it. Nothing is owed, and every step is in the ledger."""
+    voucher, _ = await _revoked_with_clawback(world, 300_000)
+    base = f"/v1/vouchers/{voucher['id']}/clawback"
+    paid = await world.post(f"{base}/repayments", {"amount": 30_000, "reference": "ICBC-5", "paid_on": "2026-03-02"},
+                            key=world.operator)
+    assert paid.json()["owed"] == 270_000
+    recorded, repayment = (await _entries(world, voucher)).json()["items"]
+    refused = assert_problem(await _reverse(world, voucher, recorded, "mistyped"), 422, "validation_failed")
+    assert [e["pointer"] for e in refused["errors"]] == ["/entry_id"]
+    assert refused["errors"][0]["message"].startswith(
+        "¥300.00 of this voucher's clawback stands repaid or written off, more than would be left clawed back "
+        "without this entry, ¥0.00"), refused
+    assert (await _state(world, voucher))["owed"] == 270_000 and await _receivable(app, world) == 270_000
+    assert (await _reverse(world, voucher, repayment, "re-entered against the corrected clawback")).status_code == 200
+    assert (await _reverse(world, voucher, recorded, "mistyped")).json()["owed"] == 0
+    assert (await world.post(base, {"amount": 30_000, "reason": "the audit's figure"}, key=world.operator)
+            ).json()["owed"] == 30_000
+    again = await world.post(f"{base}/repayments", {"amount": 30_000, "reference": "ICBC-5", "paid_on": "2026-03-02"},
+                             key=world.operator)
+    assert again.status_code == 200, again.text
+    assert (again.json()["clawed_back"], again.json()["repaid"], again.json()["owed"]) == (30_000, 30_000, 0)
+    assert [e["kind"] for e in (await _entries(world, voucher)).json()["items"]] == [
+        "clawback_recorded", "clawback_repaid", "clawback_repayment_reversed", "clawback_reversed",
+        "clawback_recorded", "clawback_repaid"]
+    assert await _receivable(app, world) == 0
+    assert (await world.reconciliation())["is_clean"]

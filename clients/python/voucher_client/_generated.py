@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "0e35501c6139553f051380fbe18c1598cabb86cd50044d374792e10ac80106b4"
+DOCUMENT_SHA256 = "86b083c352da6a43856f486d29fc8a5aca51ea2a65357f10b521c929ba4daee9"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]
@@ -3263,7 +3263,7 @@ class SyncOperations(SyncTransport):
         *,
         idempotency_key: str | None = None,
     ) -> ClawbackPublic:
-        """Undo a repayment, write-off or overpayment return of a clawback recorded by mistake
+        """Undo a clawback, or its repayment, write-off or overpayment return, recorded by mistake
 
         `POST /v1/vouchers/{voucher_id}/clawback/reversals`. Sends an Idempotency-Key (a fresh UUID unless `idempotency_key` is given), so it is retried safely.
         """
@@ -5462,7 +5462,7 @@ class AsyncOperations(AsyncTransport):
         *,
         idempotency_key: str | None = None,
     ) -> ClawbackPublic:
-        """Undo a repayment, write-off or overpayment return of a clawback recorded by mistake
+        """Undo a clawback, or its repayment, write-off or overpayment return, recorded by mistake
 
         `POST /v1/vouchers/{voucher_id}/clawback/reversals`. Sends an Idempotency-Key (a fresh UUID unless `idempotency_key` is given), so it is retried safely.
         """

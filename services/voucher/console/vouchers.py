@@ -88,7 +88,7 @@ def install(console: FastAPI) -> None:
         ended = found["status"] in ("expired", "revoked")
         clawback = await page.api.get(f"/v1/vouchers/{voucher_id}/clawback") if ended else None
         # Every entry of an ended voucher's clawback, oldest first (a handful per voucher): a
-        # repayment or write-off recorded by mistake is reversed from its row.
+        # clawback, repayment, write-off or return recorded by mistake is reversed from its row.
         entries = (await page.api.get(f"/v1/vouchers/{voucher_id}/clawback/entries", limit=200))["items"] if ended else []
         return page.render("operator/voucher.html", status=status, voucher=found, history=history,
                            enterprise=enterprise, clawback=clawback, entries=entries, error=error,

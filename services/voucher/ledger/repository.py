@@ -40,6 +40,7 @@ from services.voucher.redemption.rules import (
     CLAWBACK_RECORDED,
     CLAWBACK_REPAID,
     CLAWBACK_REPAYMENT_REVERSED,
+    CLAWBACK_REVERSED,
     CLAWBACK_WRITE_OFF_REVERSED,
     CLAWBACK_WRITTEN_OFF,
     LAPSES,
@@ -413,9 +414,10 @@ async def clawback_differences(session: AsyncSession) -> list[dict[str, Any]]:
         select(c.voucher_id, c.clawed_back, still_used.label("used"), c.repaid, c.written_off, c.returned, c.owed,
                expected.label("expected"))
         .select_from(clawbacks.outerjoin(used, used.c.voucher_id == c.voucher_id))
-        # Reversals count against the repaid and written-off sums: below nothing, an entry was
-        # undone twice or by more than it took off, which the receivable alone would not show.
-        .where(or_(c.owed != expected, c.repaid < 0, c.written_off < 0, c.returned < 0))
+        # Reversals count against the clawed-back, repaid, written-off and returned sums: below
+        # nothing, an entry was undone twice or by more than it moved, which the receivable
+        # alone would not show.
+        .where(or_(c.owed != expected, c.clawed_back < 0, c.repaid < 0, c.written_off < 0, c.returned < 0))
     )
     return [{"what": "clawback owed for the voucher", **dict(r._mapping)}
             for r in (await session.execute(rows)).all()]
@@ -803,7 +805,7 @@ def _clawback_sums() -> list[Any]:
     def of(kinds: str | list[str], amount: Any) -> Any:
         kind = T.c.kind.in_(kinds) if isinstance(kinds, list) else T.c.kind == kinds
         return func.coalesce(_sum(case((kind, amount), else_=0)), 0)
-    return [of(CLAWBACK_RECORDED, P.c.amount).label("clawed_back"),
+    return [of([CLAWBACK_RECORDED, CLAWBACK_REVERSED], P.c.amount).label("clawed_back"),
             of([CLAWBACK_REPAID, CLAWBACK_REPAYMENT_REVERSED], -P.c.amount).label("repaid"),
             of([CLAWBACK_WRITTEN_OFF, CLAWBACK_WRITE_OFF_REVERSED], -P.c.amount).label("written_off"),
             func.coalesce(_sum(P.c.amount), 0).label("owed"),

@@ -560,8 +560,12 @@ CLAWBACK_RECOVERED_BY_REFUNDS = "clawback_recovered_by_refunds"
 #: return recorded by mistake, undone (it counts against the returned sum).
 CLAWBACK_OVERPAYMENT_RETURNED = "clawback_overpayment_returned"
 CLAWBACK_OVERPAYMENT_RETURN_REVERSED = "clawback_overpayment_return_reversed"
+#: A clawback recorded by mistake (entered twice, a mistyped amount), undone (it counts against
+#: the clawed-back sum).
+CLAWBACK_REVERSED = "clawback_reversed"
 #: Which reversal undoes which entry of the office's.
-CLAWBACK_REVERSALS = {CLAWBACK_REPAID: CLAWBACK_REPAYMENT_REVERSED, CLAWBACK_WRITTEN_OFF: CLAWBACK_WRITE_OFF_REVERSED,
+CLAWBACK_REVERSALS = {CLAWBACK_RECORDED: CLAWBACK_REVERSED, CLAWBACK_REPAID: CLAWBACK_REPAYMENT_REVERSED,
+                      CLAWBACK_WRITTEN_OFF: CLAWBACK_WRITE_OFF_REVERSED,
                       CLAWBACK_OVERPAYMENT_RETURNED: CLAWBACK_OVERPAYMENT_RETURN_REVERSED}
 
 
@@ -622,6 +626,15 @@ def clawback_refunded(clawback: Clawback, used: int) -> int:
     return clawback.clawed_back - min(clawback.clawed_back, used)
 
 
+def clawback_reversible(clawback: Clawback, amount: int) -> bool:
+    """Whether a clawback of `amount` may be undone: only down to what stands repaid (net of
+    returns) and written off. What is paid and written off never passes what is clawed back
+    (a later clawback raises what is owed by its whole amount, and a write-off above the
+    clawed-back value would forgive the next one), so those are reversed first — a repayment
+    that stands is then recorded again, against the clawback that replaces the mistaken one."""
+    return 0 < amount <= clawback.clawed_back - max(0, clawback.net_paid) - clawback.written_off
+
+
 def clawback_room(clawback: Clawback, used: int) -> int:
     """How much more used value may be clawed back: what is used and not clawed back yet. Value
     repaid or written off was clawed back, so it is not asked for again."""
@@ -655,7 +668,7 @@ def clawback_overpayment_return(clawback: Clawback, used: int, amount: int) -> t
 
 
 def clawback_reversal(clawback: Clawback, used: int, kind: str, amount: int) -> tuple[Clawback, int]:
-    """Undo a repayment, write-off or overpayment return of `amount`, recorded by mistake: the
+    """Undo a clawback, repayment, write-off or overpayment return of `amount`, recorded by mistake: the
     clawback with it gone, and what the reversal's second journal takes off the receivable
     (negative: puts back on it) so that it stays at `clawback_owed`.
 
@@ -664,17 +677,24 @@ def clawback_reversal(clawback: Clawback, used: int, kind: str, amount: int) -> 
     repayment undone, the enterprise owes only that value again, not the whole amount: the
     receivable rises by the amount and falls by the rest, the refunds' recovery. A return undone
     is the mirror: its reversal takes the amount off, and what the return's own recovery had
-    taken off goes back on, but for what the return is still owed (after a reversed repayment)."""
+    taken off goes back on, but for what the return is still owed (after a reversed repayment).
+    A clawback undone takes its amount off, and what refunds had recovered of it goes back on,
+    but for what they still recover of the clawed-back value left (`clawback_reversible` says
+    how far one may be undone)."""
     moved = amount  # what the reversal's own journal puts on the receivable
-    if kind == CLAWBACK_REPAID:
+    if kind == CLAWBACK_RECORDED:
+        if not clawback_reversible(clawback, amount):
+            raise ValueError("a clawback is undone only down to what stands repaid and written off")
+        undone, moved = replace(clawback, clawed_back=clawback.clawed_back - amount), -amount
+    elif kind == CLAWBACK_REPAID:
         undone = replace(clawback, repaid=clawback.repaid - amount)
     elif kind == CLAWBACK_WRITTEN_OFF:
         undone = replace(clawback, written_off=clawback.written_off - amount)
     elif kind == CLAWBACK_OVERPAYMENT_RETURNED:
         undone, moved = replace(clawback, returned=clawback.returned - amount), -amount
     else:
-        raise ValueError(f"only a repayment, a write-off or an overpayment return is reversed, not {kind!r}")
-    if min(undone.repaid, undone.written_off, undone.returned) < 0:
+        raise ValueError(f"only a clawback, a repayment, a write-off or an overpayment return is reversed, not {kind!r}")
+    if min(undone.clawed_back, undone.repaid, undone.written_off, undone.returned) < 0:
         raise ValueError("a reversal undoes more than was recorded")
     owed = clawback_owed(undone, used)
     recovered = moved - (owed - clawback.owed)

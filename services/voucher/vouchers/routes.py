@@ -375,19 +375,24 @@ async def list_voucher_clawback_entries(voucher_id: uuid.UUID, session: Session,
 @router.post(
     "/{voucher_id}/clawback/reversals",
     operation_id="reverse_clawback_entry",
-    summary="Undo a repayment, write-off or overpayment return of a clawback recorded by mistake",
+    summary="Undo a clawback, or its repayment, write-off or overpayment return, recorded by mistake",
     description="The programme office (`vouchers:write`), with a required Idempotency-Key and a reason, when a "
-    "repayment, write-off or overpayment return of this voucher's clawback was recorded by mistake (the "
-    "transfer bounced, it was the wrong voucher, the write-off is taken back). The entry (`entry_id`, from the "
-    "voucher's clawback entries) is undone in full: a `clawback_repayment_reversed`, "
-    "`clawback_write_off_reversed` or `clawback_overpayment_return_reversed` journal moves the receivable back "
-    "by its amount. If refunds of the voucher's orders came while it stood, the part they recover moves it "
-    "again (a `clawback_recovered_by_refunds` journal), so what is owed is the clawed-back value still used, "
-    "less what stays repaid and written off, plus what stays returned. The entry stays in the ledger; a "
-    "reversed entry's reference may be recorded again. Audit events `voucher.clawback_repayment_reversed`, "
-    "`voucher.clawback_write_off_reversed` or `voucher.clawback_overpayment_return_reversed`, and "
-    "`ledger.posted`. Refused with `not_found`, `already_reversed` (naming the reversal's journal) or "
-    "`validation_failed` (not a repayment, write-off or overpayment return of this voucher).",
+    "clawback of this voucher, or a repayment, write-off or overpayment return of it, was recorded by mistake "
+    "(the clawback was entered twice or mistyped, the transfer bounced, it was the wrong voucher, the write-off "
+    "is taken back). The entry (`entry_id`, from the voucher's clawback entries) is undone in full: a "
+    "`clawback_reversed`, `clawback_repayment_reversed`, `clawback_write_off_reversed` or "
+    "`clawback_overpayment_return_reversed` journal moves the receivable back by its amount. If refunds of the "
+    "voucher's orders came while it stood, the part they recover moves it again (a "
+    "`clawback_recovered_by_refunds` journal), so what is owed is the clawed-back value still used, less what "
+    "stays repaid and written off, plus what stays returned. A clawback is undone only down to what stands "
+    "repaid and written off: a mistyped one the enterprise paid part of is corrected by reversing the "
+    "repayment, then the clawback, recording the right amount and the repayment again. The entry stays in the "
+    "ledger; a reversed entry's reference may be recorded again. Audit events `voucher.clawback_reversed`, "
+    "`voucher.clawback_repayment_reversed`, `voucher.clawback_write_off_reversed` or "
+    "`voucher.clawback_overpayment_return_reversed`, and `ledger.posted`. Refused with `not_found`, "
+    "`already_reversed` (naming the reversal's journal) or `validation_failed` (not a clawback, repayment, "
+    "write-off or overpayment return of this voucher; or a clawback of which more stands repaid and written off "
+    "than would be left clawed back without it).",
     response_model=ClawbackPublic,
     responses=responses(*AUTH_ERRORS, errors.NotFound, errors.AlreadyReversed, errors.ValidationFailed),
     dependencies=[Depends(idempotent(Scope.VOUCHERS_WRITE, required=True))],

@@ -156,15 +156,20 @@ REPAYMENT_MEMO = "clawback repaid by the enterprise, reference "
 #: journal of what refunds recover of it names the return (its journal's id).
 RETURN_MEMO = "overpayment returned to the enterprise, reference "
 RETURN_RECOVERY_MEMO = "refunds recover, on the overpayment return "
-#: How a reversal's journals name the repayment, write-off or return they undo (its journal's id).
+#: How a reversal's journals name the clawback, repayment, write-off or return they undo (its
+#: journal's id): the reversal, and what refunds recover once it is undone — or, a clawback
+#: undone, what refunds had recovered of it, put back.
 REVERSAL_MEMO = "reversal of "
 RECOVERY_MEMO = "refunds recover, on the reversal of "
+UNCOVER_MEMO = "no longer recovered by refunds, on the reversal of "
+#: How a clawback's journal memo gives its reason.
+CLAWBACK_MEMO = "clawback of used value: "
 
 
 def reversed_entry(memo: str | None) -> uuid.UUID | None:
-    """The journal a reversal's memo names (`REVERSAL_MEMO` or `RECOVERY_MEMO`, then its id), or
-    the return whose refunds' part a journal is (`RETURN_RECOVERY_MEMO`)."""
-    for prefix in (REVERSAL_MEMO, RECOVERY_MEMO, RETURN_RECOVERY_MEMO):
+    """The journal a reversal's memo names (`REVERSAL_MEMO`, `RECOVERY_MEMO` or `UNCOVER_MEMO`,
+    then its id), or the return whose refunds' part a journal is (`RETURN_RECOVERY_MEMO`)."""
+    for prefix in (REVERSAL_MEMO, RECOVERY_MEMO, UNCOVER_MEMO, RETURN_RECOVERY_MEMO):
         if memo is not None and memo.startswith(prefix):
             try:
                 return uuid.UUID(memo[len(prefix):len(prefix) + 36])

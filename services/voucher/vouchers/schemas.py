@@ -218,8 +218,8 @@ class ClawbackReversal(BaseModel):
                                          "reason": "the transfer bounced: the bank returned it on 2026-06-15"}]},
     )
 
-    entry_id: uuid.UUID = Field(description="The repayment, write-off or overpayment return to undo: its `id` in "
-                                "the voucher's clawback entries.")
+    entry_id: uuid.UUID = Field(description="The clawback, repayment, write-off or overpayment return to undo: its "
+                                "`id` in the voucher's clawback entries.")
     reason: WrittenText = Field(min_length=1, max_length=500)
 
 
@@ -234,10 +234,11 @@ class ClawbackEntryPublic(BaseModel):
     id: uuid.UUID = Field(description="The journal's id (a reversal names it as `entry_id`).")
     kind: str = Field(description="The journal's kind: `clawback_recorded`, `clawback_repaid`, "
                       "`clawback_written_off`, `clawback_overpayment_returned` (the office paid the enterprise "
-                      "back what it overpaid), `clawback_repayment_reversed`, `clawback_write_off_reversed`, "
-                      "`clawback_overpayment_return_reversed`, `clawback_recovered_by_refunds` (the part of a "
-                      "reversal or return that refunds recover; positive when a return's is undone), or `refund` "
-                      "(a refund of the voucher's order recovering value clawed back).")
+                      "back what it overpaid), `clawback_reversed`, `clawback_repayment_reversed`, "
+                      "`clawback_write_off_reversed`, `clawback_overpayment_return_reversed`, "
+                      "`clawback_recovered_by_refunds` (the part of a reversal or return that refunds recover; "
+                      "positive when a return's or a clawback's is undone), or `refund` (a refund of the voucher's "
+                      "order recovering value clawed back).")
     amount: int = Field(description="What the journal did to what the enterprise owes for the voucher: positive "
                         "raises it, negative lowers it.")
     unit: str

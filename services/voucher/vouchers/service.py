@@ -48,6 +48,7 @@ from services.voucher.redemption.rules import (
     clawback_overpayment_return,
     clawback_refunded,
     clawback_reversal,
+    clawback_reversible,
     clawback_room,
 )
 from services.voucher.settlement.rules import payment_day_problem
@@ -55,11 +56,13 @@ from services.voucher.tables import Enterprise, EnterprisePeriodUsage, Programme
 from services.voucher.vouchers import repository
 from services.voucher.vouchers.repository import VoucherRow
 from services.voucher.vouchers.rules import (
+    CLAWBACK_MEMO,
     RECOVERY_MEMO,
     REPAYMENT_MEMO,
     RETURN_MEMO,
     RETURN_RECOVERY_MEMO,
     REVERSAL_MEMO,
+    UNCOVER_MEMO,
     VoucherStatus,
     check_transition,
     effective_status,
@@ -534,7 +537,7 @@ async def _clawback_journal(session: AsyncSession, voucher: Voucher, accounts: d
         kind=CLAWBACK_RECORDED, now=now, programme_id=voucher.programme_id, voucher_id=voucher.id,
         legs=transfer(accounts[AccountKind.PROGRAMME_CLAWBACK], receivable[AccountKind.ENTERPRISE_RECEIVABLE],
                       amount, voucher.unit),
-        memo=f"clawback of used value: {reason}")
+        memo=f"{CLAWBACK_MEMO}{reason}")
 
 
 async def record_clawback(
@@ -558,6 +561,8 @@ async def record_clawback(
     accounts = await ledger.programme_accounts(session, voucher.programme_id)
     await ledger.post_all(session, [await _clawback_journal(session, voucher, accounts, amount, reason, now)])
     c = before.clawback
+    # What stands repaid and written off never passes what is clawed back
+    # (`rules.clawback_reversible`): the whole amount is owed on top.
     after = replace(before, clawback=replace(c, clawed_back=c.clawed_back + amount, owed=c.owed + amount))
     await audit.record(
         session, "voucher.clawback_recorded", "voucher", voucher.id, now=now,
@@ -727,9 +732,10 @@ async def clawback_entries(session: AsyncSession, actor: Actor, voucher_id: uuid
 async def reverse_clawback_entry(
     session: AsyncSession, actor: Actor, voucher_id: uuid.UUID, entry_id: uuid.UUID, reason: str, now: datetime,
 ) -> ClawbackState:
-    """Undo, in full, a repayment or write-off of the voucher recorded by mistake (a bounced
-    transfer, the wrong voucher, a write-off the office takes back): a reversal journal puts its
-    amount back on the receivable, and the repaid or written-off sum falls by it. What refunds
+    """Undo, in full, a clawback, repayment, write-off or overpayment return of the voucher
+    recorded by mistake (a clawback entered twice or mistyped, a bounced transfer, the wrong
+    voucher, a write-off the office takes back): a reversal journal moves the receivable back by
+    its amount, and the clawed-back, repaid, written-off or returned sum falls by it. What refunds
     made while it stood would have recovered comes off again in a second journal
     (`rules.clawback_reversal`), so what is owed is what the rule says. The entry itself stays
     in the ledger; once undone, it cannot be undone again, and a reversed repayment's bank
@@ -740,20 +746,28 @@ async def reverse_clawback_entry(
     entry = next((e for e in entries if e.id == entry_id and e.kind in CLAWBACK_REVERSALS), None)
     if entry is None:
         raise ValidationFailed([field_error("entry_id", msg(
-            "not a repayment, write-off or overpayment return of this voucher (GET its clawback entries for "
-            "their ids)"))])
+            "not a clawback, repayment, write-off or overpayment return of this voucher (GET its clawback "
+            "entries for their ids)"))])
     if entry.reversed_by is not None:
         undone_at = next(e.at for e in entries if e.id == entry.reversed_by)
         raise AlreadyReversed(msg("this entry was reversed on {when}", when=undone_at),
                               journal_id=str(entry.reversed_by))
     assert before.receivable is not None
-    # What the entry took off the receivable (a return put its amount on it: `amount` < 0 there).
+    # What the entry moved on the receivable (a clawback and a return put their amount on it).
     amount = abs(entry.amount)
+    if entry.kind == CLAWBACK_RECORDED and not clawback_reversible(before.clawback, amount):
+        c = before.clawback
+        raise ValidationFailed([field_error("entry_id", msg(
+            "{settled} of this voucher's clawback stands repaid or written off, more than would be left clawed back "
+            "without this entry, {left}: reverse the repayment or write-off first (a repayment is then recorded "
+            "again against the clawback that replaces this one)",
+            settled=Amount(max(0, c.net_paid) + c.written_off, voucher.unit),
+            left=Amount(c.clawed_back - amount, voucher.unit)))])
     undone, recovered = clawback_reversal(before.clawback, before.used, entry.kind, amount)
     await ledger.post_all(session, await _entry_and_recovery(
         session, voucher, before.receivable, now, kind=CLAWBACK_REVERSALS[entry.kind], move=-entry.amount,
         memo=f"{REVERSAL_MEMO}{entry.id}: {reason}", recovered=recovered,
-        recovery_memo=lambda _: f"{RECOVERY_MEMO}{entry.id}"))
+        recovery_memo=lambda _: f"{UNCOVER_MEMO if entry.kind == CLAWBACK_RECORDED else RECOVERY_MEMO}{entry.id}"))
     after = replace(before, clawback=undone)
     await audit.record(
         session, f"voucher.{CLAWBACK_REVERSALS[entry.kind]}", "voucher", voucher.id, now=now,
