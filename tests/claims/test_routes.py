@@ -490,7 +490,11 @@ async def test_an_invoice_freed_by_a_rejection_can_be_claimed_by_its_real_owner(
     assert filed.status_code == 201, filed.text
     again = await world.client.post("/v1/claims", headers=auth(world.enterprise_key, **fresh_key()),
                                     json=claim_body(world, voucher, contract="C-2", document="second"))
-    assert_problem(again, 409, "invoice_already_claimed")  # one standing claim per invoice, whoever files it
+    # One standing claim per invoice, whoever files it. Whether another enterprise filed it is
+    # asked only once the rest of the claim holds (the claim-probe review): after an approval
+    # was rejected, the voucher's own rule on the order (its captured redemption, withdrawn)
+    # answers first, and that is the enterprise's own to know.
+    assert_problem(again, 409, "order_already_subsidised" if approve_first else "invoice_already_claimed")
 
 
 async def test_a_claim_changed_behind_the_service_is_not_paid(app, world: World) -> None:
@@ -646,3 +650,64 @@ async def test_an_approvals_note_is_words_or_nothing(world: World) -> None:
         assert_problem(await _step(world, claim, "approve", {"note": note}), 422, "validation_failed")
     approved = await _step(world, claim, "approve", {"note": "checked\nagainst the invoice"})
     assert approved.status_code == 200, approved.text
+
+
+async def test_another_enterprise_cannot_probe_what_was_filed_at_no_cost(app, world: World) -> None:
+    """Enterprise A files a claim. Enterprise B, with a voucher of its own, sends claims naming
+    A's contract, invoice or document, each with a line item the programme does not cover: all
+    are refused for the line item alike, taken or not (asked first, the taken ones had answered
+    `contract_already_used`, `invoice_already_claimed` or `document_already_claimed` and nothing
+    was ever filed; an independent review). A guess that would be filed is what it costs: the
+    same claim with a covered line item is refused for what A holds, and A's own refiling of its
+    invoice is told so before anything else."""
+    voucher = await world.issue(10_000_000)
+    assert (await _file(world, claim_body(world, voucher, contract="SECRET-A-77"))).status_code == 201
+    other = await create(world.client, world.operator, "/v1/enterprises", enterprise_payload())
+    other_voucher = await create(world.client, world.operator, "/v1/vouchers", {
+        "programme_id": world.programme["id"], "enterprise_id": other["id"], "face_value": 5_000_000})
+    other_key = await make_key(app, "enterprise", enterprise_id=uuid.UUID(other["id"]))
+
+    def guess(**taken: str) -> dict[str, Any]:
+        fields = {"invoice": "44039999", "contract": "GUESS-1", "document": "b-own", **taken}
+        return claim_body(world, other_voucher, **fields)  # type: ignore[arg-type]
+
+    async def send(body: dict[str, Any]) -> httpx.Response:
+        return await world.client.post("/v1/claims", json=body, headers=auth(other_key, **fresh_key()))
+
+    uncovered = {"category": "storage:disk", "amount": 2_000_000, "accelerator": "Ascend 910B", "hours_milli": 150_000}
+    for taken in ({"contract": "SECRET-A-77"}, {"invoice": "44031234"}, {"document": "invoice-1"}, {}):
+        body = guess(**taken)
+        body["line_items"] = [uncovered]
+        refused = await send(body)
+        assert_problem(refused, 409, "category_out_of_scope")
+        assert refused.json()["code"] not in ("contract_already_used", "invoice_already_claimed",
+                                              "document_already_claimed"), (taken, refused.json())
+    for taken, code in (({"contract": "SECRET-A-77"}, "contract_already_used"),
+                        ({"invoice": "44031234"}, "invoice_already_claimed"),
+                        ({"document": "invoice-1"}, "document_already_claimed")):
+        assert_problem(await send(guess(**taken)), 409, code)
+    own = await _file(world, claim_body(world, voucher, contract="SECRET-A-78", document="a-again"))
+    assert_problem(own, 409, "invoice_already_claimed")
+    async with app.state.database.unit_of_work(write=False) as session:
+        from sqlalchemy import func, select
+
+        from services.voucher.tables import Claim, Redemption
+        assert (await session.execute(select(func.count()).select_from(Claim))).scalar_one() == 1
+        assert (await session.execute(select(func.count()).select_from(Redemption))).scalar_one() == 1
+
+
+async def test_a_document_s_file_name_is_one_line_without_direction_overrides(world: World) -> None:
+    """The office reads a claim's file names on its review page: a right-to-left override made
+    "invoice\u202efdp.exe" read as "invoiceexe.pdf" (an independent review), and a line break or
+    control character has no place in one. Refused, naming the field; nothing is filed."""
+    voucher = await world.issue(10_000_000)
+    for name in ("invoice\u202efdp.exe", "invoice\n.pdf", "in\x00voice.pdf", "\u200b"):
+        body = claim_body(world, voucher)
+        body["documents"][0]["file_name"] = name
+        problem = assert_problem(await _file(world, body), 422, "validation_failed")
+        assert [e["pointer"] for e in problem["errors"]] == ["/documents/0/file_name"], (name, problem)
+    body = claim_body(world, voucher)
+    body["documents"][0]["file_name"] = "  发票 44031234.pdf "
+    filed = await _file(world, body)
+    assert filed.status_code == 201, filed.text
+    assert filed.json()["documents"][0]["file_name"] == "发票 44031234.pdf"

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "86b083c352da6a43856f486d29fc8a5aca51ea2a65357f10b521c929ba4daee9"
+DOCUMENT_SHA256 = "9cb699b83e1034315986e7dbcc8ea2401d6424633f31e6b87cfd4ec8e3815ff9"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

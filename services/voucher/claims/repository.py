@@ -51,9 +51,14 @@ async def live_invoice(session: AsyncSession, invoice_key: str) -> Claim | None:
     return (await session.execute(stmt)).scalars().first()
 
 
-async def live_documents(session: AsyncSession, digests: list[str]) -> list[str]:
+async def live_documents(session: AsyncSession, digests: list[str],
+                         enterprise_id: uuid.UUID | None = None) -> list[str]:
+    """Which of these documents a standing claim holds (of one enterprise's claims, if named)."""
     stmt = select(col(ClaimDocument.sha256)).where(col(ClaimDocument.sha256).in_(digests),
                                                    col(ClaimDocument.released_at).is_(None))
+    if enterprise_id is not None:
+        stmt = stmt.join(Claim, col(Claim.id) == col(ClaimDocument.claim_id)).where(
+            col(Claim.enterprise_id) == enterprise_id)
     return list((await session.execute(stmt)).scalars().all())
 
 

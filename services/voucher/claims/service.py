@@ -68,28 +68,31 @@ C = ClaimStatus
 
 async def _claimable(
     session: AsyncSession, provider_id: uuid.UUID, invoice: str, invoice_key: str, contract: str, contract_key: str,
-    digests: list[str], voucher: Voucher,
+    digests: list[str], voucher: Voucher, *, own_only: bool = False,
 ) -> ContractReference | None:
     """The one-claim-per-invoice, per-document and per-contract rules, numbers compared by
     their keys; partial unique indexes back each of them against a concurrent claim. Returns
     the contract's reference when it is the one the application that issued this voucher holds
     and no claim has taken yet: the claim takes it over (the voucher was granted for that
     contract, and its own application had refused every claim under it, `contract_already_used`;
-    an independent review, December 2026)."""
-    if await repository.live_invoice(session, invoice_key) is not None:
+    an independent review, December 2026). `own_only`: refuse only what the voucher's own
+    enterprise holds (what it filed is its own to be told, before anything else is asked)."""
+    mine = voucher.enterprise_id
+    claimed = await repository.live_invoice(session, invoice_key)
+    if claimed is not None and (not own_only or claimed.enterprise_id == mine):
         raise InvoiceAlreadyClaimed(msg("invoice {invoice} is already part of a claim (an invoice is claimed once, "
                                         "whoever files it)", invoice=invoice),
                                     invoice_number=invoice)
-    taken = await repository.live_documents(session, digests)
+    taken = await repository.live_documents(session, digests, mine if own_only else None)
     if taken:
         raise DocumentAlreadyClaimed(msg("document(s) {documents} are already part of a claim",
                                          documents=sorted(taken)),
                                      sha256=sorted(taken))
     held = await applications_repository.live_contract(session, provider_id, contract_key)
     if held is not None and held.claim_id is None and held.application_id is not None \
-            and held.application_id == voucher.application_id and held.enterprise_id == voucher.enterprise_id:
+            and held.application_id == voucher.application_id and held.enterprise_id == mine:
         return held
-    if held is not None:
+    if held is not None and (not own_only or held.enterprise_id == mine):
         raise _contract_used(contract)
     return None
 
@@ -153,15 +156,18 @@ async def file(session: AsyncSession, actor: Actor, data: dict[str, Any], now: d
                                                      documents=twice)))
     if problems:
         raise ValidationFailed(problems)
-    # Before the hold, to name the rule that refuses; the enrolment first, before the contract and
-    # the provider's status (the hold's): whether a provider outside the programme is suspended or
-    # has a contract in use is not the enterprise's to learn (an independent review, December 2026).
+    # The enrolment first, before the provider's status (the hold's): whether a provider outside
+    # the programme is suspended is not the enterprise's to learn (an independent review,
+    # December 2026).
     enrolled = await programmes_repository.enrolment(session, programme.id, provider.id)
     if enrolled is None or enrolled.withdrawn_at is not None:
         raise not_enrolled(programme.code)
     assert invoice_key is not None
     contract_key = reference_key(contract)
-    applied = await _claimable(session, provider.id, invoice, invoice_key, contract, contract_key, digests, voucher)
+    # What the enterprise itself filed is named before the hold (its own invoice filed again
+    # would otherwise read as an order already subsidised); what others filed, only after it.
+    await _claimable(session, provider.id, invoice, invoice_key, contract, contract_key, digests, voucher,
+                     own_only=True)
     enterprise = await session.get(Enterprise, voucher.enterprise_id)
     assert enterprise is not None
     try:
@@ -175,6 +181,13 @@ async def file(session: AsyncSession, actor: Actor, data: dict[str, Any], now: d
     except OrderReferenceConflict as exc:  # another enterprise's claim of this invoice won a race
         raise InvoiceAlreadyClaimed(msg("invoice {invoice} is already part of a claim", invoice=invoice),
                                     invoice_number=invoice) from exc
+    # Whether the invoice, a document or the contract is taken is asked only once everything
+    # else about the claim holds (the hold is undone with the request when it is refused): asked
+    # first, any enterprise with a voucher could learn, at no cost, which contract numbers,
+    # invoices and documents other enterprises had filed, sending a line item the programme
+    # does not cover so that nothing was ever filed (an independent review, December 2026).
+    # A free guess now files a claim, which the office reviews.
+    applied = await _claimable(session, provider.id, invoice, invoice_key, contract, contract_key, digests, voucher)
     claim = Claim(
         voucher_id=voucher.id, programme_id=programme.id, enterprise_id=voucher.enterprise_id,
         provider_id=provider.id, redemption_id=held.id, contract_number=contract, invoice_number=invoice,

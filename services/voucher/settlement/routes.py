@@ -301,8 +301,8 @@ async def pay_settlement(settlement_id: uuid.UUID, body: Payment, session: Sessi
 @router.post("/{settlement_id}/cancel", operation_id="cancel_settlement",
     description="The programme office (`settlements:write`) cancels a draft or submitted settlement, with a "
     "reason; its captures and refunds can be settled again. Records the audit event `settlement.cancelled`; no "
-    "value moves. Refused with `not_found`, `invalid_transition` (approved, paid or already cancelled) or an "
-    "Idempotency-Key conflict.",
+    "value moves. Refused with `not_found`, `invalid_transition` (approved, paid or already cancelled; or "
+    "disputed: the dispute is answered first, which returns it to submitted) or an Idempotency-Key conflict.",
              summary="Cancel a draft or submitted settlement; its lines can be settled again",
              response_model=SettlementPublic, responses=responses(*AUTH_ERRORS, *MOVE),
              dependencies=[Depends(idempotent(Scope.SETTLEMENTS_WRITE))])
