@@ -319,3 +319,27 @@ def test_no_cell_of_the_xlsx_statement_runs_as_a_formula(tmp_path: Path) -> None
 
 def test_the_title_names_the_settlement_and_its_beijing_period() -> None:
     assert statement_title("0190", date(2026, 3, 2), date(2026, 3, 2)) == TITLE
+
+
+def test_an_xlsx_statement_longer_than_a_sheet_goes_on_over_further_sheets(tmp_path: Path) -> None:
+    """XlsxWriter drops a cell past a sheet's last row without raising, so a statement longer
+    than Excel's limit had lost its last lines and its total (an independent review). With
+    the limit at 8 rows (3 of title, unit and header, then 5 lines), 11 lines and the total
+    fill three sheets, each headed alike, the lines numbered on and every one present."""
+    lines = [Line("capture", f"PO-{n}", f"r-{n}", None, AT + timedelta(minutes=n), 100 * n) for n in range(1, 12)]
+    path = tmp_path / "long.xlsx"
+    render_xlsx(TITLE, Unit.CNY, lines, str(path), created=AT, directory=str(tmp_path), sheet_rows=8)
+    sheets = xlsx.read(path.read_bytes())
+    assert [s.name for s in sheets] == ["结算单 statement", "结算单 statement (2)", "结算单 statement (3)"]
+    for sheet in sheets:
+        assert sheet.values()[:3] == [[TITLE], ["单位 unit: CNY"], list(HEADER)] and sheet.frozen_rows == 3
+        assert len(sheet.rows) <= 8
+    body = [row for sheet in sheets for row in sheet.rows[3:]]
+    assert [int(row[0].value) for row in body[:-1]] == list(range(1, 12))
+    assert [row[2].value for row in body[:-1]] == [f"PO-{n}" for n in range(1, 12)]
+    assert body[-1][0].value == "合计 total" and body[-1][6].value == Decimal("66.00")
+    # exactly full: the total row opens a sheet of its own
+    exact = tmp_path / "exact.xlsx"
+    render_xlsx(TITLE, Unit.CNY, lines[:5], str(exact), created=AT, directory=str(tmp_path), sheet_rows=8)
+    first, second = xlsx.read(exact.read_bytes())
+    assert len(first.rows) == 8 and second.rows[3][0].value == "合计 total"

@@ -7,7 +7,7 @@ run as a formula (services/voucher/spreadsheet.py).
 
 .xlsx: the same rows, amounts as numbers in the unit with its number format (CNY `#,##0.00`,
 GPU-hours three decimals), times as Excel date-times in Beijing time, the header frozen; text
-only through `write_string`. Written in constant memory to a file, and byte-for-byte the same
+only through `write_string`; past Excel's row limit, on over further sheets. Written in constant memory to a file, and byte-for-byte the same
 for the same lines (the workbook's creation date is the settlement's), so its SHA-256 is stable.
 
 Pure: stdlib and XlsxWriter only.
@@ -24,6 +24,7 @@ from datetime import date, datetime
 from typing import Any
 
 from xlsxwriter.workbook import Workbook
+from xlsxwriter.worksheet import Worksheet
 
 from services.voucher import spreadsheet
 from services.voucher.money import Unit, format_major
@@ -82,22 +83,35 @@ def render_csv(title: str, unit: Unit, lines: Iterable[Line]) -> bytes:
 
 
 def render_xlsx(title: str, unit: Unit, lines: Iterable[Line], path: str, *, created: datetime,
-                directory: str | None = None) -> None:
+                directory: str | None = None, sheet_rows: int = spreadsheet.SHEET_ROWS) -> None:
     """The statement as an .xlsx file at `path` (temporary files in `directory`): the title,
-    the unit, the frozen header, one row per line, the total row."""
+    the unit, the frozen header, one row per line, the total row. A statement longer than a
+    sheet holds (`sheet_rows`, Excel's limit) goes on over further sheets, each with the title,
+    unit and header, the lines numbered on; the total row ends the last. (Past the limit,
+    XlsxWriter does not raise: it returns -1 and drops the cell, and a statement of a year's
+    redemptions had been served without its last lines and its total; an independent review.)"""
     workbook = Workbook(path, {"constant_memory": True, "tmpdir": directory})
     workbook.set_properties({"title": title, "created": created})
     cells = spreadsheet.Cells(workbook)
-    sheet = workbook.add_worksheet(SHEET)
-    for col, width in enumerate(_WIDTHS):
-        sheet.set_column(col, col, width)
-    sheet.freeze_panes(3, 0)
-    cells.text(sheet, 0, 0, title, cells.bold)
-    cells.text(sheet, 1, 0, unit_line(unit))
-    for col, name in enumerate(HEADER):
-        sheet.write_string(2, col, name, cells.header)
-    total, row_ = 0, 3
+    sheets = 0
+
+    def new_sheet() -> Worksheet:
+        nonlocal sheets
+        sheets += 1
+        sheet = workbook.add_worksheet(SHEET if sheets == 1 else f"{SHEET} ({sheets})")
+        for col, width in enumerate(_WIDTHS):
+            sheet.set_column(col, col, width)
+        sheet.freeze_panes(3, 0)
+        cells.text(sheet, 0, 0, title, cells.bold)
+        cells.text(sheet, 1, 0, unit_line(unit))
+        for col, name in enumerate(HEADER):
+            sheet.write_string(2, col, name, cells.header)
+        return sheet
+
+    sheet, total, row_ = new_sheet(), 0, 3
     for number, line in enumerate(lines, start=1):
+        if row_ >= sheet_rows:
+            sheet, row_ = new_sheet(), 3
         total += line.amount
         sheet.write_number(row_, 0, number)
         cells.text(sheet, row_, 1, KIND_LABEL[line.kind])
@@ -107,6 +121,8 @@ def render_xlsx(title: str, unit: Unit, lines: Iterable[Line], path: str, *, cre
         sheet.write_datetime(row_, 5, spreadsheet.wall_clock(line.occurred_at), cells.time)
         cells.amount_cell(sheet, row_, 6, line.amount, unit)
         row_ += 1
+    if row_ >= sheet_rows:
+        sheet, row_ = new_sheet(), 3
     sheet.write_string(row_, 0, TOTAL_LABEL, cells.bold)
     cells.amount_cell(sheet, row_, 6, total, unit, total=True)
     workbook.close()
