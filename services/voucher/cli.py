@@ -345,7 +345,7 @@ def ledger_reconcile(database_url: DatabaseUrl = None) -> None:
         ("unbalanced journal transaction", result.unbalanced_transactions),
         ("commitment not matched by approved applications", result.commitment_differences),
         ("provider payment not matched by paid settlements", result.settlement_differences),
-        ("clawback owed not matched by the voucher's used value", result.clawback_differences),
+        ("clawback owed, or a reversal of its entries, not matched by the ledger", result.clawback_differences),
         ("record not matched by the ledger", result.record_differences),
     ):
         for row in rows:

@@ -138,8 +138,9 @@ async def test_an_enterprise_reads_its_own_clawback_entries_only(world: World) -
 
 async def test_the_reconciliation_shows_a_repayment_undone_twice(app, world: World) -> None:
     """A second reversal of one repayment, posted behind the service: the receivable (400,000)
-    matches the formula read from the sums (repaid −100,000), so only the sum below nothing
-    shows it; putting it right again reconciles."""
+    matches the formula read from the sums (repaid −100,000), so the sum below nothing shows
+    it, and the repayment's reversals moving it back by twice what it took off; a journal
+    naming the repayment that puts it right again reconciles."""
     from datetime import UTC, datetime
 
     from services.voucher.ledger import service as ledger
@@ -160,14 +161,18 @@ async def test_the_reconciliation_shows_a_repayment_undone_twice(app, world: Wor
                           programme_id=uuid.UUID(world.programme["id"]), voucher_id=uuid.UUID(voucher["id"]),
                           memo=f"reversal of {repayment['id']}: twice")
     result = await world.reconciliation()
+    twice = result["clawback_differences"][1]
     assert result["clawback_differences"] == [{
         "what": "clawback owed for the voucher", "voucher_id": voucher["id"], "clawed_back": 300_000,
-        "used": 300_000, "repaid": -100_000, "written_off": 0, "returned": 0, "owed": 400_000, "expected": 400_000}]
+        "used": 300_000, "repaid": -100_000, "written_off": 0, "returned": 0, "owed": 400_000, "expected": 400_000},
+        {"what": "reversal does not undo its entry exactly once", "voucher_id": voucher["id"],
+         "entry_id": repayment["id"], "reversals": twice["reversals"], "moved": 200_000, "entry_moved": -100_000}]
+    assert len(twice["reversals"]) == 2
     async with app.state.database.unit_of_work() as session:
         await ledger.post(session, kind="clawback_repayment_reversed",
                           legs=transfer(receivable, contra, 100_000, "CNY"), now=datetime.now(UTC),
                           programme_id=uuid.UUID(world.programme["id"]), voucher_id=uuid.UUID(voucher["id"]),
-                          memo="put right")
+                          memo=f"reversal of {repayment['id']}: put right")
     assert (await world.reconciliation())["is_clean"]
 
 
@@ -185,10 +190,17 @@ async def _receivable_id(app, world: World) -> uuid.UUID:
 def test_a_reversal_s_memo_names_its_entry_and_nothing_typed_does() -> None:
     """The link between a reversal and its entry is read back from the memo: its form is pinned
     here (old journals keep theirs), and only the service's own prefixes are read."""
-    from services.voucher.vouchers.rules import RECOVERY_MEMO, REVERSAL_MEMO, reversed_entry
+    from services.voucher.vouchers.rules import (
+        RECOVERY_MEMO,
+        REVERSAL_MEMO,
+        UNCOVER_MEMO,
+        reversed_entry,
+    )
 
     entry = uuid.UUID("0190d5d2-9b01-7c22-8a55-3f2b9c1d0e77")
     assert (REVERSAL_MEMO, RECOVERY_MEMO) == ("reversal of ", "refunds recover, on the reversal of ")
+    assert UNCOVER_MEMO == "no longer recovered by refunds, on the reversal of "
+    assert reversed_entry(f"{UNCOVER_MEMO}{entry}") == entry
     assert reversed_entry(f"reversal of {entry}: bounced") == entry
     assert reversed_entry(f"refunds recover, on the reversal of {entry}") == entry
     for memo in (None, "", f"bounced, reversal of {entry}", "reversal of nothing: x", f"reversal of{entry}"):
@@ -284,4 +296,51 @@ async def test_a_mistyped_clawback_partly_repaid_is_corrected_in_order(app, worl
         "clawback_recorded", "clawback_repaid", "clawback_repayment_reversed", "clawback_reversed",
         "clawback_recorded", "clawback_repaid"]
     assert await _receivable(app, world) == 0
+    assert (await world.reconciliation())["is_clean"]
+
+
+async def test_the_reconciliation_shows_a_reversal_for_another_amount_or_of_another_kind(app, world: World) -> None:
+    """Posted behind the service: half a repayment's reversal (the receivable, 250,000, still
+    matches the rule read from the sums: repaid 50,000), and a repayment's reversal naming the
+    clawback. Neither shows in the sums; both show as reversals that do not undo their entry.
+    Journals naming each put them right: the repayment reversed in full, the other netted to
+    nothing."""
+    from datetime import UTC, datetime
+
+    from services.voucher.ledger import service as ledger
+    from services.voucher.ledger.rules import AccountKind, transfer
+
+    voucher, _ = await _revoked_with_clawback(world, 300_000)
+    base = f"/v1/vouchers/{voucher['id']}/clawback"
+    await world.post(f"{base}/repayments", {"amount": 100_000, "reference": "B-3", "paid_on": "2026-03-02"},
+                     key=world.operator)
+    recorded, repayment = (await _entries(world, voucher)).json()["items"]
+    receivable = await _receivable_id(app, world)
+    programme = uuid.UUID(world.programme["id"])
+    async with app.state.database.unit_of_work() as session:
+        contra = (await ledger.programme_accounts(session, programme))[AccountKind.PROGRAMME_CLAWBACK]
+        await ledger.post(session, kind="clawback_repayment_reversed",
+                          legs=transfer(contra, receivable, 50_000, "CNY"), now=datetime.now(UTC),
+                          programme_id=programme, voucher_id=uuid.UUID(voucher["id"]),
+                          memo=f"reversal of {repayment['id']}: half")
+        await ledger.post(session, kind="clawback_repayment_reversed",
+                          legs=transfer(contra, receivable, 1, "CNY"), now=datetime.now(UTC),
+                          programme_id=programme, voucher_id=uuid.UUID(voucher["id"]),
+                          memo=f"reversal of {recorded['id']}: wrong kind")
+    differences = (await world.reconciliation())["clawback_differences"]
+    assert sorted((d["what"], d["entry_id"], d["moved"], d["entry_moved"]) for d in differences
+                  if d["what"] != "clawback owed for the voucher") == sorted([
+        ("reversal does not undo its entry exactly once", repayment["id"], 50_000, -100_000),
+        ("reversal does not undo its entry exactly once", recorded["id"], 1, 300_000)])
+    owed = [d for d in differences if d["what"] == "clawback owed for the voucher"]
+    assert owed == [], owed  # the sums alone: the receivable is what the rule says
+    async with app.state.database.unit_of_work() as session:
+        await ledger.post(session, kind="clawback_repayment_reversed",
+                          legs=transfer(contra, receivable, 50_000, "CNY"), now=datetime.now(UTC),
+                          programme_id=programme, voucher_id=uuid.UUID(voucher["id"]),
+                          memo=f"reversal of {repayment['id']}: the other half")
+        await ledger.post(session, kind="clawback_repayment_reversed",
+                          legs=transfer(receivable, contra, 1, "CNY"), now=datetime.now(UTC),
+                          programme_id=programme, voucher_id=uuid.UUID(voucher["id"]),
+                          memo=f"reversal of {recorded['id']}: put right")
     assert (await world.reconciliation())["is_clean"]

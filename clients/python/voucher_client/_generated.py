@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "9cb699b83e1034315986e7dbcc8ea2401d6424633f31e6b87cfd4ec8e3815ff9"
+DOCUMENT_SHA256 = "3727eb446d31008518f7b6edd905815a32e5f398b4259faaf8ceaad2e8c1b005"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

@@ -40,6 +40,7 @@ from services.voucher.redemption.rules import (
     CLAWBACK_RECORDED,
     CLAWBACK_REPAID,
     CLAWBACK_REPAYMENT_REVERSED,
+    CLAWBACK_REVERSALS,
     CLAWBACK_REVERSED,
     CLAWBACK_WRITE_OFF_REVERSED,
     CLAWBACK_WRITTEN_OFF,
@@ -68,6 +69,7 @@ from services.voucher.tables import (
     SettlementItem,
     Voucher,
 )
+from services.voucher.vouchers.rules import reversed_entry
 
 A = table_of(LedgerAccount)
 
@@ -420,7 +422,54 @@ async def clawback_differences(session: AsyncSession) -> list[dict[str, Any]]:
         .where(or_(c.owed != expected, c.clawed_back < 0, c.repaid < 0, c.written_off < 0, c.returned < 0))
     )
     return [{"what": "clawback owed for the voucher", **dict(r._mapping)}
-            for r in (await session.execute(rows)).all()]
+            for r in (await session.execute(rows)).all()] + await _reversal_differences(session)
+
+
+async def _reversal_differences(session: AsyncSession) -> list[dict[str, Any]]:
+    """Each reversal undoes one entry of the office's in full, once (`rules.clawback_reversal`):
+    the reversals that name an entry (by their memo) move that entry's voucher's receivable back
+    by exactly what the entry moved it — summed, so a reversal posted twice behind the service
+    shows, and another journal naming the entry can put it right (or net it to nothing) — and
+    the entry is of the kind the reversal undoes. Reversals that name no entry sum to nothing
+    per voucher. The sums
+    alone had missed a repayment reversed for more than it took off when the receivable still
+    matched the rule. Read through the reversals (a handful per voucher), not the ledger."""
+    receivable = A.c.kind == AccountKind.ENTERPRISE_RECEIVABLE.value
+    moved = _sum(P.c.amount).label("moved")
+    reversals = (await session.execute(
+        select(T.c.id, T.c.kind, T.c.voucher_id, T.c.memo, P.c.account_id, moved)
+        .select_from(P.join(T, T.c.id == P.c.transaction_id).join(A, A.c.id == P.c.account_id))
+        .where(receivable, T.c.kind.in_(list(CLAWBACK_REVERSALS.values())))
+        .group_by(T.c.id, T.c.kind, T.c.voucher_id, T.c.memo, P.c.account_id)
+    )).all()
+    if not reversals:
+        return []
+    undone: dict[tuple[uuid.UUID | None, uuid.UUID | None], list[Any]] = {}
+    for r in reversals:
+        undone.setdefault((r.voucher_id, reversed_entry(r.memo)), []).append(r)
+    named = {entry for _, entry in undone if entry is not None}
+    entries = {e.id: e for e in (await session.execute(
+        select(T.c.id, T.c.kind, T.c.voucher_id, P.c.account_id, moved)
+        .select_from(P.join(T, T.c.id == P.c.transaction_id).join(A, A.c.id == P.c.account_id))
+        .where(receivable, T.c.id.in_(named))
+        .group_by(T.c.id, T.c.kind, T.c.voucher_id, P.c.account_id)
+    )).all()} if named else {}
+    found = []
+    for (voucher_id, entry_id), rows in sorted(undone.items(), key=lambda kv: (str(kv[0][0]), str(kv[0][1]))):
+        total = sum(int(r.moved) for r in rows)
+        entry = entries.get(entry_id) if entry_id is not None else None
+        if entry_id is None:
+            if total:
+                found.append({"what": "reversal names no entry", "voucher_id": voucher_id, "entry_id": None,
+                              "reversals": sorted(str(r.id) for r in rows), "moved": total, "entry_moved": None})
+            continue
+        fits = entry is not None and entry.voucher_id == voucher_id and total == -int(entry.moved) and all(
+            r.kind == CLAWBACK_REVERSALS.get(entry.kind) and r.account_id == entry.account_id for r in rows)
+        if total and not fits:  # netted to nothing (put right behind the service), it undoes nothing
+            found.append({"what": "reversal does not undo its entry exactly once", "voucher_id": voucher_id,
+                          "entry_id": entry_id, "reversals": sorted(str(r.id) for r in rows), "moved": total,
+                          "entry_moved": int(entry.moved) if entry is not None else None})
+    return found
 
 
 async def captured_in_ledger(session: AsyncSession, redemption_id: uuid.UUID) -> int:

@@ -57,7 +57,12 @@ class ReconciliationPublic(BaseModel):
     unbalanced_transactions: list[dict[str, Any]]
     commitment_differences: list[dict[str, Any]]
     settlement_differences: list[dict[str, Any]]
-    clawback_differences: list[dict[str, Any]]
+    clawback_differences: list[dict[str, Any]] = Field(
+        description="Vouchers whose receivable differs from what their clawback's sums say is owed (`what`: "
+        "\"clawback owed for the voucher\"), and reversals that do not undo the entry they name exactly once, in "
+        "full and in kind, or that name none and do not net to nothing (`what`: \"reversal does not undo its entry "
+        "exactly once\" or \"reversal names no entry\", with the reversals' journal ids and what they and the "
+        "entry moved).")
     #: Redemptions, settlement lines and totals, and claims whose amounts differ from the ledger
     #: (a row changed outside the service): each names what it differs in.
     record_differences: list[dict[str, Any]]
