@@ -359,7 +359,7 @@ class OverpaymentReturnAlreadyRecorded(Conflict):
 
 class AlreadyReversed(Conflict):
     code = "already_reversed"
-    title = "This repayment, write-off or overpayment return was already reversed"
+    title = "This clawback, repayment, write-off or overpayment return was already reversed"
 
 
 # -- redemption --------------------------------------------------------------------------------

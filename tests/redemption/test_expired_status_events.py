@@ -12,7 +12,7 @@ import httpx
 from sqlalchemy import select
 
 from services.voucher import jobs
-from services.voucher.tables import AuditEvent
+from services.voucher.tables import AuditEvent, Voucher
 from tests.world import World, build_world
 
 
@@ -23,6 +23,20 @@ async def _voucher_events(app: Any, voucher_id: str) -> list[str]:
                                             AuditEvent.action.like("voucher.%"))  # type: ignore[attr-defined]
             .order_by(AuditEvent.occurred_at, AuditEvent.id))).scalars().all()
     return list(rows)
+
+
+async def _stored_status(app: Any, voucher_id: str) -> str:
+    async with app.state.database.unit_of_work(write=False) as session:
+        return (await session.execute(select(Voucher.status).where(
+            Voucher.id == uuid.UUID(voucher_id)))).scalar_one()  # type: ignore[arg-type]
+
+
+async def _expired_from(app: Any, voucher_id: str) -> str:
+    """The stored status the expiry job found: its `voucher.expired` event's `before`."""
+    async with app.state.database.unit_of_work(write=False) as session:
+        event = (await session.execute(select(AuditEvent).where(
+            AuditEvent.voucher_id == uuid.UUID(voucher_id), AuditEvent.action == "voucher.expired"))).scalar_one()
+    return str(event.before["status"])
 
 
 async def _past_expiry(world: World, voucher: dict[str, Any], clock: Any, *, before: int = 0) -> None:
@@ -43,7 +57,9 @@ async def test_refund_on_an_exhausted_voucher_past_expiry_records_no_status_even
     assert refunded.status_code == 201, refunded.text
     assert refunded.json()["destination"] == "pool"
     assert await _voucher_events(app, voucher["id"]) == ["voucher.issued", "voucher.exhausted"]
+    assert await _stored_status(app, voucher["id"]) == "exhausted"
     assert await jobs.run_once(app.state.database, "expire-vouchers", clock()) == 1
+    assert await _expired_from(app, voucher["id"]) == "exhausted"
     assert await _voucher_events(app, voucher["id"]) == ["voucher.issued", "voucher.exhausted", "voucher.expired"]
     seen = await world.voucher(voucher["id"])
     assert (seen["status"], seen["balances"]) == ("expired", {"available": 0, "held": 0, "used": 600_000})
@@ -54,7 +70,9 @@ async def test_void_and_refund_on_an_active_voucher_past_expiry_record_no_status
         app, client: httpx.AsyncClient, clock) -> None:
     """A capture and a hold of the rest, then past the expiry: the void returns the hold to the
     voucher's available balance (the job moves it to the pool later) and the refund goes to the
-    pool, so the stored `active` stays; only the job's `voucher.expired` follows."""
+    pool, so the stored `active` stays; only the job's `voucher.expired` follows. (No void or
+    refund can make the balances say otherwise here; this pins the events and the stored
+    status, and that neither posts the expiry itself.)"""
     world = await build_world(app, client, rate_table={"accelerator:domestic": 10_000})
     voucher = await world.issue(1_000_000)
     captured = await world.hold(voucher, 300_000, order="PO-C", path="/v1/redemptions")
@@ -70,7 +88,9 @@ async def test_void_and_refund_on_an_active_voucher_past_expiry_record_no_status
                                 {"amount": 300_000, "reason": "returned"}, idem="refund-C")
     assert refunded.status_code == 201 and refunded.json()["destination"] == "pool", refunded.text
     assert await _voucher_events(app, voucher["id"]) == ["voucher.issued"]
+    assert await _stored_status(app, voucher["id"]) == "active"
     assert await jobs.run_once(app.state.database, "expire-vouchers", clock()) == 1
+    assert await _expired_from(app, voucher["id"]) == "active"
     assert await _voucher_events(app, voucher["id"]) == ["voucher.issued", "voucher.expired"]
     seen = await world.voucher(voucher["id"])
     assert (seen["status"], seen["balances"]) == ("expired", {"available": 0, "held": 0, "used": 0})

@@ -21,6 +21,7 @@ from services.voucher.redemption.rules import (
     clawback_overpaid,
     clawback_overpayment_return,
     clawback_owed,
+    clawback_recording,
     clawback_recovered,
     clawback_refunded,
     clawback_reversal,
@@ -138,8 +139,8 @@ def test_a_reversal_after_a_refund_puts_back_only_what_the_value_still_used_leav
         Clawback(300_000, owed=300_000), 0)
     with pytest.raises(ValueError):  # more than was recorded
         clawback_reversal(repaid, 300_000, CLAWBACK_WRITTEN_OFF, 1)
-    with pytest.raises(ValueError):  # a clawback is undone only down to what was written off of it
-        clawback_reversal(Clawback(300_000, written_off=200_000, owed=100_000), 300_000, CLAWBACK_RECORDED, 100_001)
+    with pytest.raises(ValueError):  # a clawback is not undone while a write-off stands
+        clawback_reversal(Clawback(300_000, written_off=1, owed=299_999), 300_000, CLAWBACK_RECORDED, 100_000)
     with pytest.raises(ValueError):  # a refund is not an office's entry
         clawback_reversal(repaid, 300_000, "refund", 1)
 
@@ -161,12 +162,16 @@ _steps = st.lists(st.tuples(st.sampled_from(["refund", "clawback", "repay", "wri
 # A write-off that refunds then overtook, a return, and the repayment reversed (a review's case).
 @example(used=300, steps=[("clawback", 300), ("repay", 200), ("write_off", 100), ("refund", 300), ("return", 200),
                           ("reverse", 0), ("write_off", 200)])
-# A clawback entered twice and written off as a workaround, both reversed; a mistyped clawback
-# partly repaid: refused until the repayment is reversed, then the right one recorded and repaid.
+# A clawback entered twice and written off as a workaround: its reversal refused until the
+# write-off's; a mistyped clawback partly repaid, reversed, and the right one recorded (the
+# payment covers it); a duplicate paid twice, reversed, and the overpayment returned.
 @example(used=300, steps=[("clawback", 100), ("clawback", 100), ("write_off", 100), ("reverse", 1),
-                          ("reverse", 1), ("refund", 150)])
-@example(used=1000, steps=[("clawback", 1000), ("repay", 100), ("reverse", 0), ("reverse", 1), ("reverse", 0),
-                           ("clawback", 100), ("repay", 100), ("refund", 990)])
+                          ("reverse", 2), ("reverse", 1), ("refund", 150)])
+@example(used=1000, steps=[("clawback", 1000), ("repay", 100), ("reverse", 0), ("clawback", 100), ("refund", 990)])
+@example(used=300, steps=[("clawback", 100), ("clawback", 100), ("repay", 200), ("reverse", 1), ("return", 100)])
+# A review's walk: a return, a clawback reversed, the return reversed, a clawback recorded.
+@example(used=3, steps=[("clawback", 2), ("repay", 1), ("repay", 1), ("refund", 2), ("return", 1), ("reverse", 1),
+                        ("reverse", 0), ("reverse", 1), ("clawback", 1)])
 def test_the_ledger_step_by_step_agrees_with_the_reconciliation(used: int, steps: list[tuple[str, int]]) -> None:
     """Any sequence of clawbacks, refunds, repayments and write-offs, each allowed as the service
     allows it: the receivable the ledger's steps leave (`clawback_recovered` at each refund) is
@@ -177,7 +182,8 @@ def test_the_ledger_step_by_step_agrees_with_the_reconciliation(used: int, steps
     than was used, but for what the enterprise overpaid. A reversal undoes one standing
     clawback, repayment or write-off in full: the ledger moves its amount back and what refunds
     made while it stood recover (`clawback_reversal`), which leaves what the totals expect; a
-    clawback only down to what stands repaid and written off (`clawback_reversible`). The
+    clawback not while a write-off stands (`clawback_reversible`), and what the enterprise paid
+    beyond what is left covers a clawback recorded later (`clawback_recording`). The
     office returns at most what was overpaid, which leaves nothing owed; a return may be reversed
     too, and a repayment reversed after a return asks the returned money back."""
     c = Clawback()
@@ -226,10 +232,10 @@ def test_the_ledger_step_by_step_agrees_with_the_reconciliation(used: int, steps
             if not amount:
                 continue
             assert amount <= not_clawed  # only value not clawed back yet is asked for
-            # What stands repaid and written off never passes what is clawed back (a clawback is
-            # reversed only down to it), so the ledger's one journal puts the whole amount on.
-            assert max(0, c.repaid - c.returned) + c.written_off <= c.clawed_back
-            c = replace(c, clawed_back=c.clawed_back + amount, owed=c.owed + amount)
+            recorded, covered = clawback_recording(c, not_clawed + clawed, amount)
+            # Payments cover part of it only beyond what is clawed back, after a clawback was reversed.
+            assert 0 <= covered <= min(amount, max(0, c.repaid - c.returned - c.clawed_back))
+            c = replace(recorded, owed=c.owed + amount - covered)  # what its two journals post
             not_clawed, clawed = not_clawed - amount, clawed + amount
             standing.append((CLAWBACK_RECORDED, amount))
         else:

@@ -199,7 +199,7 @@ def test_a_reversal_s_memo_names_its_entry_and_nothing_typed_does() -> None:
 
     entry = uuid.UUID("0190d5d2-9b01-7c22-8a55-3f2b9c1d0e77")
     assert (REVERSAL_MEMO, RECOVERY_MEMO) == ("reversal of ", "refunds recover, on the reversal of ")
-    assert UNCOVER_MEMO == "no longer recovered by refunds, on the reversal of "
+    assert UNCOVER_MEMO == "no longer covered by refunds or payments, on the reversal of "
     assert reversed_entry(f"{UNCOVER_MEMO}{entry}") == entry
     assert reversed_entry(f"reversal of {entry}: bounced") == entry
     assert reversed_entry(f"refunds recover, on the reversal of {entry}") == entry
@@ -267,35 +267,90 @@ async def test_a_reversed_clawback_gives_back_what_refunds_had_recovered_of_it(a
     assert (await world.reconciliation())["is_clean"]
 
 
-async def test_a_mistyped_clawback_partly_repaid_is_corrected_in_order(app, world: World) -> None:
-    """300,000 typed for 30,000, and the enterprise paid the 30,000. The clawback is not undone
-    below what stands repaid (422, naming both, nothing changed): the repayment is reversed
-    first, then the clawback, the right one recorded, and the same transfer recorded again
-    against it. Nothing is owed, and every step is in the ledger."""
+async def test_a_mistyped_clawback_partly_repaid_is_reversed_and_the_payment_covers_the_right_one(
+        app, world: World) -> None:
+    """300,000 typed for 30,000, and the enterprise paid the 30,000. The clawback is reversed:
+    nothing is clawed back, so the 30,000 paid is overpaid (a journal puts back what it had
+    covered). The right clawback is recorded: the payment covers it (a journal takes it off
+    again), so nothing is owed or overpaid, and every step is in the ledger."""
     voucher, _ = await _revoked_with_clawback(world, 300_000)
     base = f"/v1/vouchers/{voucher['id']}/clawback"
     paid = await world.post(f"{base}/repayments", {"amount": 30_000, "reference": "ICBC-5", "paid_on": "2026-03-02"},
                             key=world.operator)
     assert paid.json()["owed"] == 270_000
-    recorded, repayment = (await _entries(world, voucher)).json()["items"]
-    refused = assert_problem(await _reverse(world, voucher, recorded, "mistyped"), 422, "validation_failed")
+    recorded, _ = (await _entries(world, voucher)).json()["items"]
+    undone = await _reverse(world, voucher, recorded, "mistyped")
+    assert undone.status_code == 200, undone.text
+    assert (undone.json()["clawed_back"], undone.json()["owed"], undone.json()["overpaid"]) == (0, 0, 30_000)
+    assert await _receivable(app, world) == 0
+    right = await world.post(base, {"amount": 30_000, "reason": "the audit's figure"}, key=world.operator,
+                             idem="right")
+    assert right.status_code == 200, right.text
+    state = right.json()
+    assert (state["clawed_back"], state["repaid"], state["owed"], state["overpaid"]) == (30_000, 30_000, 0, 0)
+    items = (await _entries(world, voucher)).json()["items"]
+    assert [(e["kind"], e["amount"]) for e in items] == [
+        ("clawback_recorded", 300_000), ("clawback_repaid", -30_000), ("clawback_reversed", -300_000),
+        ("clawback_recovered_by_refunds", 30_000), ("clawback_recorded", 30_000),
+        ("clawback_recovered_by_refunds", -30_000)]
+    assert items[3]["reverses"] == recorded["id"] and items[5]["reverses"] == items[4]["id"]
+    assert items[5]["memo"] == f"covered by what the enterprise paid, on the clawback {items[4]['id']}"
+    async with app.state.database.unit_of_work(write=False) as session:
+        event = (await session.execute(select(AuditEvent).where(
+            AuditEvent.action == "voucher.clawback_recorded", AuditEvent.resource_id == uuid.UUID(voucher["id"]))
+        )).scalar_one()
+    assert (event.after["amount"], event.after["covered_by_payments"], event.after["clawback_owed"]) == (
+        30_000, 30_000, 0)
+    assert await _receivable(app, world) == 0
+    assert (await world.reconciliation())["is_clean"]
+
+
+async def test_a_duplicate_the_enterprise_paid_twice_is_reversed_and_the_overpayment_returned(
+        app, world: World) -> None:
+    """100,000 clawed back and entered again; the enterprise pays both demands. The duplicate
+    is reversed with both repayments standing: 100,000 is overpaid, and the office returns it
+    (a review found this stuck: the repayment had to be reversed first, and the transfer
+    could then not be recorded again, being more than was owed)."""
+    voucher, _ = await _revoked_with_clawback(world, 100_000)
+    base = f"/v1/vouchers/{voucher['id']}/clawback"
+    assert (await world.post(base, {"amount": 100_000, "reason": "same finding"}, key=world.operator)).json()[
+        "owed"] == 200_000
+    for reference in ("ICBC-1", "ICBC-2"):
+        paid = await world.post(f"{base}/repayments", {"amount": 100_000, "reference": reference,
+                                                       "paid_on": "2026-03-02"}, key=world.operator)
+        assert paid.status_code == 200, paid.text
+    duplicate = (await _entries(world, voucher)).json()["items"][1]
+    assert duplicate["kind"] == "clawback_recorded"
+    undone = (await _reverse(world, voucher, duplicate, "entered twice")).json()
+    assert (undone["clawed_back"], undone["repaid"], undone["owed"], undone["overpaid"]) == (
+        100_000, 200_000, 0, 100_000)
+    returned = await world.post(f"{base}/overpayment-returns", {"amount": 100_000, "reference": "OUT-1",
+                                                                 "paid_on": "2026-03-02"}, key=world.operator)
+    assert returned.status_code == 200, returned.text
+    assert (returned.json()["overpaid"], returned.json()["owed"]) == (0, 0)
+    assert await _receivable(app, world) == 0
+    assert (await world.reconciliation())["is_clean"]
+
+
+async def test_a_duplicate_written_off_is_reversed_only_once_the_write_off_is(app, world: World) -> None:
+    """The office had written the duplicate off (its only tool before): reversing the duplicate
+    while the write-off stands would let the write-off forgive the real 100,000 (a review), so
+    it is refused, naming the write-off, and changes nothing. With the write-off reversed, the
+    duplicate is; 100,000 is owed."""
+    voucher, _ = await _revoked_with_clawback(world, 100_000)
+    base = f"/v1/vouchers/{voucher['id']}/clawback"
+    await world.post(base, {"amount": 100_000, "reason": "same finding"}, key=world.operator)
+    await world.post(f"{base}/write-offs", {"amount": 100_000, "reason": "duplicate entry"}, key=world.operator)
+    _, duplicate, write_off = (await _entries(world, voucher)).json()["items"]
+    refused = assert_problem(await _reverse(world, voucher, duplicate, "entered twice"), 422, "validation_failed")
     assert [e["pointer"] for e in refused["errors"]] == ["/entry_id"]
     assert refused["errors"][0]["message"].startswith(
-        "¥300.00 of this voucher's clawback stands repaid or written off, more than would be left clawed back "
-        "without this entry, ¥0.00"), refused
-    assert (await _state(world, voucher))["owed"] == 270_000 and await _receivable(app, world) == 270_000
-    assert (await _reverse(world, voucher, repayment, "re-entered against the corrected clawback")).status_code == 200
-    assert (await _reverse(world, voucher, recorded, "mistyped")).json()["owed"] == 0
-    assert (await world.post(base, {"amount": 30_000, "reason": "the audit's figure"}, key=world.operator)
-            ).json()["owed"] == 30_000
-    again = await world.post(f"{base}/repayments", {"amount": 30_000, "reference": "ICBC-5", "paid_on": "2026-03-02"},
-                             key=world.operator)
-    assert again.status_code == 200, again.text
-    assert (again.json()["clawed_back"], again.json()["repaid"], again.json()["owed"]) == (30_000, 30_000, 0)
-    assert [e["kind"] for e in (await _entries(world, voucher)).json()["items"]] == [
-        "clawback_recorded", "clawback_repaid", "clawback_repayment_reversed", "clawback_reversed",
-        "clawback_recorded", "clawback_repaid"]
-    assert await _receivable(app, world) == 0
+        "the office wrote off ¥1,000.00 of this voucher's clawback: reverse the write-off first"), refused
+    assert (await _state(world, voucher))["owed"] == 100_000 and await _receivable(app, world) == 100_000
+    assert (await _reverse(world, voucher, write_off, "it was the duplicate")).json()["owed"] == 200_000
+    state = (await _reverse(world, voucher, duplicate, "entered twice")).json()
+    assert (state["clawed_back"], state["written_off"], state["owed"]) == (100_000, 0, 100_000)
+    assert await _receivable(app, world) == 100_000
     assert (await world.reconciliation())["is_clean"]
 
 

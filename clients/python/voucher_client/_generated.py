@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "3727eb446d31008518f7b6edd905815a32e5f398b4259faaf8ceaad2e8c1b005"
+DOCUMENT_SHA256 = "a3ddf89dd3f3e9a543f668f8302897c6ececbc9385d896ca10e346875051d715"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

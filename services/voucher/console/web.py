@@ -94,7 +94,7 @@ JOURNAL_NAMES = {
     "clawback_write_off_reversed": msg("clawback write-off reversed"),
     "clawback_overpayment_returned": msg("overpayment returned to the enterprise"),
     "clawback_overpayment_return_reversed": msg("overpayment return reversed"),
-    "clawback_recovered_by_refunds": msg("clawback recovered by refunds, on a reversal or return"),
+    "clawback_recovered_by_refunds": msg("covered by refunds or payments, on a clawback, reversal or return"),
     "settlement_paid": msg("settlement paid"),
     "settlement_repaid": msg("settlement repaid"), "claim_paid": msg("claim paid"),
 }

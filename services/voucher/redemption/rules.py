@@ -626,13 +626,28 @@ def clawback_refunded(clawback: Clawback, used: int) -> int:
     return clawback.clawed_back - min(clawback.clawed_back, used)
 
 
+def clawback_recording(clawback: Clawback, used: int, amount: int) -> tuple[Clawback, int]:
+    """Claw back `amount` more of the used value (at most `clawback_room`): the clawback with it
+    counted, and what of it is covered already — what the enterprise paid beyond the value
+    clawed back, once a clawback it paid was reversed (entered twice, mistyped). The entry puts
+    the amount on the receivable and a second journal takes the covered part off, so what is
+    owed is what `clawback_owed` says: a mistyped clawback the enterprise paid part of is
+    reversed and the right one recorded, and the payment counts against it."""
+    if not 0 < amount <= clawback_room(clawback, used):
+        raise ValueError("a clawback takes at most the used value not clawed back yet")
+    after = replace(clawback, clawed_back=clawback.clawed_back + amount)
+    owed = clawback_owed(after, used)
+    return replace(after, owed=owed), amount - (owed - clawback.owed)
+
+
 def clawback_reversible(clawback: Clawback, amount: int) -> bool:
-    """Whether a clawback of `amount` may be undone: only down to what stands repaid (net of
-    returns) and written off. What is paid and written off never passes what is clawed back
-    (a later clawback raises what is owed by its whole amount, and a write-off above the
-    clawed-back value would forgive the next one), so those are reversed first — a repayment
-    that stands is then recorded again, against the clawback that replaces the mistaken one."""
-    return 0 < amount <= clawback.clawed_back - max(0, clawback.net_paid) - clawback.written_off
+    """Whether a clawback of `amount` may be undone: not while a write-off of the voucher's
+    clawback stands. A write-off forgives clawed-back value, the first a clawback's reversal
+    would take away: one written off as the workaround for a duplicate would then silently
+    forgive the real debt. So the write-off is reversed first, and written off again if the
+    office still means it. What the enterprise paid may stand above what is left: it overpaid
+    (`clawback_overpaid`), and the office returns it or a later clawback counts it."""
+    return 0 < amount <= clawback.clawed_back and clawback.written_off == 0
 
 
 def clawback_room(clawback: Clawback, used: int) -> int:
@@ -644,9 +659,9 @@ def clawback_room(clawback: Clawback, used: int) -> int:
 def clawback_overpaid(clawback: Clawback, used: int) -> int:
     """What the enterprise repaid beyond the clawed-back value still used on the voucher: a
     refund of the order after the repayment returned the same value to the programme through
-    the provider. (What is repaid and written off never passes what was clawed back, so a
-    refund comes off what is owed first, then off the write-off, and only then off the
-    repayment.) What the office returned of it (`clawback_overpayment_return`) is overpaid no more."""
+    the provider, or a clawback it paid was reversed (recorded by mistake). (A refund comes off
+    what is owed first, then off the write-off, and only then off the repayment.) What the
+    office returned of it (`clawback_overpayment_return`) is overpaid no more."""
     return max(0, clawback.net_paid - min(clawback.clawed_back, used))
 
 
@@ -678,13 +693,13 @@ def clawback_reversal(clawback: Clawback, used: int, kind: str, amount: int) -> 
     receivable rises by the amount and falls by the rest, the refunds' recovery. A return undone
     is the mirror: its reversal takes the amount off, and what the return's own recovery had
     taken off goes back on, but for what the return is still owed (after a reversed repayment).
-    A clawback undone takes its amount off, and what refunds had recovered of it goes back on,
-    but for what they still recover of the clawed-back value left (`clawback_reversible` says
-    how far one may be undone)."""
+    A clawback undone takes its amount off, and what refunds or payments had covered of it goes
+    back on, but for what they still cover of the clawed-back value left (`clawback_reversible`
+    says when one may be undone)."""
     moved = amount  # what the reversal's own journal puts on the receivable
     if kind == CLAWBACK_RECORDED:
         if not clawback_reversible(clawback, amount):
-            raise ValueError("a clawback is undone only down to what stands repaid and written off")
+            raise ValueError("a clawback is undone in full, and not while a write-off stands")
         undone, moved = replace(clawback, clawed_back=clawback.clawed_back - amount), -amount
     elif kind == CLAWBACK_REPAID:
         undone = replace(clawback, repaid=clawback.repaid - amount)

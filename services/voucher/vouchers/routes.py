@@ -270,7 +270,9 @@ async def get_voucher_clawback(voucher_id: uuid.UUID, session: Session, now: Now
     "misuse comes to light after the voucher ended: its expiry passed, or it was revoked with less clawed back "
     "than is now known to be owed. The `amount` of used value is recorded as a receivable from the enterprise, "
     "as a revocation's clawback is (a `clawback_recorded` journal; history is never rewritten), at most the "
-    "used value not clawed back yet (`room`); a voucher past its expiry has its expiry posted first. Audit events "
+    "used value not clawed back yet (`room`); a voucher past its expiry has its expiry posted first. What the "
+    "enterprise paid beyond the clawed-back value, after a clawback it paid was reversed, covers it: a "
+    "`clawback_recovered_by_refunds` journal takes that part off again. Audit events "
     "`voucher.clawback_recorded` and `ledger.posted`. Refused with `not_found`, `clawback_on_live_voucher` "
     "(a live voucher's clawback is recorded by revoking it) or `validation_failed` (an amount above what can "
     "still be clawed back).",
@@ -359,7 +361,8 @@ async def record_clawback_overpayment_return(voucher_id: uuid.UUID, body: Clawba
     "office's reasons: the debtor is told what it owes back and why). Lists every "
     "journal of the voucher on the enterprise's receivable: clawbacks, repayments (with the bank's reference), "
     "write-offs, returns of an overpayment, reversals and refunds' recoveries, each with what it did to what is "
-    "owed; a repayment, write-off or return names the reversal that undid it, and a reversal the entry it undid. Changes nothing. Answers "
+    "owed; a clawback, repayment, write-off or return names the reversal that undid it, and a reversal the entry "
+    "it undid. Changes nothing. Answers "
     "`not_found` for a voucher you cannot see and `invalid_cursor` for a cursor this service did not issue.",
     response_model=Page[ClawbackEntryPublic],
     responses=responses(*AUTH_ERRORS, errors.NotFound, errors.InvalidCursor),
@@ -384,15 +387,17 @@ async def list_voucher_clawback_entries(voucher_id: uuid.UUID, session: Session,
     "`clawback_overpayment_return_reversed` journal moves the receivable back by its amount. If refunds of the "
     "voucher's orders came while it stood, the part they recover moves it again (a "
     "`clawback_recovered_by_refunds` journal), so what is owed is the clawed-back value still used, less what "
-    "stays repaid and written off, plus what stays returned. A clawback is undone only down to what stands "
-    "repaid and written off: a mistyped one the enterprise paid part of is corrected by reversing the "
-    "repayment, then the clawback, recording the right amount and the repayment again. The entry stays in the "
+    "stays repaid (net of what was returned) and written off, plus what was returned beyond what stands repaid. "
+    "A clawback is not undone while a write-off of the voucher's clawback stands (the write-off is reversed "
+    "first: it would forgive what is left). What the enterprise paid beyond what is left clawed back is then "
+    "`overpaid`, which the office returns, or which covers a clawback recorded later: a mistyped clawback is "
+    "corrected by reversing it and recording the right amount. The entry stays in the "
     "ledger; a reversed entry's reference may be recorded again. Audit events `voucher.clawback_reversed`, "
     "`voucher.clawback_repayment_reversed`, `voucher.clawback_write_off_reversed` or "
     "`voucher.clawback_overpayment_return_reversed`, and `ledger.posted`. Refused with `not_found`, "
     "`already_reversed` (naming the reversal's journal) or `validation_failed` (not a clawback, repayment, "
-    "write-off or overpayment return of this voucher; or a clawback of which more stands repaid and written off "
-    "than would be left clawed back without it).",
+    "write-off or overpayment return of this voucher; or a clawback while a write-off of the voucher's clawback "
+    "stands).",
     response_model=ClawbackPublic,
     responses=responses(*AUTH_ERRORS, errors.NotFound, errors.AlreadyReversed, errors.ValidationFailed),
     dependencies=[Depends(idempotent(Scope.VOUCHERS_WRITE, required=True))],

@@ -158,18 +158,21 @@ RETURN_MEMO = "overpayment returned to the enterprise, reference "
 RETURN_RECOVERY_MEMO = "refunds recover, on the overpayment return "
 #: How a reversal's journals name the clawback, repayment, write-off or return they undo (its
 #: journal's id): the reversal, and what refunds recover once it is undone — or, a clawback
-#: undone, what refunds had recovered of it, put back.
+#: undone, what refunds or payments had covered of it, put back.
 REVERSAL_MEMO = "reversal of "
 RECOVERY_MEMO = "refunds recover, on the reversal of "
-UNCOVER_MEMO = "no longer recovered by refunds, on the reversal of "
-#: How a clawback's journal memo gives its reason.
+UNCOVER_MEMO = "no longer covered by refunds or payments, on the reversal of "
+#: How a clawback's journal memo gives its reason, and how the journal of what the enterprise's
+#: payments already cover of it (after a clawback it paid was reversed) names the clawback.
 CLAWBACK_MEMO = "clawback of used value: "
+COVER_MEMO = "covered by what the enterprise paid, on the clawback "
 
 
 def reversed_entry(memo: str | None) -> uuid.UUID | None:
     """The journal a reversal's memo names (`REVERSAL_MEMO`, `RECOVERY_MEMO` or `UNCOVER_MEMO`,
-    then its id), or the return whose refunds' part a journal is (`RETURN_RECOVERY_MEMO`)."""
-    for prefix in (REVERSAL_MEMO, RECOVERY_MEMO, UNCOVER_MEMO, RETURN_RECOVERY_MEMO):
+    then its id), or the return or clawback whose covered part a journal is
+    (`RETURN_RECOVERY_MEMO`, `COVER_MEMO`)."""
+    for prefix in (REVERSAL_MEMO, RECOVERY_MEMO, UNCOVER_MEMO, RETURN_RECOVERY_MEMO, COVER_MEMO):
         if memo is not None and memo.startswith(prefix):
             try:
                 return uuid.UUID(memo[len(prefix):len(prefix) + 36])

@@ -236,19 +236,21 @@ class ClawbackEntryPublic(BaseModel):
                       "`clawback_written_off`, `clawback_overpayment_returned` (the office paid the enterprise "
                       "back what it overpaid), `clawback_reversed`, `clawback_repayment_reversed`, "
                       "`clawback_write_off_reversed`, `clawback_overpayment_return_reversed`, "
-                      "`clawback_recovered_by_refunds` (the part of a reversal or return that refunds recover; "
-                      "positive when a return's or a clawback's is undone), or `refund` (a refund of the voucher's "
-                      "order recovering value clawed back).")
+                      "`clawback_recovered_by_refunds` (the part of a reversal or return that refunds recover, "
+                      "or of a clawback that the enterprise's payments already cover; positive when a return's or "
+                      "a clawback's is undone), or `refund` (a refund of the voucher's order recovering value "
+                      "clawed back).")
     amount: int = Field(description="What the journal did to what the enterprise owes for the voucher: positive "
                         "raises it, negative lowers it.")
     unit: str
     at: Instant = Field(description="When it was recorded.")
     memo: str
     reference: str | None = Field(description="A repayment's or an overpayment return's bank reference.")
-    reverses: uuid.UUID | None = Field(description="For a reversal (and its refunds' part): the entry it undoes; for "
-                                       "the refunds' part of an overpayment return: the return.")
-    reversed_by: uuid.UUID | None = Field(description="For a repayment, write-off or overpayment return: the reversal "
-                                          "that undid it.")
+    reverses: uuid.UUID | None = Field(description="For a reversal (and its refunds' or payments' part): the entry "
+                                       "it undoes; for the refunds' part of an overpayment return, or the part of a "
+                                       "clawback the enterprise's payments cover: the return or the clawback.")
+    reversed_by: uuid.UUID | None = Field(description="For a clawback, repayment, write-off or overpayment return: the "
+                                          "reversal that undid it.")
 
 
 class ClawbackPublic(BaseModel):

@@ -46,6 +46,7 @@ from services.voucher.redemption.rules import (
     clawback_forgivable,
     clawback_overpaid,
     clawback_overpayment_return,
+    clawback_recording,
     clawback_refunded,
     clawback_reversal,
     clawback_reversible,
@@ -57,6 +58,7 @@ from services.voucher.vouchers import repository
 from services.voucher.vouchers.repository import VoucherRow
 from services.voucher.vouchers.rules import (
     CLAWBACK_MEMO,
+    COVER_MEMO,
     RECOVERY_MEMO,
     REPAYMENT_MEMO,
     RETURN_MEMO,
@@ -558,16 +560,21 @@ async def record_clawback(
     if amount > before.room:
         raise ValidationFailed([field_error("amount", msg(
             "at most the used value not clawed back yet, {room}", room=Amount(before.room, voucher.unit)))])
-    accounts = await ledger.programme_accounts(session, voucher.programme_id)
-    await ledger.post_all(session, [await _clawback_journal(session, voucher, accounts, amount, reason, now)])
-    c = before.clawback
-    # What stands repaid and written off never passes what is clawed back
-    # (`rules.clawback_reversible`): the whole amount is owed on top.
-    after = replace(before, clawback=replace(c, clawed_back=c.clawed_back + amount, owed=c.owed + amount))
+    # What the enterprise paid beyond the clawed-back value, once a clawback it paid was
+    # reversed, covers this one: a second journal takes that part off (`rules.clawback_recording`).
+    recorded, covered = clawback_recording(before.clawback, before.used, amount)
+    receivable = (await ledger.ensure_enterprise_accounts(
+        session, voucher.enterprise_id, voucher.programme_id, voucher.unit, now,
+        [AccountKind.ENTERPRISE_RECEIVABLE]))[AccountKind.ENTERPRISE_RECEIVABLE]
+    await ledger.post_all(session, await _entry_and_recovery(
+        session, voucher, receivable, now, kind=CLAWBACK_RECORDED, move=amount, memo=f"{CLAWBACK_MEMO}{reason}",
+        recovered=covered, recovery_memo=lambda entry: f"{COVER_MEMO}{entry}"))
+    after = replace(before, clawback=recorded, receivable=receivable)
     await audit.record(
         session, "voucher.clawback_recorded", "voucher", voucher.id, now=now,
         before={"status": voucher.status, "clawback_owed": before.owed},
-        after={"status": voucher.status, "clawback_owed": after.owed, "amount": amount, "reason": reason},
+        after={"status": voucher.status, "clawback_owed": after.owed, "amount": amount, "reason": reason,
+               **({"covered_by_payments": covered} if covered else {})},
         programme_id=voucher.programme_id, enterprise_id=voucher.enterprise_id, voucher_id=voucher.id,
     )
     return after
@@ -756,13 +763,10 @@ async def reverse_clawback_entry(
     # What the entry moved on the receivable (a clawback and a return put their amount on it).
     amount = abs(entry.amount)
     if entry.kind == CLAWBACK_RECORDED and not clawback_reversible(before.clawback, amount):
-        c = before.clawback
         raise ValidationFailed([field_error("entry_id", msg(
-            "{settled} of this voucher's clawback stands repaid or written off, more than would be left clawed back "
-            "without this entry, {left}: reverse the repayment or write-off first (a repayment is then recorded "
-            "again against the clawback that replaces this one)",
-            settled=Amount(max(0, c.net_paid) + c.written_off, voucher.unit),
-            left=Amount(c.clawed_back - amount, voucher.unit)))])
+            "the office wrote off {written_off} of this voucher's clawback: reverse the write-off first (it would "
+            "forgive what is left once this clawback is undone), and write off again what it still means to",
+            written_off=Amount(before.clawback.written_off, voucher.unit)))])
     undone, recovered = clawback_reversal(before.clawback, before.used, entry.kind, amount)
     await ledger.post_all(session, await _entry_and_recovery(
         session, voucher, before.receivable, now, kind=CLAWBACK_REVERSALS[entry.kind], move=-entry.amount,
