@@ -511,6 +511,14 @@ class DocumentAlreadyClaimed(Conflict):
     title = "A document with this SHA-256 digest is already part of a claim"
 
 
+class FiledElsewhere(Conflict):
+    """A claim whose invoice, a document or contract another enterprise holds: which one is not
+    said (each named apart, a known taken one let an enterprise learn the others' for free)."""
+
+    code = "already_filed_elsewhere"
+    title = "The invoice, a document or the contract of this claim is already part of another enterprise's claim or application"
+
+
 class CheckpointSignatureInvalid(DomainError):
     """A checkpoint handed in for verification was not signed by this service's key."""
 

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "a3ddf89dd3f3e9a543f668f8302897c6ececbc9385d896ca10e346875051d715"
+DOCUMENT_SHA256 = "e90ddf5d49efe35b0f5ea5a5e5ed3d4f72f59e9d79217e794f34573243af7255"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

@@ -50,13 +50,16 @@ def _public(claim: object) -> ClaimPublic:
     "`hold.placed` and `ledger.posted`. Refused for every reason a hold is refused (unknown code, a voucher that "
     "cannot be used, a provider not approved, not enrolled or related, items out of scope, cap reached, "
     "`wrong_payout_mode`…), with `invoice_already_claimed`, `document_already_claimed` or `contract_already_used` "
-    "when anyone claimed it before, `validation_failed` for malformed numbers, line items that do not add up to "
+    "when the enterprise itself filed it before (asked first), `already_filed_elsewhere` when another enterprise "
+    "holds the invoice, a document or the contract (asked last, once the rest of the claim holds, and not saying "
+    "which), `validation_failed` for malformed numbers, line items that do not add up to "
     "the amount paid, a document listed twice or an invoice dated after today (Beijing time) or before "
     "2000-01-01, or an Idempotency-Key conflict.",
     status_code=201,
     response_model=ClaimPublic,
     responses=responses(*AUTH_ERRORS, *HOLD_ERRORS, errors.InvoiceAlreadyClaimed,
-                        errors.DocumentAlreadyClaimed, errors.ContractAlreadyUsed, errors.ValidationFailed, *IDEM),
+                        errors.DocumentAlreadyClaimed, errors.ContractAlreadyUsed, errors.FiledElsewhere,
+                        errors.ValidationFailed, *IDEM),
     dependencies=[Depends(idempotent(Scope.CLAIMS_WRITE, required=True))],
 )
 async def file_claim(body: ClaimCreate, session: Session, now: Now, actor: Claimant, response: Response) -> ClaimPublic:

@@ -34,6 +34,7 @@ from services.voucher.db import PageRequest, is_integrity_error
 from services.voucher.errors import (
     ContractAlreadyUsed,
     DocumentAlreadyClaimed,
+    FiledElsewhere,
     Forbidden,
     InvoiceAlreadyClaimed,
     NotFound,
@@ -67,6 +68,26 @@ C = ClaimStatus
 
 
 async def _claimable(
+    session: AsyncSession, provider_id: uuid.UUID, invoice: str, invoice_key: str, contract: str, contract_key: str,
+    digests: list[str], voucher: Voucher, *, own_only: bool = False,
+) -> ContractReference | None:
+    """`_holdings`, for the voucher's own enterprise (`own_only`: each refusal names what it
+    holds), or for anyone: then what another enterprise holds is refused as one, without saying
+    which (`already_filed_elsewhere`). Named apart, one taken contract an enterprise knew of, put
+    last, had told it for free whether any other enterprise held an invoice or a document (an
+    independent review, December 2026): the invoice's refusal came first, the contract's
+    otherwise, and neither filed anything."""
+    if own_only:
+        return await _holdings(session, provider_id, invoice, invoice_key, contract, contract_key, digests, voucher,
+                               own_only=True)
+    try:
+        return await _holdings(session, provider_id, invoice, invoice_key, contract, contract_key, digests, voucher)
+    except (InvoiceAlreadyClaimed, DocumentAlreadyClaimed, ContractAlreadyUsed) as exc:
+        raise FiledElsewhere(msg("the invoice, a document or the contract of this claim is already part of another "
+                                 "enterprise's claim or application: the programme office can say which")) from exc
+
+
+async def _holdings(
     session: AsyncSession, provider_id: uuid.UUID, invoice: str, invoice_key: str, contract: str, contract_key: str,
     digests: list[str], voucher: Voucher, *, own_only: bool = False,
 ) -> ContractReference | None:
@@ -181,12 +202,12 @@ async def file(session: AsyncSession, actor: Actor, data: dict[str, Any], now: d
     except OrderReferenceConflict as exc:  # another enterprise's claim of this invoice won a race
         raise InvoiceAlreadyClaimed(msg("invoice {invoice} is already part of a claim", invoice=invoice),
                                     invoice_number=invoice) from exc
-    # Whether the invoice, a document or the contract is taken is asked only once everything
-    # else about the claim holds (the hold is undone with the request when it is refused): asked
-    # first, any enterprise with a voucher could learn, at no cost, which contract numbers,
-    # invoices and documents other enterprises had filed, sending a line item the programme
-    # does not cover so that nothing was ever filed (an independent review, December 2026).
-    # A free guess now files a claim, which the office reviews.
+    # Whether another enterprise holds the invoice, a document or the contract is asked only once
+    # everything else about the claim holds (the hold is undone with the request when it is
+    # refused), and answered as one: asked first, any enterprise with a voucher could learn, at
+    # no cost, which contract numbers, invoices and documents others had filed, sending a line
+    # item the programme does not cover so that nothing was ever filed (an independent review,
+    # December 2026). A free guess now files a claim, which the office reviews.
     applied = await _claimable(session, provider.id, invoice, invoice_key, contract, contract_key, digests, voucher)
     claim = Claim(
         voucher_id=voucher.id, programme_id=programme.id, enterprise_id=voucher.enterprise_id,
