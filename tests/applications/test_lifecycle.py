@@ -1029,3 +1029,41 @@ async def test_one_contract_typed_with_other_brackets_is_refused(app, client: ht
         _, key = await desk.other_enterprise()
         refused = await desk.submit(10_000_000, key=key, contracts=[contract(provider_id, typed)])
         assert_problem(refused, 409, "contract_already_used")
+
+
+async def test_a_purpose_an_objector_and_a_voucher_reference_are_text_a_person_writes(
+        app: Any, client: httpx.AsyncClient) -> None:
+    """An application's purpose, an objector and a voucher's reference end up on the office's
+    pages, in exports and in audit events: a right-to-left override, a bell or an escape
+    sequence, and a purpose of only spaces had been stored and echoed as sent (an independent
+    review). Refused, naming the field; what a person writes (Chinese, several lines of purpose)
+    is kept."""
+    desk = await open_desk(app, client)
+    for purpose in ("   \u200b\n", "fine\x07-tuning", "\x1b[31m"):
+        body = {"programme_id": desk.programme_id, "requested_amount": 10_000_000, "purpose": purpose}
+        refused = await client.post("/v1/applications", json=body,
+                                    headers=auth(desk.world.enterprise_key, **fresh_key()))
+        assert [e["pointer"] for e in assert_problem(refused, 422, "validation_failed")["errors"]] == ["/purpose"]
+    application = await desk.apply()
+    await desk.done(application, "approve")
+    for objector in ("\x1b[31m\u202eevil", "a\nletter", "\u202e"):
+        refused = await client.post(f"/v1/applications/{application['id']}/objections",
+                                    json={"statement": "a shared shareholder", "objector": objector},
+                                    headers=auth(desk.world.operator, **fresh_key()))
+        assert [e["pointer"] for e in assert_problem(refused, 422, "validation_failed")["errors"]] == ["/objector"]
+    assert (await desk.status(application))["status"] == "publicity"  # every refusal changed nothing
+    kept = await client.post(f"/v1/applications/{application['id']}/objections",
+                             json={"statement": "a shared shareholder", "objector": " 匿名来信 "},
+                             headers=auth(desk.world.operator, **fresh_key()))
+    assert kept.status_code == 200, kept.text
+    assert (await desk.history(application))[-1]["details"]["objector"] == "匿名来信"
+    for reference in ("\x1b\u202e   ", "line\nbreak"):
+        body = {"programme_id": desk.programme_id, "enterprise_id": desk.world.enterprise["id"],
+                "face_value": 1_000_000, "reference": reference}
+        refused = await client.post("/v1/vouchers", json=body, headers=auth(desk.world.operator, **fresh_key()))
+        assert [e["pointer"] for e in assert_problem(refused, 422, "validation_failed")["errors"]] == ["/reference"]
+        bulk = await client.post("/v1/vouchers/bulk", json={"programme_id": desk.programme_id, "grants": [
+            {"enterprise_id": desk.world.enterprise["id"], "face_value": 1_000_000, "reference": reference}]},
+            headers=auth(desk.world.operator, **fresh_key()))
+        assert [e["pointer"] for e in assert_problem(bulk, 422, "validation_failed")["errors"]] == [
+            "/grants/0/reference"]

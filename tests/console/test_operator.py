@@ -143,6 +143,19 @@ async def test_a_bulk_file_with_one_bad_row_shows_the_rows_error_and_issues_noth
     assert await _vouchers(client, world) == []
 
 
+async def test_a_bulk_row_whose_reference_breaks_a_line_is_shown_as_the_rows_error(
+        client: httpx.AsyncClient, browser: Browser, world: World) -> None:
+    """A voucher's reference is one line (the API refuses a line break or a control character):
+    the preview names the row, rather than a refusal of the whole file at issue."""
+    await browser.sign_in(world.operator, language="en")
+    content = (f'uscc,face_value,reference\n{world.enterprise["uscc"]},1000.00,"A-1\nA-2"\n').encode()
+    preview = await _preview(browser, world, "grants.csv", content)
+    assert preview.status_code == 422, preview.text
+    bad_row = re.search(r'<tr class="bad" id="row-2">(.*?)</tr>', preview.text, re.S)
+    assert bad_row and "must be one line" in bad_row.group(1), preview.text
+    assert await _vouchers(client, world) == []
+
+
 async def test_a_face_value_that_does_not_read_is_shown_with_an_example_in_the_programmes_unit(
         app: Any, client: httpx.AsyncClient, browser: Browser) -> None:
     """A token has no minor digits and a GPU-hour three: the example the console gives with the

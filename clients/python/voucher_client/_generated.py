@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "e90ddf5d49efe35b0f5ea5a5e5ed3d4f72f59e9d79217e794f34573243af7255"
+DOCUMENT_SHA256 = "96a5120c01f0ed147ff041bd5ea262d5eaeb4355f74274739e22b83daded0589"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

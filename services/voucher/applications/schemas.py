@@ -13,7 +13,7 @@ from services.voucher.eligibility.schemas import Eligibility
 from services.voucher.i18n import msg
 from services.voucher.instants import Day
 from services.voucher.money import MAX_AMOUNT
-from services.voucher.registry_schemas import WrittenText
+from services.voucher.registry_schemas import NameText, WrittenText
 
 _ID = "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e30"
 _PROGRAMME = "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e20"
@@ -52,7 +52,9 @@ class ApplicationCreate(BaseModel):
 
     programme_id: uuid.UUID
     requested_amount: int = Field(ge=1, le=MAX_AMOUNT, strict=True, description="In the programme's unit.")
-    purpose: str = Field(min_length=1, max_length=2000)
+    #: Read by the office and in the public notice's record: text a person writes, no control
+    #: characters, something visible (an independent review, December 2026).
+    purpose: WrittenText = Field(min_length=1, max_length=2000)
     contracts: list[Contract] = Field(default_factory=list, max_length=20)
 
 
@@ -117,7 +119,9 @@ class Objection(BaseModel):
         {"statement": "The applicant and the provider share a shareholder", "objector": "anonymous letter"}]})
 
     statement: WrittenText = Field(min_length=1, max_length=2000, description="The objector's statement, as received.")
-    objector: str | None = Field(default=None, max_length=200)
+    objector: NameText | None = Field(default=None, max_length=200,
+                                      description="Who objected, as the office records it (a name, or e.g. "
+                                      "\"anonymous letter\"): one line, no invisible formatting characters.")
 
 
 class Withdrawal(BaseModel):

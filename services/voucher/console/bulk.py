@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import unicodedata
 import zipfile
 from dataclasses import dataclass, field
 from typing import Any
@@ -165,6 +166,9 @@ async def preview(api: Api, programme: dict[str, Any], filename: str, content: b
             row.errors.append(msg("the face value must be more than zero").render(language))
         if row.reference and len(row.reference) > 128:
             row.errors.append(msg("the reference is longer than 128 characters").render(language))
+        if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in row.reference):
+            row.errors.append(msg("the reference must be one line, without line breaks or control characters")
+                              .render(language))
         if not row.uscc:
             row.errors.append(msg("the USCC is missing").render(language))
             continue

@@ -34,7 +34,9 @@ class VoucherIssue(BaseModel):
     enterprise_id: uuid.UUID
     face_value: int = Field(ge=1, le=MAX_AMOUNT, strict=True, description=f"In the minor unit of the programme's unit ({MINOR_UNITS}).")
     valid_from: Instant | None = Field(default=None, description="Default: now.")
-    reference: str | None = Field(default=None, max_length=128, description="e.g. the selection it came from.")
+    reference: OneLineText | None = Field(default=None, max_length=128,
+                                          description="e.g. the selection it came from: one line, no control "
+                                          "characters.")
 
 
 class Grant(BaseModel):
@@ -43,7 +45,7 @@ class Grant(BaseModel):
     enterprise_id: uuid.UUID
     face_value: int = Field(ge=1, le=MAX_AMOUNT, strict=True)
     valid_from: Instant | None = None
-    reference: str | None = Field(default=None, max_length=128)
+    reference: OneLineText | None = Field(default=None, max_length=128)
 
 
 class VoucherBulkIssue(BaseModel):
