@@ -5,7 +5,7 @@ from __future__ import annotations
 import unicodedata
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from services.voucher import uscc as uscc_rules
@@ -105,6 +105,27 @@ def _name(value: str) -> str:
     return stripped
 
 
+#: Direction overrides, embeddings and isolates (U+202A–202E, U+2066–2069): they make text read
+#: as other text ("invoice\u202efdp.exe" reads "invoiceexe.pdf").
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _file_name(value: str) -> str:
+    """A file's name as its owner gave it: one line, visible, and no direction override or
+    isolate; other invisible formatting (an emoji's zero-width joiner, a ZWNJ some scripts
+    need, a soft hyphen) is part of real names and kept. Stored without the spaces around it."""
+    stripped = _one_line(value)
+    if any(ch in _BIDI_CONTROLS for ch in value):
+        raise field_refusal("text_direction_override", msg(
+            "must not contain direction overrides or isolates (U+202A–202E, U+2066–2069)"))
+    return stripped
+
+
+def _optional_line(value: Any) -> Any:
+    """An optional one-line field sent as "" is not given (None), as the console sends it."""
+    return None if value == "" else value
+
+
 #: Text a person writes into a record that outlives the request — a reason, a bank's payment
 #: reference on a settlement or claim that becomes immutable once paid: "  \n " had been
 #: recorded as a payment's reference (an independent review, December 2026).
@@ -115,6 +136,11 @@ OneLineText = Annotated[str, AfterValidator(_one_line)]
 #: right-to-left override that made a name read backwards had been registered (an independent
 #: review, December 2026).
 NameText = Annotated[str, AfterValidator(_name)]
+#: A document's file name, shown to the office reviewing a claim (an independent review: a
+#: right-to-left override made one name read as another; `NameText` had refused emoji too).
+FileNameText = Annotated[str, AfterValidator(_file_name)]
+#: An optional one-line reference: "" is taken as not given; anything else as `OneLineText`.
+OptionalLine = Annotated[OneLineText | None, BeforeValidator(_optional_line)]
 
 
 #: A certification an enterprise holds, as the eligibility rules name it ("sme", "high_tech").

@@ -1067,3 +1067,7 @@ async def test_a_purpose_an_objector_and_a_voucher_reference_are_text_a_person_w
             headers=auth(desk.world.operator, **fresh_key()))
         assert [e["pointer"] for e in assert_problem(bulk, 422, "validation_failed")["errors"]] == [
             "/grants/0/reference"]
+    none = await client.post("/v1/vouchers", json={  # "" is no reference, as before
+        "programme_id": desk.programme_id, "enterprise_id": desk.world.enterprise["id"], "face_value": 1_000_000,
+        "reference": ""}, headers=auth(desk.world.operator, **fresh_key()))
+    assert none.status_code == 201 and none.json()["reference"] is None, none.text

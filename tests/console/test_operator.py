@@ -148,11 +148,12 @@ async def test_a_bulk_row_whose_reference_breaks_a_line_is_shown_as_the_rows_err
     """A voucher's reference is one line (the API refuses a line break or a control character):
     the preview names the row, rather than a refusal of the whole file at issue."""
     await browser.sign_in(world.operator, language="en")
-    content = (f'uscc,face_value,reference\n{world.enterprise["uscc"]},1000.00,"A-1\nA-2"\n').encode()
-    preview = await _preview(browser, world, "grants.csv", content)
-    assert preview.status_code == 422, preview.text
-    bad_row = re.search(r'<tr class="bad" id="row-2">(.*?)</tr>', preview.text, re.S)
-    assert bad_row and "must be one line" in bad_row.group(1), preview.text
+    for reference, problem in (('"A-1\nA-2"', "must be one line"), ("\u200b", "shows nothing")):
+        content = f'uscc,face_value,reference\n{world.enterprise["uscc"]},1000.00,{reference}\n'.encode()
+        preview = await _preview(browser, world, "grants.csv", content)
+        assert preview.status_code == 422, preview.text
+        bad_row = re.search(r'<tr class="bad" id="row-2">(.*?)</tr>', preview.text, re.S)
+        assert bad_row and problem in bad_row.group(1), preview.text
     assert await _vouchers(client, world) == []
 
 

@@ -372,16 +372,20 @@ async def test_the_reconciliation_shows_a_reversal_for_another_amount_or_of_anot
     recorded, repayment = (await _entries(world, voucher)).json()["items"]
     receivable = await _receivable_id(app, world)
     programme = uuid.UUID(world.programme["id"])
-    async with app.state.database.unit_of_work() as session:
-        contra = (await ledger.programme_accounts(session, programme))[AccountKind.PROGRAMME_CLAWBACK]
-        await ledger.post(session, kind="clawback_repayment_reversed",
-                          legs=transfer(contra, receivable, 50_000, "CNY"), now=datetime.now(UTC),
-                          programme_id=programme, voucher_id=uuid.UUID(voucher["id"]),
-                          memo=f"reversal of {repayment['id']}: half")
-        await ledger.post(session, kind="clawback_repayment_reversed",
-                          legs=transfer(contra, receivable, 1, "CNY"), now=datetime.now(UTC),
-                          programme_id=programme, voucher_id=uuid.UUID(voucher["id"]),
-                          memo=f"reversal of {recorded['id']}: wrong kind")
+
+    async def behind(amount: int, entry: dict[str, Any], words: str) -> None:
+        """A repayment's reversal posted behind the service, naming `entry`: `amount` onto the
+        receivable (off it when negative)."""
+        async with app.state.database.unit_of_work() as session:
+            contra = (await ledger.programme_accounts(session, programme))[AccountKind.PROGRAMME_CLAWBACK]
+            legs = transfer(contra, receivable, amount, "CNY") if amount > 0 else transfer(
+                receivable, contra, -amount, "CNY")
+            await ledger.post(session, kind="clawback_repayment_reversed", legs=legs, now=datetime.now(UTC),
+                              programme_id=programme, voucher_id=uuid.UUID(voucher["id"]),
+                              memo=f"reversal of {entry['id']}: {words}")
+
+    await behind(50_000, repayment, "half")
+    await behind(1, recorded, "wrong kind")
     differences = (await world.reconciliation())["clawback_differences"]
     assert sorted((d["what"], d["entry_id"], d["moved"], d["entry_moved"]) for d in differences
                   if d["what"] != "clawback owed for the voucher") == sorted([
@@ -389,13 +393,6 @@ async def test_the_reconciliation_shows_a_reversal_for_another_amount_or_of_anot
         ("reversal does not undo its entry exactly once", recorded["id"], 1, 300_000)])
     owed = [d for d in differences if d["what"] == "clawback owed for the voucher"]
     assert owed == [], owed  # the sums alone: the receivable is what the rule says
-    async with app.state.database.unit_of_work() as session:
-        await ledger.post(session, kind="clawback_repayment_reversed",
-                          legs=transfer(contra, receivable, 50_000, "CNY"), now=datetime.now(UTC),
-                          programme_id=programme, voucher_id=uuid.UUID(voucher["id"]),
-                          memo=f"reversal of {repayment['id']}: the other half")
-        await ledger.post(session, kind="clawback_repayment_reversed",
-                          legs=transfer(receivable, contra, 1, "CNY"), now=datetime.now(UTC),
-                          programme_id=programme, voucher_id=uuid.UUID(voucher["id"]),
-                          memo=f"reversal of {recorded['id']}: put right")
+    await behind(50_000, repayment, "the other half")
+    await behind(-1, recorded, "put right")
     assert (await world.reconciliation())["is_clean"]

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "96a5120c01f0ed147ff041bd5ea262d5eaeb4355f74274739e22b83daded0589"
+DOCUMENT_SHA256 = "3ef74c0e4d3642199b627e84026ca4ea2c1222130cdf41150063c7c503094cc9"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

@@ -12,7 +12,7 @@ from services.voucher.claims.rules import ClaimStatus
 from services.voucher.instants import Day
 from services.voucher.money import MAX_AMOUNT
 from services.voucher.redemption.schemas import LineItem
-from services.voucher.registry_schemas import NameText, OneLineText, WrittenText
+from services.voucher.registry_schemas import FileNameText, OneLineText, WrittenText
 
 _VOUCHER = "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e21"
 _PROVIDER = "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e13"
@@ -26,7 +26,7 @@ class Document(BaseModel):
 
     #: Shown to the office reviewing the claim: one line, no control or invisible formatting
     #: characters ("invoice\u202efdp.exe" had read as "invoiceexe.pdf"; an independent review).
-    file_name: NameText = Field(min_length=1, max_length=255)
+    file_name: FileNameText = Field(min_length=1, max_length=255)
     media_type: str = Field(min_length=3, max_length=100, pattern=r"^[a-z0-9.+-]+/[a-z0-9.+-]+$")
     size: int = Field(ge=1, le=10**10, strict=True)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="Lower-case hex SHA-256 of the file.")

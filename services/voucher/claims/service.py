@@ -199,7 +199,7 @@ async def file(session: AsyncSession, actor: Actor, data: dict[str, Any], now: d
                                    line_items=data["line_items"]),
             now, provider_id=provider.id, payee=Payee.ENTERPRISE, ttl=timedelta(days=HOLD_DAYS),
         )
-    except OrderReferenceConflict as exc:  # another enterprise's claim of this invoice won a race
+    except OrderReferenceConflict as exc:  # the enterprise's own concurrent claim of this invoice won a race
         raise InvoiceAlreadyClaimed(msg("invoice {invoice} is already part of a claim", invoice=invoice),
                                     invoice_number=invoice) from exc
     # Whether another enterprise holds the invoice, a document or the contract is asked only once

@@ -169,6 +169,8 @@ async def preview(api: Api, programme: dict[str, Any], filename: str, content: b
         if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in row.reference):
             row.errors.append(msg("the reference must be one line, without line breaks or control characters")
                               .render(language))
+        elif row.reference and all(unicodedata.category(ch) in ("Zs", "Cf") for ch in row.reference):
+            row.errors.append(msg("the reference shows nothing: leave it empty or write one").render(language))
         if not row.uscc:
             row.errors.append(msg("the USCC is missing").render(language))
             continue

@@ -640,14 +640,19 @@ def clawback_recording(clawback: Clawback, used: int, amount: int) -> tuple[Claw
     return replace(after, owed=owed), amount - (owed - clawback.owed)
 
 
-def clawback_reversible(clawback: Clawback, amount: int) -> bool:
-    """Whether a clawback of `amount` may be undone: not while a write-off of the voucher's
-    clawback stands. A write-off forgives clawed-back value, the first a clawback's reversal
-    would take away: one written off as the workaround for a duplicate would then silently
-    forgive the real debt. So the write-off is reversed first, and written off again if the
-    office still means it. What the enterprise paid may stand above what is left: it overpaid
-    (`clawback_overpaid`), and the office returns it or a later clawback counts it."""
-    return 0 < amount <= clawback.clawed_back and clawback.written_off == 0
+def clawback_reversible(clawback: Clawback, kind: str, amount: int) -> bool:
+    """Whether an entry of `kind` and `amount` may be undone. A clawback, or a return of an
+    overpayment, not while a write-off of the voucher's clawback stands: a write-off forgives
+    clawed-back value, and undoing either leaves less clawed back than is paid and written off
+    (a clawback) or more paid (a return) — the write-off would then silently forgive the real
+    debt, or a clawback recorded later (a second review found a return reversed after a
+    write-off had forgiven the next clawback as "covered by what the enterprise paid"). So the
+    write-off is reversed first, and written off again if the office still means it. What the
+    enterprise paid may stand above what is left: it overpaid (`clawback_overpaid`), and the
+    office returns it or a later clawback counts it (`clawback_recording`)."""
+    if kind in (CLAWBACK_RECORDED, CLAWBACK_OVERPAYMENT_RETURNED) and clawback.written_off:
+        return False
+    return 0 < amount
 
 
 def clawback_room(clawback: Clawback, used: int) -> int:
@@ -695,11 +700,11 @@ def clawback_reversal(clawback: Clawback, used: int, kind: str, amount: int) -> 
     taken off goes back on, but for what the return is still owed (after a reversed repayment).
     A clawback undone takes its amount off, and what refunds or payments had covered of it goes
     back on, but for what they still cover of the clawed-back value left (`clawback_reversible`
-    says when one may be undone)."""
+    says when an entry may be undone)."""
     moved = amount  # what the reversal's own journal puts on the receivable
+    if not clawback_reversible(clawback, kind, amount):
+        raise ValueError("a clawback or a return is not undone while a write-off stands")
     if kind == CLAWBACK_RECORDED:
-        if not clawback_reversible(clawback, amount):
-            raise ValueError("a clawback is undone in full, and not while a write-off stands")
         undone, moved = replace(clawback, clawed_back=clawback.clawed_back - amount), -amount
     elif kind == CLAWBACK_REPAID:
         undone = replace(clawback, repaid=clawback.repaid - amount)

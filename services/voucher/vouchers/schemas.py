@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.voucher.instants import Day, Instant
 from services.voucher.money import MAX_AMOUNT, MINOR_UNITS
-from services.voucher.registry_schemas import OneLineText, Uscc, WrittenText
+from services.voucher.registry_schemas import OneLineText, OptionalLine, Uscc, WrittenText
 from services.voucher.vouchers.rules import VoucherStatus
 
 _IDS = {
@@ -34,9 +34,9 @@ class VoucherIssue(BaseModel):
     enterprise_id: uuid.UUID
     face_value: int = Field(ge=1, le=MAX_AMOUNT, strict=True, description=f"In the minor unit of the programme's unit ({MINOR_UNITS}).")
     valid_from: Instant | None = Field(default=None, description="Default: now.")
-    reference: OneLineText | None = Field(default=None, max_length=128,
-                                          description="e.g. the selection it came from: one line, no control "
-                                          "characters.")
+    reference: OptionalLine = Field(default=None, max_length=128,
+                                    description="e.g. the selection it came from: one line, no control characters "
+                                    "(\"\" is taken as none).")
 
 
 class Grant(BaseModel):
@@ -45,7 +45,7 @@ class Grant(BaseModel):
     enterprise_id: uuid.UUID
     face_value: int = Field(ge=1, le=MAX_AMOUNT, strict=True)
     valid_from: Instant | None = None
-    reference: OneLineText | None = Field(default=None, max_length=128)
+    reference: OptionalLine = Field(default=None, max_length=128)
 
 
 class VoucherBulkIssue(BaseModel):

@@ -574,7 +574,7 @@ async def record_clawback(
         session, "voucher.clawback_recorded", "voucher", voucher.id, now=now,
         before={"status": voucher.status, "clawback_owed": before.owed},
         after={"status": voucher.status, "clawback_owed": after.owed, "amount": amount, "reason": reason,
-               **({"covered_by_payments": covered} if covered else {})},
+               "covered_by_payments": covered},
         programme_id=voucher.programme_id, enterprise_id=voucher.enterprise_id, voucher_id=voucher.id,
     )
     return after
@@ -762,10 +762,10 @@ async def reverse_clawback_entry(
     assert before.receivable is not None
     # What the entry moved on the receivable (a clawback and a return put their amount on it).
     amount = abs(entry.amount)
-    if entry.kind == CLAWBACK_RECORDED and not clawback_reversible(before.clawback, amount):
+    if not clawback_reversible(before.clawback, entry.kind, amount):
         raise ValidationFailed([field_error("entry_id", msg(
             "the office wrote off {written_off} of this voucher's clawback: reverse the write-off first (it would "
-            "forgive what is left once this clawback is undone), and write off again what it still means to",
+            "forgive what is left once this entry is undone), and write off again what it still means to",
             written_off=Amount(before.clawback.written_off, voucher.unit)))])
     undone, recovered = clawback_reversal(before.clawback, before.used, entry.kind, amount)
     await ledger.post_all(session, await _entry_and_recovery(
