@@ -72,14 +72,23 @@ def field_refusal(code: str, message: Message) -> PydanticCustomError:
     return PydanticCustomError(code, message.template, {**message.params, TEMPLATE_KEY: message.template})
 
 
-def _check_text(value: str, *, lines: bool) -> None:
+def text_problem(value: str, *, lines: bool) -> tuple[str, Message] | None:
+    """What is wrong with text a person writes, as (code, message), or None: a control
+    character (a line break too, unless `lines`), or nothing that shows. The console's bulk
+    preview asks it of each row before the API would refuse the whole file."""
     for ch in value:
         if unicodedata.category(ch) in _NEVER and not (lines and ch in _LINE_BREAKS):
-            raise field_refusal("text_control_character",
-                          msg("must not contain control characters") if lines
-                          else msg("must be one line, without line breaks or control characters"))
+            return "text_control_character", (msg("must not contain control characters") if lines
+                                               else msg("must be one line, without line breaks or control characters"))
     if all(unicodedata.category(ch) in _INVISIBLE for ch in value):
-        raise field_refusal("text_blank", msg("must hold visible text, not only spaces or line breaks"))
+        return "text_blank", msg("must hold visible text, not only spaces or line breaks")
+    return None
+
+
+def _check_text(value: str, *, lines: bool) -> None:
+    problem = text_problem(value, lines=lines)
+    if problem is not None:
+        raise field_refusal(*problem)
 
 
 def _written(value: str) -> str:

@@ -148,7 +148,8 @@ async def test_a_bulk_row_whose_reference_breaks_a_line_is_shown_as_the_rows_err
     """A voucher's reference is one line (the API refuses a line break or a control character):
     the preview names the row, rather than a refusal of the whole file at issue."""
     await browser.sign_in(world.operator, language="en")
-    for reference, problem in (('"A-1\nA-2"', "must be one line"), ("\u200b", "shows nothing")):
+    for reference, problem in (('"A-1\nA-2"', "the reference must be one line"),
+                               ("\u200b", "the reference must hold visible text")):
         content = f'uscc,face_value,reference\n{world.enterprise["uscc"]},1000.00,{reference}\n'.encode()
         preview = await _preview(browser, world, "grants.csv", content)
         assert preview.status_code == 422, preview.text

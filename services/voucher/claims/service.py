@@ -77,12 +77,12 @@ async def _claimable(
     last, had told it for free whether any other enterprise held an invoice or a document (an
     independent review, December 2026): the invoice's refusal came first, the contract's
     otherwise, and neither filed anything."""
-    if own_only:
-        return await _holdings(session, provider_id, invoice, invoice_key, contract, contract_key, digests, voucher,
-                               own_only=True)
     try:
-        return await _holdings(session, provider_id, invoice, invoice_key, contract, contract_key, digests, voucher)
+        return await _holdings(session, provider_id, invoice, invoice_key, contract, contract_key, digests, voucher,
+                               own_only=own_only)
     except (InvoiceAlreadyClaimed, DocumentAlreadyClaimed, ContractAlreadyUsed) as exc:
+        if own_only:
+            raise
         raise FiledElsewhere(msg("the invoice, a document or the contract of this claim is already part of another "
                                  "enterprise's claim or application: the programme office can say which")) from exc
 

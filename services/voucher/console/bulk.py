@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-import unicodedata
 import zipfile
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 from services.voucher.console.api import Api, Refusal
 from services.voucher.i18n import Amount, msg
 from services.voucher.money import format_for_people, parse_major, typed_example
+from services.voucher.registry_schemas import text_problem
 
 MAX_ROWS = 1000
 MAX_LINES = 10 * MAX_ROWS  # lines a CSV may take, blank ones included
@@ -166,11 +166,9 @@ async def preview(api: Api, programme: dict[str, Any], filename: str, content: b
             row.errors.append(msg("the face value must be more than zero").render(language))
         if row.reference and len(row.reference) > 128:
             row.errors.append(msg("the reference is longer than 128 characters").render(language))
-        if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in row.reference):
-            row.errors.append(msg("the reference must be one line, without line breaks or control characters")
-                              .render(language))
-        elif row.reference and all(unicodedata.category(ch) in ("Zs", "Cf") for ch in row.reference):
-            row.errors.append(msg("the reference shows nothing: leave it empty or write one").render(language))
+        problem = text_problem(row.reference, lines=False) if row.reference else None
+        if problem is not None:  # the API's own check of a reference, named on its row
+            row.errors.append(msg("the reference {problem}", problem=problem[1]).render(language))
         if not row.uscc:
             row.errors.append(msg("the USCC is missing").render(language))
             continue

@@ -431,9 +431,9 @@ async def _reversal_differences(session: AsyncSession) -> list[dict[str, Any]]:
     by exactly what the entry moved it — summed, so a reversal posted twice behind the service
     shows, and another journal naming the entry can put it right (or net it to nothing) — and
     the entry is of the kind the reversal undoes. Reversals that name no entry sum to nothing
-    per voucher. The sums
-    alone had missed a repayment reversed for more than it took off when the receivable still
-    matched the rule. Read through the reversals (a handful per voucher), not the ledger."""
+    per voucher. The sums alone had missed a repayment reversed for more than it took off when
+    the receivable still matched the rule. Read through the reversals (a handful per voucher),
+    not the ledger."""
     receivable = A.c.kind == AccountKind.ENTERPRISE_RECEIVABLE.value
     moved = _sum(P.c.amount).label("moved")
     reversals = (await session.execute(

@@ -640,8 +640,8 @@ def clawback_recording(clawback: Clawback, used: int, amount: int) -> tuple[Claw
     return replace(after, owed=owed), amount - (owed - clawback.owed)
 
 
-def clawback_reversible(clawback: Clawback, kind: str, amount: int) -> bool:
-    """Whether an entry of `kind` and `amount` may be undone. A clawback, or a return of an
+def clawback_reversible(clawback: Clawback, kind: str) -> bool:
+    """Whether an entry of `kind` may be undone now. A clawback, or a return of an
     overpayment, not while a write-off of the voucher's clawback stands: a write-off forgives
     clawed-back value, and undoing either leaves less clawed back than is paid and written off
     (a clawback) or more paid (a return) — the write-off would then silently forgive the real
@@ -650,9 +650,7 @@ def clawback_reversible(clawback: Clawback, kind: str, amount: int) -> bool:
     write-off is reversed first, and written off again if the office still means it. What the
     enterprise paid may stand above what is left: it overpaid (`clawback_overpaid`), and the
     office returns it or a later clawback counts it (`clawback_recording`)."""
-    if kind in (CLAWBACK_RECORDED, CLAWBACK_OVERPAYMENT_RETURNED) and clawback.written_off:
-        return False
-    return 0 < amount
+    return not (kind in (CLAWBACK_RECORDED, CLAWBACK_OVERPAYMENT_RETURNED) and clawback.written_off)
 
 
 def clawback_room(clawback: Clawback, used: int) -> int:
@@ -702,7 +700,7 @@ def clawback_reversal(clawback: Clawback, used: int, kind: str, amount: int) -> 
     back on, but for what they still cover of the clawed-back value left (`clawback_reversible`
     says when an entry may be undone)."""
     moved = amount  # what the reversal's own journal puts on the receivable
-    if not clawback_reversible(clawback, kind, amount):
+    if not clawback_reversible(clawback, kind):
         raise ValueError("a clawback or a return is not undone while a write-off stands")
     if kind == CLAWBACK_RECORDED:
         undone, moved = replace(clawback, clawed_back=clawback.clawed_back - amount), -amount

@@ -533,13 +533,18 @@ async def _clawback_journal(session: AsyncSession, voucher: Voucher, accounts: d
                             amount: int, reason: str, now: datetime) -> ledger.Journal:
     """A clawback of used value as the receivable it records (a revocation's or a later one):
     the reconciliation's clawback check reads these journals by their kind."""
-    receivable = await ledger.ensure_enterprise_accounts(
-        session, voucher.enterprise_id, voucher.programme_id, voucher.unit, now, [AccountKind.ENTERPRISE_RECEIVABLE])
     return ledger.journal(
         kind=CLAWBACK_RECORDED, now=now, programme_id=voucher.programme_id, voucher_id=voucher.id,
-        legs=transfer(accounts[AccountKind.PROGRAMME_CLAWBACK], receivable[AccountKind.ENTERPRISE_RECEIVABLE],
+        legs=transfer(accounts[AccountKind.PROGRAMME_CLAWBACK], await _receivable(session, voucher, now),
                       amount, voucher.unit),
         memo=f"{CLAWBACK_MEMO}{reason}")
+
+
+async def _receivable(session: AsyncSession, voucher: Voucher, now: datetime) -> uuid.UUID:
+    """The enterprise's receivable in the voucher's programme, opened by its first clawback."""
+    return (await ledger.ensure_enterprise_accounts(
+        session, voucher.enterprise_id, voucher.programme_id, voucher.unit, now,
+        [AccountKind.ENTERPRISE_RECEIVABLE]))[AccountKind.ENTERPRISE_RECEIVABLE]
 
 
 async def record_clawback(
@@ -563,9 +568,7 @@ async def record_clawback(
     # What the enterprise paid beyond the clawed-back value, once a clawback it paid was
     # reversed, covers this one: a second journal takes that part off (`rules.clawback_recording`).
     recorded, covered = clawback_recording(before.clawback, before.used, amount)
-    receivable = (await ledger.ensure_enterprise_accounts(
-        session, voucher.enterprise_id, voucher.programme_id, voucher.unit, now,
-        [AccountKind.ENTERPRISE_RECEIVABLE]))[AccountKind.ENTERPRISE_RECEIVABLE]
+    receivable = await _receivable(session, voucher, now)
     await ledger.post_all(session, await _entry_and_recovery(
         session, voucher, receivable, now, kind=CLAWBACK_RECORDED, move=amount, memo=f"{CLAWBACK_MEMO}{reason}",
         recovered=covered, recovery_memo=lambda entry: f"{COVER_MEMO}{entry}"))
@@ -762,7 +765,7 @@ async def reverse_clawback_entry(
     assert before.receivable is not None
     # What the entry moved on the receivable (a clawback and a return put their amount on it).
     amount = abs(entry.amount)
-    if not clawback_reversible(before.clawback, entry.kind, amount):
+    if not clawback_reversible(before.clawback, entry.kind):
         raise ValidationFailed([field_error("entry_id", msg(
             "the office wrote off {written_off} of this voucher's clawback: reverse the write-off first (it would "
             "forgive what is left once this entry is undone), and write off again what it still means to",
