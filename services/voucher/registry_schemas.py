@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -130,6 +131,31 @@ def _file_name(value: str) -> str:
     return stripped
 
 
+def _note(value: str) -> str:
+    """A text that may be left empty (""), else as `WrittenText`."""
+    if value:
+        _check_text(value, lines=True)
+    return value
+
+
+#: What a line of an order may not hold: control characters (C0, DEL, C1), line and paragraph
+#: separators, and direction overrides and isolates. One C regex: it runs on every line item of
+#: every redeem.
+_NOT_IN_A_LINE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _order_line(value: str) -> str:
+    """Text a provider writes on an order's line (its description, accelerator or model), shown
+    to the enterprise and the office on statements: one line, no direction override; may be empty."""
+    found = _NOT_IN_A_LINE.search(value)
+    if found is None:
+        return value
+    if found.group() in _BIDI_CONTROLS:
+        raise field_refusal("text_direction_override", msg(
+            "must not contain direction overrides or isolates (U+202A–202E, U+2066–2069)"))
+    raise field_refusal("text_control_character", msg("must be one line, without line breaks or control characters"))
+
+
 def _optional_line(value: Any) -> Any:
     """An optional one-line field sent as "" is not given (None), as the console sends it."""
     return None if value == "" else value
@@ -148,6 +174,11 @@ NameText = Annotated[str, AfterValidator(_name)]
 #: A document's file name, shown to the office reviewing a claim (an independent review: a
 #: right-to-left override made one name read as another; `NameText` had refused emoji too).
 FileNameText = Annotated[str, AfterValidator(_file_name)]
+#: A description or a reason that may be left empty: "" as it is, anything else as `WrittenText`
+#: (a programme's description, a blacklist record's reason).
+NoteText = Annotated[str, AfterValidator(_note)]
+#: A line item's description, accelerator or model (see `_order_line`).
+OrderLineText = Annotated[str, AfterValidator(_order_line)]
 #: An optional one-line reference: "" is taken as not given; anything else as `OneLineText`.
 OptionalLine = Annotated[OneLineText | None, BeforeValidator(_optional_line)]
 

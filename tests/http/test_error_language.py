@@ -309,7 +309,7 @@ async def test_library_words_do_not_reach_a_chinese_answer(client: httpx.AsyncCl
     assert body["errors"][0]["message"] == "须为以下之一：'compute'或'model'", body
     english = await client.get("/v1/programmes", params={"kind": "nothing"}, headers=auth(operator_key, **EN))
     assert english.json()["errors"][0]["message"] == "Input should be 'compute' or 'model'"
-    for url, words in (("https://example.com:99999/x", "端口须为 0 到 65535 之间的数字"),
+    for url, words in (("https://example.com:99999/x", "端口须为 1 到 65535 之间的数字"),
                        ("https://[::1/x", "方括号中的地址不是 IPv6 地址")):
         with pytest.raises(UnsafeUrl) as refused:
             check_url_shape(url, allow_http=False)

@@ -235,7 +235,7 @@ async def test_endpoints_belong_to_their_owner(app: Any, client: httpx.AsyncClie
 @pytest.mark.parametrize("url", [
     "http://10.0.0.1/hooks", "https://169.254.169.254/latest/meta-data", "https://192.168.1.10/x",
     "http://[fd00::1]/x", "https://user:secret@example.com/x", "ftp://example.com/x",
-    "https://no-such-host.invalid/x",
+    "https://no-such-host.invalid/x", "http://127.0.0.1:0/x",
 ])
 async def test_unsafe_urls_are_refused(app: Any, client: httpx.AsyncClient, url: str) -> None:
     world = await build_world(app, client)

@@ -64,11 +64,19 @@ def test_retry_delays_double_up_to_the_cap() -> None:
 @pytest.mark.parametrize("url", [
     "ftp://example.com/x", "https://user:pw@example.com/x", "https://example.com/x#frag", "https:///nohost",
     "https://example.com:99999/", "not a url", "javascript:alert(1)", "https://example.com\t/x",
-    "https://exa mple.com/x", "https://example.com/\x00",
+    "https://exa mple.com/x", "https://example.com/\x00", "https://example.com:0/x", "https://[2001:db8::1]:00/x",
 ])
 def test_urls_of_the_wrong_shape_are_refused(url: str) -> None:
     with pytest.raises(UnsafeUrl):
         check_url_shape(url, allow_http=True)
+
+
+def test_a_port_written_out_is_the_port_vetted() -> None:
+    """Port 0 was taken for the scheme's own (`port or 443`): what was vetted was not what httpx calls."""
+    assert check_url_shape("https://example.com:0443/x", allow_http=False) == ("https", "example.com", 443)
+    assert check_url_shape("http://example.com:8080/x", allow_http=True) == ("http", "example.com", 8080)
+    with pytest.raises(UnsafeUrl, match="from 1 to 65535"):
+        check_url_shape("https://example.com:0/x", allow_http=False)
 
 
 def test_plain_http_only_where_allowed() -> None:

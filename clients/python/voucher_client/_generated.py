@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "3ef74c0e4d3642199b627e84026ca4ea2c1222130cdf41150063c7c503094cc9"
+DOCUMENT_SHA256 = "eaa86fbd0ac98d1418766550d285761eeb2ff3d54010623276e1e8ec9fbbb043"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]
@@ -221,7 +221,7 @@ class BlacklistRecord(TypedDict):
 
 
 class BlacklistRecordInput(TypedDict):
-    """A 失信 record as sent: `lifted_on`, when given, is on or after `recorded_on`."""
+    """A 失信 record as sent: `lifted_on`, when given, is on or after `recorded_on`; the authority one line of text, the reason text or nothing."""
 
     authority: str
     lifted_on: NotRequired[str | None]

@@ -11,6 +11,7 @@ from pydantic.config import JsonDict
 
 from services.voucher.apikeys.rules import Role, Scope
 from services.voucher.instants import Instant
+from services.voucher.registry_schemas import NameText, OneLineText, WrittenText
 
 
 class ApiKeyCreate(BaseModel):
@@ -30,14 +31,14 @@ class ApiKeyCreate(BaseModel):
     )
 
     role: Role
-    name: str = Field(min_length=1, max_length=200, description="What the key is used for.")
+    name: OneLineText = Field(min_length=1, max_length=200, description="What the key is used for.")
     enterprise_id: uuid.UUID | None = Field(default=None, description="For enterprise keys.")
     provider_id: uuid.UUID | None = Field(default=None, description="For provider keys.")
     principal_id: uuid.UUID | None = Field(
         default=None, description="Another key for an existing operator or auditor principal."
     )
-    principal_name: str | None = Field(
-        default=None, max_length=200, description="A new operator or auditor principal's name."
+    principal_name: NameText | None = Field(
+        default=None, min_length=1, max_length=200, description="A new operator or auditor principal's name."
     )
     scopes: list[Scope] | None = Field(
         default=None, description="A subset of the role's scopes; all of them when omitted."
@@ -48,7 +49,7 @@ class ApiKeyCreate(BaseModel):
 class ApiKeyRevoke(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"reason": "laptop lost"}]})
 
-    reason: str = Field(min_length=1, max_length=500)
+    reason: WrittenText = Field(min_length=1, max_length=500)
 
 
 class ApiKeyRotate(BaseModel):

@@ -14,6 +14,8 @@ from services.voucher.money import MAX_AMOUNT
 from services.voucher.registry_schemas import (
     Certification,
     NameText,
+    NoteText,
+    OneLineText,
     PatchModel,
     RelatedParty,
     Uscc,
@@ -50,7 +52,11 @@ class BlacklistRecord(BaseModel):
 
 
 class BlacklistRecordInput(BlacklistRecord):
-    """A 失信 record as sent: `lifted_on`, when given, is on or after `recorded_on`."""
+    """A 失信 record as sent: `lifted_on`, when given, is on or after `recorded_on`; the
+    authority one line of text, the reason text or nothing."""
+
+    authority: OneLineText = Field(min_length=1, max_length=200)
+    reason: NoteText = Field(default="", max_length=1000)
 
     # Accepted until December 2026: a record stored before then is read as it is (BlacklistRecord).
 

@@ -20,7 +20,7 @@ from services.voucher.programmes.rules import (
     ProgrammeKind,
     ProgrammeStatus,
 )
-from services.voucher.registry_schemas import NameText, PatchModel, WrittenText
+from services.voucher.registry_schemas import NameText, NoteText, PatchModel, WrittenText
 
 CATEGORY_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,31}:[a-z0-9_]{1,32}$")
 #: Amounts and rates are JSON integers, strictly: `true` is not 1 fen and 3000.0 is not 3000 bps.
@@ -170,6 +170,7 @@ class ProgrammeCreate(ProgrammeTerms):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [HANGZHOU_EXAMPLE]})
 
     name: NameText = Field(min_length=1, max_length=200)
+    description: NoteText = Field(default="", max_length=4000)
     application_opens_at: Instant | None = Field(default=None, description=_OPENS)
     application_closes_at: Instant | None = Field(default=None, description=_CLOSES)
 
@@ -195,7 +196,7 @@ class ProgrammeUpdate(PatchModel):
     )
 
     name: NameText | None = Field(default=None, min_length=1, max_length=200)
-    description: str | None = Field(default=None, max_length=4000)
+    description: NoteText | None = Field(default=None, max_length=4000)
     kind: ProgrammeKind | None = None
     unit: Unit | None = None
     mode: PayoutMode | None = None

@@ -13,7 +13,7 @@ from services.voucher.claims.rules import CLAIM_ORDER_PREFIX
 from services.voucher.i18n import msg
 from services.voucher.money import MAX_AMOUNT, MINOR_UNITS
 from services.voucher.programmes.schemas import CATEGORY_PATTERN
-from services.voucher.registry_schemas import Uscc
+from services.voucher.registry_schemas import OrderLineText, Uscc
 
 _ITEM: JsonDict = {
     "category": "accelerator:domestic",
@@ -31,11 +31,11 @@ class LineItem(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_ITEM]})
 
     category: str = Field(pattern=CATEGORY_PATTERN.pattern, description="e.g. accelerator:domestic")
-    description: str = Field(default="", max_length=500)
+    description: OrderLineText = Field(default="", max_length=500)
     amount: int = Field(ge=1, le=MAX_AMOUNT, strict=True, description=f"Order amount of this line, in the minor unit of the voucher's unit ({MINOR_UNITS}).")
-    accelerator: str | None = Field(default=None, max_length=100)
+    accelerator: OrderLineText | None = Field(default=None, max_length=100)
     hours_milli: int | None = Field(default=None, ge=1, le=10**12, strict=True)
-    model: str | None = Field(default=None, max_length=100)
+    model: OrderLineText | None = Field(default=None, max_length=100)
     tokens: int | None = Field(default=None, ge=1, le=10**15, strict=True)
 
     @model_validator(mode="after")

@@ -103,7 +103,7 @@ def _unparsable(exc: ValueError) -> Message:
     """Why urlsplit could not read a URL, in the catalogue's words (its own are English only)."""
     text = str(exc)
     if "Port" in text:
-        return msg("not a valid URL: the port must be a number from 0 to 65535")
+        return msg("not a valid URL: the port must be a number from 1 to 65535")
     if "IPv6" in text:
         return msg("not a valid URL: the address in square brackets is not an IPv6 address")
     return msg("not a valid URL; check its scheme, host and port")
@@ -129,7 +129,13 @@ def check_url_shape(url: str, *, allow_http: bool) -> tuple[str, str, int]:
         raise UnsafeUrl(msg("the URL must not carry credentials"))
     if parts.fragment:
         raise UnsafeUrl(msg("the URL must not have a #fragment"))
-    return parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80)
+    if port == 0:  # no server listens there, and `port or 443` would have vetted another port than is called
+        raise UnsafeUrl(msg("not a valid URL: the port must be a number from 1 to 65535"))
+    return parts.scheme, parts.hostname, port or default_port(parts.scheme)
+
+
+def default_port(scheme: str) -> int:
+    return 443 if scheme == "https" else 80
 
 
 # IANA's IPv4 and IPv6 Special-Purpose Address Registries (as of 2025), every entry whatever

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.voucher.events.rules import EventType
-from services.voucher.registry_schemas import PatchModel
+from services.voucher.registry_schemas import OptionalLine, PatchModel
 
 _URL = Field(min_length=8, max_length=2048, description="https:// URL that receives POSTed events.")
 _TYPES = Field(min_length=1, max_length=len(EventType), description="The event types to send here.")
@@ -33,7 +33,7 @@ class WebhookEndpointCreate(BaseModel):
 
     url: str = _URL
     event_types: list[EventType] = _TYPES
-    description: str | None = Field(default=None, max_length=500)
+    description: OptionalLine = Field(default=None, max_length=500)
 
 
 class WebhookEndpointUpdate(PatchModel):
@@ -44,7 +44,7 @@ class WebhookEndpointUpdate(PatchModel):
 
     url: str | None = Field(default=None, min_length=8, max_length=2048)
     event_types: list[EventType] | None = Field(default=None, min_length=1, max_length=len(EventType))
-    description: str | None = Field(default=None, max_length=500)
+    description: OptionalLine = Field(default=None, max_length=500)
     status: Literal["enabled", "disabled"] | None = None
 
 

@@ -49,6 +49,7 @@ from services.voucher.webhooks.rules import (
     address_allowed,
     address_of,
     check_url_shape,
+    default_port,
     failing_streak,
     in_allowed_networks,
     is_literal,
@@ -96,7 +97,8 @@ async def vet(url: str, settings: Settings) -> tuple[str, str, int, list[str]]:
     allowed = settings.webhook_allowed_networks
     scheme, _, port = check_url_shape(url, allow_http=True)
     try:
-        host = httpx.URL(url).raw_host.decode("ascii")  # IDNA 2008, as httpx sends it: never the resolver's own encoding
+        parsed = httpx.URL(url)
+        host = parsed.raw_host.decode("ascii")  # IDNA 2008, as httpx sends it: never the resolver's own encoding
     except (httpx.InvalidURL, ValueError, UnicodeError) as exc:  # httpx's own words are English
         if isinstance(exc, UnicodeError) or "IDNA" in str(exc):  # httpx wraps idna's refusal
             raise UnsafeUrl(msg("the URL's host is not a domain name IDNA 2008 can write (an empty label, "
@@ -104,6 +106,8 @@ async def vet(url: str, settings: Settings) -> tuple[str, str, int, list[str]]:
         raise UnsafeUrl(msg("not a valid URL; check its scheme, host and port")) from exc
     if not host:
         raise UnsafeUrl(msg("the URL has no host"))
+    if (parsed.port or default_port(scheme)) != port:  # the port vetted must be the port httpx calls
+        raise UnsafeUrl(msg("not a valid URL; check its scheme, host and port"))
     addresses = await resolve(host, port)
     refused = [a for a in addresses if not address_allowed(a, allowed)]
     if refused or not addresses:
