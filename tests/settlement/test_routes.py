@@ -1305,6 +1305,39 @@ async def test_a_refund_between_an_overlapping_settlement_made_first_and_its_cap
     assert await jobs.run_once(app.state.database, "create-settlements", clock()) == 0
 
 
+async def test_a_refund_committed_after_its_months_settlement_is_shown_and_drafted_by_the_job(
+        app, world: World, clock) -> None:
+    """A refund stamped 23:59:59 on 31 March (its request's instant) and committed after March's
+    draft was made, of a capture February's paid settlement took, with no capture after it: March
+    did not take it, the job looked for refunds only from April, and the reconciliation saw
+    nothing, so the provider kept 400,000 for good (an independent review, December 2026). The
+    reconciliation now names it and the settlement that missed it, and the job drafts it in the
+    first month that ends uncovered after it."""
+    from services.voucher import jobs
+
+    v = await world.issue(100_000_000)
+    x = await redeem(world, clock, "2026-02-25T02:00:00+00:00", v, 10_000_000, "PO-X")  # 3,000,000
+    clock.current = utc("2026-03-01T00:00:00+00:00")
+    await pay_through(world, (await settled(world, "2026-02-01", "2026-02-28"))["id"])
+    await redeem(world, clock, "2026-03-05T02:00:00+00:00", v, 1_000_000, "PO-Y")
+    clock.current = utc("2026-03-31T16:06:00+00:00")  # 00:06 on 1 April in Beijing
+    march = await settled(world, "2026-03-01", "2026-03-31")
+    late = await refund(world, clock, "2026-03-31T15:59:59+00:00", x, 400_000)  # committed only now
+    recon = await world.reconciliation()
+    assert not recon["is_clean"]
+    assert [(d["what"], d["refund_id"], d["settlement_id"], d["amount"]) for d in recon["settlement_differences"]] == [
+        ("refund of a settled capture that a live settlement should have taken back", late["id"], march["id"],
+         400_000)]
+    clock.current = utc("2026-04-15T01:00:00+00:00")
+    assert await jobs.run_once(app.state.database, "create-settlements", clock()) == 0  # April has not ended
+    clock.current = utc("2026-06-02T01:00:00+00:00")  # the worker was down through May
+    assert await jobs.run_once(app.state.database, "create-settlements", clock()) == 1
+    april = [s for s in await listed(world) if s["period_start"] == "2026-04-01"]
+    assert [(s["period_end"], s["total"], s["refunded_total"]) for s in april] == [("2026-04-30", -400_000, 400_000)]
+    assert await jobs.run_once(app.state.database, "create-settlements", clock()) == 0  # taken back once
+    assert (await world.reconciliation())["is_clean"]
+
+
 async def test_a_repayment_is_told_apart_from_a_payment(app, world: World, clock) -> None:
     """Its event and audit record say `direction: repayment`, and its journal is
     `settlement_repaid` (`settlement.paid` with a negative total read like money going out)."""

@@ -269,6 +269,29 @@ async def first_cancelled_day(session: AsyncSession, provider_id: uuid.UUID, pro
                col(Settlement.status) == SettlementStatus.CANCELLED.value))).scalar_one_or_none()
 
 
+#: How many of a pair's newest live settlements the job looks back through for a refund that
+#: committed after they were made (`first_recent_day`).
+RECENT_SETTLEMENTS = 2
+
+
+async def first_recent_day(session: AsyncSession, provider_id: uuid.UUID, programme_id: uuid.UUID) -> date | None:
+    """The first day of the pair's `RECENT_SETTLEMENTS` newest live settlements (ids are in
+    creation order). A refund stamped before such a settlement's end and committed after it was
+    made (a request that stalled across its creation) is taken back by no settlement made so
+    far, and no later one of a later period need ever be made (an independent review, December
+    2026): the job looks for refunds from there too. A stall across more creations than that is
+    the reconciliation's to show (`refund of a settled period in no live settlement`)."""
+    st = table_of(Settlement)
+    newest = (
+        select(st.c.period_start)
+        .where(st.c.provider_id == provider_id, st.c.programme_id == programme_id,
+               st.c.status != SettlementStatus.CANCELLED.value)
+        .order_by(st.c.id.desc()).limit(RECENT_SETTLEMENTS).subquery()
+    )
+    first: date | None = (await session.execute(select(func.min(newest.c.period_start)))).scalar_one_or_none()
+    return first
+
+
 async def first_out_of_order_day(
     session: AsyncSession, provider_id: uuid.UUID, programme_id: uuid.UUID,
 ) -> date | None:

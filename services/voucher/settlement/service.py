@@ -384,12 +384,16 @@ async def due_monthly(
         # the settlement covering its day — or since the first day of a cancelled settlement,
         # whose refunds no live settlement took (an independent review found them owed for ever),
         # or since the first day of a settlement made before an earlier period's, which could
-        # not take the refunds of captures that one settled (a later review).
+        # not take the refunds of captures that one settled (a later review), or since the first
+        # day of the pair's newest settlements, which a refund that committed after they were made
+        # escaped (a third review: one stamped 23:59:59 on the last day of the month, committed
+        # after the month's draft, of a programme with no capture after it, was owed for ever).
         refunded = None
         if runs:
             since = runs[0][0]
             for gap in (await repository.first_cancelled_day(session, provider_id, programme_id),
-                        await repository.first_out_of_order_day(session, provider_id, programme_id)):
+                        await repository.first_out_of_order_day(session, provider_id, programme_id),
+                        await repository.first_recent_day(session, provider_id, programme_id)):
                 if gap is not None and gap < since:
                     since = gap
             refunded = await repository.first_unsettled_refund(
