@@ -104,16 +104,16 @@ async def test_line_items_are_rows_that_add_up_to_their_redemption(app, client: 
     items = [
         {"category": "accelerator:domestic", "amount": 1_000_000, "description": "训练 64 卡 × 20 小时",
          "accelerator": "Ascend 910B", "hours_milli": 1_280_000},
-        {"category": "accelerator:other", "amount": 1_000_000, "description": "=SUM(A1)", "accelerator": "A800",
+        {"category": "accelerator:domestic", "amount": 1_333_333, "description": "=SUM(A1)", "accelerator": "MLU370",
          "hours_milli": 500},
-        {"category": "accelerator:domestic", "amount": 333_333, "accelerator": "Ascend 910B", "hours_milli": 1},
+        {"category": "accelerator:other", "amount": 333_333, "accelerator": "A800", "hours_milli": 1},
     ]
     made = await world.client.post("/v1/redemptions", json={
         "voucher_code": voucher["code"], "enterprise_uscc": world.enterprise["uscc"], "order_reference": "PO-ITEMS",
         "line_items": items}, headers=auth(world.provider_key, **{"Idempotency-Key": "items-1"}))
     assert made.status_code == 201, made.text
     redemption = made.json()
-    assert redemption["computation"]["gross_subsidy"] == 500_000 + 250_000 + 100_000 + 99_999
+    assert redemption["computation"]["gross_subsidy"] == 500_000 + 250_000 + 249_999 + 66_666
     by_format: dict[str, list[dict[str, Any]]] = {}
     for fmt in FORMATS:
         response = await export(client, world.auditor, "redemption-line-items", fmt)
@@ -127,8 +127,8 @@ async def test_line_items_are_rows_that_add_up_to_their_redemption(app, client: 
     assert [(r["line"], r["category"], r["amount"], r["gross_subsidy"], r["rate_bps"], r["rate_source"])
             for r in jsonl] == [
         (1, "accelerator:domestic", 1_000_000, 500_000, 5000, "tier"),
-        (2, "accelerator:other", 1_000_000, 350_000, None, "tier+rate_table"),
-        (3, "accelerator:domestic", 333_333, 99_999, 3000, "rate_table"),
+        (2, "accelerator:domestic", 1_333_333, 499_999, None, "tier+rate_table"),
+        (3, "accelerator:other", 333_333, 66_666, 2000, "rate_table"),
     ]
     assert {r["redemption_id"] for r in jsonl} == {redemption["id"]}
     assert sum(r["amount"] for r in jsonl) == redemption["order_amount"]
@@ -139,14 +139,14 @@ async def test_line_items_are_rows_that_add_up_to_their_redemption(app, client: 
     assert sum(int(r["amount"]) for r in csv_) == redemption["order_amount"]
     assert sum(int(r["gross_subsidy"]) for r in csv_) == redemption["computation"]["gross_subsidy"]
     assert [r["description"] for r in csv_] == ["训练 64 卡 × 20 小时", "'=SUM(A1)", ""]
-    assert [r["rate_bps"] for r in csv_] == ["5000", "", "3000"]
+    assert [r["rate_bps"] for r in csv_] == ["5000", "", "2000"]
     # .xlsx: yuan, two decimals; the description as it is (a text cell)
-    assert sum(r["amount"] for r in book) == Decimal("23333.33") == Decimal(redemption["order_amount"]) / 100
-    assert sum(r["gross_subsidy"] for r in book) == Decimal("9499.99")
+    assert sum(r["amount"] for r in book) == Decimal("26666.66") == Decimal(redemption["order_amount"]) / 100
+    assert sum(r["gross_subsidy"] for r in book) == Decimal("10666.65")
     assert [r["description"] for r in book] == ["训练 64 卡 × 20 小时", "=SUM(A1)", None]
     # the redemption's own row keeps the totals and counts its items
     [flat] = rows_of("csv", (await export(client, world.auditor, "redemptions", "csv")).content)
-    assert (flat["line_item_count"], flat["order_amount"], flat["gross_subsidy"]) == ("3", "2333333", "949999")
+    assert (flat["line_item_count"], flat["order_amount"], flat["gross_subsidy"]) == ("3", "2666666", "1066665")
     assert "line_items" not in flat and "computation" not in flat
 
 

@@ -69,10 +69,37 @@ def test_a_stored_tier_with_no_category_applies_to_none() -> None:
     assert [i["subsidy"] for i in result.items] == [200_000, 300_000]
 
 
-def test_items_advance_the_tier_position_in_order() -> None:
-    # first item fills the band, the second is at table rate
+def test_items_advance_the_tier_position_by_category_then_amount() -> None:
+    # the smaller line takes the band first, the larger fills the rest and goes on at table
+    # rate; both are listed as they were sent
     result = run([("accelerator:other", 50_000_000), ("accelerator:other", 1_000_000)], tiers=TIER_50)
-    assert [i["subsidy"] for i in result.items] == [25_000_000, 200_000]
+    assert [(i["amount"], i["subsidy"]) for i in result.items] == [(50_000_000, 24_700_000), (1_000_000, 500_000)]
+    assert result.gross_subsidy == 25_200_000
+
+
+def test_the_band_goes_to_lines_by_category_whatever_order_they_were_sent_in() -> None:
+    """An independent review (December 2026): a tier for domestic accelerators, a line of each
+    kind, gave 50,000 or 70,000 as the provider listed them."""
+    tiers = parse_tiers([{"spend_up_to": 100_000, "rate_bps": 5000, "categories": ["accelerator:domestic"]}])
+    for lines in ([("accelerator:other", 100_000), ("accelerator:domestic", 100_000)],
+                  [("accelerator:domestic", 100_000), ("accelerator:other", 100_000)]):
+        result = run(lines, tiers=tiers)
+        assert result.gross_subsidy == 70_000  # "accelerator:domestic" first: 50 % of it, then 20 %
+        assert [i["category"] for i in result.items] == [c for c, _ in lines]
+
+
+@given(st.permutations([("accelerator:other", 30_000_001), ("accelerator:domestic", 333), ("storage:block", 12_345),
+                        ("accelerator:domestic", 45_000_000), ("accelerator:other", 7)]),
+       st.integers(min_value=0, max_value=80_000_000))
+def test_an_order_s_subsidy_does_not_depend_on_the_order_of_its_lines(lines, spend) -> None:
+    tiers = parse_tiers([{"spend_up_to": 20_000_000, "rate_bps": 7000, "categories": ["accelerator:domestic"]},
+                         {"spend_up_to": 60_000_000, "rate_bps": 4000, "categories": None}])
+    result = run(lines, tiers=tiers, spend=spend)
+    reference = run(sorted(lines), tiers=tiers, spend=spend)
+    assert result.gross_subsidy == reference.gross_subsidy
+    assert sorted((i["category"], i["amount"], i["subsidy"]) for i in result.items) == sorted(
+        (i["category"], i["amount"], i["subsidy"]) for i in reference.items)
+    assert [(i["category"], i["amount"]) for i in result.items] == lines
 
 
 def test_stacking_ceiling_caps_all_subsidies_on_the_order() -> None:

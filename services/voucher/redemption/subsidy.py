@@ -5,6 +5,8 @@
 where an item's rate is its category's rate from the programme's rate table, or a tier's rate
 for the part of the item that falls within that tier's band of the enterprise's subsidised
 spend this period (an item that crosses a band boundary is split there, each part floored).
+An order's items take the bands in order of category code, then amount, whatever order they
+were sent in.
 The gross subsidy is then capped, in this order, by
 
 1. the stacking ceiling: all subsidies on one order ≤ floor(order amount × ceiling / 10000),
@@ -157,13 +159,20 @@ def compute(
     `subsidy_so_far` is shown, not used (the cap's room already counts it)."""
     result = Computation(order_amount=sum(i.amount for i in items), spend_before=spend_so_far,
                          subsidy_before=subsidy_so_far, expected_subsidy=expected_subsidy)
+    # The order's lines take the tiers' bands by category code, then amount — never in the order
+    # they were sent, which whoever writes them chooses: one purchase had been subsidised 50,000
+    # or 70,000 as its two lines were listed (an independent review, December 2026). Lines alike
+    # in both are interchangeable, so the subsidy is a function of the order's lines alone. They
+    # are listed as they were given (exports pair them with the request's lines by position).
+    listed: list[dict[str, Any]] = [{} for _ in items]
     position = spend_so_far
-    for item in items:
+    for index in sorted(range(len(items)), key=lambda i: (items[i].category, items[i].amount)):
+        item = items[index]
         subsidy, parts = item_subsidy(item, rate_table[item.category], tiers, position)
         position += item.amount
-        result.items.append({"category": item.category, "amount": item.amount,
-                             "parts": parts, "subsidy": subsidy})
+        listed[index] = {"category": item.category, "amount": item.amount, "parts": parts, "subsidy": subsidy}
         result.gross_subsidy += subsidy
+    result.items = listed
 
     ceiling_total = apply_rate(result.order_amount, stacking_ceiling_bps)
     limits = [
