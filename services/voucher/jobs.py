@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -27,6 +27,7 @@ from services.voucher.applications import service as applications
 from services.voucher.audit import service as audit
 from services.voucher.audit.signing import Signer
 from services.voucher.clock import Clock, SandboxClock
+from services.voucher.console import ended as console_ended
 from services.voucher.db import Database, is_transient
 from services.voucher.errors import DomainError, SettlementExists
 from services.voucher.events import service as events
@@ -80,9 +81,10 @@ DUE_ON_CLOCK_MOVE = ("end-publicity", "expire-holds", "expire-vouchers", "create
 
 async def run_once(database: Database, job: str, now: datetime) -> int:
     """Run `job` once; the number of items it changed."""
-    if job == "purge-idempotency":
+    if job == "purge-idempotency":  # and the console's ended sessions, in real time as they end
         async with database.unit_of_work() as session:
-            return await idempotency.purge_expired(session, now)
+            purged = await idempotency.purge_expired(session, now)
+        return purged + await console_ended.purge(database, datetime.now(UTC))
     if job == "seal-audit":
         return await audit.seal_pending(database)
     if job == "audit-checkpoint":  # seal, then sign the head: one checkpoint per run

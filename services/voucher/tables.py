@@ -980,3 +980,21 @@ class SandboxClock(SQLModel, table=True):
     id: int = Field(default=1, primary_key=True, sa_type=Integer, sa_column_kwargs={"autoincrement": False})
     offset_us: int = Field(default=0, sa_type=BigInteger)
     moved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+# -- console ------------------------------------------------------------------------------------
+
+
+class ConsoleSessionEnd(SQLModel, table=True):
+    """A console session signed out before its time (docs/decisions.md, "Console"): the
+    SHA-256 of the session id its cookie seals, and when the session would have ended anyway.
+    The cookie is the whole session, so a copy taken before sign-out would otherwise work on
+    until then; every console page looks its session up here first. Rows past `expires_at` are
+    purged by the `purge-idempotency` job (in real time, as sessions end)."""
+
+    __tablename__ = "console_session_end"
+    __table_args__ = (Index("ix_console_session_end_expires_at", "expires_at"),)
+
+    session_hash: str = Field(max_length=64, primary_key=True)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    ended_at: datetime = Field(sa_type=UTCDateTime)

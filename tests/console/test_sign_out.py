@@ -34,3 +34,50 @@ async def test_signing_out_while_the_key_is_rate_limited_ends_the_session(app: A
     assert SESSION_COOKIE not in browser.http.cookies
     again = await browser.post("/console/sign-out", data={})  # no session: nothing to forge, signed out
     assert again.status_code == 303
+
+
+async def test_a_copy_of_the_cookie_taken_before_sign_out_no_longer_signs_in(app: Any, browser: Browser) -> None:
+    """The cookie is the whole session: sign-out had only asked the browser to forget it, and a
+    copy taken before (a shared computer, a proxy's log) worked on until the session's end, up to
+    8 hours later (OWASP ASVS 3.3.1). Sign-out now records the session as ended; a page with the
+    copy sends to sign-in and deletes it, and a new sign-in with the same key is a new session."""
+    key = await make_key(app, "operator")
+    assert (await browser.sign_in(key, language="en")).status_code == 303
+    copy = browser.http.cookies[SESSION_COOKIE]
+    token = csrf_of((await browser.get("/console/operator")).text)
+    assert (await browser.post("/console/sign-out", data={"csrf_token": token})).status_code == 303
+    thief = Browser(app)
+    try:
+        stolen = {"Cookie": f"{SESSION_COOKIE}={copy}"}
+        page = await thief.get("/console/operator", headers=stolen)
+        assert page.status_code == 303 and page.headers["location"].startswith("/console/sign-in?")
+        assert "ended=1" in page.headers["location"]
+        refused = await thief.post("/console/operator/applications/00000000-0000-7000-8000-000000000000/reject", data={"csrf_token": token}, headers=stolen)
+        assert refused.status_code == 401
+    finally:
+        await thief.http.aclose()
+    assert (await browser.sign_in(key, language="en")).status_code == 303
+    assert browser.http.cookies[SESSION_COOKIE] != copy  # another session (this file's key allows 5 pages a minute)
+
+
+async def test_ended_sessions_are_forgotten_once_they_would_have_ended(app: Any, browser: Browser) -> None:
+    """The record is needed only until the session's own end (real time, as sessions end): the
+    purge job keeps it until then and deletes it after."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import func, select
+
+    from services.voucher import jobs
+    from services.voucher.console import ended
+    from services.voucher.tables import ConsoleSessionEnd
+
+    database = app.state.database
+    now = datetime.now(UTC)
+    await ended.end(database, "gone-a-while", now - timedelta(seconds=1), now - timedelta(hours=8))
+    await ended.end(database, "just-now", now + timedelta(hours=8), now)
+    await ended.end(database, "just-now", now + timedelta(hours=8), now)  # twice: one record
+    assert await jobs.run_once(database, "purge-idempotency", now) >= 1
+    async with database.unit_of_work(write=False) as session:
+        left = (await session.execute(select(ConsoleSessionEnd.session_hash))).scalars().all()
+        assert len(left) == 1 and (await session.execute(select(func.count()).select_from(ConsoleSessionEnd))).scalar() == 1
+    assert await ended.has_ended(database, "just-now") and not await ended.has_ended(database, "gone-a-while")

@@ -5,7 +5,8 @@ with the cookie's name as associated data, under a key derived from VOUCHER_CONS
 Nothing in it can be read or changed without the secret; it is HttpOnly (no page script sees
 it), SameSite=Strict (no other site's page sends it) and Secure over https. A session ends
 `console_session_hours` after sign-in (the cookie's Max-Age says the same to the browser), or
-at once when its key stops working: every page asks the API who the key is.
+at once when its key stops working: every page asks the API who the key is. Sign-out records
+the session as ended (console/ended.py), so a copy of the cookie stops working with it.
 
 CSRF: every form carries `csrf_token` = HMAC(secret, "csrf" + session id), checked on every
 POST. The sign-in form, before any session, carries HMAC(secret, "signin" + a random value in

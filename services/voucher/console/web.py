@@ -35,6 +35,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response, Stream
 from starlette.staticfiles import StaticFiles
 
 from services.voucher.anomalies.rules import AMOUNT_FIGURES
+from services.voucher.console import ended
 from services.voucher.console.api import Api, Refusal
 from services.voucher.console.session import (
     LANGUAGE_COOKIE,
@@ -43,6 +44,7 @@ from services.voucher.console.session import (
     Session,
     Sessions,
 )
+from services.voucher.db import Database, is_unavailable
 from services.voucher.i18n import STATUS_WORDS, Message, msg
 from services.voucher.money import Unit, format_for_people, format_major
 from services.voucher.settings import Settings
@@ -400,6 +402,10 @@ def sessions_of(request: Request) -> Sessions:
     return request.app.state.sessions  # type: ignore[no-any-return]
 
 
+def database_of(request: Request) -> Database:
+    return request.app.state.api_app.state.database  # type: ignore[no-any-return]
+
+
 def now_of(request: Request) -> datetime:
     return request.app.state.now()  # type: ignore[no-any-return]
 
@@ -449,6 +455,14 @@ async def signed_in(request: Request, *roles: str) -> Page:
     session = sessions.open(cookie, now_of(request))
     if session is None:
         raise SignInNeeded(msg("your session has ended; sign in again") if cookie else None)
+    try:
+        signed_out = await ended.has_ended(database_of(request), session.session_id)
+    except Exception as exc:
+        if is_unavailable(exc):
+            raise PageError(503, msg("the service cannot reach its database just now; try again in a moment")) from exc
+        raise
+    if signed_out:  # a copy of the cookie from before its sign-out
+        raise SignInNeeded(msg("your session has ended; sign in again"))
     api = api_for(request, session.api_key, language)
     try:
         me = await api.get("/v1/me")
@@ -633,13 +647,23 @@ def create_console(api_app: Any, settings: Settings) -> FastAPI:
         # Without asking the API who the key is: sign-out had answered the API's 429 or 503 with
         # an error page and left the cookie in the browser, still signed in (an independent
         # review, December 2026). A form whose token is not this session's is still refused.
+        # The session is recorded as ended, so a copy of the cookie taken before stops working
+        # too; a database that cannot record it does not keep the browser signed in (logged).
         sessions = sessions_of(request)
-        session = sessions.open(request.cookies.get(SESSION_COOKIE), now_of(request))
+        now = now_of(request)
+        session = sessions.open(request.cookies.get(SESSION_COOKIE), now)
         if session is not None:
             form = await read_form(request, uploads=False)
             if not sessions.same(form.get("csrf_token"), sessions.csrf_token(session.session_id)):
                 raise PageError(403, msg("this form has expired or did not come from this console; "
                                          "open the page again and resend it"))
+            try:
+                await ended.end(database_of(request), session.session_id, session.issued_at + sessions.lifetime, now)
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    raise
+                log.warning("console sign-out not recorded (the database is unavailable): %s",
+                            exc.__class__.__name__)
         response = redirect(f"{PREFIX}/sign-in")
         response.delete_cookie(SESSION_COOKIE, path=PREFIX)
         return response

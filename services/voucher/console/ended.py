@@ -1,0 +1,47 @@
+"""Console sessions signed out before their time (table `console_session_end`, migration 0030).
+
+The session is the cookie (console/session.py), so sign-out alone could only ask the browser
+to forget it: a copy taken before kept working until the session's own end. Sign-out records
+the SHA-256 of the session's id here, with that end, and every page asks first. This is the
+console's own state, not the API's, and the one place the console reads the database itself:
+one primary-key lookup per page, no API route that a key could call."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, delete, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from services.voucher.db import Database, dialect_name, table_of
+from services.voucher.tables import ConsoleSessionEnd
+
+T = table_of(ConsoleSessionEnd)
+
+
+def _hash(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode()).hexdigest()
+
+
+async def has_ended(database: Database, session_id: str) -> bool:
+    async with database.unit_of_work(write=False) as session:
+        found = await session.execute(select(T.c.session_hash).where(T.c.session_hash == _hash(session_id)))
+        return found.first() is not None
+
+
+async def end(database: Database, session_id: str, expires_at: datetime, now: datetime) -> None:
+    """Record the session as ended (again: nothing changes)."""
+    async with database.unit_of_work() as session:
+        insert = pg_insert if dialect_name(session) == "postgresql" else sqlite_insert
+        await session.execute(insert(T).values(session_hash=_hash(session_id), expires_at=expires_at, ended_at=now)
+                              .on_conflict_do_nothing(index_elements=[T.c.session_hash]))
+
+
+async def purge(database: Database, now: datetime) -> int:
+    """Forget sessions that would have ended by `now` (real time: sessions end in real time)."""
+    async with database.unit_of_work() as session:
+        result = await session.execute(delete(T).where(T.c.expires_at <= now))
+        return cast(CursorResult[Any], result).rowcount
