@@ -133,3 +133,23 @@ async def test_an_order_line_s_text_is_one_line_without_direction_overrides(
     body["line_items"][0]["description"] = "昇腾 910B 算力 👩‍💻 «training»"
     redeemed = await world.post("/v1/redemptions", body)
     assert redeemed.status_code == 201, redeemed.text
+
+
+async def test_a_text_too_long_is_said_as_characters_on_every_field(app: Any, client: httpx.AsyncClient) -> None:
+    """An optional field whose text type runs a validator had its length refused as a
+    collection's, `too_long`, "at most 500 items" (最多只能包含 500 项); a review, December 2026."""
+    world = await build_world(app, client)
+    for language, words in (("en", "at most 500 characters"), ("zh-CN", "500")):
+        refused = await client.post("/v1/webhook-endpoints", headers={
+            **auth(world.provider_key), **fresh_key(), "Accept-Language": language}, json={
+            "url": "http://127.0.0.1:9/h", "event_types": ["redemption.captured"], "description": "x" * 501})
+        problem = assert_problem(refused, 422, "validation_failed")
+        [error] = problem["errors"]
+        assert (error["pointer"], error["type"], error["context"]) == ("/description", "string_too_long",
+                                                                      {"max_length": 500}), error
+        assert words in error["message"] and "item" not in error["message"] and "项" not in error["message"]
+    body = hold_body("VC-0000", world.enterprise["uscc"], "PO-long", [("accelerator:domestic", 10_000)])
+    body["line_items"][0]["accelerator"] = "A" * 101
+    refused = await world.post("/v1/redemptions/holds", body)
+    assert [(e["pointer"], e["type"]) for e in assert_problem(refused, 422, "validation_failed")["errors"]] == [
+        ("/line_items/0/accelerator", "string_too_long")]

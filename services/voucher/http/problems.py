@@ -294,10 +294,27 @@ def _choices(expected: str) -> str | Message:
     return msg("{choices} or {last}", choices=tuple(values[:-1]), last=values[-1])
 
 
+#: pydantic's length refusals of a collection, and a text's own (see `_text_length`).
+_TEXT_LENGTH = {"too_long": ("string_too_long", "max_length"), "too_short": ("string_too_short", "min_length")}
+
+
+def _text_length(err: dict[str, Any]) -> dict[str, Any]:
+    """A text's length refused as a collection's ("Value should have at most 500 items after
+    validation"; 最多只能包含 500 项): what pydantic says of a length on an optional field whose
+    text type runs a validator (`NameText | None`, `OptionalLine`), checked after it. Said and
+    typed as any other text's: `string_too_long`, "at most 500 characters" (an independent
+    review, December 2026: clients matching on the type, and both languages, read "items")."""
+    kind = _TEXT_LENGTH.get(str(err.get("type", "")))
+    ctx = err.get("ctx") or {}
+    if kind is None or not isinstance(err.get("input"), str) or not isinstance(ctx.get(kind[1]), int):
+        return err
+    return {**err, "type": kind[0], "ctx": {kind[1]: ctx[kind[1]]}}
+
+
 def field_errors(raw: Iterable[dict[str, Any]], language: str = "en") -> list[dict[str, Any]]:
     """FastAPI/Pydantic errors -> our FieldError dicts in `language` (never echoing the input)."""
     out = []
-    for err in raw:
+    for err in map(_text_length, raw):
         loc = list(err.get("loc", ()))
         location = str(loc[0]) if loc else "body"
         message = field_message(err)

@@ -334,7 +334,12 @@ async def _refunds_left_behind(session: AsyncSession) -> list[dict[str, Any]]:
     December 2026). The monthly job takes it back in the first month that ends uncovered after
     it (`settlement.service.due_monthly`); the office may settle it sooner as a period of its
     own. A refund of a capture settled after the settlement of a later period (settled out of
-    order) is not one: that settlement could not take it, and the job looks for those."""
+    order) is not one: that settlement could not take it, and the job looks for those. Nor is a
+    refund a settlement held and then lost with its cancellation: a settlement made while it was
+    held could not take it either (a review of the first form, which turned red on a repayment
+    cancelled after the next month's settlement), and the job drafts it again from the
+    cancelled days. A capture settled, cancelled and settled again after the settlement that
+    missed its refund hides it here; the job still finds it (from the out-of-order day)."""
     st, it, rr, r = table_of(Settlement), table_of(SettlementItem), table_of(RedemptionRefund), table_of(Redemption)
     capture_item = (
         select(it.c.settlement_id).where(it.c.redemption_id == rr.c.redemption_id, it.c.kind == ItemKind.CAPTURE.value,
@@ -347,12 +352,12 @@ async def _refunds_left_behind(session: AsyncSession) -> list[dict[str, Any]]:
                               rr.c.created_at < st.c.ends_at)
         .correlate(rr).order_by(st.c.id).limit(1).scalar_subquery()
     )
-    taken = select(it.c.id).where(it.c.refund_id == rr.c.id, it.c.released_at.is_(None)).exists()
+    ever_held = select(it.c.id).where(it.c.refund_id == rr.c.id).exists()
     stmt = (
         select(rr.c.id.label("refund_id"), rr.c.redemption_id, rr.c.provider_id, rr.c.programme_id,
                rr.c.created_at, rr.c.amount, missed_by.label("settlement_id"))
         .select_from(rr.join(r, r.c.id == rr.c.redemption_id))
-        .where(r.c.payee == Payee.PROVIDER.value, ~taken, missed_by.is_not(None))
+        .where(r.c.payee == Payee.PROVIDER.value, ~ever_held, missed_by.is_not(None))
         .order_by(rr.c.id)
     )
     return [{"what": "refund of a settled capture that a live settlement should have taken back", **dict(row._mapping)}

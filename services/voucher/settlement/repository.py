@@ -280,7 +280,8 @@ async def first_recent_day(session: AsyncSession, provider_id: uuid.UUID, progra
     made (a request that stalled across its creation) is taken back by no settlement made so
     far, and no later one of a later period need ever be made (an independent review, December
     2026): the job looks for refunds from there too. A stall across more creations than that is
-    the reconciliation's to show (`refund of a settled period in no live settlement`)."""
+    the reconciliation's to show ("refund of a settled capture that a live settlement should
+    have taken back")."""
     st = table_of(Settlement)
     newest = (
         select(st.c.period_start)
