@@ -73,11 +73,46 @@ async def test_ended_sessions_are_forgotten_once_they_would_have_ended(app: Any,
 
     database = app.state.database
     now = datetime.now(UTC)
-    await ended.end(database, "gone-a-while", now - timedelta(seconds=1), now - timedelta(hours=8))
+    await ended.end(database, "gone-a-while", now - ended.MARGIN - timedelta(seconds=1), now - timedelta(hours=8))
+    await ended.end(database, "within-the-margin", now - timedelta(minutes=30), now - timedelta(hours=8))
     await ended.end(database, "just-now", now + timedelta(hours=8), now)
     await ended.end(database, "just-now", now + timedelta(hours=8), now)  # twice: one record
     assert await jobs.run_once(database, "purge-idempotency", now) >= 1
     async with database.unit_of_work(write=False) as session:
-        left = (await session.execute(select(ConsoleSessionEnd.session_hash))).scalars().all()
-        assert len(left) == 1 and (await session.execute(select(func.count()).select_from(ConsoleSessionEnd))).scalar() == 1
-    assert await ended.has_ended(database, "just-now") and not await ended.has_ended(database, "gone-a-while")
+        assert (await session.execute(select(func.count()).select_from(ConsoleSessionEnd))).scalar() == 2
+    assert await ended.has_ended(database, "just-now") and await ended.has_ended(database, "within-the-margin")
+    assert not await ended.has_ended(database, "gone-a-while")
+
+
+def test_a_session_ends_when_it_was_sealed_to_whatever_the_lifetime_later() -> None:
+    """The record of a sign-out is kept until the session's end as sealed: a longer lifetime set
+    after it had let a copy of the cookie outlive its record (a review, December 2026)."""
+    from datetime import UTC, datetime, timedelta
+
+    from services.voucher.console.session import Sessions
+
+    signed_in = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
+    cookie = Sessions(b"s" * 32, timedelta(hours=8)).seal("key", signed_in)
+    longer, shorter = Sessions(b"s" * 32, timedelta(hours=24)), Sessions(b"s" * 32, timedelta(hours=1))
+    session = longer.open(cookie, signed_in + timedelta(hours=7))
+    assert session is not None and session.expires_at == signed_in + timedelta(hours=8)
+    assert longer.open(cookie, signed_in + timedelta(hours=9)) is None
+    assert shorter.open(cookie, signed_in + timedelta(hours=2)) is None  # a shorter one still ends it sooner
+
+
+async def test_sign_out_signs_the_browser_out_whatever_the_database_says(
+    app: Any, browser: Browser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database error other than "unavailable" (locked, timed out, the table not migrated) had
+    answered sign-out 500 and kept the cookie (a review, December 2026)."""
+    from services.voucher.console import ended
+
+    async def broken(*args: Any) -> None:
+        raise RuntimeError("database is locked")
+
+    key = await make_key(app, "operator")
+    assert (await browser.sign_in(key, language="en")).status_code == 303
+    token = csrf_of((await browser.get("/console/operator")).text)
+    monkeypatch.setattr(ended, "end", broken)
+    out = await browser.post("/console/sign-out", data={"csrf_token": token})
+    assert out.status_code == 303 and SESSION_COOKIE not in browser.http.cookies

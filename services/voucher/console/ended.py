@@ -9,7 +9,7 @@ one primary-key lookup per page, no API route that a key could call."""
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, delete, select
@@ -40,8 +40,13 @@ async def end(database: Database, session_id: str, expires_at: datetime, now: da
                               .on_conflict_do_nothing(index_elements=[T.c.session_hash]))
 
 
+#: How long a record is kept past its session's end: the purging worker's clock may run ahead
+#: of a web process's.
+MARGIN = timedelta(hours=1)
+
+
 async def purge(database: Database, now: datetime) -> int:
-    """Forget sessions that would have ended by `now` (real time: sessions end in real time)."""
+    """Forget sessions that ended more than `MARGIN` before `now` (real time, as sessions end)."""
     async with database.unit_of_work() as session:
-        result = await session.execute(delete(T).where(T.c.expires_at <= now))
+        result = await session.execute(delete(T).where(T.c.expires_at <= now - MARGIN))
         return cast(CursorResult[Any], result).rowcount

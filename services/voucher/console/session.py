@@ -37,6 +37,9 @@ class Session:
     api_key: str
     session_id: str
     issued_at: datetime
+    #: When it ends: sealed at sign-in, so a longer `console_session_hours` set later does not
+    #: lengthen it (nor outlive the record of its sign-out, which is kept until then).
+    expires_at: datetime
 
 
 class Sessions:
@@ -52,7 +55,9 @@ class Sessions:
         return cls(secrets.token_bytes(32), lifetime)
 
     def seal(self, api_key: str, now: datetime) -> str:
-        payload = json.dumps({"k": api_key, "s": secrets.token_urlsafe(16), "iat": int(now.timestamp())})
+        issued = int(now.timestamp())
+        payload = json.dumps({"k": api_key, "s": secrets.token_urlsafe(16), "iat": issued,
+                              "exp": issued + int(self.lifetime.total_seconds())})
         nonce = os.urandom(12)
         sealed = self._aead.encrypt(nonce, payload.encode(), SESSION_COOKIE.encode())
         return base64.urlsafe_b64encode(nonce + sealed).decode().rstrip("=")
@@ -66,10 +71,13 @@ class Sessions:
             raw = base64.urlsafe_b64decode(cookie + "=" * (-len(cookie) % 4))
             payload = json.loads(self._aead.decrypt(raw[:12], raw[12:], SESSION_COOKIE.encode()))
             issued = datetime.fromtimestamp(int(payload["iat"]), tz=now.tzinfo)
-            session = Session(str(payload["k"]), str(payload["s"]), issued)
-        except (ValueError, InvalidTag, KeyError, TypeError):
+            # A cookie sealed before "exp" (December 2026) ends by today's lifetime.
+            ends = min(issued + self.lifetime,
+                       datetime.fromtimestamp(int(payload.get("exp", 2**40)), tz=now.tzinfo))
+            session = Session(str(payload["k"]), str(payload["s"]), issued, ends)
+        except (ValueError, InvalidTag, KeyError, TypeError, OverflowError, OSError):
             return None
-        if not issued <= now < issued + self.lifetime:
+        if not issued <= now < ends:
             return None
         return session
 

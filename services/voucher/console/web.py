@@ -457,10 +457,10 @@ async def signed_in(request: Request, *roles: str) -> Page:
         raise SignInNeeded(msg("your session has ended; sign in again") if cookie else None)
     try:
         signed_out = await ended.has_ended(database_of(request), session.session_id)
-    except Exception as exc:
-        if is_unavailable(exc):
-            raise PageError(503, msg("the service cannot reach its database just now; try again in a moment")) from exc
-        raise
+    except Exception as exc:  # unreachable, locked, timed out, or not migrated: no page without the answer
+        log.log(logging.WARNING if is_unavailable(exc) else logging.ERROR,
+                "console session lookup failed", exc_info=exc)
+        raise PageError(503, msg("the service cannot reach its database just now; try again in a moment")) from exc
     if signed_out:  # a copy of the cookie from before its sign-out
         raise SignInNeeded(msg("your session has ended; sign in again"))
     api = api_for(request, session.api_key, language)
@@ -658,12 +658,11 @@ def create_console(api_app: Any, settings: Settings) -> FastAPI:
                 raise PageError(403, msg("this form has expired or did not come from this console; "
                                          "open the page again and resend it"))
             try:
-                await ended.end(database_of(request), session.session_id, session.issued_at + sessions.lifetime, now)
-            except Exception as exc:
-                if not is_unavailable(exc):
-                    raise
-                log.warning("console sign-out not recorded (the database is unavailable): %s",
-                            exc.__class__.__name__)
+                await ended.end(database_of(request), session.session_id, session.expires_at, now)
+            except Exception as exc:  # whatever it is, the browser is still signed out
+                log.log(logging.WARNING if is_unavailable(exc) else logging.ERROR,
+                        "console sign-out not recorded: a copy of the cookie works until the session ends",
+                        exc_info=exc)
         response = redirect(f"{PREFIX}/sign-in")
         response.delete_cookie(SESSION_COOKIE, path=PREFIX)
         return response
