@@ -306,7 +306,8 @@ def _text_length(err: dict[str, Any]) -> dict[str, Any]:
     review, December 2026: clients matching on the type, and both languages, read "items")."""
     kind = _TEXT_LENGTH.get(str(err.get("type", "")))
     ctx = err.get("ctx") or {}
-    if kind is None or not isinstance(err.get("input"), str) or not isinstance(ctx.get(kind[1]), int):
+    if (kind is None or ctx.get("field_type") != "Value" or not isinstance(err.get("input"), str)
+            or not isinstance(ctx.get(kind[1]), int)):  # a list's or a dict's own length stays as it is
         return err
     return {**err, "type": kind[0], "ctx": {kind[1]: ctx[kind[1]]}}
 
