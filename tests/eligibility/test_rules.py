@@ -74,6 +74,25 @@ def test_each_builtin_passes_and_fails(rule, ok_facts, bad_facts) -> None:
     assert not run(rule, **bad_facts)
 
 
+def test_a_record_made_after_the_day_judged_is_not_in_its_window() -> None:
+    """A dry run dated in the past (or a record entered with a later date) had counted a 失信
+    record made after the day judged (an independent review, December 2026)."""
+    rule = {"check": "no_blacklist_within_years", "years": 3}
+    assert run(rule, blacklist_dates=(date(2026, 3, 3),))  # the day after DAY
+    assert not run(rule, blacklist_dates=(date(2026, 3, 3), DAY))  # the day itself counts
+
+
+def test_nothing_was_founded_before_year_one() -> None:
+    """`years_before` gives the first day there is when the day asked is before year 1: a firm
+    founded that day had passed "at least 3 years" judged on 1 June of year 1 (the same review)."""
+    rule = {"check": "founded_at_least_years", "years": 3}
+    validate(rule)
+    early = Facts(application_date=date(1, 6, 1), enterprise={**SME, "founded_on": "0001-01-01"})
+    assert not evaluate(rule, early).passed
+    late = Facts(application_date=date(4, 1, 1), enterprise={**SME, "founded_on": "0001-01-01"})
+    assert evaluate(rule, late).passed
+
+
 def test_combinators_and_failed_leaves() -> None:
     rule = {"all": [
         {"id": "region", "check": "region_in", "regions": ["330110"]},

@@ -456,14 +456,18 @@ def _builtin(rule: dict[str, Any], facts: Facts, rule_id: str) -> Outcome:
         founded = _parse_date(founded) if isinstance(founded, str) else founded
         if founded is None:
             return _unknown(rule_id, FACT_LABELS["enterprise.founded_on"])
-        ok = founded <= years_before(facts.application_date, rule["years"])
+        # Before year 1 nothing can have been founded that long ago (`years_before` gives the first day).
+        ok = facts.application_date.year - rule["years"] >= 1 and founded <= years_before(
+            facts.application_date, rule["years"])
         return Outcome(rule_id, ok, msg("founded {day}, at least {years} year(s) before the application",
                                         day=founded, years=rule["years"]) if ok
                        else msg("founded {day}, less than {years} year(s) before the application",
                                 day=founded, years=rule["years"]))
     if name == "no_blacklist_within_years":
         since = years_before(facts.application_date, rule["years"])
-        recent = sorted(d for d in facts.blacklist_dates if d >= since)
+        # Records of the window up to the day judged: a dry run dated in the past had counted
+        # records made after it (an independent review, December 2026).
+        recent = sorted(d for d in facts.blacklist_dates if since <= d <= facts.application_date)
         return Outcome(rule_id, not recent,
                        msg("dishonesty (失信) record on {day}", day=recent[-1]) if recent
                        else msg("no dishonesty (失信) record in the last {years} year(s)", years=rule["years"]))
