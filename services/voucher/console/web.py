@@ -6,7 +6,8 @@ A sub-application, not routes on the API app, so that nothing of the API's HTTP 
 leaks either way: console pages are not in the OpenAPI document, the API's app-wide rules for
 JSON bodies and query strings do not apply to HTML forms, and every error here is a page, never
 problem+json. The unit-of-work middleware lets /console through untouched
-(http/unit_of_work.py): the console opens no transaction; each of its API calls gets its own.
+(http/unit_of_work.py): each of the console's API calls gets its own transaction; the console's
+own are short ones of their own, never around an API call (its ended sessions, console/ended.py).
 """
 
 from __future__ import annotations
