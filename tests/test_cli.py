@@ -271,7 +271,7 @@ def test_a_downgrade_that_would_drop_rows_is_refused(cli_database: str) -> None:
         assert _count(cli_database, "SELECT count(*) FROM alembic_version WHERE version_num = :v", v=head) == 1
         assert {t: _count(cli_database, f"SELECT count(*) FROM {t}") for t in counts} == counts  # noqa: S608
     below = script.get_revision(head).down_revision
-    assert f"database at {below}" in ok("db", "downgrade", "-1")  # 0022 makes no table
+    assert f"database at {below}" in ok("db", "downgrade", "-1")  # 0030's table holds only short-lived records
     assert "database at base" in ok("db", "downgrade", "base", "--drop-data")
 
 

@@ -641,6 +641,9 @@ class SettlementItem(SQLModel, table=True):
         Index("uq_settlement_item_live_refund", "refund_id", unique=True,
               sqlite_where=text("released_at IS NULL"),
               postgresql_where=text("released_at IS NULL")),
+        # Whether any settlement, live or cancelled, ever held a refund (the reconciliation's
+        # late-refund check; migration 0030): the partial index above has only live items.
+        Index("ix_settlement_item_refund_id", "refund_id"),
     )
 
     id: uuid.UUID = Field(default_factory=uuid7, primary_key=True)

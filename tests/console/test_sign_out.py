@@ -98,6 +98,29 @@ def test_a_session_ends_when_it_was_sealed_to_whatever_the_lifetime_later() -> N
     assert session is not None and session.expires_at == signed_in + timedelta(hours=8)
     assert longer.open(cookie, signed_in + timedelta(hours=9)) is None
     assert shorter.open(cookie, signed_in + timedelta(hours=2)) is None  # a shorter one still ends it sooner
+    assert shorter.open(cookie, signed_in)
+    assert shorter.open(cookie, signed_in).expires_at == signed_in + timedelta(hours=8)  # what sign-out records
+
+
+def test_a_cookie_sealed_before_its_end_was_still_opens_by_the_lifetime() -> None:
+    """A cookie sealed before `exp` was sealed in it: the first form read a missing `exp` as a
+    date past Python's and ended every such session at the deploy (a review, December 2026)."""
+    import base64
+    import json
+    import os
+    from datetime import UTC, datetime, timedelta
+
+    from services.voucher.console.session import Sessions
+
+    sessions = Sessions(b"s" * 32, timedelta(hours=8))
+    signed_in = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
+    payload = json.dumps({"k": "key", "s": "old-session", "iat": int(signed_in.timestamp())}).encode()
+    nonce = os.urandom(12)
+    old = base64.urlsafe_b64encode(nonce + sessions._aead.encrypt(nonce, payload, SESSION_COOKIE.encode()))
+    cookie = old.decode().rstrip("=")
+    session = sessions.open(cookie, signed_in + timedelta(hours=7))
+    assert session is not None and session.expires_at == signed_in + timedelta(hours=8)
+    assert sessions.open(cookie, signed_in + timedelta(hours=8)) is None
 
 
 async def test_sign_out_signs_the_browser_out_whatever_the_database_says(

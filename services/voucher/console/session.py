@@ -37,8 +37,9 @@ class Session:
     api_key: str
     session_id: str
     issued_at: datetime
-    #: When it ends: sealed at sign-in, so a longer `console_session_hours` set later does not
-    #: lengthen it (nor outlive the record of its sign-out, which is kept until then).
+    #: Its end as sealed at sign-in (a cookie sealed before that: its sign-in and today's
+    #: lifetime): a longer `console_session_hours` set later does not lengthen it, and the
+    #: record of its sign-out is kept until then. `open` also ends it by today's lifetime.
     expires_at: datetime
 
 
@@ -72,12 +73,12 @@ class Sessions:
             payload = json.loads(self._aead.decrypt(raw[:12], raw[12:], SESSION_COOKIE.encode()))
             issued = datetime.fromtimestamp(int(payload["iat"]), tz=now.tzinfo)
             # A cookie sealed before "exp" (December 2026) ends by today's lifetime.
-            ends = min(issued + self.lifetime,
-                       datetime.fromtimestamp(int(payload.get("exp", 2**40)), tz=now.tzinfo))
-            session = Session(str(payload["k"]), str(payload["s"]), issued, ends)
+            sealed = (datetime.fromtimestamp(int(payload["exp"]), tz=now.tzinfo) if "exp" in payload
+                      else issued + self.lifetime)
+            session = Session(str(payload["k"]), str(payload["s"]), issued, sealed)
         except (ValueError, InvalidTag, KeyError, TypeError, OverflowError, OSError):
             return None
-        if not issued <= now < ends:
+        if not issued <= now < min(sealed, issued + self.lifetime):
             return None
         return session
 
