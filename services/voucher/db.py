@@ -22,6 +22,8 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, Select, Table, event
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
@@ -65,6 +67,11 @@ def dialect_name(session: AsyncSession) -> str:
     if session.bind is None:
         raise RuntimeError("the session is not bound to an engine")
     return session.bind.dialect.name
+
+
+def insert_of(session: AsyncSession) -> Any:
+    """The dialect's own `insert` (with `on_conflict_do_nothing`) for `session`'s database."""
+    return pg_insert if dialect_name(session) == "postgresql" else sqlite_insert
 
 #: JSON everywhere, JSONB on PostgreSQL.
 JSONType = JSON().with_variant(JSONB(), "postgresql")

@@ -120,14 +120,18 @@ def _name(value: str) -> str:
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
+def _direction_override() -> PydanticCustomError:
+    return field_refusal("text_direction_override", msg(
+        "must not contain direction overrides or isolates (U+202A–202E, U+2066–2069)"))
+
+
 def _file_name(value: str) -> str:
     """A file's name as its owner gave it: one line, visible, and no direction override or
     isolate; other invisible formatting (an emoji's zero-width joiner, a ZWNJ some scripts
     need, a soft hyphen) is part of real names and kept. Stored without the spaces around it."""
     stripped = _one_line(value)
     if any(ch in _BIDI_CONTROLS for ch in value):
-        raise field_refusal("text_direction_override", msg(
-            "must not contain direction overrides or isolates (U+202A–202E, U+2066–2069)"))
+        raise _direction_override()
     return stripped
 
 
@@ -141,7 +145,7 @@ def _note(value: str) -> str:
 #: What a line of an order may not hold: control characters (C0, DEL, C1), line and paragraph
 #: separators, and direction overrides and isolates. One C regex: it runs on every line item of
 #: every redeem.
-_NOT_IN_A_LINE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_NOT_IN_A_LINE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029" + "".join(sorted(_BIDI_CONTROLS)) + "]")
 
 
 def _order_line(value: str) -> str:
@@ -151,8 +155,7 @@ def _order_line(value: str) -> str:
     if found is None:
         return value
     if found.group() in _BIDI_CONTROLS:
-        raise field_refusal("text_direction_override", msg(
-            "must not contain direction overrides or isolates (U+202A–202E, U+2066–2069)"))
+        raise _direction_override()
     raise field_refusal("text_control_character", msg("must be one line, without line breaks or control characters"))
 
 

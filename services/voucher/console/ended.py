@@ -13,10 +13,8 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, delete, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from services.voucher.db import Database, dialect_name, table_of
+from services.voucher.db import Database, insert_of, table_of
 from services.voucher.tables import ConsoleSessionEnd
 
 T = table_of(ConsoleSessionEnd)
@@ -35,8 +33,7 @@ async def has_ended(database: Database, session_id: str) -> bool:
 async def end(database: Database, session_id: str, expires_at: datetime, now: datetime) -> None:
     """Record the session as ended (again: nothing changes)."""
     async with database.unit_of_work() as session:
-        insert = pg_insert if dialect_name(session) == "postgresql" else sqlite_insert
-        await session.execute(insert(T).values(session_hash=_hash(session_id), expires_at=expires_at, ended_at=now)
+        await session.execute(insert_of(session)(T).values(session_hash=_hash(session_id), expires_at=expires_at, ended_at=now)
                               .on_conflict_do_nothing(index_elements=[T.c.session_hash]))
 
 

@@ -24,12 +24,10 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.voucher.applications.rules import COMMITTED
-from services.voucher.db import IntPageRequest, encode_int_cursor, table_of
+from services.voucher.db import IntPageRequest, encode_int_cursor, insert_of, table_of
 from services.voucher.driver import Batch, insert_rows
 from services.voucher.ledger.rules import ISSUE_JOURNAL, AccountKind
 from services.voucher.redemption.repository import is_lapsed_hold
@@ -85,10 +83,6 @@ _LAPSES = tuple(sorted(reason.value for reason in LAPSES))
 _LAPSE_JOURNALS = tuple(sorted(RELEASE_JOURNAL[reason] for reason in LAPSES))
 
 
-def _insert_for(session: AsyncSession) -> Any:
-    return pg_insert if session.bind is not None and session.bind.dialect.name == "postgresql" else sqlite_insert
-
-
 async def create_accounts(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     await session.execute(insert(A), list(rows))
 
@@ -100,7 +94,7 @@ async def ensure_accounts(session: AsyncSession, rows: Sequence[dict[str, Any]])
     found = dict((await session.execute(select(A.c.code, A.c.id).where(A.c.code.in_(codes)))).all())
     missing = [r for r in rows if r["code"] not in found]
     if missing:
-        stmt = _insert_for(session)(A).on_conflict_do_nothing(index_elements=["code"])
+        stmt = insert_of(session)(A).on_conflict_do_nothing(index_elements=["code"])
         await session.execute(stmt, missing)
         found = dict((await session.execute(select(A.c.code, A.c.id).where(A.c.code.in_(codes)))).all())
     return found

@@ -7,8 +7,6 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import Select, and_, bindparam, false, func, or_, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlmodel import col
@@ -16,7 +14,7 @@ from sqlmodel import col
 from services.voucher import driver
 from services.voucher.actor import Actor
 from services.voucher.apikeys.rules import Role
-from services.voucher.db import Database, PageRequest, paginate, table_of
+from services.voucher.db import Database, PageRequest, insert_of, paginate, table_of
 from services.voucher.ids import uuid7
 from services.voucher.redemption.repository import is_lapsed_hold
 from services.voucher.tables import (
@@ -217,10 +215,8 @@ async def lock_usage(
     found = (await session.execute(stmt)).scalar_one_or_none()
     if found is not None:
         return found
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
     await session.execute(
-        insert(U)
+        insert_of(session)(U)
         .values(id=uuid7(), programme_id=programme_id, enterprise_id=enterprise_id, period_key=period_key,
                 granted=0, committed=0, subsidised=0, subsidised_spend=0)
         .on_conflict_do_nothing(index_elements=["programme_id", "enterprise_id", "period_key"])
