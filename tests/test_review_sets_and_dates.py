@@ -48,20 +48,21 @@ async def test_a_provider_update_naming_a_kind_twice_is_refused(
     assert again.headers["etag"] == '"v1"'
 
 
+@pytest.mark.parametrize("again", ["sme", "SME", " Sme", "ｓｍｅ"])  # the same certification by case, space, width
 @pytest.mark.parametrize("method", ["post", "patch"])
 async def test_an_enterprise_certification_listed_twice_is_refused(
-    client: httpx.AsyncClient, operator_key: str, method: str
+    client: httpx.AsyncClient, operator_key: str, method: str, again: str
 ) -> None:
     if method == "post":
-        response = await client.post("/v1/enterprises", json=enterprise_payload(certifications=["sme", "high_tech", "sme"]),
+        response = await client.post("/v1/enterprises", json=enterprise_payload(certifications=["sme", "high_tech", again]),
                                      headers=auth(operator_key))
     else:
         enterprise = await create(client, operator_key, "/v1/enterprises", enterprise_payload())
-        response = await client.patch(f"/v1/enterprises/{enterprise['id']}", json={"certifications": ["sme", "sme"]},
+        response = await client.patch(f"/v1/enterprises/{enterprise['id']}", json={"certifications": ["sme", again]},
                                       headers=auth(operator_key, **{"If-Match": '"v1"'}))
     problem = assert_problem(response, 422, "validation_failed")
     assert _pointers(problem) == {"/certifications"}
-    assert "sme" in problem["errors"][0]["message"]
+    assert again in problem["errors"][0]["message"]
 
 
 async def test_a_blacklist_record_lifted_before_it_was_made_is_refused_and_names_the_record(

@@ -10,6 +10,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic_core import PydanticCustomError
 
 from services.voucher import uscc as uscc_rules
+from services.voucher.eligibility.rules import certification_key
 from services.voucher.i18n import TEMPLATE_KEY, Message, msg
 
 
@@ -188,6 +189,17 @@ OptionalLine = Annotated[OneLineText | None, BeforeValidator(_optional_line)]
 
 #: A certification an enterprise holds, as the eligibility rules name it ("sme", "high_tech").
 Certification = Annotated[str, Field(max_length=64, examples=["high_tech"])]
+
+
+def distinct_certifications(items: list[str]) -> list[str]:
+    """An enterprise's certifications, each named once, whatever the case or width."""
+    seen: dict[str, str] = {}
+    for item in items:
+        key = certification_key(item)
+        if key in seen:
+            raise field_refusal("list_repeated", msg("lists {item} more than once", item=item))
+        seen[key] = item
+    return items
 
 
 def distinct(items: list[Any]) -> list[Any]:

@@ -307,6 +307,25 @@ def test_not_in_on_a_list_fact_means_they_share_none() -> None:
     assert _passes(rule, certifications=["sme"])
 
 
+def test_a_certification_is_one_whatever_its_case_width_or_spaces() -> None:
+    """An enterprise that sent "High_Tech" holds the "high_tech" a rule names (refused until
+    December 2026), and the reason names the certification as each side wrote it."""
+    needs = {"check": "has_certifications", "certifications": ["high_tech", "SME"]}
+    for held in (["High_Tech", "sme"], [" HIGH_TECH ", "ｓｍｅ"]):
+        validate(needs)
+        outcome = evaluate(needs, _firm(certifications=held))
+        assert outcome.passed, outcome.reason_en
+    lacking = evaluate(needs, _firm(certifications=["High_Tech"]))
+    assert not lacking.passed and lacking.reason_en == "lacks SME"
+    for op, value, held, expected in (("in", ["HIGH_TECH"], ["high_tech"], True),
+                                      ("not_in", ["Dishonest_Listed"], ["dishonest_listed"], False),
+                                      ("==", ["A", "b"], ["B", "a"], True),
+                                      ("!=", ["a"], ["A"], False)):
+        assert _passes({"fact": "enterprise.certifications", "op": op, "value": value}, certifications=held) is expected
+    shown = evaluate({"fact": "enterprise.certifications", "op": "in", "value": ["x"]}, _firm(certifications=["SME", "High_Tech"]))
+    assert shown.reason_en.startswith("the certifications held (High_Tech, SME) do not meet")
+
+
 def test_list_equality_ignores_order() -> None:
     rule = {"fact": "enterprise.certifications", "op": "==", "value": ["a", "b"]}
     assert _passes(rule, certifications=["b", "a"])

@@ -28,6 +28,7 @@ Pure: the standard library, services.voucher.money and services.voucher.i18n onl
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
@@ -367,6 +368,13 @@ _LIST_CONDITIONS: dict[str, Callable[[Any], Message]] = {
 }
 
 
+def certification_key(name: str) -> str:
+    """What two names of one certification share: "High_Tech", "high_tech " and the full-width
+    "ｈｉｇｈ_ｔｅｃｈ" are one certification to the rules and to an enterprise's list (December
+    2026: a rule naming "high_tech" had refused an enterprise that sent "High_Tech")."""
+    return unicodedata.normalize("NFKC", name).strip().casefold()
+
+
 def _unknown(rule_id: str, label: Message) -> Outcome:
     return Outcome(rule_id, False, msg("{fact} is not known", fact=label), unknown=True)
 
@@ -407,10 +415,10 @@ def _comparison(rule: dict[str, Any], facts: Facts, rule_id: str) -> Outcome:
         return _unknown(rule_id, label)
     is_amount, unit = fact in AMOUNT_FACTS, AMOUNT_FACTS.get(fact) or facts.unit
     if kind is list:
-        held, listed = set(actual), set(value)
+        held, listed = {certification_key(c) for c in actual}, {certification_key(c) for c in value}
         passed = {"in": bool(held & listed), "not_in": not held & listed,
                   "==": held == listed, "!=": held != listed}[op]
-        holding, condition = sorted(held) or msg("none"), _LIST_CONDITIONS[op](_shown(value))
+        holding, condition = sorted(set(actual)) or msg("none"), _LIST_CONDITIONS[op](_shown(value))
         return Outcome(rule_id, passed, msg("the {fact} held ({actual}) {condition}", fact=label, actual=holding,
                                             condition=condition) if passed
                        else msg("the {fact} held ({actual}) do not meet the condition that they {condition}", fact=label,
@@ -483,8 +491,8 @@ def _builtin(rule: dict[str, Any], facts: Facts, rule_id: str) -> Outcome:
                            "representative or shareholder)", contracts=related) if related
                        else msg("no contract is with a related party of the enterprise"))
     if name == "has_certifications":
-        held = set(e.get("certifications") or [])
-        missing = [c for c in rule["certifications"] if c not in held]
+        held = {certification_key(c) for c in e.get("certifications") or []}
+        missing = [c for c in rule["certifications"] if certification_key(c) not in held]
         return Outcome(rule_id, not missing, msg("lacks {certifications}", certifications=missing) if missing
                        else msg("holds {certifications}", certifications=rule["certifications"]))
     if facts.remaining_cap is None:  # requested_within_remaining_cap, judged with no programme

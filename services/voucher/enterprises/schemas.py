@@ -19,7 +19,7 @@ from services.voucher.registry_schemas import (
     PatchModel,
     RelatedParty,
     Uscc,
-    distinct,
+    distinct_certifications,
     field_refusal,
 )
 
@@ -72,7 +72,7 @@ class BlacklistRecordInput(BlacklistRecord):
 
 #: What an enterprise holds, as sent: each certification once. A list stored before the rule
 #: (December 2026) is read as it is.
-CertificationsInput = Annotated[list[Certification], AfterValidator(distinct), Field(json_schema_extra={"uniqueItems": True})]
+CertificationsInput = Annotated[list[Certification], AfterValidator(distinct_certifications), Field(json_schema_extra={"uniqueItems": True})]
 
 
 class EnterpriseFields(BaseModel):
