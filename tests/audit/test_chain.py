@@ -578,10 +578,13 @@ async def test_a_link_that_is_not_a_hash_is_found_and_the_chain_goes_on(world: W
     assert export.status_code == 200 and "zz" in export.text
 
 
-async def test_a_posting_event_that_records_no_object_is_a_difference(world: World, raw) -> None:
+@pytest.mark.parametrize("after", ['"x"', '{"kind": 1.5}'])
+async def test_a_posting_event_that_records_no_object_is_a_difference(world: World, raw, after: str) -> None:
     """Written with INSERTs only, which the guards allow: a journal and a `ledger.posted` event
-    whose `after` is a JSON string. The verification failed on it with a 500, for good (events
-    are never removed); it is a journal that differs from its event."""
+    whose `after` is a JSON string, or an object holding a float (which the service never
+    records). The verification failed on each with a 500, for good (events are never removed),
+    and so did every page of events that listed it; it is a journal that differs from its event,
+    and the event is listed as stored."""
     jid, eid = uuid.uuid4(), uuid.uuid4()
     plain = (lambda u: u.hex) if ENGINE == "sqlite" else (lambda u: u)
     at = "2026-03-02 01:00:00.000000" if ENGINE == "sqlite" else "2026-03-02T01:00:00Z"
@@ -590,11 +593,33 @@ async def test_a_posting_event_that_records_no_object_is_a_difference(world: Wor
                      {"id": plain(jid), "at": at})
         conn.execute(text("INSERT INTO audit_event (id, occurred_at, actor_role, action, resource_type, resource_id, "
                           "after, journal_id) VALUES (:id, :at, 'system', 'ledger.posted', 'ledger_transaction', "
-                          ":jid, '\"x\"', :jid)"), {"id": plain(eid), "jid": plain(jid), "at": at})
+                          ":jid, :after, :jid)"), {"id": plain(eid), "jid": plain(jid), "at": at, "after": after})
     problems = (await verify(world))["problems"]
     assert [(p["kind"], p.get("journal_id")) for p in problems] == [("postings_differ", str(jid))], problems
+    listed = await world.client.get("/v1/audit/events", params={"resource_id": str(jid)}, headers=auth(world.auditor))
+    assert listed.status_code == 200, listed.text
+    assert [e["after"] for e in listed.json()["items"]] == [json.loads(after)]
     tamper(raw, "DELETE FROM ledger_transaction WHERE id = :j", "DELETE FROM audit_event WHERE journal_id = :j",
            params={"j": plain(jid)})
+
+
+async def test_an_account_event_recording_a_float_is_a_difference_not_a_failure(world: World, raw) -> None:
+    """A second `ledger.account_opened` event for a real account, planted with INSERT (which the
+    guards allow), whose code is a float: the difference is reported with the value as stored
+    (reporting it had raised, and every verification answered 500 from then on)."""
+    await world.issue(1_000_000)
+    with raw.connect() as conn:
+        account_id = conn.execute(text("SELECT id FROM ledger_account ORDER BY code LIMIT 1")).scalar_one()
+    eid = uuid.uuid4()
+    plain = (lambda u: u.hex) if ENGINE == "sqlite" else (lambda u: u)
+    at = "2026-03-02 01:00:00.000000" if ENGINE == "sqlite" else "2026-03-02T01:00:00Z"
+    with raw.begin() as conn:
+        conn.execute(text("INSERT INTO audit_event (id, occurred_at, actor_role, action, resource_type, resource_id, "
+                          "after) VALUES (:id, :at, 'system', 'ledger.account_opened', 'ledger_account', :aid, "
+                          "'{\"code\": 1.5}')"), {"id": plain(eid), "aid": account_id, "at": at})
+    problems = (await verify(world))["problems"]
+    assert ("account_differs", 1.5) in [(p["kind"], (p.get("recorded") or {}).get("code")) for p in problems], problems
+    tamper(raw, "DELETE FROM audit_event WHERE id = :e", params={"e": plain(eid)})
 
 
 @pytest.mark.skipif(ENGINE != "postgresql", reason="TRUNCATE is PostgreSQL's")

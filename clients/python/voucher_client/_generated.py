@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "eaa86fbd0ac98d1418766550d285761eeb2ff3d54010623276e1e8ec9fbbb043"
+DOCUMENT_SHA256 = "147be58bc11d6932d76523fa96ddd2130b3d0e4b6c67edc94697e84d59c10430"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]
@@ -187,8 +187,8 @@ class AuditEventPublic(TypedDict):
     actor_key_id: str | None
     actor_principal_id: str | None
     actor_role: str
-    after: dict[str, Any] | None
-    before: dict[str, Any] | None
+    after: dict[str, Any]
+    before: dict[str, Any]
     chain_hash: str | None
     enterprise_id: str | None
     id: str

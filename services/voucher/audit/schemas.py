@@ -39,8 +39,9 @@ class AuditEventPublic(BaseModel):
     enterprise_id: uuid.UUID | None
     provider_id: uuid.UUID | None
     voucher_id: uuid.UUID | None
-    before: dict[str, Any] | None = Field(description="The changed fields before the change.")
-    after: dict[str, Any] | None = Field(description="The changed fields after it.")
+    before: Any = Field(description="The changed fields before the change: an object, or null. Shown as stored, "
+                        "so a value written behind the service (which verification reports) is shown too.")
+    after: Any = Field(description="The changed fields after it: an object, or null; shown as stored.")
     request_id: str | None
     idempotency_key: str | None
     rule_version: int | None = Field(description="The eligibility rule version that decided, if one did.")
