@@ -106,6 +106,24 @@ async def test_a_body_nested_too_deep_is_refused_where_an_idempotency_key_is_fin
     assert (await world.voucher(voucher["id"]))["balances"]["held"] == 0
 
 
+@pytest.mark.parametrize("method", ["POST", "PATCH"])
+async def test_a_webhook_registration_nested_too_deep_is_refused_not_a_500(world: World, method: str) -> None:
+    """A registration's URL is vetted before the unit of work begins, from the body as sent: a
+    body nested deeper than the parser recurses had escaped that step as a plain-text 500 (an
+    independent review, December 2026). It is refused as the route refuses it; nothing is kept."""
+    path = "/v1/webhook-endpoints"
+    if method == "PATCH":
+        made = await world.client.post(path, json={"url": "http://127.0.0.1:9/in", "event_types": ["redemption.captured"]},
+                                       headers=auth(world.provider_key, **{"Idempotency-Key": "deep-hook"}))
+        assert made.status_code == 201, made.text
+        path = f"{path}/{made.json()['id']}"
+    nested = b'{"url": ' + b"[" * 2_000 + b"]" * 2_000 + b"}"
+    response = await world.client.request(method, path, content=nested, headers=auth(
+        world.provider_key, **{"content-type": "application/json", "Idempotency-Key": f"deep-{method}",
+                               "If-Match": '"v1"'}))
+    assert_problem(response, 400, "malformed_json")
+
+
 async def test_a_json_flavoured_media_type_is_json(client: httpx.AsyncClient, operator_key: str) -> None:
     response = await client.post("/v1/enterprises", content=b"{}",
                                  headers=auth(operator_key, **{"content-type": "application/merge-patch+json"}))

@@ -195,6 +195,31 @@ async def test_a_move_runs_a_per_item_job_batch_after_batch(
     assert (await world.reconciliation())["is_clean"]
 
 
+async def test_a_move_warns_of_every_expiry_batch_after_batch(
+        app, world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The expiry warnings took 500 vouchers a run, once an hour, and a move once: vouchers
+    sharing a year-end expiry were warned late, or expired unwarned (an independent review,
+    December 2026). A move, and the worker's loop, take batch after batch. Batches of 2 here."""
+    from datetime import datetime, timedelta
+
+    from sqlalchemy import func, select
+
+    from services.voucher import jobs
+    from services.voucher.tables import OutboxEvent
+
+    monkeypatch.setattr(jobs, "ITEM_BATCH", 2)
+    issued = [await world.issue(1_000_000) for _ in range(5)]
+    expires = min(datetime.fromisoformat(v["expires_at"].replace("Z", "+00:00")) for v in issued)
+    moved = await move(world, to=(expires - timedelta(days=2)).isoformat().replace("+00:00", "Z"))
+    assert moved.status_code == 200, moved.text
+    async with app.state.database.unit_of_work(write=False) as session:
+        warned = (await session.execute(select(func.count()).select_from(OutboxEvent).where(
+            OutboxEvent.type == "voucher.expiring"))).scalar_one()
+    assert warned == 5
+    assert jobs.left_work(app.state.database, "announce-expiring", 2)  # a whole batch: the worker goes on
+    assert not jobs.left_work(app.state.database, "announce-expiring", 1)
+
+
 async def test_a_settlement_for_a_period_the_move_closed(world: World) -> None:
     voucher = await world.issue(10_000_000)
     redeemed = await world.hold(voucher, 1_000_000, order="PO-1", path="/v1/redemptions")

@@ -909,3 +909,34 @@ async def test_an_endpoints_events_changed_while_the_publisher_works_are_the_one
         monkeypatch.setattr(repository, "endpoints_of", read)
         assert await _run(app) == sent
     assert len(hooks.received) == sent
+
+
+async def test_a_delivery_a_dead_worker_claimed_is_sent_again_when_its_lease_ends(
+        app: Any, client: httpx.AsyncClient) -> None:
+    """A worker claims a delivery (the lease committed before the send) and dies before it
+    sends or records anything. No other worker takes it while the lease runs; once it ends the
+    delivery is sent, with the same `webhook-id`, as its second attempt. Nothing had tested it:
+    a lease never given back would have left such deliveries unsent for good, and every other
+    test would have passed (an independent review, December 2026)."""
+    import uuid
+    from datetime import timedelta
+
+    database: Database = app.state.database
+    world = await build_world(app, client)
+    voucher = await world.issue(10_000_000)
+    with receiver() as hooks:
+        endpoint = await _endpoint(client, world.provider_key, hooks.url, ["redemption.captured"])
+        await _redeem(world, voucher, "PO-LEASED")
+        now = app.state.clock()
+        await events.publish_pending(database, now)
+        lease = timedelta(seconds=database.settings.webhook_timeout_seconds * 2 + 30)
+        async with database.unit_of_work() as session:  # the worker that dies after this commit
+            [claimed] = await repository.claim_due(session, now, now + lease, 10, uuid.uuid4())
+        assert claimed["attempts"] == 1
+        assert await webhooks.deliver_due(database, now + lease - timedelta(seconds=1)) == 0
+        assert hooks.received == []
+        assert await webhooks.deliver_due(database, now + lease) == 1
+        [owed] = await _deliveries(client, world.provider_key, endpoint)
+    [got] = hooks.received
+    assert got.headers["webhook-id"] == str(claimed["event_id"])
+    assert owed["status"] == "succeeded" and owed["attempts"] == 2

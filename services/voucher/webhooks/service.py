@@ -146,7 +146,7 @@ async def vet_ahead(body: bytes, settings: Settings) -> tuple[str, UnsafeUrl | N
     (`_checked`); a body it cannot read here is left to the route to refuse."""
     try:
         url = json.loads(body).get("url") if body else None
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):  # nested past the parser's depth: the route's 400
         return None
     if not isinstance(url, str) or len(url) > 2_048:
         return None
@@ -449,7 +449,15 @@ async def deliver_due(database: Database, now: datetime, *, client: httpx.AsyncC
         return clock() if clock is not None else now + timedelta(seconds=time.monotonic() - started)
 
     owned = client is None
-    client = client or httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False)
+    # A connection per send, never kept: connections go to the vetted address with the
+    # receiver's name as SNI, and a pool keyed by address could carry one tenant's event over a
+    # connection opened and verified for another's name on a shared address. As many as the
+    # sends in flight may be (httpx's default of 100, below webhook_concurrency's 256, had let
+    # sends wait for a connection and be recorded as timeouts of receivers never contacted; an
+    # independent review, December 2026).
+    client = client or httpx.AsyncClient(
+        timeout=timeout, follow_redirects=False, trust_env=False,
+        limits=httpx.Limits(max_connections=settings.webhook_concurrency, max_keepalive_connections=0))
     total = 0
     busy: set[uuid.UUID] = set()  # owners (enterprises, providers) with a send in flight
     failed: set[uuid.UUID] = set()  # endpoints that did not answer in this run
