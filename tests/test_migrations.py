@@ -417,6 +417,64 @@ def test_a_full_operator_key_made_before_0007_is_still_full_at_head(database_url
     assert scopes[narrowed] == {"keys:read"}
 
 
+async def test_0031_gives_claims_filed_with_a_code_from_2_on_the_identity_of_their_twenty_digits(
+    app, client, database_url: str, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A claim filed with a 12-digit code starting with 2 kept `vat:<code>:<number>`, and the same
+    twenty digits typed as one number were claimed again as `digital:` (a review of claims,
+    December 2026). 0031 rekeys it; if the invoice is already claimed both ways, it stops and
+    names the two claims; the downgrade gives the claim its `vat:` identity back."""
+    from services.voucher.claims import rules as claim_rules
+    from services.voucher.claims import service as claim_service
+    from tests.claims.test_routes import _file, claim_body
+    from tests.support import assert_problem, auth, fresh_key
+    from tests.world import build_world
+
+    world = await build_world(app, client, mode="enterprise_claim", rate_table={"accelerator:domestic": 3000},
+                              tiers=[])
+    voucher = await world.issue(10_000_000)
+    number, code, tail = "26332000000012345678", "263320000000", "12345678"
+
+    def old_identity(number_key: str, code_key: str | None) -> tuple[str | None, list]:  # the build before
+        if code_key is not None and len(code_key) == 12 and code_key.isdigit() and len(number_key) == 8:
+            return f"vat:{code_key}:{number_key}", []
+        return claim_rules.invoice_identity(number_key, code_key)
+
+    monkeypatch.setattr(claim_service, "invoice_identity", old_identity)
+    with_code = await _file(world, claim_body(world, voucher, invoice=tail, code=code, contract="HT-1", document="a"))
+    assert with_code.status_code == 201, with_code.text
+    whole = await _file(world, claim_body(world, voucher, invoice=number, code=None, contract="HT-2", document="b"))
+    assert whole.status_code == 201, whole.text  # the double claim the old build let through
+    monkeypatch.undo()
+    await app.state.database.engine.dispose()
+    config = alembic_config(database_url)
+    command.downgrade(config, "0030")
+    with pytest.raises(RuntimeError) as stopped:
+        command.upgrade(config, "head")
+    assert with_code.json()["id"] in str(stopped.value) and whole.json()["id"] in str(stopped.value)
+    command.upgrade(config, "0030")  # still there: nothing of 0031 was applied
+    review = await client.post(f"/v1/claims/{whole.json()['id']}/review", headers=auth(world.operator, **fresh_key()))
+    assert review.status_code == 200, review.text
+    rejected = await client.post(f"/v1/claims/{whole.json()['id']}/reject", json={"reason": "claimed twice"},
+                                 headers=auth(world.operator, **fresh_key()))
+    assert rejected.status_code == 200, rejected.text
+    await app.state.database.engine.dispose()
+    command.upgrade(config, "head")
+    with engine.connect() as conn:
+        key = conn.execute(text("SELECT invoice_key FROM claim WHERE invoice_code = :c"), {"c": code}).scalar_one()
+    assert key == f"digital:{number}"
+    for invoice, given in ((number, None), (tail, code)):  # neither spelling is claimed again
+        again = await _file(world, claim_body(world, voucher, invoice=invoice, code=given, contract="HT-3",
+                                              document=f"c-{given}"))
+        assert_problem(again, 409, "invoice_already_claimed")
+    await app.state.database.engine.dispose()
+    command.downgrade(config, "0030")
+    with engine.connect() as conn:
+        key = conn.execute(text("SELECT invoice_key FROM claim WHERE invoice_code = :c"), {"c": code}).scalar_one()
+    assert key == f"vat:{code}:{tail}"
+    command.upgrade(config, "head")
+
+
 async def test_0024_gives_claims_of_a_run_together_older_invoice_its_identity(
     app, client, database_url: str, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:

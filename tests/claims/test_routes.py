@@ -555,6 +555,27 @@ async def test_an_older_invoice_typed_as_its_code_and_number_run_together_is_the
     assert digital.status_code == 201, digital.text
 
 
+@pytest.mark.parametrize("digital_first", [True, False])
+async def test_twenty_digits_split_as_a_code_and_a_number_are_the_same_invoice(world: World, digital_first: bool) -> None:
+    """The same twenty digits typed as one number starting with 2 (a fully digital invoice) and
+    as a 12-digit code starting with 2 and an 8-digit number had been two invoices, and were
+    subsidised twice (an independent review, December 2026): they are one, whichever is filed
+    first."""
+    voucher = await world.issue(10_000_000)
+    whole = {"invoice": "26332000000012345678", "code": None}
+    split = {"invoice": "12345678", "code": "263320000000"}
+    first_kind, second_kind = (whole, split) if digital_first else (split, whole)
+    first = await _file(world, claim_body(world, voucher, **first_kind, contract="HT-1", document="scan-1"))
+    assert first.status_code == 201, first.text
+    before = await world.voucher(voucher["id"])
+    again = await _file(world, claim_body(world, voucher, **second_kind, contract="HT-1-A", document="scan-2"))
+    assert_problem(again, 409, "invoice_already_claimed")
+    assert await world.voucher(voucher["id"]) == before
+    ten = await _file(world, claim_body(world, voucher, invoice="12345678", code="2633200000", contract="HT-2",
+                                        document="scan-3"))
+    assert ten.status_code == 201, ten.text  # a 10-digit code is its own kind of invoice
+
+
 async def test_the_contract_an_enterprise_applied_with_is_claimed_against_its_voucher(
         app, client: httpx.AsyncClient) -> None:
     """A claim programme that asks for the contract at application: the voucher is granted for

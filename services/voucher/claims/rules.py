@@ -61,15 +61,14 @@ def invoice_identity(number_key: str, code_key: str | None) -> tuple[str | None,
     problems.
 
     A fully digital invoice's number starts with its year (21 onward), an older electronic
-    invoice's 12-digit code with 0 or 1: twenty digits starting with 0 or 1 are such a code and
-    its 8-digit number run together, and are read as them, so that the same invoice typed both
-    ways is one invoice (it had been claimed twice, once as `digital:`; an independent review,
-    December 2026)."""
+    invoice's 12-digit code with 0 or 1. Twenty digits are one identity however they are typed
+    (`_twenty`): as one number, or as a 12-digit code and an 8-digit number. Read by how they
+    were typed, the same invoice had been claimed twice — twenty digits starting with 0 or 1
+    typed as one number, then a code starting with 2 or more and its number (an independent
+    review each, December 2026)."""
     if code_key is None:
         if len(number_key) == 20 and number_key.isdigit():
-            if number_key[0] in "01":
-                return f"vat:{number_key[:12]}:{number_key[12:]}", []
-            return f"digital:{number_key}", []
+            return _twenty(number_key), []
         return None, [("invoice_number", msg("a fully digital invoice (数电票) has a 20-digit number; for an older "
                                              "VAT invoice give its invoice_code (10 or 12 digits) and its 8-digit "
                                              "number"))]
@@ -79,7 +78,16 @@ def invoice_identity(number_key: str, code_key: str | None) -> tuple[str | None,
                                              "leave invoice_code out)")))
     if not (len(number_key) == 8 and number_key.isdigit()):
         problems.append(("invoice_number", msg("an invoice with an invoice code has an 8-digit number")))
-    return (None, problems) if problems else (f"vat:{code_key}:{number_key}", [])
+    if problems:
+        return None, problems
+    return (_twenty(code_key + number_key) if len(code_key) == 12 else f"vat:{code_key}:{number_key}"), []
+
+
+def _twenty(digits: str) -> str:
+    """The identity of twenty digits: an older invoice's code and number when they start with 0
+    or 1, else a fully digital invoice's number (`vat:` and `digital:` keys, as migration 0024
+    and 0031 left the claims filed before)."""
+    return f"vat:{digits[:12]}:{digits[12:]}" if digits[0] in "01" else f"digital:{digits}"
 
 
 #: How a claim's order reference begins: kept for claims, a provider's order may not begin so
