@@ -652,3 +652,25 @@ def test_production_refuses_a_database_whose_sandbox_clock_was_moved(
     status, body, done = asyncio.run(probe())
     assert status == 503 and "used as a sandbox" in str(body["checks"]["sandbox_clock"]), body
     assert done == {}
+
+
+@pytest.mark.skipif(bool(POSTGRES_URL), reason="SQLite's one write lock")
+def test_reading_commands_run_while_the_service_writes(cli_database: str) -> None:
+    """`ledger reconcile` and `keys list` only read: they took SQLite's write lock for their whole
+    run, so every hold and redeem of the service waited behind a reconciliation from cron, then
+    failed after the busy timeout (an independent review, December 2026). Here a write is held
+    open throughout, and both answer."""
+    import sqlite3
+
+    ok("db", "upgrade")
+    ok("demo")
+    path = cli_database.removeprefix("sqlite:///")
+    writer = sqlite3.connect(path, timeout=0.1, isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")  # the service, mid-write
+        writer.execute("UPDATE programme SET updated_at = updated_at")
+        assert ok("ledger", "reconcile").splitlines()[-1] == "ledger reconciles: 0 differences"
+        assert "\toperator\t" in ok("keys", "list")
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()

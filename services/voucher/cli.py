@@ -93,13 +93,19 @@ def _sqlite_file(url: str) -> Path | None:
     return Path(database)
 
 
-def _run(work: Callable[[Any], Awaitable[T]], settings: Settings | None = None) -> T:
-    """Run `work(session)` in one unit of work against the configured database."""
+def _run(work: Callable[[Any], Awaitable[T]], settings: Settings | None = None, *, read: bool = False) -> T:
+    """Run `work(session)` in one unit of work against the configured database; with `read`, in
+    a snapshot that writes nothing and so, on SQLite, takes no write lock (the reconciliation
+    had run holding it, and every hold and redeem of the service waited, then failed after the
+    busy timeout; an independent review, December 2026)."""
     from services.voucher.db import Database
 
     async def main() -> T:
         database = Database(settings or get_settings())
         try:
+            if read:
+                async with database.snapshot() as session:
+                    return await work(session)
             async with database.unit_of_work(write=True) as session:
                 return await work(session)
         finally:
@@ -327,7 +333,7 @@ def keys_list(
             after = decode_cursor(cursor)
 
     typer.echo("id\tprefix\trole\tholder\tname\tstatus\texpires_at")
-    for line in _run(work):
+    for line in _run(work, read=True):
         typer.echo(line)
 
 
@@ -339,7 +345,7 @@ def ledger_reconcile(database_url: DatabaseUrl = None) -> None:
 
     from services.voucher.ledger import service as ledger
 
-    result = _run(ledger.reconcile)
+    result = _run(ledger.reconcile, read=True)
     typer.echo(
         f"accounts {result.accounts}  postings {result.postings}  transactions {result.transactions}"
     )
