@@ -627,3 +627,41 @@ async def test_truncating_the_trail_is_refused(world: World, raw) -> None:
     with raw.connect() as conn, pytest.raises(DBAPIError, match="never"):
         conn.execute(text("TRUNCATE audit_event"))
         conn.commit()
+
+
+async def test_a_verification_holds_up_no_other_write(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A verification reads the whole chain and ledger; it ran after its Idempotency-Key claim,
+    inside the request's unit of work: on SQLite under the process's one write lock, so every
+    hold and redeem waited for it (an independent review, December 2026). It now runs before.
+    Here it is held until another write has been answered — were the lock held, that write
+    would wait and the test time out — and its answer is the verification's, kept once."""
+    import asyncio
+
+    from services.voucher.audit import service
+    from tests.support import enterprise_payload, fresh_key
+
+    entered, release = asyncio.Event(), asyncio.Event()
+    real = service.verify
+    calls = 0
+
+    async def held(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        entered.set()
+        await release.wait()
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(service, "verify", held)
+    verifying = asyncio.create_task(world.post("/v1/audit/verifications", {"check_ledger": True}, key=world.auditor))
+    try:
+        await asyncio.wait_for(entered.wait(), 10)
+        office = await asyncio.wait_for(world.client.post("/v1/enterprises", json=enterprise_payload(),
+                                                          headers=auth(world.operator, **fresh_key())), 10)
+        assert office.status_code == 201, office.text
+    finally:
+        release.set()
+    verified = await verifying
+    assert verified.status_code == 201, verified.text
+    assert verified.json()["is_intact"] and calls == 1
+    kept = await world.client.get(verified.headers["location"], headers=auth(world.auditor))
+    assert kept.json()["events_checked"] == verified.json()["events_checked"]

@@ -40,6 +40,7 @@ from services.voucher.audit.rules import (
     link,
     plain,
 )
+from services.voucher.audit.schemas import VerificationCreate
 from services.voucher.audit.signing import Signer
 from services.voucher.audit.signing import verify as verify_signature
 from services.voucher.db import Database, PageRequest
@@ -240,6 +241,41 @@ class Pin:
 
     seq: int
     chain_hash: str
+
+
+#: A verification made before its request's unit of work (`verify_ahead`), with what it was
+#: asked: the route keeps it instead of verifying again under the write lock.
+AHEAD: ContextVar[tuple[tuple[Pin | None, bool], Verification] | None] = ContextVar("audit_verified_ahead",
+                                                                                     default=None)
+
+
+def verifies(scope: Any) -> bool:
+    """A request for a verification of the chain."""
+    return scope.get("method") == "POST" and str(scope.get("path", "")).rstrip("/") == "/v1/audit/verifications"
+
+
+async def verify_ahead(database: Database, signer: Signer, body: bytes) -> tuple[tuple[Pin | None, bool],
+                                                                                  Verification] | None:
+    """Seal and verify before the request's unit of work begins, for a body the route will take:
+    its Idempotency-Key claim opens the request's transaction (on SQLite, the database's one write
+    lock, and the process's queue of writers), and a verification of a large ledger held it for
+    its whole run, so every hold and redeem waited (an independent review, December 2026). None
+    when the body is not one the route takes, or its checkpoint does not verify: the route refuses
+    it, or verifies itself. Only the sealing writes, in short transactions of its own."""
+    try:  # as the route reads it
+        asked = VerificationCreate.model_validate_json(body)
+    except ValueError:
+        return None
+    pin = None
+    async with database.writer():
+        await seal_pending(database)
+    async with database.snapshot() as snapshot:
+        if (kept := asked.checkpoint) is not None:
+            if not await kept_checkpoint_verifies(snapshot, signer, kept.seq, kept.chain_hash, kept.signed_at,
+                                                  kept.signature, kept.key_id):
+                return None
+            pin = Pin(kept.seq, kept.chain_hash)
+        return (pin, asked.check_ledger), await verify(snapshot, signer, pin, check_ledger=asked.check_ledger)
 
 
 async def kept_checkpoint_verifies(

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.voucher import driver, errors, secretbox
+from services.voucher.apikeys.rules import Scope as KeyScope
 from services.voucher.audit import service as audit
 from services.voucher.clock import Clock, SandboxClock
 from services.voucher.db import (
@@ -173,6 +174,7 @@ class UnitOfWorkMiddleware:
         # resetting here keeps one request's actor out of the next (tests run many in a task).
         actor_token, key_token = audit.ACTOR.set(None), audit.IDEMPOTENCY_KEY.set(None)
         vetted_token = None  # set for a webhook registration only
+        verified_token = None  # set for a verification of the audit chain only
         unit = RequestUnit(self.database, write=scope["method"] not in SAFE_METHODS)
         scope.setdefault("state", {})["unit"] = unit
         rid = (b"x-request-id", request_id.encode())
@@ -212,6 +214,13 @@ class UnitOfWorkMiddleware:
                         scope["state"].get("actor")):
                     vetted_token = webhooks.VETTED.set(
                         await webhooks.vet_ahead(scope["state"]["body"], self.database.settings))
+                if audit.verifies(scope) and "body" in scope["state"] and (
+                        actor := scope["state"].get("actor")) is not None and KeyScope.AUDIT_VERIFY in actor.scopes:
+                    try:
+                        verified_token = audit.AHEAD.set(await audit.verify_ahead(
+                            self.database, scope["app"].state.signer, scope["state"]["body"]))
+                    except Exception:  # the route verifies, or answers the failure, as it would have
+                        log.warning("a verification ahead of its request failed; the route verifies", exc_info=True)
                 # SQLite: the process's writers queue in order (db.py, `writer`); the answer is
                 # sent once the write lock is let go, so a slow reader never holds it.
                 outgoing: list[Message] = []
@@ -235,6 +244,8 @@ class UnitOfWorkMiddleware:
             audit.IDEMPOTENCY_KEY.reset(key_token)
             if vetted_token is not None:
                 webhooks.VETTED.reset(vetted_token)
+            if verified_token is not None:
+                audit.AHEAD.reset(verified_token)
 
     async def _schema_refusal(self) -> errors.NotReady | None:
         """503 `not_ready` for a write while the database is at another revision than this
