@@ -107,3 +107,30 @@ async def test_counters_reset_behind_the_service_are_reported(app, client: httpx
                                                    ("enterprise tier spend", 0, 300_000)]
     await _counter(app, EnterprisePeriodUsage, subsidised=90_000, subsidised_spend=300_000)
     assert (await world.reconciliation())["is_clean"]
+
+
+async def test_a_cap_passed_with_every_counter_right_is_reported(app, client: httpx.AsyncClient) -> None:
+    """The counters matched their rows, so a cap passed with every counter right — a path that
+    moves value without the usage row's lock, a cap changed behind the service — had shown
+    clean (an independent review, December 2026). Here the cap is lowered behind the service
+    below what was granted, then below what was captured; a hold is not counted either way."""
+    from services.voucher.tables import Programme
+
+    world = await _world(app, client)
+    voucher = await world.issue(1_000_000)
+    await world.hold(voucher, 1_000_000, order="PO-1", path="/v1/redemptions")  # 300,000 captured
+    assert (await world.hold(voucher, 500_000, order="PO-2")).status_code == 201  # 150,000 held
+
+    def found(recon: dict[str, Any]) -> list[tuple[str, int, int]]:
+        return sorted((d["what"], d["recorded"], d["expected"]) for d in recon["commitment_differences"])
+
+    was = world.programme["enterprise_cap"]
+    await _counter(app, Programme, enterprise_cap=400_000)
+    assert found(await world.reconciliation()) == [("enterprise cap passed by value granted and committed",
+                                                    1_000_000, 400_000)]
+    await _counter(app, Programme, enterprise_cap=299_999)
+    assert found(await world.reconciliation()) == [
+        ("enterprise cap passed by subsidy captured", 300_000, 299_999),
+        ("enterprise cap passed by value granted and committed", 1_000_000, 299_999)]
+    await _counter(app, Programme, enterprise_cap=was)
+    assert (await world.reconciliation())["is_clean"]

@@ -247,7 +247,41 @@ async def commitment_differences(session: AsyncSession) -> list[dict[str, Any]]:
     issued_keys = (vouchers.c.programme_id, vouchers.c.enterprise_id, vouchers.c.period_key)
     issued = select(*issued_keys, _sum(vouchers.c.face_value).label("expected")).group_by(*issued_keys).subquery()
     differences += await _usage_mismatches(session, usage.c.granted, issued, "enterprise cap granted")
-    return differences + await _counter_differences(session)
+    return differences + await _counter_differences(session) + await _caps_exceeded(session)
+
+
+async def _caps_exceeded(session: AsyncSession) -> list[dict[str, Any]]:
+    """The caps themselves (DESIGN §3, invariant 3), beside the counters they are judged by: per
+    enterprise and period, value granted and committed by approvals within the programme's
+    enterprise cap, and so the subsidy captured (less refunds). Holds are left out, live or
+    lapsed: a lapsed hold counts until its release is posted, and new holds are placed in its
+    room (the bound on what is captured holds whatever the holds). The counters were matched
+    against their rows, so a cap passed with every counter right had shown clean — a path that
+    moves value without the usage row's lock, or a cap changed behind the service (an
+    independent review, December 2026). `recorded` is the amount, `expected` the cap it may
+    not pass."""
+    r, usage, programme = table_of(Redemption), table_of(EnterprisePeriodUsage), table_of(Programme)
+    held = (
+        select(_sum(r.c.held_amount))
+        .where(r.c.programme_id == usage.c.programme_id, r.c.enterprise_id == usage.c.enterprise_id,
+               r.c.period_key == usage.c.period_key, r.c.status == RedemptionStatus.HELD.value)
+        .correlate(usage).scalar_subquery()
+    )
+    keys = (usage.c.programme_id, usage.c.enterprise_id, usage.c.period_key)
+    joined = usage.join(programme, programme.c.id == usage.c.programme_id)
+    granted = usage.c.granted + usage.c.committed
+    captured = usage.c.subsidised - func.coalesce(held, 0)
+    rows = (
+        select(literal("enterprise cap passed by value granted and committed").label("what"), *keys,
+               granted.label("recorded"), programme.c.enterprise_cap.label("expected"))
+        .select_from(joined).where(granted > programme.c.enterprise_cap)
+    ).union_all(
+        select(literal("enterprise cap passed by subsidy captured").label("what"), *keys,
+               captured.label("recorded"), programme.c.enterprise_cap.label("expected"))
+        .select_from(joined).where(captured > programme.c.enterprise_cap)
+    )
+    return [{**dict(row._mapping), "recorded": int(row.recorded), "expected": int(row.expected)}
+            for row in (await session.execute(rows)).all()]
 
 
 async def _counter_differences(session: AsyncSession) -> list[dict[str, Any]]:
