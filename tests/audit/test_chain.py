@@ -542,6 +542,42 @@ async def test_checkpoints_signed_with_a_retired_key_still_verify(world: World, 
         app.state.signer = old
 
 
+async def test_a_checkpoint_planted_in_the_current_keys_name_does_not_end_a_retired_keys_time(
+        world: World, app, raw, clock) -> None:
+    """A retired key vouches for what it signed before the current key took over, and the
+    takeover was the first stored checkpoint naming the current key, verified or not: one
+    INSERTed behind the service (the guards allow inserts) dated 1970 made every genuine
+    checkpoint of the retired key refused, kept by the auditor or stored (an independent review,
+    December 2026). Only a checkpoint whose signature verifies marks the takeover; the planted
+    one is a problem of its own."""
+    import os
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from services.voucher.audit.signing import Signer
+
+    kept = await checkpoint(world)  # signed with the key about to be retired; the auditor keeps it
+    old = app.state.signer
+    fresh = Signer(Ed25519PrivateKey.from_private_bytes(os.urandom(32)), False, (old.public_bytes,))
+    plant = uuid.uuid4()
+    try:
+        app.state.signer = fresh
+        clock.advance(seconds=60)
+        await checkpoint(world)  # the current key takes over a minute later
+        with raw.begin() as conn:
+            conn.execute(text("INSERT INTO audit_checkpoint (id, seq, chain_hash, signed_at, key_id, signature) "
+                              "VALUES (:id, 1, :h, :at, :k, 'AAAA')"),
+                         {"id": plant.hex if ENGINE == "sqlite" else plant, "h": "0" * 64, "k": fresh.key_id,
+                          "at": "1970-01-02 00:00:00.000000" if ENGINE == "sqlite" else "1970-01-02T00:00:00Z"})
+        body = {"checkpoint": {k: kept[k] for k in ("seq", "chain_hash", "signed_at", "signature", "key_id")}}
+        result = await verify(world, body)
+        assert {p.get("checkpoint_id") for p in result["problems"]} == {str(plant)}, result["problems"]
+        assert "checkpoint_signature_invalid" in {p["kind"] for p in result["problems"]}
+    finally:
+        app.state.signer = old
+        tamper(raw, "DELETE FROM audit_checkpoint WHERE id = :c", params={"c": plant.hex if ENGINE == "sqlite" else plant})
+
+
 @pytest.mark.parametrize("place, link", [("next", "zz"), ("next", "AB" * 32), ("top", "ab" * 32),
                                          ("after_next", "ab" * 32), ("first", "ab" * 32)])
 async def test_the_database_refuses_a_seal_out_of_place_or_without_a_hash(

@@ -192,10 +192,11 @@ async def all_checkpoints(session: AsyncSession) -> list[AuditCheckpoint]:
     return list((await session.execute(stmt)).scalars())
 
 
-async def first_signed_at(session: AsyncSession, key_id: str) -> datetime | None:
-    """When the key `key_id` signed its first stored checkpoint (None: never yet)."""
-    stmt = select(func.min(col(AuditCheckpoint.signed_at))).where(col(AuditCheckpoint.key_id) == key_id)
-    return (await session.execute(stmt)).scalar_one_or_none()
+async def checkpoints_signed_by(session: AsyncSession, key_id: str) -> list[AuditCheckpoint]:
+    """The stored checkpoints that name the key `key_id`, first signed first."""
+    stmt = (select(AuditCheckpoint).where(col(AuditCheckpoint.key_id) == key_id)
+            .order_by(col(AuditCheckpoint.signed_at), col(AuditCheckpoint.id)))
+    return list((await session.execute(stmt)).scalars())
 
 
 async def add_verification(session: AsyncSession, verification: AuditVerification) -> None:

@@ -296,9 +296,26 @@ async def kept_checkpoint_verifies(
             continue
         if candidate == signer.key_id:
             return True
-        took_over = await repository.first_signed_at(session, signer.key_id)
-        return took_over is None or signed_at < took_over
+        took_over = _took_over(await repository.checkpoints_signed_by(session, signer.key_id), signer)
+        return took_over is None or signed_at < took_over[0]
     return False
+
+
+def _took_over(checkpoints: list[AuditCheckpoint], signer: Signer) -> tuple[datetime, uuid.UUID] | None:
+    """When the current key took over: the first stored checkpoint (by signing time, then id)
+    signed with it whose signature verifies. Any row naming the key had counted, so one inserted
+    behind the service and dated 1970 made every genuine checkpoint of a retired key refused
+    from then on (an independent review, December 2026). What it cannot do: a retired key that
+    leaked signs whatever `signed_at` it likes, so the rule bounds a retired key's checkpoints
+    only as far as the time inside them is true."""
+    public = signer.verifying_keys.get(signer.key_id)
+    if public is None:
+        return None
+    for checkpoint in sorted((c for c in checkpoints if c.key_id == signer.key_id), key=lambda c: (c.signed_at, c.id)):
+        message = checkpoint_message(checkpoint.seq, checkpoint.chain_hash, checkpoint.signed_at)
+        if verify_signature(public, message, checkpoint.signature):
+            return checkpoint.signed_at, checkpoint.id
+    return None
 
 
 async def verify(
@@ -313,7 +330,7 @@ async def verify(
     # A retired key vouches only for what it signed before the current key took over: one that
     # leaked after it was retired cannot sign a later checkpoint that verifies.
     # (Ordered by signing time, then id: ids are time-ordered, and tell apart two signed in one instant.)
-    took_over = min(((c.signed_at, c.id) for c in checkpoints if c.key_id == signer.key_id), default=None)
+    took_over = _took_over(checkpoints, signer)
     for checkpoint in checkpoints:
         where = {"checkpoint_id": checkpoint.id, "seq": checkpoint.seq}
         message = checkpoint_message(checkpoint.seq, checkpoint.chain_hash, checkpoint.signed_at)
