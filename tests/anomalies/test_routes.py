@@ -279,6 +279,14 @@ async def test_a_voucher_used_up_just_before_expiry_is_a_burst(app, client, cloc
     assert of(await report(world, rule="expiry_burst", expiry_min_amount=300_001), "expiry_burst") == []
     # Only the last day counted: nothing was redeemed in it.
     assert of(await report(world, rule="expiry_burst", expiry_days=1), "expiry_burst") == []
+    # A report of the last week: the share is still of all the voucher redeemed. The steady
+    # voucher had been flagged at 100 %, its earlier use outside the report.
+    week = (expires - timedelta(days=7)).isoformat()
+    found = of(await report(world, rule="expiry_burst", since=week), "expiry_burst")
+    assert [(f["voucher_ids"], f["evidence"]["figures"]["total_redeemed"]) for f in found] == [([rushed["id"]], 330_000)]
+    # Nor is a burst before the report's start counted in it.
+    after = (expires - timedelta(days=1)).isoformat()
+    assert of(await report(world, rule="expiry_burst", since=after), "expiry_burst") == []
 
 
 # -- 5. one reference under several enterprises ------------------------------------------------------------

@@ -388,16 +388,20 @@ def velocity_spike(
 
 
 def expiry_burst(
-    rows: Iterable[Redeemed], *, expires_at: datetime, days: int, share_bps: int, min_amount: int
+    rows: Iterable[Redeemed], *, expires_at: datetime, days: int, share_bps: int, min_amount: int,
+    since: datetime | None = None,
 ) -> Finding | None:
-    """Rows of ONE voucher. Flagged when what it redeemed in its last `days` before expiry is
-    ≥ `share_bps` of everything it redeemed, and at least `min_amount` (and not nothing)."""
+    """Rows of ONE voucher, from its first. Flagged when what it redeemed in its last `days`
+    before expiry (and from `since`, the report's start) is ≥ `share_bps` of everything it
+    redeemed, and at least `min_amount` (and not nothing). The total is the voucher's, not the
+    report's: with `since`, a voucher used steadily all year had been flagged at about 100 %
+    for its last three days (an independent review, December 2026)."""
     start = expires_at - timedelta(days=days)
     burst: list[Redeemed] = []
     total = 0
     for row in rows:
         total += row.amount
-        if start <= row.at < expires_at:
+        if start <= row.at < expires_at and (since is None or row.at >= since):
             burst.append(row)
     amount = sum(r.amount for r in burst)
     if amount <= 0 or amount < min_amount or amount * BPS_DENOMINATOR < share_bps * total:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import TypeVar
 
@@ -117,10 +117,12 @@ async def _expiry(session: AsyncSession, scope: Scope, t: Thresholds) -> list[Fi
     # Only vouchers whose last `expiry_days` have begun by the end of the report can burst.
     expiring_by = (scope.until or scope.now) + timedelta(days=t.expiry_days)
     findings = []
-    rows = repository.rows_of_expiring_vouchers(session, scope, expiring_by)
+    # Each voucher's redemptions from its first (the share is of all it redeemed), the burst's
+    # from the report's start.
+    rows = repository.rows_of_expiring_vouchers(session, replace(scope, since=None), expiring_by)
     async for group in _groups(rows, lambda pair: pair[1].voucher_id):
         found = expiry_burst([row for _, row in group], expires_at=group[0][0], days=t.expiry_days,
-                             share_bps=t.expiry_share_bps, min_amount=t.expiry_min_amount)
+                             share_bps=t.expiry_share_bps, min_amount=t.expiry_min_amount, since=scope.since)
         if found is not None:
             findings.append(found)
     return findings
