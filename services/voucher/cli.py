@@ -753,7 +753,7 @@ def export(
             return {"export_id": str(manifest.id), "dataset": manifest.dataset, "format": manifest.format,
                     "row_count": manifest.row_count, "sha256": manifest.sha256,
                     "chain_seq": manifest.chain_seq, "chain_hash": manifest.chain_hash,
-                    "unsealed_events": manifest.unsealed_events}
+                    "unsealed_events": manifest.unsealed_events, "lapsed_unreleased": manifest.lapsed_unreleased}
         finally:
             if sink is not sys.stdout.buffer and not finished:
                 sink.close()

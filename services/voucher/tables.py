@@ -841,6 +841,9 @@ class ExportManifest(SQLModel, table=True):
     #: Events committed in the export's snapshot but not yet sealed (migration 0023; null on
     #: manifests made before it): the rows they describe are not proved under the head.
     unsealed_events: int | None = Field(default=None, sa_type=BigInteger)
+    #: Holds past their TTL and vouchers past their validity whose release the snapshot did not
+    #: hold yet (migration 0032; null before it): the file shows them held, the API released.
+    lapsed_unreleased: int | None = Field(default=None, sa_type=BigInteger)
     row_count: int | None = Field(default=None, sa_type=BigInteger)
     sha256: str | None = Field(default=None, max_length=64)
     started_at: datetime = Field(sa_type=UTCDateTime)

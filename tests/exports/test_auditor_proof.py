@@ -4,6 +4,7 @@ December 2026): each test below failed before its fix."""
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from tests.exports.helpers import export, rows_of
 
@@ -307,3 +308,40 @@ async def test_an_exports_release_of_lapsed_holds_is_recorded_as_the_system(
     events = rows_of("jsonl", (await export(client, world.auditor, "audit-events")).content)
     expired = [e for e in events if e["action"] == "hold.expired"]
     assert [(e["actor_role"], e["actor_key_id"]) for e in expired] == [("system", None)], expired
+
+
+async def test_the_manifest_counts_the_lapses_its_file_still_shows_held(
+    app, client: httpx.AsyncClient, clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The release an export posts first is cut off after a few seconds, or on a failure, and
+    the export goes on: its file then shows held what every read shows released, and the
+    manifest had said nothing of it (an independent review, December 2026). Here the release is
+    given no time at all: the manifest counts the lapsed hold and the voucher past its
+    validity; once the worker has released them, the next manifest counts none."""
+    from datetime import timedelta
+
+    from services.voucher import jobs
+    from services.voucher.exports import service
+    from tests.support import auth
+    from tests.world import build_world
+
+    world = await build_world(app, client, voucher_validity_days=1)
+    voucher = await world.issue(5_000_000)
+    await world.issue(5_000_000)  # a second voucher, unused: past its validity too
+    held = await world.hold(voucher, 1_000_000, order="PO-LAPSE")
+    assert held.status_code == 201, held.text
+    fresh = await export(client, world.auditor, "redemptions")
+    manifest = (await client.get(f"/v1/exports/manifests/{fresh.headers['export-id']}", headers=auth(world.auditor)))
+    assert manifest.json()["lapsed_unreleased"] == 0
+    clock.current = clock.current + timedelta(days=1, minutes=1)  # the hold's TTL and both validities past
+    monkeypatch.setattr(service, "RELEASE_SECONDS", 0.0)
+    cut = await export(client, world.auditor, "redemptions")
+    [row] = [r for r in rows_of("jsonl", cut.content) if r["id"] == held.json()["id"]]
+    assert row["status"] == "held"  # as the manifest warns
+    manifest = (await client.get(f"/v1/exports/manifests/{cut.headers['export-id']}", headers=auth(world.auditor)))
+    assert manifest.json()["lapsed_unreleased"] == 3, manifest.json()  # the hold, and both vouchers
+    for job in ("expire-holds", "expire-vouchers"):
+        await jobs.run_once(app.state.database, job, clock())
+    done = await export(client, world.auditor, "redemptions")
+    manifest = (await client.get(f"/v1/exports/manifests/{done.headers['export-id']}", headers=auth(world.auditor)))
+    assert manifest.json()["lapsed_unreleased"] == 0

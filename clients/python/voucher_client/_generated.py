@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "147be58bc11d6932d76523fa96ddd2130b3d0e4b6c67edc94697e84d59c10430"
+DOCUMENT_SHA256 = "c928b3082b98c7276d2216ae9c32c2f036f29b1be471d89517433f0996a5341a"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]
@@ -568,6 +568,7 @@ class ExportManifestPublic(TypedDict):
     format: Format
     id: str
     is_complete: NotRequired[bool]
+    lapsed_unreleased: NotRequired[int | None]
     requested_by: str | None
     row_count: int | None
     sha256: str | None

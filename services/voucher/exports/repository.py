@@ -11,30 +11,43 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, Text, TypeDecorator, Uuid, cast, select, update
+from sqlalchemy import Select, Text, TypeDecorator, Uuid, cast, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.voucher.audit import repository as audit
 from services.voucher.db import dialect_name, table_of
 from services.voucher.exports.rules import SOURCE, TIME_COLUMN, Dataset, Filters
 from services.voucher.ledger import repository as ledger
+from services.voucher.redemption.repository import is_expired_hold
 from services.voucher.tables import (
     AuditEvent,
     ExportManifest,
     Redemption,
     Settlement,
     SettlementItem,
+    Voucher,
 )
+from services.voucher.vouchers.repository import EXPIRABLE
 
 E = table_of(AuditEvent)
 R = table_of(Redemption)
 S = table_of(Settlement)
 M = table_of(ExportManifest)
 L = table_of(SettlementItem)  # a settlement's lines
+V = table_of(Voucher)
 
 _TABLES = {Dataset.REDEMPTIONS: R, Dataset.SETTLEMENTS: S, Dataset.AUDIT_EVENTS: E}
 
 log = logging.getLogger(__name__)
+
+
+async def lapsed_unreleased(session: AsyncSession, now: datetime) -> int:
+    """Holds past their TTL and vouchers past their validity whose release is not posted yet, as
+    of `now`: shown held in an export, released by every API read."""
+    holds = select(func.count()).select_from(R).where(is_expired_hold(now)).scalar_subquery()
+    vouchers = select(func.count()).select_from(V).where(
+        V.c.expires_at <= now, V.c.expiry_posted_at.is_(None), V.c.status.in_(EXPIRABLE)).scalar_subquery()
+    return int((await session.execute(select(holds + vouchers))).scalar_one())
 
 
 async def begin_snapshot(session: AsyncSession) -> None:

@@ -92,7 +92,9 @@ past their validity, and expires those vouchers (for at most 5 s: what every rea
 as done, the worker's next run would do), seals every committed audit event, reads the data in one snapshot taken
 after that, and records a manifest: dataset, format, filters, the requesting principal, the
 audit chain head (`chain_seq`, `chain_hash`) the data is consistent with, `unsealed_events`
-(events committed in the snapshot after that head: 0 means every row is proved under it), and
+(events committed in the snapshot after that head: 0 means every row is proved under it),
+`lapsed_unreleased` (holds and vouchers past their time whose release the snapshot did not hold
+yet, shown held in the file: 0 means every lapse shows released, as the API shows it), and
 `started_at`. The response names it in `Export-Id` and in
 `Link: </v1/exports/manifests/{id}>; rel="describedby"`. When the last byte has been produced
 the manifest gets `row_count`, `sha256` (of exactly the body's bytes, BOM included) and

@@ -17,7 +17,7 @@ class ExportManifestPublic(BaseModel):
         "filters": {"programme_id": "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e20", "since": "2026-03-01T00:00:00Z"},
         "requested_by": "0190d5d2-1c4e-7a10-8a55-3f2b9c1d0e12", "chain_seq": 48213,
         "chain_hash": "9f2c4e0b7a51d3c8e6f1a2b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8",
-        "unsealed_events": 0, "row_count": 120344, "sha256": "3a7bd3e2360a3d29eea436fcfb7e44c735d117c42d1c1835420b6b9942dd4f1b",
+        "unsealed_events": 0, "lapsed_unreleased": 0, "row_count": 120344, "sha256": "3a7bd3e2360a3d29eea436fcfb7e44c735d117c42d1c1835420b6b9942dd4f1b",
         "started_at": "2026-04-01T02:00:00Z", "finished_at": "2026-04-01T02:00:07Z", "is_complete": True}]})
 
     id: uuid.UUID = Field(description="The export's id: the `Export-Id` header of its response.")
@@ -36,6 +36,13 @@ class ExportManifestPublic(BaseModel):
                     "of the file is proved under `chain_seq`. Otherwise the rows those events describe (their "
                     "`seq` is above `chain_seq`, or null in an audit-events export) are proved by a later "
                     "checkpoint. Null on manifests made before this was recorded.")
+    lapsed_unreleased: int | None = Field(
+        default=None,
+        description="Holds past their TTL and vouchers past their validity whose release the export's snapshot "
+                    "did not hold yet: an export posts such releases first, for a few seconds, and goes on without "
+                    "the rest. 0: the file shows every lapse released, as every API read does. Otherwise that many "
+                    "holds or vouchers are shown held in it that the API shows released. Null on manifests made "
+                    "before this was recorded.")
     row_count: int | None = Field(description="Rows in the file (not counting a CSV header); null until "
                                               "the last byte was produced.")
     sha256: str | None = Field(description="Hex SHA-256 of exactly the bytes of the response body "

@@ -79,10 +79,12 @@ async def open_export(
     await audit.seal_pending(database)
     await repository.begin_snapshot(session)
     head = await audit.head(session)
+    started_at = clock()
     manifest = ExportManifest(
         id=uuid7(), dataset=dataset.value, format=format_.value, filters=filters.as_record(),
         requested_by=actor.principal_id, chain_seq=head.seq, chain_hash=head.chain_hash,
-        unsealed_events=head.unsealed, started_at=clock(),
+        unsealed_events=head.unsealed, lapsed_unreleased=await repository.lapsed_unreleased(session, started_at),
+        started_at=started_at,
     )
     async with database.unit_of_work() as writer:
         await repository.add_manifest(writer, manifest)

@@ -226,14 +226,14 @@ async def lock_usage(
 
 #: What expiry changes: a revoked voucher has nothing left to expire (its revocation voided its
 #: holds and returned its unused value), and expiring it would record a change that is none.
-_EXPIRABLE = [VoucherStatus.ACTIVE.value, VoucherStatus.SUSPENDED.value, VoucherStatus.EXHAUSTED.value]
+EXPIRABLE = [VoucherStatus.ACTIVE.value, VoucherStatus.SUSPENDED.value, VoucherStatus.EXHAUSTED.value]
 
 
 async def due_for_expiry(session: AsyncSession, now: datetime, limit: int) -> list[uuid.UUID]:
     stmt = (
         select(col(Voucher.id))
         .where(col(Voucher.expires_at) <= now, col(Voucher.expiry_posted_at).is_(None),
-               col(Voucher.status).in_(_EXPIRABLE))
+               col(Voucher.status).in_(EXPIRABLE))
         .order_by(col(Voucher.expires_at))
         .limit(limit)
     )
