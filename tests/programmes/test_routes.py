@@ -419,7 +419,6 @@ async def test_in_draft_every_term_can_change(client: httpx.AsyncClient, operato
         "description": "Now for registered large models.",
         "kind": "model",
         "unit": "TOKEN",
-        "mode": "enterprise_claim",
         "budget_total": 9_000_000,
         "rate_table": {"model:registered": 3000, "model:open_source": 1500},
         "tiers": [{"spend_up_to": 1_000, "rate_bps": 5000, "categories": ["model:registered"]}],
@@ -447,6 +446,10 @@ async def test_in_draft_every_term_can_change(client: httpx.AsyncClient, operato
     assert body["version"] == 2
     assert body["eligibility_version"] == 2
     assert (await read(client, operator_key, created["id"])).json() == body
+    # A programme that pays claims grants money: the mode changes with the unit.
+    claims = await patch(client, operator_key, created["id"], {"unit": "CNY", "mode": "enterprise_claim"})
+    assert claims.status_code == 200, claims.text
+    assert (claims.json()["unit"], claims.json()["mode"]) == ("CNY", "enterprise_claim")
 
 
 async def test_draft_patch_is_checked_against_the_merged_terms(

@@ -177,6 +177,20 @@ def test_unit_must_suit_the_kind(kind: str, unit: str, ok: bool) -> None:
         assert f"not {unit}" in str(problems[0][1])
 
 
+@pytest.mark.parametrize(("kind", "unit", "ok"), [("compute", "CNY", True), ("compute", "GPU_HOUR", False),
+                                                   ("model", "CNY", True), ("model", "TOKEN", False)])
+def test_a_programme_paying_claims_grants_money(kind: str, unit: str, ok: bool) -> None:
+    """The enterprise paid the provider in money and is paid back in money: a claim programme in
+    hours or tokens had counted the amount paid, the subsidy and the bank payment in them (an
+    independent review, December 2026). Providers' redemptions may still be in hours or tokens."""
+    rates = {"accelerator:domestic": 3000} if kind == "compute" else {"model:registered": 3000}
+    problems = term_problems(terms(kind=kind, unit=unit, rate_table=rates, tiers=[], mode="enterprise_claim"))
+    assert fields(problems) == ([] if ok else ["unit"])
+    if not ok:
+        assert "claims" in str(problems[0][1]) and unit in str(problems[0][1])
+    assert term_problems(terms(kind=kind, unit=unit, rate_table=rates, tiers=[], mode="provider_redemption")) == []
+
+
 def test_model_programme_cannot_subsidise_accelerators() -> None:
     problems = term_problems(
         terms(kind="model", rate_table={"model:registered": 3000, "accelerator:x": 2000}, tiers=[])

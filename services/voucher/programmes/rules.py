@@ -137,6 +137,12 @@ def term_problems(terms: dict[str, object], *, new_rules: bool = True) -> list[t
         allowed = sorted(u.value for u in UNITS_BY_KIND[kind])
         problems.append(("unit", msg("a {kind} programme grants {allowed}, not {unit}",
                                      kind=Status(kind.value), allowed=allowed, unit=unit)))
+    if terms.get("mode") == PayoutMode.ENTERPRISE_CLAIM.value and unit is not Unit.CNY:
+        # The enterprise paid the provider in money, and is paid back in money: a claim's amount
+        # paid, its subsidy and the bank payment recorded against it would be counted in hours or
+        # tokens (an independent review, December 2026).
+        problems.append(("unit", msg("a programme that pays enterprises' claims grants CNY, not {unit}: the "
+                                     "enterprise paid the provider in money and is paid back in money", unit=unit)))
     rate_table = terms["rate_table"]
     assert isinstance(rate_table, dict)
     groups = CATEGORY_GROUPS_BY_KIND[kind]
