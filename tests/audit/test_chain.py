@@ -614,7 +614,7 @@ async def test_a_link_that_is_not_a_hash_is_found_and_the_chain_goes_on(world: W
     assert export.status_code == 200 and "zz" in export.text
 
 
-@pytest.mark.parametrize("after", ['"x"', '{"kind": 1.5}'])
+@pytest.mark.parametrize("after", ['"x"', '{"kind": 1.5}', '{"kind": 1e400}'])
 async def test_a_posting_event_that_records_no_object_is_a_difference(world: World, raw, after: str) -> None:
     """Written with INSERTs only, which the guards allow: a journal and a `ledger.posted` event
     whose `after` is a JSON string, or an object holding a float (which the service never
@@ -634,7 +634,8 @@ async def test_a_posting_event_that_records_no_object_is_a_difference(world: Wor
     assert [(p["kind"], p.get("journal_id")) for p in problems] == [("postings_differ", str(jid))], problems
     listed = await world.client.get("/v1/audit/events", params={"resource_id": str(jid)}, headers=auth(world.auditor))
     assert listed.status_code == 200, listed.text
-    assert [e["after"] for e in listed.json()["items"]] == [json.loads(after)]
+    if "e400" not in after:  # a number JSON cannot hold (read as inf) is listed, and kept, as null
+        assert [e["after"] for e in listed.json()["items"]] == [json.loads(after)]
     tamper(raw, "DELETE FROM ledger_transaction WHERE id = :j", "DELETE FROM audit_event WHERE journal_id = :j",
            params={"j": plain(jid)})
 
@@ -665,6 +666,7 @@ async def test_truncating_the_trail_is_refused(world: World, raw) -> None:
         conn.commit()
 
 
+@pytest.mark.skipif(ENGINE != "sqlite", reason="the process's one writer is SQLite's")
 async def test_a_verification_holds_up_no_other_write(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     """A verification reads the whole chain and ledger; it ran after its Idempotency-Key claim,
     inside the request's unit of work: on SQLite under the process's one write lock, so every

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import delete, text, update
+from sqlalchemy import delete, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from services.voucher.db import table_of
@@ -133,4 +133,36 @@ async def test_a_cap_passed_with_every_counter_right_is_reported(app, client: ht
         ("enterprise cap passed by subsidy captured", 300_000, 299_999),
         ("enterprise cap passed by value granted and committed", 1_000_000, 299_999)]
     await _counter(app, Programme, enterprise_cap=was)
+    assert (await world.reconciliation())["is_clean"]
+
+
+async def test_a_refund_taken_from_another_payable_is_reported(app, client: httpx.AsyncClient) -> None:
+    """A refund's journal takes the amount back from the payee's payable. Moved to another
+    account (the balances moved with it) it still balanced, the voucher's used value and the
+    refund rows still agreed, and the reconciliation was clean while the provider's payable
+    stayed overstated (an independent review, December 2026). Both accounts' balances are their
+    postings' sums (not materialised), so only the posting moves."""
+    from services.voucher.tables import LedgerAccount, LedgerPosting, LedgerTransaction
+
+    world = await _world(app, client)
+    voucher = await world.issue(10_000_000)
+    redeemed = (await world.hold(voucher, 1_000_000, order="PO-1", path="/v1/redemptions")).json()
+    refunded = await world.post(f"/v1/redemptions/{redeemed['id']}/refunds", {"amount": 100_000, "reason": "returned"})
+    assert refunded.status_code == 201, refunded.text
+    P, T, A = table_of(LedgerPosting), table_of(LedgerTransaction), table_of(LedgerAccount)
+    trigger = "ledger_posting_append_only" if ENGINE == "postgresql" else "ledger_posting_no_update"
+    async with app.state.database.unit_of_work() as session, guard_lifted(session, "ledger_posting", trigger):
+        posting, account = (await session.execute(
+            select(P.c.id, P.c.account_id).join(T, T.c.id == P.c.transaction_id)
+            .join(A, A.c.id == P.c.account_id)
+            .where(T.c.redemption_id == uuid.UUID(redeemed["id"]), T.c.kind == "refund",
+                   A.c.kind == "provider_payable"))).one()
+        other = (await session.execute(select(A.c.id).where(A.c.kind == "programme_spent"))).scalar_one()
+        await session.execute(update(P).where(P.c.id == posting).values(account_id=other))
+    recon = await world.reconciliation()
+    found = [(d["what"], d["ledger_payable_refunded"], d["refunded_amount"]) for d in recon["record_differences"]
+             if d.get("redemption_id") == redeemed["id"]]
+    assert found == [("redemption differs from its journals", 0, 100_000)], recon
+    async with app.state.database.unit_of_work() as session, guard_lifted(session, "ledger_posting", trigger):
+        await session.execute(update(P).where(P.c.id == posting).values(account_id=account))
     assert (await world.reconciliation())["is_clean"]

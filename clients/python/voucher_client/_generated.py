@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "c928b3082b98c7276d2216ae9c32c2f036f29b1be471d89517433f0996a5341a"
+DOCUMENT_SHA256 = "6bbe2d65057a5a288956605cd853f2ff57f2f63f54a329d3f6bb85ac8fa9622d"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

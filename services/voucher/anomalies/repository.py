@@ -140,12 +140,13 @@ def rows_by_pair(session: AsyncSession, scope: Scope, before: datetime) -> Async
 
 
 async def rows_of_expiring_vouchers(
-    session: AsyncSession, scope: Scope, expiring_by: datetime
+    session: AsyncSession, scope: Scope, expiring_by: datetime, expiring_after: datetime | None = None
 ) -> AsyncIterator[tuple[datetime, Redeemed]]:
-    """Value-carrying redemptions of vouchers that expire by `expiring_by`, with the voucher's
-    expiry, by voucher and time."""
+    """Value-carrying redemptions of vouchers that expire in (`expiring_after`, `expiring_by`],
+    with the voucher's expiry, by voucher and time."""
+    bounds = [V.expires_at <= expiring_by] + ([V.expires_at > expiring_after] if expiring_after is not None else [])
     stmt = (
-        _rows(scope, V.expires_at <= expiring_by)
+        _rows(scope, *bounds)
         .add_columns(V.expires_at)
         .join_from(table_of(Redemption), table_of(Voucher), V.id == R.voucher_id)
         .order_by(R.voucher_id, R.created_at, R.id)

@@ -118,8 +118,8 @@ async def _expiry(session: AsyncSession, scope: Scope, t: Thresholds) -> list[Fi
     expiring_by = (scope.until or scope.now) + timedelta(days=t.expiry_days)
     findings = []
     # Each voucher's redemptions from its first (the share is of all it redeemed), the burst's
-    # from the report's start.
-    rows = repository.rows_of_expiring_vouchers(session, replace(scope, since=None), expiring_by)
+    # from the report's start: only vouchers expiring after the start can have one.
+    rows = repository.rows_of_expiring_vouchers(session, replace(scope, since=None), expiring_by, scope.since)
     async for group in _groups(rows, lambda pair: pair[1].voucher_id):
         found = expiry_burst([row for _, row in group], expires_at=group[0][0], days=t.expiry_days,
                              share_bps=t.expiry_share_bps, min_amount=t.expiry_min_amount, since=scope.since)

@@ -12,6 +12,7 @@ event naming its postings, so a posting written behind the service's back is fou
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -267,15 +268,21 @@ async def verify_ahead(database: Database, signer: Signer, body: bytes) -> tuple
     except ValueError:
         return None
     pin = None
-    async with database.writer():
-        await seal_pending(database)
-    async with database.snapshot() as snapshot:
-        if (kept := asked.checkpoint) is not None:
-            if not await kept_checkpoint_verifies(snapshot, signer, kept.seq, kept.chain_hash, kept.signed_at,
-                                                  kept.signature, kept.key_id):
-                return None
-            pin = Pin(kept.seq, kept.chain_hash)
-        return (pin, asked.check_ledger), await verify(snapshot, signer, pin, check_ledger=asked.check_ledger)
+    # One at a time in a process: they had queued behind the one writer, and a burst of them
+    # would now read the whole ledger side by side.
+    async with database.info.setdefault(_VERIFYING, asyncio.Lock()):
+        await seal_pending(database)  # a write unit per batch, each queued as any other write
+        async with database.snapshot() as snapshot:
+            if (kept := asked.checkpoint) is not None:
+                if not await kept_checkpoint_verifies(snapshot, signer, kept.seq, kept.chain_hash, kept.signed_at,
+                                                      kept.signature, kept.key_id):
+                    return None
+                pin = Pin(kept.seq, kept.chain_hash)
+            return (pin, asked.check_ledger), await verify(snapshot, signer, pin, check_ledger=asked.check_ledger)
+
+
+#: `Database.info` key: the lock verifications made ahead of their requests take in turn.
+_VERIFYING = "audit:verifying"
 
 
 async def kept_checkpoint_verifies(

@@ -38,11 +38,12 @@ class ExportManifestPublic(BaseModel):
                     "checkpoint. Null on manifests made before this was recorded.")
     lapsed_unreleased: int | None = Field(
         default=None,
-        description="Holds past their TTL and vouchers past their validity whose release the export's snapshot "
-                    "did not hold yet: an export posts such releases first, for a few seconds, and goes on without "
-                    "the rest. 0: the file shows every lapse released, as every API read does. Otherwise that many "
-                    "holds or vouchers are shown held in it that the API shows released. Null on manifests made "
-                    "before this was recorded.")
+        description="Releases not yet posted in the export's snapshot, across the whole database whatever the "
+                    "export's filters: holds past their TTL, and vouchers past their validity (a hold on such a "
+                    "voucher may count in both). An export posts them first, for a few seconds, and goes on "
+                    "without the rest. 0: the file shows every lapse released, as every API read does. Otherwise "
+                    "the file may show held what the API shows released. Null on manifests made before this was "
+                    "recorded.")
     row_count: int | None = Field(description="Rows in the file (not counting a CSV header); null until "
                                               "the last byte was produced.")
     sha256: str | None = Field(description="Hex SHA-256 of exactly the bytes of the response body "

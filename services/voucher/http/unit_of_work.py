@@ -214,7 +214,7 @@ class UnitOfWorkMiddleware:
                         scope["state"].get("actor")):
                     vetted_token = webhooks.VETTED.set(
                         await webhooks.vet_ahead(scope["state"]["body"], self.database.settings))
-                if audit.verifies(scope) and "body" in scope["state"] and (
+                if audit.verifies(scope) and "body" in scope["state"] and _header(scope, b"idempotency-key") and (
                         actor := scope["state"].get("actor")) is not None and KeyScope.AUDIT_VERIFY in actor.scopes:
                     try:
                         verified_token = audit.AHEAD.set(await audit.verify_ahead(

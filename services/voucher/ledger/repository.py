@@ -688,7 +688,9 @@ async def _refund_differences(session: AsyncSession) -> list[dict[str, Any]]:
 
 def _redemption_ledger() -> Any:
     """Per redemption, what its journals moved: captured to the voucher's used value, refunded
-    out of it, held (net), and captured to the payable of its own payee."""
+    out of it, held (net), and captured to the payable of its own payee and refunded out of it
+    (a refund taken from another provider's payable had balanced, and shown clean; an
+    independent review, December 2026)."""
     r = table_of(Redemption)
     own = A.c.voucher_id == r.c.voucher_id  # the redemption's voucher's, never another's
     used, held = and_(own, A.c.kind == AccountKind.VOUCHER_USED.value), and_(own, A.c.kind == AccountKind.VOUCHER_HELD.value)
@@ -703,7 +705,8 @@ def _redemption_ledger() -> Any:
                _sum(case((and_(used, capture), P.c.amount), else_=0)).label("captured"),
                _sum(case((and_(used, refund), -P.c.amount), else_=0)).label("refunded"),
                _sum(case((held, P.c.amount), else_=0)).label("held"),
-               _sum(case((and_(own_payable, capture), P.c.amount), else_=0)).label("payable"))
+               _sum(case((and_(own_payable, capture), P.c.amount), else_=0)).label("payable"),
+               _sum(case((and_(own_payable, refund), -P.c.amount), else_=0)).label("payable_refunded"))
         .select_from(P.join(T, T.c.id == P.c.transaction_id).join(A, A.c.id == P.c.account_id)
                      .join(r, r.c.id == T.c.redemption_id))
         .group_by(T.c.redemption_id).subquery()
@@ -714,17 +717,19 @@ async def _redemption_differences(session: AsyncSession) -> list[dict[str, Any]]
     r, rr = table_of(Redemption), table_of(RedemptionRefund)
     ledger = _redemption_ledger()
     refunds = select(rr.c.redemption_id, _sum(rr.c.amount).label("recorded")).group_by(rr.c.redemption_id).subquery()
-    captured, refunded, held, payable = (func.coalesce(c, 0) for c in (
-        ledger.c.captured, ledger.c.refunded, ledger.c.held, ledger.c.payable))
+    captured, refunded, held, payable, payable_refunded = (func.coalesce(c, 0) for c in (
+        ledger.c.captured, ledger.c.refunded, ledger.c.held, ledger.c.payable, ledger.c.payable_refunded))
     recorded = func.coalesce(refunds.c.recorded, 0)
     is_held = r.c.status == RedemptionStatus.HELD.value
     stmt = (
         select(r.c.id.label("redemption_id"), r.c.status, r.c.payee, r.c.held_amount, r.c.captured_amount,
                r.c.refunded_amount, held.label("ledger_held"), captured.label("ledger_captured"),
-               refunded.label("ledger_refunded"), payable.label("ledger_payable"), recorded.label("refunds_recorded"))
+               refunded.label("ledger_refunded"), payable.label("ledger_payable"),
+               payable_refunded.label("ledger_payable_refunded"), recorded.label("refunds_recorded"))
         .select_from(r.outerjoin(ledger, ledger.c.redemption_id == r.c.id)
                      .outerjoin(refunds, refunds.c.redemption_id == r.c.id))
         .where(or_(r.c.captured_amount != captured, r.c.captured_amount != payable, r.c.refunded_amount != refunded,
+                   r.c.refunded_amount != payable_refunded,
                    r.c.refunded_amount != recorded, and_(is_held, r.c.held_amount != held),
                    and_(~is_held, held != 0)))
         .order_by(r.c.id)
