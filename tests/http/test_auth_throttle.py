@@ -144,3 +144,46 @@ def test_the_limit_is_validated() -> None:
     assert Settings(auth_failure_limit="").auth_failure_limit is None
     with pytest.raises(ValueError, match="VOUCHER_AUTH_FAILURE_LIMIT"):
         Settings(auth_failure_limit="lots")
+
+
+async def test_live_keys_sent_while_the_prefixes_reload_are_not_refused(
+    app: Any, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reload of the live keys' prefixes was marked done before it had loaded, so requests
+    arriving meanwhile from a throttled address were judged by the old list: a worker just
+    started (its list empty) refused live keys 429 (an independent review, December 2026).
+    They now wait for the load in flight."""
+    import asyncio
+
+    good = await make_key(app, "operator")
+    for _ in range(LIMIT):
+        assert_problem(await client.get("/v1/me", headers=auth(bad_key())), 401, "invalid_api_key")
+    throttle = app.state.database.info["auth_throttle"]
+    throttle._prefixes = frozenset()  # noqa: SLF001 - as in a worker just started
+    throttle.expire_prefixes()
+    app.state.key_cache.forget()
+    real, loads = apikeys.live_prefixes, []
+
+    async def slow(*args: Any, **kwargs: Any) -> Any:
+        loads.append(1)
+        await asyncio.sleep(0.2)
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(apikeys, "live_prefixes", slow)
+    answers = await asyncio.gather(*(client.get("/v1/me", headers=auth(good)) for _ in range(3)))
+    assert [a.status_code for a in answers] == [200, 200, 200], [a.text for a in answers]
+    assert len(loads) == 1  # one load, waited for by all
+
+
+async def test_a_revoked_or_expired_key_counts_as_a_failure(app: Any, client: httpx.AsyncClient) -> None:
+    """A revoked key is a failed authentication like an unknown one: sent in a loop it was never
+    counted, and each was a lookup (an independent review, December 2026). It is still refused
+    as revoked, and the address is throttled after LIMIT of them."""
+    good = await make_key(app, "operator")
+    gone = await make_key(app, "operator")
+    me = (await client.get("/v1/me", headers=auth(gone))).json()
+    revoked = await client.post(f"/v1/api-keys/{me['key_id']}/revoke", json={"reason": "leaked"}, headers=auth(good))
+    assert revoked.status_code == 200, revoked.text
+    for _ in range(LIMIT):
+        assert_problem(await client.get("/v1/me", headers=auth(gone)), 401, "api_key_revoked")
+    assert_problem(await client.get("/v1/me", headers=auth(bad_key())), 429, "authentication_throttled")

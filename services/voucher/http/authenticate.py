@@ -8,6 +8,7 @@ their bodies are read (http/gate.py), and by the `current_actor` dependency for 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from starlette.types import Scope
 
@@ -39,9 +40,9 @@ async def authenticate(db: Database, authorization: str | None, now: datetime, a
     secret_hash = hash_key(credentials)
     cache: KeyCache | None = db.info.get("key_cache")
     key = cache.get(secret_hash) if cache is not None else None
-    if key is not None:
-        return apikeys.actor_for(key, now)
     throttle: AuthThrottle | None = db.info.get("auth_throttle")
+    if key is not None:
+        return await _actor(key, now, throttle, address, secret_hash)
     if throttle is not None:
         wait = await throttle.blocked_for(address)
         if wait is not None:
@@ -58,10 +59,21 @@ async def authenticate(db: Database, authorization: str | None, now: datetime, a
         cache.put(secret_hash, key, generation)
     if key is None and throttle is not None:
         await throttle.failed(address, secret_hash)
-    actor = apikeys.actor_for(key, now)  # 401 for an unknown, revoked or expired key
+    actor = await _actor(key, now, throttle, address, secret_hash)  # 401 for an unknown, revoked or expired key
     if throttle is not None:
         throttle.learn_prefix(credentials)
     return actor
+
+
+async def _actor(key: Any, now: datetime, throttle: AuthThrottle | None, address: str, secret_hash: str) -> Actor:
+    """The key's actor; a revoked or expired key is a failed authentication of `address` too
+    (sent in a loop, it had never been counted; an independent review, December 2026)."""
+    try:
+        return apikeys.actor_for(key, now)
+    except Unauthenticated:
+        if key is not None and throttle is not None:
+            await throttle.failed(address, secret_hash, unknown=False)
+        raise
 
 
 async def _live_prefixes(db: Database, now: datetime) -> frozenset[str]:

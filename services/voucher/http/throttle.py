@@ -23,6 +23,7 @@ The address is the connection's peer as the server sees it; behind a proxy, serv
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import math
@@ -88,6 +89,7 @@ class AuthThrottle:
         self._blocked: dict[str, float] = {}
         self._prefixes: frozenset[str] = frozenset()
         self._prefixes_at = -PREFIXES_SECONDS
+        self._loading: asyncio.Future[frozenset[str]] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AuthThrottle | None:
@@ -114,10 +116,24 @@ class AuthThrottle:
         return key_prefix(credentials) in self._prefixes
 
     async def refresh_prefixes(self, load: Callable[[], Awaitable[frozenset[str]]]) -> None:
-        """Reload the live keys' prefixes, unless they were loaded in the last few seconds."""
+        """Reload the live keys' prefixes, unless they were loaded in the last few seconds; a
+        request arriving while they load waits for that load. It had been judged by the list
+        before it (a worker just started: empty), and a live key was refused 429 (an independent
+        review, December 2026)."""
+        if self._loading is not None and not self._loading.done():
+            await asyncio.shield(self._loading)
+            return
         if time.monotonic() - self._prefixes_at >= PREFIXES_SECONDS:
             self._prefixes_at = time.monotonic()
-            self._prefixes = await load()
+            loading = asyncio.ensure_future(load())
+
+            def loaded(task: asyncio.Future[frozenset[str]]) -> None:  # before any waiter resumes
+                if not task.cancelled() and task.exception() is None:
+                    self._prefixes = task.result()
+
+            loading.add_done_callback(loaded)
+            self._loading = loading
+            await asyncio.shield(loading)
 
     def expire_prefixes(self) -> None:
         """A key was made or changed somewhere: the next check reloads the live prefixes."""
@@ -163,14 +179,22 @@ class AuthThrottle:
             return None
         return throttled(max(1, math.ceil(wait)))
 
-    async def failed(self, address: str, secret_hash: str) -> None:
-        """Count a failure of `address` and remember that no key has `secret_hash`."""
+    async def failed(self, address: str, secret_hash: str, *, unknown: bool = True) -> None:
+        """Count a failure of `address` and (`unknown`) remember that no key has `secret_hash`:
+        a revoked or expired key is counted but not remembered, so it is still refused as what
+        it is."""
+        if not unknown:
+            await self._hit(address)
+            return
         now = time.monotonic()
         if len(self._unknown) >= MAX_UNKNOWN:
             self._unknown = {h: t for h, t in self._unknown.items() if t > now}
             if len(self._unknown) >= MAX_UNKNOWN:
                 self._unknown.clear()
         self._unknown[secret_hash] = now + UNKNOWN_SECONDS
+        await self._hit(address)
+
+    async def _hit(self, address: str) -> None:
         if self._breaker.is_open:
             return
         try:
