@@ -141,3 +141,27 @@ async def test_two_vouchers_racing_for_the_enterprise_cap(
     assert sum(h["held_amount"] for h in held) == 50_000_000  # every fen of the cap, never one more
     assert {h["voucher_id"] for h in held} == {a["id"], b["id"]}
     assert (await world.reconciliation())["is_clean"]
+
+
+@pytest.mark.parametrize("path", ["/v1/redemptions", "/v1/redemptions/holds"])
+async def test_one_idempotency_key_sent_many_times_at_once_moves_value_once(
+        world: World, server: LiveServer, path: str) -> None:
+    """Invariant 5 under concurrency: a client that retries before its first answer arrives —
+    the same Idempotency-Key and body, many times at once through a real server. One request
+    moves value; the others wait for it and replay its answer (the same redemption), or are
+    told the first is still in progress. Nothing had raced one key on a value route (an
+    independent review, December 2026)."""
+    voucher = await world.issue(10_000_000)
+    body = hold_body(voucher["code"], world.enterprise["uscc"], "PO-RETRY", [("accelerator:domestic", 1_000_000)])
+    headers = auth(world.provider_key, **{"Idempotency-Key": str(uuid.uuid4())})
+    responses = await _storm(server, [(path, body, headers)] * 16)
+    assert all(r.status_code in (201, 409) for r in responses), _codes(responses)
+    assert {r.json()["code"] for r in responses if r.status_code == 409} <= {"idempotency_request_in_progress"}
+    made = {r.json()["id"] for r in responses if r.status_code == 201}
+    assert len(made) == 1, _codes(responses)
+    moved = 300_000
+    balances = (await world.voucher(voucher["id"]))["balances"]
+    assert balances["available"] == 10_000_000 - moved, balances
+    again = await _storm(server, [(path, body, headers)])  # a later retry: the same answer
+    assert again[0].status_code == 201 and again[0].json()["id"] in made
+    assert (await world.reconciliation())["is_clean"]

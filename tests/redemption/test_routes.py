@@ -1195,3 +1195,20 @@ async def test_a_provider_s_order_reference_may_not_take_a_claim_s_form(world: W
     assert (await world.voucher(voucher["id"]))["balances"]["available"] == 1_000_000
     allowed = await world.hold(voucher, 1_000_000, order="Invoice-2433:300000", path="/v1/redemptions")
     assert allowed.status_code == 201, allowed.text  # only the claims' own prefix is kept
+
+
+async def test_a_stored_answer_is_not_replayed_to_a_key_without_the_routes_scope(app, world: World) -> None:
+    """Stored answers belong to the principal, so another key of the same provider may replay
+    one, but only with the route's own scope: a read-only key sending a redeem's
+    Idempotency-Key is refused 403, as any redeem of its would be, and learns nothing of the
+    answer (the order of the two checks had no test; an independent review, December 2026)."""
+    voucher = await world.issue(10_000_000)
+    redeemed = await world.hold(voucher, 1_000_000, order="PO-SCOPE", path="/v1/redemptions", key="scoped-1")
+    assert redeemed.status_code == 201, redeemed.text
+    reader = await make_key(app, "provider", provider_id=world.provider["id"], scopes=["redemptions:read"])
+    replay = await world.hold(voucher, 1_000_000, order="PO-SCOPE", path="/v1/redemptions", key="scoped-1",
+                              provider_key=reader)
+    problem = assert_problem(replay, 403, "insufficient_scope")
+    assert redeemed.json()["id"] not in replay.text
+    again = await world.hold(voucher, 1_000_000, order="PO-SCOPE", path="/v1/redemptions", key="scoped-1")
+    assert again.status_code == 201 and again.json()["id"] == redeemed.json()["id"], problem
