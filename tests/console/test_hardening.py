@@ -61,6 +61,54 @@ def test_a_csv_is_read_no_further_than_its_row_limit() -> None:
     assert len(bulk.read_table("grants.csv", within.encode())) == bulk.MAX_ROWS + 1
 
 
+def _xlsx(rows: list[list[Any]]) -> bytes:
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    for i, row in enumerate(rows, start=1):
+        for j, value in enumerate(row, start=1):
+            if value is not None:
+                sheet.cell(row=i, column=j, value=value)
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def test_a_workbook_with_blank_rows_loses_none_of_its_grants() -> None:
+    """The first MAX_ROWS + 2 rows of a sheet were read, blank ones counted: a thousand grants
+    with a blank row between each came out as 501, and two blank rows above the header lost
+    the last grant, with the preview saying the file was valid (an independent review,
+    December 2026). Blank rows are dropped as a CSV's are, and a sheet past the limit is
+    refused, never cut."""
+    header = ["uscc", "face_value", "reference"]
+    spaced: list[list[Any]] = [header]
+    for n in range(bulk.MAX_ROWS):
+        spaced += [["91330100MA2CFM2X1A", "100.00", f"R-{n}"], []]
+    rows = bulk.read_table("grants.xlsx", _xlsx(spaced))
+    assert len(rows) == bulk.MAX_ROWS + 1 and rows[-1][2] == f"R-{bulk.MAX_ROWS - 1}"
+    lifted = [[], [], header] + [["91330100MA2CFM2X1A", "1.00", f"R-{n}"] for n in range(bulk.MAX_ROWS)]
+    assert len(bulk.read_table("grants.xlsx", _xlsx(lifted))) == bulk.MAX_ROWS + 1
+    over = [header] + [["91330100MA2CFM2X1A", "1.00", f"R-{n}"] for n in range(bulk.MAX_ROWS + 5)]
+    assert len(bulk.read_table("grants.xlsx", _xlsx(over))) == bulk.MAX_ROWS + 2  # one past: the preview refuses
+    far = [header] + [[] for _ in range(bulk.MAX_LINES)] + [["91330100MA2CFM2X1A", "1.00", "late"]]
+    with pytest.raises(bulk.TooManyRows):
+        bulk.read_table("grants.xlsx", _xlsx(far))
+
+
+@pytest.mark.parametrize("name", ["grants.csv", "grants.xlsx"])
+async def test_a_row_with_more_cells_than_the_columns_is_refused_not_cut(name: str) -> None:
+    """`9133…,12,000.00,R-1` unquoted in a CSV had been read as ¥12.00 with the reference
+    "000.00", and R-1 dropped (an independent review, December 2026): a row with more cells
+    than the three columns is that row's error."""
+    rows = [["uscc", "face_value", "reference"], ["AAA", "12", "000.00", "R-1"], ["AAA", "12,000.00", "R-2"]]
+    content = (_xlsx(rows) if name.endswith("xlsx")
+               else "\n".join(",".join(r) for r in rows[:2]).encode() + b'\nAAA,"12,000.00",R-2\n')
+    preview = await bulk.preview(_CountingApi(), {"unit": "CNY"}, name, content, "en")  # type: ignore[arg-type]
+    assert ["quote an amount" in " ".join(r.errors) for r in preview.rows] == [True, False]
+    assert preview.rows[1].face_value == 1_200_000
+
+
 class _CountingApi:
     def __init__(self) -> None:
         self.lookups: list[str] = []

@@ -192,9 +192,12 @@ async def test_a_good_bulk_file_is_previewed_then_issued_once(client: httpx.Asyn
     form["grants"] = form["grants"].replace("&#34;", '"').replace("&quot;", '"')
     issued = await browser.post("/console/operator/vouchers/bulk/issue", data=form)
     assert issued.status_code == 200, issued.text
-    assert issued.text.count("<td class=\"num\">¥") == 2
+    assert issued.text.count("<td class=\"num\">¥") == 2 and 'id="bulk-replayed"' not in issued.text
     twice = await browser.post("/console/operator/vouchers/bulk/issue", data=form)
     assert twice.status_code == 200
+    # Sent again, the batch is the one issued before, and the page says so: it had said "2
+    # vouchers were issued" when nothing was (an independent review, December 2026).
+    assert 'id="bulk-replayed"' in twice.text and "2 vouchers were issued." not in twice.text
     vouchers = await _vouchers(client, world)
     assert sorted(v["face_value"] for v in vouchers) == [100_000, 200_000]
 

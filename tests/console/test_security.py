@@ -222,6 +222,11 @@ async def test_pages_forbid_framing_and_outside_scripts(browser: Browser) -> Non
     policy = page.headers["content-security-policy"]
     assert "frame-ancestors 'none'" in policy and "script-src 'self'" in policy
     assert page.headers["cache-control"] == "no-store"
+    # The same for browsers that ignore frame-ancestors (the API's docs pages had it, the
+    # console's pages not; an independent review, December 2026), and the headers around it.
+    assert page.headers["x-frame-options"] == "DENY"
+    assert page.headers["x-content-type-options"] == "nosniff" and page.headers["referrer-policy"] == "same-origin"
+    assert "form-action 'self'" in policy and "base-uri 'none'" in policy
 
 
 def _console(app: Any) -> Any:

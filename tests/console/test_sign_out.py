@@ -139,3 +139,20 @@ async def test_sign_out_signs_the_browser_out_whatever_the_database_says(
     monkeypatch.setattr(ended, "end", broken)
     out = await browser.post("/console/sign-out", data={"csrf_token": token})
     assert out.status_code == 303 and SESSION_COOKIE not in browser.http.cookies
+
+
+def test_a_session_sealed_by_a_process_a_moment_ahead_opens() -> None:
+    """Another process's clock a little ahead (and the sign-in time rounded down to the second)
+    had made a fresh session look signed in "in the future": refused, and its cookie deleted, on
+    the next page (an independent review, December 2026). A minute of skew is allowed; more is
+    not."""
+    from datetime import UTC, datetime, timedelta
+
+    from services.voucher.console.session import Sessions
+
+    sessions = Sessions(b"s" * 32, timedelta(hours=8))
+    signed_in = datetime(2026, 12, 7, 8, 0, 0, 700_000, tzinfo=UTC)
+    cookie = sessions.seal("key", signed_in)
+    assert sessions.open(cookie, signed_in - timedelta(seconds=0.8)) is not None
+    assert sessions.open(cookie, signed_in - timedelta(seconds=59)) is not None
+    assert sessions.open(cookie, signed_in - timedelta(minutes=2)) is None

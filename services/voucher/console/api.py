@@ -192,19 +192,20 @@ class Api:
         return _json(await self.request("POST", path, json=body if body is not None else {}, headers=headers),
                      self._language)
 
-    async def post_once(self, path: str, body: Any, keys: Iterable[str]) -> Any:
+    async def post_once(self, path: str, body: Any, keys: Iterable[str]) -> tuple[Any, bool]:
         """One change however often it is sent, but never a stale refusal: a write under the
         first of `keys` whose stored answer is not a refusal. A refusal is kept with its key
         (replayed for the key's lifetime), so a batch refused for budget stayed refused after
         budget was freed (an independent review); the next key tries again, and a success
-        already made under any key is found and answered again."""
+        already made under any key is found and answered again. The answer, and whether it was
+        one made before (a replay), which the page must not show as made now."""
         response = None
         for key in keys:
             response = await self.request("POST", path, json=body, headers={"Idempotency-Key": key})
             if response.status_code < 400 or response.headers.get("idempotent-replayed") != "true":
                 break
         assert response is not None, "no key given"
-        return _json(response, self._language)
+        return _json(response, self._language), response.headers.get("idempotent-replayed") == "true"
 
 
 def _json(response: httpx.Response, language: str) -> Any:

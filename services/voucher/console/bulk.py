@@ -113,10 +113,24 @@ def _read_workbook(content: bytes) -> list[list[str]]:
         book = load_workbook(io.BytesIO(content), read_only=True, data_only=True)
         try:
             sheet = book.worksheets[0]
-            return [["" if v is None else _cell_text(v) for v in row]
-                    for row in sheet.iter_rows(values_only=True, max_row=MAX_ROWS + 2, max_col=len(HEADER))]
+            # As a CSV is read: blank rows dropped, up to one row past the limit, through at most
+            # MAX_LINES rows. The first MAX_ROWS + 2 rows, blank ones counted, had been read:
+            # a sheet with blank rows among its thousand lost its last ones without a word (an
+            # independent review, December 2026). One cell past the columns is read, to refuse it.
+            rows: list[list[str]] = []
+            for row in sheet.iter_rows(values_only=True, max_row=MAX_LINES + 1, max_col=len(HEADER) + 1):
+                cells = ["" if v is None else _cell_text(v) for v in row]
+                if any(cell.strip() for cell in cells):
+                    rows.append(cells)
+                    if len(rows) > MAX_ROWS + 1:
+                        return rows
+            if sheet.max_row is not None and sheet.max_row > MAX_LINES:
+                raise TooManyRows
+            return rows
         finally:
             book.close()
+    except TooManyRows:
+        raise
     except Exception as exc:  # openpyxl raises many kinds on a malformed part (XML, zip, values)
         raise ValueError("not a workbook") from exc
 
@@ -149,9 +163,13 @@ async def preview(api: Api, programme: dict[str, Any], filename: str, content: b
     rows: list[Row] = []
     found_by_uscc: dict[str, dict[str, Any] | Refusal] = {}  # one lookup per enterprise, however many rows
     for number, cells in enumerate(table[1:], start=2):
+        extra = [cell for cell in cells[3:] if cell.strip()]
         cells = [*cells, "", "", ""][:3]
         row = Row(number, cells[0].strip().upper(), cells[1].strip(), cells[2].strip())
         rows.append(row)
+        if extra:  # `9133…,12,000.00,R-1` unquoted had been ¥12.00 with reference "000.00" (a review)
+            row.errors.append(msg("the row has more than {count} cells: quote an amount that holds a comma "
+                                  "(\"12,000.00\")", count=len(HEADER)).render(language))
         try:
             row.face_value = parse_major(row.face_value_text, unit)
         except ValueError:

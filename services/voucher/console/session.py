@@ -28,6 +28,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 SESSION_COOKIE = "voucher_console"
+#: How far ahead of a process's clock a session may have been sealed by another's.
+CLOCK_SKEW = timedelta(seconds=60)
 SIGN_IN_COOKIE = "voucher_console_sign_in"
 LANGUAGE_COOKIE = "voucher_console_language"
 
@@ -78,7 +80,11 @@ class Sessions:
             session = Session(str(payload["k"]), str(payload["s"]), issued, sealed)
         except (ValueError, InvalidTag, KeyError, TypeError, OverflowError, OSError):
             return None
-        if not issued <= now < min(sealed, issued + self.lifetime):
+        # Signed in "in the future" by up to a minute: another process's clock a little ahead
+        # (its time is rounded down to the second, too). A fresh session had been refused, and
+        # its cookie deleted, on the next page served by a process a moment behind (an
+        # independent review, December 2026).
+        if not issued - CLOCK_SKEW <= now < min(sealed, issued + self.lifetime):
             return None
         return session
 

@@ -373,11 +373,16 @@ def render(request: Request, template: str, *, status: int = 200, language: str 
     response.headers["Content-Security-Policy"] = (
         "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
         "frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
+    response.headers["X-Frame-Options"] = "DENY"  # for browsers that ignore frame-ancestors (IE mode shells)
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "same-origin"
     if is_secure(request):  # a browser that saw the console over https never opens it over http again
         response.headers["Strict-Transport-Security"] = "max-age=31536000"
     return response
+
+
+#: The auditor's recent exports (console/auditor.py), forgotten at sign-out.
+EXPORTS_COOKIE = "voucher_console_exports"
 
 
 def set_cookie(response: Response, request: Request, name: str, value: str, *, max_age: int | None) -> None:
@@ -666,6 +671,7 @@ def create_console(api_app: Any, settings: Settings) -> FastAPI:
                         exc_info=exc)
         response = redirect(f"{PREFIX}/sign-in")
         response.delete_cookie(SESSION_COOKIE, path=PREFIX)
+        response.delete_cookie(EXPORTS_COOKIE, path=PREFIX)  # the exports listed are the person's, not the browser's
         return response
 
     @console.get("/language/{language}")
