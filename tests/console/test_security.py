@@ -288,3 +288,59 @@ class TestARateLimitedKey:
             await browser.http.aclose()
         assert page.status_code == 429 and page.headers.get("retry-after"), page.status_code
         assert not any(c.startswith(f"{SESSION_COOKIE}=") for c in page.headers.get_list("set-cookie"))
+
+
+async def test_every_form_of_the_console_is_refused_without_its_token(app: Any, world: World) -> None:
+    """Each POST route of the console, walked from its route table and sent by a person of the
+    role it serves, signed in, without the form's token: each is refused 403 as a form that did
+    not come from the console. Only sign-out and one approval had been tried, so a new route
+    that forgot its check would have passed (an independent review, December 2026)."""
+    import re
+    import uuid
+
+    console = _console(app)
+    roles = {"operator": world.operator, "auditor": world.auditor, "enterprise": world.enterprise_key,
+             "provider": world.provider_key}
+    posts = sorted(route.path for route in console.routes
+                   if "POST" in getattr(route, "methods", ()) and route.path != "/sign-in")
+    assert len(posts) > 10, posts
+    people: dict[str, Browser] = {}
+    refused = []
+    for path in posts:
+        role = next((r for r in roles if path.startswith(f"/{r}/")), "operator")
+        if role not in people:
+            people[role] = Browser(app)
+            await people[role].sign_in(roles[role])
+        filled = re.sub(r"\{[^}]+\}", lambda m: "pay" if m.group(0) == "{action}" else str(uuid.uuid4()), path)
+        answer = await people[role].post(f"/console{filled}", data={"note": "x"})
+        if answer.status_code == 403 and ("form" in answer.text or "表单" in answer.text):
+            refused.append(path)
+    for person in people.values():
+        await person.http.aclose()
+    assert refused == posts, sorted(set(posts) - set(refused))
+
+
+async def test_hostile_names_are_shown_as_text_on_every_page_that_names_them(
+        client: httpx.AsyncClient, browser: Browser, world: World) -> None:
+    """An enterprise's and a programme's names are typed by people (an SME's registration, an
+    office's programme): each page that shows them, the dashboard's chart data among them, shows
+    them as text. Nothing had rendered one (an independent review, December 2026): removing the
+    escaping of the chart's JSON, or a `|safe`, would have passed."""
+    from tests.support import auth, create, enterprise_payload
+
+    hostile = '</script><script>alert("x")</script><img src=x onerror=alert(1)>'
+    firm = await create(client, world.operator, "/v1/enterprises", enterprise_payload(name=f"Firm {hostile}"))
+    renamed = await client.patch(f"/v1/programmes/{world.programme['id']}", json={"name": f"Prog {hostile}"},
+                                 headers=auth(world.operator, **{"If-Match": f'"v{world.programme["version"]}"'}))
+    assert renamed.status_code == 200, renamed.text
+    await create(client, world.operator, "/v1/vouchers", {"programme_id": world.programme["id"],
+                                                           "enterprise_id": firm["id"], "face_value": 1_000_000})
+    await browser.sign_in(world.operator)
+    shown = 0
+    for path in ("/console/operator", "/console/operator/vouchers", f"/console/operator/programmes/{world.programme['id']}",
+                 "/console/operator/anomalies"):
+        page = await browser.get(path)
+        assert page.status_code == 200, (path, page.status_code)
+        assert "<script>alert" not in page.text and "<img src=x" not in page.text, path
+        shown += page.text.count("&lt;script&gt;") + page.text.count("\\u003cscript\\u003e")
+    assert shown > 0  # the names were on the pages, escaped
