@@ -109,6 +109,18 @@ async def test_a_row_with_more_cells_than_the_columns_is_refused_not_cut(name: s
     assert preview.rows[1].face_value == 1_200_000
 
 
+async def test_a_row_repeated_in_a_file_is_refused_unless_its_reference_differs() -> None:
+    """A row pasted twice had become two vouchers, doubling the grant with nothing said (an
+    independent review, December 2026). The same enterprise, amount and reference again is the
+    repeat's error; with its own reference, a second voucher is meant."""
+    rows = "\n".join(["uscc,face_value,reference", "AAA,100.00,R-1", "AAA,100.00,R-2", "AAA,100.00,R-1",
+                      "AAA,100.00,", "AAA,100.00,"])
+    preview = await bulk.preview(_CountingApi(), {"unit": "CNY"}, "g.csv", rows.encode(), "en")  # type: ignore[arg-type]
+    assert [r.errors for r in preview.rows] == [
+        [], [], ["the row repeats line 2: to issue both, give each its own reference"], [],
+        ["the row repeats line 5: to issue both, give each its own reference"]]
+
+
 class _CountingApi:
     def __init__(self) -> None:
         self.lookups: list[str] = []
