@@ -38,9 +38,13 @@ PUBLIC = frozenset({"healthz", "readyz", "metrics", "audit_public_key", "list_pr
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    """As conftest's, in sandbox mode: the sandbox clock's operations are served and so checked."""
+    """As conftest's, in sandbox mode: the sandbox clock's operations are served and so checked.
+    The matrix sends a revoked and an expired key to every operation from one address: failed
+    authentications, which the failed-login throttle counts (tests/http/test_auth_throttle.py),
+    so its limit here is above what the matrix sends."""
     return Settings(database_url=database_url, environment="test", log_level="WARNING",
-                    webhook_allowed_networks=["127.0.0.0/8", "::1/128"], sandbox=True)
+                    webhook_allowed_networks=["127.0.0.0/8", "::1/128"], sandbox=True,
+                    auth_failure_limit="100000/minute")
 
 
 #          operator, auditor, ent A, ent B, prov X, prov Y
