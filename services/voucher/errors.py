@@ -555,7 +555,7 @@ class DatabaseUnavailable(DomainError):
 
 
 class AuthenticationThrottled(DomainError):
-    """Too many requests with unknown API keys from one client address (http/throttle.py)."""
+    """Too many requests with unknown, revoked or expired API keys from one client address (http/throttle.py)."""
 
     code = "authentication_throttled"
     title = "Too many failed authentications from this address; retry after the time in Retry-After"

@@ -187,3 +187,36 @@ async def test_a_revoked_or_expired_key_counts_as_a_failure(app: Any, client: ht
     for _ in range(LIMIT):
         assert_problem(await client.get("/v1/me", headers=auth(gone)), 401, "api_key_revoked")
     assert_problem(await client.get("/v1/me", headers=auth(bad_key())), 429, "authentication_throttled")
+
+
+async def test_a_key_made_while_the_prefixes_load_is_not_judged_by_that_load() -> None:
+    """A request waiting for a load begun before a key was made would be judged by a list that
+    lacks the key (a review of the wait, December 2026): it loads again."""
+    import asyncio
+
+    from limits import parse
+    from limits.aio.storage import MemoryStorage
+    from limits.aio.strategies import FixedWindowRateLimiter
+
+    from services.voucher.http.throttle import AuthThrottle
+
+    throttle = AuthThrottle(parse("1/minute"), FixedWindowRateLimiter(MemoryStorage()))
+    release, loads = asyncio.Event(), []
+
+    async def before() -> frozenset[str]:
+        loads.append("before")
+        await release.wait()
+        return frozenset({"vk_old"})
+
+    async def after() -> frozenset[str]:
+        loads.append("after")
+        return frozenset({"vk_old", "vk_new"})
+
+    first = asyncio.create_task(throttle.refresh_prefixes(before))
+    await asyncio.sleep(0)
+    throttle.expire_prefixes()  # the new key is announced while the first load runs
+    second = asyncio.create_task(throttle.refresh_prefixes(after))
+    await asyncio.sleep(0)
+    release.set()
+    await asyncio.gather(first, second)
+    assert loads == ["before", "after"] and throttle.may_be_live("vk_new_secret")

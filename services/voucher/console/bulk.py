@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import re
 import zipfile
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,7 +71,12 @@ MAX_RATIO = 100
 #: independent review, December 2026). A thousand rows' strings and any sheet's styles are far
 #: below this.
 MAX_WHOLE_PART_BYTES = 2 * 1024 * 1024
-WHOLE_PARTS = ("xl/sharedstrings.xml", "xl/styles.xml")
+#: Columns read from a sheet: the three, and as many more as a header may name (a name column).
+MAX_COLUMNS = 16
+
+
+class WorkbookTooLarge(ValueError):
+    """A workbook past the size caps: refused unread."""
 
 
 class TooManyRows(ValueError):
@@ -110,10 +116,13 @@ def _read_workbook(content: bytes) -> list[list[str]]:
             members = archive.infolist()
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
         raise ValueError("not a workbook") from exc
+    # Every part but a worksheet is capped (shared strings and styles are read whole, and may
+    # be stored under any name the content types give them).
     if sum(m.file_size for m in members) > MAX_UNPACKED_BYTES or any(
             m.file_size > MAX_RATIO * max(m.compress_size, 1)
-            or (m.filename.lower() in WHOLE_PARTS and m.file_size > MAX_WHOLE_PART_BYTES) for m in members):
-        raise ValueError("the workbook unpacks to too much")
+            or (not m.filename.lower().startswith("xl/worksheets/") and m.file_size > MAX_WHOLE_PART_BYTES)
+            for m in members):
+        raise WorkbookTooLarge("the workbook unpacks to too much")
     from openpyxl import load_workbook
 
     try:
@@ -124,20 +133,19 @@ def _read_workbook(content: bytes) -> list[list[str]]:
             # MAX_LINES rows. The first MAX_ROWS + 2 rows, blank ones counted, had been read:
             # a sheet with blank rows among its thousand lost its last ones without a word (an
             # independent review, December 2026). One cell past the columns is read, to refuse it.
+            # Every row the sheet holds is read (the size caps above bound them), not as far as
+            # its <dimension> tag says: formatted empty rows had refused a file, and a tag too
+            # small had dropped rows (a review of the first form, December 2026).
             rows: list[list[str]] = []
-            for row in sheet.iter_rows(values_only=True, max_row=MAX_LINES + 1, max_col=len(HEADER) + 1):
+            for row in sheet.iter_rows(values_only=True, max_col=MAX_COLUMNS):
                 cells = ["" if v is None else _cell_text(v) for v in row]
                 if any(cell.strip() for cell in cells):
                     rows.append(cells)
                     if len(rows) > MAX_ROWS + 1:
                         return rows
-            if sheet.max_row is not None and sheet.max_row > MAX_LINES:
-                raise TooManyRows
             return rows
         finally:
             book.close()
-    except TooManyRows:
-        raise
     except Exception as exc:  # openpyxl raises many kinds on a malformed part (XML, zip, values)
         raise ValueError("not a workbook") from exc
 
@@ -160,6 +168,9 @@ async def preview(api: Api, programme: dict[str, Any], filename: str, content: b
         table = await read_table_off_loop(filename, content)
     except TooManyRows:
         return Preview([], [msg("a file may hold at most {count} rows", count=MAX_ROWS).render(language)])
+    except WorkbookTooLarge:
+        return Preview([], [msg("the workbook is too large to read (more than 8 MB unpacked, or more than 2 MB "
+                                "of text or styles): save its first sheet as a CSV file").render(language)])
     except ValueError:
         return Preview([], [msg("the file is neither a CSV file in UTF-8 nor an .xlsx workbook").render(language)])
     table = [row for row in table if any(cell.strip() for cell in row)]
@@ -169,25 +180,33 @@ async def preview(api: Api, programme: dict[str, Any], filename: str, content: b
         return Preview([], [msg("a file may hold at most {count} rows", count=MAX_ROWS).render(language)])
     rows: list[Row] = []
     found_by_uscc: dict[str, dict[str, Any] | Refusal] = {}  # one lookup per enterprise, however many rows
-    first_of: dict[tuple[str, str, str], int] = {}  # a row's line, by what it grants
+    first_of: dict[tuple[str, object, str], int] = {}  # a row's line, by what it grants
+    # The columns the header names (a name column after the three is allowed): a row with a cell
+    # past them is an amount split by its comma, `…,12,000.00,R-1` unquoted had been ¥12.00
+    # with the reference "000.00" (an independent review, December 2026).
+    named = max(len(HEADER), max((i + 1 for i, cell in enumerate(table[0]) if cell.strip()), default=0))
     for number, cells in enumerate(table[1:], start=2):
-        extra = [cell for cell in cells[3:] if cell.strip()]
+        extra = [cell for cell in cells[named:] if cell.strip()]
         cells = [*cells, "", "", ""][:3]
         row = Row(number, cells[0].strip().upper(), cells[1].strip(), cells[2].strip())
         rows.append(row)
-        same = first_of.setdefault((row.uscc, row.face_value_text, row.reference), number)
-        if same != number:  # a row pasted twice had doubled the grant, unremarked (a review, December 2026)
-            row.errors.append(msg("the row repeats line {line}: to issue both, give each its own reference",
-                                  line=same).render(language))
-        if extra:  # `9133…,12,000.00,R-1` unquoted had been ¥12.00 with reference "000.00" (a review)
-            row.errors.append(msg("the row has more than {count} cells: quote an amount that holds a comma "
-                                  "(\"12,000.00\")", count=len(HEADER)).render(language))
+        if extra or _split_amount(row.face_value_text, row.reference):
+            row.errors.append(msg("the row has more than {count} cells, or its reference reads as the rest of its "
+                                  "amount: quote an amount that holds a comma (\"12,000.00\")",
+                                  count=named).render(language))
         try:
             row.face_value = parse_major(row.face_value_text, unit)
         except ValueError:
             row.errors.append(msg("the face value {text} is not an amount in {unit} (e.g. {example})",
                                   text=row.face_value_text or "—", unit=unit,
                                   example=typed_example(unit)).render(language))
+        # A row pasted twice had doubled the grant, unremarked (a review, December 2026); the
+        # amount compared as read, so `100` and `100.00` are one.
+        key = row.face_value if row.face_value is not None else row.face_value_text
+        same = first_of.setdefault((row.uscc, key, row.reference), number)
+        if same != number:
+            row.errors.append(msg("the row repeats line {line}: to issue both, give each its own reference",
+                                  line=same).render(language))
         most = programme.get("max_per_voucher")
         if row.face_value is not None and isinstance(most, int) and row.face_value > most:
             row.errors.append(msg("the face value {amount} is more than the programme allows per voucher ({maximum})",
@@ -216,6 +235,12 @@ async def preview(api: Api, programme: dict[str, Any], filename: str, content: b
         if row.enterprise is None:
             row.errors.append(msg("no enterprise is registered with the USCC {uscc}", uscc=row.uscc).render(language))
     return Preview(rows, [])
+
+
+def _split_amount(amount: str, reference: str) -> bool:
+    """An amount of one to three digits followed by a reference of three digits (and decimals):
+    `AAA,12,000.00` unquoted, with no reference, reads as ¥12.00 with the reference "000.00"."""
+    return bool(amount.isdigit() and len(amount) <= 3 and re.fullmatch(r"\d{3}(\.\d+)?", reference))
 
 
 def registered(items: list[dict[str, Any]], uscc: str) -> dict[str, Any] | None:

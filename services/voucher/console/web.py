@@ -560,6 +560,8 @@ def create_console(api_app: Any, settings: Settings) -> FastAPI:
         response = _htmx(request, response)
         if SESSION_COOKIE in request.cookies:  # a link from elsewhere comes without it: nothing to end
             response.delete_cookie(SESSION_COOKIE, path=PREFIX)
+            if EXPORTS_COOKIE in request.cookies:  # the next person to sign in is not shown them
+                response.delete_cookie(EXPORTS_COOKIE, path=PREFIX)
         return response
 
     @console.exception_handler(Refusal)

@@ -1,6 +1,7 @@
 """Failed authentication, throttled per client address (issue 19, finding 3).
 
-Each request whose API key is unknown counts against its client address (`auth_failure_limit`,
+Each request whose API key is unknown, revoked or expired counts against its client address
+(`auth_failure_limit`,
 "30/minute" by default, in a fixed window; IPv6 addresses by their /64, which one client
 holds whole). An address over it is answered 429 `authentication_throttled` with Retry-After,
 until its window resets — but **a key that exists is never refused**: a throttled request is
@@ -54,7 +55,8 @@ _KEY = "auth-failures"
 
 def throttled(wait: int) -> AuthenticationThrottled:
     return AuthenticationThrottled(
-        msg("too many requests with unknown API keys from this address; retry in {wait} s", wait=wait),
+        msg("too many requests with unknown, revoked or expired API keys from this address; retry in {wait} s",
+            wait=wait),
         retry_after=wait,
     )
 
@@ -90,6 +92,9 @@ class AuthThrottle:
         self._prefixes: frozenset[str] = frozenset()
         self._prefixes_at = -PREFIXES_SECONDS
         self._loading: asyncio.Future[frozenset[str]] | None = None
+        #: Bumped when a key is made (`expire_prefixes`): a load begun before it may lack the key.
+        self._generation = 0
+        self._loading_generation = 0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AuthThrottle | None:
@@ -120,11 +125,16 @@ class AuthThrottle:
         request arriving while they load waits for that load. It had been judged by the list
         before it (a worker just started: empty), and a live key was refused 429 (an independent
         review, December 2026)."""
-        if self._loading is not None and not self._loading.done():
+        while (self._loading is not None and not self._loading.done()
+               and self._loading.get_loop() is asyncio.get_running_loop()):
+            began = self._loading_generation
             await asyncio.shield(self._loading)
-            return
+            if self._generation == began:
+                return
+            # a key was made while it loaded: that load may lack it, so load again (below)
         if time.monotonic() - self._prefixes_at >= PREFIXES_SECONDS:
             self._prefixes_at = time.monotonic()
+            self._loading_generation = self._generation
             loading = asyncio.ensure_future(load())
 
             def loaded(task: asyncio.Future[frozenset[str]]) -> None:  # before any waiter resumes
@@ -138,6 +148,7 @@ class AuthThrottle:
     def expire_prefixes(self) -> None:
         """A key was made or changed somewhere: the next check reloads the live prefixes."""
         self._prefixes_at = -PREFIXES_SECONDS
+        self._generation += 1
 
     def learn_prefix(self, credentials: str) -> None:
         """A key that authenticated: its prefix is live (until the next load says otherwise)."""
