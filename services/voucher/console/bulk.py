@@ -129,13 +129,13 @@ def _read_workbook(content: bytes) -> list[list[str]]:
         book = load_workbook(io.BytesIO(content), read_only=True, data_only=True)
         try:
             sheet = book.worksheets[0]
-            # As a CSV is read: blank rows dropped, up to one row past the limit, through at most
-            # MAX_LINES rows. The first MAX_ROWS + 2 rows, blank ones counted, had been read:
-            # a sheet with blank rows among its thousand lost its last ones without a word (an
-            # independent review, December 2026). One cell past the columns is read, to refuse it.
-            # Every row the sheet holds is read (the size caps above bound them), not as far as
-            # its <dimension> tag says: formatted empty rows had refused a file, and a tag too
-            # small had dropped rows (a review of the first form, December 2026).
+            # As a CSV is read: blank rows dropped, up to one row past the limit. The first
+            # MAX_ROWS + 2 rows, blank ones counted, had been read: a sheet with blank rows among
+            # its thousand lost its last ones without a word (an independent review, December
+            # 2026). Every row the sheet holds is read (the size caps above bound them), not as
+            # far as its <dimension> tag says: formatted empty rows had refused a file, and a tag
+            # too small had dropped rows (a review of the first form). The columns past the
+            # three are read for the preview to refuse a cell its header does not name.
             rows: list[list[str]] = []
             for row in sheet.iter_rows(values_only=True, max_col=MAX_COLUMNS):
                 cells = ["" if v is None else _cell_text(v) for v in row]
