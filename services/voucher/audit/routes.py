@@ -47,8 +47,10 @@ DB = Annotated[Database, Depends(get_database)]
 async def _sealed(actor: Verifier, database: DB) -> None:
     """Seal what is committed, in transactions of its own, BEFORE the Idempotency-Key is
     claimed: the claim opens the request's transaction (on SQLite, the database's one write
-    lock), which the sealer must not wait for."""
-    await service.seal_pending(database)
+    lock), which the sealer must not wait for. Nothing to do when the middleware verified
+    ahead (`service.verify_ahead`): it sealed first."""
+    if service.AHEAD.get() is None:
+        await service.seal_pending(database)
 IDEM = (errors.IdempotencyKeyReused, errors.IdempotencyRequestInProgress)
 
 
@@ -205,19 +207,19 @@ async def verify_audit_chain(
     response: Response,
 ) -> VerificationPublic:
     signer = _signer(request)
-    kept_pin = None
-    if body.checkpoint is not None:
-        kept = body.checkpoint
-        if not await service.kept_checkpoint_verifies(session, signer, kept.seq, kept.chain_hash, kept.signed_at,
-                                                      kept.signature, kept.key_id):
+    kept = body.checkpoint
+    kept_pin = None if kept is None else service.Pin(kept.seq, kept.chain_hash)
+    ahead = service.AHEAD.get()
+    if ahead is not None and ahead[0] == (kept_pin, body.check_ledger):
+        # Verified before the unit of work began (service.verify_ahead), the kept checkpoint's
+        # signature with it: verify_ahead answers nothing for one that does not verify.
+        result = ahead[1]
+    else:
+        if kept is not None and not await service.kept_checkpoint_verifies(
+                session, signer, kept.seq, kept.chain_hash, kept.signed_at, kept.signature, kept.key_id):
             raise errors.CheckpointSignatureInvalid(
                 msg("this checkpoint was not signed by this service's key, nor by a retired key before the current "
                     "one took over (or it was altered); nothing can be proved from it"), seq=kept.seq)
-        kept_pin = service.Pin(kept.seq, kept.chain_hash)
-    ahead = service.AHEAD.get()
-    if ahead is not None and ahead[0] == (kept_pin, body.check_ledger):
-        result = ahead[1]  # verified before the unit of work began (service.verify_ahead)
-    else:
         async with database.snapshot() as snapshot:
             result = await service.verify(snapshot, signer, kept_pin, check_ledger=body.check_ledger)
     row = await service.keep_verification(session, result, actor.principal_id, now)
