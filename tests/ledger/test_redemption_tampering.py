@@ -166,3 +166,31 @@ async def test_a_refund_taken_from_another_payable_is_reported(app, client: http
     async with app.state.database.unit_of_work() as session, guard_lifted(session, "ledger_posting", trigger):
         await session.execute(update(P).where(P.c.id == posting).values(account_id=account))
     assert (await world.reconciliation())["is_clean"]
+
+
+async def test_a_posting_in_another_unit_than_its_account_s_is_reported(app, client: httpx.AsyncClient) -> None:
+    """A journal balances per unit: a redeem's postings to the programme's spent account and the
+    payee's payable, both turned to "USD", still balanced in CNY and in USD, and no check read a
+    posting's unit against its account's. Both accounts' balances are their postings' sums."""
+    from services.voucher.tables import LedgerAccount, LedgerPosting, LedgerTransaction
+
+    world = await _world(app, client)
+    voucher = await world.issue(10_000_000)
+    redeemed = (await world.hold(voucher, 1_000_000, order="PO-1", path="/v1/redemptions")).json()
+    P, T, A = table_of(LedgerPosting), table_of(LedgerTransaction), table_of(LedgerAccount)
+    trigger = "ledger_posting_append_only" if ENGINE == "postgresql" else "ledger_posting_no_update"
+    async with app.state.database.unit_of_work() as session, guard_lifted(session, "ledger_posting", trigger):
+        moved = (await session.execute(
+            select(P.c.id, T.c.id.label("transaction_id")).join(T, T.c.id == P.c.transaction_id)
+            .join(A, A.c.id == P.c.account_id)
+            .where(T.c.redemption_id == uuid.UUID(redeemed["id"]),
+                   A.c.kind.in_(("programme_spent", "provider_payable"))))).all()
+        assert len(moved) == 2
+        await session.execute(update(P).where(P.c.id.in_([m.id for m in moved])).values(unit="USD"))
+    recon = await world.reconciliation()
+    assert recon["unbalanced_transactions"] == [] and not recon["is_clean"]
+    found = [(d["what"], d["transaction_id"], d["unit"], d["account_unit"]) for d in recon["record_differences"]]
+    assert found == [("posting's unit differs from its account's", str(moved[0].transaction_id), "USD", "CNY")] * 2, recon
+    async with app.state.database.unit_of_work() as session, guard_lifted(session, "ledger_posting", trigger):
+        await session.execute(update(P).where(P.c.id.in_([m.id for m in moved])).values(unit="CNY"))
+    assert (await world.reconciliation())["is_clean"]
