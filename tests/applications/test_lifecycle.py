@@ -587,6 +587,21 @@ async def test_an_objection_holds_the_commitment_until_the_office_decides(
     assert_problem(await desk.issue_direct(1, third["id"]), 409, "budget_exhausted")
 
 
+async def test_an_objection_of_the_longest_statement_allowed_is_kept_whole(app, client: httpx.AsyncClient) -> None:
+    """2,000 characters are allowed, and kept as received in the application's reason and its
+    history step: a prefix had made the reason 2,011, and PostgreSQL refused the objection."""
+    desk = await open_desk(app, client)
+    application = await desk.apply(1_000_000)
+    await desk.done(application, "approve")
+    statement = "异议" * 1000
+    response = await desk.client.post(f"/v1/applications/{application['id']}/objections",
+                                      json={"statement": statement}, headers=auth(desk.world.operator, **fresh_key()))
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "under_review" and response.json()["status_reason"] == statement
+    assert (await desk.history(application))[-1]["reason"] == statement
+    await desk.assert_clean()
+
+
 async def test_a_baseless_objection_does_not_cost_the_applicant_its_award(
         app: Any, client: httpx.AsyncClient, clock: Any) -> None:
     """The review's case: budget for two, A approved, an objection lodged against A, B and C

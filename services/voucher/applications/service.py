@@ -540,7 +540,10 @@ async def lodge_objection(
     application.publicity_ends_at = None
     await _record(session, application, S.PUBLICITY, S.UNDER_REVIEW, actor, now, reason=statement,
                   details={"objector": objector, "held_amount": application.approved_amount})
-    application.status_reason = f"objection: {statement}"
+    # The statement as received: its history step says it was an objection. An English prefix
+    # had pushed a statement of the 2,000 characters allowed past the column's 2,000, and
+    # PostgreSQL refused the objection (an independent review, December 2026).
+    application.status_reason = statement
     application.decided_at = None
     await session.flush()
     return application
