@@ -1252,6 +1252,29 @@ async def test_a_refund_in_a_cancelled_settlements_days_is_still_drafted_by_the_
     assert await jobs.run_once(app.state.database, "create-settlements", clock()) == 0
 
 
+async def test_the_job_drafts_only_the_days_of_a_month_no_settlement_covers(app, world: World, clock) -> None:
+    """The office settled 1–15 March by hand and cancelled it; a capture on 20 March left the
+    rest of the month to the job. Its draft was the whole month, and took the captures the
+    office had cancelled, against its own rule that a cancelled period is not made again, and
+    they no longer showed as work left (an independent review, December 2026). It drafts 16–31
+    March: the capture of 5 March stays the office's to settle again."""
+    from services.voucher import jobs
+
+    v = await world.issue(100_000_000)
+    early = await redeem(world, clock, "2026-03-05T02:00:00+00:00", v, 10_000_000, "PO-A")
+    clock.current = utc("2026-03-16T01:00:00+00:00")
+    await moved(world, (await settled(world, "2026-03-01", "2026-03-15"))["id"], "cancel", "cancelled")
+    late = await redeem(world, clock, "2026-03-20T02:00:00+00:00", v, 1_000_000, "PO-B")
+    clock.current = utc("2026-04-02T01:00:00+00:00")
+    assert await jobs.run_once(app.state.database, "create-settlements", clock()) == 1
+    [draft] = [s for s in await listed(world) if s["status"] == "draft"]
+    assert (draft["period_start"], draft["period_end"], draft["captured_total"]) == ("2026-03-16", "2026-03-31",
+                                                                                     late["captured_amount"])
+    left = (await world.reconciliation())["captures_to_settle_again"]
+    assert [(d["redemption_id"], d["captured_amount"]) for d in left] == [(early["id"], 3_000_000)]
+    assert await jobs.run_once(app.state.database, "create-settlements", clock()) == 0
+
+
 async def test_a_refund_of_a_capture_settled_after_a_later_month_is_still_drafted_by_the_job(
         app, world: World, clock) -> None:
     """March's capture, refunded in April; the office settled April by hand (while the worker
@@ -1297,7 +1320,8 @@ async def test_a_refund_between_an_overlapping_settlement_made_first_and_its_cap
     assert (by_hand["captured_total"], by_hand["refunded_total"]) == (3_000_000, 0)  # PO-X not settled yet
     assert await jobs.run_once(app.state.database, "create-settlements", clock()) == 1  # March, with PO-X
     march = [s for s in await listed(world) if s["period_start"] == "2026-03-01"]
-    assert [(s["period_end"], s["total"], s["refunded_total"]) for s in march] == [("2026-03-31", 3_000_000, 0)]
+    # the days no settlement covers: up to the hand-made one's first
+    assert [(s["period_end"], s["total"], s["refunded_total"]) for s in march] == [("2026-03-15", 3_000_000, 0)]
     clock.current = utc("2026-06-02T01:00:00+00:00")
     assert await jobs.run_once(app.state.database, "create-settlements", clock()) == 1
     may = [s for s in await listed(world) if s["period_start"] == "2026-05-01"]

@@ -350,8 +350,9 @@ def _title(settlement: Settlement) -> str:
 
 async def due_monthly(
     session: AsyncSession, now: datetime, limit: int = 500,
-) -> list[tuple[uuid.UUID, uuid.UUID, date]]:
-    """(provider, programme, first day of the month) of every calendar month that ended at least
+) -> list[tuple[uuid.UUID, uuid.UUID, date, date]]:
+    """(provider, programme, first day, last day) of the days no settlement covers in every
+    calendar month that ended at least
     `SETTLE_AFTER` ago and holds a capture payable to the provider that no settlement's period
     covers, or is the first such month since a refund of a settled capture that no settlement
     has taken back (a repayment) — oldest first. Every month since the pair's first capture is looked at, not only
@@ -359,8 +360,10 @@ async def due_monthly(
     sandbox clock moved by a year) are settled too. The days the pair's settlements cover, in
     any status, are left out (one the office cancelled is not made again, as before): what is
     left is read in captured order, one index probe per month found and one per run of
-    uncovered days, so a run of a pair whose months are all settled reads no capture."""
-    due: list[tuple[uuid.UUID, uuid.UUID, date]] = []
+    uncovered days, so a run of a pair whose months are all settled reads no capture. The draft
+    covers only those days of the month: the whole month had taken the captures of a part the
+    office had cancelled, against the rule above (an independent review, December 2026)."""
+    due: list[tuple[uuid.UUID, uuid.UUID, date, date]] = []
     for provider_id, programme_id in await repository.enrolled_pairs(session):
         first = await repository.first_capture(session, provider_id, programme_id)
         window = settle_window(first, now) if first is not None else None
@@ -368,7 +371,11 @@ async def due_monthly(
             continue
         settled = await repository.settled_periods(session, provider_id, programme_id)
         runs = list(uncovered(*window, settled))
-        months: list[date] = []
+        periods: list[tuple[date, date]] = []  # a run's days in one month each
+
+        def within(month: date, start_day: date, end_day: date) -> tuple[date, date]:
+            return max(start_day, month), min(end_day, month_after(month) - timedelta(days=1))
+
         for start_day, end_day in runs:
             day = start_day
             while day <= end_day:
@@ -376,8 +383,9 @@ async def due_monthly(
                     session, provider_id, programme_id, *period_bounds(day, end_day))
                 if found is None:
                     break
-                months.append(found.astimezone(ZoneInfo(PERIOD_ZONE)).date().replace(day=1))
-                day = month_after(months[-1])
+                month = found.astimezone(ZoneInfo(PERIOD_ZONE)).date().replace(day=1)
+                periods.append(within(month, start_day, end_day))
+                day = month_after(month)
         # A refund of a settled capture with no capture after it (the programme winding down) is
         # settled as a repayment: the first month on or after it that no settlement covers. Only
         # refunds made since the first uncovered day are looked for — one before it was taken by
@@ -400,22 +408,27 @@ async def due_monthly(
                 session, provider_id, programme_id, period_bounds(since, since)[0])
         if refunded is not None:
             since = refunded.astimezone(ZoneInfo(PERIOD_ZONE)).date()
-            first_open = next((max(start_day, since) for start_day, end_day in runs if end_day >= since), None)
-            if first_open is not None and first_open.replace(day=1) not in months:
-                months.append(first_open.replace(day=1))
-        for month in sorted(months):
-            due.append((provider_id, programme_id, month))
+            run = next(((max(start_day, since), start_day, end_day) for start_day, end_day in runs
+                        if end_day >= since), None)
+            if run is not None:
+                period = within(run[0].replace(day=1), run[1], run[2])
+                if period not in periods:
+                    periods.append(period)
+        for start_day, end_day in sorted(periods):
+            due.append((provider_id, programme_id, start_day, end_day))
             if len(due) >= limit:
                 return due
     return due
 
 
 async def create_monthly(
-    session: AsyncSession, provider_id: uuid.UUID, programme_id: uuid.UUID, month: date, now: datetime,
+    session: AsyncSession, provider_id: uuid.UUID, programme_id: uuid.UUID, first_day: date, last_day: date,
+    now: datetime,
 ) -> int:
-    """The `create-settlements` job's item: one month's draft settlement for one provider and
-    programme, as the system. Run twice, it refuses the second time (settlement_exists)."""
+    """The `create-settlements` job's item: the draft settlement of one month's days no
+    settlement covers (`due_monthly`), for one provider and programme, as the system. Run twice,
+    it refuses the second time (settlement_exists)."""
     with audit.as_system():
         await create(session, SYSTEM, provider_id=provider_id, programme_id=programme_id,
-                     period_start=month, period_end=month_after(month) - timedelta(days=1), now=now)
+                     period_start=first_day, period_end=last_day, now=now)
     return 1
