@@ -163,27 +163,24 @@ async def get_with_balances(
     return VoucherRow(*row[:_WIDTH]), int(row[_WIDTH]), int(row[_WIDTH + 1]), int(row[_WIDTH + 2])
 
 
-async def balances_of(session: AsyncSession, vouchers: list[Voucher]) -> dict[uuid.UUID, int]:
-    ids = [i for v in vouchers for i in (v.available_account_id, v.held_account_id, v.used_account_id)]
-    if not ids:
-        return {}
-    rows = await session.execute(
-        select(col(LedgerAccount.id), col(LedgerAccount.balance)).where(col(LedgerAccount.id).in_(ids))
-    )
-    return dict(rows.all())
-
-
-async def expired_held_of(session: AsyncSession, vouchers: list[Voucher], now: datetime) -> dict[uuid.UUID, int]:
-    """Per voucher, what its lapsed holds still hold in the ledger (see `EXPIRED_HELD`)."""
+async def balances_of(session: AsyncSession, vouchers: list[Voucher], now: datetime) -> dict[uuid.UUID,
+                                                                                            tuple[int, int, int]]:
+    """Per voucher, its available, held and used balances as of `now` (holds past their TTL count
+    as released, `EXPIRED_HELD`), in one statement: the balances and the lapsed holds had been
+    two, and on PostgreSQL (a read outside a transaction) a hold that committed between them
+    showed as released from balances that did not yet hold it — held below zero, available
+    above face value (an independent review, December 2026)."""
     if not vouchers:
         return {}
     stmt = (
-        select(col(Redemption.voucher_id), func.sum(col(Redemption.held_amount)))
-        .join_from(Redemption, Voucher, col(Voucher.id) == col(Redemption.voucher_id))
-        .where(col(Redemption.voucher_id).in_([v.id for v in vouchers]), is_lapsed_hold(now, col(Voucher.expires_at)))
-        .group_by(col(Redemption.voucher_id))
+        select(V.c.id, col(_AV.balance) + EXPIRED_HELD, col(_HE.balance) - EXPIRED_HELD, col(_US.balance))
+        .join(_AV, col(_AV.id) == V.c.available_account_id)
+        .join(_HE, col(_HE.id) == V.c.held_account_id)
+        .join(_US, col(_US.id) == V.c.used_account_id)
+        .where(V.c.id.in_([v.id for v in vouchers]))
     )
-    return {voucher_id: int(total) for voucher_id, total in (await session.execute(stmt)).all()}
+    rows = (await session.execute(stmt, {"now": now})).all()
+    return {voucher_id: (int(available), int(held), int(used)) for voucher_id, available, held, used in rows}
 
 
 async def usage(

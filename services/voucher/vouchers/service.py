@@ -331,14 +331,11 @@ async def view(session: AsyncSession, voucher: Voucher, now: datetime) -> Vouche
 
 async def views(session: AsyncSession, vouchers: list[Voucher], now: datetime) -> list[VoucherView]:
     """Vouchers with their ledger balances and their status as of `now`."""
-    balances = await repository.balances_of(session, vouchers)
-    expired = await repository.expired_held_of(session, vouchers, now)
+    balances = await repository.balances_of(session, vouchers, now)  # lapsed holds released, job or not
     out = []
     for v in vouchers:
-        gone = expired.get(v.id, 0)  # lapsed holds: released, whether or not a job has run
-        b = Balances(balances[v.available_account_id] + gone, balances[v.held_account_id] - gone,
-                     balances[v.used_account_id])
-        out.append(VoucherView(v, effective_status(VoucherStatus(v.status), v.expires_at, now), b))
+        out.append(VoucherView(v, effective_status(VoucherStatus(v.status), v.expires_at, now),
+                               Balances(*balances[v.id])))
     return out
 
 
