@@ -59,6 +59,21 @@ async def test_a_provider_is_told_of_a_repayment_statement_before_it_is_confirme
     assert await feed() == ["settlement.created", "settlement.submitted"]
 
 
+async def test_a_provider_is_told_when_its_statement_is_cancelled(app, world: World, clock) -> None:
+    """A provider that confirmed a statement heard nothing when the office cancelled it (an
+    independent review, December 2026): the cancellation is on its feed, and the events of a
+    settlement carry the unit their amounts are in."""
+    repayment = await _a_repayment_draft(world, clock)
+    assert (await act(world, repayment["id"], "cancel")).status_code == 200
+    await events.publish_pending(app.state.database, clock())
+    found = await world.client.get("/v1/events", params={"resource_id": repayment["id"]},
+                                   headers=auth(world.provider_key))
+    assert found.status_code == 200, found.text
+    items = found.json()["items"]
+    assert [e["type"] for e in items] == ["settlement.created", "settlement.cancelled"]
+    assert items[0]["data"]["unit"] == "CNY" and items[0]["data"]["total"] == -400_000
+
+
 @pytest.mark.parametrize("reference", ["  \n ", "ICBC\u2028-77", "ICBC\x85-77", "ICBC\x9b31m-77", "\u200b\u200b"],
                          ids=["blank", "line-separator", "NEL", "C1-CSI", "zero-width-only"])
 async def test_a_payment_is_recorded_only_with_a_reference_of_one_line_of_visible_text(

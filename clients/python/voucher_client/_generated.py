@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "6bbe2d65057a5a288956605cd853f2ff57f2f63f54a329d3f6bb85ac8fa9622d"
+DOCUMENT_SHA256 = "ee7216d4be9b788fc3b5e9cc14b17e2950af804c94231a9af4076c6a2957b972"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]
@@ -25,7 +25,7 @@ ClaimStatus = Literal["submitted", "under_review", "approved", "paid", "rejected
 
 Dataset = Literal["ledger-entries", "redemptions", "redemption-line-items", "settlements", "settlement-items", "audit-events", "audit-event-changes"]
 
-EventType = Literal["application.approved", "voucher.issued", "voucher.expiring", "voucher.balance_low", "hold.expired", "redemption.captured", "refund.created", "claim.approved", "settlement.created", "settlement.submitted", "settlement.paid"]
+EventType = Literal["application.approved", "voucher.issued", "voucher.expiring", "voucher.balance_low", "hold.expired", "redemption.captured", "refund.created", "claim.approved", "settlement.created", "settlement.submitted", "settlement.paid", "settlement.cancelled"]
 
 ExpiryDisposition = Literal["pool", "breakage"]
 """Where a voucher's unused value goes when it expires."""

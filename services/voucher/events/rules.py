@@ -17,6 +17,7 @@ class EventType(StrEnum):
     SETTLEMENT_CREATED = "settlement.created"
     SETTLEMENT_SUBMITTED = "settlement.submitted"
     SETTLEMENT_PAID = "settlement.paid"
+    SETTLEMENT_CANCELLED = "settlement.cancelled"
 
 
 #: Audit actions that are announced as they are (the event names the change it reports).
@@ -24,6 +25,9 @@ ANNOUNCED_ACTIONS: frozenset[str] = frozenset({
     EventType.APPLICATION_APPROVED, EventType.VOUCHER_ISSUED, EventType.HOLD_EXPIRED,
     EventType.REDEMPTION_CAPTURED, EventType.REFUND_CREATED, EventType.CLAIM_APPROVED,
     EventType.SETTLEMENT_CREATED, EventType.SETTLEMENT_SUBMITTED, EventType.SETTLEMENT_PAID,
+    # A provider that confirmed a statement is told when the office cancels it (an independent
+    # review, December 2026): its captures are then to be settled again.
+    EventType.SETTLEMENT_CANCELLED,
 })
 
 #: A voucher announces when its use (captured, net of refunds) first reaches each of these

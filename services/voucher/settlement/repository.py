@@ -7,7 +7,18 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Exists, Select, and_, case, false, func, insert, select
+from sqlalchemy import (
+    ColumnElement,
+    Exists,
+    Select,
+    and_,
+    case,
+    false,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -162,6 +173,14 @@ async def first_unsettled_refund(
                col(RedemptionRefund.created_at) >= since, *_REFUND_TO_SETTLE)
         .order_by(col(RedemptionRefund.created_at)).limit(1))
     return found.scalar_one_or_none()
+
+
+async def release_items(session: AsyncSession, settlement_id: uuid.UUID, now: datetime) -> None:
+    """Every line of a cancelled settlement released, in one statement: one UPDATE per line,
+    through ORM objects, had taken a 100,000-line draft's cancellation that many statements."""
+    it = table_of(SettlementItem)
+    await session.execute(update(it).where(it.c.settlement_id == settlement_id, it.c.released_at.is_(None))
+                          .values(released_at=now))
 
 
 async def items(session: AsyncSession, settlement_id: uuid.UUID) -> list[SettlementItem]:

@@ -189,7 +189,7 @@ _STATEMENT_CHUNK = 64 * 1024
                **responses(*AUTH_ERRORS, errors.NotFound)},
 )
 async def settlement_statement_xlsx(settlement_id: uuid.UUID, session: Session, actor: Reader) -> StreamingResponse:
-    found = await service.statement(session, actor, settlement_id)
+    found = await service.statement(session, actor, settlement_id, csv=False)
     settlement = found["settlement"]
     lines = [Line.of(item) for item in found["items"]]
     title = statement_title(settlement.id, settlement.period_start, settlement.period_end)
@@ -300,8 +300,8 @@ async def pay_settlement(settlement_id: uuid.UUID, body: Payment, session: Sessi
 
 @router.post("/{settlement_id}/cancel", operation_id="cancel_settlement",
     description="The programme office (`settlements:write`) cancels a draft or submitted settlement, with a "
-    "reason; its captures and refunds can be settled again. Records the audit event `settlement.cancelled`; no "
-    "value moves. Refused with `not_found`, `invalid_transition` (approved, paid or already cancelled; or "
+    "reason; its captures and refunds can be settled again. Records the audit event `settlement.cancelled`, announced to "
+    "events and webhooks (the provider's captures are to be settled again); no value moves. Refused with `not_found`, `invalid_transition` (approved, paid or already cancelled; or "
     "disputed: the dispute is answered first, which returns it to submitted) or an Idempotency-Key conflict.",
              summary="Cancel a draft or submitted settlement; its lines can be settled again",
              response_model=SettlementPublic, responses=responses(*AUTH_ERRORS, *MOVE),
