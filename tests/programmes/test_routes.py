@@ -283,6 +283,31 @@ async def test_a_programme_saved_before_a_check_was_tightened_still_reads(app, c
     assert listed.status_code == 200 and created.json()["id"] in {p["id"] for p in listed.json()["items"]}
 
 
+async def test_a_programme_saved_before_a_check_was_tightened_can_still_be_edited(
+        app, client: httpx.AsyncClient, operator_key: str) -> None:
+    """An open programme with a tier of no categories (refused since December 2026, read as
+    written) had every edit refused on that tier — a new closing date, its name — and its money
+    terms cannot change once open, so nothing could be edited again (an independent review).
+    An edit is refused only for the problems it brings."""
+    from sqlalchemy import update
+
+    from services.voucher.tables import Programme
+
+    created = await new_programme(client, operator_key)
+    opened = await client.post(f"{BASE}/{created['id']}/open", headers=auth(operator_key))
+    assert opened.status_code == 200, opened.text
+    legacy = [{"spend_up_to": 50_000_000, "rate_bps": 5000, "categories": []}]
+    async with app.state.database.unit_of_work() as session:
+        await session.execute(update(Programme).where(Programme.id == uuid.UUID(created["id"])).values(
+            tiers=legacy, application_opens_at=datetime.fromisoformat("2026-01-01T00:00:00+00:00")))
+    renamed = await patch(client, operator_key, created["id"], {"name": "Renamed programme"})
+    assert renamed.status_code == 200, renamed.text
+    assert renamed.json()["name"] == "Renamed programme" and renamed.json()["tiers"] == legacy
+    problem = assert_problem(await patch(client, operator_key, created["id"],  # before it opens: what it brings
+                                         {"application_closes_at": "2025-12-01T00:00:00Z"}), 422, "validation_failed")
+    assert [e["pointer"] for e in problem["errors"]] == ["/application_closes_at"], problem
+
+
 async def test_category_error_explains_the_expected_shape(
     client: httpx.AsyncClient, operator_key: str
 ) -> None:

@@ -48,6 +48,19 @@ def _validate(terms: dict[str, Any], *, new_rules: bool = True) -> None:
         raise ValidationFailed([field_error(f, m, "programme_terms") for f, m in problems])
 
 
+def _validate_change(stored: dict[str, Any], changed: dict[str, Any]) -> None:
+    """Refuse the problems a change brings, not those its programme was saved with before a
+    check was tightened: an open programme's money terms cannot change, so one saved with a
+    tier of no categories (read as written) had every edit refused, a new closing date or its
+    description too, with nothing the office could do (an independent review, December 2026)."""
+    new_rules = "eligibility_rules" in changed
+    had = {(f, m.template, repr(sorted(m.params.items()))) for f, m in term_problems(stored, new_rules=new_rules)}
+    problems = [(f, m) for f, m in term_problems({**stored, **changed}, new_rules=new_rules)
+                if (f, m.template, repr(sorted(m.params.items()))) not in had]
+    if problems:
+        raise ValidationFailed([field_error(f, m, "programme_terms") for f, m in problems])
+
+
 def _terms(programme: Programme) -> dict[str, Any]:
     return {f: getattr(programme, f) for f in _TERM_FIELDS}
 
@@ -127,7 +140,7 @@ async def update_programme(
                 msg("providers enrolled in this programme do not offer {kind}: {providers}; withdraw them first",
                     kind=kind, providers=[name for _, name in lacking]),
                 provider_ids=[str(provider_id) for provider_id, _ in lacking])
-    _validate({**_terms(programme), **changed}, new_rules="eligibility_rules" in changed)
+    _validate_change(_terms(programme), changed)
     before = {k: getattr(programme, k) for k in changed}
     for field, value in changed.items():
         setattr(programme, field, value)
