@@ -102,6 +102,8 @@ def provider_payload(**overrides: Any) -> dict[str, Any]:
         "uscc": new_uscc("330100"),
         "name": "杭州测试算力有限公司",
         "kinds": ["compute", "model"],
+        "settlement_account": {"bank_name": "中国工商银行杭州分行", "account_name": "杭州测试算力有限公司",
+                               "account_number": "1202020209000654321"},
     }
     body.update(overrides)
     return body

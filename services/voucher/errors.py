@@ -480,6 +480,11 @@ class SettlementExists(Conflict):
     title = "A settlement of this provider, programme and period already exists"
 
 
+class SettlementAccountMissing(Conflict):
+    code = "settlement_account_missing"
+    title = "The provider has no settlement account on file"
+
+
 class RecordsDiffer(Conflict):
     """A record money would be paid from differs from what it is made of (a row changed outside
     the service): nothing is paid until the office has found out why."""

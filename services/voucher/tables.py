@@ -614,6 +614,10 @@ class Settlement(SQLModel, table=True):
     status_reason: str | None = Field(default=None, max_length=2000)
     payment_reference: str | None = Field(default=None, max_length=128)
     paid_on: date | None = None
+    #: The provider's settlement account as it stood when the payment was approved (0033):
+    #: where the money goes, whatever the registry says later. Null for a settlement that pays
+    #: nothing, or approved before it was recorded.
+    payee_account: dict[str, Any] | None = Field(default=None, sa_type=JSONType)
     created_at: datetime = Field(sa_type=UTCDateTime)
     updated_at: datetime = Field(sa_type=UTCDateTime)
     submitted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

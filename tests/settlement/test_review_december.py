@@ -148,3 +148,41 @@ async def test_a_statement_that_pays_nothing_is_approved_on_a_silent_provider_s_
     await moved(world, nothing["id"], "approve", "approved")
     await moved(world, nothing["id"], "pay", "paid")
     assert (await world.reconciliation())["is_clean"]
+
+
+async def _provider_account(world: World, account: dict[str, str] | None) -> None:
+    path = f"/v1/providers/{world.provider['id']}"
+    etag = (await world.client.get(path, headers=auth(world.operator))).headers["etag"]
+    changed = await world.client.patch(path, json={"settlement_account": account},
+                                       headers=auth(world.operator, **{"If-Match": etag}))
+    assert changed.status_code == 200, changed.text
+
+
+async def test_a_payment_is_approved_to_the_account_on_file_and_kept_with_it(app, world: World, clock) -> None:
+    """The provider's account was kept in the registry and read by nothing: a settlement was
+    approved and paid with no account on file, and a change of account between confirmation
+    and payment left no trace of where the money was to go (an independent review of the
+    registries, December 2026). Approval is refused without an account, changing nothing, and
+    records the account as it stands; a later change of the registry does not move it."""
+    v = await world.issue(100_000_000)
+    await redeem(world, clock, "2026-03-02T02:00:00+00:00", v, 10_000_000, "PO-X")
+    clock.current = utc("2026-04-02T01:00:00+00:00")
+    draft = await settled(world, "2026-03-01", "2026-03-31")
+    assert draft["payee_account"] is None
+    await moved(world, draft["id"], "submit", "submitted")
+    await _provider_account(world, None)
+    refused = assert_problem(await act(world, draft["id"], "approve"), 409, "settlement_account_missing")
+    assert refused["provider_id"] == world.provider["id"]
+    assert (await get(world, draft["id"]))["status"] == "submitted"
+    first = {"bank_name": "中国银行杭州分行", "account_name": "杭州测试算力有限公司", "account_number": "6216600000000001"}
+    await _provider_account(world, first)
+    approved = await moved(world, draft["id"], "approve", "approved")
+    assert approved["payee_account"] == first
+    await _provider_account(world, {**first, "account_number": "6216600000000999"})  # after approval
+    paid = await moved(world, draft["id"], "pay", "paid")
+    assert paid["payee_account"] == first
+    assert (await get(world, draft["id"], key=world.provider_key))["payee_account"] == first
+    events = (await world.client.get("/v1/audit/events", params={"resource_id": draft["id"],
+                                                                 "action": "settlement.approved"},
+                                     headers=auth(world.operator))).json()["items"]
+    assert [e["after"]["payee_account"] for e in events] == [first]

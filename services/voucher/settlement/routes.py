@@ -269,10 +269,12 @@ async def resolve_settlement(settlement_id: uuid.UUID, body: Reason, session: Se
     "optional note. A draft whose total is zero or below (it pays nothing, or is a repayment statement) that the "
     "provider neither confirmed nor disputed within 15 days of it is approved too, recorded as submitted on the "
     "provider's behalf. The status becomes `approved` and the audit event `settlement.approved` is recorded; no value "
-    "moves until payment. Refused with `not_found`, `invalid_transition` (not submitted, or such a draft before its "
-    "15 days) or an Idempotency-Key conflict.",
+    "moves until payment. A settlement that pays the provider is approved to the provider's settlement account as "
+    "it stands, recorded on it as `payee_account`. Refused with `not_found`, `invalid_transition` (not submitted, "
+    "or such a draft before its 15 days), `settlement_account_missing` (it pays the provider, who has no settlement "
+    "account on file) or an Idempotency-Key conflict.",
              summary="Approve a submitted settlement for payment", response_model=SettlementPublic,
-             responses=responses(*AUTH_ERRORS, *MOVE), dependencies=[Depends(idempotent(Scope.SETTLEMENTS_WRITE))])
+             responses=responses(*AUTH_ERRORS, *MOVE, errors.SettlementAccountMissing), dependencies=[Depends(idempotent(Scope.SETTLEMENTS_WRITE))])
 async def approve_settlement(settlement_id: uuid.UUID, session: Session, now: Now, actor: Writer,
                              body: Note | None = None) -> SettlementPublic:
     return _public(await service.approve(session, actor, settlement_id, body.note if body else None, now))

@@ -48,12 +48,22 @@ class Payment(BaseModel):
     paid_on: Day
 
 
+class PayeeAccount(BaseModel):
+    """The provider's settlement account as it stood when the payment was approved."""
+
+    bank_name: str
+    account_name: str
+    account_number: str
+
+
 class SettlementPublic(BaseModel):
     model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [{
         "id": _ID, "provider_id": _PROVIDER, "programme_id": _PROGRAMME, "unit": "CNY",
         "period_start": "2026-03-01", "period_end": "2026-03-31", "status": "paid",
         "captured_total": 1_500_000, "refunded_total": 100_000, "total": 1_400_000, "line_count": 4,
         "status_reason": None, "payment_reference": "ICBC-20260405-000123", "paid_on": "2026-04-05",
+        "payee_account": {"bank_name": "中国工商银行杭州余杭支行", "account_name": "杭州云算科技有限公司",
+                          "account_number": "1202020209000123456"},
         "created_at": "2026-04-01T02:00:00Z", "updated_at": "2026-04-05T03:00:00Z",
         "submitted_at": "2026-04-02T02:00:00Z", "approved_at": "2026-04-03T02:00:00Z",
         "paid_at": "2026-04-05T03:00:00Z", "cancelled_at": None}]})
@@ -73,6 +83,10 @@ class SettlementPublic(BaseModel):
     status_reason: str | None
     payment_reference: str | None
     paid_on: Day | None
+    payee_account: PayeeAccount | None = Field(
+        description="Where the payment goes: the provider's settlement account as it stood when the office approved "
+        "the payment (a later change in the registry does not change it). Null until then, for a settlement that "
+        "pays nothing or is a repayment, and for one approved before December 2026.")
     created_at: datetime
     updated_at: datetime
     submitted_at: datetime | None

@@ -26,6 +26,7 @@ from services.voucher.errors import (
     NotFound,
     NothingToSettle,
     RecordsDiffer,
+    SettlementAccountMissing,
     SettlementExists,
     ValidationFailed,
     field_error,
@@ -240,7 +241,18 @@ async def approve(session: AsyncSession, actor: Actor, settlement_id: uuid.UUID,
         await _put_forward(session, settlement, now, msg(
             "not confirmed nor disputed by the provider within {days} days: confirmed on its behalf",
             days=REPAYMENT_CONFIRM_DAYS).render("en"))
-    await _move(session, settlement, S.APPROVED, now, note)
+    account = None
+    if settlement.total > 0:
+        # Where the money goes is approved with the payment: the account as it stands now (one
+        # column, the old value or the new one), whatever the registry says later.
+        provider = await providers.get_provider(session, actor, settlement.provider_id)
+        account = provider.settlement_account
+        if not account:
+            raise SettlementAccountMissing(
+                msg("the provider has no settlement account on file: record its bank account in the registry, then "
+                    "approve the payment"), provider_id=str(settlement.provider_id))
+    await _move(session, settlement, S.APPROVED, now, note, payee_account=account)
+    settlement.payee_account = account
     settlement.approved_at = now
     await session.flush()
     return settlement
