@@ -6,7 +6,15 @@ import re
 import unicodedata
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from services.voucher import uscc as uscc_rules
@@ -221,6 +229,33 @@ class RelatedParty(BaseModel):
 
     role: Literal["legal_representative", "shareholder"]
     party_id: str = Field(min_length=16, max_length=128, pattern=r"^[A-Za-z0-9:_-]+$")
+
+
+#: The weights of a resident identity card number's 17 digits (GB 11643, ISO 7064 MOD 11-2).
+_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+
+
+def is_identity_number(value: str) -> bool:
+    """An 18-character resident identity card number whose check character is right."""
+    if len(value) != 18 or not value[:17].isdigit() or not (value[17].isdigit() or value[17] in "xX"):
+        return False
+    check = "10X98765432"[sum(int(d) * w for d, w in zip(value[:17], _ID_WEIGHTS, strict=True)) % 11]
+    return value[17].upper() == check
+
+
+class RelatedPartyInput(RelatedParty):
+    """A related party as sent: a raw identity card number is refused, alone or after a
+    prefix (`person:…`). It had been stored as sent, then shown in audit events, anomaly
+    reports and the refusals providers read (an independent review, December 2026). A stored
+    one still reads (the rule is for input)."""
+
+    @field_validator("party_id")
+    @classmethod
+    def _not_an_identity_number(cls, value: str) -> str:
+        if is_identity_number(value.rsplit(":", 1)[-1]):
+            raise field_refusal("party_id_raw_identity", msg(
+                "a related party is named by a stable hashed identifier, never a raw identity card number"))
+        return value
 
 
 class PatchModel(BaseModel):

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from services.voucher.uscc import ALPHABET, check_character
-from tests.support import assert_problem, auth, create, enterprise_payload, new_uscc
+from tests.support import assert_problem, auth, create, enterprise_payload, new_uscc, provider_payload
 
 PATH = "/v1/enterprises"
 
@@ -427,3 +427,27 @@ async def test_a_name_stored_before_the_rule_still_reads(app, client: httpx.Asyn
     patched = await client.patch(f"/v1/enterprises/{enterprise['id']}", json={"headcount": 5},
                                  headers=auth(operator_key, **{"If-Match": '"v1"'}))
     assert patched.status_code == 200 and patched.json()["name"] == "杭州\u200b科技", patched.text
+
+
+@pytest.mark.parametrize("party_id", ["11010519491231002X", "person:11010519491231002x"])
+async def test_a_raw_identity_card_number_is_not_a_related_party(
+        client: httpx.AsyncClient, operator_key: str, party_id: str) -> None:
+    """Related parties are stable hashed identifiers: a raw identity card number (its check
+    character right) had been stored as sent and shown in audit events, anomaly reports and the
+    refusals providers read (an independent review, December 2026). Refused on an enterprise
+    and on a provider, created or changed; a hashed identifier is taken."""
+    parties = [{"role": "legal_representative", "party_id": party_id}]
+    for path, payload in (("/v1/enterprises", enterprise_payload(related_parties=parties)),
+                          ("/v1/providers", provider_payload(related_parties=parties))):
+        problem = assert_problem(await client.post(path, json=payload, headers=auth(operator_key)),
+                                 422, "validation_failed")
+        assert [e["pointer"] for e in problem["errors"]] == ["/related_parties/0/party_id"], problem
+    created = await create(client, operator_key, "/v1/providers", provider_payload(
+        related_parties=[{"role": "shareholder", "party_id": "sha256:" + "ab" * 32}]))
+    etag = (await client.get(f"/v1/providers/{created['id']}", headers=auth(operator_key))).headers["etag"]
+    changed = await client.patch(f"/v1/providers/{created['id']}", json={"related_parties": parties},
+                                 headers=auth(operator_key, **{"If-Match": etag}))
+    assert_problem(changed, 422, "validation_failed")
+    # an identifier that is not an identity number (its check character wrong) is taken
+    assert (await client.post("/v1/enterprises", json=enterprise_payload(related_parties=[
+        {"role": "shareholder", "party_id": "110105194912310021"}]), headers=auth(operator_key))).status_code == 201

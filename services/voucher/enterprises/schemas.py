@@ -18,6 +18,7 @@ from services.voucher.registry_schemas import (
     OneLineText,
     PatchModel,
     RelatedParty,
+    RelatedPartyInput,
     Uscc,
     distinct_certifications,
     field_refusal,
@@ -98,6 +99,8 @@ class EnterpriseCreate(EnterpriseFields):
     # Each item is a BlacklistRecord (a subclass that checks its dates); nothing appends to it.
     blacklist_records: list[BlacklistRecordInput] = Field(  # type: ignore[assignment]
         default_factory=list, max_length=100)
+    related_parties: list[RelatedPartyInput] = Field(  # type: ignore[assignment]
+        default_factory=list, max_length=200)
 
 
 class EnterpriseUpdate(PatchModel):
@@ -118,7 +121,7 @@ class EnterpriseUpdate(PatchModel):
     industry_code: str | None = Field(default=None, max_length=16)
     certifications: CertificationsInput | None = Field(default=None, max_length=50)
     blacklist_records: list[BlacklistRecordInput] | None = Field(default=None, max_length=100)
-    related_parties: list[RelatedParty] | None = Field(default=None, max_length=200)
+    related_parties: list[RelatedPartyInput] | None = Field(default=None, max_length=200)
 
 
 class EnterprisePublic(EnterpriseFields):

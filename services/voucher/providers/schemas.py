@@ -15,6 +15,7 @@ from services.voucher.registry_schemas import (
     NameText,
     PatchModel,
     RelatedParty,
+    RelatedPartyInput,
     Uscc,
     WrittenText,
     distinct,
@@ -97,6 +98,7 @@ class ProviderCreate(ProviderFields):
     uscc: Uscc
     kinds: KindsInput = Field(min_length=1, max_length=2)
     webhook_url: ContactUrl | None = None
+    related_parties: list[RelatedPartyInput] = Field(default_factory=list, max_length=200)  # type: ignore[assignment]
 
 
 class ProviderUpdate(PatchModel):
@@ -110,7 +112,7 @@ class ProviderUpdate(PatchModel):
     kinds: KindsInput | None = Field(default=None, min_length=1, max_length=2)
     settlement_account: SettlementAccountInput | None = None
     webhook_url: ContactUrl | None = None
-    related_parties: list[RelatedParty] | None = Field(default=None, max_length=200)
+    related_parties: list[RelatedPartyInput] | None = Field(default=None, max_length=200)
 
 
 class StatusChange(BaseModel):
