@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 
 from tests.support import assert_problem, auth, create, fresh_key
@@ -118,3 +120,35 @@ async def test_an_applications_reasons_and_an_objection_are_words(app, client: h
                                          headers=auth(world.enterprise_key)), 422, "validation_failed")
     found = await client.get(f"/v1/applications/{application['id']}", headers=auth(world.operator))
     assert found.json()["status"] == application["status"]
+
+
+async def test_a_read_shows_an_ended_publicity_as_issued_before_its_voucher_is_written(
+        app, client: httpx.AsyncClient, clock, monkeypatch) -> None:
+    """A read writes at most SETTLE_ON_READ vouchers (the worker the rest): those beyond it had
+    shown `publicity`, with an end in the past, left out of `status=issued`, while approving or
+    objecting to them was refused naming `issued` (an independent review, December 2026)."""
+    from services.voucher.applications import service
+
+    monkeypatch.setattr(service, "SETTLE_ON_READ", 0)  # as if the read's share went to others
+    world = await build_world(app, client, publicity_days=2)
+    application = await create(client, world.enterprise_key, "/v1/applications", {
+        "programme_id": world.programme["id"], "requested_amount": 7_000_000, "purpose": "inference"})
+    approved = await client.post(f"/v1/applications/{application['id']}/approve", json={"amount": 7_000_000},
+                                 headers=auth(world.operator, **fresh_key()))
+    assert approved.status_code == 200, approved.text
+
+    async def listed(**params: str) -> list[tuple[str, str, Any]]:
+        found = await client.get("/v1/applications", params=params, headers=auth(world.operator))
+        assert found.status_code == 200, found.text
+        return [(a["id"], a["status"], a["voucher_id"]) for a in found.json()["items"]]
+
+    assert await listed(status="publicity") == [(application["id"], "publicity", None)]
+    clock.advance(days=2)
+    assert await listed() == [(application["id"], "issued", None)]  # its voucher not written yet
+    assert await listed(status="issued") == [(application["id"], "issued", None)]
+    assert await listed(status="publicity") == []
+    objected = await client.post(f"/v1/applications/{application['id']}/objections", json={"statement": "late"},
+                                 headers=auth(world.operator, **fresh_key()))
+    assert assert_problem(objected, 409, "invalid_transition")["current_status"] == "issued"
+    read = await client.get(f"/v1/applications/{application['id']}", headers=auth(world.operator))
+    assert (read.json()["status"], read.json()["voucher_id"] is not None) == ("issued", True)  # one read writes it

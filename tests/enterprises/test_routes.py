@@ -10,7 +10,14 @@ import httpx
 import pytest
 
 from services.voucher.uscc import ALPHABET, check_character
-from tests.support import assert_problem, auth, create, enterprise_payload, new_uscc, provider_payload
+from tests.support import (
+    assert_problem,
+    auth,
+    create,
+    enterprise_payload,
+    new_uscc,
+    provider_payload,
+)
 
 PATH = "/v1/enterprises"
 

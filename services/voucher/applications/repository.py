@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Select, false, select, update
+from sqlalchemy import CursorResult, Select, and_, false, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -51,6 +51,7 @@ async def list_page(
     programme_id: uuid.UUID | None,
     enterprise_id: uuid.UUID | None,
     status: str | None,
+    now: datetime,
 ) -> tuple[list[Application], str | None]:
     stmt = visible(actor)
     if programme_id is not None:
@@ -58,7 +59,16 @@ async def list_page(
     if enterprise_id is not None:
         stmt = stmt.where(col(Application.enterprise_id) == enterprise_id)
     if status is not None:
-        stmt = stmt.where(col(Application.status) == status)
+        # By the status a reader sees: a publicity that has ended is issued, written yet or not
+        # (a read issues at most SETTLE_ON_READ of them; the worker the rest).
+        publicity = col(Application.status) == ApplicationStatus.PUBLICITY.value
+        ends = col(Application.publicity_ends_at)
+        if status == ApplicationStatus.ISSUED.value:
+            stmt = stmt.where(or_(col(Application.status) == status, and_(publicity, ends <= now)))
+        elif status == ApplicationStatus.PUBLICITY.value:
+            stmt = stmt.where(publicity, or_(ends.is_(None), ends > now))
+        else:
+            stmt = stmt.where(col(Application.status) == status)
     stmt = stmt.execution_options(populate_existing=True)
     rows, cursor = await paginate(session, stmt, col(Application.id), page)
     return list(rows), cursor

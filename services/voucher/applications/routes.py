@@ -4,6 +4,7 @@ objections, everyone reads the public publicity notice."""
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
@@ -48,12 +49,18 @@ COMMIT_ERRORS = (errors.BudgetExhausted, errors.EnterpriseCapExceeded, errors.Ex
                  errors.ProgrammeNotOpen)
 
 
-def _public(application: Application, language: str, response: Response | None = None) -> ApplicationPublic:
+def _public(application: Application, language: str, response: Response | None = None,
+            now: datetime | None = None) -> ApplicationPublic:
+    """`now`, on a read: an application whose publicity has ended shows as issued, as every
+    transition judges it, when its voucher is not written yet (a read writes at most
+    SETTLE_ON_READ; the worker the rest). It had shown `publicity` while an approval or
+    objection of it was refused naming `issued` (an independent review, December 2026)."""
     if response is not None:
         response.headers["Content-Language"] = "zh-CN" if language == "zh" else "en"
     a = application
+    status = ApplicationStatus(a.status) if now is None else service.status_seen(a, now)
     return ApplicationPublic(
-        id=a.id, programme_id=a.programme_id, enterprise_id=a.enterprise_id, status=ApplicationStatus(a.status),
+        id=a.id, programme_id=a.programme_id, enterprise_id=a.enterprise_id, status=status,
         unit=a.unit, requested_amount=a.requested_amount, approved_amount=a.approved_amount, purpose=a.purpose,
         contracts=a.contracts, eligibility=Eligibility.from_record(a.eligibility_result, language),
         status_reason=a.status_reason, submitted_at=a.submitted_at, approved_at=a.approved_at,
@@ -148,13 +155,13 @@ async def list_applications(
     async def read() -> tuple[list[Application], str | None]:
         return await service.list_applications(
             session, actor, page, programme_id=programme_id, enterprise_id=enterprise_id,
-            status=status.value if status else None,
+            status=status.value if status else None, now=now,
         )
 
     await _settle(session, database, actor, now)  # before filtering: `status=issued` must find them
     rows, cursor = await read()
     response.headers["Content-Language"] = "zh-CN" if language == "zh" else "en"
-    return Page(items=[_public(a, language) for a in rows], next_cursor=cursor)
+    return Page(items=[_public(a, language, now=now) for a in rows], next_cursor=cursor)
 
 
 @router.get(
@@ -176,7 +183,7 @@ async def get_application(
     if service.is_due(application, now):
         await _settle(session, database, actor, now, [application])
         application = await service.get_application(session, actor, application_id)
-    return _public(application, language, response)
+    return _public(application, language, response, now)
 
 
 @router.get(

@@ -323,10 +323,16 @@ async def list_applications(
     programme_id: uuid.UUID | None = None,
     enterprise_id: uuid.UUID | None = None,
     status: str | None = None,
+    now: datetime,
 ) -> tuple[list[Application], str | None]:
     return await repository.list_page(
-        session, actor, page, programme_id=programme_id, enterprise_id=enterprise_id, status=status
+        session, actor, page, programme_id=programme_id, enterprise_id=enterprise_id, status=status, now=now
     )
+
+
+def status_seen(application: Application, now: datetime) -> S:
+    """The status a reader sees (`_status`)."""
+    return _status(application, now)
 
 
 async def history(session: AsyncSession, actor: Actor, application_id: uuid.UUID) -> list[ApplicationTransition]:
