@@ -75,6 +75,9 @@ def insert_of(session: AsyncSession) -> Any:
 
 #: JSON everywhere, JSONB on PostgreSQL.
 JSONType = JSON().with_variant(JSONB(), "postgresql")
+#: A JSON column whose None is SQL NULL (JSONType stores the JSON text `null`), for a column
+#: that older rows leave NULL: `IS NULL` then means the same for every row.
+JSONNullable = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -26,7 +26,7 @@ from services.voucher.apikeys.rules import Role
 from services.voucher.applications.rules import OPEN as OPEN_APPLICATION
 from services.voucher.applications.rules import ApplicationStatus
 from services.voucher.claims.rules import ClaimStatus
-from services.voucher.db import JSONType, UTCDateTime
+from services.voucher.db import JSONNullable, JSONType, UTCDateTime
 from services.voucher.ids import uuid7
 from services.voucher.ledger.rules import AccountKind
 from services.voucher.money import Unit
@@ -617,7 +617,7 @@ class Settlement(SQLModel, table=True):
     #: The provider's settlement account as it stood when the payment was approved (0033):
     #: where the money goes, whatever the registry says later. Null for a settlement that pays
     #: nothing, or approved before it was recorded.
-    payee_account: dict[str, Any] | None = Field(default=None, sa_type=JSONType)
+    payee_account: dict[str, Any] | None = Field(default=None, sa_type=JSONNullable)
     created_at: datetime = Field(sa_type=UTCDateTime)
     updated_at: datetime = Field(sa_type=UTCDateTime)
     submitted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

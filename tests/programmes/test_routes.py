@@ -306,6 +306,14 @@ async def test_a_programme_saved_before_a_check_was_tightened_can_still_be_edite
     problem = assert_problem(await patch(client, operator_key, created["id"],  # before it opens: what it brings
                                          {"application_closes_at": "2025-12-01T00:00:00Z"}), 422, "validation_failed")
     assert [e["pointer"] for e in problem["errors"]] == ["/application_closes_at"], problem
+    # A field the change rewrites is judged afresh: a draft's new tiers with the old fault again
+    draft = await new_programme(client, operator_key)
+    async with app.state.database.unit_of_work() as session:
+        await session.execute(update(Programme).where(Programme.id == uuid.UUID(draft["id"])).values(tiers=legacy))
+    again = [{"spend_up_to": 40_000_000, "rate_bps": 4000, "categories": []}]
+    problem = assert_problem(await patch(client, operator_key, draft["id"], {"tiers": again}), 422, "validation_failed")
+    assert [e["pointer"] for e in problem["errors"]] == ["/tiers/0/categories"], problem
+    assert (await patch(client, operator_key, draft["id"], {"description": "kept"})).status_code == 200
 
 
 async def test_category_error_explains_the_expected_shape(

@@ -3,12 +3,17 @@ deemed to confirm, and a payment or an objection is recorded only with visible t
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 import httpx
 import pytest
+from sqlalchemy import update
+from sqlalchemy.exc import DBAPIError
 
+from services.voucher.db import table_of
 from services.voucher.events import service as events
+from services.voucher.tables import Settlement
 from tests.settlement.test_routes import START, act, get, moved, redeem, refund, settled, utc
 from tests.support import assert_problem, auth
 from tests.world import World, build_world
@@ -169,8 +174,10 @@ async def test_a_payment_is_approved_to_the_account_on_file_and_kept_with_it(app
     clock.current = utc("2026-04-02T01:00:00+00:00")
     draft = await settled(world, "2026-03-01", "2026-03-31")
     assert draft["payee_account"] is None
-    await moved(world, draft["id"], "submit", "submitted")
     await _provider_account(world, None)
+    # not yet confirmed by the provider: that is what the refusal says, not the account
+    assert_problem(await act(world, draft["id"], "approve"), 409, "invalid_transition")
+    await moved(world, draft["id"], "submit", "submitted")
     refused = assert_problem(await act(world, draft["id"], "approve"), 409, "settlement_account_missing")
     assert refused["provider_id"] == world.provider["id"]
     assert (await get(world, draft["id"]))["status"] == "submitted"
@@ -179,10 +186,18 @@ async def test_a_payment_is_approved_to_the_account_on_file_and_kept_with_it(app
     approved = await moved(world, draft["id"], "approve", "approved")
     assert approved["payee_account"] == first
     await _provider_account(world, {**first, "account_number": "6216600000000999"})  # after approval
+    with pytest.raises(DBAPIError, match="the account a settlement's payment was approved to never changes"):
+        async with app.state.database.unit_of_work() as session:  # nor behind the service
+            await session.execute(update(table_of(Settlement)).where(table_of(Settlement).c.id == uuid.UUID(
+                draft["id"])).values(payee_account={**first, "account_number": "6216600000000999"}))
     paid = await moved(world, draft["id"], "pay", "paid")
     assert paid["payee_account"] == first
+    await events.publish_pending(app.state.database, clock())
+    announced = (await world.client.get("/v1/events", params={"resource_id": draft["id"], "type": "settlement.paid"},
+                                        headers=auth(world.provider_key))).json()["items"]
+    assert [(e["data"]["total"], e["data"]["unit"]) for e in announced] == [(paid["total"], "CNY")]
     assert (await get(world, draft["id"], key=world.provider_key))["payee_account"] == first
-    events = (await world.client.get("/v1/audit/events", params={"resource_id": draft["id"],
-                                                                 "action": "settlement.approved"},
-                                     headers=auth(world.operator))).json()["items"]
-    assert [e["after"]["payee_account"] for e in events] == [first]
+    recorded = (await world.client.get("/v1/audit/events", params={"resource_id": draft["id"],
+                                                                   "action": "settlement.approved"},
+                                       headers=auth(world.operator))).json()["items"]
+    assert [e["after"]["payee_account"] for e in recorded] == [first]

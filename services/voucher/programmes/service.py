@@ -54,7 +54,10 @@ def _validate_change(stored: dict[str, Any], changed: dict[str, Any]) -> None:
     tier of no categories (read as written) had every edit refused, a new closing date or its
     description too, with nothing the office could do (an independent review, December 2026)."""
     new_rules = "eligibility_rules" in changed
-    had = {(f, m.template, repr(sorted(m.params.items()))) for f, m in term_problems(stored, new_rules=new_rules)}
+    # Only a problem of a field the change leaves as it is: one the change rewrites is judged
+    # afresh (a new rule set, or new tiers, with the old fault again is refused).
+    had = {(f, m.template, repr(sorted(m.params.items()))) for f, m in term_problems(stored, new_rules=new_rules)
+           if f.split("/")[0] not in changed}
     problems = [(f, m) for f, m in term_problems({**stored, **changed}, new_rules=new_rules)
                 if (f, m.template, repr(sorted(m.params.items()))) not in had]
     if problems:

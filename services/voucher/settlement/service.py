@@ -241,6 +241,7 @@ async def approve(session: AsyncSession, actor: Actor, settlement_id: uuid.UUID,
         await _put_forward(session, settlement, now, msg(
             "not confirmed nor disputed by the provider within {days} days: confirmed on its behalf",
             days=REPAYMENT_CONFIRM_DAYS).render("en"))
+    check_transition(S(settlement.status), S.APPROVED)  # one it cannot approve says so before the account
     account = None
     if settlement.total > 0:
         # Where the money goes is approved with the payment: the account as it stands now (one
