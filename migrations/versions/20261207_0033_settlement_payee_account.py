@@ -27,7 +27,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-MESSAGE = "the account a settlement's payment was approved to never changes"
+MESSAGE = "the account a settlement's payment was approved to, and when, never change"
 
 
 def upgrade() -> None:
@@ -35,14 +35,17 @@ def upgrade() -> None:
                                             nullable=True))
     # Once approved, the account is what the office approved: a change behind the service would
     # have had the payment made, and recorded, to another account (a review of this revision).
+    # The approval's time with it: cleared, it had lifted the guard for a second UPDATE.
     # record_guard_refuse() is migration 0020's.
     if op.get_bind().dialect.name == "postgresql":
         op.execute("CREATE TRIGGER settlement_payee_fixed BEFORE UPDATE ON settlement FOR EACH ROW "
-                   "WHEN (OLD.approved_at IS NOT NULL AND NEW.payee_account IS DISTINCT FROM OLD.payee_account) "
+                   "WHEN (OLD.approved_at IS NOT NULL AND (NEW.payee_account IS DISTINCT FROM OLD.payee_account "
+                   "OR NEW.approved_at IS DISTINCT FROM OLD.approved_at)) "
                    f"EXECUTE FUNCTION record_guard_refuse('{MESSAGE.replace(chr(39), chr(39) * 2)}')")
     else:
         op.execute("CREATE TRIGGER settlement_payee_fixed BEFORE UPDATE ON settlement "
-                   "WHEN OLD.approved_at IS NOT NULL AND NEW.payee_account IS NOT OLD.payee_account "
+                   "WHEN OLD.approved_at IS NOT NULL AND (NEW.payee_account IS NOT OLD.payee_account "
+                   "OR NEW.approved_at IS NOT OLD.approved_at) "
                    f"BEGIN SELECT RAISE(ABORT, '{MESSAGE.replace(chr(39), chr(39) * 2)}'); END")
 
 

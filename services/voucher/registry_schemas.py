@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from datetime import date
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -235,24 +236,42 @@ class RelatedParty(BaseModel):
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 
 
+#: 18 characters (17 digits and a digit or X) not inside a longer run of digits.
+_ID_RUN = re.compile(r"(?<![0-9])[0-9]{17}[0-9Xx](?![0-9])")
+
+
 def is_identity_number(value: str) -> bool:
-    """An 18-character resident identity card number whose check character is right."""
-    if len(value) != 18 or not value[:17].isdigit() or not (value[17].isdigit() or value[17] in "xX"):
+    """An 18-character resident identity card number: its check character right, its birth date
+    (characters 7–14) a real day from 1900 on, and not a valid USCC (a company named by its
+    USCC is how a corporate shareholder is recorded; some USCCs pass the card's check too)."""
+    if len(value) != 18 or not _ID_RUN.fullmatch(value):
         return False
     check = "10X98765432"[sum(int(d) * w for d, w in zip(value[:17], _ID_WEIGHTS, strict=True)) % 11]
-    return value[17].upper() == check
+    if value[17].upper() != check or uscc_rules.is_valid(value.upper()):
+        return False
+    try:
+        born = date(int(value[6:10]), int(value[10:12]), int(value[12:14]))
+    except ValueError:
+        return False
+    return born.year >= 1900
+
+
+def holds_identity_number(value: str) -> bool:
+    """Whether an identity card number stands anywhere in `value`: alone, after a prefix
+    (`person:`, `ID`) or between separators (`p_…_v1`)."""
+    return any(is_identity_number(found.group()) for found in _ID_RUN.finditer(value))
 
 
 class RelatedPartyInput(RelatedParty):
-    """A related party as sent: a raw identity card number is refused, alone or after a
-    prefix (`person:…`). It had been stored as sent, then shown in audit events, anomaly
+    """A related party as sent: a raw identity card number is refused wherever it stands in
+    the id (`is_identity_number`; a 15-digit card of the first generation is not recognised). It had been stored as sent, then shown in audit events, anomaly
     reports and the refusals providers read (an independent review, December 2026). A stored
     one still reads (the rule is for input)."""
 
     @field_validator("party_id")
     @classmethod
     def _not_an_identity_number(cls, value: str) -> str:
-        if is_identity_number(value.rsplit(":", 1)[-1]):
+        if holds_identity_number(value):
             raise field_refusal("party_id_raw_identity", msg(
                 "a related party is named by a stable hashed identifier, never a raw identity card number"))
         return value

@@ -186,10 +186,12 @@ async def test_a_payment_is_approved_to_the_account_on_file_and_kept_with_it(app
     approved = await moved(world, draft["id"], "approve", "approved")
     assert approved["payee_account"] == first
     await _provider_account(world, {**first, "account_number": "6216600000000999"})  # after approval
-    with pytest.raises(DBAPIError, match="the account a settlement's payment was approved to never changes"):
-        async with app.state.database.unit_of_work() as session:  # nor behind the service
-            await session.execute(update(table_of(Settlement)).where(table_of(Settlement).c.id == uuid.UUID(
-                draft["id"])).values(payee_account={**first, "account_number": "6216600000000999"}))
+    row = table_of(Settlement).c.id == uuid.UUID(draft["id"])
+    for values in ({"payee_account": {**first, "account_number": "6216600000000999"}},
+                   {"approved_at": None}):  # nor behind the service, nor by clearing the approval first
+        with pytest.raises(DBAPIError, match="the account a settlement's payment was approved to, and when, never"):
+            async with app.state.database.unit_of_work() as session:
+                await session.execute(update(table_of(Settlement)).where(row).values(**values))
     paid = await moved(world, draft["id"], "pay", "paid")
     assert paid["payee_account"] == first
     await events.publish_pending(app.state.database, clock())

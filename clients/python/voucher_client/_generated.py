@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "484c5586598b7e2dce5f17790bb50c0d5ab29f07eb602c162633a24b4c632f1a"
+DOCUMENT_SHA256 = "96496bfaaf4d7b86f3cc6adcf937e3b3e979a705a2f6b9e02f0ef67e4ccaaf3d"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]
@@ -1094,7 +1094,7 @@ class RelatedParty(TypedDict):
 
 
 class RelatedPartyInput(TypedDict):
-    """A related party as sent: a raw identity card number is refused, alone or after a prefix (`person:…`). It had been stored as sent, then shown in audit events, anomaly reports and the refusals providers read (an independent review, December 2026). A stored one still reads (the rule is for input)."""
+    """A related party as sent: a raw identity card number is refused wherever it stands in the id (`is_identity_number`; a 15-digit card of the first generation is not recognised). It had been stored as sent, then shown in audit events, anomaly reports and the refusals providers read (an independent review, December 2026). A stored one still reads (the rule is for input)."""
 
     party_id: str
     role: Literal["legal_representative", "shareholder"]

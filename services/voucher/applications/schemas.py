@@ -93,8 +93,11 @@ class ApplicationPublic(BaseModel):
     submitted_at: datetime
     approved_at: datetime | None
     publicity_ends_at: datetime | None
-    issued_at: datetime | None
-    voucher_id: uuid.UUID | None
+    issued_at: datetime | None = Field(description="When its voucher was written. Null while `status` is `issued` "
+                                       "only because its publicity has ended and the voucher is not written yet: a "
+                                       "read writes at most 50 (the worker the rest); reading the application "
+                                       "itself writes it.")
+    voucher_id: uuid.UUID | None = Field(description="Its voucher, once written (see `issued_at`).")
     decided_at: datetime | None
     updated_at: datetime
 
