@@ -264,9 +264,10 @@ def holds_identity_number(value: str) -> bool:
 
 class RelatedPartyInput(RelatedParty):
     """A related party as sent: a raw identity card number is refused wherever it stands in
-    the id (`is_identity_number`; a 15-digit card of the first generation is not recognised). It had been stored as sent, then shown in audit events, anomaly
-    reports and the refusals providers read (an independent review, December 2026). A stored
-    one still reads (the rule is for input)."""
+    the id (`is_identity_number`; a 15-digit card of the first generation is not recognised).
+    It had been stored as sent, then shown in audit events, anomaly reports and the refusals
+    providers read (an independent review, December 2026). A stored one still reads (the rule
+    is for input)."""
 
     @field_validator("party_id")
     @classmethod
