@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "96496bfaaf4d7b86f3cc6adcf937e3b3e979a705a2f6b9e02f0ef67e4ccaaf3d"
+DOCUMENT_SHA256 = "3a12ac60798a0f0aa1cde2e84a6b4003f9e2ad18c68c952e9780ea6242af9ea6"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]
