@@ -156,3 +156,21 @@ def test_a_session_sealed_by_a_process_a_moment_ahead_opens() -> None:
     assert sessions.open(cookie, signed_in - timedelta(seconds=0.8)) is not None
     assert sessions.open(cookie, signed_in - timedelta(seconds=59)) is not None
     assert sessions.open(cookie, signed_in - timedelta(minutes=2)) is None
+
+
+async def test_signing_in_again_ends_the_session_the_browser_had(app: Any, browser: Browser) -> None:
+    """A new sign-in replaced the cookie but left its old session open, so a copy of the old
+    cookie worked on until it expired (an independent review, December 2026); it is ended as
+    sign-out ends it."""
+    key = await make_key(app, "operator")
+    assert (await browser.sign_in(key, language="en")).status_code == 303
+    copy = browser.http.cookies[SESSION_COOKIE]
+    assert (await browser.sign_in(await make_key(app, "operator"), language="en")).status_code == 303
+    assert browser.http.cookies[SESSION_COOKIE] != copy
+    assert (await browser.get("/console/operator")).status_code == 200  # the new session works
+    thief = Browser(app)
+    try:
+        page = await thief.get("/console/operator", headers={"Cookie": f"{SESSION_COOKIE}={copy}"})
+        assert page.status_code == 303 and "ended=1" in page.headers["location"]
+    finally:
+        await thief.http.aclose()

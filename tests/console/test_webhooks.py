@@ -39,6 +39,7 @@ async def test_a_provider_sees_its_endpoints_health_from_real_deliveries(
     assert page.status_code == 200 and address in page.text and 'id="webhook-scope"' in page.text
     row = page.text.split(f'data-endpoint="{endpoint["id"]}"', 1)[1].split("</tr>", 1)[0]
     assert 'data-streak="2"' in row and "answered 500" in row
+    assert "HTTP 500" not in row  # the worker's own words, as the endpoint's page reads them: the status once
     assert '<td class="last-success">2026-03-02 09:00</td>' in row  # Beijing time
     detail = await browser.get(f"/console/provider/webhooks/{endpoint['id']}")
     assert detail.status_code == 200 and "redemption.captured" in detail.text and "账单系统" in detail.text

@@ -298,3 +298,31 @@ async def test_a_csv_amount_column_says_its_figures_are_in_minor_units(
     assert [f"{name} (minor units)" for name in amounts] == [n for n in csv_header if n.endswith("(minor units)")]
     assert len(csv_header) == len(xlsx_header)  # still column for column
     assert not [n for n in xlsx_header if "minor" in n]
+
+
+async def test_an_approved_settlements_payee_account_is_three_columns(
+    client: httpx.AsyncClient, history: History
+) -> None:
+    """An approval records the account it pays to (a JSON value): the spreadsheets give its three
+    fields their own columns — no JSON cell; a CSV export had failed mid-stream on it — and
+    JSON Lines nests it as stored."""
+    world, settlement = history.world, history.settlement
+    assert settlement is not None
+    submitted = await world.post(f"/v1/settlements/{settlement['id']}/submit", {})
+    assert submitted.status_code == 200, submitted.text
+    approved = await world.post(f"/v1/settlements/{settlement['id']}/approve", {}, key=world.operator)
+    assert approved.status_code == 200, approved.text
+    account = approved.json()["payee_account"]
+    assert account and account["account_number"]
+    columns = {f"payee_{name}": account[name] for name in ("bank_name", "account_name", "account_number")}
+    for fmt in SPREADSHEETS:
+        response = await export(client, world.auditor, "settlements", fmt)
+        assert response.status_code == 200
+        rows = rows_of(fmt, response.content)
+        assert "payee_account" not in rows[0]
+        assert [{name: row[name] for name in columns} for row in rows if row["id"] == settlement["id"]] \
+            == [columns], fmt
+    manifest = await manifest_of(client, world.auditor, response)
+    assert manifest["row_count"] == len(rows) and manifest["finished_at"]
+    nested = read_jsonl((await export(client, world.auditor, "settlements", "jsonl")).content)
+    assert [row["payee_account"] for row in nested if row["id"] == settlement["id"]] == [account]

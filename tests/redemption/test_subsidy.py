@@ -50,6 +50,32 @@ def test_tier_switches_at_the_threshold_within_one_item() -> None:
     assert result.subsidy == 5_000_000 + 4_000_000
 
 
+def test_an_item_crossing_a_band_is_floored_once_not_per_part() -> None:
+    """Spend so far 333 fen, a band to 500 at 50 %, then the table's 30 %: a 333-fen item is 167
+    at 50 % (83.5) and 166 at 30 % (49.8), 133.3 in all, so 133 fen — flooring each part had
+    given 83 + 49 = 132 (an independent review, December 2026). The parts show their shares of
+    the item's subsidy, which add up to it."""
+    tiers = parse_tiers([{"spend_up_to": 500, "rate_bps": 5000, "categories": None}])
+    result = run([("accelerator:domestic", 333)], tiers=tiers, spend=333)
+    (item,) = result.items
+    assert result.gross_subsidy == item["subsidy"] == 133
+    assert [(p["amount"], p["rate_bps"], p["rate_source"], p["subsidy"]) for p in item["parts"]] == [
+        (167, 5000, "tier", 83), (166, 3000, "rate_table", 50)]
+
+
+@given(st.integers(min_value=1, max_value=10**9), st.integers(min_value=0, max_value=80_000_000),
+       st.sampled_from(sorted(HANGZHOU_RATES)))
+def test_an_item_s_subsidy_is_the_floor_of_its_parts_at_their_rates(amount, spend, category) -> None:
+    tiers = parse_tiers([{"spend_up_to": 20_000_000, "rate_bps": 7000, "categories": ["accelerator:domestic"]},
+                         {"spend_up_to": 60_000_000, "rate_bps": 4333, "categories": None}])
+    (item,) = run([(category, amount)], tiers=tiers, spend=spend).items
+    parts = item["parts"]
+    assert sum(p["amount"] for p in parts) == amount
+    assert item["subsidy"] == sum(p["amount"] * p["rate_bps"] for p in parts) // 10_000 == sum(p["subsidy"] for p in parts)
+    assert all(p["subsidy"] in (p["amount"] * p["rate_bps"] // 10_000, p["amount"] * p["rate_bps"] // 10_000 + 1)
+               for p in parts)
+
+
 def test_tier_no_longer_applies_above_the_threshold() -> None:
     result = run([("accelerator:domestic", 1_000_000)], tiers=TIER_50, spend=50_000_000)
     assert result.subsidy == 300_000

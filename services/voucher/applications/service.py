@@ -330,11 +330,6 @@ async def list_applications(
     )
 
 
-def status_seen(application: Application, now: datetime) -> S:
-    """The status a reader sees (`_status`)."""
-    return _status(application, now)
-
-
 async def history(session: AsyncSession, actor: Actor, application_id: uuid.UUID) -> list[ApplicationTransition]:
     await get_application(session, actor, application_id)
     return await repository.history(session, application_id)
@@ -344,7 +339,7 @@ def is_due(application: Application, now: datetime) -> bool:
     return publicity_over(S(application.status), application.publicity_ends_at, now)
 
 
-def _status(application: Application, now: datetime) -> S:
+def status_seen(application: Application, now: datetime) -> S:
     """The status a reader sees: a publicity that has ended is an issued voucher, whether or
     not the issuance has been written yet. Every transition is judged from this status."""
     return S.ISSUED if is_due(application, now) else S(application.status)
@@ -459,7 +454,7 @@ async def approve(
     once the programme is closed: a closed programme honours its approvals, and an objection
     found baseless must not end one (an independent review)."""
     application = await get_application(session, actor, application_id, for_update=True)
-    check_transition(_status(application, now), S.APPROVED)
+    check_transition(status_seen(application, now), S.APPROVED)
     if amount > application.requested_amount:
         raise ValidationFailed([field_error(
             "amount", msg("at most the {requested_amount} requested",
@@ -517,7 +512,7 @@ async def reject(
     """Refuse an application under review, with the reason the enterprise will read. One an
     objection returned to review (the objection upheld) gives back the commitment it held."""
     application = await get_application(session, actor, application_id, for_update=True)
-    check_transition(_status(application, now), S.REJECTED)
+    check_transition(status_seen(application, now), S.REJECTED)
     released = await _release(session, application, now, "rejected")
     await _record(session, application, S(application.status), S.REJECTED, actor, now, reason=reason,
                   details=None if released is None else {"released_amount": released})
@@ -542,7 +537,7 @@ async def lodge_objection(
     baseless objection cost the applicant its award (an independent review). After the period
     it is too late: the voucher is issued (409 naming `issued`; revocation is the remedy then)."""
     application = await get_application(session, actor, application_id, for_update=True)
-    check_transition(_status(application, now), S.UNDER_REVIEW)
+    check_transition(status_seen(application, now), S.UNDER_REVIEW)
     application.publicity_ends_at = None
     await _record(session, application, S.PUBLICITY, S.UNDER_REVIEW, actor, now, reason=statement,
                   details={"objector": objector, "held_amount": application.approved_amount})
@@ -563,7 +558,7 @@ async def withdraw(
     if actor.enterprise_id is None:
         raise Forbidden(msg("only the enterprise that applied can withdraw"))
     application = await get_application(session, actor, application_id, for_update=True)
-    source = _status(application, now)
+    source = status_seen(application, now)
     check_transition(source, S.WITHDRAWN)
     released = await _release(session, application, now, "withdrawn")
     await _record(session, application, source, S.WITHDRAWN, actor, now, reason=reason,
@@ -632,7 +627,7 @@ async def settle_due(database: Database, actor: Actor, now: datetime, ids: list[
     """Issue the vouchers of ended publicity periods the reader can see (or of `ids`), each in
     a transaction of its own, before a read answers: what a reader sees never depends on the
     job having run. A refused or lost item is left to the job and the reader sees it as
-    issued-pending through `_status`; the read itself never fails for it."""
+    issued-pending through `status_seen`; the read itself never fails for it."""
     if ids is None:
         async with database.unit_of_work(write=False) as session:
             ids = await repository.due_publicity(session, now, SETTLE_ON_READ, actor)

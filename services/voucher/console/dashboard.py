@@ -138,7 +138,7 @@ async def build(api: Api, programme_id: str, timezone: str) -> Dashboard:
             per_provider[account["provider_id"]] = per_provider.get(account["provider_id"], 0) + int(account["balance"])
     names: dict[str, str] = {}
     cursor = None
-    while per_provider and len(names) < len(per_provider):
+    while per_provider.keys() - names.keys():  # every page until each provider has its name
         listing = await api.get("/v1/providers", limit=200, cursor=cursor)
         names.update({p["id"]: p["name"] for p in listing["items"]})
         cursor = listing.get("next_cursor")

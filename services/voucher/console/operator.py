@@ -153,7 +153,7 @@ def install(console: FastAPI) -> None:
         preview = await bulk.preview(page.api, programme, upload.filename or "", content, page.language)
         return page.render("operator/bulk.html", status=200 if preview.is_valid else 422,
                            programmes=choices, programme=programme, preview=preview,
-                           grants=json.dumps(preview.grants), rows=json.dumps(preview.numbers),
+                           grants=json.dumps(preview.grants, ensure_ascii=False), rows=json.dumps(preview.numbers),
                            form_key=str(uuid.uuid4()))
 
     @console.post("/operator/vouchers/bulk/issue")

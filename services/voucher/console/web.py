@@ -487,6 +487,16 @@ async def signed_in(request: Request, *roles: str) -> Page:
 PASSED_HEADERS = ("content-type", "content-disposition", "content-language", "export-id", "etag")
 
 
+async def _end_session(request: Request, session: Session, now: datetime) -> None:
+    """Record `session` as ended, so a copy of its cookie stops working too; a database that
+    cannot record it does not keep the browser signed in or out (logged)."""
+    try:
+        await ended.end(database_of(request), session.session_id, session.expires_at, now)
+    except Exception as exc:  # whatever it is, the browser's own cookie is replaced
+        log.log(logging.WARNING if is_unavailable(exc) else logging.ERROR,
+                "console session end not recorded: a copy of its cookie works until the session ends", exc_info=exc)
+
+
 def _download_headers(upstream: Any) -> dict[str, str]:
     headers = {k: v for k, v in upstream.headers.items() if k.lower() in PASSED_HEADERS}
     headers["Cache-Control"] = "no-store"
@@ -644,8 +654,14 @@ def create_console(api_app: Any, settings: Settings) -> FastAPI:
             set_cookie(response, request, SIGN_IN_COOKIE, fresh, max_age=3600)
             return response
         home = HOME[str(me["role"])]
+        now = now_of(request)
+        # The session this browser had is ended, as sign-out ends it: a copy of its cookie taken
+        # before had kept working until it expired (an independent review, December 2026).
+        previous = sessions.open(request.cookies.get(SESSION_COOKIE), now)
+        if previous is not None:
+            await _end_session(request, previous, now)
         response = redirect(next_path if next_path.startswith(home) else home)
-        set_cookie(response, request, SESSION_COOKIE, sessions.seal(key, now_of(request)),
+        set_cookie(response, request, SESSION_COOKIE, sessions.seal(key, now),
                    max_age=int(sessions.lifetime.total_seconds()))
         response.delete_cookie(SIGN_IN_COOKIE, path=PREFIX)
         return response
@@ -665,12 +681,7 @@ def create_console(api_app: Any, settings: Settings) -> FastAPI:
             if not sessions.same(form.get("csrf_token"), sessions.csrf_token(session.session_id)):
                 raise PageError(403, msg("this form has expired or did not come from this console; "
                                          "open the page again and resend it"))
-            try:
-                await ended.end(database_of(request), session.session_id, session.expires_at, now)
-            except Exception as exc:  # whatever it is, the browser is still signed out
-                log.log(logging.WARNING if is_unavailable(exc) else logging.ERROR,
-                        "console sign-out not recorded: a copy of the cookie works until the session ends",
-                        exc_info=exc)
+            await _end_session(request, session, now)
         response = redirect(f"{PREFIX}/sign-in")
         response.delete_cookie(SESSION_COOKIE, path=PREFIX)
         response.delete_cookie(EXPORTS_COOKIE, path=PREFIX)  # the exports listed are the person's, not the browser's

@@ -11,6 +11,8 @@ JSON Lines keeps every row as the database has it (a redemption's `line_items` a
 * `redemption-line-items` (every format): one row per line item, with its redemption's ids,
   order, unit, status and times; its `amount` and `gross_subsidy` add up to the redemption's
   `order_amount` and `gross_subsidy`.
+* `settlements`: `payee_account` (the account an approval paid to) becomes `payee_bank_name`,
+  `payee_account_name` and `payee_account_number`, empty where none was recorded.
 * `audit-events`: without `before`/`after`; those are `audit-event-changes` (every format), one
   row per field (nested fields by dotted path, list positions as numbers) with its value before
   and after.
@@ -114,6 +116,15 @@ def replacing(source: Sequence[tuple[str, type]],
 def redemptions_flat(source: Sequence[tuple[str, type]]) -> Layout:
     return replacing(source, {"line_items": (("line_item_count",), lambda items: (len(items or ()),)),
                               "computation": (COMPUTATION_COLUMNS, computation_cells)})
+
+
+PAYEE_FIELDS = ("bank_name", "account_name", "account_number")
+
+
+def settlements_flat(source: Sequence[tuple[str, type]]) -> Layout:
+    return replacing(source, {"payee_account": (
+        tuple(f"payee_{name}" for name in PAYEE_FIELDS),
+        lambda account: tuple((account or {}).get(name) for name in PAYEE_FIELDS))})
 
 
 def audit_events_flat(source: Sequence[tuple[str, type]]) -> Layout:

@@ -8,6 +8,7 @@ as an app-wide dependency."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, get_args, get_origin
@@ -88,8 +89,10 @@ def check(request: Request) -> None:
         # A filter given twice was narrowed to its last value (`programme_id=A&programme_id=B`
         # listed B's rows only, `format=csv&format=xlsx` exported xlsx): refused, as a field
         # given twice in a form would be (an independent review).
-        given = [name for name, _ in request.query_params.multi_items()]
-        twice = sorted({name for name in given if name not in found.lists and given.count(name) > 1})
+        # Counted in one pass: `given.count` per name was quadratic, and 16,000 `limit=1` on a
+        # public route held a worker for 3.5 s of CPU with no key (an independent review).
+        given = Counter(name for name, _ in request.query_params.multi_items())
+        twice = sorted(name for name, times in given.items() if times > 1 and name not in found.lists)
         if twice:
             raise ValidationFailed([
                 field_error(name[:100], msg("give this query parameter once"), "repeated_parameter", location="query")

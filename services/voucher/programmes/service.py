@@ -21,7 +21,7 @@ from services.voucher.errors import (
     ValidationFailed,
     field_error,
 )
-from services.voucher.i18n import Amount, Status, msg
+from services.voucher.i18n import Amount, Message, Status, msg
 from services.voucher.ledger import service as ledger
 from services.voucher.ledger.rules import AccountKind
 from services.voucher.programmes import repository
@@ -42,10 +42,14 @@ _TERM_FIELDS = (
 ).split()
 
 
-def _validate(terms: dict[str, Any], *, new_rules: bool = True) -> None:
-    problems = term_problems(terms, new_rules=new_rules)
+def _validate(terms: dict[str, Any], *, new_rules: bool = True, forgiven: frozenset[tuple[str, str, str]] = frozenset()) -> None:
+    problems = [(f, m) for f, m in term_problems(terms, new_rules=new_rules) if _problem_key(f, m) not in forgiven]
     if problems:
         raise ValidationFailed([field_error(f, m, "programme_terms") for f, m in problems])
+
+
+def _problem_key(field: str, message: Message) -> tuple[str, str, str]:
+    return field, message.template, repr(sorted(message.params.items()))
 
 
 def _validate_change(stored: dict[str, Any], changed: dict[str, Any]) -> None:
@@ -56,12 +60,9 @@ def _validate_change(stored: dict[str, Any], changed: dict[str, Any]) -> None:
     new_rules = "eligibility_rules" in changed
     # Only a problem of a field the change leaves as it is: one the change rewrites is judged
     # afresh (a new rule set, or new tiers, with the old fault again is refused).
-    had = {(f, m.template, repr(sorted(m.params.items()))) for f, m in term_problems(stored, new_rules=new_rules)
-           if f.split("/")[0] not in changed}
-    problems = [(f, m) for f, m in term_problems({**stored, **changed}, new_rules=new_rules)
-                if (f, m.template, repr(sorted(m.params.items()))) not in had]
-    if problems:
-        raise ValidationFailed([field_error(f, m, "programme_terms") for f, m in problems])
+    forgiven = frozenset(_problem_key(f, m) for f, m in term_problems(stored, new_rules=new_rules)
+                         if f.split("/")[0] not in changed)
+    _validate({**stored, **changed}, new_rules=new_rules, forgiven=forgiven)
 
 
 def _terms(programme: Programme) -> dict[str, Any]:

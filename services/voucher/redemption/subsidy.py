@@ -4,7 +4,7 @@
 
 where an item's rate is its category's rate from the programme's rate table, or a tier's rate
 for the part of the item that falls within that tier's band of the enterprise's subsidised
-spend this period (an item that crosses a band boundary is split there, each part floored).
+spend this period (an item that crosses a band boundary is split there; the item is floored once).
 An order's items take the bands in order of category code, then amount, whatever order they
 were sent in.
 The gross subsidy is then capped, in this order, by
@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.voucher.money import apply_rate
+from services.voucher.money import BPS_DENOMINATOR, apply_rate, check_amount, check_bps
 
 
 @dataclass(frozen=True)
@@ -122,8 +122,13 @@ def parse_tiers(raw: Sequence[Mapping[str, Any]]) -> list[Tier]:
 def item_subsidy(
     item: Item, table_rate: int, tiers: Sequence[Tier], spend_before: int
 ) -> tuple[int, list[dict[str, Any]]]:
-    """The subsidy on one item whose spend starts at `spend_before`, with its parts."""
-    parts: list[dict[str, Any]] = []
+    """The subsidy on one item whose spend starts at `spend_before`, with its parts: the item's
+    subsidy is floored once, floor(Σ part × its rate / 10000), as DESIGN's Σ over line items of
+    floor(item × rate / 10000) has it. Each part shows its share, the floor of the running sum
+    less the floor before it, so the parts add up to the item's subsidy; flooring each part on
+    its own had given one fen less for each band an item crossed (an independent review,
+    December 2026)."""
+    bands: list[tuple[int, int, str, int | None]] = []  # (portion, rate, source, band's limit)
     position, remaining = spend_before, item.amount
     for tier in (t for t in tiers if t.applies_to(item.category)):
         if remaining == 0:
@@ -131,15 +136,24 @@ def item_subsidy(
         if position >= tier.spend_up_to:
             continue
         portion = min(remaining, tier.spend_up_to - position)
-        parts.append({"amount": portion, "rate_bps": tier.rate_bps, "rate_source": "tier",
-                      "tier_spend_up_to": tier.spend_up_to,
-                      "subsidy": apply_rate(portion, tier.rate_bps)})
+        bands.append((portion, tier.rate_bps, "tier", tier.spend_up_to))
         position += portion
         remaining -= portion
     if remaining:
-        parts.append({"amount": remaining, "rate_bps": table_rate, "rate_source": "rate_table",
-                      "subsidy": apply_rate(remaining, table_rate)})
-    return sum(p["subsidy"] for p in parts), parts
+        bands.append((remaining, table_rate, "rate_table", None))
+    parts: list[dict[str, Any]] = []
+    exact, granted = 0, 0  # Σ portion × rate so far (in 1/10000 of a minor unit), and its floor
+    for portion, rate, source, limit in bands:
+        check_amount(portion)
+        check_bps(rate)
+        exact += portion * rate
+        share = exact // BPS_DENOMINATOR - granted
+        granted += share
+        part: dict[str, Any] = {"amount": portion, "rate_bps": rate, "rate_source": source}
+        if limit is not None:
+            part["tier_spend_up_to"] = limit
+        parts.append({**part, "subsidy": share})
+    return granted, parts
 
 
 def compute(

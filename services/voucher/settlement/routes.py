@@ -189,9 +189,8 @@ _STATEMENT_CHUNK = 64 * 1024
                **responses(*AUTH_ERRORS, errors.NotFound)},
 )
 async def settlement_statement_xlsx(settlement_id: uuid.UUID, session: Session, actor: Reader) -> StreamingResponse:
-    found = await service.statement(session, actor, settlement_id, csv=False)
-    settlement = found["settlement"]
-    lines = [Line.of(item) for item in found["items"]]
+    settlement, items = await service.statement_items(session, actor, settlement_id)
+    lines = [Line.of(item) for item in items]
     title = statement_title(settlement.id, settlement.period_start, settlement.period_end)
     file, sha256, size = await asyncio.to_thread(_workbook, title, Unit(settlement.unit), lines,
                                                  settlement.created_at)

@@ -102,6 +102,11 @@ def month_after(first_day: date) -> date:
     return (first_day + timedelta(days=31)).replace(day=1)
 
 
+def month_part(month: date, first_day: date, last_day: date) -> tuple[date, date]:
+    """The days from `first_day` to `last_day` that fall in the calendar month starting on `month`."""
+    return max(first_day, month), min(last_day, month_after(month) - timedelta(days=1))
+
+
 def settle_window(first_capture: datetime, now: datetime, zone: str = PERIOD_ZONE) -> tuple[date, date] | None:
     """The days the schedule may have to settle, however long it did not run: from the first day
     of the month `first_capture` fell in (in `zone`) to the last day of the last month that

@@ -45,6 +45,7 @@ from services.voucher.settlement.rules import (
     SettlementStatus,
     check_transition,
     month_after,
+    month_part,
     payment_day_problem,
     period_bounds,
     period_problems,
@@ -52,8 +53,8 @@ from services.voucher.settlement.rules import (
     still_committing,
     uncovered,
 )
-from services.voucher.settlement.statement import Line, digest, render_csv
-from services.voucher.tables import Settlement
+from services.voucher.settlement.statement import Line, digest, render_csv, statement_title
+from services.voucher.tables import Settlement, SettlementItem
 
 S = SettlementStatus
 #: Days a provider has to confirm or dispute a repayment statement before the office may
@@ -347,30 +348,28 @@ async def cancel(session: AsyncSession, actor: Actor, settlement_id: uuid.UUID, 
     return settlement
 
 
-async def statement(session: AsyncSession, actor: Actor, settlement_id: uuid.UUID, *,
-                    csv: bool = True) -> dict[str, Any]:
-    """The statement: the settlement, its lines, totals equal to their sum, and (unless `csv`
-    is false) the CSV rendering of the same lines and its SHA-256, rendered on a thread: a
-    statement of 100,000 lines had held the event loop, and every request of the process, for
-    the seconds it takes (an independent review, December 2026)."""
+async def statement_items(session: AsyncSession, actor: Actor,
+                          settlement_id: uuid.UUID) -> tuple[Settlement, list[SettlementItem]]:
+    """The settlement and its lines, whose sum its totals equal."""
     settlement = await get(session, actor, settlement_id)
-    items = await repository.items(session, settlement.id)
-    if not csv:
-        return {"settlement": settlement, "items": items}
-    lines = [Line(i.kind, i.order_reference, str(i.redemption_id), str(i.refund_id) if i.refund_id else None,
-                  i.occurred_at, i.amount) for i in items]
-    document, sha256 = await asyncio.to_thread(_rendered, _title(settlement), Unit(settlement.unit), lines)
+    return settlement, await repository.items(session, settlement.id)
+
+
+async def statement(session: AsyncSession, actor: Actor, settlement_id: uuid.UUID) -> dict[str, Any]:
+    """The statement: the settlement, its lines, and the CSV rendering of the same lines and
+    its SHA-256, rendered on a thread: a statement of 100,000 lines had held the event loop,
+    and every request of the process, for the seconds it takes (an independent review,
+    December 2026)."""
+    settlement, items = await statement_items(session, actor, settlement_id)
+    title = statement_title(settlement.id, settlement.period_start, settlement.period_end)
+    lines = [Line.of(i) for i in items]
+    document, sha256 = await asyncio.to_thread(_rendered, title, Unit(settlement.unit), lines)
     return {"settlement": settlement, "items": items, "csv": document, "csv_sha256": sha256}
 
 
 def _rendered(title: str, unit: Unit, lines: list[Line]) -> tuple[bytes, str]:
     document = render_csv(title, unit, lines)
     return document, digest(document)
-
-
-def _title(settlement: Settlement) -> str:
-    return (f"结算单 Settlement {settlement.id} · {settlement.period_start.isoformat()}..."
-            f"{settlement.period_end.isoformat()} ({PERIOD_ZONE})")
 
 
 async def due_monthly(
@@ -397,10 +396,6 @@ async def due_monthly(
         settled = await repository.settled_periods(session, provider_id, programme_id)
         runs = list(uncovered(*window, settled))
         periods: list[tuple[date, date]] = []  # a run's days in one month each
-
-        def within(month: date, start_day: date, end_day: date) -> tuple[date, date]:
-            return max(start_day, month), min(end_day, month_after(month) - timedelta(days=1))
-
         for start_day, end_day in runs:
             day = start_day
             while day <= end_day:
@@ -409,7 +404,7 @@ async def due_monthly(
                 if found is None:
                     break
                 month = found.astimezone(ZoneInfo(PERIOD_ZONE)).date().replace(day=1)
-                periods.append(within(month, start_day, end_day))
+                periods.append(month_part(month, start_day, end_day))
                 day = month_after(month)
         # A refund of a settled capture with no capture after it (the programme winding down) is
         # settled as a repayment: the first month on or after it that no settlement covers. Only
@@ -436,7 +431,7 @@ async def due_monthly(
             run = next(((max(start_day, since), start_day, end_day) for start_day, end_day in runs
                         if end_day >= since), None)
             if run is not None:
-                period = within(run[0].replace(day=1), run[1], run[2])
+                period = month_part(run[0].replace(day=1), run[1], run[2])
                 if period not in periods:
                     periods.append(period)
         for start_day, end_day in sorted(periods):
