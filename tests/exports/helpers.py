@@ -147,6 +147,19 @@ def time_columns(stmt: Any) -> frozenset[str]:
     return frozenset(c.key for c in stmt.selected_columns if isinstance(c.type, UTCDateTime))
 
 
+def flat_settlement(row: dict[str, Any]) -> dict[str, Any]:
+    """A settlement as a spreadsheet has it: the account an approval paid to in three columns,
+    where the account stood."""
+    out: dict[str, Any] = {}
+    for name, value in row.items():
+        if name == "payee_account":
+            out.update({f"payee_{field}": (value or {}).get(field)
+                        for field in ("bank_name", "account_name", "account_number")})
+        else:
+            out[name] = value
+    return out
+
+
 def flat_redemption(row: dict[str, Any]) -> dict[str, Any]:
     """A redemption as a spreadsheet has it: its line items counted, its computation in columns."""
     computation = row["computation"]

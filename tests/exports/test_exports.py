@@ -24,6 +24,7 @@ from tests.exports.helpers import (
     database_rows,
     export,
     flat_redemption,
+    flat_settlement,
     header_of,
     ledger_rows_statement,
     manifest_of,
@@ -51,6 +52,8 @@ def expected_rows(dataset: str, fmt: str, rows: list[dict[str, Any]]) -> list[di
         return [flat_redemption(r) for r in rows]
     if dataset == "audit-events":
         return [without_changes(r) for r in rows]
+    if dataset == "settlements":
+        return [flat_settlement(r) for r in rows]
     return rows
 
 

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "3a12ac60798a0f0aa1cde2e84a6b4003f9e2ad18c68c952e9780ea6242af9ea6"
+DOCUMENT_SHA256 = "803c2270b1d723f282cb81f3fb8f9b16c8a733caafe4749368cdfaea2f093670"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

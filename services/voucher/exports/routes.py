@@ -41,7 +41,9 @@ thousandths of a GPU-hour; TOKEN: tokens) in JSON Lines and CSV; in CSV the head
   says so (`created_at (Asia/Shanghai)`). A redemption's `line_items` become `line_item_count`
   (the items themselves are the `redemption-line-items` dataset) and its `computation` becomes
   columns: `gross_subsidy`, `subsidy`, `limited_by`, `enterprise_pays`, … and a `<limit>_room` /
-  `<limit>_after` pair per step. An audit event's `before`/`after` are left out (see
+  `<limit>_after` pair per step. A settlement's `payee_account` (the account its approval paid
+  to) becomes `payee_bank_name`, `payee_account_name` and `payee_account_number`, empty where
+  none was recorded. An audit event's `before`/`after` are left out (see
   `audit-event-changes`). In CSV a null is an empty cell and a text that a spreadsheet would run
   as a formula starts with an apostrophe.
 * .xlsx: one sheet named after the dataset (continued on further sheets past 1,048,575 rows),

@@ -163,7 +163,8 @@ def layout(dataset: Dataset, format_: Format, source: Sequence[tuple[str, type]]
         return layouts.audit_changes(source)
     if format_ in SPREADSHEET_FORMATS:
         flat: dict[Dataset, Callable[[Sequence[tuple[str, type]]], Layout]] = {
-            Dataset.REDEMPTIONS: layouts.redemptions_flat, Dataset.AUDIT_EVENTS: layouts.audit_events_flat}
+            Dataset.REDEMPTIONS: layouts.redemptions_flat, Dataset.SETTLEMENTS: layouts.settlements_flat,
+            Dataset.AUDIT_EVENTS: layouts.audit_events_flat}
         if dataset in flat:
             return flat[dataset](source)
     return layouts.same(source)
