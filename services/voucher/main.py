@@ -142,7 +142,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         key_cache.seconds_for(settings.api_key_cache_seconds, is_sqlite=database.is_sqlite),
         needs_listener=not database.is_sqlite)
     if database.info["auth_throttle"] is not None:
-        database.info["key_cache"].on_created = database.info["auth_throttle"].expire_prefixes
+        database.info["key_cache"].on_created = database.info["auth_throttle"].expire_live
 
     problems.install(app)
     idempotency.install(app)

@@ -63,25 +63,31 @@ async def test_an_address_past_its_failures_is_throttled_before_any_lookup(
     assert len(lookups) == looked_up  # no database lookup once throttled
 
     # A key that exists is never refused: cached, no longer cached, or made a moment ago (as
-    # after a restart, or on another worker) — it is looked up, as its prefix is a live key's.
+    # after a restart, or on another worker) — it is looked up, as it is a live key.
     assert (await client.get("/v1/me", headers=auth(good))).status_code == 200
     app.state.key_cache.forget()  # as when its seconds are up
     before = len(lookups)
     assert (await client.get("/v1/me", headers=auth(good))).status_code == 200
     assert len(lookups) == before + 1  # looked up as usual: a revocation still takes effect
-    # Made a moment ago: its creation is announced, and the throttle reloads the live prefixes at
+    # Made a moment ago: its creation is announced, and the throttle reloads the live keys at
     # once (it had waited out their 5 s, refusing the new key 429 meanwhile; an independent review).
     fresh = await make_key(app, "operator")
     assert (await client.get("/v1/me", headers=auth(fresh))).status_code == 200
-    # a revoked key is refused as revoked, never let through by its prefix
+    # a revoked key is refused as revoked (the live keys are as of their last load, 5 s at most)
     me = (await client.get("/v1/me", headers=auth(fresh))).json()
     revoked = await client.post(f"/v1/api-keys/{me['key_id']}/revoke", json={"reason": "gone"}, headers=auth(good))
     assert revoked.status_code == 200, revoked.text
     assert_problem(await client.get("/v1/me", headers=auth(fresh)), 401, "api_key_revoked")
-    # a random key with a live prefix is looked up, and counts as a failure
+    # A guess at the secret behind a live key's public part (which key lists, audit events and
+    # logs show) is refused as throttled, with no lookup: the list of live prefixes had let a
+    # flood of them through to a lookup and a 401 each (an independent review, December 2026).
     prefix = good.rsplit("_", 1)[0]
-    guessed = await client.get("/v1/me", headers=auth(prefix + "_" + secrets.token_urlsafe(32)))
-    assert_problem(guessed, 401, "invalid_api_key")
+    before = len(lookups)
+    for _ in range(3):
+        guessed = await client.get("/v1/me", headers=auth(prefix + "_" + secrets.token_urlsafe(32)))
+        assert_problem(guessed, 429, "authentication_throttled")
+    assert len(lookups) == before
+    assert (await client.get("/v1/me", headers=auth(good))).status_code == 200
     # no key at all is a plain 401, never counted
     assert_problem(await client.get("/v1/me"), 401, "unauthenticated")
 
@@ -146,10 +152,10 @@ def test_the_limit_is_validated() -> None:
         Settings(auth_failure_limit="lots")
 
 
-async def test_live_keys_sent_while_the_prefixes_reload_are_not_refused(
+async def test_live_keys_sent_while_the_live_keys_reload_are_not_refused(
     app: Any, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The reload of the live keys' prefixes was marked done before it had loaded, so requests
+    """The reload of the live keys was marked done before it had loaded, so requests
     arriving meanwhile from a throttled address were judged by the old list: a worker just
     started (its list empty) refused live keys 429 (an independent review, December 2026).
     They now wait for the load in flight."""
@@ -159,17 +165,17 @@ async def test_live_keys_sent_while_the_prefixes_reload_are_not_refused(
     for _ in range(LIMIT):
         assert_problem(await client.get("/v1/me", headers=auth(bad_key())), 401, "invalid_api_key")
     throttle = app.state.database.info["auth_throttle"]
-    throttle._prefixes = frozenset()  # noqa: SLF001 - as in a worker just started
-    throttle.expire_prefixes()
+    throttle._live = frozenset()  # noqa: SLF001 - as in a worker just started
+    throttle.expire_live()
     app.state.key_cache.forget()
-    real, loads = apikeys.live_prefixes, []
+    real, loads = apikeys.live_hashes, []
 
     async def slow(*args: Any, **kwargs: Any) -> Any:
         loads.append(1)
         await asyncio.sleep(0.2)
         return await real(*args, **kwargs)
 
-    monkeypatch.setattr(apikeys, "live_prefixes", slow)
+    monkeypatch.setattr(apikeys, "live_hashes", slow)
     answers = await asyncio.gather(*(client.get("/v1/me", headers=auth(good)) for _ in range(3)))
     assert [a.status_code for a in answers] == [200, 200, 200], [a.text for a in answers]
     assert len(loads) == 1  # one load, waited for by all
@@ -189,7 +195,7 @@ async def test_a_revoked_or_expired_key_counts_as_a_failure(app: Any, client: ht
     assert_problem(await client.get("/v1/me", headers=auth(bad_key())), 429, "authentication_throttled")
 
 
-async def test_a_key_made_while_the_prefixes_load_is_not_judged_by_that_load() -> None:
+async def test_a_key_made_while_the_live_keys_load_is_not_judged_by_that_load() -> None:
     """A request waiting for a load begun before a key was made would be judged by a list that
     lacks the key (a review of the wait, December 2026): it loads again."""
     import asyncio
@@ -206,17 +212,17 @@ async def test_a_key_made_while_the_prefixes_load_is_not_judged_by_that_load() -
     async def before() -> frozenset[str]:
         loads.append("before")
         await release.wait()
-        return frozenset({"vk_old"})
+        return frozenset({"old-hash"})
 
     async def after() -> frozenset[str]:
         loads.append("after")
-        return frozenset({"vk_old", "vk_new"})
+        return frozenset({"old-hash", "new-hash"})
 
-    first = asyncio.create_task(throttle.refresh_prefixes(before))
+    first = asyncio.create_task(throttle.refresh_live(before))
     await asyncio.sleep(0)
-    throttle.expire_prefixes()  # the new key is announced while the first load runs
-    second = asyncio.create_task(throttle.refresh_prefixes(after))
+    throttle.expire_live()  # the new key is announced while the first load runs
+    second = asyncio.create_task(throttle.refresh_live(after))
     await asyncio.sleep(0)
     release.set()
     await asyncio.gather(first, second)
-    assert loads == ["before", "after"] and throttle.may_be_live("vk_new_secret")
+    assert loads == ["before", "after"] and throttle.is_live("new-hash")

@@ -140,7 +140,7 @@ async def successor_of(session: AsyncSession, key_id: uuid.UUID) -> ApiKey | Non
     return (await session.execute(stmt)).scalars().first()
 
 
-async def live_prefixes(session: AsyncSession, now: datetime) -> list[str]:
-    stmt = select(col(ApiKey.prefix)).where(col(ApiKey.revoked_at).is_(None),
+async def live_hashes(session: AsyncSession, now: datetime) -> list[str]:
+    stmt = select(col(ApiKey.secret_hash)).where(col(ApiKey.revoked_at).is_(None),
                                             or_(col(ApiKey.expires_at).is_(None), col(ApiKey.expires_at) > now))
     return list((await session.execute(stmt)).scalars())

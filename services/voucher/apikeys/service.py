@@ -60,9 +60,9 @@ async def lookup(session: AsyncSession, secret_hash: str) -> CachedKey | None:
     )
 
 
-async def live_prefixes(session: AsyncSession, now: datetime) -> frozenset[str]:
-    """The public prefixes of every key that works now (the failed-login throttle's list)."""
-    return frozenset(await repository.live_prefixes(session, now))
+async def live_hashes(session: AsyncSession, now: datetime) -> frozenset[str]:
+    """The SHA-256 of every key that works now (the failed-login throttle's list)."""
+    return frozenset(await repository.live_hashes(session, now))
 
 
 def actor_for(key: CachedKey | None, now: datetime) -> Actor:

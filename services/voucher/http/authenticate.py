@@ -46,8 +46,8 @@ async def authenticate(db: Database, authorization: str | None, now: datetime, a
     if throttle is not None:
         wait = await throttle.blocked_for(address)
         if wait is not None:
-            await throttle.refresh_prefixes(lambda: _live_prefixes(db, now))
-            if not throttle.may_be_live(credentials):
+            await throttle.refresh_live(lambda: _live_keys(db, now))
+            if not throttle.is_live(secret_hash):
                 raise throttled(wait)
         if throttle.is_unknown(secret_hash):
             await throttle.failed(address, secret_hash)
@@ -61,7 +61,7 @@ async def authenticate(db: Database, authorization: str | None, now: datetime, a
         await throttle.failed(address, secret_hash)
     actor = await _actor(key, now, throttle, address, secret_hash)  # 401 for an unknown, revoked or expired key
     if throttle is not None:
-        throttle.learn_prefix(credentials)
+        throttle.learn_live(secret_hash)
     return actor
 
 
@@ -76,9 +76,9 @@ async def _actor(key: Any, now: datetime, throttle: AuthThrottle | None, address
         raise
 
 
-async def _live_prefixes(db: Database, now: datetime) -> frozenset[str]:
+async def _live_keys(db: Database, now: datetime) -> frozenset[str]:
     async with db.unit_of_work(write=False) as session:
-        return await apikeys.live_prefixes(session, now)
+        return await apikeys.live_hashes(session, now)
 
 
 def client_address(scope: Scope) -> str:
@@ -101,9 +101,10 @@ async def early_refusal(db: Database, scope: Scope, now: datetime) -> Exception 
     if credentials is None or scope.get("path") == "/metrics":  # no API key: nothing to throttle
         return None
     cache: KeyCache | None = db.info.get("key_cache")
-    cached = cache is not None and cache.get(hash_key(credentials)) is not None
-    refusal = throttle.early_refusal(client_address(scope), credentials, cached)
-    if refusal is not None:  # a key made since the prefixes were loaded must not be refused
-        await throttle.refresh_prefixes(lambda: _live_prefixes(db, now))
-        refusal = throttle.early_refusal(client_address(scope), credentials, cached)
+    secret_hash = hash_key(credentials)
+    cached = cache is not None and cache.get(secret_hash) is not None
+    refusal = throttle.early_refusal(client_address(scope), secret_hash, cached)
+    if refusal is not None:  # a key made since the live keys were loaded must not be refused
+        await throttle.refresh_live(lambda: _live_keys(db, now))
+        refusal = throttle.early_refusal(client_address(scope), secret_hash, cached)
     return refusal

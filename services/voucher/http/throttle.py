@@ -5,14 +5,17 @@ Each request whose API key is unknown, revoked or expired counts against its cli
 "30/minute" by default, in a fixed window; IPv6 addresses by their /64, which one client
 holds whole). An address over it is answered 429 `authentication_throttled` with Retry-After,
 until its window resets — but **a key that exists is never refused**: a throttled request is
-looked up only if its key's public prefix (`vk_<10 hex>`, 40 random bits) is one of the live
-keys' prefixes, which each process keeps in memory (reloaded at most every few seconds, and
-only while some address is throttled). A flood of random keys matches none; a valid client
-behind the same address — after a restart, on another worker, with a key made a second ago —
-is looked up as usual. Unknown key hashes are remembered for a minute, so the same wrong key
-costs one lookup. Once this process has found an address throttled, its requests with keys
-of no live prefix are refused before routing and the answer is held for a second
-(`REFUSAL_DELAY_SECONDS`): a flood that ignores Retry-After costs almost no CPU.
+looked up only if its key is one of the live keys, whose SHA-256 each process keeps in memory
+(reloaded at most every few seconds, and only while some address is throttled). A flood of
+random keys matches none, nor does one that guesses the secret behind a live key's public
+part (which is not secret: it is in key lists, audit events and logs, and a list of those
+had let such a flood past the throttle to a lookup each; an independent review, December
+2026); a valid client behind the same address — after a restart, on another worker, with a
+key made a second ago — is looked up as usual. Unknown key hashes are remembered for a
+minute, so the same wrong key costs one lookup. Once this process has found an address
+throttled, its requests with keys that are not live are refused before routing and the
+answer is held for a second (`REFUSAL_DELAY_SECONDS`): a flood that ignores Retry-After costs
+almost no CPU.
 
 The counts live where the rate limits' do (`rate_limit_storage`): this process, or a Redis
 shared by every process. If that storage fails, nothing is throttled (logged): the throttle
@@ -48,8 +51,8 @@ MAX_UNKNOWN = 20_000
 #: Retry-After gets one answer a second per connection, and a waiting coroutine costs no CPU,
 #: so a flood cannot take the processor from valid clients.
 REFUSAL_DELAY_SECONDS = 1.0
-#: The live keys' prefixes are reloaded at most this often (while an address is throttled).
-PREFIXES_SECONDS = 5.0
+#: The live keys' hashes are reloaded at most this often (while an address is throttled).
+LIVE_SECONDS = 5.0
 _KEY = "auth-failures"
 
 
@@ -74,13 +77,6 @@ def address_key(address: str) -> str:
     return str(ip)
 
 
-def key_prefix(credentials: str) -> str:
-    """The public part of a key as presented (`vk_<10 hex>`); anything else as it is."""
-    head, _, rest = credentials.partition("_")
-    public, _, _ = rest.partition("_")
-    return f"{head}_{public}"
-
-
 class AuthThrottle:
     def __init__(self, limit: RateLimitItem, strategy: FixedWindowRateLimiter) -> None:
         self.limit = limit
@@ -89,10 +85,11 @@ class AuthThrottle:
         self._unknown: dict[str, float] = {}
         #: Addresses this process last found throttled, and until when (time.time()).
         self._blocked: dict[str, float] = {}
-        self._prefixes: frozenset[str] = frozenset()
-        self._prefixes_at = -PREFIXES_SECONDS
+        #: The SHA-256 of every live key, as of the last load (and of keys seen working since).
+        self._live: frozenset[str] = frozenset()
+        self._live_at = -LIVE_SECONDS
         self._loading: asyncio.Future[frozenset[str]] | None = None
-        #: Bumped when a key is made (`expire_prefixes`): a load begun before it may lack the key.
+        #: Bumped when a key is made (`expire_live`): a load begun before it may lack the key.
         self._generation = 0
         self._loading_generation = 0
 
@@ -116,12 +113,12 @@ class AuthThrottle:
             return False
         return True
 
-    def may_be_live(self, credentials: str) -> bool:
-        """The key's prefix is a live key's (as of the last load)."""
-        return key_prefix(credentials) in self._prefixes
+    def is_live(self, secret_hash: str) -> bool:
+        """The key is a live one (as of the last load)."""
+        return secret_hash in self._live
 
-    async def refresh_prefixes(self, load: Callable[[], Awaitable[frozenset[str]]]) -> None:
-        """Reload the live keys' prefixes, unless they were loaded in the last few seconds; a
+    async def refresh_live(self, load: Callable[[], Awaitable[frozenset[str]]]) -> None:
+        """Reload the live keys' hashes, unless they were loaded in the last few seconds; a
         request arriving while they load waits for that load. It had been judged by the list
         before it (a worker just started: empty), and a live key was refused 429 (an independent
         review, December 2026)."""
@@ -132,29 +129,28 @@ class AuthThrottle:
             if self._generation == began:
                 return
             # a key was made while it loaded: that load may lack it, so load again (below)
-        if time.monotonic() - self._prefixes_at >= PREFIXES_SECONDS:
-            self._prefixes_at = time.monotonic()
+        if time.monotonic() - self._live_at >= LIVE_SECONDS:
+            self._live_at = time.monotonic()
             self._loading_generation = self._generation
             loading = asyncio.ensure_future(load())
 
             def loaded(task: asyncio.Future[frozenset[str]]) -> None:  # before any waiter resumes
                 if not task.cancelled() and task.exception() is None:
-                    self._prefixes = task.result()
+                    self._live = task.result()
 
             loading.add_done_callback(loaded)
             self._loading = loading
             await asyncio.shield(loading)
 
-    def expire_prefixes(self) -> None:
-        """A key was made or changed somewhere: the next check reloads the live prefixes."""
-        self._prefixes_at = -PREFIXES_SECONDS
+    def expire_live(self) -> None:
+        """A key was made or changed somewhere: the next check reloads the live keys."""
+        self._live_at = -LIVE_SECONDS
         self._generation += 1
 
-    def learn_prefix(self, credentials: str) -> None:
-        """A key that authenticated: its prefix is live (until the next load says otherwise)."""
-        prefix = key_prefix(credentials)
-        if prefix not in self._prefixes:
-            self._prefixes = self._prefixes | {prefix}
+    def learn_live(self, secret_hash: str) -> None:
+        """A key that authenticated is live (until the next load says otherwise)."""
+        if secret_hash not in self._live:
+            self._live = self._live | {secret_hash}
 
     async def blocked_for(self, address: str) -> int | None:
         """Seconds until `address` may fail again, if it has used up its failures."""
@@ -173,9 +169,9 @@ class AuthThrottle:
         self._blocked[key] = reset_at
         return max(1, math.ceil(reset_at - time.time()))
 
-    def early_refusal(self, address: str, credentials: str, cached: bool) -> AuthenticationThrottled | None:
+    def early_refusal(self, address: str, secret_hash: str, cached: bool) -> AuthenticationThrottled | None:
         """The refusal for a request from an address this process found throttled, unless its
-        key passes (cached, or of a live prefix): decided from memory, before routing."""
+        key passes (cached, or live): decided from memory, before routing."""
         if not self._blocked:
             return None
         key = address_key(address)
@@ -186,7 +182,7 @@ class AuthThrottle:
         if wait <= 0:
             del self._blocked[key]
             return None
-        if cached or self.may_be_live(credentials):
+        if cached or self.is_live(secret_hash):
             return None
         return throttled(max(1, math.ceil(wait)))
 
