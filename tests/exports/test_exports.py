@@ -7,6 +7,7 @@ are rows of their own, a computation is columns) and Beijing times; see test_spr
 from __future__ import annotations
 
 import hashlib
+import uuid
 from typing import Any
 
 import httpx
@@ -312,6 +313,26 @@ async def test_only_operators_and_auditors_export(app, client: httpx.AsyncClient
     assert_problem(await client.get("/v1/exports/redemptions"), 401, "unauthenticated")
     assert_problem(await client.get(manifest_path), 401, "unauthenticated")
     assert await _manifests(app) == 1
+
+
+async def test_head_checks_as_get_does_and_runs_no_export(app, client: httpx.AsyncClient, history: History) -> None:
+    """A monitor's HEAD had read the whole dataset and recorded a finished manifest for a body
+    nobody received (an independent review, December 2026): it is refused as the GET would be,
+    and otherwise answers the GET's status and type with no export behind it."""
+    world = history.world
+    before = await _manifests(app)
+    for fmt, media in (("csv", "text/csv"), ("jsonl", "application/x-ndjson")):
+        head = await client.head("/v1/exports/redemptions", params={"format": fmt}, headers=auth(world.auditor))
+        assert head.status_code == 200 and head.content == b""
+        assert head.headers["content-type"].startswith(media) and "export-id" not in head.headers
+    refused = await client.head("/v1/exports/settlements", params={"account_id": str(uuid.uuid4())},
+                                headers=auth(world.auditor))
+    assert refused.status_code == 422  # the filter settlements do not take, as the GET says
+    assert (await client.head("/v1/exports/redemptions", headers=auth(world.provider_key))).status_code == 403
+    assert (await client.head("/v1/exports/redemptions")).status_code == 401
+    assert await _manifests(app) == before
+    assert (await export(client, world.auditor, "redemptions", "csv")).status_code == 200
+    assert await _manifests(app) == before + 1  # the GET is an export
 
 
 async def test_an_unknown_manifest_is_404(client: httpx.AsyncClient, auditor_key: str) -> None:

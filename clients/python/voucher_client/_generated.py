@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "803c2270b1d723f282cb81f3fb8f9b16c8a733caafe4749368cdfaea2f093670"
+DOCUMENT_SHA256 = "6134113377314c27e70a765c3832c8d627867ffd8992b9b3f3a5c0fae71ff466"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

@@ -18,6 +18,7 @@ from services.voucher.exports.rules import MEDIA_TYPES, Dataset, Filters, Format
 from services.voucher.exports.schemas import ExportManifestPublic
 from services.voucher.http.auth import require
 from services.voucher.http.deps import Session, get_database
+from services.voucher.http.head import SENT_METHOD
 from services.voucher.http.problems import AUTH_ERRORS, responses
 from services.voucher.instants import Instant
 from services.voucher.spreadsheet import XLSX_MEDIA_TYPE
@@ -104,6 +105,10 @@ the manifest gets `row_count`, `sha256` (of exactly the body's bytes, BOM includ
 `GET /v1/exports/manifests/{id}` and compare the digest at once. A manifest whose
 `finished_at` stays null describes an export that was cut off. `row_count` counts the rows of
 the file (line items, changes), never a header.
+
+A HEAD request is checked as its GET would be (key, scope, filters) and answers the same status
+and `Content-Type`, but runs no export: it records no manifest and sends no `Export-Id` (a
+monitor's probe had read the whole dataset and recorded a finished export nobody received).
 """
 
 _HEADERS = {
@@ -142,6 +147,9 @@ async def export_dataset(
 ) -> StreamingResponse:
     filters = Filters(programme_id=programme_id, enterprise_id=enterprise_id, provider_id=provider_id,
                       voucher_id=voucher_id, account_id=account_id, since=since, until=until)
+    if request.scope.get(SENT_METHOD) == "HEAD":
+        service.check_filters(dataset, filters)
+        return StreamingResponse(iter(()), media_type=MEDIA_TYPES[format])
     export = await service.open_export(session, database, actor, dataset, format, filters, request.app.state.clock)
     export_id = export.manifest.id
     return StreamingResponse(

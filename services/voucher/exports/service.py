@@ -62,6 +62,13 @@ class Export:
     body: AsyncIterator[bytes]
 
 
+def check_filters(dataset: Dataset, filters: Filters) -> None:
+    """422 naming each filter `dataset` does not take or cannot hold."""
+    problems = filter_problems(dataset, filters)
+    if problems:
+        raise ValidationFailed([field_error(name, message, location="query") for name, message in problems])
+
+
 async def open_export(
     session: AsyncSession, database: Database, actor: Actor, dataset: Dataset, format_: Format,
     filters: Filters, clock: Clock, *, chunk_bytes: int = CHUNK_BYTES, fetch_rows: int = FETCH_ROWS,
@@ -72,9 +79,7 @@ async def open_export(
     count of events not yet under it are read in the snapshot: a change committed between the
     seal and the snapshot is in the file, its events after the head, and the manifest says how
     many such events there are (`unsealed_events`)."""
-    problems = filter_problems(dataset, filters)
-    if problems:
-        raise ValidationFailed([field_error(name, message, location="query") for name, message in problems])
+    check_filters(dataset, filters)
     await _release_lapsed(database, clock())
     await audit.seal_pending(database)
     await repository.begin_snapshot(session)
