@@ -590,6 +590,17 @@ class SecretUnavailable(DomainError):
     transient = True
 
 
+class SecretAnswerWithdrawn(DomainError):
+    """The request first made with this Idempotency-Key succeeded, and its answer carried a
+    secret (a webhook endpoint's signing secret), which is kept for a day only: the request is
+    not run again (no second endpoint, no second rotation), and the answer is not sent again.
+    `location` names what it made or changed."""
+
+    code = "idempotent_answer_withdrawn"
+    title = "The request with this Idempotency-Key was done; its answer held a secret, which is no longer kept"
+    status = 409
+
+
 # -- webhooks ------------------------------------------------------------------------------------
 
 

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "6134113377314c27e70a765c3832c8d627867ffd8992b9b3f3a5c0fae71ff466"
+DOCUMENT_SHA256 = "881969f662a2c8dc9db104ae35313ea24a4c24dccd68791aadb40db683b1e06a"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

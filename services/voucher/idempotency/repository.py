@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -28,7 +29,7 @@ _LOCK = select(func.pg_advisory_xact_lock(bindparam("lock", type_=BigInteger)))
 _LOCK_FUNCTION = "pg_advisory_xact_lock"
 _READ = select(
     T.c.id, T.c.method, T.c.path, T.c.request_hash, T.c.state, T.c.response_status, T.c.response_body,
-    T.c.response_content_type, T.c.response_headers, T.c.expires_at,
+    T.c.response_content_type, T.c.response_headers, T.c.expires_at, T.c.completed_at,
 ).where(T.c.principal_id == bindparam("principal_id"), T.c.key == bindparam("key"))
 _INSERT = insert(T)
 #: A record past its retention is replaced in place (one statement: a DELETE and an INSERT of
@@ -54,6 +55,7 @@ class Record:
     response_content_type: str | None
     response_headers: dict[str, str] | None
     expires_at: datetime
+    completed_at: datetime | None
 
 
 def lock_and_read(session: AsyncSession, lock: int, principal_id: uuid.UUID, key: str) -> tuple[Batch, Step]:
@@ -110,6 +112,21 @@ def store(values: dict[str, Any], *, replaces: bool, dialect: str) -> Batch:
 async def purge_expired(session: AsyncSession, now: datetime) -> int:
     result = await session.execute(delete(T).where(T.c.expires_at < now))
     return cast(CursorResult[Any], result).rowcount  # a DELETE's result is a CursorResult
+
+
+async def withdraw_bodies(session: AsyncSession, path_pattern: str, completed_before: datetime,
+                          keep: Callable[[IdempotencyRecord], bool]) -> int:
+    """Empty the stored bodies of completed records whose path matches `path_pattern` (LIKE),
+    completed before `completed_before`, unless `keep` says otherwise; how many were emptied."""
+    statement = select(IdempotencyRecord).where(T.c.path.like(path_pattern), T.c.response_body.is_not(None),
+                                                T.c.completed_at < completed_before)
+    withdrawn = 0
+    for record in (await session.execute(statement)).scalars():
+        if not keep(record):
+            record.response_body = None
+            withdrawn += 1
+    await session.flush()
+    return withdrawn
 
 
 async def answers_under(session: AsyncSession, path_pattern: str) -> list[IdempotencyRecord]:

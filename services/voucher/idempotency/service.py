@@ -32,7 +32,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.voucher import secretbox
 from services.voucher.db import Database, dialect_name
 from services.voucher.driver import Batch
-from services.voucher.errors import IdempotencyKeyReused, InvalidIdempotencyKey, SecretUnavailable
+from services.voucher.errors import (
+    IdempotencyKeyReused,
+    InvalidIdempotencyKey,
+    SecretAnswerWithdrawn,
+    SecretUnavailable,
+)
 from services.voucher.i18n import msg
 from services.voucher.idempotency import repository
 from services.voucher.ids import uuid7
@@ -165,9 +170,17 @@ def claim_batch(
                 )
             else:
                 assert record.response_status is not None
-                raise Replay(StoredResponse(record.response_status, record.response_body or b"",
-                                            record.response_content_type, record.response_headers,
-                                            secretbox.stored_answer_purpose(principal_id, key)))
+                stored = StoredResponse(record.response_status, record.response_body or b"",
+                                        record.response_content_type, record.response_headers,
+                                        secretbox.stored_answer_purpose(principal_id, key))
+                if carries_secret(stored) and (not record.response_body or record.completed_at is None
+                                               or now >= record.completed_at + SECRET_ANSWER_RETENTION):
+                    raise SecretAnswerWithdrawn(
+                        msg("the request with Idempotency-Key {key!r} succeeded at {at}; its answer held a secret, "
+                            "kept for one day only, and is not sent again, nor is the request run again",
+                            key=key, at=record.completed_at),
+                        location=(record.response_headers or {}).get("location"))
+                raise Replay(stored)
         return Claim(principal_id, key, method, path, fingerprint, now, retention_days, dialect, replaces)
 
     return batch, settle
@@ -181,8 +194,10 @@ async def claim(session: AsyncSession, **fields: Any) -> Claim:
 
 
 #: How long an answer that carries a secret (a webhook endpoint's signing secret, on creation
-#: and rotation: sent with Cache-Control: no-store) is kept for a retry that lost it, whatever
-#: the retention: long enough for any retry, not months of a secret readable in a second table.
+#: and rotation: sent with Cache-Control: no-store) is kept for a retry that lost it: long
+#: enough for any retry, not months of a secret readable in a second table. The record itself
+#: is kept for the whole retention, without the body after this: a retry after it is refused
+#: (`SecretAnswerWithdrawn`), not run again.
 SECRET_ANSWER_RETENTION = timedelta(days=1)
 
 
@@ -216,8 +231,6 @@ def completion(claim_: Claim, answer: StoredResponse) -> Batch:
     """Step 2: the statements that store the answer, to send with the COMMIT."""
     now = claim_.now
     kept = timedelta(days=claim_.retention_days)
-    if carries_secret(answer):
-        kept = min(kept, SECRET_ANSWER_RETENTION)
     return repository.store({
         "id": uuid7(), "principal_id": claim_.principal_id, "key": claim_.key, "method": claim_.method,
         "path": claim_.path, "request_hash": claim_.fingerprint, "state": "completed",
@@ -244,8 +257,14 @@ async def store_refusal(db: Database, claim_: Claim, answer: StoredResponse) -> 
 
 
 async def purge_expired(session: AsyncSession, now: datetime) -> int:
-    """Delete records past their retention (a job; never needed for correctness)."""
-    return await repository.purge_expired(session, now)
+    """Delete records past their retention, and empty the answers that carry a secret once
+    their day is over (a job: a replay judges the day by itself, so the secret is never sent
+    after it; the job keeps it from staying in the table)."""
+    purged = await repository.purge_expired(session, now)
+    return purged + await repository.withdraw_bodies(
+        session, WEBHOOK_ANSWER_PATHS, now - SECRET_ANSWER_RETENTION,
+        keep=lambda record: not carries_secret(StoredResponse(record.response_status or 0, b"", None,
+                                                               record.response_headers)))
 
 
 #: The only answers that carry a secret: a webhook endpoint's creation and its rotations.

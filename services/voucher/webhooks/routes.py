@@ -36,7 +36,7 @@ EventsReader = Annotated[Actor, Depends(require(Scope.EVENTS_READ))]
 Config = Annotated[Settings, Depends(get_settings)]
 _IDEMPOTENT = (errors.IdempotencyKeyReused, errors.IdempotencyRequestInProgress)
 #: A retry of a creation or a rotation replays an answer kept sealed (docs/security.md).
-_REPLAYS_A_SECRET = (*_IDEMPOTENT, errors.SecretUnavailable)
+_REPLAYS_A_SECRET = (*_IDEMPOTENT, errors.SecretUnavailable, errors.SecretAnswerWithdrawn)
 
 
 def _public(endpoint: WebhookEndpoint, response: Response | None = None) -> WebhookEndpointPublic:
@@ -63,7 +63,8 @@ def _delivery(row: dict[str, Any]) -> DeliveryPublic:
     summary="Register a webhook endpoint for yourself (its signing secret is shown only now)",
     description="An enterprise or a provider (`webhooks:manage`) registers an endpoint for its own events, "
     "optionally only some event types; the signing secret is in this answer only (a retry with the same "
-    "Idempotency-Key within a day gets it again). Stores the endpoint and records "
+    "Idempotency-Key within a day gets it again; after the day, `idempotent_answer_withdrawn` naming the endpoint, "
+    "and nothing is registered again). Stores the endpoint and records "
     "the audit event `webhook_endpoint.created`; the worker delivers later events to it, signed and retried. "
     "Refused with `webhook_url_refused` (not https, carrying credentials, or not a public address), "
     "`too_many_webhook_endpoints` (an owner keeps at most `VOUCHER_MAX_WEBHOOK_ENDPOINTS_PER_OWNER`, 16 by "
@@ -180,7 +181,8 @@ async def delete_webhook_endpoint(endpoint_id: uuid.UUID, session: Session, now:
     operation_id="rotate_webhook_secret",
     summary="Rotate the signing secret (the old one keeps signing for 24 hours alongside the new)",
     description="The endpoint's owner (`webhooks:manage`) gets a new signing secret, shown in this answer only (a "
-    "retry with the same Idempotency-Key within a day gets it again); "
+    "retry with the same Idempotency-Key within a day gets it again; after the day, `idempotent_answer_withdrawn`, "
+    "and the secret is not rotated again); "
     "for 24 hours the old secret signs alongside the new one, so the receiver can switch without losing a "
     "delivery. Records the audit event `webhook_endpoint.secret_rotated`. Refused with `not_found` or an "
     "Idempotency-Key conflict.",
