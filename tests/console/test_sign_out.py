@@ -165,8 +165,12 @@ async def test_signing_in_again_ends_the_session_the_browser_had(app: Any, brows
     key = await make_key(app, "operator")
     assert (await browser.sign_in(key, language="en")).status_code == 303
     copy = browser.http.cookies[SESSION_COOKIE]
-    assert (await browser.sign_in(await make_key(app, "operator"), language="en")).status_code == 303
+    again = await browser.sign_in(await make_key(app, "operator"), language="en")
+    assert again.status_code == 303
     assert browser.http.cookies[SESSION_COOKIE] != copy
+    # the exports the last person listed are not the next one's (as on sign-out)
+    assert any(c.startswith("voucher_console_exports=") and "max-age=0" in c.lower()
+               for c in again.headers.get_list("set-cookie"))
     assert (await browser.get("/console/operator")).status_code == 200  # the new session works
     thief = Browser(app)
     try:

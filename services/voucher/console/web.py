@@ -664,6 +664,7 @@ def create_console(api_app: Any, settings: Settings) -> FastAPI:
         set_cookie(response, request, SESSION_COOKIE, sessions.seal(key, now),
                    max_age=int(sessions.lifetime.total_seconds()))
         response.delete_cookie(SIGN_IN_COOKIE, path=PREFIX)
+        response.delete_cookie(EXPORTS_COOKIE, path=PREFIX)  # the exports listed were the last person's
         return response
 
     @console.post("/sign-out")

@@ -5,7 +5,9 @@ whose own Allow header named HEAD. This middleware sits inside the unit of work 
 HEAD as a safe method) and outside the routes: the routes see a GET, so a HEAD passes the same
 authentication, scopes, rate limit and tenancy as the GET and answers the same status and
 headers, Content-Length included; the body's bytes are dropped. The server keeps the request's
-own scope, so it knows no body follows.
+own scope, so it knows no body follows. A streamed export is the one route that tells a HEAD
+from a GET (`SENT_METHOD`): it checks the request as the GET would but runs no export, so it
+sends no `Export-Id` (services/voucher/exports/routes.py).
 """
 
 from __future__ import annotations
