@@ -104,7 +104,7 @@ async def run_once(database: Database, job: str, now: datetime) -> int:
     if job == "deliver-webhooks":
         tally: dict[str, int] = {}
         sent = await webhooks.deliver_due(database, now, tally=tally)
-        database.info[ANSWERED] = tally.get("answered", 0)
+        database.info[TAKEN] = tally.get("taken", 0)
         metrics.webhooks_behind(await webhooks.behind_seconds(database, now))
         return sent
     find, work = PER_ITEM[job]
@@ -153,21 +153,21 @@ async def run_due(database: Database, now: datetime) -> dict[str, int]:
     return done
 
 
-#: `database.info` key: how many sends the last delivery run's receivers answered.
-ANSWERED = "deliver-webhooks:answered"
+#: `database.info` key: how many sends the last delivery run's receivers took (2xx).
+TAKEN = "deliver-webhooks:taken"
 
 
 def left_work(database: Database, job: str, done: int) -> bool:
     """Whether a run of `job` that changed `done` items stopped at its batch's end, not for want of
     work: the worker's loop then runs again at once instead of waiting out its interval (webhook
     sends had been held to 100 per run plus 5 s, about 15 a second, whatever the backlog; an
-    independent review). A delivery run counts only when receivers answered at least half its
+    independent review). A delivery run counts only when receivers took at least half its
     batch: sends never made (a secret the service cannot open, retried every 30 s for as long as
-    its key is missing) or not answered had the loop claim them back to back (a review of this
+    its key is missing) or not taken had the loop claim them back to back (a review of this
     change). The publisher and the sealer go on until nothing is left by themselves."""
     if job == "deliver-webhooks":
         batch = database.settings.webhook_batch_size
-        return done >= batch and 2 * int(database.info.get(ANSWERED, 0)) >= batch
+        return done >= batch and 2 * int(database.info.get(TAKEN, 0)) >= batch
     return job in BATCHED and done >= ITEM_BATCH
 
 

@@ -642,6 +642,32 @@ async def test_a_hanging_receiver_holds_up_no_other_tenants_delivery(app: Any, c
     assert took < timeout * 1.8, took  # one timeout, not one per wave of the backlog
 
 
+async def test_a_receiver_answering_errors_is_not_sent_its_backlog_back_to_back(app: Any, client: httpx.AsyncClient) -> None:
+    """A receiver behind a load balancer that answers 503 at once while it is down: every answer
+    had counted as one, so a run sent it its whole backlog, one refused send after another, and
+    a run of refusals had the worker's loop start the next at once (an independent review,
+    December 2026). An endpoint that does not take a delivery gets no other send that run;
+    another tenant's receiver gets all of its own, and the refusals are not progress."""
+    world = await build_world(app, client)
+    with receiver(statuses=[503]) as down, receiver() as up:
+        voucher = await world.issue(50_000_000)
+        await events.publish_pending(app.state.database, app.state.clock())
+        await _endpoint(client, world.provider_key, down.url, ["redemption.captured"])
+        for n in range(4):
+            await _redeem(world, voucher, f"PO-{n}")
+        await _endpoint(client, world.enterprise_key, up.url, ["voucher.issued"])
+        for _ in range(3):
+            await world.issue(1_000_000)
+        await events.publish_pending(app.state.database, app.state.clock())
+        tally: dict[str, int] = {}
+        attempts = await webhooks.deliver_due(app.state.database, app.state.clock(), tally=tally)
+        assert (len(down.received), len(up.received), attempts) == (1, 3, 4)
+        assert tally["taken"] == 3
+        later = await _deliveries(client, world.provider_key,
+                                  (await client.get("/v1/webhook-endpoints", headers=auth(world.provider_key))).json()["items"][0])
+        assert sorted(d["status"] for d in later) == ["pending"] * 4  # each retried on its own schedule
+
+
 async def test_rotating_again_within_the_overlap_keeps_each_secret_for_its_own_24_hours(
         app: Any, client: httpx.AsyncClient, clock: Any) -> None:
     """A → B, then B → C an hour later, before the receiver switched: A had stopped signing at

@@ -432,14 +432,16 @@ async def deliver_due(database: Database, now: datetime, *, client: httpx.AsyncC
     claimed delivery is therefore always settled (or its worker dead) before its lease ends, and
     no other worker sends it twice. Fair between tenants: an owner (an enterprise, a provider)
     has one send in flight at a time in a worker, however many endpoints it has (its deliveries
-    go in order), and an endpoint that did not answer (a timeout, a refused connection) gets no
-    other send this run, so a tenant whose receivers hang holds one slot for one timeout per
-    run, never the others' turns (an independent review: waves gathered whole held every tenant
-    behind one dead receiver for about 125 s). New claims stop after one timeout, so a run
-    lasts at most about two.
+    go in order), and an endpoint that did not take a delivery (a timeout, a refused
+    connection, or an answer other than 2xx) gets no other send this run, so a tenant whose
+    receivers hang holds one slot for one timeout per run, never the others' turns (an
+    independent review: waves gathered whole held every tenant behind one dead receiver for
+    about 125 s), and a receiver that answers 503 at once is not sent its whole backlog back to
+    back, each send refused (a later review: a load balancer in front of a receiver that is
+    down). New claims stop after one timeout, so a run lasts at most about two.
     `clock` gives each claim's time (tests); by default it is `now` plus the time spent so far.
-    `tally`, when given, gets `answered`: the sends a receiver answered (any status), which the
-    worker's loop reads as progress (a send never made, its secret unopened, is none)."""
+    `tally`, when given, gets `taken`: the sends a receiver took (2xx), which the worker's loop
+    reads as progress (a send never made, its secret unopened, or refused, is none)."""
     settings = database.settings
     timeout = settings.webhook_timeout_seconds
     lease = timedelta(seconds=timeout * 2 + 30)
@@ -460,10 +462,10 @@ async def deliver_due(database: Database, now: datetime, *, client: httpx.AsyncC
         limits=httpx.Limits(max_connections=settings.webhook_concurrency, max_keepalive_connections=0))
     total = 0
     busy: set[uuid.UUID] = set()  # owners (enterprises, providers) with a send in flight
-    failed: set[uuid.UUID] = set()  # endpoints that did not answer in this run
+    failed: set[uuid.UUID] = set()  # endpoints that did not take a delivery in this run
     sending: dict[asyncio.Task[bool], tuple[uuid.UUID, uuid.UUID]] = {}
     counts = tally if tally is not None else {}
-    counts["answered"] = 0
+    counts["taken"] = 0
 
     async def settle_one() -> None:
         done, _ = await asyncio.wait(sending, return_when=asyncio.FIRST_COMPLETED)
@@ -471,7 +473,7 @@ async def deliver_due(database: Database, now: datetime, *, client: httpx.AsyncC
             endpoint, owner = sending.pop(task)
             busy.discard(owner)
             if task.result():
-                counts["answered"] += 1
+                counts["taken"] += 1
             else:
                 failed.add(endpoint)
 
@@ -519,7 +521,8 @@ async def behind_seconds(database: Database, now: datetime) -> float:
 async def _attempt(database: Database, client: httpx.AsyncClient, row: dict[str, Any], lease_id: uuid.UUID,
                    current: Callable[[], datetime]) -> bool:
     """Send one delivery and settle it; nothing one subscriber's URL does can stop the others.
-    Whether the receiver answered (any status), rather than timing out or refusing to connect."""
+    Whether the receiver took it (2xx), rather than timing out, refusing to connect or
+    answering an error."""
     settings = database.settings
     started = time.perf_counter()
     try:
@@ -535,7 +538,7 @@ async def _attempt(database: Database, client: httpx.AsyncClient, row: dict[str,
         await _finish(database, row, lease_id, status_code, error, elapsed, current())
     except Exception:  # the lease runs out and another run retries it
         log.exception("webhook delivery %s: its attempt could not be recorded", row["id"])
-    return status_code is not None
+    return error is None
 
 
 async def _finish(database: Database, row: dict[str, Any], lease_id: uuid.UUID, status_code: int | None,
