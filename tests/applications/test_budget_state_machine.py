@@ -635,7 +635,7 @@ class BudgetMachine(DatabaseMachine):
         for app in self.apps:
             row = apps[app.id]
             assert (row.status, row.approved_amount, row.period_key) == (app.status, app.approved, app.period), app
-            assert applications._status(row, self.now).value == self.effective(app)
+            assert applications.status_seen(row, self.now).value == self.effective(app)
             if app.voucher is not None:
                 assert row.voucher_id == app.voucher.id
         last: dict[uuid.UUID, str] = {}
