@@ -216,6 +216,10 @@ def test_amounts_in_different_units_have_no_total() -> None:
     b = Redeemed(**{**a.__dict__, "redemption_id": uuid.uuid4(), "enterprise_id": E2, "unit": "GPU_HOUR"})
     found = shared_reference([a, b])
     assert found is not None and found.unit is None and found.total_amount is None
+    # each row says its own unit, so a reader can show its amounts as money
+    from services.voucher.anomalies.schemas import FindingPublic
+    evidence = FindingPublic.of(found, "en").evidence
+    assert sorted(evidence.units) == ["CNY", "GPU_HOUR"] and evidence.units == [r.unit for r in found.rows]
 
 
 def test_percent_and_range() -> None:

@@ -163,3 +163,35 @@ async def test_a_cap_share_is_rounded_down(app: Any, client: Any, browser: Brows
     assert page.status_code == 200
     cells = re.findall(r'<td class="num">([^<]*)</td>', page.text.split('id="caps-title"')[1].split("</tbody>")[0])
     assert cells == ["¥9,996.00", "99.9%", "¥10,000.00"]
+
+
+async def test_a_finding_in_two_units_shows_each_rows_amounts_as_money_in_its_own_unit(
+        browser: Browser, world: World, clock: Any, monkeypatch: Any) -> None:
+    """One order reference under a CNY programme and a GPU-hour one: the finding has no common
+    unit, and its rows had been shown as bare minor-unit integers (1200000 beside 350000; an
+    independent review, December 2026). Each row is shown in its own unit."""
+    import uuid
+
+    from services.voucher.anomalies import service as anomalies
+    from services.voucher.anomalies.rules import AnomalyRule, Redeemed, shared_reference
+
+    at = clock()
+
+    def redeemed(unit: str, amount: int, order_amount: int) -> Redeemed:
+        return Redeemed(redemption_id=uuid.uuid4(), programme_id=uuid.uuid4(), enterprise_id=uuid.uuid4(),
+                        provider_id=uuid.uuid4(), voucher_id=uuid.uuid4(), order_reference="PO-TWO",
+                        order_amount=order_amount, amount=amount, unit=unit, at=at)
+
+    found = shared_reference([redeemed("CNY", 360_000, 1_200_000), redeemed("GPU_HOUR", 105_000, 350_000)])
+    assert found is not None and found.unit is None
+
+    async def planted(*_: Any) -> list[Any]:
+        return [found]
+
+    monkeypatch.setitem(anomalies.DETECTORS, AnomalyRule.SHARED_REFERENCE, planted)
+    await browser.sign_in(world.auditor, language="en")
+    page = await browser.get("/console/auditor/anomalies", params={"rule": "shared_reference"})
+    assert page.status_code == 200 and 'data-rule="shared_reference"' in page.text
+    assert "¥12,000.00" in page.text and "¥3,600.00" in page.text
+    assert "350.000 GPU-hours" in page.text and "105.000 GPU-hours" in page.text
+    assert ">1200000<" not in page.text and ">350000<" not in page.text

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "881969f662a2c8dc9db104ae35313ea24a4c24dccd68791aadb40db683b1e06a"
+DOCUMENT_SHA256 = "d5e3ff8b26b6d1b30324be07a602797dc24a534f80b2fa7a47b50ddd8fa073da"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]
@@ -555,6 +555,7 @@ class Evidence(TypedDict):
     shared_parties: NotRequired[list[SharedPartyPublic]]
     total_amount: int | None
     unit: str | None
+    units: NotRequired[list[str]]
     window_end: str | None
     window_start: str | None
 

@@ -30,12 +30,16 @@ class Evidence(BaseModel):
     amounts: list[int] = Field(description="The subsidy each redemption carries now (captured − refunded, or "
                                            "the live hold), one per redemption, in the unit's minor unit (" + MINOR_UNITS + ").")
     order_amounts: list[int] = Field(description="Each redemption's order amount.")
+    units: list[str] = Field(default_factory=list, description=(
+        "Each redemption's unit, one per redemption: its amount and order amount are in that unit's minor "
+        "unit (a finding across programmes may mix units, and then `unit` is null)."))
     claim_ids: list[uuid.UUID] = Field(default_factory=list, description="Claims, for a shared invoice.")
     invoice_numbers: list[str] = Field(default_factory=list, description="Their invoice numbers, one per claim.")
     count: int = Field(description="How many redemptions (or claims) are listed.")
     total_amount: int | None = Field(description="Sum of `amounts` (or of the claims' subsidies); null when "
                                                  "they are in different units.")
-    unit: str | None
+    unit: str | None = Field(description="The unit of every amount listed; null when they are in different units "
+                                         "(each row's is in `units`).")
     window_start: datetime | None = Field(description="Start of the window the detector looked at.")
     window_end: datetime | None = Field(description="End of that window.")
     figures: dict[str, int] = Field(description="The numbers the detector compared, named per rule (see the "
@@ -62,7 +66,7 @@ class FindingPublic(BaseModel):
             evidence=Evidence(
                 redemption_ids=[r.redemption_id for r in rows], order_references=[r.order_reference for r in rows],
                 amounts=[r.amount for r in rows], order_amounts=[r.order_amount for r in rows],
-                claim_ids=[c.claim_id for c in claims], invoice_numbers=[c.invoice_number for c in claims],
+                units=[r.unit for r in rows], claim_ids=[c.claim_id for c in claims], invoice_numbers=[c.invoice_number for c in claims],
                 count=len(rows) + len(claims), total_amount=finding.total_amount, unit=finding.unit,
                 window_start=finding.window_start, window_end=finding.window_end, figures=dict(finding.figures),
                 shared_parties=[SharedPartyPublic(party_id=p.party_id, enterprise_roles=list(p.enterprise_roles),
@@ -106,7 +110,7 @@ class AnomalyReport(BaseModel):
             "rule": "related_party", "programme_ids": [_G], "enterprise_ids": [_E], "provider_ids": [_P],
             "voucher_ids": [_V],
             "evidence": {"redemption_ids": [_R], "order_references": ["PO-1"], "amounts": [300000],
-                         "order_amounts": [1000000], "claim_ids": [], "invoice_numbers": [], "count": 1,
+                         "order_amounts": [1000000], "units": ["CNY"], "claim_ids": [], "invoice_numbers": [], "count": 1,
                          "total_amount": 300000, "unit": "CNY", "window_start": "2026-03-02T01:00:00Z",
                          "window_end": "2026-03-02T01:00:00Z",
                          "figures": {"redemptions": 1, "shared_parties": 1},
