@@ -241,6 +241,17 @@ def test_a_refused_setting_is_named_in_the_one_line_error(settings: dict[str, st
     assert said in line and "\n" not in line, line
 
 
+def test_a_one_line_error_shows_no_password_whatever_raised_it() -> None:
+    """A rate-limit storage URL that did not parse was printed with its password by the limits
+    library's own message (an independent review, December 2026)."""
+    from limits.errors import ConfigurationError
+
+    from services.voucher.cli import _one_line
+
+    line = _one_line(ConfigurationError("Unable to parse storage uri redis://:s3cret@cache:notaport/0"))
+    assert "s3cret" not in line and "redis://" in line
+
+
 def test_db_downgrade_minus_one_steps_back_one_revision(cli_database: str) -> None:
     """The help's own example, `-1`, had been read as an unknown option."""
     script = ScriptDirectory.from_config(alembic_config(cli_database))

@@ -225,8 +225,8 @@ def test_production_refuses_the_development_key_among_the_retired(monkeypatch: p
     monkeypatch.setenv("VOUCHER_SECRETS_KEY", SECRETS_KEY)
     monkeypatch.setenv("VOUCHER_AUDIT_SIGNING_KEY", SEED)
     monkeypatch.setenv("VOUCHER_AUDIT_RETIRED_PUBLIC_KEYS", base64.b64encode(DEVELOPMENT_PUBLIC_KEY).decode())
-    with pytest.raises(ValueError, match="development key"):
-        Signer.from_settings(Settings())
+    with pytest.raises(ValidationError, match="development key"):
+        Settings()  # as the settings are read: a worker had started and failed every round
     monkeypatch.setenv("VOUCHER_ENVIRONMENT", "development")
     assert Signer.from_settings(Settings()).retired == (DEVELOPMENT_PUBLIC_KEY,)
 
@@ -240,8 +240,8 @@ def test_production_refuses_the_published_development_seed_as_its_key(monkeypatc
     monkeypatch.setenv("DATABASE_URL", f"postgres://{PG}")
     monkeypatch.setenv("VOUCHER_SECRETS_KEY", SECRETS_KEY)
     monkeypatch.setenv("VOUCHER_AUDIT_SIGNING_KEY", base64.b64encode(DEVELOPMENT_SEED).decode())
-    with pytest.raises(ValueError, match="published development seed"):
-        Signer.from_settings(Settings())
+    with pytest.raises(ValidationError, match="published development seed"):
+        Settings()  # as the settings are read, before `serve` says where it listens
     monkeypatch.setenv("VOUCHER_ENVIRONMENT", "development")
     assert Signer.from_settings(Settings()).is_development
     monkeypatch.setenv("VOUCHER_AUDIT_SIGNING_KEY", SEED)
@@ -299,3 +299,17 @@ def test_retired_secrets_keys_are_a_list_and_empty_is_none(monkeypatch: pytest.M
     from pydantic import SecretStr
 
     assert Settings(secrets_key=SecretStr(" ")).secrets_key is None  # given in code, blank is unset too
+
+
+def test_webhook_networks_are_a_json_list_or_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`10.0.0.0/8` alone had been refused as JSON that could not be read, where every other list
+    setting takes commas (an independent review, December 2026)."""
+    for written in ("10.0.0.0/8, 127.0.0.0/8", '["10.0.0.0/8", "127.0.0.0/8"]'):
+        monkeypatch.setenv("VOUCHER_WEBHOOK_ALLOWED_NETWORKS", written)
+        assert Settings().webhook_allowed_networks == ["10.0.0.0/8", "127.0.0.0/8"]
+    monkeypatch.setenv("VOUCHER_WEBHOOK_ALLOWED_NETWORKS", "")
+    assert Settings().webhook_allowed_networks == []
+    monkeypatch.setenv("VOUCHER_WEBHOOK_ALLOWED_NETWORKS", "10.0.0.0/8,intranet")
+    with pytest.raises(ValidationError) as exc:
+        Settings()
+    assert _error_fields(exc) == ["webhook_allowed_networks"]

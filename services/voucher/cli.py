@@ -20,6 +20,7 @@ import typer.core
 from services.voucher import i18n
 from services.voucher.apikeys.rules import Role
 from services.voucher.clock import SandboxClock, system_clock
+from services.voucher.observability import redact
 from services.voucher.settings import Settings, get_settings, sync_database_url
 
 _type_column = typer.core.TyperOption.display_type_rich
@@ -332,8 +333,9 @@ def keys_list(
                 return lines
             after = decode_cursor(cursor)
 
+    lines = _run(work, read=True)  # read first: a database that fails prints no header, only the error
     typer.echo("id\tprefix\trole\tholder\tname\tstatus\texpires_at")
-    for line in _run(work, read=True):
+    for line in lines:
         typer.echo(line)
 
 
@@ -848,7 +850,7 @@ def _ready_to_serve(settings: Settings, host: str, port: int) -> None:
     import socket
 
     from services.voucher.db import Database
-    from services.voucher.observability import database_heads, migration_heads
+    from services.voucher.observability import database_heads, known_revisions, migration_heads
 
     async def heads() -> frozenset[str]:
         database = Database(settings)
@@ -868,8 +870,12 @@ def _ready_to_serve(settings: Settings, host: str, port: int) -> None:
                    "serving it", err=True)
         raise typer.Exit(EXIT_COULD_NOT_RUN)
     if found is not None and found != wanted:
+        # A database newer than the build is not upgraded by it (`db upgrade` fails on a revision
+        # it does not know; an independent review): the build is what must change.
+        remedy = ("this build is older than the database: run the build that migrated it"
+                  if found - known_revisions() else "/readyz answers 503 until `voucher db upgrade` has run")
         typer.echo(f"warning: the database is at revision {', '.join(sorted(found))}, this build needs "
-                   f"{', '.join(sorted(wanted))}: /readyz answers 503 until `voucher db upgrade` has run", err=True)
+                   f"{', '.join(sorted(wanted))}: {remedy}", err=True)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no owner
@@ -895,7 +901,9 @@ def _one_line(exc: BaseException) -> str:
     if settings_error is not None:
         return settings_error
     where = _where()
-    first = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0]
+    # Redacted as log lines are: a rate-limit storage URL that did not parse was printed with
+    # its password (`Unable to parse storage uri redis://:s3cret@…`; an independent review).
+    first = redact((str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0])
     if isinstance(exc, OperationalError | ProgrammingError) and ("no such table" in first or "does not exist" in first):
         return f"the database {where} has no schema or is not this service's: run `voucher db upgrade` ({first})"
     if isinstance(exc, DBAPIError | NoSuchModuleError | OSError | ConnectionError):

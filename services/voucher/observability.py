@@ -164,6 +164,14 @@ def migration_heads(directory: Path = MIGRATIONS) -> frozenset[str]:
     return frozenset(ScriptDirectory(str(directory)).get_heads())
 
 
+def known_revisions(directory: Path = MIGRATIONS) -> frozenset[str]:
+    """Every revision of `migrations/`: one a database records that is not among them was made
+    by a newer build."""
+    from alembic.script import ScriptDirectory
+
+    return frozenset(script.revision for script in ScriptDirectory(str(directory)).walk_revisions())
+
+
 async def database_heads(database: Database) -> frozenset[str]:
     """The revision(s) the database's `alembic_version` table records (empty: never migrated).
     Raises whatever the driver raises when the database does not answer."""

@@ -175,7 +175,7 @@ class Settings(BaseSettings):
     #: Events and webhooks (docs/decisions.md, "Events and webhooks"). Deliveries go only to
     #: public addresses, unless the destination lies in one of these networks (CIDR), e.g.
     #: ["127.0.0.0/8"] for a receiver on the same machine; plain http is allowed only there.
-    webhook_allowed_networks: list[str] = Field(default_factory=list)
+    webhook_allowed_networks: Annotated[list[str], NoDecode] = Field(default_factory=list)
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     #: Attempts before a delivery is given up (a manual redelivery starts a new round).
     webhook_max_attempts: int = Field(default=8, ge=1, le=30)
@@ -218,6 +218,13 @@ class Settings(BaseSettings):
         if isinstance(text, str) and len(text.strip()) < 32:
             raise ValueError("VOUCHER_CONSOLE_SECRET must be at least 32 characters")
         return text.strip() if isinstance(text, str) else value  # a secret file's newline is not the secret
+
+    @field_validator("webhook_allowed_networks", mode="before")
+    @classmethod
+    def _listed_networks(cls, value: object) -> object:
+        """A JSON list or comma-separated, as the other list settings (`10.0.0.0/8` alone had been
+        refused as JSON it could not read; an independent review)."""
+        return _listed(value)
 
     @field_validator("webhook_allowed_networks")
     @classmethod
@@ -357,6 +364,21 @@ class Settings(BaseSettings):
             if decode_key(self.secrets_key.get_secret_value(), "VOUCHER_SECRETS_KEY") == DEVELOPMENT_KEY:
                 raise ValueError("VOUCHER_SECRETS_KEY is the published development key, with which anyone can open "
                                  "the sealed secrets; production refuses it (`voucher secrets keygen`)")
+        if self.environment == "production":
+            # Checked here, as the settings are read, not when the first checkpoint is signed: a
+            # worker had started with the published seed and failed every round, and `serve`
+            # had said where it listened before it failed (an independent review, December 2026).
+            # Anyone can sign with the published seed: as the key, its checkpoints were served as
+            # signed by a key of their own; listed as retired, it vouched for a rewritten chain
+            # re-signed with it (earlier reviews).
+            from services.voucher.audit.signing import DEVELOPMENT_PUBLIC_KEY, DEVELOPMENT_SEED
+
+            if self.audit_signing_key is not None and base64.b64decode(self.audit_signing_key.get_secret_value()) == DEVELOPMENT_SEED:
+                raise ValueError("VOUCHER_AUDIT_SIGNING_KEY is the published development seed, with which anyone can "
+                                 "sign a checkpoint; production refuses it (generate one with `voucher audit keygen`)")
+            if DEVELOPMENT_PUBLIC_KEY in {base64.b64decode(key) for key in self.audit_retired_public_keys}:
+                raise ValueError("VOUCHER_AUDIT_RETIRED_PUBLIC_KEYS lists the published development key, whose "
+                                 "checkpoints prove nothing; production refuses it")
         if self.environment == "production" and not self.audit_events_enabled:
             raise ValueError("VOUCHER_AUDIT_EVENTS_ENABLED=false is for benchmarks, never production")
         if self.environment == "production" and self.sandbox:
