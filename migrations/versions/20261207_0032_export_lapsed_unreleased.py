@@ -32,5 +32,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('export_manifest', schema=None) as batch_op:
-        batch_op.drop_column('lapsed_unreleased')
+    # ALTER TABLE … DROP COLUMN on both engines (SQLite 3.35+): a batch drop rebuilt the table on
+    # SQLite and lost its guard triggers (0025's), which upgrading again did not restore (an
+    # independent review, December 2026).
+    op.execute("ALTER TABLE export_manifest DROP COLUMN lapsed_unreleased")
