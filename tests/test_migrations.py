@@ -108,6 +108,7 @@ GUARD_TRIGGERS = {
                        "payee_fixed"},
         "settlement_item": {"draft_only", "fixed", "key0_kept", "key1_kept", "key2_kept", "never_moves", "no_delete",
                             "no_replace", "paid_immutable"},
+        "programme": {"never_deleted", "no_replace", "terms_fixed"},
         "voucher": {"identity_fixed", "never_deleted", "no_replace"},
     },
     "postgresql": {
@@ -124,6 +125,7 @@ GUARD_TRIGGERS = {
         "redemption_refund": {"fixed", "never_deleted", "no_truncate", "pair"},
         "settlement": {"figures_fixed", "no_delete", "no_truncate", "paid_immutable", "payee_fixed"},
         "settlement_item": {"draft_only", "fixed", "never_moves", "no_delete", "no_truncate", "paid_immutable"},
+        "programme": {"never_deleted", "no_truncate", "terms_fixed"},
         "voucher": {"identity_fixed", "never_deleted", "no_truncate"},
     },
 }

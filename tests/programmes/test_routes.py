@@ -294,12 +294,12 @@ async def test_a_programme_saved_before_a_check_was_tightened_can_still_be_edite
     from services.voucher.tables import Programme
 
     created = await new_programme(client, operator_key)
-    opened = await client.post(f"{BASE}/{created['id']}/open", headers=auth(operator_key))
-    assert opened.status_code == 200, opened.text
     legacy = [{"spend_up_to": 50_000_000, "rate_bps": 5000, "categories": []}]
-    async with app.state.database.unit_of_work() as session:
+    async with app.state.database.unit_of_work() as session:  # stored while a draft (0034 fixes it once open)
         await session.execute(update(Programme).where(Programme.id == uuid.UUID(created["id"])).values(
             tiers=legacy, application_opens_at=datetime.fromisoformat("2026-01-01T00:00:00+00:00")))
+    opened = await client.post(f"{BASE}/{created['id']}/open", headers=auth(operator_key))
+    assert opened.status_code == 200, opened.text
     renamed = await patch(client, operator_key, created["id"], {"name": "Renamed programme"})
     assert renamed.status_code == 200, renamed.text
     assert renamed.json()["name"] == "Renamed programme" and renamed.json()["tiers"] == legacy
