@@ -33,7 +33,7 @@ depends_on: str | Sequence[str] | None = None
 FIXED = ("id", "code", "created_at", "kind", "unit", "mode", "budget_total", "rate_table", "tiers",
          "stacking_ceiling_bps", "enterprise_cap", "cap_period", "cap_timezone", "max_per_voucher",
          "voucher_validity_days", "expiry_disposition")
-FORWARD = ("('draft', 'open')", "('open', 'closed')", "('closed', 'archived')")
+FORWARD = (("draft", "open"), ("open", "closed"), ("closed", "archived"))
 MESSAGE = ("a programme's money terms never change once it opens, its status moves only forward, and it is "
            "never deleted once open")
 
@@ -44,7 +44,9 @@ def _quoted(text: str) -> str:
 
 def _terms(differ: str) -> str:
     changed = " OR ".join(f"NEW.{c} {differ} OLD.{c}" for c in FIXED)
-    moved = (f"(NEW.status {differ} OLD.status AND (OLD.status, NEW.status) NOT IN (VALUES {', '.join(FORWARD)}))")
+    # No subquery (PostgreSQL allows none in a trigger's WHEN): each step spelled out.
+    steps = " OR ".join(f"(OLD.status = '{old}' AND NEW.status = '{new}')" for old, new in FORWARD)
+    moved = f"(NEW.status {differ} OLD.status AND NOT ({steps}))"
     return f"(OLD.status <> 'draft' AND ({changed})) OR {moved}"
 
 
