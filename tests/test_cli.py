@@ -223,6 +223,40 @@ def test_the_demo_is_never_loaded_in_production(cli_database: str, monkeypatch: 
     assert _count(cli_database, "SELECT count(*) FROM programme") == 0
 
 
+def test_a_database_production_marked_is_refused_outside_production(cli_database: str) -> None:
+    """A cron line without VOUCHER_ENVIRONMENT had run as development on production's database:
+    it signed production's audit checkpoints with the published seed, for good, and `demo` loaded
+    its programmes and full-power keys there (an independent review, December 2026). A database
+    production has marked is refused by the worker, cron's jobs, the demo and the API outside
+    production. What only reads or migrates still runs."""
+    ok("db", "upgrade")
+    engine = create_engine(sync_database_url(cli_database), poolclass=pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO production_mark (id, marked_at) VALUES (1, :at)"),
+                         {"at": datetime(2026, 12, 1, tzinfo=UTC)})
+    finally:
+        engine.dispose()
+    for command in (("worker", "--once"), ("jobs", "run-once", "seal-audit"), ("demo",)):
+        result = voucher(*command)
+        assert result.exit_code == 2 and "this database is production's" in result.output, (command, result.output)
+    assert _count(cli_database, "SELECT count(*) FROM programme") == 0
+    assert _count(cli_database, "SELECT count(*) FROM audit_checkpoint") == 0
+    assert ok("ledger", "reconcile").splitlines()[-1] == "ledger reconciles: 0 differences"
+    settings = Settings(database_url=cli_database, environment="development", log_level="WARNING")
+
+    async def start() -> None:
+        application = create_app(settings)
+        try:
+            async with application.router.lifespan_context(application):
+                pass
+        finally:
+            await application.state.database.dispose()
+
+    with pytest.raises(RuntimeError, match="this database is production's"):
+        asyncio.run(start())
+
+
 @pytest.mark.parametrize(("settings", "said"), [
     ({"console_secret": "short"}, "VOUCHER_CONSOLE_SECRET must be at least 32 characters"),
     ({"environment": "prod"}, "VOUCHER_ENVIRONMENT: Input should be"),
@@ -617,7 +651,8 @@ def test_production_refuses_a_database_whose_sandbox_clock_was_moved(
         finally:
             await application.state.database.dispose()
 
-    asyncio.run(start())  # never moved: it starts
+    asyncio.run(start())  # never moved: it starts, and marks the database as production's
+    assert _count(cli_database, "SELECT count(*) FROM production_mark") == 1
     engine = create_engine(sync_database_url(cli_database), poolclass=pool.NullPool)
     try:
         with engine.begin() as conn:

@@ -412,12 +412,14 @@ def jobs_run_once(
     typer.echo(f"{job}: {asyncio.run(main())} processed")
 
 
-async def _refuse_a_sandbox_database_in_production(database: Any) -> None:
-    """Exit 2, saying why, in production on a database whose sandbox clock was moved."""
-    from services.voucher.sandbox import service as sandbox
+async def _refuse_another_environment(database: Any, *, mark: bool = False) -> None:
+    """Exit 2, saying why, in production on a database whose sandbox clock was moved, or
+    outside production on a database production has marked (deployment.py); `mark`: a
+    production process starting marks it."""
+    from services.voucher import deployment
 
     try:
-        await sandbox.refuse_a_sandbox_database_in_production(database)
+        await deployment.refuse_another_environment(database, mark=mark)
     except RuntimeError as refused:
         typer.echo(f"error: {refused}", err=True)
         raise typer.Exit(2) from None
@@ -429,7 +431,7 @@ async def _refuse_a_database_the_jobs_must_not_run_on(database: Any) -> None:
     moved, or a database at another revision than this build's."""
     from services.voucher import observability
 
-    await _refuse_a_sandbox_database_in_production(database)
+    await _refuse_another_environment(database, mark=True)
     try:
         found = await observability.database_heads(database)
     except Exception:  # noqa: BLE001 - the job itself will say the database does not answer
@@ -499,7 +501,7 @@ def worker(
             if once:  # cron's form: a database the jobs must not run on is an error, as for `jobs run-once`
                 await _refuse_a_database_the_jobs_must_not_run_on(database)
             else:
-                await _refuse_a_sandbox_database_in_production(database)
+                await _refuse_another_environment(database, mark=True)
             if metrics_port is not None:
                 from services.voucher import metrics
 
@@ -780,6 +782,16 @@ def demo(database_url: DatabaseUrl = None) -> None:
                    "two funded programmes and make full-power keys in the real audit trail", err=True)
         raise typer.Exit(EXIT_COULD_NOT_RUN)
     from services.voucher import demo as demo_data
+    from services.voucher.db import Database
+
+    async def refuse_production_database() -> None:
+        database = Database(get_settings())
+        try:
+            await _refuse_another_environment(database)
+        finally:
+            await database.dispose()
+
+    asyncio.run(refuse_production_database())  # a cron or a shell without VOUCHER_ENVIRONMENT, say
 
     async def load(session: Any) -> Any:
         return await demo_data.load(session, await _now(session))

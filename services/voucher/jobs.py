@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.voucher import driver, metrics, observability
+from services.voucher import deployment, driver, metrics, observability
 from services.voucher.applications import service as applications
 from services.voucher.audit import service as audit
 from services.voucher.audit.signing import Signer
@@ -253,8 +253,8 @@ class JobWorker:
                           "they match (restart the worker with the build the database was migrated for, or run "
                           "`voucher db upgrade`)", sorted(found) or "none", sorted(wanted))
             else:
-                try:  # production on a database used as a sandbox (unread at start, say): nothing runs
-                    await sandbox.refuse_a_sandbox_database_in_production(self.database)
+                try:  # production on a database used as a sandbox, or another on production's: nothing runs
+                    await deployment.refuse_another_environment(self.database)
                     return True
                 except RuntimeError as refused:
                     log.error("%s; no job runs", refused)

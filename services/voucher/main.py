@@ -11,7 +11,7 @@ from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 
-from services.voucher import __version__, errors, i18n, jobs
+from services.voucher import __version__, deployment, errors, i18n, jobs
 from services.voucher.anomalies import routes as anomalies
 from services.voucher.apikeys import cache as key_cache
 from services.voucher.apikeys import routes as apikeys
@@ -39,7 +39,6 @@ from services.voucher.programmes import routes as programmes
 from services.voucher.providers import routes as providers
 from services.voucher.redemption import routes as redemption
 from services.voucher.sandbox import routes as sandbox
-from services.voucher.sandbox import service as sandbox_service
 from services.voucher.settings import Settings, get_settings
 from services.voucher.settlement import routes as settlement
 from services.voucher.usage import routes as usage
@@ -113,7 +112,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await sandbox_service.refuse_a_sandbox_database_in_production(database)
+        await deployment.refuse_another_environment(database, mark=True)
         async with key_cache.listening(app.state.key_cache, settings.database_url), jobs.in_process(database, clock):
             yield
         await database.dispose()

@@ -992,6 +992,18 @@ class SandboxClock(SQLModel, table=True):
     moved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
+class ProductionMark(SQLModel, table=True):
+    """One row once a production process has started on the database (services/voucher/
+    deployment.py): outside production, the API, the worker, the jobs, the demo and the sandbox
+    refuse it."""
+
+    __tablename__ = "production_mark"
+    __table_args__ = (CheckConstraint("id = 1", name="one_row"),)
+
+    id: int = Field(default=1, primary_key=True, sa_type=Integer, sa_column_kwargs={"autoincrement": False})
+    marked_at: datetime = Field(sa_type=UTCDateTime)
+
+
 # -- console ------------------------------------------------------------------------------------
 
 

@@ -9,11 +9,10 @@ import logging
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.voucher import errors, observability
+from services.voucher import deployment, errors, observability
 from services.voucher.http.language import Language, content_language
 from services.voucher.http.problems import HTTP_PROBLEMS, problem_type, responses
 from services.voucher.i18n import msg, translate
-from services.voucher.sandbox import service as sandbox_service
 
 router = APIRouter(tags=["service"])
 log = logging.getLogger("voucher.http")
@@ -114,11 +113,13 @@ async def readyz(request: Request) -> Readiness:
                 f"the database is at {sorted(current) or 'no revision'}, this build needs "
                 f"{sorted(head)}: run `voucher db upgrade`"
             )
-        elif request.app.state.settings.environment == "production":
-            try:  # a database used as a sandbox is never served in production, even if unread at start
-                await sandbox_service.refuse_a_sandbox_database_in_production(request.app.state.database)
+        else:
+            try:  # a database used as a sandbox is never served in production, nor production's elsewhere,
+                # even if unread at start
+                await deployment.refuse_another_environment(request.app.state.database)
             except RuntimeError as refused:
-                checks["sandbox_clock"] = str(refused)
+                checks["sandbox_clock" if request.app.state.settings.environment == "production"
+                       else "environment"] = str(refused)
     failed = {name: result for name, result in checks.items() if result != "ok"}
     if failed:
         raise errors.NotReady(
