@@ -400,7 +400,8 @@ async def test_webhook_health_for_the_office_and_for_the_owner(app: Any, client:
         assert await _run(app) == 1  # delivered
         await _redeem(world, voucher, "PO-H2")
         await _redeem(world, voucher, "PO-H3")
-        assert await _run(app) == 2  # both answered 503: still owed, being retried
+        # both answered 503 (one a run: an endpoint that refuses gets no other send that run)
+        assert [await _run(app), await _run(app)] == [1, 1]  # still owed, being retried
     [office] = await _health(client, world.operator)
     assert office["endpoint_id"] == endpoint["id"] and office["owner"] == "provider"
     assert office["owner_id"] == world.provider["id"] and office["owner_name"] == world.provider["name"]
