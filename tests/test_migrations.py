@@ -108,7 +108,7 @@ GUARD_TRIGGERS = {
                        "payee_fixed"},
         "settlement_item": {"draft_only", "fixed", "key0_kept", "key1_kept", "key2_kept", "never_moves", "no_delete",
                             "no_replace", "paid_immutable"},
-        "programme": {"never_deleted", "no_replace", "terms_fixed"},
+        "programme": {"key0_kept", "key1_kept", "never_deleted", "no_replace", "terms_fixed"},
         "voucher": {"identity_fixed", "never_deleted", "no_replace"},
     },
     "postgresql": {

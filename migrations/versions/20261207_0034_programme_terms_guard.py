@@ -8,10 +8,12 @@ grant and redemption followed the new terms while the reconciliation, judging by
 stayed clean. The database now refuses, on both engines:
 - a change of a money term (kind, unit, mode, budget, rate table, tiers, stacking ceiling, cap
   and its period and zone, maximum per voucher, voucher validity, expiry disposition), or of the
-  programme's id, code or creation, once it is no longer a draft;
+  programme's id or code, once it is no longer a draft;
 - a status that moves other than draft → open → closed → archived;
-- deleting a programme that is no longer a draft (and TRUNCATE on PostgreSQL; a REPLACE on
-  SQLite, which deletes the row it replaces).
+- deleting a programme that is no longer a draft (and TRUNCATE on PostgreSQL; on SQLite an
+  INSERT or UPDATE that takes another programme's id or code, whose REPLACE deletes that
+  programme without firing a trigger: a draft renamed over an open programme's id, then opened
+  with new terms, had replaced it — a review of this revision).
 
 Revision ID: 0034
 Revises: 0033
@@ -30,7 +32,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 #: programmes/rules.py's MONEY_TERMS, and what names the programme.
-FIXED = ("id", "code", "created_at", "kind", "unit", "mode", "budget_total", "rate_table", "tiers",
+FIXED = ("id", "code", "kind", "unit", "mode", "budget_total", "rate_table", "tiers",
          "stacking_ceiling_bps", "enterprise_cap", "cap_period", "cap_timezone", "max_per_voucher",
          "voucher_validity_days", "expiry_disposition")
 FORWARD = (("draft", "open"), ("open", "closed"), ("closed", "archived"))
@@ -67,6 +69,10 @@ def upgrade() -> None:
         # every unique key: a REPLACE resolving either deletes the row that held it
         replaced = "EXISTS (SELECT 1 FROM programme WHERE id = NEW.id OR code = NEW.code)"
         op.execute(f"CREATE TRIGGER programme_no_replace BEFORE INSERT ON programme WHEN {replaced} {raise_}")
+        for number, column in enumerate(("id", "code")):  # UPDATE OR REPLACE resolves a collision the same way
+            taken = f"EXISTS (SELECT 1 FROM programme WHERE {column} = NEW.{column} AND id IS NOT OLD.id)"  # noqa: S608
+            op.execute(f"CREATE TRIGGER programme_key{number}_kept BEFORE UPDATE OF {column} ON programme "
+                       f"WHEN {taken} {raise_}")
 
 
 def downgrade() -> None:
@@ -74,5 +80,6 @@ def downgrade() -> None:
         for name in ("programme_terms_fixed", "programme_never_deleted", "programme_no_truncate"):
             op.execute(f"DROP TRIGGER IF EXISTS {name} ON programme")
     else:
-        for name in ("programme_terms_fixed", "programme_never_deleted", "programme_no_replace"):
+        for name in ("programme_terms_fixed", "programme_never_deleted", "programme_no_replace",
+                     "programme_key0_kept", "programme_key1_kept"):
             op.execute(f"DROP TRIGGER IF EXISTS {name}")

@@ -171,6 +171,10 @@ def db_upgrade(revision: Annotated[str, typer.Argument(metavar="REVISION", help=
 
     _ensure_sqlite_dir(get_settings().database_url)
     command.upgrade(alembic_config(), revision)
+    if get_settings().environment == "production":  # marked as production's from now (deployment.py)
+        from services.voucher import deployment
+
+        asyncio.run(_with_database(deployment.mark_as_production))
     typer.echo(f"database at {revision}")
 
 
@@ -412,6 +416,17 @@ def jobs_run_once(
     typer.echo(f"{job}: {asyncio.run(main())} processed")
 
 
+async def _with_database(work: Callable[[Any], Awaitable[Any]]) -> Any:
+    """`work(database)` on the configured database, disposed of after."""
+    from services.voucher.db import Database
+
+    database = Database(get_settings())
+    try:
+        return await work(database)
+    finally:
+        await database.dispose()
+
+
 async def _refuse_another_environment(database: Any, *, mark: bool = False) -> None:
     """Exit 2, saying why, in production on a database whose sandbox clock was moved, or
     outside production on a database production has marked (deployment.py); `mark`: a
@@ -593,6 +608,8 @@ def audit_checkpoint(database_url: DatabaseUrl = None) -> None:
     async def main() -> dict[str, Any]:
         database = Database(get_settings())
         try:
+            # signed with the published seed outside production: never on production's database
+            await _refuse_another_environment(database)
             await jobs.run_once(database, "audit-checkpoint", (await _clock(database))())
             async with database.unit_of_work(write=False) as session:
                 row = (await repository.all_checkpoints(session))[-1]
@@ -635,6 +652,8 @@ def secrets_reseal(database_url: DatabaseUrl = None) -> None:
     from services.voucher.webhooks import service as webhooks
 
     box = secretbox.keyring(get_settings())
+    # sealed with the published key outside production: never on production's database
+    asyncio.run(_with_database(_refuse_another_environment))
 
     async def work(session: Any) -> dict[str, Any]:
         endpoints, unreadable = await webhooks.reseal(session, box)
@@ -782,16 +801,8 @@ def demo(database_url: DatabaseUrl = None) -> None:
                    "two funded programmes and make full-power keys in the real audit trail", err=True)
         raise typer.Exit(EXIT_COULD_NOT_RUN)
     from services.voucher import demo as demo_data
-    from services.voucher.db import Database
 
-    async def refuse_production_database() -> None:
-        database = Database(get_settings())
-        try:
-            await _refuse_another_environment(database)
-        finally:
-            await database.dispose()
-
-    asyncio.run(refuse_production_database())  # a cron or a shell without VOUCHER_ENVIRONMENT, say
+    asyncio.run(_with_database(_refuse_another_environment))  # a shell without VOUCHER_ENVIRONMENT, say
 
     async def load(session: Any) -> Any:
         return await demo_data.load(session, await _now(session))

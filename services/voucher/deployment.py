@@ -12,6 +12,7 @@ left to `/readyz` and to the job itself.
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 
 from sqlalchemy import select
@@ -21,11 +22,27 @@ from services.voucher.db import Database, insert_of
 from services.voucher.sandbox import service as sandbox
 from services.voucher.tables import ProductionMark
 
+log = logging.getLogger(__name__)
+
 
 async def marked_at(database: Database) -> datetime | None:
     """When production first started on the database (None: never)."""
     async with database.session(write=False) as session:
         return (await session.execute(select(col(ProductionMark.marked_at)).where(col(ProductionMark.id) == 1))).scalar()
+
+
+async def mark_as_production(database: Database) -> bool:
+    """Mark the database as production's (once; again changes nothing); False, logged, when it
+    cannot be written yet (not reachable, or not migrated to 0035: `db upgrade` marks it then)."""
+    try:
+        async with database.unit_of_work() as session:
+            await session.execute(insert_of(session)(ProductionMark).values(id=1, marked_at=datetime.now(UTC))
+                                  .on_conflict_do_nothing(index_elements=["id"]))
+    except Exception as exc:  # noqa: BLE001 - whatever it is, production still starts
+        log.warning("the database could not be marked as production's yet (%s): it is marked when `voucher db "
+                    "upgrade` runs in production or the next production process starts", type(exc).__name__)
+        return False
+    return True
 
 
 async def refuse_another_environment(database: Database, *, mark: bool = False) -> None:
@@ -36,12 +53,7 @@ async def refuse_another_environment(database: Database, *, mark: bool = False) 
     if settings.environment == "production":
         await sandbox.refuse_a_sandbox_database_in_production(database)
         if mark:
-            try:
-                async with database.unit_of_work() as session:
-                    await session.execute(insert_of(session)(ProductionMark).values(id=1, marked_at=datetime.now(UTC))
-                                          .on_conflict_do_nothing(index_elements=["id"]))
-            except Exception:  # noqa: BLE001 - not reachable or not migrated yet: marked at the next start
-                return
+            await mark_as_production(database)
         return
     try:
         at = await marked_at(database)
