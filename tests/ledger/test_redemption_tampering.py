@@ -81,8 +81,17 @@ async def test_a_redemption_deleted_behind_the_service_is_reported(app, client: 
 
 
 async def _counter(app: Any, table: Any, **values: Any) -> None:
+    """The change made behind the service; a programme's money terms with its guard out of the way
+    (migration 0034), as the table's owner can."""
+    guarded = table_of(table).name == "programme"
     async with app.state.database.unit_of_work() as session:
+        if guarded and ENGINE == "postgresql":
+            await session.execute(text("ALTER TABLE programme DISABLE TRIGGER programme_terms_fixed"))
+        elif guarded:
+            await session.execute(text("DROP TRIGGER IF EXISTS programme_terms_fixed"))
         await session.execute(update(table_of(table)).values(**values))
+        if guarded and ENGINE == "postgresql":
+            await session.execute(text("ALTER TABLE programme ENABLE TRIGGER programme_terms_fixed"))
 
 
 async def test_counters_reset_behind_the_service_are_reported(app, client: httpx.AsyncClient) -> None:

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "d5e3ff8b26b6d1b30324be07a602797dc24a534f80b2fa7a47b50ddd8fa073da"
+DOCUMENT_SHA256 = "0df6ab4045e15f46d653bb0a91276834fd66ec0f93719660bd07c44fd1770fea"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

@@ -32,7 +32,7 @@ class Evidence(BaseModel):
     order_amounts: list[int] = Field(description="Each redemption's order amount.")
     units: list[str] = Field(default_factory=list, description=(
         "Each redemption's unit, one per redemption: its amount and order amount are in that unit's minor "
-        "unit (a finding across programmes may mix units, and then `unit` is null)."))
+        "unit (" + MINOR_UNITS + "); a finding across programmes may mix units, and then `unit` is null."))
     claim_ids: list[uuid.UUID] = Field(default_factory=list, description="Claims, for a shared invoice.")
     invoice_numbers: list[str] = Field(default_factory=list, description="Their invoice numbers, one per claim.")
     count: int = Field(description="How many redemptions (or claims) are listed.")
