@@ -223,6 +223,16 @@ def test_the_demo_is_never_loaded_in_production(cli_database: str, monkeypatch: 
     assert _count(cli_database, "SELECT count(*) FROM programme") == 0
 
 
+async def _start(settings: Settings) -> None:
+    """The API's lifespan, started and stopped: what `voucher serve` does before it serves."""
+    application = create_app(settings)
+    try:
+        async with application.router.lifespan_context(application):
+            pass
+    finally:
+        await application.state.database.dispose()
+
+
 def test_a_database_production_marked_is_refused_outside_production(cli_database: str) -> None:
     """A cron line without VOUCHER_ENVIRONMENT had run as development on production's database:
     it signed production's audit checkpoints with the published seed, for good, and `demo` loaded
@@ -237,7 +247,8 @@ def test_a_database_production_marked_is_refused_outside_production(cli_database
                          {"at": datetime(2026, 12, 1, tzinfo=UTC)})
     finally:
         engine.dispose()
-    for command in (("worker", "--once"), ("jobs", "run-once", "seal-audit"), ("demo",)):
+    for command in (("worker", "--once"), ("jobs", "run-once", "seal-audit"), ("demo",), ("audit", "checkpoint"),
+                    ("secrets", "reseal")):
         result = voucher(*command)
         assert result.exit_code == 2 and "this database is production's" in result.output, (command, result.output)
     assert _count(cli_database, "SELECT count(*) FROM programme") == 0
@@ -245,16 +256,8 @@ def test_a_database_production_marked_is_refused_outside_production(cli_database
     assert ok("ledger", "reconcile").splitlines()[-1] == "ledger reconciles: 0 differences"
     settings = Settings(database_url=cli_database, environment="development", log_level="WARNING")
 
-    async def start() -> None:
-        application = create_app(settings)
-        try:
-            async with application.router.lifespan_context(application):
-                pass
-        finally:
-            await application.state.database.dispose()
-
     with pytest.raises(RuntimeError, match="this database is production's"):
-        asyncio.run(start())
+        asyncio.run(_start(settings))
 
 
 @pytest.mark.parametrize(("settings", "said"), [
@@ -643,16 +646,9 @@ def test_production_refuses_a_database_whose_sandbox_clock_was_moved(
                         audit_signing_key=base64.b64encode(b"k" * 32).decode(),
                         secrets_key=base64.b64encode(b"s" * 32).decode(), log_level="WARNING")
 
-    async def start() -> None:
-        application = create_app(settings)
-        try:
-            async with application.router.lifespan_context(application):
-                pass
-        finally:
-            await application.state.database.dispose()
-
-    asyncio.run(start())  # never moved: it starts, and marks the database as production's
+    ok("db", "upgrade")  # in production, the upgrade marks it
     assert _count(cli_database, "SELECT count(*) FROM production_mark") == 1
+    asyncio.run(_start(settings))  # never moved: it starts
     engine = create_engine(sync_database_url(cli_database), poolclass=pool.NullPool)
     try:
         with engine.begin() as conn:
@@ -661,7 +657,7 @@ def test_production_refuses_a_database_whose_sandbox_clock_was_moved(
     finally:
         engine.dispose()
     with pytest.raises(RuntimeError, match="used as a sandbox"):
-        asyncio.run(start())
+        asyncio.run(_start(settings))
     result = voucher("worker", "--once")
     assert result.exit_code == 2 and "used as a sandbox" in result.output, result.output
     # Cron's way to run a job is refused too (a review of this refusal found it was not).

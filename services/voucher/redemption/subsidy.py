@@ -128,7 +128,7 @@ def item_subsidy(
     less the floor before it, so the parts add up to the item's subsidy; flooring each part on
     its own had given one fen less for each band an item crossed (an independent review,
     December 2026)."""
-    bands: list[tuple[int, int, str, int | None]] = []  # (portion, rate, source, band's limit)
+    parts: list[dict[str, Any]] = []
     position, remaining = spend_before, item.amount
     for tier in (t for t in tiers if t.applies_to(item.category)):
         if remaining == 0:
@@ -136,23 +136,17 @@ def item_subsidy(
         if position >= tier.spend_up_to:
             continue
         portion = min(remaining, tier.spend_up_to - position)
-        bands.append((portion, tier.rate_bps, "tier", tier.spend_up_to))
+        parts.append({"amount": portion, "rate_bps": tier.rate_bps, "rate_source": "tier",
+                      "tier_spend_up_to": tier.spend_up_to})
         position += portion
         remaining -= portion
     if remaining:
-        bands.append((remaining, table_rate, "rate_table", None))
-    parts: list[dict[str, Any]] = []
+        parts.append({"amount": remaining, "rate_bps": table_rate, "rate_source": "rate_table"})
     exact, granted = 0, 0  # Σ portion × rate so far (in 1/10000 of a minor unit), and its floor
-    for portion, rate, source, limit in bands:
-        check_amount(portion)
-        check_bps(rate)
-        exact += portion * rate
-        share = exact // BPS_DENOMINATOR - granted
-        granted += share
-        part: dict[str, Any] = {"amount": portion, "rate_bps": rate, "rate_source": source}
-        if limit is not None:
-            part["tier_spend_up_to"] = limit
-        parts.append({**part, "subsidy": share})
+    for part in parts:
+        exact += check_amount(part["amount"]) * check_bps(part["rate_bps"])
+        part["subsidy"] = exact // BPS_DENOMINATOR - granted
+        granted += part["subsidy"]
     return granted, parts
 
 
