@@ -291,9 +291,11 @@ class Database:
             yield session
 
     @staticmethod
-    async def in_transaction(session: AsyncSession) -> None:
+    async def in_transaction(session: AsyncSession, isolation: str = "READ COMMITTED") -> None:
         """Make a read session's next statements run inside a transaction (a server-side cursor
-        — streaming a large result — needs one; reads are otherwise autocommit on PostgreSQL)."""
+        — streaming a large result — needs one; reads are otherwise autocommit on PostgreSQL),
+        at `isolation` (REPEATABLE READ: every statement sees one instant). A session already
+        in a transaction of its own keeps it."""
         if dialect_name(session) != "postgresql":
             return
         if session.in_transaction():
@@ -301,7 +303,7 @@ class Database:
             if not connection.sync_connection.connection.driver_connection.autocommit:  # type: ignore[union-attr]
                 return
             await session.rollback()
-        await session.connection(execution_options={"isolation_level": "READ COMMITTED"})
+        await session.connection(execution_options={"isolation_level": isolation})
 
     async def dispose(self) -> None:
         if self.reads is not None:

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "0df6ab4045e15f46d653bb0a91276834fd66ec0f93719660bd07c44fd1770fea"
+DOCUMENT_SHA256 = "122ad8c5067a4770f620e7c9d26d033ab55e1d77064baaa32b11f2a81e249693"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

@@ -29,7 +29,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.voucher.applications.rules import COMMITTED
 from services.voucher.db import IntPageRequest, encode_int_cursor, insert_of, table_of
 from services.voucher.driver import Batch, insert_rows
-from services.voucher.ledger.rules import ISSUE_JOURNAL, AccountKind
+from services.voucher.ledger.rules import (
+    EXPIRY_JOURNAL,
+    FUNDING_JOURNAL,
+    ISSUE_JOURNAL,
+    REVOKE_JOURNAL,
+    AccountKind,
+)
 from services.voucher.redemption.repository import is_lapsed_hold
 from services.voucher.redemption.rules import (
     CAPTURE_JOURNALS,
@@ -247,7 +253,45 @@ async def commitment_differences(session: AsyncSession) -> list[dict[str, Any]]:
     issued_keys = (vouchers.c.programme_id, vouchers.c.enterprise_id, vouchers.c.period_key)
     issued = select(*issued_keys, _sum(vouchers.c.face_value).label("expected")).group_by(*issued_keys).subquery()
     differences += await _usage_mismatches(session, usage.c.granted, issued, "enterprise cap granted")
-    return differences + await _counter_differences(session) + await _caps_exceeded(session)
+    return (differences + await _funding_differences(session) + await _counter_differences(session)
+            + await _caps_exceeded(session))
+
+
+async def _funding_differences(session: AsyncSession) -> list[dict[str, Any]]:
+    """A programme's budget against its funding in the ledger (DESIGN §3, invariant 3): the
+    funding account moves once, by the programme's opening journal, and by exactly its budget;
+    a draft's not at all. Every budget check reads the available account, so a second funding
+    journal, or a budget changed behind the service after the programme opened, would have let
+    the programme commit more than its budget with every other check clean. `recorded` is what
+    the ledger funded, `expected` the budget (0 for a draft)."""
+    programme = table_of(Programme)
+    funding = (A.c.kind == AccountKind.PROGRAMME_FUNDING.value)
+    funded = (
+        select(A.c.programme_id, (-_sum(P.c.amount)).label("funded"),
+               func.count(T.c.id.distinct()).label("journals"))
+        .select_from(P.join(A, A.c.id == P.c.account_id).join(T, T.c.id == P.c.transaction_id))
+        .where(funding, T.c.kind == FUNDING_JOURNAL).group_by(A.c.programme_id).subquery()
+    )
+    expected = case((programme.c.status == "draft", 0), else_=programme.c.budget_total)
+    recorded = func.coalesce(funded.c.funded, 0)
+    stmt = (
+        select(programme.c.id.label("programme_id"), programme.c.status, recorded.label("recorded"),
+               expected.label("expected"), func.coalesce(funded.c.journals, 0).label("journals"))
+        .select_from(programme.outerjoin(funded, funded.c.programme_id == programme.c.id))
+        .where(or_(recorded != expected, func.coalesce(funded.c.journals, 0) > 1))
+        .order_by(programme.c.id)
+    )
+    found = [{"what": "programme's funding differs from its budget", **dict(row._mapping),
+              "recorded": int(row.recorded), "expected": int(row.expected)}
+             for row in (await session.execute(stmt)).all()]
+    others = (
+        select(T.c.id.label("transaction_id"), T.c.kind, A.c.programme_id, P.c.amount)
+        .select_from(P.join(A, A.c.id == P.c.account_id).join(T, T.c.id == P.c.transaction_id))
+        .where(funding, T.c.kind != FUNDING_JOURNAL).order_by(T.c.id, P.c.id)
+    )
+    found += [{"what": "programme's funding moved by another journal than its opening", **dict(row._mapping)}
+              for row in (await session.execute(others)).all()]
+    return found
 
 
 async def _caps_exceeded(session: AsyncSession) -> list[dict[str, Any]]:
@@ -564,7 +608,8 @@ async def record_differences(session: AsyncSession) -> list[dict[str, Any]]:
     tenfold, then a settlement's total, and both were paid) shows here by what it differs in; so
     does a refund whose provider or programme is not its redemption's (the settlement job reads
     a pair's refunds by them, and would miss it)."""
-    return (await _voucher_differences(session) + await _suspension_differences(session)
+    return (await _voucher_differences(session) + await _voucher_boundary_differences(session)
+            + await _suspension_differences(session)
             + await _redemption_differences(session) + await _journals_without_redemption(session)
             + await _refund_differences(session) + await _settlement_line_differences(session)
             + await _claim_differences(session))
@@ -679,6 +724,87 @@ async def _voucher_differences(session: AsyncSession) -> list[dict[str, Any]]:
     rows = sorted((await session.execute(stmt)).all(), key=lambda row: row.redemption_id)
     found += [{"what": "redemption's enterprise or programme differs from its voucher's", **dict(row._mapping)}
               for row in rows]
+    return found
+
+
+#: The journals that may move value into or out of a voucher (its three accounts taken
+#: together), and the way: issued in; out when revoked, expired, or refunded to the pool. Every
+#: other journal moves value within the voucher (a hold, a capture, a release, a refund to the
+#: voucher) or touches none of its accounts, so that available + held + used = face value −
+#: revoked − expired − refunds to the pool (DESIGN §3, invariant 2) holds voucher by voucher.
+#: A revocation and an expiry take only available value, once, from a voucher of that status.
+_ENDINGS = {REVOKE_JOURNAL: "revoked", EXPIRY_JOURNAL: "expired"}
+
+
+def _crossing_allowed(row: Any) -> bool:
+    """Whether a journal may move `row.net` across its voucher's boundary (`row.outside`: the
+    part of it on the held and used accounts)."""
+    if row.kind == ISSUE_JOURNAL:
+        return bool(row.net > 0)
+    if row.kind in _ENDINGS:
+        return bool(row.net < 0 and row.outside == 0)
+    if row.kind == REFUND_JOURNAL:
+        return bool(row.net < 0 and row.redemption_id is not None)
+    return False
+
+
+async def _voucher_boundary_differences(session: AsyncSession) -> list[dict[str, Any]]:
+    """Invariant 2, voucher by voucher. The value each journal moves across a voucher's
+    boundary (its postings on the voucher's three accounts, summed) is nothing, except in an
+    issuing journal (in: all of them together the voucher's face value), a revocation or an
+    expiry (out of available, once each, on a voucher of that status), and a refund of a
+    redemption to the pool (out); and what a redemption's refunds moved out of its voucher
+    equals its refunds recorded as returned to the pool. The checks before matched a voucher's
+    face value with what its issue put into available, and each redemption with its own
+    journals, so a journal taking value out of a voucher under another kind (a hold, a capture,
+    a release straight to the pool), an issue into used, or a refund recorded as returned to the
+    voucher but posted to the pool had passed them. `net` is what the journal moved into the
+    voucher."""
+    moved = _sum(P.c.amount)
+    outside = _sum(case((A.c.kind != AccountKind.VOUCHER_AVAILABLE.value, P.c.amount), else_=0))
+    stmt = (
+        select(T.c.id.label("transaction_id"), T.c.kind, A.c.voucher_id, T.c.redemption_id, moved.label("net"),
+               outside.label("outside"))
+        .select_from(P.join(A, A.c.id == P.c.account_id).join(T, T.c.id == P.c.transaction_id))
+        .where(A.c.voucher_id.is_not(None))
+        .group_by(T.c.id, T.c.kind, A.c.voucher_id, T.c.redemption_id).having(moved != 0)
+    )
+    rows = sorted((await session.execute(stmt)).all(), key=lambda row: (row.voucher_id, row.transaction_id))
+    journal = ("transaction_id", "kind", "voucher_id")
+    found = [{"what": "journal moves value into or out of a voucher that its kind may not",
+              **{k: row._mapping[k] for k in journal}, "net": int(row.net)}
+             for row in rows if not _crossing_allowed(row)]
+    v = table_of(Voucher)
+    vouchers = {row.id: row for row in (await session.execute(select(v.c.id, v.c.face_value, v.c.status))).all()}
+    issued: dict[uuid.UUID, int] = {}
+    ended: dict[tuple[uuid.UUID, str], int] = {}
+    out: dict[uuid.UUID, int] = {}
+    for row in rows:
+        if not _crossing_allowed(row):
+            continue
+        if row.kind == ISSUE_JOURNAL:
+            issued[row.voucher_id] = issued.get(row.voucher_id, 0) + int(row.net)
+        elif row.kind in _ENDINGS:
+            ended[row.voucher_id, row.kind] = ended.get((row.voucher_id, row.kind), 0) + 1
+            status = vouchers[row.voucher_id].status if row.voucher_id in vouchers else None
+            if ended[row.voucher_id, row.kind] > 1 or status != _ENDINGS[row.kind]:
+                found.append({"what": "voucher's value ended twice, or on a voucher not of that status",
+                              **{k: row._mapping[k] for k in journal}, "net": int(row.net), "status": status})
+        else:
+            out[row.redemption_id] = out.get(row.redemption_id, 0) - int(row.net)
+    found += [{"what": "value issued into a voucher differs from its face value", "voucher_id": voucher_id,
+               "face_value": vouchers[voucher_id].face_value if voucher_id in vouchers else None, "issued": total}
+              for voucher_id, total in sorted(issued.items())
+              if voucher_id not in vouchers or vouchers[voucher_id].face_value != total]
+    rr = table_of(RedemptionRefund)
+    pooled: dict[uuid.UUID, int] = dict((await session.execute(
+        select(rr.c.redemption_id, _sum(rr.c.amount)).where(rr.c.destination == "pool").group_by(rr.c.redemption_id)
+    )).all())
+    found += [{"what": "refunds to the pool differ from the value refunds took out of the voucher",
+               "redemption_id": redemption_id, "recorded": int(pooled.get(redemption_id) or 0),
+               "ledger": out.get(redemption_id, 0)}
+              for redemption_id in sorted(out.keys() | pooled.keys())
+              if out.get(redemption_id, 0) != int(pooled.get(redemption_id) or 0)]
     return found
 
 

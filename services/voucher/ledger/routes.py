@@ -78,7 +78,9 @@ class ReconciliationPublic(BaseModel):
     summary="Recompute every balance from the postings and report any difference",
     description="Operators and auditors (`ledger:read`). Recomputes every stored balance from the postings and "
     "checks that no balance is negative, every journal sums to zero per unit, commitments and settlements "
-    "agree with the ledger, every order's and enterprise's cap counters agree with their redemptions, every "
+    "agree with the ledger, each programme's funding is its budget, moved once when it opened, value crosses a "
+    "voucher's boundary only when it is issued (its face value), revoked, expired or refunded to the pool (as its "
+    "refund records say), every order's and enterprise's cap counters agree with their redemptions, every "
     "journal's redemption exists, and each voucher's clawback still owed is the smaller of the clawback and the value "
     "still used on it less what was repaid and written off, plus what the office returned of an overpayment, and that the records money is paid from agree with the ledger: each redemption's "
     "captured, refunded and held amounts with its journals, each settlement's lines with their captures and "

@@ -93,6 +93,12 @@ def check_balanced(legs: Iterable[Leg]) -> None:
 #: The journal that issues a voucher: its face value, from the programme into the voucher's
 #: available account (reconciliation holds the two equal).
 ISSUE_JOURNAL = "voucher_issued"
+#: The journal that funds a programme when it opens: its whole budget, from funding into
+#: available. Reconciliation holds it the only movement of the funding account, equal to the budget.
+FUNDING_JOURNAL = "programme_funded"
+#: The journals that take unused value out of a voucher when it is revoked or expires.
+REVOKE_JOURNAL = "voucher_revoked"
+EXPIRY_JOURNAL = "voucher_expired"
 
 
 def transfer(source: object, target: object, amount: int, unit: str) -> list[Leg]:

@@ -34,6 +34,7 @@ from services.voucher.i18n import msg
 from services.voucher.ids import uuid7
 from services.voucher.ledger import repository
 from services.voucher.ledger.rules import (
+    FUNDING_JOURNAL,
     NON_NEGATIVE,
     NOT_MATERIALISED,
     AccountKind,
@@ -103,7 +104,7 @@ async def open_programme_accounts(
     ids = {r["kind"]: r["id"] for r in rows}
     await post(
         session,
-        kind="programme_funded",
+        kind=FUNDING_JOURNAL,
         legs=[
             Leg(ids[AccountKind.PROGRAMME_FUNDING.value], -budget_total, unit),
             Leg(ids[AccountKind.PROGRAMME_AVAILABLE.value], budget_total, unit),
@@ -236,8 +237,7 @@ def journal(
     redemption_id: uuid.UUID | None = None,
     memo: str = "",
 ) -> Journal:
-    """Check the legs balance and build what `post` writes (the redeem fast path writes the
-    same rows in its own statement: services/voucher/redemption/fast.py)."""
+    """Check the legs balance and build what `post` writes."""
     legs = [leg for leg in legs]
     check_balanced(legs)
     request_id = REQUEST_ID.get()
@@ -363,7 +363,9 @@ RECONCILE_STATEMENT_TIMEOUT = "30min"
 
 async def reconcile(session: AsyncSession) -> Reconciliation:
     if dialect_name(session) == "postgresql":
-        await Database.in_transaction(session)  # a read session's statements, in a transaction of their own
+        # A read session's statements, in a transaction of their own that sees one instant: the
+        # checks compare tables read by different statements (refund records with the ledger).
+        await Database.in_transaction(session, "REPEATABLE READ")
         await session.execute(text(f"SET LOCAL statement_timeout = '{RECONCILE_STATEMENT_TIMEOUT}'"))
     counts = await repository.counts(session)
     return Reconciliation(

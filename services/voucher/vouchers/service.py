@@ -31,7 +31,14 @@ from services.voucher.errors import (
 from services.voucher.i18n import Amount, Message, Status, msg
 from services.voucher.ids import uuid7
 from services.voucher.ledger import service as ledger
-from services.voucher.ledger.rules import ISSUE_JOURNAL, AccountKind, Leg, transfer
+from services.voucher.ledger.rules import (
+    EXPIRY_JOURNAL,
+    ISSUE_JOURNAL,
+    REVOKE_JOURNAL,
+    AccountKind,
+    Leg,
+    transfer,
+)
 from services.voucher.programmes.rules import ExpiryDisposition, ProgrammeStatus, period_key
 from services.voucher.redemption import service as redemptions
 from services.voucher.redemption.rules import (
@@ -468,7 +475,7 @@ async def revoke(
     journals = []
     if bal.available:
         journals.append(ledger.journal(
-            kind="voucher_revoked", now=now, programme_id=voucher.programme_id, voucher_id=voucher.id,
+            kind=REVOKE_JOURNAL, now=now, programme_id=voucher.programme_id, voucher_id=voucher.id,
             legs=transfer(voucher.available_account_id, accounts[AccountKind.PROGRAMME_AVAILABLE], bal.available,
                           voucher.unit),
             memo=f"revoked: {reason}"))
@@ -864,7 +871,7 @@ async def expire_voucher(session: AsyncSession, voucher: Voucher, now: datetime)
         target = accounts[AccountKind.PROGRAMME_AVAILABLE if to_pool else AccountKind.PROGRAMME_BREAKAGE]
         await ledger.post(
             session,
-            kind="voucher_expired",
+            kind=EXPIRY_JOURNAL,
             legs=transfer(voucher.available_account_id, target, available, voucher.unit),
             now=now, programme_id=voucher.programme_id, voucher_id=voucher.id,
             memo="voucher expired: unused value to " + ("the pool" if to_pool else "breakage"),
