@@ -313,7 +313,7 @@ def test_a_downgrade_that_would_drop_rows_is_refused(cli_database: str) -> None:
     for target in ("0006", "base"):
         result = voucher("db", "downgrade", target)
         assert result.exit_code == 2, (result.output, result.exception)
-        assert "drops tables that hold rows" in result.stderr and "Nothing was changed" in result.stderr
+        assert "drops tables or columns that hold data" in result.stderr and "Nothing was changed" in result.stderr
         assert re.search(r"audit_event \([\d,]+ rows\)", result.stderr), result.stderr
         assert ("ledger_posting" in result.stderr) is (target == "base"), result.stderr
         assert _count(cli_database, "SELECT count(*) FROM alembic_version WHERE version_num = :v", v=head) == 1
@@ -321,6 +321,50 @@ def test_a_downgrade_that_would_drop_rows_is_refused(cli_database: str) -> None:
     below = script.get_revision(head).down_revision
     assert f"database at {below}" in ok("db", "downgrade", "-1")  # 0030's table holds only short-lived records
     assert "database at base" in ok("db", "downgrade", "base", "--drop-data")
+
+
+def test_a_downgrade_that_would_drop_a_column_holding_data_is_refused(cli_database: str) -> None:
+    """A downgrade keeps the table but drops the columns its revisions added: a settlement's
+    payee account, a usage row's committed value. One that would drop a column holding a value
+    (other than its declared default) is refused, naming it, and changes nothing."""
+    ok("db", "upgrade")
+    ok("demo")
+    assert "database at 0013" in ok("db", "downgrade", "0013")  # the demo's later columns are empty or default
+    ok("db", "upgrade")
+    engine = create_engine(sync_database_url(normalise_database_url(cli_database)), poolclass=pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            assert conn.execute(text("UPDATE enterprise_period_usage SET decided_at = CURRENT_TIMESTAMP")).rowcount == 1
+    finally:
+        engine.dispose()
+    result = voucher("db", "downgrade", "0013")
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert "enterprise_period_usage.decided_at (1 rows)" in result.stderr and "Nothing was changed" in result.stderr
+    head = ScriptDirectory.from_config(alembic_config(cli_database)).get_current_head()
+    assert _count(cli_database, "SELECT count(*) FROM alembic_version WHERE version_num = :v", v=head) == 1
+    assert _count(cli_database, "SELECT count(*) FROM enterprise_period_usage WHERE decided_at IS NOT NULL") == 1
+    assert "database at 0013" in ok("db", "downgrade", "0013", "--drop-data")
+
+
+def test_the_downgrade_guard_finds_every_column_a_revision_adds() -> None:
+    """Every `add_column` call in a revision's upgrade is read, with its table (a literal, a
+    batch block's, or each of a loop's), into columns the schema has."""
+    import ast
+
+    from services.voucher.cli import _added_columns
+    from services.voucher.db import metadata
+
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    calls = found = 0
+    for revision in script.walk_revisions():
+        source = Path(revision.path).read_text(encoding="utf-8")
+        upgrade = next(n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef) and n.name == "upgrade")
+        calls += sum(isinstance(n, ast.Call) and getattr(n.func, "attr", "") == "add_column" for n in ast.walk(upgrade))
+        added = _added_columns(source)
+        found += len(added)
+        for table, column, _default in added:
+            assert column in metadata.tables[table].c, (revision.revision, table, column)
+    assert calls >= 14 and found >= calls
 
 
 def test_the_downgrade_guard_finds_every_table_a_revision_makes() -> None:

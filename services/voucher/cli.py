@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import contextlib
 import os
@@ -198,9 +199,11 @@ def db_downgrade(
     try:
         with engine.connect() as connection:
             holding = _tables_a_downgrade_drops(config, connection, revision)
+            holding |= _columns_a_downgrade_drops(config, connection, revision)
         if holding and not drop_data:
             listed = ", ".join(f"{table} ({rows:,} rows)" for table, rows in holding.items())
-            typer.echo(f"error: going down to {revision} drops tables that hold rows: {listed}. Nothing was changed. "
+            typer.echo(f"error: going down to {revision} drops tables or columns that hold data: {listed}. "
+                       "Nothing was changed. "
                        "To undo an upgrade on a database in use, restore the backup taken before it; "
                        "--drop-data goes down all the same and loses those rows", err=True)
             raise typer.Exit(EXIT_COULD_NOT_RUN)
@@ -237,6 +240,99 @@ def _tables_a_downgrade_drops(config: Any, connection: Any, revision: str) -> di
     counts = {name: connection.execute(select(func.count()).select_from(table(name))).scalar_one()
               for name in made if name in existing and name not in _SHORT_LIVED}
     return {name: rows for name, rows in sorted(counts.items()) if rows}
+
+
+def _added_columns(source: str) -> list[tuple[str, str, str | None]]:
+    """The columns a revision's `upgrade` adds to tables it did not make, read from its
+    `add_column` calls (in `op.add_column(table, ...)` or a `batch_alter_table(table)` block,
+    the table named or a loop over a module's tuple of names): (table, column, the SQL of its
+    server default, if it declares one)."""
+    tree = ast.parse(source)
+    constants: dict[str, list[str]] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            names = _strings(node.value)
+            if names:
+                constants[node.targets[0].id] = names
+    upgrade = next((node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == "upgrade"), None)
+    found: list[tuple[str, str, str | None]] = []
+
+    def visit(node: ast.AST, tables: list[str], bound: dict[str, list[str]]) -> None:
+        if isinstance(node, ast.For) and isinstance(node.target, ast.Name):
+            bound = {**bound, node.target.id: _strings(node.iter, {**constants, **bound})}
+        if isinstance(node, ast.With):
+            for item in node.items:
+                call = item.context_expr
+                if (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
+                        and call.func.attr == "batch_alter_table" and call.args):
+                    tables = _strings(call.args[0], {**constants, **bound})
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "add_column":
+            on, column = ((_strings(node.args[0], {**constants, **bound}), node.args[1]) if len(node.args) >= 2
+                          else (tables, node.args[0] if node.args else None))
+            name = _strings(column.args[0]) if isinstance(column, ast.Call) and column.args else []
+            found.extend((table, name[0], _server_default(column)) for table in on if name and column is not None)
+        for child in ast.iter_child_nodes(node):
+            visit(child, tables, bound)
+
+    if upgrade is not None:
+        visit(upgrade, [], {})
+    return found
+
+
+def _strings(node: ast.expr, names: dict[str, list[str]] | None = None) -> list[str]:
+    """The strings an expression of a migration stands for: a literal, a tuple or list of
+    them, or a name bound to them."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [node.value]
+    if isinstance(node, ast.Tuple | ast.List):
+        return [value for element in node.elts for value in _strings(element, names)]
+    if isinstance(node, ast.Name) and names:
+        return names.get(node.id, [])
+    return []
+
+
+def _server_default(column: ast.expr) -> str | None:
+    """The SQL of the server default an `sa.Column(...)` call declares (a string, or
+    `sa.false()` / `sa.true()`), or None."""
+    given = next((k.value for k in getattr(column, "keywords", []) if k.arg == "server_default"), None)
+    if isinstance(given, ast.Call) and isinstance(given.func, ast.Attribute | ast.Name):
+        called = given.func.attr if isinstance(given.func, ast.Attribute) else given.func.id
+        return {"false": "false", "true": "true"}.get(called)
+    text = _strings(given) if given is not None else []
+    return "'" + text[0].replace("'", "''") + "'" if text else None
+
+
+def _columns_a_downgrade_drops(config: Any, connection: Any, revision: str) -> dict[str, int]:
+    """The columns the revisions a downgrade to `revision` undoes had added to older tables,
+    with the rows that hold a value in them (other than the column's declared default), for
+    those that exist and hold any: a settlement's payee account, a usage row's committed
+    value, a webhook's older secrets — the table outlives the downgrade, its column does not."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import inspect, text
+
+    current = MigrationContext.configure(connection).get_current_revision()
+    if current is None:
+        return {}
+    script = ScriptDirectory.from_config(config)
+    added: list[tuple[str, str, str | None]] = []
+    for step in script._downgrade_revs(revision, current):  # noqa: SLF001 (what `alembic downgrade` runs)
+        added += _added_columns(Path(step.revision.path).read_text(encoding="utf-8"))
+    inspector = inspect(connection)
+    tables = set(inspector.get_table_names())
+    counts: dict[str, int] = {}
+    for table, column, default in added:
+        if table not in tables or column not in {c["name"] for c in inspector.get_columns(table)}:
+            continue
+        quoted = connection.dialect.identifier_preparer.quote
+        named = f"{quoted(table)}.{quoted(column)}"
+        differs = f" AND {named} <> {default}" if default else ""
+        # The names and defaults come from our own migrations' source, never from input.
+        rows = connection.execute(text(
+            f"SELECT count(*) FROM {quoted(table)} WHERE {named} IS NOT NULL{differs}")).scalar_one()  # noqa: S608
+        if rows:
+            counts[f"{table}.{column}"] = rows
+    return dict(sorted(counts.items()))
 
 
 @db_app.command("current")
@@ -359,7 +455,7 @@ def ledger_reconcile(database_url: DatabaseUrl = None) -> None:
         ("balance differs from postings", result.account_differences),
         ("non-negative account below zero", result.negative_balances),
         ("unbalanced journal transaction", result.unbalanced_transactions),
-        ("commitment not matched by approved applications", result.commitment_differences),
+        ("commitment or funding not matched by approved applications or the budget", result.commitment_differences),
         ("provider payment not matched by paid settlements", result.settlement_differences),
         ("clawback owed, or a reversal of its entries, not matched by the ledger", result.clawback_differences),
         ("record not matched by the ledger", result.record_differences),
