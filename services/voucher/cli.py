@@ -183,11 +183,13 @@ def db_upgrade(revision: Annotated[str, typer.Argument(metavar="REVISION", help=
 def db_downgrade(
     revision: Annotated[str, typer.Argument(metavar="REVISION")],
     drop_data: Annotated[bool, typer.Option("--drop-data", help=(
-        "Go below a revision that made a table holding rows, and lose those rows."))] = False,
+        "Go below a revision that made a table holding rows, or added a column holding values, and lose "
+        "them."))] = False,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Revert migrations down to REVISION (e.g. -1 or base). Refused (exit 2, nothing changed) if
-    that would drop a table that holds rows — the ledger, the audit trail, settlements — unless
+    that would drop a table that holds rows — the ledger, the audit trail, settlements — or a
+    column a later revision added that holds values (a settlement's payee account), unless
     --drop-data: undoing a release that holds data is a restore of the backup taken before it."""
     _use_database(database_url)
     from alembic import command
@@ -270,7 +272,9 @@ def _added_columns(source: str) -> list[tuple[str, str, str | None]]:
             on, column = ((_strings(node.args[0], {**constants, **bound}), node.args[1]) if len(node.args) >= 2
                           else (tables, node.args[0] if node.args else None))
             name = _strings(column.args[0]) if isinstance(column, ast.Call) and column.args else []
-            found.extend((table, name[0], _server_default(column)) for table in on if name and column is not None)
+            if not (on and name and column is not None):  # fail closed: a column the guard cannot name
+                raise ValueError(f"cannot read the table or column of add_column at line {node.lineno}")
+            found.extend((table, name[0], _server_default(column)) for table in on)
         for child in ast.iter_child_nodes(node):
             visit(child, tables, bound)
 
@@ -309,7 +313,7 @@ def _columns_a_downgrade_drops(config: Any, connection: Any, revision: str) -> d
     value, a webhook's older secrets — the table outlives the downgrade, its column does not."""
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
-    from sqlalchemy import inspect, text
+    from sqlalchemy import JSON, inspect, text
 
     current = MigrationContext.configure(connection).get_current_revision()
     if current is None:
@@ -321,12 +325,19 @@ def _columns_a_downgrade_drops(config: Any, connection: Any, revision: str) -> d
     inspector = inspect(connection)
     tables = set(inspector.get_table_names())
     counts: dict[str, int] = {}
+    types: dict[str, dict[str, Any]] = {}
     for table, column, default in added:
-        if table not in tables or column not in {c["name"] for c in inspector.get_columns(table)}:
+        if table not in tables:
+            continue
+        if table not in types:
+            types[table] = {c["name"]: c["type"] for c in inspector.get_columns(table)}
+        if column not in types[table]:
             continue
         quoted = connection.dialect.identifier_preparer.quote
         named = f"{quoted(table)}.{quoted(column)}"
         differs = f" AND {named} <> {default}" if default else ""
+        if isinstance(types[table][column], JSON):  # JSON's null (how the ORM writes None) holds nothing
+            differs += f" AND CAST({named} AS TEXT) <> 'null'"
         # The names and defaults come from our own migrations' source, never from input.
         rows = connection.execute(text(
             f"SELECT count(*) FROM {quoted(table)} WHERE {named} IS NOT NULL{differs}")).scalar_one()  # noqa: S608
