@@ -206,6 +206,28 @@ def test_every_operation_has_a_row(app: Any) -> None:
     assert not MATRIX.keys() & PUBLIC
 
 
+def test_the_public_operations_are_those_the_document_asks_no_key_for(app: Any) -> None:
+    """The fuzz pass sends callers without a key only the operations the document gives no
+    security requirement (tests/fuzz), on the strength of this matrix checking every other."""
+    assert {name for name, (_, _, operation) in _operations(app).items() if "security" not in operation} == PUBLIC
+
+
+async def test_a_caller_without_a_key_is_refused_before_its_query_is_read(app: Any, client: httpx.AsyncClient) -> None:
+    """Authentication comes first: a list asked for with a malformed cursor, or limit, by a caller
+    without a key answers 401, not the 422 that would tell it how the query is read (the keys
+    list read its page before its caller, an independent review)."""
+    listed = [path for _, (method, path, operation) in sorted(_operations(app).items())
+              if method == "GET" and "security" in operation
+              and any(p["name"] == "cursor" for p in operation.get("parameters", []))]
+    assert len(listed) > 20
+    for path in listed:
+        concrete = re.sub(r"\{[^}]+\}", str(uuid.uuid4()), path)
+        for query in ({"cursor": "zz"}, {"limit": "0"}):
+            response = await client.get(concrete, params=query)
+            assert response.status_code == 401, (path, query, response.status_code, response.text[:200])
+            assert response.headers["content-type"].startswith("application/problem+json")
+
+
 async def _setting(app: Any, client: httpx.AsyncClient, clock: Any) -> tuple[dict[str, str], dict[str, str]]:
     """The callers' keys, and the value of every path parameter (records of A and X)."""
     a: World = await build_world(app, client)

@@ -138,8 +138,8 @@ async def create_api_key(
 async def list_api_keys(
     session: Session,
     now: Now,
+    actor: Annotated[Actor, Depends(current_actor)],  # before the page: a caller without a key learns nothing
     page: Paging,
-    actor: Annotated[Actor, Depends(current_actor)],
     principal_id: Annotated[uuid.UUID | None, Query(description="Only this principal's keys.")] = None,
     created_by_key_id: Annotated[uuid.UUID | None, Query(
         description="Only the keys this key created or rotated (revoking a key does not revoke them).")] = None,
