@@ -199,10 +199,12 @@ def db_downgrade(
     config = alembic_config()
     engine = create_engine(sync_database_url(get_settings().database_url))
     try:
-        with engine.connect() as connection:
-            holding = _tables_a_downgrade_drops(config, connection, revision)
-            holding |= _columns_a_downgrade_drops(config, connection, revision)
-        if holding and not drop_data:
+        holding: dict[str, int] = {}
+        if not drop_data:  # told to lose the data: nothing to count, and no guard to stop it
+            with engine.connect() as connection:
+                holding = _tables_a_downgrade_drops(config, connection, revision)
+                holding |= _columns_a_downgrade_drops(config, connection, revision)
+        if holding:
             listed = ", ".join(f"{table} ({rows:,} rows)" for table, rows in holding.items())
             typer.echo(f"error: going down to {revision} drops tables or columns that hold data: {listed}. "
                        "Nothing was changed. "
@@ -321,7 +323,11 @@ def _columns_a_downgrade_drops(config: Any, connection: Any, revision: str) -> d
     script = ScriptDirectory.from_config(config)
     added: list[tuple[str, str, str | None]] = []
     for step in script._downgrade_revs(revision, current):  # noqa: SLF001 (what `alembic downgrade` runs)
-        added += _added_columns(Path(step.revision.path).read_text(encoding="utf-8"))
+        try:
+            added += _added_columns(Path(step.revision.path).read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise ValueError(f"{exc} of {Path(step.revision.path).name}: the downgrade guard cannot tell whether "
+                             "it holds data (--drop-data goes down without asking)") from exc
     inspector = inspect(connection)
     tables = set(inspector.get_table_names())
     counts: dict[str, int] = {}

@@ -206,9 +206,9 @@ async def test_value_issued_into_a_voucher_s_used_account_is_reported(app, clien
     await _post(app, world, "voucher_issued", await _pool(app, world), accounts["used_account_id"], 9_000,
                 voucher=voucher)
     recon = await world.reconciliation()
-    assert _found(recon, "value issued into a voucher differs from its face value") == [
-        {"what": "value issued into a voucher differs from its face value", "voucher_id": voucher["id"],
-         "face_value": 100_000, "issued": 109_000}]
+    assert recon["record_differences"] == [
+        {"what": "voucher's face value differs from its issuing journal", "voucher_id": voucher["id"],
+         "face_value": 100_000, "ledger_issued": 109_000}]
 
 
 @pytest.mark.ledger_tampered
