@@ -54,6 +54,18 @@ async def _pool(app: Any, world: World) -> uuid.UUID:
             AccountKind.PROGRAMME_AVAILABLE]
 
 
+async def _refunded_to_the_pool(world: World, clock: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """A voucher of 300,000 used up by one redeem, and 100,000 of it refunded after the voucher's
+    validity: to the programme's pool. The voucher, the redemption and the refund."""
+    voucher = await world.issue(300_000)
+    redeemed = (await world.hold(voucher, 1_000_000, order="PO-1", path="/v1/redemptions")).json()
+    assert redeemed["captured_amount"] == 300_000
+    clock.current = datetime.fromisoformat(voucher["expires_at"]) + timedelta(seconds=1)
+    refund = await world.post(f"/v1/redemptions/{redeemed['id']}/refunds", {"amount": 100_000, "reason": "late"})
+    assert refund.status_code == 201 and refund.json()["destination"] == "pool", refund.text
+    return voucher, redeemed, refund.json()
+
+
 def _found(recon: dict[str, Any], what: str, key: str = "record_differences") -> list[dict[str, Any]]:
     return [d for d in recon[key] if d["what"] == what]
 
@@ -100,12 +112,7 @@ async def test_a_refund_posted_to_the_pool_that_no_refund_record_sends_there_is_
     taking more of its used value to the pool, with no refund record, does not (the
     redemption's own check sees its refunded total differ too)."""
     world = await _world(app, client)
-    voucher = await world.issue(300_000)
-    redeemed = (await world.hold(voucher, 1_000_000, order="PO-1", path="/v1/redemptions")).json()
-    assert redeemed["captured_amount"] == 300_000
-    clock.current = datetime.fromisoformat(voucher["expires_at"]) + timedelta(seconds=1)
-    refund = await world.post(f"/v1/redemptions/{redeemed['id']}/refunds", {"amount": 100_000, "reason": "late"})
-    assert refund.status_code == 201 and refund.json()["destination"] == "pool", refund.text
+    voucher, redeemed, _ = await _refunded_to_the_pool(world, clock)
     assert (await world.reconciliation())["is_clean"]
     accounts = await _voucher_accounts(app, voucher)
     await _post(app, world, REFUND_JOURNAL, accounts["used_account_id"], await _pool(app, world), 20_000,
@@ -239,15 +246,11 @@ async def test_a_refund_recorded_as_returned_to_the_voucher_but_posted_to_the_po
     from tests.settlement.test_reconciliation import _change
 
     world = await _world(app, client)
-    voucher = await world.issue(300_000)
-    redeemed = (await world.hold(voucher, 1_000_000, order="PO-1", path="/v1/redemptions")).json()
-    clock.current = datetime.fromisoformat(voucher["expires_at"]) + timedelta(seconds=1)
-    refund = await world.post(f"/v1/redemptions/{redeemed['id']}/refunds", {"amount": 100_000, "reason": "late"})
-    assert refund.status_code == 201 and refund.json()["destination"] == "pool", refund.text
-    await _change(app, RedemptionRefund, refund.json()["id"], destination="voucher")
+    _, redeemed, refund = await _refunded_to_the_pool(world, clock)
+    await _change(app, RedemptionRefund, refund["id"], destination="voucher")
     recon = await world.reconciliation()
     assert recon["record_differences"] == [
         {"what": "refunds to the pool differ from the value refunds took out of the voucher",
          "redemption_id": redeemed["id"], "recorded": 0, "ledger": 100_000}]
-    await _change(app, RedemptionRefund, refund.json()["id"], destination="pool")
+    await _change(app, RedemptionRefund, refund["id"], destination="pool")
     assert (await world.reconciliation())["is_clean"]
