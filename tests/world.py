@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -63,6 +64,18 @@ class World:
                    idem: str | None = None) -> httpx.Response:
         headers = auth(key or self.provider_key, **{"Idempotency-Key": idem or str(uuid.uuid4())})
         return await self.client.post(path, json=body or {}, headers=headers)
+
+    async def refunded_to_the_pool(self, clock: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        """A voucher of 300,000 used up by one redeem, and 100,000 of it refunded after the
+        voucher's validity (`clock` moved past it): to the programme's pool. The voucher, the
+        redemption and the refund."""
+        voucher = await self.issue(300_000)
+        redeemed = (await self.hold(voucher, 1_000_000, order="PO-1", path="/v1/redemptions")).json()
+        assert redeemed["captured_amount"] == 300_000
+        clock.current = datetime.fromisoformat(voucher["expires_at"]) + timedelta(seconds=1)
+        refund = await self.post(f"/v1/redemptions/{redeemed['id']}/refunds", {"amount": 100_000, "reason": "late"})
+        assert refund.status_code == 201 and refund.json()["destination"] == "pool", refund.text
+        return voucher, redeemed, refund.json()
 
     async def reconciliation(self) -> dict[str, Any]:
         response = await self.client.get("/v1/ledger/reconciliation", headers=auth(self.auditor))

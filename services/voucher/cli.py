@@ -226,20 +226,28 @@ _CREATES_TABLE = re.compile(r"""create_table\(\s*['"](\w+)['"]""")
 _SHORT_LIVED = frozenset({"console_session_end"})
 
 
-def _tables_a_downgrade_drops(config: Any, connection: Any, revision: str) -> dict[str, int]:
-    """The tables the revisions a downgrade to `revision` undoes had made (read from their
-    `create_table` calls), with their rows, for those that exist and hold any."""
+def _undone_revisions(config: Any, connection: Any, revision: str) -> list[tuple[str, str]]:
+    """The revisions a downgrade to `revision` undoes, as (file name, source), in the order
+    `alembic downgrade` runs them; none on a database with no schema."""
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
-    from sqlalchemy import func, inspect, select, table
 
     current = MigrationContext.configure(connection).get_current_revision()
     if current is None:
-        return {}
+        return []
     script = ScriptDirectory.from_config(config)
-    made: list[str] = []
-    for step in script._downgrade_revs(revision, current):  # noqa: SLF001 (what `alembic downgrade` runs)
-        made += _CREATES_TABLE.findall(Path(step.revision.path).read_text(encoding="utf-8"))
+    paths = [Path(step.revision.path)
+             for step in script._downgrade_revs(revision, current)]  # noqa: SLF001 (what `alembic downgrade` runs)
+    return [(path.name, path.read_text(encoding="utf-8")) for path in paths]
+
+
+def _tables_a_downgrade_drops(config: Any, connection: Any, revision: str) -> dict[str, int]:
+    """The tables the revisions a downgrade to `revision` undoes had made (read from their
+    `create_table` calls), with their rows, for those that exist and hold any."""
+    from sqlalchemy import func, inspect, select, table
+
+    made = [name for _, source in _undone_revisions(config, connection, revision)
+            for name in _CREATES_TABLE.findall(source)]
     existing = set(inspect(connection).get_table_names())
     counts = {name: connection.execute(select(func.count()).select_from(table(name))).scalar_one()
               for name in made if name in existing and name not in _SHORT_LIVED}
@@ -313,20 +321,14 @@ def _columns_a_downgrade_drops(config: Any, connection: Any, revision: str) -> d
     with the rows that hold a value in them (other than the column's declared default), for
     those that exist and hold any: a settlement's payee account, a usage row's committed
     value, a webhook's older secrets — the table outlives the downgrade, its column does not."""
-    from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
     from sqlalchemy import JSON, inspect, text
 
-    current = MigrationContext.configure(connection).get_current_revision()
-    if current is None:
-        return {}
-    script = ScriptDirectory.from_config(config)
     added: list[tuple[str, str, str | None]] = []
-    for step in script._downgrade_revs(revision, current):  # noqa: SLF001 (what `alembic downgrade` runs)
+    for name, source in _undone_revisions(config, connection, revision):
         try:
-            added += _added_columns(Path(step.revision.path).read_text(encoding="utf-8"))
+            added += _added_columns(source)
         except ValueError as exc:
-            raise ValueError(f"{exc} of {Path(step.revision.path).name}: the downgrade guard cannot tell whether "
+            raise ValueError(f"{exc} of {name}: the downgrade guard cannot tell whether "
                              "it holds data (--drop-data goes down without asking)") from exc
     inspector = inspect(connection)
     tables = set(inspector.get_table_names())

@@ -51,12 +51,7 @@ async def test_a_refund_to_the_pool_does_not_reactivate_an_exhausted_voucher(app
 
     from services.voucher.tables import AuditEvent, Voucher
 
-    voucher = await world.issue(300_000)
-    redeemed = (await world.hold(voucher, 1_000_000, order="PO-1", path="/v1/redemptions")).json()
-    assert redeemed["captured_amount"] == 300_000
-    clock.current = datetime.fromisoformat(voucher["expires_at"]) + timedelta(seconds=1)
-    refund = await world.post(f"/v1/redemptions/{redeemed['id']}/refunds", {"amount": 100_000, "reason": "late"})
-    assert refund.status_code == 201 and refund.json()["destination"] == "pool", refund.text
+    voucher, _, _ = await world.refunded_to_the_pool(clock)
     async with app.state.database.unit_of_work(write=False) as session:
         stored = (await session.execute(select(col(Voucher.status)).where(col(Voucher.code) == voucher["code"]))
                   ).scalar_one()

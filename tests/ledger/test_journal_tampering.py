@@ -8,7 +8,6 @@ case below, so the checks before these saw nothing."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -52,18 +51,6 @@ async def _pool(app: Any, world: World) -> uuid.UUID:
     async with app.state.database.unit_of_work(write=False) as session:
         return (await ledger.programme_accounts(session, uuid.UUID(world.programme["id"])))[
             AccountKind.PROGRAMME_AVAILABLE]
-
-
-async def _refunded_to_the_pool(world: World, clock: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """A voucher of 300,000 used up by one redeem, and 100,000 of it refunded after the voucher's
-    validity: to the programme's pool. The voucher, the redemption and the refund."""
-    voucher = await world.issue(300_000)
-    redeemed = (await world.hold(voucher, 1_000_000, order="PO-1", path="/v1/redemptions")).json()
-    assert redeemed["captured_amount"] == 300_000
-    clock.current = datetime.fromisoformat(voucher["expires_at"]) + timedelta(seconds=1)
-    refund = await world.post(f"/v1/redemptions/{redeemed['id']}/refunds", {"amount": 100_000, "reason": "late"})
-    assert refund.status_code == 201 and refund.json()["destination"] == "pool", refund.text
-    return voucher, redeemed, refund.json()
 
 
 def _found(recon: dict[str, Any], what: str, key: str = "record_differences") -> list[dict[str, Any]]:
@@ -112,7 +99,7 @@ async def test_a_refund_posted_to_the_pool_that_no_refund_record_sends_there_is_
     taking more of its used value to the pool, with no refund record, does not (the
     redemption's own check sees its refunded total differ too)."""
     world = await _world(app, client)
-    voucher, redeemed, _ = await _refunded_to_the_pool(world, clock)
+    voucher, redeemed, _ = await world.refunded_to_the_pool(clock)
     assert (await world.reconciliation())["is_clean"]
     accounts = await _voucher_accounts(app, voucher)
     await _post(app, world, REFUND_JOURNAL, accounts["used_account_id"], await _pool(app, world), 20_000,
@@ -246,7 +233,7 @@ async def test_a_refund_recorded_as_returned_to_the_voucher_but_posted_to_the_po
     from tests.settlement.test_reconciliation import _change
 
     world = await _world(app, client)
-    _, redeemed, refund = await _refunded_to_the_pool(world, clock)
+    _, redeemed, refund = await world.refunded_to_the_pool(clock)
     await _change(app, RedemptionRefund, refund["id"], destination="voucher")
     recon = await world.reconciliation()
     assert recon["record_differences"] == [

@@ -772,16 +772,19 @@ async def _voucher_boundary_differences(session: AsyncSession) -> list[dict[str,
     )
     rows = sorted((await session.execute(stmt)).all(), key=lambda row: (row.voucher_id, row.transaction_id))
     journal = ("transaction_id", "kind", "voucher_id")
-    found = [{"what": "journal moves value into or out of a voucher that its kind may not",
-              **{k: row._mapping[k] for k in journal}, "net": int(row.net)}
-             for row in rows if not _crossing_allowed(row)]
+    allowed: list[Any] = []
+    found: list[dict[str, Any]] = []
+    for row in rows:
+        if _crossing_allowed(row):
+            allowed.append(row)
+        else:
+            found.append({"what": "journal moves value into or out of a voucher that its kind may not",
+                          **{k: row._mapping[k] for k in journal}, "net": int(row.net)})
     v = table_of(Voucher)
     vouchers = {row.id: row.status for row in (await session.execute(select(v.c.id, v.c.status))).all()}
     ended: dict[tuple[uuid.UUID, str], int] = {}
     out: dict[uuid.UUID, int] = {}
-    for row in rows:
-        if not _crossing_allowed(row):
-            continue
+    for row in allowed:
         if row.kind == ISSUE_JOURNAL:
             continue  # together the face value: `_voucher_differences`
         if row.kind in _ENDINGS:
