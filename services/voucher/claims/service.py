@@ -302,10 +302,7 @@ async def approve(session: AsyncSession, actor: Actor, claim_id: uuid.UUID, amou
     check_parties(Parties(enterprise_uscc=enterprise.uscc, enterprise_related=enterprise.related_parties,
                           provider_status=provider.status, provider_related=provider.related_parties,
                           is_enrolled=True, provider_uscc=provider.uscc))
-    granted = claim.subsidy if amount is None else amount
-    if granted > claim.subsidy:
-        raise ValidationFailed([field_error("amount", msg("at most the {held} held", held=Amount(claim.subsidy, claim.unit)),
-                                            "exceeds_hold")])
+    granted = claim.subsidy if amount is None else amount  # at most the held subsidy: `rules.capture_amount`
     await redemption.capture_claim(session, claim.redemption_id, granted, now)
     await _move(session, claim, C.APPROVED, now, note, approved_amount=granted)
     claim.approved_amount = granted

@@ -508,10 +508,12 @@ def capture_amount(hold: Hold, voucher: VoucherState, requested: int | None, now
         raise VoucherExpired(msg("the voucher expired; its holds are void"))
     amount = hold.held_amount if requested is None else requested
     if amount > hold.held_amount:
-        taken, held = Amount(amount, hold.unit), Amount(hold.held_amount, hold.unit)
-        detail = (msg("approval {amount} exceeds the held {held_amount}", amount=taken, held_amount=held) if approval
-                  else msg("capture {amount} exceeds the held {held_amount}", amount=taken, held_amount=held))
-        raise CaptureExceedsHold(detail, held_amount=hold.held_amount)
+        held = Amount(hold.held_amount, hold.unit)
+        if approval:  # the office's own figure, on the claim it reviewed: a field of its request
+            raise ValidationFailed([field_error("amount", msg("at most the {held} held", held=held), "exceeds_hold")])
+        raise CaptureExceedsHold(msg("capture {amount} exceeds the held {held_amount}",
+                                     amount=Amount(amount, hold.unit), held_amount=held),
+                                 held_amount=hold.held_amount)
     return amount
 
 
