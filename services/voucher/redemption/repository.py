@@ -95,7 +95,13 @@ def is_lapsed_hold(now: Any, voucher_expires_at: Any) -> Any:
     """A hold that has lapsed — its TTL passed or its voucher expired (`rules.lapse`) — whose
     release is not posted yet: void when read (DESIGN §2). `voucher_expires_at`: the expiry of
     the hold's voucher, joined or correlated by the caller."""
-    return and_(IS_HELD, or_(R.c.hold_expires_at <= now, voucher_expires_at <= now))
+    return lapsed_hold_where(now, voucher_expires_at <= now)
+
+
+def lapsed_hold_where(now: Any, voucher_has_expired: Any) -> Any:
+    """`is_lapsed_hold`, with whether the hold's voucher has expired at `now` told however the
+    caller reads it (a join, or an EXISTS on the voucher)."""
+    return and_(IS_HELD, or_(R.c.hold_expires_at <= now, voucher_has_expired))
 
 
 def _visible_to(actor: Actor) -> ColumnElement[bool]:
@@ -207,7 +213,7 @@ _HOLD_CONTEXT = (
 )
 _EXPIRED_HOLDS_BY_CODE = (
     select(*_HOLD_COLUMNS)
-    .where(R.c.voucher_id == _VOUCHER_ID_BY_CODE, IS_HELD, R.c.hold_expires_at <= bindparam("now"))
+    .where(R.c.voucher_id == _VOUCHER_ID_BY_CODE, is_expired_hold(bindparam("now")))
     .order_by(R.c.id)
     .with_for_update()
 )
@@ -353,13 +359,12 @@ def _account(n: int) -> Any:
 
 # The new hold's own voucher's holds: its TTL alone decides, for that voucher has just been found
 # usable at `now`, under its lock, so its expiry has not come (`rules.lapse` agrees).
-_VOID_WHEN_READ = IS_HELD & (R.c.hold_expires_at <= bindparam("now"))
+_VOID_WHEN_READ = is_expired_hold(bindparam("now"))
 # Another voucher's hold is void for the order's room and the cap once its TTL has passed or its
 # voucher has expired (its holds are voided first, DESIGN §2), whether or not the job has posted
 # either. A capture of it locked after this operation is judged at this operation's instant or
 # later (`rules.judged_at`), so it is refused then: the room is never given twice.
-_STALE = IS_HELD & ((R.c.hold_expires_at <= bindparam("now"))
-                    | exists().where(V.c.id == R.c.voucher_id, V.c.expires_at <= bindparam("now")))
+_STALE = lapsed_hold_where(bindparam("now"), exists().where(V.c.id == R.c.voucher_id, V.c.expires_at <= bindparam("now")))
 # Read after every lock, in one statement: whether the voucher already subsidises the order (its
 # holds past their TTL are void when read, and released by this very operation); what holds past
 # their TTL, or on vouchers that have expired, still count on the order and in the period (only
