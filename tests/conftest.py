@@ -76,6 +76,33 @@ def pytest_report_header() -> str:
     return f"voucher database engine: {ENGINE}"
 
 
+#: The files that take longest (summed over their tests, December 2026: `--durations=0` on both
+#: engines), longest first. `make test` hands whole files to its two processes in collection
+#: order, each taking the next when it is free; a long file collected late (the fuzz pass, in
+#: the middle of the alphabet) left one process working alone at the end. Sent first, the
+#: short files fill in around them. Only the order changes; every test still runs.
+LONGEST_FIRST = (
+    "tests/fuzz/test_api_fuzz.py",
+    "tests/exports/test_streaming.py",
+    "tests/console/test_browser.py",
+    "tests/applications/test_budget_state_machine.py",
+    "tests/applications/test_lifecycle.py",
+    "tests/programmes/test_routes.py",
+    "tests/webhooks/test_delivery.py",
+    "tests/redemption/test_concurrency.py",
+    "tests/applications/test_races.py",
+    "tests/test_cli.py",
+    "tests/ledger/test_state_machine.py",
+    "tests/settlement/test_state_machine.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {path: place for place, path in enumerate(LONGEST_FIRST)}
+    where = {id(item): place for place, item in enumerate(items)}
+    items.sort(key=lambda item: (rank.get(item.nodeid.split("::", 1)[0], len(rank)), where[id(item)]))
+
+
 def _pg_url(name: str) -> str:
     assert POSTGRES_URL
     url = make_url(normalise_database_url(POSTGRES_URL)).set(database=name)
