@@ -6,7 +6,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     BigInteger,
@@ -748,8 +748,16 @@ def _crossing_allowed(row: Any) -> bool:
     return False
 
 
-#: The journal kinds `_crossing_allowed` may let across a voucher's boundary.
-_MAY_CROSS = (ISSUE_JOURNAL, *_ENDINGS, REFUND_JOURNAL)
+class _Crossing(NamedTuple):
+    """What one journal moved across one voucher's boundary (`net`, into it; `outside`, the
+    part of it on the held and used accounts)."""
+
+    transaction_id: uuid.UUID
+    kind: str
+    voucher_id: uuid.UUID
+    redemption_id: uuid.UUID | None
+    net: int
+    outside: int
 
 
 async def _voucher_boundary_differences(session: AsyncSession) -> list[dict[str, Any]]:
@@ -766,37 +774,29 @@ async def _voucher_boundary_differences(session: AsyncSession) -> list[dict[str,
     voucher but posted to the pool had passed them. `net` is what the journal moved into the
     voucher.
 
-    Read in proportion to the journals that may cross, not to history: those few journals one
-    by one (issues, revocations, expiries, refunds: the journals table's one pass), and every
-    voucher's postings summed by account (no journal joined). A voucher whose sum is not what
-    its crossing journals moved has had value moved across by a journal of another kind; only
-    its own journals are then read one by one, to name them. Journals of another kind whose
-    crossings cancel out on one voucher (out, and back in) leave the identity true, and are
-    not reported."""
+    Each journal's crossing is summed from the postings and the accounts alone, grouped by
+    voucher first: PostgreSQL hashes the groups (4.3–4.5 s at a million redemptions) where,
+    grouped by journal first, it walked the postings in their journals' order through their
+    index (13.9–16.4 s), and the journal table is read only for the few journals that cross
+    (issues, endings, refunds). Summed by voucher and kind instead, two journals of other kinds
+    whose crossings cancel out (value from the pool through a voucher to a provider's payable)
+    passed every check (an independent review, December 2026)."""
     journal = ("transaction_id", "kind", "voucher_id")
-
-    def crossing(where: Any) -> Any:
-        moved = _sum(P.c.amount)
-        outside = _sum(case((A.c.kind != AccountKind.VOUCHER_AVAILABLE.value, P.c.amount), else_=0))
-        return (select(T.c.id.label("transaction_id"), T.c.kind, A.c.voucher_id, T.c.redemption_id,
-                       moved.label("net"), outside.label("outside"))
-                .select_from(P.join(A, A.c.id == P.c.account_id).join(T, T.c.id == P.c.transaction_id))
-                .where(A.c.voucher_id.is_not(None), where)
-                .group_by(T.c.id, T.c.kind, A.c.voucher_id, T.c.redemption_id).having(moved != 0))
-
-    rows = list((await session.execute(crossing(T.c.kind.in_(_MAY_CROSS)))).all())
-    per_account = select(P.c.account_id, _sum(P.c.amount).label("total")).group_by(P.c.account_id).subquery()
-    totals: dict[uuid.UUID, int] = {
-        voucher_id: int(total) for voucher_id, total in (await session.execute(
-            select(A.c.voucher_id, _sum(per_account.c.total))
-            .select_from(per_account.join(A, A.c.id == per_account.c.account_id))
-            .where(A.c.voucher_id.is_not(None)).group_by(A.c.voucher_id))).all()}
-    crossed: dict[uuid.UUID, int] = {}
-    for row in rows:
-        crossed[row.voucher_id] = crossed.get(row.voucher_id, 0) + int(row.net)
-    for voucher_id in sorted(v for v in totals.keys() | crossed.keys() if totals.get(v, 0) != crossed.get(v, 0)):
-        rows += (await session.execute(crossing(and_(A.c.voucher_id == voucher_id,
-                                                     T.c.kind.not_in(_MAY_CROSS))))).all()
+    moved = _sum(P.c.amount)
+    outside = _sum(case((A.c.kind != AccountKind.VOUCHER_AVAILABLE.value, P.c.amount), else_=0))
+    crossings = (await session.execute(
+        select(P.c.transaction_id, A.c.voucher_id, moved.label("net"), outside.label("outside"))
+        .select_from(P.join(A, A.c.id == P.c.account_id))
+        .where(A.c.voucher_id.is_not(None))
+        .group_by(A.c.voucher_id, P.c.transaction_id).having(moved != 0))).all()
+    journals: dict[uuid.UUID, Any] = {}
+    ids = sorted({row.transaction_id for row in crossings})
+    for start in range(0, len(ids), 1000):
+        journals.update((row.id, row) for row in (await session.execute(
+            select(T.c.id, T.c.kind, T.c.redemption_id).where(T.c.id.in_(ids[start:start + 1000])))).all())
+    rows = [_Crossing(row.transaction_id, journals[row.transaction_id].kind, row.voucher_id,
+                      journals[row.transaction_id].redemption_id, int(row.net), int(row.outside))
+            for row in crossings]
     rows.sort(key=lambda row: (row.voucher_id, row.transaction_id))
     allowed: list[Any] = []
     found: list[dict[str, Any]] = []
@@ -805,7 +805,7 @@ async def _voucher_boundary_differences(session: AsyncSession) -> list[dict[str,
             allowed.append(row)
         else:
             found.append({"what": "journal moves value into or out of a voucher that its kind may not",
-                          **{k: row._mapping[k] for k in journal}, "net": int(row.net)})
+                          **{k: getattr(row, k) for k in journal}, "net": row.net})
     v = table_of(Voucher)
     vouchers = {row.id: row.status for row in (await session.execute(
         select(v.c.id, v.c.status).where(v.c.status.in_(set(_ENDINGS.values()))))).all()}
@@ -821,9 +821,9 @@ async def _voucher_boundary_differences(session: AsyncSession) -> list[dict[str,
                 status = status or (await session.execute(
                     select(v.c.status).where(v.c.id == row.voucher_id))).scalar_one_or_none()
                 found.append({"what": "voucher's value ended twice, or on a voucher not of that status",
-                              **{k: row._mapping[k] for k in journal}, "net": int(row.net), "status": status})
+                              **{k: getattr(row, k) for k in journal}, "net": row.net, "status": status})
         else:
-            out[row.redemption_id] = out.get(row.redemption_id, 0) - int(row.net)
+            out[row.redemption_id] = out.get(row.redemption_id, 0) - row.net
     rr = table_of(RedemptionRefund)
     pooled: dict[uuid.UUID, int] = dict((await session.execute(
         select(rr.c.redemption_id, _sum(rr.c.amount)).where(rr.c.destination == "pool").group_by(rr.c.redemption_id)
