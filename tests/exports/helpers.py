@@ -269,7 +269,9 @@ async def stream_by_hand(
 async def load_postings(app: Any, programme_id: str, provider_id: str, journals: int, *,
                         at: datetime, unit: str = "CNY") -> None:
     """`journals` balanced journals of two postings each (programme spent → provider payable,
-    both unmaterialised, so reconciliation still holds), one second apart from `at`."""
+    both unmaterialised), one second apart from `at`. Their kind, `bulk_test`, is none the
+    service posts, so the reconciliation reports them: a test that loads them is marked
+    `ledger_tampered`."""
     database = app.state.database
     pid, prov = uuid.UUID(programme_id), uuid.UUID(provider_id)
     async with database.unit_of_work() as session:

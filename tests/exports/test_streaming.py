@@ -39,13 +39,15 @@ async def world(app, client: httpx.AsyncClient) -> World:
 
 
 @pytest.fixture
-async def loaded(app, world: World) -> World:
+async def loaded(app, world: World, request: pytest.FixtureRequest) -> World:
+    request.node.add_marker(pytest.mark.ledger_tampered)  # the loaded journals are the test's: `load_postings`
     await load_postings(app, world.programme["id"], world.provider["id"], JOURNALS, at=AT)
     return world
 
 
 async def _post_late_journal(app, world: World, amount: int) -> uuid.UUID:
-    """A real journal (with its audit event), committed now."""
+    """A real journal (with its audit event), committed now, of a kind the service never posts:
+    the reconciliation reports it, and the tests that post it are marked so."""
     async with app.state.database.unit_of_work() as session:
         pid = uuid.UUID(world.programme["id"])
         spent = (await ledger.programme_accounts(session, pid))[AccountKind.PROGRAMME_SPENT]
@@ -92,6 +94,7 @@ async def test_a_large_export_streams_in_chunks_in_bounded_memory(app, client, l
 XLSX_JOURNALS = 10_000  # 20,000 postings (50,000 had cost CI a minute per database, 30,000 half a minute)
 
 
+@pytest.mark.ledger_tampered  # the loaded journals are the test's: `load_postings`
 async def test_a_large_xlsx_export_is_written_progressively_in_bounded_memory(
     app, client, world: World, monkeypatch: pytest.MonkeyPatch, tmp_path
 ) -> None:
@@ -238,6 +241,7 @@ async def test_rows_committed_while_an_export_streams_are_not_in_it(app, client,
     assert len(again) == len(rows) + 2 and str(late[0]) in {r["journal_id"] for r in again}
 
 
+@pytest.mark.ledger_tampered  # `_post_late_journal`'s journals are the test's
 async def test_the_rows_are_read_in_the_snapshot_of_the_chain_head(
     app, client, world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -23,7 +23,8 @@ AT = datetime(2026, 3, 1, 0, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-async def world(app, client: httpx.AsyncClient) -> World:
+async def world(app, client: httpx.AsyncClient, request: pytest.FixtureRequest) -> World:
+    request.node.add_marker(pytest.mark.ledger_tampered)  # the loaded journals are the test's: `load_postings`
     world = await build_world(app, client)
     await load_postings(app, world.programme["id"], world.provider["id"], 60, at=AT)
     return world

@@ -109,6 +109,32 @@ async def test_two_journals_whose_crossings_cancel_on_a_voucher_are_both_reporte
 
 
 @pytest.mark.ledger_tampered
+@pytest.mark.parametrize("kind", [FUNDING_JOURNAL, "redeemed", "hold_captured", "settlement_paid", "made_up"])
+async def test_a_journal_moving_an_account_its_kind_may_not_is_reported(
+    app, client: httpx.AsyncClient, kind: str
+) -> None:
+    """40,000 of the programme's pool straight to the provider's payable, naming no
+    redemption: balanced, touching no voucher, and of a kind that moves one of the two accounts
+    or of none the service posts, it had passed every other check. Reported by its kind, the
+    account and the way, with the journal."""
+    world = await _world(app, client)
+    assert (await world.hold(await world.issue(100_000), 10_000, order="PO-1", path="/v1/redemptions")
+            ).status_code == 201
+    assert (await world.reconciliation())["is_clean"]
+    async with app.state.database.unit_of_work(write=False) as session:
+        payable = (await session.execute(select(table_of(LedgerAccount).c.id).where(
+            table_of(LedgerAccount).c.kind == AccountKind.PROVIDER_PAYABLE.value))).scalar_one()
+    journal = await _post(app, world, kind, await _pool(app, world), payable, 40_000)
+    recon = await world.reconciliation()
+    assert not recon["is_clean"]
+    found = _found(recon, "journal moves an account that its kind may not")
+    wrong = {("programme_available", "out")} | ({("provider_payable", "in")} if kind in (
+        FUNDING_JOURNAL, "settlement_paid", "made_up") else set())
+    assert {(f["account_kind"], f["way"]) for f in found} == wrong
+    assert all(f["kind"] == kind and f["transaction_ids"] == [str(journal)] and f["postings"] == 1 for f in found)
+
+
+@pytest.mark.ledger_tampered
 async def test_value_put_into_a_voucher_other_than_by_its_issue_is_reported(app, client: httpx.AsyncClient) -> None:
     """A refund-kind journal that adds to a voucher (pool to available): refunds only take
     value out of a voucher or move it within one."""
@@ -227,12 +253,14 @@ async def test_value_issued_into_a_voucher_s_used_account_is_reported(app, clien
     world = await _world(app, client)
     voucher = await world.issue(100_000)
     accounts = await _voucher_accounts(app, voucher)
-    await _post(app, world, "voucher_issued", await _pool(app, world), accounts["used_account_id"], 9_000,
-                voucher=voucher)
+    journal = await _post(app, world, "voucher_issued", await _pool(app, world), accounts["used_account_id"], 9_000,
+                          voucher=voucher)
     recon = await world.reconciliation()
     assert recon["record_differences"] == [
         {"what": "voucher's face value differs from its issuing journal", "voucher_id": voucher["id"],
-         "face_value": 100_000, "ledger_issued": 109_000}]
+         "face_value": 100_000, "ledger_issued": 109_000},
+        {"what": "journal moves an account that its kind may not", "kind": "voucher_issued",
+         "account_kind": "voucher_used", "way": "in", "postings": 1, "transaction_ids": [str(journal)]}]
 
 
 @pytest.mark.ledger_tampered

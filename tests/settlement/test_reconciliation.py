@@ -48,7 +48,10 @@ async def test_payment_without_a_settlement_is_reported(app, client: httpx.Async
     async def pay_outside(amount: int) -> None:
         async with app.state.database.unit_of_work() as session:
             accounts = await ledger.ensure_provider_accounts(session, provider, programme, "CNY", clock())
-            await ledger.post(session, kind="manual", now=clock(), programme_id=programme, memo="test",
+            # Under the kinds a payment and its reversal are posted as (a journal of another kind
+            # is reported as such).
+            kind = "settlement_paid" if amount > 0 else "settlement_repaid"
+            await ledger.post(session, kind=kind, now=clock(), programme_id=programme, memo="test",
                               legs=transfer(accounts[AccountKind.PROVIDER_PAYABLE],
                                             accounts[AccountKind.PROVIDER_PAID], amount, "CNY"))
 

@@ -42,6 +42,7 @@ from services.voucher.redemption.rules import (
     CLAWBACK_OVERPAYMENT_RETURN_REVERSED,
     CLAWBACK_OVERPAYMENT_RETURNED,
     CLAWBACK_RECORDED,
+    CLAWBACK_RECOVERED_BY_REFUNDS,
     CLAWBACK_REPAID,
     CLAWBACK_REPAYMENT_REVERSED,
     CLAWBACK_REVERSALS,
@@ -609,6 +610,7 @@ async def record_differences(session: AsyncSession) -> list[dict[str, Any]]:
     does a refund whose provider or programme is not its redemption's (the settlement job reads
     a pair's refunds by them, and would miss it)."""
     return (await _voucher_differences(session) + await _voucher_boundary_differences(session)
+            + await _journal_kind_differences(session)
             + await _suspension_differences(session)
             + await _redemption_differences(session) + await _journals_without_redemption(session)
             + await _refund_differences(session) + await _settlement_line_differences(session)
@@ -746,6 +748,73 @@ def _crossing_allowed(row: Any) -> bool:
     if row.kind == REFUND_JOURNAL:
         return bool(row.net < 0 and row.redemption_id is not None)
     return False
+
+
+def _moves(*moves: tuple[AccountKind, str]) -> frozenset[tuple[str, int]]:
+    """(account kind, +1 into it / -1 out of it) for each of `moves`, given as "+", "-" or "±"."""
+    return frozenset((kind.value, sign) for kind, ways in moves
+                     for sign in {"+": (1,), "-": (-1,), "±": (1, -1)}[ways])
+
+
+K = AccountKind
+_RELEASE_MOVES = _moves((K.VOUCHER_HELD, "-"), (K.VOUCHER_AVAILABLE, "+"))
+_CLAWBACK_MOVES = _moves((K.ENTERPRISE_RECEIVABLE, "±"), (K.PROGRAMME_CLAWBACK, "±"))
+#: The accounts each journal kind the service posts may move, and which way. A journal of
+#: another kind, or one moving another account (or the other way), is not the service's: one
+#: moving 40,000 from a programme's pool straight to a provider's payable, naming no
+#: redemption, had passed every other check whatever its kind (probed, December 2026). The
+#: reconciliation after every test holds the service's own journals to this table. Endings
+#: and issues are checked one by one besides (`_voucher_boundary_differences`), and a journal's
+#: amounts against its records elsewhere; this is the kinds' shape.
+_JOURNAL_MOVES: dict[str, frozenset[tuple[str, int]]] = {
+    FUNDING_JOURNAL: _moves((K.PROGRAMME_FUNDING, "-"), (K.PROGRAMME_AVAILABLE, "+")),
+    "budget_committed": _moves((K.PROGRAMME_AVAILABLE, "-"), (K.PROGRAMME_COMMITTED, "+")),
+    "commitment_released": _moves((K.PROGRAMME_COMMITTED, "-"), (K.PROGRAMME_AVAILABLE, "+")),
+    # From the approval's commitment, or from the pool when the office issues directly.
+    ISSUE_JOURNAL: _moves((K.PROGRAMME_COMMITTED, "-"), (K.PROGRAMME_AVAILABLE, "-"), (K.VOUCHER_AVAILABLE, "+")),
+    REVOKE_JOURNAL: _moves((K.VOUCHER_AVAILABLE, "-"), (K.PROGRAMME_AVAILABLE, "+")),
+    EXPIRY_JOURNAL: _moves((K.VOUCHER_AVAILABLE, "-"), (K.PROGRAMME_AVAILABLE, "+"), (K.PROGRAMME_BREAKAGE, "+")),
+    "hold_placed": _moves((K.VOUCHER_AVAILABLE, "-"), (K.VOUCHER_HELD, "+")),
+    # A capture releases what it does not take back to available; a claim's pays the enterprise.
+    "hold_captured": _moves((K.VOUCHER_HELD, "-"), (K.VOUCHER_USED, "+"), (K.VOUCHER_AVAILABLE, "+"),
+                            (K.PROGRAMME_SPENT, "-"), (K.PROVIDER_PAYABLE, "+"), (K.ENTERPRISE_PAYABLE, "+")),
+    "redeemed": _moves((K.VOUCHER_AVAILABLE, "-"), (K.VOUCHER_USED, "+"), (K.PROGRAMME_SPENT, "-"),
+                       (K.PROVIDER_PAYABLE, "+")),
+    **{kind: _RELEASE_MOVES for kind in RELEASE_JOURNAL.values()},
+    # Back to the voucher or to the pool, out of the payee's payable; on a voucher whose used
+    # value was clawed back, against the enterprise's receivable.
+    REFUND_JOURNAL: _moves((K.VOUCHER_USED, "-"), (K.VOUCHER_AVAILABLE, "+"), (K.PROGRAMME_AVAILABLE, "+"),
+                           (K.PROGRAMME_SPENT, "+"), (K.PROVIDER_PAYABLE, "-"), (K.ENTERPRISE_PAYABLE, "-"),
+                           (K.ENTERPRISE_RECEIVABLE, "±"), (K.PROGRAMME_CLAWBACK, "±")),
+    "claim_paid": _moves((K.ENTERPRISE_PAYABLE, "-"), (K.ENTERPRISE_PAID, "+")),
+    "settlement_paid": _moves((K.PROVIDER_PAYABLE, "-"), (K.PROVIDER_PAID, "+")),
+    "settlement_repaid": _moves((K.PROVIDER_PAID, "-"), (K.PROVIDER_PAYABLE, "+")),
+    **{kind: _CLAWBACK_MOVES for kind in (
+        CLAWBACK_RECORDED, CLAWBACK_REPAID, CLAWBACK_WRITTEN_OFF, CLAWBACK_RECOVERED_BY_REFUNDS,
+        CLAWBACK_OVERPAYMENT_RETURNED, *CLAWBACK_REVERSALS.values())},
+}
+
+
+async def _journal_kind_differences(session: AsyncSession) -> list[dict[str, Any]]:
+    """Postings that move an account their journal's kind may not (`_JOURNAL_MOVES`), by
+    journal kind, account kind and way, with how many and the first few journals."""
+    way = case((P.c.amount > 0, 1), else_=-1)
+    joined = P.join(A, A.c.id == P.c.account_id).join(T, T.c.id == P.c.transaction_id)
+    shapes = (await session.execute(
+        select(T.c.kind, A.c.kind.label("account_kind"), way.label("way"), func.count().label("postings"))
+        .select_from(joined).group_by(T.c.kind, A.c.kind, way))).all()
+    found: list[dict[str, Any]] = []
+    for row in sorted(shapes, key=lambda row: (row.kind, row.account_kind, row.way)):
+        if (row.account_kind, row.way) in _JOURNAL_MOVES.get(row.kind, frozenset()):
+            continue
+        journals = (await session.execute(
+            select(T.c.id).distinct().select_from(joined)
+            .where(T.c.kind == row.kind, A.c.kind == row.account_kind, P.c.amount > 0 if row.way > 0 else P.c.amount < 0)
+            .order_by(T.c.id).limit(5))).scalars().all()
+        found.append({"what": "journal moves an account that its kind may not", "kind": row.kind,
+                      "account_kind": row.account_kind, "way": "in" if row.way > 0 else "out",
+                      "postings": int(row.postings), "transaction_ids": [str(j) for j in journals]})
+    return found
 
 
 class _Crossing(NamedTuple):
