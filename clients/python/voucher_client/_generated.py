@@ -12,7 +12,7 @@ from uuid import UUID
 
 from voucher_client._transport import AsyncTransport, Operation, SyncTransport
 
-DOCUMENT_SHA256 = "122ad8c5067a4770f620e7c9d26d033ab55e1d77064baaa32b11f2a81e249693"
+DOCUMENT_SHA256 = "d3c16ffa2681c3e00774f9b0de7be4c8c85de77a9b4900dc33297e909bd96bf8"
 
 
 AnomalyRule = Literal["related_party", "order_splitting", "velocity_spike", "expiry_burst", "shared_reference"]

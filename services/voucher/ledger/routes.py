@@ -80,7 +80,7 @@ class ReconciliationPublic(BaseModel):
     "checks that no balance is negative, every journal sums to zero per unit, commitments and settlements "
     "agree with the ledger, each programme's funding is its budget, moved once when it opened, value crosses a "
     "voucher's boundary only when it is issued (its face value), revoked, expired or refunded to the pool (as its "
-    "refund records say), every order's and enterprise's cap counters agree with their redemptions, every "
+    "refund records say), each journal moves only the kinds of account its own kind may, and only the way it may, every order's and enterprise's cap counters agree with their redemptions, every "
     "journal's redemption exists, and each voucher's clawback still owed is the smaller of the clawback and the value "
     "still used on it less what was repaid and written off, plus what the office returned of an overpayment, and that the records money is paid from agree with the ledger: each redemption's "
     "captured, refunded and held amounts with its journals, each settlement's lines with their captures and "
